@@ -1,0 +1,73 @@
+"""One termination condition for every run: stop text, turn cap, token budget, interjection."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from autogen_agentchat.base import TerminatedException, TerminationCondition
+from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, StopMessage, ToolCallSummaryMessage
+
+from .models import Meter
+from .spec import TerminationSpec
+
+
+class RunGuard(TerminationCondition):
+    """Ends a team's `run_stream` for whichever reason comes first.
+
+    Its counters belong to the run, not to AutoGen: the manager resets the condition each
+    time it fires, but a run spans several `run_stream` calls (one per interjection).
+    """
+
+    def __init__(self, limits: TerminationSpec, roles: Sequence[str], meter: Meter) -> None:
+        self.limits = limits
+        self.roles = set(roles)
+        self.stop_from = set(limits.stop_from) or self.roles
+        self.meter = meter
+        self.turns = 0
+        self.reason: str | None = None
+        self.detail = ""
+        self.interject = False
+        self._fired = False
+
+    @property
+    def terminated(self) -> bool:
+        return self._fired
+
+    def begin_segment(self) -> None:
+        """Called right before each `run_stream`: forget the last firing and any stale interjection."""
+        self.reason = None
+        self.detail = ""
+        self.interject = False
+        self._fired = False
+
+    def _fire(self, reason: str, detail: str) -> StopMessage:
+        self.reason, self.detail, self._fired = reason, detail, True
+        return StopMessage(content=detail, source="parley")
+
+    async def __call__(self, messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> StopMessage | None:
+        if self._fired:
+            raise TerminatedException("the run has already stopped")
+        stop_text = self.limits.stop_text
+        for m in messages:
+            if not isinstance(m, BaseChatMessage) or m.source not in self.roles:
+                continue
+            self.turns += 1
+            # Tool output is data: a stop word inside a tool result never ends the run.
+            if (
+                stop_text
+                and m.source in self.stop_from
+                and not isinstance(m, ToolCallSummaryMessage)
+                and stop_text in m.to_model_text()
+            ):
+                return self._fire("stop_text", f"{m.source} said {stop_text}")
+        if self.meter.exceeded():
+            return self._fire("max_tokens", f"token budget of {self.meter.budget} reached ({self.meter.total_tokens} used)")
+        if self.turns >= self.limits.max_turns:
+            return self._fire("max_turns", f"reached {self.limits.max_turns} turns")
+        if self.interject:
+            return self._fire("interjection", "a human message is waiting")
+        return None
+
+    async def reset(self) -> None:
+        # AutoGen resets after every firing; the run reads `reason` afterwards, so keep it.
+        self._fired = False

@@ -1,0 +1,113 @@
+"""Terminal rendering of run events for `parley run`."""
+
+from __future__ import annotations
+
+import json
+import sys
+import zlib
+from typing import TextIO
+
+from .events import (
+    ChunkEvent,
+    ErrorEvent,
+    Event,
+    HumanMessageEvent,
+    HumanQueuedEvent,
+    MessageEvent,
+    NoticeEvent,
+    RunResult,
+    RunStartedEvent,
+    SpeakerSelectedEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    TurnAbandonedEvent,
+)
+
+_COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+CLIP = 600
+
+
+def summary(result: RunResult) -> str:
+    """The one-line summary printed at the end of a run."""
+    cost = "cost unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
+    why = f"{result.stop_reason} ({result.detail})" if result.detail else result.stop_reason
+    parts = [
+        f"stopped: {why}",
+        f"{result.turns} turns",
+        f"{result.prompt_tokens:,} prompt + {result.completion_tokens:,} completion tokens",
+        cost,
+    ]
+    line = " · ".join(parts)
+    if result.undelivered:
+        line += f" · {len(result.undelivered)} message(s) kept for the next run"
+    return line
+
+
+class Renderer:
+    """Prints a conversation as it happens: speakers, streamed text, tool calls, a summary."""
+
+    def __init__(self, out: TextIO = sys.stdout, color: bool | None = None) -> None:
+        self.out = out
+        self.color = out.isatty() if color is None else color
+        self._streaming: str | None = None
+
+    def _c(self, text: str, code: int) -> str:
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
+
+    def _name(self, name: str) -> str:
+        return self._c(name, _COLORS[zlib.crc32(name.encode()) % len(_COLORS)])
+
+    def _dim(self, text: str) -> str:
+        return self._c(text, 2)
+
+    def _line(self, text: str) -> None:
+        if self._streaming is not None:
+            self.out.write("\n")
+            self._streaming = None
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def show(self, ev: Event) -> None:  # noqa: C901 - one branch per event type reads best
+        if isinstance(ev, RunStartedEvent):
+            self._line(self._dim(f"parley · {ev.team} · {ev.pattern} · model {ev.model} · roles {', '.join(ev.roles)}"))
+        elif isinstance(ev, NoticeEvent):
+            self._line(self._c(f"! {ev.content}", 33))
+        elif isinstance(ev, HumanMessageEvent):
+            label = {"task": "task", "say": "you", "interrupt": "you (interrupt)"}[ev.mode]
+            self._line(f"{self._c(label, 1)}: {ev.content}")
+        elif isinstance(ev, HumanQueuedEvent):
+            self._line(self._dim(f"(queued: joins {'now' if ev.mode == 'interrupt' else 'after the current turn'})"))
+        elif isinstance(ev, SpeakerSelectedEvent) and ev.fallback:
+            self._line(self._dim(f"(selector: {ev.content})"))
+        elif isinstance(ev, ChunkEvent):
+            if self._streaming != ev.source:
+                if self._streaming is not None:
+                    self.out.write("\n")
+                self.out.write(f"[{ev.turn}] {self._name(ev.source)}: ")
+                self._streaming = ev.source
+            self.out.write(ev.content)
+            self.out.flush()
+        elif isinstance(ev, MessageEvent):
+            if self._streaming == ev.source and ev.kind == "text":
+                self.out.write("\n")
+                self._streaming = None
+                self.out.flush()
+            else:
+                tag = " (tool result)" if ev.kind == "tool_summary" else ""
+                self._line(f"[{ev.turn}] {self._name(ev.source)}{tag}: {_clip(ev.content)}")
+        elif isinstance(ev, ToolCallEvent):
+            args = json.dumps(ev.arguments) if isinstance(ev.arguments, dict) else ev.arguments
+            self._line(self._dim(f"    → {ev.source} calls {ev.name} {args}"))
+        elif isinstance(ev, ToolResultEvent):
+            mark = "✗" if ev.is_error else "←"
+            self._line(self._dim(f"    {mark} {ev.name}: {_clip(ev.content, 300)}"))
+        elif isinstance(ev, TurnAbandonedEvent):
+            self._line(self._dim(f"    ({ev.source}'s turn abandoned: {ev.reason})"))
+        elif isinstance(ev, ErrorEvent):
+            self._line(self._c(f"error in {ev.source}: {ev.error_type}: {ev.content}", 31))
+        elif isinstance(ev, RunResult):
+            self._line(self._dim("── ") + summary(ev))
+
+
+def _clip(text: str, limit: int = CLIP) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,198 @@
+"""The `parley` command: list and validate teams, run a team, list tools."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+from ._render import Renderer
+from .catalog import discover_teams
+from .errors import ConfigError, TeamFileError
+from .events import RunResult
+from .run import Conversation, Run
+from .spec import load_team_file
+from .tools import default_registry
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_STOPPED = 0, 1, 2, 3, 4, 130
+_EXIT_BY_REASON = {"max_tokens": EXIT_TOKENS, "timeout": EXIT_TIMEOUT, "stopped": EXIT_STOPPED, "error": EXIT_ERROR}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="parley", description="Teams of role-based AI agents, watched and steered by people.")
+    p.add_argument("--version", action="version", version=f"parley {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    teams = sub.add_parser("teams", help="list teams, or validate team files")
+    teams.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR (repeatable)")
+    teams.add_argument("--validate", nargs="+", metavar="FILE", help="check team files; exit 1 on any error")
+
+    run = sub.add_parser("run", help="run a team on a task and print the conversation")
+    run.add_argument("team", help="a team name (see `parley teams`) or a path to a team YAML file")
+    run.add_argument("task", help="what the team should do")
+    run.add_argument("--model", help="model for every role, e.g. local, scripted:FILE.yaml, openai:gpt-4o-mini")
+    run.add_argument("--max-turns", type=_positive_int, metavar="N")
+    run.add_argument("--max-tokens", type=_positive_int, metavar="N")
+    run.add_argument("--timeout", type=_positive_float, metavar="SECONDS")
+    run.add_argument("--json", action="store_true", help="print one JSON event per line")
+    run.add_argument("--chunks", action="store_true", help="with --json, include streamed text chunks")
+    run.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
+
+    sub.add_parser("tools", help="list the tools roles can be granted")
+    return p
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be more than 0")
+    return value
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "teams":
+            return _validate(args.validate) if args.validate else _list_teams(args.teams)
+        if args.command == "tools":
+            return _list_tools()
+        return asyncio.run(_run(args))
+    except ConfigError as exc:
+        print(f"parley: error: {exc}" if not isinstance(exc, TeamFileError) else str(exc), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_STOPPED
+
+
+def _list_teams(extra: list[str]) -> int:
+    entries = discover_teams(extra)
+    if not entries:
+        print("no teams found (looked in teams/, PARLEY_TEAMS and --teams)")
+        return EXIT_OK
+    width = max(len(e.name) for e in entries)
+    for e in entries:
+        if e.spec is None:
+            first, *rest = (e.error or "").splitlines()
+            print(f"{e.name:<{width}}  BROKEN  {first}")
+            for line in rest:
+                print(f"{'':<{width}}          {line}")
+        else:
+            roles = ", ".join(e.spec.role_names)
+            print(f"{e.name:<{width}}  {e.spec.pattern:<11}  [{roles}]  {e.spec.description}")
+    return EXIT_OK
+
+
+def _validate(files: list[str]) -> int:
+    names = default_registry().names()
+    status = EXIT_OK
+    for f in files:
+        try:
+            spec = load_team_file(Path(f), tool_names=names, display=f)
+            print(f"{f}: ok (team {spec.name}, {spec.pattern}, {len(spec.roles)} roles)")
+        except TeamFileError as exc:
+            print(str(exc))
+            status = EXIT_ERROR
+    return status
+
+
+def _list_tools() -> int:
+    reg = default_registry()
+    granted: dict[str, list[str]] = {}
+    for e in discover_teams():
+        for role in e.spec.roles if e.spec else []:
+            for t in role.tools:
+                granted.setdefault(t, []).append(f"{e.name}.{role.name}")
+    width = max((len(n) for n in reg.tools), default=4)
+    for name in reg.names():
+        t = reg.get(name)
+        approval = "approval" if t.approval else "-"
+        summary = t.description.splitlines()[0]
+        print(f"{name:<{width}}  {t.family:<10}  {approval:<8}  {summary}")
+        print(f"{'':<{width}}  granted to: {', '.join(granted.get(name, [])) or '(no shipped team)'}")
+    for err in reg.errors:
+        print(f"BROKEN  {err}")
+    return EXIT_OK
+
+
+async def _run(args: argparse.Namespace) -> int:
+    conv = Conversation(args.team, model=args.model, max_turns=args.max_turns, max_tokens=args.max_tokens,
+                        timeout_s=args.timeout, teams_dirs=args.teams)
+    run = conv.start(args.task)
+    interactive = not args.json and sys.stdin.isatty()
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_sigint() -> None:
+        nonlocal presses
+        presses += 1
+        if presses > 1:
+            os._exit(EXIT_STOPPED)
+        run.stop()
+
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, on_sigint)
+    if interactive:
+        _read_stdin(loop, run)
+        print("(type a message and Enter to join the conversation · /i TEXT interrupts · /stop or Ctrl-C stops)",
+              file=sys.stderr)
+    renderer = Renderer()
+    result: RunResult | None = None
+    try:
+        async for ev in run:
+            if args.json:
+                if ev.type != "chunk" or args.chunks:
+                    print(ev.model_dump_json(exclude={"ts"}), flush=True)
+            else:
+                renderer.show(ev)
+            if isinstance(ev, RunResult):
+                result = ev
+    finally:
+        if interactive:
+            loop.remove_reader(sys.stdin.fileno())
+        await conv.pool.close()
+    assert result is not None
+    if not result.ok:
+        print(f"parley: run ended: {result.stop_reason}: {result.detail}", file=sys.stderr)
+    return EXIT_OK if result.ok else _EXIT_BY_REASON.get(result.stop_reason, EXIT_ERROR)
+
+
+def _read_stdin(loop: asyncio.AbstractEventLoop, run: Run) -> None:
+    def on_line() -> None:
+        line = sys.stdin.readline()
+        if not line:
+            loop.remove_reader(sys.stdin.fileno())
+            return
+        text = line.strip()
+        if not text or run.result is not None:
+            return
+        if text in ("/stop", "/quit"):
+            run.stop()
+        elif text.startswith(("/i ", "/interrupt ")):
+            run.interrupt(text.split(" ", 1)[1])
+        else:
+            run.say(text)
+
+    loop.add_reader(sys.stdin.fileno(), on_line)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

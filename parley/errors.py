@@ -1,0 +1,102 @@
+"""The two kinds of error parley raises.
+
+`ConfigError` and its subclasses are mistakes in what the user wrote (a team file, a model
+string, a missing key); their message names the fix. `RunError` is something that went
+wrong while a team was running; it carries the role, the turn and the original exception.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "ConfigError",
+    "FileProblem",
+    "MissingKeyError",
+    "ModelStringError",
+    "ParleyError",
+    "RunError",
+    "ScriptExhaustedError",
+    "TeamFileError",
+    "UnknownTeamError",
+]
+
+
+class ParleyError(Exception):
+    """Base class of every error parley raises on purpose."""
+
+
+class ConfigError(ParleyError):
+    """A mistake in the user's configuration. The message says what is wrong and how to fix it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileProblem:
+    """One problem in a user's file, located by line and by field path."""
+
+    file: str
+    """The file, as the user named it."""
+    line: int | None
+    """1-based line of the offending value, when known."""
+    path: str
+    """Dotted field path, e.g. ``roles[1].tools[0]``; empty for the whole file."""
+    message: str
+    """What is wrong, and where possible how to fix it."""
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class TeamFileError(ConfigError):
+    """A team (or script) file that cannot be used; lists every problem found."""
+
+    def __init__(self, problems: Sequence[FileProblem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class UnknownTeamError(ConfigError):
+    """A team name that matches no team file."""
+
+
+class ModelStringError(ConfigError):
+    """A model string that parley cannot parse or build."""
+
+
+class MissingKeyError(ConfigError):
+    """A backend needs a credential that is not set."""
+
+    def __init__(self, backend: str, variable: str, extra: str = "") -> None:
+        self.backend = backend
+        self.variable = variable
+        hint = f" {extra}" if extra else ""
+        super().__init__(
+            f"No key found for the {backend} backend: set the {variable} environment variable "
+            f"(for example `export {variable}=...`).{hint}"
+        )
+
+
+class ScriptExhaustedError(ConfigError):
+    """A scripted model was asked for more replies than its script holds."""
+
+    def __init__(self, script: str, who: str, call: int, available: int) -> None:
+        self.who = who
+        self.call = call
+        super().__init__(
+            f"{script}: {who} ran past the end of its script at its turn {call} "
+            f"(the script gives it {available} {'reply' if available == 1 else 'replies'}); "
+            f"add more under {'selector' if who == 'the selector' else f'roles.{who}'}"
+        )
+
+
+class RunError(ParleyError):
+    """A run that failed. Keeps the original exception's type and message."""
+
+    def __init__(self, message: str, *, role: str | None = None, turn: int | None = None,
+                 error_type: str | None = None) -> None:
+        self.role = role
+        self.turn = turn
+        self.error_type = error_type
+        super().__init__(message)

@@ -1,0 +1,159 @@
+"""The events of a run: one discriminated union, tagged by `type`, ending with a `result`.
+
+Every adapter (CLI, web chat, evaluations, benchmarks) matches on these and nothing else.
+Every event has `type`, `source`, `content` and `turn` (the conversation-wide number of the
+agent turn it belongs to).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+__all__ = [
+    "ChunkEvent",
+    "ErrorEvent",
+    "Event",
+    "HumanMessageEvent",
+    "HumanQueuedEvent",
+    "MessageEvent",
+    "NoticeEvent",
+    "RunResult",
+    "RunStartedEvent",
+    "SpeakerSelectedEvent",
+    "StopReason",
+    "ToolCallEvent",
+    "ToolResultEvent",
+    "TurnAbandonedEvent",
+    "UsageEvent",
+    "event_adapter",
+]
+
+StopReason = Literal["stop_text", "completed", "max_turns", "max_tokens", "timeout", "stopped", "error"]
+NORMAL_STOPS: frozenset[str] = frozenset({"stop_text", "completed", "max_turns"})
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    source: str = ""
+    """Who produced it: a role name, `user`, `selector` or `parley`."""
+    content: str = ""
+    turn: int = 0
+    ts: float = Field(default_factory=time.time)
+    """Unix time the event was created."""
+
+
+class RunStartedEvent(_Event):
+    type: Literal["run_started"] = "run_started"
+    team: str
+    model: str
+    pattern: str
+    roles: list[str]
+
+
+class HumanQueuedEvent(_Event):
+    """A human message was accepted; it joins the conversation after the current turn."""
+
+    type: Literal["human_queued"] = "human_queued"
+    mode: Literal["say", "interrupt"] = "say"
+
+
+class HumanMessageEvent(_Event):
+    """A human message reached the team (the task, an interjection or an interrupt)."""
+
+    type: Literal["human_message"] = "human_message"
+    mode: Literal["task", "say", "interrupt"] = "task"
+
+
+class SpeakerSelectedEvent(_Event):
+    type: Literal["speaker_selected"] = "speaker_selected"
+    fallback: bool = False
+    """True when the selector's answer named no role and parley picked by rule."""
+
+
+class ChunkEvent(_Event):
+    """Streamed text of a message still being written."""
+
+    type: Literal["chunk"] = "chunk"
+
+
+class MessageEvent(_Event):
+    """A finished agent message: one turn."""
+
+    type: Literal["message"] = "message"
+    kind: Literal["text", "tool_summary", "handoff"] = "text"
+
+
+class ToolCallEvent(_Event):
+    type: Literal["tool_call"] = "tool_call"
+    name: str
+    arguments: dict[str, Any] | str
+    call_id: str
+
+
+class ToolResultEvent(_Event):
+    type: Literal["tool_result"] = "tool_result"
+    name: str
+    call_id: str
+    is_error: bool = False
+
+
+class UsageEvent(_Event):
+    """One model call's tokens, and the running totals."""
+
+    type: Literal["usage"] = "usage"
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    total_prompt_tokens: int
+    total_completion_tokens: int
+    cost_usd: float | None
+    """Running total cost, None when a price is unknown."""
+
+
+class TurnAbandonedEvent(_Event):
+    """A turn cut short by interrupt, stop or timeout; `content` is what had streamed."""
+
+    type: Literal["turn_abandoned"] = "turn_abandoned"
+    reason: str
+
+
+class NoticeEvent(_Event):
+    type: Literal["notice"] = "notice"
+    level: Literal["info", "warning"] = "info"
+
+
+class ErrorEvent(_Event):
+    type: Literal["error"] = "error"
+    error_type: str
+
+
+class RunResult(_Event):
+    """The last event of every run."""
+
+    type: Literal["result"] = "result"
+    stop_reason: StopReason
+    turns: int
+    """Agent turns in this run."""
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float | None
+    detail: str = ""
+    """One line on why the run stopped."""
+    undelivered: list[str] = Field(default_factory=list)
+    """Human messages typed too late for this run; the conversation delivers them next time."""
+
+    @property
+    def ok(self) -> bool:
+        return self.stop_reason in NORMAL_STOPS
+
+
+Event = Annotated[
+    RunStartedEvent | HumanQueuedEvent | HumanMessageEvent | SpeakerSelectedEvent | ChunkEvent | MessageEvent
+    | ToolCallEvent | ToolResultEvent | UsageEvent | TurnAbandonedEvent | NoticeEvent | ErrorEvent | RunResult,
+    Field(discriminator="type"),
+]
+event_adapter: TypeAdapter[Event] = TypeAdapter(Event)

@@ -1,0 +1,84 @@
+"""Model strings and the clients behind them, every one metered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from autogen_core.models import ChatCompletionClient
+
+from ._meter import BudgetExceeded, CallFailure, CallRecord, Meter, MeteredClient
+from ._pricing import cost_usd, price_of
+from ._ref import BACKENDS, ModelRef, parse_model
+from ._scripted import SELECTOR, ScriptedModel
+
+__all__ = [
+    "BACKENDS",
+    "SELECTOR",
+    "BudgetExceeded",
+    "CallFailure",
+    "CallRecord",
+    "Meter",
+    "MeteredClient",
+    "ModelPool",
+    "ModelRef",
+    "ScriptedModel",
+    "cost_usd",
+    "parse_model",
+    "price_of",
+]
+
+
+class ModelPool:
+    """Builds the clients of one conversation: one per role (and the selector), all on one meter."""
+
+    def __init__(self, meter: Meter) -> None:
+        self.meter = meter
+        self._scripts: dict[str, ScriptedModel] = {}
+        self._shared: dict[str, ChatCompletionClient] = {}
+
+    def script(self, path: str) -> ScriptedModel:
+        key = str(Path(path).resolve())
+        if key not in self._scripts:
+            self._scripts[key] = ScriptedModel.load(path)
+        return self._scripts[key]
+
+    @property
+    def scripts(self) -> list[ScriptedModel]:
+        return list(self._scripts.values())
+
+    def client(self, model: str, who: str) -> MeteredClient:
+        """A metered client of `model` for role `who` (or SELECTOR). Raises ConfigError on bad input."""
+        ref = parse_model(model)
+        if ref.backend == "scripted":
+            inner: ChatCompletionClient = self.script(ref.name).client(who)
+        else:
+            key = str(ref)
+            if key not in self._shared:
+                self._shared[key] = _build(ref)
+            inner = self._shared[key]
+        return MeteredClient(inner, self.meter, source="selector" if who == SELECTOR else who, model=str(ref))
+
+    async def close(self) -> None:
+        for client in self._shared.values():
+            await client.close()
+        self._shared.clear()
+
+
+def supports_tools(model: str) -> bool:
+    """Whether the model can emit tool calls (the embedded model cannot)."""
+    return parse_model(model).backend != "local"
+
+
+def uses_json_schema(model: str) -> bool:
+    """Whether the selector should constrain this model's answer with a JSON schema."""
+    return parse_model(model).backend in ("local", "compatible", "openai", "azure")
+
+
+def _build(ref: ModelRef) -> ChatCompletionClient:
+    if ref.backend == "local":
+        from ._local import local_client
+
+        return local_client()  # type: ignore[no-any-return]
+    from ._backends import build_remote
+
+    return build_remote(ref)

@@ -1,0 +1,200 @@
+"""The meter: every model call of a conversation, the selector's included, in one ledger."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from autogen_core import CancellationToken
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.tools import Tool, ToolSchema
+
+from ._pricing import cost_usd
+from ._tokens import count_completion, count_messages
+
+
+class BudgetExceeded(Exception):
+    """Raised instead of making a model call once the token budget is spent."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallRecord:
+    """One model call."""
+
+    source: str
+    """Role name, or `selector`."""
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    estimated: bool
+    """True when counted with tiktoken because the backend reported no usage."""
+    cost_usd: float | None
+    latency_s: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class CallFailure:
+    source: str
+    model: str
+    error_type: str
+    message: str
+
+
+@dataclass
+class Meter:
+    """Token and cost ledger shared by every client of one conversation."""
+
+    budget: int | None = None
+    calls: list[CallRecord] = field(default_factory=list)
+    failures: list[CallFailure] = field(default_factory=list)
+    listeners: list[Callable[[CallRecord], None]] = field(default_factory=list)
+
+    @property
+    def prompt_tokens(self) -> int:
+        return sum(c.prompt_tokens for c in self.calls)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(c.completion_tokens for c in self.calls)
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def cost_usd(self) -> float | None:
+        """Total cost, or None when any call's price is unknown."""
+        costs = [c.cost_usd for c in self.calls]
+        if any(c is None for c in costs):
+            return None
+        return float(sum(c for c in costs if c is not None))
+
+    def exceeded(self) -> bool:
+        return self.budget is not None and self.total_tokens >= self.budget
+
+    def record(self, rec: CallRecord) -> None:
+        self.calls.append(rec)
+        for listener in list(self.listeners):
+            listener(rec)
+
+    def by_source(self) -> dict[str, tuple[int, int]]:
+        out: dict[str, tuple[int, int]] = {}
+        for c in self.calls:
+            p, q = out.get(c.source, (0, 0))
+            out[c.source] = (p + c.prompt_tokens, q + c.completion_tokens)
+        return out
+
+
+class MeteredClient(ChatCompletionClient):
+    """Wraps any client: refuses calls past the budget, records usage (counting it when missing)."""
+
+    def __init__(self, inner: ChatCompletionClient, meter: Meter, *, source: str, model: str) -> None:
+        self.inner = inner
+        self.meter = meter
+        self.source = source
+        self.model = model
+
+    def _check_budget(self) -> None:
+        if self.meter.exceeded():
+            raise BudgetExceeded(
+                f"token budget of {self.meter.budget} spent ({self.meter.total_tokens} used); "
+                f"{self.source}'s model call was not made"
+            )
+
+    def _record(self, messages: Sequence[LLMMessage], tools: Sequence[Any], result: CreateResult, t0: float) -> CreateResult:
+        usage = result.usage
+        estimated = not (usage and (usage.prompt_tokens or usage.completion_tokens))
+        if estimated:
+            usage = RequestUsage(
+                prompt_tokens=count_messages(messages, tools), completion_tokens=count_completion(result.content)
+            )
+            result = result.model_copy(update={"usage": usage})
+        self.meter.record(
+            CallRecord(
+                source=self.source,
+                model=self.model,
+                prompt_tokens=usage.prompt_tokens,
+                completion_tokens=usage.completion_tokens,
+                estimated=estimated,
+                cost_usd=cost_usd(self.model, usage.prompt_tokens, usage.completion_tokens),
+                latency_s=time.perf_counter() - t0,
+            )
+        )
+        return result
+
+    def _failed(self, exc: BaseException) -> None:
+        self.meter.failures.append(
+            CallFailure(source=self.source, model=self.model, error_type=type(exc).__name__, message=str(exc))
+        )
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = (),
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        self._check_budget()
+        t0 = time.perf_counter()
+        try:
+            result = await self.inner.create(
+                messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
+                extra_create_args=extra_create_args, cancellation_token=cancellation_token,
+            )
+        except Exception as exc:
+            self._failed(exc)
+            raise
+        return self._record(messages, tools, result, t0)
+
+    async def create_stream(  # type: ignore[override]
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = (),
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        self._check_budget()
+        t0 = time.perf_counter()
+        try:
+            async for item in self.inner.create_stream(
+                messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
+                extra_create_args=extra_create_args, cancellation_token=cancellation_token,
+            ):
+                if isinstance(item, CreateResult):
+                    yield self._record(messages, tools, item, t0)
+                else:
+                    yield item
+        except Exception as exc:
+            self._failed(exc)
+            raise
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def actual_usage(self) -> RequestUsage:
+        return self.inner.actual_usage()
+
+    def total_usage(self) -> RequestUsage:
+        return self.inner.total_usage()
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
+        return count_messages(messages, tools)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
+        return self.inner.remaining_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> Any:
+        return self.inner.capabilities
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self.inner.model_info

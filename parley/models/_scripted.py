@@ -1,0 +1,199 @@
+"""The scripted model: deterministic replies per role, for demos, evaluations and tests.
+
+```yaml
+roles:
+  analyst:
+    - "Q3 revenue was 4.2M"                 # a text reply
+    - tool: sql_query                        # a tool call
+      args: {query: "SELECT SUM(revenue) FROM sales"}
+    - json: {verdict: approve}               # a reply serialised as JSON text
+selector: [analyst, reviewer]                # the selector's picks, in order
+delay_s: 1.5                                 # optional: seconds per reply, streamed in chunks
+```
+Each model call of a role takes that role's next reply. A role that runs past the end of its
+list is an error naming the role and the turn, never a silent repeat. A reply abandoned by an
+interrupt counts as used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from autogen_core import CancellationToken, FunctionCall
+from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.tools import Tool, ToolSchema
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .._yaml import did_you_mean, load_located, pydantic_problems
+from ..errors import FileProblem, ScriptExhaustedError, TeamFileError
+
+SELECTOR = "the selector"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ToolReply(_Strict):
+    tool: str
+    """Name of the tool to call."""
+    args: dict[str, Any] = Field(default_factory=dict)
+    """Arguments, as the model would send them."""
+
+
+class JsonReply(_Strict):
+    json_: Any = Field(alias="json")
+    """Any value; sent as its JSON text."""
+
+
+Reply = str | ToolReply | JsonReply
+
+
+class ScriptFile(_Strict):
+    roles: dict[str, list[Reply]] = Field(default_factory=dict)
+    selector: list[str] = Field(default_factory=list)
+    delay_s: Annotated[float, Field(ge=0)] = 0.0
+
+
+@dataclass
+class ScriptCall:
+    """What a scripted role was sent, for tests and demos that inspect prompts."""
+
+    who: str
+    messages: list[LLMMessage]
+
+
+@dataclass
+class ScriptedModel:
+    """A loaded script and its cursors. One instance serves every role of a conversation."""
+
+    path: str
+    script: ScriptFile
+    cursors: dict[str, int] = field(default_factory=dict)
+    calls: list[ScriptCall] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: str | Path) -> ScriptedModel:
+        located = load_located(Path(path), str(path))
+        if not isinstance(located.data, dict):
+            raise TeamFileError([located.problem((), "a script must be a mapping with roles: and selector:")])
+        try:
+            script = ScriptFile.model_validate(located.data)
+        except ValidationError as exc:
+            raise TeamFileError(pydantic_problems(located, exc, ["roles", "selector", "delay_s", "tool", "args", "json"])) from None
+        return cls(path=str(path), script=script)
+
+    def check_roles(self, roles: Sequence[str]) -> None:
+        """Refuse a script that names roles the team does not have."""
+        problems = []
+        for name in self.script.roles:
+            if name not in roles:
+                problems.append(FileProblem(file=self.path, line=None, path=f"roles.{name}",
+                                            message=f"no role '{name}' in this team{did_you_mean(name, roles)} (roles: {', '.join(roles)})"))
+        for i, pick in enumerate(self.script.selector):
+            if pick not in roles:
+                problems.append(FileProblem(file=self.path, line=None, path=f"selector[{i}]",
+                                            message=f"no role '{pick}' in this team{did_you_mean(pick, roles)}"))
+        if problems:
+            raise TeamFileError(problems)
+
+    def next_reply(self, who: str) -> Reply:
+        replies: Sequence[Reply] = self.script.selector if who == SELECTOR else self.script.roles.get(who, [])
+        i = self.cursors.get(who, 0)
+        if i >= len(replies):
+            raise ScriptExhaustedError(self.path, who, i + 1, len(replies))
+        self.cursors[who] = i + 1
+        return replies[i]
+
+    def client(self, who: str) -> ScriptedClient:
+        return ScriptedClient(self, who)
+
+
+_INFO: ModelInfo = {
+    "vision": False, "function_calling": True, "json_output": True, "family": "unknown",
+    "structured_output": True, "multiple_system_messages": True,
+}
+
+
+class ScriptedClient(ChatCompletionClient):
+    """A ChatCompletionClient answering from a script for one role (or the selector)."""
+
+    def __init__(self, model: ScriptedModel, who: str) -> None:
+        self._model = model
+        self._who = who
+        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    def _result(self, reply: Reply) -> CreateResult:
+        if isinstance(reply, ToolReply):
+            call = FunctionCall(id=f"call_{uuid.uuid4().hex[:12]}", name=reply.tool, arguments=json.dumps(reply.args))
+            return CreateResult(finish_reason="function_calls", content=[call], usage=self._usage, cached=False)
+        text = json.dumps(reply.json_) if isinstance(reply, JsonReply) else reply
+        return CreateResult(finish_reason="stop", content=text, usage=self._usage, cached=False)
+
+    async def _pause(self, seconds: float, token: CancellationToken | None) -> None:
+        if seconds <= 0:
+            return
+        fut = asyncio.ensure_future(asyncio.sleep(seconds))
+        if token is not None:
+            token.link_future(fut)
+        await fut
+
+    async def create(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = (),
+                     tool_choice: Any = "auto", json_output: Any = None,
+                     extra_create_args: Mapping[str, Any] = {},
+                     cancellation_token: CancellationToken | None = None) -> CreateResult:
+        reply = self._model.next_reply(self._who)
+        self._model.calls.append(ScriptCall(self._who, list(messages)))
+        await self._pause(self._model.script.delay_s, cancellation_token)
+        return self._result(reply)
+
+    async def create_stream(  # type: ignore[override]
+        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = (),
+        tool_choice: Any = "auto", json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        reply = self._model.next_reply(self._who)
+        self._model.calls.append(ScriptCall(self._who, list(messages)))
+        result = self._result(reply)
+        delay = self._model.script.delay_s
+        if isinstance(result.content, str) and result.content:
+            chunks = re.findall(r"\S+\s*|\s+", result.content)
+            for chunk in chunks:
+                await self._pause(delay / len(chunks), cancellation_token)
+                yield chunk
+        else:
+            await self._pause(delay, cancellation_token)
+        yield result
+
+    async def close(self) -> None:
+        return None
+
+    def actual_usage(self) -> RequestUsage:
+        return self._usage
+
+    def total_usage(self) -> RequestUsage:
+        return self._usage
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
+        from ._tokens import count_messages
+
+        return count_messages(messages, tools)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
+        return 1_000_000 - self.count_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> Any:
+        return {k: _INFO[k] for k in ("vision", "function_calling", "json_output")}  # type: ignore[literal-required]
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return _INFO

@@ -1,0 +1,100 @@
+"""Speaker selection for the selector pattern.
+
+AutoGen's own selector sends the whole history to the model on every turn and can fall
+back to the previous speaker. parley's selector sends a compact view (roles, the task, a
+short recent window), constrains models that support it to answer with a JSON schema whose
+only values are role names, and, when an answer names nobody, picks by rule and says so.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+
+from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
+from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
+
+from ..spec import TeamSpec
+
+RECENT = 4
+CLIP = 400
+
+
+class Selector:
+    """Picks the next speaker; pass `select` (an async method) to SelectorGroupChat."""
+
+    def __init__(self, team: TeamSpec, client: ChatCompletionClient, *, json_schema: bool,
+                 on_pick: Callable[[str, bool], None]) -> None:
+        self.team = team
+        self.names = team.role_names
+        self.client = client
+        self.json_schema = json_schema
+        self.on_pick = on_pick
+
+    def _prompt(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> list[SystemMessage | UserMessage]:
+        chat = [m for m in thread if isinstance(m, BaseChatMessage)]
+        task = next((m.to_model_text() for m in chat if m.source == "user"), "")
+        recent = chat[-RECENT:]
+        roles = "\n".join(f"- {r.name}: {r.description or r.name}" for r in self.team.roles)
+        lines = "\n".join(f"[{m.source}] {_clip(m.to_model_text())}" for m in recent)
+        system = (
+            "You pick who speaks next in a team conversation.\n"
+            f"Team roles:\n{roles}\n"
+            "Pick the role whose skills fit the next step. Do not pick the same role again unless it must continue."
+        )
+        user = (
+            f"Task: {_clip(task)}\n\nMost recent messages:\n{lines or '(none yet)'}\n\n"
+            f"Who speaks next? Answer with one of: {', '.join(self.names)}."
+        )
+        return [SystemMessage(content=system), UserMessage(content=user, source="user")]
+
+    async def select(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str:
+        extra = {}
+        if self.json_schema:
+            extra["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": "next_speaker",
+                    "strict": True,
+                    "schema": {
+                        "type": "object",
+                        "properties": {"speaker": {"type": "string", "enum": self.names}},
+                        "required": ["speaker"],
+                        "additionalProperties": False,
+                    },
+                },
+            }
+        result = await self.client.create(self._prompt(thread), extra_create_args=extra)
+        text = result.content if isinstance(result.content, str) else ""
+        name = self._parse(text)
+        fallback = name is None
+        if name is None:
+            name = self._by_rule(thread)
+        self.on_pick(name, fallback)
+        return name
+
+    def _parse(self, text: str) -> str | None:
+        try:
+            data = json.loads(text)
+            if isinstance(data, dict) and data.get("speaker") in self.names:
+                return str(data["speaker"])
+        except ValueError:
+            pass
+        stripped = text.strip().strip("`'\".").strip()
+        if stripped in self.names:
+            return stripped
+        found = [(m.start(), n) for n in self.names for m in [re.search(rf"\b{re.escape(n)}\b", text)] if m]
+        return min(found)[1] if found else None
+
+    def _by_rule(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str:
+        """Next role after the last speaker, in team order: never a loop on one agent."""
+        last = next((m.source for m in reversed(thread) if isinstance(m, BaseChatMessage) and m.source in self.names), None)
+        if last is None:
+            return self.names[0]
+        return self.names[(self.names.index(last) + 1) % len(self.names)]
+
+
+def _clip(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= CLIP else text[: CLIP - 1] + "…"

@@ -1,0 +1,196 @@
+"""Team files: the documented YAML format, validated with line-numbered errors."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ._yaml import Located, did_you_mean, load_located, pydantic_problems
+from .errors import FileProblem, TeamFileError
+from .paths import project_root
+
+__all__ = ["PATTERNS", "RoleSpec", "TeamSpec", "TerminationSpec", "load_team_file"]
+
+PATTERNS = ("round_robin", "selector")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RoleSpec(_Strict):
+    """One agent of a team."""
+
+    name: str
+    """Identifier used as the speaker's name (letters, digits, underscore)."""
+    description: str = ""
+    """One line the selector reads to decide who speaks next."""
+    prompt: str
+    """A file under `prompts/` (or next to the team file), or the prompt text itself."""
+    tools: list[str] = Field(default_factory=list)
+    """Tool names from the registry that this role may call."""
+    model: str | None = None
+    """Optional model string for this role only; the run's model otherwise."""
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(
+                f"role name {v!r} must be an identifier (letters, digits, underscore; no spaces or dashes)"
+            )
+        return v
+
+
+class TerminationSpec(_Strict):
+    """When a run ends. Every limit is checked on every pattern."""
+
+    max_turns: Annotated[int, Field(ge=1)] = 10
+    """Agent messages per run."""
+    stop_text: str | None = None
+    """Text that ends the run when a role in `stop_from` says it."""
+    stop_from: list[str] = Field(default_factory=list)
+    """Roles allowed to end the run with `stop_text` (all roles when empty)."""
+    max_tokens: Annotated[int, Field(ge=1)] | None = None
+    """Prompt plus completion tokens over every model call, the selector's included."""
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    """Wall-clock limit, enforced even while a model is generating."""
+
+
+class TeamSpec(_Strict):
+    """A team file."""
+
+    name: str
+    """Unique name, used on the command line."""
+    description: str = ""
+    pattern: Literal["round_robin", "selector"]
+    """How the manager picks the next speaker."""
+    roles: Annotated[list[RoleSpec], Field(min_length=1)]
+    termination: TerminationSpec = Field(default_factory=TerminationSpec)
+    starters: list[str] = Field(default_factory=list)
+    """Example tasks offered by the UI."""
+    model: str | None = None
+    """Default model string for every role of this team."""
+    source: Path | None = Field(default=None, exclude=True)
+    """The file this team was loaded from (set by the loader)."""
+    prompts: dict[str, str] = Field(default_factory=dict, exclude=True)
+    """Resolved prompt text per role (set by the loader)."""
+
+    @field_validator("name")
+    @classmethod
+    def _team_name(cls, v: str) -> str:
+        if not _TEAM_NAME.match(v):
+            raise ValueError(f"team name {v!r} must be lower-case letters, digits, '-', '_' or '.'")
+        return v
+
+    def role(self, name: str) -> RoleSpec:
+        return next(r for r in self.roles if r.name == name)
+
+    @property
+    def role_names(self) -> list[str]:
+        return [r.name for r in self.roles]
+
+
+_ALL_KEYS = sorted({*RoleSpec.model_fields, *TerminationSpec.model_fields, *TeamSpec.model_fields})
+
+
+def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, display: str | None = None) -> TeamSpec:
+    """Load and check a team file. Raises TeamFileError listing every problem with its line."""
+    path = Path(path)
+    located = load_located(path, display)
+    if not isinstance(located.data, dict):
+        raise TeamFileError([located.problem((), "a team file must be a mapping (name:, pattern:, roles: ...)")])
+    data = {k: v for k, v in located.data.items() if k not in ("source", "prompts")}
+    problems: list[FileProblem] = [
+        located.problem((k,), f"unknown key '{k}'") for k in located.data if k in ("source", "prompts")
+    ]
+    try:
+        spec = TeamSpec.model_validate(data)
+    except ValidationError as exc:
+        problems += pydantic_problems(located, exc, _ALL_KEYS)
+        raise TeamFileError(problems) from None
+    problems += _cross_check(spec, located, tool_names)
+    prompts = {}
+    for i, role in enumerate(spec.roles):
+        text = _resolve_prompt(role.prompt, path.parent)
+        if text is None:
+            problems.append(located.problem(("roles", i, "prompt"), _missing_prompt(role.prompt, path.parent)))
+        else:
+            prompts[role.name] = text
+    if problems:
+        raise TeamFileError(problems)
+    return spec.model_copy(update={"source": path, "prompts": prompts})
+
+
+def _cross_check(spec: TeamSpec, located: Located, tool_names: list[str] | None) -> list[FileProblem]:
+    from .models import parse_model  # late import: models imports spec types
+
+    problems = []
+    seen: dict[str, int] = {}
+    for i, role in enumerate(spec.roles):
+        if role.name in seen:
+            problems.append(
+                located.problem(("roles", i, "name"), f"duplicate role name '{role.name}' (also roles[{seen[role.name]}])")
+            )
+        seen.setdefault(role.name, i)
+        if tool_names is not None:
+            for j, t in enumerate(role.tools):
+                if t not in tool_names:
+                    problems.append(
+                        located.problem(("roles", i, "tools", j), f"unknown tool '{t}'" + did_you_mean(t, tool_names)
+                                        + " (`parley tools` lists them)")
+                    )
+        if role.model is not None:
+            problems += _model_problem(parse_model, role.model, located, ("roles", i, "model"))
+    if spec.model is not None:
+        problems += _model_problem(parse_model, spec.model, located, ("model",))
+    names = spec.role_names
+    for j, who in enumerate(spec.termination.stop_from):
+        if who not in names:
+            problems.append(
+                located.problem(("termination", "stop_from", j),
+                                f"unknown role '{who}'" + did_you_mean(who, names) + f" (roles: {', '.join(names)})")
+            )
+    if spec.termination.stop_from and not spec.termination.stop_text:
+        problems.append(located.problem(("termination", "stop_from"), "stop_from needs stop_text"))
+    if spec.pattern == "selector" and len(spec.roles) < 2:
+        problems.append(located.problem(("roles",), "the selector pattern needs at least two roles"))
+    return problems
+
+
+def _model_problem(parse, value: str, located: Located, loc: tuple) -> list[FileProblem]:  # type: ignore[no-untyped-def]
+    from .errors import ModelStringError
+
+    try:
+        parse(value)
+    except ModelStringError as exc:
+        return [located.problem(loc, str(exc))]
+    return []
+
+
+def _looks_like_file(value: str) -> bool:
+    return "\n" not in value and value.strip().endswith((".md", ".txt"))
+
+
+def _prompt_candidates(value: str, team_dir: Path) -> list[Path]:
+    rel = Path(value.strip())
+    root = project_root()
+    return [team_dir / rel, root / rel, root / "prompts" / rel]
+
+
+def _resolve_prompt(value: str, team_dir: Path) -> str | None:
+    if not _looks_like_file(value):
+        return value.strip()
+    for candidate in _prompt_candidates(value, team_dir):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8").strip()
+    return None
+
+
+def _missing_prompt(value: str, team_dir: Path) -> str:
+    return f"prompt file '{value}' not found (looked next to the team file and under {project_root() / 'prompts'})"

@@ -1,0 +1,160 @@
+"""The tool registry: typed Python functions, registered by name, granted to roles.
+
+A tool module (in the project's `tools/`, in a directory named by `PARLEY_TOOLS`, or an
+installed package exposing the `parley.tools` entry point) declares tools with `@tool`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import inspect
+import sys
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, TypeVar
+
+from autogen_core.tools import FunctionTool
+
+from .errors import ConfigError
+from .paths import project_root, search_dirs
+
+__all__ = ["ToolDef", "ToolRegistry", "default_registry", "tool"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_DECLARED: list[ToolDef] = []
+_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ToolDef:
+    """A registered tool."""
+
+    name: str
+    """Unique name the team file grants and the model calls."""
+    family: str
+    """Group shown by `parley tools` (the module's name by default)."""
+    description: str
+    """What the model is told the tool does (the docstring by default)."""
+    func: Callable[..., Any]
+    approval: bool = False
+    """Whether a human must approve each call."""
+    source: str = ""
+    """Where the tool was declared."""
+
+    def as_autogen(self) -> FunctionTool:
+        return FunctionTool(self.func, description=self.description, name=self.name)
+
+
+def tool(
+    func: F | None = None,
+    *,
+    name: str | None = None,
+    family: str | None = None,
+    approval: bool = False,
+    description: str | None = None,
+) -> Any:
+    """Declare a tool. Use bare (`@tool`) or with options (`@tool(approval=True)`)."""
+
+    def register(f: F) -> F:
+        doc = description or inspect.getdoc(f) or ""
+        if not doc:
+            raise ConfigError(f"tool {f.__name__!r} in {f.__module__} needs a docstring: the model reads it")
+        source = inspect.getsourcefile(f) or f.__module__
+        _DECLARED.append(
+            ToolDef(
+                name=name or f.__name__,
+                family=family or Path(source).stem,
+                description=doc,
+                func=f,
+                approval=approval,
+                source=source,
+            )
+        )
+        return f
+
+    return register(func) if func is not None else register
+
+
+@dataclass
+class ToolRegistry:
+    """Every tool parley can grant, and the modules that failed to load."""
+
+    tools: dict[str, ToolDef] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def names(self) -> list[str]:
+        return sorted(self.tools)
+
+    def get(self, name: str) -> ToolDef:
+        return self.tools[name]
+
+    def add(self, tools: Iterable[ToolDef]) -> None:
+        for t in tools:
+            other = self.tools.get(t.name)
+            if other is not None and other.func is not t.func:
+                self.errors.append(f"{t.source}: tool name {t.name!r} is already taken by {other.source}")
+                continue
+            self.tools[t.name] = t
+
+    @classmethod
+    def discover(cls, dirs: Iterable[Path] | None = None, *, entry_point_group: str = "parley.tools") -> ToolRegistry:
+        """Load tool modules from `dirs` (default: project `tools/` plus `PARLEY_TOOLS`) and entry points."""
+        reg = cls()
+        for directory in dirs if dirs is not None else search_dirs("PARLEY_TOOLS", project_root() / "tools"):
+            for path in sorted(Path(directory).glob("*.py")):
+                if not path.name.startswith("_"):
+                    reg.add(_collect(lambda p=path: _import_file(p), str(path), reg.errors))
+        for ep in entry_points(group=entry_point_group):
+            reg.add(_collect(ep.load, f"entry point {ep.name}", reg.errors))
+        return reg
+
+
+def _collect(load: Callable[[], Any], where: str, errors: list[str]) -> list[ToolDef]:
+    with _LOCK:
+        start = len(_DECLARED)
+        try:
+            load()
+        except Exception as exc:
+            errors.append(f"{where}: {type(exc).__name__}: {exc}")
+            del _DECLARED[start:]
+            return []
+        found = _DECLARED[start:]
+        del _DECLARED[start:]
+    return found
+
+
+def _import_file(path: Path) -> None:
+    digest = hashlib.sha1(str(path.resolve().parent).encode()).hexdigest()[:8]
+    modname = f"parley_tools_{digest}_{path.stem}"
+    if modname in sys.modules:
+        # Re-registering an already imported module: replay its declarations.
+        _DECLARED.extend(getattr(sys.modules[modname], "__parley_tools__", []))
+        return
+    spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    start = len(_DECLARED)
+    sys.modules[modname] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[modname]
+        raise
+    module.__parley_tools__ = list(_DECLARED[start:])  # type: ignore[attr-defined]
+
+
+_default: ToolRegistry | None = None
+
+
+def default_registry() -> ToolRegistry:
+    """The registry from the default locations, loaded once per process."""
+    global _default
+    if _default is None:
+        _default = ToolRegistry.discover()
+    return _default
