@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import logging
 import os
 import signal
 import sys
@@ -70,6 +71,8 @@ def _positive_float(text: str) -> float:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    # AutoGen logs every agent failure with a traceback; parley reports it as one event instead.
+    logging.getLogger("autogen_core").setLevel(os.environ.get("PARLEY_AUTOGEN_LOG", "CRITICAL"))
     try:
         if args.command == "teams":
             return _validate(args.validate) if args.validate else _list_teams(args.teams)

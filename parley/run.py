@@ -202,6 +202,7 @@ class Conversation:
         team = build_team(
             self.team, self._agents(), self.guard, selector_client=self._selector_client,
             selector_json_schema=uses_json_schema(self.model), on_pick=self._on_pick,
+            selector_avoid_repeat=parse_model(self.model).backend == "local",
         )
         if self._checkpoint is not None:
             await team.load_state(self._checkpoint)
@@ -214,7 +215,12 @@ class Conversation:
             (s for s in state.get("agent_states", {}).values() if isinstance(s, Mapping) and "message_thread" in s), None
         )
         thread = manager["message_thread"] if manager else []
-        if thread and thread[-1].get("id") == message.id:
+        if manager is not None and thread and thread[-1].get("id") == message.id:
+            if "next_speaker_index" in manager:
+                # The manager picks the next speaker before we see the message; a restored team must
+                # pick it again, so point round robin at the role after the one that just spoke.
+                names = self.team.role_names
+                manager["next_speaker_index"] = (names.index(message.source) + 1) % len(names)  # type: ignore[index]
             self._checkpoint = state
             self._unsaved = []
         else:
@@ -412,7 +418,7 @@ class Run:
         try:
             async for item in team.run_stream(task=feed, cancellation_token=token):
                 if isinstance(item, TaskResult):
-                    break
+                    continue  # let the stream finish: AutoGen marks the team idle after its last yield
                 if isinstance(item, BaseChatMessage) and item.id in fed_ids:
                     continue
                 if isinstance(item, BaseChatMessage) and item.source in self.guard.roles:

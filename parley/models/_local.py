@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
+import warnings
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 from typing import Any
 
-from autogen_core.models import ModelInfo
+from autogen_core.models import AssistantMessage, CreateResult, LLMMessage, ModelInfo, UserMessage
 
 from ..errors import ConfigError
 
@@ -75,15 +77,47 @@ def base_url() -> str:
         return _url
 
 
+def merge_consecutive(messages: Sequence[LLMMessage]) -> list[LLMMessage]:
+    """Join back-to-back text messages of the same kind.
+
+    llama.cpp's chat templates refuse two assistant messages in a row, which a group chat
+    produces whenever the same role speaks twice.
+    """
+    out: list[LLMMessage] = []
+    for m in messages:
+        prev = out[-1] if out else None
+        if (
+            prev is not None
+            and type(prev) is type(m)
+            and isinstance(m, AssistantMessage | UserMessage)
+            and isinstance(m.content, str)
+            and isinstance(prev.content, str)
+        ):
+            out[-1] = prev.model_copy(update={"content": f"{prev.content}\n\n{m.content}"})
+        else:
+            out.append(m)
+    return out
+
+
 def local_client() -> Any:
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
-    return OpenAIChatCompletionClient(
+    class LocalClient(OpenAIChatCompletionClient):
+        async def create(self, messages: Sequence[LLMMessage], **kwargs: Any) -> CreateResult:
+            return await super().create(merge_consecutive(messages), **kwargs)
+
+        def create_stream(self, messages: Sequence[LLMMessage], **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:
+            return super().create_stream(merge_consecutive(messages), **kwargs)
+
+    # The server names its model "-", which autogen-ext warns about on every call.
+    warnings.filterwarnings("ignore", message="Resolved model mismatch", category=UserWarning)
+    return LocalClient(
         model=MODEL_ALIAS,
         base_url=base_url(),
         api_key="local",
         model_info=LOCAL_INFO,
         max_tokens=DEFAULT_MAX_TOKENS,
         temperature=0.7,
+        frequency_penalty=0.4,  # the tiny model repeats itself without it
         stream_options={"include_usage": True},
     )

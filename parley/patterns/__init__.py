@@ -22,6 +22,7 @@ def build_team(
     *,
     selector_client: ChatCompletionClient | None = None,
     selector_json_schema: bool = False,
+    selector_avoid_repeat: bool = False,
     on_pick: Callable[[str, bool], None] = lambda name, fallback: None,
 ) -> BaseGroupChat:
     if spec.pattern == "round_robin":
@@ -29,7 +30,8 @@ def build_team(
     if spec.pattern == "selector":
         if selector_client is None:
             raise ValueError("the selector pattern needs a selector model client")
-        selector = Selector(spec, selector_client, json_schema=selector_json_schema, on_pick=on_pick)
+        selector = Selector(spec, selector_client, json_schema=selector_json_schema, on_pick=on_pick,
+                            avoid_repeat=selector_avoid_repeat)
         return SelectorGroupChat(
             list(agents),
             model_client=selector_client,

@@ -25,14 +25,16 @@ class Selector:
     """Picks the next speaker; pass `select` (an async method) to SelectorGroupChat."""
 
     def __init__(self, team: TeamSpec, client: ChatCompletionClient, *, json_schema: bool,
-                 on_pick: Callable[[str, bool], None]) -> None:
+                 on_pick: Callable[[str, bool], None], avoid_repeat: bool = False) -> None:
         self.team = team
         self.names = team.role_names
         self.client = client
         self.json_schema = json_schema
         self.on_pick = on_pick
+        self.avoid_repeat = avoid_repeat
+        """Leave the last speaker out of the choices: tiny models otherwise pick it forever."""
 
-    def _prompt(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> list[SystemMessage | UserMessage]:
+    def _prompt(self, thread: Sequence[BaseAgentEvent | BaseChatMessage], choices: list[str]) -> list[SystemMessage | UserMessage]:
         chat = [m for m in thread if isinstance(m, BaseChatMessage)]
         task = next((m.to_model_text() for m in chat if m.source == "user"), "")
         recent = chat[-RECENT:]
@@ -45,11 +47,18 @@ class Selector:
         )
         user = (
             f"Task: {_clip(task)}\n\nMost recent messages:\n{lines or '(none yet)'}\n\n"
-            f"Who speaks next? Answer with one of: {', '.join(self.names)}."
+            f"Who speaks next? Answer with one of: {', '.join(choices)}."
         )
         return [SystemMessage(content=system), UserMessage(content=user, source="user")]
 
+    def _choices(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> list[str]:
+        last = self._last_speaker(thread)
+        if self.avoid_repeat and last is not None:
+            return [n for n in self.names if n != last]
+        return list(self.names)
+
     async def select(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str:
+        choices = self._choices(thread)
         extra = {}
         if self.json_schema:
             extra["response_format"] = {
@@ -59,37 +68,41 @@ class Selector:
                     "strict": True,
                     "schema": {
                         "type": "object",
-                        "properties": {"speaker": {"type": "string", "enum": self.names}},
+                        "properties": {"speaker": {"type": "string", "enum": choices}},
                         "required": ["speaker"],
                         "additionalProperties": False,
                     },
                 },
             }
-        result = await self.client.create(self._prompt(thread), extra_create_args=extra)
+        result = await self.client.create(self._prompt(thread, choices), extra_create_args=extra)
         text = result.content if isinstance(result.content, str) else ""
-        name = self._parse(text)
+        name = self._parse(text, choices)
         fallback = name is None
         if name is None:
             name = self._by_rule(thread)
         self.on_pick(name, fallback)
         return name
 
-    def _parse(self, text: str) -> str | None:
+    @staticmethod
+    def _parse(text: str, choices: list[str]) -> str | None:
         try:
             data = json.loads(text)
-            if isinstance(data, dict) and data.get("speaker") in self.names:
+            if isinstance(data, dict) and data.get("speaker") in choices:
                 return str(data["speaker"])
         except ValueError:
             pass
         stripped = text.strip().strip("`'\".").strip()
-        if stripped in self.names:
+        if stripped in choices:
             return stripped
-        found = [(m.start(), n) for n in self.names for m in [re.search(rf"\b{re.escape(n)}\b", text)] if m]
+        found = [(m.start(), n) for n in choices for m in [re.search(rf"\b{re.escape(n)}\b", text)] if m]
         return min(found)[1] if found else None
+
+    def _last_speaker(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str | None:
+        return next((m.source for m in reversed(thread) if isinstance(m, BaseChatMessage) and m.source in self.names), None)
 
     def _by_rule(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str:
         """Next role after the last speaker, in team order: never a loop on one agent."""
-        last = next((m.source for m in reversed(thread) if isinstance(m, BaseChatMessage) and m.source in self.names), None)
+        last = self._last_speaker(thread)
         if last is None:
             return self.names[0]
         return self.names[(self.names.index(last) + 1) % len(self.names)]

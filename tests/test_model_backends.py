@@ -1,0 +1,452 @@
+"""Each remote backend, driven through ModelPool against a loopback fake server: the request it
+sends, and what the meter records. Plus the errors for missing keys and malformed model strings."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+from autogen_core.models import CreateResult, SystemMessage, UserMessage
+from fakeserver import FakeServer, serve
+
+from parley import MissingKeyError, ModelStringError
+from parley.models import CallRecord, Meter, ModelPool
+
+SYSTEM = "You are a terse analyst."
+MESSAGES = [SystemMessage(content=SYSTEM), UserMessage(content="hello", source="user")]
+
+_ENV = [
+    "OPENAI_API_KEY", "OPENAI_BASE_URL", "OPENAI_ORG_ID", "OPENAI_PROJECT_ID", "OPENAI_API_VERSION",
+    "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_API_VERSION", "AZURE_OPENAI_AD_TOKEN",
+    "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "ANTHROPIC_AUTH_TOKEN", "OLLAMA_HOST",
+    "PARLEY_COMPATIBLE_API_KEY", "PARLEY_AZURE_MODEL", "PARLEY_PRICES",
+    "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy",
+]  # fmt: skip
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No credential, endpoint or proxy from the developer's shell leaks into these tests."""
+    for name in _ENV:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="module")
+def _server() -> Iterator[FakeServer]:
+    yield from serve()
+
+
+@pytest.fixture
+def server(_server: FakeServer) -> FakeServer:
+    _server.reset()
+    return _server
+
+
+@pytest.fixture
+async def pool() -> AsyncIterator[ModelPool]:
+    p = ModelPool(Meter())
+    yield p
+    await p.close()
+
+
+def _only_call(pool: ModelPool) -> CallRecord:
+    assert len(pool.meter.calls) == 1, pool.meter.calls
+    assert not pool.meter.failures, pool.meter.failures
+    return pool.meter.calls[0]
+
+
+# --- OpenAI wire format -------------------------------------------------------------------------
+
+
+def _completion(text: str, usage: tuple[int, int] | None) -> dict[str, object]:
+    body: dict[str, object] = {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": text},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
+    }
+    if usage:
+        body["usage"] = {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)}
+    return body
+
+
+def _chunks(parts: list[str], usage: tuple[int, int] | None) -> list[dict[str, object]]:
+    base = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "m"}
+    out: list[dict[str, object]] = [
+        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+    ]
+    out += [
+        {**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in parts
+    ]
+    out.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if usage:
+        out.append(
+            {
+                **base,
+                "choices": [],
+                "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
+            }
+        )
+    return out
+
+
+def _assert_chat_messages(body: dict[str, object]) -> None:
+    assert body["messages"] == [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": "hello", "name": "user"},
+    ] or [(m["role"], m["content"]) for m in body["messages"]] == [  # type: ignore[index, union-attr]
+        ("system", SYSTEM),
+        ("user", "hello"),
+    ]
+
+
+async def _drain(stream: AsyncIterator[str | CreateResult]) -> tuple[list[str], CreateResult]:
+    parts: list[str] = []
+    final: CreateResult | None = None
+    async for item in stream:
+        if isinstance(item, CreateResult):
+            final = item
+        else:
+            parts.append(item)
+    assert final is not None, "the stream ended without a CreateResult"
+    return parts, final
+
+
+# --- openai ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def openai_env(server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123")
+    monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/proxy/v1")
+
+
+@pytest.mark.usefixtures("openai_env")
+async def test_openai_create_sends_chat_completion_and_meters_reported_usage(
+    server: FakeServer, pool: ModelPool
+) -> None:
+    server.reply_json(_completion("Revenue grew 12%.", (21, 4)))
+    client = pool.client("openai:gpt-4o-mini", "analyst")
+
+    result = await client.create(MESSAGES)
+
+    assert result.content == "Revenue grew 12%."
+    req = server.last
+    assert (req.method, req.path) == ("POST", "/proxy/v1/chat/completions")
+    assert req.headers["authorization"] == "Bearer sk-test-123"
+    assert req.body["model"] == "gpt-4o-mini"
+    _assert_chat_messages(req.body)
+    assert "stream" not in req.body or req.body["stream"] is False
+
+    call = _only_call(pool)
+    assert (call.source, call.model) == ("analyst", "openai:gpt-4o-mini")
+    assert (call.prompt_tokens, call.completion_tokens, call.estimated) == (21, 4, False)
+    assert call.cost_usd == pytest.approx((21 * 0.15 + 4 * 0.60) / 1_000_000)
+    assert pool.meter.cost_usd == pytest.approx(call.cost_usd)
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (21, 4)
+
+
+@pytest.mark.usefixtures("openai_env")
+async def test_openai_stream_sends_sse_request_and_meters_usage_chunk(server: FakeServer, pool: ModelPool) -> None:
+    server.reply_sse(_chunks(["Reve", "nue ", "grew."], (30, 7)))
+    client = pool.client("openai:gpt-4o-mini", "analyst")
+
+    parts, final = await _drain(client.create_stream(MESSAGES))
+
+    assert "".join(parts) == "Revenue grew."
+    assert final.content == "Revenue grew."
+    req = server.last
+    assert req.path == "/proxy/v1/chat/completions"
+    assert req.headers["authorization"] == "Bearer sk-test-123"
+    assert req.body["model"] == "gpt-4o-mini"
+    assert req.body["stream"] is True
+    assert req.body["stream_options"] == {"include_usage": True}
+    _assert_chat_messages(req.body)
+
+    call = _only_call(pool)
+    assert (call.prompt_tokens, call.completion_tokens, call.estimated) == (30, 7, False)
+    assert call.cost_usd == pytest.approx((30 * 0.15 + 7 * 0.60) / 1_000_000)
+
+
+@pytest.mark.usefixtures("openai_env")
+async def test_openai_reply_without_usage_is_counted_with_tiktoken(server: FakeServer, pool: ModelPool) -> None:
+    server.reply_json(_completion("Revenue grew twelve percent in EMEA.", None))
+    client = pool.client("openai:gpt-4o-mini", "analyst")
+
+    result = await client.create(MESSAGES)
+
+    call = _only_call(pool)
+    assert call.estimated is True
+    assert call.prompt_tokens > 0
+    assert call.completion_tokens > 0
+    assert call.cost_usd is not None and call.cost_usd > 0
+    # The caller sees the estimate too, not the zeros the backend implied.
+    assert (result.usage.prompt_tokens, result.usage.completion_tokens) == (
+        call.prompt_tokens,
+        call.completion_tokens,
+    )
+
+
+@pytest.mark.usefixtures("openai_env")
+async def test_clients_of_one_model_share_a_connection_but_meter_per_role(
+    server: FakeServer, pool: ModelPool
+) -> None:
+    server.reply_json(_completion("one", (5, 1)))
+    server.reply_json(_completion("two", (6, 2)))
+
+    await pool.client("openai:gpt-4o-mini", "analyst").create(MESSAGES)
+    await pool.client("openai:gpt-4o-mini", "critic").create(MESSAGES)
+
+    assert len(server.requests) == 2
+    assert pool.meter.by_source() == {"analyst": (5, 1), "critic": (6, 2)}
+    assert pool.meter.total_tokens == 14
+
+
+# --- compatible -----------------------------------------------------------------------------------
+
+
+async def test_compatible_needs_no_key_and_posts_to_base_url(server: FakeServer, pool: ModelPool) -> None:
+    server.reply_json(_completion("hi", (9, 1)))
+    client = pool.client(f"compatible:my-model@{server.url}/v1", "analyst")
+
+    result = await client.create(MESSAGES)
+
+    assert result.content == "hi"
+    req = server.last
+    assert (req.method, req.path) == ("POST", "/v1/chat/completions")
+    assert req.body["model"] == "my-model"
+    _assert_chat_messages(req.body)
+    # Some placeholder goes out, never a real key from the environment.
+    assert "sk-" not in req.headers.get("authorization", "")
+
+    call = _only_call(pool)
+    assert call.model == f"compatible:my-model@{server.url}/v1"
+    assert (call.prompt_tokens, call.completion_tokens, call.estimated) == (9, 1, False)
+    assert call.cost_usd is None
+    assert pool.meter.cost_usd is None
+    assert pool.meter.total_tokens == 10
+
+
+async def test_compatible_key_variable_becomes_the_bearer_token(
+    server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARLEY_COMPATIBLE_API_KEY", "vllm-secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-be-sent")
+    server.reply_json(_completion("hi", (9, 1)))
+
+    await pool.client(f"compatible:my-model@{server.url}/v1/", "analyst").create(MESSAGES)
+
+    assert server.last.path == "/v1/chat/completions"
+    assert server.last.headers["authorization"] == "Bearer vllm-secret"
+
+
+async def test_compatible_stream_without_usage_is_estimated(server: FakeServer, pool: ModelPool) -> None:
+    server.reply_sse(_chunks(["Margins ", "held."], None))
+    client = pool.client(f"compatible:my-model@{server.url}/v1", "analyst")
+
+    parts, final = await _drain(client.create_stream(MESSAGES))
+
+    assert "".join(parts) == "Margins held."
+    assert server.last.body["stream"] is True
+    call = _only_call(pool)
+    assert call.estimated is True
+    assert call.prompt_tokens > 0 and call.completion_tokens > 0
+    assert call.cost_usd is None
+    assert final.usage.completion_tokens == call.completion_tokens
+
+
+# --- azure ----------------------------------------------------------------------------------------
+
+
+async def test_azure_uses_deployment_path_version_and_api_key_header(
+    server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key-1")
+    monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
+    server.reply_json(_completion("hi", (12, 2)))
+
+    result = await pool.client("azure:my-deployment", "analyst").create(MESSAGES)
+
+    assert result.content == "hi"
+    req = server.last
+    assert (req.method, req.path) == ("POST", "/openai/deployments/my-deployment/chat/completions")
+    assert req.query["api-version"] == ["2024-10-21"]
+    assert req.headers["api-key"] == "azure-key-1"
+    assert "authorization" not in req.headers
+    _assert_chat_messages(req.body)
+
+    call = _only_call(pool)
+    assert (call.model, call.prompt_tokens, call.completion_tokens) == ("azure:my-deployment", 12, 2)
+    assert call.cost_usd is None
+
+
+# --- anthropic ------------------------------------------------------------------------------------
+
+
+async def test_anthropic_posts_messages_with_separate_system(
+    server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    server.reply_json(
+        {
+            "id": "msg_01",
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "text", "text": "hi"}],
+            "model": "claude-3-5-haiku-20241022",
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": 3},
+        }
+    )
+
+    result = await pool.client("anthropic:claude-3-5-haiku-latest", "analyst").create(MESSAGES)
+
+    assert result.content == "hi"
+    req = server.last
+    assert (req.method, req.path) == ("POST", "/v1/messages")
+    assert req.headers["x-api-key"] == "sk-ant-test"
+    assert "anthropic-version" in req.headers
+    assert req.body["model"] == "claude-3-5-haiku-latest"
+    assert req.body["max_tokens"] == 2048
+    system = req.body["system"]
+    system_text = system if isinstance(system, str) else "".join(b["text"] for b in system)
+    assert system_text == SYSTEM
+    assert [m["role"] for m in req.body["messages"]] == ["user"]
+    assert "hello" in str(req.body["messages"][0]["content"])
+
+    call = _only_call(pool)
+    assert (call.prompt_tokens, call.completion_tokens, call.estimated) == (12, 3, False)
+    assert call.cost_usd == pytest.approx((12 * 0.80 + 3 * 4.00) / 1_000_000)
+
+
+# --- ollama ---------------------------------------------------------------------------------------
+
+
+def _ollama_line(content: str, *, done: bool) -> dict[str, object]:
+    line: dict[str, object] = {
+        "model": "llama3.2",
+        "created_at": "2024-11-01T12:00:00.000000Z",
+        "message": {"role": "assistant", "content": content},
+        "done": done,
+    }
+    if done:
+        line.update({"done_reason": "stop", "prompt_eval_count": 10, "eval_count": 2})
+    return line
+
+
+async def test_ollama_posts_api_chat_and_meters_eval_counts(
+    server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", server.url)
+    server.reply_json(_ollama_line("hi", done=True))
+
+    result = await pool.client("ollama:llama3.2", "analyst").create(MESSAGES)
+
+    assert result.content == "hi"
+    req = server.last
+    assert (req.method, req.path) == ("POST", "/api/chat")
+    assert req.body["model"] == "llama3.2"
+    assert req.body["stream"] is False
+    assert [(m["role"], m["content"]) for m in req.body["messages"]] == [("system", SYSTEM), ("user", "hello")]
+
+    call = _only_call(pool)
+    assert (call.model, call.prompt_tokens, call.completion_tokens, call.estimated) == (
+        "ollama:llama3.2",
+        10,
+        2,
+        False,
+    )
+    assert call.cost_usd is None
+
+
+async def test_ollama_host_without_scheme_and_ndjson_stream(
+    server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{server.port}")
+    server.reply_ndjson([_ollama_line("h", done=False), _ollama_line("i", done=False), _ollama_line("", done=True)])
+
+    parts, final = await _drain(pool.client("ollama:llama3.2", "analyst").create_stream(MESSAGES))
+
+    assert "".join(parts) == "hi"
+    assert final.content == "hi"
+    assert server.last.path == "/api/chat"
+    assert server.last.body["stream"] is True
+    call = _only_call(pool)
+    assert (call.prompt_tokens, call.completion_tokens, call.estimated) == (10, 2, False)
+
+
+# --- missing keys ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "variable"),
+    [("openai:gpt-4o", "OPENAI_API_KEY"), ("anthropic:claude-3-5-haiku-latest", "ANTHROPIC_API_KEY")],
+)
+def test_missing_key_names_the_variable(model: str, variable: str) -> None:
+    with pytest.raises(MissingKeyError) as err:
+        ModelPool(Meter()).client(model, "analyst")
+    assert variable in str(err.value)
+    assert err.value.variable == variable
+
+
+def test_blank_key_counts_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", "   ")
+    with pytest.raises(MissingKeyError, match="OPENAI_API_KEY"):
+        ModelPool(Meter()).client("openai:gpt-4o", "analyst")
+
+
+def test_azure_asks_for_endpoint_then_key_then_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    steps = [
+        ("AZURE_OPENAI_ENDPOINT", "http://127.0.0.1:9"),
+        ("AZURE_OPENAI_API_KEY", "azure-key"),
+        ("OPENAI_API_VERSION", "2024-10-21"),
+    ]
+    for variable, value in steps:
+        with pytest.raises(MissingKeyError) as err:
+            ModelPool(Meter()).client("azure:my-deployment", "analyst")
+        assert err.value.variable == variable
+        assert variable in str(err.value)
+        monkeypatch.setenv(variable, value)
+    ModelPool(Meter()).client("azure:my-deployment", "analyst")  # everything set: builds
+
+
+def test_missing_key_is_reported_before_any_request(server: FakeServer) -> None:
+    monkeypatch_free_pool = ModelPool(Meter())
+    with pytest.raises(MissingKeyError):
+        monkeypatch_free_pool.client("openai:gpt-4o", "analyst")
+    assert server.requests == []
+    assert monkeypatch_free_pool.meter.calls == []
+
+
+# --- bad model strings ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("opnai:gpt-4o", "did you mean 'openai'"),
+        ("antropic:claude-3-5-haiku-latest", "did you mean 'anthropic'"),
+        ("compatible:foo", "compatible:MODEL@BASE_URL"),
+        ("compatible:foo@localhost:8000/v1", "compatible:MODEL@BASE_URL"),
+        ("scripted:notyaml.txt", "YAML script file"),
+        ("local:something", "takes no name"),
+        ("openai:", "names no model"),
+        ("", "empty model string"),
+        ("   ", "empty model string"),
+    ],
+)
+def test_bad_model_string_says_what_is_wrong(model: str, expected: str) -> None:
+    with pytest.raises(ModelStringError) as err:
+        ModelPool(Meter()).client(model, "analyst")
+    assert expected in str(err.value)
