@@ -46,9 +46,9 @@ def summary(result: RunResult) -> str:
 class Renderer:
     """Prints a conversation as it happens: speakers, streamed text, tool calls, a summary."""
 
-    def __init__(self, out: TextIO = sys.stdout, color: bool | None = None) -> None:
-        self.out = out
-        self.color = out.isatty() if color is None else color
+    def __init__(self, out: TextIO | None = None, color: bool | None = None) -> None:
+        self.out = out or sys.stdout
+        self.color = self.out.isatty() if color is None else color
         self._streaming: str | None = None
 
     def _c(self, text: str, code: int) -> str:

@@ -4,6 +4,7 @@ sends, and what the meter records. Plus the errors for missing keys and malforme
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from importlib.metadata import version
 
 import pytest
 from autogen_core.models import CreateResult, SystemMessage, UserMessage
@@ -58,12 +59,14 @@ def _only_call(pool: ModelPool) -> CallRecord:
 # --- OpenAI wire format -------------------------------------------------------------------------
 
 
-def _completion(text: str, usage: tuple[int, int] | None) -> dict[str, object]:
+def _completion(
+    text: str, usage: tuple[int, int] | None, model: str = "gpt-4o-mini-2024-07-18"
+) -> dict[str, object]:
     body: dict[str, object] = {
         "id": "chatcmpl-1",
         "object": "chat.completion",
         "created": 1_700_000_000,
-        "model": "gpt-4o-mini-2024-07-18",
+        "model": model,
         "choices": [
             {
                 "index": 0,
@@ -81,7 +84,10 @@ def _completion(text: str, usage: tuple[int, int] | None) -> dict[str, object]:
 def _chunks(parts: list[str], usage: tuple[int, int] | None) -> list[dict[str, object]]:
     base = {"id": "chatcmpl-2", "object": "chat.completion.chunk", "created": 1_700_000_000, "model": "m"}
     out: list[dict[str, object]] = [
-        {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+        {
+            **base,
+            "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}],
+        }
     ]
     out += [
         {**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in parts
@@ -92,7 +98,11 @@ def _chunks(parts: list[str], usage: tuple[int, int] | None) -> list[dict[str, o
             {
                 **base,
                 "choices": [],
-                "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
+                "usage": {
+                    "prompt_tokens": usage[0],
+                    "completion_tokens": usage[1],
+                    "total_tokens": sum(usage),
+                },
             }
         )
     return out
@@ -102,9 +112,6 @@ def _assert_chat_messages(body: dict[str, object]) -> None:
     assert body["messages"] == [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": "hello", "name": "user"},
-    ] or [(m["role"], m["content"]) for m in body["messages"]] == [  # type: ignore[index, union-attr]
-        ("system", SYSTEM),
-        ("user", "hello"),
     ]
 
 
@@ -155,7 +162,9 @@ async def test_openai_create_sends_chat_completion_and_meters_reported_usage(
 
 
 @pytest.mark.usefixtures("openai_env")
-async def test_openai_stream_sends_sse_request_and_meters_usage_chunk(server: FakeServer, pool: ModelPool) -> None:
+async def test_openai_stream_sends_sse_request_and_meters_usage_chunk(
+    server: FakeServer, pool: ModelPool
+) -> None:
     server.reply_sse(_chunks(["Reve", "nue ", "grew."], (30, 7)))
     client = pool.client("openai:gpt-4o-mini", "analyst")
 
@@ -177,7 +186,9 @@ async def test_openai_stream_sends_sse_request_and_meters_usage_chunk(server: Fa
 
 
 @pytest.mark.usefixtures("openai_env")
-async def test_openai_reply_without_usage_is_counted_with_tiktoken(server: FakeServer, pool: ModelPool) -> None:
+async def test_openai_reply_without_usage_is_counted_with_tiktoken(
+    server: FakeServer, pool: ModelPool
+) -> None:
     server.reply_json(_completion("Revenue grew twelve percent in EMEA.", None))
     client = pool.client("openai:gpt-4o-mini", "analyst")
 
@@ -214,7 +225,7 @@ async def test_clients_of_one_model_share_a_connection_but_meter_per_role(
 
 
 async def test_compatible_needs_no_key_and_posts_to_base_url(server: FakeServer, pool: ModelPool) -> None:
-    server.reply_json(_completion("hi", (9, 1)))
+    server.reply_json(_completion("hi", (9, 1), model="my-model"))
     client = pool.client(f"compatible:my-model@{server.url}/v1", "analyst")
 
     result = await client.create(MESSAGES)
@@ -240,7 +251,7 @@ async def test_compatible_key_variable_becomes_the_bearer_token(
 ) -> None:
     monkeypatch.setenv("PARLEY_COMPATIBLE_API_KEY", "vllm-secret")
     monkeypatch.setenv("OPENAI_API_KEY", "sk-must-not-be-sent")
-    server.reply_json(_completion("hi", (9, 1)))
+    server.reply_json(_completion("hi", (9, 1), model="my-model"))
 
     await pool.client(f"compatible:my-model@{server.url}/v1/", "analyst").create(MESSAGES)
 
@@ -272,7 +283,7 @@ async def test_azure_uses_deployment_path_version_and_api_key_header(
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key-1")
     monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
-    server.reply_json(_completion("hi", (12, 2)))
+    server.reply_json(_completion("hi", (12, 2), model="my-deployment"))
 
     result = await pool.client("azure:my-deployment", "analyst").create(MESSAGES)
 
@@ -289,9 +300,53 @@ async def test_azure_uses_deployment_path_version_and_api_key_header(
     assert call.cost_usd is None
 
 
+# --- stream_options on non-streaming calls ---------------------------------------------------------
+
+
+def _configure(backend: str, server: FakeServer, monkeypatch: pytest.MonkeyPatch) -> str:
+    if backend == "openai":
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-123")
+        monkeypatch.setenv("OPENAI_BASE_URL", f"{server.url}/v1")
+        return "openai:gpt-4o-mini"
+    if backend == "azure":
+        monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", server.url)
+        monkeypatch.setenv("AZURE_OPENAI_API_KEY", "azure-key-1")
+        monkeypatch.setenv("OPENAI_API_VERSION", "2024-10-21")
+        return "azure:my-deployment"
+    return f"compatible:my-model@{server.url}/v1"
+
+
+@pytest.mark.xfail(
+    reason="_backends.py passes stream_options to the client constructor, so it goes out on every request, "
+    "including stream=false ones (the selector's create); vLLM and OpenAI reject that with HTTP 400",
+    raises=AssertionError,
+    strict=True,
+)
+@pytest.mark.parametrize("backend", ["openai", "azure", "compatible"])
+async def test_non_streaming_request_carries_no_stream_options(
+    backend: str, server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = _configure(backend, server, monkeypatch)
+    server.reply_json(_completion("hi", (3, 1)))
+
+    await pool.client(model, "selector").create(MESSAGES)
+
+    assert server.last.body.get("stream") is not True
+    assert "stream_options" not in server.last.body
+
+
 # --- anthropic ------------------------------------------------------------------------------------
 
+_ANTHROPIC_MAJOR = int(version("anthropic").split(".")[0])
 
+
+@pytest.mark.xfail(
+    _ANTHROPIC_MAJOR >= 1,
+    reason="anthropic>=1.0 dropped `temperature` from messages.create(); autogen-ext 0.7.5 always passes it, "
+    "so every anthropic: call fails with TypeError before a request is sent (pin anthropic<1)",
+    raises=TypeError,
+    strict=True,
+)
 async def test_anthropic_posts_messages_with_separate_system(
     server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -309,25 +364,48 @@ async def test_anthropic_posts_messages_with_separate_system(
             "usage": {"input_tokens": 12, "output_tokens": 3},
         }
     )
+    client = pool.client("anthropic:claude-3-5-haiku-latest", "analyst")
+    # ANTHROPIC_BASE_URL reaches the SDK (checked here too, since the call below fails on anthropic>=1).
+    assert str(client.inner._client.base_url).rstrip("/") == server.url  # type: ignore[attr-defined]
 
-    result = await pool.client("anthropic:claude-3-5-haiku-latest", "analyst").create(MESSAGES)
+    result = await client.create(MESSAGES)
 
     assert result.content == "hi"
     req = server.last
     assert (req.method, req.path) == ("POST", "/v1/messages")
-    assert req.headers["x-api-key"] == "sk-ant-test"
+    # anthropic 0.x sends the key as x-api-key; later SDKs as a bearer token.
+    assert (
+        req.headers.get("x-api-key") == "sk-ant-test"
+        or req.headers.get("authorization") == "Bearer sk-ant-test"
+    )
     assert "anthropic-version" in req.headers
     assert req.body["model"] == "claude-3-5-haiku-latest"
     assert req.body["max_tokens"] == 2048
-    system = req.body["system"]
-    system_text = system if isinstance(system, str) else "".join(b["text"] for b in system)
-    assert system_text == SYSTEM
-    assert [m["role"] for m in req.body["messages"]] == ["user"]
-    assert "hello" in str(req.body["messages"][0]["content"])
+    assert req.body["system"] == SYSTEM
+    assert req.body["messages"] == [{"role": "user", "content": "hello"}]
 
     call = _only_call(pool)
     assert (call.prompt_tokens, call.completion_tokens, call.estimated) == (12, 3, False)
     assert call.cost_usd == pytest.approx((12 * 0.80 + 3 * 4.00) / 1_000_000)
+
+
+async def test_anthropic_failure_is_recorded_on_the_meter(
+    server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    server.reply_json(
+        {"type": "error", "error": {"type": "invalid_request_error", "message": "bad model"}}, 400
+    )
+
+    with pytest.raises(Exception) as err:
+        await pool.client("anthropic:claude-3-5-haiku-latest", "analyst").create(MESSAGES)
+
+    assert pool.meter.calls == []
+    [failure] = pool.meter.failures
+    assert (failure.source, failure.model) == ("analyst", "anthropic:claude-3-5-haiku-latest")
+    assert failure.error_type == type(err.value).__name__
+    assert failure.message == str(err.value)
 
 
 # --- ollama ---------------------------------------------------------------------------------------
@@ -358,7 +436,10 @@ async def test_ollama_posts_api_chat_and_meters_eval_counts(
     assert (req.method, req.path) == ("POST", "/api/chat")
     assert req.body["model"] == "llama3.2"
     assert req.body["stream"] is False
-    assert [(m["role"], m["content"]) for m in req.body["messages"]] == [("system", SYSTEM), ("user", "hello")]
+    assert [(m["role"], m["content"]) for m in req.body["messages"]] == [
+        ("system", SYSTEM),
+        ("user", "hello"),
+    ]
 
     call = _only_call(pool)
     assert (call.model, call.prompt_tokens, call.completion_tokens, call.estimated) == (
@@ -374,7 +455,9 @@ async def test_ollama_host_without_scheme_and_ndjson_stream(
     server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{server.port}")
-    server.reply_ndjson([_ollama_line("h", done=False), _ollama_line("i", done=False), _ollama_line("", done=True)])
+    server.reply_ndjson(
+        [_ollama_line("h", done=False), _ollama_line("i", done=False), _ollama_line("", done=True)]
+    )
 
     parts, final = await _drain(pool.client("ollama:llama3.2", "analyst").create_stream(MESSAGES))
 

@@ -133,7 +133,7 @@ async def test_stop_ends_now_and_conversation_continues(write: Write) -> None:
     assert "Draft it" in seen and "Carry on, briefly" in seen
     history = [m for c in conv.pool.scripts[0].calls if c.who == "beta" for m in c.messages]
     assert all("halfway" not in str(m.content) for m in history)
-    assert [e.turn for e in events2 if isinstance(e, MessageEvent)][0] == 2
+    assert next(e.turn for e in events2 if isinstance(e, MessageEvent)) == 2
 
 
 async def test_message_typed_too_late_is_kept_for_next_run(write: Write) -> None:

@@ -1,0 +1,93 @@
+"""Team files: every shipped team is valid; every mistake is reported with file, line and field."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from parley import TeamFileError, discover_teams, load_team_file
+from parley.tools import default_registry
+
+Write = Callable[[str, str], Path]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _problems(path: Path) -> list[str]:
+    with pytest.raises(TeamFileError) as info:
+        load_team_file(path, tool_names=default_registry().names(), display=path.name)
+    return str(info.value).splitlines()
+
+
+def test_every_shipped_team_is_valid_and_patterns_are_covered() -> None:
+    entries = [e for e in discover_teams() if e.path.parent == ROOT / "teams"]
+    assert [e.error for e in entries if e.error] == []
+    specs = {e.name: e.spec for e in entries}
+    assert {"content-studio", "customer-support", "q3-sales-review", "software-task"} <= set(specs)
+    assert {s.pattern for s in specs.values() if s} == {"round_robin", "selector"}
+    for spec in specs.values():
+        assert spec is not None and spec.starters, f"{spec} needs starters for the UI"
+        assert all(spec.prompts[r.name] for r in spec.roles)
+
+
+def test_unknown_key_gets_line_and_suggestion(write: Write) -> None:
+    path = write("t.yaml", """
+        name: t
+        pattern: round_robin
+        roles:
+          - name: a
+            prompt: hi
+            tool: [sql_query]
+    """)
+    assert _problems(path) == ["t.yaml:6: roles[0].tool: unknown key 'tool' (did you mean 'tools'?)"]
+
+
+def test_unknown_tool_role_and_prompt_are_all_reported(write: Write) -> None:
+    path = write("t.yaml", """
+        name: t
+        pattern: selector
+        roles:
+          - name: analyst
+            prompt: prompts/nope.md
+            tools: [sql_qery]
+          - name: analyst
+            prompt: inline prompt
+        termination:
+          stop_text: APPROVE
+          stop_from: [reviewr]
+    """)
+    problems = _problems(path)
+    assert any(p.startswith("t.yaml:6: roles[0].tools[0]: unknown tool 'sql_qery' (did you mean 'sql_query'?)")
+               for p in problems)
+    assert any(p.startswith("t.yaml:7: roles[1].name: duplicate role name 'analyst'") for p in problems)
+    assert any(p.startswith("t.yaml:11: termination.stop_from[0]: unknown role 'reviewr'") for p in problems)
+    assert any(p.startswith("t.yaml:5: roles[0].prompt: prompt file 'prompts/nope.md' not found") for p in problems)
+    assert len(problems) == 4
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: t\npattern: round_robin\nroles: [\n", "t.yaml:4: invalid YAML"),
+        ("name: t\nname: u\npattern: round_robin\nroles: []\n", "t.yaml:2: name: duplicate key 'name'"),
+        ("name: t\npattern: ring\nroles: [{name: a, prompt: x}]\n", "t.yaml:2: pattern: Input should be 'round_robin' or 'selector'"),
+        ("name: t\npattern: round_robin\nroles: [{name: my-role, prompt: x}]\n", "t.yaml:3: roles[0].name: role name 'my-role' must be an identifier"),
+        ("name: t\npattern: round_robin\nroles: [{name: a, prompt: x, model: 'gpt4'}]\n", "t.yaml:3: roles[0].model: unknown model backend 'gpt4'"),
+        ("name: t\npattern: round_robin\nroles: [{name: a, prompt: x}]\ntermination: {max_turns: 0}\n", "t.yaml:4: termination.max_turns: Input should be greater than or equal to 1"),
+        ("pattern: round_robin\nroles: [{name: a, prompt: x}]\n", "t.yaml:1: name: required field 'name' is missing"),
+        ("", "t.yaml:1: the file is empty"),
+        ("- just\n- a list\n", "t.yaml:1: a team file must be a mapping"),
+    ],
+)
+def test_bad_files_name_the_line_and_field(write: Write, text: str, expected: str) -> None:
+    path = write("t.yaml", text)
+    problems = _problems(path)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_prompt_file_is_resolved_next_to_the_team(write: Write) -> None:
+    write("my_prompt.md", "You are a careful checker.\n")
+    path = write("t.yaml", "name: t\npattern: round_robin\nroles: [{name: a, prompt: my_prompt.md}]\n")
+    spec = load_team_file(path, tool_names=[])
+    assert spec.prompts["a"] == "You are a careful checker."
