@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint check clean
+.PHONY: install run test lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Until the web chat lands, `make run` runs a shipped team in the terminal on the embedded model.
+TEAM ?= content-studio
+TASK ?= Write a 150-word blog post on why small businesses should track customer churn
 run: $(STAMP)
-	$(BIN)/parley demo
+	$(BIN)/parley run $(TEAM) "$(TASK)"
 
 test: $(STAMP)
 	$(BIN)/ruff check parley tests tools app.py
