@@ -57,7 +57,7 @@ def _openai(ref: ModelRef) -> ChatCompletionClient:
         kwargs["base_url"] = _env("OPENAI_BASE_URL")
     return OpenAIChatCompletionClient(
         model=ref.name, api_key=key, model_info=_info(_model_info, ref.name),
-        stream_options={"include_usage": True}, **kwargs,
+        **kwargs,
     )
 
 
@@ -74,7 +74,7 @@ def _azure(ref: ModelRef) -> ChatCompletionClient:
     model = _env("PARLEY_AZURE_MODEL") or ref.name
     return AzureOpenAIChatCompletionClient(
         azure_deployment=ref.name, model=model, azure_endpoint=endpoint, api_key=key,
-        api_version=version, model_info=_info(_model_info, model), stream_options={"include_usage": True},
+        api_version=version, model_info=_info(_model_info, model)
     )
 
 
@@ -104,7 +104,7 @@ def _compatible(ref: ModelRef) -> ChatCompletionClient:
 
     return OpenAIChatCompletionClient(
         model=ref.name, base_url=ref.base_url, api_key=_env("PARLEY_COMPATIBLE_API_KEY") or "not-needed",
-        model_info=_GENERIC_INFO, stream_options={"include_usage": True},
+        model_info=_GENERIC_INFO
     )
 
 

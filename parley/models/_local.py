@@ -119,5 +119,4 @@ def local_client() -> Any:
         max_tokens=DEFAULT_MAX_TOKENS,
         temperature=0.7,
         frequency_penalty=0.4,  # the tiny model repeats itself without it
-        stream_options={"include_usage": True},
     )

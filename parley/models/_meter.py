@@ -87,6 +87,12 @@ class Meter:
         return out
 
 
+def _is_openai_family(client: ChatCompletionClient) -> bool:
+    from autogen_ext.models.openai import BaseOpenAIChatCompletionClient
+
+    return isinstance(client, BaseOpenAIChatCompletionClient)
+
+
 class MeteredClient(ChatCompletionClient):
     """Wraps any client: refuses calls past the budget, records usage (counting it when missing)."""
 
@@ -163,6 +169,10 @@ class MeteredClient(ChatCompletionClient):
     ) -> AsyncGenerator[str | CreateResult, None]:
         self._check_budget()
         t0 = time.perf_counter()
+        if _is_openai_family(self.inner) and "stream_options" not in extra_create_args:
+            # Ask for usage on the stream; as a client default it would also go on non-streamed calls,
+            # which strict servers (vLLM) reject.
+            extra_create_args = {**extra_create_args, "stream_options": {"include_usage": True}}
         try:
             async for item in self.inner.create_stream(
                 messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
