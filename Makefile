@@ -21,7 +21,7 @@ run: $(STAMP)
 	$(BIN)/parley run $(TEAM) "$(TASK)"
 
 test: $(STAMP)
-	$(BIN)/ruff check parley tests tools app.py
+	$(BIN)/ruff check parley tests tools
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
