@@ -437,8 +437,10 @@ class Run:
             if isinstance(exc, BudgetExceeded) or conv.meter.exceeded():
                 self._abandon("max_tokens")
                 return "max_tokens"
-            self._error = _original_error(exc, conv.meter.failures[failures0:])
-            self._emit(ErrorEvent(source=self._speaker or "parley", content=self._error[1],
+            failures = conv.meter.failures[failures0:]
+            self._error = _original_error(exc, failures)
+            source = failures[-1].source if failures else (self._speaker or "parley")
+            self._emit(ErrorEvent(source=source, content=self._error[1],
                                   error_type=self._error[0], turn=conv.turn + 1))
             return "error"
         finally:

@@ -150,6 +150,7 @@ def test_run_error_keeps_the_original_message(write: Write) -> None:
     assert "writer ran past the end of its script at its turn 1 (the script gives it 0 replies)" in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "[1] researcher: only one reply" in proc.stdout
+    assert "error in writer: ScriptExhaustedError" in proc.stdout
 
 
 def test_tools_lists_grants() -> None:
