@@ -160,3 +160,26 @@ def test_tools_lists_grants() -> None:
     i = next(i for i, line in enumerate(lines) if line.startswith("sql_query"))
     assert "data" in lines[i]
     assert "customer-support.billing" in lines[i + 1] and "q3-sales-review.analyst" in lines[i + 1]
+
+
+def test_budget_and_timeout_exit_codes(write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+    words = " ".join(["word"] * 80)
+    script = write("s.yaml", f"""
+        roles:
+          planner: ["{words}", "{words}"]
+          coder: ["{words}", "{words}"]
+          reviewer: ["{words}", "{words}"]
+    """)
+    assert main(["run", "software-task", "x", "--model", f"scripted:{script}", "--max-tokens", "300"]) == 3
+    assert "run ended: max_tokens" in capsys.readouterr().err
+    slow = write("slow.yaml", "roles:\n  planner: ['a slow plan']\ndelay_s: 60\n")
+    assert main(["run", "software-task", "x", "--model", f"scripted:{slow}", "--timeout", "0.2"]) == 4
+    assert "run ended: timeout: wall-clock limit of 0.2 s reached" in capsys.readouterr().err
+
+
+def test_parley_model_environment_is_the_default(write: Write, monkeypatch: pytest.MonkeyPatch,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    script = write("s.yaml", "roles:\n  planner: ['plan from the environment']\n")
+    monkeypatch.setenv("PARLEY_MODEL", f"scripted:{script}")
+    assert main(["run", "software-task", "x", "--max-turns", "1"]) == 0
+    assert "[1] planner: plan from the environment" in capsys.readouterr().out
