@@ -1,6 +1,7 @@
 """parley: teams of role-based AI agents in group chats, watched and steered by people."""
 
 from .catalog import TeamEntry, discover_teams, resolve_team
+from .conversation import Conversation
 from .errors import (
     ConfigError,
     MissingKeyError,
@@ -13,7 +14,7 @@ from .errors import (
 )
 from .events import Event, RunResult
 from .models import Meter, ScriptedModel, parse_model
-from .run import Conversation, Run
+from .run import Run
 from .spec import RoleSpec, TeamSpec, TerminationSpec, load_team_file
 from .tools import ToolRegistry, tool
 

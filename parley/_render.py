@@ -8,6 +8,8 @@ import zlib
 from typing import TextIO
 
 from .events import (
+    ApprovalDecisionEvent,
+    ApprovalRequestEvent,
     ChunkEvent,
     ErrorEvent,
     Event,
@@ -101,6 +103,12 @@ class Renderer:
         elif isinstance(ev, ToolResultEvent):
             mark = "✗" if ev.is_error else "←"
             self._line(self._dim(f"    {mark} {ev.name}: {_clip(ev.content, 300)}"))
+        elif isinstance(ev, ApprovalRequestEvent):
+            self._line(self._c(f"? {ev.source} asks to call {ev.name} {json.dumps(ev.arguments)}: needs approval", 33))
+        elif isinstance(ev, ApprovalDecisionEvent):
+            verdict = "approved" if ev.approved else "denied"
+            because = f" ({ev.reason})" if ev.reason else ""
+            self._line(self._c(f"  {ev.name} {verdict} by {ev.actor}{because}", 32 if ev.approved else 31))
         elif isinstance(ev, TurnAbandonedEvent):
             self._line(self._dim(f"    ({ev.source}'s turn abandoned: {ev.reason})"))
         elif isinstance(ev, ErrorEvent):

@@ -15,9 +15,10 @@ from pathlib import Path
 from . import __version__
 from ._render import Renderer
 from .catalog import discover_teams
+from .conversation import Conversation
 from .errors import ConfigError, TeamFileError
-from .events import RunResult
-from .run import Conversation, Run
+from .events import ApprovalRequestEvent, RunResult
+from .run import Run
 from .spec import load_team_file
 from .tools import default_registry
 
@@ -44,6 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON event per line")
     run.add_argument("--chunks", action="store_true", help="with --json, include streamed text chunks")
     run.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
+    run.add_argument("--approve", action="append", default=[], metavar="TOOL",
+                     help="approve every call of TOOL without asking (repeatable)")
+    run.add_argument("--deny", action="append", default=[], metavar="TOOL",
+                     help="deny every call of TOOL without asking (repeatable)")
 
     sub.add_parser("tools", help="list the tools roles can be granted")
     return p
@@ -137,8 +142,9 @@ def _list_tools() -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
+    approvals = {t: True for t in args.approve} | {t: False for t in args.deny}
     conv = Conversation(args.team, model=args.model, max_turns=args.max_turns, max_tokens=args.max_tokens,
-                        timeout_s=args.timeout, teams_dirs=args.teams)
+                        timeout_s=args.timeout, teams_dirs=args.teams, approvals=approvals)
     run = conv.start(args.task)
     interactive = not args.json and sys.stdin.isatty()
     loop = asyncio.get_running_loop()
@@ -166,6 +172,13 @@ async def _run(args: argparse.Namespace) -> int:
                     print(ev.model_dump_json(exclude={"ts"}), flush=True)
             else:
                 renderer.show(ev)
+            if isinstance(ev, ApprovalRequestEvent) and ev.name not in approvals:
+                if interactive:
+                    print(f"approve {ev.source}'s call to {ev.name}? type y to approve, anything else denies "
+                          "(your text is the reason)", file=sys.stderr)
+                else:
+                    run.deny(ev.request_id, f"no human at the terminal to approve it (rerun with --approve {ev.name})",
+                             actor="cli")
             if isinstance(ev, RunResult):
                 result = ev
     finally:
@@ -187,7 +200,14 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, run: Run) -> None:
         text = line.strip()
         if not text or run.result is not None:
             return
-        if text in ("/stop", "/quit"):
+        waiting = run.pending_approvals
+        if waiting:
+            if text.lower() in ("y", "yes"):
+                run.approve(waiting[0].request_id, actor=os.environ.get("USER", "cli"))
+            else:
+                run.deny(waiting[0].request_id, "" if text.lower() in ("n", "no") else text,
+                         actor=os.environ.get("USER", "cli"))
+        elif text in ("/stop", "/quit"):
             run.stop()
         elif text.startswith(("/i ", "/interrupt ")):
             run.interrupt(text.split(" ", 1)[1])

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
+    "ApprovalDecisionEvent",
+    "ApprovalRequestEvent",
     "ChunkEvent",
     "ErrorEvent",
     "Event",
@@ -101,6 +103,28 @@ class ToolResultEvent(_Event):
     is_error: bool = False
 
 
+class ApprovalRequestEvent(_Event):
+    """A role wants to call a tool that needs a human's approval; the run waits for a decision."""
+
+    type: Literal["approval_request"] = "approval_request"
+    name: str
+    """The tool."""
+    arguments: dict[str, Any]
+    request_id: str
+
+
+class ApprovalDecisionEvent(_Event):
+    """The answer to an approval request; a denial reaches the agent as a tool error."""
+
+    type: Literal["approval_decision"] = "approval_decision"
+    name: str
+    request_id: str
+    approved: bool
+    reason: str = ""
+    actor: str = "user"
+    """Who decided: a user name, or `policy` for a standing --approve/--deny."""
+
+
 class UsageEvent(_Event):
     """One model call's tokens, and the running totals."""
 
@@ -153,7 +177,7 @@ class RunResult(_Event):
 
 Event = Annotated[
     RunStartedEvent | HumanQueuedEvent | HumanMessageEvent | SpeakerSelectedEvent | ChunkEvent | MessageEvent
-    | ToolCallEvent | ToolResultEvent | UsageEvent | TurnAbandonedEvent | NoticeEvent | ErrorEvent | RunResult,
+    | ToolCallEvent | ToolResultEvent | ApprovalRequestEvent | ApprovalDecisionEvent | UsageEvent | TurnAbandonedEvent | NoticeEvent | ErrorEvent | RunResult,
     Field(discriminator="type"),
 ]
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)

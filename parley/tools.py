@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
+from types import ModuleType
 from typing import Any, TypeVar
 
 from autogen_core.tools import FunctionTool
@@ -22,7 +23,7 @@ from autogen_core.tools import FunctionTool
 from .errors import ConfigError
 from .paths import project_root, search_dirs
 
-__all__ = ["ToolDef", "ToolRegistry", "default_registry", "tool"]
+__all__ = ["ToolDef", "ToolRegistry", "default_registry", "load_helper", "tool"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -147,6 +148,29 @@ def _import_file(path: Path) -> None:
         del sys.modules[modname]
         raise
     module.__parley_tools__ = list(_DECLARED[start:])  # type: ignore[attr-defined]
+
+
+def load_helper(tool_file: str, name: str) -> ModuleType:
+    """Import a helper module (`_name.py`) next to a tool module, once per process.
+
+    Tool modules are imported by file path, not as a package, so `from . import x` does not work.
+    """
+    path = Path(tool_file).resolve().with_name(f"{name}.py")
+    digest = hashlib.sha1(str(path.parent).encode()).hexdigest()[:8]
+    modname = f"parley_tools_{digest}_{name}"
+    if modname in sys.modules:
+        return sys.modules[modname]
+    spec = importlib.util.spec_from_file_location(modname, path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[modname] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[modname]
+        raise
+    return module
 
 
 _default: ToolRegistry | None = None

@@ -209,3 +209,35 @@ async def test_script_running_out_is_an_error_naming_role_and_turn(write: Write)
     assert result.stop_reason == "error"
     assert "ScriptExhaustedError" in result.detail
     assert "alpha ran past the end of its script at its turn 2" in result.detail
+
+
+async def test_stop_during_a_tool_that_never_returns(write: Write) -> None:
+    import asyncio
+
+    from parley import ToolRegistry
+    from parley.events import ToolCallEvent
+
+    write("slow/hang.py", '''
+        import asyncio
+        from parley.tools import tool
+
+        @tool
+        async def wait_forever(x: int) -> str:
+            """Never returns."""
+            await asyncio.Event().wait()
+            return "unreachable"
+    ''')
+    registry = ToolRegistry.discover([write("slow/_x.py", "").parent])
+    team = write("team.yaml", team_yaml(roles=("alpha",), tools={"alpha": ["wait_forever"]}))
+    script = write("script.yaml", "roles:\n  alpha:\n    - tool: wait_forever\n      args: {x: 1}\n    - after\n")
+    conv = Conversation(team, model=f"scripted:{script}", registry=registry)
+    run = conv.start("Go")
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, ToolCallEvent):
+            run.stop()
+
+    events = await asyncio.wait_for(_collect(run, on_event), 30)  # a hang guard, not a speed check
+    result = events[-1]
+    assert isinstance(result, RunResult) and result.stop_reason == "stopped"
+    assert [c.who for c in conv.pool.scripts[0].calls] == ["alpha"]  # no model call after the stop

@@ -6,7 +6,6 @@ Run as a script to write the database somewhere: `python tools/data.py --out sam
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import os
 import re
 import sqlite3
@@ -17,11 +16,10 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
-from types import ModuleType
 from typing import Annotated, Any
 
 from parley.paths import data_dir
-from parley.tools import tool
+from parley.tools import load_helper, tool
 
 DB_NAME = "sample.db"
 MAX_ROWS = 50
@@ -34,18 +32,7 @@ READ_ONLY = (
 )
 
 
-def _load_generator() -> ModuleType:
-    # The registry imports tool modules by file path, so a sibling helper must be loaded the same way.
-    path = Path(__file__).with_name("_sampledb.py")
-    spec = importlib.util.spec_from_file_location("parley_tools_sampledb", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-_gen = _load_generator()
+_gen = load_helper(__file__, "_sampledb")
 _build_lock = threading.Lock()
 
 # Introspection pragmas whose argument is a table or index name: they only read the schema.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -102,7 +103,10 @@ class MeteredClient(ChatCompletionClient):
         self.source = source
         self.model = model
 
-    def _check_budget(self) -> None:
+    def _check_budget(self, token: CancellationToken | None) -> None:
+        if token is not None and token.is_cancelled():
+            # A stopped or abandoned team may still try: no model call once its run is cancelled.
+            raise asyncio.CancelledError(f"{self.source}: the run was cancelled; no model call made")
         if self.meter.exceeded():
             raise BudgetExceeded(
                 f"token budget of {self.meter.budget} spent ({self.meter.total_tokens} used); "
@@ -145,7 +149,7 @@ class MeteredClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
-        self._check_budget()
+        self._check_budget(cancellation_token)
         t0 = time.perf_counter()
         try:
             result = await self.inner.create(
@@ -167,7 +171,7 @@ class MeteredClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        self._check_budget()
+        self._check_budget(cancellation_token)
         t0 = time.perf_counter()
         if _is_openai_family(self.inner) and "stream_options" not in extra_create_args:
             # Ask for usage on the stream; as a client default it would also go on non-streamed calls,

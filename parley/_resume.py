@@ -1,0 +1,50 @@
+"""Rebuilding a stored conversation, e.g. after a server restart or on another replica."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from autogen_agentchat.messages import TextMessage
+
+from .errors import ConfigError
+from .events import HumanMessageEvent, MessageEvent, RunResult, event_adapter
+
+if TYPE_CHECKING:
+    from .conversation import Conversation
+    from .store import Store
+
+
+async def restore(cls: type[Conversation], store: Store, thread_id: str, **kwargs: Any) -> Conversation:
+    row = await store.get_thread(thread_id)
+    if row is None:
+        raise ConfigError(f"no stored conversation {thread_id!r}")
+    kwargs.setdefault("model", row.model or None)
+    conv = cls(row.team, **kwargs)
+    rows = await store.events(thread_id)
+    events = []
+    for r in rows:
+        try:
+            events.append(event_adapter.validate_python(r.payload))
+        except ValueError:
+            continue  # an event type from a newer version: show what we understand
+    conv.history = events
+    messages = [e for e in events if isinstance(e, MessageEvent)]
+    conv.turn = max((m.turn for m in messages), default=0)
+    checkpoint = await store.latest_checkpoint(thread_id)
+    start = 0
+    if checkpoint is not None:
+        conv._checkpoint = checkpoint.state
+        # Everything said after the message that produced the checkpoint is replayed to the restored team.
+        anchor = next((i for i, e in enumerate(events) if isinstance(e, MessageEvent) and e.turn == checkpoint.turn), None)
+        start = anchor + 1 if anchor is not None else len(events)
+    replay = []
+    for e in events[start:]:
+        if isinstance(e, MessageEvent):
+            replay.append(TextMessage(content=e.content, source=e.source))
+        elif isinstance(e, HumanMessageEvent):
+            replay.append(TextMessage(content=e.content, source="user"))
+    conv._unsaved = replay  # type: ignore[assignment]
+    last = next((e for e in reversed(events) if isinstance(e, RunResult)), None)
+    conv._pending = [("say", t) for t in (last.undelivered if last else [])]
+    conv.attach(store, thread_id)
+    return conv

@@ -1,0 +1,60 @@
+"""What the store hands back, and the one error it raises."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import ParleyError
+
+__all__ = ["AuditRow", "CheckpointRow", "EventRow", "StoreError", "ThreadRow"]
+
+
+class StoreError(ParleyError):
+    """The database could not be reached, or a read or write failed. Says what and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadRow:
+    """A conversation."""
+
+    id: str
+    owner: str
+    team: str
+    model: str
+    title: str
+    created_at: datetime
+    updated_at: datetime
+    """Last change: creation, rename or the latest event."""
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    seq: int
+    """1, 2, 3... per thread, without gaps."""
+    type: str
+    payload: dict[str, Any]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CheckpointRow:
+    """Team state after a turn, and the human messages not yet delivered."""
+
+    turn: int
+    state: dict[str, Any]
+    pending: list[str]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    """Who did what, when, and why (`detail`)."""
+
+    id: int
+    thread_id: str | None
+    actor: str
+    action: str
+    detail: dict[str, Any]
+    created_at: datetime

@@ -1,0 +1,293 @@
+"""The store: users, threads with their events and checkpoints, and the audit trail."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from functools import partial
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from ._passwords import MIN_PASSWORD, hash_password, verify_password
+from ._rows import AuditRow, CheckpointRow, EventRow, StoreError, ThreadRow
+from ._schema import audit, checkpoints, events, metadata, now, threads, users
+from ._urls import default_url, normalise_url, redact
+
+__all__ = ["Store"]
+
+OPEN_TIMEOUT_S = 10.0
+_CONNECT_TIMEOUT_S = 5
+_SQLITE_BUSY_TIMEOUT_S = 30
+
+
+class Store:
+    """Persistence for parley. Make one with `await Store.open(url)`; every method is a transaction."""
+
+    def __init__(self, engine: AsyncEngine, shown_url: str) -> None:
+        self._engine = engine
+        self.url = shown_url
+        """The database URL, password masked."""
+        sqlite = engine.dialect.name == "sqlite"
+        memory = sqlite and engine.url.database in (None, "", ":memory:")
+        # SQLite has one writer at a time: queue this process's writers here rather than in
+        # SQLite's busy-wait polling. In-memory SQLite is a single shared connection, which
+        # can carry only one transaction at a time, so there reads queue too.
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if sqlite else None
+        self._read_lock = self._write_lock if memory else None
+
+    @classmethod
+    async def open(cls, url: str | None = None, *, timeout_s: float = OPEN_TIMEOUT_S) -> Store:
+        """Connect to `url` (default: `default_url()`) and create any missing tables."""
+        raw = url or default_url()
+        shown = redact(raw)
+        try:
+            parsed = normalise_url(raw)
+            engine = create_async_engine(parsed, **_engine_options(parsed))
+        except Exception as exc:
+            raise StoreError(f"cannot use database {shown}: {_why(exc)}") from exc
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        try:
+            async with asyncio.timeout(timeout_s), engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+        except Exception as exc:
+            await engine.dispose()
+            why = f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else _why(exc)
+            raise StoreError(f"cannot open database {shown}: {why}") from exc
+        return cls(engine, shown)
+
+    async def close(self) -> None:
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # -- plumbing ------------------------------------------------------------------------
+
+    @contextlib.asynccontextmanager
+    async def _write(self, what: str) -> AsyncIterator[AsyncConnection]:
+        """One transaction: commits if the body finishes, rolls back if anything fails."""
+        try:
+            async with self._write_lock or contextlib.nullcontext(), self._engine.begin() as conn:
+                yield conn
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"could not {what}: {_why(exc)}") from exc
+
+    @contextlib.asynccontextmanager
+    async def _read(self, what: str) -> AsyncIterator[AsyncConnection]:
+        try:
+            async with self._read_lock or contextlib.nullcontext(), self._engine.connect() as conn:
+                yield conn
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"could not {what}: {_why(exc)}") from exc
+
+    # -- users ---------------------------------------------------------------------------
+
+    async def create_user(self, name: str, password: str) -> None:
+        """Add a user. The password is stored only as a salted scrypt hash."""
+        if not name.strip():
+            raise StoreError("could not create user: the name is empty")
+        if len(password) < MIN_PASSWORD:
+            raise StoreError(
+                f"could not create user '{name}': the password needs at least {MIN_PASSWORD} characters"
+            )
+        hashed = await asyncio.to_thread(hash_password, password)  # ~50 ms of CPU: keep the loop free
+        async with self._write(f"create user '{name}'") as conn:
+            try:
+                await conn.execute(insert(users).values(name=name, password_hash=hashed, created_at=now()))
+            except IntegrityError as exc:
+                raise StoreError(f"could not create user '{name}': the name is taken") from exc
+
+    async def verify_user(self, name: str, password: str) -> bool:
+        async with self._read(f"look up user '{name}'") as conn:
+            stored = await conn.scalar(select(users.c.password_hash).where(users.c.name == name))
+        return await asyncio.to_thread(verify_password, password, stored)
+
+    async def count_users(self) -> int:
+        async with self._read("count users") as conn:
+            return int(await conn.scalar(select(func.count()).select_from(users)) or 0)
+
+    # -- threads -------------------------------------------------------------------------
+
+    async def create_thread(self, owner: str, team: str, model: str, title: str) -> str:
+        """A new conversation; returns its id (32 hex digits)."""
+        tid = uuid.uuid4().hex
+        at = now()
+        async with self._write(f"create a thread for '{owner}'") as conn:
+            await conn.execute(
+                insert(threads).values(
+                    id=tid, owner=owner, team=team, model=model, title=title, created_at=at, updated_at=at
+                )
+            )
+        return tid
+
+    async def list_threads(self, owner: str, limit: int = 50) -> list[ThreadRow]:
+        """`owner`'s threads, most recently updated first."""
+        query = (
+            select(*_THREAD_COLUMNS)
+            .where(threads.c.owner == owner)
+            .order_by(threads.c.updated_at.desc(), threads.c.created_at.desc(), threads.c.id)
+            .limit(limit)
+        )
+        async with self._read(f"list the threads of '{owner}'") as conn:
+            return [ThreadRow(*row) for row in await conn.execute(query)]
+
+    async def get_thread(self, tid: str) -> ThreadRow | None:
+        async with self._read(f"read thread {tid}") as conn:
+            row = (await conn.execute(select(*_THREAD_COLUMNS).where(threads.c.id == tid))).first()
+        return ThreadRow(*row) if row else None
+
+    async def rename_thread(self, tid: str, title: str) -> None:
+        """Set the title (and `updated_at`). StoreError if there is no such thread."""
+        async with self._write(f"rename thread {tid}") as conn:
+            result = await conn.execute(
+                update(threads).where(threads.c.id == tid).values(title=title, updated_at=now())
+            )
+            if result.rowcount == 0:
+                raise StoreError(f"could not rename thread {tid}: no such thread")
+
+    async def delete_thread(self, tid: str) -> None:
+        """Delete a thread with its events and checkpoints; its audit rows stay."""
+        async with self._write(f"delete thread {tid}") as conn:
+            await conn.execute(delete(events).where(events.c.thread_id == tid))
+            await conn.execute(delete(checkpoints).where(checkpoints.c.thread_id == tid))
+            result = await conn.execute(delete(threads).where(threads.c.id == tid))
+            if result.rowcount == 0:
+                raise StoreError(f"could not delete thread {tid}: no such thread")
+
+    # -- events --------------------------------------------------------------------------
+
+    async def append_event(self, tid: str, event_type: str, payload: Mapping[str, Any]) -> int:
+        """Append an event; returns its seq (1, 2, 3... per thread, no gaps)."""
+        async with self._write(f"append a '{event_type}' event to thread {tid}") as conn:
+            at = now()
+            # Bumping the counter row-locks the thread (PostgreSQL) or holds the write lock (SQLite)
+            # until commit, so concurrent appends get consecutive numbers; a failed insert rolls it back.
+            seq = await conn.scalar(
+                update(threads)
+                .where(threads.c.id == tid)
+                .values(last_seq=threads.c.last_seq + 1, updated_at=at)
+                .returning(threads.c.last_seq)
+            )
+            if seq is None:
+                raise StoreError(f"could not append a '{event_type}' event to thread {tid}: no such thread")
+            await conn.execute(
+                insert(events).values(
+                    thread_id=tid, seq=seq, type=event_type, payload=dict(payload), created_at=at
+                )
+            )
+        return int(seq)
+
+    async def events(self, tid: str, after_seq: int = 0) -> list[EventRow]:
+        """The thread's events with seq > `after_seq`, in order."""
+        query = (
+            select(events.c.seq, events.c.type, events.c.payload, events.c.created_at)
+            .where(events.c.thread_id == tid, events.c.seq > after_seq)
+            .order_by(events.c.seq)
+        )
+        async with self._read(f"read the events of thread {tid}") as conn:
+            return [EventRow(*row) for row in await conn.execute(query)]
+
+    # -- checkpoints ---------------------------------------------------------------------
+
+    async def save_checkpoint(
+        self, tid: str, turn: int, state: Mapping[str, Any], pending: Sequence[str]
+    ) -> None:
+        """Keep the team's `save_state()` after `turn`, with the undelivered human messages."""
+        async with self._write(f"save a checkpoint of thread {tid} at turn {turn}") as conn:
+            try:
+                await conn.execute(
+                    insert(checkpoints).values(
+                        thread_id=tid, turn=turn, state=dict(state), pending=list(pending), created_at=now()
+                    )
+                )
+            except IntegrityError as exc:  # the only constraint that can fail is the thread's foreign key
+                raise StoreError(f"could not save a checkpoint of thread {tid}: no such thread") from exc
+
+    async def latest_checkpoint(self, tid: str) -> CheckpointRow | None:
+        """The checkpoint saved last, or None."""
+        query = (
+            select(checkpoints.c.turn, checkpoints.c.state, checkpoints.c.pending, checkpoints.c.created_at)
+            .where(checkpoints.c.thread_id == tid)
+            .order_by(checkpoints.c.id.desc())
+            .limit(1)
+        )
+        async with self._read(f"read the latest checkpoint of thread {tid}") as conn:
+            row = (await conn.execute(query)).first()
+        return CheckpointRow(*row) if row else None
+
+    # -- audit ---------------------------------------------------------------------------
+
+    async def audit(self, tid: str | None, actor: str, action: str, detail: Mapping[str, Any]) -> None:
+        """Record who (`actor`) did what (`action`) and why (`detail`). Append-only."""
+        async with self._write(f"record '{action}' by '{actor}' in the audit trail") as conn:
+            await conn.execute(
+                insert(audit).values(
+                    thread_id=tid, actor=actor, action=action, detail=dict(detail), created_at=now()
+                )
+            )
+
+    async def audit_log(self, tid: str | None = None) -> list[AuditRow]:
+        """Audit rows oldest first: of thread `tid`, or of everything when None."""
+        query = select(
+            audit.c.id, audit.c.thread_id, audit.c.actor, audit.c.action, audit.c.detail, audit.c.created_at
+        ).order_by(audit.c.id)
+        if tid is not None:
+            query = query.where(audit.c.thread_id == tid)
+        async with self._read("read the audit trail") as conn:
+            return [AuditRow(*row) for row in await conn.execute(query)]
+
+
+_THREAD_COLUMNS = (
+    threads.c.id,
+    threads.c.owner,
+    threads.c.team,
+    threads.c.model,
+    threads.c.title,
+    threads.c.created_at,
+    threads.c.updated_at,
+)
+
+
+def _engine_options(url: URL) -> dict[str, Any]:
+    # NaN/Infinity are not JSON: PostgreSQL would reject them, so refuse them on SQLite too.
+    options: dict[str, Any] = {"json_serializer": partial(json.dumps, allow_nan=False, ensure_ascii=False)}
+    if url.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_S}
+    elif url.drivername == "postgresql+asyncpg":
+        options["connect_args"] = {"timeout": _CONNECT_TIMEOUT_S}
+        options["pool_pre_ping"] = True  # survive a database restart under a long-running server
+    return options
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers run alongside the writer; SQLite leaves foreign keys off unless asked.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _why(exc: BaseException) -> str:
+    """The underlying error, without SQLAlchemy's SQL and parameters (which may hold secrets)."""
+    orig = getattr(exc, "orig", None)
+    cause = orig if isinstance(orig, BaseException) else exc
+    text = " ".join(str(cause).split()) or "(no message)"
+    return f"{type(cause).__name__}: {text}"

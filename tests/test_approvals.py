@@ -1,0 +1,103 @@
+"""Risky tools wait for a human: approve lets the call run, deny reaches the agent as the tool's error."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from _support import team_yaml
+
+from parley import Conversation, ToolRegistry
+from parley.events import (
+    ApprovalDecisionEvent,
+    ApprovalRequestEvent,
+    Event,
+    MessageEvent,
+    RunResult,
+    ToolResultEvent,
+)
+
+Write = Callable[[str, str], Path]
+SCRIPT = """
+roles:
+  clerk:
+    - tool: wire_money
+      args: {to: "ACME", amount: 120}
+    - "Done."
+"""
+
+
+@pytest.fixture
+def registry(write: Write, tmp_path: Path) -> ToolRegistry:
+    write("risky/bank.py", '''
+        from parley.tools import tool
+
+        SENT = []
+
+        @tool(approval=True)
+        def wire_money(to: str, amount: float) -> str:
+            """Send money (needs approval)."""
+            SENT.append((to, amount))
+            return f"sent {amount} to {to}"
+    ''')
+    return ToolRegistry.discover([tmp_path / "risky"])
+
+
+def _conv(write: Write, registry: ToolRegistry, **kw: object) -> Conversation:
+    team = write("team.yaml", team_yaml(roles=("clerk",), max_turns=2, tools={"clerk": ["wire_money"]}))
+    script = write("s.yaml", SCRIPT)
+    return Conversation(team, model=f"scripted:{script}", registry=registry, **kw)  # type: ignore[arg-type]
+
+
+async def _run(conv: Conversation, decide: Callable[[ApprovalRequestEvent], None] | None) -> list[Event]:
+    run = conv.start("Pay ACME")
+    events = []
+    async for ev in run:
+        events.append(ev)
+        if isinstance(ev, ApprovalRequestEvent) and decide is not None:
+            assert run.pending_approvals == [ev]
+            decide(ev)
+    return events
+
+
+def _sent(registry: ToolRegistry) -> list[tuple[str, float]]:
+    return registry.get("wire_money").func.__globals__["SENT"]  # type: ignore[no-any-return]
+
+
+async def test_approved_call_runs(write: Write, registry: ToolRegistry) -> None:
+    conv = _conv(write, registry)
+    events = await _run(conv, lambda ev: conv._run.approve(ev.request_id, actor="dana"))  # type: ignore[union-attr]
+    req = next(e for e in events if isinstance(e, ApprovalRequestEvent))
+    assert (req.source, req.name, req.arguments) == ("clerk", "wire_money", {"to": "ACME", "amount": 120})
+    decision = next(e for e in events if isinstance(e, ApprovalDecisionEvent))
+    assert decision.approved and decision.actor == "dana"
+    assert _sent(registry) == [("ACME", 120)]
+    result = next(e for e in events if isinstance(e, ToolResultEvent))
+    assert result.content == "sent 120.0 to ACME" and not result.is_error
+
+
+async def test_denied_call_reaches_the_agent_as_an_error(write: Write, registry: ToolRegistry) -> None:
+    conv = _conv(write, registry)
+    events = await _run(conv, lambda ev: conv._run.deny(ev.request_id, "wrong payee", actor="dana"))  # type: ignore[union-attr]
+    assert _sent(registry) == []
+    result = next(e for e in events if isinstance(e, ToolResultEvent))
+    assert result.is_error and "denied: wrong payee" in result.content
+    calls = [c for c in conv.pool.scripts[0].calls if c.who == "clerk"]
+    assert len(calls) == 2
+    assert any("denied: wrong payee" in str(m.content) for m in calls[1].messages)
+    assert [e.content for e in events if isinstance(e, MessageEvent)][-1] == "Done."
+
+
+async def test_standing_rule_and_stop_while_waiting(write: Write, registry: ToolRegistry) -> None:
+    conv = _conv(write, registry, approvals={"wire_money": False})
+    events = await _run(conv, None)
+    decision = next(e for e in events if isinstance(e, ApprovalDecisionEvent))
+    assert not decision.approved and decision.actor == "policy"
+    assert _sent(registry) == []
+
+    conv2 = _conv(write, registry)
+    events2 = await _run(conv2, lambda ev: conv2._run.stop())  # type: ignore[union-attr]
+    result = events2[-1]
+    assert isinstance(result, RunResult) and result.stop_reason == "stopped"
+    assert _sent(registry) == [] and not any(isinstance(e, ApprovalDecisionEvent) for e in events2)
