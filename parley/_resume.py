@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 from autogen_agentchat.messages import TextMessage
 
 from .errors import ConfigError
-from .events import HumanMessageEvent, MessageEvent, RunResult, event_adapter
+from .events import Event, HumanMessageEvent, MessageEvent, RunResult, UsageEvent, event_adapter
+from .models import SELECTOR
 
 if TYPE_CHECKING:
     from .conversation import Conversation
@@ -44,7 +45,18 @@ async def restore(cls: type[Conversation], store: Store, thread_id: str, **kwarg
         elif isinstance(e, HumanMessageEvent):
             replay.append(TextMessage(content=e.content, source="user"))
     conv._unsaved = replay  # type: ignore[assignment]
+    _advance_scripts(conv, events)
     last = next((e for e in reversed(events) if isinstance(e, RunResult)), None)
     conv._pending = [("say", t) for t in (last.undelivered if last else [])]
     conv.attach(store, thread_id)
     return conv
+
+
+def _advance_scripts(conv: Conversation, events: list[Event]) -> None:
+    """A scripted conversation continues where its stored model calls left off, not from the top."""
+    for script in conv.pool.scripts:
+        model = f"scripted:{script.path}"
+        for e in events:
+            if isinstance(e, UsageEvent) and e.model == model:
+                who = SELECTOR if e.source == "selector" else e.source
+                script.cursors[who] = script.cursors.get(who, 0) + 1

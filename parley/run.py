@@ -199,9 +199,9 @@ class Run:
                     self._deliver(ErrorEvent(source="parley", content=self._error[1], error_type=self._error[0],
                                              turn=conv.turn))
                     self._cancel("error")
-            if isinstance(item, _Checkpoint):
-                continue
-            self._deliver(item)
+            if not isinstance(item, _Checkpoint):
+                self._deliver(item)
+            self._outbox.task_done()
             if isinstance(item, RunResult):
                 return
 
@@ -295,6 +295,10 @@ class Run:
             if timer is not None:
                 timer.cancel()
             meter.listeners.remove(self._on_usage)
+        if self._writer is not None:
+            await self._outbox.join()  # the team may have run ahead of the store: let it catch up
+            if self._store_failed:
+                outcome = "error"
         self._finish(outcome)
         if self._writer is not None:
             await self._writer

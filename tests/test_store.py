@@ -7,79 +7,20 @@ the server at PARLEY_TEST_PG_URL (default: local trust auth); they skip when it 
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Coroutine, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import asyncpg
 import pytest
 from sqlalchemy import select, text
-from sqlalchemy.engine import make_url
 
 from parley.events import MessageEvent, RunResult, RunStartedEvent, ToolCallEvent, event_adapter
 from parley.paths import data_dir
 from parley.store import Store, StoreError, default_url
-from parley.store._schema import metadata, users
+from parley.store._schema import users
 from parley.store._urls import normalise_url, redact
-
-PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-T = TypeVar("T")
-
-
-def _in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine on its own loop in another thread: safe whether or not a test loop is running."""
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
-
-
-async def _pg_admin(url: str, *statements: str) -> None:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn, timeout=5)
-    try:
-        for sql in statements:
-            await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """The URL of a database created for this session."""
-    base = os.environ.get("PARLEY_TEST_PG_URL") or PG_DEFAULT
-    name = f"parley_test_{uuid.uuid4().hex[:12]}"
-    try:
-        _in_thread(lambda: _pg_admin(base, f'CREATE DATABASE "{name}"'))
-    except Exception as exc:
-        pytest.skip(
-            f"PostgreSQL not reachable at {redact(base)}: start it or set PARLEY_TEST_PG_URL "
-            f"({type(exc).__name__}: {exc})"
-        )
-    yield normalise_url(base).set(database=name).render_as_string(hide_password=False)
-    _in_thread(lambda: _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database: a SQLite file, or the session's PostgreSQL database with its tables dropped."""
-    if request.param == "sqlite":
-        return f"sqlite+aiosqlite:///{tmp_path / 'parley.db'}"
-    url: str = request.getfixturevalue("pg_database")
-    drops = [f'DROP TABLE IF EXISTS "{t.name}" CASCADE' for t in reversed(metadata.sorted_tables)]
-    _in_thread(lambda: _pg_admin(url, *drops))
-    return url
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    opened = await Store.open(db_url)
-    yield opened
-    await opened.close()
-
 
 # -- users -------------------------------------------------------------------------------
 

@@ -1,0 +1,105 @@
+"""Conversations are stored as they happen and can be resumed from the store, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from _support import team_yaml
+from autogen_core.models import UserMessage
+
+from parley import Conversation, ToolRegistry
+from parley.events import ApprovalRequestEvent, ChunkEvent, Event, MessageEvent, RunResult, event_adapter
+from parley.store import Store, StoreError
+
+Write = Callable[[str, str], Path]
+
+
+async def _collect(run: Any, on_event: Callable[[Event], None] = lambda ev: None) -> list[Event]:
+    out = []
+    async for ev in run:
+        out.append(ev)
+        on_event(ev)
+    return out
+
+
+async def test_every_event_is_stored_and_a_new_process_resumes_it(write: Write, db_url: str, tmp_path: Path) -> None:
+    write("risky/pay.py", '''
+        from parley.tools import tool
+
+        @tool(approval=True)
+        def pay(amount: int) -> str:
+            """Pay (needs approval)."""
+            return f"paid {amount}"
+    ''')
+    registry = ToolRegistry.discover([tmp_path / "risky"])
+    team = write("team.yaml", team_yaml(roles=("alpha", "beta"), max_turns=3, tools={"alpha": ["pay"]}))
+    script = write("s.yaml", """
+        roles:
+          alpha:
+            - tool: pay
+              args: {amount: 5}
+            - "Alpha continues after the restart"
+          beta: ["Beta replies", "Beta closes"]
+    """)
+    store = await Store.open(db_url)
+    tid = await store.create_thread("dana", str(team), f"scripted:{script}", "Pay five")
+    conv = Conversation(team, model=f"scripted:{script}", registry=registry)
+    conv.attach(store, tid)
+
+    def approve(ev: Event) -> None:
+        if isinstance(ev, ApprovalRequestEvent):
+            conv._run.approve(ev.request_id, actor="dana")  # type: ignore[union-attr]
+
+    shown = await _collect(conv.start("Pay five"), approve)
+    assert shown[-1].stop_reason == "max_turns"  # type: ignore[union-attr]
+    rows = await store.events(tid)
+    stored = [event_adapter.validate_python(r.payload) for r in rows]
+    assert [e for e in shown if not isinstance(e, ChunkEvent)] == stored  # written, in the order shown
+    audit = await store.audit_log(tid)
+    assert [(a.actor, a.action, a.detail["tool"]) for a in audit] == [("dana", "approve", "pay")]
+    assert (await store.latest_checkpoint(tid)) is not None
+    await store.close()
+
+    # A new process: open the store again and continue the same conversation.
+    store2 = await Store.open(db_url)
+    resumed = await Conversation.resume(store2, tid, registry=registry, max_turns=1)
+    assert resumed.turn == 3
+    assert [e.content for e in resumed.history if isinstance(e, MessageEvent)] == [
+        "paid 5", "Beta replies", "Alpha continues after the restart"]
+    more = await _collect(resumed.start("One more thing"))
+    assert [(e.source, e.content, e.turn) for e in more if isinstance(e, MessageEvent)] == [("beta", "Beta closes", 4)]
+    beta_calls = [c for c in resumed.pool.scripts[0].calls if c.who == "beta"]
+    seen = [m.content for m in beta_calls[-1].messages if isinstance(m, UserMessage)]
+    assert any("Alpha continues after the restart" in str(s) for s in seen) and "One more thing" in seen
+    assert len(await store2.events(tid)) > len(rows)
+    await store2.close()
+
+
+class _FailingStore(Store):
+    """A store whose event writes start failing after a few, as when the disk fills up."""
+
+    fail_after = 3
+
+    async def append_event(self, thread_id: str, event_type: str, payload: Any) -> int:
+        if self.fail_after <= 0:
+            raise StoreError("cannot append event: OperationalError: database or disk is full")
+        self.fail_after -= 1
+        return await super().append_event(thread_id, event_type, payload)
+
+
+async def test_a_failed_write_stops_the_run_and_the_user_sees_it(write: Write, tmp_path: Path) -> None:
+    team = write("team.yaml", team_yaml(max_turns=6))
+    script = write("s.yaml", 'roles:\n  alpha: ["a1", "a2", "a3"]\n  beta: ["b1", "b2", "b3"]\n')
+    store = await _FailingStore.open(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    tid = await store.create_thread("dana", "test-team", "scripted", "t")
+    conv = Conversation(team, model=f"scripted:{script}")
+    conv.attach(store, tid)
+    shown = await _collect(conv.start("Go"))
+    errors = [e for e in shown if e.type == "error"]
+    assert errors and "saving the conversation failed" in errors[0].content and "disk is full" in errors[0].content
+    result = shown[-1]
+    assert isinstance(result, RunResult) and result.stop_reason == "error" and "disk is full" in result.detail
+    assert len(await store.events(tid)) == 3  # what was written before the failure is intact
+    await store.close()
