@@ -51,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
                      help="deny every call of TOOL without asking (repeatable)")
 
     sub.add_parser("tools", help="list the tools roles can be granted")
+
+    ui = sub.add_parser("ui", help="start the web chat")
+    ui.add_argument("--host", default=os.environ.get("PARLEY_UI_HOST", "127.0.0.1"))
+    ui.add_argument("--port", type=_positive_int, default=int(os.environ.get("PARLEY_UI_PORT", "8000")))
+
+    users = sub.add_parser("users", help="manage web chat users (password login)")
+    users_sub = users.add_subparsers(dest="users_command", required=True)
+    add = users_sub.add_parser("add", help="create a user; asks for the password (or reads it from stdin)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     return p
 
 
@@ -83,12 +93,30 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _validate(args.validate) if args.validate else _list_teams(args.teams)
         if args.command == "tools":
             return _list_tools()
+        if args.command == "ui":
+            from ._ui import serve
+
+            return serve(args.host, args.port)
+        if args.command == "users":
+            return _add_user(args.name, args.password_stdin)
         return asyncio.run(_run(args))
     except ConfigError as exc:
         print(f"parley: error: {exc}" if not isinstance(exc, TeamFileError) else str(exc), file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_STOPPED
+
+
+def _add_user(name: str, from_stdin: bool) -> int:
+    from ._ui import add_user, read_password
+    from .store import StoreError
+
+    try:
+        asyncio.run(add_user(name, read_password(from_stdin)))
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None
+    print(f"user {name} created: the web chat now asks everyone to log in")
+    return EXIT_OK
 
 
 def _list_teams(extra: list[str]) -> int:

@@ -126,9 +126,9 @@ class Store:
 
     # -- threads -------------------------------------------------------------------------
 
-    async def create_thread(self, owner: str, team: str, model: str, title: str) -> str:
-        """A new conversation; returns its id (32 hex digits)."""
-        tid = uuid.uuid4().hex
+    async def create_thread(self, owner: str, team: str, model: str, title: str, *, thread_id: str | None = None) -> str:
+        """A new conversation; returns its id (32 hex digits unless `thread_id` names it, e.g. the web chat's)."""
+        tid = thread_id or uuid.uuid4().hex
         at = now()
         async with self._write(f"create a thread for '{owner}'") as conn:
             await conn.execute(

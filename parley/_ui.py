@@ -1,0 +1,74 @@
+"""`parley ui` and `parley users`: start the web chat, manage its users."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import os
+import secrets
+import sys
+
+from .errors import ConfigError
+from .paths import data_dir, project_root
+
+
+def auth_secret() -> str:
+    """Chainlit signs its login cookies with this; kept in the data folder so logins survive restarts."""
+    env = os.environ.get("CHAINLIT_AUTH_SECRET")
+    if env:
+        return env
+    path = data_dir() / "auth_secret"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
+        path.chmod(0o600)
+    return path.read_text(encoding="utf-8").strip()
+
+
+async def _count_users() -> int:
+    from .store import Store
+
+    store = await Store.open()
+    try:
+        return await store.count_users()
+    finally:
+        await store.close()
+
+
+def serve(host: str, port: int) -> int:
+    """Replace this process with the Chainlit server for app.py."""
+    from .web.app import _loopback
+
+    root = project_root()
+    app = root / "app.py"
+    if not app.is_file():
+        raise ConfigError(f"{app} not found: run `parley ui` from a parley checkout or set PARLEY_HOME")
+    if not _loopback(host) and asyncio.run(_count_users()) == 0:
+        raise ConfigError(f"serving on {host} needs login: create a user first with `parley users add NAME`")
+    env = os.environ | {"PARLEY_UI_HOST": host, "CHAINLIT_AUTH_SECRET": auth_secret()}
+    shown = f"[{host}]" if ":" in host else host
+    mode = "local mode, no login" if _loopback(host) else "login required"
+    print(f"parley web chat on http://{shown}:{port} ({mode}); Ctrl-C stops it", flush=True)
+    os.chdir(root)  # Chainlit reads .chainlit/ and public/ from the working directory
+    args = [sys.executable, "-m", "chainlit", "run", str(app), "--headless", "--host", host, "--port", str(port)]
+    os.execve(sys.executable, args, env)
+    return 0  # not reached
+
+
+async def add_user(name: str, password: str) -> None:
+    from .store import Store
+
+    store = await Store.open()
+    try:
+        await store.create_user(name, password)
+    finally:
+        await store.close()
+
+
+def read_password(from_stdin: bool) -> str:
+    if from_stdin or not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\n")
+    first = getpass.getpass("password: ")
+    if first != getpass.getpass("again: "):
+        raise ConfigError("the two passwords differ")
+    return first
+

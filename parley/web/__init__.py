@@ -1,0 +1,1 @@
+"""The Chainlit web chat, a thin adapter over `Conversation` and `Run` (see app.py at the top level)."""

@@ -1,0 +1,156 @@
+"""Chainlit's history sidebar, backed by parley's own store (the source of truth).
+
+Chainlit writes steps as the chat goes; parley already stores every event (write-ahead), so
+those writes are no-ops here and reopened threads are rebuilt from parley's events.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from chainlit.data.base import BaseDataLayer
+from chainlit.types import PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
+from chainlit.user import PersistedUser, User
+
+from ..events import (
+    Event,
+    HumanMessageEvent,
+    ToolCallEvent,
+    ToolResultEvent,
+    event_adapter,
+)
+from ..store import Store, ThreadRow
+from ._format import note
+
+
+def _iso(ts: float | datetime) -> str:
+    moment = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
+    """Chainlit steps for a stored conversation, in order."""
+    steps: list[dict[str, Any]] = []
+    tools: dict[str, dict[str, Any]] = {}
+    for i, ev in enumerate(events):
+        base = {"id": f"{thread_id}-{i}", "threadId": thread_id, "parentId": None, "createdAt": _iso(ev.ts)}
+        if isinstance(ev, HumanMessageEvent) and ev.mode == "task":
+            steps.append(base | {"type": "user_message", "name": "user", "output": ev.content})
+            continue
+        if isinstance(ev, HumanMessageEvent):
+            steps.append(base | {"type": "user_message", "name": "user", "output": ev.content})
+        if isinstance(ev, ToolCallEvent):
+            step = base | {"type": "tool", "name": ev.name, "input": json.dumps(ev.arguments, ensure_ascii=False),
+                           "output": "", "showInput": "json", "start": base["createdAt"], "end": base["createdAt"]}
+            tools[ev.call_id] = step
+            steps.append(step)
+            continue
+        if isinstance(ev, ToolResultEvent) and ev.call_id in tools:
+            tools[ev.call_id]["output"] = ev.content
+            tools[ev.call_id]["isError"] = ev.is_error
+            continue
+        shown = note(ev)
+        if shown is not None:
+            author, text = shown
+            steps.append(base | {"type": "assistant_message", "name": author, "output": text})
+    return steps
+
+
+class ParleyDataLayer(BaseDataLayer):
+    def __init__(self, get_store: Callable[[], Awaitable[Store]]) -> None:
+        # Chainlit asks for its data layer synchronously; the store opens on first use, in its loop.
+        self._get_store = get_store
+
+    async def get_user(self, identifier: str) -> PersistedUser | None:
+        return PersistedUser(id=identifier, identifier=identifier, createdAt=_iso(datetime.now(UTC)))
+
+    async def create_user(self, user: User) -> PersistedUser | None:
+        return await self.get_user(user.identifier)
+
+    def _thread_dict(self, row: ThreadRow, steps: list[dict[str, Any]] | None = None) -> ThreadDict:
+        return {
+            "id": row.id, "createdAt": _iso(row.created_at), "name": row.title or row.team,
+            "userId": row.owner, "userIdentifier": row.owner, "tags": [row.team],
+            "metadata": {"chat_profile": row.team}, "steps": steps or [], "elements": [],
+        }  # type: ignore[typeddict-item]
+
+    async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
+        owner = filters.userId or ""
+        rows = await (await self._get_store()).list_threads(owner, limit=200)
+        if filters.search:
+            needle = filters.search.lower()
+            rows = [r for r in rows if needle in (r.title or "").lower() or needle in r.team.lower()]
+        start = 0
+        if pagination.cursor:
+            start = next((i + 1 for i, r in enumerate(rows) if r.id == pagination.cursor), len(rows))
+        page = rows[start : start + (pagination.first or 20)]
+        more = start + len(page) < len(rows)
+        return PaginatedResponse(
+            pageInfo=PageInfo(hasNextPage=more, startCursor=page[0].id if page else None,
+                              endCursor=page[-1].id if page else None),
+            data=[self._thread_dict(r) for r in page],
+        )
+
+    async def get_thread(self, thread_id: str) -> ThreadDict | None:
+        store = await self._get_store()
+        row = await store.get_thread(thread_id)
+        if row is None:
+            return None
+        events = []
+        for r in await store.events(thread_id):
+            try:
+                events.append(event_adapter.validate_python(r.payload))
+            except ValueError:
+                continue
+        return self._thread_dict(row, thread_steps(thread_id, events))
+
+    async def get_thread_author(self, thread_id: str) -> str:
+        row = await (await self._get_store()).get_thread(thread_id)
+        return row.owner if row else ""
+
+    async def delete_thread(self, thread_id: str) -> None:
+        await (await self._get_store()).delete_thread(thread_id)
+
+    async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
+                            metadata: dict[str, Any] | None = None, tags: list[str] | None = None) -> None:
+        store = await self._get_store()
+        row = await store.get_thread(thread_id)
+        if row is not None and name and not row.title:
+            await store.rename_thread(thread_id, name[:200])
+
+    # parley's events are the record; Chainlit's own step and element writes are not needed.
+    async def create_step(self, step_dict: Any) -> None:
+        return None
+
+    async def update_step(self, step_dict: Any) -> None:
+        return None
+
+    async def delete_step(self, step_id: str) -> None:
+        return None
+
+    async def create_element(self, element: Any) -> None:
+        return None
+
+    async def get_element(self, thread_id: str, element_id: str) -> Any:
+        return None
+
+    async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
+        return None
+
+    async def upsert_feedback(self, feedback: Any) -> str:
+        return ""
+
+    async def delete_feedback(self, feedback_id: str) -> bool:
+        return True
+
+    async def build_debug_url(self) -> str:
+        return ""
+
+    async def get_favorite_steps(self, user_id: str) -> list[Any]:
+        return []
+
+    async def close(self) -> None:
+        await (await self._get_store()).close()

@@ -1,0 +1,187 @@
+"""Chainlit handlers. `chainlit run app.py` imports this module; everything else lives in the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import chainlit as cl
+from chainlit.types import ThreadDict
+
+from ..catalog import TeamEntry, discover_teams
+from ..conversation import Conversation
+from ..errors import ConfigError
+from ..store import Store, default_url
+from ._art import write_avatars
+from ._chat import ChatSession, commands
+from ._datalayer import ParleyDataLayer
+from ._format import SYSTEM
+
+# Chainlit logs at INFO; AutoGen logs every internal message at INFO. Keep the server log readable.
+for _noisy in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx"):
+    logging.getLogger(_noisy).setLevel(logging.WARNING)
+
+LOCAL_USER = "local"
+_store: Store | None = None
+_store_lock = asyncio.Lock()
+
+
+async def store() -> Store:
+    """The process's store, opened on first use (PARLEY_DATABASE_URL, or SQLite in the data folder)."""
+    global _store
+    async with _store_lock:
+        if _store is None:
+            _store = await Store.open(default_url())
+        return _store
+
+
+@cl.data_layer
+def _data_layer() -> ParleyDataLayer:
+    return ParleyDataLayer(store)
+
+
+def _teams() -> list[TeamEntry]:
+    return discover_teams()
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip("[]").split("%")[0]
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+async def local_mode(request_host: str | None = None) -> bool:
+    """No login page: bound to loopback, and nobody has created a user yet."""
+    if not _loopback(os.environ.get("PARLEY_UI_HOST", "127.0.0.1")):
+        return False
+    if request_host is not None and not _loopback(request_host.rsplit(":", 1)[0] if "]" not in request_host
+                                                  else request_host.rsplit("]", 1)[0] + "]"):
+        return False
+    return await (await store()).count_users() == 0
+
+
+@cl.header_auth_callback
+async def _header_auth(headers: Any) -> cl.User | None:
+    if await local_mode(headers.get("host")):
+        return cl.User(identifier=LOCAL_USER, display_name="You", metadata={"provider": "local"})
+    return None
+
+
+@cl.password_auth_callback
+async def _password_auth(username: str, password: str) -> cl.User | None:
+    if await (await store()).verify_user(username, password):
+        return cl.User(identifier=username, metadata={"provider": "password"})
+    return None
+
+
+@cl.set_chat_profiles
+async def _profiles(user: cl.User | None = None, language: str | None = None) -> list[cl.ChatProfile]:
+    profiles = []
+    for entry in _teams():
+        if entry.spec is None:
+            text = f"**Broken team file** `{entry.path.name}`:\n\n```\n{entry.error}\n```"
+            profiles.append(cl.ChatProfile(name=entry.name, markdown_description=text, icon=None))
+            continue
+        spec = entry.spec
+        roles = ", ".join(spec.role_names)
+        profiles.append(
+            cl.ChatProfile(
+                name=spec.name,
+                markdown_description=f"{spec.description}\n\n*{spec.pattern.replace('_', ' ')}: {roles}*",
+                starters=[cl.Starter(label=s, message=s) for s in spec.starters],
+            )
+        )
+    return profiles
+
+
+async def _user_ok() -> str | None:
+    user = cl.user_session.get("user")
+    name = user.identifier if user else LOCAL_USER
+    if name == LOCAL_USER and not await local_mode():
+        await cl.Message(content="This server now requires login: sign out and sign in with your user.",
+                         author=SYSTEM).send()
+        return None
+    return name
+
+
+def _team_entry(name: str | None) -> TeamEntry | None:
+    entries = _teams()
+    return next((e for e in entries if e.name == name), entries[0] if entries and not name else None)
+
+
+@cl.on_chat_start
+async def _start() -> None:
+    user = await _user_ok()
+    if user is None:
+        return
+    entry = _team_entry(cl.user_session.get("chat_profile"))
+    if entry is None or entry.spec is None:
+        why = entry.error if entry else "no team files found in teams/"
+        await cl.Message(content=f"**This team cannot run.**\n\n```\n{why}\n```\nPick another team.",
+                         author=SYSTEM).send()
+        return
+    write_avatars(Path.cwd() / "public", [*entry.spec.role_names, SYSTEM])
+    try:
+        conv = Conversation(entry.spec)
+    except ConfigError as exc:
+        await cl.Message(content=f"**This team cannot start:** {exc}", author=SYSTEM).send()
+        return
+    cl.user_session.set("parley", ChatSession(conv, user))
+    await cl.context.emitter.set_commands(commands())
+
+
+@cl.on_chat_resume
+async def _resume(thread: ThreadDict) -> None:
+    user = await _user_ok()
+    if user is None:
+        return
+    try:
+        conv = await Conversation.resume(await store(), thread["id"])
+    except ConfigError as exc:
+        await cl.Message(content=f"**This conversation cannot continue:** {exc}", author=SYSTEM).send()
+        return
+    write_avatars(Path.cwd() / "public", [*conv.team.role_names, SYSTEM])
+    cl.user_session.set("parley", ChatSession(conv, user))
+    await cl.context.emitter.set_commands(commands())
+
+
+@cl.on_message
+async def _message(message: cl.Message) -> None:
+    session: ChatSession | None = cl.user_session.get("parley")
+    if session is None:
+        await cl.Message(content="Pick a team that can run (see the error above).", author=SYSTEM).send()
+        return
+    conv = session.conversation
+    if conv.store is None:
+        db = await store()
+        tid = cl.context.session.thread_id
+        if await db.get_thread(tid) is None:
+            await db.create_thread(session.user, conv.team.name, conv.model, message.content[:200], thread_id=tid)
+        conv.attach(db, tid)
+    try:
+        await session.on_message(message.content, message.command)
+    except ConfigError as exc:
+        await cl.Message(content=str(exc), author=SYSTEM).send()
+
+
+@cl.action_callback("parley_approve")
+async def _approve(action: cl.Action) -> None:
+    session: ChatSession | None = cl.user_session.get("parley")
+    if session is not None:
+        session.approve(action.payload["request_id"])
+    await action.remove()
+
+
+@cl.action_callback("parley_deny")
+async def _deny(action: cl.Action) -> None:
+    session: ChatSession | None = cl.user_session.get("parley")
+    if session is not None:
+        await session.ask_reason(action.payload["request_id"])
