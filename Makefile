@@ -14,18 +14,17 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# Until the web chat lands, `make run` runs a shipped team in the terminal on the embedded model.
-TEAM ?= content-studio
-TASK ?= Write a 150-word blog post on why small businesses should track customer churn
+# The web chat on the embedded model, SQLite store; prints its URL. PORT=8001 make run picks another port.
+PORT ?= 8000
 run: $(STAMP)
-	$(BIN)/parley run $(TEAM) "$(TASK)"
+	$(BIN)/parley ui --port $(PORT)
 
 test: $(STAMP)
-	$(BIN)/ruff check parley tests tools
+	$(BIN)/ruff check parley tests tools app.py
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check parley tests tools
+	$(BIN)/ruff check parley tests tools app.py
 	$(BIN)/ruff format --check parley tests tools
 
 clean:

@@ -37,11 +37,11 @@ def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
     tools: dict[str, dict[str, Any]] = {}
     for i, ev in enumerate(events):
         base = {"id": f"{thread_id}-{i}", "threadId": thread_id, "parentId": None, "createdAt": _iso(ev.ts)}
-        if isinstance(ev, HumanMessageEvent) and ev.mode == "task":
-            steps.append(base | {"type": "user_message", "name": "user", "output": ev.content})
-            continue
         if isinstance(ev, HumanMessageEvent):
             steps.append(base | {"type": "user_message", "name": "user", "output": ev.content})
+            if ev.mode == "task":
+                continue
+            base = base | {"id": f"{base['id']}-note"}  # followed by the note saying when it joined
         if isinstance(ev, ToolCallEvent):
             step = base | {"type": "tool", "name": ev.name, "input": json.dumps(ev.arguments, ensure_ascii=False),
                            "output": "", "showInput": "json", "start": base["createdAt"], "end": base["createdAt"]}

@@ -1,0 +1,76 @@
+"""The web chat's pieces that need no browser: history rebuilt from stored events, users, pictures."""
+
+from __future__ import annotations
+
+from chainlit.types import Pagination, ThreadFilter
+
+from parley.events import (
+    ApprovalDecisionEvent,
+    ApprovalRequestEvent,
+    HumanMessageEvent,
+    MessageEvent,
+    RunResult,
+    ToolCallEvent,
+    ToolResultEvent,
+)
+from parley.store import Store
+from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
+from parley.web._datalayer import ParleyDataLayer, thread_steps
+from parley.web.app import _loopback
+
+
+def test_reopened_thread_shows_what_the_user_saw_in_order() -> None:
+    events = [
+        HumanMessageEvent(source="user", content="Refund order 1042", mode="task"),
+        MessageEvent(source="triage", content="Billing, check it", turn=1),
+        ToolCallEvent(source="billing", name="issue_refund", arguments={"order_id": 1042}, call_id="c1", turn=2),
+        ApprovalRequestEvent(source="billing", name="issue_refund", arguments={"order_id": 1042}, request_id="c1", turn=2),
+        ApprovalDecisionEvent(source="dana", name="issue_refund", request_id="c1", approved=False, reason="too much",
+                              actor="dana", turn=2),
+        ToolResultEvent(source="billing", name="issue_refund", call_id="c1", content="denied: too much", is_error=True),
+        HumanMessageEvent(source="user", content="Only 50 please", mode="say", turn=2),
+        RunResult(stop_reason="stopped", turns=2, prompt_tokens=10, completion_tokens=5, cost_usd=None),
+    ]
+    steps = thread_steps("t1", events)
+    kinds = [(s["type"], s["name"]) for s in steps]
+    assert kinds == [
+        ("user_message", "user"), ("assistant_message", "triage"), ("tool", "issue_refund"),
+        ("assistant_message", "parley"), ("assistant_message", "parley"), ("user_message", "user"),
+        ("assistant_message", "parley"), ("assistant_message", "parley"),
+    ]
+    tool = steps[2]
+    assert tool["output"] == "denied: too much" and tool["isError"] and '"order_id": 1042' in tool["input"]
+    assert steps[1]["output"].startswith("**triage** · turn 1")
+    assert "denied by dana: too much" in steps[4]["output"]
+    assert "joined the conversation after turn 2" in steps[6]["output"]
+    assert "stopped" in steps[7]["output"] and "cost unknown" in steps[7]["output"]
+    assert len({s["id"] for s in steps}) == len(steps)
+
+
+async def test_sidebar_lists_only_the_owners_threads(store: Store) -> None:
+    async def get() -> Store:
+        return store
+
+    layer = ParleyDataLayer(get)
+    mine = await store.create_thread("alice", "content-studio", "local", "Alice's task", thread_id="a-1")
+    await store.create_thread("bob", "content-studio", "local", "Bob's task", thread_id="b-1")
+    page = await layer.list_threads(Pagination(first=20), ThreadFilter(userId="alice"))
+    assert [t["id"] for t in page.data] == [mine]
+    assert await layer.get_thread_author("b-1") == "bob"
+    thread = await layer.get_thread("a-1")
+    assert thread is not None and thread["userIdentifier"] == "alice"
+    assert thread["metadata"] == {"chat_profile": "content-studio"}
+
+
+def test_local_mode_only_on_loopback() -> None:
+    assert all(_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"))
+    assert not any(_loopback(h) for h in ("0.0.0.0", "10.1.2.3", "example.com"))
+
+
+def test_avatars_and_chart() -> None:
+    png = avatar_png("analyst")
+    assert png.startswith(b"\x89PNG\r\n\x1a\n") and png == avatar_png("analyst")
+    assert colour("analyst") == colour("analyst") and colour("parley") == "#6b7280"
+    assert avatar_file_name("Code Reviewer") == "code_reviewer.png"
+    svg = usage_chart_svg([("analyst", 1200, 300, 3), ("selector", 400, 10, 0)])
+    assert svg.startswith("<svg") and "analyst" in svg and "1,200 | 300 · 3 turns" in svg and "selector" in svg
