@@ -67,7 +67,7 @@ class Conversation:
         self.pool = ModelPool(self.meter)
         self.history: list[Event] = []
         self.listeners: list[Callable[[Event], None]] = []
-        """Called with every event, before any consumer sees it (the store hooks in here)."""
+        """Called with every event as it is shown (after the store has it, when one is attached)."""
         self.turn = 0
         self.notices: list[str] = []
         self._clients = {name: self.pool.client(m, name) for name, m in self.role_models.items()}
