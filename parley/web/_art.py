@@ -57,8 +57,9 @@ def write_avatars(public: Path, names: list[str]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
         path = folder / avatar_file_name(name)
-        if not path.exists():
-            path.write_bytes(avatar_png(name))
+        picture = avatar_png(name)
+        if not path.exists() or path.read_bytes() != picture:
+            path.write_bytes(picture)
 
 
 def usage_chart_svg(rows: list[tuple[str, int, int, int]]) -> str:
