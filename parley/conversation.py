@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,16 +14,17 @@ from autogen_agentchat.messages import BaseChatMessage
 from autogen_agentchat.teams import BaseGroupChat
 from autogen_core import CancellationToken
 
-from ._approval import GatedTool
 from ._context import TaskWindowContext
 from ._guard import RunGuard
+from ._toolhost import BoundTool
 from .catalog import resolve_team
 from .errors import ConfigError
 from .events import Event
 from .models import SELECTOR, Meter, ModelPool, parse_model, supports_tools, uses_json_schema
+from .paths import data_dir
 from .patterns import build_team
 from .spec import TeamSpec, TerminationSpec
-from .tools import ToolDef, ToolRegistry, default_registry
+from .tools import RunContext, ToolDef, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
     from .run import Run
@@ -70,6 +72,9 @@ class Conversation:
         """Called with every event as it is shown (after the store has it, when one is attached)."""
         self.turn = 0
         self.notices: list[str] = []
+        self.notes_board: list[dict[str, Any]] = []
+        """Notes every role of this conversation reads and writes (the team_notes tool)."""
+        self._local_id = uuid.uuid4().hex
         self._clients = {name: self.pool.client(m, name) for name, m in self.role_models.items()}
         self._selector_client = (
             self.pool.client(self.model, SELECTOR) if self.team.pattern == "selector" else None
@@ -100,13 +105,34 @@ class Conversation:
         return granted
 
     def _tool(self, role: str, tooldef: ToolDef) -> Any:
-        return GatedTool(tooldef, role, self._gate) if tooldef.approval else tooldef.as_autogen()
+        return BoundTool(tooldef, role, self)
 
-    async def _gate(self, role: str, tool: str, args: dict[str, Any], call_id: str | None,
-                    token: CancellationToken) -> tuple[bool, str]:
+    # -- the ToolHost protocol: what tools reach while this conversation runs them ------------
+
+    @property
+    def id(self) -> str:
+        """The stored thread's id once attached, otherwise an id of this conversation's own."""
+        return self.thread_id or self._local_id
+
+    @property
+    def workspace(self) -> Path:
+        """The conversation's own folder for the files its tools read and write."""
+        path = data_dir() / "workspaces" / self.id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def context_for(self, role: str) -> RunContext:
+        return RunContext(workspace=self.workspace, role=role, notes=self.notes_board, conversation_id=self.id)
+
+    async def approve_call(self, role: str, tool: str, args: dict[str, Any], call_id: str | None,
+                           token: CancellationToken) -> tuple[bool, str]:
         if self._run is None or self._run.result is not None:
             return False, "no run is in progress"
         return await self._run._request_approval(role, tool, args, call_id, token)
+
+    def files_written(self, role: str, tool: str, paths: list[Path]) -> None:
+        if self._run is not None and self._run.result is None:
+            self._run._files_written(role, tool, paths)
 
     def attach(self, store: Store, thread_id: str) -> None:
         """Persist every event and checkpoint of later runs to `store` (written before they are shown)."""

@@ -18,6 +18,7 @@ __all__ = [
     "ChunkEvent",
     "ErrorEvent",
     "Event",
+    "FileEvent",
     "HumanMessageEvent",
     "HumanQueuedEvent",
     "MessageEvent",
@@ -125,6 +126,19 @@ class ApprovalDecisionEvent(_Event):
     """Who decided: a user name, or `policy` for a standing --approve/--deny."""
 
 
+class FileEvent(_Event):
+    """A file a tool wrote in the conversation's workspace (a chart, a deck, a CSV)."""
+
+    type: Literal["file"] = "file"
+    name: str
+    """Path relative to the workspace."""
+    path: str
+    """Absolute path on the server."""
+    mime: str
+    size: int
+    tool: str
+
+
 class UsageEvent(_Event):
     """One model call's tokens, and the running totals."""
 
@@ -177,7 +191,7 @@ class RunResult(_Event):
 
 Event = Annotated[
     RunStartedEvent | HumanQueuedEvent | HumanMessageEvent | SpeakerSelectedEvent | ChunkEvent | MessageEvent
-    | ToolCallEvent | ToolResultEvent | ApprovalRequestEvent | ApprovalDecisionEvent | UsageEvent | TurnAbandonedEvent | NoticeEvent | ErrorEvent | RunResult,
+    | ToolCallEvent | ToolResultEvent | ApprovalRequestEvent | ApprovalDecisionEvent | FileEvent | UsageEvent | TurnAbandonedEvent | NoticeEvent | ErrorEvent | RunResult,
     Field(discriminator="type"),
 ]
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mimetypes
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from autogen_agentchat.base import TaskResult
@@ -33,6 +35,7 @@ from .events import (
     ChunkEvent,
     ErrorEvent,
     Event,
+    FileEvent,
     HumanMessageEvent,
     HumanQueuedEvent,
     MessageEvent,
@@ -204,6 +207,14 @@ class Run:
             self._outbox.task_done()
             if isinstance(item, RunResult):
                 return
+
+    def _files_written(self, role: str, tool: str, paths: list[Path]) -> None:
+        root = self.conversation.workspace
+        for path in paths:
+            name = str(path.relative_to(root))
+            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+            self._emit(FileEvent(source=role, content=f"{role} wrote {name}", name=name, path=str(path),
+                                 mime=mime, size=path.stat().st_size, tool=tool, turn=self._live_turn()))
 
     def _decide(self, request_id: str, approved: bool, reason: str, actor: str) -> None:
         entry = self._approvals.get(request_id)

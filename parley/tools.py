@@ -6,12 +6,14 @@ installed package exposing the `parley.tools` entry point) declares tools with `
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import inspect
 import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -23,7 +25,8 @@ from autogen_core.tools import FunctionTool
 from .errors import ConfigError
 from .paths import project_root, search_dirs
 
-__all__ = ["ToolDef", "ToolRegistry", "default_registry", "load_helper", "tool"]
+__all__ = ["RunContext", "ToolDef", "ToolRegistry", "current_context", "default_registry", "load_helper", "tool",
+           "use_context"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -173,6 +176,40 @@ def load_helper(tool_file: str, name: str) -> ModuleType:
     return module
 
 
+@dataclass
+class RunContext:
+    """What a tool can reach while a conversation runs it."""
+
+    workspace: Path
+    """The conversation's own folder; file tools must stay inside it."""
+    role: str
+    """The role calling the tool."""
+    notes: list[dict[str, Any]] = field(default_factory=list)
+    """Notes shared by every role of the conversation (team_notes)."""
+    conversation_id: str = ""
+
+
+_CURRENT: ContextVar[RunContext | None] = ContextVar("parley_run_context", default=None)
+
+
+def current_context() -> RunContext:
+    """The run context of the tool call in progress."""
+    ctx = _CURRENT.get()
+    if ctx is None:
+        raise ConfigError("this tool needs a running parley conversation (or `use_context(...)` in a script or test)")
+    return ctx
+
+
+@contextlib.contextmanager
+def use_context(ctx: RunContext) -> Iterator[RunContext]:
+    """Run tools outside a conversation (scripts, tests) with the given context."""
+    token = _CURRENT.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _CURRENT.reset(token)
+
+
 _default: ToolRegistry | None = None
 
 
@@ -182,3 +219,4 @@ def default_registry() -> ToolRegistry:
     if _default is None:
         _default = ToolRegistry.discover()
     return _default
+

@@ -21,6 +21,7 @@ from ..events import (
     ApprovalRequestEvent,
     ChunkEvent,
     Event,
+    FileEvent,
     MessageEvent,
     RunResult,
     ToolCallEvent,
@@ -150,6 +151,8 @@ class ChatSession:
             if msg is not None:
                 await msg.remove_actions()
             await _say(decision_text(ev))
+        elif isinstance(ev, FileEvent):
+            await cl.Message(content=(note(ev) or ("", ""))[1], author=ev.source, elements=[file_element(ev)]).send()
         elif isinstance(ev, UsageEvent):
             await self._update_meter(ev)
         elif isinstance(ev, RunResult):
@@ -187,6 +190,14 @@ class ChatSession:
             elements.append(cl.Image(content=svg.encode(), name="tokens-per-speaker.svg", display="inline",
                                      mime="image/svg+xml"))
         await cl.Message(content=(note(result) or ("", ""))[1], author=SYSTEM, elements=elements).send()
+
+
+def file_element(ev: FileEvent) -> cl.Element:
+    """Pictures inline; anything else as a download."""
+    name = ev.name.replace("/", "_")
+    if ev.mime.startswith("image/"):
+        return cl.Image(path=ev.path, name=name, display="inline", mime=ev.mime)
+    return cl.File(path=ev.path, name=name, display="inline", mime=ev.mime)
 
 
 def meter_text(prompt: int, completion: int, cost: float | None, conv: Conversation) -> str:

@@ -10,6 +10,7 @@ from ..events import (
     ApprovalRequestEvent,
     ErrorEvent,
     Event,
+    FileEvent,
     HumanMessageEvent,
     MessageEvent,
     NoticeEvent,
@@ -58,6 +59,8 @@ def note(ev: Event) -> tuple[str, str] | None:
     if isinstance(ev, HumanMessageEvent) and ev.mode != "task":
         how = "interrupted the turn" if ev.mode == "interrupt" else f"joined the conversation after turn {ev.turn}"
         return SYSTEM, f"↳ your message {how}: *{ev.content}*"
+    if isinstance(ev, FileEvent):
+        return ev.source, f"**{ev.source}** wrote `{ev.name}` ({ev.size:,} bytes) with `{ev.tool}`"
     if isinstance(ev, RunResult):
         return SYSTEM, f"**Run ended** · {summary(ev)}"
     return None

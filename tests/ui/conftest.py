@@ -1,0 +1,334 @@
+"""Fixtures for the browser tests: the real web chat (`parley ui`) in a subprocess, and Debian's Chromium.
+
+Every server runs from the project root on a free loopback port with its own data folder and a
+scripted model (`tests/ui/scripts/*.yaml`), so replies are deterministic and nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
+
+import pytest
+
+from parley.store import Store
+
+try:
+    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+except ImportError:  # the module skips itself; see browser_missing()
+    sync_playwright = None  # type: ignore[assignment]
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPTS = Path(__file__).resolve().parent / "scripts"
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+    "--disable-quic",
+]
+STARTUP_S = 60.0
+UI_TIMEOUT_MS = 20_000
+# Settings of the developer's shell that must not leak into a test server.
+_SCRUB = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_BASE_URL",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_ENDPOINT",
+    "OPENAI_API_VERSION",
+    "OLLAMA_HOST",
+    "PARLEY_MODEL",
+    "PARLEY_TEAMS",
+    "PARLEY_TOOLS",
+    "PARLEY_PRICES",
+    "PARLEY_DATABASE_URL",
+    "PARLEY_UI_HOST",
+    "PARLEY_UI_PORT",
+    "PARLEY_HOME",
+    "CHAINLIT_AUTH_SECRET",
+    "CHAINLIT_APP_ROOT",
+)
+T = TypeVar("T")
+
+
+def browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if sync_playwright is None:
+        return "Python Playwright is not installed in this environment (pip install playwright)"
+    if not CHROMIUM.is_file():
+        return f"{CHROMIUM} not found: install Debian's chromium package (browsers are never downloaded)"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def parley_command(*args: str) -> list[str]:
+    script = Path(sys.executable).with_name("parley")
+    return [str(script), *args] if script.is_file() else [sys.executable, "-m", "parley.cli", *args]
+
+
+def run_async(make: Callable[[], Awaitable[T]]) -> T:
+    """Run a coroutine on its own loop in another thread: safe whatever pytest-asyncio is doing."""
+
+    async def go() -> T:
+        return await make()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(lambda: asyncio.run(go())).result()
+
+
+class Server:
+    """One `parley ui` process. Its data folder outlives it, so a restart sees the same store."""
+
+    running: ClassVar[list[Server]] = []
+
+    def __init__(self, data_dir: Path, script: str, *, port: int | None = None) -> None:
+        self.data_dir = data_dir
+        self.script = SCRIPTS / script
+        self.port = port or free_port()
+        self.log_path = data_dir / f"server-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite+aiosqlite:///{self.data_dir / 'parley.db'}"
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
+        return env | {
+            "PARLEY_DATA_DIR": str(self.data_dir),
+            "PARLEY_MODEL": f"scripted:{self.script}",
+            "PARLEY_AUTOGEN_LOG": "CRITICAL",
+            "PYTHONUNBUFFERED": "1",
+        }
+
+    def parley(self, *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        """Run a `parley` command against this server's data folder (e.g. `users add`)."""
+        done = subprocess.run(
+            parley_command(*args),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=self.env(),
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, f"parley {' '.join(args)} failed: {done.stdout}{done.stderr}"
+        return done
+
+    def start(self) -> Server:
+        return self.launch().wait_ready()
+
+    def launch(self) -> Server:
+        """Start the process without waiting for it (servers boot in parallel; see `wait_ready`)."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            log.write(f"--- start {self.starts} ---\n".encode())
+            log.flush()
+            self.proc = subprocess.Popen(
+                parley_command("ui", "--host", "127.0.0.1", "--port", str(self.port)),
+                cwd=ROOT,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group, so teardown kills everything it started
+            )
+        Server.running.append(self)
+        return self
+
+    def wait_ready(self) -> Server:
+        """Wait until the web chat answers HTTP 200 on /."""
+        assert self.proc is not None, "launch() first"
+        deadline = time.monotonic() + STARTUP_S
+        while True:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"parley ui exited with {self.proc.returncode}:\n{self.log_tail()}")
+            try:
+                with urllib.request.urlopen(self.url + "/", timeout=2) as resp:
+                    if resp.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                self.stop()
+                raise AssertionError(
+                    f"parley ui did not answer on {self.url} within {STARTUP_S:g} s:\n{self.log_tail()}"
+                )
+            time.sleep(0.2)
+
+    def stop(self, *, kill: bool = False, restore_files: bool = True) -> None:
+        """SIGTERM (or SIGKILL: a crash) to the whole process group; SIGKILL if it lingers."""
+        proc, self.proc = self.proc, None
+        if self in Server.running:
+            Server.running.remove(self)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=10)
+        # Chainlit deletes <project>/.files when it shuts down, even if other servers started from the
+        # same checkout still use it: put it back for them (it is Chainlit's own folder, gitignored).
+        if restore_files:
+            (ROOT / ".files").mkdir(exist_ok=True)
+
+    def log_tail(self, lines: int = 60) -> str:
+        try:
+            text = self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no server log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    # -- the store, read directly: what the server really recorded --------------------------------
+
+    def query(self, use: Callable[[Store], Awaitable[T]]) -> T:
+        async def go() -> T:
+            store = await Store.open(self.db_url)
+            try:
+                return await use(store)
+            finally:
+                await store.close()
+
+        return run_async(go)
+
+    def events(self, thread_id: str) -> list[dict[str, Any]]:
+        """The thread's stored events as dicts (payload plus `seq` and `type`), oldest first."""
+        rows = self.query(lambda s: s.events(thread_id))
+        return [r.payload | {"seq": r.seq, "type": r.type} for r in rows]
+
+    def audit(self, thread_id: str) -> list[Any]:
+        return self.query(lambda s: s.audit_log(thread_id))
+
+    def threads(self, owner: str) -> list[Any]:
+        return self.query(lambda s: s.list_threads(owner))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    setattr(item, f"rep_{report.when}", report)
+    if report.failed and Server.running:
+        for server in Server.running:
+            report.sections.append((f"parley ui on {server.url} (last lines)", server.log_tail()))
+
+
+@pytest.fixture(scope="module")
+def ui_browser() -> Iterator[Browser]:
+    """Debian's Chromium, one per module (named so as not to clash with pytest-playwright's `browser`)."""
+    why = browser_missing()
+    if why:
+        pytest.skip(why)
+    pw = sync_playwright().start()
+    try:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+    finally:
+        pw.stop()
+
+
+@pytest.fixture
+def new_page(
+    ui_browser: Browser, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[Callable[[], Page]]:
+    """Open a page in a fresh browser context (its own cookies: a separate user); all closed after the test.
+    A failing test leaves a screenshot of every page in its tmp_path."""
+    contexts: list[BrowserContext] = []
+
+    def make() -> Page:
+        context = ui_browser.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
+    for i, context in enumerate(contexts):
+        if failed:
+            for j, page in enumerate(context.pages):
+                with contextlib.suppress(Exception):
+                    page.screenshot(path=str(tmp_path / f"failure-{i}-{j}.png"), full_page=True)
+        with contextlib.suppress(Exception):
+            context.close()
+
+
+@pytest.fixture(scope="module")
+def servers(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Callable[[str], Server]]:
+    """`servers("studio.yaml")`: a running server for that script, shared by the module's tests.
+    The scripts a module lists in `SHARED_SERVERS` boot together, in parallel, on first use."""
+    if browser_missing():
+        pytest.skip(browser_missing() or "")
+    started: dict[str, Server] = {}
+
+    def launch(script: str) -> None:
+        data = tmp_path_factory.mktemp(f"data-{Path(script).stem}")
+        started[script] = Server(data, script).launch()
+
+    def get(script: str) -> Server:
+        if not started:
+            for name in getattr(request.module, "SHARED_SERVERS", ()):
+                launch(name)
+        if script not in started:
+            launch(script)
+        return started[script].wait_ready()
+
+    try:
+        yield get
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+@pytest.fixture
+def own_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
+    """`own_server("restart.yaml")`: a server of the test's own (not started yet), stopped after the test."""
+    mine: list[Server] = []
+
+    def make(script: str, *, data_dir: Path | None = None, port: int | None = None) -> Server:
+        server = Server(data_dir or tmp_path / "data", script, port=port)
+        mine.append(server)
+        return server
+
+    try:
+        yield make
+    finally:
+        for server in mine:
+            server.stop()
