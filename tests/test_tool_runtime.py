@@ -13,6 +13,10 @@ from parley.events import FileEvent, ToolResultEvent
 Write = Callable[[str, str], Path]
 
 
+def _read(path: str) -> str:
+    return Path(path).read_text()
+
+
 async def test_tools_see_the_workspace_and_written_files_become_events(write: Write, tmp_path: Path) -> None:
     write("mine/files.py", '''
         from parley.tools import current_context, tool
@@ -35,6 +39,6 @@ async def test_tools_see_the_workspace_and_written_files_become_events(write: Wr
     assert result.content == "saved by alpha" and not result.is_error
     files = [e for e in events if isinstance(e, FileEvent)]
     assert [(f.name, f.mime, f.source, f.tool) for f in files] == [("out/report.md", "text/markdown", "alpha", "save_report")]
-    assert Path(files[0].path).read_text() == "# Q3"
+    assert _read(files[0].path) == "# Q3"
     assert Path(files[0].path).is_relative_to(conv.workspace)
     assert conv.notes_board == [{"role": "alpha", "text": "report saved"}]

@@ -1,19 +1,22 @@
 """One browser session's conversation: turns parley events into Chainlit messages, live.
 
 The run is driven from a background task so the composer stays enabled: whatever the user
-types while agents work reaches `say()` and joins at the next turn (see DESIGN.md).
+types while agents work reaches `say()` and joins at the next turn. A run outlives its browser
+tab: reopening the thread re-attaches the display to the run still going.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import logging
 import time
 from typing import Any
 
 import chainlit as cl
-from chainlit.context import local_steps
+from chainlit.context import init_ws_context, local_steps
+from chainlit.session import WebsocketSession
 
 from ..conversation import Conversation
 from ..events import (
@@ -56,6 +59,8 @@ class ChatSession:
         self._approvals: dict[str, cl.Message] = {}
         self._meter: cl.Message | None = None
         self._meter_at = 0.0
+        self._ws: WebsocketSession | None = None
+        self._approval_events: dict[str, ApprovalRequestEvent] = {}
 
     @property
     def running(self) -> bool:
@@ -92,6 +97,16 @@ class ChatSession:
         self._meter = None
         self.task = asyncio.get_running_loop().create_task(self._pump(self.run))
 
+    async def reattach(self, ws: WebsocketSession) -> None:
+        """Show the run still in progress in another browser session (a reopened thread)."""
+        self._ws = ws
+        self._streams.clear()  # half-streamed messages belonged to the old page
+        self._tools.clear()
+        self._meter = None
+        self._approvals.clear()
+        for ev in list(self._approval_events.values()):
+            await self._show(ev)  # re-offer the buttons of every decision still awaited
+
     def approve(self, request_id: str) -> None:
         if self.running:
             assert self.run is not None
@@ -104,6 +119,10 @@ class ChatSession:
     async def _pump(self, run: Run) -> None:
         local_steps.set(None)  # keep the run's messages from nesting under the finished on_message step
         async for ev in run:
+            if self._ws is not None:  # the thread was reopened in another session: show it there
+                init_ws_context(self._ws)
+                local_steps.set(None)
+                self._ws = None
             try:
                 await self._show(ev)
             except Exception:  # a display glitch must not stop the conversation
@@ -143,9 +162,11 @@ class ChatSession:
             ]
             msg = cl.Message(content=(note(ev) or ("", ""))[1], author=SYSTEM, actions=actions)
             self._approvals[ev.request_id] = msg
+            self._approval_events[ev.request_id] = ev
             await msg.send()
         elif isinstance(ev, ApprovalDecisionEvent):
             msg = self._approvals.pop(ev.request_id, None)
+            self._approval_events.pop(ev.request_id, None)
             if self.awaiting_reason == ev.request_id:
                 self.awaiting_reason = None
             if msg is not None:
@@ -179,6 +200,7 @@ class ChatSession:
         for msg in self._approvals.values():
             await msg.remove_actions()
         self._approvals.clear()
+        self._approval_events.clear()
         if self._meter is not None:
             self._meter.content = meter_text(result.prompt_tokens, result.completion_tokens, result.cost_usd,
                                              self.conversation)
@@ -187,17 +209,32 @@ class ChatSession:
         elements = []
         svg = usage_chart_svg(rows)
         if svg:
-            elements.append(cl.Image(content=svg.encode(), name="tokens-per-speaker.svg", display="inline",
-                                     mime="image/svg+xml"))
+            elements.append(cl.Image(url=data_url(svg.encode(), "image/svg+xml"), name="tokens-per-speaker.svg",
+                                     display="inline", mime="image/svg+xml"))
         await cl.Message(content=(note(result) or ("", ""))[1], author=SYSTEM, elements=elements).send()
 
 
+INLINE_LIMIT = 2_000_000
+
+
+def data_url(content: bytes, mime: str) -> str:
+    return f"data:{mime};base64,{base64.b64encode(content).decode()}"
+
+
 def file_element(ev: FileEvent) -> cl.Element:
-    """Pictures inline; anything else as a download."""
+    """Pictures inline; anything else as a download.
+
+    Elements travel as data URLs where they are small enough: Chainlit keeps saved element
+    content under `<app root>/.files`, which it deletes when any server of the same checkout
+    stops (two replicas, or `make run` twice).
+    """
     name = ev.name.replace("/", "_")
-    if ev.mime.startswith("image/"):
-        return cl.Image(path=ev.path, name=name, display="inline", mime=ev.mime)
-    return cl.File(path=ev.path, name=name, display="inline", mime=ev.mime)
+    kind = cl.Image if ev.mime.startswith("image/") else cl.File
+    if ev.size <= INLINE_LIMIT:
+        with open(ev.path, "rb") as f:
+            return kind(url=data_url(f.read(), ev.mime), name=name, display="inline", mime=ev.mime)
+    cl.context.session.files_dir.mkdir(parents=True, exist_ok=True)
+    return kind(path=ev.path, name=name, display="inline", mime=ev.mime)
 
 
 def meter_text(prompt: int, completion: int, cost: float | None, conv: Conversation) -> str:

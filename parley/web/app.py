@@ -26,6 +26,8 @@ for _noisy in ("autogen_core", "autogen_core.events", "autogen_agentchat", "http
     logging.getLogger(_noisy).setLevel(logging.WARNING)
 
 LOCAL_USER = "local"
+_live: dict[str, ChatSession] = {}
+"""Thread id -> the session whose run may still be going: reopening a thread re-attaches to it."""
 _store: Store | None = None
 _store_lock = asyncio.Lock()
 
@@ -112,6 +114,12 @@ async def _user_ok() -> str | None:
     return name
 
 
+def _remember(tid: str, session: ChatSession) -> None:
+    for stale in [k for k, v in _live.items() if not v.running and v is not session]:
+        del _live[stale]
+    _live[tid] = session
+
+
 def _team_entry(name: str | None) -> TeamEntry | None:
     entries = _teams()
     return next((e for e in entries if e.name == name), entries[0] if entries and not name else None)
@@ -143,13 +151,21 @@ async def _resume(thread: ThreadDict) -> None:
     user = await _user_ok()
     if user is None:
         return
+    live = _live.get(thread["id"])
+    if live is not None and live.running and live.user == user:
+        cl.user_session.set("parley", live)
+        await cl.context.emitter.set_commands(commands())
+        await live.reattach(cl.context.session)
+        return
     try:
         conv = await Conversation.resume(await store(), thread["id"])
     except ConfigError as exc:
         await cl.Message(content=f"**This conversation cannot continue:** {exc}", author=SYSTEM).send()
         return
     write_avatars(Path.cwd() / "public", [*conv.team.role_names, SYSTEM])
-    cl.user_session.set("parley", ChatSession(conv, user))
+    session = ChatSession(conv, user)
+    _remember(thread["id"], session)
+    cl.user_session.set("parley", session)
     await cl.context.emitter.set_commands(commands())
 
 
@@ -166,6 +182,7 @@ async def _message(message: cl.Message) -> None:
         if await db.get_thread(tid) is None:
             await db.create_thread(session.user, conv.team.name, conv.model, message.content[:200], thread_id=tid)
         conv.attach(db, tid)
+        _remember(tid, session)
     try:
         await session.on_message(message.content, message.command)
     except ConfigError as exc:

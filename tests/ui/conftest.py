@@ -7,6 +7,7 @@ scripted model (`tests/ui/scripts/*.yaml`), so replies are deterministic and not
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import signal
@@ -190,7 +191,7 @@ class Server:
         proc, self.proc = self.proc, None
         if self in Server.running:
             Server.running.remove(self)
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL if kill else signal.SIGTERM)
@@ -236,14 +237,22 @@ class Server:
         return self.query(lambda s: s.list_threads(owner))
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@atexit.register
+def _no_orphans() -> None:
+    """Servers run in their own process groups: never leave one behind, even if pytest is interrupted."""
+    for server in list(Server.running):
+        server.stop(kill=True)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
+    """Remember each phase's report on the item (for `new_page`); on failure, attach the servers' logs."""
+    report: pytest.TestReport = yield
     setattr(item, f"rep_{report.when}", report)
-    if report.failed and Server.running:
+    if report.failed:
         for server in Server.running:
             report.sections.append((f"parley ui on {server.url} (last lines)", server.log_tail()))
+    return report
 
 
 @pytest.fixture(scope="module")
