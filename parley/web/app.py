@@ -21,9 +21,10 @@ from ._chat import ChatSession, commands
 from ._datalayer import ParleyDataLayer
 from ._format import SYSTEM
 
-# Chainlit logs at INFO; AutoGen logs every internal message at INFO. Keep the server log readable.
+# Chainlit logs at INFO; AutoGen logs every internal message at INFO, and every agent failure with a
+# traceback, which parley already reports in the conversation as an error event.
 for _noisy in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx"):
-    logging.getLogger(_noisy).setLevel(logging.WARNING)
+    logging.getLogger(_noisy).setLevel(os.environ.get("PARLEY_AUTOGEN_LOG", "CRITICAL"))
 
 LOCAL_USER = "local"
 _live: dict[str, ChatSession] = {}
