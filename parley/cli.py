@@ -45,10 +45,10 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print one JSON event per line")
     run.add_argument("--chunks", action="store_true", help="with --json, include streamed text chunks")
     run.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
-    run.add_argument("--approve", action="append", default=[], metavar="TOOL",
-                     help="approve every call of TOOL without asking (repeatable)")
-    run.add_argument("--deny", action="append", default=[], metavar="TOOL",
-                     help="deny every call of TOOL without asking (repeatable)")
+    run.add_argument("--approve", action="append", default=[], metavar="all|none|TOOL,...",
+                     help="answer approval requests without asking: all, none, or these tools (repeatable)")
+    run.add_argument("--deny", action="append", default=[], metavar="TOOL,...",
+                     help="deny these tools' calls without asking (repeatable)")
 
     sub.add_parser("tools", help="list the tools roles can be granted")
 
@@ -170,7 +170,7 @@ def _list_tools() -> int:
 
 
 async def _run(args: argparse.Namespace) -> int:
-    approvals = {t: True for t in args.approve} | {t: False for t in args.deny}
+    approvals = _approval_rules(args.approve, args.deny)
     conv = Conversation(args.team, model=args.model, max_turns=args.max_turns, max_tokens=args.max_tokens,
                         timeout_s=args.timeout, teams_dirs=args.teams, approvals=approvals)
     run = conv.start(args.task)
@@ -200,7 +200,7 @@ async def _run(args: argparse.Namespace) -> int:
                     print(ev.model_dump_json(exclude={"ts"}), flush=True)
             else:
                 renderer.show(ev)
-            if isinstance(ev, ApprovalRequestEvent) and ev.name not in approvals:
+            if isinstance(ev, ApprovalRequestEvent) and ev.name not in approvals and "*" not in approvals:
                 if interactive:
                     print(f"approve {ev.source}'s call to {ev.name}? type y to approve, anything else denies "
                           "(your text is the reason)", file=sys.stderr)
@@ -217,6 +217,22 @@ async def _run(args: argparse.Namespace) -> int:
     if not result.ok:
         print(f"parley: run ended: {result.stop_reason}: {result.detail}", file=sys.stderr)
     return EXIT_OK if result.ok else _EXIT_BY_REASON.get(result.stop_reason, EXIT_ERROR)
+
+
+def _approval_rules(approve: list[str], deny: list[str]) -> dict[str, bool]:
+    """--approve all|none|TOOL,... and --deny TOOL,... as {tool or '*': approved}."""
+    rules: dict[str, bool] = {}
+    for value in approve:
+        for item in filter(None, (v.strip() for v in value.split(","))):
+            if item == "all":
+                rules["*"] = True
+            elif item == "none":
+                rules["*"] = False
+            else:
+                rules[item] = True
+    for value in deny:
+        rules.update({t.strip(): False for t in value.split(",") if t.strip()})
+    return rules
 
 
 def _read_stdin(loop: asyncio.AbstractEventLoop, run: Run) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -61,7 +62,7 @@ class Conversation:
             update={k: v for k, v in overrides.items() if v is not None}
         )
         self.approvals: dict[str, bool] = dict(approvals or {})
-        """Standing decisions per tool name (the CLI's --approve/--deny); others wait for a human."""
+        """Standing decisions per tool name, `*` for every tool (the CLI's --approve/--deny); others wait."""
         self.store: Store | None = None
         self.thread_id: str | None = None
         self.meter = Meter()
@@ -105,6 +106,9 @@ class Conversation:
         return granted
 
     def _tool(self, role: str, tooldef: ToolDef) -> Any:
+        override = self.team.approvals.get(tooldef.name)
+        if override is not None:
+            tooldef = dataclasses.replace(tooldef, approval=override == "required")
         return BoundTool(tooldef, role, self)
 
     # -- the ToolHost protocol: what tools reach while this conversation runs them ------------

@@ -237,7 +237,8 @@ class Run:
         self._approvals[request_id] = (fut, req)
         token.link_future(fut)
         self._emit(req)
-        standing = self.conversation.approvals.get(tool)
+        rules = self.conversation.approvals
+        standing = rules.get(tool, rules.get("*"))
         if standing is not None:
             self._decide(request_id, standing, "" if standing else "denied by a standing rule", "policy")
         return await fut

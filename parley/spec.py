@@ -76,6 +76,8 @@ class TeamSpec(_Strict):
     """Example tasks offered by the UI."""
     model: str | None = None
     """Default model string for every role of this team."""
+    approvals: dict[str, Literal["required", "never"]] = Field(default_factory=dict)
+    """Per tool: override whether a human must approve each call (`required`) or not (`never`)."""
     source: Path | None = Field(default=None, exclude=True)
     """The file this team was loaded from (set by the loader)."""
     prompts: dict[str, str] = Field(default_factory=dict, exclude=True)
@@ -138,17 +140,12 @@ def _cross_check(spec: TeamSpec, located: Located, tool_names: list[str] | None)
                 located.problem(("roles", i, "name"), f"duplicate role name '{role.name}' (also roles[{seen[role.name]}])")
             )
         seen.setdefault(role.name, i)
-        if tool_names is not None:
-            for j, t in enumerate(role.tools):
-                if t not in tool_names:
-                    problems.append(
-                        located.problem(("roles", i, "tools", j), f"unknown tool '{t}'" + did_you_mean(t, tool_names)
-                                        + " (`parley tools` lists them)")
-                    )
         if role.model is not None:
             problems += _model_problem(parse_model, role.model, located, ("roles", i, "model"))
     if spec.model is not None:
         problems += _model_problem(parse_model, spec.model, located, ("model",))
+    if tool_names is not None:
+        problems += _tool_problems(spec, located, tool_names)
     names = spec.role_names
     for j, who in enumerate(spec.termination.stop_from):
         if who not in names:
@@ -161,6 +158,18 @@ def _cross_check(spec: TeamSpec, located: Located, tool_names: list[str] | None)
     if spec.pattern == "selector" and len(spec.roles) < 2:
         problems.append(located.problem(("roles",), "the selector pattern needs at least two roles"))
     return problems
+
+
+def _tool_problems(spec: TeamSpec, located: Located, tool_names: list[str]) -> list[FileProblem]:
+    named: list[tuple[tuple[str | int, ...], str]] = [
+        (("roles", i, "tools", j), t) for i, role in enumerate(spec.roles) for j, t in enumerate(role.tools)
+    ]
+    named += [(("approvals", t), t) for t in spec.approvals]
+    return [
+        located.problem(loc, f"unknown tool '{t}'" + did_you_mean(t, tool_names) + " (`parley tools` lists them)")
+        for loc, t in named
+        if t not in tool_names
+    ]
 
 
 def _model_problem(parse, value: str, located: Located, loc: tuple) -> list[FileProblem]:  # type: ignore[no-untyped-def]

@@ -101,3 +101,46 @@ async def test_standing_rule_and_stop_while_waiting(write: Write, registry: Tool
     result = events2[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "stopped"
     assert _sent(registry) == [] and not any(isinstance(e, ApprovalDecisionEvent) for e in events2)
+
+
+async def test_team_file_overrides_whether_a_tool_needs_approval(write: Write, registry: ToolRegistry) -> None:
+    team = write("team.yaml", team_yaml(roles=("clerk",), max_turns=2, tools={"clerk": ["wire_money"]})
+                 + "approvals: {wire_money: never}\n")
+    script = write("s.yaml", SCRIPT)
+    conv = Conversation(team, model=f"scripted:{script}", registry=registry)
+    events = await _run(conv, None)
+    assert not any(isinstance(e, ApprovalRequestEvent) for e in events)
+    assert _sent(registry) == [("ACME", 120)]
+
+
+async def test_a_call_to_an_ungranted_tool_is_refused_and_recorded(write: Write, registry: ToolRegistry) -> None:
+    team = write("team.yaml", team_yaml(roles=("clerk", "auditor"), max_turns=2, tools={"auditor": ["wire_money"]}))
+    script = write("s.yaml", """
+        roles:
+          clerk:
+            - tool: wire_money
+              args: {to: "ME", amount: 1000000}
+          auditor: ["Nothing to see."]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}", registry=registry)
+    events = await _run(conv, None)
+    result = next(e for e in events if isinstance(e, ToolResultEvent))
+    assert result.source == "clerk" and result.is_error and "wire_money" in result.content
+    assert _sent(registry) == [] and not any(isinstance(e, ApprovalRequestEvent) for e in events)
+
+
+def test_cli_approval_rules(write: Write, capsys: pytest.CaptureFixture[str], tmp_path: Path,
+                            monkeypatch: pytest.MonkeyPatch, registry: ToolRegistry) -> None:
+    from parley.cli import main
+
+    monkeypatch.setenv("PARLEY_TOOLS", str(tmp_path / "risky"))
+    import parley.tools as tools_module
+
+    monkeypatch.setattr(tools_module, "_default", None)  # rediscover with PARLEY_TOOLS
+    team = write("team.yaml", team_yaml(roles=("clerk",), max_turns=2, tools={"clerk": ["wire_money"]}))
+    script = write("s.yaml", SCRIPT)
+    for flags, verdict in ((["--approve", "all"], "approved by policy"), (["--approve", "none"], "denied by policy"),
+                           (["--approve", "other,wire_money"], "approved by policy"), ([], "denied by cli")):
+        assert main(["run", str(team), "Pay", "--model", f"scripted:{script}", *flags]) == 0
+        out = capsys.readouterr().out
+        assert f"wire_money {verdict}" in out, (flags, out)
