@@ -82,6 +82,7 @@ class Conversation:
         )
         for script in self.pool.scripts:
             script.check_roles(self.team.role_names)
+        self._mcp_grants: dict[str, list[str]] = {}
         self._tools = self._grant_tools()
         self._checkpoint: Mapping[str, Any] | None = None
         self._unsaved: list[BaseChatMessage] = []
@@ -92,7 +93,10 @@ class Conversation:
     def _grant_tools(self) -> dict[str, list[Any]]:
         granted: dict[str, list[Any]] = {}
         for role in self.team.roles:
-            missing = [t for t in role.tools if t not in self.registry.tools]
+            mcp = [t for t in role.tools if "." in t]
+            if mcp and supports_tools(self.role_models[role.name]):
+                self._mcp_grants[role.name] = mcp
+            missing = [t for t in role.tools if t not in self.registry.tools and "." not in t]
             if missing:
                 raise ConfigError(f"role '{role.name}' is granted unknown tools: {', '.join(missing)} (`parley tools` lists them)")
             if role.tools and not supports_tools(self.role_models[role.name]):
@@ -102,7 +106,7 @@ class Conversation:
                 )
                 granted[role.name] = []
             else:
-                granted[role.name] = [self._tool(role.name, self.registry.get(t)) for t in role.tools]
+                granted[role.name] = [self._tool(role.name, self.registry.get(t)) for t in role.tools if "." not in t]
         return granted
 
     def _tool(self, role: str, tooldef: ToolDef) -> Any:
@@ -221,6 +225,12 @@ class Conversation:
     async def _ensure_team(self) -> tuple[BaseGroupChat, bool]:
         if self._team is not None:
             return self._team, False
+        if self._mcp_grants:  # connect once, on first use: listing a server's tools needs it running
+            from ._mcp import load_grants
+
+            for role, tools in (await load_grants(self.team, self._mcp_grants)).items():
+                self._tools[role] = [*self._tools[role], *tools]
+            self._mcp_grants = {}
         team = build_team(
             self.team, self._agents(), self.guard, selector_client=self._selector_client,
             selector_json_schema=uses_json_schema(self.model), on_pick=self._on_pick,

@@ -6,13 +6,13 @@ import re
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ._yaml import Located, did_you_mean, load_located, pydantic_problems
 from .errors import FileProblem, TeamFileError
 from .paths import project_root
 
-__all__ = ["PATTERNS", "RoleSpec", "TeamSpec", "TerminationSpec", "load_team_file"]
+__all__ = ["PATTERNS", "McpServerSpec", "RoleSpec", "TeamSpec", "TerminationSpec", "load_team_file"]
 
 PATTERNS = ("round_robin", "selector")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -47,6 +47,33 @@ class RoleSpec(_Strict):
         return v
 
 
+class McpServerSpec(_Strict):
+    """An MCP server whose tools roles can be granted as `SERVER.TOOL` or `SERVER.*`."""
+
+    name: str
+    """Identifier used in grants."""
+    command: str | None = None
+    """Program to start (stdio transport)."""
+    args: list[str] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    """Extra environment for the server process (nothing else of parley's is passed on)."""
+    url: str | None = None
+    """Streamable-HTTP endpoint, instead of `command`."""
+
+    @field_validator("name")
+    @classmethod
+    def _identifier(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"MCP server name {v!r} must be an identifier (letters, digits, underscore)")
+        return v
+
+    @model_validator(mode="after")
+    def _one_transport(self) -> McpServerSpec:
+        if (self.command is None) == (self.url is None):
+            raise ValueError("give either command (stdio) or url (HTTP), not both or neither")
+        return self
+
+
 class TerminationSpec(_Strict):
     """When a run ends. Every limit is checked on every pattern."""
 
@@ -76,6 +103,8 @@ class TeamSpec(_Strict):
     """Example tasks offered by the UI."""
     model: str | None = None
     """Default model string for every role of this team."""
+    mcp: list[McpServerSpec] = Field(default_factory=list)
+    """MCP servers this team's roles may use."""
     approvals: dict[str, Literal["required", "never"]] = Field(default_factory=dict)
     """Per tool: override whether a human must approve each call (`required`) or not (`never`)."""
     source: Path | None = Field(default=None, exclude=True)
@@ -98,7 +127,8 @@ class TeamSpec(_Strict):
         return [r.name for r in self.roles]
 
 
-_ALL_KEYS = sorted({*RoleSpec.model_fields, *TerminationSpec.model_fields, *TeamSpec.model_fields})
+_ALL_KEYS = sorted({*RoleSpec.model_fields, *TerminationSpec.model_fields, *TeamSpec.model_fields,
+                    *McpServerSpec.model_fields})
 
 
 def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, display: str | None = None) -> TeamSpec:
@@ -165,11 +195,17 @@ def _tool_problems(spec: TeamSpec, located: Located, tool_names: list[str]) -> l
         (("roles", i, "tools", j), t) for i, role in enumerate(spec.roles) for j, t in enumerate(role.tools)
     ]
     named += [(("approvals", t), t) for t in spec.approvals]
-    return [
-        located.problem(loc, f"unknown tool '{t}'" + did_you_mean(t, tool_names) + " (`parley tools` lists them)")
-        for loc, t in named
-        if t not in tool_names
-    ]
+    servers = [m.name for m in spec.mcp]
+    problems = []
+    for loc, t in named:
+        server, dot, _ = t.partition(".")
+        if dot and server not in servers:
+            problems.append(located.problem(loc, f"unknown MCP server '{server}' in '{t}'" + did_you_mean(server, servers)
+                                            + (f" (declared: {', '.join(servers)})" if servers else " (declare it under mcp:)")))
+        elif not dot and t not in tool_names:
+            problems.append(located.problem(loc, f"unknown tool '{t}'" + did_you_mean(t, tool_names)
+                                            + " (`parley tools` lists them)"))
+    return problems
 
 
 def _model_problem(parse, value: str, located: Located, loc: tuple) -> list[FileProblem]:  # type: ignore[no-untyped-def]
