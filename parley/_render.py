@@ -13,6 +13,7 @@ from .events import (
     ChunkEvent,
     ErrorEvent,
     Event,
+    FileEvent,
     HumanMessageEvent,
     HumanQueuedEvent,
     MessageEvent,
@@ -109,6 +110,8 @@ class Renderer:
             verdict = "approved" if ev.approved else "denied"
             because = f" ({ev.reason})" if ev.reason else ""
             self._line(self._c(f"  {ev.name} {verdict} by {ev.actor}{because}", 32 if ev.approved else 31))
+        elif isinstance(ev, FileEvent):
+            self._line(self._dim(f"    ⇣ {ev.source} wrote {ev.name} ({ev.size:,} bytes): {ev.path}"))
         elif isinstance(ev, TurnAbandonedEvent):
             self._line(self._dim(f"    ({ev.source}'s turn abandoned: {ev.reason})"))
         elif isinstance(ev, ErrorEvent):
