@@ -16,7 +16,7 @@ from parley.events import (
 from parley.store import Store
 from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
 from parley.web._datalayer import ParleyDataLayer, thread_steps
-from parley.web.app import _loopback
+from parley.web.app import _host_of, _loopback
 
 
 def test_reopened_thread_shows_what_the_user_saw_in_order() -> None:
@@ -65,6 +65,8 @@ async def test_sidebar_lists_only_the_owners_threads(store: Store) -> None:
 def test_local_mode_only_on_loopback() -> None:
     assert all(_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"))
     assert not any(_loopback(h) for h in ("0.0.0.0", "10.1.2.3", "example.com"))
+    assert [_host_of(h) for h in ("127.0.0.1:8000", "[::1]:8000", "localhost", "example.com:443")] == [
+        "127.0.0.1", "::1", "localhost", "example.com"]
 
 
 def test_avatars_and_chart() -> None:

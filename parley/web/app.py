@@ -61,12 +61,18 @@ def _loopback(host: str) -> bool:
         return False
 
 
+def _host_of(host_header: str) -> str:
+    """'127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1'."""
+    if host_header.startswith("["):
+        return host_header[1:].split("]", 1)[0]
+    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
 async def local_mode(request_host: str | None = None) -> bool:
-    """No login page: bound to loopback, and nobody has created a user yet."""
+    """No login page: bound to loopback, asked for through loopback, and nobody has created a user yet."""
     if not _loopback(os.environ.get("PARLEY_UI_HOST", "127.0.0.1")):
         return False
-    if request_host is not None and not _loopback(request_host.rsplit(":", 1)[0] if "]" not in request_host
-                                                  else request_host.rsplit("]", 1)[0] + "]"):
+    if request_host is not None and not _loopback(_host_of(request_host)):
         return False
     return await (await store()).count_users() == 0
 
