@@ -1,0 +1,24 @@
+"""The README and the public API stay true to the code."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import parley
+from parley import errors
+from parley.tools import default_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_documents_every_tool_and_both_commands() -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [name for name in default_registry().names() if f"| `{name}` |" not in readme]
+    assert missing == [], f"add these tools to the README's table: {missing}"
+    assert "make run" in readme and "make test" in readme
+    assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_every_error_class_is_exported() -> None:
+    classes = [n for n in errors.__all__ if n != "FileProblem"]
+    assert [n for n in classes if n not in parley.__all__] == []
