@@ -25,8 +25,8 @@ from autogen_core.tools import FunctionTool
 from .errors import ConfigError
 from .paths import project_root, search_dirs
 
-__all__ = ["RunContext", "ToolDef", "ToolRegistry", "current_context", "default_registry", "load_helper", "tool",
-           "use_context"]
+__all__ = ["RunContext", "ToolDef", "ToolRegistry", "current_context", "default_registry", "load_helper",
+           "output_file", "tool", "use_context"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -139,18 +139,23 @@ def _import_file(path: Path) -> None:
         # Re-registering an already imported module: replay its declarations.
         _DECLARED.extend(getattr(sys.modules[modname], "__parley_tools__", []))
         return
+    start = len(_DECLARED)
+    module = _exec_module(path, modname)
+    module.__parley_tools__ = list(_DECLARED[start:])  # type: ignore[attr-defined]
+
+
+def _exec_module(path: Path, modname: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(modname, path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)
-    start = len(_DECLARED)
     sys.modules[modname] = module
     try:
         spec.loader.exec_module(module)
     except BaseException:
         del sys.modules[modname]
         raise
-    module.__parley_tools__ = list(_DECLARED[start:])  # type: ignore[attr-defined]
+    return module
 
 
 def load_helper(tool_file: str, name: str) -> ModuleType:
@@ -163,17 +168,7 @@ def load_helper(tool_file: str, name: str) -> ModuleType:
     modname = f"parley_tools_{digest}_{name}"
     if modname in sys.modules:
         return sys.modules[modname]
-    spec = importlib.util.spec_from_file_location(modname, path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[modname] = module
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[modname]
-        raise
-    return module
+    return _exec_module(path, modname)
 
 
 @dataclass
@@ -208,6 +203,29 @@ def use_context(ctx: RunContext) -> Iterator[RunContext]:
         yield ctx
     finally:
         _CURRENT.reset(token)
+
+
+def output_file(filename: str, folder: str, suffix: str, example: str) -> tuple[Path, str]:
+    """Where a tool's output file named `filename` goes: `<workspace>/<folder>/<filename>`.
+
+    Returns (absolute path, path relative to the workspace), or raises ValueError saying why the
+    name may not be used (folders in it, a wrong suffix, a hidden file).
+    """
+    name = filename.strip()
+    if "/" in name or "\\" in name or name in ("", ".", ".."):
+        raise ValueError(
+            f"{filename!r} is not a plain file name: give one like {example!r} (no folders); "
+            f"these files are always saved under {folder}/."
+        )
+    if not name.lower().endswith(suffix) or len(name) <= len(suffix) or name.startswith("."):
+        raise ValueError(f"{filename!r} must be a file name ending in {suffix}, like {example!r}.")
+    root = current_context().workspace.resolve()
+    target_dir = root / folder
+    target_dir.mkdir(parents=True, exist_ok=True)
+    target = (target_dir / name).resolve()
+    if not target.is_relative_to(root) or target.parent != target_dir.resolve():
+        raise ValueError(f"{folder}/{name} points outside the workspace.")
+    return target, f"{folder}/{name}"
 
 
 _default: ToolRegistry | None = None

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-from parley.tools import current_context, tool
+from parley.tools import output_file, tool
 
 CHART_DIR = "charts"
 MAX_POINTS = 60
@@ -229,22 +229,7 @@ def forecast(
 
 
 def _chart_target(filename: str) -> tuple[Path, str]:
-    """Where a chart named `filename` goes inside the workspace, or ValueError saying why it may not."""
-    name = filename.strip()
-    if "/" in name or "\\" in name or name in ("", ".", ".."):
-        raise ValueError(
-            f"{filename!r} is not a plain file name: give one like 'q3_revenue.png' (no folders); "
-            f"charts are always saved under {CHART_DIR}/."
-        )
-    if not name.lower().endswith(".png") or len(name) <= 4 or name.startswith("."):
-        raise ValueError(f"{filename!r} must be a file name ending in .png, like 'q3_revenue.png'.")
-    root = current_context().workspace.resolve()
-    folder = root / CHART_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    target = (folder / name).resolve()
-    if not target.is_relative_to(root) or target.parent != folder.resolve():
-        raise ValueError(f"{CHART_DIR}/{name} points outside the workspace.")
-    return target, f"{CHART_DIR}/{name}"
+    return output_file(filename, CHART_DIR, ".png", "q3_revenue.png")
 
 
 def _short(x: float) -> str:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from parley.tools import current_context, tool
+from parley.tools import current_context, output_file, tool
 
 DECK_DIR = "decks"
 MAX_SLIDES = 40
@@ -49,21 +49,7 @@ _SLIDES = TypeAdapter(list[Slide])
 
 
 def _deck_target(filename: str) -> tuple[Path, str]:
-    name = filename.strip()
-    if "/" in name or "\\" in name or name in ("", ".", ".."):
-        raise ValueError(
-            f"{filename!r} is not a plain file name: give one like 'q3_review.pptx' (no folders); "
-            f"decks are always saved under {DECK_DIR}/."
-        )
-    if not name.lower().endswith(".pptx") or len(name) <= 5 or name.startswith("."):
-        raise ValueError(f"{filename!r} must be a file name ending in .pptx, like 'q3_review.pptx'.")
-    root = current_context().workspace.resolve()
-    folder = root / DECK_DIR
-    folder.mkdir(parents=True, exist_ok=True)
-    target = (folder / name).resolve()
-    if not target.is_relative_to(root) or target.parent != folder.resolve():
-        raise ValueError(f"{DECK_DIR}/{name} points outside the workspace.")
-    return target, f"{DECK_DIR}/{name}"
+    return output_file(filename, DECK_DIR, ".pptx", "q3_review.pptx")
 
 
 def _picture(number: int, slide: Slide) -> Path | None:
