@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from autogen_agentchat.base import TerminatedException, TerminationCondition
-from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, StopMessage, ToolCallSummaryMessage
+from autogen_agentchat.messages import (
+    BaseAgentEvent,
+    BaseChatMessage,
+    HandoffMessage,
+    StopMessage,
+    ToolCallSummaryMessage,
+)
 
 from .models import Meter
 from .spec import TerminationSpec
@@ -27,6 +33,8 @@ class RunGuard(TerminationCondition):
         self.reason: str | None = None
         self.detail = ""
         self.interject = False
+        self.handed_back: str | None = None
+        """The role that handed the conversation to the human (swarm), to be handed back to."""
         self._fired = False
 
     @property
@@ -52,6 +60,9 @@ class RunGuard(TerminationCondition):
             if not isinstance(m, BaseChatMessage) or m.source not in self.roles:
                 continue
             self.turns += 1
+            if isinstance(m, HandoffMessage) and m.target == "user":
+                self.handed_back = m.source
+                return self._fire("handoff", f"{m.source} handed the conversation to the human")
             # Tool output is data: a stop word inside a tool result never ends the run.
             if (
                 stop_text

@@ -61,6 +61,13 @@ class Conversation:
         self.limits: TerminationSpec = self.team.termination.model_copy(
             update={k: v for k, v in overrides.items() if v is not None}
         )
+        if self.team.pattern == "loop":  # a round is one turn of every role; the last role may end it
+            loop = self.team.loop
+            self.limits = self.limits.model_copy(update={
+                "max_turns": min(self.limits.max_turns, (loop.max_rounds if loop else 3) * len(self.team.roles)),
+                "stop_text": (loop.until if loop else None) or self.limits.stop_text,
+                "stop_from": self.limits.stop_from or [self.team.roles[-1].name],
+            })
         self.approvals: dict[str, bool] = dict(approvals or {})
         """Standing decisions per tool name, `*` for every tool (the CLI's --approve/--deny); others wait."""
         self.store: Store | None = None
@@ -214,6 +221,7 @@ class Conversation:
                     # A scripted reply is one model call; a real model summarises what its tools returned.
                     reflect_on_tool_use=bool(tools) and backend != "scripted",
                     model_context=TaskWindowContext(LOCAL_WINDOW) if backend == "local" else None,
+                    handoffs=list(role.handoffs) or None,
                 )
             )
         return agents

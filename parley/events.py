@@ -34,8 +34,8 @@ __all__ = [
     "event_adapter",
 ]
 
-StopReason = Literal["stop_text", "completed", "max_turns", "max_tokens", "timeout", "stopped", "error"]
-NORMAL_STOPS: frozenset[str] = frozenset({"stop_text", "completed", "max_turns"})
+StopReason = Literal["stop_text", "completed", "handoff", "max_turns", "max_tokens", "timeout", "stopped", "error"]
+NORMAL_STOPS: frozenset[str] = frozenset({"stop_text", "completed", "handoff", "max_turns"})
 
 
 class _Event(BaseModel):

@@ -346,12 +346,17 @@ class Run:
                 return ev.content
         return ""
 
-    def _take_human(self) -> list[TextMessage]:
+    def _take_human(self) -> list[BaseChatMessage]:
         batch, self._human = self._human, []
-        out = []
+        out: list[BaseChatMessage] = []
+        back_to, self.guard.handed_back = self.guard.handed_back, None
         for mode, text in batch:
             self._emit(HumanMessageEvent(source="user", content=text, mode=mode, turn=self.conversation.turn))  # type: ignore[arg-type]
-            out.append(TextMessage(content=text, source="user"))
+            if back_to is not None:  # a swarm waiting on the human: hand the conversation back
+                out.append(HandoffMessage(content=text, source="user", target=back_to))
+                back_to = None
+            else:
+                out.append(TextMessage(content=text, source="user"))
         return out
 
     async def _segment(self) -> str:

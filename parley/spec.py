@@ -14,7 +14,7 @@ from .paths import project_root
 
 __all__ = ["PATTERNS", "McpServerSpec", "RoleSpec", "TeamSpec", "TerminationSpec", "load_team_file"]
 
-PATTERNS = ("round_robin", "selector")
+PATTERNS = ("round_robin", "selector", "sequential", "fanout", "loop", "swarm")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
@@ -36,6 +36,8 @@ class RoleSpec(_Strict):
     """Tool names from the registry that this role may call."""
     model: str | None = None
     """Optional model string for this role only; the run's model otherwise."""
+    handoffs: list[str] = Field(default_factory=list)
+    """Swarm pattern: roles (or `user`) this role may hand the conversation to."""
 
     @field_validator("name")
     @classmethod
@@ -74,6 +76,20 @@ class McpServerSpec(_Strict):
         return self
 
 
+class FanoutSpec(_Strict):
+    """Fan-out pattern: every role but `join` answers in parallel; `join` waits for all of them."""
+
+    join: str
+
+
+class LoopSpec(_Strict):
+    """Loop pattern: the roles speak in order, round after round, until the last one says `until`."""
+
+    until: str | None = None
+    """Text that ends the loop when the last role says it (default: termination.stop_text)."""
+    max_rounds: Annotated[int, Field(ge=1)] = 3
+
+
 class TerminationSpec(_Strict):
     """When a run ends. Every limit is checked on every pattern."""
 
@@ -95,7 +111,7 @@ class TeamSpec(_Strict):
     name: str
     """Unique name, used on the command line."""
     description: str = ""
-    pattern: Literal["round_robin", "selector"]
+    pattern: Literal["round_robin", "selector", "sequential", "fanout", "loop", "swarm"]
     """How the manager picks the next speaker."""
     roles: Annotated[list[RoleSpec], Field(min_length=1)]
     termination: TerminationSpec = Field(default_factory=TerminationSpec)
@@ -103,6 +119,8 @@ class TeamSpec(_Strict):
     """Example tasks offered by the UI."""
     model: str | None = None
     """Default model string for every role of this team."""
+    fanout: FanoutSpec | None = None
+    loop: LoopSpec | None = None
     mcp: list[McpServerSpec] = Field(default_factory=list)
     """MCP servers this team's roles may use."""
     approvals: dict[str, Literal["required", "never"]] = Field(default_factory=dict)
@@ -128,7 +146,7 @@ class TeamSpec(_Strict):
 
 
 _ALL_KEYS = sorted({*RoleSpec.model_fields, *TerminationSpec.model_fields, *TeamSpec.model_fields,
-                    *McpServerSpec.model_fields})
+                    *McpServerSpec.model_fields, *FanoutSpec.model_fields, *LoopSpec.model_fields})
 
 
 def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, display: str | None = None) -> TeamSpec:
@@ -185,8 +203,30 @@ def _cross_check(spec: TeamSpec, located: Located, tool_names: list[str] | None)
             )
     if spec.termination.stop_from and not spec.termination.stop_text:
         problems.append(located.problem(("termination", "stop_from"), "stop_from needs stop_text"))
-    if spec.pattern == "selector" and len(spec.roles) < 2:
-        problems.append(located.problem(("roles",), "the selector pattern needs at least two roles"))
+    problems += _pattern_problems(spec, located)
+    return problems
+
+
+def _pattern_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
+    names = spec.role_names
+    problems = []
+    if spec.pattern in ("selector", "fanout", "loop", "swarm") and len(spec.roles) < 2:
+        problems.append(located.problem(("roles",), f"the {spec.pattern} pattern needs at least two roles"))
+    if spec.pattern == "fanout":
+        if spec.fanout is None:
+            problems.append(located.problem(("pattern",), "the fanout pattern needs `fanout: {join: ROLE}`"))
+        elif spec.fanout.join not in names:
+            problems.append(located.problem(("fanout", "join"), f"unknown role '{spec.fanout.join}'"
+                                            + did_you_mean(spec.fanout.join, names)))
+    if spec.pattern == "loop" and not ((spec.loop and spec.loop.until) or spec.termination.stop_text):
+        problems.append(located.problem(("pattern",), "the loop pattern needs `loop: {until: TEXT}` or termination.stop_text"))
+    for i, role in enumerate(spec.roles):
+        for j, target in enumerate(role.handoffs):
+            if target != "user" and target not in names:
+                problems.append(located.problem(("roles", i, "handoffs", j), f"unknown role '{target}'"
+                                                + did_you_mean(target, names) + " (or `user`)"))
+        if role.handoffs and spec.pattern != "swarm":
+            problems.append(located.problem(("roles", i, "handoffs"), "handoffs need `pattern: swarm`"))
     return problems
 
 

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TerminationCondition
-from autogen_agentchat.teams import BaseGroupChat, RoundRobinGroupChat, SelectorGroupChat
+from autogen_agentchat.teams import (
+    BaseGroupChat,
+    DiGraphBuilder,
+    GraphFlow,
+    RoundRobinGroupChat,
+    SelectorGroupChat,
+    Swarm,
+)
 from autogen_core.models import ChatCompletionClient
 
 from ..spec import TeamSpec
@@ -25,7 +33,8 @@ def build_team(
     selector_avoid_repeat: bool = False,
     on_pick: Callable[[str, bool], None] = lambda name, fallback: None,
 ) -> BaseGroupChat:
-    if spec.pattern == "round_robin":
+    if spec.pattern in ("round_robin", "loop"):
+        # A loop is a rotation that the last role ends with its exit text (the run's stop text).
         return RoundRobinGroupChat(list(agents), termination_condition=termination)
     if spec.pattern == "selector":
         if selector_client is None:
@@ -39,4 +48,25 @@ def build_team(
             selector_func=selector.select,
             allow_repeated_speaker=True,
         )
+    if spec.pattern == "swarm":
+        return Swarm(list(agents), termination_condition=termination)
+    if spec.pattern in ("sequential", "fanout"):
+        return GraphFlow(list(agents), graph=_graph(spec, agents), termination_condition=termination)
     raise ValueError(f"pattern {spec.pattern!r} is not available")
+
+
+def _graph(spec: TeamSpec, agents: Sequence[AssistantAgent]) -> object:
+    """Pipelines, and parallel branches with a join, as AutoGen's GraphFlow graphs."""
+    builder = DiGraphBuilder()
+    for agent in agents:
+        builder.add_node(agent)
+    if spec.pattern == "sequential":
+        for a, b in itertools.pairwise(agents):
+            builder.add_edge(a, b)
+    else:
+        assert spec.fanout is not None
+        join = next(a for a in agents if a.name == spec.fanout.join)
+        for branch in agents:
+            if branch is not join:
+                builder.add_edge(branch, join)  # the join waits for every branch (activation "all")
+    return builder.build()

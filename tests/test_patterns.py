@@ -1,0 +1,144 @@
+"""Each orchestration pattern's defining behaviour, with the scripted model."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from _support import team_yaml
+
+from parley import Conversation
+from parley.events import ChunkEvent, Event, HumanMessageEvent, MessageEvent, RunResult
+
+Write = Callable[[str, str], Path]
+
+
+async def _run(conv: Conversation, task: str, on_event: Callable[[Event], None] = lambda ev: None) -> list[Event]:
+    out = []
+    async for ev in conv.start(task):
+        out.append(ev)
+        on_event(ev)
+    return out
+
+
+def _said(events: list[Event]) -> list[tuple[str, str]]:
+    return [(e.source, e.content) for e in events if isinstance(e, MessageEvent)]
+
+
+async def test_sequential_runs_each_stage_once_in_order_and_each_sees_the_earlier_ones(write: Write) -> None:
+    team = write("team.yaml", team_yaml("sequential", roles=("research", "analyse", "write", "review")))
+    script = write("s.yaml", """
+        roles:
+          research: ["facts: churn 3%"]
+          analyse: ["analysis: churn is rising"]
+          write: ["draft: churn rose to 3%"]
+          review: ["approved draft"]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    events = await _run(conv, "Report on churn")
+    assert [s for s, _ in _said(events)] == ["research", "analyse", "write", "review"]
+    assert events[-1].stop_reason == "completed"  # type: ignore[union-attr]
+    review_prompt = " ".join(str(m.content) for m in conv.pool.scripts[0].calls[-1].messages)
+    assert "facts: churn 3%" in review_prompt and "draft: churn rose to 3%" in review_prompt
+
+
+async def test_sequential_takes_an_interjection_at_the_next_stage(write: Write) -> None:
+    team = write("team.yaml", team_yaml("sequential", roles=("research", "write", "review")))
+    script = write("s.yaml", """
+        roles:
+          research: ["facts gathered over a long answer"]
+          write: ["draft for EMEA"]
+          review: ["ok"]
+        delay_s: 0.2
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    said = False
+
+    def interject(ev: Event) -> None:
+        nonlocal said
+        if isinstance(ev, ChunkEvent) and not said:
+            said = True
+            conv.say("only EMEA")
+
+    events = await _run(conv, "Report", interject)
+    order = [(e.type, e.source) for e in events if isinstance(e, MessageEvent | HumanMessageEvent)]
+    assert order == [("human_message", "user"), ("message", "research"), ("human_message", "user"),
+                     ("message", "write"), ("message", "review")]
+    write_prompt = [str(m.content) for m in next(c for c in conv.pool.scripts[0].calls if c.who == "write").messages]
+    assert "only EMEA" in write_prompt
+
+
+async def test_fanout_branches_run_in_parallel_and_the_join_waits_for_all(write: Write) -> None:
+    team = write("team.yaml", team_yaml("fanout", roles=("legal", "finance", "tech", "synth"))
+                 + "fanout: {join: synth}\n")
+    script = write("s.yaml", """
+        roles:
+          legal: ["legal view"]
+          finance: ["finance view"]
+          tech: ["tech view"]
+          synth: ["all three agree"]
+        delay_s: 0.6
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    started = time.perf_counter()
+    events = await _run(conv, "Should we launch?")
+    elapsed = time.perf_counter() - started
+    said = _said(events)
+    assert {s for s, _ in said[:3]} == {"legal", "finance", "tech"} and said[3] == ("synth", "all three agree")
+    # Branches overlap: their streamed chunks interleave before any branch has finished.
+    first_message = next(i for i, e in enumerate(events) if isinstance(e, MessageEvent))
+    streaming = {e.source for e in events[:first_message] if isinstance(e, ChunkEvent)}
+    assert streaming == {"legal", "finance", "tech"}
+    assert elapsed < 3 * 0.6 + 0.6  # well under the three branches one after another plus the join
+    synth_prompt = " ".join(str(m.content) for m in conv.pool.scripts[0].calls[-1].messages)
+    assert all(v in synth_prompt for v in ("legal view", "finance view", "tech view"))
+
+
+async def test_loop_exits_on_approval_or_after_max_rounds(write: Write) -> None:
+    team = write("team.yaml", team_yaml("loop", roles=("writer", "critic")) + "loop: {until: APPROVE, max_rounds: 3}\n")
+    approving = write("a.yaml", """
+        roles:
+          writer: ["draft 1", "draft 2"]
+          critic: ["too long", "good. APPROVE"]
+    """)
+    events = await _run(Conversation(team, model=f"scripted:{approving}"), "Write")
+    assert _said(events) == [("writer", "draft 1"), ("critic", "too long"), ("writer", "draft 2"),
+                             ("critic", "good. APPROVE")]
+    assert events[-1].stop_reason == "stop_text"  # type: ignore[union-attr]
+    never = write("n.yaml", """
+        roles:
+          writer: ["d1", "d2", "d3", "d4"]
+          critic: ["no", "no", "no", "no"]
+    """)
+    events = await _run(Conversation(team, model=f"scripted:{never}"), "Write")
+    result = events[-1]
+    assert isinstance(result, RunResult) and result.stop_reason == "max_turns" and result.turns == 6
+
+
+async def test_swarm_follows_handoffs_including_to_the_human(write: Write) -> None:
+    team = write("team.yaml", """
+        name: swarm-team
+        pattern: swarm
+        roles:
+          - {name: triage, prompt: Route requests., handoffs: [billing, user]}
+          - {name: billing, prompt: Handle billing., handoffs: [triage, user]}
+        termination: {max_turns: 6}
+    """)
+    script = write("s.yaml", """
+        roles:
+          triage:
+            - tool: transfer_to_billing
+          billing:
+            - "Which order is it?"
+            - tool: transfer_to_user
+            - "Refund for order 1042 is on its way."
+            - tool: transfer_to_user
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    events = await _run(conv, "I was charged twice")
+    speakers = [s for s, _ in _said(events)]
+    assert speakers[:2] == ["triage", "billing"]
+    assert events[-1].stop_reason == "handoff"  # type: ignore[union-attr]
+    events = await _run(conv, "Order 1042")
+    assert _said(events)[0] == ("billing", "Refund for order 1042 is on its way.")
