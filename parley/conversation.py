@@ -106,6 +106,11 @@ class Conversation:
             missing = [t for t in role.tools if t not in self.registry.tools and "." not in t]
             if missing:
                 raise ConfigError(f"role '{role.name}' is granted unknown tools: {', '.join(missing)} (`parley tools` lists them)")
+            if role.handoffs and not supports_tools(self.role_models[role.name]):
+                self.notices.append(
+                    f"{role.name}: the embedded local model cannot hand the conversation over (handoffs are tool "
+                    "calls), so it keeps the turn until the turn limit; use a larger model for the swarm pattern"
+                )
             if role.tools and not supports_tools(self.role_models[role.name]):
                 self.notices.append(
                     f"{role.name}: the embedded local model cannot call tools, so {', '.join(role.tools)} "
@@ -221,7 +226,7 @@ class Conversation:
                     # A scripted reply is one model call; a real model summarises what its tools returned.
                     reflect_on_tool_use=bool(tools) and backend != "scripted",
                     model_context=TaskWindowContext(LOCAL_WINDOW) if backend == "local" else None,
-                    handoffs=list(role.handoffs) or None,
+                    handoffs=(list(role.handoffs) or None) if supports_tools(model) else None,
                 )
             )
         return agents

@@ -25,7 +25,7 @@ def test_every_shipped_team_is_valid_and_patterns_are_covered() -> None:
     assert [e.error for e in entries if e.error] == []
     specs = {e.name: e.spec for e in entries}
     assert {"content-studio", "customer-support", "q3-sales-review", "software-task"} <= set(specs)
-    assert {s.pattern for s in specs.values() if s} == {"round_robin", "selector"}
+    assert {s.pattern for s in specs.values() if s} == {"round_robin", "selector", "sequential", "fanout", "loop", "swarm"}
     for spec in specs.values():
         assert spec is not None and spec.starters, f"{spec} needs starters for the UI"
         assert all(spec.prompts[r.name] for r in spec.roles)
@@ -71,7 +71,7 @@ def test_unknown_tool_role_and_prompt_are_all_reported(write: Write) -> None:
     [
         ("name: t\npattern: round_robin\nroles: [\n", "t.yaml:4: invalid YAML"),
         ("name: t\nname: u\npattern: round_robin\nroles: []\n", "t.yaml:2: name: duplicate key 'name'"),
-        ("name: t\npattern: ring\nroles: [{name: a, prompt: x}]\n", "t.yaml:2: pattern: Input should be 'round_robin' or 'selector'"),
+        ("name: t\npattern: ring\nroles: [{name: a, prompt: x}]\n", "t.yaml:2: pattern: Input should be 'round_robin', 'selector', 'sequential', 'fanout', 'loop' or 'swarm'"),
         ("name: t\npattern: round_robin\nroles: [{name: my-role, prompt: x}]\n", "t.yaml:3: roles[0].name: role name 'my-role' must be an identifier"),
         ("name: t\npattern: round_robin\nroles: [{name: a, prompt: x, model: 'gpt4'}]\n", "t.yaml:3: roles[0].model: unknown model backend 'gpt4'"),
         ("name: t\npattern: round_robin\nroles: [{name: a, prompt: x}]\ntermination: {max_turns: 0}\n", "t.yaml:4: termination.max_turns: Input should be greater than or equal to 1"),

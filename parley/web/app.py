@@ -27,6 +27,7 @@ for _noisy in ("autogen_core", "autogen_core.events", "autogen_agentchat", "http
     logging.getLogger(_noisy).setLevel(os.environ.get("PARLEY_AUTOGEN_LOG", "CRITICAL"))
 
 LOCAL_USER = "local"
+DEFAULT_TEAM = os.environ.get("PARLEY_DEFAULT_TEAM", "content-studio")
 _live: dict[str, ChatSession] = {}
 """Thread id -> the session whose run may still be going: reopening a thread re-attaches to it."""
 _store: Store | None = None
@@ -104,6 +105,7 @@ async def _profiles(user: cl.User | None = None, language: str | None = None) ->
         profiles.append(
             cl.ChatProfile(
                 name=spec.name,
+                default=spec.name == DEFAULT_TEAM,
                 markdown_description=f"{spec.description}\n\n*{spec.pattern.replace('_', ' ')}: {roles}*",
                 starters=[cl.Starter(label=s, message=s) for s in spec.starters],
             )
@@ -129,7 +131,8 @@ def _remember(tid: str, session: ChatSession) -> None:
 
 def _team_entry(name: str | None) -> TeamEntry | None:
     entries = _teams()
-    return next((e for e in entries if e.name == name), entries[0] if entries and not name else None)
+    wanted = name or DEFAULT_TEAM
+    return next((e for e in entries if e.name == wanted), entries[0] if entries and not name else None)
 
 
 @cl.on_chat_start
