@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from parley.catalog import discover_teams
 from parley.web._format import SYSTEM
 
 _MISSING = None
@@ -29,7 +30,7 @@ expect.set_options(timeout=15_000)  # a whole scripted run fits; the default 5 s
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
-TEAMS = ["content-studio", "customer-support", "q3-sales-review", "software-task"]
+TEAMS = sorted(e.name for e in discover_teams() if e.spec is not None)  # every shipped team is offered
 AGENT_STEP = '.step[data-step-type="assistant_message"]'
 USER_STEP = '.step[data-step-type="user_message"]'
 TURN = re.compile(r"· turn \d+")
