@@ -10,7 +10,9 @@ import contextlib
 import hashlib
 import importlib.util
 import inspect
+import os
 import sys
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
@@ -26,7 +28,7 @@ from .errors import ConfigError
 from .paths import project_root, search_dirs
 
 __all__ = ["RunContext", "ToolDef", "ToolRegistry", "current_context", "default_registry", "load_helper",
-           "output_file", "tool", "use_context"]
+           "output_file", "tool", "use_context", "write_atomically"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -226,6 +228,18 @@ def output_file(filename: str, folder: str, suffix: str, example: str) -> tuple[
     if not target.is_relative_to(root) or target.parent != target_dir.resolve():
         raise ValueError(f"{folder}/{name} points outside the workspace.")
     return target, f"{folder}/{name}"
+
+
+def write_atomically(target: Path, data: bytes) -> None:
+    """Write next to `target`, then rename: nobody ever sees a half-written file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 _default: ToolRegistry | None = None

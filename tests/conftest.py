@@ -19,6 +19,7 @@ from sqlalchemy.engine import make_url
 from parley.store import Store
 from parley.store._schema import metadata
 from parley.store._urls import normalise_url, redact
+from parley.tools import ToolRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
 _KEYS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
@@ -110,3 +111,11 @@ async def store(db_url: str) -> AsyncIterator[Store]:
     opened = await Store.open(db_url)
     yield opened
     await opened.close()
+
+
+@pytest.fixture(scope="session")
+def reg() -> ToolRegistry:
+    """The shipped tools, loaded from tools/ as the registry loads them for users."""
+    registry = ToolRegistry.discover([ROOT / "tools"])
+    assert registry.errors == []
+    return registry

@@ -23,13 +23,6 @@ REGIONS = ["EMEA", "North America", "APAC", "LATAM"]
 REVENUE = [85383.28, 62201.84, 29439.68, 21445.02]
 
 
-@pytest.fixture(scope="module")
-def reg() -> ToolRegistry:
-    registry = ToolRegistry.discover([ROOT / "tools"])
-    assert registry.errors == []
-    return registry
-
-
 @pytest.fixture
 def ws(tmp_path: Path) -> Iterator[Path]:
     workspace = tmp_path / "ws"  # not created: the tools make their folders

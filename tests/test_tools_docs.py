@@ -11,13 +11,6 @@ from parley.tools import RunContext, ToolRegistry, use_context
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def reg() -> ToolRegistry:
-    registry = ToolRegistry.discover([ROOT / "tools"])
-    assert registry.errors == []
-    return registry
-
-
 @pytest.fixture
 def ctx(tmp_path: Path) -> RunContext:
     (tmp_path / "ws").mkdir()

@@ -19,13 +19,6 @@ ROOT = Path(__file__).resolve().parent.parent
 Run = Callable[..., Awaitable[str]]
 
 
-@pytest.fixture(scope="module")
-def reg() -> ToolRegistry:
-    registry = ToolRegistry.discover([ROOT / "tools"])
-    assert registry.errors == []
-    return registry
-
-
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[RunContext]:
     context = RunContext(workspace=tmp_path / "ws", role="coder")

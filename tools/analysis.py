@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import io
 import math
-import os
 import re
 import statistics
-import tempfile
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Literal
 
-from parley.tools import output_file, tool
+from parley.tools import output_file, tool, write_atomically
 
 CHART_DIR = "charts"
 MAX_POINTS = 60
@@ -339,15 +337,7 @@ def make_chart(
         data = _render(
             kind, title.strip(), [str(s) for s in labels], [float(v) for v in values], series_name.strip()
         )
-    # Write next to the target and rename, so nobody ever sees a half-written image.
-    fd, tmp = tempfile.mkstemp(prefix=".chart.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(target, data)
     count = f"{len(values)} {'slices' if kind == 'pie' else 'bars' if kind == 'bar' else 'points'}"
     return (
         f"Chart saved as {shown} ({kind} chart, {count}, {len(data):,} bytes). "

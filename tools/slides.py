@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import io
-import os
 import re
-import tempfile
 import threading
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from parley.tools import current_context, output_file, tool
+from parley.tools import current_context, output_file, tool, write_atomically
 
 DECK_DIR = "decks"
 MAX_SLIDES = 40
@@ -207,14 +205,7 @@ def make_slides(
             data = _build(title.strip(), specs, pictures)
     except Exception as exc:  # an unreadable image, mostly
         return f"Error: the deck could not be built ({type(exc).__name__}: {exc})."
-    fd, tmp = tempfile.mkstemp(prefix=".deck.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(target, data)
     outline = [f"1. {title.strip()} (title slide)"]
     for number, (spec, picture) in enumerate(zip(specs, pictures, strict=True), 2):
         count = len([b for b in spec.bullets if b.strip()])
