@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 
 def team_yaml(pattern: str = "round_robin", roles: tuple[str, ...] = ("alpha", "beta"), *, max_turns: int = 6,
               stop_text: str | None = None, stop_from: tuple[str, ...] = (), extra: str = "",
@@ -17,3 +20,12 @@ def team_yaml(pattern: str = "round_robin", roles: tuple[str, ...] = ("alpha", "
     if stop_from:
         lines.append(f"  stop_from: [{', '.join(stop_from)}]")
     return "\n".join(lines) + "\n" + extra
+
+
+async def collect(run: Any, on_event: Callable[[Any], None] = lambda ev: None) -> list[Any]:
+    """Every event of a run, in order, calling `on_event` on each as it arrives (to steer the run)."""
+    events = []
+    async for ev in run:
+        events.append(ev)
+        on_event(ev)
+    return events

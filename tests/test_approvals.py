@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _support import team_yaml
+from _support import collect, team_yaml
 
 from parley import Conversation, ToolRegistry
 from parley.events import (
@@ -52,13 +52,13 @@ def _conv(write: Write, registry: ToolRegistry, **kw: object) -> Conversation:
 
 async def _run(conv: Conversation, decide: Callable[[ApprovalRequestEvent], None] | None) -> list[Event]:
     run = conv.start("Pay ACME")
-    events = []
-    async for ev in run:
-        events.append(ev)
+
+    def on_event(ev: Event) -> None:
         if isinstance(ev, ApprovalRequestEvent) and decide is not None:
             assert run.pending_approvals == [ev]
             decide(ev)
-    return events
+
+    return await collect(run, on_event)
 
 
 def _sent(registry: ToolRegistry) -> list[tuple[str, float]]:

@@ -6,20 +6,12 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _support import team_yaml
+from _support import collect, team_yaml
 
 from parley import Conversation
 from parley.events import ChunkEvent, Event, HumanMessageEvent, MessageEvent, RunResult
 
 Write = Callable[[str, str], Path]
-
-
-async def _run(conv: Conversation, task: str, on_event: Callable[[Event], None] = lambda ev: None) -> list[Event]:
-    out = []
-    async for ev in conv.start(task):
-        out.append(ev)
-        on_event(ev)
-    return out
 
 
 def _said(events: list[Event]) -> list[tuple[str, str]]:
@@ -36,7 +28,7 @@ async def test_sequential_runs_each_stage_once_in_order_and_each_sees_the_earlie
           review: ["approved draft"]
     """)
     conv = Conversation(team, model=f"scripted:{script}")
-    events = await _run(conv, "Report on churn")
+    events = await collect(conv.start("Report on churn"))
     assert [s for s, _ in _said(events)] == ["research", "analyse", "write", "review"]
     assert events[-1].stop_reason == "completed"  # type: ignore[union-attr]
     review_prompt = " ".join(str(m.content) for m in conv.pool.scripts[0].calls[-1].messages)
@@ -61,7 +53,7 @@ async def test_sequential_takes_an_interjection_at_the_next_stage(write: Write) 
             said = True
             conv.say("only EMEA")
 
-    events = await _run(conv, "Report", interject)
+    events = await collect(conv.start("Report"), interject)
     order = [(e.type, e.source) for e in events if isinstance(e, MessageEvent | HumanMessageEvent)]
     assert order == [("human_message", "user"), ("message", "research"), ("human_message", "user"),
                      ("message", "write"), ("message", "review")]
@@ -82,7 +74,7 @@ async def test_fanout_branches_run_in_parallel_and_the_join_waits_for_all(write:
     """)
     conv = Conversation(team, model=f"scripted:{script}")
     started = time.perf_counter()
-    events = await _run(conv, "Should we launch?")
+    events = await collect(conv.start("Should we launch?"))
     elapsed = time.perf_counter() - started
     said = _said(events)
     assert {s for s, _ in said[:3]} == {"legal", "finance", "tech"} and said[3] == ("synth", "all three agree")
@@ -102,7 +94,7 @@ async def test_loop_exits_on_approval_or_after_max_rounds(write: Write) -> None:
           writer: ["draft 1", "draft 2"]
           critic: ["too long", "good. APPROVE"]
     """)
-    events = await _run(Conversation(team, model=f"scripted:{approving}"), "Write")
+    events = await collect(Conversation(team, model=f"scripted:{approving}").start("Write"))
     assert _said(events) == [("writer", "draft 1"), ("critic", "too long"), ("writer", "draft 2"),
                              ("critic", "good. APPROVE")]
     assert events[-1].stop_reason == "stop_text"  # type: ignore[union-attr]
@@ -111,7 +103,7 @@ async def test_loop_exits_on_approval_or_after_max_rounds(write: Write) -> None:
           writer: ["d1", "d2", "d3", "d4"]
           critic: ["no", "no", "no", "no"]
     """)
-    events = await _run(Conversation(team, model=f"scripted:{never}"), "Write")
+    events = await collect(Conversation(team, model=f"scripted:{never}").start("Write"))
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "max_turns" and result.turns == 6
 
@@ -136,9 +128,9 @@ async def test_swarm_follows_handoffs_including_to_the_human(write: Write) -> No
             - tool: transfer_to_user
     """)
     conv = Conversation(team, model=f"scripted:{script}")
-    events = await _run(conv, "I was charged twice")
+    events = await collect(conv.start("I was charged twice"))
     speakers = [s for s, _ in _said(events)]
     assert speakers[:2] == ["triage", "billing"]
     assert events[-1].stop_reason == "handoff"  # type: ignore[union-attr]
-    events = await _run(conv, "Order 1042")
+    events = await collect(conv.start("Order 1042"))
     assert _said(events)[0] == ("billing", "Refund for order 1042 is on its way.")

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from _support import team_yaml
+from _support import collect, team_yaml
 from autogen_core.models import UserMessage
 
 from parley import Conversation, ToolRegistry
@@ -14,14 +14,6 @@ from parley.events import ApprovalRequestEvent, ChunkEvent, Event, MessageEvent,
 from parley.store import Store, StoreError
 
 Write = Callable[[str, str], Path]
-
-
-async def _collect(run: Any, on_event: Callable[[Event], None] = lambda ev: None) -> list[Event]:
-    out = []
-    async for ev in run:
-        out.append(ev)
-        on_event(ev)
-    return out
 
 
 async def test_every_event_is_stored_and_a_new_process_resumes_it(write: Write, db_url: str, tmp_path: Path) -> None:
@@ -52,7 +44,7 @@ async def test_every_event_is_stored_and_a_new_process_resumes_it(write: Write, 
         if isinstance(ev, ApprovalRequestEvent):
             conv._run.approve(ev.request_id, actor="dana")  # type: ignore[union-attr]
 
-    shown = await _collect(conv.start("Pay five"), approve)
+    shown = await collect(conv.start("Pay five"), approve)
     assert shown[-1].stop_reason == "max_turns"  # type: ignore[union-attr]
     rows = await store.events(tid)
     stored = [event_adapter.validate_python(r.payload) for r in rows]
@@ -68,7 +60,7 @@ async def test_every_event_is_stored_and_a_new_process_resumes_it(write: Write, 
     assert resumed.turn == 3
     assert [e.content for e in resumed.history if isinstance(e, MessageEvent)] == [
         "paid 5", "Beta replies", "Alpha continues after the restart"]
-    more = await _collect(resumed.start("One more thing"))
+    more = await collect(resumed.start("One more thing"))
     assert [(e.source, e.content, e.turn) for e in more if isinstance(e, MessageEvent)] == [("beta", "Beta closes", 4)]
     beta_calls = [c for c in resumed.pool.scripts[0].calls if c.who == "beta"]
     seen = [m.content for m in beta_calls[-1].messages if isinstance(m, UserMessage)]
@@ -96,7 +88,7 @@ async def test_a_failed_write_stops_the_run_and_the_user_sees_it(write: Write, t
     tid = await store.create_thread("dana", "test-team", "scripted", "t")
     conv = Conversation(team, model=f"scripted:{script}")
     conv.attach(store, tid)
-    shown = await _collect(conv.start("Go"))
+    shown = await collect(conv.start("Go"))
     errors = [e for e in shown if e.type == "error"]
     assert errors and "saving the conversation failed" in errors[0].content and "disk is full" in errors[0].content
     result = shown[-1]

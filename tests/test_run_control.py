@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from _support import team_yaml
+from _support import collect, team_yaml
 from autogen_core.models import UserMessage
 
 from parley import Conversation
@@ -26,14 +26,6 @@ def _said(conv: Conversation, role: str, call: int) -> list[str]:
     return [m.content for m in calls[call - 1].messages if isinstance(m, UserMessage) and isinstance(m.content, str)]
 
 
-async def _collect(run: object, on_event: Callable[[Event], None]) -> list[Event]:
-    events = []
-    async for ev in run:  # type: ignore[attr-defined]
-        events.append(ev)
-        on_event(ev)
-    return events
-
-
 async def test_say_joins_after_current_turn_in_order(write: Write) -> None:
     conv = _conv(write, """
         roles:
@@ -51,7 +43,7 @@ async def test_say_joins_after_current_turn_in_order(write: Write) -> None:
             run.say("focus on EMEA")
             run.say("and keep it short")
 
-    events = await _collect(run, on_event)
+    events = await collect(run, on_event)
     order = [(e.type, e.source, e.content) for e in events if isinstance(e, MessageEvent | HumanMessageEvent)]
     assert order == [
         ("human_message", "user", "Plan the launch"),
@@ -86,7 +78,7 @@ async def test_interrupt_abandons_current_call_and_continues(write: Write) -> No
             if chunks == 2:
                 run.interrupt("Stop, use EMEA figures only")
 
-    events = await _collect(run, on_event)
+    events = await collect(run, on_event)
     abandoned = [e for e in events if isinstance(e, TurnAbandonedEvent)]
     assert len(abandoned) == 1 and abandoned[0].source == "alpha" and abandoned[0].reason == "interrupt"
     assert "One two" in abandoned[0].content and "ten" not in abandoned[0].content  # cut mid-reply
@@ -116,7 +108,7 @@ async def test_stop_ends_now_and_conversation_continues(write: Write) -> None:
             calls_at_stop = len(conv.meter.calls) + 1  # beta's call is in flight, not yet recorded
             run.stop()
 
-    events = await _collect(run, on_event)
+    events = await collect(run, on_event)
     result = events[-1]
     assert isinstance(result, RunResult)
     assert result.stop_reason == "stopped" and result.turns == 1
@@ -125,7 +117,7 @@ async def test_stop_ends_now_and_conversation_continues(write: Write) -> None:
     assert len(conv.pool.scripts[0].calls) == calls_at_stop  # no model call after stop
     # Continue the same conversation: the team holds exactly what the user saw.
     run2 = conv.start("Carry on, briefly")
-    events2 = await _collect(run2, lambda ev: None)
+    events2 = await collect(run2, lambda ev: None)
     msgs = [(e.source, e.content) for e in events2 if isinstance(e, MessageEvent)]
     assert msgs == [("beta", "Beta after resume. DONE")]
     assert events2[-1].stop_reason == "stop_text"  # type: ignore[union-attr]
@@ -151,11 +143,11 @@ async def test_message_typed_too_late_is_kept_for_next_run(write: Write) -> None
             said = True
             run.say("one more thing")
 
-    events = await _collect(run, on_event)
+    events = await collect(run, on_event)
     result = events[-1]
     assert isinstance(result, RunResult)
     assert result.stop_reason == "max_turns" and result.undelivered == ["one more thing"]
-    events2 = await _collect(conv.start("next task"), lambda ev: None)
+    events2 = await collect(conv.start("next task"), lambda ev: None)
     delivered = [e.content for e in events2 if isinstance(e, HumanMessageEvent)]
     assert delivered == ["one more thing", "next task"]
 
@@ -168,7 +160,7 @@ async def test_timeout_cancels_a_model_that_is_still_generating(write: Write) ->
         delay_s: 60
     """)
     conv = Conversation(team, model=f"scripted:{script}")
-    events = await _collect(conv.start("Go"), lambda ev: None)
+    events = await collect(conv.start("Go"), lambda ev: None)
     result = events[-1]
     assert isinstance(result, RunResult)
     assert result.stop_reason == "timeout" and result.turns == 0
@@ -185,7 +177,7 @@ async def test_token_budget_stops_the_run_and_no_call_is_made_past_it(write: Wri
         selector: [alpha, beta, alpha, beta, alpha, beta, alpha, beta]
     """)
     conv = Conversation(team, model=f"scripted:{script}", max_tokens=600)
-    events = await _collect(conv.start("Go"), lambda ev: None)
+    events = await collect(conv.start("Go"), lambda ev: None)
     result = events[-1]
     assert isinstance(result, RunResult)
     assert result.stop_reason == "max_tokens"
@@ -203,7 +195,7 @@ async def test_script_running_out_is_an_error_naming_role_and_turn(write: Write)
           alpha: ["first"]
           beta: ["second"]
     """, max_turns=4)
-    events = await _collect(conv.start("Go"), lambda ev: None)
+    events = await collect(conv.start("Go"), lambda ev: None)
     result = events[-1]
     assert isinstance(result, RunResult)
     assert result.stop_reason == "error"
@@ -237,7 +229,7 @@ async def test_stop_during_a_tool_that_never_returns(write: Write) -> None:
         if isinstance(ev, ToolCallEvent):
             run.stop()
 
-    events = await asyncio.wait_for(_collect(run, on_event), 30)  # a hang guard, not a speed check
+    events = await asyncio.wait_for(collect(run, on_event), 30)  # a hang guard, not a speed check
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "stopped"
     assert [c.who for c in conv.pool.scripts[0].calls] == ["alpha"]  # no model call after the stop

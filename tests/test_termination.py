@@ -6,22 +6,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _support import team_yaml
+from _support import collect, team_yaml
 from autogen_core.models import UserMessage
 
 from parley import Conversation, ToolRegistry
 from parley.events import ChunkEvent, Event, MessageEvent, RunResult, ToolResultEvent
 
 Write = Callable[[str, str], Path]
-
-
-async def _events(conv: Conversation, task: str, on_event: Callable[[Event], None] = lambda ev: None) -> list[Event]:
-    run = conv.start(task)
-    out = []
-    async for ev in run:
-        out.append(ev)
-        on_event(ev)
-    return out
 
 
 @pytest.fixture
@@ -51,7 +42,7 @@ async def test_stop_text_only_from_allowed_roles_and_never_from_tools(write: Wri
           reviewer: ["Not yet: cite the source", "Good now. APPROVE"]
     """)
     conv = Conversation(team, model=f"scripted:{script}", registry=registry)
-    events = await _events(conv, "Research it")
+    events = await collect(conv.start("Research it"))
     tool_results = [e for e in events if isinstance(e, ToolResultEvent)]
     assert tool_results and "APPROVE" in tool_results[0].content
     speakers = [e.source for e in events if isinstance(e, MessageEvent)]
@@ -80,7 +71,7 @@ async def test_selector_sees_interjection_and_next_speaker_answers_it(write: Wri
             assert conv._run is not None
             conv.say("Only EMEA, please")  # Conversation.say reaches the run in progress
 
-    events = await _events(conv, "Summarise Q3", on_event)
+    events = await collect(conv.start("Summarise Q3"), on_event)
     calls = conv.pool.scripts[0].calls
     selector_prompts = [c for c in calls if c.who == "the selector"]
     second_pick_prompt = " ".join(str(m.content) for m in selector_prompts[1].messages)
