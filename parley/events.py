@@ -13,29 +13,41 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 __all__ = [
+    "AnswerEvent",
     "ApprovalDecisionEvent",
     "ApprovalRequestEvent",
     "ChunkEvent",
     "ErrorEvent",
+    "EscalationEvent",
+    "EscalationResolvedEvent",
     "Event",
     "FileEvent",
     "HumanMessageEvent",
     "HumanQueuedEvent",
     "MessageEvent",
     "NoticeEvent",
+    "Position",
+    "QuestionEvent",
     "RunResult",
     "RunStartedEvent",
     "SpeakerSelectedEvent",
     "StopReason",
+    "SubtaskEvent",
     "ToolCallEvent",
     "ToolResultEvent",
+    "TriggerEvent",
     "TurnAbandonedEvent",
     "UsageEvent",
+    "ValidationEvent",
+    "VoteEvent",
     "event_adapter",
 ]
 
-StopReason = Literal["stop_text", "completed", "handoff", "max_turns", "max_tokens", "timeout", "stopped", "error"]
+StopReason = Literal[
+    "stop_text", "completed", "handoff", "max_turns", "escalation", "max_tokens", "timeout", "stopped", "error"
+]
 NORMAL_STOPS: frozenset[str] = frozenset({"stop_text", "completed", "handoff", "max_turns"})
+"""Stops that mean the team did its work. `escalation`: the run ended with an escalation nobody resolved."""
 
 
 class _Event(BaseModel):
@@ -159,6 +171,103 @@ class TurnAbandonedEvent(_Event):
     reason: str
 
 
+class ValidationEvent(_Event):
+    """A role's answer checked against the role's validation rules; a failure asks the role to correct it."""
+
+    type: Literal["validation"] = "validation"
+    passed: bool
+    attempt: int
+    """1 for the first answer, 2 for the first correction..."""
+    retries: int
+    """Corrections allowed before escalating."""
+    problems: list[str] = Field(default_factory=list)
+    """What failed, one line per rule, as sent back to the role."""
+
+
+class QuestionEvent(_Event):
+    """A role asks the human a question (the ask_human tool); the run waits for an answer."""
+
+    type: Literal["question"] = "question"
+    question_id: str
+    timeout_s: float | None
+    default: str
+    """What the role is told if nobody answers in time."""
+
+
+class AnswerEvent(_Event):
+    """The answer to a question: a person's, the scripted human's, or the default on time-out."""
+
+    type: Literal["answer"] = "answer"
+    question_id: str
+    timed_out: bool = False
+    actor: str = "user"
+
+
+class Position(BaseModel):
+    """One side of a disagreement: who holds it and what it says."""
+
+    model_config = ConfigDict(frozen=True)
+    who: str
+    text: str
+
+
+class EscalationEvent(_Event):
+    """The team cannot settle something alone; the run waits for a human decision.
+
+    The human picks one of `positions`, writes their own answer, or tells the team to continue.
+    """
+
+    type: Literal["escalation"] = "escalation"
+    escalation_id: str
+    kind: Literal["validation", "tie", "disagreement"]
+    positions: list[Position]
+
+
+class EscalationResolvedEvent(_Event):
+    """A human's decision on an escalation; `content` is the answer the team goes on with."""
+
+    type: Literal["escalation_resolved"] = "escalation_resolved"
+    escalation_id: str
+    decision: Literal["choose", "write", "continue", "unresolved"]
+    """`unresolved`: the run ended (stopped, timed out) before anyone decided."""
+    choice: int | None = None
+    """1-based index into the escalation's positions, for `choose`."""
+    actor: str = "user"
+
+
+class SubtaskEvent(_Event):
+    """Hierarchical pattern: a manager delegated a sub-task to a worker, and its progress."""
+
+    type: Literal["subtask"] = "subtask"
+    subtask_id: str
+    worker: str
+    task: str
+    status: Literal["started", "done", "failed"]
+    """`content` is the task when started, the worker's answer when done."""
+
+
+class VoteEvent(_Event):
+    """Consensus pattern: one round's tally of the voters' normalised answers."""
+
+    type: Literal["vote"] = "vote"
+    round: int
+    votes: dict[str, str]
+    """Role to normalised answer."""
+    tally: dict[str, int]
+    """Answer to votes, most first."""
+    outcome: Literal["majority", "debate", "tie"]
+    decision: str | None = None
+    """The winning answer, when there is a majority."""
+
+
+class TriggerEvent(_Event):
+    """Event-driven roles: what happened (`on`) and which role it woke."""
+
+    type: Literal["trigger"] = "trigger"
+    role: str
+    on: str
+
+
 class NoticeEvent(_Event):
     type: Literal["notice"] = "notice"
     level: Literal["info", "warning"] = "info"
@@ -191,7 +300,9 @@ class RunResult(_Event):
 
 Event = Annotated[
     RunStartedEvent | HumanQueuedEvent | HumanMessageEvent | SpeakerSelectedEvent | ChunkEvent | MessageEvent
-    | ToolCallEvent | ToolResultEvent | ApprovalRequestEvent | ApprovalDecisionEvent | FileEvent | UsageEvent | TurnAbandonedEvent | NoticeEvent | ErrorEvent | RunResult,
+    | ToolCallEvent | ToolResultEvent | ApprovalRequestEvent | ApprovalDecisionEvent | FileEvent | UsageEvent
+    | TurnAbandonedEvent | ValidationEvent | QuestionEvent | AnswerEvent | EscalationEvent | EscalationResolvedEvent
+    | SubtaskEvent | VoteEvent | TriggerEvent | NoticeEvent | ErrorEvent | RunResult,
     Field(discriminator="type"),
 ]
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)

@@ -28,18 +28,24 @@ from autogen_agentchat.messages import (
 )
 from autogen_core import CancellationToken
 
+from ._agent import ParleyNotice
 from .errors import ConfigError
 from .events import (
+    AnswerEvent,
     ApprovalDecisionEvent,
     ApprovalRequestEvent,
     ChunkEvent,
     ErrorEvent,
+    EscalationEvent,
+    EscalationResolvedEvent,
     Event,
     FileEvent,
     HumanMessageEvent,
     HumanQueuedEvent,
     MessageEvent,
     NoticeEvent,
+    Position,
+    QuestionEvent,
     RunResult,
     RunStartedEvent,
     SpeakerSelectedEvent,
@@ -47,6 +53,8 @@ from .events import (
     ToolResultEvent,
     TurnAbandonedEvent,
     UsageEvent,
+    ValidationEvent,
+    VoteEvent,
 )
 from .models import BudgetExceeded, CallRecord
 
@@ -67,16 +75,49 @@ def _jsonable(state: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(state, default=lambda o: o.isoformat() if hasattr(o, "isoformat") else str(o)))
 
 
-async def _persist(store: Store, tid: str, item: Event | _Checkpoint) -> None:
+async def _persist(store: Store, tid: str, item: Event | _Checkpoint, run_number: int) -> None:
     if isinstance(item, _Checkpoint):
         await store.save_checkpoint(tid, item.turn, item.state, item.pending)
         return
     if isinstance(item, ChunkEvent):
         return  # the finished message is stored; its chunks are only for live display
     await store.append_event(tid, item.type, item.model_dump(mode="json"))
-    if isinstance(item, ApprovalDecisionEvent):
-        await store.audit(tid, item.actor, "approve" if item.approved else "deny",
-                          {"tool": item.name, "request_id": item.request_id, "reason": item.reason})
+    record = audit_record(item)
+    if record is not None:
+        actor, action, detail = record
+        await store.audit(tid, actor, action, {"run": run_number, "turn": item.turn, **detail})
+
+
+def audit_record(ev: Event) -> tuple[str, str, dict[str, Any]] | None:
+    """The audit trail's view of an event: (who, what, detail with the decision), or None if not audited."""
+    if isinstance(ev, HumanMessageEvent):
+        return ev.source, {"task": "task", "say": "interjection", "interrupt": "interrupt"}[ev.mode], \
+            {"decision": "delivered", "text": ev.content}
+    if isinstance(ev, ApprovalRequestEvent):
+        return ev.source, "approval requested", {"decision": "waiting", "tool": ev.name, "arguments": ev.arguments,
+                                                 "request_id": ev.request_id}
+    if isinstance(ev, ApprovalDecisionEvent):
+        return ev.actor, "approve" if ev.approved else "deny", {
+            "decision": "approved" if ev.approved else "denied", "tool": ev.name, "request_id": ev.request_id,
+            "reason": ev.reason}
+    if isinstance(ev, ValidationEvent):
+        return ev.source, "validation", {"decision": "passed" if ev.passed else "failed", "attempt": ev.attempt,
+                                         "problems": ev.problems, "text": ev.content}
+    if isinstance(ev, QuestionEvent):
+        return ev.source, "question", {"decision": "waiting", "question_id": ev.question_id, "text": ev.content}
+    if isinstance(ev, AnswerEvent):
+        return ev.actor, "answer", {"decision": "timed out" if ev.timed_out else "answered",
+                                    "question_id": ev.question_id, "text": ev.content}
+    if isinstance(ev, EscalationEvent):
+        return ev.source, "escalation", {"decision": "waiting", "kind": ev.kind, "escalation_id": ev.escalation_id,
+                                         "text": ev.content, "positions": [p.model_dump() for p in ev.positions]}
+    if isinstance(ev, EscalationResolvedEvent):
+        return ev.actor, "escalation resolved", {"decision": ev.decision, "choice": ev.choice,
+                                                 "escalation_id": ev.escalation_id, "text": ev.content}
+    if isinstance(ev, VoteEvent):
+        return ev.source, "vote", {"decision": ev.decision or ev.outcome, "round": ev.round, "votes": ev.votes,
+                                   "tally": ev.tally}
+    return None
 
 __all__ = ["Run"]
 
@@ -108,6 +149,10 @@ class Run:
         self._writer: asyncio.Task[None] | None = None
         self._store_failed = False
         self._consumer: asyncio.Task[None] | None = None
+        self._escalations: dict[str, tuple[asyncio.Future[EscalationResolvedEvent], EscalationEvent]] = {}
+        self._questions: dict[str, tuple[asyncio.Future[AnswerEvent], QuestionEvent]] = {}
+        self.number = 1 + sum(isinstance(e, RunStartedEvent) for e in conversation.history)
+        """This run's place among the conversation's runs (1 for the first)."""
 
     # -- commands ------------------------------------------------------------------------
 
@@ -125,6 +170,11 @@ class Run:
         """End the run now: the current model call is cancelled and no other is made."""
         self._cancel("stopped")
 
+    def leave_escalated(self) -> None:
+        """End the run now because nobody is there to settle its escalation (stop reason `escalation`).
+        The escalation stays on record as unresolved."""
+        self._cancel("escalation")
+
     def approve(self, request_id: str, *, actor: str = "user") -> None:
         """Let a waiting tool call go ahead."""
         self._decide(request_id, True, "", actor)
@@ -136,6 +186,83 @@ class Run:
     @property
     def pending_approvals(self) -> list[ApprovalRequestEvent]:
         return [req for fut, req in self._approvals.values() if not fut.done()]
+
+    @property
+    def pending_escalations(self) -> list[EscalationEvent]:
+        """Escalations waiting for a human; the run does not go on until each is resolved."""
+        return [ev for fut, ev in self._escalations.values() if not fut.done()]
+
+    @property
+    def pending_questions(self) -> list[QuestionEvent]:
+        """Questions a role asked the human (ask_human) that nobody has answered yet."""
+        return [ev for fut, ev in self._questions.values() if not fut.done()]
+
+    def resolve(self, escalation_id: str, *, choose: int | None = None, text: str | None = None,
+                proceed: bool = False, actor: str = "user") -> None:
+        """Settle an escalation: `choose` a position (1-based), write your own `text`, or `proceed` (the team
+        continues as it was). Exactly one of the three."""
+        entry = self._escalations.get(escalation_id)
+        if entry is None:
+            raise KeyError(f"no escalation {escalation_id!r} (waiting: {[e.escalation_id for e in self.pending_escalations]})")
+        fut, ev = entry
+        if sum((choose is not None, bool(text and text.strip()), proceed)) != 1:
+            raise ConfigError("resolve an escalation with exactly one of: choose=N, text=YOUR ANSWER, proceed=True")
+        if fut.done():
+            return
+        if choose is not None:
+            if not 1 <= choose <= len(ev.positions):
+                raise ConfigError(f"choose a position from 1 to {len(ev.positions)}, not {choose}")
+            decision, content = "choose", ev.positions[choose - 1].text
+        elif proceed:
+            decision, content = "continue", "continue as before"
+        else:
+            decision, content = "write", (text or "").strip()
+        resolved = EscalationResolvedEvent(source=actor, escalation_id=escalation_id, decision=decision,  # type: ignore[arg-type]
+                                           choice=choose, content=content, actor=actor, turn=ev.turn)
+        self._emit(resolved)
+        fut.set_result(resolved)
+
+    def answer(self, question_id: str, text: str, *, actor: str = "user") -> None:
+        """Answer a role's question; the role continues with `text`."""
+        entry = self._questions.get(question_id)
+        if entry is None:
+            raise KeyError(f"no question {question_id!r} (waiting: {[q.question_id for q in self.pending_questions]})")
+        if not text or not text.strip():
+            raise ConfigError("an empty answer cannot be sent: type the answer to the question")
+        self._settle_question(question_id, text.strip(), actor, timed_out=False)
+
+    def _settle_question(self, question_id: str, text: str, actor: str, *, timed_out: bool) -> None:
+        fut, q = self._questions[question_id]
+        if fut.done():
+            return
+        ans = AnswerEvent(source=actor, question_id=question_id, content=text, timed_out=timed_out, actor=actor,
+                          turn=q.turn)
+        self._emit(ans)
+        fut.set_result(ans)
+
+    def _open_escalation(self, kind: str, source: str, content: str, positions: list[Position],
+                         ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]:
+        eid = uuid.uuid4().hex[:12]
+        fut: asyncio.Future[EscalationResolvedEvent] = asyncio.get_running_loop().create_future()
+        ev = EscalationEvent(source=source, content=content, kind=kind, positions=positions,  # type: ignore[arg-type]
+                             escalation_id=eid, turn=self._live_turn())
+        self._escalations[eid] = (fut, ev)
+        return ev, fut
+
+    def _open_question(self, source: str, question: str, timeout_s: float | None, default: str,
+                       ) -> tuple[QuestionEvent, asyncio.Future[AnswerEvent]]:
+        qid = uuid.uuid4().hex[:12]
+        fut: asyncio.Future[AnswerEvent] = asyncio.get_running_loop().create_future()
+        ev = QuestionEvent(source=source, content=question, question_id=qid, timeout_s=timeout_s, default=default,
+                           turn=self._live_turn())
+        self._questions[qid] = (fut, ev)
+        if timeout_s is not None:
+            asyncio.get_running_loop().call_later(timeout_s, self._time_out_question, qid)
+        return ev, fut
+
+    def _time_out_question(self, question_id: str) -> None:
+        if self.result is None:
+            self._settle_question(question_id, self._questions[question_id][1].default, "parley", timed_out=True)
 
     async def wait(self) -> RunResult:
         if self._task is not None:
@@ -161,7 +288,7 @@ class Run:
         self._emit(HumanQueuedEvent(source="user", content=text.strip(), mode=mode, turn=self.conversation.turn))
 
     def _cancel(self, reason: str) -> None:
-        if self.result is not None or self._cancel_reason in ("stopped", "timeout"):
+        if self.result is not None or self._cancel_reason in ("stopped", "timeout", "escalation"):
             return
         self._cancel_reason = reason
         if self._token is not None:
@@ -195,7 +322,7 @@ class Run:
             item = await self._outbox.get()
             if not self._store_failed:
                 try:
-                    await _persist(store, tid, item)
+                    await _persist(store, tid, item, self.number)
                 except Exception as exc:
                     self._store_failed = True
                     self._error = (type(exc).__name__, f"saving the conversation failed: {exc}")
@@ -326,6 +453,18 @@ class Run:
             "max_tokens": f"token budget of {conv.limits.max_tokens} reached",
             "completed": "the team finished",
         }
+        for fut, esc in self._escalations.values():
+            if not fut.done() or fut.cancelled():  # stopping resolves nothing: the escalation stays open on record
+                fut.cancel()
+                self._emit(EscalationResolvedEvent(source="parley", escalation_id=esc.escalation_id, decision="unresolved",
+                                                   content=f"the run ended ({outcome}) before anyone decided",
+                                                   actor="parley", turn=esc.turn))
+                details.setdefault("escalation", f"an escalation was left open: {esc.content}")
+        for fut, q in self._questions.values():
+            if not fut.done() or fut.cancelled():
+                fut.cancel()
+                self._emit(AnswerEvent(source="parley", question_id=q.question_id, timed_out=True, actor="parley",
+                                       content=f"(unanswered: the run ended ({outcome}))", turn=q.turn))
         detail = self.guard.detail if outcome in ("stop_text", "max_turns") else details.get(outcome, "")
         if outcome == "max_tokens" and self.guard.detail:
             detail = self.guard.detail
@@ -441,7 +580,12 @@ class Run:
 
     def _on_event(self, item: Any) -> None:
         turn = self.conversation.turn + 1
-        if isinstance(item, ModelClientStreamingChunkEvent):
+        if isinstance(item, ParleyNotice):
+            event = item.event.model_copy(update={"turn": turn})
+            if isinstance(event, ValidationEvent) and not event.passed:
+                self._partial.pop(event.source, None)  # the next attempt streams afresh
+            self._emit(event)
+        elif isinstance(item, ModelClientStreamingChunkEvent):
             self._speaker = item.source
             self._partial[item.source] = self._partial.get(item.source, "") + item.content
             self._emit(ChunkEvent(source=item.source, content=item.content, turn=turn))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -12,15 +12,63 @@ from ._yaml import Located, did_you_mean, load_located, pydantic_problems
 from .errors import FileProblem, TeamFileError
 from .paths import project_root
 
-__all__ = ["PATTERNS", "McpServerSpec", "RoleSpec", "TeamSpec", "TerminationSpec", "load_team_file"]
+__all__ = ["PATTERNS", "TRIGGERS", "ConsensusSpec", "HierarchicalSpec", "McpServerSpec", "RoleSpec", "TeamSpec",
+           "TerminationSpec", "ValidationSpec", "load_team_file"]
 
-PATTERNS = ("round_robin", "selector", "sequential", "fanout", "loop", "swarm")
+PATTERNS = ("round_robin", "selector", "sequential", "fanout", "loop", "swarm", "hierarchical", "consensus")
+TRIGGERS = ("stage finished", "tool failed", "validation failed", "file written")
+"""What can wake an event-driven role (`on:`), besides `ROLE finished`."""
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ValidationSpec(_Strict):
+    """Rules a role's answer must pass; a failure goes back to the role as a correction request."""
+
+    json_schema: dict[str, Any] | None = None
+    """The answer must be JSON matching this schema (a fenced ```json block is accepted)."""
+    regex: str | None = None
+    """The answer must contain a match of this regular expression."""
+    contains: list[str] = Field(default_factory=list)
+    """Texts the answer must contain (case-insensitive)."""
+    not_contains: list[str] = Field(default_factory=list)
+    """Texts the answer must not contain (case-insensitive)."""
+    check: str | None = None
+    """A named Python check from `tools/` (declared with `@check`)."""
+    retries: Annotated[int, Field(ge=0, le=10)] = 2
+    """Corrections asked for before the failure is escalated to a human."""
+
+    @field_validator("regex")
+    @classmethod
+    def _compiles(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"regex {v!r} does not compile: {exc}") from None
+        return v
+
+    @field_validator("json_schema")
+    @classmethod
+    def _schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is not None:
+            import jsonschema
+
+            try:
+                jsonschema.validators.validator_for(v).check_schema(v)
+            except jsonschema.SchemaError as exc:
+                raise ValueError(f"json_schema is not a valid JSON schema: {exc.message}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _some_rule(self) -> ValidationSpec:
+        if not (self.json_schema or self.regex or self.contains or self.not_contains or self.check):
+            raise ValueError("give at least one rule: json_schema, regex, contains, not_contains or check")
+        return self
 
 
 class RoleSpec(_Strict):
@@ -38,6 +86,11 @@ class RoleSpec(_Strict):
     """Optional model string for this role only; the run's model otherwise."""
     handoffs: list[str] = Field(default_factory=list)
     """Swarm pattern: roles (or `user`) this role may hand the conversation to."""
+    validate_: ValidationSpec | None = Field(default=None, alias="validate")
+    """Rules every answer of this role must pass."""
+    on: list[str] = Field(default_factory=list)
+    """Event-driven: what wakes this role (`ROLE finished`, `stage finished`, `tool failed`,
+    `validation failed`, `file written`) instead of the manager scheduling it."""
 
     @field_validator("name")
     @classmethod
@@ -90,6 +143,38 @@ class LoopSpec(_Strict):
     max_rounds: Annotated[int, Field(ge=1)] = 3
 
 
+class ConsensusSpec(_Strict):
+    """Consensus pattern: voters answer in parallel and independently; a strict majority decides."""
+
+    voters: list[str] = Field(default_factory=list)
+    """Roles that vote (default: every role but the judge)."""
+    options: list[str] = Field(default_factory=list)
+    """The answers allowed; each vote is normalised to one of them. Free answers when empty."""
+    debate_rounds: Annotated[int, Field(ge=0, le=5)] = 1
+    """Rounds in which the voters, seeing each other's answers, may change their minds when there is no majority."""
+    tie: Literal["judge", "manager", "escalate"] = "escalate"
+    """Who settles a vote still without a majority: the `judge` role, the manager model, or a human."""
+    judge: str | None = None
+    """The role that settles ties (with `tie: judge`); it does not vote."""
+
+
+class HierarchicalSpec(_Strict):
+    """Hierarchical pattern: a manager plans, delegates sub-tasks to workers, and integrates their answers."""
+
+    manager: str
+    """The role that delegates; every other role is a worker it can call."""
+    max_delegations: Annotated[int, Field(ge=1, le=50)] = 8
+    """Delegation rounds the manager may make within one of its turns."""
+
+
+class HumanSpec(_Strict):
+    """How the team waits for its human."""
+
+    question_timeout_s: Annotated[float, Field(gt=0)] | None = 300
+    """How long a role's question (ask_human) waits before the role goes on with `default_answer`."""
+    default_answer: str = "No answer from the human in time: go on with your best assumption and say what it is."
+
+
 class TerminationSpec(_Strict):
     """When a run ends. Every limit is checked on every pattern."""
 
@@ -111,7 +196,7 @@ class TeamSpec(_Strict):
     name: str
     """Unique name, used on the command line."""
     description: str = ""
-    pattern: Literal["round_robin", "selector", "sequential", "fanout", "loop", "swarm"]
+    pattern: Literal["round_robin", "selector", "sequential", "fanout", "loop", "swarm", "hierarchical", "consensus"]
     """How the manager picks the next speaker."""
     roles: Annotated[list[RoleSpec], Field(min_length=1)]
     termination: TerminationSpec = Field(default_factory=TerminationSpec)
@@ -121,6 +206,9 @@ class TeamSpec(_Strict):
     """Default model string for every role of this team."""
     fanout: FanoutSpec | None = None
     loop: LoopSpec | None = None
+    human: HumanSpec = Field(default_factory=HumanSpec)
+    consensus: ConsensusSpec | None = None
+    hierarchical: HierarchicalSpec | None = None
     mcp: list[McpServerSpec] = Field(default_factory=list)
     """MCP servers this team's roles may use."""
     approvals: dict[str, Literal["required", "never"]] = Field(default_factory=dict)
@@ -144,9 +232,21 @@ class TeamSpec(_Strict):
     def role_names(self) -> list[str]:
         return [r.name for r in self.roles]
 
+    @property
+    def scheduled(self) -> list[RoleSpec]:
+        """The roles the manager schedules (event-driven roles wait for their triggers instead)."""
+        return [r for r in self.roles if not r.on]
 
-_ALL_KEYS = sorted({*RoleSpec.model_fields, *TerminationSpec.model_fields, *TeamSpec.model_fields,
-                    *McpServerSpec.model_fields, *FanoutSpec.model_fields, *LoopSpec.model_fields})
+    @property
+    def voters(self) -> list[str]:
+        """Consensus pattern: who votes."""
+        c = self.consensus or ConsensusSpec()
+        return c.voters or [r.name for r in self.scheduled if r.name != c.judge]
+
+
+_ALL_KEYS = sorted({*RoleSpec.model_fields, "validate", *TerminationSpec.model_fields, *TeamSpec.model_fields,
+                    *McpServerSpec.model_fields, *FanoutSpec.model_fields, *LoopSpec.model_fields,
+                    *ValidationSpec.model_fields, *ConsensusSpec.model_fields, *HumanSpec.model_fields, *HierarchicalSpec.model_fields} - {"validate_"})
 
 
 def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, display: str | None = None) -> TeamSpec:
@@ -220,7 +320,15 @@ def _pattern_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
                                             + did_you_mean(spec.fanout.join, names)))
     if spec.pattern == "loop" and not ((spec.loop and spec.loop.until) or spec.termination.stop_text):
         problems.append(located.problem(("pattern",), "the loop pattern needs `loop: {until: TEXT}` or termination.stop_text"))
+    problems += _consensus_problems(spec, located) + _hierarchy_problems(spec, located)
     for i, role in enumerate(spec.roles):
+        for j, trigger in enumerate(role.on):
+            if not _trigger_ok(trigger, names):
+                problems.append(located.problem(("roles", i, "on", j), f"unknown trigger '{trigger}' (use "
+                                                + ", ".join(f"'{t}'" for t in TRIGGERS) + " or 'ROLE finished')"))
+        if role.on and spec.pattern in ("sequential", "fanout", "swarm", "consensus", "hierarchical"):
+            problems.append(located.problem(("roles", i, "on"), f"event-driven roles work with round_robin, selector "
+                                            f"and loop teams, not {spec.pattern}"))
         for j, target in enumerate(role.handoffs):
             if target != "user" and target not in names:
                 problems.append(located.problem(("roles", i, "handoffs", j), f"unknown role '{target}'"
@@ -228,6 +336,51 @@ def _pattern_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
         if role.handoffs and spec.pattern != "swarm":
             problems.append(located.problem(("roles", i, "handoffs"), "handoffs need `pattern: swarm`"))
     return problems
+
+
+def _trigger_ok(trigger: str, names: list[str]) -> bool:
+    if trigger in TRIGGERS:
+        return True
+    who, _, what = trigger.rpartition(" ")
+    return what == "finished" and who in names
+
+
+def _unknown_role(located: Located, loc: tuple[str | int, ...], who: str, names: list[str]) -> FileProblem:
+    return located.problem(loc, f"unknown role '{who}'" + did_you_mean(who, names) + f" (roles: {', '.join(names)})")
+
+
+def _consensus_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
+    names = spec.role_names
+    c = spec.consensus
+    if spec.pattern != "consensus":
+        return [located.problem(("consensus",), "consensus: needs `pattern: consensus`")] if c else []
+    c = c or ConsensusSpec()
+    problems = [_unknown_role(located, ("consensus", "voters", j), v, names) for j, v in enumerate(c.voters)
+                if v not in names]
+    if c.judge is not None and c.judge not in names:
+        problems.append(_unknown_role(located, ("consensus", "judge"), c.judge, names))
+    if c.tie == "judge" and c.judge is None:
+        problems.append(located.problem(("consensus", "tie"), "tie: judge needs `judge: ROLE` (a role that does not vote)"))
+    if c.judge is not None and c.judge in spec.voters:
+        problems.append(located.problem(("consensus", "judge"), f"the judge '{c.judge}' cannot also vote"))
+    if len(spec.voters) < 2:
+        problems.append(located.problem(("consensus",), "a vote needs at least two voters"))
+    if len({o.strip().lower() for o in c.options}) != len(c.options):
+        problems.append(located.problem(("consensus", "options"), "options must differ (case is ignored)"))
+    return problems
+
+
+def _hierarchy_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
+    h = spec.hierarchical
+    if spec.pattern != "hierarchical":
+        return [located.problem(("hierarchical",), "hierarchical: needs `pattern: hierarchical`")] if h else []
+    if h is None:
+        return [located.problem(("pattern",), "the hierarchical pattern needs `hierarchical: {manager: ROLE}`")]
+    if h.manager not in spec.role_names:
+        return [_unknown_role(located, ("hierarchical", "manager"), h.manager, spec.role_names)]
+    if len(spec.roles) < 2:
+        return [located.problem(("roles",), "the hierarchical pattern needs a manager and at least one worker")]
+    return []
 
 
 def _tool_problems(spec: TeamSpec, located: Located, tool_names: list[str]) -> list[FileProblem]:
@@ -242,7 +395,7 @@ def _tool_problems(spec: TeamSpec, located: Located, tool_names: list[str]) -> l
         if dot and server not in servers:
             problems.append(located.problem(loc, f"unknown MCP server '{server}' in '{t}'" + did_you_mean(server, servers)
                                             + (f" (declared: {', '.join(servers)})" if servers else " (declare it under mcp:)")))
-        elif not dot and t not in tool_names:
+        elif not dot and t not in tool_names and t != "ask_human":  # ask_human is built in
             problems.append(located.problem(loc, f"unknown tool '{t}'" + did_you_mean(t, tool_names)
                                             + " (`parley tools` lists them)"))
     return problems

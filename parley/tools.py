@@ -27,12 +27,12 @@ from autogen_core.tools import FunctionTool
 from .errors import ConfigError
 from .paths import project_root, search_dirs
 
-__all__ = ["RunContext", "ToolDef", "ToolRegistry", "current_context", "default_registry", "load_helper",
-           "output_file", "tool", "use_context", "write_atomically"]
+__all__ = ["CheckDef", "RunContext", "ToolDef", "ToolRegistry", "check", "current_context", "default_registry",
+           "load_helper", "output_file", "tool", "use_context", "write_atomically"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_DECLARED: list[ToolDef] = []
+_DECLARED: list[ToolDef | CheckDef] = []
 _LOCK = threading.Lock()
 
 
@@ -86,12 +86,47 @@ def tool(
     return register(func) if func is not None else register
 
 
+@dataclass(frozen=True, kw_only=True)
+class CheckDef:
+    """A named validation check that team files can require of a role's answers (`validate: {check: NAME}`)."""
+
+    name: str
+    description: str
+    func: Callable[[str], bool | str | None]
+    """Takes the answer; returns None or True when it passes, False or a problem (str) when not."""
+    source: str = ""
+
+    def problem(self, text: str) -> str | None:
+        """What is wrong with `text`, or None. A check that raises fails with its error."""
+        try:
+            verdict = self.func(text)
+        except Exception as exc:
+            return f"check {self.name} failed: {type(exc).__name__}: {exc}"
+        if verdict is None or verdict is True:
+            return None
+        if isinstance(verdict, str) and verdict:
+            return verdict
+        return f"check {self.name} failed: {self.description.splitlines()[0] if self.description else 'no reason given'}"
+
+
+def check(func: F | None = None, *, name: str | None = None) -> Any:
+    """Declare a validation check: `f(answer: str) -> None | True` to pass, `False | "what is wrong"` to fail."""
+
+    def register(f: F) -> F:
+        _DECLARED.append(CheckDef(name=name or f.__name__, description=inspect.getdoc(f) or "", func=f,
+                                  source=inspect.getsourcefile(f) or f.__module__))
+        return f
+
+    return register(func) if func is not None else register
+
+
 @dataclass
 class ToolRegistry:
-    """Every tool parley can grant, and the modules that failed to load."""
+    """Every tool and check parley can grant, and the modules that failed to load."""
 
     tools: dict[str, ToolDef] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    checks: dict[str, CheckDef] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return sorted(self.tools)
@@ -99,8 +134,11 @@ class ToolRegistry:
     def get(self, name: str) -> ToolDef:
         return self.tools[name]
 
-    def add(self, tools: Iterable[ToolDef]) -> None:
+    def add(self, tools: Iterable[ToolDef | CheckDef]) -> None:
         for t in tools:
+            if isinstance(t, CheckDef):
+                self.checks.setdefault(t.name, t)
+                continue
             other = self.tools.get(t.name)
             if other is not None and other.func is not t.func:
                 self.errors.append(f"{t.source}: tool name {t.name!r} is already taken by {other.source}")
@@ -120,7 +158,7 @@ class ToolRegistry:
         return reg
 
 
-def _collect(load: Callable[[], Any], where: str, errors: list[str]) -> list[ToolDef]:
+def _collect(load: Callable[[], Any], where: str, errors: list[str]) -> list[ToolDef | CheckDef]:
     with _LOCK:
         start = len(_DECLARED)
         try:

@@ -17,10 +17,14 @@ from autogen_agentchat.teams import (
 )
 from autogen_core.models import ChatCompletionClient
 
+from .._agent import ParleyNotice
 from ..spec import TeamSpec
 from ._selector import Selector
 
 __all__ = ["Selector", "build_team"]
+
+NOTICES: list[type] = [ParleyNotice]
+"""parley's own events travel in AutoGen's stream; every team must know their type."""
 
 
 def build_team(
@@ -35,7 +39,7 @@ def build_team(
 ) -> BaseGroupChat:
     if spec.pattern in ("round_robin", "loop"):
         # A loop is a rotation that the last role ends with its exit text (the run's stop text).
-        return RoundRobinGroupChat(list(agents), termination_condition=termination)
+        return RoundRobinGroupChat(list(agents), termination_condition=termination, custom_message_types=NOTICES)
     if spec.pattern == "selector":
         if selector_client is None:
             raise ValueError("the selector pattern needs a selector model client")
@@ -45,13 +49,14 @@ def build_team(
             list(agents),
             model_client=selector_client,
             termination_condition=termination,
+            custom_message_types=NOTICES,
             selector_func=selector.select,
             allow_repeated_speaker=True,
         )
     if spec.pattern == "swarm":
-        return Swarm(list(agents), termination_condition=termination)
+        return Swarm(list(agents), termination_condition=termination, custom_message_types=NOTICES)
     if spec.pattern in ("sequential", "fanout"):
-        return GraphFlow(list(agents), graph=_graph(spec, agents), termination_condition=termination)
+        return GraphFlow(list(agents), graph=_graph(spec, agents), termination_condition=termination, custom_message_types=NOTICES)
     raise ValueError(f"pattern {spec.pattern!r} is not available")
 
 
