@@ -16,16 +16,16 @@ from autogen_core import CancellationToken
 
 from ._agent import ParleyAgent
 from ._context import TaskWindowContext
-from ._human import ASK_HUMAN, AskHumanTool
 from ._guard import RunGuard
+from ._human import ASK_HUMAN, AskHumanTool
 from ._toolhost import BoundTool
+from ._validate import Validator
 from .catalog import resolve_team
 from .errors import ConfigError
-from ._validate import Validator
 from .events import AnswerEvent, EscalationEvent, EscalationResolvedEvent, Event, Position, QuestionEvent
 from .models import SELECTOR, Meter, ModelPool, parse_model, supports_tools, uses_json_schema
 from .paths import data_dir
-from .patterns import build_team
+from .patterns import STEPS, build_team
 from .spec import TeamSpec, TerminationSpec
 from .tools import RunContext, ToolDef, ToolRegistry, default_registry
 
@@ -82,15 +82,18 @@ class Conversation:
         """Called with every event as it is shown (after the store has it, when one is attached)."""
         self.turn = 0
         self.notices: list[str] = []
+        self.speakers = {*self.team.role_names, *(STEPS[-1:] if self.team.pattern == "consensus" else ())}
+        """Who speaks in the conversation: the roles, and the verdict of a consensus team."""
         self.notes_board: list[dict[str, Any]] = []
         """Notes every role of this conversation reads and writes (the team_notes tool)."""
         self._local_id = uuid.uuid4().hex
         self._clients = {name: self.pool.client(m, name) for name, m in self.role_models.items()}
-        self._selector_client = (
-            self.pool.client(self.model, SELECTOR) if self.team.pattern == "selector" else None
-        )
+        # The selector pattern's manager picks speakers; the consensus pattern's may settle ties.
+        needs_manager = self.team.pattern == "selector" or (
+            self.team.pattern == "consensus" and self.team.consensus is not None and self.team.consensus.tie == "manager")
+        self._selector_client = self.pool.client(self.model, SELECTOR) if needs_manager else None
         for script in self.pool.scripts:
-            script.check_roles(self.team.role_names)
+            script.check_roles(self.team.role_names, picks_are_roles=self.team.pattern == "selector")
         self._mcp_grants: dict[str, list[str]] = {}
         self._tools = self._grant_tools()
         self._checkpoint: Mapping[str, Any] | None = None
@@ -281,7 +284,7 @@ class Conversation:
         team = build_team(
             self.team, self._agents(), self.guard, selector_client=self._selector_client,
             selector_json_schema=uses_json_schema(self.model), on_pick=self._on_pick,
-            selector_avoid_repeat=parse_model(self.model).backend == "local",
+            selector_avoid_repeat=parse_model(self.model).backend == "local", host=self,
         )
         if self._checkpoint is not None:
             await team.load_state(self._checkpoint)

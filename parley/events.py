@@ -255,9 +255,10 @@ class VoteEvent(_Event):
     """Role to normalised answer."""
     tally: dict[str, int]
     """Answer to votes, most first."""
-    outcome: Literal["majority", "debate", "tie"]
+    outcome: Literal["majority", "debate", "tie", "judge", "manager", "human"]
+    """`majority` decided; `debate`: another round; `tie`: the tie rule decides; the rest: who settled the tie."""
     decision: str | None = None
-    """The winning answer, when there is a majority."""
+    """The winning answer, once decided."""
 
 
 class TriggerEvent(_Event):

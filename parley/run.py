@@ -550,7 +550,7 @@ class Run:
                 continue  # let the stream finish: AutoGen marks the team idle after its last yield
             if isinstance(item, BaseChatMessage) and item.id in fed_ids:
                 continue
-            if isinstance(item, BaseChatMessage) and item.source in self.guard.roles:
+            if isinstance(item, BaseChatMessage) and item.source in conv.speakers:
                 state = await team.save_state()  # first thing, before any other await
                 conv._note_checkpoint(state, item)
                 self._on_message(item)

@@ -310,7 +310,7 @@ def _cross_check(spec: TeamSpec, located: Located, tool_names: list[str] | None)
 def _pattern_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
     names = spec.role_names
     problems = []
-    if spec.pattern in ("selector", "fanout", "loop", "swarm") and len(spec.roles) < 2:
+    if spec.pattern in ("selector", "fanout", "loop", "swarm", "consensus") and len(spec.roles) < 2:
         problems.append(located.problem(("roles",), f"the {spec.pattern} pattern needs at least two roles"))
     if spec.pattern == "fanout":
         if spec.fanout is None:
@@ -355,7 +355,9 @@ def _consensus_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
     if spec.pattern != "consensus":
         return [located.problem(("consensus",), "consensus: needs `pattern: consensus`")] if c else []
     c = c or ConsensusSpec()
-    problems = [_unknown_role(located, ("consensus", "voters", j), v, names) for j, v in enumerate(c.voters)
+    problems = [located.problem(("roles", i, "name"), f"'{r.name}' is the name of a step of the consensus pattern; "
+                                "rename the role") for i, r in enumerate(spec.roles) if r.name in ("ballot", "tally", "verdict")]
+    problems += [_unknown_role(located, ("consensus", "voters", j), v, names) for j, v in enumerate(c.voters)
                 if v not in names]
     if c.judge is not None and c.judge not in names:
         problems.append(_unknown_role(located, ("consensus", "judge"), c.judge, names))

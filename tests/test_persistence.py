@@ -50,7 +50,8 @@ async def test_every_event_is_stored_and_a_new_process_resumes_it(write: Write, 
     stored = [event_adapter.validate_python(r.payload) for r in rows]
     assert [e for e in shown if not isinstance(e, ChunkEvent)] == stored  # written, in the order shown
     audit = await store.audit_log(tid)
-    assert [(a.actor, a.action, a.detail["tool"]) for a in audit] == [("dana", "approve", "pay")]
+    assert [(a.actor, a.action, a.detail.get("tool")) for a in audit] == [
+        ("user", "task", None), ("alpha", "approval requested", "pay"), ("dana", "approve", "pay")]
     assert (await store.latest_checkpoint(tid)) is not None
     await store.close()
 

@@ -71,7 +71,7 @@ def test_unknown_tool_role_and_prompt_are_all_reported(write: Write) -> None:
     [
         ("name: t\npattern: round_robin\nroles: [\n", "t.yaml:4: invalid YAML"),
         ("name: t\nname: u\npattern: round_robin\nroles: []\n", "t.yaml:2: name: duplicate key 'name'"),
-        ("name: t\npattern: ring\nroles: [{name: a, prompt: x}]\n", "t.yaml:2: pattern: Input should be 'round_robin', 'selector', 'sequential', 'fanout', 'loop' or 'swarm'"),
+        ("name: t\npattern: ring\nroles: [{name: a, prompt: x}]\n", "t.yaml:2: pattern: Input should be 'round_robin', 'selector', 'sequential', 'fanout', 'loop', 'swarm', 'hierarchical' or 'consensus'"),
         ("name: t\npattern: round_robin\nroles: [{name: my-role, prompt: x}]\n", "t.yaml:3: roles[0].name: role name 'my-role' must be an identifier"),
         ("name: t\npattern: round_robin\nroles: [{name: a, prompt: x, model: 'gpt4'}]\n", "t.yaml:3: roles[0].model: unknown model backend 'gpt4'"),
         ("name: t\npattern: round_robin\nroles: [{name: a, prompt: x}]\ntermination: {max_turns: 0}\n", "t.yaml:4: termination.max_turns: Input should be greater than or equal to 1"),

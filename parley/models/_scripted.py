@@ -90,15 +90,15 @@ class ScriptedModel:
             raise TeamFileError(pydantic_problems(located, exc, ["roles", "selector", "delay_s", "tool", "args", "json"])) from None
         return cls(path=str(path), script=script)
 
-    def check_roles(self, roles: Sequence[str]) -> None:
-        """Refuse a script that names roles the team does not have."""
+    def check_roles(self, roles: Sequence[str], *, picks_are_roles: bool = True) -> None:
+        """Refuse a script that names roles the team does not have (and, for a selector, picks that are not roles)."""
         problems = []
         for name in self.script.roles:
             if name not in roles:
                 problems.append(FileProblem(file=self.path, line=None, path=f"roles.{name}",
                                             message=f"no role '{name}' in this team{did_you_mean(name, roles)} (roles: {', '.join(roles)})"))
         for i, pick in enumerate(self.script.selector):
-            if pick not in roles:
+            if picks_are_roles and pick not in roles:
                 problems.append(FileProblem(file=self.path, line=None, path=f"selector[{i}]",
                                             message=f"no role '{pick}' in this team{did_you_mean(pick, roles)}"))
         if problems:

@@ -17,11 +17,12 @@ from autogen_agentchat.teams import (
 )
 from autogen_core.models import ChatCompletionClient
 
-from .._agent import ParleyNotice
+from .._agent import EscalationHost, ParleyNotice
 from ..spec import TeamSpec
+from ._consensus import STEPS, consensus_graph
 from ._selector import Selector
 
-__all__ = ["Selector", "build_team"]
+__all__ = ["STEPS", "Selector", "build_team"]
 
 NOTICES: list[type] = [ParleyNotice]
 """parley's own events travel in AutoGen's stream; every team must know their type."""
@@ -36,6 +37,7 @@ def build_team(
     selector_json_schema: bool = False,
     selector_avoid_repeat: bool = False,
     on_pick: Callable[[str, bool], None] = lambda name, fallback: None,
+    host: EscalationHost | None = None,
 ) -> BaseGroupChat:
     if spec.pattern in ("round_robin", "loop"):
         # A loop is a rotation that the last role ends with its exit text (the run's stop text).
@@ -55,6 +57,11 @@ def build_team(
         )
     if spec.pattern == "swarm":
         return Swarm(list(agents), termination_condition=termination, custom_message_types=NOTICES)
+    if spec.pattern == "consensus":
+        if host is None:
+            raise ValueError("the consensus pattern needs an escalation host")
+        participants, graph = consensus_graph(spec, agents, host, selector_client, selector_json_schema)
+        return GraphFlow(participants, graph=graph, termination_condition=termination, custom_message_types=NOTICES)
     if spec.pattern in ("sequential", "fanout"):
         return GraphFlow(list(agents), graph=_graph(spec, agents), termination_condition=termination, custom_message_types=NOTICES)
     raise ValueError(f"pattern {spec.pattern!r} is not available")

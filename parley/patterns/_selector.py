@@ -8,14 +8,13 @@ only values are role names, and, when an answer names nobody, picks by rule and 
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable, Sequence
 
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 
 from ..spec import TeamSpec
+from ._choose import choose
 
 RECENT = 4
 CLIP = 400
@@ -59,43 +58,13 @@ class Selector:
 
     async def select(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str:
         choices = self._choices(thread)
-        extra = {}
-        if self.json_schema:
-            extra["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {
-                    "name": "next_speaker",
-                    "strict": True,
-                    "schema": {
-                        "type": "object",
-                        "properties": {"speaker": {"type": "string", "enum": choices}},
-                        "required": ["speaker"],
-                        "additionalProperties": False,
-                    },
-                },
-            }
-        result = await self.client.create(self._prompt(thread, choices), extra_create_args=extra)
-        text = result.content if isinstance(result.content, str) else ""
-        name = self._parse(text, choices)
+        name = await choose(self.client, self._prompt(thread, choices), choices, field="speaker",
+                            json_schema=self.json_schema)
         fallback = name is None
         if name is None:
             name = self._by_rule(thread)
         self.on_pick(name, fallback)
         return name
-
-    @staticmethod
-    def _parse(text: str, choices: list[str]) -> str | None:
-        try:
-            data = json.loads(text)
-            if isinstance(data, dict) and data.get("speaker") in choices:
-                return str(data["speaker"])
-        except ValueError:
-            pass
-        stripped = text.strip().strip("`'\".").strip()
-        if stripped in choices:
-            return stripped
-        found = [(m.start(), n) for n in choices for m in [re.search(rf"\b{re.escape(n)}\b", text)] if m]
-        return min(found)[1] if found else None
 
     def _last_speaker(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str | None:
         return next((m.source for m in reversed(thread) if isinstance(m, BaseChatMessage) and m.source in self.names), None)
