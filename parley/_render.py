@@ -8,22 +8,29 @@ import zlib
 from typing import TextIO
 
 from .events import (
+    AnswerEvent,
     ApprovalDecisionEvent,
     ApprovalRequestEvent,
     ChunkEvent,
     ErrorEvent,
+    EscalationEvent,
+    EscalationResolvedEvent,
     Event,
     FileEvent,
     HumanMessageEvent,
     HumanQueuedEvent,
     MessageEvent,
     NoticeEvent,
+    QuestionEvent,
     RunResult,
     RunStartedEvent,
     SpeakerSelectedEvent,
+    SubtaskEvent,
     ToolCallEvent,
     ToolResultEvent,
     TurnAbandonedEvent,
+    ValidationEvent,
+    VoteEvent,
 )
 
 _COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
@@ -118,6 +125,37 @@ class Renderer:
             self._line(self._c(f"error in {ev.source}: {ev.error_type}: {ev.content}", 31))
         elif isinstance(ev, RunResult):
             self._line(self._dim("── ") + summary(ev))
+        else:
+            self._show_decision(ev)
+
+    def _show_decision(self, ev: Event) -> None:
+        """The events of the conflict-resolution ladder and of the hierarchical and consensus patterns."""
+        if isinstance(ev, ValidationEvent):
+            if ev.passed:
+                self._line(self._c(f"    ✓ {ev.source}'s answer passes its checks", 32))
+            else:
+                self._line(self._c(f"    ✗ {ev.source}'s answer fails its checks (attempt {ev.attempt} of "
+                                   f"{ev.retries + 1}): " + "; ".join(ev.problems), 31))
+        elif isinstance(ev, QuestionEvent):
+            self._line(self._c(f"? {ev.source} asks you: {ev.content}", 33))
+        elif isinstance(ev, AnswerEvent):
+            how = "no answer in time; default" if ev.timed_out else f"answered by {ev.actor}"
+            self._line(self._dim(f"  ({how}: {_clip(ev.content, 200)})"))
+        elif isinstance(ev, EscalationEvent):
+            self._line(self._c(f"‼ escalation ({ev.kind}): {ev.content}", 33))
+            for i, pos in enumerate(ev.positions, 1):
+                self._line(f"   {i}. {self._name(pos.who)}: {_clip(pos.text, 300)}")
+        elif isinstance(ev, EscalationResolvedEvent):
+            what = {"choose": f"position {ev.choice} chosen", "write": "answer written", "continue": "team continues",
+                    "unresolved": "left unresolved"}[ev.decision]
+            self._line(self._c(f"  escalation settled by {ev.actor}: {what}", 32 if ev.decision != "unresolved" else 31))
+        elif isinstance(ev, SubtaskEvent):
+            if ev.status == "started":
+                self._line(self._dim(f"    ↳ {ev.source} → {ev.worker}: {_clip(ev.task, 200)}"))
+            else:
+                self._line(self._dim(f"    ↲ {ev.worker} {'finished' if ev.status == 'done' else 'failed'} its sub-task"))
+        elif isinstance(ev, VoteEvent):
+            self._line(self._c(f"  ⚖ {ev.content}", 36))
 
 
 def _clip(text: str, limit: int = CLIP) -> str:

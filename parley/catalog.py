@@ -38,7 +38,7 @@ def _display(path: Path) -> str:
 
 def load_entry(path: Path, registry: ToolRegistry) -> TeamEntry:
     try:
-        spec = load_team_file(path, tool_names=registry.names(), display=_display(path))
+        spec = load_team_file(path, tool_names=registry.names(), check_names=sorted(registry.checks), display=_display(path))
         return TeamEntry(name=spec.name, path=path, spec=spec)
     except ConfigError as exc:
         return TeamEntry(name=path.stem, path=path, error=str(exc))
@@ -72,7 +72,7 @@ def resolve_team(ref: str | Path, extra: Sequence[str | Path] = (), registry: To
         raise UnknownTeamError("no team given: name a team (`parley teams` lists them) or a YAML file")
     path = Path(text).expanduser()
     if text.endswith((".yaml", ".yml")) or path.is_file():
-        return load_team_file(path, tool_names=registry.names(), display=text)
+        return load_team_file(path, tool_names=registry.names(), check_names=sorted(registry.checks), display=text)
     entries = discover_teams(extra, registry)
     for entry in entries:
         if entry.name == text:

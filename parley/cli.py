@@ -11,19 +11,24 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from ._render import Renderer
 from .catalog import discover_teams
 from .conversation import Conversation
 from .errors import ConfigError, TeamFileError
-from .events import ApprovalRequestEvent, RunResult
+from .events import ApprovalRequestEvent, EscalationEvent, Event, QuestionEvent, RunResult
 from .run import Run
 from .spec import load_team_file
 from .tools import default_registry
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_STOPPED = 0, 1, 2, 3, 4, 130
-_EXIT_BY_REASON = {"max_tokens": EXIT_TOKENS, "timeout": EXIT_TIMEOUT, "stopped": EXIT_STOPPED, "error": EXIT_ERROR}
+if TYPE_CHECKING:
+    from .store import Store
+
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_ESCALATED, EXIT_STOPPED = 0, 1, 2, 3, 4, 5, 130
+_EXIT_BY_REASON = {"max_tokens": EXIT_TOKENS, "timeout": EXIT_TIMEOUT, "stopped": EXIT_STOPPED, "error": EXIT_ERROR,
+                   "escalation": EXIT_ESCALATED}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -49,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
                      help="answer approval requests without asking: all, none, or these tools (repeatable)")
     run.add_argument("--deny", action="append", default=[], metavar="TOOL,...",
                      help="deny these tools' calls without asking (repeatable)")
+    run.add_argument("--on-escalation", type=_escalation_rule, metavar="stop|continue|choose:N",
+                     help="without a human at the terminal: end the run (stop, the default; exit 5), let the team "
+                          "continue, or pick position N")
+    run.add_argument("--answer", metavar="TEXT",
+                     help="without a human at the terminal: answer the roles' questions (ask_human) with TEXT")
+    run.add_argument("--no-save", action="store_true",
+                     help="do not keep the conversation in the store (then `parley audit` cannot show it)")
+
+    audit = sub.add_parser("audit", help="export a stored conversation's audit trail")
+    audit.add_argument("run_id", metavar="RUN_ID", help="the id `parley run` printed (a web chat thread id works too)")
+    audit.add_argument("--format", choices=("md", "jsonl"), default="md")
 
     sub.add_parser("tools", help="list the tools roles can be granted")
 
@@ -72,6 +88,12 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
     return value
+
+
+def _escalation_rule(text: str) -> str:
+    if text in ("stop", "continue") or (text.startswith("choose:") and text[7:].isdigit() and int(text[7:]) >= 1):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r}: use stop, continue or choose:N (N = 1, 2, ...)")
 
 
 def _positive_float(text: str) -> float:
@@ -99,6 +121,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args.host, args.port)
         if args.command == "users":
             return _add_user(args.name, args.password_stdin)
+        if args.command == "audit":
+            from ._audit import export
+
+            return asyncio.run(export(args.run_id, args.format))
         return asyncio.run(_run(args))
     except ConfigError as exc:
         print(f"parley: error: {exc}" if not isinstance(exc, TeamFileError) else str(exc), file=sys.stderr)
@@ -133,16 +159,16 @@ def _list_teams(extra: list[str]) -> int:
                 print(f"{'':<{width}}          {line}")
         else:
             roles = ", ".join(e.spec.role_names)
-            print(f"{e.name:<{width}}  {e.spec.pattern:<11}  [{roles}]  {e.spec.description}")
+            print(f"{e.name:<{width}}  {e.spec.pattern:<12}  [{roles}]  {e.spec.description}")
     return EXIT_OK
 
 
 def _validate(files: list[str]) -> int:
-    names = default_registry().names()
+    reg = default_registry()
     status = EXIT_OK
     for f in files:
         try:
-            spec = load_team_file(Path(f), tool_names=names, display=f)
+            spec = load_team_file(Path(f), tool_names=reg.names(), display=f, check_names=sorted(reg.checks))
             print(f"{f}: ok (team {spec.name}, {spec.pattern}, {len(spec.roles)} roles)")
         except TeamFileError as exc:
             print(str(exc))
@@ -173,6 +199,34 @@ async def _run(args: argparse.Namespace) -> int:
     approvals = _approval_rules(args.approve, args.deny)
     conv = Conversation(args.team, model=args.model, max_turns=args.max_turns, max_tokens=args.max_tokens,
                         timeout_s=args.timeout, teams_dirs=args.teams, approvals=approvals)
+    store = None if args.no_save else await _open_store()
+    if store is not None:
+        tid = await store.create_thread(_whoami(), conv.team.name, conv.model, args.task[:80])
+        conv.attach(store, tid)
+    try:
+        return await _drive(conv, args, approvals)
+    finally:
+        await conv.pool.close()
+        if store is not None:
+            print(f"parley: saved as {conv.thread_id} (`parley audit {conv.thread_id}` shows its decisions)",
+                  file=sys.stderr)
+            await store.close()
+
+
+async def _open_store() -> Store:
+    from .store import Store, StoreError
+
+    try:
+        return await Store.open()
+    except StoreError as exc:
+        raise ConfigError(f"{exc} (or run with --no-save)") from None
+
+
+def _whoami() -> str:
+    return os.environ.get("USER") or "cli"
+
+
+async def _drive(conv: Conversation, args: argparse.Namespace, approvals: dict[str, bool]) -> int:
     run = conv.start(args.task)
     interactive = not args.json and sys.stdin.isatty()
     loop = asyncio.get_running_loop()
@@ -200,23 +254,49 @@ async def _run(args: argparse.Namespace) -> int:
                     print(ev.model_dump_json(exclude={"ts"}), flush=True)
             else:
                 renderer.show(ev)
-            if isinstance(ev, ApprovalRequestEvent) and ev.name not in approvals and "*" not in approvals:
-                if interactive:
-                    print(f"approve {ev.source}'s call to {ev.name}? type y to approve, anything else denies "
-                          "(your text is the reason)", file=sys.stderr)
-                else:
-                    run.deny(ev.request_id, f"no human at the terminal to approve it (rerun with --approve {ev.name})",
-                             actor="cli")
+            _answer_without_a_human(run, ev, args, approvals, interactive)
             if isinstance(ev, RunResult):
                 result = ev
     finally:
         if interactive:
             loop.remove_reader(sys.stdin.fileno())
-        await conv.pool.close()
     assert result is not None
     if not result.ok:
         print(f"parley: run ended: {result.stop_reason}: {result.detail}", file=sys.stderr)
     return EXIT_OK if result.ok else _EXIT_BY_REASON.get(result.stop_reason, EXIT_ERROR)
+
+
+def _answer_without_a_human(run: Run, ev: Event, args: argparse.Namespace, approvals: dict[str, bool],
+                            interactive: bool) -> None:
+    """Prompt the person at the terminal, or apply the command line's standing answers."""
+    if isinstance(ev, ApprovalRequestEvent) and ev.name not in approvals and "*" not in approvals:
+        if interactive:
+            print(f"approve {ev.source}'s call to {ev.name}? type y to approve, anything else denies "
+                  "(your text is the reason)", file=sys.stderr)
+        else:
+            run.deny(ev.request_id, f"no human at the terminal to approve it (rerun with --approve {ev.name})",
+                     actor="cli")
+    elif isinstance(ev, QuestionEvent):
+        if args.answer:
+            run.answer(ev.question_id, args.answer, actor="cli")
+        elif interactive:
+            print("type your answer and Enter", file=sys.stderr)
+        else:
+            run.answer(ev.question_id, ev.default, actor="cli")
+    elif isinstance(ev, EscalationEvent):
+        rule = args.on_escalation
+        if interactive and rule is None:
+            print(f"settle it: type 1-{len(ev.positions)} to pick a position, c to let the team continue, "
+                  "or write your own answer", file=sys.stderr)
+        elif rule == "continue":
+            run.resolve(ev.escalation_id, proceed=True, actor="cli")
+        elif rule and rule.startswith("choose:") and int(rule[7:]) <= len(ev.positions):
+            run.resolve(ev.escalation_id, choose=int(rule[7:]), actor="cli")
+        else:
+            why = "no human at the terminal" if not rule or rule == "stop" else f"{rule} is not one of the positions"
+            print(f"parley: {why}; the escalation stays open (rerun with --on-escalation continue|choose:N)",
+                  file=sys.stderr)
+            run.leave_escalated()
 
 
 def _approval_rules(approve: list[str], deny: list[str]) -> dict[str, bool]:
@@ -244,8 +324,13 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, run: Run) -> None:
         text = line.strip()
         if not text or run.result is not None:
             return
-        waiting = run.pending_approvals
-        if waiting:
+        escalations, questions, waiting = run.pending_escalations, run.pending_questions, run.pending_approvals
+        who = _whoami()
+        if escalations:
+            _settle(run, escalations[0], text, who)
+        elif questions:
+            run.answer(questions[0].question_id, text, actor=who)
+        elif waiting:
             if text.lower() in ("y", "yes"):
                 run.approve(waiting[0].request_id, actor=os.environ.get("USER", "cli"))
             else:
@@ -259,6 +344,15 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, run: Run) -> None:
             run.say(text)
 
     loop.add_reader(sys.stdin.fileno(), on_line)
+
+
+def _settle(run: Run, esc: EscalationEvent, text: str, who: str) -> None:
+    if text.isdigit() and 1 <= int(text) <= len(esc.positions):
+        run.resolve(esc.escalation_id, choose=int(text), actor=who)
+    elif text.lower() in ("c", "continue"):
+        run.resolve(esc.escalation_id, proceed=True, actor=who)
+    else:
+        run.resolve(esc.escalation_id, text=text, actor=who)
 
 
 if __name__ == "__main__":

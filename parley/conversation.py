@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from autogen_agentchat.messages import BaseChatMessage
 from autogen_agentchat.teams import BaseGroupChat
+from autogen_agentchat.tools import AgentTool
 from autogen_core import CancellationToken
 
 from ._agent import ParleyAgent
@@ -82,6 +83,8 @@ class Conversation:
         """Called with every event as it is shown (after the store has it, when one is attached)."""
         self.turn = 0
         self.notices: list[str] = []
+        self.workers = [r.name for r in self.team.roles if self.team.hierarchical and r.name != self.team.hierarchical.manager]
+        """Hierarchical pattern: the roles the manager delegates to."""
         self.speakers = {*self.team.role_names, *(STEPS[-1:] if self.team.pattern == "consensus" else ())}
         """Who speaks in the conversation: the roles, and the verdict of a consensus team."""
         self.notes_board: list[dict[str, Any]] = []
@@ -115,6 +118,12 @@ class Conversation:
                 self.notices.append(
                     f"{role.name}: the embedded local model cannot hand the conversation over (handoffs are tool "
                     "calls), so it keeps the turn until the turn limit; use a larger model for the swarm pattern"
+                )
+            if (self.team.hierarchical and role.name == self.team.hierarchical.manager
+                    and not supports_tools(self.role_models[role.name])):
+                self.notices.append(
+                    f"{role.name}: the embedded local model cannot delegate (delegations are tool calls), so the "
+                    "manager answers alone; use a larger model (e.g. --model openai:gpt-4o-mini) for the hierarchical pattern"
                 )
             if role.tools and not supports_tools(self.role_models[role.name]):
                 self.notices.append(
@@ -221,6 +230,12 @@ class Conversation:
         others = ", ".join(f"{r.name} ({r.description})" if r.description else r.name for r in team.roles if r.name != name)
         lines = [team.prompts.get(name, team.role(name).prompt), "",
                  f"You are {name} in the team '{team.name}'. Other roles: {others}."]
+        h = team.hierarchical
+        if h is not None and name == h.manager:
+            lines.append("You lead: plan the work, delegate each sub-task to the worker best suited by calling it "
+                         "with the sub-task, then integrate their answers into the final result.")
+        elif h is not None:
+            lines.append(f"You are a worker: {h.manager} gives you sub-tasks; answer each one fully and only it.")
         stop_text = self.limits.stop_text
         if stop_text and (not self.limits.stop_from or name in self.limits.stop_from):
             lines.append(f"When the work is complete and correct, end your message with {stop_text}.")
@@ -244,29 +259,34 @@ class Conversation:
         return out
 
     def _agents(self) -> list[ParleyAgent]:
-        agents = []
         validators = self._validators()
-        for role in self.team.roles:
+        agents: dict[str, ParleyAgent] = {}
+        manager = self.team.hierarchical.manager if self.team.hierarchical else None
+        # Workers first: a hierarchical manager calls them as tools (AutoGen's AgentTool), streaming their work.
+        for role in sorted(self.team.roles, key=lambda r: r.name == manager):
             model = self.role_models[role.name]
             backend = parse_model(model).backend
-            tools = self._tools[role.name]
-            agents.append(
-                ParleyAgent(
-                    role.name,
-                    validator=validators.get(role.name),
-                    host=self,
-                    model_client=self._clients[role.name],
-                    tools=tools or None,
-                    description=role.description or role.name,
-                    system_message=self._system_message(role.name),
-                    model_client_stream=True,
-                    # A scripted reply is one model call; a real model summarises what its tools returned.
-                    reflect_on_tool_use=bool(tools) and backend != "scripted",
-                    model_context=TaskWindowContext(LOCAL_WINDOW) if backend == "local" else None,
-                    handoffs=(list(role.handoffs) or None) if supports_tools(model) else None,
-                )
+            tools = list(self._tools[role.name])
+            rounds = 1
+            if role.name == manager and supports_tools(model):
+                tools += [AgentTool(agents[w], return_value_as_last_message=True) for w in self.workers]
+                rounds = self.team.hierarchical.max_delegations  # type: ignore[union-attr]
+            agents[role.name] = ParleyAgent(
+                role.name,
+                validator=validators.get(role.name),
+                host=self,
+                model_client=self._clients[role.name],
+                tools=tools or None,
+                description=role.description or role.name,
+                system_message=self._system_message(role.name),
+                model_client_stream=True,
+                # A scripted reply is one model call; a real model summarises what its tools returned.
+                reflect_on_tool_use=bool(tools) and backend != "scripted",
+                max_tool_iterations=rounds,
+                model_context=TaskWindowContext(LOCAL_WINDOW) if backend == "local" else None,
+                handoffs=(list(role.handoffs) or None) if supports_tools(model) else None,
             )
-        return agents
+        return [agents[r.name] for r in self.team.roles]
 
     def _on_pick(self, name: str, fallback: bool) -> None:
         if self._run is not None:

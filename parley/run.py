@@ -49,6 +49,7 @@ from .events import (
     RunResult,
     RunStartedEvent,
     SpeakerSelectedEvent,
+    SubtaskEvent,
     ToolCallEvent,
     ToolResultEvent,
     TurnAbandonedEvent,
@@ -591,10 +592,21 @@ class Run:
             self._emit(ChunkEvent(source=item.source, content=item.content, turn=turn))
         elif isinstance(item, ToolCallRequestEvent):
             for call in item.content:
+                if call.name in self.conversation.workers:
+                    args = _parse_args(call.arguments)
+                    task = str(args.get("task", "")) if isinstance(args, dict) else str(args)
+                    self._emit(SubtaskEvent(source=item.source, subtask_id=call.id, worker=call.name, task=task,
+                                            status="started", content=task, turn=turn))
+                    continue
                 self._emit(ToolCallEvent(source=item.source, name=call.name, arguments=_parse_args(call.arguments),
                                          call_id=call.id, content=call.arguments, turn=turn))
         elif isinstance(item, ToolCallExecutionEvent):
             for res in item.content:
+                if res.name in self.conversation.workers:
+                    self._emit(SubtaskEvent(source=item.source, subtask_id=res.call_id, worker=res.name, task="",
+                                            status="failed" if res.is_error else "done", content=res.content,
+                                            turn=turn))
+                    continue
                 self._emit(ToolResultEvent(source=item.source, name=res.name, call_id=res.call_id,
                                            content=res.content, is_error=bool(res.is_error), turn=turn))
 

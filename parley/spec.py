@@ -249,7 +249,8 @@ _ALL_KEYS = sorted({*RoleSpec.model_fields, "validate", *TerminationSpec.model_f
                     *ValidationSpec.model_fields, *ConsensusSpec.model_fields, *HumanSpec.model_fields, *HierarchicalSpec.model_fields} - {"validate_"})
 
 
-def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, display: str | None = None) -> TeamSpec:
+def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, display: str | None = None,
+                   check_names: list[str] | None = None) -> TeamSpec:
     """Load and check a team file. Raises TeamFileError listing every problem with its line."""
     path = Path(path)
     located = load_located(path, display)
@@ -265,6 +266,12 @@ def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, dis
         problems += pydantic_problems(located, exc, _ALL_KEYS)
         raise TeamFileError(problems) from None
     problems += _cross_check(spec, located, tool_names)
+    if check_names is not None:
+        for i, role in enumerate(spec.roles):
+            name = role.validate_.check if role.validate_ else None
+            if name is not None and name not in check_names:
+                problems.append(located.problem(("roles", i, "validate", "check"), f"unknown check '{name}'"
+                                                + did_you_mean(name, check_names) + " (declare it with @check in tools/)"))
     prompts = {}
     for i, role in enumerate(spec.roles):
         text = _resolve_prompt(role.prompt, path.parent)

@@ -183,3 +183,50 @@ def test_parley_model_environment_is_the_default(write: Write, monkeypatch: pyte
     monkeypatch.setenv("PARLEY_MODEL", f"scripted:{script}")
     assert main(["run", "software-task", "x", "--max-turns", "1"]) == 0
     assert "[1] planner: plan from the environment" in capsys.readouterr().out
+
+
+LEAKY = """
+    roles:
+      triage:
+        - "I ran SELECT * FROM orders and see order 1042 shipped."
+        - "Our sqlite table orders says 1042 shipped."
+    selector: [triage]
+"""
+
+
+def test_an_escalation_is_settled_from_the_command_line_and_exported(write: Write,
+                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    script = write("s.yaml", LEAKY)
+    args = ["run", "customer-support", "Where is order 1042?", "--model", f"scripted:{script}", "--max-turns", "1"]
+    assert main([*args, "--on-escalation", "choose:1"]) == 0
+    out, err = capsys.readouterr()
+    assert "✗ triage's answer fails its checks (attempt 1 of 2): the reply exposes internal details" in out
+    assert "‼ escalation (validation): triage's answer still fails its checks after 1 correction" in out
+    assert "escalation settled by cli: position 1 chosen" in out
+    run_id = err.split("saved as ")[1].split()[0]
+
+    assert main(["audit", run_id, "--format", "jsonl"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["who"], r["what"], r["decision"]) for r in records] == [
+        ("user", "task", "delivered"),
+        ("triage", "validation", "failed"),
+        ("triage", "validation", "failed"),
+        ("triage", "escalation", "waiting"),
+        ("cli", "escalation resolved", "choose"),
+    ]
+    assert [r["run"] for r in records] == [1] * 5 and records[1]["turn"] == 1
+    assert main(["audit", run_id]) == 0
+    table = capsys.readouterr().out
+    assert table.startswith(f"# Audit trail of {run_id} (customer-support)")
+    assert "| 5 | 1 | 1 |" in table and "| cli | escalation resolved | choose |" in table
+
+
+def test_without_a_human_an_escalation_ends_the_run_with_exit_5(write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+    script = write("s.yaml", LEAKY)
+    code = main(["run", "customer-support", "Where is order 1042?", "--model", f"scripted:{script}", "--max-turns", "1"])
+    _, err = capsys.readouterr()
+    assert code == 5
+    assert "no human at the terminal; the escalation stays open" in err
+    assert "run ended: escalation: an escalation was left open" in err
+    assert main(["audit", "no-such-run"]) == 2
+    assert "no stored conversation 'no-such-run'" in capsys.readouterr().err

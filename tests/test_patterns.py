@@ -9,7 +9,7 @@ from pathlib import Path
 from _support import collect, team_yaml
 
 from parley import Conversation
-from parley.events import ChunkEvent, Event, HumanMessageEvent, MessageEvent, RunResult
+from parley.events import ChunkEvent, Event, HumanMessageEvent, MessageEvent, RunResult, SubtaskEvent
 
 Write = Callable[[str, str], Path]
 
@@ -134,3 +134,41 @@ async def test_swarm_follows_handoffs_including_to_the_human(write: Write) -> No
     assert events[-1].stop_reason == "handoff"  # type: ignore[union-attr]
     events = await collect(conv.start("Order 1042"))
     assert _said(events)[0] == ("billing", "Refund for order 1042 is on its way.")
+
+
+async def test_hierarchical_manager_delegates_subtasks_and_integrates_the_answers(write: Write) -> None:
+    team = write("team.yaml", team_yaml("hierarchical", roles=("editor", "researcher", "writer"), max_turns=12,
+                                        stop_text="DONE", stop_from=("editor",))
+                 + "hierarchical: {manager: editor}\n")
+    script = write("s.yaml", """
+        roles:
+          editor:
+            - calls:
+                - {tool: researcher, args: {task: "Find Q3 revenue"}}
+                - {tool: writer, args: {task: "Draft an intro"}}
+            - tool: writer
+              args: {task: "Write the piece with: revenue 4.2M"}
+            - "Q3 piece ready: revenue 4.2M. DONE"
+          researcher: ["Q3 revenue: 4.2M"]
+          writer: ["Intro: a strong quarter.", "Q3 was strong: 4.2M revenue."]
+        delay_s: 0.3
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    events = await collect(conv.start("Write about Q3"))
+    subtasks = [e for e in events if isinstance(e, SubtaskEvent)]
+    started = [(e.worker, e.task) for e in subtasks if e.status == "started"]
+    assert started == [("researcher", "Find Q3 revenue"), ("writer", "Draft an intro"),
+                       ("writer", "Write the piece with: revenue 4.2M")]
+    done = {e.subtask_id: e.content for e in subtasks if e.status == "done"}
+    assert [done[e.subtask_id] for e in subtasks if e.status == "started"] == [
+        "Q3 revenue: 4.2M", "Intro: a strong quarter.", "Q3 was strong: 4.2M revenue."]
+    # The first two sub-tasks ran at the same time: both started before either finished.
+    order = [(e.status, e.worker) for e in subtasks]
+    assert order[:2] == [("started", "researcher"), ("started", "writer")]
+    # Each worker's answer is its own turn, shown as it is written; the manager integrates at the end.
+    assert _said(events)[-1] == ("editor", "Q3 piece ready: revenue 4.2M. DONE")
+    assert {"researcher", "writer"} <= {e.source for e in events if isinstance(e, ChunkEvent)}
+    # The manager saw what the workers returned before it wrote the final answer.
+    last_editor_call = [c for c in conv.pool.scripts[0].calls if c.who == "editor"][-1]
+    assert "Q3 was strong: 4.2M revenue." in " ".join(str(m.content) for m in last_editor_call.messages)
+    assert events[-1].stop_reason == "stop_text"  # type: ignore[union-attr]

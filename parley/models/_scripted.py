@@ -7,6 +7,9 @@ roles:
     - tool: sql_query                        # a tool call
       args: {query: "SELECT SUM(revenue) FROM sales"}
     - json: {verdict: approve}               # a reply serialised as JSON text
+    - calls:                                 # several tool calls at once (run concurrently)
+        - {tool: researcher, args: {task: "Find the Q3 figures"}}
+        - {tool: writer, args: {task: "Draft the intro"}}
 selector: [analyst, reviewer]                # the selector's picks, in order
 delay_s: 1.5                                 # optional: seconds per reply, streamed in chunks
 ```
@@ -48,12 +51,17 @@ class ToolReply(_Strict):
     """Arguments, as the model would send them."""
 
 
+class CallsReply(_Strict):
+    calls: Annotated[list[ToolReply], Field(min_length=1)]
+    """Several tool calls in one reply; the agent runs them concurrently."""
+
+
 class JsonReply(_Strict):
     json_: Any = Field(alias="json")
     """Any value; sent as its JSON text."""
 
 
-Reply = str | ToolReply | JsonReply
+Reply = str | ToolReply | CallsReply | JsonReply
 
 
 class ScriptFile(_Strict):
@@ -87,7 +95,7 @@ class ScriptedModel:
         try:
             script = ScriptFile.model_validate(located.data)
         except ValidationError as exc:
-            raise TeamFileError(pydantic_problems(located, exc, ["roles", "selector", "delay_s", "tool", "args", "json"])) from None
+            raise TeamFileError(pydantic_problems(located, exc, ["roles", "selector", "delay_s", "tool", "args", "json", "calls"])) from None
         return cls(path=str(path), script=script)
 
     def check_roles(self, roles: Sequence[str], *, picks_are_roles: bool = True) -> None:
@@ -131,9 +139,10 @@ class ScriptedClient(ChatCompletionClient):
         self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
 
     def _result(self, reply: Reply) -> CreateResult:
-        if isinstance(reply, ToolReply):
-            call = FunctionCall(id=f"call_{uuid.uuid4().hex[:12]}", name=reply.tool, arguments=json.dumps(reply.args))
-            return CreateResult(finish_reason="function_calls", content=[call], usage=self._usage, cached=False)
+        if isinstance(reply, (ToolReply, CallsReply)):
+            calls = [FunctionCall(id=f"call_{uuid.uuid4().hex[:12]}", name=r.tool, arguments=json.dumps(r.args))
+                     for r in (reply.calls if isinstance(reply, CallsReply) else [reply])]
+            return CreateResult(finish_reason="function_calls", content=calls, usage=self._usage, cached=False)
         text = json.dumps(reply.json_) if isinstance(reply, JsonReply) else reply
         return CreateResult(finish_reason="stop", content=text, usage=self._usage, cached=False)
 

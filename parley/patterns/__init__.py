@@ -39,6 +39,11 @@ def build_team(
     on_pick: Callable[[str, bool], None] = lambda name, fallback: None,
     host: EscalationHost | None = None,
 ) -> BaseGroupChat:
+    if spec.pattern == "hierarchical":
+        # Only the manager is scheduled; the workers run inside its turns, as its tools.
+        assert spec.hierarchical is not None
+        manager = next(a for a in agents if a.name == spec.hierarchical.manager)
+        return RoundRobinGroupChat([manager], termination_condition=termination, custom_message_types=NOTICES)
     if spec.pattern in ("round_robin", "loop"):
         # A loop is a rotation that the last role ends with its exit text (the run's stop text).
         return RoundRobinGroupChat(list(agents), termination_condition=termination, custom_message_types=NOTICES)
