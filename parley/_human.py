@@ -51,6 +51,9 @@ class AskHumanTool(BaseStreamTool[AskHumanArgs, ParleyNotice, str]):
             raise ValueError("the question is empty: ask something the human can answer")
         event, answered = self._host.open_question(self._role, question)
         yield ParleyNotice(source=self._role, event=event)
+        # AutoGen's workbench passes a stream tool's item on only when the next one arrives: send a
+        # blank one so the question is shown now, not after its answer.
+        yield ParleyNotice(source=self._role, event=None)
         cancellation_token.link_future(answered)
         answer = await answered
         if answer.timed_out:

@@ -267,7 +267,7 @@ class Conversation:
             model = self.role_models[role.name]
             backend = parse_model(model).backend
             tools = list(self._tools[role.name])
-            rounds = 1
+            rounds = 4 if ASK_HUMAN in role.tools else 1  # after an answer, the role goes on in the same turn
             if role.name == manager and supports_tools(model):
                 tools += [AgentTool(agents[w], return_value_as_last_message=True) for w in self.workers]
                 rounds = self.team.hierarchical.max_delegations  # type: ignore[union-attr]

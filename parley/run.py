@@ -582,6 +582,8 @@ class Run:
     def _on_event(self, item: Any) -> None:
         turn = self.conversation.turn + 1
         if isinstance(item, ParleyNotice):
+            if item.event is None:
+                return
             event = item.event.model_copy(update={"turn": turn})
             if isinstance(event, ValidationEvent) and not event.passed:
                 self._partial.pop(event.source, None)  # the next attempt streams afresh

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from parley import TeamFileError, discover_teams, load_team_file
+from parley.spec import PATTERNS
 from parley.tools import default_registry
 
 Write = Callable[[str, str], Path]
@@ -25,7 +26,7 @@ def test_every_shipped_team_is_valid_and_patterns_are_covered() -> None:
     assert [e.error for e in entries if e.error] == []
     specs = {e.name: e.spec for e in entries}
     assert {"content-studio", "customer-support", "q3-sales-review", "software-task"} <= set(specs)
-    assert {s.pattern for s in specs.values() if s} == {"round_robin", "selector", "sequential", "fanout", "loop", "swarm"}
+    assert {s.pattern for s in specs.values() if s} == set(PATTERNS)
     for spec in specs.values():
         assert spec is not None and spec.starters, f"{spec} needs starters for the UI"
         assert all(spec.prompts[r.name] for r in spec.roles)
