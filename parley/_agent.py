@@ -35,6 +35,8 @@ class ParleyNotice(BaseAgentEvent):
 
 
 class EscalationHost(Protocol):
+    def fire(self, trigger: str) -> None: ...
+
     def open_escalation(self, kind: str, source: str, content: str, positions: list[Position],
                         ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]: ...
 
@@ -90,6 +92,7 @@ class ParleyAgent(AssistantAgent):
             if not problems:
                 yield response
                 return
+            self._host.fire("validation failed")
             if attempt <= validator.retries:
                 messages = [TextMessage(source="parley", content=validator.correction(problems, attempt))]
                 attempt += 1

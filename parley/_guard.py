@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from autogen_agentchat.base import TerminatedException, TerminationCondition
 from autogen_agentchat.messages import (
@@ -10,6 +10,7 @@ from autogen_agentchat.messages import (
     BaseChatMessage,
     HandoffMessage,
     StopMessage,
+    ToolCallExecutionEvent,
     ToolCallSummaryMessage,
 )
 
@@ -24,8 +25,14 @@ class RunGuard(TerminationCondition):
     time it fires, but a run spans several `run_stream` calls (one per interjection).
     """
 
-    def __init__(self, limits: TerminationSpec, roles: Sequence[str], meter: Meter) -> None:
+    def __init__(self, limits: TerminationSpec, roles: Sequence[str], meter: Meter, *,
+                 triggers: Mapping[str, Sequence[str]] | None = None, scheduled: Sequence[str] = ()) -> None:
         self.limits = limits
+        self.triggers = dict(triggers or {})
+        """What wakes event-driven roles: trigger (`tool failed`, `ROLE finished`...) to roles."""
+        self.scheduled = set(scheduled) or set(roles)
+        self.wake: list[tuple[str, str]] = []
+        """(role, trigger) to run after the current turn."""
         self.roles = set(roles)
         self.stop_from = set(limits.stop_from) or self.roles
         self.meter = meter
@@ -48,6 +55,11 @@ class RunGuard(TerminationCondition):
         self.interject = False
         self._fired = False
 
+    def wake_on(self, trigger: str) -> None:
+        for role in self.triggers.get(trigger, ()):
+            if all(r != role for r, _ in self.wake):
+                self.wake.append((role, trigger))
+
     def _fire(self, reason: str, detail: str) -> StopMessage:
         self.reason, self.detail, self._fired = reason, detail, True
         return StopMessage(content=detail, source="parley")
@@ -57,9 +69,15 @@ class RunGuard(TerminationCondition):
             raise TerminatedException("the run has already stopped")
         stop_text = self.limits.stop_text
         for m in messages:
+            if isinstance(m, ToolCallExecutionEvent) and any(r.is_error for r in m.content):
+                self.wake_on("tool failed")
             if not isinstance(m, BaseChatMessage) or m.source not in self.roles:
                 continue
             self.turns += 1
+            if not isinstance(m, ToolCallSummaryMessage):
+                self.wake_on(f"{m.source} finished")
+                if m.source in self.scheduled:
+                    self.wake_on("stage finished")
             if isinstance(m, HandoffMessage) and m.target == "user":
                 self.handed_back = m.source
                 return self._fire("handoff", f"{m.source} handed the conversation to the human")
@@ -77,6 +95,8 @@ class RunGuard(TerminationCondition):
             return self._fire("max_turns", f"reached {self.limits.max_turns} turns")
         if self.interject:
             return self._fire("interjection", "a human message is waiting")
+        if self.wake:
+            return self._fire("trigger", ", ".join(f"{r} woken by {t}" for r, t in self.wake))
         return None
 
     async def reset(self) -> None:

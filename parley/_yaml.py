@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,18 @@ import yaml
 from .errors import FileProblem, TeamFileError
 
 Loc = tuple[str | int, ...]
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. `on:` (event-driven roles), `yes`, `no` and `off` stay text."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
 
 
 @dataclass
@@ -77,10 +90,10 @@ def load_located(path: Path, display: str | None = None) -> Located:
 
 def loads_located(text: str, shown: str) -> Located:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_Loader)
         if node is None:
             raise TeamFileError([FileProblem(file=shown, line=1, path="", message="the file is empty")])
-        loader = yaml.SafeLoader(text)
+        loader = _Loader(text)
         try:
             data = loader.construct_document(loader.get_single_node())
         finally:

@@ -69,14 +69,19 @@ class Conversation:
             self.limits = self.limits.model_copy(update={
                 "max_turns": min(self.limits.max_turns, (loop.max_rounds if loop else 3) * len(self.team.roles)),
                 "stop_text": (loop.until if loop else None) or self.limits.stop_text,
-                "stop_from": self.limits.stop_from or [self.team.roles[-1].name],
+                "stop_from": self.limits.stop_from or [self.team.scheduled[-1].name],
             })
         self.approvals: dict[str, bool] = dict(approvals or {})
         """Standing decisions per tool name, `*` for every tool (the CLI's --approve/--deny); others wait."""
         self.store: Store | None = None
         self.thread_id: str | None = None
         self.meter = Meter()
-        self.guard = RunGuard(self.limits, self.team.role_names, self.meter)
+        triggers: dict[str, list[str]] = {}
+        for role in self.team.roles:
+            for on in role.on:
+                triggers.setdefault(on, []).append(role.name)
+        self.guard = RunGuard(self.limits, self.team.role_names, self.meter, triggers=triggers,
+                              scheduled=[r.name for r in self.team.scheduled])
         self.pool = ModelPool(self.meter)
         self.history: list[Event] = []
         self.listeners: list[Callable[[Event], None]] = []
@@ -103,6 +108,10 @@ class Conversation:
         self._unsaved: list[BaseChatMessage] = []
         self._pending: list[tuple[str, str]] = []
         self._team: BaseGroupChat | None = None
+        self._event_agents: dict[str, ParleyAgent] = {}
+        """Event-driven roles: not scheduled by the manager, woken by their triggers."""
+        self._woken_at: dict[str, int] = {}
+        """Per event-driven role, how much of the history it has been shown."""
         self._run: Run | None = None
 
     def _grant_tools(self) -> dict[str, list[Any]]:
@@ -177,7 +186,12 @@ class Conversation:
         human = self.team.human
         return self._run._open_question(source, question, human.question_timeout_s, human.default_answer)
 
+    def fire(self, trigger: str) -> None:
+        """Something happened that may wake event-driven roles (after the current turn)."""
+        self.guard.wake_on(trigger)
+
     def files_written(self, role: str, tool: str, paths: list[Path]) -> None:
+        self.fire("file written")
         if self._run is not None and self._run.result is None:
             self._run._files_written(role, tool, paths)
 
@@ -301,8 +315,11 @@ class Conversation:
             for role, tools in (await load_grants(self.team, self._mcp_grants)).items():
                 self._tools[role] = [*self._tools[role], *tools]
             self._mcp_grants = {}
+        agents = self._agents()
+        waiting = {r.name for r in self.team.roles if r.on}
+        self._event_agents = {a.name: a for a in agents if a.name in waiting}
         team = build_team(
-            self.team, self._agents(), self.guard, selector_client=self._selector_client,
+            self.team, [a for a in agents if a.name not in waiting], self.guard, selector_client=self._selector_client,
             selector_json_schema=uses_json_schema(self.model), on_pick=self._on_pick,
             selector_avoid_repeat=parse_model(self.model).backend == "local", host=self,
         )
@@ -321,7 +338,7 @@ class Conversation:
             if "next_speaker_index" in manager:
                 # The manager picks the next speaker before we see the message; a restored team must
                 # pick it again, so point round robin at the role after the one that just spoke.
-                names = self.team.role_names
+                names = [r.name for r in self.team.scheduled]
                 manager["next_speaker_index"] = (names.index(message.source) + 1) % len(names)  # type: ignore[index]
             self._checkpoint = state
             self._unsaved = []

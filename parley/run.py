@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from autogen_agentchat.base import TaskResult
+from autogen_agentchat.base import Response, TaskResult
 from autogen_agentchat.messages import (
     BaseChatMessage,
     HandoffMessage,
@@ -52,6 +52,7 @@ from .events import (
     SubtaskEvent,
     ToolCallEvent,
     ToolResultEvent,
+    TriggerEvent,
     TurnAbandonedEvent,
     UsageEvent,
     ValidationEvent,
@@ -152,6 +153,8 @@ class Run:
         self._consumer: asyncio.Task[None] | None = None
         self._escalations: dict[str, tuple[asyncio.Future[EscalationResolvedEvent], EscalationEvent]] = {}
         self._questions: dict[str, tuple[asyncio.Future[AnswerEvent], QuestionEvent]] = {}
+        self._woken: list[BaseChatMessage] = []
+        """Answers of event-driven roles, fed to the team with the next segment."""
         self.number = 1 + sum(isinstance(e, RunStartedEvent) for e in conversation.history)
         """This run's place among the conversation's runs (1 for the first)."""
 
@@ -415,13 +418,7 @@ class Run:
         conv._pending = []
         outcome = "error"
         try:
-            while True:
-                outcome = await self._segment()
-                if outcome in ("interjection", "interrupt") and self._human:
-                    if outcome == "interrupt":
-                        self._cancel_reason = None
-                    continue
-                break
+            outcome = await self._segments()
         except BaseException as exc:  # our own task was cancelled, or a bug: still end with a result
             self._error = (type(exc).__name__, str(exc) or type(exc).__name__)
             outcome = "error"
@@ -442,6 +439,20 @@ class Run:
         self._finish(outcome)
         if self._writer is not None:
             await self._writer
+
+    async def _segments(self) -> str:
+        """Run the team until it stops for good: human messages and woken roles start a new segment."""
+        while True:
+            outcome = await self._segment()
+            if outcome == "trigger":
+                outcome = await self._wake()
+                if outcome == "trigger":
+                    continue
+            if outcome in ("interjection", "interrupt") and self._human:
+                if outcome == "interrupt":
+                    self._cancel_reason = None
+                continue
+            return outcome
 
     def _finish(self, outcome: str) -> None:
         conv = self.conversation
@@ -486,9 +497,44 @@ class Run:
                 return ev.content
         return ""
 
+    async def _wake(self) -> str:
+        """Run the event-driven roles whose triggers fired; their answers join the team at the next turn."""
+        conv = self.conversation
+        woken, self.guard.wake = self.guard.wake, []
+        for role, trigger in woken:
+            agent = conv._event_agents.get(role)
+            if agent is None:
+                continue
+            self._emit(TriggerEvent(source="parley", role=role, on=trigger, content=f"{role} woken: {trigger}",
+                                    turn=conv.turn + 1))
+            seen = conv._woken_at.get(role, 0)
+            news: list[BaseChatMessage] = [
+                TextMessage(content=e.content, source=e.source if isinstance(e, MessageEvent) else "user")
+                for e in conv.history[seen:] if isinstance(e, (MessageEvent, HumanMessageEvent)) and e.source != role
+            ]
+            conv._woken_at[role] = len(conv.history)
+            self._token = token = CancellationToken()
+            try:
+                async for item in agent.on_messages_stream(news or [TextMessage(content=self.task, source="user")], token):
+                    if isinstance(item, Response):
+                        self._woken.append(item.chat_message)
+                        self._on_message(item.chat_message)
+                    else:
+                        self._on_event(item)
+            except asyncio.CancelledError:
+                if self._cancel_reason is None:
+                    raise
+            finally:
+                self._token = None
+            if self._cancel_reason is not None:
+                self._abandon(self._cancel_reason)
+                return self._cancel_reason
+        return "trigger"
+
     def _take_human(self) -> list[BaseChatMessage]:
         batch, self._human = self._human, []
-        out: list[BaseChatMessage] = []
+        out: list[BaseChatMessage] = [*self._woken]
+        self._woken = []
         back_to, self.guard.handed_back = self.guard.handed_back, None
         for mode, text in batch:
             self._emit(HumanMessageEvent(source="user", content=text, mode=mode, turn=self.conversation.turn))  # type: ignore[arg-type]

@@ -52,6 +52,7 @@ def test_scripted_selector_json_lines_with_a_real_tool_and_selector_tokens(
             - tool: sql_query
               args: {query: "SELECT region, SUM(revenue) AS revenue FROM sales WHERE quarter = '2025-Q3' GROUP BY region ORDER BY region"}
             - "EMEA led Q3."
+          risk_check: ["EMEA concentration is a risk."]
           presenter: ["Slide 1: EMEA leads Q3"]
           reviewer: ["Numbers match. APPROVE"]
         selector: [analyst, analyst, presenter, reviewer]
@@ -62,7 +63,8 @@ def test_scripted_selector_json_lines_with_a_real_tool_and_selector_tokens(
     assert all({"type", "source", "content", "turn"} <= set(ev) for ev in lines)
     assert not any(ev["type"] == "chunk" for ev in lines)
     messages = [(ev["source"], ev["turn"]) for ev in lines if ev["type"] == "message"]
-    assert messages == [("analyst", 1), ("analyst", 2), ("presenter", 3), ("reviewer", 4)]
+    # risk_check is event-driven: it wakes on the analyst's figures, without the selector.
+    assert messages == [("analyst", 1), ("analyst", 2), ("risk_check", 3), ("presenter", 4), ("reviewer", 5)]
     call = next(ev for ev in lines if ev["type"] == "tool_call")
     assert call["name"] == "sql_query" and "2025-Q3" in call["arguments"]["query"]
     result_ev = next(ev for ev in lines if ev["type"] == "tool_result")
@@ -71,7 +73,7 @@ def test_scripted_selector_json_lines_with_a_real_tool_and_selector_tokens(
     final = lines[-1]
     assert final["type"] == "result"
     assert {"stop_reason", "turns", "prompt_tokens", "completion_tokens", "cost_usd"} <= set(final)
-    assert final["stop_reason"] == "stop_text" and final["turns"] == 4 and final["cost_usd"] == 0.0
+    assert final["stop_reason"] == "stop_text" and final["turns"] == 5 and final["cost_usd"] == 0.0
     usage = [ev for ev in lines if ev["type"] == "usage"]
     selector_prompt = sum(ev["prompt_tokens"] for ev in usage if ev["source"] == "selector")
     assert selector_prompt > 0

@@ -9,7 +9,15 @@ from pathlib import Path
 from _support import collect, team_yaml
 
 from parley import Conversation
-from parley.events import ChunkEvent, Event, HumanMessageEvent, MessageEvent, RunResult, SubtaskEvent
+from parley.events import (
+    ChunkEvent,
+    Event,
+    HumanMessageEvent,
+    MessageEvent,
+    RunResult,
+    SubtaskEvent,
+    TriggerEvent,
+)
 
 Write = Callable[[str, str], Path]
 
@@ -172,3 +180,24 @@ async def test_hierarchical_manager_delegates_subtasks_and_integrates_the_answer
     last_editor_call = [c for c in conv.pool.scripts[0].calls if c.who == "editor"][-1]
     assert "Q3 was strong: 4.2M revenue." in " ".join(str(m.content) for m in last_editor_call.messages)
     assert events[-1].stop_reason == "stop_text"  # type: ignore[union-attr]
+
+
+async def test_event_driven_role_wakes_on_its_trigger_not_on_a_schedule(write: Write) -> None:
+    text = team_yaml("round_robin", roles=("analyst", "writer", "risk"), max_turns=5).replace(
+        "    prompt: You are risk.\n", "    prompt: You are risk.\n    on: [analyst finished, tool failed]\n")
+    team = write("team.yaml", text)
+    script = write("s.yaml", """
+        roles:
+          analyst: ["EMEA fell 10% in Q3", {tool: calculate, args: {expression: "1/0"}}]
+          writer: ["Report: EMEA fell 10%", "Report, final"]
+          risk: ["Risk: EMEA decline is a concentration risk", "Risk: the calculation failed, check the inputs"]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    events = await collect(conv.start("Review Q3"))
+    said = [s for s, _ in _said(events)]
+    assert said == ["analyst", "risk", "writer", "analyst", "risk"]
+    triggers = [(e.role, e.on) for e in events if isinstance(e, TriggerEvent)]
+    assert triggers == [("risk", "analyst finished"), ("risk", "tool failed")]
+    # The writer saw the risk checker's answer: it joined the conversation.
+    writer_call = next(c for c in conv.pool.scripts[0].calls if c.who == "writer")
+    assert "concentration risk" in " ".join(str(m.content) for m in writer_call.messages)

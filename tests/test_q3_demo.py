@@ -7,7 +7,7 @@ from pathlib import Path
 from pptx import Presentation
 
 from parley import Conversation
-from parley.events import FileEvent, RunResult, ToolResultEvent
+from parley.events import FileEvent, MessageEvent, RunResult, ToolResultEvent
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -34,3 +34,5 @@ async def test_q3_sales_to_presentation() -> None:
     text, pictures = _deck_text(files["decks/q3-review.pptx"].path)
     assert "EMEA leads Q3 with 43.0% of revenue" in text and "North America: 62,202 (31.3%)" in text
     assert pictures == 1
+    said = [e.source for e in events if isinstance(e, MessageEvent) and e.kind == "text"]
+    assert said[:2] == ["analyst", "risk_check"]  # the risk checker woke on the analyst's figures

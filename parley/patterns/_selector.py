@@ -26,7 +26,7 @@ class Selector:
     def __init__(self, team: TeamSpec, client: ChatCompletionClient, *, json_schema: bool,
                  on_pick: Callable[[str, bool], None], avoid_repeat: bool = False) -> None:
         self.team = team
-        self.names = team.role_names
+        self.names = [r.name for r in team.scheduled]
         self.client = client
         self.json_schema = json_schema
         self.on_pick = on_pick
@@ -37,7 +37,7 @@ class Selector:
         chat = [m for m in thread if isinstance(m, BaseChatMessage)]
         task = next((m.to_model_text() for m in chat if m.source == "user"), "")
         recent = chat[-RECENT:]
-        roles = "\n".join(f"- {r.name}: {r.description or r.name}" for r in self.team.roles)
+        roles = "\n".join(f"- {r.name}: {r.description or r.name}" for r in self.team.scheduled)
         lines = "\n".join(f"[{m.source}] {_clip(m.to_model_text())}" for m in recent)
         system = (
             "You pick who speaks next in a team conversation.\n"
