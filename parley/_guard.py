@@ -37,6 +37,8 @@ class RunGuard(TerminationCondition):
         self.stop_from = set(limits.stop_from) or self.roles
         self.meter = meter
         self.turns = 0
+        self.extra_turns = 0
+        """Turns granted beyond limits.max_turns (a human let a disagreeing loop go on)."""
         self.reason: str | None = None
         self.detail = ""
         self.interject = False
@@ -91,8 +93,8 @@ class RunGuard(TerminationCondition):
                 return self._fire("stop_text", f"{m.source} said {stop_text}")
         if self.meter.exceeded():
             return self._fire("max_tokens", f"token budget of {self.meter.budget} reached ({self.meter.total_tokens} used)")
-        if self.turns >= self.limits.max_turns:
-            return self._fire("max_turns", f"reached {self.limits.max_turns} turns")
+        if self.turns >= self.limits.max_turns + self.extra_turns:
+            return self._fire("max_turns", f"reached {self.limits.max_turns + self.extra_turns} turns")
         if self.interject:
             return self._fire("interjection", "a human message is waiting")
         if self.wake:

@@ -153,6 +153,8 @@ class Run:
         self._consumer: asyncio.Task[None] | None = None
         self._escalations: dict[str, tuple[asyncio.Future[EscalationResolvedEvent], EscalationEvent]] = {}
         self._questions: dict[str, tuple[asyncio.Future[AnswerEvent], QuestionEvent]] = {}
+        self._settled: str | None = None
+        """The answer a human settled a disagreement with, when one did."""
         self._woken: list[BaseChatMessage] = []
         """Answers of event-driven roles, fed to the team with the next segment."""
         self.number = 1 + sum(isinstance(e, RunStartedEvent) for e in conversation.history)
@@ -452,7 +454,47 @@ class Run:
                 if outcome == "interrupt":
                     self._cancel_reason = None
                 continue
+            if outcome == "max_turns" and self._escalates_disagreement():
+                outcome = await self._escalate_disagreement()
+                if outcome == "continue":
+                    continue
             return outcome
+
+    def _escalates_disagreement(self) -> bool:
+        loop = self.conversation.team.loop
+        return self.conversation.team.pattern == "loop" and loop is not None and loop.on_max_rounds == "escalate"
+
+    async def _escalate_disagreement(self) -> str:
+        """A loop that ran out of rounds without agreement: each role's last word goes to a human."""
+        conv = self.conversation
+        last: dict[str, str] = {}
+        for ev in self.events:
+            if isinstance(ev, MessageEvent) and ev.kind == "text":
+                last[ev.source] = ev.content
+        positions = [Position(who=r.name, text=last[r.name]) for r in conv.team.scheduled if r.name in last]
+        rounds = conv.team.loop.max_rounds if conv.team.loop else 1
+        event, decided = self._open_escalation(
+            "disagreement", "parley", f"No agreement after {rounds} rounds: pick a position, write the answer, "
+            f"or let the team go on for {rounds} more", positions)
+        self._emit(event)
+        if self._cancel_reason is not None:
+            return self._cancel_reason
+        self._token = token = CancellationToken()  # stop() cancels the wait
+        token.link_future(decided)
+        try:
+            answer = await decided
+        except asyncio.CancelledError:
+            if self._cancel_reason is None:
+                raise
+            return self._cancel_reason
+        finally:
+            self._token = None
+        if answer.decision == "continue":
+            self.guard.extra_turns += rounds * len(conv.team.scheduled)
+            return "continue"
+        self._settled = answer.content
+        self.guard.detail = f"settled by {answer.actor} after {rounds} rounds without agreement"
+        return "max_turns"
 
     def _finish(self, outcome: str) -> None:
         conv = self.conversation
@@ -492,6 +534,8 @@ class Run:
         self._emit(self.result)
 
     def _final_text(self) -> str:
+        if self._settled is not None:
+            return self._settled
         for ev in reversed(self.events):
             if isinstance(ev, MessageEvent):
                 return ev.content
@@ -592,7 +636,7 @@ class Run:
     async def _consume(self, team: Any, feed: list[BaseChatMessage], token: CancellationToken,
                        fed_ids: set[str]) -> None:
         conv = self.conversation
-        async for item in team.run_stream(task=feed, cancellation_token=token):
+        async for item in team.run_stream(task=feed or None, cancellation_token=token):
             if isinstance(item, TaskResult):
                 continue  # let the stream finish: AutoGen marks the team idle after its last yield
             if isinstance(item, BaseChatMessage) and item.id in fed_ids:

@@ -141,6 +141,9 @@ class LoopSpec(_Strict):
     until: str | None = None
     """Text that ends the loop when the last role says it (default: termination.stop_text)."""
     max_rounds: Annotated[int, Field(ge=1)] = 3
+    on_max_rounds: Literal["stop", "escalate"] = "stop"
+    """Still no agreement after `max_rounds`: stop, or escalate to a human with each role's last position
+    (the human picks one, writes the answer, or grants another `max_rounds`)."""
 
 
 class ConsensusSpec(_Strict):

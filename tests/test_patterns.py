@@ -11,6 +11,7 @@ from _support import collect, team_yaml
 from parley import Conversation
 from parley.events import (
     ChunkEvent,
+    EscalationEvent,
     Event,
     HumanMessageEvent,
     MessageEvent,
@@ -201,3 +202,34 @@ async def test_event_driven_role_wakes_on_its_trigger_not_on_a_schedule(write: W
     # The writer saw the risk checker's answer: it joined the conversation.
     writer_call = next(c for c in conv.pool.scripts[0].calls if c.who == "writer")
     assert "concentration risk" in " ".join(str(m.content) for m in writer_call.messages)
+
+
+async def test_a_loop_without_agreement_escalates_and_the_human_settles_it(write: Write) -> None:
+    team = write("team.yaml", team_yaml("loop", roles=("writer", "critic"), max_turns=10)
+                 + "loop: {until: APPROVE, max_rounds: 1, on_max_rounds: escalate}\n")
+    script = write("s.yaml", """
+        roles:
+          writer: ["draft 1", "draft 2"]
+          critic: ["too long", "good. APPROVE"]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    run = conv.start("Write")
+    answers = iter([{"proceed": True}])
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, EscalationEvent):
+            assert ev.kind == "disagreement"
+            assert [(p.who, p.text) for p in ev.positions] == [("writer", "draft 1"), ("critic", "too long")]
+            run.resolve(ev.escalation_id, **next(answers))  # type: ignore[arg-type]
+
+    events = await collect(run, on_event)  # the human let them go on: one more round, and the critic approves
+    assert [s for s, _ in _said(events)] == ["writer", "critic", "writer", "critic"]
+    assert events[-1].stop_reason == "stop_text"  # type: ignore[union-attr]
+
+    conv = Conversation(team, model=f"scripted:{script}")
+    run = conv.start("Write")
+    answers = iter([{"choose": 1}])
+    events = await collect(run, on_event)  # the human took the writer's draft as it stands
+    result = events[-1]
+    assert isinstance(result, RunResult) and result.content == "draft 1" and "settled by user" in result.detail
+    assert [s for s, _ in _said(events)] == ["writer", "critic"]
