@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from autogen_agentchat.messages import BaseChatMessage
 from autogen_agentchat.teams import BaseGroupChat
-from autogen_agentchat.tools import AgentTool
+from autogen_agentchat.tools import AgentTool, TeamTool
 from autogen_core import CancellationToken
 
 from ._agent import ParleyAgent
@@ -39,6 +39,20 @@ __all__ = ["Conversation"]
 LOCAL_WINDOW = 6
 
 
+class SubTeamTool(TeamTool):
+    """A sub-team as a hierarchical worker: each sub-task is a fresh run of the sub-team, within its own limits."""
+
+    def __init__(self, team: BaseGroupChat, guard: RunGuard, name: str, description: str) -> None:
+        super().__init__(team, name, description, return_value_as_last_message=True)
+        self._guard = guard
+
+    async def run_stream(self, args: Any, cancellation_token: CancellationToken) -> Any:
+        self._guard.turns = 0
+        self._guard.begin_segment()
+        async for item in super().run_stream(args, cancellation_token):
+            yield item
+
+
 class Conversation:
     """A team plus everything said so far. Start runs on it one after another."""
 
@@ -53,7 +67,11 @@ class Conversation:
         registry: ToolRegistry | None = None,
         teams_dirs: Sequence[str | Path] = (),
         approvals: Mapping[str, bool] | None = None,
+        _parent: Conversation | None = None,
     ) -> None:
+        self._root: Conversation = _parent._root if _parent is not None else self
+        self._lineage: tuple[str, ...] = (*_parent._lineage, _parent.team.name) if _parent is not None else ()
+        """The top-level conversation: a sub-team's runs, store, meter and human are its parent's."""
         self.registry = registry or default_registry()
         self.team = team if isinstance(team, TeamSpec) else resolve_team(team, teams_dirs, self.registry)
         default_model = os.environ.get("PARLEY_MODEL") or self.team.model or "local"
@@ -75,14 +93,14 @@ class Conversation:
         """Standing decisions per tool name, `*` for every tool (the CLI's --approve/--deny); others wait."""
         self.store: Store | None = None
         self.thread_id: str | None = None
-        self.meter = Meter()
+        self.meter = _parent.meter if _parent is not None else Meter()
         triggers: dict[str, list[str]] = {}
         for role in self.team.roles:
             for on in role.on:
                 triggers.setdefault(on, []).append(role.name)
         self.guard = RunGuard(self.limits, self.team.role_names, self.meter, triggers=triggers,
                               scheduled=[r.name for r in self.team.scheduled])
-        self.pool = ModelPool(self.meter)
+        self.pool = _parent.pool if _parent is not None else ModelPool(self.meter)
         self.history: list[Event] = []
         self.listeners: list[Callable[[Event], None]] = []
         """Called with every event as it is shown (after the store has it, when one is attached)."""
@@ -92,16 +110,25 @@ class Conversation:
         """Hierarchical pattern: the roles the manager delegates to."""
         self.speakers = {*self.team.role_names, *(STEPS[-1:] if self.team.pattern == "consensus" else ())}
         """Who speaks in the conversation: the roles, and the verdict of a consensus team."""
-        self.notes_board: list[dict[str, Any]] = []
+        self.notes_board: list[dict[str, Any]] = _parent.notes_board if _parent is not None else []
         """Notes every role of this conversation reads and writes (the team_notes tool)."""
+        self._subteams = {r.name: Conversation(self._subteam_spec(r.team, teams_dirs), model=model,
+                                               registry=self.registry, teams_dirs=teams_dirs, _parent=self)
+                          for r in self.team.roles if r.team is not None}
+        """Hierarchical pattern: workers that are whole teams, sharing this conversation's models and human."""
+        for sub in self._subteams.values():
+            self.speakers |= sub.speakers
+            self.notices += sub.notices
         self._local_id = uuid.uuid4().hex
         self._clients = {name: self.pool.client(m, name) for name, m in self.role_models.items()}
         # The selector pattern's manager picks speakers; the consensus pattern's may settle ties.
         needs_manager = self.team.pattern == "selector" or (
             self.team.pattern == "consensus" and self.team.consensus is not None and self.team.consensus.tie == "manager")
         self._selector_client = self.pool.client(self.model, SELECTOR) if needs_manager else None
-        for script in self.pool.scripts:
-            script.check_roles(self.team.role_names, picks_are_roles=self.team.pattern == "selector")
+        if _parent is None:
+            everyone = [*self.team.role_names, *(n for sub in self._subteams.values() for n in sub.speakers)]
+            for script in self.pool.scripts:
+                script.check_roles(everyone, picks_are_roles=self.team.pattern == "selector")
         self._mcp_grants: dict[str, list[str]] = {}
         self._tools = self._grant_tools()
         self._checkpoint: Mapping[str, Any] | None = None
@@ -113,6 +140,17 @@ class Conversation:
         self._woken_at: dict[str, int] = {}
         """Per event-driven role, how much of the history it has been shown."""
         self._run: Run | None = None
+
+    def _subteam_spec(self, ref: str, teams_dirs: Sequence[str | Path]) -> TeamSpec:
+        """A sub-team by name, or by a path relative to the team file that names it."""
+        source = self.team.source
+        if source is not None and ref.endswith((".yaml", ".yml")) and (source.parent / ref).is_file():
+            ref = str(source.parent / ref)
+        spec = resolve_team(ref, teams_dirs, self.registry)
+        if spec.name in (*self._lineage, self.team.name):
+            chain = " → ".join([*self._lineage, self.team.name, spec.name])
+            raise ConfigError(f"sub-teams go round in a circle ({chain}): a team cannot contain itself")
+        return spec
 
     def _grant_tools(self) -> dict[str, list[Any]]:
         granted: dict[str, list[Any]] = {}
@@ -156,6 +194,8 @@ class Conversation:
     @property
     def id(self) -> str:
         """The stored thread's id once attached, otherwise an id of this conversation's own."""
+        if self._root is not self:
+            return self._root.id
         return self.thread_id or self._local_id
 
     @property
@@ -170,17 +210,23 @@ class Conversation:
 
     async def approve_call(self, role: str, tool: str, args: dict[str, Any], call_id: str | None,
                            token: CancellationToken) -> tuple[bool, str]:
+        if self._root is not self:
+            return await self._root.approve_call(role, tool, args, call_id, token)
         if self._run is None or self._run.result is not None:
             return False, "no run is in progress"
         return await self._run._request_approval(role, tool, args, call_id, token)
 
     def open_escalation(self, kind: str, source: str, content: str, positions: list[Position],
                         ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]:
+        if self._root is not self:
+            return self._root.open_escalation(kind, source, content, positions)
         if self._run is None or self._run.result is not None:
             raise RuntimeError("an escalation needs a run in progress")
         return self._run._open_escalation(kind, source, content, positions)
 
     def open_question(self, source: str, question: str) -> tuple[QuestionEvent, asyncio.Future[AnswerEvent]]:
+        if self._root is not self:
+            return self._root.open_question(source, question)
         if self._run is None or self._run.result is not None:
             raise RuntimeError("a question needs a run in progress")
         human = self.team.human
@@ -191,6 +237,9 @@ class Conversation:
         self.guard.wake_on(trigger)
 
     def files_written(self, role: str, tool: str, paths: list[Path]) -> None:
+        if self._root is not self:
+            self._root.files_written(role, tool, paths)
+            return
         self.fire("file written")
         if self._run is not None and self._run.result is None:
             self._run._files_written(role, tool, paths)
@@ -272,18 +321,29 @@ class Conversation:
             out[role.name] = Validator(rules, check)
         return out
 
-    def _agents(self) -> list[ParleyAgent]:
+    async def _worker_tool(self, name: str, agents: Mapping[str, ParleyAgent]) -> Any:
+        """A hierarchical worker as a tool the manager calls with a sub-task: one agent, or a whole sub-team."""
+        sub = self._subteams.get(name)
+        if sub is None:
+            return AgentTool(agents[name], return_value_as_last_message=True)
+        team, _ = await sub._ensure_team()
+        role = self.team.role(name)
+        return SubTeamTool(team, sub.guard, name, role.description or sub.team.description or name)
+
+    async def _agents(self) -> list[ParleyAgent]:
         validators = self._validators()
         agents: dict[str, ParleyAgent] = {}
         manager = self.team.hierarchical.manager if self.team.hierarchical else None
         # Workers first: a hierarchical manager calls them as tools (AutoGen's AgentTool), streaming their work.
         for role in sorted(self.team.roles, key=lambda r: r.name == manager):
+            if role.name in self._subteams:
+                continue
             model = self.role_models[role.name]
             backend = parse_model(model).backend
             tools = list(self._tools[role.name])
             rounds = 4 if ASK_HUMAN in role.tools else 1  # after an answer, the role goes on in the same turn
             if role.name == manager and supports_tools(model):
-                tools += [AgentTool(agents[w], return_value_as_last_message=True) for w in self.workers]
+                tools += [await self._worker_tool(w, agents) for w in self.workers]
                 rounds = self.team.hierarchical.max_delegations  # type: ignore[union-attr]
             agents[role.name] = ParleyAgent(
                 role.name,
@@ -300,11 +360,12 @@ class Conversation:
                 model_context=TaskWindowContext(LOCAL_WINDOW) if backend == "local" else None,
                 handoffs=(list(role.handoffs) or None) if supports_tools(model) else None,
             )
-        return [agents[r.name] for r in self.team.roles]
+        return [agents[r.name] for r in self.team.roles if r.name in agents]
 
     def _on_pick(self, name: str, fallback: bool) -> None:
-        if self._run is not None:
-            self._run._on_pick(name, fallback)
+        run = self._root._run
+        if run is not None and run.result is None:
+            run._on_pick(name, fallback)
 
     async def _ensure_team(self) -> tuple[BaseGroupChat, bool]:
         if self._team is not None:
@@ -315,7 +376,7 @@ class Conversation:
             for role, tools in (await load_grants(self.team, self._mcp_grants)).items():
                 self._tools[role] = [*self._tools[role], *tools]
             self._mcp_grants = {}
-        agents = self._agents()
+        agents = await self._agents()
         waiting = {r.name for r in self.team.roles if r.on}
         self._event_agents = {a.name: a for a in agents if a.name in waiting}
         team = build_team(

@@ -78,8 +78,10 @@ class RoleSpec(_Strict):
     """Identifier used as the speaker's name (letters, digits, underscore)."""
     description: str = ""
     """One line the selector reads to decide who speaks next."""
-    prompt: str
+    prompt: str = ""
     """A file under `prompts/` (or next to the team file), or the prompt text itself."""
+    team: str | None = None
+    """Hierarchical pattern: this worker is a whole sub-team (a team name or file), not one agent."""
     tools: list[str] = Field(default_factory=list)
     """Tool names from the registry that this role may call."""
     model: str | None = None
@@ -277,6 +279,12 @@ def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, dis
                                                 + did_you_mean(name, check_names) + " (declare it with @check in tools/)"))
     prompts = {}
     for i, role in enumerate(spec.roles):
+        if role.team is not None:
+            prompts[role.name] = ""
+            continue
+        if not role.prompt.strip():
+            problems.append(located.problem(("roles", i), f"role '{role.name}' needs a prompt (or `team:` for a sub-team)"))
+            continue
         text = _resolve_prompt(role.prompt, path.parent)
         if text is None:
             problems.append(located.problem(("roles", i, "prompt"), _missing_prompt(role.prompt, path.parent)))
@@ -332,19 +340,32 @@ def _pattern_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
         problems.append(located.problem(("pattern",), "the loop pattern needs `loop: {until: TEXT}` or termination.stop_text"))
     problems += _consensus_problems(spec, located) + _hierarchy_problems(spec, located)
     for i, role in enumerate(spec.roles):
-        for j, trigger in enumerate(role.on):
-            if not _trigger_ok(trigger, names):
-                problems.append(located.problem(("roles", i, "on", j), f"unknown trigger '{trigger}' (use "
-                                                + ", ".join(f"'{t}'" for t in TRIGGERS) + " or 'ROLE finished')"))
-        if role.on and spec.pattern in ("sequential", "fanout", "swarm", "consensus", "hierarchical"):
-            problems.append(located.problem(("roles", i, "on"), f"event-driven roles work with round_robin, selector "
-                                            f"and loop teams, not {spec.pattern}"))
-        for j, target in enumerate(role.handoffs):
-            if target != "user" and target not in names:
-                problems.append(located.problem(("roles", i, "handoffs", j), f"unknown role '{target}'"
-                                                + did_you_mean(target, names) + " (or `user`)"))
-        if role.handoffs and spec.pattern != "swarm":
-            problems.append(located.problem(("roles", i, "handoffs"), "handoffs need `pattern: swarm`"))
+        problems += _role_problems(spec, located, i, role)
+    return problems
+
+
+def _role_problems(spec: TeamSpec, located: Located, i: int, role: RoleSpec) -> list[FileProblem]:
+    """What a role asks of its team's pattern: triggers, handoffs, sub-teams."""
+    names = spec.role_names
+    problems = []
+    for j, trigger in enumerate(role.on):
+        if not _trigger_ok(trigger, names):
+            problems.append(located.problem(("roles", i, "on", j), f"unknown trigger '{trigger}' (use "
+                                            + ", ".join(f"'{t}'" for t in TRIGGERS) + " or 'ROLE finished')"))
+    if role.on and spec.pattern in ("sequential", "fanout", "swarm", "consensus", "hierarchical"):
+        problems.append(located.problem(("roles", i, "on"), f"event-driven roles work with round_robin, selector "
+                                        f"and loop teams, not {spec.pattern}"))
+    for j, target in enumerate(role.handoffs):
+        if target != "user" and target not in names:
+            problems.append(located.problem(("roles", i, "handoffs", j), f"unknown role '{target}'"
+                                            + did_you_mean(target, names) + " (or `user`)"))
+    if role.team is not None and spec.pattern != "hierarchical":
+        problems.append(located.problem(("roles", i, "team"), "sub-teams need `pattern: hierarchical`"))
+    if role.team is not None and (role.tools or role.validate_ or role.on or role.handoffs or role.model):
+        problems.append(located.problem(("roles", i, "team"), "a sub-team role has no tools, validate, on, "
+                                        "handoffs or model of its own: set them in the sub-team's file"))
+    if role.handoffs and spec.pattern != "swarm":
+        problems.append(located.problem(("roles", i, "handoffs"), "handoffs need `pattern: swarm`"))
     return problems
 
 
@@ -390,6 +411,8 @@ def _hierarchy_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
         return [located.problem(("pattern",), "the hierarchical pattern needs `hierarchical: {manager: ROLE}`")]
     if h.manager not in spec.role_names:
         return [_unknown_role(located, ("hierarchical", "manager"), h.manager, spec.role_names)]
+    if spec.role(h.manager).team is not None:
+        return [located.problem(("hierarchical", "manager"), "the manager must be a role of its own, not a sub-team")]
     if len(spec.roles) < 2:
         return [located.problem(("roles",), "the hierarchical pattern needs a manager and at least one worker")]
     return []

@@ -233,3 +233,33 @@ async def test_a_loop_without_agreement_escalates_and_the_human_settles_it(write
     result = events[-1]
     assert isinstance(result, RunResult) and result.content == "draft 1" and "settled by user" in result.detail
     assert [s for s, _ in _said(events)] == ["writer", "critic"]
+
+
+async def test_hierarchical_manager_delegates_to_a_whole_sub_team(write: Write) -> None:
+    write("sub.yaml", team_yaml("sequential", roles=("researcher", "writer")).replace("name: test-team", "name: desk"))
+    team = write("team.yaml", """
+        name: newsroom
+        pattern: hierarchical
+        hierarchical: {manager: chief}
+        roles:
+          - {name: chief, prompt: You run the newsroom.}
+          - {name: desk, team: sub.yaml, description: Researches and writes a story}
+        termination: {max_turns: 6, stop_text: DONE, stop_from: [chief]}
+    """)
+    script = write("s.yaml", """
+        roles:
+          chief:
+            - tool: desk
+              args: {task: "A story on Q3 churn"}
+            - "Story approved. DONE"
+          researcher: ["churn rose to 3%"]
+          writer: ["Churn rose to 3% in Q3."]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    events = await collect(conv.start("Cover Q3 churn"))
+    subtasks = [(e.worker, e.status, e.content) for e in events if isinstance(e, SubtaskEvent)]
+    assert subtasks == [("desk", "started", "A story on Q3 churn"), ("desk", "done", "Churn rose to 3% in Q3.")]
+    # The sub-team's own pipeline ran inside the delegation, each of its roles shown as it spoke.
+    assert _said(events) == [("researcher", "churn rose to 3%"), ("writer", "Churn rose to 3% in Q3."),
+                             ("chief", "Story approved. DONE")]
+    assert events[-1].stop_reason == "stop_text"  # type: ignore[union-attr]
