@@ -37,6 +37,8 @@ class ParleyNotice(BaseAgentEvent):
 class EscalationHost(Protocol):
     def fire(self, trigger: str) -> None: ...
 
+    def spoke(self, message: BaseChatMessage) -> None: ...
+
     def open_escalation(self, kind: str, source: str, content: str, positions: list[Position],
                         ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]: ...
 
@@ -64,6 +66,14 @@ class ParleyAgent(AssistantAgent):
         self._host = host
 
     async def on_messages_stream(
+        self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken
+    ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
+        async for item in self._answer(messages, cancellation_token):
+            if isinstance(item, Response) and self._host is not None:
+                self._host.spoke(item.chat_message)
+            yield item
+
+    async def _answer(
         self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken
     ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
         validator = self._validator

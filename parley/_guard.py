@@ -45,10 +45,16 @@ class RunGuard(TerminationCondition):
         self.handed_back: str | None = None
         """The role that handed the conversation to the human (swarm), to be handed back to."""
         self._fired = False
+        self._seen: set[str] = set()
+        self._pending: tuple[str, str] | None = None
 
     @property
     def terminated(self) -> bool:
         return self._fired
+
+    def new_run(self) -> None:
+        self.turns = 0
+        self._pending = None
 
     def begin_segment(self) -> None:
         """Called right before each `run_stream`: forget the last firing and any stale interjection."""
@@ -66,31 +72,40 @@ class RunGuard(TerminationCondition):
         self.reason, self.detail, self._fired = reason, detail, True
         return StopMessage(content=detail, source="parley")
 
+    def observe(self, m: BaseChatMessage) -> None:
+        """Count a role's message as it is produced. Agents report their own answers here, because a
+        parallel step (fan-out, votes) shows the manager only the last answer of the step."""
+        if m.id in self._seen or m.source not in self.roles:
+            return
+        self._seen.add(m.id)
+        self.turns += 1
+        if not isinstance(m, ToolCallSummaryMessage):
+            self.wake_on(f"{m.source} finished")
+            if m.source in self.scheduled:
+                self.wake_on("stage finished")
+        if self._pending is not None:
+            return
+        stop_text = self.limits.stop_text
+        if isinstance(m, HandoffMessage) and m.target == "user":
+            self.handed_back = m.source
+            self._pending = ("handoff", f"{m.source} handed the conversation to the human")
+        # Tool output is data: a stop word inside a tool result never ends the run.
+        elif (stop_text and m.source in self.stop_from and not isinstance(m, ToolCallSummaryMessage)
+              and stop_text in m.to_model_text()):
+            self._pending = ("stop_text", f"{m.source} said {stop_text}")
+
     async def __call__(self, messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> StopMessage | None:
         if self._fired:
             raise TerminatedException("the run has already stopped")
-        stop_text = self.limits.stop_text
         for m in messages:
             if isinstance(m, ToolCallExecutionEvent) and any(r.is_error for r in m.content):
                 self.wake_on("tool failed")
-            if not isinstance(m, BaseChatMessage) or m.source not in self.roles:
-                continue
-            self.turns += 1
-            if not isinstance(m, ToolCallSummaryMessage):
-                self.wake_on(f"{m.source} finished")
-                if m.source in self.scheduled:
-                    self.wake_on("stage finished")
-            if isinstance(m, HandoffMessage) and m.target == "user":
-                self.handed_back = m.source
-                return self._fire("handoff", f"{m.source} handed the conversation to the human")
-            # Tool output is data: a stop word inside a tool result never ends the run.
-            if (
-                stop_text
-                and m.source in self.stop_from
-                and not isinstance(m, ToolCallSummaryMessage)
-                and stop_text in m.to_model_text()
-            ):
-                return self._fire("stop_text", f"{m.source} said {stop_text}")
+            if isinstance(m, BaseChatMessage):
+                self.observe(m)
+        if self._pending is not None:
+            reason, detail = self._pending
+            self._pending = None
+            return self._fire(reason, detail)
         if self.meter.exceeded():
             return self._fire("max_tokens", f"token budget of {self.meter.budget} reached ({self.meter.total_tokens} used)")
         if self.turns >= self.limits.max_turns + self.extra_turns:

@@ -60,6 +60,8 @@ class Renderer:
         self.out = out or sys.stdout
         self.color = self.out.isatty() if color is None else color
         self._streaming: str | None = None
+        self._held: set[str] = set()
+        """Speakers streaming while another one is: their text is shown whole when their message ends."""
 
     def _c(self, text: str, code: int) -> str:
         return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
@@ -71,8 +73,9 @@ class Renderer:
         return self._c(text, 2)
 
     def _line(self, text: str) -> None:
-        if self._streaming is not None:
-            self.out.write("\n")
+        if self._streaming is not None:  # another line cuts in: the cut message is shown whole when it ends
+            self.out.write(" …\n")
+            self._held.add(self._streaming)
             self._streaming = None
         self.out.write(text + "\n")
         self.out.flush()
@@ -90,6 +93,9 @@ class Renderer:
         elif isinstance(ev, SpeakerSelectedEvent) and ev.fallback:
             self._line(self._dim(f"(selector: {ev.content})"))
         elif isinstance(ev, ChunkEvent):
+            if ev.source in self._held or (self._streaming not in (None, ev.source)):
+                self._held.add(ev.source)  # parallel speakers (fan-out, votes): one live line at a time
+                return
             if self._streaming != ev.source:
                 if self._streaming is not None:
                     self.out.write("\n")
@@ -98,6 +104,7 @@ class Renderer:
             self.out.write(ev.content)
             self.out.flush()
         elif isinstance(ev, MessageEvent):
+            self._held.discard(ev.source)
             if self._streaming == ev.source and ev.kind == "text":
                 self.out.write("\n")
                 self._streaming = None

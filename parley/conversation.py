@@ -47,7 +47,7 @@ class SubTeamTool(TeamTool):
         self._guard = guard
 
     async def run_stream(self, args: Any, cancellation_token: CancellationToken) -> Any:
-        self._guard.turns = 0
+        self._guard.new_run()
         self._guard.begin_segment()
         async for item in super().run_stream(args, cancellation_token):
             yield item
@@ -232,6 +232,10 @@ class Conversation:
         human = self.team.human
         return self._run._open_question(source, question, human.question_timeout_s, human.default_answer)
 
+    def spoke(self, message: BaseChatMessage) -> None:
+        """A role finished its answer: count it now (see RunGuard.observe)."""
+        self.guard.observe(message)
+
     def fire(self, trigger: str) -> None:
         """Something happened that may wake event-driven roles (after the current turn)."""
         self.guard.wake_on(trigger)
@@ -383,6 +387,9 @@ class Conversation:
             self.team, [a for a in agents if a.name not in waiting], self.guard, selector_client=self._selector_client,
             selector_json_schema=uses_json_schema(self.model), on_pick=self._on_pick,
             selector_avoid_repeat=parse_model(self.model).backend == "local", host=self,
+            # A scripted voter's replies are its script: never spend one re-asking for its vote.
+            ballots={name: (self._clients[name], uses_json_schema(m)) for name, m in self.role_models.items()
+                     if parse_model(m).backend != "scripted"},
         )
         if self._checkpoint is not None:
             await team.load_state(self._checkpoint)

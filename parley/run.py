@@ -143,7 +143,7 @@ class Run:
         self._partial: dict[str, str] = {}
         self._speaker: str | None = None
         self.guard = conversation.guard
-        self.guard.turns = 0
+        self.guard.new_run()
         self._error: tuple[str, str] | None = None
         self._p0 = self._c0 = self._n0 = self._turn0 = 0
         self._approvals: dict[str, tuple[asyncio.Future[tuple[bool, str]], ApprovalRequestEvent]] = {}

@@ -61,6 +61,7 @@ async def test_voters_answer_in_parallel_and_a_majority_decides(write: Write) ->
     said = [(e.source, e.content) for e in events if isinstance(e, MessageEvent)]
     assert [s for s, _ in said][-1] == "verdict" and said[-1][1].startswith("Decision: approve (by majority vote")
     assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "completed"
+    assert events[-1].turns == 3  # every parallel answer counts, not just the last of the step
     assert events[-1].content.startswith("Decision: approve")
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TerminationCondition
@@ -38,6 +38,7 @@ def build_team(
     selector_avoid_repeat: bool = False,
     on_pick: Callable[[str, bool], None] = lambda name, fallback: None,
     host: EscalationHost | None = None,
+    ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None,
 ) -> BaseGroupChat:
     if spec.pattern == "hierarchical":
         # Only the manager is scheduled; the workers run inside its turns, as its tools.
@@ -65,7 +66,7 @@ def build_team(
     if spec.pattern == "consensus":
         if host is None:
             raise ValueError("the consensus pattern needs an escalation host")
-        participants, graph = consensus_graph(spec, agents, host, selector_client, selector_json_schema)
+        participants, graph = consensus_graph(spec, agents, host, selector_client, selector_json_schema, ballots)
         return GraphFlow(participants, graph=graph, termination_condition=termination, custom_message_types=NOTICES)
     if spec.pattern in ("sequential", "fanout"):
         return GraphFlow(list(agents), graph=_graph(spec, agents), termination_condition=termination, custom_message_types=NOTICES)

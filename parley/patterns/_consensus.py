@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from typing import Any
 
 from autogen_agentchat.agents import BaseChatAgent
@@ -88,8 +88,11 @@ class Tally(_Step):
     """Counts each round's votes and decides what happens next (`metadata["outcome"]` drives the graph)."""
 
     def __init__(self, spec: ConsensusSpec, voters: list[str], host: EscalationHost,
-                 manager: ChatCompletionClient | None, json_schema: bool) -> None:
+                 manager: ChatCompletionClient | None, json_schema: bool,
+                 ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None) -> None:
         super().__init__("tally", "Counts the votes")
+        self.ballots = dict(ballots or {})
+        """Per voter, a client (and whether it takes a JSON schema) to ask again when its vote is unreadable."""
         self.spec = spec
         self.voters = voters
         self.host = host
@@ -109,6 +112,9 @@ class Tally(_Step):
                 self.answers[m.source] = m.to_model_text()
         self.round += 1
         self.votes = {v: normalise(self.answers.get(v, ""), self.spec.options) for v in self.voters}
+        for voter, vote in self.votes.items():
+            if vote == NO_VOTE and self.spec.options and voter in self.ballots:
+                self.votes[voter] = await self._ask_again(voter)
         counted = Counter(v for v in self.votes.values() if v != NO_VOTE)
         tally = dict(counted.most_common())
         top = counted.most_common(1)
@@ -126,6 +132,16 @@ class Tally(_Step):
         step = self._next(outcome)
         yield Response(chat_message=TextMessage(source=self.name, content=self._say(step, tally),
                                                 metadata={"outcome": step}))
+
+    async def _ask_again(self, voter: str) -> str:
+        """A vote the tally cannot read: ask the voter's model which option its answer supports (a constrained
+        choice, which even the embedded model makes reliably)."""
+        client, json_schema = self.ballots[voter]
+        options = list(self.spec.options)
+        prompt = [SystemMessage(content="You state which option an answer supports."),
+                  UserMessage(content=f"Answer:\n{self.answers.get(voter, '')[-1500:]}\n\nWhich option does it "
+                                      f"support? One of: {', '.join(options)}.", source="user")]
+        return await choose(client, prompt, options, field="vote", json_schema=json_schema) or NO_VOTE
 
     def _next(self, outcome: str) -> str:
         """Where the graph goes: another `debate` round, the `judge`, or the verdict (`decided`)."""
@@ -169,7 +185,7 @@ class Tally(_Step):
             return
         answered = None
         async for step in escalate(self.host, token, kind="tie", source=self.name, positions=positions,
-                                   content=f"The vote is tied after {self.round} round(s): "
+                                   content=f"No majority after {self.round} round(s): "
                                    + "; ".join(f"{p.who}: {p.text[:80]}" for p in positions)):
             if isinstance(step, ParleyNotice):
                 yield step
@@ -237,13 +253,14 @@ class Verdict(_Step):
 
 
 def consensus_graph(spec: TeamSpec, agents: Sequence[Any], host: EscalationHost,
-                    manager: ChatCompletionClient | None, json_schema: bool) -> tuple[list[Any], Any]:
+                    manager: ChatCompletionClient | None, json_schema: bool,
+                    ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None) -> tuple[list[Any], Any]:
     """The participants and the DiGraph of a consensus team."""
     c = spec.consensus or ConsensusSpec()
     voters = spec.voters
     by_name = {a.name: a for a in agents}
     ballot = Ballot(c, voters)
-    tally = Tally(c, voters, host, manager, json_schema)
+    tally = Tally(c, voters, host, manager, json_schema, ballots)
     verdict = Verdict(tally)
     builder = DiGraphBuilder()
     for node in (ballot, *(by_name[v] for v in voters), tally, verdict):
