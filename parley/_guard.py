@@ -32,6 +32,9 @@ class RunGuard(TerminationCondition):
         """What wakes event-driven roles: trigger (`tool failed`, `ROLE finished`...) to roles."""
         self.scheduled = set(scheduled) or set(roles)
         self.wake: list[tuple[str, str]] = []
+        self.scheduled: dict[int, list[tuple[str, str]]] = {}
+        """Human messages to deliver once this many turns are done (an evaluation's scripted human)."""
+        self.due: list[tuple[str, str]] = []
         """(role, trigger) to run after the current turn."""
         self.roles = set(roles)
         self.stop_from = set(limits.stop_from) or self.roles
@@ -55,6 +58,8 @@ class RunGuard(TerminationCondition):
     def new_run(self) -> None:
         self.turns = 0
         self._pending = None
+        self.scheduled = {}
+        self.due = []
 
     def begin_segment(self) -> None:
         """Called right before each `run_stream`: forget the last firing and any stale interjection."""
@@ -110,7 +115,9 @@ class RunGuard(TerminationCondition):
             return self._fire("max_tokens", f"token budget of {self.meter.budget} reached ({self.meter.total_tokens} used)")
         if self.turns >= self.limits.max_turns + self.extra_turns:
             return self._fire("max_turns", f"reached {self.limits.max_turns + self.extra_turns} turns")
-        if self.interject:
+        for after in sorted(k for k in self.scheduled if k <= self.turns):
+            self.due += self.scheduled.pop(after)
+        if self.interject or self.due:
             return self._fire("interjection", "a human message is waiting")
         if self.wake:
             return self._fire("trigger", ", ".join(f"{r} woken by {t}" for r, t in self.wake))

@@ -62,6 +62,19 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-save", action="store_true",
                      help="do not keep the conversation in the store (then `parley audit` cannot show it)")
 
+    ev = sub.add_parser("eval", help="run evaluation suites and write results.jsonl, summary.md and report.html")
+    ev.add_argument("suites", nargs="+", metavar="SUITE.yaml")
+    ev.add_argument("--team", help="run every scenario against this team instead")
+    ev.add_argument("--model", help="run every scenario on this model instead")
+    ev.add_argument("--compare", metavar="A,B", default="",
+                    help="run the suites against each of these teams or models, side by side in one report")
+    ev.add_argument("--concurrency", type=_positive_int, default=1, metavar="N", help="scenario runs at once")
+    ev.add_argument("--out", default="eval-out", metavar="DIR", help="where the reports go (default: eval-out)")
+    ev.add_argument("--judge-model", metavar="MODEL",
+                    help="a live model for `judge:` expectations (skipped without one)")
+    ev.add_argument("--no-save", action="store_true", help="do not keep the runs' conversations in the store")
+    ev.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
+
     audit = sub.add_parser("audit", help="export a stored conversation's audit trail")
     audit.add_argument("run_id", metavar="RUN_ID", help="the id `parley run` printed (a web chat thread id works too)")
     audit.add_argument("--format", choices=("md", "jsonl"), default="md")
@@ -121,6 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(args.host, args.port)
         if args.command == "users":
             return _add_user(args.name, args.password_stdin)
+        if args.command == "eval":
+            from .evals import evaluate
+
+            compare = [c.strip() for c in args.compare.split(",") if c.strip()]
+            return asyncio.run(evaluate(args.suites, team=args.team, model=args.model, compare=compare,
+                                        concurrency=args.concurrency, out=Path(args.out),
+                                        judge_model=args.judge_model, save=not args.no_save, teams_dirs=args.teams))
         if args.command == "audit":
             from ._audit import export
 
@@ -201,7 +221,9 @@ async def _run(args: argparse.Namespace) -> int:
                         timeout_s=args.timeout, teams_dirs=args.teams, approvals=approvals)
     store = None if args.no_save else await _open_store()
     if store is not None:
-        tid = await store.create_thread(_whoami(), conv.team.name, conv.model, args.task[:80])
+        # Owned by the web chat's local user (or PARLEY_USER), so `parley ui` lists the run too.
+        tid = await store.create_thread(os.environ.get("PARLEY_USER", "local"), conv.team.name, conv.model,
+                                        args.task[:80])
         conv.attach(store, tid)
     try:
         return await _drive(conv, args, approvals)

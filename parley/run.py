@@ -176,6 +176,16 @@ class Run:
         """End the run now: the current model call is cancelled and no other is made."""
         self._cancel("stopped")
 
+    def say_after(self, turn: int, text: str, *, mode: str = "say") -> None:
+        """Deliver `text` once `turn` agent turns of this run are done, exactly at that boundary (a scripted
+        human's interjection). Turn 0 joins with the task."""
+        if not text or not text.strip():
+            raise ConfigError("an empty message cannot be sent: type something")
+        if turn <= 0:
+            self._human.append((mode, text.strip()))
+        else:
+            self.guard.scheduled.setdefault(turn, []).append((mode, text.strip()))
+
     def leave_escalated(self) -> None:
         """End the run now because nobody is there to settle its escalation (stop reason `escalation`).
         The escalation stays on record as unresolved."""
@@ -450,7 +460,7 @@ class Run:
                 outcome = await self._wake()
                 if outcome == "trigger":
                     continue
-            if outcome in ("interjection", "interrupt") and self._human:
+            if outcome in ("interjection", "interrupt") and (self._human or self.guard.due):
                 if outcome == "interrupt":
                     self._cancel_reason = None
                 continue
@@ -500,7 +510,9 @@ class Run:
         conv = self.conversation
         if outcome == "interjection":  # a message arrived too late to be delivered
             outcome = "stopped"
-        conv._pending = [(m, t) for m, t in self._human]
+        conv._pending = [*self.guard.due, *self._human]
+        self._human = conv._pending
+        self.guard.due = []
         details = {
             "stopped": "stopped by the user",
             "timeout": f"wall-clock limit of {conv.limits.timeout_s:g} s reached" if conv.limits.timeout_s else "timeout",
@@ -576,7 +588,8 @@ class Run:
         return "trigger"
 
     def _take_human(self) -> list[BaseChatMessage]:
-        batch, self._human = self._human, []
+        batch, self._human = [*self.guard.due, *self._human], []
+        self.guard.due = []
         out: list[BaseChatMessage] = [*self._woken]
         self._woken = []
         back_to, self.guard.handed_back = self.guard.handed_back, None

@@ -1,0 +1,129 @@
+"""Scripted team evaluations: `parley eval SUITE.yaml...`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, TeamFileError
+from ._expect import Judge, Observed, Outcome, check, check_all
+from ._report import summarise, write_reports
+from ._runner import Job, Runner, Variant, plan, variants
+from ._suite import Expectation, Scenario, Suite, load_suite
+
+__all__ = ["Expectation", "Job", "Judge", "Observed", "Outcome", "Runner", "Scenario", "Suite", "Variant", "check",
+           "check_all", "evaluate", "load_suite", "plan", "summarise", "variants", "write_reports"]
+
+EXIT_PASSED, EXIT_FAILED, EXIT_BAD_SUITE = 0, 1, 2
+
+
+class Progress:
+    """One line on stderr: a bar, scenarios done, passed, failed, tokens so far."""
+
+    def __init__(self, total: int, stream: Any = None) -> None:
+        self.total = total
+        self.done = self.passed = self.failed = self.tokens = 0
+        self.stream = stream or sys.stderr
+        self.live = bool(getattr(self.stream, "isatty", lambda: False)())
+
+    def update(self, record: dict[str, Any]) -> None:
+        self.done += 1
+        self.tokens += record["total_tokens"]
+        if record["status"] != "interrupted":
+            self.passed += record["passed"]
+            self.failed += not record["passed"]
+        width = 24
+        filled = round(width * self.done / max(1, self.total))
+        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} done · {self.passed} passed · "
+                f"{self.failed} failed · {self.tokens:,} tokens")
+        if self.live:
+            self.stream.write("\r" + line)
+            if self.done == self.total:
+                self.stream.write("\n")
+        else:
+            verdict = "pass" if record["passed"] else ("ERROR" if record["status"] == "error" else "FAIL")
+            self.stream.write(f"{line} · {record['scenario']} ({record['variant'] or record['team']}): {verdict}\n")
+        self.stream.flush()
+
+
+def load_suites(paths: Sequence[str]) -> list[Suite]:
+    problems = []
+    suites = []
+    for p in paths:
+        try:
+            suites.append(load_suite(p))
+        except TeamFileError as exc:
+            problems += exc.problems
+    if problems:
+        raise TeamFileError(problems)
+    return suites
+
+
+async def evaluate(paths: Sequence[str], *, team: str | None = None, model: str | None = None,
+                   compare: Sequence[str] = (), concurrency: int = 1, out: Path = Path("eval-out"),
+                   judge_model: str | None = None, save: bool = True, teams_dirs: Sequence[str] = ()) -> int:
+    suites = load_suites(paths)
+    sides = variants(compare, teams_dirs)
+    jobs = plan(suites, sides)
+    store = await _open_store() if save else None
+    judge = _judge(judge_model) if judge_model else None
+    progress = Progress(len(jobs))
+    runner = Runner(store=store, team=team, model=model, judge=judge, teams_dirs=teams_dirs, on_done=progress.update)
+    loop = asyncio.get_running_loop()
+    with contextlib.suppress(NotImplementedError):
+        loop.add_signal_handler(signal.SIGINT, runner.stop)
+    try:
+        records = await runner.run(jobs, concurrency)
+    finally:
+        with contextlib.suppress(NotImplementedError):
+            loop.remove_signal_handler(signal.SIGINT)
+        if store is not None:
+            await store.close()
+    records.sort(key=lambda r: (r["suite"], r["scenario"], r["variant"], r["repeat"]))
+    title = "Evaluation: " + ", ".join(s.suite for s in suites)
+    files = write_reports(out, records, title=title)
+    for row in summarise(records):
+        print(f"{row['group']}: {row['pass_rate']:.0%} passed ({row['passed']}/{row['runs']}) · "
+              f"{row['mean_turns']:.1f} turns · {row['mean_tokens']:,.0f} tokens · {row['mean_latency_s']:.2f} s")
+    print("wrote " + ", ".join(str(f) for f in files))
+    if runner.stopping:
+        print(f"stopped: {sum(r['status'] != 'interrupted' for r in records)} of {len(jobs)} scenario runs finished",
+              file=sys.stderr)
+    finished = [r for r in records if r["status"] != "interrupted"]
+    return EXIT_PASSED if finished and all(r["passed"] for r in finished) and not runner.stopping else EXIT_FAILED
+
+
+async def _open_store() -> Any:
+    from ..store import Store, StoreError
+
+    try:
+        return await Store.open()
+    except StoreError as exc:
+        raise ConfigError(f"{exc} (or run with --no-save)") from None
+
+
+def _judge(model: str) -> Judge:
+    """A live model that answers a yes/no question about a transcript (JSON-schema constrained where it can be)."""
+    from autogen_core.models import SystemMessage, UserMessage
+
+    from ..models import Meter, ModelPool, uses_json_schema
+    from ..patterns._choose import choose
+
+    pool = ModelPool(Meter())
+    client = pool.client(model, "judge")
+
+    async def verdict(question: str, task: str, transcript: str) -> tuple[bool, str]:
+        prompt = [SystemMessage(content="You grade a team's conversation. Answer strictly."),
+                  UserMessage(content=f"Task: {task}\n\nConversation:\n{transcript}\n\nQuestion: {question}\n"
+                                      "Answer yes or no.", source="user")]
+        answer = await choose(client, prompt, ["yes", "no"], field="answer", json_schema=uses_json_schema(model))
+        if answer is None:
+            raise ValueError("the judge's answer was neither yes nor no")
+        return answer == "yes", f"the judge ({model}) answered {answer}"
+
+    return verdict

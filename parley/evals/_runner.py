@@ -1,0 +1,189 @@
+"""Running suites: every scenario (times its repeats, times each compared team or model) as a real run."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..catalog import resolve_team
+from ..conversation import Conversation
+from ..errors import ConfigError, ParleyError
+from ..events import Event, RunResult
+from ..models import parse_model
+from ..store import Store
+from ._expect import Judge, Observed, Outcome, check_all
+from ._human import ScriptedHuman
+from ._suite import Scenario, Suite
+
+OWNER = "local"
+"""Evaluation runs belong to the web chat's local user, so `parley ui` lists them."""
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One side of a comparison: a team, a model, or neither (the suite as written)."""
+
+    label: str
+    team: str | None = None
+    model: str | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    suite: Suite
+    scenario: Scenario
+    variant: Variant
+    repeat: int
+
+
+def variants(compare: Sequence[str], teams_dirs: Sequence[str] = ()) -> list[Variant]:
+    """`--compare A,B`: each item is a team (name or file) or, failing that, a model string."""
+    out = []
+    for item in compare:
+        try:
+            resolve_team(item, teams_dirs)
+            out.append(Variant(label=item, team=item))
+            continue
+        except ConfigError:
+            pass
+        try:
+            parse_model(item)
+        except ConfigError:
+            raise ConfigError(f"--compare {item!r} is neither a team (`parley teams`) nor a model string") from None
+        out.append(Variant(label=item, model=item))
+    return out or [Variant(label="")]
+
+
+def plan(suites: Sequence[Suite], compare: Sequence[Variant]) -> list[Job]:
+    jobs = []
+    for suite in suites:
+        for sc in suite.scenarios:
+            for v in compare:
+                for r in range(sc.repeat or suite.defaults.repeat):
+                    jobs.append(Job(len(jobs), suite, sc, v, r + 1))
+    return jobs
+
+
+def _near(suite: Suite, ref: str) -> str:
+    """A path in a suite file is relative to the current folder, or else to the suite file."""
+    if suite.source is not None and not Path(ref).exists() and (suite.source.parent / ref).exists():
+        return str(suite.source.parent / ref)
+    return ref
+
+
+def _model_near(suite: Suite, model: str) -> str:
+    if model.startswith("scripted:"):
+        return "scripted:" + _near(suite, model.removeprefix("scripted:"))
+    return model
+
+
+class Runner:
+    def __init__(self, *, store: Store | None, team: str | None = None, model: str | None = None,
+                 judge: Judge | None = None, teams_dirs: Sequence[str] = (),
+                 on_done: Callable[[dict[str, Any]], None] = lambda record: None) -> None:
+        self.store = store
+        self.team = team
+        self.model = model
+        self.judge = judge
+        self.teams_dirs = list(teams_dirs)
+        self.on_done = on_done
+        self._runs: set[Any] = set()
+        self.stopping = False
+
+    def stop(self) -> None:
+        """Ctrl-C: start nothing new and stop what runs; finished scenarios are kept."""
+        self.stopping = True
+        for run in list(self._runs):
+            run.stop()
+
+    async def run(self, jobs: Sequence[Job], concurrency: int = 1) -> list[dict[str, Any]]:
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(job: Job) -> dict[str, Any] | None:
+            async with gate:
+                if self.stopping:
+                    return None
+                record = await self.run_job(job)
+                self.on_done(record)
+                return record
+
+        results = await asyncio.gather(*(one(j) for j in jobs))
+        return [r for r in results if r is not None]
+
+    def _choose(self, job: Job) -> tuple[str, str]:
+        sc, suite, v = job.scenario, job.suite, job.variant
+        team = v.team or self.team or sc.team or suite.defaults.team
+        assert team is not None  # the suite loader requires one
+        team = _near(suite, team)
+        model = v.model or self.model or sc.models.get(Path(team).stem) or sc.models.get(team) or sc.model \
+            or suite.defaults.model or os.environ.get("PARLEY_MODEL") or "local"
+        return team, _model_near(suite, model)
+
+    async def run_job(self, job: Job) -> dict[str, Any]:
+        sc = job.scenario
+        team, model = self._choose(job)
+        record: dict[str, Any] = {
+            "suite": job.suite.suite, "scenario": sc.name, "variant": job.variant.label, "repeat": job.repeat,
+            "team": team, "model": model, "pattern": None, "run_id": None, "status": "error", "passed": False,
+            "expectations": [], "stop_reason": None, "detail": "", "turns": 0, "prompt_tokens": 0,
+            "completion_tokens": 0, "total_tokens": 0, "cost_usd": None, "latency_s": 0.0, "final": "",
+            "human": [], "error": None,
+        }
+        try:
+            conv = Conversation(team, model=model, max_turns=sc.max_turns, teams_dirs=self.teams_dirs)
+        except ParleyError as exc:
+            record["error"] = str(exc)
+            return record
+        record["team"], record["pattern"] = conv.team.name, conv.team.pattern
+        try:
+            if self.store is not None:
+                tid = await self.store.create_thread(OWNER, conv.team.name, conv.model,
+                                                     f"eval {job.suite.suite} / {sc.name}"[:120])
+                conv.attach(self.store, tid)
+                record["run_id"] = tid
+            events, result, latency, human = await self._drive(conv, sc)
+        finally:
+            await conv.pool.close()
+        seen = Observed(events=events, result=result, latency_s=latency)
+        outcomes = await check_all(sc.expect, seen, sc.task, self.judge)
+        if human.unanswered:
+            outcomes.append(Outcome("scripted_human", None, "failed",
+                                    "the scripted human had no answer for: " + "; ".join(human.unanswered)))
+        interrupted = result.stop_reason == "stopped" and self.stopping
+        record.update({
+            "status": "interrupted" if interrupted else ("error" if result.stop_reason == "error" else "done"),
+            "passed": not interrupted and all(o.outcome != "failed" for o in outcomes),
+            "expectations": [o.as_dict() for o in outcomes], "stop_reason": result.stop_reason,
+            "detail": result.detail, "turns": result.turns, "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens, "total_tokens": result.prompt_tokens + result.completion_tokens,
+            "cost_usd": result.cost_usd, "latency_s": round(latency, 3), "final": result.content,
+            "human": human.log, "transcript": [
+                {"turn": e.turn, "source": e.source, "content": e.content[:2000]}
+                for e in events if e.type == "message"],
+        })
+        if result.stop_reason == "error":
+            record["error"] = result.detail
+        return record
+
+    async def _drive(self, conv: Conversation, sc: Scenario) -> tuple[list[Event], RunResult, float, ScriptedHuman]:
+        human = ScriptedHuman(list(sc.human))
+        started = time.perf_counter()
+        run = conv.start(sc.task)
+        self._runs.add(run)
+        human.start(run)
+        events: list[Event] = []
+        try:
+            async for ev in run:
+                events.append(ev)
+                human.on_event(run, ev)
+        finally:
+            self._runs.discard(run)
+        result = events[-1]
+        assert isinstance(result, RunResult)
+        return events, result, time.perf_counter() - started, human
