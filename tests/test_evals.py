@@ -254,3 +254,31 @@ def test_the_command_writes_the_three_reports_and_exits_by_outcome(write: Write,
     bad = _suite(write, "  - {name: bad, task: t, model: scripted:s.yaml, expect: [{final_contains: nope}]}\n")
     assert main(["eval", str(bad), "--out", str(out), "--no-save"]) == 1
     assert "the final answer does not contain 'nope'" in (out / "summary.md").read_text()
+
+
+def test_ctrl_c_stops_cleanly_and_keeps_what_finished(write: Write, tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    write("s.yaml", "roles:\n  clerk: ['The answer is 42']\n  checker: ['Checked. DONE']\ndelay_s: 1.0\n")
+    path = _suite(write, "".join(f"  - {{name: s{i}, task: t, model: scripted:s.yaml, expect: [{{final_contains: DONE}}]}}\n"
+                                 for i in range(6)))
+    out = tmp_path / "out"
+    parley = str(Path(sys.executable).parent / "parley")
+    proc = subprocess.Popen([parley, "eval", str(path), "--out", str(out), "--no-save"], stderr=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    assert proc.stderr is not None
+    first = proc.stderr.readline()  # the progress line of the first finished scenario
+    assert "1/6 done · 1 passed" in first
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    records = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    finished = [r for r in records if r["status"] == "done"]
+    assert len(finished) >= 1 and all(r["passed"] for r in finished)
+    assert len(records) < 6 and "scenario runs finished" in stderr
+    assert (out / "report.html").is_file() and "wrote" in stdout
