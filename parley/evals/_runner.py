@@ -20,6 +20,7 @@ from ._expect import Judge, Observed, Outcome, check_all
 from ._human import ScriptedHuman
 from ._suite import Scenario, Suite
 
+
 def owner() -> str:
     """Evaluation runs belong to the web chat's local user (or PARLEY_USER), so `parley ui` lists them."""
     return os.environ.get("PARLEY_USER", "local")
