@@ -76,10 +76,38 @@ def _walk(node: yaml.Node, loc: Loc, lines: dict[Loc, int], problems: list[tuple
             _walk(item, (*loc, i), lines, problems)
 
 
+MAX_BYTES = 1_000_000
+"""Team, suite and script files are small; anything bigger is refused before parsing."""
+MAX_NODES = 100_000
+"""Values after expanding aliases: stops "billion laughs" documents before they expand."""
+MAX_DEPTH = 64
+
+
+def _too_big(node: yaml.Node) -> str | None:
+    """Walk the node graph as the loader would expand it, giving up early on hostile shapes."""
+    stack: list[tuple[yaml.Node, int]] = [(node, 1)]
+    visited = 0
+    while stack:
+        current, depth = stack.pop()
+        visited += 1
+        if visited > MAX_NODES:
+            return f"the document expands to more than {MAX_NODES:,} values (aliases repeating aliases?)"
+        if depth > MAX_DEPTH:
+            return f"the document nests deeper than {MAX_DEPTH} levels"
+        if isinstance(current, yaml.MappingNode):
+            stack += [(n, depth + 1) for pair in current.value for n in pair]
+        elif isinstance(current, yaml.SequenceNode):
+            stack += [(n, depth + 1) for n in current.value]
+    return None
+
+
 def load_located(path: Path, display: str | None = None) -> Located:
     """Parse a YAML file. Raises TeamFileError with a line number on any syntax problem."""
     shown = display or str(path)
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise TeamFileError([FileProblem(file=shown, line=None, path="", message=(
+                f"the file is {path.stat().st_size:,} bytes; files over {MAX_BYTES:,} bytes are refused"))])
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TeamFileError([FileProblem(file=shown, line=None, path="", message="no such file")]) from None
@@ -90,9 +118,15 @@ def load_located(path: Path, display: str | None = None) -> Located:
 
 def loads_located(text: str, shown: str) -> Located:
     try:
+        if len(text) > MAX_BYTES:
+            raise TeamFileError([FileProblem(file=shown, line=None, path="", message=(
+                f"the text is {len(text):,} characters; over {MAX_BYTES:,} is refused"))])
         node = yaml.compose(text, Loader=_Loader)
         if node is None:
             raise TeamFileError([FileProblem(file=shown, line=1, path="", message="the file is empty")])
+        hostile = _too_big(node)
+        if hostile:
+            raise TeamFileError([FileProblem(file=shown, line=None, path="", message=hostile)])
         loader = _Loader(text)
         try:
             data = loader.construct_document(loader.get_single_node())
@@ -105,6 +139,9 @@ def loads_located(text: str, shown: str) -> Located:
         raise TeamFileError([FileProblem(file=shown, line=line, path="", message=msg)]) from None
     except yaml.YAMLError as exc:
         raise TeamFileError([FileProblem(file=shown, line=None, path="", message=f"invalid YAML: {exc}")]) from None
+    except RecursionError:
+        raise TeamFileError([FileProblem(file=shown, line=None, path="", message=(
+            f"the document nests too deeply (more than {MAX_DEPTH} levels are refused)"))]) from None
     located = Located(data=data, file=shown)
     dupes: list[tuple[Loc, str]] = []
     _walk(node, (), located.lines, dupes)
