@@ -18,23 +18,46 @@ import chainlit as cl
 from chainlit.context import init_ws_context, local_steps
 from chainlit.session import WebsocketSession
 
+from .._human import ASK_HUMAN
 from ..conversation import Conversation
 from ..events import (
+    AnswerEvent,
     ApprovalDecisionEvent,
     ApprovalRequestEvent,
     ChunkEvent,
+    EscalationEvent,
+    EscalationResolvedEvent,
     Event,
     FileEvent,
     MessageEvent,
+    QuestionEvent,
     RunResult,
+    SubtaskEvent,
     ToolCallEvent,
     ToolResultEvent,
     TurnAbandonedEvent,
     UsageEvent,
+    ValidationEvent,
 )
 from ..run import Run
 from ._art import usage_chart_svg
-from ._format import SYSTEM, agent_text, decision_text, note, speaker_header
+from ._format import (
+    SYSTEM,
+    agent_text,
+    approval_text,
+    clip,
+    decision_text,
+    escalation_text,
+    meter_text,
+    note,
+    notes_text,
+    position_label,
+    question_text,
+    resolved_text,
+    speaker_header,
+    subtask_text,
+    validation_text,
+)
 
 log = logging.getLogger("parley.web")
 COMMANDS = [
@@ -43,6 +66,7 @@ COMMANDS = [
      "button": True, "persistent": False},
 ]
 METER_EVERY_S = 0.5
+NOTES_TOOL = "team_notes"
 
 
 class ChatSession:
@@ -53,14 +77,22 @@ class ChatSession:
         self.user = user
         self.run: Run | None = None
         self.task: asyncio.Task[None] | None = None
-        self.awaiting_reason: str | None = None
-        self._streams: dict[tuple[str, int], cl.Message] = {}
+        self.awaiting: tuple[str, str] | None = None
+        """("deny", request id) or ("write", escalation id): the next message typed is the reason or the answer."""
+        self._streams: dict[str, cl.Message] = {}
+        """The message each speaker is writing: one at a time per speaker, whatever turn numbers its chunks carry."""
         self._tools: dict[str, cl.Step] = {}
-        self._approvals: dict[str, cl.Message] = {}
+        self._cards: dict[str, cl.Message] = {}
+        """Messages updated in place, by request, question, escalation or sub-task id."""
+        self._waiting: dict[str, Event] = {}
+        """Approvals, questions and escalations not settled yet: offered again when the thread is reopened."""
+        self._subtasks: dict[str, SubtaskEvent] = {}
+        self._working: dict[str, SubtaskEvent] = {}
+        """Hierarchical pattern: the sub-task each worker is on."""
+        self._notes_shown = 0
         self._meter: cl.Message | None = None
         self._meter_at = 0.0
         self._ws: WebsocketSession | None = None
-        self._approval_events: dict[str, ApprovalRequestEvent] = {}
 
     @property
     def running(self) -> bool:
@@ -75,10 +107,8 @@ class ChatSession:
             else:
                 await _say("Nothing is running.")
             return
-        if self.awaiting_reason and not command and self.running:
-            assert self.run is not None
-            request_id, self.awaiting_reason = self.awaiting_reason, None
-            self.run.deny(request_id, text, actor=self.user)
+        if self.awaiting and not command and self.running:
+            await self._settle_awaited(text)
             return
         if not text:
             await _say("Type a message first.")
@@ -88,9 +118,30 @@ class ChatSession:
             self.run.interrupt(text)
         elif self.running:
             assert self.run is not None
+            questions = self.run.pending_questions
+            if questions and not command:  # a role asked the human: what they type next is the answer
+                self.run.answer(questions[0].question_id, text, actor=self.user)
+                return
             self.run.say(text)
+            if self.run.pending_escalations:
+                await _say("*The team waits for your decision above; your message joins once it is made.*")
         else:
             self.start(text)
+
+    async def _settle_awaited(self, text: str) -> None:
+        assert self.run is not None and self.awaiting is not None
+        kind, key = self.awaiting
+        if kind == "write" and not text:
+            await _say("Type your answer first: the team goes on with it.")
+            return
+        self.awaiting = None
+        try:
+            if kind == "deny":
+                self.run.deny(key, text, actor=self.user)
+            else:
+                self.run.resolve(key, text=text, actor=self.user)
+        except KeyError:
+            await _say("That decision has already been made.")
 
     def start(self, text: str) -> None:
         self.run = self.conversation.start(text)
@@ -102,9 +153,10 @@ class ChatSession:
         self._ws = ws
         self._streams.clear()  # half-streamed messages belonged to the old page
         self._tools.clear()
+        self._cards.clear()
         self._meter = None
-        self._approvals.clear()
-        for ev in list(self._approval_events.values()):
+        self._notes_shown = 0
+        for ev in [*self._working.values(), *self._waiting.values()]:
             await self._show(ev)  # re-offer the buttons of every decision still awaited
 
     def approve(self, request_id: str) -> None:
@@ -113,8 +165,22 @@ class ChatSession:
             self.run.approve(request_id, actor=self.user)
 
     async def ask_reason(self, request_id: str) -> None:
-        self.awaiting_reason = request_id
+        self.awaiting = ("deny", request_id)
         await _say("Why deny it? Type the reason and send it (the agent will see it).")
+
+    async def resolve(self, escalation_id: str, *, choose: int | None = None, proceed: bool = False) -> None:
+        """A button on an escalation: pick a position, or let the team continue."""
+        if not self.running:
+            return
+        assert self.run is not None
+        try:
+            self.run.resolve(escalation_id, choose=choose, proceed=proceed, actor=self.user)
+        except KeyError:
+            await _say("That decision has already been made.")
+
+    async def ask_own_answer(self, escalation_id: str) -> None:
+        self.awaiting = ("write", escalation_id)
+        await _say("Type your own answer and send it: the team goes on with it.")
 
     async def _pump(self, run: Run) -> None:
         local_steps.set(None)  # keep the run's messages from nesting under the finished on_message step
@@ -130,21 +196,22 @@ class ChatSession:
 
     async def _show(self, ev: Event) -> None:  # noqa: C901 - one branch per event type reads best
         if isinstance(ev, ChunkEvent):
-            key = (ev.source, ev.turn)
-            msg = self._streams.get(key)
+            msg = self._streams.get(ev.source)
             if msg is None:
-                msg = self._streams[key] = cl.Message(content="", author=ev.source)
-                await msg.stream_token(speaker_header(ev.source, ev.turn))
+                msg = self._streams[ev.source] = cl.Message(content="", author=ev.source)
+                await msg.stream_token(speaker_header(ev.source, ev.turn, self._working.get(ev.source)))
             await msg.stream_token(ev.content)
         elif isinstance(ev, MessageEvent):
-            msg = self._streams.pop((ev.source, ev.turn), None) or cl.Message(content="", author=ev.source)
-            msg.content = agent_text(ev)
+            msg = self._streams.pop(ev.source, None) or cl.Message(content="", author=ev.source)
+            msg.content = agent_text(ev, self._working.get(ev.source))
             await msg.send()
         elif isinstance(ev, TurnAbandonedEvent):
-            msg = self._streams.pop((ev.source, ev.turn), None) or cl.Message(content="", author=ev.source)
+            msg = self._streams.pop(ev.source, None) or cl.Message(content="", author=ev.source)
             msg.content = (note(ev) or ("", ""))[1]
             await msg.send()
         elif isinstance(ev, ToolCallEvent):
+            if ev.name == ASK_HUMAN:
+                return  # the question shows as its own message
             step = cl.Step(name=ev.name, type="tool", show_input="json")
             step.input = json.dumps(ev.arguments, ensure_ascii=False) if isinstance(ev.arguments, dict) else ev.arguments
             self._tools[ev.call_id] = step
@@ -155,33 +222,95 @@ class ChatSession:
                 step.output = ev.content
                 step.is_error = ev.is_error
                 await step.update()
-        elif isinstance(ev, ApprovalRequestEvent):
-            actions = [
-                cl.Action(name="parley_approve", payload={"request_id": ev.request_id}, label="Approve"),
-                cl.Action(name="parley_deny", payload={"request_id": ev.request_id}, label="Deny…"),
-            ]
-            msg = cl.Message(content=(note(ev) or ("", ""))[1], author=SYSTEM, actions=actions)
-            self._approvals[ev.request_id] = msg
-            self._approval_events[ev.request_id] = ev
-            await msg.send()
-        elif isinstance(ev, ApprovalDecisionEvent):
-            msg = self._approvals.pop(ev.request_id, None)
-            self._approval_events.pop(ev.request_id, None)
-            if self.awaiting_reason == ev.request_id:
-                self.awaiting_reason = None
-            if msg is not None:
-                await msg.remove_actions()
-            await _say(decision_text(ev))
+            if ev.name == NOTES_TOOL:
+                await self._show_notes()
         elif isinstance(ev, FileEvent):
             await cl.Message(content=(note(ev) or ("", ""))[1], author=ev.source, elements=[file_element(ev)]).send()
         elif isinstance(ev, UsageEvent):
             await self._update_meter(ev)
         elif isinstance(ev, RunResult):
             await self._finish(ev)
-        else:
+        elif not await self._show_decision(ev):
             shown = note(ev)
             if shown is not None:
                 await cl.Message(content=shown[1], author=shown[0]).send()
+
+    async def _show_decision(self, ev: Event) -> bool:
+        """Approvals, checks, questions, escalations, sub-tasks: messages that change as things are settled."""
+        if isinstance(ev, ApprovalRequestEvent):
+            actions = [
+                cl.Action(name="parley_approve", payload={"request_id": ev.request_id}, label="Approve"),
+                cl.Action(name="parley_deny", payload={"request_id": ev.request_id}, label="Deny…"),
+            ]
+            await self._card(ev.request_id, ev, cl.Message(content=approval_text(ev), author=SYSTEM, actions=actions))
+        elif isinstance(ev, ApprovalDecisionEvent):
+            await self._settled(ev.request_id)
+            await _say(decision_text(ev))
+        elif isinstance(ev, ValidationEvent) and not ev.passed:
+            msg = self._streams.pop(ev.source, None) or cl.Message(content="", author=ev.source)
+            msg.content = validation_text(ev)  # the failed attempt stays on screen, closed; the next one streams anew
+            await msg.send()
+        elif isinstance(ev, QuestionEvent):
+            await self._card(ev.question_id, ev, cl.Message(content=question_text(ev), author=ev.source))
+        elif isinstance(ev, AnswerEvent):
+            asked = self._waiting.get(ev.question_id)
+            card = await self._settled(ev.question_id)
+            if card is not None and isinstance(asked, QuestionEvent):
+                card.content = question_text(asked, ev)
+                await card.update()
+        elif isinstance(ev, EscalationEvent):
+            await self._card(ev.escalation_id, ev, cl.Message(content=escalation_text(ev), author=SYSTEM,
+                                                              actions=escalation_actions(ev)))
+        elif isinstance(ev, EscalationResolvedEvent):
+            asked = self._waiting.get(ev.escalation_id)
+            await self._settled(ev.escalation_id)
+            await _say(resolved_text(ev, asked.positions if isinstance(asked, EscalationEvent) else ()))
+        elif isinstance(ev, SubtaskEvent):
+            await self._show_subtask(ev)
+        else:
+            return False
+        return True
+
+    async def _card(self, key: str, ev: Event, msg: cl.Message) -> None:
+        self._cards[key] = msg
+        self._waiting[key] = ev
+        await msg.send()
+
+    async def _settled(self, key: str) -> cl.Message | None:
+        """A decision was made: take its buttons away."""
+        self._waiting.pop(key, None)
+        if self.awaiting is not None and self.awaiting[1] == key:
+            self.awaiting = None
+        msg = self._cards.pop(key, None)
+        if msg is not None and msg.actions:
+            await msg.remove_actions()
+        return msg
+
+    async def _show_subtask(self, ev: SubtaskEvent) -> None:
+        if ev.status == "started":
+            self._subtasks[ev.subtask_id] = self._working[ev.worker] = ev
+            msg = self._cards[ev.subtask_id] = cl.Message(content=subtask_text(ev), author=ev.source)
+            await msg.send()
+            return
+        started = self._subtasks.pop(ev.subtask_id, None)
+        if started is None:
+            return
+        if self._working.get(started.worker) is started:
+            del self._working[started.worker]
+        msg = self._cards.pop(ev.subtask_id, None)
+        if msg is not None:
+            msg.content = subtask_text(started, ev)
+            await msg.update()
+
+    async def _show_notes(self) -> None:
+        """The team's shared notes, in the side panel, whenever one is added."""
+        notes = self.conversation.notes_board
+        if len(notes) == self._notes_shown:
+            return
+        self._notes_shown = len(notes)
+        await cl.ElementSidebar.set_elements([cl.Text(name="team-notes", content=notes_text(notes))],
+                                             key=f"notes-{len(notes)}")
+        await cl.ElementSidebar.set_title(f"Team notes · {len(notes)}")  # after the elements, or it is lost
 
     async def _update_meter(self, ev: UsageEvent) -> None:
         now = time.monotonic()
@@ -197,10 +326,11 @@ class ChatSession:
             await self._meter.update()
 
     async def _finish(self, result: RunResult) -> None:
-        for msg in self._approvals.values():
-            await msg.remove_actions()
-        self._approvals.clear()
-        self._approval_events.clear()
+        for key in list(self._waiting):
+            await self._settled(key)
+        self.awaiting = None
+        self._working.clear()
+        self._subtasks.clear()
         if self._meter is not None:
             self._meter.content = meter_text(result.prompt_tokens, result.completion_tokens, result.cost_usd,
                                              self.conversation)
@@ -212,6 +342,19 @@ class ChatSession:
             elements.append(cl.Image(url=data_url(svg.encode(), "image/svg+xml"), name="tokens-per-speaker.svg",
                                      display="inline", mime="image/svg+xml"))
         await cl.Message(content=(note(result) or ("", ""))[1], author=SYSTEM, elements=elements).send()
+
+
+def escalation_actions(ev: EscalationEvent) -> list[cl.Action]:
+    """A button per position, then Continue and Write my own…"""
+    key = {"escalation_id": ev.escalation_id}
+    picks = [cl.Action(name="parley_pick", payload=key | {"choose": i}, label=position_label(i, p.who),
+                       tooltip=clip(p.text, 200)) for i, p in enumerate(ev.positions, 1)]
+    return [
+        *picks,
+        cl.Action(name="parley_continue", payload=key, label="Continue", tooltip="The team goes on as it is"),
+        cl.Action(name="parley_write", payload=key, label="Write my own…",
+                  tooltip="Type the answer the team goes on with"),
+    ]
 
 
 INLINE_LIMIT = 2_000_000
@@ -235,13 +378,6 @@ def file_element(ev: FileEvent) -> cl.Element:
             return kind(url=data_url(f.read(), ev.mime), name=name, display="inline", mime=ev.mime)
     cl.context.session.files_dir.mkdir(parents=True, exist_ok=True)
     return kind(path=ev.path, name=name, display="inline", mime=ev.mime)
-
-
-def meter_text(prompt: int, completion: int, cost: float | None, conv: Conversation) -> str:
-    selector = conv.meter.by_source().get("selector")
-    sel = f" (selector {selector[0] + selector[1]:,})" if selector else ""
-    money = "cost unknown" if cost is None else f"${cost:.4f}"
-    return f"**Meter** · {prompt:,} prompt + {completion:,} completion tokens{sel} · {money}"
 
 
 def per_speaker(conv: Conversation, run: Run | None) -> list[tuple[str, int, int, int]]:

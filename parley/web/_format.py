@@ -3,32 +3,64 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from typing import Any
 
 from .._render import summary
+from ..conversation import Conversation
 from ..events import (
+    AnswerEvent,
     ApprovalDecisionEvent,
     ApprovalRequestEvent,
     ErrorEvent,
+    EscalationEvent,
+    EscalationResolvedEvent,
     Event,
     FileEvent,
     HumanMessageEvent,
     MessageEvent,
     NoticeEvent,
+    QuestionEvent,
     RunResult,
+    SubtaskEvent,
+    TriggerEvent,
     TurnAbandonedEvent,
+    ValidationEvent,
+    VoteEvent,
 )
 
 SYSTEM = "parley"
+CLIP = 1500
+BAR_WIDTH = 9
 
 
-def speaker_header(source: str, turn: int) -> str:
+def clip(text: str, limit: int = CLIP) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def quoted(text: str) -> str:
+    """Markdown block quote of any text (every line, blank ones too)."""
+    return "\n".join(f"> {line}" if line.strip() else ">" for line in clip(text).splitlines() or [""])
+
+
+def speaker_header(source: str, turn: int, subtask: SubtaskEvent | None = None) -> str:
     # Chainlit 2.12 shows an author's name only on hovering the avatar: say it in the message too.
-    return f"**{source}** · turn {turn}\n\n"
+    head = f"**{source}** · turn {turn}"
+    if subtask is not None:  # a worker of a hierarchical team: say which sub-task this answers
+        head += f" · sub-task from {subtask.source}: *{clip(subtask.task, 160)}*"
+    return head + "\n\n"
 
 
-def agent_text(ev: MessageEvent) -> str:
+def agent_text(ev: MessageEvent, subtask: SubtaskEvent | None = None) -> str:
     body = ev.content if ev.kind != "tool_summary" else f"Tool result:\n\n```\n{ev.content}\n```"
-    return speaker_header(ev.source, ev.turn) + body
+    return speaker_header(ev.source, ev.turn, subtask) + body
+
+
+def meter_text(prompt: int, completion: int, cost: float | None, conv: Conversation) -> str:
+    selector = conv.meter.by_source().get("selector")
+    sel = f" (selector {selector[0] + selector[1]:,})" if selector else ""
+    money = "cost unknown" if cost is None else f"${cost:.4f}"
+    return f"**Meter** · {prompt:,} prompt + {completion:,} completion tokens{sel} · {money}"
 
 
 def approval_text(ev: ApprovalRequestEvent) -> str:
@@ -42,7 +74,115 @@ def decision_text(ev: ApprovalDecisionEvent) -> str:
     return f"`{ev.name}` {verdict} by {ev.actor}{because}"
 
 
-def note(ev: Event) -> tuple[str, str] | None:
+# -- the conflict-resolution ladder: checks, questions, escalations ----------------------------------
+
+
+def validation_text(ev: ValidationEvent) -> str:
+    """A failed attempt, as the closed message of that attempt; a corrected answer that passes, as a note."""
+    if ev.passed:
+        return f"✔ **{ev.source}**'s corrected answer passes its checks (attempt {ev.attempt})"
+    problems = "\n".join(f"- {clip(p, 300)}" for p in ev.problems)
+    then = (f"*{ev.source} is asked to correct it.*" if ev.attempt <= ev.retries
+            else "*No corrections left: a human decides (below).*")
+    return (f"{speaker_header(ev.source, ev.turn)}{ev.content}\n\n---\n"
+            f"✖ **Attempt {ev.attempt} of {ev.retries + 1} fails its checks**\n\n{problems}\n\n{then}")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
+
+
+def question_text(ev: QuestionEvent, answer: AnswerEvent | None = None) -> str:
+    """The question a role asks the human, and once settled, how."""
+    if answer is None:
+        wait = f" (no answer within {_minutes(ev.timeout_s)}: it goes on without)" if ev.timeout_s is not None else ""
+        status = f"*Type your answer below and send it: it goes to {ev.source}{wait}.*"
+    elif answer.timed_out:
+        status = f"✖ *No answer in time: {ev.source} went on with {clip(answer.content, 200)!r}*"
+    else:
+        status = f"✔ *Answered by {answer.actor}: {clip(answer.content, 200)}*"
+    return f"**{ev.source}** asks you · turn {ev.turn}\n\n### {clip(ev.content, 600)}\n\n{status}"
+
+
+ESCALATION_TITLES = {
+    "tie": "the vote is tied",
+    "validation": "an answer keeps failing its checks",
+    "disagreement": "the team cannot agree",
+}
+
+
+def position_label(i: int, who: str) -> str:
+    """The button that picks a position: "Pick 1 · analyst"."""
+    return f"Pick {i} · {clip(who, 40)}"
+
+
+def escalation_text(ev: EscalationEvent) -> str:
+    short = all(len(p.text) <= 80 and "\n" not in p.text for p in ev.positions)
+    if short:  # e.g. a vote's options: one line each
+        sides = "\n".join(f"{i}. **{p.who}**: {p.text}" for i, p in enumerate(ev.positions, 1))
+    else:
+        sides = "\n\n".join(f"**{i} · {p.who}**\n\n{quoted(p.text)}" for i, p in enumerate(ev.positions, 1))
+    return (f"### ‼ Your decision: {ESCALATION_TITLES.get(ev.kind, ev.kind)}\n\n{clip(ev.content, 600)}\n\n"
+            f"{sides}\n\n*Pick a position, let the team **Continue** as it is, or **Write my own…** answer.*")
+
+
+def resolved_text(ev: EscalationResolvedEvent, positions: Sequence[Any] = ()) -> str:
+    if ev.decision == "unresolved":
+        return f"✖ The escalation was left unresolved: {ev.content}"
+    if ev.decision == "choose":
+        who = f" · {positions[ev.choice - 1].who}" if ev.choice and len(positions) >= ev.choice else ""
+        what = f"picked position {ev.choice}{who}: *{clip(ev.content, 300)}*"
+    elif ev.decision == "write":
+        what = f"wrote their own answer: *{clip(ev.content, 300)}*"
+    else:
+        what = "let the team continue as it was"
+    return f"✔ Decided by **{ev.actor}**: {what}"
+
+
+# -- the patterns: sub-tasks of a hierarchical team, votes of a consensus team --------------------
+
+
+def subtask_text(started: SubtaskEvent, finished: SubtaskEvent | None = None) -> str:
+    if finished is None:
+        status = "◐ *working…*"
+    elif finished.status == "done":
+        status = "✔ *done*"
+    else:
+        status = f"✖ *failed*: {clip(finished.content, 300)}"
+    return f"**{started.source} → {started.worker}** · sub-task\n\n{quoted(started.task)}\n\n{status}"
+
+
+OUTCOMES = {
+    "majority": "✔ **Majority for {decision}**",
+    "debate": "↻ **No majority**: each voter now reads the others' answers and votes again",
+    "tie": "⚖ **Still split after the debate**: the tie rule decides",
+}
+
+
+def vote_text(ev: VoteEvent) -> str:
+    """One round's tally as a small table: an answer per row, a bar, who voted for it, and the outcome."""
+    if ev.outcome not in OUTCOMES:  # the tie settled: by the judge, the manager model or a human
+        return f"⚖ The tie is settled: **{ev.decision}** (by {ev.source}, round {ev.round})"
+    rows = ["| answer | votes | who |", "|:--|:--|:--|"]
+    for answer, n in ev.tally.items():
+        who = ", ".join(v for v, a in ev.votes.items() if a == answer)
+        filled = round(BAR_WIDTH * n / max(1, len(ev.votes)))
+        rows.append(f"| **{answer}** | `{'█' * filled}{'░' * (BAR_WIDTH - filled)}` {n} of {len(ev.votes)} | {who} |")
+    for voter, answer in ev.votes.items():
+        if answer not in ev.tally:
+            rows.append(f"| *{answer}* | – | {voter} |")
+    outcome = OUTCOMES[ev.outcome].format(decision=ev.decision)
+    return f"**Vote · round {ev.round}** · {len(ev.votes)} voters\n\n" + "\n".join(rows) + f"\n\n{outcome}"
+
+
+def notes_text(notes: Sequence[dict[str, Any]]) -> str:
+    """The team's shared notes (team_notes), newest last."""
+    if not notes:
+        return "*No notes yet.*"
+    return "\n\n".join(f"{i}. **{n.get('role', '?')}**: {n.get('text', '')}" for i, n in enumerate(notes, 1))
+
+
+def note(ev: Event) -> tuple[str, str] | None:  # noqa: C901 - one line per event type reads best
     """(author, markdown) for an event shown as a message, or None when it is not one."""
     if isinstance(ev, MessageEvent):
         return ev.source, agent_text(ev)
@@ -52,6 +192,22 @@ def note(ev: Event) -> tuple[str, str] | None:
         return SYSTEM, approval_text(ev)
     if isinstance(ev, ApprovalDecisionEvent):
         return SYSTEM, decision_text(ev)
+    if isinstance(ev, ValidationEvent):
+        if ev.passed:
+            return (SYSTEM, validation_text(ev)) if ev.attempt > 1 else None
+        return ev.source, validation_text(ev)
+    if isinstance(ev, QuestionEvent):
+        return ev.source, question_text(ev)
+    if isinstance(ev, EscalationEvent):
+        return SYSTEM, escalation_text(ev)
+    if isinstance(ev, EscalationResolvedEvent):
+        return SYSTEM, resolved_text(ev)
+    if isinstance(ev, SubtaskEvent):
+        return (ev.source, subtask_text(ev)) if ev.status == "started" else None
+    if isinstance(ev, VoteEvent):
+        return SYSTEM, vote_text(ev)
+    if isinstance(ev, TriggerEvent):
+        return SYSTEM, f"⚡ *{ev.role} woken by {ev.on}*"
     if isinstance(ev, ErrorEvent):
         return SYSTEM, f"**Error** in {ev.source}: `{ev.error_type}`: {ev.content}"
     if isinstance(ev, NoticeEvent):

@@ -146,12 +146,12 @@ async def _start() -> None:
         await cl.Message(content=f"**This team cannot run.**\n\n```\n{why}\n```\nPick another team.",
                          author=SYSTEM).send()
         return
-    write_avatars(Path.cwd() / "public", [*entry.spec.role_names, SYSTEM])
     try:
         conv = Conversation(entry.spec)
     except ConfigError as exc:
         await cl.Message(content=f"**This team cannot start:** {exc}", author=SYSTEM).send()
         return
+    write_avatars(Path.cwd() / "public", [*sorted(conv.speakers), SYSTEM])  # a consensus team's verdict too
     cl.user_session.set("parley", ChatSession(conv, user))
     await cl.context.emitter.set_commands(commands())
 
@@ -172,7 +172,7 @@ async def _resume(thread: ThreadDict) -> None:
     except ConfigError as exc:
         await cl.Message(content=f"**This conversation cannot continue:** {exc}", author=SYSTEM).send()
         return
-    write_avatars(Path.cwd() / "public", [*conv.team.role_names, SYSTEM])
+    write_avatars(Path.cwd() / "public", [*sorted(conv.speakers), SYSTEM])
     session = ChatSession(conv, user)
     _remember(thread["id"], session)
     cl.user_session.set("parley", session)
@@ -212,3 +212,24 @@ async def _deny(action: cl.Action) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
     if session is not None:
         await session.ask_reason(action.payload["request_id"])
+
+
+@cl.action_callback("parley_pick")
+async def _pick(action: cl.Action) -> None:
+    session: ChatSession | None = cl.user_session.get("parley")
+    if session is not None:
+        await session.resolve(action.payload["escalation_id"], choose=int(action.payload["choose"]))
+
+
+@cl.action_callback("parley_continue")
+async def _continue(action: cl.Action) -> None:
+    session: ChatSession | None = cl.user_session.get("parley")
+    if session is not None:
+        await session.resolve(action.payload["escalation_id"], proceed=True)
+
+
+@cl.action_callback("parley_write")
+async def _write(action: cl.Action) -> None:
+    session: ChatSession | None = cl.user_session.get("parley")
+    if session is not None:
+        await session.ask_own_answer(action.payload["escalation_id"])
