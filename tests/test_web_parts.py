@@ -5,17 +5,26 @@ from __future__ import annotations
 from chainlit.types import Pagination, ThreadFilter
 
 from parley.events import (
+    AnswerEvent,
     ApprovalDecisionEvent,
     ApprovalRequestEvent,
+    EscalationEvent,
+    EscalationResolvedEvent,
     HumanMessageEvent,
     MessageEvent,
+    Position,
+    QuestionEvent,
     RunResult,
+    SubtaskEvent,
     ToolCallEvent,
     ToolResultEvent,
+    ValidationEvent,
+    VoteEvent,
 )
 from parley.store import Store
 from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
 from parley.web._datalayer import ParleyDataLayer, thread_steps
+from parley.web._format import vote_text
 from parley.web.app import _host_of, _loopback
 
 
@@ -76,3 +85,50 @@ def test_avatars_and_chart() -> None:
     assert avatar_file_name("Code Reviewer") == "code_reviewer.png"
     svg = usage_chart_svg([("analyst", 1200, 300, 3), ("selector", 400, 10, 0)])
     assert svg.startswith("<svg") and "analyst" in svg and "1,200 | 300 · 3 turns" in svg and "selector" in svg
+
+
+def test_reopened_thread_shows_questions_subtasks_and_decisions_settled() -> None:
+    started = SubtaskEvent(source="editor", subtask_id="s1", worker="seo", task="Title and keywords",
+                           status="started", turn=2)
+    events = [
+        HumanMessageEvent(source="user", content="Write about churn", mode="task"),
+        ToolCallEvent(source="editor", name="ask_human", arguments={"question": "For whom?"}, call_id="c1", turn=1),
+        QuestionEvent(source="editor", content="For whom?", question_id="q1", timeout_s=600, default="guess",
+                      turn=1),
+        AnswerEvent(source="dana", content="Small shops", question_id="q1", actor="dana", turn=1),
+        ToolResultEvent(source="editor", name="ask_human", call_id="c1", content="The human answered: Small shops"),
+        started,
+        ValidationEvent(source="seo", content="Title: churn", passed=False, attempt=1, retries=0,
+                        problems=["the answer must be JSON"], turn=2),
+        EscalationEvent(source="seo", content="seo's answer still fails its checks", escalation_id="e1",
+                        kind="validation", positions=[Position(who="seo", text="Title: churn")], turn=2),
+        EscalationResolvedEvent(source="dana", escalation_id="e1", decision="write", content='{"title": "Churn"}',
+                                actor="dana", turn=2),
+        MessageEvent(source="seo", content='{"title": "Churn"}', turn=2),
+        started.model_copy(update={"status": "done", "task": "", "content": '{"title": "Churn"}'}),
+        MessageEvent(source="editor", content="Ready. PUBLISH", turn=3),
+    ]
+    steps = thread_steps("t2", events)
+    shown = [(s["type"], s["name"], s["output"]) for s in steps]
+    assert [(kind, name) for kind, name, _ in shown] == [
+        ("user_message", "user"), ("assistant_message", "editor"), ("user_message", "user"),
+        ("assistant_message", "editor"), ("assistant_message", "seo"), ("assistant_message", "parley"),
+        ("user_message", "user"), ("assistant_message", "parley"), ("assistant_message", "seo"),
+        ("assistant_message", "editor"),
+    ]
+    question, answer, subtask, attempt, escalation, written, decided, seo = (s[2] for s in shown[1:9])
+    assert "For whom?" in question and "Answered by dana: Small shops" in question and answer == "Small shops"
+    assert "editor → seo" in subtask and "Title and keywords" in subtask and "done" in subtask
+    assert "Attempt 1 of 1 fails its checks" in attempt and "the answer must be JSON" in attempt
+    assert "an answer keeps failing its checks" in escalation and "1. **seo**: Title: churn" in escalation
+    assert written == '{"title": "Churn"}' and "Decided by **dana**: wrote their own answer" in decided
+    assert seo.startswith("**seo** · turn 2 · sub-task from editor: *Title and keywords*")
+    assert not any(s["type"] == "tool" for s in steps), "ask_human shows as the question, not as a tool call"
+
+
+def test_a_vote_reads_as_a_tally_of_who_voted_what() -> None:
+    text = vote_text(VoteEvent(source="tally", round=1, votes={"analyst": "invest", "risk": "hold", "cfo": "invest"},
+                               tally={"invest": 2, "hold": 1}, outcome="majority", decision="invest"))
+    rows = [line for line in text.splitlines() if line.startswith("| **")]
+    assert rows == ["| **invest** | `██████░░░` 2 of 3 | analyst, cfo |", "| **hold** | `███░░░░░░` 1 of 3 | risk |"]
+    assert "Majority for invest" in text

@@ -15,15 +15,22 @@ from chainlit.data.base import BaseDataLayer
 from chainlit.types import PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from chainlit.user import PersistedUser, User
 
+from .._human import ASK_HUMAN
 from ..events import (
+    AnswerEvent,
+    EscalationEvent,
+    EscalationResolvedEvent,
     Event,
     HumanMessageEvent,
+    MessageEvent,
+    QuestionEvent,
+    SubtaskEvent,
     ToolCallEvent,
     ToolResultEvent,
     event_adapter,
 )
 from ..store import Store, ThreadRow
-from ._format import note
+from ._format import SYSTEM, agent_text, note, question_text, resolved_text, subtask_text
 
 
 def _iso(ts: float | datetime) -> str:
@@ -32,31 +39,85 @@ def _iso(ts: float | datetime) -> str:
 
 
 def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
-    """Chainlit steps for a stored conversation, in order."""
+    """Chainlit steps for a stored conversation, in order: what the user saw live, settled."""
     steps: list[dict[str, Any]] = []
-    tools: dict[str, dict[str, Any]] = {}
+    by_id: dict[str, dict[str, Any]] = {}
+    """Steps that later events complete: tool calls, questions, sub-tasks (by call, question or sub-task id)."""
+    asked: dict[str, Event] = {}
+    """Questions, escalations and sub-tasks by id, for the events that settle them."""
+    working: dict[str, SubtaskEvent] = {}
     for i, ev in enumerate(events):
         base = {"id": f"{thread_id}-{i}", "threadId": thread_id, "parentId": None, "createdAt": _iso(ev.ts)}
-        if isinstance(ev, HumanMessageEvent):
-            steps.append(base | {"type": "user_message", "name": "user", "output": ev.content})
-            if ev.mode == "task":
+        said = _typed_by_user(ev)
+        if said is not None:
+            steps.append(base | {"type": "user_message", "name": "user", "output": said})
+            if isinstance(ev, HumanMessageEvent) and ev.mode == "task":
                 continue
-            base = base | {"id": f"{base['id']}-note"}  # followed by the note saying when it joined
+            base = base | {"id": f"{base['id']}-note"}  # followed by the note saying what became of it
         if isinstance(ev, ToolCallEvent):
+            if ev.name == ASK_HUMAN:
+                continue  # the question is its own message
             step = base | {"type": "tool", "name": ev.name, "input": json.dumps(ev.arguments, ensure_ascii=False),
                            "output": "", "showInput": "json", "start": base["createdAt"], "end": base["createdAt"]}
-            tools[ev.call_id] = step
+            by_id[ev.call_id] = step
             steps.append(step)
             continue
-        if isinstance(ev, ToolResultEvent) and ev.call_id in tools:
-            tools[ev.call_id]["output"] = ev.content
-            tools[ev.call_id]["isError"] = ev.is_error
+        if isinstance(ev, ToolResultEvent):
+            if ev.call_id in by_id:
+                by_id[ev.call_id]["output"] = ev.content
+                by_id[ev.call_id]["isError"] = ev.is_error
             continue
-        shown = note(ev)
+        shown = _settled(ev, by_id, asked, working)
+        if shown is None:
+            shown = note(ev)
         if shown is not None:
             author, text = shown
-            steps.append(base | {"type": "assistant_message", "name": author, "output": text})
+            step = base | {"type": "assistant_message", "name": author, "output": text}
+            steps.append(step)
+            key = {QuestionEvent: "question_id", SubtaskEvent: "subtask_id"}.get(type(ev))
+            if key is not None:
+                by_id[getattr(ev, key)] = step
     return steps
+
+
+def _typed_by_user(ev: Event) -> str | None:
+    """What the user typed in the chat: the task, interjections, answers to questions, their own answers."""
+    if isinstance(ev, HumanMessageEvent):
+        return ev.content
+    if isinstance(ev, AnswerEvent) and not ev.timed_out:
+        return ev.content
+    if isinstance(ev, EscalationResolvedEvent) and ev.decision == "write":
+        return ev.content
+    return None
+
+
+def _settled(ev: Event, by_id: dict[str, dict[str, Any]], asked: dict[str, Event],
+             working: dict[str, SubtaskEvent]) -> tuple[str, str] | None:
+    """Events that read with what came before them; updates the steps they settle. None: use `note`."""
+    if isinstance(ev, (QuestionEvent, EscalationEvent)):
+        asked[ev.question_id if isinstance(ev, QuestionEvent) else ev.escalation_id] = ev
+        return None
+    if isinstance(ev, AnswerEvent):
+        question = asked.get(ev.question_id)
+        if isinstance(question, QuestionEvent) and ev.question_id in by_id:
+            by_id[ev.question_id]["output"] = question_text(question, ev)
+        return None
+    if isinstance(ev, EscalationResolvedEvent):
+        escalation = asked.get(ev.escalation_id)
+        return SYSTEM, resolved_text(ev, escalation.positions if isinstance(escalation, EscalationEvent) else ())
+    if isinstance(ev, SubtaskEvent):
+        if ev.status == "started":
+            asked[ev.subtask_id] = working[ev.worker] = ev
+            return None
+        started = asked.get(ev.subtask_id)
+        if isinstance(started, SubtaskEvent) and ev.subtask_id in by_id:
+            by_id[ev.subtask_id]["output"] = subtask_text(started, ev)
+            if working.get(started.worker) is started:
+                del working[started.worker]
+        return None
+    if isinstance(ev, MessageEvent) and ev.source in working:
+        return ev.source, agent_text(ev, working[ev.source])
+    return None
 
 
 class ParleyDataLayer(BaseDataLayer):
