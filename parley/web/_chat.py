@@ -42,6 +42,7 @@ from ..events import (
 from ..run import Run
 from ._art import usage_chart_svg
 from ._format import (
+    NOTES,
     SYSTEM,
     agent_text,
     approval_text,
@@ -50,6 +51,7 @@ from ._format import (
     escalation_text,
     meter_text,
     note,
+    notes_added_text,
     notes_text,
     position_label,
     question_text,
@@ -223,7 +225,7 @@ class ChatSession:
                 step.is_error = ev.is_error
                 await step.update()
             if ev.name == NOTES_TOOL:
-                await self._show_notes()
+                await self._show_notes(ev.source)
         elif isinstance(ev, FileEvent):
             await cl.Message(content=(note(ev) or ("", ""))[1], author=ev.source, elements=[file_element(ev)]).send()
         elif isinstance(ev, UsageEvent):
@@ -248,7 +250,7 @@ class ChatSession:
             await _say(decision_text(ev))
         elif isinstance(ev, ValidationEvent) and not ev.passed:
             msg = self._streams.pop(ev.source, None) or cl.Message(content="", author=ev.source)
-            msg.content = validation_text(ev)  # the failed attempt stays on screen, closed; the next one streams anew
+            msg.content = validation_text(ev, self._working.get(ev.source))  # the failed attempt stays on screen, closed; the next one streams anew
             await msg.send()
         elif isinstance(ev, QuestionEvent):
             await self._card(ev.question_id, ev, cl.Message(content=question_text(ev), author=ev.source))
@@ -302,15 +304,17 @@ class ChatSession:
             msg.content = subtask_text(started, ev)
             await msg.update()
 
-    async def _show_notes(self) -> None:
-        """The team's shared notes, in the side panel, whenever one is added."""
+    async def _show_notes(self, role: str) -> None:
+        """The team's shared notes, in the side panel, whenever one is added; the note in the chat reopens it."""
         notes = self.conversation.notes_board
         if len(notes) == self._notes_shown:
             return
         self._notes_shown = len(notes)
-        await cl.ElementSidebar.set_elements([cl.Text(name="team-notes", content=notes_text(notes))],
-                                             key=f"notes-{len(notes)}")
-        await cl.ElementSidebar.set_title(f"Team notes · {len(notes)}")  # after the elements, or it is lost
+        board = notes_text(notes)
+        await cl.Message(content=notes_added_text(role, notes), author=SYSTEM,
+                         elements=[cl.Text(name=NOTES, content=board, display="side")]).send()
+        await cl.ElementSidebar.set_elements([cl.Text(name="team-notes", content=board)], key=f"notes-{len(notes)}")
+        await cl.ElementSidebar.set_title(f"{NOTES} · {len(notes)}")  # after the elements, or it is lost
 
     async def _update_meter(self, ev: UsageEvent) -> None:
         now = time.monotonic()

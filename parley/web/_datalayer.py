@@ -27,10 +27,11 @@ from ..events import (
     SubtaskEvent,
     ToolCallEvent,
     ToolResultEvent,
+    ValidationEvent,
     event_adapter,
 )
 from ..store import Store, ThreadRow
-from ._format import SYSTEM, agent_text, note, question_text, resolved_text, subtask_text
+from ._format import SYSTEM, agent_text, note, question_text, resolved_text, subtask_text, validation_text
 
 
 def _iso(ts: float | datetime) -> str:
@@ -117,6 +118,8 @@ def _settled(ev: Event, by_id: dict[str, dict[str, Any]], asked: dict[str, Event
         return None
     if isinstance(ev, MessageEvent) and ev.source in working:
         return ev.source, agent_text(ev, working[ev.source])
+    if isinstance(ev, ValidationEvent) and not ev.passed and ev.source in working:
+        return ev.source, validation_text(ev, working[ev.source])
     return None
 
 

@@ -39,7 +39,12 @@ def clip(text: str, limit: int = CLIP) -> str:
 
 
 def quoted(text: str) -> str:
-    """Markdown block quote of any text (every line, blank ones too)."""
+    """Markdown block quote of any text (every line, blank ones too); JSON as an indented code block."""
+    if text.lstrip()[:1] in ("{", "["):
+        try:
+            return "```json\n" + clip(json.dumps(json.loads(text), indent=2, ensure_ascii=False)) + "\n```"
+        except ValueError:
+            pass
     return "\n".join(f"> {line}" if line.strip() else ">" for line in clip(text).splitlines() or [""])
 
 
@@ -77,14 +82,14 @@ def decision_text(ev: ApprovalDecisionEvent) -> str:
 # -- the conflict-resolution ladder: checks, questions, escalations ----------------------------------
 
 
-def validation_text(ev: ValidationEvent) -> str:
+def validation_text(ev: ValidationEvent, subtask: SubtaskEvent | None = None) -> str:
     """A failed attempt, as the closed message of that attempt; a corrected answer that passes, as a note."""
     if ev.passed:
         return f"✔ **{ev.source}**'s corrected answer passes its checks (attempt {ev.attempt})"
     problems = "\n".join(f"- {clip(p, 300)}" for p in ev.problems)
     then = (f"*{ev.source} is asked to correct it.*" if ev.attempt <= ev.retries
             else "*No corrections left: a human decides (below).*")
-    return (f"{speaker_header(ev.source, ev.turn)}{ev.content}\n\n---\n"
+    return (f"{speaker_header(ev.source, ev.turn, subtask)}{ev.content}\n\n---\n"
             f"✖ **Attempt {ev.attempt} of {ev.retries + 1} fails its checks**\n\n{problems}\n\n{then}")
 
 
@@ -173,6 +178,14 @@ def vote_text(ev: VoteEvent) -> str:
             rows.append(f"| *{answer}* | – | {voter} |")
     outcome = OUTCOMES[ev.outcome].format(decision=ev.decision)
     return f"**Vote · round {ev.round}** · {len(ev.votes)} voters\n\n" + "\n".join(rows) + f"\n\n{outcome}"
+
+
+NOTES = "Team notes"
+"""The side panel's name; in a message, Chainlit makes it the link that opens the panel."""
+
+
+def notes_added_text(role: str, notes: Sequence[dict[str, Any]]) -> str:
+    return f"**{role}** added to the {NOTES} ({len(notes)}): *{clip(str(notes[-1].get('text', '')), 200)}*"
 
 
 def notes_text(notes: Sequence[dict[str, Any]]) -> str:
