@@ -58,7 +58,7 @@ from .events import (
     ValidationEvent,
     VoteEvent,
 )
-from .models import BudgetExceeded, CallRecord
+from .models import BudgetExceeded, CallRecord, Retry
 
 if TYPE_CHECKING:
     from .conversation import Conversation
@@ -395,6 +395,11 @@ class Run:
             turn=self.conversation.turn + 1,
         ))
 
+    def _on_retry(self, note: Retry) -> None:
+        self._emit(NoticeEvent(source=note.source, level="warning", turn=self._live_turn(), content=(
+            f"{note.source}'s model call failed ({note.error}); retrying in {note.delay_s:.1f} s "
+            f"(attempt {note.attempt + 1} of {note.attempts})")))
+
     def _on_pick(self, name: str, fallback: bool) -> None:
         self._speaker = name
         content = name if not fallback else f"{name} (the selector's answer named no role; next in order)"
@@ -418,6 +423,7 @@ class Run:
         self._turn0 = conv.turn
         meter.budget = meter.total_tokens + conv.limits.max_tokens if conv.limits.max_tokens else None
         meter.listeners.append(self._on_usage)
+        meter.retry_listeners.append(self._on_retry)
         loop = asyncio.get_running_loop()
         if conv.store is not None:
             self._writer = loop.create_task(self._write())
@@ -444,6 +450,7 @@ class Run:
             if timer is not None:
                 timer.cancel()
             meter.listeners.remove(self._on_usage)
+            meter.retry_listeners.remove(self._on_retry)
         if self._writer is not None:
             await self._outbox.join()  # the team may have run ahead of the store: let it catch up
             if self._store_failed:

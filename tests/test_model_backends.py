@@ -517,3 +517,50 @@ def test_bad_model_string_says_what_is_wrong(model: str, expected: str) -> None:
     with pytest.raises(ModelStringError) as err:
         ModelPool(Meter()).client(model, "analyst")
     assert expected in str(err.value)
+
+
+# --- retries ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("openai_env")
+async def test_transient_failures_are_retried_with_backoff_and_reported(server: FakeServer, pool: ModelPool) -> None:
+    pool.meter.backoff_s = 0.01
+    notes: list[object] = []
+    pool.meter.retry_listeners.append(notes.append)
+    server.reply_json({"error": {"message": "slow down", "type": "rate_limit"}}, status=429)
+    server.reply_json({"error": {"message": "upstream failed", "type": "server_error"}}, status=503)
+    server.reply_sse(_chunks(["Revenue ", "grew."], (30, 7)))
+    client = pool.client("openai:gpt-4o-mini", "analyst")
+
+    parts, final = await _drain(client.create_stream(MESSAGES))
+
+    assert "".join(parts) == "Revenue grew." and len(server.requests) == 3  # the SDK's own retries are off
+    assert [(n.attempt, n.attempts, n.source) for n in notes] == [(1, 4, "analyst"), (2, 4, "analyst")]  # type: ignore[attr-defined]
+    assert "RateLimitError" in notes[0].error and "InternalServerError" in notes[1].error  # type: ignore[attr-defined]
+    assert len(pool.meter.calls) == 1 and pool.meter.failures == []
+
+
+@pytest.mark.usefixtures("openai_env")
+async def test_permanent_failures_are_not_retried_and_keep_the_backend_message(
+    server: FakeServer, pool: ModelPool
+) -> None:
+    pool.meter.backoff_s = 0.01
+    server.reply_json({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}},
+                      status=401)
+    client = pool.client("openai:gpt-4o-mini", "analyst")
+    with pytest.raises(Exception, match="Incorrect API key provided"):
+        await client.create(MESSAGES)
+    assert len(server.requests) == 1
+    assert [(f.error_type, "Incorrect API key" in f.message) for f in pool.meter.failures] == [("AuthenticationError", True)]
+
+
+@pytest.mark.usefixtures("openai_env")
+async def test_retries_give_up_after_the_limit(server: FakeServer, pool: ModelPool) -> None:
+    pool.meter.backoff_s = 0.01
+    pool.meter.retries = 2
+    for _ in range(3):
+        server.reply_json({"error": {"message": "overloaded", "type": "server_error"}}, status=500)
+    client = pool.client("openai:gpt-4o-mini", "analyst")
+    with pytest.raises(Exception, match="overloaded"):
+        await client.create(MESSAGES)
+    assert len(server.requests) == 3 and pool.meter.failures[-1].error_type == "InternalServerError"

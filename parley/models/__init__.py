@@ -6,7 +6,7 @@ from pathlib import Path
 
 from autogen_core.models import ChatCompletionClient
 
-from ._meter import BudgetExceeded, CallFailure, CallRecord, Meter, MeteredClient
+from ._meter import BudgetExceeded, CallFailure, CallRecord, Meter, MeteredClient, Retry, transient
 from ._pricing import cost_usd, price_of
 from ._ref import BACKENDS, ModelRef, parse_model
 from ._scripted import SELECTOR, ScriptedModel
@@ -21,10 +21,12 @@ __all__ = [
     "MeteredClient",
     "ModelPool",
     "ModelRef",
+    "Retry",
     "ScriptedModel",
     "cost_usd",
     "parse_model",
     "price_of",
+    "transient",
 ]
 
 

@@ -48,6 +48,10 @@ def build_remote(ref: ModelRef) -> ChatCompletionClient:
     return builder(ref)
 
 
+# Every backend's SDK retries are off (max_retries=0): the meter retries transient failures itself,
+# with backoff and jitter, and each retry is an event the user sees.
+
+
 def _openai(ref: ModelRef) -> ChatCompletionClient:
     from autogen_ext.models.openai import OpenAIChatCompletionClient, _model_info
 
@@ -56,7 +60,7 @@ def _openai(ref: ModelRef) -> ChatCompletionClient:
     if _env("OPENAI_BASE_URL"):
         kwargs["base_url"] = _env("OPENAI_BASE_URL")
     return OpenAIChatCompletionClient(
-        model=ref.name, api_key=key, model_info=_info(_model_info, ref.name),
+        model=ref.name, api_key=key, model_info=_info(_model_info, ref.name), max_retries=0,
         **kwargs,
     )
 
@@ -74,7 +78,7 @@ def _azure(ref: ModelRef) -> ChatCompletionClient:
     model = _env("PARLEY_AZURE_MODEL") or ref.name
     return AzureOpenAIChatCompletionClient(
         azure_deployment=ref.name, model=model, azure_endpoint=endpoint, api_key=key,
-        api_version=version, model_info=_info(_model_info, model)
+        api_version=version, model_info=_info(_model_info, model), max_retries=0,
     )
 
 
@@ -86,7 +90,8 @@ def _anthropic(ref: ModelRef) -> ChatCompletionClient:
     if _env("ANTHROPIC_BASE_URL"):
         kwargs["base_url"] = _env("ANTHROPIC_BASE_URL")
     return AnthropicChatCompletionClient(
-        model=ref.name, api_key=key, model_info=_info(_model_info, ref.name), max_tokens=2048, **kwargs
+        model=ref.name, api_key=key, model_info=_info(_model_info, ref.name), max_tokens=2048, max_retries=0,
+        **kwargs,
     )
 
 
@@ -104,7 +109,7 @@ def _compatible(ref: ModelRef) -> ChatCompletionClient:
 
     return OpenAIChatCompletionClient(
         model=ref.name, base_url=ref.base_url, api_key=_env("PARLEY_COMPATIBLE_API_KEY") or "not-needed",
-        model_info=_GENERIC_INFO
+        model_info=_GENERIC_INFO, max_retries=0,
     )
 
 

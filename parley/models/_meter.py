@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,14 +44,64 @@ class CallFailure:
     message: str
 
 
+@dataclass(frozen=True, kw_only=True)
+class Retry:
+    """A transient failure about to be retried."""
+
+    source: str
+    model: str
+    error: str
+    attempt: int
+    """The attempt that failed (1 for the first call)."""
+    attempts: int
+    delay_s: float
+
+
+TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
+_TRANSIENT_NAMES = ("Timeout", "TimedOut", "Connection", "RateLimit", "InternalServer", "ServiceUnavailable",
+                    "Overloaded", "RemoteProtocol", "ReadError")
+
+
+def transient(exc: BaseException) -> bool:
+    """A failure worth retrying: time-outs, dropped connections, 408/409/425/429 and 5xx answers."""
+    status = getattr(exc, "status_code", None)
+    if isinstance(status, int):
+        return status in TRANSIENT_STATUS or status >= 500
+    if isinstance(exc, (TimeoutError, ConnectionError)):
+        return True
+    return any(part in type(exc).__name__ for part in _TRANSIENT_NAMES)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    try:
+        value = headers.get("retry-after") if headers is not None else None
+        return min(float(value), 60.0) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass
 class Meter:
-    """Token and cost ledger shared by every client of one conversation."""
+    """Token and cost ledger shared by every client of one conversation, and its retry policy."""
 
     budget: int | None = None
     calls: list[CallRecord] = field(default_factory=list)
     failures: list[CallFailure] = field(default_factory=list)
     listeners: list[Callable[[CallRecord], None]] = field(default_factory=list)
+    retries: int = 3
+    """Transient failures retried per model call (the backends' own SDK retries are off: these are visible)."""
+    backoff_s: float = 1.0
+    """First delay; doubled each attempt, with ±50% jitter, at most `max_backoff_s` (or the server's Retry-After)."""
+    max_backoff_s: float = 20.0
+    retry_listeners: list[Callable[[Retry], None]] = field(default_factory=list)
+
+    def delay(self, attempt: int, exc: BaseException) -> float:
+        after = _retry_after(exc)
+        if after is not None:
+            return after
+        base = min(self.max_backoff_s, self.backoff_s * 2 ** (attempt - 1))
+        return base * random.uniform(0.5, 1.5)
 
     @property
     def prompt_tokens(self) -> int:
@@ -134,6 +185,22 @@ class MeteredClient(ChatCompletionClient):
         )
         return result
 
+    async def _retrying(self, exc: BaseException, attempt: int, token: CancellationToken | None) -> bool:
+        """Wait before the next attempt if `exc` is transient and attempts remain; False to give up."""
+        meter = self.meter
+        if not transient(exc) or attempt > meter.retries or (token is not None and token.is_cancelled()):
+            return False
+        delay = meter.delay(attempt, exc)
+        note = Retry(source=self.source, model=self.model, error=f"{type(exc).__name__}: {exc}"[:300],
+                     attempt=attempt, attempts=meter.retries + 1, delay_s=delay)
+        for listener in list(meter.retry_listeners):
+            listener(note)
+        pause = asyncio.ensure_future(asyncio.sleep(delay))
+        if token is not None:
+            token.link_future(pause)
+        await pause
+        return True
+
     def _failed(self, exc: BaseException) -> None:
         self.meter.failures.append(
             CallFailure(source=self.source, model=self.model, error_type=type(exc).__name__, message=str(exc))
@@ -149,17 +216,22 @@ class MeteredClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
-        self._check_budget(cancellation_token)
-        t0 = time.perf_counter()
-        try:
-            result = await self.inner.create(
-                messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
-                extra_create_args=extra_create_args, cancellation_token=cancellation_token,
-            )
-        except Exception as exc:
-            self._failed(exc)
-            raise
-        return self._record(messages, tools, result, t0)
+        attempt = 1
+        while True:
+            self._check_budget(cancellation_token)
+            t0 = time.perf_counter()
+            try:
+                result = await self.inner.create(
+                    messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
+                    extra_create_args=extra_create_args, cancellation_token=cancellation_token,
+                )
+            except Exception as exc:
+                if await self._retrying(exc, attempt, cancellation_token):
+                    attempt += 1
+                    continue
+                self._failed(exc)
+                raise
+            return self._record(messages, tools, result, t0)
 
     async def create_stream(  # type: ignore[override]
         self,
@@ -171,24 +243,33 @@ class MeteredClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        self._check_budget(cancellation_token)
-        t0 = time.perf_counter()
         if _is_openai_family(self.inner) and "stream_options" not in extra_create_args:
             # Ask for usage on the stream; as a client default it would also go on non-streamed calls,
             # which strict servers (vLLM) reject.
             extra_create_args = {**extra_create_args, "stream_options": {"include_usage": True}}
-        try:
-            async for item in self.inner.create_stream(
-                messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
-                extra_create_args=extra_create_args, cancellation_token=cancellation_token,
-            ):
-                if isinstance(item, CreateResult):
-                    yield self._record(messages, tools, item, t0)
-                else:
-                    yield item
-        except Exception as exc:
-            self._failed(exc)
-            raise
+        attempt = 1
+        while True:
+            self._check_budget(cancellation_token)
+            t0 = time.perf_counter()
+            started = False
+            try:
+                async for item in self.inner.create_stream(
+                    messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
+                    extra_create_args=extra_create_args, cancellation_token=cancellation_token,
+                ):
+                    started = True
+                    if isinstance(item, CreateResult):
+                        yield self._record(messages, tools, item, t0)
+                    else:
+                        yield item
+                return
+            except Exception as exc:
+                # Text already shown cannot be taken back: only a stream that never started is retried.
+                if not started and await self._retrying(exc, attempt, cancellation_token):
+                    attempt += 1
+                    continue
+                self._failed(exc)
+                raise
 
     async def close(self) -> None:
         await self.inner.close()
