@@ -532,7 +532,7 @@ async def test_transient_failures_are_retried_with_backoff_and_reported(server: 
     server.reply_sse(_chunks(["Revenue ", "grew."], (30, 7)))
     client = pool.client("openai:gpt-4o-mini", "analyst")
 
-    parts, final = await _drain(client.create_stream(MESSAGES))
+    parts, _ = await _drain(client.create_stream(MESSAGES))
 
     assert "".join(parts) == "Revenue grew." and len(server.requests) == 3  # the SDK's own retries are off
     assert [(n.attempt, n.attempts, n.source) for n in notes] == [(1, 4, "analyst"), (2, 4, "analyst")]  # type: ignore[attr-defined]
