@@ -23,7 +23,7 @@ from parley.events import (
 )
 from parley.store import Store
 from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
-from parley.web._datalayer import ParleyDataLayer, thread_steps
+from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps
 from parley.web._format import vote_text
 from parley.web.app import _host_of, _loopback
 
@@ -54,6 +54,8 @@ def test_reopened_thread_shows_what_the_user_saw_in_order() -> None:
     assert "joined the conversation after turn 2" in steps[6]["output"]
     assert "stopped" in steps[7]["output"] and "cost unknown" in steps[7]["output"]
     assert len({s["id"] for s in steps}) == len(steps)
+    # A live run reopened in another tab puts the approval's buttons back on this very step.
+    assert steps[3]["id"] == card_step_id("t1", "c1")
 
 
 async def test_sidebar_lists_only_the_owners_threads(store: Store) -> None:

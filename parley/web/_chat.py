@@ -41,6 +41,7 @@ from ..events import (
 )
 from ..run import Run
 from ._art import usage_chart_svg
+from ._datalayer import card_step_id
 from ._format import (
     NOTES,
     SYSTEM,
@@ -151,15 +152,27 @@ class ChatSession:
         self.task = asyncio.get_running_loop().create_task(self._pump(self.run))
 
     async def reattach(self, ws: WebsocketSession) -> None:
-        """Show the run still in progress in another browser session (a reopened thread)."""
+        """Show the run still in progress in another browser session (a reopened thread).
+
+        Called before Chainlit replaces the page's messages with the stored thread: new messages sent
+        now would be lost, so the buttons of every decision still awaited go onto the stored messages
+        (their step ids are known), and the messages that will change are adopted by id."""
         self._ws = ws
         self._streams.clear()  # half-streamed messages belonged to the old page
         self._tools.clear()
-        self._cards.clear()
         self._meter = None
         self._notes_shown = 0
-        for ev in [*self._working.values(), *self._waiting.values()]:
-            await self._show(ev)  # re-offer the buttons of every decision still awaited
+        stale, self._cards = list(self._cards.values()), {}
+        for old in stale:  # the same tab may reconnect more than once and still hold the buttons sent before
+            await old.remove_actions()
+        tid = self.conversation.thread_id or ""
+        for key, ev in [*((s.subtask_id, s) for s in self._working.values()), *self._waiting.items()]:
+            actions = approval_actions(ev) if isinstance(ev, ApprovalRequestEvent) else (
+                escalation_actions(ev) if isinstance(ev, EscalationEvent) else [])
+            author, text = note(ev) or (ev.source, "")
+            msg = self._cards[key] = cl.Message(content=text, author=author, actions=actions, id=card_step_id(tid, key))
+            for action in actions:
+                await action.send(for_id=msg.id)
 
     def approve(self, request_id: str) -> None:
         if self.running:
@@ -240,11 +253,8 @@ class ChatSession:
     async def _show_decision(self, ev: Event) -> bool:
         """Approvals, checks, questions, escalations, sub-tasks: messages that change as things are settled."""
         if isinstance(ev, ApprovalRequestEvent):
-            actions = [
-                cl.Action(name="parley_approve", payload={"request_id": ev.request_id}, label="Approve"),
-                cl.Action(name="parley_deny", payload={"request_id": ev.request_id}, label="Deny…"),
-            ]
-            await self._card(ev.request_id, ev, cl.Message(content=approval_text(ev), author=SYSTEM, actions=actions))
+            await self._card(ev.request_id, ev, cl.Message(content=approval_text(ev), author=SYSTEM,
+                                                           actions=approval_actions(ev)))
         elif isinstance(ev, ApprovalDecisionEvent):
             await self._settled(ev.request_id)
             await _say(decision_text(ev))
@@ -346,6 +356,13 @@ class ChatSession:
             elements.append(cl.Image(url=data_url(svg.encode(), "image/svg+xml"), name="tokens-per-speaker.svg",
                                      display="inline", mime="image/svg+xml"))
         await cl.Message(content=(note(result) or ("", ""))[1], author=SYSTEM, elements=elements).send()
+
+
+def approval_actions(ev: ApprovalRequestEvent) -> list[cl.Action]:
+    return [
+        cl.Action(name="parley_approve", payload={"request_id": ev.request_id}, label="Approve"),
+        cl.Action(name="parley_deny", payload={"request_id": ev.request_id}, label="Deny…"),
+    ]
 
 
 def escalation_actions(ev: EscalationEvent) -> list[cl.Action]:

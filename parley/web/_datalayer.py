@@ -18,6 +18,7 @@ from chainlit.user import PersistedUser, User
 from .._human import ASK_HUMAN
 from ..events import (
     AnswerEvent,
+    ApprovalRequestEvent,
     EscalationEvent,
     EscalationResolvedEvent,
     Event,
@@ -42,8 +43,9 @@ def _iso(ts: float | datetime) -> str:
 def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
     """Chainlit steps for a stored conversation, in order: what the user saw live, settled."""
     steps: list[dict[str, Any]] = []
-    by_id: dict[str, dict[str, Any]] = {}
-    """Steps that later events complete: tool calls, questions, sub-tasks (by call, question or sub-task id)."""
+    tools: dict[str, dict[str, Any]] = {}
+    cards: dict[str, dict[str, Any]] = {}
+    """Steps that later events complete: questions and sub-tasks (by question or sub-task id)."""
     asked: dict[str, Event] = {}
     """Questions, escalations and sub-tasks by id, for the events that settle them."""
     working: dict[str, SubtaskEvent] = {}
@@ -60,25 +62,42 @@ def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
                 continue  # the question is its own message
             step = base | {"type": "tool", "name": ev.name, "input": json.dumps(ev.arguments, ensure_ascii=False),
                            "output": "", "showInput": "json", "start": base["createdAt"], "end": base["createdAt"]}
-            by_id[ev.call_id] = step
+            tools[ev.call_id] = step
             steps.append(step)
             continue
         if isinstance(ev, ToolResultEvent):
-            if ev.call_id in by_id:
-                by_id[ev.call_id]["output"] = ev.content
-                by_id[ev.call_id]["isError"] = ev.is_error
+            if ev.call_id in tools:
+                tools[ev.call_id]["output"] = ev.content
+                tools[ev.call_id]["isError"] = ev.is_error
             continue
-        shown = _settled(ev, by_id, asked, working)
+        shown = _settled(ev, cards, asked, working)
         if shown is None:
             shown = note(ev)
         if shown is not None:
             author, text = shown
             step = base | {"type": "assistant_message", "name": author, "output": text}
             steps.append(step)
-            key = {QuestionEvent: "question_id", SubtaskEvent: "subtask_id"}.get(type(ev))
+            key = card_key(ev)
             if key is not None:
-                by_id[getattr(ev, key)] = step
+                step["id"] = card_step_id(thread_id, key)
+                cards[key] = step
     return steps
+
+
+def card_key(ev: Event) -> str | None:
+    """The id of a message that changes once shown (an approval, a question, an escalation, a sub-task)."""
+    if isinstance(ev, ApprovalRequestEvent):
+        return ev.request_id
+    if isinstance(ev, QuestionEvent):
+        return ev.question_id
+    if isinstance(ev, EscalationEvent):
+        return ev.escalation_id
+    return ev.subtask_id if isinstance(ev, SubtaskEvent) and ev.status == "started" else None
+
+
+def card_step_id(thread_id: str, key: str) -> str:
+    """The step id such a message has in a reopened thread, so a live run can still change it there."""
+    return f"{thread_id}-card-{key}"
 
 
 def _typed_by_user(ev: Event) -> str | None:
@@ -92,7 +111,7 @@ def _typed_by_user(ev: Event) -> str | None:
     return None
 
 
-def _settled(ev: Event, by_id: dict[str, dict[str, Any]], asked: dict[str, Event],
+def _settled(ev: Event, cards: dict[str, dict[str, Any]], asked: dict[str, Event],
              working: dict[str, SubtaskEvent]) -> tuple[str, str] | None:
     """Events that read with what came before them; updates the steps they settle. None: use `note`."""
     if isinstance(ev, (QuestionEvent, EscalationEvent)):
@@ -100,8 +119,8 @@ def _settled(ev: Event, by_id: dict[str, dict[str, Any]], asked: dict[str, Event
         return None
     if isinstance(ev, AnswerEvent):
         question = asked.get(ev.question_id)
-        if isinstance(question, QuestionEvent) and ev.question_id in by_id:
-            by_id[ev.question_id]["output"] = question_text(question, ev)
+        if isinstance(question, QuestionEvent) and ev.question_id in cards:
+            cards[ev.question_id]["output"] = question_text(question, ev)
         return None
     if isinstance(ev, EscalationResolvedEvent):
         escalation = asked.get(ev.escalation_id)
@@ -111,8 +130,8 @@ def _settled(ev: Event, by_id: dict[str, dict[str, Any]], asked: dict[str, Event
             asked[ev.subtask_id] = working[ev.worker] = ev
             return None
         started = asked.get(ev.subtask_id)
-        if isinstance(started, SubtaskEvent) and ev.subtask_id in by_id:
-            by_id[ev.subtask_id]["output"] = subtask_text(started, ev)
+        if isinstance(started, SubtaskEvent) and ev.subtask_id in cards:
+            cards[ev.subtask_id]["output"] = subtask_text(started, ev)
             if working.get(started.worker) is started:
                 del working[started.worker]
         return None
