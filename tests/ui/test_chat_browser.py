@@ -477,6 +477,7 @@ def test_reopening_a_conversation_with_a_live_run_does_not_fork_it(servers, new_
     chat.page.wait_for_url(f"**/thread/{tid}")
     chat.ready()
     expect(chat.note("wants to call issue_refund")).to_be_visible()
+    expect(chat.note("wants to call issue_refund").get_by_role("button", name="Approve")).to_be_visible()
     chat.send("Any update?")
     wait_until(
         lambda: any(e.get("content") == "Any update?" for e in server.events(tid)), "the message in the store"

@@ -51,6 +51,13 @@ def test_a_tied_vote_goes_to_the_human_who_picks_a_position(servers, new_page, t
         expect(card.get_by_role("button", name=label)).to_be_visible()
     snap(chat.page, "consensus-tie", tmp_path, card)
 
+    # Leave the run waiting and come back to it from the sidebar: the decision is offered again.
+    tid = chat.thread_id()
+    chat.open("/", ready=False)
+    chat.page.locator(f"#thread-{tid} a").click()
+    chat.page.wait_for_url(f"**/thread/{tid}")
+    chat.ready()
+    card = chat.note("Your decision: the vote is tied").filter(has=chat.page.get_by_role("button", name="Continue"))
     card.get_by_role("button", name="Pick 1 · analyst").click()
     expect(chat.note("Decided by local")).to_contain_text("picked position 1 · analyst: invest")
     expect(card.get_by_role("button", name=re.compile(r"^(Pick \d|Continue|Write my own)"))).to_have_count(0)
@@ -61,7 +68,6 @@ def test_a_tied_vote_goes_to_the_human_who_picks_a_position(servers, new_page, t
     expect(chat.note("Run ended")).to_contain_text("completed")
     snap(chat.page, "consensus-verdict", tmp_path, verdict)
 
-    tid = chat.thread_id()
     result_of(server, tid)
     events = server.events(tid)
     (resolved,) = of_type(events, "escalation_resolved")
