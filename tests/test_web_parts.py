@@ -18,13 +18,14 @@ from parley.events import (
     SubtaskEvent,
     ToolCallEvent,
     ToolResultEvent,
+    TriggerEvent,
     ValidationEvent,
     VoteEvent,
 )
 from parley.store import Store
 from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
 from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps
-from parley.web._format import vote_text
+from parley.web._format import note, vote_text
 from parley.web.app import _host_of, _loopback
 
 
@@ -134,3 +135,5 @@ def test_a_vote_reads_as_a_tally_of_who_voted_what() -> None:
     rows = [line for line in text.splitlines() if line.startswith("| **")]
     assert rows == ["| **invest** | `██████░░░` 2 of 3 | analyst, cfo |", "| **hold** | `███░░░░░░` 1 of 3 | risk |"]
     assert "Majority for invest" in text
+    assert note(TriggerEvent(source="parley", role="risk", on="message from analyst")) == (
+        "parley", "⚡ *risk woken by message from analyst*")

@@ -369,12 +369,13 @@ def escalation_actions(ev: EscalationEvent) -> list[cl.Action]:
     """A button per position, then Continue and Write my own…"""
     key = {"escalation_id": ev.escalation_id}
     picks = [cl.Action(name="parley_pick", payload=key | {"choose": i}, label=position_label(i, p.who),
-                       tooltip=clip(p.text, 200)) for i, p in enumerate(ev.positions, 1)]
+                       tooltip=clip(p.text, 200), icon="check") for i, p in enumerate(ev.positions, 1)]
     return [
         *picks,
-        cl.Action(name="parley_continue", payload=key, label="Continue", tooltip="The team goes on as it is"),
+        cl.Action(name="parley_continue", payload=key, label="Continue", tooltip="The team goes on as it is",
+                  icon="play"),
         cl.Action(name="parley_write", payload=key, label="Write my own…",
-                  tooltip="Type the answer the team goes on with"),
+                  tooltip="Type the answer the team goes on with", icon="pencil"),
     ]
 
 

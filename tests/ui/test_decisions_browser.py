@@ -150,7 +150,7 @@ def test_an_answer_that_keeps_failing_its_checks_is_settled_by_hand(servers, new
     chat.send("Write the SEO block for an article on churn")
 
     expect(chat.note("Attempt 1 of 2 fails its checks")).to_contain_text("seo is asked to correct it")
-    expect(chat.note("Attempt 2 of 2 fails its checks")).to_contain_text("is too short")
+    expect(chat.note("Attempt 2 of 2 fails its checks")).to_contain_text("is too short", timeout=8000)
     card = chat.note("Your decision: an answer keeps failing its checks")
     for label in ("Pick 1 · seo", "Continue", "Write my own…"):
         expect(card.get_by_role("button", name=label)).to_be_visible()
