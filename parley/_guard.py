@@ -49,6 +49,7 @@ class RunGuard(TerminationCondition):
         """The role that handed the conversation to the human (swarm), to be handed back to."""
         self._fired = False
         self._seen: set[str] = set()
+        self._said: dict[str, list[str]] = {}
         self._pending: tuple[str, str] | None = None
 
     @property
@@ -57,6 +58,7 @@ class RunGuard(TerminationCondition):
 
     def new_run(self) -> None:
         self.turns = 0
+        self._said = {}
         self._pending = None
         self.scheduled = {}
         self.due = []
@@ -84,6 +86,13 @@ class RunGuard(TerminationCondition):
             return
         self._seen.add(m.id)
         self.turns += 1
+        said = " ".join(m.to_model_text().lower().split())
+        history = self._said.setdefault(m.source, [])
+        history.append(said)
+        repeats = self.limits.max_repeats
+        if (self._pending is None and len(history) >= repeats and len(set(history[-repeats:])) == 1
+                and not isinstance(m, ToolCallSummaryMessage)):
+            self._pending = ("loop", f"loop: {m.source} said the same thing {repeats} times in a row")
         if not isinstance(m, ToolCallSummaryMessage):
             self.wake_on(f"{m.source} finished")
             if m.source in self.scheduled:

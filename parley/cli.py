@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_ESCALATED, EXIT_STOPPED = 0, 1, 2, 3, 4, 5, 130
 _EXIT_BY_REASON = {"max_tokens": EXIT_TOKENS, "timeout": EXIT_TIMEOUT, "stopped": EXIT_STOPPED, "error": EXIT_ERROR,
-                   "escalation": EXIT_ESCALATED}
+                   "escalation": EXIT_ESCALATED, "loop": EXIT_ERROR}
 
 
 def _parser() -> argparse.ArgumentParser:

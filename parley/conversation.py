@@ -23,7 +23,15 @@ from ._toolhost import BoundTool
 from ._validate import Validator
 from .catalog import resolve_team
 from .errors import ConfigError
-from .events import AnswerEvent, EscalationEvent, EscalationResolvedEvent, Event, Position, QuestionEvent
+from .events import (
+    AnswerEvent,
+    EscalationEvent,
+    EscalationResolvedEvent,
+    Event,
+    NoticeEvent,
+    Position,
+    QuestionEvent,
+)
 from .models import SELECTOR, Meter, ModelPool, parse_model, supports_tools, uses_json_schema
 from .paths import data_dir
 from .patterns import STEPS, build_team
@@ -366,6 +374,11 @@ class Conversation:
             )
         return [agents[r.name] for r in self.team.roles if r.name in agents]
 
+    def _notice(self, text: str) -> None:
+        run = self._root._run
+        if run is not None and run.result is None:
+            run._emit(NoticeEvent(source="parley", content=text, level="warning", turn=run._live_turn()))
+
     def _on_pick(self, name: str, fallback: bool) -> None:
         run = self._root._run
         if run is not None and run.result is None:
@@ -386,7 +399,7 @@ class Conversation:
         team = build_team(
             self.team, [a for a in agents if a.name not in waiting], self.guard, selector_client=self._selector_client,
             selector_json_schema=uses_json_schema(self.model), on_pick=self._on_pick,
-            selector_avoid_repeat=parse_model(self.model).backend == "local", host=self,
+            selector_avoid_repeat=parse_model(self.model).backend == "local", host=self, on_notice=self._notice,
             # A scripted voter's replies are its script: never spend one re-asking for its vote.
             ballots={name: (self._clients[name], uses_json_schema(m)) for name, m in self.role_models.items()
                      if parse_model(m).backend != "scripted"},

@@ -44,10 +44,11 @@ __all__ = [
 ]
 
 StopReason = Literal[
-    "stop_text", "completed", "handoff", "max_turns", "escalation", "max_tokens", "timeout", "stopped", "error"
+    "stop_text", "completed", "handoff", "max_turns", "escalation", "loop", "max_tokens", "timeout", "stopped", "error"
 ]
 NORMAL_STOPS: frozenset[str] = frozenset({"stop_text", "completed", "handoff", "max_turns"})
-"""Stops that mean the team did its work. `escalation`: the run ended with an escalation nobody resolved."""
+"""Stops that mean the team did its work. `escalation`: the run ended with an escalation nobody resolved;
+`loop`: a role kept saying the same thing."""
 
 
 class _Event(BaseModel):

@@ -538,7 +538,7 @@ class Run:
                 fut.cancel()
                 self._emit(AnswerEvent(source="parley", question_id=q.question_id, timed_out=True, actor="parley",
                                        content=f"(unanswered: the run ended ({outcome}))", turn=q.turn))
-        detail = self.guard.detail if outcome in ("stop_text", "max_turns") else details.get(outcome, "")
+        detail = self.guard.detail if outcome in ("stop_text", "max_turns", "loop") else details.get(outcome, "")
         if outcome == "max_tokens" and self.guard.detail:
             detail = self.guard.detail
         if outcome == "error" and self._error:

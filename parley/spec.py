@@ -193,6 +193,11 @@ class TerminationSpec(_Strict):
     """Prompt plus completion tokens over every model call, the selector's included."""
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     """Wall-clock limit, enforced even while a model is generating."""
+    max_in_a_row: Annotated[int, Field(ge=2)] = 3
+    """Loop guard: after this many answers in a row from one role (tool results aside), the selector
+    must pick another."""
+    max_repeats: Annotated[int, Field(ge=2)] = 3
+    """Loop guard: a role that says the same thing this many times in a row ends the run (stop reason `loop`)."""
 
 
 class TeamSpec(_Strict):

@@ -110,7 +110,7 @@ async def test_loop_exits_on_approval_or_after_max_rounds(write: Write) -> None:
     never = write("n.yaml", """
         roles:
           writer: ["d1", "d2", "d3", "d4"]
-          critic: ["no", "no", "no", "no"]
+          critic: ["no", "still too long", "not yet", "no"]
     """)
     events = await collect(Conversation(team, model=f"scripted:{never}").start("Write"))
     result = events[-1]

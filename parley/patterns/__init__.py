@@ -38,6 +38,7 @@ def build_team(
     selector_avoid_repeat: bool = False,
     on_pick: Callable[[str, bool], None] = lambda name, fallback: None,
     host: EscalationHost | None = None,
+    on_notice: Callable[[str], None] = lambda text: None,
     ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None,
 ) -> BaseGroupChat:
     if spec.pattern == "hierarchical":
@@ -52,7 +53,7 @@ def build_team(
         if selector_client is None:
             raise ValueError("the selector pattern needs a selector model client")
         selector = Selector(spec, selector_client, json_schema=selector_json_schema, on_pick=on_pick,
-                            avoid_repeat=selector_avoid_repeat)
+                            avoid_repeat=selector_avoid_repeat, on_notice=on_notice)
         return SelectorGroupChat(
             list(agents),
             model_client=selector_client,

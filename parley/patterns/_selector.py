@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
+from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, ToolCallSummaryMessage
 from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 
 from ..spec import TeamSpec
@@ -24,8 +24,11 @@ class Selector:
     """Picks the next speaker; pass `select` (an async method) to SelectorGroupChat."""
 
     def __init__(self, team: TeamSpec, client: ChatCompletionClient, *, json_schema: bool,
-                 on_pick: Callable[[str, bool], None], avoid_repeat: bool = False) -> None:
+                 on_pick: Callable[[str, bool], None], avoid_repeat: bool = False,
+                 on_notice: Callable[[str], None] = lambda text: None) -> None:
         self.team = team
+        self.on_notice = on_notice
+        self.max_in_a_row = team.termination.max_in_a_row
         self.names = [r.name for r in team.scheduled]
         self.client = client
         self.json_schema = json_schema
@@ -54,7 +57,25 @@ class Selector:
         last = self._last_speaker(thread)
         if self.avoid_repeat and last is not None:
             return [n for n in self.names if n != last]
+        run = self._run_of(thread)
+        if last is not None and run >= self.max_in_a_row and len(self.names) > 1:
+            # AutoGen's selector can fall back to the previous speaker forever: redirect, and say so.
+            self.on_notice(f"loop: {last} spoke {run} times in a row, so someone else speaks next")
+            return [n for n in self.names if n != last]
         return list(self.names)
+
+    def _run_of(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> int:
+        """How many answers in a row the last speaker gave (its tool results are work, not answers)."""
+        speakers = [m.source for m in thread if isinstance(m, BaseChatMessage) and m.source in self.names
+                    and not isinstance(m, ToolCallSummaryMessage)]
+        if not speakers:
+            return 0
+        n = 0
+        for who in reversed(speakers):
+            if who != speakers[-1]:
+                break
+            n += 1
+        return n
 
     async def select(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str:
         choices = self._choices(thread)

@@ -166,7 +166,7 @@ class ChatSession:
         for old in stale:  # the same tab may reconnect more than once and still hold the buttons sent before
             await old.remove_actions()
         tid = self.conversation.thread_id or ""
-        for key, ev in [*((s.subtask_id, s) for s in self._working.values()), *self._waiting.items()]:
+        for key, ev in [*self._subtasks.items(), *self._waiting.items()]:
             actions = approval_actions(ev) if isinstance(ev, ApprovalRequestEvent) else (
                 escalation_actions(ev) if isinstance(ev, EscalationEvent) else [])
             author, text = note(ev) or (ev.source, "")
@@ -343,6 +343,11 @@ class ChatSession:
         for key in list(self._waiting):
             await self._settled(key)
         self.awaiting = None
+        for key, started in self._subtasks.items():  # cut short by a stop, a time-out or an error
+            card = self._cards.pop(key, None)
+            if card is not None:
+                card.content = subtask_text(started, ended=result.stop_reason)
+                await card.update()
         self._working.clear()
         self._subtasks.clear()
         if self._meter is not None:

@@ -25,6 +25,7 @@ from ..events import (
     HumanMessageEvent,
     MessageEvent,
     QuestionEvent,
+    RunResult,
     SubtaskEvent,
     ToolCallEvent,
     ToolResultEvent,
@@ -129,11 +130,19 @@ def _settled(ev: Event, cards: dict[str, dict[str, Any]], asked: dict[str, Event
         if ev.status == "started":
             asked[ev.subtask_id] = working[ev.worker] = ev
             return None
-        started = asked.get(ev.subtask_id)
-        if isinstance(started, SubtaskEvent) and ev.subtask_id in cards:
-            cards[ev.subtask_id]["output"] = subtask_text(started, ev)
+        started = asked.pop(ev.subtask_id, None)
+        if isinstance(started, SubtaskEvent):
+            if ev.subtask_id in cards:
+                cards[ev.subtask_id]["output"] = subtask_text(started, ev)
             if working.get(started.worker) is started:
                 del working[started.worker]
+        return None
+    if isinstance(ev, RunResult):  # sub-tasks the run did not see finish
+        for key, started in list(asked.items()):
+            if isinstance(started, SubtaskEvent) and key in cards:
+                cards[key]["output"] = subtask_text(started, ended=ev.stop_reason)
+                del asked[key]
+        working.clear()
         return None
     if isinstance(ev, MessageEvent) and ev.source in working:
         return ev.source, agent_text(ev, working[ev.source])

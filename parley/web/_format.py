@@ -147,8 +147,11 @@ def resolved_text(ev: EscalationResolvedEvent, positions: Sequence[Any] = ()) ->
 # -- the patterns: sub-tasks of a hierarchical team, votes of a consensus team --------------------
 
 
-def subtask_text(started: SubtaskEvent, finished: SubtaskEvent | None = None) -> str:
-    if finished is None:
+def subtask_text(started: SubtaskEvent, finished: SubtaskEvent | None = None, *, ended: str = "") -> str:
+    """A sub-task's card: who gave it to whom, the task, and how far it is (`ended`: why the run stopped first)."""
+    if ended:
+        status = f"◼ *not finished: the run ended ({ended})*"
+    elif finished is None:
         status = "◐ *working…*"
     elif finished.status == "done":
         status = "✔ *done*"
