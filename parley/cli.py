@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import __version__
+from ._human import ASK_HUMAN
 from ._render import Renderer
 from .catalog import discover_teams
 from .conversation import Conversation
@@ -204,14 +205,17 @@ def _list_tools() -> int:
             for t in role.tools:
                 granted.setdefault(t, []).append(f"{e.name}.{role.name}")
     width = max((len(n) for n in reg.tools), default=4)
-    for name in reg.names():
-        t = reg.get(name)
-        approval = "approval" if t.approval else "-"
-        summary = t.description.splitlines()[0]
-        print(f"{name:<{width}}  {t.family:<10}  {approval:<8}  {summary}")
+    rows = [(name, reg.get(name).family, reg.get(name).approval, reg.get(name).description) for name in reg.names()]
+    rows.append((ASK_HUMAN, "built in", False, "Ask the human a clarifying question; the run waits for the answer."))
+    for name, family, approval, description in sorted(rows):
+        print(f"{name:<{width}}  {family:<10}  {'approval' if approval else '-':<8}  {description.splitlines()[0]}")
         print(f"{'':<{width}}  granted to: {', '.join(granted.get(name, [])) or '(no shipped team)'}")
     for err in reg.errors:
         print(f"BROKEN  {err}")
+    if reg.checks:
+        print("\nvalidation checks (validate: {check: NAME}):")
+        for check in sorted(reg.checks.values(), key=lambda c: c.name):
+            print(f"{check.name:<{width}}  {check.description.splitlines()[0] if check.description else ''}")
     return EXIT_OK
 
 
