@@ -48,6 +48,9 @@ async def escalate(host: EscalationHost, token: CancellationToken, *, kind: str,
     """Raise an escalation, then wait for the human. Yields the notice to put in the stream, then the decision."""
     event, decided = host.open_escalation(kind, source, content, positions)
     yield ParleyNotice(source=source, event=event)
+    # Inside a worker (a hierarchical manager's tool), AutoGen's workbench passes a streamed item on
+    # only when the next one arrives: a blank one lets the escalation be seen while the run waits.
+    yield ParleyNotice(source=source, event=None)
     token.link_future(decided)
     yield await decided
 
