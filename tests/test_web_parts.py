@@ -137,3 +137,14 @@ def test_a_vote_reads_as_a_tally_of_who_voted_what() -> None:
     assert "Majority for invest" in text
     assert note(TriggerEvent(source="parley", role="risk", on="message from analyst")) == (
         "parley", "⚡ *risk woken by message from analyst*")
+
+
+def test_a_subtask_the_run_never_saw_finish_reads_as_cut_short() -> None:
+    events = [
+        HumanMessageEvent(source="user", content="Write about churn", mode="task"),
+        SubtaskEvent(source="editor", subtask_id="s1", worker="writer", task="Draft it", status="started", turn=1),
+        RunResult(stop_reason="stopped", turns=0, prompt_tokens=0, completion_tokens=0, cost_usd=None),
+    ]
+    card = thread_steps("t3", events)[1]
+    assert card["id"] == card_step_id("t3", "s1")
+    assert "editor → writer" in card["output"] and "not finished: the run ended (stopped)" in card["output"]

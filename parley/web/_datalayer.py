@@ -45,11 +45,7 @@ def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
     """Chainlit steps for a stored conversation, in order: what the user saw live, settled."""
     steps: list[dict[str, Any]] = []
     tools: dict[str, dict[str, Any]] = {}
-    cards: dict[str, dict[str, Any]] = {}
-    """Steps that later events complete: questions and sub-tasks (by question or sub-task id)."""
-    asked: dict[str, Event] = {}
-    """Questions, escalations and sub-tasks by id, for the events that settle them."""
-    working: dict[str, SubtaskEvent] = {}
+    reading = _Reading()
     for i, ev in enumerate(events):
         base = {"id": f"{thread_id}-{i}", "threadId": thread_id, "parentId": None, "createdAt": _iso(ev.ts)}
         said = _typed_by_user(ev)
@@ -71,7 +67,7 @@ def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
                 tools[ev.call_id]["output"] = ev.content
                 tools[ev.call_id]["isError"] = ev.is_error
             continue
-        shown = _settled(ev, cards, asked, working)
+        shown = reading.settle(ev)
         if shown is None:
             shown = note(ev)
         if shown is not None:
@@ -81,7 +77,7 @@ def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
             key = card_key(ev)
             if key is not None:
                 step["id"] = card_step_id(thread_id, key)
-                cards[key] = step
+                reading.cards[key] = step
     return steps
 
 
@@ -112,43 +108,58 @@ def _typed_by_user(ev: Event) -> str | None:
     return None
 
 
-def _settled(ev: Event, cards: dict[str, dict[str, Any]], asked: dict[str, Event],
-             working: dict[str, SubtaskEvent]) -> tuple[str, str] | None:
-    """Events that read with what came before them; updates the steps they settle. None: use `note`."""
-    if isinstance(ev, (QuestionEvent, EscalationEvent)):
-        asked[ev.question_id if isinstance(ev, QuestionEvent) else ev.escalation_id] = ev
+class _Reading:
+    """What a reopened thread has shown so far that later events settle."""
+
+    def __init__(self) -> None:
+        self.cards: dict[str, dict[str, Any]] = {}
+        """Steps that later events change: questions and sub-tasks (by question or sub-task id)."""
+        self.asked: dict[str, Event] = {}
+        """Questions, escalations and sub-tasks not settled yet, by id."""
+        self.working: dict[str, SubtaskEvent] = {}
+        """The sub-task each worker is on."""
+
+    def settle(self, ev: Event) -> tuple[str, str] | None:
+        """(author, text) for events that read with what came before them; None: use `note`."""
+        if isinstance(ev, (QuestionEvent, EscalationEvent)):
+            self.asked[ev.question_id if isinstance(ev, QuestionEvent) else ev.escalation_id] = ev
+        elif isinstance(ev, AnswerEvent):
+            question = self.asked.pop(ev.question_id, None)
+            if isinstance(question, QuestionEvent) and ev.question_id in self.cards:
+                self.cards[ev.question_id]["output"] = question_text(question, ev)
+        elif isinstance(ev, EscalationResolvedEvent):
+            escalation = self.asked.pop(ev.escalation_id, None)
+            return SYSTEM, resolved_text(ev, escalation.positions if isinstance(escalation, EscalationEvent) else ())
+        elif isinstance(ev, SubtaskEvent):
+            self._subtask(ev)
+        elif isinstance(ev, RunResult):
+            self._ended(ev.stop_reason)
+        elif isinstance(ev, MessageEvent) and ev.source in self.working:
+            return ev.source, agent_text(ev, self.working[ev.source])
+        elif isinstance(ev, ValidationEvent) and not ev.passed and ev.source in self.working:
+            return ev.source, validation_text(ev, self.working[ev.source])
         return None
-    if isinstance(ev, AnswerEvent):
-        question = asked.get(ev.question_id)
-        if isinstance(question, QuestionEvent) and ev.question_id in cards:
-            cards[ev.question_id]["output"] = question_text(question, ev)
-        return None
-    if isinstance(ev, EscalationResolvedEvent):
-        escalation = asked.get(ev.escalation_id)
-        return SYSTEM, resolved_text(ev, escalation.positions if isinstance(escalation, EscalationEvent) else ())
-    if isinstance(ev, SubtaskEvent):
+
+    def _subtask(self, ev: SubtaskEvent) -> None:
         if ev.status == "started":
-            asked[ev.subtask_id] = working[ev.worker] = ev
-            return None
-        started = asked.pop(ev.subtask_id, None)
-        if isinstance(started, SubtaskEvent):
-            if ev.subtask_id in cards:
-                cards[ev.subtask_id]["output"] = subtask_text(started, ev)
-            if working.get(started.worker) is started:
-                del working[started.worker]
-        return None
-    if isinstance(ev, RunResult):  # sub-tasks the run did not see finish
-        for key, started in list(asked.items()):
-            if isinstance(started, SubtaskEvent) and key in cards:
-                cards[key]["output"] = subtask_text(started, ended=ev.stop_reason)
-                del asked[key]
-        working.clear()
-        return None
-    if isinstance(ev, MessageEvent) and ev.source in working:
-        return ev.source, agent_text(ev, working[ev.source])
-    if isinstance(ev, ValidationEvent) and not ev.passed and ev.source in working:
-        return ev.source, validation_text(ev, working[ev.source])
-    return None
+            self.asked[ev.subtask_id] = self.working[ev.worker] = ev
+            return
+        started = self.asked.pop(ev.subtask_id, None)
+        if not isinstance(started, SubtaskEvent):
+            return
+        if ev.subtask_id in self.cards:
+            self.cards[ev.subtask_id]["output"] = subtask_text(started, ev)
+        if self.working.get(started.worker) is started:
+            del self.working[started.worker]
+
+    def _ended(self, reason: str) -> None:
+        """Sub-tasks the run did not see finish."""
+        for key, started in list(self.asked.items()):
+            if isinstance(started, SubtaskEvent):
+                if key in self.cards:
+                    self.cards[key]["output"] = subtask_text(started, ended=reason)
+                del self.asked[key]
+        self.working.clear()
 
 
 class ParleyDataLayer(BaseDataLayer):
