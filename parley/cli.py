@@ -73,6 +73,8 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--out", default="eval-out", metavar="DIR", help="where the reports go (default: eval-out)")
     ev.add_argument("--judge-model", metavar="MODEL",
                     help="a live model for `judge:` expectations (skipped without one)")
+    ev.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
+                    help="wall-clock limit per scenario run (unless the scenario sets timeout_s)")
     ev.add_argument("--no-save", action="store_true", help="do not keep the runs' conversations in the store")
     ev.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
 
@@ -141,7 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             compare = [c.strip() for c in args.compare.split(",") if c.strip()]
             return asyncio.run(evaluate(args.suites, team=args.team, model=args.model, compare=compare,
                                         concurrency=args.concurrency, out=Path(args.out),
-                                        judge_model=args.judge_model, save=not args.no_save, teams_dirs=args.teams))
+                                        judge_model=args.judge_model, save=not args.no_save, teams_dirs=args.teams,
+                                        timeout_s=args.timeout))
         if args.command == "audit":
             from ._audit import export
 

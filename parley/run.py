@@ -154,6 +154,7 @@ class Run:
         self._escalations: dict[str, tuple[asyncio.Future[EscalationResolvedEvent], EscalationEvent]] = {}
         self._questions: dict[str, tuple[asyncio.Future[AnswerEvent], QuestionEvent]] = {}
         self._settled: str | None = None
+        self._settled_detail = ""
         """The answer a human settled a disagreement with, when one did."""
         self._woken: list[BaseChatMessage] = []
         """Answers of event-driven roles, fed to the team with the next segment."""
@@ -510,8 +511,8 @@ class Run:
             self.guard.extra_turns += rounds * len(conv.team.scheduled)
             return "continue"
         self._settled = answer.content
-        self.guard.detail = f"settled by {answer.actor} after {rounds} rounds without agreement"
-        return "max_turns"
+        self._settled_detail = f"settled by {answer.actor} after {rounds} rounds without agreement"
+        return "completed"
 
     def _finish(self, outcome: str) -> None:
         conv = self.conversation
@@ -539,6 +540,8 @@ class Run:
                 self._emit(AnswerEvent(source="parley", question_id=q.question_id, timed_out=True, actor="parley",
                                        content=f"(unanswered: the run ended ({outcome}))", turn=q.turn))
         detail = self.guard.detail if outcome in ("stop_text", "max_turns", "loop") else details.get(outcome, "")
+        if self._settled is not None and outcome == "completed":
+            detail = self._settled_detail
         if outcome == "max_tokens" and self.guard.detail:
             detail = self.guard.detail
         if outcome == "error" and self._error:
@@ -556,7 +559,7 @@ class Run:
         if self._settled is not None:
             return self._settled
         for ev in reversed(self.events):
-            if isinstance(ev, MessageEvent):
+            if isinstance(ev, MessageEvent) and ev.kind != "handoff":  # "Transferred to ..." says nothing
                 return ev.content
         return ""
 

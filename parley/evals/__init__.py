@@ -66,25 +66,30 @@ def load_suites(paths: Sequence[str]) -> list[Suite]:
 
 async def evaluate(paths: Sequence[str], *, team: str | None = None, model: str | None = None,
                    compare: Sequence[str] = (), concurrency: int = 1, out: Path = Path("eval-out"),
-                   judge_model: str | None = None, save: bool = True, teams_dirs: Sequence[str] = ()) -> int:
+                   judge_model: str | None = None, save: bool = True, teams_dirs: Sequence[str] = (),
+                   timeout_s: float | None = None) -> int:
     suites = load_suites(paths)
     sides = variants(compare, teams_dirs)
     jobs = plan(suites, sides)
     store = await _open_store() if save else None
     judge = _judge(judge_model) if judge_model else None
     progress = Progress(len(jobs))
-    runner = Runner(store=store, team=team, model=model, judge=judge, teams_dirs=teams_dirs, on_done=progress.update)
+    runner = Runner(store=store, team=team, model=model, judge=judge, teams_dirs=teams_dirs, timeout_s=timeout_s,
+                    on_done=progress.update)
     loop = asyncio.get_running_loop()
-    with contextlib.suppress(NotImplementedError):
+    # Ctrl-C stops cleanly where signals can be handled (the main thread of a program; not in a worker thread).
+    handles_sigint = False
+    with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGINT, runner.stop)
+        handles_sigint = True
     try:
         records = await runner.run(jobs, concurrency)
     finally:
-        with contextlib.suppress(NotImplementedError):
+        if handles_sigint:
             loop.remove_signal_handler(signal.SIGINT)
         if store is not None:
             await store.close()
-    records.sort(key=lambda r: (r["suite"], r["scenario"], r["variant"], r["repeat"]))
+    records.sort(key=lambda r: r["job"])  # the suites' own order, whatever order they finished in
     title = "Evaluation: " + ", ".join(s.suite for s in suites)
     files = write_reports(out, records, title=title)
     for row in summarise(records):

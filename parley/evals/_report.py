@@ -108,25 +108,34 @@ def plots(records: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     from matplotlib import pyplot as plt
 
     done = [r for r in records if r["status"] != "interrupted"]
-    scenarios = list(dict.fromkeys(f"{r['scenario']}" for r in done))
+    scenarios = list(dict.fromkeys(r["scenario"] for r in done))
     groups = list(dict.fromkeys(group_key(r) for r in done))
+    colours = {g: plt.get_cmap("tab10")(i % 10) for i, g in enumerate(groups)}
+    side_by_side = any(len({group_key(r) for r in done if r["scenario"] == sc}) > 1 for sc in scenarios)
     out = []
+    lanes = groups if side_by_side else [""]
+    height = 0.8 / len(lanes)
     for metric, caption in (("total_tokens", "Tokens per scenario"), ("turns", "Turns per scenario"),
                             ("latency_s", "Latency per scenario (s)")):
-        fig, ax = plt.subplots(figsize=(max(5.0, 1.1 * len(scenarios) * max(1, len(groups)) ** 0.5), 3.2))
-        width = 0.8 / max(1, len(groups))
-        for gi, g in enumerate(groups):
-            values = []
-            for sc in scenarios:
-                vals = [r[metric] for r in done if r["scenario"] == sc and group_key(r) == g]
-                values.append(mean(vals) if vals else 0)
-            ax.bar([i + gi * width for i in range(len(scenarios))], values, width, label=g)
-        ax.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(scenarios))], scenarios,
-                      rotation=30, ha="right", fontsize=8)
-        ax.set_title(caption, fontsize=10)
+        # Horizontal bars: scenario names stay readable however many there are.
+        fig, ax = plt.subplots(figsize=(5.2, 1.2 + 0.32 * len(scenarios) * len(lanes)))
+        for li, lane in enumerate(lanes):
+            ys, values = [], []
+            for i, sc in enumerate(scenarios):
+                rows = [r for r in done if r["scenario"] == sc and (not side_by_side or group_key(r) == lane)]
+                if rows:
+                    ys.append(i + (li - (len(lanes) - 1) / 2) * height)
+                    values.append(mean(r[metric] for r in rows))
+            bars = ax.barh(ys, values, height, color=colours[lane] if side_by_side else "#2f81f7", label=lane or None)
+            ax.bar_label(bars, fmt="%.2f" if metric == "latency_s" else "%.0f", fontsize=7, padding=2)
+        ax.set_yticks(range(len(scenarios)), scenarios, fontsize=8)
+        ax.invert_yaxis()
+        ax.margins(x=0.18)
+        ax.tick_params(axis="x", labelsize=7)
         ax.spines[["top", "right"]].set_visible(False)
-        if len(groups) > 1:
-            ax.legend(fontsize=8, frameon=False)
+        if side_by_side:
+            ax.legend(fontsize=7, frameon=False, loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                      ncol=min(3, len(groups)))
         out.append((caption, _png(fig)))
         plt.close(fig)
     return out
@@ -137,22 +146,38 @@ body{font:14px/1.45 system-ui,sans-serif;margin:2rem auto;max-width:1100px;color
 h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem}
 table{border-collapse:collapse;width:100%;margin:.5rem 0}td,th{border-bottom:1px solid #d0d7de;padding:.35rem .5rem;
 text-align:left;vertical-align:top}th{background:#f6f8fa}.pass{color:#1a7f37;font-weight:600}
-.fail{color:#cf222e;font-weight:600}.skip{color:#9a6700}.plots{display:flex;flex-wrap:wrap;gap:1rem}
-.plots figure{margin:0}.plots img{max-width:100%;border:1px solid #d0d7de;border-radius:6px}
-.bar{display:inline-block;height:.7rem;background:#1a7f37;border-radius:3px;vertical-align:middle}
+.fail{color:#cf222e;font-weight:600}.skip{color:#9a6700}.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(300px,1fr));gap:1rem}
+.plots figure{margin:0}.plots img{width:100%;border:1px solid #d0d7de;border-radius:6px}
+.plots figcaption{font-weight:600;margin-bottom:.3rem}.meta{color:#57606a}.rate{white-space:nowrap}
+.track{display:inline-block;width:80px;height:.7rem;background:#eaeef2;border-radius:3px;vertical-align:middle}
+.bar{display:block;height:100%;background:#1a7f37;border-radius:3px}
 pre{white-space:pre-wrap;background:#f6f8fa;padding:.5rem;border-radius:6px;font-size:12px}
 """
+
+
+def _context(records: Sequence[dict[str, Any]]) -> str:
+    """When, with what: the date, parley's version, and the models each compared side ran on."""
+    from datetime import UTC, datetime
+
+    from .. import __version__
+
+    sides = defaultdict(set)
+    for r in records:
+        sides[group_key(r)].add(r["model"])
+    models = "; ".join(f"{g}: {', '.join(sorted(m))}" for g, m in sides.items())
+    return f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC · parley {__version__} · {len(records)} runs · models: {models}"
 
 
 def page(records: Sequence[dict[str, Any]], *, title: str) -> str:
     e = html.escape
     rows = summarise(records)
     parts = [f"<!doctype html><html lang=en><meta charset=utf-8><title>{e(title)}</title><style>{_CSS}</style>",
-             f"<h1>{e(title)}</h1>", "<h2>Pass rate</h2><table><tr><th>compared</th><th>pass rate</th><th>runs</th>"
+             f"<h1>{e(title)}</h1>", f"<p class=meta>{e(_context(records))}</p>", "<h2>Pass rate</h2><table><tr><th>compared</th><th>pass rate</th><th>runs</th>"
              "<th>expectations ✓ / ✗ / skipped</th><th>errors</th><th>mean turns</th><th>mean tokens</th>"
              "<th>mean latency</th><th>cost</th></tr>"]
     for s in rows:
-        parts.append(f"<tr><td>{e(s['group'])}</td><td><span class=bar style='width:{80 * s['pass_rate']:.0f}px'></span> "
+        parts.append(f"<tr><td>{e(s['group'])}</td><td class=rate><span class=track><span class=bar "
+                     f"style='width:{100 * s['pass_rate']:.0f}%'></span></span> "
                      f"{s['pass_rate']:.0%} ({s['passed']}/{s['runs']})</td><td>{s['runs']}</td>"
                      f"<td>{s['expectations_passed']} / {s['expectations_failed']} / {s['expectations_skipped']}</td>"
                      f"<td>{s['errors']}</td><td>{s['mean_turns']:.1f}</td><td>{s['mean_tokens']:,.0f}</td>"
@@ -161,18 +186,20 @@ def page(records: Sequence[dict[str, Any]], *, title: str) -> str:
     if any(r["status"] != "interrupted" for r in records):
         parts.append("<h2>Metrics</h2><div class=plots>")
         for caption, data in plots(records):
-            parts.append(f"<figure><img alt='{e(caption)}' src='data:image/png;base64,{data}'>"
-                         f"<figcaption>{e(caption)}</figcaption></figure>")
+            parts.append(f"<figure><figcaption>{e(caption)}</figcaption>"
+                         f"<img alt='{e(caption)}' src='data:image/png;base64,{data}'></figure>")
         parts.append("</div>")
+    ids = any(r["run_id"] for r in records)
     parts.append("<h2>Scenarios</h2><table><tr><th>scenario</th><th>compared</th><th>run</th><th>result</th>"
-                 "<th>stop</th><th>turns</th><th>tokens</th><th>latency</th><th>run id</th></tr>")
+                 "<th>stop</th><th>turns</th><th>tokens</th><th>latency</th>" + ("<th>run id</th>" * ids) + "</tr>")
     for r in records:
         cls, word = (("skip", "interrupted") if r["status"] == "interrupted" else
                      ("fail", "error") if r["status"] == "error" else
                      ("pass", "pass") if r["passed"] else ("fail", "fail"))
         parts.append(f"<tr><td>{e(r['suite'])} / {e(r['scenario'])}</td><td>{e(group_key(r))}</td><td>{r['repeat']}</td>"
                      f"<td class={cls}>{word}</td><td>{e(str(r['stop_reason'] or '-'))}</td><td>{r['turns']}</td>"
-                     f"<td>{r['total_tokens']:,}</td><td>{r['latency_s']:.2f} s</td><td><code>{e(r['run_id'] or '-')}</code></td></tr>")
+                     f"<td>{r['total_tokens']:,}</td><td>{r['latency_s']:.2f} s</td>"
+                     + (f"<td><code>{e(r['run_id'] or '-')}</code></td>" if ids else "") + "</tr>")
     parts.append("</table>")
     failing = [r for r in records if r["error"] or any(x["outcome"] == "failed" for x in r["expectations"])]
     if failing:

@@ -75,7 +75,7 @@ def plan(suites: Sequence[Suite], compare: Sequence[Variant]) -> list[Job]:
 def _near(suite: Suite, ref: str) -> str:
     """A path in a suite file is relative to the current folder, or else to the suite file."""
     if suite.source is not None and not Path(ref).exists() and (suite.source.parent / ref).exists():
-        return str(suite.source.parent / ref)
+        return os.path.normpath(suite.source.parent / ref)
     return ref
 
 
@@ -87,12 +87,14 @@ def _model_near(suite: Suite, model: str) -> str:
 
 class Runner:
     def __init__(self, *, store: Store | None, team: str | None = None, model: str | None = None,
-                 judge: Judge | None = None, teams_dirs: Sequence[str] = (),
+                 judge: Judge | None = None, teams_dirs: Sequence[str] = (), timeout_s: float | None = None,
                  on_done: Callable[[dict[str, Any]], None] = lambda record: None) -> None:
         self.store = store
         self.team = team
         self.model = model
         self.judge = judge
+        self.timeout_s = timeout_s
+        """Wall-clock limit per scenario run, unless the scenario sets its own (the team's otherwise)."""
         self.teams_dirs = list(teams_dirs)
         self.on_done = on_done
         self._runs: set[Any] = set()
@@ -131,14 +133,15 @@ class Runner:
         sc = job.scenario
         team, model = self._choose(job)
         record: dict[str, Any] = {
-            "suite": job.suite.suite, "scenario": sc.name, "variant": job.variant.label, "repeat": job.repeat,
+            "job": job.index, "suite": job.suite.suite, "scenario": sc.name, "variant": job.variant.label, "repeat": job.repeat,
             "team": team, "model": model, "pattern": None, "run_id": None, "status": "error", "passed": False,
             "expectations": [], "stop_reason": None, "detail": "", "turns": 0, "prompt_tokens": 0,
             "completion_tokens": 0, "total_tokens": 0, "cost_usd": None, "latency_s": 0.0, "final": "",
             "human": [], "error": None,
         }
         try:
-            conv = Conversation(team, model=model, max_turns=sc.max_turns, teams_dirs=self.teams_dirs)
+            conv = Conversation(team, model=model, max_turns=sc.max_turns, teams_dirs=self.teams_dirs,
+                                timeout_s=sc.timeout_s or self.timeout_s)
         except ParleyError as exc:
             record["error"] = str(exc)
             return record
@@ -155,7 +158,7 @@ class Runner:
         seen = Observed(events=events, result=result, latency_s=latency)
         outcomes = await check_all(sc.expect, seen, sc.task, self.judge)
         if human.unanswered:
-            outcomes.append(Outcome("scripted_human", None, "failed",
+            outcomes.append(Outcome("scripted_human", human.unanswered, "failed",
                                     "the scripted human had no answer for: " + "; ".join(human.unanswered)))
         interrupted = result.stop_reason == "stopped" and self.stopping
         record.update({

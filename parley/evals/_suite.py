@@ -165,6 +165,8 @@ class Scenario(_Strict):
     repeat: Annotated[int, Field(ge=1, le=100)] | None = None
     max_turns: Annotated[int, Field(ge=1)] | None = None
     """Override the team's turn limit for this scenario."""
+    timeout_s: Annotated[float, Field(gt=0)] | None = None
+    """Override the team's wall-clock limit for this scenario."""
 
 
 class Suite(_Strict):
