@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Any
 from autogen_agentchat.messages import TextMessage
 
 from .errors import ConfigError
-from .events import Event, HumanMessageEvent, MessageEvent, RunResult, UsageEvent, event_adapter
+from .events import (
+    Event,
+    HumanMessageEvent,
+    MessageEvent,
+    RunResult,
+    ToolCallEvent,
+    ToolResultEvent,
+    UsageEvent,
+    event_adapter,
+)
 from .models import SELECTOR
 
 if TYPE_CHECKING:
@@ -46,10 +55,21 @@ async def restore(cls: type[Conversation], store: Store, thread_id: str, **kwarg
             replay.append(TextMessage(content=e.content, source="user"))
     conv._unsaved = replay  # type: ignore[assignment]
     _advance_scripts(conv, events)
+    _restore_notes(conv, events)
     last = next((e for e in reversed(events) if isinstance(e, RunResult)), None)
     conv._pending = [("say", t) for t in (last.undelivered if last else [])]
     conv.attach(store, thread_id)
     return conv
+
+
+def _restore_notes(conv: Conversation, events: list[Event]) -> None:
+    """The team's shared notes, rebuilt from the team_notes calls that succeeded."""
+    calls = {e.call_id: e for e in events if isinstance(e, ToolCallEvent) and e.name == "team_notes"}
+    for e in events:
+        call = calls.get(e.call_id) if isinstance(e, ToolResultEvent) and not e.is_error else None
+        args = call.arguments if call is not None else None
+        if isinstance(args, dict) and args.get("action") == "add" and str(args.get("text", "")).strip():
+            conv.notes_board.append({"role": call.source, "text": str(args["text"]).strip()[:2000], "ts": call.ts})  # type: ignore[union-attr]
 
 
 def _advance_scripts(conv: Conversation, events: list[Event]) -> None:

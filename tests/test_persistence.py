@@ -96,3 +96,19 @@ async def test_a_failed_write_stops_the_run_and_the_user_sees_it(write: Write, t
     assert isinstance(result, RunResult) and result.stop_reason == "error" and "disk is full" in result.detail
     assert len(await store.events(tid)) == 3  # what was written before the failure is intact
     await store.close()
+
+
+async def test_a_resumed_conversation_keeps_its_team_notes(write: Write, store: Store) -> None:
+    team = write("team.yaml", team_yaml(roles=("alpha", "beta"), max_turns=2, tools={"alpha": ["team_notes"]}))
+    script = write("s.yaml", """
+        roles:
+          alpha: [{tool: team_notes, args: {action: add, text: "EMEA is the focus"}}]
+          beta: ["noted"]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    tid = await store.create_thread("alice", conv.team.name, conv.model, "notes")
+    conv.attach(store, tid)
+    await conv.start("Plan").wait()
+    assert [n["text"] for n in conv.notes_board] == ["EMEA is the focus"]
+    again = await Conversation.resume(store, tid, model=f"scripted:{script}", teams_dirs=[team.parent])
+    assert [(n["role"], n["text"]) for n in again.notes_board] == [("alpha", "EMEA is the focus")]
