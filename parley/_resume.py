@@ -12,6 +12,7 @@ from .events import (
     HumanMessageEvent,
     MessageEvent,
     RunResult,
+    RunStartedEvent,
     ToolCallEvent,
     ToolResultEvent,
     UsageEvent,
@@ -40,7 +41,9 @@ async def restore(cls: type[Conversation], store: Store, thread_id: str, **kwarg
     conv.history = events
     messages = [e for e in events if isinstance(e, MessageEvent)]
     conv.turn = max((m.turn for m in messages), default=0)
-    checkpoint = await store.latest_checkpoint(thread_id)
+    # A checkpoint is written just before its message: if the process died in between, the checkpoint is
+    # ahead of what anyone saw, so the team restarts from the one before and does that turn again.
+    checkpoint = await store.latest_checkpoint(thread_id, up_to_turn=conv.turn)
     start = 0
     if checkpoint is not None:
         conv._checkpoint = checkpoint.state
@@ -54,12 +57,33 @@ async def restore(cls: type[Conversation], store: Store, thread_id: str, **kwarg
         elif isinstance(e, HumanMessageEvent):
             replay.append(TextMessage(content=e.content, source="user"))
     conv._unsaved = replay  # type: ignore[assignment]
-    _advance_scripts(conv, events)
-    _restore_notes(conv, events)
+    lost = _lost_turns(events)
+    kept = [e for i, e in enumerate(events) if i not in lost]
+    _advance_scripts(conv, kept)
+    _restore_notes(conv, kept)
     last = next((e for e in reversed(events) if isinstance(e, RunResult)), None)
     conv._pending = [("say", t) for t in (last.undelivered if last else [])]
     conv.attach(store, thread_id)
     return conv
+
+
+def _runs(events: list[Event]) -> list[tuple[int, int]]:
+    """Where each run's events start and end in the history."""
+    starts = [i for i, e in enumerate(events) if isinstance(e, RunStartedEvent)]
+    return list(zip(starts, [*starts[1:], len(events)], strict=True))
+
+
+def _lost_turns(events: list[Event]) -> set[int]:
+    """The events of turns a dead process never finished: a run without a stored result ends with the turn
+    it died in, after its last message. The restored team does that turn again, so its model calls and
+    notes do not count twice."""
+    lost: set[int] = set()
+    for start, end in _runs(events):
+        if any(isinstance(e, RunResult) for e in events[start:end]):
+            continue
+        last = max((i for i in range(start, end) if isinstance(events[i], MessageEvent)), default=start)
+        lost.update(range(last + 1, end))
+    return lost
 
 
 def _restore_notes(conv: Conversation, events: list[Event]) -> None:

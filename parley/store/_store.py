@@ -221,14 +221,16 @@ class Store:
             except IntegrityError as exc:  # the only constraint that can fail is the thread's foreign key
                 raise StoreError(f"could not save a checkpoint of thread {tid}: no such thread") from exc
 
-    async def latest_checkpoint(self, tid: str) -> CheckpointRow | None:
-        """The checkpoint saved last, or None."""
+    async def latest_checkpoint(self, tid: str, *, up_to_turn: int | None = None) -> CheckpointRow | None:
+        """The checkpoint saved last (of a turn up to `up_to_turn`, when given), or None."""
         query = (
             select(checkpoints.c.turn, checkpoints.c.state, checkpoints.c.pending, checkpoints.c.created_at)
             .where(checkpoints.c.thread_id == tid)
             .order_by(checkpoints.c.id.desc())
             .limit(1)
         )
+        if up_to_turn is not None:
+            query = query.where(checkpoints.c.turn <= up_to_turn)
         async with self._read(f"read the latest checkpoint of thread {tid}") as conn:
             row = (await conn.execute(query)).first()
         return CheckpointRow(*row) if row else None
