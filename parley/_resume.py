@@ -10,6 +10,7 @@ from .errors import ConfigError
 from .events import (
     Event,
     HumanMessageEvent,
+    HumanQueuedEvent,
     MessageEvent,
     RunResult,
     RunStartedEvent,
@@ -61,8 +62,7 @@ async def restore(cls: type[Conversation], store: Store, thread_id: str, **kwarg
     kept = [e for i, e in enumerate(events) if i not in lost]
     _advance_scripts(conv, kept)
     _restore_notes(conv, kept)
-    last = next((e for e in reversed(events) if isinstance(e, RunResult)), None)
-    conv._pending = [("say", t) for t in (last.undelivered if last else [])]
+    conv._pending = [("say", t) for t in _undelivered(events)]
     conv.attach(store, thread_id)
     return conv
 
@@ -84,6 +84,25 @@ def _lost_turns(events: list[Event]) -> set[int]:
         last = max((i for i in range(start, end) if isinstance(events[i], MessageEvent)), default=start)
         lost.update(range(last + 1, end))
     return lost
+
+
+def _undelivered(events: list[Event]) -> list[str]:
+    """Human messages the team has not received: those the last run ended with or, when its process died,
+    those it carried over, its task and those queued, less the ones it delivered before dying."""
+    waiting: list[str] = []
+    for start, end in _runs(events):
+        run = events[start:end]
+        result = next((e for e in run if isinstance(e, RunResult)), None)
+        if result is not None:
+            waiting = list(result.undelivered)
+            continue
+        delivered = [e for e in run if isinstance(e, HumanMessageEvent)]
+        task = [] if any(e.mode == "task" for e in delivered) else [run[0].content]
+        waiting = [*waiting, *task, *(e.content for e in run if isinstance(e, HumanQueuedEvent))]
+        for e in delivered:
+            if e.mode != "task" and e.content in waiting:
+                waiting.remove(e.content)
+    return waiting
 
 
 def _restore_notes(conv: Conversation, events: list[Event]) -> None:
