@@ -16,6 +16,7 @@ from .events import (
     RunStartedEvent,
     ToolCallEvent,
     ToolResultEvent,
+    TurnAbandonedEvent,
     UsageEvent,
     event_adapter,
 )
@@ -122,4 +123,8 @@ def _advance_scripts(conv: Conversation, events: list[Event]) -> None:
         for e in events:
             if isinstance(e, UsageEvent) and e.model == model:
                 who = SELECTOR if e.source == "selector" else e.source
-                script.cursors[who] = script.cursors.get(who, 0) + 1
+            elif isinstance(e, TurnAbandonedEvent) and conv.role_models.get(e.source) == model:
+                who = e.source  # a reply cut short by stop or interrupt was taken from the script too
+            else:
+                continue
+            script.cursors[who] = script.cursors.get(who, 0) + 1
