@@ -1,0 +1,82 @@
+"""A process that runs a conversation on a store and SIGKILLs itself at one chosen write.
+
+Run as `python _crashing_run.py PLAN.json`. The plan (a JSON object):
+
+- `db`, `thread`, `team`, `model`: the store URL, the thread to write to, the team file, the model string;
+- `tasks`: the runs to start one after another on the conversation; `max_turns`: their limit (optional);
+- `on_turn`: `{"2": [["say", "text"], ["stop"]]}`, what the human does once the message of that turn is shown;
+- `die`: `["before" | "after", EVENT_TYPE | "checkpoint", TURN]`, the write around which the process kills itself.
+
+A crash in a test is a real `kill -9` of this process: no `finally`, no flush, no goodbye.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from parley import Conversation
+from parley.events import Event, MessageEvent
+from parley.run import Run
+from parley.store import Store
+
+
+def _crash() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+class CrashingStore(Store):
+    """The real store, killing its own process just before or after one given write."""
+
+    die: tuple[str, str, int] | None = None
+
+    def _at(self, moment: str, kind: str, turn: object) -> None:
+        if self.die == (moment, kind, turn):
+            _crash()
+
+    async def append_event(self, tid: str, event_type: str, payload: Mapping[str, Any]) -> int:
+        self._at("before", event_type, payload.get("turn"))
+        seq = await super().append_event(tid, event_type, payload)
+        self._at("after", event_type, payload.get("turn"))
+        return seq
+
+    async def save_checkpoint(
+        self, tid: str, turn: int, state: Mapping[str, Any], pending: Sequence[str]
+    ) -> None:
+        self._at("before", "checkpoint", turn)
+        await super().save_checkpoint(tid, turn, state, pending)
+        self._at("after", "checkpoint", turn)
+
+
+async def main(plan: dict[str, Any]) -> None:
+    store = await CrashingStore.open(plan["db"])
+    when, kind, turn = plan["die"]
+    store.die = (when, kind, int(turn))
+    conv = Conversation(Path(plan["team"]), model=plan["model"], max_turns=plan.get("max_turns"))
+    conv.attach(store, plan["thread"])
+    actions: dict[int, list[list[str]]] = {int(k): v for k, v in plan.get("on_turn", {}).items()}
+
+    runs: list[Run] = []
+
+    def human(ev: Event) -> None:
+        for action, *text in actions.pop(ev.turn, []) if isinstance(ev, MessageEvent) else []:
+            if action == "say":
+                conv.say(text[0])
+            elif action == "stop":
+                runs[-1].stop()
+
+    conv.listeners.append(human)
+    for task in plan["tasks"]:
+        runs.append(conv.start(task))
+        await runs[-1].wait()
+    sys.exit("the run ended before the chosen write: the plan never crashed")
+
+
+if __name__ == "__main__":
+    asyncio.run(main(json.loads(Path(sys.argv[1]).read_text(encoding="utf-8"))))
