@@ -6,7 +6,10 @@ approval gate when the tool needs one, and with the files they write reported as
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import inspect
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -74,5 +77,32 @@ class BoundTool(FunctionTool):
         kwargs = {name: getattr(args, name) for name in params if hasattr(args, name)}
         if "cancellation_token" in params:
             kwargs["cancellation_token"] = cancellation_token
-        # to_thread copies the context, so a sync tool sees the run context too.
-        return await asyncio.to_thread(self._def.func, **kwargs)
+        return await _in_daemon_thread(self._def.func, **kwargs)
+
+
+async def _in_daemon_thread(func: Any, /, **kwargs: Any) -> Any:
+    """Run a sync tool in a thread of its own that never holds the process open: a tool that never
+    returns is abandoned when its run stops (time-out, stop), and the program can still exit. The
+    run context is copied, so the tool sees it."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
+    ctx = contextvars.copy_context()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if done.done():
+            return
+        if error is not None:
+            done.set_exception(error)
+        else:
+            done.set_result(result)
+
+    def work() -> None:
+        try:
+            result, error = ctx.run(func, **kwargs), None
+        except BaseException as exc:
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop may be closed if the program has moved on
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=work, name=f"parley-tool-{getattr(func, '__name__', 'tool')}", daemon=True).start()
+    return await done

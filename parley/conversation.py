@@ -242,7 +242,15 @@ class Conversation:
 
     def spoke(self, message: BaseChatMessage) -> None:
         """A role finished its answer: count it now (see RunGuard.observe)."""
-        self.guard.observe(message)
+        guard = self.guard
+        guard.observe(message)
+        cap = guard.limits.max_turns + guard.extra_turns
+        run = self._run
+        if message.source in self.workers and guard.turns >= cap and run is not None and run.result is None:
+            # A worker answers inside its manager's turn, which the team's termination check only sees
+            # when the manager is done: enforce the cap now, or a delegating manager could run on.
+            guard.detail = f"reached {cap} turns"
+            run._cancel("max_turns")
 
     def fire(self, trigger: str) -> None:
         """Something happened that may wake event-driven roles (after the current turn)."""

@@ -32,7 +32,7 @@ from ._choose import choose
 STEPS = ("ballot", "tally", "verdict")
 """Names of parley's own steps in a consensus team; roles may not use them."""
 NO_VOTE = "(no clear vote)"
-_VOTE_LINE = re.compile(r"^[\s>*_#-]*(?:final\s+)?(?:vote|answer|decision)\s*[:=]\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+_VOTE_LINE = re.compile(r"\b(?:final\s+)?(?:vote|answer|decision)\b[*_]*\s*[:=]\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
 
 
 def normalise(text: str, options: Sequence[str]) -> str:
@@ -50,7 +50,7 @@ def normalise(text: str, options: Sequence[str]) -> str:
         return NO_VOTE
     said = said.strip().splitlines()[0] if said.strip() else ""
     tidy = " ".join(re.sub(r"[*_`\"'.!?,;:]+", " ", said).lower().split())
-    return tidy[:200] or NO_VOTE
+    return tidy or NO_VOTE
 
 
 class _Step(BaseChatAgent):
