@@ -19,6 +19,7 @@ from ._agent import ParleyAgent
 from ._context import TaskWindowContext
 from ._guard import RunGuard
 from ._human import ASK_HUMAN, AskHumanTool
+from ._text import human_text
 from ._toolhost import BoundTool
 from ._validate import Validator
 from .catalog import resolve_team
@@ -284,11 +285,12 @@ class Conversation:
         """Start a run with `task` (or continue the conversation with it). Needs a running event loop."""
         if not task or not task.strip():
             raise ConfigError("the task is empty: say what the team should do, e.g. \"Summarise Q3 sales by region\"")
+        task = human_text(task, "task")
         if self.running:
             raise RuntimeError("a run is already in progress on this conversation: use say() to add to it")
         from .run import Run
 
-        self._run = Run(self, task.strip())
+        self._run = Run(self, task)
         self._run._task = asyncio.get_running_loop().create_task(self._run._drive(), name=f"parley-run-{self.team.name}")
         return self._run
 

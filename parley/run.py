@@ -29,6 +29,7 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken
 
 from ._agent import ParleyNotice
+from ._text import human_text
 from .errors import ConfigError
 from .events import (
     AnswerEvent,
@@ -180,12 +181,11 @@ class Run:
     def say_after(self, turn: int, text: str, *, mode: str = "say") -> None:
         """Deliver `text` once `turn` agent turns of this run are done, exactly at that boundary (a scripted
         human's interjection). Turn 0 joins with the task."""
-        if not text or not text.strip():
-            raise ConfigError("an empty message cannot be sent: type something")
+        text = human_text(text)
         if turn <= 0:
-            self._human.append((mode, text.strip()))
+            self._human.append((mode, text))
         else:
-            self.guard.scheduled.setdefault(turn, []).append((mode, text.strip()))
+            self.guard.scheduled.setdefault(turn, []).append((mode, text))
 
     def leave_escalated(self) -> None:
         """End the run now because nobody is there to settle its escalation (stop reason `escalation`).
@@ -198,7 +198,7 @@ class Run:
 
     def deny(self, request_id: str, reason: str = "", *, actor: str = "user") -> None:
         """Refuse a waiting tool call; the agent sees the reason as the tool's error."""
-        self._decide(request_id, False, reason, actor)
+        self._decide(request_id, False, human_text(reason, "reason") if reason.strip() else "", actor)
 
     @property
     def pending_approvals(self) -> list[ApprovalRequestEvent]:
@@ -226,6 +226,8 @@ class Run:
             raise ConfigError("resolve an escalation with exactly one of: choose=N, text=YOUR ANSWER, proceed=True")
         if fut.done():
             return
+        if text is not None and text.strip():
+            text = human_text(text, "answer")
         if choose is not None:
             if not 1 <= choose <= len(ev.positions):
                 raise ConfigError(f"choose a position from 1 to {len(ev.positions)}, not {choose}")
@@ -246,7 +248,7 @@ class Run:
             raise KeyError(f"no question {question_id!r} (waiting: {[q.question_id for q in self.pending_questions]})")
         if not text or not text.strip():
             raise ConfigError("an empty answer cannot be sent: type the answer to the question")
-        self._settle_question(question_id, text.strip(), actor, timed_out=False)
+        self._settle_question(question_id, human_text(text, "answer"), actor, timed_out=False)
 
     def _settle_question(self, question_id: str, text: str, actor: str, *, timed_out: bool) -> None:
         fut, q = self._questions[question_id]
@@ -299,10 +301,11 @@ class Run:
     def _queue_human(self, text: str, mode: str) -> None:
         if not text or not text.strip():
             raise ConfigError("an empty message cannot be sent: type something")
+        text = human_text(text)
         if self.result is not None:
             raise RuntimeError("this run has ended; use Conversation.say() to continue the conversation")
-        self._human.append((mode, text.strip()))
-        self._emit(HumanQueuedEvent(source="user", content=text.strip(), mode=mode, turn=self.conversation.turn))
+        self._human.append((mode, text))
+        self._emit(HumanQueuedEvent(source="user", content=text, mode=mode, turn=self.conversation.turn))
 
     def _cancel(self, reason: str) -> None:
         if self.result is not None or self._cancel_reason in ("stopped", "timeout", "escalation"):

@@ -1,0 +1,17 @@
+"""Text that people type: checked once, where it enters a run."""
+
+from __future__ import annotations
+
+from .errors import ConfigError
+
+
+def human_text(text: str | None, what: str = "message") -> str:
+    """`text` stripped, or a ConfigError that says what is wrong with it. Anything that is valid Unicode
+    text passes unchanged (control characters included): it is data, stored and shown as typed."""
+    if text is None or not text.strip():
+        raise ConfigError(f"the {what} is empty: type something")
+    for i, ch in enumerate(text):
+        if "\ud800" <= ch <= "\udfff":
+            raise ConfigError(f"the {what} is not valid text: a lone surrogate (U+{ord(ch):04X}) at character {i + 1}; "
+                              "it may come from a broken copy and paste, so type or paste it again")
+    return text.strip()
