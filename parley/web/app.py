@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import chainlit as cl
+from chainlit.config import config as _chainlit_config
+from chainlit.server import app as _server
 from chainlit.types import ThreadDict
 
 from ..catalog import TeamEntry, discover_teams
@@ -20,6 +22,7 @@ from ._art import write_avatars
 from ._chat import ChatSession, commands
 from ._datalayer import ParleyDataLayer
 from ._format import SYSTEM
+from ._ratelimit import PAGE_KEY, REFUSAL, LoginLimiter, LoginRateLimit
 
 # Chainlit logs at INFO; AutoGen logs every internal message at INFO, and every agent failure with a
 # traceback, which parley already reports in the conversation as an error event.
@@ -41,6 +44,28 @@ async def store() -> Store:
         if _store is None:
             _store = await Store.open(default_url())
         return _store
+
+
+def _guard_server() -> None:
+    """Put the sign-in rate limit in front of Chainlit's login route, once per process."""
+    if getattr(_server.state, "parley_login_limit", None) is not None:
+        return  # the module was imported again (Chainlit's watch mode): the server already has it
+    _server.state.parley_login_limit = limiter = LoginLimiter()
+    _server.add_middleware(LoginRateLimit, limiter=limiter, path=f"{_chainlit_config.run.root_path}/login")
+    load = _chainlit_config.load_translation
+
+    def load_translation(language: str) -> dict[str, Any]:
+        # The login page shows only translated error keys: give it words for the refusal.
+        translation: dict[str, Any] = load(language)
+        errors = translation.setdefault("auth", {}).setdefault("login", {}).setdefault("errors", {})
+        errors.setdefault(PAGE_KEY, REFUSAL)
+        return translation
+
+    # A pydantic settings object: assigning a method through it is refused, so set it on the instance.
+    object.__setattr__(_chainlit_config, "load_translation", load_translation)
+
+
+_guard_server()
 
 
 @cl.data_layer
