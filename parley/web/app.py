@@ -29,6 +29,7 @@ from ._ratelimit import PAGE_KEY, REFUSAL, LoginLimiter, LoginRateLimit
 for _noisy in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx"):
     logging.getLogger(_noisy).setLevel(os.environ.get("PARLEY_AUTOGEN_LOG", "CRITICAL"))
 
+log = logging.getLogger("parley.web")
 LOCAL_USER = "local"
 DEFAULT_TEAM = os.environ.get("PARLEY_DEFAULT_TEAM", "content-studio")
 _live: dict[str, ChatSession] = {}
@@ -214,8 +215,16 @@ async def _message(message: cl.Message) -> None:
     if conv.store is None:
         db = await store()
         tid = cl.context.session.thread_id
-        if await db.get_thread(tid) is None:
+        row = await db.get_thread(tid)
+        if row is None:
             await db.create_thread(session.user, conv.team.name, conv.model, message.content[:200], thread_id=tid)
+        elif row.owner != session.user:
+            # The browser names the thread id: one that was free when this tab connected may have been
+            # taken since by someone else's conversation. Never write into it.
+            log.warning("refused to write into thread %s of another user", tid)
+            await cl.Message(content="This conversation belongs to another user: start a new chat.",
+                             author=SYSTEM).send()
+            return
         conv.attach(db, tid)
         _remember(tid, session)
     try:
