@@ -13,6 +13,7 @@ import chainlit as cl
 from chainlit.config import config as _chainlit_config
 from chainlit.server import app as _server
 from chainlit.types import ThreadDict
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..catalog import TeamEntry, discover_teams
 from ..conversation import Conversation
@@ -47,12 +48,38 @@ async def store() -> Store:
         return _store
 
 
+IMAGE_POLICY = b"img-src 'self' data: blob:"
+"""Pictures come from this server only. Agents write Markdown, which the page renders: an image link
+(`![x](http://internal/?q=...)`), put there by a prompt injection, would make every reader's browser
+request that address. The team's own pictures (charts, files it wrote) are served from here."""
+
+
+class _OwnImagesOnly:
+    """ASGI middleware adding the image policy to every HTTP response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_policy(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"content-security-policy", IMAGE_POLICY)]
+            await send(message)
+
+        await self.app(scope, receive, with_policy)
+
+
 def _guard_server() -> None:
-    """Put the sign-in rate limit in front of Chainlit's login route, once per process."""
+    """Put the image policy and the sign-in rate limit in front of Chainlit's routes, once per process."""
     if getattr(_server.state, "parley_login_limit", None) is not None:
-        return  # the module was imported again (Chainlit's watch mode): the server already has it
+        return  # the module was imported again (Chainlit's watch mode): the server already has them
     _server.state.parley_login_limit = limiter = LoginLimiter()
     _server.add_middleware(LoginRateLimit, limiter=limiter, path=f"{_chainlit_config.run.root_path}/login")
+    _server.add_middleware(_OwnImagesOnly)
     load = _chainlit_config.load_translation
 
     def load_translation(language: str) -> dict[str, Any]:
