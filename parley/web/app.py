@@ -12,9 +12,11 @@ from typing import Any
 import chainlit as cl
 from chainlit.config import config as _chainlit_config
 from chainlit.server import app as _server
+from chainlit.server import sio
 from chainlit.types import ThreadDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._text import human_text
 from ..catalog import TeamEntry, discover_teams
 from ..conversation import Conversation
 from ..errors import ConfigError
@@ -48,6 +50,7 @@ async def store() -> Store:
         return _store
 
 
+MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 IMAGE_POLICY = b"img-src 'self' data: blob:"
 """Pictures come from this server only. Agents write Markdown, which the page renders: an image link
 (`![x](http://internal/?q=...)`), put there by a prompt injection, would make every reader's browser
@@ -94,6 +97,9 @@ def _guard_server() -> None:
 
 
 _guard_server()
+# Engine.IO drops the connection on any message over 1,000,000 bytes, losing it without a word; a 1 MB
+# message (3 bytes a character in many scripts) must arrive.
+sio.eio.max_http_buffer_size = MAX_MESSAGE_BYTES
 
 
 @cl.data_layer
@@ -232,11 +238,22 @@ async def _resume(thread: ThreadDict) -> None:
     await cl.context.emitter.set_commands(commands())
 
 
+def _title(text: str) -> str:
+    """The sidebar's name for a conversation: its first words on one line (PostgreSQL refuses NUL in text)."""
+    return " ".join("".join(c if c.isprintable() else " " for c in text[:200]).split())[:200] or "(untitled)"
+
+
 @cl.on_message
 async def _message(message: cl.Message) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
     if session is None:
         await cl.Message(content="Pick a team that can run (see the error above).", author=SYSTEM).send()
+        return
+    try:  # checked before a thread is made for it (an empty message has answers of its own, below)
+        if message.content.strip():
+            human_text(message.content)
+    except ConfigError as exc:
+        await cl.Message(content=f"**Not sent:** {exc}", author=SYSTEM).send()
         return
     conv = session.conversation
     if conv.store is None:
@@ -244,7 +261,7 @@ async def _message(message: cl.Message) -> None:
         tid = cl.context.session.thread_id
         row = await db.get_thread(tid)
         if row is None:
-            await db.create_thread(session.user, conv.team.name, conv.model, message.content[:200], thread_id=tid)
+            await db.create_thread(session.user, conv.team.name, conv.model, _title(message.content), thread_id=tid)
         elif row.owner != session.user:
             # The browser names the thread id: one that was free when this tab connected may have been
             # taken since by someone else's conversation. Never write into it.
