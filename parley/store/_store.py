@@ -26,6 +26,7 @@ __all__ = ["Store"]
 OPEN_TIMEOUT_S = 10.0
 _CONNECT_TIMEOUT_S = 5
 _SQLITE_BUSY_TIMEOUT_S = 30
+_COMMAND_TIMEOUT_S = 30
 
 
 class Store:
@@ -274,7 +275,9 @@ def _engine_options(url: URL) -> dict[str, Any]:
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_S}
     elif url.drivername == "postgresql+asyncpg":
-        options["connect_args"] = {"timeout": _CONNECT_TIMEOUT_S}
+        # A command that gets no answer (a network partition drops packets without a reset) fails after
+        # this long instead of holding the run forever.
+        options["connect_args"] = {"timeout": _CONNECT_TIMEOUT_S, "command_timeout": _COMMAND_TIMEOUT_S}
         options["pool_pre_ping"] = True  # survive a database restart under a long-running server
     return options
 
