@@ -15,3 +15,14 @@ def human_text(text: str | None, what: str = "message") -> str:
             raise ConfigError(f"the {what} is not valid text: a lone surrogate (U+{ord(ch):04X}) at character {i + 1}; "
                               "it may come from a broken copy and paste, so type or paste it again")
     return text.strip()
+
+
+def redact_secrets(text: str) -> str:
+    """`text` with the values of secret environment variables (API keys, the web chat's signing secret)
+    replaced by ***: a backend that echoes a key in its error must not put it in the store or on screen."""
+    import os
+
+    for name, value in os.environ.items():
+        if len(value) >= 8 and (name.endswith(("_API_KEY", "_SECRET", "_TOKEN")) or name == "PARLEY_DATABASE_URL"):
+            text = text.replace(value, "***")
+    return text

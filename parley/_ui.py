@@ -42,11 +42,12 @@ def serve(host: str, port: int) -> int:
     app = root / "app.py"
     if not app.is_file():
         raise ConfigError(f"{app} not found: run `parley ui` from a parley checkout or set PARLEY_HOME")
-    if not _loopback(host) and asyncio.run(_count_users()) == 0:
+    users = asyncio.run(_count_users())
+    if not _loopback(host) and users == 0:
         raise ConfigError(f"serving on {host} needs login: create a user first with `parley users add NAME`")
     env = os.environ | {"PARLEY_UI_HOST": host, "CHAINLIT_AUTH_SECRET": auth_secret()}
     shown = f"[{host}]" if ":" in host else host
-    mode = "local mode, no login" if _loopback(host) else "login required"
+    mode = "local mode, no login" if _loopback(host) and users == 0 else "login required"
     print(f"parley web chat on http://{shown}:{port} ({mode}); Ctrl-C stops it", flush=True)
     os.chdir(root)  # Chainlit reads .chainlit/ and public/ from the working directory
     args = [sys.executable, "-m", "chainlit", "run", str(app), "--headless", "--host", host, "--port", str(port)]

@@ -29,7 +29,7 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken
 
 from ._agent import ParleyNotice
-from ._text import human_text
+from ._text import human_text, redact_secrets
 from .errors import ConfigError
 from .events import (
     AnswerEvent,
@@ -401,7 +401,7 @@ class Run:
 
     def _on_retry(self, note: Retry) -> None:
         self._emit(NoticeEvent(source=note.source, level="warning", turn=self._live_turn(), content=(
-            f"{note.source}'s model call failed ({note.error}); retrying in {note.delay_s:.1f} s "
+            f"{note.source}'s model call failed ({redact_secrets(note.error)}); retrying in {note.delay_s:.1f} s "
             f"(attempt {note.attempt + 1} of {note.attempts})")))
 
     def _on_pick(self, name: str, fallback: bool) -> None:
@@ -442,7 +442,7 @@ class Run:
         try:
             outcome = await self._segments()
         except BaseException as exc:  # our own task was cancelled, or a bug: still end with a result
-            self._error = (type(exc).__name__, str(exc) or type(exc).__name__)
+            self._error = (type(exc).__name__, redact_secrets(str(exc)) or type(exc).__name__)
             outcome = "error"
             conv._team = None
             if not isinstance(exc, Exception):
@@ -738,7 +738,13 @@ def _parse_args(arguments: str) -> dict[str, Any] | str:
 
 
 def _original_error(exc: BaseException, failures: Sequence[Any]) -> tuple[str, str]:
-    """AutoGen re-raises agent errors as RuntimeError('Type: message\\nTraceback...'): recover the original."""
+    """AutoGen re-raises agent errors as RuntimeError('Type: message\\nTraceback...'): recover the original
+    (with any secret a backend echoed in it masked)."""
+    kind, message = _unwrapped_error(exc, failures)
+    return kind, redact_secrets(message)
+
+
+def _unwrapped_error(exc: BaseException, failures: Sequence[Any]) -> tuple[str, str]:
     if failures:
         return failures[-1].error_type, failures[-1].message
     text = str(exc)

@@ -130,6 +130,7 @@ class Store:
     async def create_thread(self, owner: str, team: str, model: str, title: str, *, thread_id: str | None = None) -> str:
         """A new conversation; returns its id (32 hex digits unless `thread_id` names it, e.g. the web chat's)."""
         tid = thread_id or uuid.uuid4().hex
+        title = title.replace("\x00", "")  # PostgreSQL text cannot hold NUL
         at = now()
         async with self._write(f"create a thread for '{owner}'") as conn:
             await conn.execute(
@@ -157,6 +158,7 @@ class Store:
 
     async def rename_thread(self, tid: str, title: str) -> None:
         """Set the title (and `updated_at`). StoreError if there is no such thread."""
+        title = title.replace("\x00", "")
         async with self._write(f"rename thread {tid}") as conn:
             result = await conn.execute(
                 update(threads).where(threads.c.id == tid).values(title=title, updated_at=now())

@@ -175,14 +175,6 @@ def _body(response: Any) -> str:
         return ""
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "a backend error echoing the key is stored and shown verbatim; fix: redact credential values "
-        "(OPENAI_API_KEY, ANTHROPIC_API_KEY, AZURE_OPENAI_API_KEY, PARLEY_COMPATIBLE_API_KEY) from error "
-        "text where run.py records it (see the report)"
-    ),
-)
 def test_a_backend_that_echoes_the_key_does_not_leak_it(server: Server, model: FakeServer) -> None:
     model.reset()
     model.reply_json(
