@@ -1,0 +1,213 @@
+"""Scale-out: two `parley ui` replicas on one PostgreSQL database, driven in Chromium as people would.
+
+Each replica has its own data folder, as on separate machines; they share only the database
+(`PARLEY_DATABASE_URL`) and the secret that signs logins (`CHAINLIT_AUTH_SECRET`), as replicas
+behind one load balancer do. Replica A is killed mid-run and the conversation goes on on replica B;
+two users on the two replicas never see each other's conversations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ui.conftest import CHROMIUM_ARGS, UI_TIMEOUT_MS, Server, browser_missing
+
+from parley.events import MessageEvent, event_adapter
+
+if browser_missing() is None:
+    from playwright.sync_api import Browser, Page, expect, sync_playwright
+else:
+    pytest.skip(browser_missing() or "", allow_module_level=True)
+expect.set_options(timeout=15_000)  # a whole scripted run fits; the default 5 s is tight on a busy machine
+
+CHROMIUM = "/usr/bin/chromium"
+AGENT_STEP = '.step[data-step-type="assistant_message"]'
+STUDIO = [
+    ("researcher", "Research notes: replacing a lost customer costs five to seven times more."),
+    ("writer", "Draft one: churn is the quiet leak in a small business's revenue."),
+    ("editor", "Open with the cost of a lost customer, then send it back."),
+    ("researcher", "Research follow-up: monthly churn above 3% is the usual warning sign."),
+    ("writer", "Draft two: track churn monthly and fix the top reason first."),
+    ("editor", "Clear and accurate. APPROVE"),
+]
+"""content-studio's conversation (researcher, writer, editor in turn); the editor's APPROVE ends it."""
+PASSWORDS = {"alice": "alice-password-1", "bob": "bob-password-22"}
+pytestmark = pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+
+
+class Replica(Server):
+    """A `parley ui` process with its own data folder, on the shared database and login secret."""
+
+    def __init__(self, data_dir: Path, script: Path, *, database: str, secret: str) -> None:
+        super().__init__(data_dir, str(script))
+        self.database = database
+        self.secret = secret
+
+    @property
+    def db_url(self) -> str:
+        return self.database
+
+    def env(self) -> dict[str, str]:
+        return super().env() | {"PARLEY_DATABASE_URL": self.database, "CHAINLIT_AUTH_SECRET": self.secret}
+
+    def messages(self, tid: str) -> list[tuple[str, str, int]]:
+        rows = self.query(lambda s: s.events(tid))
+        events = [event_adapter.validate_python(r.payload) for r in rows]
+        return [(e.source, e.content, e.turn) for e in events if isinstance(e, MessageEvent)]
+
+    def stored_types(self, tid: str) -> list[str]:
+        return [r.type for r in self.query(lambda s: s.events(tid))]
+
+
+def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 20.0) -> Any:
+    """Poll `check` (a store query) until it returns something truthy, and return that."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:g} s waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Browser]:
+    pw = sync_playwright().start()
+    try:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+    finally:
+        pw.stop()
+
+
+@pytest.fixture
+def person(chromium: Browser) -> Iterator[Callable[[], Page]]:
+    """`person()`: a browser tab with its own cookies, i.e. someone else at another computer."""
+    contexts = []
+
+    def make() -> Page:
+        context = chromium.new_context(viewport={"width": 1280, "height": 900})
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        contexts.append(context)
+        return context.new_page()
+
+    yield make
+    for context in contexts:
+        with contextlib.suppress(Exception):
+            context.close()
+
+
+@pytest.fixture
+def replicas(db_url: str, tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
+    """Replicas A and B of the web chat, started together, with the users alice and bob."""
+    lines = ["roles:"]
+    for role in ("researcher", "writer", "editor"):
+        lines += [f"  {role}:", *(f'    - "{text}"' for who, text in STUDIO if who == role)]
+    script = tmp_path / "studio.yaml"
+    script.write_text("\n".join([*lines, "delay_s: 0.6", ""]), encoding="utf-8")
+    secret = secrets.token_urlsafe(32)
+    a, b = (Replica(tmp_path / name, script, database=db_url, secret=secret) for name in ("a", "b"))
+    for user, password in PASSWORDS.items():
+        a.parley("users", "add", user, "--password-stdin", stdin=password + "\n")
+    try:
+        a.launch()
+        b.launch()  # both boot at once
+        yield a.wait_ready(), b.wait_ready()
+    finally:
+        for replica in (a, b):
+            replica.stop()
+            print(f"--- parley ui on {replica.url} (shown if the test failed):\n{replica.log_tail()}")
+
+
+def log_in(page: Page, replica: Replica, user: str) -> None:
+    page.goto(replica.url + "/")
+    page.locator("#email").fill(user)
+    page.locator("#password").fill(PASSWORDS[user])
+    page.locator('button[type="submit"]').click()
+    ready(page)
+
+
+def ready(page: Page) -> None:
+    """The composer's command buttons come from on_chat_start / on_chat_resume: the session is live."""
+    expect(page.locator("#command-Stop")).to_be_visible()
+
+
+def send(page: Page, text: str) -> str:
+    """Send a message; returns the id of the conversation it went to."""
+    box = page.locator("#chat-input")
+    box.fill(text)
+    box.press("Enter")
+    page.wait_for_url(re.compile(r"/thread/[0-9a-f-]{36}$"))
+    return page.url.rsplit("/", 1)[1]
+
+
+def agent(page: Page, name: str, turn: int) -> Any:
+    """An agent's message, by the header every agent message starts with."""
+    return page.locator(AGENT_STEP).filter(has_text=f"{name} · turn {turn}")
+
+
+def test_a_conversation_cut_off_by_a_crashed_replica_goes_on_on_the_other(
+    replicas: tuple[Replica, Replica], person: Callable[[], Page]
+) -> None:
+    a, b = replicas
+    page = person()
+    log_in(page, a, "alice")
+    tid = send(page, "Write about churn")
+    wait_until(lambda: len(a.messages(tid)) >= 2, "two finished turns in the store")
+    a.stop(kill=True)  # replica A dies mid-run: SIGKILL, while the next reply streams
+    kept = a.messages(tid)
+    assert kept == [(who, text, n) for n, (who, text) in enumerate(STUDIO[: len(kept)], start=1)]
+    assert "result" not in a.stored_types(tid)
+
+    # Behind one address, the next request lands on replica B: alice's login is still good there.
+    page.goto(b.url + "/")
+    page.locator(f"#thread-{tid} a").click()  # her conversation, from the history sidebar
+    page.wait_for_url(f"**/thread/{tid}")
+    ready(page)
+    for turn, (who, text, _) in enumerate(kept, start=1):
+        expect(agent(page, who, turn)).to_contain_text(text)
+    expect(page.locator(AGENT_STEP).filter(has_text=re.compile(r"· turn \d+"))).to_have_count(len(kept))
+
+    send(page, "Go on")
+    expect(agent(page, "editor", 6)).to_contain_text("APPROVE")  # the next role in order went on to the end
+    wait_until(lambda: "result" in b.stored_types(tid), "the run's result in the store")
+    assert b.messages(tid) == [(who, text, n) for n, (who, text) in enumerate(STUDIO, start=1)]
+
+
+def test_two_users_on_two_replicas_never_see_each_others_conversations(
+    replicas: tuple[Replica, Replica], person: Callable[[], Page]
+) -> None:
+    a, b = replicas
+    alice, bob = person(), person()
+    log_in(alice, a, "alice")
+    log_in(bob, b, "bob")
+    mine = send(alice, "Alice's confidential churn memo")
+    theirs = send(bob, "Bob's pricing plan")
+    expect(agent(alice, "researcher", 1)).to_be_visible()
+    expect(agent(bob, "researcher", 1)).to_be_visible()
+
+    # Each sidebar lists its owner's conversation, on the replica that ran it and on the other one.
+    for page, replica, own, other, secret in (
+        (alice, a, mine, theirs, "Bob's pricing plan"),
+        (bob, b, theirs, mine, "Alice's confidential churn memo"),
+        (alice, b, mine, theirs, "Bob's pricing plan"),
+        (bob, a, theirs, mine, "Alice's confidential churn memo"),
+    ):
+        page.goto(replica.url + "/")
+        expect(page.locator(f"#thread-{own}")).to_be_visible()
+        expect(page.locator(f"#thread-{other}")).to_have_count(0)
+        expect(page.locator("#thread-history")).not_to_contain_text(secret)
+
+    # Opening the other's conversation directly is refused on either replica.
+    for page, replica, other in ((bob, a, mine), (bob, b, mine), (alice, a, theirs), (alice, b, theirs)):
+        assert page.request.get(f"{replica.url}/project/thread/{other}").status == 401
+    own = alice.request.get(f"{b.url}/project/thread/{mine}")
+    assert own.status == 200 and "Alice's confidential churn memo" in own.text()
+    assert [t.id for t in a.threads("alice")] == [mine]
+    assert [t.id for t in b.threads("bob")] == [theirs]
