@@ -20,7 +20,7 @@ from autogen_core import CancellationToken
 from ._validate import Validator
 from .events import EscalationEvent, EscalationResolvedEvent, Position, ValidationEvent
 
-__all__ = ["EscalationHost", "ParleyAgent", "ParleyNotice", "escalate"]
+__all__ = ["EscalationHost", "ParleyAgent", "ParleyNotice", "escalate", "shown_now"]
 
 
 class ParleyNotice(BaseAgentEvent):
@@ -43,14 +43,18 @@ class EscalationHost(Protocol):
                         ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]: ...
 
 
+def shown_now(source: str, event: Any) -> list[ParleyNotice]:
+    """A notice to yield from inside a tool, followed by a blank one: AutoGen's stream workbench passes a
+    streamed item on only when the next one arrives, and the run must see this one while it waits."""
+    return [ParleyNotice(source=source, event=event), ParleyNotice(source=source, event=None)]
+
+
 async def escalate(host: EscalationHost, token: CancellationToken, *, kind: str, source: str, content: str,
                    positions: list[Position]) -> AsyncGenerator[ParleyNotice | EscalationResolvedEvent, None]:
     """Raise an escalation, then wait for the human. Yields the notice to put in the stream, then the decision."""
     event, decided = host.open_escalation(kind, source, content, positions)
-    yield ParleyNotice(source=source, event=event)
-    # Inside a worker (a hierarchical manager's tool), AutoGen's workbench passes a streamed item on
-    # only when the next one arrives: a blank one lets the escalation be seen while the run waits.
-    yield ParleyNotice(source=source, event=None)
+    for notice in shown_now(source, event):  # a worker's escalation runs inside its manager's tool call
+        yield notice
     token.link_future(decided)
     yield await decided
 

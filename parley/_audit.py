@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from .errors import ConfigError
-from .store import Store, StoreError
+from .store import open_for_command
 from .store._rows import AuditRow
 
 FORMATS = ("md", "jsonl")
@@ -50,10 +50,7 @@ def _cell(text: str, limit: int = 160) -> str:
 
 
 async def export(thread_id: str, fmt: str) -> int:
-    try:
-        store = await Store.open()
-    except StoreError as exc:
-        raise ConfigError(str(exc)) from None
+    store = await open_for_command(hint="")
     try:
         row = await store.get_thread(thread_id)
         if row is None:

@@ -10,7 +10,7 @@ from autogen_core import CancellationToken
 from autogen_core.tools import BaseStreamTool
 from pydantic import BaseModel
 
-from ._agent import ParleyNotice
+from ._agent import ParleyNotice, shown_now
 from .events import AnswerEvent, QuestionEvent
 
 ASK_HUMAN = "ask_human"
@@ -50,10 +50,8 @@ class AskHumanTool(BaseStreamTool[AskHumanArgs, ParleyNotice, str]):
         if not question:
             raise ValueError("the question is empty: ask something the human can answer")
         event, answered = self._host.open_question(self._role, question)
-        yield ParleyNotice(source=self._role, event=event)
-        # AutoGen's workbench passes a stream tool's item on only when the next one arrives: send a
-        # blank one so the question is shown now, not after its answer.
-        yield ParleyNotice(source=self._role, event=None)
+        for notice in shown_now(self._role, event):  # shown now, not after its answer
+            yield notice
         cancellation_token.link_future(answered)
         answer = await answered
         if answer.timed_out:

@@ -22,10 +22,11 @@ from .errors import ConfigError, TeamFileError
 from .events import ApprovalRequestEvent, EscalationEvent, Event, QuestionEvent, RunResult
 from .run import Run
 from .spec import load_team_file
+from .store import open_for_command, run_owner
 from .tools import default_registry
 
 if TYPE_CHECKING:
-    from .store import Store
+    pass
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_ESCALATED, EXIT_STOPPED = 0, 1, 2, 3, 4, 5, 130
 _EXIT_BY_REASON = {"max_tokens": EXIT_TOKENS, "timeout": EXIT_TIMEOUT, "stopped": EXIT_STOPPED, "error": EXIT_ERROR,
@@ -226,11 +227,9 @@ async def _run(args: argparse.Namespace) -> int:
     approvals = _approval_rules(args.approve, args.deny)
     conv = Conversation(args.team, model=args.model, max_turns=args.max_turns, max_tokens=args.max_tokens,
                         timeout_s=args.timeout, teams_dirs=args.teams, approvals=approvals)
-    store = None if args.no_save else await _open_store()
+    store = None if args.no_save else await open_for_command()
     if store is not None:
-        # Owned by the web chat's local user (or PARLEY_USER), so `parley ui` lists the run too.
-        tid = await store.create_thread(os.environ.get("PARLEY_USER", "local"), conv.team.name, conv.model,
-                                        args.task[:80])
+        tid = await store.create_thread(run_owner(), conv.team.name, conv.model, args.task[:80])
         conv.attach(store, tid)
     try:
         return await _drive(conv, args, approvals)
@@ -240,15 +239,6 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"parley: saved as {conv.thread_id} (`parley audit {conv.thread_id}` shows its decisions)",
                   file=sys.stderr)
             await store.close()
-
-
-async def _open_store() -> Store:
-    from .store import Store, StoreError
-
-    try:
-        return await Store.open()
-    except StoreError as exc:
-        raise ConfigError(f"{exc} (or run with --no-save)") from None
 
 
 def _whoami() -> str:

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConfigError, TeamFileError
+from ..errors import TeamFileError
+from ..store import open_for_command
 from ._expect import Judge, Observed, Outcome, check, check_all
 from ._report import summarise, write_reports
 from ._runner import Job, Runner, Variant, plan, variants
@@ -71,7 +72,7 @@ async def evaluate(paths: Sequence[str], *, team: str | None = None, model: str 
     suites = load_suites(paths)
     sides = variants(compare, teams_dirs)
     jobs = plan(suites, sides)
-    store = await _open_store() if save else None
+    store = await open_for_command() if save else None
     judge = _judge(judge_model) if judge_model else None
     progress = Progress(len(jobs))
     runner = Runner(store=store, team=team, model=model, judge=judge, teams_dirs=teams_dirs, timeout_s=timeout_s,
@@ -101,15 +102,6 @@ async def evaluate(paths: Sequence[str], *, team: str | None = None, model: str 
               file=sys.stderr)
     finished = [r for r in records if r["status"] != "interrupted"]
     return EXIT_PASSED if finished and all(r["passed"] for r in finished) and not runner.stopping else EXIT_FAILED
-
-
-async def _open_store() -> Any:
-    from ..store import Store, StoreError
-
-    try:
-        return await Store.open()
-    except StoreError as exc:
-        raise ConfigError(f"{exc} (or run with --no-save)") from None
 
 
 def _judge(model: str) -> Judge:

@@ -15,15 +15,10 @@ from ..conversation import Conversation
 from ..errors import ConfigError, ParleyError
 from ..events import Event, RunResult
 from ..models import parse_model
-from ..store import Store
+from ..store import Store, run_owner
 from ._expect import Judge, Observed, Outcome, check_all
 from ._human import ScriptedHuman
 from ._suite import Scenario, Suite
-
-
-def owner() -> str:
-    """Evaluation runs belong to the web chat's local user (or PARLEY_USER), so `parley ui` lists them."""
-    return os.environ.get("PARLEY_USER", "local")
 
 
 @dataclass(frozen=True)
@@ -148,7 +143,7 @@ class Runner:
         record["team"], record["pattern"] = conv.team.name, conv.team.pattern
         try:
             if self.store is not None:
-                tid = await self.store.create_thread(owner(), conv.team.name, conv.model,
+                tid = await self.store.create_thread(run_owner(), conv.team.name, conv.model,
                                                      f"eval {job.suite.suite} / {sc.name}"[:120])
                 conv.attach(self.store, tid)
                 record["run_id"] = tid
