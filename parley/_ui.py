@@ -46,6 +46,9 @@ def serve(host: str, port: int) -> int:
     if not _loopback(host) and users == 0:
         raise ConfigError(f"serving on {host} needs login: create a user first with `parley users add NAME`")
     env = os.environ | {"PARLEY_UI_HOST": host, "CHAINLIT_AUTH_SECRET": auth_secret()}
+    # Chainlit reads CI from the environment as its --ci flag, and its CI mode overwrites OPENAI_API_KEY with a
+    # placeholder: under a CI runner (CI=true) every OpenAI call would fail with a key the user never set.
+    env.pop("CI", None)
     shown = f"[{host}]" if ":" in host else host
     mode = "local mode, no login" if _loopback(host) and users == 0 else "login required"
     print(f"parley web chat on http://{shown}:{port} ({mode}); Ctrl-C stops it", flush=True)
