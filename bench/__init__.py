@@ -1,0 +1,1 @@
+"""parley's benchmarks: each prints ratios measured side by side in one run. See docs/performance.md."""
