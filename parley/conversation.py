@@ -16,7 +16,7 @@ from autogen_agentchat.tools import AgentTool, TeamTool
 from autogen_core import CancellationToken
 
 from ._agent import ParleyAgent
-from ._context import TaskWindowContext
+from ._context import PolicyContext, Summariser
 from ._guard import RunGuard
 from ._human import ASK_HUMAN, AskHumanTool
 from ._text import human_text
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["Conversation"]
 
-LOCAL_WINDOW = 6
+SUMMARISER = "summariser"
 
 
 class SubTeamTool(TeamTool):
@@ -129,6 +129,7 @@ class Conversation:
             self.speakers |= sub.speakers
             self.notices += sub.notices
         self._local_id = uuid.uuid4().hex
+        self._summarisers: dict[str, Summariser] = {}
         self._clients = {name: self.pool.client(m, name) for name, m in self.role_models.items()}
         # The selector pattern's manager picks speakers; the consensus pattern's may settle ties.
         needs_manager = self.team.pattern == "selector" or (
@@ -379,10 +380,20 @@ class Conversation:
                 # A scripted reply is one model call; a real model summarises what its tools returned.
                 reflect_on_tool_use=bool(tools) and backend != "scripted",
                 max_tool_iterations=rounds,
-                model_context=TaskWindowContext(LOCAL_WINDOW) if backend == "local" else None,
+                model_context=self._context_of(role.name, model),
                 handoffs=(list(role.handoffs) or None) if supports_tools(model) else None,
             )
         return [agents[r.name] for r in self.team.roles if r.name in agents]
+
+    def _context_of(self, role: str, model: str) -> PolicyContext:
+        """The role's bounded view (the team file's `context:`); summaries on the role's model, metered."""
+        policy = self.team.context_of(role)
+        summariser = None
+        if policy.summary and policy.turns is not None:
+            if model not in self._summarisers:
+                self._summarisers[model] = Summariser(self.pool.client(model, SUMMARISER))
+            summariser = self._summarisers[model]
+        return PolicyContext(policy.turns, summariser)
 
     def _notice(self, text: str) -> None:
         run = self._root._run

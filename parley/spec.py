@@ -71,6 +71,23 @@ class ValidationSpec(_Strict):
         return self
 
 
+DEFAULT_WINDOW = 4
+
+
+class ContextSpec(_Strict):
+    """What a role's model sees of the conversation. The task and the latest human messages are always kept."""
+
+    window: Annotated[int, Field(ge=1, le=500)] | Literal["all"] = DEFAULT_WINDOW
+    """How many recent turns the role sees (a tool call with its results is one turn); `all` for the whole history."""
+    summary: bool = False
+    """Replace the turns that fell out of the window by a running summary (one extra, metered model call
+    every few turns)."""
+
+    @property
+    def turns(self) -> int | None:
+        return None if self.window == "all" else self.window
+
+
 class RoleSpec(_Strict):
     """One agent of a team."""
 
@@ -90,6 +107,8 @@ class RoleSpec(_Strict):
     """Swarm pattern: roles (or `user`) this role may hand the conversation to."""
     validate_: ValidationSpec | None = Field(default=None, alias="validate")
     """Rules every answer of this role must pass."""
+    context: ContextSpec | None = None
+    """This role's view of the conversation; the team's `context:` otherwise."""
     on: list[str] = Field(default_factory=list)
     """Event-driven: what wakes this role (`ROLE finished`, `stage finished`, `tool failed`,
     `validation failed`, `file written`) instead of the manager scheduling it."""
@@ -217,6 +236,8 @@ class TeamSpec(_Strict):
     fanout: FanoutSpec | None = None
     loop: LoopSpec | None = None
     human: HumanSpec = Field(default_factory=HumanSpec)
+    context: ContextSpec = Field(default_factory=ContextSpec)
+    """Every role's view of the conversation, unless the role sets its own."""
     consensus: ConsensusSpec | None = None
     hierarchical: HierarchicalSpec | None = None
     mcp: list[McpServerSpec] = Field(default_factory=list)
@@ -238,6 +259,9 @@ class TeamSpec(_Strict):
     def role(self, name: str) -> RoleSpec:
         return next(r for r in self.roles if r.name == name)
 
+    def context_of(self, name: str) -> ContextSpec:
+        return self.role(name).context or self.context
+
     @property
     def role_names(self) -> list[str]:
         return [r.name for r in self.roles]
@@ -256,7 +280,7 @@ class TeamSpec(_Strict):
 
 _ALL_KEYS = sorted({*RoleSpec.model_fields, "validate", *TerminationSpec.model_fields, *TeamSpec.model_fields,
                     *McpServerSpec.model_fields, *FanoutSpec.model_fields, *LoopSpec.model_fields,
-                    *ValidationSpec.model_fields, *ConsensusSpec.model_fields, *HumanSpec.model_fields, *HierarchicalSpec.model_fields} - {"validate_"})
+                    *ValidationSpec.model_fields, *ConsensusSpec.model_fields, *HumanSpec.model_fields, *ContextSpec.model_fields, *HierarchicalSpec.model_fields} - {"validate_"})
 
 
 def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, display: str | None = None,

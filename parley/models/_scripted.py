@@ -11,9 +11,11 @@ roles:
         - {tool: researcher, args: {task: "Find the Q3 figures"}}
         - {tool: writer, args: {task: "Draft the intro"}}
 selector: [analyst, reviewer]                # the selector's picks, in order
+summariser: ["Q3 figures agreed; the report is next"]  # optional: the running summaries of `context: {summary: true}`
 delay_s: 1.5                                 # optional: seconds per reply, streamed in chunks
 ```
-Each model call of a role takes that role's next reply. A role that runs past the end of its
+Each model call of a role takes that role's next reply. Without a `summariser:` list, running summaries
+are extractive: the first sentence of each summarised turn. A role that runs past the end of its
 list is an error naming the role and the turn, never a silent repeat. A reply abandoned by an
 interrupt counts as used.
 """
@@ -38,6 +40,7 @@ from .._yaml import did_you_mean, load_located, pydantic_problems
 from ..errors import FileProblem, ScriptExhaustedError, TeamFileError
 
 SELECTOR = "the selector"
+SUMMARISER = "summariser"
 
 
 class _Strict(BaseModel):
@@ -67,6 +70,7 @@ Reply = str | ToolReply | CallsReply | JsonReply
 class ScriptFile(_Strict):
     roles: dict[str, list[Reply]] = Field(default_factory=dict)
     selector: list[str] = Field(default_factory=list)
+    summariser: list[str] | None = None
     delay_s: Annotated[float, Field(ge=0)] = 0.0
 
 
@@ -95,7 +99,7 @@ class ScriptedModel:
         try:
             script = ScriptFile.model_validate(located.data)
         except ValidationError as exc:
-            raise TeamFileError(pydantic_problems(located, exc, ["roles", "selector", "delay_s", "tool", "args", "json", "calls"])) from None
+            raise TeamFileError(pydantic_problems(located, exc, ["roles", "selector", "summariser", "delay_s", "tool", "args", "json", "calls"])) from None
         return cls(path=str(path), script=script)
 
     def check_roles(self, roles: Sequence[str], *, picks_are_roles: bool = True) -> None:
@@ -112,8 +116,12 @@ class ScriptedModel:
         if problems:
             raise TeamFileError(problems)
 
-    def next_reply(self, who: str) -> Reply:
-        replies: Sequence[Reply] = self.script.selector if who == SELECTOR else self.script.roles.get(who, [])
+    def next_reply(self, who: str, messages: Sequence[LLMMessage] = ()) -> Reply:
+        if who == SUMMARISER and self.script.summariser is None:
+            return _extractive(messages)
+        replies: Sequence[Reply] = (self.script.selector if who == SELECTOR
+                                    else self.script.summariser or [] if who == SUMMARISER
+                                    else self.script.roles.get(who, []))
         i = self.cursors.get(who, 0)
         if i >= len(replies):
             raise ScriptExhaustedError(self.path, who, i + 1, len(replies))
@@ -122,6 +130,21 @@ class ScriptedModel:
 
     def client(self, who: str) -> ScriptedClient:
         return ScriptedClient(self, who)
+
+
+def _extractive(messages: Sequence[LLMMessage]) -> str:
+    """A deterministic summary of a summariser prompt: the summary so far plus each new turn's first sentence."""
+    prompt = messages[-1].content if messages else ""
+    if not isinstance(prompt, str):
+        return ""
+    earlier = re.search(r"Summary so far:\n(.*?)\n\nNew turns:", prompt, re.S)
+    parts = [earlier.group(1)] if earlier and earlier.group(1) != "(none)" else []
+    for line in prompt.splitlines():
+        turn = re.match(r"\[([^\]]+)\] (.*)", line)
+        if turn:
+            first = re.split(r"(?<=[.!?])\s", turn.group(2), maxsplit=1)[0]
+            parts.append(f"{turn.group(1)}: {first}")
+    return " ".join(parts)
 
 
 _INFO: ModelInfo = {
@@ -158,7 +181,7 @@ class ScriptedClient(ChatCompletionClient):
                      tool_choice: Any = "auto", json_output: Any = None,
                      extra_create_args: Mapping[str, Any] = {},
                      cancellation_token: CancellationToken | None = None) -> CreateResult:
-        reply = self._model.next_reply(self._who)
+        reply = self._model.next_reply(self._who, messages)
         self._model.calls.append(ScriptCall(self._who, list(messages)))
         await self._pause(self._model.script.delay_s, cancellation_token)
         return self._result(reply)
@@ -169,7 +192,7 @@ class ScriptedClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        reply = self._model.next_reply(self._who)
+        reply = self._model.next_reply(self._who, messages)
         self._model.calls.append(ScriptCall(self._who, list(messages)))
         result = self._result(reply)
         delay = self._model.script.delay_s
