@@ -16,8 +16,9 @@ from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 from ..spec import TeamSpec
 from ._choose import choose
 
-RECENT = 4
-CLIP = 400
+TASK_CLIP = 300
+GIST = 45
+"""Characters kept from each end of the last message."""
 
 
 class Selector:
@@ -37,21 +38,23 @@ class Selector:
         """Leave the last speaker out of the choices: tiny models otherwise pick it forever."""
 
     def _prompt(self, thread: Sequence[BaseAgentEvent | BaseChatMessage], choices: list[str]) -> list[SystemMessage | UserMessage]:
+        """The compact view: roles, the task, the human's latest message, the gist of the last message (its start and its end, where a
+        hand-off is usually asked for). Bounded whatever the conversation's length."""
         chat = [m for m in thread if isinstance(m, BaseChatMessage)]
         task = next((m.to_model_text() for m in chat if m.source == "user"), "")
-        recent = chat[-RECENT:]
         roles = "\n".join(f"- {r.name}: {r.description or r.name}" for r in self.team.scheduled)
-        lines = "\n".join(f"[{m.source}] {_clip(m.to_model_text())}" for m in recent)
-        system = (
-            "You pick who speaks next in a team conversation.\n"
-            f"Team roles:\n{roles}\n"
-            "Pick the role whose skills fit the next step. Do not pick the same role again unless it must continue."
-        )
-        user = (
-            f"Task: {_clip(task)}\n\nMost recent messages:\n{lines or '(none yet)'}\n\n"
-            f"Who speaks next? Answer with one of: {', '.join(choices)}."
-        )
-        return [SystemMessage(content=system), UserMessage(content=user, source="user")]
+        system = f"Pick who speaks next in a team conversation. Roles:\n{roles}"
+        lines = [f"Task: {_clip(task, TASK_CLIP)}"]
+        later = chat[1:] if chat and chat[0].source == "user" else chat
+        human = next((m for m in reversed(later) if m.source == "user"), None)
+        if human is not None:  # the human's latest word steers the team, however old
+            lines.append(f"The human's latest message: {_clip(human.to_model_text(), TASK_CLIP)}")
+        last = next((m for m in reversed(later) if m.source != "user"), None)
+        if last is not None:
+            lines.append(f"Last message [{last.source}]: {_gist(last.to_model_text())}")
+        # Every role is listed above; name the choices only when some are ruled out.
+        lines.append("Next speaker?" if len(choices) == len(self.names) else f"Next speaker, one of: {', '.join(choices)}?")
+        return [SystemMessage(content=system), UserMessage(content="\n".join(lines), source="user")]
 
     def _choices(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> list[str]:
         last = self._last_speaker(thread)
@@ -98,6 +101,11 @@ class Selector:
         return self.names[(self.names.index(last) + 1) % len(self.names)]
 
 
-def _clip(text: str) -> str:
+def _clip(text: str, limit: int) -> str:
     text = " ".join(text.split())
-    return text if len(text) <= CLIP else text[: CLIP - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _gist(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= 2 * GIST + 3 else f"{text[:GIST]} … {text[-GIST:]}"
