@@ -282,3 +282,20 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(write: Write, tmp_path: Pa
     assert len(finished) >= 1 and all(r["passed"] for r in finished)
     assert len(records) < 6 and "scenario runs finished" in stderr
     assert (out / "report.html").is_file() and "wrote" in stdout
+
+
+def test_a_live_judge_grades_and_its_tokens_are_reported_apart(write: Write, tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    write("s.yaml", "roles:\n  clerk: ['The answer is 42']\n  checker: ['Checked. DONE']\n")
+    judge = write("judge.yaml", "roles:\n  judge: ['{\"answer\": \"yes\"}', '{\"answer\": \"no\"}']\n")
+    path = _suite(write, """
+  - {name: graded, task: t, model: scripted:s.yaml, expect: [{judge: 'Is the answer 42?'}]}
+  - {name: failed, task: t, model: scripted:s.yaml, expect: [{judge: 'Is it in French?'}]}
+""")
+    out = tmp_path / "out"
+    assert main(["eval", str(path), "--out", str(out), "--no-save", "--judge-model", f"scripted:{judge}"]) == 1
+    lines = {x["scenario"]: x for x in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
+    assert [e["outcome"] for e in lines["graded"]["expectations"]] == ["passed"]
+    assert [e["outcome"] for e in lines["failed"]["expectations"]] == ["failed"]
+    stdout = capsys.readouterr().out
+    assert f"judge (scripted:{judge}): 2 calls" in stdout and "not in the teams' figures" in stdout

@@ -73,7 +73,7 @@ async def evaluate(paths: Sequence[str], *, team: str | None = None, model: str 
     sides = variants(compare, teams_dirs)
     jobs = plan(suites, sides)
     store = await open_for_command() if save else None
-    judge = _judge(judge_model) if judge_model else None
+    judge = _LiveJudge(judge_model) if judge_model else None
     progress = Progress(len(jobs))
     runner = Runner(store=store, team=team, model=model, judge=judge, teams_dirs=teams_dirs, timeout_s=timeout_s,
                     on_done=progress.update)
@@ -90,12 +90,16 @@ async def evaluate(paths: Sequence[str], *, team: str | None = None, model: str 
             loop.remove_signal_handler(signal.SIGINT)
         if store is not None:
             await store.close()
+        if judge is not None:
+            await judge.pool.close()
     records.sort(key=lambda r: r["job"])  # the suites' own order, whatever order they finished in
     title = "Evaluation: " + ", ".join(s.suite for s in suites)
     files = write_reports(out, records, title=title)
     for row in summarise(records):
         print(f"{row['group']}: {row['pass_rate']:.0%} passed ({row['passed']}/{row['runs']}) · "
               f"{row['mean_turns']:.1f} turns · {row['mean_tokens']:,.0f} tokens · {row['mean_latency_s']:.2f} s")
+    if judge is not None:
+        print(judge.usage())
     print("wrote " + ", ".join(str(f) for f in files))
     if runner.stopping:
         print(f"stopped: {sum(r['status'] != 'interrupted' for r in records)} of {len(jobs)} scenario runs finished",
@@ -104,23 +108,35 @@ async def evaluate(paths: Sequence[str], *, team: str | None = None, model: str 
     return EXIT_PASSED if finished and all(r["passed"] for r in finished) and not runner.stopping else EXIT_FAILED
 
 
-def _judge(model: str) -> Judge:
-    """A live model that answers a yes/no question about a transcript (JSON-schema constrained where it can be)."""
-    from autogen_core.models import SystemMessage, UserMessage
+class _LiveJudge:
+    """A live model that answers a yes/no question about a transcript (JSON-schema constrained where it can be).
 
-    from ..models import Meter, ModelPool, uses_json_schema
-    from ..patterns._choose import choose
+    Its calls are on a meter of their own: reported after the evaluation, never mixed into a team's figures.
+    """
 
-    pool = ModelPool(Meter())
-    client = pool.client(model, "judge")
+    def __init__(self, model: str) -> None:
+        from ..models import Meter, ModelPool
 
-    async def verdict(question: str, task: str, transcript: str) -> tuple[bool, str]:
+        self.model = model
+        self.pool = ModelPool(Meter())
+        self.client = self.pool.client(model, "judge")
+
+    async def __call__(self, question: str, task: str, transcript: str) -> tuple[bool, str]:
+        from autogen_core.models import SystemMessage, UserMessage
+
+        from ..models import uses_json_schema
+        from ..patterns._choose import choose
+
         prompt = [SystemMessage(content="You grade a team's conversation. Answer strictly."),
                   UserMessage(content=f"Task: {task}\n\nConversation:\n{transcript}\n\nQuestion: {question}\n"
                                       "Answer yes or no.", source="user")]
-        answer = await choose(client, prompt, ["yes", "no"], field="answer", json_schema=uses_json_schema(model))
+        answer = await choose(self.client, prompt, ["yes", "no"], field="answer",
+                              json_schema=uses_json_schema(self.model))
         if answer is None:
             raise ValueError("the judge's answer was neither yes nor no")
-        return answer == "yes", f"the judge ({model}) answered {answer}"
+        return answer == "yes", f"the judge ({self.model}) answered {answer}"
 
-    return verdict
+    def usage(self) -> str:
+        meter = self.pool.meter
+        return (f"judge ({self.model}): {len(meter.calls)} calls, {meter.prompt_tokens:,} prompt + "
+                f"{meter.completion_tokens:,} completion tokens (not in the teams' figures)")
