@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint clean
+.PHONY: install run test lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -20,12 +20,18 @@ run: $(STAMP)
 	$(BIN)/parley ui --port $(PORT)
 
 test: $(STAMP)
-	$(BIN)/ruff check parley tests tools app.py
+	$(BIN)/ruff check parley tests tools bench app.py
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check parley tests tools app.py
-	$(BIN)/ruff format --check parley tests tools
+	$(BIN)/ruff check parley tests tools bench app.py
+	$(BIN)/ruff format --check parley tests tools bench
+
+# The benchmarks (docs/performance.md), one after another; each prints its table and writes bench/results/.
+# One of them: make bench B=context
+B ?= context overhead parallel metering store embedded webload
+bench: $(STAMP)
+	@for b in $(B); do echo "== bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done
 
 clean:
 	rm -rf $(VENV)
