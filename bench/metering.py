@@ -23,6 +23,7 @@ import io
 import json
 import logging
 import os
+import re
 import tempfile
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
@@ -269,8 +270,16 @@ async def eval_run(url: str, folder: Path, shown: Shown, turns: int) -> None:
     team = _write(folder / "helper.yaml", ONE_AGENT_TEAM.format(url=url, name="helper"))
     suite = _write(folder / "suite.yaml", SUITE.format(team=team, url=url))
     out = folder / "eval-out"
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
         await evaluate([str(suite)], judge_model=f"compatible:evaljudge@{url}", save=False, out=out)
+    # The judge's own calls are reported apart from the teams' figures, in a line after the evaluation.
+    judge = JUDGE_LINE.search(printed.getvalue())
+    if judge is None:
+        shown.notes.append("eval: no line reports the judge's tokens")
+    else:
+        shown.prompt += int(judge["prompt"].replace(",", ""))
+        shown.completion += int(judge["completion"].replace(",", ""))
     for line in (out / "results.jsonl").read_text(encoding="utf-8").splitlines():
         record = json.loads(line)
         shown.prompt += record["prompt_tokens"]
@@ -278,6 +287,9 @@ async def eval_run(url: str, folder: Path, shown: Shown, turns: int) -> None:
         judged = [e for e in record["expectations"] if e["kind"] == "judge"]
         if any(e["outcome"] != "passed" for e in judged):
             shown.notes.append(f"eval: a judge expectation did not pass: {judged}")
+
+
+JUDGE_LINE = re.compile(r"judge \(.*?\): [\d,]+ calls?, (?P<prompt>[\d,]+) prompt \+ (?P<completion>[\d,]+) completion")
 
 
 def _write(path: Path, text: str) -> Path:

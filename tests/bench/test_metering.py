@@ -19,7 +19,6 @@ SCHEMA_KINDS = {"selector", "consensus ballot", "consensus tie (manager)", "eval
 """Calls constrained with a JSON schema (response_format)."""
 
 NOT_METERED = "bug: MeteredClient.create_stream records a call only when its CreateResult arrives; a cancelled stream is lost"
-JUDGE_NOT_SHOWN = "bug: parley.evals._judge meters the judge on a Meter of its own that no report reads"
 SCHEMA_NOT_COUNTED = "bug: the meter's estimate leaves out the response_format JSON schema sent with the call"
 
 
@@ -82,8 +81,7 @@ def test_estimates_stay_within_the_stated_error_without_usage(data: dict[str, An
 
 @pytest.mark.parametrize("scenario", [
     "selector team (validation, summaries, a tool)", "consensus, judge breaks the tie",
-    "consensus, manager breaks the tie", "interrupted turn",
-    pytest.param("eval with a judge model", marks=pytest.mark.xfail(strict=True, reason=JUDGE_NOT_SHOWN)),
+    "consensus, manager breaks the tie", "interrupted turn", "eval with a judge model",
 ])
 def test_the_user_is_shown_every_metered_token(data: dict[str, Any], scenario: str) -> None:
     s = _phase(data, True)["scenarios"][scenario]
