@@ -1,0 +1,304 @@
+"""Embedded model speed: the local model driven directly by its runtime, and through parley.
+
+Same prompts, same max_tokens, greedy sampling, prompt cache off, interleaved repetitions, one process:
+
+- `direct`: xllamacpp's server object, `handle_chat_completions(request, callback)`, streamed in-process;
+- `http`: the same server's `/v1/chat/completions`, streamed over loopback HTTP by a bare stdlib client;
+- `parley`: the metered client parley builds for `local`, `create_stream` (what every agent calls);
+- `run`: a one-agent parley Run (team set-up, AutoGen, events), greedy too but with parley's system prompt.
+
+Tokens are the server's own count (`usage`), the same counter for every path. tok/s is end to end
+(completion tokens / wall time from request to last chunk); decode tok/s leaves out the first token.
+Ratios are the medians of per-pair ratios: each parley measurement against the direct one next to it,
+so load from other processes on this shared machine cancels out as far as it can.
+
+    .venv/bin/python -m bench.embedded [--smoke] [--budget SECONDS]
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import os
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from autogen_core.models import CreateResult, SystemMessage, UserMessage
+
+from bench._common import parser, percentile, save, table
+
+SYSTEM = "You are a helpful assistant. Answer in plain prose."
+PROMPTS = (
+    "Write a short story about a lighthouse keeper who finds a message in a bottle.",
+    "Explain to a new employee why customer churn matters and how a support team can reduce it.",
+    "Describe a walk through a busy market on a Saturday morning, with its sounds and smells.",
+)
+FREQUENCY_PENALTY = 0.4
+"""parley's local client sends this on every call (see parley/models/_local.py); direct calls send it too."""
+PATHS = ("direct", "http", "parley", "run")
+
+
+class Sample(dict[str, Any]):
+    """One measured call: path, prompt, ttft_s, total_s, prompt_tokens, completion_tokens."""
+
+
+def _sample(path: str, prompt: int, t_first: float | None, total: float, usage: Any) -> Sample:
+    if usage is None:
+        raise RuntimeError(f"{path}: the server reported no usage")
+    p = usage["prompt_tokens"] if isinstance(usage, dict) else usage.prompt_tokens
+    c = usage["completion_tokens"] if isinstance(usage, dict) else usage.completion_tokens
+    first = t_first if t_first is not None else total
+    decode = (c - 1) / (total - first) if c > 1 and total > first else 0.0
+    return Sample(path=path, prompt=prompt, ttft_s=first, total_s=total, prompt_tokens=p, completion_tokens=c,
+                  tok_s=c / total if total else 0.0, decode_tok_s=decode)
+
+
+def _request(prompt: str, max_tokens: int) -> dict[str, Any]:
+    """The body parley's client sends for this prompt (autogen-ext adds `name` to user messages)."""
+    from parley.models._local import MODEL_ALIAS
+
+    return {
+        "model": MODEL_ALIAS,
+        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt, "name": "user"}],
+        "max_tokens": max_tokens, "temperature": 0, "frequency_penalty": FREQUENCY_PENALTY,
+        "stream": True, "stream_options": {"include_usage": True}, "cache_prompt": False,
+    }
+
+
+def _has_text(chunk: dict[str, Any]) -> bool:
+    choices = chunk.get("choices") or []
+    return bool(choices and (choices[0].get("delta") or {}).get("content"))
+
+
+def measure_direct(server: Any, i: int, max_tokens: int) -> Sample:
+    """In-process: the callback runs on this thread for every chunk, no socket involved."""
+    state: dict[str, Any] = {"first": None, "usage": None}
+    t0 = time.perf_counter()
+
+    def on_chunk(chunk: dict[str, Any]) -> bool:
+        if state["first"] is None and _has_text(chunk):
+            state["first"] = time.perf_counter() - t0
+        if chunk.get("usage"):
+            state["usage"] = chunk["usage"]
+        return False  # False: keep streaming
+
+    server.handle_chat_completions(_request(PROMPTS[i], max_tokens), on_chunk)
+    return _sample("direct", i, state["first"], time.perf_counter() - t0, state["usage"])
+
+
+class HttpDirect:
+    """A bare HTTP client (stdlib), to tell the socket's cost from parley's. The server closes streamed
+    connections, so each call connects anew (a fraction of a millisecond on loopback)."""
+
+    def __init__(self, base_url: str) -> None:
+        url = urlsplit(base_url)
+        self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
+        self.path = url.path.rstrip("/") + "/chat/completions"
+
+    def measure(self, i: int, max_tokens: int) -> Sample:
+        first = usage = None
+        t0 = time.perf_counter()
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
+        conn.request("POST", self.path, body=json.dumps(_request(PROMPTS[i], max_tokens)),
+                     headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        for raw in resp:
+            line = raw.strip()
+            if line == b"data: [DONE]":
+                break
+            if not line.startswith(b"data: "):
+                continue
+            chunk = json.loads(line[6:])
+            if first is None and _has_text(chunk):
+                first = time.perf_counter() - t0
+            usage = chunk.get("usage") or usage
+        total = time.perf_counter() - t0
+        conn.close()
+        return _sample("http", i, first, total, usage)
+
+
+async def measure_parley(client: Any, i: int, max_tokens: int) -> Sample:
+    """parley's metered client for `local`, streamed, as an agent calls it (greedy and uncached for the bench)."""
+    first = None
+    result: CreateResult | None = None
+    t0 = time.perf_counter()
+    messages = [SystemMessage(content=SYSTEM), UserMessage(content=PROMPTS[i], source="user")]
+    args = {"temperature": 0, "max_tokens": max_tokens, "extra_body": {"cache_prompt": False}}
+    async for item in client.create_stream(messages, extra_create_args=args):
+        if isinstance(item, CreateResult):
+            result = item
+        elif first is None and item:
+            first = time.perf_counter() - t0
+    assert result is not None
+    return _sample("parley", i, first, time.perf_counter() - t0, result.usage)
+
+
+TEAM = """\
+name: bench-one-agent
+pattern: round_robin
+model: local
+context: {window: all}
+roles:
+  - name: writer
+    prompt: "%s"
+termination: {max_turns: 1}
+"""
+
+
+async def measure_run(team: Path, i: int, max_tokens: int) -> Sample:
+    """A one-agent parley Run, from `start()` to its result; the agent's calls made greedy like the others."""
+    from parley import Conversation
+    from parley.events import ChunkEvent, RunResult, UsageEvent
+
+    t0 = time.perf_counter()
+    conv = Conversation(team)
+    # Bench-only: the shipped sampling is temperature 0.7; make this run's call comparable with the others.
+    for client in conv.pool._shared.values():
+        client._create_args.update(temperature=0, max_tokens=max_tokens, extra_body={"cache_prompt": False})  # type: ignore[attr-defined]
+    first = None
+    usage: UsageEvent | None = None
+    run = conv.start(PROMPTS[i])
+    async for ev in run:
+        if isinstance(ev, ChunkEvent) and first is None and ev.content:
+            first = time.perf_counter() - t0
+        elif isinstance(ev, UsageEvent):
+            usage = ev
+        elif isinstance(ev, RunResult) and ev.stop_reason not in ("max_turns", "completed"):
+            raise RuntimeError(f"the one-agent run ended with {ev.stop_reason}: {ev.detail}")
+    total = time.perf_counter() - t0
+    await conv.close()
+    return _sample("run", i, first, total, usage)
+
+
+def _median(values: list[float]) -> float:
+    return statistics.median(values) if values else 0.0
+
+
+def summarise(samples: list[Sample]) -> dict[str, Any]:
+    """Per path: medians and p90; per parley path: medians of the ratios to the direct call of the same round."""
+    out: dict[str, Any] = {}
+    for path in PATHS:
+        rows = [s for s in samples if s["path"] == path]
+        if not rows:
+            continue
+        out[path] = {
+            "n": len(rows),
+            "tok_s": _median([s["tok_s"] for s in rows]),
+            "decode_tok_s": _median([s["decode_tok_s"] for s in rows]),
+            "ttft_s": _median([s["ttft_s"] for s in rows]),
+            "ttft_p90_s": percentile([s["ttft_s"] for s in rows], 90),
+            "total_s": _median([s["total_s"] for s in rows]),
+            "prompt_tokens": sorted({s["prompt_tokens"] for s in rows}),
+            "completion_tokens": sorted({s["completion_tokens"] for s in rows}),
+        }
+    direct = {(s["round"], s["prompt"]): s for s in samples if s["path"] == "direct"}
+    for path in PATHS[1:]:
+        pairs = [(s, direct[s["round"], s["prompt"]]) for s in samples
+                 if s["path"] == path and (s["round"], s["prompt"]) in direct]
+        if path in out and pairs:
+            out[path]["ratio_tok_s"] = _median([s["tok_s"] / d["tok_s"] for s, d in pairs])
+            out[path]["ratio_decode_tok_s"] = _median([s["decode_tok_s"] / d["decode_tok_s"] for s, d in pairs
+                                                       if d["decode_tok_s"]])
+            out[path]["ratio_ttft"] = _median([s["ttft_s"] / d["ttft_s"] for s, d in pairs])
+            out[path]["overhead_s"] = _median([s["total_s"] - d["total_s"] for s, d in pairs])
+    return out
+
+
+async def _measure_all(smoke: bool, budget_s: float) -> tuple[list[Sample], dict[str, Any]]:
+    from parley.models import Meter, ModelPool, _local
+
+    os.environ.pop("PARLEY_MODEL", None)  # it would outrank the one-agent team's `model: local`
+    max_tokens = 8 if smoke else 96
+    prompts = 1 if smoke else len(PROMPTS)
+    rounds = 1 if smoke else 12
+    min_rounds = 1 if smoke else 4
+    base_url = _local.base_url()  # starts the in-process server parley uses; every path drives this one
+    server = _local._server
+    pool = ModelPool(Meter())
+    client = pool.client("local", "bench")
+    folder = Path(tempfile.mkdtemp(prefix="parley-bench-"))
+    team = folder / "one-agent.yaml"
+    team.write_text(TEAM % SYSTEM, encoding="utf-8")
+    http_direct = HttpDirect(base_url)
+    measures: dict[str, Callable[[int], Any]] = {
+        "direct": lambda i: measure_direct(server, i, max_tokens),
+        "http": lambda i: http_direct.measure(i, max_tokens),
+        "parley": lambda i: measure_parley(client, i, max_tokens),
+        "run": lambda i: measure_run(team, i, max_tokens),
+    }
+
+    async def one(path: str, i: int) -> Sample:
+        got = measures[path](i)
+        return await got if asyncio.iscoroutine(got) else got  # type: ignore[no-any-return]
+
+    if not smoke:
+        for path in PATHS:  # warm-up: first calls pay for connections, imports and caches
+            await one(path, 0)
+    samples: list[Sample] = []
+    started = time.perf_counter()
+    done = 0
+    for r in range(rounds):
+        if r >= min_rounds and time.perf_counter() - started > budget_s:
+            break
+        for i in range(prompts):
+            # Rotate who goes first, so no path always runs right after another.
+            k = (r * prompts + i) % len(PATHS)
+            for path in PATHS[k:] + PATHS[:k]:
+                s = await one(path, i)
+                s["round"] = r
+                samples.append(s)
+        done = r + 1
+    await pool.close()
+    meter_calls = pool.meter.calls
+    settings = {
+        "max_tokens": max_tokens, "prompts": prompts, "rounds": done, "temperature": 0, "cache_prompt": False,
+        "frequency_penalty": FREQUENCY_PENALTY, "n_threads": int(os.environ.get("PARLEY_LOCAL_THREADS", str(os.cpu_count() or 2))),
+        "meter_estimated_calls": sum(c.estimated for c in meter_calls), "meter_calls": len(meter_calls),
+    }
+    return samples, settings
+
+
+def run(smoke: bool, budget_s: float = 150.0) -> dict[str, Any]:
+    load_before = os.getloadavg()
+    samples, settings = asyncio.run(_measure_all(smoke, budget_s))
+    summary = summarise(samples)
+    load_after = os.getloadavg()
+    rows = []
+    for path in PATHS:
+        s = summary.get(path)
+        if s is None:
+            continue
+        rows.append([path, s["n"], s["tok_s"], s["decode_tok_s"], s["ttft_s"] * 1000, s["ttft_p90_s"] * 1000,
+                     s.get("ratio_tok_s", 1.0), s.get("ratio_decode_tok_s", 1.0), s.get("ratio_ttft", 1.0),
+                     s.get("overhead_s", 0.0) * 1000])
+    table(["path", "calls", "tok/s", "decode tok/s", "TTFT ms", "TTFT p90 ms", "tok/s ÷ direct",
+           "decode ÷ direct", "TTFT ÷ direct", "extra ms/call"], rows,
+          title=f"Embedded model (SmolLM2-135M, xllamacpp), {settings['max_tokens']} tokens, greedy, "
+                f"{settings['rounds']} interleaved rounds × {settings['prompts']} prompts; medians")
+    parley = summary.get("parley", {})
+    verdict = parley.get("ratio_tok_s", 0.0)
+    print(f"\nparley's client: {verdict:.3f}× direct tok/s (target ≥ 0.95×: {'met' if verdict >= 0.95 else 'missed'}); "
+          f"load average {load_before[0]:.2f} → {load_after[0]:.2f} on {os.cpu_count()} cores")
+    return {"settings": settings, "summary": summary, "samples": samples,
+            "load_average": {"before": load_before, "after": load_after}, "target_tok_s_ratio": 0.95,
+            "target_met": verdict >= 0.95}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--budget", type=float, default=150.0, metavar="SECONDS",
+                   help="stop starting new rounds after this long (at least 4 rounds run)")
+    args = p.parse_args(argv)
+    data = run(args.smoke, args.budget)
+    save("embedded", data, smoke=args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
