@@ -1,0 +1,217 @@
+"""Framework overhead: one scripted round-robin conversation through bare AutoGen and through a parley Run.
+
+Every variant gets the same replies from a model that answers at once, so what is left is the framework:
+(a) AutoGen's RoundRobinGroupChat of AssistantAgents on autogen_ext's ReplayChatCompletionClient;
+(b) a parley Run of the same team from a team file, `scripted:` model, meter, events and a SQLite store,
+the way `parley run` and the web chat run it; (c) the same Run without a store (`parley run --no-save`),
+which splits (b)'s cost between the engine and the store. Repetitions alternate a b c a b c...; medians
+are compared. CPU seconds are shown too: on a busy machine they move less than wall time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import logging
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from autogen_agentchat.agents import AssistantAgent
+from autogen_agentchat.base import TaskResult
+from autogen_agentchat.conditions import MaxMessageTermination
+from autogen_agentchat.messages import TextMessage
+from autogen_agentchat.teams import RoundRobinGroupChat
+from autogen_ext.models.replay import ReplayChatCompletionClient
+
+from bench._common import Stopwatch, parser, save, table
+from parley import Conversation
+from parley.events import ChunkEvent, MessageEvent, RunResult
+from parley.spec import TeamSpec
+from parley.store import Store
+
+ROLES = ("planner", "researcher", "critic", "writer")
+TASK = "Plan the launch of a product in three markets"
+TARGET = 1.10
+"""parley's wall time may be at most this many times bare AutoGen's."""
+VARIANTS = ("bare", "parley", "parley_no_store")
+LABELS = {
+    "bare": "(a) bare AutoGen: RoundRobinGroupChat + replay",
+    "parley": "(b) parley Run: scripted, meter, events, SQLite",
+    "parley_no_store": "(c) parley Run without a store (--no-save)",
+}
+_MODEL_INFO: Any = {"vision": False, "function_calling": True, "json_output": True, "family": "unknown",
+                    "structured_output": True}
+
+
+@dataclass(frozen=True)
+class Side:
+    """One repetition of one variant."""
+
+    seconds: float
+    cpu_s: float
+    said: list[tuple[str, str]]
+    """(role, text) of every agent message, in order."""
+    shown: int = 0
+    """Events the run showed, chunks aside (what the store should hold)."""
+    stored: int = 0
+    """Events the store holds for the run's thread."""
+
+
+def replies(messages: int) -> dict[str, list[str]]:
+    """Each role's replies, in order: distinct, about 40 words each (a short chat answer)."""
+    out: dict[str, list[str]] = {r: [] for r in ROLES}
+    for i in range(messages):
+        role = ROLES[i % len(ROLES)]
+        out[role].append(f"{role} on turn {i + 1}: the figures for region {i % 7} look steady, margins hold at "
+                         f"{20 + i % 9} percent, and the next step is to check the supplier terms and the launch "
+                         "calendar before we commit the budget for the quarter.")
+    return out
+
+
+def _prompt(role: str) -> str:
+    return f"You are the {role}. Answer in a few sentences and leave the rest to the others."
+
+
+async def bare(script: dict[str, list[str]], messages: int) -> Side:
+    """(a) AutoGen alone, streaming as parley does."""
+    cpu0 = time.process_time()
+    with Stopwatch() as t:
+        agents = [AssistantAgent(role, model_client=ReplayChatCompletionClient(script[role], model_info=_MODEL_INFO),
+                                 system_message=_prompt(role), description=f"the {role}", model_client_stream=True)
+                  for role in ROLES]
+        team = RoundRobinGroupChat(agents, termination_condition=MaxMessageTermination(messages + 1))  # + the task
+        result: TaskResult | None = None
+        async for item in team.run_stream(task=TASK):
+            if isinstance(item, TaskResult):
+                result = item
+    cpu = time.process_time() - cpu0
+    assert result is not None
+    said = [(m.source, m.content) for m in result.messages if isinstance(m, TextMessage) and m.source != "user"]
+    return Side(t.s, cpu, said)
+
+
+def write_team(folder: Path, script: dict[str, list[str]], messages: int) -> tuple[Path, Path]:
+    """The team file and the script a user would write for (b) and (c)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    team: dict[str, Any] = {
+        "name": "overhead", "pattern": "round_robin",
+        "roles": [{"name": r, "description": f"the {r}", "prompt": _prompt(r)} for r in ROLES],
+        "termination": {"max_turns": messages},
+    }
+    if "context" in TeamSpec.model_fields:
+        team["context"] = {"window": "all"}  # the whole history, as bare AutoGen's agents see it: the same prompts
+    team_path = folder / "team.yaml"
+    team_path.write_text(yaml.safe_dump(team, sort_keys=False), encoding="utf-8")
+    script_path = folder / "script.yaml"
+    script_path.write_text(yaml.safe_dump({"roles": script}, sort_keys=False), encoding="utf-8")
+    return team_path, script_path
+
+
+async def parley_run(team: Path, script: Path, db: Path | None) -> Side:
+    """(b) with a store at `db`, (c) without one. The store is opened before the clock starts (a server
+    opens it once); making the thread and the conversation are timed."""
+    store = await Store.open(f"sqlite+aiosqlite:///{db}") if db is not None else None
+    try:
+        cpu0 = time.process_time()
+        with Stopwatch() as t:
+            conv = Conversation(team, model=f"scripted:{script}")
+            if store is not None:
+                conv.attach(store, await store.create_thread("bench", conv.team.name, conv.model, TASK))
+            said: list[tuple[str, str]] = []
+            shown = 0
+            result: RunResult | None = None
+            async for ev in conv.start(TASK):
+                shown += not isinstance(ev, ChunkEvent)
+                if isinstance(ev, MessageEvent):
+                    said.append((ev.source, ev.content))
+                elif isinstance(ev, RunResult):
+                    result = ev
+            await conv.close()
+        cpu = time.process_time() - cpu0
+        assert result is not None and result.stop_reason == "max_turns", result
+        stored = len(await store.events(conv.thread_id)) if store is not None and conv.thread_id else 0
+    finally:
+        if store is not None:
+            await store.close()
+    return Side(t.s, cpu, said, shown, stored)
+
+
+async def measure(messages: int, repeats: int) -> dict[str, list[Side]]:
+    """Every variant `repeats` times, interleaved, after one warm-up each."""
+    script = replies(messages)
+    sides: dict[str, list[Side]] = {v: [] for v in VARIANTS}
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        folder = Path(tmp)
+        team, script_path = write_team(folder / "team", script, messages)
+        # Imports and first-call caches are paid once per process: not overhead.
+        warm = write_team(folder / "warm", replies(len(ROLES)), len(ROLES))
+        await bare(replies(len(ROLES)), len(ROLES))
+        await parley_run(*warm, folder / "warm.db")
+        for i in range(repeats):
+            for variant in VARIANTS:
+                gc.collect()
+                if variant == "bare":
+                    side = await bare(script, messages)
+                else:
+                    side = await parley_run(team, script_path, folder / f"run{i}.db" if variant == "parley" else None)
+                sides[variant].append(side)
+    return sides
+
+
+def summarise(messages: int, sides: dict[str, list[Side]]) -> dict[str, Any]:
+    out: dict[str, Any] = {"messages": messages, "agents": len(ROLES), "repeats": len(sides["bare"]),
+                           "target_ratio": TARGET, "variants": {}}
+    for variant, runs in sides.items():
+        wall = statistics.median(s.seconds for s in runs)
+        last = runs[-1]
+        out["variants"][variant] = {
+            "label": LABELS[variant], "seconds": [s.seconds for s in runs], "cpu_seconds": [s.cpu_s for s in runs],
+            "median_s": wall, "median_cpu_s": statistics.median(s.cpu_s for s in runs),
+            "ms_per_message": 1000 * wall / messages, "messages": len(last.said),
+            "final_text": last.said[-1][1] if last.said else "", "shown_events": last.shown,
+            "stored_events": last.stored,
+        }
+    v = out["variants"]
+    base = v["bare"]
+    for variant in ("parley", "parley_no_store"):
+        v[variant]["ratio"] = v[variant]["median_s"] / base["median_s"]
+        v[variant]["cpu_ratio"] = v[variant]["median_cpu_s"] / base["median_cpu_s"]
+        v[variant]["added_ms_per_message"] = v[variant]["ms_per_message"] - base["ms_per_message"]
+    out["same_conversation"] = all(runs[-1].said == sides["bare"][-1].said for runs in sides.values())
+    out["ratio"] = v["parley"]["ratio"]
+    out["target_met"] = out["ratio"] <= TARGET
+    return out
+
+
+def run(smoke: bool) -> dict[str, Any]:
+    """Measure, print the table, save the JSON; returns what was saved."""
+    logging.getLogger("autogen_core").setLevel(logging.CRITICAL)  # as `parley run` and the web chat do
+    messages, repeats = (12, 1) if smoke else (200, 5)
+    data = summarise(messages, asyncio.run(measure(messages, repeats)))
+    rows = [[v["label"], v["median_s"], v["ms_per_message"], v.get("added_ms_per_message", 0.0),
+             v.get("ratio", 1.0), v["median_cpu_s"], v.get("cpu_ratio", 1.0), v["messages"]]
+            for v in data["variants"].values()]
+    table(["variant", "wall s", "ms/msg", "+ms/msg", "ratio", "cpu s", "cpu ratio", "messages"], rows,
+          title=f"Framework overhead: {messages} messages, {len(ROLES)} agents, round robin, "
+                f"median of {repeats} interleaved runs")
+    verdict = "met" if data["target_met"] else "missed"
+    print(f"parley/bare = {data['ratio']:.2f} (target ≤ {TARGET:.2f}: {verdict}); "
+          f"same conversation in every variant: {data['same_conversation']}")
+    save("overhead", data, smoke=smoke)
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser((__doc__ or "overhead").splitlines()[0]).parse_args(argv)
+    run(args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
