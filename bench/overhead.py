@@ -28,12 +28,14 @@ from autogen_agentchat.conditions import MaxMessageTermination
 from autogen_agentchat.messages import TextMessage
 from autogen_agentchat.teams import RoundRobinGroupChat
 from autogen_ext.models.replay import ReplayChatCompletionClient
+from sqlalchemy import func, select
 
 from bench._common import Stopwatch, parser, save, table
 from parley import Conversation
 from parley.events import ChunkEvent, MessageEvent, RunResult
 from parley.spec import TeamSpec
 from parley.store import Store
+from parley.store import _schema as schema
 
 ROLES = ("planner", "researcher", "critic", "writer")
 TASK = "Plan the launch of a product in three markets"
@@ -61,6 +63,9 @@ class Side:
     """Events the run showed, chunks aside (what the store should hold)."""
     stored: int = 0
     """Events the store holds for the run's thread."""
+    checkpoints: int = 0
+    """Checkpoints the store holds for it. At zero latency the team runs ahead of the run, which then
+    trusts few checkpoints; with a real model every agent message gets one (bench/store.py writes those)."""
 
 
 def replies(messages: int) -> dict[str, list[str]]:
@@ -96,8 +101,9 @@ async def bare(script: dict[str, list[str]], messages: int) -> Side:
     return Side(t.s, cpu, said)
 
 
-def write_team(folder: Path, script: dict[str, list[str]], messages: int) -> tuple[Path, Path]:
-    """The team file and the script a user would write for (b) and (c)."""
+def write_team(folder: Path, script: dict[str, list[str]], messages: int, *, delay_s: float = 0.0,
+               ) -> tuple[Path, Path]:
+    """The team file and the script a user would write for (b) and (c); `delay_s` per reply."""
     folder.mkdir(parents=True, exist_ok=True)
     team: dict[str, Any] = {
         "name": "overhead", "pattern": "round_robin",
@@ -109,7 +115,7 @@ def write_team(folder: Path, script: dict[str, list[str]], messages: int) -> tup
     team_path = folder / "team.yaml"
     team_path.write_text(yaml.safe_dump(team, sort_keys=False), encoding="utf-8")
     script_path = folder / "script.yaml"
-    script_path.write_text(yaml.safe_dump({"roles": script}, sort_keys=False), encoding="utf-8")
+    script_path.write_text(yaml.safe_dump({"roles": script, "delay_s": delay_s}, sort_keys=False), encoding="utf-8")
     return team_path, script_path
 
 
@@ -135,11 +141,21 @@ async def parley_run(team: Path, script: Path, db: Path | None) -> Side:
             await conv.close()
         cpu = time.process_time() - cpu0
         assert result is not None and result.stop_reason == "max_turns", result
-        stored = len(await store.events(conv.thread_id)) if store is not None and conv.thread_id else 0
+        stored = checkpoints = 0
+        if store is not None and conv.thread_id is not None:
+            stored = len(await store.events(conv.thread_id))
+            checkpoints = await _checkpoints(store, conv.thread_id)
     finally:
         if store is not None:
             await store.close()
-    return Side(t.s, cpu, said, shown, stored)
+    return Side(t.s, cpu, said, shown, stored, checkpoints)
+
+
+async def _checkpoints(store: Store, tid: str) -> int:
+    # The Store reads back only the latest checkpoint; count them on its own engine.
+    async with store._engine.connect() as conn:
+        where = schema.checkpoints.c.thread_id == tid
+        return int(await conn.scalar(select(func.count()).select_from(schema.checkpoints).where(where)) or 0)
 
 
 async def measure(messages: int, repeats: int) -> dict[str, list[Side]]:
@@ -176,6 +192,7 @@ def summarise(messages: int, sides: dict[str, list[Side]]) -> dict[str, Any]:
             "ms_per_message": 1000 * wall / messages, "messages": len(last.said),
             "final_text": last.said[-1][1] if last.said else "", "shown_events": last.shown,
             "stored_events": last.stored,
+            "checkpoints": last.checkpoints,
         }
     v = out["variants"]
     base = v["bare"]
@@ -202,7 +219,8 @@ def run(smoke: bool) -> dict[str, Any]:
                 f"median of {repeats} interleaved runs")
     verdict = "met" if data["target_met"] else "missed"
     print(f"parley/bare = {data['ratio']:.2f} (target ≤ {TARGET:.2f}: {verdict}); "
-          f"same conversation in every variant: {data['same_conversation']}")
+          f"same conversation in every variant: {data['same_conversation']}; "
+          f"checkpoints stored by (b): {data['variants']['parley']['checkpoints']} of {messages} turns")
     save("overhead", data, smoke=smoke)
     return data
 
