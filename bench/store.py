@@ -1,0 +1,274 @@
+"""Store throughput: the events and checkpoints of a run written through parley's Store, against plain
+inserts of the same rows, on SQLite (a temporary file) and PostgreSQL (a scratch database made and dropped).
+
+The writes are recorded from a real scripted run (the calls its writer makes, in order: an event, its audit
+row when it has one, a checkpoint before each agent message), then replayed:
+  store     Store.append_event / Store.audit / Store.save_checkpoint, one after another, as Run does
+  plain     the same rows as plain INSERTs on the same engine and tables, one transaction per row
+  batched   the same rows, one transaction per agent turn (what a batching writer could reach)
+Repetitions alternate the three; medians are compared. events/s counts event rows; the time includes the
+checkpoints and audit rows written with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+import statistics
+import tempfile
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy import func, insert, select
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bench._common import Stopwatch, parser, save, table
+from bench.overhead import ROLES, TASK, replies, write_team
+from parley import Conversation
+from parley.events import RunResult
+from parley.store import Store
+from parley.store._schema import audit, checkpoints, events, now
+from parley.store._urls import normalise_url, redact
+
+PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
+"""Where to make the scratch database (PARLEY_TEST_PG_URL, as the tests use, overrides)."""
+WAYS = ("store", "plain", "batched")
+LABELS = {"store": "parley Store", "plain": "plain INSERT, a transaction per row",
+          "batched": "plain INSERT, a transaction per turn"}
+
+
+@dataclass(frozen=True)
+class Write:
+    """One call a run's writer made: an event, an audit row or a checkpoint."""
+
+    kind: str
+    """`event`, `audit` or `checkpoint`."""
+    args: tuple[Any, ...]
+
+
+class Recorder:
+    """Stands in for the Store during the recording run, keeping every write it is asked for."""
+
+    def __init__(self) -> None:
+        self.writes: list[Write] = []
+
+    async def append_event(self, tid: str, event_type: str, payload: Mapping[str, Any]) -> int:
+        self.writes.append(Write("event", (event_type, dict(payload))))
+        return sum(w.kind == "event" for w in self.writes)
+
+    async def audit(self, tid: str | None, actor: str, action: str, detail: Mapping[str, Any]) -> None:
+        self.writes.append(Write("audit", (actor, action, dict(detail))))
+
+    async def save_checkpoint(self, tid: str, turn: int, state: Mapping[str, Any], pending: Sequence[str]) -> None:
+        self.writes.append(Write("checkpoint", (turn, dict(state), list(pending))))
+
+
+async def record(messages: int) -> list[Write]:
+    """The writes of a scripted round-robin run of `messages` agent messages (bench/overhead.py's team).
+
+    The model takes a millisecond per reply: at zero latency the team runs ahead of the run, which then
+    trusts almost no checkpoint; with any real model each agent message gets its checkpoint, as here.
+    """
+    recorder = Recorder()
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        team, script = write_team(Path(tmp), replies(messages), messages, delay_s=0.001)
+        conv = Conversation(team, model=f"scripted:{script}")
+        conv.attach(recorder, "recording")  # type: ignore[arg-type]  # Run only calls the three methods above
+        result = None
+        async for ev in conv.start(TASK):
+            if isinstance(ev, RunResult):
+                result = ev
+        await conv.close()
+    assert result is not None and result.stop_reason == "max_turns", result
+    return recorder.writes
+
+
+# -- the three ways to write ---------------------------------------------------------------------
+
+
+async def through_store(store: Store, tid: str, writes: Sequence[Write]) -> None:
+    for w in writes:
+        if w.kind == "event":
+            await store.append_event(tid, *w.args)
+        elif w.kind == "audit":
+            await store.audit(tid, *w.args)
+        else:
+            await store.save_checkpoint(tid, *w.args)
+
+
+def _row(tid: str, w: Write, seq: int) -> tuple[Any, dict[str, Any]]:
+    at = now()
+    if w.kind == "event":
+        event_type, payload = w.args
+        return events, {"thread_id": tid, "seq": seq, "type": event_type, "payload": payload, "created_at": at}
+    if w.kind == "audit":
+        actor, action, detail = w.args
+        return audit, {"thread_id": tid, "actor": actor, "action": action, "detail": detail, "created_at": at}
+    turn, state, pending = w.args
+    return checkpoints, {"thread_id": tid, "turn": turn, "state": state, "pending": pending, "created_at": at}
+
+
+async def plain(engine: AsyncEngine, tid: str, writes: Sequence[Write]) -> None:
+    seq = 0
+    for w in writes:
+        seq += w.kind == "event"
+        table_, row = _row(tid, w, seq)
+        async with engine.begin() as conn:
+            await conn.execute(insert(table_).values(**row))
+
+
+async def batched(engine: AsyncEngine, tid: str, writes: Sequence[Write]) -> None:
+    """A transaction per turn: the rows up to and including each checkpoint (the turn's boundary)."""
+    seq = 0
+    batch: list[tuple[Any, dict[str, Any]]] = []
+    for i, w in enumerate(writes):
+        seq += w.kind == "event"
+        batch.append(_row(tid, w, seq))
+        if w.kind == "checkpoint" or i == len(writes) - 1:
+            async with engine.begin() as conn:
+                await _insert_many(conn, batch)
+            batch = []
+
+
+async def _insert_many(conn: AsyncConnection, rows: list[tuple[Any, dict[str, Any]]]) -> None:
+    by_table: dict[Any, list[dict[str, Any]]] = {}
+    for table_, row in rows:
+        by_table.setdefault(table_, []).append(row)
+    for table_ in (events, audit, checkpoints):
+        if table_ in by_table:
+            await conn.execute(insert(table_), by_table[table_])
+
+
+async def held(engine: AsyncEngine, tid: str) -> dict[str, int]:
+    """Rows the database holds for thread `tid`, read back."""
+    out = {}
+    async with engine.connect() as conn:
+        for name, table_ in (("events", events), ("audit", audit), ("checkpoints", checkpoints)):
+            out[name] = int(await conn.scalar(select(func.count()).select_from(table_).where(table_.c.thread_id == tid))
+                            or 0)
+    return out
+
+
+# -- one backend -----------------------------------------------------------------------------------
+
+
+async def measure(url: str, writes: Sequence[Write], repeats: int) -> dict[str, Any]:
+    """Each way `repeats` times, interleaved, into a fresh thread each time; then what the database holds."""
+    store = await Store.open(url)
+    engine: AsyncEngine = store._engine  # the Store's own engine: same pool, drivers and pragmas
+    seconds: dict[str, list[float]] = {w: [] for w in WAYS}
+    rows: dict[str, dict[str, int]] = {}
+    try:
+        warm = await store.create_thread("bench", "warm-up", "scripted", "warm-up")
+        await through_store(store, warm, writes[:20])
+        for _ in range(repeats):
+            for way in WAYS:
+                tid = await store.create_thread("bench", f"store-{way}", "scripted", TASK)
+                gc.collect()
+                with Stopwatch() as t:
+                    if way == "store":
+                        await through_store(store, tid, writes)
+                    else:
+                        await (plain if way == "plain" else batched)(engine, tid, writes)
+                seconds[way].append(t.s)
+                rows[way] = await held(engine, tid)
+    finally:
+        await store.close()
+    counts = {k: sum(w.kind == k for w in writes) for k in ("event", "audit", "checkpoint")}
+    out: dict[str, Any] = {"url": redact(url), "ways": {}}
+    for way in WAYS:
+        median = statistics.median(seconds[way])
+        out["ways"][way] = {"label": LABELS[way], "seconds": seconds[way], "median_s": median,
+                            "events_per_s": counts["event"] / median, "rows_held": rows[way]}
+    out["ratio"] = out["ways"]["store"]["events_per_s"] / out["ways"]["plain"]["events_per_s"]
+    out["batched_ratio"] = out["ways"]["store"]["events_per_s"] / out["ways"]["batched"]["events_per_s"]
+    return out
+
+
+# -- PostgreSQL's scratch database -----------------------------------------------------------------
+
+
+def _admin_urls() -> list[str]:
+    env = os.environ.get("PARLEY_TEST_PG_URL")
+    return [env] if env else [PG_DEFAULT, PG_DEFAULT.replace("//postgres@", "//root@")]
+
+
+async def _admin(url: str, sql: str) -> None:
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+async def postgresql(writes: Sequence[Write], repeats: int) -> dict[str, Any]:
+    """The measurement in a scratch database, dropped afterwards; or `{"skipped": reason}`."""
+    name = f"parley_bench_{uuid.uuid4().hex[:12]}"
+    why = []
+    for admin in _admin_urls():
+        try:
+            await _admin(admin, f'CREATE DATABASE "{name}"')
+        except Exception as exc:
+            why.append(f"{redact(admin)}: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            return await measure(normalise_url(admin).set(database=name).render_as_string(hide_password=False),
+                                 writes, repeats)
+        finally:
+            await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    return {"skipped": "PostgreSQL not reachable (" + "; ".join(why) + "); set PARLEY_TEST_PG_URL"}
+
+
+async def measure_all(messages: int, repeats: int) -> dict[str, Any]:
+    writes = await record(messages)
+    counts = {k: sum(w.kind == k for w in writes) for k in ("event", "audit", "checkpoint")}
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
+        sqlite = await measure(f"sqlite+aiosqlite:///{Path(tmp) / 'store.db'}", writes, repeats)
+    return {"messages": messages, "agents": len(ROLES), "repeats": repeats, "writes": counts,
+            "checkpoint_mb": sum(len(json.dumps(w.args[1])) for w in writes if w.kind == "checkpoint") / 1e6,
+            "sqlite": sqlite, "postgresql": await postgresql(writes, repeats)}
+
+
+def run(smoke: bool) -> dict[str, Any]:
+    """Measure, print the table, save the JSON; returns what was saved."""
+    messages, repeats = (8, 1) if smoke else (100, 5)
+    data = asyncio.run(measure_all(messages, repeats))
+    rows: list[list[Any]] = []
+    notes = []
+    for backend in ("sqlite", "postgresql"):
+        result = data[backend]
+        if "skipped" in result:
+            rows.append([backend, "skipped: PostgreSQL not reachable (reason below)", "", "", ""])
+            notes.append(f"{backend}: skipped: {result['skipped']}")
+            continue
+        plain_eps = result["ways"]["plain"]["events_per_s"]
+        for way in WAYS:
+            w = result["ways"][way]
+            rows.append([backend, w["label"], w["median_s"], w["events_per_s"], w["events_per_s"] / plain_eps])
+    w = data["writes"]
+    table(["backend", "way", "median s", "events/s", "÷ plain"], rows,
+          title=f"Store throughput: a {messages}-message run's writes ({w['event']} events, {w['audit']} audit "
+                f"row(s), {w['checkpoint']} checkpoints, {data['checkpoint_mb']:.1f} MB of them); "
+                f"median of {repeats} interleaved runs")
+    ratios = [f"{b} {data[b]['ratio']:.2f}" for b in ("sqlite", "postgresql") if "ratio" in data[b]]
+    print("ratio store/plain (events/s): " + ", ".join(ratios), *notes, sep="\n")
+    save("store", data, smoke=smoke)
+    return data
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser((__doc__ or "store").splitlines()[0]).parse_args(argv)
+    run(args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
