@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _support import collect, team_yaml
@@ -108,3 +110,44 @@ def test_a_bad_context_policy_is_a_clear_error(write: Write, policy: str, messag
         load_team_file(team)
     text = str(err.value)
     assert "team.yaml:" in text and "context" in text and message in text
+
+
+async def test_the_view_never_splits_a_tool_call_from_its_results_and_survives_a_checkpoint() -> None:
+    from autogen_core import FunctionCall
+    from autogen_core.models import (
+        AssistantMessage,
+        FunctionExecutionResult,
+        FunctionExecutionResultMessage,
+        UserMessage,
+    )
+
+    from parley._context import PolicyContext, Summariser
+    from parley.models import Meter, ModelPool
+
+    def call(i: int) -> list[Any]:
+        return [AssistantMessage(content=[FunctionCall(id=f"c{i}", name="sql_query", arguments="{}")], source="me"),
+                FunctionExecutionResultMessage(content=[FunctionExecutionResult(call_id=f"c{i}", content=f"row {i}",
+                                                                                name="sql_query")])]
+
+    pool = ModelPool(Meter())
+    script = Path(__file__).parent / "ui" / "scripts" / "studio.yaml"
+    ctx = PolicyContext(2, Summariser(pool.client(f"scripted:{script}", "summariser")))
+    history = [UserMessage(content="TASK", source="user")]
+    for i in range(6):
+        history += [UserMessage(content=f"note {i}. detail.", source="other"), *call(i)]
+    history += call(6) + call(7)  # the role's own turn in progress: two tool rounds
+    for m in history:
+        await ctx.add_message(m)
+    view = await ctx.get_messages()
+    assert view[0].content == "TASK" and "Summary of the earlier conversation" in str(view[1].content)
+    # Every tool result in view follows the call that produced it.
+    for before, m in pairwise(view):
+        if isinstance(m, FunctionExecutionResultMessage):
+            assert isinstance(before, AssistantMessage) and before.content[0].id == m.content[0].call_id  # type: ignore[index,union-attr]
+    assert [m.content[0].content for m in view[-3:] if isinstance(m, FunctionExecutionResultMessage)] == ["row 6", "row 7"]  # type: ignore[index]
+
+    restored = PolicyContext(2, Summariser(pool.client(f"scripted:{script}", "summariser")))
+    await restored.load_state(await ctx.save_state())
+    calls_before = len(pool.meter.calls)
+    assert [m.content for m in await restored.get_messages()] == [m.content for m in view]
+    assert len(pool.meter.calls) == calls_before  # the summary came back with the checkpoint, not re-asked
