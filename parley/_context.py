@@ -92,8 +92,8 @@ class PolicyContext(UnboundedChatCompletionContext):
         self.window = window
         self.summariser = summariser
         self.summary = ""
-        self._covered = 0
-        """Messages before this index are in the summary."""
+        self._summarised: set[int] = set()
+        """Indexes of the messages the summary covers."""
 
     @property
     def batch(self) -> int:
@@ -131,14 +131,14 @@ class PolicyContext(UnboundedChatCompletionContext):
         dropped = [u for u in older if u not in humans]
         shown = list(humans)
         if self.summariser is not None:
-            pending = [u for u in dropped if u[0] >= self._covered]
+            pending = [u for u in dropped if u[0] not in self._summarised]
             # Fixed-size chunks in conversation order: roles that dropped the same turns ask for the same summaries.
             while len(pending) >= self.batch:
                 chunk, pending = pending[: self.batch], pending[self.batch :]
                 turns = [(_who(messages[i]), _text(messages[i])) for u in chunk for i in u]
                 self.summary = await self.summariser(self.summary, turns)
-                self._covered = chunk[-1][-1] + 1
-            shown += [u for u in dropped if u[0] >= self._covered]
+                self._summarised.update(i for u in chunk for i in u)
+            shown += pending
         head = [messages[task]] if task is not None else []
         if self.summary:
             head.append(UserMessage(content=f"Summary of the earlier conversation: {self.summary}", source=SUMMARY_SOURCE))
@@ -148,12 +148,12 @@ class PolicyContext(UnboundedChatCompletionContext):
     async def clear(self) -> None:
         await super().clear()
         self.summary = ""
-        self._covered = 0
+        self._summarised = set()
 
     async def save_state(self) -> Mapping[str, Any]:
-        return {**await super().save_state(), "summary": self.summary, "summary_covers": self._covered}
+        return {**await super().save_state(), "summary": self.summary, "summarised": sorted(self._summarised)}
 
     async def load_state(self, state: Mapping[str, Any]) -> None:
         await super().load_state({"messages": state.get("messages", [])})
         self.summary = str(state.get("summary", ""))
-        self._covered = int(state.get("summary_covers", 0))
+        self._summarised = {int(i) for i in state.get("summarised", [])}

@@ -151,3 +151,24 @@ async def test_the_view_never_splits_a_tool_call_from_its_results_and_survives_a
     calls_before = len(pool.meter.calls)
     assert [m.content for m in await restored.get_messages()] == [m.content for m in view]
     assert len(pool.meter.calls) == calls_before  # the summary came back with the checkpoint, not re-asked
+
+
+async def test_older_human_messages_beyond_the_latest_ones_go_into_the_summary_not_nowhere() -> None:
+    from autogen_core.models import UserMessage
+
+    from parley._context import KEEP_HUMAN, PolicyContext, Summariser
+    from parley.models import Meter, ModelPool
+
+    pool = ModelPool(Meter())
+    script = Path(__file__).parent / "ui" / "scripts" / "studio.yaml"
+    ctx = PolicyContext(2, Summariser(pool.client(f"scripted:{script}", "summariser")))
+    await ctx.add_message(UserMessage(content="TASK", source="user"))
+    for i in range(KEEP_HUMAN + 2):
+        await ctx.add_message(UserMessage(content=f"note {i}. detail.", source="other"))
+        await ctx.add_message(UserMessage(content=f"human wish {i}. please.", source="user"))
+        await ctx.get_messages()  # a role speaks between the human's messages
+    for i in range(4):
+        await ctx.add_message(UserMessage(content=f"late note {i}.", source="other"))
+    text = "\n".join(str(m.content) for m in await ctx.get_messages())
+    for i in range(KEEP_HUMAN + 2):  # the latest ones verbatim, the older ones in the summary
+        assert f"human wish {i}" in text
