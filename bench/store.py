@@ -73,12 +73,12 @@ class Recorder:
 async def record(messages: int) -> list[Write]:
     """The writes of a scripted round-robin run of `messages` agent messages (bench/overhead.py's team).
 
-    The model takes a millisecond per reply: at zero latency the team runs ahead of the run, which then
-    trusts almost no checkpoint; with any real model each agent message gets its checkpoint, as here.
+    The model takes 20 ms per reply: at zero latency the team runs ahead of the run, which then trusts
+    almost no checkpoint; with a real model each agent message gets its checkpoint, as here.
     """
     recorder = Recorder()
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
-        team, script = write_team(Path(tmp), replies(messages), messages, delay_s=0.001)
+        team, script = write_team(Path(tmp), replies(messages), messages, delay_s=0.02)
         conv = Conversation(team, model=f"scripted:{script}")
         conv.attach(recorder, "recording")  # type: ignore[arg-type]  # Run only calls the three methods above
         result = None
