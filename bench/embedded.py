@@ -4,6 +4,7 @@ Same prompts, same max_tokens, greedy sampling, prompt cache off, interleaved re
 
 - `direct`: xllamacpp's server object, `handle_chat_completions(request, callback)`, streamed in-process;
 - `http`: the same server's `/v1/chat/completions`, streamed over loopback HTTP by a bare stdlib client;
+- `sdk`: the OpenAI SDK (`AsyncOpenAI`, the one autogen-ext drives) streaming from that endpoint, alone;
 - `parley`: the metered client parley builds for `local`, `create_stream` (what every agent calls);
 - `run`: a one-agent parley Run (team set-up, AutoGen, events), greedy too but with parley's system prompt;
 - `inproc*`: a prototype, not parley as shipped: parley's client with the socket replaced by an
@@ -34,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
+import openai
 from autogen_core.models import CreateResult, SystemMessage, UserMessage
 
 from bench._common import parser, percentile, save, table
@@ -46,7 +48,7 @@ PROMPTS = (
 )
 FREQUENCY_PENALTY = 0.4
 """parley's local client sends this on every call (see parley/models/_local.py); direct calls send it too."""
-PATHS = ("direct", "http", "parley", "run", "inproc*")
+PATHS = ("direct", "http", "sdk", "parley", "run", "inproc*")
 
 
 class Sample(dict[str, Any]):
@@ -128,6 +130,20 @@ class HttpDirect:
         return _sample("http", i, first, total, usage)
 
 
+async def measure_sdk(sdk: Any, i: int, max_tokens: int) -> Sample:
+    """The OpenAI SDK alone, as autogen-ext calls it: what parsing the stream costs before AutoGen sees it."""
+    body = _request(PROMPTS[i], max_tokens)
+    extra = {"cache_prompt": body.pop("cache_prompt")}
+    first = usage = None
+    t0 = time.perf_counter()
+    stream = await sdk.chat.completions.create(**body, extra_body=extra)
+    async for chunk in stream:
+        if first is None and chunk.choices and chunk.choices[0].delta.content:
+            first = time.perf_counter() - t0
+        usage = chunk.usage or usage
+    return _sample("sdk", i, first, time.perf_counter() - t0, usage)
+
+
 async def measure_parley(client: Any, i: int, max_tokens: int, path: str = "parley") -> Sample:
     """parley's metered client for `local`, streamed, as an agent calls it (greedy and uncached for the bench)."""
     first = None
@@ -182,8 +198,6 @@ class InProcessTransport(httpx2.AsyncBaseTransport):
 
 def inprocess_client(pool: Any, server: Any) -> Any:
     """parley's metered client for `local`, its OpenAI SDK client re-plumbed onto the in-process transport."""
-    import openai
-
     client = pool.client("local", "bench-inproc")
     client.inner._client = openai.AsyncOpenAI(  # bench-only surgery on autogen-ext's client
         base_url="http://in-process/v1", api_key="local", max_retries=0,
@@ -279,9 +293,11 @@ async def _measure_all(smoke: bool, budget_s: float) -> tuple[list[Sample], dict
     team = folder / "one-agent.yaml"
     team.write_text(TEAM % SYSTEM, encoding="utf-8")
     http_direct = HttpDirect(base_url)
+    sdk = openai.AsyncOpenAI(base_url=base_url, api_key="local", max_retries=0)
     measures: dict[str, Callable[[int], Any]] = {
         "direct": lambda i: measure_direct(server, i, max_tokens),
         "http": lambda i: http_direct.measure(i, max_tokens),
+        "sdk": lambda i: measure_sdk(sdk, i, max_tokens),
         "parley": lambda i: measure_parley(client, i, max_tokens),
         "run": lambda i: measure_run(team, i, max_tokens),
         "inproc*": lambda i: measure_parley(proto, i, max_tokens, "inproc*"),
@@ -312,6 +328,7 @@ async def _measure_all(smoke: bool, budget_s: float) -> tuple[list[Sample], dict
         done = g + 1
     await pool.close()
     await proto_pool.close()
+    await sdk.close()
     meter_calls = pool.meter.calls
     settings = {
         "max_tokens": max_tokens, "groups": done, "prompts": min(done, len(PROMPTS)), "temperature": 0,
@@ -322,7 +339,7 @@ async def _measure_all(smoke: bool, budget_s: float) -> tuple[list[Sample], dict
     return samples, settings
 
 
-def run(smoke: bool, budget_s: float = 150.0) -> dict[str, Any]:
+def run(smoke: bool, budget_s: float = 120.0) -> dict[str, Any]:
     load_before = os.getloadavg()
     samples, settings = asyncio.run(_measure_all(smoke, budget_s))
     summary = summarise(samples)
@@ -351,7 +368,7 @@ def run(smoke: bool, budget_s: float = 150.0) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--budget", type=float, default=150.0, metavar="SECONDS",
+    p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS",
                    help="start no new group of calls after this long (at least two per prompt run)")
     args = p.parse_args(argv)
     data = run(args.smoke, args.budget)
