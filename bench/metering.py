@@ -34,11 +34,12 @@ from typing import Any
 from bench._common import Stopwatch, parser, save, table
 from bench._recording import Received, RecordingModel, Reply
 
-OPTIONS = ("invest", "hold", "divest")
 ESTIMATE_TOLERANCE = 0.10
 """Without usage, a kind's estimated tokens should be within ±10% of what the endpoint counted."""
 ROLE_MARK = " in the team '"
 """parley's system message of every role says "You are NAME in the team 'TEAM'"."""
+INTERRUPT = "Please stop there and give the short version."
+"""What the human says when cutting the slow `talker` short."""
 
 
 # -- what the endpoint sees ----------------------------------------------------------------------
@@ -76,9 +77,6 @@ def classify(body: dict[str, Any]) -> str:
 
 def _interrupted(messages: list[dict[str, Any]]) -> bool:
     return any(INTERRUPT in _text(m) for m in messages)
-
-
-INTERRUPT = "Please stop there and give the short version."
 
 
 class Policy:
