@@ -1,0 +1,520 @@
+"""Web chat under load: 50, 100 and 200 conversations at once through the real socket, and what the web
+path adds per message to one long conversation.
+
+It starts the real web chat (`parley ui`, a scripted model, SQLite in a temporary data folder, one user
+made with `parley users add`) and speaks Chainlit's socket protocol to it, as a browser tab does (the
+security tests' client). For each level, every tab signs in, connects, sends its task at the same moment
+as the others, and receives every agent message until its run ends.
+
+Added latency of a message: when the tab received it, minus the `ts` the engine stamped on its event
+(stored with it). Client and server run on this machine and read the same clock.
+Web path per message: one long conversation through the socket, then the same team and script run by a
+parley Run in this process (same SQLite store kind): (web - engine) / messages. Replies come at once
+there, so the figure is the web path's cost, not hidden behind model time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench._common import ROOT, Stopwatch, parser, percentile, save, table
+from parley import Conversation
+from parley.events import RunResult
+from parley.store import Store
+
+# The web tests' server launcher and socket client, reused as they are (tests/ is not a package).
+sys.path[:0] = [p for p in (str(ROOT / "tests"), str(ROOT / "tests" / "security")) if p not in sys.path]
+import _websec  # noqa: E402
+from ui.conftest import Server  # noqa: E402
+
+ROLES = ("planner", "researcher", "writer", "reviewer")
+USER, PASSWORD = "bench", "bench-password-1"
+LOAD_TEAM, LONG_TEAM = "bench-webload", "bench-webload-long"
+TASK = "Plan the launch of a product in three markets"
+P95_TARGET_MS = 50.0
+WEB_TARGET_MS = 2.0
+SHARP_RISE = 2.0
+"""p95 more than this many times the previous level's counts as degrading."""
+LOGINS_AT_ONCE = 4
+"""Below the sign-in limit of five attempts in flight per user name."""
+CONNECTS_AT_ONCE = 25
+CONNECT_S = 20.0
+"""A tab that has not connected by then counts as a connection error."""
+HEADER = re.compile(r"\*\*(\w+)\*\* · turn (\d+)")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    levels: tuple[int, ...]
+    load_turns: int
+    """Agent messages per conversation at each level."""
+    load_delay_s: float
+    """Seconds the scripted model takes per reply (streamed a word at a time), like a real model."""
+    long_turns: int
+    repeats: int
+    run_deadline_s: float
+
+
+FULL = Settings(levels=(50, 100, 200), load_turns=8, load_delay_s=3.0, long_turns=200, repeats=3,
+                run_deadline_s=90.0)
+SMOKE = Settings(levels=(3,), load_turns=4, load_delay_s=0.05, long_turns=8, repeats=1, run_deadline_s=30.0)
+
+
+# -- the team and its scripts ---------------------------------------------------------------------------
+
+
+def reply(role: str, i: int) -> str:
+    """About 30 words, distinct per role and turn (the engine stops a role that repeats itself)."""
+    return (f"{role} on turn {i + 1}: the figures for region {i % 7} look steady, margins hold at {20 + i % 9} "
+            "percent, and the next step is to check the supplier terms and the launch calendar before we "
+            "commit the budget for the quarter.")
+
+
+def write_team(folder: Path, name: str, turns: int, delay_s: float) -> None:
+    """A four-role round robin of `turns` messages whose roles answer from their own script."""
+    script = folder / f"{name}.script.yaml"
+    per_role = -(-turns // len(ROLES))
+    script.write_text(json.dumps({"roles": {r: [reply(r, i) for i in range(per_role)] for r in ROLES},
+                                  "delay_s": delay_s}), encoding="utf-8")
+    roles = [{"name": r, "description": f"the {r}", "prompt": f"You are the {r}.", "model": f"scripted:{script}"}
+             for r in ROLES]
+    team = {"name": name, "description": "webload benchmark", "pattern": "round_robin", "roles": roles,
+            "termination": {"max_turns": turns}}
+    (folder / "teams").mkdir(exist_ok=True)
+    (folder / "teams" / f"{name}.yaml").write_text(json.dumps(team), encoding="utf-8")
+
+
+class BenchServer(Server):
+    """`parley ui` that also finds the benchmark's teams."""
+
+    def __init__(self, data_dir: Path, script: str, teams: Path) -> None:
+        super().__init__(data_dir, script)
+        self.teams = teams
+
+    def env(self) -> dict[str, str]:
+        return super().env() | {"PARLEY_TEAMS": str(self.teams)}
+
+
+# -- one chat tab ---------------------------------------------------------------------------------------
+
+
+class Tab(_websec.ChatSocket):
+    """A chat tab that notes when each agent message and the end of the run arrived."""
+
+    def __init__(self, server: Server, cookie: str) -> None:
+        super().__init__(server, cookie)
+        self.arrived: dict[tuple[str, int], float] = {}
+        self.ended_at: float | None = None
+
+    async def _on_event(self, event: str, data: Any = None) -> None:
+        now = time.time()
+        if event == "new_message" and isinstance(data, dict):
+            text = str(data.get("output", ""))
+            if text.startswith("**Run ended**"):
+                self.ended_at = now
+            elif (m := HEADER.match(text)) and m[1] in ROLES:
+                self.arrived.setdefault((m[1], int(m[2])), now)
+        await super()._on_event(event, data)
+
+    async def run_task(self) -> float:
+        """Send the task; wait for its run to end; the send time (Unix seconds)."""
+        sent = time.time()
+        await self.say(TASK)
+        await self.wait_for(lambda: self.ended_at is not None, "the run to end")
+        return sent
+
+
+def use_team(name: str) -> None:
+    # ChatSocket reads its module's TEAM when it connects (the chat profile) and WAIT_S when it waits.
+    _websec.TEAM = name
+
+
+def wait_at_most(seconds: float) -> None:
+    _websec.WAIT_S = seconds
+
+
+async def sign_in(server: Server, n: int) -> list[str]:
+    """n sign-ins (one per tab, as n browsers would), a few at a time; their cookies."""
+    gate = asyncio.Semaphore(LOGINS_AT_ONCE)
+
+    def one() -> str:
+        client = _websec.login(server, USER, PASSWORD)
+        try:
+            return _websec.cookie_of(client)
+        finally:
+            client.close()
+
+    async def gated() -> str:
+        async with gate:
+            return await asyncio.to_thread(one)
+
+    return list(await asyncio.gather(*(gated() for _ in range(n))))
+
+
+class ServerWatch:
+    """The server's resident memory (VmRSS, sampled in a thread) and CPU time while a level runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.proc = Path(f"/proc/{pid}")
+        self.before_mb = self.peak_mb = 0.0
+        self.cpu_s = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def rss_mb(self) -> float:
+        for line in (self.proc / "status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def cpu(self) -> float:
+        fields = (self.proc / "stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.05):
+            self.peak_mb = max(self.peak_mb, self.rss_mb())
+
+    def __enter__(self) -> ServerWatch:
+        self.before_mb = self.peak_mb = self.rss_mb()
+        self._cpu0 = self.cpu()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak_mb = max(self.peak_mb, self.rss_mb())
+        self.cpu_s = self.cpu() - self._cpu0
+
+
+class LoopLag:
+    """How late this process's own event loop runs (a late client inflates the latencies it measures)."""
+
+    def __init__(self) -> None:
+        self.worst_ms = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _watch(self) -> None:
+        while True:
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            self.worst_ms = max(self.worst_ms, (time.perf_counter() - t - 0.01) * 1000)
+
+    def __enter__(self) -> LoopLag:
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+# -- a level: n conversations at once --------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class Outcome:
+    """One conversation of a level."""
+
+    thread_id: str | None = None
+    sent: float = 0.0
+    ended: float | None = None
+    arrived: dict[tuple[str, int], float] = field(default_factory=dict)
+    error: str | None = None
+    """`connect`, `dropped` or `unfinished`."""
+    detail: str = ""
+
+
+async def drive(server: Server, cookies: Sequence[str], deadline_s: float, spread_s: float = 0.0) -> list[Outcome]:
+    """Connect a tab per cookie, then send the tasks, evenly spread over `spread_s`, and wait for every run
+    to end. Spread over one reply's time, the conversations run at once without answering in lockstep
+    (with a scripted model's exact delays they otherwise would, every reply of every conversation in the
+    same millisecond: a burst no set of real users makes)."""
+    gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
+    outcomes = [Outcome() for _ in cookies]
+    tabs: list[Tab | None] = [None] * len(cookies)
+
+    async def connect(i: int) -> None:
+        async with gate:
+            tab = Tab(server, cookies[i])
+            try:
+                await tab.__aenter__()
+                tabs[i] = tab
+            except Exception as exc:
+                outcomes[i].error, outcomes[i].detail = "connect", f"{type(exc).__name__}: {exc}"
+
+    async def converse(i: int, tab: Tab) -> None:
+        out = outcomes[i]
+        await asyncio.sleep(spread_s * i / len(cookies))
+        try:
+            out.sent = await tab.run_task()
+        except Exception as exc:  # ChatSocket's time-out, a dropped socket
+            out.error = "dropped" if tab.dropped.is_set() else "unfinished"
+            out.detail = f"{type(exc).__name__}: {exc}"
+        out.thread_id, out.ended, out.arrived = tab.thread_id, tab.ended_at, dict(tab.arrived)
+
+    wait_at_most(CONNECT_S)
+    await asyncio.gather(*(connect(i) for i in range(len(cookies))))
+    wait_at_most(deadline_s)
+    try:
+        await asyncio.gather(*(converse(i, t) for i, t in enumerate(tabs) if t is not None))
+    finally:
+        await asyncio.gather(*(t.__aexit__() for t in tabs if t is not None), return_exceptions=True)
+    return outcomes
+
+
+@dataclass(frozen=True)
+class Stored:
+    """What the server stored for a conversation: the engine's timestamp of each agent message, its stop."""
+
+    said: dict[tuple[str, int], float]
+    stop_reason: str | None
+
+
+async def stored(server: Server, thread_ids: Sequence[str]) -> dict[str, Stored]:
+    store = await Store.open(server.db_url)
+    try:
+        out = {}
+        for tid in thread_ids:
+            rows = await store.events(tid)
+            said = {(r.payload["source"], r.payload["turn"]): r.payload["ts"] for r in rows if r.type == "message"}
+            stop = next((r.payload.get("stop_reason") for r in rows if r.type == "result"), None)
+            out[tid] = Stored(said, stop)
+        return out
+    finally:
+        await store.close()
+
+
+def latencies(outcome: Outcome, said: dict[tuple[str, int], float]) -> list[float]:
+    return [(outcome.arrived[key] - ts) * 1000 for key, ts in said.items() if key in outcome.arrived]
+
+
+async def level(server: Server, n: int, s: Settings) -> dict[str, Any]:
+    """n conversations at once; what each tab received, how late, and what went wrong."""
+    use_team(LOAD_TEAM)
+    with Stopwatch() as signing:
+        cookies = await sign_in(server, n)
+    load_before = os.getloadavg()[0]
+    with ServerWatch(server_pid(server)) as watch, LoopLag() as lag, Stopwatch() as wall:
+        outcomes = await drive(server, cookies, s.run_deadline_s, s.load_delay_s)
+    found = await stored(server, [o.thread_id for o in outcomes if o.thread_id])
+    lat: list[float] = []
+    errors = {"connect": 0, "dropped": 0, "unfinished": 0, "missing_messages": 0, "bad_stop": 0}
+    for o in outcomes:
+        if o.error:
+            errors[o.error] += 1
+            continue
+        mine = found.get(o.thread_id or "", Stored({}, None))
+        if len(mine.said) != s.load_turns or len(o.arrived) != s.load_turns:
+            errors["missing_messages"] += 1
+        if mine.stop_reason != "max_turns":
+            errors["bad_stop"] += 1
+        lat += latencies(o, mine.said)
+    finished = sum(1 for o in outcomes if not o.error and len(o.arrived) == s.load_turns and o.ended)
+    received = sum(len(o.arrived) for o in outcomes)
+    return {
+        "conversations": n,
+        "finished": finished,
+        "messages_expected": n * s.load_turns,
+        "messages_received": received,
+        "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "max": max(lat, default=0.0)},
+        "rss_before_mb": round(watch.before_mb, 1),
+        "rss_peak_mb": round(watch.peak_mb, 1),
+        "mb_per_conversation": round((watch.peak_mb - watch.before_mb) / n, 3),
+        "errors": errors,
+        "error_count": sum(errors.values()),
+        "error_samples": [f"{o.error}: {o.detail}" for o in outcomes if o.error][:5],
+        "sign_in_s": round(signing.s, 2),
+        "wall_s": round(wall.s, 2),
+        "messages_per_s": round(received / wall.s, 1),
+        "server_cpu_s": round(watch.cpu_s, 2),
+        "server_cpu_ms_per_message": round(watch.cpu_s * 1000 / max(received, 1), 2),
+        "client_loop_lag_max_ms": round(lag.worst_ms, 1),
+        "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+    }
+
+
+def server_pid(server: Server) -> int:
+    assert server.proc is not None
+    return server.proc.pid  # `parley ui` replaces itself with the Chainlit server: same process
+
+
+# -- one long conversation: web path against the engine alone -------------------------------------------
+
+
+async def long_web(server: Server, s: Settings) -> tuple[float, list[float], int]:
+    """Seconds from sending the task to the run's end on screen; per-message latencies; messages."""
+    use_team(LONG_TEAM)
+    wait_at_most(s.run_deadline_s)
+    (cookie,) = await sign_in(server, 1)
+    async with Tab(server, cookie) as tab:
+        sent = await tab.run_task()
+        assert tab.ended_at is not None and tab.thread_id is not None
+        outcome = Outcome(thread_id=tab.thread_id, sent=sent, ended=tab.ended_at, arrived=dict(tab.arrived))
+    said = (await stored(server, [tab.thread_id]))[tab.thread_id].said
+    return tab.ended_at - sent, latencies(outcome, said), len(outcome.arrived)
+
+
+async def long_engine(data: Path, team: Path) -> tuple[float, list[float], int]:
+    """The same conversation run by parley alone (a Run on a Conversation with a SQLite store): seconds,
+    how long after its timestamp each message reached the Run's consumer, messages."""
+    store = await Store.open(f"sqlite+aiosqlite:///{data / 'engine.db'}")
+    try:
+        conv = Conversation(team)
+        lat: list[float] = []
+        with Stopwatch() as t:
+            conv.attach(store, await store.create_thread(USER, conv.team.name, conv.model, TASK))
+            async for ev in conv.start(TASK):
+                if ev.type == "message":
+                    lat.append((time.time() - ev.ts) * 1000)
+                if isinstance(ev, RunResult):
+                    break
+        return t.s, lat, len(lat)
+    finally:
+        await store.close()
+
+
+async def web_path(server: Server, data: Path, s: Settings) -> dict[str, Any]:
+    """Alternate web and engine-only runs of the long conversation; compare medians."""
+    team = data / "teams" / f"{LONG_TEAM}.yaml"
+    await long_engine(data, team)  # this process's first run pays for lazy imports, as the server's did
+    web_s: list[float] = []
+    engine_s: list[float] = []
+    lat: list[float] = []
+    engine_lat: list[float] = []
+    messages = 0
+    for _ in range(s.repeats):
+        w, ms, messages = await long_web(server, s)
+        e, es, engine_messages = await long_engine(data, team)
+        assert engine_messages == messages == s.long_turns, (engine_messages, messages)
+        web_s.append(w)
+        engine_s.append(e)
+        lat += ms
+        engine_lat += es
+    web, engine = statistics.median(web_s), statistics.median(engine_s)
+    return {
+        "messages": messages,
+        "web_s": [round(x, 3) for x in web_s],
+        "engine_s": [round(x, 3) for x in engine_s],
+        "ms_per_message": (web - engine) / messages * 1000,
+        "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "max": max(lat, default=0.0)},
+        "engine_latency_ms": {"p50": percentile(engine_lat, 50), "p95": percentile(engine_lat, 95),
+                              "max": max(engine_lat, default=0.0)},
+    }
+
+
+# -- the benchmark ---------------------------------------------------------------------------------------
+
+
+def degrades_at(levels: Sequence[dict[str, Any]]) -> int | None:
+    """The first level with errors, a p95 over target, or a p95 that jumps from the level before."""
+    prev = None
+    for row in levels:
+        p95 = row["latency_ms"]["p95"]
+        if row["error_count"] or p95 > P95_TARGET_MS or (prev is not None and p95 > SHARP_RISE * max(prev, 1.0)):
+            return int(row["conversations"])
+        prev = p95
+    return None
+
+
+async def measure(server: Server, data: Path, s: Settings) -> dict[str, Any]:
+    use_team(LOAD_TEAM)
+    warm = await drive(server, await sign_in(server, 1), s.run_deadline_s)  # first conversation pays for lazy imports
+    assert not warm[0].error, warm[0].error
+    single = await web_path(server, data, s)
+    levels = [await level(server, n, s) for n in s.levels]
+    return {"web_path": single, "levels": levels}
+
+
+def code_state() -> dict[str, Any]:
+    """The commit measured, and engine or web files changed on top of it (figures depend on them)."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return done.stdout.rstrip()
+
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "changed": git("status", "--porcelain", "--", "parley", "app.py").splitlines()}
+
+
+def run(smoke: bool) -> dict[str, Any]:
+    s = SMOKE if smoke else FULL
+    with tempfile.TemporaryDirectory(prefix="parley-webload-") as tmp:
+        data = Path(tmp)
+        write_team(data, LOAD_TEAM, s.load_turns, s.load_delay_s)
+        write_team(data, LONG_TEAM, s.long_turns, 0.0)
+        server = BenchServer(data, str(data / f"{LOAD_TEAM}.script.yaml"), data / "teams")
+        _websec.add_users(server, **{USER: PASSWORD})
+        server.start()
+        try:
+            found = asyncio.run(measure(server, data, s))
+        except BaseException:
+            print(server.log_tail(), file=sys.stderr)
+            raise
+        finally:
+            server.stop()
+    levels = found["levels"]
+    single = found["web_path"]
+    top = levels[-1]
+    return {
+        "settings": {"levels": list(s.levels), "roles": len(ROLES), "load_messages": s.load_turns,
+                     "load_delay_s": s.load_delay_s, "long_messages": s.long_turns, "repeats": s.repeats},
+        "code": code_state(),
+        "levels": levels,
+        "web_path": single,
+        "degrades_at": degrades_at(levels),
+        "targets": {
+            "p95_ms": P95_TARGET_MS,
+            "p95_at_top_level_ms": top["latency_ms"]["p95"],
+            "p95_met": top["latency_ms"]["p95"] < P95_TARGET_MS and not top["error_count"],
+            "web_ms_per_message": WEB_TARGET_MS,
+            "web_ms_per_message_met": single["ms_per_message"] <= WEB_TARGET_MS,
+        },
+    }
+
+
+def report(data: dict[str, Any]) -> None:
+    rows = [(r["conversations"], r["finished"], f"{r['messages_received']}/{r['messages_expected']}",
+             r["latency_ms"]["p50"], r["latency_ms"]["p95"], r["latency_ms"]["max"], r["mb_per_conversation"],
+             r["rss_peak_mb"], r["error_count"], r["wall_s"]) for r in data["levels"]]
+    table(["conversations", "finished", "messages", "p50 ms", "p95 ms", "max ms", "MB/conv", "peak MB", "errors",
+           "wall s"], rows, title="Web chat under load: added latency per agent message (engine event -> socket)")
+    w = data["web_path"]
+    print()
+    table(["messages", "web s (median)", "engine s (median)", "web path ms/message", "p50 ms web", "p95 ms web",
+           "p50 ms engine", "p95 ms engine"],
+          [(w["messages"], statistics.median(w["web_s"]), statistics.median(w["engine_s"]), w["ms_per_message"],
+            w["latency_ms"]["p50"], w["latency_ms"]["p95"], w["engine_latency_ms"]["p50"],
+            w["engine_latency_ms"]["p95"])],
+          title="One long conversation (4 roles, replies at once): web path against the engine alone")
+    t = data["targets"]
+    print(f"\np95 at {data['levels'][-1]['conversations']} conversations: {t['p95_at_top_level_ms']:.1f} ms "
+          f"(target < {P95_TARGET_MS:g}: {'met' if t['p95_met'] else 'MISSED'}); web path "
+          f"{w['ms_per_message']:.2f} ms/message (target <= {WEB_TARGET_MS:g}: "
+          f"{'met' if t['web_ms_per_message_met'] else 'MISSED'}); degrades at: {data['degrades_at'] or 'none'}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser(__doc__.splitlines()[0]).parse_args(argv)
+    data = run(args.smoke)
+    report(data)
+    save("webload", data, smoke=args.smoke)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
