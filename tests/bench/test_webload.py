@@ -1,0 +1,39 @@
+"""`python -m bench.webload --smoke`: a few conversations through the real web chat, end to end."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_smoke_run_delivers_every_agent_message_of_every_conversation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PARLEY_BENCH_RESULTS", str(tmp_path))
+    # As a user runs it: the benchmark imports the web tests' helpers (tests/ui, tests/security) by their own
+    # module names, which this pytest session has already loaded as conftest plugins.
+    done = subprocess.run([sys.executable, "-m", "bench.webload", "--smoke"], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "webload-smoke.json").read_text(encoding="utf-8"))
+
+    assert {"machine", "settings", "code", "levels", "web_path", "degrades_at", "targets"} <= data.keys()
+    assert data["smoke"] is True
+    for level in data["levels"]:
+        n = level["conversations"]
+        assert level["finished"] == n
+        assert level["messages_received"] == level["messages_expected"] == n * data["settings"]["load_messages"]
+        assert level["error_count"] == 0, level["errors"]
+        assert {"p50", "p95", "max"} <= level["latency_ms"].keys()
+        assert level["rss_peak_mb"] > 0
+    web = data["web_path"]
+    assert web["messages"] == data["settings"]["long_messages"]
+    assert len(web["web_s"]) == len(web["engine_s"]) == data["settings"]["repeats"]
+    assert "ms_per_message" in web
+    assert "web chat under load" in done.stdout.lower()
