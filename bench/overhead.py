@@ -3,8 +3,9 @@
 Every variant gets the same replies from a model that answers at once, so what is left is the framework:
 (a) AutoGen's RoundRobinGroupChat of AssistantAgents on autogen_ext's ReplayChatCompletionClient;
 (b) a parley Run of the same team from a team file, `scripted:` model, meter, events and a SQLite store,
-the way `parley run` and the web chat run it; (c) the same Run without a store (`parley run --no-save`),
-which splits (b)'s cost between the engine and the store. Repetitions alternate a b c a b c...; medians
+the way `parley run` and the web chat run it, on parley's default context policy; (c) the same Run without
+a store (`parley run --no-save`), which splits (b)'s cost between the engine and the store; (d) (b) with
+`context: {window: all}`, so that every prompt is the very one bare AutoGen sends. Repetitions alternate a b c a b c...; medians
 are compared. CPU seconds are shown too: on a busy machine they move less than wall time.
 """
 
@@ -33,7 +34,6 @@ from sqlalchemy import func, select
 from bench._common import Stopwatch, parser, save, table
 from parley import Conversation
 from parley.events import ChunkEvent, MessageEvent, RunResult
-from parley.spec import TeamSpec
 from parley.store import Store
 from parley.store import _schema as schema
 
@@ -41,11 +41,12 @@ ROLES = ("planner", "researcher", "critic", "writer")
 TASK = "Plan the launch of a product in three markets"
 TARGET = 1.10
 """parley's wall time may be at most this many times bare AutoGen's."""
-VARIANTS = ("bare", "parley", "parley_no_store")
+VARIANTS = ("bare", "parley", "parley_no_store", "parley_all")
 LABELS = {
     "bare": "(a) bare AutoGen: RoundRobinGroupChat + replay",
     "parley": "(b) parley Run: scripted, meter, events, SQLite",
     "parley_no_store": "(c) parley Run without a store (--no-save)",
+    "parley_all": "(d) (b) seeing the whole history, as AutoGen",
 }
 _MODEL_INFO: Any = {"vision": False, "function_calling": True, "json_output": True, "family": "unknown",
                     "structured_output": True}
@@ -102,7 +103,7 @@ async def bare(script: dict[str, list[str]], messages: int) -> Side:
 
 
 def write_team(folder: Path, script: dict[str, list[str]], messages: int, *, delay_s: float = 0.0,
-               ) -> tuple[Path, Path]:
+               whole_history: bool = False) -> tuple[Path, Path]:
     """The team file and the script a user would write for (b) and (c); `delay_s` per reply."""
     folder.mkdir(parents=True, exist_ok=True)
     team: dict[str, Any] = {
@@ -110,8 +111,8 @@ def write_team(folder: Path, script: dict[str, list[str]], messages: int, *, del
         "roles": [{"name": r, "description": f"the {r}", "prompt": _prompt(r)} for r in ROLES],
         "termination": {"max_turns": messages},
     }
-    if "context" in TeamSpec.model_fields:
-        team["context"] = {"window": "all"}  # the whole history, as bare AutoGen's agents see it: the same prompts
+    if whole_history:
+        team["context"] = {"window": "all"}  # as bare AutoGen's agents see it: the same prompts
     team_path = folder / "team.yaml"
     team_path.write_text(yaml.safe_dump(team, sort_keys=False), encoding="utf-8")
     script_path = folder / "script.yaml"
@@ -165,6 +166,7 @@ async def measure(messages: int, repeats: int) -> dict[str, list[Side]]:
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         folder = Path(tmp)
         team, script_path = write_team(folder / "team", script, messages)
+        team_all, _ = write_team(folder / "team-all", script, messages, whole_history=True)
         # Imports and first-call caches are paid once per process: not overhead.
         warm = write_team(folder / "warm", replies(len(ROLES)), len(ROLES))
         await bare(replies(len(ROLES)), len(ROLES))
@@ -174,6 +176,8 @@ async def measure(messages: int, repeats: int) -> dict[str, list[Side]]:
                 gc.collect()
                 if variant == "bare":
                     side = await bare(script, messages)
+                elif variant == "parley_all":
+                    side = await parley_run(team_all, script_path, folder / f"run{i}-all.db")
                 else:
                     side = await parley_run(team, script_path, folder / f"run{i}.db" if variant == "parley" else None)
                 sides[variant].append(side)
@@ -196,7 +200,7 @@ def summarise(messages: int, sides: dict[str, list[Side]]) -> dict[str, Any]:
         }
     v = out["variants"]
     base = v["bare"]
-    for variant in ("parley", "parley_no_store"):
+    for variant in ("parley", "parley_no_store", "parley_all"):
         v[variant]["ratio"] = v[variant]["median_s"] / base["median_s"]
         v[variant]["cpu_ratio"] = v[variant]["median_cpu_s"] / base["median_cpu_s"]
         v[variant]["added_ms_per_message"] = v[variant]["ms_per_message"] - base["ms_per_message"]

@@ -8,6 +8,8 @@ the conversation's length. A role's view here is bounded instead:
 - a running summary of the turns that fell out of the window, when `summary` is on;
 - the last `window` turns, where a tool call and its results count as one turn;
 - everything of the role's own turn in progress (its tool calls and their results).
+
+What can never be shown again is forgotten, so a role's saved state stays the size of its view.
 """
 
 from __future__ import annotations
@@ -143,7 +145,13 @@ class PolicyContext(UnboundedChatCompletionContext):
         if self.summary:
             head.append(UserMessage(content=f"Summary of the earlier conversation: {self.summary}", source=SUMMARY_SOURCE))
         middle = [messages[i] for u in sorted(shown) for i in u]
-        return head + middle + [messages[i] for u in recent for i in u] + list(messages[cut:])
+        view = head + middle + [messages[i] for u in recent for i in u] + list(messages[cut:])
+        # Forget what can never be shown again, so the role's state (saved after every message) stays small.
+        gone = {i for u in dropped for i in u} if self.summariser is None else self._summarised
+        if gone:
+            self._messages = [m for i, m in enumerate(messages) if i not in gone]
+            self._summarised = set()
+        return view
 
     async def clear(self) -> None:
         await super().clear()

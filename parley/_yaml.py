@@ -16,7 +16,7 @@ from .errors import FileProblem, TeamFileError
 Loc = tuple[str | int, ...]
 
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where PyYAML has it
     """YAML 1.2 booleans: only true/false. `on:` (event-driven roles), `yes`, `no` and `off` stay text."""
 
 
@@ -127,15 +127,17 @@ def loads_located(text: str, shown: str) -> Located:
         hostile = _too_big(node)
         if hostile:
             raise TeamFileError([FileProblem(file=shown, line=None, path="", message=hostile)])
-        loader = _Loader(text)
+        loader = _Loader("")
         try:
-            data = loader.construct_document(loader.get_single_node())
+            data = loader.construct_document(node)
         finally:
             loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = mark.line + 1 if mark else None
         msg = f"invalid YAML: {exc.problem or exc.context}"
+        if "nesting depth" in msg:  # libyaml's own limit
+            msg = f"the document nests too deeply (more than {MAX_DEPTH} levels are refused)"
         raise TeamFileError([FileProblem(file=shown, line=line, path="", message=msg)]) from None
     except yaml.YAMLError as exc:
         raise TeamFileError([FileProblem(file=shown, line=None, path="", message=f"invalid YAML: {exc}")]) from None

@@ -78,17 +78,25 @@ def _jsonable(state: Mapping[str, Any]) -> dict[str, Any]:
     return json.loads(json.dumps(state, default=lambda o: o.isoformat() if hasattr(o, "isoformat") else str(o)))
 
 
-async def _persist(store: Store, tid: str, item: Event | _Checkpoint, run_number: int) -> None:
-    if isinstance(item, _Checkpoint):
-        await store.save_checkpoint(tid, item.turn, item.state, item.pending)
-        return
-    if isinstance(item, ChunkEvent):
-        return  # the finished message is stored; its chunks are only for live display
-    await store.append_event(tid, item.type, item.model_dump(mode="json"))
-    record = audit_record(item)
-    if record is not None:
-        actor, action, detail = record
-        await store.audit(tid, actor, action, {"run": run_number, "turn": item.turn, **detail})
+async def _persist(store: Store, tid: str, items: Sequence[Event | _Checkpoint], run_number: int) -> None:
+    """What piled up in the outbox, in one transaction. Only the newest checkpoint is worth keeping: a restore
+    replays whatever was said after the checkpoint it finds."""
+    new_events: list[tuple[str, dict[str, Any]]] = []
+    audits: list[tuple[str, str, dict[str, Any]]] = []
+    checkpoint = None
+    for item in items:
+        if isinstance(item, _Checkpoint):
+            checkpoint = item
+            continue
+        if isinstance(item, ChunkEvent):
+            continue  # the finished message is stored; its chunks are only for live display
+        new_events.append((item.type, item.model_dump(mode="json")))
+        record = audit_record(item)
+        if record is not None:
+            actor, action, detail = record
+            audits.append((actor, action, {"run": run_number, "turn": item.turn, **detail}))
+    saved = None if checkpoint is None else (checkpoint.turn, _jsonable(checkpoint.state), checkpoint.pending)
+    await store.append_batch(tid, new_events, audits, saved)
 
 
 def audit_record(ev: Event) -> tuple[str, str, dict[str, Any]] | None:
@@ -322,8 +330,9 @@ class Run:
             self._deliver(event)
 
     def _deliver(self, event: Event) -> None:
-        self.events.append(event)
-        self.conversation.history.append(event)
+        if not isinstance(event, ChunkEvent):  # chunks are for live display: the finished message is kept
+            self.events.append(event)
+            self.conversation.history.append(event)
         for listener in list(self.conversation.listeners):
             listener(event)
         self._queue.put_nowait(event)
@@ -331,7 +340,7 @@ class Run:
     def _persist_checkpoint(self, state: Mapping[str, Any]) -> None:
         if self._writer is not None and not self._store_failed:
             pending = [t for _, t in self._human]
-            self._outbox.put_nowait(_Checkpoint(self.conversation.turn + 1, _jsonable(state), pending))
+            self._outbox.put_nowait(_Checkpoint(self.conversation.turn + 1, dict(state), pending))
 
     async def _write(self) -> None:
         """Write each event to the store, then show it; a failed write ends the run with the error."""
@@ -339,20 +348,23 @@ class Run:
         store, tid = conv.store, conv.thread_id
         assert store is not None and tid is not None
         while True:
-            item = await self._outbox.get()
+            items = [await self._outbox.get()]
+            while not self._outbox.empty() and not isinstance(items[-1], RunResult):
+                items.append(self._outbox.get_nowait())
             if not self._store_failed:
                 try:
-                    await _persist(store, tid, item, self.number)
+                    await _persist(store, tid, items, self.number)
                 except Exception as exc:
                     self._store_failed = True
                     self._error = (type(exc).__name__, f"saving the conversation failed: {exc}")
                     self._deliver(ErrorEvent(source="parley", content=self._error[1], error_type=self._error[0],
                                              turn=conv.turn))
                     self._cancel("error")
-            if not isinstance(item, _Checkpoint):
-                self._deliver(item)
-            self._outbox.task_done()
-            if isinstance(item, RunResult):
+            for item in items:
+                if not isinstance(item, _Checkpoint):
+                    self._deliver(item)
+                self._outbox.task_done()
+            if isinstance(items[-1], RunResult):
                 return
 
     def _files_written(self, role: str, tool: str, paths: list[Path]) -> None:

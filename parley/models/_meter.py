@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sys
 import time
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -140,6 +141,8 @@ class Meter:
 
 
 def _is_openai_family(client: ChatCompletionClient) -> bool:
+    if "autogen_ext.models.openai" not in sys.modules:
+        return False  # not imported, so no such client exists (and importing it would cost a third of a second)
     from autogen_ext.models.openai import BaseOpenAIChatCompletionClient
 
     return isinstance(client, BaseOpenAIChatCompletionClient)

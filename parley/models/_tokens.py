@@ -52,7 +52,9 @@ def encoding() -> Any:
     return tiktoken.get_encoding("cl100k_base")
 
 
+@functools.lru_cache(maxsize=16384)
 def count_text(text: str) -> int:
+    """cl100k tokens of `text`. Cached: a conversation's messages are counted again in every later prompt."""
     return len(encoding().encode(text, disallowed_special=()))
 
 

@@ -198,6 +198,48 @@ class Store:
             )
         return int(seq)
 
+    async def append_batch(
+        self,
+        tid: str,
+        new_events: Sequence[tuple[str, Mapping[str, Any]]],
+        audits: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
+        checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None = None,
+    ) -> list[int]:
+        """Events (consecutive seqs), audit rows and a checkpoint of one thread in one transaction: all or
+        nothing. Returns the events' seqs. A run writes what piled up while its writer was busy this way."""
+        if not new_events and not audits and checkpoint is None:
+            return []
+        async with self._write(f"append {len(new_events)} events to thread {tid}") as conn:
+            at = now()
+            seqs: list[int] = []
+            if new_events:
+                last = await conn.scalar(
+                    update(threads)
+                    .where(threads.c.id == tid)
+                    .values(last_seq=threads.c.last_seq + len(new_events), updated_at=at)
+                    .returning(threads.c.last_seq)
+                )
+                if last is None:
+                    raise StoreError(f"could not append events to thread {tid}: no such thread")
+                seqs = list(range(int(last) - len(new_events) + 1, int(last) + 1))
+                await conn.execute(insert(events), [
+                    {"thread_id": tid, "seq": seq, "type": kind, "payload": dict(payload), "created_at": at}
+                    for seq, (kind, payload) in zip(seqs, new_events, strict=True)
+                ])
+            if audits:
+                await conn.execute(insert(audit), [
+                    {"thread_id": tid, "actor": actor, "action": action, "detail": dict(detail), "created_at": at}
+                    for actor, action, detail in audits
+                ])
+            if checkpoint is not None:
+                turn, state, pending = checkpoint
+                try:
+                    await conn.execute(insert(checkpoints).values(
+                        thread_id=tid, turn=turn, state=dict(state), pending=list(pending), created_at=at))
+                except IntegrityError as exc:
+                    raise StoreError(f"could not save a checkpoint of thread {tid}: no such thread") from exc
+        return seqs
+
     async def events(self, tid: str, after_seq: int = 0) -> list[EventRow]:
         """The thread's events with seq > `after_seq`, in order."""
         query = (
@@ -288,6 +330,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # WAL lets readers run alongside the writer; SQLite leaves foreign keys off unless asked.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
+    # With WAL, NORMAL loses nothing when the process dies; only a power cut can drop the last commits.
+    cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 

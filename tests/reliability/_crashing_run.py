@@ -40,18 +40,23 @@ class CrashingStore(Store):
         if self.die == (moment, kind, turn):
             _crash()
 
-    async def append_event(self, tid: str, event_type: str, payload: Mapping[str, Any]) -> int:
-        self._at("before", event_type, payload.get("turn"))
-        seq = await super().append_event(tid, event_type, payload)
-        self._at("after", event_type, payload.get("turn"))
-        return seq
-
-    async def save_checkpoint(
-        self, tid: str, turn: int, state: Mapping[str, Any], pending: Sequence[str]
-    ) -> None:
-        self._at("before", "checkpoint", turn)
-        await super().save_checkpoint(tid, turn, state, pending)
-        self._at("after", "checkpoint", turn)
+    async def append_batch(
+        self,
+        tid: str,
+        new_events: Sequence[tuple[str, Mapping[str, Any]]],
+        audits: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
+        checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None = None,
+    ) -> list[int]:
+        # A run writes what piled up in one transaction: dying "before" a write means before that
+        # transaction, "after" means once it has committed.
+        writes = [(kind, payload.get("turn")) for kind, payload in new_events]
+        writes += [("checkpoint", checkpoint[0])] if checkpoint is not None else []
+        for kind, turn in writes:
+            self._at("before", kind, turn)
+        seqs = await super().append_batch(tid, new_events, audits, checkpoint)
+        for kind, turn in writes:
+            self._at("after", kind, turn)
+        return seqs
 
 
 async def main(plan: dict[str, Any]) -> None:

@@ -177,7 +177,8 @@ async def test_parley_run_killed_mid_run_keeps_all_it_showed_and_resumes_to_the_
     [
         pytest.param(("after", "message", 3), id="between-turns"),
         pytest.param(("after", "usage", 4), id="reply-made-not-checkpointed"),
-        pytest.param(("after", "checkpoint", 4), id="checkpointed-message-not-written"),
+        pytest.param(("before", "checkpoint", 4), id="reply-made-nothing-written"),
+        pytest.param(("after", "checkpoint", 4), id="checkpoint-and-its-message-commit-together"),
     ],
 )
 async def test_a_crash_at_any_write_of_a_turn_loses_nothing(
@@ -187,13 +188,17 @@ async def test_a_crash_at_any_write_of_a_turn_loses_nothing(
         tid = await store.create_thread("dana", "relay", relay.model, "Write the relay")
         await crash(relay, db_url, tid, die, tmp_path)
         events = await stored(store, tid)
-        _, kind, turn = die
-        if kind == "checkpoint":
-            checkpoint = await store.latest_checkpoint(tid)
+        when, kind, turn = die
+        checkpoint = await store.latest_checkpoint(tid)
+        if (when, kind) == ("after", "checkpoint"):
+            # A checkpoint is written in one transaction with the message it follows: never one without the other.
             assert checkpoint is not None and checkpoint.turn == turn
-        else:  # the write the process died after is the last one stored
-            assert (events[-1].type, events[-1].turn) == (kind, turn)
-        assert said(events) == whole(3)  # the fourth turn never finished: it is not shown, and redone
+            assert said(events) == whole(turn)
+        else:
+            assert checkpoint is None or checkpoint.turn < 4
+            if when == "after":  # the write the process died after is stored
+                assert (kind, turn) in [(e.type, e.turn) for e in events]
+            assert said(events) == whole(3)  # the fourth turn never finished: it is not shown, and redone
         await resume_to_the_end(store, tid, relay)
         assert said(await stored(store, tid)) == whole()
 
