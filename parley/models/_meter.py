@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import sys
 import time
@@ -15,7 +16,7 @@ from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, 
 from autogen_core.tools import Tool, ToolSchema
 
 from ._pricing import cost_usd
-from ._tokens import count_completion, count_messages
+from ._tokens import count_completion, count_messages, count_text
 
 
 class BudgetExceeded(Exception):
@@ -33,6 +34,8 @@ class CallRecord:
     completion_tokens: int
     estimated: bool
     """True when counted with tiktoken because the backend reported no usage."""
+    cancelled: bool = False
+    """The call was cut short (interrupt, stop, time-out): its prompt was sent, part of a reply may have come."""
     cost_usd: float | None
     latency_s: float
 
@@ -140,6 +143,12 @@ class Meter:
         return out
 
 
+def _prompt_estimate(messages: Sequence[LLMMessage], tools: Sequence[Any], extra: Mapping[str, Any]) -> int:
+    """Prompt tokens counted with tiktoken, the JSON schema a constrained answer must follow included."""
+    schema = extra.get("response_format")
+    return count_messages(messages, tools) + (count_text(json.dumps(schema, default=str)) if schema else 0)
+
+
 def _is_openai_family(client: ChatCompletionClient) -> bool:
     if "autogen_ext.models.openai" not in sys.modules:
         return False  # not imported, so no such client exists (and importing it would cost a third of a second)
@@ -167,26 +176,29 @@ class MeteredClient(ChatCompletionClient):
                 f"{self.source}'s model call was not made"
             )
 
-    def _record(self, messages: Sequence[LLMMessage], tools: Sequence[Any], result: CreateResult, t0: float) -> CreateResult:
+    def _record(self, messages: Sequence[LLMMessage], tools: Sequence[Any], result: CreateResult, t0: float,
+                extra: Mapping[str, Any]) -> CreateResult:
         usage = result.usage
         estimated = not (usage and (usage.prompt_tokens or usage.completion_tokens))
         if estimated:
-            usage = RequestUsage(
-                prompt_tokens=count_messages(messages, tools), completion_tokens=count_completion(result.content)
-            )
+            usage = RequestUsage(prompt_tokens=_prompt_estimate(messages, tools, extra),
+                                 completion_tokens=count_completion(result.content))
             result = result.model_copy(update={"usage": usage})
-        self.meter.record(
-            CallRecord(
-                source=self.source,
-                model=self.model,
-                prompt_tokens=usage.prompt_tokens,
-                completion_tokens=usage.completion_tokens,
-                estimated=estimated,
-                cost_usd=cost_usd(self.model, usage.prompt_tokens, usage.completion_tokens),
-                latency_s=time.perf_counter() - t0,
-            )
-        )
+        self._note(usage.prompt_tokens, usage.completion_tokens, estimated, t0)
         return result
+
+    def _note(self, prompt: int, completion: int, estimated: bool, t0: float, *, cancelled: bool = False) -> None:
+        self.meter.record(CallRecord(
+            source=self.source, model=self.model, prompt_tokens=prompt, completion_tokens=completion,
+            estimated=estimated, cancelled=cancelled, cost_usd=cost_usd(self.model, prompt, completion),
+            latency_s=time.perf_counter() - t0,
+        ))
+
+    def _cut_short(self, messages: Sequence[LLMMessage], tools: Sequence[Any], extra: Mapping[str, Any],
+                   streamed: Sequence[str], t0: float) -> None:
+        """A call cancelled after its request went out still cost its prompt and what was streamed: estimate it."""
+        self._note(_prompt_estimate(messages, tools, extra), count_completion("".join(streamed)), True, t0,
+                   cancelled=True)
 
     async def _retrying(self, exc: BaseException, attempt: int, token: CancellationToken | None) -> bool:
         """Wait before the next attempt if `exc` is transient and attempts remain; False to give up."""
@@ -228,13 +240,16 @@ class MeteredClient(ChatCompletionClient):
                     messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
                     extra_create_args=extra_create_args, cancellation_token=cancellation_token,
                 )
+            except asyncio.CancelledError:
+                self._cut_short(messages, tools, extra_create_args, (), t0)
+                raise
             except Exception as exc:
                 if await self._retrying(exc, attempt, cancellation_token):
                     attempt += 1
                     continue
                 self._failed(exc)
                 raise
-            return self._record(messages, tools, result, t0)
+            return self._record(messages, tools, result, t0, extra_create_args)
 
     async def create_stream(  # type: ignore[override]
         self,
@@ -254,7 +269,8 @@ class MeteredClient(ChatCompletionClient):
         while True:
             self._check_budget(cancellation_token)
             t0 = time.perf_counter()
-            started = False
+            started = recorded = False
+            streamed: list[str] = []
             try:
                 async for item in self.inner.create_stream(
                     messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
@@ -262,10 +278,16 @@ class MeteredClient(ChatCompletionClient):
                 ):
                     started = True
                     if isinstance(item, CreateResult):
-                        yield self._record(messages, tools, item, t0)
+                        recorded = True
+                        yield self._record(messages, tools, item, t0, extra_create_args)
                     else:
+                        streamed.append(item)
                         yield item
                 return
+            except (asyncio.CancelledError, GeneratorExit):
+                if not recorded:  # interrupted, stopped or timed out mid-call: the backend still saw the prompt
+                    self._cut_short(messages, tools, extra_create_args, streamed, t0)
+                raise
             except Exception as exc:
                 # Text already shown cannot be taken back: only a stream that never started is retried.
                 if not started and await self._retrying(exc, attempt, cancellation_token):
