@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,7 +170,7 @@ class ServerWatch:
     def __init__(self, pid: int) -> None:
         self.proc = Path(f"/proc/{pid}")
         self.before_mb = self.peak_mb = 0.0
-        self.cpu_s = 0.0
+        self.cpu_s = self.marked_cpu_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
@@ -183,6 +183,10 @@ class ServerWatch:
     def cpu(self) -> float:
         fields = (self.proc / "stat").read_text().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+    def mark(self) -> None:
+        """Note the CPU time used so far (`marked_cpu_s`): what connecting the tabs cost."""
+        self.marked_cpu_s = self.cpu() - self._cpu0
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
@@ -239,9 +243,10 @@ class Outcome:
     detail: str = ""
 
 
-async def drive(server: Server, cookies: Sequence[str], deadline_s: float, spread_s: float = 0.0) -> list[Outcome]:
-    """Connect a tab per cookie, then send the tasks, evenly spread over `spread_s`, and wait for every run
-    to end. Spread over one reply's time, the conversations run at once without answering in lockstep
+async def drive(server: Server, cookies: Sequence[str], deadline_s: float, spread_s: float = 0.0,
+                connected: Callable[[], None] = lambda: None) -> list[Outcome]:
+    """Connect a tab per cookie (then call `connected`), send the tasks, evenly spread over `spread_s`, and
+    wait for every run to end. Spread over one reply's time, the conversations run at once without answering in lockstep
     (with a scripted model's exact delays they otherwise would, every reply of every conversation in the
     same millisecond: a burst no set of real users makes)."""
     gate = asyncio.Semaphore(CONNECTS_AT_ONCE)
@@ -269,6 +274,7 @@ async def drive(server: Server, cookies: Sequence[str], deadline_s: float, sprea
 
     wait_at_most(CONNECT_S)
     await asyncio.gather(*(connect(i) for i in range(len(cookies))))
+    connected()
     wait_at_most(deadline_s)
     try:
         await asyncio.gather(*(converse(i, t) for i, t in enumerate(tabs) if t is not None))
@@ -310,7 +316,7 @@ async def level(server: Server, n: int, s: Settings) -> dict[str, Any]:
         cookies = await sign_in(server, n)
     load_before = os.getloadavg()[0]
     with ServerWatch(server_pid(server)) as watch, LoopLag() as lag, Stopwatch() as wall:
-        outcomes = await drive(server, cookies, s.run_deadline_s, s.load_delay_s)
+        outcomes = await drive(server, cookies, s.run_deadline_s, s.load_delay_s, watch.mark)
     found = await stored(server, [o.thread_id for o in outcomes if o.thread_id])
     lat: list[float] = []
     errors = {"connect": 0, "dropped": 0, "unfinished": 0, "missing_messages": 0, "bad_stop": 0}
@@ -331,7 +337,7 @@ async def level(server: Server, n: int, s: Settings) -> dict[str, Any]:
         "finished": finished,
         "messages_expected": n * s.load_turns,
         "messages_received": received,
-        "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "max": max(lat, default=0.0)},
+        "latency_ms": spread(lat),
         "rss_before_mb": round(watch.before_mb, 1),
         "rss_peak_mb": round(watch.peak_mb, 1),
         "mb_per_conversation": round((watch.peak_mb - watch.before_mb) / n, 3),
@@ -342,7 +348,8 @@ async def level(server: Server, n: int, s: Settings) -> dict[str, Any]:
         "wall_s": round(wall.s, 2),
         "messages_per_s": round(received / wall.s, 1),
         "server_cpu_s": round(watch.cpu_s, 2),
-        "server_cpu_ms_per_message": round(watch.cpu_s * 1000 / max(received, 1), 2),
+        "server_cpu_ms_per_tab_connect": round(watch.marked_cpu_s * 1000 / n, 2),
+        "server_cpu_ms_per_message": round((watch.cpu_s - watch.marked_cpu_s) * 1000 / max(received, 1), 2),
         "client_loop_lag_max_ms": round(lag.worst_ms, 1),
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
@@ -356,26 +363,41 @@ def server_pid(server: Server) -> int:
 # -- one long conversation: web path against the engine alone -------------------------------------------
 
 
-async def long_web(server: Server, s: Settings) -> tuple[float, list[float], int]:
-    """Seconds from sending the task to the run's end on screen; per-message latencies; messages."""
+@dataclass(frozen=True)
+class Pass:
+    """One run of the long conversation."""
+
+    seconds: float
+    cpu_s: float
+    """CPU time of the process that ran it (the server, or this one for the engine alone)."""
+    latencies_ms: list[float]
+    messages: int
+
+
+async def long_web(server: Server, s: Settings) -> Pass:
+    """From sending the task to the run's end on screen, through the web chat."""
     use_team(LONG_TEAM)
     wait_at_most(s.run_deadline_s)
     (cookie,) = await sign_in(server, 1)
+    watch = ServerWatch(server_pid(server))
     async with Tab(server, cookie) as tab:
+        cpu0 = watch.cpu()
         sent = await tab.run_task()
+        cpu_s = watch.cpu() - cpu0
         assert tab.ended_at is not None and tab.thread_id is not None
         outcome = Outcome(thread_id=tab.thread_id, sent=sent, ended=tab.ended_at, arrived=dict(tab.arrived))
     said = (await stored(server, [tab.thread_id]))[tab.thread_id].said
-    return tab.ended_at - sent, latencies(outcome, said), len(outcome.arrived)
+    return Pass(tab.ended_at - sent, cpu_s, latencies(outcome, said), len(outcome.arrived))
 
 
-async def long_engine(data: Path, team: Path) -> tuple[float, list[float], int]:
-    """The same conversation run by parley alone (a Run on a Conversation with a SQLite store): seconds,
-    how long after its timestamp each message reached the Run's consumer, messages."""
+async def long_engine(data: Path, team: Path) -> Pass:
+    """The same conversation run by parley alone: a Run on a Conversation with a SQLite store. Its latency
+    is how long after its timestamp each message reached the Run's consumer."""
     store = await Store.open(f"sqlite+aiosqlite:///{data / 'engine.db'}")
     try:
         conv = Conversation(team)
         lat: list[float] = []
+        cpu0 = time.process_time()  # every thread of this process, as the server's figure is
         with Stopwatch() as t:
             conv.attach(store, await store.create_thread(USER, conv.team.name, conv.model, TASK))
             async for ev in conv.start(TASK):
@@ -383,37 +405,39 @@ async def long_engine(data: Path, team: Path) -> tuple[float, list[float], int]:
                     lat.append((time.time() - ev.ts) * 1000)
                 if isinstance(ev, RunResult):
                     break
-        return t.s, lat, len(lat)
+        return Pass(t.s, time.process_time() - cpu0, lat, len(lat))
     finally:
         await store.close()
+
+
+def spread(values: Sequence[float]) -> dict[str, float]:
+    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values, default=0.0)}
 
 
 async def web_path(server: Server, data: Path, s: Settings) -> dict[str, Any]:
     """Alternate web and engine-only runs of the long conversation; compare medians."""
     team = data / "teams" / f"{LONG_TEAM}.yaml"
     await long_engine(data, team)  # this process's first run pays for lazy imports, as the server's did
-    web_s: list[float] = []
-    engine_s: list[float] = []
-    lat: list[float] = []
-    engine_lat: list[float] = []
-    messages = 0
+    web: list[Pass] = []
+    engine: list[Pass] = []
     for _ in range(s.repeats):
-        w, ms, messages = await long_web(server, s)
-        e, es, engine_messages = await long_engine(data, team)
-        assert engine_messages == messages == s.long_turns, (engine_messages, messages)
-        web_s.append(w)
-        engine_s.append(e)
-        lat += ms
-        engine_lat += es
-    web, engine = statistics.median(web_s), statistics.median(engine_s)
+        web.append(await long_web(server, s))
+        engine.append(await long_engine(data, team))
+        assert web[-1].messages == engine[-1].messages == s.long_turns, (web[-1].messages, engine[-1].messages)
+
+    def median(passes: list[Pass], what: str) -> float:
+        return statistics.median(getattr(p, what) for p in passes)
+
+    n = s.long_turns
     return {
-        "messages": messages,
-        "web_s": [round(x, 3) for x in web_s],
-        "engine_s": [round(x, 3) for x in engine_s],
-        "ms_per_message": (web - engine) / messages * 1000,
-        "latency_ms": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "max": max(lat, default=0.0)},
-        "engine_latency_ms": {"p50": percentile(engine_lat, 50), "p95": percentile(engine_lat, 95),
-                              "max": max(engine_lat, default=0.0)},
+        "messages": n,
+        "web_s": [round(p.seconds, 3) for p in web],
+        "engine_s": [round(p.seconds, 3) for p in engine],
+        "ms_per_message": (median(web, "seconds") - median(engine, "seconds")) / n * 1000,
+        "web_cpu_ms_per_message": median(web, "cpu_s") / n * 1000,
+        "engine_cpu_ms_per_message": median(engine, "cpu_s") / n * 1000,
+        "latency_ms": spread([x for p in web for x in p.latencies_ms]),
+        "engine_latency_ms": spread([x for p in engine for x in p.latencies_ms]),
     }
 
 
@@ -490,17 +514,19 @@ def run(smoke: bool) -> dict[str, Any]:
 def report(data: dict[str, Any]) -> None:
     rows = [(r["conversations"], r["finished"], f"{r['messages_received']}/{r['messages_expected']}",
              r["latency_ms"]["p50"], r["latency_ms"]["p95"], r["latency_ms"]["max"], r["mb_per_conversation"],
-             r["rss_peak_mb"], r["error_count"], r["wall_s"]) for r in data["levels"]]
+             r["rss_peak_mb"], r["error_count"], r["messages_per_s"], r["server_cpu_ms_per_message"], r["wall_s"])
+            for r in data["levels"]]
     table(["conversations", "finished", "messages", "p50 ms", "p95 ms", "max ms", "MB/conv", "peak MB", "errors",
-           "wall s"], rows, title="Web chat under load: added latency per agent message (engine event -> socket)")
+           "msg/s", "CPU ms/msg", "wall s"], rows,
+          title="Web chat under load: added latency per agent message (engine event -> socket)")
     w = data["web_path"]
     print()
-    table(["messages", "web s (median)", "engine s (median)", "web path ms/message", "p50 ms web", "p95 ms web",
-           "p50 ms engine", "p95 ms engine"],
-          [(w["messages"], statistics.median(w["web_s"]), statistics.median(w["engine_s"]), w["ms_per_message"],
-            w["latency_ms"]["p50"], w["latency_ms"]["p95"], w["engine_latency_ms"]["p50"],
-            w["engine_latency_ms"]["p95"])],
-          title="One long conversation (4 roles, replies at once): web path against the engine alone")
+    table(["path", "seconds (median)", "CPU ms/message", "p50 ms", "p95 ms"],
+          [("web (socket)", statistics.median(w["web_s"]), w["web_cpu_ms_per_message"], w["latency_ms"]["p50"],
+            w["latency_ms"]["p95"]),
+           ("engine alone", statistics.median(w["engine_s"]), w["engine_cpu_ms_per_message"],
+            w["engine_latency_ms"]["p50"], w["engine_latency_ms"]["p95"])],
+          title=f"One long conversation ({w['messages']} messages, 4 roles, replies at once)")
     t = data["targets"]
     print(f"\np95 at {data['levels'][-1]['conversations']} conversations: {t['p95_at_top_level_ms']:.1f} ms "
           f"(target < {P95_TARGET_MS:g}: {'met' if t['p95_met'] else 'MISSED'}); web path "
