@@ -25,6 +25,8 @@ pytestmark = [
 
 def _run(*args: str) -> tuple[int, list[dict[str, object]], str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    # A proxy named in the environment (nothing listens there) must not stand between parley and its own model.
+    env |= {name: "http://127.0.0.1:9" for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy")}
     proc = subprocess.run([PARLEY, "run", *args, "--json"], capture_output=True, text=True, timeout=600,
                           cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr
