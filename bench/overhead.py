@@ -33,6 +33,7 @@ from sqlalchemy import func, select
 
 from bench._common import Stopwatch, parser, save, table
 from parley import Conversation
+from parley._proc import freeze_startup_objects
 from parley.events import ChunkEvent, MessageEvent, RunResult
 from parley.store import Store
 from parley.store import _schema as schema
@@ -171,6 +172,7 @@ async def measure(messages: int, repeats: int) -> dict[str, list[Side]]:
         warm = write_team(folder / "warm", replies(len(ROLES)), len(ROLES))
         await bare(replies(len(ROLES)), len(ROLES))
         await parley_run(*warm, folder / "warm.db")
+        freeze_startup_objects()  # as `parley run`, `parley eval` and the web chat do once they are loaded
         for i in range(repeats):
             for variant in VARIANTS:
                 gc.collect()

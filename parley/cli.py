@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from ._human import ASK_HUMAN
+from ._proc import freeze_startup_objects
 from ._render import Renderer
 from .catalog import discover_teams
 from .conversation import Conversation
@@ -228,6 +229,7 @@ async def _run(args: argparse.Namespace) -> int:
     conv = Conversation(args.team, model=args.model, max_turns=args.max_turns, max_tokens=args.max_tokens,
                         timeout_s=args.timeout, teams_dirs=args.teams, approvals=approvals)
     store = None if args.no_save else await open_for_command()
+    freeze_startup_objects()
     if store is not None:
         tid = await store.create_thread(run_owner(), conv.team.name, conv.model, args.task[:80])
         conv.attach(store, tid)

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .._proc import freeze_startup_objects
 from ..errors import TeamFileError
 from ..store import open_for_command
 from ._expect import Judge, Observed, Outcome, check, check_all
@@ -74,6 +75,7 @@ async def evaluate(paths: Sequence[str], *, team: str | None = None, model: str 
     jobs = plan(suites, sides)
     store = await open_for_command() if save else None
     judge = _LiveJudge(judge_model) if judge_model else None
+    freeze_startup_objects()
     progress = Progress(len(jobs))
     runner = Runner(store=store, team=team, model=model, judge=judge, teams_dirs=teams_dirs, timeout_s=timeout_s,
                     on_done=progress.update)

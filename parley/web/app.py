@@ -16,6 +16,7 @@ from chainlit.server import sio
 from chainlit.types import ThreadDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .._proc import freeze_startup_objects
 from .._text import human_text
 from ..catalog import TeamEntry, discover_teams
 from ..conversation import Conversation
@@ -311,3 +312,6 @@ async def _write(action: cl.Action) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
     if session is not None:
         await session.ask_own_answer(action.payload["escalation_id"])
+
+
+freeze_startup_objects()  # last: everything the app imports is loaded by now
