@@ -187,6 +187,7 @@ class ServerWatch:
     def mark(self) -> None:
         """Note the CPU time used so far (`marked_cpu_s`): what connecting the tabs cost."""
         self.marked_cpu_s = self.cpu() - self._cpu0
+        self.marked_s = time.perf_counter() - self._t0
 
     def _sample(self) -> None:
         while not self._stop.wait(0.05):
@@ -195,6 +196,8 @@ class ServerWatch:
     def __enter__(self) -> ServerWatch:
         self.before_mb = self.peak_mb = self.rss_mb()
         self._cpu0 = self.cpu()
+        self._t0 = time.perf_counter()
+        self.marked_s = 0.0
         self._thread.start()
         return self
 
@@ -346,7 +349,8 @@ async def level(server: Server, n: int, s: Settings) -> dict[str, Any]:
         "error_samples": [f"{o.error}: {o.detail}" for o in outcomes if o.error][:5],
         "sign_in_s": round(signing.s, 2),
         "wall_s": round(wall.s, 2),
-        "messages_per_s": round(received / wall.s, 1),
+        "connect_s": round(watch.marked_s, 2),
+        "messages_per_s": round(received / max(wall.s - watch.marked_s, 1e-9), 1),
         "server_cpu_s": round(watch.cpu_s, 2),
         "server_cpu_ms_per_tab_connect": round(watch.marked_cpu_s * 1000 / n, 2),
         "server_cpu_ms_per_message": round((watch.cpu_s - watch.marked_cpu_s) * 1000 / max(received, 1), 2),
