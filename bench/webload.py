@@ -3,8 +3,9 @@ path adds per message to one long conversation.
 
 It starts the real web chat (`parley ui`, a scripted model, SQLite in a temporary data folder, one user
 made with `parley users add`) and speaks Chainlit's socket protocol to it, as a browser tab does (the
-security tests' client). For each level, every tab signs in, connects, sends its task at the same moment
-as the others, and receives every agent message until its run ends.
+security tests' client). For each level, every tab signs in and connects; then all send their tasks within
+one reply's time (so the conversations overlap without answering in lockstep) and receive every agent
+message until their runs end. A scripted reply streams a word at a time, as a model streams tokens.
 
 Added latency of a message: when the tab received it, minus the `ts` the engine stamped on its event
 (stored with it). Client and server run on this machine and read the same clock.
