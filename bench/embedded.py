@@ -5,10 +5,9 @@ Same prompts, same max_tokens, greedy sampling, prompt cache off, interleaved re
 - `direct`: xllamacpp's server object, `handle_chat_completions(request, callback)`, streamed in-process;
 - `http`: the same server's `/v1/chat/completions`, streamed over loopback HTTP by a bare stdlib client;
 - `sdk`: the OpenAI SDK (`AsyncOpenAI`, the one autogen-ext drives) streaming from that endpoint, alone;
-- `parley`: the metered client parley builds for `local`, `create_stream` (what every agent calls);
-- `run`: a one-agent parley Run (team set-up, AutoGen, events), greedy too but with parley's system prompt;
-- `inproc*`: a prototype, not parley as shipped: parley's client with the socket replaced by an
-  in-process transport that calls `handle_chat_completions` (what would close an HTTP gap).
+- `parley`: the metered client parley builds for `local`, `create_stream` (what every agent calls): it calls
+  `handle_chat_completions` in-process from a worker thread, without HTTP or the OpenAI SDK;
+- `run`: a one-agent parley Run (team set-up, AutoGen, events), greedy too but with parley's system prompt.
 
 Tokens are the server's own count (`usage`), the same counter for every path. `loop CPU` is the CPU
 time of the calling (event-loop) thread per call: the client's own work, which on 2 cores competes
@@ -29,12 +28,11 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx2
 import openai
 from autogen_core.models import CreateResult, SystemMessage, UserMessage
 
@@ -48,7 +46,7 @@ PROMPTS = (
 )
 FREQUENCY_PENALTY = 0.4
 """parley's local client sends this on every call (see parley/models/_local.py); direct calls send it too."""
-PATHS = ("direct", "http", "sdk", "parley", "run", "inproc*")
+PATHS = ("direct", "http", "sdk", "parley", "run")
 
 
 class Sample(dict[str, Any]):
@@ -160,51 +158,6 @@ async def measure_parley(client: Any, i: int, max_tokens: int, path: str = "parl
     return _sample(path, i, first, time.perf_counter() - t0, result.usage)
 
 
-class _Chunks(httpx2.AsyncByteStream):
-    def __init__(self, queue: asyncio.Queue[bytes | None]) -> None:
-        self.queue = queue
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        while (item := await self.queue.get()) is not None:
-            yield item
-
-
-class InProcessTransport(httpx2.AsyncBaseTransport):
-    """Prototype: the OpenAI SDK's requests answered by `handle_chat_completions` in a worker thread, its
-    chunks handed to the event loop as server-sent events. No socket, no HTTP server thread."""
-
-    def __init__(self, server: Any) -> None:
-        self.server = server
-
-    async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        body = json.loads(await request.aread())
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[bytes | None] = asyncio.Queue()
-
-        def on_chunk(chunk: dict[str, Any]) -> bool:
-            loop.call_soon_threadsafe(queue.put_nowait, b"data: " + json.dumps(chunk).encode() + b"\n\n")
-            return False
-
-        def work() -> None:
-            try:
-                self.server.handle_chat_completions(body, on_chunk)
-            finally:
-                loop.call_soon_threadsafe(queue.put_nowait, b"data: [DONE]\n\n")
-                loop.call_soon_threadsafe(queue.put_nowait, None)
-
-        self._worker = loop.run_in_executor(None, work)
-        return httpx2.Response(200, headers={"content-type": "text/event-stream"}, stream=_Chunks(queue))
-
-
-def inprocess_client(pool: Any, server: Any) -> Any:
-    """parley's metered client for `local`, its OpenAI SDK client re-plumbed onto the in-process transport."""
-    client = pool.client("local", "bench-inproc")
-    client.inner._client = openai.AsyncOpenAI(  # bench-only surgery on autogen-ext's client
-        base_url="http://in-process/v1", api_key="local", max_retries=0,
-        http_client=httpx2.AsyncClient(transport=InProcessTransport(server)))
-    return client
-
-
 TEAM = """\
 name: bench-one-agent
 pattern: round_robin
@@ -226,7 +179,7 @@ async def measure_run(team: Path, i: int, max_tokens: int) -> Sample:
     conv = Conversation(team)
     # Bench-only: the shipped sampling is temperature 0.7; make this run's call comparable with the others.
     for client in conv.pool._shared.values():
-        client._create_args.update(temperature=0, max_tokens=max_tokens, extra_body={"cache_prompt": False})  # type: ignore[attr-defined]
+        client.defaults.update(temperature=0, max_tokens=max_tokens, cache_prompt=False)  # type: ignore[attr-defined]
     first = None
     usage: UsageEvent | None = None
     run = conv.start(PROMPTS[i])
@@ -287,8 +240,8 @@ async def _measure_all(smoke: bool, budget_s: float) -> tuple[list[Sample], dict
     min_groups = 1 if smoke else 2 * len(PROMPTS)
     base_url = _local.base_url()  # starts the in-process server parley uses; every path drives this one
     server = _local._server
-    pool, proto_pool = ModelPool(Meter()), ModelPool(Meter())
-    client, proto = pool.client("local", "bench"), inprocess_client(proto_pool, server)
+    pool = ModelPool(Meter())
+    client = pool.client("local", "bench")
     folder = Path(tempfile.mkdtemp(prefix="parley-bench-"))
     team = folder / "one-agent.yaml"
     team.write_text(TEAM % SYSTEM, encoding="utf-8")
@@ -300,7 +253,6 @@ async def _measure_all(smoke: bool, budget_s: float) -> tuple[list[Sample], dict
         "sdk": lambda i: measure_sdk(sdk, i, max_tokens),
         "parley": lambda i: measure_parley(client, i, max_tokens),
         "run": lambda i: measure_run(team, i, max_tokens),
-        "inproc*": lambda i: measure_parley(proto, i, max_tokens, "inproc*"),
     }
 
     async def one(path: str, i: int) -> Sample:
@@ -327,7 +279,6 @@ async def _measure_all(smoke: bool, budget_s: float) -> tuple[list[Sample], dict
             samples.append(s)
         done = g + 1
     await pool.close()
-    await proto_pool.close()
     await sdk.close()
     meter_calls = pool.meter.calls
     settings = {
@@ -355,8 +306,7 @@ def run(smoke: bool, budget_s: float = 120.0) -> dict[str, Any]:
     table(["path", "calls", "tok/s", "decode tok/s", "TTFT ms", "TTFT p90 ms", "loop CPU ms", "tok/s ÷ direct",
            "TTFT ÷ direct", "extra ms/call"], rows,
           title=f"Embedded model (SmolLM2-135M, xllamacpp), {settings['max_tokens']} tokens, greedy, "
-                f"{settings['groups']} interleaved groups over {settings['prompts']} prompts; medians "
-                "(* prototype, not shipped)")
+                f"{settings['groups']} interleaved groups over {settings['prompts']} prompts; medians")
     verdict = summary.get("parley", {}).get("ratio_tok_s", 0.0)
     print(f"\nparley's client: {verdict:.3f}× direct tok/s (target ≥ 0.95×: {'met' if verdict >= 0.95 else 'missed'}); "
           f"load average {load_before[0]:.2f} → {load_after[0]:.2f} on {os.cpu_count()} cores"

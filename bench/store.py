@@ -1,11 +1,11 @@
 """Store throughput: the events and checkpoints of a run written through parley's Store, against plain
 inserts of the same rows, on SQLite (a temporary file) and PostgreSQL (a scratch database made and dropped).
 
-The writes are recorded from a real scripted run (the calls its writer makes, in order: an event, its audit
-row when it has one, a checkpoint before each agent message), then replayed:
-  store     Store.append_event / Store.audit / Store.save_checkpoint, one after another, as Run does
+The writes are recorded from a real scripted run (what its writer stores, batch by batch: the events that
+piled up while it was busy, their audit rows, the newest checkpoint), then replayed:
+  store     Store.append_batch, one call per recorded batch, as Run does
   plain     the same rows as plain INSERTs on the same engine and tables, one transaction per row
-  batched   the same rows, one transaction per agent turn (what a batching writer could reach)
+  batched   the same rows as plain INSERTs, one transaction per recorded batch (the same transactions)
 Repetitions alternate the three; medians are compared. events/s counts event rows; the time includes the
 checkpoints and audit rows written with them.
 """
@@ -41,7 +41,7 @@ PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 """Where to make the scratch database (PARLEY_TEST_PG_URL, as the tests use, overrides)."""
 WAYS = ("store", "plain", "batched")
 LABELS = {"store": "parley Store", "plain": "plain INSERT, a transaction per row",
-          "batched": "plain INSERT, a transaction per turn"}
+          "batched": "plain INSERT, the Store's transactions"}
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class Write:
     kind: str
     """`event`, `audit` or `checkpoint`."""
     args: tuple[Any, ...]
+    batch: int = 0
+    """Which of the writer's transactions it was in."""
 
 
 class Recorder:
@@ -58,16 +60,19 @@ class Recorder:
 
     def __init__(self) -> None:
         self.writes: list[Write] = []
+        self.batches = 0
 
-    async def append_event(self, tid: str, event_type: str, payload: Mapping[str, Any]) -> int:
-        self.writes.append(Write("event", (event_type, dict(payload))))
-        return sum(w.kind == "event" for w in self.writes)
-
-    async def audit(self, tid: str | None, actor: str, action: str, detail: Mapping[str, Any]) -> None:
-        self.writes.append(Write("audit", (actor, action, dict(detail))))
-
-    async def save_checkpoint(self, tid: str, turn: int, state: Mapping[str, Any], pending: Sequence[str]) -> None:
-        self.writes.append(Write("checkpoint", (turn, dict(state), list(pending))))
+    async def append_batch(self, tid: str, new_events: Sequence[tuple[str, Mapping[str, Any]]],
+                           audits: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
+                           checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None = None) -> list[int]:
+        self.batches += 1
+        self.writes += [Write("event", (kind, dict(payload)), self.batches) for kind, payload in new_events]
+        self.writes += [Write("audit", (a, b, dict(d)), self.batches) for a, b, d in audits]
+        if checkpoint is not None:
+            turn, state, pending = checkpoint
+            self.writes.append(Write("checkpoint", (turn, dict(state), list(pending)), self.batches))
+        first = sum(w.kind == "event" for w in self.writes) - len(new_events) + 1
+        return list(range(first, first + len(new_events)))
 
 
 async def record(messages: int) -> list[Write]:
@@ -80,7 +85,7 @@ async def record(messages: int) -> list[Write]:
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         team, script = write_team(Path(tmp), replies(messages), messages, delay_s=0.02)
         conv = Conversation(team, model=f"scripted:{script}")
-        conv.attach(recorder, "recording")  # type: ignore[arg-type]  # Run only calls the three methods above
+        conv.attach(recorder, "recording")  # type: ignore[arg-type]  # Run only calls append_batch
         result = None
         async for ev in conv.start(TASK):
             if isinstance(ev, RunResult):
@@ -93,14 +98,20 @@ async def record(messages: int) -> list[Write]:
 # -- the three ways to write ---------------------------------------------------------------------
 
 
-async def through_store(store: Store, tid: str, writes: Sequence[Write]) -> None:
+def _batches(writes: Sequence[Write]) -> list[list[Write]]:
+    out: list[list[Write]] = []
     for w in writes:
-        if w.kind == "event":
-            await store.append_event(tid, *w.args)
-        elif w.kind == "audit":
-            await store.audit(tid, *w.args)
-        else:
-            await store.save_checkpoint(tid, *w.args)
+        if not out or out[-1][0].batch != w.batch:
+            out.append([])
+        out[-1].append(w)
+    return out
+
+
+async def through_store(store: Store, tid: str, writes: Sequence[Write]) -> None:
+    for batch in _batches(writes):
+        checkpoint = next((w.args for w in batch if w.kind == "checkpoint"), None)
+        await store.append_batch(tid, [w.args for w in batch if w.kind == "event"],
+                                 [w.args for w in batch if w.kind == "audit"], checkpoint)
 
 
 def _row(tid: str, w: Write, seq: int) -> tuple[Any, dict[str, Any]]:
@@ -125,16 +136,15 @@ async def plain(engine: AsyncEngine, tid: str, writes: Sequence[Write]) -> None:
 
 
 async def batched(engine: AsyncEngine, tid: str, writes: Sequence[Write]) -> None:
-    """A transaction per turn: the rows up to and including each checkpoint (the turn's boundary)."""
+    """The Store's transactions (one per recorded batch), as plain multi-row INSERTs."""
     seq = 0
-    batch: list[tuple[Any, dict[str, Any]]] = []
-    for i, w in enumerate(writes):
-        seq += w.kind == "event"
-        batch.append(_row(tid, w, seq))
-        if w.kind == "checkpoint" or i == len(writes) - 1:
-            async with engine.begin() as conn:
-                await _insert_many(conn, batch)
-            batch = []
+    for batch in _batches(writes):
+        rows = []
+        for w in batch:
+            seq += w.kind == "event"
+            rows.append(_row(tid, w, seq))
+        async with engine.begin() as conn:
+            await _insert_many(conn, rows)
 
 
 async def _insert_many(conn: AsyncConnection, rows: list[tuple[Any, dict[str, Any]]]) -> None:

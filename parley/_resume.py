@@ -120,10 +120,16 @@ def _advance_scripts(conv: Conversation, events: list[Event]) -> None:
     """A scripted conversation continues where its stored model calls left off, not from the top."""
     for script in conv.pool.scripts:
         model = f"scripted:{script.path}"
+        metered_cut: set[str] = set()
         for e in events:
             if isinstance(e, UsageEvent) and e.model == model:
                 who = SELECTOR if e.source == "selector" else e.source
+                if e.cancelled:
+                    metered_cut.add(e.source)
             elif isinstance(e, TurnAbandonedEvent) and conv.role_models.get(e.source) == model:
+                if e.source in metered_cut:  # its cut-short call is on the meter already
+                    metered_cut.discard(e.source)
+                    continue
                 who = e.source  # a reply cut short by stop or interrupt was taken from the script too
             else:
                 continue

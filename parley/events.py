@@ -163,6 +163,10 @@ class UsageEvent(_Event):
     total_completion_tokens: int
     cost_usd: float | None
     """Running total cost, None when a price is unknown."""
+    estimated: bool = False
+    """Counted with tiktoken: the backend reported no usage."""
+    cancelled: bool = False
+    """The call was cut short (interrupt, stop, time-out); its tokens are an estimate."""
 
 
 class TurnAbandonedEvent(_Event):

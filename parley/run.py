@@ -408,7 +408,7 @@ class Run:
             source=rec.source, model=rec.model, prompt_tokens=rec.prompt_tokens,
             completion_tokens=rec.completion_tokens, total_prompt_tokens=meter.prompt_tokens - self._p0,
             total_completion_tokens=meter.completion_tokens - self._c0, cost_usd=self._cost(),
-            turn=self.conversation.turn + 1,
+            turn=self.conversation.turn + 1, estimated=rec.estimated, cancelled=rec.cancelled,
         ))
 
     def _on_retry(self, note: Retry) -> None:

@@ -61,6 +61,9 @@ class Retry:
     delay_s: float
 
 
+STREAM_EVERY_S = 0.05
+"""Streamed text is passed on at most this often (the first piece at once; nothing is ever dropped)."""
+
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
 _TRANSIENT_NAMES = ("Timeout", "TimedOut", "Connection", "RateLimit", "InternalServer", "ServiceUnavailable",
                     "Overloaded", "RemoteProtocol", "ReadError")
@@ -271,6 +274,8 @@ class MeteredClient(ChatCompletionClient):
             t0 = time.perf_counter()
             started = recorded = False
             streamed: list[str] = []
+            held: list[str] = []
+            shown_at = 0.0
             try:
                 async for item in self.inner.create_stream(
                     messages, tools=tools, tool_choice=tool_choice, json_output=json_output,
@@ -278,11 +283,21 @@ class MeteredClient(ChatCompletionClient):
                 ):
                     started = True
                     if isinstance(item, CreateResult):
+                        if held:
+                            yield "".join(held)
                         recorded = True
                         yield self._record(messages, tools, item, t0, extra_create_args)
-                    else:
-                        streamed.append(item)
-                        yield item
+                        continue
+                    streamed.append(item)
+                    held.append(item)
+                    # The first piece at once, then at most one update per STREAM_EVERY_S: every piece is an
+                    # event that crosses AutoGen's runtime, the run and the web socket, and a fast model sends
+                    # hundreds a second that no reader can tell apart.
+                    now = time.perf_counter()
+                    if now - shown_at >= STREAM_EVERY_S:
+                        yield "".join(held)
+                        held.clear()
+                        shown_at = now
                 return
             except (asyncio.CancelledError, GeneratorExit):
                 if not recorded:  # interrupted, stopped or timed out mid-call: the backend still saw the prompt

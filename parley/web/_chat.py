@@ -39,6 +39,7 @@ from ..events import (
     UsageEvent,
     ValidationEvent,
 )
+from ..models._meter import STREAM_EVERY_S
 from ..run import Run
 from ._art import usage_chart_svg
 from ._datalayer import card_step_id
@@ -83,6 +84,9 @@ class ChatSession:
         self.awaiting: tuple[str, str] | None = None
         """("deny", request id) or ("write", escalation id): the next message typed is the reason or the answer."""
         self._streams: dict[str, cl.Message] = {}
+        self._held: dict[str, list[str]] = {}
+        """Streamed text not sent yet, per speaker."""
+        self._sent_at: dict[str, float] = {}
         """The message each speaker is writing: one at a time per speaker, whatever turn numbers its chunks carry."""
         self._tools: dict[str, cl.Step] = {}
         self._cards: dict[str, cl.Message] = {}
@@ -215,12 +219,22 @@ class ChatSession:
             if msg is None:
                 msg = self._streams[ev.source] = cl.Message(content="", author=ev.source)
                 await msg.stream_token(speaker_header(ev.source, ev.turn, self._working.get(ev.source)))
-            await msg.stream_token(ev.content)
+            # One socket message per STREAM_EVERY_S at most: under load, a message per word costs the server
+            # more than the rest of the chat. What is held back is sent with the next piece or the whole message.
+            held = self._held.setdefault(ev.source, [])
+            held.append(ev.content)
+            now = time.monotonic()
+            if now - self._sent_at.get(ev.source, 0.0) >= STREAM_EVERY_S:
+                await msg.stream_token("".join(held))
+                held.clear()
+                self._sent_at[ev.source] = now
         elif isinstance(ev, MessageEvent):
+            self._held.pop(ev.source, None)  # the whole message replaces what was streamed
             msg = self._streams.pop(ev.source, None) or cl.Message(content="", author=ev.source)
             msg.content = agent_text(ev, self._working.get(ev.source))
             await msg.send()
         elif isinstance(ev, TurnAbandonedEvent):
+            self._held.pop(ev.source, None)
             msg = self._streams.pop(ev.source, None) or cl.Message(content="", author=ev.source)
             msg.content = (note(ev) or ("", ""))[1]
             await msg.send()

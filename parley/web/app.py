@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import chainlit as cl
 from chainlit.config import config as _chainlit_config
 from chainlit.server import app as _server
 from chainlit.server import sio
+from chainlit.session import WebsocketSession
 from chainlit.types import ThreadDict
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -108,8 +110,28 @@ def _data_layer() -> ParleyDataLayer:
     return ParleyDataLayer(store)
 
 
+_TEAMS_TTL_S = 2.0
+_teams_cache: tuple[float, list[TeamEntry]] | None = None
+
+
 def _teams() -> list[TeamEntry]:
-    return discover_teams()
+    """The team files, parsed at most once every _TEAMS_TTL_S: a hundred tabs opening at once share one
+    parse, and an edited file still shows within seconds."""
+    global _teams_cache
+    now = time.monotonic()
+    if _teams_cache is None or now - _teams_cache[0] > _TEAMS_TTL_S:
+        _teams_cache = (now, discover_teams())
+    return _teams_cache[1]
+
+
+def _session_config(self: WebsocketSession) -> Any:
+    """Every session uses the global configuration: parley's chat profiles carry no overrides. Chainlit would
+    otherwise re-enter the event loop to list the profiles for every tab that connects, and many connects at
+    once nest until Python's recursion limit (measured: 1 to 2 of 100 simultaneous connects failed)."""
+    return _chainlit_config
+
+
+WebsocketSession.get_config = _session_config  # type: ignore[method-assign]
 
 
 def _loopback(host: str) -> bool:

@@ -37,8 +37,9 @@ def _check(data: dict[str, Any], result: dict[str, Any]) -> None:
 def test_the_recorded_run_writes_like_a_run(smoke: dict[str, Any]) -> None:
     assert smoke["smoke"] is True and smoke["machine"]["cores"]
     written = smoke["writes"]
-    # A checkpoint per agent message, its events (message and usage) around it, the task's audit row.
-    assert written["checkpoint"] == smoke["messages"]
+    # At most one checkpoint per agent message (the writer keeps the newest of a batch), the events
+    # (message and usage of each turn), the task's audit row.
+    assert 1 <= written["checkpoint"] <= smoke["messages"]
     assert written["event"] > 2 * smoke["messages"] and written["audit"] >= 1
 
 
