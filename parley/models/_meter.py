@@ -61,7 +61,7 @@ class Retry:
     delay_s: float
 
 
-STREAM_EVERY_S = 0.05
+STREAM_EVERY_S = 0.1
 """Streamed text is passed on at most this often (the first piece at once; nothing is ever dropped)."""
 
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
