@@ -19,7 +19,6 @@ from typing import Any
 from autogen_core import CancellationToken
 from autogen_core.models import (
     AssistantMessage,
-    ChatCompletionClient,
     CreateResult,
     FunctionExecutionResultMessage,
     LLMMessage,
@@ -31,6 +30,7 @@ from autogen_core.models import (
 from autogen_core.tools import Tool, ToolSchema
 
 from ..errors import ConfigError
+from ._own import OwnClient
 
 MODEL_ALIAS = "smollm2-135m-instruct"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -113,15 +113,18 @@ def merge_consecutive(messages: Sequence[LLMMessage]) -> list[LLMMessage]:
     return out
 
 
-class LocalClient(ChatCompletionClient):
+class LocalClient(OwnClient):
     """The embedded model, called in-process: llama.cpp's own chat-completions handler runs in a worker thread
     and hands each streamed chunk straight to the event loop. No HTTP, no SDK parsing each chunk: measured
     (bench/embedded.py), that is a fifth of the CPU the OpenAI SDK path takes per call, CPU the model's own
     threads need on a small machine. Stopping the consumer stops generation at the next token."""
 
+    info = LOCAL_INFO
+    context_tokens = CONTEXT
+
     def __init__(self, server: Any) -> None:
+        super().__init__()
         self._server = server
-        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
         self.defaults: dict[str, Any] = {
             "max_tokens": DEFAULT_MAX_TOKENS, "temperature": 0.7,
             "frequency_penalty": 0.4,  # the tiny model repeats itself without it
@@ -144,8 +147,7 @@ class LocalClient(ChatCompletionClient):
         usage = usage or {}
         got = RequestUsage(prompt_tokens=int(usage.get("prompt_tokens", 0)),
                            completion_tokens=int(usage.get("completion_tokens", 0)))
-        self._usage = RequestUsage(prompt_tokens=self._usage.prompt_tokens + got.prompt_tokens,
-                                   completion_tokens=self._usage.completion_tokens + got.completion_tokens)
+        self._add_usage(got)
         return CreateResult(finish_reason="length" if finish == "length" else "stop", content=text, usage=got,
                             cached=False)
 
@@ -210,31 +212,6 @@ class LocalClient(ChatCompletionClient):
         finally:
             stop.set()  # the consumer stopped early (interrupt, stop): stop generating at the next token
         yield self._result("".join(parts), usage, finish)
-
-    async def close(self) -> None:
-        return None
-
-    def actual_usage(self) -> RequestUsage:
-        return self._usage
-
-    def total_usage(self) -> RequestUsage:
-        return self._usage
-
-    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
-        from ._tokens import count_messages
-
-        return count_messages(messages, tools)
-
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
-        return CONTEXT - self.count_tokens(messages, tools=tools)
-
-    @property
-    def capabilities(self) -> Any:
-        return {k: LOCAL_INFO[k] for k in ("vision", "function_calling", "json_output")}  # type: ignore[literal-required]
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return LOCAL_INFO
 
 
 def _wire(message: LLMMessage) -> dict[str, str]:

@@ -32,12 +32,13 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from autogen_core import CancellationToken, FunctionCall
-from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.models import CreateResult, LLMMessage, ModelInfo
 from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._yaml import did_you_mean, load_located, pydantic_problems
 from ..errors import FileProblem, ScriptExhaustedError, TeamFileError
+from ._own import OwnClient
 
 SELECTOR = "the selector"
 SUMMARISER = "summariser"
@@ -153,13 +154,15 @@ _INFO: ModelInfo = {
 }
 
 
-class ScriptedClient(ChatCompletionClient):
+class ScriptedClient(OwnClient):
     """A ChatCompletionClient answering from a script for one role (or the selector)."""
 
+    info = _INFO
+
     def __init__(self, model: ScriptedModel, who: str) -> None:
+        super().__init__()
         self._model = model
         self._who = who
-        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
 
     def _result(self, reply: Reply) -> CreateResult:
         if isinstance(reply, (ToolReply, CallsReply)):
@@ -204,28 +207,3 @@ class ScriptedClient(ChatCompletionClient):
         else:
             await self._pause(delay, cancellation_token)
         yield result
-
-    async def close(self) -> None:
-        return None
-
-    def actual_usage(self) -> RequestUsage:
-        return self._usage
-
-    def total_usage(self) -> RequestUsage:
-        return self._usage
-
-    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
-        from ._tokens import count_messages
-
-        return count_messages(messages, tools)
-
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
-        return 1_000_000 - self.count_tokens(messages, tools=tools)
-
-    @property
-    def capabilities(self) -> Any:
-        return {k: _INFO[k] for k in ("vision", "function_calling", "json_output")}  # type: ignore[literal-required]
-
-    @property
-    def model_info(self) -> ModelInfo:
-        return _INFO

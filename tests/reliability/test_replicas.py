@@ -147,6 +147,18 @@ def send(page: Page, text: str) -> str:
     return page.url.rsplit("/", 1)[1]
 
 
+def goto(page: Page, url: str) -> None:
+    """Open `url`. The tab of a replica that just died may itself be moving to Chromium's error page:
+    the first navigation can be cut short by that one, as a person's click would be; do it again."""
+    for attempt in range(3):
+        try:
+            page.goto(url)
+            return
+        except Exception as exc:
+            if "interrupted by another navigation" not in str(exc) or attempt == 2:
+                raise
+
+
 def agent(page: Page, name: str, turn: int) -> Any:
     """An agent's message, by the header every agent message starts with."""
     return page.locator(AGENT_STEP).filter(has_text=f"{name} · turn {turn}")
@@ -166,7 +178,7 @@ def test_a_conversation_cut_off_by_a_crashed_replica_goes_on_on_the_other(
     assert "result" not in a.stored_types(tid)
 
     # Behind one address, the next request lands on replica B: alice's login is still good there.
-    page.goto(b.url + "/")
+    goto(page, b.url + "/")
     page.locator(f"#thread-{tid} a").click()  # her conversation, from the history sidebar
     page.wait_for_url(f"**/thread/{tid}")
     ready(page)

@@ -1,0 +1,48 @@
+"""What parley's own clients (the scripted model, the embedded model) share besides answering."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from autogen_core.models import ChatCompletionClient, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.tools import Tool, ToolSchema
+
+from ._tokens import count_messages
+
+
+class OwnClient(ChatCompletionClient):
+    """Usage totals, token counting and model info for a client that needs no connection to close."""
+
+    info: ModelInfo
+    context_tokens = 1_000_000
+
+    def __init__(self) -> None:
+        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+
+    def _add_usage(self, usage: RequestUsage) -> None:
+        self._usage = RequestUsage(prompt_tokens=self._usage.prompt_tokens + usage.prompt_tokens,
+                                   completion_tokens=self._usage.completion_tokens + usage.completion_tokens)
+
+    async def close(self) -> None:
+        return None
+
+    def actual_usage(self) -> RequestUsage:
+        return self._usage
+
+    def total_usage(self) -> RequestUsage:
+        return self._usage
+
+    def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
+        return count_messages(messages, tools)
+
+    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
+        return self.context_tokens - self.count_tokens(messages, tools=tools)
+
+    @property
+    def capabilities(self) -> Any:
+        return {k: self.info[k] for k in ("vision", "function_calling", "json_output")}  # type: ignore[literal-required]
+
+    @property
+    def model_info(self) -> ModelInfo:
+        return self.info
