@@ -179,24 +179,8 @@ class Store:
 
     async def append_event(self, tid: str, event_type: str, payload: Mapping[str, Any]) -> int:
         """Append an event; returns its seq (1, 2, 3... per thread, no gaps)."""
-        async with self._write(f"append a '{event_type}' event to thread {tid}") as conn:
-            at = now()
-            # Bumping the counter row-locks the thread (PostgreSQL) or holds the write lock (SQLite)
-            # until commit, so concurrent appends get consecutive numbers; a failed insert rolls it back.
-            seq = await conn.scalar(
-                update(threads)
-                .where(threads.c.id == tid)
-                .values(last_seq=threads.c.last_seq + 1, updated_at=at)
-                .returning(threads.c.last_seq)
-            )
-            if seq is None:
-                raise StoreError(f"could not append a '{event_type}' event to thread {tid}: no such thread")
-            await conn.execute(
-                insert(events).values(
-                    thread_id=tid, seq=seq, type=event_type, payload=dict(payload), created_at=at
-                )
-            )
-        return int(seq)
+        [seq] = await self.append_batch(tid, [(event_type, payload)])
+        return seq
 
     async def append_batch(
         self,
@@ -209,10 +193,18 @@ class Store:
         nothing. Returns the events' seqs. A run writes what piled up while its writer was busy this way."""
         if not new_events and not audits and checkpoint is None:
             return []
-        async with self._write(f"append {len(new_events)} events to thread {tid}") as conn:
+        if len(new_events) == 1 and not audits and checkpoint is None:
+            what = f"append a '{new_events[0][0]}' event to thread {tid}"
+        elif not new_events and not audits and checkpoint is not None:
+            what = f"save a checkpoint of thread {tid} at turn {checkpoint[0]}"
+        else:
+            what = f"append {len(new_events)} events to thread {tid}"
+        async with self._write(what) as conn:
             at = now()
             seqs: list[int] = []
             if new_events:
+                # Bumping the counter row-locks the thread (PostgreSQL) or holds the write lock (SQLite)
+                # until commit, so concurrent appends get consecutive numbers; a failed insert rolls it back.
                 last = await conn.scalar(
                     update(threads)
                     .where(threads.c.id == tid)
@@ -220,7 +212,7 @@ class Store:
                     .returning(threads.c.last_seq)
                 )
                 if last is None:
-                    raise StoreError(f"could not append events to thread {tid}: no such thread")
+                    raise StoreError(f"could not {what}: no such thread")
                 seqs = list(range(int(last) - len(new_events) + 1, int(last) + 1))
                 await conn.execute(insert(events), [
                     {"thread_id": tid, "seq": seq, "type": kind, "payload": dict(payload), "created_at": at}
@@ -236,8 +228,8 @@ class Store:
                 try:
                     await conn.execute(insert(checkpoints).values(
                         thread_id=tid, turn=turn, state=dict(state), pending=list(pending), created_at=at))
-                except IntegrityError as exc:
-                    raise StoreError(f"could not save a checkpoint of thread {tid}: no such thread") from exc
+                except IntegrityError as exc:  # the only constraint that can fail is the thread's foreign key
+                    raise StoreError(f"could not {what}: no such thread") from exc
         return seqs
 
     async def events(self, tid: str, after_seq: int = 0) -> list[EventRow]:
@@ -256,15 +248,7 @@ class Store:
         self, tid: str, turn: int, state: Mapping[str, Any], pending: Sequence[str]
     ) -> None:
         """Keep the team's `save_state()` after `turn`, with the undelivered human messages."""
-        async with self._write(f"save a checkpoint of thread {tid} at turn {turn}") as conn:
-            try:
-                await conn.execute(
-                    insert(checkpoints).values(
-                        thread_id=tid, turn=turn, state=dict(state), pending=list(pending), created_at=now()
-                    )
-                )
-            except IntegrityError as exc:  # the only constraint that can fail is the thread's foreign key
-                raise StoreError(f"could not save a checkpoint of thread {tid}: no such thread") from exc
+        await self.append_batch(tid, (), (), (turn, state, pending))
 
     async def latest_checkpoint(self, tid: str, *, up_to_turn: int | None = None) -> CheckpointRow | None:
         """The checkpoint saved last (of a turn up to `up_to_turn`, when given), or None."""
