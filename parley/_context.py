@@ -27,6 +27,8 @@ from autogen_core.models import (
     UserMessage,
 )
 
+from ._text import one_line
+
 HUMAN = "user"
 KEEP_HUMAN = 3
 """Human messages older than the window that stay in view (the task aside)."""
@@ -80,9 +82,7 @@ class Summariser:
             lines = "\n".join(f"[{who}] {' '.join(text.split())[:TURN_CHARS]}" for who, text in turns)
             prompt = f"Summary so far:\n{previous or '(none)'}\n\nNew turns:\n{lines}\n\nThe new summary:"
             result = await self.client.create([SystemMessage(content=_PROMPT), UserMessage(content=prompt, source=HUMAN)])
-            text = result.content if isinstance(result.content, str) else previous
-            text = " ".join(text.split())
-            self._done[key] = text if len(text) <= SUMMARY_CHARS else text[: SUMMARY_CHARS - 1] + "…"
+            self._done[key] = one_line(result.content if isinstance(result.content, str) else previous, SUMMARY_CHARS)
         return self._done[key]
 
 

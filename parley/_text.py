@@ -17,6 +17,12 @@ def human_text(text: str | None, what: str = "message") -> str:
     return text.strip()
 
 
+def one_line(text: str, limit: int) -> str:
+    """`text` on one line (runs of whitespace become one space), cut to `limit` characters with an ellipsis."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def redact_secrets(text: str) -> str:
     """`text` with the values of secret environment variables (API keys, the web chat's signing secret)
     replaced by ***: a backend that echoes a key in its error must not put it in the store or on screen."""

@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from .._text import one_line
 from ..events import (
     EscalationEvent,
     Event,
@@ -64,8 +65,7 @@ class Observed:
 
 
 def _clip(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= CLIP else text[: CLIP - 1] + "…"
+    return one_line(text, CLIP)
 
 
 def _first_seen(speakers: list[str]) -> list[str]:

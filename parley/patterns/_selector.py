@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, ToolCallSummaryMessage
 from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 
+from .._text import one_line
 from ..spec import TeamSpec
 from ._choose import choose
 
@@ -44,11 +45,11 @@ class Selector:
         task = next((m.to_model_text() for m in chat if m.source == "user"), "")
         roles = "\n".join(f"- {r.name}: {r.description or r.name}" for r in self.team.scheduled)
         system = f"Pick who speaks next in a team conversation. Roles:\n{roles}"
-        lines = [f"Task: {_clip(task, TASK_CLIP)}"]
+        lines = [f"Task: {one_line(task, TASK_CLIP)}"]
         later = chat[1:] if chat and chat[0].source == "user" else chat
         human = next((m for m in reversed(later) if m.source == "user"), None)
         if human is not None:  # the human's latest word steers the team, however old
-            lines.append(f"The human's latest message: {_clip(human.to_model_text(), TASK_CLIP)}")
+            lines.append(f"The human's latest message: {one_line(human.to_model_text(), TASK_CLIP)}")
         last = next((m for m in reversed(later) if m.source != "user"), None)
         if last is not None:
             lines.append(f"Last message [{last.source}]: {_gist(last.to_model_text())}")
@@ -99,11 +100,6 @@ class Selector:
         if last is None:
             return self.names[0]
         return self.names[(self.names.index(last) + 1) % len(self.names)]
-
-
-def _clip(text: str, limit: int) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _gist(text: str) -> str:
