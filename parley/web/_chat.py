@@ -219,8 +219,10 @@ class ChatSession:
             if msg is None:
                 msg = self._streams[ev.source] = cl.Message(content="", author=ev.source)
                 await msg.stream_token(speaker_header(ev.source, ev.turn, self._working.get(ev.source)))
-            # One socket message per STREAM_EVERY_S at most: under load, a message per word costs the server
-            # more than the rest of the chat. What is held back is sent with the next piece or the whole message.
+            # The engine already passes text on at most every STREAM_EVERY_S; under load, pieces still pile up
+            # in the run's queue while this session is busy, and each socket message costs the server more than
+            # the rest of the chat: send what piled up as one. What is held back goes with the next piece or the
+            # whole message.
             held = self._held.setdefault(ev.source, [])
             held.append(ev.content)
             now = time.monotonic()
