@@ -34,7 +34,7 @@ from .events import (
     QuestionEvent,
 )
 from .models import SELECTOR, Meter, ModelPool, parse_model, supports_tools, uses_json_schema
-from .paths import data_dir
+from .paths import data_dir, inside, is_server_id
 from .patterns import STEPS, build_team
 from .spec import TeamSpec, TerminationSpec
 from .tools import RunContext, ToolDef, ToolRegistry, default_registry
@@ -211,8 +211,10 @@ class Conversation:
     @property
     def workspace(self) -> Path:
         """The conversation's own folder for the files its tools read and write."""
-        path = data_dir() / "workspaces" / self.id
-        path.mkdir(parents=True, exist_ok=True)
+        if not is_server_id(self.id):  # ids come from browsers and stores: never let one name a path
+            raise ValueError(f"conversation id {self.id!r} is not of the server's own form (a UUID)")
+        path = inside(data_dir() / "workspaces", self.id)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
         return path
 
     def context_for(self, role: str) -> RunContext:

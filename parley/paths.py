@@ -3,9 +3,48 @@
 from __future__ import annotations
 
 import os
+import re
+import uuid
 from pathlib import Path
 
-__all__ = ["data_dir", "project_root", "search_dirs"]
+__all__ = ["data_dir", "inside", "is_server_id", "new_id", "private_file", "project_root", "search_dirs"]
+
+_SERVER_ID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
+
+
+def new_id() -> str:
+    """A fresh id of the server's own form (a random UUID) for anything that becomes a path or a key."""
+    return str(uuid.uuid4())
+
+
+def is_server_id(value: object) -> bool:
+    """True for an id of the form parley makes (a UUID, with or without dashes, lower-case hex)."""
+    return isinstance(value, str) and len(value) <= 36 and _SERVER_ID.fullmatch(value) is not None
+
+
+def inside(root: Path, *parts: str | Path) -> Path:
+    """`root / parts...`, resolved, or ValueError if the result is not strictly inside `root`.
+
+    Every place that turns a name it did not make itself into a path goes through here: `..`,
+    absolute parts, and symbolic links that lead out of `root` are all refused.
+    """
+    base = root.resolve()
+    for part in parts:
+        text = str(part)
+        if "\x00" in text:
+            raise ValueError(f"{text!r} contains a NUL character")
+    target = base.joinpath(*parts).resolve()
+    if target == base or not target.is_relative_to(base):
+        raise ValueError(f"{'/'.join(str(p) for p in parts)!r} is not inside {base}")
+    return target
+
+
+def private_file(path: Path) -> None:
+    """Make a file of parley's data readable by its owner only, whatever the umask was."""
+    try:
+        path.chmod(0o600)
+    except OSError:
+        pass  # a file on a filesystem without modes (or not ours): nothing more we can do here
 
 
 def project_root() -> Path:
@@ -30,7 +69,13 @@ def data_dir() -> Path:
     else:
         base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
         path = Path(base) / "parley"
-    path.mkdir(parents=True, exist_ok=True)
+    # The data folder holds the store, the sign-in secret and every conversation's files: its owner only.
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        if path.stat().st_mode & 0o077 and path.stat().st_uid == os.geteuid():
+            path.chmod(0o700)  # made before parley kept it private, or by a permissive umask
+    except OSError:
+        pass
     return path
 
 
