@@ -17,6 +17,7 @@ from autogen_agentchat.messages import (
 )
 from autogen_core import CancellationToken
 
+from ._toolhost import checked_call
 from ._validate import Validator
 from .events import EscalationEvent, EscalationResolvedEvent, Position, ValidationEvent
 
@@ -71,6 +72,12 @@ class ParleyAgent(AssistantAgent):
         super().__init__(*args, **kwargs)
         self._validator = validator
         self._host = host
+
+    @staticmethod
+    async def _execute_tool_call(**kwargs: Any) -> Any:  # type: ignore[override]
+        # A model's call is checked before AutoGen runs it: a tool it was not given, or arguments that are not
+        # one JSON object, become the call's error result (see _toolhost.call_problem).
+        return await checked_call(AssistantAgent._execute_tool_call, **kwargs)
 
     async def on_messages_stream(
         self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken

@@ -9,12 +9,14 @@ import asyncio
 import contextlib
 import contextvars
 import inspect
+import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from autogen_core import CancellationToken
+from autogen_core import CancellationToken, FunctionCall
+from autogen_core.models import FunctionExecutionResult
 from autogen_core.tools import FunctionTool
 from pydantic import BaseModel
 
@@ -32,6 +34,66 @@ class ToolHost(Protocol):
                            token: CancellationToken) -> tuple[bool, str]: ...
 
     def files_written(self, role: str, tool: str, paths: list[Path]) -> None: ...
+
+
+MAX_ARGUMENTS = 256 * 1024
+"""Characters of one tool call's arguments. A model that sends more gets a tool error, not a call."""
+
+
+def standing_decision(rules: Mapping[str, bool], tool: str) -> bool | None:
+    """The standing answer (--approve/--deny) for `tool`: its own name first, then `SERVER.*` for an MCP
+    tool named `SERVER.TOOL`, then `*`; None when a human must decide."""
+    if tool in rules:
+        return rules[tool]
+    server, dot, _ = tool.partition(".")
+    if dot and f"{server}.*" in rules:
+        return rules[f"{server}.*"]
+    return rules.get("*")
+
+
+async def gate(host: ToolHost, role: str, tool: str, args: Mapping[str, Any], call_id: str | None,
+               token: CancellationToken) -> None:
+    """Wait for the human's (or a standing rule's) decision on one call; raise ToolDenied on a no."""
+    approved, reason = await host.approve_call(role, tool, dict(args), call_id, token)
+    if not approved:
+        because = f": {reason}" if reason else ""
+        raise ToolDenied(f"the call to {tool} was denied{because}. Do not retry it unchanged.")
+
+
+def call_problem(name: str, arguments: str, offered: Sequence[str]) -> str | None:
+    """Why a model's tool call cannot run, in words the model can act on; None when it can.
+
+    A model is not trusted to name a tool it was given, or to send its arguments as one JSON object:
+    each of these becomes the call's error result, never a crash of the run."""
+    if name not in offered:
+        shown = name if len(name) <= 80 else name[:79] + "…"
+        return (f"Error: there is no tool {shown!r} for you. Your tools are: {', '.join(offered) or 'none'}. "
+                "Call one of them by its exact name, or answer without a tool.")
+    if len(arguments) > MAX_ARGUMENTS:
+        return (f"Error: the arguments of {name} are {len(arguments):,} characters; the limit is {MAX_ARGUMENTS:,}. "
+                "Send less (write large content in several smaller calls).")
+    try:
+        value = json.loads(arguments) if arguments.strip() else {}
+    except ValueError as exc:
+        return f"Error: the arguments of {name} are not valid JSON ({exc}). Send them as one JSON object."
+    if not isinstance(value, dict):
+        return (f"Error: the arguments of {name} must be one JSON object (names to values), "
+                f"not a JSON {type(value).__name__}.")
+    return None
+
+
+async def checked_call(execute: Callable[..., Awaitable[Any]], *, tool_call: FunctionCall, workbench: Sequence[Any],
+                       handoff_tools: Sequence[Any], **rest: Any) -> Any:
+    """AutoGen's execution of one tool call (`execute`), after `call_problem` found nothing wrong with it.
+    AutoGen itself would raise on a hand-off called with arguments that are not an object (ending the run)."""
+    offered = [t["name"] for wb in workbench for t in await wb.list_tools()] + [h.name for h in handoff_tools]
+    if not tool_call.arguments.strip():  # some servers send nothing for a call without parameters
+        tool_call = FunctionCall(id=tool_call.id, name=tool_call.name, arguments="{}")
+    problem = call_problem(tool_call.name, tool_call.arguments, offered)
+    if problem is not None:
+        return tool_call, FunctionExecutionResult(content=problem, call_id=tool_call.id, is_error=True,
+                                                  name=tool_call.name)
+    return await execute(tool_call=tool_call, workbench=workbench, handoff_tools=handoff_tools, **rest)
 
 
 def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
@@ -53,11 +115,7 @@ class BoundTool(FunctionTool):
         self, args: Mapping[str, Any], cancellation_token: CancellationToken, call_id: str | None = None
     ) -> Any:
         if self._def.approval:
-            approved, reason = await self._host.approve_call(self._role, self.name, dict(args), call_id,
-                                                             cancellation_token)
-            if not approved:
-                because = f": {reason}" if reason else ""
-                raise ToolDenied(f"the call to {self.name} was denied{because}. Do not retry it unchanged.")
+            await gate(self._host, self._role, self.name, args, call_id, cancellation_token)
         ctx = self._host.context_for(self._role)
         before = _snapshot(ctx.workspace)
         token = _CURRENT.set(ctx)

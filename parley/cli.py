@@ -54,7 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--chunks", action="store_true", help="with --json, include streamed text chunks")
     run.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
     run.add_argument("--approve", action="append", default=[], metavar="all|none|TOOL,...",
-                     help="answer approval requests without asking: all, none, or these tools (repeatable)")
+                     help="answer approval requests without asking: all, none, or these tools; MCP tools as "
+                          "SERVER.TOOL or SERVER.* (repeatable)")
     run.add_argument("--deny", action="append", default=[], metavar="TOOL,...",
                      help="deny these tools' calls without asking (repeatable)")
     run.add_argument("--on-escalation", type=_escalation_rule, metavar="stop|continue|choose:N",
@@ -290,7 +291,8 @@ async def _drive(conv: Conversation, args: argparse.Namespace, approvals: dict[s
 def _answer_without_a_human(run: Run, ev: Event, args: argparse.Namespace, approvals: dict[str, bool],
                             interactive: bool) -> None:
     """Prompt the person at the terminal, or apply the command line's standing answers."""
-    if isinstance(ev, ApprovalRequestEvent) and ev.name not in approvals and "*" not in approvals:
+    from ._toolhost import standing_decision
+    if isinstance(ev, ApprovalRequestEvent) and standing_decision(approvals, ev.name) is None:
         if interactive:
             print(f"approve {ev.source}'s call to {ev.name}? type y to approve, anything else denies "
                   "(your text is the reason)", file=sys.stderr)

@@ -22,7 +22,7 @@ from ._human import ASK_HUMAN, AskHumanTool
 from ._text import human_text
 from ._toolhost import BoundTool
 from ._validate import Validator
-from .catalog import resolve_team
+from .catalog import check_trusted, resolve_team
 from .errors import ConfigError
 from .events import (
     AnswerEvent,
@@ -140,7 +140,7 @@ class Conversation:
             for script in self.pool.scripts:
                 script.check_roles(everyone, picks_are_roles=self.team.pattern == "selector")
         self._mcp_grants: dict[str, list[str]] = {}
-        self._tools = self._grant_tools()
+        self._tools = self._grant_tools(teams_dirs)
         self._checkpoint: Mapping[str, Any] | None = None
         self._unsaved: list[BaseChatMessage] = []
         self._pending: list[tuple[str, str]] = []
@@ -162,7 +162,8 @@ class Conversation:
             raise ConfigError(f"sub-teams go round in a circle ({chain}): a team cannot contain itself")
         return spec
 
-    def _grant_tools(self) -> dict[str, list[Any]]:
+    def _grant_tools(self, teams_dirs: Sequence[str | Path] = ()) -> dict[str, list[Any]]:
+        check_trusted(self.team, teams_dirs)  # before any MCP server's command can run
         granted: dict[str, list[Any]] = {}
         for role in self.team.roles:
             mcp = [t for t in role.tools if "." in t]
@@ -413,7 +414,7 @@ class Conversation:
         if self._mcp_grants:  # connect once, on first use: listing a server's tools needs it running
             from ._mcp import load_grants
 
-            for role, tools in (await load_grants(self.team, self._mcp_grants)).items():
+            for role, tools in (await load_grants(self.team, self._mcp_grants, self)).items():
                 self._tools[role] = [*self._tools[role], *tools]
             self._mcp_grants = {}
         agents = await self._agents()

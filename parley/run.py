@@ -389,15 +389,18 @@ class Run:
 
     async def _request_approval(self, role: str, tool: str, args: dict[str, Any], call_id: str | None,
                                 token: CancellationToken) -> tuple[bool, str]:
-        request_id = call_id or uuid.uuid4().hex
+        from ._toolhost import standing_decision
+        from .paths import new_id
+
+        # Parley's own id, never the model's call id: two calls sharing an id must not share one decision.
+        request_id = new_id()
         fut: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
         req = ApprovalRequestEvent(source=role, name=tool, arguments=args, request_id=request_id,
                                    content=f"{role} wants to call {tool}", turn=self._live_turn())
         self._approvals[request_id] = (fut, req)
         token.link_future(fut)
         self._emit(req)
-        rules = self.conversation.approvals
-        standing = rules.get(tool, rules.get("*"))
+        standing = standing_decision(self.conversation.approvals, tool)
         if standing is not None:
             self._decide(request_id, standing, "" if standing else "denied by a standing rule", "policy")
         return await fut

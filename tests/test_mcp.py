@@ -1,7 +1,9 @@
-"""MCP servers declared in a team file: their tools reach the roles granted them, and only those."""
+"""MCP servers declared in a team file: their tools reach the roles granted them, and only those, behind
+the same approval gate and audit as built-in tools."""
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,6 +12,7 @@ import pytest
 from _support import team_yaml
 
 from parley import Conversation, TeamFileError, load_team_file
+from parley.cli import main
 from parley.events import MessageEvent, RunResult, ToolResultEvent
 
 Write = Callable[[str, str], Path]
@@ -31,15 +34,29 @@ def shout(text: str) -> str:
     return text.upper()
 
 
+@app.tool()
+def stamp(path: str) -> str:
+    """Write a file (a call with an effect a test can see)."""
+    with open(path, "w") as f:
+        f.write("stamped")
+    return "stamped " + path
+
+
 if __name__ == "__main__":
     app.run()
 '''
 
 
-def _team(write: Write, grants: str) -> Path:
+@pytest.fixture(autouse=True)
+def _trusted(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """These team files start a server program: the operator trusts the test's folder (see catalog.check_trusted)."""
+    monkeypatch.setenv("PARLEY_TRUSTED_TEAMS", str(tmp_path))
+
+
+def _team(write: Write, grants: str, extra: str = "") -> Path:
     server = write("calc_server.py", SERVER)
     mcp = f"mcp:\n  - name: calc\n    command: {sys.executable}\n    args: [{server}]\n"
-    return write("team.yaml", team_yaml(roles=("alpha", "beta"), max_turns=2, tools={"alpha": [grants]}) + mcp)
+    return write("team.yaml", team_yaml(roles=("alpha", "beta"), max_turns=2, tools={"alpha": [grants]}) + mcp + extra)
 
 
 async def test_a_granted_mcp_tool_runs_on_the_server(write: Write) -> None:
@@ -70,3 +87,82 @@ def test_an_undeclared_server_is_a_team_file_error(write: Write) -> None:
     bad = write("bad.yaml", team_yaml(roles=("alpha",)) + "mcp:\n  - {name: calc}\n")
     with pytest.raises(TeamFileError, match="give either command"):
         load_team_file(bad, tool_names=[])
+
+
+def _stamp_script(write: Write, target: Path) -> Path:
+    return write("s.yaml", f"roles:\n  alpha:\n    - tool: calc__stamp\n      args: {{path: '{target}'}}\n"
+                 "  beta: ['checked']\n")
+
+
+def _saved_as(stderr: str) -> str:
+    return stderr.split("saved as ", 1)[1].split()[0]
+
+
+@pytest.mark.parametrize("rule", ["calc.stamp", "calc.*"])
+def test_an_mcp_tool_that_needs_approval_waits_for_it_and_is_audited(
+        write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str], rule: str) -> None:
+    team = _team(write, "calc.*", f"approvals: {{{rule}: required}}\n")
+    target = tmp_path / "stamped.txt"
+    script = _stamp_script(write, target)
+    assert main(["run", str(team), "Stamp it", "--model", f"scripted:{script}", "--approve", "none"]) == 0
+    out, err = capsys.readouterr()
+    assert "calc.stamp denied by policy" in out, out
+    assert not target.exists(), "a denied MCP call reached the server"
+    assert main(["audit", _saved_as(err), "--format", "jsonl"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [(r["what"], r["decision"], r["detail"]["tool"]) for r in rows if "tool" in r["detail"]] == [
+        ("approval requested", "waiting", "calc.stamp"), ("deny", "denied", "calc.stamp")]
+
+    # The command line's rules know MCP tools by the same names, wildcards included.
+    assert main(["run", str(team), "Stamp it", "--model", f"scripted:{script}", "--approve", "calc.*"]) == 0
+    assert "calc.stamp approved by policy" in capsys.readouterr().out
+    assert target.read_text() == "stamped"
+
+
+def test_an_mcp_tool_without_a_rule_runs_without_asking(write: Write, tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    team = _team(write, "calc.stamp", "approvals: {calc.add: required}\n")
+    target = tmp_path / "stamped.txt"
+    assert main(["run", str(team), "Stamp it", "--model", f"scripted:{_stamp_script(write, target)}", "--no-save",
+                 "--approve", "none"]) == 0
+    assert "approv" not in capsys.readouterr().out
+    assert target.read_text() == "stamped"
+
+
+def test_a_suite_answers_mcp_approvals_by_server_wildcard(write: Write, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    _team(write, "calc.*", "approvals: {calc.*: required}\n")
+    target = tmp_path / "stamped.txt"
+    _stamp_script(write, target)
+    suite = write("suite.yaml", """
+        suite: mcp
+        defaults: {team: team.yaml, model: scripted:s.yaml}
+        scenarios:
+          - name: denied
+            task: Stamp it
+            human: [{approval: calc.*, decision: deny, reason: not today}]
+            expect: [{tool_called: calc__stamp}]
+    """)
+    out = tmp_path / "out"
+    assert main(["eval", str(suite), "--out", str(out), "--no-save"]) == 0
+    record = json.loads((out / "results.jsonl").read_text().splitlines()[0])
+    assert record["passed"] and record["human"] == ["turn 1: calc.stamp denied"], record
+    assert not target.exists()
+
+
+async def test_approvals_naming_a_tool_the_server_lacks_are_an_error(write: Write) -> None:
+    team = _team(write, "calc.add", "approvals: {calc.stmap: required}\n")
+    script = write("s.yaml", "roles:\n  alpha: ['x']\n")
+    events = [ev async for ev in Conversation(team, model=f"scripted:{script}").start("Add")]
+    assert isinstance(events[-1], RunResult) and "approvals names calc.stmap, but MCP server 'calc' offers: " \
+        "add, shout, stamp" in events[-1].detail
+
+
+def test_approval_keys_name_a_declared_server_and_a_tool(write: Write) -> None:
+    path = write("team.yaml", team_yaml(roles=("alpha",)) + "mcp:\n  - {name: calc, command: python}\n"
+                 + "approvals:\n  clac.*: required\n  calc.: never\n")
+    with pytest.raises(TeamFileError) as err:
+        load_team_file(path, tool_names=[])
+    text = str(err.value)
+    assert "team.yaml:12" in text and "unknown MCP server 'clac' in 'clac.*' (did you mean 'calc'?)" in text
+    assert "team.yaml:13" in text and "'calc.' names no tool: write SERVER.TOOL or SERVER.*" in text

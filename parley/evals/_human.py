@@ -36,7 +36,9 @@ class ScriptedHuman:
             self._question(run, ev)
 
     def _approval(self, run: Run, ev: ApprovalRequestEvent) -> None:
-        step = next((s for s in self.steps if isinstance(s, ApprovalStep) and s.approval in (ev.name, "any")), None)
+        server = ev.name.partition(".")[0]  # an MCP tool `SERVER.TOOL` is also answered by `SERVER.*`
+        step = next((s for s in self.steps if isinstance(s, ApprovalStep)
+                     and s.approval in (ev.name, "any", f"{server}.*")), None)
         if step is None:
             self.unanswered.append(f"approval of {ev.name} (turn {ev.turn})")
             run.deny(ev.request_id, "the scripted human has no answer for this tool", actor=ACTOR)
