@@ -1,18 +1,27 @@
-"""Finding teams: the project's `teams/`, every directory in `PARLEY_TEAMS`, and `--teams DIR`."""
+"""Finding teams: the project's `teams/`, every directory in `PARLEY_TEAMS`, and `--teams DIR`.
+
+Team files are code: a stdio MCP server's `command:` starts a program. Such a team runs only from a
+trusted folder: those three, or one named in `PARLEY_TRUSTED_TEAMS` (colon-separated).
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from ._yaml import did_you_mean
 from .errors import ConfigError, UnknownTeamError
-from .paths import project_root, search_dirs
+from .paths import inside, project_root, search_dirs
 from .spec import TeamSpec, load_team_file
 from .tools import ToolRegistry, default_registry
 
-__all__ = ["TeamEntry", "discover_teams", "resolve_team", "team_dirs"]
+__all__ = ["TRUSTED_TEAMS", "TeamEntry", "check_trusted", "discover_teams", "resolve_team", "team_dirs",
+           "trusted_dirs"]
+
+TRUSTED_TEAMS = "PARLEY_TRUSTED_TEAMS"
+"""Colon-separated folders whose team files may start programs, besides the folders teams are found in."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -27,6 +36,36 @@ class TeamEntry:
 
 def team_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
     return search_dirs("PARLEY_TEAMS", project_root() / "teams", [str(p) for p in extra])
+
+
+def trusted_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
+    """Folders whose team files may start programs: the shipped `teams/`, `PARLEY_TEAMS`, `--teams DIR`
+    and `PARLEY_TRUSTED_TEAMS`, all named by the operator."""
+    named = [Path(p).expanduser() for p in os.environ.get(TRUSTED_TEAMS, "").split(os.pathsep) if p.strip()]
+    return [*team_dirs(extra), *named]
+
+
+def check_trusted(spec: TeamSpec, extra: Sequence[str | Path] = ()) -> None:
+    """Refuse a team file that would start a program (a stdio MCP server) from outside the trusted folders:
+    a team file given by path, named by a suite or a sub-team, or planted in a workspace is not the operator's."""
+    commands = [m for m in spec.mcp if m.command is not None]
+    if not commands or spec.source is None:  # no program to start, or a team built in Python by the operator
+        return
+    source = spec.source.resolve()
+    dirs = trusted_dirs(extra)
+    for directory in dirs:
+        try:
+            inside(directory, source)
+            return
+        except ValueError:
+            continue
+    server = commands[0]
+    raise ConfigError(
+        f"{_display(spec.source)}: MCP server '{server.name}' would run `{server.command}`, but this team file is "
+        f"not in a trusted team folder ({', '.join(str(d) for d in dirs)}). Team files are code: trust this one by "
+        f"moving it into one of those folders, or by adding its folder to {TRUSTED_TEAMS} (or PARLEY_TEAMS, "
+        "or --teams DIR)"
+    )
 
 
 def _display(path: Path) -> str:

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from ._yaml import Located, did_you_mean, load_located, pydantic_problems
 from .errors import FileProblem, TeamFileError
-from .paths import project_root
+from .paths import inside, project_root
 
 __all__ = ["PATTERNS", "TRIGGERS", "ConsensusSpec", "HierarchicalSpec", "McpServerSpec", "RoleSpec", "TeamSpec",
            "TerminationSpec", "ValidationSpec", "load_team_file"]
@@ -314,6 +314,10 @@ def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, dis
         if not role.prompt.strip():
             problems.append(located.problem(("roles", i), f"role '{role.name}' needs a prompt (or `team:` for a sub-team)"))
             continue
+        escape = _escaping_prompt(role.prompt, path.parent)
+        if escape is not None:
+            problems.append(located.problem(("roles", i, "prompt"), escape))
+            continue
         text = _resolve_prompt(role.prompt, path.parent)
         if text is None:
             problems.append(located.problem(("roles", i, "prompt"), _missing_prompt(role.prompt, path.parent)))
@@ -455,8 +459,11 @@ def _tool_problems(spec: TeamSpec, located: Located, tool_names: list[str]) -> l
     servers = [m.name for m in spec.mcp]
     problems = []
     for loc, t in named:
-        server, dot, _ = t.partition(".")
-        if dot and server not in servers:
+        server, dot, tool = t.partition(".")
+        if dot and not (re.fullmatch(r"[A-Za-z0-9_-]+", tool) or tool == "*"):
+            problems.append(located.problem(loc, f"'{t}' names no tool: write SERVER.TOOL or SERVER.* "
+                                            "(e.g. files.write_file or files.*)"))
+        elif dot and server not in servers:
             problems.append(located.problem(loc, f"unknown MCP server '{server}' in '{t}'" + did_you_mean(server, servers)
                                             + (f" (declared: {', '.join(servers)})" if servers else " (declare it under mcp:)")))
         elif not dot and t not in tool_names and t != "ask_human":  # ask_human is built in
@@ -480,9 +487,29 @@ def _looks_like_file(value: str) -> bool:
 
 
 def _prompt_candidates(value: str, team_dir: Path) -> list[Path]:
+    """Where a prompt file may be: next to the team file or in the project, never outside both
+    (a team file must not read any `.md` of the machine through `../` or an absolute path)."""
     rel = Path(value.strip())
     root = project_root()
-    return [team_dir / rel, root / rel, root / "prompts" / rel]
+    out = []
+    for base in (team_dir, root, root / "prompts"):
+        candidate = (base / rel).resolve()
+        for allowed in (team_dir, root):
+            try:
+                inside(allowed, candidate)
+            except ValueError:
+                continue
+            out.append(candidate)
+            break
+    return out
+
+
+def _escaping_prompt(value: str, team_dir: Path) -> str | None:
+    """Why a prompt path is refused (it leads outside the team file's folder and the project), or None."""
+    if not _looks_like_file(value) or _prompt_candidates(value, team_dir):
+        return None
+    return (f"prompt file '{value.strip()}' is outside the team file's folder ({team_dir.resolve()}) and the project "
+            f"({project_root()}): put the prompt next to the team file or under {project_root() / 'prompts'}")
 
 
 def _resolve_prompt(value: str, team_dir: Path) -> str | None:
