@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import re
 import sys
 import time
+import uuid
 from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from autogen_core import CancellationToken
+from autogen_core import CancellationToken, FunctionCall
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
 from autogen_core.tools import Tool, ToolSchema
 
@@ -102,6 +104,8 @@ class Meter:
     """First delay; doubled each attempt, with ±50% jitter, at most `max_backoff_s` (or the server's Retry-After)."""
     max_backoff_s: float = 20.0
     retry_listeners: list[Callable[[Retry], None]] = field(default_factory=list)
+    call_ids: set[str] = field(default_factory=set)
+    """Every tool-call id given out in this conversation: a model's id is used once, or replaced."""
 
     def delay(self, attempt: int, exc: BaseException) -> float:
         after = _retry_after(exc)
@@ -152,6 +156,41 @@ def _prompt_estimate(messages: Sequence[LLMMessage], tools: Sequence[Any], extra
     return count_messages(messages, tools) + (count_text(json.dumps(schema, default=str)) if schema else 0)
 
 
+_CALL_ID = re.compile(r"[A-Za-z0-9_.:-]{1,80}")
+_TOOL_NAME = re.compile(r"[A-Za-z0-9_.-]{1,64}")
+
+
+def _safe_name(name: object) -> str:
+    """A tool name a model made up, cut to something every screen, store and model API can carry."""
+    text = name if isinstance(name, str) else str(name)
+    if _TOOL_NAME.fullmatch(text):
+        return text
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", text)[:64] or "unnamed"
+
+
+def own_calls(result: CreateResult, ids: set[str], *, text_only: bool = False) -> CreateResult:
+    """A model's reply with its tool calls made safe to use, before anything sees them.
+
+    Ids are keys (approvals, the chat's tool steps, AutoGen pairs results with calls by id), so an id
+    the model repeats (within the reply or from earlier), leaves out or shapes oddly is replaced by a
+    fresh one of parley's own. Tool names are cut to a safe form. Calls where only text is expected (the
+    selector's pick, the answer after tool use) become the text they are, instead of breaking the caller."""
+    if not isinstance(result.content, list):
+        return result
+    if text_only:
+        said = "; ".join(f"{_safe_name(c.name)}({str(c.arguments)[:200]})" for c in result.content)
+        return result.model_copy(update={"content": f"(asked to call a tool, but none is offered here: {said})",
+                                         "finish_reason": "stop"})
+    calls = []
+    for call in result.content:
+        call_id = call.id if isinstance(call.id, str) and _CALL_ID.fullmatch(call.id) and call.id not in ids \
+            else f"call_{uuid.uuid4().hex}"
+        ids.add(call_id)
+        arguments = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments, default=str)
+        calls.append(FunctionCall(id=call_id, name=_safe_name(call.name), arguments=arguments))
+    return result.model_copy(update={"content": calls})
+
+
 def _is_openai_family(client: ChatCompletionClient) -> bool:
     if "autogen_ext.models.openai" not in sys.modules:
         return False  # not imported, so no such client exists (and importing it would cost a third of a second)
@@ -180,7 +219,7 @@ class MeteredClient(ChatCompletionClient):
             )
 
     def _record(self, messages: Sequence[LLMMessage], tools: Sequence[Any], result: CreateResult, t0: float,
-                extra: Mapping[str, Any]) -> CreateResult:
+                extra: Mapping[str, Any], tool_choice: Any = "auto") -> CreateResult:
         usage = result.usage
         estimated = not (usage and (usage.prompt_tokens or usage.completion_tokens))
         if estimated:
@@ -188,7 +227,8 @@ class MeteredClient(ChatCompletionClient):
                                  completion_tokens=count_completion(result.content))
             result = result.model_copy(update={"usage": usage})
         self._note(usage.prompt_tokens, usage.completion_tokens, estimated, t0)
-        return result
+        # Every backend's reply passes here (streamed or not): the one place a model's tool calls are checked.
+        return own_calls(result, self.meter.call_ids, text_only=tool_choice == "none" or self.source == "selector")
 
     def _note(self, prompt: int, completion: int, estimated: bool, t0: float, *, cancelled: bool = False) -> None:
         self.meter.record(CallRecord(
@@ -252,7 +292,7 @@ class MeteredClient(ChatCompletionClient):
                     continue
                 self._failed(exc)
                 raise
-            return self._record(messages, tools, result, t0, extra_create_args)
+            return self._record(messages, tools, result, t0, extra_create_args, tool_choice)
 
     async def create_stream(  # type: ignore[override]
         self,
@@ -286,7 +326,7 @@ class MeteredClient(ChatCompletionClient):
                         if held:
                             yield "".join(held)
                         recorded = True
-                        yield self._record(messages, tools, item, t0, extra_create_args)
+                        yield self._record(messages, tools, item, t0, extra_create_args, tool_choice)
                         continue
                     streamed.append(item)
                     held.append(item)

@@ -53,6 +53,10 @@ class ToolReply(_Strict):
     """Name of the tool to call."""
     args: dict[str, Any] = Field(default_factory=dict)
     """Arguments, as the model would send them."""
+    raw_args: str | None = None
+    """Instead of `args`: the arguments' text exactly as sent, even when it is not JSON (a hostile model)."""
+    id: str | None = None
+    """The call's id as the model sends it (a fresh one by default); lets a script repeat an id."""
 
 
 class CallsReply(_Strict):
@@ -100,7 +104,7 @@ class ScriptedModel:
         try:
             script = ScriptFile.model_validate(located.data)
         except ValidationError as exc:
-            raise TeamFileError(pydantic_problems(located, exc, ["roles", "selector", "summariser", "delay_s", "tool", "args", "json", "calls"])) from None
+            raise TeamFileError(pydantic_problems(located, exc, ["roles", "selector", "summariser", "delay_s", "tool", "args", "raw_args", "id", "json", "calls"])) from None
         return cls(path=str(path), script=script)
 
     def check_roles(self, roles: Sequence[str], *, picks_are_roles: bool = True) -> None:
@@ -166,7 +170,8 @@ class ScriptedClient(OwnClient):
 
     def _result(self, reply: Reply) -> CreateResult:
         if isinstance(reply, (ToolReply, CallsReply)):
-            calls = [FunctionCall(id=f"call_{uuid.uuid4().hex[:12]}", name=r.tool, arguments=json.dumps(r.args))
+            calls = [FunctionCall(id=r.id if r.id is not None else f"call_{uuid.uuid4().hex[:12]}", name=r.tool,
+                                  arguments=r.raw_args if r.raw_args is not None else json.dumps(r.args))
                      for r in (reply.calls if isinstance(reply, CallsReply) else [reply])]
             return CreateResult(finish_reason="function_calls", content=calls, usage=self._usage, cached=False)
         text = json.dumps(reply.json_) if isinstance(reply, JsonReply) else reply
