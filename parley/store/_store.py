@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ._disk import prepare_file, sqlite_file, storage_problem
 from ._passwords import MIN_PASSWORD, hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, StoreError, ThreadRow
 from ._schema import audit, checkpoints, events, metadata, now, threads, users
@@ -36,6 +37,8 @@ class Store:
         self._engine = engine
         self.url = shown_url
         """The database URL, password masked."""
+        self._file = sqlite_file(engine.url)
+        """The SQLite database file, when the store is one: its disk's failures are told in words."""
         sqlite = engine.dialect.name == "sqlite"
         memory = sqlite and engine.url.database in (None, "", ":memory:")
         # SQLite has one writer at a time: queue this process's writers here rather than in
@@ -54,6 +57,13 @@ class Store:
             engine = create_async_engine(parsed, **_engine_options(parsed))
         except Exception as exc:
             raise StoreError(f"cannot use database {shown}: {_why(exc)}") from exc
+        file = sqlite_file(parsed)
+        if file is not None:
+            try:
+                prepare_file(file)  # SQLite would make it readable by everyone (0644)
+            except OSError as exc:
+                await engine.dispose()
+                raise StoreError(storage_problem(file, exc) or f"cannot open database {shown}: {_why(exc)}") from exc
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         try:
@@ -62,7 +72,8 @@ class Store:
         except Exception as exc:
             await engine.dispose()
             why = f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else _why(exc)
-            raise StoreError(f"cannot open database {shown}: {why}") from exc
+            problem = storage_problem(file, exc) if file is not None else None
+            raise StoreError(problem or f"cannot open database {shown}: {why}") from exc
         return cls(engine, shown)
 
     async def close(self) -> None:
@@ -87,7 +98,11 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"could not {what}: {_why(exc)}") from exc
+            raise StoreError(self._problem(exc) or f"could not {what}: {_why(exc)}") from exc
+
+    def _problem(self, exc: BaseException) -> str | None:
+        """A full disk or a read-only folder under the SQLite file, in one line that says what to do."""
+        return storage_problem(self._file, exc) if self._file is not None else None
 
     @contextlib.asynccontextmanager
     async def _read(self, what: str) -> AsyncIterator[AsyncConnection]:
@@ -97,7 +112,7 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"could not {what}: {_why(exc)}") from exc
+            raise StoreError(self._problem(exc) or f"could not {what}: {_why(exc)}") from exc
 
     # -- users ---------------------------------------------------------------------------
 
