@@ -366,6 +366,11 @@ class ChatSession:
                 await card.update()
         self._working.clear()
         self._subtasks.clear()
+        if self.run is not None and self.run.unsaved:  # the store failed: half-streamed text was never kept
+            for source, msg in list(self._streams.items()):
+                msg.content += "".join(self._held.pop(source, [])) + "\n\n*(not saved: saving the conversation failed)*"
+                await msg.send()
+            self._streams.clear()
         if self._meter is not None:
             self._meter.content = meter_text(result.prompt_tokens, result.completion_tokens, result.cost_usd,
                                              self.conversation)
@@ -417,8 +422,11 @@ def file_element(ev: FileEvent) -> cl.Element:
     name = ev.name.replace("/", "_")
     kind = cl.Image if ev.mime.startswith("image/") else cl.File
     if ev.size <= INLINE_LIMIT:
+        # A download carries no type a browser would render (a page, a script): the name says what it is.
+        # Larger files go through /project/file/, where parley's guard does the same (see _guard).
+        shown = ev.mime if kind is cl.Image or ev.mime.split(";")[0] == "text/plain" else "application/octet-stream"
         with open(ev.path, "rb") as f:
-            return kind(url=data_url(f.read(), ev.mime), name=name, display="inline", mime=ev.mime)
+            return kind(url=data_url(f.read(), shown), name=name, display="inline", mime=shown)
     cl.context.session.files_dir.mkdir(parents=True, exist_ok=True)
     return kind(path=ev.path, name=name, display="inline", mime=ev.mime)
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,6 @@ from chainlit.server import app as _server
 from chainlit.server import sio
 from chainlit.session import WebsocketSession
 from chainlit.types import ThreadDict
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .._proc import freeze_startup_objects
 from .._text import human_text
@@ -24,10 +23,22 @@ from ..catalog import TeamEntry, discover_teams
 from ..conversation import Conversation
 from ..errors import ConfigError
 from ..store import Store, default_url
+from . import _chainlit_fixes
 from ._art import write_avatars
 from ._chat import ChatSession, commands
 from ._datalayer import ParleyDataLayer
 from ._format import SYSTEM
+from ._guard import (
+    CONNECTION,
+    Connection,
+    WebGuard,
+    bind_host,
+    bound_to_loopback,
+    connection_of_environ,
+    local_connection,
+)
+from ._guard import _host_only as _host_of  # noqa: F401 - parley._ui and the tests read them here
+from ._guard import loopback as _loopback  # noqa: F401
 from ._ratelimit import PAGE_KEY, REFUSAL, LoginLimiter, LoginRateLimit
 
 # Chainlit logs at INFO; AutoGen logs every internal message at INFO, and every agent failure with a
@@ -54,38 +65,17 @@ async def store() -> Store:
 
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
-IMAGE_POLICY = b"img-src 'self' data: blob:"
-"""Pictures come from this server only. Agents write Markdown, which the page renders: an image link
-(`![x](http://internal/?q=...)`), put there by a prompt injection, would make every reader's browser
-request that address. The team's own pictures (charts, files it wrote) are served from here."""
-
-
-class _OwnImagesOnly:
-    """ASGI middleware adding the image policy to every HTTP response."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def with_policy(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = [*message.get("headers", []), (b"content-security-policy", IMAGE_POLICY)]
-            await send(message)
-
-        await self.app(scope, receive, with_policy)
 
 
 def _guard_server() -> None:
-    """Put the image policy and the sign-in rate limit in front of Chainlit's routes, once per process."""
+    """Put parley's checks (ids, origins, content policy: see _guard) and the sign-in rate limit in front of
+    Chainlit's routes and socket, once per process."""
     if getattr(_server.state, "parley_login_limit", None) is not None:
         return  # the module was imported again (Chainlit's watch mode): the server already has them
+    _chainlit_fixes.install()
     _server.state.parley_login_limit = limiter = LoginLimiter()
     _server.add_middleware(LoginRateLimit, limiter=limiter, path=f"{_chainlit_config.run.root_path}/login")
-    _server.add_middleware(_OwnImagesOnly)
+    _server.add_middleware(WebGuard)  # added last: the outermost, it sees every request first
     load = _chainlit_config.load_translation
 
     def load_translation(language: str) -> dict[str, Any]:
@@ -134,35 +124,46 @@ def _session_config(self: WebsocketSession) -> Any:
 WebsocketSession.get_config = _session_config  # type: ignore[method-assign]
 
 
-def _loopback(host: str) -> bool:
-    host = host.strip("[]").split("%")[0]
-    if host in ("localhost", ""):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_of(host_header: str) -> str:
-    """'127.0.0.1:8000' -> '127.0.0.1', '[::1]:8000' -> '::1'."""
-    if host_header.startswith("["):
-        return host_header[1:].split("]", 1)[0]
-    return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
-
-
-async def local_mode(request_host: str | None = None) -> bool:
-    """No login page: bound to loopback, asked for through loopback, and nobody has created a user yet."""
-    if not _loopback(os.environ.get("PARLEY_UI_HOST", "127.0.0.1")):
-        return False
-    if request_host is not None and not _loopback(_host_of(request_host)):
-        return False
+async def _no_users() -> bool:
     return await (await store()).count_users() == 0
+
+
+async def local_mode(conn: Connection | None) -> bool:
+    """No login page: bound to loopback, a loopback peer not relayed by a proxy, and nobody has created a user
+    yet. Decided from what the server and the connection are, never from a header the client chose."""
+    return local_connection(conn) and await _no_users()
+
+
+def _refuse_open_without_login() -> None:
+    """`chainlit run app.py --host 0.0.0.0` with no user would serve everyone without a login: refuse to start,
+    as `parley ui` does. (Checked when Chainlit imports the app, before it listens.)"""
+    if bound_to_loopback():
+        return
+    try:
+        asyncio.get_running_loop()
+        return  # imported again inside the running server (watch mode): it passed this check when it started
+    except RuntimeError:
+        pass
+
+    async def count() -> int:
+        db = await Store.open(default_url())
+        try:
+            return await db.count_users()
+        finally:
+            await db.close()
+
+    if asyncio.run(count()) == 0:
+        print(f"parley: serving on {bind_host() or 'every interface'} needs login: create a user first with "
+              "`parley users add NAME`, or serve on 127.0.0.1", file=sys.stderr, flush=True)
+        raise SystemExit(2)
+
+
+_refuse_open_without_login()
 
 
 @cl.header_auth_callback
 async def _header_auth(headers: Any) -> cl.User | None:
-    if await local_mode(headers.get("host")):
+    if await local_mode(CONNECTION.get()):
         return cl.User(identifier=LOCAL_USER, display_name="You", metadata={"provider": "local"})
     return None
 
@@ -198,7 +199,7 @@ async def _profiles(user: cl.User | None = None, language: str | None = None) ->
 async def _user_ok() -> str | None:
     user = cl.user_session.get("user")
     name = user.identifier if user else LOCAL_USER
-    if name == LOCAL_USER and not await local_mode():
+    if name == LOCAL_USER and not await local_mode(connection_of_environ(cl.context.session.environ)):
         await cl.Message(content="This server now requires login: sign out and sign in with your user.",
                          author=SYSTEM).send()
         return None

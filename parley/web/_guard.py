@@ -1,0 +1,250 @@
+"""What the web chat checks on every request before Chainlit sees it.
+
+- Local mode (no login page) is decided from facts: the address the server was told to bind and the
+  peer address of the connection, as uvicorn reports them. Headers can only take local mode away
+  (a Host that is not loopback: DNS rebinding; a proxy's forwarding header), never grant it.
+- Origins: a request that carries an Origin (every browser sends one on a WebSocket handshake and on
+  a cross-site or state-changing request) must come from the app's own origin, or from one listed in
+  PARLEY_ALLOWED_ORIGINS. A request without Origin comes from a program, not from a page acting for a
+  signed-in user on another site: it carries only the cookies its author gave it, and is let through.
+- One content security policy on every response (`script-src 'self'`, images from here only), and the
+  files tools wrote are downloads unless they are pictures or plain text.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+import os
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from chainlit.config import config as _chainlit_config
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from . import _chainlit_fixes
+
+log = logging.getLogger("parley.web")
+
+ORIGINS_ENV = "PARLEY_ALLOWED_ORIGINS"
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"})
+"""Pictures a browser shows as pictures and never runs. SVG is not among them: opened on its own, it runs scripts."""
+FILE_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
+"""Tool-written files, even opened in a tab of their own: no script, no origin of the app's."""
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The facts about one HTTP request or socket: who connected, and which headers could only restrict."""
+
+    peer: str
+    """The client's address as uvicorn reports it ('' when unknown): the socket's peer, or, from a proxy on
+    this machine (uvicorn trusts 127.0.0.1 and ::1), the address the proxy forwarded."""
+    host_header: str | None
+    forwarded: bool
+    """A proxy's forwarding header was present: someone else's request relayed."""
+
+    @classmethod
+    def of(cls, scope: Scope) -> Connection:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        client = scope.get("client") or ("", 0)
+        return cls(peer=str(client[0] or ""), host_header=headers.get("host"),
+                   forwarded=any(h in headers for h in _FORWARDING_HEADERS))
+
+
+CONNECTION: ContextVar[Connection | None] = ContextVar("parley_connection", default=None)
+"""The request being served (set by WebGuard): Chainlit's header-auth callback receives headers only."""
+
+
+def loopback(host: str) -> bool:
+    """True for a loopback address or `localhost`. An empty host means every interface, so it is not."""
+    host = host.strip().strip("[]").split("%")[0]
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_host() -> str:
+    """The address the server was told to listen on: `chainlit run --host` (or CHAINLIT_HOST) sets Chainlit's
+    run config before it imports the app; `parley ui` passes its --host there too."""
+    return str(_chainlit_config.run.host)
+
+
+def bound_to_loopback() -> bool:
+    hosts = [bind_host()]
+    if "PARLEY_UI_HOST" in os.environ:  # `parley ui` says where it asked Chainlit to listen
+        hosts.append(os.environ["PARLEY_UI_HOST"])
+    return all(loopback(h) for h in hosts)
+
+
+def _split_host(host_header: str) -> tuple[str, str]:
+    """'127.0.0.1:8000' -> ('127.0.0.1', '8000'), '[::1]:8000' -> ('::1', '8000'), 'example.com' -> (.., '')."""
+    if host_header.startswith("["):
+        host, _, rest = host_header[1:].partition("]")
+        return host, rest[1:] if rest.startswith(":") else ""
+    if host_header.count(":") == 1:
+        host, port = host_header.split(":")
+        return host, port
+    return host_header, ""
+
+
+def _host_only(host_header: str) -> str:
+    return _split_host(host_header)[0]
+
+
+def local_connection(conn: Connection | None) -> bool:
+    """The facts of local mode for one connection (users aside): bound to loopback, a loopback peer, no proxy
+    relaying someone else, and a Host that names this machine (a page whose name was re-pointed at 127.0.0.1
+    sends its own name: DNS rebinding)."""
+    if conn is None or not bound_to_loopback() or not loopback(conn.peer) or conn.forwarded:
+        return False
+    return conn.host_header is None or loopback(_host_only(conn.host_header))
+
+
+def connection_of_environ(environ: dict[str, Any] | None) -> Connection | None:
+    """The connection behind a Chainlit socket session (its environ holds the ASGI scope of the handshake).
+    Engine.IO's own REMOTE_ADDR is always '127.0.0.1' whatever the peer: never read it."""
+    scope = (environ or {}).get("asgi.scope")
+    return Connection.of(scope) if isinstance(scope, dict) else None
+
+
+# -- origins ---------------------------------------------------------------------------------------------
+
+
+def _origin_key(origin: str) -> tuple[str, int] | None:
+    """('host', port) of an Origin, or None if it is not an http(s) origin ('null', garbage)."""
+    try:
+        parts = urlsplit(origin.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/"):
+        return None
+    return parts.hostname.lower(), port or _DEFAULT_PORTS[parts.scheme]
+
+
+def allowed_origins() -> set[tuple[str, int]]:
+    """The origins named in PARLEY_ALLOWED_ORIGINS (comma-separated), e.g. `https://chat.example.com`."""
+    keys = set()
+    for item in os.environ.get(ORIGINS_ENV, "").split(","):
+        if item.strip():
+            key = _origin_key(item)
+            if key is None:
+                log.warning("%s: %r is not an origin like https://chat.example.com; ignored", ORIGINS_ENV, item)
+            else:
+                keys.add(key)
+    return keys
+
+
+def origin_allowed(origin: str, host_header: str | None) -> bool:
+    """The page's origin is this app's: the host and port it asked for (the Host header, which a page
+    cannot choose), or one the operator listed for a proxy in front."""
+    key = _origin_key(origin)
+    if key is None:
+        return False
+    if key in allowed_origins():
+        return True
+    if not host_header:
+        return False
+    host, port = _split_host(host_header.strip())
+    # No port in Host: the default one of the scheme the page was loaded with.
+    return key == (host.lower(), int(port) if port.isdigit() else _DEFAULT_PORTS[urlsplit(origin.strip()).scheme])
+
+
+def origin_refusal(origin: str) -> str:
+    return (f"refused a request from the page at {origin}: it is not this app's origin. If the app is served "
+            f"at that address (behind a proxy), add it to {ORIGINS_ENV} (comma-separated), e.g. "
+            f"{ORIGINS_ENV}={origin}")
+
+
+# -- the policy ------------------------------------------------------------------------------------------
+
+
+def page_policy() -> str:
+    """One policy for every page: scripts from this server only (Chainlit's own inline scripts by hash), pictures
+    from here only (an image link an agent was tricked into writing must not make every reader's browser
+    request it), no plugins, no foreign <base>, no framing by other sites."""
+    scripts = " ".join(["'self'", *(f"'{h}'" for h in _chainlit_fixes.inline_script_hashes())])
+    return (f"script-src {scripts}; img-src 'self' data: blob:; object-src 'none'; base-uri 'self'; "
+            "frame-ancestors 'self'")
+
+
+def _file_headers(headers: list[tuple[bytes, bytes]], scope: Scope) -> list[tuple[bytes, bytes]]:
+    """A tool-written file: pictures and plain text shown, anything else downloaded, never run from here."""
+    mime = next((v.decode("latin-1") for k, v in headers if k.lower() == b"content-type"), "")
+    base = mime.split(";")[0].strip().lower()
+    kept = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-disposition")]
+    if base in INLINE_IMAGES:
+        return [*kept, (b"content-type", base.encode()), (b"content-disposition", b"inline")]
+    if base == "text/plain":
+        return [*kept, (b"content-type", b"text/plain; charset=utf-8"), (b"content-disposition", b"inline")]
+    name = _chainlit_fixes.file_name(scope)
+    disposition = "attachment" + (f"; filename*=UTF-8''{quote(name, safe='')}" if name else "")
+    # Served as bytes: with nosniff, no browser runs them as a page, a script or a style sheet.
+    return [*kept, (b"content-type", b"application/octet-stream"), (b"content-disposition", disposition.encode())]
+
+
+class WebGuard:
+    """ASGI middleware in front of all of Chainlit (its routes and its socket)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._told: set[str] = set()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        conn = Connection.of(scope)
+        origin = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k.lower() == b"origin"), None)
+        if origin is not None and not origin_allowed(origin, conn.host_header):
+            await self._refuse(scope, receive, send, origin)
+            return
+        token = CONNECTION.set(conn)
+        try:
+            if scope["type"] == "websocket":
+                await self.app(scope, receive, send)
+            else:
+                await self.app(scope, receive, self._with_headers(scope, send))
+        finally:
+            CONNECTION.reset(token)
+
+    def _with_headers(self, scope: Scope, send: Send) -> Send:
+        is_file = scope.get("method") in ("GET", "HEAD") and _chainlit_fixes.is_file_route(scope.get("path", ""))
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in (b"content-security-policy", b"x-content-type-options")]
+                if is_file and message.get("status") == 200:
+                    headers = _file_headers(headers, scope)
+                    headers.append((b"content-security-policy", FILE_POLICY.encode()))
+                else:
+                    headers.append((b"content-security-policy", page_policy().encode()))
+                headers.append((b"x-content-type-options", b"nosniff"))
+                message["headers"] = headers
+            await send(message)
+
+        return send_with_headers
+
+    async def _refuse(self, scope: Scope, receive: Receive, send: Send, origin: str) -> None:
+        why = origin_refusal(origin)
+        if origin not in self._told and len(self._told) < 100:  # a hostile page must not flood the log
+            self._told.add(origin)
+            log.warning(why)
+        if scope["type"] == "websocket":
+            await send({"type": "websocket.close", "code": 1008, "reason": "origin not allowed"})  # HTTP 403
+            return
+        body = json.dumps({"detail": why}).encode()
+        await send({"type": "http.response.start", "status": 403,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"content-security-policy", FILE_POLICY.encode())]})
+        await send({"type": "http.response.body", "body": body})
