@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import os
+import random
 import socket
 import sys
 import time
@@ -72,21 +73,43 @@ def _gone(pid: int) -> bool:
         return True
 
 
+def _running(marker: str) -> list[int]:
+    """Processes on this machine (seen from outside the sandbox) whose command line has `marker` as an argument."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if marker.encode() in (entry / "cmdline").read_bytes().split(b"\0"):
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
 async def test_a_sleeping_process_and_its_children_are_stopped(run: Run, ctx: RunContext) -> None:
+    # The child's pid as the code sees it is its pid inside the sandbox's own PID namespace, meaningless out
+    # here: the child is found in this machine's process table by a unique argument instead.
+    marker = f"{30 + random.random():.9f}"
     code = (
         "import subprocess, time\n"
-        "child = subprocess.Popen(['sleep', '30'])\n"
+        f"child = subprocess.Popen(['sleep', '{marker}'])\n"
         "open('out/child.pid', 'w').write(str(child.pid))\n"
         "time.sleep(30)\n"
     )
-    out = await run(code, timeout_s=1)
-    assert out.startswith("Error: timed out after 1 s; the process was stopped.")
-    pid = int((ctx.workspace / "runs" / "1" / "child.pid").read_text())
-    for _ in range(40):
-        if _gone(pid):
+    call = asyncio.create_task(run(code, timeout_s=1))
+    for _ in range(200):
+        if _running(marker) or call.done():
             break
         await asyncio.sleep(0.05)
-    assert _gone(pid)
+    assert _running(marker), "the child did not start"
+    out = await call
+    assert out.startswith("Error: timed out after 1 s; the process was stopped.")
+    assert int((ctx.workspace / "runs" / "1" / "child.pid").read_text()) > 0
+    for _ in range(40):
+        if all(_gone(pid) for pid in _running(marker)):
+            break
+        await asyncio.sleep(0.05)
+    assert all(_gone(pid) for pid in _running(marker))
 
 
 async def test_memory_is_limited(run: Run, monkeypatch: pytest.MonkeyPatch) -> None:

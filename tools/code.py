@@ -1,23 +1,25 @@
-"""Run Python code in a sandbox (approval required): a separate, limited process without secrets or network.
+"""Run Python code in a sandbox (approval required): confined by bubblewrap and a cgroup, see parley/_sandbox.py.
 
-What the sandbox enforces (Linux):
+What each call gets (Linux, with bubblewrap, user namespaces and a usable cgroup; otherwise the tool
+refuses to run code and says what is missing):
 
-- a separate interpreter started as `python -I -S -B`: no parley site-packages, no user site, no
-  `PYTHON*` variables; the standard library only;
+- a separate interpreter started as `python -I -S -B`: no site-packages, no user site, no `PYTHON*`
+  variables; the standard library only; parley's virtualenv is not even mounted;
 - an empty environment except `PATH=/usr/bin:/bin`, `LANG=C.UTF-8`, `PYTHONDONTWRITEBYTECODE=1` and
   `HOME` (the run's own folder): no API keys or anything else of the parent's;
-- a fresh temporary folder outside the workspace as working directory, deleted afterwards. Files the
-  code writes under `out/` (relative to it) are copied into the workspace under `runs/<n>/`: regular
-  files only, at most `MAX_COPY_FILES` files and `MAX_COPY_BYTES` bytes;
-- resource limits (`setrlimit`): CPU time (the timeout), address space (512 MB, or
-  `PARLEY_SANDBOX_MEMORY_MB`), file size (50 MB), processes, open files, no core dumps; its own session
-  (`setsid`) so the whole process group is killed at the wall-clock timeout or when the call is cancelled;
-- when parley runs as root, the code runs as `nobody` (uid/gid 65534) with no supplementary groups;
-- no network: a new, empty network namespace (`unshare(CLONE_NEWNET)`, or with a user namespace when
-  not root). Probed once; where the machine does not allow it, the result says "network not isolated".
-
-Not isolated: the file system is visible with the rights of the user the code runs as (world-readable
-files can be read), and Unix sockets on the file system can be reached.
+- its own PID, mount, user, IPC and UTS namespaces: it sees only its own processes, a read-only `/usr`,
+  the interpreter and empty tmpfs for `/tmp` and for its working folder (`/sandbox/work`); parley's data
+  folder, home folders and other calls are not mounted. Files the code writes under `out/` (relative to
+  its working folder) are copied into the workspace under `runs/<n>/`: regular files only, at most
+  `MAX_COPY_FILES` files and `MAX_COPY_BYTES` bytes. Nothing of the run is ever written to the host's disk;
+- every process of the call dies with it: at the end of the code, at the wall-clock timeout, when the
+  call is cancelled, and when parley itself dies;
+- a cgroup of its own: 512 MB (`PARLEY_SANDBOX_MEMORY_MB`) of memory for all its processes and files
+  together, and `MAX_NPROC` processes; per process: CPU time (the timeout), address space, file size
+  (50 MB), open files, no core dumps;
+- a uid of its own when parley runs as root;
+- no network: a new network namespace. Probed once; where the kernel does not allow it, the result says
+  "network not isolated".
 """
 
 from __future__ import annotations
@@ -25,22 +27,20 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
-import ctypes
+import json
 import math
 import os
 import resource
-import shutil
 import signal
-import stat
 import subprocess
-import sys
-import tempfile
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
+from parley import _sandbox
+from parley._sandbox import SANDBOX, Cgroup, Missing, Setup
+from parley.paths import inside
 from parley.tools import current_context, tool
 
 MAX_OUTPUT = 10_000
@@ -52,14 +52,14 @@ MAX_NPROC = 64
 MAX_NOFILE = 64
 MAX_COPY_FILES = 100
 MAX_COPY_BYTES = 20 * 1024 * 1024
-NOBODY = 65534
+MAX_HEADER = 1 << 20
+STOP_GRACE_S = 10.0
+"""After the timeout: how long the sandbox has to stop the code and hand over out/ before it is killed."""
 PATH = "/usr/bin:/bin"
+SCRIPT = f"{SANDBOX}/main.py"
+WORK = f"{SANDBOX}/work"
 
-_CLONE_NEWUSER = 0x10000000
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-_probe_lock = threading.Lock()
-_setup: _Setup | None = None
+_setup: Setup | None = None
 
 # Runs the user's file as __main__. `-S` skips `site`, which is what defines exit() and quit().
 RUNNER = """\
@@ -75,115 +75,80 @@ exec(compile(source, path, "exec"), main.__dict__)
 """
 _RUNNER_FRAME = f'  File "<string>", line {RUNNER.count(chr(10))}, in <module>\n'
 
-
-@dataclass(frozen=True)
-class _Setup:
-    python: str
-    """An interpreter the sandboxed user can execute."""
-    network: str
-    """How the network is cut off: "netns", "userns" or "none"."""
-    drop: bool
-    """Whether the code runs as nobody (parley runs as root)."""
-
-
-def _unshare(flags: int) -> None:
-    if _libc.unshare(flags) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare: {os.strerror(err)}")
-
-
-def _write(path: str, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY)
+# PID 1 of the sandbox. It starts the code, waits for it, kills whatever the code left running (as PID 1 it
+# can: kill(-1) reaches every other process of the namespace), then sends parley the code's exit status and
+# the files under out/ on its descriptor. Closing its stdin (parley's timeout) stops the code early. It runs
+# with the code's own rights, so parley trusts nothing it sends: see _unpack and _store.
+SUPERVISOR = """\
+import json, os, signal, stat, sys, threading
+out_fd, max_files, max_bytes = (int(a) for a in sys.argv[1:4])
+python, runner, script, work = sys.argv[4:8]
+try:
+    import ctypes
+    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the code cannot trace this or open its fds
+except Exception:
+    pass
+env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "HOME": work}
+child = os.fork()
+if child == 0:
     try:
-        os.write(fd, text.encode())
+        os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
+        os.closerange(3, 4096)
+        os.execve(python, [python, "-I", "-S", "-B", "-c", runner, script], env)
     finally:
-        os.close(fd)
+        os._exit(127)
 
+def stop():
+    while os.read(0, 4096):
+        pass
+    os.kill(-1, signal.SIGKILL)
 
-def _preexec(network: str, drop: bool, cpu_s: int, memory: int, nproc: int) -> Callable[[], None]:
-    """What the child does between fork and exec. Everything it needs is imported by the parent."""
-    uid, gid = os.getuid(), os.getgid()
-
-    def setup() -> None:
-        os.setsid()
-        if network == "netns":
-            _unshare(_CLONE_NEWNET)
-        elif network == "userns":
-            _unshare(_CLONE_NEWUSER | _CLONE_NEWNET)
-            _write("/proc/self/setgroups", "deny")
-            _write("/proc/self/uid_map", f"{uid} {uid} 1")
-            _write("/proc/self/gid_map", f"{gid} {gid} 1")
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
-        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
-        resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
-        resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_NOFILE, MAX_NOFILE))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if drop:
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-
-    return setup
-
-
-def _nproc_limit(drop: bool) -> int:
-    """RLIMIT_NPROC counts every process of the user: a user's own limit must leave room for theirs."""
-    if drop:
-        return MAX_NPROC
-    uid = os.getuid()
-    count = 0
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                count += entry.stat().st_uid == uid
-    return count + MAX_NPROC
-
-
-def _candidates() -> list[str]:
-    found = [getattr(sys, "_base_executable", ""), sys.executable, os.path.realpath(sys.executable)]
-    found += [shutil.which(n, path="/usr/local/bin:/usr/bin:/bin") or "" for n in ("python3", "python3.11")]
-    return [p for i, p in enumerate(found) if p and p not in found[:i]]
-
-
-def _probe() -> _Setup | str:
-    """Find, once, how to start a sandboxed interpreter here (or why it cannot be done)."""
-    global _setup
-    with _probe_lock:
-        if _setup is not None:
-            return _setup
-        drop = os.geteuid() == 0
-        modes = ["netns", "none"] if drop else ["netns", "userns", "none"]
-        nproc = _nproc_limit(drop)
-        last = "no Python interpreter found"
-        for network in modes:
-            for python in _candidates():
-                try:
-                    subprocess.run(
-                        [python, "-I", "-S", "-B", "-c", "import socket"],
-                        preexec_fn=_preexec(network, drop, 5, DEFAULT_MEMORY_MB << 20, nproc),
-                        env={"PATH": PATH, "LANG": "C.UTF-8"},
-                        cwd="/",
-                        stdin=subprocess.DEVNULL,
-                        capture_output=True,
-                        timeout=10,
-                        check=True,
-                    )
-                except (OSError, subprocess.SubprocessError) as exc:
-                    last = f"{python}: {type(exc).__name__}: {exc}"
-                    continue
-                _setup = _Setup(python=python, network=network, drop=drop)
-                return _setup
-        return last
-
-
-def _memory_bytes() -> tuple[int, int]:
+threading.Thread(target=stop, daemon=True).start()
+status = None
+while status is None:
     try:
-        mb = int(os.environ.get("PARLEY_SANDBOX_MEMORY_MB", DEFAULT_MEMORY_MB))
-    except ValueError:
-        mb = DEFAULT_MEMORY_MB
-    mb = max(mb, 64)
-    return mb, mb << 20
+        pid, st = os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+    if pid == child:
+        status = st
+while True:
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:
+        break
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        pass
+rc = None if status is None else -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+out = os.path.join(work, "out")
+files, data, skipped, total = [], [], 0, 0
+for folder, dirs, names in os.walk(out):
+    dirs.sort()
+    for name in sorted(names):
+        path = os.path.join(folder, name)
+        try:
+            st = os.lstat(path)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
+                raise ValueError
+            if len(files) >= max_files or total + st.st_size > max_bytes:
+                raise ValueError
+            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
+                content = f.read(st.st_size + 1)
+            if len(content) != st.st_size:
+                raise ValueError
+        except (OSError, ValueError):
+            skipped += 1
+            continue
+        files.append([os.path.relpath(path, out), len(content)])
+        data.append(content)
+        total += len(content)
+with os.fdopen(out_fd, "wb") as w:
+    w.write(json.dumps({"rc": rc, "skipped": skipped, "files": files}).encode() + b"\\n")
+    for content in data:
+        w.write(content)
+"""
 
 
 class _Capture:
@@ -202,9 +167,9 @@ class _Capture:
         self.dropped += max(len(text) - room, 0)
         self.tail = (self.tail + text)[-2000:]
 
-    def render(self, script: Path) -> str:
+    def render(self) -> str:
         """The text kept, without the runner's own traceback frame and with the script called main.py."""
-        text = self.head.replace(_RUNNER_FRAME, "").replace(f'"{script}"', '"main.py"')
+        text = self.head.replace(_RUNNER_FRAME, "").replace(f'"{SCRIPT}"', '"main.py"')
         more = f"\n… {self.dropped:,} more characters" if self.dropped else ""
         return text.rstrip("\n") + more
 
@@ -217,43 +182,75 @@ async def _drain(stream: asyncio.StreamReader | None, capture: _Capture) -> None
     capture.feed(b"", final=True)
 
 
-def _prepare(code: str, drop: bool) -> tuple[Path, Path, Path]:
-    base = Path(tempfile.mkdtemp(prefix="parley-run-"))
-    base.chmod(0o711)
-    script = base / "main.py"
-    script.write_text(code, encoding="utf-8")
-    script.chmod(0o644)
-    work = base / "work"
-    (work / "out").mkdir(parents=True)
-    if drop:
-        for d in (work, work / "out"):
-            os.chown(d, NOBODY, NOBODY)
-    work.chmod(0o700)
-    return base, script, work
+async def _collect(fd: int, limit: int) -> bytes:
+    """Everything the sandbox sends on `fd` until it closes, kept up to `limit` bytes."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
+    kept = bytearray()
+    try:
+        while chunk := await reader.read(65536):
+            kept += chunk[: max(limit - len(kept), 0)]
+    finally:
+        transport.close()
+    return bytes(kept)
+
+
+@dataclass
+class _Report:
+    """What the sandbox's PID 1 said: the code's exit status and the files under out/ (unchecked)."""
+
+    rc: int | None = None
+    skipped: int = 0
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def _unpack(blob: bytes) -> _Report | None:
+    """Parse the sandbox's report, trusting none of it: a bad header is no report, a short body fewer files."""
+    head, sep, body = blob.partition(b"\n")
+    if not sep or len(head) > MAX_HEADER:
+        return None
+    try:
+        meta = json.loads(head)
+    except ValueError:
+        return None
+    if not isinstance(meta, dict):
+        return None
+    report = _Report()
+    rc = meta.get("rc")
+    if type(rc) is int and -64 < rc < 256:
+        report.rc = rc
+    skipped = meta.get("skipped")
+    if type(skipped) is int and 0 <= skipped < 1 << 31:
+        report.skipped = skipped
+    entries = meta.get("files")
+    offset = 0
+    for entry in entries if isinstance(entries, list) else []:
+        ok = isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and type(entry[1]) is int
+        if not ok or entry[1] < 0 or offset + entry[1] > min(len(body), MAX_COPY_BYTES):
+            break
+        if len(report.files) >= MAX_COPY_FILES:
+            report.skipped += 1
+            continue
+        report.files.append((entry[0], body[offset : offset + entry[1]]))
+        offset += entry[1]
+    return report
+
+
+def _safe_name(rel: str) -> bool:
+    parts = rel.split("/")
+    return 0 < len(rel) <= 1024 and "\x00" not in rel and all(p not in ("", ".", "..") for p in parts)
 
 
 _SKIPPED = f"links, special files, or over {MAX_COPY_FILES} files or {MAX_COPY_BYTES >> 20} MB"
 
 
-def _copy_out(out: Path, drop: bool, workspace: Path) -> str:
-    """Copy the regular files under `out/` into the workspace's `runs/<n>/`; say what was copied."""
-    files: list[tuple[Path, int]] = []
-    skipped = 0
-    total = 0
-    for folder, dirs, names in os.walk(out, followlinks=False):
-        dirs.sort()
-        for name in sorted(names):
-            path = Path(folder, name)
-            st = path.lstat()
-            foreign = not stat.S_ISREG(st.st_mode) or (drop and st.st_uid != NOBODY) or st.st_nlink > 1
-            if foreign or len(files) >= MAX_COPY_FILES or total + st.st_size > MAX_COPY_BYTES:
-                skipped += 1
-            else:
-                files.append((path, st.st_size))
-                total += st.st_size
+def _store(report: _Report, workspace: Path) -> str:
+    """Write the files the sandbox sent into the workspace's `runs/<n>/`; say what was copied."""
+    skipped = report.skipped
+    files = sorted(report.files, key=lambda f: f[0].split("/"))
     if not files:
         return f"Nothing copied from out/ ({skipped} skipped: {_SKIPPED})." if skipped else ""
-    files.sort()
     runs = workspace / "runs"
     runs.mkdir(parents=True, exist_ok=True)
     n = max((int(p.name) for p in runs.iterdir() if p.name.isdigit()), default=0) + 1
@@ -264,33 +261,90 @@ def _copy_out(out: Path, drop: bool, workspace: Path) -> str:
         except FileExistsError:
             n += 1
     dest = runs / str(n)
-    for path, _size in files:
-        target = dest / path.relative_to(out)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-        with os.fdopen(fd, "rb") as src, open(target, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-    listed = ", ".join(f"{p.relative_to(out)} ({size:,} bytes)" for p, size in files)
+    written: list[tuple[str, int]] = []
+    for rel, content in files:
+        try:
+            if not _safe_name(rel):
+                raise ValueError(rel)
+            target = inside(dest, rel)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except (OSError, ValueError):
+            skipped += 1
+            continue
+        with os.fdopen(fd, "wb") as dst:
+            dst.write(content)
+        written.append((rel, len(content)))
+    if not written:
+        return f"Nothing copied from out/ ({skipped} skipped: {_SKIPPED})."
+    listed = ", ".join(f"{rel} ({size:,} bytes)" for rel, size in written)
     note = f"; {skipped} skipped ({_SKIPPED})" if skipped else ""
     return f"Files written to out/ were copied to runs/{n}/: {listed}{note}"
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+def _probe() -> Setup | Missing:
+    """How calls are confined here (found once; a test may set `_setup`)."""
+    global _setup
+    if _setup is not None:
+        return _setup
+    found = _sandbox.probe()
+    if isinstance(found, Setup):
+        _setup = found
+    return found
 
 
-def _diagnose(rc: int, stderr: _Capture, timed_out: bool, timeout_s: float, memory_mb: int) -> str:
+def _memory_bytes() -> tuple[int, int]:
+    try:
+        mb = int(os.environ.get("PARLEY_SANDBOX_MEMORY_MB", DEFAULT_MEMORY_MB))
+    except ValueError:
+        mb = DEFAULT_MEMORY_MB
+    mb = max(mb, 64)
+    return mb, mb << 20
+
+
+def _limits(cpu_s: int, memory: int) -> Callable[[], None]:
+    """Per-process limits, inherited by everything in the sandbox (the totals come from the cgroup)."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+        resource.setrlimit(resource.RLIMIT_FSIZE, (MAX_FILE_BYTES, MAX_FILE_BYTES))
+        resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_NOFILE, MAX_NOFILE))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    return apply
+
+
+def _code_fd(code: str) -> int:
+    """The code in an anonymous memory file: bubblewrap copies it into the sandbox, nothing touches the disk."""
+    fd = os.memfd_create("parley-code", os.MFD_CLOEXEC)
+    data = memoryview(code.encode("utf-8", "surrogateescape"))
+    while data:
+        data = data[os.write(fd, data) :]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _diagnose(rc: int | None, stderr: _Capture, timed_out: bool, timeout_s: float, memory_mb: int,
+              counters: tuple[int, int]) -> str:
+    """One line on why the code failed, if a limit explains it. `counters`: the cgroup's OOM kills and
+    refused forks."""
+    killed, refused = counters
     if timed_out:
         return f"Error: timed out after {timeout_s:g} s; the process was stopped."
     if rc == -signal.SIGXCPU:
         return f"Error: timed out after {timeout_s:g} s (CPU time limit); the process was stopped."
+    if killed:
+        return (f"Error: the code ran out of memory (limit {memory_mb} MB for all its processes and files); "
+                f"{killed} process{'es' if killed > 1 else ''} killed.")
     if rc == -signal.SIGKILL:
         return f"Error: the process was killed: CPU time ({timeout_s:g} s) or memory ({memory_mb} MB) limit."
-    if rc != 0 and ("MemoryError" in stderr.tail or "[Errno 12]" in stderr.tail):
+    if rc and ("MemoryError" in stderr.tail or "[Errno 12]" in stderr.tail):
         return f"Error: the code ran out of memory (limit {memory_mb} MB)."
-    if rc == -signal.SIGXFSZ or (rc != 0 and "[Errno 27]" in stderr.tail):
+    if rc == -signal.SIGXFSZ or (rc and "[Errno 27]" in stderr.tail):
         return f"Error: the code tried to write a file larger than the {MAX_FILE_BYTES >> 20} MB limit."
+    if rc and refused:
+        return f"Error: the code tried to run more than {MAX_NPROC} processes at once (limit)."
     return ""
 
 
@@ -301,6 +355,31 @@ def _exit_status(rc: int | None) -> str:
         with contextlib.suppress(ValueError):
             return f"Exit code: killed by {signal.Signals(-rc).name}"
     return f"Exit code: {rc}"
+
+
+async def _wait(proc: asyncio.subprocess.Process, timeout_s: float) -> bool:
+    """Wait for the sandbox to end; at the timeout, have it stop the code (and kill it if it does not)."""
+    try:
+        await asyncio.wait_for(proc.wait(), timeout_s)
+        return False
+    except TimeoutError:
+        pass
+    if proc.stdin is not None:
+        proc.stdin.close()  # the sandbox's PID 1 stops the code, then hands over out/
+    try:
+        await asyncio.wait_for(proc.wait(), STOP_GRACE_S)
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await proc.wait()
+    return True
+
+
+def _refusal(missing: Missing) -> str:
+    lines = ["Error: run_python does not run code unconfined, and this machine lacks what confining it needs:"]
+    lines += [f"- {what}: {how}" for what, how in missing.items]
+    lines.append("`parley doctor` lists which sandbox guarantees hold here.")
+    return "\n".join(lines)
 
 
 @tool(family="code", approval=True)
@@ -319,61 +398,71 @@ async def run_python(
     except (TypeError, ValueError):
         return "Refused: timeout_s must be a number of seconds."
     setup = await asyncio.to_thread(_probe)
-    if isinstance(setup, str):
-        return f"Error: cannot start a sandboxed Python on this machine ({setup})."
+    if isinstance(setup, Missing):
+        return _refusal(setup)
     memory_mb, memory = _memory_bytes()
-    nproc = await asyncio.to_thread(_nproc_limit, setup.drop)
-    base, script, work = await asyncio.to_thread(_prepare, code, setup.drop)
+    try:
+        cgroup = await asyncio.to_thread(Cgroup, setup.cgroup, memory, MAX_NPROC)
+    except OSError as exc:
+        return f"Error: could not make the call's cgroup (its memory and process caps): {exc}"
     out, err = _Capture(), _Capture()
     proc: asyncio.subprocess.Process | None = None
     readers: list[asyncio.Task[None]] = []
+    collector: asyncio.Task[bytes] | None = None
     timed_out = False
+    code_fd = report_r = report_w = -1
     try:
+        code_fd = _code_fd(code)
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        argv = [setup.python, "-I", "-S", "-B", "-c", SUPERVISOR, str(report_w), str(MAX_COPY_FILES),
+                str(MAX_COPY_BYTES), setup.python, RUNNER, SCRIPT, WORK]
+        uid = _sandbox.fresh_uid() if setup.fresh_uid else None
         try:
             proc = await asyncio.create_subprocess_exec(
-                setup.python,
-                "-I",
-                "-S",
-                "-B",
-                "-c",
-                RUNNER,
-                str(script),
-                cwd=work,
-                env={"PATH": PATH, "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(work)},
-                stdin=asyncio.subprocess.DEVNULL,
+                *_sandbox.bwrap_command(setup, [(code_fd, SCRIPT)], memory, argv),
+                cwd="/",
+                env={"PATH": PATH, "LANG": "C.UTF-8"},
+                stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
-                preexec_fn=_preexec(setup.network, setup.drop, math.ceil(timeout_s), memory, nproc),
+                pass_fds=(code_fd, report_w),
+                preexec_fn=_sandbox.preexec(cgroup, uid, _limits(math.ceil(timeout_s), memory)),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             return f"Error: could not start the sandbox: {type(exc).__name__}: {exc}"
+        finally:
+            os.close(report_w)
+            report_w = -1
+        collector = asyncio.create_task(_collect(report_r, MAX_HEADER + MAX_COPY_BYTES + 1))
+        report_r = -1  # the collector owns it now
         readers = [
             asyncio.create_task(_drain(proc.stdout, out)),
             asyncio.create_task(_drain(proc.stderr, err)),
         ]
-        try:
-            await asyncio.wait_for(proc.wait(), timeout_s)
-        except TimeoutError:
-            timed_out = True
-        _kill_group(proc)  # the timeout, or children left behind
-        await proc.wait()
-        await asyncio.wait(readers, timeout=2)
-        copied = await asyncio.to_thread(_copy_out, work / "out", setup.drop, workspace)
+        timed_out = await _wait(proc, timeout_s)
+        await asyncio.wait([*readers, collector], timeout=5)
+        report = _unpack(collector.result()) if collector.done() and not collector.exception() else None
+        report = report or _Report()
+        copied = await asyncio.to_thread(_store, report, workspace)
+        counters = (cgroup.oom_kills(), cgroup.pids_refused())
     finally:
         if proc is not None and proc.returncode is None:  # cancelled: the run was stopped
-            _kill_group(proc)
             with contextlib.suppress(ProcessLookupError):
-                proc.kill()
+                proc.kill()  # bubblewrap: its PID 1 dies with it, and the kernel kills the rest
             await proc.wait()
-        for task in readers:
+        for task in [*readers, *([collector] if collector else [])]:
             task.cancel()
-        shutil.rmtree(base, ignore_errors=True)
-    rc = proc.returncode
-    lines = [line for line in (_diagnose(rc, err, timed_out, timeout_s, memory_mb),) if line]
+        for fd in (code_fd, report_r, report_w):
+            if fd >= 0:
+                os.close(fd)
+        if cgroup.dirs:
+            await asyncio.shield(asyncio.to_thread(cgroup.remove))
+    rc = report.rc if report.rc is not None or timed_out else (proc.returncode if proc else None)
+    lines = [line for line in (_diagnose(rc, err, timed_out, timeout_s, memory_mb, counters),) if line]
     lines.append(_exit_status(None if timed_out else rc))
-    lines += ["--- stdout ---", out.render(script) or "(no output)"]
+    lines += ["--- stdout ---", out.render() or "(no output)"]
     if err.head:
-        lines += ["--- stderr ---", err.render(script)]
+        lines += ["--- stderr ---", err.render()]
     if copied:
         lines.append(copied)
     if setup.network == "none":

@@ -1,0 +1,498 @@
+"""Confinement for code parley runs on a model's behalf (run_python): bubblewrap namespaces plus a cgroup.
+
+One sandbox per call, each guarantee from a kernel mechanism rather than from hand-made checks:
+
+- **the process tree dies with the call**: bubblewrap starts the command as PID 1 of a new PID namespace
+  (`--unshare-pid --as-pid-1`); when it ends, or when bubblewrap or parley dies (`--die-with-parent`), the
+  kernel kills every process left in the namespace, `setsid()` or not. The call's cgroup is emptied too;
+- **a private file system**: a new mount namespace whose root holds only `/usr` (and the `/bin`, `/lib*`
+  links), the interpreter's own install, a few files of `/etc` the dynamic loader reads, a fresh `/proc`
+  and `/dev`, all read-only, plus three empty tmpfs: `/tmp`, `/dev/shm` and `/sandbox` (the code and its
+  working folder). Parley's data folder, home folders, the virtualenv and other runs are not mounted at
+  all; nothing of a run is written to the host's disk, so nothing stays behind when parley is killed;
+- **its own identity**: a user namespace (`--unshare-user --disable-userns`) with no capabilities; when
+  parley runs as root, the call runs as a fresh uid of its own from a reserved range, never root and never
+  shared with another call; otherwise as parley's user, which it cannot use against parley: parley is in
+  another PID namespace, so the code can neither see nor signal it;
+- **a total memory and process cap per call**: a cgroup of its own (v2 where the memory and pids
+  controllers are available there, else the v1 memory and pids hierarchies), created inside parley's own
+  cgroup, with `memory.max`/`memory.limit_in_bytes` (swap included) and `pids.max`;
+- **no network**: a new network namespace with only a loopback interface, where the kernel allows it.
+
+`probe()` finds once whether this machine provides all of it; where something is missing run_python
+refuses to run code and says what to install or enable. `guarantees()` lists each guarantee for
+`parley doctor`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import random
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Cgroup", "Setup", "bwrap_command", "guarantees", "preexec", "probe"]
+
+SANDBOX = "/sandbox"
+"""The tmpfs holding the code (`/sandbox/main.py`) and its working folder (`/sandbox/work`)."""
+PATH = "/usr/bin:/bin"
+UID_BASE = 0x60000000
+"""Fresh uids for calls when parley runs as root come from [UID_BASE, UID_BASE + UID_SPAN): far above
+the ranges distributions hand out to users (< 60000) and to container subordinate ids (100000 + 65536 n)."""
+UID_SPAN = 0x10000000
+CGROUP_PREFIX = "parley-sandbox-"
+_PR_SET_PDEATHSIG = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_lock = threading.Lock()
+_cache: Setup | Missing | None = None
+
+
+@dataclass(frozen=True)
+class Setup:
+    """How calls are confined on this machine (found once by `probe`)."""
+
+    python: str
+    """The interpreter run inside the sandbox."""
+    binds: tuple[str, ...]
+    """Folders bound read-only besides /usr: the interpreter's install when it lives elsewhere."""
+    network: str
+    """"netns" (no network) or "none" (the kernel did not allow a network namespace)."""
+    cgroup: str
+    """"v2" or "v1": where the total memory and process caps come from."""
+    fresh_uid: bool
+    """Whether each call runs as a uid of its own (parley runs as root)."""
+    bwrap: str = "/usr/bin/bwrap"
+
+
+@dataclass(frozen=True)
+class Missing:
+    """Why code cannot be confined here: (what is missing, how to enable it) pairs."""
+
+    items: tuple[tuple[str, str], ...]
+
+    def __str__(self) -> str:
+        return "; ".join(f"{what} ({how})" for what, how in self.items)
+
+
+# --- cgroups ---------------------------------------------------------------------------------------------
+
+
+def _own_cgroups() -> dict[str, str]:
+    """Controller (or "" for the v2 hierarchy) -> this process's path in it, from /proc/self/cgroup."""
+    found: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _id, controllers, path = line.split(":", 2)
+            for name in controllers.split(",") if controllers else [""]:
+                found[name] = path
+    return found
+
+
+def _cgroup_mounts() -> dict[str, str]:
+    """Controller (or "" for cgroup2) -> mount point, from /proc/self/mounts."""
+    found: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mounts").read_text().splitlines():
+            fields = line.split()
+            if len(fields) < 4:
+                continue
+            point, kind, options = fields[1].replace("\\040", " "), fields[2], fields[3].split(",")
+            if kind == "cgroup2":
+                found.setdefault("", point)
+            elif kind == "cgroup":
+                for name in ("memory", "pids"):
+                    if name in options:
+                        found.setdefault(name, point)
+    return found
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def _write_file(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
+def _counter(path: Path, key: str) -> int:
+    for line in _read(path).splitlines():
+        name, _, value = line.partition(" ")
+        if name == key and value.strip().isdigit():
+            return int(value)
+    return 0
+
+
+def _v2_base() -> tuple[Path | None, str]:
+    """A cgroup v2 folder under which calls get their own cgroup with memory and pids limits, or why not."""
+    mount = _cgroup_mounts().get("")
+    if not mount:
+        return None, "no cgroup v2 hierarchy is mounted"
+    configured = os.environ.get("PARLEY_SANDBOX_CGROUP")
+    base = Path(configured) if configured else Path(mount + _own_cgroups().get("", "/").rstrip("/"))
+    available = set(_read(base / "cgroup.controllers").split())
+    if not {"memory", "pids"} <= available:
+        return None, f"the memory and pids controllers are not available in {base} (they are in cgroup v1 here?)"
+    enabled = set(_read(base / "cgroup.subtree_control").split())
+    if not {"memory", "pids"} <= enabled:
+        try:
+            _write_file(base / "cgroup.subtree_control", "+memory +pids")
+        except OSError as exc:
+            return None, f"cannot enable memory and pids for the cgroups under {base}: {exc.strerror}"
+    if not os.access(base, os.W_OK):
+        return None, f"{base} is not writable by this user"
+    return base, ""
+
+
+def _v1_bases() -> tuple[dict[str, Path] | None, str]:
+    mounts, own = _cgroup_mounts(), _own_cgroups()
+    bases: dict[str, Path] = {}
+    for name in ("memory", "pids"):
+        if name not in mounts:
+            return None, f"no cgroup v1 {name} hierarchy is mounted"
+        base = Path(mounts[name] + own.get(name, "/").rstrip("/"))
+        if not base.is_dir():
+            base = Path(mounts[name])
+        if not os.access(base, os.W_OK):
+            return None, f"{base} is not writable by this user"
+        bases[name] = base
+    return bases, ""
+
+
+def _remove_stale(bases: Sequence[Path]) -> None:
+    """Remove cgroups of calls whose parley was killed. A cgroup with processes in it cannot be removed, so
+    another parley's running call is left alone."""
+    for base in bases:
+        with contextlib.suppress(OSError):
+            for entry in base.iterdir():
+                if entry.name.startswith(CGROUP_PREFIX) and entry.is_dir():
+                    with contextlib.suppress(OSError):
+                        entry.rmdir()
+
+
+class Cgroup:
+    """One call's cgroup (one folder in v2, one per hierarchy in v1): total memory and process caps."""
+
+    def __init__(self, kind: str, memory: int, pids: int) -> None:
+        self.kind = kind
+        self.memory = memory
+        self.pids = pids
+        name = CGROUP_PREFIX + secrets.token_hex(8)
+        self.dirs: list[Path] = []
+        try:
+            if kind == "v2":
+                base, why = _v2_base()
+                if base is None:
+                    raise OSError(errno.ENOTSUP, why)
+                self.mem_dir = self.pids_dir = base / name
+                self._make(self.mem_dir)
+                _write_file(self.mem_dir / "memory.max", str(memory))
+                with contextlib.suppress(OSError):  # absent without swap accounting
+                    _write_file(self.mem_dir / "memory.swap.max", "0")
+                _write_file(self.pids_dir / "pids.max", str(pids))
+            else:
+                bases, why = _v1_bases()
+                if bases is None:
+                    raise OSError(errno.ENOTSUP, why)
+                self.mem_dir, self.pids_dir = bases["memory"] / name, bases["pids"] / name
+                self._make(self.mem_dir)
+                self._make(self.pids_dir)
+                _write_file(self.mem_dir / "memory.limit_in_bytes", str(memory))
+                with contextlib.suppress(OSError):  # absent without swap accounting
+                    _write_file(self.mem_dir / "memory.memsw.limit_in_bytes", str(memory))
+                _write_file(self.pids_dir / "pids.max", str(pids))
+        except BaseException:
+            self.remove()
+            raise
+        self.procs = tuple(str(d / "cgroup.procs") for d in self.dirs)
+
+    def _make(self, path: Path) -> None:
+        path.mkdir()
+        self.dirs.append(path)
+
+    def join(self) -> None:
+        """Move the calling process into the cgroup (between fork and exec: its children follow)."""
+        pid = str(os.getpid()).encode()
+        for procs in self.procs:
+            fd = os.open(procs, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+
+    def oom_kills(self) -> int:
+        """How many processes the kernel killed for going over the memory cap."""
+        if self.kind == "v2":
+            return _counter(self.mem_dir / "memory.events", "oom_kill")
+        return _counter(self.mem_dir / "memory.oom_control", "oom_kill")
+
+    def pids_refused(self) -> int:
+        """How many forks the process cap refused."""
+        return _counter(self.pids_dir / "pids.events", "max")
+
+    def _pids(self) -> set[int]:
+        found: set[int] = set()
+        for d in self.dirs:
+            found.update(int(p) for p in _read(d / "cgroup.procs").split() if p.isdigit())
+        return found
+
+    def remove(self, deadline_s: float = 5.0) -> None:
+        """Kill whatever is still in the cgroup, then remove it (the kernel refuses while processes remain)."""
+        end = time.monotonic() + deadline_s
+        for d in self.dirs:
+            if self.kind == "v2":
+                with contextlib.suppress(OSError):
+                    _write_file(d / "cgroup.kill", "1")
+        while self.dirs:
+            for pid in self._pids():
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+            for d in list(self.dirs):
+                try:
+                    d.rmdir()
+                    self.dirs.remove(d)
+                except FileNotFoundError:
+                    self.dirs.remove(d)
+                except OSError:
+                    pass
+            if not self.dirs or time.monotonic() > end:
+                break
+            time.sleep(0.02)  # killed processes take a moment to be reaped
+
+
+# --- the sandbox command ---------------------------------------------------------------------------------
+
+
+def bwrap_path() -> str | None:
+    return shutil.which("bwrap", path="/usr/bin:/bin:/usr/local/bin")
+
+
+def _root_links() -> Iterator[str]:
+    """/bin, /lib, /lib64, ...: symbolic links into /usr on merged-/usr systems, real folders elsewhere."""
+    for name in ("bin", "sbin", "lib", "lib32", "lib64", "libx32"):
+        path = Path("/", name)
+        if path.is_symlink():
+            yield from ("--symlink", os.readlink(path), str(path))
+        elif path.is_dir():
+            yield from ("--ro-bind", str(path), str(path))
+
+
+def bwrap_command(setup: Setup, files: Sequence[tuple[int, str]], memory: int, argv: Sequence[str]) -> list[str]:
+    """The bubblewrap command line running `argv` (as PID 1) in a fresh sandbox; `files` are (fd, path inside)
+    pairs copied into read-only files from descriptors the caller passes on."""
+    size = str(memory)
+    cmd = [setup.bwrap, "--unshare-all", "--unshare-user", "--disable-userns"]
+    if setup.network == "none":
+        cmd.append("--share-net")
+    cmd += ["--die-with-parent", "--new-session", "--as-pid-1", "--hostname", "sandbox"]
+    cmd += ["--ro-bind", "/usr", "/usr", *_root_links()]
+    for folder in setup.binds:
+        cmd += ["--ro-bind", folder, folder]
+    for name in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives"):
+        cmd += ["--ro-bind-try", f"/etc/{name}", f"/etc/{name}"]
+    cmd += ["--proc", "/proc", "--dev", "/dev"]
+    for tmp in ("/tmp", "/dev/shm", SANDBOX):
+        cmd += ["--size", size, "--perms", "0700", "--tmpfs", tmp]
+    cmd += ["--perms", "0700", "--dir", f"{SANDBOX}/work", "--perms", "0700", "--dir", f"{SANDBOX}/work/out"]
+    for fd, dest in files:
+        cmd += ["--perms", "0444", "--ro-bind-data", str(fd), dest]
+    cmd += ["--remount-ro", "/", "--chdir", f"{SANDBOX}/work", "--", *argv]
+    return cmd
+
+
+def fresh_uid() -> int:
+    """A uid from the reserved range that no process uses now."""
+    in_use: set[int] = set()
+    with contextlib.suppress(OSError):
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                with contextlib.suppress(OSError):
+                    in_use.add(entry.stat().st_uid)
+    while True:
+        uid = UID_BASE + random.randrange(UID_SPAN)
+        if uid not in in_use:
+            return uid
+
+
+def preexec(cgroup: Cgroup, uid: int | None, limits: Callable[[], None] | None = None) -> Callable[[], None]:
+    """What the child does between fork and exec of bubblewrap: join the call's cgroup (as parley's user,
+    before anything can fork), die with parley, set per-process limits, and take the call's own uid."""
+    parent = os.getpid()
+
+    def setup() -> None:
+        cgroup.join()
+        os.setsid()
+        if limits is not None:
+            limits()
+        if uid is not None:
+            os.setgroups([])
+            os.setgid(uid)
+            os.setuid(uid)
+        # After the uid change, which clears it: bubblewrap then dies with parley even before it sets its own.
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)
+
+    return setup
+
+
+# --- finding out what this machine allows ----------------------------------------------------------------
+
+
+def _candidates() -> list[tuple[str, tuple[str, ...]]]:
+    """Interpreters to try, each with the folders to bind for it: parley's own base interpreter first (its
+    install, never the virtualenv), then the system's."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    base = os.path.realpath(getattr(sys, "_base_executable", "") or sys.executable)
+    prefix = os.path.realpath(sys.base_prefix)
+    if base and prefix.startswith("/usr/"):
+        found.append((base, ()))
+    elif base and base.startswith(prefix + "/") and _bindable(prefix):
+        found.append((base, (prefix,)))
+    for name in ("python3", "python3.11", "python3.12", "python3.13"):
+        path = shutil.which(name, path="/usr/bin:/usr/local/bin")
+        if path:
+            real = os.path.realpath(path)
+            if real.startswith("/usr/") and all(real != p for p, _ in found):
+                found.append((real, ()))
+    return found
+
+
+def _bindable(prefix: str) -> bool:
+    """A Python install outside /usr is bound only if it holds none of parley's data or a whole home."""
+    from parley.paths import data_dir
+
+    path = Path(prefix)
+    data = data_dir().resolve()
+    home = Path.home().resolve()
+    return path != Path("/") and path != home and not data.is_relative_to(path) and not home.is_relative_to(path)
+
+
+def _try(setup: Setup) -> str:
+    """Run a trivial program in a sandbox made as for a real call; "" if it worked, else what went wrong."""
+    cgroup = Cgroup(setup.cgroup, 256 << 20, 16)
+    try:
+        code = "import os, socket; os.listdir('/sandbox/work'); socket.socket().close(); print(os.getpid())"
+        cmd = bwrap_command(setup, (), 256 << 20, [setup.python, "-I", "-S", "-B", "-c", code])
+        uid = fresh_uid() if setup.fresh_uid else None
+        done = subprocess.run(
+            cmd,
+            preexec_fn=preexec(cgroup, uid),
+            env={"PATH": PATH, "LANG": "C.UTF-8"},
+            cwd="/",
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    finally:
+        cgroup.remove()
+    if done.returncode != 0 or done.stdout.strip() != b"1":
+        err = done.stderr.decode(errors="replace").strip().splitlines()
+        return err[-1] if err else f"exit code {done.returncode}"
+    return ""
+
+
+_HOW_BWRAP = "install bubblewrap: apt-get install bubblewrap (Debian, Ubuntu), dnf install bubblewrap (Fedora)"
+_HOW_USERNS = (
+    "enable unprivileged user namespaces: sysctl -w kernel.unprivileged_userns_clone=1 (Debian), "
+    "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 (Ubuntu), user.max_user_namespaces > 0"
+)
+_HOW_CGROUP = (
+    "run parley as root, or start it in a delegated cgroup v2 with the memory and pids controllers "
+    "(systemd-run --user -p Delegate=yes --scope ...; PARLEY_SANDBOX_CGROUP names such a cgroup)"
+)
+
+
+def _find() -> Setup | Missing:
+    bwrap = bwrap_path()
+    if bwrap is None:
+        return Missing((("bubblewrap (bwrap) not found", _HOW_BWRAP),))
+    v2, why2 = _v2_base()
+    v1, why1 = _v1_bases() if v2 is None else (None, "")
+    if v2 is not None:
+        kind = "v2"
+        _remove_stale([v2])
+    elif v1 is not None:
+        kind = "v1"
+        _remove_stale(list(v1.values()))
+    else:
+        return Missing(((f"no cgroup for total memory and process caps ({why2}; {why1})", _HOW_CGROUP),))
+    candidates = _candidates()
+    if not candidates:
+        return Missing((("no Python interpreter under /usr", "install python3: apt-get install python3"),))
+    fresh = os.geteuid() == 0
+    errors: list[str] = []
+    for network in ("netns", "none"):
+        for python, binds in candidates:
+            setup = Setup(python=python, binds=binds, network=network, cgroup=kind, fresh_uid=fresh, bwrap=bwrap)
+            error = _try(setup)
+            if not error:
+                return setup
+            errors.append(f"{python}: {error}")
+    detail = "; ".join(dict.fromkeys(errors))
+    if "namespace" in detail.lower() or "permission" in detail.lower():
+        return Missing(((f"bubblewrap cannot create its namespaces here ({detail})", _HOW_USERNS),))
+    return Missing(((f"bubblewrap could not start Python ({detail})", _HOW_USERNS),))
+
+
+def probe() -> Setup | Missing:
+    """How to confine code on this machine, found once (a real sandbox is started to check)."""
+    global _cache
+    with _lock:
+        if _cache is None:
+            _cache = _find()
+        return _cache
+
+
+def guarantees() -> list[tuple[str, bool, str]]:
+    """Each guarantee run_python gives, whether it holds on this machine, and what it rests on or how to get it."""
+    found = probe()
+    if isinstance(found, Missing):
+        how = "; ".join(f"{what}: {fix}" for what, fix in found.items)
+        ok = False
+        setup = None
+    else:
+        ok, how, setup = True, "", found
+    names = (
+        ("run_python confines code (otherwise it refuses to run it)", "bubblewrap, user namespaces, a cgroup"),
+        ("process tree dies with the call", "PID namespace (bubblewrap --unshare-pid --as-pid-1 --die-with-parent)"),
+        ("no access to parley's data, home folders, the virtualenv or other runs; private /tmp",
+         "mount namespace: only /usr, the interpreter and the call's own tmpfs are mounted"),
+        ("cannot see or signal parley or other runs", "PID and user namespaces"),
+    )
+    rows = [(name, ok, detail if ok else how) for name, detail in names]
+    if setup is not None:
+        ident = ("a fresh uid per call (parley runs as root)" if setup.fresh_uid
+                 else "parley's user inside a user namespace without capabilities (parley is not root)")
+        rows.append(("own identity per call", True, ident))
+        caps = f"cgroup {setup.cgroup}: memory.max (swap included) and pids.max per call"
+        rows.append(("total memory and process caps per call", True, caps))
+        if setup.network == "netns":
+            rows.append(("no network", True, "network namespace with loopback only"))
+        else:
+            rows.append(("no network", False, "the kernel refused a network namespace: code can reach the network"))
+    else:
+        rows += [(name, False, how) for name in ("own identity per call", "total memory and process caps per call",
+                                                 "no network")]
+    return rows
