@@ -134,6 +134,12 @@ __all__ = ["Run"]
 
 CANCEL_GRACE_S = 0.5
 """How long a cancelled team gets to wind down before the run stops waiting for it."""
+BUDGET_GRACE_S = 0.5
+"""Once the token budget is spent, how long the answer whose model call spent it gets to arrive before the run is
+cancelled anyway (that call may have asked for a tool, or be the selector's, and bring no answer)."""
+PARALLEL_PATTERNS = frozenset({"fanout", "consensus"})
+"""Patterns whose steps run several roles at once (AutoGen's GraphFlow): the team checks its termination only once
+every role of the step has answered."""
 
 
 class Run:
@@ -162,6 +168,9 @@ class Run:
         self._consumer: asyncio.Task[None] | None = None
         self._escalations: dict[str, tuple[asyncio.Future[EscalationResolvedEvent], EscalationEvent]] = {}
         self._questions: dict[str, tuple[asyncio.Future[AnswerEvent], QuestionEvent]] = {}
+        self._spent_by: str | None = None
+        """Whose model call spent the token budget, once one has."""
+        self._budget_timer: asyncio.TimerHandle | None = None
         self._settled: str | None = None
         self._settled_detail = ""
         """The answer a human settled a disagreement with, when one did."""
@@ -316,7 +325,7 @@ class Run:
         self._emit(HumanQueuedEvent(source="user", content=text, mode=mode, turn=self.conversation.turn))
 
     def _cancel(self, reason: str) -> None:
-        if self.result is not None or self._cancel_reason in ("stopped", "timeout", "escalation"):
+        if self.result is not None or self._cancel_reason in ("stopped", "timeout", "escalation", "max_tokens"):
             return
         self._cancel_reason = reason
         if self._token is not None:
@@ -413,6 +422,20 @@ class Run:
             total_completion_tokens=meter.completion_tokens - self._c0, cost_usd=self._cost(),
             turn=self.conversation.turn + 1, estimated=rec.estimated, cancelled=rec.cancelled,
         ))
+        if self._spent_by is None and meter.exceeded() and self.result is None:
+            self._budget_spent(rec)
+
+    def _budget_spent(self, rec: CallRecord) -> None:
+        """The meter (which sees every call, the selector's and every parallel branch's) passed the budget. The
+        team's own check runs only when every branch of a parallel step has answered, which may be long after, so
+        the run is cancelled like the wall-clock limit cancels it: every call in flight is abandoned. The answer
+        whose call spent the budget is shown first (see _on_message); a call with no answer to wait for, or an
+        answer that does not come, does not hold the run up for more than BUDGET_GRACE_S."""
+        self._spent_by = rec.source
+        if rec.cancelled:
+            self._cancel("max_tokens")
+            return
+        self._budget_timer = asyncio.get_running_loop().call_later(BUDGET_GRACE_S, self._cancel, "max_tokens")
 
     def _on_retry(self, note: Retry) -> None:
         self._emit(NoticeEvent(source=note.source, level="warning", turn=self._live_turn(), content=(
@@ -468,6 +491,8 @@ class Run:
         finally:
             if timer is not None:
                 timer.cancel()
+            if self._budget_timer is not None:
+                self._budget_timer.cancel()
             meter.listeners.remove(self._on_usage)
             meter.retry_listeners.remove(self._on_retry)
         if self._writer is not None:
@@ -560,8 +585,9 @@ class Run:
         detail = self.guard.detail if outcome in ("stop_text", "max_turns", "loop") else details.get(outcome, "")
         if self._settled is not None and outcome == "completed":
             detail = self._settled_detail
-        if outcome == "max_tokens" and self.guard.detail:
-            detail = self.guard.detail
+        if outcome == "max_tokens" and conv.limits.max_tokens:  # the same words whichever check saw it first
+            used = conv.meter.total_tokens - self._p0 - self._c0
+            detail = f"token budget of {conv.limits.max_tokens:,} reached ({used:,} used)"
         if outcome == "error" and self._error:
             detail = f"{self._error[0]}: {self._error[1]}"
         self.result = RunResult(
@@ -709,6 +735,8 @@ class Run:
         kind = "tool_summary" if isinstance(item, ToolCallSummaryMessage) else (
             "handoff" if isinstance(item, HandoffMessage) else "text")
         self._emit(MessageEvent(source=item.source, content=item.to_text(), kind=kind, turn=conv.turn))  # type: ignore[arg-type]
+        if self._spent_by == item.source:  # the answer that spent the budget is shown: now end the run
+            self._cancel("max_tokens")
 
     def _on_event(self, item: Any) -> None:
         turn = self.conversation.turn + 1

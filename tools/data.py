@@ -6,17 +6,23 @@ Run as a script to write the database somewhere: `python tools/data.py --out sam
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
+import selectors
+import signal
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
+
+from autogen_core import CancellationToken
 
 from parley.paths import data_dir
 from parley.tools import load_helper, tool
@@ -25,6 +31,13 @@ DB_NAME = "sample.db"
 MAX_ROWS = 50
 MAX_CELL = 80
 QUERY_TIMEOUT_S = 2.0
+"""Wall-clock seconds one query may run; past it the worker process running it is killed."""
+KILL_GRACE_S = 0.5
+"""How long past QUERY_TIMEOUT_S the worker has to report its own, gentler stop before it is killed."""
+START_LIMIT_S = 30.0
+"""How long the worker may take to start (a busy machine); the query's own clock starts after."""
+MAX_QUERY_CHARS = 100_000
+MAX_WORKER_OUTPUT = 1 << 20
 HINT = "Call describe_tables to see the tables, columns and example values."
 READ_ONLY = (
     "sql_query is read-only: it runs one SELECT (WITH … SELECT and PRAGMA table_info are fine) "
@@ -33,24 +46,10 @@ READ_ONLY = (
 
 
 _gen = load_helper(__file__, "_sampledb")
+_worker = load_helper(__file__, "_sqlworker")
+WORKER = Path(_worker.__file__ or "").resolve()
 _build_lock = threading.Lock()
 
-# Introspection pragmas whose argument is a table or index name: they only read the schema.
-_READ_PRAGMAS = {"table_info", "table_xinfo", "table_list", "index_list", "index_info", "foreign_key_list"}
-_READ_ACTIONS = {
-    sqlite3.SQLITE_SELECT,
-    sqlite3.SQLITE_READ,
-    sqlite3.SQLITE_FUNCTION,
-    sqlite3.SQLITE_RECURSIVE,
-}
-_WRITE_ACTIONS = ("INSERT", "UPDATE", "DELETE", "ATTACH", "DETACH", "ALTER_TABLE", "REINDEX", "ANALYZE",
-                  "TRANSACTION", "SAVEPOINT", "PRAGMA", "CREATE_INDEX", "CREATE_TABLE",
-                  "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE", "CREATE_TEMP_TRIGGER",
-                  "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "CREATE_VTABLE",
-                  "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE",
-                  "DROP_TEMP_TRIGGER", "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW",
-                  "DROP_VTABLE")  # fmt: skip
-_ACTION_NAMES = {getattr(sqlite3, f"SQLITE_{n}"): n.replace("_", " ") for n in _WRITE_ACTIONS}
 _WRITE_KEYWORDS = {"INSERT", "REPLACE", "UPDATE", "DELETE", "DROP", "CREATE", "ALTER", "ATTACH",
                    "DETACH", "VACUUM", "REINDEX", "ANALYZE", "BEGIN", "COMMIT", "END", "ROLLBACK",
                    "SAVEPOINT", "RELEASE"}  # fmt: skip
@@ -96,24 +95,6 @@ def _open_ro(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
 
 
-def _authorizer(denied: list[str]) -> Callable[[int, str | None, str | None, str | None, str | None], int]:
-    def authorize(action: int, arg1: str | None, _arg2: str | None, _db: str | None, _src: str | None) -> int:
-        if action in _READ_ACTIONS:
-            return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_PRAGMA and arg1 in _READ_PRAGMAS:
-            return sqlite3.SQLITE_OK
-        if action == sqlite3.SQLITE_UPDATE and arg1 == "sqlite_master":
-            # SQLite reports this when a table-valued pragma (pragma_table_info('t')) loads the schema.
-            # A real write to sqlite_master is impossible anyway: the file is opened read-only and
-            # writable_schema is not an allowed pragma.
-            return sqlite3.SQLITE_OK
-        label = _ACTION_NAMES.get(action, f"operation {action}")
-        denied.append(f"PRAGMA {arg1}" if action == sqlite3.SQLITE_PRAGMA else label)
-        return sqlite3.SQLITE_DENY
-
-    return authorize
-
-
 def _refusal(what: str) -> str:
     return f"Refused: {what} is not allowed. {READ_ONLY}"
 
@@ -121,6 +102,7 @@ def _refusal(what: str) -> str:
 @tool(family="data")
 def sql_query(
     query: Annotated[str, "One read-only SQLite SELECT statement (WITH … SELECT is fine)"],
+    cancellation_token: CancellationToken | None = None,
 ) -> str:
     """Run one read-only SQL SELECT (SQLite dialect) on the company's sample business database.
 
@@ -137,68 +119,209 @@ def sql_query(
         # The authorizer refuses these too; checking first gives a clearer message and also covers
         # VACUUM, which the authorizer never sees.
         return _refusal(word[0].upper())
-    denied: list[str] = []
-    with closing(_open_ro(database_path())) as conn:
-        deadline = time.monotonic() + QUERY_TIMEOUT_S
-        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1_000_000)  # no gigabyte strings from randomblob & co
-        conn.set_authorizer(_authorizer(denied))
-        # Returning true aborts the statement with "interrupted"; checked every 1000 VM steps.
-        conn.set_progress_handler(lambda: time.monotonic() > deadline, 1000)
-        try:
-            cursor = conn.execute(sql)
-            rows = cursor.fetchmany(MAX_ROWS)
-        except (sqlite3.Error, sqlite3.Warning) as exc:
-            return _explain(exc, denied, timed_out="interrupted" in str(exc))
-        if cursor.description is None:
-            return "The statement ran but returned no result set."
-        columns = [d[0] for d in cursor.description]
-        more, counted = 0, True
-        try:
-            while batch := cursor.fetchmany(1000):
-                more += len(batch)
-        except sqlite3.OperationalError:  # out of time while counting: the rows shown are still right
-            counted = False
+    if len(sql) > MAX_QUERY_CHARS:
+        return (f"SQL error: the query is {len(sql)} characters long; at most {MAX_QUERY_CHARS} are allowed. "
+                "Write it shorter (aggregate instead of listing values).")
+    result = _run_in_worker(database_path(), sql, cancellation_token)
+    if isinstance(result, str):
+        return result
+    if "error" in result:
+        return _explain(result, sql)
+    if result["columns"] is None:
+        return "The statement ran but returned no result set."
+    columns, rows = result["columns"], result["rows"]
     if not rows:
         return f"The query returned no rows (columns: {', '.join(columns)})."
     table = _markdown(columns, rows)
+    more, counted = result["more"], result["counted"]
     if more or not counted:
         return f"{table}\n… {more if counted else 'many'} more rows not shown (add LIMIT or aggregate)"
     return table
 
 
-def _explain(exc: Exception, denied: list[str], *, timed_out: bool) -> str:
-    if denied:
-        return _refusal(denied[0])
-    if timed_out:
-        return (
-            f"Query stopped: it ran longer than the {QUERY_TIMEOUT_S:g} s limit. Avoid cross joins "
-            "(join on keys), filter with WHERE, or aggregate."
+class _Waker:
+    """Wakes the waiting thread when the call is cancelled. The token keeps this callback for
+    good, so a late cancel must not write into a descriptor number that was closed and reused."""
+
+    def __init__(self) -> None:
+        self.read, self._write = os.pipe()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> None:
+        with self._lock:
+            if self._write >= 0:
+                os.write(self._write, b"x")
+
+    def close(self) -> None:
+        with self._lock:
+            os.close(self._write)
+            self._write = -1
+        os.close(self.read)
+
+
+def _run_in_worker(db: Path, sql: str, token: CancellationToken | None) -> dict[str, Any] | str:
+    """Run `sql` in a worker process of its own and kill it past the time limit or on cancellation.
+
+    Returns the worker's JSON result, or the message for the agent when there is none."""
+    request = json.dumps({"db": db.resolve().as_uri(), "sql": sql, "timeout_s": QUERY_TIMEOUT_S,
+                          "max_rows": MAX_ROWS, "max_cell": MAX_CELL, "parent": os.getpid()}).encode()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", "-B", str(WORKER)],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd="/", env={}, close_fds=True,
         )
-    if "one statement at a time" in str(exc):  # Python's sqlite3 refuses "SELECT 1; DROP …" itself
+    except OSError as exc:
+        return (f"Error: could not start the SQL worker process ({exc}). The machine may be out of "
+                "processes or memory; try again in a moment.")
+    waker = _Waker()
+    if token is not None:
+        token.add_callback(waker)
+    try:
+        ended, out, err = _exchange(proc, request, waker.read)
+    finally:
+        if proc.poll() is None:
+            proc.kill()  # only this thread kills and reaps it: no chance of signalling a reused pid
+        proc.wait()
+        waker.close()
+        for pipe in (proc.stdin, proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
+    return _outcome(ended, proc.returncode, out, err, sql)
+
+
+def _exchange(proc: subprocess.Popen[bytes], request: bytes, wake: int) -> tuple[str, bytes, bytes]:
+    """Send the request, collect stdout and stderr; how it ended: "done", "timeout", "start" (it
+    never started) or "cancelled". The query's clock starts when the worker says it started."""
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
+    out, err, pending = b"", b"", request
+    started = False
+    deadline = time.monotonic() + START_LIMIT_S
+    with selectors.DefaultSelector() as sel:
+        os.set_blocking(proc.stdin.fileno(), False)
+        sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE, "in")
+        sel.register(proc.stdout.fileno(), selectors.EVENT_READ, "out")
+        sel.register(proc.stderr.fileno(), selectors.EVENT_READ, "err")
+        sel.register(wake, selectors.EVENT_READ, "wake")
+        open_outputs = 2
+        while open_outputs:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return ("timeout" if started else "start"), out, err
+            for key, _ in sel.select(left):
+                if key.data == "wake":
+                    return "cancelled", out, err
+                if key.data == "in":
+                    try:
+                        pending = pending[os.write(key.fd, pending[:65536]):]
+                    except BlockingIOError:
+                        continue
+                    except BrokenPipeError:  # the worker died before reading: its exit status says why
+                        pending = b""
+                    if not pending:
+                        sel.unregister(key.fd)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fd)
+                    open_outputs -= 1
+                elif key.data == "err":
+                    err = (err + chunk)[-MAX_WORKER_OUTPUT:]
+                else:
+                    out += chunk
+                    if len(out) > MAX_WORKER_OUTPUT:
+                        return "too much", out, err
+                    if not started and out.startswith(_worker.STARTED):
+                        started = True
+                        deadline = time.monotonic() + QUERY_TIMEOUT_S + KILL_GRACE_S
+    try:  # both pipes closed: the worker is exiting
+        proc.wait(max(deadline - time.monotonic(), 0.1))
+    except subprocess.TimeoutExpired:
+        return "timeout", out, err
+    return "done", out, err
+
+
+def _outcome(ended: str, returncode: int | None, out: bytes, err: bytes, sql: str) -> dict[str, Any] | str:
+    if ended == "cancelled":
+        return "Query stopped: the run was stopped before the query finished."
+    if ended == "timeout":
+        return _stopped(sql, killed=True)
+    if ended == "start":
+        return (f"Error: the SQL worker process did not start within {START_LIMIT_S:g} s; the machine is "
+                "overloaded. Try again in a moment.")
+    if ended == "too much":
+        return "Error: the SQL worker sent more output than a result can hold. Add LIMIT or aggregate."
+    body = out[len(_worker.STARTED):] if out.startswith(_worker.STARTED) else b""
+    try:
+        result = json.loads(body)
+    except ValueError:
+        result = None
+    if isinstance(result, dict):
+        return result
+    if returncode is not None and returncode < 0:
+        how = f"was killed by {_signal_name(-returncode)}"
+    else:
+        last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {returncode}"]
+        how = f"failed ({last[0][:200]})"
+    return (f"Query stopped: the SQL worker process {how} before it answered, most likely because the query "
+            f"needed too much time or memory. Simplify it: filter with WHERE, aggregate, or add LIMIT.")
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _stopped(sql: str, *, killed: bool) -> str:
+    if killed:
+        text = (f"Query stopped: it ran past the {QUERY_TIMEOUT_S:g} s limit and was killed. A single step "
+                "took too long (such as instr, LIKE or replace over very long text): simplify it, filter "
+                "with WHERE, or aggregate.")
+    else:
+        text = (f"Query stopped: it ran longer than the {QUERY_TIMEOUT_S:g} s limit. Avoid cross joins "
+                "(join on keys), filter with WHERE, or aggregate.")
+    return text + _recursion_hint(sql)
+
+
+def _recursion_hint(sql: str) -> str:
+    if not re.search(r"\bRECURSIVE\b", sql, re.I):
+        return ""
+    return (" A WITH RECURSIVE query must end itself: give its recursive part a stop condition such as "
+            "WHERE n < 100, or put LIMIT inside the CTE.")
+
+
+def _explain(result: dict[str, Any], sql: str) -> str:
+    """The message for a query that failed in the worker: what is wrong and what to do instead."""
+    denied, message = result.get("denied") or [], str(result["error"]).rstrip(".")
+    if denied:
+        kind, name = denied[0]
+        if kind == "function":
+            why = _worker.DENIED_FUNCTIONS.get(name, "it is not allowed here")
+            return f"Refused: the SQL function {name}() is not allowed: {why}."
+        return _refusal(name)
+    if result.get("timed_out"):
+        return _stopped(sql, killed=False)
+    if "out of memory" in message:
+        return (f"Query stopped: it needed more than the {_worker.HEAP_LIMIT_MB} MB of memory a query may "
+                "use. Filter with WHERE, aggregate, or add LIMIT." + _recursion_hint(sql))
+    if "too big" in message:  # SQLITE_LIMIT_LENGTH: a string or blob past the limit
+        return (f"Refused: the query builds a text or blob longer than the {_worker.MAX_VALUE_BYTES:,} bytes "
+                "one value may hold. Build smaller values: shorter strings, or group_concat over fewer rows.")
+    if "one statement at a time" in message:  # Python's sqlite3 refuses "SELECT 1; DROP …" itself
         return f"Refused: only one SQL statement per call. {READ_ONLY}"
-    message = str(exc).rstrip(".")
     if "readonly" in message or "may not be modified" in message:
         return _refusal("changing the database")
     return f"SQL error: {message}. {HINT}"
 
 
-def _markdown(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    lines = ["| " + " | ".join(_cell(c) for c in columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+def _markdown(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A Markdown table of cells the worker already rendered (one line each, pipes escaped)."""
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "NULL"
-    if isinstance(value, float):
-        text = f"{value:.15g}"  # hides float noise such as 1905477.1400000022
-    elif isinstance(value, bytes):
-        text = f"<{len(value)} bytes>"
-    else:
-        text = str(value)
-    text = " ".join(text.split()).replace("|", "\\|")  # newlines and pipes would break the table
-    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
 
 
 @tool(family="data")
