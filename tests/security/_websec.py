@@ -90,26 +90,42 @@ class ChatSocket:
     """One chat tab, spoken to over Chainlit's socket. Use inside `async with`."""
 
     def __init__(
-        self, server: Server, cookie: str, *, thread_id: str | None = None, session_id: str | None = None
+        self,
+        server: Server,
+        cookie: str,
+        *,
+        thread_id: str | None = None,
+        session_id: str | None = None,
+        headers: dict[str, str] | None = None,
+        auth: dict[str, Any] | None = None,
+        wait_started: bool = True,
     ) -> None:
+        """`headers` are added to the handshake's (an Origin, a proxy's); `auth` replaces or adds to what a page
+        sends; `wait_started=False` returns once connected, without waiting for the chat to start."""
         if socketio is None:
             pytest.skip(SOCKET_MISSING or "")
         self.server = server
         self.cookie = cookie
         self.thread_id = thread_id
         self.session_id = session_id or str(uuid.uuid4())
+        self.headers = headers or {}
+        self.auth = auth or {}
+        self.wait_started = wait_started
         self.received: list[tuple[str, Any]] = []
         self.dropped = asyncio.Event()
         self._news = asyncio.Condition()
         self._sio = socketio.AsyncClient(reconnection=False)
         self._sio.on("*", self._on_event)
         self._sio.on("disconnect", self._on_disconnect)
+        self.refusal: Any = None
+        """What the server said when it refused the connection (Socket.IO's connect_error)."""
+        self._sio.on("connect_error", self._on_refused)
 
     async def __aenter__(self) -> ChatSocket:
         await self._sio.connect(
             self.server.url,
             socketio_path=SOCKET_PATH,
-            headers={"Cookie": self.cookie},
+            headers={"Cookie": self.cookie, **self.headers},
             transports=["websocket"],
             auth={
                 "clientType": "webapp",
@@ -117,11 +133,13 @@ class ChatSocket:
                 "threadId": self.thread_id,
                 "userEnv": "{}",
                 "chatProfile": TEAM,
-            },
+            }
+            | self.auth,
             wait_timeout=WAIT_S,
         )
         await self._sio.emit("connection_successful")
-        await self.wait_for(lambda: self._commands_set(), "the chat session to start")
+        if self.wait_started:
+            await self.wait_for(lambda: self._commands_set(), "the chat session to start")
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -134,6 +152,9 @@ class ChatSocket:
             if event == "first_interaction":
                 self.thread_id = data["thread_id"]
             self._news.notify_all()
+
+    async def _on_refused(self, data: Any = None) -> None:
+        self.refusal = data
 
     async def _on_disconnect(self, *reason: Any) -> None:
         self.dropped.set()
@@ -204,7 +225,8 @@ async def refused_socket(server: Server, cookie: str, **kw: Any) -> str:
     try:
         await chat.__aenter__()
     except socketio.exceptions.ConnectionError as exc:
-        return str(exc)
+        said = chat.refusal.get("message") if isinstance(chat.refusal, dict) else chat.refusal
+        return f"{exc}: {said}" if said else str(exc)
     await chat.__aexit__()
     raise AssertionError(f"the server accepted the connection {kw}")
 
