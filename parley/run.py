@@ -351,8 +351,15 @@ class Run:
             pending = [t for _, t in self._human]
             self._outbox.put_nowait(_Checkpoint(self.conversation.turn + 1, dict(state), pending))
 
+    @property
+    def unsaved(self) -> bool:
+        """True once saving the conversation failed: from the failed write on, nothing of the run is kept."""
+        return self._store_failed
+
     async def _write(self) -> None:
-        """Write each event to the store, then show it; a failed write ends the run with the error."""
+        """Write each event to the store, then show it. A failed write ends the run with the error, and what
+        was not saved is not shown: the error says so, then the run's result (stop reason `error`) ends it.
+        Nothing shown then claims to be kept when it is not."""
         conv = self.conversation
         store, tid = conv.store, conv.thread_id
         assert store is not None and tid is not None
@@ -365,12 +372,18 @@ class Run:
                     await _persist(store, tid, items, self.number)
                 except Exception as exc:
                     self._store_failed = True
-                    self._error = (type(exc).__name__, f"saving the conversation failed: {exc}")
+                    self._error = (type(exc).__name__, f"saving the conversation failed: {exc}; the run stopped, "
+                                   "and what was not saved is not shown")
                     self._deliver(ErrorEvent(source="parley", content=self._error[1], error_type=self._error[0],
                                              turn=conv.turn))
                     self._cancel("error")
             for item in items:
-                if not isinstance(item, _Checkpoint):
+                if isinstance(item, RunResult) and self._store_failed and self._error is not None:
+                    if item.stop_reason != "error":  # the last write failed after the run had ended well
+                        item = self.result = item.model_copy(update={"stop_reason": "error",
+                                                                     "detail": f"{self._error[0]}: {self._error[1]}"})
+                    self._deliver(item)
+                elif not isinstance(item, _Checkpoint) and not self._store_failed:
                     self._deliver(item)
                 self._outbox.task_done()
             if isinstance(items[-1], RunResult):
