@@ -42,7 +42,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Cgroup", "Setup", "bwrap_command", "guarantees", "preexec", "probe"]
+__all__ = ["Cgroup", "Missing", "Setup", "bwrap_command", "guarantees", "preexec", "probe", "remove_stale"]
 
 SANDBOX = "/sandbox"
 """The tmpfs holding the code (`/sandbox/main.py`) and its working folder (`/sandbox/work`)."""
@@ -74,6 +74,8 @@ class Setup:
     fresh_uid: bool
     """Whether each call runs as a uid of its own (parley runs as root)."""
     bwrap: str = "/usr/bin/bwrap"
+    cgroup_bases: tuple[str, ...] = ()
+    """Where calls' cgroups are made: the v2 folder, or the v1 memory and pids folders."""
 
 
 @dataclass(frozen=True)
@@ -156,7 +158,19 @@ def _v2_base() -> tuple[Path | None, str]:
         try:
             _write_file(base / "cgroup.subtree_control", "+memory +pids")
         except OSError as exc:
-            return None, f"cannot enable memory and pids for the cgroups under {base}: {exc.strerror}"
+            if exc.errno != errno.EBUSY or configured:
+                return None, f"cannot enable memory and pids for the cgroups under {base}: {exc.strerror}"
+            # cgroup v2 gives controllers to child cgroups only of a cgroup without processes of its own, and
+            # parley is in this one: move parley into a leaf of its own first, as systemd asks of the owner
+            # of a delegated cgroup. If other processes share the cgroup, it still cannot be done.
+            try:
+                leaf = base / "parley"
+                leaf.mkdir(exist_ok=True)
+                _write_file(leaf / "cgroup.procs", str(os.getpid()))
+                _write_file(base / "cgroup.subtree_control", "+memory +pids")
+            except OSError as again:
+                return None, (f"cannot enable memory and pids for the cgroups under {base}: {again.strerror} "
+                              "(other processes share parley's cgroup?)")
     if not os.access(base, os.W_OK):
         return None, f"{base} is not writable by this user"
     return base, ""
@@ -177,10 +191,10 @@ def _v1_bases() -> tuple[dict[str, Path] | None, str]:
     return bases, ""
 
 
-def _remove_stale(bases: Sequence[Path]) -> None:
-    """Remove cgroups of calls whose parley was killed. A cgroup with processes in it cannot be removed, so
-    another parley's running call is left alone."""
-    for base in bases:
+def remove_stale(setup: Setup) -> None:
+    """Remove cgroups of calls whose parley was killed (done when parley starts confining code). A cgroup
+    with processes in it cannot be removed, so another parley's running call is left alone."""
+    for base in map(Path, setup.cgroup_bases):
         with contextlib.suppress(OSError):
             for entry in base.iterdir():
                 if entry.name.startswith(CGROUP_PREFIX) and entry.is_dir():
@@ -191,28 +205,23 @@ def _remove_stale(bases: Sequence[Path]) -> None:
 class Cgroup:
     """One call's cgroup (one folder in v2, one per hierarchy in v1): total memory and process caps."""
 
-    def __init__(self, kind: str, memory: int, pids: int) -> None:
-        self.kind = kind
+    def __init__(self, setup: Setup, memory: int, pids: int) -> None:
+        self.kind = kind = setup.cgroup
         self.memory = memory
         self.pids = pids
         name = CGROUP_PREFIX + secrets.token_hex(8)
         self.dirs: list[Path] = []
+        bases = [Path(b) for b in setup.cgroup_bases]
         try:
             if kind == "v2":
-                base, why = _v2_base()
-                if base is None:
-                    raise OSError(errno.ENOTSUP, why)
-                self.mem_dir = self.pids_dir = base / name
+                self.mem_dir = self.pids_dir = bases[0] / name
                 self._make(self.mem_dir)
                 _write_file(self.mem_dir / "memory.max", str(memory))
                 with contextlib.suppress(OSError):  # absent without swap accounting
                     _write_file(self.mem_dir / "memory.swap.max", "0")
                 _write_file(self.pids_dir / "pids.max", str(pids))
             else:
-                bases, why = _v1_bases()
-                if bases is None:
-                    raise OSError(errno.ENOTSUP, why)
-                self.mem_dir, self.pids_dir = bases["memory"] / name, bases["pids"] / name
+                self.mem_dir, self.pids_dir = bases[0] / name, bases[1] / name
                 self._make(self.mem_dir)
                 self._make(self.pids_dir)
                 _write_file(self.mem_dir / "memory.limit_in_bytes", str(memory))
@@ -388,7 +397,7 @@ def _bindable(prefix: str) -> bool:
 
 def _try(setup: Setup) -> str:
     """Run a trivial program in a sandbox made as for a real call; "" if it worked, else what went wrong."""
-    cgroup = Cgroup(setup.cgroup, 256 << 20, 16)
+    cgroup = Cgroup(setup, 256 << 20, 16)
     try:
         code = "import os, socket; os.listdir('/sandbox/work'); socket.socket().close(); print(os.getpid())"
         cmd = bwrap_command(setup, (), 256 << 20, [setup.python, "-I", "-S", "-B", "-c", code])
@@ -431,11 +440,9 @@ def _find() -> Setup | Missing:
     v2, why2 = _v2_base()
     v1, why1 = _v1_bases() if v2 is None else (None, "")
     if v2 is not None:
-        kind = "v2"
-        _remove_stale([v2])
+        kind, bases = "v2", (str(v2),)
     elif v1 is not None:
-        kind = "v1"
-        _remove_stale(list(v1.values()))
+        kind, bases = "v1", (str(v1["memory"]), str(v1["pids"]))
     else:
         return Missing(((f"no cgroup for total memory and process caps ({why2}; {why1})", _HOW_CGROUP),))
     candidates = _candidates()
@@ -445,7 +452,9 @@ def _find() -> Setup | Missing:
     errors: list[str] = []
     for network in ("netns", "none"):
         for python, binds in candidates:
-            setup = Setup(python=python, binds=binds, network=network, cgroup=kind, fresh_uid=fresh, bwrap=bwrap)
+            setup = Setup(python=python, binds=binds, network=network, cgroup=kind, fresh_uid=fresh, bwrap=bwrap,
+                          cgroup_bases=bases)
+            remove_stale(setup)
             error = _try(setup)
             if not error:
                 return setup

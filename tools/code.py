@@ -93,7 +93,12 @@ child = os.fork()
 if child == 0:
     try:
         os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
-        os.closerange(3, 4096)
+        for fd in map(int, os.listdir("/proc/self/fd")):
+            if fd > 2:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         os.execve(python, [python, "-I", "-S", "-B", "-c", runner, script], env)
     finally:
         os._exit(127)
@@ -402,7 +407,7 @@ async def run_python(
         return _refusal(setup)
     memory_mb, memory = _memory_bytes()
     try:
-        cgroup = await asyncio.to_thread(Cgroup, setup.cgroup, memory, MAX_NPROC)
+        cgroup = await asyncio.to_thread(Cgroup, setup, memory, MAX_NPROC)
     except OSError as exc:
         return f"Error: could not make the call's cgroup (its memory and process caps): {exc}"
     out, err = _Capture(), _Capture()

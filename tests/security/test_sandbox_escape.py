@@ -289,6 +289,9 @@ def test_killing_parley_kills_the_code_and_leaves_no_files(tmp_path: Path, marke
         assert _running(marker) == []
         assert set(_leftover_run_folders()) == before
     finally:
+        setup = _sandbox.probe()
+        if isinstance(setup, _sandbox.Setup):
+            _sandbox.remove_stale(setup)  # the killed parley's empty cgroup, as the next parley start does
         if parley.poll() is None:
             parley.kill()
             parley.wait()
@@ -303,14 +306,9 @@ def other_user(tmp_path: Path) -> Iterator[tuple[int, list[Path]]]:
         pytest.skip(f"this machine cannot confine code: {_sandbox.probe()}")
     uid = 40000 + random.randrange(10000)
     name = f"parley-test-{secrets.token_hex(4)}"
-    bases: list[Path] = []
-    mounts, own = _sandbox._cgroup_mounts(), _sandbox._own_cgroups()
-    if _sandbox.probe().cgroup == "v2":  # type: ignore[union-attr]
-        base, _ = _sandbox._v2_base()
-        assert base is not None
-        bases.append(base / name)
-    else:
-        bases += [Path(mounts[c] + own.get(c, "/").rstrip("/")) / name for c in ("memory", "pids")]
+    setup = _sandbox.probe()
+    assert isinstance(setup, _sandbox.Setup)
+    bases = [Path(base) / name for base in setup.cgroup_bases]
     made: list[Path] = []
     try:
         for path in bases:
