@@ -9,7 +9,7 @@ import secrets
 import sys
 
 from .errors import ConfigError
-from .paths import data_dir, project_root
+from .paths import data_dir, private_file, project_root
 
 
 def auth_secret() -> str:
@@ -18,9 +18,14 @@ def auth_secret() -> str:
     if env:
         return env
     path = data_dir() / "auth_secret"
-    if not path.exists():
-        path.write_text(secrets.token_urlsafe(48), encoding="utf-8")
-        path.chmod(0o600)
+    try:  # made 0600 from the start, whatever the umask: never readable by others, not even for a moment
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    except FileExistsError:
+        private_file(path)  # kept from before parley made it private
+    else:
+        os.fchmod(fd, 0o600)  # the umask may have taken more than group and others away
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(secrets.token_urlsafe(48))
     return path.read_text(encoding="utf-8").strip()
 
 

@@ -23,13 +23,16 @@ from .errors import ConfigError, TeamFileError
 from .events import ApprovalRequestEvent, EscalationEvent, Event, QuestionEvent, RunResult
 from .run import Run
 from .spec import load_team_file
-from .store import open_for_command, run_owner
+from .store import StoreError, open_for_command, run_owner
+from .store._disk import os_problem
 from .tools import default_registry
 
 if TYPE_CHECKING:
     pass
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_ESCALATED, EXIT_STOPPED = 0, 1, 2, 3, 4, 5, 130
+EXIT_PIPE = 141
+"""Standard output was closed (`parley run --json | head`): 128 + SIGPIPE, what a shell reports for `yes | head`."""
 _EXIT_BY_REASON = {"max_tokens": EXIT_TOKENS, "timeout": EXIT_TIMEOUT, "stopped": EXIT_STOPPED, "error": EXIT_ERROR,
                    "escalation": EXIT_ESCALATED, "loop": EXIT_ERROR}
 
@@ -87,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tools", help="list the tools roles can be granted")
 
+    sub.add_parser("doctor", help="say which guarantees hold on this machine (sandbox, data folder, store, login); "
+                                  "exit 1 if any does not")
+
     ui = sub.add_parser("ui", help="start the web chat")
     ui.add_argument("--host", default=os.environ.get("PARLEY_UI_HOST", "127.0.0.1"))
     ui.add_argument("--port", type=_positive_int, default=int(os.environ.get("PARLEY_UI_PORT", "8000")))
@@ -130,6 +136,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     # AutoGen logs every agent failure with a traceback; parley reports it as one event instead.
     logging.getLogger("autogen_core").setLevel(os.environ.get("PARLEY_AUTOGEN_LOG", "CRITICAL"))
     try:
+        return _command(args)
+    except BrokenPipeError:
+        _stdout_gone()
+        return EXIT_PIPE
+    except StoreError as exc:  # the store cannot be opened or written: the message names it and what to do
+        print(f"parley: error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except OSError as exc:  # e.g. a read-only or full data folder: one line, not a traceback
+        print(f"parley: error: {os_problem(exc)}", file=sys.stderr)
+        return EXIT_CONFIG
+
+
+def _command(args: argparse.Namespace) -> int:
+    try:
+        if args.command == "doctor":
+            from ._doctor import doctor
+
+            return doctor()
         if args.command == "teams":
             return _validate(args.validate) if args.validate else _list_teams(args.teams)
         if args.command == "tools":
@@ -160,9 +184,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_STOPPED
 
 
+def _stdout_gone() -> None:
+    """Standard output's reader went away: send what is left (and Python's final flush) nowhere."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
 def _add_user(name: str, from_stdin: bool) -> int:
     from ._ui import add_user, read_password
-    from .store import StoreError
 
     try:
         asyncio.run(add_user(name, read_password(from_stdin)))
@@ -231,16 +262,21 @@ async def _run(args: argparse.Namespace) -> int:
                         timeout_s=args.timeout, teams_dirs=args.teams, approvals=approvals)
     store = None if args.no_save else await open_for_command()
     freeze_startup_objects()
-    if store is not None:
-        tid = await store.create_thread(run_owner(), conv.team.name, conv.model, args.task[:80])
-        conv.attach(store, tid)
     try:
-        return await _drive(conv, args, approvals)
+        if store is not None:
+            tid = await store.create_thread(run_owner(), conv.team.name, conv.model, args.task[:80])
+            conv.attach(store, tid)
+        run = conv.start(args.task)
+        try:
+            return await _drive(run, args, approvals)
+        finally:
+            # Only a run that ended, with every event written, is "saved"; a failed write said so already.
+            if store is not None and run.result is not None and not run.unsaved:
+                print(f"parley: saved as {conv.thread_id} (`parley audit {conv.thread_id}` shows its decisions)",
+                      file=sys.stderr)
     finally:
         await conv.pool.close()
         if store is not None:
-            print(f"parley: saved as {conv.thread_id} (`parley audit {conv.thread_id}` shows its decisions)",
-                  file=sys.stderr)
             await store.close()
 
 
@@ -248,8 +284,7 @@ def _whoami() -> str:
     return os.environ.get("USER") or "cli"
 
 
-async def _drive(conv: Conversation, args: argparse.Namespace, approvals: dict[str, bool]) -> int:
-    run = conv.start(args.task)
+async def _drive(run: Run, args: argparse.Namespace, approvals: dict[str, bool]) -> int:
     interactive = not args.json and sys.stdin.isatty()
     loop = asyncio.get_running_loop()
     presses = 0
@@ -269,13 +304,21 @@ async def _drive(conv: Conversation, args: argparse.Namespace, approvals: dict[s
               file=sys.stderr)
     renderer = Renderer()
     result: RunResult | None = None
+    reader_gone = False
     try:
         async for ev in run:
-            if args.json:
-                if ev.type != "chunk" or args.chunks:
-                    print(ev.model_dump_json(exclude={"ts"}), flush=True)
-            else:
-                renderer.show(ev)
+            if not reader_gone:
+                try:
+                    if args.json:
+                        if ev.type != "chunk" or args.chunks:
+                            print(ev.model_dump_json(exclude={"ts"}), flush=True)
+                    else:
+                        renderer.show(ev)
+                except BrokenPipeError:
+                    # Nobody reads the output any more (`| head`): stop the run, let it end and be saved, quietly.
+                    reader_gone = True
+                    _stdout_gone()
+                    run.stop()
             _answer_without_a_human(run, ev, args, approvals, interactive)
             if isinstance(ev, RunResult):
                 result = ev
@@ -283,6 +326,8 @@ async def _drive(conv: Conversation, args: argparse.Namespace, approvals: dict[s
         if interactive:
             loop.remove_reader(sys.stdin.fileno())
     assert result is not None
+    if reader_gone:
+        return EXIT_PIPE
     if not result.ok:
         print(f"parley: run ended: {result.stop_reason}: {result.detail}", file=sys.stderr)
     return EXIT_OK if result.ok else _EXIT_BY_REASON.get(result.stop_reason, EXIT_ERROR)

@@ -214,8 +214,10 @@ class Conversation:
         """The conversation's own folder for the files its tools read and write."""
         if not is_server_id(self.id):  # ids come from browsers and stores: never let one name a path
             raise ValueError(f"conversation id {self.id!r} is not of the server's own form (a UUID)")
-        path = inside(data_dir() / "workspaces", self.id)
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        root = data_dir() / "workspaces"
+        root.mkdir(mode=0o700, exist_ok=True)  # mkdir(parents=True) would make it with the umask's mode
+        path = inside(root, self.id)
+        path.mkdir(mode=0o700, exist_ok=True)
         return path
 
     def context_for(self, role: str) -> RunContext:

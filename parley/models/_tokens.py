@@ -9,12 +9,14 @@ which typically differs by a few percent.
 
 from __future__ import annotations
 
+import atexit
 import functools
 import hashlib
 import importlib.util
 import json
 import os
 import shutil
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -35,13 +37,30 @@ def _seed_cache() -> None:
         return
     from ..paths import data_dir
 
-    cache = Path(os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(data_dir() / "tiktoken")))
-    cache.mkdir(parents=True, exist_ok=True)
+    try:
+        _copy_into(Path(os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(data_dir() / "tiktoken"))), shipped)
+    except OSError:
+        # A read-only or full data folder: counting tokens still works, from a private folder of this process.
+        cache = Path(tempfile.mkdtemp(prefix="parley-tiktoken-"))
+        atexit.register(shutil.rmtree, cache, True)
+        os.environ["TIKTOKEN_CACHE_DIR"] = str(cache)
+        _copy_into(cache, shipped)
+
+
+def _copy_into(cache: Path, shipped: Path) -> None:
+    from ..paths import private_file
+
+    cache.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = cache / hashlib.sha1(_CL100K_URL.encode()).hexdigest()
     if not target.exists():
         tmp = target.with_suffix(f".tmp{os.getpid()}")
-        shutil.copyfile(shipped, tmp)
-        os.replace(tmp, target)
+        try:
+            shutil.copyfile(shipped, tmp)
+            private_file(tmp)  # the data folder's files are its owner's only, whatever the umask
+            os.replace(tmp, target)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 @functools.cache

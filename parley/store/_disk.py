@@ -35,6 +35,8 @@ def sqlite_file(url: URL) -> Path | None:
 def prepare_file(path: Path) -> None:
     """Create the database file readable by its owner only (SQLite gives its -wal and -shm files the mode
     of the database file), or make an existing one so. OSError if the file cannot be created."""
+    if not path.parent.is_dir():
+        return  # SQLite's own "unable to open database file" says it, as it always has
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     except FileExistsError:
@@ -91,9 +93,9 @@ def _codes(exc: BaseException) -> tuple[int | None, int | None]:
 
 def _inspect(path: Path, code: int | None) -> tuple[str, str] | None:
     """Ask the folder why a write failed: read-only, not ours, full or missing."""
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if not folder.is_dir():
-        return f"the folder {folder} does not exist", "create it"
+        return None  # SQLite's own message says the file cannot be opened
     try:
         st = os.statvfs(folder)
     except OSError:
@@ -121,12 +123,12 @@ def os_problem(exc: OSError) -> str:
     parley's data folder, what to do."""
     where = f"{os.fsdecode(exc.filename)}: " if exc.filename else ""
     what = exc.strerror or str(exc)
-    if exc.errno not in _DISK_ERRNOS or exc.errno == errno.ENOENT:
-        return f"{where}{what}"
-    text = f"cannot write to {where}{what}"
+    writing = exc.errno in _DISK_ERRNOS and exc.errno != errno.ENOENT
+    text = f"cannot write to {where}{what}" if writing else f"{where}{what}"
     if exc.filename and _in_data_folder(Path(os.fsdecode(exc.filename))):
-        fix = "free some space there" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
-        text += f" — {fix} or set PARLEY_DATA_DIR to another folder"
+        fix = ("free some space there or " if exc.errno in (errno.ENOSPC, errno.EDQUOT) else
+               "make it writable or " if writing else "")
+        text += f" — {fix}set PARLEY_DATA_DIR to another folder"
     return text
 
 
