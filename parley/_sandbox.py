@@ -83,6 +83,8 @@ class Missing:
     """Why code cannot be confined here: (what is missing, how to enable it) pairs."""
 
     items: tuple[tuple[str, str], ...]
+    partial: Setup | None = None
+    """The sandbox found without what is missing (namespaces without a cgroup), to report what does hold."""
 
     def __str__(self) -> str:
         return "; ".join(f"{what} ({how})" for what, how in self.items)
@@ -341,13 +343,14 @@ def fresh_uid() -> int:
             return uid
 
 
-def preexec(cgroup: Cgroup, uid: int | None, limits: Callable[[], None] | None = None) -> Callable[[], None]:
+def preexec(cgroup: Cgroup | None, uid: int | None, limits: Callable[[], None] | None = None) -> Callable[[], None]:
     """What the child does between fork and exec of bubblewrap: join the call's cgroup (as parley's user,
     before anything can fork), die with parley, set per-process limits, and take the call's own uid."""
     parent = os.getpid()
 
     def setup() -> None:
-        cgroup.join()
+        if cgroup is not None:
+            cgroup.join()
         os.setsid()
         if limits is not None:
             limits()
@@ -397,7 +400,10 @@ def _bindable(prefix: str) -> bool:
 
 def _try(setup: Setup) -> str:
     """Run a trivial program in a sandbox made as for a real call; "" if it worked, else what went wrong."""
-    cgroup = Cgroup(setup, 256 << 20, 16)
+    try:
+        cgroup = Cgroup(setup, 256 << 20, 16) if setup.cgroup else None
+    except OSError as exc:
+        return f"cannot make a cgroup: {exc}"
     try:
         code = "import os, socket; os.listdir('/sandbox/work'); socket.socket().close(); print(os.getpid())"
         cmd = bwrap_command(setup, (), 256 << 20, [setup.python, "-I", "-S", "-B", "-c", code])
@@ -415,7 +421,8 @@ def _try(setup: Setup) -> str:
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{type(exc).__name__}: {exc}"
     finally:
-        cgroup.remove()
+        if cgroup is not None:
+            cgroup.remove()
     if done.returncode != 0 or done.stdout.strip() != b"1":
         err = done.stderr.decode(errors="replace").strip().splitlines()
         return err[-1] if err else f"exit code {done.returncode}"
@@ -437,6 +444,7 @@ def _find() -> Setup | Missing:
     bwrap = bwrap_path()
     if bwrap is None:
         return Missing((("bubblewrap (bwrap) not found", _HOW_BWRAP),))
+    missing: list[tuple[str, str]] = []
     v2, why2 = _v2_base()
     v1, why1 = _v1_bases() if v2 is None else (None, "")
     if v2 is not None:
@@ -444,10 +452,11 @@ def _find() -> Setup | Missing:
     elif v1 is not None:
         kind, bases = "v1", (str(v1["memory"]), str(v1["pids"]))
     else:
-        return Missing(((f"no cgroup for total memory and process caps ({why2}; {why1})", _HOW_CGROUP),))
+        kind, bases = "", ()
+        missing.append((f"no cgroup for total memory and process caps ({why2}; {why1})", _HOW_CGROUP))
     candidates = _candidates()
     if not candidates:
-        return Missing((("no Python interpreter under /usr", "install python3: apt-get install python3"),))
+        return Missing((*missing, ("no Python interpreter under /usr", "install python3: apt-get install python3")))
     fresh = os.geteuid() == 0
     errors: list[str] = []
     for network in ("netns", "none"):
@@ -457,12 +466,11 @@ def _find() -> Setup | Missing:
             remove_stale(setup)
             error = _try(setup)
             if not error:
-                return setup
+                return Missing(tuple(missing), partial=setup) if missing else setup
             errors.append(f"{python}: {error}")
     detail = "; ".join(dict.fromkeys(errors))
-    if "namespace" in detail.lower() or "permission" in detail.lower():
-        return Missing(((f"bubblewrap cannot create its namespaces here ({detail})", _HOW_USERNS),))
-    return Missing(((f"bubblewrap could not start Python ({detail})", _HOW_USERNS),))
+    missing.append((f"bubblewrap cannot make its sandbox here ({detail})", _HOW_USERNS))
+    return Missing(tuple(missing))
 
 
 def probe() -> Setup | Missing:
@@ -477,31 +485,43 @@ def probe() -> Setup | Missing:
 def guarantees() -> list[tuple[str, bool, str]]:
     """Each guarantee run_python gives, whether it holds on this machine, and what it rests on or how to get it."""
     found = probe()
-    if isinstance(found, Missing):
-        how = "; ".join(f"{what}: {fix}" for what, fix in found.items)
-        ok = False
-        setup = None
+    setup = found if isinstance(found, Setup) else found.partial
+    missing = found.items if isinstance(found, Missing) else ()
+    how = "; ".join(f"{what}: {fix}" for what, fix in missing)
+    ns_how = "; ".join(f"{what}: {fix}" for what, fix in missing if fix != _HOW_CGROUP)
+    rows: list[tuple[str, bool, str]] = []
+    if setup is not None and not missing:
+        rows.append(("run_python confines code (otherwise it refuses to run it)", True,
+                     f"{setup.bwrap}, {setup.python}, user namespaces, cgroup {setup.cgroup}"))
     else:
-        ok, how, setup = True, "", found
-    names = (
-        ("run_python confines code (otherwise it refuses to run it)", "bubblewrap, user namespaces, a cgroup"),
+        rows.append(("run_python confines code (otherwise it refuses to run it)", False,
+                     f"it refuses to run code here: {how}"))
+    namespaces = (
         ("process tree dies with the call", "PID namespace (bubblewrap --unshare-pid --as-pid-1 --die-with-parent)"),
         ("no access to parley's data, home folders, the virtualenv or other runs; private /tmp",
          "mount namespace: only /usr, the interpreter and the call's own tmpfs are mounted"),
         ("cannot see or signal parley or other runs", "PID and user namespaces"),
     )
-    rows = [(name, ok, detail if ok else how) for name, detail in names]
-    if setup is not None:
-        ident = ("a fresh uid per call (parley runs as root)" if setup.fresh_uid
-                 else "parley's user inside a user namespace without capabilities (parley is not root)")
-        rows.append(("own identity per call", True, ident))
-        caps = f"cgroup {setup.cgroup}: memory.max (swap included) and pids.max per call"
-        rows.append(("total memory and process caps per call", True, caps))
-        if setup.network == "netns":
-            rows.append(("no network", True, "network namespace with loopback only"))
-        else:
-            rows.append(("no network", False, "the kernel refused a network namespace: code can reach the network"))
+    for name, detail in namespaces:
+        rows.append((name, setup is not None, detail if setup is not None else ns_how))
+    if setup is None:
+        rows.append(("own identity per call", False, ns_how))
+    elif setup.fresh_uid:
+        rows.append(("own identity per call", True, "a fresh uid per call (parley runs as root)"))
     else:
-        rows += [(name, False, how) for name in ("own identity per call", "total memory and process caps per call",
-                                                 "no network")]
+        rows.append(("own identity per call", True,
+                     "parley's user inside a user namespace without capabilities (parley is not root)"))
+    if setup is not None and setup.cgroup:
+        files = "memory.max, memory.swap.max" if setup.cgroup == "v2" else "memory.limit_in_bytes, memory.memsw"
+        rows.append(("total memory and process caps per call", True,
+                     f"a cgroup {setup.cgroup} per call under {', '.join(setup.cgroup_bases)}: {files}, pids.max"))
+    else:
+        rows.append(("total memory and process caps per call", False,
+                     "; ".join(f"{what}: {fix}" for what, fix in missing if fix == _HOW_CGROUP) or ns_how))
+    if setup is None:
+        rows.append(("no network", False, ns_how))
+    elif setup.network == "netns":
+        rows.append(("no network", True, "network namespace with loopback only"))
+    else:
+        rows.append(("no network", False, "the kernel refused a network namespace: code can reach the network"))
     return rows

@@ -26,11 +26,6 @@ from parley.tools import RunContext, ToolRegistry, use_context
 ROOT = Path(__file__).resolve().parent.parent.parent
 Run = Callable[..., Awaitable[str]]
 
-pytestmark = pytest.mark.skipif(
-    _sandbox.bwrap_path() is None, reason="bubblewrap is not installed (apt-get install bubblewrap)"
-)
-
-
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[RunContext]:
     context = RunContext(workspace=tmp_path / "ws", role="coder")
@@ -44,6 +39,21 @@ def run(reg: ToolRegistry, ctx: RunContext) -> Run:
     if isinstance(found, _sandbox.Missing):
         pytest.skip(f"this machine cannot confine code, and run_python refuses to run it: {found}")
     return reg.get("run_python").func
+
+
+async def test_without_bubblewrap_code_is_refused_not_run_unconfined(
+    reg: ToolRegistry, ctx: RunContext, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = reg.get("run_python").func
+    monkeypatch.setattr(sys.modules[run.__module__], "_setup", None)
+    monkeypatch.setattr(_sandbox, "_cache", None)
+    monkeypatch.setattr(_sandbox, "bwrap_path", lambda: None)
+    flag = tmp_path / "ran"
+    flag.parent.chmod(0o777)
+    out = await run(f"open({str(flag)!r}, 'w').write('ran')\nprint('ran')")
+    assert out.startswith("Error: run_python does not run code unconfined")
+    assert "bubblewrap (bwrap) not found: install bubblewrap: apt-get install bubblewrap" in out
+    assert "ran" not in out.split("\n", 1)[0] and not flag.exists()
 
 
 def _running(marker: str) -> list[int]:
@@ -329,12 +339,35 @@ def other_user(tmp_path: Path) -> Iterator[tuple[int, list[Path]]]:
 
 
 def test_as_a_normal_user_the_code_cannot_signal_parley(other_user: tuple[int, list[Path]]) -> None:
-    uid, cgroups = other_user
+    out = _as_user(*other_user, "cannot signal parley: ProcessLookupError")
+    assert "SIGNALLED" not in out
+
+
+def test_as_a_normal_user_without_a_cgroup_code_is_refused(other_user: tuple[int, list[Path]]) -> None:
+    uid, _delegated = other_user
+    out = _as_user(uid, [], "Error: run_python does not run code unconfined")
+    assert "no cgroup for total memory and process caps" in out and "Delegate=yes" in out
+    assert "SIGNALLED" not in out and "cannot signal" not in out
+
+
+def _others_can_run(path: str) -> bool:
+    """Whether a user other than its owner can execute `path` (every folder on the way searchable)."""
+    target = Path(path)
+    try:
+        return target.stat().st_mode & 0o001 != 0 and all(p.stat().st_mode & 0o001 for p in target.parents)
+    except OSError:
+        return False
+
+
+def _as_user(uid: int, cgroups: list[Path], expected: str) -> str:
+    """parley run as another, non-root user (in `cgroups`), trying to signal itself from run_python."""
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    python = next((p for p in (os.path.realpath(sys.executable), f"/usr/bin/{version}", f"/usr/local/bin/{version}")
+                   if _others_can_run(p)), None)
+    if python is None:
+        pytest.skip(f"no {version} that another user can run with this virtualenv's packages")
     home = Path(tempfile.mkdtemp(prefix="parley-user-test-"))
     os.chown(home, uid, uid)
-    python = "/usr/bin/python3" if os.path.realpath(sys.executable).startswith("/root/") else sys.executable
-    if subprocess.run([python, "-c", "import sys; assert sys.version_info[:2] == (3, 11)"]).returncode:
-        pytest.skip("no Python 3.11 that another user can run next to this virtualenv")
 
     def become_user() -> None:
         for path in cgroups:
@@ -358,4 +391,5 @@ def test_as_a_normal_user_the_code_cannot_signal_parley(other_user: tuple[int, l
     finally:
         shutil.rmtree(home, ignore_errors=True)
     assert parley.returncode == 0, f"parley died (exit {parley.returncode}): {out}{err}"
-    assert "cannot signal parley: ProcessLookupError" in out, out + err
+    assert expected in out, out + err
+    return out
