@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sqlite3
 import sys
 import time
@@ -165,6 +166,8 @@ def _confine(parent: int, timeout_s: float) -> None:
         pass
     if os.getppid() != parent:  # the parent ended before the line above took effect
         os._exit(1)
+    # Ctrl-C in parley's terminal reaches this process too: parley decides when it ends, and says why.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         import resource
     except ImportError:

@@ -109,6 +109,7 @@ def sql_query(
     Returns the rows as a Markdown table, at most 50 rows: aggregate or add LIMIT for big results.
     The database has customers, products, orders, order_items, sales (per region and quarter like
     '2025-Q3'), support_tickets and refunds. Call describe_tables first to see the columns.
+    A query may run 2 s; printf, format, zeroblob and randomblob are not available (use ROUND(x, 2)).
     """
     sql = query.strip()
     body = _LEADING_COMMENTS.sub("", sql)
@@ -251,7 +252,8 @@ def _outcome(ended: str, returncode: int | None, out: bytes, err: bytes, sql: st
         return (f"Error: the SQL worker process did not start within {START_LIMIT_S:g} s; the machine is "
                 "overloaded. Try again in a moment.")
     if ended == "too much":
-        return "Error: the SQL worker sent more output than a result can hold. Add LIMIT or aggregate."
+        return (f"Error: the result is larger than the {MAX_WORKER_OUTPUT >> 20} MB a result may be. Select fewer "
+                "columns, add LIMIT, or aggregate.")
     body = out[len(_worker.STARTED):] if out.startswith(_worker.STARTED) else b""
     try:
         result = json.loads(body)

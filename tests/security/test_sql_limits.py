@@ -22,10 +22,12 @@ from pathlib import Path
 
 import pytest
 from _support import collect, team_yaml
+from autogen_core import CancellationToken
 
 from parley import Conversation
+from parley._toolhost import BoundTool
 from parley.events import Event, RunResult, ToolCallEvent
-from parley.tools import ToolRegistry
+from parley.tools import RunContext, ToolRegistry
 
 ROOT = Path(__file__).resolve().parents[2]
 TOOLS_DIR = ROOT / "tools"
@@ -171,6 +173,33 @@ async def test_stopping_the_run_kills_the_query_worker(registry: ToolRegistry, w
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "stopped"
     await asyncio.to_thread(_wait_for, lambda: not _workers(parent=os.getpid()), "the worker to be killed")
+
+
+class _Host:
+    """The little of a conversation a bound tool needs: a workspace, no approvals, no file reports."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+
+    def context_for(self, role: str) -> RunContext:
+        return RunContext(workspace=self.workspace, role=role)
+
+    async def approve_call(self, *_args: object) -> tuple[bool, str]:
+        return True, ""
+
+    def files_written(self, *_args: object) -> None:
+        pass
+
+
+async def test_a_cancelled_call_kills_its_worker_and_says_so(registry: ToolRegistry, tmp_path: Path) -> None:
+    tool = BoundTool(registry.get("sql_query"), "analyst", _Host(tmp_path))
+    token = CancellationToken()
+    call = asyncio.create_task(tool.run_json({"query": SLOW_BUILTIN}, token, call_id="c1"))
+    await asyncio.to_thread(_wait_for, lambda: bool(_workers(parent=os.getpid())), "the query worker")
+    token.cancel()
+    out = await asyncio.wait_for(call, SAFETY_S)
+    assert out == "Query stopped: the run was stopped before the query finished."
+    assert _workers(parent=os.getpid()) == []
 
 
 def _cli(team: Path, script: Path, **popen: object) -> subprocess.Popen[str]:
