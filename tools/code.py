@@ -187,17 +187,25 @@ async def _drain(stream: asyncio.StreamReader | None, capture: _Capture) -> None
     capture.feed(b"", final=True)
 
 
-async def _collect(fd: int, limit: int) -> bytes:
-    """Everything the sandbox sends on `fd` until it closes, kept up to `limit` bytes."""
-    loop = asyncio.get_running_loop()
+async def _open_report(fd: int) -> tuple[asyncio.ReadTransport, asyncio.StreamReader]:
+    """Read the pipe the sandbox's PID 1 reports on; the transport owns (and closes) the descriptor."""
     reader = asyncio.StreamReader()
-    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(fd, "rb", 0))
-    kept = bytearray()
+    pipe = os.fdopen(fd, "rb", 0)
     try:
-        while chunk := await reader.read(65536):
-            kept += chunk[: max(limit - len(kept), 0)]
-    finally:
-        transport.close()
+        transport, _ = await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), pipe
+        )
+    except BaseException:
+        pipe.close()
+        raise
+    return transport, reader
+
+
+async def _collect(reader: asyncio.StreamReader, limit: int) -> bytes:
+    """Everything the sandbox sends until it closes the pipe, kept up to `limit` bytes."""
+    kept = bytearray()
+    while chunk := await reader.read(65536):
+        kept += chunk[: max(limit - len(kept), 0)]
     return bytes(kept)
 
 
@@ -414,6 +422,7 @@ async def run_python(
     proc: asyncio.subprocess.Process | None = None
     readers: list[asyncio.Task[None]] = []
     collector: asyncio.Task[bytes] | None = None
+    transport: asyncio.ReadTransport | None = None
     timed_out = False
     code_fd = report_r = report_w = -1
     try:
@@ -438,8 +447,9 @@ async def run_python(
         finally:
             os.close(report_w)
             report_w = -1
-        collector = asyncio.create_task(_collect(report_r, MAX_HEADER + MAX_COPY_BYTES + 1))
-        report_r = -1  # the collector owns it now
+        fd, report_r = report_r, -1
+        transport, report_reader = await _open_report(fd)
+        collector = asyncio.create_task(_collect(report_reader, MAX_HEADER + MAX_COPY_BYTES + 1))
         readers = [
             asyncio.create_task(_drain(proc.stdout, out)),
             asyncio.create_task(_drain(proc.stderr, err)),
@@ -457,6 +467,8 @@ async def run_python(
             await proc.wait()
         for task in [*readers, *([collector] if collector else [])]:
             task.cancel()
+        if transport is not None:
+            transport.close()
         for fd in (code_fd, report_r, report_w):
             if fd >= 0:
                 os.close(fd)
