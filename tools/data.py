@@ -167,15 +167,19 @@ def _run_in_worker(db: Path, sql: str, token: CancellationToken | None) -> dict[
     request = json.dumps({"db": db.resolve().as_uri(), "sql": sql, "timeout_s": QUERY_TIMEOUT_S,
                           "max_rows": MAX_ROWS, "max_cell": MAX_CELL, "parent": os.getpid()}).encode()
     try:
+        waker = _Waker()
+    except OSError as exc:
+        return f"Error: could not start the SQL worker process ({exc}). Try again in a moment."
+    try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-B", str(WORKER)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             cwd="/", env={}, close_fds=True,
         )
-    except OSError as exc:
+    except (OSError, subprocess.SubprocessError) as exc:
+        waker.close()
         return (f"Error: could not start the SQL worker process ({exc}). The machine may be out of "
                 "processes or memory; try again in a moment.")
-    waker = _Waker()
     if token is not None:
         token.add_callback(waker)
     try:
