@@ -136,7 +136,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # AutoGen logs every agent failure with a traceback; parley reports it as one event instead.
     logging.getLogger("autogen_core").setLevel(os.environ.get("PARLEY_AUTOGEN_LOG", "CRITICAL"))
     try:
-        return _command(args)
+        code = _command(args)
+        sys.stdout.flush()  # a reader that left is seen here, not in Python's own flush at exit (a traceback)
+        return code
     except BrokenPipeError:
         _stdout_gone()
         return EXIT_PIPE

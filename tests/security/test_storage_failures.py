@@ -36,7 +36,9 @@ DEADLINE_S = 120
 
 
 def _env(data: Path, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY") and k != "PARLEY_DATABASE_URL"}
+    # Earlier tests in this process may have pointed tiktoken's cache elsewhere: here it is the data folder's.
+    env = {k: v for k, v in os.environ.items()
+           if not k.endswith("_API_KEY") and k not in ("PARLEY_DATABASE_URL", "TIKTOKEN_CACHE_DIR")}
     return env | {"PARLEY_DATA_DIR": str(data), "NO_COLOR": "1"} | extra
 
 
