@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import uuid
@@ -41,10 +42,8 @@ def inside(root: Path, *parts: str | Path) -> Path:
 
 def private_file(path: Path) -> None:
     """Make a file of parley's data readable by its owner only, whatever the umask was."""
-    try:
+    with contextlib.suppress(OSError):  # a filesystem without modes, or not our file: nothing more to do
         path.chmod(0o600)
-    except OSError:
-        pass  # a file on a filesystem without modes (or not ours): nothing more we can do here
 
 
 def project_root() -> Path:
