@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import json
 import logging
@@ -131,17 +132,22 @@ def _origin_key(origin: str) -> tuple[str, int] | None:
     return parts.hostname.lower(), port or _DEFAULT_PORTS[parts.scheme]
 
 
-def allowed_origins() -> set[tuple[str, int]]:
+def allowed_origins() -> frozenset[tuple[str, int]]:
     """The origins named in PARLEY_ALLOWED_ORIGINS (comma-separated), e.g. `https://chat.example.com`."""
+    return _parse_origins(os.environ.get(ORIGINS_ENV, ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _parse_origins(text: str) -> frozenset[tuple[str, int]]:
     keys = set()
-    for item in os.environ.get(ORIGINS_ENV, "").split(","):
+    for item in text.split(","):
         if item.strip():
             key = _origin_key(item)
             if key is None:
                 log.warning("%s: %r is not an origin like https://chat.example.com; ignored", ORIGINS_ENV, item)
             else:
                 keys.add(key)
-    return keys
+    return frozenset(keys)
 
 
 def origin_allowed(origin: str, host_header: str | None) -> bool:
@@ -160,6 +166,7 @@ def origin_allowed(origin: str, host_header: str | None) -> bool:
 
 
 def origin_refusal(origin: str) -> str:
+    origin = origin[:200]  # a header a client chose: bounded in the log
     return (f"refused a request from the page at {origin}: it is not this app's origin. If the app is served "
             f"at that address (behind a proxy), add it to {ORIGINS_ENV} (comma-separated), e.g. "
             f"{ORIGINS_ENV}={origin}")
