@@ -8,6 +8,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import mcp.client.stdio  # noqa: F401  (imported while collecting: its default stderr is then a stream open all session)
 import pytest
 from _support import team_yaml
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -11,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from .._yaml import Located, load_located, pydantic_problems
 from ..errors import ConfigError, FileProblem, TeamFileError
 from ..events import StopReason
+from ..paths import inside, project_root
 
 __all__ = ["Expectation", "HumanStep", "Scenario", "Suite", "load_suite"]
 
@@ -218,4 +220,28 @@ def _cross_check(suite: Suite, located: Located) -> list[FileProblem]:
                     parse_model(model)
                 except ConfigError as exc:
                     problems.append(located.problem(where, str(exc)))
+                if model.startswith("scripted:"):
+                    problems += _outside(located, where, model.removeprefix("scripted:"))
+        if sc.team is not None:
+            problems += _outside(located, ("scenarios", i, "team"), sc.team)
+    if suite.defaults.team is not None:
+        problems += _outside(located, ("defaults", "team"), suite.defaults.team)
     return problems
+
+
+def _outside(located: Located, where: tuple[str | int, ...], ref: str) -> list[FileProblem]:
+    """A file a suite names (a team, a script) must be in the suite's folder or the project: a suite is
+    code the operator runs, and must not reach any file of the machine through `../` or an absolute path."""
+    if not ref.endswith((".yaml", ".yml")) and "/" not in ref and os.sep not in ref:
+        return []  # a team's name, found among the teams
+    suite_dir = Path(located.file).parent
+    path = Path(ref).expanduser()
+    target = path if path.exists() or path.is_absolute() else suite_dir / path  # as the runner finds it (_near)
+    for root in (suite_dir, project_root()):
+        try:
+            inside(root, target.resolve())
+            return []
+        except ValueError:
+            continue
+    return [located.problem(where, f"'{ref}' is outside the suite's folder ({suite_dir.resolve()}) and the project "
+                                   f"({project_root()}): keep the files a suite names next to it or in the project")]
