@@ -77,7 +77,14 @@ class ParleyAgent(AssistantAgent):
     async def _execute_tool_call(**kwargs: Any) -> Any:  # type: ignore[override]
         # A model's call is checked before AutoGen runs it: a tool it was not given, or arguments that are not
         # one JSON object, become the call's error result (see _toolhost.call_problem).
-        return await checked_call(AssistantAgent._execute_tool_call, **kwargs)
+        try:
+            return await checked_call(AssistantAgent._execute_tool_call, **kwargs)
+        except asyncio.CancelledError:
+            # AutoGen reads an answer's tool calls' streamed events until a None says they are done; a cancellation
+            # (stop, time-out, token budget) raised past that point left the agent waiting forever, holding its whole
+            # team. Say done, so the cancellation reaches the agent too.
+            kwargs["stream"].put_nowait(None)
+            raise
 
     async def on_messages_stream(
         self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken

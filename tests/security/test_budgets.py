@@ -29,8 +29,8 @@ from parley.store import Store
 Write = Callable[[str, str], Path]
 PARLEY = str(Path(sys.executable).parent / "parley")
 ROOT = Path(__file__).resolve().parents[2]
-LONG = "Tokens " * 3000
-"""One answer of about 3,000 tokens: more than the budget on its own."""
+LONG = "q7Zx9Kp2Wm4Rt8Vn " * 200
+"""One answer of about 3,200 tokens in 200 streamed pieces: more than the budget on its own."""
 BUDGET = 2000
 """More than every call before the long answer (a manager's delegation included), less than the long answer."""
 SLOW_S = 600
@@ -139,7 +139,21 @@ async def _drained() -> None:
         assert not pending, f"tasks still running after the run ended: {pending}"
 
 
-async def test_after_the_budget_stops_a_fanout_no_branch_calls_a_model_and_the_conversation_goes_on(
+@pytest.mark.parametrize("pattern", sorted(TEAMS))
+async def test_after_the_budget_stops_a_run_no_role_calls_a_model_and_nothing_is_left_running(
+        write: Write, pattern: str) -> None:
+    team, slow = TEAMS[pattern](write)
+    conv = Conversation(team, max_tokens=BUDGET)
+    events = await asyncio.wait_for(collect(conv.start("Analyse Q3")), SAFETY_NET_S)
+    result = events[-1]
+    assert isinstance(result, RunResult) and result.stop_reason == "max_tokens", result
+    calls = [len(script.calls) for script in conv.pool.scripts]
+    await _drained()  # a role still waiting on a cancelled delegation would hold its whole team for good
+    assert [len(script.calls) for script in conv.pool.scripts] == calls  # no model call after the stop
+    assert not [e for e in events if isinstance(e, MessageEvent) and e.source in slow]
+
+
+async def test_after_the_budget_stops_a_fanout_the_store_has_it_and_the_conversation_goes_on(
         write: Write, tmp_path: Path) -> None:
     team, slow = _fanout(write)
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'budget.db'}")
@@ -151,17 +165,16 @@ async def test_after_the_budget_stops_a_fanout_no_branch_calls_a_model_and_the_c
         result = first[-1]
         assert isinstance(result, RunResult) and result.stop_reason == "max_tokens", result
         fast, slow_model = conv.pool.scripts
-        started = len(fast.calls) + len(slow_model.calls)
-        assert {c.who for c in slow_model.calls} == set(slow)  # every slow branch was in flight at the stop...
+        assert {c.who for c in slow_model.calls} == set(slow)  # every slow branch was in flight at the stop
+        assert [e.source for e in first if isinstance(e, MessageEvent)] == ["b0"]  # the answer that spent it
         await _drained()
-        assert len(fast.calls) + len(slow_model.calls) == started  # ...and none called its model after it
-        assert [e.source for e in first if isinstance(e, MessageEvent)] == ["b0"]
-
-        # The store has what was shown, and the same conversation goes on from where it stopped.
         stored = [event_adapter.validate_python(r.payload) for r in await store.events(tid)]
         assert stored == conv.history
+
+        # The next run starts the team again (not a graph with nothing left to run) with all that was said.
         second = await asyncio.wait_for(collect(conv.start("Now Q4")), SAFETY_NET_S)
         assert isinstance(second[-1], RunResult) and second[-1].stop_reason == "max_tokens"
+        assert [e.source for e in second if isinstance(e, MessageEvent)] == ["b0"]
         prompt = " ".join(str(m.content) for m in fast.calls[-1].messages)
         assert "Analyse Q3" in prompt and "Now Q4" in prompt and LONG.strip() in prompt
         assert [e for e in conv.history if isinstance(e, RunStartedEvent)][-1].content == "Now Q4"
