@@ -195,3 +195,48 @@ def test_a_handoff_called_with_arguments_that_are_not_an_object_is_an_error_not_
     assert first["is_error"] and "must be one JSON object" in first["content"]
     assert [e["source"] for e in events if e["type"] == "message"][-1] == "beta"
 
+
+
+@pytest.fixture
+def fake_backend() -> Iterator[Any]:
+    from fakeserver import serve
+
+    yield from serve()
+
+
+def _tool_calls_reply(*calls: tuple[str, str, str]) -> dict[str, Any]:
+    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "m",
+            "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None, "message": {
+                "role": "assistant", "content": None,
+                "tool_calls": [{"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                               for i, n, a in calls]}}],
+            "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}
+
+
+async def test_a_real_backend_s_tool_calls_pass_the_same_checks(fake_backend: Any) -> None:
+    """The scripted model is not special: an OpenAI-compatible server's reply goes through the same checks."""
+    from autogen_core.models import UserMessage
+
+    from parley.models import SELECTOR, Meter, ModelPool
+
+    pool = ModelPool(Meter())
+    model = f"compatible:m@{fake_backend.url}/v1"
+    echo = {"name": "echo", "description": "Say it back.",
+            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}
+    messages = [UserMessage(content="hi", source="user")]
+    try:
+        fake_backend.reply_json(_tool_calls_reply(("x", "echo", '{"text": "a"}'), ("x", "evil name <b>", "{}")))
+        fake_backend.reply_json(_tool_calls_reply(("x", "echo", '{"text": "b"}')))
+        clerk = pool.client(model, "clerk")
+        first = (await clerk.create(messages, tools=[echo])).content
+        second = (await clerk.create(messages, tools=[echo])).content
+        assert isinstance(first, list) and isinstance(second, list)
+        ids = [c.id for c in [*first, *second]]
+        assert len(set(ids)) == 3, ids
+        assert first[1].name == "evil_name__b_"
+        # Where only text is expected (the selector's pick), a call is text, not a crash of the selector.
+        fake_backend.reply_json(_tool_calls_reply(("y", "transfer_to_mallory", "{}")))
+        pick = (await pool.client(model, SELECTOR).create(messages)).content
+        assert isinstance(pick, str) and "transfer_to_mallory" in pick
+    finally:
+        await pool.close()
