@@ -17,7 +17,7 @@ from .paths import inside, project_root, search_dirs
 from .spec import TeamSpec, load_team_file
 from .tools import ToolRegistry, default_registry
 
-__all__ = ["TRUSTED_TEAMS", "TeamEntry", "check_trusted", "discover_teams", "resolve_team", "team_dirs",
+__all__ = ["TRUSTED_TEAMS", "TeamEntry", "check_trusted", "discover_teams", "programs", "resolve_team", "team_dirs",
            "trusted_dirs"]
 
 TRUSTED_TEAMS = "PARLEY_TRUSTED_TEAMS"
@@ -43,6 +43,11 @@ def trusted_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
     and `PARLEY_TRUSTED_TEAMS`, all named by the operator."""
     named = [Path(p).expanduser() for p in os.environ.get(TRUSTED_TEAMS, "").split(os.pathsep) if p.strip()]
     return [*team_dirs(extra), *named]
+
+
+def programs(spec: TeamSpec) -> list[str]:
+    """The programs a team starts on this machine (its stdio MCP servers' commands), to show wherever it is listed."""
+    return [m.command for m in spec.mcp if m.command is not None]
 
 
 def check_trusted(spec: TeamSpec, extra: Sequence[str | Path] = ()) -> None:

@@ -17,7 +17,7 @@ from . import __version__
 from ._human import ASK_HUMAN
 from ._proc import freeze_startup_objects
 from ._render import Renderer
-from .catalog import discover_teams
+from .catalog import discover_teams, programs
 from .conversation import Conversation
 from .errors import ConfigError, TeamFileError
 from .events import ApprovalRequestEvent, EscalationEvent, Event, QuestionEvent, RunResult
@@ -219,7 +219,9 @@ def _list_teams(extra: list[str]) -> int:
                 print(f"{'':<{width}}          {line}")
         else:
             roles = ", ".join(e.spec.role_names)
-            print(f"{e.name:<{width}}  {e.spec.pattern:<12}  [{roles}]  {e.spec.description}")
+            starts = programs(e.spec)  # team files are code: say which ones start programs
+            print(f"{e.name:<{width}}  {e.spec.pattern:<12}  [{roles}]  {e.spec.description}"
+                  + (f"  (starts programs: {', '.join(starts)})" if starts else ""))
     return EXIT_OK
 
 

@@ -19,7 +19,7 @@ from chainlit.types import ThreadDict
 
 from .._proc import freeze_startup_objects
 from .._text import human_text
-from ..catalog import TeamEntry, discover_teams
+from ..catalog import TeamEntry, discover_teams, programs
 from ..conversation import Conversation
 from ..errors import ConfigError
 from ..store import Store, default_url
@@ -189,7 +189,8 @@ async def _profiles(user: cl.User | None = None, language: str | None = None) ->
             cl.ChatProfile(
                 name=spec.name,
                 default=spec.name == DEFAULT_TEAM,
-                markdown_description=f"{spec.description}\n\n*{spec.pattern.replace('_', ' ')}: {roles}*",
+                markdown_description=f"{spec.description}\n\n*{spec.pattern.replace('_', ' ')}: {roles}*"
+                + "".join(f"\n\nStarts a program on the server: `{c}`" for c in programs(spec)),
                 starters=[cl.Starter(label=s, message=s) for s in spec.starters],
             )
         )

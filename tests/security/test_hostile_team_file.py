@@ -154,3 +154,12 @@ def test_a_suite_cannot_name_files_outside_its_folder_and_the_project(
     err = capsys.readouterr().err
     assert code == 2, err
     assert "suite.yaml:6" in err and "is outside the suite's folder" in err, err
+
+
+def test_the_team_list_says_which_teams_start_programs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "mine"
+    _planting_team(folder, tmp_path / "ran.txt")
+    assert main(["teams", "--teams", str(folder)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("planted "))
+    assert f"(starts programs: {sys.executable})" in line
+    assert not (tmp_path / "ran.txt").exists()  # listing a team starts nothing
