@@ -108,6 +108,8 @@ def _undelivered(events: list[Event]) -> list[str]:
 
 def _restore_notes(conv: Conversation, events: list[Event]) -> None:
     """The team's shared notes, rebuilt from the team_notes calls that succeeded."""
+    # Call ids already stored stay taken: a model that repeats one after a restart gets a fresh id.
+    conv.meter.call_ids.update(e.call_id for e in events if isinstance(e, ToolCallEvent))
     calls = {e.call_id: e for e in events if isinstance(e, ToolCallEvent) and e.name == "team_notes"}
     for e in events:
         call = calls.get(e.call_id) if isinstance(e, ToolResultEvent) and not e.is_error else None

@@ -240,3 +240,31 @@ async def test_a_real_backend_s_tool_calls_pass_the_same_checks(fake_backend: An
         assert isinstance(pick, str) and "transfer_to_mallory" in pick
     finally:
         await pool.close()
+
+
+async def test_a_call_id_repeated_after_a_restart_is_renamed_too(write: Write, registry: ToolRegistry,
+                                                                 tmp_path: Path) -> None:
+    """The chat rebuilds a thread's tool steps from its stored events, keyed by call id, across restarts."""
+    from parley.store import Store
+
+    team = write("team.yaml", team_yaml(roles=("clerk",), max_turns=1, tools={"clerk": ["echo"]}))
+    script = write("s.yaml", """
+        roles:
+          clerk:
+            - {tool: echo, id: dup, args: {text: before}}
+            - {tool: echo, id: dup, args: {text: after}}
+    """)
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
+    try:
+        conv = Conversation(team, model=f"scripted:{script}", registry=registry)
+        tid = await store.create_thread("dana", conv.team.name, conv.model, "echo")
+        conv.attach(store, tid)
+        await conv.start("Echo").wait()
+        again = await Conversation.resume(store, tid, model=f"scripted:{script}", registry=registry,
+                                          teams_dirs=[team.parent])
+        await again.start("Once more").wait()
+        calls = [e for e in again.history if isinstance(e, ToolCallEvent)]
+        assert [c.arguments["text"] for c in calls] == ["before", "after"]
+        assert len({c.call_id for c in calls}) == 2, [c.call_id for c in calls]
+    finally:
+        await store.close()
