@@ -21,6 +21,7 @@ import parley.tools as tools_module
 from parley import Conversation, ToolRegistry
 from parley.cli import main
 from parley.events import ApprovalDecisionEvent, ApprovalRequestEvent, Event, ToolCallEvent, ToolResultEvent
+from parley.paths import is_server_id
 
 Write = Callable[[str, str], Path]
 TOOLS = '''
@@ -103,7 +104,7 @@ async def test_approving_the_harmless_card_never_runs_the_other_call(write: Writ
     sent = registry.get("wire_money").func.__globals__["SENT"]
     assert sent == [("ACME", 1)], "approving the ACME card ran another call"
     cards = [e for e in events if isinstance(e, ApprovalRequestEvent)]
-    assert len({c.request_id for c in cards}) == 2 and "call_1" not in {c.request_id for c in cards}
+    assert len({c.request_id for c in cards}) == 2 and all(is_server_id(c.request_id) for c in cards)
     decisions = {e.request_id: e.approved for e in events if isinstance(e, ApprovalDecisionEvent)}
     assert decisions == {c.request_id: c.arguments["to"] == "ACME" for c in cards}
     results = {e.call_id: e for e in events if isinstance(e, ToolResultEvent)}
