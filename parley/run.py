@@ -750,6 +750,13 @@ class Run:
         self._emit(MessageEvent(source=item.source, content=item.to_text(), kind=kind, turn=conv.turn))  # type: ignore[arg-type]
         if self._spent_by == item.source:  # the answer that spent the budget is shown: now end the run
             self._cancel("max_tokens")
+        guard = self.guard
+        cap = guard.limits.max_turns + guard.extra_turns
+        if conv.team.pattern in PARALLEL_PATTERNS and item.source in guard.roles and guard.turns >= cap:
+            # The team checks its turn cap only once every role of a parallel step has answered: the others would
+            # go on for as long as they take. End the run now, as the wall-clock limit does.
+            guard.detail = f"reached {cap} turns"
+            self._cancel("max_turns")
 
     def _on_event(self, item: Any) -> None:
         turn = self.conversation.turn + 1

@@ -1,5 +1,5 @@
 """A token budget ends every run, whatever the pattern: once the meter passes it, the run stops with `max_tokens`
-(the CLI exits 3) and every model call still in flight, in any parallel branch, is abandoned.
+(the CLI exits 3) and every model call still in flight, in any parallel branch, is abandoned. So does the turn cap.
 
 AutoGen's manager checks a team's termination only when every branch of a parallel step has answered, so a budget
 spent by one fast branch used to wait for the slowest one (in the issue, a fan-out of 9 branches on a slow model
@@ -129,6 +129,19 @@ def test_a_spent_budget_ends_the_run_with_max_tokens_and_exit_3(write: Write, pa
     # The slow roles never answered: their calls, where they had started, were abandoned with the run.
     assert not [e for e in events if e["type"] == "message" and e["source"] in slow]
     assert all(e["cancelled"] for e in events if e["type"] == "usage" and e["source"] in slow)
+
+
+@pytest.mark.parametrize("pattern", ["consensus", "fanout", "hierarchical", "sequential"])
+def test_a_turn_cap_reached_inside_parallel_branches_ends_the_run(write: Write, pattern: str) -> None:
+    """The same for the turn cap: the first answer is the last turn, whoever else is still working."""
+    team, slow = TEAMS[pattern](write)
+    proc = _parley("run", str(team), "Analyse Q3", "--max-turns", "1", "--json", "--no-save")
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    result = events[-1]
+    assert result["type"] == "result" and result["stop_reason"] == "max_turns", result
+    assert result["detail"] == "reached 1 turns" and result["turns"] == 1
+    assert not [e for e in events if e["type"] == "message" and e["source"] in slow]
 
 
 async def _drained() -> None:
