@@ -231,8 +231,9 @@ class WebGuard:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() not in (b"content-security-policy", b"x-content-type-options")]
-                if is_file and message.get("status") == 200:
-                    headers = _file_headers(headers, scope)
+                if is_file:  # a part (206) or a revalidation (304) too: a cache merges their headers
+                    if message.get("status") in (200, 206):
+                        headers = _file_headers(headers, scope)
                     headers.append((b"content-security-policy", FILE_POLICY.encode()))
                 else:
                     headers.append((b"content-security-policy", page_policy().encode()))
