@@ -1,9 +1,10 @@
 """A token budget ends every run, whatever the pattern: once the meter passes it, the run stops with `max_tokens`
-(the CLI exits 3) and every model call still in flight, in any parallel branch, is abandoned. So does the turn cap.
+(the CLI exits 3) and every model call still in flight, in any parallel branch, is abandoned. The turn cap
+ends a parallel step the same way.
 
 AutoGen's manager checks a team's termination only when every branch of a parallel step has answered, so a budget
 spent by one fast branch used to wait for the slowest one (in the issue, a fan-out of 9 branches on a slow model
-never ended). Here one role answers at once with a long reply that spends the budget, while the others are on a
+never ended). Here one role answers quickly with a long reply that spends the budget, while the others are on a
 model that takes ten minutes per reply: the run must end long before they would answer. The teams give their
 roles their own scripted models (a fast one and a slow one), because one script answers every call equally fast.
 """
