@@ -50,6 +50,12 @@ async def test_users_are_hashed_verified_and_unique(store: Store) -> None:
         await store.create_user("carol", "short")
     with pytest.raises(StoreError, match="name is empty"):
         await store.create_user("  ", "long enough")
+    for reserved in ("local", "Local"):  # the single-user mode's user owns the CLI's and pre-login runs
+        with pytest.raises(StoreError, match="local single-user mode's user"):
+            await store.create_user(reserved, "long enough")
+    for odd in ("eve\n", " eve", "e\x00ve"):
+        with pytest.raises(StoreError, match="control characters"):
+            await store.create_user(odd, "long enough")
     assert await store.count_users() == 2
     assert await store.verify_user("alice", "correct horse"), "the failed duplicate left alice alone"
 

@@ -22,6 +22,9 @@ from ._rows import AuditRow, CheckpointRow, EventRow, StoreError, ThreadRow
 from ._schema import audit, checkpoints, events, metadata, now, threads, users
 from ._urls import default_url, normalise_url, redact
 
+RESERVED_USER = "local"
+"""The web chat's single-user mode signs everyone in as this user; `parley run` saves its runs under it."""
+
 __all__ = ["Store"]
 
 OPEN_TIMEOUT_S = 10.0
@@ -120,6 +123,14 @@ class Store:
         """Add a user. The password is stored only as a salted scrypt hash."""
         if not name.strip():
             raise StoreError("could not create user: the name is empty")
+        if name.strip().lower() == RESERVED_USER:
+            # The single-user mode's user owns every conversation made before logins and by `parley run`:
+            # a password user of that name would sign in as all of them.
+            raise StoreError(f"could not create user '{name}': '{RESERVED_USER}' is the name of the local "
+                             "single-user mode's user; pick another name")
+        if any(not c.isprintable() for c in name) or name != name.strip():
+            raise StoreError(f"could not create user {name!r}: a name has no control characters and no "
+                             "spaces at its ends")
         if len(password) < MIN_PASSWORD:
             raise StoreError(
                 f"could not create user '{name}': the password needs at least {MIN_PASSWORD} characters"
