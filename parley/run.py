@@ -30,6 +30,7 @@ from autogen_core import CancellationToken
 
 from ._agent import ParleyNotice
 from ._text import human_text, redact_secrets
+from ._toolhost import standing_decision
 from .errors import ConfigError
 from .events import (
     AnswerEvent,
@@ -60,6 +61,7 @@ from .events import (
     VoteEvent,
 )
 from .models import BudgetExceeded, CallRecord, Retry
+from .paths import new_id
 
 if TYPE_CHECKING:
     from .conversation import Conversation
@@ -411,9 +413,6 @@ class Run:
 
     async def _request_approval(self, role: str, tool: str, args: dict[str, Any], call_id: str | None,
                                 token: CancellationToken) -> tuple[bool, str]:
-        from ._toolhost import standing_decision
-        from .paths import new_id
-
         # Parley's own id, never the model's call id: two calls sharing an id must not share one decision.
         request_id = new_id()
         fut: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
