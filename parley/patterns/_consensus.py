@@ -32,7 +32,13 @@ from ._choose import choose
 STEPS = ("ballot", "tally", "verdict")
 """Names of parley's own steps in a consensus team; roles may not use them."""
 NO_VOTE = "(no clear vote)"
-_VOTE_LINE = re.compile(r"\b(?:final\s+)?(?:vote|answer|decision)\b[*_]*\s*[:=]\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+# Linear on any text: after the label, the rest of the line (the next line when the label ends its own), taken
+# greedily and stripped in Python. (A lazy `(.+?)\s*$` retried the trailing `\s*` at every step: quadratic on a vote line
+# padded with spaces, which froze the event loop for seconds on one hostile answer.)
+_VOTE_LINE = re.compile(r"\b(?:final\s+)?(?:vote|answer|decision)\b[*_]*\s*[:=](\s*[^\n]+)", re.IGNORECASE)
+SCAN_LIMIT = 20_000
+"""Characters of an answer the vote is read from (its end, where the VOTE line goes): bounds the work done
+on the event loop for one answer, however long a model makes it."""
 
 
 def normalise(text: str, options: Sequence[str]) -> str:
@@ -40,7 +46,8 @@ def normalise(text: str, options: Sequence[str]) -> str:
 
     The last `VOTE:` (or `ANSWER:`/`DECISION:`) line counts when there is one; otherwise the whole answer.
     """
-    lines = _VOTE_LINE.findall(text)
+    text = text[-SCAN_LIMIT:]
+    lines = [line.strip() for line in _VOTE_LINE.findall(text)]
     said = lines[-1] if lines else text
     if options:
         for scope in (said, text) if lines else (text,):
