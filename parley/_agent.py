@@ -116,7 +116,9 @@ class ParleyAgent(AssistantAgent):
                 yield response  # tool output and handoffs are not the role's answer
                 return
             text = answer.to_model_text()
-            problems = validator.problems(text)
+            # Off the event loop: a team's pattern may take up to its time limit on this answer, and meanwhile
+            # the run's timeout, Stop and other conversations keep going.
+            problems = await asyncio.to_thread(validator.problems, text)
             yield ParleyNotice(source=self.name, event=ValidationEvent(
                 source=self.name, content=text, passed=not problems, attempt=attempt, retries=validator.retries,
                 problems=problems))

@@ -7,11 +7,42 @@ import re
 from typing import Any
 
 import jsonschema
+import regex
+from referencing import Registry
+from referencing.exceptions import Unresolvable
 
 from .spec import ValidationSpec
 from .tools import CheckDef
 
-_FENCED = re.compile(r"```(?:json)?\s*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+# `[^\S\n]*` (not `\s*`) before the newline: `\s*\n` backtracked over a run of blank lines and rescanned the rest
+# of the answer at each step (quadratic on an opening fence followed by many newlines).
+_FENCED = re.compile(r"```(?:json)?[^\S\n]*\n(.*?)```", re.DOTALL | re.IGNORECASE)
+PATTERN_TIMEOUT_S = 1.0
+"""Longest time a team's or suite's regular expression may take on one answer. Patterns come from files and
+answers from models: a pattern that backtracks catastrophically (`^(a+)+$`) on a crafted answer would otherwise run
+for hours, holding the event loop (Python's `re` cannot be interrupted and never releases the GIL)."""
+TOO_SLOW = "the pattern took too long on this answer: simplify it"
+PatternError = regex.error
+"""A pattern the `regex` engine cannot compile."""
+
+
+def pattern_found(pattern: str, text: str, timeout_s: float = PATTERN_TIMEOUT_S) -> bool:
+    """Whether `pattern` matches somewhere in `text`, given at most `timeout_s` of matching.
+
+    Raises TimeoutError when the match takes longer: the caller reports it as a failure (TOO_SLOW).
+    The `regex` engine checks its clock while it backtracks, so the time is bounded whatever the pattern;
+    `concurrent=True` lets other threads run meanwhile (`text` is an immutable str).
+    """
+    return regex.search(pattern, text, timeout=timeout_s, concurrent=True) is not None
+
+
+def schema_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+    """A validator for a team file's schema that never fetches anything.
+
+    The empty registry resolves only references inside the schema itself (`#...`): jsonschema would otherwise
+    fetch `http(s)://` and `file://` references, with no timeout, on the event loop.
+    """
+    return jsonschema.validators.validator_for(schema)(schema, registry=Registry())
 
 
 def extract_json(text: str) -> Any:
@@ -24,7 +55,7 @@ def extract_json(text: str) -> Any:
     for candidate in candidates:
         try:
             return json.loads(candidate)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: brackets nested thousands deep
             continue
     raise ValueError("the answer contains no JSON value")
 
@@ -35,7 +66,7 @@ class Validator:
     def __init__(self, spec: ValidationSpec, check: CheckDef | None = None) -> None:
         self.spec = spec
         self.check = check
-        self._schema = jsonschema.validators.validator_for(spec.json_schema)(spec.json_schema) if spec.json_schema else None
+        self._schema = schema_validator(spec.json_schema) if spec.json_schema else None
 
     @property
     def retries(self) -> int:
@@ -47,8 +78,12 @@ class Validator:
         out: list[str] = []
         if self._schema is not None:
             out += self._json_problems(text)
-        if spec.regex is not None and not re.search(spec.regex, text):
-            out.append(f"the answer must contain text matching the pattern {spec.regex}")
+        if spec.regex is not None:
+            try:
+                if not pattern_found(spec.regex, text):
+                    out.append(f"the answer must contain text matching the pattern {spec.regex}")
+            except TimeoutError:
+                out.append(f"{TOO_SLOW} (validate.regex {spec.regex}, limit {PATTERN_TIMEOUT_S:g} s)")
         lowered = text.lower()
         out += [f"the answer must mention {needle!r}" for needle in spec.contains if needle.lower() not in lowered]
         out += [f"the answer must not mention {needle!r}" for needle in spec.not_contains if needle.lower() in lowered]
@@ -65,7 +100,14 @@ class Validator:
         except ValueError:
             return ["the answer must be JSON matching the schema " + json.dumps(self.spec.json_schema)]
         out = []
-        for err in sorted(self._schema.iter_errors(value), key=lambda e: list(e.absolute_path)):
+        try:
+            errors = sorted(self._schema.iter_errors(value), key=lambda e: list(e.absolute_path))
+        except Unresolvable as exc:  # a reference outside the schema: never fetched (see schema_validator)
+            return [f"the team's json_schema has a reference that cannot be resolved inside it ({exc}): "
+                    "only references inside the schema (#...) are allowed"]
+        except RecursionError:
+            return ["the answer's JSON is nested too deeply to check"]
+        for err in errors:
             where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
             out.append(f"JSON at ${where}: {err.message}")
         return out

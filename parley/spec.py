@@ -26,6 +26,23 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_REF_KEYS = ("$ref", "$dynamicRef", "$recursiveRef")
+
+
+def _outside_refs(schema: Any, where: str = "json_schema") -> list[tuple[str, str]]:
+    """Every reference in a schema that does not point inside it (`#...`), with where it is."""
+    found: list[tuple[str, str]] = []
+    if isinstance(schema, dict):
+        for key, value in schema.items():
+            if key in _REF_KEYS and isinstance(value, str) and not value.startswith("#"):
+                found.append((f"{where}.{key}", value))
+            found += _outside_refs(value, f"{where}.{key}")
+    elif isinstance(schema, list):
+        for i, value in enumerate(schema):
+            found += _outside_refs(value, f"{where}[{i}]")
+    return found
+
+
 class ValidationSpec(_Strict):
     """Rules a role's answer must pass; a failure goes back to the role as a correction request."""
 
@@ -46,9 +63,11 @@ class ValidationSpec(_Strict):
     @classmethod
     def _compiles(cls, v: str | None) -> str | None:
         if v is not None:
+            import regex  # the engine that runs it, with a time limit (parley/_validate.py)
+
             try:
-                re.compile(v)
-            except re.error as exc:
+                regex.compile(v)
+            except regex.error as exc:
                 raise ValueError(f"regex {v!r} does not compile: {exc}") from None
         return v
 
@@ -62,6 +81,12 @@ class ValidationSpec(_Strict):
                 jsonschema.validators.validator_for(v).check_schema(v)
             except jsonschema.SchemaError as exc:
                 raise ValueError(f"json_schema is not a valid JSON schema: {exc.message}") from None
+            outside = _outside_refs(v)
+            if outside:
+                where, ref = outside[0]
+                raise ValueError(f"json_schema refers outside itself ({where}: {ref!r}): parley never fetches "
+                                 "http(s):// or file:// schemas; copy the definition into the schema under $defs "
+                                 "and refer to it as '#/$defs/NAME'")
         return v
 
     @model_validator(mode="after")

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import fnmatch
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from .._text import one_line
+from .._validate import PATTERN_TIMEOUT_S, TOO_SLOW, PatternError, pattern_found
 from ..events import (
     EscalationEvent,
     Event,
@@ -91,7 +91,12 @@ def check(exp: Expectation, seen: Observed) -> Outcome:
         ok = value.lower() in seen.final.lower()
         return Outcome(kind, value, "passed" if ok else "failed", "" if ok else f"the final answer does not contain {value!r}", [final])
     if kind == "final_matches":
-        ok = re.search(value, seen.final) is not None
+        try:
+            ok = pattern_found(value, seen.final)
+        except TimeoutError:  # a pattern that backtracks without end on this answer: bounded, and said so
+            return Outcome(kind, value, "failed", f"{TOO_SLOW} (/{value}/, limit {PATTERN_TIMEOUT_S:g} s)", [final])
+        except PatternError as exc:  # valid for Python's `re` (the suite loader's check) but not for `regex`
+            return Outcome(kind, value, "failed", f"the pattern /{value}/ cannot be used: {exc}", [final])
         return Outcome(kind, value, "passed" if ok else "failed", "" if ok else f"the final answer does not match /{value}/", [final])
     said = set(seen.speakers)
     if kind == "spoke":
