@@ -6,7 +6,11 @@ Chainlit offers no option for any of these:
   ends, and the thread id names the conversation (and so its workspace). `install()` puts a check of both
   (ids of the server's own form, a UUID) in front of that handler, and keeps `files_dir` inside `.files`;
 - its page (index.html) carries inline scripts: the content security policy allows exactly those, by hash;
-- a file it serves at /project/file/ has its name only in the session that holds it.
+- a file it serves at /project/file/ has its name only in the session that holds it;
+- it accepts a login token for as long as it is signed and unexpired: the no-login `local` identity must stop
+  working once local mode no longer holds (a user was created, the server was bound elsewhere). `install()` puts
+  a screen in front of the socket's connect handler and of every event handler, and `login_of()`,
+  `without_login()` and `expired_login_cookies()` let the HTTP guard read and drop a token as Chainlit does.
 
 `check()` says whether the installed Chainlit still behaves as all this assumes; the test
 tests/security/test_hostile_client.py::test_chainlit_is_still_what_parley_patches calls it, so an upgrade that
@@ -23,6 +27,7 @@ import json
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, get_args
 from urllib.parse import parse_qs
@@ -30,9 +35,15 @@ from urllib.parse import parse_qs
 import chainlit.socket as _socket
 import socketio
 from chainlit import server as _server
+from chainlit.auth import cookie as _cookie
+from chainlit.auth.jwt import decode_jwt
 from chainlit.config import FILES_DIRECTORY
 from chainlit.config import config as _config
+from chainlit.context import init_ws_context
+from chainlit.message import ErrorMessage
 from chainlit.session import BaseSession, ClientType, WebsocketSession
+from starlette.requests import cookie_parser
+from starlette.responses import Response
 from starlette.types import Scope
 
 from ..paths import inside, is_server_id
@@ -43,6 +54,10 @@ _PATCHED = "_parley_checked"
 _INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 _HASHES_TTL_S = 2.0
 _hashes: tuple[float, tuple[str, ...]] | None = None
+Screen = Callable[[str | None, dict[str, Any] | None], Awaitable[str | None]]
+"""(login identifier or None, the socket's environ) -> why it is refused now, or None: see `install`."""
+UNSCREENED_EVENTS = frozenset({"connect", "disconnect", "clear_session", "stop"})
+"""Socket events that run whoever asks: connect is screened on its own; the others only end or stop things."""
 
 
 def foreign_ids(auth: Any) -> str | None:
@@ -70,8 +85,10 @@ def foreign_ids(auth: Any) -> str | None:
     return None
 
 
-def install() -> None:
-    """Check the ids every socket brings before Chainlit uses them; keep session folders inside `.files`."""
+def install(screen: Screen | None = None) -> None:
+    """Check the ids every socket brings before Chainlit uses them; keep session folders inside `.files`.
+    `screen` sees the login of every socket at connect (from its cookie) and at every event (the session's user):
+    a login it refuses gets no session (a restored one included) and runs nothing, with the reason said."""
     handlers = _server.sio.handlers.get("/", {})
     original = handlers.get("connect")
     if original is None:
@@ -85,12 +102,102 @@ def install() -> None:
             if why is not None:
                 log.warning("refused a socket: %s", why)
                 raise socketio.exceptions.ConnectionRefusedError(why)
+            if screen is not None:
+                why = await screen(login_of(environ.get("HTTP_COOKIE"), None), environ)
+                if why is not None:
+                    log.warning("refused a socket's login: %s", why)
+                    raise socketio.exceptions.ConnectionRefusedError(why)
             return await original(sid, environ, auth)
 
         setattr(connect, _PATCHED, True)
         _server.sio.on("connect", connect)
+    if screen is not None:
+        for event, handler in list(handlers.items()):
+            if event not in UNSCREENED_EVENTS and not getattr(handler, _PATCHED, False):
+                _server.sio.on(event, _screened(event, handler, screen))
     if not isinstance(BaseSession.__dict__.get("files_dir"), _FilesDir):
         BaseSession.files_dir = _FilesDir()  # type: ignore[assignment]
+
+
+def _screened(event: str, handler: Callable[..., Awaitable[Any]], screen: Screen) -> Callable[..., Awaitable[Any]]:
+    """`handler`, run only while `screen` accepts the session's user: a socket connected while a login was good
+    (local mode, before the first user was created) must not keep using it."""
+
+    @functools.wraps(handler)
+    async def screened(sid: str, *args: Any) -> Any:
+        session = WebsocketSession.get(sid)
+        user = session.user if session is not None else None
+        why = await screen(user.identifier if user else None, session.environ if session else None)
+        if why is None:
+            return await handler(sid, *args)
+        log.warning("refused a socket's %s: %s", event, why)
+        if session is not None:
+            try:  # say why in the page before the socket closes
+                init_ws_context(session)
+                await ErrorMessage(content=why).send()
+            except Exception as exc:  # the socket may be gone already: closing it below is what matters
+                log.debug("could not tell the page why: %s", exc)
+        await _server.sio.disconnect(sid)
+        return None
+
+    setattr(screened, _PATCHED, True)
+    return screened
+
+
+# -- login tokens, read as Chainlit reads them --------------------------------------------------------------
+
+
+def login_of(cookie_header: str | None, authorization: str | None) -> str | None:
+    """The identifier a request's login token names (signature and expiry checked, as Chainlit does: the cookie,
+    else an `Authorization: Bearer` header), or None for no token or one Chainlit would refuse anyway."""
+    token = _cookie.get_token_from_cookies(cookie_parser(cookie_header)) if cookie_header else None
+    if not token and authorization:
+        scheme, _, value = authorization.strip().partition(" ")
+        token = value.strip() if scheme.lower() == "bearer" else None
+    if not token:
+        return None
+    try:
+        return str(decode_jwt(token).identifier)
+    except Exception:  # expired, forged, no secret: Chainlit answers 401 itself
+        return None
+
+
+def _is_login_cookie(name: str) -> bool:
+    base = _cookie._auth_cookie_name
+    return name == base or (name.startswith(base + "_") and name[len(base) + 1:].isdigit())
+
+
+def without_login(scope: Scope) -> Scope:
+    """The request as if it carried no login token: no login cookie (whole or in chunks), no Authorization."""
+    headers = []
+    for key, value in scope.get("headers") or []:
+        if key.lower() == b"authorization":
+            continue
+        if key.lower() == b"cookie":
+            kept = [part for part in value.decode("latin-1").split(";")
+                    if part.strip() and not _is_login_cookie(part.split("=", 1)[0].strip())]
+            if not kept:
+                continue
+            value = ";".join(kept).strip().encode("latin-1")
+        headers.append((key, value))
+    return {**scope, "headers": headers}
+
+
+def expired_login_cookies(cookie_header: str | None) -> list[tuple[str, bytes]]:
+    """(name, Set-Cookie value) removing each login cookie the request carried, as Chainlit's sign-out does."""
+    names = [n for n in cookie_parser(cookie_header or "") if _is_login_cookie(n)]
+    expired = []
+    for name in names:
+        response = Response()
+        response.delete_cookie(name, path=_cookie._cookie_path, secure=_cookie._cookie_secure,
+                               samesite=_cookie._cookie_samesite)
+        expired += [(name, v) for k, v in response.raw_headers if k == b"set-cookie"]
+    return expired
+
+
+def is_socket_route(path: str) -> bool:
+    """Chainlit's Socket.IO endpoint (the polling transport's requests too): screened by `install`'s wrappers."""
+    return path.startswith(f"{_config.run.root_path or ''}/ws/socket.io")
 
 
 class _FilesDir:
@@ -160,6 +267,7 @@ def check() -> list[str]:
     if not any(getattr(r, "path", "") == f"{_config.run.root_path}/project/file/{{file_id}}"
                for r in _server.router.routes):
         broken.append("Chainlit no longer serves message files at /project/file/{file_id}")
+    broken += _login_checks()
     if not callable(getattr(_server, "get_html_template", None)):
         broken.append("chainlit.server.get_html_template is gone: the page's inline scripts cannot be hashed")
     return broken
@@ -168,3 +276,19 @@ def check() -> list[str]:
 def _files_dir_source() -> str:
     """The source of Chainlit's own files_dir (parley replaced it on the class; Chainlit's text is in its module)."""
     return inspect.getsource(inspect.getmodule(BaseSession))  # type: ignore[arg-type]
+
+
+def _login_checks() -> list[str]:
+    """What no longer holds of how Chainlit reads logins (see `login_of`) and of the screen on its socket."""
+    broken = []
+    for name in ("client_message", "edit_message", "connection_successful"):
+        if not getattr(_server.sio.handlers.get("/", {}).get(name), _PATCHED, False):
+            broken.append(f"the socket's {name!r} handler is not screened for logins that no longer hold")
+    if "get_token_from_cookies" not in inspect.getsource(_socket) or "decode_jwt" not in inspect.getsource(
+            __import__("chainlit.auth", fromlist=["x"])):
+        broken.append("Chainlit no longer reads its login token as parley does (cookie, then decode_jwt)")
+    if not isinstance(getattr(_cookie, "_auth_cookie_name", None), str):
+        broken.append("chainlit.auth.cookie._auth_cookie_name is gone: parley cannot drop a stale login cookie")
+    if "/ws/socket.io" not in inspect.getsource(_server):
+        broken.append("Chainlit's socket is no longer served at /ws/socket.io")
+    return broken

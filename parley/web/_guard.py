@@ -7,6 +7,9 @@
   a cross-site or state-changing request) must come from the app's own origin, or from one listed in
   PARLEY_ALLOWED_ORIGINS. A request without Origin comes from a program, not from a page acting for a
   signed-in user on another site: it carries only the cookies its author gave it, and is let through.
+- The no-login `local` identity holds only for a request for which local mode holds: a cookie handed out in
+  local mode stops working on every route once a user exists or the server serves another address (the
+  cookie is signed and lasts days; its secret outlives restarts).
 - One content security policy on every response (`script-src 'self'`, images from here only), and the
   files tools wrote are downloads unless they are pictures or plain text.
 """
@@ -18,6 +21,7 @@ import ipaddress
 import json
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -35,6 +39,10 @@ _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _FORWARDING_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 INLINE_IMAGES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "image/avif", "image/bmp"})
 """Pictures a browser shows as pictures and never runs. SVG is not among them: opened on its own, it runs scripts."""
+LOCAL_USER = "local"
+"""The identity of local mode (no login): the store refuses to create a user of that name."""
+LOCAL_REFUSAL = "This server now requires login: sign in with your user."
+"""Said to a request or socket still carrying the login local mode handed out, after local mode ended."""
 FILE_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 """Tool-written files, even opened in a tab of their own: no script, no origin of the app's."""
 
@@ -199,11 +207,18 @@ def _file_headers(headers: list[tuple[bytes, bytes]], scope: Scope) -> list[tupl
     return [*kept, (b"content-type", b"application/octet-stream"), (b"content-disposition", disposition.encode())]
 
 
+def _header(scope: Scope, name: bytes) -> str | None:
+    return next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k.lower() == name), None)
+
+
 class WebGuard:
     """ASGI middleware in front of all of Chainlit (its routes and its socket)."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, local_mode: Callable[[Connection], Awaitable[bool]] | None = None) -> None:
+        """`local_mode(conn)`: whether local mode holds for that request (the facts and no users); without it,
+        the `local` login is never checked here."""
         self.app = app
+        self.local_mode = local_mode
         self._told: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -218,11 +233,50 @@ class WebGuard:
         token = CONNECTION.set(conn)
         try:
             if scope["type"] == "websocket":
-                await self.app(scope, receive, send)
-            else:
-                await self.app(scope, receive, self._with_headers(scope, send))
+                await self.app(scope, receive, send)  # the socket's login: _chainlit_fixes screens it
+                return
+            send = self._with_headers(scope, send)
+            if await self._stale_local_login(scope, conn):
+                cookies = _header(scope, b"cookie")
+                send = self._without_stale_login(scope, send, _chainlit_fixes.expired_login_cookies(cookies))
+                scope = _chainlit_fixes.without_login(scope)
+            await self.app(scope, receive, send)
         finally:
             CONNECTION.reset(token)
+
+    async def _stale_local_login(self, scope: Scope, conn: Connection) -> bool:
+        """The request carries the `local` login while local mode does not hold for it."""
+        if self.local_mode is None or _chainlit_fixes.is_socket_route(scope.get("path", "")):
+            return False
+        who = _chainlit_fixes.login_of(_header(scope, b"cookie"), _header(scope, b"authorization"))
+        return who == LOCAL_USER and not await self.local_mode(conn)
+
+    def _without_stale_login(self, scope: Scope, send: Send, expired: list[tuple[str, bytes]]) -> Send:
+        """Chainlit answers as to a request without a login (pages and the login form work; every route that
+        needs a login says 401, with what to do), and the browser drops the stale cookie."""
+        login_form = scope.get("path", "") == f"{_chainlit_config.run.root_path or ''}/login"
+        replaced = False
+
+        async def send_refusing(message: Message) -> None:
+            nonlocal replaced
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                set_now = {v.split(b"=", 1)[0].strip().decode("latin-1") for k, v in headers if k.lower() == b"set-cookie"}
+                drop = [(b"set-cookie", v) for name, v in expired if name not in set_now]  # a fresh login wins
+                if message.get("status") == 401 and not login_form:
+                    replaced = True
+                    body = json.dumps({"detail": LOCAL_REFUSAL}).encode()
+                    await send({"type": "http.response.start", "status": 401,
+                                "headers": [(b"content-type", b"application/json"),
+                                            (b"content-length", str(len(body)).encode()), *drop]})
+                    await send({"type": "http.response.body", "body": body})
+                    return
+                message = {**message, "headers": headers + drop}
+            elif replaced:
+                return  # Chainlit's own 401 body: the refusal above was sent instead
+            await send(message)
+
+        return send_refusing
 
     def _with_headers(self, scope: Scope, send: Send) -> Send:
         is_file = scope.get("method") in ("GET", "HEAD") and _chainlit_fixes.is_file_route(scope.get("path", ""))

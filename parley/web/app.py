@@ -30,6 +30,8 @@ from ._datalayer import ParleyDataLayer
 from ._format import SYSTEM
 from ._guard import (
     CONNECTION,
+    LOCAL_REFUSAL,
+    LOCAL_USER,
     Connection,
     WebGuard,
     bind_host,
@@ -47,7 +49,6 @@ for _noisy in ("autogen_core", "autogen_core.events", "autogen_agentchat", "http
     logging.getLogger(_noisy).setLevel(os.environ.get("PARLEY_AUTOGEN_LOG", "CRITICAL"))
 
 log = logging.getLogger("parley.web")
-LOCAL_USER = "local"
 DEFAULT_TEAM = os.environ.get("PARLEY_DEFAULT_TEAM", "content-studio")
 _live: dict[str, ChatSession] = {}
 """Thread id -> the session whose run may still be going: reopening a thread re-attaches to it."""
@@ -67,15 +68,33 @@ async def store() -> Store:
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
 
+async def _no_users() -> bool:
+    return await (await store()).count_users() == 0
+
+
+async def local_mode(conn: Connection | None) -> bool:
+    """No login page: bound to loopback, a loopback peer not relayed by a proxy, and nobody has created a user
+    yet. Decided from what the server and the connection are, never from a header the client chose."""
+    return local_connection(conn) and await _no_users()
+
+
+async def _screen_socket(identifier: str | None, environ: dict[str, Any] | None) -> str | None:
+    """The `local` login holds on a socket only while local mode holds for it (checked at connect and at every
+    event): a tab opened before the first user was created must not keep running the team."""
+    if identifier == LOCAL_USER and not await local_mode(connection_of_environ(environ)):
+        return LOCAL_REFUSAL
+    return None
+
+
 def _guard_server() -> None:
     """Put parley's checks (ids, origins, content policy: see _guard) and the sign-in rate limit in front of
     Chainlit's routes and socket, once per process."""
     if getattr(_server.state, "parley_login_limit", None) is not None:
         return  # the module was imported again (Chainlit's watch mode): the server already has them
-    _chainlit_fixes.install()
+    _chainlit_fixes.install(screen=_screen_socket)
     _server.state.parley_login_limit = limiter = LoginLimiter()
     _server.add_middleware(LoginRateLimit, limiter=limiter, path=f"{_chainlit_config.run.root_path}/login")
-    _server.add_middleware(WebGuard)  # added last: the outermost, it sees every request first
+    _server.add_middleware(WebGuard, local_mode=local_mode)  # added last: the outermost, it sees every request first
     load = _chainlit_config.load_translation
 
     def load_translation(language: str) -> dict[str, Any]:
@@ -122,16 +141,6 @@ def _session_config(self: WebsocketSession) -> Any:
 
 
 WebsocketSession.get_config = _session_config  # type: ignore[method-assign]
-
-
-async def _no_users() -> bool:
-    return await (await store()).count_users() == 0
-
-
-async def local_mode(conn: Connection | None) -> bool:
-    """No login page: bound to loopback, a loopback peer not relayed by a proxy, and nobody has created a user
-    yet. Decided from what the server and the connection are, never from a header the client chose."""
-    return local_connection(conn) and await _no_users()
 
 
 def _refuse_open_without_login() -> None:
@@ -201,8 +210,7 @@ async def _user_ok() -> str | None:
     user = cl.user_session.get("user")
     name = user.identifier if user else LOCAL_USER
     if name == LOCAL_USER and not await local_mode(connection_of_environ(cl.context.session.environ)):
-        await cl.Message(content="This server now requires login: sign out and sign in with your user.",
-                         author=SYSTEM).send()
+        await cl.Message(content=LOCAL_REFUSAL, author=SYSTEM).send()
         return None
     return name
 

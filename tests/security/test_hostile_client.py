@@ -7,11 +7,14 @@ httpx. What holds:
 - local mode (no login) comes from the address the server listens on and the peer's address, never from a
   header a client chose; `chainlit run app.py` on every interface without users refuses to start (hole 2);
 - a page from another origin, even another port of this machine, can neither drive the socket nor change
-  anything over HTTP (hole 3).
+  anything over HTTP (hole 3);
+- local mode's login works only while local mode holds: once a user exists, or the data folder is served on
+  every interface, its cookie opens no route, no socket and no event of a tab already open.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sqlite3
@@ -22,7 +25,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _websec import ROOT, ChatSocket, add_users, http, local_cookie, refused_socket, script, server_log
+from _websec import (
+    ROOT,
+    WAIT_S,
+    ChatSocket,
+    add_users,
+    http,
+    local_cookie,
+    login,
+    refused_socket,
+    script,
+    server_log,
+)
 from ui.conftest import Server, free_port, run_async
 
 PROXY_ORIGIN = "https://chat.example.com"
@@ -242,3 +256,120 @@ def test_another_origin_cannot_change_anything_over_http(local: Server) -> None:
         assert "access-control-allow-origin" not in preflight.headers
         # The origin a proxy serves the app at, listed in PARLEY_ALLOWED_ORIGINS, is the app's own.
         assert client.post("/logout", headers={"Origin": PROXY_ORIGIN}).status_code == 200
+
+
+# -- the local login ends with local mode ------------------------------------------------------------------
+
+SIGN_IN = "requires login: sign in with your user"
+"""What a request or a tab still carrying local mode's login is told once login is required."""
+
+
+def test_a_local_login_opens_nothing_once_login_is_required(tmp_path: Path) -> None:
+    """Local mode's cookie is signed, lasts days, and its secret outlives restarts: once a user exists it reads
+    nobody's conversations, not even those it made, and the page can still reach the login form."""
+    data = tmp_path / "data"
+    server = Server(data, str(script(data / "script.yaml", runs=4))).start()
+    try:
+        cookie = local_cookie(server)
+
+        async def chat() -> str:
+            async with ChatSocket(server, cookie) as tab:
+                await tab.run_to_end("Plan the launch")
+                assert tab.thread_id is not None
+                return tab.thread_id
+
+        tid = run_async(chat)
+        token = cookie.split("access_token=", 1)[1].split(";")[0]
+        with http(server) as client:
+            assert client.get(f"/project/thread/{tid}", headers={"Cookie": cookie}).status_code == 200
+        add_users(server, alice="alice-password-1")
+
+        def knock() -> None:
+            doors = {
+                "who am I": ("GET", "/user", {}),
+                "list the threads": ("POST", "/project/threads", {"json": {"pagination": {"first": 20}, "filter": {}}}),
+                "read the transcript": ("GET", f"/project/thread/{tid}", {}),
+                "rename the thread": ("PUT", "/project/thread", {"json": {"threadId": tid, "name": "mine now"}}),
+                "sign in without a password": ("POST", "/auth/header", {}),
+            }
+            with http(server) as client:
+                for door, (method, path, kw) in doors.items():
+                    for credentials in ({"Cookie": cookie}, {"Authorization": f"Bearer {token}"}):
+                        answer = client.request(method, path, headers=credentials, **kw)
+                        assert answer.status_code == 401, f"local mode's login could {door}: {answer.text[:200]}"
+                        assert SIGN_IN in answer.json()["detail"], (door, answer.text)
+                        assert "Plan the launch" not in answer.text and "reply" not in answer.text
+                # The page itself still loads (to show the login form) and tells the browser to drop the cookie.
+                page = client.get("/", headers={"Cookie": cookie})
+                assert page.status_code == 200
+                assert any(h.startswith("access_token=") and "Max-Age=0" in h
+                           for h in page.headers.get_list("set-cookie")), page.headers
+            alice = login(server, "alice", "alice-password-1")  # the new user signs in as usual
+            try:
+                assert alice.get("/user").json()["identifier"] == "alice"
+                assert alice.get(f"/project/thread/{tid}").status_code in (401, 403, 404)
+            finally:
+                alice.close()
+
+        knock()
+        server.stop()
+        server.start()  # same data folder, same signing secret: the cookie is still valid as a signature
+        knock()
+    finally:
+        server.stop()
+
+
+def test_a_local_tab_runs_nothing_once_login_is_required(tmp_path: Path) -> None:
+    """A tab of local mode, open or reconnecting with its session id, stops at the first user created."""
+    data = tmp_path / "data"
+    server = Server(data, str(script(data / "script.yaml", runs=6))).start()
+    try:
+        cookie = local_cookie(server)
+
+        async def go() -> tuple[str, str, list[str], int]:
+            session = str(uuid.uuid4())
+            async with ChatSocket(server, cookie, session_id=session) as tab:  # disconnected at the end
+                await tab.run_to_end("Plan the launch")
+                tid = tab.thread_id
+            async with ChatSocket(server, cookie) as still_open:
+                await still_open.run_to_end("Plan the party")
+                runs = still_open.runs_ended()
+                await asyncio.to_thread(add_users, server, alice="alice-password-1")
+                # Reconnecting with the old cookie and session id: Chainlit would restore the session.
+                reconnect = await refused_socket(server, cookie, session_id=session, thread_id=tid, wait_started=False)
+                await still_open.say("Plan the afterparty")
+                told = await still_open.note(SIGN_IN)
+                await asyncio.wait_for(still_open.dropped.wait(), WAIT_S)  # the server closed the tab's socket
+                return reconnect, told, still_open.texts(), runs - still_open.runs_ended()
+
+        reconnect, told, texts, more_runs = run_async(go)
+        assert SIGN_IN in reconnect
+        assert SIGN_IN in told
+        assert more_runs == 0 and not any("reply 3" in t for t in texts), texts  # the team did not run again
+        assert "Traceback" not in server_log(server)
+    finally:
+        server.stop()
+
+
+def test_a_loopback_login_is_nothing_on_every_interface(tmp_path: Path) -> None:
+    """A cookie local mode handed out while the data folder was served on 127.0.0.1 (same signing secret) is no
+    login when it is served on every interface, even should its users be gone."""
+    data = tmp_path / "data"
+    chat_script = script(tmp_path / "script.yaml")
+    on_loopback = ChainlitRun(data, chat_script, "127.0.0.1").start()
+    try:
+        cookie = local_cookie(on_loopback)
+    finally:
+        on_loopback.stop()
+    everywhere = ChainlitRun(data, chat_script, "0.0.0.0")
+    add_users(everywhere, alice="alice-password-1")
+    everywhere.start()
+    try:
+        with sqlite3.connect(data / "parley.db") as db:
+            db.execute("DELETE FROM users")
+        with http(everywhere) as client:
+            answer = client.get("/user", headers={"Cookie": cookie})
+            assert answer.status_code == 401 and SIGN_IN in answer.json()["detail"], answer.text
+        assert SIGN_IN in run_async(lambda: refused_socket(everywhere, cookie))
+    finally:
+        everywhere.stop()
