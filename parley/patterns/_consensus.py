@@ -36,9 +36,9 @@ NO_VOTE = "(no clear vote)"
 # greedily and stripped in Python. (A lazy `(.+?)\s*$` retried the trailing `\s*` at every step: quadratic on a vote line
 # padded with spaces, which froze the event loop for seconds on one hostile answer.)
 _VOTE_LINE = re.compile(r"\b(?:final\s+)?(?:vote|answer|decision)\b[*_]*\s*[:=](\s*[^\n]+)", re.IGNORECASE)
-SCAN_LIMIT = 20_000
-"""Characters of an answer the vote is read from (its end, where the VOTE line goes): bounds the work done
-on the event loop for one answer, however long a model makes it."""
+SCAN_LIMIT = 500_000
+"""Characters of an answer the vote is read from (its end, where the VOTE line goes): a few milliseconds of
+matching on the event loop for one answer, however long a model makes it."""
 
 
 def normalise(text: str, options: Sequence[str]) -> str:
