@@ -162,9 +162,8 @@ def test_local_mode_is_never_granted_by_a_header(local: Server) -> None:
         assert rebound.status_code == 401
 
     async def relayed_tab() -> str:
-        # The local login cookie, used by a client the proxy relays: the chat does not start.
-        async with ChatSocket(local, local_cookie(local), headers=RELAYED, wait_started=False) as tab:
-            return await tab.note("requires login")
+        # The local login cookie, used by a client the proxy relays: the socket is refused, saying why.
+        return await refused_socket(local, local_cookie(local), headers=RELAYED, wait_started=False)
 
     assert "sign in" in run_async(relayed_tab)
 
