@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Any
 
+from ._render import visible
 from .errors import ConfigError
 from .store import open_for_command
 from .store._rows import AuditRow
@@ -24,7 +25,7 @@ def record(row: AuditRow) -> dict[str, Any]:
 
 
 def markdown(thread: str, team: str, records: list[dict[str, Any]]) -> str:
-    lines = [f"# Audit trail of {thread} ({team})", "",
+    lines = [f"# Audit trail of {thread} ({visible(team, one_line=True)})", "",
              "| # | run | turn | when (UTC) | who | what | decision | detail |", "|---|---|---|---|---|---|---|---|"]
     for i, r in enumerate(records, 1):
         when = r["when"][:19].replace("T", " ")
@@ -45,7 +46,9 @@ def _summary(detail: dict[str, Any]) -> str:
 
 
 def _cell(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split()).replace("|", "\\|")
+    # Model text (questions, answers, problems) may carry terminal escapes: shown as `\x1b`, never obeyed by a
+    # terminal that prints the table.
+    text = visible(" ".join(text.split()), one_line=True).replace("|", "\\|")
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

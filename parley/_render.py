@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import sys
 import zlib
 from typing import TextIO
@@ -34,7 +36,49 @@ from .events import (
 )
 
 _COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
+STYLES = frozenset({0, 1, 2, *_COLORS})
+"""The SGR codes parley itself writes (`ESC [ code m`): bold, dim, its colours and the reset. Nothing else
+that starts with ESC ever reaches the terminal."""
 CLIP = 600
+CALL_CLIP = 200
+"""Arguments longer than this are shown at the approval prompt clipped, with a digest of the whole."""
+
+_BIDI = r"\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff"
+_HIDDEN = r"\x00-\x08\x0b-\x1f\x7f-\x9f" + _BIDI
+# C0 and C1 controls (ESC starts cursor moves, screen clears, OSC title and clipboard writes; CSI 8m hides
+# what follows; CR overwrites the line), bidi marks and overrides (text that reads otherwise than it is stored),
+# line separators, and lone surrogates (which would crash the write).
+_UNSAFE = re.compile(f"[{_HIDDEN}]")
+_UNSAFE_IN_LINE = re.compile(f"[\n\t{_HIDDEN}]")
+_FOREIGN = re.compile(r"\x1b(?!\[(?:" + "|".join(str(c) for c in sorted(STYLES)) + r")m)"
+                      r"|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f" + _BIDI + "]")
+"""What the last check before the terminal escapes: any ESC but parley's own styling, and the other controls."""
+
+
+def _shown(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: object, *, one_line: bool = False) -> str:
+    """`text` safe to write to a terminal: control characters and bidi overrides written out as `\\x1b`,
+    `\\u202e` (visible, never obeyed). Newlines and tabs stay unless `one_line` (names, ids, arguments: a
+    newline there could start a forged line). Used on every string the renderer did not write itself:
+    model text, tool names, arguments and results, file names, error and question texts."""
+    text = str(text).replace("\r\n", "\n")
+    return (_UNSAFE_IN_LINE if one_line else _UNSAFE).sub(_shown, text)
+
+
+def call_text(name: str, arguments: object, *, clip: int | None = None) -> str:
+    """A tool call as the operator sees it: the tool's name and its arguments as JSON (non-ASCII escaped, so a
+    string that is not an object shows its quotes and escapes too). Arguments longer than `clip` are cut,
+    followed by their length and a SHA-256 digest of the whole, which the full line shown before also carries."""
+    args = json.dumps(arguments)
+    digest = f" ({len(args):,} characters, sha256 {hashlib.sha256(args.encode()).hexdigest()[:16]})" \
+        if len(args) > CALL_CLIP else ""
+    if clip is not None and len(args) > clip:
+        args = args[: clip - 1] + "…"
+    return f"{visible(name, one_line=True)} {visible(args, one_line=True)}{digest}"
 
 
 def summary(result: RunResult) -> str:
@@ -64,9 +108,11 @@ class Renderer:
         """Speakers streaming while another one is: their text is shown whole when their message ends."""
 
     def _c(self, text: str, code: int) -> str:
+        text = visible(text)  # whatever is styled is visible text: only parley's own sequences go around it
         return f"\x1b[{code}m{text}\x1b[0m" if self.color else text
 
     def _name(self, name: str) -> str:
+        name = visible(name, one_line=True)
         return self._c(name, _COLORS[zlib.crc32(name.encode()) % len(_COLORS)])
 
     def _dim(self, text: str) -> str:
@@ -74,11 +120,17 @@ class Renderer:
 
     def _line(self, text: str) -> None:
         if self._streaming is not None:  # another line cuts in: the cut message is shown whole when it ends
-            self.out.write(" …\n")
+            self._write(" …\n")
             self._held.add(self._streaming)
             self._streaming = None
-        self.out.write(text + "\n")
+        self._write(text + "\n")
         self.out.flush()
+
+    def _write(self, text: str) -> None:
+        """The one way out to the terminal. Each string from outside parley went through `visible` already; this
+        last check makes sure nothing but parley's own styling (`STYLES`) starts with ESC, whatever a future
+        line forgets."""
+        self.out.write(_FOREIGN.sub(_shown, text))
 
     def show(self, ev: Event) -> None:  # noqa: C901 - one branch per event type reads best
         if isinstance(ev, RunStartedEvent):
@@ -87,7 +139,7 @@ class Renderer:
             self._line(self._c(f"! {ev.content}", 33))
         elif isinstance(ev, HumanMessageEvent):
             label = {"task": "task", "say": "you", "interrupt": "you (interrupt)"}[ev.mode]
-            self._line(f"{self._c(label, 1)}: {ev.content}")
+            self._line(f"{self._c(label, 1)}: {visible(ev.content)}")
         elif isinstance(ev, HumanQueuedEvent):
             self._line(self._dim(f"(queued: joins {'now' if ev.mode == 'interrupt' else 'after the current turn'})"))
         elif isinstance(ev, SpeakerSelectedEvent) and ev.fallback:
@@ -98,40 +150,43 @@ class Renderer:
                 return
             if self._streaming != ev.source:
                 if self._streaming is not None:
-                    self.out.write("\n")
-                self.out.write(f"[{ev.turn}] {self._name(ev.source)}: ")
+                    self._write("\n")
+                self._write(f"[{ev.turn}] {self._name(ev.source)}: ")
                 self._streaming = ev.source
-            self.out.write(ev.content)
+            self._write(visible(ev.content))  # one chunk at a time: an escape split over chunks is still shown
             self.out.flush()
         elif isinstance(ev, MessageEvent):
             self._held.discard(ev.source)
             if self._streaming == ev.source and ev.kind == "text":
-                self.out.write("\n")
+                self._write("\n")
                 self._streaming = None
                 self.out.flush()
             else:
                 tag = " (tool result)" if ev.kind == "tool_summary" else ""
-                self._line(f"[{ev.turn}] {self._name(ev.source)}{tag}: {_clip(ev.content)}")
+                self._line(f"[{ev.turn}] {self._name(ev.source)}{tag}: {visible(_clip(ev.content))}")
         elif isinstance(ev, ToolCallEvent):
-            args = json.dumps(ev.arguments) if isinstance(ev.arguments, dict) else ev.arguments
-            self._line(self._dim(f"    → {ev.source} calls {ev.name} {args}"))
+            # Arguments that are not a JSON object (a raw string from the model) are shown as a JSON string too.
+            self._line(self._dim(f"    → {visible(ev.source, one_line=True)} calls {call_text(ev.name, ev.arguments)}"))
         elif isinstance(ev, ToolResultEvent):
             mark = "✗" if ev.is_error else "←"
-            self._line(self._dim(f"    {mark} {ev.name}: {_clip(ev.content, 300)}"))
+            self._line(self._dim(f"    {mark} {visible(ev.name, one_line=True)}: {visible(_clip(ev.content, 300))}"))
         elif isinstance(ev, ApprovalRequestEvent):
-            self._line(self._c(f"? {ev.source} asks to call {ev.name} {json.dumps(ev.arguments)}: needs approval", 33))
+            self._line(self._c(f"? {visible(ev.source, one_line=True)} asks to call {call_text(ev.name, ev.arguments)}: "
+                               "needs approval", 33))
         elif isinstance(ev, ApprovalDecisionEvent):
             verdict = "approved" if ev.approved else "denied"
             because = f" ({ev.reason})" if ev.reason else ""
-            self._line(self._c(f"  {ev.name} {verdict} by {ev.actor}{because}", 32 if ev.approved else 31))
+            self._line(self._c(f"  {visible(ev.name, one_line=True)} {verdict} by {visible(ev.actor, one_line=True)}"
+                               f"{visible(because)}", 32 if ev.approved else 31))
         elif isinstance(ev, FileEvent):
-            self._line(self._dim(f"    ⇣ {ev.source} wrote {ev.name} ({ev.size:,} bytes): {ev.path}"))
+            self._line(self._dim(f"    ⇣ {visible(ev.source, one_line=True)} wrote {visible(ev.name, one_line=True)} "
+                                 f"({ev.size:,} bytes): {visible(ev.path, one_line=True)}"))
         elif isinstance(ev, TurnAbandonedEvent):
-            self._line(self._dim(f"    ({ev.source}'s turn abandoned: {ev.reason})"))
+            self._line(self._dim(f"    ({visible(ev.source, one_line=True)}'s turn abandoned: {visible(ev.reason)})"))
         elif isinstance(ev, ErrorEvent):
             self._line(self._c(f"error in {ev.source}: {ev.error_type}: {ev.content}", 31))
         elif isinstance(ev, RunResult):
-            self._line(self._dim("── ") + summary(ev))
+            self._line(self._dim("── ") + visible(summary(ev)))
         else:
             self._show_decision(ev)
 
@@ -151,7 +206,7 @@ class Renderer:
         elif isinstance(ev, EscalationEvent):
             self._line(self._c(f"‼ escalation ({ev.kind}): {ev.content}", 33))
             for i, pos in enumerate(ev.positions, 1):
-                self._line(f"   {i}. {self._name(pos.who)}: {_clip(pos.text, 300)}")
+                self._line(f"   {i}. {self._name(pos.who)}: {visible(_clip(pos.text, 300))}")
         elif isinstance(ev, EscalationResolvedEvent):
             what = {"choose": f"position {ev.choice} chosen", "write": "answer written", "continue": "team continues",
                     "unresolved": "left unresolved"}[ev.decision]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from . import __version__
 from ._human import ASK_HUMAN
 from ._proc import freeze_startup_objects
-from ._render import Renderer
+from ._render import CALL_CLIP, Renderer, call_text, visible
 from .catalog import discover_teams, programs
 from .conversation import Conversation
 from .errors import ConfigError, TeamFileError
@@ -332,8 +332,8 @@ async def _drive(run: Run, args: argparse.Namespace, approvals: dict[str, bool])
     assert result is not None
     if reader_gone:
         return EXIT_PIPE
-    if not result.ok:
-        print(f"parley: run ended: {result.stop_reason}: {result.detail}", file=sys.stderr)
+    if not result.ok:  # the detail can quote a model's or a tool's error text
+        print(f"parley: run ended: {result.stop_reason}: {visible(result.detail)}", file=sys.stderr)
     return EXIT_OK if result.ok else _EXIT_BY_REASON.get(result.stop_reason, EXIT_ERROR)
 
 
@@ -343,8 +343,7 @@ def _answer_without_a_human(run: Run, ev: Event, args: argparse.Namespace, appro
     from ._toolhost import standing_decision
     if isinstance(ev, ApprovalRequestEvent) and standing_decision(approvals, ev.name) is None:
         if interactive:
-            print(f"approve {ev.source}'s call to {ev.name}? type y to approve, anything else denies "
-                  "(your text is the reason)", file=sys.stderr)
+            _prompt(run)
         else:
             run.deny(ev.request_id, f"no human at the terminal to approve it (rerun with --approve {ev.name})",
                      actor="cli")
@@ -352,14 +351,13 @@ def _answer_without_a_human(run: Run, ev: Event, args: argparse.Namespace, appro
         if args.answer:
             run.answer(ev.question_id, args.answer, actor="cli")
         elif interactive:
-            print("type your answer and Enter", file=sys.stderr)
+            _prompt(run)
         else:
             run.answer(ev.question_id, ev.default, actor="cli")
     elif isinstance(ev, EscalationEvent):
         rule = args.on_escalation
         if interactive and rule is None:
-            print(f"settle it: type 1-{len(ev.positions)} to pick a position, c to let the team continue, "
-                  "or write your own answer", file=sys.stderr)
+            _prompt(run)
         elif rule == "continue":
             run.resolve(ev.escalation_id, proceed=True, actor="cli")
         elif rule and rule.startswith("choose:") and int(rule[7:]) <= len(ev.positions):
@@ -369,6 +367,26 @@ def _answer_without_a_human(run: Run, ev: Event, args: argparse.Namespace, appro
             print(f"parley: {why}; the escalation stays open (rerun with --on-escalation continue|choose:N)",
                   file=sys.stderr)
             run.leave_escalated()
+
+
+def _prompt(run: Run) -> None:
+    """Say what the next line typed decides: the first escalation, else the first question, else the first
+    approval waiting (the order `_read_stdin` answers them in), whatever event was shown last. An approval's
+    prompt repeats the tool and its arguments, made visible, so what `y` approves is what the prompt shows
+    even if a model's text above it was made to look like another request."""
+    if run.pending_escalations:
+        esc = run.pending_escalations[0]
+        print(f"settle it: type 1-{len(esc.positions)} to pick a position, c to let the team continue, "
+              "or write your own answer", file=sys.stderr)
+    elif run.pending_questions:
+        print(f"type your answer to {visible(run.pending_questions[0].source, one_line=True)}'s question and Enter",
+              file=sys.stderr)
+    elif run.pending_approvals:
+        req = run.pending_approvals[0]
+        more = len(run.pending_approvals) - 1
+        print(f"approve {visible(req.source, one_line=True)}'s call to {call_text(req.name, req.arguments, clip=CALL_CLIP)}"
+              f"? type y to approve, anything else denies (your text is the reason)"
+              + (f" · {more} more waiting after it" if more else ""), file=sys.stderr)
 
 
 def _approval_rules(approve: list[str], deny: list[str]) -> dict[str, bool]:
@@ -398,16 +416,17 @@ def _read_stdin(loop: asyncio.AbstractEventLoop, run: Run) -> None:
             return
         escalations, questions, waiting = run.pending_escalations, run.pending_questions, run.pending_approvals
         who = _whoami()
-        if escalations:
-            _settle(run, escalations[0], text, who)
-        elif questions:
-            run.answer(questions[0].question_id, text, actor=who)
-        elif waiting:
-            if text.lower() in ("y", "yes"):
+        if escalations or questions or waiting:
+            if escalations:
+                _settle(run, escalations[0], text, who)
+            elif questions:
+                run.answer(questions[0].question_id, text, actor=who)
+            elif text.lower() in ("y", "yes"):
                 run.approve(waiting[0].request_id, actor=os.environ.get("USER", "cli"))
             else:
                 run.deny(waiting[0].request_id, "" if text.lower() in ("n", "no") else text,
                          actor=os.environ.get("USER", "cli"))
+            _prompt(run)  # the next thing waiting, if any: the last prompt on screen is always the one a line answers
         elif text in ("/stop", "/quit"):
             run.stop()
         elif text.startswith(("/i ", "/interrupt ")):
