@@ -25,7 +25,7 @@ if browser_missing() is None:
     from playwright.sync_api import Browser, Page, expect, sync_playwright
 else:
     pytest.skip(browser_missing() or "", allow_module_level=True)
-expect.set_options(timeout=15_000)  # a whole scripted run fits; the default 5 s is tight on a busy machine
+expect.set_options(timeout=30_000)  # a whole scripted run fits; the default 5 s is tight on a busy machine
 
 CHROMIUM = "/usr/bin/chromium"
 AGENT_STEP = '.step[data-step-type="assistant_message"]'

@@ -27,7 +27,7 @@ if _MISSING is None and not Path("/usr/bin/chromium").is_file():
     )
 if _MISSING:
     pytest.skip(_MISSING, allow_module_level=True)
-expect.set_options(timeout=15_000)  # a whole scripted run fits; the default 5 s is tight on a busy machine
+expect.set_options(timeout=30_000)  # a whole scripted run fits; the default 5 s is tight on a busy machine
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
