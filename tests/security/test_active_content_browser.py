@@ -21,7 +21,7 @@ if browser_missing():
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
-expect.set_options(timeout=15_000)  # a whole scripted run fits; the default 5 s is tight on a busy machine
+expect.set_options(timeout=30_000)  # a whole scripted run fits; the default 5 s is tight on a busy machine
 PWNED = "window.__pwned"
 PAGE = f"<!doctype html><html><body><h1>Quarterly report</h1><script>{PWNED} = 'the tool page ran';</script>"
 TOOL = f'''
