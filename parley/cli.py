@@ -342,7 +342,11 @@ def _answer_without_a_human(run: Run, ev: Event, args: argparse.Namespace, appro
     """Prompt the person at the terminal, or apply the command line's standing answers."""
     from ._toolhost import standing_decision
     if isinstance(ev, ApprovalRequestEvent) and standing_decision(approvals, ev.name) is None:
-        if interactive:
+        if interactive and _first_waiting(run) not in (None, ev.request_id):
+            # A line answers what waits first: this call's prompt comes once that is decided (never twice).
+            print(f"({visible(ev.source, one_line=True)}'s call to {visible(ev.name, one_line=True)} waits its "
+                  "turn: answer the prompt above first)", file=sys.stderr)
+        elif interactive:
             _prompt(run)
         else:
             run.deny(ev.request_id, f"no human at the terminal to approve it (rerun with --approve {ev.name})",
@@ -387,6 +391,15 @@ def _prompt(run: Run) -> None:
         print(f"approve {visible(req.source, one_line=True)}'s call to {call_text(req.name, req.arguments, clip=CALL_CLIP)}"
               f"? type y to approve, anything else denies (your text is the reason)"
               + (f" · {more} more waiting after it" if more else ""), file=sys.stderr)
+
+
+def _first_waiting(run: Run) -> str | None:
+    """The id of what the next line typed answers (see `_prompt`), or None when nothing waits."""
+    if run.pending_escalations:
+        return run.pending_escalations[0].escalation_id
+    if run.pending_questions:
+        return run.pending_questions[0].question_id
+    return run.pending_approvals[0].request_id if run.pending_approvals else None
 
 
 def _approval_rules(approve: list[str], deny: list[str]) -> dict[str, bool]:

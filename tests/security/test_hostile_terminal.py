@@ -76,16 +76,16 @@ def tools_dir(write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     return tmp_path / "hostile_tools"
 
 
-def on_terminal(argv: list[str], replies: dict[bytes, list[bytes]]) -> bytes:
+def on_terminal(argv: list[str], answer: Callable[[str], bytes | None]) -> bytes:
     """Run `parley ARGV` with a pseudo-terminal as its standard input, output and error (so it is interactive
-    and styled), type `replies[marker]` in order each time a prompt ending in that marker appears, and return
-    every byte the terminal received."""
+    and styled), type `answer(line)` after each complete line it shows (when not None), and return every byte
+    the terminal received."""
     controller, terminal = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "parley.cli", *argv], stdin=terminal, stdout=terminal,
                             stderr=terminal, cwd=ROOT, env=dict(os.environ, COLUMNS="200"), start_new_session=True)
     os.close(terminal)
     out = bytearray()
-    typed = {marker: 0 for marker in replies}
+    lines_seen = 0
     end = time.monotonic() + DEADLINE_S
     try:
         while True:
@@ -100,10 +100,12 @@ def on_terminal(argv: list[str], replies: dict[bytes, list[bytes]]) -> bytes:
             if not data:
                 break
             out += data
-            for marker, lines in replies.items():
-                while out.count(marker) > typed[marker] and typed[marker] < len(lines):
-                    os.write(controller, lines[typed[marker]])
-                    typed[marker] += 1
+            complete = out.split(b"\n")[:-1]
+            for line in complete[lines_seen:]:
+                reply = answer(line.decode(errors="replace"))
+                if reply is not None:
+                    os.write(controller, reply)
+            lines_seen = len(complete)
         proc.wait(timeout=DEADLINE_S)
     finally:
         if proc.poll() is None:
@@ -111,6 +113,10 @@ def on_terminal(argv: list[str], replies: dict[bytes, list[bytes]]) -> bytes:
             proc.wait()
         os.close(controller)
     return bytes(out)
+
+
+def reply_to(marker: bytes, reply: bytes) -> Callable[[str], bytes | None]:
+    return lambda line: reply if marker.decode() in line else None
 
 
 def foreign_escapes(out: bytes) -> list[str]:
@@ -143,7 +149,7 @@ def test_a_forged_approval_request_is_shown_as_text_and_the_prompt_names_the_rea
             - "Sent, as you asked.\\e[8m"
     """)
     out = on_terminal(["run", str(team), "Pay ACME one euro", "--model", f"scripted:{script}", "--no-save"],
-                      {APPROVE: [b"n\n"]})
+                      reply_to(APPROVE, b"n\n"))
     assert foreign_escapes(out) == [], out.decode(errors="replace")
     text = out.decode()
     # The forged request is there to read, with its escapes written out, never obeyed.
@@ -152,8 +158,34 @@ def test_a_forged_approval_request_is_shown_as_text_and_the_prompt_names_the_rea
     # The real request, and the prompt a `y` would answer, both name the real call.
     assert '? coder asks to call wire_money {"to": "MALLORY", "amount": 1000000}: needs approval' in text
     prompts = prompt_lines(out, APPROVE)
-    assert len(prompts) == 1 and 'wire_money {"to": "MALLORY", "amount": 1000000}?' in prompts[0], prompts
+    assert len(prompts) == 1 and 'wire_money {"to": "MALLORY", "amount": 1000000}?' in prompts[0], text
     assert "wire_money denied by" in text
+
+
+def test_with_two_calls_waiting_each_prompt_decides_the_call_it_names(write: Write, tools_dir: Path) -> None:
+    team = write("team.yaml", TEAM.format(turns=1))
+    script = write("s.yaml", """
+        roles:
+          coder:
+            - calls:
+                - {tool: wire_money, args: {to: ACME, amount: 1}}
+                - {tool: wire_money, args: {to: MALLORY, amount: 1000000}}
+            - "Paid."
+    """)
+    prompts: list[str] = []
+
+    def decide(line: str) -> bytes | None:
+        """The operator approves the prompt that names ACME's euro, and denies any other."""
+        if APPROVE.decode() not in line:
+            return None
+        prompts.append(line)
+        return b"y\n" if 'wire_money {"to": "ACME", "amount": 1}?' in line else b"n\n"
+
+    out = on_terminal(["run", str(team), "Pay ACME one euro", "--model", f"scripted:{script}", "--no-save"], decide)
+    text = out.decode()
+    assert len(prompts) == 2, text  # one prompt per call, never a repeat that a second answer would go past
+    assert "← wire_money: sent 1 to ACME" in text, text
+    assert not re.search(r"sent \S+ to MALLORY", text) and "wire_money: the call to wire_money was denied" in text, text
 
 
 def test_escapes_in_text_chunks_tool_results_file_names_and_questions_reach_the_terminal_as_text(
@@ -174,7 +206,7 @@ def test_escapes_in_text_chunks_tool_results_file_names_and_questions_reach_the_
             - "Done.\x9b2J"
     """)
     out = on_terminal(["run", str(team), "Write a report", "--model", f"scripted:{script}", "--no-save"],
-                      {ANSWER: [b"yes\n"]})
+                      reply_to(ANSWER, b"yes\n"))
     assert foreign_escapes(out) == [], out.decode(errors="replace")
     text = out.decode()
     assert r"Hello \x1b]0;owned title\x07 and \x1b]52;c;cm0gLXJmIH4=\x07 then \x1b[2J\x1b[H\x1b[8m hidden " \
