@@ -38,7 +38,7 @@ SENT = []
 
 
 @tool(approval=True)
-def wire_money(to: str, amount: float) -> str:
+def wire_money(to: str, amount: float, memo: str = "") -> str:
     """Send money (needs approval)."""
     SENT.append((to, amount))
     return f"sent {amount:g} to {to}"
@@ -169,7 +169,7 @@ def test_with_two_calls_waiting_each_prompt_decides_the_call_it_names(write: Wri
           coder:
             - calls:
                 - {tool: wire_money, args: {to: ACME, amount: 1}}
-                - {tool: wire_money, args: {to: MALLORY, amount: 1000000}}
+                - {tool: wire_money, args: {to: MALLORY, amount: 1000000, memo: "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}}
             - "Paid."
     """)
     prompts: list[str] = []
@@ -185,6 +185,9 @@ def test_with_two_calls_waiting_each_prompt_decides_the_call_it_names(write: Wri
     text = out.decode()
     assert len(prompts) == 2, text  # one prompt per call, never a repeat that a second answer would go past
     assert "← wire_money: sent 1 to ACME" in text, text
+    # Arguments too long for one prompt line are cut there, with a digest of the whole the request line also shows.
+    digest = re.findall(r"\(\d+ characters, sha256 [0-9a-f]{16}\)", text)
+    assert len(digest) >= 2 and len(set(digest)) == 1 and digest[0] in prompts[1], text
     assert not re.search(r"sent \S+ to MALLORY", text) and "wire_money: the call to wire_money was denied" in text, text
 
 
