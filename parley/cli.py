@@ -180,7 +180,8 @@ def _command(args: argparse.Namespace) -> int:
             return asyncio.run(export(args.run_id, args.format))
         return asyncio.run(_run(args))
     except ConfigError as exc:
-        print(f"parley: error: {exc}" if not isinstance(exc, TeamFileError) else str(exc), file=sys.stderr)
+        # Errors quote team files, model replies and paths: printed as text, never as terminal commands.
+        print(visible(f"parley: error: {exc}" if not isinstance(exc, TeamFileError) else str(exc)), file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_STOPPED
@@ -214,14 +215,14 @@ def _list_teams(extra: list[str]) -> int:
     for e in entries:
         if e.spec is None:
             first, *rest = (e.error or "").splitlines()
-            print(f"{e.name:<{width}}  BROKEN  {first}")
+            print(visible(f"{e.name:<{width}}  BROKEN  {first}"))
             for line in rest:
-                print(f"{'':<{width}}          {line}")
+                print(visible(f"{'':<{width}}          {line}"))
         else:
             roles = ", ".join(e.spec.role_names)
             starts = programs(e.spec)  # team files are code: say which ones start programs
-            print(f"{e.name:<{width}}  {e.spec.pattern:<12}  [{roles}]  {e.spec.description}"
-                  + (f"  (starts programs: {', '.join(starts)})" if starts else ""))
+            print(visible(f"{e.name:<{width}}  {e.spec.pattern:<12}  [{roles}]  {e.spec.description}"
+                          + (f"  (starts programs: {', '.join(starts)})" if starts else "")))
     return EXIT_OK
 
 
@@ -233,7 +234,7 @@ def _validate(files: list[str]) -> int:
             spec = load_team_file(Path(f), tool_names=reg.names(), display=f, check_names=sorted(reg.checks))
             print(f"{f}: ok (team {spec.name}, {spec.pattern}, {len(spec.roles)} roles)")
         except TeamFileError as exc:
-            print(str(exc))
+            print(visible(str(exc)))
             status = EXIT_ERROR
     return status
 

@@ -251,3 +251,26 @@ def test_the_audit_table_shows_model_text_made_visible(
     assert r"Fine?\x1b[2J\x1b]0;pwned\x07\x1b[8m" in table, table
     rows: list[Any] = [line for line in table.splitlines() if line.startswith("| ") and "question" in line]
     assert len(rows) == 1, table
+
+
+def test_team_listings_and_errors_show_a_team_files_escapes_as_text(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A team file from anywhere (a download, a colleague's folder) is listed and validated without its
+    escape sequences reaching the terminal: a title write and a screen clear in a description and a key."""
+    folder = tmp_path / "theirs"
+    folder.mkdir()
+    (folder / "nice.yaml").write_text(
+        'name: nice\ndescription: "Friendly\\e]0;pwned\\a team\\e[2J"\npattern: round_robin\n'
+        "roles:\n  - name: alpha\n    prompt: You are alpha.\n", encoding="utf-8")
+    broken = folder / "broken.yaml"
+    broken.write_text('name: broken\npattern: round_robin\n"bad\\e[8mkey": 1\n'
+                      "roles:\n  - name: alpha\n    prompt: You are alpha.\n", encoding="utf-8")
+    assert main(["teams", "--teams", str(folder)]) == 0
+    listed = capsys.readouterr().out
+    assert main(["teams", "--validate", str(broken)]) == 1
+    validated = capsys.readouterr().out
+    for out in (listed, validated):
+        assert "\x1b" not in out and "\x07" not in out, out
+    assert "Friendly\\x1b]0;pwned\\x07 team\\x1b[2J" in listed
+    assert "bad\\x1b[8mkey" in validated
