@@ -290,6 +290,7 @@ def test_a_local_login_opens_nothing_once_login_is_required(tmp_path: Path) -> N
                 "read the transcript": ("GET", f"/project/thread/{tid}", {}),
                 "rename the thread": ("PUT", "/project/thread", {"json": {"threadId": tid, "name": "mine now"}}),
                 "sign in without a password": ("POST", "/auth/header", {}),
+                "trade it for a fresh cookie": ("POST", "/auth/jwt", {}),
             }
             with http(server) as client:
                 for door, (method, path, kw) in doors.items():
