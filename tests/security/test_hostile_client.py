@@ -304,6 +304,12 @@ def test_a_local_login_opens_nothing_once_login_is_required(tmp_path: Path) -> N
                 assert page.status_code == 200
                 assert any(h.startswith("access_token=") and "Max-Age=0" in h
                            for h in page.headers.get_list("set-cookie")), page.headers
+                # Signing in from that browser: the fresh login cookie is kept, not dropped with the stale one.
+                signed_in = client.post("/login", data={"username": "alice", "password": "alice-password-1"},
+                                        headers={"Cookie": cookie})
+                assert signed_in.status_code == 200
+                fresh = [h for h in signed_in.headers.get_list("set-cookie") if h.startswith("access_token=")]
+                assert fresh and all("Max-Age=0" not in h for h in fresh), fresh
             alice = login(server, "alice", "alice-password-1")  # the new user signs in as usual
             try:
                 assert alice.get("/user").json()["identifier"] == "alice"
