@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import time
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import jsonschema
 import regex
+from jsonschema import _keywords
+from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
@@ -26,6 +31,10 @@ PatternError = regex.error
 """A pattern the `regex` engine cannot compile."""
 
 
+_DEADLINE: ContextVar[float | None] = ContextVar("parley_pattern_deadline", default=None)
+"""While one answer is checked: when its patterns' shared time is up (a schema can hold many patterns)."""
+
+
 def pattern_found(pattern: str, text: str, timeout_s: float = PATTERN_TIMEOUT_S) -> bool:
     """Whether `pattern` matches somewhere in `text`, given at most `timeout_s` of matching.
 
@@ -33,16 +42,73 @@ def pattern_found(pattern: str, text: str, timeout_s: float = PATTERN_TIMEOUT_S)
     The `regex` engine checks its clock while it backtracks, so the time is bounded whatever the pattern;
     `concurrent=True` lets other threads run meanwhile (`text` is an immutable str).
     """
+    deadline = _DEADLINE.get()
+    if deadline is not None:
+        timeout_s = min(timeout_s, deadline - time.monotonic())
+        if timeout_s <= 0:
+            raise TimeoutError("no time left for this answer's patterns")
     return regex.search(pattern, text, timeout=timeout_s, concurrent=True) is not None
 
 
+def _found(pattern: str, text: str) -> bool | None:
+    """pattern_found, or None when the pattern took too long."""
+    try:
+        return pattern_found(pattern, text)
+    except TimeoutError:
+        return None
+
+
+# jsonschema runs a schema's `pattern` and `patternProperties` with Python's `re`, unbounded: the same keywords
+# again, with the time limit. (`unevaluatedProperties` next to `patternProperties` is refused when the team loads.)
+def _pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if validator.is_type(instance, "string"):
+        found = _found(patrn, instance)
+        if found is None:
+            yield ValidationError(f"{TOO_SLOW} (pattern {patrn!r})")
+        elif not found:
+            yield ValidationError(f"{instance!r} does not match {patrn!r}")
+
+
+def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any,
+                        ) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for patrn, subschema in patterns.items():
+        for key, value in instance.items():
+            found = _found(patrn, key)
+            if found is None:
+                yield ValidationError(f"{TOO_SLOW} (patternProperties {patrn!r}, property {key!r})")
+            elif found:
+                yield from validator.descend(value, subschema, path=key, schema_path=patrn)
+
+
+def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    patterns = list(schema.get("patternProperties", {}))
+    if not patterns or not validator.is_type(instance, "object"):
+        yield from _keywords.additionalProperties(validator, allowed, instance, schema)  # no pattern involved
+        return
+    known = schema.get("properties", {})
+    # A pattern that took too long counts as matching here: patternProperties reports it.
+    extras = [k for k in instance if k not in known and not any(_found(p, k) is not False for p in patterns)]
+    if validator.is_type(allowed, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], allowed, path=extra)
+    elif not allowed and extras:
+        joined = ", ".join(repr(each) for each in sorted(extras))
+        yield ValidationError(f"{joined} {'does' if len(extras) == 1 else 'do'} not match any of the regexes: "
+                              + ", ".join(repr(each) for each in sorted(patterns)))
+
+
 def schema_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
-    """A validator for a team file's schema that never fetches anything.
+    """A validator for a team file's schema that never fetches anything and bounds its patterns.
 
     The empty registry resolves only references inside the schema itself (`#...`): jsonschema would otherwise
     fetch `http(s)://` and `file://` references, with no timeout, on the event loop.
     """
-    return jsonschema.validators.validator_for(schema)(schema, registry=Registry())
+    base = jsonschema.validators.validator_for(schema)
+    bounded = jsonschema.validators.extend(base, {"pattern": _pattern, "patternProperties": _pattern_properties,
+                                                  "additionalProperties": _additional_properties})
+    return bounded(schema, registry=Registry())
 
 
 def extract_json(text: str) -> Any:
@@ -73,7 +139,17 @@ class Validator:
         return self.spec.retries
 
     def problems(self, text: str) -> list[str]:
-        """Every rule the answer breaks, each said so the role can fix it. Empty when it passes."""
+        """Every rule the answer breaks, each said so the role can fix it. Empty when it passes.
+
+        All the patterns (validate.regex and the schema's) share PATTERN_TIMEOUT_S on one answer.
+        """
+        token = _DEADLINE.set(time.monotonic() + PATTERN_TIMEOUT_S)
+        try:
+            return self._problems(text)
+        finally:
+            _DEADLINE.reset(token)
+
+    def _problems(self, text: str) -> list[str]:
         spec = self.spec
         out: list[str] = []
         if self._schema is not None:
@@ -83,7 +159,8 @@ class Validator:
                 if not pattern_found(spec.regex, text):
                     out.append(f"the answer must contain text matching the pattern {spec.regex}")
             except TimeoutError:
-                out.append(f"{TOO_SLOW} (validate.regex {spec.regex}, limit {PATTERN_TIMEOUT_S:g} s)")
+                out.append(f"{TOO_SLOW} (validate.regex {spec.regex}; all patterns share {PATTERN_TIMEOUT_S:g} s "
+                           "per answer)")
         lowered = text.lower()
         out += [f"the answer must mention {needle!r}" for needle in spec.contains if needle.lower() not in lowered]
         out += [f"the answer must not mention {needle!r}" for needle in spec.not_contains if needle.lower() in lowered]

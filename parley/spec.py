@@ -43,6 +43,13 @@ def _outside_refs(schema: Any, where: str = "json_schema") -> list[tuple[str, st
     return found
 
 
+def _uses(schema: Any, keyword: str) -> bool:
+    """Whether a keyword appears anywhere in a schema."""
+    if isinstance(schema, dict):
+        return keyword in schema or any(_uses(v, keyword) for v in schema.values())
+    return isinstance(schema, list) and any(_uses(v, keyword) for v in schema)
+
+
 class ValidationSpec(_Strict):
     """Rules a role's answer must pass; a failure goes back to the role as a correction request."""
 
@@ -81,6 +88,9 @@ class ValidationSpec(_Strict):
                 jsonschema.validators.validator_for(v).check_schema(v)
             except jsonschema.SchemaError as exc:
                 raise ValueError(f"json_schema is not a valid JSON schema: {exc.message}") from None
+            if _uses(v, "unevaluatedProperties") and _uses(v, "patternProperties"):
+                raise ValueError("json_schema combines unevaluatedProperties with patternProperties, whose patterns "
+                                 "parley cannot give a time limit there: use additionalProperties instead")
             outside = _outside_refs(v)
             if outside:
                 where, ref = outside[0]

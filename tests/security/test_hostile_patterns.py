@@ -102,15 +102,27 @@ def test_a_team_pattern_that_backtracks_cannot_hold_the_run_past_its_timeout(
     assert result["type"] == "result" and result["stop_reason"] == stop_reason, result
 
 
-def test_a_team_pattern_that_takes_too_long_fails_validation_and_says_so(write: Write) -> None:
-    script = write("s.yaml", json.dumps({"roles": {"alpha": [BACKTRACKS]}}))
-    team = _validating_team(write, PATTERNS["overlapping alternatives"], retries=0)
+SLOW = PATTERNS["overlapping alternatives"]
+RULES = {
+    "validate.regex": (f"{{regex: {json.dumps(SLOW)}, retries: 0}}", BACKTRACKS),
+    # jsonschema itself runs `pattern` with Python's `re`: parley runs it with the same time limit.
+    "a json_schema pattern": ('{json_schema: {type: object, properties: {code: {type: string, pattern: '
+                              f'{json.dumps(SLOW)}}}}}}}, retries: 0}}', json.dumps({"code": BACKTRACKS})),
+}
+
+
+@pytest.mark.parametrize("rule", sorted(RULES))
+def test_a_team_pattern_that_takes_too_long_fails_validation_and_says_so(write: Write, rule: str) -> None:
+    validate, answer = RULES[rule]
+    script = write("s.yaml", json.dumps({"roles": {"alpha": [answer]}}))
+    team = write("team.yaml", "name: checked\npattern: round_robin\nroles:\n  - name: alpha\n    prompt: You answer.\n"
+                              f"    validate: {validate}\ntermination: {{max_turns: 1}}\n")
     proc = _parley("run", str(team), "Answer", "--model", f"scripted:{script}", "--on-escalation", "continue",
                    "--json", "--no-save")
     assert proc.returncode == 0, proc.stderr[-2000:]
     [check] = [e for e in _events(proc) if e["type"] == "validation"]
     assert check["passed"] is False
-    assert [p for p in check["problems"] if p.startswith(TOO_SLOW)], check["problems"]
+    assert [p for p in check["problems"] if TOO_SLOW in p], check["problems"]
 
 
 def test_a_suite_pattern_that_takes_too_long_fails_its_expectation_and_says_so(write: Write, tmp_path: Path) -> None:
