@@ -11,7 +11,6 @@ from typing import Any
 
 import jsonschema
 import regex
-from jsonschema import _keywords
 from jsonschema.exceptions import ValidationError
 from referencing import Registry
 from referencing.exceptions import Unresolvable
@@ -82,10 +81,11 @@ def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
                 yield from validator.descend(value, subschema, path=key, schema_path=patrn)
 
 
-def _additional_properties(validator: Any, allowed: Any, instance: Any, schema: Any) -> Iterator[ValidationError]:
+def _additional_properties(plain: Any, validator: Any, allowed: Any, instance: Any, schema: Any,
+                           ) -> Iterator[ValidationError]:
     patterns = list(schema.get("patternProperties", {}))
     if not patterns or not validator.is_type(instance, "object"):
-        yield from _keywords.additionalProperties(validator, allowed, instance, schema)  # no pattern involved
+        yield from plain(validator, allowed, instance, schema)  # jsonschema's own: no pattern involved
         return
     known = schema.get("properties", {})
     # A pattern that took too long counts as matching here: patternProperties reports it.
@@ -106,8 +106,10 @@ def schema_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
     fetch `http(s)://` and `file://` references, with no timeout, on the event loop.
     """
     base = jsonschema.validators.validator_for(schema)
-    bounded = jsonschema.validators.extend(base, {"pattern": _pattern, "patternProperties": _pattern_properties,
-                                                  "additionalProperties": _additional_properties})
+    plain = base.VALIDATORS["additionalProperties"]
+    bounded = jsonschema.validators.extend(base, {
+        "pattern": _pattern, "patternProperties": _pattern_properties,
+        "additionalProperties": lambda *args: _additional_properties(plain, *args)})
     return bounded(schema, registry=Registry())
 
 
