@@ -204,3 +204,22 @@ def test_a_schema_ref_to_a_local_file_is_refused_at_load_and_never_read(write: W
     assert "schema-team.yaml:6: roles[0].validate.json_schema" in proc.stderr, proc.stderr
     assert "refers outside itself" in proc.stderr and "copy the definition into the schema" in proc.stderr
     assert "PRIVATE-7f3a9c" not in proc.stdout + proc.stderr
+
+
+def test_a_schema_that_skipped_the_load_check_still_fetches_nothing(
+        silent_listener: tuple[str, socket.socket], tmp_path: Path) -> None:
+    """Defence in depth: a schema built without the team-file check (an embedding program's own ValidationSpec)
+    resolves only inside itself; the outside reference is a validation problem, and no connection is made."""
+    url, sock = silent_listener
+    program = f"""
+from parley._validate import Validator
+from parley.spec import ValidationSpec
+spec = ValidationSpec.model_construct(json_schema={{"properties": {{"a": {{"$ref": {url!r}}}}}}},
+                                      regex=None, contains=[], not_contains=[], check=None, retries=0)
+print(Validator(spec).problems('{{"a": 1}}'))
+"""
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=SAFETY_NET_S,
+                          cwd=tmp_path, stdin=subprocess.DEVNULL)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cannot be resolved inside it" in done.stdout and url in done.stdout, done.stdout
+    assert not _was_contacted(sock), "parley connected to the schema's server"
