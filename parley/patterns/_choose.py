@@ -37,7 +37,7 @@ def parse_choice(text: str, choices: list[str], field: str) -> str | None:
         data = json.loads(text)
         if isinstance(data, dict) and data.get(field) in choices:
             return str(data[field])
-    except ValueError:
+    except (ValueError, RecursionError):  # a model's answer nested thousands deep is just not JSON here
         pass
     stripped = text.strip().strip("`'\".").strip()
     if stripped in choices:

@@ -269,3 +269,12 @@ async def test_a_call_id_repeated_after_a_restart_is_renamed_too(write: Write, r
         assert len({c.call_id for c in calls}) == 2, [c.call_id for c in calls]
     finally:
         await store.close()
+
+
+def test_a_selector_answer_nested_thousands_deep_is_not_a_crash() -> None:
+    """JSON nested past Python's recursion limit is just an answer that names no role: the selector falls back."""
+    from parley.patterns._choose import parse_choice
+
+    deep = "[" * 100_000 + "]" * 100_000
+    assert parse_choice(deep, ["analyst", "writer"], "speaker") is None
+    assert parse_choice('{"speaker": "writer"}', ["analyst", "writer"], "speaker") == "writer"
