@@ -51,10 +51,11 @@ def programs(spec: TeamSpec) -> list[str]:
 
 
 def check_trusted(spec: TeamSpec, extra: Sequence[str | Path] = ()) -> None:
-    """Refuse a team file that would start a program (a stdio MCP server) from outside the trusted folders:
-    a team file given by path, named by a suite or a sub-team, or planted in a workspace is not the operator's."""
-    commands = [m for m in spec.mcp if m.command is not None]
-    if not commands or spec.source is None:  # no program to start, or a team built in Python by the operator
+    """Refuse a team file that would start a program (a stdio MCP server), or have the server connect to an address
+    of its choosing (an MCP server by URL: another service on this machine or its network), from outside the trusted
+    folders: a team file given by path, named by a suite or a sub-team, or planted in a workspace is not the
+    operator's."""
+    if not spec.mcp or spec.source is None:  # nothing to start or reach, or a team built in Python by the operator
         return
     source = spec.source.resolve()
     dirs = trusted_dirs(extra)
@@ -64,9 +65,10 @@ def check_trusted(spec: TeamSpec, extra: Sequence[str | Path] = ()) -> None:
             return
         except ValueError:
             continue
-    server = commands[0]
+    server = next((m for m in spec.mcp if m.command is not None), spec.mcp[0])
+    does = f"would run `{server.command}`" if server.command is not None else f"would be reached at {server.url}"
     raise ConfigError(
-        f"{_display(spec.source)}: MCP server '{server.name}' would run `{server.command}`, but this team file is "
+        f"{_display(spec.source)}: MCP server '{server.name}' {does}, but this team file is "
         f"not in a trusted team folder ({', '.join(str(d) for d in dirs)}). Team files are code: trust this one by "
         f"moving it into one of those folders, or by adding its folder to {TRUSTED_TEAMS} (or PARLEY_TEAMS, "
         "or --teams DIR)"

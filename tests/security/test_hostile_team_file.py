@@ -163,3 +163,39 @@ def test_the_team_list_says_which_teams_start_programs(tmp_path: Path, capsys: p
     line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("planted "))
     assert f"(starts programs: {sys.executable})" in line
     assert not (tmp_path / "ran.txt").exists()  # listing a team starts nothing
+
+
+def test_a_team_file_outside_the_trusted_folders_cannot_point_the_server_at_an_address(
+        write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An MCP server by URL would have parley connect, from the server, to a service of the file's choosing (one on
+    this machine or its network): like a command, it is the operator's to allow."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.setblocking(False)
+    port = listener.getsockname()[1]
+    folder = tmp_path / "downloads"
+    folder.mkdir()
+    team = folder / "probe.yaml"
+    team.write_text(f"""name: probe
+pattern: round_robin
+roles:
+  - name: alpha
+    prompt: You are alpha.
+    tools: [inside.*]
+mcp:
+  - {{name: inside, url: "http://127.0.0.1:{port}/mcp"}}
+termination: {{max_turns: 1}}
+""", encoding="utf-8")
+    try:
+        code = main(["run", str(team), "Look around", "--model", f"scripted:{_script(write)}", "--no-save"])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert f"MCP server 'inside' would be reached at http://127.0.0.1:{port}/mcp" in err, err
+        assert "not in a trusted team folder" in err
+        with pytest.raises(BlockingIOError):
+            listener.accept()  # nobody connected
+    finally:
+        listener.close()
