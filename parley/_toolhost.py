@@ -76,6 +76,8 @@ def call_problem(name: str, arguments: str, offered: Sequence[str]) -> str | Non
         value = json.loads(arguments) if arguments.strip() else {}
     except ValueError as exc:
         return f"Error: the arguments of {name} are not valid JSON ({exc}). Send them as one JSON object."
+    except RecursionError:
+        return f"Error: the arguments of {name} are nested too deeply to read. Send them as one flat JSON object."
     if not isinstance(value, dict):
         return (f"Error: the arguments of {name} must be one JSON object (names to values), "
                 f"not a JSON {type(value).__name__}.")

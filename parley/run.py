@@ -30,7 +30,7 @@ from autogen_core import CancellationToken
 
 from ._agent import ParleyNotice
 from ._text import human_text, redact_secrets
-from ._toolhost import standing_decision
+from ._toolhost import MAX_ARGUMENTS, standing_decision
 from .errors import ConfigError
 from .events import (
     AnswerEvent,
@@ -778,8 +778,9 @@ class Run:
                     self._emit(SubtaskEvent(source=item.source, subtask_id=call.id, worker=call.name, task=task,
                                             status="started", content=task, turn=turn))
                     continue
-                self._emit(ToolCallEvent(source=item.source, name=call.name, arguments=_parse_args(call.arguments),
-                                         call_id=call.id, content=call.arguments, turn=turn))
+                shown = _clip_args(call.arguments)
+                self._emit(ToolCallEvent(source=item.source, name=call.name, arguments=_parse_args(shown),
+                                         call_id=call.id, content=shown, turn=turn))
         elif isinstance(item, ToolCallExecutionEvent):
             for res in item.content:
                 if res.name in self.conversation.workers:
@@ -794,9 +795,17 @@ class Run:
 def _parse_args(arguments: str) -> dict[str, Any] | str:
     try:
         value = json.loads(arguments)
-    except ValueError:
+    except (ValueError, RecursionError):  # a model's arguments nested thousands deep are text, not a crash
         return arguments
     return value if isinstance(value, dict) else arguments
+
+
+def _clip_args(arguments: str) -> str:
+    """A call's arguments as shown and stored: those over the limit (the call is refused, see _toolhost) are cut,
+    so a model cannot fill the store and every reader's screen with one refused call."""
+    if len(arguments) <= MAX_ARGUMENTS:
+        return arguments
+    return f"{arguments[:2000]}… ({len(arguments):,} characters; the call was refused: over {MAX_ARGUMENTS:,})"
 
 
 def _original_error(exc: BaseException, failures: Sequence[Any]) -> tuple[str, str]:

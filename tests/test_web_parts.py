@@ -148,3 +148,12 @@ def test_a_subtask_the_run_never_saw_finish_reads_as_cut_short() -> None:
     card = thread_steps("t3", events)[1]
     assert card["id"] == card_step_id("t3", "s1")
     assert "editor → writer" in card["output"] and "not finished: the run ended (stopped)" in card["output"]
+
+
+def test_a_tool_result_nested_past_the_recursion_limit_still_shows_as_text() -> None:
+    from parley.web._format import quoted
+
+    deep = "[" * 100_000 + "]" * 100_000
+    shown = quoted(deep)
+    assert shown.startswith("> [[[") and "```json" not in shown
+    assert quoted('{"a": 1}').startswith("```json")

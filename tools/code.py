@@ -225,7 +225,7 @@ def _unpack(blob: bytes) -> _Report | None:
         return None
     try:
         meta = json.loads(head)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     if not isinstance(meta, dict):
         return None

@@ -80,7 +80,7 @@ def foreign_ids(auth: Any) -> str | None:
         try:
             if not isinstance(json.loads(user_env), dict):
                 raise ValueError
-        except ValueError:
+        except (ValueError, RecursionError):
             return "userEnv must be a JSON object"
     return None
 

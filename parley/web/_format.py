@@ -43,7 +43,7 @@ def quoted(text: str) -> str:
     if text.lstrip()[:1] in ("{", "["):
         try:
             return "```json\n" + clip(json.dumps(json.loads(text), indent=2, ensure_ascii=False)) + "\n```"
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep to show as JSON: plain text then
             pass
     return "\n".join(f"> {line}" if line.strip() else ">" for line in clip(text).splitlines() or [""])
 

@@ -151,6 +151,7 @@ def test_hostile_tool_calls_become_tool_errors_the_agent_sees(
                 - {{tool: echo, raw_args: "[1, 2]"}}
                 - {{tool: echo, raw_args: '"just a string"'}}
                 - {{tool: echo, args: {{text: "{huge}"}}}}
+                - {{tool: echo, raw_args: "{'[' * 50_000}{']' * 50_000}"}}
                 - {{tool: ping, raw_args: ""}}
             - "I will use my own tools properly."
     """)
@@ -167,6 +168,7 @@ def test_hostile_tool_calls_become_tool_errors_the_agent_sees(
         ("echo", "must be one JSON object (names to values), not a JSON list"),
         ("echo", "must be one JSON object (names to values), not a JSON str"),
         ("echo", "characters; the limit is 262,144"),
+        ("echo", "nested too deeply to read"),  # past Python's recursion limit: an error, not a crash
     ]
     for (name, is_error, content), (want_name, want) in zip(seen, expected, strict=False):
         assert is_error and want in content, (name, content[:200])
@@ -175,6 +177,8 @@ def test_hostile_tool_calls_become_tool_errors_the_agent_sees(
     odd = seen[1][0]
     assert "<" not in odd and "/" not in odd and " " not in odd and len(odd) <= 64, odd
     assert seen[-1] == ("ping", False, "pong")
+    refused = next(c for c in calls if "characters; the call was refused" in c["content"])
+    assert len(refused["content"]) < 3000, "a refused 300 KB call is stored and shown cut, not whole"
     assert registry.get("wire_money").func.__globals__["SENT"] == []
     assert [e["content"] for e in events if e["type"] == "message"][-1] == "I will use my own tools properly."
 
