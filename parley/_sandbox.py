@@ -52,6 +52,8 @@ UID_BASE = 0x60000000
 the ranges distributions hand out to users (< 60000) and to container subordinate ids (100000 + 65536 n)."""
 UID_SPAN = 0x10000000
 CGROUP_PREFIX = "parley-sandbox-"
+SHARE_NETWORK = "PARLEY_SANDBOX_SHARE_NETWORK"
+"""Set to 1 to run code where the kernel refuses a network namespace (the code then shares parley's network)."""
 _PR_SET_PDEATHSIG = 1
 
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -193,13 +195,28 @@ def _v1_bases() -> tuple[dict[str, Path] | None, str]:
     return bases, ""
 
 
+def _owner_alive(name: str) -> bool:
+    """Whether the parley that made the cgroup `name` (`parley-sandbox-<pid>-<hex>`) still runs."""
+    pid = name[len(CGROUP_PREFIX):].partition("-")[0]
+    if not pid.isdigit():
+        return False  # not of the form parley makes (or from before it named its owner): nobody's
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, as another user
+    return True
+
+
 def remove_stale(setup: Setup) -> None:
-    """Remove cgroups of calls whose parley was killed (done when parley starts confining code). A cgroup
-    with processes in it cannot be removed, so another parley's running call is left alone."""
+    """Remove cgroups of calls whose parley was killed (done when parley starts confining code). Only those of
+    parleys that no longer run: another parley's cgroup is empty for a moment between its making and the call
+    joining it, and must not be taken from under it."""
     for base in map(Path, setup.cgroup_bases):
         with contextlib.suppress(OSError):
             for entry in base.iterdir():
-                if entry.name.startswith(CGROUP_PREFIX) and entry.is_dir():
+                if entry.name.startswith(CGROUP_PREFIX) and entry.is_dir() and not _owner_alive(entry.name):
                     with contextlib.suppress(OSError):
                         entry.rmdir()
 
@@ -211,7 +228,7 @@ class Cgroup:
         self.kind = kind = setup.cgroup
         self.memory = memory
         self.pids = pids
-        name = CGROUP_PREFIX + secrets.token_hex(8)
+        name = f"{CGROUP_PREFIX}{os.getpid()}-{secrets.token_hex(8)}"  # the owner's pid: see remove_stale
         self.dirs: list[Path] = []
         bases = [Path(b) for b in setup.cgroup_bases]
         try:
@@ -459,7 +476,10 @@ def _find() -> Setup | Missing:
         return Missing((*missing, ("no Python interpreter under /usr", "install python3: apt-get install python3")))
     fresh = os.geteuid() == 0
     errors: list[str] = []
-    for network in ("netns", "none"):
+    # Code sharing parley's network is a loopback peer of the web chat and of every service on this machine:
+    # only an operator's explicit choice allows it.
+    networks = ("netns", "none") if os.environ.get(SHARE_NETWORK) == "1" else ("netns",)
+    for network in networks:
         for python, binds in candidates:
             setup = Setup(python=python, binds=binds, network=network, cgroup=kind, fresh_uid=fresh, bwrap=bwrap,
                           cgroup_bases=bases)
@@ -469,7 +489,9 @@ def _find() -> Setup | Missing:
                 return Missing(tuple(missing), partial=setup) if missing else setup
             errors.append(f"{python}: {error}")
     detail = "; ".join(dict.fromkeys(errors))
-    missing.append((f"bubblewrap cannot make its sandbox here ({detail})", _HOW_USERNS))
+    missing.append((f"bubblewrap cannot make its sandbox here ({detail})",
+                    f"{_HOW_USERNS} (if only the network namespace is refused, {SHARE_NETWORK}=1 runs code with "
+                    "this machine's network: it can then reach every service here, the web chat included)"))
     return Missing(tuple(missing))
 
 

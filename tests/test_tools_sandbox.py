@@ -100,16 +100,17 @@ async def test_a_sleeping_process_and_its_children_are_stopped(run: Run, ctx: Ru
         "open('out/child.pid', 'w').write(str(child.pid))\n"
         "time.sleep(30)\n"
     )
-    call = asyncio.create_task(run(code, timeout_s=1))
+    # 5 s: the sandbox, the interpreter and the child must start inside the limit, on a busy machine too.
+    call = asyncio.create_task(run(code, timeout_s=5))
     for _ in range(200):
         if _running(marker) or call.done():
             break
         await asyncio.sleep(0.05)
     assert _running(marker), "the child did not start"
     out = await call
-    assert out.startswith("Error: timed out after 1 s; the process was stopped.")
+    assert out.startswith("Error: timed out after 5 s; the process was stopped.")
     assert int((ctx.workspace / "runs" / "1" / "child.pid").read_text()) > 0
-    for _ in range(40):
+    for _ in range(200):
         if all(_gone(pid) for pid in _running(marker)):
             break
         await asyncio.sleep(0.05)

@@ -292,7 +292,7 @@ def test_killing_parley_kills_the_code_and_leaves_no_files(tmp_path: Path, marke
         assert set(_leftover_run_folders()) == before, "the code is on disk while it runs"
         parley.kill()
         parley.wait()
-        for _ in range(100):  # the kernel tears the sandbox down as parley's death reaches it
+        for _ in range(600):  # the kernel tears the sandbox down as parley's death reaches it (30 s at most)
             if not _running(marker):
                 break
             time.sleep(0.05)
