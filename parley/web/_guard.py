@@ -115,6 +115,10 @@ def local_connection(conn: Connection | None) -> bool:
     sends its own name: DNS rebinding)."""
     if conn is None or not bound_to_loopback() or not loopback(conn.peer) or conn.forwarded:
         return False
+    if os.environ.get(ORIGINS_ENV, "").strip():
+        # Other origins are named only for a proxy in front, and a proxy that adds no forwarding header makes
+        # every client a loopback peer: such a deployment is never local.
+        return False
     return conn.host_header is None or loopback(_host_only(conn.host_header))
 
 

@@ -32,6 +32,7 @@ from ._guard import (
     CONNECTION,
     LOCAL_REFUSAL,
     LOCAL_USER,
+    ORIGINS_ENV,
     Connection,
     WebGuard,
     bind_host,
@@ -146,7 +147,8 @@ WebsocketSession.get_config = _session_config  # type: ignore[method-assign]
 def _refuse_open_without_login() -> None:
     """`chainlit run app.py --host 0.0.0.0` with no user would serve everyone without a login: refuse to start,
     as `parley ui` does. (Checked when Chainlit imports the app, before it listens.)"""
-    if bound_to_loopback():
+    behind_proxy = bool(os.environ.get(ORIGINS_ENV, "").strip())  # never local mode then (see _guard)
+    if bound_to_loopback() and not behind_proxy:
         return
     try:
         asyncio.get_running_loop()
@@ -162,8 +164,9 @@ def _refuse_open_without_login() -> None:
             await db.close()
 
     if asyncio.run(count()) == 0:
-        print(f"parley: serving on {bind_host() or 'every interface'} needs login: create a user first with "
-              "`parley users add NAME`, or serve on 127.0.0.1", file=sys.stderr, flush=True)
+        where = f"behind a proxy ({ORIGINS_ENV} is set)" if behind_proxy else f"on {bind_host() or 'every interface'}"
+        print(f"parley: serving {where} needs login: create a user first with `parley users add NAME`"
+              + ("" if behind_proxy else ", or serve on 127.0.0.1"), file=sys.stderr, flush=True)
         raise SystemExit(2)
 
 

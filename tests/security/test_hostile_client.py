@@ -30,6 +30,7 @@ from _websec import (
     WAIT_S,
     ChatSocket,
     add_users,
+    cookie_of,
     http,
     local_cookie,
     login,
@@ -46,7 +47,11 @@ RELAYED = {"X-Forwarded-For": "203.0.113.9"}
 
 
 class LocalServer(Server):
-    """`parley ui` on loopback with no user (local mode), allowing one proxied origin besides its own."""
+    """`parley ui` on loopback with no user (local mode)."""
+
+
+class ProxiedServer(Server):
+    """`parley ui` on loopback behind a proxy: the operator lists the public origin (and a malformed entry)."""
 
     def env(self) -> dict[str, str]:
         return super().env() | {"PARLEY_ALLOWED_ORIGINS": f" {PROXY_ORIGIN}/ , not an origin"}
@@ -214,8 +219,6 @@ def test_another_origin_cannot_drive_the_socket(local: Server) -> None:
         ]
         async with ChatSocket(local, cookie, headers={"Origin": local.url}) as tab:  # the app's own page
             await tab.run_to_end("Plan the launch")
-        async with ChatSocket(local, cookie, headers={"Origin": PROXY_ORIGIN}) as tab:  # listed by the operator
-            await tab.run_to_end("Plan the launch again")
         return refused
 
     assert len(run_async(knock)) == 3
@@ -253,8 +256,48 @@ def test_another_origin_cannot_change_anything_over_http(local: Server) -> None:
         preflight = client.options("/user", headers={"Origin": "http://127.0.0.1:8000",
                                                      "Access-Control-Request-Method": "GET"})
         assert "access-control-allow-origin" not in preflight.headers
-        # The origin a proxy serves the app at, listed in PARLEY_ALLOWED_ORIGINS, is the app's own.
-        assert client.post("/logout", headers={"Origin": PROXY_ORIGIN}).status_code == 200
+
+
+def test_behind_a_proxy_the_listed_origin_is_the_apps_own_and_nothing_is_local(tmp_path: Path) -> None:
+    """PARLEY_ALLOWED_ORIGINS names the public origin a proxy serves the app at: pages there drive it like the
+    app's own. A proxy that adds no forwarding header makes every client a loopback peer, so such a server is
+    never in local mode: without a user it does not start, and with its users gone it still asks for a login."""
+    refused = ProxiedServer(tmp_path / "empty", str(script(tmp_path / "empty.yaml")))
+    refused.data_dir.mkdir(parents=True)
+    refused.launch()
+    assert refused.proc is not None
+    try:
+        code = refused.proc.wait(timeout=120)  # it exits before it listens; a server that listens never does
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"a proxied server started without any user:\n{refused.log_tail()}") from None
+    finally:
+        refused.stop()
+    assert code != 0 and "behind a proxy (PARLEY_ALLOWED_ORIGINS is set) needs login" in refused.log_tail()
+
+    server = ProxiedServer(tmp_path / "data", str(script(tmp_path / "script.yaml", runs=4)))
+    add_users(server, alice="alice-password-1")
+    server.start()
+    try:
+        alice = login(server, "alice", "alice-password-1")
+        cookie = cookie_of(alice)
+
+        async def from_the_public_page() -> None:
+            async with ChatSocket(server, cookie, headers={"Origin": PROXY_ORIGIN}) as tab:
+                await tab.run_to_end("Plan the launch")
+
+        try:
+            run_async(from_the_public_page)
+            assert alice.post("/logout", headers={"Origin": PROXY_ORIGIN}).status_code == 200
+        finally:
+            alice.close()
+        with sqlite3.connect(server.data_dir / "parley.db") as db:
+            db.execute("DELETE FROM users")
+        with http(server) as client:  # what any client reaching the proxy looks like: loopback, no header
+            answer = client.post("/auth/header")
+            assert answer.status_code == 401 and "access_token" not in answer.cookies
+            assert client.get("/user").status_code == 401
+    finally:
+        server.stop()
 
 
 # -- the local login ends with local mode ------------------------------------------------------------------
