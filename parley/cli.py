@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import signal
@@ -146,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"parley: error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except OSError as exc:  # e.g. a read-only or full data folder: one line, not a traceback
+        if exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
+            raise  # not about a file or a disk (a connection, a bug): the traceback is what helps
         print(f"parley: error: {os_problem(exc)}", file=sys.stderr)
         return EXIT_CONFIG
 
