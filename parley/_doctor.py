@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
-import importlib.util
 import os
 import stat
 from pathlib import Path
 
+from . import _sandbox as _sandbox_module
 from .paths import data_dir
 
 __all__ = ["checks", "doctor"]
@@ -48,13 +47,8 @@ def checks() -> list[Check]:
 
 def _sandbox() -> list[Check]:
     """The run_python sandbox's own account of what it can enforce here."""
-    if importlib.util.find_spec("parley._sandbox") is None:
-        return [("run_python sandbox", False,
-                 "this parley has no sandbox checks (parley/_sandbox.py is missing): run_python's isolation "
-                 "is unknown; update parley")]
     try:
-        module = importlib.import_module("parley._sandbox")
-        found = module.guarantees()
+        found = _sandbox_module.guarantees()
     except Exception as exc:  # a broken check is a guarantee nobody can vouch for
         return [("run_python sandbox", False, f"checking it failed: {type(exc).__name__}: {exc}")]
     return [(name if str(name).startswith("run_python") else f"run_python: {name}", bool(holds), str(detail))
