@@ -10,6 +10,7 @@ which typically differs by a few percent.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import functools
 import hashlib
 import importlib.util
@@ -48,7 +49,7 @@ def _seed_cache() -> None:
 
 
 def _copy_into(cache: Path, shipped: Path) -> None:
-    from ..paths import private_file
+    from ..paths import data_dir, private_file
 
     cache.mkdir(mode=0o700, parents=True, exist_ok=True)
     target = cache / hashlib.sha1(_CL100K_URL.encode()).hexdigest()
@@ -61,6 +62,10 @@ def _copy_into(cache: Path, shipped: Path) -> None:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
+    elif cache.resolve().parent == data_dir().resolve():  # made by an older parley, before its data was private
+        with contextlib.suppress(OSError):
+            cache.chmod(0o700)
+        private_file(target)
 
 
 @functools.cache
