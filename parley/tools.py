@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from autogen_core.tools import FunctionTool
 
 from .errors import ConfigError
-from .paths import project_root, search_dirs
+from .paths import inside, project_root, search_dirs
 
 __all__ = ["CheckDef", "RunContext", "ToolDef", "ToolRegistry", "check", "current_context", "default_registry",
            "load_helper", "output_file", "tool", "use_context", "write_atomically"]
@@ -262,8 +262,11 @@ def output_file(filename: str, folder: str, suffix: str, example: str) -> tuple[
     root = current_context().workspace.resolve()
     target_dir = root / folder
     target_dir.mkdir(parents=True, exist_ok=True)
-    target = (target_dir / name).resolve()
-    if not target.is_relative_to(root) or target.parent != target_dir.resolve():
+    try:
+        target = inside(root, folder, name)
+    except ValueError:
+        raise ValueError(f"{folder}/{name} points outside the workspace.") from None
+    if target.parent != target_dir.resolve():
         raise ValueError(f"{folder}/{name} points outside the workspace.")
     return target, f"{folder}/{name}"
 

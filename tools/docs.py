@@ -12,7 +12,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Annotated
 
-from parley.paths import data_dir
+from parley.paths import data_dir, inside
 from parley.tools import current_context, tool
 
 KB_DIR = Path(__file__).with_name("kb")
@@ -75,10 +75,12 @@ def _inside(relative: str) -> Path:
     candidate = Path(relative)
     if candidate.is_absolute():
         raise ValueError(f"{relative!r} is an absolute path: use a path inside the workspace, like 'notes/q3.md'")
-    resolved = (root / candidate).resolve()
-    if not resolved.is_relative_to(root):
-        raise ValueError(f"{relative!r} leaves the workspace: use a path inside it, like 'notes/q3.md'")
-    return resolved
+    if (root / candidate).resolve() == root:
+        return root
+    try:
+        return inside(root, candidate)
+    except ValueError:
+        raise ValueError(f"{relative!r} leaves the workspace: use a path inside it, like 'notes/q3.md'") from None
 
 
 @tool(family="documents")

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from parley.paths import inside
 from parley.tools import current_context, output_file, tool, write_atomically
 
 DECK_DIR = "decks"
@@ -61,9 +62,10 @@ def _picture(number: int, slide: Slide) -> Path | None:
         raise ValueError(
             f"{where}: chart {chart!r} is an absolute path; use a workspace path like 'charts/q3.png'."
         )
-    path = (root / chart).resolve()
-    if not path.is_relative_to(root):
-        raise ValueError(f"{where}: chart {chart!r} leaves the workspace; use a path like 'charts/q3.png'.")
+    try:
+        path = inside(root, chart)
+    except ValueError:
+        raise ValueError(f"{where}: chart {chart!r} leaves the workspace; use a path like 'charts/q3.png'.") from None
     if not path.is_file():
         raise ValueError(
             f"{where}: chart {chart!r} does not exist in the workspace. Create it with make_chart "
