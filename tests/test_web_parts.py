@@ -26,7 +26,8 @@ from parley.store import Store
 from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
 from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps
 from parley.web._format import note, vote_text
-from parley.web.app import _host_of, _loopback
+from parley.web._guard import _host_only as _host_of
+from parley.web._guard import loopback as _loopback
 
 
 def test_reopened_thread_shows_what_the_user_saw_in_order() -> None:

@@ -40,8 +40,6 @@ from ._guard import (
     connection_of_environ,
     local_connection,
 )
-from ._guard import _host_only as _host_of  # noqa: F401 - parley._ui and the tests read them here
-from ._guard import loopback as _loopback  # noqa: F401
 from ._ratelimit import PAGE_KEY, REFUSAL, LoginLimiter, LoginRateLimit
 
 # Chainlit logs at INFO; AutoGen logs every internal message at INFO, and every agent failure with a
