@@ -173,16 +173,21 @@ def test_local_mode_is_never_granted_by_a_header(local: Server) -> None:
     assert "sign in" in run_async(relayed_tab)
 
 
-def test_chainlit_run_on_every_interface_without_users_refuses_to_start(tmp_path: Path) -> None:
-    server = ChainlitRun(tmp_path / "data", script(tmp_path / "script.yaml"), "0.0.0.0")
+def _exit_before_listening(server: Server, what: str) -> int:
+    """Start `server`, which must exit before it listens (a server that listens never does): its exit code."""
     server.launch()
     assert server.proc is not None
     try:
-        code = server.proc.wait(timeout=120)  # it exits before it listens; a server that listens never does
+        return server.proc.wait(timeout=120)
     except subprocess.TimeoutExpired:
-        raise AssertionError(f"chainlit run app.py --host 0.0.0.0 started without any user:\n{server.log_tail()}") from None
+        raise AssertionError(f"{what} started without any user:\n{server.log_tail()}") from None
     finally:
         server.stop()
+
+
+def test_chainlit_run_on_every_interface_without_users_refuses_to_start(tmp_path: Path) -> None:
+    server = ChainlitRun(tmp_path / "data", script(tmp_path / "script.yaml"), "0.0.0.0")
+    code = _exit_before_listening(server, "chainlit run app.py --host 0.0.0.0")
     assert code != 0
     assert "serving on 0.0.0.0 needs login: create a user first with `parley users add NAME`" in server.log_tail()
 
@@ -264,14 +269,7 @@ def test_behind_a_proxy_the_listed_origin_is_the_apps_own_and_nothing_is_local(t
     never in local mode: without a user it does not start, and with its users gone it still asks for a login."""
     refused = ProxiedServer(tmp_path / "empty", str(script(tmp_path / "empty.yaml")))
     refused.data_dir.mkdir(parents=True)
-    refused.launch()
-    assert refused.proc is not None
-    try:
-        code = refused.proc.wait(timeout=120)  # it exits before it listens; a server that listens never does
-    except subprocess.TimeoutExpired:
-        raise AssertionError(f"a proxied server started without any user:\n{refused.log_tail()}") from None
-    finally:
-        refused.stop()
+    code = _exit_before_listening(refused, "a proxied server")
     assert code != 0 and "behind a proxy (PARLEY_ALLOWED_ORIGINS is set) needs login" in refused.log_tail()
 
     server = ProxiedServer(tmp_path / "data", str(script(tmp_path / "script.yaml", runs=4)))
