@@ -8,7 +8,7 @@ import re
 import uuid
 from pathlib import Path
 
-__all__ = ["data_dir", "inside", "is_server_id", "new_id", "private_file", "project_root", "search_dirs"]
+__all__ = ["data_dir", "data_dir_path", "inside", "is_server_id", "new_id", "private_file", "project_root", "search_dirs"]
 
 _SERVER_ID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
 
@@ -60,14 +60,18 @@ def project_root() -> Path:
     return Path.cwd()
 
 
-def data_dir() -> Path:
-    """Writable per-user data: the sample database, caches. `PARLEY_DATA_DIR` overrides."""
+def data_dir_path() -> Path:
+    """The data folder's path, without making it (it may be what cannot be written). `PARLEY_DATA_DIR` overrides."""
     env = os.environ.get("PARLEY_DATA_DIR")
     if env:
-        path = Path(env).expanduser()
-    else:
-        base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-        path = Path(base) / "parley"
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "parley"
+
+
+def data_dir() -> Path:
+    """Writable per-user data: the sample database, caches. `PARLEY_DATA_DIR` overrides."""
+    path = data_dir_path()
     # The data folder holds the store, the sign-in secret and every conversation's files: its owner only.
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     try:

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from sqlalchemy.engine import URL
 
-__all__ = ["named_data_folder", "os_problem", "prepare_file", "sqlite_file", "storage_problem"]
+from ..paths import data_dir_path
+
+__all__ = ["os_problem", "prepare_file", "sqlite_file", "storage_problem"]
 
 # SQLite's primary result codes (the low byte of an extended code).
 _SQLITE_PERM, _SQLITE_READONLY, _SQLITE_IOERR, _SQLITE_FULL, _SQLITE_CANTOPEN = 3, 8, 10, 13, 14
@@ -133,15 +135,6 @@ def os_problem(exc: OSError) -> str:
 
 
 def _in_data_folder(path: Path) -> bool:
-    data = named_data_folder().resolve()
+    data = data_dir_path().resolve()  # not made: it may be what cannot be written
     path = path.resolve()
     return path == data or data in path.parents
-
-
-def named_data_folder() -> Path:
-    # The folder parley.paths.data_dir() names, without creating it (it may be what cannot be written).
-    env = os.environ.get("PARLEY_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "parley"
