@@ -230,7 +230,7 @@ class WebGuard:
             await self.app(scope, receive, send)
             return
         conn = Connection.of(scope)
-        origin = next((v.decode("latin-1") for k, v in scope.get("headers") or [] if k.lower() == b"origin"), None)
+        origin = _header(scope, b"origin")
         if origin is not None and not origin_allowed(origin, conn.host_header):
             await self._refuse(scope, receive, send, origin)
             return
