@@ -33,7 +33,7 @@ from .events import (
     Position,
     QuestionEvent,
 )
-from .models import SELECTOR, Meter, ModelPool, parse_model, supports_tools, uses_json_schema
+from .models import SELECTOR, Meter, ModelPool, parse_model, reflects, supports_tools, uses_json_schema
 from .paths import data_dir, inside, is_server_id
 from .patterns import STEPS, build_team
 from .spec import TeamSpec, TerminationSpec
@@ -130,7 +130,9 @@ class Conversation:
             self.notices += sub.notices
         self._local_id = uuid.uuid4().hex
         self._summarisers: dict[str, Summariser] = {}
-        self._clients = {name: self.pool.client(m, name) for name, m in self.role_models.items()}
+        self._clients = {name: self.pool.client(m, name, max_reply_tokens=self.team.reply_cap(name),
+                                                context_tokens=self.team.context_window(name))
+                         for name, m in self.role_models.items()}
         # The selector pattern's manager picks speakers; the consensus pattern's may settle ties.
         needs_manager = self.team.pattern == "selector" or (
             self.team.pattern == "consensus" and self.team.consensus is not None and self.team.consensus.tie == "manager")
@@ -367,7 +369,6 @@ class Conversation:
             if role.name in self._subteams:
                 continue
             model = self.role_models[role.name]
-            backend = parse_model(model).backend
             tools = list(self._tools[role.name])
             rounds = 4 if ASK_HUMAN in role.tools else 1  # after an answer, the role goes on in the same turn
             if role.name == manager and supports_tools(model):
@@ -383,7 +384,7 @@ class Conversation:
                 system_message=self._system_message(role.name),
                 model_client_stream=True,
                 # A scripted reply is one model call; a real model summarises what its tools returned.
-                reflect_on_tool_use=bool(tools) and backend != "scripted",
+                reflect_on_tool_use=bool(tools) and reflects(model),
                 max_tool_iterations=rounds,
                 model_context=self._context_of(role.name, model),
                 handoffs=(list(role.handoffs) or None) if supports_tools(model) else None,

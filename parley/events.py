@@ -34,6 +34,7 @@ __all__ = [
     "StopReason",
     "SubtaskEvent",
     "ToolCallEvent",
+    "ToolProgressEvent",
     "ToolResultEvent",
     "TriggerEvent",
     "TurnAbandonedEvent",
@@ -115,6 +116,20 @@ class ToolResultEvent(_Event):
     name: str
     call_id: str
     is_error: bool = False
+
+
+class ToolProgressEvent(_Event):
+    """What a running tool reports before its result: MCP progress (`progress` of `total`) or a log line
+    (`level` set, `content` the line)."""
+
+    type: Literal["tool_progress"] = "tool_progress"
+    name: str
+    """The tool, as humans know it (`SERVER.TOOL` for an MCP tool)."""
+    call_id: str = ""
+    progress: float | None = None
+    total: float | None = None
+    level: str | None = None
+    """For a log line: the server's level (debug, info, warning, error...)."""
 
 
 class ApprovalRequestEvent(_Event):
@@ -306,7 +321,7 @@ class RunResult(_Event):
 
 Event = Annotated[
     RunStartedEvent | HumanQueuedEvent | HumanMessageEvent | SpeakerSelectedEvent | ChunkEvent | MessageEvent
-    | ToolCallEvent | ToolResultEvent | ApprovalRequestEvent | ApprovalDecisionEvent | FileEvent | UsageEvent
+    | ToolCallEvent | ToolResultEvent | ToolProgressEvent | ApprovalRequestEvent | ApprovalDecisionEvent | FileEvent | UsageEvent
     | TurnAbandonedEvent | ValidationEvent | QuestionEvent | AnswerEvent | EscalationEvent | EscalationResolvedEvent
     | SubtaskEvent | VoteEvent | TriggerEvent | NoticeEvent | ErrorEvent | RunResult,
     Field(discriminator="type"),

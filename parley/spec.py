@@ -107,6 +107,9 @@ class ValidationSpec(_Strict):
 
 
 DEFAULT_WINDOW = 4
+DEFAULT_MAX_REPLY_TOKENS = 1024
+"""Longest model answer per call unless a team or role says otherwise: long enough for a report section,
+short enough that a looping model stops within a minute or two."""
 
 
 class ContextSpec(_Strict):
@@ -144,6 +147,10 @@ class RoleSpec(_Strict):
     """Rules every answer of this role must pass."""
     context: ContextSpec | None = None
     """This role's view of the conversation; the team's `context:` otherwise."""
+    max_reply_tokens: Annotated[int, Field(ge=1, le=200_000)] | None = None
+    """Longest answer this role's model may write per call, in tokens; the team's `max_reply_tokens` otherwise."""
+    context_tokens: Annotated[int, Field(ge=256)] | None = None
+    """This role's model's context window in tokens, when the backend cannot tell parley; the team's otherwise."""
     on: list[str] = Field(default_factory=list)
     """Event-driven: what wakes this role (`ROLE finished`, `stage finished`, `tool failed`,
     `validation failed`, `file written`) instead of the manager scheduling it."""
@@ -170,6 +177,13 @@ class McpServerSpec(_Strict):
     """Extra environment for the server process (nothing else of parley's is passed on)."""
     url: str | None = None
     """Streamable-HTTP endpoint, instead of `command`."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """HTTP only: headers sent with every request (auth). `${VAR}` takes the value from the environment, so
+    secrets stay out of the team file; header values never reach events, logs or the store."""
+    timeout_s: Annotated[float, Field(gt=0, le=3600)] = 60.0
+    """How long one tool call (or the connection) may take before it fails with a time-out."""
+    max_result_chars: Annotated[int, Field(ge=100, le=10_000_000)] = 20_000
+    """Longest tool result passed to the model; a longer one is cut, and the cut is stated in the result."""
 
     @field_validator("name")
     @classmethod
@@ -182,6 +196,8 @@ class McpServerSpec(_Strict):
     def _one_transport(self) -> McpServerSpec:
         if (self.command is None) == (self.url is None):
             raise ValueError("give either command (stdio) or url (HTTP), not both or neither")
+        if self.headers and self.url is None:
+            raise ValueError("headers are for an HTTP server (url:); a stdio server takes env: instead")
         return self
 
 
@@ -277,6 +293,10 @@ class TeamSpec(_Strict):
     hierarchical: HierarchicalSpec | None = None
     mcp: list[McpServerSpec] = Field(default_factory=list)
     """MCP servers this team's roles may use."""
+    max_reply_tokens: Annotated[int, Field(ge=1, le=200_000)] | None = None
+    """Longest answer any role's model may write per call, in tokens (default: DEFAULT_MAX_REPLY_TOKENS)."""
+    context_tokens: Annotated[int, Field(ge=256)] | None = None
+    """The models' context window in tokens, when the backend cannot tell parley."""
     approvals: dict[str, Literal["required", "never"]] = Field(default_factory=dict)
     """Per tool: override whether a human must approve each call (`required`) or not (`never`)."""
     source: Path | None = Field(default=None, exclude=True)
@@ -293,6 +313,14 @@ class TeamSpec(_Strict):
 
     def role(self, name: str) -> RoleSpec:
         return next(r for r in self.roles if r.name == name)
+
+    def reply_cap(self, name: str) -> int:
+        """The longest answer role `name` may write per model call, in tokens."""
+        return self.role(name).max_reply_tokens or self.max_reply_tokens or DEFAULT_MAX_REPLY_TOKENS
+
+    def context_window(self, name: str) -> int | None:
+        """Role `name`'s model's context window as the team file states it (None: ask the backend)."""
+        return self.role(name).context_tokens or self.context_tokens
 
     def context_of(self, name: str) -> ContextSpec:
         return self.role(name).context or self.context

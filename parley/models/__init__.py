@@ -26,6 +26,7 @@ __all__ = [
     "cost_usd",
     "parse_model",
     "price_of",
+    "reflects",
     "transient",
 ]
 
@@ -48,8 +49,11 @@ class ModelPool:
     def scripts(self) -> list[ScriptedModel]:
         return list(self._scripts.values())
 
-    def client(self, model: str, who: str) -> MeteredClient:
-        """A metered client of `model` for role `who` (or SELECTOR). Raises ConfigError on bad input."""
+    def client(self, model: str, who: str, *, max_reply_tokens: int | None = None,
+               context_tokens: int | None = None) -> MeteredClient:
+        """A metered client of `model` for role `who` (or SELECTOR). Raises ConfigError on bad input.
+        `max_reply_tokens` caps each answer; `context_tokens` states the model's context window where
+        the backend cannot tell it."""
         ref = parse_model(model)
         if ref.backend == "scripted":
             inner: ChatCompletionClient = self.script(ref.name).client(who)
@@ -58,7 +62,8 @@ class ModelPool:
             if key not in self._shared:
                 self._shared[key] = _build(ref)
             inner = self._shared[key]
-        return MeteredClient(inner, self.meter, source="selector" if who == SELECTOR else who, model=str(ref))
+        return MeteredClient(inner, self.meter, source="selector" if who == SELECTOR else who, model=str(ref),
+                             max_reply_tokens=max_reply_tokens, context_tokens=context_tokens)
 
     async def close(self) -> None:
         for client in self._shared.values():
@@ -69,6 +74,12 @@ class ModelPool:
 def supports_tools(model: str) -> bool:
     """Whether the model can emit tool calls (the embedded model cannot)."""
     return parse_model(model).backend != "local"
+
+
+def reflects(model: str) -> bool:
+    """Whether a role on this model summarises its tools' results in a second model call (AutoGen's
+    reflect_on_tool_use). A scripted reply is one model call, so the scripted model does not."""
+    return parse_model(model).backend != "scripted"
 
 
 def uses_json_schema(model: str) -> bool:

@@ -202,11 +202,16 @@ def _is_openai_family(client: ChatCompletionClient) -> bool:
 class MeteredClient(ChatCompletionClient):
     """Wraps any client: refuses calls past the budget, records usage (counting it when missing)."""
 
-    def __init__(self, inner: ChatCompletionClient, meter: Meter, *, source: str, model: str) -> None:
+    def __init__(self, inner: ChatCompletionClient, meter: Meter, *, source: str, model: str,
+                 max_reply_tokens: int | None = None, context_tokens: int | None = None) -> None:
         self.inner = inner
         self.meter = meter
         self.source = source
         self.model = model
+        self.max_reply_tokens = max_reply_tokens
+        """Longest answer per call, in tokens (None: the backend's own default)."""
+        self.context_tokens = context_tokens
+        """The model's context window as the team file states it (None: the backend's, where known)."""
 
     def _check_budget(self, token: CancellationToken | None) -> None:
         if token is not None and token.is_cancelled():
