@@ -283,7 +283,7 @@ async def _run(args: argparse.Namespace) -> int:
                 print(f"parley: saved as {conv.thread_id} (`parley audit {conv.thread_id}` shows its decisions)",
                       file=sys.stderr)
     finally:
-        await conv.pool.close()
+        await conv.close()
         if store is not None:
             await store.close()
 

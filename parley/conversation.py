@@ -19,6 +19,7 @@ from ._agent import ParleyAgent
 from ._context import PolicyContext, Summariser
 from ._guard import RunGuard
 from ._human import ASK_HUMAN, AskHumanTool
+from ._mcp_session import McpHub
 from ._text import human_text
 from ._toolhost import BoundTool
 from ._validate import Validator
@@ -142,6 +143,8 @@ class Conversation:
             for script in self.pool.scripts:
                 script.check_roles(everyone, picks_are_roles=self.team.pattern == "selector")
         self._mcp_grants: dict[str, list[str]] = {}
+        self._mcp: McpHub = _parent._mcp if _parent is not None else McpHub(self._notice)
+        """One session per MCP server for the whole conversation, its sub-teams included; closed with it."""
         self._tools = self._grant_tools(teams_dirs)
         self._checkpoint: Mapping[str, Any] | None = None
         self._unsaved: list[BaseChatMessage] = []
@@ -311,10 +314,14 @@ class Conversation:
         return self.start(text)
 
     async def close(self) -> None:
+        """Stop the run in progress, end the MCP servers' sessions (a stdio server's process exits) and
+        close the model clients."""
         if self._run is not None and self._run.result is None:
             self._run.stop()
             await self._run.wait()
-        await self.pool.close()
+        if self._root is self:
+            await self._mcp.close()
+            await self.pool.close()
 
     # -- team construction -------------------------------------------------------------
 
@@ -417,7 +424,7 @@ class Conversation:
         if self._mcp_grants:  # connect once, on first use: listing a server's tools needs it running
             from ._mcp import load_grants
 
-            for role, tools in (await load_grants(self.team, self._mcp_grants, self)).items():
+            for role, tools in (await load_grants(self.team, self._mcp_grants, self, self._mcp)).items():
                 self._tools[role] = [*self._tools[role], *tools]
             self._mcp_grants = {}
         agents = await self._agents()
