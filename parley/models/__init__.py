@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from autogen_core.models import ChatCompletionClient
 
+from ..errors import ConfigError
 from ._meter import BudgetExceeded, CallFailure, CallRecord, Meter, MeteredClient, Retry, transient
 from ._pricing import cost_usd, price_of
 from ._ref import BACKENDS, ModelRef, parse_model
@@ -27,6 +29,7 @@ __all__ = [
     "parse_model",
     "price_of",
     "reflects",
+    "scripted_via",
     "transient",
 ]
 
@@ -38,6 +41,7 @@ class ModelPool:
         self.meter = meter
         self._scripts: dict[str, ScriptedModel] = {}
         self._shared: dict[str, ChatCompletionClient] = {}
+        self._replayed: list[tuple[ChatCompletionClient, str]] = []
 
     def script(self, path: str) -> ScriptedModel:
         key = str(Path(path).resolve())
@@ -56,7 +60,14 @@ class ModelPool:
         the backend cannot tell it."""
         ref = parse_model(model)
         if ref.backend == "scripted":
-            inner: ChatCompletionClient = self.script(ref.name).client(who)
+            via = scripted_via()
+            if via is None:
+                inner: ChatCompletionClient = self.script(ref.name).client(who)
+            else:
+                from ._replay import replay_client
+
+                inner, token = replay_client(self.script(ref.name), who, via)
+                self._replayed.append((inner, token))
         else:
             key = str(ref)
             if key not in self._shared:
@@ -69,6 +80,13 @@ class ModelPool:
         for client in self._shared.values():
             await client.close()
         self._shared.clear()
+        if self._replayed:
+            from ._replay import replay_server
+
+            for client, token in self._replayed:
+                await client.close()
+                replay_server().forget(token)
+            self._replayed.clear()
 
 
 def supports_tools(model: str) -> bool:
@@ -76,10 +94,26 @@ def supports_tools(model: str) -> bool:
     return parse_model(model).backend != "local"
 
 
+VIA_ENV = "PARLEY_SCRIPTED_VIA"
+
+
+def scripted_via() -> str | None:
+    """Which wire protocol scripted roles speak (`PARLEY_SCRIPTED_VIA`): None (default, `direct`) answers in
+    process; `openai` or `anthropic` serves the script over loopback HTTP to that backend's real client, so
+    a script drives the production path (SDK, streamed tool calls, reflection on tool use)."""
+    value = os.environ.get(VIA_ENV, "").strip().lower()
+    if value in ("", "direct"):
+        return None
+    if value in ("openai", "anthropic"):
+        return value
+    raise ConfigError(f"{VIA_ENV}={value!r} is not a protocol: use openai, anthropic or direct (the default)")
+
+
 def reflects(model: str) -> bool:
     """Whether a role on this model summarises its tools' results in a second model call (AutoGen's
-    reflect_on_tool_use). A scripted reply is one model call, so the scripted model does not."""
-    return parse_model(model).backend != "scripted"
+    reflect_on_tool_use). A scripted reply is one model call, so the scripted model does not, unless it is
+    served over HTTP (`scripted_via`): then it runs the production path, reflection included."""
+    return parse_model(model).backend != "scripted" or scripted_via() is not None
 
 
 def uses_json_schema(model: str) -> bool:

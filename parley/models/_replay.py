@@ -1,0 +1,457 @@
+"""The scripted model served over HTTP, in the wire formats of OpenAI's chat completions and Anthropic's
+Messages API, so a script can drive parley's production path: the real SDK client, its tool calls (one,
+several at once, streamed in pieces) and AutoGen's reflection on tool use.
+
+One loopback server per process, on its own thread (so it outlives any one event loop). Each client of
+a script gets its own address: `http://127.0.0.1:PORT/r/<token>/v1` for OpenAI's SDK and
+`http://127.0.0.1:PORT/r/<token>` for Anthropic's (which adds `/v1/messages` itself); the token stands
+for one script and one role (or the selector, or the summariser), the script's cursor.
+
+A call that only asks for a summary of tool results just received (AutoGen's reflection: no tools
+offered, or `tool_choice` none, and the request's latest tool results not yet answered) takes no
+script reply: it answers with those results' text joined by newlines, exactly what AutoGen's
+ToolCallSummaryMessage carries when reflection is off, so the scripted and the production paths
+produce the same conversation.
+
+Tool calls go out as a model would send them: `raw_args` verbatim even when it is not JSON, a
+scripted `id` even when it repeats. Usage is counted with tiktoken and reported (in the final chunk
+of a stream when `stream_options.include_usage` asks for it). A script that runs out answers 400
+with the ScriptExhaustedError text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from autogen_core.models import LLMMessage, SystemMessage, UserMessage
+
+from ..errors import ScriptExhaustedError
+from ._scripted import CallsReply, JsonReply, Reply, ScriptCall, ScriptedModel, ToolReply
+from ._tokens import count_text
+
+ARG_PIECES = 3
+"""A streamed tool call's arguments arrive in this many pieces (at most), as real servers split them."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    id: str
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one request is answered with: text, or tool calls."""
+
+    text: str | None
+    calls: tuple[_Call, ...]
+    prompt_tokens: int
+    delay_s: float
+
+
+@dataclass(frozen=True)
+class _Route:
+    model: ScriptedModel
+    who: str
+
+
+class BadRequest(Exception):
+    """A request the replay cannot answer (malformed, or the script ran out): answered with 400."""
+
+
+def _text_of(content: Any) -> str:
+    """The text of a wire message's content: a string, or a list of parts/blocks."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        out = []
+        for part in content:
+            if isinstance(part, dict):
+                if isinstance(part.get("text"), str):
+                    out.append(part["text"])
+                elif part.get("type") == "tool_result":
+                    out.append(_text_of(part.get("content")))
+        return "\n".join(out)
+    return ""
+
+
+def _tool_results_openai(messages: Sequence[Any]) -> list[str] | None:
+    """The tool results after the last assistant message, if that message called tools (else None)."""
+    results: list[str] = []
+    for m in reversed(messages):
+        role = m.get("role") if isinstance(m, dict) else None
+        if role == "tool":
+            results.append(_text_of(m.get("content")))
+        elif role == "assistant":
+            return list(reversed(results)) if results and m.get("tool_calls") else None
+    return None
+
+
+def _tool_results_anthropic(messages: Sequence[Any]) -> list[str] | None:
+    """The same for Anthropic's shape, where tool results are `tool_result` blocks of user messages."""
+    found: list[list[str]] = []
+    for m in reversed(messages):
+        if not isinstance(m, dict):
+            continue
+        content = m.get("content")
+        blocks = [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+        if m.get("role") == "assistant":
+            results = [text for group in reversed(found) for text in group]
+            return results if results and any(b.get("type") == "tool_use" for b in blocks) else None
+        found.append([_text_of(b.get("content")) for b in blocks if b.get("type") == "tool_result"])
+    return None
+
+
+def _as_llm(messages: Sequence[Any], system: Any = None) -> list[LLMMessage]:
+    """The request's messages as AutoGen messages, for the script's records and its extractive summariser."""
+    out: list[LLMMessage] = []
+    if system:
+        out.append(SystemMessage(content=_text_of(system)))
+    for m in messages:
+        if not isinstance(m, dict):
+            continue
+        text = _text_of(m.get("content"))
+        if m.get("role") == "system":
+            out.append(SystemMessage(content=text))
+        else:
+            out.append(UserMessage(content=text, source=str(m.get("name") or m.get("role") or "user")))
+    return out
+
+
+def _calls(reply: ToolReply | CallsReply) -> tuple[_Call, ...]:
+    return tuple(_Call(id=r.id if r.id is not None else f"call_{uuid.uuid4().hex[:24]}", name=r.tool,
+                       arguments=r.raw_args if r.raw_args is not None else json.dumps(r.args))
+                 for r in (reply.calls if isinstance(reply, CallsReply) else [reply]))
+
+
+def _answer(route: _Route, messages: Sequence[Any], results: list[str] | None, reflecting: bool,
+            system: Any = None) -> _Answer:
+    prompt = count_text(json.dumps(messages, default=str)) + (count_text(_text_of(system)) if system else 0)
+    model = route.model
+    if reflecting and results is not None:
+        # AutoGen's reflection call: the script's reply for this turn was the tool call itself.
+        return _Answer(text="\n".join(results), calls=(), prompt_tokens=prompt, delay_s=0.0)
+    llm = _as_llm(messages, system)
+    try:
+        reply: Reply = model.next_reply(route.who, llm)
+    except ScriptExhaustedError as exc:
+        raise BadRequest(f"{type(exc).__name__}: {exc}") from None
+    model.calls.append(ScriptCall(route.who, llm))
+    delay = model.script.delay_s
+    if isinstance(reply, (ToolReply, CallsReply)):
+        return _Answer(text=None, calls=_calls(reply), prompt_tokens=prompt, delay_s=delay)
+    text = json.dumps(reply.json_) if isinstance(reply, JsonReply) else reply
+    return _Answer(text=text, calls=(), prompt_tokens=prompt, delay_s=delay)
+
+
+def _completion_tokens(answer: _Answer) -> int:
+    if answer.text is not None:
+        return count_text(answer.text)
+    return sum(count_text(c.name) + count_text(c.arguments) for c in answer.calls)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\S+\s*|\s+", text) or [text]
+
+
+def _pieces(text: str, n: int = ARG_PIECES) -> list[str]:
+    if not text:
+        return [""]
+    size = max(1, -(-len(text) // n))
+    return [text[i:i + size] for i in range(0, len(text), size)]
+
+
+def _sse(data: Any, event: str | None = None) -> str:
+    head = f"event: {event}\n" if event else ""
+    return f"{head}data: {json.dumps(data) if not isinstance(data, str) else data}\n\n"
+
+
+# --- OpenAI chat completions -----------------------------------------------------------------------------
+
+
+def _openai_reflecting(body: Mapping[str, Any]) -> bool:
+    return body.get("tool_choice") == "none" or not body.get("tools")
+
+
+def _openai_message(answer: _Answer) -> dict[str, Any]:
+    if answer.calls:
+        return {"role": "assistant", "content": None, "tool_calls": [
+            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+            for c in answer.calls]}
+    return {"role": "assistant", "content": answer.text}
+
+
+def _openai_usage(answer: _Answer) -> dict[str, int]:
+    completion = _completion_tokens(answer)
+    return {"prompt_tokens": answer.prompt_tokens, "completion_tokens": completion,
+            "total_tokens": answer.prompt_tokens + completion}
+
+
+def _openai_whole(answer: _Answer, model: str) -> dict[str, Any]:
+    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+            "model": model, "choices": [{"index": 0, "message": _openai_message(answer),
+                                         "finish_reason": "tool_calls" if answer.calls else "stop",
+                                         "logprobs": None}],
+            "usage": _openai_usage(answer)}
+
+
+async def _openai_stream(answer: _Answer, model: str, usage: bool) -> AsyncIterator[str]:
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": model}
+
+    def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
+        body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
+        if usage:
+            body["usage"] = None
+        return _sse(body)
+
+    yield chunk({"role": "assistant", "content": ""})
+    if answer.calls:
+        await asyncio.sleep(answer.delay_s)
+        for i, call in enumerate(answer.calls):
+            # The first piece names the call; its arguments follow in pieces, keyed by the call's index only.
+            yield chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
+                                         "function": {"name": call.name, "arguments": ""}}]})
+            for piece in _pieces(call.arguments):
+                yield chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
+        yield chunk({}, "tool_calls")
+    else:
+        words = _words(answer.text or "")
+        for word in words:
+            await asyncio.sleep(answer.delay_s / len(words))
+            yield chunk({"content": word})
+        yield chunk({}, "stop")
+    if usage:
+        yield _sse({**head, "choices": [], "usage": _openai_usage(answer)})
+    yield _sse("[DONE]")
+
+
+# --- Anthropic Messages ----------------------------------------------------------------------------------
+
+
+def _anthropic_reflecting(body: Mapping[str, Any]) -> bool:
+    choice = body.get("tool_choice")
+    return (isinstance(choice, dict) and choice.get("type") == "none") or not body.get("tools")
+
+
+def _tool_input(arguments: str) -> Any:
+    """A call's input as Anthropic carries it: the parsed JSON, or the text itself when it is not JSON."""
+    try:
+        return json.loads(arguments)
+    except ValueError:
+        return arguments
+
+
+def _anthropic_blocks(answer: _Answer) -> list[dict[str, Any]]:
+    if answer.calls:
+        return [{"type": "tool_use", "id": c.id, "name": c.name, "input": _tool_input(c.arguments)}
+                for c in answer.calls]
+    return [{"type": "text", "text": answer.text or ""}]
+
+
+def _anthropic_whole(answer: _Answer, model: str) -> dict[str, Any]:
+    return {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": model,
+            "content": _anthropic_blocks(answer), "stop_reason": "tool_use" if answer.calls else "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": _completion_tokens(answer)}}
+
+
+async def _anthropic_stream(answer: _Answer, model: str) -> AsyncIterator[str]:
+    message = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": model,
+               "content": [], "stop_reason": None, "stop_sequence": None,
+               "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": 0}}
+    yield _sse({"type": "message_start", "message": message}, "message_start")
+    if answer.calls:
+        await asyncio.sleep(answer.delay_s)
+        for i, call in enumerate(answer.calls):
+            yield _sse({"type": "content_block_start", "index": i,
+                        "content_block": {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}},
+                       "content_block_start")
+            for piece in _pieces(call.arguments):
+                yield _sse({"type": "content_block_delta", "index": i,
+                            "delta": {"type": "input_json_delta", "partial_json": piece}}, "content_block_delta")
+            yield _sse({"type": "content_block_stop", "index": i}, "content_block_stop")
+    else:
+        yield _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                   "content_block_start")
+        words = _words(answer.text or "")
+        for word in words:
+            await asyncio.sleep(answer.delay_s / len(words))
+            yield _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+                       "content_block_delta")
+        yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
+    yield _sse({"type": "message_delta", "delta": {"stop_reason": "tool_use" if answer.calls else "end_turn",
+                                                    "stop_sequence": None},
+                "usage": {"output_tokens": _completion_tokens(answer)}}, "message_delta")
+    yield _sse({"type": "message_stop"}, "message_stop")
+
+
+# --- the server ------------------------------------------------------------------------------------------
+
+
+class ReplayServer:
+    """A loopback HTTP server answering for registered scripts, on a daemon thread of its own."""
+
+    def __init__(self) -> None:
+        self._routes: dict[str, _Route] = {}
+        self._lock = threading.Lock()
+        self._port: int | None = None
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def port(self) -> int:
+        self._start()
+        assert self._port is not None
+        return self._port
+
+    def register(self, model: ScriptedModel, who: str) -> str:
+        """A token for one script's role (its cursor); its address is `url(token)`."""
+        token = secrets.token_urlsafe(12)
+        with self._lock:
+            self._routes[token] = _Route(model, who)
+        return token
+
+    def forget(self, token: str) -> None:
+        with self._lock:
+            self._routes.pop(token, None)
+
+    def openai_url(self, token: str) -> str:
+        return f"http://127.0.0.1:{self.port}/r/{token}/v1"
+
+    def anthropic_url(self, token: str) -> str:
+        return f"http://127.0.0.1:{self.port}/r/{token}"
+
+    def _route(self, token: str) -> _Route | None:
+        with self._lock:
+            return self._routes.get(token)
+
+    def _start(self) -> None:
+        with self._lock:
+            if self._thread is not None:
+                return
+            import uvicorn
+
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(128)  # connections wait in the backlog until the server thread accepts them
+            self._port = sock.getsockname()[1]
+            config = uvicorn.Config(self._app(), log_config=None, log_level="warning", access_log=False,
+                                    lifespan="off", timeout_graceful_shutdown=1)
+            self._server = uvicorn.Server(config)
+            self._thread = threading.Thread(target=asyncio.run, args=(self._server.serve([sock]),),
+                                            name="parley-replay", daemon=True)
+            self._thread.start()
+
+    def _app(self) -> Any:
+        from starlette.applications import Starlette
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse, Response, StreamingResponse
+        from starlette.routing import Route
+
+        async def body_of(request: Request) -> tuple[_Route, dict[str, Any]]:
+            route = self._route(request.path_params["token"])
+            if route is None:
+                raise BadRequest("no script answers at this address (the conversation that used it has ended)")
+            try:
+                body = json.loads(await request.body())
+            except ValueError as exc:
+                raise BadRequest(f"the request body is not JSON: {exc}") from None
+            if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+                raise BadRequest("the request body must be a JSON object with a `messages` list")
+            return route, body
+
+        def stream(chunks: AsyncIterator[str]) -> Response:
+            return StreamingResponse(chunks, media_type="text/event-stream",
+                                     headers={"cache-control": "no-cache"})
+
+        async def chat(request: Request) -> Response:
+            try:
+                route, body = await body_of(request)
+                messages = body["messages"]
+                answer = _answer(route, messages, _tool_results_openai(messages), _openai_reflecting(body))
+            except BadRequest as exc:
+                return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
+                                               "param": None, "code": None}}, status_code=400)
+            model = str(body.get("model") or "scripted")
+            if body.get("stream"):
+                options = body.get("stream_options")
+                usage = isinstance(options, dict) and options.get("include_usage") is True
+                return stream(_openai_stream(answer, model, usage))
+            await asyncio.sleep(answer.delay_s)
+            return JSONResponse(_openai_whole(answer, model))
+
+        async def messages(request: Request) -> Response:
+            try:
+                route, body = await body_of(request)
+                msgs = body["messages"]
+                answer = _answer(route, msgs, _tool_results_anthropic(msgs), _anthropic_reflecting(body),
+                                 body.get("system"))
+            except BadRequest as exc:
+                return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
+                                                                "message": str(exc)}}, status_code=400)
+            model = str(body.get("model") or "scripted")
+            if body.get("stream"):
+                return stream(_anthropic_stream(answer, model))
+            await asyncio.sleep(answer.delay_s)
+            return JSONResponse(_anthropic_whole(answer, model))
+
+        async def models(request: Request) -> Response:
+            return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0,
+                                                             "owned_by": "parley"}]})
+
+        return Starlette(routes=[
+            Route("/r/{token}/v1/chat/completions", chat, methods=["POST"]),
+            Route("/r/{token}/v1/messages", messages, methods=["POST"]),
+            Route("/r/{token}/v1/models", models, methods=["GET"]),
+        ])
+
+    def stop(self) -> None:
+        """Stop the server thread (tests; the process's own exit stops the daemon thread otherwise)."""
+        with self._lock:
+            server, thread = self._server, self._thread
+            self._server = self._thread = self._port = None
+        if server is not None:
+            server.should_exit = True
+        if thread is not None:
+            with contextlib.suppress(RuntimeError):
+                thread.join(timeout=5)
+
+
+_SERVER = ReplayServer()
+
+
+def replay_server() -> ReplayServer:
+    """The process's replay server (started on first use)."""
+    return _SERVER
+
+
+def replay_client(model: ScriptedModel, who: str, api: str) -> tuple[Any, str]:
+    """A real SDK client (autogen-ext's, SDK retries off as for every backend) answered by `model` for
+    `who` through the replay server, and the token to `forget` when the client is closed."""
+    from ._backends import _GENERIC_INFO
+
+    server = replay_server()
+    token = server.register(model, who)
+    if api == "anthropic":
+        from autogen_ext.models.anthropic import AnthropicChatCompletionClient
+
+        return AnthropicChatCompletionClient(model="scripted", base_url=server.anthropic_url(token), api_key="replay",
+                                             model_info=_GENERIC_INFO, max_tokens=2048, max_retries=0), token
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    return OpenAIChatCompletionClient(model="scripted", base_url=server.openai_url(token), api_key="replay",
+                                      model_info=_GENERIC_INFO, max_retries=0), token
