@@ -10,12 +10,18 @@ from autogen_agentchat.messages import (
     BaseChatMessage,
     HandoffMessage,
     StopMessage,
+    TextMessage,
     ToolCallExecutionEvent,
     ToolCallSummaryMessage,
 )
 
 from .models import Meter
 from .spec import TerminationSpec
+
+
+def empty_reply(m: BaseChatMessage) -> bool:
+    """A role's answer with nothing in it (its model answered nothing, even when asked again): not a turn."""
+    return isinstance(m, TextMessage) and not m.content.strip()
 
 
 class RunGuard(TerminationCondition):
@@ -85,14 +91,17 @@ class RunGuard(TerminationCondition):
         if m.id in self._seen or m.source not in self.roles:
             return
         self._seen.add(m.id)
-        self.turns += 1
         said = " ".join(m.to_model_text().lower().split())
         history = self._said.setdefault(m.source, [])
         history.append(said)
         repeats = self.limits.max_repeats
         if (self._pending is None and len(history) >= repeats and len(set(history[-repeats:])) == 1
                 and not isinstance(m, ToolCallSummaryMessage)):
-            self._pending = ("loop", f"loop: {m.source} said the same thing {repeats} times in a row")
+            what = "answered nothing" if not said else "said the same thing"
+            self._pending = ("loop", f"loop: {m.source} {what} {repeats} times in a row")
+        if empty_reply(m):
+            return  # not a turn (the run says so); answering nothing over and over is a loop, stopped above
+        self.turns += 1
         if not isinstance(m, ToolCallSummaryMessage):
             self.wake_on(f"{m.source} finished")
             if m.source in self.scheduled:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ConfigError",
+    "ContextOverflowError",
     "FileProblem",
     "MissingKeyError",
     "ModelStringError",
@@ -100,3 +101,24 @@ class RunError(ParleyError):
         self.turn = turn
         self.error_type = error_type
         super().__init__(message)
+
+
+class ContextOverflowError(ParleyError):
+    """A prompt that cannot fit the model's context window. Never retried: the same prompt fails the same way."""
+
+    def __init__(self, who: str, prompt_tokens: int | None, window: int | None, *, reply_cap: int | None = None,
+                 said: str = "") -> None:
+        self.who = who
+        self.prompt_tokens = prompt_tokens
+        self.window = window
+        self.reply_cap = reply_cap
+        if prompt_tokens is not None and window is not None:
+            room = f" and its reply may take up to {reply_cap:,}" if reply_cap else ""
+            size = f"the prompt of {who} is {prompt_tokens:,} tokens{room}; the model's context window is {window:,} tokens"
+        else:
+            size = f"the prompt of {who} does not fit the model's context window"
+        server = f" (the server said: {said[:300]})" if said else ""
+        super().__init__(
+            f"{size}{server}: shorten the task, keep fewer turns in the role's view (`context: {{window: N}}`), "
+            "lower `max_reply_tokens`, or pick a model with a larger window (`context_tokens` states it)"
+        )

@@ -29,6 +29,7 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken
 
 from ._agent import ParleyNotice
+from ._guard import empty_reply
 from ._text import human_text, redact_secrets
 from ._toolhost import MAX_ARGUMENTS, standing_decision
 from .errors import ConfigError
@@ -450,6 +451,10 @@ class Run:
         self._budget_timer = asyncio.get_running_loop().call_later(BUDGET_GRACE_S, self._cancel, "max_tokens")
 
     def _on_retry(self, note: Retry) -> None:
+        if note.empty:
+            self._emit(NoticeEvent(source=note.source, level="warning", turn=self._live_turn(), content=(
+                f"{note.source}'s model answered nothing; asking it once more")))
+            return
         self._emit(NoticeEvent(source=note.source, level="warning", turn=self._live_turn(), content=(
             f"{note.source}'s model call failed ({redact_secrets(note.error)}); retrying in {note.delay_s:.1f} s "
             f"(attempt {note.attempt + 1} of {note.attempts})")))
@@ -742,6 +747,11 @@ class Run:
 
     def _on_message(self, item: BaseChatMessage) -> None:
         conv = self.conversation
+        if empty_reply(item):  # asked twice, answered nothing twice: said, and not a turn
+            self._partial.pop(item.source, None)
+            self._emit(NoticeEvent(source=item.source, level="warning", turn=conv.turn + 1, content=(
+                f"{item.source}'s model answered nothing again: not counted as a turn")))
+            return
         conv.turn += 1
         self._partial.pop(item.source, None)
         kind = "tool_summary" if isinstance(item, ToolCallSummaryMessage) else (

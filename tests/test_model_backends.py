@@ -364,7 +364,7 @@ async def test_anthropic_posts_messages_with_separate_system(
     )
     assert "anthropic-version" in req.headers
     assert req.body["model"] == "claude-3-5-haiku-latest"
-    assert req.body["max_tokens"] == 2048
+    assert req.body["max_tokens"] == 1024  # the default reply cap (parley.spec.DEFAULT_MAX_REPLY_TOKENS)
     assert req.body["system"] == SYSTEM
     assert req.body["messages"] == [{"role": "user", "content": "hello"}]
 

@@ -25,7 +25,6 @@ from autogen_core.models import (
     ModelInfo,
     RequestUsage,
     SystemMessage,
-    UserMessage,
 )
 from autogen_core.tools import Tool, ToolSchema
 
@@ -42,9 +41,13 @@ LOCAL_INFO: ModelInfo = {
     "structured_output": True,
     "multiple_system_messages": False,
 }
-# Without a cap the model has been seen looping for ~950 tokens.
+# Without a cap the model has been seen looping for ~950 tokens: its answers are at most this long, or the
+# role's max_reply_tokens if that is lower.
 DEFAULT_MAX_TOKENS = int(os.environ.get("PARLEY_LOCAL_MAX_TOKENS", "160"))
 CONTEXT = int(os.environ.get("PARLEY_LOCAL_CTX", "8192"))
+PARALLEL = max(1, int(os.environ.get("PARLEY_LOCAL_PARALLEL", "2")))
+SLOT_CONTEXT = CONTEXT // PARALLEL
+"""One request's context window: llama.cpp splits CONTEXT between its PARALLEL request slots."""
 
 _lock = threading.Lock()
 _server: Any = None
@@ -80,37 +83,15 @@ def base_url() -> str:
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.n_ctx = CONTEXT
-        params.n_parallel = int(os.environ.get("PARLEY_LOCAL_PARALLEL", "2"))
+        params.n_parallel = PARALLEL
         params.cpuparams.n_threads = int(os.environ.get("PARLEY_LOCAL_THREADS", str(os.cpu_count() or 2)))
         params.hostnames = ["127.0.0.1"]
         params.port = 0
-        params.model_alias = MODEL_ALIAS
+        params.model_alias = {MODEL_ALIAS}  # a set of names: a plain string becomes a set of its letters (id "-")
         params.verbosity = 0
         _server = xllamacpp.Server(params)
         _url = str(_server.listening_address).rstrip("/") + "/v1"
         return _url
-
-
-def merge_consecutive(messages: Sequence[LLMMessage]) -> list[LLMMessage]:
-    """Join back-to-back text messages of the same kind.
-
-    llama.cpp's chat templates refuse two assistant messages in a row, which a group chat
-    produces whenever the same role speaks twice.
-    """
-    out: list[LLMMessage] = []
-    for m in messages:
-        prev = out[-1] if out else None
-        if (
-            prev is not None
-            and type(prev) is type(m)
-            and isinstance(m, AssistantMessage | UserMessage)
-            and isinstance(m.content, str)
-            and isinstance(prev.content, str)
-        ):
-            out[-1] = prev.model_copy(update={"content": f"{prev.content}\n\n{m.content}"})
-        else:
-            out.append(m)
-    return out
 
 
 class LocalClient(OwnClient):
@@ -120,7 +101,9 @@ class LocalClient(OwnClient):
     threads need on a small machine. Stopping the consumer stops generation at the next token."""
 
     info = LOCAL_INFO
-    context_tokens = CONTEXT
+    context_tokens = SLOT_CONTEXT
+    reply_ceiling = DEFAULT_MAX_TOKENS
+    """The meter asks for the role's reply cap or this, whichever is lower."""
 
     def __init__(self, server: Any) -> None:
         super().__init__()
@@ -133,7 +116,8 @@ class LocalClient(OwnClient):
 
     def _request(self, messages: Sequence[LLMMessage], json_output: Any, extra: Mapping[str, Any],
                  stream: bool) -> dict[str, Any]:
-        request: dict[str, Any] = {"messages": [_wire(m) for m in merge_consecutive(messages)], **self.defaults}
+        # The meter has shaped `messages` already (parley.models._shape): merged, ending with a user message.
+        request: dict[str, Any] = {"messages": [_wire(m) for m in messages], **self.defaults}
         if json_output is True:
             request["response_format"] = {"type": "json_object"}
         request.update({k: v for k, v in extra.items() if k not in ("stream_options", "extra_body")})
@@ -158,7 +142,7 @@ class LocalClient(OwnClient):
         call = asyncio.get_running_loop().run_in_executor(None, self._server.handle_chat_completions, request)
         if cancellation_token is not None:
             cancellation_token.link_future(call)
-        answer = await call
+        answer = _checked(await call)
         choice = (answer.get("choices") or [{}])[0]
         return self._result(str((choice.get("message") or {}).get("content") or ""), answer.get("usage"),
                             choice.get("finish_reason"))
@@ -185,7 +169,7 @@ class LocalClient(OwnClient):
 
         def generate() -> None:
             try:
-                self._server.handle_chat_completions(request, on_chunk)
+                _checked(self._server.handle_chat_completions(request, on_chunk))
             except Exception as exc:  # handed to the consumer, which raises it
                 hand(exc)
             finally:
@@ -201,6 +185,7 @@ class LocalClient(OwnClient):
             while (chunk := await chunks.get()) is not None:
                 if isinstance(chunk, BaseException):
                     raise chunk
+                _checked(chunk)  # a refusal comes as the stream's one chunk
                 usage = chunk.get("usage") or usage
                 for choice in chunk.get("choices") or []:
                     finish = choice.get("finish_reason") or finish
@@ -212,6 +197,22 @@ class LocalClient(OwnClient):
         finally:
             stop.set()  # the consumer stopped early (interrupt, stop): stop generating at the next token
         yield self._result("".join(parts), usage, finish)
+
+
+class LocalServerError(Exception):
+    """llama.cpp refused a request (its error answer, e.g. a prompt over the context window)."""
+
+    def __init__(self, error: Mapping[str, Any]) -> None:
+        self.status_code = int(error.get("code") or 500)
+        self.body = dict(error)
+        super().__init__(str(error.get("message") or error))
+
+
+def _checked(answer: Any) -> dict[str, Any]:
+    """llama.cpp's answer, or its error raised (in-process it returns the error instead of a reply)."""
+    if isinstance(answer, dict) and isinstance(answer.get("error"), Mapping):
+        raise LocalServerError(answer["error"])
+    return answer if isinstance(answer, dict) else {}
 
 
 def _wire(message: LLMMessage) -> dict[str, str]:

@@ -17,7 +17,11 @@ from autogen_core import CancellationToken, FunctionCall
 from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
 from autogen_core.tools import Tool, ToolSchema
 
+from ..errors import ContextOverflowError, ModelStringError
+from ._limits import reply_cap_args, server_overflow, window_of
 from ._pricing import cost_usd
+from ._ref import parse_model
+from ._shape import shape
 from ._tokens import count_completion, count_messages, count_text
 
 
@@ -61,14 +65,20 @@ class Retry:
     """The attempt that failed (1 for the first call)."""
     attempts: int
     delay_s: float
+    empty: bool = False
+    """The model answered nothing (no text, no tool call): asked once more, at once."""
 
+
+DEFAULT_REPLY_CAP = 1024
+"""A call's reply cap when its client was given none (the selector's, the summariser's): parley.spec's default."""
 
 STREAM_EVERY_S = 0.1
 """Streamed text is passed on at most this often (the first piece at once; nothing is ever dropped)."""
 
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
-_TRANSIENT_NAMES = ("Timeout", "TimedOut", "Connection", "RateLimit", "InternalServer", "ServiceUnavailable",
-                    "Overloaded", "RemoteProtocol", "ReadError")
+_TRANSIENT_NAMES = ("Timeout", "TimedOut", "Connection", "ConnectError", "RateLimit", "InternalServer",
+                    "ServiceUnavailable", "Overloaded", "RemoteProtocol", "ReadError", "WriteError")
+# "ConnectError": httpx's refused connection, which the Ollama client lets through as is when streaming.
 
 
 def transient(exc: BaseException) -> bool:
@@ -191,6 +201,12 @@ def own_calls(result: CreateResult, ids: set[str], *, text_only: bool = False) -
     return result.model_copy(update={"content": calls})
 
 
+def _empty(result: CreateResult) -> bool:
+    """No text and no tool call."""
+    content = result.content
+    return not content if isinstance(content, list) else not str(content or "").strip()
+
+
 def _is_openai_family(client: ChatCompletionClient) -> bool:
     if "autogen_ext.models.openai" not in sys.modules:
         return False  # not imported, so no such client exists (and importing it would cost a third of a second)
@@ -212,6 +228,52 @@ class MeteredClient(ChatCompletionClient):
         """Longest answer per call, in tokens (None: the backend's own default)."""
         self.context_tokens = context_tokens
         """The model's context window as the team file states it (None: the backend's, where known)."""
+        try:
+            ref = parse_model(model)
+            self.backend, self._name, self._base_url = ref.backend, ref.name, ref.base_url
+        except ModelStringError:  # a client made by hand around some other model
+            self.backend, self._name, self._base_url = "unknown", model, None
+
+    @property
+    def reply_cap(self) -> int:
+        """The longest answer of one call, in tokens, as this backend will be asked for it."""
+        cap = self.max_reply_tokens or DEFAULT_REPLY_CAP
+        ceiling = getattr(self.inner, "reply_ceiling", None)  # the embedded model's own, lower one
+        return min(cap, ceiling) if isinstance(ceiling, int) and ceiling > 0 else cap
+
+    async def _prepare(self, messages: Sequence[LLMMessage], tools: Sequence[Any], extra: Mapping[str, Any],
+                       ) -> tuple[list[LLMMessage], dict[str, Any]]:
+        """The request as this backend takes it (see _shape), with the reply cap; refused here, before anything
+        is sent, when the prompt and the longest reply cannot fit the model's context window."""
+        shaped = shape(messages, self.backend)
+        cap = self.reply_cap
+        extra = reply_cap_args(self.backend, self._name, cap, extra)
+        prompt = _prompt_estimate(shaped, tools, extra)
+        window = self.context_tokens or await window_of(self.backend, self._name, self._base_url, self.inner,
+                                                        prompt + cap)
+        if window and prompt + cap > window:
+            raise ContextOverflowError(self.source, prompt, window, reply_cap=cap)
+        return shaped, extra
+
+    def _raise_overflow(self, exc: BaseException) -> None:
+        """A server's own "the prompt does not fit" answer becomes the same clear error (never retried)."""
+        found = server_overflow(exc)
+        if found is None:
+            return
+        prompt, window, said = found
+        over = ContextOverflowError(self.source, prompt, window, said="" if prompt and window else said)
+        self._failed(over)
+        raise over from exc
+
+    def _empty_again(self, result: CreateResult, asked_again: bool) -> bool:
+        """An empty answer (no text, no tool call) is said, and asked for once more (True); not a second time."""
+        if asked_again or not _empty(result):
+            return False
+        note = Retry(source=self.source, model=self.model, error="the model answered nothing", attempt=1,
+                     attempts=2, delay_s=0.0, empty=True)
+        for listener in list(self.meter.retry_listeners):
+            listener(note)
+        return True
 
     def _check_budget(self, token: CancellationToken | None) -> None:
         if token is not None and token.is_cancelled():
@@ -279,7 +341,14 @@ class MeteredClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
+        self._check_budget(cancellation_token)
+        try:
+            messages, extra_create_args = await self._prepare(messages, tools, extra_create_args)
+        except ContextOverflowError as exc:
+            self._failed(exc)
+            raise
         attempt = 1
+        asked_again = False
         while True:
             self._check_budget(cancellation_token)
             t0 = time.perf_counter()
@@ -292,12 +361,17 @@ class MeteredClient(ChatCompletionClient):
                 self._cut_short(messages, tools, extra_create_args, (), t0)
                 raise
             except Exception as exc:
+                self._raise_overflow(exc)
                 if await self._retrying(exc, attempt, cancellation_token):
                     attempt += 1
                     continue
                 self._failed(exc)
                 raise
-            return self._record(messages, tools, result, t0, extra_create_args, tool_choice)
+            result = self._record(messages, tools, result, t0, extra_create_args, tool_choice)
+            if self._empty_again(result, asked_again):
+                asked_again = True
+                continue
+            return result
 
     async def create_stream(  # type: ignore[override]
         self,
@@ -309,15 +383,22 @@ class MeteredClient(ChatCompletionClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
+        self._check_budget(cancellation_token)
+        try:
+            messages, extra_create_args = await self._prepare(messages, tools, extra_create_args)
+        except ContextOverflowError as exc:
+            self._failed(exc)
+            raise
         if _is_openai_family(self.inner) and "stream_options" not in extra_create_args:
             # Ask for usage on the stream; as a client default it would also go on non-streamed calls,
             # which strict servers (vLLM) reject.
             extra_create_args = {**extra_create_args, "stream_options": {"include_usage": True}}
         attempt = 1
+        asked_again = again = False
         while True:
             self._check_budget(cancellation_token)
             t0 = time.perf_counter()
-            started = recorded = False
+            started = recorded = again = False
             streamed: list[str] = []
             held: list[str] = []
             shown_at = 0.0
@@ -328,10 +409,14 @@ class MeteredClient(ChatCompletionClient):
                 ):
                     started = True
                     if isinstance(item, CreateResult):
+                        recorded = True
+                        result = self._record(messages, tools, item, t0, extra_create_args, tool_choice)
+                        if self._empty_again(result, asked_again):
+                            asked_again = again = True  # nothing (or only blanks) was streamed: ask once more
+                            continue
                         if held:
                             yield "".join(held)
-                        recorded = True
-                        yield self._record(messages, tools, item, t0, extra_create_args, tool_choice)
+                        yield result
                         continue
                     streamed.append(item)
                     held.append(item)
@@ -343,12 +428,15 @@ class MeteredClient(ChatCompletionClient):
                         yield "".join(held)
                         held.clear()
                         shown_at = now
+                if again:
+                    continue
                 return
             except (asyncio.CancelledError, GeneratorExit):
                 if not recorded:  # interrupted, stopped or timed out mid-call: the backend still saw the prompt
                     self._cut_short(messages, tools, extra_create_args, streamed, t0)
                 raise
             except Exception as exc:
+                self._raise_overflow(exc)
                 # Text already shown cannot be taken back: only a stream that never started is retried.
                 if not started and await self._retrying(exc, attempt, cancellation_token):
                     attempt += 1
