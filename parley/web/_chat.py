@@ -108,10 +108,7 @@ class ChatSession:
     async def on_message(self, text: str, command: str | None) -> None:
         text = text.strip()
         if command == "Stop":
-            if self.running:
-                assert self.run is not None
-                self.run.stop()
-            else:
+            if not self.stop():
                 await _say("Nothing is running.")
             return
         if self.awaiting and not command and self.running:
@@ -149,6 +146,15 @@ class ChatSession:
                 self.run.resolve(key, text=text, actor=self.user)
         except KeyError:
             await _say("That decision has already been made.")
+
+    def stop(self) -> bool:
+        """End the run now (the Stop command, and Chainlit's own stop button): the model call in progress is
+        cancelled and no other is made. False if nothing was running."""
+        if not self.running:
+            return False
+        assert self.run is not None
+        self.run.stop()
+        return True
 
     def start(self, text: str) -> None:
         self.run = self.conversation.start(text)

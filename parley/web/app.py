@@ -311,6 +311,16 @@ async def _message(message: cl.Message) -> None:
         await cl.Message(content=str(exc), author=SYSTEM).send()
 
 
+@cl.on_stop
+async def _stopped() -> None:
+    """Chainlit's stop button (its `stop` socket event) stops the run as the Stop command does. Chainlit has
+    already posted "Task manually stopped." and cancelled the handler it was waiting for (a message being
+    sent); the run itself goes on in the background until it is told to stop, here."""
+    session: ChatSession | None = cl.user_session.get("parley")
+    if session is not None and session.running and await _user_ok() is not None:
+        session.stop()
+
+
 @cl.action_callback("parley_approve")
 async def _approve(action: cl.Action) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
