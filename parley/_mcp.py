@@ -142,7 +142,7 @@ async def load_grants(team: TeamSpec, grants: dict[str, Sequence[str]], host: To
                 try:
                     await conn.session()
                 except McpCallError as exc:
-                    raise ConfigError(f"{exc} (it could not be reached when role '{role}' needed its tools)") from None
+                    raise ConfigError(str(exc)) from None
                 offered[server] = conn
             tools = offered[server].tools
             if tool == "*":

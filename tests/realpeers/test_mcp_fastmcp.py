@@ -148,15 +148,15 @@ async def test_an_unreachable_server_is_an_error_that_names_the_cause(write: Wri
 
 
 async def test_a_server_that_exits_at_start_is_an_error_with_its_stderr(write: Write) -> None:
-    code = "import sys; sys.stderr.write('no licence key found\\n'); sys.exit(2)"
-    server = f"  - name: peer\n    command: {sys.executable}\n    args: ['-c', \"{code}\"]\n"
+    code = 'import sys; sys.stderr.write("no licence key found"); sys.exit(2)'
+    server = f"  - name: peer\n    command: {sys.executable}\n    args: ['-c', '{code}']\n"
     conv = Conversation(_team(write, server), model=_script(write, ["x"]))
     events = await _events(conv, "Anything")
     await conv.close()
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "error"
     assert "MCP server 'peer': the server process exited" in result.detail
-    assert "no licence key found" in result.detail
+    assert result.detail.endswith("its stderr ends with:\nno licence key found")
 
 
 async def test_closing_the_conversation_ends_a_stdio_server(write: Write) -> None:
