@@ -122,6 +122,8 @@ class Conversation:
         """Who speaks in the conversation: the roles, and the verdict of a consensus team."""
         self.notes_board: list[dict[str, Any]] = _parent.notes_board if _parent is not None else []
         """Notes every role of this conversation reads and writes (the team_notes tool)."""
+        self._mcp: McpHub = _parent._mcp if _parent is not None else McpHub(self._notice)
+        """One session per MCP server for the whole conversation, its sub-teams included; closed with it."""
         self._subteams = {r.name: Conversation(self._subteam_spec(r.team, teams_dirs), model=model,
                                                registry=self.registry, teams_dirs=teams_dirs, _parent=self)
                           for r in self.team.roles if r.team is not None}
@@ -143,8 +145,6 @@ class Conversation:
             for script in self.pool.scripts:
                 script.check_roles(everyone, picks_are_roles=self.team.pattern == "selector")
         self._mcp_grants: dict[str, list[str]] = {}
-        self._mcp: McpHub = _parent._mcp if _parent is not None else McpHub(self._notice)
-        """One session per MCP server for the whole conversation, its sub-teams included; closed with it."""
         self._tools = self._grant_tools(teams_dirs)
         self._checkpoint: Mapping[str, Any] | None = None
         self._unsaved: list[BaseChatMessage] = []
