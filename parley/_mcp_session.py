@@ -207,6 +207,8 @@ class McpConnection:
             self._session = None
 
     async def _open(self) -> None:
+        if self.spec.url is not None:
+            resolve_headers(self.spec)  # a missing variable is the user's to fix: say so before connecting
         self._closing = asyncio.Event()
         self._death = None
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()

@@ -4,6 +4,7 @@ scripted model."""
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -15,6 +16,7 @@ from _support import team_yaml
 from mcp_peers import AUTH, free_port, http_server, server_yaml
 
 from parley import Conversation
+from parley.cli import main
 from parley.events import (
     FileEvent,
     NoticeEvent,
@@ -167,3 +169,29 @@ async def test_closing_the_conversation_ends_a_stdio_server(write: Write) -> Non
     await conv.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_http_headers_take_secrets_from_the_environment_and_never_store_them(
+        write: Write, http_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        caplog: pytest.LogCaptureFixture) -> None:
+    secret = AUTH.split()[1]
+    server = f"  - name: peer\n    url: {http_url}\n    headers: {{Authorization: 'Bearer ${{PEER_TOKEN}}'}}\n"
+    team = _team(write, server)
+    script = _script(write, ["{tool: peer__whoami}"])
+    caplog.set_level(logging.DEBUG)
+
+    monkeypatch.delenv("PEER_TOKEN", raising=False)
+    assert main(["run", str(team), "Who am I", "--model", script, "--json"]) != 0
+    out, err = capsys.readouterr()
+    assert "header Authorization uses ${PEER_TOKEN}, but the environment variable PEER_TOKEN is not set" in out + err
+
+    monkeypatch.setenv("PEER_TOKEN", secret)
+    assert main(["run", str(team), "Who am I", "--model", script, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert '"content":"authorized"' in out.replace(" ", "")  # the header reached the server
+    assert secret not in out + err + caplog.text
+    data = Path(os.environ["PARLEY_DATA_DIR"])
+    stored = [p for p in data.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
+    assert stored == [], "a header's value reached the store"
+    assert any(b"Who am I" in p.read_bytes() for p in data.rglob("*") if p.is_file()), \
+        "the run was not stored there: the search proves nothing"
