@@ -18,6 +18,7 @@ from autogen_agentchat.messages import (
 from autogen_core import CancellationToken
 
 from ._toolhost import checked_call
+from ._turns import mark_reflection
 from ._validate import Validator
 from .events import EscalationEvent, EscalationResolvedEvent, Position, ValidationEvent
 
@@ -90,8 +91,10 @@ class ParleyAgent(AssistantAgent):
         self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken
     ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
         async for item in self._answer(messages, cancellation_token):
-            if isinstance(item, Response) and self._host is not None:
-                self._host.spoke(item.chat_message)
+            if isinstance(item, Response):
+                mark_reflection(item)
+                if self._host is not None:
+                    self._host.spoke(item.chat_message)
             yield item
 
     async def _answer(

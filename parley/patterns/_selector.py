@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage, ToolCallSummaryMessage
+from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 
 from .._text import one_line
+from .._turns import tool_step
 from ..spec import TeamSpec
 from ._choose import choose
 
@@ -71,7 +72,7 @@ class Selector:
     def _run_of(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> int:
         """How many answers in a row the last speaker gave (its tool results are work, not answers)."""
         speakers = [m.source for m in thread if isinstance(m, BaseChatMessage) and m.source in self.names
-                    and not isinstance(m, ToolCallSummaryMessage)]
+                    and not tool_step(m)]
         if not speakers:
             return 0
         n = 0
