@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from chainlit.context import init_ws_context
+from chainlit.session import WebsocketSession
 from chainlit.types import Pagination, ThreadFilter
 
 from parley.events import (
@@ -10,6 +19,7 @@ from parley.events import (
     ApprovalRequestEvent,
     EscalationEvent,
     EscalationResolvedEvent,
+    FileEvent,
     HumanMessageEvent,
     MessageEvent,
     Position,
@@ -17,6 +27,7 @@ from parley.events import (
     RunResult,
     SubtaskEvent,
     ToolCallEvent,
+    ToolProgressEvent,
     ToolResultEvent,
     TriggerEvent,
     ValidationEvent,
@@ -24,6 +35,7 @@ from parley.events import (
 )
 from parley.store import Store
 from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
+from parley.web._chat import ChatSession
 from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps
 from parley.web._format import note, vote_text
 from parley.web._guard import _host_only as _host_of
@@ -158,3 +170,95 @@ def test_a_tool_result_nested_past_the_recursion_limit_still_shows_as_text() -> 
     shown = quoted(deep)
     assert shown.startswith("> [[[") and "```json" not in shown
     assert quoted('{"a": 1}').startswith("```json")
+
+
+# -- a run shown live: what ChatSession sends to the page ------------------------------------------------
+
+
+class _Page:
+    """What the web chat sends one browser session (Chainlit's socket emits), without a browser."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, Any]] = []
+        self.news = asyncio.Condition()
+
+        async def emit(event: str, data: Any) -> None:
+            async with self.news:
+                self.sent.append((event, data))
+                self.news.notify_all()
+
+        async def emit_call(*_: Any) -> None:
+            return None
+
+        self.session = WebsocketSession(id=str(uuid.uuid4()), socket_id=str(uuid.uuid4()), emit=emit,
+                                        emit_call=emit_call, user_env={}, client_type="webapp",
+                                        thread_id=str(uuid.uuid4()))
+        init_ws_context(self.session)
+
+    def steps(self, name: str) -> list[dict[str, Any]]:
+        """Every state of the step(s) called `name`, as sent, oldest first."""
+        return [d for e, d in self.sent if e in ("new_message", "update_message") and d.get("name") == name]
+
+    async def until(self, check: Callable[[], Any], what: str) -> Any:
+        async def wait() -> Any:
+            async with self.news:
+                while not (found := check()):
+                    await self.news.wait()
+                return found
+
+        try:
+            return await asyncio.wait_for(wait(), 10)
+        except TimeoutError:
+            raise AssertionError(f"the page was never sent {what}: {self.sent}") from None
+
+
+async def test_a_running_tools_progress_and_log_show_in_its_step_until_the_result() -> None:
+    page = _Page()
+    chat = ChatSession(conversation=None, user="local")  # type: ignore[arg-type] # tool events need no conversation
+    tool = "everything.longRunningOperation"
+    await chat._show(ToolCallEvent(source="researcher", name=tool, arguments={"duration": 10}, call_id="c1"))
+    await chat._show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", progress=3, total=10,
+                                       content="Fetching\npage 3"))
+    assert page.steps(tool)[-1]["output"] == "⏳ 3/10 · Fetching page 3"
+    assert page.steps(tool)[-1]["id"] == page.steps(tool)[0]["id"]  # inside the tool's own step
+
+    # Progress reported faster than it is worth showing: the latest state shows, a moment later.
+    for n in range(4, 10):
+        await chat._show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", progress=n, total=10))
+    await chat._show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", level="warning",
+                                       content="slow disk"))
+    latest = await page.until(lambda: "9/10" in page.steps(tool)[-1]["output"], "the latest progress")
+    assert latest and len(page.steps(tool)) <= 4
+    assert page.steps(tool)[-1]["output"] == "⏳ 9/10\n\n```text\nwarning: slow disk\n```"
+
+    # The result replaces the progress; the server's log lines stay under it.
+    await chat._show(ToolResultEvent(source="researcher", name=tool, call_id="c1", content="done in 10 s"))
+    assert page.steps(tool)[-1]["output"] == "done in 10 s\n\n```text\nwarning: slow disk\n```"
+    assert not chat._progress
+
+
+async def test_progress_of_a_call_shown_on_another_page_gets_a_step_here() -> None:
+    """A reopened thread: the tool's call was shown on the page before; its progress still shows."""
+    page = _Page()
+    chat = ChatSession(conversation=None, user="local")  # type: ignore[arg-type]
+    await chat._show(ToolProgressEvent(source="analyst", name="db.export", call_id="c9", level="info",
+                                       content="1,000 rows written"))
+    (step,) = page.steps("db.export")[-1:]
+    assert step["type"] == "tool" and "info: 1,000 rows written" in step["output"]
+    await chat._show(ToolResultEvent(source="analyst", name="db.export", call_id="c9", content="exported"))
+    assert page.steps("db.export")[-1]["output"].startswith("exported")
+
+
+async def test_a_picture_a_tool_saved_shows_as_a_picture(tmp_path: Path) -> None:
+    """An MCP image (saved in the role's workspace) or a chart: inline, as an image the page can draw."""
+    page = _Page()
+    chat = ChatSession(conversation=None, user="local")  # type: ignore[arg-type]
+    png = tmp_path / "chart.png"
+    png.write_bytes(avatar_png("analyst"))
+    await chat._show(FileEvent(source="analyst", content="analyst wrote chart.png", name="chart.png", path=str(png),
+                               mime="image/png", size=png.stat().st_size, tool="everything.getTinyImage"))
+    (element,) = [d for e, d in page.sent if e == "element"]
+    assert (element["type"], element["display"], element["mime"]) == ("image", "inline", "image/png")
+    assert element["url"] == "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
+    (message,) = [d for e, d in page.sent if e == "new_message"]
+    assert element["forId"] == message["id"] and "chart.png" in message["output"]

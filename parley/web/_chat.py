@@ -34,6 +34,7 @@ from ..events import (
     RunResult,
     SubtaskEvent,
     ToolCallEvent,
+    ToolProgressEvent,
     ToolResultEvent,
     TurnAbandonedEvent,
     UsageEvent,
@@ -60,6 +61,9 @@ from ._format import (
     resolved_text,
     speaker_header,
     subtask_text,
+    tool_log_line,
+    tool_output,
+    tool_progress_line,
     validation_text,
 )
 
@@ -70,6 +74,10 @@ COMMANDS = [
      "button": True, "persistent": False},
 ]
 METER_EVERY_S = 0.5
+PROGRESS_EVERY_S = 0.25
+"""A tool's progress shows at most this often (its last state always shows): a server may report thousands."""
+LOG_LINES = 20
+"""The last log lines of a running tool kept on screen."""
 NOTES_TOOL = "team_notes"
 
 
@@ -89,6 +97,8 @@ class ChatSession:
         self._sent_at: dict[str, float] = {}
         """The message each speaker is writing: one at a time per speaker, whatever turn numbers its chunks carry."""
         self._tools: dict[str, cl.Step] = {}
+        self._progress: dict[str, _Progress] = {}
+        """What each running tool reported (progress, log lines), by call id."""
         self._cards: dict[str, cl.Message] = {}
         """Messages updated in place, by request, question, escalation or sub-task id."""
         self._waiting: dict[str, Event] = {}
@@ -170,6 +180,7 @@ class ChatSession:
         self._ws = ws
         self._streams.clear()  # half-streamed messages belonged to the old page
         self._tools.clear()
+        self._forget_progress()
         self._meter = None
         self._notes_shown = 0
         stale, self._cards = list(self._cards.values()), {}
@@ -253,10 +264,15 @@ class ChatSession:
             step.input = json.dumps(ev.arguments, ensure_ascii=False) if isinstance(ev.arguments, dict) else ev.arguments
             self._tools[ev.call_id] = step
             await step.send()
+        elif isinstance(ev, ToolProgressEvent):
+            await self._show_progress(ev)
         elif isinstance(ev, ToolResultEvent):
             step = self._tools.pop(ev.call_id, None)
+            shown = self._progress.pop(ev.call_id, None)
+            if shown is not None and shown.flush is not None:
+                shown.flush.cancel()
             if step is not None:
-                step.output = ev.content
+                step.output = tool_output(ev.content, shown.log if shown else ())
                 step.is_error = ev.is_error
                 await step.update()
             if ev.name == NOTES_TOOL:
@@ -271,6 +287,47 @@ class ChatSession:
             shown = note(ev)
             if shown is not None:
                 await cl.Message(content=shown[1], author=shown[0]).send()
+
+    async def _show_progress(self, ev: ToolProgressEvent) -> None:
+        """A running tool's progress ("3/10 …") and log lines, inside its step until the result replaces them."""
+        key = ev.call_id if ev.call_id in self._tools else next(
+            (k for k, s in reversed(self._tools.items()) if s.name == ev.name), None)
+        if key is None:  # its call was shown on another page (a reopened thread): show the tool here
+            key = ev.call_id or ev.name
+            self._tools[key] = cl.Step(name=ev.name, type="tool")
+            await self._tools[key].send()
+        step = self._tools[key]
+        shown = self._progress.setdefault(key, _Progress())
+        if ev.level is not None:
+            shown.log.append(tool_log_line(ev))
+            del shown.log[:-LOG_LINES]
+        else:
+            shown.progress = tool_progress_line(ev)
+        wait = shown.at + PROGRESS_EVERY_S - time.monotonic()
+        if wait > 0:  # shown a moment ago: show the latest state once the moment has passed
+            if shown.flush is None:
+                shown.flush = asyncio.get_running_loop().call_later(
+                    wait, lambda: asyncio.ensure_future(self._update_progress(key, step)))
+            return
+        await self._update_progress(key, step)
+
+    async def _update_progress(self, key: str, step: cl.Step) -> None:
+        shown = self._progress.get(key)
+        if shown is None or self._tools.get(key) is not step:
+            return  # the result came first: it replaced the progress
+        shown.flush = None
+        shown.at = time.monotonic()
+        step.output = tool_output(shown.progress, shown.log)
+        try:
+            await step.update()
+        except Exception:  # a display glitch must not stop the conversation (this may run on a timer)
+            log.exception("could not show the progress of %s", step.name)
+
+    def _forget_progress(self) -> None:
+        for shown in self._progress.values():
+            if shown.flush is not None:
+                shown.flush.cancel()
+        self._progress.clear()
 
     async def _show_decision(self, ev: Event) -> bool:
         """Approvals, checks, questions, escalations, sub-tasks: messages that change as things are settled."""
@@ -362,6 +419,7 @@ class ChatSession:
             await self._meter.update()
 
     async def _finish(self, result: RunResult) -> None:
+        self._forget_progress()
         for key in list(self._waiting):
             await self._settled(key)
         self.awaiting = None
@@ -388,6 +446,16 @@ class ChatSession:
             elements.append(cl.Image(url=data_url(svg.encode(), "image/svg+xml"), name="tokens-per-speaker.svg",
                                      display="inline", mime="image/svg+xml"))
         await cl.Message(content=(note(result) or ("", ""))[1], author=SYSTEM, elements=elements).send()
+
+
+class _Progress:
+    """A running tool's last progress line and log lines, and when they were last shown."""
+
+    def __init__(self) -> None:
+        self.progress = ""
+        self.log: list[str] = []
+        self.at = 0.0
+        self.flush: asyncio.TimerHandle | None = None
 
 
 def approval_actions(ev: ApprovalRequestEvent) -> list[cl.Action]:

@@ -23,6 +23,7 @@ from ..events import (
     QuestionEvent,
     RunResult,
     SubtaskEvent,
+    ToolProgressEvent,
     TriggerEvent,
     TurnAbandonedEvent,
     ValidationEvent,
@@ -80,6 +81,36 @@ def decision_text(ev: ApprovalDecisionEvent) -> str:
 
 
 # -- the conflict-resolution ladder: checks, questions, escalations ----------------------------------
+
+
+def _one_line(text: str, limit: int) -> str:
+    return clip(" ".join(text.split()), limit)
+
+
+def tool_progress_line(ev: ToolProgressEvent) -> str:
+    """A running tool's progress as one line: `⏳ 3/10 · Fetching page 3` (a server's numbers and words)."""
+    if ev.progress is None:
+        done = ""
+    elif ev.total:
+        done = f"{ev.progress:g}/{ev.total:g}"
+    else:
+        done = f"{ev.progress:g}"
+    words = _one_line(ev.content, 300)
+    return "⏳ " + " · ".join(part for part in (done, words) if part) if done or words else ""
+
+
+def tool_log_line(ev: ToolProgressEvent) -> str:
+    """One log line of a running tool, with the server's level: `warning: disk almost full`."""
+    level = "".join(c for c in (ev.level or "info") if c.isalnum())[:12] or "info"
+    return f"{level}: {_one_line(ev.content, 300)}"
+
+
+def tool_output(main: str, log: Sequence[str] = ()) -> str:
+    """A tool step's output: its progress or result, then the server's log lines, if any, as plain text."""
+    if not log:
+        return main
+    block = "```text\n" + "\n".join(log) + "\n```"
+    return f"{main}\n\n{block}" if main else block
 
 
 def validation_text(ev: ValidationEvent, subtask: SubtaskEvent | None = None) -> str:
