@@ -15,6 +15,7 @@ from autogen_agentchat.messages import (
     ToolCallSummaryMessage,
 )
 
+from ._turns import tool_step
 from .models import Meter
 from .spec import TerminationSpec
 
@@ -96,13 +97,13 @@ class RunGuard(TerminationCondition):
         history.append(said)
         repeats = self.limits.max_repeats
         if (self._pending is None and len(history) >= repeats and len(set(history[-repeats:])) == 1
-                and not isinstance(m, ToolCallSummaryMessage)):
+                and not tool_step(m)):
             what = "answered nothing" if not said else "said the same thing"
             self._pending = ("loop", f"loop: {m.source} {what} {repeats} times in a row")
         if empty_reply(m):
             return  # not a turn (the run says so); answering nothing over and over is a loop, stopped above
         self.turns += 1
-        if not isinstance(m, ToolCallSummaryMessage):
+        if not tool_step(m):  # a step of tool work (its results, or a reflection on them) is not the role's answer
             self.wake_on(f"{m.source} finished")
             if m.source in self.scheduled:
                 self.wake_on("stage finished")
