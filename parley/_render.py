@@ -29,6 +29,7 @@ from .events import (
     SpeakerSelectedEvent,
     SubtaskEvent,
     ToolCallEvent,
+    ToolProgressEvent,
     ToolResultEvent,
     TurnAbandonedEvent,
     ValidationEvent,
@@ -79,6 +80,16 @@ def call_text(name: str, arguments: object, *, clip: int | None = None) -> str:
     if clip is not None and len(args) > clip:
         args = args[: clip - 1] + "…"
     return f"{visible(name, one_line=True)} {visible(args, one_line=True)}{digest}"
+
+
+def progress_text(ev: ToolProgressEvent) -> str:
+    """A running tool's report in a few words: `2/5 copying`, `40% ...`, or `[warning] the line`."""
+    if ev.level is not None:
+        return f"[{ev.level}] {_clip(ev.content, 300)}"
+    if ev.progress is None:
+        return _clip(ev.content, 300)
+    done = f"{ev.progress:g}/{ev.total:g}" if ev.total else f"{ev.progress:g}"
+    return f"{done} {_clip(ev.content, 300)}".strip()
 
 
 def summary(result: RunResult) -> str:
@@ -170,6 +181,8 @@ class Renderer:
         elif isinstance(ev, ToolResultEvent):
             mark = "✗" if ev.is_error else "←"
             self._line(self._dim(f"    {mark} {visible(ev.name, one_line=True)}: {visible(_clip(ev.content, 300))}"))
+        elif isinstance(ev, ToolProgressEvent):
+            self._line(self._dim(f"    … {visible(ev.name, one_line=True)}: {visible(progress_text(ev), one_line=True)}"))
         elif isinstance(ev, ApprovalRequestEvent):
             self._line(self._c(f"? {visible(ev.source, one_line=True)} asks to call {call_text(ev.name, ev.arguments)}: "
                                "needs approval", 33))

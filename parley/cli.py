@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING
 
 from . import __version__
 from ._human import ASK_HUMAN
+from ._mcp_session import McpCallError, McpConnection, describe
 from ._proc import freeze_startup_objects
 from ._render import CALL_CLIP, Renderer, call_text, visible
-from .catalog import discover_teams, programs
+from .catalog import check_trusted, discover_teams, programs
 from .conversation import Conversation
 from .errors import ConfigError, TeamFileError
 from .events import ApprovalRequestEvent, EscalationEvent, Event, QuestionEvent, RunResult
 from .run import Run
-from .spec import load_team_file
+from .spec import McpServerSpec, TeamSpec, load_team_file
 from .store import StoreError, open_for_command, run_owner
 from .store._disk import os_problem
 from .tools import default_registry
@@ -89,7 +90,10 @@ def _parser() -> argparse.ArgumentParser:
     audit.add_argument("run_id", metavar="RUN_ID", help="the id `parley run` printed (a web chat thread id works too)")
     audit.add_argument("--format", choices=("md", "jsonl"), default="md")
 
-    sub.add_parser("tools", help="list the tools roles can be granted")
+    tools = sub.add_parser("tools", help="list the tools roles can be granted, and each team's MCP servers")
+    tools.add_argument("--mcp", action="store_true",
+                       help="also start each team's MCP servers (trusted team files only) and list their tools")
+    tools.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
 
     sub.add_parser("doctor", help="say which guarantees hold on this machine (sandbox, data folder, store, login); "
                                   "exit 1 if any does not")
@@ -162,7 +166,7 @@ def _command(args: argparse.Namespace) -> int:
         if args.command == "teams":
             return _validate(args.validate) if args.validate else _list_teams(args.teams)
         if args.command == "tools":
-            return _list_tools()
+            return _list_tools(args.teams, start_mcp=args.mcp)
         if args.command == "ui":
             from ._ui import serve
 
@@ -242,10 +246,11 @@ def _validate(files: list[str]) -> int:
     return status
 
 
-def _list_tools() -> int:
+def _list_tools(teams_dirs: Sequence[str] = (), *, start_mcp: bool = False) -> int:
     reg = default_registry()
     granted: dict[str, list[str]] = {}
-    for e in discover_teams():
+    entries = discover_teams(teams_dirs)
+    for e in entries:
         for role in e.spec.roles if e.spec else []:
             for t in role.tools:
                 granted.setdefault(t, []).append(f"{e.name}.{role.name}")
@@ -261,7 +266,34 @@ def _list_tools() -> int:
         print("\nvalidation checks (validate: {check: NAME}):")
         for check in sorted(reg.checks.values(), key=lambda c: c.name):
             print(f"{check.name:<{width}}  {check.description.splitlines()[0] if check.description else ''}")
+    servers = [(e, m) for e in entries if e.spec is not None for m in e.spec.mcp]
+    if servers:
+        print("\nMCP servers (grant SERVER.TOOL or SERVER.*):")
+    for entry, server in servers:
+        how = "stdio" if server.command is not None else "http"
+        print(f"{entry.name}.{server.name}  {how}  {visible(describe(server), one_line=True)}  "
+              f"timeout {server.timeout_s:g} s" + (f"  headers: {', '.join(server.headers)}" if server.headers else ""))
+        if start_mcp:
+            for line in asyncio.run(_offered(entry.spec, server, teams_dirs)):  # type: ignore[arg-type]
+                print(f"    {visible(line, one_line=True)}")
     return EXIT_OK
+
+
+async def _offered(team: TeamSpec, server: McpServerSpec, teams_dirs: Sequence[str]) -> list[str]:
+    """What one team's MCP server offers, one line a tool; or why it could not be asked."""
+    try:
+        check_trusted(team, teams_dirs)
+    except ConfigError as exc:
+        return [f"not started: {exc}"]
+    conn = McpConnection(server)
+    try:
+        await conn.session()
+    except (McpCallError, ConfigError) as exc:
+        return [f"could not start: {exc}"]
+    finally:
+        await conn.close()
+    return [f"{t.name}: {(t.description or '').strip().splitlines()[0] if t.description else '(no description)'}"
+            for t in conn.tools.values()] or ["(no tools)"]
 
 
 async def _run(args: argparse.Namespace) -> int:

@@ -52,11 +52,11 @@ def _team(write: Write, server: str, *, roles: tuple[str, ...] = ("alpha", "beta
                  + "mcp:\n" + server)
 
 
-def _script(write: Write, alpha: list[str], beta: tuple[str, ...] = ("noted",)) -> str:
+def _script(write: Write, alpha: list[str], beta: tuple[str, ...] = ("noted",), name: str = "s.yaml") -> str:
     lines = ["roles:", "  alpha:", *(f"    - {a}" for a in alpha)]
     if beta:
         lines += ["  beta:", *(f"    - {b!r}" for b in beta)]
-    return f"scripted:{write('s.yaml', chr(10).join(lines) + chr(10))}"
+    return f"scripted:{write(name, chr(10).join(lines) + chr(10))}"
 
 
 async def _events(conv: Conversation, task: str) -> list[Any]:
@@ -195,3 +195,16 @@ def test_http_headers_take_secrets_from_the_environment_and_never_store_them(
     assert stored == [], "a header's value reached the store"
     assert any(b"Who am I" in p.read_bytes() for p in data.rglob("*") if p.is_file()), \
         "the run was not stored there: the search proves nothing"
+
+
+def test_the_command_line_shows_a_tools_progress_and_log_lines(write: Write,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    team = _team(write, server_yaml("stdio"))
+    script = _script(write, ["{tool: peer__steps, args: {n: 2}}"])
+    chatty = _script(write, ["{tool: peer__chatty, args: {message: cache cold}}"], name="chatty.yaml")
+    assert main(["run", str(team), "Work", "--model", script, "--no-save"]) == 0
+    out = capsys.readouterr().out
+    assert "    … peer.steps: 1/2 step 1 of 2\n    … peer.steps: 2/2 step 2 of 2\n" in out
+    assert out.index("… peer.steps: 2/2") < out.index("← peer__steps: 2 steps done")
+    assert main(["run", str(team), "Work", "--model", chatty, "--no-save"]) == 0
+    assert "    … peer.chatty: [warning] cache cold\n" in capsys.readouterr().out
