@@ -23,13 +23,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 import secrets
 import socket
+import ssl
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -310,6 +313,8 @@ class ReplayServer:
         self._port: int | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
+        self.served: Counter[str] = Counter()
+        """Requests answered, by kind: `openai`/`anthropic`, `streamed`, `tool_calls` (calls sent), `reflections`."""
 
     @property
     def port(self) -> int:
@@ -382,10 +387,13 @@ class ReplayServer:
             try:
                 route, body = await body_of(request)
                 messages = body["messages"]
-                answer = _answer(route, messages, _tool_results_openai(messages), _openai_reflecting(body))
+                results = _tool_results_openai(messages)
+                reflecting = _openai_reflecting(body) and results is not None
+                answer = _answer(route, messages, results, reflecting)
             except BadRequest as exc:
                 return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
                                                "param": None, "code": None}}, status_code=400)
+            self._count("openai", body, answer, reflecting)
             model = str(body.get("model") or "scripted")
             if body.get("stream"):
                 options = body.get("stream_options")
@@ -398,11 +406,13 @@ class ReplayServer:
             try:
                 route, body = await body_of(request)
                 msgs = body["messages"]
-                answer = _answer(route, msgs, _tool_results_anthropic(msgs), _anthropic_reflecting(body),
-                                 body.get("system"))
+                results = _tool_results_anthropic(msgs)
+                reflecting = _anthropic_reflecting(body) and results is not None
+                answer = _answer(route, msgs, results, reflecting, body.get("system"))
             except BadRequest as exc:
                 return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
                                                                 "message": str(exc)}}, status_code=400)
+            self._count("anthropic", body, answer, reflecting)
             model = str(body.get("model") or "scripted")
             if body.get("stream"):
                 return stream(_anthropic_stream(answer, model))
@@ -418,6 +428,10 @@ class ReplayServer:
             Route("/r/{token}/v1/messages", messages, methods=["POST"]),
             Route("/r/{token}/v1/models", models, methods=["GET"]),
         ])
+
+    def _count(self, api: str, body: Mapping[str, Any], answer: _Answer, reflected: bool) -> None:
+        self.served.update({api: 1, "streamed": int(bool(body.get("stream"))), "tool_calls": len(answer.calls),
+                            "reflections": int(reflected)})
 
     def stop(self) -> None:
         """Stop the server thread (tests; the process's own exit stops the daemon thread otherwise)."""
@@ -439,6 +453,13 @@ def replay_server() -> ReplayServer:
     return _SERVER
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context for every replay client: the SDKs build one per client otherwise (0.15 s each, for
+    loading the CA bundle), though the replay server speaks plain HTTP on loopback and never uses it."""
+    return ssl.create_default_context()
+
+
 def replay_client(model: ScriptedModel, who: str, api: str) -> tuple[Any, str]:
     """A real SDK client (autogen-ext's, SDK retries off as for every backend) answered by `model` for
     `who` through the replay server, and the token to `forget` when the client is closed."""
@@ -447,11 +468,17 @@ def replay_client(model: ScriptedModel, who: str, api: str) -> tuple[Any, str]:
     server = replay_server()
     token = server.register(model, who)
     if api == "anthropic":
+        import anthropic
         from autogen_ext.models.anthropic import AnthropicChatCompletionClient
 
-        return AnthropicChatCompletionClient(model="scripted", base_url=server.anthropic_url(token), api_key="replay",
-                                             model_info=_GENERIC_INFO, max_tokens=2048, max_retries=0), token
+        return AnthropicChatCompletionClient(
+            model="scripted", base_url=server.anthropic_url(token), api_key="replay", model_info=_GENERIC_INFO,
+            max_tokens=2048, max_retries=0, http_client=anthropic.DefaultAsyncHttpxClient(verify=_tls()),
+        ), token
+    import openai
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
-    return OpenAIChatCompletionClient(model="scripted", base_url=server.openai_url(token), api_key="replay",
-                                      model_info=_GENERIC_INFO, max_retries=0), token
+    return OpenAIChatCompletionClient(
+        model="scripted", base_url=server.openai_url(token), api_key="replay", model_info=_GENERIC_INFO,
+        max_retries=0, http_client=openai.DefaultAsyncHttpxClient(verify=_tls()),
+    ), token
