@@ -16,13 +16,6 @@ from parley.models._replay import replay_server
 ROOT = Path(__file__).resolve().parent.parent.parent
 SUITES = sorted((ROOT / "evals").glob("*.yaml"))
 
-# Disagreements found here whose fix is outside the replay (see the test's xfail reason).
-KNOWN: dict[str, str] = {
-    "desk-asks-then-delegates": "researcher and writer are one parallel delegation: which answers first is a "
-    "race over HTTP, as with real models; the suite's speaker_order assumes researcher first",
-}
-
-
 def _run(suite: Path, out: Path, monkeypatch: pytest.MonkeyPatch, via: str) -> dict[str, dict[str, Any]]:
     monkeypatch.setenv("PARLEY_SCRIPTED_VIA", via)
     main(["eval", str(suite), "--out", str(out), "--no-save"])
@@ -59,10 +52,7 @@ def test_shipped_suite_passes_over_http_as_it_does_scripted(suite: Path, via: st
         assert served["tool_calls"] > 0 and served["reflections"] > 0, served
     differ = {key: _failures(replayed[key]) or f"{_outcome(replayed[key])} != {_outcome(direct[key])}"
               for key in direct if _outcome(replayed[key]) != _outcome(direct[key])}
-    known = {key: why for key, why in differ.items() if key.split("/")[0] in KNOWN}
-    assert differ == known, f"the HTTP replay disagrees with the scripted run: {differ}"
-    if known:
-        pytest.xfail("; ".join(f"{key}: {why} — {KNOWN[key.split('/')[0]]}" for key, why in known.items()))
+    assert differ == {}, f"the HTTP replay disagrees with the scripted run: {differ}"
 
 
 def test_a_team_with_tools_runs_through_anthropic_s_messages_api(tmp_path: Path,
