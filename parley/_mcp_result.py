@@ -13,6 +13,7 @@ import io
 import json
 import mimetypes
 import re
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,12 +41,15 @@ def cap(text: str, limit: int) -> str:
 
 
 def _size(data: bytes) -> str:
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":  # read off the header: PIL refuses some PNGs
+        width, height = struct.unpack(">II", data[16:24])
+        return f"{width}×{height}"
     try:
         from PIL import Image
 
         with Image.open(io.BytesIO(data)) as im:
             return f"{im.width}×{im.height}"
-    except Exception:
+    except Exception:  # not an image PIL reads: say its size in bytes instead
         return f"{len(data):,} bytes"
 
 
