@@ -82,6 +82,8 @@ class Conversation:
         self._root: Conversation = _parent._root if _parent is not None else self
         self._lineage: tuple[str, ...] = (*_parent._lineage, _parent.team.name) if _parent is not None else ()
         """The top-level conversation: a sub-team's runs, store, meter and human are its parent's."""
+        self._mcp: McpHub = self._root._mcp if _parent is not None else McpHub(self._notice)
+        """One session per MCP server for the whole conversation, its sub-teams included; closed with it."""
         self.registry = registry or default_registry()
         self.team = team if isinstance(team, TeamSpec) else resolve_team(team, teams_dirs, self.registry)
         default_model = os.environ.get("PARLEY_MODEL") or self.team.model or "local"
@@ -122,8 +124,6 @@ class Conversation:
         """Who speaks in the conversation: the roles, and the verdict of a consensus team."""
         self.notes_board: list[dict[str, Any]] = _parent.notes_board if _parent is not None else []
         """Notes every role of this conversation reads and writes (the team_notes tool)."""
-        self._mcp: McpHub = _parent._mcp if _parent is not None else McpHub(self._notice)
-        """One session per MCP server for the whole conversation, its sub-teams included; closed with it."""
         self._subteams = {r.name: Conversation(self._subteam_spec(r.team, teams_dirs), model=model,
                                                registry=self.registry, teams_dirs=teams_dirs, _parent=self)
                           for r in self.team.roles if r.team is not None}

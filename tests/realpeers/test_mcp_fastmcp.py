@@ -208,3 +208,36 @@ def test_the_command_line_shows_a_tools_progress_and_log_lines(write: Write,
     assert out.index("… peer.steps: 2/2") < out.index("← peer__steps: 2 steps done")
     assert main(["run", str(team), "Work", "--model", chatty, "--no-save"]) == 0
     assert "    … peer.chatty: [warning] cache cold\n" in capsys.readouterr().out
+
+
+async def test_a_sub_team_shares_the_conversations_sessions(write: Write) -> None:
+    server = "mcp:\n" + server_yaml("stdio")
+    write("sub.yaml", team_yaml("sequential", roles=("counter",), tools={"counter": ["peer.count"]})
+          .replace("name: test-team", "name: desk") + server)
+    team = write("team.yaml", f"""
+        name: office
+        pattern: hierarchical
+        hierarchical: {{manager: chief}}
+        roles:
+          - {{name: chief, prompt: You run the office., tools: [peer.count]}}
+          - {{name: desk, team: sub.yaml, description: Counts}}
+        termination: {{max_turns: 6}}
+        {server.replace(chr(10), chr(10) + "        ")}
+    """)
+    script = write("s.yaml", """
+        roles:
+          chief:
+            - tool: peer__count
+            - tool: desk
+              args: {task: "Count once more"}
+            - tool: peer__count
+            - "Three. Done"
+          counter: [{tool: peer__count}]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    try:
+        events = await _events(conv, "Count")
+    finally:
+        await conv.close()
+    counted = [(r.source, r.content) for r in _results(events) if r.name == "peer__count"]
+    assert counted == [("chief", "1"), ("counter", "2"), ("chief", "3")]
