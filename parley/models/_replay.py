@@ -14,9 +14,10 @@ ToolCallSummaryMessage carries when reflection is off, so the scripted and the p
 produce the same conversation.
 
 Tool calls go out as a model would send them: `raw_args` verbatim even when it is not JSON, a
-scripted `id` even when it repeats. Usage is counted with tiktoken and reported (in the final chunk
-of a stream when `stream_options.include_usage` asks for it). A script that runs out answers 400
-with the ScriptExhaustedError text.
+scripted `id` even when it repeats. A text longer than the request's reply cap (`max_tokens`,
+`max_completion_tokens`) is cut there and says so (`length`, `max_tokens`), as a server does. Usage is
+counted with tiktoken and reported (in the final chunk of a stream when `stream_options.include_usage`
+asks for it). A script that runs out answers 400 with the ScriptExhaustedError text.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from autogen_core.models import LLMMessage, SystemMessage, UserMessage
@@ -62,6 +63,12 @@ class _Answer:
     calls: tuple[_Call, ...]
     prompt_tokens: int
     delay_s: float
+    cut: bool = False
+    """The text was cut at the request's reply cap (`max_tokens`), as a server cuts a long answer."""
+
+    @property
+    def finish(self) -> str:
+        return "tool_calls" if self.calls else "length" if self.cut else "stop"
 
 
 @dataclass(frozen=True)
@@ -139,6 +146,27 @@ def _calls(reply: ToolReply | CallsReply) -> tuple[_Call, ...]:
                  for r in (reply.calls if isinstance(reply, CallsReply) else [reply]))
 
 
+def _reply_cap(body: Mapping[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        cap = body.get(key)
+        if cap is None:
+            continue
+        if not isinstance(cap, int) or isinstance(cap, bool) or cap < 1:
+            raise BadRequest(f"`{key}` must be a positive integer, not {cap!r}")
+        return cap
+    return None
+
+
+def _capped(answer: _Answer, cap: int | None) -> _Answer:
+    """The answer cut at `cap` tokens, as a server stops generating there (tool calls are left whole)."""
+    if cap is None or answer.text is None or count_text(answer.text) <= cap:
+        return answer
+    from ._tokens import encoding
+
+    tokens = encoding().encode(answer.text, disallowed_special=())
+    return replace(answer, text=encoding().decode(tokens[:cap]), cut=True)
+
+
 def _answer(route: _Route, messages: Sequence[Any], results: list[str] | None, reflecting: bool,
             system: Any = None) -> _Answer:
     prompt = count_text(json.dumps(messages, default=str)) + (count_text(_text_of(system)) if system else 0)
@@ -205,7 +233,7 @@ def _openai_usage(answer: _Answer) -> dict[str, int]:
 def _openai_whole(answer: _Answer, model: str) -> dict[str, Any]:
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "choices": [{"index": 0, "message": _openai_message(answer),
-                                         "finish_reason": "tool_calls" if answer.calls else "stop",
+                                         "finish_reason": answer.finish,
                                          "logprobs": None}],
             "usage": _openai_usage(answer)}
 
@@ -235,13 +263,16 @@ async def _openai_stream(answer: _Answer, model: str, usage: bool) -> AsyncItera
         for word in words:
             await asyncio.sleep(answer.delay_s / len(words))
             yield chunk({"content": word})
-        yield chunk({}, "stop")
+        yield chunk({}, answer.finish)
     if usage:
         yield _sse({**head, "choices": [], "usage": _openai_usage(answer)})
     yield _sse("[DONE]")
 
 
 # --- Anthropic Messages ----------------------------------------------------------------------------------
+
+
+_STOP = {"tool_calls": "tool_use", "length": "max_tokens", "stop": "end_turn"}
 
 
 def _anthropic_reflecting(body: Mapping[str, Any]) -> bool:
@@ -266,7 +297,7 @@ def _anthropic_blocks(answer: _Answer) -> list[dict[str, Any]]:
 
 def _anthropic_whole(answer: _Answer, model: str) -> dict[str, Any]:
     return {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": model,
-            "content": _anthropic_blocks(answer), "stop_reason": "tool_use" if answer.calls else "end_turn",
+            "content": _anthropic_blocks(answer), "stop_reason": _STOP[answer.finish],
             "stop_sequence": None,
             "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": _completion_tokens(answer)}}
 
@@ -295,7 +326,7 @@ async def _anthropic_stream(answer: _Answer, model: str) -> AsyncIterator[str]:
             yield _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
                        "content_block_delta")
         yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-    yield _sse({"type": "message_delta", "delta": {"stop_reason": "tool_use" if answer.calls else "end_turn",
+    yield _sse({"type": "message_delta", "delta": {"stop_reason": _STOP[answer.finish],
                                                     "stop_sequence": None},
                 "usage": {"output_tokens": _completion_tokens(answer)}}, "message_delta")
     yield _sse({"type": "message_stop"}, "message_stop")
@@ -389,7 +420,8 @@ class ReplayServer:
                 messages = body["messages"]
                 results = _tool_results_openai(messages)
                 reflecting = _openai_reflecting(body) and results is not None
-                answer = _answer(route, messages, results, reflecting)
+                cap = _reply_cap(body, "max_completion_tokens", "max_tokens")
+                answer = _capped(_answer(route, messages, results, reflecting), cap)
             except BadRequest as exc:
                 return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
                                                "param": None, "code": None}}, status_code=400)
@@ -408,7 +440,8 @@ class ReplayServer:
                 msgs = body["messages"]
                 results = _tool_results_anthropic(msgs)
                 reflecting = _anthropic_reflecting(body) and results is not None
-                answer = _answer(route, msgs, results, reflecting, body.get("system"))
+                cap = _reply_cap(body, "max_tokens")
+                answer = _capped(_answer(route, msgs, results, reflecting, body.get("system")), cap)
             except BadRequest as exc:
                 return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
                                                                 "message": str(exc)}}, status_code=400)

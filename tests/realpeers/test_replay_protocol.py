@@ -192,3 +192,21 @@ async def test_anthropic_sdk_reassembles_a_streamed_tool_use_and_answers_a_refle
         reflected = await events.get_final_message()
     assert reflected.content[0].text == "1 row: 1"  # type: ignore[union-attr]
     assert script.cursors["analyst"] == used
+
+
+async def test_a_reply_longer_than_the_cap_is_cut_there_and_says_so(token: str, script: ScriptedModel) -> None:
+    cut = await _openai(token).chat.completions.create(model="m", messages=ASK, max_completion_tokens=2)
+    text = cut.choices[0].message.content or ""
+    assert cut.choices[0].finish_reason == "length" and text and "Q3 revenue was 4.2M".startswith(text)
+    assert len(text) < len("Q3 revenue was 4.2M")
+    assert cut.usage is not None and cut.usage.completion_tokens == 2
+    with pytest.raises(openai.BadRequestError, match="`max_tokens` must be a positive integer"):
+        await _openai(token).chat.completions.create(model="m", messages=ASK, max_tokens=0)
+    async with _anthropic(token).messages.stream(model="m", max_tokens=1, messages=ASK,
+                                                 tools=ANTHROPIC_TOOLS) as events:
+        final = await events.get_final_message()
+    assert final.stop_reason == "tool_use", "a tool call is never cut"
+    script.cursors["analyst"] = 5
+    whole = await _anthropic(token).messages.create(model="m", max_tokens=1, messages=ASK)
+    assert whole.stop_reason == "max_tokens" and whole.usage.output_tokens == 1
+    assert '{"verdict": "approve"}'.startswith(whole.content[0].text)  # type: ignore[union-attr]
