@@ -3,14 +3,16 @@ sends, and what the meter records. Plus the errors for missing keys and malforme
 
 from __future__ import annotations
 
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
-from autogen_core.models import CreateResult, SystemMessage, UserMessage
+from autogen_core.models import AssistantMessage, CreateResult, SystemMessage, UserMessage
 from fakeserver import FakeServer, serve
 
 from parley import MissingKeyError, ModelStringError
-from parley.models import CallRecord, Meter, ModelPool
+from parley.errors import ContextOverflowError
+from parley.models import CallRecord, Meter, ModelPool, Retry
 
 SYSTEM = "You are a terse analyst."
 MESSAGES = [SystemMessage(content=SYSTEM), UserMessage(content="hello", source="user")]
@@ -564,3 +566,164 @@ async def test_retries_give_up_after_the_limit(server: FakeServer, pool: ModelPo
     with pytest.raises(Exception, match="overloaded"):
         await client.create(MESSAGES)
     assert len(server.requests) == 3 and pool.meter.failures[-1].error_type == "InternalServerError"
+
+
+# --- what every backend is sent: shaped messages, the reply cap ------------------------------------
+
+# One role (analyst) spoke twice in a row after another role's message: what a group chat hands the role.
+TWICE = [
+    SystemMessage(content=SYSTEM),
+    UserMessage(content="Q3 numbers?", source="user"),
+    UserMessage(content="Revenue grew 4%.", source="researcher"),
+    AssistantMessage(content="Margins held.", source="analyst"),
+    AssistantMessage(content="Costs fell.", source="analyst"),
+]
+
+
+async def test_compatible_never_gets_two_assistant_messages_or_a_trailing_one(
+    server: FakeServer, pool: ModelPool
+) -> None:
+    """llama.cpp's server refuses two trailing assistant messages (400) and continues one: neither is sent."""
+    server.reply_json(_completion("ok", (9, 1), model="m"))
+    await pool.client(f"compatible:m@{server.url}/v1", "analyst", max_reply_tokens=77).create(TWICE)
+
+    sent = server.last.body
+    roles = [m["role"] for m in sent["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+    # The other roles' words carry their speaker in the text: the server never shows `name` to the model.
+    assert sent["messages"][1]["content"] == "Q3 numbers?\n\nresearcher: Revenue grew 4%."
+    assert sent["messages"][2]["content"] == "Margins held.\n\nCosts fell."
+    assert "analyst" in sent["messages"][3]["content"]
+    assert sent["max_tokens"] == 77
+
+
+@pytest.mark.usefixtures("openai_env")
+async def test_openai_keeps_names_and_caps_with_max_completion_tokens(server: FakeServer, pool: ModelPool) -> None:
+    server.reply_json(_completion("ok", (9, 1)))
+    await pool.client("openai:gpt-4o-mini", "analyst", max_reply_tokens=64).create(TWICE)
+
+    sent = server.last.body
+    assert [(m["role"], m.get("name")) for m in sent["messages"]] == [
+        ("system", None), ("user", "user"), ("user", "researcher"), ("assistant", None), ("user", "user")]
+    assert sent["messages"][2]["content"] == "Revenue grew 4%."
+    assert sent["max_completion_tokens"] == 64 and "max_tokens" not in sent
+
+
+async def test_anthropic_gets_alternating_turns_and_its_max_tokens(
+    server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
+    server.reply_json({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
+                       "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
+                       "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 3}})
+    summary = SystemMessage(content="Summary so far: revenue up.")  # a note inserted mid-history
+    await pool.client("anthropic:claude-3-5-haiku-latest", "analyst", max_reply_tokens=300).create(
+        [*TWICE[:3], summary, *TWICE[3:]])
+
+    sent = server.last.body
+    roles = [m["role"] for m in sent["messages"]]
+    assert roles == ["user", "assistant", "user"]  # strictly alternating, ending with the user
+    assert sent["system"] == SYSTEM
+    assert "researcher: Revenue grew 4%." in str(sent["messages"][0]["content"])
+    assert "Summary so far" in str(sent["messages"][0]["content"])
+    assert sent["max_tokens"] == 300
+
+
+async def test_ollama_gets_names_in_text_and_num_predict(
+    server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OLLAMA_HOST", server.url)
+    server.reply_json(_ollama_line("hi", done=True))
+    await pool.client("ollama:llama3.2", "analyst", max_reply_tokens=50).create(TWICE)
+
+    sent = server.last.body
+    assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
+    assert "researcher: Revenue grew 4%." in sent["messages"][1]["content"]
+    assert sent["options"]["num_predict"] == 50
+
+
+async def test_ollama_refused_connection_is_retried_with_a_notice(
+    pool: ModelPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As openai: and compatible: are: a streamed call to an Ollama that is not (yet) listening is retried."""
+    with socket.socket() as probe:  # a loopback port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{port}")
+    pool.meter.backoff_s = 0.01
+    pool.meter.retries = 2
+    notes: list[Retry] = []
+    pool.meter.retry_listeners.append(notes.append)
+
+    with pytest.raises(Exception, match=r"(?i)connect"):
+        await _drain(pool.client("ollama:llama3.2", "analyst").create_stream(MESSAGES))
+
+    assert [n.attempt for n in notes] == [1, 2]
+
+
+# --- context window -------------------------------------------------------------------------------
+
+
+async def test_a_server_saying_the_prompt_is_too_long_ends_the_call_clearly_and_is_not_retried(
+    server: FakeServer, pool: ModelPool
+) -> None:
+    pool.meter.backoff_s = 0.01
+    server.reply_json({"error": {"code": 400, "type": "exceed_context_size_error", "n_prompt_tokens": 9031,
+                                 "n_ctx": 4096, "message": "request (9031 tokens) exceeds the available context "
+                                 "size (4096 tokens), try increasing it"}}, status=400)
+    client = pool.client(f"compatible:m@{server.url}/v1", "analyst")
+
+    with pytest.raises(ContextOverflowError, match=r"analyst is 9,031 tokens.*window is 4,096 tokens"):
+        await _drain(client.create_stream(MESSAGES))
+    assert len(server.requests) == 1
+    assert pool.meter.failures[-1].error_type == "ContextOverflowError"
+
+
+async def test_a_prompt_over_the_servers_window_is_refused_before_sending(server: FakeServer, pool: ModelPool) -> None:
+    """A long request asks a llama.cpp or vLLM server for its window first, once, and is not sent if it
+    cannot fit."""
+    server.reply_json({"object": "list", "data": [{"id": "m", "max_model_len": 2500}]})  # vLLM's /v1/models
+    client = pool.client(f"compatible:m@{server.url}/v1", "analyst", max_reply_tokens=100)
+    task = UserMessage(content="revenue " * 2600, source="user")
+
+    with pytest.raises(ContextOverflowError, match=r"analyst is 2,6\d\d tokens and its reply may take up to "
+                                                   r"100; the model's context window is 2,500 tokens"):
+        await client.create([SystemMessage(content=SYSTEM), task])
+    assert [(r.method, r.path) for r in server.requests] == [("GET", "/v1/models")]
+
+
+async def test_the_team_files_context_window_is_checked_without_asking(server: FakeServer, pool: ModelPool) -> None:
+    client = pool.client(f"compatible:m@{server.url}/v1", "analyst", max_reply_tokens=200, context_tokens=1000)
+    with pytest.raises(ContextOverflowError, match=r"context window is 1,000 tokens"):
+        await client.create([UserMessage(content="revenue " * 900, source="user")])
+    assert server.requests == []
+
+
+# --- empty replies --------------------------------------------------------------------------------
+
+
+async def test_an_empty_reply_is_said_and_asked_for_once_more(server: FakeServer, pool: ModelPool) -> None:
+    notes: list[Retry] = []
+    pool.meter.retry_listeners.append(notes.append)
+    server.reply_sse(_chunks([], (9, 0)))
+    server.reply_sse(_chunks(["Margins ", "held."], (9, 2)))
+    client = pool.client(f"compatible:m@{server.url}/v1", "analyst")
+
+    parts, final = await _drain(client.create_stream(MESSAGES))
+
+    assert final.content == "Margins held." and "".join(parts) == "Margins held."
+    assert [(n.source, n.empty) for n in notes] == [("analyst", True)]
+    assert len(server.requests) == 2
+
+
+async def test_an_empty_reply_is_asked_for_only_once_more(server: FakeServer, pool: ModelPool) -> None:
+    notes: list[Retry] = []
+    pool.meter.retry_listeners.append(notes.append)
+    server.reply_json(_completion("", (9, 0), model="m"))
+    server.reply_json(_completion(" ", (9, 1), model="m"))
+    client = pool.client(f"compatible:m@{server.url}/v1", "analyst")
+
+    result = await client.create(MESSAGES)
+
+    assert result.content.strip() == "" and len(server.requests) == 2 and len(notes) == 1
