@@ -131,8 +131,8 @@ class McpConnection:
             return f.read()[-STDERR_TAIL:].strip()
         return ""
 
-    def _fail(self, exc: BaseException) -> McpCallError:
-        return McpCallError(f"MCP server '{self.name}': {_cause(self.spec, exc, self._stderr_tail())}")
+    def _fail(self, exc: BaseException, what: str = ":") -> McpCallError:
+        return McpCallError(f"MCP server '{self.name}'{what} {_cause(self.spec, exc, self._stderr_tail())}")
 
     async def _on_log(self, params: types.LoggingMessageNotificationParams) -> None:
         data = params.data
@@ -217,7 +217,7 @@ class McpConnection:
             async with asyncio.timeout(self.spec.timeout_s):
                 await asyncio.shield(ready)
         except BaseException as exc:
-            error = self._fail(TimeoutError() if isinstance(exc, TimeoutError) else exc)
+            error = self._fail(TimeoutError() if isinstance(exc, TimeoutError) else exc, " could not be reached:")
             await self._stop()
             raise error from None
 

@@ -145,7 +145,7 @@ async def test_an_unreachable_server_is_an_error_that_names_the_cause(write: Wri
     await conv.close()
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "error"
-    assert f"MCP server 'peer': connection refused at {url}" in result.detail
+    assert f"MCP server 'peer' could not be reached: connection refused at {url}" in result.detail
     assert "TaskGroup" not in result.detail
 
 
@@ -157,7 +157,7 @@ async def test_a_server_that_exits_at_start_is_an_error_with_its_stderr(write: W
     await conv.close()
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "error"
-    assert "MCP server 'peer': the server process exited" in result.detail
+    assert "MCP server 'peer' could not be reached: the server process exited" in result.detail
     assert result.detail.endswith("its stderr ends with:\nno licence key found")
 
 
