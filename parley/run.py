@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import mimetypes
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -67,6 +68,20 @@ from .paths import new_id
 if TYPE_CHECKING:
     from .conversation import Conversation
     from .store import Store
+
+
+class _QuietCancel(logging.Filter):
+    """AutoGen's runtime logs every exception an agent's handler raises, with its traceback, at ERROR on the
+    `autogen_core` logger: the CancelledError of parley's own stop and interrupt too. In a program that sets up
+    no logging, Python prints those records to stderr. The run reports a cancel as its own events
+    (turn_abandoned, result `stopped`), so only those records are dropped; AutoGen's other errors still reach
+    the program's logging."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+logging.getLogger("autogen_core").addFilter(_QuietCancel())
 
 
 @dataclass(frozen=True)
