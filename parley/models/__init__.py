@@ -59,8 +59,8 @@ class ModelPool:
         `max_reply_tokens` caps each answer; `context_tokens` states the model's context window where
         the backend cannot tell it."""
         ref = parse_model(model)
+        via = scripted_via() if ref.backend == "scripted" else None
         if ref.backend == "scripted":
-            via = scripted_via()
             if via is None:
                 inner: ChatCompletionClient = self.script(ref.name).client(who)
             else:
@@ -73,8 +73,11 @@ class ModelPool:
             if key not in self._shared:
                 self._shared[key] = _build(ref)
             inner = self._shared[key]
-        return MeteredClient(inner, self.meter, source="selector" if who == SELECTOR else who, model=str(ref),
-                             max_reply_tokens=max_reply_tokens, context_tokens=context_tokens)
+        metered = MeteredClient(inner, self.meter, source="selector" if who == SELECTOR else who, model=str(ref),
+                                max_reply_tokens=max_reply_tokens, context_tokens=context_tokens)
+        if ref.backend == "scripted" and via is not None:
+            metered.backend = via  # requests shaped and capped as that API takes them (the model string stays)
+        return metered
 
     async def close(self) -> None:
         for client in self._shared.values():

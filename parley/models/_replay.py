@@ -17,7 +17,9 @@ Tool calls go out as a model would send them: `raw_args` verbatim even when it i
 scripted `id` even when it repeats. A text longer than the request's reply cap (`max_tokens`,
 `max_completion_tokens`) is cut there and says so (`length`, `max_tokens`), as a server does. Usage is
 counted with tiktoken and reported (in the final chunk of a stream when `stream_options.include_usage`
-asks for it). A script that runs out answers 400 with the ScriptExhaustedError text.
+asks for it). A script that runs out answers 400 with the ScriptExhaustedError text. Requests are checked
+as strictly as the real servers check them (tool results paired with their calls; no two assistant
+messages ending an OpenAI-style list, which llama.cpp's server refuses), with the servers' own words.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from autogen_core.models import LLMMessage, SystemMessage, UserMessage
+from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, UserMessage
 
 from ..errors import ScriptExhaustedError
 from ._scripted import CallsReply, JsonReply, Reply, ScriptCall, ScriptedModel, ToolReply
@@ -135,9 +137,59 @@ def _as_llm(messages: Sequence[Any], system: Any = None) -> list[LLMMessage]:
         text = _text_of(m.get("content"))
         if m.get("role") == "system":
             out.append(SystemMessage(content=text))
+        elif m.get("role") == "assistant":
+            out.append(AssistantMessage(content=text, source=str(m.get("name") or "assistant")))
         else:
             out.append(UserMessage(content=text, source=str(m.get("name") or m.get("role") or "user")))
     return out
+
+
+def _check_openai(messages: Sequence[Any]) -> None:
+    """Refuse what OpenAI or llama.cpp's server refuses: tool results that answer no call of the assistant
+    message before them, calls left without results, and two assistant messages ending the list."""
+    open_ids: set[str] = set()
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str):
+            raise BadRequest(f"messages[{i}] must be an object with a `role`")
+        role = m["role"]
+        if role == "tool":
+            if m.get("tool_call_id") not in open_ids:
+                raise BadRequest(f"messages[{i}]: a message with role 'tool' must be a response to a preceding "
+                                 f"message with 'tool_calls' (tool_call_id {m.get('tool_call_id')!r})")
+            open_ids.discard(m["tool_call_id"])
+            continue
+        if open_ids:
+            raise BadRequest(f"messages[{i}]: an assistant message with 'tool_calls' must be followed by tool "
+                             f"messages responding to each 'tool_call_id' (missing: {', '.join(sorted(open_ids))})")
+        if role == "assistant":
+            ids = [c.get("id") for c in m.get("tool_calls") or [] if isinstance(c, dict)]
+            if len(set(ids)) != len(ids):
+                raise BadRequest(f"messages[{i}]: tool call ids must be unique within a message")
+            open_ids = set(ids)
+    if open_ids:
+        raise BadRequest("the last assistant message's 'tool_calls' have no tool messages responding to them")
+    if len(messages) >= 2 and all(m.get("role") == "assistant" for m in messages[-2:]):
+        raise BadRequest("Cannot have 2 or more assistant messages at the end of the list.")
+
+
+def _check_anthropic(messages: Sequence[Any]) -> None:
+    """Refuse what Anthropic's API refuses: tool_result blocks that answer no tool_use of the assistant message
+    just before, and a system role inside `messages` (the system prompt is a top-level field)."""
+    used: set[str] = set()
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
+            raise BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+        blocks = [b for b in m.get("content") or [] if isinstance(b, dict)] if isinstance(m.get("content"), list) \
+            else []
+        if m["role"] == "assistant":
+            used = {b.get("id") for b in blocks if b.get("type") == "tool_use"}
+            continue
+        for b in blocks:
+            if b.get("type") == "tool_result" and b.get("tool_use_id") not in used:
+                raise BadRequest(f"messages.{i}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                                 f"{b.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
+                                 f"`tool_use` block in the previous message.")
+        used = set()
 
 
 def _calls(reply: ToolReply | CallsReply) -> tuple[_Call, ...]:
@@ -418,6 +470,7 @@ class ReplayServer:
             try:
                 route, body = await body_of(request)
                 messages = body["messages"]
+                _check_openai(messages)
                 results = _tool_results_openai(messages)
                 reflecting = _openai_reflecting(body) and results is not None
                 cap = _reply_cap(body, "max_completion_tokens", "max_tokens")
@@ -438,6 +491,7 @@ class ReplayServer:
             try:
                 route, body = await body_of(request)
                 msgs = body["messages"]
+                _check_anthropic(msgs)
                 results = _tool_results_anthropic(msgs)
                 reflecting = _anthropic_reflecting(body) and results is not None
                 cap = _reply_cap(body, "max_tokens")

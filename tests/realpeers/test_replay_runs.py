@@ -1,0 +1,40 @@
+"""Runs over the replay server checked the way a strict real server checks them: a role that speaks three
+times in a row (llama.cpp's server refuses two assistant messages ending a request), a tool step with
+AutoGen's reflection, and the Anthropic shape's single system prompt."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from _support import team_yaml
+from autogen_core.models import UserMessage
+
+from parley import Conversation
+from parley.events import MessageEvent
+from parley.models._replay import replay_server
+
+Write = Callable[[str, str], Path]
+
+
+@pytest.mark.parametrize("via", ["openai", "anthropic"])
+async def test_a_role_that_speaks_three_times_in_a_row_is_answered_each_time(
+        via: str, write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARLEY_SCRIPTED_VIA", via)
+    team = write("team.yaml", team_yaml("selector", ("alpha", "beta"), max_turns=3))
+    script = write("s.yaml", """
+        roles:
+          alpha: ["First point.", "Second point.", "Third point."]
+        selector: [alpha, alpha, alpha]
+    """)
+    before = replay_server().served[via]
+    conv = Conversation(team, model=f"scripted:{script}")
+    result = await conv.start("Make three points").wait()
+    said = [e.content for e in conv.history if isinstance(e, MessageEvent) and e.source == "alpha"]
+    assert result.stop_reason == "max_turns", result
+    assert said == ["First point.", "Second point.", "Third point."]
+    assert replay_server().served[via] - before >= 6  # three picks, three answers, all over HTTP
+    [model] = conv.pool.scripts
+    asks = [c.messages for c in model.calls if c.who == "alpha"]
+    assert len(asks) == 3 and all(isinstance(m[-1], UserMessage) for m in asks), [m[-1] for m in asks]
