@@ -23,6 +23,7 @@ from mcp import types
 from pydantic import BaseModel
 
 from ._agent import ParleyNotice, shown_now
+from ._mcp_images import ImageShelf, load_images
 from ._mcp_result import convert
 from ._mcp_session import McpCallError, McpConnection, McpHub
 from ._toolhost import ToolHost, gate
@@ -47,7 +48,8 @@ class McpTool(BaseStreamTool[BaseModel, ParleyNotice, str]):
     """One MCP tool granted to one role: the server's schema, called through the conversation's session
     behind the host's approval gate."""
 
-    def __init__(self, tool: types.Tool, conn: McpConnection, role: str, host: ToolHost, approval: bool) -> None:
+    def __init__(self, tool: types.Tool, conn: McpConnection, role: str, host: ToolHost, approval: bool,
+                 shelf: ImageShelf | None = None) -> None:
         super().__init__(schema_to_pydantic_model(tool.inputSchema), str, model_name(conn.name, tool.name),
                          tool.description or "")
         self._tool = tool
@@ -55,6 +57,8 @@ class McpTool(BaseStreamTool[BaseModel, ParleyNotice, str]):
         self._role = role
         self._host = host
         self.approval = approval
+        self._shelf = shelf
+        """Where the pictures it returns go, for a role whose model accepts images; None otherwise."""
         self.grant = f"{conn.name}.{tool.name}"
         """The name a human, the approval rules and the audit know this tool by."""
 
@@ -110,15 +114,17 @@ class McpTool(BaseStreamTool[BaseModel, ParleyNotice, str]):
         finally:
             if not work.done():
                 work.cancel()
-        yield await self._converted(result)
+        yield await self._converted(result, call_id)
 
-    async def _converted(self, result: types.CallToolResult) -> str:
+    async def _converted(self, result: types.CallToolResult, call_id: str | None) -> str:
         spec = self._conn.spec
         folder = self._host.context_for(self._role).workspace
         out = await asyncio.to_thread(convert, result, limit=spec.max_result_chars, folder=folder,
                                       stem=f"{spec.name}-{self._tool.name}")
         if out.files:
             self._host.files_written(self._role, self.grant, out.files)
+        if self._shelf is not None and out.images and call_id and not result.isError:
+            self._shelf.put(call_id, await asyncio.to_thread(load_images, out.images))
         if result.isError:
             raise McpCallError(out.text or f"{self.grant} failed (the server gave no reason)")
         return out.text
@@ -127,10 +133,12 @@ class McpTool(BaseStreamTool[BaseModel, ParleyNotice, str]):
         return value if isinstance(value, str) else str(value)
 
 
-async def load_grants(team: TeamSpec, grants: dict[str, Sequence[str]], host: ToolHost,
-                      hub: McpHub) -> dict[str, list[Any]]:
+async def load_grants(team: TeamSpec, grants: dict[str, Sequence[str]], host: ToolHost, hub: McpHub,
+                      shelves: Mapping[str, ImageShelf] | None = None) -> dict[str, list[Any]]:
     """The MCP tools of each role, from grants like {'analyst': ['calc.add', 'docs.*']}, each bound to
-    `host`'s approval gate as the team's `approvals:` say, and called through `hub`'s sessions."""
+    `host`'s approval gate as the team's `approvals:` say, and called through `hub`'s sessions. A role in
+    `shelves` (its model accepts images) is shown the pictures its tools return."""
+    shelves = shelves or {}
     servers = {m.name: m for m in team.mcp}
     offered: dict[str, McpConnection] = {}
     out: dict[str, list[Any]] = {}
@@ -154,7 +162,8 @@ async def load_grants(team: TeamSpec, grants: dict[str, Sequence[str]], host: To
                     f"role '{role}' is granted {grant}, but MCP server '{server}' offers: {', '.join(sorted(tools)) or 'nothing'}"
                 )
             out.setdefault(role, []).extend(
-                McpTool(t, offered[server], role, host, needs_approval(team.approvals, server, t.name)) for t in chosen)
+                McpTool(t, offered[server], role, host, needs_approval(team.approvals, server, t.name),
+                        shelves.get(role)) for t in chosen)
     for key in team.approvals:
         server, dot, tool = key.partition(".")
         if dot and tool != "*" and server in offered and tool not in offered[server].tools:

@@ -19,6 +19,7 @@ from ._agent import ParleyAgent
 from ._context import PolicyContext, Summariser
 from ._guard import RunGuard
 from ._human import ASK_HUMAN, AskHumanTool
+from ._mcp_images import ImageContext, ImageShelf
 from ._mcp_session import McpHub
 from ._text import human_text
 from ._toolhost import BoundTool
@@ -84,6 +85,8 @@ class Conversation:
         """The top-level conversation: a sub-team's runs, store, meter and human are its parent's."""
         self._mcp: McpHub = self._root._mcp if _parent is not None else McpHub(self._notice)
         """One session per MCP server for the whole conversation, its sub-teams included; closed with it."""
+        self._images: ImageShelf = self._root._images if _parent is not None else ImageShelf()
+        """Pictures MCP tools returned, for roles whose models accept images."""
         self.registry = registry or default_registry()
         self.team = team if isinstance(team, TeamSpec) else resolve_team(team, teams_dirs, self.registry)
         default_model = os.environ.get("PARLEY_MODEL") or self.team.model or "local"
@@ -406,7 +409,13 @@ class Conversation:
             if model not in self._summarisers:
                 self._summarisers[model] = Summariser(self.pool.client(model, SUMMARISER))
             summariser = self._summarisers[model]
+        if any("." in t for t in self.team.role(role).tools) and self._sees_images(role):
+            return ImageContext(policy.turns, summariser, self._images)
         return PolicyContext(policy.turns, summariser)
+
+    def _sees_images(self, role: str) -> bool:
+        """Whether the role's model accepts images (its model_info says vision)."""
+        return bool(self._clients[role].model_info.get("vision"))
 
     def _notice(self, text: str) -> None:
         run = self._root._run
@@ -424,7 +433,8 @@ class Conversation:
         if self._mcp_grants:  # connect once, on first use: listing a server's tools needs it running
             from ._mcp import load_grants
 
-            for role, tools in (await load_grants(self.team, self._mcp_grants, self, self._mcp)).items():
+            shelves = {role: self._images for role in self._mcp_grants if self._sees_images(role)}
+            for role, tools in (await load_grants(self.team, self._mcp_grants, self, self._mcp, shelves)).items():
                 self._tools[role] = [*self._tools[role], *tools]
             self._mcp_grants = {}
         agents = await self._agents()

@@ -13,6 +13,8 @@ from typing import Any
 
 import pytest
 from _support import team_yaml
+from autogen_core import Image
+from autogen_core.models import FunctionExecutionResultMessage
 from mcp_peers import AUTH, free_port, http_server, server_yaml
 
 from parley import Conversation
@@ -241,3 +243,23 @@ async def test_a_sub_team_shares_the_conversations_sessions(write: Write) -> Non
         await conv.close()
     counted = [(r.source, r.content) for r in _results(events) if r.name == "peer__count"]
     assert counted == [("chief", "1"), ("counter", "2"), ("chief", "3")]
+
+
+@pytest.mark.parametrize("vision", [True, False])
+async def test_a_model_that_accepts_images_is_shown_the_picture(write: Write, monkeypatch: pytest.MonkeyPatch,
+                                                                vision: bool) -> None:
+    from parley.models._scripted import ScriptedClient
+
+    monkeypatch.setattr(ScriptedClient, "info", {**ScriptedClient.info, "vision": vision})
+    script = _script(write, ["{tool: peer__picture, args: {width: 32, height: 16}}", "a red picture"])
+    conv = Conversation(_team(write, server_yaml("stdio"), max_turns=3), model=script)
+    try:
+        events = await _events(conv, "Look")
+    finally:
+        await conv.close()
+    assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "max_turns"
+    seen = [c.messages for c in conv.pool.scripts[0].calls if c.who == "alpha"][1]  # its turn after the tool's
+    pictures = [part for m in seen if isinstance(m.content, list) for part in m.content if isinstance(part, Image)]
+    assert [(p.image.width, p.image.height) for p in pictures] == ([(32, 16)] if vision else [])
+    described = [r.content for m in seen if isinstance(m, FunctionExecutionResultMessage) for r in m.content]
+    assert described == ["[image: image/png, 32×16, saved as peer-picture-1.png]"]
