@@ -82,6 +82,10 @@ class _Route:
 class BadRequest(Exception):
     """A request the replay cannot answer (malformed, or the script ran out): answered with 400."""
 
+    def __init__(self, message: str, cause: Exception | None = None) -> None:
+        super().__init__(message)
+        self.cause = cause
+
 
 def _text_of(content: Any) -> str:
     """The text of a wire message's content: a string, or a list of parts/blocks."""
@@ -230,7 +234,7 @@ def _answer(route: _Route, messages: Sequence[Any], results: list[str] | None, r
     try:
         reply: Reply = model.next_reply(route.who, llm)
     except ScriptExhaustedError as exc:
-        raise BadRequest(f"{type(exc).__name__}: {exc}") from None
+        raise BadRequest(f"{type(exc).__name__}: {exc}", exc) from None
     model.calls.append(ScriptCall(route.who, llm))
     delay = model.script.delay_s
     if isinstance(reply, (ToolReply, CallsReply)):
@@ -392,6 +396,7 @@ class ReplayServer:
 
     def __init__(self) -> None:
         self._routes: dict[str, _Route] = {}
+        self._failures: dict[str, Exception] = {}
         self._lock = threading.Lock()
         self._port: int | None = None
         self._server: Any = None
@@ -415,6 +420,17 @@ class ReplayServer:
     def forget(self, token: str) -> None:
         with self._lock:
             self._routes.pop(token, None)
+            self._failures.pop(token, None)
+
+    def take_failure(self, token: str) -> Exception | None:
+        """The script's own error behind the last 400 at `token` (a script that ran out), once."""
+        with self._lock:
+            return self._failures.pop(token, None)
+
+    def _failed(self, request: Any, exc: BadRequest) -> None:
+        if exc.cause is not None:
+            with self._lock:
+                self._failures[request.path_params["token"]] = exc.cause
 
     def openai_url(self, token: str) -> str:
         return f"http://127.0.0.1:{self.port}/r/{token}/v1"
@@ -476,6 +492,7 @@ class ReplayServer:
                 cap = _reply_cap(body, "max_completion_tokens", "max_tokens")
                 answer = _capped(_answer(route, messages, results, reflecting), cap)
             except BadRequest as exc:
+                self._failed(request, exc)
                 return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
                                                "param": None, "code": None}}, status_code=400)
             self._count("openai", body, answer, reflecting)
@@ -497,6 +514,7 @@ class ReplayServer:
                 cap = _reply_cap(body, "max_tokens")
                 answer = _capped(_answer(route, msgs, results, reflecting, body.get("system")), cap)
             except BadRequest as exc:
+                self._failed(request, exc)
                 return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
                                                                 "message": str(exc)}}, status_code=400)
             self._count("anthropic", body, answer, reflecting)
@@ -556,16 +574,51 @@ def replay_client(model: ScriptedModel, who: str, api: str) -> tuple[Any, str]:
     token = server.register(model, who)
     if api == "anthropic":
         import anthropic
-        from autogen_ext.models.anthropic import AnthropicChatCompletionClient
 
-        return AnthropicChatCompletionClient(
-            model="scripted", base_url=server.anthropic_url(token), api_key="replay", model_info=_GENERIC_INFO,
+        return _replayed("anthropic")(
+            token, model="scripted", base_url=server.anthropic_url(token), api_key="replay", model_info=_GENERIC_INFO,
             max_tokens=2048, max_retries=0, http_client=anthropic.DefaultAsyncHttpxClient(verify=_tls()),
         ), token
     import openai
-    from autogen_ext.models.openai import OpenAIChatCompletionClient
 
-    return OpenAIChatCompletionClient(
-        model="scripted", base_url=server.openai_url(token), api_key="replay", model_info=_GENERIC_INFO,
+    return _replayed("openai")(
+        token, model="scripted", base_url=server.openai_url(token), api_key="replay", model_info=_GENERIC_INFO,
         max_retries=0, http_client=openai.DefaultAsyncHttpxClient(verify=_tls()),
     ), token
+
+
+@functools.cache
+def _replayed(api: str) -> Any:
+    """autogen-ext's client for `api`, unchanged but for one thing: a script that ran out raises its own
+    ScriptExhaustedError (naming the role and what to add), as in process, not the SDK's 400 about it."""
+    if api == "anthropic":
+        from autogen_ext.models.anthropic import AnthropicChatCompletionClient as base
+    else:
+        from autogen_ext.models.openai import OpenAIChatCompletionClient as base  # type: ignore[assignment]
+
+    class Replayed(base):  # type: ignore[valid-type,misc]
+        def __init__(self, token: str, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self._replay_token = token
+
+        async def create(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await super().create(*args, **kwargs)
+            except Exception:
+                own = replay_server().take_failure(self._replay_token)
+                if own is None:
+                    raise
+                raise own from None
+
+        async def create_stream(self, *args: Any, **kwargs: Any) -> Any:
+            try:
+                async for item in super().create_stream(*args, **kwargs):
+                    yield item
+            except Exception:
+                own = replay_server().take_failure(self._replay_token)
+                if own is None:
+                    raise
+                raise own from None
+
+    Replayed.__name__ = Replayed.__qualname__ = f"Replayed{base.__name__}"
+    return Replayed

@@ -15,6 +15,7 @@ from parley.models._replay import replay_server
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SUITES = sorted((ROOT / "evals").glob("*.yaml"))
+FAILING = ROOT / "evals" / "examples" / "failing-example.yaml"
 
 def _run(suite: Path, out: Path, monkeypatch: pytest.MonkeyPatch, via: str) -> dict[str, dict[str, Any]]:
     monkeypatch.setenv("PARLEY_SCRIPTED_VIA", via)
@@ -53,6 +54,17 @@ def test_shipped_suite_passes_over_http_as_it_does_scripted(suite: Path, via: st
     differ = {key: _failures(replayed[key]) or f"{_outcome(replayed[key])} != {_outcome(direct[key])}"
               for key in direct if _outcome(replayed[key]) != _outcome(direct[key])}
     assert differ == {}, f"the HTTP replay disagrees with the scripted run: {differ}"
+
+
+def test_the_failing_example_fails_over_http_exactly_as_it_does_scripted(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wrong answers, a missing approval, a script that runs out (its own error, not the SDK's 400)."""
+    direct = _run(FAILING, tmp_path / "direct", monkeypatch, "direct")
+    replayed = _run(FAILING, tmp_path / "openai", monkeypatch, "openai")
+    assert not any(r["passed"] for r in direct.values())
+    assert {k: _outcome(r) for k, r in replayed.items()} == {k: _outcome(r) for k, r in direct.items()}
+    summary = (tmp_path / "openai" / "summary.md").read_text(encoding="utf-8")
+    assert "error: ScriptExhaustedError: " in summary
 
 
 def test_a_team_with_tools_runs_through_anthropic_s_messages_api(tmp_path: Path,
