@@ -263,3 +263,19 @@ async def test_a_model_that_accepts_images_is_shown_the_picture(write: Write, mo
     assert [(p.image.width, p.image.height) for p in pictures] == ([(32, 16)] if vision else [])
     described = [r.content for m in seen if isinstance(m, FunctionExecutionResultMessage) for r in m.content]
     assert described == ["[image: image/png, 32×16, saved as peer-picture-1.png]"]
+
+
+async def test_a_server_that_dies_twice_is_not_started_a_third_time(write: Write) -> None:
+    script = _script(write, ["{tool: peer__crash}", "{tool: peer__crash}", "{tool: peer__count}"],
+                     beta=("one", "two", "three"))
+    conv = Conversation(_team(write, server_yaml("stdio"), max_turns=6), model=script)
+    try:
+        events = await _events(conv, "Crash, crash, count")
+    finally:
+        await conv.close()
+    results = _results(events)
+    assert [r.is_error for r in results] == [True, True, True]
+    assert "parley restarts a server only once per conversation" in results[2].content
+    assert "MCP server 'peer' stopped again (the server process exited" in results[2].content
+    assert len([e for e in events if isinstance(e, NoticeEvent) and "starting it again" in e.content]) == 1
+    assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "max_turns"
