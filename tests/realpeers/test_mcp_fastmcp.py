@@ -279,3 +279,16 @@ async def test_a_server_that_dies_twice_is_not_started_a_third_time(write: Write
     assert "MCP server 'peer' stopped again (the server process exited" in results[2].content
     assert len([e for e in events if isinstance(e, NoticeEvent) and "starting it again" in e.content]) == 1
     assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "max_turns"
+
+
+def test_an_unreachable_server_ends_the_run_with_its_cause_and_the_run_is_kept(
+        write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+    url = f"http://127.0.0.1:{free_port()}/mcp"
+    team = _team(write, f"  - name: peer\n    url: {url}\n")
+    assert main(["run", str(team), "Look it up", "--model", _script(write, ["x"])]) == 1
+    out, err = capsys.readouterr()
+    assert f"MCP server 'peer' could not be reached: connection refused at {url} (is the server running?)" in err
+    assert "TaskGroup" not in out + err and "Traceback" not in out + err
+    assert "1 message(s) kept for the next run" in out  # the task waits for the next run, in the stored thread
+    thread = err.split("saved as ", 1)[1].split()[0]
+    assert main(["audit", thread, "--format", "jsonl"]) == 0
