@@ -219,6 +219,7 @@ class McpConnection:
         except BaseException as exc:
             error = self._fail(TimeoutError() if isinstance(exc, TimeoutError) else exc, " could not be reached:")
             await self._stop()
+            self._owner = None  # it never ran: the next use starts it afresh, not as a restart
             raise error from None
 
     async def session(self) -> ClientSession:

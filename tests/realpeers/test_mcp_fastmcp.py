@@ -143,12 +143,15 @@ async def test_a_server_that_dies_is_started_again_once_with_a_notice(write: Wri
 async def test_an_unreachable_server_is_an_error_that_names_the_cause(write: Write) -> None:
     url = f"http://127.0.0.1:{free_port()}/mcp"
     conv = Conversation(_team(write, f"  - name: peer\n    url: {url}\n"), model=_script(write, ["x"]))
-    events = await _events(conv, "Anything")
+    first = await _events(conv, "Anything")
+    again = await _events(conv, "Try again")  # each run tries afresh: it never ran, so it is no restart
     await conv.close()
-    result = events[-1]
-    assert isinstance(result, RunResult) and result.stop_reason == "error"
-    assert f"MCP server 'peer' could not be reached: connection refused at {url}" in result.detail
-    assert "TaskGroup" not in result.detail
+    for events in (first, again):
+        result = events[-1]
+        assert isinstance(result, RunResult) and result.stop_reason == "error"
+        assert f"MCP server 'peer' could not be reached: connection refused at {url}" in result.detail
+        assert "TaskGroup" not in result.detail
+        assert not [e for e in events if isinstance(e, NoticeEvent) and "MCP" in e.content]
 
 
 async def test_a_server_that_exits_at_start_is_an_error_with_its_stderr(write: Write) -> None:
