@@ -22,6 +22,8 @@ from mcp import types
 __all__ = ["Converted", "cap", "convert"]
 
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+MAX_BINARY = 20 * 1024 * 1024
+"""Bytes of one image, audio clip or binary resource kept as a file; a larger one is only described."""
 
 
 @dataclass
@@ -72,6 +74,9 @@ class _Saver:
 
 
 def _binary(saver: _Saver, b64: str, mime: str, what: str) -> tuple[str, Path | None]:
+    size = len(b64) * 3 // 4 - b64[-2:].count("=")  # what it decodes to, without decoding it
+    if size > MAX_BINARY:
+        return f"[{what}: {mime}, about {size:,} bytes, too large to keep (the limit is {MAX_BINARY:,})]", None
     try:
         data = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):

@@ -185,3 +185,23 @@ def test_parley_tools_lists_each_teams_mcp_servers_and_what_they_offer(write: Wr
     assert "    add: Add two whole numbers.\n    shout: Upper-case some text.\n" in out
     assert "    could not start: MCP server 'remote': header Authorization uses ${REMOTE_TOKEN}, but the environment " \
            "variable REMOTE_TOKEN is not set" in out
+
+
+def test_a_hostile_servers_binary_results_are_described_not_trusted(tmp_path: Path) -> None:
+    import base64
+
+    from mcp import types
+
+    from parley._mcp_result import MAX_BINARY, convert
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR\0\0\0\x03\0\0\0\x02" + b"\0" * 20).decode()
+    result = types.CallToolResult(content=[
+        types.ImageContent(type="image", data=base64.b64encode(b"x" * (MAX_BINARY + 1)).decode(), mimeType="image/png"),
+        types.ImageContent(type="image", data="not base64!", mimeType="image/png"),
+        types.ImageContent(type="image", data=png, mimeType="image/png")])
+    out = convert(result, limit=10_000, folder=tmp_path, stem="../../outside")
+    assert out.text.splitlines() == [
+        f"[image: image/png, about {MAX_BINARY + 1:,} bytes, too large to keep (the limit is {MAX_BINARY:,})]",
+        "[image: image/png, not valid base64; dropped]",
+        "[image: image/png, 3×2, saved as ..-..-outside-1.png]"]
+    assert [p.parent for p in out.files] == [tmp_path]  # the server's names never choose the folder
