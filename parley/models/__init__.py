@@ -121,7 +121,10 @@ def reflects(model: str) -> bool:
 
 def uses_json_schema(model: str) -> bool:
     """Whether the selector should constrain this model's answer with a JSON schema."""
-    return parse_model(model).backend in ("local", "compatible", "openai", "azure")
+    backend = parse_model(model).backend
+    if backend == "scripted":
+        return scripted_via() == "openai"  # served as OpenAI's API, answered as its schema says
+    return backend in ("local", "compatible", "openai", "azure")
 
 
 def _build(ref: ModelRef) -> ChatCompletionClient:

@@ -15,7 +15,8 @@ produce the same conversation.
 
 Tool calls go out as a model would send them: `raw_args` verbatim even when it is not JSON, a
 scripted `id` even when it repeats. A text longer than the request's reply cap (`max_tokens`,
-`max_completion_tokens`) is cut there and says so (`length`, `max_tokens`), as a server does. Usage is
+`max_completion_tokens`) is cut there and says so; a plain-text reply to a request bound to a
+one-field JSON schema (parley's picks) goes out as that JSON (`length`, `max_tokens`), as a server does. Usage is
 counted with tiktoken and reported (in the final chunk of a stream when `stream_options.include_usage`
 asks for it). A script that runs out answers 400 with the ScriptExhaustedError text. Requests are checked
 as strictly as the real servers check them (tool results paired with their calls; no two assistant
@@ -223,6 +224,31 @@ def _capped(answer: _Answer, cap: int | None) -> _Answer:
     return replace(answer, text=encoding().decode(tokens[:cap]), cut=True)
 
 
+def _schema_field(body: Mapping[str, Any]) -> str | None:
+    """The one string field a `response_format` JSON schema asks for (parley's picks: speaker, answer)."""
+    fmt = body.get("response_format")
+    spec = fmt.get("json_schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    props = schema.get("properties") if isinstance(schema, dict) else None
+    if isinstance(props, dict) and len(props) == 1 and schema.get("required") == list(props):  # type: ignore[union-attr]
+        [(name, prop)] = props.items()
+        if isinstance(prop, dict) and prop.get("type") == "string":
+            return str(name)
+    return None
+
+
+def _as_schema(answer: _Answer, field: str | None) -> _Answer:
+    """A plain-text pick as the JSON a schema-bound server sends (`{"speaker": "billing"}`); a reply that
+    is JSON already goes out as scripted, to test what a model that ignores the schema does."""
+    if field is None or answer.text is None:
+        return answer
+    try:
+        json.loads(answer.text)
+        return answer
+    except ValueError:
+        return replace(answer, text=json.dumps({field: answer.text}))
+
+
 def _answer(route: _Route, messages: Sequence[Any], results: list[str] | None, reflecting: bool,
             system: Any = None) -> _Answer:
     prompt = count_text(json.dumps(messages, default=str)) + (count_text(_text_of(system)) if system else 0)
@@ -402,7 +428,8 @@ class ReplayServer:
         self._server: Any = None
         self._thread: threading.Thread | None = None
         self.served: Counter[str] = Counter()
-        """Requests answered, by kind: `openai`/`anthropic`, `streamed`, `tool_calls` (calls sent), `reflections`."""
+        """Requests answered, by kind: `openai`/`anthropic`, `streamed`, `tool_calls` (calls sent), `reflections`,
+        `json_schema` (answers bound to a schema)."""
 
     @property
     def port(self) -> int:
@@ -490,7 +517,7 @@ class ReplayServer:
                 results = _tool_results_openai(messages)
                 reflecting = _openai_reflecting(body) and results is not None
                 cap = _reply_cap(body, "max_completion_tokens", "max_tokens")
-                answer = _capped(_answer(route, messages, results, reflecting), cap)
+                answer = _capped(_as_schema(_answer(route, messages, results, reflecting), _schema_field(body)), cap)
             except BadRequest as exc:
                 self._failed(request, exc)
                 return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
@@ -536,7 +563,7 @@ class ReplayServer:
 
     def _count(self, api: str, body: Mapping[str, Any], answer: _Answer, reflected: bool) -> None:
         self.served.update({api: 1, "streamed": int(bool(body.get("stream"))), "tool_calls": len(answer.calls),
-                            "reflections": int(reflected)})
+                            "reflections": int(reflected), "json_schema": int(_schema_field(body) is not None)})
 
     def stop(self) -> None:
         """Stop the server thread (tests; the process's own exit stops the daemon thread otherwise)."""

@@ -210,3 +210,14 @@ async def test_a_reply_longer_than_the_cap_is_cut_there_and_says_so(token: str, 
     whole = await _anthropic(token).messages.create(model="m", max_tokens=1, messages=ASK)
     assert whole.stop_reason == "max_tokens" and whole.usage.output_tokens == 1
     assert '{"verdict": "approve"}'.startswith(whole.content[0].text)  # type: ignore[union-attr]
+
+
+async def test_a_pick_bound_to_a_json_schema_goes_out_as_that_json(token: str, script: ScriptedModel) -> None:
+    schema = {"type": "json_schema", "json_schema": {"name": "pick_speaker", "strict": True, "schema": {
+        "type": "object", "properties": {"speaker": {"type": "string", "enum": ["analyst"]}},
+        "required": ["speaker"], "additionalProperties": False}}}
+    picked = await _openai(token).chat.completions.create(model="m", messages=ASK, response_format=schema)  # type: ignore[call-overload]
+    assert json.loads(picked.choices[0].message.content or "") == {"speaker": "Q3 revenue was 4.2M"}
+    script.cursors["analyst"] = 5  # a reply that is JSON already goes out as scripted
+    as_is = await _openai(token).chat.completions.create(model="m", messages=ASK, response_format=schema)  # type: ignore[call-overload]
+    assert json.loads(as_is.choices[0].message.content or "") == {"verdict": "approve"}

@@ -51,6 +51,8 @@ def test_shipped_suite_passes_over_http_as_it_does_scripted(suite: Path, via: st
     assert served[via] > 0 and served["streamed"] > 0
     if any(e["kind"] == "tool_called" for r in replayed.values() for e in r["expectations"]):
         assert served["tool_calls"] > 0 and served["reflections"] > 0, served
+    if any(r["pattern"] == "selector" for r in replayed.values()):
+        assert served["json_schema"] > 0, "the selector's picks go out bound to a JSON schema, as on OpenAI"
     differ = {key: _failures(replayed[key]) or f"{_outcome(replayed[key])} != {_outcome(direct[key])}"
               for key in direct if _outcome(replayed[key]) != _outcome(direct[key])}
     assert differ == {}, f"the HTTP replay disagrees with the scripted run: {differ}"
