@@ -42,6 +42,10 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, UserMessage
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
 from ..errors import ScriptExhaustedError
 from ._scripted import CallsReply, JsonReply, Reply, ScriptCall, ScriptedModel, ToolReply
@@ -429,7 +433,7 @@ class ReplayServer:
         self._thread: threading.Thread | None = None
         self.served: Counter[str] = Counter()
         """Requests answered, by kind: `openai`/`anthropic`, `streamed`, `tool_calls` (calls sent), `reflections`,
-        `json_schema` (answers bound to a schema)."""
+        `json_schema` (answers bound to a schema), `cut` (streams the client left before their end)."""
 
     @property
     def port(self) -> int:
@@ -454,7 +458,7 @@ class ReplayServer:
         with self._lock:
             return self._failures.pop(token, None)
 
-    def _failed(self, request: Any, exc: BadRequest) -> None:
+    def _failed(self, request: Request, exc: BadRequest) -> None:
         if exc.cause is not None:
             with self._lock:
                 self._failures[request.path_params["token"]] = exc.cause
@@ -487,79 +491,84 @@ class ReplayServer:
                                             name="parley-replay", daemon=True)
             self._thread.start()
 
-    def _app(self) -> Any:
-        from starlette.applications import Starlette
-        from starlette.requests import Request
-        from starlette.responses import JSONResponse, Response, StreamingResponse
-        from starlette.routing import Route
-
-        async def body_of(request: Request) -> tuple[_Route, dict[str, Any]]:
-            route = self._route(request.path_params["token"])
-            if route is None:
-                raise BadRequest("no script answers at this address (the conversation that used it has ended)")
-            try:
-                body = json.loads(await request.body())
-            except ValueError as exc:
-                raise BadRequest(f"the request body is not JSON: {exc}") from None
-            if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
-                raise BadRequest("the request body must be a JSON object with a `messages` list")
-            return route, body
-
-        def stream(chunks: AsyncIterator[str]) -> Response:
-            return StreamingResponse(chunks, media_type="text/event-stream",
-                                     headers={"cache-control": "no-cache"})
-
-        async def chat(request: Request) -> Response:
-            try:
-                route, body = await body_of(request)
-                messages = body["messages"]
-                _check_openai(messages)
-                results = _tool_results_openai(messages)
-                reflecting = _openai_reflecting(body) and results is not None
-                cap = _reply_cap(body, "max_completion_tokens", "max_tokens")
-                answer = _capped(_as_schema(_answer(route, messages, results, reflecting), _schema_field(body)), cap)
-            except BadRequest as exc:
-                self._failed(request, exc)
-                return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
-                                               "param": None, "code": None}}, status_code=400)
-            self._count("openai", body, answer, reflecting)
-            model = str(body.get("model") or "scripted")
-            if body.get("stream"):
-                options = body.get("stream_options")
-                usage = isinstance(options, dict) and options.get("include_usage") is True
-                return stream(_openai_stream(answer, model, usage))
-            await asyncio.sleep(answer.delay_s)
-            return JSONResponse(_openai_whole(answer, model))
-
-        async def messages(request: Request) -> Response:
-            try:
-                route, body = await body_of(request)
-                msgs = body["messages"]
-                _check_anthropic(msgs)
-                results = _tool_results_anthropic(msgs)
-                reflecting = _anthropic_reflecting(body) and results is not None
-                cap = _reply_cap(body, "max_tokens")
-                answer = _capped(_answer(route, msgs, results, reflecting, body.get("system")), cap)
-            except BadRequest as exc:
-                self._failed(request, exc)
-                return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
-                                                                "message": str(exc)}}, status_code=400)
-            self._count("anthropic", body, answer, reflecting)
-            model = str(body.get("model") or "scripted")
-            if body.get("stream"):
-                return stream(_anthropic_stream(answer, model))
-            await asyncio.sleep(answer.delay_s)
-            return JSONResponse(_anthropic_whole(answer, model))
-
-        async def models(request: Request) -> Response:
-            return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0,
-                                                             "owned_by": "parley"}]})
-
+    def _app(self) -> Starlette:
         return Starlette(routes=[
-            Route("/r/{token}/v1/chat/completions", chat, methods=["POST"]),
-            Route("/r/{token}/v1/messages", messages, methods=["POST"]),
-            Route("/r/{token}/v1/models", models, methods=["GET"]),
+            Route("/r/{token}/v1/chat/completions", self._chat, methods=["POST"]),
+            Route("/r/{token}/v1/messages", self._messages, methods=["POST"]),
+            Route("/r/{token}/v1/models", self._models, methods=["GET"]),
         ])
+
+    async def _body_of(self, request: Request) -> tuple[_Route, dict[str, Any]]:
+        route = self._route(request.path_params["token"])
+        if route is None:
+            raise BadRequest("no script answers at this address (the conversation that used it has ended)")
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            raise BadRequest(f"the request body is not JSON: {exc}") from None
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list):
+            raise BadRequest("the request body must be a JSON object with a `messages` list")
+        return route, body
+
+    async def _counted(self, chunks: AsyncIterator[str]) -> AsyncIterator[str]:
+        finished = False
+        try:
+            async for chunk in chunks:
+                yield chunk
+            finished = True
+        finally:
+            if not finished:  # the client went away mid-answer (a stop, an interrupt): generation stops
+                self.served["cut"] += 1
+
+    def _stream(self, chunks: AsyncIterator[str]) -> Response:
+        return StreamingResponse(self._counted(chunks), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache"})
+
+    async def _chat(self, request: Request) -> Response:
+        try:
+            route, body = await self._body_of(request)
+            messages = body["messages"]
+            _check_openai(messages)
+            results = _tool_results_openai(messages)
+            reflecting = _openai_reflecting(body) and results is not None
+            cap = _reply_cap(body, "max_completion_tokens", "max_tokens")
+            answer = _capped(_as_schema(_answer(route, messages, results, reflecting), _schema_field(body)), cap)
+        except BadRequest as exc:
+            self._failed(request, exc)
+            return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
+                                           "param": None, "code": None}}, status_code=400)
+        self._count("openai", body, answer, reflecting)
+        model = str(body.get("model") or "scripted")
+        if body.get("stream"):
+            options = body.get("stream_options")
+            usage = isinstance(options, dict) and options.get("include_usage") is True
+            return self._stream(_openai_stream(answer, model, usage))
+        await asyncio.sleep(answer.delay_s)
+        return JSONResponse(_openai_whole(answer, model))
+
+    async def _messages(self, request: Request) -> Response:
+        try:
+            route, body = await self._body_of(request)
+            messages = body["messages"]
+            _check_anthropic(messages)
+            results = _tool_results_anthropic(messages)
+            reflecting = _anthropic_reflecting(body) and results is not None
+            cap = _reply_cap(body, "max_tokens")
+            answer = _capped(_answer(route, messages, results, reflecting, body.get("system")), cap)
+        except BadRequest as exc:
+            self._failed(request, exc)
+            return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
+                                                            "message": str(exc)}}, status_code=400)
+        self._count("anthropic", body, answer, reflecting)
+        model = str(body.get("model") or "scripted")
+        if body.get("stream"):
+            return self._stream(_anthropic_stream(answer, model))
+        await asyncio.sleep(answer.delay_s)
+        return JSONResponse(_anthropic_whole(answer, model))
+
+    async def _models(self, request: Request) -> Response:
+        return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0,
+                                                         "owned_by": "parley"}]})
 
     def _count(self, api: str, body: Mapping[str, Any], answer: _Answer, reflected: bool) -> None:
         self.served.update({api: 1, "streamed": int(bool(body.get("stream"))), "tool_calls": len(answer.calls),

@@ -4,6 +4,7 @@ AutoGen's reflection, and the Anthropic shape's single system prompt."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from _support import team_yaml
 from autogen_core.models import UserMessage
 
 from parley import Conversation
-from parley.events import MessageEvent
+from parley.events import ChunkEvent, MessageEvent
 from parley.models._replay import replay_server
 
 Write = Callable[[str, str], Path]
@@ -38,3 +39,30 @@ async def test_a_role_that_speaks_three_times_in_a_row_is_answered_each_time(
     [model] = conv.pool.scripts
     asks = [c.messages for c in model.calls if c.who == "alpha"]
     assert len(asks) == 3 and all(isinstance(m[-1], UserMessage) for m in asks), [m[-1] for m in asks]
+
+
+async def test_stop_mid_answer_closes_the_stream_and_the_server_stops_sending(
+        write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PARLEY_SCRIPTED_VIA", "openai")
+    team = write("team.yaml", team_yaml("round_robin", ("alpha", "beta"), max_turns=2))
+    words = " ".join(f"word{i}" for i in range(200))
+    script = write("s.yaml", f"""
+        roles:
+          alpha: ["{words}"]
+        delay_s: 60
+    """)
+    cut_before = replay_server().served["cut"]
+    conv = Conversation(team, model=f"scripted:{script}")
+    run = conv.start("Talk at length")
+    async for event in run:
+        if isinstance(event, ChunkEvent):
+            run.stop()  # the first streamed words are in: the answer is under way, 59 s of it left
+    result = await run.wait()
+    assert result.stop_reason == "stopped", result
+    assert not any(isinstance(e, MessageEvent) and e.source == "alpha" for e in conv.history)
+    # The server notices the closed connection by itself, on its own thread: wait for it, bounded.
+    for _ in range(500):
+        if replay_server().served["cut"] > cut_before:
+            break
+        await asyncio.sleep(0.01)
+    assert replay_server().served["cut"] == cut_before + 1
