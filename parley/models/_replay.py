@@ -25,7 +25,6 @@ runs out answers 400, and the replay client raises the script's own ScriptExhaus
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import secrets
@@ -132,9 +131,15 @@ class ReplayServer:
         self._port: int | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
-        self.served: Counter[str] = Counter()
-        """Requests answered, by kind: `openai`/`anthropic`, `streamed`, `tool_calls` (calls sent), `reflections`,
-        `json_schema` (answers bound to a schema), `cut` (streams the client left before their end)."""
+        self._served: Counter[str] = Counter()
+
+    @property
+    def served(self) -> Counter[str]:
+        """Requests answered so far, by kind: `openai`/`anthropic`, `streamed`, `tool_calls` (calls sent),
+        `reflections`, `json_schema` (answers bound to a schema), `cut` (streams the client left before their
+        end). A copy: the server thread goes on counting."""
+        with self._lock:
+            return self._served.copy()
 
     @property
     def port(self) -> int:
@@ -143,7 +148,7 @@ class ReplayServer:
         return self._port
 
     def register(self, model: ScriptedModel, who: str) -> str:
-        """A token for one script's role (its cursor); its address is `url(token)`."""
+        """A token for one script's role (its cursor); its address is `openai_url(token)` or `anthropic_url(token)`."""
         token = secrets.token_urlsafe(12)
         with self._lock:
             self._routes[token] = _Route(model, who)
@@ -219,7 +224,8 @@ class ReplayServer:
             finished = True
         finally:
             if not finished:  # the client went away mid-answer (a stop, an interrupt): generation stops
-                self.served["cut"] += 1
+                with self._lock:
+                    self._served["cut"] += 1
 
     def _stream(self, chunks: AsyncIterator[str]) -> Response:
         return StreamingResponse(self._counted(chunks), media_type="text/event-stream",
@@ -272,19 +278,9 @@ class ReplayServer:
                                                          "owned_by": "parley"}]})
 
     def _count(self, api: str, body: Mapping[str, Any], answer: Answer, reflected: bool) -> None:
-        self.served.update({api: 1, "streamed": int(bool(body.get("stream"))), "tool_calls": len(answer.calls),
-                            "reflections": int(reflected), "json_schema": int(schema_field(body) is not None)})
-
-    def stop(self) -> None:
-        """Stop the server thread (tests; the process's own exit stops the daemon thread otherwise)."""
         with self._lock:
-            server, thread = self._server, self._thread
-            self._server = self._thread = self._port = None
-        if server is not None:
-            server.should_exit = True
-        if thread is not None:
-            with contextlib.suppress(RuntimeError):
-                thread.join(timeout=5)
+            self._served.update({api: 1, "streamed": int(bool(body.get("stream"))), "tool_calls": len(answer.calls),
+                                 "reflections": int(reflected), "json_schema": int(schema_field(body) is not None)})
 
 
 _SERVER = ReplayServer()
