@@ -13,7 +13,7 @@ from _support import team_yaml
 from autogen_core.models import UserMessage
 
 from parley import Conversation
-from parley.events import ChunkEvent, MessageEvent
+from parley.events import ChunkEvent, MessageEvent, ValidationEvent
 from parley.models._replay import replay_server
 
 Write = Callable[[str, str], Path]
@@ -66,3 +66,36 @@ async def test_stop_mid_answer_closes_the_stream_and_the_server_stops_sending(
             break
         await asyncio.sleep(0.01)
     assert replay_server().served["cut"] == cut_before + 1
+
+
+def _said(conv: Conversation) -> list[tuple[str, str, object]]:
+    return [(e.type, e.source, e.content if isinstance(e, MessageEvent) else e.passed)  # type: ignore[attr-defined]
+            for e in conv.history if isinstance(e, (MessageEvent, ValidationEvent))]
+
+
+@pytest.mark.xfail(reason="ParleyAgent._answer validates a reflection on tool use (fix asked of parley/_agent.py's "
+                          "owner)", strict=False)
+async def test_a_validated_role_s_tool_step_is_not_validated_on_either_path(
+        write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A turn of tool work is not the role's answer (parley._turns): its rules check neither the scripted
+    model's tool summary nor a real model's reflection on the results."""
+    team = write("team.yaml", team_yaml("round_robin", ("alpha", "beta"), max_turns=3, tools={"alpha": ["team_notes"]}))
+    text = team.read_text(encoding="utf-8").replace(
+        "    tools: [team_notes]\n", "    tools: [team_notes]\n    validate: {contains: [DONE]}\n")
+    team.write_text(text, encoding="utf-8")
+    script = write("s.yaml", """
+        roles:
+          alpha:
+            - {tool: team_notes, args: {action: add, text: "a note"}}
+            - "All DONE"
+          beta: ["ok"]
+    """)
+    runs = {}
+    for via in ("direct", "openai"):
+        monkeypatch.setenv("PARLEY_SCRIPTED_VIA", via)
+        conv = Conversation(team, model=f"scripted:{script}")
+        await conv.start("Take a note").wait()
+        runs[via] = _said(conv)
+    assert runs["direct"] == [("message", "alpha", "Note 1 added."), ("message", "beta", "ok"),
+                              ("validation", "alpha", True), ("message", "alpha", "All DONE")]
+    assert runs["openai"] == runs["direct"]
