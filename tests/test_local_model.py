@@ -55,3 +55,16 @@ def test_selector_on_the_local_model_always_names_a_real_role() -> None:
     assert any(e["type"] == "notice" and "cannot call tools" in str(e["content"]) for e in events)
     selector_calls = [e for e in events if e["type"] == "usage" and e["source"] == "selector"]
     assert selector_calls and events[-1]["prompt_tokens"] == sum(int(e["prompt_tokens"]) for e in events if e["type"] == "usage")  # type: ignore[call-overload]
+
+
+def test_a_task_longer_than_the_models_window_fails_with_both_sizes_and_no_empty_turns() -> None:
+    """The issue's case: a 42 KB task on the embedded model gave empty messages and exit 0."""
+    task = " ".join(f"Region {i % 7} revenue grew {i % 13}% while churn moved {i % 5} points." for i in range(800))
+    assert len(task.encode()) > 42_000
+    code, events, err = _run("content-studio", task, "--max-turns", "3")
+    assert code == 1, err
+    assert not [e for e in events if e["type"] == "message"]
+    result = events[-1]
+    assert result["type"] == "result" and result["stop_reason"] == "error" and result["turns"] == 0
+    assert "the prompt of researcher is" in str(result["detail"]) and "context window is 4,096 tokens" in str(result["detail"])
+    assert "shorten the task" in err
