@@ -107,6 +107,8 @@ class McpConnection:
         self._session: ClientSession | None = None
         self._owner: asyncio.Task[None] | None = None
         self._closing = asyncio.Event()
+        self._ended = asyncio.Event()
+        """Set as soon as the server is known to be gone, before its transport has been taken down."""
         self._lock = asyncio.Lock()
         self._death: BaseException | None = None
         self._restarts = 0
@@ -168,7 +170,7 @@ class McpConnection:
                 read, write = await self._transport(stack)
                 # Forward the server's messages, so its end (the process exited) is seen at once.
                 forward, mine = anyio.create_memory_object_stream[Any](0)
-                ended = asyncio.Event()
+                ended = self._ended
 
                 async def pump() -> None:
                     async with forward:
@@ -210,6 +212,7 @@ class McpConnection:
         if self.spec.url is not None:
             resolve_headers(self.spec)  # a missing variable is the user's to fix: say so before connecting
         self._closing = asyncio.Event()
+        self._ended = asyncio.Event()
         self._death = None
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._owner = asyncio.get_running_loop().create_task(self._own(ready), name=f"parley-mcp-{self.name}")
@@ -225,7 +228,8 @@ class McpConnection:
     async def session(self) -> ClientSession:
         """The open session: started on first use, started again (once) if the server died since."""
         async with self._lock:
-            if self._session is not None and self._owner is not None and not self._owner.done():
+            if self._session is not None and self._owner is not None and not self._owner.done() \
+                    and not self._ended.is_set():
                 return self._session
             if self._owner is not None:  # it ran before, and died
                 cause = _cause(self.spec, self._death or _Exited(), self._stderr_tail())
@@ -264,12 +268,14 @@ class McpConnection:
             if exc.error.code == 408:  # the library's own time-out (HTTP's Request Timeout code)
                 raise self._timed_out(tool) from None
             if exc.error.code == types.CONNECTION_CLOSED:
+                self._ended.set()
                 raise self._fail(exc) from None
             raise McpCallError(f"MCP server '{self.name}' refused the call to {tool}: {exc.error.message} "
                                f"(error {exc.error.code})") from None
         except TimeoutError:
             raise self._timed_out(tool) from None
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
+            self._ended.set()
             raise self._fail(exc) from None
         finally:
             if not work.done():
