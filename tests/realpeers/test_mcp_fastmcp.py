@@ -105,9 +105,10 @@ async def test_results_are_text_files_and_resources_never_json_blocks(write: Wri
 
 async def test_progress_and_log_lines_are_shown_while_the_call_runs(write: Write,
                                                                     declared: Callable[..., str]) -> None:
-    script = _script(write, ["{calls: [{tool: peer__steps, args: {n: 3}}, "
-                             "{tool: peer__chatty, args: {message: disk almost full}}]}"])
-    conv = Conversation(_team(write, declared()), model=script)
+    # One call at a time: a log line names no request, so it goes to the server's latest running call.
+    script = _script(write, ["{tool: peer__steps, args: {n: 3}}",
+                             "{tool: peer__chatty, args: {message: disk almost full}}"], beta=("one", "two"))
+    conv = Conversation(_team(write, declared(), max_turns=4), model=script)
     try:
         events = await _events(conv, "Work")
     finally:
