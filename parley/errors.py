@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 __all__ = [
     "ConfigError",
-    "ContextOverflowError",
     "FileProblem",
     "MissingKeyError",
     "ModelStringError",
