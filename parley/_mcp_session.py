@@ -141,7 +141,8 @@ class McpConnection:
         line = data if isinstance(data, str) else repr(data)
         if params.logger:
             line = f"{params.logger}: {line}"
-        for sink in list(self._log_sinks[-1:]):  # the latest call of ours is the one the server is most likely busy with
+        # A log line names no request: it goes to the latest running call, the one the server is most likely busy with.
+        for sink in list(self._log_sinks[-1:]):
             sink(str(params.level), line[:2000])
 
     async def _transport(self, stack: contextlib.AsyncExitStack) -> tuple[Any, Any]:

@@ -182,7 +182,8 @@ class Renderer:
             mark = "✗" if ev.is_error else "←"
             self._line(self._dim(f"    {mark} {visible(ev.name, one_line=True)}: {visible(_clip(ev.content, 300))}"))
         elif isinstance(ev, ToolProgressEvent):
-            self._line(self._dim(f"    … {visible(ev.name, one_line=True)}: {visible(progress_text(ev), one_line=True)}"))
+            shown = visible(progress_text(ev), one_line=True)
+            self._line(self._dim(f"    … {visible(ev.name, one_line=True)}: {shown}"))
         elif isinstance(ev, ApprovalRequestEvent):
             self._line(self._c(f"? {visible(ev.source, one_line=True)} asks to call {call_text(ev.name, ev.arguments)}: "
                                "needs approval", 33))

@@ -33,7 +33,8 @@ def http_server(env: dict[str, str] | None = None) -> Iterator[str]:
         deadline = time.monotonic() + 30
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"the MCP test server exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+                said = proc.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+                raise RuntimeError(f"the MCP test server exited: {said}")
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
                 break
             if time.monotonic() > deadline:

@@ -86,7 +86,8 @@ async def test_the_everything_server_from_npm(write: Write, everything: Path) ->
     image = next(e for e in events if isinstance(e, FileEvent))
     assert image.mime == "image/png" and image.tool == "ref.get-tiny-image"
     assert results["ref__get-tiny-image"].content == (
-        f"Here's the image you requested:\n[image: image/png, 20×20, saved as {image.name}]\nThe image above is the MCP logo.")
+        f"Here's the image you requested:\n[image: image/png, 20×20, saved as {image.name}]\n"
+        "The image above is the MCP logo.")
     assert [(e.progress, e.total) for e in events if isinstance(e, ToolProgressEvent)
             and e.name == "ref.trigger-long-running-operation"] == [(1, 2), (2, 2)]
     assert "[resource demo://resource/dynamic/text/1]\nResource 1:" in results["ref__get-resource-reference"].content
