@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import anyio
 from mcp import ClientSession, McpError, types
@@ -25,7 +26,7 @@ from mcp import ClientSession, McpError, types
 from .errors import ConfigError
 from .spec import McpServerSpec
 
-__all__ = ["McpCallError", "McpConnection", "McpHub", "describe", "resolve_headers"]
+__all__ = ["McpCallError", "McpConnection", "McpHub", "describe", "resolve_headers", "shown_url"]
 
 Notice = Callable[[str], None]
 LogSink = Callable[[str, str], None]
@@ -56,11 +57,22 @@ def resolve_headers(spec: McpServerSpec) -> dict[str, str]:
     return out
 
 
+def shown_url(url: str) -> str:
+    """A URL as it may be shown: without a user name or password, and without the values of its query."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    query = "&".join(f"{k}=…" for k, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
 def describe(spec: McpServerSpec) -> str:
     """How the server is reached, for humans: the command line or the URL, never a header's value."""
     if spec.command is not None:
         return " ".join([spec.command, *spec.args])
-    return spec.url or ""
+    return shown_url(spec.url or "")
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
@@ -76,16 +88,17 @@ def _cause(spec: McpServerSpec, exc: BaseException, stderr: str) -> str:
     leaves = [e for e in _leaves(exc) if not isinstance(e, asyncio.CancelledError)] or [exc]
     err = leaves[0]
     tail = f"; its stderr ends with:\n{stderr}" if stderr else ""
+    url = shown_url(spec.url or "")
     if isinstance(err, FileNotFoundError) and spec.command is not None:
         return f"could not start `{spec.command}`: no such program (check command: in the team file)"
     if isinstance(err, PermissionError) and spec.command is not None:
         return f"could not start `{spec.command}`: permission denied"
     if isinstance(err, httpx.ConnectError):
-        return f"connection refused at {spec.url} (is the server running?)"
+        return f"connection refused at {url} (is the server running?)"
     if isinstance(err, httpx.HTTPStatusError):
-        return f"{spec.url} answered HTTP {err.response.status_code} {err.response.reason_phrase}"
+        return f"{url} answered HTTP {err.response.status_code} {err.response.reason_phrase}"
     if isinstance(err, httpx.TimeoutException):
-        return f"{spec.url} did not answer in time ({type(err).__name__})"
+        return f"{url} did not answer in time ({type(err).__name__})"
     if isinstance(err, TimeoutError):
         return f"no answer within {spec.timeout_s:g} s (timeout_s){tail}"
     if (isinstance(err, McpError) and err.error.code == types.CONNECTION_CLOSED) or isinstance(

@@ -66,7 +66,10 @@ def check_trusted(spec: TeamSpec, extra: Sequence[str | Path] = ()) -> None:
         except ValueError:
             continue
     server = next((m for m in spec.mcp if m.command is not None), spec.mcp[0])
-    does = f"would run `{server.command}`" if server.command is not None else f"would be reached at {server.url}"
+    from ._mcp_session import shown_url
+
+    does = f"would run `{server.command}`" if server.command is not None else \
+        f"would be reached at {shown_url(server.url or '')}"
     raise ConfigError(
         f"{_display(spec.source)}: MCP server '{server.name}' {does}, but this team file is "
         f"not in a trusted team folder ({', '.join(str(d) for d in dirs)}). Team files are code: trust this one by "

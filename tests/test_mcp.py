@@ -171,14 +171,15 @@ def test_approval_keys_name_a_declared_server_and_a_tool(write: Write) -> None:
 
 def test_parley_tools_lists_each_teams_mcp_servers_and_what_they_offer(write: Write, tmp_path: Path,
                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    _team(write, "calc.add", "  - name: remote\n    url: http://127.0.0.1:9/mcp\n    timeout_s: 5\n"
+    _team(write, "calc.add", "  - name: remote\n    url: http://ann:pw-4711@127.0.0.1:9/mcp?key=k-4711\n    timeout_s: 5\n"
           "    headers: {Authorization: 'Bearer ${REMOTE_TOKEN}'}\n")
     assert main(["tools", "--teams", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     server = tmp_path / "calc_server.py"
     assert f"test-team.calc  stdio  {sys.executable} {server}  timeout 60 s\n" in out
-    assert "test-team.remote  http  http://127.0.0.1:9/mcp  timeout 5 s  headers: Authorization\n" in out
+    assert "test-team.remote  http  http://127.0.0.1:9/mcp?key=…  timeout 5 s  headers: Authorization\n" in out
     assert "REMOTE_TOKEN" not in out and "add:" not in out  # no values of headers; nothing started
+    assert "4711" not in out  # nor a password or a query's values in the URL
 
     assert main(["tools", "--teams", str(tmp_path), "--mcp"]) == 0
     out = capsys.readouterr().out
