@@ -32,7 +32,8 @@ def _conversation(r: dict[str, Any]) -> list[tuple[str, str]]:
     said = []
     for t in r["transcript"]:
         text = re.sub(r"\d+", "#", t["content"])
-        said.append((t["source"], "\n".join(line for line in text.splitlines() if not line.startswith("Refund #:"))))
+        kept = [line for line in text.splitlines() if not line.startswith(("Refund #:", "No refunds."))]
+        said.append((t["source"], "\n".join(kept)))
     return sorted(said)
 
 
