@@ -237,6 +237,8 @@ class McpConnection:
             error = self._fail(TimeoutError() if isinstance(exc, TimeoutError) else exc, " could not be reached:")
             await self._stop()
             self._owner = None  # it never ran: the next use starts it afresh, not as a restart
+            if ready.done() and not ready.cancelled():
+                ready.exception()  # reported above, by its cause: not "never retrieved"
             raise error from None
 
     async def session(self) -> ClientSession:
@@ -273,7 +275,8 @@ class McpConnection:
         work = asyncio.ensure_future(self._as_task(session, tool, arguments) if needs_task else session.call_tool(
             tool, arguments, read_timeout_seconds=timedelta(seconds=spec.timeout_s), progress_callback=progress))
         try:
-            async with asyncio.timeout(spec.timeout_s + 1):  # the library's own time-out comes first
+            # For a plain call the library's own time-out comes first; a task's polls have none of their own.
+            async with asyncio.timeout(spec.timeout_s if needs_task else spec.timeout_s + 1):
                 done, _ = await asyncio.wait({work, owner}, return_when=asyncio.FIRST_COMPLETED)
             if work not in done:
                 raise self._fail(self._death or _Exited())
@@ -308,8 +311,14 @@ class McpConnection:
         created = await session.experimental.call_tool_as_task(tool, arguments, ttl=ttl)
         task_id = created.task.taskId
         status = created.task.status
-        async for state in session.experimental.poll_task(task_id):
-            status = state.status
+        try:
+            async for state in session.experimental.poll_task(task_id):
+                status = state.status
+        except asyncio.CancelledError:  # timed out or stopped: ask the server to stop working on it
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2):
+                    await asyncio.shield(session.experimental.cancel_task(task_id))
+            raise
         if status != "completed":
             raise McpCallError(f"MCP server '{self.name}': the task running {tool} ended {status}")
         return await session.experimental.get_task_result(task_id, types.CallToolResult)
