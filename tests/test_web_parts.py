@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from chainlit.context import init_ws_context
+from chainlit.emitter import ChainlitEmitter
 from chainlit.session import WebsocketSession
 from chainlit.types import Pagination, ThreadFilter
 
@@ -19,6 +20,7 @@ from parley.events import (
     ApprovalRequestEvent,
     EscalationEvent,
     EscalationResolvedEvent,
+    Event,
     FileEvent,
     HumanMessageEvent,
     MessageEvent,
@@ -34,6 +36,7 @@ from parley.events import (
     VoteEvent,
 )
 from parley.store import Store
+from parley.web import _chainlit_fixes
 from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
 from parley.web._chat import ChatSession
 from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps
@@ -219,7 +222,7 @@ async def test_a_running_tools_progress_and_log_show_in_its_step_until_the_resul
     await chat._show(ToolCallEvent(source="researcher", name=tool, arguments={"duration": 10}, call_id="c1"))
     await chat._show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", progress=3, total=10,
                                        content="Fetching\npage 3"))
-    assert page.steps(tool)[-1]["output"] == "⏳ 3/10 · Fetching page 3"
+    assert page.steps(tool)[-1]["output"] == "Working: 3/10 · Fetching page 3"
     assert page.steps(tool)[-1]["id"] == page.steps(tool)[0]["id"]  # inside the tool's own step
 
     # Progress reported faster than it is worth showing: the latest state shows, a moment later.
@@ -229,7 +232,7 @@ async def test_a_running_tools_progress_and_log_show_in_its_step_until_the_resul
                                        content="slow disk"))
     latest = await page.until(lambda: "9/10" in page.steps(tool)[-1]["output"], "the latest progress")
     assert latest and len(page.steps(tool)) <= 4
-    assert page.steps(tool)[-1]["output"] == "⏳ 9/10\n\n```text\nwarning: slow disk\n```"
+    assert page.steps(tool)[-1]["output"] == "Working: 9/10\n\n```text\nwarning: slow disk\n```"
 
     # The result replaces the progress; the server's log lines stay under it.
     await chat._show(ToolResultEvent(source="researcher", name=tool, call_id="c1", content="done in 10 s"))
@@ -262,3 +265,51 @@ async def test_a_picture_a_tool_saved_shows_as_a_picture(tmp_path: Path) -> None
     assert element["url"] == "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
     (message,) = [d for e, d in page.sent if e == "new_message"]
     assert element["forId"] == message["id"] and "chart.png" in message["output"]
+
+
+class _Conversation:
+    """What ChatSession reads of a conversation while it shows a run: its history and thread."""
+
+    def __init__(self) -> None:
+        self.history: list[Event] = []
+        self.thread_id = str(uuid.uuid4())
+
+
+async def test_a_page_reopened_while_the_run_goes_on_loses_nothing_the_run_shows() -> None:
+    """Chainlit reads the thread, calls on_chat_resume, then sends the thread to the page, which replaces every
+    message there. A message the run showed in between used to be lost for good (a flaky browser test)."""
+    conv = _Conversation()
+    events: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def run() -> Any:
+        while True:
+            ev = await events.get()
+            yield ev
+            if isinstance(ev, RunResult):
+                return
+
+    def emit(ev: Event) -> None:
+        conv.history.append(ev)
+        events.put_nowait(ev)
+
+    old = _Page()
+    chat = ChatSession(conversation=conv, user="local")  # type: ignore[arg-type]
+    pump = asyncio.ensure_future(chat._pump(run()))  # type: ignore[arg-type]
+    emit(MessageEvent(source="analyst", content="Growth is the strongest signal", turn=1))
+    await old.until(lambda: old.steps("analyst"), "the first message")
+
+    new = _Page()  # the thread reopened: on_chat_resume, then Chainlit sends the thread it read before
+    await chat.reattach(new.session)
+    stale: dict[str, Any] = {"id": conv.thread_id, "steps": []}  # read before the first message was stored
+    emit(MessageEvent(source="risk", content="Too concentrated", turn=2))  # the run goes on meanwhile
+    emit(RunResult(source="parley", stop_reason="completed", turns=2, prompt_tokens=0, completion_tokens=0, cost_usd=0))
+    await _chainlit_fixes._resume_thread(ChainlitEmitter(new.session), stale)
+    await asyncio.wait_for(pump, 10)
+
+    (thread,) = [d for e, d in new.sent if e == "resume_thread"]
+    assert [s["output"] for s in thread["steps"]] == [note(conv.history[0])[1]]  # what was shown so far
+    after = new.sent[new.sent.index(("resume_thread", thread)) + 1:]
+    texts = [d["output"] for e, d in after if e == "new_message"]
+    assert any("Too concentrated" in t for t in texts) and any("Run ended" in t for t in texts), texts
+    assert [d for e, d in new.sent[: new.sent.index(("resume_thread", thread))] if e == "new_message"] == []
+    assert not [d for e, d in old.sent if e == "new_message" and "Too concentrated" in d["output"]]

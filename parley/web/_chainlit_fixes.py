@@ -12,6 +12,11 @@ Chainlit offers no option for any of these:
   a screen in front of the socket's connect handler and of every event handler, and `login_of()`,
   `without_login()` and `expired_login_cookies()` let the HTTP guard read and drop a token as Chainlit does.
 
+- it reads a reopened thread (`data_layer.get_thread`) before it calls `on_chat_resume`, and sends it to the page
+  (`emitter.resume_thread`, which replaces every message on the page) after: a run still going sends messages in
+  between, and the page loses them. `on_resume_sent()` lets the web chat put the thread as it has shown it in
+  that message, and go on showing the run only once the page has it.
+
 `check()` says whether the installed Chainlit still behaves as all this assumes; the test
 tests/security/test_hostile_client.py::test_chainlit_is_still_what_parley_patches calls it, so an upgrade that
 changes any of it fails loudly instead of quietly reopening a hole.
@@ -40,8 +45,10 @@ from chainlit.auth.jwt import decode_jwt
 from chainlit.config import FILES_DIRECTORY
 from chainlit.config import config as _config
 from chainlit.context import init_ws_context
+from chainlit.emitter import ChainlitEmitter
 from chainlit.message import ErrorMessage
 from chainlit.session import BaseSession, ClientType, WebsocketSession
+from chainlit.user_session import user_sessions
 from starlette.requests import cookie_parser
 from starlette.responses import Response
 from starlette.types import Scope
@@ -54,6 +61,8 @@ _PATCHED = "_parley_checked"
 _INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 _HASHES_TTL_S = 2.0
 _hashes: tuple[float, tuple[str, ...]] | None = None
+Rewrite = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+"""The reopened thread Chainlit is about to send a page -> the thread to send instead."""
 Screen = Callable[[str | None, dict[str, Any] | None], Awaitable[str | None]]
 """(login identifier or None, the socket's environ) -> why it is refused now, or None: see `install`."""
 UNSCREENED_EVENTS = frozenset({"connect", "disconnect", "clear_session", "stop"})
@@ -107,6 +116,7 @@ def install(screen: Screen | None = None) -> None:
                 if why is not None:
                     log.warning("refused a socket's login: %s", why)
                     raise socketio.exceptions.ConnectionRefusedError(why)
+            await _forget_cleared(auth["sessionId"])
             return await original(sid, environ, auth)
 
         setattr(connect, _PATCHED, True)
@@ -117,6 +127,45 @@ def install(screen: Screen | None = None) -> None:
                 _server.sio.on(event, _screened(event, handler, screen))
     if not isinstance(BaseSession.__dict__.get("files_dir"), _FilesDir):
         BaseSession.files_dir = _FilesDir()  # type: ignore[assignment]
+    if ChainlitEmitter.__dict__.get("resume_thread") is not _resume_thread:
+        ChainlitEmitter.resume_thread = _resume_thread  # type: ignore[method-assign,assignment]
+
+
+_resuming: dict[str, tuple[Rewrite, Callable[[], Awaitable[None]]]] = {}
+"""Session id -> what to do when Chainlit sends that session its reopened thread (see `on_resume_sent`)."""
+
+
+def on_resume_sent(session: WebsocketSession, rewrite: Rewrite, sent: Callable[[], Awaitable[None]]) -> None:
+    """When Chainlit next sends `session` the thread it reopens (right after `on_chat_resume` returns): send
+    `await rewrite(thread)` instead, then `await sent()` (also if sending failed), in Chainlit's handler for that
+    page. A later call for the same session replaces this one."""
+    _resuming[str(session.id)] = (rewrite, sent)
+
+
+async def _resume_thread(self: ChainlitEmitter, thread_dict: Any) -> Any:
+    hook = _resuming.pop(str(self.session.id), None)
+    if hook is None:
+        return await _CHAINLIT_RESUME_THREAD(self, thread_dict)
+    rewrite, sent = hook
+    try:
+        return await _CHAINLIT_RESUME_THREAD(self, await rewrite(thread_dict))
+    finally:
+        await sent()
+
+
+_CHAINLIT_RESUME_THREAD = ChainlitEmitter.resume_thread
+
+
+async def _forget_cleared(session_id: str) -> None:
+    """A page starting a new chat (another team, New chat) sends `clear_session`, drops its socket and connects
+    again with the same session id. Chainlit deletes the cleared session when the old socket's disconnect is
+    handled; when the new socket connects first (a busy server), Chainlit restores the old session, whose chat
+    has started, so `on_chat_start` never runs for the new chat (no commands, no team). A cleared session is
+    never restored: it goes now, and the socket gets a new one."""
+    session = WebsocketSession.get_by_id(session_id)
+    if session is not None and session.to_clear:
+        user_sessions.pop(session.id, None)
+        await session.delete()
 
 
 def _screened(event: str, handler: Callable[..., Awaitable[Any]], screen: Screen) -> Callable[..., Awaitable[Any]]:
@@ -268,6 +317,7 @@ def check() -> list[str]:
                for r in _server.router.routes):
         broken.append("Chainlit no longer serves message files at /project/file/{file_id}")
     broken += _login_checks()
+    broken += _resume_checks()
     if not callable(getattr(_server, "get_html_template", None)):
         broken.append("chainlit.server.get_html_template is gone: the page's inline scripts cannot be hashed")
     return broken
@@ -276,6 +326,29 @@ def check() -> list[str]:
 def _files_dir_source() -> str:
     """The source of Chainlit's own files_dir (parley replaced it on the class; Chainlit's text is in its module)."""
     return inspect.getsource(inspect.getmodule(BaseSession))  # type: ignore[arg-type]
+
+
+def _resume_checks() -> list[str]:
+    """What no longer holds of how Chainlit restores a session and reopens a thread (see `_forget_cleared` and
+    `on_resume_sent`)."""
+    broken = []
+    if ChainlitEmitter.__dict__.get("resume_thread") is not _resume_thread:
+        broken.append("ChainlitEmitter.resume_thread is not parley's: a run still going would lose messages on a "
+                      "reopened page")
+    if 'self.emit("resume_thread"' not in inspect.getsource(_CHAINLIT_RESUME_THREAD):
+        broken.append("Chainlit's emitter no longer sends a reopened thread as the resume_thread event")
+    restore = inspect.getsource(_socket.restore_existing_session) + inspect.getsource(_socket.disconnect)
+    for needle in ("WebsocketSession.get_by_id(session_id)", "session.to_clear", "user_sessions.pop(session.id)"):
+        if needle not in restore:
+            broken.append(f"Chainlit no longer restores and clears sessions as parley assumes ({needle}): check that a "
+                          "page starting a new chat gets a new session")
+    source = inspect.getsource(_socket.connection_successful)
+    order = [source.find(s) for s in ("resume_thread(context.session)", "config.code.on_chat_resume(thread)",
+                                      "emitter.resume_thread(thread)")]
+    if -1 in order or order != sorted(order):
+        broken.append("Chainlit no longer reads the thread, calls on_chat_resume, then sends the thread, in that "
+                      "order: check how a run still going is shown on a reopened page")
+    return broken
 
 
 def _login_checks() -> list[str]:

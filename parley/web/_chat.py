@@ -43,7 +43,8 @@ from ..events import (
 from ..models._meter import STREAM_EVERY_S
 from ..run import Run
 from ._art import usage_chart_svg
-from ._datalayer import card_step_id
+from ._chainlit_fixes import on_resume_sent
+from ._datalayer import card_step_id, thread_steps
 from ._format import (
     NOTES,
     SYSTEM,
@@ -74,6 +75,8 @@ COMMANDS = [
      "button": True, "persistent": False},
 ]
 METER_EVERY_S = 0.5
+RESUME_WAIT_S = 30.0
+"""A reopened page that is never sent its thread (it went away first) holds the run's display this long at most."""
 PROGRESS_EVERY_S = 0.25
 """A tool's progress shows at most this often (its last state always shows): a server may report thousands."""
 LOG_LINES = 20
@@ -110,10 +113,26 @@ class ChatSession:
         self._meter: cl.Message | None = None
         self._meter_at = 0.0
         self._ws: WebsocketSession | None = None
+        """The page the run is to be shown on from the next event (a reopened thread), once it has the thread."""
+        self._gate = asyncio.Event()
+        """Open while the run's events may be shown; closed while a reopened page is being sent the thread."""
+        self._gate.set()
+        self._idle = asyncio.Event()
+        """Set while no event is being shown."""
+        self._idle.set()
+        self._attaching = 0
+        """Counts reopened pages: only the latest is shown the run."""
+        self._shown = len(conversation.history) if conversation is not None else 0
+        """How much of the conversation's history the page has been shown (chunks aside)."""
 
     @property
     def running(self) -> bool:
         return self.run is not None and self.run.result is None
+
+    @property
+    def showing(self) -> bool:
+        """The run is going, or the page is still being shown its last events (the run's result comes first)."""
+        return self.running or (self.task is not None and not self.task.done())
 
     async def on_message(self, text: str, command: str | None) -> None:
         text = text.strip()
@@ -167,6 +186,7 @@ class ChatSession:
         return True
 
     def start(self, text: str) -> None:
+        self._shown = len(self.conversation.history)
         self.run = self.conversation.start(text)
         self._meter = None
         self.task = asyncio.get_running_loop().create_task(self._pump(self.run))
@@ -174,11 +194,44 @@ class ChatSession:
     async def reattach(self, ws: WebsocketSession) -> None:
         """Show the run still in progress in another browser session (a reopened thread).
 
-        Called before Chainlit replaces the page's messages with the stored thread: new messages sent
-        now would be lost, so the buttons of every decision still awaited go onto the stored messages
-        (their step ids are known), and the messages that will change are adopted by id."""
-        self._ws = ws
+        Called from `on_chat_resume`. Chainlit read the stored thread before, and sends it to the page after,
+        replacing every message there: what the run showed in between would be lost. So the run's display
+        holds here; the page is sent the thread as shown so far (every event up to the one last shown, from
+        memory: the store may be ahead), and the display goes on from the next event on the new page, which
+        first gets the buttons of every decision still awaited."""
+        self._attaching += 1
+        attaching = self._attaching
+        self._gate.clear()
+        done = False
+
+        async def shown_so_far(thread: dict[str, Any]) -> dict[str, Any]:
+            await self._idle.wait()  # not in the middle of showing an event: the gate holds the next
+            tid = self.conversation.thread_id or str(thread.get("id"))
+            return thread | {"steps": thread_steps(tid, self.conversation.history[: self._shown])}
+
+        async def sent() -> None:
+            nonlocal done
+            if done or attaching != self._attaching:  # a page reopened later waits for its own thread
+                return
+            done = True
+            timer.cancel()
+            try:
+                await self._adopt(ws)
+            finally:
+                if attaching == self._attaching:
+                    self._ws = ws
+                    self._gate.set()
+
+        # Never hold the display for good, should Chainlit not send the thread (the page went away first).
+        timer = asyncio.get_running_loop().call_later(RESUME_WAIT_S, lambda: asyncio.ensure_future(sent()))
+        on_resume_sent(ws, shown_so_far, sent)
+
+    async def _adopt(self, ws: WebsocketSession) -> None:
+        """Take the page `ws` over, the display held: it shows the thread as shown so far; the decisions awaited
+        get their buttons there."""
+        init_ws_context(ws)
         self._streams.clear()  # half-streamed messages belonged to the old page
+        self._held.clear()
         self._tools.clear()
         self._forget_progress()
         self._meter = None
@@ -221,14 +274,20 @@ class ChatSession:
     async def _pump(self, run: Run) -> None:
         local_steps.set(None)  # keep the run's messages from nesting under the finished on_message step
         async for ev in run:
-            if self._ws is not None:  # the thread was reopened in another session: show it there
-                init_ws_context(self._ws)
-                local_steps.set(None)
-                self._ws = None
+            await self._gate.wait()  # a reopened page is being sent the thread as shown so far
+            self._idle.clear()
             try:
+                if self._ws is not None:  # the thread was reopened in another session: show it there
+                    init_ws_context(self._ws)
+                    local_steps.set(None)
+                    self._ws = None
+                if not isinstance(ev, ChunkEvent):
+                    self._shown = _index_after(self.conversation.history, ev, self._shown)
                 await self._show(ev)
             except Exception:  # a display glitch must not stop the conversation
                 log.exception("could not show %s", ev.type)
+            finally:
+                self._idle.set()
 
     async def _show(self, ev: Event) -> None:  # noqa: C901 - one branch per event type reads best
         if isinstance(ev, ChunkEvent):
@@ -446,6 +505,14 @@ class ChatSession:
             elements.append(cl.Image(url=data_url(svg.encode(), "image/svg+xml"), name="tokens-per-speaker.svg",
                                      display="inline", mime="image/svg+xml"))
         await cl.Message(content=(note(result) or ("", ""))[1], author=SYSTEM, elements=elements).send()
+
+
+def _index_after(history: list[Event], ev: Event, default: int) -> int:
+    """Where `ev` ends in the history (it was added last, or a few events before the last)."""
+    for i in range(len(history) - 1, -1, -1):
+        if history[i] is ev:
+            return i + 1
+    return default
 
 
 class _Progress:

@@ -217,7 +217,7 @@ async def _user_ok() -> str | None:
 
 
 def _remember(tid: str, session: ChatSession) -> None:
-    for stale in [k for k, v in _live.items() if not v.running and v is not session]:
+    for stale in [k for k, v in _live.items() if not v.showing and v is not session]:
         del _live[stale]
     _live[tid] = session
 
@@ -255,11 +255,14 @@ async def _resume(thread: ThreadDict) -> None:
     if user is None:
         return
     live = _live.get(thread["id"])
-    if live is not None and live.running and live.user == user:
+    if live is not None and live.showing and live.user == user:
         cl.user_session.set("parley", live)
         await cl.context.emitter.set_commands(commands())
         await live.reattach(cl.context.session)
         return
+    # Chainlit read the thread before calling this, and sends it after: a run that ended in between stored its
+    # last events after that reading. Send the thread as stored when it is sent.
+    _chainlit_fixes.on_resume_sent(cl.context.session, _stored_thread, _nothing)
     try:
         conv = await Conversation.resume(await store(), thread["id"])
     except ConfigError as exc:
@@ -270,6 +273,14 @@ async def _resume(thread: ThreadDict) -> None:
     _remember(thread["id"], session)
     cl.user_session.set("parley", session)
     await cl.context.emitter.set_commands(commands())
+
+
+async def _stored_thread(thread: dict[str, Any]) -> dict[str, Any]:
+    return dict(await ParleyDataLayer(store).get_thread(str(thread.get("id"))) or thread)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _title(text: str) -> str:
