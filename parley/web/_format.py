@@ -88,7 +88,7 @@ def _one_line(text: str, limit: int) -> str:
 
 
 def tool_progress_line(ev: ToolProgressEvent) -> str:
-    """A running tool's progress as one line: `⏳ 3/10 · Fetching page 3` (a server's numbers and words)."""
+    """A running tool's progress as one line: `Working: 3/10 · Fetching page 3` (a server's numbers and words)."""
     if ev.progress is None:
         done = ""
     elif ev.total:
@@ -96,7 +96,7 @@ def tool_progress_line(ev: ToolProgressEvent) -> str:
     else:
         done = f"{ev.progress:g}"
     words = _one_line(ev.content, 300)
-    return "⏳ " + " · ".join(part for part in (done, words) if part) if done or words else ""
+    return "Working: " + " · ".join(part for part in (done, words) if part) if done or words else ""
 
 
 def tool_log_line(ev: ToolProgressEvent) -> str:
