@@ -60,14 +60,13 @@ class ModelPool:
         the backend cannot tell it."""
         ref = parse_model(model)
         via = scripted_via() if ref.backend == "scripted" else None
-        if ref.backend == "scripted":
-            if via is None:
-                inner: ChatCompletionClient = self.script(ref.name).client(who)
-            else:
-                from ._replay import replay_client
+        if via is not None:
+            from ._replay import replay_client
 
-                inner, token = replay_client(self.script(ref.name), who, via)
-                self._replayed.append((inner, token))
+            inner, token = replay_client(self.script(ref.name), who, via)
+            self._replayed.append((inner, token))
+        elif ref.backend == "scripted":
+            inner = self.script(ref.name).client(who)
         else:
             key = str(ref)
             if key not in self._shared:
@@ -75,7 +74,7 @@ class ModelPool:
             inner = self._shared[key]
         metered = MeteredClient(inner, self.meter, source="selector" if who == SELECTOR else who, model=str(ref),
                                 max_reply_tokens=max_reply_tokens, context_tokens=context_tokens)
-        if ref.backend == "scripted" and via is not None:
+        if via is not None:
             metered.backend = via  # requests shaped and capped as that API takes them (the model string stays)
         return metered
 

@@ -13,6 +13,7 @@ from _support import team_yaml
 from autogen_core.models import UserMessage
 
 from parley import Conversation
+from parley.cli import main
 from parley.events import ChunkEvent, MessageEvent, ValidationEvent
 from parley.models._replay import replay_server
 
@@ -118,3 +119,12 @@ async def test_a_call_with_arguments_that_are_not_an_object_does_not_end_the_run
     assert result.stop_reason == "max_turns", result.detail
     said = [e.content for e in conv.history if isinstance(e, MessageEvent)]
     assert said[-1] == "I will send an object next time."
+
+
+def test_an_unknown_protocol_is_refused_naming_the_choices(write: Write, monkeypatch: pytest.MonkeyPatch,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("PARLEY_SCRIPTED_VIA", "http")
+    team = write("team.yaml", team_yaml("round_robin", ("alpha",), max_turns=1))
+    script = write("s.yaml", "roles: {alpha: [hi]}\n")
+    assert main(["run", str(team), "Go", "--model", f"scripted:{script}", "--no-save"]) == 2
+    assert "PARLEY_SCRIPTED_VIA='http' is not a protocol: use openai, anthropic or direct" in capsys.readouterr().err
