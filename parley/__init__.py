@@ -4,6 +4,7 @@ from .catalog import TeamEntry, discover_teams, resolve_team
 from .conversation import Conversation
 from .errors import (
     ConfigError,
+    ContextOverflowError,
     MissingKeyError,
     ModelStringError,
     ParleyError,
@@ -20,6 +21,7 @@ from .tools import ToolRegistry, tool
 
 __all__ = [
     "ConfigError",
+    "ContextOverflowError",
     "Conversation",
     "Event",
     "Meter",

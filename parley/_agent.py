@@ -13,12 +13,11 @@ from autogen_agentchat.messages import (
     BaseChatMessage,
     HandoffMessage,
     TextMessage,
-    ToolCallSummaryMessage,
 )
 from autogen_core import CancellationToken
 
 from ._toolhost import checked_call
-from ._turns import mark_reflection
+from ._turns import mark_reflection, tool_step
 from ._validate import Validator
 from .events import EscalationEvent, EscalationResolvedEvent, Position, ValidationEvent
 
@@ -114,9 +113,9 @@ class ParleyAgent(AssistantAgent):
                 else:
                     yield item
             assert response is not None
-            answer = response.chat_message
-            if isinstance(answer, (HandoffMessage, ToolCallSummaryMessage)):
-                yield response  # tool output and handoffs are not the role's answer
+            answer = mark_reflection(response).chat_message
+            if isinstance(answer, HandoffMessage) or tool_step(answer):
+                yield response  # tool work (its results, or a reflection on them) and handoffs are not the role's answer
                 return
             text = answer.to_model_text()
             # Off the event loop: a team's pattern may take up to its time limit on this answer, and meanwhile

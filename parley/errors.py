@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "ConfigError",
+    "ContextOverflowError",
     "FileProblem",
     "MissingKeyError",
     "ModelStringError",

@@ -149,7 +149,7 @@ class Runner:
                 record["run_id"] = tid
             events, result, latency, human = await self._drive(conv, sc)
         finally:
-            await conv.pool.close()
+            await conv.close()  # its models, and its MCP sessions (a stdio server's process ends)
         seen = Observed(events=events, result=result, latency_s=latency)
         outcomes = await check_all(sc.expect, seen, sc.task, self.judge)
         if human.unanswered:

@@ -74,8 +74,6 @@ def _said(conv: Conversation) -> list[tuple[str, str, object]]:
             for e in conv.history if isinstance(e, (MessageEvent, ValidationEvent))]
 
 
-@pytest.mark.xfail(reason="ParleyAgent._answer validates a reflection on tool use (fix asked of parley/_agent.py's "
-                          "owner)", strict=False)
 async def test_a_validated_role_s_tool_step_is_not_validated_on_either_path(
         write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
     """A turn of tool work is not the role's answer (parley._turns): its rules check neither the scripted
