@@ -205,15 +205,14 @@ def test_http_headers_take_secrets_from_the_environment_and_never_store_them(
 
 def test_the_command_line_shows_a_tools_progress_and_log_lines(write: Write,
                                                                capsys: pytest.CaptureFixture[str]) -> None:
-    team = _team(write, server_yaml("stdio"))
-    script = _script(write, ["{tool: peer__steps, args: {n: 2}}"])
-    chatty = _script(write, ["{tool: peer__chatty, args: {message: cache cold}}"], name="chatty.yaml")
+    team = _team(write, server_yaml("stdio"), max_turns=4)
+    script = _script(write, ["{tool: peer__steps, args: {n: 2}}", "{tool: peer__chatty, args: {message: cache cold}}"],
+                     beta=("one", "two"))
     assert main(["run", str(team), "Work", "--model", script, "--no-save"]) == 0
     out = capsys.readouterr().out
     assert "    … peer.steps: 1/2 step 1 of 2\n    … peer.steps: 2/2 step 2 of 2\n" in out
     assert out.index("… peer.steps: 2/2") < out.index("← peer__steps: 2 steps done")
-    assert main(["run", str(team), "Work", "--model", chatty, "--no-save"]) == 0
-    assert "    … peer.chatty: [warning] cache cold\n" in capsys.readouterr().out
+    assert "    … peer.chatty: [warning] cache cold\n" in out
 
 
 async def test_a_sub_team_shares_the_conversations_sessions(write: Write) -> None:
