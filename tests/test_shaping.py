@@ -121,3 +121,15 @@ async def test_an_empty_reply_is_said_asked_again_and_not_a_turn(write: Write) -
     assert said == [("beta", "Beta speaks.", 1), ("alpha", "Alpha speaks.", 2), ("beta", "Beta again.", 3)]
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "max_turns" and result.turns == 3
+
+
+async def test_a_role_that_keeps_answering_nothing_stops_the_run_as_a_loop(write: Write) -> None:
+    conv = _conv(write, """
+        roles:
+          alpha: ["", "", "", "", "", ""]
+    """, roles=("alpha",), max_turns=5, extra="  max_repeats: 3\n")
+    events = await collect(conv.start("Plan the launch"))
+    result = events[-1]
+    assert isinstance(result, RunResult) and result.stop_reason == "loop" and result.turns == 0
+    assert result.detail == "loop: alpha answered nothing 3 times in a row"
+    assert not [e for e in events if isinstance(e, MessageEvent)]
