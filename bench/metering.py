@@ -64,7 +64,7 @@ def classify(body: dict[str, Any]) -> str:
     last = messages[-1] if messages else {}
     if ROLE_MARK not in system:
         return "summariser" if "summary" in system.lower() else "unclassified"
-    if _text(last).startswith("Your answer does not pass this team's checks"):
+    if "Your answer does not pass this team's checks" in _text(last):  # shaping may name the speaker first
         return "validation retry"
     if last.get("role") == "tool":
         return "agent after tool"
