@@ -84,6 +84,19 @@ class _QuietCancel(logging.Filter):
 logging.getLogger("autogen_core").addFilter(_QuietCancel())
 
 
+class _QuietCancel(logging.Filter):
+    """AutoGen's runtime logs every exception an agent's handler raises, with its traceback, at ERROR on the
+    `autogen_core` logger: the CancelledError of parley's own stop and interrupt too. With logging not set up
+    (a program using the Python API), Python prints those records to stderr. The run reports a cancel as its
+    own events (turn_abandoned, result "stopped"): drop the records of a cancelled handler, keep every other."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
+
+
+logging.getLogger("autogen_core").addFilter(_QuietCancel())
+
+
 @dataclass(frozen=True)
 class _Checkpoint:
     turn: int
