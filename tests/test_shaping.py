@@ -133,3 +133,16 @@ async def test_a_role_that_keeps_answering_nothing_stops_the_run_as_a_loop(write
     assert isinstance(result, RunResult) and result.stop_reason == "loop" and result.turns == 0
     assert result.detail == "loop: alpha answered nothing 3 times in a row"
     assert not [e for e in events if isinstance(e, MessageEvent)]
+
+
+def test_anthropic_gets_earlier_tool_calls_with_object_arguments_only() -> None:
+    """A model (or a proxy) that sent `[1, 2]` as arguments: parley refused the call; autogen-ext's Anthropic
+    client cannot send such a call back, and every later call of the role would fail."""
+    odd = AssistantMessage(content=[FunctionCall(id="c1", name="kb_search", arguments="[1, 2]")], source="analyst")
+    refused = FunctionExecutionResultMessage(content=[FunctionExecutionResult(
+        call_id="c1", name="kb_search", content="refused: arguments must be an object", is_error=True)])
+    out = shape([SYSTEM, TASK, odd, refused], "anthropic")
+    call = out[2].content[0]  # type: ignore[index]
+    assert isinstance(call, FunctionCall) and (call.id, call.name) == ("c1", "kb_search")
+    assert call.arguments == '{"arguments": "[1, 2]"}' and out[3] == refused
+    assert shape([SYSTEM, TASK, odd, refused], "openai")[2] == odd  # the others take what the model sent

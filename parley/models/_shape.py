@@ -18,10 +18,11 @@ model answers the results), images in a user message.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from autogen_core import Image
+from autogen_core import FunctionCall, Image
 from autogen_core.models import AssistantMessage, LLMMessage, SystemMessage, UserMessage
 
 HUMAN = "user"
@@ -39,11 +40,15 @@ class Profile:
     """Only one system prompt, at the start: later system messages become user-role text."""
     system_last_ok: bool
     """A request may end with a system message (OpenAI answers it; the others need a user message)."""
+    object_arguments: bool = False
+    """Earlier tool calls must carry a JSON object as arguments (autogen-ext's Anthropic client builds a
+    ToolUseBlock from them, and a model-made `[1, 2]` would end every later call of the role)."""
 
 
 OPENAI = Profile(names_in_text=False, one_system=False, system_last_ok=True)
 NAMELESS = Profile(names_in_text=True, one_system=False, system_last_ok=False)
 STRICT = Profile(names_in_text=True, one_system=True, system_last_ok=False)
+ANTHROPIC = Profile(names_in_text=True, one_system=True, system_last_ok=False, object_arguments=True)
 
 PROFILES = {
     # autogen-ext's OpenAI client sends `name` (include_name_in_message): OpenAI and Azure read it.
@@ -54,7 +59,7 @@ PROFILES = {
     # llama.cpp, vLLM, LM Studio, Ollama's /v1: the chat template never shows `name` to the model.
     "compatible": NAMELESS,
     "ollama": NAMELESS,  # autogen-ext's Ollama client drops `name` (its own TODO says so)
-    "anthropic": STRICT,  # one system prompt (autogen-ext merges only adjacent ones, and raises otherwise)
+    "anthropic": ANTHROPIC,  # one system prompt (autogen-ext merges only adjacent ones, and raises otherwise)
     "local": STRICT,  # SmolLM2's template, and LOCAL_INFO's multiple_system_messages=False
 }
 
@@ -79,6 +84,8 @@ def shape(messages: Sequence[LLMMessage], backend: str) -> list[LLMMessage]:
             m = UserMessage(content=m.content, source=HUMAN)  # a summary or note inserted mid-history
         if isinstance(m, UserMessage) and prof.names_in_text:
             m = _named(m)
+        if isinstance(m, AssistantMessage) and isinstance(m.content, list) and prof.object_arguments:
+            m = _object_arguments(m)
         prev = out[-1] if out else None
         if isinstance(m, AssistantMessage) and isinstance(prev, AssistantMessage) and _text_only(m, prev):
             out[-1] = prev.model_copy(update={"content": f"{prev.content}\n\n{m.content}"})
@@ -96,6 +103,21 @@ def shape(messages: Sequence[LLMMessage], backend: str) -> list[LLMMessage]:
         elif isinstance(last, SystemMessage) and not prof.system_last_ok:
             out.append(UserMessage(content="(Answer as the instructions above say.)", source=HUMAN))
     return out
+
+
+def _object_arguments(m: AssistantMessage) -> AssistantMessage:
+    """A tool call's arguments as a JSON object: others (parley refused the call already, and said so in its
+    result) are kept as text under `arguments`. Real Anthropic always sends objects; proxies need not."""
+    calls = []
+    for call in m.content:
+        assert isinstance(call, FunctionCall)
+        try:
+            ok = isinstance(json.loads(call.arguments), dict)
+        except (ValueError, TypeError, RecursionError):
+            ok = False
+        calls.append(call if ok else FunctionCall(id=call.id, name=call.name,
+                                                  arguments=json.dumps({"arguments": call.arguments})))
+    return m.model_copy(update={"content": calls})
 
 
 def _text_only(*messages: AssistantMessage) -> bool:
