@@ -100,8 +100,6 @@ async def test_a_validated_role_s_tool_step_is_not_validated_on_either_path(
     assert runs["openai"] == runs["direct"]
 
 
-@pytest.mark.xfail(reason="autogen-ext's Anthropic client cannot send back a call whose arguments are not an "
-                          "object (ToolUseBlock); shaping is asked to rewrite them", strict=False)
 async def test_a_call_with_arguments_that_are_not_an_object_does_not_end_the_run_over_anthropic(
         write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PARLEY_SCRIPTED_VIA", "anthropic")
