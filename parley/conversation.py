@@ -316,6 +316,12 @@ class Conversation:
             return self._run
         return self.start(text)
 
+    async def release(self) -> None:
+        """End the MCP servers' sessions while nobody is using the conversation (a stdio server's process exits);
+        the next tool call starts its server again. The web chat calls this when a page leaves an idle chat."""
+        if self._root is self and not self.running:
+            await self._mcp.close()
+
     async def close(self) -> None:
         """Stop the run in progress, end the MCP servers' sessions (a stdio server's process exits) and
         close the model clients."""

@@ -84,6 +84,9 @@ LOG_LINES = 20
 NOTES_TOOL = "team_notes"
 
 
+_RELEASING: set[asyncio.Task[None]] = set()
+
+
 class ChatSession:
     """The conversation behind one chat thread, and the messages on screen for its current run."""
 
@@ -184,6 +187,25 @@ class ChatSession:
         assert self.run is not None
         self.run.stop()
         return True
+
+    async def page_left(self) -> None:
+        """The page showing this chat went away (closed, reloaded, or lost its connection). An idle conversation
+        lets its MCP servers go at once; a running one goes on, and lets them go when its run has been shown,
+        unless a page reopened the thread meanwhile."""
+        if not self.showing:
+            await self.conversation.release()
+            return
+        pages = self._attaching
+        task = self.task
+        assert task is not None
+
+        def done(_: asyncio.Task[None]) -> None:
+            if pages == self._attaching and not self.showing:
+                releasing = asyncio.get_running_loop().create_task(self.conversation.release())
+                _RELEASING.add(releasing)  # held until done: the loop keeps only a weak reference to a task
+                releasing.add_done_callback(_RELEASING.discard)
+
+        task.add_done_callback(done)
 
     def start(self, text: str) -> None:
         self._shown = len(self.conversation.history)

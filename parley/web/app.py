@@ -322,6 +322,15 @@ async def _message(message: cl.Message) -> None:
         await cl.Message(content=str(exc), author=SYSTEM).send()
 
 
+@cl.on_chat_end
+async def _left() -> None:
+    """A page left its chat (closed, reloaded or disconnected): an idle conversation's MCP servers end now
+    (they start again on the next tool call), a running one's once its run is over."""
+    session: ChatSession | None = cl.user_session.get("parley")
+    if session is not None:
+        await session.page_left()
+
+
 @cl.on_stop
 async def _stopped() -> None:
     """Chainlit's stop button (its `stop` socket event) stops the run as the Stop command does. Chainlit has

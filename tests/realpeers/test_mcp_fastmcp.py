@@ -177,6 +177,24 @@ async def test_closing_the_conversation_ends_a_stdio_server(write: Write) -> Non
         os.kill(pid, 0)
 
 
+async def test_a_page_leaving_an_idle_web_chat_ends_its_stdio_server_which_starts_again_on_the_next_call(
+        write: Write) -> None:
+    from parley.web._chat import ChatSession
+
+    conv = Conversation(_team(write, server_yaml("stdio"), roles=("alpha",)),
+                        model=_script(write, ["{tool: peer__pid}", "done", "{tool: peer__pid}", "done"], beta=()))
+    try:
+        first = int(_results(await _events(conv, "Who are you"))[0].content)
+        await ChatSession(conv, "local").page_left()  # Chainlit's on_chat_end: the tab was closed
+        with pytest.raises(ProcessLookupError):
+            os.kill(first, 0)
+        second = int(_results(await _events(conv, "And now?"))[0].content)
+        assert second != first
+        os.kill(second, 0)
+    finally:
+        await conv.close()
+
+
 def test_http_headers_take_secrets_from_the_environment_and_never_store_them(
         write: Write, http_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
         caplog: pytest.LogCaptureFixture) -> None:
