@@ -125,6 +125,8 @@ def _advance_scripts(conv: Conversation, events: list[Event]) -> None:
         metered_cut: set[str] = set()
         for e in events:
             if isinstance(e, UsageEvent) and e.model == model:
+                if e.reflection:  # a reflection on tool use takes no script reply (the replay answers it)
+                    continue
                 who = SELECTOR if e.source == "selector" else e.source
                 if e.cancelled:
                     metered_cut.add(e.source)

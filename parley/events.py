@@ -182,6 +182,8 @@ class UsageEvent(_Event):
     """Counted with tiktoken: the backend reported no usage."""
     cancelled: bool = False
     """The call was cut short (interrupt, stop, time-out); its tokens are an estimate."""
+    reflection: bool = False
+    """The call answered tool results (AutoGen's reflection on tool use) rather than starting a turn."""
 
 
 class TurnAbandonedEvent(_Event):

@@ -461,7 +461,7 @@ class Run:
             source=rec.source, model=rec.model, prompt_tokens=rec.prompt_tokens,
             completion_tokens=rec.completion_tokens, total_prompt_tokens=meter.prompt_tokens - self._p0,
             total_completion_tokens=meter.completion_tokens - self._c0, cost_usd=self._cost(),
-            turn=self.conversation.turn + 1, estimated=rec.estimated, cancelled=rec.cancelled,
+            turn=self.conversation.turn + 1, estimated=rec.estimated, cancelled=rec.cancelled, reflection=rec.reflection,
         ))
         if self._spent_by is None and meter.exceeded() and self.result is None:
             self._budget_spent(rec)

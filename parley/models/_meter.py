@@ -14,7 +14,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from autogen_core import CancellationToken, FunctionCall
-from autogen_core.models import ChatCompletionClient, CreateResult, LLMMessage, ModelInfo, RequestUsage
+from autogen_core.models import (
+    ChatCompletionClient,
+    CreateResult,
+    FunctionExecutionResultMessage,
+    LLMMessage,
+    ModelInfo,
+    RequestUsage,
+)
 from autogen_core.tools import Tool, ToolSchema
 
 from ..errors import ContextOverflowError, ModelStringError
@@ -40,6 +47,8 @@ class CallRecord:
     completion_tokens: int
     estimated: bool
     """True when counted with tiktoken because the backend reported no usage."""
+    reflection: bool = False
+    """The call answered tool results (AutoGen's reflection on tool use), rather than starting a turn."""
     cancelled: bool = False
     """The call was cut short (interrupt, stop, time-out): its prompt was sent, part of a reply may have come."""
     cost_usd: float | None
@@ -207,6 +216,11 @@ def _empty(result: CreateResult) -> bool:
     return not content if isinstance(content, list) else not str(content or "").strip()
 
 
+def _answers_tools(messages: Sequence[LLMMessage]) -> bool:
+    """A request that ends with tool results asks the model to answer them: AutoGen's reflection on tool use."""
+    return bool(messages) and isinstance(messages[-1], FunctionExecutionResultMessage)
+
+
 def _is_openai_family(client: ChatCompletionClient) -> bool:
     if "autogen_ext.models.openai" not in sys.modules:
         return False  # not imported, so no such client exists (and importing it would cost a third of a second)
@@ -293,14 +307,15 @@ class MeteredClient(ChatCompletionClient):
             usage = RequestUsage(prompt_tokens=_prompt_estimate(messages, tools, extra),
                                  completion_tokens=count_completion(result.content))
             result = result.model_copy(update={"usage": usage})
-        self._note(usage.prompt_tokens, usage.completion_tokens, estimated, t0)
+        self._note(usage.prompt_tokens, usage.completion_tokens, estimated, t0, reflection=_answers_tools(messages))
         # Every backend's reply passes here (streamed or not): the one place a model's tool calls are checked.
         return own_calls(result, self.meter.call_ids, text_only=tool_choice == "none" or self.source == "selector")
 
-    def _note(self, prompt: int, completion: int, estimated: bool, t0: float, *, cancelled: bool = False) -> None:
+    def _note(self, prompt: int, completion: int, estimated: bool, t0: float, *, cancelled: bool = False,
+              reflection: bool = False) -> None:
         self.meter.record(CallRecord(
             source=self.source, model=self.model, prompt_tokens=prompt, completion_tokens=completion,
-            estimated=estimated, cancelled=cancelled, cost_usd=cost_usd(self.model, prompt, completion),
+            estimated=estimated, cancelled=cancelled, reflection=reflection, cost_usd=cost_usd(self.model, prompt, completion),
             latency_s=time.perf_counter() - t0,
         ))
 
@@ -308,7 +323,7 @@ class MeteredClient(ChatCompletionClient):
                    streamed: Sequence[str], t0: float) -> None:
         """A call cancelled after its request went out still cost its prompt and what was streamed: estimate it."""
         self._note(_prompt_estimate(messages, tools, extra), count_completion("".join(streamed)), True, t0,
-                   cancelled=True)
+                   cancelled=True, reflection=_answers_tools(messages))
 
     async def _retrying(self, exc: BaseException, attempt: int, token: CancellationToken | None) -> bool:
         """Wait before the next attempt if `exc` is transient and attempts remain; False to give up."""

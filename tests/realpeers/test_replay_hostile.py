@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "security"))
 
 from test_hostile_model import (  # reused as they are, on another path
     registry,
+    test_a_call_id_repeated_after_a_restart_is_renamed_too,
     test_a_handoff_called_with_arguments_that_are_not_an_object_is_an_error_not_a_crash,
     test_a_repeated_call_id_is_renamed_before_anything_keys_on_it,
     test_approving_the_harmless_card_never_runs_the_other_call,
@@ -24,6 +25,7 @@ from parley.models._replay import replay_server
 
 __all__ = [
     "registry",
+    "test_a_call_id_repeated_after_a_restart_is_renamed_too",  # a resumed conversation's script goes on in step
     "test_a_handoff_called_with_arguments_that_are_not_an_object_is_an_error_not_a_crash",
     "test_a_repeated_call_id_is_renamed_before_anything_keys_on_it",
     "test_approving_the_harmless_card_never_runs_the_other_call",
