@@ -266,7 +266,9 @@ class MeteredClient(ChatCompletionClient):
         window = self.context_tokens or await window_of(self.backend, self._name, self._base_url, self.inner,
                                                         prompt + cap)
         if window and prompt + cap > window:
-            raise ContextOverflowError(self.source, prompt, window, reply_cap=cap)
+            overflow = ContextOverflowError(self.source, prompt, window, reply_cap=cap)
+            self._failed(overflow)
+            raise overflow
         return shaped, extra
 
     def _raise_overflow(self, exc: BaseException) -> None:
@@ -357,11 +359,7 @@ class MeteredClient(ChatCompletionClient):
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
         self._check_budget(cancellation_token)
-        try:
-            messages, extra_create_args = await self._prepare(messages, tools, extra_create_args)
-        except ContextOverflowError as exc:
-            self._failed(exc)
-            raise
+        messages, extra_create_args = await self._prepare(messages, tools, extra_create_args)
         attempt = 1
         asked_again = False
         while True:
@@ -399,11 +397,7 @@ class MeteredClient(ChatCompletionClient):
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
         self._check_budget(cancellation_token)
-        try:
-            messages, extra_create_args = await self._prepare(messages, tools, extra_create_args)
-        except ContextOverflowError as exc:
-            self._failed(exc)
-            raise
+        messages, extra_create_args = await self._prepare(messages, tools, extra_create_args)
         if _is_openai_family(self.inner) and "stream_options" not in extra_create_args:
             # Ask for usage on the stream; as a client default it would also go on non-streamed calls,
             # which strict servers (vLLM) reject.
