@@ -288,6 +288,12 @@ class ChatSession:
             self.run.resolve(escalation_id, choose=choose, proceed=proceed, actor=self.user)
         except KeyError:
             await _say("That decision has already been made.")
+            return
+        # The page that clicked loses the buttons at once, whatever page the run's display is on by the time it
+        # shows the decision (a reopened thread hands the display over between pages).
+        card = self._cards.get(escalation_id)
+        if card is not None and card.actions:
+            await card.remove_actions()
 
     async def ask_own_answer(self, escalation_id: str) -> None:
         self.awaiting = ("write", escalation_id)
