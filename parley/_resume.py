@@ -48,7 +48,7 @@ async def restore(cls: type[Conversation], store: Store, thread_id: str, **kwarg
     checkpoint = await store.latest_checkpoint(thread_id, up_to_turn=conv.turn)
     start = 0
     if checkpoint is not None:
-        conv._checkpoint = checkpoint.state
+        conv.checkpoints.state = checkpoint.state
         # Everything said after the message that produced the checkpoint is replayed to the restored team.
         anchor = next((i for i, e in enumerate(events) if isinstance(e, MessageEvent) and e.turn == checkpoint.turn), None)
         start = anchor + 1 if anchor is not None else len(events)
@@ -58,7 +58,7 @@ async def restore(cls: type[Conversation], store: Store, thread_id: str, **kwarg
             replay.append(TextMessage(content=e.content, source=e.source))
         elif isinstance(e, HumanMessageEvent):
             replay.append(TextMessage(content=e.content, source="user"))
-    conv._unsaved = replay  # type: ignore[assignment]
+    conv.checkpoints.unsaved = replay  # type: ignore[assignment]
     lost = _lost_turns(events)
     kept = [e for i, e in enumerate(events) if i not in lost]
     _advance_scripts(conv, kept)

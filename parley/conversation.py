@@ -16,6 +16,7 @@ from autogen_agentchat.tools import AgentTool, TeamTool
 from autogen_core import CancellationToken
 
 from ._agent import ParleyAgent
+from ._checkpoint import Checkpoints
 from ._context import PolicyContext, Summariser
 from ._guard import RunGuard
 from ._human import ASK_HUMAN, AskHumanTool
@@ -149,8 +150,7 @@ class Conversation:
                 script.check_roles(everyone, picks_are_roles=self.team.pattern == "selector")
         self._mcp_grants: dict[str, list[str]] = {}
         self._tools = self._grant_tools(teams_dirs)
-        self._checkpoint: Mapping[str, Any] | None = None
-        self._unsaved: list[BaseChatMessage] = []
+        self.checkpoints = Checkpoints([r.name for r in self.team.scheduled])
         self._pending: list[tuple[str, str]] = []
         self._team: BaseGroupChat | None = None
         self._event_agents: dict[str, ParleyAgent] = {}
@@ -454,26 +454,6 @@ class Conversation:
             ballots={name: (self._clients[name], uses_json_schema(m)) for name, m in self.role_models.items()
                      if parse_model(m).backend != "scripted"},
         )
-        if self._checkpoint is not None:
-            await team.load_state(self._checkpoint)
+        await self.checkpoints.load_into(team)
         self._team = team
         return team, True
-
-    def _note_checkpoint(self, state: Mapping[str, Any], message: BaseChatMessage) -> None:
-        """Trust a checkpoint only if the manager's thread ends with the message just seen."""
-        manager = next(
-            (s for s in state.get("agent_states", {}).values() if isinstance(s, Mapping) and "message_thread" in s), None
-        )
-        thread = manager["message_thread"] if manager else []
-        if manager is not None and thread and thread[-1].get("id") == message.id:
-            if "next_speaker_index" in manager:
-                # The manager picks the next speaker before we see the message; a restored team must
-                # pick it again, so point round robin at the role after the one that just spoke.
-                names = [r.name for r in self.team.scheduled]
-                manager["next_speaker_index"] = (names.index(message.source) + 1) % len(names)  # type: ignore[index]
-            self._checkpoint = state
-            self._unsaved = []
-            if self._run is not None:
-                self._run._persist_checkpoint(state)
-        else:
-            self._unsaved.append(message)

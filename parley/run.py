@@ -13,7 +13,6 @@ import logging
 import mimetypes
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,7 @@ from autogen_core import CancellationToken
 
 from ._agent import ParleyNotice
 from ._guard import empty_reply
+from ._outbox import Checkpoint, persist
 from ._text import human_text, redact_secrets
 from ._toolhost import MAX_ARGUMENTS, standing_decision
 from .errors import ConfigError
@@ -60,14 +60,12 @@ from .events import (
     TurnAbandonedEvent,
     UsageEvent,
     ValidationEvent,
-    VoteEvent,
 )
 from .models import BudgetExceeded, CallRecord, Retry
 from .paths import new_id
 
 if TYPE_CHECKING:
     from .conversation import Conversation
-    from .store import Store
 
 
 class _QuietCancel(logging.Filter):
@@ -83,83 +81,6 @@ class _QuietCancel(logging.Filter):
 
 logging.getLogger("autogen_core").addFilter(_QuietCancel())
 
-
-class _QuietCancel(logging.Filter):
-    """AutoGen's runtime logs every exception an agent's handler raises, with its traceback, at ERROR on the
-    `autogen_core` logger: the CancelledError of parley's own stop and interrupt too. With logging not set up
-    (a program using the Python API), Python prints those records to stderr. The run reports a cancel as its
-    own events (turn_abandoned, result "stopped"): drop the records of a cancelled handler, keep every other."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.exc_info and isinstance(record.exc_info[1], asyncio.CancelledError))
-
-
-logging.getLogger("autogen_core").addFilter(_QuietCancel())
-
-
-@dataclass(frozen=True)
-class _Checkpoint:
-    turn: int
-    state: dict[str, Any]
-    pending: list[str]
-
-
-def _jsonable(state: Mapping[str, Any]) -> dict[str, Any]:
-    """AutoGen's state holds datetimes; the store keeps JSON."""
-    return json.loads(json.dumps(state, default=lambda o: o.isoformat() if hasattr(o, "isoformat") else str(o)))
-
-
-async def _persist(store: Store, tid: str, items: Sequence[Event | _Checkpoint], run_number: int) -> None:
-    """What piled up in the outbox, in one transaction. Only the newest checkpoint is worth keeping: a restore
-    replays whatever was said after the checkpoint it finds."""
-    new_events: list[tuple[str, dict[str, Any]]] = []
-    audits: list[tuple[str, str, dict[str, Any]]] = []
-    checkpoint = None
-    for item in items:
-        if isinstance(item, _Checkpoint):
-            checkpoint = item
-            continue
-        if isinstance(item, ChunkEvent):
-            continue  # the finished message is stored; its chunks are only for live display
-        new_events.append((item.type, item.model_dump(mode="json")))
-        record = audit_record(item)
-        if record is not None:
-            actor, action, detail = record
-            audits.append((actor, action, {"run": run_number, "turn": item.turn, **detail}))
-    saved = None if checkpoint is None else (checkpoint.turn, _jsonable(checkpoint.state), checkpoint.pending)
-    await store.append_batch(tid, new_events, audits, saved)
-
-
-def audit_record(ev: Event) -> tuple[str, str, dict[str, Any]] | None:
-    """The audit trail's view of an event: (who, what, detail with the decision), or None if not audited."""
-    if isinstance(ev, HumanMessageEvent):
-        return ev.source, {"task": "task", "say": "interjection", "interrupt": "interrupt"}[ev.mode], \
-            {"decision": "delivered", "text": ev.content}
-    if isinstance(ev, ApprovalRequestEvent):
-        return ev.source, "approval requested", {"decision": "waiting", "tool": ev.name, "arguments": ev.arguments,
-                                                 "request_id": ev.request_id}
-    if isinstance(ev, ApprovalDecisionEvent):
-        return ev.actor, "approve" if ev.approved else "deny", {
-            "decision": "approved" if ev.approved else "denied", "tool": ev.name, "request_id": ev.request_id,
-            "reason": ev.reason}
-    if isinstance(ev, ValidationEvent):
-        return ev.source, "validation", {"decision": "passed" if ev.passed else "failed", "attempt": ev.attempt,
-                                         "problems": ev.problems, "text": ev.content}
-    if isinstance(ev, QuestionEvent):
-        return ev.source, "question", {"decision": "waiting", "question_id": ev.question_id, "text": ev.content}
-    if isinstance(ev, AnswerEvent):
-        return ev.actor, "answer", {"decision": "timed out" if ev.timed_out else "answered",
-                                    "question_id": ev.question_id, "text": ev.content}
-    if isinstance(ev, EscalationEvent):
-        return ev.source, "escalation", {"decision": "waiting", "kind": ev.kind, "escalation_id": ev.escalation_id,
-                                         "text": ev.content, "positions": [p.model_dump() for p in ev.positions]}
-    if isinstance(ev, EscalationResolvedEvent):
-        return ev.actor, "escalation resolved", {"decision": ev.decision, "choice": ev.choice,
-                                                 "escalation_id": ev.escalation_id, "text": ev.content}
-    if isinstance(ev, VoteEvent):
-        return ev.source, "vote", {"decision": ev.decision or ev.outcome, "round": ev.round, "votes": ev.votes,
-                                   "tally": ev.tally}
-    return None
 
 __all__ = ["Run"]
 
@@ -193,7 +114,7 @@ class Run:
         self._error: tuple[str, str] | None = None
         self._p0 = self._c0 = self._n0 = self._turn0 = 0
         self._approvals: dict[str, tuple[asyncio.Future[tuple[bool, str]], ApprovalRequestEvent]] = {}
-        self._outbox: asyncio.Queue[Event | _Checkpoint] = asyncio.Queue()
+        self._outbox: asyncio.Queue[Event | Checkpoint] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._store_failed = False
         self._consumer: asyncio.Task[None] | None = None
@@ -380,7 +301,7 @@ class Run:
     def _persist_checkpoint(self, state: Mapping[str, Any]) -> None:
         if self._writer is not None and not self._store_failed:
             pending = [t for _, t in self._human]
-            self._outbox.put_nowait(_Checkpoint(self.conversation.turn + 1, dict(state), pending))
+            self._outbox.put_nowait(Checkpoint(self.conversation.turn + 1, dict(state), pending))
 
     @property
     def unsaved(self) -> bool:
@@ -400,7 +321,7 @@ class Run:
                 items.append(self._outbox.get_nowait())
             if not self._store_failed:
                 try:
-                    await _persist(store, tid, items, self.number)
+                    await persist(store, tid, items, self.number)
                 except Exception as exc:
                     self._store_failed = True
                     self._error = (type(exc).__name__, f"saving the conversation failed: {exc}; the run stopped, "
@@ -414,7 +335,7 @@ class Run:
                         item = self.result = item.model_copy(update={"stop_reason": "error",
                                                                      "detail": f"{self._error[0]}: {self._error[1]}"})
                     self._deliver(item)
-                elif not isinstance(item, _Checkpoint) and not self._store_failed:
+                elif not isinstance(item, Checkpoint) and not self._store_failed:
                     self._deliver(item)
                 self._outbox.task_done()
             if isinstance(items[-1], RunResult):
@@ -710,8 +631,9 @@ class Run:
         # From here to the first iteration nothing awaits, so no command can slip between.
         self.guard.begin_segment()
         batch = self._take_human()
-        feed: list[BaseChatMessage] = [*(conv._unsaved if fresh else []), *batch]
-        conv._unsaved = feed if fresh else [*conv._unsaved, *batch]
+        checkpoints = conv.checkpoints
+        feed: list[BaseChatMessage] = [*(checkpoints.unsaved if fresh else []), *batch]
+        checkpoints.unsaved = feed if fresh else [*checkpoints.unsaved, *batch]
         fed_ids = {m.id for m in feed}
         self._token = token = CancellationToken()
         failures0 = len(conv.meter.failures)
@@ -754,8 +676,9 @@ class Run:
             if isinstance(item, BaseChatMessage) and item.id in fed_ids:
                 continue
             if isinstance(item, BaseChatMessage) and item.source in conv.speakers:
-                state = await team.save_state()  # first thing, before any other await
-                conv._note_checkpoint(state, item)
+                state = await conv.checkpoints.after_message(team, item)  # first thing, before any other await
+                if state is not None:
+                    self._persist_checkpoint(state)
                 self._on_message(item)
             else:
                 self._on_event(item)
