@@ -284,12 +284,24 @@ class Conversation:
         self.store = store
         self.thread_id = thread_id
 
+    async def save_to(self, store: Store, owner: str, title: str, *, thread_id: str | None = None) -> str:
+        """Create the stored thread for this conversation (owned by `owner`) and attach to it: the one way a
+        thread is made, by the CLI, the evaluations and the web chat alike. Returns the thread's id."""
+        tid = await store.create_thread(owner, self.team.name, self.model, title, thread_id=thread_id)
+        self.attach(store, tid)
+        return tid
+
     @classmethod
     async def resume(cls, store: Store, thread_id: str, **kwargs: Any) -> Conversation:
         """Rebuild a stored conversation: its team, its history, and the team state of its last checkpoint."""
         from ._resume import restore
 
         return await restore(cls, store, thread_id, **kwargs)
+
+    @property
+    def current_run(self) -> Run | None:
+        """The run in progress, or the last one once it has ended; None before the first."""
+        return self._run
 
     @property
     def running(self) -> bool:
