@@ -37,12 +37,14 @@ class RunGuard(TerminationCondition):
         self.limits = limits
         self.triggers = dict(triggers or {})
         """What wakes event-driven roles: trigger (`tool failed`, `ROLE finished`...) to roles."""
-        self.scheduled = set(scheduled) or set(roles)
+        self.stages = set(scheduled) or set(roles)
+        """The roles the manager schedules: each answer of one finishes a stage (the `stage finished` trigger)."""
         self.wake: list[tuple[str, str]] = []
+        """(role, trigger) to run after the current turn."""
         self.scheduled: dict[int, list[tuple[str, str]]] = {}
         """Human messages to deliver once this many turns are done (an evaluation's scripted human)."""
         self.due: list[tuple[str, str]] = []
-        """(role, trigger) to run after the current turn."""
+        """Human messages whose turn has come, to deliver at the next boundary."""
         self.roles = set(roles)
         self.stop_from = set(limits.stop_from) or self.roles
         self.meter = meter
@@ -105,7 +107,7 @@ class RunGuard(TerminationCondition):
         self.turns += 1
         if not tool_step(m):  # a step of tool work (its results, or a reflection on them) is not the role's answer
             self.wake_on(f"{m.source} finished")
-            if m.source in self.scheduled:
+            if m.source in self.stages:
                 self.wake_on("stage finished")
         if self._pending is not None:
             return

@@ -263,3 +263,58 @@ async def test_hierarchical_manager_delegates_to_a_whole_sub_team(write: Write) 
     assert _said(events) == [("researcher", "churn rose to 3%"), ("writer", "Churn rose to 3% in Q3."),
                              ("chief", "Story approved. DONE")]
     assert events[-1].stop_reason == "stop_text"  # type: ignore[union-attr]
+
+
+def _on(text: str, role: str, on: str, extra: str = "") -> str:
+    """A team text with `role` made event-driven (woken by `on`)."""
+    return text.replace(f"    prompt: You are {role}.\n", f"    prompt: You are {role}.\n    on: [{on}]\n{extra}")
+
+
+async def test_stage_finished_wakes_its_role_after_each_scheduled_role(write: Write) -> None:
+    team = write("team.yaml", _on(team_yaml("round_robin", roles=("research", "write", "monitor"), max_turns=4),
+                                  "monitor", "stage finished"))
+    script = write("s.yaml", """
+        roles:
+          research: ["facts: churn 3%"]
+          write: ["draft: churn rose to 3%"]
+          monitor: ["monitor: research looks sourced", "monitor: the draft matches the facts"]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    events = await collect(conv.start("Report on churn"))
+    assert [s for s, _ in _said(events)] == ["research", "monitor", "write", "monitor"]
+    assert [(e.role, e.on) for e in events if isinstance(e, TriggerEvent)] == [
+        ("monitor", "stage finished"), ("monitor", "stage finished")]
+    assert events[-1].stop_reason == "max_turns"  # type: ignore[union-attr]
+
+
+async def test_validation_failed_wakes_its_role(write: Write) -> None:
+    rules = "    validate: {not_contains: [lorem], retries: 1}\n"
+    text = team_yaml("round_robin", roles=("writer", "editor"), max_turns=2).replace(
+        "    prompt: You are writer.\n", "    prompt: You are writer.\n" + rules)
+    team = write("team.yaml", _on(text, "editor", "validation failed"))
+    script = write("s.yaml", """
+        roles:
+          writer: ["lorem ipsum", "A clean draft."]
+          editor: ["editor: the first draft had filler text; the second is fine"]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    events = await collect(conv.start("Draft the note"))
+    assert [(e.role, e.on) for e in events if isinstance(e, TriggerEvent)] == [("editor", "validation failed")]
+    assert [s for s, _ in _said(events)] == ["writer", "editor"]
+
+
+async def test_file_written_wakes_its_role(write: Write) -> None:
+    text = team_yaml("round_robin", roles=("writer", "checker"), max_turns=3, tools={"writer": ["write_file"]})
+    team = write("team.yaml", _on(text, "checker", "file written"))
+    script = write("s.yaml", """
+        roles:
+          writer:
+            - tool: write_file
+              args: {path: notes.md, content: "Q3 notes"}
+            - "Notes written."
+          checker: ["checker: notes.md is there and non-empty"]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    events = await collect(conv.start("Write the notes"))
+    assert [(e.role, e.on) for e in events if isinstance(e, TriggerEvent)] == [("checker", "file written")]
+    assert "checker" in [s for s, _ in _said(events)]
