@@ -1,8 +1,14 @@
-"""The two kinds of error parley raises.
+"""The errors parley raises on purpose; all derive from `ParleyError`.
 
-`ConfigError` and its subclasses are mistakes in what the user wrote (a team file, a model
-string, a missing key); their message names the fix. `RunError` is something that went
-wrong while a team was running; it carries the role, the turn and the original exception.
+- `ConfigError` and its subclasses: a mistake in what the user wrote (a team file, a model
+  string, a missing key); the message names the fix.
+- `UsageError`: a call the API does not allow in the state it was made in (starting a run while
+  one runs, answering a question that is not open). `UnknownRequestError` (also a `KeyError`)
+  and `RunStateError` (also a `RuntimeError`) keep older `except` clauses working.
+- `RunError`: something went wrong while a team was running; it carries the role, the turn and
+  the original exception.
+- `StoreError`: the conversation store could not be reached, read or written.
+- `ContextOverflowError`: a prompt that cannot fit the model's context window.
 """
 
 from __future__ import annotations
@@ -18,9 +24,13 @@ __all__ = [
     "ModelStringError",
     "ParleyError",
     "RunError",
+    "RunStateError",
     "ScriptExhaustedError",
+    "StoreError",
     "TeamFileError",
+    "UnknownRequestError",
     "UnknownTeamError",
+    "UsageError",
 ]
 
 
@@ -92,22 +102,75 @@ class ScriptExhaustedError(ConfigError):
         )
 
 
-class RunError(ParleyError):
-    """A run that failed. Keeps the original exception's type and message."""
+class UsageError(ParleyError):
+    """A call the API does not allow in the state it was made in. The message says what to do instead."""
 
-    def __init__(self, message: str, *, role: str | None = None, turn: int | None = None,
-                 error_type: str | None = None) -> None:
+
+class UnknownRequestError(UsageError, KeyError):
+    """An approval, question or escalation id that is not open (never asked, or already answered).
+
+    Also a `KeyError`, as these lookups raised before `UsageError` existed.
+    """
+
+    def __init__(self, kind: str, request_id: str, open_ids: Sequence[str] = ()) -> None:
+        self.kind = kind
+        self.request_id = request_id
+        self.open_ids = list(open_ids)
+        waiting = ", ".join(repr(i) for i in self.open_ids) or "none"
+        super().__init__(f"no open {kind} {request_id!r} (open: {waiting})")
+
+    def __str__(self) -> str:  # KeyError's own would quote the whole message
+        return str(self.args[0]) if self.args else ""
+
+
+class RunStateError(UsageError, RuntimeError):
+    """A call that does not fit the run's state: a second run while one runs, or acting on a run that ended.
+
+    Also a `RuntimeError`, as these calls raised before `UsageError` existed.
+    """
+
+
+class RunError(ParleyError):
+    """A run that failed: where (role, turn) and why (the original exception, also chained as `__cause__`)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        role: str | None = None,
+        turn: int | None = None,
+        original: BaseException | None = None,
+        error_type: str | None = None,
+    ) -> None:
         self.role = role
+        """The role whose turn failed, when one did."""
         self.turn = turn
-        self.error_type = error_type
+        """The turn number (1-based) when the run failed, when known."""
+        self.original = original
+        """The exception that ended the run."""
+        self.error_type = error_type or (type(original).__name__ if original is not None else None)
+        """The original exception's type name (kept when only the name survives, as in a stored event)."""
         super().__init__(message)
+        if original is not None:
+            self.__cause__ = original
+
+
+class StoreError(ParleyError):
+    """The database could not be reached, or a read or write failed. Says what and why."""
 
 
 class ContextOverflowError(ParleyError):
     """A prompt that cannot fit the model's context window. Never retried: the same prompt fails the same way."""
 
-    def __init__(self, who: str, prompt_tokens: int | None, window: int | None, *, reply_cap: int | None = None,
-                 said: str = "") -> None:
+    def __init__(
+        self,
+        who: str,
+        prompt_tokens: int | None,
+        window: int | None,
+        *,
+        reply_cap: int | None = None,
+        said: str = "",
+    ) -> None:
         self.who = who
         self.prompt_tokens = prompt_tokens
         self.window = window
