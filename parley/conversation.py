@@ -15,10 +15,8 @@ from autogen_agentchat.teams import BaseGroupChat
 from autogen_agentchat.tools import AgentTool, TeamTool
 from autogen_core import CancellationToken
 
-from ._agent import ParleyAgent
 from ._checkpoint import Checkpoints
 from ._context import PolicyContext, Summariser
-from ._guard import RunGuard
 from ._human import ASK_HUMAN, AskHumanTool
 from ._mcp_images import ImageContext, ImageShelf
 from ._mcp_session import McpHub
@@ -26,6 +24,9 @@ from ._text import human_text
 from ._toolhost import BoundTool
 from ._validate import Validator
 from .catalog import check_trusted, resolve_team
+from .engine.autogen.agent import ParleyAgent
+from .engine.autogen.teams import build_team
+from .engine.autogen.termination import RunGuard
 from .errors import ConfigError
 from .events import (
     AnswerEvent,
@@ -38,7 +39,7 @@ from .events import (
 )
 from .models import SELECTOR, Meter, ModelPool, parse_model, reflects, supports_tools, uses_json_schema
 from .paths import data_dir, inside, is_server_id
-from .patterns import STEPS, build_team
+from .patterns import STEPS
 from .spec import TeamSpec, TerminationSpec
 from .tools import RunContext, ToolDef, ToolRegistry, default_registry
 

@@ -28,11 +28,11 @@ from autogen_agentchat.messages import (
 )
 from autogen_core import CancellationToken
 
-from ._agent import ParleyNotice
-from ._guard import empty_reply
 from ._outbox import Checkpoint, persist
 from ._text import human_text, redact_secrets
 from ._toolhost import MAX_ARGUMENTS, standing_decision
+from .engine.autogen.agent import ParleyNotice
+from .engine.autogen.termination import empty_reply
 from .errors import ConfigError
 from .events import (
     AnswerEvent,

@@ -10,9 +10,9 @@ import pytest
 from _support import collect, team_yaml
 
 from parley import Conversation
+from parley.engine.autogen.consensus import NO_VOTE, normalise
 from parley.errors import TeamFileError
 from parley.events import ChunkEvent, EscalationEvent, Event, MessageEvent, RunResult, VoteEvent
-from parley.patterns._consensus import NO_VOTE, normalise
 from parley.spec import load_team_file
 
 Write = Callable[[str, str], Path]

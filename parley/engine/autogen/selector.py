@@ -13,10 +13,10 @@ from collections.abc import Callable, Sequence
 from autogen_agentchat.messages import BaseAgentEvent, BaseChatMessage
 from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 
-from .._text import one_line
-from .._turns import tool_step
-from ..spec import TeamSpec
-from ._choose import choose
+from ..._text import one_line
+from ...spec import TeamSpec
+from .choose import choose
+from .turns import tool_step
 
 TASK_CLIP = 300
 GIST = 45

@@ -24,13 +24,11 @@ from autogen_agentchat.teams import DiGraphBuilder
 from autogen_core import CancellationToken
 from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 
-from .._agent import EscalationHost, ParleyNotice, escalate
-from ..events import Position, VoteEvent
-from ..spec import ConsensusSpec, TeamSpec
-from ._choose import choose
+from ...events import Position, VoteEvent
+from ...spec import ConsensusSpec, TeamSpec
+from .agent import EscalationHost, ParleyNotice, escalate
+from .choose import choose
 
-STEPS = ("ballot", "tally", "verdict")
-"""Names of parley's own steps in a consensus team; roles may not use them."""
 NO_VOTE = "(no clear vote)"
 # Linear on any text: after the label, the rest of the line (the next line when the label ends its own), taken
 # greedily and stripped in Python. (A lazy `(.+?)\s*$` retried the trailing `\s*` at every step: quadratic on a vote line

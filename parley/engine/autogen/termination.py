@@ -15,9 +15,9 @@ from autogen_agentchat.messages import (
     ToolCallSummaryMessage,
 )
 
-from ._turns import tool_step
-from .models import Meter
-from .spec import TerminationSpec
+from ...models import Meter
+from ...spec import TerminationSpec
+from .turns import tool_step
 
 
 def empty_reply(m: BaseChatMessage) -> bool:
