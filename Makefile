@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint typecheck bench clean
+
+# pyright from its wheel (bundled, on the system's Node); no check of PyPI for a newer release, so it runs offline.
+PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -21,11 +24,17 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check parley tests tools bench app.py
+	$(PYRIGHT)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check parley tests tools bench app.py
 	$(BIN)/ruff format --check parley tests tools bench
+	$(PYRIGHT)
+
+# The type checker alone (config: [tool.pyright] in pyproject.toml).
+typecheck: $(STAMP)
+	$(PYRIGHT)
 
 # The benchmarks (docs/performance.md), one after another; each prints its table and writes bench/results/.
 # One of them: make bench B=context
