@@ -8,6 +8,7 @@ agent turn it belongs to).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -41,6 +42,7 @@ __all__ = [
     "UsageEvent",
     "ValidationEvent",
     "VoteEvent",
+    "decode_events",
     "event_adapter",
 ]
 
@@ -329,3 +331,16 @@ Event = Annotated[
     Field(discriminator="type"),
 ]
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def decode_events(payloads: Iterable[Mapping[str, Any]]) -> list[Event]:
+    """Stored events (their JSON payloads, oldest first) as events: the one way a stored thread is read back.
+    A payload this version cannot read (a kind of event from a newer version) is left out: what is understood
+    still shows."""
+    decoded: list[Event] = []
+    for payload in payloads:
+        try:
+            decoded.append(event_adapter.validate_python(payload))
+        except ValueError:
+            continue
+    return decoded

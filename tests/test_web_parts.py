@@ -219,36 +219,36 @@ async def test_a_running_tools_progress_and_log_show_in_its_step_until_the_resul
     page = _Page()
     chat = ChatSession(conversation=None, user="local")  # type: ignore[arg-type] # tool events need no conversation
     tool = "everything.longRunningOperation"
-    await chat._show(ToolCallEvent(source="researcher", name=tool, arguments={"duration": 10}, call_id="c1"))
-    await chat._show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", progress=3, total=10,
+    await chat.show(ToolCallEvent(source="researcher", name=tool, arguments={"duration": 10}, call_id="c1"))
+    await chat.show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", progress=3, total=10,
                                        content="Fetching\npage 3"))
     assert page.steps(tool)[-1]["output"] == "Working: 3/10 · Fetching page 3"
     assert page.steps(tool)[-1]["id"] == page.steps(tool)[0]["id"]  # inside the tool's own step
 
     # Progress reported faster than it is worth showing: the latest state shows, a moment later.
     for n in range(4, 10):
-        await chat._show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", progress=n, total=10))
-    await chat._show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", level="warning",
+        await chat.show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", progress=n, total=10))
+    await chat.show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", level="warning",
                                        content="slow disk"))
     latest = await page.until(lambda: "9/10" in page.steps(tool)[-1]["output"], "the latest progress")
     assert latest and len(page.steps(tool)) <= 4
     assert page.steps(tool)[-1]["output"] == "Working: 9/10\n\n```text\nwarning: slow disk\n```"
 
     # The result replaces the progress; the server's log lines stay under it.
-    await chat._show(ToolResultEvent(source="researcher", name=tool, call_id="c1", content="done in 10 s"))
+    await chat.show(ToolResultEvent(source="researcher", name=tool, call_id="c1", content="done in 10 s"))
     assert page.steps(tool)[-1]["output"] == "done in 10 s\n\n```text\nwarning: slow disk\n```"
-    assert not chat._progress
+    assert not chat.tools.progress
 
 
 async def test_progress_of_a_call_shown_on_another_page_gets_a_step_here() -> None:
     """A reopened thread: the tool's call was shown on the page before; its progress still shows."""
     page = _Page()
     chat = ChatSession(conversation=None, user="local")  # type: ignore[arg-type]
-    await chat._show(ToolProgressEvent(source="analyst", name="db.export", call_id="c9", level="info",
+    await chat.show(ToolProgressEvent(source="analyst", name="db.export", call_id="c9", level="info",
                                        content="1,000 rows written"))
     (step,) = page.steps("db.export")[-1:]
     assert step["type"] == "tool" and "info: 1,000 rows written" in step["output"]
-    await chat._show(ToolResultEvent(source="analyst", name="db.export", call_id="c9", content="exported"))
+    await chat.show(ToolResultEvent(source="analyst", name="db.export", call_id="c9", content="exported"))
     assert page.steps("db.export")[-1]["output"].startswith("exported")
 
 
@@ -258,7 +258,7 @@ async def test_a_picture_a_tool_saved_shows_as_a_picture(tmp_path: Path) -> None
     chat = ChatSession(conversation=None, user="local")  # type: ignore[arg-type]
     png = tmp_path / "chart.png"
     png.write_bytes(avatar_png("analyst"))
-    await chat._show(FileEvent(source="analyst", content="analyst wrote chart.png", name="chart.png", path=str(png),
+    await chat.show(FileEvent(source="analyst", content="analyst wrote chart.png", name="chart.png", path=str(png),
                                mime="image/png", size=png.stat().st_size, tool="everything.getTinyImage"))
     (element,) = [d for e, d in page.sent if e == "element"]
     assert (element["type"], element["display"], element["mime"]) == ("image", "inline", "image/png")

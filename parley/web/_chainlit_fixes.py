@@ -12,6 +12,14 @@ Chainlit offers no option for any of these:
   a screen in front of the socket's connect handler and of every event handler, and `login_of()`,
   `without_login()` and `expired_login_cookies()` let the HTTP guard read and drop a token as Chainlit does.
 
+- a session's configuration (`WebsocketSession.get_config`, called when every socket connects) runs the chat
+  profiles callback through `run_until_complete` inside the running loop (Chainlit's CLI applies nest_asyncio):
+  many connects at once nest until Python's recursion limit. parley's profiles carry no `config_overrides`, so
+  `install()` makes every session use the global configuration;
+- the run's display goes on from a background task, and moves to another page when a thread is reopened:
+  `show_on()` points Chainlit's context (`init_ws_context`) at that page and detaches the run's messages from the
+  step that was current (`local_steps`), so they do not nest under a finished `on_message`;
+
 - it reads a reopened thread (`data_layer.get_thread`) before it calls `on_chat_resume`, and sends it to the page
   (`emitter.resume_thread`, which replaces every message on the page) after: a run still going sends messages in
   between, and the page loses them. `on_resume_sent()` lets the web chat put the thread as it has shown it in
@@ -42,9 +50,9 @@ import socketio
 from chainlit import server as _server
 from chainlit.auth import cookie as _cookie
 from chainlit.auth.jwt import decode_jwt
-from chainlit.config import FILES_DIRECTORY
+from chainlit.config import FILES_DIRECTORY, ChainlitConfig
 from chainlit.config import config as _config
-from chainlit.context import init_ws_context
+from chainlit.context import init_ws_context, local_steps
 from chainlit.emitter import ChainlitEmitter
 from chainlit.message import ErrorMessage
 from chainlit.session import BaseSession, ClientType, WebsocketSession
@@ -129,6 +137,24 @@ def install(screen: Screen | None = None) -> None:
         BaseSession.files_dir = _FilesDir()  # type: ignore[assignment]
     if ChainlitEmitter.__dict__.get("resume_thread") is not _resume_thread:
         ChainlitEmitter.resume_thread = _resume_thread  # type: ignore[method-assign,assignment]
+    if WebsocketSession.__dict__.get("get_config") is not _global_config:
+        WebsocketSession.get_config = _global_config  # type: ignore[method-assign]
+
+
+def _global_config(self: WebsocketSession) -> ChainlitConfig:
+    """Every session's configuration: the global one (parley's chat profiles carry no overrides)."""
+    return _config
+
+
+_CHAINLIT_GET_CONFIG = WebsocketSession.get_config
+
+
+def show_on(session: WebsocketSession | None = None) -> None:
+    """From here on in this task, Chainlit's messages go to `session`'s page (None: the page they went to), and
+    are not children of the step current where the task started (a finished `on_message`)."""
+    if session is not None:
+        init_ws_context(session)
+    local_steps.set(None)
 
 
 _resuming: dict[str, tuple[Rewrite, Callable[[], Awaitable[None]]]] = {}
@@ -318,6 +344,7 @@ def check() -> list[str]:
         broken.append("Chainlit no longer serves message files at /project/file/{file_id}")
     broken += _login_checks()
     broken += _resume_checks()
+    broken += _session_checks()
     if not callable(getattr(_server, "get_html_template", None)):
         broken.append("chainlit.server.get_html_template is gone: the page's inline scripts cannot be hashed")
     return broken
@@ -348,6 +375,24 @@ def _resume_checks() -> list[str]:
     if -1 in order or order != sorted(order):
         broken.append("Chainlit no longer reads the thread, calls on_chat_resume, then sends the thread, in that "
                       "order: check how a run still going is shown on a reopened page")
+    return broken
+
+
+def _session_checks() -> list[str]:
+    """What no longer holds of how Chainlit configures a session and tracks the current step (see `show_on`)."""
+    broken = []
+    if WebsocketSession.__dict__.get("get_config") is not _global_config:
+        broken.append("WebsocketSession.get_config is not parley's: many tabs connecting at once may nest the loop")
+    if "run_until_complete" not in inspect.getsource(_CHAINLIT_GET_CONFIG):
+        broken.append("Chainlit's get_config no longer nests the event loop: parley's replacement may not be needed")
+    if "self.get_config()" not in inspect.getsource(WebsocketSession.__init__):
+        broken.append("Chainlit no longer configures a session with get_config when it is made")
+    context = inspect.getsource(init_ws_context)
+    if "WebsocketSession" not in context or "context_var.set" not in context:
+        broken.append("chainlit.context.init_ws_context no longer points the context at a page's session")
+    if not hasattr(local_steps, "set") or "local_steps.get()" not in inspect.getsource(
+            __import__("chainlit.step", fromlist=["x"])):
+        broken.append("Chainlit no longer nests steps under chainlit.context.local_steps")
     return broken
 
 

@@ -18,7 +18,6 @@ from chainlit.user import PersistedUser, User
 from .._human import ASK_HUMAN
 from ..events import (
     AnswerEvent,
-    ApprovalRequestEvent,
     EscalationEvent,
     EscalationResolvedEvent,
     Event,
@@ -30,8 +29,9 @@ from ..events import (
     ToolCallEvent,
     ToolResultEvent,
     ValidationEvent,
-    event_adapter,
+    decode_events,
 )
+from ..projection import Projection, waiting_key
 from ..store import Store, ThreadRow
 from ._format import SYSTEM, agent_text, note, question_text, resolved_text, subtask_text, validation_text
 
@@ -43,53 +43,17 @@ def _iso(ts: float | datetime) -> str:
 
 def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
     """Chainlit steps for a stored conversation, in order: what the user saw live, settled."""
-    steps: list[dict[str, Any]] = []
-    tools: dict[str, dict[str, Any]] = {}
-    reading = _Reading()
+    reading = _Reading(thread_id)
     for i, ev in enumerate(events):
-        base = {"id": f"{thread_id}-{i}", "threadId": thread_id, "parentId": None, "createdAt": _iso(ev.ts)}
-        said = _typed_by_user(ev)
-        if said is not None:
-            steps.append(base | {"type": "user_message", "name": "user", "output": said})
-            if isinstance(ev, HumanMessageEvent) and ev.mode == "task":
-                continue
-            base = base | {"id": f"{base['id']}-note"}  # followed by the note saying what became of it
-        if isinstance(ev, ToolCallEvent):
-            if ev.name == ASK_HUMAN:
-                continue  # the question is its own message
-            step = base | {"type": "tool", "name": ev.name, "input": json.dumps(ev.arguments, ensure_ascii=False),
-                           "output": "", "showInput": "json", "start": base["createdAt"], "end": base["createdAt"]}
-            tools[ev.call_id] = step
-            steps.append(step)
-            continue
-        if isinstance(ev, ToolResultEvent):
-            if ev.call_id in tools:
-                tools[ev.call_id]["output"] = ev.content
-                tools[ev.call_id]["isError"] = ev.is_error
-            continue
-        shown = reading.settle(ev)
-        if shown is None:
-            shown = note(ev)
-        if shown is not None:
-            author, text = shown
-            step = base | {"type": "assistant_message", "name": author, "output": text}
-            steps.append(step)
-            key = card_key(ev)
-            if key is not None:
-                step["id"] = card_step_id(thread_id, key)
-                reading.cards[key] = step
-    return steps
+        reading.add(i, ev)
+    return reading.steps
 
 
 def card_key(ev: Event) -> str | None:
     """The id of a message that changes once shown (an approval, a question, an escalation, a sub-task)."""
-    if isinstance(ev, ApprovalRequestEvent):
-        return ev.request_id
-    if isinstance(ev, QuestionEvent):
-        return ev.question_id
-    if isinstance(ev, EscalationEvent):
-        return ev.escalation_id
-    return ev.subtask_id if isinstance(ev, SubtaskEvent) and ev.status == "started" else None
+    if isinstance(ev, SubtaskEvent):
+        return ev.subtask_id if ev.status == "started" else None
+    return waiting_key(ev)
 
 
 def card_step_id(thread_id: str, key: str) -> str:
@@ -109,57 +73,80 @@ def _typed_by_user(ev: Event) -> str | None:
 
 
 class _Reading:
-    """What a reopened thread has shown so far that later events settle."""
+    """A stored conversation read event by event into Chainlit steps; later events settle earlier cards."""
 
-    def __init__(self) -> None:
+    def __init__(self, thread_id: str) -> None:
+        self.thread_id = thread_id
+        self.steps: list[dict[str, Any]] = []
+        self.projection = Projection()
+        self.tools: dict[str, dict[str, Any]] = {}
+        """Tool steps by call id, for their results."""
         self.cards: dict[str, dict[str, Any]] = {}
         """Steps that later events change: questions and sub-tasks (by question or sub-task id)."""
-        self.asked: dict[str, Event] = {}
-        """Questions, escalations and sub-tasks not settled yet, by id."""
-        self.working: dict[str, SubtaskEvent] = {}
-        """The sub-task each worker is on."""
 
-    def settle(self, ev: Event) -> tuple[str, str] | None:
-        """(author, text) for events that read with what came before them; None: use `note`."""
-        if isinstance(ev, (QuestionEvent, EscalationEvent)):
-            self.asked[ev.question_id if isinstance(ev, QuestionEvent) else ev.escalation_id] = ev
-        elif isinstance(ev, AnswerEvent):
-            question = self.asked.pop(ev.question_id, None)
-            if isinstance(question, QuestionEvent) and ev.question_id in self.cards:
-                self.cards[ev.question_id]["output"] = question_text(question, ev)
-        elif isinstance(ev, EscalationResolvedEvent):
-            escalation = self.asked.pop(ev.escalation_id, None)
-            return SYSTEM, resolved_text(ev, escalation.positions if isinstance(escalation, EscalationEvent) else ())
-        elif isinstance(ev, SubtaskEvent):
-            self._subtask(ev)
-        elif isinstance(ev, RunResult):
-            self._ended(ev.stop_reason)
-        elif isinstance(ev, MessageEvent) and ev.source in self.working:
-            return ev.source, agent_text(ev, self.working[ev.source])
-        elif isinstance(ev, ValidationEvent) and not ev.passed and ev.source in self.working:
-            return ev.source, validation_text(ev, self.working[ev.source])
-        return None
+    def add(self, i: int, ev: Event) -> None:
+        settled = self.projection.apply(ev)
+        base = {"id": f"{self.thread_id}-{i}", "threadId": self.thread_id, "parentId": None, "createdAt": _iso(ev.ts)}
+        said = _typed_by_user(ev)
+        if said is not None:
+            self.steps.append(base | {"type": "user_message", "name": "user", "output": said})
+            if isinstance(ev, HumanMessageEvent) and ev.mode == "task":
+                return
+            base = base | {"id": f"{base['id']}-note"}  # followed by the note saying what became of it
+        if isinstance(ev, ToolCallEvent):
+            self._tool_call(ev, base)
+        elif isinstance(ev, ToolResultEvent):
+            if ev.call_id in self.tools:
+                self.tools[ev.call_id]["output"] = ev.content
+                self.tools[ev.call_id]["isError"] = ev.is_error
+        else:
+            self._message(ev, base, settled)
 
-    def _subtask(self, ev: SubtaskEvent) -> None:
-        if ev.status == "started":
-            self.asked[ev.subtask_id] = self.working[ev.worker] = ev
+    def _tool_call(self, ev: ToolCallEvent, base: dict[str, Any]) -> None:
+        if ev.name == ASK_HUMAN:
+            return  # the question is its own message
+        step = base | {"type": "tool", "name": ev.name, "input": json.dumps(ev.arguments, ensure_ascii=False),
+                       "output": "", "showInput": "json", "start": base["createdAt"], "end": base["createdAt"]}
+        self.tools[ev.call_id] = step
+        self.steps.append(step)
+
+    def _message(self, ev: Event, base: dict[str, Any], settled: list[Event]) -> None:
+        self._settle(ev, settled)
+        shown = self._shown(ev, settled)
+        if shown is None:
             return
-        started = self.asked.pop(ev.subtask_id, None)
-        if not isinstance(started, SubtaskEvent):
-            return
-        if ev.subtask_id in self.cards:
-            self.cards[ev.subtask_id]["output"] = subtask_text(started, ev)
-        if self.working.get(started.worker) is started:
-            del self.working[started.worker]
+        author, text = shown
+        step = base | {"type": "assistant_message", "name": author, "output": text}
+        self.steps.append(step)
+        key = card_key(ev)
+        if key is not None:
+            step["id"] = card_step_id(self.thread_id, key)
+            self.cards[key] = step
 
-    def _ended(self, reason: str) -> None:
-        """Sub-tasks the run did not see finish."""
-        for key, started in list(self.asked.items()):
-            if isinstance(started, SubtaskEvent):
-                if key in self.cards:
-                    self.cards[key]["output"] = subtask_text(started, ended=reason)
-                del self.asked[key]
-        self.working.clear()
+    def _settle(self, ev: Event, settled: list[Event]) -> None:
+        """The cards `ev` changes: an answered question, a finished sub-task, sub-tasks the run cut short."""
+        for asked in settled:
+            card = self.cards.get(card_key(asked) or "")
+            if card is None:
+                continue
+            if isinstance(asked, QuestionEvent) and isinstance(ev, AnswerEvent):
+                card["output"] = question_text(asked, ev)
+            elif isinstance(asked, SubtaskEvent) and isinstance(ev, SubtaskEvent):
+                card["output"] = subtask_text(asked, ev)
+            elif isinstance(asked, SubtaskEvent) and isinstance(ev, RunResult):
+                card["output"] = subtask_text(asked, ended=ev.stop_reason)
+
+    def _shown(self, ev: Event, settled: list[Event]) -> tuple[str, str] | None:
+        """(author, text) of the message `ev` shows as, read with what came before it; None: none."""
+        working = self.projection.working.get(ev.source)
+        if isinstance(ev, EscalationResolvedEvent):
+            asked = settled[0] if settled else None
+            return SYSTEM, resolved_text(ev, asked.positions if isinstance(asked, EscalationEvent) else ())
+        if isinstance(ev, MessageEvent) and working is not None:
+            return ev.source, agent_text(ev, working)
+        if isinstance(ev, ValidationEvent) and not ev.passed and working is not None:
+            return ev.source, validation_text(ev, working)
+        return note(ev)
 
 
 class ParleyDataLayer(BaseDataLayer):
@@ -202,12 +189,7 @@ class ParleyDataLayer(BaseDataLayer):
         row = await store.get_thread(thread_id)
         if row is None:
             return None
-        events = []
-        for r in await store.events(thread_id):
-            try:
-                events.append(event_adapter.validate_python(r.payload))
-            except ValueError:
-                continue
+        events = decode_events(r.payload for r in await store.events(thread_id))
         return self._thread_dict(row, thread_steps(thread_id, events))
 
     async def get_thread_author(self, thread_id: str) -> str:

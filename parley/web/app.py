@@ -14,7 +14,6 @@ import chainlit as cl
 from chainlit.config import config as _chainlit_config
 from chainlit.server import app as _server
 from chainlit.server import sio
-from chainlit.session import WebsocketSession
 from chainlit.types import ThreadDict
 
 from .._proc import freeze_startup_objects
@@ -40,7 +39,7 @@ from ._guard import (
     connection_of_environ,
     local_connection,
 )
-from ._ratelimit import PAGE_KEY, REFUSAL, LoginLimiter, LoginRateLimit
+from ._ratelimit import LoginLimiter, LoginRateLimit
 
 # Chainlit logs at INFO; AutoGen logs every internal message at INFO, and every agent failure with a
 # traceback, which parley already reports in the conversation as an error event.
@@ -87,24 +86,14 @@ async def _screen_socket(identifier: str | None, environ: dict[str, Any] | None)
 
 def _guard_server() -> None:
     """Put parley's checks (ids, origins, content policy: see _guard) and the sign-in rate limit in front of
-    Chainlit's routes and socket, once per process."""
+    Chainlit's routes and socket, once per process. (The login page's words for the rate limit's refusal are in
+    .chainlit/translations, under auth.login.errors.)"""
     if getattr(_server.state, "parley_login_limit", None) is not None:
         return  # the module was imported again (Chainlit's watch mode): the server already has them
     _chainlit_fixes.install(screen=_screen_socket)
     _server.state.parley_login_limit = limiter = LoginLimiter()
     _server.add_middleware(LoginRateLimit, limiter=limiter, path=f"{_chainlit_config.run.root_path}/login")
     _server.add_middleware(WebGuard, local_mode=local_mode)  # added last: the outermost, it sees every request first
-    load = _chainlit_config.load_translation
-
-    def load_translation(language: str) -> dict[str, Any]:
-        # The login page shows only translated error keys: give it words for the refusal.
-        translation: dict[str, Any] = load(language)
-        errors = translation.setdefault("auth", {}).setdefault("login", {}).setdefault("errors", {})
-        errors.setdefault(PAGE_KEY, REFUSAL)
-        return translation
-
-    # A pydantic settings object: assigning a method through it is refused, so set it on the instance.
-    object.__setattr__(_chainlit_config, "load_translation", load_translation)
 
 
 _guard_server()
@@ -130,16 +119,6 @@ def _teams() -> list[TeamEntry]:
     if _teams_cache is None or now - _teams_cache[0] > _TEAMS_TTL_S:
         _teams_cache = (now, discover_teams())
     return _teams_cache[1]
-
-
-def _session_config(self: WebsocketSession) -> Any:
-    """Every session uses the global configuration: parley's chat profiles carry no overrides. Chainlit would
-    otherwise re-enter the event loop to list the profiles for every tab that connects, and many connects at
-    once nest until Python's recursion limit (measured: 1 to 2 of 100 simultaneous connects failed)."""
-    return _chainlit_config
-
-
-WebsocketSession.get_config = _session_config  # type: ignore[method-assign]
 
 
 def _refuse_open_without_login() -> None:
@@ -306,7 +285,7 @@ async def _message(message: cl.Message) -> None:
         tid = cl.context.session.thread_id
         row = await db.get_thread(tid)
         if row is None:
-            await db.create_thread(session.user, conv.team.name, conv.model, _title(message.content), thread_id=tid)
+            await conv.save_to(db, session.user, _title(message.content), thread_id=tid)
         elif row.owner != session.user:
             # The browser names the thread id: one that was free when this tab connected may have been
             # taken since by someone else's conversation. Never write into it.
@@ -314,7 +293,8 @@ async def _message(message: cl.Message) -> None:
             await cl.Message(content="This conversation belongs to another user: start a new chat.",
                              author=SYSTEM).send()
             return
-        conv.attach(db, tid)
+        else:
+            conv.attach(db, tid)
         _remember(tid, session)
     try:
         await session.on_message(message.content, message.command)
