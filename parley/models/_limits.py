@@ -1,14 +1,12 @@
-"""Each backend's limits: the argument that caps a reply, the model's context window, and a server's answer
-that a prompt did not fit."""
+"""Each backend's limits: the argument that caps a reply, asking a server for its context window, and a
+server's answer that a prompt did not fit."""
 
 from __future__ import annotations
 
+import os
 import re
-import weakref
 from collections.abc import Mapping
 from typing import Any
-
-from autogen_core.models import ChatCompletionClient
 
 _CAP_KEYS = ("max_tokens", "max_completion_tokens", "max_new_tokens")
 _REASONING = re.compile(r"^(o\d|gpt-5)", re.I)
@@ -34,64 +32,21 @@ def reply_cap_args(backend: str, name: str, cap: int, extra: Mapping[str, Any]) 
     return out
 
 
-_windows: weakref.WeakKeyDictionary[ChatCompletionClient, int | None] = weakref.WeakKeyDictionary()
-
-
 ASK_ABOVE = 2048
 """A server is asked for its window only for a request longer than this (prompt and reply cap): any server
 worth running holds that much, and a short request needs no round trip. A server's own refusal of a longer
 prompt becomes the same clear error anyway."""
 
 
-async def window_of(backend: str, name: str, base_url: str | None, inner: ChatCompletionClient,
-                    need: int) -> int | None:
-    """The model's context window in tokens as the backend tells it, or None when unknown (then nothing is
-    checked before sending). `need` is the request's size; a server is asked once per client."""
-    if inner in _windows:
-        return _windows[inner]
-    window: int | None = None
-    if backend == "local":
-        window = getattr(inner, "context_tokens", None)
-    elif backend in ("openai", "azure", "compatible"):
-        url = base_url if backend == "compatible" else _openai_base()
-        if url and need <= ASK_ABOVE:
-            return None  # not asked yet
-        window = await _probe(url, name) if url else None
-        if window is None and backend != "compatible":
-            window = _table("openai", name)
-    elif backend == "anthropic":
-        window = _table("anthropic", name)
-    # ollama: the server's num_ctx (2048 by default) silently truncates; scripted: no window.
-    _windows[inner] = window
-    return window
-
-
-def _table(module: str, name: str) -> int | None:
-    """autogen-ext's token limit of a known model (None for a name it does not know)."""
-    try:
-        if module == "openai":
-            from autogen_ext.models.openai import _model_info as info
-        else:
-            from autogen_ext.models.anthropic import _model_info as info  # type: ignore[no-redef]
-        limit = info.get_token_limit(name)
-    except (KeyError, ValueError, ImportError):
-        return None
-    return int(limit) if isinstance(limit, int) and limit > 0 else None
-
-
-def _openai_base() -> str | None:
+def openai_base() -> str | None:
     """The base URL of an OpenAI client pointed somewhere else than OpenAI (OPENAI_BASE_URL)."""
-    import os
-
     url = os.environ.get("OPENAI_BASE_URL", "").strip()
     return url or None
 
 
-async def _probe(base_url: str, name: str) -> int | None:
+async def probe_window(base_url: str, name: str) -> int | None:
     """Ask an OpenAI-compatible server for its context window: vLLM's /v1/models `max_model_len`, llama.cpp's
     /v1/models `meta.n_ctx` (per request slot) or its /props. Best effort: any failure means unknown."""
-    import os
-
     import httpx
 
     key = os.environ.get("PARLEY_COMPATIBLE_API_KEY", "").strip()
@@ -108,7 +63,11 @@ async def _probe(base_url: str, name: str) -> int | None:
             answer = await http.get(f"{root}/props")
             if answer.status_code == 200:
                 props = answer.json()
-                n = props.get("default_generation_settings", {}).get("n_ctx") if isinstance(props, dict) else None
+                n = (
+                    props.get("default_generation_settings", {}).get("n_ctx")
+                    if isinstance(props, dict)
+                    else None
+                )
                 return _positive(n)
     except (httpx.HTTPError, ValueError, TypeError, AttributeError):
         return None
@@ -139,12 +98,22 @@ _OVERFLOW = (
     # llama.cpp: "request (9031 tokens) exceeds the available context size (4096 tokens), try increasing it"
     (re.compile(r"request \((\d+) tokens\) exceeds the available context size \((\d+) tokens\)"), 1, 2),
     # OpenAI, vLLM: "This model's maximum context length is 4096 tokens. However, you requested 5000 tokens ..."
-    (re.compile(r"maximum context length is (\d+) tokens.*?(?:resulted in|requested) (\d+) tokens", re.S), 2, 1),
+    (
+        re.compile(r"maximum context length is (\d+) tokens.*?(?:resulted in|requested) (\d+) tokens", re.S),
+        2,
+        1,
+    ),
     # Anthropic: "prompt is too long: 210000 tokens > 200000 maximum"
     (re.compile(r"prompt is too long: (\d+) tokens > (\d+) maximum"), 1, 2),
 )
-_OVERFLOW_WORDS = ("exceeds the available context size", "context_length_exceeded", "exceed_context_size",
-                   "maximum context length", "prompt is too long", "context window")
+_OVERFLOW_WORDS = (
+    "exceeds the available context size",
+    "context_length_exceeded",
+    "exceed_context_size",
+    "maximum context length",
+    "prompt is too long",
+    "context window",
+)
 
 
 def server_overflow(exc: BaseException) -> tuple[int | None, int | None, str] | None:

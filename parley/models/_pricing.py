@@ -40,7 +40,11 @@ def _table(env_path: str | None) -> dict[str, tuple[float, float]]:
         return table
     path = Path(env_path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.suffix != ".json" else json.loads(path.read_text())
+        raw = (
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+            if path.suffix != ".json"
+            else json.loads(path.read_text())
+        )
         for key, price in (raw or {}).items():
             table[str(key)] = (float(price["prompt"]), float(price["completion"]))
     except (OSError, ValueError, TypeError, KeyError, yaml.YAMLError) as exc:
@@ -53,8 +57,8 @@ def _table(env_path: str | None) -> dict[str, tuple[float, float]]:
 
 def price_of(model: str) -> tuple[float, float] | None:
     """(prompt, completion) USD per 1M tokens for a model string, or None when unknown."""
-    if model.startswith("scripted:"):
-        return (0.0, 0.0)
+    if model.startswith(("scripted:", "function:")):
+        return (0.0, 0.0)  # answered in process: no provider bills it
     return _table(os.environ.get("PARLEY_PRICES")).get(model)
 
 

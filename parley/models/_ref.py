@@ -1,5 +1,6 @@
 """Model strings: `local`, `scripted:PATH.yaml`, `openai:MODEL`, `azure:DEPLOYMENT`,
-`anthropic:MODEL`, `ollama:MODEL`, `compatible:MODEL@BASE_URL`."""
+`anthropic:MODEL`, `ollama:MODEL`, `compatible:MODEL@BASE_URL`; `function:NAME` for a FunctionModel given to
+the conversation as an object."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from dataclasses import dataclass
 from .._yaml import did_you_mean
 from ..errors import ModelStringError
 
-BACKENDS = ("local", "scripted", "openai", "azure", "anthropic", "ollama", "compatible")
+BACKENDS = ("local", "scripted", "openai", "azure", "anthropic", "ollama", "compatible", "function")
 FORMS = "local, scripted:PATH.yaml, openai:MODEL, azure:DEPLOYMENT, anthropic:MODEL, ollama:MODEL, compatible:MODEL@BASE_URL"
 
 

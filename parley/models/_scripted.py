@@ -22,23 +22,16 @@ interrupt counts as used.
 
 from __future__ import annotations
 
-import asyncio
-import json
 import re
-import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from autogen_core import CancellationToken, FunctionCall
-from autogen_core.models import CreateResult, LLMMessage, ModelInfo
-from autogen_core.tools import Tool, ToolSchema
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .._yaml import did_you_mean, load_located, pydantic_problems
 from ..errors import FileProblem, ScriptExhaustedError, TeamFileError
-from ._own import OwnClient
 
 SELECTOR = "the selector"
 SUMMARISER = "summariser"
@@ -84,7 +77,8 @@ class ScriptCall:
     """What a scripted role was sent, for tests and demos that inspect prompts."""
 
     who: str
-    messages: list[LLMMessage]
+    messages: list[Any]
+    """The request's messages, as the engine's client was given them."""
 
 
 @dataclass
@@ -104,7 +98,24 @@ class ScriptedModel:
         try:
             script = ScriptFile.model_validate(located.data)
         except ValidationError as exc:
-            raise TeamFileError(pydantic_problems(located, exc, ["roles", "selector", "summariser", "delay_s", "tool", "args", "raw_args", "id", "json", "calls"])) from None
+            raise TeamFileError(
+                pydantic_problems(
+                    located,
+                    exc,
+                    [
+                        "roles",
+                        "selector",
+                        "summariser",
+                        "delay_s",
+                        "tool",
+                        "args",
+                        "raw_args",
+                        "id",
+                        "json",
+                        "calls",
+                    ],
+                )
+            ) from None
         return cls(path=str(path), script=script)
 
     def check_roles(self, roles: Sequence[str], *, picks_are_roles: bool = True) -> None:
@@ -112,34 +123,47 @@ class ScriptedModel:
         problems = []
         for name in self.script.roles:
             if name not in roles:
-                problems.append(FileProblem(file=self.path, line=None, path=f"roles.{name}",
-                                            message=f"no role '{name}' in this team{did_you_mean(name, roles)} (roles: {', '.join(roles)})"))
+                problems.append(
+                    FileProblem(
+                        file=self.path,
+                        line=None,
+                        path=f"roles.{name}",
+                        message=f"no role '{name}' in this team{did_you_mean(name, roles)} (roles: {', '.join(roles)})",
+                    )
+                )
         for i, pick in enumerate(self.script.selector):
             if picks_are_roles and pick not in roles:
-                problems.append(FileProblem(file=self.path, line=None, path=f"selector[{i}]",
-                                            message=f"no role '{pick}' in this team{did_you_mean(pick, roles)}"))
+                problems.append(
+                    FileProblem(
+                        file=self.path,
+                        line=None,
+                        path=f"selector[{i}]",
+                        message=f"no role '{pick}' in this team{did_you_mean(pick, roles)}",
+                    )
+                )
         if problems:
             raise TeamFileError(problems)
 
-    def next_reply(self, who: str, messages: Sequence[LLMMessage] = ()) -> Reply:
+    def next_reply(self, who: str, messages: Sequence[Any] = ()) -> Reply:
         if who == SUMMARISER and self.script.summariser is None:
             return _extractive(messages)
-        replies: Sequence[Reply] = (self.script.selector if who == SELECTOR
-                                    else self.script.summariser or [] if who == SUMMARISER
-                                    else self.script.roles.get(who, []))
+        replies: Sequence[Reply] = (
+            self.script.selector
+            if who == SELECTOR
+            else self.script.summariser or []
+            if who == SUMMARISER
+            else self.script.roles.get(who, [])
+        )
         i = self.cursors.get(who, 0)
         if i >= len(replies):
             raise ScriptExhaustedError(self.path, who, i + 1, len(replies))
         self.cursors[who] = i + 1
         return replies[i]
 
-    def client(self, who: str) -> ScriptedClient:
-        return ScriptedClient(self, who)
 
-
-def _extractive(messages: Sequence[LLMMessage]) -> str:
+def _extractive(messages: Sequence[Any]) -> str:
     """A deterministic summary of a summariser prompt: the summary so far plus each new turn's first sentence."""
-    prompt = messages[-1].content if messages else ""
+    prompt = getattr(messages[-1], "content", "") if messages else ""
     if not isinstance(prompt, str):
         return ""
     earlier = re.search(r"Summary so far:\n(.*?)\n\nNew turns:", prompt, re.S)
@@ -152,63 +176,11 @@ def _extractive(messages: Sequence[LLMMessage]) -> str:
     return " ".join(parts)
 
 
-_INFO: ModelInfo = {
-    "vision": False, "function_calling": True, "json_output": True, "family": "unknown",
-    "structured_output": True, "multiple_system_messages": True,
-}
+def __getattr__(name: str) -> Any:
+    """ScriptedClient moved to parley.engine.autogen.models.scripted; importable from here until every importer
+    takes it from there (loaded on first use)."""
+    if name == "ScriptedClient":
+        from ..engine.autogen.models import scripted
 
-
-class ScriptedClient(OwnClient):
-    """A ChatCompletionClient answering from a script for one role (or the selector)."""
-
-    info = _INFO
-
-    def __init__(self, model: ScriptedModel, who: str) -> None:
-        super().__init__()
-        self._model = model
-        self._who = who
-
-    def _result(self, reply: Reply) -> CreateResult:
-        if isinstance(reply, (ToolReply, CallsReply)):
-            calls = [FunctionCall(id=r.id if r.id is not None else f"call_{uuid.uuid4().hex[:12]}", name=r.tool,
-                                  arguments=r.raw_args if r.raw_args is not None else json.dumps(r.args))
-                     for r in (reply.calls if isinstance(reply, CallsReply) else [reply])]
-            return CreateResult(finish_reason="function_calls", content=calls, usage=self._usage, cached=False)
-        text = json.dumps(reply.json_) if isinstance(reply, JsonReply) else reply
-        return CreateResult(finish_reason="stop", content=text, usage=self._usage, cached=False)
-
-    async def _pause(self, seconds: float, token: CancellationToken | None) -> None:
-        if seconds <= 0:
-            return
-        fut = asyncio.ensure_future(asyncio.sleep(seconds))
-        if token is not None:
-            token.link_future(fut)
-        await fut
-
-    async def create(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = (),
-                     tool_choice: Any = "auto", json_output: Any = None,
-                     extra_create_args: Mapping[str, Any] = {},
-                     cancellation_token: CancellationToken | None = None) -> CreateResult:
-        reply = self._model.next_reply(self._who, messages)
-        self._model.calls.append(ScriptCall(self._who, list(messages)))
-        await self._pause(self._model.script.delay_s, cancellation_token)
-        return self._result(reply)
-
-    async def create_stream(  # type: ignore[override]
-        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = (),
-        tool_choice: Any = "auto", json_output: Any = None,
-        extra_create_args: Mapping[str, Any] = {},
-        cancellation_token: CancellationToken | None = None,
-    ) -> AsyncGenerator[str | CreateResult, None]:
-        reply = self._model.next_reply(self._who, messages)
-        self._model.calls.append(ScriptCall(self._who, list(messages)))
-        result = self._result(reply)
-        delay = self._model.script.delay_s
-        if isinstance(result.content, str) and result.content:
-            chunks = re.findall(r"\S+\s*|\s+", result.content)
-            for chunk in chunks:
-                await self._pause(delay / len(chunks), cancellation_token)
-                yield chunk
-        else:
-            await self._pause(delay, cancellation_token)
-        yield result
+        return scripted.ScriptedClient
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

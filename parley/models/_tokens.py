@@ -62,7 +62,9 @@ def _copy_into(cache: Path, shipped: Path) -> None:
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-    elif cache.resolve().parent == data_dir().resolve():  # made by an older parley, before its data was private
+    elif (
+        cache.resolve().parent == data_dir().resolve()
+    ):  # made by an older parley, before its data was private
         with contextlib.suppress(OSError):
             cache.chmod(0o700)
         private_file(target)

@@ -1,16 +1,22 @@
-"""Remote backends through autogen-ext's clients; credentials come from the standard variables."""
+"""Remote backends through autogen-ext's clients; credentials come from the standard variables.
+
+A client's model info (what the model can do: tools, vision, structured output) is the one autogen-ext's client
+finds for a model it knows, through its public constructor (no `model_info` given); a model it does not know
+gets GENERIC_INFO.
+"""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from typing import Any
 
 from autogen_core.models import ChatCompletionClient, ModelInfo
 
-from ..errors import MissingKeyError, ModelStringError
-from ._ref import ModelRef
+from ....errors import MissingKeyError, ModelStringError
+from ....models import ModelRef
 
-_GENERIC_INFO: ModelInfo = {
+GENERIC_INFO: ModelInfo = {
     "vision": False,
     "function_calling": True,
     "json_output": True,
@@ -18,14 +24,18 @@ _GENERIC_INFO: ModelInfo = {
     "structured_output": True,
     "multiple_system_messages": True,
 }
+"""What a model autogen-ext does not know is taken to do (every OpenAI-compatible server parley targets does)."""
 
 
-def _info(module: Any, name: str) -> ModelInfo:
+def with_known_info(make: Callable[..., ChatCompletionClient], **kwargs: Any) -> ChatCompletionClient:
+    """`make(**kwargs)` with the model info autogen-ext's client finds itself for a model it knows, or
+    GENERIC_INFO: its constructor raises ValueError for a name that is not in its table."""
     try:
-        info: ModelInfo = module.get_info(name)
-        return info
-    except (KeyError, ValueError):
-        return _GENERIC_INFO
+        return make(**kwargs)
+    except ValueError as exc:
+        if "model_info" not in str(exc):
+            raise
+    return make(**kwargs, model_info=GENERIC_INFO)
 
 
 def _env(name: str) -> str | None:
@@ -53,20 +63,17 @@ def build_remote(ref: ModelRef) -> ChatCompletionClient:
 
 
 def _openai(ref: ModelRef) -> ChatCompletionClient:
-    from autogen_ext.models.openai import OpenAIChatCompletionClient, _model_info
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
 
     key = _need("openai", "OPENAI_API_KEY")
     kwargs: dict[str, Any] = {}
     if _env("OPENAI_BASE_URL"):
         kwargs["base_url"] = _env("OPENAI_BASE_URL")
-    return OpenAIChatCompletionClient(
-        model=ref.name, api_key=key, model_info=_info(_model_info, ref.name), max_retries=0,
-        **kwargs,
-    )
+    return with_known_info(OpenAIChatCompletionClient, model=ref.name, api_key=key, max_retries=0, **kwargs)
 
 
 def _azure(ref: ModelRef) -> ChatCompletionClient:
-    from autogen_ext.models.openai import AzureOpenAIChatCompletionClient, _model_info
+    from autogen_ext.models.openai import AzureOpenAIChatCompletionClient
 
     endpoint = _need("azure", "AZURE_OPENAI_ENDPOINT")
     key = _env("AZURE_OPENAI_API_KEY")
@@ -76,40 +83,47 @@ def _azure(ref: ModelRef) -> ChatCompletionClient:
     if version is None:
         raise MissingKeyError("azure", "OPENAI_API_VERSION", "(the API version, e.g. 2024-10-21)")
     model = _env("PARLEY_AZURE_MODEL") or ref.name
-    return AzureOpenAIChatCompletionClient(
-        azure_deployment=ref.name, model=model, azure_endpoint=endpoint, api_key=key,
-        api_version=version, model_info=_info(_model_info, model), max_retries=0,
+    return with_known_info(
+        AzureOpenAIChatCompletionClient,
+        azure_deployment=ref.name,
+        model=model,
+        azure_endpoint=endpoint,
+        api_key=key,
+        api_version=version,
+        max_retries=0,
     )
 
 
 def _anthropic(ref: ModelRef) -> ChatCompletionClient:
-    from autogen_ext.models.anthropic import AnthropicChatCompletionClient, _model_info
+    from autogen_ext.models.anthropic import AnthropicChatCompletionClient
 
     key = _need("anthropic", "ANTHROPIC_API_KEY")
     kwargs: dict[str, Any] = {}
     if _env("ANTHROPIC_BASE_URL"):
         kwargs["base_url"] = _env("ANTHROPIC_BASE_URL")
-    return AnthropicChatCompletionClient(
-        model=ref.name, api_key=key, model_info=_info(_model_info, ref.name), max_tokens=2048, max_retries=0,
-        **kwargs,
+    return with_known_info(
+        AnthropicChatCompletionClient, model=ref.name, api_key=key, max_tokens=2048, max_retries=0, **kwargs
     )
 
 
 def _ollama(ref: ModelRef) -> ChatCompletionClient:
-    from autogen_ext.models.ollama import OllamaChatCompletionClient, _model_info
+    from autogen_ext.models.ollama import OllamaChatCompletionClient
 
     host = _env("OLLAMA_HOST") or "http://127.0.0.1:11434"
     if not host.startswith(("http://", "https://")):
         host = f"http://{host}"
-    return OllamaChatCompletionClient(model=ref.name, host=host, model_info=_info(_model_info, ref.name))
+    return with_known_info(OllamaChatCompletionClient, model=ref.name, host=host)
 
 
 def _compatible(ref: ModelRef) -> ChatCompletionClient:
     from autogen_ext.models.openai import OpenAIChatCompletionClient
 
     return OpenAIChatCompletionClient(
-        model=ref.name, base_url=ref.base_url, api_key=_env("PARLEY_COMPATIBLE_API_KEY") or "not-needed",
-        model_info=_GENERIC_INFO, max_retries=0,
+        model=ref.name,
+        base_url=ref.base_url,
+        api_key=_env("PARLEY_COMPATIBLE_API_KEY") or "not-needed",
+        model_info=GENERIC_INFO,
+        max_retries=0,
     )
 
 

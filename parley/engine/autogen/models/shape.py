@@ -56,6 +56,7 @@ PROFILES = {
     "azure": OPENAI,
     # parley's own model follows the OpenAI client, so that the scripted path is the production path.
     "scripted": OPENAI,
+    "function": OPENAI,  # a function model reads each message's speaker from parley's own message type
     # llama.cpp, vLLM, LM Studio, Ollama's /v1: the chat template never shows `name` to the model.
     "compatible": NAMELESS,
     "ollama": NAMELESS,  # autogen-ext's Ollama client drops `name` (its own TODO says so)
@@ -80,7 +81,11 @@ def shape(messages: Sequence[LLMMessage], backend: str) -> list[LLMMessage]:
     prof = profile_of(backend)
     out: list[LLMMessage] = []
     for m in messages:
-        if isinstance(m, SystemMessage) and prof.one_system and any(not isinstance(p, SystemMessage) for p in out):
+        if (
+            isinstance(m, SystemMessage)
+            and prof.one_system
+            and any(not isinstance(p, SystemMessage) for p in out)
+        ):
             m = UserMessage(content=m.content, source=HUMAN)  # a summary or note inserted mid-history
         if isinstance(m, UserMessage) and prof.names_in_text:
             m = _named(m)
@@ -90,8 +95,12 @@ def shape(messages: Sequence[LLMMessage], backend: str) -> list[LLMMessage]:
         if isinstance(m, AssistantMessage) and isinstance(prev, AssistantMessage) and _text_only(m, prev):
             out[-1] = prev.model_copy(update={"content": f"{prev.content}\n\n{m.content}"})
         elif isinstance(m, UserMessage) and isinstance(prev, UserMessage) and prof.names_in_text:
-            out[-1] = prev.model_copy(update={"content": _joined(prev.content, m.content), "source": HUMAN
-                                              if HUMAN in (prev.source, m.source) else prev.source})
+            out[-1] = prev.model_copy(
+                update={
+                    "content": _joined(prev.content, m.content),
+                    "source": HUMAN if HUMAN in (prev.source, m.source) else prev.source,
+                }
+            )
         else:
             out.append(m)
     if out:
@@ -115,8 +124,11 @@ def _object_arguments(m: AssistantMessage) -> AssistantMessage:
             ok = isinstance(json.loads(call.arguments), dict)
         except (ValueError, TypeError, RecursionError):
             ok = False
-        calls.append(call if ok else FunctionCall(id=call.id, name=call.name,
-                                                  arguments=json.dumps({"arguments": call.arguments})))
+        calls.append(
+            call
+            if ok
+            else FunctionCall(id=call.id, name=call.name, arguments=json.dumps({"arguments": call.arguments}))
+        )
     return m.model_copy(update={"content": calls})
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from ._tokens import count_text
+from ....models import count_text
 
 ARG_PIECES = 3
 """A streamed tool call's arguments arrive in this many pieces (at most), as real servers split them."""
@@ -103,13 +103,17 @@ def check_openai(messages: Sequence[Any]) -> None:
         role = m["role"]
         if role == "tool":
             if m.get("tool_call_id") not in open_ids:
-                raise BadRequest(f"messages[{i}]: a message with role 'tool' must be a response to a preceding "
-                                 f"message with 'tool_calls' (tool_call_id {m.get('tool_call_id')!r})")
+                raise BadRequest(
+                    f"messages[{i}]: a message with role 'tool' must be a response to a preceding "
+                    f"message with 'tool_calls' (tool_call_id {m.get('tool_call_id')!r})"
+                )
             open_ids.discard(m["tool_call_id"])
             continue
         if open_ids:
-            raise BadRequest(f"messages[{i}]: an assistant message with 'tool_calls' must be followed by tool "
-                             f"messages responding to each 'tool_call_id' (missing: {', '.join(sorted(open_ids))})")
+            raise BadRequest(
+                f"messages[{i}]: an assistant message with 'tool_calls' must be followed by tool "
+                f"messages responding to each 'tool_call_id' (missing: {', '.join(sorted(open_ids))})"
+            )
         if role == "assistant":
             ids = [c.get("id") for c in m.get("tool_calls") or [] if isinstance(c, dict)]
             if len(set(ids)) != len(ids):
@@ -128,16 +132,21 @@ def check_anthropic(messages: Sequence[Any]) -> None:
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
             raise BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
-        blocks = [b for b in m.get("content") or [] if isinstance(b, dict)] if isinstance(m.get("content"), list) \
+        blocks = (
+            [b for b in m.get("content") or [] if isinstance(b, dict)]
+            if isinstance(m.get("content"), list)
             else []
+        )
         if m["role"] == "assistant":
             used = {b.get("id") for b in blocks if b.get("type") == "tool_use"}
             continue
         for b in blocks:
             if b.get("type") == "tool_result" and b.get("tool_use_id") not in used:
-                raise BadRequest(f"messages.{i}: unexpected `tool_use_id` found in `tool_result` blocks: "
-                                 f"{b.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
-                                 f"`tool_use` block in the previous message.")
+                raise BadRequest(
+                    f"messages.{i}: unexpected `tool_use_id` found in `tool_result` blocks: "
+                    f"{b.get('tool_use_id')}. Each `tool_result` block must have a corresponding "
+                    f"`tool_use` block in the previous message."
+                )
         used = set()
 
 
@@ -156,7 +165,7 @@ def capped(answer: Answer, cap: int | None) -> Answer:
     """The answer cut at `cap` tokens, as a server stops generating there (tool calls are left whole)."""
     if cap is None or answer.text is None or count_text(answer.text) <= cap:
         return answer
-    from ._tokens import encoding
+    from ....models import encoding
 
     tokens = encoding().encode(answer.text, disallowed_special=())
     return replace(answer, text=encoding().decode(tokens[:cap]), cut=True)
@@ -201,7 +210,7 @@ def _pieces(text: str, n: int = ARG_PIECES) -> list[str]:
     if not text:
         return [""]
     size = max(1, -(-len(text) // n))
-    return [text[i:i + size] for i in range(0, len(text), size)]
+    return [text[i : i + size] for i in range(0, len(text), size)]
 
 
 def _sse(data: Any, event: str | None = None) -> str:
@@ -218,29 +227,46 @@ def openai_reflecting(body: Mapping[str, Any]) -> bool:
 
 def _openai_message(answer: Answer) -> dict[str, Any]:
     if answer.calls:
-        return {"role": "assistant", "content": None, "tool_calls": [
-            {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
-            for c in answer.calls]}
+        return {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in answer.calls
+            ],
+        }
     return {"role": "assistant", "content": answer.text}
 
 
 def _openai_usage(answer: Answer) -> dict[str, int]:
     completion = _completion_tokens(answer)
-    return {"prompt_tokens": answer.prompt_tokens, "completion_tokens": completion,
-            "total_tokens": answer.prompt_tokens + completion}
+    return {
+        "prompt_tokens": answer.prompt_tokens,
+        "completion_tokens": completion,
+        "total_tokens": answer.prompt_tokens + completion,
+    }
 
 
 def openai_whole(answer: Answer, model: str) -> dict[str, Any]:
-    return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": [{"index": 0, "message": _openai_message(answer),
-                                         "finish_reason": answer.finish,
-                                         "logprobs": None}],
-            "usage": _openai_usage(answer)}
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [
+            {"index": 0, "message": _openai_message(answer), "finish_reason": answer.finish, "logprobs": None}
+        ],
+        "usage": _openai_usage(answer),
+    }
 
 
 async def openai_stream(answer: Answer, model: str, usage: bool) -> AsyncIterator[str]:
-    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": model}
+    head = {
+        "id": f"chatcmpl-{uuid.uuid4().hex}",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": model,
+    }
 
     def chunk(delta: dict[str, Any], finish: str | None = None) -> str:
         body = {**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}]}
@@ -253,8 +279,18 @@ async def openai_stream(answer: Answer, model: str, usage: bool) -> AsyncIterato
         await asyncio.sleep(answer.delay_s)
         for i, call in enumerate(answer.calls):
             # The first piece names the call; its arguments follow in pieces, keyed by the call's index only.
-            yield chunk({"tool_calls": [{"index": i, "id": call.id, "type": "function",
-                                         "function": {"name": call.name, "arguments": ""}}]})
+            yield chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": i,
+                            "id": call.id,
+                            "type": "function",
+                            "function": {"name": call.name, "arguments": ""},
+                        }
+                    ]
+                }
+            )
             for piece in _pieces(call.arguments):
                 yield chunk({"tool_calls": [{"index": i, "function": {"arguments": piece}}]})
         yield chunk({}, "tool_calls")
@@ -290,43 +326,78 @@ def _tool_input(arguments: str) -> Any:
 
 def _anthropic_blocks(answer: Answer) -> list[dict[str, Any]]:
     if answer.calls:
-        return [{"type": "tool_use", "id": c.id, "name": c.name, "input": _tool_input(c.arguments)}
-                for c in answer.calls]
+        return [
+            {"type": "tool_use", "id": c.id, "name": c.name, "input": _tool_input(c.arguments)}
+            for c in answer.calls
+        ]
     return [{"type": "text", "text": answer.text or ""}]
 
 
 def anthropic_whole(answer: Answer, model: str) -> dict[str, Any]:
-    return {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": model,
-            "content": _anthropic_blocks(answer), "stop_reason": _STOP[answer.finish],
-            "stop_sequence": None,
-            "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": _completion_tokens(answer)}}
+    return {
+        "id": f"msg_{uuid.uuid4().hex}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": _anthropic_blocks(answer),
+        "stop_reason": _STOP[answer.finish],
+        "stop_sequence": None,
+        "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": _completion_tokens(answer)},
+    }
 
 
 async def anthropic_stream(answer: Answer, model: str) -> AsyncIterator[str]:
-    message = {"id": f"msg_{uuid.uuid4().hex}", "type": "message", "role": "assistant", "model": model,
-               "content": [], "stop_reason": None, "stop_sequence": None,
-               "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": 0}}
+    message = {
+        "id": f"msg_{uuid.uuid4().hex}",
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": [],
+        "stop_reason": None,
+        "stop_sequence": None,
+        "usage": {"input_tokens": answer.prompt_tokens, "output_tokens": 0},
+    }
     yield _sse({"type": "message_start", "message": message}, "message_start")
     if answer.calls:
         await asyncio.sleep(answer.delay_s)
         for i, call in enumerate(answer.calls):
-            yield _sse({"type": "content_block_start", "index": i,
-                        "content_block": {"type": "tool_use", "id": call.id, "name": call.name, "input": {}}},
-                       "content_block_start")
+            yield _sse(
+                {
+                    "type": "content_block_start",
+                    "index": i,
+                    "content_block": {"type": "tool_use", "id": call.id, "name": call.name, "input": {}},
+                },
+                "content_block_start",
+            )
             for piece in _pieces(call.arguments):
-                yield _sse({"type": "content_block_delta", "index": i,
-                            "delta": {"type": "input_json_delta", "partial_json": piece}}, "content_block_delta")
+                yield _sse(
+                    {
+                        "type": "content_block_delta",
+                        "index": i,
+                        "delta": {"type": "input_json_delta", "partial_json": piece},
+                    },
+                    "content_block_delta",
+                )
             yield _sse({"type": "content_block_stop", "index": i}, "content_block_stop")
     else:
-        yield _sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                   "content_block_start")
+        yield _sse(
+            {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+            "content_block_start",
+        )
         words = _words(answer.text or "")
         for word in words:
             await asyncio.sleep(answer.delay_s / len(words))
-            yield _sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
-                       "content_block_delta")
+            yield _sse(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": word}},
+                "content_block_delta",
+            )
         yield _sse({"type": "content_block_stop", "index": 0}, "content_block_stop")
-    yield _sse({"type": "message_delta", "delta": {"stop_reason": _STOP[answer.finish],
-                                                    "stop_sequence": None},
-                "usage": {"output_tokens": _completion_tokens(answer)}}, "message_delta")
+    yield _sse(
+        {
+            "type": "message_delta",
+            "delta": {"stop_reason": _STOP[answer.finish], "stop_sequence": None},
+            "usage": {"output_tokens": _completion_tokens(answer)},
+        },
+        "message_delta",
+    )
     yield _sse({"type": "message_stop"}, "message_stop")

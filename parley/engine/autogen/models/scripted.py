@@ -1,0 +1,116 @@
+"""The scripted model's client: a ChatCompletionClient answering one role (or the selector, or the summariser)
+from a parley.models.ScriptedModel, in process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import AsyncGenerator, Mapping, Sequence
+from typing import Any
+
+from autogen_core import CancellationToken, FunctionCall
+from autogen_core.models import CreateResult, FunctionExecutionResultMessage, LLMMessage, ModelInfo
+from autogen_core.tools import Tool, ToolSchema
+
+from ....models import CallsReply, JsonReply, Reply, ScriptCall, ScriptedModel, ToolReply, Traits
+from .own import OwnClient
+
+SCRIPTED_INFO: ModelInfo = {
+    "vision": False,
+    "function_calling": True,
+    "json_output": True,
+    "family": "unknown",
+    # Its text is the script's: a pick is never bound to a JSON schema (parsed instead, as the script says it).
+    "structured_output": False,
+    "multiple_system_messages": True,
+}
+
+
+def reflection_answer(messages: Sequence[LLMMessage], tools: Sequence[Any]) -> str | None:
+    """The answer to AutoGen's reflection call (tool results just in, no tools offered), which takes no script
+    reply: the results' text joined by newlines, what a ToolCallSummaryMessage carries (the replay server
+    answers the same). None for any other request."""
+    if tools or not messages or not isinstance(messages[-1], FunctionExecutionResultMessage):
+        return None
+    return "\n".join(r.content for r in messages[-1].content)
+
+
+class ScriptedClient(OwnClient):
+    """A ChatCompletionClient answering from a script for one role (or the selector)."""
+
+    info = SCRIPTED_INFO
+    traits = Traits(reasks=False)  # every call takes the script's next reply: a vote is never asked twice
+
+    def __init__(self, model: ScriptedModel, who: str) -> None:
+        super().__init__()
+        self.script = model
+        self.who = who
+
+    def _result(self, reply: Reply) -> CreateResult:
+        if isinstance(reply, (ToolReply, CallsReply)):
+            calls = [
+                FunctionCall(
+                    id=r.id if r.id is not None else f"call_{uuid.uuid4().hex[:12]}",
+                    name=r.tool,
+                    arguments=r.raw_args if r.raw_args is not None else json.dumps(r.args),
+                )
+                for r in (reply.calls if isinstance(reply, CallsReply) else [reply])
+            ]
+            return CreateResult(
+                finish_reason="function_calls", content=calls, usage=self._usage, cached=False
+            )
+        text = json.dumps(reply.json_) if isinstance(reply, JsonReply) else reply
+        return CreateResult(finish_reason="stop", content=text, usage=self._usage, cached=False)
+
+    def _answer(self, messages: Sequence[LLMMessage], tools: Sequence[Any]) -> tuple[CreateResult, float]:
+        """The result for this request and the seconds it takes (the script's `delay_s`; none for a reflection)."""
+        reflected = reflection_answer(messages, tools)
+        if reflected is not None:
+            return CreateResult(finish_reason="stop", content=reflected, usage=self._usage, cached=False), 0.0
+        reply = self.script.next_reply(self.who, messages)
+        self.script.calls.append(ScriptCall(self.who, list(messages)))
+        return self._result(reply), self.script.script.delay_s
+
+    async def _pause(self, seconds: float, token: CancellationToken | None) -> None:
+        if seconds <= 0:
+            return
+        fut = asyncio.ensure_future(asyncio.sleep(seconds))
+        if token is not None:
+            token.link_future(fut)
+        await fut
+
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = (),
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
+        result, delay = self._answer(messages, tools)
+        await self._pause(delay, cancellation_token)
+        return result
+
+    async def create_stream(  # type: ignore[override]
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = (),
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> AsyncGenerator[str | CreateResult, None]:
+        result, delay = self._answer(messages, tools)
+        if isinstance(result.content, str) and result.content:
+            chunks = re.findall(r"\S+\s*|\s+", result.content)
+            for chunk in chunks:
+                await self._pause(delay / len(chunks), cancellation_token)
+                yield chunk
+        else:
+            await self._pause(delay, cancellation_token)
+        yield result
