@@ -313,3 +313,20 @@ async def test_a_page_reopened_while_the_run_goes_on_loses_nothing_the_run_shows
     assert any("Too concentrated" in t for t in texts) and any("Run ended" in t for t in texts), texts
     assert [d for e, d in new.sent[: new.sent.index(("resume_thread", thread))] if e == "new_message"] == []
     assert not [d for e, d in old.sent if e == "new_message" and "Too concentrated" in d["output"]]
+
+
+def test_the_login_page_has_words_for_the_rate_limit_in_every_language_chainlit_ships() -> None:
+    """The refusal's words come from .chainlit/translations (Chainlit's own mechanism): a language Chainlit adds,
+    or a file regenerated without parley's key, would show the login page a bare key instead."""
+    import json
+
+    from chainlit.config import TRANSLATIONS_DIR
+
+    from parley.web._ratelimit import PAGE_KEY, REFUSAL
+
+    ours = Path(__file__).resolve().parents[1] / ".chainlit" / "translations"
+    shipped = sorted(p.name for p in Path(TRANSLATIONS_DIR).glob("*.json"))
+    assert shipped, "Chainlit ships no translations any more: check how its login page words its errors"
+    for name in shipped:
+        translation = json.loads((ours / name).read_text(encoding="utf-8"))
+        assert translation["auth"]["login"]["errors"][PAGE_KEY] == REFUSAL, name
