@@ -12,12 +12,29 @@ from _support import team_yaml
 
 from parley.cli import main
 from parley.errors import TeamFileError
-from parley.evals import Runner, load_suite, plan, variants
+from parley.evals import Expectation, Observed, Runner, check, load_suite, plan, variants
+from parley.events import (
+    EscalationEvent,
+    Event,
+    FileEvent,
+    MessageEvent,
+    Position,
+    RunResult,
+    SubtaskEvent,
+    ToolCallEvent,
+    VoteEvent,
+)
 
 Write = Callable[[str, str], Path]
 
-TEAM = team_yaml("round_robin", roles=("clerk", "checker"), max_turns=4, stop_text="DONE", stop_from=("checker",),
-                 tools={"clerk": ["calculate", "ask_human"]})
+TEAM = team_yaml(
+    "round_robin",
+    roles=("clerk", "checker"),
+    max_turns=4,
+    stop_text="DONE",
+    stop_from=("checker",),
+    tools={"clerk": ["calculate", "ask_human"]},
+)
 
 
 def _suite(write: Write, scenarios: str) -> Path:
@@ -30,9 +47,12 @@ async def _records(path: Path, concurrency: int = 1) -> list[dict[str, Any]]:
     return await runner.run(plan([load_suite(path)], variants([])), concurrency)
 
 
-def test_bad_suites_are_refused_with_file_and_line_before_anything_runs(write: Write,
-                                                                        capsys: pytest.CaptureFixture[str]) -> None:
-    path = write("bad.yaml", """
+def test_bad_suites_are_refused_with_file_and_line_before_anything_runs(
+    write: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(
+        "bad.yaml",
+        """
         suite: s
         scenarios:
           - name: a
@@ -45,7 +65,8 @@ def test_bad_suites_are_refused_with_file_and_line_before_anything_runs(write: W
             human:
               - at_turn: 1
               - approve: issue_refund
-    """)
+    """,
+    )
     with pytest.raises(TeamFileError) as err:
         load_suite(path)
     text = str(err.value)
@@ -55,12 +76,15 @@ def test_bad_suites_are_refused_with_file_and_line_before_anything_runs(write: W
     assert "a human step starts with at_turn:, approval:, escalation: or question:" in text
     assert main(["eval", str(path), "--no-save"]) == 2
     assert "bad.yaml:" in capsys.readouterr().err
-    path = write("bad2.yaml", """
+    path = write(
+        "bad2.yaml",
+        """
         suite: s
         scenarios:
           - {name: a, team: customer-support, task: hi}
           - {name: a, task: hi, model: gpt4}
-    """)
+    """,
+    )
     with pytest.raises(TeamFileError) as err:
         load_suite(path)
     text = str(err.value)
@@ -75,9 +99,14 @@ FAILING = {
     "final_matches": ("final_matches: 'total\\s+\\d+'", "the final answer does not match /total\\s+\\d+/"),
     "spoke": ("spoke: [clerk, auditor]", "auditor never spoke"),
     "not_spoke": ("not_spoke: [checker]", "checker spoke"),
-    "speaker_order": ("speaker_order: [checker, clerk]", "first appearances were clerk → checker, not checker → clerk"),
-    "tool_called": ("tool_called: {name: calculate, args_contain: {expression: '2+2'}}",
-                    "no call to calculate had arguments {'expression': '2+2'}"),
+    "speaker_order": (
+        "speaker_order: [checker, clerk]",
+        "first appearances were clerk → checker, not checker → clerk",
+    ),
+    "tool_called": (
+        "tool_called: {name: calculate, args_contain: {expression: '2+2'}}",
+        "no call to calculate had arguments {'expression': '2+2'}",
+    ),
     "tool_not_called": ("tool_not_called: calculate", "calculate was called 1 time(s)"),
     "escalated": ("escalated: true", "no escalation was raised"),
     "stop_reason": ("stop_reason: max_turns", "the run stopped with stop_text (checker said DONE)"),
@@ -93,19 +122,25 @@ FAILING = {
 @pytest.mark.parametrize("kind", sorted(FAILING))
 async def test_every_expectation_kind_can_fail_and_says_why(write: Write, kind: str) -> None:
     expectation, message = FAILING[kind]
-    write("s.yaml", """
+    write(
+        "s.yaml",
+        """
         roles:
           clerk: [{tool: calculate, args: {expression: "6*7"}}, "The answer is 42"]
           checker: ["Checked. DONE"]
-    """)
-    path = _suite(write, f"""
+    """,
+    )
+    path = _suite(
+        write,
+        f"""
   - name: broken
     task: Work out 6*7
     model: scripted:s.yaml
     expect:
       - {expectation}
       - stop_reason: stop_text
-""")
+""",
+    )
     [record] = await _records(path)
     first, second = record["expectations"]
     assert first["kind"] == kind and first["outcome"] == "failed" and message in first["message"]
@@ -115,13 +150,17 @@ async def test_every_expectation_kind_can_fail_and_says_why(write: Write, kind: 
 
 async def test_the_judge_is_skipped_never_passed_without_a_live_model(write: Write) -> None:
     write("s.yaml", "roles:\n  clerk: ['42']\n  checker: ['DONE']\n")
-    path = _suite(write, "  - {name: j, task: t, model: scripted:s.yaml, expect: [{judge: 'Is it right?'}]}\n")
+    path = _suite(
+        write, "  - {name: j, task: t, model: scripted:s.yaml, expect: [{judge: 'Is it right?'}]}\n"
+    )
     [record] = await _records(path)
     assert [e["outcome"] for e in record["expectations"]] == ["skipped"] and record["passed"] is True
 
 
 async def test_the_scripted_human_acts_at_the_right_turn(write: Write) -> None:
-    write("s.yaml", """
+    write(
+        "s.yaml",
+        """
         roles:
           clerk:
             - "Draft one"
@@ -129,8 +168,11 @@ async def test_the_scripted_human_acts_at_the_right_turn(write: Write) -> None:
               args: {question: "Which currency?"}
             - "Total 42 EUR"
           checker: ["Needs the currency", "Correct. DONE"]
-    """)
-    path = _suite(write, """
+    """,
+    )
+    path = _suite(
+        write,
+        """
   - name: human
     task: Total the invoice
     model: scripted:s.yaml
@@ -141,11 +183,15 @@ async def test_the_scripted_human_acts_at_the_right_turn(write: Write) -> None:
         answer: "EUR"
     expect:
       - final_contains: DONE
-""")
+""",
+    )
     runner = Runner(store=None)
     [record] = await runner.run(plan([load_suite(path)], variants([])))
     assert record["passed"], record["expectations"]
-    assert record["human"] == ["after turn 2: say 'Use euros'", "turn 3: answered 'Which currency?' with 'EUR'"]
+    assert record["human"] == [
+        "after turn 2: say 'Use euros'",
+        "turn 3: answered 'Which currency?' with 'EUR'",
+    ]
     said = [(m["turn"], m["source"], m["content"]) for m in record["transcript"]]
     assert said[:2] == [(1, "clerk", "Draft one"), (2, "checker", "Needs the currency")]
     assert said[-1] == (4, "checker", "Correct. DONE")
@@ -153,10 +199,14 @@ async def test_the_scripted_human_acts_at_the_right_turn(write: Write) -> None:
 
 async def test_escalations_from_the_scripted_human(write: Write) -> None:
     team = team_yaml("round_robin", roles=("clerk",), max_turns=1).replace(
-        "    prompt: You are clerk.\n", "    prompt: You are clerk.\n    validate: {contains: [EUR], retries: 0}\n")
+        "    prompt: You are clerk.\n",
+        "    prompt: You are clerk.\n    validate: {contains: [EUR], retries: 0}\n",
+    )
     write("team.yaml", team)
     write("s.yaml", "roles:\n  clerk: ['42 dollars', 'Still 42 dollars']\n")
-    path = write("suite.yaml", """
+    path = write(
+        "suite.yaml",
+        """
         suite: t
         defaults: {team: team.yaml}
         scenarios:
@@ -169,7 +219,8 @@ async def test_escalations_from_the_scripted_human(write: Write) -> None:
             task: Total it
             model: scripted:s.yaml
             expect: [{stop_reason: escalation}]
-    """)
+    """,
+    )
     settled, unanswered = await _records(path)
     assert settled["passed"], settled["expectations"]
     assert settled["human"] == ["turn 1: validation escalation: wrote '42 EUR'"]
@@ -180,25 +231,33 @@ async def test_escalations_from_the_scripted_human(write: Write) -> None:
 
 
 async def test_concurrency_gives_the_same_results(write: Write) -> None:
-    write("s.yaml", """
+    write(
+        "s.yaml",
+        """
         roles:
           clerk: [{tool: calculate, args: {expression: "6*7"}}, "The answer is 42"]
           checker: ["Checked. DONE"]
         delay_s: 0.05
-    """)
-    scenarios = "".join(f"""
+    """,
+    )
+    scenarios = "".join(
+        f"""
   - name: s{i}
     task: Work out 6*7 ({i})
     model: scripted:s.yaml
     repeat: 2
     expect: [{{final_contains: DONE}}, {{tool_called: calculate}}, {{max_turns: {1 + i % 2}}}]
-""" for i in range(4))
+"""
+        for i in range(4)
+    )
     path = _suite(write, scenarios)
 
     def comparable(records: list[dict[str, Any]]) -> list[str]:
         drop = {"latency_s", "run_id"}
-        return sorted(json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True, default=str)
-                      for r in records)
+        return sorted(
+            json.dumps({k: v for k, v in r.items() if k not in drop}, sort_keys=True, default=str)
+            for r in records
+        )
 
     one = await _records(path, concurrency=1)
     four = await _records(path, concurrency=4)
@@ -207,12 +266,17 @@ async def test_concurrency_gives_the_same_results(write: Write) -> None:
 
 
 async def test_approvals_from_the_scripted_human(write: Write) -> None:
-    write("s.yaml", """
+    write(
+        "s.yaml",
+        """
         roles:
           billing: [{tool: issue_refund, args: {order_id: 1042, amount: 1.0, reason: broken}}, "Refunded."]
         selector: [billing, billing]
-    """)
-    path = write("suite.yaml", """
+    """,
+    )
+    path = write(
+        "suite.yaml",
+        """
         suite: t
         scenarios:
           - name: approved
@@ -229,20 +293,28 @@ async def test_approvals_from_the_scripted_human(write: Write) -> None:
             max_turns: 2
             human: [{approval: any, decision: deny, reason: "over the limit"}]
             expect: [{tool_called: issue_refund}]
-    """)
+    """,
+    )
     approved, denied = await _records(path)
     assert approved["passed"] and approved["human"] == ["turn 1: issue_refund approved"]
-    assert "Refunded 1.00" in approved["transcript"][0]["content"] or "refund" in approved["transcript"][0]["content"].lower()
+    assert (
+        "Refunded 1.00" in approved["transcript"][0]["content"]
+        or "refund" in approved["transcript"][0]["content"].lower()
+    )
     assert denied["human"] == ["turn 1: issue_refund denied"]
     assert "denied: over the limit" in denied["transcript"][0]["content"]
 
 
-def test_the_command_writes_the_three_reports_and_exits_by_outcome(write: Write, tmp_path: Path,
-                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_writes_the_three_reports_and_exits_by_outcome(
+    write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write("s.yaml", "roles:\n  clerk: ['The answer is 42']\n  checker: ['Checked. DONE']\n")
-    path = _suite(write, """
+    path = _suite(
+        write,
+        """
   - {name: good, task: t, model: scripted:s.yaml, expect: [{final_contains: DONE}]}
-""")
+""",
+    )
     out = tmp_path / "out"
     assert main(["eval", str(path), "--out", str(out)]) == 0
     lines = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
@@ -251,7 +323,9 @@ def test_the_command_writes_the_three_reports_and_exits_by_outcome(write: Write,
     assert "<img" in (out / "report.html").read_text()
     stdout = capsys.readouterr().out
     assert "100% passed (1/1)" in stdout
-    bad = _suite(write, "  - {name: bad, task: t, model: scripted:s.yaml, expect: [{final_contains: nope}]}\n")
+    bad = _suite(
+        write, "  - {name: bad, task: t, model: scripted:s.yaml, expect: [{final_contains: nope}]}\n"
+    )
     assert main(["eval", str(bad), "--out", str(out), "--no-save"]) == 1
     assert "the final answer does not contain 'nope'" in (out / "summary.md").read_text()
 
@@ -264,12 +338,22 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(write: Write, tmp_path: Pa
     import time
 
     write("s.yaml", "roles:\n  clerk: ['The answer is 42']\n  checker: ['Checked. DONE']\ndelay_s: 1.0\n")
-    path = _suite(write, "".join(f"  - {{name: s{i}, task: t, model: scripted:s.yaml, expect: [{{final_contains: DONE}}]}}\n"
-                                 for i in range(6)))
+    path = _suite(
+        write,
+        "".join(
+            f"  - {{name: s{i}, task: t, model: scripted:s.yaml, expect: [{{final_contains: DONE}}]}}\n"
+            for i in range(6)
+        ),
+    )
     out = tmp_path / "out"
     parley = str(Path(sys.executable).parent / "parley")
-    proc = subprocess.Popen([parley, "eval", str(path), "--out", str(out), "--no-save"], stderr=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+    proc = subprocess.Popen(
+        [parley, "eval", str(path), "--out", str(out), "--no-save"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=dict(os.environ),
+    )
     assert proc.stderr is not None
     first = proc.stderr.readline()  # the progress line of the first finished scenario
     assert "1/6 done · 1 passed" in first
@@ -284,18 +368,101 @@ def test_ctrl_c_stops_cleanly_and_keeps_what_finished(write: Write, tmp_path: Pa
     assert (out / "report.html").is_file() and "wrote" in stdout
 
 
-def test_a_live_judge_grades_and_its_tokens_are_reported_apart(write: Write, tmp_path: Path,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_live_judge_grades_and_its_tokens_are_reported_apart(
+    write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     write("s.yaml", "roles:\n  clerk: ['The answer is 42']\n  checker: ['Checked. DONE']\n")
-    judge = write("judge.yaml", "roles:\n  judge: ['{\"answer\": \"yes\"}', '{\"answer\": \"no\"}']\n")
-    path = _suite(write, """
+    judge = write("judge.yaml", 'roles:\n  judge: [\'{"answer": "yes"}\', \'{"answer": "no"}\']\n')
+    path = _suite(
+        write,
+        """
   - {name: graded, task: t, model: scripted:s.yaml, expect: [{judge: 'Is the answer 42?'}]}
   - {name: failed, task: t, model: scripted:s.yaml, expect: [{judge: 'Is it in French?'}]}
-""")
+""",
+    )
     out = tmp_path / "out"
-    assert main(["eval", str(path), "--out", str(out), "--no-save", "--judge-model", f"scripted:{judge}"]) == 1
+    assert (
+        main(["eval", str(path), "--out", str(out), "--no-save", "--judge-model", f"scripted:{judge}"]) == 1
+    )
     lines = {x["scenario"]: x for x in map(json.loads, (out / "results.jsonl").read_text().splitlines())}
     assert [e["outcome"] for e in lines["graded"]["expectations"]] == ["passed"]
     assert [e["outcome"] for e in lines["failed"]["expectations"]] == ["failed"]
     stdout = capsys.readouterr().out
     assert f"judge (scripted:{judge}): 2 calls" in stdout and "not in the teams' figures" in stdout
+
+
+def _observed() -> Observed:
+    events: list[Event] = [
+        MessageEvent(source="clerk", content="Total 42", turn=1),
+        MessageEvent(source="checker", content="Checked", turn=2, kind="tool_summary"),
+        ToolCallEvent(
+            source="clerk", name="calculate", arguments={"expression": "6*7", "n": 1042}, call_id="a", turn=1
+        ),
+        EscalationEvent(
+            escalation_id="e", kind="tie", positions=[Position(who="a", text="x")], content="a tie", turn=2
+        ),
+        FileEvent(
+            name="decks/q3.pptx", path="/w/decks/q3.pptx", mime="application/x", size=1, tool="make_slides"
+        ),
+        VoteEvent(round=1, votes={"a": "invest"}, tally={"invest": 1}, outcome="majority", content="round 1"),
+        VoteEvent(
+            round=2,
+            votes={"a": "invest"},
+            tally={"invest": 1},
+            outcome="majority",
+            decision="Invest",
+            content="round 2",
+        ),
+        SubtaskEvent(subtask_id="s", worker="researcher", task="look", status="started"),
+    ]
+    result = RunResult(
+        stop_reason="stop_text",
+        turns=2,
+        content="Total 42 EUR. DONE",
+        prompt_tokens=90,
+        completion_tokens=10,
+        cost_usd=None,
+    )
+    return Observed(events=events, result=result, latency_s=0.5)
+
+
+PASSING: list[tuple[dict[str, Any], list[str]]] = [
+    ({"final_contains": "total 42"}, ["final answer: 'Total 42 EUR. DONE'"]),
+    ({"final_matches": r"\d+ EUR"}, ["final answer: 'Total 42 EUR. DONE'"]),
+    ({"spoke": ["clerk", "checker"]}, ["speakers: clerk, checker"]),
+    ({"not_spoke": ["auditor"]}, []),
+    ({"speaker_order": ["clerk", "checker"]}, ["speakers: clerk → checker"]),
+    ({"tool_called": "calculate"}, []),
+    ({"tool_called": {"name": "calculate", "args_contain": {"n": "1042"}}}, []),
+    ({"tool_not_called": "issue_refund"}, []),
+    ({"escalated": True}, ["[2] tie: a tie"]),
+    ({"stop_reason": "stop_text"}, []),
+    ({"max_turns": 2}, []),
+    ({"max_total_tokens": 100}, []),
+    ({"max_latency_s": 1.0}, []),
+    ({"file_written": "decks/*.pptx"}, ["files written: decks/q3.pptx"]),
+    ({"vote_decision": "invest"}, ["round 1", "round 2"]),
+    ({"delegated_to": ["researcher"]}, ["delegated to: researcher"]),
+]
+
+
+@pytest.mark.parametrize(("expectation", "evidence"), PASSING, ids=[next(iter(e)) for e, _ in PASSING])
+def test_every_expectation_kind_passes_on_what_the_run_did(
+    expectation: dict[str, Any], evidence: list[str]
+) -> None:
+    outcome = check(Expectation.model_validate(expectation), _observed())
+    assert (outcome.outcome, outcome.message, outcome.evidence) == ("passed", "", evidence)
+
+
+def test_an_unknown_cost_skips_the_cost_limit_and_a_tool_call_failure_names_the_tools_called() -> None:
+    seen = _observed()
+    cost = check(Expectation(max_cost_usd=0.01), seen)
+    assert (cost.outcome, cost.message) == ("skipped", "the cost is unknown (no price for this model)")
+    missing = check(Expectation(tool_called="web_search"), seen)
+    assert (missing.outcome, missing.message, missing.evidence) == (
+        "failed",
+        "web_search was never called",
+        ["tools called: calculate"],
+    )
+    spoke = check(Expectation(not_spoke=["checker"]), seen)
+    assert spoke.evidence == ["[2] checker: Checked"]

@@ -68,6 +68,10 @@ def _clip(text: str) -> str:
     return one_line(text, CLIP)
 
 
+def _final(seen: Observed) -> str:
+    return f"final answer: {_clip(seen.final)!r}"
+
+
 def _first_seen(speakers: list[str]) -> list[str]:
     out: list[str] = []
     for s in speakers:
@@ -81,114 +85,224 @@ def _tool_calls(seen: Observed) -> list[ToolCallEvent]:
 
 
 def _args_match(actual: Any, wanted: dict[str, Any]) -> bool:
-    return isinstance(actual, dict) and all(k in actual and str(actual[k]) == str(v) for k, v in wanted.items())
+    return isinstance(actual, dict) and all(
+        k in actual and str(actual[k]) == str(v) for k, v in wanted.items()
+    )
+
+
+def _verdict(kind: str, value: Any, ok: bool, why: str, evidence: list[str] | None = None) -> Outcome:
+    """Passed, or failed saying `why`; the evidence goes with either."""
+    return Outcome(kind, value, "passed" if ok else "failed", "" if ok else why, evidence or [])
+
+
+def _final_contains(exp: Expectation, seen: Observed) -> Outcome:
+    value = exp.value
+    return _verdict(
+        exp.kind,
+        value,
+        value.lower() in seen.final.lower(),
+        f"the final answer does not contain {value!r}",
+        [_final(seen)],
+    )
+
+
+def _final_matches(exp: Expectation, seen: Observed) -> Outcome:
+    kind, value = exp.kind, exp.value
+    try:
+        ok = pattern_found(value, seen.final)
+    except TimeoutError:  # a pattern that backtracks without end on this answer: bounded, and said so
+        return Outcome(
+            kind, value, "failed", f"{TOO_SLOW} (/{value}/, limit {PATTERN_TIMEOUT_S:g} s)", [_final(seen)]
+        )
+    except PatternError as exc:  # valid for Python's `re` (the suite loader's check) but not for `regex`
+        return Outcome(kind, value, "failed", f"the pattern /{value}/ cannot be used: {exc}", [_final(seen)])
+    return _verdict(kind, value, ok, f"the final answer does not match /{value}/", [_final(seen)])
+
+
+def _spoke(exp: Expectation, seen: Observed) -> Outcome:
+    said = set(seen.speakers)
+    missing = [r for r in exp.value if r not in said]
+    return _verdict(
+        exp.kind,
+        exp.value,
+        not missing,
+        f"{', '.join(missing)} never spoke",
+        [f"speakers: {', '.join(_first_seen(seen.speakers))}"],
+    )
+
+
+def _not_spoke(exp: Expectation, seen: Observed) -> Outcome:
+    said = set(seen.speakers)
+    spoke = [r for r in exp.value if r in said]
+    evidence = [f"[{m.turn}] {m.source}: {_clip(m.content)}" for m in seen.messages if m.source in spoke][:3]
+    return _verdict(exp.kind, exp.value, not spoke, f"{', '.join(spoke)} spoke", evidence)
+
+
+def _speaker_order(exp: Expectation, seen: Observed) -> Outcome:
+    value = exp.value
+    order = [s for s in _first_seen(seen.speakers) if s in value]
+    return _verdict(
+        exp.kind,
+        value,
+        order == list(value),
+        f"first appearances were {' → '.join(order) or 'none of them'}, not {' → '.join(value)}",
+        [f"speakers: {' → '.join(_first_seen(seen.speakers))}"],
+    )
+
+
+def _calls_of(seen: Observed, spec: ToolCalled | str | None) -> tuple[str, list[ToolCallEvent], list[str]]:
+    """The tool a spec names, its calls, and those calls as evidence."""
+    name = spec.name if isinstance(spec, ToolCalled) else str(spec)
+    calls = [c for c in _tool_calls(seen) if c.name == name]
+    return name, calls, [f"[{c.turn}] {c.source} called {c.name} {c.arguments}" for c in calls][:5]
+
+
+def _tool_called(exp: Expectation, seen: Observed) -> Outcome:
+    spec = exp.tool_called
+    name, calls, evidence = _calls_of(seen, spec)
+    wanted = spec.args_contain if isinstance(spec, ToolCalled) else {}
+    if any(_args_match(c.arguments, wanted) for c in calls):
+        return Outcome(exp.kind, exp.value, "passed")
+    why = f"{name} was never called" if not calls else f"no call to {name} had arguments {wanted}"
+    called = ", ".join(sorted({c.name for c in _tool_calls(seen)})) or "none"
+    return Outcome(exp.kind, exp.value, "failed", why, evidence or [f"tools called: {called}"])
+
+
+def _tool_not_called(exp: Expectation, seen: Observed) -> Outcome:
+    name, calls, evidence = _calls_of(seen, exp.tool_not_called)
+    return _verdict(exp.kind, exp.value, not calls, f"{name} was called {len(calls)} time(s)", evidence)
+
+
+def _escalated(exp: Expectation, seen: Observed) -> Outcome:
+    escalations = [e for e in seen.events if isinstance(e, EscalationEvent)]
+    why = "no escalation was raised" if exp.value else f"{len(escalations)} escalation(s) were raised"
+    return _verdict(
+        exp.kind,
+        exp.value,
+        bool(escalations) == exp.value,
+        why,
+        [f"[{e.turn}] {e.kind}: {_clip(e.content)}" for e in escalations][:3],
+    )
+
+
+def _stop_reason(exp: Expectation, seen: Observed) -> Outcome:
+    r = seen.result
+    return _verdict(
+        exp.kind, exp.value, r.stop_reason == exp.value, f"the run stopped with {r.stop_reason} ({r.detail})"
+    )
+
+
+def _max_turns(exp: Expectation, seen: Observed) -> Outcome:
+    turns = seen.result.turns
+    return _verdict(exp.kind, exp.value, turns <= exp.value, f"the run took {turns} turns")
+
+
+def _max_total_tokens(exp: Expectation, seen: Observed) -> Outcome:
+    total = seen.result.prompt_tokens + seen.result.completion_tokens
+    return _verdict(exp.kind, exp.value, total <= exp.value, f"the run used {total:,} tokens")
+
+
+def _max_cost_usd(exp: Expectation, seen: Observed) -> Outcome:
+    cost = seen.result.cost_usd
+    if cost is None:
+        return Outcome(exp.kind, exp.value, "skipped", "the cost is unknown (no price for this model)")
+    return _verdict(exp.kind, exp.value, cost <= exp.value, f"the run cost ${cost:.4f}")
+
+
+def _max_latency_s(exp: Expectation, seen: Observed) -> Outcome:
+    return _verdict(exp.kind, exp.value, seen.latency_s <= exp.value, f"the run took {seen.latency_s:.2f} s")
+
+
+def _file_written(exp: Expectation, seen: Observed) -> Outcome:
+    names = [e.name for e in seen.events if isinstance(e, FileEvent)]
+    return _verdict(
+        exp.kind,
+        exp.value,
+        any(fnmatch.fnmatch(n, exp.value) for n in names),
+        f"no file matching {exp.value} was written",
+        [f"files written: {', '.join(names) or 'none'}"],
+    )
+
+
+def _vote_decision(exp: Expectation, seen: Observed) -> Outcome:
+    votes = [e for e in seen.events if isinstance(e, VoteEvent)]
+    decided = next((e.decision for e in reversed(votes) if e.decision is not None), None)
+    why = f"the vote decided {decided!r}" if decided else "no vote was decided"
+    return _verdict(
+        exp.kind,
+        exp.value,
+        decided is not None and decided.lower() == str(exp.value).lower(),
+        why,
+        [_clip(e.content) for e in votes][:4],
+    )
+
+
+def _delegated_to(exp: Expectation, seen: Observed) -> Outcome:
+    workers = {e.worker for e in seen.events if isinstance(e, SubtaskEvent) and e.status == "started"}
+    missing = [w for w in exp.value if w not in workers]
+    return _verdict(
+        exp.kind,
+        exp.value,
+        not missing,
+        f"no sub-task went to {', '.join(missing)}",
+        [f"delegated to: {', '.join(sorted(workers)) or 'nobody'}"],
+    )
+
+
+CHECKS: dict[str, Callable[[Expectation, Observed], Outcome]] = {
+    "final_contains": _final_contains,
+    "final_matches": _final_matches,
+    "spoke": _spoke,
+    "not_spoke": _not_spoke,
+    "speaker_order": _speaker_order,
+    "tool_called": _tool_called,
+    "tool_not_called": _tool_not_called,
+    "escalated": _escalated,
+    "stop_reason": _stop_reason,
+    "max_turns": _max_turns,
+    "max_total_tokens": _max_total_tokens,
+    "max_cost_usd": _max_cost_usd,
+    "max_latency_s": _max_latency_s,
+    "file_written": _file_written,
+    "vote_decision": _vote_decision,
+    "delegated_to": _delegated_to,
+}
+"""Every expectation kind but `judge` (which needs a model: `check_all`)."""
 
 
 def check(exp: Expectation, seen: Observed) -> Outcome:
-    kind, value = exp.kind, exp.value
-    final = f"final answer: {_clip(seen.final)!r}"
-    if kind == "final_contains":
-        ok = value.lower() in seen.final.lower()
-        return Outcome(kind, value, "passed" if ok else "failed", "" if ok else f"the final answer does not contain {value!r}", [final])
-    if kind == "final_matches":
-        try:
-            ok = pattern_found(value, seen.final)
-        except TimeoutError:  # a pattern that backtracks without end on this answer: bounded, and said so
-            return Outcome(kind, value, "failed", f"{TOO_SLOW} (/{value}/, limit {PATTERN_TIMEOUT_S:g} s)", [final])
-        except PatternError as exc:  # valid for Python's `re` (the suite loader's check) but not for `regex`
-            return Outcome(kind, value, "failed", f"the pattern /{value}/ cannot be used: {exc}", [final])
-        return Outcome(kind, value, "passed" if ok else "failed", "" if ok else f"the final answer does not match /{value}/", [final])
-    said = set(seen.speakers)
-    if kind == "spoke":
-        missing = [r for r in value if r not in said]
-        return Outcome(kind, value, "failed" if missing else "passed",
-                       f"{', '.join(missing)} never spoke" if missing else "", [f"speakers: {', '.join(_first_seen(seen.speakers))}"])
-    if kind == "not_spoke":
-        spoke = [r for r in value if r in said]
-        evidence = [f"[{m.turn}] {m.source}: {_clip(m.content)}" for m in seen.messages if m.source in spoke][:3]
-        return Outcome(kind, value, "failed" if spoke else "passed", f"{', '.join(spoke)} spoke" if spoke else "", evidence)
-    if kind == "speaker_order":
-        order = [s for s in _first_seen(seen.speakers) if s in value]
-        ok = order == list(value)
-        return Outcome(kind, value, "passed" if ok else "failed",
-                       "" if ok else f"first appearances were {' → '.join(order) or 'none of them'}, not {' → '.join(value)}",
-                       [f"speakers: {' → '.join(_first_seen(seen.speakers))}"])
-    if kind in ("tool_called", "tool_not_called"):
-        spec = exp.tool_called if kind == "tool_called" else exp.tool_not_called
-        name = spec.name if isinstance(spec, ToolCalled) else str(spec)
-        wanted = spec.args_contain if isinstance(spec, ToolCalled) else {}
-        calls = [c for c in _tool_calls(seen) if c.name == name]
-        matching = [c for c in calls if _args_match(c.arguments, wanted)]
-        evidence = [f"[{c.turn}] {c.source} called {c.name} {c.arguments}" for c in calls][:5]
-        if kind == "tool_not_called":
-            return Outcome(kind, value, "failed" if calls else "passed", f"{name} was called {len(calls)} time(s)" if calls else "", evidence)
-        if matching:
-            return Outcome(kind, value, "passed")
-        why = f"{name} was never called" if not calls else f"no call to {name} had arguments {wanted}"
-        return Outcome(kind, value, "failed", why, evidence or [f"tools called: {', '.join(sorted({c.name for c in _tool_calls(seen)})) or 'none'}"])
-    if kind == "escalated":
-        escalations = [e for e in seen.events if isinstance(e, EscalationEvent)]
-        ok = bool(escalations) == value
-        return Outcome(kind, value, "passed" if ok else "failed",
-                       "" if ok else ("no escalation was raised" if value else f"{len(escalations)} escalation(s) were raised"),
-                       [f"[{e.turn}] {e.kind}: {_clip(e.content)}" for e in escalations][:3])
-    if kind == "stop_reason":
-        ok = seen.result.stop_reason == value
-        return Outcome(kind, value, "passed" if ok else "failed",
-                       "" if ok else f"the run stopped with {seen.result.stop_reason} ({seen.result.detail})")
-    return _check_limits(exp, seen)
+    try:
+        checker = CHECKS[exp.kind]
+    except KeyError:
+        raise AssertionError(f"unhandled expectation {exp.kind}") from None
+    return checker(exp, seen)
 
 
-def _check_limits(exp: Expectation, seen: Observed) -> Outcome:
-    kind, value, r = exp.kind, exp.value, seen.result
-    if kind == "max_turns":
-        ok = r.turns <= value
-        return Outcome(kind, value, "passed" if ok else "failed", "" if ok else f"the run took {r.turns} turns")
-    if kind == "max_total_tokens":
-        total = r.prompt_tokens + r.completion_tokens
-        ok = total <= value
-        return Outcome(kind, value, "passed" if ok else "failed", "" if ok else f"the run used {total:,} tokens")
-    if kind == "max_cost_usd":
-        if r.cost_usd is None:
-            return Outcome(kind, value, "skipped", "the cost is unknown (no price for this model)")
-        ok = r.cost_usd <= value
-        return Outcome(kind, value, "passed" if ok else "failed", "" if ok else f"the run cost ${r.cost_usd:.4f}")
-    if kind == "max_latency_s":
-        ok = seen.latency_s <= value
-        return Outcome(kind, value, "passed" if ok else "failed", "" if ok else f"the run took {seen.latency_s:.2f} s")
-    if kind == "file_written":
-        names = [e.name for e in seen.events if isinstance(e, FileEvent)]
-        ok = any(fnmatch.fnmatch(n, value) for n in names)
-        return Outcome(kind, value, "passed" if ok else "failed", "" if ok else f"no file matching {value} was written",
-                       [f"files written: {', '.join(names) or 'none'}"])
-    if kind == "vote_decision":
-        votes = [e for e in seen.events if isinstance(e, VoteEvent) and e.decision is not None]
-        decided = votes[-1].decision if votes else None
-        ok = decided is not None and decided.lower() == str(value).lower()
-        return Outcome(kind, value, "passed" if ok else "failed",
-                       "" if ok else (f"the vote decided {decided!r}" if decided else "no vote was decided"),
-                       [_clip(e.content) for e in seen.events if isinstance(e, VoteEvent)][:4])
-    if kind == "delegated_to":
-        workers = {e.worker for e in seen.events if isinstance(e, SubtaskEvent) and e.status == "started"}
-        missing = [w for w in value if w not in workers]
-        return Outcome(kind, value, "failed" if missing else "passed",
-                       f"no sub-task went to {', '.join(missing)}" if missing else "",
-                       [f"delegated to: {', '.join(sorted(workers)) or 'nobody'}"])
-    raise AssertionError(f"unhandled expectation {kind}")
-
-
-async def check_all(expectations: list[Expectation], seen: Observed, task: str, judge: Judge | None) -> list[Outcome]:
+async def check_all(
+    expectations: list[Expectation], seen: Observed, task: str, judge: Judge | None
+) -> list[Outcome]:
     out = []
     for exp in expectations:
         if exp.kind != "judge":
             out.append(check(exp, seen))
         elif judge is None:
-            out.append(Outcome("judge", exp.judge, "skipped", "needs a live judge model (--judge-model); not counted as passed"))
+            out.append(
+                Outcome(
+                    "judge",
+                    exp.judge,
+                    "skipped",
+                    "needs a live judge model (--judge-model); not counted as passed",
+                )
+            )
         else:
             try:
                 ok, reason = await judge(str(exp.judge), task, seen.transcript())
             except Exception as exc:
-                out.append(Outcome("judge", exp.judge, "skipped", f"the judge model failed: {type(exc).__name__}: {exc}"))
+                out.append(
+                    Outcome(
+                        "judge", exp.judge, "skipped", f"the judge model failed: {type(exc).__name__}: {exc}"
+                    )
+                )
                 continue
-            out.append(Outcome("judge", exp.judge, "passed" if ok else "failed", reason, [f"final answer: {_clip(seen.final)!r}"]))
+            out.append(Outcome("judge", exp.judge, "passed" if ok else "failed", reason, [_final(seen)]))
     return out
