@@ -38,12 +38,16 @@ def cap(text: str, limit: int) -> str:
     """`text`, cut to `limit` characters with the cut stated."""
     if len(text) <= limit:
         return text
-    return (f"{text[:limit]}\n[cut: the result has {len(text):,} characters; only the first {limit:,} are shown "
-            "(the MCP server's max_result_chars)]")
+    return (
+        f"{text[:limit]}\n[cut: the result has {len(text):,} characters; only the first {limit:,} are shown "
+        "(the MCP server's max_result_chars)]"
+    )
 
 
 def _size(data: bytes) -> str:
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR":  # read off the header: PIL refuses some PNGs
+    if (
+        data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR"
+    ):  # read off the header: PIL refuses some PNGs
         width, height = struct.unpack(">II", data[16:24])
         return f"{width}×{height}"
     try:
@@ -76,7 +80,10 @@ class _Saver:
 def _binary(saver: _Saver, b64: str, mime: str, what: str) -> tuple[str, Path | None]:
     size = len(b64) * 3 // 4 - b64[-2:].count("=")  # what it decodes to, without decoding it
     if size > MAX_BINARY:
-        return f"[{what}: {mime}, about {size:,} bytes, too large to keep (the limit is {MAX_BINARY:,})]", None
+        return (
+            f"[{what}: {mime}, about {size:,} bytes, too large to keep (the limit is {MAX_BINARY:,})]",
+            None,
+        )
     try:
         data = base64.b64decode(b64, validate=True)
     except (binascii.Error, ValueError):
@@ -107,7 +114,9 @@ def convert(result: types.CallToolResult, *, limit: int, folder: Path | None, st
             if isinstance(res, types.TextResourceContents):
                 parts.append(f"[resource {res.uri}]\n{res.text}")
             else:
-                text, _ = _binary(saver, res.blob, res.mimeType or "application/octet-stream", f"resource {res.uri}")
+                text, _ = _binary(
+                    saver, res.blob, res.mimeType or "application/octet-stream", f"resource {res.uri}"
+                )
                 parts.append(text)
         elif isinstance(block, types.ResourceLink):
             about = f": {block.description}" if block.description else ""

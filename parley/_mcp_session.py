@@ -15,13 +15,14 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import anyio
 from mcp import ClientSession, McpError, types
+from mcp.shared.session import ProgressFnT
 
 from .errors import ConfigError
 from .spec import McpServerSpec
@@ -31,7 +32,8 @@ __all__ = ["McpCallError", "McpConnection", "McpHub", "describe", "resolve_heade
 Notice = Callable[[str], None]
 LogSink = Callable[[str, str], None]
 """Called with (level, line) for each log message the server sends while a call of ours runs."""
-Progress = Callable[[float, float | None, str | None], Awaitable[None]]
+Progress = ProgressFnT
+"""Called with (progress, total, message) for each progress report of a call of ours."""
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 STDERR_TAIL = 1200
@@ -47,12 +49,16 @@ def resolve_headers(spec: McpServerSpec) -> dict[str, str]:
     """The server's HTTP headers with each `${VAR}` taken from the environment; a missing one is a ConfigError."""
     out: dict[str, str] = {}
     for key, value in spec.headers.items():
+
         def sub(m: re.Match[str], key: str = key) -> str:
             name = m.group(1)
             if name not in os.environ:
-                raise ConfigError(f"MCP server '{spec.name}': header {key} uses ${{{name}}}, but the environment "
-                                  f"variable {name} is not set: set it before starting parley")
+                raise ConfigError(
+                    f"MCP server '{spec.name}': header {key} uses ${{{name}}}, but the environment "
+                    f"variable {name} is not set: set it before starting parley"
+                )
             return os.environ[name]
+
         out[key] = _VAR.sub(sub, value)
     return out
 
@@ -81,29 +87,52 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _cause(spec: McpServerSpec, exc: BaseException, stderr: str) -> str:
-    """What went wrong with the server, named: never 'unhandled errors in a TaskGroup'."""
+def _program_cause(spec: McpServerSpec, err: BaseException) -> str | None:
+    """Why a server program could not start, when that is what went wrong."""
+    if spec.command is None:
+        return None
+    if isinstance(err, FileNotFoundError):
+        return f"could not start `{spec.command}`: no such program (check command: in the team file)"
+    if isinstance(err, PermissionError):
+        return f"could not start `{spec.command}`: permission denied"
+    return None
+
+
+def _http_cause(spec: McpServerSpec, err: BaseException) -> str | None:
+    """What went wrong reaching a server over HTTP, when that is what went wrong."""
     import httpx
 
-    leaves = [e for e in _leaves(exc) if not isinstance(e, asyncio.CancelledError)] or [exc]
-    err = leaves[0]
-    tail = f"; its stderr ends with:\n{stderr}" if stderr else ""
     url = shown_url(spec.url or "")
-    if isinstance(err, FileNotFoundError) and spec.command is not None:
-        return f"could not start `{spec.command}`: no such program (check command: in the team file)"
-    if isinstance(err, PermissionError) and spec.command is not None:
-        return f"could not start `{spec.command}`: permission denied"
     if isinstance(err, httpx.ConnectError):
         return f"connection refused at {url} (is the server running?)"
     if isinstance(err, httpx.HTTPStatusError):
         return f"{url} answered HTTP {err.response.status_code} {err.response.reason_phrase}"
     if isinstance(err, httpx.TimeoutException):
         return f"{url} did not answer in time ({type(err).__name__})"
+    return None
+
+
+def _is_gone(err: BaseException) -> bool:
+    """Whether `err` says the server's end of the connection is gone."""
+    if isinstance(err, McpError):
+        return err.error.code == types.CONNECTION_CLOSED
+    return isinstance(err, (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, _Exited))
+
+
+def _cause(spec: McpServerSpec, exc: BaseException, stderr: str) -> str:
+    """What went wrong with the server, named: never 'unhandled errors in a TaskGroup'."""
+    leaves = [e for e in _leaves(exc) if not isinstance(e, asyncio.CancelledError)] or [exc]
+    err = leaves[0]
+    tail = f"; its stderr ends with:\n{stderr}" if stderr else ""
+    named = _program_cause(spec, err) or _http_cause(spec, err)
+    if named is not None:
+        return named
     if isinstance(err, TimeoutError):
         return f"no answer within {spec.timeout_s:g} s (timeout_s){tail}"
-    if (isinstance(err, McpError) and err.error.code == types.CONNECTION_CLOSED) or isinstance(
-            err, (anyio.EndOfStream, anyio.ClosedResourceError, anyio.BrokenResourceError, _Exited)):
-        return ("the server process exited" if spec.command is not None else "the server closed the connection") + tail
+    if _is_gone(err):
+        return (
+            "the server process exited" if spec.command is not None else "the server closed the connection"
+        ) + tail
     return f"{type(err).__name__}: {err}{tail}"
 
 
@@ -173,8 +202,12 @@ class McpConnection:
 
         # The read time-out covers a server that holds a response stream open while a tool works.
         timeout = httpx.Timeout(min(spec.timeout_s, 30.0), read=max(spec.timeout_s + 30.0, 300.0))
-        client = await stack.enter_async_context(httpx.AsyncClient(headers=resolve_headers(spec), timeout=timeout))
-        read, write, _ = await stack.enter_async_context(streamable_http_client(spec.url or "", http_client=client))
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(headers=resolve_headers(spec), timeout=timeout)
+        )
+        read, write, _ = await stack.enter_async_context(
+            streamable_http_client(spec.url or "", http_client=client)
+        )
         return read, write
 
     async def _own(self, ready: asyncio.Future[None]) -> None:
@@ -195,9 +228,14 @@ class McpConnection:
                 group = await stack.enter_async_context(anyio.create_task_group())
                 stack.callback(group.cancel_scope.cancel)
                 group.start_soon(pump)
-                session = await stack.enter_async_context(ClientSession(
-                    mine, write, read_timeout_seconds=timedelta(seconds=self.spec.timeout_s),
-                    logging_callback=self._on_log))
+                session = await stack.enter_async_context(
+                    ClientSession(
+                        mine,
+                        write,
+                        read_timeout_seconds=timedelta(seconds=self.spec.timeout_s),
+                        logging_callback=self._on_log,
+                    )
+                )
                 await session.initialize()
                 listed = await session.list_tools()
                 self.tools = {t.name: t for t in listed.tools}
@@ -234,7 +272,9 @@ class McpConnection:
             async with asyncio.timeout(self.spec.timeout_s):
                 await asyncio.shield(ready)
         except BaseException as exc:
-            error = self._fail(TimeoutError() if isinstance(exc, TimeoutError) else exc, " could not be reached:")
+            error = self._fail(
+                TimeoutError() if isinstance(exc, TimeoutError) else exc, " could not be reached:"
+            )
             await self._stop()
             self._owner = None  # it never ran: the next use starts it afresh, not as a restart
             if ready.done() and not ready.cancelled():
@@ -244,51 +284,81 @@ class McpConnection:
     async def session(self) -> ClientSession:
         """The open session: started on first use, started again (once) if the server died since."""
         async with self._lock:
-            if self._session is not None and self._owner is not None and not self._owner.done() \
-                    and not self._ended.is_set():
+            if (
+                self._session is not None
+                and self._owner is not None
+                and not self._owner.done()
+                and not self._ended.is_set()
+            ):
                 return self._session
             if self._owner is not None:  # it ran before, and died
                 cause = _cause(self.spec, self._death or _Exited(), self._stderr_tail())
                 if self._restarts >= 1:
-                    raise McpCallError(f"MCP server '{self.name}' stopped again ({cause}); parley restarts a server "
-                                       "only once per conversation")
+                    raise McpCallError(
+                        f"MCP server '{self.name}' stopped again ({cause}); parley restarts a server "
+                        "only once per conversation"
+                    )
                 self._restarts += 1
                 if self._notice is not None:
-                    self._notice(f"MCP server '{self.name}' stopped ({cause.splitlines()[0]}); starting it again "
-                                 "(what it kept in memory is lost)")
+                    self._notice(
+                        f"MCP server '{self.name}' stopped ({cause.splitlines()[0]}); starting it again "
+                        "(what it kept in memory is lost)"
+                    )
                 await self._stop()
             await self._open()
             assert self._session is not None
             return self._session
 
-    async def call(self, tool: str, arguments: dict[str, Any], *, progress: Progress | None = None,
-                   log: LogSink | None = None) -> types.CallToolResult:
+    def _start(
+        self,
+        session: ClientSession,
+        tool: str,
+        arguments: dict[str, Any],
+        progress: Progress | None,
+    ) -> tuple[asyncio.Future[types.CallToolResult], float]:
+        """The call under way, and how long to wait for it: for a plain call the library's own time-out comes
+        first; a tool that must run as a task has its polls, which have none of their own."""
+        info = self.tools.get(tool)
+        timeout = timedelta(seconds=self.spec.timeout_s)
+        if info is not None and info.execution is not None and info.execution.taskSupport == "required":
+            return asyncio.ensure_future(self._as_task(session, tool, arguments)), self.spec.timeout_s
+        work = session.call_tool(tool, arguments, read_timeout_seconds=timeout, progress_callback=progress)
+        return asyncio.ensure_future(work), self.spec.timeout_s + 1
+
+    def _refused(self, tool: str, exc: McpError) -> McpCallError:
+        if exc.error.code == 408:  # the library's own time-out (HTTP's Request Timeout code)
+            return self._timed_out(tool)
+        if exc.error.code == types.CONNECTION_CLOSED:
+            self._ended.set()
+            return self._fail(exc)
+        return McpCallError(
+            f"MCP server '{self.name}' refused the call to {tool}: {exc.error.message} "
+            f"(error {exc.error.code})"
+        )
+
+    async def call(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        progress: Progress | None = None,
+        log: LogSink | None = None,
+    ) -> types.CallToolResult:
         """Call one tool within the server's `timeout_s`; failures raise McpCallError naming the cause."""
         session = await self.session()
         owner = self._owner
         assert owner is not None
-        spec = self.spec
-        info = self.tools.get(tool)
-        needs_task = info is not None and info.execution is not None and info.execution.taskSupport == "required"
         if log is not None:
             self._log_sinks.append(log)
-        work = asyncio.ensure_future(self._as_task(session, tool, arguments) if needs_task else session.call_tool(
-            tool, arguments, read_timeout_seconds=timedelta(seconds=spec.timeout_s), progress_callback=progress))
+        work, wait_s = self._start(session, tool, arguments, progress)
         try:
-            # For a plain call the library's own time-out comes first; a task's polls have none of their own.
-            async with asyncio.timeout(spec.timeout_s if needs_task else spec.timeout_s + 1):
+            async with asyncio.timeout(wait_s):
                 done, _ = await asyncio.wait({work, owner}, return_when=asyncio.FIRST_COMPLETED)
             if work not in done:
                 raise self._fail(self._death or _Exited())
             return work.result()
         except McpError as exc:
-            if exc.error.code == 408:  # the library's own time-out (HTTP's Request Timeout code)
-                raise self._timed_out(tool) from None
-            if exc.error.code == types.CONNECTION_CLOSED:
-                self._ended.set()
-                raise self._fail(exc) from None
-            raise McpCallError(f"MCP server '{self.name}' refused the call to {tool}: {exc.error.message} "
-                               f"(error {exc.error.code})") from None
+            raise self._refused(tool, exc) from None
         except TimeoutError:
             raise self._timed_out(tool) from None
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
@@ -302,10 +372,14 @@ class McpConnection:
 
     def _timed_out(self, tool: str) -> McpCallError:
         t = self.spec.timeout_s
-        return McpCallError(f"MCP server '{self.name}': {tool} timed out after {t:g} s (the server's timeout_s is "
-                            f"{t:g}); the call was abandoned")
+        return McpCallError(
+            f"MCP server '{self.name}': {tool} timed out after {t:g} s (the server's timeout_s is "
+            f"{t:g}); the call was abandoned"
+        )
 
-    async def _as_task(self, session: ClientSession, tool: str, arguments: dict[str, Any]) -> types.CallToolResult:
+    async def _as_task(
+        self, session: ClientSession, tool: str, arguments: dict[str, Any]
+    ) -> types.CallToolResult:
         """A tool that must run as a task (MCP tasks): start it, poll it to its end, fetch its result."""
         ttl = int(self.spec.timeout_s * 1000)
         created = await session.experimental.call_tool_as_task(tool, arguments, ttl=ttl)

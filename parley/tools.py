@@ -20,25 +20,37 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TypeVar
-
-from autogen_core.tools import FunctionTool
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from .errors import ConfigError
 from .paths import inside, project_root, search_dirs
 
-__all__ = ["CheckDef", "RunContext", "ToolDef", "ToolRegistry", "check", "current_context", "default_registry",
-           "load_helper", "output_file", "tool", "use_context", "write_atomically"]
+__all__ = [
+    "CheckDef",
+    "RunContext",
+    "ToolDef",
+    "ToolRegistry",
+    "check",
+    "current_context",
+    "default_registry",
+    "load_helper",
+    "output_file",
+    "tool",
+    "use_context",
+    "write_atomically",
+]
 
+P = ParamSpec("P")
+R = TypeVar("R")
 F = TypeVar("F", bound=Callable[..., Any])
 
-_DECLARED: list[ToolDef | CheckDef] = []
+_DECLARED: list[ToolDef[..., Any] | CheckDef] = []
 _LOCK = threading.Lock()
 
 
 @dataclass(frozen=True, kw_only=True)
-class ToolDef:
-    """A registered tool."""
+class ToolDef(Generic[P, R]):
+    """A registered tool: what `@tool` makes of a function. Calling it calls the function (tests and scripts may)."""
 
     name: str
     """Unique name the team file grants and the model calls."""
@@ -46,42 +58,58 @@ class ToolDef:
     """Group shown by `parley tools` (the module's name by default)."""
     description: str
     """What the model is told the tool does (the docstring by default)."""
-    func: Callable[..., Any]
+    func: Callable[P, R]
     approval: bool = False
     """Whether a human must approve each call."""
     source: str = ""
     """Where the tool was declared."""
 
-    def as_autogen(self) -> FunctionTool:
-        return FunctionTool(self.func, description=self.description, name=self.name)
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.func(*args, **kwargs)
 
 
+@overload
+def tool(func: Callable[P, R]) -> ToolDef[P, R]: ...
+
+
+@overload
 def tool(
-    func: F | None = None,
     *,
     name: str | None = None,
     family: str | None = None,
     approval: bool = False,
     description: str | None = None,
-) -> Any:
-    """Declare a tool. Use bare (`@tool`) or with options (`@tool(approval=True)`)."""
+) -> Callable[[Callable[P, R]], ToolDef[P, R]]: ...
 
-    def register(f: F) -> F:
+
+def tool(
+    func: Callable[P, R] | None = None,
+    *,
+    name: str | None = None,
+    family: str | None = None,
+    approval: bool = False,
+    description: str | None = None,
+) -> ToolDef[P, R] | Callable[[Callable[P, R]], ToolDef[P, R]]:
+    """Declare a tool. Use bare (`@tool`) or with options (`@tool(approval=True)`).
+
+    The decorated name is the tool's `ToolDef`, typed by the function: calling it calls the function."""
+
+    def register(f: Callable[P, R]) -> ToolDef[P, R]:
+        fname = getattr(f, "__name__", "tool")
         doc = description or inspect.getdoc(f) or ""
         if not doc:
-            raise ConfigError(f"tool {f.__name__!r} in {f.__module__} needs a docstring: the model reads it")
+            raise ConfigError(f"tool {fname!r} in {f.__module__} needs a docstring: the model reads it")
         source = inspect.getsourcefile(f) or f.__module__
-        _DECLARED.append(
-            ToolDef(
-                name=name or f.__name__,
-                family=family or Path(source).stem,
-                description=doc,
-                func=f,
-                approval=approval,
-                source=source,
-            )
+        made = ToolDef(
+            name=name or fname,
+            family=family or Path(source).stem,
+            description=doc,
+            func=f,
+            approval=approval,
+            source=source,
         )
-        return f
+        _DECLARED.append(made)
+        return made
 
     return register(func) if func is not None else register
 
@@ -109,12 +137,27 @@ class CheckDef:
         return f"check {self.name} failed: {self.description.splitlines()[0] if self.description else 'no reason given'}"
 
 
-def check(func: F | None = None, *, name: str | None = None) -> Any:
-    """Declare a validation check: `f(answer: str) -> None | True` to pass, `False | "what is wrong"` to fail."""
+@overload
+def check(func: F) -> F: ...
+
+
+@overload
+def check(*, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def check(func: F | None = None, *, name: str | None = None) -> F | Callable[[F], F]:
+    """Declare a validation check: `f(answer: str) -> None | True` to pass, `False | "what is wrong"` to fail.
+    The decorated function stays the function."""
 
     def register(f: F) -> F:
-        _DECLARED.append(CheckDef(name=name or f.__name__, description=inspect.getdoc(f) or "", func=f,
-                                  source=inspect.getsourcefile(f) or f.__module__))
+        _DECLARED.append(
+            CheckDef(
+                name=name or f.__name__,
+                description=inspect.getdoc(f) or "",
+                func=f,
+                source=inspect.getsourcefile(f) or f.__module__,
+            )
+        )
         return f
 
     return register(func) if func is not None else register
@@ -124,17 +167,17 @@ def check(func: F | None = None, *, name: str | None = None) -> Any:
 class ToolRegistry:
     """Every tool and check parley can grant, and the modules that failed to load."""
 
-    tools: dict[str, ToolDef] = field(default_factory=dict)
+    tools: dict[str, ToolDef[..., Any]] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     checks: dict[str, CheckDef] = field(default_factory=dict)
 
     def names(self) -> list[str]:
         return sorted(self.tools)
 
-    def get(self, name: str) -> ToolDef:
+    def get(self, name: str) -> ToolDef[..., Any]:
         return self.tools[name]
 
-    def add(self, tools: Iterable[ToolDef | CheckDef]) -> None:
+    def add(self, tools: Iterable[ToolDef[..., Any] | CheckDef]) -> None:
         for t in tools:
             if isinstance(t, CheckDef):
                 self.checks.setdefault(t.name, t)
@@ -146,7 +189,9 @@ class ToolRegistry:
             self.tools[t.name] = t
 
     @classmethod
-    def discover(cls, dirs: Iterable[Path] | None = None, *, entry_point_group: str = "parley.tools") -> ToolRegistry:
+    def discover(
+        cls, dirs: Iterable[Path] | None = None, *, entry_point_group: str = "parley.tools"
+    ) -> ToolRegistry:
         """Load tool modules from `dirs` (default: project `tools/` plus `PARLEY_TOOLS`) and entry points."""
         reg = cls()
         for directory in dirs if dirs is not None else search_dirs("PARLEY_TOOLS", project_root() / "tools"):
@@ -158,7 +203,7 @@ class ToolRegistry:
         return reg
 
 
-def _collect(load: Callable[[], Any], where: str, errors: list[str]) -> list[ToolDef | CheckDef]:
+def _collect(load: Callable[[], Any], where: str, errors: list[str]) -> list[ToolDef[..., Any] | CheckDef]:
     with _LOCK:
         start = len(_DECLARED)
         try:
@@ -231,7 +276,9 @@ def current_context() -> RunContext:
     """The run context of the tool call in progress."""
     ctx = _CURRENT.get()
     if ctx is None:
-        raise ConfigError("this tool needs a running parley conversation (or `use_context(...)` in a script or test)")
+        raise ConfigError(
+            "this tool needs a running parley conversation (or `use_context(...)` in a script or test)"
+        )
     return ctx
 
 
@@ -292,4 +339,3 @@ def default_registry() -> ToolRegistry:
     if _default is None:
         _default = ToolRegistry.discover()
     return _default
-
