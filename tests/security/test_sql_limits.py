@@ -25,7 +25,7 @@ from _support import collect, team_yaml
 from autogen_core import CancellationToken
 
 from parley import Conversation
-from parley._toolhost import BoundTool
+from parley.engine.autogen.tools import BoundTool
 from parley.events import Event, RunResult, ToolCallEvent
 from parley.tools import RunContext, ToolRegistry
 
@@ -139,23 +139,33 @@ def test_a_recursive_cte_that_hoards_memory_is_stopped(sql: Callable[[str], str]
 
 
 def test_normal_queries_still_work_and_stay_read_only(sql: Callable[[str], str]) -> None:
-    out = sql("SELECT region, ROUND(SUM(revenue), 2) AS revenue FROM sales WHERE quarter = '2025-Q3' "
-              "GROUP BY region ORDER BY region")
+    out = sql(
+        "SELECT region, ROUND(SUM(revenue), 2) AS revenue FROM sales WHERE quarter = '2025-Q3' "
+        "GROUP BY region ORDER BY region"
+    )
     assert out.splitlines()[0] == "| region | revenue |" and "| EMEA |" in out
     before = sql("SELECT COUNT(*), ROUND(SUM(total), 2) FROM orders")
-    for statement in ("DELETE FROM orders", "WITH d AS (SELECT 1) UPDATE orders SET total = 0",
-                      "SELECT 1; DROP TABLE orders", "PRAGMA writable_schema = 1",
-                      "ATTACH DATABASE ':memory:' AS other", "SELECT load_extension('/tmp/evil')"):
+    for statement in (
+        "DELETE FROM orders",
+        "WITH d AS (SELECT 1) UPDATE orders SET total = 0",
+        "SELECT 1; DROP TABLE orders",
+        "PRAGMA writable_schema = 1",
+        "ATTACH DATABASE ':memory:' AS other",
+        "SELECT load_extension('/tmp/evil')",
+    ):
         assert sql(statement).startswith("Refused:"), statement
     assert sql("SELECT COUNT(*), ROUND(SUM(total), 2) FROM orders") == before
     assert "customer_id" in sql("PRAGMA table_info(orders)")
 
 
-async def test_stopping_the_run_kills_the_query_worker(registry: ToolRegistry, write: Callable[[str, str], Path]
-                                                       ) -> None:
+async def test_stopping_the_run_kills_the_query_worker(
+    registry: ToolRegistry, write: Callable[[str, str], Path]
+) -> None:
     team = write("team.yaml", team_yaml(roles=("analyst",), tools={"analyst": ["sql_query"]}))
-    script = write("script.yaml", json.dumps({"roles": {"analyst": [
-        {"tool": "sql_query", "args": {"query": SLOW_BUILTIN}}, "after"]}}))
+    script = write(
+        "script.yaml",
+        json.dumps({"roles": {"analyst": [{"tool": "sql_query", "args": {"query": SLOW_BUILTIN}}, "after"]}}),
+    )
     conv = Conversation(team, model=f"scripted:{script}", registry=registry)
     run = conv.start("Find it")
     stopper: list[asyncio.Task[None]] = []
@@ -184,8 +194,10 @@ class _Host:
     def context_for(self, role: str) -> RunContext:
         return RunContext(workspace=self.workspace, role=role)
 
-    async def approve_call(self, *_args: object) -> tuple[bool, str]:
-        return True, ""
+    def request_approval(self, *_args: object) -> asyncio.Future[tuple[bool, str]]:
+        approved = asyncio.get_running_loop().create_future()
+        approved.set_result((True, ""))
+        return approved
 
     def files_written(self, *_args: object) -> None:
         pass
@@ -204,9 +216,16 @@ async def test_a_cancelled_call_kills_its_worker_and_says_so(registry: ToolRegis
 
 def _cli(team: Path, script: Path, **popen: object) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return subprocess.Popen([PARLEY, "run", str(team), "Find it", "--model", f"scripted:{script}", "--json"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            cwd=ROOT, env=env, **popen)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [PARLEY, "run", str(team), "Find it", "--model", f"scripted:{script}", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        **popen,
+    )  # type: ignore[call-overload]
 
 
 def _script(write: Callable[[str, str], Path], *queries: str) -> Path:
@@ -216,16 +235,23 @@ def _script(write: Callable[[str, str], Path], *queries: str) -> Path:
 
 @pytest.fixture
 def team(write: Callable[[str, str], Path]) -> Path:
-    return write("team.yaml", team_yaml(roles=("analyst",), max_turns=4, stop_text="DONE",
-                                        tools={"analyst": ["sql_query"]}))
+    return write(
+        "team.yaml",
+        team_yaml(roles=("analyst",), max_turns=4, stop_text="DONE", tools={"analyst": ["sql_query"]}),
+    )
 
 
-@pytest.mark.parametrize(("query", "answer"), [
-    (PRINTF, "Refused: the SQL function printf() is not allowed"),
-    (SLOW_BUILTIN, "Query stopped: it ran past the 2 s limit and was killed."),
-], ids=["printf", "slow-builtin"])
-def test_three_in_a_row_from_the_cli_each_end_at_the_limit(team: Path, write: Callable[[str, str], Path],
-                                                           query: str, answer: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "answer"),
+    [
+        (PRINTF, "Refused: the SQL function printf() is not allowed"),
+        (SLOW_BUILTIN, "Query stopped: it ran past the 2 s limit and was killed."),
+    ],
+    ids=["printf", "slow-builtin"],
+)
+def test_three_in_a_row_from_the_cli_each_end_at_the_limit(
+    team: Path, write: Callable[[str, str], Path], query: str, answer: str
+) -> None:
     proc = _cli(team, _script(write, query, query, query), start_new_session=True)
     out, err = proc.communicate(timeout=SAFETY_S)
     assert proc.returncode == 0, err
