@@ -12,25 +12,23 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import __version__
 from ._human import ASK_HUMAN
 from ._mcp_session import McpCallError, McpConnection, describe
 from ._proc import freeze_startup_objects
-from ._render import CALL_CLIP, Renderer, call_text, visible
-from .catalog import check_trusted, discover_teams, programs
+from ._render import Renderer, visible
+from ._terminal import TerminalHuman, read_stdin
+from .catalog import TeamEntry, check_trusted, discover_teams, programs
 from .conversation import Conversation
 from .errors import ConfigError, TeamFileError
-from .events import ApprovalRequestEvent, EscalationEvent, Event, QuestionEvent, RunResult
+from .events import RunResult
+from .human import decide
 from .run import Run
 from .spec import McpServerSpec, TeamSpec, load_team_file
 from .store import StoreError, open_for_command, run_owner
 from .store._disk import os_problem
 from .tools import default_registry
-
-if TYPE_CHECKING:
-    pass
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_ESCALATED, EXIT_STOPPED = 0, 1, 2, 3, 4, 5, 130
 EXIT_PIPE = 141
@@ -248,8 +246,8 @@ def _validate(files: list[str]) -> int:
 
 def _list_tools(teams_dirs: Sequence[str] = (), *, start_mcp: bool = False) -> int:
     reg = default_registry()
-    granted: dict[str, list[str]] = {}
     entries = discover_teams(teams_dirs)
+    granted: dict[str, list[str]] = {}
     for e in entries:
         for role in e.spec.roles if e.spec else []:
             for t in role.tools:
@@ -266,17 +264,21 @@ def _list_tools(teams_dirs: Sequence[str] = (), *, start_mcp: bool = False) -> i
         print("\nvalidation checks (validate: {check: NAME}):")
         for check in sorted(reg.checks.values(), key=lambda c: c.name):
             print(f"{check.name:<{width}}  {check.description.splitlines()[0] if check.description else ''}")
-    servers = [(e, m) for e in entries if e.spec is not None for m in e.spec.mcp]
+    _list_mcp_servers(entries, teams_dirs, start_mcp=start_mcp)
+    return EXIT_OK
+
+
+def _list_mcp_servers(entries: Sequence[TeamEntry], teams_dirs: Sequence[str], *, start_mcp: bool) -> None:
+    servers = [(e.name, e.spec, m) for e in entries if e.spec is not None for m in e.spec.mcp]
     if servers:
         print("\nMCP servers (grant SERVER.TOOL or SERVER.*):")
-    for entry, server in servers:
+    for team, spec, server in servers:
         how = "stdio" if server.command is not None else "http"
-        print(f"{entry.name}.{server.name}  {how}  {visible(describe(server), one_line=True)}  "
+        print(f"{team}.{server.name}  {how}  {visible(describe(server), one_line=True)}  "
               f"timeout {server.timeout_s:g} s" + (f"  headers: {', '.join(server.headers)}" if server.headers else ""))
         if start_mcp:
-            for line in asyncio.run(_offered(entry.spec, server, teams_dirs)):  # type: ignore[arg-type]
+            for line in asyncio.run(_offered(spec, server, teams_dirs)):
                 print(f"    {visible(line, one_line=True)}")
-    return EXIT_OK
 
 
 async def _offered(team: TeamSpec, server: McpServerSpec, teams_dirs: Sequence[str]) -> list[str]:
@@ -304,11 +306,10 @@ async def _run(args: argparse.Namespace) -> int:
     freeze_startup_objects()
     try:
         if store is not None:
-            tid = await store.create_thread(run_owner(), conv.team.name, conv.model, args.task[:80])
-            conv.attach(store, tid)
+            await conv.save_to(store, run_owner(), args.task[:80])
         run = conv.start(args.task)
         try:
-            return await _drive(run, args, approvals)
+            return await _drive(run, args)
         finally:
             # Only a run that ended, with every event written, is "saved"; a failed write said so already.
             if store is not None and run.result is not None and not run.unsaved:
@@ -320,12 +321,9 @@ async def _run(args: argparse.Namespace) -> int:
             await store.close()
 
 
-def _whoami() -> str:
-    return os.environ.get("USER") or "cli"
-
-
-async def _drive(run: Run, args: argparse.Namespace, approvals: dict[str, bool]) -> int:
+async def _drive(run: Run, args: argparse.Namespace) -> int:
     interactive = not args.json and sys.stdin.isatty()
+    human = TerminalHuman(run, interactive=interactive, answer=args.answer, on_escalation=args.on_escalation)
     loop = asyncio.get_running_loop()
     presses = 0
 
@@ -339,7 +337,7 @@ async def _drive(run: Run, args: argparse.Namespace, approvals: dict[str, bool])
     with contextlib.suppress(NotImplementedError):
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     if interactive:
-        _read_stdin(loop, run)
+        read_stdin(loop, run)
         print("(type a message and Enter to join the conversation · /i TEXT interrupts · /stop or Ctrl-C stops)",
               file=sys.stderr)
     renderer = Renderer()
@@ -359,7 +357,7 @@ async def _drive(run: Run, args: argparse.Namespace, approvals: dict[str, bool])
                     reader_gone = True
                     _stdout_gone()
                     run.stop()
-            _answer_without_a_human(run, ev, args, approvals, interactive)
+            decide(human, run, ev)
             if isinstance(ev, RunResult):
                 result = ev
     finally:
@@ -371,71 +369,6 @@ async def _drive(run: Run, args: argparse.Namespace, approvals: dict[str, bool])
     if not result.ok:  # the detail can quote a model's or a tool's error text
         print(f"parley: run ended: {result.stop_reason}: {visible(result.detail)}", file=sys.stderr)
     return EXIT_OK if result.ok else _EXIT_BY_REASON.get(result.stop_reason, EXIT_ERROR)
-
-
-def _answer_without_a_human(run: Run, ev: Event, args: argparse.Namespace, approvals: dict[str, bool],
-                            interactive: bool) -> None:
-    """Prompt the person at the terminal, or apply the command line's standing answers."""
-    from ._toolhost import standing_decision
-    if isinstance(ev, ApprovalRequestEvent) and standing_decision(approvals, ev.name) is None:
-        if interactive and _first_waiting(run) not in (None, ev.request_id):
-            # A line answers what waits first: this call's prompt comes once that is decided (never twice).
-            print(f"({visible(ev.source, one_line=True)}'s call to {visible(ev.name, one_line=True)} waits its "
-                  "turn: answer the prompt above first)", file=sys.stderr)
-        elif interactive:
-            _prompt(run)
-        else:
-            run.deny(ev.request_id, f"no human at the terminal to approve it (rerun with --approve {ev.name})",
-                     actor="cli")
-    elif isinstance(ev, QuestionEvent):
-        if args.answer:
-            run.answer(ev.question_id, args.answer, actor="cli")
-        elif interactive:
-            _prompt(run)
-        else:
-            run.answer(ev.question_id, ev.default, actor="cli")
-    elif isinstance(ev, EscalationEvent):
-        rule = args.on_escalation
-        if interactive and rule is None:
-            _prompt(run)
-        elif rule == "continue":
-            run.resolve(ev.escalation_id, proceed=True, actor="cli")
-        elif rule and rule.startswith("choose:") and int(rule[7:]) <= len(ev.positions):
-            run.resolve(ev.escalation_id, choose=int(rule[7:]), actor="cli")
-        else:
-            why = "no human at the terminal" if not rule or rule == "stop" else f"{rule} is not one of the positions"
-            print(f"parley: {why}; the escalation stays open (rerun with --on-escalation continue|choose:N)",
-                  file=sys.stderr)
-            run.leave_escalated()
-
-
-def _prompt(run: Run) -> None:
-    """Say what the next line typed decides: the first escalation, else the first question, else the first
-    approval waiting (the order `_read_stdin` answers them in), whatever event was shown last. An approval's
-    prompt repeats the tool and its arguments, made visible, so what `y` approves is what the prompt shows
-    even if a model's text above it was made to look like another request."""
-    if run.pending_escalations:
-        esc = run.pending_escalations[0]
-        print(f"settle it: type 1-{len(esc.positions)} to pick a position, c to let the team continue, "
-              "or write your own answer", file=sys.stderr)
-    elif run.pending_questions:
-        print(f"type your answer to {visible(run.pending_questions[0].source, one_line=True)}'s question and Enter",
-              file=sys.stderr)
-    elif run.pending_approvals:
-        req = run.pending_approvals[0]
-        more = len(run.pending_approvals) - 1
-        print(f"approve {visible(req.source, one_line=True)}'s call to {call_text(req.name, req.arguments, clip=CALL_CLIP)}"
-              f"? type y to approve, anything else denies (your text is the reason)"
-              + (f" · {more} more waiting after it" if more else ""), file=sys.stderr)
-
-
-def _first_waiting(run: Run) -> str | None:
-    """The id of what the next line typed answers (see `_prompt`), or None when nothing waits."""
-    if run.pending_escalations:
-        return run.pending_escalations[0].escalation_id
-    if run.pending_questions:
-        return run.pending_questions[0].question_id
-    return run.pending_approvals[0].request_id if run.pending_approvals else None
 
 
 def _approval_rules(approve: list[str], deny: list[str]) -> dict[str, bool]:
@@ -454,45 +387,6 @@ def _approval_rules(approve: list[str], deny: list[str]) -> dict[str, bool]:
     return rules
 
 
-def _read_stdin(loop: asyncio.AbstractEventLoop, run: Run) -> None:
-    def on_line() -> None:
-        line = sys.stdin.readline()
-        if not line:
-            loop.remove_reader(sys.stdin.fileno())
-            return
-        text = line.strip()
-        if not text or run.result is not None:
-            return
-        escalations, questions, waiting = run.pending_escalations, run.pending_questions, run.pending_approvals
-        who = _whoami()
-        if escalations or questions or waiting:
-            if escalations:
-                _settle(run, escalations[0], text, who)
-            elif questions:
-                run.answer(questions[0].question_id, text, actor=who)
-            elif text.lower() in ("y", "yes"):
-                run.approve(waiting[0].request_id, actor=os.environ.get("USER", "cli"))
-            else:
-                run.deny(waiting[0].request_id, "" if text.lower() in ("n", "no") else text,
-                         actor=os.environ.get("USER", "cli"))
-            _prompt(run)  # the next thing waiting, if any: the last prompt on screen is always the one a line answers
-        elif text in ("/stop", "/quit"):
-            run.stop()
-        elif text.startswith(("/i ", "/interrupt ")):
-            run.interrupt(text.split(" ", 1)[1])
-        else:
-            run.say(text)
-
-    loop.add_reader(sys.stdin.fileno(), on_line)
-
-
-def _settle(run: Run, esc: EscalationEvent, text: str, who: str) -> None:
-    if text.isdigit() and 1 <= int(text) <= len(esc.positions):
-        run.resolve(esc.escalation_id, choose=int(text), actor=who)
-    elif text.lower() in ("c", "continue"):
-        run.resolve(esc.escalation_id, proceed=True, actor=who)
-    else:
-        run.resolve(esc.escalation_id, text=text, actor=who)
 
 
 if __name__ == "__main__":
