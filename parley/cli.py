@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from ._human import ASK_HUMAN
 from ._mcp_session import McpCallError, McpConnection, describe
 from ._proc import freeze_startup_objects
 from ._render import Renderer, visible
@@ -23,6 +22,7 @@ from .catalog import TeamEntry, check_trusted, discover_teams, programs
 from .conversation import Conversation
 from .errors import ConfigError, TeamFileError
 from .events import RunResult
+from .host import ASK_HUMAN
 from .human import decide
 from .run import Run
 from .spec import McpServerSpec, TeamSpec, load_team_file

@@ -16,7 +16,6 @@ from typing import Any
 import chainlit as cl
 from chainlit.session import WebsocketSession
 
-from .._human import ASK_HUMAN
 from ..conversation import Conversation
 from ..events import (
     AnswerEvent,
@@ -38,6 +37,7 @@ from ..events import (
     UsageEvent,
     ValidationEvent,
 )
+from ..host import ASK_HUMAN
 from ..projection import Projection, waiting_key
 from ..run import Run
 from ._chainlit_fixes import on_resume_sent, show_on

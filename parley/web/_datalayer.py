@@ -15,7 +15,6 @@ from chainlit.data.base import BaseDataLayer
 from chainlit.types import PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from chainlit.user import PersistedUser, User
 
-from .._human import ASK_HUMAN
 from ..events import (
     AnswerEvent,
     EscalationEvent,
@@ -31,6 +30,7 @@ from ..events import (
     ValidationEvent,
     decode_events,
 )
+from ..host import ASK_HUMAN
 from ..projection import Projection, waiting_key
 from ..store import Store, ThreadRow
 from ._format import SYSTEM, agent_text, note, question_text, resolved_text, subtask_text, validation_text
