@@ -18,8 +18,25 @@ from ._report import summarise, write_reports
 from ._runner import Job, Runner, Variant, plan, variants
 from ._suite import Expectation, Scenario, Suite, load_suite
 
-__all__ = ["Expectation", "Job", "Judge", "Observed", "Outcome", "Runner", "Scenario", "Suite", "Variant", "check",
-           "check_all", "evaluate", "load_suite", "plan", "summarise", "variants", "write_reports"]
+__all__ = [
+    "Expectation",
+    "Job",
+    "Judge",
+    "Observed",
+    "Outcome",
+    "Runner",
+    "Scenario",
+    "Suite",
+    "Variant",
+    "check",
+    "check_all",
+    "evaluate",
+    "load_suite",
+    "plan",
+    "summarise",
+    "variants",
+    "write_reports",
+]
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_SUITE = 0, 1, 2
 
@@ -41,15 +58,19 @@ class Progress:
             self.failed += not record["passed"]
         width = 24
         filled = round(width * self.done / max(1, self.total))
-        line = (f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} done · {self.passed} passed · "
-                f"{self.failed} failed · {self.tokens:,} tokens")
+        line = (
+            f"[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} done · {self.passed} passed · "
+            f"{self.failed} failed · {self.tokens:,} tokens"
+        )
         if self.live:
             self.stream.write("\r" + line)
             if self.done == self.total:
                 self.stream.write("\n")
         else:
             verdict = "pass" if record["passed"] else ("ERROR" if record["status"] == "error" else "FAIL")
-            self.stream.write(f"{line} · {record['scenario']} ({record['variant'] or record['team']}): {verdict}\n")
+            self.stream.write(
+                f"{line} · {record['scenario']} ({record['variant'] or record['team']}): {verdict}\n"
+            )
         self.stream.flush()
 
 
@@ -66,48 +87,81 @@ def load_suites(paths: Sequence[str]) -> list[Suite]:
     return suites
 
 
-async def evaluate(paths: Sequence[str], *, team: str | None = None, model: str | None = None,
-                   compare: Sequence[str] = (), concurrency: int = 1, out: Path = Path("eval-out"),
-                   judge_model: str | None = None, save: bool = True, teams_dirs: Sequence[str] = (),
-                   timeout_s: float | None = None) -> int:
+async def evaluate(
+    paths: Sequence[str],
+    *,
+    team: str | None = None,
+    model: str | None = None,
+    compare: Sequence[str] = (),
+    concurrency: int = 1,
+    out: Path = Path("eval-out"),
+    judge_model: str | None = None,
+    save: bool = True,
+    teams_dirs: Sequence[str] = (),
+    timeout_s: float | None = None,
+) -> int:
     suites = load_suites(paths)
-    sides = variants(compare, teams_dirs)
-    jobs = plan(suites, sides)
+    jobs = plan(suites, variants(compare, teams_dirs))
     store = await open_for_command() if save else None
     judge = _LiveJudge(judge_model) if judge_model else None
     freeze_startup_objects()
     progress = Progress(len(jobs))
-    runner = Runner(store=store, team=team, model=model, judge=judge, teams_dirs=teams_dirs, timeout_s=timeout_s,
-                    on_done=progress.update)
+    runner = Runner(
+        store=store,
+        team=team,
+        model=model,
+        judge=judge,
+        teams_dirs=teams_dirs,
+        timeout_s=timeout_s,
+        on_done=progress.update,
+    )
+    try:
+        records = await _run_stoppably(runner, jobs, concurrency)
+    finally:
+        if store is not None:
+            await store.close()
+        if judge is not None:
+            await judge.close()
+    records.sort(key=lambda r: r["job"])  # the suites' own order, whatever order they finished in
+    files = write_reports(out, records, title="Evaluation: " + ", ".join(s.suite for s in suites))
+    _print_summary(records, judge)
+    print("wrote " + ", ".join(str(f) for f in files))
+    if runner.stopping:
+        print(
+            f"stopped: {sum(r['status'] != 'interrupted' for r in records)} of {len(jobs)} scenario runs finished",
+            file=sys.stderr,
+        )
+    finished = [r for r in records if r["status"] != "interrupted"]
+    return (
+        EXIT_PASSED
+        if finished and all(r["passed"] for r in finished) and not runner.stopping
+        else EXIT_FAILED
+    )
+
+
+async def _run_stoppably(runner: Runner, jobs: Sequence[Job], concurrency: int) -> list[dict[str, Any]]:
+    """Run the jobs; Ctrl-C stops cleanly where signals can be handled (the main thread of a program; not in a
+    worker thread)."""
     loop = asyncio.get_running_loop()
-    # Ctrl-C stops cleanly where signals can be handled (the main thread of a program; not in a worker thread).
     handles_sigint = False
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.add_signal_handler(signal.SIGINT, runner.stop)
         handles_sigint = True
     try:
-        records = await runner.run(jobs, concurrency)
+        return await runner.run(jobs, concurrency)
     finally:
         if handles_sigint:
             loop.remove_signal_handler(signal.SIGINT)
-        if store is not None:
-            await store.close()
-        if judge is not None:
-            await judge.pool.close()
-    records.sort(key=lambda r: r["job"])  # the suites' own order, whatever order they finished in
-    title = "Evaluation: " + ", ".join(s.suite for s in suites)
-    files = write_reports(out, records, title=title)
+
+
+def _print_summary(records: list[dict[str, Any]], judge: _LiveJudge | None) -> None:
     for row in summarise(records):
-        print(f"{row['group']}: {row['pass_rate']:.0%} passed ({row['passed']}/{row['runs']}) · "
-              f"{row['mean_turns']:.1f} turns · {row['mean_tokens']:,.0f} tokens · {row['mean_latency_s']:.2f} s")
+        print(
+            f"{row['group']}: {row['pass_rate']:.0%} passed ({row['passed']}/{row['runs']}) · "
+            f"{row['mean_turns']:.1f} turns · {row['mean_tokens']:,.0f} tokens · {row['mean_latency_s']:.2f} s"
+        )
     if judge is not None:
         print(judge.usage())
-    print("wrote " + ", ".join(str(f) for f in files))
-    if runner.stopping:
-        print(f"stopped: {sum(r['status'] != 'interrupted' for r in records)} of {len(jobs)} scenario runs finished",
-              file=sys.stderr)
-    finished = [r for r in records if r["status"] != "interrupted"]
-    return EXIT_PASSED if finished and all(r["passed"] for r in finished) and not runner.stopping else EXIT_FAILED
 
 
 class _LiveJudge:
@@ -129,16 +183,27 @@ class _LiveJudge:
         from ..models import uses_json_schema
         from ..patterns._choose import choose
 
-        prompt = [SystemMessage(content="You grade a team's conversation. Answer strictly."),
-                  UserMessage(content=f"Task: {task}\n\nConversation:\n{transcript}\n\nQuestion: {question}\n"
-                                      "Answer yes or no.", source="user")]
-        answer = await choose(self.client, prompt, ["yes", "no"], field="answer",
-                              json_schema=uses_json_schema(self.model))
+        prompt = [
+            SystemMessage(content="You grade a team's conversation. Answer strictly."),
+            UserMessage(
+                content=f"Task: {task}\n\nConversation:\n{transcript}\n\nQuestion: {question}\n"
+                "Answer yes or no.",
+                source="user",
+            ),
+        ]
+        answer = await choose(
+            self.client, prompt, ["yes", "no"], field="answer", json_schema=uses_json_schema(self.model)
+        )
         if answer is None:
             raise ValueError("the judge's answer was neither yes nor no")
         return answer == "yes", f"the judge ({self.model}) answered {answer}"
 
+    async def close(self) -> None:
+        await self.pool.close()
+
     def usage(self) -> str:
         meter = self.pool.meter
-        return (f"judge ({self.model}): {len(meter.calls)} calls, {meter.prompt_tokens:,} prompt + "
-                f"{meter.completion_tokens:,} completion tokens (not in the teams' figures)")
+        return (
+            f"judge ({self.model}): {len(meter.calls)} calls, {meter.prompt_tokens:,} prompt + "
+            f"{meter.completion_tokens:,} completion tokens (not in the teams' figures)"
+        )

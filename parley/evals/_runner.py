@@ -52,7 +52,9 @@ def variants(compare: Sequence[str], teams_dirs: Sequence[str] = ()) -> list[Var
         try:
             parse_model(item)
         except ConfigError:
-            raise ConfigError(f"--compare {item!r} is neither a team (`parley teams`) nor a model string") from None
+            raise ConfigError(
+                f"--compare {item!r} is neither a team (`parley teams`) nor a model string"
+            ) from None
         out.append(Variant(label=item, model=item))
     return out or [Variant(label="")]
 
@@ -81,9 +83,17 @@ def _model_near(suite: Suite, model: str) -> str:
 
 
 class Runner:
-    def __init__(self, *, store: Store | None, team: str | None = None, model: str | None = None,
-                 judge: Judge | None = None, teams_dirs: Sequence[str] = (), timeout_s: float | None = None,
-                 on_done: Callable[[dict[str, Any]], None] = lambda record: None) -> None:
+    def __init__(
+        self,
+        *,
+        store: Store | None,
+        team: str | None = None,
+        model: str | None = None,
+        judge: Judge | None = None,
+        teams_dirs: Sequence[str] = (),
+        timeout_s: float | None = None,
+        on_done: Callable[[dict[str, Any]], None] = lambda record: None,
+    ) -> None:
         self.store = store
         self.team = team
         self.model = model
@@ -120,58 +130,112 @@ class Runner:
         team = v.team or self.team or sc.team or suite.defaults.team
         assert team is not None  # the suite loader requires one
         team = _near(suite, team)
-        model = v.model or self.model or sc.models.get(Path(team).stem) or sc.models.get(team) or sc.model \
-            or suite.defaults.model or os.environ.get("PARLEY_MODEL") or "local"
+        model = (
+            v.model
+            or self.model
+            or sc.models.get(Path(team).stem)
+            or sc.models.get(team)
+            or sc.model
+            or suite.defaults.model
+            or os.environ.get("PARLEY_MODEL")
+            or "local"
+        )
         return team, _model_near(suite, model)
+
+    def _blank(self, job: Job, team: str, model: str) -> dict[str, Any]:
+        """A job's record before (or without) its run: an error until the run says otherwise."""
+        return {
+            "job": job.index,
+            "suite": job.suite.suite,
+            "scenario": job.scenario.name,
+            "variant": job.variant.label,
+            "repeat": job.repeat,
+            "team": team,
+            "model": model,
+            "pattern": None,
+            "run_id": None,
+            "status": "error",
+            "passed": False,
+            "expectations": [],
+            "stop_reason": None,
+            "detail": "",
+            "turns": 0,
+            "prompt_tokens": 0,
+            "completion_tokens": 0,
+            "total_tokens": 0,
+            "cost_usd": None,
+            "latency_s": 0.0,
+            "final": "",
+            "human": [],
+            "error": None,
+        }
 
     async def run_job(self, job: Job) -> dict[str, Any]:
         sc = job.scenario
         team, model = self._choose(job)
-        record: dict[str, Any] = {
-            "job": job.index, "suite": job.suite.suite, "scenario": sc.name, "variant": job.variant.label, "repeat": job.repeat,
-            "team": team, "model": model, "pattern": None, "run_id": None, "status": "error", "passed": False,
-            "expectations": [], "stop_reason": None, "detail": "", "turns": 0, "prompt_tokens": 0,
-            "completion_tokens": 0, "total_tokens": 0, "cost_usd": None, "latency_s": 0.0, "final": "",
-            "human": [], "error": None,
-        }
+        record = self._blank(job, team, model)
         try:
-            conv = Conversation(team, model=model, max_turns=sc.max_turns, teams_dirs=self.teams_dirs,
-                                timeout_s=sc.timeout_s or self.timeout_s)
+            conv = Conversation(
+                team,
+                model=model,
+                max_turns=sc.max_turns,
+                teams_dirs=self.teams_dirs,
+                timeout_s=sc.timeout_s or self.timeout_s,
+            )
         except ParleyError as exc:
             record["error"] = str(exc)
             return record
         record["team"], record["pattern"] = conv.team.name, conv.team.pattern
         try:
             if self.store is not None:
-                tid = await self.store.create_thread(run_owner(), conv.team.name, conv.model,
-                                                     f"eval {job.suite.suite} / {sc.name}"[:120])
-                conv.attach(self.store, tid)
-                record["run_id"] = tid
+                title = f"eval {job.suite.suite} / {sc.name}"[:120]
+                record["run_id"] = await conv.save_to(self.store, run_owner(), title)
             events, result, latency, human = await self._drive(conv, sc)
         finally:
             await conv.close()  # its models, and its MCP sessions (a stdio server's process ends)
         seen = Observed(events=events, result=result, latency_s=latency)
         outcomes = await check_all(sc.expect, seen, sc.task, self.judge)
         if human.unanswered:
-            outcomes.append(Outcome("scripted_human", human.unanswered, "failed",
-                                    "the scripted human had no answer for: " + "; ".join(human.unanswered)))
-        interrupted = result.stop_reason == "stopped" and self.stopping
-        record.update({
-            "status": "interrupted" if interrupted else ("error" if result.stop_reason == "error" else "done"),
-            "passed": not interrupted and all(o.outcome != "failed" for o in outcomes),
-            "expectations": [o.as_dict() for o in outcomes], "stop_reason": result.stop_reason,
-            "detail": result.detail, "turns": result.turns, "prompt_tokens": result.prompt_tokens,
-            "completion_tokens": result.completion_tokens, "total_tokens": result.prompt_tokens + result.completion_tokens,
-            "cost_usd": result.cost_usd, "latency_s": round(latency, 3), "final": result.content,
-            "human": human.log, "transcript": [
-                {"turn": e.turn, "source": e.source, "content": e.content[:2000]}
-                for e in events if e.type == "message"],
-        })
-        if result.stop_reason == "error":
-            record["error"] = result.detail
+            outcomes.append(
+                Outcome(
+                    "scripted_human",
+                    human.unanswered,
+                    "failed",
+                    "the scripted human had no answer for: " + "; ".join(human.unanswered),
+                )
+            )
+        record.update(self._finished(seen, outcomes, human))
         return record
 
-    async def _drive(self, conv: Conversation, sc: Scenario) -> tuple[list[Event], RunResult, float, ScriptedHuman]:
+    def _finished(self, seen: Observed, outcomes: list[Outcome], human: ScriptedHuman) -> dict[str, Any]:
+        """What a finished run adds to its record: status, verdict, figures, what the human did, the transcript."""
+        result = seen.result
+        interrupted = result.stop_reason == "stopped" and self.stopping
+        return {
+            "status": "interrupted"
+            if interrupted
+            else ("error" if result.stop_reason == "error" else "done"),
+            "passed": not interrupted and all(o.outcome != "failed" for o in outcomes),
+            "expectations": [o.as_dict() for o in outcomes],
+            "stop_reason": result.stop_reason,
+            "detail": result.detail,
+            "turns": result.turns,
+            "prompt_tokens": result.prompt_tokens,
+            "completion_tokens": result.completion_tokens,
+            "total_tokens": result.prompt_tokens + result.completion_tokens,
+            "cost_usd": result.cost_usd,
+            "latency_s": round(seen.latency_s, 3),
+            "final": result.content,
+            "human": human.log,
+            "transcript": [
+                {"turn": m.turn, "source": m.source, "content": m.content[:2000]} for m in seen.messages
+            ],
+            **({"error": result.detail} if result.stop_reason == "error" else {}),
+        }
+
+    async def _drive(
+        self, conv: Conversation, sc: Scenario
+    ) -> tuple[list[Event], RunResult, float, ScriptedHuman]:
         human = ScriptedHuman(list(sc.human))
         started = time.perf_counter()
         run = conv.start(sc.task)
