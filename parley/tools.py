@@ -33,6 +33,7 @@ __all__ = [
     "check",
     "current_context",
     "default_registry",
+    "forget_default_registry",
     "load_helper",
     "output_file",
     "tool",
@@ -339,3 +340,10 @@ def default_registry() -> ToolRegistry:
     if _default is None:
         _default = ToolRegistry.discover()
     return _default
+
+
+def forget_default_registry() -> None:
+    """Forget the default registry: the next `default_registry()` discovers the tools again (after `PARLEY_TOOLS`
+    or the project's tools changed)."""
+    global _default
+    _default = None

@@ -17,6 +17,7 @@ from parley.events import (
     RunResult,
     ToolResultEvent,
 )
+from parley.run import Run
 
 Write = Callable[[str, str], Path]
 SCRIPT = """
@@ -30,7 +31,9 @@ roles:
 
 @pytest.fixture
 def registry(write: Write, tmp_path: Path) -> ToolRegistry:
-    write("risky/bank.py", '''
+    write(
+        "risky/bank.py",
+        '''
         from parley.tools import tool
 
         SENT = []
@@ -40,7 +43,8 @@ def registry(write: Write, tmp_path: Path) -> ToolRegistry:
             """Send money (needs approval)."""
             SENT.append((to, amount))
             return f"sent {amount} to {to}"
-    ''')
+    ''',
+    )
     return ToolRegistry.discover([tmp_path / "risky"])
 
 
@@ -61,13 +65,19 @@ async def _run(conv: Conversation, decide: Callable[[ApprovalRequestEvent], None
     return await collect(run, on_event)
 
 
+def _current(conv: Conversation) -> Run:
+    run = conv.current_run
+    assert run is not None
+    return run
+
+
 def _sent(registry: ToolRegistry) -> list[tuple[str, float]]:
     return registry.get("wire_money").func.__globals__["SENT"]  # type: ignore[no-any-return]
 
 
 async def test_approved_call_runs(write: Write, registry: ToolRegistry) -> None:
     conv = _conv(write, registry)
-    events = await _run(conv, lambda ev: conv._run.approve(ev.request_id, actor="dana"))  # type: ignore[union-attr]
+    events = await _run(conv, lambda ev: _current(conv).approve(ev.request_id, actor="dana"))
     req = next(e for e in events if isinstance(e, ApprovalRequestEvent))
     assert (req.source, req.name, req.arguments) == ("clerk", "wire_money", {"to": "ACME", "amount": 120})
     decision = next(e for e in events if isinstance(e, ApprovalDecisionEvent))
@@ -79,7 +89,7 @@ async def test_approved_call_runs(write: Write, registry: ToolRegistry) -> None:
 
 async def test_denied_call_reaches_the_agent_as_an_error(write: Write, registry: ToolRegistry) -> None:
     conv = _conv(write, registry)
-    events = await _run(conv, lambda ev: conv._run.deny(ev.request_id, "wrong payee", actor="dana"))  # type: ignore[union-attr]
+    events = await _run(conv, lambda ev: _current(conv).deny(ev.request_id, "wrong payee", actor="dana"))
     assert _sent(registry) == []
     result = next(e for e in events if isinstance(e, ToolResultEvent))
     assert result.is_error and "denied: wrong payee" in result.content
@@ -97,15 +107,20 @@ async def test_standing_rule_and_stop_while_waiting(write: Write, registry: Tool
     assert _sent(registry) == []
 
     conv2 = _conv(write, registry)
-    events2 = await _run(conv2, lambda ev: conv2._run.stop())  # type: ignore[union-attr]
+    events2 = await _run(conv2, lambda ev: _current(conv2).stop())
     result = events2[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "stopped"
     assert _sent(registry) == [] and not any(isinstance(e, ApprovalDecisionEvent) for e in events2)
 
 
-async def test_team_file_overrides_whether_a_tool_needs_approval(write: Write, registry: ToolRegistry) -> None:
-    team = write("team.yaml", team_yaml(roles=("clerk",), max_turns=2, tools={"clerk": ["wire_money"]})
-                 + "approvals: {wire_money: never}\n")
+async def test_team_file_overrides_whether_a_tool_needs_approval(
+    write: Write, registry: ToolRegistry
+) -> None:
+    team = write(
+        "team.yaml",
+        team_yaml(roles=("clerk",), max_turns=2, tools={"clerk": ["wire_money"]})
+        + "approvals: {wire_money: never}\n",
+    )
     script = write("s.yaml", SCRIPT)
     conv = Conversation(team, model=f"scripted:{script}", registry=registry)
     events = await _run(conv, None)
@@ -113,15 +128,22 @@ async def test_team_file_overrides_whether_a_tool_needs_approval(write: Write, r
     assert _sent(registry) == [("ACME", 120)]
 
 
-async def test_a_call_to_an_ungranted_tool_is_refused_and_recorded(write: Write, registry: ToolRegistry) -> None:
-    team = write("team.yaml", team_yaml(roles=("clerk", "auditor"), max_turns=2, tools={"auditor": ["wire_money"]}))
-    script = write("s.yaml", """
+async def test_a_call_to_an_ungranted_tool_is_refused_and_recorded(
+    write: Write, registry: ToolRegistry
+) -> None:
+    team = write(
+        "team.yaml", team_yaml(roles=("clerk", "auditor"), max_turns=2, tools={"auditor": ["wire_money"]})
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           clerk:
             - tool: wire_money
               args: {to: "ME", amount: 1000000}
           auditor: ["Nothing to see."]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}", registry=registry)
     events = await _run(conv, None)
     result = next(e for e in events if isinstance(e, ToolResultEvent))
@@ -129,18 +151,28 @@ async def test_a_call_to_an_ungranted_tool_is_refused_and_recorded(write: Write,
     assert _sent(registry) == [] and not any(isinstance(e, ApprovalRequestEvent) for e in events)
 
 
-def test_cli_approval_rules(write: Write, capsys: pytest.CaptureFixture[str], tmp_path: Path,
-                            monkeypatch: pytest.MonkeyPatch, registry: ToolRegistry) -> None:
+def test_cli_approval_rules(
+    write: Write,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    registry: ToolRegistry,
+    request: pytest.FixtureRequest,
+) -> None:
     from parley.cli import main
+    from parley.tools import forget_default_registry
 
     monkeypatch.setenv("PARLEY_TOOLS", str(tmp_path / "risky"))
-    import parley.tools as tools_module
-
-    monkeypatch.setattr(tools_module, "_default", None)  # rediscover with PARLEY_TOOLS
+    forget_default_registry()  # rediscover with PARLEY_TOOLS
+    request.addfinalizer(forget_default_registry)  # and without it after this test
     team = write("team.yaml", team_yaml(roles=("clerk",), max_turns=2, tools={"clerk": ["wire_money"]}))
     script = write("s.yaml", SCRIPT)
-    for flags, verdict in ((["--approve", "all"], "approved by policy"), (["--approve", "none"], "denied by policy"),
-                           (["--approve", "other,wire_money"], "approved by policy"), ([], "denied by cli")):
+    for flags, verdict in (
+        (["--approve", "all"], "approved by policy"),
+        (["--approve", "none"], "denied by policy"),
+        (["--approve", "other,wire_money"], "approved by policy"),
+        ([], "denied by cli"),
+    ):
         assert main(["run", str(team), "Pay", "--model", f"scripted:{script}", *flags]) == 0
         out = capsys.readouterr().out
         assert f"wire_money {verdict}" in out, (flags, out)

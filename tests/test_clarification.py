@@ -21,7 +21,9 @@ roles:
 
 
 def _conv(write: Write, extra: str = "") -> Conversation:
-    team = write("team.yaml", team_yaml(roles=("planner",), max_turns=1, tools={"planner": ["ask_human"]}, extra=extra))
+    team = write(
+        "team.yaml", team_yaml(roles=("planner",), max_turns=1, tools={"planner": ["ask_human"]}, extra=extra)
+    )
     return Conversation(team, model=f"scripted:{write('s.yaml', SCRIPT)}")
 
 

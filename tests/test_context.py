@@ -63,7 +63,9 @@ async def test_an_early_human_message_stays_in_view_long_after_the_window_moved_
 
 
 async def test_window_all_sends_the_whole_history(write: Write) -> None:
-    team = write("team.yaml", team_yaml("round_robin", roles=ROLES, max_turns=12, extra="context: {window: all}\n"))
+    team = write(
+        "team.yaml", team_yaml("round_robin", roles=ROLES, max_turns=12, extra="context: {window: all}\n")
+    )
     conv = Conversation(team, model=f"scripted:{_script(write, 3)}")
     await collect(conv.start("Write the churn memo"))
     last = _prompts(conv, "delta")[-1]
@@ -77,8 +79,12 @@ async def test_a_running_summary_replaces_old_turns_and_its_tokens_are_metered(w
     events = await collect(conv.start("Write the churn memo"))
     last = _prompts(conv, "delta")[-1]
     assert "Summary of the earlier conversation" in last
-    assert "point alpha-0" in last  # the first turn lives on in the summary (extractive with the scripted model)
-    assert "More detail follows here" not in last.split("Summary of the earlier conversation")[1].split("\n")[0]
+    assert (
+        "point alpha-0" in last
+    )  # the first turn lives on in the summary (extractive with the scripted model)
+    assert (
+        "More detail follows here" not in last.split("Summary of the earlier conversation")[1].split("\n")[0]
+    )
     summaries = [c for c in conv.pool.scripts[0].calls if c.who == "summariser"]
     assert summaries, "no summariser call was made"
     by_source = conv.meter.by_source()
@@ -90,20 +96,27 @@ async def test_a_running_summary_replaces_old_turns_and_its_tokens_are_metered(w
 
 
 async def test_a_role_can_see_more_than_the_team_default(write: Write) -> None:
-    team = write("team.yaml", team_yaml("round_robin", roles=ROLES, max_turns=12).replace(
-        "    prompt: You are delta.\n", "    prompt: You are delta.\n    context: {window: all}\n"))
+    team = write(
+        "team.yaml",
+        team_yaml("round_robin", roles=ROLES, max_turns=12).replace(
+            "    prompt: You are delta.\n", "    prompt: You are delta.\n    context: {window: all}\n"
+        ),
+    )
     conv = Conversation(team, model=f"scripted:{_script(write, 3)}")
     await collect(conv.start("Write the churn memo"))
     assert "alpha turn 0" in _prompts(conv, "delta")[-1]
     assert "alpha turn 0" not in _prompts(conv, "gamma")[-1]
 
 
-@pytest.mark.parametrize(("policy", "message"), [
-    ("{window: 0}", "greater than or equal to 1"),
-    ("{window: everything}", "window"),
-    ("{summary: sometimes}", "summary"),
-    ("{windw: 3}", "windw"),
-])
+@pytest.mark.parametrize(
+    ("policy", "message"),
+    [
+        ("{window: 0}", "greater than or equal to 1"),
+        ("{window: everything}", "window"),
+        ("{summary: sometimes}", "summary"),
+        ("{windw: 3}", "windw"),
+    ],
+)
 def test_a_bad_context_policy_is_a_clear_error(write: Write, policy: str, message: str) -> None:
     team = write("team.yaml", team_yaml("round_robin", extra=f"context: {policy}\n"))
     with pytest.raises(TeamFileError) as err:
@@ -125,9 +138,14 @@ async def test_the_view_never_splits_a_tool_call_from_its_results_and_survives_a
     from parley.models import Meter, ModelPool
 
     def call(i: int) -> list[Any]:
-        return [AssistantMessage(content=[FunctionCall(id=f"c{i}", name="sql_query", arguments="{}")], source="me"),
-                FunctionExecutionResultMessage(content=[FunctionExecutionResult(call_id=f"c{i}", content=f"row {i}",
-                                                                                name="sql_query")])]
+        return [
+            AssistantMessage(
+                content=[FunctionCall(id=f"c{i}", name="sql_query", arguments="{}")], source="me"
+            ),
+            FunctionExecutionResultMessage(
+                content=[FunctionExecutionResult(call_id=f"c{i}", content=f"row {i}", name="sql_query")]
+            ),
+        ]
 
     pool = ModelPool(Meter())
     script = Path(__file__).parent / "ui" / "scripts" / "studio.yaml"
@@ -144,7 +162,10 @@ async def test_the_view_never_splits_a_tool_call_from_its_results_and_survives_a
     for before, m in pairwise(view):
         if isinstance(m, FunctionExecutionResultMessage):
             assert isinstance(before, AssistantMessage) and before.content[0].id == m.content[0].call_id  # type: ignore[index,union-attr]
-    assert [m.content[0].content for m in view[-3:] if isinstance(m, FunctionExecutionResultMessage)] == ["row 6", "row 7"]  # type: ignore[index]
+    assert [m.content[0].content for m in view[-3:] if isinstance(m, FunctionExecutionResultMessage)] == [
+        "row 6",
+        "row 7",
+    ]  # type: ignore[index]
 
     restored = PolicyContext(2, Summariser(pool.client(f"scripted:{script}", "summariser")))
     await restored.load_state(await ctx.save_state())

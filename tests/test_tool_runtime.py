@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from _support import team_yaml
 
 from parley import Conversation, ToolRegistry
@@ -18,7 +19,9 @@ def _read(path: str) -> str:
 
 
 async def test_tools_see_the_workspace_and_written_files_become_events(write: Write, tmp_path: Path) -> None:
-    write("mine/files.py", '''
+    write(
+        "mine/files.py",
+        '''
         from parley.tools import current_context, tool
 
         @tool
@@ -29,7 +32,8 @@ async def test_tools_see_the_workspace_and_written_files_become_events(write: Wr
             (ctx.workspace / "out" / "report.md").write_text(text)
             ctx.notes.append({"role": ctx.role, "text": "report saved"})
             return f"saved by {ctx.role}"
-    ''')
+    ''',
+    )
     registry = ToolRegistry.discover([tmp_path / "mine"])
     team = write("team.yaml", team_yaml(roles=("alpha",), max_turns=1, tools={"alpha": ["save_report"]}))
     script = write("s.yaml", "roles:\n  alpha:\n    - tool: save_report\n      args: {text: '# Q3'}\n")
@@ -38,7 +42,79 @@ async def test_tools_see_the_workspace_and_written_files_become_events(write: Wr
     result = next(e for e in events if isinstance(e, ToolResultEvent))
     assert result.content == "saved by alpha" and not result.is_error
     files = [e for e in events if isinstance(e, FileEvent)]
-    assert [(f.name, f.mime, f.source, f.tool) for f in files] == [("out/report.md", "text/markdown", "alpha", "save_report")]
+    assert [(f.name, f.mime, f.source, f.tool) for f in files] == [
+        ("out/report.md", "text/markdown", "alpha", "save_report")
+    ]
     assert _read(files[0].path) == "# Q3"
     assert Path(files[0].path).is_relative_to(conv.workspace)
     assert conv.notes_board == [{"role": "alpha", "text": "report saved"}]
+
+
+USER_TOOLS = '''
+from parley.tools import ToolDef, check, tool
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+@tool(approval=True, family="bank")
+async def pay(to: str, amount: float) -> str:
+    """Pay someone."""
+    return f"paid {amount} to {to}"
+
+
+@check
+def short(text: str) -> str | None:
+    """At most 100 characters."""
+    return None if len(text) <= 100 else "too long"
+
+
+total: int = add(1, 2)
+label: str = add.name + pay.family
+typed: ToolDef[[int, int], int] = add
+verdict: str | None = short("ok")
+'''
+
+MISUSE = '''
+from parley.tools import tool
+
+
+@tool
+def add(a: int, b: int) -> int:
+    """Add two numbers."""
+    return a + b
+
+
+wrong: str = add("one", 2)
+'''
+
+
+def test_a_tool_module_type_checks_and_a_wrong_call_of_a_tool_does_not(tmp_path: Path) -> None:
+    """`@tool` keeps the function's types: pyright accepts a typical tool module and flags a wrong call."""
+    import shutil
+    import subprocess
+    import sys
+
+    pyright = shutil.which("pyright") or shutil.which("pyright", path=str(Path(sys.executable).parent))
+    if pyright is None:
+        pytest.skip("pyright is not installed (it is in the dev extra)")
+    (tmp_path / "user_tools.py").write_text(USER_TOOLS)
+    (tmp_path / "misuse.py").write_text(MISUSE)
+
+    def check(name: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [pyright, "--pythonpath", sys.executable, name],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    good = check("user_tools.py")
+    assert good.returncode == 0 and "0 errors" in good.stdout, good.stdout + good.stderr
+    bad = check("misuse.py")
+    assert bad.returncode == 1, bad.stdout + bad.stderr
+    assert 'parameter "a"' in bad.stdout and 'declared type "str"' in bad.stdout, bad.stdout
