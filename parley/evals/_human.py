@@ -37,8 +37,14 @@ class ScriptedHuman:
 
     def _approval(self, run: Run, ev: ApprovalRequestEvent) -> None:
         server = ev.name.partition(".")[0]  # an MCP tool `SERVER.TOOL` is also answered by `SERVER.*`
-        step = next((s for s in self.steps if isinstance(s, ApprovalStep)
-                     and s.approval in (ev.name, "any", f"{server}.*")), None)
+        step = next(
+            (
+                s
+                for s in self.steps
+                if isinstance(s, ApprovalStep) and s.approval in (ev.name, "any", f"{server}.*")
+            ),
+            None,
+        )
         if step is None:
             self.unanswered.append(f"approval of {ev.name} (turn {ev.turn})")
             run.deny(ev.request_id, "the scripted human has no answer for this tool", actor=ACTOR)
@@ -46,27 +52,45 @@ class ScriptedHuman:
             run.approve(ev.request_id, actor=ACTOR)
         else:
             run.deny(ev.request_id, step.reason, actor=ACTOR)
-        self.log.append(f"turn {ev.turn}: {ev.name} {'approved' if step and step.decision == 'approve' else 'denied'}")
+        self.log.append(
+            f"turn {ev.turn}: {ev.name} {'approved' if step and step.decision == 'approve' else 'denied'}"
+        )
 
     def _escalation(self, run: Run, ev: EscalationEvent) -> None:
-        step = next((s for s in self.steps if isinstance(s, EscalationStep) and s.escalation in (ev.kind, "any")), None)
+        step = next(
+            (s for s in self.steps if isinstance(s, EscalationStep) and s.escalation in (ev.kind, "any")),
+            None,
+        )
         if step is None:
             self.unanswered.append(f"{ev.kind} escalation (turn {ev.turn})")
             self.log.append(f"turn {ev.turn}: {ev.kind} escalation left open")
             run.leave_escalated()
             return
         if step.choose is not None and step.choose > len(ev.positions):
-            self.unanswered.append(f"{ev.kind} escalation (turn {ev.turn}): choose {step.choose}, but there are "
-                                   f"only {len(ev.positions)} positions")
+            self.unanswered.append(
+                f"{ev.kind} escalation (turn {ev.turn}): choose {step.choose}, but there are "
+                f"only {len(ev.positions)} positions"
+            )
             run.leave_escalated()
             return
         run.resolve(ev.escalation_id, choose=step.choose, text=step.say, proceed=step.continue_, actor=ACTOR)
-        what = f"chose {step.choose}" if step.choose else ("continued" if step.continue_ else f"wrote {step.say!r}")
+        what = (
+            f"chose {step.choose}"
+            if step.choose
+            else ("continued" if step.continue_ else f"wrote {step.say!r}")
+        )
         self.log.append(f"turn {ev.turn}: {ev.kind} escalation: {what}")
 
     def _question(self, run: Run, ev: QuestionEvent) -> None:
-        step = next((s for s in self.steps if isinstance(s, QuestionStep)
-                     and (s.question == "any" or s.question.lower() in ev.content.lower())), None)
+        step = next(
+            (
+                s
+                for s in self.steps
+                if isinstance(s, QuestionStep)
+                and (s.question == "any" or s.question.lower() in ev.content.lower())
+            ),
+            None,
+        )
         if step is None:
             self.unanswered.append(f"question {ev.content!r} (turn {ev.turn})")
             run.answer(ev.question_id, ev.default, actor=ACTOR)

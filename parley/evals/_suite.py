@@ -80,10 +80,15 @@ def _step_kind(value: Any) -> str | None:
 
 
 HumanStep = Annotated[
-    Annotated[SayStep, Tag("at_turn")] | Annotated[ApprovalStep, Tag("approval")]
-    | Annotated[EscalationStep, Tag("escalation")] | Annotated[QuestionStep, Tag("question")],
-    Discriminator(_step_kind, custom_error_type="human_step",
-                  custom_error_message="a human step starts with at_turn:, approval:, escalation: or question:"),
+    Annotated[SayStep, Tag("at_turn")]
+    | Annotated[ApprovalStep, Tag("approval")]
+    | Annotated[EscalationStep, Tag("escalation")]
+    | Annotated[QuestionStep, Tag("question")],
+    Discriminator(
+        _step_kind,
+        custom_error_type="human_step",
+        custom_error_message="a human step starts with at_turn:, approval:, escalation: or question:",
+    ),
 ]
 
 
@@ -125,8 +130,10 @@ class Expectation(_Strict):
     def _exactly_one(self) -> Expectation:
         set_ = [k for k in type(self).model_fields if getattr(self, k) is not None]
         if len(set_) != 1:
-            raise ValueError("write one expectation per item (e.g. `- final_contains: refund`), "
-                             f"not {len(set_)}: {', '.join(set_) or 'none'}")
+            raise ValueError(
+                "write one expectation per item (e.g. `- final_contains: refund`), "
+                f"not {len(set_)}: {', '.join(set_) or 'none'}"
+            )
         if self.final_matches is not None:
             try:
                 re.compile(self.final_matches)
@@ -179,9 +186,21 @@ class Suite(_Strict):
     source: Path | None = Field(default=None, exclude=True)
 
 
-_KEYS = sorted({*Suite.model_fields, *Defaults.model_fields, *Scenario.model_fields, *Expectation.model_fields,
-                *SayStep.model_fields, *ApprovalStep.model_fields, *EscalationStep.model_fields, "continue",
-                *QuestionStep.model_fields, *ToolCalled.model_fields} - {"continue_", "source"})
+_KEYS = sorted(
+    {
+        *Suite.model_fields,
+        *Defaults.model_fields,
+        *Scenario.model_fields,
+        *Expectation.model_fields,
+        *SayStep.model_fields,
+        *ApprovalStep.model_fields,
+        *EscalationStep.model_fields,
+        "continue",
+        *QuestionStep.model_fields,
+        *ToolCalled.model_fields,
+    }
+    - {"continue_", "source"}
+)
 
 
 def load_suite(path: Path | str) -> Suite:
@@ -210,8 +229,12 @@ def _cross_check(suite: Suite, located: Located) -> list[FileProblem]:
             problems.append(located.problem(("scenarios", i, "name"), f"duplicate scenario name '{sc.name}'"))
         seen.add(sc.name)
         if sc.team is None and suite.defaults.team is None:
-            problems.append(located.problem(("scenarios", i), f"scenario '{sc.name}' names no team "
-                                            "(give `team:` here or under defaults)"))
+            problems.append(
+                located.problem(
+                    ("scenarios", i),
+                    f"scenario '{sc.name}' names no team (give `team:` here or under defaults)",
+                )
+            )
         pairs = [(("scenarios", i, "model"), sc.model), (("defaults", "model"), suite.defaults.model)]
         pairs += [(("scenarios", i, "models", team), m) for team, m in sc.models.items()]
         for where, model in pairs:
@@ -236,12 +259,18 @@ def _outside(located: Located, where: tuple[str | int, ...], ref: str) -> list[F
         return []  # a team's name, found among the teams
     suite_dir = Path(located.file).parent
     path = Path(ref).expanduser()
-    target = path if path.exists() or path.is_absolute() else suite_dir / path  # as the runner finds it (_near)
+    # as the runner finds it (_near)
+    target = path if path.exists() or path.is_absolute() else suite_dir / path
     for root in (suite_dir, project_root()):
         try:
             inside(root, target.resolve())
             return []
         except ValueError:
             continue
-    return [located.problem(where, f"'{ref}' is outside the suite's folder ({suite_dir.resolve()}) and the project "
-                                   f"({project_root()}): keep the files a suite names next to it or in the project")]
+    return [
+        located.problem(
+            where,
+            f"'{ref}' is outside the suite's folder ({suite_dir.resolve()}) and the project "
+            f"({project_root()}): keep the files a suite names next to it or in the project",
+        )
+    ]
