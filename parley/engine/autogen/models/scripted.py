@@ -41,7 +41,10 @@ class ScriptedClient(OwnClient):
     """A ChatCompletionClient answering from a script for one role (or the selector)."""
 
     info = SCRIPTED_INFO
-    traits = Traits(reasks=False)  # every call takes the script's next reply: a vote is never asked twice
+    traits = Traits(reasks=False, reflects=False)
+    """Every call takes the script's next reply, so a vote is never asked for twice. Reflection stays off until the
+    conversation's tool turns are meant to end in the role's answer rather than the tool summary (the client
+    answers a reflection call without taking a script reply either way: see reflection_answer)."""
 
     def __init__(self, model: ScriptedModel, who: str) -> None:
         super().__init__()
