@@ -14,6 +14,7 @@ import os
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from .errors import ConfigError
 from .paths import inside, project_root, search_dirs
 
 __all__ = [
+    "MAX_NOTE",
     "CheckDef",
     "RunContext",
     "ToolDef",
@@ -257,6 +259,10 @@ def load_helper(tool_file: str, name: str) -> ModuleType:
     return _exec_module(path, modname)
 
 
+MAX_NOTE = 2000
+"""Characters of one shared note."""
+
+
 @dataclass
 class RunContext:
     """What a tool can reach while a conversation runs it."""
@@ -266,8 +272,23 @@ class RunContext:
     role: str
     """The role calling the tool."""
     notes: list[dict[str, Any]] = field(default_factory=list)
-    """Notes shared by every role of the conversation (team_notes)."""
+    """Notes shared by every role of the conversation (team_notes): read them here, add with `add_note`."""
     conversation_id: str = ""
+    on_note: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False, compare=False)
+    """Called with each note `add_note` adds: the conversation records it (an event), so nobody has to read it
+    back out of a tool's arguments."""
+
+    def add_note(self, text: str) -> dict[str, Any]:
+        """Add a note to the shared board as this role (stripped, cut to MAX_NOTE characters); returns the note
+        (`role`, `text`, `ts`). Empty text is a ValueError."""
+        text = text.strip()
+        if not text:
+            raise ValueError("a note needs text")
+        note: dict[str, Any] = {"role": self.role, "text": text[:MAX_NOTE], "ts": time.time()}
+        self.notes.append(note)
+        if self.on_note is not None:
+            self.on_note(note)
+        return note
 
 
 _CURRENT: ContextVar[RunContext | None] = ContextVar("parley_run_context", default=None)

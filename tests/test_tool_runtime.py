@@ -118,3 +118,18 @@ def test_a_tool_module_type_checks_and_a_wrong_call_of_a_tool_does_not(tmp_path:
     bad = check("misuse.py")
     assert bad.returncode == 1, bad.stdout + bad.stderr
     assert 'parameter "a"' in bad.stdout and 'declared type "str"' in bad.stdout, bad.stdout
+
+
+def test_a_note_added_through_the_run_context_is_reported_to_the_conversation(tmp_path: Path) -> None:
+    """A tool adds a shared note through its run context; the conversation hears of it (to record it) at once."""
+    from parley.tools import MAX_NOTE, RunContext
+
+    heard: list[dict[str, object]] = []
+    board: list[dict[str, object]] = []
+    ctx = RunContext(workspace=tmp_path, role="alpha", notes=board, on_note=heard.append)
+    note = ctx.add_note("  Q3 revenue is 1.2M  ")
+    assert board == heard == [note] and (note["role"], note["text"]) == ("alpha", "Q3 revenue is 1.2M")
+    assert len(ctx.add_note("x" * (MAX_NOTE + 50))["text"]) == MAX_NOTE
+    with pytest.raises(ValueError):
+        ctx.add_note("   ")
+    assert len(board) == 2
