@@ -6,13 +6,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import ParleyError
+from ..errors import StoreError
 
 __all__ = ["AuditRow", "CheckpointRow", "EventRow", "StoreError", "ThreadRow"]
-
-
-class StoreError(ParleyError):
-    """The database could not be reached, or a read or write failed. Says what and why."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
+from datetime import datetime
 from functools import partial
 from types import TracebackType
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from ..events import Event, decode_events
 from ._disk import prepare_file, sqlite_file, storage_problem
 from ._passwords import MIN_PASSWORD, hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, StoreError, ThreadRow
@@ -66,7 +68,9 @@ class Store:
                 prepare_file(file)  # SQLite would make it readable by everyone (0644)
             except OSError as exc:
                 await engine.dispose()
-                raise StoreError(storage_problem(file, exc) or f"cannot open database {shown}: {_why(exc)}") from exc
+                raise StoreError(
+                    storage_problem(file, exc) or f"cannot open database {shown}: {_why(exc)}"
+                ) from exc
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         try:
@@ -126,11 +130,14 @@ class Store:
         if name.strip().lower() == RESERVED_USER:
             # The single-user mode's user owns every conversation made before logins and by `parley run`:
             # a password user of that name would sign in as all of them.
-            raise StoreError(f"could not create user '{name}': '{RESERVED_USER}' is the name of the local "
-                             "single-user mode's user; pick another name")
+            raise StoreError(
+                f"could not create user '{name}': '{RESERVED_USER}' is the name of the local "
+                "single-user mode's user; pick another name"
+            )
         if any(not c.isprintable() for c in name) or name != name.strip():
-            raise StoreError(f"could not create user {name!r}: a name has no control characters and no "
-                             "spaces at its ends")
+            raise StoreError(
+                f"could not create user {name!r}: a name has no control characters and no spaces at its ends"
+            )
         if len(password) < MIN_PASSWORD:
             raise StoreError(
                 f"could not create user '{name}': the password needs at least {MIN_PASSWORD} characters"
@@ -153,7 +160,9 @@ class Store:
 
     # -- threads -------------------------------------------------------------------------
 
-    async def create_thread(self, owner: str, team: str, model: str, title: str, *, thread_id: str | None = None) -> str:
+    async def create_thread(
+        self, owner: str, team: str, model: str, title: str, *, thread_id: str | None = None
+    ) -> str:
         """A new conversation; returns its id (32 hex digits unless `thread_id` names it, e.g. the web chat's)."""
         tid = thread_id or uuid.uuid4().hex
         title = title.replace("\x00", "")  # PostgreSQL text cannot hold NUL
@@ -219,41 +228,32 @@ class Store:
         nothing. Returns the events' seqs. A run writes what piled up while its writer was busy this way."""
         if not new_events and not audits and checkpoint is None:
             return []
-        if len(new_events) == 1 and not audits and checkpoint is None:
-            what = f"append a '{new_events[0][0]}' event to thread {tid}"
-        elif not new_events and not audits and checkpoint is not None:
-            what = f"save a checkpoint of thread {tid} at turn {checkpoint[0]}"
-        else:
-            what = f"append {len(new_events)} events to thread {tid}"
+        what = _batch_what(tid, new_events, audits, checkpoint)
         async with self._write(what) as conn:
             at = now()
-            seqs: list[int] = []
-            if new_events:
-                # Bumping the counter row-locks the thread (PostgreSQL) or holds the write lock (SQLite)
-                # until commit, so concurrent appends get consecutive numbers; a failed insert rolls it back.
-                last = await conn.scalar(
-                    update(threads)
-                    .where(threads.c.id == tid)
-                    .values(last_seq=threads.c.last_seq + len(new_events), updated_at=at)
-                    .returning(threads.c.last_seq)
-                )
-                if last is None:
-                    raise StoreError(f"could not {what}: no such thread")
-                seqs = list(range(int(last) - len(new_events) + 1, int(last) + 1))
-                await conn.execute(insert(events), [
-                    {"thread_id": tid, "seq": seq, "type": kind, "payload": dict(payload), "created_at": at}
-                    for seq, (kind, payload) in zip(seqs, new_events, strict=True)
-                ])
+            seqs = await _insert_events(conn, tid, new_events, at, what) if new_events else []
             if audits:
-                await conn.execute(insert(audit), [
-                    {"thread_id": tid, "actor": actor, "action": action, "detail": dict(detail), "created_at": at}
-                    for actor, action, detail in audits
-                ])
+                await conn.execute(
+                    insert(audit),
+                    [
+                        {
+                            "thread_id": tid,
+                            "actor": actor,
+                            "action": action,
+                            "detail": dict(detail),
+                            "created_at": at,
+                        }
+                        for actor, action, detail in audits
+                    ],
+                )
             if checkpoint is not None:
                 turn, state, pending = checkpoint
                 try:
-                    await conn.execute(insert(checkpoints).values(
-                        thread_id=tid, turn=turn, state=dict(state), pending=list(pending), created_at=at))
+                    await conn.execute(
+                        insert(checkpoints).values(
+                            thread_id=tid, turn=turn, state=dict(state), pending=list(pending), created_at=at
+                        )
+                    )
                 except IntegrityError as exc:  # the only constraint that can fail is the thread's foreign key
                     raise StoreError(f"could not {what}: no such thread") from exc
         return seqs
@@ -267,6 +267,11 @@ class Store:
         )
         async with self._read(f"read the events of thread {tid}") as conn:
             return [EventRow(*row) for row in await conn.execute(query)]
+
+    async def load_events(self, tid: str, after_seq: int = 0) -> list[Event]:
+        """The thread's events with seq > `after_seq`, decoded, in order. A kind of event this version cannot read
+        (one from a newer version) is left out: what is understood still shows."""
+        return decode_events(row.payload for row in await self.events(tid, after_seq))
 
     # -- checkpoints ---------------------------------------------------------------------
 
@@ -321,6 +326,48 @@ _THREAD_COLUMNS = (
     threads.c.created_at,
     threads.c.updated_at,
 )
+
+
+def _batch_what(
+    tid: str,
+    new_events: Sequence[tuple[str, Mapping[str, Any]]],
+    audits: Sequence[Any],
+    checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None,
+) -> str:
+    """What a batch write does, for its error message."""
+    if len(new_events) == 1 and not audits and checkpoint is None:
+        return f"append a '{new_events[0][0]}' event to thread {tid}"
+    if not new_events and not audits and checkpoint is not None:
+        return f"save a checkpoint of thread {tid} at turn {checkpoint[0]}"
+    return f"append {len(new_events)} events to thread {tid}"
+
+
+async def _insert_events(
+    conn: AsyncConnection,
+    tid: str,
+    new_events: Sequence[tuple[str, Mapping[str, Any]]],
+    at: datetime,
+    what: str,
+) -> list[int]:
+    """Append events with the thread's next seqs. Bumping the counter row-locks the thread (PostgreSQL) or holds the
+    write lock (SQLite) until commit, so concurrent appends get consecutive numbers; a failed insert rolls it back."""
+    last = await conn.scalar(
+        update(threads)
+        .where(threads.c.id == tid)
+        .values(last_seq=threads.c.last_seq + len(new_events), updated_at=at)
+        .returning(threads.c.last_seq)
+    )
+    if last is None:
+        raise StoreError(f"could not {what}: no such thread")
+    seqs = list(range(int(last) - len(new_events) + 1, int(last) + 1))
+    await conn.execute(
+        insert(events),
+        [
+            {"thread_id": tid, "seq": seq, "type": kind, "payload": dict(payload), "created_at": at}
+            for seq, (kind, payload) in zip(seqs, new_events, strict=True)
+        ],
+    )
+    return seqs
 
 
 def _engine_options(url: URL) -> dict[str, Any]:
