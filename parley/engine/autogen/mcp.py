@@ -104,7 +104,7 @@ class McpTool(
 
 async def load_grants(
     team: TeamSpec,
-    grants: dict[str, Sequence[str]],
+    grants: Mapping[str, Sequence[str]],
     host: ApprovalHost,
     hub: McpHub,
     shelves: Mapping[str, ImageShelf] | None = None,
