@@ -51,7 +51,7 @@ def call_problem(name: str, arguments: str, offered: Sequence[str]) -> str | Non
             "Send less (write large content in several smaller calls)."
         )
     try:
-        value = json.loads(arguments) if arguments.strip() else {}
+        value: object = json.loads(arguments) if arguments.strip() else {}
     except ValueError as exc:
         return f"Error: the arguments of {name} are not valid JSON ({exc}). Send them as one JSON object."
     except RecursionError:

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -170,9 +170,9 @@ def check(func: F | None = None, *, name: str | None = None) -> F | Callable[[F]
 class ToolRegistry:
     """Every tool and check parley can grant, and the modules that failed to load."""
 
-    tools: dict[str, ToolDef[..., Any]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    checks: dict[str, CheckDef] = field(default_factory=dict)
+    tools: dict[str, ToolDef[..., Any]] = field(default_factory=dict[str, ToolDef[..., Any]])
+    errors: list[str] = field(default_factory=list[str])
+    checks: dict[str, CheckDef] = field(default_factory=dict[str, CheckDef])
 
     def names(self) -> list[str]:
         return sorted(self.tools)
@@ -271,7 +271,7 @@ class RunContext:
     """The conversation's own folder; file tools must stay inside it."""
     role: str
     """The role calling the tool."""
-    notes: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     """Notes shared by every role of the conversation (team_notes): read them here, add with `add_note`."""
     conversation_id: str = ""
     on_note: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False, compare=False)
@@ -305,7 +305,7 @@ def current_context() -> RunContext:
 
 
 @contextlib.contextmanager
-def use_context(ctx: RunContext) -> Iterator[RunContext]:
+def use_context(ctx: RunContext) -> Generator[RunContext, None, None]:
     """Run tools outside a conversation (scripts, tests) with the given context."""
     token = _CURRENT.set(ctx)
     try:
