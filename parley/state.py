@@ -145,7 +145,11 @@ def _undelivered(events: Sequence[Event]) -> list[str]:
 
 
 def _notes(events: Sequence[Event]) -> list[dict[str, Any]]:
-    """The team's shared notes, rebuilt from the team_notes calls that succeeded."""
+    """The team's shared notes: from the note events, or for threads stored before those existed, from the
+    team_notes calls that succeeded."""
+    noted = [e for e in events if e.type == "note"]
+    if noted:
+        return [{"role": e.source, "text": e.content, "ts": e.ts} for e in noted]
     calls = {e.call_id: e for e in events if isinstance(e, ToolCallEvent) and e.name == "team_notes"}
     notes: list[dict[str, Any]] = []
     for e in events:

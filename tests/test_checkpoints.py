@@ -176,3 +176,66 @@ def test_restore_is_a_pure_function_of_the_events_and_the_checkpoint() -> None:
     assert state.said == [Said("user", "Go"), Said("alpha", "a1"), Said("beta", "b1", "handoff", "alpha")]
     assert state.pending == []
     assert restore(events, checkpoint) == state
+
+
+async def test_autogen_state_layout_is_the_one_the_rebuild_fills() -> None:
+    """The rebuild fills AutoGen's own state of a fresh team: fails loudly if AutoGen changes that layout."""
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.teams import (
+        DiGraphBuilder,
+        GraphFlow,
+        RoundRobinGroupChat,
+        SelectorGroupChat,
+        Swarm,
+    )
+    from autogen_ext.models.replay import ReplayChatCompletionClient
+
+    from parley.engine.autogen.state import rebuild_state
+
+    client = ReplayChatCompletionClient(
+        ["unused"],
+        model_info={
+            "vision": False,
+            "function_calling": True,
+            "json_output": False,
+            "family": "unknown",
+            "structured_output": False,
+        },
+    )
+
+    def agents() -> list[AssistantAgent]:
+        return [AssistantAgent(n, model_client=client, handoffs=["alpha", "beta"]) for n in ("alpha", "beta")]
+
+    builder = DiGraphBuilder()
+    a, b = agents()
+    builder.add_node(a).add_node(b).add_edge(a, b)
+    teams = {
+        "next_speaker_index": RoundRobinGroupChat(agents()),
+        "previous_speaker": SelectorGroupChat(agents(), model_client=client),
+        "current_speaker": Swarm(agents()),
+        "ready": GraphFlow([a, b], graph=builder.build()),
+    }
+    said = [Said("user", "Go"), Said("alpha", "a1")]
+    for field_name, team in teams.items():
+        state = await rebuild_state(team, said, None)
+        [manager] = [s for s in state["agent_states"].values() if "message_thread" in s]
+        assert field_name in manager, field_name
+        await team.load_state(state)
+        saved = await team.save_state()
+        thread = next(s for s in saved["agent_states"].values() if "message_thread" in s)["message_thread"]
+        assert [(m["source"], m["content"]) for m in thread] == [("user", "Go"), ("alpha", "a1")]
+        context = saved["agent_states"]["beta"]["agent_state"]["llm_context"]["messages"]
+        assert [(m["type"], m["content"]) for m in context] == [("UserMessage", "Go"), ("UserMessage", "a1")]
+        assert [
+            m["type"] for m in saved["agent_states"]["alpha"]["agent_state"]["llm_context"]["messages"]
+        ] == ["UserMessage", "AssistantMessage"]
+    rr = next(
+        s
+        for s in (await teams["next_speaker_index"].save_state())["agent_states"].values()
+        if "message_thread" in s
+    )
+    assert rr["next_speaker_index"] == 1  # beta speaks after alpha
+    graph = next(
+        s for s in (await teams["ready"].save_state())["agent_states"].values() if "message_thread" in s
+    )
+    assert graph["ready"] == ["beta"]

@@ -6,9 +6,23 @@ SQLite (aiosqlite) by default, PostgreSQL (asyncpg) when the URL says so.
 from __future__ import annotations
 
 from ._commands import open_for_command, run_owner
+from ._disk import os_problem, sqlite_file
 from ._rows import AuditRow, CheckpointRow, EventRow, StoreError, ThreadRow
 from ._store import Store
-from ._urls import default_url
+from ._urls import default_url, normalise_url, redact
 
-__all__ = ["AuditRow", "CheckpointRow", "EventRow", "Store", "StoreError", "ThreadRow", "default_url",
-           "open_for_command", "run_owner"]
+__all__ = [
+    "AuditRow",
+    "CheckpointRow",
+    "EventRow",
+    "Store",
+    "StoreError",
+    "ThreadRow",
+    "default_url",
+    "normalise_url",
+    "open_for_command",
+    "os_problem",
+    "redact",
+    "run_owner",
+    "sqlite_file",
+]
