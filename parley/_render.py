@@ -7,7 +7,8 @@ import json
 import re
 import sys
 import zlib
-from typing import TextIO
+from collections.abc import Callable
+from typing import Any, TextIO
 
 from .events import (
     AnswerEvent,
@@ -143,95 +144,148 @@ class Renderer:
         line forgets."""
         self.out.write(_FOREIGN.sub(_shown, text))
 
-    def show(self, ev: Event) -> None:  # noqa: C901 - one branch per event type reads best
-        if isinstance(ev, RunStartedEvent):
-            self._line(self._dim(f"parley · {ev.team} · {ev.pattern} · model {ev.model} · roles {', '.join(ev.roles)}"))
-        elif isinstance(ev, NoticeEvent):
-            self._line(self._c(f"! {ev.content}", 33))
-        elif isinstance(ev, HumanMessageEvent):
-            label = {"task": "task", "say": "you", "interrupt": "you (interrupt)"}[ev.mode]
-            self._line(f"{self._c(label, 1)}: {visible(ev.content)}")
-        elif isinstance(ev, HumanQueuedEvent):
-            self._line(self._dim(f"(queued: joins {'now' if ev.mode == 'interrupt' else 'after the current turn'})"))
-        elif isinstance(ev, SpeakerSelectedEvent) and ev.fallback:
-            self._line(self._dim(f"(selector: {ev.content})"))
-        elif isinstance(ev, ChunkEvent):
-            if ev.source in self._held or (self._streaming not in (None, ev.source)):
-                self._held.add(ev.source)  # parallel speakers (fan-out, votes): one live line at a time
-                return
-            if self._streaming != ev.source:
-                if self._streaming is not None:
-                    self._write("\n")
-                self._write(f"[{ev.turn}] {self._name(ev.source)}: ")
-                self._streaming = ev.source
-            self._write(visible(ev.content))  # one chunk at a time: an escape split over chunks is still shown
-            self.out.flush()
-        elif isinstance(ev, MessageEvent):
-            self._held.discard(ev.source)
-            if self._streaming == ev.source and ev.kind == "text":
-                self._write("\n")
-                self._streaming = None
-                self.out.flush()
-            else:
-                tag = " (tool result)" if ev.kind == "tool_summary" else ""
-                self._line(f"[{ev.turn}] {self._name(ev.source)}{tag}: {visible(_clip(ev.content))}")
-        elif isinstance(ev, ToolCallEvent):
-            # Arguments that are not a JSON object (a raw string from the model) are shown as a JSON string too.
-            self._line(self._dim(f"    → {visible(ev.source, one_line=True)} calls {call_text(ev.name, ev.arguments)}"))
-        elif isinstance(ev, ToolResultEvent):
-            mark = "✗" if ev.is_error else "←"
-            self._line(self._dim(f"    {mark} {visible(ev.name, one_line=True)}: {visible(_clip(ev.content, 300))}"))
-        elif isinstance(ev, ToolProgressEvent):
-            shown = visible(progress_text(ev), one_line=True)
-            self._line(self._dim(f"    … {visible(ev.name, one_line=True)}: {shown}"))
-        elif isinstance(ev, ApprovalRequestEvent):
-            self._line(self._c(f"? {visible(ev.source, one_line=True)} asks to call {call_text(ev.name, ev.arguments)}: "
-                               "needs approval", 33))
-        elif isinstance(ev, ApprovalDecisionEvent):
-            verdict = "approved" if ev.approved else "denied"
-            because = f" ({ev.reason})" if ev.reason else ""
-            self._line(self._c(f"  {visible(ev.name, one_line=True)} {verdict} by {visible(ev.actor, one_line=True)}"
-                               f"{visible(because)}", 32 if ev.approved else 31))
-        elif isinstance(ev, FileEvent):
-            self._line(self._dim(f"    ⇣ {visible(ev.source, one_line=True)} wrote {visible(ev.name, one_line=True)} "
-                                 f"({ev.size:,} bytes): {visible(ev.path, one_line=True)}"))
-        elif isinstance(ev, TurnAbandonedEvent):
-            self._line(self._dim(f"    ({visible(ev.source, one_line=True)}'s turn abandoned: {visible(ev.reason)})"))
-        elif isinstance(ev, ErrorEvent):
-            self._line(self._c(f"error in {ev.source}: {ev.error_type}: {ev.content}", 31))
-        elif isinstance(ev, RunResult):
-            self._line(self._dim("── ") + visible(summary(ev)))
-        else:
-            self._show_decision(ev)
+    def show(self, ev: Event) -> None:
+        """Print one event of the run (events with nothing to say print nothing)."""
+        shown = _SHOWN.get(type(ev))
+        if shown is not None:
+            shown(self, ev)
 
-    def _show_decision(self, ev: Event) -> None:
-        """The events of the conflict-resolution ladder and of the hierarchical and consensus patterns."""
-        if isinstance(ev, ValidationEvent):
-            if ev.passed:
-                self._line(self._c(f"    ✓ {ev.source}'s answer passes its checks", 32))
-            else:
-                self._line(self._c(f"    ✗ {ev.source}'s answer fails its checks (attempt {ev.attempt} of "
-                                   f"{ev.retries + 1}): " + "; ".join(ev.problems), 31))
-        elif isinstance(ev, QuestionEvent):
-            self._line(self._c(f"? {ev.source} asks you: {ev.content}", 33))
-        elif isinstance(ev, AnswerEvent):
-            how = "no answer in time; default" if ev.timed_out else f"answered by {ev.actor}"
-            self._line(self._dim(f"  ({how}: {_clip(ev.content, 200)})"))
-        elif isinstance(ev, EscalationEvent):
-            self._line(self._c(f"‼ escalation ({ev.kind}): {ev.content}", 33))
-            for i, pos in enumerate(ev.positions, 1):
-                self._line(f"   {i}. {self._name(pos.who)}: {visible(_clip(pos.text, 300))}")
-        elif isinstance(ev, EscalationResolvedEvent):
-            what = {"choose": f"position {ev.choice} chosen", "write": "answer written", "continue": "team continues",
-                    "unresolved": "left unresolved"}[ev.decision]
-            self._line(self._c(f"  escalation settled by {ev.actor}: {what}", 32 if ev.decision != "unresolved" else 31))
-        elif isinstance(ev, SubtaskEvent):
-            if ev.status == "started":
-                self._line(self._dim(f"    ↳ {ev.source} → {ev.worker}: {_clip(ev.task, 200)}"))
-            else:
-                self._line(self._dim(f"    ↲ {ev.worker} {'finished' if ev.status == 'done' else 'failed'} its sub-task"))
-        elif isinstance(ev, VoteEvent):
-            self._line(self._c(f"  ⚖ {ev.content}", 36))
+    def _started(self, ev: RunStartedEvent) -> None:
+        self._line(self._dim(f"parley · {ev.team} · {ev.pattern} · model {ev.model} · roles {', '.join(ev.roles)}"))
+
+    def _notice(self, ev: NoticeEvent) -> None:
+        self._line(self._c(f"! {ev.content}", 33))
+
+    def _human(self, ev: HumanMessageEvent) -> None:
+        label = {"task": "task", "say": "you", "interrupt": "you (interrupt)"}[ev.mode]
+        self._line(f"{self._c(label, 1)}: {visible(ev.content)}")
+
+    def _queued(self, ev: HumanQueuedEvent) -> None:
+        self._line(self._dim(f"(queued: joins {'now' if ev.mode == 'interrupt' else 'after the current turn'})"))
+
+    def _speaker(self, ev: SpeakerSelectedEvent) -> None:
+        if ev.fallback:
+            self._line(self._dim(f"(selector: {ev.content})"))
+
+    def _chunk(self, ev: ChunkEvent) -> None:
+        if ev.source in self._held or (self._streaming not in (None, ev.source)):
+            self._held.add(ev.source)  # parallel speakers (fan-out, votes): one live line at a time
+            return
+        if self._streaming != ev.source:
+            if self._streaming is not None:
+                self._write("\n")
+            self._write(f"[{ev.turn}] {self._name(ev.source)}: ")
+            self._streaming = ev.source
+        self._write(visible(ev.content))  # one chunk at a time: an escape split over chunks is still shown
+        self.out.flush()
+
+    def _message(self, ev: MessageEvent) -> None:
+        self._held.discard(ev.source)
+        if self._streaming == ev.source and ev.kind == "text":
+            self._write("\n")
+            self._streaming = None
+            self.out.flush()
+        else:
+            tag = " (tool result)" if ev.kind == "tool_summary" else ""
+            self._line(f"[{ev.turn}] {self._name(ev.source)}{tag}: {visible(_clip(ev.content))}")
+
+    def _tool_call(self, ev: ToolCallEvent) -> None:
+        # Arguments that are not a JSON object (a raw string from the model) are shown as a JSON string too.
+        self._line(self._dim(f"    → {visible(ev.source, one_line=True)} calls {call_text(ev.name, ev.arguments)}"))
+
+    def _tool_result(self, ev: ToolResultEvent) -> None:
+        mark = "✗" if ev.is_error else "←"
+        self._line(self._dim(f"    {mark} {visible(ev.name, one_line=True)}: {visible(_clip(ev.content, 300))}"))
+
+    def _tool_progress(self, ev: ToolProgressEvent) -> None:
+        shown = visible(progress_text(ev), one_line=True)
+        self._line(self._dim(f"    … {visible(ev.name, one_line=True)}: {shown}"))
+
+    def _approval_request(self, ev: ApprovalRequestEvent) -> None:
+        self._line(self._c(f"? {visible(ev.source, one_line=True)} asks to call {call_text(ev.name, ev.arguments)}: "
+                           "needs approval", 33))
+
+    def _approval_decision(self, ev: ApprovalDecisionEvent) -> None:
+        verdict = "approved" if ev.approved else "denied"
+        because = f" ({ev.reason})" if ev.reason else ""
+        self._line(self._c(f"  {visible(ev.name, one_line=True)} {verdict} by {visible(ev.actor, one_line=True)}"
+                           f"{visible(because)}", 32 if ev.approved else 31))
+
+    def _file(self, ev: FileEvent) -> None:
+        self._line(self._dim(f"    ⇣ {visible(ev.source, one_line=True)} wrote {visible(ev.name, one_line=True)} "
+                             f"({ev.size:,} bytes): {visible(ev.path, one_line=True)}"))
+
+    def _abandoned(self, ev: TurnAbandonedEvent) -> None:
+        self._line(self._dim(f"    ({visible(ev.source, one_line=True)}'s turn abandoned: {visible(ev.reason)})"))
+
+    def _error(self, ev: ErrorEvent) -> None:
+        self._line(self._c(f"error in {ev.source}: {ev.error_type}: {ev.content}", 31))
+
+    def _result(self, ev: RunResult) -> None:
+        self._line(self._dim("── ") + visible(summary(ev)))
+
+    # -- the conflict-resolution ladder, and the hierarchical and consensus patterns ----------------------
+
+    def _validation(self, ev: ValidationEvent) -> None:
+        if ev.passed:
+            self._line(self._c(f"    ✓ {ev.source}'s answer passes its checks", 32))
+        else:
+            self._line(self._c(f"    ✗ {ev.source}'s answer fails its checks (attempt {ev.attempt} of "
+                               f"{ev.retries + 1}): " + "; ".join(ev.problems), 31))
+
+    def _question(self, ev: QuestionEvent) -> None:
+        self._line(self._c(f"? {ev.source} asks you: {ev.content}", 33))
+
+    def _answer(self, ev: AnswerEvent) -> None:
+        how = "no answer in time; default" if ev.timed_out else f"answered by {ev.actor}"
+        self._line(self._dim(f"  ({how}: {_clip(ev.content, 200)})"))
+
+    def _escalation(self, ev: EscalationEvent) -> None:
+        self._line(self._c(f"‼ escalation ({ev.kind}): {ev.content}", 33))
+        for i, pos in enumerate(ev.positions, 1):
+            self._line(f"   {i}. {self._name(pos.who)}: {visible(_clip(pos.text, 300))}")
+
+    def _resolved(self, ev: EscalationResolvedEvent) -> None:
+        what = {"choose": f"position {ev.choice} chosen", "write": "answer written", "continue": "team continues",
+                "unresolved": "left unresolved"}[ev.decision]
+        self._line(self._c(f"  escalation settled by {ev.actor}: {what}", 32 if ev.decision != "unresolved" else 31))
+
+    def _subtask(self, ev: SubtaskEvent) -> None:
+        if ev.status == "started":
+            self._line(self._dim(f"    ↳ {ev.source} → {ev.worker}: {_clip(ev.task, 200)}"))
+        else:
+            self._line(self._dim(f"    ↲ {ev.worker} {'finished' if ev.status == 'done' else 'failed'} its sub-task"))
+
+    def _vote(self, ev: VoteEvent) -> None:
+        self._line(self._c(f"  ⚖ {ev.content}", 36))
+
+
+_SHOWN: dict[type, Callable[[Renderer, Any], None]] = {
+    RunStartedEvent: Renderer._started,
+    NoticeEvent: Renderer._notice,
+    HumanMessageEvent: Renderer._human,
+    HumanQueuedEvent: Renderer._queued,
+    SpeakerSelectedEvent: Renderer._speaker,
+    ChunkEvent: Renderer._chunk,
+    MessageEvent: Renderer._message,
+    ToolCallEvent: Renderer._tool_call,
+    ToolResultEvent: Renderer._tool_result,
+    ToolProgressEvent: Renderer._tool_progress,
+    ApprovalRequestEvent: Renderer._approval_request,
+    ApprovalDecisionEvent: Renderer._approval_decision,
+    FileEvent: Renderer._file,
+    TurnAbandonedEvent: Renderer._abandoned,
+    ErrorEvent: Renderer._error,
+    RunResult: Renderer._result,
+    ValidationEvent: Renderer._validation,
+    QuestionEvent: Renderer._question,
+    AnswerEvent: Renderer._answer,
+    EscalationEvent: Renderer._escalation,
+    EscalationResolvedEvent: Renderer._resolved,
+    SubtaskEvent: Renderer._subtask,
+    VoteEvent: Renderer._vote,
+}
+"""How each kind of event prints; kinds not here (usage, triggers, speaker picks by the model) print nothing."""
 
 
 def _clip(text: str, limit: int = CLIP) -> str:

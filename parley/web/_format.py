@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .._render import summary
@@ -229,41 +229,42 @@ def notes_text(notes: Sequence[dict[str, Any]]) -> str:
     return "\n\n".join(f"{i}. **{n.get('role', '?')}**: {n.get('text', '')}" for i, n in enumerate(notes, 1))
 
 
-def note(ev: Event) -> tuple[str, str] | None:  # noqa: C901 - one line per event type reads best
+def _validation_note(ev: ValidationEvent) -> tuple[str, str] | None:
+    if ev.passed:
+        return (SYSTEM, validation_text(ev)) if ev.attempt > 1 else None  # a first answer that passes: no note
+    return ev.source, validation_text(ev)
+
+
+def _human_note(ev: HumanMessageEvent) -> tuple[str, str] | None:
+    if ev.mode == "task":
+        return None  # the task shows as what the user typed
+    how = "interrupted the turn" if ev.mode == "interrupt" else f"joined the conversation after turn {ev.turn}"
+    return SYSTEM, f"↳ your message {how}: *{ev.content}*"
+
+
+_NOTES: dict[type, Callable[[Any], tuple[str, str] | None]] = {
+    MessageEvent: lambda ev: (ev.source, agent_text(ev)),
+    TurnAbandonedEvent: lambda ev: (ev.source, speaker_header(ev.source, ev.turn) + ev.content
+                                    + f"\n\n*(cut short: {ev.reason})*"),
+    ApprovalRequestEvent: lambda ev: (SYSTEM, approval_text(ev)),
+    ApprovalDecisionEvent: lambda ev: (SYSTEM, decision_text(ev)),
+    ValidationEvent: _validation_note,
+    QuestionEvent: lambda ev: (ev.source, question_text(ev)),
+    EscalationEvent: lambda ev: (SYSTEM, escalation_text(ev)),
+    EscalationResolvedEvent: lambda ev: (SYSTEM, resolved_text(ev)),
+    SubtaskEvent: lambda ev: (ev.source, subtask_text(ev)) if ev.status == "started" else None,
+    VoteEvent: lambda ev: (SYSTEM, vote_text(ev)),
+    TriggerEvent: lambda ev: (SYSTEM, f"⚡ *{ev.role} woken by {ev.on}*"),
+    ErrorEvent: lambda ev: (SYSTEM, f"**Error** in {ev.source}: `{ev.error_type}`: {ev.content}"),
+    NoticeEvent: lambda ev: (SYSTEM, f"*{ev.content}*"),
+    HumanMessageEvent: _human_note,
+    FileEvent: lambda ev: (ev.source, f"**{ev.source}** wrote `{ev.name}` ({ev.size:,} bytes) with `{ev.tool}`"),
+    RunResult: lambda ev: (SYSTEM, f"**Run ended** · {summary(ev)}"),
+}
+"""(author, markdown) of each kind of event shown as a message of its own."""
+
+
+def note(ev: Event) -> tuple[str, str] | None:
     """(author, markdown) for an event shown as a message, or None when it is not one."""
-    if isinstance(ev, MessageEvent):
-        return ev.source, agent_text(ev)
-    if isinstance(ev, TurnAbandonedEvent):
-        return ev.source, speaker_header(ev.source, ev.turn) + ev.content + f"\n\n*(cut short: {ev.reason})*"
-    if isinstance(ev, ApprovalRequestEvent):
-        return SYSTEM, approval_text(ev)
-    if isinstance(ev, ApprovalDecisionEvent):
-        return SYSTEM, decision_text(ev)
-    if isinstance(ev, ValidationEvent):
-        if ev.passed:
-            return (SYSTEM, validation_text(ev)) if ev.attempt > 1 else None
-        return ev.source, validation_text(ev)
-    if isinstance(ev, QuestionEvent):
-        return ev.source, question_text(ev)
-    if isinstance(ev, EscalationEvent):
-        return SYSTEM, escalation_text(ev)
-    if isinstance(ev, EscalationResolvedEvent):
-        return SYSTEM, resolved_text(ev)
-    if isinstance(ev, SubtaskEvent):
-        return (ev.source, subtask_text(ev)) if ev.status == "started" else None
-    if isinstance(ev, VoteEvent):
-        return SYSTEM, vote_text(ev)
-    if isinstance(ev, TriggerEvent):
-        return SYSTEM, f"⚡ *{ev.role} woken by {ev.on}*"
-    if isinstance(ev, ErrorEvent):
-        return SYSTEM, f"**Error** in {ev.source}: `{ev.error_type}`: {ev.content}"
-    if isinstance(ev, NoticeEvent):
-        return SYSTEM, f"*{ev.content}*"
-    if isinstance(ev, HumanMessageEvent) and ev.mode != "task":
-        how = "interrupted the turn" if ev.mode == "interrupt" else f"joined the conversation after turn {ev.turn}"
-        return SYSTEM, f"↳ your message {how}: *{ev.content}*"
-    if isinstance(ev, FileEvent):
-        return ev.source, f"**{ev.source}** wrote `{ev.name}` ({ev.size:,} bytes) with `{ev.tool}`"
-    if isinstance(ev, RunResult):
-        return SYSTEM, f"**Run ended** · {summary(ev)}"
-    return None
+    shown = _NOTES.get(type(ev))
+    return shown(ev) if shown is not None else None
