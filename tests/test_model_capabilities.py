@@ -78,3 +78,23 @@ def test_autogen_ext_still_finds_the_info_and_window_of_the_models_parley_relies
 
 def test_a_spent_budget_is_a_parley_error() -> None:
     assert issubclass(BudgetExceeded, ParleyError)
+
+
+async def test_a_model_picks_one_choice_through_the_pool_metered_as_its_caller() -> None:
+    judge = FunctionModel(lambda request: f'{{"answer": "{"no" if "rain" in request.last_text else "yes"}"}}')
+    pool = ModelPool(Meter())
+    picked = await pool.choose(
+        judge, "judge", system="Grade strictly.", user="Was it sunny?", choices=["yes", "no"], field="answer"
+    )
+    assert picked == "yes"
+    assert (
+        await pool.choose(
+            judge, "judge", system="", user="Did it rain?", choices=["yes", "no"], field="answer"
+        )
+        == "no"
+    )
+    assert [(m.role, m.text) for m in judge.requests[0].messages] == [
+        ("system", "Grade strictly."),
+        ("user", "Was it sunny?"),
+    ]
+    assert [c.source for c in pool.meter.calls] == ["judge", "judge"]

@@ -109,7 +109,8 @@ class FunctionModel:
         self, fn: ModelFunction, *, name: str | None = None, tools: bool = True, vision: bool = False
     ) -> None:
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "") or "model"
+        own = getattr(fn, "__name__", "")
+        self.name = name or (own if _NAME.fullmatch(own) else "model")  # a lambda's `<lambda>`: `model`
         if not _NAME.fullmatch(self.name):
             raise ConfigError(f"function model name {self.name!r}: use letters, digits, '_', '.' or '-'")
         self.tools = tools

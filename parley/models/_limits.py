@@ -83,7 +83,8 @@ def _from_models(listing: Any, name: str) -> int | None:
     if not mine and len(entries) == 1:
         mine = entries
     for entry in mine:
-        meta = entry.get("meta") if isinstance(entry.get("meta"), dict) else {}
+        meta = entry.get("meta")
+        meta = meta if isinstance(meta, dict) else {}
         for n in (entry.get("max_model_len"), meta.get("n_ctx"), entry.get("context_length")):
             if _positive(n):
                 return _positive(n)

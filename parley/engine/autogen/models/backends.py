@@ -120,7 +120,7 @@ def _compatible(ref: ModelRef) -> ChatCompletionClient:
 
     return OpenAIChatCompletionClient(
         model=ref.name,
-        base_url=ref.base_url,
+        base_url=ref.base_url or "",
         api_key=_env("PARLEY_COMPATIBLE_API_KEY") or "not-needed",
         model_info=GENERIC_INFO,
         max_retries=0,

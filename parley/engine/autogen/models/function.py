@@ -85,7 +85,7 @@ class FunctionClient(OwnClient):
         )
         reply: ModelReply = await self.function.answer(request)
         if not reply.tool_calls:
-            return CreateResult(finish_reason="stop", content=reply.text, usage=self._usage, cached=False)
+            return CreateResult(finish_reason="stop", content=reply.text, usage=self.usage, cached=False)
         calls = [
             FunctionCall(
                 id=c.id or f"call_{uuid.uuid4().hex[:12]}",
@@ -97,7 +97,7 @@ class FunctionClient(OwnClient):
         return CreateResult(
             finish_reason="function_calls",
             content=calls,
-            usage=self._usage,
+            usage=self.usage,
             cached=False,
             thought=reply.text or None,
         )

@@ -75,7 +75,7 @@ def base_url() -> str:
         if _url is not None:
             return _url
         try:
-            import xllamacpp
+            xllamacpp: Any = importlib.import_module("xllamacpp")  # no type stubs
         except ImportError as exc:
             raise ConfigError(
                 f"The embedded model needs xllamacpp: `pip install xllamacpp` ({exc})"
@@ -142,7 +142,7 @@ class LocalClient(OwnClient):
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
         )
-        self._add_usage(got)
+        self.add_usage(got)
         return CreateResult(
             finish_reason="length" if finish == "length" else "stop", content=text, usage=got, cached=False
         )

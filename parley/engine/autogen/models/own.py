@@ -23,22 +23,24 @@ class OwnClient(ChatCompletionClient):
     """The model's context window, when the client knows it (the embedded model's request slot)."""
 
     def __init__(self) -> None:
-        self._usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        self.usage = RequestUsage(prompt_tokens=0, completion_tokens=0)
+        """Tokens the model reported over every call (none for the scripted and function models: the meter
+        counts theirs)."""
 
-    def _add_usage(self, usage: RequestUsage) -> None:
-        self._usage = RequestUsage(
-            prompt_tokens=self._usage.prompt_tokens + usage.prompt_tokens,
-            completion_tokens=self._usage.completion_tokens + usage.completion_tokens,
+    def add_usage(self, usage: RequestUsage) -> None:
+        self.usage = RequestUsage(
+            prompt_tokens=self.usage.prompt_tokens + usage.prompt_tokens,
+            completion_tokens=self.usage.completion_tokens + usage.completion_tokens,
         )
 
     async def close(self) -> None:
         return None
 
     def actual_usage(self) -> RequestUsage:
-        return self._usage
+        return self.usage
 
     def total_usage(self) -> RequestUsage:
-        return self._usage
+        return self.usage
 
     def count_tokens(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = ()) -> int:
         return count_messages(messages, tools)

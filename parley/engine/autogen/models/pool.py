@@ -145,6 +145,19 @@ class ModelPool:
             self._shared[key] = _build(ref)
         return self._shared[key], None
 
+    async def choose(
+        self, model: ModelLike, who: str, *, system: str, user: str, choices: list[str], field: str
+    ) -> str | None:
+        """Ask `model` (metered as `who`) to pick one of `choices`: bound to a JSON schema where the model takes
+        one, parsed from its text otherwise; None when the answer names none of them."""
+        from autogen_core.models import SystemMessage, UserMessage
+
+        from ..choose import choose
+
+        prompt = [SystemMessage(content=system), UserMessage(content=user, source="user")]
+        json_schema = self.capabilities(model).json_schema
+        return await choose(self.client(model, who), prompt, choices, field=field, json_schema=json_schema)
+
     async def close(self) -> None:
         for client in self._shared.values():
             await client.close()

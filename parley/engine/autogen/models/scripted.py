@@ -61,17 +61,15 @@ class ScriptedClient(OwnClient):
                 )
                 for r in (reply.calls if isinstance(reply, CallsReply) else [reply])
             ]
-            return CreateResult(
-                finish_reason="function_calls", content=calls, usage=self._usage, cached=False
-            )
+            return CreateResult(finish_reason="function_calls", content=calls, usage=self.usage, cached=False)
         text = json.dumps(reply.json_) if isinstance(reply, JsonReply) else reply
-        return CreateResult(finish_reason="stop", content=text, usage=self._usage, cached=False)
+        return CreateResult(finish_reason="stop", content=text, usage=self.usage, cached=False)
 
     def _answer(self, messages: Sequence[LLMMessage], tools: Sequence[Any]) -> tuple[CreateResult, float]:
         """The result for this request and the seconds it takes (the script's `delay_s`; none for a reflection)."""
         reflected = reflection_answer(messages, tools)
         if reflected is not None:
-            return CreateResult(finish_reason="stop", content=reflected, usage=self._usage, cached=False), 0.0
+            return CreateResult(finish_reason="stop", content=reflected, usage=self.usage, cached=False), 0.0
         reply = self.script.next_reply(self.who, messages)
         self.script.calls.append(ScriptCall(self.who, list(messages)))
         return self._result(reply), self.script.script.delay_s

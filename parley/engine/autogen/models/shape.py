@@ -81,35 +81,50 @@ def shape(messages: Sequence[LLMMessage], backend: str) -> list[LLMMessage]:
     prof = profile_of(backend)
     out: list[LLMMessage] = []
     for m in messages:
-        if (
-            isinstance(m, SystemMessage)
-            and prof.one_system
-            and any(not isinstance(p, SystemMessage) for p in out)
-        ):
-            m = UserMessage(content=m.content, source=HUMAN)  # a summary or note inserted mid-history
-        if isinstance(m, UserMessage) and prof.names_in_text:
-            m = _named(m)
-        if isinstance(m, AssistantMessage) and isinstance(m.content, list) and prof.object_arguments:
-            m = _object_arguments(m)
-        prev = out[-1] if out else None
-        if isinstance(m, AssistantMessage) and isinstance(prev, AssistantMessage) and _text_only(m, prev):
-            out[-1] = prev.model_copy(update={"content": f"{prev.content}\n\n{m.content}"})
-        elif isinstance(m, UserMessage) and isinstance(prev, UserMessage) and prof.names_in_text:
-            out[-1] = prev.model_copy(
-                update={
-                    "content": _joined(prev.content, m.content),
-                    "source": HUMAN if HUMAN in (prev.source, m.source) else prev.source,
-                }
-            )
-        else:
-            out.append(m)
-    if out:
-        last = out[-1]
-        if isinstance(last, AssistantMessage) and isinstance(last.content, str):
-            out.append(hand_back(last.source))
-        elif isinstance(last, SystemMessage) and not prof.system_last_ok and len(out) > 1:
+        _add(out, _as_taken(m, prof, out), prof)
+    return _ended(out, prof)
+
+
+def _as_taken(m: LLMMessage, prof: Profile, before: Sequence[LLMMessage]) -> LLMMessage:
+    """One message as the API takes it on its own: a late system message as user text where only one system
+    prompt is allowed, the speaker named in the text, tool-call arguments as objects."""
+    if (
+        isinstance(m, SystemMessage)
+        and prof.one_system
+        and any(not isinstance(p, SystemMessage) for p in before)
+    ):
+        return UserMessage(content=m.content, source=HUMAN)  # a summary or note inserted mid-history
+    if isinstance(m, UserMessage) and prof.names_in_text:
+        return _named(m)
+    if isinstance(m, AssistantMessage) and isinstance(m.content, list) and prof.object_arguments:
+        return _object_arguments(m)
+    return m
+
+
+def _add(out: list[LLMMessage], m: LLMMessage, prof: Profile) -> None:
+    """Append `m`, merged into the previous message when the API refuses the two back to back."""
+    prev = out[-1] if out else None
+    if isinstance(m, AssistantMessage) and isinstance(prev, AssistantMessage) and _text_only(m, prev):
+        out[-1] = prev.model_copy(update={"content": f"{prev.content}\n\n{m.content}"})
+    elif isinstance(m, UserMessage) and isinstance(prev, UserMessage) and prof.names_in_text:
+        source = HUMAN if HUMAN in (prev.source, m.source) else prev.source
+        out[-1] = prev.model_copy(update={"content": _joined(prev.content, m.content), "source": source})
+    else:
+        out.append(m)
+
+
+def _ended(out: list[LLMMessage], prof: Profile) -> list[LLMMessage]:
+    """The request ending as the API needs it: with a user message after the role's own text, and after a system
+    message where the API cannot answer one."""
+    if not out:
+        return out
+    last = out[-1]
+    if isinstance(last, AssistantMessage) and isinstance(last.content, str):
+        out.append(hand_back(last.source))
+    elif isinstance(last, SystemMessage) and not prof.system_last_ok:
+        if len(out) > 1:
             out[-1] = UserMessage(content=last.content, source=HUMAN)
-        elif isinstance(last, SystemMessage) and not prof.system_last_ok:
+        else:
             out.append(UserMessage(content="(Answer as the instructions above say.)", source=HUMAN))
     return out
 

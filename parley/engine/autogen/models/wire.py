@@ -96,39 +96,43 @@ def tool_results_anthropic(messages: Sequence[Any]) -> list[str] | None:
 def check_openai(messages: Sequence[Any]) -> None:
     """Refuse what OpenAI or llama.cpp's server refuses: tool results that answer no call of the assistant
     message before them, calls left without results, and two assistant messages ending the list."""
-    open_ids: set[str] = set()
+    open_ids: set[Any] = set()  # ids as the request gives them (a missing one is None)
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
             raise BadRequest(f"messages[{i}] must be an object with a `role`")
-        role = m["role"]
-        if role == "tool":
-            if m.get("tool_call_id") not in open_ids:
-                raise BadRequest(
-                    f"messages[{i}]: a message with role 'tool' must be a response to a preceding "
-                    f"message with 'tool_calls' (tool_call_id {m.get('tool_call_id')!r})"
-                )
-            open_ids.discard(m["tool_call_id"])
-            continue
-        if open_ids:
-            raise BadRequest(
-                f"messages[{i}]: an assistant message with 'tool_calls' must be followed by tool "
-                f"messages responding to each 'tool_call_id' (missing: {', '.join(sorted(open_ids))})"
-            )
-        if role == "assistant":
-            ids = [c.get("id") for c in m.get("tool_calls") or [] if isinstance(c, dict)]
-            if len(set(ids)) != len(ids):
-                raise BadRequest(f"messages[{i}]: tool call ids must be unique within a message")
-            open_ids = set(ids)
+        open_ids = _openai_step(i, m, open_ids)
     if open_ids:
         raise BadRequest("the last assistant message's 'tool_calls' have no tool messages responding to them")
     if len(messages) >= 2 and all(m.get("role") == "assistant" for m in messages[-2:]):
         raise BadRequest("Cannot have 2 or more assistant messages at the end of the list.")
 
 
+def _openai_step(i: int, m: Mapping[str, Any], open_ids: set[Any]) -> set[Any]:
+    """The tool-call ids still to be answered after message `i` (refusing it if it breaks the pairing)."""
+    if m["role"] == "tool":
+        if m.get("tool_call_id") not in open_ids:
+            raise BadRequest(
+                f"messages[{i}]: a message with role 'tool' must be a response to a preceding "
+                f"message with 'tool_calls' (tool_call_id {m.get('tool_call_id')!r})"
+            )
+        return open_ids - {m["tool_call_id"]}
+    if open_ids:
+        raise BadRequest(
+            f"messages[{i}]: an assistant message with 'tool_calls' must be followed by tool "
+            f"messages responding to each 'tool_call_id' (missing: {', '.join(sorted(open_ids))})"
+        )
+    if m["role"] != "assistant":
+        return open_ids
+    ids = [c.get("id") for c in m.get("tool_calls") or [] if isinstance(c, dict)]
+    if len(set(ids)) != len(ids):
+        raise BadRequest(f"messages[{i}]: tool call ids must be unique within a message")
+    return set(ids)
+
+
 def check_anthropic(messages: Sequence[Any]) -> None:
     """Refuse what Anthropic's API refuses: tool_result blocks that answer no tool_use of the assistant message
     just before, and a system role inside `messages` (the system prompt is a top-level field)."""
-    used: set[str] = set()
+    used: set[Any] = set()
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or m.get("role") not in ("user", "assistant"):
             raise BadRequest(f"messages.{i}.role: Input should be 'user' or 'assistant'")
