@@ -23,6 +23,7 @@ from .events import (
     HumanMessageEvent,
     HumanQueuedEvent,
     MessageEvent,
+    NoteEvent,
     NoticeEvent,
     QuestionEvent,
     RunResult,
@@ -218,6 +219,9 @@ class Renderer:
     def _abandoned(self, ev: TurnAbandonedEvent) -> None:
         self._line(self._dim(f"    ({visible(ev.source, one_line=True)}'s turn abandoned: {visible(ev.reason)})"))
 
+    def _note(self, ev: NoteEvent) -> None:
+        self._line(self._dim(f"    ✎ {visible(ev.source, one_line=True)} noted: {visible(_clip(ev.content, 300))}"))
+
     def _error(self, ev: ErrorEvent) -> None:
         self._line(self._c(f"error in {ev.source}: {ev.error_type}: {ev.content}", 31))
 
@@ -275,6 +279,7 @@ _SHOWN: dict[type, Callable[[Renderer, Any], None]] = {
     ApprovalDecisionEvent: Renderer._approval_decision,
     FileEvent: Renderer._file,
     TurnAbandonedEvent: Renderer._abandoned,
+    NoteEvent: Renderer._note,
     ErrorEvent: Renderer._error,
     RunResult: Renderer._result,
     ValidationEvent: Renderer._validation,

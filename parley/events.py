@@ -26,6 +26,7 @@ __all__ = [
     "HumanMessageEvent",
     "HumanQueuedEvent",
     "MessageEvent",
+    "NoteEvent",
     "NoticeEvent",
     "Position",
     "QuestionEvent",
@@ -293,6 +294,12 @@ class TriggerEvent(_Event):
     on: str
 
 
+class NoteEvent(_Event):
+    """A role added a note to the team's shared notes (team_notes); `content` is the note's text, `source` the role."""
+
+    type: Literal["note"] = "note"
+
+
 class NoticeEvent(_Event):
     type: Literal["notice"] = "notice"
     level: Literal["info", "warning"] = "info"
@@ -327,7 +334,7 @@ Event = Annotated[
     RunStartedEvent | HumanQueuedEvent | HumanMessageEvent | SpeakerSelectedEvent | ChunkEvent | MessageEvent
     | ToolCallEvent | ToolResultEvent | ToolProgressEvent | ApprovalRequestEvent | ApprovalDecisionEvent | FileEvent | UsageEvent
     | TurnAbandonedEvent | ValidationEvent | QuestionEvent | AnswerEvent | EscalationEvent | EscalationResolvedEvent
-    | SubtaskEvent | VoteEvent | TriggerEvent | NoticeEvent | ErrorEvent | RunResult,
+    | SubtaskEvent | VoteEvent | TriggerEvent | NoteEvent | NoticeEvent | ErrorEvent | RunResult,
     Field(discriminator="type"),
 ]
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)

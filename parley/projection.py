@@ -2,8 +2,9 @@
 
 The CLI, the live web chat, a reopened (stored) thread and the evaluations all need the same facts from the
 event stream: which approvals, questions and escalations still wait for a human, which sub-tasks are running
-and who works on them, the tokens each speaker used, the running totals, and the files written. `Projection`
-folds events into those facts, one at a time and without side effects: it reads nothing but the events.
+and who works on them, the tokens each speaker used, the running totals, the files written and the notes added.
+`Projection` folds events into those facts, one at a time and without side effects: it reads nothing but the
+events.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from .events import (
     Event,
     FileEvent,
     MessageEvent,
+    NoteEvent,
     QuestionEvent,
     RunResult,
     SubtaskEvent,
@@ -58,6 +60,8 @@ class Projection:
     cost_usd: float | None = None
     """The running totals (the last usage event's, then the result's)."""
     files: list[FileEvent] = field(default_factory=list)
+    notes: list[NoteEvent] = field(default_factory=list)
+    """Notes the roles added to the team's shared notes, oldest first."""
     result: RunResult | None = None
 
     @classmethod
@@ -104,6 +108,8 @@ class Projection:
                 self.usage.setdefault(ev.source, SpeakerUsage()).turns += 1
             case FileEvent():
                 self.files.append(ev)
+            case NoteEvent():
+                self.notes.append(ev)
             case RunResult():
                 return self._result(ev)
             case _:

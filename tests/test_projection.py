@@ -10,6 +10,7 @@ from parley.events import (
     EscalationResolvedEvent,
     FileEvent,
     MessageEvent,
+    NoteEvent,
     Position,
     QuestionEvent,
     RunResult,
@@ -69,10 +70,11 @@ def test_usage_per_speaker_totals_and_files() -> None:
         MessageEvent(source="analyst", content="More", turn=2),
         MessageEvent(source="critic", content="No", turn=3),
         FileEvent(source="analyst", name="chart.png", path="/w/chart.png", mime="image/png", size=10, tool="plot"),
+        NoteEvent(source="critic", content="Check Q3"),
     ]
     p = Projection.of(events)
     assert p.per_speaker() == [("selector", 40, 1, 0), ("analyst", 250, 50, 2), ("critic", 0, 0, 1)]
     assert (p.prompt_tokens, p.completion_tokens, p.cost_usd) == (290, 51, 0.004)
-    assert [f.name for f in p.files] == ["chart.png"]
+    assert [f.name for f in p.files] == ["chart.png"] and [n.content for n in p.notes] == ["Check Q3"]
     p.apply(RunResult(stop_reason="completed", turns=3, prompt_tokens=290, completion_tokens=51, cost_usd=None))
     assert p.cost_usd is None  # the result's totals are the last word (a price became unknown)

@@ -24,6 +24,7 @@ from parley.events import (
     FileEvent,
     HumanMessageEvent,
     MessageEvent,
+    NoteEvent,
     Position,
     QuestionEvent,
     RunResult,
@@ -330,3 +331,23 @@ def test_the_login_page_has_words_for_the_rate_limit_in_every_language_chainlit_
     for name in shipped:
         translation = json.loads((ours / name).read_text(encoding="utf-8"))
         assert translation["auth"]["login"]["errors"][PAGE_KEY] == REFUSAL, name
+
+
+async def test_a_note_a_role_adds_opens_the_notes_panel_live_and_reads_as_a_note_when_reopened() -> None:
+    class Board:
+        def __init__(self) -> None:
+            self.history: list[Event] = []
+            self.thread_id = "t4"
+            self.notes_board = [{"role": "analyst", "text": "Q3 is down 4%"}]
+
+    page = _Page()
+    chat = ChatSession(conversation=Board(), user="local")  # type: ignore[arg-type]
+    added = NoteEvent(source="analyst", content="Q3 is down 4%")
+    await chat.show(added)
+    (message,) = [d for e, d in page.sent if e == "new_message"]
+    assert "**analyst** added to the Team notes (1)" in message["output"]
+    assert [d for e, d in page.sent if e == "set_sidebar_elements"], page.sent
+    await chat.show(added)  # said twice (a tool result and the note): shown once
+    assert len([e for e, _ in page.sent if e == "new_message"]) == 1
+    (step,) = thread_steps("t4", [added])
+    assert step["output"] == "**analyst** added to the Team notes: *Q3 is down 4%*"

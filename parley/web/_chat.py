@@ -27,6 +27,7 @@ from ..events import (
     Event,
     FileEvent,
     MessageEvent,
+    NoteEvent,
     QuestionEvent,
     RunResult,
     SubtaskEvent,
@@ -337,8 +338,11 @@ class ChatSession:
 
     async def _tool_result(self, ev: ToolResultEvent, _: list[Event]) -> None:
         await self.tools.result(ev)
-        if ev.name == NOTES_TOOL:
+        if ev.name == NOTES_TOOL:  # until every run says so with a NoteEvent: shown once either way
             await self._show_notes(ev.source)
+
+    async def _note_added(self, ev: NoteEvent, _: list[Event]) -> None:
+        await self._show_notes(ev.source)
 
     async def _file(self, ev: FileEvent, _: list[Event]) -> None:
         await cl.Message(content=(note(ev) or ("", ""))[1], author=ev.source, elements=[file_element(ev)]).send()
@@ -459,6 +463,7 @@ _SHOW: dict[type, Callable[..., Awaitable[None]]] = {
     ToolProgressEvent: ChatSession._tool_progress,
     ToolResultEvent: ChatSession._tool_result,
     FileEvent: ChatSession._file,
+    NoteEvent: ChatSession._note_added,
     UsageEvent: ChatSession._update_meter,
     RunResult: ChatSession._finish,
     ApprovalRequestEvent: ChatSession._approval_request,
