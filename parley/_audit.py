@@ -8,8 +8,7 @@ from typing import Any
 
 from ._render import visible
 from .errors import ConfigError
-from .store import open_for_command
-from .store._rows import AuditRow
+from .store import AuditRow, open_for_command
 
 FORMATS = ("md", "jsonl")
 
@@ -18,19 +17,31 @@ def record(row: AuditRow) -> dict[str, Any]:
     """One audit row as the export shows it: run, turn, who, what, decision, when, and the details."""
     detail = dict(row.detail)
     return {
-        "id": row.id, "thread": row.thread_id, "run": detail.pop("run", None), "turn": detail.pop("turn", None),
-        "when": row.created_at.isoformat(), "who": row.actor, "what": row.action,
-        "decision": detail.pop("decision", ""), "detail": detail,
+        "id": row.id,
+        "thread": row.thread_id,
+        "run": detail.pop("run", None),
+        "turn": detail.pop("turn", None),
+        "when": row.created_at.isoformat(),
+        "who": row.actor,
+        "what": row.action,
+        "decision": detail.pop("decision", ""),
+        "detail": detail,
     }
 
 
 def markdown(thread: str, team: str, records: list[dict[str, Any]]) -> str:
-    lines = [f"# Audit trail of {thread} ({visible(team, one_line=True)})", "",
-             "| # | run | turn | when (UTC) | who | what | decision | detail |", "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Audit trail of {thread} ({visible(team, one_line=True)})",
+        "",
+        "| # | run | turn | when (UTC) | who | what | decision | detail |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for i, r in enumerate(records, 1):
         when = r["when"][:19].replace("T", " ")
-        lines.append(f"| {i} | {r['run'] or ''} | {r['turn'] if r['turn'] is not None else ''} | {when} | {_cell(r['who'])} "
-                     f"| {r['what']} | {_cell(str(r['decision']))} | {_cell(_summary(r['detail']))} |")
+        lines.append(
+            f"| {i} | {r['run'] or ''} | {r['turn'] if r['turn'] is not None else ''} | {when} | {_cell(r['who'])} "
+            f"| {r['what']} | {_cell(str(r['decision']))} | {_cell(_summary(r['detail']))} |"
+        )
     if not records:
         lines.append("| | | | | | | | nothing recorded yet |")
     return "\n".join(lines) + "\n"
@@ -57,8 +68,10 @@ async def export(thread_id: str, fmt: str) -> int:
     try:
         row = await store.get_thread(thread_id)
         if row is None:
-            raise ConfigError(f"no stored conversation {thread_id!r} in {store.url} (`parley run` prints the id "
-                              "at the end of each run; runs with --no-save are not kept)")
+            raise ConfigError(
+                f"no stored conversation {thread_id!r} in {store.url} (`parley run` prints the id "
+                "at the end of each run; runs with --no-save are not kept)"
+            )
         records = [record(r) for r in await store.audit_log(thread_id)]
     finally:
         await store.close()

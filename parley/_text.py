@@ -12,8 +12,10 @@ def human_text(text: str | None, what: str = "message") -> str:
         raise ConfigError(f"the {what} is empty: type something")
     for i, ch in enumerate(text):
         if "\ud800" <= ch <= "\udfff":
-            raise ConfigError(f"the {what} is not valid text: a lone surrogate (U+{ord(ch):04X}) at character {i + 1}; "
-                              "it may come from a broken copy and paste, so type or paste it again")
+            raise ConfigError(
+                f"the {what} is not valid text: a lone surrogate (U+{ord(ch):04X}) at character {i + 1}; "
+                "it may come from a broken copy and paste, so type or paste it again"
+            )
     return text.strip()
 
 
@@ -29,6 +31,8 @@ def redact_secrets(text: str) -> str:
     import os
 
     for name, value in os.environ.items():
-        if len(value) >= 8 and (name.endswith(("_API_KEY", "_SECRET", "_TOKEN")) or name == "PARLEY_DATABASE_URL"):
+        if len(value) >= 8 and (
+            name.endswith(("_API_KEY", "_SECRET", "_TOKEN")) or name == "PARLEY_DATABASE_URL"
+        ):
             text = text.replace(value, "***")
     return text

@@ -9,9 +9,10 @@ from collections.abc import Iterator
 from contextvars import ContextVar
 from typing import Any
 
-import jsonschema
 import regex
 from jsonschema.exceptions import ValidationError
+from jsonschema.protocols import Validator as SchemaValidator
+from jsonschema.validators import extend, validator_for
 from referencing import Registry
 from referencing.exceptions import Unresolvable
 
@@ -68,8 +69,12 @@ def _pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Iterator
             yield ValidationError(f"{instance!r} does not match {patrn!r}")
 
 
-def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any,
-                        ) -> Iterator[ValidationError]:
+def _pattern_properties(
+    validator: Any,
+    patterns: dict[str, Any],
+    instance: Any,
+    schema: Any,
+) -> Iterator[ValidationError]:
     if not validator.is_type(instance, "object"):
         return
     for patrn, subschema in patterns.items():
@@ -81,8 +86,13 @@ def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any,
                 yield from validator.descend(value, subschema, path=key, schema_path=patrn)
 
 
-def _additional_properties(plain: Any, validator: Any, allowed: Any, instance: Any, schema: Any,
-                           ) -> Iterator[ValidationError]:
+def _additional_properties(
+    plain: Any,
+    validator: Any,
+    allowed: Any,
+    instance: Any,
+    schema: Any,
+) -> Iterator[ValidationError]:
     patterns = list(schema.get("patternProperties", {}))
     if not patterns or not validator.is_type(instance, "object"):
         yield from plain(validator, allowed, instance, schema)  # jsonschema's own: no pattern involved
@@ -95,21 +105,28 @@ def _additional_properties(plain: Any, validator: Any, allowed: Any, instance: A
             yield from validator.descend(instance[extra], allowed, path=extra)
     elif not allowed and extras:
         joined = ", ".join(repr(each) for each in sorted(extras))
-        yield ValidationError(f"{joined} {'does' if len(extras) == 1 else 'do'} not match any of the regexes: "
-                              + ", ".join(repr(each) for each in sorted(patterns)))
+        yield ValidationError(
+            f"{joined} {'does' if len(extras) == 1 else 'do'} not match any of the regexes: "
+            + ", ".join(repr(each) for each in sorted(patterns))
+        )
 
 
-def schema_validator(schema: dict[str, Any]) -> jsonschema.protocols.Validator:
+def schema_validator(schema: dict[str, Any]) -> SchemaValidator:
     """A validator for a team file's schema that never fetches anything and bounds its patterns.
 
     The empty registry resolves only references inside the schema itself (`#...`): jsonschema would otherwise
     fetch `http(s)://` and `file://` references, with no timeout, on the event loop.
     """
-    base = jsonschema.validators.validator_for(schema)
+    base = validator_for(schema)
     plain = base.VALIDATORS["additionalProperties"]
-    bounded = jsonschema.validators.extend(base, {
-        "pattern": _pattern, "patternProperties": _pattern_properties,
-        "additionalProperties": lambda *args: _additional_properties(plain, *args)})
+    bounded = extend(
+        base,
+        {
+            "pattern": _pattern,
+            "patternProperties": _pattern_properties,
+            "additionalProperties": lambda *args: _additional_properties(plain, *args),
+        },
+    )
     return bounded(schema, registry=Registry())
 
 
@@ -161,11 +178,19 @@ class Validator:
                 if not pattern_found(spec.regex, text):
                     out.append(f"the answer must contain text matching the pattern {spec.regex}")
             except TimeoutError:
-                out.append(f"{TOO_SLOW} (validate.regex {spec.regex}; all patterns share {PATTERN_TIMEOUT_S:g} s "
-                           "per answer)")
+                out.append(
+                    f"{TOO_SLOW} (validate.regex {spec.regex}; all patterns share {PATTERN_TIMEOUT_S:g} s "
+                    "per answer)"
+                )
         lowered = text.lower()
-        out += [f"the answer must mention {needle!r}" for needle in spec.contains if needle.lower() not in lowered]
-        out += [f"the answer must not mention {needle!r}" for needle in spec.not_contains if needle.lower() in lowered]
+        out += [
+            f"the answer must mention {needle!r}" for needle in spec.contains if needle.lower() not in lowered
+        ]
+        out += [
+            f"the answer must not mention {needle!r}"
+            for needle in spec.not_contains
+            if needle.lower() in lowered
+        ]
         if self.check is not None:
             problem = self.check.problem(text)
             if problem:
@@ -182,8 +207,10 @@ class Validator:
         try:
             errors = sorted(self._schema.iter_errors(value), key=lambda e: list(e.absolute_path))
         except Unresolvable as exc:  # a reference outside the schema: never fetched (see schema_validator)
-            return [f"the team's json_schema has a reference that cannot be resolved inside it ({exc}): "
-                    "only references inside the schema (#...) are allowed"]
+            return [
+                f"the team's json_schema has a reference that cannot be resolved inside it ({exc}): "
+                "only references inside the schema (#...) are allowed"
+            ]
         except RecursionError:
             return ["the answer's JSON is nested too deeply to check"]
         for err in errors:
@@ -195,6 +222,8 @@ class Validator:
         """The message that sends a failed answer back to its role."""
         lines = "\n".join(f"- {p}" for p in problems)
         left = self.retries - attempt + 1
-        return (f"Your answer does not pass this team's checks:\n{lines}\n"
-                f"Write the whole answer again with these fixed ({left} correction{'s' if left != 1 else ''} left "
-                "before a human is asked to decide).")
+        return (
+            f"Your answer does not pass this team's checks:\n{lines}\n"
+            f"Write the whole answer again with these fixed ({left} correction{'s' if left != 1 else ''} left "
+            "before a human is asked to decide)."
+        )

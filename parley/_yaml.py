@@ -7,7 +7,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -16,7 +16,13 @@ from .errors import FileProblem, TeamFileError
 Loc = tuple[str | int, ...]
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where PyYAML has it
+if TYPE_CHECKING:
+    BaseLoader = yaml.SafeLoader
+else:  # libyaml's parser where PyYAML has it
+    BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(BaseLoader):
     """YAML 1.2 booleans: only true/false. `on:` (event-driven roles), `yes`, `no` and `off` stay text."""
 
 
@@ -24,8 +30,9 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
-_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
-                              list("tTfF"))
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
 
 
 @dataclass
@@ -106,21 +113,41 @@ def load_located(path: Path, display: str | None = None) -> Located:
     shown = display or str(path)
     try:
         if path.stat().st_size > MAX_BYTES:
-            raise TeamFileError([FileProblem(file=shown, line=None, path="", message=(
-                f"the file is {path.stat().st_size:,} bytes; files over {MAX_BYTES:,} bytes are refused"))])
+            raise TeamFileError(
+                [
+                    FileProblem(
+                        file=shown,
+                        line=None,
+                        path="",
+                        message=(
+                            f"the file is {path.stat().st_size:,} bytes; files over {MAX_BYTES:,} bytes are refused"
+                        ),
+                    )
+                ]
+            )
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise TeamFileError([FileProblem(file=shown, line=None, path="", message="no such file")]) from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise TeamFileError([FileProblem(file=shown, line=None, path="", message=f"cannot read: {exc}")]) from None
+        raise TeamFileError(
+            [FileProblem(file=shown, line=None, path="", message=f"cannot read: {exc}")]
+        ) from None
     return loads_located(text, shown)
 
 
 def loads_located(text: str, shown: str) -> Located:
     try:
         if len(text) > MAX_BYTES:
-            raise TeamFileError([FileProblem(file=shown, line=None, path="", message=(
-                f"the text is {len(text):,} characters; over {MAX_BYTES:,} is refused"))])
+            raise TeamFileError(
+                [
+                    FileProblem(
+                        file=shown,
+                        line=None,
+                        path="",
+                        message=(f"the text is {len(text):,} characters; over {MAX_BYTES:,} is refused"),
+                    )
+                ]
+            )
         node = yaml.compose(text, Loader=_Loader)
         if node is None:
             raise TeamFileError([FileProblem(file=shown, line=1, path="", message="the file is empty")])
@@ -140,10 +167,20 @@ def loads_located(text: str, shown: str) -> Located:
             msg = f"the document nests too deeply (more than {MAX_DEPTH} levels are refused)"
         raise TeamFileError([FileProblem(file=shown, line=line, path="", message=msg)]) from None
     except yaml.YAMLError as exc:
-        raise TeamFileError([FileProblem(file=shown, line=None, path="", message=f"invalid YAML: {exc}")]) from None
+        raise TeamFileError(
+            [FileProblem(file=shown, line=None, path="", message=f"invalid YAML: {exc}")]
+        ) from None
     except RecursionError:
-        raise TeamFileError([FileProblem(file=shown, line=None, path="", message=(
-            f"the document nests too deeply (more than {MAX_DEPTH} levels are refused)"))]) from None
+        raise TeamFileError(
+            [
+                FileProblem(
+                    file=shown,
+                    line=None,
+                    path="",
+                    message=(f"the document nests too deeply (more than {MAX_DEPTH} levels are refused)"),
+                )
+            ]
+        ) from None
     located = Located(data=data, file=shown)
     dupes: list[tuple[Loc, str]] = []
     _walk(node, (), located.lines, dupes)

@@ -17,8 +17,16 @@ from .paths import inside, project_root, search_dirs
 from .spec import TeamSpec, load_team_file
 from .tools import ToolRegistry, default_registry
 
-__all__ = ["TRUSTED_TEAMS", "TeamEntry", "check_trusted", "discover_teams", "programs", "resolve_team", "team_dirs",
-           "trusted_dirs"]
+__all__ = [
+    "TRUSTED_TEAMS",
+    "TeamEntry",
+    "check_trusted",
+    "discover_teams",
+    "programs",
+    "resolve_team",
+    "team_dirs",
+    "trusted_dirs",
+]
 
 TRUSTED_TEAMS = "PARLEY_TRUSTED_TEAMS"
 """Colon-separated folders whose team files may start programs, besides the folders teams are found in."""
@@ -55,7 +63,9 @@ def check_trusted(spec: TeamSpec, extra: Sequence[str | Path] = ()) -> None:
     of its choosing (an MCP server by URL: another service on this machine or its network), from outside the trusted
     folders: a team file given by path, named by a suite or a sub-team, or planted in a workspace is not the
     operator's."""
-    if not spec.mcp or spec.source is None:  # nothing to start or reach, or a team built in Python by the operator
+    if (
+        not spec.mcp or spec.source is None
+    ):  # nothing to start or reach, or a team built in Python by the operator
         return
     source = spec.source.resolve()
     dirs = trusted_dirs(extra)
@@ -68,8 +78,11 @@ def check_trusted(spec: TeamSpec, extra: Sequence[str | Path] = ()) -> None:
     server = next((m for m in spec.mcp if m.command is not None), spec.mcp[0])
     from ._mcp_session import shown_url
 
-    does = f"would run `{server.command}`" if server.command is not None else \
-        f"would be reached at {shown_url(server.url or '')}"
+    does = (
+        f"would run `{server.command}`"
+        if server.command is not None
+        else f"would be reached at {shown_url(server.url or '')}"
+    )
     raise ConfigError(
         f"{_display(spec.source)}: MCP server '{server.name}' {does}, but this team file is "
         f"not in a trusted team folder ({', '.join(str(d) for d in dirs)}). Team files are code: trust this one by "
@@ -87,7 +100,9 @@ def _display(path: Path) -> str:
 
 def load_entry(path: Path, registry: ToolRegistry) -> TeamEntry:
     try:
-        spec = load_team_file(path, tool_names=registry.names(), check_names=sorted(registry.checks), display=_display(path))
+        spec = load_team_file(
+            path, tool_names=registry.names(), check_names=sorted(registry.checks), display=_display(path)
+        )
         return TeamEntry(name=spec.name, path=path, spec=spec)
     except ConfigError as exc:
         return TeamEntry(name=path.stem, path=path, error=str(exc))
@@ -100,20 +115,27 @@ def discover_teams(extra: Sequence[str | Path] = (), registry: ToolRegistry | No
     by_name: dict[str, TeamEntry] = {}
     for directory in team_dirs(extra):
         if not directory.is_dir():
-            entries.append(TeamEntry(name=directory.name, path=directory, error=f"{directory}: no such directory"))
+            entries.append(
+                TeamEntry(name=directory.name, path=directory, error=f"{directory}: no such directory")
+            )
             continue
         for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
             entry = load_entry(path, registry)
             first = by_name.get(entry.name)
             if first is not None and entry.spec is not None:
-                entry = TeamEntry(name=entry.name, path=path,
-                                  error=f"{_display(path)}: team name '{entry.name}' is already used by {_display(first.path)}")
+                entry = TeamEntry(
+                    name=entry.name,
+                    path=path,
+                    error=f"{_display(path)}: team name '{entry.name}' is already used by {_display(first.path)}",
+                )
             by_name.setdefault(entry.name, entry)
             entries.append(entry)
     return entries
 
 
-def resolve_team(ref: str | Path, extra: Sequence[str | Path] = (), registry: ToolRegistry | None = None) -> TeamSpec:
+def resolve_team(
+    ref: str | Path, extra: Sequence[str | Path] = (), registry: ToolRegistry | None = None
+) -> TeamSpec:
     """A team by name, or by path to a YAML file. Raises a ConfigError that says what exists."""
     registry = registry or default_registry()
     text = str(ref).strip()
@@ -121,7 +143,9 @@ def resolve_team(ref: str | Path, extra: Sequence[str | Path] = (), registry: To
         raise UnknownTeamError("no team given: name a team (`parley teams` lists them) or a YAML file")
     path = Path(text).expanduser()
     if text.endswith((".yaml", ".yml")) or path.is_file():
-        return load_team_file(path, tool_names=registry.names(), check_names=sorted(registry.checks), display=text)
+        return load_team_file(
+            path, tool_names=registry.names(), check_names=sorted(registry.checks), display=text
+        )
     entries = discover_teams(extra, registry)
     for entry in entries:
         if entry.name == text:

@@ -8,7 +8,16 @@ import re
 import uuid
 from pathlib import Path
 
-__all__ = ["data_dir", "data_dir_path", "inside", "is_server_id", "new_id", "private_file", "project_root", "search_dirs"]
+__all__ = [
+    "data_dir",
+    "data_dir_path",
+    "inside",
+    "is_server_id",
+    "new_id",
+    "private_file",
+    "project_root",
+    "search_dirs",
+]
 
 _SERVER_ID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
 

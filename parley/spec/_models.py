@@ -1,4 +1,4 @@
-"""Team files: the documented YAML format, validated with line-numbered errors."""
+"""The team file's fields: one pydantic model per section, each field documented where it is declared."""
 
 from __future__ import annotations
 
@@ -6,14 +6,26 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from ._yaml import Located, did_you_mean, load_located, pydantic_problems
-from .errors import FileProblem, TeamFileError
-from .paths import inside, project_root
-
-__all__ = ["PATTERNS", "TRIGGERS", "ConsensusSpec", "HierarchicalSpec", "McpServerSpec", "RoleSpec", "TeamSpec",
-           "TerminationSpec", "ValidationSpec", "load_team_file"]
+__all__ = [
+    "DEFAULT_MAX_REPLY_TOKENS",
+    "DEFAULT_WINDOW",
+    "PATTERNS",
+    "SECTIONS",
+    "TRIGGERS",
+    "ConsensusSpec",
+    "ContextSpec",
+    "FanoutSpec",
+    "HierarchicalSpec",
+    "HumanSpec",
+    "LoopSpec",
+    "McpServerSpec",
+    "RoleSpec",
+    "TeamSpec",
+    "TerminationSpec",
+    "ValidationSpec",
+]
 
 PATTERNS = ("round_robin", "selector", "sequential", "fanout", "loop", "swarm", "hierarchical", "consensus")
 TRIGGERS = ("stage finished", "tool failed", "validation failed", "file written")
@@ -82,21 +94,26 @@ class ValidationSpec(_Strict):
     @classmethod
     def _schema(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is not None:
-            import jsonschema
+            from jsonschema.exceptions import SchemaError
+            from jsonschema.validators import validator_for
 
             try:
-                jsonschema.validators.validator_for(v).check_schema(v)
-            except jsonschema.SchemaError as exc:
+                validator_for(v).check_schema(v)
+            except SchemaError as exc:
                 raise ValueError(f"json_schema is not a valid JSON schema: {exc.message}") from None
             if _uses(v, "unevaluatedProperties") and _uses(v, "patternProperties"):
-                raise ValueError("json_schema combines unevaluatedProperties with patternProperties, whose patterns "
-                                 "parley cannot give a time limit there: use additionalProperties instead")
+                raise ValueError(
+                    "json_schema combines unevaluatedProperties with patternProperties, whose patterns "
+                    "parley cannot give a time limit there: use additionalProperties instead"
+                )
             outside = _outside_refs(v)
             if outside:
                 where, ref = outside[0]
-                raise ValueError(f"json_schema refers outside itself ({where}: {ref!r}): parley never fetches "
-                                 "http(s):// or file:// schemas; copy the definition into the schema under $defs "
-                                 "and refer to it as '#/$defs/NAME'")
+                raise ValueError(
+                    f"json_schema refers outside itself ({where}: {ref!r}): parley never fetches "
+                    "http(s):// or file:// schemas; copy the definition into the schema under $defs "
+                    "and refer to it as '#/$defs/NAME'"
+                )
         return v
 
     @model_validator(mode="after")
@@ -247,7 +264,9 @@ class HumanSpec(_Strict):
 
     question_timeout_s: Annotated[float, Field(gt=0)] | None = 300
     """How long a role's question (ask_human) waits before the role goes on with `default_answer`."""
-    default_answer: str = "No answer from the human in time: go on with your best assumption and say what it is."
+    default_answer: str = (
+        "No answer from the human in time: go on with your best assumption and say what it is."
+    )
 
 
 class TerminationSpec(_Strict):
@@ -276,7 +295,9 @@ class TeamSpec(_Strict):
     name: str
     """Unique name, used on the command line."""
     description: str = ""
-    pattern: Literal["round_robin", "selector", "sequential", "fanout", "loop", "swarm", "hierarchical", "consensus"]
+    pattern: Literal[
+        "round_robin", "selector", "sequential", "fanout", "loop", "swarm", "hierarchical", "consensus"
+    ]
     """How the manager picks the next speaker."""
     roles: Annotated[list[RoleSpec], Field(min_length=1)]
     termination: TerminationSpec = Field(default_factory=TerminationSpec)
@@ -341,248 +362,17 @@ class TeamSpec(_Strict):
         return c.voters or [r.name for r in self.scheduled if r.name != c.judge]
 
 
-_ALL_KEYS = sorted({*RoleSpec.model_fields, "validate", *TerminationSpec.model_fields, *TeamSpec.model_fields,
-                    *McpServerSpec.model_fields, *FanoutSpec.model_fields, *LoopSpec.model_fields,
-                    *ValidationSpec.model_fields, *ConsensusSpec.model_fields, *HumanSpec.model_fields, *ContextSpec.model_fields, *HierarchicalSpec.model_fields} - {"validate_"})
-
-
-def load_team_file(path: Path | str, *, tool_names: list[str] | None = None, display: str | None = None,
-                   check_names: list[str] | None = None) -> TeamSpec:
-    """Load and check a team file. Raises TeamFileError listing every problem with its line."""
-    path = Path(path)
-    located = load_located(path, display)
-    if not isinstance(located.data, dict):
-        raise TeamFileError([located.problem((), "a team file must be a mapping (name:, pattern:, roles: ...)")])
-    data = {k: v for k, v in located.data.items() if k not in ("source", "prompts")}
-    problems: list[FileProblem] = [
-        located.problem((k,), f"unknown key '{k}'") for k in located.data if k in ("source", "prompts")
-    ]
-    try:
-        spec = TeamSpec.model_validate(data)
-    except ValidationError as exc:
-        problems += pydantic_problems(located, exc, _ALL_KEYS)
-        raise TeamFileError(problems) from None
-    problems += _cross_check(spec, located, tool_names)
-    if check_names is not None:
-        for i, role in enumerate(spec.roles):
-            name = role.validate_.check if role.validate_ else None
-            if name is not None and name not in check_names:
-                problems.append(located.problem(("roles", i, "validate", "check"), f"unknown check '{name}'"
-                                                + did_you_mean(name, check_names) + " (declare it with @check in tools/)"))
-    prompts = {}
-    for i, role in enumerate(spec.roles):
-        if role.team is not None:
-            prompts[role.name] = ""
-            continue
-        if not role.prompt.strip():
-            problems.append(located.problem(("roles", i), f"role '{role.name}' needs a prompt (or `team:` for a sub-team)"))
-            continue
-        escape = _escaping_prompt(role.prompt, path.parent)
-        if escape is not None:
-            problems.append(located.problem(("roles", i, "prompt"), escape))
-            continue
-        text = _resolve_prompt(role.prompt, path.parent)
-        if text is None:
-            problems.append(located.problem(("roles", i, "prompt"), _missing_prompt(role.prompt, path.parent)))
-        else:
-            prompts[role.name] = text
-    if problems:
-        raise TeamFileError(problems)
-    return spec.model_copy(update={"source": path, "prompts": prompts})
-
-
-def _cross_check(spec: TeamSpec, located: Located, tool_names: list[str] | None) -> list[FileProblem]:
-    from .models import parse_model  # late import: models imports spec types
-
-    problems = []
-    seen: dict[str, int] = {}
-    for i, role in enumerate(spec.roles):
-        if role.name in seen:
-            problems.append(
-                located.problem(("roles", i, "name"), f"duplicate role name '{role.name}' (also roles[{seen[role.name]}])")
-            )
-        seen.setdefault(role.name, i)
-        if role.model is not None:
-            problems += _model_problem(parse_model, role.model, located, ("roles", i, "model"))
-    if spec.model is not None:
-        problems += _model_problem(parse_model, spec.model, located, ("model",))
-    if tool_names is not None:
-        problems += _tool_problems(spec, located, tool_names)
-    names = spec.role_names
-    for j, who in enumerate(spec.termination.stop_from):
-        if who not in names:
-            problems.append(
-                located.problem(("termination", "stop_from", j),
-                                f"unknown role '{who}'" + did_you_mean(who, names) + f" (roles: {', '.join(names)})")
-            )
-    if spec.termination.stop_from and not spec.termination.stop_text:
-        problems.append(located.problem(("termination", "stop_from"), "stop_from needs stop_text"))
-    problems += _pattern_problems(spec, located)
-    return problems
-
-
-def _pattern_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
-    names = spec.role_names
-    problems = []
-    if spec.pattern in ("selector", "fanout", "loop", "swarm", "consensus") and len(spec.roles) < 2:
-        problems.append(located.problem(("roles",), f"the {spec.pattern} pattern needs at least two roles"))
-    if spec.pattern == "fanout":
-        if spec.fanout is None:
-            problems.append(located.problem(("pattern",), "the fanout pattern needs `fanout: {join: ROLE}`"))
-        elif spec.fanout.join not in names:
-            problems.append(located.problem(("fanout", "join"), f"unknown role '{spec.fanout.join}'"
-                                            + did_you_mean(spec.fanout.join, names)))
-    if spec.pattern == "loop" and not ((spec.loop and spec.loop.until) or spec.termination.stop_text):
-        problems.append(located.problem(("pattern",), "the loop pattern needs `loop: {until: TEXT}` or termination.stop_text"))
-    problems += _consensus_problems(spec, located) + _hierarchy_problems(spec, located)
-    for i, role in enumerate(spec.roles):
-        problems += _role_problems(spec, located, i, role)
-    return problems
-
-
-def _role_problems(spec: TeamSpec, located: Located, i: int, role: RoleSpec) -> list[FileProblem]:
-    """What a role asks of its team's pattern: triggers, handoffs, sub-teams."""
-    names = spec.role_names
-    problems = []
-    for j, trigger in enumerate(role.on):
-        if not _trigger_ok(trigger, names):
-            problems.append(located.problem(("roles", i, "on", j), f"unknown trigger '{trigger}' (use "
-                                            + ", ".join(f"'{t}'" for t in TRIGGERS) + " or 'ROLE finished')"))
-    if role.on and spec.pattern in ("sequential", "fanout", "swarm", "consensus", "hierarchical"):
-        problems.append(located.problem(("roles", i, "on"), f"event-driven roles work with round_robin, selector "
-                                        f"and loop teams, not {spec.pattern}"))
-    for j, target in enumerate(role.handoffs):
-        if target != "user" and target not in names:
-            problems.append(located.problem(("roles", i, "handoffs", j), f"unknown role '{target}'"
-                                            + did_you_mean(target, names) + " (or `user`)"))
-    if role.team is not None and spec.pattern != "hierarchical":
-        problems.append(located.problem(("roles", i, "team"), "sub-teams need `pattern: hierarchical`"))
-    if role.team is not None and (role.tools or role.validate_ or role.on or role.handoffs or role.model):
-        problems.append(located.problem(("roles", i, "team"), "a sub-team role has no tools, validate, on, "
-                                        "handoffs or model of its own: set them in the sub-team's file"))
-    if role.handoffs and spec.pattern != "swarm":
-        problems.append(located.problem(("roles", i, "handoffs"), "handoffs need `pattern: swarm`"))
-    return problems
-
-
-def _trigger_ok(trigger: str, names: list[str]) -> bool:
-    if trigger in TRIGGERS:
-        return True
-    who, _, what = trigger.rpartition(" ")
-    return what == "finished" and who in names
-
-
-def _unknown_role(located: Located, loc: tuple[str | int, ...], who: str, names: list[str]) -> FileProblem:
-    return located.problem(loc, f"unknown role '{who}'" + did_you_mean(who, names) + f" (roles: {', '.join(names)})")
-
-
-def _consensus_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
-    names = spec.role_names
-    c = spec.consensus
-    if spec.pattern != "consensus":
-        return [located.problem(("consensus",), "consensus: needs `pattern: consensus`")] if c else []
-    c = c or ConsensusSpec()
-    problems = [located.problem(("roles", i, "name"), f"'{r.name}' is the name of a step of the consensus pattern; "
-                                "rename the role") for i, r in enumerate(spec.roles) if r.name in ("ballot", "tally", "verdict")]
-    problems += [_unknown_role(located, ("consensus", "voters", j), v, names) for j, v in enumerate(c.voters)
-                if v not in names]
-    if c.judge is not None and c.judge not in names:
-        problems.append(_unknown_role(located, ("consensus", "judge"), c.judge, names))
-    if c.tie == "judge" and c.judge is None:
-        problems.append(located.problem(("consensus", "tie"), "tie: judge needs `judge: ROLE` (a role that does not vote)"))
-    if c.judge is not None and c.judge in spec.voters:
-        problems.append(located.problem(("consensus", "judge"), f"the judge '{c.judge}' cannot also vote"))
-    if len(spec.voters) < 2:
-        problems.append(located.problem(("consensus",), "a vote needs at least two voters"))
-    if len({o.strip().lower() for o in c.options}) != len(c.options):
-        problems.append(located.problem(("consensus", "options"), "options must differ (case is ignored)"))
-    return problems
-
-
-def _hierarchy_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
-    h = spec.hierarchical
-    if spec.pattern != "hierarchical":
-        return [located.problem(("hierarchical",), "hierarchical: needs `pattern: hierarchical`")] if h else []
-    if h is None:
-        return [located.problem(("pattern",), "the hierarchical pattern needs `hierarchical: {manager: ROLE}`")]
-    if h.manager not in spec.role_names:
-        return [_unknown_role(located, ("hierarchical", "manager"), h.manager, spec.role_names)]
-    if spec.role(h.manager).team is not None:
-        return [located.problem(("hierarchical", "manager"), "the manager must be a role of its own, not a sub-team")]
-    if len(spec.roles) < 2:
-        return [located.problem(("roles",), "the hierarchical pattern needs a manager and at least one worker")]
-    return []
-
-
-def _tool_problems(spec: TeamSpec, located: Located, tool_names: list[str]) -> list[FileProblem]:
-    named: list[tuple[tuple[str | int, ...], str]] = [
-        (("roles", i, "tools", j), t) for i, role in enumerate(spec.roles) for j, t in enumerate(role.tools)
-    ]
-    named += [(("approvals", t), t) for t in spec.approvals]
-    servers = [m.name for m in spec.mcp]
-    problems = []
-    for loc, t in named:
-        server, dot, tool = t.partition(".")
-        if dot and not (re.fullmatch(r"[A-Za-z0-9_-]+", tool) or tool == "*"):
-            problems.append(located.problem(loc, f"'{t}' names no tool: write SERVER.TOOL or SERVER.* "
-                                            "(e.g. files.write_file or files.*)"))
-        elif dot and server not in servers:
-            problems.append(located.problem(loc, f"unknown MCP server '{server}' in '{t}'" + did_you_mean(server, servers)
-                                            + (f" (declared: {', '.join(servers)})" if servers else " (declare it under mcp:)")))
-        elif not dot and t not in tool_names and t != "ask_human":  # ask_human is built in
-            problems.append(located.problem(loc, f"unknown tool '{t}'" + did_you_mean(t, tool_names)
-                                            + " (`parley tools` lists them)"))
-    return problems
-
-
-def _model_problem(parse, value: str, located: Located, loc: tuple) -> list[FileProblem]:  # type: ignore[no-untyped-def]
-    from .errors import ModelStringError
-
-    try:
-        parse(value)
-    except ModelStringError as exc:
-        return [located.problem(loc, str(exc))]
-    return []
-
-
-def _looks_like_file(value: str) -> bool:
-    return "\n" not in value and value.strip().endswith((".md", ".txt"))
-
-
-def _prompt_candidates(value: str, team_dir: Path) -> list[Path]:
-    """Where a prompt file may be: next to the team file or in the project, never outside both
-    (a team file must not read any `.md` of the machine through `../` or an absolute path)."""
-    rel = Path(value.strip())
-    root = project_root()
-    out = []
-    for base in (team_dir, root, root / "prompts"):
-        candidate = (base / rel).resolve()
-        for allowed in (team_dir, root):
-            try:
-                inside(allowed, candidate)
-            except ValueError:
-                continue
-            out.append(candidate)
-            break
-    return out
-
-
-def _escaping_prompt(value: str, team_dir: Path) -> str | None:
-    """Why a prompt path is refused (it leads outside the team file's folder and the project), or None."""
-    if not _looks_like_file(value) or _prompt_candidates(value, team_dir):
-        return None
-    return (f"prompt file '{value.strip()}' is outside the team file's folder ({team_dir.resolve()}) and the project "
-            f"({project_root()}): put the prompt next to the team file or under {project_root() / 'prompts'}")
-
-
-def _resolve_prompt(value: str, team_dir: Path) -> str | None:
-    if not _looks_like_file(value):
-        return value.strip()
-    for candidate in _prompt_candidates(value, team_dir):
-        if candidate.is_file():
-            return candidate.read_text(encoding="utf-8").strip()
-    return None
-
-
-def _missing_prompt(value: str, team_dir: Path) -> str:
-    return f"prompt file '{value}' not found (looked next to the team file and under {project_root() / 'prompts'})"
+SECTIONS: tuple[type[BaseModel], ...] = (
+    TeamSpec,
+    RoleSpec,
+    TerminationSpec,
+    McpServerSpec,
+    FanoutSpec,
+    LoopSpec,
+    ValidationSpec,
+    ConsensusSpec,
+    HumanSpec,
+    ContextSpec,
+    HierarchicalSpec,
+)
+"""Every model of the team file, for "did you mean" suggestions on an unknown key."""

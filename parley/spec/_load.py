@@ -1,0 +1,136 @@
+"""Loading a team file: parse it, check it, and read each role's prompt (from the file or a prompt file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from .._yaml import Located, did_you_mean, load_located, pydantic_problems
+from ..errors import FileProblem, TeamFileError
+from ..paths import inside, project_root
+from ._checks import cross_check
+from ._models import SECTIONS, TeamSpec
+
+__all__ = ["load_team_file"]
+
+LOADER_KEYS = ("source", "prompts")
+"""Fields the loader sets, which a team file may not."""
+ALL_KEYS = sorted(
+    {key for section in SECTIONS for key in section.model_fields} - {"validate_"} | {"validate"}
+)
+"""Every key a team file may use anywhere, for "did you mean" on an unknown one."""
+
+
+def load_team_file(
+    path: Path | str,
+    *,
+    tool_names: list[str] | None = None,
+    display: str | None = None,
+    check_names: list[str] | None = None,
+) -> TeamSpec:
+    """Load and check a team file. Raises TeamFileError listing every problem with its line."""
+    path = Path(path)
+    located = load_located(path, display)
+    if not isinstance(located.data, dict):
+        raise TeamFileError(
+            [located.problem((), "a team file must be a mapping (name:, pattern:, roles: ...)")]
+        )
+    data = {k: v for k, v in located.data.items() if k not in LOADER_KEYS}
+    problems = [located.problem((k,), f"unknown key '{k}'") for k in located.data if k in LOADER_KEYS]
+    try:
+        spec = TeamSpec.model_validate(data)
+    except ValidationError as exc:
+        raise TeamFileError(problems + pydantic_problems(located, exc, ALL_KEYS)) from None
+    problems += cross_check(spec, located, tool_names)
+    if check_names is not None:
+        problems += _check_problems(spec, located, check_names)
+    prompts, prompt_problems = _prompts(spec, located, path.parent)
+    problems += prompt_problems
+    if problems:
+        raise TeamFileError(problems)
+    return spec.model_copy(update={"source": path, "prompts": prompts})
+
+
+def _check_problems(spec: TeamSpec, located: Located, check_names: list[str]) -> list[FileProblem]:
+    """Validation checks (`validate: {check: NAME}`) that no `@check` in tools/ declares."""
+    problems = []
+    for i, role in enumerate(spec.roles):
+        name = role.validate_.check if role.validate_ else None
+        if name is not None and name not in check_names:
+            problems.append(
+                located.problem(
+                    ("roles", i, "validate", "check"),
+                    f"unknown check '{name}'"
+                    + did_you_mean(name, check_names)
+                    + " (declare it with @check in tools/)",
+                )
+            )
+    return problems
+
+
+def _prompts(spec: TeamSpec, located: Located, team_dir: Path) -> tuple[dict[str, str], list[FileProblem]]:
+    """Each role's prompt text (empty for a sub-team role), and the problems finding them."""
+    prompts: dict[str, str] = {}
+    problems: list[FileProblem] = []
+    for i, role in enumerate(spec.roles):
+        if role.team is not None:
+            prompts[role.name] = ""
+        elif not role.prompt.strip():
+            problems.append(
+                located.problem(
+                    ("roles", i), f"role '{role.name}' needs a prompt (or `team:` for a sub-team)"
+                )
+            )
+        elif (escape := _escaping_prompt(role.prompt, team_dir)) is not None:
+            problems.append(located.problem(("roles", i, "prompt"), escape))
+        elif (text := _resolve_prompt(role.prompt, team_dir)) is None:
+            problems.append(located.problem(("roles", i, "prompt"), _missing_prompt(role.prompt, team_dir)))
+        else:
+            prompts[role.name] = text
+    return prompts, problems
+
+
+def _looks_like_file(value: str) -> bool:
+    return "\n" not in value and value.strip().endswith((".md", ".txt"))
+
+
+def _prompt_candidates(value: str, team_dir: Path) -> list[Path]:
+    """Where a prompt file may be: next to the team file or in the project, never outside both
+    (a team file must not read any `.md` of the machine through `../` or an absolute path)."""
+    rel = Path(value.strip())
+    root = project_root()
+    out: list[Path] = []
+    for base in (team_dir, root, root / "prompts"):
+        candidate = (base / rel).resolve()
+        for allowed in (team_dir, root):
+            try:
+                inside(allowed, candidate)
+            except ValueError:
+                continue
+            out.append(candidate)
+            break
+    return out
+
+
+def _escaping_prompt(value: str, team_dir: Path) -> str | None:
+    """Why a prompt path is refused (it leads outside the team file's folder and the project), or None."""
+    if not _looks_like_file(value) or _prompt_candidates(value, team_dir):
+        return None
+    return (
+        f"prompt file '{value.strip()}' is outside the team file's folder ({team_dir.resolve()}) and the project "
+        f"({project_root()}): put the prompt next to the team file or under {project_root() / 'prompts'}"
+    )
+
+
+def _resolve_prompt(value: str, team_dir: Path) -> str | None:
+    if not _looks_like_file(value):
+        return value.strip()
+    for candidate in _prompt_candidates(value, team_dir):
+        if candidate.is_file():
+            return candidate.read_text(encoding="utf-8").strip()
+    return None
+
+
+def _missing_prompt(value: str, team_dir: Path) -> str:
+    return f"prompt file '{value}' not found (looked next to the team file and under {project_root() / 'prompts'})"
