@@ -7,7 +7,7 @@ import os
 import stat
 from pathlib import Path
 
-from . import _sandbox as _sandbox_module
+from . import sandbox
 from .paths import data_dir
 
 __all__ = ["checks", "doctor"]
@@ -38,21 +38,32 @@ def checks() -> list[Check]:
     store_rows, file = asyncio.run(_store())  # first: opening the store makes its file, if missing
     folder, folder_row = _data_folder()
     rows += [folder_row, *store_rows]
-    if file is not None and file.exists() and (folder is None or folder.resolve() not in file.resolve().parents):
+    if (
+        file is not None
+        and file.exists()
+        and (folder is None or folder.resolve() not in file.resolve().parents)
+    ):
         mode = file.stat().st_mode  # outside the data folder: its own mode is all that keeps it private
-        rows.append(("store file private", not mode & 0o077,
-                     f"{file} is {_mode(mode)}" + (f": chmod 600 {file}" if mode & 0o077 else "")))
+        rows.append(
+            (
+                "store file private",
+                not mode & 0o077,
+                f"{file} is {_mode(mode)}" + (f": chmod 600 {file}" if mode & 0o077 else ""),
+            )
+        )
     return rows
 
 
 def _sandbox() -> list[Check]:
     """The run_python sandbox's own account of what it can enforce here."""
     try:
-        found = _sandbox_module.guarantees()
+        found = sandbox.guarantees()
     except Exception as exc:  # a broken check is a guarantee nobody can vouch for
         return [("run_python sandbox", False, f"checking it failed: {type(exc).__name__}: {exc}")]
-    return [(name if str(name).startswith("run_python") else f"run_python: {name}", bool(holds), str(detail))
-            for name, holds, detail in found]
+    return [
+        (name if str(name).startswith("run_python") else f"run_python: {name}", bool(holds), str(detail))
+        for name, holds, detail in found
+    ]
 
 
 def _data_folder() -> tuple[Path | None, Check]:
@@ -62,12 +73,20 @@ def _data_folder() -> tuple[Path | None, Check]:
     try:
         folder = data_dir()
     except OSError as exc:
-        return None, (name, False, f"cannot create it: {exc.strerror}: {exc.filename} — make its parent writable "
-                                   "or set PARLEY_DATA_DIR to another folder")
+        return None, (
+            name,
+            False,
+            f"cannot create it: {exc.strerror}: {exc.filename} — make its parent writable "
+            "or set PARLEY_DATA_DIR to another folder",
+        )
     st = folder.stat()
     if st.st_uid != os.geteuid():
-        return folder, (name, False, f"{folder} belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()}): "
-                                     "set PARLEY_DATA_DIR to a folder of your own")
+        return folder, (
+            name,
+            False,
+            f"{folder} belongs to uid {st.st_uid}, not to this user (uid {os.geteuid()}): "
+            "set PARLEY_DATA_DIR to a folder of your own",
+        )
     if st.st_mode & 0o077:
         return folder, (name, False, f"{folder} is {_mode(st.st_mode)}: chmod 700 {folder}")
     loose: list[str] = []
@@ -89,10 +108,15 @@ def _data_folder() -> tuple[Path | None, Check]:
         if count > _MAX_WALKED:
             break
     if loose:
-        shown = ", ".join(loose[:_MAX_LISTED]) + (f" and {len(loose) - _MAX_LISTED} more" if len(loose) > _MAX_LISTED
-                                                  else "")
+        shown = ", ".join(loose[:_MAX_LISTED]) + (
+            f" and {len(loose) - _MAX_LISTED} more" if len(loose) > _MAX_LISTED else ""
+        )
         return folder, (name, False, f"others may read in {folder}: {shown} — chmod -R go-rwx {folder}")
-    return folder, (name, True, f"{folder} is 0700 and owned by this user; its files are 0600, its folders 0700")
+    return folder, (
+        name,
+        True,
+        f"{folder} is 0700 and owned by this user; its files are 0600, its folders 0700",
+    )
 
 
 async def _store() -> tuple[list[Check], Path | None]:
@@ -122,8 +146,14 @@ async def _store() -> tuple[list[Check], Path | None]:
     if users:
         rows.append(("web chat login", True, f"{users} user{'s' if users != 1 else ''}: everyone logs in"))
     else:
-        rows.append(("web chat login", True, "no users: local mode, no login, and `parley ui` serves only loopback "
-                                             "addresses (`parley users add NAME` makes everyone log in)"))
+        rows.append(
+            (
+                "web chat login",
+                True,
+                "no users: local mode, no login, and `parley ui` serves only loopback "
+                "addresses (`parley users add NAME` makes everyone log in)",
+            )
+        )
     return rows, file
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from parley import _sandbox
+from parley import sandbox
 from parley.tools import RunContext, ToolRegistry, use_context
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,8 +30,8 @@ def ctx(tmp_path: Path) -> Iterator[RunContext]:
 
 @pytest.fixture
 def run(reg: ToolRegistry, ctx: RunContext) -> Run:
-    found = _sandbox.probe()
-    if isinstance(found, _sandbox.Missing):  # CI installs bubblewrap; elsewhere say what is missing
+    found = sandbox.probe()
+    if isinstance(found, sandbox.Missing):  # CI installs bubblewrap; elsewhere say what is missing
         pytest.skip(f"this machine cannot confine code, and run_python refuses to run it: {found}")
     return reg.get("run_python").func
 

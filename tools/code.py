@@ -1,4 +1,4 @@
-"""Run Python code in a sandbox (approval required): confined by bubblewrap and a cgroup, see parley/_sandbox.py.
+"""Run Python code in a sandbox (approval required): confined by bubblewrap and a cgroup, see parley/sandbox.py.
 
 What each call gets (Linux, with bubblewrap, user namespaces and a usable cgroup; otherwise the tool
 refuses to run code and says what is missing):
@@ -38,9 +38,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated
 
-from parley import _sandbox
-from parley._sandbox import SANDBOX, Cgroup, Missing, Setup
+from parley import sandbox
 from parley.paths import inside
+from parley.sandbox import SANDBOX, Missing, Setup, new_cgroup
 from parley.tools import current_context, tool
 
 MAX_OUTPUT = 10_000
@@ -239,7 +239,12 @@ def _unpack(blob: bytes) -> _Report | None:
     entries = meta.get("files")
     offset = 0
     for entry in entries if isinstance(entries, list) else []:
-        ok = isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str) and type(entry[1]) is int
+        ok = (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and isinstance(entry[0], str)
+            and type(entry[1]) is int
+        )
         if not ok or entry[1] < 0 or offset + entry[1] > min(len(body), MAX_COPY_BYTES):
             break
         if len(report.files) >= MAX_COPY_FILES:
@@ -300,7 +305,7 @@ def _probe() -> Setup | Missing:
     global _setup
     if _setup is not None:
         return _setup
-    found = _sandbox.probe()
+    found = sandbox.probe()
     if isinstance(found, Setup):
         _setup = found
     return found
@@ -338,8 +343,14 @@ def _code_fd(code: str) -> int:
     return fd
 
 
-def _diagnose(rc: int | None, stderr: _Capture, timed_out: bool, timeout_s: float, memory_mb: int,
-              counters: tuple[int, int]) -> str:
+def _diagnose(
+    rc: int | None,
+    stderr: _Capture,
+    timed_out: bool,
+    timeout_s: float,
+    memory_mb: int,
+    counters: tuple[int, int],
+) -> str:
     """One line on why the code failed, if a limit explains it. `counters`: the cgroup's OOM kills and
     refused forks."""
     killed, refused = counters
@@ -348,8 +359,10 @@ def _diagnose(rc: int | None, stderr: _Capture, timed_out: bool, timeout_s: floa
     if rc == -signal.SIGXCPU:
         return f"Error: timed out after {timeout_s:g} s (CPU time limit); the process was stopped."
     if killed:
-        return (f"Error: the code ran out of memory (limit {memory_mb} MB for all its processes and files); "
-                f"{killed} process{'es' if killed > 1 else ''} killed.")
+        return (
+            f"Error: the code ran out of memory (limit {memory_mb} MB for all its processes and files); "
+            f"{killed} process{'es' if killed > 1 else ''} killed."
+        )
     if rc == -signal.SIGKILL:
         return f"Error: the process was killed: CPU time ({timeout_s:g} s) or memory ({memory_mb} MB) limit."
     if rc and ("MemoryError" in stderr.tail or "[Errno 12]" in stderr.tail):
@@ -389,7 +402,9 @@ async def _wait(proc: asyncio.subprocess.Process, timeout_s: float) -> bool:
 
 
 def _refusal(missing: Missing) -> str:
-    lines = ["Error: run_python does not run code unconfined, and this machine lacks what confining it needs:"]
+    lines = [
+        "Error: run_python does not run code unconfined, and this machine lacks what confining it needs:"
+    ]
     lines += [f"- {what}: {how}" for what, how in missing.items]
     lines.append("`parley doctor` lists which sandbox guarantees hold here.")
     return "\n".join(lines)
@@ -415,7 +430,7 @@ async def run_python(
         return _refusal(setup)
     memory_mb, memory = _memory_bytes()
     try:
-        cgroup = await asyncio.to_thread(Cgroup, setup, memory, MAX_NPROC)
+        cgroup = await asyncio.to_thread(new_cgroup, setup, memory, MAX_NPROC)
     except OSError as exc:
         return f"Error: could not make the call's cgroup (its memory and process caps): {exc}"
     out, err = _Capture(), _Capture()
@@ -428,19 +443,32 @@ async def run_python(
     try:
         code_fd = _code_fd(code)
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
-        argv = [setup.python, "-I", "-S", "-B", "-c", SUPERVISOR, str(report_w), str(MAX_COPY_FILES),
-                str(MAX_COPY_BYTES), setup.python, RUNNER, SCRIPT, WORK]
-        uid = _sandbox.fresh_uid() if setup.fresh_uid else None
+        argv = [
+            setup.python,
+            "-I",
+            "-S",
+            "-B",
+            "-c",
+            SUPERVISOR,
+            str(report_w),
+            str(MAX_COPY_FILES),
+            str(MAX_COPY_BYTES),
+            setup.python,
+            RUNNER,
+            SCRIPT,
+            WORK,
+        ]
+        uid = sandbox.fresh_uid() if setup.fresh_uid else None
         try:
             proc = await asyncio.create_subprocess_exec(
-                *_sandbox.bwrap_command(setup, [(code_fd, SCRIPT)], memory, argv),
+                *sandbox.bwrap_command(setup, [(code_fd, SCRIPT)], memory, argv),
                 cwd="/",
                 env={"PATH": PATH, "LANG": "C.UTF-8"},
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 pass_fds=(code_fd, report_w),
-                preexec_fn=_sandbox.preexec(cgroup, uid, _limits(math.ceil(timeout_s), memory)),
+                preexec_fn=sandbox.preexec(cgroup, uid, _limits(math.ceil(timeout_s), memory)),
             )
         except (OSError, subprocess.SubprocessError) as exc:
             return f"Error: could not start the sandbox: {type(exc).__name__}: {exc}"

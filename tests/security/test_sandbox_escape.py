@@ -20,11 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from parley import _sandbox
+from parley import sandbox
 from parley.tools import RunContext, ToolRegistry, use_context
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 Run = Callable[..., Awaitable[str]]
+
 
 @pytest.fixture
 def ctx(tmp_path: Path) -> Iterator[RunContext]:
@@ -35,8 +36,8 @@ def ctx(tmp_path: Path) -> Iterator[RunContext]:
 
 @pytest.fixture
 def run(reg: ToolRegistry, ctx: RunContext) -> Run:
-    found = _sandbox.probe()
-    if isinstance(found, _sandbox.Missing):
+    found = sandbox.probe()
+    if isinstance(found, sandbox.Missing):
         pytest.skip(f"this machine cannot confine code, and run_python refuses to run it: {found}")
     return reg.get("run_python").func
 
@@ -46,8 +47,8 @@ async def test_without_bubblewrap_code_is_refused_not_run_unconfined(
 ) -> None:
     run = reg.get("run_python").func
     monkeypatch.setattr(sys.modules[run.__module__], "_setup", None)
-    monkeypatch.setattr(_sandbox, "_cache", None)
-    monkeypatch.setattr(_sandbox, "bwrap_path", lambda: None)
+    monkeypatch.setattr(sandbox, "_cache", None)
+    monkeypatch.setattr(sandbox, "bwrap_path", lambda: None)
     flag = tmp_path / "ran"
     flag.parent.chmod(0o777)
     out = await run(f"open({str(flag)!r}, 'w').write('ran')\nprint('ran')")
@@ -148,13 +149,15 @@ async def test_calls_cannot_see_each_others_files_tmp_or_processes(run: Run, mar
 
 async def test_each_call_has_an_identity_of_its_own(run: Run) -> None:
     if os.geteuid() != 0:
-        pytest.skip("a fresh uid per call needs parley to run as root; otherwise namespaces alone separate calls")
+        pytest.skip(
+            "a fresh uid per call needs parley to run as root; otherwise namespaces alone separate calls"
+        )
     code = "import os\nprint('uid', os.getuid(), os.getgid(), os.getgroups())"
     first, second = await run(code), await run(code)
     assert first != second, "two calls ran as the same user"
     for out in (first, second):
         uid = int(out.split("uid ")[1].split()[0])
-        assert uid not in (0, 65534) and uid >= _sandbox.UID_BASE
+        assert uid not in (0, 65534) and uid >= sandbox.UID_BASE
 
 
 async def test_leftover_processes_do_not_starve_later_calls(run: Run, marker: str) -> None:
@@ -210,7 +213,9 @@ def _loose_data_folder(workspace: Path) -> Path:
     return data
 
 
-async def test_the_code_cannot_read_parleys_data(run: Run, ctx: RunContext, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_code_cannot_read_parleys_data(
+    run: Run, ctx: RunContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A data folder as an older parley or a loose umask left it: world-readable. The sandbox must not depend
     # on the modes: the folder is simply not there for the code.
     data = _loose_data_folder(ctx.workspace)
@@ -264,7 +269,11 @@ def _parley(workspace: Path, code: str, timeout_s: float, **popen: object) -> su
     paths = [str(ROOT), *(p for p in sys.path if p.endswith("site-packages"))]
     proc = subprocess.Popen(
         [popen.pop("python", sys.executable), "-c", HARNESS, str(workspace), str(timeout_s), *paths],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen,  # type: ignore[call-overload]
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,  # type: ignore[call-overload]
     )
     assert proc.stdin is not None
     proc.stdin.write(code)
@@ -278,8 +287,8 @@ def _leftover_run_folders() -> list[str]:
 
 
 def test_killing_parley_kills_the_code_and_leaves_no_files(tmp_path: Path, marker: str) -> None:
-    if isinstance(_sandbox.probe(), _sandbox.Missing):
-        pytest.skip(f"this machine cannot confine code: {_sandbox.probe()}")
+    if isinstance(sandbox.probe(), sandbox.Missing):
+        pytest.skip(f"this machine cannot confine code: {sandbox.probe()}")
     before = set(_leftover_run_folders())
     parley = _parley(tmp_path / "ws", _sleeper(marker) + "import time\ntime.sleep(600)\n", 100)
     try:
@@ -288,7 +297,9 @@ def test_killing_parley_kills_the_code_and_leaves_no_files(tmp_path: Path, marke
                 break
             with contextlib.suppress(subprocess.TimeoutExpired):
                 parley.wait(0.05)
-        assert _running(marker), f"the code did not start: {parley.stderr.read() if parley.poll() is not None else ''}"
+        assert _running(marker), (
+            f"the code did not start: {parley.stderr.read() if parley.poll() is not None else ''}"
+        )
         assert set(_leftover_run_folders()) == before, "the code is on disk while it runs"
         parley.kill()
         parley.wait()
@@ -299,9 +310,9 @@ def test_killing_parley_kills_the_code_and_leaves_no_files(tmp_path: Path, marke
         assert _running(marker) == []
         assert set(_leftover_run_folders()) == before
     finally:
-        setup = _sandbox.probe()
-        if isinstance(setup, _sandbox.Setup):
-            _sandbox.remove_stale(setup)  # the killed parley's empty cgroup, as the next parley start does
+        setup = sandbox.probe()
+        if isinstance(setup, sandbox.Setup):
+            sandbox.remove_stale(setup)  # the killed parley's empty cgroup, as the next parley start does
         if parley.poll() is None:
             parley.kill()
             parley.wait()
@@ -312,12 +323,12 @@ def other_user(tmp_path: Path) -> Iterator[tuple[int, list[Path]]]:
     """A non-root user, with a cgroup of its own delegated to it (how a service manager would: chowned)."""
     if os.geteuid() != 0:
         pytest.skip("making another user and delegating a cgroup to it needs root")
-    if isinstance(_sandbox.probe(), _sandbox.Missing):
-        pytest.skip(f"this machine cannot confine code: {_sandbox.probe()}")
+    if isinstance(sandbox.probe(), sandbox.Missing):
+        pytest.skip(f"this machine cannot confine code: {sandbox.probe()}")
     uid = 40000 + random.randrange(10000)
     name = f"parley-test-{secrets.token_hex(4)}"
-    setup = _sandbox.probe()
-    assert isinstance(setup, _sandbox.Setup)
+    setup = sandbox.probe()
+    assert isinstance(setup, sandbox.Setup)
     bases = [Path(base) / name for base in setup.cgroup_bases]
     made: list[Path] = []
     try:
@@ -362,8 +373,14 @@ def _others_can_run(path: str) -> bool:
 def _as_user(uid: int, cgroups: list[Path], expected: str) -> str:
     """parley run as another, non-root user (in `cgroups`), trying to signal itself from run_python."""
     version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
-    python = next((p for p in (os.path.realpath(sys.executable), f"/usr/bin/{version}", f"/usr/local/bin/{version}")
-                   if _others_can_run(p)), None)
+    python = next(
+        (
+            p
+            for p in (os.path.realpath(sys.executable), f"/usr/bin/{version}", f"/usr/local/bin/{version}")
+            if _others_can_run(p)
+        ),
+        None,
+    )
     if python is None:
         pytest.skip(f"no {version} that another user can run with this virtualenv's packages")
     home = Path(tempfile.mkdtemp(prefix="parley-user-test-"))
@@ -384,7 +401,12 @@ def _as_user(uid: int, cgroups: list[Path], expected: str) -> str:
         "except OSError as exc:\n"
         "    print('cannot signal parley:', type(exc).__name__)\n"
     )
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(home), "PARLEY_DATA_DIR": str(home / "data"), "LANG": "C.UTF-8"}
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(home),
+        "PARLEY_DATA_DIR": str(home / "data"),
+        "LANG": "C.UTF-8",
+    }
     parley = _parley(home / "ws", code, 30, python=python, env=env, cwd=str(home), preexec_fn=become_user)
     try:
         out, err = parley.communicate(timeout=120)
