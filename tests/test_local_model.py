@@ -27,8 +27,15 @@ def _run(*args: str) -> tuple[int, list[dict[str, object]], str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     # A proxy named in the environment (nothing listens there) must not stand between parley and its own model.
     env |= {name: "http://127.0.0.1:9" for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy")}
-    proc = subprocess.run([PARLEY, "run", *args, "--json"], capture_output=True, text=True, timeout=600,
-                          cwd=ROOT, env=env, stdin=subprocess.DEVNULL)
+    proc = subprocess.run(
+        [PARLEY, "run", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
     return proc.returncode, [json.loads(line) for line in proc.stdout.splitlines()], proc.stderr
 
 
@@ -45,7 +52,9 @@ def test_round_robin_team_on_the_local_model_offline() -> None:
 
 
 def test_selector_on_the_local_model_always_names_a_real_role() -> None:
-    code, events, err = _run("customer-support", "Order 1042 arrived broken, I want my money back", "--max-turns", "3")
+    code, events, err = _run(
+        "customer-support", "Order 1042 arrived broken, I want my money back", "--max-turns", "3"
+    )
     assert code == 0, err
     roles = {"triage", "billing", "escalation"}
     picks = [e for e in events if e["type"] == "speaker_selected"]
@@ -54,17 +63,23 @@ def test_selector_on_the_local_model_always_names_a_real_role() -> None:
     assert len(speakers) == 3 and set(speakers) <= roles and len(set(speakers)) >= 2
     assert any(e["type"] == "notice" and "cannot call tools" in str(e["content"]) for e in events)
     selector_calls = [e for e in events if e["type"] == "usage" and e["source"] == "selector"]
-    assert selector_calls and events[-1]["prompt_tokens"] == sum(int(e["prompt_tokens"]) for e in events if e["type"] == "usage")  # type: ignore[call-overload]
+    assert selector_calls and events[-1]["prompt_tokens"] == sum(
+        int(e["prompt_tokens"]) for e in events if e["type"] == "usage"
+    )  # type: ignore[call-overload]
 
 
 def test_a_task_longer_than_the_models_window_fails_with_both_sizes_and_no_empty_turns() -> None:
     """The issue's case: a 42 KB task on the embedded model gave empty messages and exit 0."""
-    task = " ".join(f"Region {i % 7} revenue grew {i % 13}% while churn moved {i % 5} points." for i in range(800))
+    task = " ".join(
+        f"Region {i % 7} revenue grew {i % 13}% while churn moved {i % 5} points." for i in range(800)
+    )
     assert len(task.encode()) > 42_000
     code, events, err = _run("content-studio", task, "--max-turns", "3")
     assert code == 1, err
     assert not [e for e in events if e["type"] == "message"]
     result = events[-1]
     assert result["type"] == "result" and result["stop_reason"] == "error" and result["turns"] == 0
-    assert "the prompt of researcher is" in str(result["detail"]) and "context window is 4,096 tokens" in str(result["detail"])
+    assert "the prompt of researcher is" in str(result["detail"]) and "context window is 4,096 tokens" in str(
+        result["detail"]
+    )
     assert "shorten the task" in err

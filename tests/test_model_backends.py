@@ -11,8 +11,9 @@ from autogen_core.models import AssistantMessage, CreateResult, SystemMessage, U
 from fakeserver import FakeServer, serve
 
 from parley import MissingKeyError, ModelStringError
+from parley.engine.autogen.models import ModelPool
 from parley.errors import ContextOverflowError
-from parley.models import CallRecord, Meter, ModelPool, Retry
+from parley.models import CallRecord, Meter, Retry
 
 SYSTEM = "You are a terse analyst."
 MESSAGES = [SystemMessage(content=SYSTEM), UserMessage(content="hello", source="user")]
@@ -333,6 +334,7 @@ async def test_non_streaming_request_carries_no_stream_options(
 
 # --- anthropic ------------------------------------------------------------------------------------
 
+
 async def test_anthropic_posts_messages_with_separate_system(
     server: FakeServer, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -525,7 +527,9 @@ def test_bad_model_string_says_what_is_wrong(model: str, expected: str) -> None:
 
 
 @pytest.mark.usefixtures("openai_env")
-async def test_transient_failures_are_retried_with_backoff_and_reported(server: FakeServer, pool: ModelPool) -> None:
+async def test_transient_failures_are_retried_with_backoff_and_reported(
+    server: FakeServer, pool: ModelPool
+) -> None:
     pool.meter.backoff_s = 0.01
     notes: list[object] = []
     pool.meter.retry_listeners.append(notes.append)
@@ -547,13 +551,16 @@ async def test_permanent_failures_are_not_retried_and_keep_the_backend_message(
     server: FakeServer, pool: ModelPool
 ) -> None:
     pool.meter.backoff_s = 0.01
-    server.reply_json({"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}},
-                      status=401)
+    server.reply_json(
+        {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error"}}, status=401
+    )
     client = pool.client("openai:gpt-4o-mini", "analyst")
     with pytest.raises(Exception, match="Incorrect API key provided"):
         await client.create(MESSAGES)
     assert len(server.requests) == 1
-    assert [(f.error_type, "Incorrect API key" in f.message) for f in pool.meter.failures] == [("AuthenticationError", True)]
+    assert [(f.error_type, "Incorrect API key" in f.message) for f in pool.meter.failures] == [
+        ("AuthenticationError", True)
+    ]
 
 
 @pytest.mark.usefixtures("openai_env")
@@ -598,13 +605,20 @@ async def test_compatible_never_gets_two_assistant_messages_or_a_trailing_one(
 
 
 @pytest.mark.usefixtures("openai_env")
-async def test_openai_keeps_names_and_caps_with_max_completion_tokens(server: FakeServer, pool: ModelPool) -> None:
+async def test_openai_keeps_names_and_caps_with_max_completion_tokens(
+    server: FakeServer, pool: ModelPool
+) -> None:
     server.reply_json(_completion("ok", (9, 1)))
     await pool.client("openai:gpt-4o-mini", "analyst", max_reply_tokens=64).create(TWICE)
 
     sent = server.last.body
     assert [(m["role"], m.get("name")) for m in sent["messages"]] == [
-        ("system", None), ("user", "user"), ("user", "researcher"), ("assistant", None), ("user", "user")]
+        ("system", None),
+        ("user", "user"),
+        ("user", "researcher"),
+        ("assistant", None),
+        ("user", "user"),
+    ]
     assert sent["messages"][2]["content"] == "Revenue grew 4%."
     assert sent["max_completion_tokens"] == 64 and "max_tokens" not in sent
 
@@ -614,12 +628,22 @@ async def test_anthropic_gets_alternating_turns_and_its_max_tokens(
 ) -> None:
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", server.url)
-    server.reply_json({"id": "msg_1", "type": "message", "role": "assistant", "model": "claude-3-5-haiku-20241022",
-                       "content": [{"type": "text", "text": "ok"}], "stop_reason": "end_turn",
-                       "stop_sequence": None, "usage": {"input_tokens": 12, "output_tokens": 3}})
+    server.reply_json(
+        {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "claude-3-5-haiku-20241022",
+            "content": [{"type": "text", "text": "ok"}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {"input_tokens": 12, "output_tokens": 3},
+        }
+    )
     summary = SystemMessage(content="Summary so far: revenue up.")  # a note inserted mid-history
     await pool.client("anthropic:claude-3-5-haiku-latest", "analyst", max_reply_tokens=300).create(
-        [*TWICE[:3], summary, *TWICE[3:]])
+        [*TWICE[:3], summary, *TWICE[3:]]
+    )
 
     sent = server.last.body
     roles = [m["role"] for m in sent["messages"]]
@@ -669,9 +693,19 @@ async def test_a_server_saying_the_prompt_is_too_long_ends_the_call_clearly_and_
     server: FakeServer, pool: ModelPool
 ) -> None:
     pool.meter.backoff_s = 0.01
-    server.reply_json({"error": {"code": 400, "type": "exceed_context_size_error", "n_prompt_tokens": 9031,
-                                 "n_ctx": 4096, "message": "request (9031 tokens) exceeds the available context "
-                                 "size (4096 tokens), try increasing it"}}, status=400)
+    server.reply_json(
+        {
+            "error": {
+                "code": 400,
+                "type": "exceed_context_size_error",
+                "n_prompt_tokens": 9031,
+                "n_ctx": 4096,
+                "message": "request (9031 tokens) exceeds the available context "
+                "size (4096 tokens), try increasing it",
+            }
+        },
+        status=400,
+    )
     client = pool.client(f"compatible:m@{server.url}/v1", "analyst")
 
     with pytest.raises(ContextOverflowError, match=r"analyst is 9,031 tokens.*window is 4,096 tokens"):
@@ -680,21 +714,30 @@ async def test_a_server_saying_the_prompt_is_too_long_ends_the_call_clearly_and_
     assert pool.meter.failures[-1].error_type == "ContextOverflowError"
 
 
-async def test_a_prompt_over_the_servers_window_is_refused_before_sending(server: FakeServer, pool: ModelPool) -> None:
+async def test_a_prompt_over_the_servers_window_is_refused_before_sending(
+    server: FakeServer, pool: ModelPool
+) -> None:
     """A long request asks a llama.cpp or vLLM server for its window first, once, and is not sent if it
     cannot fit."""
     server.reply_json({"object": "list", "data": [{"id": "m", "max_model_len": 2500}]})  # vLLM's /v1/models
     client = pool.client(f"compatible:m@{server.url}/v1", "analyst", max_reply_tokens=100)
     task = UserMessage(content="revenue " * 2600, source="user")
 
-    with pytest.raises(ContextOverflowError, match=r"analyst is 2,6\d\d tokens and its reply may take up to "
-                                                   r"100; the model's context window is 2,500 tokens"):
+    with pytest.raises(
+        ContextOverflowError,
+        match=r"analyst is 2,6\d\d tokens and its reply may take up to "
+        r"100; the model's context window is 2,500 tokens",
+    ):
         await client.create([SystemMessage(content=SYSTEM), task])
     assert [(r.method, r.path) for r in server.requests] == [("GET", "/v1/models")]
 
 
-async def test_the_team_files_context_window_is_checked_without_asking(server: FakeServer, pool: ModelPool) -> None:
-    client = pool.client(f"compatible:m@{server.url}/v1", "analyst", max_reply_tokens=200, context_tokens=1000)
+async def test_the_team_files_context_window_is_checked_without_asking(
+    server: FakeServer, pool: ModelPool
+) -> None:
+    client = pool.client(
+        f"compatible:m@{server.url}/v1", "analyst", max_reply_tokens=200, context_tokens=1000
+    )
     with pytest.raises(ContextOverflowError, match=r"context window is 1,000 tokens"):
         await client.create([UserMessage(content="revenue " * 900, source="user")])
     assert server.requests == []
