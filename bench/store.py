@@ -8,6 +8,9 @@ piled up while it was busy, their audit rows, the newest checkpoint), then repla
   batched   the same rows as plain INSERTs, one transaction per recorded batch (the same transactions)
 Repetitions alternate the three; medians are compared. events/s counts event rows; the time includes the
 checkpoints and audit rows written with them.
+
+Growth: the bytes a run stores (events, audit rows and checkpoints, as JSON) per agent message, for a run of 50
+messages and one of 400. Flat means linear in the conversation's length: nothing stored per message may grow with it.
 """
 
 from __future__ import annotations
@@ -40,8 +43,15 @@ from parley.store._urls import normalise_url, redact
 PG_DEFAULT = "postgresql://postgres@127.0.0.1:5432/test"
 """Where to make the scratch database (PARLEY_TEST_PG_URL, as the tests use, overrides)."""
 WAYS = ("store", "plain", "batched")
-LABELS = {"store": "parley Store", "plain": "plain INSERT, a transaction per row",
-          "batched": "plain INSERT, the Store's transactions"}
+GROWTH = (50, 400)
+"""The run lengths whose stored bytes per message are compared."""
+GROWTH_TARGET = 1.1
+"""Bytes per message of the longer run may be at most this many times the shorter's."""
+LABELS = {
+    "store": "parley Store",
+    "plain": "plain INSERT, a transaction per row",
+    "batched": "plain INSERT, the Store's transactions",
+}
 
 
 @dataclass(frozen=True)
@@ -62,9 +72,13 @@ class Recorder:
         self.writes: list[Write] = []
         self.batches = 0
 
-    async def append_batch(self, tid: str, new_events: Sequence[tuple[str, Mapping[str, Any]]],
-                           audits: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
-                           checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None = None) -> list[int]:
+    async def append_batch(
+        self,
+        tid: str,
+        new_events: Sequence[tuple[str, Mapping[str, Any]]],
+        audits: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
+        checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None = None,
+    ) -> list[int]:
         self.batches += 1
         self.writes += [Write("event", (kind, dict(payload)), self.batches) for kind, payload in new_events]
         self.writes += [Write("audit", (a, b, dict(d)), self.batches) for a, b, d in audits]
@@ -110,15 +124,25 @@ def _batches(writes: Sequence[Write]) -> list[list[Write]]:
 async def through_store(store: Store, tid: str, writes: Sequence[Write]) -> None:
     for batch in _batches(writes):
         checkpoint = next((w.args for w in batch if w.kind == "checkpoint"), None)
-        await store.append_batch(tid, [w.args for w in batch if w.kind == "event"],
-                                 [w.args for w in batch if w.kind == "audit"], checkpoint)
+        await store.append_batch(
+            tid,
+            [w.args for w in batch if w.kind == "event"],
+            [w.args for w in batch if w.kind == "audit"],
+            checkpoint,
+        )
 
 
 def _row(tid: str, w: Write, seq: int) -> tuple[Any, dict[str, Any]]:
     at = now()
     if w.kind == "event":
         event_type, payload = w.args
-        return events, {"thread_id": tid, "seq": seq, "type": event_type, "payload": payload, "created_at": at}
+        return events, {
+            "thread_id": tid,
+            "seq": seq,
+            "type": event_type,
+            "payload": payload,
+            "created_at": at,
+        }
     if w.kind == "audit":
         actor, action, detail = w.args
         return audit, {"thread_id": tid, "actor": actor, "action": action, "detail": detail, "created_at": at}
@@ -161,8 +185,10 @@ async def held(engine: AsyncEngine, tid: str) -> dict[str, int]:
     out = {}
     async with engine.connect() as conn:
         for name, table_ in (("events", events), ("audit", audit), ("checkpoints", checkpoints)):
-            out[name] = int(await conn.scalar(select(func.count()).select_from(table_).where(table_.c.thread_id == tid))
-                            or 0)
+            out[name] = int(
+                await conn.scalar(select(func.count()).select_from(table_).where(table_.c.thread_id == tid))
+                or 0
+            )
     return out
 
 
@@ -195,8 +221,13 @@ async def measure(url: str, writes: Sequence[Write], repeats: int) -> dict[str, 
     out: dict[str, Any] = {"url": redact(url), "ways": {}}
     for way in WAYS:
         median = statistics.median(seconds[way])
-        out["ways"][way] = {"label": LABELS[way], "seconds": seconds[way], "median_s": median,
-                            "events_per_s": counts["event"] / median, "rows_held": rows[way]}
+        out["ways"][way] = {
+            "label": LABELS[way],
+            "seconds": seconds[way],
+            "median_s": median,
+            "events_per_s": counts["event"] / median,
+            "rows_held": rows[way],
+        }
     out["ratio"] = out["ways"]["store"]["events_per_s"] / out["ways"]["plain"]["events_per_s"]
     out["batched_ratio"] = out["ways"]["store"]["events_per_s"] / out["ways"]["batched"]["events_per_s"]
     return out
@@ -230,11 +261,41 @@ async def postgresql(writes: Sequence[Write], repeats: int) -> dict[str, Any]:
             why.append(f"{redact(admin)}: {type(exc).__name__}: {exc}")
             continue
         try:
-            return await measure(normalise_url(admin).set(database=name).render_as_string(hide_password=False),
-                                 writes, repeats)
+            return await measure(
+                normalise_url(admin).set(database=name).render_as_string(hide_password=False), writes, repeats
+            )
         finally:
             await _admin(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     return {"skipped": "PostgreSQL not reachable (" + "; ".join(why) + "); set PARLEY_TEST_PG_URL"}
+
+
+def stored_bytes(writes: Sequence[Write]) -> dict[str, int]:
+    """The JSON bytes a run's writes store, by kind."""
+    out = {"event": 0, "audit": 0, "checkpoint": 0}
+    for w in writes:
+        out[w.kind] += sum(len(json.dumps(a)) for a in w.args if isinstance(a, (dict, list)))
+    return out
+
+
+async def growth(lengths: Sequence[int]) -> dict[str, Any]:
+    """Stored bytes per message for runs of each length, and the last's ratio to the first's."""
+    per: dict[str, Any] = {}
+    for n in lengths:
+        by_kind = stored_bytes(await record(n))
+        per[str(n)] = {
+            "bytes": by_kind,
+            "bytes_per_message": sum(by_kind.values()) / n,
+            "checkpoint_bytes_per_message": by_kind["checkpoint"] / n,
+        }
+    first, last = per[str(lengths[0])], per[str(lengths[-1])]
+    ratio = last["bytes_per_message"] / first["bytes_per_message"]
+    return {
+        "lengths": list(lengths),
+        "runs": per,
+        "ratio": ratio,
+        "target": GROWTH_TARGET,
+        "target_met": ratio <= GROWTH_TARGET,
+    }
 
 
 async def measure_all(messages: int, repeats: int) -> dict[str, Any]:
@@ -242,9 +303,16 @@ async def measure_all(messages: int, repeats: int) -> dict[str, Any]:
     counts = {k: sum(w.kind == k for w in writes) for k in ("event", "audit", "checkpoint")}
     with tempfile.TemporaryDirectory(prefix="parley-bench-") as tmp:
         sqlite = await measure(f"sqlite+aiosqlite:///{Path(tmp) / 'store.db'}", writes, repeats)
-    return {"messages": messages, "agents": len(ROLES), "repeats": repeats, "writes": counts,
-            "checkpoint_mb": sum(len(json.dumps(w.args[1])) for w in writes if w.kind == "checkpoint") / 1e6,
-            "sqlite": sqlite, "postgresql": await postgresql(writes, repeats)}
+    return {
+        "messages": messages,
+        "agents": len(ROLES),
+        "repeats": repeats,
+        "writes": counts,
+        "checkpoint_mb": sum(len(json.dumps(w.args[1])) for w in writes if w.kind == "checkpoint") / 1e6,
+        "sqlite": sqlite,
+        "postgresql": await postgresql(writes, repeats),
+        "growth": await growth((10, 20) if messages < 50 else GROWTH),
+    }
 
 
 def run(smoke: bool) -> dict[str, Any]:
@@ -262,14 +330,29 @@ def run(smoke: bool) -> dict[str, Any]:
         plain_eps = result["ways"]["plain"]["events_per_s"]
         for way in WAYS:
             w = result["ways"][way]
-            rows.append([backend, w["label"], w["median_s"], w["events_per_s"], w["events_per_s"] / plain_eps])
+            rows.append(
+                [backend, w["label"], w["median_s"], w["events_per_s"], w["events_per_s"] / plain_eps]
+            )
     w = data["writes"]
-    table(["backend", "way", "median s", "events/s", "÷ plain"], rows,
-          title=f"Store throughput: a {messages}-message run's writes ({w['event']} events, {w['audit']} audit "
-                f"row(s), {w['checkpoint']} checkpoints, {data['checkpoint_mb']:.1f} MB of them); "
-                f"median of {repeats} interleaved runs")
+    table(
+        ["backend", "way", "median s", "events/s", "÷ plain"],
+        rows,
+        title=f"Store throughput: a {messages}-message run's writes ({w['event']} events, {w['audit']} audit "
+        f"row(s), {w['checkpoint']} checkpoints, {data['checkpoint_mb']:.1f} MB of them); "
+        f"median of {repeats} interleaved runs",
+    )
     ratios = [f"{b} {data[b]['ratio']:.2f}" for b in ("sqlite", "postgresql") if "ratio" in data[b]]
     print("ratio store/plain (events/s): " + ", ".join(ratios), *notes, sep="\n")
+    g = data["growth"]
+    sizes = ", ".join(
+        f"{n} messages: {r['bytes_per_message']:.0f} B/message (checkpoints "
+        f"{r['checkpoint_bytes_per_message']:.0f})"
+        for n, r in g["runs"].items()
+    )
+    verdict = "met" if g["target_met"] else "missed"
+    print(
+        f"stored bytes per message: {sizes}; ratio {g['ratio']:.2f} (target ≤ {g['target']:.2f}: {verdict})"
+    )
     save("store", data, smoke=smoke)
     return data
 
