@@ -175,24 +175,16 @@ class _LiveJudge:
 
         self.model = model
         self.pool = ModelPool(Meter())
-        self.client = self.pool.client(model, "judge")
+        self.pool.capabilities(model)  # a bad model string fails here, before any scenario runs
 
     async def __call__(self, question: str, task: str, transcript: str) -> tuple[bool, str]:
-        from autogen_core.models import SystemMessage, UserMessage
-
-        from ..models import uses_json_schema
-        from ..patterns._choose import choose
-
-        prompt = [
-            SystemMessage(content="You grade a team's conversation. Answer strictly."),
-            UserMessage(
-                content=f"Task: {task}\n\nConversation:\n{transcript}\n\nQuestion: {question}\n"
-                "Answer yes or no.",
-                source="user",
-            ),
-        ]
-        answer = await choose(
-            self.client, prompt, ["yes", "no"], field="answer", json_schema=uses_json_schema(self.model)
+        answer = await self.pool.choose(
+            self.model,
+            "judge",
+            system="You grade a team's conversation. Answer strictly.",
+            user=f"Task: {task}\n\nConversation:\n{transcript}\n\nQuestion: {question}\nAnswer yes or no.",
+            choices=["yes", "no"],
+            field="answer",
         )
         if answer is None:
             raise ValueError("the judge's answer was neither yes nor no")
