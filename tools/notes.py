@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Literal
 
 from parley.tools import current_context, tool
-
-MAX_NOTE = 2000
 
 
 @tool(family="memory")
@@ -18,10 +15,9 @@ def team_notes(
     """Read or add to the team's shared notes: facts, decisions and open questions every role can see."""
     ctx = current_context()
     if action == "add":
-        text = text.strip()
-        if not text:
+        if not text.strip():
             return "Nothing to add: give the note's text."
-        ctx.notes.append({"role": ctx.role, "text": text[:MAX_NOTE], "ts": time.time()})
+        ctx.add_note(text)
         return f"Note {len(ctx.notes)} added."
     if not ctx.notes:
         return "No notes yet."

@@ -9,14 +9,16 @@ import pytest
 
 from parley.errors import TeamFileError
 from parley.evals import load_suite
-from parley.models._scripted import ScriptedModel
+from parley.models import ScriptedModel
 from parley.spec import load_team_file
 
 Write = Callable[[str, str], Path]
 
 LAUGHS = "a: &a ['lol','lol','lol','lol','lol','lol','lol','lol','lol']\n" + "".join(
     f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},"
-    f"*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n" for i in range(8))
+    f"*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)},*{chr(97 + i)}]\n"
+    for i in range(8)
+)
 HOSTILE = {
     "billion laughs": (LAUGHS, "expands to more than"),
     "deep nesting": ("x: " + "[" * 5000 + "]" * 5000 + "\n", "nests"),

@@ -17,11 +17,11 @@ from typing import Any
 import pytest
 from _support import team_yaml
 
-import parley.tools as tools_module
 from parley import Conversation, ToolRegistry
 from parley.cli import main
 from parley.events import ApprovalDecisionEvent, ApprovalRequestEvent, Event, ToolCallEvent, ToolResultEvent
 from parley.paths import is_server_id
+from parley.tools import forget_default_registry
 
 Write = Callable[[str, str], Path]
 TOOLS = '''
@@ -54,8 +54,9 @@ def ping() -> str:
 def registry(write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ToolRegistry]:
     write("hostile_tools/bank.py", TOOLS)
     monkeypatch.setenv("PARLEY_TOOLS", str(tmp_path / "hostile_tools"))
-    monkeypatch.setattr(tools_module, "_default", None)  # the CLI rediscovers tools with PARLEY_TOOLS
+    forget_default_registry()  # the CLI rediscovers tools with PARLEY_TOOLS
     yield ToolRegistry.discover([tmp_path / "hostile_tools"])
+    forget_default_registry()  # later tests rediscover them without it
 
 
 def _cli_events(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, list[dict[str, Any]]]:
@@ -81,15 +82,20 @@ async def _until_done(run: Any, on_event: Callable[[Event], None]) -> list[Event
     return events
 
 
-async def test_approving_the_harmless_card_never_runs_the_other_call(write: Write, registry: ToolRegistry) -> None:
+async def test_approving_the_harmless_card_never_runs_the_other_call(
+    write: Write, registry: ToolRegistry
+) -> None:
     team = write("team.yaml", team_yaml(roles=("clerk",), max_turns=1, tools={"clerk": ["wire_money"]}))
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           clerk:
             - calls:
                 - {tool: wire_money, id: call_1, args: {to: ACME, amount: 1}}
                 - {tool: wire_money, id: call_1, args: {to: MALLORY, amount: 1000000}}
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}", registry=registry)
     run = conv.start("Pay ACME one euro")
 
@@ -112,21 +118,26 @@ async def test_approving_the_harmless_card_never_runs_the_other_call(write: Writ
     assert len(calls) == 2, "two calls with one id must keep two ids"
     assert {calls[cid]: (r.is_error, r.content) for cid, r in results.items()} == {
         "ACME": (False, "sent 1 to ACME"),
-        "MALLORY": (True, "the call to wire_money was denied: not this one. Do not retry it unchanged.")}
+        "MALLORY": (True, "the call to wire_money was denied: not this one. Do not retry it unchanged."),
+    }
     await conv.close()
 
 
 def test_a_repeated_call_id_is_renamed_before_anything_keys_on_it(
-        write: Write, registry: ToolRegistry, capsys: pytest.CaptureFixture[str]) -> None:
+    write: Write, registry: ToolRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
     team = write("team.yaml", team_yaml(roles=("clerk",), max_turns=2, tools={"clerk": ["echo"]}))
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           clerk:
             - calls:
                 - {tool: echo, id: dup, args: {text: one}}
                 - {tool: echo, id: dup, args: {text: two}}
             - {tool: echo, id: dup, args: {text: three}}
-    """)
+    """,
+    )
     code, events = _cli_events(capsys, str(team), "Echo", "--model", f"scripted:{script}")
     assert code == 0
     calls = [e for e in events if e["type"] == "tool_call"]
@@ -134,14 +145,20 @@ def test_a_repeated_call_id_is_renamed_before_anything_keys_on_it(
     ids = [c["call_id"] for c in calls]
     assert len(ids) == 3 and len(set(ids)) == 3, ids
     assert {c["arguments"]["text"]: results[c["call_id"]] for c in calls} == {
-        "one": "echo: one", "two": "echo: two", "three": "echo: three"}
+        "one": "echo: one",
+        "two": "echo: two",
+        "three": "echo: three",
+    }
 
 
 def test_hostile_tool_calls_become_tool_errors_the_agent_sees(
-        write: Write, registry: ToolRegistry, capsys: pytest.CaptureFixture[str]) -> None:
+    write: Write, registry: ToolRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
     team = write("team.yaml", team_yaml(roles=("clerk",), max_turns=2, tools={"clerk": ["echo", "ping"]}))
     huge = "x" * 300_000
-    script = write("s.yaml", f"""
+    script = write(
+        "s.yaml",
+        f"""
         roles:
           clerk:
             - calls:
@@ -151,10 +168,11 @@ def test_hostile_tool_calls_become_tool_errors_the_agent_sees(
                 - {{tool: echo, raw_args: "[1, 2]"}}
                 - {{tool: echo, raw_args: '"just a string"'}}
                 - {{tool: echo, args: {{text: "{huge}"}}}}
-                - {{tool: echo, raw_args: "{'[' * 50_000}{']' * 50_000}"}}
+                - {{tool: echo, raw_args: "{"[" * 50_000}{"]" * 50_000}"}}
                 - {{tool: ping, raw_args: ""}}
             - "I will use my own tools properly."
-    """)
+    """,
+    )
     code, events = _cli_events(capsys, str(team), "Go", "--model", f"scripted:{script}")
     result = events[-1]
     assert code == 0 and result["type"] == "result" and result["stop_reason"] != "error", result
@@ -184,22 +202,29 @@ def test_hostile_tool_calls_become_tool_errors_the_agent_sees(
 
 
 def test_a_handoff_called_with_arguments_that_are_not_an_object_is_an_error_not_a_crash(
-        write: Write, registry: ToolRegistry, capsys: pytest.CaptureFixture[str]) -> None:
-    team = write("team.yaml", team_yaml("swarm", roles=("alpha", "beta"), max_turns=2).replace(
-        "    prompt: You are alpha.\n", "    prompt: You are alpha.\n    handoffs: [beta]\n", 1))
-    script = write("s.yaml", """
+    write: Write, registry: ToolRegistry, capsys: pytest.CaptureFixture[str]
+) -> None:
+    team = write(
+        "team.yaml",
+        team_yaml("swarm", roles=("alpha", "beta"), max_turns=2).replace(
+            "    prompt: You are alpha.\n", "    prompt: You are alpha.\n    handoffs: [beta]\n", 1
+        ),
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           alpha:
             - {tool: transfer_to_beta, raw_args: "[1, 2, 3]"}
             - {tool: transfer_to_beta}
           beta: ["beta here"]
-    """)
+    """,
+    )
     code, events = _cli_events(capsys, str(team), "Go", "--model", f"scripted:{script}")
     assert code == 0 and events[-1]["stop_reason"] != "error", events[-1]
     first = next(e for e in events if e["type"] == "tool_result")
     assert first["is_error"] and "must be one JSON object" in first["content"]
     assert [e["source"] for e in events if e["type"] == "message"][-1] == "beta"
-
 
 
 @pytest.fixture
@@ -210,12 +235,28 @@ def fake_backend() -> Iterator[Any]:
 
 
 def _tool_calls_reply(*calls: tuple[str, str, str]) -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1_700_000_000, "model": "m",
-            "choices": [{"index": 0, "finish_reason": "tool_calls", "logprobs": None, "message": {
-                "role": "assistant", "content": None,
-                "tool_calls": [{"id": i, "type": "function", "function": {"name": n, "arguments": a}}
-                               for i, n, a in calls]}}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "m",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "logprobs": None,
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {"id": i, "type": "function", "function": {"name": n, "arguments": a}}
+                        for i, n, a in calls
+                    ],
+                },
+            }
+        ],
+        "usage": {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10},
+    }
 
 
 async def test_a_real_backend_s_tool_calls_pass_the_same_checks(fake_backend: Any) -> None:
@@ -226,11 +267,16 @@ async def test_a_real_backend_s_tool_calls_pass_the_same_checks(fake_backend: An
 
     pool = ModelPool(Meter())
     model = f"compatible:m@{fake_backend.url}/v1"
-    echo = {"name": "echo", "description": "Say it back.",
-            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}
+    echo = {
+        "name": "echo",
+        "description": "Say it back.",
+        "parameters": {"type": "object", "properties": {"text": {"type": "string"}}},
+    }
     messages = [UserMessage(content="hi", source="user")]
     try:
-        fake_backend.reply_json(_tool_calls_reply(("x", "echo", '{"text": "a"}'), ("x", "evil name <b>", "{}")))
+        fake_backend.reply_json(
+            _tool_calls_reply(("x", "echo", '{"text": "a"}'), ("x", "evil name <b>", "{}"))
+        )
         fake_backend.reply_json(_tool_calls_reply(("x", "echo", '{"text": "b"}')))
         clerk = pool.client(model, "clerk")
         first = (await clerk.create(messages, tools=[echo])).content
@@ -247,26 +293,31 @@ async def test_a_real_backend_s_tool_calls_pass_the_same_checks(fake_backend: An
         await pool.close()
 
 
-async def test_a_call_id_repeated_after_a_restart_is_renamed_too(write: Write, registry: ToolRegistry,
-                                                                 tmp_path: Path) -> None:
+async def test_a_call_id_repeated_after_a_restart_is_renamed_too(
+    write: Write, registry: ToolRegistry, tmp_path: Path
+) -> None:
     """The chat rebuilds a thread's tool steps from its stored events, keyed by call id, across restarts."""
     from parley.store import Store
 
     team = write("team.yaml", team_yaml(roles=("clerk",), max_turns=1, tools={"clerk": ["echo"]}))
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           clerk:
             - {tool: echo, id: dup, args: {text: before}}
             - {tool: echo, id: dup, args: {text: after}}
-    """)
+    """,
+    )
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}")
     try:
         conv = Conversation(team, model=f"scripted:{script}", registry=registry)
         tid = await store.create_thread("dana", conv.team.name, conv.model, "echo")
         conv.attach(store, tid)
         await conv.start("Echo").wait()
-        again = await Conversation.resume(store, tid, model=f"scripted:{script}", registry=registry,
-                                          teams_dirs=[team.parent])
+        again = await Conversation.resume(
+            store, tid, model=f"scripted:{script}", registry=registry, teams_dirs=[team.parent]
+        )
         await again.start("Once more").wait()
         calls = [e for e in again.history if isinstance(e, ToolCallEvent)]
         assert [c.arguments["text"] for c in calls] == ["before", "after"]
