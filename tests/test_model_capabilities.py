@@ -98,3 +98,30 @@ async def test_a_model_picks_one_choice_through_the_pool_metered_as_its_caller()
         ("user", "Was it sunny?"),
     ]
     assert [c.source for c in pool.meter.calls] == ["judge", "judge"]
+
+
+async def test_a_scripted_role_answers_its_tools_results_without_spending_a_reply(tmp_path: Path) -> None:
+    """The production tool path for the scripted model: AutoGen's reflection call (tool results last, no tools
+    offered) is answered with the results, as the replay server answers it, and the script's next reply waits."""
+    from autogen_core.models import (
+        AssistantMessage,
+        FunctionExecutionResult,
+        FunctionExecutionResultMessage,
+        UserMessage,
+    )
+
+    script = tmp_path / "s.yaml"
+    script.write_text("roles: {alpha: [{tool: lookup, args: {key: q3}}, 'next turn']}\n")
+    pool = ModelPool(Meter())
+    client = pool.client(f"scripted:{script}", "alpha")
+    task = UserMessage(content="Q3?", source="user")
+    call = await client.create([task], tools=[{"name": "lookup", "parameters": {}}])
+    assert isinstance(call.content, list) and call.content[0].name == "lookup"
+    results = FunctionExecutionResultMessage(
+        content=[FunctionExecutionResult(call_id=call.content[0].id, name="lookup", content="4.2M")]
+    )
+    asked = [task, AssistantMessage(content=call.content, source="alpha"), results]
+    reflection = await client.create(asked)
+    assert reflection.content == "4.2M" and pool.scripts[0].cursors == {"alpha": 1}
+    assert [c.reflection for c in pool.meter.calls] == [False, True]
+    assert (await client.create([task])).content == "next turn"
