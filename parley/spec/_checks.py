@@ -24,7 +24,7 @@ def cross_check(spec: TeamSpec, located: Located, tool_names: list[str] | None) 
     models, and what the pattern needs."""
     from ..models import parse_model  # late import: parley.models builds on the team file's types
 
-    problems = []
+    problems: list[FileProblem] = []
     seen: dict[str, int] = {}
     for i, role in enumerate(spec.roles):
         if role.name in seen:
@@ -59,7 +59,7 @@ def _termination_problems(spec: TeamSpec, located: Located) -> list[FileProblem]
 
 def _pattern_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
     names = spec.role_names
-    problems = []
+    problems: list[FileProblem] = []
     if spec.pattern in NEEDS_TWO_ROLES and len(spec.roles) < 2:
         problems.append(located.problem(("roles",), f"the {spec.pattern} pattern needs at least two roles"))
     if spec.pattern == "fanout":
@@ -170,7 +170,7 @@ def _consensus_problems(spec: TeamSpec, located: Located) -> list[FileProblem]:
 
 def _vote_problems(spec: TeamSpec, located: Located, c: ConsensusSpec) -> list[FileProblem]:
     """The judge, the voters and the options of a consensus team."""
-    problems = []
+    problems: list[FileProblem] = []
     if c.judge is not None and c.judge not in spec.role_names:
         problems.append(_unknown_role(located, ("consensus", "judge"), c.judge, spec.role_names))
     if c.tie == "judge" and c.judge is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, cast
 
 from pydantic import ValidationError
 
@@ -32,12 +33,14 @@ def load_team_file(
     """Load and check a team file. Raises TeamFileError listing every problem with its line."""
     path = Path(path)
     located = load_located(path, display)
-    if not isinstance(located.data, dict):
+    raw: object = located.data
+    if not isinstance(raw, dict):
         raise TeamFileError(
             [located.problem((), "a team file must be a mapping (name:, pattern:, roles: ...)")]
         )
-    data = {k: v for k, v in located.data.items() if k not in LOADER_KEYS}
-    problems = [located.problem((k,), f"unknown key '{k}'") for k in located.data if k in LOADER_KEYS]
+    given = cast(dict[str, Any], raw)
+    data = {k: v for k, v in given.items() if k not in LOADER_KEYS}
+    problems = [located.problem((k,), f"unknown key '{k}'") for k in given if k in LOADER_KEYS]
     try:
         spec = TeamSpec.model_validate(data)
     except ValidationError as exc:
@@ -54,7 +57,7 @@ def load_team_file(
 
 def _check_problems(spec: TeamSpec, located: Located, check_names: list[str]) -> list[FileProblem]:
     """Validation checks (`validate: {check: NAME}`) that no `@check` in tools/ declares."""
-    problems = []
+    problems: list[FileProblem] = []
     for i, role in enumerate(spec.roles):
         name = role.validate_.check if role.validate_ else None
         if name is not None and name not in check_names:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -45,12 +45,12 @@ def _outside_refs(schema: Any, where: str = "json_schema") -> list[tuple[str, st
     """Every reference in a schema that does not point inside it (`#...`), with where it is."""
     found: list[tuple[str, str]] = []
     if isinstance(schema, dict):
-        for key, value in schema.items():
+        for key, value in cast(dict[str, Any], schema).items():
             if key in _REF_KEYS and isinstance(value, str) and not value.startswith("#"):
                 found.append((f"{where}.{key}", value))
             found += _outside_refs(value, f"{where}.{key}")
     elif isinstance(schema, list):
-        for i, value in enumerate(schema):
+        for i, value in enumerate(cast(list[Any], schema)):
             found += _outside_refs(value, f"{where}[{i}]")
     return found
 
@@ -58,8 +58,9 @@ def _outside_refs(schema: Any, where: str = "json_schema") -> list[tuple[str, st
 def _uses(schema: Any, keyword: str) -> bool:
     """Whether a keyword appears anywhere in a schema."""
     if isinstance(schema, dict):
-        return keyword in schema or any(_uses(v, keyword) for v in schema.values())
-    return isinstance(schema, list) and any(_uses(v, keyword) for v in schema)
+        mapping = cast(dict[str, Any], schema)
+        return keyword in mapping or any(_uses(v, keyword) for v in mapping.values())
+    return isinstance(schema, list) and any(_uses(v, keyword) for v in cast(list[Any], schema))
 
 
 class ValidationSpec(_Strict):
@@ -312,7 +313,7 @@ class TeamSpec(_Strict):
     """Every role's view of the conversation, unless the role sets its own."""
     consensus: ConsensusSpec | None = None
     hierarchical: HierarchicalSpec | None = None
-    mcp: list[McpServerSpec] = Field(default_factory=list)
+    mcp: list[McpServerSpec] = Field(default_factory=list[McpServerSpec])
     """MCP servers this team's roles may use."""
     max_reply_tokens: Annotated[int, Field(ge=1, le=200_000)] | None = None
     """Longest answer any role's model may write per call, in tokens (default: DEFAULT_MAX_REPLY_TOKENS)."""
