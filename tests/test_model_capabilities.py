@@ -109,13 +109,15 @@ async def test_a_scripted_role_answers_its_tools_results_without_spending_a_repl
         FunctionExecutionResultMessage,
         UserMessage,
     )
+    from autogen_core.tools import ToolSchema
 
     script = tmp_path / "s.yaml"
     script.write_text("roles: {alpha: [{tool: lookup, args: {key: q3}}, 'next turn']}\n")
     pool = ModelPool(Meter())
     client = pool.client(f"scripted:{script}", "alpha")
     task = UserMessage(content="Q3?", source="user")
-    call = await client.create([task], tools=[{"name": "lookup", "parameters": {}}])
+    lookup: ToolSchema = {"name": "lookup", "parameters": {"type": "object", "properties": {}}}
+    call = await client.create([task], tools=[lookup])
     assert isinstance(call.content, list) and call.content[0].name == "lookup"
     results = FunctionExecutionResultMessage(
         content=[FunctionExecutionResult(call_id=call.content[0].id, name="lookup", content="4.2M")]
