@@ -70,6 +70,12 @@ class ToolDef(Generic[P, R]):
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
+    def as_autogen(self) -> Any:
+        """Moved: `parley.engine.autogen.tools.as_function_tool(tooldef)` (kept until every caller has switched)."""
+        from .engine.autogen.tools import as_function_tool
+
+        return as_function_tool(self)
+
 
 @overload
 def tool(func: Callable[P, R]) -> ToolDef[P, R]: ...

@@ -25,7 +25,7 @@ from ...tools import ToolDef, use_context
 __all__ = ["BoundTool", "as_function_tool", "checked_call", "gate", "in_daemon_thread"]
 
 
-def as_function_tool(tooldef: ToolDef) -> FunctionTool:
+def as_function_tool(tooldef: ToolDef[..., Any]) -> FunctionTool:
     """The tool as a plain AutoGen FunctionTool: no run context, no approval gate (for use outside a conversation)."""
     return FunctionTool(tooldef.func, description=tooldef.description, name=tooldef.name)
 
@@ -81,7 +81,7 @@ def _snapshot(folder: Path) -> dict[Path, tuple[int, int]]:
 class BoundTool(FunctionTool):
     """A registered tool bound to one role of one conversation."""
 
-    def __init__(self, tooldef: ToolDef, role: str, host: ApprovalHost) -> None:
+    def __init__(self, tooldef: ToolDef[..., Any], role: str, host: ApprovalHost) -> None:
         super().__init__(tooldef.func, description=tooldef.description, name=tooldef.name)
         self.tooldef = tooldef
         self.role = role
