@@ -154,9 +154,32 @@ def _customers(rng: random.Random) -> list[tuple[str, str, str, str, str]]:
     return sorted(rows, key=lambda r: (r[4], r[0]))  # ids follow sign-up order
 
 
+Customer = tuple[str, str, str, str, str]
+Product = tuple[str, str, int]
+Line = tuple[int, int, int, float]
+Order = tuple[int, int, str, str, float]
+Ticket = tuple[date, int, int | None, str, str, str]
+"""(opened, customer, order or None, category, priority, subject)"""
+Refund = tuple[date, int, float, str, str]
+"""(date, order, amount, reason, status)"""
+
+
 def _orders(
-    rng: random.Random, customers: list[tuple[str, str, str, str, str]], products: list[tuple[str, str, int]]
-) -> tuple[list[tuple[int, int, str, str, float]], list[tuple[int, int, int, float]]]:
+    rng: random.Random, customers: list[Customer], products: list[Product]
+) -> tuple[list[Order], list[Line]]:
+    orders, items = [], []
+    for oid, (day, _, cid, region, y, q) in enumerate(_drafts(rng, customers), 1):
+        picked = _pick_products(rng, oid, products, _category_weights(region, y, q))
+        lines = _lines(rng, oid, picked, products, customers[cid - 1][3])
+        status = _order_status(rng, oid, day)
+        orders.append((oid, cid, day.isoformat(), status, round(sum(n * p for _, _, n, p in lines), 2)))
+        items += lines
+    return orders, items
+
+
+def _drafts(rng: random.Random, customers: list[Customer]) -> list[tuple[date, float, int, str, int, int]]:
+    """When each order is placed and by whom, in chronological order: (day, tie-break, customer, region, year,
+    quarter)."""
     by_region: dict[str, list[int]] = {r: [] for r in REGIONS}
     for cid, c in enumerate(customers, 1):
         by_region[c[2]].append(cid)
@@ -169,81 +192,77 @@ def _orders(
     for (region, y, q), w in weights.items():
         first = date(y, 3 * q - 2, 1)
         days = ((date(y + 1, 1, 1) if q == 4 else date(y, 3 * q + 1, 1)) - first).days
+        ids = by_region[region]
         for _ in range(round(w * scale)):
             day = first + timedelta(days=rng.randrange(days))
-            ids = by_region[region]
             eligible = ids[: max(1, bisect_right([customers[i - 1][4] for i in ids], day.isoformat()))]
             cid = rng.choices(eligible, weights=[activity[i] for i in eligible])[0]
             drafts.append((day, rng.random(), cid, region, y, q))
     drafts.sort()  # order ids are chronological
-    orders, items = [], []
-    for oid, (day, _, cid, region, y, q) in enumerate(drafts, 1):
-        _share, discount, (lo, hi) = SEGMENTS[customers[cid - 1][3]]
-        cat_w = dict(CATEGORY_WEIGHT)
-        if region == "APAC" and (y, q) == (2025, 3):
-            cat_w["Monitors"] = 0.5  # the shortage: APAC customers could barely get monitors
-        picked: list[int] = []
-        if oid == DEMO_ORDER:
-            picked = [_pid(products, "Vista 27 4K Monitor"), _pid(products, "Dock Pro USB-C Hub")]
-        wanted = rng.choices([1, 2, 3, 4], weights=[40, 30, 20, 10])[0]
-        while len(picked) < wanted:
-            pid = rng.choices(range(1, len(products) + 1), weights=[cat_w[p[0]] for p in products])[0]
-            if pid not in picked:
-                picked.append(pid)
-        lines = []
-        for pid in picked:
-            price = products[pid - 1][2]
-            # Fewer units of big-ticket items keeps one order from swinging a whole quarter.
-            qty = rng.randint(lo, hi) if price < 900 else rng.randint(1, max(1, hi // 3))
-            lines.append((oid, pid, qty, round(price * (1 - discount), 2)))
-        age = (AS_OF - day).days
-        status = "processing" if age <= 3 else "shipped" if age <= 9 else "delivered"
-        roll = rng.random()
-        if oid == DEMO_ORDER:
-            status = "delivered"
-        elif status == "delivered" and roll < 0.065:
-            status = "cancelled" if roll < 0.035 else "returned"
-        orders.append((oid, cid, day.isoformat(), status, round(sum(n * p for _, _, n, p in lines), 2)))
-        items += lines
-    return orders, items
+    return drafts
+
+
+def _category_weights(region: str, y: int, q: int) -> dict[str, float]:
+    weights: dict[str, float] = dict(CATEGORY_WEIGHT)
+    if region == "APAC" and (y, q) == (2025, 3):
+        weights["Monitors"] = 0.5  # the shortage: APAC customers could barely get monitors
+    return weights
+
+
+def _pick_products(
+    rng: random.Random, oid: int, products: list[Product], weights: dict[str, float]
+) -> list[int]:
+    picked: list[int] = []
+    if oid == DEMO_ORDER:
+        picked = [_pid(products, "Vista 27 4K Monitor"), _pid(products, "Dock Pro USB-C Hub")]
+    wanted = rng.choices([1, 2, 3, 4], weights=[40, 30, 20, 10])[0]
+    while len(picked) < wanted:
+        pid = rng.choices(range(1, len(products) + 1), weights=[weights[p[0]] for p in products])[0]
+        if pid not in picked:
+            picked.append(pid)
+    return picked
+
+
+def _lines(
+    rng: random.Random, oid: int, picked: list[int], products: list[Product], segment: str
+) -> list[Line]:
+    _share, discount, (lo, hi) = SEGMENTS[segment]
+    lines = []
+    for pid in picked:
+        price = products[pid - 1][2]
+        # Fewer units of big-ticket items keeps one order from swinging a whole quarter.
+        qty = rng.randint(lo, hi) if price < 900 else rng.randint(1, max(1, hi // 3))
+        lines.append((oid, pid, qty, round(price * (1 - discount), 2)))
+    return lines
+
+
+def _order_status(rng: random.Random, oid: int, day: date) -> str:
+    age = (AS_OF - day).days
+    status = "processing" if age <= 3 else "shipped" if age <= 9 else "delivered"
+    roll = rng.random()
+    if oid == DEMO_ORDER:
+        return "delivered"
+    if status == "delivered" and roll < 0.065:
+        return "cancelled" if roll < 0.035 else "returned"
+    return status
 
 
 def _tickets_and_refunds(
-    rng: random.Random,
-    orders: list[tuple[int, int, str, str, float]],
-    items: list[tuple[int, int, int, float]],
-    products: list[tuple[str, str, int]],
+    rng: random.Random, orders: list[Order], items: list[Line], products: list[Product]
 ) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    lines: dict[int, list[tuple[int, int, int, float]]] = {}
+    lines: dict[int, list[Line]] = {}
     for line in items:
         lines.setdefault(line[0], []).append(line)
-    tickets: list[tuple[object, ...]] = []
-    refunds: list[tuple[object, ...]] = []
-    for oid, cid, day, status, total in orders:
-        # Every return gets a ticket; about one in five other orders does too.
-        if status == "cancelled" or (status != "returned" and oid != DEMO_ORDER and rng.random() > 0.22):
+    tickets: list[Ticket] = []
+    refunds: list[Refund] = []
+    for order in orders:
+        ticket = _order_ticket(rng, order, lines[order[0]], products)
+        if ticket is None:
             continue
-        opened = date.fromisoformat(day) + timedelta(days=rng.randint(2, 20))
-        if opened > AS_OF:
-            continue
-        line = rng.choice(lines[oid])
-        category = rng.choices(list(TICKETS)[:-1], weights=[4, 3, 2, 2, 2, 2])[0]
-        if status == "returned":
-            category = rng.choice(list(REFUND_REASONS))
-        subject = rng.choice(TICKETS[category]).format(p=products[line[1] - 1][1], o=oid)
-        priority = rng.choices(["low", "medium", "high", "urgent"], weights=[3, 4, 2, 1])[0]
-        if oid == DEMO_ORDER:
-            opened = min(opened, AS_OF - timedelta(days=2))
-            line, category, priority = lines[oid][0], "damaged item", "high"
-            subject = f"Order {oid}: Vista 27 4K Monitor arrived broken - screen cracked, box dented"
-        tickets.append((opened, cid, oid, category, priority, subject))
-        if category in REFUND_REASONS and oid != DEMO_ORDER and (status == "returned" or rng.random() < 0.5):
-            amount = total if status == "returned" else line[2] * line[3]
-            refunded = opened + timedelta(days=rng.randint(1, 10))
-            if refunded <= AS_OF:
-                refunds.append(
-                    (refunded, oid, round(amount, 2), REFUND_REASONS[category], _refund_status(rng, refunded))
-                )
+        tickets.append((ticket[0], ticket[1], ticket[2], ticket[3], ticket[4], ticket[5]))
+        refund = _refund(rng, order, ticket)
+        if refund is not None:
+            refunds.append(refund)
     for _ in range(40):  # account questions not tied to an order
         cid = rng.choice(orders)[1]
         opened = AS_OF - timedelta(days=rng.randrange(700))
@@ -251,17 +270,61 @@ def _tickets_and_refunds(
             (opened, cid, None, "account", rng.choice(["low", "medium"]), rng.choice(TICKETS["account"]))
         )
     tickets.sort(key=lambda t: (t[0], t[2] or 0, t[5]))
-    ticket_rows = []
+    ticket_rows: list[tuple[object, ...]] = []
     for tid, (opened, cid, oid, category, priority, subject) in enumerate(tickets, 1):
         stamp = f"{opened.isoformat()} {rng.randint(7, 19):02d}:{rng.randrange(60):02d}"
         ticket_rows.append(
             (tid, cid, oid, stamp, category, priority, _ticket_status(rng, opened, oid), subject)
         )
     refunds.sort(key=lambda r: (r[0], r[1]))
-    refund_rows = [
+    refund_rows: list[tuple[object, ...]] = [
         (i, oid, amt, why, st, d.isoformat()) for i, (d, oid, amt, why, st) in enumerate(refunds, 1)
     ]
     return ticket_rows, refund_rows
+
+
+def _order_ticket(
+    rng: random.Random, order: Order, lines: list[Line], products: list[Product]
+) -> tuple[date, int, int, str, str, str, Line] | None:
+    """The support ticket an order got, if any: (opened, customer, order, category, priority, subject, the line
+    it is about)."""
+    oid, cid, day, status, _total = order
+    # Every return gets a ticket; about one in five other orders does too.
+    if status == "cancelled" or (status != "returned" and oid != DEMO_ORDER and rng.random() > 0.22):
+        return None
+    opened = date.fromisoformat(day) + timedelta(days=rng.randint(2, 20))
+    if opened > AS_OF:
+        return None
+    line = rng.choice(lines)
+    category = rng.choices(list(TICKETS)[:-1], weights=[4, 3, 2, 2, 2, 2])[0]
+    if status == "returned":
+        category = rng.choice(list(REFUND_REASONS))
+    subject = rng.choice(TICKETS[category]).format(p=products[line[1] - 1][1], o=oid)
+    priority = rng.choices(["low", "medium", "high", "urgent"], weights=[3, 4, 2, 1])[0]
+    if oid == DEMO_ORDER:
+        opened = min(opened, AS_OF - timedelta(days=2))
+        line, category, priority = lines[0], "damaged item", "high"
+        subject = f"Order {oid}: Vista 27 4K Monitor arrived broken - screen cracked, box dented"
+    return opened, cid, oid, category, priority, subject, line
+
+
+def _refund(
+    rng: random.Random, order: Order, ticket: tuple[date, int, int, str, str, str, Line]
+) -> Refund | None:
+    """The refund a ticket led to, if any: (date, order, amount, reason, status)."""
+    oid, _cid, _day, status, total = order
+    opened, category, line = ticket[0], ticket[3], ticket[6]
+    if (
+        category not in REFUND_REASONS
+        or oid == DEMO_ORDER
+        or not (status == "returned" or rng.random() < 0.5)
+    ):
+        return None
+    amount = total if status == "returned" else line[2] * line[3]
+    refunded = opened + timedelta(days=rng.randint(1, 10))
+    if refunded > AS_OF:
+        return None
+    return refunded, oid, round(amount, 2), REFUND_REASONS[category], _refund_status(rng, refunded)
 
 
 def _pid(products: list[tuple[str, str, int]], name: str) -> int:
