@@ -64,8 +64,10 @@ def test_selector_on_the_local_model_always_names_a_real_role() -> None:
     assert any(e["type"] == "notice" and "cannot call tools" in str(e["content"]) for e in events)
     selector_calls = [e for e in events if e["type"] == "usage" and e["source"] == "selector"]
     assert selector_calls and events[-1]["prompt_tokens"] == sum(
-        int(e["prompt_tokens"]) for e in events if e["type"] == "usage"
-    )  # type: ignore[call-overload]
+        int(e["prompt_tokens"])  # type: ignore[call-overload]
+        for e in events
+        if e["type"] == "usage"
+    )
 
 
 def test_a_task_longer_than_the_models_window_fails_with_both_sizes_and_no_empty_turns() -> None:

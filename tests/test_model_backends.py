@@ -769,4 +769,4 @@ async def test_an_empty_reply_is_asked_for_only_once_more(server: FakeServer, po
 
     result = await client.create(MESSAGES)
 
-    assert result.content.strip() == "" and len(server.requests) == 2 and len(notes) == 1
+    assert str(result.content).strip() == "" and len(server.requests) == 2 and len(notes) == 1
