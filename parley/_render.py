@@ -37,6 +37,7 @@ from .events import (
     ValidationEvent,
     VoteEvent,
 )
+from .projection import Projection
 
 _COLORS = (31, 32, 33, 34, 35, 36, 91, 92, 93, 94, 95, 96)
 STYLES = frozenset({0, 1, 2, *_COLORS})
@@ -119,6 +120,9 @@ class Renderer:
         self._streaming: str | None = None
         self._held: set[str] = set()
         """Speakers streaming while another one is: their text is shown whole when their message ends."""
+        self.projection = Projection()
+        """What the run's events add up to so far (what a decision settles: the escalation it resolves)."""
+        self._settled: list[Event] = []
 
     def _c(self, text: str, code: int) -> str:
         text = visible(text)  # whatever is styled is visible text: only parley's own sequences go around it
@@ -147,6 +151,7 @@ class Renderer:
 
     def show(self, ev: Event) -> None:
         """Print one event of the run (events with nothing to say print nothing)."""
+        self._settled = self.projection.apply(ev)
         shown = _SHOWN.get(type(ev))
         if shown is not None:
             shown(self, ev)
@@ -250,8 +255,10 @@ class Renderer:
             self._line(f"   {i}. {self._name(pos.who)}: {visible(_clip(pos.text, 300))}")
 
     def _resolved(self, ev: EscalationResolvedEvent) -> None:
-        what = {"choose": f"position {ev.choice} chosen", "write": "answer written", "continue": "team continues",
-                "unresolved": "left unresolved"}[ev.decision]
+        asked = next((e for e in self._settled if isinstance(e, EscalationEvent)), None)
+        held = asked.positions[ev.choice - 1].who if asked and ev.choice and len(asked.positions) >= ev.choice else ""
+        what = {"choose": f"position {ev.choice} chosen" + (f" ({visible(held, one_line=True)})" if held else ""),
+                "write": "answer written", "continue": "team continues", "unresolved": "left unresolved"}[ev.decision]
         self._line(self._c(f"  escalation settled by {ev.actor}: {what}", 32 if ev.decision != "unresolved" else 31))
 
     def _subtask(self, ev: SubtaskEvent) -> None:

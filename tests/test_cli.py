@@ -204,7 +204,7 @@ def test_an_escalation_is_settled_from_the_command_line_and_exported(write: Writ
     out, err = capsys.readouterr()
     assert "✗ triage's answer fails its checks (attempt 1 of 2): the reply exposes internal details" in out
     assert "‼ escalation (validation): triage's answer still fails its checks after 1 correction" in out
-    assert "escalation settled by cli: position 1 chosen" in out
+    assert "escalation settled by cli: position 1 chosen (triage)" in out  # whose position it was
     run_id = err.split("saved as ")[1].split()[0]
 
     assert main(["audit", run_id, "--format", "jsonl"]) == 0
