@@ -23,7 +23,8 @@ def _sum(*args: Number | list[Number]) -> Number:
     return sum(x for a in args for x in (a if isinstance(a, list) else [a]))
 
 
-FUNCTIONS: dict[str, Callable[..., Number]] = {
+FUNCTIONS: dict[str, Callable[..., object]] = {
+    # each result is checked by _checked (a real number, not too large)
     "abs": abs,
     "log": math.log,
     "max": max,
@@ -88,33 +89,46 @@ def calculate(
 
 def _eval(node: ast.AST) -> Number:
     if isinstance(node, ast.Constant):
-        # bool is an int subclass and True + True is not arithmetic anyone means.
-        if isinstance(node.value, int | float) and not isinstance(node.value, bool):
-            return node.value
-        raise CalcError(f"{node.value!r} is not a number. {ALLOWED}")
+        return _constant(node)
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         value = _eval(node.operand)
         return -value if isinstance(node.op, ast.USub) else +value
     if isinstance(node, ast.BinOp):
-        op = BINARY.get(type(node.op))
-        if op is None:
-            hint = " Use ** for powers." if isinstance(node.op, ast.BitXor) else ""
-            raise CalcError(f"the operator {_symbol(node.op)} is not allowed.{hint} {ALLOWED}")
-        left, right = _eval(node.left), _eval(node.right)
-        if op is operator.pow:
-            _check_power(left, right)
-        return _checked(op(left, right))
+        return _binary(node)
     if isinstance(node, ast.Call):
         return _call(node)
     if isinstance(node, ast.Name):
         if node.id in CONSTANTS:
             return CONSTANTS[node.id]
         raise CalcError(f"unknown name {node.id!r}: variables are not allowed. {ALLOWED}")
+    raise CalcError(_refusal(node))
+
+
+def _constant(node: ast.Constant) -> Number:
+    # bool is an int subclass and True + True is not arithmetic anyone means.
+    if isinstance(node.value, int | float) and not isinstance(node.value, bool):
+        return node.value
+    raise CalcError(f"{node.value!r} is not a number. {ALLOWED}")
+
+
+def _binary(node: ast.BinOp) -> Number:
+    op = BINARY.get(type(node.op))
+    if op is None:
+        hint = " Use ** for powers." if isinstance(node.op, ast.BitXor) else ""
+        raise CalcError(f"the operator {_symbol(node.op)} is not allowed.{hint} {ALLOWED}")
+    left, right = _eval(node.left), _eval(node.right)
+    if op is operator.pow:
+        _check_power(left, right)
+    return _checked(op(left, right))
+
+
+def _refusal(node: ast.AST) -> str:
+    """Why a node that is not arithmetic is refused."""
     if isinstance(node, ast.Attribute):
-        raise CalcError(f"attribute access (.{node.attr}) is not allowed. {ALLOWED}")
+        return f"attribute access (.{node.attr}) is not allowed. {ALLOWED}"
     if isinstance(node, ast.List | ast.Tuple):
-        raise CalcError(f"a list is only allowed as a function argument, e.g. sum([1, 2, 3]). {ALLOWED}")
-    raise CalcError(f"{type(node).__name__} is not allowed. {ALLOWED}")
+        return f"a list is only allowed as a function argument, e.g. sum([1, 2, 3]). {ALLOWED}"
+    return f"{type(node).__name__} is not allowed. {ALLOWED}"
 
 
 def _call(node: ast.Call) -> Number:
@@ -140,8 +154,12 @@ def _check_power(base: Number, exponent: Number) -> None:
     # Refuse before computing: 9 ** 9 ** 9 would otherwise hang the process building a huge integer.
     if abs(exponent) > MAX_EXPONENT:
         raise CalcError(f"exponents above {MAX_EXPONENT} are not allowed.")
-    exact = isinstance(base, int) and isinstance(exponent, int) and exponent > 0
-    if exact and abs(base).bit_length() * exponent > MAX_INT_BITS:
+    if (
+        isinstance(base, int)
+        and isinstance(exponent, int)
+        and exponent > 0
+        and (abs(base).bit_length() * exponent > MAX_INT_BITS)
+    ):
         raise CalcError("the result is too large.")
 
 
