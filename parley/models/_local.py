@@ -18,6 +18,8 @@ _MOVED = (
     "base_url",
     "local_client",
     "model_path",
+    "local_server",
+    "_server",  # bench/embedded.py, until it calls local_server()
 )
 
 

@@ -256,6 +256,12 @@ def _wire(message: LLMMessage) -> dict[str, str]:
     return {"role": "user", "content": content}
 
 
+def local_server() -> Any:
+    """The in-process llama.cpp server (xllamacpp.Server), started once."""
+    base_url()
+    return _server
+
+
 def local_client() -> LocalClient:
     base_url()  # starts the in-process server once
     return LocalClient(_server)
