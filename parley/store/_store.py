@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..events import Event, decode_events
+from ._batch import BatchWriter, NoSuchThread
 from ._disk import prepare_file, sqlite_file, storage_problem
 from ._passwords import MIN_PASSWORD, hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, StoreError, ThreadRow
@@ -51,6 +52,12 @@ class Store:
         # can carry only one transaction at a time, so there reads queue too.
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if sqlite else None
         self._read_lock = self._write_lock if memory else None
+        self._batches = (
+            BatchWriter(self._file, engine.dialect, _SQLITE_BUSY_TIMEOUT_S)
+            if sqlite and not memory and self._file is not None
+            else None
+        )
+        """A SQLite file's run batches go through a connection and thread of their own (see _batch.py)."""
 
     @classmethod
     async def open(cls, url: str | None = None, *, timeout_s: float = OPEN_TIMEOUT_S) -> Store:
@@ -84,6 +91,8 @@ class Store:
         return cls(engine, shown)
 
     async def close(self) -> None:
+        if self._batches is not None:
+            await self._batches.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Store:
@@ -229,6 +238,8 @@ class Store:
         if not new_events and not audits and checkpoint is None:
             return []
         what = _batch_what(tid, new_events, audits, checkpoint)
+        if self._batches is not None:
+            return await self._sqlite_batch(what, tid, new_events, audits, checkpoint)
         async with self._write(what) as conn:
             at = now()
             seqs = await _insert_events(conn, tid, new_events, at, what) if new_events else []
@@ -257,6 +268,23 @@ class Store:
                 except IntegrityError as exc:  # the only constraint that can fail is the thread's foreign key
                     raise StoreError(f"could not {what}: no such thread") from exc
         return seqs
+
+    async def _sqlite_batch(
+        self,
+        what: str,
+        tid: str,
+        new_events: Sequence[tuple[str, Mapping[str, Any]]],
+        audits: Sequence[tuple[str, str, Mapping[str, Any]]],
+        checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None,
+    ) -> list[int]:
+        assert self._batches is not None
+        try:
+            async with self._write_lock or contextlib.nullcontext():
+                return await self._batches.write(tid, new_events, audits, checkpoint, now())
+        except NoSuchThread as exc:
+            raise StoreError(f"could not {what}: no such thread") from exc
+        except Exception as exc:
+            raise StoreError(self._problem(exc) or f"could not {what}: {_why(exc)}") from exc
 
     async def events(self, tid: str, after_seq: int = 0) -> list[EventRow]:
         """The thread's events with seq > `after_seq`, in order."""
