@@ -33,19 +33,24 @@ def test_every_shipped_team_is_valid_and_patterns_are_covered() -> None:
 
 
 def test_unknown_key_gets_line_and_suggestion(write: Write) -> None:
-    path = write("t.yaml", """
+    path = write(
+        "t.yaml",
+        """
         name: t
         pattern: round_robin
         roles:
           - name: a
             prompt: hi
             tool: [sql_query]
-    """)
+    """,
+    )
     assert _problems(path) == ["t.yaml:6: roles[0].tool: unknown key 'tool' (did you mean 'tools'?)"]
 
 
 def test_unknown_tool_role_and_prompt_are_all_reported(write: Write) -> None:
-    path = write("t.yaml", """
+    path = write(
+        "t.yaml",
+        """
         name: t
         pattern: selector
         roles:
@@ -57,13 +62,18 @@ def test_unknown_tool_role_and_prompt_are_all_reported(write: Write) -> None:
         termination:
           stop_text: APPROVE
           stop_from: [reviewr]
-    """)
+    """,
+    )
     problems = _problems(path)
-    assert any(p.startswith("t.yaml:6: roles[0].tools[0]: unknown tool 'sql_qery' (did you mean 'sql_query'?)")
-               for p in problems)
+    assert any(
+        p.startswith("t.yaml:6: roles[0].tools[0]: unknown tool 'sql_qery' (did you mean 'sql_query'?)")
+        for p in problems
+    )
     assert any(p.startswith("t.yaml:7: roles[1].name: duplicate role name 'analyst'") for p in problems)
     assert any(p.startswith("t.yaml:11: termination.stop_from[0]: unknown role 'reviewr'") for p in problems)
-    assert any(p.startswith("t.yaml:5: roles[0].prompt: prompt file 'prompts/nope.md' not found") for p in problems)
+    assert any(
+        p.startswith("t.yaml:5: roles[0].prompt: prompt file 'prompts/nope.md' not found") for p in problems
+    )
     assert len(problems) == 4
 
 
@@ -72,11 +82,26 @@ def test_unknown_tool_role_and_prompt_are_all_reported(write: Write) -> None:
     [
         ("name: t\npattern: round_robin\nroles: [\n", "t.yaml:4: invalid YAML"),
         ("name: t\nname: u\npattern: round_robin\nroles: []\n", "t.yaml:2: name: duplicate key 'name'"),
-        ("name: t\npattern: ring\nroles: [{name: a, prompt: x}]\n", "t.yaml:2: pattern: Input should be 'round_robin', 'selector', 'sequential', 'fanout', 'loop', 'swarm', 'hierarchical' or 'consensus'"),
-        ("name: t\npattern: round_robin\nroles: [{name: my-role, prompt: x}]\n", "t.yaml:3: roles[0].name: role name 'my-role' must be an identifier"),
-        ("name: t\npattern: round_robin\nroles: [{name: a, prompt: x, model: 'gpt4'}]\n", "t.yaml:3: roles[0].model: unknown model backend 'gpt4'"),
-        ("name: t\npattern: round_robin\nroles: [{name: a, prompt: x}]\ntermination: {max_turns: 0}\n", "t.yaml:4: termination.max_turns: Input should be greater than or equal to 1"),
-        ("pattern: round_robin\nroles: [{name: a, prompt: x}]\n", "t.yaml:1: name: required field 'name' is missing"),
+        (
+            "name: t\npattern: ring\nroles: [{name: a, prompt: x}]\n",
+            "t.yaml:2: pattern: Input should be 'round_robin', 'selector', 'sequential', 'fanout', 'loop', 'swarm', 'hierarchical' or 'consensus'",
+        ),
+        (
+            "name: t\npattern: round_robin\nroles: [{name: my-role, prompt: x}]\n",
+            "t.yaml:3: roles[0].name: role name 'my-role' must be an identifier",
+        ),
+        (
+            "name: t\npattern: round_robin\nroles: [{name: a, prompt: x, model: 'gpt4'}]\n",
+            "t.yaml:3: roles[0].model: unknown model backend 'gpt4'",
+        ),
+        (
+            "name: t\npattern: round_robin\nroles: [{name: a, prompt: x}]\ntermination: {max_turns: 0}\n",
+            "t.yaml:4: termination.max_turns: Input should be greater than or equal to 1",
+        ),
+        (
+            "pattern: round_robin\nroles: [{name: a, prompt: x}]\n",
+            "t.yaml:1: name: required field 'name' is missing",
+        ),
         ("", "t.yaml:1: the file is empty"),
         ("- just\n- a list\n", "t.yaml:1: a team file must be a mapping"),
     ],

@@ -38,8 +38,9 @@ RULES = """
 
 
 def _team(write: Write) -> Path:
-    text = team_yaml(roles=("checker",), max_turns=1).replace("    prompt: You are checker.\n",
-                                                              "    prompt: You are checker.\n" + RULES.lstrip("\n"))
+    text = team_yaml(roles=("checker",), max_turns=1).replace(
+        "    prompt: You are checker.\n", "    prompt: You are checker.\n" + RULES.lstrip("\n")
+    )
     return write("team.yaml", text)
 
 
@@ -54,7 +55,9 @@ async def test_a_failing_answer_is_corrected_by_its_role(write: Write) -> None:
     events = await collect(conv.start("Check the figures"))
     checks = [e for e in events if isinstance(e, ValidationEvent)]
     assert [(c.passed, c.attempt) for c in checks] == [(False, 1), (True, 2)]
-    assert any("must be JSON" in p for p in checks[0].problems) and any("lorem" in p for p in checks[0].problems)
+    assert any("must be JSON" in p for p in checks[0].problems) and any(
+        "lorem" in p for p in checks[0].problems
+    )
     # The role was told exactly what was wrong.
     script = conv.pool.scripts[0]
     correction = script.calls[1].messages[-1].content
@@ -64,12 +67,20 @@ async def test_a_failing_answer_is_corrected_by_its_role(write: Write) -> None:
     assert events[-1].stop_reason == "max_turns"
 
 
-@pytest.mark.parametrize(("how", "expected"), [
-    ({"choose": 1}, '{"verdict": "maybe", "reason": "unsure"}'),
-    ({"text": '{"verdict": "reject", "reason": "the human says no"}'}, '{"verdict": "reject", "reason": "the human says no"}'),
-    ({"proceed": True}, '{"verdict": "maybe", "reason": "unsure"}'),
-])
-async def test_after_the_retries_a_human_settles_it(write: Write, how: dict[str, object], expected: str) -> None:
+@pytest.mark.parametrize(
+    ("how", "expected"),
+    [
+        ({"choose": 1}, '{"verdict": "maybe", "reason": "unsure"}'),
+        (
+            {"text": '{"verdict": "reject", "reason": "the human says no"}'},
+            '{"verdict": "reject", "reason": "the human says no"}',
+        ),
+        ({"proceed": True}, '{"verdict": "maybe", "reason": "unsure"}'),
+    ],
+)
+async def test_after_the_retries_a_human_settles_it(
+    write: Write, how: dict[str, object], expected: str
+) -> None:
     model = _script(write, "lorem", '{"verdict": "maybe", "reason": "unsure"}')
     conv = Conversation(_team(write), model=model)
     run = conv.start("Check the figures")
@@ -80,7 +91,9 @@ async def test_after_the_retries_a_human_settles_it(write: Write, how: dict[str,
             run.resolve(ev.escalation_id, **how)  # type: ignore[arg-type]
 
     events = await collect(run, on_event)
-    kinds = [e.type for e in events if e.type in ("validation", "escalation", "escalation_resolved", "message")]
+    kinds = [
+        e.type for e in events if e.type in ("validation", "escalation", "escalation_resolved", "message")
+    ]
     assert kinds == ["validation", "validation", "escalation", "escalation_resolved", "message"]
     esc = next(e for e in events if isinstance(e, EscalationEvent))
     assert esc.kind == "validation" and esc.source == "checker"
@@ -131,7 +144,9 @@ async def test_the_audit_trail_has_every_step_in_order(write: Write, store: Stor
 
     def on_event(ev: Event) -> None:
         if isinstance(ev, EscalationEvent):
-            run.resolve(ev.escalation_id, text='{"verdict": "reject", "reason": "numbers are off"}', actor="dana")
+            run.resolve(
+                ev.escalation_id, text='{"verdict": "reject", "reason": "numbers are off"}', actor="dana"
+            )
 
     await collect(run, on_event)
     rows = await store.audit_log(tid)
@@ -147,11 +162,14 @@ async def test_the_audit_trail_has_every_step_in_order(write: Write, store: Stor
 
 
 def test_rules_are_checked_when_the_team_file_loads(write: Write) -> None:
-    text = team_yaml(roles=("checker",)).replace("    prompt: You are checker.\n", """    prompt: You are checker.
+    text = team_yaml(roles=("checker",)).replace(
+        "    prompt: You are checker.\n",
+        """    prompt: You are checker.
     validate:
       regex: "([a-z"
       retries: 11
-""")
+""",
+    )
     with pytest.raises(TeamFileError) as err:
         load_team_file(write("bad.yaml", text))
     message = str(err.value)
