@@ -137,3 +137,72 @@ def test_the_connection_goes_to_the_vetted_address(
     out = fetch(f"http://rebind.test:{port}/host")
     assert out.endswith(f"Host: rebind.test:{port}")
     assert lookups == ["rebind.test", "127.0.0.1"]  # the second is create_connection on the vetted IP itself
+
+
+def _certificate(tmp_path: Path, name: str) -> tuple[Path, Path]:
+    """A self-signed certificate for `name` and its key, as PEM files."""
+    pytest.importorskip("cryptography")
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / f"{name}.pem", tmp_path / f"{name}.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    return cert_file, key_file
+
+
+def test_https_goes_to_the_vetted_address_and_checks_the_certificate_of_the_host(
+    fetch: Callable[..., str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over TLS too the connection goes to the vetted IP, while SNI and the certificate check use the host name."""
+    import ssl
+
+    cert, key = _certificate(tmp_path, "secure.test")
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    real = socket.getaddrinfo
+
+    def fake(host: str, *args: object, **kwargs: object) -> object:
+        return real("127.0.0.1" if host.endswith(".test") else host, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    monkeypatch.setenv("PARLEY_FETCH_ALLOW_HOSTS", f"secure.test:{port},other.test:{port}")
+    try:
+        untrusted = fetch(f"https://secure.test:{port}/host")
+        assert untrusted.startswith("Error: could not fetch") and "CERTIFICATE_VERIFY_FAILED" in untrusted
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # trust it (ssl's default context reads this)
+        assert fetch(f"https://secure.test:{port}/host").endswith(f"Host: secure.test:{port}")
+        wrong = fetch(
+            f"https://other.test:{port}/host"
+        )  # the same server, but not the name on its certificate
+        assert wrong.startswith("Error: could not fetch") and "CERTIFICATE_VERIFY_FAILED" in wrong
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -95,8 +95,8 @@ def _resolve(host: str, port: int, deadline: float) -> list[str]:
     return addresses
 
 
-def _vet(url: str, deadline: float) -> tuple[str, str, int, str, str]:
-    """Check one hop. Returns (scheme, host, port, vetted IP, request target)."""
+def _parse(url: str) -> tuple[str, str, int, str]:
+    """(scheme, host, port, request target) of an http or https URL; Refused for anything else."""
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -108,9 +108,22 @@ def _vet(url: str, deadline: float) -> tuple[str, str, int, str, str]:
     host = (parts.hostname or "").lower()
     if not host:
         raise Refused(f"{url!r} has no host name")
-    port = port or (443 if scheme == "https" else 80)
+    target = parts.path or "/"
+    if parts.query:
+        target += "?" + parts.query
+    return scheme, host, port or (443 if scheme == "https" else 80), target
+
+
+def _exempt(host: str, port: int) -> bool:
+    """Whether PARLEY_FETCH_ALLOW_HOSTS lets this host (or host and port) be reached whatever its address."""
     allowed = _allowed_hosts()
-    exempt = host in allowed or f"{host}:{port}" in allowed or f"[{host}]:{port}" in allowed
+    return host in allowed or f"{host}:{port}" in allowed or f"[{host}]:{port}" in allowed
+
+
+def _vet(url: str, deadline: float) -> tuple[str, str, int, str, str]:
+    """Check one hop. Returns (scheme, host, port, vetted IP, request target)."""
+    scheme, host, port, target = _parse(url)
+    exempt = _exempt(host, port)
     addresses = _resolve(host, port, deadline)
     for address in addresses:
         try:
@@ -121,10 +134,35 @@ def _vet(url: str, deadline: float) -> tuple[str, str, int, str, str]:
             raise Refused(f"{host} resolves to {reason}: private networks cannot be fetched")
     if not addresses:
         raise Refused(f"{host} has no address")
-    target = parts.path or "/"
-    if parts.query:
-        target += "?" + parts.query
     return scheme, host, port, addresses[0], target
+
+
+class _Pinned(http.client.HTTPConnection):
+    """An HTTP connection to a vetted address that still names its host: never resolved again."""
+
+    def __init__(self, host: str, port: int, ip: str, session: _Session) -> None:
+        super().__init__(host, port, timeout=session.left())
+        self.ip = ip
+        self.session = session
+
+    def connect(self) -> None:
+        self.sock = self.session.open(self.ip, self.port)
+        with contextlib.suppress(OSError):
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class _PinnedHTTPS(_Pinned):
+    """The same over TLS: SNI and the certificate check use the host name, not the address."""
+
+    default_port = http.client.HTTPS_PORT
+
+    def __init__(self, host: str, port: int, ip: str, session: _Session, context: ssl.SSLContext) -> None:
+        super().__init__(host, port, ip, session)
+        self.context = context
+
+    def connect(self) -> None:
+        super().connect()
+        self.sock = self.context.wrap_socket(self.sock, server_hostname=self.host)
 
 
 class _Session:
@@ -142,27 +180,20 @@ class _Session:
 
     def connection(self, scheme: str, host: str, port: int, ip: str) -> http.client.HTTPConnection:
         """A connection to the vetted `ip` that still says `host` (Host header, SNI, certificate check)."""
-        conn: http.client.HTTPConnection
         if scheme == "https":
-            conn = http.client.HTTPSConnection(
-                host, port, timeout=self.left(), context=ssl.create_default_context()
-            )
-        else:
-            conn = http.client.HTTPConnection(host, port, timeout=self.left())
+            return _PinnedHTTPS(host, port, ip, self, ssl.create_default_context())
+        return _Pinned(host, port, ip, self)
 
-        def pinned(_address: object, timeout: float | None = None, source: object = None) -> socket.socket:
-            self.sock = socket.create_connection((ip, port), self.left())
-            return self.sock
-
-        # HTTPSConnection wraps this socket in TLS after connecting: `use()` records the wrapped one.
-
-        conn._create_connection = pinned  # type: ignore[attr-defined]
-        return conn
+    def open(self, ip: str, port: int) -> socket.socket:
+        """The connected socket of this fetch (TLS, if any, is wrapped around it afterwards: see `use`)."""
+        self.sock = socket.create_connection((ip, port), self.left())
+        return self.sock
 
     def use(self, conn: http.client.HTTPConnection) -> None:
-        if conn.sock is not None:
-            self.sock = conn.sock
-            self.sock.settimeout(self.left())
+        sock = conn.sock
+        if sock is not None:
+            self.sock = sock
+            sock.settimeout(self.left())
 
     def read(self, resp: http.client.HTTPResponse) -> tuple[bytes, bool]:
         """The body, up to MAX_BYTES; and whether it was cut (size or time)."""
@@ -311,12 +342,26 @@ def fetch_url(
     max_chars: Annotated[int, "At most this many characters of text are returned"] = 20000,
 ) -> str:
     """Fetch a public web page (or text/JSON document) and return its readable text, with the page title."""
-    deadline = time.monotonic() + TIME_LIMIT_S
     max_chars = min(max(int(max_chars), 100), MAX_CHARS)
-    session = _Session(deadline)
+    fetched = _download(url)
+    if isinstance(fetched, str):
+        return fetched
+    final, content_type, body, cut = fetched
+    mime = content_type.split(";", 1)[0].strip().lower()
+    if not mime:
+        mime = "application/octet-stream" if b"\0" in body[:1024] else "text/plain"
+    is_text = mime.startswith("text/") or mime in _TEXT or mime.endswith(("+json", "+xml"))
+    if mime not in _HTML and not is_text:
+        return f"Refused: {mime} is not text ({final})."
+    return _readable(final, mime, _decode(body, content_type), cut, max_chars)
+
+
+def _download(url: str) -> tuple[str, str, bytes, bool] | str:
+    """(final URL, content type, body, whether it was cut), or what the model is told instead."""
+    session = _Session(time.monotonic() + TIME_LIMIT_S)
     future = _workers.submit(_fetch, url.strip(), session)
     try:
-        final, content_type, body, cut = future.result(timeout=TIME_LIMIT_S + 1)
+        return future.result(timeout=TIME_LIMIT_S + 1)
     except Refused as exc:
         return f"Refused: {exc}"
     except Failed as exc:
@@ -326,16 +371,17 @@ def fetch_url(
         return f"Error: {url} did not answer within {TIME_LIMIT_S:g} s."
     except (OSError, ValueError, http.client.HTTPException) as exc:
         return f"Error: could not fetch {url}: {type(exc).__name__}: {exc}"
-    mime = content_type.split(";", 1)[0].strip().lower()
-    if not mime:
-        mime = "application/octet-stream" if b"\0" in body[:1024] else "text/plain"
-    is_text = mime.startswith("text/") or mime in _TEXT or mime.endswith(("+json", "+xml"))
-    if mime not in _HTML and not is_text:
-        return f"Refused: {mime} is not text ({final})."
+
+
+def _decode(body: bytes, content_type: str) -> str:
     try:
-        decoded = body.decode(_charset(content_type), errors="replace")
+        return body.decode(_charset(content_type), errors="replace")
     except LookupError:
-        decoded = body.decode("utf-8", errors="replace")
+        return body.decode("utf-8", errors="replace")
+
+
+def _readable(final: str, mime: str, decoded: str, cut: bool, max_chars: int) -> str:
+    """The text shown to the model: title and URL, the text (HTML made readable), and what was left out."""
     head = [f"URL: {final}"]
     if mime in _HTML:
         title, decoded = _html_text(decoded)
