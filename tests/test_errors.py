@@ -1,0 +1,71 @@
+"""parley's errors: one base class to catch, a kind per cause, and old `except` clauses still working."""
+
+from __future__ import annotations
+
+import pytest
+
+import parley.errors as errors
+from parley.errors import (
+    ConfigError,
+    ParleyError,
+    RunError,
+    RunStateError,
+    StoreError,
+    UnknownRequestError,
+    UsageError,
+)
+
+
+def test_every_error_parley_raises_is_a_parley_error() -> None:
+    for name in errors.__all__:
+        kind = getattr(errors, name)
+        if isinstance(kind, type) and issubclass(kind, BaseException):
+            assert issubclass(kind, ParleyError), name
+    from parley.models import BudgetExceeded
+
+    assert issubclass(BudgetExceeded, ParleyError)
+
+
+def test_the_four_kinds_are_distinct() -> None:
+    kinds = (ConfigError, UsageError, RunError, StoreError)
+    for a in kinds:
+        for b in kinds:
+            assert issubclass(a, b) == (a is b), (a, b)
+
+
+def test_answering_a_request_that_is_not_open_is_a_usage_error_and_still_a_key_error() -> None:
+    with pytest.raises(KeyError) as old_style:
+        raise UnknownRequestError("question", "q-9", ["q-1", "q-2"])
+    err = old_style.value
+    assert isinstance(err, UsageError)
+    assert (err.kind, err.request_id, err.open_ids) == ("question", "q-9", ["q-1", "q-2"])
+    # Readable as it is, not quoted like a KeyError's missing key.
+    assert str(err) == "no open question 'q-9' (open: 'q-1', 'q-2')"
+    assert (
+        str(UnknownRequestError("approval request", "r-1")) == "no open approval request 'r-1' (open: none)"
+    )
+
+
+def test_a_call_that_does_not_fit_the_run_state_is_a_usage_error_and_still_a_runtime_error() -> None:
+    with pytest.raises(RuntimeError) as old_style:
+        raise RunStateError("a run is already in progress on this conversation")
+    assert isinstance(old_style.value, UsageError)
+    assert str(old_style.value) == "a run is already in progress on this conversation"
+
+
+def test_a_run_error_says_where_and_keeps_the_original_exception() -> None:
+    cause = TimeoutError("the model did not answer")
+    err = RunError("analyst's turn failed", role="analyst", turn=3, original=cause)
+    assert (err.role, err.turn, err.original) == ("analyst", 3, cause)
+    assert err.__cause__ is cause
+    assert err.error_type == "TimeoutError"
+    stored = RunError(
+        "replayed from the log", error_type="TimeoutError"
+    )  # only the name survives in an event
+    assert (stored.original, stored.error_type) == (None, "TimeoutError")
+
+
+def test_the_store_raises_the_one_store_error() -> None:
+    from parley.store import StoreError as FromStore
+
+    assert FromStore is StoreError
