@@ -239,3 +239,28 @@ async def test_autogen_state_layout_is_the_one_the_rebuild_fills() -> None:
         s for s in (await teams["ready"].save_state())["agent_states"].values() if "message_thread" in s
     )
     assert graph["ready"] == ["beta"]
+
+
+async def test_a_resumed_role_keeps_its_summary_and_does_not_summarise_the_same_turns_again(
+    write: Write, store: Store
+) -> None:
+    extra = "context: {window: 2, summary: true}\n"
+    team = write("team.yaml", team_yaml(roles=("alpha", "beta"), max_turns=12, extra=extra))
+    lines = {r: [f"{r} point {i}. More detail follows here." for i in range(8)] for r in ("alpha", "beta")}
+    script = write("s.yaml", "roles:\n" + "".join(f"  {r}: {json.dumps(v)}\n" for r, v in lines.items()))
+    conv = Conversation(team, model=f"scripted:{script}")
+    tid = await conv.save_to(store, "dana", "memo")
+    await collect(conv.start("Write the memo"))
+    checkpoint = await store.latest_checkpoint(tid)
+    assert checkpoint is not None and "alpha point 0" in checkpoint.state["summaries"]["beta"]
+
+    again = await Conversation.resume(store, tid, teams_dirs=[team.parent], max_turns=1)
+    shown = await collect(again.start("Carry on"))
+    assert [(e.source, e.content) for e in shown if isinstance(e, MessageEvent)] == [
+        ("alpha", lines["alpha"][6])
+    ]
+    # The summary came back with the checkpoint: alpha's one turn asked for no summary of turns already in it.
+    assert [c.who for c in again.pool.scripts[0].calls] == ["alpha"]
+    [call] = again.pool.scripts[0].calls
+    prompt = "\n".join(str(m.content) for m in call.messages)
+    assert "Summary of the earlier conversation" in prompt and "alpha point 0" in prompt

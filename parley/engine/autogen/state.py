@@ -20,7 +20,9 @@ from autogen_agentchat.messages import BaseChatMessage, HandoffMessage, TextMess
 from autogen_agentchat.teams import BaseGroupChat, GraphFlow
 from autogen_core.models import AssistantMessage, UserMessage
 
+from ..._window import plan
 from ...state import Said
+from .context import kind_of
 
 __all__ = ["VERSION", "Checkpoints", "rebuild_state", "said_of", "upgrade"]
 
@@ -141,31 +143,36 @@ async def rebuild_state(
     manager = next(name for name, s in agents.items() if isinstance(s, Mapping) and "message_thread" in s)
     names = [n for n in agents if n != manager]
     for name in names:
-        agents[name] = _container(agents[name], name, said, checkpoint)
+        agents[name] = _container(agents[name], name, said, checkpoint, _window_of(team, name))
     agents[manager] = _manager(team, dict(agents[manager]), names, said)
     return {**skeleton, "agent_states": agents}
 
 
 def _container(
-    state: Mapping[str, Any], name: str, said: Sequence[Said], checkpoint: Mapping[str, Any]
+    state: Mapping[str, Any],
+    name: str,
+    said: Sequence[Said],
+    checkpoint: Mapping[str, Any],
+    window: int | None,
 ) -> dict[str, Any]:
     """A participant's state: an assistant's model context holds everything said (its own turns as its
-    answers); a pattern's step takes its state from the checkpoint."""
+    answers) and its summary; a pattern's step takes its state from the checkpoint."""
     inner = dict(state.get("agent_state", {}))
     context = inner.get("llm_context")
     if isinstance(context, Mapping):
         messages = [
-            (
-                AssistantMessage(content=s.content, source=name)
-                if s.source == name
-                else UserMessage(content=s.content, source=s.source)
-            ).model_dump()
+            AssistantMessage(content=s.content, source=name)
+            if s.source == name
+            else UserMessage(content=s.content, source=s.source)
             for s in said
         ]
-        context = {**context, "messages": messages}
+        context = {**context, "messages": [m.model_dump() for m in messages]}
         summary = checkpoint.get("summaries", {}).get(name)
         if summary:
+            # The summary covers the turns out of the role's window: they are not summarised again.
+            view = plan([kind_of(m) for m in messages], window) if window is not None else None
             context["summary"] = summary
+            context["summarised"] = [i for turn in view.dropped for i in turn] if view is not None else []
         inner["llm_context"] = context
     elif name in checkpoint.get("steps", {}):
         inner = dict(checkpoint["steps"][name])
@@ -281,6 +288,13 @@ def _participants(team: BaseGroupChat) -> list[Any]:
 def _graph(team: GraphFlow) -> Any:
     """A graph team's DiGraph."""
     return team._graph  # pyright: ignore[reportPrivateUsage]
+
+
+def _window_of(team: BaseGroupChat, name: str) -> int | None:
+    """The role's context window in turns (None: it sees everything)."""
+    agent = next((a for a in _participants(team) if a.name == name), None)
+    window = getattr(agent.model_context, "window", None) if isinstance(agent, AssistantAgent) else None
+    return window if isinstance(window, int) else None
 
 
 def _is_assistant(team: BaseGroupChat, name: str) -> bool:
