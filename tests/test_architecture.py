@@ -381,7 +381,7 @@ class _PrivateUses(ast.NodeVisitor):
         self.found: list[Finding] = []
 
     def _base(self, node: ast.ImportFrom) -> str:
-        return _base_of(self.module, node) if _is_parley(self.module.name) else (node.module or "")
+        return _base_of(self.module, node)
 
     def _add(self, node: ast.AST, name: str, message: str) -> None:
         self.found.append(Finding(self.module.rel, getattr(node, "lineno", 0), message, name))
@@ -412,23 +412,27 @@ class _PrivateUses(ast.NodeVisitor):
         third-party one)."""
         parts = name.split(".")
         for i, part in enumerate(parts):
-            if not _is_private(part):
-                continue
             package = ".".join(parts[:i])
-            if not _is_parley(name):
+            if (
+                not _is_private(part)
+                or self.module.name == package
+                or self.module.name.startswith(package + ".")
+            ):
+                continue
+            if _is_parley(name):
+                self._add(
+                    node,
+                    part,
+                    f"imports {name}, a private module of package {package}. Fix: import the name from {package} "
+                    f"(export it there), or give the module a public name if it is meant for other packages.",
+                )
+            else:
                 self._add(
                     node,
                     part,
                     f"imports {name}, a private module of a third-party package. Fix: use the package's public "
                     "API; if there is none, isolate the use in one module, list it in PRIVATE_ALLOWED with the "
                     "reason, and test that it fails loudly when the package changes.",
-                )
-            elif not (self.module.name == package or self.module.name.startswith(package + ".")):
-                self._add(
-                    node,
-                    part,
-                    f"imports {name}, a private module of package {package}. Fix: import the name from {package} "
-                    f"(export it there), or give the module a public name if it is meant for other packages.",
                 )
             return
 
