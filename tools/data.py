@@ -17,12 +17,10 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import Annotated, Any
-
-from autogen_core import CancellationToken
+from typing import Annotated, Any, Protocol
 
 from parley.paths import data_dir
 from parley.tools import load_helper, tool
@@ -43,6 +41,13 @@ READ_ONLY = (
     "sql_query is read-only: it runs one SELECT (WITH … SELECT and PRAGMA table_info are fine) "
     "and never changes the database."
 )
+
+
+class Cancellation(Protocol):
+    """What a tool receives as `cancellation_token` (the engine passes its own token, by that name): a way to be
+    told when the call is cancelled."""
+
+    def add_callback(self, callback: Callable[[], None]) -> None: ...
 
 
 _gen = load_helper(__file__, "_sampledb")
@@ -102,7 +107,7 @@ def _refusal(what: str) -> str:
 @tool(family="data")
 def sql_query(
     query: Annotated[str, "One read-only SQLite SELECT statement (WITH … SELECT is fine)"],
-    cancellation_token: CancellationToken | None = None,
+    cancellation_token: Cancellation | None = None,
 ) -> str:
     """Run one read-only SQL SELECT (SQLite dialect) on the company's sample business database.
 
@@ -121,8 +126,10 @@ def sql_query(
         # VACUUM, which the authorizer never sees.
         return _refusal(word[0].upper())
     if len(sql) > MAX_QUERY_CHARS:
-        return (f"SQL error: the query is {len(sql)} characters long; at most {MAX_QUERY_CHARS} are allowed. "
-                "Write it shorter (aggregate instead of listing values).")
+        return (
+            f"SQL error: the query is {len(sql)} characters long; at most {MAX_QUERY_CHARS} are allowed. "
+            "Write it shorter (aggregate instead of listing values)."
+        )
     result = _run_in_worker(database_path(), sql, cancellation_token)
     if isinstance(result, str):
         return result
@@ -160,12 +167,20 @@ class _Waker:
         os.close(self.read)
 
 
-def _run_in_worker(db: Path, sql: str, token: CancellationToken | None) -> dict[str, Any] | str:
+def _run_in_worker(db: Path, sql: str, token: Cancellation | None) -> dict[str, Any] | str:
     """Run `sql` in a worker process of its own and kill it past the time limit or on cancellation.
 
     Returns the worker's JSON result, or the message for the agent when there is none."""
-    request = json.dumps({"db": db.resolve().as_uri(), "sql": sql, "timeout_s": QUERY_TIMEOUT_S,
-                          "max_rows": MAX_ROWS, "max_cell": MAX_CELL, "parent": os.getpid()}).encode()
+    request = json.dumps(
+        {
+            "db": db.resolve().as_uri(),
+            "sql": sql,
+            "timeout_s": QUERY_TIMEOUT_S,
+            "max_rows": MAX_ROWS,
+            "max_cell": MAX_CELL,
+            "parent": os.getpid(),
+        }
+    ).encode()
     try:
         waker = _Waker()
     except OSError as exc:
@@ -173,13 +188,19 @@ def _run_in_worker(db: Path, sql: str, token: CancellationToken | None) -> dict[
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-S", "-B", str(WORKER)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            cwd="/", env={}, close_fds=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            cwd="/",
+            env={},
+            close_fds=True,
         )
     except (OSError, subprocess.SubprocessError) as exc:
         waker.close()
-        return (f"Error: could not start the SQL worker process ({exc}). The machine may be out of "
-                "processes or memory; try again in a moment.")
+        return (
+            f"Error: could not start the SQL worker process ({exc}). The machine may be out of "
+            "processes or memory; try again in a moment."
+        )
     if token is not None:
         token.add_callback(waker)
     try:
@@ -195,56 +216,80 @@ def _run_in_worker(db: Path, sql: str, token: CancellationToken | None) -> dict[
     return _outcome(ended, proc.returncode, out, err, sql)
 
 
+class _Exchange:
+    """One request to a worker and its answer: what is left to send, what came back, and the clock."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], request: bytes) -> None:
+        self.proc = proc
+        self.pending = request
+        self.out = self.err = b""
+        self.started = False
+        self.deadline = time.monotonic() + START_LIMIT_S
+        self.open_outputs = 2
+
+    def send(self, sel: selectors.BaseSelector, fd: int) -> None:
+        try:
+            self.pending = self.pending[os.write(fd, self.pending[:65536]) :]
+        except BlockingIOError:
+            return
+        except BrokenPipeError:  # the worker died before reading: its exit status says why
+            self.pending = b""
+        if not self.pending:
+            sel.unregister(fd)
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+
+    def receive(self, sel: selectors.BaseSelector, fd: int, stream: str) -> str | None:
+        """Read what the worker wrote on one of its outputs; "too much" when its answer is past the limit."""
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            sel.unregister(fd)
+            self.open_outputs -= 1
+        elif stream == "err":
+            self.err = (self.err + chunk)[-MAX_WORKER_OUTPUT:]
+        else:
+            self.out += chunk
+            if len(self.out) > MAX_WORKER_OUTPUT:
+                return "too much"
+            if not self.started and self.out.startswith(_worker.STARTED):
+                self.started = True  # the query's own clock starts now
+                self.deadline = time.monotonic() + QUERY_TIMEOUT_S + KILL_GRACE_S
+        return None
+
+    def run(self, sel: selectors.BaseSelector) -> str:
+        """Until both outputs close: how it ended ("timeout", "start", "cancelled", "too much"), or "" then."""
+        while self.open_outputs:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                return "timeout" if self.started else "start"
+            for key, _ in sel.select(left):
+                if key.data == "wake":
+                    return "cancelled"
+                ended = self.send(sel, key.fd) if key.data == "in" else self.receive(sel, key.fd, key.data)
+                if ended:
+                    return ended
+        return ""
+
+
 def _exchange(proc: subprocess.Popen[bytes], request: bytes, wake: int) -> tuple[str, bytes, bytes]:
     """Send the request, collect stdout and stderr; how it ended: "done", "timeout", "start" (it
     never started) or "cancelled". The query's clock starts when the worker says it started."""
     assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
-    out, err, pending = b"", b"", request
-    started = False
-    deadline = time.monotonic() + START_LIMIT_S
+    talk = _Exchange(proc, request)
     with selectors.DefaultSelector() as sel:
         os.set_blocking(proc.stdin.fileno(), False)
         sel.register(proc.stdin.fileno(), selectors.EVENT_WRITE, "in")
         sel.register(proc.stdout.fileno(), selectors.EVENT_READ, "out")
         sel.register(proc.stderr.fileno(), selectors.EVENT_READ, "err")
         sel.register(wake, selectors.EVENT_READ, "wake")
-        open_outputs = 2
-        while open_outputs:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return ("timeout" if started else "start"), out, err
-            for key, _ in sel.select(left):
-                if key.data == "wake":
-                    return "cancelled", out, err
-                if key.data == "in":
-                    try:
-                        pending = pending[os.write(key.fd, pending[:65536]):]
-                    except BlockingIOError:
-                        continue
-                    except BrokenPipeError:  # the worker died before reading: its exit status says why
-                        pending = b""
-                    if not pending:
-                        sel.unregister(key.fd)
-                        proc.stdin.close()
-                    continue
-                chunk = os.read(key.fd, 65536)
-                if not chunk:
-                    sel.unregister(key.fd)
-                    open_outputs -= 1
-                elif key.data == "err":
-                    err = (err + chunk)[-MAX_WORKER_OUTPUT:]
-                else:
-                    out += chunk
-                    if len(out) > MAX_WORKER_OUTPUT:
-                        return "too much", out, err
-                    if not started and out.startswith(_worker.STARTED):
-                        started = True
-                        deadline = time.monotonic() + QUERY_TIMEOUT_S + KILL_GRACE_S
+        ended = talk.run(sel)
+    if ended:
+        return ended, talk.out, talk.err
     try:  # both pipes closed: the worker is exiting
-        proc.wait(max(deadline - time.monotonic(), 0.1))
+        proc.wait(max(talk.deadline - time.monotonic(), 0.1))
     except subprocess.TimeoutExpired:
-        return "timeout", out, err
-    return "done", out, err
+        return "timeout", talk.out, talk.err
+    return "done", talk.out, talk.err
 
 
 def _outcome(ended: str, returncode: int | None, out: bytes, err: bytes, sql: str) -> dict[str, Any] | str:
@@ -253,12 +298,16 @@ def _outcome(ended: str, returncode: int | None, out: bytes, err: bytes, sql: st
     if ended == "timeout":
         return _stopped(sql, killed=True)
     if ended == "start":
-        return (f"Error: the SQL worker process did not start within {START_LIMIT_S:g} s; the machine is "
-                "overloaded. Try again in a moment.")
+        return (
+            f"Error: the SQL worker process did not start within {START_LIMIT_S:g} s; the machine is "
+            "overloaded. Try again in a moment."
+        )
     if ended == "too much":
-        return (f"Error: the result is larger than the {MAX_WORKER_OUTPUT >> 20} MB a result may be. Select fewer "
-                "columns, add LIMIT, or aggregate.")
-    body = out[len(_worker.STARTED):] if out.startswith(_worker.STARTED) else b""
+        return (
+            f"Error: the result is larger than the {MAX_WORKER_OUTPUT >> 20} MB a result may be. Select fewer "
+            "columns, add LIMIT, or aggregate."
+        )
+    body = out[len(_worker.STARTED) :] if out.startswith(_worker.STARTED) else b""
     try:
         result = json.loads(body)
     except ValueError:
@@ -270,8 +319,10 @@ def _outcome(ended: str, returncode: int | None, out: bytes, err: bytes, sql: st
     else:
         last = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [f"exit status {returncode}"]
         how = f"failed ({last[0][:200]})"
-    return (f"Query stopped: the SQL worker process {how} before it answered, most likely because the query "
-            f"needed too much time or memory. Simplify it: filter with WHERE, aggregate, or add LIMIT.")
+    return (
+        f"Query stopped: the SQL worker process {how} before it answered, most likely because the query "
+        f"needed too much time or memory. Simplify it: filter with WHERE, aggregate, or add LIMIT."
+    )
 
 
 def _signal_name(number: int) -> str:
@@ -283,20 +334,26 @@ def _signal_name(number: int) -> str:
 
 def _stopped(sql: str, *, killed: bool) -> str:
     if killed:
-        text = (f"Query stopped: it ran past the {QUERY_TIMEOUT_S:g} s limit and was killed. A single step "
-                "took too long (such as instr, LIKE or replace over very long text): simplify it, filter "
-                "with WHERE, or aggregate.")
+        text = (
+            f"Query stopped: it ran past the {QUERY_TIMEOUT_S:g} s limit and was killed. A single step "
+            "took too long (such as instr, LIKE or replace over very long text): simplify it, filter "
+            "with WHERE, or aggregate."
+        )
     else:
-        text = (f"Query stopped: it ran longer than the {QUERY_TIMEOUT_S:g} s limit. Avoid cross joins "
-                "(join on keys), filter with WHERE, or aggregate.")
+        text = (
+            f"Query stopped: it ran longer than the {QUERY_TIMEOUT_S:g} s limit. Avoid cross joins "
+            "(join on keys), filter with WHERE, or aggregate."
+        )
     return text + _recursion_hint(sql)
 
 
 def _recursion_hint(sql: str) -> str:
     if not re.search(r"\bRECURSIVE\b", sql, re.I):
         return ""
-    return (" A WITH RECURSIVE query must end itself: give its recursive part a stop condition such as "
-            "WHERE n < 100, or put LIMIT inside the CTE.")
+    return (
+        " A WITH RECURSIVE query must end itself: give its recursive part a stop condition such as "
+        "WHERE n < 100, or put LIMIT inside the CTE."
+    )
 
 
 def _explain(result: dict[str, Any], sql: str) -> str:
@@ -311,11 +368,15 @@ def _explain(result: dict[str, Any], sql: str) -> str:
     if result.get("timed_out"):
         return _stopped(sql, killed=False)
     if "out of memory" in message:
-        return (f"Query stopped: it needed more than the {_worker.HEAP_LIMIT_MB} MB of memory a query may "
-                "use. Filter with WHERE, aggregate, or add LIMIT." + _recursion_hint(sql))
+        return (
+            f"Query stopped: it needed more than the {_worker.HEAP_LIMIT_MB} MB of memory a query may "
+            "use. Filter with WHERE, aggregate, or add LIMIT." + _recursion_hint(sql)
+        )
     if "too big" in message:  # SQLITE_LIMIT_LENGTH: a string or blob past the limit
-        return (f"Refused: the query builds a text or blob longer than the {_worker.MAX_VALUE_BYTES:,} bytes "
-                "one value may hold. Build smaller values: shorter strings, or group_concat over fewer rows.")
+        return (
+            f"Refused: the query builds a text or blob longer than the {_worker.MAX_VALUE_BYTES:,} bytes "
+            "one value may hold. Build smaller values: shorter strings, or group_concat over fewer rows."
+        )
     if "one statement at a time" in message:  # Python's sqlite3 refuses "SELECT 1; DROP …" itself
         return f"Refused: only one SQL statement per call. {READ_ONLY}"
     if "readonly" in message or "may not be modified" in message:
@@ -354,17 +415,22 @@ def _describe(conn: sqlite3.Connection, table: str) -> str:
         extra = [
             " primary key" if pk and len(key) == 1 else "",
             f" → {links[column]}" if column in links else "",
+            _examples(conn, quoted, column) if kind == "TEXT" else "",
         ]
-        if kind == "TEXT":
-            col = '"' + column.replace('"', '""') + '"'
-            values = [r[0] for r in conn.execute(f"SELECT DISTINCT {col} FROM {quoted} ORDER BY 1 LIMIT 9")]
-            if len(values) <= 8:
-                extra.append(": " + ", ".join(repr(v) for v in values))
-            elif column.endswith(("_at", "_date")):
-                low, high = conn.execute(f"SELECT MIN({col}), MAX({col}) FROM {quoted}").fetchone()
-                extra.append(f": {low} … {high}")
         lines.append(f"- {column} {kind}{''.join(extra)}")
     return "\n".join(line for line in lines if line)
+
+
+def _examples(conn: sqlite3.Connection, quoted: str, column: str) -> str:
+    """A text column's values when there are at most 8 of them, or the range of a date column."""
+    col = '"' + column.replace('"', '""') + '"'
+    values = [r[0] for r in conn.execute(f"SELECT DISTINCT {col} FROM {quoted} ORDER BY 1 LIMIT 9")]
+    if len(values) <= 8:
+        return ": " + ", ".join(repr(v) for v in values)
+    if column.endswith(("_at", "_date")):
+        low, high = conn.execute(f"SELECT MIN({col}), MAX({col}) FROM {quoted}").fetchone()
+        return f": {low} … {high}"
+    return ""
 
 
 def main(argv: list[str] | None = None) -> int:
