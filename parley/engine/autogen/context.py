@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from autogen_core.model_context import UnboundedChatCompletionContext
+from autogen_core.model_context import ChatCompletionContextState, UnboundedChatCompletionContext
 from autogen_core.models import (
     AssistantMessage,
     ChatCompletionClient,
@@ -87,6 +87,9 @@ class PolicyContext(UnboundedChatCompletionContext):
 
     def __init__(self, window: int | None, summariser: Summariser | None = None) -> None:
         super().__init__()
+        self.thread: list[LLMMessage] = []
+        """What the role has been told and has said, less what can never be shown again (AutoGen's own list is
+        left unused: the view, its state and its forgetting are this class's)."""
         self.window = window
         self.summariser = summariser
         self.summary = ""
@@ -98,8 +101,11 @@ class PolicyContext(UnboundedChatCompletionContext):
         """Turns summarised per summariser call; until then, dropped turns stay in view (nothing vanishes)."""
         return batch_size(self.window)
 
+    async def add_message(self, message: LLMMessage) -> None:
+        self.thread.append(message)
+
     async def get_messages(self) -> list[LLMMessage]:
-        messages = self._messages
+        messages = self.thread
         view = None if self.window is None else plan([kind_of(m) for m in messages], self.window)
         if view is None:
             return list(messages)
@@ -120,7 +126,7 @@ class PolicyContext(UnboundedChatCompletionContext):
     async def _summarise(self, dropped: list[list[int]]) -> list[list[int]]:
         """Fold the dropped turns into the summary, a whole batch at a time; returns the turns still to fold."""
         assert self.summariser is not None
-        messages = self._messages
+        messages = self.thread
         chunks, pending = take_chunks([t for t in dropped if t[0] not in self.summarised], self.batch)
         for chunk in chunks:
             turns = [(_who(messages[i]), _text(messages[i])) for turn in chunk for i in turn]
@@ -132,18 +138,21 @@ class PolicyContext(UnboundedChatCompletionContext):
         """Forget what can never be shown again, so the role's state (saved after every message) stays small."""
         gone = {i for turn in view.dropped for i in turn} if self.summariser is None else self.summarised
         if gone:
-            self._messages = [m for i, m in enumerate(self._messages) if i not in gone]
+            self.thread = [m for i, m in enumerate(self.thread) if i not in gone]
             self.summarised = set()
 
     async def clear(self) -> None:
-        await super().clear()
+        self.thread = []
         self.summary = ""
         self.summarised = set()
 
     async def save_state(self) -> Mapping[str, Any]:
-        return {**await super().save_state(), "summary": self.summary, "summarised": sorted(self.summarised)}
+        saved = ChatCompletionContextState(messages=self.thread).model_dump()
+        return {**saved, "summary": self.summary, "summarised": sorted(self.summarised)}
 
     async def load_state(self, state: Mapping[str, Any]) -> None:
-        await super().load_state({"messages": state.get("messages", [])})
+        self.thread = ChatCompletionContextState.model_validate(
+            {"messages": state.get("messages", [])}
+        ).messages
         self.summary = str(state.get("summary", ""))
         self.summarised = {int(i) for i in state.get("summarised", [])}
