@@ -121,9 +121,7 @@ def _data_folder() -> tuple[Path | None, Check]:
 
 async def _store() -> tuple[list[Check], Path | None]:
     """The store answers (its URL without a password), and the web chat's login mode, read from its users."""
-    from .store import Store, StoreError, default_url
-    from .store._disk import os_problem, sqlite_file
-    from .store._urls import normalise_url, redact
+    from .store import Store, StoreError, default_url, normalise_url, os_problem, redact, sqlite_file
 
     unknown = ("web chat login", False, "unknown: the store, which holds the users, does not answer")
     try:

@@ -15,6 +15,7 @@ import pytest
 from pptx import Presentation
 from pptx.enum.shapes import MSO_SHAPE_TYPE
 
+from parley.engine.autogen.tools import as_function_tool
 from parley.tools import RunContext, ToolRegistry, use_context
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,9 +63,9 @@ def test_families_and_schemas(reg: ToolRegistry) -> None:
     for name in ("compute_stats", "growth", "forecast", "make_chart"):
         assert reg.get(name).family == "analysis"
     assert reg.get("make_slides").family == "documents"
-    kind = reg.get("make_chart").as_autogen().schema["parameters"]["properties"]["kind"]
+    kind = as_function_tool(reg.get("make_chart")).schema["parameters"]["properties"]["kind"]
     assert kind["enum"] == ["bar", "line", "pie"] and kind["description"]
-    schema = reg.get("make_slides").as_autogen().schema
+    schema = as_function_tool(reg.get("make_slides")).schema
     assert schema["parameters"]["required"] == ["title", "slides"]
     slides = schema["parameters"]["properties"]["slides"]
     assert slides["type"] == "array" and slides["description"]

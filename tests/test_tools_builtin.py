@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from parley.engine.autogen.tools import as_function_tool
 from parley.tools import ToolRegistry
 
 TOOLS_DIR = Path(__file__).resolve().parent.parent / "tools"
@@ -60,14 +61,14 @@ def test_registry_exposes_the_tools_with_families(registry: ToolRegistry) -> Non
 
 
 def test_autogen_schema_describes_parameters(registry: ToolRegistry) -> None:
-    schema = registry.get("sql_query").as_autogen().schema
+    schema = as_function_tool(registry.get("sql_query")).schema
     query = schema["parameters"]["properties"]["query"]
     assert query["type"] == "string" and "SELECT" in query["description"]
     assert schema["parameters"]["required"] == ["query"]
     assert "describe_tables" in schema["description"]
-    expression = registry.get("calculate").as_autogen().schema["parameters"]["properties"]["expression"]
+    expression = as_function_tool(registry.get("calculate")).schema["parameters"]["properties"]["expression"]
     assert expression["description"]
-    assert registry.get("describe_tables").as_autogen().schema["parameters"]["properties"] == {}
+    assert as_function_tool(registry.get("describe_tables")).schema["parameters"]["properties"] == {}
 
 
 def test_q3_sales_by_region(sql: Callable[[str], str]) -> None:
