@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from parley import Conversation
 from parley.events import AnswerEvent, Event, MessageEvent, QuestionEvent, RunResult, ToolResultEvent
 
 Write = Callable[[str, str], Path]
+SAFETY_S = 30.0
 SCRIPT = """
 roles:
   planner:
@@ -64,3 +66,40 @@ async def test_stopping_while_a_question_waits_records_it_unanswered(write: Writ
     answer = next(e for e in events if isinstance(e, AnswerEvent))
     assert answer.timed_out and answer.content.startswith("(unanswered: the run ended (stopped))")
     assert events[-1].stop_reason == "stopped"  # type: ignore[union-attr]
+
+
+class _AskingHost:
+    """A host whose question is answered only when the test says so."""
+
+    def __init__(self) -> None:
+        self.answer: asyncio.Future[AnswerEvent] = asyncio.get_running_loop().create_future()
+
+    def open_question(self, source: str, question: str) -> tuple[QuestionEvent, asyncio.Future[AnswerEvent]]:
+        return QuestionEvent(
+            source=source, content=question, question_id="q1", timeout_s=None, default=""
+        ), self.answer
+
+
+async def test_the_question_reaches_the_stream_while_the_tool_still_waits_for_its_answer() -> None:
+    """The question must be shown before it is answered. AutoGen's stream workbench passes a streamed item on only
+    when the next one arrives (shown_now's blank notice pushes it out): if AutoGen changes that, this fails."""
+    from autogen_core import CancellationToken
+    from autogen_core.tools import StaticStreamWorkbench, ToolResult
+
+    from parley.engine.autogen.agent import ParleyNotice
+    from parley.engine.autogen.human import AskHumanTool
+
+    host = _AskingHost()
+    bench = StaticStreamWorkbench([AskHumanTool("planner", host)])
+    stream = bench.call_tool_stream(
+        "ask_human", {"question": "Which region?"}, CancellationToken(), call_id="c1"
+    )
+    first = await asyncio.wait_for(
+        anext(stream), SAFETY_S
+    )  # a safety net, not a timing: it comes at once or never
+    assert isinstance(first, ParleyNotice) and isinstance(first.event, QuestionEvent)
+    assert first.event.content == "Which region?" and not host.answer.done()
+    host.answer.set_result(AnswerEvent(source="user", question_id="q1", content="EMEA"))
+    rest = [item async for item in stream]
+    assert isinstance(rest[-1], ToolResult) and not rest[-1].is_error
+    assert rest[-1].to_text() == "The human answered: EMEA"
