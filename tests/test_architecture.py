@@ -6,6 +6,7 @@
 - No module uses another module's private names: no `from .x import _y`, no `module._y`, no
   `obj._y` (nor `getattr(obj, "_y")`) unless `_y` is defined in the same module, and no private
   name or private module of a third-party package.
+- No monkeypatch (another module's or class's attribute replaced) outside the one module allowed for it.
 - Every module is at most 500 lines, every function at most cyclomatic complexity 15 (radon).
 
 Each failure names the file and line and says how to fix it.
@@ -45,6 +46,13 @@ PRIVATE_ALLOWED: dict[tuple[str, str], str] = {
         "autogen-ext's model tables (context window per model): public only through `remaining_tokens`, which "
         "downloads tiktoken's encoding on first use, and parley runs offline. Pinned by tests/"
         "test_model_capabilities.py::test_autogen_ext_still_finds_the_info_and_window_of_the_models_parley_relies_on."
+    ),
+}
+
+# Modules allowed to replace attributes of another package's classes or modules, each with its reason.
+MONKEYPATCH_ALLOWED: dict[str, str] = {
+    "parley/web/_chainlit_fixes.py": CHAINLIT_COOKIE.replace(
+        "to name or expire its login cookie", "for these fixes"
     ),
 }
 
@@ -510,6 +518,53 @@ def private_findings(*, allowed: bool = True) -> list[Finding]:
     return [f for f in found if not (allowed and (f.file, f.name) in PRIVATE_ALLOWED)]
 
 
+def _patched(node: ast.AST) -> str | None:
+    """What a statement or call replaces an attribute of (`X.attr = ...`, `setattr(X, ...)`), or None;
+    "object" for `object.__setattr__(...)`, which changes a frozen object behind its back."""
+    if isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+        names = [
+            t.value.id for t in targets if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name)
+        ]
+        return names[0] if names else None
+    if isinstance(node, ast.Call) and node.args:
+        func, first = node.func, node.args[0]
+        if (
+            isinstance(func, ast.Attribute)
+            and func.attr == "__setattr__"
+            and ast.unparse(func.value) == "object"
+        ):
+            return "object"
+        if isinstance(func, ast.Name) and func.id == "setattr" and isinstance(first, ast.Name):
+            return first.id
+    return None
+
+
+def _patches(module: Module) -> list[Finding]:
+    """Attributes of an imported module or class replaced: a monkeypatch."""
+    imported = _PrivateUses(module).imported
+    own = {n.name for n in ast.walk(module.tree) if isinstance(n, ast.ClassDef)}
+    found = []
+    for node in ast.walk(module.tree):
+        name = _patched(node)
+        if name == "object" or (name in imported and name not in own):
+            found.append(
+                Finding(
+                    module.rel,
+                    getattr(node, "lineno", 0),
+                    f"{ast.unparse(node)[:80]} patches another module's object. Fix: use the package's public "
+                    "mechanism (a subclass, a hook, a setting); if there is none, move the patch into the one "
+                    "module allowed for that package (MONKEYPATCH_ALLOWED) with a test that fails if the "
+                    "package changes.",
+                )
+            )
+    return found
+
+
+def monkeypatch_findings() -> list[Finding]:
+    return [f for m in shipped_modules() if m.rel not in MONKEYPATCH_ALLOWED for f in _patches(m)]
+
+
 # ---------------------------------------------------------------- sizes
 
 
@@ -572,6 +627,11 @@ def test_every_allowed_private_use_still_exists() -> None:
     assert not stale, f"PRIVATE_ALLOWED entries no longer used (remove them): {stale}"
 
 
+def test_no_module_patches_another_outside_the_allowed_ones() -> None:
+    found = monkeypatch_findings()
+    assert not found, _report(found, "monkeypatches outside MONKEYPATCH_ALLOWED")
+
+
 def test_no_module_is_over_the_size_limit() -> None:
     found = size_findings()
     assert not found, _report(found, f"modules over {MAX_LINES} lines")
@@ -598,6 +658,9 @@ class A(json.JSONEncoder):
         return other._mine, conv._run, json._default_encoder, getattr(conv, "_pending"), self._inherited
     def g(self):
         return super()._iterencode
+json.dumps = print
+object.__setattr__(A, "f", None)
+A.g = None
 """
 
 
@@ -621,6 +684,11 @@ def test_the_private_name_check_catches_each_kind_of_use() -> None:
     assert "_mine" not in found  # the module's own private attribute, on an object of its own class
     assert "_meter" in found and "private module of package parley.models" in found["_meter"].message
     assert "_model_info" in found and "third-party" in found["_model_info"].message
+
+
+def test_the_monkeypatch_check_catches_a_replaced_function() -> None:
+    lines = sorted(f.line for f in _patches(_probe()))
+    assert lines == [16, 17]  # json.dumps replaced, object.__setattr__; A is the module's own class
 
 
 def test_the_autogen_check_catches_every_import_of_it() -> None:
