@@ -305,3 +305,22 @@ def test_q3_sales_to_presentation_without_a_model(
         "charts/q3_revenue.png",
         "decks/q3_review.pptx",
     ]
+
+
+def test_a_slide_with_only_a_chart_gives_it_the_whole_width(reg: ToolRegistry, ws: Path) -> None:
+    assert fn(reg, "make_chart")("bar", "Q3", REGIONS, REVENUE, "q3.png").startswith("Chart saved")
+    out = fn(reg, "make_slides")(
+        "Deck", [{"headline": "Q3 by region", "chart": "charts/q3.png"}], "only.pptx"
+    )
+    assert out.splitlines()[1:] == [
+        "1. Deck (title slide)",
+        "2. Q3 by region (0 bullets, chart charts/q3.png)",
+    ]
+    deck = Presentation(str(ws / "decks" / "only.pptx"))
+    cover, page = deck.slides
+    assert [s.placeholder_format.idx for s in cover.placeholders] == [0]  # the empty subtitle box is gone
+    assert [s.placeholder_format.idx for s in page.placeholders] == [0]  # no empty bullet box either
+    picture = next(s for s in page.shapes if s.shape_type == MSO_SHAPE_TYPE.PICTURE)
+    middle = picture.left + picture.width // 2
+    assert abs(middle - deck.slide_width // 2) <= deck.slide_width // 100  # centred across the page
+    assert picture.width > deck.slide_width * 0.6

@@ -65,7 +65,9 @@ def _picture(number: int, slide: Slide) -> Path | None:
     try:
         path = inside(root, chart)
     except ValueError:
-        raise ValueError(f"{where}: chart {chart!r} leaves the workspace; use a path like 'charts/q3.png'.") from None
+        raise ValueError(
+            f"{where}: chart {chart!r} leaves the workspace; use a path like 'charts/q3.png'."
+        ) from None
     if not path.is_file():
         raise ValueError(
             f"{where}: chart {chart!r} does not exist in the workspace. Create it with make_chart "
@@ -88,7 +90,7 @@ def _place(shape: Any, left: float, top: float, width: float, height: float) -> 
 
 
 def _drop(shape: Any) -> None:
-    element = shape._element
+    element = shape.element
     element.getparent().remove(element)
 
 
@@ -119,6 +121,32 @@ def _fit_picture(slide: Any, path: Path, left: float, top: float, width: float, 
     pic.top = Inches(top) + (Inches(height) - pic.height) // 2
 
 
+def _content_slide(page: Any, spec: Slide, picture: Path | None) -> None:
+    """One content slide: its headline, its bullets (beside the chart when there is one), its notes."""
+    from pptx.util import Pt
+
+    width = PAGE_W - 2 * MARGIN
+    body_h = PAGE_H - BODY_TOP - MARGIN
+    page.shapes.title.text = spec.headline.strip()
+    _place(page.shapes.title, MARGIN, TITLE_TOP, width, TITLE_H)
+    page.shapes.title.text_frame.paragraphs[0].font.size = Pt(32)
+    body = page.placeholders[1]
+    bullets = [b for b in spec.bullets if b.strip()]
+    if bullets:
+        size = 24 if len(bullets) <= 5 else 20 if len(bullets) <= 8 else 16
+        text_w = width * 0.42 if picture else width
+        _place(body, MARGIN, BODY_TOP, text_w, body_h)
+        _fill_bullets(body.text_frame, bullets, size - (2 if picture else 0))
+    else:
+        _drop(body)
+    if picture and bullets:
+        _fit_picture(page, picture, MARGIN + width * 0.44, BODY_TOP, width * 0.56, body_h)
+    elif picture:
+        _fit_picture(page, picture, MARGIN, BODY_TOP, width, body_h)
+    if spec.notes.strip():
+        page.notes_slide.notes_text_frame.text = spec.notes.strip()
+
+
 def _build(title: str, slides: list[Slide], pictures: list[Path | None]) -> bytes:
     from pptx import Presentation
     from pptx.util import Inches, Pt
@@ -129,35 +157,16 @@ def _build(title: str, slides: list[Slide], pictures: list[Path | None]) -> byte
     prs.core_properties.author = "parley"
     prs.core_properties.last_modified_by = "parley"
     width = PAGE_W - 2 * MARGIN
-    body_h = PAGE_H - BODY_TOP - MARGIN
 
     cover = prs.slides.add_slide(prs.slide_layouts[0])
-    cover.shapes.title.text = title
-    _place(cover.shapes.title, MARGIN, 2.3, width, 1.6)
-    cover.shapes.title.text_frame.paragraphs[0].font.size = Pt(40)
+    heading: Any = cover.shapes.title  # the Title Slide layout always has one
+    heading.text = title
+    _place(heading, MARGIN, 2.3, width, 1.6)
+    heading.text_frame.paragraphs[0].font.size = Pt(40)
     _drop(cover.placeholders[1])  # the empty subtitle box
 
     for spec, picture in zip(slides, pictures, strict=True):
-        page = prs.slides.add_slide(prs.slide_layouts[1])  # Title and Content
-        page.shapes.title.text = spec.headline.strip()
-        _place(page.shapes.title, MARGIN, TITLE_TOP, width, TITLE_H)
-        page.shapes.title.text_frame.paragraphs[0].font.size = Pt(32)
-        body = page.placeholders[1]
-        bullets = [b for b in spec.bullets if b.strip()]
-        if bullets:
-            size = 24 if len(bullets) <= 5 else 20 if len(bullets) <= 8 else 16
-            text_w = width * 0.42 if picture else width
-            _place(body, MARGIN, BODY_TOP, text_w, body_h)
-            _fill_bullets(body.text_frame, bullets, size - (2 if picture else 0))
-        else:
-            _drop(body)
-        if picture:
-            if bullets:
-                _fit_picture(page, picture, MARGIN + width * 0.44, BODY_TOP, width * 0.56, body_h)
-            else:
-                _fit_picture(page, picture, MARGIN, BODY_TOP, width, body_h)
-        if spec.notes.strip():
-            page.notes_slide.notes_text_frame.text = spec.notes.strip()
+        _content_slide(prs.slides.add_slide(prs.slide_layouts[1]), spec, picture)  # Title and Content
     out = io.BytesIO()
     prs.save(out)
     return out.getvalue()
@@ -180,6 +189,26 @@ def make_slides(
     """
     if not title.strip():
         return "Error: give the deck a title."
+    specs = _validated(slides)
+    if isinstance(specs, str):
+        return specs
+    try:
+        pictures = [_picture(number, spec) for number, spec in enumerate(specs, 2)]
+        target, shown = _deck_target(filename)
+    except ValueError as exc:
+        return f"Refused: {exc}"
+    try:
+        with _lock:
+            data = _build(title.strip(), specs, pictures)
+    except Exception as exc:  # an unreadable image, mostly
+        return f"Error: the deck could not be built ({type(exc).__name__}: {exc})."
+    write_atomically(target, data)
+    outline = _outline(title.strip(), specs, pictures)
+    return f"Deck saved as {shown} ({len(specs) + 1} slides, {len(data):,} bytes):\n" + "\n".join(outline)
+
+
+def _validated(slides: list[Slide]) -> list[Slide] | str:
+    """The slides, checked; or what is wrong with them (an Error or a Refused message)."""
     try:
         specs = _SLIDES.validate_python(slides)
     except ValidationError as exc:
@@ -197,24 +226,19 @@ def make_slides(
             return (
                 f"Refused: slide {number} ({spec.headline!r}) has more than {MAX_BULLETS} bullets; split it."
             )
-    try:
-        pictures = [_picture(number, spec) for number, spec in enumerate(specs, 2)]
-        target, shown = _deck_target(filename)
-    except ValueError as exc:
-        return f"Refused: {exc}"
-    try:
-        with _lock:
-            data = _build(title.strip(), specs, pictures)
-    except Exception as exc:  # an unreadable image, mostly
-        return f"Error: the deck could not be built ({type(exc).__name__}: {exc})."
-    write_atomically(target, data)
-    outline = [f"1. {title.strip()} (title slide)"]
+    return specs
+
+
+def _outline(title: str, specs: list[Slide], pictures: list[Path | None]) -> list[str]:
+    """One line per slide: its headline and what it holds."""
+    outline = [f"1. {title} (title slide)"]
+    workspace = current_context().workspace.resolve()
     for number, (spec, picture) in enumerate(zip(specs, pictures, strict=True), 2):
         count = len([b for b in spec.bullets if b.strip()])
         parts = [f"{count} bullet{'' if count == 1 else 's'}"]
         if picture:
-            parts.append(f"chart {picture.relative_to(current_context().workspace.resolve())}")
+            parts.append(f"chart {picture.relative_to(workspace)}")
         if spec.notes.strip():
             parts.append("notes")
         outline.append(f"{number}. {spec.headline.strip()} ({', '.join(parts)})")
-    return f"Deck saved as {shown} ({len(specs) + 1} slides, {len(data):,} bytes):\n" + "\n".join(outline)
+    return outline
