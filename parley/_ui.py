@@ -43,7 +43,7 @@ def serve(host: str, port: int) -> int:
     """Replace this process with the Chainlit server for app.py."""
     # The address check alone: importing the app itself would set up the whole chat in this process, which
     # execve replaces with Chainlit's in a moment.
-    from .web._guard import loopback as _loopback
+    from .web.addresses import loopback as _loopback
 
     root = project_root()
     app = root / "app.py"

@@ -26,8 +26,7 @@ from .host import ASK_HUMAN
 from .human import decide
 from .run import Run
 from .spec import McpServerSpec, TeamSpec, load_team_file
-from .store import StoreError, open_for_command, run_owner
-from .store._disk import os_problem
+from .store import StoreError, open_for_command, os_problem, run_owner
 from .tools import default_registry
 
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_ESCALATED, EXIT_STOPPED = 0, 1, 2, 3, 4, 5, 130

@@ -42,8 +42,8 @@ from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_sv
 from parley.web._chat import ChatSession
 from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps
 from parley.web._format import note, vote_text
-from parley.web._guard import _host_only as _host_of
-from parley.web._guard import loopback as _loopback
+from parley.web.addresses import host_only as _host_of
+from parley.web.addresses import loopback as _loopback
 
 
 def test_reopened_thread_shows_what_the_user_saw_in_order() -> None:
@@ -351,3 +351,18 @@ async def test_a_note_a_role_adds_opens_the_notes_panel_live_and_reads_as_a_note
     assert len([e for e, _ in page.sent if e == "new_message"]) == 1
     (step,) = thread_steps("t4", [added])
     assert step["output"] == "**analyst** added to the Team notes: *Q3 is down 4%*"
+
+
+async def test_a_decision_is_the_same_message_live_and_in_the_reopened_thread() -> None:
+    """A page that reopens the thread while the run waits shows the stored card: the run must go on changing that
+    very message (its buttons, then the decision), not one only the first page had."""
+    page = _Page()
+    conv = _Conversation()
+    chat = ChatSession(conversation=conv, user="local")  # type: ignore[arg-type]
+    request = ApprovalRequestEvent(source="billing", name="issue_refund", arguments={"order_id": 7}, request_id="r7")
+    subtask = SubtaskEvent(source="lead", subtask_id="s7", worker="writer", task="Draft", status="started")
+    for ev in (request, subtask):
+        await chat.show(ev)
+    live = [d["id"] for e, d in page.sent if e == "new_message"]
+    assert live == [s["id"] for s in thread_steps(conv.thread_id, [request, subtask])]
+    assert live == [card_step_id(conv.thread_id, "r7"), card_step_id(conv.thread_id, "s7")]

@@ -42,11 +42,10 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any, Literal, cast, get_args
 from urllib.parse import parse_qs
 
 import chainlit.socket as _socket
-import socketio
 from chainlit import server as _server
 from chainlit.auth import cookie as _cookie
 from chainlit.auth.jwt import decode_jwt
@@ -56,7 +55,9 @@ from chainlit.context import init_ws_context, local_steps
 from chainlit.emitter import ChainlitEmitter
 from chainlit.message import ErrorMessage
 from chainlit.session import BaseSession, ClientType, WebsocketSession
+from chainlit.types import ThreadDict
 from chainlit.user_session import user_sessions
+from socketio.exceptions import ConnectionRefusedError as SocketRefused
 from starlette.requests import cookie_parser
 from starlette.responses import Response
 from starlette.types import Scope
@@ -118,12 +119,12 @@ def install(screen: Screen | None = None) -> None:
             why = foreign_ids(auth)
             if why is not None:
                 log.warning("refused a socket: %s", why)
-                raise socketio.exceptions.ConnectionRefusedError(why)
+                raise SocketRefused(why)
             if screen is not None:
                 why = await screen(login_of(environ.get("HTTP_COOKIE"), None), environ)
                 if why is not None:
                     log.warning("refused a socket's login: %s", why)
-                    raise socketio.exceptions.ConnectionRefusedError(why)
+                    raise SocketRefused(why)
             await _forget_cleared(auth["sessionId"])
             return await original(sid, environ, auth)
 
@@ -174,7 +175,7 @@ async def _resume_thread(self: ChainlitEmitter, thread_dict: Any) -> Any:
         return await _CHAINLIT_RESUME_THREAD(self, thread_dict)
     rewrite, sent = hook
     try:
-        return await _CHAINLIT_RESUME_THREAD(self, await rewrite(thread_dict))
+        return await _CHAINLIT_RESUME_THREAD(self, cast("ThreadDict", await rewrite(dict(thread_dict))))
     finally:
         await sent()
 
@@ -265,7 +266,7 @@ def expired_login_cookies(cookie_header: str | None) -> list[tuple[str, bytes]]:
     for name in names:
         response = Response()
         response.delete_cookie(name, path=_cookie._cookie_path, secure=_cookie._cookie_secure,
-                               samesite=_cookie._cookie_samesite)
+                               samesite=cast(Literal["lax", "strict", "none"], _cookie._cookie_samesite))
         expired += [(name, v) for k, v in response.raw_headers if k == b"set-cookie"]
     return expired
 
@@ -317,6 +318,14 @@ def file_name(scope: Scope) -> str | None:
 
 def check() -> list[str]:
     """What no longer holds of the Chainlit behaviour this module relies on (empty: all of it holds)."""
+    broken = _socket_checks() + _files_checks() + _login_checks() + _resume_checks() + _session_checks()
+    if not callable(getattr(_server, "get_html_template", None)):
+        broken.append("chainlit.server.get_html_template is gone: the page's inline scripts cannot be hashed")
+    return broken
+
+
+def _socket_checks() -> list[str]:
+    """What no longer holds of Chainlit's socket connect handler, which takes ids from the browser."""
     broken = []
     connect = _server.sio.handlers.get("/", {}).get("connect")
     if connect is None or not getattr(connect, _PATCHED, False):
@@ -329,24 +338,25 @@ def check() -> list[str]:
             broken.append(f"chainlit.socket.connect no longer reads {needle}: check what ids it takes from the client")
     if list(inspect.signature(_socket.connect).parameters) != ["sid", "environ", "auth"]:
         broken.append("chainlit.socket.connect no longer takes (sid, environ, auth)")
+    if "asgi.scope" not in inspect.getsource(__import__("engineio.async_drivers.asgi", fromlist=["x"])):
+        broken.append("Engine.IO's ASGI environ no longer carries 'asgi.scope' (the socket's peer address)")
+    return broken
+
+
+def _files_checks() -> list[str]:
+    """What no longer holds of where Chainlit keeps a session's files, and how it serves them."""
+    broken = []
     for cls in (WebsocketSession, *BaseSession.__subclasses__()):
-        delete = inspect.getsource(cls.delete) if "delete" in cls.__dict__ else ""
+        delete = inspect.getsource(cls.__dict__["delete"]) if "delete" in cls.__dict__ else ""
         if delete and "rmtree" in delete and "self.files_dir" not in delete:
             broken.append(f"{cls.__name__}.delete removes a folder other than files_dir")
     if "FILES_DIRECTORY / self.id" not in inspect.getsource(BaseSession.persist_file) + _files_dir_source():
         broken.append("Chainlit's session files folder is no longer FILES_DIRECTORY / session id")
     if not isinstance(BaseSession.__dict__.get("files_dir"), _FilesDir):
         broken.append("BaseSession.files_dir is not parley's guarded property")
-    if "asgi.scope" not in inspect.getsource(__import__("engineio.async_drivers.asgi", fromlist=["x"])):
-        broken.append("Engine.IO's ASGI environ no longer carries 'asgi.scope' (the socket's peer address)")
     if not any(getattr(r, "path", "") == f"{_config.run.root_path}/project/file/{{file_id}}"
                for r in _server.router.routes):
         broken.append("Chainlit no longer serves message files at /project/file/{file_id}")
-    broken += _login_checks()
-    broken += _resume_checks()
-    broken += _session_checks()
-    if not callable(getattr(_server, "get_html_template", None)):
-        broken.append("chainlit.server.get_html_template is gone: the page's inline scripts cannot be hashed")
     return broken
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import chainlit as cl
 from chainlit.session import WebsocketSession
+from chainlit.types import CommandDict
 
 from ..conversation import Conversation
 from ..events import (
@@ -65,10 +66,11 @@ from ._streams import Streams
 from ._toolsteps import ToolSteps
 
 log = logging.getLogger("parley.web")
-COMMANDS = [
-    {"id": "Stop", "icon": "square", "description": "Stop the agents now", "button": True, "persistent": False},
+COMMANDS: list[CommandDict] = [
+    {"id": "Stop", "icon": "square", "description": "Stop the agents now", "button": True, "persistent": False,
+     "selected": False},
     {"id": "Interrupt", "icon": "zap", "description": "Cut the current turn short with your message",
-     "button": True, "persistent": False},
+     "button": True, "persistent": False, "selected": False},
 ]
 METER_EVERY_S = 0.5
 RESUME_WAIT_S = 30.0
@@ -245,16 +247,17 @@ class ChatSession:
         self.tools.forget()
         self._meter = None
         self._notes_shown = 0
-        stale, self._cards = list(self._cards.values()), {}
-        for old in stale:  # the same tab may reconnect more than once and still hold the buttons sent before
+        for old in self._cards.values():  # the same tab may reconnect more than once and still hold the buttons
             await old.remove_actions()
-        tid = self.conversation.thread_id or ""
+        # The page has every card under the id the live run gave it (the stored thread's): the same messages.
         for key, ev in [*self.projection.subtasks.items(), *self.projection.waiting.items()]:
-            actions = actions_for(ev)
-            author, text = note(ev) or (ev.source, "")
-            msg = self._cards[key] = cl.Message(content=text, author=author, actions=actions, id=card_step_id(tid, key))
-            for action in actions:
-                await action.send(for_id=msg.id)
+            card = self._cards.get(key)
+            if card is None:
+                author, text = note(ev) or (ev.source, "")
+                card = self._cards[key] = cl.Message(content=text, author=author, id=self._card_id(key))
+            card.actions = actions_for(ev)
+            for action in card.actions:
+                await action.send(for_id=card.id)
 
     def approve(self, request_id: str) -> None:
         if self.running:
@@ -333,16 +336,11 @@ class ChatSession:
         if ev.name != ASK_HUMAN:  # a question shows as its own message
             await self.tools.call(ev)
 
-    async def _tool_progress(self, ev: ToolProgressEvent, _: list[Event]) -> None:
-        await self.tools.report(ev)
-
     async def _tool_result(self, ev: ToolResultEvent, _: list[Event]) -> None:
         await self.tools.result(ev)
         if ev.name == NOTES_TOOL:  # until every run says so with a NoteEvent: shown once either way
             await self._show_notes(ev.source)
 
-    async def _note_added(self, ev: NoteEvent, _: list[Event]) -> None:
-        await self._show_notes(ev.source)
 
     async def _file(self, ev: FileEvent, _: list[Event]) -> None:
         await cl.Message(content=(note(ev) or ("", ""))[1], author=ev.source, elements=[file_element(ev)]).send()
@@ -385,7 +383,13 @@ class ChatSession:
         asked = settled[0] if settled else None
         await _say(resolved_text(ev, asked.positions if isinstance(asked, EscalationEvent) else ()))
 
+    def _card_id(self, key: str) -> str:
+        return card_step_id(self.conversation.thread_id or "", key)
+
     async def _card(self, key: str, msg: cl.Message) -> None:
+        """Send a message that changes as things are settled, under the id the stored thread gives it: a page
+        that reopens the thread shows the same message, and the run goes on changing it there."""
+        msg.id = self._card_id(key)
         self._cards[key] = msg
         await msg.send()
 
@@ -400,8 +404,7 @@ class ChatSession:
 
     async def _subtask(self, ev: SubtaskEvent, settled: list[Event]) -> None:
         if ev.status == "started":
-            msg = self._cards[ev.subtask_id] = cl.Message(content=subtask_text(ev), author=ev.source)
-            await msg.send()
+            await self._card(ev.subtask_id, cl.Message(content=subtask_text(ev), author=ev.source))
             return
         msg = self._cards.pop(ev.subtask_id, None)
         started = settled[0] if settled else None
@@ -460,10 +463,10 @@ _SHOW: dict[type, Callable[..., Awaitable[None]]] = {
     MessageEvent: ChatSession._message,
     TurnAbandonedEvent: ChatSession._abandoned,
     ToolCallEvent: ChatSession._tool_call,
-    ToolProgressEvent: ChatSession._tool_progress,
+    ToolProgressEvent: lambda chat, ev, _: chat.tools.report(ev),
     ToolResultEvent: ChatSession._tool_result,
     FileEvent: ChatSession._file,
-    NoteEvent: ChatSession._note_added,
+    NoteEvent: lambda chat, ev, _: chat._show_notes(ev.source),
     UsageEvent: ChatSession._update_meter,
     RunResult: ChatSession._finish,
     ApprovalRequestEvent: ChatSession._approval_request,
@@ -490,5 +493,5 @@ async def _say(text: str) -> None:
     await cl.Message(content=text, author=SYSTEM).send()
 
 
-def commands() -> list[dict[str, Any]]:
+def commands() -> list[CommandDict]:
     return COMMANDS

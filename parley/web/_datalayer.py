@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from chainlit.data.base import BaseDataLayer
 from chainlit.types import PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
@@ -161,11 +161,11 @@ class ParleyDataLayer(BaseDataLayer):
         return await self.get_user(user.identifier)
 
     def _thread_dict(self, row: ThreadRow, steps: list[dict[str, Any]] | None = None) -> ThreadDict:
-        return {
+        return cast(ThreadDict, {
             "id": row.id, "createdAt": _iso(row.created_at), "name": row.title or row.team,
             "userId": row.owner, "userIdentifier": row.owner, "tags": [row.team],
             "metadata": {"chat_profile": row.team}, "steps": steps or [], "elements": [],
-        }  # type: ignore[typeddict-item]
+        })  # parley's steps are plain dicts of Chainlit's StepDict shape
 
     async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
         owner = filters.userId or ""

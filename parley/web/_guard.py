@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import functools
-import ipaddress
 import json
 import logging
 import os
@@ -31,6 +30,7 @@ from chainlit.config import config as _chainlit_config
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _chainlit_fixes
+from .addresses import host_only, loopback, split_host
 
 log = logging.getLogger("parley.web")
 
@@ -70,17 +70,6 @@ CONNECTION: ContextVar[Connection | None] = ContextVar("parley_connection", defa
 """The request being served (set by WebGuard): Chainlit's header-auth callback receives headers only."""
 
 
-def loopback(host: str) -> bool:
-    """True for a loopback address or `localhost`. An empty host means every interface, so it is not."""
-    host = host.strip().strip("[]").split("%")[0]
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def bind_host() -> str:
     """The address the server was told to listen on: `chainlit run --host` (or CHAINLIT_HOST) sets Chainlit's
     run config before it imports the app; `parley ui` passes its --host there too."""
@@ -94,21 +83,6 @@ def bound_to_loopback() -> bool:
     return all(loopback(h) for h in hosts)
 
 
-def _split_host(host_header: str) -> tuple[str, str]:
-    """'127.0.0.1:8000' -> ('127.0.0.1', '8000'), '[::1]:8000' -> ('::1', '8000'), 'example.com' -> (.., '')."""
-    if host_header.startswith("["):
-        host, _, rest = host_header[1:].partition("]")
-        return host, rest[1:] if rest.startswith(":") else ""
-    if host_header.count(":") == 1:
-        host, port = host_header.split(":")
-        return host, port
-    return host_header, ""
-
-
-def _host_only(host_header: str) -> str:
-    return _split_host(host_header)[0]
-
-
 def local_connection(conn: Connection | None) -> bool:
     """The facts of local mode for one connection (users aside): bound to loopback, a loopback peer, no proxy
     relaying someone else, and a Host that names this machine (a page whose name was re-pointed at 127.0.0.1
@@ -119,7 +93,7 @@ def local_connection(conn: Connection | None) -> bool:
         # Other origins are named only for a proxy in front, and a proxy that adds no forwarding header makes
         # every client a loopback peer: such a deployment is never local.
         return False
-    return conn.host_header is None or loopback(_host_only(conn.host_header))
+    return conn.host_header is None or loopback(host_only(conn.host_header))
 
 
 def connection_of_environ(environ: dict[str, Any] | None) -> Connection | None:
@@ -172,7 +146,7 @@ def origin_allowed(origin: str, host_header: str | None) -> bool:
         return True
     if not host_header:
         return False
-    host, port = _split_host(host_header.strip())
+    host, port = split_host(host_header.strip())
     # No port in Host: the default one of the scheme the page was loaded with.
     return key == (host.lower(), int(port) if port.isdigit() else _DEFAULT_PORTS[urlsplit(origin.strip()).scheme])
 

@@ -7,7 +7,7 @@ import time
 import chainlit as cl
 
 from ..events import ChunkEvent
-from ..models._meter import STREAM_EVERY_S
+from ..models import STREAM_EVERY_S
 
 
 class Streams:

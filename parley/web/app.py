@@ -14,6 +14,7 @@ import chainlit as cl
 from chainlit.config import config as _chainlit_config
 from chainlit.server import app as _server
 from chainlit.server import sio
+from chainlit.session import WebsocketSession
 from chainlit.types import ThreadDict
 
 from .._proc import freeze_startup_objects
@@ -237,11 +238,11 @@ async def _resume(thread: ThreadDict) -> None:
     if live is not None and live.showing and live.user == user:
         cl.user_session.set("parley", live)
         await cl.context.emitter.set_commands(commands())
-        await live.reattach(cl.context.session)
+        await live.reattach(_page())
         return
     # Chainlit read the thread before calling this, and sends it after: a run that ended in between stored its
     # last events after that reading. Send the thread as stored when it is sent.
-    _chainlit_fixes.on_resume_sent(cl.context.session, _stored_thread, _nothing)
+    _chainlit_fixes.on_resume_sent(_page(), _stored_thread, _nothing)
     try:
         conv = await Conversation.resume(await store(), thread["id"])
     except ConfigError as exc:
@@ -252,6 +253,13 @@ async def _resume(thread: ThreadDict) -> None:
     _remember(thread["id"], session)
     cl.user_session.set("parley", session)
     await cl.context.emitter.set_commands(commands())
+
+
+def _page() -> WebsocketSession:
+    """The page whose socket the handler runs for (chat handlers always run for one)."""
+    session = cl.context.session
+    assert isinstance(session, WebsocketSession)
+    return session
 
 
 async def _stored_thread(thread: dict[str, Any]) -> dict[str, Any]:
