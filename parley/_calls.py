@@ -1,11 +1,13 @@
 """What parley decides about a model's tool call before any engine runs it: whether it can run at all (a tool
-the role was given, arguments that are one JSON object of a bounded size) and the standing answers
-(`--approve`/`--deny`) to calls that need approval."""
+the role was given, arguments that are one JSON object of a bounded size). The standing answers (`--approve`/
+`--deny`) to calls that need approval are parley.human's `standing_decision`, re-exported here."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
+
+from .human import standing_decision
 
 __all__ = ["MAX_ARGUMENTS", "ToolDenied", "call_problem", "denial", "standing_decision"]
 
@@ -21,17 +23,6 @@ def denial(tool: str, reason: str) -> ToolDenied:
     """The error a denied call of `tool` ends with, in words that tell the model not to insist."""
     because = f": {reason}" if reason else ""
     return ToolDenied(f"the call to {tool} was denied{because}. Do not retry it unchanged.")
-
-
-def standing_decision(rules: Mapping[str, bool], tool: str) -> bool | None:
-    """The standing answer (--approve/--deny) for `tool`: its own name first, then `SERVER.*` for an MCP
-    tool named `SERVER.TOOL`, then `*`; None when a human must decide."""
-    if tool in rules:
-        return rules[tool]
-    server, dot, _ = tool.partition(".")
-    if dot and f"{server}.*" in rules:
-        return rules[f"{server}.*"]
-    return rules.get("*")
 
 
 def call_problem(name: str, arguments: str, offered: Sequence[str]) -> str | None:

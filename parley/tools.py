@@ -21,13 +21,14 @@ from dataclasses import dataclass, field
 from importlib.metadata import entry_points
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from .errors import ConfigError
 from .paths import inside, project_root, search_dirs
 
 __all__ = [
     "MAX_NOTE",
+    "Cancellation",
     "CheckDef",
     "RunContext",
     "ToolDef",
@@ -69,12 +70,6 @@ class ToolDef(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
-
-    def as_autogen(self) -> Any:
-        """Moved: `parley.engine.autogen.tools.as_function_tool(tooldef)` (kept until every caller has switched)."""
-        from .engine.autogen.tools import as_function_tool
-
-        return as_function_tool(self)
 
 
 @overload
@@ -263,6 +258,19 @@ def load_helper(tool_file: str, name: str) -> ModuleType:
     if modname in sys.modules:
         return sys.modules[modname]
     return _exec_module(path, modname)
+
+
+class Cancellation(Protocol):
+    """What a tool gets for a parameter named `cancellation_token`: the run's stop, to give up early on (a long
+    query, a subprocess). parley passes it by name and never shows it to the model."""
+
+    def is_cancelled(self) -> bool:
+        """Whether the run has been stopped."""
+        ...
+
+    def add_callback(self, callback: Callable[[], None]) -> None:
+        """Call `callback` when the run is stopped (at once if it already is)."""
+        ...
 
 
 MAX_NOTE = 2000

@@ -51,7 +51,7 @@ async def test_tools_see_the_workspace_and_written_files_become_events(write: Wr
 
 
 USER_TOOLS = '''
-from parley.tools import ToolDef, check, tool
+from parley.tools import Cancellation, ToolDef, check, tool
 
 
 @tool
@@ -64,6 +64,13 @@ def add(a: int, b: int) -> int:
 async def pay(to: str, amount: float) -> str:
     """Pay someone."""
     return f"paid {amount} to {to}"
+
+
+@tool
+def slow(query: str, cancellation_token: Cancellation | None = None) -> str:
+    """Run a long query, giving up when the run stops."""
+    stopped = cancellation_token is not None and cancellation_token.is_cancelled()
+    return "stopped" if stopped else query
 
 
 @check
