@@ -28,7 +28,6 @@ from ..events import (
     ToolCallEvent,
     ToolResultEvent,
     ValidationEvent,
-    decode_events,
 )
 from ..host import ASK_HUMAN
 from ..projection import Projection, waiting_key
@@ -189,8 +188,7 @@ class ParleyDataLayer(BaseDataLayer):
         row = await store.get_thread(thread_id)
         if row is None:
             return None
-        events = decode_events(r.payload for r in await store.events(thread_id))
-        return self._thread_dict(row, thread_steps(thread_id, events))
+        return self._thread_dict(row, thread_steps(thread_id, await store.load_events(thread_id)))
 
     async def get_thread_author(self, thread_id: str) -> str:
         row = await (await self._get_store()).get_thread(thread_id)
