@@ -47,20 +47,20 @@ class SpeakerUsage:
 class Projection:
     """The state a stream of events describes. `apply` each event in order (or use `of`); read the fields."""
 
-    waiting: dict[str, Waiting] = field(default_factory=dict)
+    waiting: dict[str, Waiting] = field(default_factory=dict[str, Waiting])
     """Approvals, questions and escalations not settled yet, by request, question or escalation id, oldest first."""
-    subtasks: dict[str, SubtaskEvent] = field(default_factory=dict)
+    subtasks: dict[str, SubtaskEvent] = field(default_factory=dict[str, SubtaskEvent])
     """Sub-tasks started and not finished (hierarchical pattern), by sub-task id, oldest first."""
-    working: dict[str, SubtaskEvent] = field(default_factory=dict)
+    working: dict[str, SubtaskEvent] = field(default_factory=dict[str, SubtaskEvent])
     """The sub-task each worker is on."""
-    usage: dict[str, SpeakerUsage] = field(default_factory=dict)
+    usage: dict[str, SpeakerUsage] = field(default_factory=dict[str, SpeakerUsage])
     """Tokens and turns per speaker, in the order speakers first appeared."""
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float | None = None
     """The running totals (the last usage event's, then the result's)."""
-    files: list[FileEvent] = field(default_factory=list)
-    notes: list[NoteEvent] = field(default_factory=list)
+    files: list[FileEvent] = field(default_factory=list[FileEvent])
+    notes: list[NoteEvent] = field(default_factory=list[NoteEvent])
     """Notes the roles added to the team's shared notes, oldest first."""
     result: RunResult | None = None
 
