@@ -281,13 +281,19 @@ def summarise(messages: int, sides: dict[str, list[Side]]) -> dict[str, Any]:
     out["target_met"] = out["ratio"] <= TARGET
     if messages >= 2 * EARLY:
         early, late = added_per_message(sides, EARLY), added_per_message(sides, messages)
+        own_early, own_late = per_message(sides["parley"], EARLY), per_message(sides["parley"], messages)
         out["growth"] = {
             "early_message": EARLY,
             "late_message": messages,
             "window": WINDOW,
             "added_ms_per_message_early": early,
             "added_ms_per_message_late": late,
-            "ratio": late / early if early > 0 else float("inf"),
+            "parley_ms_per_message_early": own_early,
+            "parley_ms_per_message_late": own_late,
+            # AutoGen's own cost per message grows with the conversation (its agents see the whole history), so
+            # parley's added cost can shrink below zero late in a run: judge parley's own cost, the stricter test.
+            "ratio": own_late / own_early,
+            "added_ratio": late / early if early > 0 else None,
             "target": GROWTH_TARGET,
         }
         out["growth"]["target_met"] = out["growth"]["ratio"] <= GROWTH_TARGET
@@ -300,11 +306,14 @@ def _ms_per_message(side: Side, upto: int) -> float:
     return 1000 * (at[upto - 1] - at[upto - 1 - WINDOW]) / WINDOW
 
 
+def per_message(runs: Sequence[Side], upto: int) -> float:
+    """A variant's CPU ms per message around message `upto`: the median over its runs."""
+    return statistics.median(_ms_per_message(s, upto) for s in runs)
+
+
 def added_per_message(sides: dict[str, list[Side]], upto: int) -> float:
-    """parley's (b) cost per message around message `upto`, less AutoGen's leanest (e) there: medians."""
-    parley = statistics.median(_ms_per_message(s, upto) for s in sides["parley"])
-    base = statistics.median(_ms_per_message(s, upto) for s in sides["bare_no_stream"])
-    return parley - base
+    """parley's (b) cost per message around message `upto`, less AutoGen's leanest (e) there."""
+    return per_message(sides["parley"], upto) - per_message(sides["bare_no_stream"], upto)
 
 
 def run(smoke: bool) -> dict[str, Any]:
@@ -343,9 +352,10 @@ def run(smoke: bool) -> dict[str, Any]:
     if growth is not None:
         verdict = "met" if growth["target_met"] else "missed"
         print(
-            f"added CPU per message: {growth['added_ms_per_message_early']:.3f} ms at message {EARLY}, "
-            f"{growth['added_ms_per_message_late']:.3f} ms at message {messages}: ratio {growth['ratio']:.2f} "
-            f"(target ≤ {GROWTH_TARGET:.2f}: {verdict})"
+            f"CPU per message of (b): {growth['parley_ms_per_message_early']:.3f} ms at message {EARLY}, "
+            f"{growth['parley_ms_per_message_late']:.3f} ms at message {messages}: ratio {growth['ratio']:.2f} "
+            f"(target ≤ {GROWTH_TARGET:.2f}: {verdict}); added to (e): "
+            f"{growth['added_ms_per_message_early']:.3f} ms and {growth['added_ms_per_message_late']:.3f} ms"
         )
     save("overhead", data, smoke=smoke)
     return data

@@ -380,6 +380,27 @@ async def test_plain_sqlite_url_and_bad_paths(tmp_path: Path) -> None:
         await Store.open("nosuchdb://x/y")
 
 
+async def test_a_batch_waits_for_another_process_holding_the_sqlite_write_lock(tmp_path: Path) -> None:
+    import sqlite3
+
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    tid = await store.create_thread("dana", "team", "model", "t")
+    await store.append_event(tid, "message", {"n": 1})
+    other = sqlite3.connect(tmp_path / "w.db", isolation_level=None)  # as another process would
+    other.execute("BEGIN IMMEDIATE")
+    writing = asyncio.create_task(store.append_batch(tid, [("message", {"n": 2})], (), (2, {"v": 2}, [])))
+    await asyncio.sleep(0)  # the batch runs up to its first wait
+    assert store._batches is not None and store._batches._queued is not None  # it waits in the thread
+    assert not writing.done()
+    other.execute("COMMIT")
+    assert await writing == [2]
+    assert [r.payload["n"] for r in await store.events(tid)] == [1, 2]
+    checkpoint = await store.latest_checkpoint(tid)
+    assert checkpoint is not None and checkpoint.turn == 2 and checkpoint.state == {"v": 2}
+    other.close()
+    await store.close()
+
+
 async def test_in_memory_sqlite_serialises_on_its_one_connection() -> None:
     async with await Store.open("sqlite+aiosqlite://") as store:
         tid = await store.create_thread("alice", "debate", "local", "t")
