@@ -36,12 +36,12 @@ import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from parley import sandbox
 from parley.paths import inside
-from parley.sandbox import SANDBOX, Missing, Setup, new_cgroup
-from parley.tools import current_context, tool
+from parley.sandbox import SANDBOX, Cgroup, Missing, Setup, new_cgroup
+from parley.tools import current_context, load_helper, tool
 
 MAX_OUTPUT = 10_000
 """Characters of stdout and of stderr shown; the rest is counted."""
@@ -61,99 +61,10 @@ WORK = f"{SANDBOX}/work"
 
 _setup: Setup | None = None
 
-# Runs the user's file as __main__. `-S` skips `site`, which is what defines exit() and quit().
-RUNNER = """\
-import builtins, sys, types
-builtins.exit = builtins.quit = sys.exit
-path = sys.argv[1]
-del sys.argv[0]
-with open(path, encoding="utf-8") as f:
-    source = f.read()
-main = sys.modules["__main__"] = types.ModuleType("__main__")
-main.__file__ = path
-exec(compile(source, path, "exec"), main.__dict__)
-"""
+_inside = load_helper(__file__, "_inside")
+RUNNER: str = _inside.RUNNER
+SUPERVISOR: str = _inside.SUPERVISOR
 _RUNNER_FRAME = f'  File "<string>", line {RUNNER.count(chr(10))}, in <module>\n'
-
-# PID 1 of the sandbox. It starts the code, waits for it, kills whatever the code left running (as PID 1 it
-# can: kill(-1) reaches every other process of the namespace), then sends parley the code's exit status and
-# the files under out/ on its descriptor. Closing its stdin (parley's timeout) stops the code early. It runs
-# with the code's own rights, so parley trusts nothing it sends: see _unpack and _store.
-SUPERVISOR = """\
-import json, os, signal, stat, sys, threading
-out_fd, max_files, max_bytes = (int(a) for a in sys.argv[1:4])
-python, runner, script, work = sys.argv[4:8]
-try:
-    import ctypes
-    ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE 0: the code cannot trace this or open its fds
-except Exception:
-    pass
-env = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1", "HOME": work}
-child = os.fork()
-if child == 0:
-    try:
-        os.dup2(os.open("/dev/null", os.O_RDONLY), 0)
-        for fd in map(int, os.listdir("/proc/self/fd")):
-            if fd > 2:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        os.execve(python, [python, "-I", "-S", "-B", "-c", runner, script], env)
-    finally:
-        os._exit(127)
-
-def stop():
-    while os.read(0, 4096):
-        pass
-    os.kill(-1, signal.SIGKILL)
-
-threading.Thread(target=stop, daemon=True).start()
-status = None
-while status is None:
-    try:
-        pid, st = os.waitpid(-1, 0)
-    except ChildProcessError:
-        break
-    if pid == child:
-        status = st
-while True:
-    try:
-        os.kill(-1, signal.SIGKILL)
-    except ProcessLookupError:
-        break
-    try:
-        os.waitpid(-1, 0)
-    except ChildProcessError:
-        pass
-rc = None if status is None else -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
-out = os.path.join(work, "out")
-files, data, skipped, total = [], [], 0, 0
-for folder, dirs, names in os.walk(out):
-    dirs.sort()
-    for name in sorted(names):
-        path = os.path.join(folder, name)
-        try:
-            st = os.lstat(path)
-            if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1:
-                raise ValueError
-            if len(files) >= max_files or total + st.st_size > max_bytes:
-                raise ValueError
-            with os.fdopen(os.open(path, os.O_RDONLY | os.O_NOFOLLOW), "rb") as f:
-                content = f.read(st.st_size + 1)
-            if len(content) != st.st_size:
-                raise ValueError
-        except (OSError, ValueError):
-            skipped += 1
-            continue
-        files.append([os.path.relpath(path, out), len(content)])
-        data.append(content)
-        total += len(content)
-with os.fdopen(out_fd, "wb") as w:
-    w.write(json.dumps({"rc": rc, "skipped": skipped, "files": files}).encode() + b"\\n")
-    for content in data:
-        w.write(content)
-"""
 
 
 class _Capture:
@@ -237,8 +148,14 @@ def _unpack(blob: bytes) -> _Report | None:
     if type(skipped) is int and 0 <= skipped < 1 << 31:
         report.skipped = skipped
     entries = meta.get("files")
+    _take_files(report, entries if isinstance(entries, list) else [], body)
+    return report
+
+
+def _take_files(report: _Report, entries: list[Any], body: bytes) -> None:
+    """The files the header lists, cut from the body in order; stop at the first entry that does not fit."""
     offset = 0
-    for entry in entries if isinstance(entries, list) else []:
+    for entry in entries:
         ok = (
             isinstance(entry, list)
             and len(entry) == 2
@@ -252,7 +169,6 @@ def _unpack(blob: bytes) -> _Report | None:
             continue
         report.files.append((entry[0], body[offset : offset + entry[1]]))
         offset += entry[1]
-    return report
 
 
 def _safe_name(rel: str) -> bool:
@@ -410,6 +326,89 @@ def _refusal(missing: Missing) -> str:
     return "\n".join(lines)
 
 
+class _Call:
+    """One run_python call's sandbox: the process, its output readers, the report pipe, and what must be closed."""
+
+    def __init__(self, setup: Setup, cgroup: Cgroup, memory: int, timeout_s: float) -> None:
+        self.setup = setup
+        self.cgroup = cgroup
+        self.memory = memory
+        self.timeout_s = timeout_s
+        self.out, self.err = _Capture(), _Capture()
+        self.proc: asyncio.subprocess.Process | None = None
+        self.readers: list[asyncio.Task[None]] = []
+        self.collector: asyncio.Task[bytes] | None = None
+        self.transport: asyncio.ReadTransport | None = None
+        self.fds: list[int] = []
+        """Descriptors this call still has to close."""
+
+    @property
+    def returncode(self) -> int | None:
+        return self.proc.returncode if self.proc else None
+
+    def _argv(self, report_w: int) -> list[str]:
+        python = self.setup.python
+        limits = [str(report_w), str(MAX_COPY_FILES), str(MAX_COPY_BYTES)]
+        return [python, "-I", "-S", "-B", "-c", SUPERVISOR, *limits, python, RUNNER, SCRIPT, WORK]
+
+    async def start(self, code: str) -> str:
+        """Start the sandbox running `code`; "" once it runs, else why it could not start."""
+        code_fd = _code_fd(code)
+        self.fds.append(code_fd)
+        report_r, report_w = os.pipe2(os.O_CLOEXEC)
+        self.fds.append(report_r)
+        uid = sandbox.fresh_uid() if self.setup.fresh_uid else None
+        try:
+            self.proc = await asyncio.create_subprocess_exec(
+                *sandbox.bwrap_command(self.setup, [(code_fd, SCRIPT)], self.memory, self._argv(report_w)),
+                cwd="/",
+                env={"PATH": PATH, "LANG": "C.UTF-8"},
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                pass_fds=(code_fd, report_w),
+                preexec_fn=sandbox.preexec(self.cgroup, uid, _limits(math.ceil(self.timeout_s), self.memory)),
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            return f"Error: could not start the sandbox: {type(exc).__name__}: {exc}"
+        finally:
+            os.close(report_w)
+        self.fds.remove(report_r)  # the transport owns it from here
+        self.transport, report_reader = await _open_report(report_r)
+        self.collector = asyncio.create_task(_collect(report_reader, MAX_HEADER + MAX_COPY_BYTES + 1))
+        self.readers = [
+            asyncio.create_task(_drain(self.proc.stdout, self.out)),
+            asyncio.create_task(_drain(self.proc.stderr, self.err)),
+        ]
+        return ""
+
+    async def finish(self) -> tuple[bool, _Report]:
+        """Wait for the code to end (stopping it at the timeout): whether it timed out, and its report."""
+        assert self.proc is not None and self.collector is not None
+        timed_out = await _wait(self.proc, self.timeout_s)
+        await asyncio.wait([*self.readers, self.collector], timeout=5)
+        done = self.collector.done() and not self.collector.exception()
+        report = _unpack(self.collector.result()) if done else None
+        return timed_out, report or _Report()
+
+    async def close(self) -> None:
+        """Kill what is left (a cancelled call: the run was stopped), close everything, remove the cgroup."""
+        proc = self.proc
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()  # bubblewrap: its PID 1 dies with it, and the kernel kills the rest
+            await proc.wait()
+        for task in [*self.readers, *([self.collector] if self.collector else [])]:
+            task.cancel()
+        if self.transport is not None:
+            self.transport.close()
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
+        if self.cgroup.dirs:
+            await asyncio.shield(asyncio.to_thread(self.cgroup.remove))
+
+
 @tool(family="code", approval=True)
 async def run_python(
     code: Annotated[str, "A complete Python program (standard library only); print what you want to see"],
@@ -433,81 +432,22 @@ async def run_python(
         cgroup = await asyncio.to_thread(new_cgroup, setup, memory, MAX_NPROC)
     except OSError as exc:
         return f"Error: could not make the call's cgroup (its memory and process caps): {exc}"
-    out, err = _Capture(), _Capture()
-    proc: asyncio.subprocess.Process | None = None
-    readers: list[asyncio.Task[None]] = []
-    collector: asyncio.Task[bytes] | None = None
-    transport: asyncio.ReadTransport | None = None
-    timed_out = False
-    code_fd = report_r = report_w = -1
+    call = _Call(setup, cgroup, memory, timeout_s)
     try:
-        code_fd = _code_fd(code)
-        report_r, report_w = os.pipe2(os.O_CLOEXEC)
-        argv = [
-            setup.python,
-            "-I",
-            "-S",
-            "-B",
-            "-c",
-            SUPERVISOR,
-            str(report_w),
-            str(MAX_COPY_FILES),
-            str(MAX_COPY_BYTES),
-            setup.python,
-            RUNNER,
-            SCRIPT,
-            WORK,
-        ]
-        uid = sandbox.fresh_uid() if setup.fresh_uid else None
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *sandbox.bwrap_command(setup, [(code_fd, SCRIPT)], memory, argv),
-                cwd="/",
-                env={"PATH": PATH, "LANG": "C.UTF-8"},
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                pass_fds=(code_fd, report_w),
-                preexec_fn=sandbox.preexec(cgroup, uid, _limits(math.ceil(timeout_s), memory)),
-            )
-        except (OSError, subprocess.SubprocessError) as exc:
-            return f"Error: could not start the sandbox: {type(exc).__name__}: {exc}"
-        finally:
-            os.close(report_w)
-            report_w = -1
-        fd, report_r = report_r, -1
-        transport, report_reader = await _open_report(fd)
-        collector = asyncio.create_task(_collect(report_reader, MAX_HEADER + MAX_COPY_BYTES + 1))
-        readers = [
-            asyncio.create_task(_drain(proc.stdout, out)),
-            asyncio.create_task(_drain(proc.stderr, err)),
-        ]
-        timed_out = await _wait(proc, timeout_s)
-        await asyncio.wait([*readers, collector], timeout=5)
-        report = _unpack(collector.result()) if collector.done() and not collector.exception() else None
-        report = report or _Report()
+        failed = await call.start(code)
+        if failed:
+            return failed
+        timed_out, report = await call.finish()
         copied = await asyncio.to_thread(_store, report, workspace)
         counters = (cgroup.oom_kills(), cgroup.pids_refused())
     finally:
-        if proc is not None and proc.returncode is None:  # cancelled: the run was stopped
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()  # bubblewrap: its PID 1 dies with it, and the kernel kills the rest
-            await proc.wait()
-        for task in [*readers, *([collector] if collector else [])]:
-            task.cancel()
-        if transport is not None:
-            transport.close()
-        for fd in (code_fd, report_r, report_w):
-            if fd >= 0:
-                os.close(fd)
-        if cgroup.dirs:
-            await asyncio.shield(asyncio.to_thread(cgroup.remove))
-    rc = report.rc if report.rc is not None or timed_out else (proc.returncode if proc else None)
-    lines = [line for line in (_diagnose(rc, err, timed_out, timeout_s, memory_mb, counters),) if line]
+        await call.close()
+    rc = report.rc if report.rc is not None or timed_out else call.returncode
+    lines = [line for line in (_diagnose(rc, call.err, timed_out, timeout_s, memory_mb, counters),) if line]
     lines.append(_exit_status(None if timed_out else rc))
-    lines += ["--- stdout ---", out.render() or "(no output)"]
-    if err.head:
-        lines += ["--- stderr ---", err.render()]
+    lines += ["--- stdout ---", call.out.render() or "(no output)"]
+    if call.err.head:
+        lines += ["--- stderr ---", call.err.render()]
     if copied:
         lines.append(copied)
     if setup.network == "none":
