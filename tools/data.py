@@ -17,13 +17,13 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 
 from parley.paths import data_dir
-from parley.tools import load_helper, tool
+from parley.tools import Cancellation, load_helper, tool
 
 DB_NAME = "sample.db"
 MAX_ROWS = 50
@@ -41,13 +41,6 @@ READ_ONLY = (
     "sql_query is read-only: it runs one SELECT (WITH … SELECT and PRAGMA table_info are fine) "
     "and never changes the database."
 )
-
-
-class Cancellation(Protocol):
-    """What a tool receives as `cancellation_token` (the engine passes its own token, by that name): a way to be
-    told when the call is cancelled."""
-
-    def add_callback(self, callback: Callable[[], None]) -> None: ...
 
 
 _gen = load_helper(__file__, "_sampledb")
