@@ -29,8 +29,8 @@ MAX_BINARY = 20 * 1024 * 1024
 @dataclass
 class Converted:
     text: str
-    files: list[Path] = field(default_factory=list)
-    images: list[Path] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list[Path])
+    images: list[Path] = field(default_factory=list[Path])
     """Raster images among `files`: a model that accepts images may be shown them."""
 
 
