@@ -2,6 +2,8 @@
 
 - Dependencies go one way: no import cycle among parley's modules (module-level imports; those
   under `if TYPE_CHECKING:` or inside a function do not count).
+- Layers: adapters (CLI, web, evaluations) -> `parley.conversation` -> `parley.run` -> the rest (engine,
+  store, models, ...); no module imports one of a layer above its own (anywhere but under TYPE_CHECKING).
 - AutoGen stays behind one layer: only `parley/engine/autogen/` imports `autogen_*`.
 - No module uses another module's private names: no `from .x import _y`, no `module._y`, no
   `obj._y` (nor `getattr(obj, "_y")`) unless `_y` is defined in the same module, and no private
@@ -27,6 +29,18 @@ from radon.visitors import Function
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "parley"
 AUTOGEN_LAYER = PACKAGE / "engine" / "autogen"
+ADAPTERS = (
+    "parley",  # the package's own __init__: the public surface, importing the conversation
+    "parley.cli",
+    "parley.web",
+    "parley.evals",
+    "parley._ui",
+    "parley._terminal",
+    "parley._audit",
+    "parley._doctor",
+    "parley._render",
+)
+"""The modules (and packages) that adapt parley to a user: they may import anything of parley's."""
 MAX_LINES = 500
 MAX_COMPLEXITY = 15
 
@@ -282,6 +296,63 @@ def cycle_findings() -> list[Finding]:
                 "under `if TYPE_CHECKING:` when it is only a type.",
             )
         )
+    return found
+
+
+def _layer(name: str) -> int:
+    """3 for an adapter, 2 for the conversation, 1 for the run, 0 for everything they build on."""
+    if any(name == a or (a != "parley" and name.startswith(a + ".")) for a in ADAPTERS):
+        return 3
+    return {"parley.conversation": 2, "parley.run": 1}.get(name, 0)
+
+
+def _imports_outside_type_checking(module: Module) -> Iterator[tuple[ast.Import | ast.ImportFrom, str]]:
+    """Every parley module an import statement names, anywhere in the module but under TYPE_CHECKING
+    (a `from . import sub` names `sub`, not the package)."""
+    hidden = {
+        id(inner)
+        for node in ast.walk(module.tree)
+        if isinstance(node, ast.If) and _is_type_checking(node.test)
+        for stmt in node.body
+        for inner in ast.walk(stmt)
+    }
+    known = parley_modules()
+    for node in ast.walk(module.tree):
+        if id(node) in hidden or not isinstance(node, ast.Import | ast.ImportFrom):
+            continue
+        targets = _imported(module, node)
+        if isinstance(node, ast.ImportFrom) and len(targets) == len(node.names) + 1:
+            targets = targets[1:]  # every name is a submodule: the package itself is only the way there
+        yield from ((node, t) for t in targets if t in known)
+
+
+LAYER_NAMES = {
+    0: "the engine and its building blocks",
+    1: "the run",
+    2: "the conversation",
+    3: "the adapters",
+}
+
+
+def layer_findings() -> list[Finding]:
+    return [f for module in parley_modules().values() for f in _upward_imports(module)]
+
+
+def _upward_imports(module: Module) -> list[Finding]:
+    names = LAYER_NAMES
+    found = []
+    own = _layer(module.name)
+    for node, target in _imports_outside_type_checking(module):
+        if _layer(target) > own:
+            found.append(
+                Finding(
+                    module.rel,
+                    node.lineno,
+                    f"{module.name} ({names[own]}) imports {target} ({names[_layer(target)]}): dependencies go "
+                    "adapters -> conversation -> run -> engine. Fix: pass what it needs in (a parameter, a "
+                    "protocol the upper layer implements), or import the type under TYPE_CHECKING.",
+                )
+            )
     return found
 
 
@@ -610,6 +681,11 @@ def test_parley_modules_import_each_other_one_way() -> None:
     assert not found, _report(found, "import cycles among parley's modules")
 
 
+def test_dependencies_go_from_the_adapters_down_to_the_engine() -> None:
+    found = layer_findings()
+    assert not found, _report(found, "imports of a layer above")
+
+
 def test_only_the_autogen_layer_imports_autogen() -> None:
     found = autogen_findings()
     assert not found, _report(found, "AutoGen imports outside parley/engine/autogen/")
@@ -689,6 +765,21 @@ def test_the_private_name_check_catches_each_kind_of_use() -> None:
 def test_the_monkeypatch_check_catches_a_replaced_function() -> None:
     lines = sorted(f.line for f in _patches(_probe()))
     assert lines == [16, 17]  # json.dumps replaced, object.__setattr__; A is the module's own class
+
+
+def test_the_layer_check_catches_an_engine_module_importing_the_conversation() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "from ...conversation import Conversation\n"
+        "from ... import events, run\n"
+        "if TYPE_CHECKING:\n"
+        "    from ...run import Run\n"
+        "def later():\n"
+        "    from ...cli import main\n"
+    )
+    probe = Module("parley.engine.autogen.probe", AUTOGEN_LAYER / "probe.py", ast.parse(source), 7)
+    found = [(f.line, f.message.split(" (")[1].split(") imports ")[1]) for f in _upward_imports(probe)]
+    assert found == [(2, "parley.conversation"), (3, "parley.run"), (7, "parley.cli")]
 
 
 def test_the_autogen_check_catches_every_import_of_it() -> None:
