@@ -48,8 +48,10 @@ LIMITS = {
     sqlite3.SQLITE_LIMIT_WORKER_THREADS: 0,
 }
 
-_UNBOUNDED_TEXT = ("its width or precision can ask for gigabytes of text, and one call cannot be interrupted; "
-                   "round numbers with ROUND(x, 2) and join text with ||")
+_UNBOUNDED_TEXT = (
+    "its width or precision can ask for gigabytes of text, and one call cannot be interrupted; "
+    "round numbers with ROUND(x, 2) and join text with ||"
+)
 DENIED_FUNCTIONS = {
     "printf": _UNBOUNDED_TEXT,
     "format": _UNBOUNDED_TEXT,
@@ -71,6 +73,7 @@ _WRITE_ACTIONS = ("INSERT", "UPDATE", "DELETE", "ATTACH", "DETACH", "ALTER_TABLE
                   "DROP_TEMP_TRIGGER", "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW",
                   "DROP_VTABLE")  # fmt: skip
 _ACTION_NAMES = {getattr(sqlite3, f"SQLITE_{n}"): n.replace("_", " ") for n in _WRITE_ACTIONS}
+
 
 def authorizer(denied: list[list[str]]) -> Authorizer:
     """Allow reading and the listed functions only; every refusal is appended to `denied` as
@@ -111,7 +114,9 @@ def open_confined(db: str) -> sqlite3.Connection:
     return conn
 
 
-def run(conn: sqlite3.Connection, sql: str, *, timeout_s: float, max_rows: int, max_cell: int) -> dict[str, Any]:
+def run(
+    conn: sqlite3.Connection, sql: str, *, timeout_s: float, max_rows: int, max_cell: int
+) -> dict[str, Any]:
     """Run one statement; the result as JSON-ready data: rows with their cells already rendered."""
     denied: list[list[str]] = []
     deadline = time.monotonic() + timeout_s
@@ -131,7 +136,8 @@ def run(conn: sqlite3.Connection, sql: str, *, timeout_s: float, max_rows: int, 
     try:
         while batch := cursor.fetchmany(1000):
             more += len(batch)
-    except (sqlite3.Error, MemoryError):  # out of time or memory while counting: the rows shown are still right
+    except (sqlite3.Error, MemoryError):
+        # out of time or memory while counting: the rows shown are still right
         counted = False
     return {
         "columns": [cell(d[0], max_cell) for d in cursor.description],
@@ -203,11 +209,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         conn = open_confined(request["db"])
     except sqlite3.Error as exc:
-        _write(STARTED + json.dumps({"error": f"cannot open the database: {exc}", "denied": []}).encode() + b"\n")
+        _write(
+            STARTED + json.dumps({"error": f"cannot open the database: {exc}", "denied": []}).encode() + b"\n"
+        )
         return 0
     _write(STARTED)
-    result = run(conn, request["sql"], timeout_s=timeout_s, max_rows=int(request["max_rows"]),
-                 max_cell=int(request["max_cell"]))
+    result = run(
+        conn,
+        request["sql"],
+        timeout_s=timeout_s,
+        max_rows=int(request["max_rows"]),
+        max_cell=int(request["max_cell"]),
+    )
     _write(json.dumps(result).encode() + b"\n")
     return 0
 

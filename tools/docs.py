@@ -63,7 +63,9 @@ def kb_search(query: Annotated[str, "Words to look for, e.g. 'refund damaged mon
             "SELECT doc, title, body FROM docs WHERE docs MATCH ? ORDER BY bm25(docs) LIMIT 5", (match,)
         ).fetchall()
     if not rows:
-        return f"Nothing in the knowledge base matches {query!r}. Documents: " + ", ".join(p.stem for p in _kb_files())
+        return f"Nothing in the knowledge base matches {query!r}. Documents: " + ", ".join(
+            p.stem for p in _kb_files()
+        )
     return "\n\n".join(f"[{doc}] {title}:\n{body}" for doc, title, body in rows)
 
 
@@ -74,13 +76,17 @@ def _inside(relative: str) -> Path:
         return root
     candidate = Path(relative)
     if candidate.is_absolute():
-        raise ValueError(f"{relative!r} is an absolute path: use a path inside the workspace, like 'notes/q3.md'")
+        raise ValueError(
+            f"{relative!r} is an absolute path: use a path inside the workspace, like 'notes/q3.md'"
+        )
     if (root / candidate).resolve() == root:
         return root
     try:
         return inside(root, candidate)
     except ValueError:
-        raise ValueError(f"{relative!r} leaves the workspace: use a path inside it, like 'notes/q3.md'") from None
+        raise ValueError(
+            f"{relative!r} leaves the workspace: use a path inside it, like 'notes/q3.md'"
+        ) from None
 
 
 @tool(family="documents")

@@ -6,8 +6,10 @@ import re
 
 from parley.tools import check
 
-_INTERNAL = re.compile(r"\bselect\b.+\bfrom\b|\bsqlite\b|\binternal note\b|\bstaff only\b|\btable [a-z_]+\b",
-                       re.IGNORECASE | re.DOTALL)
+_INTERNAL = re.compile(
+    r"\bselect\b.+\bfrom\b|\bsqlite\b|\binternal note\b|\bstaff only\b|\btable [a-z_]+\b",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 @check
