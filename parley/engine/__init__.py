@@ -1,5 +1,53 @@
-"""The engine behind a conversation.
+"""The engine behind a conversation: what a run needs from whatever drives the team.
 
-`parley.engine.autogen` is the one package that knows AutoGen: it builds a team from a spec, streams its turns,
-and saves and loads its state. Nothing else in parley imports autogen.
+`parley.engine.autogen` is the one package that knows AutoGen: it builds a team from a spec, streams its turns
+with the human inbox and a cancel, and saves and loads its state. Nothing else in parley imports autogen.
 """
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+__all__ = ["Outcome", "SegmentEnd", "Triggers"]
+
+
+class SegmentEnd(Enum):
+    """Why one stretch of the team's work ended. A run is one or more segments: each human message and each
+    woken role starts another. Apart from `StopReason`, which says why a whole run ended."""
+
+    STOPPED = "stopped"
+    """The team stopped for good, or the run was ended: the reason is a `StopReason`."""
+    HUMAN = "human"
+    """A human message is waiting to join at this turn boundary."""
+    INTERRUPTED = "interrupted"
+    """The human interrupted the turn in progress; their message goes next."""
+    TRIGGER = "trigger"
+    """Event-driven roles were woken; they answer before the team goes on."""
+
+
+@dataclass(frozen=True)
+class Outcome:
+    end: SegmentEnd
+    reason: str = ""
+    """For STOPPED: the run's stop reason (see `parley.events.StopReason`)."""
+
+
+class Triggers:
+    """What wakes event-driven roles (`ROLE finished`, `stage finished`, `tool failed`, `validation failed`,
+    `file written`), and the roles woken so far, to run after the current turn."""
+
+    def __init__(self, roles_on: dict[str, list[str]]) -> None:
+        self.roles_on = roles_on
+        """Trigger to the roles it wakes."""
+        self.pending: list[tuple[str, str]] = []
+        """(role, trigger) waiting to run, each role once."""
+
+    def fire(self, trigger: str) -> None:
+        for role in self.roles_on.get(trigger, ()):
+            if all(r != role for r, _ in self.pending):
+                self.pending.append((role, trigger))
+
+    def take(self) -> list[tuple[str, str]]:
+        taken, self.pending = self.pending, []
+        return taken

@@ -76,10 +76,10 @@ async def main(plan: dict[str, Any]) -> None:
             elif action == "stop":
                 runs[-1].stop()
 
-    conv.listeners.append(human)
     for task in plan["tasks"]:
         runs.append(conv.start(task))
-        await runs[-1].wait()
+        async for ev in runs[-1]:
+            human(ev)
     sys.exit("the run ended before the chosen write: the plan never crashed")
 
 

@@ -13,15 +13,17 @@ from autogen_agentchat.messages import (
     BaseChatMessage,
     HandoffMessage,
     TextMessage,
+    ToolCallExecutionEvent,
 )
 from autogen_core import CancellationToken
 
-from ..._toolhost import checked_call
 from ..._validate import Validator
-from ...events import EscalationEvent, EscalationResolvedEvent, Position, ValidationEvent
+from ...events import EscalationResolvedEvent, Position, ValidationEvent
+from ...host import EscalationHost
+from .tools import checked_call
 from .turns import mark_reflection, tool_step
 
-__all__ = ["EscalationHost", "ParleyAgent", "ParleyNotice", "escalate", "shown_now"]
+__all__ = ["AgentHost", "ParleyAgent", "ParleyNotice", "escalate", "shown_now"]
 
 
 class ParleyNotice(BaseAgentEvent):
@@ -35,13 +37,11 @@ class ParleyNotice(BaseAgentEvent):
         return str(getattr(self.event, "content", ""))
 
 
-class EscalationHost(Protocol):
-    def fire(self, trigger: str) -> None: ...
+class AgentHost(EscalationHost, Protocol):
+    """What a parley agent reports to: the host's escalations and triggers, and each answer it gives (an
+    AutoGen message, so this part stays in the engine)."""
 
     def spoke(self, message: BaseChatMessage) -> None: ...
-
-    def open_escalation(self, kind: str, source: str, content: str, positions: list[Position],
-                        ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]: ...
 
 
 def shown_now(source: str, event: Any) -> list[ParleyNotice]:
@@ -50,14 +50,15 @@ def shown_now(source: str, event: Any) -> list[ParleyNotice]:
     return [ParleyNotice(source=source, event=event), ParleyNotice(source=source, event=None)]
 
 
-async def escalate(host: EscalationHost, token: CancellationToken, *, kind: str, source: str, content: str,
+async def escalate(host: AgentHost, token: CancellationToken, *, kind: str, source: str, content: str,
                    positions: list[Position]) -> AsyncGenerator[ParleyNotice | EscalationResolvedEvent, None]:
     """Raise an escalation, then wait for the human. Yields the notice to put in the stream, then the decision."""
     event, decided = host.open_escalation(kind, source, content, positions)
     for notice in shown_now(source, event):  # a worker's escalation runs inside its manager's tool call
         yield notice
-    token.link_future(decided)
-    yield await decided
+    waiting = asyncio.ensure_future(decided)
+    token.link_future(waiting)
+    yield await waiting
 
 
 class ParleyAgent(AssistantAgent):
@@ -67,7 +68,7 @@ class ParleyAgent(AssistantAgent):
     the run escalates to a human, who picks the answer, writes one, or lets the team continue.
     """
 
-    def __init__(self, *args: Any, validator: Validator | None = None, host: EscalationHost | None = None,
+    def __init__(self, *args: Any, validator: Validator | None = None, host: AgentHost | None = None,
                  **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._validator = validator
@@ -90,6 +91,9 @@ class ParleyAgent(AssistantAgent):
         self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken
     ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
         async for item in self._answer(messages, cancellation_token):
+            if self._host is not None and isinstance(item, ToolCallExecutionEvent) and any(
+                    r.is_error for r in item.content):
+                self._host.fire("tool failed")
             if isinstance(item, Response):
                 mark_reflection(item)
                 if self._host is not None:

@@ -26,7 +26,7 @@ from autogen_core.models import ChatCompletionClient, SystemMessage, UserMessage
 
 from ...events import Position, VoteEvent
 from ...spec import ConsensusSpec, TeamSpec
-from .agent import EscalationHost, ParleyNotice, escalate
+from .agent import AgentHost, ParleyNotice, escalate
 from .choose import choose
 
 NO_VOTE = "(no clear vote)"
@@ -92,7 +92,7 @@ class Ballot(_Step):
 class Tally(_Step):
     """Counts each round's votes and decides what happens next (`metadata["outcome"]` drives the graph)."""
 
-    def __init__(self, spec: ConsensusSpec, voters: list[str], host: EscalationHost,
+    def __init__(self, spec: ConsensusSpec, voters: list[str], host: AgentHost,
                  manager: ChatCompletionClient | None, json_schema: bool,
                  ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None) -> None:
         super().__init__("tally", "Counts the votes")
@@ -257,7 +257,7 @@ class Verdict(_Step):
         yield Response(chat_message=TextMessage(source=self.name, content=text))
 
 
-def consensus_graph(spec: TeamSpec, agents: Sequence[Any], host: EscalationHost,
+def consensus_graph(spec: TeamSpec, agents: Sequence[Any], host: AgentHost,
                     manager: ChatCompletionClient | None, json_schema: bool,
                     ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None) -> tuple[list[Any], Any]:
     """The participants and the DiGraph of a consensus team."""

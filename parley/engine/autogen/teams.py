@@ -19,7 +19,7 @@ from autogen_agentchat.teams import (
 from autogen_core.models import ChatCompletionClient
 
 from ...spec import TeamSpec
-from .agent import EscalationHost, ParleyNotice
+from .agent import AgentHost, ParleyNotice
 from .consensus import consensus_graph
 from .selector import Selector
 
@@ -38,7 +38,7 @@ def build_team(
     selector_json_schema: bool = False,
     selector_avoid_repeat: bool = False,
     on_pick: Callable[[str, bool], None] = lambda name, fallback: None,
-    host: EscalationHost | None = None,
+    host: AgentHost | None = None,
     on_notice: Callable[[str], None] = lambda text: None,
     ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None,
 ) -> BaseGroupChat:

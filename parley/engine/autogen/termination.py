@@ -1,8 +1,9 @@
-"""One termination condition for every run: stop text, turn cap, token budget, interjection."""
+"""One termination condition for every run: stop text, turn cap, token budget, loops, a human or a woken role
+waiting. It only decides when the team's stream ends; what happens next is the run's business."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Sequence
 
 from autogen_agentchat.base import TerminatedException, TerminationCondition
 from autogen_agentchat.messages import (
@@ -11,13 +12,16 @@ from autogen_agentchat.messages import (
     HandoffMessage,
     StopMessage,
     TextMessage,
-    ToolCallExecutionEvent,
     ToolCallSummaryMessage,
 )
 
+from ...inbox import HumanInbox
 from ...models import Meter
 from ...spec import TerminationSpec
+from .. import Triggers
 from .turns import tool_step
+
+__all__ = ["RunGuard", "empty_reply"]
 
 
 def empty_reply(m: BaseChatMessage) -> bool:
@@ -32,30 +36,21 @@ class RunGuard(TerminationCondition):
     time it fires, but a run spans several `run_stream` calls (one per interjection).
     """
 
-    def __init__(self, limits: TerminationSpec, roles: Sequence[str], meter: Meter, *,
-                 triggers: Mapping[str, Sequence[str]] | None = None, scheduled: Sequence[str] = ()) -> None:
+    def __init__(self, limits: TerminationSpec, roles: Sequence[str], meter: Meter, *, inbox: HumanInbox,
+                 triggers: Triggers, on_answer: Callable[[str], None] = lambda role: None) -> None:
         self.limits = limits
-        self.triggers = dict(triggers or {})
-        """What wakes event-driven roles: trigger (`tool failed`, `ROLE finished`...) to roles."""
-        self.stages = set(scheduled) or set(roles)
-        """The roles the manager schedules: each answer of one finishes a stage (the `stage finished` trigger)."""
-        self.wake: list[tuple[str, str]] = []
-        """(role, trigger) to run after the current turn."""
-        self.scheduled: dict[int, list[tuple[str, str]]] = {}
-        """Human messages to deliver once this many turns are done (an evaluation's scripted human)."""
-        self.due: list[tuple[str, str]] = []
-        """Human messages whose turn has come, to deliver at the next boundary."""
         self.roles = set(roles)
         self.stop_from = set(limits.stop_from) or self.roles
         self.meter = meter
+        self.inbox = inbox
+        self.triggers = triggers
+        self.on_answer = on_answer
+        """Called with the role's name each time a role gives an answer (not tool work, not an empty reply)."""
         self.turns = 0
         self.extra_turns = 0
         """Turns granted beyond limits.max_turns (a human let a disagreeing loop go on)."""
         self.reason: str | None = None
         self.detail = ""
-        self.interject = False
-        self.handed_back: str | None = None
-        """The role that handed the conversation to the human (swarm), to be handed back to."""
         self._fired = False
         self._seen: set[str] = set()
         self._said: dict[str, list[str]] = {}
@@ -65,24 +60,21 @@ class RunGuard(TerminationCondition):
     def terminated(self) -> bool:
         return self._fired
 
+    @property
+    def cap(self) -> int:
+        """The turn cap now (the limit plus any turns a human granted)."""
+        return self.limits.max_turns + self.extra_turns
+
     def new_run(self) -> None:
         self.turns = 0
         self._said = {}
         self._pending = None
-        self.scheduled = {}
-        self.due = []
 
     def begin_segment(self) -> None:
-        """Called right before each `run_stream`: forget the last firing and any stale interjection."""
+        """Called right before each `run_stream`: forget the last firing."""
         self.reason = None
         self.detail = ""
-        self.interject = False
         self._fired = False
-
-    def wake_on(self, trigger: str) -> None:
-        for role in self.triggers.get(trigger, ()):
-            if all(r != role for r, _ in self.wake):
-                self.wake.append((role, trigger))
 
     def _fire(self, reason: str, detail: str) -> StopMessage:
         self.reason, self.detail, self._fired = reason, detail, True
@@ -94,6 +86,16 @@ class RunGuard(TerminationCondition):
         if m.id in self._seen or m.source not in self.roles:
             return
         self._seen.add(m.id)
+        self._check_repeats(m)
+        if empty_reply(m):
+            return  # not a turn (the run says so); answering nothing over and over is a loop, stopped above
+        self.turns += 1
+        if not tool_step(m):  # a step of tool work (its results, or a reflection on them) is not the role's answer
+            self.on_answer(m.source)
+        if self._pending is None:
+            self._pending = self._ending(m)
+
+    def _check_repeats(self, m: BaseChatMessage) -> None:
         said = " ".join(m.to_model_text().lower().split())
         history = self._said.setdefault(m.source, [])
         history.append(said)
@@ -102,30 +104,22 @@ class RunGuard(TerminationCondition):
                 and not tool_step(m)):
             what = "answered nothing" if not said else "said the same thing"
             self._pending = ("loop", f"loop: {m.source} {what} {repeats} times in a row")
-        if empty_reply(m):
-            return  # not a turn (the run says so); answering nothing over and over is a loop, stopped above
-        self.turns += 1
-        if not tool_step(m):  # a step of tool work (its results, or a reflection on them) is not the role's answer
-            self.wake_on(f"{m.source} finished")
-            if m.source in self.stages:
-                self.wake_on("stage finished")
-        if self._pending is not None:
-            return
+
+    def _ending(self, m: BaseChatMessage) -> tuple[str, str] | None:
+        """The reason this message ends the run, if it does."""
         stop_text = self.limits.stop_text
         if isinstance(m, HandoffMessage) and m.target == "user":
-            self.handed_back = m.source
-            self._pending = ("handoff", f"{m.source} handed the conversation to the human")
+            return ("handoff", f"{m.source} handed the conversation to the human")
         # Tool output is data: a stop word inside a tool result never ends the run.
-        elif (stop_text and m.source in self.stop_from and not isinstance(m, ToolCallSummaryMessage)
-              and stop_text in m.to_model_text()):
-            self._pending = ("stop_text", f"{m.source} said {stop_text}")
+        if (stop_text and m.source in self.stop_from and not isinstance(m, ToolCallSummaryMessage)
+                and stop_text in m.to_model_text()):
+            return ("stop_text", f"{m.source} said {stop_text}")
+        return None
 
     async def __call__(self, messages: Sequence[BaseAgentEvent | BaseChatMessage]) -> StopMessage | None:
         if self._fired:
             raise TerminatedException("the run has already stopped")
         for m in messages:
-            if isinstance(m, ToolCallExecutionEvent) and any(r.is_error for r in m.content):
-                self.wake_on("tool failed")
             if isinstance(m, BaseChatMessage):
                 self.observe(m)
         if self._pending is not None:
@@ -134,14 +128,12 @@ class RunGuard(TerminationCondition):
             return self._fire(reason, detail)
         if self.meter.exceeded():
             return self._fire("max_tokens", f"token budget of {self.meter.budget} reached ({self.meter.total_tokens} used)")
-        if self.turns >= self.limits.max_turns + self.extra_turns:
-            return self._fire("max_turns", f"reached {self.limits.max_turns + self.extra_turns} turns")
-        for after in sorted(k for k in self.scheduled if k <= self.turns):
-            self.due += self.scheduled.pop(after)
-        if self.interject or self.due:
+        if self.turns >= self.cap:
+            return self._fire("max_turns", f"reached {self.cap} turns")
+        if self.inbox.ready(self.turns):
             return self._fire("interjection", "a human message is waiting")
-        if self.wake:
-            return self._fire("trigger", ", ".join(f"{r} woken by {t}" for r, t in self.wake))
+        if self.triggers.pending:
+            return self._fire("trigger", ", ".join(f"{r} woken by {t}" for r, t in self.triggers.pending))
         return None
 
     async def reset(self) -> None:

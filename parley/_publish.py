@@ -1,0 +1,157 @@
+"""A run's events on their way out: written to the store first (when one is attached), then shown.
+
+Shown means: kept in the run's and the conversation's history, and handed to every subscriber (each
+`async for event in run`). A subscriber's buffer is bounded: a consumer that falls far behind loses streamed
+chunks (the finished message still comes), never a finished event. Nobody subscribed: nothing is buffered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from ._outbox import Checkpoint, persist
+from .events import ChunkEvent, ErrorEvent, Event, RunResult
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["MAX_BUFFERED_CHUNKS", "Publisher"]
+
+MAX_BUFFERED_CHUNKS = 10_000
+"""Streamed chunks a subscriber may fall behind by before its oldest chunks are dropped."""
+
+
+@dataclass
+class _Subscriber:
+    items: deque[Event] = field(default_factory=deque)
+    chunks: int = 0
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def offer(self, event: Event) -> None:
+        if isinstance(event, ChunkEvent):
+            if self.chunks >= MAX_BUFFERED_CHUNKS:
+                return
+            self.chunks += 1
+        self.items.append(event)
+        self.ready.set()
+
+    async def next(self) -> Event:
+        while not self.items:
+            self.ready.clear()
+            await self.ready.wait()
+        event = self.items.popleft()
+        if isinstance(event, ChunkEvent):
+            self.chunks -= 1
+        return event
+
+
+class Publisher:
+    """Store-then-show for one run's events, in order."""
+
+    def __init__(self, history: list[Event], store: Store | None, thread_id: str | None, run_number: int,
+                 on_store_failure: Callable[[BaseException], ErrorEvent]) -> None:
+        self.events: list[Event] = []
+        """The run's events as shown (chunks aside)."""
+        self._history = history
+        self._subscribers: list[_Subscriber] = []
+        self._store, self._thread_id, self._run_number = store, thread_id, run_number
+        self._on_store_failure = on_store_failure
+        self._outbox: asyncio.Queue[Event | Checkpoint] = asyncio.Queue()
+        self._writer: asyncio.Task[RunResult | None] | None = None
+        self.store_failed = False
+        """True once a write failed: from then on nothing of the run is kept, and nothing more is shown."""
+
+    def start(self) -> None:
+        if self._store is not None:
+            self._writer = asyncio.get_running_loop().create_task(self._write())
+
+    @property
+    def stores(self) -> bool:
+        return self._writer is not None
+
+    def emit(self, event: Event) -> None:
+        if self._writer is not None:
+            self._outbox.put_nowait(event)  # written first, shown after (see _write)
+        else:
+            self._show(event)
+
+    def checkpoint(self, checkpoint: Checkpoint) -> None:
+        if self._writer is not None and not self.store_failed:
+            self._outbox.put_nowait(checkpoint)
+
+    async def drain(self) -> None:
+        """Wait until everything emitted so far is written and shown."""
+        if self._writer is not None:
+            await self._outbox.join()
+
+    async def finish(self, result: RunResult) -> RunResult:
+        """Emit the run's result, wait until it is written and shown; returns it as shown (a failed last write
+        turns it into an error)."""
+        self.emit(result)
+        if self._writer is None:
+            return result
+        shown = await self._writer
+        return shown or result
+
+    def cancel(self) -> None:
+        if self._writer is not None:
+            self._writer.cancel()
+
+    async def subscribe(self) -> AsyncIterator[Event]:
+        """The run's events: those already shown, then each as it is shown, until the result."""
+        sub = _Subscriber()
+        for event in self.events:
+            sub.offer(event)
+        self._subscribers.append(sub)
+        try:
+            while True:
+                event = await sub.next()
+                yield event
+                if isinstance(event, RunResult):
+                    return
+        finally:
+            self._subscribers.remove(sub)
+
+    def _show(self, event: Event) -> None:
+        if not isinstance(event, ChunkEvent):  # chunks are for live display: the finished message is kept
+            self.events.append(event)
+            self._history.append(event)
+        for sub in self._subscribers:
+            sub.offer(event)
+
+    async def _write(self) -> RunResult | None:
+        """Write each batch of events to the store, then show it. A failed write ends the run with the error,
+        and what was not saved is not shown: the error says so, then the run's result (stop reason `error`)."""
+        assert self._store is not None and self._thread_id is not None
+        error: ErrorEvent | None = None
+        while True:
+            items = [await self._outbox.get()]
+            while not self._outbox.empty() and not isinstance(items[-1], RunResult):
+                items.append(self._outbox.get_nowait())
+            if not self.store_failed:
+                try:
+                    await persist(self._store, self._thread_id, items, self._run_number)
+                except Exception as exc:
+                    self.store_failed = True
+                    error = self._on_store_failure(exc)
+                    self._show(error)
+            shown = None
+            for item in items:
+                if isinstance(item, RunResult) and error is not None:
+                    if item.stop_reason != "error":  # the last write failed after the run had ended well
+                        item = item.model_copy(update={"stop_reason": "error",
+                                                       "detail": f"{error.error_type}: {error.content}"})
+                    self._show(item)
+                    shown = item
+                elif isinstance(item, RunResult):
+                    self._show(item)
+                    shown = item
+                elif not isinstance(item, Checkpoint) and not self.store_failed:
+                    self._show(item)
+                self._outbox.task_done()
+            if isinstance(items[-1], RunResult):
+                return shown
