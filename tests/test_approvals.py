@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,8 +19,10 @@ from parley.events import (
     ToolResultEvent,
 )
 from parley.run import Run
+from parley.tools import RunContext
 
 Write = Callable[[str, str], Path]
+SAFETY_S = 30.0
 SCRIPT = """
 roles:
   clerk:
@@ -176,3 +179,59 @@ def test_cli_approval_rules(
         assert main(["run", str(team), "Pay", "--model", f"scripted:{script}", *flags]) == 0
         out = capsys.readouterr().out
         assert f"wire_money {verdict}" in out, (flags, out)
+
+
+class _DecidingHost:
+    """A host of parley.host's protocol, nothing more: the approval stays open until the test decides it."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
+        self.asked: list[tuple[str, str, dict[str, object], str | None]] = []
+        self.decision: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
+        self.was_asked = asyncio.Event()
+
+    def context_for(self, role: str) -> RunContext:
+        return RunContext(workspace=self.workspace, role=role)
+
+    def files_written(self, role: str, tool: str, paths: list[Path]) -> None:
+        pass
+
+    def request_approval(
+        self, role: str, tool: str, args: dict[str, object], call_id: str | None
+    ) -> asyncio.Future[tuple[bool, str]]:
+        self.asked.append((role, tool, args, call_id))
+        self.was_asked.set()
+        return self.decision
+
+
+async def test_a_gated_tool_asks_its_host_and_a_stop_abandons_the_wait(
+    registry: ToolRegistry, tmp_path: Path
+) -> None:
+    """Any host of the protocol can run a tool that needs approval: the tool asks it, waits for its answer, and a
+    stopped run (the engine's cancellation) abandons the wait without running the tool."""
+    from autogen_core import CancellationToken
+
+    from parley._calls import ToolDenied
+    from parley.engine.autogen.tools import BoundTool
+
+    host = _DecidingHost(tmp_path)
+    tool = BoundTool(registry.get("wire_money"), "clerk", host)
+    denied = asyncio.ensure_future(
+        tool.run_json({"to": "ACME", "amount": 5}, CancellationToken(), call_id="c1")
+    )
+    await asyncio.wait_for(host.was_asked.wait(), SAFETY_S)  # a safety net: the question is asked at once
+    assert host.asked == [("clerk", "wire_money", {"to": "ACME", "amount": 5}, "c1")]
+    host.decision.set_result((False, "not today"))
+    with pytest.raises(ToolDenied, match="denied: not today"):
+        await denied
+
+    host = _DecidingHost(tmp_path)
+    token = CancellationToken()
+    waiting = asyncio.ensure_future(
+        BoundTool(registry.get("wire_money"), "clerk", host).run_json({"to": "X", "amount": 1}, token)
+    )
+    await asyncio.wait_for(host.was_asked.wait(), SAFETY_S)  # a safety net: the question is asked at once
+    token.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await waiting
+    assert host.decision.cancelled() and _sent(registry) == []
