@@ -98,7 +98,7 @@ def test_failing_example_fails_and_says_why(tmp_path: Path) -> None:
         "— no call to lookup_order had arguments {'order_id': 1024}",
         "  - [2] billing called lookup_order {'order_id': 1042}",
         "`max_turns: 2` — the run took 3 turns",
-        "**approval-nobody-answers** (customer-support (selector), run 1): `scripted_human: [\"approval of issue_refund (turn 2)\"]` — "
+        '**approval-nobody-answers** (customer-support (selector), run 1): `scripted_human: ["approval of issue_refund (turn 2)"]` — '
         "the scripted human had no answer for: approval of issue_refund",
         "**script-runs-out** (content-studio (round_robin), run 1): error: ScriptExhaustedError: ",
         '`stop_reason: "stop_text"` — the run stopped with error',
@@ -106,4 +106,3 @@ def test_failing_example_fails_and_says_why(tmp_path: Path) -> None:
         assert line in failures, f"summary.md lacks {line!r}:\n{failures}"
     # The expectations that hold are not reported as failures.
     assert "spoke" not in failures and "could not refund" not in failures
-

@@ -59,16 +59,22 @@ class PagesServer(Server):
     """`parley ui` whose default team has a tool that writes web pages."""
 
     def __init__(self, root: Path) -> None:
-        for folder, name, text in (("tools", "pages.py", TOOL), ("teams", "page-maker.yaml", TEAM),
-                                   ("scripts", "pages.yaml", json.dumps(SCRIPT))):
+        for folder, name, text in (
+            ("tools", "pages.py", TOOL),
+            ("teams", "page-maker.yaml", TEAM),
+            ("scripts", "pages.yaml", json.dumps(SCRIPT)),
+        ):
             (root / folder).mkdir(parents=True, exist_ok=True)
             (root / folder / name).write_text(text, encoding="utf-8")
         super().__init__(root / "data", str(root / "scripts" / "pages.yaml"))
         self.root = root
 
     def env(self) -> dict[str, str]:
-        return super().env() | {"PARLEY_TOOLS": str(self.root / "tools"), "PARLEY_TEAMS": str(self.root / "teams"),
-                                "PARLEY_DEFAULT_TEAM": "page-maker"}
+        return super().env() | {
+            "PARLEY_TOOLS": str(self.root / "tools"),
+            "PARLEY_TEAMS": str(self.root / "teams"),
+            "PARLEY_DEFAULT_TEAM": "page-maker",
+        }
 
 
 def _file_link(page: Page, name: str) -> str:
@@ -98,11 +104,17 @@ def _check(new_page: Callable[[], Page], server: Server) -> None:
     first = page.goto(server.url + "/")
     assert first is not None
     policy = first.headers["content-security-policy"]
-    assert "script-src 'self'" in policy and "img-src 'self' data: blob:" in policy and "unsafe-inline" not in policy
+    assert (
+        "script-src 'self'" in policy
+        and "img-src 'self' data: blob:" in policy
+        and "unsafe-inline" not in policy
+    )
     expect(page.locator("#command-Stop")).to_be_visible()  # the chat started under the policy
     page.locator("#chat-input").fill("Write the quarterly report")
     page.locator("#chat-input").press("Enter")
-    expect(page.locator('.step[data-step-type="assistant_message"]').filter(has_text="Run ended")).to_be_visible()
+    expect(
+        page.locator('.step[data-step-type="assistant_message"]').filter(has_text="Run ended")
+    ).to_be_visible()
 
     # The small page travels inside the message: as bytes of no renderable type, whatever the link does.
     small = _file_link(page, "small.html")
@@ -130,7 +142,10 @@ def _check(new_page: Callable[[], Page], server: Server) -> None:
     # Plain text is shown, as text.
     text = page.request.get(_absolute(server, _file_link(page, "big.txt")))
     assert text.headers["content-type"] == "text/plain; charset=utf-8"
-    assert text.headers["content-disposition"] == "inline" and text.headers["x-content-type-options"] == "nosniff"
+    assert (
+        text.headers["content-disposition"] == "inline"
+        and text.headers["x-content-type-options"] == "nosniff"
+    )
 
     # Chainlit's own inline scripts are allowed by hash: the page ran with nothing refused.
     page.reload()

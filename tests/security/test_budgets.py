@@ -41,12 +41,17 @@ SAFETY_NET_S = 60
 BRANCHES = [f"b{i}" for i in range(1, 9)]
 
 
-def _roles(names: list[str], fast: str, scripts: dict[str, Path], extra: dict[str, str] | None = None) -> list[str]:
+def _roles(
+    names: list[str], fast: str, scripts: dict[str, Path], extra: dict[str, str] | None = None
+) -> list[str]:
     lines = ["roles:"]
     for name in names:
         lines += [f"  - name: {name}", f"    prompt: You are {name}."]
-        lines.append(extra[name] if extra and name in extra else
-                     f"    model: scripted:{scripts['fast' if name == fast else 'slow']}")
+        lines.append(
+            extra[name]
+            if extra and name in extra
+            else f"    model: scripted:{scripts['fast' if name == fast else 'slow']}"
+        )
     return lines
 
 
@@ -55,31 +60,47 @@ def _scripts(write: Write, prefix: str, fast: dict[str, list[Any]], slow: list[s
         # Streamed in small steps (each one a turn of the event loop), so every branch has started before the
         # long answer is complete, as with real models.
         "fast": write(f"{prefix}fast.yaml", json.dumps({"roles": fast, "delay_s": 0.5})),
-        "slow": write(f"{prefix}slow.yaml", json.dumps({"roles": {r: ["a slow answer"] * 3 for r in slow},
-                                                        "delay_s": SLOW_S})),
+        "slow": write(
+            f"{prefix}slow.yaml",
+            json.dumps({"roles": {r: ["a slow answer"] * 3 for r in slow}, "delay_s": SLOW_S}),
+        ),
     }
 
 
 def _fanout(write: Write, prefix: str = "") -> tuple[Path, list[str]]:
     """Nine branches and a join; b0 spends the budget while b1..b8 are still thinking."""
     scripts = _scripts(write, prefix, {"b0": [LONG] * 3}, [*BRANCHES, "join"])
-    lines = [f"name: {prefix}fan", "pattern: fanout", "fanout: {join: join}",
-             *_roles(["b0", *BRANCHES, "join"], "b0", scripts), "termination: {max_turns: 50}"]
+    lines = [
+        f"name: {prefix}fan",
+        "pattern: fanout",
+        "fanout: {join: join}",
+        *_roles(["b0", *BRANCHES, "join"], "b0", scripts),
+        "termination: {max_turns: 50}",
+    ]
     return write(f"{prefix}fan.yaml", "\n".join(lines) + "\n"), BRANCHES
 
 
 def _consensus(write: Write) -> tuple[Path, list[str]]:
     voters = ["v1", "v2", "v3", "v4"]
     scripts = _scripts(write, "", {"v0": [LONG + "\nVOTE: yes"] * 3}, voters)
-    lines = ["name: vote", "pattern: consensus", "consensus: {debate_rounds: 1, tie: escalate}",
-             *_roles(["v0", *voters], "v0", scripts), "termination: {max_turns: 50}"]
+    lines = [
+        "name: vote",
+        "pattern: consensus",
+        "consensus: {debate_rounds: 1, tie: escalate}",
+        *_roles(["v0", *voters], "v0", scripts),
+        "termination: {max_turns: 50}",
+    ]
     return write("vote.yaml", "\n".join(lines) + "\n"), voters
 
 
 def _sequential(write: Write) -> tuple[Path, list[str]]:
     scripts = _scripts(write, "", {"first": [LONG] * 3}, ["second", "third"])
-    lines = ["name: pipeline", "pattern: sequential", *_roles(["first", "second", "third"], "first", scripts),
-             "termination: {max_turns: 50}"]
+    lines = [
+        "name: pipeline",
+        "pattern: sequential",
+        *_roles(["first", "second", "third"], "first", scripts),
+        "termination: {max_turns: 50}",
+    ]
     return write("pipeline.yaml", "\n".join(lines) + "\n"), ["second", "third"]
 
 
@@ -88,32 +109,58 @@ def _hierarchical(write: Write) -> tuple[Path, list[str]]:
     workers = [f"w{i}" for i in range(1, 9)]
     delegate = {"calls": [{"tool": w, "args": {"task": f"part {w}"}} for w in ["w0", *workers]]}
     scripts = _scripts(write, "", {"boss": [delegate, "done"], "w0": [LONG] * 3}, workers)
-    lines = ["name: firm", "pattern: hierarchical", "hierarchical: {manager: boss, max_delegations: 5}",
-             *_roles(["boss", "w0", *workers], "w0", scripts,
-                     {"boss": f"    model: scripted:{scripts['fast']}"}),
-             "termination: {max_turns: 50}"]
+    lines = [
+        "name: firm",
+        "pattern: hierarchical",
+        "hierarchical: {manager: boss, max_delegations: 5}",
+        *_roles(["boss", "w0", *workers], "w0", scripts, {"boss": f"    model: scripted:{scripts['fast']}"}),
+        "termination: {max_turns: 50}",
+    ]
     return write("firm.yaml", "\n".join(lines) + "\n"), workers
 
 
 def _subteam(write: Write) -> tuple[Path, list[str]]:
     """A manager delegates to a whole sub-team, itself a fan-out of nine branches."""
     sub, slow = _fanout(write, "sub")
-    boss = write("boss.yaml", json.dumps({"roles": {"boss": [{"tool": "crew", "args": {"task": "analyse"}}, "done"]}}))
-    lines = ["name: holding", "pattern: hierarchical", "hierarchical: {manager: boss}", "roles:",
-             "  - name: boss", "    prompt: You lead.", f"    model: scripted:{boss}",
-             "  - name: crew", "    description: a team of nine", f"    team: {sub.name}",
-             "termination: {max_turns: 50}"]
+    boss = write(
+        "boss.yaml", json.dumps({"roles": {"boss": [{"tool": "crew", "args": {"task": "analyse"}}, "done"]}})
+    )
+    lines = [
+        "name: holding",
+        "pattern: hierarchical",
+        "hierarchical: {manager: boss}",
+        "roles:",
+        "  - name: boss",
+        "    prompt: You lead.",
+        f"    model: scripted:{boss}",
+        "  - name: crew",
+        "    description: a team of nine",
+        f"    team: {sub.name}",
+        "termination: {max_turns: 50}",
+    ]
     return write("holding.yaml", "\n".join(lines) + "\n"), slow
 
 
-TEAMS = {"fanout": _fanout, "consensus": _consensus, "sequential": _sequential, "hierarchical": _hierarchical,
-         "sub-team": _subteam}
+TEAMS = {
+    "fanout": _fanout,
+    "consensus": _consensus,
+    "sequential": _sequential,
+    "hierarchical": _hierarchical,
+    "sub-team": _subteam,
+}
 
 
 def _parley(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return subprocess.run([PARLEY, *args], capture_output=True, text=True, timeout=SAFETY_NET_S, cwd=ROOT, env=env,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [PARLEY, *args],
+        capture_output=True,
+        text=True,
+        timeout=SAFETY_NET_S,
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.mark.parametrize("pattern", sorted(TEAMS))
@@ -155,7 +202,8 @@ async def _drained() -> None:
 
 @pytest.mark.parametrize("pattern", sorted(TEAMS))
 async def test_after_the_budget_stops_a_run_no_role_calls_a_model_and_nothing_is_left_running(
-        write: Write, pattern: str) -> None:
+    write: Write, pattern: str
+) -> None:
     team, slow = TEAMS[pattern](write)
     conv = Conversation(team, max_tokens=BUDGET)
     events = await asyncio.wait_for(collect(conv.start("Analyse Q3")), SAFETY_NET_S)
@@ -168,7 +216,8 @@ async def test_after_the_budget_stops_a_run_no_role_calls_a_model_and_nothing_is
 
 
 async def test_after_the_budget_stops_a_fanout_the_store_has_it_and_the_conversation_goes_on(
-        write: Write, tmp_path: Path) -> None:
+    write: Write, tmp_path: Path
+) -> None:
     team, slow = _fanout(write)
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'budget.db'}")
     try:

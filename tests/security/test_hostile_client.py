@@ -68,14 +68,31 @@ class ChainlitRun(Server):
         return super().env() | {"CHAINLIT_AUTH_SECRET": "test-secret-" + "x" * 40}
 
     def command(self) -> list[str]:
-        return [sys.executable, "-m", "chainlit", "run", "app.py", "--headless", "--host", self.host,
-                "--port", str(self.port)]
+        return [
+            sys.executable,
+            "-m",
+            "chainlit",
+            "run",
+            "app.py",
+            "--headless",
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+        ]
 
     def launch(self) -> ChainlitRun:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env(), stdin=subprocess.DEVNULL,
-                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(),
+                cwd=ROOT,
+                env=self.env(),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         Server.running.append(self)
         return self
 
@@ -144,11 +161,20 @@ def folder(session_id):
 print(json.dumps({"broken": _chainlit_fixes.check(), "good": folder("2b1c7d4e-1f0a-4c47-9a8e-0d4f5a6b7c8d"),
                   "escape": folder("../victim"), "root": folder(".")}))
 """
-    done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env=os.environ | {"PARLEY_DATA_DIR": str(tmp_path)}, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=os.environ | {"PARLEY_DATA_DIR": str(tmp_path)},
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout.strip().splitlines()[-1])
-    assert found["broken"] == [], "Chainlit changed under parley's workarounds:\n" + "\n".join(found["broken"])
+    assert found["broken"] == [], "Chainlit changed under parley's workarounds:\n" + "\n".join(
+        found["broken"]
+    )
     assert found["good"] == str((ROOT / ".files" / "2b1c7d4e-1f0a-4c47-9a8e-0d4f5a6b7c8d").resolve())
     assert found["escape"].startswith("refused: ") and found["root"].startswith("refused: ")
 
@@ -189,7 +215,10 @@ def test_chainlit_run_on_every_interface_without_users_refuses_to_start(tmp_path
     server = ChainlitRun(tmp_path / "data", script(tmp_path / "script.yaml"), "0.0.0.0")
     code = _exit_before_listening(server, "chainlit run app.py --host 0.0.0.0")
     assert code != 0
-    assert "serving on 0.0.0.0 needs login: create a user first with `parley users add NAME`" in server.log_tail()
+    assert (
+        "serving on 0.0.0.0 needs login: create a user first with `parley users add NAME`"
+        in server.log_tail()
+    )
 
 
 def test_on_every_interface_the_host_header_grants_nothing(tmp_path: Path) -> None:
@@ -220,7 +249,9 @@ def test_another_origin_cannot_drive_the_socket(local: Server) -> None:
         refused = [
             await refused_socket(local, cookie, headers={"Origin": other}),
             await refused_socket(local, cookie, headers={"Origin": "null"}),  # a sandboxed frame, a file
-            await refused_socket(local, cookie, headers={"Origin": f"http://localhost.attacker.example:{local.port}"}),
+            await refused_socket(
+                local, cookie, headers={"Origin": f"http://localhost.attacker.example:{local.port}"}
+            ),
         ]
         async with ChatSocket(local, cookie, headers={"Origin": local.url}) as tab:  # the app's own page
             await tab.run_to_end("Plan the launch")
@@ -243,11 +274,18 @@ def test_another_origin_cannot_change_anything_over_http(local: Server) -> None:
             "set the session cookie": ("POST", "/set-session-cookie", {"json": {"session_id": "x"}}),
             "rename a thread": ("PUT", "/project/thread", {"json": {"threadId": tid, "name": "x"}}),
             "delete a thread": ("DELETE", "/project/thread", {"json": {"threadId": tid}}),
-            "upload a file": ("POST", "/project/file", {"params": {"session_id": tid},
-                                                       "files": {"file": ("x.txt", b"x", "text/plain")}}),
+            "upload a file": (
+                "POST",
+                "/project/file",
+                {"params": {"session_id": tid}, "files": {"file": ("x.txt", b"x", "text/plain")}},
+            ),
             "change an element": ("PUT", "/project/element", {"json": {}}),
             "press a button": ("POST", "/project/action", {"json": {}}),
-            "list the threads": ("POST", "/project/threads", {"json": {"pagination": {"first": 5}, "filter": {}}}),
+            "list the threads": (
+                "POST",
+                "/project/threads",
+                {"json": {"pagination": {"first": 5}, "filter": {}}},
+            ),
             "read who is signed in": ("GET", "/user", {}),
         }
         for door, (method, path, kw) in doors.items():
@@ -258,8 +296,9 @@ def test_another_origin_cannot_change_anything_over_http(local: Server) -> None:
         # Still signed in: the refused sign-out did nothing.
         assert client.get("/user").json()["identifier"] == "local"
         # Chainlit's CORS lets no other origin read answers (it allowed http://127.0.0.1:8000, another port).
-        preflight = client.options("/user", headers={"Origin": "http://127.0.0.1:8000",
-                                                     "Access-Control-Request-Method": "GET"})
+        preflight = client.options(
+            "/user", headers={"Origin": "http://127.0.0.1:8000", "Access-Control-Request-Method": "GET"}
+        )
         assert "access-control-allow-origin" not in preflight.headers
 
 
@@ -327,9 +366,17 @@ def test_a_local_login_opens_nothing_once_login_is_required(tmp_path: Path) -> N
         def knock() -> None:
             doors = {
                 "who am I": ("GET", "/user", {}),
-                "list the threads": ("POST", "/project/threads", {"json": {"pagination": {"first": 20}, "filter": {}}}),
+                "list the threads": (
+                    "POST",
+                    "/project/threads",
+                    {"json": {"pagination": {"first": 20}, "filter": {}}},
+                ),
                 "read the transcript": ("GET", f"/project/thread/{tid}", {}),
-                "rename the thread": ("PUT", "/project/thread", {"json": {"threadId": tid, "name": "mine now"}}),
+                "rename the thread": (
+                    "PUT",
+                    "/project/thread",
+                    {"json": {"threadId": tid, "name": "mine now"}},
+                ),
                 "sign in without a password": ("POST", "/auth/header", {}),
                 "trade it for a fresh cookie": ("POST", "/auth/jwt", {}),
             }
@@ -337,17 +384,24 @@ def test_a_local_login_opens_nothing_once_login_is_required(tmp_path: Path) -> N
                 for door, (method, path, kw) in doors.items():
                     for credentials in ({"Cookie": cookie}, {"Authorization": f"Bearer {token}"}):
                         answer = client.request(method, path, headers=credentials, **kw)
-                        assert answer.status_code == 401, f"local mode's login could {door}: {answer.text[:200]}"
+                        assert answer.status_code == 401, (
+                            f"local mode's login could {door}: {answer.text[:200]}"
+                        )
                         assert SIGN_IN in answer.json()["detail"], (door, answer.text)
                         assert "Plan the launch" not in answer.text and "reply" not in answer.text
                 # The page itself still loads (to show the login form) and tells the browser to drop the cookie.
                 page = client.get("/", headers={"Cookie": cookie})
                 assert page.status_code == 200
-                assert any(h.startswith("access_token=") and "Max-Age=0" in h
-                           for h in page.headers.get_list("set-cookie")), page.headers
+                assert any(
+                    h.startswith("access_token=") and "Max-Age=0" in h
+                    for h in page.headers.get_list("set-cookie")
+                ), page.headers
                 # Signing in from that browser: the fresh login cookie is kept, not dropped with the stale one.
-                signed_in = client.post("/login", data={"username": "alice", "password": "alice-password-1"},
-                                        headers={"Cookie": cookie})
+                signed_in = client.post(
+                    "/login",
+                    data={"username": "alice", "password": "alice-password-1"},
+                    headers={"Cookie": cookie},
+                )
                 assert signed_in.status_code == 200
                 fresh = [h for h in signed_in.headers.get_list("set-cookie") if h.startswith("access_token=")]
                 assert fresh and all("Max-Age=0" not in h for h in fresh), fresh
@@ -383,10 +437,13 @@ def test_a_local_tab_runs_nothing_once_login_is_required(tmp_path: Path) -> None
                 runs = still_open.runs_ended()
                 await asyncio.to_thread(add_users, server, alice="alice-password-1")
                 # Reconnecting with the old cookie and session id: Chainlit would restore the session.
-                reconnect = await refused_socket(server, cookie, session_id=session, thread_id=tid, wait_started=False)
+                reconnect = await refused_socket(
+                    server, cookie, session_id=session, thread_id=tid, wait_started=False
+                )
                 await still_open.say("Plan the afterparty")
                 told = await still_open.note(SIGN_IN)
-                await asyncio.wait_for(still_open.dropped.wait(), WAIT_S)  # the server closed the tab's socket
+                # the server closed the tab's socket
+                await asyncio.wait_for(still_open.dropped.wait(), WAIT_S)
                 return reconnect, told, still_open.texts(), runs - still_open.runs_ended()
 
         reconnect, told, texts, more_runs = run_async(go)

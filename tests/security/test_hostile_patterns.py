@@ -45,8 +45,15 @@ PATTERNS = {
 
 def _parley(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    return subprocess.run([PARLEY, *args], capture_output=True, text=True, timeout=SAFETY_NET_S, cwd=cwd, env=env,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [PARLEY, *args],
+        capture_output=True,
+        text=True,
+        timeout=SAFETY_NET_S,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _events(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
@@ -58,7 +65,9 @@ def test_a_vote_padded_to_backtrack_is_counted_and_the_run_s_timeout_still_fires
     would take ten minutes) thinks, the run's 3-second timeout ends the run, exit 4."""
     fast = write("fast.yaml", json.dumps({"roles": {"v1": [HOSTILE_VOTE], "v2": ["Too risky.\nVOTE: hold"]}}))
     slow = write("slow.yaml", json.dumps({"roles": {"chair": ["VOTE: invest"]}, "delay_s": 600}))
-    team = write("committee.yaml", f"""name: committee
+    team = write(
+        "committee.yaml",
+        f"""name: committee
 pattern: consensus
 consensus: {{options: [invest, hold], debate_rounds: 0, tie: judge, judge: chair}}
 roles:
@@ -66,7 +75,8 @@ roles:
   - {{name: v2, prompt: You vote., model: "scripted:{fast}"}}
   - {{name: chair, prompt: You settle ties., model: "scripted:{slow}"}}
 termination: {{max_turns: 20}}
-""")
+""",
+    )
     proc = _parley("run", str(team), "Should we invest?", "--timeout", "3", "--json", "--no-save")
     assert proc.returncode == EXIT_TIMEOUT, proc.stderr[-2000:]
     events = _events(proc)
@@ -76,27 +86,37 @@ termination: {{max_turns: 20}}
 
 
 def _validating_team(write: Write, pattern: str, retries: int) -> Path:
-    return write("team.yaml", f"""name: checked
+    return write(
+        "team.yaml",
+        f"""name: checked
 pattern: round_robin
 roles:
   - name: alpha
     prompt: You answer.
     validate: {{regex: {json.dumps(pattern)}, retries: {retries}}}
 termination: {{max_turns: 1}}
-""")
+""",
+    )
 
 
-@pytest.mark.parametrize(("pattern", "stop_reason", "code"), [("nested quantifier", "escalation", EXIT_ESCALATED),
-                                                             ("overlapping alternatives", "timeout", EXIT_TIMEOUT)])
+@pytest.mark.parametrize(
+    ("pattern", "stop_reason", "code"),
+    [
+        ("nested quantifier", "escalation", EXIT_ESCALATED),
+        ("overlapping alternatives", "timeout", EXIT_TIMEOUT),
+    ],
+)
 def test_a_team_pattern_that_backtracks_cannot_hold_the_run_past_its_timeout(
-        write: Write, pattern: str, stop_reason: str, code: int) -> None:
+    write: Write, pattern: str, stop_reason: str, code: int
+) -> None:
     """Up to eleven checks of at most a second each. The nested quantifier is answered at once (the answer fails
     every check, and the open escalation ends the run, exit 5); the overlapping alternatives are cut at a second
     each, and the run's 3-second timeout ends the run, exit 4."""
     script = write("s.yaml", json.dumps({"roles": {"alpha": [BACKTRACKS] * 11}}))
     team = _validating_team(write, PATTERNS[pattern], retries=10)
-    proc = _parley("run", str(team), "Answer", "--model", f"scripted:{script}", "--timeout", "3", "--json",
-                   "--no-save")
+    proc = _parley(
+        "run", str(team), "Answer", "--model", f"scripted:{script}", "--timeout", "3", "--json", "--no-save"
+    )
     assert proc.returncode == code, proc.stderr[-2000:]
     result = _events(proc)[-1]
     assert result["type"] == "result" and result["stop_reason"] == stop_reason, result
@@ -106,8 +126,11 @@ SLOW = PATTERNS["overlapping alternatives"]
 RULES = {
     "validate.regex": (f"{{regex: {json.dumps(SLOW)}, retries: 0}}", BACKTRACKS),
     # jsonschema itself runs `pattern` with Python's `re`: parley runs it with the same time limit.
-    "a json_schema pattern": ('{json_schema: {type: object, properties: {code: {type: string, pattern: '
-                              f'{json.dumps(SLOW)}}}}}}}, retries: 0}}', json.dumps({"code": BACKTRACKS})),
+    "a json_schema pattern": (
+        "{json_schema: {type: object, properties: {code: {type: string, pattern: "
+        f"{json.dumps(SLOW)}}}}}}}, retries: 0}}",
+        json.dumps({"code": BACKTRACKS}),
+    ),
 }
 
 
@@ -115,21 +138,40 @@ RULES = {
 def test_a_team_pattern_that_takes_too_long_fails_validation_and_says_so(write: Write, rule: str) -> None:
     validate, answer = RULES[rule]
     script = write("s.yaml", json.dumps({"roles": {"alpha": [answer]}}))
-    team = write("team.yaml", "name: checked\npattern: round_robin\nroles:\n  - name: alpha\n    prompt: You answer.\n"
-                              f"    validate: {validate}\ntermination: {{max_turns: 1}}\n")
-    proc = _parley("run", str(team), "Answer", "--model", f"scripted:{script}", "--on-escalation", "continue",
-                   "--json", "--no-save")
+    team = write(
+        "team.yaml",
+        "name: checked\npattern: round_robin\nroles:\n  - name: alpha\n    prompt: You answer.\n"
+        f"    validate: {validate}\ntermination: {{max_turns: 1}}\n",
+    )
+    proc = _parley(
+        "run",
+        str(team),
+        "Answer",
+        "--model",
+        f"scripted:{script}",
+        "--on-escalation",
+        "continue",
+        "--json",
+        "--no-save",
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     [check] = [e for e in _events(proc) if e["type"] == "validation"]
     assert check["passed"] is False
     assert [p for p in check["problems"] if TOO_SLOW in p], check["problems"]
 
 
-def test_a_suite_pattern_that_takes_too_long_fails_its_expectation_and_says_so(write: Write, tmp_path: Path) -> None:
+def test_a_suite_pattern_that_takes_too_long_fails_its_expectation_and_says_so(
+    write: Write, tmp_path: Path
+) -> None:
     write("s.yaml", json.dumps({"roles": {"alpha": [BACKTRACKS]}}))
-    write("team.yaml", "name: plain\npattern: round_robin\nroles:\n  - {name: alpha, prompt: You answer.}\n"
-                       "termination: {max_turns: 1}\n")
-    suite = write("suite.yaml", f"""suite: hostile
+    write(
+        "team.yaml",
+        "name: plain\npattern: round_robin\nroles:\n  - {name: alpha, prompt: You answer.}\n"
+        "termination: {max_turns: 1}\n",
+    )
+    suite = write(
+        "suite.yaml",
+        f"""suite: hostile
 defaults: {{team: team.yaml}}
 scenarios:
   - name: backtracking
@@ -138,7 +180,8 @@ scenarios:
     expect:
       - final_matches: {json.dumps(PATTERNS["overlapping alternatives"])}
       - final_contains: aaa
-""")
+""",
+    )
     out = tmp_path / "out"
     proc = _parley("eval", str(suite), "--out", str(out), "--no-save")
     assert proc.returncode != 0 and (out / "results.jsonl").exists(), proc.stderr[-2000:]
@@ -170,18 +213,22 @@ def _was_contacted(sock: socket.socket) -> bool:
 
 def _schema_team(write: Write, ref: str) -> Path:
     # The `$ref` is on line 6.
-    return write("schema-team.yaml", f"""name: schema
+    return write(
+        "schema-team.yaml",
+        f"""name: schema
 pattern: round_robin
 roles:
   - name: alpha
     prompt: You answer in JSON.
     validate: {{json_schema: {{"$ref": {json.dumps(ref)}}}, retries: 0}}
 termination: {{max_turns: 1}}
-""")
+""",
+    )
 
 
 def test_a_schema_ref_to_a_server_is_refused_at_load_and_never_fetched(
-        write: Write, silent_listener: tuple[str, socket.socket]) -> None:
+    write: Write, silent_listener: tuple[str, socket.socket]
+) -> None:
     url, sock = silent_listener
     script = write("s.yaml", json.dumps({"roles": {"alpha": ['{"answer": 42}']}}))
     team = _schema_team(write, url)
@@ -198,8 +245,17 @@ def test_a_schema_ref_to_a_local_file_is_refused_at_load_and_never_read(write: W
     secret.write_text(json.dumps({"enum": ["PRIVATE-7f3a9c"]}), encoding="utf-8")
     script = write("s.yaml", json.dumps({"roles": {"alpha": ['{"answer": 42}']}}))
     team = _schema_team(write, secret.as_uri())
-    proc = _parley("run", str(team), "Answer", "--model", f"scripted:{script}", "--on-escalation", "continue",
-                   "--json", "--no-save")
+    proc = _parley(
+        "run",
+        str(team),
+        "Answer",
+        "--model",
+        f"scripted:{script}",
+        "--on-escalation",
+        "continue",
+        "--json",
+        "--no-save",
+    )
     assert proc.returncode == EXIT_CONFIG, proc.stderr[-2000:]
     assert "schema-team.yaml:6: roles[0].validate.json_schema" in proc.stderr, proc.stderr
     assert "refers outside itself" in proc.stderr and "copy the definition into the schema" in proc.stderr
@@ -207,7 +263,8 @@ def test_a_schema_ref_to_a_local_file_is_refused_at_load_and_never_read(write: W
 
 
 def test_a_schema_that_skipped_the_load_check_still_fetches_nothing(
-        silent_listener: tuple[str, socket.socket], tmp_path: Path) -> None:
+    silent_listener: tuple[str, socket.socket], tmp_path: Path
+) -> None:
     """Defence in depth: a schema built without the team-file check (an embedding program's own ValidationSpec)
     resolves only inside itself; the outside reference is a validation problem, and no connection is made."""
     url, sock = silent_listener
@@ -218,8 +275,14 @@ spec = ValidationSpec.model_construct(json_schema={{"properties": {{"a": {{"$ref
                                       regex=None, contains=[], not_contains=[], check=None, retries=0)
 print(Validator(spec).problems('{{"a": 1}}'))
 """
-    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=SAFETY_NET_S,
-                          cwd=tmp_path, stdin=subprocess.DEVNULL)
+    done = subprocess.run(
+        [sys.executable, "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=SAFETY_NET_S,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "cannot be resolved inside it" in done.stdout and url in done.stdout, done.stdout
     assert not _was_contacted(sock), "parley connected to the schema's server"

@@ -29,7 +29,8 @@ def _planting_team(folder: Path, marker: Path, name: str = "planted") -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     program = f"open({str(marker)!r}, 'w').write('ran')"
     path = folder / f"{name}.yaml"
-    path.write_text(f"""name: {name}
+    path.write_text(
+        f"""name: {name}
 pattern: round_robin
 roles:
   - name: alpha
@@ -40,7 +41,9 @@ mcp:
     command: {sys.executable}
     args: {json.dumps(["-c", program])}
 termination: {{max_turns: 1}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     return path
 
 
@@ -50,7 +53,8 @@ def _script(write: Write) -> Path:
 
 @pytest.mark.parametrize("where", ["a folder given by path", "a conversation's workspace"])
 def test_a_team_file_outside_the_trusted_folders_cannot_start_a_program(
-        write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str) -> None:
+    write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
     folder = tmp_path / "downloads" if where.startswith("a folder") else data_dir() / "workspaces" / new_id()
     marker = tmp_path / "ran.txt"
     team = _planting_team(folder, marker)
@@ -74,18 +78,36 @@ def test_the_operator_trusts_a_folder_by_naming_it(write: Write, tmp_path: Path,
     else:
         env["PARLEY_TRUSTED_TEAMS"] = str(folder)
     # A real `parley` process: the server's standard error is parley's own.
-    done = subprocess.run([PARLEY, "run", str(team), "Read the files", "--model", f"scripted:{_script(write)}",
-                           "--no-save", *extra], capture_output=True, text=True, timeout=120, env=env,
-                          stdin=subprocess.DEVNULL)
-    assert "could not be reached" in done.stderr, done.stderr  # it started and, not being an MCP server, failed
+    done = subprocess.run(
+        [
+            PARLEY,
+            "run",
+            str(team),
+            "Read the files",
+            "--model",
+            f"scripted:{_script(write)}",
+            "--no-save",
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        stdin=subprocess.DEVNULL,
+    )
+    # it started and, not being an MCP server, failed
+    assert "could not be reached" in done.stderr, done.stderr
     assert marker.exists() and marker.read_text() == "ran", done.stderr
 
 
 def test_a_sub_team_named_by_path_outside_the_trusted_folders_is_refused(
-        write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     marker = tmp_path / "ran.txt"
     _planting_team(tmp_path / "elsewhere", marker, name="helper")
-    lead = write("mine/lead.yaml", """
+    lead = write(
+        "mine/lead.yaml",
+        """
         name: lead
         pattern: hierarchical
         hierarchical: {manager: boss}
@@ -93,7 +115,8 @@ def test_a_sub_team_named_by_path_outside_the_trusted_folders_is_refused(
           - {name: boss, prompt: You lead.}
           - {name: helper, team: ../elsewhere/helper.yaml, description: helps}
         termination: {max_turns: 1}
-    """)
+    """,
+    )
     monkeypatch.setenv("PARLEY_TRUSTED_TEAMS", str(lead.parent))
     script = write("s.yaml", "roles:\n  boss: ['done']\n")
     code = main(["run", str(lead), "Go", "--model", f"scripted:{script}", "--no-save"])
@@ -104,17 +127,21 @@ def test_a_sub_team_named_by_path_outside_the_trusted_folders_is_refused(
 
 @pytest.mark.parametrize("how", ["absolute", "relative"])
 def test_a_prompt_path_cannot_leave_the_team_folder_and_the_project(
-        write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str) -> None:
+    write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str], how: str
+) -> None:
     secret = write("outside/secret.md", "TOPSECRET: the operator's notes")
     ref = str(secret) if how == "absolute" else "../../../../../../../../.." + str(secret)
-    team = write("team/team.yaml", f"""
+    team = write(
+        "team/team.yaml",
+        f"""
         name: nosy
         pattern: round_robin
         roles:
           - name: alpha
             prompt: {ref}
         termination: {{max_turns: 1}}
-    """)
+    """,
+    )
     code = main(["run", str(team), "Go", "--model", f"scripted:{_script(write)}", "--no-save"])
     out, err = capsys.readouterr()
     assert code == 2, (out, err)
@@ -123,40 +150,50 @@ def test_a_prompt_path_cannot_leave_the_team_folder_and_the_project(
 
 
 def test_prompts_next_to_the_team_file_and_in_the_project_still_load(
-        write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+    write: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
     write("team/prompts/alpha.md", "You are alpha, from a file next to the team.")
-    team = write("team/team.yaml", """
+    team = write(
+        "team/team.yaml",
+        """
         name: tidy
         pattern: round_robin
         roles:
           - {name: alpha, prompt: prompts/alpha.md}
           - {name: beta, prompt: writer.md}
         termination: {max_turns: 1}
-    """)
+    """,
+    )
     code = main(["run", str(team), "Go", "--model", f"scripted:{_script(write)}", "--no-save"])
     assert code == 0, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("key", ["team", "model"])
 def test_a_suite_cannot_name_files_outside_its_folder_and_the_project(
-        write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str) -> None:
+    write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str], key: str
+) -> None:
     outside = write("elsewhere/team.yaml", "name: x\n")
     value = f"scripted:{outside}" if key == "model" else "../elsewhere/team.yaml"
-    suite = write("suite/suite.yaml", f"""
+    suite = write(
+        "suite/suite.yaml",
+        f"""
         suite: s
         defaults: {{team: customer-support}}
         scenarios:
           - name: a
             task: hi
             {key}: "{value}"
-    """)
+    """,
+    )
     code = main(["eval", str(suite), "--no-save", "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
     assert code == 2, err
     assert "suite.yaml:6" in err and "is outside the suite's folder" in err, err
 
 
-def test_the_team_list_says_which_teams_start_programs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_team_list_says_which_teams_start_programs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = tmp_path / "mine"
     _planting_team(folder, tmp_path / "ran.txt")
     assert main(["teams", "--teams", str(folder)]) == 0
@@ -166,7 +203,8 @@ def test_the_team_list_says_which_teams_start_programs(tmp_path: Path, capsys: p
 
 
 def test_a_team_file_outside_the_trusted_folders_cannot_point_the_server_at_an_address(
-        write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    write: Write, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """An MCP server by URL would have parley connect, from the server, to a service of the file's choosing (one on
     this machine or its network): like a command, it is the operator's to allow."""
     import socket
@@ -179,7 +217,8 @@ def test_a_team_file_outside_the_trusted_folders_cannot_point_the_server_at_an_a
     folder = tmp_path / "downloads"
     folder.mkdir()
     team = folder / "probe.yaml"
-    team.write_text(f"""name: probe
+    team.write_text(
+        f"""name: probe
 pattern: round_robin
 roles:
   - name: alpha
@@ -188,7 +227,9 @@ roles:
 mcp:
   - {{name: inside, url: "http://127.0.0.1:{port}/mcp"}}
 termination: {{max_turns: 1}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     try:
         code = main(["run", str(team), "Look around", "--model", f"scripted:{_script(write)}", "--no-save"])
         err = capsys.readouterr().err

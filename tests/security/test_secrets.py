@@ -164,7 +164,8 @@ def test_secrets_are_not_on_the_page(server: Server, model: FakeServer, new_page
             "() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
         ),
     }
-    assert len(frames) >= 6 and len(bodies) > 10  # the capture worked (the count of frames varies with timing)
+    # the capture worked (the count of frames varies with timing)
+    assert len(frames) >= 6 and len(bodies) > 10
     leaked = {place: _leaks(text) for place, text in places.items() if _leaks(text)}
     assert leaked == {}
 

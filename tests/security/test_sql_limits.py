@@ -224,8 +224,8 @@ def _cli(team: Path, script: Path, **popen: object) -> subprocess.Popen[str]:
         text=True,
         cwd=ROOT,
         env=env,
-        **popen,
-    )  # type: ignore[call-overload]
+        **popen,  # type: ignore[call-overload]
+    )
 
 
 def _script(write: Callable[[str, str], Path], *queries: str) -> Path:
