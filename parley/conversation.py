@@ -80,14 +80,8 @@ class Conversation:
         self.registry = registry or default_registry()
         self.team = team if isinstance(team, TeamSpec) else resolve_team(team, teams_dirs, self.registry)
         self.pattern = pattern_of(self.team)
-        root = _parent._root if _parent is not None else None
-        self.meter: Meter = root.meter if root is not None else Meter()
-        self.pool: ModelPool = root.pool if root is not None else ModelPool(self.meter)
-        model = self.pool.name_of(model) if model is not None else None  # a FunctionModel is named "function:NAME"
-        default_model = os.environ.get("PARLEY_MODEL") or self.team.model or "local"
-        self.model = model or default_model
-        # An explicit model (the CLI's --model) applies to every role; otherwise a role's own model wins.
-        self.role_models = {r.name: model or r.model or default_model for r in self.team.roles}
+        self._share(_parent)
+        named = self._models(model)
         overrides = {"max_turns": max_turns, "max_tokens": max_tokens, "timeout_s": timeout_s}
         self.limits: TerminationSpec = self.pattern.limits(self.team, self.team.termination.model_copy(
             update={k: v for k, v in overrides.items() if v is not None}))
@@ -95,12 +89,6 @@ class Conversation:
         """Standing decisions per tool name, `*` for every tool (the CLI's --approve/--deny); others wait."""
         self.store: Store | None = None
         self.thread_id: str | None = None
-        self.mcp: McpHub = root.mcp if root is not None else McpHub(self.notice)
-        """One session per MCP server for the whole conversation, its sub-teams included; closed with it."""
-        self.images: ImageShelf = root.images if root is not None else ImageShelf()
-        """Pictures MCP tools returned, for roles whose models accept images."""
-        self.notes_board: list[dict[str, Any]] = root.notes_board if root is not None else []
-        """Notes every role of this conversation reads and writes (the team_notes tool)."""
         self.inbox = HumanInbox()
         """Human messages waiting for the team (see parley.inbox)."""
         self.triggers = _triggers(self.team)
@@ -111,13 +99,8 @@ class Conversation:
         """Hierarchical pattern: the roles the manager delegates to."""
         self.speakers = self.pattern.speakers(self.team)
         """Who speaks in the conversation: the roles (and a consensus team's verdict)."""
-        self.subteams = {r.name: Conversation(self._subteam_spec(r.team, teams_dirs), model=model,
-                                              registry=self.registry, teams_dirs=teams_dirs, _parent=self)
-                         for r in self.team.roles if r.team is not None}
+        self.subteams = self._subteams(named, teams_dirs)
         """Hierarchical pattern: workers that are whole teams, sharing this conversation's models and human."""
-        for sub in self.subteams.values():
-            self.speakers |= sub.speakers
-            self.notices += sub.notices
         self._local_id = uuid.uuid4().hex
         if _parent is None:
             self._check_scripts()
@@ -127,6 +110,41 @@ class Conversation:
         self.engine = TeamSession(self)
         """The team on the engine: built on first use, from the last checkpoint."""
         self._run: Run | None = None
+
+    def _models(self, model: str | FunctionModel | None) -> str | None:
+        """Each role's model; returns the explicit model's name, if one was given."""
+        named = self.pool.name_of(model) if model is not None else None  # a FunctionModel is named "function:NAME"
+        default_model = os.environ.get("PARLEY_MODEL") or self.team.model or "local"
+        self.model = named or default_model
+        # An explicit model (the CLI's --model) applies to every role; otherwise a role's own model wins.
+        self.role_models = {r.name: named or r.model or default_model for r in self.team.roles}
+        return named
+
+    def _subteams(self, model: str | None, teams_dirs: Sequence[str | Path]) -> dict[str, Conversation]:
+        subteams = {r.name: Conversation(self._subteam_spec(r.team, teams_dirs), model=model, registry=self.registry,
+                                         teams_dirs=teams_dirs, _parent=self)
+                    for r in self.team.roles if r.team is not None}
+        for sub in subteams.values():
+            self.speakers |= sub.speakers
+            self.notices += sub.notices
+        return subteams
+
+    def _share(self, parent: Conversation | None) -> None:
+        """What a sub-team shares with the conversation it works in: its meter and models, MCP sessions,
+        pictures and notes. A top-level conversation has its own."""
+        if parent is not None:
+            root = parent._root
+            self.meter, self.pool, self.mcp = root.meter, root.pool, root.mcp
+            self.images, self.notes_board = root.images, root.notes_board
+            return
+        self.meter = Meter()
+        self.pool = ModelPool(self.meter)
+        self.mcp = McpHub(self.notice)
+        """One session per MCP server for the whole conversation, its sub-teams included; closed with it."""
+        self.images = ImageShelf()
+        """Pictures MCP tools returned, for roles whose models accept images."""
+        self.notes_board: list[dict[str, Any]] = []
+        """Notes every role of this conversation reads and writes (the team_notes tool)."""
 
     def _check_scripts(self) -> None:
         everyone = [*self.team.role_names, *(n for sub in self.subteams.values() for n in sub.speakers)]

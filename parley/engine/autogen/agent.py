@@ -6,7 +6,6 @@ import asyncio
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, Literal, Protocol
 
-from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import Response
 from autogen_agentchat.messages import (
     BaseAgentEvent,
@@ -20,7 +19,7 @@ from autogen_core import CancellationToken
 from ..._validate import Validator
 from ...events import EscalationResolvedEvent, Position, ValidationEvent
 from ...host import EscalationHost
-from .tools import checked_call
+from .internals import CheckedToolCalls
 from .turns import mark_reflection, tool_step
 
 __all__ = ["AgentHost", "ParleyAgent", "ParleyNotice", "escalate", "shown_now"]
@@ -61,7 +60,7 @@ async def escalate(host: AgentHost, token: CancellationToken, *, kind: str, sour
     yield await waiting
 
 
-class ParleyAgent(AssistantAgent):
+class ParleyAgent(CheckedToolCalls):
     """An AssistantAgent whose answers must pass its role's validation rules.
 
     A failing answer goes back to the role with what is wrong (up to `retries` times); after that
@@ -73,19 +72,6 @@ class ParleyAgent(AssistantAgent):
         super().__init__(*args, **kwargs)
         self._validator = validator
         self._host = host
-
-    @staticmethod
-    async def _execute_tool_call(**kwargs: Any) -> Any:  # type: ignore[override]
-        # A model's call is checked before AutoGen runs it: a tool it was not given, or arguments that are not
-        # one JSON object, become the call's error result (see _toolhost.call_problem).
-        try:
-            return await checked_call(AssistantAgent._execute_tool_call, **kwargs)
-        except asyncio.CancelledError:
-            # AutoGen reads an answer's tool calls' streamed events until a None says they are done; a cancellation
-            # (stop, time-out, token budget) raised past that point left the agent waiting forever, holding its whole
-            # team. Say done, so the cancellation reaches the agent too.
-            kwargs["stream"].put_nowait(None)
-            raise
 
     async def on_messages_stream(
         self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken
@@ -136,17 +122,26 @@ class ParleyAgent(AssistantAgent):
                 messages = [TextMessage(source="parley", content=validator.correction(problems, attempt))]
                 attempt += 1
                 continue
-            summary = (f"{self.name}'s answer still fails its checks after {validator.retries} "
-                       f"correction{'s' if validator.retries != 1 else ''}: " + "; ".join(problems))
-            decision: EscalationResolvedEvent | None = None
-            async for step in escalate(self._host, cancellation_token, kind="validation", source=self.name,
-                                       content=summary, positions=[Position(who=self.name, text=text)]):
-                if isinstance(step, ParleyNotice):
-                    yield step
-                else:
-                    decision = step
-            assert decision is not None
-            final = text if decision.decision == "continue" else decision.content
-            yield Response(chat_message=TextMessage(source=self.name, content=final, models_usage=answer.models_usage),
-                           inner_messages=response.inner_messages)
+            async for item in self._escalate(response, text, problems, validator.retries, cancellation_token):
+                yield item
             return
+
+    async def _escalate(self, response: Response, text: str, problems: list[str], retries: int,
+                        cancellation_token: CancellationToken,
+                        ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
+        """Corrections did not help: a human picks the answer, writes one, or lets it stand."""
+        assert self._host is not None
+        summary = (f"{self.name}'s answer still fails its checks after {retries} "
+                   f"correction{'s' if retries != 1 else ''}: " + "; ".join(problems))
+        decision: EscalationResolvedEvent | None = None
+        async for step in escalate(self._host, cancellation_token, kind="validation", source=self.name,
+                                   content=summary, positions=[Position(who=self.name, text=text)]):
+            if isinstance(step, ParleyNotice):
+                yield step
+            else:
+                decision = step
+        assert decision is not None
+        final = text if decision.decision == "continue" else decision.content
+        yield Response(chat_message=TextMessage(source=self.name, content=final,
+                                                models_usage=response.chat_message.models_usage),
+                       inner_messages=response.inner_messages)

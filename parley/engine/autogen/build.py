@@ -119,26 +119,33 @@ async def agents_of(session: TeamSession, tools: Mapping[str, list[Any]]) -> lis
     for role in sorted(conv.team.roles, key=lambda r: r.name == manager):
         if role.name in conv.subteams:
             continue
-        model = conv.role_models[role.name]
-        caps = conv.pool.capabilities(model)
         role_tools = list(tools[role.name])
         rounds = 4 if ASK_HUMAN in role.tools else 1  # after an answer, the role goes on in the same turn
-        if role.name == manager and caps.tools and conv.team.hierarchical is not None:
+        if role.name == manager and conv.pool.capabilities(conv.role_models[role.name]).tools:
             role_tools += [await _worker_tool(session, w, agents) for w in conv.workers]
-            rounds = conv.team.hierarchical.max_delegations
-        agents[role.name] = ParleyAgent(
-            role.name,
-            validator=validators.get(role.name),
-            host=session,
-            model_client=session.clients[role.name],
-            tools=role_tools or None,
-            description=role.description or role.name,
-            system_message=system_prompt(conv.team, conv.limits, role.name),
-            model_client_stream=True,
-            # A scripted reply is one model call; a real model summarises what its tools returned.
-            reflect_on_tool_use=bool(role_tools) and caps.reflects,
-            max_tool_iterations=rounds,
-            model_context=_context_of(session, role.name, model),
-            handoffs=(list(role.handoffs) or None) if caps.tools else None,
-        )
+            rounds = conv.team.hierarchical.max_delegations if conv.team.hierarchical else rounds
+        agents[role.name] = _agent(session, role.name, role_tools, rounds, validators.get(role.name))
     return [agents[r.name] for r in conv.team.roles if r.name in agents]
+
+
+def _agent(session: TeamSession, name: str, tools: list[Any], rounds: int, validator: Validator | None,
+           ) -> ParleyAgent:
+    conv = session.conv
+    role = conv.team.role(name)
+    model = conv.role_models[name]
+    caps = conv.pool.capabilities(model)
+    return ParleyAgent(
+        name,
+        validator=validator,
+        host=session,
+        model_client=session.clients[name],
+        tools=tools or None,
+        description=role.description or name,
+        system_message=system_prompt(conv.team, conv.limits, name),
+        model_client_stream=True,
+        # A scripted reply is one model call; a real model summarises what its tools returned.
+        reflect_on_tool_use=bool(tools) and caps.reflects,
+        max_tool_iterations=rounds,
+        model_context=_context_of(session, name, model),
+        handoffs=list(role.handoffs) if caps.tools and role.handoffs else None,
+    )

@@ -43,17 +43,9 @@ class Selector:
         """The compact view: roles, the task, the human's latest message, the gist of the last message (its start and its end, where a
         hand-off is usually asked for). Bounded whatever the conversation's length."""
         chat = [m for m in thread if isinstance(m, BaseChatMessage)]
-        task = next((m.to_model_text() for m in chat if m.source == "user"), "")
         roles = "\n".join(f"- {r.name}: {r.description or r.name}" for r in self.team.scheduled)
         system = f"Pick who speaks next in a team conversation. Roles:\n{roles}"
-        lines = [f"Task: {one_line(task, TASK_CLIP)}"]
-        later = chat[1:] if chat and chat[0].source == "user" else chat
-        human = next((m for m in reversed(later) if m.source == "user"), None)
-        if human is not None:  # the human's latest word steers the team, however old
-            lines.append(f"The human's latest message: {one_line(human.to_model_text(), TASK_CLIP)}")
-        last = next((m for m in reversed(later) if m.source != "user"), None)
-        if last is not None:
-            lines.append(f"Last message [{last.source}]: {_gist(last.to_model_text())}")
+        lines = _situation(chat)
         # Every role is listed above; name the choices only when some are ruled out.
         lines.append("Next speaker?" if len(choices) == len(self.names) else f"Next speaker, one of: {', '.join(choices)}?")
         return [SystemMessage(content=system), UserMessage(content="\n".join(lines), source="user")]
@@ -106,3 +98,17 @@ class Selector:
 def _gist(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= 2 * GIST + 3 else f"{text[:GIST]} … {text[-GIST:]}"
+
+
+def _situation(chat: Sequence[BaseChatMessage]) -> list[str]:
+    """The task, the human's latest message (however old: it steers the team) and the gist of the last one."""
+    task = next((m.to_model_text() for m in chat if m.source == "user"), "")
+    lines = [f"Task: {one_line(task, TASK_CLIP)}"]
+    later = chat[1:] if chat and chat[0].source == "user" else chat
+    human = next((m for m in reversed(later) if m.source == "user"), None)
+    if human is not None:
+        lines.append(f"The human's latest message: {one_line(human.to_model_text(), TASK_CLIP)}")
+    last = next((m for m in reversed(later) if m.source != "user"), None)
+    if last is not None:
+        lines.append(f"Last message [{last.source}]: {_gist(last.to_model_text())}")
+    return lines

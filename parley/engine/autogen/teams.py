@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TerminationCondition
 from autogen_agentchat.teams import (
     BaseGroupChat,
     DiGraphBuilder,
-    GraphFlow,
     RoundRobinGroupChat,
     SelectorGroupChat,
     Swarm,
@@ -21,6 +19,7 @@ from autogen_core.models import ChatCompletionClient
 from ...spec import TeamSpec
 from .agent import AgentHost, ParleyNotice
 from .consensus import consensus_graph
+from .internals import RestartableGraphFlow
 from .selector import Selector
 
 __all__ = ["Selector", "build_team"]
@@ -69,37 +68,11 @@ def build_team(
         if host is None:
             raise ValueError("the consensus pattern needs an escalation host")
         participants, graph = consensus_graph(spec, agents, host, selector_client, selector_json_schema, ballots)
-        return _GraphFlow(participants, graph=graph, termination_condition=termination, custom_message_types=NOTICES)
+        return RestartableGraphFlow(participants, graph=graph, termination_condition=termination, custom_message_types=NOTICES)
     if spec.pattern in ("sequential", "fanout"):
-        return _GraphFlow(list(agents), graph=_graph(spec, agents), termination_condition=termination,
+        return RestartableGraphFlow(list(agents), graph=_graph(spec, agents), termination_condition=termination,
                           custom_message_types=NOTICES)
     raise ValueError(f"pattern {spec.pattern!r} is not available")
-
-
-class _GraphFlow(GraphFlow):
-    """A GraphFlow that a checkpoint taken in the middle of a step can restore.
-
-    A run that stops while some roles of a step are still working (its budget or clock ran out, the human stopped
-    or interrupted it) leaves as its last checkpoint a graph with no node left to run: the others had been started,
-    and AutoGen does not save who was still working. Restored as it is, the graph would end the next run at once,
-    without a turn. Restored by this class, it starts over from its entry, with everything said so far in view, as
-    after a run that finished."""
-
-    async def load_state(self, state: Mapping[str, Any]) -> None:
-        agents = state.get("agent_states")
-        name = self._group_chat_manager_name
-        manager = agents.get(name) if isinstance(agents, Mapping) else None
-        if isinstance(manager, Mapping) and "ready" in manager and not manager["ready"]:
-            graph = self._graph
-            start = graph.get_start_nodes()
-            manager = {
-                **manager,
-                "remaining": {target: dict(groups) for target, groups in graph.get_remaining_map().items()},
-                "enqueued_any": {node: dict.fromkeys(groups, False) for node, groups in manager["enqueued_any"].items()},
-                "ready": [n for n in graph.nodes if n in start],
-            }
-            state = {**state, "agent_states": {**agents, name: manager}}  # type: ignore[dict-item]
-        await super().load_state(state)
 
 
 def _graph(spec: TeamSpec, agents: Sequence[AssistantAgent]) -> object:
