@@ -12,18 +12,31 @@ from _support import team_yaml
 
 from parley.cli import main
 from parley.errors import TeamFileError
-from parley.evals import Expectation, Observed, Runner, check, load_suite, plan, variants
+from parley.evals import (
+    Expectation,
+    Observed,
+    Runner,
+    Scenario,
+    ScriptedHuman,
+    check,
+    load_suite,
+    plan,
+    variants,
+)
 from parley.events import (
+    ApprovalRequestEvent,
     EscalationEvent,
     Event,
     FileEvent,
     MessageEvent,
     Position,
+    QuestionEvent,
     RunResult,
     SubtaskEvent,
     ToolCallEvent,
     VoteEvent,
 )
+from parley.human import HumanPolicy, decide
 
 Write = Callable[[str, str], Path]
 
@@ -466,3 +479,46 @@ def test_an_unknown_cost_skips_the_cost_limit_and_a_tool_call_failure_names_the_
     )
     spoke = check(Expectation(not_spoke=["checker"]), seen)
     assert spoke.evidence == ["[2] checker: Checked"]
+
+
+class _OpenRequests:
+    """The little of a run the scripted human answers: what is still open, and the decisions taken."""
+
+    def __init__(self, *open_requests: ApprovalRequestEvent) -> None:
+        self.pending_approvals = list(open_requests)
+        self.pending_questions: list[QuestionEvent] = []
+        self.pending_escalations: list[EscalationEvent] = []
+        self.done: list[tuple[str, str, str]] = []
+
+    def approve(self, request_id: str, *, actor: str = "user") -> None:
+        self.done.append(("approve", request_id, actor))
+
+    def deny(self, request_id: str, reason: str = "", *, actor: str = "user") -> None:
+        self.done.append(("deny", request_id, reason))
+
+    def answer(self, question_id: str, text: str, *, actor: str = "user") -> None:
+        raise AssertionError("no question is open")
+
+    def resolve(self, escalation_id: str, **_: object) -> None:
+        raise AssertionError("no escalation is open")
+
+    def leave_escalated(self) -> None:
+        raise AssertionError("no escalation is open")
+
+
+def test_the_scripted_human_is_a_human_policy_and_leaves_settled_requests_alone() -> None:
+    scenario = Scenario.model_validate(
+        {
+            "name": "s",
+            "task": "t",
+            "human": [{"approval": "shop.*", "decision": "deny", "reason": "not in tests"}],
+        }
+    )
+    human: HumanPolicy = ScriptedHuman(scenario.human)
+    refund = ApprovalRequestEvent(request_id="r1", name="shop.refund", arguments={}, turn=2)
+    settled = ApprovalRequestEvent(request_id="r0", name="shop.refund", arguments={}, turn=1)
+    run = _OpenRequests(refund)
+    assert decide(human, run, settled) is False  # decided already (another page, a standing rule)
+    assert decide(human, run, refund) is True
+    assert run.done == [("deny", "r1", "not in tests")]
+    assert isinstance(human, ScriptedHuman) and human.log == ["turn 2: shop.refund denied"]

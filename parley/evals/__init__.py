@@ -14,6 +14,7 @@ from .._proc import freeze_startup_objects
 from ..errors import TeamFileError
 from ..store import open_for_command
 from ._expect import Judge, Observed, Outcome, check, check_all
+from ._human import ScriptedHuman
 from ._report import summarise, write_reports
 from ._runner import Job, Runner, Variant, plan, variants
 from ._suite import Expectation, Scenario, Suite, load_suite
@@ -26,6 +27,7 @@ __all__ = [
     "Outcome",
     "Runner",
     "Scenario",
+    "ScriptedHuman",
     "Suite",
     "Variant",
     "check",

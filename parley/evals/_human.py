@@ -1,9 +1,10 @@
 """The scripted human of a scenario: interjections at given turns, and standing answers to approvals,
-escalations and questions."""
+escalations and questions. It is a `parley.human.HumanPolicy`: the runner applies it with `decide`."""
 
 from __future__ import annotations
 
-from ..events import ApprovalRequestEvent, EscalationEvent, Event, QuestionEvent
+from ..events import ApprovalRequestEvent, EscalationEvent, QuestionEvent
+from ..human import Answer, Resolution, Verdict
 from ..run import Run
 from ._suite import ApprovalStep, EscalationStep, HumanStep, QuestionStep, SayStep
 
@@ -27,36 +28,22 @@ class ScriptedHuman:
                 run.say_after(step.at_turn, text, mode=mode)
                 self.log.append(f"after turn {step.at_turn}: {mode} {text!r}")
 
-    def on_event(self, run: Run, ev: Event) -> None:
-        if isinstance(ev, ApprovalRequestEvent):
-            self._approval(run, ev)
-        elif isinstance(ev, EscalationEvent):
-            self._escalation(run, ev)
-        elif isinstance(ev, QuestionEvent):
-            self._question(run, ev)
-
-    def _approval(self, run: Run, ev: ApprovalRequestEvent) -> None:
-        server = ev.name.partition(".")[0]  # an MCP tool `SERVER.TOOL` is also answered by `SERVER.*`
-        step = next(
-            (
-                s
-                for s in self.steps
-                if isinstance(s, ApprovalStep) and s.approval in (ev.name, "any", f"{server}.*")
-            ),
-            None,
-        )
+    def approval(self, request: ApprovalRequestEvent) -> Verdict:
+        server = request.name.partition(".")[0]  # an MCP tool `SERVER.TOOL` is also answered by `SERVER.*`
+        wanted = (request.name, "any", f"{server}.*")
+        step = next((s for s in self.steps if isinstance(s, ApprovalStep) and s.approval in wanted), None)
         if step is None:
-            self.unanswered.append(f"approval of {ev.name} (turn {ev.turn})")
-            run.deny(ev.request_id, "the scripted human has no answer for this tool", actor=ACTOR)
+            self.unanswered.append(f"approval of {request.name} (turn {request.turn})")
+            verdict = Verdict(False, "the scripted human has no answer for this tool", ACTOR)
         elif step.decision == "approve":
-            run.approve(ev.request_id, actor=ACTOR)
+            verdict = Verdict(True, actor=ACTOR)
         else:
-            run.deny(ev.request_id, step.reason, actor=ACTOR)
-        self.log.append(
-            f"turn {ev.turn}: {ev.name} {'approved' if step and step.decision == 'approve' else 'denied'}"
-        )
+            verdict = Verdict(False, step.reason, ACTOR)
+        self.log.append(f"turn {request.turn}: {request.name} {'approved' if verdict.approved else 'denied'}")
+        return verdict
 
-    def _escalation(self, run: Run, ev: EscalationEvent) -> None:
+    def escalation(self, escalation: EscalationEvent) -> Resolution:
+        ev = escalation
         step = next(
             (s for s in self.steps if isinstance(s, EscalationStep) and s.escalation in (ev.kind, "any")),
             None,
@@ -64,24 +51,23 @@ class ScriptedHuman:
         if step is None:
             self.unanswered.append(f"{ev.kind} escalation (turn {ev.turn})")
             self.log.append(f"turn {ev.turn}: {ev.kind} escalation left open")
-            run.leave_escalated()
-            return
+            return Resolution(leave_open=True, actor=ACTOR)
         if step.choose is not None and step.choose > len(ev.positions):
             self.unanswered.append(
                 f"{ev.kind} escalation (turn {ev.turn}): choose {step.choose}, but there are "
                 f"only {len(ev.positions)} positions"
             )
-            run.leave_escalated()
-            return
-        run.resolve(ev.escalation_id, choose=step.choose, text=step.say, proceed=step.continue_, actor=ACTOR)
+            return Resolution(leave_open=True, actor=ACTOR)
         what = (
             f"chose {step.choose}"
             if step.choose
             else ("continued" if step.continue_ else f"wrote {step.say!r}")
         )
         self.log.append(f"turn {ev.turn}: {ev.kind} escalation: {what}")
+        return Resolution(choose=step.choose, text=step.say, proceed=step.continue_, actor=ACTOR)
 
-    def _question(self, run: Run, ev: QuestionEvent) -> None:
+    def question(self, question: QuestionEvent) -> Answer:
+        ev = question
         step = next(
             (
                 s
@@ -93,7 +79,6 @@ class ScriptedHuman:
         )
         if step is None:
             self.unanswered.append(f"question {ev.content!r} (turn {ev.turn})")
-            run.answer(ev.question_id, ev.default, actor=ACTOR)
-            return
-        run.answer(ev.question_id, step.answer, actor=ACTOR)
+            return Answer(ev.default, ACTOR)
         self.log.append(f"turn {ev.turn}: answered {ev.content!r} with {step.answer!r}")
+        return Answer(step.answer, ACTOR)

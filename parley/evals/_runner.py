@@ -14,6 +14,7 @@ from ..catalog import resolve_team
 from ..conversation import Conversation
 from ..errors import ConfigError, ParleyError
 from ..events import Event, RunResult
+from ..human import decide
 from ..models import parse_model
 from ..store import Store, run_owner
 from ._expect import Judge, Observed, Outcome, check_all
@@ -245,7 +246,7 @@ class Runner:
         try:
             async for ev in run:
                 events.append(ev)
-                human.on_event(run, ev)
+                decide(human, run, ev)
         finally:
             self._runs.discard(run)
         result = events[-1]
