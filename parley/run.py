@@ -11,7 +11,7 @@ import asyncio
 import mimetypes
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._decisions import Decisions
 from ._outbox import Checkpoint
@@ -218,7 +218,7 @@ class Run:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _queue_human(self, text: str, mode: Mode) -> None:
+    def _queue_human(self, text: str, mode: Literal["say", "interrupt"]) -> None:
         if not text or not text.strip():
             raise ConfigError("an empty message cannot be sent: type something")
         text = human_text(text)

@@ -9,6 +9,7 @@ from autogen_agentchat.agents import AssistantAgent
 from autogen_agentchat.base import TerminationCondition
 from autogen_agentchat.teams import (
     BaseGroupChat,
+    DiGraph,
     DiGraphBuilder,
     RoundRobinGroupChat,
     SelectorGroupChat,
@@ -75,7 +76,7 @@ def build_team(
     raise ValueError(f"pattern {spec.pattern!r} is not available")
 
 
-def _graph(spec: TeamSpec, agents: Sequence[AssistantAgent]) -> object:
+def _graph(spec: TeamSpec, agents: Sequence[AssistantAgent]) -> DiGraph:
     """Pipelines, and parallel branches with a join, as AutoGen's GraphFlow graphs."""
     builder = DiGraphBuilder()
     for agent in agents:
