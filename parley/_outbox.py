@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +36,9 @@ class Checkpoint:
 
 def jsonable(state: Mapping[str, Any]) -> dict[str, Any]:
     """AutoGen's state holds datetimes; the store keeps JSON."""
-    return json.loads(json.dumps(state, default=lambda o: o.isoformat() if hasattr(o, "isoformat") else str(o)))
+    return json.loads(
+        json.dumps(state, default=lambda o: o.isoformat() if hasattr(o, "isoformat") else str(o))
+    )
 
 
 async def persist(store: Store, tid: str, items: Sequence[Event | Checkpoint], run_number: int) -> None:
@@ -56,37 +58,91 @@ async def persist(store: Store, tid: str, items: Sequence[Event | Checkpoint], r
         if record is not None:
             actor, action, detail = record
             audits.append((actor, action, {"run": run_number, "turn": item.turn, **detail}))
+    if not new_events and not audits and checkpoint is None:
+        return  # streamed pieces only
     saved = None if checkpoint is None else (checkpoint.turn, jsonable(checkpoint.state), checkpoint.pending)
     await store.append_batch(tid, new_events, audits, saved)
 
 
 def audit_record(ev: Event) -> tuple[str, str, dict[str, Any]] | None:
     """The audit trail's view of an event: (who, what, detail with the decision), or None if not audited."""
-    if isinstance(ev, HumanMessageEvent):
-        return ev.source, {"task": "task", "say": "interjection", "interrupt": "interrupt"}[ev.mode], \
-            {"decision": "delivered", "text": ev.content}
-    if isinstance(ev, ApprovalRequestEvent):
-        return ev.source, "approval requested", {"decision": "waiting", "tool": ev.name, "arguments": ev.arguments,
-                                                 "request_id": ev.request_id}
-    if isinstance(ev, ApprovalDecisionEvent):
-        return ev.actor, "approve" if ev.approved else "deny", {
-            "decision": "approved" if ev.approved else "denied", "tool": ev.name, "request_id": ev.request_id,
-            "reason": ev.reason}
-    if isinstance(ev, ValidationEvent):
-        return ev.source, "validation", {"decision": "passed" if ev.passed else "failed", "attempt": ev.attempt,
-                                         "problems": ev.problems, "text": ev.content}
-    if isinstance(ev, QuestionEvent):
-        return ev.source, "question", {"decision": "waiting", "question_id": ev.question_id, "text": ev.content}
-    if isinstance(ev, AnswerEvent):
-        return ev.actor, "answer", {"decision": "timed out" if ev.timed_out else "answered",
-                                    "question_id": ev.question_id, "text": ev.content}
-    if isinstance(ev, EscalationEvent):
-        return ev.source, "escalation", {"decision": "waiting", "kind": ev.kind, "escalation_id": ev.escalation_id,
-                                         "text": ev.content, "positions": [p.model_dump() for p in ev.positions]}
-    if isinstance(ev, EscalationResolvedEvent):
-        return ev.actor, "escalation resolved", {"decision": ev.decision, "choice": ev.choice,
-                                                 "escalation_id": ev.escalation_id, "text": ev.content}
-    if isinstance(ev, VoteEvent):
-        return ev.source, "vote", {"decision": ev.decision or ev.outcome, "round": ev.round, "votes": ev.votes,
-                                   "tally": ev.tally}
-    return None
+    record = _AUDITED.get(type(ev))
+    return record(ev) if record is not None else None
+
+
+def _human(ev: Any) -> tuple[str, str, dict[str, Any]]:
+    action = {"task": "task", "say": "interjection", "interrupt": "interrupt"}[ev.mode]
+    return ev.source, action, {"decision": "delivered", "text": ev.content}
+
+
+def _approval_request(ev: Any) -> tuple[str, str, dict[str, Any]]:
+    detail = {"decision": "waiting", "tool": ev.name, "arguments": ev.arguments, "request_id": ev.request_id}
+    return ev.source, "approval requested", detail
+
+
+def _approval_decision(ev: Any) -> tuple[str, str, dict[str, Any]]:
+    decision = "approved" if ev.approved else "denied"
+    detail = {"decision": decision, "tool": ev.name, "request_id": ev.request_id, "reason": ev.reason}
+    return ev.actor, "approve" if ev.approved else "deny", detail
+
+
+def _validation(ev: Any) -> tuple[str, str, dict[str, Any]]:
+    decision = "passed" if ev.passed else "failed"
+    return (
+        ev.source,
+        "validation",
+        {"decision": decision, "attempt": ev.attempt, "problems": ev.problems, "text": ev.content},
+    )
+
+
+def _question(ev: Any) -> tuple[str, str, dict[str, Any]]:
+    return ev.source, "question", {"decision": "waiting", "question_id": ev.question_id, "text": ev.content}
+
+
+def _answer(ev: Any) -> tuple[str, str, dict[str, Any]]:
+    decision = "timed out" if ev.timed_out else "answered"
+    return ev.actor, "answer", {"decision": decision, "question_id": ev.question_id, "text": ev.content}
+
+
+def _escalation(ev: Any) -> tuple[str, str, dict[str, Any]]:
+    positions = [p.model_dump() for p in ev.positions]
+    return (
+        ev.source,
+        "escalation",
+        {
+            "decision": "waiting",
+            "kind": ev.kind,
+            "escalation_id": ev.escalation_id,
+            "text": ev.content,
+            "positions": positions,
+        },
+    )
+
+
+def _escalation_resolved(ev: Any) -> tuple[str, str, dict[str, Any]]:
+    detail = {
+        "decision": ev.decision,
+        "choice": ev.choice,
+        "escalation_id": ev.escalation_id,
+        "text": ev.content,
+    }
+    return ev.actor, "escalation resolved", detail
+
+
+def _vote(ev: Any) -> tuple[str, str, dict[str, Any]]:
+    detail = {"decision": ev.decision or ev.outcome, "round": ev.round, "votes": ev.votes, "tally": ev.tally}
+    return ev.source, "vote", detail
+
+
+_AUDITED: dict[type, Callable[[Any], tuple[str, str, dict[str, Any]]]] = {
+    HumanMessageEvent: _human,
+    ApprovalRequestEvent: _approval_request,
+    ApprovalDecisionEvent: _approval_decision,
+    ValidationEvent: _validation,
+    QuestionEvent: _question,
+    AnswerEvent: _answer,
+    EscalationEvent: _escalation,
+    EscalationResolvedEvent: _escalation_resolved,
+    VoteEvent: _vote,
+}
+"""The events the audit trail records, and how."""

@@ -53,6 +53,8 @@ class BatchWriter:
         self._busy_timeout_s = busy_timeout_s
         self._pool = ThreadPoolExecutor(1, thread_name_prefix="parley-store")
         self._conn: sqlite3.Connection | None = None
+        self._waits: bool | None = None
+        """Whether the connection's busy timeout is set to wait (in the thread) or not (on the loop)."""
         self._queued: Future[list[int]] | None = None
         """The last batch handed to the thread: until it is done, the connection is the thread's."""
         self._when = _binder(events.c.created_at, dialect)
@@ -112,7 +114,9 @@ class BatchWriter:
         """The batch in one transaction. `wait=False` (on the event loop): give up at once if the database is
         locked; `wait=True` (in the thread): wait for it up to the busy timeout."""
         conn = self._connection()
-        conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000) if wait else 0}")
+        if self._waits is not wait:
+            conn.execute(f"PRAGMA busy_timeout={int(self._busy_timeout_s * 1000) if wait else 0}")
+            self._waits = wait
         try:
             conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
