@@ -522,3 +522,13 @@ def test_the_scripted_human_is_a_human_policy_and_leaves_settled_requests_alone(
     assert decide(human, run, refund) is True
     assert run.done == [("deny", "r1", "not in tests")]
     assert isinstance(human, ScriptedHuman) and human.log == ["turn 2: shop.refund denied"]
+
+
+async def test_each_record_says_what_each_speaker_used(write: Write) -> None:
+    write("s.yaml", "roles:\n  clerk: ['The answer is 42']\n  checker: ['Checked. DONE']\n")
+    path = _suite(write, "  - {name: u, task: t, model: scripted:s.yaml, expect: [{final_contains: DONE}]}\n")
+    [record] = await _records(path)
+    rows = record["usage_per_speaker"]
+    assert [(r["speaker"], r["turns"]) for r in rows] == [("clerk", 1), ("checker", 1)]
+    assert all(r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 for r in rows)
+    assert sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows) == record["total_tokens"]

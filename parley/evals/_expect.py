@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from .._text import one_line
@@ -12,13 +13,13 @@ from .._validate import PATTERN_TIMEOUT_S, TOO_SLOW, PatternError, pattern_found
 from ..events import (
     EscalationEvent,
     Event,
-    FileEvent,
     MessageEvent,
     RunResult,
     SubtaskEvent,
     ToolCallEvent,
     VoteEvent,
 )
+from ..projection import Projection
 from ._suite import Expectation, ToolCalled
 
 Judge = Callable[[str, str, str], Awaitable[tuple[bool, str]]]
@@ -46,6 +47,11 @@ class Observed:
     events: list[Event]
     result: RunResult
     latency_s: float
+
+    @cached_property
+    def projection(self) -> Projection:
+        """What the events add up to (files written, usage per speaker, ...), as every adapter derives it."""
+        return Projection.of(self.events)
 
     @property
     def messages(self) -> list[MessageEvent]:
@@ -214,7 +220,7 @@ def _max_latency_s(exp: Expectation, seen: Observed) -> Outcome:
 
 
 def _file_written(exp: Expectation, seen: Observed) -> Outcome:
-    names = [e.name for e in seen.events if isinstance(e, FileEvent)]
+    names = [e.name for e in seen.projection.files]
     return _verdict(
         exp.kind,
         exp.value,

@@ -168,6 +168,7 @@ class Runner:
             "latency_s": 0.0,
             "final": "",
             "human": [],
+            "usage_per_speaker": [],
             "error": None,
         }
 
@@ -228,6 +229,10 @@ class Runner:
             "latency_s": round(seen.latency_s, 3),
             "final": result.content,
             "human": human.log,
+            "usage_per_speaker": [
+                {"speaker": who, "prompt_tokens": p, "completion_tokens": c, "turns": t}
+                for who, p, c, t in seen.projection.per_speaker()
+            ],
             "transcript": [
                 {"turn": m.turn, "source": m.source, "content": m.content[:2000]} for m in seen.messages
             ],
