@@ -62,6 +62,8 @@ class Publisher:
         self._on_store_failure = on_store_failure
         self._outbox: asyncio.Queue[Event | Checkpoint] = asyncio.Queue()
         self._writer: asyncio.Task[RunResult | None] | None = None
+        self._unshown = 0
+        """Items in the outbox or being written, not yet shown."""
         self.store_failed = False
         """True once a write failed: from then on nothing of the run is kept, and nothing more is shown."""
 
@@ -74,13 +76,21 @@ class Publisher:
         return self._writer is not None
 
     def emit(self, event: Event) -> None:
-        if self._writer is not None:
-            self._outbox.put_nowait(event)  # written first, shown after (see _write)
-        else:
+        if self._writer is None:
             self._show(event)
+            return
+        if isinstance(event, ChunkEvent) and self._unshown == 0:
+            # A chunk is never stored: with nothing ahead of it waiting to be written, it is shown at once (and
+            # after a failed write, like everything else, not at all).
+            if not self.store_failed:
+                self._show(event)
+            return
+        self._unshown += 1
+        self._outbox.put_nowait(event)  # written first, shown after (see _write)
 
     def checkpoint(self, checkpoint: Checkpoint) -> None:
         if self._writer is not None and not self.store_failed:
+            self._unshown += 1
             self._outbox.put_nowait(checkpoint)
 
     async def drain(self) -> None:
@@ -130,6 +140,7 @@ class Publisher:
         error: ErrorEvent | None = None
         while True:
             items = [await self._outbox.get()]
+            await asyncio.sleep(0)  # what the same step emits next (a message after its usage) joins this batch
             while not self._outbox.empty() and not isinstance(items[-1], RunResult):
                 items.append(self._outbox.get_nowait())
             if not self.store_failed:
@@ -152,6 +163,7 @@ class Publisher:
                     shown = item
                 elif not isinstance(item, Checkpoint) and not self.store_failed:
                     self._show(item)
+                self._unshown -= 1
                 self._outbox.task_done()
             if isinstance(items[-1], RunResult):
                 return shown
