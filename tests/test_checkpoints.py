@@ -264,3 +264,40 @@ async def test_a_resumed_role_keeps_its_summary_and_does_not_summarise_the_same_
     [call] = again.pool.scripts[0].calls
     prompt = "\n".join(str(m.content) for m in call.messages)
     assert "Summary of the earlier conversation" in prompt and "alpha point 0" in prompt
+
+
+async def test_a_swarm_that_handed_over_to_the_human_resumes_with_the_role_that_asked(
+    write: Write, store: Store
+) -> None:
+    team = write(
+        "team.yaml",
+        """
+        name: swarm-team
+        pattern: swarm
+        roles:
+          - {name: triage, prompt: Route requests., handoffs: [billing, user]}
+          - {name: billing, prompt: Handle billing., handoffs: [triage, user]}
+        termination: {max_turns: 6}
+        """,
+    )
+    script = write(
+        "s.yaml",
+        """
+        roles:
+          triage:
+            - tool: transfer_to_billing
+          billing:
+            - "Which order is it?"
+            - tool: transfer_to_user
+            - "Refund for order 1042 is on its way."
+        """,
+    )
+    conv = Conversation(team, model=f"scripted:{script}")
+    tid = await conv.save_to(store, "dana", "refund")
+    first = await collect(conv.start("I was charged twice"))
+    assert first[-1].stop_reason == "handoff"
+
+    again = await Conversation.resume(store, tid, teams_dirs=[team.parent])
+    shown = await collect(again.start("Order 1042"))
+    said = [(e.source, e.content) for e in shown if isinstance(e, MessageEvent)]
+    assert said[0] == ("billing", "Refund for order 1042 is on its way.")

@@ -179,8 +179,10 @@ def _container(
     return {**state, "agent_state": inner, "message_buffer": []}
 
 
-def _message(s: Said) -> BaseChatMessage:
-    if s.kind == "handoff" and s.target is not None:
+def _message(s: Said, names: Sequence[str]) -> BaseChatMessage:
+    """A message of the manager's thread. A handoff to someone outside the team (the human) is plain text: the
+    human's answer comes as a new message, and a swarm refuses a thread whose last handoff leaves the team."""
+    if s.kind == "handoff" and s.target is not None and s.target in names:
         return HandoffMessage(source=s.source, target=s.target, content=s.content)
     return TextMessage(source=s.source, content=s.content)
 
@@ -190,7 +192,7 @@ def _manager(
 ) -> dict[str, Any]:
     """The manager's thread, and its place: a round robin's next speaker, a selector's previous one, a swarm's
     current one, a graph's nodes still to run."""
-    messages = [_message(s) for s in said]
+    messages = [_message(s, names) for s in said]
     state["message_thread"] = [m.dump() for m in messages]
     last = next((s for s in reversed(said) if s.source in names), None)
     if "next_speaker_index" in state and last is not None:
