@@ -1,20 +1,17 @@
-"""Rebuilding a stored conversation, e.g. after a server restart or on another replica."""
+"""Reading a stored conversation's state, e.g. after a server restart or on another replica."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from .errors import ConfigError
 from .events import MessageEvent
-from .inbox import HumanMessage
 from .state import ConversationState
 from .state import restore as restore_state
 
 if TYPE_CHECKING:
-    from .conversation import Conversation
     from .store import Store
 
-__all__ = ["apply", "load", "restore"]
+__all__ = ["load"]
 
 
 async def load(store: Store, thread_id: str, role_models: dict[str, str] | None = None) -> ConversationState:
@@ -27,27 +24,3 @@ async def load(store: Store, thread_id: str, role_models: dict[str, str] | None 
     return restore_state(
         events, checkpoint.state if checkpoint is not None else None, role_models=role_models
     )
-
-
-def apply(conv: Conversation, state: ConversationState) -> None:
-    """A freshly built conversation takes a stored one's state. (Until `Conversation` applies it itself.)"""
-    conv.history = list(state.history)
-    conv.turn = state.turn
-    conv.checkpoints.resume(state.said, state.checkpoint)
-    conv.meter.call_ids.update(state.call_ids)
-    conv.notes_board.extend(state.notes)
-    for script in conv.pool.scripts:
-        for who, n in state.script_replies.get(f"scripted:{script.path}", {}).items():
-            script.cursors[who] = script.cursors.get(who, 0) + n
-    conv.inbox.put_first([HumanMessage("say", text) for text in state.pending])
-
-
-async def restore(cls: type[Conversation], store: Store, thread_id: str, **kwargs: Any) -> Conversation:
-    row = await store.get_thread(thread_id)
-    if row is None:
-        raise ConfigError(f"no stored conversation {thread_id!r}")
-    kwargs.setdefault("model", row.model or None)
-    conv = cls(row.team, **kwargs)
-    apply(conv, await load(store, thread_id, conv.role_models))
-    conv.attach(store, thread_id)
-    return conv

@@ -23,6 +23,7 @@ from autogen_core.models import AssistantMessage, UserMessage
 from ..._window import plan
 from ...state import Said
 from .context import kind_of
+from .internals import graph_of, participants_of
 
 __all__ = ["VERSION", "Checkpoints", "rebuild_state", "said_of", "upgrade"]
 
@@ -86,7 +87,7 @@ async def checkpoint_of(team: BaseGroupChat, message: BaseChatMessage) -> dict[s
     """The small checkpoint after `message`: constant in the conversation's length."""
     summaries: dict[str, str] = {}
     steps: dict[str, Any] = {}
-    for agent in _participants(team):
+    for agent in participants_of(team):
         if isinstance(agent, AssistantAgent):
             summary = getattr(agent.model_context, "summary", "")
             if summary:
@@ -215,7 +216,7 @@ def _graph_progress(
     readies its successors; when every node at work has answered and none is ready, the graph has finished and
     starts over. Nodes at work when the team stopped run again. A graph with steps of its own (a consensus)
     starts from its entry, as after a finished run."""
-    walk = _GraphWalk(_graph(team))
+    walk = _GraphWalk(graph_of(team))
     if any(n not in names or not _is_assistant(team, n) for n in walk.graph.nodes):
         return _GraphWalk(walk.graph).state()
     for message in messages:
@@ -279,25 +280,15 @@ class _GraphWalk:
         }
 
 
-# -- AutoGen's internals, in one place (tests/test_store.py fails loudly when they change) -------------------
-
-
-def _participants(team: BaseGroupChat) -> list[Any]:
-    """The team's participants, in order."""
-    return list(team._participants)  # pyright: ignore[reportPrivateUsage]
-
-
-def _graph(team: GraphFlow) -> Any:
-    """A graph team's DiGraph."""
-    return team._graph  # pyright: ignore[reportPrivateUsage]
+# -- what the rebuild reads of a built team ----------------------------------------------------------------
 
 
 def _window_of(team: BaseGroupChat, name: str) -> int | None:
     """The role's context window in turns (None: it sees everything)."""
-    agent = next((a for a in _participants(team) if a.name == name), None)
+    agent = next((a for a in participants_of(team) if a.name == name), None)
     window = getattr(agent.model_context, "window", None) if isinstance(agent, AssistantAgent) else None
     return window if isinstance(window, int) else None
 
 
 def _is_assistant(team: BaseGroupChat, name: str) -> bool:
-    return any(isinstance(a, AssistantAgent) for a in _participants(team) if a.name == name)
+    return any(isinstance(a, AssistantAgent) for a in participants_of(team) if a.name == name)
