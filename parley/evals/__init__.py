@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from .._proc import freeze_startup_objects
-from ..errors import TeamFileError
+from ..errors import FileProblem, TeamFileError
 from ..store import open_for_command
 from ._expect import Judge, Observed, Outcome, check, check_all
 from ._human import ScriptedHuman
@@ -77,8 +77,8 @@ class Progress:
 
 
 def load_suites(paths: Sequence[str]) -> list[Suite]:
-    problems = []
-    suites = []
+    problems: list[FileProblem] = []
+    suites: list[Suite] = []
     for p in paths:
         try:
             suites.append(load_suite(p))

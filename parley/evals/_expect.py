@@ -33,7 +33,7 @@ class Outcome:
     value: Any
     outcome: Literal["passed", "failed", "skipped"]
     message: str = ""
-    evidence: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list[str])
     """The messages or events that show why (for failures)."""
 
     def as_dict(self) -> dict[str, Any]:
@@ -90,7 +90,7 @@ def _tool_calls(seen: Observed) -> list[ToolCallEvent]:
     return [e for e in seen.events if isinstance(e, ToolCallEvent)]
 
 
-def _args_match(actual: Any, wanted: dict[str, Any]) -> bool:
+def _args_match(actual: dict[str, Any] | str, wanted: dict[str, Any]) -> bool:
     return isinstance(actual, dict) and all(
         k in actual and str(actual[k]) == str(v) for k, v in wanted.items()
     )
@@ -287,7 +287,7 @@ def check(exp: Expectation, seen: Observed) -> Outcome:
 async def check_all(
     expectations: list[Expectation], seen: Observed, task: str, judge: Judge | None
 ) -> list[Outcome]:
-    out = []
+    out: list[Outcome] = []
     for exp in expectations:
         if exp.kind != "judge":
             out.append(check(exp, seen))

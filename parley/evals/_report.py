@@ -29,7 +29,7 @@ def summarise(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     for r in records:
         if r["status"] != "interrupted":
             groups[group_key(r)].append(r)
-    out = []
+    out: list[dict[str, Any]] = []
     for key, rs in groups.items():
         outcomes = [e["outcome"] for r in rs for e in r["expectations"]]
         costs = [r["cost_usd"] for r in rs]
@@ -236,7 +236,7 @@ def plots(records: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
     from matplotlib import pyplot as plt
 
     layout = _Layout.of(records)
-    out = []
+    out: list[tuple[str, str]] = []
     for metric, caption in METRICS:
         fig = _plot(plt, layout, metric)
         out.append((caption, _png(fig)))
@@ -264,7 +264,7 @@ def _context(records: Sequence[dict[str, Any]]) -> str:
 
     from .. import __version__
 
-    sides = defaultdict(set)
+    sides: defaultdict[str, set[str]] = defaultdict(set)
     for r in records:
         sides[group_key(r)].add(r["model"])
     models = "; ".join(f"{g}: {', '.join(sorted(m))}" for g, m in sides.items())

@@ -42,7 +42,7 @@ class Job:
 
 def variants(compare: Sequence[str], teams_dirs: Sequence[str] = ()) -> list[Variant]:
     """`--compare A,B`: each item is a team (name or file) or, failing that, a model string."""
-    out = []
+    out: list[Variant] = []
     for item in compare:
         try:
             resolve_team(item, teams_dirs)
@@ -61,7 +61,7 @@ def variants(compare: Sequence[str], teams_dirs: Sequence[str] = ()) -> list[Var
 
 
 def plan(suites: Sequence[Suite], compare: Sequence[Variant]) -> list[Job]:
-    jobs = []
+    jobs: list[Job] = []
     for suite in suites:
         for sc in suite.scenarios:
             for v in compare:

@@ -169,8 +169,8 @@ class Scenario(_Strict):
     models: dict[str, str] = Field(default_factory=dict)
     """Per team, the model to use when the suite runs against several teams (`--compare`): scripted
     replies name a team's roles, so each team needs its own script."""
-    human: list[HumanStep] = Field(default_factory=list)
-    expect: list[Expectation] = Field(default_factory=list)
+    human: list[HumanStep] = Field(default_factory=list[HumanStep])
+    expect: list[Expectation] = Field(default_factory=list[Expectation])
     repeat: Annotated[int, Field(ge=1, le=100)] | None = None
     max_turns: Annotated[int, Field(ge=1)] | None = None
     """Override the team's turn limit for this scenario."""
@@ -207,10 +207,11 @@ def load_suite(path: Path | str) -> Suite:
     """Load and check a suite file. Raises TeamFileError listing every problem with its line."""
     path = Path(path)
     located = load_located(path, str(path))
-    if not isinstance(located.data, dict):
+    data: object = located.data
+    if not isinstance(data, dict):
         raise TeamFileError([located.problem((), "a suite must be a mapping (suite:, scenarios: ...)")])
     try:
-        suite = Suite.model_validate(located.data)
+        suite = Suite.model_validate(data)
     except ValidationError as exc:
         raise TeamFileError(pydantic_problems(located, exc, _KEYS)) from None
     problems = _cross_check(suite, located)
@@ -222,7 +223,7 @@ def load_suite(path: Path | str) -> Suite:
 def _cross_check(suite: Suite, located: Located) -> list[FileProblem]:
     from ..models import parse_model
 
-    problems = []
+    problems: list[FileProblem] = []
     seen: set[str] = set()
     for i, sc in enumerate(suite.scenarios):
         if sc.name in seen:
