@@ -43,21 +43,21 @@ class Said:
 class ConversationState:
     """Everything a resumed conversation starts from."""
 
-    history: list[Event] = field(default_factory=list)
+    history: list[Event] = field(default_factory=list[Event])
     """Every stored event the version understands, in order."""
     turn: int = 0
     """The last finished turn."""
     checkpoint: Mapping[str, Any] | None = None
     """The engine's checkpoint at the last finished turn (or an earlier one), opaque here."""
-    said: list[Said] = field(default_factory=list)
+    said: list[Said] = field(default_factory=list[Said])
     """What the team was told, in order, less the turns a dead process never finished: the rebuilt team's memory."""
-    pending: list[str] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list[str])
     """Human messages the team has not received: delivered first by the next run."""
-    notes: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     """The team_notes board, rebuilt from the calls that succeeded."""
-    call_ids: set[str] = field(default_factory=set)
+    call_ids: set[str] = field(default_factory=set[str])
     """Tool call ids already stored: a model that repeats one after a restart gets a fresh id."""
-    script_replies: dict[str, dict[str, int]] = field(default_factory=dict)
+    script_replies: dict[str, dict[str, int]] = field(default_factory=dict[str, dict[str, int]])
     """Per scripted model (`scripted:<path>`), how many replies each speaker has taken from its script."""
 
 
