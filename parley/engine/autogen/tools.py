@@ -40,11 +40,7 @@ async def gate(
 ) -> None:
     """Wait for the human's (or a standing rule's) decision on one call; raise ToolDenied on a no. A cancelled
     run (`token`) abandons the wait."""
-    request = getattr(host, "request_approval", None)
-    if request is not None:
-        decision = asyncio.ensure_future(request(role, tool, dict(args), call_id))
-    else:  # a host of the protocol before parley.host (approve_call, given the token); until every host has switched
-        decision = asyncio.ensure_future(host.approve_call(role, tool, dict(args), call_id, token))  # pyright: ignore[reportAttributeAccessIssue]
+    decision = asyncio.ensure_future(host.request_approval(role, tool, dict(args), call_id))
     token.link_future(decision)
     approved, reason = await decision
     if not approved:
