@@ -301,3 +301,23 @@ async def test_a_swarm_that_handed_over_to_the_human_resumes_with_the_role_that_
     shown = await collect(again.start("Order 1042"))
     said = [(e.source, e.content) for e in shown if isinstance(e, MessageEvent)]
     assert said[0] == ("billing", "Refund for order 1042 is on its way.")
+
+
+async def test_a_pipeline_cut_short_by_its_turn_limit_resumes_at_the_next_stage(
+    write: Write, store: Store
+) -> None:
+    team = write("team.yaml", team_yaml("sequential", roles=("research", "write", "review"), max_turns=2))
+    script = write(
+        "s.yaml",
+        'roles:\n  research: ["facts 1", "facts 2"]\n  write: ["draft 1", "draft 2"]\n  review: ["ok 1", "ok 2"]\n',
+    )
+    conv = Conversation(team, model=f"scripted:{script}")
+    tid = await conv.save_to(store, "dana", "pipeline")
+    first = await collect(conv.start("Research it"))
+    assert [e.source for e in first if isinstance(e, MessageEvent)] == ["research", "write"]
+
+    again = await Conversation.resume(store, tid, teams_dirs=[team.parent], max_turns=2)
+    shown = await collect(again.start("Go on"))
+    # The review stage is next, and it finishes the pipeline.
+    assert [(e.source, e.content) for e in shown if isinstance(e, MessageEvent)] == [("review", "ok 1")]
+    assert shown[-1].stop_reason == "completed"
