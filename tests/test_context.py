@@ -134,7 +134,7 @@ async def test_the_view_never_splits_a_tool_call_from_its_results_and_survives_a
         UserMessage,
     )
 
-    from parley._context import PolicyContext, Summariser
+    from parley.engine.autogen.context import PolicyContext, Summariser
     from parley.models import Meter, ModelPool
 
     def call(i: int) -> list[Any]:
@@ -177,7 +177,8 @@ async def test_the_view_never_splits_a_tool_call_from_its_results_and_survives_a
 async def test_older_human_messages_beyond_the_latest_ones_go_into_the_summary_not_nowhere() -> None:
     from autogen_core.models import UserMessage
 
-    from parley._context import KEEP_HUMAN, PolicyContext, Summariser
+    from parley._window import KEEP_HUMAN
+    from parley.engine.autogen.context import PolicyContext, Summariser
     from parley.models import Meter, ModelPool
 
     pool = ModelPool(Meter())
