@@ -27,7 +27,7 @@ MAX_BUFFERED_CHUNKS = 10_000
 
 @dataclass
 class _Subscriber:
-    items: deque[Event] = field(default_factory=deque)
+    items: deque[Event] = field(default_factory=lambda: deque[Event]())
     chunks: int = 0
     ready: asyncio.Event = field(default_factory=asyncio.Event)
 

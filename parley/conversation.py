@@ -183,7 +183,7 @@ class Conversation:
         role = self.team.role(name)
         model = self.role_models[name]
         its = "the embedded local model" if model == "local" else f"its model ({model})"
-        out = []
+        out: list[str] = []
         if role.handoffs:
             out.append(f"{name}: {its} cannot hand the conversation over (handoffs are tool calls), so it keeps "
                        "the turn until the turn limit; use a larger model for the swarm pattern")
@@ -195,7 +195,7 @@ class Conversation:
                        "model (e.g. --model openai:gpt-4o-mini or ollama:qwen2.5) for tool use")
         return out
 
-    def tool_def(self, name: str) -> ToolDef:
+    def tool_def(self, name: str) -> ToolDef[..., Any]:
         """A registered tool as this team uses it (the team file's `approvals:` override the tool's own)."""
         tooldef = self.registry.get(name)
         override = self.team.approvals.get(tooldef.name)

@@ -68,7 +68,7 @@ async def test_selector_sees_interjection_and_next_speaker_answers_it(write: Wri
         nonlocal run_said
         if isinstance(ev, ChunkEvent) and not run_said:
             run_said = True
-            assert conv._run is not None
+            assert conv.current_run is not None
             conv.say("Only EMEA, please")  # Conversation.say reaches the run in progress
 
     events = await collect(conv.start("Summarise Q3"), on_event)
