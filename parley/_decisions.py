@@ -24,8 +24,6 @@ from .paths import new_id
 
 __all__ = ["Decisions"]
 
-Kind = Literal["validation", "disagreement", "tie"]
-
 
 class Decisions:
     """The open and settled decisions of one run. Each opens with an event and is settled by a human (or a
@@ -72,12 +70,13 @@ class Decisions:
             self.decide(request_id, verdict.approved, verdict.reason, verdict.actor)
         return fut
 
-    def open_escalation(self, kind: Kind, source: str, content: str, positions: list[Position],
+    def open_escalation(self, kind: str, source: str, content: str, positions: list[Position],
                         ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]:
+        """`kind` is one of validation, tie, disagreement (the event refuses others)."""
         eid = uuid.uuid4().hex[:12]
         fut: asyncio.Future[EscalationResolvedEvent] = asyncio.get_running_loop().create_future()
-        ev = EscalationEvent(source=source, content=content, kind=kind, positions=positions,
-                             escalation_id=eid, turn=self._live_turn())
+        ev = EscalationEvent.model_validate({"source": source, "content": content, "kind": kind, "positions": positions,
+                                             "escalation_id": eid, "turn": self._live_turn()})
         self._escalations[eid] = (fut, ev)
         return ev, fut
 

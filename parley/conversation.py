@@ -33,6 +33,7 @@ from .events import (
     NoticeEvent,
     Position,
     QuestionEvent,
+    StopReason,
 )
 from .host import ASK_HUMAN
 from .inbox import HumanInbox, HumanMessage
@@ -255,7 +256,7 @@ class Conversation:
         run = self._live()
         if run is None:
             raise RunStateError("an escalation needs a run in progress")
-        return run.decisions.open_escalation(kind, source, content, positions)  # type: ignore[arg-type]
+        return run.decisions.open_escalation(kind, source, content, positions)
 
     def open_question(self, source: str, question: str) -> tuple[QuestionEvent, asyncio.Future[AnswerEvent]]:
         run = self._live()
@@ -274,7 +275,7 @@ class Conversation:
         if run is not None:
             run.files_written(role, tool, paths)
 
-    def end_run(self, reason: str, detail: str) -> None:
+    def end_run(self, reason: StopReason, detail: str) -> None:
         """End the run in progress now (the engine enforcing a limit inside a turn)."""
         run = self._live()
         if run is not None:

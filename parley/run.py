@@ -17,7 +17,7 @@ from ._decisions import Decisions
 from ._outbox import Checkpoint
 from ._publish import Publisher
 from ._text import human_text, redact_secrets
-from .engine import Outcome, SegmentEnd
+from .engine import Cancel, MessageKind, Outcome, SegmentEnd
 from .errors import ConfigError, RunStateError
 from .events import (
     ApprovalRequestEvent,
@@ -34,6 +34,7 @@ from .events import (
     RunResult,
     RunStartedEvent,
     SpeakerSelectedEvent,
+    StopReason,
     UsageEvent,
 )
 from .inbox import HumanMessage, Mode
@@ -68,7 +69,7 @@ class Run:
                                     self._store_failed)
         self.decisions = Decisions(self.emit, self.live_turn, conversation.approvals)
         """What the run waits on a human for (approvals, questions, escalations)."""
-        self._cancel_reason: str | None = None
+        self._cancel_reason: Cancel | None = None
         self._task: asyncio.Task[None] | None = None
         self._error: tuple[str, str] | None = None
         self._p0 = self._c0 = self._n0 = self._turn0 = 0
@@ -169,7 +170,7 @@ class Run:
         return self.conversation.turn
 
     @property
-    def cancel_reason(self) -> str | None:
+    def cancel_reason(self) -> Cancel | None:
         return self._cancel_reason
 
     def live_turn(self) -> int:
@@ -177,10 +178,10 @@ class Run:
         # the guard counts turns in the manager's own order.
         return self._turn0 + self.guard.turns + 1
 
-    def answered(self, source: str, text: str, kind: str) -> None:
+    def answered(self, source: str, text: str, kind: MessageKind) -> None:
         conv = self.conversation
         conv.turn += 1
-        self.emit(MessageEvent(source=source, content=text, kind=kind, turn=conv.turn))  # type: ignore[arg-type]
+        self.emit(MessageEvent(source=source, content=text, kind=kind, turn=conv.turn))
         if self._spent_by == source:  # the answer that spent the budget is shown: now end the run
             self._cancel("max_tokens")
         guard = self.guard
@@ -197,7 +198,7 @@ class Run:
         pending = [m.text for m in self._inbox.waiting]
         self._publisher.checkpoint(Checkpoint(self.conversation.turn + 1, dict(state), pending))
 
-    def end(self, reason: str, detail: str) -> None:
+    def end(self, reason: StopReason, detail: str) -> None:
         """End the run now for `reason` (a limit the engine saw reached inside a turn)."""
         if self.result is None and self._cancel_reason not in FINAL:
             self._detail = detail
@@ -227,7 +228,7 @@ class Run:
         self._inbox.put(mode, text)
         self.emit(HumanQueuedEvent(source="user", content=text, mode=mode, turn=self.conversation.turn))
 
-    def _cancel(self, reason: str) -> None:
+    def _cancel(self, reason: Cancel) -> None:
         if self.result is not None or self._cancel_reason in FINAL:
             return
         self._cancel_reason = reason
@@ -322,33 +323,32 @@ class Run:
         self.result = self._result(outcome)
         self.result = await self._publisher.finish(self.result)
 
-    def _finish_now(self, outcome: str) -> None:
+    def _finish_now(self, outcome: StopReason) -> None:
         """Our own task was cancelled: record the result without waiting for the store."""
         self.result = self._result(outcome)
         self._publisher.emit(self.result)
         self._publisher.cancel()
 
-    async def _segments(self) -> str:
+    async def _segments(self) -> StopReason:
         """Run the team until it stops for good: human messages and woken roles start a new segment."""
         while True:
             outcome = await self._segment()
             if outcome.end is SegmentEnd.TRIGGER:
                 await self._engine.wake(self, self.task)
-                if self._cancel_reason is not None:
-                    self._engine.abandon(self._cancel_reason, self)
-                    return self._cancel_reason
-                continue
-            if outcome.end in (SegmentEnd.HUMAN, SegmentEnd.INTERRUPTED):
-                if self._inbox.ready(self.guard.turns):
-                    if outcome.end is SegmentEnd.INTERRUPTED:
-                        self._cancel_reason = None
+                if self._cancel_reason is None:
                     continue
-                return "stopped"  # a message arrived too late to be delivered
-            if outcome.reason == "max_turns" and self.conversation.pattern.escalates(self.conversation.team):
+                outcome = self._cancelled()
+            if outcome.end is SegmentEnd.STOPPED and outcome.reason == "max_turns" and \
+                    self.conversation.pattern.escalates(self.conversation.team):
                 if await self._escalate_disagreement():
                     continue
-                return self._cancel_reason or "completed"
-            return outcome.reason
+                outcome = self._cancelled() if self._cancel_reason is not None else Outcome(SegmentEnd.STOPPED)
+            if outcome.end is SegmentEnd.STOPPED:
+                return outcome.reason
+            if not self._inbox.ready(self.guard.turns):
+                return "stopped"  # a message arrived too late to be delivered
+            if outcome.end is SegmentEnd.INTERRUPTED:
+                self._cancel_reason = None
 
     def _deliver_human(self) -> list[HumanMessage]:
         batch = self._inbox.take()
@@ -428,7 +428,7 @@ class Run:
         self._settled = (answer.content, f"settled by {answer.actor} after {rounds} rounds without agreement")
         return False
 
-    def _result(self, outcome: str) -> RunResult:
+    def _result(self, outcome: StopReason) -> RunResult:
         conv = self.conversation
         carried = self._inbox.carry_over()
         detail = self._details(outcome)
@@ -437,13 +437,13 @@ class Run:
             detail = left_open
         conv.meter.budget = None
         return RunResult(
-            source="parley", stop_reason=outcome, turns=self.guard.turns, detail=detail,  # type: ignore[arg-type]
+            source="parley", stop_reason=outcome, turns=self.guard.turns, detail=detail,
             prompt_tokens=conv.meter.prompt_tokens - self._p0, completion_tokens=conv.meter.completion_tokens - self._c0,
             cost_usd=self._cost(), turn=conv.turn, undelivered=[m.text for m in carried],
             content=self._settled[0] if self._settled else self._final_text(),
         )
 
-    def _details(self, outcome: str) -> str:
+    def _details(self, outcome: StopReason) -> str:
         conv = self.conversation
         if self._settled is not None and outcome == "completed":
             return self._settled[1]

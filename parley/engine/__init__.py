@@ -8,8 +8,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Literal
 
-__all__ = ["Outcome", "SegmentEnd", "Triggers"]
+from ..events import StopReason
+
+__all__ = ["Cancel", "Ending", "MessageKind", "Outcome", "SegmentEnd", "Triggers"]
+
+Cancel = StopReason | Literal["interrupt"]
+"""Why a run's work in progress is cancelled: it ends for a stop reason, or a human interrupted the turn."""
+MessageKind = Literal["text", "tool_summary", "handoff"]
+"""What a role's finished message is: an answer, the results of its tool calls, or a hand-off."""
+Ending = StopReason | Literal["interjection", "trigger"]
+"""Why the team's termination condition ended a segment: the run ends, a human message waits, or a role woke."""
 
 
 class SegmentEnd(Enum):
@@ -29,8 +39,8 @@ class SegmentEnd(Enum):
 @dataclass(frozen=True)
 class Outcome:
     end: SegmentEnd
-    reason: str = ""
-    """For STOPPED: the run's stop reason (see `parley.events.StopReason`)."""
+    reason: StopReason = "completed"
+    """For STOPPED: why the run ends."""
 
 
 class Triggers:

@@ -43,6 +43,7 @@ from ...events import (
 )
 from ...inbox import HumanMessage
 from ...models import SELECTOR
+from .. import Cancel, MessageKind
 from .agent import ParleyAgent, ParleyNotice
 from .build import agents_of, bind_tools, sees_images
 from .mcp import load_grants
@@ -67,11 +68,11 @@ class RunSink(Protocol):
         ...
 
     @property
-    def cancel_reason(self) -> str | None: ...
+    def cancel_reason(self) -> Cancel | None: ...
 
     def emit(self, event: Event) -> None: ...
 
-    def answered(self, source: str, text: str, kind: str) -> None:
+    def answered(self, source: str, text: str, kind: MessageKind) -> None:
         """A role's finished message (a turn)."""
         ...
 
@@ -266,7 +267,7 @@ class TeamSession:
             if sink.cancel_reason is not None:
                 return
 
-    def abandon(self, reason: str, sink: RunSink) -> None:
+    def abandon(self, reason: Cancel, sink: RunSink) -> None:
         """The turns in progress are cut short: what each role had streamed is kept on record."""
         for source, text in self.partial.items():
             if text:
@@ -282,7 +283,7 @@ class TeamSession:
         if empty_reply(item):  # asked twice, answered nothing twice: said, and not a turn
             sink.answered_nothing(item.source)
             return
-        kind = "tool_summary" if isinstance(item, ToolCallSummaryMessage) else (
+        kind: MessageKind = "tool_summary" if isinstance(item, ToolCallSummaryMessage) else (
             "handoff" if isinstance(item, HandoffMessage) else "text")
         sink.answered(item.source, item.to_text(), kind)
 

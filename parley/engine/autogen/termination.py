@@ -18,7 +18,7 @@ from autogen_agentchat.messages import (
 from ...inbox import HumanInbox
 from ...models import Meter
 from ...spec import TerminationSpec
-from .. import Triggers
+from .. import Ending, Triggers
 from .turns import tool_step
 
 __all__ = ["RunGuard", "empty_reply"]
@@ -49,12 +49,12 @@ class RunGuard(TerminationCondition):
         self.turns = 0
         self.extra_turns = 0
         """Turns granted beyond limits.max_turns (a human let a disagreeing loop go on)."""
-        self.reason: str | None = None
+        self.reason: Ending | None = None
         self.detail = ""
         self._fired = False
         self._seen: set[str] = set()
         self._said: dict[str, list[str]] = {}
-        self._pending: tuple[str, str] | None = None
+        self._pending: tuple[Ending, str] | None = None
 
     @property
     def terminated(self) -> bool:
@@ -76,7 +76,7 @@ class RunGuard(TerminationCondition):
         self.detail = ""
         self._fired = False
 
-    def _fire(self, reason: str, detail: str) -> StopMessage:
+    def _fire(self, reason: Ending, detail: str) -> StopMessage:
         self.reason, self.detail, self._fired = reason, detail, True
         return StopMessage(content=detail, source="parley")
 
@@ -105,7 +105,7 @@ class RunGuard(TerminationCondition):
             what = "answered nothing" if not said else "said the same thing"
             self._pending = ("loop", f"loop: {m.source} {what} {repeats} times in a row")
 
-    def _ending(self, m: BaseChatMessage) -> tuple[str, str] | None:
+    def _ending(self, m: BaseChatMessage) -> tuple[Ending, str] | None:
         """The reason this message ends the run, if it does."""
         stop_text = self.limits.stop_text
         if isinstance(m, HandoffMessage) and m.target == "user":
