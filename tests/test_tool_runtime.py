@@ -140,3 +140,30 @@ def test_a_note_added_through_the_run_context_is_reported_to_the_conversation(tm
     with pytest.raises(ValueError):
         ctx.add_note("   ")
     assert len(board) == 2
+
+
+async def test_a_note_a_tool_adds_is_an_event_of_the_run(write: Write, tmp_path: Path) -> None:
+    """A note added through the run context reaches the stream as a NoteEvent (and the board): nobody has to read
+    the notes back out of a tool's arguments."""
+    from parley.events import NoteEvent
+
+    write(
+        "mine/remember.py",
+        '''
+        from parley.tools import current_context, tool
+
+        @tool
+        def remember(fact: str) -> str:
+            """Keep a fact on the team's shared notes."""
+            current_context().add_note(fact)
+            return "kept"
+    ''',
+    )
+    registry = ToolRegistry.discover([tmp_path / "mine"])
+    team = write("team.yaml", team_yaml(roles=("alpha",), max_turns=1, tools={"alpha": ["remember"]}))
+    script = write("s.yaml", "roles:\n  alpha:\n    - tool: remember\n      args: {fact: 'EMEA leads Q3'}\n")
+    conv = Conversation(team, model=f"scripted:{script}", registry=registry)
+    events = [ev async for ev in conv.start("Note it")]
+    notes = [e for e in events if isinstance(e, NoteEvent)]
+    assert [(n.source, n.content) for n in notes] == [("alpha", "EMEA leads Q3")]
+    assert [(n["role"], n["text"]) for n in conv.notes_board] == [("alpha", "EMEA leads Q3")]
