@@ -21,11 +21,10 @@ class AskHumanArgs(BaseModel):
     question: Annotated[str, "One clear question for the human, with the options if there are any."]
 
 
-class AskHumanTool(
-    BaseStreamTool[AskHumanArgs, ParleyNotice, Any]
-):  # returns text (AutoGen's bound says a BaseModel)
+class AskHumanTool(BaseStreamTool[AskHumanArgs, ParleyNotice, Any]):
     """Granted as `ask_human` in a role's tools. The question is shown to the human (web chat, terminal,
-    or an evaluation's scripted human); the run waits for the answer or the team's question time-out."""
+    or an evaluation's scripted human); the run waits for the answer or the team's question time-out. It returns
+    text (AutoGen's type bound asks for a BaseModel, hence Any)."""
 
     def __init__(self, role: str, host: QuestionHost) -> None:
         super().__init__(

@@ -23,11 +23,9 @@ from .tools import gate
 __all__ = ["McpTool", "load_grants"]
 
 
-class McpTool(
-    BaseStreamTool[BaseModel, ParleyNotice, Any]
-):  # returns text (AutoGen's bound says a BaseModel)
+class McpTool(BaseStreamTool[BaseModel, ParleyNotice, Any]):
     """One MCP tool granted to one role: the server's schema, called through the conversation's session
-    behind the host's approval gate."""
+    behind the host's approval gate. It returns text (AutoGen's type bound asks for a BaseModel, hence Any)."""
 
     def __init__(self, grant: Grant, host: ApprovalHost, shelf: ImageShelf | None = None) -> None:
         tool = grant.tool
@@ -37,13 +35,11 @@ class McpTool(
             model_name(grant.conn.name, tool.name),
             tool.description or "",
         )
-        self.granted = grant
+        self.grant = grant
+        """The grant: its `name` (`SERVER.TOOL`) is what a human, the approval rules and the audit know it by."""
         self.host = host
-        self.approval = grant.approval
         self.shelf = shelf
         """Where the pictures it returns go, for a role whose model accepts images; None otherwise."""
-        self.grant = grant.name
-        """The name a human, the approval rules and the audit know this tool by."""
 
     async def run(self, args: BaseModel, cancellation_token: CancellationToken) -> str:
         result = ""
@@ -63,8 +59,8 @@ class McpTool(
     async def run_json_stream(
         self, args: Mapping[str, Any], cancellation_token: CancellationToken, call_id: str | None = None
     ) -> AsyncGenerator[ParleyNotice | str, None]:
-        if self.approval:
-            await gate(self.host, self.granted.role, self.grant, args, call_id, cancellation_token)
+        if self.grant.approval:
+            await gate(self.host, self.grant.role, self.grant.name, args, call_id, cancellation_token)
         checked = self.args_type().model_validate(args).model_dump(exclude_unset=True)
         async for item in self._call(checked, cancellation_token, call_id):
             yield item
@@ -75,11 +71,11 @@ class McpTool(
         token: CancellationToken,
         call_id: str | None,
     ) -> AsyncGenerator[ParleyNotice | str, None]:
-        call = McpCall(self.granted, args, call_id)
+        call = McpCall(self.grant, args, call_id)
         token.link_future(call.work)
         try:
             async for event in call.progress():
-                for notice in shown_now(self.granted.role, event):  # shown while the call goes on
+                for notice in shown_now(self.grant.role, event):  # shown while the call goes on
                     yield notice
             call.work.result()
         finally:
@@ -87,10 +83,10 @@ class McpTool(
         yield await self._converted(call, call_id)
 
     async def _converted(self, call: McpCall, call_id: str | None) -> str:
-        role = self.granted.role
+        role = self.grant.role
         out = await call.converted(self.host.context_for(role).workspace)
         if out.files:
-            self.host.files_written(role, self.grant, out.files)
+            self.host.files_written(role, self.grant.name, out.files)
         failure = call.failure(out)
         if failure is not None:
             raise failure
