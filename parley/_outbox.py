@@ -60,7 +60,12 @@ async def persist(store: Store, tid: str, items: Sequence[Event | Checkpoint], r
             audits.append((actor, action, {"run": run_number, "turn": item.turn, **detail}))
     if not new_events and not audits and checkpoint is None:
         return  # streamed pieces only
-    saved = None if checkpoint is None else (checkpoint.turn, jsonable(checkpoint.state), checkpoint.pending)
+    saved = None
+    if (
+        checkpoint is not None
+    ):  # a versioned checkpoint is JSON already; AutoGen's raw state may hold datetimes
+        state = checkpoint.state if checkpoint.state.get("v") is not None else jsonable(checkpoint.state)
+        saved = (checkpoint.turn, state, checkpoint.pending)
     await store.append_batch(tid, new_events, audits, saved)
 
 
