@@ -30,8 +30,7 @@ from autogen_core.tools import Tool, ToolSchema
 
 from bench._common import parser, save, table
 from parley import Conversation
-from parley.models._scripted import SELECTOR
-from parley.models._tokens import encoding
+from parley.models import SELECTOR, encoding
 
 ROLES = {
     "researcher": "finds facts and sources",

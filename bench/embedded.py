@@ -45,7 +45,7 @@ PROMPTS = (
     "Describe a walk through a busy market on a Saturday morning, with its sounds and smells.",
 )
 FREQUENCY_PENALTY = 0.4
-"""parley's local client sends this on every call (see parley/models/_local.py); direct calls send it too."""
+"""parley's local client sends this on every call (see parley/engine/autogen/models/local.py); direct calls send it too."""
 PATHS = ("direct", "http", "sdk", "parley", "run")
 
 
@@ -66,7 +66,7 @@ def _sample(path: str, prompt: int, t_first: float | None, total: float, usage: 
 
 def _request(prompt: str, max_tokens: int) -> dict[str, Any]:
     """The body parley's client sends for this prompt (autogen-ext adds `name` to user messages)."""
-    from parley.models._local import MODEL_ALIAS
+    from parley.engine.autogen.models.local import MODEL_ALIAS
 
     return {
         "model": MODEL_ALIAS,
@@ -232,14 +232,17 @@ def summarise(samples: list[Sample]) -> dict[str, Any]:
 
 
 async def _measure_all(smoke: bool, budget_s: float) -> tuple[list[Sample], dict[str, Any]]:
-    from parley.models import Meter, ModelPool, _local
+    from parley.engine.autogen.models import ModelPool
+    from parley.engine.autogen.models.local import base_url as local_base_url
+    from parley.engine.autogen.models.local import local_server
+    from parley.models import Meter
 
     os.environ.pop("PARLEY_MODEL", None)  # it would outrank the one-agent team's `model: local`
     max_tokens = 8 if smoke else 96
     groups = 1 if smoke else 10 * len(PROMPTS)
     min_groups = 1 if smoke else 2 * len(PROMPTS)
-    base_url = _local.base_url()  # starts the in-process server parley uses; every path drives this one
-    server = _local._server
+    base_url = local_base_url()  # starts the in-process server parley uses; every path drives this one
+    server = local_server()
     pool = ModelPool(Meter())
     client = pool.client("local", "bench")
     folder = Path(tempfile.mkdtemp(prefix="parley-bench-"))

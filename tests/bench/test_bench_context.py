@@ -28,6 +28,6 @@ def test_context_growth_smoke_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_every_reply_is_exactly_80_tokens() -> None:
-    from parley.models._tokens import encoding
+    from parley.models import encoding
 
     assert {len(encoding().encode(context.reply(who, i))) for who in context.ROLES for i in range(5)} == {80}

@@ -29,7 +29,7 @@ def llama_server(*, n_ctx: int = 4096, n_predict: int = 256, parallel: int = 1) 
     template with tool support (`use_jinja`) is switched on: sent `tools`, this server answers in text."""
     import xllamacpp
 
-    from parley.models._local import model_path
+    from parley.engine.autogen.models.local import model_path
 
     params = xllamacpp.CommonParams()
     params.model.path = str(model_path())

@@ -17,9 +17,10 @@ from autogen_core.models import AssistantMessage, SystemMessage, UserMessage
 
 from parley import Conversation
 from parley.catalog import resolve_team
+from parley.engine.autogen.models import ModelPool
 from parley.errors import ContextOverflowError
 from parley.events import ErrorEvent, EscalationEvent, MessageEvent, RunResult
-from parley.models import Meter, ModelPool
+from parley.models import Meter
 
 pytestmark = [pytest.mark.local_model, skip_without_llama()]
 
@@ -102,7 +103,7 @@ async def test_a_run_whose_task_cannot_fit_ends_with_error_and_no_turn(llama: st
 
 def test_the_embedded_server_answers_to_its_model_name() -> None:
     """AutoGen warned "Resolved model mismatch" on every run when the embedded server's model id was "-"."""
-    from parley.models._local import MODEL_ALIAS, base_url
+    from parley.engine.autogen.models.local import MODEL_ALIAS, base_url
 
     with urllib.request.urlopen(f"{base_url()}/models", timeout=10) as answer:
         listing = json.load(answer)

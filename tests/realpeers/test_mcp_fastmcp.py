@@ -269,7 +269,7 @@ async def test_a_sub_team_shares_the_conversations_sessions(write: Write) -> Non
 @pytest.mark.parametrize("vision", [True, False])
 async def test_a_model_that_accepts_images_is_shown_the_picture(write: Write, monkeypatch: pytest.MonkeyPatch,
                                                                 vision: bool) -> None:
-    from parley.models._scripted import ScriptedClient
+    from parley.engine.autogen.models import ScriptedClient
 
     monkeypatch.setattr(ScriptedClient, "info", {**ScriptedClient.info, "vision": vision})
     script = _script(write, ["{tool: peer__picture, args: {width: 32, height: 16}}", "a red picture"])

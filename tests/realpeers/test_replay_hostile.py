@@ -21,7 +21,7 @@ from test_hostile_model import (  # reused as they are, on another path
     test_hostile_tool_calls_become_tool_errors_the_agent_sees,
 )
 
-from parley.models._replay import replay_server
+from parley.engine.autogen.models.replay import replay_server
 
 __all__ = [
     "registry",

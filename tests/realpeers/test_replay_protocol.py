@@ -13,9 +13,8 @@ import httpx
 import openai
 import pytest
 
-from parley.models import ScriptedModel
-from parley.models._replay import replay_server
-from parley.models._scripted import ScriptFile
+from parley.engine.autogen.models.replay import replay_server
+from parley.models import ScriptedModel, ScriptFile
 
 Write = Callable[[str, str], Path]
 

@@ -14,8 +14,8 @@ from autogen_core.models import UserMessage
 
 from parley import Conversation
 from parley.cli import main
+from parley.engine.autogen.models.replay import replay_server
 from parley.events import ChunkEvent, MessageEvent, ValidationEvent
-from parley.models._replay import replay_server
 
 Write = Callable[[str, str], Path]
 

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from parley.cli import main
-from parley.models._replay import replay_server
+from parley.engine.autogen.models.replay import replay_server
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 SUITES = sorted((ROOT / "evals").glob("*.yaml"))
