@@ -42,7 +42,7 @@ async def test_every_event_is_stored_and_a_new_process_resumes_it(write: Write, 
 
     def approve(ev: Event) -> None:
         if isinstance(ev, ApprovalRequestEvent):
-            conv._run.approve(ev.request_id, actor="dana")  # type: ignore[union-attr]
+            conv.current_run.approve(ev.request_id, actor="dana")  # type: ignore[union-attr]
 
     shown = await collect(conv.start("Pay five"), approve)
     assert shown[-1].stop_reason == "max_turns"  # type: ignore[union-attr]
