@@ -318,3 +318,32 @@ async def test_file_written_wakes_its_role(write: Write) -> None:
     events = await collect(conv.start("Write the notes"))
     assert [(e.role, e.on) for e in events if isinstance(e, TriggerEvent)] == [("checker", "file written")]
     assert "checker" in [s for s, _ in _said(events)]
+
+
+async def test_an_interrupt_while_a_loop_waits_on_its_escalation_goes_to_the_team(write: Write) -> None:
+    team = write("team.yaml", team_yaml("loop", roles=("writer", "critic"), max_turns=10)
+                 + "loop: {until: APPROVE, max_rounds: 1, on_max_rounds: escalate}\n")
+    script = write("s.yaml", """
+        roles:
+          writer: ["draft 1", "draft 2"]
+          critic: ["too long", "good. APPROVE"]
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    run = conv.start("Write")
+    escalations = []
+
+    def on_event(ev: Event) -> None:
+        if isinstance(ev, EscalationEvent):
+            escalations.append(ev)
+            if len(escalations) == 1:
+                run.interrupt("Keep it under 50 words")  # the human speaks instead of deciding
+            else:
+                run.resolve(ev.escalation_id, proceed=True)
+
+    events = await collect(run, on_event)
+    result = events[-1]
+    assert isinstance(result, RunResult) and result.stop_reason == "stop_text"
+    humans = [e.content for e in events if isinstance(e, HumanMessageEvent)]
+    assert humans == ["Write", "Keep it under 50 words"]  # the interruption reached the team
+    # It did not settle the first escalation: that stays open on record, and the loop asked again.
+    assert len(escalations) == 2
