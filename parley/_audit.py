@@ -48,7 +48,7 @@ def markdown(thread: str, team: str, records: list[dict[str, Any]]) -> str:
 
 
 def _summary(detail: dict[str, Any]) -> str:
-    parts = []
+    parts: list[str] = []
     for key in ("tool", "kind", "attempt", "choice", "round", "tally", "problems", "text", "reason"):
         value = detail.get(key)
         if value not in (None, "", [], {}):

@@ -97,7 +97,7 @@ def search_dirs(variable: str, default: Path, extra: list[str] | None = None) ->
     dirs += [Path(p).expanduser() for p in os.environ.get(variable, "").split(os.pathsep) if p.strip()]
     dirs += [Path(p).expanduser() for p in (extra or [])]
     seen: set[Path] = set()
-    out = []
+    out: list[Path] = []
     for d in dirs:
         key = d.resolve()
         if key not in seen:
