@@ -18,7 +18,7 @@ from ._outbox import Checkpoint
 from ._publish import Publisher
 from ._text import human_text, redact_secrets
 from .engine import Cancel, MessageKind, Outcome, SegmentEnd
-from .errors import ConfigError, RunStateError
+from .errors import ConfigError, RunError, RunStateError
 from .events import (
     ApprovalRequestEvent,
     ErrorEvent,
@@ -72,6 +72,8 @@ class Run:
         self._cancel_reason: Cancel | None = None
         self._task: asyncio.Task[None] | None = None
         self._error: tuple[str, str] | None = None
+        self.error: RunError | None = None
+        """Why the run failed (stop reason `error`): the role, the turn and the original exception."""
         self._p0 = self._c0 = self._n0 = self._turn0 = 0
         self._spent_by: str | None = None
         """Whose model call spent the token budget, once one has."""
@@ -239,6 +241,7 @@ class Run:
     def _store_failed(self, exc: BaseException) -> ErrorEvent:
         self._error = (type(exc).__name__, f"saving the conversation failed: {exc}; the run stopped, "
                        "and what was not saved is not shown")
+        self.error = RunError(self._error[1], turn=self.conversation.turn, original=exc)
         self._cancel("error")
         return ErrorEvent(source="parley", content=self._error[1], error_type=self._error[0],
                           turn=self.conversation.turn)
@@ -306,6 +309,7 @@ class Run:
             outcome = await self._segments()
         except BaseException as exc:  # our own task was cancelled, or a bug: still end with a result
             self._error = (type(exc).__name__, redact_secrets(str(exc)) or type(exc).__name__)
+            self.error = RunError(self._error[1], turn=conv.turn, original=exc)
             self._engine.drop()
             if not isinstance(exc, Exception):
                 self._finish_now("error")
@@ -393,6 +397,9 @@ class Run:
     def _failed(self, exc: Exception, failures: Sequence[Any]) -> Outcome:
         self._error = _original_error(exc, failures)
         source = failures[-1].source if failures else (self._engine.speaker or "parley")
+        original = getattr(failures[-1], "error", None) if failures else None  # the model's own exception
+        self.error = RunError(self._error[1], role=source if source != "parley" else None,
+                              turn=self.conversation.turn + 1, original=original or exc, error_type=self._error[0])
         self.emit(ErrorEvent(source=source, content=self._error[1], error_type=self._error[0],
                              turn=self.conversation.turn + 1))
         return Outcome(SegmentEnd.STOPPED, "error")

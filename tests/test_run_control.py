@@ -233,3 +233,24 @@ async def test_stop_during_a_tool_that_never_returns(write: Write) -> None:
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "stopped"
     assert [c.who for c in conv.pool.scripts[0].calls] == ["alpha"]  # no model call after the stop
+
+
+async def test_a_failed_run_says_which_role_failed_at_which_turn_and_why() -> None:
+    from parley import FunctionModel, ModelRequest, RunError, TeamSpec
+
+    def flaky(request: ModelRequest) -> str:
+        if request.who == "beta":
+            raise ValueError("the upstream service refused the request")
+        return "alpha's part"
+
+    conv = Conversation(TeamSpec.model_validate({
+        "name": "pair", "pattern": "round_robin",
+        "roles": [{"name": "alpha", "prompt": "You are alpha."}, {"name": "beta", "prompt": "You are beta."}],
+        "termination": {"max_turns": 4}}), model=FunctionModel(flaky))
+    run = conv.start("Go")
+    result = await run.wait()
+    assert result.stop_reason == "error" and "upstream service refused" in result.detail
+    assert isinstance(run.error, RunError)
+    assert run.error.role == "beta" and run.error.turn == 2 and run.error.error_type == "ValueError"
+    assert "upstream service refused" in str(run.error)
+    await conv.close()
