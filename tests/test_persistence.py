@@ -16,25 +16,33 @@ from parley.store import Store, StoreError
 Write = Callable[[str, str], Path]
 
 
-async def test_every_event_is_stored_and_a_new_process_resumes_it(write: Write, db_url: str, tmp_path: Path) -> None:
-    write("risky/pay.py", '''
+async def test_every_event_is_stored_and_a_new_process_resumes_it(
+    write: Write, db_url: str, tmp_path: Path
+) -> None:
+    write(
+        "risky/pay.py",
+        '''
         from parley.tools import tool
 
         @tool(approval=True)
         def pay(amount: int) -> str:
             """Pay (needs approval)."""
             return f"paid {amount}"
-    ''')
+    ''',
+    )
     registry = ToolRegistry.discover([tmp_path / "risky"])
     team = write("team.yaml", team_yaml(roles=("alpha", "beta"), max_turns=3, tools={"alpha": ["pay"]}))
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           alpha:
             - tool: pay
               args: {amount: 5}
             - "Alpha continues after the restart"
           beta: ["Beta replies", "Beta closes"]
-    """)
+    """,
+    )
     store = await Store.open(db_url)
     tid = await store.create_thread("dana", str(team), f"scripted:{script}", "Pay five")
     conv = Conversation(team, model=f"scripted:{script}", registry=registry)
@@ -51,7 +59,10 @@ async def test_every_event_is_stored_and_a_new_process_resumes_it(write: Write, 
     assert [e for e in shown if not isinstance(e, ChunkEvent)] == stored  # written, in the order shown
     audit = await store.audit_log(tid)
     assert [(a.actor, a.action, a.detail.get("tool")) for a in audit] == [
-        ("user", "task", None), ("alpha", "approval requested", "pay"), ("dana", "approve", "pay")]
+        ("user", "task", None),
+        ("alpha", "approval requested", "pay"),
+        ("dana", "approve", "pay"),
+    ]
     assert (await store.latest_checkpoint(tid)) is not None
     await store.close()
 
@@ -60,9 +71,14 @@ async def test_every_event_is_stored_and_a_new_process_resumes_it(write: Write, 
     resumed = await Conversation.resume(store2, tid, registry=registry, max_turns=1)
     assert resumed.turn == 3
     assert [e.content for e in resumed.history if isinstance(e, MessageEvent)] == [
-        "paid 5", "Beta replies", "Alpha continues after the restart"]
+        "paid 5",
+        "Beta replies",
+        "Alpha continues after the restart",
+    ]
     more = await collect(resumed.start("One more thing"))
-    assert [(e.source, e.content, e.turn) for e in more if isinstance(e, MessageEvent)] == [("beta", "Beta closes", 4)]
+    assert [(e.source, e.content, e.turn) for e in more if isinstance(e, MessageEvent)] == [
+        ("beta", "Beta closes", 4)
+    ]
     beta_calls = [c for c in resumed.pool.scripts[0].calls if c.who == "beta"]
     seen = [m.content for m in beta_calls[-1].messages if isinstance(m, UserMessage)]
     assert any("Alpha continues after the restart" in str(s) for s in seen) and "One more thing" in seen
@@ -76,7 +92,9 @@ class _FailingStore(Store):
     fail_after = 3
     """Events that still fit; a batch that does not fit fails whole (one transaction)."""
 
-    async def append_batch(self, thread_id: str, new_events: Any, audits: Any = (), checkpoint: Any = None) -> list[int]:
+    async def append_batch(
+        self, thread_id: str, new_events: Any, audits: Any = (), checkpoint: Any = None
+    ) -> list[int]:
         if len(new_events) > self.fail_after:
             raise StoreError("cannot append event: OperationalError: database or disk is full")
         self.fail_after -= len(new_events)
@@ -92,7 +110,11 @@ async def test_a_failed_write_stops_the_run_and_the_user_sees_it(write: Write, t
     conv.attach(store, tid)
     shown = await collect(conv.start("Go"))
     errors = [e for e in shown if e.type == "error"]
-    assert errors and "saving the conversation failed" in errors[0].content and "disk is full" in errors[0].content
+    assert (
+        errors
+        and "saving the conversation failed" in errors[0].content
+        and "disk is full" in errors[0].content
+    )
     result = shown[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "error" and "disk is full" in result.detail
     stored = [r.payload for r in await store.events(tid)]
@@ -102,12 +124,17 @@ async def test_a_failed_write_stops_the_run_and_the_user_sees_it(write: Write, t
 
 
 async def test_a_resumed_conversation_keeps_its_team_notes(write: Write, store: Store) -> None:
-    team = write("team.yaml", team_yaml(roles=("alpha", "beta"), max_turns=2, tools={"alpha": ["team_notes"]}))
-    script = write("s.yaml", """
+    team = write(
+        "team.yaml", team_yaml(roles=("alpha", "beta"), max_turns=2, tools={"alpha": ["team_notes"]})
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           alpha: [{tool: team_notes, args: {action: add, text: "EMEA is the focus"}}]
           beta: ["noted"]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     tid = await store.create_thread("alice", conv.team.name, conv.model, "notes")
     conv.attach(store, tid)
