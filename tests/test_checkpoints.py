@@ -28,6 +28,7 @@ THREADS = {
     "selector": "00000000-0000-4000-8000-000000000002",
     "sequential": "00000000-0000-4000-8000-000000000003",
     "stopped": "00000000-0000-4000-8000-000000000004",
+    "died": "00000000-0000-4000-8000-000000000005",
 }
 
 
@@ -79,6 +80,19 @@ def _said(events: list[object]) -> list[tuple[str, str]]:
             ],
             [("research", "research 2"), ("write", "write 2")],
             id="sequential",
+        ),
+        pytest.param(
+            "died",
+            [
+                ("user", "Draft the plan"),
+                ("alpha", "alpha 1"),
+                ("beta", "beta 1"),
+                ("gamma", "gamma 1 takes its time to say this"),
+                ("alpha", "alpha 2"),
+                ("beta", "beta 2"),
+            ],
+            [("gamma", "gamma 2 takes its time to say this"), ("alpha", "alpha 3")],
+            id="process-died-mid-turn",
         ),
         pytest.param(
             "stopped",

@@ -2,12 +2,15 @@
 
 Run from the repository's root with the code of that time (commit 4de56e4):
     .venv/bin/python tests/data/v1-store/make.py
-The migration test (tests/test_store.py) opens these threads with the current code, resumes and continues them.
+The migration test (tests/test_checkpoints.py) opens these threads with the current code, resumes and continues them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 from parley import Conversation
@@ -20,6 +23,7 @@ THREADS = {
     "selector": "00000000-0000-4000-8000-000000000002",
     "sequential": "00000000-0000-4000-8000-000000000003",
     "stopped": "00000000-0000-4000-8000-000000000004",
+    "died": "00000000-0000-4000-8000-000000000005",
 }
 """Which conversation is which thread."""
 
@@ -34,6 +38,19 @@ async def _one(store: Store, name: str, team: str, script: str, task: str, steer
             done = True
             run.stop() if steer == "stop" else run.say(steer)
     print(name, run.result)
+
+
+async def _dies(target: Path) -> None:
+    """In a child process: a round robin whose process dies (no clean-up at all) while gamma's second turn streams."""
+    store = await Store.open(f"sqlite+aiosqlite:///{target}")
+    conv = Conversation(HERE / "died.yaml", model=f"scripted:{HERE / 'died-script.yaml'}")
+    await conv.save_to(store, "dana", "died", thread_id=THREADS["died"])
+    run = conv.start("Draft the plan")
+    said = 0
+    async for ev in run:
+        said += ev.type == "message"
+        if isinstance(ev, ChunkEvent) and ev.source == "gamma" and said >= 5:
+            os._exit(9)
 
 
 def _said(ev: Event) -> str:
@@ -52,4 +69,9 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    if sys.argv[1:] == ["die"]:
+        asyncio.run(_dies(HERE / "store.sqlite3"))
+    else:
+        asyncio.run(main())
+        child = subprocess.run([sys.executable, __file__, "die"], check=False)  # its process dies mid-turn
+        assert child.returncode == 9, child
