@@ -1,7 +1,9 @@
 """Makes store.sqlite3: conversations stored by parley before checkpoints were versioned (raw `save_state`).
 
-Run from the repository's root with the code of that time (commit 4de56e4):
-    .venv/bin/python tests/data/v1-store/make.py
+Run with the code of that time (commit 4de56e4), from a copy of it:
+    git archive 4de56e4 | tar -x -C /tmp/v1 && cp -r tests/data /tmp/v1/tests/
+    cd /tmp/v1 && PYTHONPATH=. /path/to/.venv/bin/python tests/data/v1-store/make.py
+then copy /tmp/v1/tests/data/v1-store/store.sqlite3 back here.
 The migration test (tests/test_checkpoints.py) opens these threads with the current code, resumes and continues them.
 """
 
