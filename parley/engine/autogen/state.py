@@ -51,16 +51,6 @@ class Checkpoints:
         self.said: list[Said] = []
         """Everything the team was told or said, in order: a rebuilt team's memory."""
 
-    @property
-    def unsaved(self) -> list[BaseChatMessage]:
-        """Messages a freshly built team must still be given: none, `load_into` gives it everything said."""
-        return []
-
-    @unsaved.setter
-    def unsaved(self, fed: Sequence[BaseChatMessage]) -> None:
-        # The run sets this to the messages it feeds the team at the start of a segment: keep them.
-        self.said.extend(said_of(m) for m in fed)
-
     def fed(self, messages: Sequence[BaseChatMessage]) -> None:
         """The run gave the team these messages (the human's, woken roles'): a rebuilt team must have them too."""
         self.said.extend(said_of(m) for m in messages)
