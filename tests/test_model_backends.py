@@ -394,6 +394,7 @@ async def test_anthropic_failure_is_recorded_on_the_meter(
     assert (failure.source, failure.model) == ("analyst", "anthropic:claude-3-5-haiku-latest")
     assert failure.error_type == type(err.value).__name__
     assert failure.message == str(err.value)
+    assert failure.error is err.value  # the backend's own exception, for RunError.original
 
 
 # --- ollama ---------------------------------------------------------------------------------------

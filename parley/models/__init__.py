@@ -2,8 +2,8 @@
 counts, limits, capabilities, and the meter's ledger.
 
 The clients that call models (metered, scripted, embedded, remote) are the engine's:
-`parley.engine.autogen.models`. This package imports nothing of the engine's; the few names below that are
-the engine's (`ModelPool`, `MeteredClient` and the string-based capability checks) are kept reachable here,
+`parley.engine.autogen.models`. This package imports nothing of the engine's; the two names below that are
+the engine's (`ModelPool`, `MeteredClient`) are kept reachable here,
 loaded on first use, until every importer takes them from the engine.
 """
 
@@ -115,7 +115,7 @@ def scripted_via() -> str | None:
     raise ConfigError(f"{VIA_ENV}={value!r} is not a protocol: use openai, anthropic or direct (the default)")
 
 
-_ENGINE_NAMES = ("ModelPool", "MeteredClient", "reflects", "supports_tools", "uses_json_schema")
+_ENGINE_NAMES = ("ModelPool", "MeteredClient")
 
 
 def __getattr__(name: str) -> Any:

@@ -37,10 +37,14 @@ class CallRecord:
 
 @dataclass(frozen=True, kw_only=True)
 class CallFailure:
+    """A model call that failed for good (after any retries)."""
+
     source: str
     model: str
     error_type: str
     message: str
+    error: BaseException | None = None
+    """The exception itself (the backend's own, or parley's ContextOverflowError)."""
 
 
 @dataclass(frozen=True, kw_only=True)

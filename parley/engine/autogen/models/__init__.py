@@ -4,7 +4,6 @@ ledger, capabilities) is parley.models."""
 
 from __future__ import annotations
 
-from .compat import reflects, supports_tools, uses_json_schema
 from .function import FunctionClient, as_message
 from .metered import MeteredClient, own_calls
 from .pool import ModelLike, ModelPool, capabilities_of
@@ -19,7 +18,4 @@ __all__ = [
     "as_message",
     "capabilities_of",
     "own_calls",
-    "reflects",
-    "supports_tools",
-    "uses_json_schema",
 ]

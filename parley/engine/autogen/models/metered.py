@@ -303,7 +303,13 @@ class MeteredClient(ChatCompletionClient):
 
     def _failed(self, exc: BaseException) -> None:
         self.meter.failures.append(
-            CallFailure(source=self.source, model=self.model, error_type=type(exc).__name__, message=str(exc))
+            CallFailure(
+                source=self.source,
+                model=self.model,
+                error_type=type(exc).__name__,
+                message=str(exc),
+                error=exc,
+            )
         )
 
     async def create(
