@@ -395,7 +395,7 @@ class Run:
         return Outcome(SegmentEnd.STOPPED, reason)
 
     def _failed(self, exc: Exception, failures: Sequence[Any]) -> Outcome:
-        self._error = _original_error(exc, failures)
+        self._error = self._engine.failure(exc, failures)
         source = failures[-1].source if failures else (self._engine.speaker or "parley")
         original = getattr(failures[-1], "error", None) if failures else None  # the model's own exception
         self.error = RunError(self._error[1], role=source if source != "parley" else None,
@@ -472,23 +472,3 @@ class Run:
             if isinstance(ev, MessageEvent) and ev.kind != "handoff":  # "Transferred to ..." says nothing
                 return ev.content
         return ""
-
-
-def _original_error(exc: BaseException, failures: Sequence[Any]) -> tuple[str, str]:
-    """The error a model call or tool raised, recovered from what AutoGen re-raised (with any secret a backend
-    echoed in it masked)."""
-    if failures:
-        return failures[-1].error_type, redact_secrets(failures[-1].message)
-    kind, message = _unwrapped(exc)
-    return kind, redact_secrets(message)
-
-
-def _unwrapped(exc: BaseException) -> tuple[str, str]:
-    # An agent's error reaches the run as RuntimeError('Type: message\nTraceback...').
-    text = str(exc)
-    if isinstance(exc, RuntimeError) and ": " in text.split("\n", 1)[0]:
-        first = text.partition("\nTraceback:")[0]
-        kind, _, message = first.partition(": ")
-        if kind.isidentifier():
-            return kind, message
-    return type(exc).__name__, text.split("\nTraceback:")[0]

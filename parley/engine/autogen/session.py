@@ -26,6 +26,7 @@ from autogen_agentchat.teams import BaseGroupChat
 from autogen_core import CancellationToken
 
 from ..._calls import MAX_ARGUMENTS
+from ..._text import redact_secrets
 from ...events import (
     ChunkEvent,
     EscalationEvent,
@@ -267,6 +268,15 @@ class TeamSession:
             if sink.cancel_reason is not None:
                 return
 
+    @staticmethod
+    def failure(exc: BaseException, failures: Sequence[Any]) -> tuple[str, str]:
+        """What failed, as (error type, message): the model call's own error when the meter saw one, else the
+        error AutoGen re-raised, unwrapped (any secret a backend echoed in it masked)."""
+        if failures:
+            return failures[-1].error_type, redact_secrets(failures[-1].message)
+        kind, message = _unwrapped(exc)
+        return kind, redact_secrets(message)
+
     def abandon(self, reason: Cancel, sink: RunSink) -> None:
         """The turns in progress are cut short: what each role had streamed is kept on record."""
         for source, text in self.partial.items():
@@ -322,6 +332,17 @@ class TeamSession:
         shown = _clip_args(arguments)
         return ToolCallEvent(source=source, name=name, arguments=_parse_args(shown), call_id=call_id,
                              content=shown, turn=turn)
+
+
+def _unwrapped(exc: BaseException) -> tuple[str, str]:
+    # An agent's error reaches the team's caller as RuntimeError('Type: message\nTraceback...').
+    text = str(exc)
+    if isinstance(exc, RuntimeError) and ": " in text.split("\n", 1)[0]:
+        first = text.partition("\nTraceback:")[0]
+        kind, _, message = first.partition(": ")
+        if kind.isidentifier():
+            return kind, message
+    return type(exc).__name__, text.split("\nTraceback:")[0]
 
 
 def _parse_args(arguments: str) -> dict[str, Any] | str:
