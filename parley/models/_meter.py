@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..errors import ParleyError
 
@@ -162,13 +161,3 @@ class Meter:
             p, q = out.get(c.source, (0, 0))
             out[c.source] = (p + c.prompt_tokens, q + c.completion_tokens)
         return out
-
-
-def __getattr__(name: str) -> Any:
-    """MeteredClient and own_calls moved to parley.engine.autogen.models.metered; importable from here until every
-    importer takes them from there (loaded on first use)."""
-    if name in ("MeteredClient", "own_calls"):
-        from ..engine.autogen.models import metered
-
-        return getattr(metered, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -174,13 +174,3 @@ def _extractive(messages: Sequence[Any]) -> str:
             first = re.split(r"(?<=[.!?])\s", turn.group(2), maxsplit=1)[0]
             parts.append(f"{turn.group(1)}: {first}")
     return " ".join(parts)
-
-
-def __getattr__(name: str) -> Any:
-    """ScriptedClient moved to parley.engine.autogen.models.scripted; importable from here until every importer
-    takes it from there (loaded on first use)."""
-    if name == "ScriptedClient":
-        from ..engine.autogen.models import scripted
-
-        return scripted.ScriptedClient
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
