@@ -14,13 +14,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._outbox import Checkpoint, persist
-from .events import ChunkEvent, ErrorEvent, Event, RunResult
+from .events import ChunkEvent, ErrorEvent, Event, RunResult, UsageEvent
 
 if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["MAX_BUFFERED_CHUNKS", "Publisher"]
 
+USAGE_JOIN_S = 0.05
+"""How long a model call's usage waits for what the call produced, to be written in the same transaction."""
 MAX_BUFFERED_CHUNKS = 10_000
 """Streamed chunks a subscriber may fall behind by before its oldest chunks are dropped."""
 
@@ -133,16 +135,30 @@ class Publisher:
         for sub in self._subscribers:
             sub.offer(event)
 
+    async def _batch(self) -> list[Event | Checkpoint]:
+        """The next items to write in one transaction: what is waiting, up to the run's result. A model call's
+        usage is followed at once by what the call produced (its message, a tool call): that joins the batch
+        too, unless it is more than USAGE_JOIN_S away."""
+        items = [await self._outbox.get()]
+        while not isinstance(items[-1], RunResult):
+            if not self._outbox.empty():
+                items.append(self._outbox.get_nowait())
+                continue
+            if not isinstance(items[-1], UsageEvent):
+                break
+            try:
+                items.append(await asyncio.wait_for(self._outbox.get(), USAGE_JOIN_S))
+            except TimeoutError:
+                break
+        return items
+
     async def _write(self) -> RunResult | None:
         """Write each batch of events to the store, then show it. A failed write ends the run with the error,
         and what was not saved is not shown: the error says so, then the run's result (stop reason `error`)."""
         assert self._store is not None and self._thread_id is not None
         error: ErrorEvent | None = None
         while True:
-            items = [await self._outbox.get()]
-            await asyncio.sleep(0)  # what the same step emits next (a message after its usage) joins this batch
-            while not self._outbox.empty() and not isinstance(items[-1], RunResult):
-                items.append(self._outbox.get_nowait())
+            items = await self._batch()
             if not self.store_failed:
                 try:
                     await persist(self._store, self._thread_id, items, self._run_number)
