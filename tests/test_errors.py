@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import pytest
+from _support import team_yaml
 
 import parley.errors as errors
+from parley import Conversation
 from parley.errors import (
     ConfigError,
     ParleyError,
     RunError,
     RunStateError,
+    ScriptExhaustedError,
     StoreError,
     UnknownRequestError,
     UsageError,
 )
+
+Write = Callable[[str, str], Path]
+
+
+def _script(write: Write, *replies: str) -> str:
+    body = "".join(f"    - {r!r}\n" for r in replies)
+    return "scripted:" + str(write("s.yaml", "roles:\n  alpha:\n" + body))
 
 
 def test_every_error_parley_raises_is_a_parley_error() -> None:
@@ -69,3 +82,33 @@ def test_the_store_raises_the_one_store_error() -> None:
     from parley.store import StoreError as FromStore
 
     assert FromStore is StoreError
+
+
+async def test_misusing_a_conversation_raises_usage_errors_that_old_except_clauses_still_catch(
+    write: Write,
+) -> None:
+    conv = Conversation(
+        write("team.yaml", team_yaml(roles=("alpha",), max_turns=1)), model=_script(write, "done")
+    )
+    run = conv.start("Summarise the notes")
+    with pytest.raises(RuntimeError) as second:
+        conv.start("Something else")
+    assert isinstance(second.value, RunStateError)
+    assert "a run is already in progress" in str(second.value)
+    with pytest.raises(KeyError) as unknown:
+        run.answer("q-404", "yes")
+    assert isinstance(unknown.value, UnknownRequestError)
+    assert str(unknown.value) == "no open question 'q-404' (open: none)"
+    assert (await run.wait()).stop_reason != "error"
+
+
+async def test_a_failed_run_says_which_role_failed_at_which_turn_and_why(write: Write) -> None:
+    team = write("team.yaml", team_yaml(roles=("alpha",), max_turns=3))
+    run = Conversation(team, model=_script(write, "the one reply it has")).start("Summarise the notes")
+    result = await run.wait()
+    assert result.stop_reason == "error"
+    assert isinstance(run.error, RunError)
+    assert (run.error.role, run.error.turn) == ("alpha", 2)
+    assert isinstance(run.error.original, ScriptExhaustedError)
+    assert run.error.__cause__ is run.error.original
+    assert "ran past the end of its script" in str(run.error)
