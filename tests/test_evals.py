@@ -532,3 +532,29 @@ async def test_each_record_says_what_each_speaker_used(write: Write) -> None:
     assert [(r["speaker"], r["turns"]) for r in rows] == [("clerk", 1), ("checker", 1)]
     assert all(r["prompt_tokens"] > 0 and r["completion_tokens"] > 0 for r in rows)
     assert sum(r["prompt_tokens"] + r["completion_tokens"] for r in rows) == record["total_tokens"]
+
+
+async def test_without_a_model_in_the_suite_each_role_runs_on_its_own_model(
+    write: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PARLEY_MODEL", raising=False)
+    team_script = write("team-script.yaml", "roles:\n  clerk: ['The answer is 42']\n")
+    checker_script = write("checker-script.yaml", "roles:\n  checker: ['Checked by my own model. DONE']\n")
+    team = team_yaml(
+        "round_robin", roles=("clerk", "checker"), max_turns=2, stop_text="DONE", stop_from=("checker",)
+    )
+    team = team.replace("pattern: round_robin\n", f"pattern: round_robin\nmodel: scripted:{team_script}\n")
+    team = team.replace(
+        "    prompt: You are checker.\n",
+        f"    prompt: You are checker.\n    model: scripted:{checker_script}\n",
+    )
+    write("team.yaml", team)
+    path = write(
+        "suite.yaml", "suite: t\ndefaults: {team: team.yaml}\nscenarios:\n  - {name: own, task: t}\n"
+    )
+    [record] = await _records(path)
+    said = [(m["source"], m["content"]) for m in record["transcript"]]
+    assert said == [("clerk", "The answer is 42"), ("checker", "Checked by my own model. DONE")], record[
+        "error"
+    ]
+    assert record["model"] == f"scripted:{team_script}"  # the team's model, as the conversation chose it

@@ -173,7 +173,8 @@ class _LiveJudge:
     """
 
     def __init__(self, model: str) -> None:
-        from ..models import Meter, ModelPool
+        from ..engine.autogen.models import ModelPool
+        from ..models import Meter
 
         self.model = model
         self.pool = ModelPool(Meter())

@@ -126,7 +126,8 @@ class Runner:
         results = await asyncio.gather(*(one(j) for j in jobs))
         return [r for r in results if r is not None]
 
-    def _choose(self, job: Job) -> tuple[str, str]:
+    def _choose(self, job: Job) -> tuple[str, str | None]:
+        """The team and the model the suite asks for (None: the team's own models, as Conversation decides)."""
         sc, suite, v = job.scenario, job.suite, job.variant
         team = v.team or self.team or sc.team or suite.defaults.team
         assert team is not None  # the suite loader requires one
@@ -138,10 +139,8 @@ class Runner:
             or sc.models.get(team)
             or sc.model
             or suite.defaults.model
-            or os.environ.get("PARLEY_MODEL")
-            or "local"
         )
-        return team, _model_near(suite, model)
+        return team, _model_near(suite, model) if model else None
 
     def _blank(self, job: Job, team: str, model: str) -> dict[str, Any]:
         """A job's record before (or without) its run: an error until the run says otherwise."""
@@ -175,7 +174,7 @@ class Runner:
     async def run_job(self, job: Job) -> dict[str, Any]:
         sc = job.scenario
         team, model = self._choose(job)
-        record = self._blank(job, team, model)
+        record = self._blank(job, team, model or "")
         try:
             conv = Conversation(
                 team,
@@ -187,7 +186,7 @@ class Runner:
         except ParleyError as exc:
             record["error"] = str(exc)
             return record
-        record["team"], record["pattern"] = conv.team.name, conv.team.pattern
+        record["team"], record["pattern"], record["model"] = conv.team.name, conv.team.pattern, conv.model
         try:
             if self.store is not None:
                 title = f"eval {job.suite.suite} / {sc.name}"[:120]

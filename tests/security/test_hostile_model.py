@@ -4,7 +4,7 @@ Approval ids are parley's own (two calls sharing an id get two cards, each decid
 repeated call id is replaced before the chat, the store or AutoGen pair anything by it; a tool that was
 not granted, an odd name, arguments that are not one JSON object or that are huge each become the call's
 error result the agent sees, and the run goes on. Driven through `parley run` with the scripted model,
-whose replies pass the same checks as every backend's (models._meter.own_calls)."""
+whose replies pass the same checks as every backend's (engine/autogen/models/metered.own_calls)."""
 
 from __future__ import annotations
 
@@ -263,7 +263,8 @@ async def test_a_real_backend_s_tool_calls_pass_the_same_checks(fake_backend: An
     """The scripted model is not special: an OpenAI-compatible server's reply goes through the same checks."""
     from autogen_core.models import UserMessage
 
-    from parley.models import SELECTOR, Meter, ModelPool
+    from parley.engine.autogen.models import ModelPool
+    from parley.models import SELECTOR, Meter
 
     pool = ModelPool(Meter())
     model = f"compatible:m@{fake_backend.url}/v1"
@@ -328,7 +329,7 @@ async def test_a_call_id_repeated_after_a_restart_is_renamed_too(
 
 def test_a_selector_answer_nested_thousands_deep_is_not_a_crash() -> None:
     """JSON nested past Python's recursion limit is just an answer that names no role: the selector falls back."""
-    from parley.patterns._choose import parse_choice
+    from parley.engine.autogen.choose import parse_choice
 
     deep = "[" * 100_000 + "]" * 100_000
     assert parse_choice(deep, ["analyst", "writer"], "speaker") is None
