@@ -204,8 +204,10 @@ def _graph_progress(
 ) -> dict[str, Any]:
     """Where a graph stands after `messages`, walked the way AutoGen's graph manager walks them: each finished node
     readies its successors; when every node at work has answered and none is ready, the graph has finished and
-    starts over. Nodes at work when the team stopped run again. A graph with steps of its own (a consensus)
-    starts from its entry, as after a finished run."""
+    starts over. A step the team stopped in the middle of (some of its nodes had answered, others were still at
+    work: a stop, the budget or the clock cut them short) starts over from the entry, with everything said in view;
+    a step whose nodes had all answered goes on with the nodes it readied. A graph with steps of its own (a
+    consensus) starts from its entry, as after a finished run."""
     walk = _GraphWalk(graph_of(team))
     if any(n not in names or not _is_assistant(team, n) for n in walk.graph.nodes):
         return _GraphWalk(walk.graph).state()
@@ -240,17 +242,16 @@ class _GraphWalk:
         self.ready = []
 
     def step(self, message: BaseChatMessage) -> None:
+        if not self.at_work and message.source in self.ready:  # the manager had handed the next step its turn
+            self.drain()
         if message.source not in self.at_work:
             return
         self.at_work.remove(message.source)
         for edge in self.graph.nodes[message.source].edges:
             if edge.check_condition(message):
                 self.activate(edge.target, edge.activation_group, edge.activation_condition == "all")
-        if not self.at_work:
-            if self.ready:
-                self.drain()
-            else:  # finished: the next run starts from the entry
-                self.restart()
+        if not self.at_work and not self.ready:  # finished: the next run starts from the entry
+            self.restart()
 
     def activate(self, target: str, group: str, needs_all: bool) -> None:
         if needs_all:
@@ -262,6 +263,8 @@ class _GraphWalk:
             self.enqueued[target][group] = True
 
     def state(self) -> dict[str, Any]:
+        if self.at_work:  # cut short in the middle of a step (or finished, or never begun): from the entry
+            self.restart()
         self.drain()
         return {
             "remaining": {t: dict(g) for t, g in self.remaining.items()},
