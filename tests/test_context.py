@@ -135,7 +135,8 @@ async def test_the_view_never_splits_a_tool_call_from_its_results_and_survives_a
     )
 
     from parley.engine.autogen.context import PolicyContext, Summariser
-    from parley.models import Meter, ModelPool
+    from parley.engine.autogen.models import ModelPool
+    from parley.models import Meter
 
     def call(i: int) -> list[Any]:
         return [
@@ -179,7 +180,8 @@ async def test_older_human_messages_beyond_the_latest_ones_go_into_the_summary_n
 
     from parley._window import KEEP_HUMAN
     from parley.engine.autogen.context import PolicyContext, Summariser
-    from parley.models import Meter, ModelPool
+    from parley.engine.autogen.models import ModelPool
+    from parley.models import Meter
 
     pool = ModelPool(Meter())
     script = Path(__file__).parent / "ui" / "scripts" / "studio.yaml"
