@@ -172,3 +172,13 @@ def test_the_cycle_check_finds_a_cycle_and_ignores_type_only_imports() -> None:
     )
     loaded = [n.names[0].name for n in module_level(tree.body) if isinstance(n, ast.Import)]
     assert loaded == ["sys"]
+
+
+def test_the_autogen_layers_init_imports_nothing() -> None:
+    """Importing one module of the AutoGen layer must not load all of it (nor its import order decide cycles)."""
+    init = AUTOGEN_LAYER / "__init__.py"
+    tree = ast.parse(init.read_text(encoding="utf-8"))
+    found = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert found == [], (
+        f"{init.relative_to(PACKAGE.parent)}:{found[0] if found else 0}: keep it free of imports"
+    )
