@@ -54,8 +54,10 @@ _HIDDEN = r"\x00-\x08\x0b-\x1f\x7f-\x9f" + _BIDI
 # line separators, and lone surrogates (which would crash the write).
 _UNSAFE = re.compile(f"[{_HIDDEN}]")
 _UNSAFE_IN_LINE = re.compile(f"[\n\t{_HIDDEN}]")
-_FOREIGN = re.compile(r"\x1b(?!\[(?:" + "|".join(str(c) for c in sorted(STYLES)) + r")m)"
-                      r"|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f" + _BIDI + "]")
+_FOREIGN = re.compile(
+    r"\x1b(?!\[(?:" + "|".join(str(c) for c in sorted(STYLES)) + r")m)"
+    r"|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f" + _BIDI + "]"
+)
 """What the last check before the terminal escapes: any ESC but parley's own styling, and the other controls."""
 
 
@@ -78,8 +80,11 @@ def call_text(name: str, arguments: object, *, clip: int | None = None) -> str:
     string that is not an object shows its quotes and escapes too). Arguments longer than `clip` are cut,
     followed by their length and a SHA-256 digest of the whole, which the full line shown before also carries."""
     args = json.dumps(arguments)
-    digest = f" ({len(args):,} characters, sha256 {hashlib.sha256(args.encode()).hexdigest()[:16]})" \
-        if len(args) > CALL_CLIP else ""
+    digest = (
+        f" ({len(args):,} characters, sha256 {hashlib.sha256(args.encode()).hexdigest()[:16]})"
+        if len(args) > CALL_CLIP
+        else ""
+    )
     if clip is not None and len(args) > clip:
         args = args[: clip - 1] + "…"
     return f"{visible(name, one_line=True)} {visible(args, one_line=True)}{digest}"
@@ -157,7 +162,9 @@ class Renderer:
             shown(self, ev)
 
     def _started(self, ev: RunStartedEvent) -> None:
-        self._line(self._dim(f"parley · {ev.team} · {ev.pattern} · model {ev.model} · roles {', '.join(ev.roles)}"))
+        self._line(
+            self._dim(f"parley · {ev.team} · {ev.pattern} · model {ev.model} · roles {', '.join(ev.roles)}")
+        )
 
     def _notice(self, ev: NoticeEvent) -> None:
         self._line(self._c(f"! {ev.content}", 33))
@@ -167,7 +174,9 @@ class Renderer:
         self._line(f"{self._c(label, 1)}: {visible(ev.content)}")
 
     def _queued(self, ev: HumanQueuedEvent) -> None:
-        self._line(self._dim(f"(queued: joins {'now' if ev.mode == 'interrupt' else 'after the current turn'})"))
+        self._line(
+            self._dim(f"(queued: joins {'now' if ev.mode == 'interrupt' else 'after the current turn'})")
+        )
 
     def _speaker(self, ev: SpeakerSelectedEvent) -> None:
         if ev.fallback:
@@ -197,35 +206,57 @@ class Renderer:
 
     def _tool_call(self, ev: ToolCallEvent) -> None:
         # Arguments that are not a JSON object (a raw string from the model) are shown as a JSON string too.
-        self._line(self._dim(f"    → {visible(ev.source, one_line=True)} calls {call_text(ev.name, ev.arguments)}"))
+        self._line(
+            self._dim(f"    → {visible(ev.source, one_line=True)} calls {call_text(ev.name, ev.arguments)}")
+        )
 
     def _tool_result(self, ev: ToolResultEvent) -> None:
         mark = "✗" if ev.is_error else "←"
-        self._line(self._dim(f"    {mark} {visible(ev.name, one_line=True)}: {visible(_clip(ev.content, 300))}"))
+        self._line(
+            self._dim(f"    {mark} {visible(ev.name, one_line=True)}: {visible(_clip(ev.content, 300))}")
+        )
 
     def _tool_progress(self, ev: ToolProgressEvent) -> None:
         shown = visible(progress_text(ev), one_line=True)
         self._line(self._dim(f"    … {visible(ev.name, one_line=True)}: {shown}"))
 
     def _approval_request(self, ev: ApprovalRequestEvent) -> None:
-        self._line(self._c(f"? {visible(ev.source, one_line=True)} asks to call {call_text(ev.name, ev.arguments)}: "
-                           "needs approval", 33))
+        self._line(
+            self._c(
+                f"? {visible(ev.source, one_line=True)} asks to call {call_text(ev.name, ev.arguments)}: "
+                "needs approval",
+                33,
+            )
+        )
 
     def _approval_decision(self, ev: ApprovalDecisionEvent) -> None:
         verdict = "approved" if ev.approved else "denied"
         because = f" ({ev.reason})" if ev.reason else ""
-        self._line(self._c(f"  {visible(ev.name, one_line=True)} {verdict} by {visible(ev.actor, one_line=True)}"
-                           f"{visible(because)}", 32 if ev.approved else 31))
+        self._line(
+            self._c(
+                f"  {visible(ev.name, one_line=True)} {verdict} by {visible(ev.actor, one_line=True)}"
+                f"{visible(because)}",
+                32 if ev.approved else 31,
+            )
+        )
 
     def _file(self, ev: FileEvent) -> None:
-        self._line(self._dim(f"    ⇣ {visible(ev.source, one_line=True)} wrote {visible(ev.name, one_line=True)} "
-                             f"({ev.size:,} bytes): {visible(ev.path, one_line=True)}"))
+        self._line(
+            self._dim(
+                f"    ⇣ {visible(ev.source, one_line=True)} wrote {visible(ev.name, one_line=True)} "
+                f"({ev.size:,} bytes): {visible(ev.path, one_line=True)}"
+            )
+        )
 
     def _abandoned(self, ev: TurnAbandonedEvent) -> None:
-        self._line(self._dim(f"    ({visible(ev.source, one_line=True)}'s turn abandoned: {visible(ev.reason)})"))
+        self._line(
+            self._dim(f"    ({visible(ev.source, one_line=True)}'s turn abandoned: {visible(ev.reason)})")
+        )
 
     def _note(self, ev: NoteEvent) -> None:
-        self._line(self._dim(f"    ✎ {visible(ev.source, one_line=True)} noted: {visible(_clip(ev.content, 300))}"))
+        self._line(
+            self._dim(f"    ✎ {visible(ev.source, one_line=True)} noted: {visible(_clip(ev.content, 300))}")
+        )
 
     def _error(self, ev: ErrorEvent) -> None:
         self._line(self._c(f"error in {ev.source}: {ev.error_type}: {ev.content}", 31))
@@ -239,8 +270,13 @@ class Renderer:
         if ev.passed:
             self._line(self._c(f"    ✓ {ev.source}'s answer passes its checks", 32))
         else:
-            self._line(self._c(f"    ✗ {ev.source}'s answer fails its checks (attempt {ev.attempt} of "
-                               f"{ev.retries + 1}): " + "; ".join(ev.problems), 31))
+            self._line(
+                self._c(
+                    f"    ✗ {ev.source}'s answer fails its checks (attempt {ev.attempt} of "
+                    f"{ev.retries + 1}): " + "; ".join(ev.problems),
+                    31,
+                )
+            )
 
     def _question(self, ev: QuestionEvent) -> None:
         self._line(self._c(f"? {ev.source} asks you: {ev.content}", 33))
@@ -256,16 +292,28 @@ class Renderer:
 
     def _resolved(self, ev: EscalationResolvedEvent) -> None:
         asked = next((e for e in self._settled if isinstance(e, EscalationEvent)), None)
-        held = asked.positions[ev.choice - 1].who if asked and ev.choice and len(asked.positions) >= ev.choice else ""
-        what = {"choose": f"position {ev.choice} chosen" + (f" ({visible(held, one_line=True)})" if held else ""),
-                "write": "answer written", "continue": "team continues", "unresolved": "left unresolved"}[ev.decision]
-        self._line(self._c(f"  escalation settled by {ev.actor}: {what}", 32 if ev.decision != "unresolved" else 31))
+        held = (
+            asked.positions[ev.choice - 1].who
+            if asked and ev.choice and len(asked.positions) >= ev.choice
+            else ""
+        )
+        what = {
+            "choose": f"position {ev.choice} chosen" + (f" ({visible(held, one_line=True)})" if held else ""),
+            "write": "answer written",
+            "continue": "team continues",
+            "unresolved": "left unresolved",
+        }[ev.decision]
+        self._line(
+            self._c(f"  escalation settled by {ev.actor}: {what}", 32 if ev.decision != "unresolved" else 31)
+        )
 
     def _subtask(self, ev: SubtaskEvent) -> None:
         if ev.status == "started":
             self._line(self._dim(f"    ↳ {ev.source} → {ev.worker}: {_clip(ev.task, 200)}"))
         else:
-            self._line(self._dim(f"    ↲ {ev.worker} {'finished' if ev.status == 'done' else 'failed'} its sub-task"))
+            self._line(
+                self._dim(f"    ↲ {ev.worker} {'finished' if ev.status == 'done' else 'failed'} its sub-task")
+            )
 
     def _vote(self, ev: VoteEvent) -> None:
         self._line(self._c(f"  ⚖ {ev.content}", 36))

@@ -36,8 +36,11 @@ class TerminalHuman:
             return self.nobody.approval(request)
         if first_waiting(self.run) not in (None, request.request_id):
             # A line answers what waits first: this call's prompt comes once that is decided (never twice).
-            print(f"({visible(request.source, one_line=True)}'s call to {visible(request.name, one_line=True)} "
-                  "waits its turn: answer the prompt above first)", file=sys.stderr)
+            print(
+                f"({visible(request.source, one_line=True)}'s call to {visible(request.name, one_line=True)} "
+                "waits its turn: answer the prompt above first)",
+                file=sys.stderr,
+            )
         else:
             prompt(self.run)
         return None
@@ -56,9 +59,15 @@ class TerminalHuman:
             return None
         decided = self.rules.escalation(escalation)
         if decided is None or decided.leave_open:
-            why = "no human at the terminal" if not rule or rule == "stop" else f"{rule} is not one of the positions"
-            print(f"parley: {why}; the escalation stays open (rerun with --on-escalation continue|choose:N)",
-                  file=sys.stderr)
+            why = (
+                "no human at the terminal"
+                if not rule or rule == "stop"
+                else f"{rule} is not one of the positions"
+            )
+            print(
+                f"parley: {why}; the escalation stays open (rerun with --on-escalation continue|choose:N)",
+                file=sys.stderr,
+            )
             return self.nobody.escalation(escalation)
         return decided
 
@@ -70,17 +79,25 @@ def prompt(run: Run) -> None:
     even if a model's text above it was made to look like another request."""
     if run.pending_escalations:
         esc = run.pending_escalations[0]
-        print(f"settle it: type 1-{len(esc.positions)} to pick a position, c to let the team continue, "
-              "or write your own answer", file=sys.stderr)
+        print(
+            f"settle it: type 1-{len(esc.positions)} to pick a position, c to let the team continue, "
+            "or write your own answer",
+            file=sys.stderr,
+        )
     elif run.pending_questions:
-        print(f"type your answer to {visible(run.pending_questions[0].source, one_line=True)}'s question and Enter",
-              file=sys.stderr)
+        print(
+            f"type your answer to {visible(run.pending_questions[0].source, one_line=True)}'s question and Enter",
+            file=sys.stderr,
+        )
     elif run.pending_approvals:
         req = run.pending_approvals[0]
         more = len(run.pending_approvals) - 1
-        print(f"approve {visible(req.source, one_line=True)}'s call to {call_text(req.name, req.arguments, clip=CALL_CLIP)}"
-              f"? type y to approve, anything else denies (your text is the reason)"
-              + (f" · {more} more waiting after it" if more else ""), file=sys.stderr)
+        print(
+            f"approve {visible(req.source, one_line=True)}'s call to {call_text(req.name, req.arguments, clip=CALL_CLIP)}"
+            f"? type y to approve, anything else denies (your text is the reason)"
+            + (f" · {more} more waiting after it" if more else ""),
+            file=sys.stderr,
+        )
 
 
 def first_waiting(run: Run) -> str | None:
@@ -101,7 +118,11 @@ def read_stdin(loop: asyncio.AbstractEventLoop, run: Run) -> None:
         text = line.strip()
         if not text or run.result is not None:
             return
-        escalations, questions, waiting = run.pending_escalations, run.pending_questions, run.pending_approvals
+        escalations, questions, waiting = (
+            run.pending_escalations,
+            run.pending_questions,
+            run.pending_approvals,
+        )
         who = whoami()
         if escalations or questions or waiting:
             if escalations:
@@ -111,9 +132,14 @@ def read_stdin(loop: asyncio.AbstractEventLoop, run: Run) -> None:
             elif text.lower() in ("y", "yes"):
                 run.approve(waiting[0].request_id, actor=os.environ.get("USER", "cli"))
             else:
-                run.deny(waiting[0].request_id, "" if text.lower() in ("n", "no") else text,
-                         actor=os.environ.get("USER", "cli"))
-            prompt(run)  # the next thing waiting, if any: the last prompt on screen is always the one a line answers
+                run.deny(
+                    waiting[0].request_id,
+                    "" if text.lower() in ("n", "no") else text,
+                    actor=os.environ.get("USER", "cli"),
+                )
+            prompt(
+                run
+            )  # the next thing waiting, if any: the last prompt on screen is always the one a line answers
         elif text in ("/stop", "/quit"):
             run.stop()
         elif text.startswith(("/i ", "/interrupt ")):

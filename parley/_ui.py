@@ -60,7 +60,18 @@ def serve(host: str, port: int) -> int:
     mode = "local mode, no login" if _loopback(host) and users == 0 else "login required"
     print(f"parley web chat on http://{shown}:{port} ({mode}); Ctrl-C stops it", flush=True)
     os.chdir(root)  # Chainlit reads .chainlit/ and public/ from the working directory
-    args = [sys.executable, "-m", "chainlit", "run", str(app), "--headless", "--host", host, "--port", str(port)]
+    args = [
+        sys.executable,
+        "-m",
+        "chainlit",
+        "run",
+        str(app),
+        "--headless",
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
     os.execve(sys.executable, args, env)
     return 0  # not reached
 
@@ -82,4 +93,3 @@ def read_password(from_stdin: bool) -> str:
     if first != getpass.getpass("again: "):
         raise ConfigError("the two passwords differ")
     return first
-

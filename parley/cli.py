@@ -29,71 +29,134 @@ from .spec import McpServerSpec, TeamSpec, load_team_file
 from .store import StoreError, open_for_command, os_problem, run_owner
 from .tools import default_registry
 
-EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_ESCALATED, EXIT_STOPPED = 0, 1, 2, 3, 4, 5, 130
+EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_ESCALATED, EXIT_STOPPED = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    130,
+)
 EXIT_PIPE = 141
 """Standard output was closed (`parley run --json | head`): 128 + SIGPIPE, what a shell reports for `yes | head`."""
-_EXIT_BY_REASON = {"max_tokens": EXIT_TOKENS, "timeout": EXIT_TIMEOUT, "stopped": EXIT_STOPPED, "error": EXIT_ERROR,
-                   "escalation": EXIT_ESCALATED, "loop": EXIT_ERROR}
+_EXIT_BY_REASON = {
+    "max_tokens": EXIT_TOKENS,
+    "timeout": EXIT_TIMEOUT,
+    "stopped": EXIT_STOPPED,
+    "error": EXIT_ERROR,
+    "escalation": EXIT_ESCALATED,
+    "loop": EXIT_ERROR,
+}
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="parley", description="Teams of role-based AI agents, watched and steered by people.")
+    p = argparse.ArgumentParser(
+        prog="parley", description="Teams of role-based AI agents, watched and steered by people."
+    )
     p.add_argument("--version", action="version", version=f"parley {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
 
     teams = sub.add_parser("teams", help="list teams, or validate team files")
-    teams.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR (repeatable)")
+    teams.add_argument(
+        "--teams", action="append", default=[], metavar="DIR", help="also look in DIR (repeatable)"
+    )
     teams.add_argument("--validate", nargs="+", metavar="FILE", help="check team files; exit 1 on any error")
 
     run = sub.add_parser("run", help="run a team on a task and print the conversation")
     run.add_argument("team", help="a team name (see `parley teams`) or a path to a team YAML file")
     run.add_argument("task", help="what the team should do")
-    run.add_argument("--model", help="model for every role, e.g. local, scripted:FILE.yaml, openai:gpt-4o-mini")
+    run.add_argument(
+        "--model", help="model for every role, e.g. local, scripted:FILE.yaml, openai:gpt-4o-mini"
+    )
     run.add_argument("--max-turns", type=_positive_int, metavar="N")
     run.add_argument("--max-tokens", type=_positive_int, metavar="N")
     run.add_argument("--timeout", type=_positive_float, metavar="SECONDS")
     run.add_argument("--json", action="store_true", help="print one JSON event per line")
     run.add_argument("--chunks", action="store_true", help="with --json, include streamed text chunks")
     run.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
-    run.add_argument("--approve", action="append", default=[], metavar="all|none|TOOL,...",
-                     help="answer approval requests without asking: all, none, or these tools; MCP tools as "
-                          "SERVER.TOOL or SERVER.* (repeatable)")
-    run.add_argument("--deny", action="append", default=[], metavar="TOOL,...",
-                     help="deny these tools' calls without asking (repeatable)")
-    run.add_argument("--on-escalation", type=_escalation_rule, metavar="stop|continue|choose:N",
-                     help="without a human at the terminal: end the run (stop, the default; exit 5), let the team "
-                          "continue, or pick position N")
-    run.add_argument("--answer", metavar="TEXT",
-                     help="without a human at the terminal: answer the roles' questions (ask_human) with TEXT")
-    run.add_argument("--no-save", action="store_true",
-                     help="do not keep the conversation in the store (then `parley audit` cannot show it)")
+    run.add_argument(
+        "--approve",
+        action="append",
+        default=[],
+        metavar="all|none|TOOL,...",
+        help="answer approval requests without asking: all, none, or these tools; MCP tools as "
+        "SERVER.TOOL or SERVER.* (repeatable)",
+    )
+    run.add_argument(
+        "--deny",
+        action="append",
+        default=[],
+        metavar="TOOL,...",
+        help="deny these tools' calls without asking (repeatable)",
+    )
+    run.add_argument(
+        "--on-escalation",
+        type=_escalation_rule,
+        metavar="stop|continue|choose:N",
+        help="without a human at the terminal: end the run (stop, the default; exit 5), let the team "
+        "continue, or pick position N",
+    )
+    run.add_argument(
+        "--answer",
+        metavar="TEXT",
+        help="without a human at the terminal: answer the roles' questions (ask_human) with TEXT",
+    )
+    run.add_argument(
+        "--no-save",
+        action="store_true",
+        help="do not keep the conversation in the store (then `parley audit` cannot show it)",
+    )
 
-    ev = sub.add_parser("eval", help="run evaluation suites and write results.jsonl, summary.md and report.html")
+    ev = sub.add_parser(
+        "eval", help="run evaluation suites and write results.jsonl, summary.md and report.html"
+    )
     ev.add_argument("suites", nargs="+", metavar="SUITE.yaml")
     ev.add_argument("--team", help="run every scenario against this team instead")
     ev.add_argument("--model", help="run every scenario on this model instead")
-    ev.add_argument("--compare", metavar="A,B", default="",
-                    help="run the suites against each of these teams or models, side by side in one report")
+    ev.add_argument(
+        "--compare",
+        metavar="A,B",
+        default="",
+        help="run the suites against each of these teams or models, side by side in one report",
+    )
     ev.add_argument("--concurrency", type=_positive_int, default=1, metavar="N", help="scenario runs at once")
-    ev.add_argument("--out", default="eval-out", metavar="DIR", help="where the reports go (default: eval-out)")
-    ev.add_argument("--judge-model", metavar="MODEL",
-                    help="a live model for `judge:` expectations (skipped without one)")
-    ev.add_argument("--timeout", type=_positive_float, metavar="SECONDS",
-                    help="wall-clock limit per scenario run (unless the scenario sets timeout_s)")
+    ev.add_argument(
+        "--out", default="eval-out", metavar="DIR", help="where the reports go (default: eval-out)"
+    )
+    ev.add_argument(
+        "--judge-model", metavar="MODEL", help="a live model for `judge:` expectations (skipped without one)"
+    )
+    ev.add_argument(
+        "--timeout",
+        type=_positive_float,
+        metavar="SECONDS",
+        help="wall-clock limit per scenario run (unless the scenario sets timeout_s)",
+    )
     ev.add_argument("--no-save", action="store_true", help="do not keep the runs' conversations in the store")
     ev.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
 
     audit = sub.add_parser("audit", help="export a stored conversation's audit trail")
-    audit.add_argument("run_id", metavar="RUN_ID", help="the id `parley run` printed (a web chat thread id works too)")
+    audit.add_argument(
+        "run_id", metavar="RUN_ID", help="the id `parley run` printed (a web chat thread id works too)"
+    )
     audit.add_argument("--format", choices=("md", "jsonl"), default="md")
 
     tools = sub.add_parser("tools", help="list the tools roles can be granted, and each team's MCP servers")
-    tools.add_argument("--mcp", action="store_true",
-                       help="also start each team's MCP servers (trusted team files only) and list their tools")
-    tools.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
+    tools.add_argument(
+        "--mcp",
+        action="store_true",
+        help="also start each team's MCP servers (trusted team files only) and list their tools",
+    )
+    tools.add_argument(
+        "--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams"
+    )
 
-    sub.add_parser("doctor", help="say which guarantees hold on this machine (sandbox, data folder, store, login); "
-                                  "exit 1 if any does not")
+    sub.add_parser(
+        "doctor",
+        help="say which guarantees hold on this machine (sandbox, data folder, store, login); "
+        "exit 1 if any does not",
+    )
 
     ui = sub.add_parser("ui", help="start the web chat")
     ui.add_argument("--host", default=os.environ.get("PARLEY_UI_HOST", "127.0.0.1"))
@@ -118,7 +181,9 @@ def _positive_int(text: str) -> int:
 
 
 def _escalation_rule(text: str) -> str:
-    if text in ("stop", "continue") or (text.startswith("choose:") and text[7:].isdigit() and int(text[7:]) >= 1):
+    if text in ("stop", "continue") or (
+        text.startswith("choose:") and text[7:].isdigit() and int(text[7:]) >= 1
+    ):
         return text
     raise argparse.ArgumentTypeError(f"{text!r}: use stop, continue or choose:N (N = 1, 2, ...)")
 
@@ -174,10 +239,20 @@ def _command(args: argparse.Namespace) -> int:
             from .evals import evaluate
 
             compare = [c.strip() for c in args.compare.split(",") if c.strip()]
-            return asyncio.run(evaluate(args.suites, team=args.team, model=args.model, compare=compare,
-                                        concurrency=args.concurrency, out=Path(args.out),
-                                        judge_model=args.judge_model, save=not args.no_save, teams_dirs=args.teams,
-                                        timeout_s=args.timeout))
+            return asyncio.run(
+                evaluate(
+                    args.suites,
+                    team=args.team,
+                    model=args.model,
+                    compare=compare,
+                    concurrency=args.concurrency,
+                    out=Path(args.out),
+                    judge_model=args.judge_model,
+                    save=not args.no_save,
+                    teams_dirs=args.teams,
+                    timeout_s=args.timeout,
+                )
+            )
         if args.command == "audit":
             from ._audit import export
 
@@ -185,7 +260,10 @@ def _command(args: argparse.Namespace) -> int:
         return asyncio.run(_run(args))
     except ConfigError as exc:
         # Errors quote team files, model replies and paths: printed as text, never as terminal commands.
-        print(visible(f"parley: error: {exc}" if not isinstance(exc, TeamFileError) else str(exc)), file=sys.stderr)
+        print(
+            visible(f"parley: error: {exc}" if not isinstance(exc, TeamFileError) else str(exc)),
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_STOPPED
@@ -225,8 +303,12 @@ def _list_teams(extra: list[str]) -> int:
         else:
             roles = ", ".join(e.spec.role_names)
             starts = programs(e.spec)  # team files are code: say which ones start programs
-            print(visible(f"{e.name:<{width}}  {e.spec.pattern:<12}  [{roles}]  {e.spec.description}"
-                          + (f"  (starts programs: {', '.join(starts)})" if starts else "")))
+            print(
+                visible(
+                    f"{e.name:<{width}}  {e.spec.pattern:<12}  [{roles}]  {e.spec.description}"
+                    + (f"  (starts programs: {', '.join(starts)})" if starts else "")
+                )
+            )
     return EXIT_OK
 
 
@@ -252,10 +334,17 @@ def _list_tools(teams_dirs: Sequence[str] = (), *, start_mcp: bool = False) -> i
             for t in role.tools:
                 granted.setdefault(t, []).append(f"{e.name}.{role.name}")
     width = max((len(n) for n in reg.tools), default=4)
-    rows = [(name, reg.get(name).family, reg.get(name).approval, reg.get(name).description) for name in reg.names()]
-    rows.append((ASK_HUMAN, "built in", False, "Ask the human a clarifying question; the run waits for the answer."))
+    rows = [
+        (name, reg.get(name).family, reg.get(name).approval, reg.get(name).description)
+        for name in reg.names()
+    ]
+    rows.append(
+        (ASK_HUMAN, "built in", False, "Ask the human a clarifying question; the run waits for the answer.")
+    )
     for name, family, approval, description in sorted(rows):
-        print(f"{name:<{width}}  {family:<10}  {'approval' if approval else '-':<8}  {description.splitlines()[0]}")
+        print(
+            f"{name:<{width}}  {family:<10}  {'approval' if approval else '-':<8}  {description.splitlines()[0]}"
+        )
         print(f"{'':<{width}}  granted to: {', '.join(granted.get(name, [])) or '(no shipped team)'}")
     for err in reg.errors:
         print(f"BROKEN  {err}")
@@ -273,8 +362,11 @@ def _list_mcp_servers(entries: Sequence[TeamEntry], teams_dirs: Sequence[str], *
         print("\nMCP servers (grant SERVER.TOOL or SERVER.*):")
     for team, spec, server in servers:
         how = "stdio" if server.command is not None else "http"
-        print(f"{team}.{server.name}  {how}  {visible(describe(server), one_line=True)}  "
-              f"timeout {server.timeout_s:g} s" + (f"  headers: {', '.join(server.headers)}" if server.headers else ""))
+        print(
+            f"{team}.{server.name}  {how}  {visible(describe(server), one_line=True)}  "
+            f"timeout {server.timeout_s:g} s"
+            + (f"  headers: {', '.join(server.headers)}" if server.headers else "")
+        )
         if start_mcp:
             for line in asyncio.run(_offered(spec, server, teams_dirs)):
                 print(f"    {visible(line, one_line=True)}")
@@ -293,14 +385,23 @@ async def _offered(team: TeamSpec, server: McpServerSpec, teams_dirs: Sequence[s
         return [f"could not start: {exc}"]
     finally:
         await conn.close()
-    return [f"{t.name}: {(t.description or '').strip().splitlines()[0] if t.description else '(no description)'}"
-            for t in conn.tools.values()] or ["(no tools)"]
+    return [
+        f"{t.name}: {(t.description or '').strip().splitlines()[0] if t.description else '(no description)'}"
+        for t in conn.tools.values()
+    ] or ["(no tools)"]
 
 
 async def _run(args: argparse.Namespace) -> int:
     approvals = _approval_rules(args.approve, args.deny)
-    conv = Conversation(args.team, model=args.model, max_turns=args.max_turns, max_tokens=args.max_tokens,
-                        timeout_s=args.timeout, teams_dirs=args.teams, approvals=approvals)
+    conv = Conversation(
+        args.team,
+        model=args.model,
+        max_turns=args.max_turns,
+        max_tokens=args.max_tokens,
+        timeout_s=args.timeout,
+        teams_dirs=args.teams,
+        approvals=approvals,
+    )
     store = None if args.no_save else await open_for_command()
     freeze_startup_objects()
     try:
@@ -312,8 +413,10 @@ async def _run(args: argparse.Namespace) -> int:
         finally:
             # Only a run that ended, with every event written, is "saved"; a failed write said so already.
             if store is not None and run.result is not None and not run.unsaved:
-                print(f"parley: saved as {conv.thread_id} (`parley audit {conv.thread_id}` shows its decisions)",
-                      file=sys.stderr)
+                print(
+                    f"parley: saved as {conv.thread_id} (`parley audit {conv.thread_id}` shows its decisions)",
+                    file=sys.stderr,
+                )
     finally:
         await conv.close()
         if store is not None:
@@ -337,8 +440,10 @@ async def _drive(run: Run, args: argparse.Namespace) -> int:
         loop.add_signal_handler(signal.SIGINT, on_sigint)
     if interactive:
         read_stdin(loop, run)
-        print("(type a message and Enter to join the conversation · /i TEXT interrupts · /stop or Ctrl-C stops)",
-              file=sys.stderr)
+        print(
+            "(type a message and Enter to join the conversation · /i TEXT interrupts · /stop or Ctrl-C stops)",
+            file=sys.stderr,
+        )
     renderer = Renderer()
     result: RunResult | None = None
     reader_gone = False
@@ -384,8 +489,6 @@ def _approval_rules(approve: list[str], deny: list[str]) -> dict[str, bool]:
     for value in deny:
         rules.update({t.strip(): False for t in value.split(",") if t.strip()})
     return rules
-
-
 
 
 if __name__ == "__main__":

@@ -48,7 +48,16 @@ __all__ = [
 ]
 
 StopReason = Literal[
-    "stop_text", "completed", "handoff", "max_turns", "escalation", "loop", "max_tokens", "timeout", "stopped", "error"
+    "stop_text",
+    "completed",
+    "handoff",
+    "max_turns",
+    "escalation",
+    "loop",
+    "max_tokens",
+    "timeout",
+    "stopped",
+    "error",
 ]
 NORMAL_STOPS: frozenset[str] = frozenset({"stop_text", "completed", "handoff", "max_turns"})
 """Stops that mean the team did its work. `escalation`: the run ended with an escalation nobody resolved;
@@ -331,10 +340,32 @@ class RunResult(_Event):
 
 
 Event = Annotated[
-    RunStartedEvent | HumanQueuedEvent | HumanMessageEvent | SpeakerSelectedEvent | ChunkEvent | MessageEvent
-    | ToolCallEvent | ToolResultEvent | ToolProgressEvent | ApprovalRequestEvent | ApprovalDecisionEvent | FileEvent | UsageEvent
-    | TurnAbandonedEvent | ValidationEvent | QuestionEvent | AnswerEvent | EscalationEvent | EscalationResolvedEvent
-    | SubtaskEvent | VoteEvent | TriggerEvent | NoteEvent | NoticeEvent | ErrorEvent | RunResult,
+    RunStartedEvent
+    | HumanQueuedEvent
+    | HumanMessageEvent
+    | SpeakerSelectedEvent
+    | ChunkEvent
+    | MessageEvent
+    | ToolCallEvent
+    | ToolResultEvent
+    | ToolProgressEvent
+    | ApprovalRequestEvent
+    | ApprovalDecisionEvent
+    | FileEvent
+    | UsageEvent
+    | TurnAbandonedEvent
+    | ValidationEvent
+    | QuestionEvent
+    | AnswerEvent
+    | EscalationEvent
+    | EscalationResolvedEvent
+    | SubtaskEvent
+    | VoteEvent
+    | TriggerEvent
+    | NoteEvent
+    | NoticeEvent
+    | ErrorEvent
+    | RunResult,
     Field(discriminator="type"),
 ]
 event_adapter: TypeAdapter[Event] = TypeAdapter(Event)

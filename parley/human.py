@@ -89,8 +89,15 @@ class Decisions(Protocol):
 
     def answer(self, question_id: str, text: str, *, actor: str = "user") -> None: ...
 
-    def resolve(self, escalation_id: str, *, choose: int | None = None, text: str | None = None,
-                proceed: bool = False, actor: str = "user") -> None: ...
+    def resolve(
+        self,
+        escalation_id: str,
+        *,
+        choose: int | None = None,
+        text: str | None = None,
+        proceed: bool = False,
+        actor: str = "user",
+    ) -> None: ...
 
     def leave_escalated(self) -> None: ...
 
@@ -135,8 +142,13 @@ def _escalation(policy: HumanPolicy, run: Decisions, ev: EscalationEvent) -> boo
     if resolution.leave_open:
         run.leave_escalated()
     else:
-        run.resolve(ev.escalation_id, choose=resolution.choose, text=resolution.text, proceed=resolution.proceed,
-                    actor=resolution.actor)
+        run.resolve(
+            ev.escalation_id,
+            choose=resolution.choose,
+            text=resolution.text,
+            proceed=resolution.proceed,
+            actor=resolution.actor,
+        )
     return True
 
 
@@ -171,8 +183,14 @@ class StandingRules:
     """Answers decided in advance: approvals by tool (`{tool, SERVER.* or '*': approved}`), one answer to every
     question, and one rule for escalations (`continue` or `choose:N`; `stop` leaves them open)."""
 
-    def __init__(self, approvals: Mapping[str, bool] | None = None, *, answer: str | None = None,
-                 on_escalation: str | None = None, actor: str = "policy") -> None:
+    def __init__(
+        self,
+        approvals: Mapping[str, bool] | None = None,
+        *,
+        answer: str | None = None,
+        on_escalation: str | None = None,
+        actor: str = "policy",
+    ) -> None:
         self.approvals = dict(approvals or {})
         self.answer = answer
         self.on_escalation = on_escalation
@@ -191,7 +209,11 @@ class StandingRules:
         rule = self.on_escalation or ""
         if rule == "continue":
             return Resolution(proceed=True, actor=self.actor)
-        if rule.startswith("choose:") and rule[7:].isdigit() and 1 <= int(rule[7:]) <= len(escalation.positions):
+        if (
+            rule.startswith("choose:")
+            and rule[7:].isdigit()
+            and 1 <= int(rule[7:]) <= len(escalation.positions)
+        ):
             return Resolution(choose=int(rule[7:]), actor=self.actor)
         if rule == "stop":
             return Resolution(leave_open=True, actor=self.actor)
@@ -206,8 +228,9 @@ class NoHuman:
         self.actor = actor
 
     def approval(self, request: ApprovalRequestEvent) -> Verdict | None:
-        return Verdict(False, f"no human at the terminal to approve it (rerun with --approve {request.name})",
-                       self.actor)
+        return Verdict(
+            False, f"no human at the terminal to approve it (rerun with --approve {request.name})", self.actor
+        )
 
     def question(self, question: QuestionEvent) -> Answer | None:
         return Answer(question.default, self.actor)

@@ -21,17 +21,27 @@ PARLEY = str(Path(sys.executable).parent / "parley")
 def _parley(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full_env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
     full_env.update(env or {})
-    return subprocess.run([PARLEY, *args], capture_output=True, text=True, timeout=120, cwd=ROOT, env=full_env,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [PARLEY, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_scripted_round_robin_reproduces_the_script(write: Write, capsys: pytest.CaptureFixture[str]) -> None:
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           researcher: ["Churn costs five times more than retention."]
           writer: ["# Track churn\\nIt is cheaper to keep customers."]
           editor: ["Clear and accurate. APPROVE"]
-    """)
+    """,
+    )
     code = main(["run", "content-studio", "Write about churn", "--model", f"scripted:{script}"])
     out = capsys.readouterr().out
     assert code == 0
@@ -46,7 +56,9 @@ def test_scripted_round_robin_reproduces_the_script(write: Write, capsys: pytest
 def test_scripted_selector_json_lines_with_a_real_tool_and_selector_tokens(
     write: Write, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           analyst:
             - tool: sql_query
@@ -56,8 +68,11 @@ def test_scripted_selector_json_lines_with_a_real_tool_and_selector_tokens(
           presenter: ["Slide 1: EMEA leads Q3"]
           reviewer: ["Numbers match. APPROVE"]
         selector: [analyst, analyst, presenter, reviewer]
-    """)
-    code = main(["run", "q3-sales-review", "Summarise Q3 sales by region", "--model", f"scripted:{script}", "--json"])
+    """,
+    )
+    code = main(
+        ["run", "q3-sales-review", "Summarise Q3 sales by region", "--model", f"scripted:{script}", "--json"]
+    )
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert code == 0
     assert all({"type", "source", "content", "turn"} <= set(ev) for ev in lines)
@@ -69,7 +84,12 @@ def test_scripted_selector_json_lines_with_a_real_tool_and_selector_tokens(
     assert call["name"] == "sql_query" and "2025-Q3" in call["arguments"]["query"]
     result_ev = next(ev for ev in lines if ev["type"] == "tool_result")
     assert "EMEA" in result_ev["content"] and "APAC" in result_ev["content"] and not result_ev["is_error"]
-    assert [ev["content"] for ev in lines if ev["type"] == "speaker_selected"] == ["analyst", "analyst", "presenter", "reviewer"]
+    assert [ev["content"] for ev in lines if ev["type"] == "speaker_selected"] == [
+        "analyst",
+        "analyst",
+        "presenter",
+        "reviewer",
+    ]
     final = lines[-1]
     assert final["type"] == "result"
     assert {"stop_reason", "turns", "prompt_tokens", "completion_tokens", "cost_usd"} <= set(final)
@@ -82,25 +102,38 @@ def test_scripted_selector_json_lines_with_a_real_tool_and_selector_tokens(
 
 
 def test_max_turns_override(write: Write, capsys: pytest.CaptureFixture[str]) -> None:
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           planner: ["step one", "step two"]
           coder: ["def f(): pass"]
           reviewer: ["needs tests"]
-    """)
-    code = main(["run", "software-task", "Write f", "--model", f"scripted:{script}", "--max-turns", "2", "--json"])
+    """,
+    )
+    code = main(
+        ["run", "software-task", "Write f", "--model", f"scripted:{script}", "--max-turns", "2", "--json"]
+    )
     final = json.loads(capsys.readouterr().out.splitlines()[-1])
     assert code == 0 and final["stop_reason"] == "max_turns" and final["turns"] == 2
 
 
 def test_teams_lists_valid_and_broken_from_every_directory(write: Write, tmp_path: Path) -> None:
-    write("extra/broken.yaml", "name: broken\npattern: round_robin\nroles:\n  - name: a\n    prompt: x\n    tools: [nope]\n")
-    write("more/fine.yaml", "name: fine-team\ndescription: A fine team\npattern: round_robin\nroles: [{name: a, prompt: x}]\n")
+    write(
+        "extra/broken.yaml",
+        "name: broken\npattern: round_robin\nroles:\n  - name: a\n    prompt: x\n    tools: [nope]\n",
+    )
+    write(
+        "more/fine.yaml",
+        "name: fine-team\ndescription: A fine team\npattern: round_robin\nroles: [{name: a, prompt: x}]\n",
+    )
     proc = _parley("teams", "--teams", str(tmp_path / "more"), env={"PARLEY_TEAMS": str(tmp_path / "extra")})
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(line.startswith("content-studio") and "round_robin" in line and "[researcher, writer, editor]" in line
-               for line in lines)
+    assert any(
+        line.startswith("content-studio") and "round_robin" in line and "[researcher, writer, editor]" in line
+        for line in lines
+    )
     assert any(line.startswith("fine-team") and "A fine team" in line for line in lines)
     broken = next(line for line in lines if line.startswith("broken"))
     assert "BROKEN" in broken and "broken.yaml:6: roles[0].tools[0]: unknown tool 'nope'" in broken
@@ -122,8 +155,16 @@ def test_validate_exit_codes(write: Write, capsys: pytest.CaptureFixture[str]) -
         (["run", "no-such-team", "x"], 2, "unknown team 'no-such-team'"),
         (["run", "content-studo", "x"], 2, "did you mean 'content-studio'?"),
         (["run", "content-studio", "x", "--model", "gpt-4o"], 2, "unknown model backend 'gpt-4o'"),
-        (["run", "content-studio", "x", "--model", "openai:gpt-4o-mini"], 2, "set the OPENAI_API_KEY environment variable"),
-        (["run", "content-studio", "x", "--model", "anthropic:claude-3-5-haiku-latest"], 2, "ANTHROPIC_API_KEY"),
+        (
+            ["run", "content-studio", "x", "--model", "openai:gpt-4o-mini"],
+            2,
+            "set the OPENAI_API_KEY environment variable",
+        ),
+        (
+            ["run", "content-studio", "x", "--model", "anthropic:claude-3-5-haiku-latest"],
+            2,
+            "ANTHROPIC_API_KEY",
+        ),
         (["run", "content-studio", "   ", "--model", "scripted:tests/data/none.yaml"], 2, "no such file"),
         (["run", "content-studio", "--max-turns", "0", "x"], 2, "must be at least 1"),
     ],
@@ -149,7 +190,9 @@ def test_run_error_keeps_the_original_message(write: Write) -> None:
     proc = _parley("run", "content-studio", "Write", "--model", f"scripted:{script}")
     assert proc.returncode == 1
     assert "run ended: error: ScriptExhaustedError" in proc.stderr
-    assert "writer ran past the end of its script at its turn 1 (the script gives it 0 replies)" in proc.stderr
+    assert (
+        "writer ran past the end of its script at its turn 1 (the script gives it 0 replies)" in proc.stderr
+    )
     assert "Traceback" not in proc.stderr + proc.stdout
     assert "[1] researcher: only one reply" in proc.stdout
     assert "error in writer: ScriptExhaustedError" in proc.stdout
@@ -166,12 +209,15 @@ def test_tools_lists_grants() -> None:
 
 def test_budget_and_timeout_exit_codes(write: Write, capsys: pytest.CaptureFixture[str]) -> None:
     words = " ".join(["word"] * 80)
-    script = write("s.yaml", f"""
+    script = write(
+        "s.yaml",
+        f"""
         roles:
           planner: ["{words}", "{words}"]
           coder: ["{words}", "{words}"]
           reviewer: ["{words}", "{words}"]
-    """)
+    """,
+    )
     assert main(["run", "software-task", "x", "--model", f"scripted:{script}", "--max-tokens", "300"]) == 3
     assert "run ended: max_tokens" in capsys.readouterr().err
     slow = write("slow.yaml", "roles:\n  planner: ['a slow plan']\ndelay_s: 60\n")
@@ -179,8 +225,9 @@ def test_budget_and_timeout_exit_codes(write: Write, capsys: pytest.CaptureFixtu
     assert "run ended: timeout: wall-clock limit of 0.2 s reached" in capsys.readouterr().err
 
 
-def test_parley_model_environment_is_the_default(write: Write, monkeypatch: pytest.MonkeyPatch,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_parley_model_environment_is_the_default(
+    write: Write, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = write("s.yaml", "roles:\n  planner: ['plan from the environment']\n")
     monkeypatch.setenv("PARLEY_MODEL", f"scripted:{script}")
     assert main(["run", "software-task", "x", "--max-turns", "1"]) == 0
@@ -196,10 +243,19 @@ LEAKY = """
 """
 
 
-def test_an_escalation_is_settled_from_the_command_line_and_exported(write: Write,
-                                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_escalation_is_settled_from_the_command_line_and_exported(
+    write: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = write("s.yaml", LEAKY)
-    args = ["run", "customer-support", "Where is order 1042?", "--model", f"scripted:{script}", "--max-turns", "1"]
+    args = [
+        "run",
+        "customer-support",
+        "Where is order 1042?",
+        "--model",
+        f"scripted:{script}",
+        "--max-turns",
+        "1",
+    ]
     assert main([*args, "--on-escalation", "choose:1"]) == 0
     out, err = capsys.readouterr()
     assert "✗ triage's answer fails its checks (attempt 1 of 2): the reply exposes internal details" in out
@@ -223,9 +279,21 @@ def test_an_escalation_is_settled_from_the_command_line_and_exported(write: Writ
     assert "| 5 | 1 | 1 |" in table and "| cli | escalation resolved | choose |" in table
 
 
-def test_without_a_human_an_escalation_ends_the_run_with_exit_5(write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+def test_without_a_human_an_escalation_ends_the_run_with_exit_5(
+    write: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
     script = write("s.yaml", LEAKY)
-    code = main(["run", "customer-support", "Where is order 1042?", "--model", f"scripted:{script}", "--max-turns", "1"])
+    code = main(
+        [
+            "run",
+            "customer-support",
+            "Where is order 1042?",
+            "--model",
+            f"scripted:{script}",
+            "--max-turns",
+            "1",
+        ]
+    )
     _, err = capsys.readouterr()
     assert code == 5
     assert "no human at the terminal; the escalation stays open" in err

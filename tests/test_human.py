@@ -45,8 +45,15 @@ class _Run:
     def answer(self, question_id: str, text: str, *, actor: str = "user") -> None:
         self.done.append(("answer", question_id, text, actor))
 
-    def resolve(self, escalation_id: str, *, choose: int | None = None, text: str | None = None,
-                proceed: bool = False, actor: str = "user") -> None:
+    def resolve(
+        self,
+        escalation_id: str,
+        *,
+        choose: int | None = None,
+        text: str | None = None,
+        proceed: bool = False,
+        actor: str = "user",
+    ) -> None:
         self.done.append(("resolve", escalation_id, choose, text, proceed, actor))
 
     def leave_escalated(self) -> None:
@@ -54,9 +61,15 @@ class _Run:
 
 
 REQUEST = ApprovalRequestEvent(source="ops", name="fs.delete", arguments={"path": "/tmp/x"}, request_id="r1")
-QUESTION = QuestionEvent(source="editor", content="For whom?", question_id="q1", timeout_s=None, default="anyone")
-ESCALATION = EscalationEvent(source="parley", escalation_id="e1", kind="tie",
-                             positions=[Position(who="a", text="yes"), Position(who="b", text="no")])
+QUESTION = QuestionEvent(
+    source="editor", content="For whom?", question_id="q1", timeout_s=None, default="anyone"
+)
+ESCALATION = EscalationEvent(
+    source="parley",
+    escalation_id="e1",
+    kind="tie",
+    positions=[Position(who="a", text="yes"), Position(who="b", text="no")],
+)
 
 
 def test_standing_rules_answer_by_tool_server_then_everything() -> None:
@@ -67,8 +80,11 @@ def test_standing_rules_answer_by_tool_server_then_everything() -> None:
     run = _Run(REQUEST, QUESTION, ESCALATION)
     policy = StandingRules({"fs.*": False}, answer="small shops", on_escalation="choose:2", actor="cli")
     assert all(decide(policy, run, ev) for ev in (REQUEST, QUESTION, ESCALATION))
-    assert run.done == [("deny", "r1", "denied by a standing rule", "cli"), ("answer", "q1", "small shops", "cli"),
-                        ("resolve", "e1", 2, None, False, "cli")]
+    assert run.done == [
+        ("deny", "r1", "denied by a standing rule", "cli"),
+        ("answer", "q1", "small shops", "cli"),
+        ("resolve", "e1", 2, None, False, "cli"),
+    ]
 
 
 def test_no_decision_leaves_it_to_the_next_policy_and_nobody_there_ends_it() -> None:

@@ -50,20 +50,38 @@ def test_reopened_thread_shows_what_the_user_saw_in_order() -> None:
     events = [
         HumanMessageEvent(source="user", content="Refund order 1042", mode="task"),
         MessageEvent(source="triage", content="Billing, check it", turn=1),
-        ToolCallEvent(source="billing", name="issue_refund", arguments={"order_id": 1042}, call_id="c1", turn=2),
-        ApprovalRequestEvent(source="billing", name="issue_refund", arguments={"order_id": 1042}, request_id="c1", turn=2),
-        ApprovalDecisionEvent(source="dana", name="issue_refund", request_id="c1", approved=False, reason="too much",
-                              actor="dana", turn=2),
-        ToolResultEvent(source="billing", name="issue_refund", call_id="c1", content="denied: too much", is_error=True),
+        ToolCallEvent(
+            source="billing", name="issue_refund", arguments={"order_id": 1042}, call_id="c1", turn=2
+        ),
+        ApprovalRequestEvent(
+            source="billing", name="issue_refund", arguments={"order_id": 1042}, request_id="c1", turn=2
+        ),
+        ApprovalDecisionEvent(
+            source="dana",
+            name="issue_refund",
+            request_id="c1",
+            approved=False,
+            reason="too much",
+            actor="dana",
+            turn=2,
+        ),
+        ToolResultEvent(
+            source="billing", name="issue_refund", call_id="c1", content="denied: too much", is_error=True
+        ),
         HumanMessageEvent(source="user", content="Only 50 please", mode="say", turn=2),
         RunResult(stop_reason="stopped", turns=2, prompt_tokens=10, completion_tokens=5, cost_usd=None),
     ]
     steps = thread_steps("t1", events)
     kinds = [(s["type"], s["name"]) for s in steps]
     assert kinds == [
-        ("user_message", "user"), ("assistant_message", "triage"), ("tool", "issue_refund"),
-        ("assistant_message", "parley"), ("assistant_message", "parley"), ("user_message", "user"),
-        ("assistant_message", "parley"), ("assistant_message", "parley"),
+        ("user_message", "user"),
+        ("assistant_message", "triage"),
+        ("tool", "issue_refund"),
+        ("assistant_message", "parley"),
+        ("assistant_message", "parley"),
+        ("user_message", "user"),
+        ("assistant_message", "parley"),
+        ("assistant_message", "parley"),
     ]
     tool = steps[2]
     assert tool["output"] == "denied: too much" and tool["isError"] and '"order_id": 1042' in tool["input"]
@@ -95,7 +113,11 @@ def test_local_mode_only_on_loopback() -> None:
     assert all(_loopback(h) for h in ("127.0.0.1", "localhost", "::1", "[::1]", "127.0.0.2"))
     assert not any(_loopback(h) for h in ("0.0.0.0", "10.1.2.3", "example.com"))
     assert [_host_of(h) for h in ("127.0.0.1:8000", "[::1]:8000", "localhost", "example.com:443")] == [
-        "127.0.0.1", "::1", "localhost", "example.com"]
+        "127.0.0.1",
+        "::1",
+        "localhost",
+        "example.com",
+    ]
 
 
 def test_avatars_and_chart() -> None:
@@ -104,26 +126,53 @@ def test_avatars_and_chart() -> None:
     assert colour("analyst") == colour("analyst") and colour("parley") == "#6b7280"
     assert avatar_file_name("Code Reviewer") == "code_reviewer.png"
     svg = usage_chart_svg([("analyst", 1200, 300, 3), ("selector", 400, 10, 0)])
-    assert svg.startswith("<svg") and "analyst" in svg and "1,200 | 300 · 3 turns" in svg and "selector" in svg
+    assert (
+        svg.startswith("<svg") and "analyst" in svg and "1,200 | 300 · 3 turns" in svg and "selector" in svg
+    )
 
 
 def test_reopened_thread_shows_questions_subtasks_and_decisions_settled() -> None:
-    started = SubtaskEvent(source="editor", subtask_id="s1", worker="seo", task="Title and keywords",
-                           status="started", turn=2)
+    started = SubtaskEvent(
+        source="editor", subtask_id="s1", worker="seo", task="Title and keywords", status="started", turn=2
+    )
     events = [
         HumanMessageEvent(source="user", content="Write about churn", mode="task"),
-        ToolCallEvent(source="editor", name="ask_human", arguments={"question": "For whom?"}, call_id="c1", turn=1),
-        QuestionEvent(source="editor", content="For whom?", question_id="q1", timeout_s=600, default="guess",
-                      turn=1),
+        ToolCallEvent(
+            source="editor", name="ask_human", arguments={"question": "For whom?"}, call_id="c1", turn=1
+        ),
+        QuestionEvent(
+            source="editor", content="For whom?", question_id="q1", timeout_s=600, default="guess", turn=1
+        ),
         AnswerEvent(source="dana", content="Small shops", question_id="q1", actor="dana", turn=1),
-        ToolResultEvent(source="editor", name="ask_human", call_id="c1", content="The human answered: Small shops"),
+        ToolResultEvent(
+            source="editor", name="ask_human", call_id="c1", content="The human answered: Small shops"
+        ),
         started,
-        ValidationEvent(source="seo", content="Title: churn", passed=False, attempt=1, retries=0,
-                        problems=["the answer must be JSON"], turn=2),
-        EscalationEvent(source="seo", content="seo's answer still fails its checks", escalation_id="e1",
-                        kind="validation", positions=[Position(who="seo", text="Title: churn")], turn=2),
-        EscalationResolvedEvent(source="dana", escalation_id="e1", decision="write", content='{"title": "Churn"}',
-                                actor="dana", turn=2),
+        ValidationEvent(
+            source="seo",
+            content="Title: churn",
+            passed=False,
+            attempt=1,
+            retries=0,
+            problems=["the answer must be JSON"],
+            turn=2,
+        ),
+        EscalationEvent(
+            source="seo",
+            content="seo's answer still fails its checks",
+            escalation_id="e1",
+            kind="validation",
+            positions=[Position(who="seo", text="Title: churn")],
+            turn=2,
+        ),
+        EscalationResolvedEvent(
+            source="dana",
+            escalation_id="e1",
+            decision="write",
+            content='{"title": "Churn"}',
+            actor="dana",
+            turn=2,
+        ),
         MessageEvent(source="seo", content='{"title": "Churn"}', turn=2),
         started.model_copy(update={"status": "done", "task": "", "content": '{"title": "Churn"}'}),
         MessageEvent(source="editor", content="Ready. PUBLISH", turn=3),
@@ -131,9 +180,15 @@ def test_reopened_thread_shows_questions_subtasks_and_decisions_settled() -> Non
     steps = thread_steps("t2", events)
     shown = [(s["type"], s["name"], s["output"]) for s in steps]
     assert [(kind, name) for kind, name, _ in shown] == [
-        ("user_message", "user"), ("assistant_message", "editor"), ("user_message", "user"),
-        ("assistant_message", "editor"), ("assistant_message", "seo"), ("assistant_message", "parley"),
-        ("user_message", "user"), ("assistant_message", "parley"), ("assistant_message", "seo"),
+        ("user_message", "user"),
+        ("assistant_message", "editor"),
+        ("user_message", "user"),
+        ("assistant_message", "editor"),
+        ("assistant_message", "seo"),
+        ("assistant_message", "parley"),
+        ("user_message", "user"),
+        ("assistant_message", "parley"),
+        ("assistant_message", "seo"),
         ("assistant_message", "editor"),
     ]
     question, answer, subtask, attempt, escalation, written, decided, seo = (s[2] for s in shown[1:9])
@@ -147,19 +202,34 @@ def test_reopened_thread_shows_questions_subtasks_and_decisions_settled() -> Non
 
 
 def test_a_vote_reads_as_a_tally_of_who_voted_what() -> None:
-    text = vote_text(VoteEvent(source="tally", round=1, votes={"analyst": "invest", "risk": "hold", "cfo": "invest"},
-                               tally={"invest": 2, "hold": 1}, outcome="majority", decision="invest"))
+    text = vote_text(
+        VoteEvent(
+            source="tally",
+            round=1,
+            votes={"analyst": "invest", "risk": "hold", "cfo": "invest"},
+            tally={"invest": 2, "hold": 1},
+            outcome="majority",
+            decision="invest",
+        )
+    )
     rows = [line for line in text.splitlines() if line.startswith("| **")]
-    assert rows == ["| **invest** | `██████░░░` 2 of 3 | analyst, cfo |", "| **hold** | `███░░░░░░` 1 of 3 | risk |"]
+    assert rows == [
+        "| **invest** | `██████░░░` 2 of 3 | analyst, cfo |",
+        "| **hold** | `███░░░░░░` 1 of 3 | risk |",
+    ]
     assert "Majority for invest" in text
     assert note(TriggerEvent(source="parley", role="risk", on="message from analyst")) == (
-        "parley", "⚡ *risk woken by message from analyst*")
+        "parley",
+        "⚡ *risk woken by message from analyst*",
+    )
 
 
 def test_a_subtask_the_run_never_saw_finish_reads_as_cut_short() -> None:
     events = [
         HumanMessageEvent(source="user", content="Write about churn", mode="task"),
-        SubtaskEvent(source="editor", subtask_id="s1", worker="writer", task="Draft it", status="started", turn=1),
+        SubtaskEvent(
+            source="editor", subtask_id="s1", worker="writer", task="Draft it", status="started", turn=1
+        ),
         RunResult(stop_reason="stopped", turns=0, prompt_tokens=0, completion_tokens=0, cost_usd=None),
     ]
     card = thread_steps("t3", events)[1]
@@ -194,9 +264,15 @@ class _Page:
         async def emit_call(*_: Any) -> None:
             return None
 
-        self.session = WebsocketSession(id=str(uuid.uuid4()), socket_id=str(uuid.uuid4()), emit=emit,
-                                        emit_call=emit_call, user_env={}, client_type="webapp",
-                                        thread_id=str(uuid.uuid4()))
+        self.session = WebsocketSession(
+            id=str(uuid.uuid4()),
+            socket_id=str(uuid.uuid4()),
+            emit=emit,
+            emit_call=emit_call,
+            user_env={},
+            client_type="webapp",
+            thread_id=str(uuid.uuid4()),
+        )
         init_ws_context(self.session)
 
     def steps(self, name: str) -> list[dict[str, Any]]:
@@ -221,16 +297,20 @@ async def test_a_running_tools_progress_and_log_show_in_its_step_until_the_resul
     chat = ChatSession(conversation=None, user="local")  # type: ignore[arg-type] # tool events need no conversation
     tool = "everything.longRunningOperation"
     await chat.show(ToolCallEvent(source="researcher", name=tool, arguments={"duration": 10}, call_id="c1"))
-    await chat.show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", progress=3, total=10,
-                                       content="Fetching\npage 3"))
+    await chat.show(
+        ToolProgressEvent(
+            source="researcher", name=tool, call_id="c1", progress=3, total=10, content="Fetching\npage 3"
+        )
+    )
     assert page.steps(tool)[-1]["output"] == "Working: 3/10 · Fetching page 3"
     assert page.steps(tool)[-1]["id"] == page.steps(tool)[0]["id"]  # inside the tool's own step
 
     # Progress reported faster than it is worth showing: the latest state shows, a moment later.
     for n in range(4, 10):
         await chat.show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", progress=n, total=10))
-    await chat.show(ToolProgressEvent(source="researcher", name=tool, call_id="c1", level="warning",
-                                       content="slow disk"))
+    await chat.show(
+        ToolProgressEvent(source="researcher", name=tool, call_id="c1", level="warning", content="slow disk")
+    )
     latest = await page.until(lambda: "9/10" in page.steps(tool)[-1]["output"], "the latest progress")
     assert latest and len(page.steps(tool)) <= 4
     assert page.steps(tool)[-1]["output"] == "Working: 9/10\n\n```text\nwarning: slow disk\n```"
@@ -245,8 +325,11 @@ async def test_progress_of_a_call_shown_on_another_page_gets_a_step_here() -> No
     """A reopened thread: the tool's call was shown on the page before; its progress still shows."""
     page = _Page()
     chat = ChatSession(conversation=None, user="local")  # type: ignore[arg-type]
-    await chat.show(ToolProgressEvent(source="analyst", name="db.export", call_id="c9", level="info",
-                                       content="1,000 rows written"))
+    await chat.show(
+        ToolProgressEvent(
+            source="analyst", name="db.export", call_id="c9", level="info", content="1,000 rows written"
+        )
+    )
     (step,) = page.steps("db.export")[-1:]
     assert step["type"] == "tool" and "info: 1,000 rows written" in step["output"]
     await chat.show(ToolResultEvent(source="analyst", name="db.export", call_id="c9", content="exported"))
@@ -259,8 +342,17 @@ async def test_a_picture_a_tool_saved_shows_as_a_picture(tmp_path: Path) -> None
     chat = ChatSession(conversation=None, user="local")  # type: ignore[arg-type]
     png = tmp_path / "chart.png"
     png.write_bytes(avatar_png("analyst"))
-    await chat.show(FileEvent(source="analyst", content="analyst wrote chart.png", name="chart.png", path=str(png),
-                               mime="image/png", size=png.stat().st_size, tool="everything.getTinyImage"))
+    await chat.show(
+        FileEvent(
+            source="analyst",
+            content="analyst wrote chart.png",
+            name="chart.png",
+            path=str(png),
+            mime="image/png",
+            size=png.stat().st_size,
+            tool="everything.getTinyImage",
+        )
+    )
     (element,) = [d for e, d in page.sent if e == "element"]
     assert (element["type"], element["display"], element["mime"]) == ("image", "inline", "image/png")
     assert element["url"] == "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
@@ -303,13 +395,22 @@ async def test_a_page_reopened_while_the_run_goes_on_loses_nothing_the_run_shows
     await chat.reattach(new.session)
     stale: dict[str, Any] = {"id": conv.thread_id, "steps": []}  # read before the first message was stored
     emit(MessageEvent(source="risk", content="Too concentrated", turn=2))  # the run goes on meanwhile
-    emit(RunResult(source="parley", stop_reason="completed", turns=2, prompt_tokens=0, completion_tokens=0, cost_usd=0))
+    emit(
+        RunResult(
+            source="parley",
+            stop_reason="completed",
+            turns=2,
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost_usd=0,
+        )
+    )
     await _chainlit_fixes._resume_thread(ChainlitEmitter(new.session), stale)
     await asyncio.wait_for(pump, 10)
 
     (thread,) = [d for e, d in new.sent if e == "resume_thread"]
     assert [s["output"] for s in thread["steps"]] == [note(conv.history[0])[1]]  # what was shown so far
-    after = new.sent[new.sent.index(("resume_thread", thread)) + 1:]
+    after = new.sent[new.sent.index(("resume_thread", thread)) + 1 :]
     texts = [d["output"] for e, d in after if e == "new_message"]
     assert any("Too concentrated" in t for t in texts) and any("Run ended" in t for t in texts), texts
     assert [d for e, d in new.sent[: new.sent.index(("resume_thread", thread))] if e == "new_message"] == []
@@ -359,7 +460,9 @@ async def test_a_decision_is_the_same_message_live_and_in_the_reopened_thread() 
     page = _Page()
     conv = _Conversation()
     chat = ChatSession(conversation=conv, user="local")  # type: ignore[arg-type]
-    request = ApprovalRequestEvent(source="billing", name="issue_refund", arguments={"order_id": 7}, request_id="r7")
+    request = ApprovalRequestEvent(
+        source="billing", name="issue_refund", arguments={"order_id": 7}, request_id="r7"
+    )
     subtask = SubtaskEvent(source="lead", subtask_id="s7", worker="writer", task="Draft", status="started")
     for ev in (request, subtask):
         await chat.show(ev)

@@ -27,7 +27,12 @@ def _png(width: int, height: int, rgba: bytes) -> bytes:
 
     rows = b"".join(b"\x00" + rgba[y * width * 4 : (y + 1) * width * 4] for y in range(height))
     header = struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows, 9)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(rows, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def avatar_png(name: str, size: int = 64) -> bytes:
@@ -69,9 +74,11 @@ def usage_chart_svg(rows: list[tuple[str, int, int, int]]) -> str:
     width, bar_h, gap, label_w = 560, 22, 10, 110
     total_max = max(p + c for _, p, c, _ in rows) or 1
     height = 34 + len(rows) * (bar_h + gap)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-             '<rect width="100%" height="100%" fill="white"/>',
-             '<text x="8" y="18" font-weight="bold">Tokens per speaker (prompt | completion) and turns</text>']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
+        '<rect width="100%" height="100%" fill="white"/>',
+        '<text x="8" y="18" font-weight="bold">Tokens per speaker (prompt | completion) and turns</text>',
+    ]
     span = width - label_w - 150
     for i, (name, prompt, completion, turns) in enumerate(rows):
         y = 30 + i * (bar_h + gap)
@@ -82,7 +89,8 @@ def usage_chart_svg(rows: list[tuple[str, int, int, int]]) -> str:
             f'<rect x="{label_w}" y="{y}" width="{wp}" height="{bar_h}" fill="{colour(name)}" opacity="0.55"/>',
             f'<rect x="{label_w + wp}" y="{y}" width="{wc}" height="{bar_h}" fill="{colour(name)}"/>',
             f'<text x="{label_w + wp + wc + 6}" y="{y + 15}">{prompt:,} | {completion:,}'
-            + (f" · {turns} turn{'s' if turns != 1 else ''}" if turns else "") + "</text>",
+            + (f" · {turns} turn{'s' if turns != 1 else ''}" if turns else "")
+            + "</text>",
         ]
     parts.append("</svg>")
     return "".join(parts)

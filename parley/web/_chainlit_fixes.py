@@ -110,8 +110,10 @@ def install(screen: Screen | None = None) -> None:
     handlers = _server.sio.handlers.get("/", {})
     original = handlers.get("connect")
     if original is None:
-        raise RuntimeError("Chainlit registers no Socket.IO connect handler any more: parley cannot check the ids "
-                           "a browser sends. Install the Chainlit version in pyproject.toml.")
+        raise RuntimeError(
+            "Chainlit registers no Socket.IO connect handler any more: parley cannot check the ids "
+            "a browser sends. Install the Chainlit version in pyproject.toml."
+        )
     if not getattr(original, _PATCHED, False):  # imported again (Chainlit's watch mode): already in front
 
         @functools.wraps(original)
@@ -195,7 +197,9 @@ async def _forget_cleared(session_id: str) -> None:
         await session.delete()
 
 
-def _screened(event: str, handler: Callable[..., Awaitable[Any]], screen: Screen) -> Callable[..., Awaitable[Any]]:
+def _screened(
+    event: str, handler: Callable[..., Awaitable[Any]], screen: Screen
+) -> Callable[..., Awaitable[Any]]:
     """`handler`, run only while `screen` accepts the session's user: a socket connected while a login was good
     (local mode, before the first user was created) must not keep using it."""
 
@@ -240,7 +244,7 @@ def login_of(cookie_header: str | None, authorization: str | None) -> str | None
 
 def _is_login_cookie(name: str) -> bool:
     base = _cookie._auth_cookie_name
-    return name == base or (name.startswith(base + "_") and name[len(base) + 1:].isdigit())
+    return name == base or (name.startswith(base + "_") and name[len(base) + 1 :].isdigit())
 
 
 def without_login(scope: Scope) -> Scope:
@@ -250,8 +254,11 @@ def without_login(scope: Scope) -> Scope:
         if key.lower() == b"authorization":
             continue
         if key.lower() == b"cookie":
-            kept = [part for part in value.decode("latin-1").split(";")
-                    if part.strip() and not _is_login_cookie(part.split("=", 1)[0].strip())]
+            kept = [
+                part
+                for part in value.decode("latin-1").split(";")
+                if part.strip() and not _is_login_cookie(part.split("=", 1)[0].strip())
+            ]
             if not kept:
                 continue
             value = ";".join(kept).strip().encode("latin-1")
@@ -265,8 +272,12 @@ def expired_login_cookies(cookie_header: str | None) -> list[tuple[str, bytes]]:
     expired = []
     for name in names:
         response = Response()
-        response.delete_cookie(name, path=_cookie._cookie_path, secure=_cookie._cookie_secure,
-                               samesite=cast(Literal["lax", "strict", "none"], _cookie._cookie_samesite))
+        response.delete_cookie(
+            name,
+            path=_cookie._cookie_path,
+            secure=_cookie._cookie_secure,
+            samesite=cast(Literal["lax", "strict", "none"], _cookie._cookie_samesite),
+        )
         expired += [(name, v) for k, v in response.raw_headers if k == b"set-cookie"]
     return expired
 
@@ -293,9 +304,12 @@ def inline_script_hashes() -> tuple[str, ...]:
     now = time.monotonic()
     if _hashes is None or now - _hashes[0] > _HASHES_TTL_S:
         html = _server.get_html_template("")
-        found = tuple(dict.fromkeys(
-            "sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
-            for body in _INLINE_SCRIPT.findall(html)))
+        found = tuple(
+            dict.fromkeys(
+                "sha256-" + base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+                for body in _INLINE_SCRIPT.findall(html)
+            )
+        )
         _hashes = (now, found)
     return _hashes[1]
 
@@ -335,7 +349,9 @@ def _socket_checks() -> list[str]:
     source = inspect.getsource(_socket.connect)
     for needle in ('auth["sessionId"]', 'auth.get("threadId"', "WebsocketSession("):
         if needle not in source:
-            broken.append(f"chainlit.socket.connect no longer reads {needle}: check what ids it takes from the client")
+            broken.append(
+                f"chainlit.socket.connect no longer reads {needle}: check what ids it takes from the client"
+            )
     if list(inspect.signature(_socket.connect).parameters) != ["sid", "environ", "auth"]:
         broken.append("chainlit.socket.connect no longer takes (sid, environ, auth)")
     if "asgi.scope" not in inspect.getsource(__import__("engineio.async_drivers.asgi", fromlist=["x"])):
@@ -354,8 +370,10 @@ def _files_checks() -> list[str]:
         broken.append("Chainlit's session files folder is no longer FILES_DIRECTORY / session id")
     if not isinstance(BaseSession.__dict__.get("files_dir"), _FilesDir):
         broken.append("BaseSession.files_dir is not parley's guarded property")
-    if not any(getattr(r, "path", "") == f"{_config.run.root_path}/project/file/{{file_id}}"
-               for r in _server.router.routes):
+    if not any(
+        getattr(r, "path", "") == f"{_config.run.root_path}/project/file/{{file_id}}"
+        for r in _server.router.routes
+    ):
         broken.append("Chainlit no longer serves message files at /project/file/{file_id}")
     return broken
 
@@ -370,21 +388,37 @@ def _resume_checks() -> list[str]:
     `on_resume_sent`)."""
     broken = []
     if ChainlitEmitter.__dict__.get("resume_thread") is not _resume_thread:
-        broken.append("ChainlitEmitter.resume_thread is not parley's: a run still going would lose messages on a "
-                      "reopened page")
+        broken.append(
+            "ChainlitEmitter.resume_thread is not parley's: a run still going would lose messages on a "
+            "reopened page"
+        )
     if 'self.emit("resume_thread"' not in inspect.getsource(_CHAINLIT_RESUME_THREAD):
         broken.append("Chainlit's emitter no longer sends a reopened thread as the resume_thread event")
     restore = inspect.getsource(_socket.restore_existing_session) + inspect.getsource(_socket.disconnect)
-    for needle in ("WebsocketSession.get_by_id(session_id)", "session.to_clear", "user_sessions.pop(session.id)"):
+    for needle in (
+        "WebsocketSession.get_by_id(session_id)",
+        "session.to_clear",
+        "user_sessions.pop(session.id)",
+    ):
         if needle not in restore:
-            broken.append(f"Chainlit no longer restores and clears sessions as parley assumes ({needle}): check that a "
-                          "page starting a new chat gets a new session")
+            broken.append(
+                f"Chainlit no longer restores and clears sessions as parley assumes ({needle}): check that a "
+                "page starting a new chat gets a new session"
+            )
     source = inspect.getsource(_socket.connection_successful)
-    order = [source.find(s) for s in ("resume_thread(context.session)", "config.code.on_chat_resume(thread)",
-                                      "emitter.resume_thread(thread)")]
+    order = [
+        source.find(s)
+        for s in (
+            "resume_thread(context.session)",
+            "config.code.on_chat_resume(thread)",
+            "emitter.resume_thread(thread)",
+        )
+    ]
     if -1 in order or order != sorted(order):
-        broken.append("Chainlit no longer reads the thread, calls on_chat_resume, then sends the thread, in that "
-                      "order: check how a run still going is shown on a reopened page")
+        broken.append(
+            "Chainlit no longer reads the thread, calls on_chat_resume, then sends the thread, in that "
+            "order: check how a run still going is shown on a reopened page"
+        )
     return broken
 
 
@@ -392,16 +426,21 @@ def _session_checks() -> list[str]:
     """What no longer holds of how Chainlit configures a session and tracks the current step (see `show_on`)."""
     broken = []
     if WebsocketSession.__dict__.get("get_config") is not _global_config:
-        broken.append("WebsocketSession.get_config is not parley's: many tabs connecting at once may nest the loop")
+        broken.append(
+            "WebsocketSession.get_config is not parley's: many tabs connecting at once may nest the loop"
+        )
     if "run_until_complete" not in inspect.getsource(_CHAINLIT_GET_CONFIG):
-        broken.append("Chainlit's get_config no longer nests the event loop: parley's replacement may not be needed")
+        broken.append(
+            "Chainlit's get_config no longer nests the event loop: parley's replacement may not be needed"
+        )
     if "self.get_config()" not in inspect.getsource(WebsocketSession.__init__):
         broken.append("Chainlit no longer configures a session with get_config when it is made")
     context = inspect.getsource(init_ws_context)
     if "WebsocketSession" not in context or "context_var.set" not in context:
         broken.append("chainlit.context.init_ws_context no longer points the context at a page's session")
     if not hasattr(local_steps, "set") or "local_steps.get()" not in inspect.getsource(
-            __import__("chainlit.step", fromlist=["x"])):
+        __import__("chainlit.step", fromlist=["x"])
+    ):
         broken.append("Chainlit no longer nests steps under chainlit.context.local_steps")
     return broken
 
@@ -413,10 +452,13 @@ def _login_checks() -> list[str]:
         if not getattr(_server.sio.handlers.get("/", {}).get(name), _PATCHED, False):
             broken.append(f"the socket's {name!r} handler is not screened for logins that no longer hold")
     if "get_token_from_cookies" not in inspect.getsource(_socket) or "decode_jwt" not in inspect.getsource(
-            __import__("chainlit.auth", fromlist=["x"])):
+        __import__("chainlit.auth", fromlist=["x"])
+    ):
         broken.append("Chainlit no longer reads its login token as parley does (cookie, then decode_jwt)")
     if not isinstance(getattr(_cookie, "_auth_cookie_name", None), str):
-        broken.append("chainlit.auth.cookie._auth_cookie_name is gone: parley cannot drop a stale login cookie")
+        broken.append(
+            "chainlit.auth.cookie._auth_cookie_name is gone: parley cannot drop a stale login cookie"
+        )
     if "/ws/socket.io" not in inspect.getsource(_server):
         broken.append("Chainlit's socket is no longer served at /ws/socket.io")
     return broken

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -46,33 +45,41 @@ from ._chainlit_fixes import on_resume_sent, show_on
 from ._datalayer import card_step_id, thread_steps
 from ._elements import actions_for, approval_actions, escalation_actions, file_element, usage_chart
 from ._format import (
-    NOTES,
     SYSTEM,
     agent_text,
     approval_text,
     decision_text,
     escalation_text,
-    meter_text,
     note,
-    notes_added_text,
-    notes_text,
     question_text,
     resolved_text,
     speaker_header,
     subtask_text,
     validation_text,
 )
+from ._panels import Meter, NotesPanel
 from ._streams import Streams
 from ._toolsteps import ToolSteps
 
 log = logging.getLogger("parley.web")
 COMMANDS: list[CommandDict] = [
-    {"id": "Stop", "icon": "square", "description": "Stop the agents now", "button": True, "persistent": False,
-     "selected": False},
-    {"id": "Interrupt", "icon": "zap", "description": "Cut the current turn short with your message",
-     "button": True, "persistent": False, "selected": False},
+    {
+        "id": "Stop",
+        "icon": "square",
+        "description": "Stop the agents now",
+        "button": True,
+        "persistent": False,
+        "selected": False,
+    },
+    {
+        "id": "Interrupt",
+        "icon": "zap",
+        "description": "Cut the current turn short with your message",
+        "button": True,
+        "persistent": False,
+        "selected": False,
+    },
 ]
-METER_EVERY_S = 0.5
 RESUME_WAIT_S = 30.0
 """A reopened page that is never sent its thread (it went away first) holds the run's display this long at most."""
 NOTES_TOOL = "team_notes"
@@ -98,9 +105,8 @@ class ChatSession:
         self.projection = Projection()
         """What the current run's events add up to: the decisions awaited (offered again when the thread is
         reopened), the sub-tasks running, the usage per speaker."""
-        self._notes_shown = 0
-        self._meter: cl.Message | None = None
-        self._meter_at = 0.0
+        self.notes = NotesPanel()
+        self.meter = Meter()
         self._ws: WebsocketSession | None = None
         """The page the run is to be shown on from the next event (a reopened thread), once it has the thread."""
         self._gate = asyncio.Event()
@@ -201,7 +207,7 @@ class ChatSession:
         self._shown = len(self.conversation.history)
         self.run = self.conversation.start(text)
         self.projection = Projection()
-        self._meter = None
+        self.meter.reset()
         self.task = asyncio.get_running_loop().create_task(self._pump(self.run))
 
     async def reattach(self, ws: WebsocketSession) -> None:
@@ -245,9 +251,11 @@ class ChatSession:
         show_on(ws)
         self.streams.clear()  # half-streamed messages belonged to the old page
         self.tools.forget()
-        self._meter = None
-        self._notes_shown = 0
-        for old in self._cards.values():  # the same tab may reconnect more than once and still hold the buttons
+        self.meter.reset()
+        self.notes = NotesPanel()
+        for (
+            old
+        ) in self._cards.values():  # the same tab may reconnect more than once and still hold the buttons
             await old.remove_actions()
         # The page has every card under the id the live run gave it (the stored thread's): the same messages.
         for key, ev in [*self.projection.subtasks.items(), *self.projection.waiting.items()]:
@@ -320,7 +328,9 @@ class ChatSession:
             await cl.Message(content=shown[1], author=shown[0]).send()
 
     async def _chunk(self, ev: ChunkEvent, _: list[Event]) -> None:
-        await self.streams.chunk(ev, speaker_header(ev.source, ev.turn, self.projection.working.get(ev.source)))
+        await self.streams.chunk(
+            ev, speaker_header(ev.source, ev.turn, self.projection.working.get(ev.source))
+        )
 
     async def _message(self, ev: MessageEvent, _: list[Event]) -> None:
         msg = self.streams.take(ev.source)  # the whole message replaces what was streamed
@@ -341,15 +351,17 @@ class ChatSession:
         if ev.name == NOTES_TOOL:  # until every run says so with a NoteEvent: shown once either way
             await self._show_notes(ev.source)
 
-
     async def _file(self, ev: FileEvent, _: list[Event]) -> None:
-        await cl.Message(content=(note(ev) or ("", ""))[1], author=ev.source, elements=[file_element(ev)]).send()
+        await cl.Message(
+            content=(note(ev) or ("", ""))[1], author=ev.source, elements=[file_element(ev)]
+        ).send()
 
     # -- approvals, checks, questions, escalations, sub-tasks: messages that change as things are settled --
 
     async def _approval_request(self, ev: ApprovalRequestEvent, _: list[Event]) -> None:
-        await self._card(ev.request_id, cl.Message(content=approval_text(ev), author=SYSTEM,
-                                                   actions=approval_actions(ev)))
+        await self._card(
+            ev.request_id, cl.Message(content=approval_text(ev), author=SYSTEM, actions=approval_actions(ev))
+        )
 
     async def _approval_decision(self, ev: ApprovalDecisionEvent, _: list[Event]) -> None:
         await self._settled(ev.request_id)
@@ -375,8 +387,10 @@ class ChatSession:
             await card.update()
 
     async def _escalation(self, ev: EscalationEvent, _: list[Event]) -> None:
-        await self._card(ev.escalation_id, cl.Message(content=escalation_text(ev), author=SYSTEM,
-                                                      actions=escalation_actions(ev)))
+        await self._card(
+            ev.escalation_id,
+            cl.Message(content=escalation_text(ev), author=SYSTEM, actions=escalation_actions(ev)),
+        )
 
     async def _resolved(self, ev: EscalationResolvedEvent, settled: list[Event]) -> None:
         await self._settled(ev.escalation_id)
@@ -413,29 +427,11 @@ class ChatSession:
             await msg.update()
 
     async def _show_notes(self, role: str) -> None:
-        """The team's shared notes, in the side panel, whenever one is added; the note in the chat reopens it."""
-        notes = self.conversation.notes_board
-        if len(notes) == self._notes_shown:
-            return
-        self._notes_shown = len(notes)
-        board = notes_text(notes)
-        await cl.Message(content=notes_added_text(role, notes), author=SYSTEM,
-                         elements=[cl.Text(name=NOTES, content=board, display="side")]).send()
-        await cl.ElementSidebar.set_elements([cl.Text(name="team-notes", content=board)], key=f"notes-{len(notes)}")
-        await cl.ElementSidebar.set_title(f"{NOTES} · {len(notes)}")  # after the elements, or it is lost
+        await self.notes.show(role, self.conversation.notes_board)
 
     async def _update_meter(self, ev: UsageEvent, _: list[Event]) -> None:
-        now = time.monotonic()
-        if self._meter is not None and now - self._meter_at < METER_EVERY_S:
-            return
-        self._meter_at = now
-        text = meter_text(ev.total_prompt_tokens, ev.total_completion_tokens, ev.cost_usd, self.conversation)
-        if self._meter is None:
-            self._meter = cl.Message(content=text, author=SYSTEM)
-            await self._meter.send()
-        else:
-            self._meter.content = text
-            await self._meter.update()
+        totals = (ev.total_prompt_tokens, ev.total_completion_tokens, ev.cost_usd)
+        await self.meter.update(*totals, self.conversation)
 
     async def _finish(self, result: RunResult, cut: list[Event]) -> None:
         self.tools.forget()
@@ -450,12 +446,14 @@ class ChatSession:
         self.awaiting = None
         if self.run is not None and self.run.unsaved:  # the store failed: half-streamed text was never kept
             await self.streams.close_unsaved()
-        if self._meter is not None:
-            self._meter.content = meter_text(result.prompt_tokens, result.completion_tokens, result.cost_usd,
-                                             self.conversation)
-            await self._meter.update()
-        await cl.Message(content=(note(result) or ("", ""))[1], author=SYSTEM,
-                         elements=usage_chart(self.projection.per_speaker())).send()
+        await self.meter.finish(
+            result.prompt_tokens, result.completion_tokens, result.cost_usd, self.conversation
+        )
+        await cl.Message(
+            content=(note(result) or ("", ""))[1],
+            author=SYSTEM,
+            elements=usage_chart(self.projection.per_speaker()),
+        ).send()
 
 
 _SHOW: dict[type, Callable[..., Awaitable[None]]] = {

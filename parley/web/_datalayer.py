@@ -85,7 +85,12 @@ class _Reading:
 
     def add(self, i: int, ev: Event) -> None:
         settled = self.projection.apply(ev)
-        base = {"id": f"{self.thread_id}-{i}", "threadId": self.thread_id, "parentId": None, "createdAt": _iso(ev.ts)}
+        base = {
+            "id": f"{self.thread_id}-{i}",
+            "threadId": self.thread_id,
+            "parentId": None,
+            "createdAt": _iso(ev.ts),
+        }
         said = _typed_by_user(ev)
         if said is not None:
             self.steps.append(base | {"type": "user_message", "name": "user", "output": said})
@@ -104,8 +109,15 @@ class _Reading:
     def _tool_call(self, ev: ToolCallEvent, base: dict[str, Any]) -> None:
         if ev.name == ASK_HUMAN:
             return  # the question is its own message
-        step = base | {"type": "tool", "name": ev.name, "input": json.dumps(ev.arguments, ensure_ascii=False),
-                       "output": "", "showInput": "json", "start": base["createdAt"], "end": base["createdAt"]}
+        step = base | {
+            "type": "tool",
+            "name": ev.name,
+            "input": json.dumps(ev.arguments, ensure_ascii=False),
+            "output": "",
+            "showInput": "json",
+            "start": base["createdAt"],
+            "end": base["createdAt"],
+        }
         self.tools[ev.call_id] = step
         self.steps.append(step)
 
@@ -160,13 +172,24 @@ class ParleyDataLayer(BaseDataLayer):
         return await self.get_user(user.identifier)
 
     def _thread_dict(self, row: ThreadRow, steps: list[dict[str, Any]] | None = None) -> ThreadDict:
-        return cast(ThreadDict, {
-            "id": row.id, "createdAt": _iso(row.created_at), "name": row.title or row.team,
-            "userId": row.owner, "userIdentifier": row.owner, "tags": [row.team],
-            "metadata": {"chat_profile": row.team}, "steps": steps or [], "elements": [],
-        })  # parley's steps are plain dicts of Chainlit's StepDict shape
+        return cast(
+            ThreadDict,
+            {
+                "id": row.id,
+                "createdAt": _iso(row.created_at),
+                "name": row.title or row.team,
+                "userId": row.owner,
+                "userIdentifier": row.owner,
+                "tags": [row.team],
+                "metadata": {"chat_profile": row.team},
+                "steps": steps or [],
+                "elements": [],
+            },
+        )  # parley's steps are plain dicts of Chainlit's StepDict shape
 
-    async def list_threads(self, pagination: Pagination, filters: ThreadFilter) -> PaginatedResponse[ThreadDict]:
+    async def list_threads(
+        self, pagination: Pagination, filters: ThreadFilter
+    ) -> PaginatedResponse[ThreadDict]:
         owner = filters.userId or ""
         rows = await (await self._get_store()).list_threads(owner, limit=200)
         if filters.search:
@@ -178,8 +201,11 @@ class ParleyDataLayer(BaseDataLayer):
         page = rows[start : start + (pagination.first or 20)]
         more = start + len(page) < len(rows)
         return PaginatedResponse(
-            pageInfo=PageInfo(hasNextPage=more, startCursor=page[0].id if page else None,
-                              endCursor=page[-1].id if page else None),
+            pageInfo=PageInfo(
+                hasNextPage=more,
+                startCursor=page[0].id if page else None,
+                endCursor=page[-1].id if page else None,
+            ),
             data=[self._thread_dict(r) for r in page],
         )
 
@@ -197,8 +223,14 @@ class ParleyDataLayer(BaseDataLayer):
     async def delete_thread(self, thread_id: str) -> None:
         await (await self._get_store()).delete_thread(thread_id)
 
-    async def update_thread(self, thread_id: str, name: str | None = None, user_id: str | None = None,
-                            metadata: dict[str, Any] | None = None, tags: list[str] | None = None) -> None:
+    async def update_thread(
+        self,
+        thread_id: str,
+        name: str | None = None,
+        user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
         store = await self._get_store()
         row = await store.get_thread(thread_id)
         if row is not None and name and not row.title:

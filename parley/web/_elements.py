@@ -24,14 +24,32 @@ def approval_actions(ev: ApprovalRequestEvent) -> list[cl.Action]:
 def escalation_actions(ev: EscalationEvent) -> list[cl.Action]:
     """A button per position, then Continue and Write my own…"""
     key = {"escalation_id": ev.escalation_id}
-    picks = [cl.Action(name="parley_pick", payload=key | {"choose": i}, label=position_label(i, p.who),
-                       tooltip=clip(p.text, 200), icon="check") for i, p in enumerate(ev.positions, 1)]
+    picks = [
+        cl.Action(
+            name="parley_pick",
+            payload=key | {"choose": i},
+            label=position_label(i, p.who),
+            tooltip=clip(p.text, 200),
+            icon="check",
+        )
+        for i, p in enumerate(ev.positions, 1)
+    ]
     return [
         *picks,
-        cl.Action(name="parley_continue", payload=key, label="Continue", tooltip="The team goes on as it is",
-                  icon="play"),
-        cl.Action(name="parley_write", payload=key, label="Write my own…",
-                  tooltip="Type the answer the team goes on with", icon="pencil"),
+        cl.Action(
+            name="parley_continue",
+            payload=key,
+            label="Continue",
+            tooltip="The team goes on as it is",
+            icon="play",
+        ),
+        cl.Action(
+            name="parley_write",
+            payload=key,
+            label="Write my own…",
+            tooltip="Type the answer the team goes on with",
+            icon="pencil",
+        ),
     ]
 
 
@@ -58,7 +76,11 @@ def file_element(ev: FileEvent) -> cl.Element:
     if ev.size <= INLINE_LIMIT:
         # A download carries no type a browser would render (a page, a script): the name says what it is.
         # Larger files go through /project/file/, where parley's guard does the same (see _guard).
-        shown = ev.mime if kind is cl.Image or ev.mime.split(";")[0] == "text/plain" else "application/octet-stream"
+        shown = (
+            ev.mime
+            if kind is cl.Image or ev.mime.split(";")[0] == "text/plain"
+            else "application/octet-stream"
+        )
         with open(ev.path, "rb") as f:
             return kind(url=data_url(f.read(), shown), name=name, display="inline", mime=shown)
     # Chainlit makes the session's own folder inside `.files` when it saves the file, but not `.files` itself
@@ -72,5 +94,11 @@ def usage_chart(rows: list[tuple[str, int, int, int]]) -> list[cl.Element]:
     svg = usage_chart_svg(rows)
     if not svg:
         return []
-    return [cl.Image(url=data_url(svg.encode(), "image/svg+xml"), name="tokens-per-speaker.svg", display="inline",
-                     mime="image/svg+xml")]
+    return [
+        cl.Image(
+            url=data_url(svg.encode(), "image/svg+xml"),
+            name="tokens-per-speaker.svg",
+            display="inline",
+            mime="image/svg+xml",
+        )
+    ]

@@ -119,10 +119,15 @@ def validation_text(ev: ValidationEvent, subtask: SubtaskEvent | None = None) ->
     if ev.passed:
         return f"✔ **{ev.source}**'s corrected answer passes its checks (attempt {ev.attempt})"
     problems = "\n".join(f"- {clip(p, 300)}" for p in ev.problems)
-    then = (f"*{ev.source} is asked to correct it.*" if ev.attempt <= ev.retries
-            else "*No corrections left: a human decides (below).*")
-    return (f"{speaker_header(ev.source, ev.turn, subtask)}{ev.content}\n\n---\n"
-            f"✖ **Attempt {ev.attempt} of {ev.retries + 1} fails its checks**\n\n{problems}\n\n{then}")
+    then = (
+        f"*{ev.source} is asked to correct it.*"
+        if ev.attempt <= ev.retries
+        else "*No corrections left: a human decides (below).*"
+    )
+    return (
+        f"{speaker_header(ev.source, ev.turn, subtask)}{ev.content}\n\n---\n"
+        f"✖ **Attempt {ev.attempt} of {ev.retries + 1} fails its checks**\n\n{problems}\n\n{then}"
+    )
 
 
 def _minutes(seconds: float) -> str:
@@ -132,7 +137,11 @@ def _minutes(seconds: float) -> str:
 def question_text(ev: QuestionEvent, answer: AnswerEvent | None = None) -> str:
     """The question a role asks the human, and once settled, how."""
     if answer is None:
-        wait = f" (no answer within {_minutes(ev.timeout_s)}: it goes on without)" if ev.timeout_s is not None else ""
+        wait = (
+            f" (no answer within {_minutes(ev.timeout_s)}: it goes on without)"
+            if ev.timeout_s is not None
+            else ""
+        )
         status = f"*Type your answer below and send it: it goes to {ev.source}{wait}.*"
     elif answer.timed_out:
         status = f"✖ *No answer in time: {ev.source} went on with {clip(answer.content, 200)!r}*"
@@ -159,8 +168,10 @@ def escalation_text(ev: EscalationEvent) -> str:
         sides = "\n".join(f"{i}. **{p.who}**: {p.text}" for i, p in enumerate(ev.positions, 1))
     else:
         sides = "\n\n".join(f"**{i} · {p.who}**\n\n{quoted(p.text)}" for i, p in enumerate(ev.positions, 1))
-    return (f"### ‼ Your decision: {ESCALATION_TITLES.get(ev.kind, ev.kind)}\n\n{clip(ev.content, 600)}\n\n"
-            f"{sides}\n\n*Pick a position, let the team **Continue** as it is, or **Write my own…** answer.*")
+    return (
+        f"### ‼ Your decision: {ESCALATION_TITLES.get(ev.kind, ev.kind)}\n\n{clip(ev.content, 600)}\n\n"
+        f"{sides}\n\n*Pick a position, let the team **Continue** as it is, or **Write my own…** answer.*"
+    )
 
 
 def resolved_text(ev: EscalationResolvedEvent, positions: Sequence[Any] = ()) -> str:
@@ -207,7 +218,9 @@ def vote_text(ev: VoteEvent) -> str:
     for answer, n in ev.tally.items():
         who = ", ".join(v for v, a in ev.votes.items() if a == answer)
         filled = round(BAR_WIDTH * n / max(1, len(ev.votes)))
-        rows.append(f"| **{answer}** | `{'█' * filled}{'░' * (BAR_WIDTH - filled)}` {n} of {len(ev.votes)} | {who} |")
+        rows.append(
+            f"| **{answer}** | `{'█' * filled}{'░' * (BAR_WIDTH - filled)}` {n} of {len(ev.votes)} | {who} |"
+        )
     for voter, answer in ev.votes.items():
         if answer not in ev.tally:
             rows.append(f"| *{answer}* | – | {voter} |")
@@ -232,21 +245,27 @@ def notes_text(notes: Sequence[dict[str, Any]]) -> str:
 
 def _validation_note(ev: ValidationEvent) -> tuple[str, str] | None:
     if ev.passed:
-        return (SYSTEM, validation_text(ev)) if ev.attempt > 1 else None  # a first answer that passes: no note
+        return (
+            (SYSTEM, validation_text(ev)) if ev.attempt > 1 else None
+        )  # a first answer that passes: no note
     return ev.source, validation_text(ev)
 
 
 def _human_note(ev: HumanMessageEvent) -> tuple[str, str] | None:
     if ev.mode == "task":
         return None  # the task shows as what the user typed
-    how = "interrupted the turn" if ev.mode == "interrupt" else f"joined the conversation after turn {ev.turn}"
+    how = (
+        "interrupted the turn" if ev.mode == "interrupt" else f"joined the conversation after turn {ev.turn}"
+    )
     return SYSTEM, f"↳ your message {how}: *{ev.content}*"
 
 
 _NOTES: dict[type, Callable[[Any], tuple[str, str] | None]] = {
     MessageEvent: lambda ev: (ev.source, agent_text(ev)),
-    TurnAbandonedEvent: lambda ev: (ev.source, speaker_header(ev.source, ev.turn) + ev.content
-                                    + f"\n\n*(cut short: {ev.reason})*"),
+    TurnAbandonedEvent: lambda ev: (
+        ev.source,
+        speaker_header(ev.source, ev.turn) + ev.content + f"\n\n*(cut short: {ev.reason})*",
+    ),
     ApprovalRequestEvent: lambda ev: (SYSTEM, approval_text(ev)),
     ApprovalDecisionEvent: lambda ev: (SYSTEM, decision_text(ev)),
     ValidationEvent: _validation_note,
@@ -260,7 +279,10 @@ _NOTES: dict[type, Callable[[Any], tuple[str, str] | None]] = {
     NoticeEvent: lambda ev: (SYSTEM, f"*{ev.content}*"),
     NoteEvent: lambda ev: (SYSTEM, f"**{ev.source}** added to the {NOTES}: *{clip(ev.content, 200)}*"),
     HumanMessageEvent: _human_note,
-    FileEvent: lambda ev: (ev.source, f"**{ev.source}** wrote `{ev.name}` ({ev.size:,} bytes) with `{ev.tool}`"),
+    FileEvent: lambda ev: (
+        ev.source,
+        f"**{ev.source}** wrote `{ev.name}` ({ev.size:,} bytes) with `{ev.tool}`",
+    ),
     RunResult: lambda ev: (SYSTEM, f"**Run ended** · {summary(ev)}"),
 }
 """(author, markdown) of each kind of event shown as a message of its own."""

@@ -62,8 +62,11 @@ class Connection:
     def of(cls, scope: Scope) -> Connection:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
         client = scope.get("client") or ("", 0)
-        return cls(peer=str(client[0] or ""), host_header=headers.get("host"),
-                   forwarded=any(h in headers for h in _FORWARDING_HEADERS))
+        return cls(
+            peer=str(client[0] or ""),
+            host_header=headers.get("host"),
+            forwarded=any(h in headers for h in _FORWARDING_HEADERS),
+        )
 
 
 CONNECTION: ContextVar[Connection | None] = ContextVar("parley_connection", default=None)
@@ -130,7 +133,9 @@ def _parse_origins(text: str) -> frozenset[tuple[str, int]]:
         if item.strip():
             key = _origin_key(item)
             if key is None:
-                log.warning("%s: %r is not an origin like https://chat.example.com; ignored", ORIGINS_ENV, item)
+                log.warning(
+                    "%s: %r is not an origin like https://chat.example.com; ignored", ORIGINS_ENV, item
+                )
             else:
                 keys.add(key)
     return frozenset(keys)
@@ -148,14 +153,19 @@ def origin_allowed(origin: str, host_header: str | None) -> bool:
         return False
     host, port = split_host(host_header.strip())
     # No port in Host: the default one of the scheme the page was loaded with.
-    return key == (host.lower(), int(port) if port.isdigit() else _DEFAULT_PORTS[urlsplit(origin.strip()).scheme])
+    return key == (
+        host.lower(),
+        int(port) if port.isdigit() else _DEFAULT_PORTS[urlsplit(origin.strip()).scheme],
+    )
 
 
 def origin_refusal(origin: str) -> str:
     origin = origin[:200]  # a header a client chose: bounded in the log
-    return (f"refused a request from the page at {origin}: it is not this app's origin. If the app is served "
-            f"at that address (behind a proxy), add it to {ORIGINS_ENV} (comma-separated), e.g. "
-            f"{ORIGINS_ENV}={origin}")
+    return (
+        f"refused a request from the page at {origin}: it is not this app's origin. If the app is served "
+        f"at that address (behind a proxy), add it to {ORIGINS_ENV} (comma-separated), e.g. "
+        f"{ORIGINS_ENV}={origin}"
+    )
 
 
 # -- the policy ------------------------------------------------------------------------------------------
@@ -166,8 +176,10 @@ def page_policy() -> str:
     from here only (an image link an agent was tricked into writing must not make every reader's browser
     request it), no plugins, no foreign <base>, no framing by other sites."""
     scripts = " ".join(["'self'", *(f"'{h}'" for h in _chainlit_fixes.inline_script_hashes())])
-    return (f"script-src {scripts}; img-src 'self' data: blob:; object-src 'none'; base-uri 'self'; "
-            "frame-ancestors 'self'")
+    return (
+        f"script-src {scripts}; img-src 'self' data: blob:; object-src 'none'; base-uri 'self'; "
+        "frame-ancestors 'self'"
+    )
 
 
 def _file_headers(headers: list[tuple[bytes, bytes]], scope: Scope) -> list[tuple[bytes, bytes]]:
@@ -182,7 +194,11 @@ def _file_headers(headers: list[tuple[bytes, bytes]], scope: Scope) -> list[tupl
     name = _chainlit_fixes.file_name(scope)
     disposition = "attachment" + (f"; filename*=UTF-8''{quote(name, safe='')}" if name else "")
     # Served as bytes: with nosniff, no browser runs them as a page, a script or a style sheet.
-    return [*kept, (b"content-type", b"application/octet-stream"), (b"content-disposition", disposition.encode())]
+    return [
+        *kept,
+        (b"content-type", b"application/octet-stream"),
+        (b"content-disposition", disposition.encode()),
+    ]
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -192,7 +208,9 @@ def _header(scope: Scope, name: bytes) -> str | None:
 class WebGuard:
     """ASGI middleware in front of all of Chainlit (its routes and its socket)."""
 
-    def __init__(self, app: ASGIApp, local_mode: Callable[[Connection], Awaitable[bool]] | None = None) -> None:
+    def __init__(
+        self, app: ASGIApp, local_mode: Callable[[Connection], Awaitable[bool]] | None = None
+    ) -> None:
         """`local_mode(conn)`: whether local mode holds for that request (the facts and no users); without it,
         the `local` login is never checked here."""
         self.app = app
@@ -239,14 +257,28 @@ class WebGuard:
             nonlocal replaced
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
-                set_now = {v.split(b"=", 1)[0].strip().decode("latin-1") for k, v in headers if k.lower() == b"set-cookie"}
-                drop = [(b"set-cookie", v) for name, v in expired if name not in set_now]  # a fresh login wins
+                set_now = {
+                    v.split(b"=", 1)[0].strip().decode("latin-1")
+                    for k, v in headers
+                    if k.lower() == b"set-cookie"
+                }
+                drop = [
+                    (b"set-cookie", v) for name, v in expired if name not in set_now
+                ]  # a fresh login wins
                 if message.get("status") == 401 and not login_form:
                     replaced = True
                     body = json.dumps({"detail": LOCAL_REFUSAL}).encode()
-                    await send({"type": "http.response.start", "status": 401,
-                                "headers": [(b"content-type", b"application/json"),
-                                            (b"content-length", str(len(body)).encode()), *drop]})
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 401,
+                            "headers": [
+                                (b"content-type", b"application/json"),
+                                (b"content-length", str(len(body)).encode()),
+                                *drop,
+                            ],
+                        }
+                    )
                     await send({"type": "http.response.body", "body": body})
                     return
                 message = {**message, "headers": headers + drop}
@@ -257,12 +289,17 @@ class WebGuard:
         return send_refusing
 
     def _with_headers(self, scope: Scope, send: Send) -> Send:
-        is_file = scope.get("method") in ("GET", "HEAD") and _chainlit_fixes.is_file_route(scope.get("path", ""))
+        is_file = scope.get("method") in ("GET", "HEAD") and _chainlit_fixes.is_file_route(
+            scope.get("path", "")
+        )
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = [(k, v) for k, v in message.get("headers", [])
-                           if k.lower() not in (b"content-security-policy", b"x-content-type-options")]
+                headers = [
+                    (k, v)
+                    for k, v in message.get("headers", [])
+                    if k.lower() not in (b"content-security-policy", b"x-content-type-options")
+                ]
                 if is_file:  # a part (206) or a revalidation (304) too: a cache merges their headers
                     if message.get("status") in (200, 206):
                         headers = _file_headers(headers, scope)
@@ -284,7 +321,15 @@ class WebGuard:
             await send({"type": "websocket.close", "code": 1008, "reason": "origin not allowed"})  # HTTP 403
             return
         body = json.dumps({"detail": why}).encode()
-        await send({"type": "http.response.start", "status": 403,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"content-security-policy", FILE_POLICY.encode())]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 403,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"content-security-policy", FILE_POLICY.encode()),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})

@@ -46,7 +46,9 @@ class Streams:
     async def close_unsaved(self) -> None:
         """The store failed: send what each message streamed so far, saying it was not kept."""
         for source, msg in list(self.messages.items()):
-            msg.content += "".join(self.held.pop(source, [])) + "\n\n*(not saved: saving the conversation failed)*"
+            msg.content += (
+                "".join(self.held.pop(source, [])) + "\n\n*(not saved: saving the conversation failed)*"
+            )
             await msg.send()
         self.messages.clear()
 

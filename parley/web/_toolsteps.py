@@ -39,7 +39,9 @@ class ToolSteps:
 
     async def call(self, ev: ToolCallEvent) -> None:
         step = cl.Step(name=ev.name, type="tool", show_input="json")
-        step.input = json.dumps(ev.arguments, ensure_ascii=False) if isinstance(ev.arguments, dict) else ev.arguments
+        step.input = (
+            json.dumps(ev.arguments, ensure_ascii=False) if isinstance(ev.arguments, dict) else ev.arguments
+        )
         self.steps[ev.call_id] = step
         await step.send()
 
@@ -55,8 +57,11 @@ class ToolSteps:
 
     async def report(self, ev: ToolProgressEvent) -> None:
         """A running tool's progress ("3/10 …") and log lines, inside its step until the result replaces them."""
-        key = ev.call_id if ev.call_id in self.steps else next(
-            (k for k, s in reversed(self.steps.items()) if s.name == ev.name), None)
+        key = (
+            ev.call_id
+            if ev.call_id in self.steps
+            else next((k for k, s in reversed(self.steps.items()) if s.name == ev.name), None)
+        )
         if key is None:  # its call was shown on another page (a reopened thread): show the tool here
             key = ev.call_id or ev.name
             self.steps[key] = cl.Step(name=ev.name, type="tool")
@@ -72,7 +77,8 @@ class ToolSteps:
         if wait > 0:  # shown a moment ago: show the latest state once the moment has passed
             if shown.flush is None:
                 shown.flush = asyncio.get_running_loop().call_later(
-                    wait, lambda: asyncio.ensure_future(self._update(key, step)))
+                    wait, lambda: asyncio.ensure_future(self._update(key, step))
+                )
             return
         await self._update(key, step)
 

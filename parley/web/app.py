@@ -94,7 +94,9 @@ def _guard_server() -> None:
     _chainlit_fixes.install(screen=_screen_socket)
     _server.state.parley_login_limit = limiter = LoginLimiter()
     _server.add_middleware(LoginRateLimit, limiter=limiter, path=f"{_chainlit_config.run.root_path}/login")
-    _server.add_middleware(WebGuard, local_mode=local_mode)  # added last: the outermost, it sees every request first
+    _server.add_middleware(
+        WebGuard, local_mode=local_mode
+    )  # added last: the outermost, it sees every request first
 
 
 _guard_server()
@@ -142,9 +144,17 @@ def _refuse_open_without_login() -> None:
             await db.close()
 
     if asyncio.run(count()) == 0:
-        where = f"behind a proxy ({ORIGINS_ENV} is set)" if behind_proxy else f"on {bind_host() or 'every interface'}"
-        print(f"parley: serving {where} needs login: create a user first with `parley users add NAME`"
-              + ("" if behind_proxy else ", or serve on 127.0.0.1"), file=sys.stderr, flush=True)
+        where = (
+            f"behind a proxy ({ORIGINS_ENV} is set)"
+            if behind_proxy
+            else f"on {bind_host() or 'every interface'}"
+        )
+        print(
+            f"parley: serving {where} needs login: create a user first with `parley users add NAME`"
+            + ("" if behind_proxy else ", or serve on 127.0.0.1"),
+            file=sys.stderr,
+            flush=True,
+        )
         raise SystemExit(2)
 
 
@@ -216,8 +226,9 @@ async def _start() -> None:
     entry = _team_entry(cl.user_session.get("chat_profile"))
     if entry is None or entry.spec is None:
         why = entry.error if entry else "no team files found in teams/"
-        await cl.Message(content=f"**This team cannot run.**\n\n```\n{why}\n```\nPick another team.",
-                         author=SYSTEM).send()
+        await cl.Message(
+            content=f"**This team cannot run.**\n\n```\n{why}\n```\nPick another team.", author=SYSTEM
+        ).send()
         return
     try:
         conv = Conversation(entry.spec)
@@ -298,8 +309,9 @@ async def _message(message: cl.Message) -> None:
             # The browser names the thread id: one that was free when this tab connected may have been
             # taken since by someone else's conversation. Never write into it.
             log.warning("refused to write into thread %s of another user", tid)
-            await cl.Message(content="This conversation belongs to another user: start a new chat.",
-                             author=SYSTEM).send()
+            await cl.Message(
+                content="This conversation belongs to another user: start a new chat.", author=SYSTEM
+            ).send()
             return
         else:
             conv.attach(db, tid)

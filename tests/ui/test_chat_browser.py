@@ -80,6 +80,8 @@ class Chat:
     def send(self, text: str) -> None:
         box = self.page.locator("#chat-input")
         box.fill(text)
+        # A page that just switched teams is still starting its new chat (a task runs): it takes no message yet.
+        expect(self.page.locator("#chat-submit")).to_be_enabled()
         box.press("Enter")
         expect(box).to_have_value("")  # the composer took it
 
@@ -312,8 +314,11 @@ def test_approve_and_deny_a_tool_call(servers, new_page):
 
     tid = chat.thread_id()
     result_of(server, tid)
-    decisions = [(a.actor, a.action, a.detail.get("reason", "")) for a in server.audit(tid)
-                 if a.action in ("approve", "deny")]
+    decisions = [
+        (a.actor, a.action, a.detail.get("reason", ""))
+        for a in server.audit(tid)
+        if a.action in ("approve", "deny")
+    ]
     assert decisions == [("local", "approve", ""), ("local", "deny", reason)]
     events = server.events(tid)
     results = [e for e in of_type(events, "tool_result") if e["name"] == "issue_refund"]

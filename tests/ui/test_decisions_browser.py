@@ -15,8 +15,10 @@ from pathlib import Path
 from test_chat_browser import Chat, Locator, Page, expect, of_type, result_of
 
 SHARED_SERVERS = ("committee.yaml", "desk.yaml", "desk-seo.yaml")
-SEO_BY_HAND = '{"title": "Keep your customers", "meta_description": "How small shops cut churn", ' \
+SEO_BY_HAND = (
+    '{"title": "Keep your customers", "meta_description": "How small shops cut churn", '
     '"keywords": ["churn", "retention", "small shops"]}'
+)
 
 
 def snap(page: Page, name: str, tmp_path: Path, show: Locator | None = None) -> None:
@@ -55,7 +57,9 @@ def test_a_tied_vote_goes_to_the_human_who_picks_a_position(servers, new_page, t
     chat.page.locator(f"#thread-{tid} a").click()
     chat.page.wait_for_url(f"**/thread/{tid}")
     chat.ready()
-    card = chat.note("Your decision: the vote is tied").filter(has=chat.page.get_by_role("button", name="Continue"))
+    card = chat.note("Your decision: the vote is tied").filter(
+        has=chat.page.get_by_role("button", name="Continue")
+    )
     card.get_by_role("button", name="Pick 1 · analyst").click()
     expect(chat.note("Decided by local")).to_contain_text("picked position 1 · analyst: invest")
     expect(card.get_by_role("button", name=re.compile(r"^(Pick \d|Continue|Write my own)"))).to_have_count(0)
@@ -102,7 +106,8 @@ def test_a_manager_delegates_asks_the_human_and_shares_notes(servers, new_page, 
     expect(research).to_contain_text("done")
     expect(draft).to_contain_text("done")
     expect(chat.turns().filter(has_text="researcher · turn")).to_contain_text(
-        "sub-task from editor: Find three facts on churn in small shops")
+        "sub-task from editor: Find three facts on churn in small shops"
+    )
     snap(page, "desk-subtasks", tmp_path, draft)
 
     # The SEO answer fails its checks once: that attempt stays on screen, closed; the correction passes.
@@ -124,7 +129,9 @@ def test_a_manager_delegates_asks_the_human_and_shares_notes(servers, new_page, 
     events = server.events(tid)
     (answer,) = of_type(events, "answer")
     assert (answer["content"], answer["actor"]) == ("Owners of small shops", "local")
-    assert not [e for e in of_type(events, "human_message") if e["mode"] != "task"], "the answer is no interjection"
+    assert not [e for e in of_type(events, "human_message") if e["mode"] != "task"], (
+        "the answer is no interjection"
+    )
     done = [(e["worker"], e["status"]) for e in of_type(events, "subtask") if e["status"] != "started"]
     assert sorted(done) == [("researcher", "done"), ("seo", "done"), ("writer", "done")]
 

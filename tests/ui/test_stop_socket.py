@@ -25,8 +25,10 @@ REPLY = "Findings so far: " + " ".join(f"point{i}" for i in range(200))
 def slow_script(path: Path) -> Path:
     """content-studio on a model that takes 20 s a reply, streamed: a run that is not stopped lasts a minute."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"roles": {r: [f"{REPLY} ({r} {i})" for i in range(1, 5)] for r in ROLES},
-                                "delay_s": 20}), encoding="utf-8")
+    path.write_text(
+        json.dumps({"roles": {r: [f"{REPLY} ({r} {i})" for i in range(1, 5)] for r in ROLES}, "delay_s": 20}),
+        encoding="utf-8",
+    )
     return path
 
 
@@ -37,8 +39,15 @@ class Tab(ChatSocket):
 
     async def command(self, name: str) -> None:
         """A composer command sent with no text, as the Stop button of parley's composer does."""
-        message = {"id": str(uuid.uuid4()), "threadId": self.thread_id or "", "type": "user_message", "name": "user",
-                   "output": "", "command": name, "createdAt": datetime.datetime.now(datetime.UTC).isoformat()}
+        message = {
+            "id": str(uuid.uuid4()),
+            "threadId": self.thread_id or "",
+            "type": "user_message",
+            "name": "user",
+            "output": "",
+            "command": name,
+            "createdAt": datetime.datetime.now(datetime.UTC).isoformat(),
+        }
         await self._sio.emit("client_message", {"message": message, "fileReferences": None})
 
     def streamed(self) -> bool:
@@ -68,7 +77,9 @@ def run_events(server: Server, tid: str) -> list[dict[str, Any]]:
         events = server.events(tid)
         if any(e["type"] == "result" for e in events):
             return events
-        assert time.monotonic() < deadline, f"no result stored after {WAIT_S:g} s: {[e['type'] for e in events]}"
+        assert time.monotonic() < deadline, (
+            f"no result stored after {WAIT_S:g} s: {[e['type'] for e in events]}"
+        )
         time.sleep(0.2)
 
 

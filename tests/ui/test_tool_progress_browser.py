@@ -31,7 +31,8 @@ class CrawlServer(Server):
 
 def web_desk(folder: Path, go_on: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "web-desk.yaml").write_text(f"""\
+    (folder / "web-desk.yaml").write_text(
+        f"""\
 name: web-desk
 description: Crawls a site and shows what it found.
 pattern: round_robin
@@ -47,10 +48,14 @@ mcp:
     command: {sys.executable}
     args: ["{CRAWLER}"]
     env: {{CRAWLER_GO_ON: "{go_on}"}}
-""", encoding="utf-8")
+""",
+        encoding="utf-8",
+    )
     script = folder / "script.yaml"
-    script.write_text("roles:\n  crawler:\n    - {tool: site__crawl, args: {pages: 3}}\n    - {tool: site__screenshot}\n",
-                      encoding="utf-8")
+    script.write_text(
+        "roles:\n  crawler:\n    - {tool: site__crawl, args: {pages: 3}}\n    - {tool: site__screenshot}\n",
+        encoding="utf-8",
+    )
     return script
 
 
