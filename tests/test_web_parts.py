@@ -448,7 +448,7 @@ async def test_a_note_a_role_adds_opens_the_notes_panel_live_and_reads_as_a_note
     (message,) = [d for e, d in page.sent if e == "new_message"]
     assert "**analyst** added to the Team notes (1)" in message["output"]
     assert [d for e, d in page.sent if e == "set_sidebar_elements"], page.sent
-    await chat.show(added)  # said twice (a tool result and the note): shown once
+    await chat.show(added)  # the same board again (the page reopened): shown once
     assert len([e for e, _ in page.sent if e == "new_message"]) == 1
     (step,) = thread_steps("t4", [added])
     assert step["output"] == "**analyst** added to the Team notes: *Q3 is down 4%*"

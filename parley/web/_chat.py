@@ -82,7 +82,6 @@ COMMANDS: list[CommandDict] = [
 ]
 RESUME_WAIT_S = 30.0
 """A reopened page that is never sent its thread (it went away first) holds the run's display this long at most."""
-NOTES_TOOL = "team_notes"
 
 
 _RELEASING: set[asyncio.Task[None]] = set()
@@ -346,11 +345,6 @@ class ChatSession:
         if ev.name != ASK_HUMAN:  # a question shows as its own message
             await self.tools.call(ev)
 
-    async def _tool_result(self, ev: ToolResultEvent, _: list[Event]) -> None:
-        await self.tools.result(ev)
-        if ev.name == NOTES_TOOL:  # until every run says so with a NoteEvent: shown once either way
-            await self._show_notes(ev.source)
-
     async def _file(self, ev: FileEvent, _: list[Event]) -> None:
         await cl.Message(
             content=(note(ev) or ("", ""))[1], author=ev.source, elements=[file_element(ev)]
@@ -462,7 +456,7 @@ _SHOW: dict[type, Callable[..., Awaitable[None]]] = {
     TurnAbandonedEvent: ChatSession._abandoned,
     ToolCallEvent: ChatSession._tool_call,
     ToolProgressEvent: lambda chat, ev, _: chat.tools.report(ev),
-    ToolResultEvent: ChatSession._tool_result,
+    ToolResultEvent: lambda chat, ev, _: chat.tools.result(ev),
     FileEvent: ChatSession._file,
     NoteEvent: lambda chat, ev, _: chat._show_notes(ev.source),
     UsageEvent: ChatSession._update_meter,
