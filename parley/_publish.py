@@ -14,15 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._outbox import Checkpoint, persist
-from .events import ChunkEvent, ErrorEvent, Event, RunResult, UsageEvent
+from .events import ChunkEvent, ErrorEvent, Event, RunResult
 
 if TYPE_CHECKING:
     from .store import Store
 
 __all__ = ["MAX_BUFFERED_CHUNKS", "Publisher"]
 
-USAGE_JOIN_S = 0.05
-"""How long a model call's usage waits for what the call produced, to be written in the same transaction."""
 MAX_BUFFERED_CHUNKS = 10_000
 """Streamed chunks a subscriber may fall behind by before its oldest chunks are dropped."""
 
@@ -136,20 +134,11 @@ class Publisher:
             sub.offer(event)
 
     async def _batch(self) -> list[Event | Checkpoint]:
-        """The next items to write in one transaction: what is waiting, up to the run's result. A model call's
-        usage is followed at once by what the call produced (its message, a tool call): that joins the batch
-        too, unless it is more than USAGE_JOIN_S away."""
+        """The next items to write in one transaction: what is waiting, up to the run's result."""
         items = [await self._outbox.get()]
-        while not isinstance(items[-1], RunResult):
-            if not self._outbox.empty():
-                items.append(self._outbox.get_nowait())
-                continue
-            if not isinstance(items[-1], UsageEvent):
-                break
-            try:
-                items.append(await asyncio.wait_for(self._outbox.get(), USAGE_JOIN_S))
-            except TimeoutError:
-                break
+        await asyncio.sleep(0)  # what the same step emits at once joins this batch
+        while not self._outbox.empty() and not isinstance(items[-1], RunResult):
+            items.append(self._outbox.get_nowait())
         return items
 
     async def _write(self) -> RunResult | None:

@@ -65,6 +65,7 @@ class Run:
         self.guard = self._engine.guard
         self.guard.new_run()
         self._inbox = conversation.inbox
+        self._inbox.put("task", task)  # after what an earlier run left undelivered, before anything said from now
         self._publisher = Publisher(conversation.history, conversation.store, conversation.thread_id, self.number,
                                     self._store_failed)
         self.decisions = Decisions(self.emit, self.live_turn, conversation.approvals)
@@ -303,7 +304,6 @@ class Run:
                                   pattern=conv.team.pattern, roles=conv.team.role_names, turn=conv.turn))
         for notice in conv.notices:
             self.emit(NoticeEvent(source="parley", content=notice, level="warning", turn=conv.turn))
-        self._inbox.put("task", self.task)
         outcome = "error"
         try:
             outcome = await self._segments()
