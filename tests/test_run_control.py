@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from _support import collect, team_yaml
 from autogen_core.models import UserMessage
 
@@ -254,3 +255,28 @@ async def test_a_failed_run_says_which_role_failed_at_which_turn_and_why() -> No
     assert run.error.role == "beta" and run.error.turn == 2 and run.error.error_type == "ValueError"
     assert "upstream service refused" in str(run.error)
     await conv.close()
+
+
+async def test_a_reader_that_falls_behind_loses_only_streamed_chunks(write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+    import parley._publish
+
+    monkeypatch.setattr(parley._publish, "MAX_BUFFERED_CHUNKS", 3)
+    team = write("team.yaml", team_yaml(max_turns=2))
+    script = write("s.yaml", """
+        roles:
+          alpha: ["one two three four five six seven eight nine ten eleven twelve"]
+          beta: ["thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty"]
+        delay_s: 0.6
+    """)
+    conv = Conversation(team, model=f"scripted:{script}")
+    run = conv.start("Count")
+    late = run.__aiter__()  # a reader that subscribes now and reads nothing until the run has ended
+    first = await anext(late)
+    await run.wait()
+    rest = [ev async for ev in late]
+    seen = [first, *rest]
+    assert [e.type for e in seen if e.type != "chunk"] == [e.type for e in run.events]  # every finished event
+    assert sum(e.type == "chunk" for e in seen) == 3  # the chunks beyond the bound were dropped
+    # A reader that starts after the end sees the whole run too (chunks are not kept).
+    again = [ev async for ev in run]
+    assert again == run.events and isinstance(again[-1], RunResult)
