@@ -2,15 +2,12 @@
 counts, limits, capabilities, and the meter's ledger.
 
 The clients that call models (metered, scripted, embedded, remote) are the engine's:
-`parley.engine.autogen.models`. This package imports nothing of the engine's; the two names below that are
-the engine's (`ModelPool`, `MeteredClient`) are kept reachable here,
-loaded on first use, until every importer takes them from the engine.
+`parley.engine.autogen.models`. This package imports nothing of the engine's.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
 
 from ..errors import ConfigError
 from ._caps import Capabilities, Traits
@@ -113,16 +110,3 @@ def scripted_via() -> str | None:
     if value in ("openai", "anthropic"):
         return value
     raise ConfigError(f"{VIA_ENV}={value!r} is not a protocol: use openai, anthropic or direct (the default)")
-
-
-_ENGINE_NAMES = ("ModelPool", "MeteredClient")
-
-
-def __getattr__(name: str) -> Any:
-    """The engine's names, as they were importable from here before the split (loaded on first use: the engine
-    imports this package, so importing it up front would make a cycle)."""
-    if name in _ENGINE_NAMES:
-        from ..engine.autogen import models as engine_models
-
-        return getattr(engine_models, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
