@@ -226,7 +226,7 @@ class Tally(_Step):
         return {"round": self.round, "extra_rounds": self.extra_rounds, "answers": self.answers,
                 "decision": self.decision, "decided_by": self.decided_by}
 
-    async def load_state(self, state: dict[str, Any]) -> None:  # type: ignore[override]
+    async def load_state(self, state: Mapping[str, Any]) -> None:
         self.round = int(state.get("round", 0))
         self.extra_rounds = int(state.get("extra_rounds", 0))
         self.answers = dict(state.get("answers", {}))

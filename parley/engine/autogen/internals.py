@@ -41,7 +41,7 @@ class CheckedToolCalls(AssistantAgent):
     wrapper would not see hand-offs, and not the stream AutoGen waits on."""
 
     @staticmethod
-    async def _execute_tool_call(**kwargs: Any) -> Any:  # type: ignore[override]
+    async def _execute_tool_call(**kwargs: Any) -> Any:
         # A model's call is checked before AutoGen runs it: a tool it was not given, or arguments that are not
         # one JSON object, become the call's error result (see parley._calls.call_problem).
         try:
