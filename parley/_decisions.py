@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any, Literal
 
 from ._text import human_text
@@ -19,7 +19,7 @@ from .events import (
     Position,
     QuestionEvent,
 )
-from .human import HumanPolicy, StandingRules
+from .human import HumanPolicy
 from .paths import new_id
 
 __all__ = ["Decisions"]
@@ -30,10 +30,10 @@ class Decisions:
     standing rule, or a timeout), which emits the decision event and wakes whoever waits on it."""
 
     def __init__(self, emit: Callable[[Event], None], live_turn: Callable[[], int],
-                 standing: Mapping[str, bool] | HumanPolicy) -> None:
+                 policy: HumanPolicy) -> None:
         self._emit = emit
         self._live_turn = live_turn
-        self._policy: HumanPolicy = StandingRules(standing) if isinstance(standing, Mapping) else standing
+        self._policy = policy
         """Decisions taken in advance (the CLI's --approve/--deny); what it leaves open waits for a human."""
         self._approvals: dict[str, tuple[asyncio.Future[tuple[bool, str]], ApprovalRequestEvent]] = {}
         self._escalations: dict[str, tuple[asyncio.Future[EscalationResolvedEvent], EscalationEvent]] = {}

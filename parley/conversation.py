@@ -359,10 +359,9 @@ class Conversation:
 
     def say(self, text: str) -> Run:
         """Add a human message: to the run in progress, or as a new run when idle."""
-        run = self._live() if self._root is self else None
-        if run is not None:
-            run.say(text)
-            return run
+        if self._run is not None and self.running:
+            self._run.say(text)
+            return self._run
         return self.start(text)
 
     async def release(self) -> None:

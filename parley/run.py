@@ -37,6 +37,7 @@ from .events import (
     StopReason,
     UsageEvent,
 )
+from .human import StandingRules
 from .inbox import HumanMessage, Mode
 from .models import BudgetExceeded, CallRecord, Retry
 
@@ -68,7 +69,7 @@ class Run:
         self._inbox.put("task", task)  # after what an earlier run left undelivered, before anything said from now
         self._publisher = Publisher(conversation.history, conversation.store, conversation.thread_id, self.number,
                                     self._store_failed)
-        self.decisions = Decisions(self.emit, self.live_turn, conversation.approvals)
+        self.decisions = Decisions(self.emit, self.live_turn, StandingRules(conversation.approvals))
         """What the run waits on a human for (approvals, questions, escalations)."""
         self._cancel_reason: Cancel | None = None
         self._task: asyncio.Task[None] | None = None

@@ -204,7 +204,8 @@ async def test_event_driven_role_wakes_on_its_trigger_not_on_a_schedule(write: W
     assert "concentration risk" in " ".join(str(m.content) for m in writer_call.messages)
 
 
-async def test_a_loop_without_agreement_escalates_and_the_human_settles_it(write: Write) -> None:
+def _disagreeing_loop(write: Write) -> tuple[Path, Path]:
+    """A writer and a critic who agree only in the second round, in a loop of one round that escalates."""
     team = write("team.yaml", team_yaml("loop", roles=("writer", "critic"), max_turns=10)
                  + "loop: {until: APPROVE, max_rounds: 1, on_max_rounds: escalate}\n")
     script = write("s.yaml", """
@@ -212,6 +213,11 @@ async def test_a_loop_without_agreement_escalates_and_the_human_settles_it(write
           writer: ["draft 1", "draft 2"]
           critic: ["too long", "good. APPROVE"]
     """)
+    return team, script
+
+
+async def test_a_loop_without_agreement_escalates_and_the_human_settles_it(write: Write) -> None:
+    team, script = _disagreeing_loop(write)
     conv = Conversation(team, model=f"scripted:{script}")
     run = conv.start("Write")
     answers = iter([{"proceed": True}])
@@ -321,13 +327,7 @@ async def test_file_written_wakes_its_role(write: Write) -> None:
 
 
 async def test_an_interrupt_while_a_loop_waits_on_its_escalation_goes_to_the_team(write: Write) -> None:
-    team = write("team.yaml", team_yaml("loop", roles=("writer", "critic"), max_turns=10)
-                 + "loop: {until: APPROVE, max_rounds: 1, on_max_rounds: escalate}\n")
-    script = write("s.yaml", """
-        roles:
-          writer: ["draft 1", "draft 2"]
-          critic: ["too long", "good. APPROVE"]
-    """)
+    team, script = _disagreeing_loop(write)
     conv = Conversation(team, model=f"scripted:{script}")
     run = conv.start("Write")
     escalations = []
