@@ -76,7 +76,9 @@ class Run:
         self._error: tuple[str, str] | None = None
         self.error: RunError | None = None
         """Why the run failed (stop reason `error`): the role, the turn and the original exception."""
-        self._p0 = self._c0 = self._n0 = self._turn0 = 0
+        self._p0 = self._c0 = self._turn0 = 0
+        self._spent_usd: float | None = 0.0
+        """What this run's model calls cost, added up as each is recorded (None once one has no known price)."""
         self._spent_by: str | None = None
         """Whose model call spent the token budget, once one has."""
         self._budget_timer: asyncio.TimerHandle | None = None
@@ -250,6 +252,8 @@ class Run:
 
     def _on_usage(self, rec: CallRecord) -> None:
         meter = self.conversation.meter
+        if self._spent_usd is not None:
+            self._spent_usd = None if rec.cost_usd is None else self._spent_usd + rec.cost_usd
         self.emit(UsageEvent(
             source=rec.source, model=rec.model, prompt_tokens=rec.prompt_tokens,
             completion_tokens=rec.completion_tokens, total_prompt_tokens=meter.prompt_tokens - self._p0,
@@ -281,8 +285,7 @@ class Run:
             f"(attempt {note.attempt + 1} of {note.attempts})")))
 
     def _cost(self) -> float | None:
-        costs = [c.cost_usd for c in self.conversation.meter.calls[self._n0:]]
-        return None if any(c is None for c in costs) else float(sum(c for c in costs if c is not None))
+        return self._spent_usd
 
     # -- driving ---------------------------------------------------------------------------
 
@@ -293,7 +296,7 @@ class Run:
     async def _drive(self) -> None:
         conv = self.conversation
         meter = conv.meter
-        self._p0, self._c0, self._n0 = meter.prompt_tokens, meter.completion_tokens, len(meter.calls)
+        self._p0, self._c0 = meter.prompt_tokens, meter.completion_tokens
         self._turn0 = conv.turn
         meter.budget = meter.total_tokens + conv.limits.max_tokens if conv.limits.max_tokens else None
         meter.listeners.append(self._on_usage)

@@ -65,7 +65,7 @@ DEFAULT_REPLY_CAP = 1024
 """A call's reply cap when its client was given none (the selector's, the summariser's): parley.spec's default."""
 
 STREAM_EVERY_S = 0.1
-"""Streamed text is passed on at most this often (the first piece at once; nothing is ever dropped)."""
+"""Streamed text is passed on at most this often, counted from the call's start (nothing is ever dropped)."""
 
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
 _TRANSIENT_NAMES = (
@@ -119,6 +119,13 @@ class Meter:
     retry_listeners: list[Callable[[Retry], None]] = field(default_factory=list)
     call_ids: set[str] = field(default_factory=set)
     """Every tool-call id given out in this conversation: a model's id is used once, or replaced."""
+    _prompt: int = field(default=0, init=False, repr=False)
+    _completion: int = field(default=0, init=False, repr=False)
+    """Running totals of `calls`, kept by `record`: read on every call, they must not cost a pass over the list."""
+
+    def __post_init__(self) -> None:
+        self._prompt = sum(c.prompt_tokens for c in self.calls)
+        self._completion = sum(c.completion_tokens for c in self.calls)
 
     def delay(self, attempt: int, exc: BaseException) -> float:
         after = retry_after(exc)
@@ -129,11 +136,11 @@ class Meter:
 
     @property
     def prompt_tokens(self) -> int:
-        return sum(c.prompt_tokens for c in self.calls)
+        return self._prompt
 
     @property
     def completion_tokens(self) -> int:
-        return sum(c.completion_tokens for c in self.calls)
+        return self._completion
 
     @property
     def total_tokens(self) -> int:
@@ -152,6 +159,8 @@ class Meter:
 
     def record(self, rec: CallRecord) -> None:
         self.calls.append(rec)
+        self._prompt += rec.prompt_tokens
+        self._completion += rec.completion_tokens
         for listener in list(self.listeners):
             listener(rec)
 

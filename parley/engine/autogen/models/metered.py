@@ -378,7 +378,7 @@ class MeteredClient(ChatCompletionClient):
             started = recorded = again = False
             streamed: list[str] = []
             held: list[str] = []
-            shown_at = 0.0
+            shown_at = t0
             try:
                 async for item in self.inner.create_stream(
                     messages,
@@ -401,9 +401,11 @@ class MeteredClient(ChatCompletionClient):
                         continue
                     streamed.append(item)
                     held.append(item)
-                    # The first piece at once, then at most one update per STREAM_EVERY_S: every piece is an
+                    # At most one update per STREAM_EVERY_S, counted from the call's start: every piece is an
                     # event that crosses AutoGen's runtime, the run and the web socket, and a fast model sends
-                    # hundreds a second that no reader can tell apart.
+                    # hundreds a second that no reader can tell apart. A first piece that comes later than that
+                    # (a model's usual time to first token) is passed on at once; a reply that comes whole
+                    # within it is one piece.
                     now = time.perf_counter()
                     if now - shown_at >= STREAM_EVERY_S:
                         yield "".join(held)
