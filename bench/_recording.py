@@ -98,8 +98,9 @@ class Received:
 class RecordingModel:
     """The endpoint; `url` is its OpenAI base URL (`.../v1`). Start with `start()`, end with `stop()`."""
 
-    def __init__(self, classify: Callable[[dict[str, Any]], str],
-                 answer: Callable[[str, dict[str, Any]], Reply]) -> None:
+    def __init__(
+        self, classify: Callable[[dict[str, Any]], str], answer: Callable[[str, dict[str, Any]], Reply]
+    ) -> None:
         self.classify = classify
         self.answer = answer
         self.usage = True
@@ -109,8 +110,9 @@ class RecordingModel:
         self._busy = 0
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def url(self) -> str:
@@ -133,9 +135,18 @@ class RecordingModel:
             reply = self.answer(kind, body)
             stream = bool(body.get("stream"))
             asks = bool((body.get("stream_options") or {}).get("include_usage")) or not stream
-            rec = Received(kind=kind, model=str(body.get("model")), stream=stream, prompt_tokens=prompt_tokens(body),
-                           completion_tokens=0, finished=False, usage_sent=self.usage and asks,
-                           format_tokens=tokens(json.dumps(body["response_format"])) if body.get("response_format") else 0)
+            rec = Received(
+                kind=kind,
+                model=str(body.get("model")),
+                stream=stream,
+                prompt_tokens=prompt_tokens(body),
+                completion_tokens=0,
+                finished=False,
+                usage_sent=self.usage and asks,
+                format_tokens=tokens(json.dumps(body["response_format"]))
+                if body.get("response_format")
+                else 0,
+            )
             self.received.append(rec)
             self._busy += 1
             return rec, reply
@@ -171,7 +182,9 @@ class RecordingModel:
                         sent, finished = self._stream(body, reply, rec.prompt_tokens, rec.usage_sent)
                     else:
                         completion = reply.completion_tokens()
-                        doc = _completion(body, reply, rec.prompt_tokens, completion if rec.usage_sent else None)
+                        doc = _completion(
+                            body, reply, rec.prompt_tokens, completion if rec.usage_sent else None
+                        )
                         with contextlib.suppress(BrokenPipeError, ConnectionResetError):
                             self._send(200, "application/json", json.dumps(doc).encode())
                             sent, finished = completion, True
@@ -185,7 +198,9 @@ class RecordingModel:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def _stream(self, body: dict[str, Any], reply: Reply, prompt: int, usage: bool) -> tuple[int, bool]:
+            def _stream(
+                self, body: dict[str, Any], reply: Reply, prompt: int, usage: bool
+            ) -> tuple[int, bool]:
                 """Server-sent events, one token a chunk; (completion tokens written, whether all were)."""
                 self.send_response(200)
                 self.send_header("Content-Type", "text/event-stream")
@@ -200,8 +215,13 @@ class RecordingModel:
                             time.sleep(reply.chunk_delay_s)
                     self._event(_chunk(body, {}, "tool_calls" if reply.tool else "stop"))
                     if usage:
-                        self._event({**_chunk(body, {}, None), "choices": [],
-                                     "usage": _usage(prompt, reply.completion_tokens())})
+                        self._event(
+                            {
+                                **_chunk(body, {}, None),
+                                "choices": [],
+                                "usage": _usage(prompt, reply.completion_tokens()),
+                            }
+                        )
                     self.wfile.write(b"data: [DONE]\n\n")
                     self.wfile.flush()
                 except (BrokenPipeError, ConnectionResetError):
@@ -223,8 +243,12 @@ def _deltas(reply: Reply) -> list[tuple[dict[str, Any], int]]:
     """The streamed deltas with the completion tokens each carries."""
     if reply.tool is not None:
         name, args = reply.tool
-        call = {"index": 0, "id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-                "function": {"name": name, "arguments": args}}
+        call = {
+            "index": 0,
+            "id": f"call_{uuid.uuid4().hex[:12]}",
+            "type": "function",
+            "function": {"name": name, "arguments": args},
+        }
         return [({"role": "assistant", "tool_calls": [call]}, reply.completion_tokens())]
     enc = _encoding()
     out: list[tuple[dict[str, Any], int]] = [({"role": "assistant", "content": ""}, 0)]
@@ -233,20 +257,33 @@ def _deltas(reply: Reply) -> list[tuple[dict[str, Any], int]]:
 
 
 def _chunk(body: dict[str, Any], delta: dict[str, Any], finish: str | None) -> dict[str, Any]:
-    return {"id": "chatcmpl-rec", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": body.get("model", "recording"),
-            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
+    return {
+        "id": "chatcmpl-rec",
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body.get("model", "recording"),
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+    }
 
 
 def _completion(body: dict[str, Any], reply: Reply, prompt: int, completion: int | None) -> dict[str, Any]:
     message: dict[str, Any] = {"role": "assistant", "content": reply.text if reply.tool is None else None}
     if reply.tool is not None:
-        message["tool_calls"] = [{"id": f"call_{uuid.uuid4().hex[:12]}", "type": "function",
-                                  "function": {"name": reply.tool[0], "arguments": reply.tool[1]}}]
+        message["tool_calls"] = [
+            {
+                "id": f"call_{uuid.uuid4().hex[:12]}",
+                "type": "function",
+                "function": {"name": reply.tool[0], "arguments": reply.tool[1]},
+            }
+        ]
     doc: dict[str, Any] = {
-        "id": "chatcmpl-rec", "object": "chat.completion", "created": int(time.time()),
+        "id": "chatcmpl-rec",
+        "object": "chat.completion",
+        "created": int(time.time()),
         "model": body.get("model", "recording"),
-        "choices": [{"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool else "stop"}],
+        "choices": [
+            {"index": 0, "message": message, "finish_reason": "tool_calls" if reply.tool else "stop"}
+        ],
     }
     if completion is not None:
         doc["usage"] = _usage(prompt, completion)

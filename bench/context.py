@@ -43,9 +43,11 @@ REPLY_TOKENS = 80
 BASELINES = {"naive": 256_240, "naive selector": 281_650, "buffered": 38_754}
 """AutoGen 0.7.5 at 80 messages, as measured when the issue was filed."""
 SIZES = (10, 20, 40, 80)
-_WORDS = ("customers leave when onboarding is slow, support answers late, prices rise without notice, and the "
-          "product misses features their competitors ship; interviews, cohort figures and ticket logs agree on "
-          "this, so the memo should rank causes by revenue lost and propose fixes with owners and dates. ")
+_WORDS = (
+    "customers leave when onboarding is slow, support answers late, prices rise without notice, and the "
+    "product misses features their competitors ship; interviews, cohort figures and ticket logs agree on "
+    "this, so the memo should rank causes by revenue lost and propose fixes with owners and dates. "
+)
 
 
 def _tokens(text: str) -> int:
@@ -70,7 +72,9 @@ def _content_tokens(messages: Sequence[LLMMessage]) -> int:
         if isinstance(content, str):
             total += _tokens(content)
         elif isinstance(content, list):
-            total += sum(_tokens(str(getattr(c, "content", None) or getattr(c, "arguments", "") or c)) for c in content)
+            total += sum(
+                _tokens(str(getattr(c, "content", None) or getattr(c, "arguments", "") or c)) for c in content
+            )
     return total
 
 
@@ -82,9 +86,16 @@ class Recorder(ChatCompletionClient):
         self.prompt_tokens: list[int] = []
         self.prompts: list[Sequence[LLMMessage]] = []
 
-    async def create(self, messages: Sequence[LLMMessage], *, tools: Sequence[Tool | ToolSchema] = (),
-                     tool_choice: Any = "auto", json_output: Any = None, extra_create_args: Mapping[str, Any] = {},
-                     cancellation_token: CancellationToken | None = None) -> CreateResult:
+    async def create(
+        self,
+        messages: Sequence[LLMMessage],
+        *,
+        tools: Sequence[Tool | ToolSchema] = (),
+        tool_choice: Any = "auto",
+        json_output: Any = None,
+        extra_create_args: Mapping[str, Any] = {},
+        cancellation_token: CancellationToken | None = None,
+    ) -> CreateResult:
         self.prompt_tokens.append(_content_tokens(messages))
         self.prompts.append(list(messages))
         text = self.answer(len(self.prompt_tokens) - 1, messages)
@@ -114,8 +125,13 @@ class Recorder(ChatCompletionClient):
 
     @property
     def model_info(self) -> ModelInfo:
-        return {"vision": False, "function_calling": False, "json_output": False, "family": "unknown",
-                "structured_output": False}
+        return {
+            "vision": False,
+            "function_calling": False,
+            "json_output": False,
+            "family": "unknown",
+            "structured_output": False,
+        }
 
 
 async def autogen(n: int, *, selector: bool, buffered: bool) -> dict[str, int]:
@@ -130,8 +146,13 @@ async def autogen(n: int, *, selector: bool, buffered: bool) -> dict[str, int]:
         agents.append(AssistantAgent(name, model_client=rec, description=ROLES[name], model_context=context))
     stop = MaxMessageTermination(n + 1)
     picker = Recorder(lambda i, _m: names[i % len(names)])
-    team = (SelectorGroupChat(agents, model_client=picker, termination_condition=stop, allow_repeated_speaker=True)
-            if selector else RoundRobinGroupChat(agents, termination_condition=stop))
+    team = (
+        SelectorGroupChat(
+            agents, model_client=picker, termination_condition=stop, allow_repeated_speaker=True
+        )
+        if selector
+        else RoundRobinGroupChat(agents, termination_condition=stop)
+    )
     await team.run(task=TASK)
     prompts = [p for r in recorders for p in r.prompts]
     return {
@@ -144,18 +165,26 @@ async def autogen(n: int, *, selector: bool, buffered: bool) -> dict[str, int]:
 
 def _parley_files(folder: Path, n: int, summary: bool) -> tuple[Path, Path]:
     per_role = {name: [reply(name, i) for i in range(n)] for name in ROLES}
-    roles = "\n".join(f"  - name: {name}\n    description: {desc}\n    prompt: You are the team's {name}; you {desc}."
-                      for name, desc in ROLES.items())
+    roles = "\n".join(
+        f"  - name: {name}\n    description: {desc}\n    prompt: You are the team's {name}; you {desc}."
+        for name, desc in ROLES.items()
+    )
     team = folder / "team.yaml"
-    team.write_text(textwrap.dedent(f"""\
+    team.write_text(
+        textwrap.dedent(f"""\
         name: churn-memo
         pattern: selector
         roles:
         {{roles}}
         termination: {{{{max_turns: {n}}}}}
-        """).format(roles=roles) + ("context: {summary: true}\n" if summary else ""), encoding="utf-8")
+        """).format(roles=roles)
+        + ("context: {summary: true}\n" if summary else ""),
+        encoding="utf-8",
+    )
     script = folder / "script.yaml"
-    lines = ["roles:"] + [f"  {name}:\n" + "".join(f"    - {r!r}\n" for r in replies) for name, replies in per_role.items()]
+    lines = ["roles:"] + [
+        f"  {name}:\n" + "".join(f"    - {r!r}\n" for r in replies) for name, replies in per_role.items()
+    ]
     lines.append("selector: [" + ", ".join(list(ROLES)[i % len(ROLES)] for i in range(n)) + "]")
     script.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return team, script
@@ -182,8 +211,12 @@ async def parley_run(n: int, *, summary: bool = False) -> dict[str, int]:
 
 async def measure(sizes: Sequence[int]) -> dict[str, dict[int, dict[str, int]]]:
     out: dict[str, dict[int, dict[str, int]]] = {
-        "autogen naive": {}, "autogen naive selector": {}, "autogen buffered": {}, "parley": {},
-        "parley + summary": {}}
+        "autogen naive": {},
+        "autogen naive selector": {},
+        "autogen buffered": {},
+        "parley": {},
+        "parley + summary": {},
+    }
     for n in sizes:
         out["autogen naive"][n] = await autogen(n, selector=False, buffered=False)
         out["autogen naive selector"][n] = await autogen(n, selector=True, buffered=False)
@@ -200,36 +233,60 @@ def run(smoke: bool) -> dict[str, Any]:
     for name, by_n in figures.items():
         for n, f in by_n.items():
             total = f["agents"] + f["selector"] + f.get("summariser", 0)
-            rows.append([name, n, f["agents"], f["selector"], f.get("summariser", 0), total,
-                         f"{f['calls_with_task']}/{f['calls']}"])
-    table(["method", "messages", "agents", "selector", "summariser", "total", "task in call"], rows,
-          title="Prompt tokens (cl100k, message contents), 4 agents, 80-token replies")
+            rows.append(
+                [
+                    name,
+                    n,
+                    f["agents"],
+                    f["selector"],
+                    f.get("summariser", 0),
+                    total,
+                    f"{f['calls_with_task']}/{f['calls']}",
+                ]
+            )
+    table(
+        ["method", "messages", "agents", "selector", "summariser", "total", "task in call"],
+        rows,
+        title="Prompt tokens (cl100k, message contents), 4 agents, 80-token replies",
+    )
     top = sizes[-1]
     p = figures["parley"][top]
     parley_total = p["agents"] + p["selector"]
     checks = {
         "parley_total_at_max": parley_total,
         "selector_over_agents": round(p["selector"] / p["agents"], 3),
-        "growth_last_doubling": round(parley_total / max(1, figures["parley"][sizes[-2]]["agents"]
-                                                         + figures["parley"][sizes[-2]]["selector"]), 3),
+        "growth_last_doubling": round(
+            parley_total
+            / max(1, figures["parley"][sizes[-2]]["agents"] + figures["parley"][sizes[-2]]["selector"]),
+            3,
+        ),
         "task_in_every_call": p["calls_with_task"] == p["calls"],
-        "vs_naive_with_selector": round(parley_total / (figures["autogen naive"][top]["agents"]
-                                                        + figures["autogen naive selector"][top]["selector"]), 4),
+        "vs_naive_with_selector": round(
+            parley_total
+            / (figures["autogen naive"][top]["agents"] + figures["autogen naive selector"][top]["selector"]),
+            4,
+        ),
         "vs_buffered": round(p["agents"] / figures["autogen buffered"][top]["agents"], 3),
     }
     baseline_rows = []
     if top == 80:
-        measured = {"naive": figures["autogen naive"][80]["agents"],
-                    "naive selector": figures["autogen naive selector"][80]["selector"],
-                    "buffered": figures["autogen buffered"][80]["agents"]}
+        measured = {
+            "naive": figures["autogen naive"][80]["agents"],
+            "naive selector": figures["autogen naive selector"][80]["selector"],
+            "buffered": figures["autogen buffered"][80]["agents"],
+        }
         for key, expected in BASELINES.items():
             baseline_rows.append([key, expected, measured[key], round(measured[key] / expected, 3)])
         print()
         table(["AutoGen baseline at 80", "issue", "measured here", "ratio"], baseline_rows)
     print()
     table(["check", "value"], [[k, str(v)] for k, v in checks.items()], title=f"parley at {top} messages")
-    data = {"sizes": list(sizes), "figures": {k: {str(n): f for n, f in v.items()} for k, v in figures.items()},
-            "checks": checks, "baselines": {r[0]: {"issue": r[1], "measured": r[2]} for r in baseline_rows}}
+    data = {
+        "sizes": list(sizes),
+        "figures": {k: {str(n): f for n, f in v.items()} for k, v in figures.items()},
+        "checks": checks,
+        "baselines": {r[0]: {"issue": r[1], "measured": r[2]} for r in baseline_rows},
+    }
     save("context", data, smoke=smoke)
     return data
 

@@ -60,8 +60,16 @@ def _sample(path: str, prompt: int, t_first: float | None, total: float, usage: 
     c = usage["completion_tokens"] if isinstance(usage, dict) else usage.completion_tokens
     first = t_first if t_first is not None else total
     decode = (c - 1) / (total - first) if c > 1 and total > first else 0.0
-    return Sample(path=path, prompt=prompt, ttft_s=first, total_s=total, prompt_tokens=p, completion_tokens=c,
-                  tok_s=c / total if total else 0.0, decode_tok_s=decode)
+    return Sample(
+        path=path,
+        prompt=prompt,
+        ttft_s=first,
+        total_s=total,
+        prompt_tokens=p,
+        completion_tokens=c,
+        tok_s=c / total if total else 0.0,
+        decode_tok_s=decode,
+    )
 
 
 def _request(prompt: str, max_tokens: int) -> dict[str, Any]:
@@ -70,9 +78,16 @@ def _request(prompt: str, max_tokens: int) -> dict[str, Any]:
 
     return {
         "model": MODEL_ALIAS,
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": prompt, "name": "user"}],
-        "max_tokens": max_tokens, "temperature": 0, "frequency_penalty": FREQUENCY_PENALTY,
-        "stream": True, "stream_options": {"include_usage": True}, "cache_prompt": False,
+        "messages": [
+            {"role": "system", "content": SYSTEM},
+            {"role": "user", "content": prompt, "name": "user"},
+        ],
+        "max_tokens": max_tokens,
+        "temperature": 0,
+        "frequency_penalty": FREQUENCY_PENALTY,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "cache_prompt": False,
     }
 
 
@@ -110,8 +125,12 @@ class HttpDirect:
         first = usage = None
         t0 = time.perf_counter()
         conn = http.client.HTTPConnection(self.host, self.port, timeout=600)
-        conn.request("POST", self.path, body=json.dumps(_request(PROMPTS[i], max_tokens)),
-                     headers={"Content-Type": "application/json"})
+        conn.request(
+            "POST",
+            self.path,
+            body=json.dumps(_request(PROMPTS[i], max_tokens)),
+            headers={"Content-Type": "application/json"},
+        )
         resp = conn.getresponse()
         for raw in resp:
             line = raw.strip()
@@ -223,11 +242,14 @@ def summarise(samples: list[Sample]) -> dict[str, Any]:
         pairs = [(s, direct[s["group"]]) for s in samples if s["path"] == path and s["group"] in direct]
         if path in out and pairs:
             out[path]["ratio_tok_s"] = _median([s["tok_s"] / d["tok_s"] for s, d in pairs])
-            out[path]["ratio_decode_tok_s"] = _median([s["decode_tok_s"] / d["decode_tok_s"] for s, d in pairs
-                                                       if d["decode_tok_s"]])
+            out[path]["ratio_decode_tok_s"] = _median(
+                [s["decode_tok_s"] / d["decode_tok_s"] for s, d in pairs if d["decode_tok_s"]]
+            )
             out[path]["ratio_ttft"] = _median([s["ttft_s"] / d["ttft_s"] for s, d in pairs])
             out[path]["overhead_s"] = _median([s["total_s"] - d["total_s"] for s, d in pairs])
-            out[path]["pairs_at_or_above_95"] = sum(s["tok_s"] >= 0.95 * d["tok_s"] for s, d in pairs) / len(pairs)
+            out[path]["pairs_at_or_above_95"] = sum(s["tok_s"] >= 0.95 * d["tok_s"] for s, d in pairs) / len(
+                pairs
+            )
     return out
 
 
@@ -285,10 +307,16 @@ async def _measure_all(smoke: bool, budget_s: float) -> tuple[list[Sample], dict
     await sdk.close()
     meter_calls = pool.meter.calls
     settings = {
-        "max_tokens": max_tokens, "groups": done, "prompts": min(done, len(PROMPTS)), "temperature": 0,
-        "cache_prompt": False, "frequency_penalty": FREQUENCY_PENALTY, "seconds": round(time.perf_counter() - started, 1),
+        "max_tokens": max_tokens,
+        "groups": done,
+        "prompts": min(done, len(PROMPTS)),
+        "temperature": 0,
+        "cache_prompt": False,
+        "frequency_penalty": FREQUENCY_PENALTY,
+        "seconds": round(time.perf_counter() - started, 1),
         "n_threads": int(os.environ.get("PARLEY_LOCAL_THREADS", str(os.cpu_count() or 2))),
-        "meter_estimated_calls": sum(c.estimated for c in meter_calls), "meter_calls": len(meter_calls),
+        "meter_estimated_calls": sum(c.estimated for c in meter_calls),
+        "meter_calls": len(meter_calls),
     }
     return samples, settings
 
@@ -303,26 +331,66 @@ def run(smoke: bool, budget_s: float = 120.0) -> dict[str, Any]:
         s = summary.get(path)
         if s is None:
             continue
-        rows.append([path, s["n"], s["tok_s"], s["decode_tok_s"], s["ttft_s"] * 1000, s["ttft_p90_s"] * 1000,
-                     s["loop_cpu_s"] * 1000, s.get("ratio_tok_s", 1.0), s.get("ratio_ttft", 1.0),
-                     s.get("overhead_s", 0.0) * 1000])
-    table(["path", "calls", "tok/s", "decode tok/s", "TTFT ms", "TTFT p90 ms", "loop CPU ms", "tok/s ÷ direct",
-           "TTFT ÷ direct", "extra ms/call"], rows,
-          title=f"Embedded model (SmolLM2-135M, xllamacpp), {settings['max_tokens']} tokens, greedy, "
-                f"{settings['groups']} interleaved groups over {settings['prompts']} prompts; medians")
+        rows.append(
+            [
+                path,
+                s["n"],
+                s["tok_s"],
+                s["decode_tok_s"],
+                s["ttft_s"] * 1000,
+                s["ttft_p90_s"] * 1000,
+                s["loop_cpu_s"] * 1000,
+                s.get("ratio_tok_s", 1.0),
+                s.get("ratio_ttft", 1.0),
+                s.get("overhead_s", 0.0) * 1000,
+            ]
+        )
+    table(
+        [
+            "path",
+            "calls",
+            "tok/s",
+            "decode tok/s",
+            "TTFT ms",
+            "TTFT p90 ms",
+            "loop CPU ms",
+            "tok/s ÷ direct",
+            "TTFT ÷ direct",
+            "extra ms/call",
+        ],
+        rows,
+        title=f"Embedded model (SmolLM2-135M, xllamacpp), {settings['max_tokens']} tokens, greedy, "
+        f"{settings['groups']} interleaved groups over {settings['prompts']} prompts; medians",
+    )
     verdict = summary.get("parley", {}).get("ratio_tok_s", 0.0)
-    print(f"\nparley's client: {verdict:.3f}× direct tok/s (target ≥ 0.95×: {'met' if verdict >= 0.95 else 'missed'}); "
-          f"load average {load_before[0]:.2f} → {load_after[0]:.2f} on {os.cpu_count()} cores"
-          + ("; the machine was busy: wall-time figures are noisy, loop CPU is not" if load_before[0] > 1.5 else ""))
-    return {"settings": settings, "summary": summary, "samples": samples,
-            "load_average": {"before": load_before, "after": load_after}, "target_tok_s_ratio": 0.95,
-            "target_met": verdict >= 0.95}
+    print(
+        f"\nparley's client: {verdict:.3f}× direct tok/s (target ≥ 0.95×: {'met' if verdict >= 0.95 else 'missed'}); "
+        f"load average {load_before[0]:.2f} → {load_after[0]:.2f} on {os.cpu_count()} cores"
+        + (
+            "; the machine was busy: wall-time figures are noisy, loop CPU is not"
+            if load_before[0] > 1.5
+            else ""
+        )
+    )
+    return {
+        "settings": settings,
+        "summary": summary,
+        "samples": samples,
+        "load_average": {"before": load_before, "after": load_after},
+        "target_tok_s_ratio": 0.95,
+        "target_met": verdict >= 0.95,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
     p = parser(__doc__.splitlines()[0])
-    p.add_argument("--budget", type=float, default=120.0, metavar="SECONDS",
-                   help="start no new group of calls after this long (at least two per prompt run)")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=120.0,
+        metavar="SECONDS",
+        help="start no new group of calls after this long (at least two per prompt run)",
+    )
     args = p.parse_args(argv)
     data = run(args.smoke, args.budget)
     save("embedded", data, smoke=args.smoke)

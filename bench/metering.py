@@ -55,8 +55,12 @@ def _text(message: dict[str, Any]) -> str:
 def classify(body: dict[str, Any]) -> str:
     """The kind of model call, from the request alone."""
     schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("name", "")
-    picks = {"pick_speaker": "selector", "pick_vote": "consensus ballot", "pick_decision": "consensus tie (manager)",
-             "pick_answer": "eval judge"}
+    picks = {
+        "pick_speaker": "selector",
+        "pick_vote": "consensus ballot",
+        "pick_decision": "consensus tie (manager)",
+        "pick_answer": "eval judge",
+    }
     if schema in picks:
         return picks[schema]
     messages = body.get("messages") or []
@@ -102,8 +106,10 @@ class Policy:
         if kind == "eval judge":
             return Reply(text=json.dumps({"answer": "yes"}))
         if kind == "summariser":
-            return Reply(text="The analyst reported EMEA revenue up 12%; the writer drafted a note; the reviewer "
-                              "checked the arithmetic.")
+            return Reply(
+                text="The analyst reported EMEA revenue up 12%; the writer drafted a note; the reviewer "
+                "checked the arithmetic."
+            )
         if kind == "agent, tools offered":
             return Reply(tool=("calculate", json.dumps({"expression": "12 * 3"})))
         return Reply(text=_says(model, kind), chunk_delay_s=0.05 if kind == "agent (interrupted)" else 0.0)
@@ -129,7 +135,9 @@ def _says(model: str, kind: str) -> str:
         "m_y": "Too early to tell. VOTE: hold",
         "chair": "Weighing both sides, we should wait. VOTE: hold",
         "helper": "Thank you for asking: here is a polite, two-line answer. Have a good day.",
-        "talker": " ".join(["The quarterly review covers revenue, costs, churn and the hiring plan in detail."] * 4),
+        "talker": " ".join(
+            ["The quarterly review covers revenue, costs, churn and the hiring plan in detail."] * 4
+        ),
     }
     return lines.get(model, "Noted.")
 
@@ -287,7 +295,9 @@ async def eval_run(url: str, folder: Path, shown: Shown, turns: int) -> None:
             shown.notes.append(f"eval: a judge expectation did not pass: {judged}")
 
 
-JUDGE_LINE = re.compile(r"judge \(.*?\): [\d,]+ calls?, (?P<prompt>[\d,]+) prompt \+ (?P<completion>[\d,]+) completion")
+JUDGE_LINE = re.compile(
+    r"judge \(.*?\): [\d,]+ calls?, (?P<prompt>[\d,]+) prompt \+ (?P<completion>[\d,]+) completion"
+)
 
 
 def _write(path: Path, text: str) -> Path:
@@ -328,7 +338,9 @@ def watch_meters() -> Iterator[list[Metered]]:
     original = Meter.record
 
     def spy(self: Any, rec: Any) -> None:
-        seen.append(Metered(id(self), rec.source, rec.model, rec.prompt_tokens, rec.completion_tokens, rec.estimated))
+        seen.append(
+            Metered(id(self), rec.source, rec.model, rec.prompt_tokens, rec.completion_tokens, rec.estimated)
+        )
         original(self, rec)
 
     Meter.record = spy  # type: ignore[method-assign]
@@ -371,8 +383,9 @@ def _align(rs: list[Received], ms: list[Metered]) -> list[tuple[Received | None,
             if i == 0 or j == 0:
                 cost[i][j] = GAP * (i + j)
                 continue
-            cost[i][j] = min(cost[i - 1][j - 1] + _differ(rs[i - 1], ms[j - 1]),
-                             cost[i - 1][j] + GAP, cost[i][j - 1] + GAP)
+            cost[i][j] = min(
+                cost[i - 1][j - 1] + _differ(rs[i - 1], ms[j - 1]), cost[i - 1][j] + GAP, cost[i][j - 1] + GAP
+            )
     out: list[tuple[Received | None, Metered | None]] = []
     i, j = n, k
     while i or j:
@@ -407,13 +420,19 @@ class Kind:
 
     def as_dict(self) -> dict[str, Any]:
         received, reported = self.prompt + self.completion, self.metered_prompt + self.metered_completion
-        return {"calls_received": self.calls, "calls_metered": self.metered_calls, "unfinished_streams": self.unfinished,
-                "response_format_tokens_received": self.format_tokens,
-                "prompt_received": self.prompt, "prompt_metered": self.metered_prompt,
-                "completion_received": self.completion, "completion_metered": self.metered_completion,
-                "coverage_calls": self.metered_calls / self.calls if self.calls else None,
-                "coverage_tokens": reported / received if received else None,
-                "sources": sorted(self.sources)}
+        return {
+            "calls_received": self.calls,
+            "calls_metered": self.metered_calls,
+            "unfinished_streams": self.unfinished,
+            "response_format_tokens_received": self.format_tokens,
+            "prompt_received": self.prompt,
+            "prompt_metered": self.metered_prompt,
+            "completion_received": self.completion,
+            "completion_metered": self.metered_completion,
+            "coverage_calls": self.metered_calls / self.calls if self.calls else None,
+            "coverage_tokens": reported / received if received else None,
+            "sources": sorted(self.sources),
+        }
 
 
 def by_kind(pairs: list[tuple[Received | None, Metered | None]]) -> dict[str, Kind]:
@@ -438,7 +457,9 @@ def by_kind(pairs: list[tuple[Received | None, Metered | None]]) -> dict[str, Ki
 # -- the benchmark ---------------------------------------------------------------------------------
 
 
-async def _phase(model: RecordingModel, policy: Policy, folder: Path, usage: bool, turns: int) -> dict[str, Any]:
+async def _phase(
+    model: RecordingModel, policy: Policy, folder: Path, usage: bool, turns: int
+) -> dict[str, Any]:
     model.usage = usage
     model.received.clear()
     scenarios: dict[str, Any] = {}
@@ -452,34 +473,87 @@ async def _phase(model: RecordingModel, policy: Policy, folder: Path, usage: boo
                 await asyncio.to_thread(model.wait_idle)
             got, rec = model.received[r0:], metered[m0:]
             scenarios[name] = {
-                "calls_received": len(got), "calls_metered": len(rec), "seconds": round(t.s, 2),
+                "calls_received": len(got),
+                "calls_metered": len(rec),
+                "seconds": round(t.s, 2),
                 "tokens_received": sum(r.prompt_tokens + r.completion_tokens for r in got),
                 "tokens_metered": sum(m.prompt_tokens + m.completion_tokens for m in rec),
-                "tokens_shown": shown.prompt + shown.completion, "notes": shown.notes,
+                "tokens_shown": shown.prompt + shown.completion,
+                "notes": shown.notes,
             }
         received = list(model.received)
         records = list(metered)
     kinds = by_kind(pair(received, records))
-    return {"usage_reported": usage, "kinds": {k: v.as_dict() for k, v in sorted(kinds.items())},
-            "scenarios": scenarios, "estimated_records": sum(m.estimated for m in records),
-            "records": len(records)}
+    return {
+        "usage_reported": usage,
+        "kinds": {k: v.as_dict() for k, v in sorted(kinds.items())},
+        "scenarios": scenarios,
+        "estimated_records": sum(m.estimated for m in records),
+        "records": len(records),
+    }
 
 
 def _print(phase: dict[str, Any]) -> None:
-    label = "usage reported by the endpoint" if phase["usage_reported"] else "no usage reported: the meter estimates"
+    label = (
+        "usage reported by the endpoint"
+        if phase["usage_reported"]
+        else "no usage reported: the meter estimates"
+    )
     rows = []
     for name, k in phase["kinds"].items():
         cov = k["coverage_tokens"]
-        rows.append([name, k["calls_received"], k["calls_metered"], k["prompt_received"], k["prompt_metered"],
-                     k["completion_received"], k["completion_metered"],
-                     f"{cov:.1%}" if cov is not None else "-", ", ".join(k["sources"]) or "-"])
-    table(["call kind", "calls recv", "calls metered", "prompt recv", "prompt metered", "compl recv",
-           "compl metered", "coverage", "meter source"], rows, title=f"\nMetering coverage, {label}")
-    rows = [[name, s["calls_received"], s["calls_metered"], s["tokens_received"], s["tokens_metered"],
-             s["tokens_shown"], f"{s['tokens_shown'] / s['tokens_received']:.1%}" if s["tokens_received"] else "-"]
-            for name, s in phase["scenarios"].items()]
-    table(["scenario", "calls recv", "calls metered", "tokens recv", "tokens metered", "tokens shown",
-           "shown / recv"], rows)
+        rows.append(
+            [
+                name,
+                k["calls_received"],
+                k["calls_metered"],
+                k["prompt_received"],
+                k["prompt_metered"],
+                k["completion_received"],
+                k["completion_metered"],
+                f"{cov:.1%}" if cov is not None else "-",
+                ", ".join(k["sources"]) or "-",
+            ]
+        )
+    table(
+        [
+            "call kind",
+            "calls recv",
+            "calls metered",
+            "prompt recv",
+            "prompt metered",
+            "compl recv",
+            "compl metered",
+            "coverage",
+            "meter source",
+        ],
+        rows,
+        title=f"\nMetering coverage, {label}",
+    )
+    rows = [
+        [
+            name,
+            s["calls_received"],
+            s["calls_metered"],
+            s["tokens_received"],
+            s["tokens_metered"],
+            s["tokens_shown"],
+            f"{s['tokens_shown'] / s['tokens_received']:.1%}" if s["tokens_received"] else "-",
+        ]
+        for name, s in phase["scenarios"].items()
+    ]
+    table(
+        [
+            "scenario",
+            "calls recv",
+            "calls metered",
+            "tokens recv",
+            "tokens metered",
+            "tokens shown",
+            "shown / recv",
+        ],
+        rows,
+    )
     for s in phase["scenarios"].values():
         for note in s["notes"]:
             print(f"  note: {note}")
@@ -493,18 +567,35 @@ def findings(phases: list[dict[str, Any]]) -> list[str]:
         mode = "with usage" if phase["usage_reported"] else "without usage"
         for name, k in phase["kinds"].items():
             if k["calls_metered"] != k["calls_received"]:
-                out.append(f"{mode}: {name}: {k['calls_received']} calls received, {k['calls_metered']} metered")
+                out.append(
+                    f"{mode}: {name}: {k['calls_received']} calls received, {k['calls_metered']} metered"
+                )
             elif phase["usage_reported"] and k["coverage_tokens"] not in (None, 1.0):
                 out.append(f"{mode}: {name}: tokens metered {k['coverage_tokens']:.2%} of received")
             elif k["coverage_tokens"] is not None and abs(k["coverage_tokens"] - 1) > ESTIMATE_TOLERANCE:
-                gap = k["prompt_received"] + k["completion_received"] - k["prompt_metered"] - k["completion_metered"]
-                why = (f"; {k['response_format_tokens_received']} of the {gap} tokens missing are the JSON schema "
-                       "sent as response_format") if k["response_format_tokens_received"] else ""
-                out.append(f"{mode}: {name}: estimate {k['coverage_tokens']:.1%} of received "
-                           f"(tolerance ±{ESTIMATE_TOLERANCE:.0%}){why}")
+                gap = (
+                    k["prompt_received"]
+                    + k["completion_received"]
+                    - k["prompt_metered"]
+                    - k["completion_metered"]
+                )
+                why = (
+                    (
+                        f"; {k['response_format_tokens_received']} of the {gap} tokens missing are the JSON schema "
+                        "sent as response_format"
+                    )
+                    if k["response_format_tokens_received"]
+                    else ""
+                )
+                out.append(
+                    f"{mode}: {name}: estimate {k['coverage_tokens']:.1%} of received "
+                    f"(tolerance ±{ESTIMATE_TOLERANCE:.0%}){why}"
+                )
         for name, s in phase["scenarios"].items():
             if s["tokens_shown"] != s["tokens_metered"]:
-                out.append(f"{mode}: {name}: {s['tokens_metered']} tokens metered, {s['tokens_shown']} shown to the user")
+                out.append(
+                    f"{mode}: {name}: {s['tokens_metered']} tokens metered, {s['tokens_shown']} shown to the user"
+                )
     return out
 
 
@@ -516,7 +607,9 @@ async def _measure(smoke: bool) -> list[dict[str, Any]]:
     model = RecordingModel(classify, policy).start()
     try:
         with tempfile.TemporaryDirectory(prefix="parley-bench-meter-") as tmp:
-            return [await _phase(model, policy, Path(tmp), usage, 5 if smoke else 9) for usage in (True, False)]
+            return [
+                await _phase(model, policy, Path(tmp), usage, 5 if smoke else 9) for usage in (True, False)
+            ]
     finally:
         model.stop()
 
@@ -526,9 +619,20 @@ def run(smoke: bool) -> dict[str, Any]:
     for phase in phases:
         _print(phase)
     found = findings(phases)
-    print("\n" + ("\n".join(f"MISS  {f}" for f in found) if found else "every call metered; every token accounted for"))
-    return {"phases": phases, "findings": found, "summaries_supported": summaries_supported(),
-            "estimate_tolerance": ESTIMATE_TOLERANCE}
+    print(
+        "\n"
+        + (
+            "\n".join(f"MISS  {f}" for f in found)
+            if found
+            else "every call metered; every token accounted for"
+        )
+    )
+    return {
+        "phases": phases,
+        "findings": found,
+        "summaries_supported": summaries_supported(),
+        "estimate_tolerance": ESTIMATE_TOLERANCE,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,17 +67,30 @@ def write_teams(folder: Path, delay: dict[str, float]) -> dict[str, Path]:
     for role, vote in BRANCHES.items():
         reply = f"{role} has weighed the costs, the risks and the timing of the move.\nVOTE: {vote}"
         models[role] = _script(folder, role, [reply], delay[role])
-    models[JOIN] = _script(folder, JOIN, ["Two of three branches approve: open the office, watch the costs."], 0.0)
+    models[JOIN] = _script(
+        folder, JOIN, ["Two of three branches approve: open the office, watch the costs."], 0.0
+    )
 
     def role(name: str) -> dict[str, Any]:
-        return {"name": name, "description": f"the {name} view", "prompt": f"You give the {name} view.",
-                "model": models[name]}
+        return {
+            "name": name,
+            "description": f"the {name} view",
+            "prompt": f"You give the {name} view.",
+            "model": models[name],
+        }
 
     slowest = max(delay, key=lambda r: delay[r])
     teams: dict[str, dict[str, Any]] = {
-        "fanout": {"pattern": "fanout", "roles": [role(r) for r in (*BRANCHES, JOIN)], "fanout": {"join": JOIN}},
-        "consensus": {"pattern": "consensus", "roles": [role(r) for r in BRANCHES],
-                      "consensus": {"options": ["approve", "reject"], "debate_rounds": 0}},
+        "fanout": {
+            "pattern": "fanout",
+            "roles": [role(r) for r in (*BRANCHES, JOIN)],
+            "fanout": {"join": JOIN},
+        },
+        "consensus": {
+            "pattern": "consensus",
+            "roles": [role(r) for r in BRANCHES],
+            "consensus": {"options": ["approve", "reject"], "debate_rounds": 0},
+        },
         "slowest": {"pattern": "sequential", "roles": [role(slowest)]},
         "one_by_one": {"pattern": "sequential", "roles": [role(r) for r in BRANCHES]},
     }
@@ -142,14 +155,21 @@ async def measure(smoke: bool, repeats: int) -> tuple[dict[str, float], dict[str
 
 
 def summarise(delay: dict[str, float], runs: dict[str, list[Outcome]]) -> dict[str, Any]:
-    out: dict[str, Any] = {"delays_s": delay, "repeats": len(runs["fanout"]), "target_ratio": TARGET,
-                           "variants": {}}
+    out: dict[str, Any] = {
+        "delays_s": delay,
+        "repeats": len(runs["fanout"]),
+        "target_ratio": TARGET,
+        "variants": {},
+    }
     for variant, outcomes in runs.items():
         last = outcomes[-1]
         out["variants"][variant] = {
-            "label": LABELS[variant], "seconds": [o.seconds for o in outcomes],
-            "median_s": statistics.median(o.seconds for o in outcomes), "stop_reason": last.stop_reason,
-            "said": [s for s, _ in last.said], "final_text": last.said[-1][1] if last.said else "",
+            "label": LABELS[variant],
+            "seconds": [o.seconds for o in outcomes],
+            "median_s": statistics.median(o.seconds for o in outcomes),
+            "stop_reason": last.stop_reason,
+            "said": [s for s, _ in last.said],
+            "final_text": last.said[-1][1] if last.said else "",
             "overlapped": last.overlapped,
         }
     v = out["variants"]
@@ -169,12 +189,22 @@ def run(smoke: bool) -> dict[str, Any]:
     rows = []
     for variant in VARIANTS:
         x = v[variant]
-        rows.append([x["label"], x["median_s"], x.get("vs_slowest", x["median_s"] / v["slowest"]["median_s"]),
-                     x.get("vs_one_by_one", x["median_s"] / v["one_by_one"]["median_s"]),
-                     ("yes" if x["target_met"] else "NO") if "target_met" in x else "", len(x["said"])])
+        rows.append(
+            [
+                x["label"],
+                x["median_s"],
+                x.get("vs_slowest", x["median_s"] / v["slowest"]["median_s"]),
+                x.get("vs_one_by_one", x["median_s"] / v["one_by_one"]["median_s"]),
+                ("yes" if x["target_met"] else "NO") if "target_met" in x else "",
+                len(x["said"]),
+            ]
+        )
     slow = ", ".join(f"{r} {s:g} s" for r, s in delay.items())
-    table(["variant", "wall s", "× slowest", "× one by one", f"≤ {TARGET:g}× slowest", "messages"], rows,
-          title=f"Parallel patterns (delay per reply: {slow}; median of {data['repeats']} interleaved runs)")
+    table(
+        ["variant", "wall s", "× slowest", "× one by one", f"≤ {TARGET:g}× slowest", "messages"],
+        rows,
+        title=f"Parallel patterns (delay per reply: {slow}; median of {data['repeats']} interleaved runs)",
+    )
     save("parallel", data, smoke=smoke)
     return data
 

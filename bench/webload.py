@@ -69,8 +69,9 @@ class Settings:
     run_deadline_s: float
 
 
-FULL = Settings(levels=(50, 100, 200), load_turns=8, load_delay_s=3.0, long_turns=200, repeats=3,
-                run_deadline_s=90.0)
+FULL = Settings(
+    levels=(50, 100, 200), load_turns=8, load_delay_s=3.0, long_turns=200, repeats=3, run_deadline_s=90.0
+)
 SMOKE = Settings(levels=(3,), load_turns=4, load_delay_s=0.05, long_turns=8, repeats=1, run_deadline_s=30.0)
 
 
@@ -79,21 +80,32 @@ SMOKE = Settings(levels=(3,), load_turns=4, load_delay_s=0.05, long_turns=8, rep
 
 def reply(role: str, i: int) -> str:
     """About 30 words, distinct per role and turn (the engine stops a role that repeats itself)."""
-    return (f"{role} on turn {i + 1}: the figures for region {i % 7} look steady, margins hold at {20 + i % 9} "
-            "percent, and the next step is to check the supplier terms and the launch calendar before we "
-            "commit the budget for the quarter.")
+    return (
+        f"{role} on turn {i + 1}: the figures for region {i % 7} look steady, margins hold at {20 + i % 9} "
+        "percent, and the next step is to check the supplier terms and the launch calendar before we "
+        "commit the budget for the quarter."
+    )
 
 
 def write_team(folder: Path, name: str, turns: int, delay_s: float) -> None:
     """A four-role round robin of `turns` messages whose roles answer from their own script."""
     script = folder / f"{name}.script.yaml"
     per_role = -(-turns // len(ROLES))
-    script.write_text(json.dumps({"roles": {r: [reply(r, i) for i in range(per_role)] for r in ROLES},
-                                  "delay_s": delay_s}), encoding="utf-8")
-    roles = [{"name": r, "description": f"the {r}", "prompt": f"You are the {r}.", "model": f"scripted:{script}"}
-             for r in ROLES]
-    team = {"name": name, "description": "webload benchmark", "pattern": "round_robin", "roles": roles,
-            "termination": {"max_turns": turns}}
+    script.write_text(
+        json.dumps({"roles": {r: [reply(r, i) for i in range(per_role)] for r in ROLES}, "delay_s": delay_s}),
+        encoding="utf-8",
+    )
+    roles = [
+        {"name": r, "description": f"the {r}", "prompt": f"You are the {r}.", "model": f"scripted:{script}"}
+        for r in ROLES
+    ]
+    team = {
+        "name": name,
+        "description": "webload benchmark",
+        "pattern": "round_robin",
+        "roles": roles,
+        "termination": {"max_turns": turns},
+    }
     (folder / "teams").mkdir(exist_ok=True)
     (folder / "teams" / f"{name}.yaml").write_text(json.dumps(team), encoding="utf-8")
 
@@ -247,8 +259,13 @@ class Outcome:
     detail: str = ""
 
 
-async def drive(server: Server, cookies: Sequence[str], deadline_s: float, spread_s: float = 0.0,
-                connected: Callable[[], None] = lambda: None) -> list[Outcome]:
+async def drive(
+    server: Server,
+    cookies: Sequence[str],
+    deadline_s: float,
+    spread_s: float = 0.0,
+    connected: Callable[[], None] = lambda: None,
+) -> list[Outcome]:
     """Connect a tab per cookie (then call `connected`), send the tasks, evenly spread over `spread_s`, and
     wait for every run to end. Spread over one reply's time, the conversations run at once without answering in lockstep
     (with a scripted model's exact delays they otherwise would, every reply of every conversation in the
@@ -301,7 +318,9 @@ async def stored(server: Server, thread_ids: Sequence[str]) -> dict[str, Stored]
         out = {}
         for tid in thread_ids:
             rows = await store.events(tid)
-            said = {(r.payload["source"], r.payload["turn"]): r.payload["ts"] for r in rows if r.type == "message"}
+            said = {
+                (r.payload["source"], r.payload["turn"]): r.payload["ts"] for r in rows if r.type == "message"
+            }
             stop = next((r.payload.get("stop_reason") for r in rows if r.type == "result"), None)
             out[tid] = Stored(said, stop)
         return out
@@ -428,7 +447,10 @@ async def web_path(server: Server, data: Path, s: Settings) -> dict[str, Any]:
     for _ in range(s.repeats):
         web.append(await long_web(server, s))
         engine.append(await long_engine(data, team))
-        assert web[-1].messages == engine[-1].messages == s.long_turns, (web[-1].messages, engine[-1].messages)
+        assert web[-1].messages == engine[-1].messages == s.long_turns, (
+            web[-1].messages,
+            engine[-1].messages,
+        )
 
     def median(passes: list[Pass], what: str) -> float:
         return statistics.median(getattr(p, what) for p in passes)
@@ -454,7 +476,11 @@ def degrades_at(levels: Sequence[dict[str, Any]]) -> int | None:
     prev = None
     for row in levels:
         p95 = row["latency_ms"]["p95"]
-        if row["error_count"] or p95 > P95_TARGET_MS or (prev is not None and p95 > SHARP_RISE * max(prev, 1.0)):
+        if (
+            row["error_count"]
+            or p95 > P95_TARGET_MS
+            or (prev is not None and p95 > SHARP_RISE * max(prev, 1.0))
+        ):
             return int(row["conversations"])
         prev = p95
     return None
@@ -462,7 +488,9 @@ def degrades_at(levels: Sequence[dict[str, Any]]) -> int | None:
 
 async def measure(server: Server, data: Path, s: Settings) -> dict[str, Any]:
     use_team(LOAD_TEAM)
-    warm = await drive(server, await sign_in(server, 1), s.run_deadline_s)  # first conversation pays for lazy imports
+    warm = await drive(
+        server, await sign_in(server, 1), s.run_deadline_s
+    )  # first conversation pays for lazy imports
     assert not warm[0].error, warm[0].error
     single = await web_path(server, data, s)
     levels = [await level(server, n, s) for n in s.levels]
@@ -476,8 +504,10 @@ def code_state() -> dict[str, Any]:
         done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
         return done.stdout.rstrip()
 
-    return {"commit": git("rev-parse", "--short", "HEAD"),
-            "changed": git("status", "--porcelain", "--", "parley", "app.py").splitlines()}
+    return {
+        "commit": git("rev-parse", "--short", "HEAD"),
+        "changed": git("status", "--porcelain", "--", "parley", "app.py").splitlines(),
+    }
 
 
 def run(smoke: bool) -> dict[str, Any]:
@@ -500,8 +530,14 @@ def run(smoke: bool) -> dict[str, Any]:
     single = found["web_path"]
     top = levels[-1]
     return {
-        "settings": {"levels": list(s.levels), "roles": len(ROLES), "load_messages": s.load_turns,
-                     "load_delay_s": s.load_delay_s, "long_messages": s.long_turns, "repeats": s.repeats},
+        "settings": {
+            "levels": list(s.levels),
+            "roles": len(ROLES),
+            "load_messages": s.load_turns,
+            "load_delay_s": s.load_delay_s,
+            "long_messages": s.long_turns,
+            "repeats": s.repeats,
+        },
         "code": code_state(),
         "levels": levels,
         "web_path": single,
@@ -517,26 +553,70 @@ def run(smoke: bool) -> dict[str, Any]:
 
 
 def report(data: dict[str, Any]) -> None:
-    rows = [(r["conversations"], r["finished"], f"{r['messages_received']}/{r['messages_expected']}",
-             r["latency_ms"]["p50"], r["latency_ms"]["p95"], r["latency_ms"]["max"], r["mb_per_conversation"],
-             r["rss_peak_mb"], r["error_count"], r["messages_per_s"], r["server_cpu_ms_per_message"], r["wall_s"])
-            for r in data["levels"]]
-    table(["conversations", "finished", "messages", "p50 ms", "p95 ms", "max ms", "MB/conv", "peak MB", "errors",
-           "msg/s", "CPU ms/msg", "wall s"], rows,
-          title="Web chat under load: added latency per agent message (engine event -> socket)")
+    rows = [
+        (
+            r["conversations"],
+            r["finished"],
+            f"{r['messages_received']}/{r['messages_expected']}",
+            r["latency_ms"]["p50"],
+            r["latency_ms"]["p95"],
+            r["latency_ms"]["max"],
+            r["mb_per_conversation"],
+            r["rss_peak_mb"],
+            r["error_count"],
+            r["messages_per_s"],
+            r["server_cpu_ms_per_message"],
+            r["wall_s"],
+        )
+        for r in data["levels"]
+    ]
+    table(
+        [
+            "conversations",
+            "finished",
+            "messages",
+            "p50 ms",
+            "p95 ms",
+            "max ms",
+            "MB/conv",
+            "peak MB",
+            "errors",
+            "msg/s",
+            "CPU ms/msg",
+            "wall s",
+        ],
+        rows,
+        title="Web chat under load: added latency per agent message (engine event -> socket)",
+    )
     w = data["web_path"]
     print()
-    table(["path", "seconds (median)", "CPU ms/message", "p50 ms", "p95 ms"],
-          [("web (socket)", statistics.median(w["web_s"]), w["web_cpu_ms_per_message"], w["latency_ms"]["p50"],
-            w["latency_ms"]["p95"]),
-           ("engine alone", statistics.median(w["engine_s"]), w["engine_cpu_ms_per_message"],
-            w["engine_latency_ms"]["p50"], w["engine_latency_ms"]["p95"])],
-          title=f"One long conversation ({w['messages']} messages, 4 roles, replies at once)")
+    table(
+        ["path", "seconds (median)", "CPU ms/message", "p50 ms", "p95 ms"],
+        [
+            (
+                "web (socket)",
+                statistics.median(w["web_s"]),
+                w["web_cpu_ms_per_message"],
+                w["latency_ms"]["p50"],
+                w["latency_ms"]["p95"],
+            ),
+            (
+                "engine alone",
+                statistics.median(w["engine_s"]),
+                w["engine_cpu_ms_per_message"],
+                w["engine_latency_ms"]["p50"],
+                w["engine_latency_ms"]["p95"],
+            ),
+        ],
+        title=f"One long conversation ({w['messages']} messages, 4 roles, replies at once)",
+    )
     t = data["targets"]
-    print(f"\np95 at {data['levels'][-1]['conversations']} conversations: {t['p95_at_top_level_ms']:.1f} ms "
-          f"(target < {P95_TARGET_MS:g}: {'met' if t['p95_met'] else 'MISSED'}); web path "
-          f"{w['ms_per_message']:.2f} ms/message (target <= {WEB_TARGET_MS:g}: "
-          f"{'met' if t['web_ms_per_message_met'] else 'MISSED'}); degrades at: {data['degrades_at'] or 'none'}")
+    print(
+        f"\np95 at {data['levels'][-1]['conversations']} conversations: {t['p95_at_top_level_ms']:.1f} ms "
+        f"(target < {P95_TARGET_MS:g}: {'met' if t['p95_met'] else 'MISSED'}); web path "
+        f"{w['ms_per_message']:.2f} ms/message (target <= {WEB_TARGET_MS:g}: "
+        f"{'met' if t['web_ms_per_message_met'] else 'MISSED'}); degrades at: {data['degrades_at'] or 'none'}"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -29,8 +29,9 @@ class Decisions:
     """The open and settled decisions of one run. Each opens with an event and is settled by a human (or a
     standing rule, or a timeout), which emits the decision event and wakes whoever waits on it."""
 
-    def __init__(self, emit: Callable[[Event], None], live_turn: Callable[[], int],
-                 policy: HumanPolicy) -> None:
+    def __init__(
+        self, emit: Callable[[Event], None], live_turn: Callable[[], int], policy: HumanPolicy
+    ) -> None:
         self._emit = emit
         self._live_turn = live_turn
         self._policy = policy
@@ -57,12 +58,20 @@ class Decisions:
 
     # -- opened by the team ------------------------------------------------------------------
 
-    def request_approval(self, role: str, tool: str, args: dict[str, Any]) -> asyncio.Future[tuple[bool, str]]:
+    def request_approval(
+        self, role: str, tool: str, args: dict[str, Any]
+    ) -> asyncio.Future[tuple[bool, str]]:
         # Parley's own id, never the model's call id: two calls sharing an id must not share one decision.
         request_id = new_id()
         fut: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
-        req = ApprovalRequestEvent(source=role, name=tool, arguments=args, request_id=request_id,
-                                   content=f"{role} wants to call {tool}", turn=self._live_turn())
+        req = ApprovalRequestEvent(
+            source=role,
+            name=tool,
+            arguments=args,
+            request_id=request_id,
+            content=f"{role} wants to call {tool}",
+            turn=self._live_turn(),
+        )
         self._approvals[request_id] = (fut, req)
         self._emit(req)
         verdict = self._policy.approval(req)
@@ -70,22 +79,46 @@ class Decisions:
             self.decide(request_id, verdict.approved, verdict.reason, verdict.actor)
         return fut
 
-    def open_escalation(self, kind: str, source: str, content: str, positions: list[Position],
-                        ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]:
+    def open_escalation(
+        self,
+        kind: str,
+        source: str,
+        content: str,
+        positions: list[Position],
+    ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]:
         """`kind` is one of validation, tie, disagreement (the event refuses others)."""
         eid = uuid.uuid4().hex[:12]
         fut: asyncio.Future[EscalationResolvedEvent] = asyncio.get_running_loop().create_future()
-        ev = EscalationEvent.model_validate({"source": source, "content": content, "kind": kind, "positions": positions,
-                                             "escalation_id": eid, "turn": self._live_turn()})
+        ev = EscalationEvent.model_validate(
+            {
+                "source": source,
+                "content": content,
+                "kind": kind,
+                "positions": positions,
+                "escalation_id": eid,
+                "turn": self._live_turn(),
+            }
+        )
         self._escalations[eid] = (fut, ev)
         return ev, fut
 
-    def open_question(self, source: str, question: str, timeout_s: float | None, default: str,
-                      ) -> tuple[QuestionEvent, asyncio.Future[AnswerEvent]]:
+    def open_question(
+        self,
+        source: str,
+        question: str,
+        timeout_s: float | None,
+        default: str,
+    ) -> tuple[QuestionEvent, asyncio.Future[AnswerEvent]]:
         qid = uuid.uuid4().hex[:12]
         fut: asyncio.Future[AnswerEvent] = asyncio.get_running_loop().create_future()
-        ev = QuestionEvent(source=source, content=question, question_id=qid, timeout_s=timeout_s, default=default,
-                           turn=self._live_turn())
+        ev = QuestionEvent(
+            source=source,
+            content=question,
+            question_id=qid,
+            timeout_s=timeout_s,
+            default=default,
+            turn=self._live_turn(),
+        )
         self._questions[qid] = (fut, ev)
         if timeout_s is not None:
             asyncio.get_running_loop().call_later(timeout_s, self._time_out, qid)
@@ -100,19 +133,33 @@ class Decisions:
         fut, req = entry
         if fut.done():
             return
-        self._emit(ApprovalDecisionEvent(source=actor, name=req.name, request_id=request_id, approved=approved,
-                                         reason=reason.strip(), actor=actor, turn=req.turn,
-                                         content=("approved" if approved else "denied") + (f": {reason}" if reason else "")))
+        self._emit(
+            ApprovalDecisionEvent(
+                source=actor,
+                name=req.name,
+                request_id=request_id,
+                approved=approved,
+                reason=reason.strip(),
+                actor=actor,
+                turn=req.turn,
+                content=("approved" if approved else "denied") + (f": {reason}" if reason else ""),
+            )
+        )
         fut.set_result((approved, reason.strip()))
 
-    def resolve(self, escalation_id: str, *, choose: int | None, text: str | None, proceed: bool,
-                actor: str) -> None:
+    def resolve(
+        self, escalation_id: str, *, choose: int | None, text: str | None, proceed: bool, actor: str
+    ) -> None:
         entry = self._escalations.get(escalation_id)
         if entry is None:
-            raise UnknownRequestError("escalation", escalation_id, [e.escalation_id for e in self.escalations])
+            raise UnknownRequestError(
+                "escalation", escalation_id, [e.escalation_id for e in self.escalations]
+            )
         fut, ev = entry
         if sum((choose is not None, bool(text and text.strip()), proceed)) != 1:
-            raise ConfigError("resolve an escalation with exactly one of: choose=N, text=YOUR ANSWER, proceed=True")
+            raise ConfigError(
+                "resolve an escalation with exactly one of: choose=N, text=YOUR ANSWER, proceed=True"
+            )
         if fut.done():
             return
         decision: Literal["choose", "continue", "write"]
@@ -124,8 +171,15 @@ class Decisions:
             decision, content = "continue", "continue as before"
         else:
             decision, content = "write", human_text(text or "", "answer").strip()
-        resolved = EscalationResolvedEvent(source=actor, escalation_id=escalation_id, decision=decision,
-                                           choice=choose, content=content, actor=actor, turn=ev.turn)
+        resolved = EscalationResolvedEvent(
+            source=actor,
+            escalation_id=escalation_id,
+            decision=decision,
+            choice=choose,
+            content=content,
+            actor=actor,
+            turn=ev.turn,
+        )
         self._emit(resolved)
         fut.set_result(resolved)
 
@@ -140,14 +194,17 @@ class Decisions:
         fut, q = self._questions[question_id]
         if fut.done():
             return
-        ans = AnswerEvent(source=actor, question_id=question_id, content=text, timed_out=timed_out, actor=actor,
-                          turn=q.turn)
+        ans = AnswerEvent(
+            source=actor, question_id=question_id, content=text, timed_out=timed_out, actor=actor, turn=q.turn
+        )
         self._emit(ans)
         fut.set_result(ans)
 
     def _time_out(self, question_id: str) -> None:
         if not self.ended:
-            self._settle_question(question_id, self._questions[question_id][1].default, "parley", timed_out=True)
+            self._settle_question(
+                question_id, self._questions[question_id][1].default, "parley", timed_out=True
+            )
 
     def close(self, outcome: str) -> str | None:
         """The run ended: what still waits is cancelled and said so on record (stopping decides nothing).
@@ -157,13 +214,28 @@ class Decisions:
         for fut, esc in self._escalations.values():
             if not fut.done() or fut.cancelled():
                 fut.cancel()
-                self._emit(EscalationResolvedEvent(source="parley", escalation_id=esc.escalation_id, decision="unresolved",
-                                                   content=f"the run ended ({outcome}) before anyone decided",
-                                                   actor="parley", turn=esc.turn))
+                self._emit(
+                    EscalationResolvedEvent(
+                        source="parley",
+                        escalation_id=esc.escalation_id,
+                        decision="unresolved",
+                        content=f"the run ended ({outcome}) before anyone decided",
+                        actor="parley",
+                        turn=esc.turn,
+                    )
+                )
                 detail = detail or f"an escalation was left open: {esc.content}"
         for fut, q in self._questions.values():
             if not fut.done() or fut.cancelled():
                 fut.cancel()
-                self._emit(AnswerEvent(source="parley", question_id=q.question_id, timed_out=True, actor="parley",
-                                       content=f"(unanswered: the run ended ({outcome}))", turn=q.turn))
+                self._emit(
+                    AnswerEvent(
+                        source="parley",
+                        question_id=q.question_id,
+                        timed_out=True,
+                        actor="parley",
+                        content=f"(unanswered: the run ended ({outcome}))",
+                        turn=q.turn,
+                    )
+                )
         return detail

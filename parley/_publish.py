@@ -52,8 +52,14 @@ class _Subscriber:
 class Publisher:
     """Store-then-show for one run's events, in order."""
 
-    def __init__(self, history: list[Event], store: Store | None, thread_id: str | None, run_number: int,
-                 on_store_failure: Callable[[BaseException], ErrorEvent]) -> None:
+    def __init__(
+        self,
+        history: list[Event],
+        store: Store | None,
+        thread_id: str | None,
+        run_number: int,
+        on_store_failure: Callable[[BaseException], ErrorEvent],
+    ) -> None:
         self.events: list[Event] = []
         """The run's events as shown (chunks aside)."""
         self._history = history
@@ -159,8 +165,9 @@ class Publisher:
             for item in items:
                 if isinstance(item, RunResult) and error is not None:
                     if item.stop_reason != "error":  # the last write failed after the run had ended well
-                        item = item.model_copy(update={"stop_reason": "error",
-                                                       "detail": f"{error.error_type}: {error.content}"})
+                        item = item.model_copy(
+                            update={"stop_reason": "error", "detail": f"{error.error_type}: {error.content}"}
+                        )
                     self._show(item)
                     shown = item
                 elif isinstance(item, RunResult):

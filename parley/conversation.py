@@ -84,8 +84,10 @@ class Conversation:
         self._share(_parent)
         named = self._models(model)
         overrides = {"max_turns": max_turns, "max_tokens": max_tokens, "timeout_s": timeout_s}
-        self.limits: TerminationSpec = self.pattern.limits(self.team, self.team.termination.model_copy(
-            update={k: v for k, v in overrides.items() if v is not None}))
+        self.limits: TerminationSpec = self.pattern.limits(
+            self.team,
+            self.team.termination.model_copy(update={k: v for k, v in overrides.items() if v is not None}),
+        )
         self.approvals: dict[str, bool] = dict(approvals or {})
         """Standing decisions per tool name, `*` for every tool (the CLI's --approve/--deny); others wait."""
         self.store: Store | None = None
@@ -114,7 +116,9 @@ class Conversation:
 
     def _models(self, model: str | FunctionModel | None) -> str | None:
         """Each role's model; returns the explicit model's name, if one was given."""
-        named = self.pool.name_of(model) if model is not None else None  # a FunctionModel is named "function:NAME"
+        named = (
+            self.pool.name_of(model) if model is not None else None
+        )  # a FunctionModel is named "function:NAME"
         default_model = os.environ.get("PARLEY_MODEL") or self.team.model or "local"
         self.model = named or default_model
         # An explicit model (the CLI's --model) applies to every role; otherwise a role's own model wins.
@@ -122,9 +126,17 @@ class Conversation:
         return named
 
     def _subteams(self, model: str | None, teams_dirs: Sequence[str | Path]) -> dict[str, Conversation]:
-        subteams = {r.name: Conversation(self._subteam_spec(r.team, teams_dirs), model=model, registry=self.registry,
-                                         teams_dirs=teams_dirs, _parent=self)
-                    for r in self.team.roles if r.team is not None}
+        subteams = {
+            r.name: Conversation(
+                self._subteam_spec(r.team, teams_dirs),
+                model=model,
+                registry=self.registry,
+                teams_dirs=teams_dirs,
+                _parent=self,
+            )
+            for r in self.team.roles
+            if r.team is not None
+        }
         for sub in subteams.values():
             self.speakers |= sub.speakers
             self.notices += sub.notices
@@ -168,9 +180,13 @@ class Conversation:
         check_trusted(self.team, teams_dirs)  # before any MCP server's command can run
         grants: dict[str, list[str]] = {}
         for role in self.team.roles:
-            missing = [t for t in role.tools if t not in self.registry.tools and "." not in t and t != ASK_HUMAN]
+            missing = [
+                t for t in role.tools if t not in self.registry.tools and "." not in t and t != ASK_HUMAN
+            ]
             if missing:
-                raise ConfigError(f"role '{role.name}' is granted unknown tools: {', '.join(missing)} (`parley tools` lists them)")
+                raise ConfigError(
+                    f"role '{role.name}' is granted unknown tools: {', '.join(missing)} (`parley tools` lists them)"
+                )
             if self.pool.capabilities(self.role_models[role.name]).tools:
                 mcp = [t for t in role.tools if "." in t]
                 if mcp:
@@ -186,14 +202,20 @@ class Conversation:
         its = "the embedded local model" if model == "local" else f"its model ({model})"
         out: list[str] = []
         if role.handoffs:
-            out.append(f"{name}: {its} cannot hand the conversation over (handoffs are tool calls), so it keeps "
-                       "the turn until the turn limit; use a larger model for the swarm pattern")
+            out.append(
+                f"{name}: {its} cannot hand the conversation over (handoffs are tool calls), so it keeps "
+                "the turn until the turn limit; use a larger model for the swarm pattern"
+            )
         if self.team.hierarchical and name == self.team.hierarchical.manager:
-            out.append(f"{name}: {its} cannot delegate (delegations are tool calls), so the manager answers "
-                       "alone; use a larger model (e.g. --model openai:gpt-4o-mini) for the hierarchical pattern")
+            out.append(
+                f"{name}: {its} cannot delegate (delegations are tool calls), so the manager answers "
+                "alone; use a larger model (e.g. --model openai:gpt-4o-mini) for the hierarchical pattern"
+            )
         if role.tools:
-            out.append(f"{name}: {its} cannot call tools, so {', '.join(role.tools)} stay unused; use a larger "
-                       "model (e.g. --model openai:gpt-4o-mini or ollama:qwen2.5) for tool use")
+            out.append(
+                f"{name}: {its} cannot call tools, so {', '.join(role.tools)} stay unused; use a larger "
+                "model (e.g. --model openai:gpt-4o-mini or ollama:qwen2.5) for tool use"
+            )
         return out
 
     def tool_def(self, name: str) -> ToolDef[..., Any]:
@@ -229,8 +251,13 @@ class Conversation:
         return path
 
     def context_for(self, role: str) -> RunContext:
-        return RunContext(workspace=self.workspace, role=role, notes=self.notes_board, conversation_id=self.id,
-                          on_note=functools.partial(self.note_added, role))
+        return RunContext(
+            workspace=self.workspace,
+            role=role,
+            notes=self.notes_board,
+            conversation_id=self.id,
+            on_note=functools.partial(self.note_added, role),
+        )
 
     def note_added(self, role: str, note: dict[str, Any]) -> None:
         """`role` added a note to the team's board (the team_notes tool): it goes on record as an event."""
@@ -242,8 +269,13 @@ class Conversation:
         run = self._root._run
         return run if run is not None and run.result is None else None
 
-    def request_approval(self, role: str, tool: str, args: dict[str, Any], call_id: str | None,
-                         ) -> Awaitable[tuple[bool, str]]:
+    def request_approval(
+        self,
+        role: str,
+        tool: str,
+        args: dict[str, Any],
+        call_id: str | None,
+    ) -> Awaitable[tuple[bool, str]]:
         run = self._live()
         if run is None:
             done: asyncio.Future[tuple[bool, str]] = asyncio.get_running_loop().create_future()
@@ -251,8 +283,13 @@ class Conversation:
             return done
         return run.decisions.request_approval(role, tool, args)
 
-    def open_escalation(self, kind: str, source: str, content: str, positions: list[Position],
-                        ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]:
+    def open_escalation(
+        self,
+        kind: str,
+        source: str,
+        content: str,
+        positions: list[Position],
+    ) -> tuple[EscalationEvent, asyncio.Future[EscalationResolvedEvent]]:
         run = self._live()
         if run is None:
             raise RunStateError("an escalation needs a run in progress")
@@ -347,7 +384,9 @@ class Conversation:
     def start(self, task: str) -> Run:
         """Start a run with `task` (or continue the conversation with it). Needs a running event loop."""
         if not task or not task.strip():
-            raise ConfigError("the task is empty: say what the team should do, e.g. \"Summarise Q3 sales by region\"")
+            raise ConfigError(
+                'the task is empty: say what the team should do, e.g. "Summarise Q3 sales by region"'
+            )
         task = human_text(task, "task")
         if self.running:
             raise RunStateError("a run is already in progress on this conversation: use say() to add to it")

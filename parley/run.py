@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ._decisions import Decisions
 from ._outbox import Checkpoint
+from ._outcome import final_text, last_positions, stop_detail
 from ._publish import Publisher
+from ._spend import RunSpend
 from ._text import human_text, redact_secrets
 from .engine import Cancel, MessageKind, Outcome, SegmentEnd
 from .errors import ConfigError, RunError, RunStateError
@@ -29,26 +31,21 @@ from .events import (
     HumanQueuedEvent,
     MessageEvent,
     NoticeEvent,
-    Position,
     QuestionEvent,
     RunResult,
     RunStartedEvent,
     SpeakerSelectedEvent,
     StopReason,
-    UsageEvent,
 )
 from .human import StandingRules
 from .inbox import HumanMessage, Mode
-from .models import BudgetExceeded, CallRecord, Retry
+from .models import BudgetExceeded
 
 if TYPE_CHECKING:
     from .conversation import Conversation
 
 __all__ = ["Run"]
 
-BUDGET_GRACE_S = 0.5
-"""Once the token budget is spent, how long the answer whose model call spent it gets to arrive before the run is
-cancelled anyway (that call may have asked for a tool, or be the selector's, and bring no answer)."""
 FINAL = frozenset({"stopped", "timeout", "escalation", "max_tokens"})
 """Reasons to end a run that no later reason replaces."""
 
@@ -66,9 +63,12 @@ class Run:
         self.guard = self._engine.guard
         self.guard.new_run()
         self._inbox = conversation.inbox
-        self._inbox.put("task", task)  # after what an earlier run left undelivered, before anything said from now
-        self._publisher = Publisher(conversation.history, conversation.store, conversation.thread_id, self.number,
-                                    self._store_failed)
+        self._inbox.put(
+            "task", task
+        )  # after what an earlier run left undelivered, before anything said from now
+        self._publisher = Publisher(
+            conversation.history, conversation.store, conversation.thread_id, self.number, self._store_failed
+        )
         self.decisions = Decisions(self.emit, self.live_turn, StandingRules(conversation.approvals))
         """What the run waits on a human for (approvals, questions, escalations)."""
         self._cancel_reason: Cancel | None = None
@@ -76,12 +76,14 @@ class Run:
         self._error: tuple[str, str] | None = None
         self.error: RunError | None = None
         """Why the run failed (stop reason `error`): the role, the turn and the original exception."""
-        self._p0 = self._c0 = self._turn0 = 0
-        self._spent_usd: float | None = 0.0
-        """What this run's model calls cost, added up as each is recorded (None once one has no known price)."""
-        self._spent_by: str | None = None
-        """Whose model call spent the token budget, once one has."""
-        self._budget_timer: asyncio.TimerHandle | None = None
+        self._turn0 = 0
+        self._spend = RunSpend(
+            conversation.meter,
+            self.emit,
+            lambda: self.conversation.turn + 1,
+            self.live_turn,
+            lambda: self._cancel("max_tokens"),
+        )
         self._settled: tuple[str, str] | None = None
         """The answer a human settled a disagreement with, and the run's detail saying so."""
         self._detail = ""
@@ -124,10 +126,19 @@ class Run:
 
     def deny(self, request_id: str, reason: str = "", *, actor: str = "user") -> None:
         """Refuse a waiting tool call; the agent sees the reason as the tool's error."""
-        self.decisions.decide(request_id, False, human_text(reason, "reason") if reason.strip() else "", actor)
+        self.decisions.decide(
+            request_id, False, human_text(reason, "reason") if reason.strip() else "", actor
+        )
 
-    def resolve(self, escalation_id: str, *, choose: int | None = None, text: str | None = None,
-                proceed: bool = False, actor: str = "user") -> None:
+    def resolve(
+        self,
+        escalation_id: str,
+        *,
+        choose: int | None = None,
+        text: str | None = None,
+        proceed: bool = False,
+        actor: str = "user",
+    ) -> None:
         """Settle an escalation: `choose` a position (1-based), write your own `text`, or `proceed` (the team
         continues as it was). Exactly one of the three."""
         self.decisions.resolve(escalation_id, choose=choose, text=text, proceed=proceed, actor=actor)
@@ -188,7 +199,7 @@ class Run:
         conv = self.conversation
         conv.turn += 1
         self.emit(MessageEvent(source=source, content=text, kind=kind, turn=conv.turn))
-        if self._spent_by == source:  # the answer that spent the budget is shown: now end the run
+        if self._spend.spent_by == source:  # the answer that spent the budget is shown: now end the run
             self._cancel("max_tokens")
         guard = self.guard
         if conv.pattern.parallel and source in guard.roles and guard.turns >= guard.cap:
@@ -197,8 +208,14 @@ class Run:
             self.end("max_turns", f"reached {guard.cap} turns")
 
     def answered_nothing(self, source: str) -> None:
-        self.emit(NoticeEvent(source=source, level="warning", turn=self.conversation.turn + 1, content=(
-            f"{source}'s model answered nothing again: not counted as a turn")))
+        self.emit(
+            NoticeEvent(
+                source=source,
+                level="warning",
+                turn=self.conversation.turn + 1,
+                content=(f"{source}'s model answered nothing again: not counted as a turn"),
+            )
+        )
 
     def checkpoint(self, state: Any) -> None:
         pending = [m.text for m in self._inbox.waiting]
@@ -213,15 +230,27 @@ class Run:
     def picked(self, name: str, fallback: bool) -> None:
         self._engine.speaker = name
         content = name if not fallback else f"{name} (the selector's answer named no role; next in order)"
-        self.emit(SpeakerSelectedEvent(source="selector", content=content, fallback=fallback, turn=self.live_turn()))
+        self.emit(
+            SpeakerSelectedEvent(source="selector", content=content, fallback=fallback, turn=self.live_turn())
+        )
 
     def files_written(self, role: str, tool: str, paths: list[Path]) -> None:
         root = self.conversation.workspace
         for path in paths:
             name = str(path.relative_to(root))
             mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            self.emit(FileEvent(source=role, content=f"{role} wrote {name}", name=name, path=str(path),
-                                mime=mime, size=path.stat().st_size, tool=tool, turn=self.live_turn()))
+            self.emit(
+                FileEvent(
+                    source=role,
+                    content=f"{role} wrote {name}",
+                    name=name,
+                    path=str(path),
+                    mime=mime,
+                    size=path.stat().st_size,
+                    tool=tool,
+                    turn=self.live_turn(),
+                )
+            )
 
     # -- internals -----------------------------------------------------------------------
 
@@ -243,69 +272,45 @@ class Run:
             self._waiting.cancel()
 
     def _store_failed(self, exc: BaseException) -> ErrorEvent:
-        self._error = (type(exc).__name__, f"saving the conversation failed: {exc}; the run stopped, "
-                       "and what was not saved is not shown")
+        self._error = (
+            type(exc).__name__,
+            f"saving the conversation failed: {exc}; the run stopped, and what was not saved is not shown",
+        )
         self.error = RunError(self._error[1], turn=self.conversation.turn, original=exc)
         self._cancel("error")
-        return ErrorEvent(source="parley", content=self._error[1], error_type=self._error[0],
-                          turn=self.conversation.turn)
-
-    def _on_usage(self, rec: CallRecord) -> None:
-        meter = self.conversation.meter
-        if self._spent_usd is not None:
-            self._spent_usd = None if rec.cost_usd is None else self._spent_usd + rec.cost_usd
-        self.emit(UsageEvent(
-            source=rec.source, model=rec.model, prompt_tokens=rec.prompt_tokens,
-            completion_tokens=rec.completion_tokens, total_prompt_tokens=meter.prompt_tokens - self._p0,
-            total_completion_tokens=meter.completion_tokens - self._c0, cost_usd=self._cost(),
-            turn=self.conversation.turn + 1, estimated=rec.estimated, cancelled=rec.cancelled, reflection=rec.reflection,
-        ))
-        if self._spent_by is None and meter.exceeded() and self.result is None:
-            self._budget_spent(rec)
-
-    def _budget_spent(self, rec: CallRecord) -> None:
-        """The meter (which sees every call, the selector's and every parallel branch's) passed the budget. The
-        team's own check runs only when every branch of a parallel step has answered, which may be long after, so
-        the run is cancelled like the wall-clock limit cancels it: every call in flight is abandoned. The answer
-        whose call spent the budget is shown first (see answered); a call with no answer to wait for, or an
-        answer that does not come, does not hold the run up for more than BUDGET_GRACE_S."""
-        self._spent_by = rec.source
-        if rec.cancelled:
-            self._cancel("max_tokens")
-            return
-        self._budget_timer = asyncio.get_running_loop().call_later(BUDGET_GRACE_S, self._cancel, "max_tokens")
-
-    def _on_retry(self, note: Retry) -> None:
-        if note.empty:
-            self.emit(NoticeEvent(source=note.source, level="warning", turn=self.live_turn(), content=(
-                f"{note.source}'s model answered nothing; asking it once more")))
-            return
-        self.emit(NoticeEvent(source=note.source, level="warning", turn=self.live_turn(), content=(
-            f"{note.source}'s model call failed ({redact_secrets(note.error)}); retrying in {note.delay_s:.1f} s "
-            f"(attempt {note.attempt + 1} of {note.attempts})")))
-
-    def _cost(self) -> float | None:
-        return self._spent_usd
+        return ErrorEvent(
+            source="parley", content=self._error[1], error_type=self._error[0], turn=self.conversation.turn
+        )
 
     # -- driving ---------------------------------------------------------------------------
 
     def begin(self) -> None:
         """Start driving the team (the conversation calls this once)."""
-        self._task = asyncio.get_running_loop().create_task(self._drive(), name=f"parley-run-{self.conversation.team.name}")
+        self._task = asyncio.get_running_loop().create_task(
+            self._drive(), name=f"parley-run-{self.conversation.team.name}"
+        )
 
     async def _drive(self) -> None:
         conv = self.conversation
-        meter = conv.meter
-        self._p0, self._c0 = meter.prompt_tokens, meter.completion_tokens
+        spend = self._spend
         self._turn0 = conv.turn
-        meter.budget = meter.total_tokens + conv.limits.max_tokens if conv.limits.max_tokens else None
-        meter.listeners.append(self._on_usage)
-        meter.retry_listeners.append(self._on_retry)
+        spend.start(conv.limits.max_tokens)
         loop = asyncio.get_running_loop()
         self._publisher.start()
-        timer = loop.call_later(conv.limits.timeout_s, self._cancel, "timeout") if conv.limits.timeout_s else None
-        self.emit(RunStartedEvent(source="parley", content=self.task, team=conv.team.name, model=conv.model,
-                                  pattern=conv.team.pattern, roles=conv.team.role_names, turn=conv.turn))
+        timer = (
+            loop.call_later(conv.limits.timeout_s, self._cancel, "timeout") if conv.limits.timeout_s else None
+        )
+        self.emit(
+            RunStartedEvent(
+                source="parley",
+                content=self.task,
+                team=conv.team.name,
+                model=conv.model,
+                pattern=conv.team.pattern,
+                roles=conv.team.role_names,
+                turn=conv.turn,
+            )
+        )
         for notice in conv.notices:
             self.emit(NoticeEvent(source="parley", content=notice, level="warning", turn=conv.turn))
         outcome = "error"
@@ -321,10 +326,7 @@ class Run:
         finally:
             if timer is not None:
                 timer.cancel()
-            if self._budget_timer is not None:
-                self._budget_timer.cancel()
-            meter.listeners.remove(self._on_usage)
-            meter.retry_listeners.remove(self._on_retry)
+            spend.stop_listening()
         await self._publisher.drain()  # the team may have run ahead of the store: let it catch up
         if self._publisher.store_failed:
             outcome = "error"
@@ -346,11 +348,16 @@ class Run:
                 if self._cancel_reason is None:
                     continue
                 outcome = self._cancelled()
-            if outcome.end is SegmentEnd.STOPPED and outcome.reason == "max_turns" and \
-                    self.conversation.pattern.escalates(self.conversation.team):
+            if (
+                outcome.end is SegmentEnd.STOPPED
+                and outcome.reason == "max_turns"
+                and self.conversation.pattern.escalates(self.conversation.team)
+            ):
                 if await self._escalate_disagreement():
                     continue
-                outcome = self._cancelled() if self._cancel_reason is not None else Outcome(SegmentEnd.STOPPED)
+                outcome = (
+                    self._cancelled() if self._cancel_reason is not None else Outcome(SegmentEnd.STOPPED)
+                )
             if outcome.end is SegmentEnd.STOPPED:
                 return outcome.reason
             if not self._inbox.ready(self.guard.turns):
@@ -361,8 +368,11 @@ class Run:
     def _deliver_human(self) -> list[HumanMessage]:
         batch = self._inbox.take()
         for message in batch:
-            self.emit(HumanMessageEvent(source="user", content=message.text, mode=message.mode,
-                                        turn=self.conversation.turn))
+            self.emit(
+                HumanMessageEvent(
+                    source="user", content=message.text, mode=message.mode, turn=self.conversation.turn
+                )
+            )
         return batch
 
     async def _segment(self) -> Outcome:
@@ -402,25 +412,36 @@ class Run:
         self._error = self._engine.failure(exc, failures)
         source = failures[-1].source if failures else (self._engine.speaker or "parley")
         original = getattr(failures[-1], "error", None) if failures else None  # the model's own exception
-        self.error = RunError(self._error[1], role=source if source != "parley" else None,
-                              turn=self.conversation.turn + 1, original=original or exc, error_type=self._error[0])
-        self.emit(ErrorEvent(source=source, content=self._error[1], error_type=self._error[0],
-                             turn=self.conversation.turn + 1))
+        self.error = RunError(
+            self._error[1],
+            role=source if source != "parley" else None,
+            turn=self.conversation.turn + 1,
+            original=original or exc,
+            error_type=self._error[0],
+        )
+        self.emit(
+            ErrorEvent(
+                source=source,
+                content=self._error[1],
+                error_type=self._error[0],
+                turn=self.conversation.turn + 1,
+            )
+        )
         return Outcome(SegmentEnd.STOPPED, "error")
 
     async def _escalate_disagreement(self) -> bool:
         """A loop that ran out of rounds without agreement: each role's last word goes to a human. True when
         the human lets the team go on."""
         conv = self.conversation
-        last: dict[str, str] = {}
-        for ev in self.events:
-            if isinstance(ev, MessageEvent) and ev.kind == "text":
-                last[ev.source] = ev.content
-        positions = [Position(who=r.name, text=last[r.name]) for r in conv.team.scheduled if r.name in last]
+        positions = last_positions(self.events, [r.name for r in conv.team.scheduled])
         rounds = conv.pattern.rounds(conv.team)
         event, decided = self.decisions.open_escalation(
-            "disagreement", "parley", f"No agreement after {rounds} rounds: pick a position, write the answer, "
-            f"or let the team go on for {rounds} more", positions)
+            "disagreement",
+            "parley",
+            f"No agreement after {rounds} rounds: pick a position, write the answer, "
+            f"or let the team go on for {rounds} more",
+            positions,
+        )
         self.emit(event)
         if self._cancel_reason is not None:
             return False
@@ -442,37 +463,28 @@ class Run:
     def _result(self, outcome: StopReason) -> RunResult:
         conv = self.conversation
         carried = self._inbox.carry_over()
-        detail = self._details(outcome)
+        detail = stop_detail(
+            outcome,
+            conv.limits,
+            settled=self._settled[1] if self._settled else None,
+            ended=self._detail or self.guard.detail,
+            used_tokens=self._spend.prompt_tokens + self._spend.completion_tokens,
+            error=self._error,
+        )
         left_open = self.decisions.close(outcome)
         if outcome == "escalation" and left_open:
             detail = left_open
-        conv.meter.budget = None
+        spend = self._spend
+        spend.close()
         return RunResult(
-            source="parley", stop_reason=outcome, turns=self.guard.turns, detail=detail,
-            prompt_tokens=conv.meter.prompt_tokens - self._p0, completion_tokens=conv.meter.completion_tokens - self._c0,
-            cost_usd=self._cost(), turn=conv.turn, undelivered=[m.text for m in carried],
-            content=self._settled[0] if self._settled else self._final_text(),
+            source="parley",
+            stop_reason=outcome,
+            turns=self.guard.turns,
+            detail=detail,
+            prompt_tokens=spend.prompt_tokens,
+            completion_tokens=spend.completion_tokens,
+            cost_usd=spend.cost_usd,
+            turn=conv.turn,
+            undelivered=[m.text for m in carried],
+            content=self._settled[0] if self._settled else final_text(self.events),
         )
-
-    def _details(self, outcome: StopReason) -> str:
-        conv = self.conversation
-        if self._settled is not None and outcome == "completed":
-            return self._settled[1]
-        if outcome in ("stop_text", "max_turns", "loop"):
-            return self._detail or self.guard.detail
-        if outcome == "max_tokens" and conv.limits.max_tokens:  # the same words whichever check saw it first
-            used = conv.meter.total_tokens - self._p0 - self._c0
-            return f"token budget of {conv.limits.max_tokens:,} reached ({used:,} used)"
-        if outcome == "error" and self._error:
-            return f"{self._error[0]}: {self._error[1]}"
-        return {
-            "stopped": "stopped by the user",
-            "timeout": f"wall-clock limit of {conv.limits.timeout_s:g} s reached" if conv.limits.timeout_s else "timeout",
-            "completed": "the team finished",
-        }.get(outcome, "")
-
-    def _final_text(self) -> str:
-        for ev in reversed(self.events):
-            if isinstance(ev, MessageEvent) and ev.kind != "handoff":  # "Transferred to ..." says nothing
-                return ev.content
-        return ""

@@ -6,9 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 
-def team_yaml(pattern: str = "round_robin", roles: tuple[str, ...] = ("alpha", "beta"), *, max_turns: int = 6,
-              stop_text: str | None = None, stop_from: tuple[str, ...] = (), extra: str = "",
-              tools: dict[str, list[str]] | None = None) -> str:
+def team_yaml(
+    pattern: str = "round_robin",
+    roles: tuple[str, ...] = ("alpha", "beta"),
+    *,
+    max_turns: int = 6,
+    stop_text: str | None = None,
+    stop_from: tuple[str, ...] = (),
+    extra: str = "",
+    tools: dict[str, list[str]] | None = None,
+) -> str:
     lines = ["name: test-team", f"pattern: {pattern}", "roles:"]
     for r in roles:
         lines += [f"  - name: {r}", f"    description: the {r} role", f"    prompt: You are {r}."]

@@ -22,10 +22,24 @@ from parley.store._urls import normalise_url, redact
 from parley.tools import ToolRegistry
 
 ROOT = Path(__file__).resolve().parent.parent
-_KEYS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "AZURE_OPENAI_API_KEY", "AZURE_OPENAI_ENDPOINT",
-         "OPENAI_API_VERSION", "OLLAMA_HOST", "PARLEY_MODEL", "PARLEY_TEAMS", "PARLEY_TOOLS", "PARLEY_PRICES",
-         "PARLEY_TRUSTED_TEAMS", "PARLEY_ALLOWED_ORIGINS", "PARLEY_SANDBOX_CGROUP",
-         "PARLEY_SANDBOX_SHARE_NETWORK", "PARLEY_SCRIPTED_VIA")
+_KEYS = (
+    "OPENAI_API_KEY",
+    "OPENAI_BASE_URL",
+    "ANTHROPIC_API_KEY",
+    "AZURE_OPENAI_API_KEY",
+    "AZURE_OPENAI_ENDPOINT",
+    "OPENAI_API_VERSION",
+    "OLLAMA_HOST",
+    "PARLEY_MODEL",
+    "PARLEY_TEAMS",
+    "PARLEY_TOOLS",
+    "PARLEY_PRICES",
+    "PARLEY_TRUSTED_TEAMS",
+    "PARLEY_ALLOWED_ORIGINS",
+    "PARLEY_SANDBOX_CGROUP",
+    "PARLEY_SANDBOX_SHARE_NETWORK",
+    "PARLEY_SCRIPTED_VIA",
+)
 _real_connect = socket.socket.connect
 
 
@@ -37,7 +51,9 @@ def _loopback_only(self: socket.socket, address: object) -> object:
 
 
 @pytest.fixture(autouse=True)
-def _no_network_models(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _no_network_models(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[None]:
     for key in _KEYS:
         monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("PARLEY_DATA_DIR", str(tmp_path_factory.getbasetemp() / "parley-data"))

@@ -31,12 +31,23 @@ PROGRAM = textwrap.dedent("""
 def test_stopping_through_the_python_api_prints_no_traceback(tmp_path: Path) -> None:
     script = tmp_path / "script.yaml"
     words = " ".join(f"w{i}" for i in range(30))
-    script.write_text(json.dumps({"roles": {r: [f"{r}: {words}"] * 4 for r in ("researcher", "writer", "editor")},
-                                  "delay_s": 1.5}), encoding="utf-8")
+    script.write_text(
+        json.dumps(
+            {"roles": {r: [f"{r}: {words}"] * 4 for r in ("researcher", "writer", "editor")}, "delay_s": 1.5}
+        ),
+        encoding="utf-8",
+    )
     program = tmp_path / "stop.py"
     program.write_text(PROGRAM, encoding="utf-8")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PARLEY_", "OPENAI_", "ANTHROPIC_"))}
-    done = subprocess.run([sys.executable, str(program), str(script)], cwd=ROOT, env=env | {"PARLEY_DATA_DIR": str(tmp_path)},
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, str(program), str(script)],
+        cwd=ROOT,
+        env=env | {"PARLEY_DATA_DIR": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert (done.returncode, done.stdout.split()) == (0, ["stopped", "stopped"]), done.stderr
     assert done.stderr == ""  # before: autogen_core's "Error processing publish message ..." and a traceback

@@ -18,7 +18,9 @@ Write = Callable[[str, str], Path]
 
 def test_the_tool_call_hook_still_takes_the_arguments_parley_checks() -> None:
     hook = getattr(AssistantAgent, "_execute_tool_call", None)
-    assert hook is not None, "AssistantAgent._execute_tool_call is gone: CheckedToolCalls no longer checks calls"
+    assert hook is not None, (
+        "AssistantAgent._execute_tool_call is gone: CheckedToolCalls no longer checks calls"
+    )
     params = set(inspect.signature(hook).parameters)
     missing = [p for p in TOOL_CALL_PARAMETERS if p not in params]
     assert not missing, f"AssistantAgent._execute_tool_call no longer takes {missing}"
@@ -32,5 +34,7 @@ async def test_a_graph_team_still_shows_its_participants_graph_and_manager(write
     assert [p.name for p in participants_of(built)] == ["research", "write"]
     assert set(graph_of(built).nodes) == {"research", "write"}
     name = manager_name_of(built)
-    assert name in (await built.save_state())["agent_states"], "the manager's state is no longer saved under its name"
+    assert name in (await built.save_state())["agent_states"], (
+        "the manager's state is no longer saved under its name"
+    )
     await conv.close()

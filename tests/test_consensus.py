@@ -38,13 +38,16 @@ def test_answers_are_normalised_before_counting() -> None:
 
 async def test_voters_answer_in_parallel_and_a_majority_decides(write: Write) -> None:
     team = _team(write, "consensus: {options: [approve, reject]}\n")
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           analyst: ["Margins hold up.\\nVOTE: approve"]
           risk: ["Too much exposure to one client.\\nVOTE: Reject"]
           ops: ["We can deliver it. vote: APPROVE"]
         delay_s: 0.4
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Should we take the Acme contract?"))
     # Independent: no voter saw another's answer before giving its own.
@@ -57,9 +60,15 @@ async def test_voters_answer_in_parallel_and_a_majority_decides(write: Write) ->
     assert all(firsts[a] < lasts[b] for a in VOTERS for b in VOTERS if a != b)
     [vote] = _votes(events)
     assert vote.votes == {"analyst": "approve", "risk": "reject", "ops": "approve"}
-    assert vote.tally == {"approve": 2, "reject": 1} and vote.outcome == "majority" and vote.decision == "approve"
+    assert (
+        vote.tally == {"approve": 2, "reject": 1}
+        and vote.outcome == "majority"
+        and vote.decision == "approve"
+    )
     said = [(e.source, e.content) for e in events if isinstance(e, MessageEvent)]
-    assert [s for s, _ in said][-1] == "verdict" and said[-1][1].startswith("Decision: approve (by majority vote")
+    assert [s for s, _ in said][-1] == "verdict" and said[-1][1].startswith(
+        "Decision: approve (by majority vote"
+    )
     assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "completed"
     assert events[-1].turns == 3  # every parallel answer counts, not just the last of the step
     assert events[-1].content.startswith("Decision: approve")
@@ -67,64 +76,90 @@ async def test_voters_answer_in_parallel_and_a_majority_decides(write: Write) ->
 
 async def test_a_split_vote_debates_and_the_voters_see_each_other(write: Write) -> None:
     team = _team(write, "consensus: {options: [approve, reject, defer], debate_rounds: 1}\n")
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           analyst: ["VOTE: approve", "Risk convinced me. VOTE: reject"]
           risk: ["VOTE: reject", "VOTE: reject"]
           ops: ["VOTE: defer", "VOTE: defer"]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Take the contract?"))
     votes = _votes(events)
-    assert [(v.round, v.outcome, v.decision) for v in votes] == [(1, "debate", None), (2, "majority", "reject")]
+    assert [(v.round, v.outcome, v.decision) for v in votes] == [
+        (1, "debate", None),
+        (2, "majority", "reject"),
+    ]
     second_round = [c for c in conv.pool.scripts[0].calls if c.who == "analyst"][1]
     prompt = " ".join(str(m.content) for m in second_round.messages)
     assert "VOTE: reject" in prompt and "VOTE: defer" in prompt  # the others' first answers
 
 
 async def test_a_tie_goes_to_the_judge(write: Write) -> None:
-    team = _team(write, "consensus: {options: [approve, reject], debate_rounds: 0, tie: judge, judge: chair}\n",
-                 roles=("analyst", "risk", "chair"))
-    script = write("s.yaml", """
+    team = _team(
+        write,
+        "consensus: {options: [approve, reject], debate_rounds: 0, tie: judge, judge: chair}\n",
+        roles=("analyst", "risk", "chair"),
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           analyst: ["VOTE: approve"]
           risk: ["VOTE: reject"]
           chair: ["The risk case is stronger. VOTE: reject"]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Take the contract?"))
-    assert [(v.outcome, v.decision, v.source) for v in _votes(events)] == [("tie", None, "tally"),
-                                                                           ("judge", "reject", "chair")]
+    assert [(v.outcome, v.decision, v.source) for v in _votes(events)] == [
+        ("tie", None, "tally"),
+        ("judge", "reject", "chair"),
+    ]
     speakers = [e.source for e in events if isinstance(e, MessageEvent)]
     assert speakers[-2:] == ["chair", "verdict"] and "chair's ruling" in events[-1].content
 
 
 async def test_a_tie_goes_to_the_manager_model(write: Write) -> None:
-    team = _team(write, "consensus: {options: [approve, reject], debate_rounds: 0, tie: manager}\n",
-                 roles=("analyst", "risk"))
-    script = write("s.yaml", """
+    team = _team(
+        write,
+        "consensus: {options: [approve, reject], debate_rounds: 0, tie: manager}\n",
+        roles=("analyst", "risk"),
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           analyst: ["VOTE: approve"]
           risk: ["VOTE: reject"]
         selector: ['{"decision": "approve"}']
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Take the contract?"))
     assert [(v.outcome, v.decision) for v in _votes(events)] == [("tie", None), ("manager", "approve")]
     assert events[-1].content.startswith("Decision: approve (by the manager's ruling")
 
 
-@pytest.mark.parametrize(("how", "decision"), [({"choose": 2}, "reject"), ({"text": "defer it to Q1"}, "defer it to Q1")])
+@pytest.mark.parametrize(
+    ("how", "decision"), [({"choose": 2}, "reject"), ({"text": "defer it to Q1"}, "defer it to Q1")]
+)
 async def test_a_tie_escalates_to_the_human(write: Write, how: dict[str, object], decision: str) -> None:
-    team = _team(write, "consensus: {options: [approve, reject], debate_rounds: 0}\n", roles=("analyst", "risk"))
+    team = _team(
+        write, "consensus: {options: [approve, reject], debate_rounds: 0}\n", roles=("analyst", "risk")
+    )
     script = write("s.yaml", "roles:\n  analyst: ['VOTE: approve']\n  risk: ['VOTE: reject']\n")
     conv = Conversation(team, model=f"scripted:{script}")
     run = conv.start("Take the contract?")
 
     def on_event(ev: Event) -> None:
         if isinstance(ev, EscalationEvent):
-            assert ev.kind == "tie" and [(p.who, p.text) for p in ev.positions] == [("analyst", "approve"),
-                                                                                  ("risk", "reject")]
+            assert ev.kind == "tie" and [(p.who, p.text) for p in ev.positions] == [
+                ("analyst", "approve"),
+                ("risk", "reject"),
+            ]
             run.resolve(ev.escalation_id, **how, actor="dana")  # type: ignore[arg-type]
 
     events = await collect(run, on_event)
@@ -133,7 +168,9 @@ async def test_a_tie_escalates_to_the_human(write: Write, how: dict[str, object]
 
 
 def test_consensus_settings_are_checked(write: Write) -> None:
-    text = team_yaml("consensus", roles=("tally", "risk")) + "consensus: {tie: judge, voters: [risk, ghost]}\n"
+    text = (
+        team_yaml("consensus", roles=("tally", "risk")) + "consensus: {tie: judge, voters: [risk, ghost]}\n"
+    )
     with pytest.raises(TeamFileError) as err:
         load_team_file(write("bad.yaml", text))
     message = str(err.value)

@@ -37,6 +37,10 @@ def test_every_test_the_security_page_names_exists() -> None:
             if not current.is_file():
                 missing.append(path)
                 continue
-        if name and current is not None and not re.search(rf"^(async )?def {name}\(", current.read_text(), re.M):
+        if (
+            name
+            and current is not None
+            and not re.search(rf"^(async )?def {name}\(", current.read_text(), re.M)
+        ):
             missing.append(f"{current.relative_to(ROOT)}::{name}")
     assert missing == [], f"docs/security.md names tests that do not exist: {missing}"

@@ -29,13 +29,16 @@ def _said(events: list[Event]) -> list[tuple[str, str]]:
 
 async def test_sequential_runs_each_stage_once_in_order_and_each_sees_the_earlier_ones(write: Write) -> None:
     team = write("team.yaml", team_yaml("sequential", roles=("research", "analyse", "write", "review")))
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           research: ["facts: churn 3%"]
           analyse: ["analysis: churn is rising"]
           write: ["draft: churn rose to 3%"]
           review: ["approved draft"]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Report on churn"))
     assert [s for s, _ in _said(events)] == ["research", "analyse", "write", "review"]
@@ -46,13 +49,16 @@ async def test_sequential_runs_each_stage_once_in_order_and_each_sees_the_earlie
 
 async def test_sequential_takes_an_interjection_at_the_next_stage(write: Write) -> None:
     team = write("team.yaml", team_yaml("sequential", roles=("research", "write", "review")))
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           research: ["facts gathered over a long answer"]
           write: ["draft for EMEA"]
           review: ["ok"]
         delay_s: 0.2
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     said = False
 
@@ -64,29 +70,44 @@ async def test_sequential_takes_an_interjection_at_the_next_stage(write: Write) 
 
     events = await collect(conv.start("Report"), interject)
     order = [(e.type, e.source) for e in events if isinstance(e, MessageEvent | HumanMessageEvent)]
-    assert order == [("human_message", "user"), ("message", "research"), ("human_message", "user"),
-                     ("message", "write"), ("message", "review")]
-    write_prompt = [str(m.content) for m in next(c for c in conv.pool.scripts[0].calls if c.who == "write").messages]
+    assert order == [
+        ("human_message", "user"),
+        ("message", "research"),
+        ("human_message", "user"),
+        ("message", "write"),
+        ("message", "review"),
+    ]
+    write_prompt = [
+        str(m.content) for m in next(c for c in conv.pool.scripts[0].calls if c.who == "write").messages
+    ]
     assert "only EMEA" in write_prompt
 
 
 async def test_fanout_branches_run_in_parallel_and_the_join_waits_for_all(write: Write) -> None:
-    team = write("team.yaml", team_yaml("fanout", roles=("legal", "finance", "tech", "synth"))
-                 + "fanout: {join: synth}\n")
-    script = write("s.yaml", """
+    team = write(
+        "team.yaml",
+        team_yaml("fanout", roles=("legal", "finance", "tech", "synth")) + "fanout: {join: synth}\n",
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           legal: ["legal view"]
           finance: ["finance view"]
           tech: ["tech view"]
           synth: ["all three agree"]
         delay_s: 0.6
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     started = time.perf_counter()
     events = await collect(conv.start("Should we launch?"))
     elapsed = time.perf_counter() - started
     said = _said(events)
-    assert {s for s, _ in said[:3]} == {"legal", "finance", "tech"} and said[3] == ("synth", "all three agree")
+    assert {s for s, _ in said[:3]} == {"legal", "finance", "tech"} and said[3] == (
+        "synth",
+        "all three agree",
+    )
     # Branches overlap: their streamed chunks interleave before any branch has finished.
     first_message = next(i for i, e in enumerate(events) if isinstance(e, MessageEvent))
     streaming = {e.source for e in events[:first_message] if isinstance(e, ChunkEvent)}
@@ -97,36 +118,53 @@ async def test_fanout_branches_run_in_parallel_and_the_join_waits_for_all(write:
 
 
 async def test_loop_exits_on_approval_or_after_max_rounds(write: Write) -> None:
-    team = write("team.yaml", team_yaml("loop", roles=("writer", "critic")) + "loop: {until: APPROVE, max_rounds: 3}\n")
-    approving = write("a.yaml", """
+    team = write(
+        "team.yaml", team_yaml("loop", roles=("writer", "critic")) + "loop: {until: APPROVE, max_rounds: 3}\n"
+    )
+    approving = write(
+        "a.yaml",
+        """
         roles:
           writer: ["draft 1", "draft 2"]
           critic: ["too long", "good. APPROVE"]
-    """)
+    """,
+    )
     events = await collect(Conversation(team, model=f"scripted:{approving}").start("Write"))
-    assert _said(events) == [("writer", "draft 1"), ("critic", "too long"), ("writer", "draft 2"),
-                             ("critic", "good. APPROVE")]
+    assert _said(events) == [
+        ("writer", "draft 1"),
+        ("critic", "too long"),
+        ("writer", "draft 2"),
+        ("critic", "good. APPROVE"),
+    ]
     assert events[-1].stop_reason == "stop_text"  # type: ignore[union-attr]
-    never = write("n.yaml", """
+    never = write(
+        "n.yaml",
+        """
         roles:
           writer: ["d1", "d2", "d3", "d4"]
           critic: ["no", "still too long", "not yet", "no"]
-    """)
+    """,
+    )
     events = await collect(Conversation(team, model=f"scripted:{never}").start("Write"))
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "max_turns" and result.turns == 6
 
 
 async def test_swarm_follows_handoffs_including_to_the_human(write: Write) -> None:
-    team = write("team.yaml", """
+    team = write(
+        "team.yaml",
+        """
         name: swarm-team
         pattern: swarm
         roles:
           - {name: triage, prompt: Route requests., handoffs: [billing, user]}
           - {name: billing, prompt: Handle billing., handoffs: [triage, user]}
         termination: {max_turns: 6}
-    """)
-    script = write("s.yaml", """
+    """,
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           triage:
             - tool: transfer_to_billing
@@ -135,7 +173,8 @@ async def test_swarm_follows_handoffs_including_to_the_human(write: Write) -> No
             - tool: transfer_to_user
             - "Refund for order 1042 is on its way."
             - tool: transfer_to_user
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("I was charged twice"))
     speakers = [s for s, _ in _said(events)]
@@ -146,10 +185,20 @@ async def test_swarm_follows_handoffs_including_to_the_human(write: Write) -> No
 
 
 async def test_hierarchical_manager_delegates_subtasks_and_integrates_the_answers(write: Write) -> None:
-    team = write("team.yaml", team_yaml("hierarchical", roles=("editor", "researcher", "writer"), max_turns=12,
-                                        stop_text="DONE", stop_from=("editor",))
-                 + "hierarchical: {manager: editor}\n")
-    script = write("s.yaml", """
+    team = write(
+        "team.yaml",
+        team_yaml(
+            "hierarchical",
+            roles=("editor", "researcher", "writer"),
+            max_turns=12,
+            stop_text="DONE",
+            stop_from=("editor",),
+        )
+        + "hierarchical: {manager: editor}\n",
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           editor:
             - calls:
@@ -161,16 +210,23 @@ async def test_hierarchical_manager_delegates_subtasks_and_integrates_the_answer
           researcher: ["Q3 revenue: 4.2M"]
           writer: ["Intro: a strong quarter.", "Q3 was strong: 4.2M revenue."]
         delay_s: 0.3
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Write about Q3"))
     subtasks = [e for e in events if isinstance(e, SubtaskEvent)]
     started = [(e.worker, e.task) for e in subtasks if e.status == "started"]
-    assert started == [("researcher", "Find Q3 revenue"), ("writer", "Draft an intro"),
-                       ("writer", "Write the piece with: revenue 4.2M")]
+    assert started == [
+        ("researcher", "Find Q3 revenue"),
+        ("writer", "Draft an intro"),
+        ("writer", "Write the piece with: revenue 4.2M"),
+    ]
     done = {e.subtask_id: e.content for e in subtasks if e.status == "done"}
     assert [done[e.subtask_id] for e in subtasks if e.status == "started"] == [
-        "Q3 revenue: 4.2M", "Intro: a strong quarter.", "Q3 was strong: 4.2M revenue."]
+        "Q3 revenue: 4.2M",
+        "Intro: a strong quarter.",
+        "Q3 was strong: 4.2M revenue.",
+    ]
     # The first two sub-tasks ran at the same time: both started before either finished.
     order = [(e.status, e.worker) for e in subtasks]
     assert order[:2] == [("started", "researcher"), ("started", "writer")]
@@ -185,14 +241,18 @@ async def test_hierarchical_manager_delegates_subtasks_and_integrates_the_answer
 
 async def test_event_driven_role_wakes_on_its_trigger_not_on_a_schedule(write: Write) -> None:
     text = team_yaml("round_robin", roles=("analyst", "writer", "risk"), max_turns=5).replace(
-        "    prompt: You are risk.\n", "    prompt: You are risk.\n    on: [analyst finished, tool failed]\n")
+        "    prompt: You are risk.\n", "    prompt: You are risk.\n    on: [analyst finished, tool failed]\n"
+    )
     team = write("team.yaml", text)
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           analyst: ["EMEA fell 10% in Q3", {tool: calculate, args: {expression: "1/0"}}]
           writer: ["Report: EMEA fell 10%", "Report, final"]
           risk: ["Risk: EMEA decline is a concentration risk", "Risk: the calculation failed, check the inputs"]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Review Q3"))
     said = [s for s, _ in _said(events)]
@@ -206,13 +266,19 @@ async def test_event_driven_role_wakes_on_its_trigger_not_on_a_schedule(write: W
 
 def _disagreeing_loop(write: Write) -> tuple[Path, Path]:
     """A writer and a critic who agree only in the second round, in a loop of one round that escalates."""
-    team = write("team.yaml", team_yaml("loop", roles=("writer", "critic"), max_turns=10)
-                 + "loop: {until: APPROVE, max_rounds: 1, on_max_rounds: escalate}\n")
-    script = write("s.yaml", """
+    team = write(
+        "team.yaml",
+        team_yaml("loop", roles=("writer", "critic"), max_turns=10)
+        + "loop: {until: APPROVE, max_rounds: 1, on_max_rounds: escalate}\n",
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           writer: ["draft 1", "draft 2"]
           critic: ["too long", "good. APPROVE"]
-    """)
+    """,
+    )
     return team, script
 
 
@@ -237,13 +303,20 @@ async def test_a_loop_without_agreement_escalates_and_the_human_settles_it(write
     answers = iter([{"choose": 1}])
     events = await collect(run, on_event)  # the human took the writer's draft as it stands
     result = events[-1]
-    assert isinstance(result, RunResult) and result.content == "draft 1" and "settled by user" in result.detail
+    assert (
+        isinstance(result, RunResult) and result.content == "draft 1" and "settled by user" in result.detail
+    )
     assert [s for s, _ in _said(events)] == ["writer", "critic"]
 
 
 async def test_hierarchical_manager_delegates_to_a_whole_sub_team(write: Write) -> None:
-    write("sub.yaml", team_yaml("sequential", roles=("researcher", "writer")).replace("name: test-team", "name: desk"))
-    team = write("team.yaml", """
+    write(
+        "sub.yaml",
+        team_yaml("sequential", roles=("researcher", "writer")).replace("name: test-team", "name: desk"),
+    )
+    team = write(
+        "team.yaml",
+        """
         name: newsroom
         pattern: hierarchical
         hierarchical: {manager: chief}
@@ -251,8 +324,11 @@ async def test_hierarchical_manager_delegates_to_a_whole_sub_team(write: Write) 
           - {name: chief, prompt: You run the newsroom.}
           - {name: desk, team: sub.yaml, description: Researches and writes a story}
         termination: {max_turns: 6, stop_text: DONE, stop_from: [chief]}
-    """)
-    script = write("s.yaml", """
+    """,
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           chief:
             - tool: desk
@@ -260,66 +336,97 @@ async def test_hierarchical_manager_delegates_to_a_whole_sub_team(write: Write) 
             - "Story approved. DONE"
           researcher: ["churn rose to 3%"]
           writer: ["Churn rose to 3% in Q3."]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Cover Q3 churn"))
     subtasks = [(e.worker, e.status, e.content) for e in events if isinstance(e, SubtaskEvent)]
-    assert subtasks == [("desk", "started", "A story on Q3 churn"), ("desk", "done", "Churn rose to 3% in Q3.")]
+    assert subtasks == [
+        ("desk", "started", "A story on Q3 churn"),
+        ("desk", "done", "Churn rose to 3% in Q3."),
+    ]
     # The sub-team's own pipeline ran inside the delegation, each of its roles shown as it spoke.
-    assert _said(events) == [("researcher", "churn rose to 3%"), ("writer", "Churn rose to 3% in Q3."),
-                             ("chief", "Story approved. DONE")]
+    assert _said(events) == [
+        ("researcher", "churn rose to 3%"),
+        ("writer", "Churn rose to 3% in Q3."),
+        ("chief", "Story approved. DONE"),
+    ]
     assert events[-1].stop_reason == "stop_text"  # type: ignore[union-attr]
 
 
 def _on(text: str, role: str, on: str, extra: str = "") -> str:
     """A team text with `role` made event-driven (woken by `on`)."""
-    return text.replace(f"    prompt: You are {role}.\n", f"    prompt: You are {role}.\n    on: [{on}]\n{extra}")
+    return text.replace(
+        f"    prompt: You are {role}.\n", f"    prompt: You are {role}.\n    on: [{on}]\n{extra}"
+    )
 
 
 async def test_stage_finished_wakes_its_role_after_each_scheduled_role(write: Write) -> None:
-    team = write("team.yaml", _on(team_yaml("round_robin", roles=("research", "write", "monitor"), max_turns=4),
-                                  "monitor", "stage finished"))
-    script = write("s.yaml", """
+    team = write(
+        "team.yaml",
+        _on(
+            team_yaml("round_robin", roles=("research", "write", "monitor"), max_turns=4),
+            "monitor",
+            "stage finished",
+        ),
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           research: ["facts: churn 3%"]
           write: ["draft: churn rose to 3%"]
           monitor: ["monitor: research looks sourced", "monitor: the draft matches the facts"]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Report on churn"))
     assert [s for s, _ in _said(events)] == ["research", "monitor", "write", "monitor"]
     assert [(e.role, e.on) for e in events if isinstance(e, TriggerEvent)] == [
-        ("monitor", "stage finished"), ("monitor", "stage finished")]
+        ("monitor", "stage finished"),
+        ("monitor", "stage finished"),
+    ]
     assert events[-1].stop_reason == "max_turns"  # type: ignore[union-attr]
 
 
 async def test_validation_failed_wakes_its_role(write: Write) -> None:
     rules = "    validate: {not_contains: [lorem], retries: 1}\n"
     text = team_yaml("round_robin", roles=("writer", "editor"), max_turns=2).replace(
-        "    prompt: You are writer.\n", "    prompt: You are writer.\n" + rules)
+        "    prompt: You are writer.\n", "    prompt: You are writer.\n" + rules
+    )
     team = write("team.yaml", _on(text, "editor", "validation failed"))
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           writer: ["lorem ipsum", "A clean draft."]
           editor: ["editor: the first draft had filler text; the second is fine"]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Draft the note"))
-    assert [(e.role, e.on) for e in events if isinstance(e, TriggerEvent)] == [("editor", "validation failed")]
+    assert [(e.role, e.on) for e in events if isinstance(e, TriggerEvent)] == [
+        ("editor", "validation failed")
+    ]
     assert [s for s, _ in _said(events)] == ["writer", "editor"]
 
 
 async def test_file_written_wakes_its_role(write: Write) -> None:
-    text = team_yaml("round_robin", roles=("writer", "checker"), max_turns=3, tools={"writer": ["write_file"]})
+    text = team_yaml(
+        "round_robin", roles=("writer", "checker"), max_turns=3, tools={"writer": ["write_file"]}
+    )
     team = write("team.yaml", _on(text, "checker", "file written"))
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           writer:
             - tool: write_file
               args: {path: notes.md, content: "Q3 notes"}
             - "Notes written."
           checker: ["checker: notes.md is there and non-empty"]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Write the notes"))
     assert [(e.role, e.on) for e in events if isinstance(e, TriggerEvent)] == [("checker", "file written")]

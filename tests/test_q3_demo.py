@@ -14,7 +14,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def _deck_text(path: str) -> tuple[str, int]:
     deck = Presentation(path)
-    text = " ".join(shape.text_frame.text for slide in deck.slides for shape in slide.shapes if shape.has_text_frame)
+    text = " ".join(
+        shape.text_frame.text for slide in deck.slides for shape in slide.shapes if shape.has_text_frame
+    )
     pictures = sum(1 for slide in deck.slides for shape in slide.shapes if shape.shape_type == 13)
     return text, pictures
 

@@ -24,16 +24,24 @@ def _conv(write: Write, script: str, **team_kw: object) -> Conversation:
 def _said(conv: Conversation, role: str, call: int) -> list[str]:
     """Texts of the user messages the role's `call`-th model call received (1-based)."""
     calls = [c for c in conv.pool.scripts[0].calls if c.who == role]
-    return [m.content for m in calls[call - 1].messages if isinstance(m, UserMessage) and isinstance(m.content, str)]
+    return [
+        m.content
+        for m in calls[call - 1].messages
+        if isinstance(m, UserMessage) and isinstance(m.content, str)
+    ]
 
 
 async def test_say_joins_after_current_turn_in_order(write: Write) -> None:
-    conv = _conv(write, """
+    conv = _conv(
+        write,
+        """
         roles:
           alpha: ["Alpha one speaks at some length here", "Alpha two"]
           beta: ["Beta one", "Beta two"]
         delay_s: 0.2
-    """, max_turns=4)
+    """,
+        max_turns=4,
+    )
     run = conv.start("Plan the launch")
     sent = False
 
@@ -63,12 +71,16 @@ async def test_say_joins_after_current_turn_in_order(write: Write) -> None:
 
 
 async def test_interrupt_abandons_current_call_and_continues(write: Write) -> None:
-    conv = _conv(write, """
+    conv = _conv(
+        write,
+        """
         roles:
           alpha: ["One two three four five six seven eight nine ten", "Alpha after the interrupt"]
           beta: ["Beta answers"]
         delay_s: 1.0
-    """, max_turns=2)
+    """,
+        max_turns=2,
+    )
     run = conv.start("Write the summary")
     chunks = 0
 
@@ -94,12 +106,18 @@ async def test_interrupt_abandons_current_call_and_continues(write: Write) -> No
 
 
 async def test_stop_ends_now_and_conversation_continues(write: Write) -> None:
-    conv = _conv(write, """
+    conv = _conv(
+        write,
+        """
         roles:
           alpha: ["Alpha finished its turn", "Alpha resumes"]
           beta: ["Beta is halfway through a long answer when", "Beta after resume. DONE"]
         delay_s: 0.5
-    """, max_turns=6, stop_text="DONE", stop_from=("beta",))
+    """,
+        max_turns=6,
+        stop_text="DONE",
+        stop_from=("beta",),
+    )
     run = conv.start("Draft it")
     calls_at_stop = -1
 
@@ -130,11 +148,16 @@ async def test_stop_ends_now_and_conversation_continues(write: Write) -> None:
 
 
 async def test_message_typed_too_late_is_kept_for_next_run(write: Write) -> None:
-    conv = _conv(write, """
+    conv = _conv(
+        write,
+        """
         roles:
           alpha: ["Only turn", "Second run reply"]
         delay_s: 0.2
-    """, roles=("alpha",), max_turns=1)
+    """,
+        roles=("alpha",),
+        max_turns=1,
+    )
     run = conv.start("Go")
     said = False
 
@@ -155,11 +178,14 @@ async def test_message_typed_too_late_is_kept_for_next_run(write: Write) -> None
 
 async def test_timeout_cancels_a_model_that_is_still_generating(write: Write) -> None:
     team = write("team.yaml", team_yaml(max_turns=5) + "  timeout_s: 0.3\n")
-    script = write("script.yaml", """
+    script = write(
+        "script.yaml",
+        """
         roles:
           alpha: ["this reply would take a full minute to stream out"]
         delay_s: 60
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     events = await collect(conv.start("Go"), lambda ev: None)
     result = events[-1]
@@ -171,12 +197,15 @@ async def test_timeout_cancels_a_model_that_is_still_generating(write: Write) ->
 async def test_token_budget_stops_the_run_and_no_call_is_made_past_it(write: Write) -> None:
     long = "word " * 60
     team = write("team.yaml", team_yaml("selector", max_turns=20))
-    script = write("script.yaml", f"""
+    script = write(
+        "script.yaml",
+        f"""
         roles:
           alpha: ["{long}", "{long}", "{long}", "{long}"]
           beta: ["{long}", "{long}", "{long}", "{long}"]
         selector: [alpha, beta, alpha, beta, alpha, beta, alpha, beta]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}", max_tokens=600)
     events = await collect(conv.start("Go"), lambda ev: None)
     result = events[-1]
@@ -191,11 +220,15 @@ async def test_token_budget_stops_the_run_and_no_call_is_made_past_it(write: Wri
 
 
 async def test_script_running_out_is_an_error_naming_role_and_turn(write: Write) -> None:
-    conv = _conv(write, """
+    conv = _conv(
+        write,
+        """
         roles:
           alpha: ["first"]
           beta: ["second"]
-    """, max_turns=4)
+    """,
+        max_turns=4,
+    )
     events = await collect(conv.start("Go"), lambda ev: None)
     result = events[-1]
     assert isinstance(result, RunResult)
@@ -210,7 +243,9 @@ async def test_stop_during_a_tool_that_never_returns(write: Write) -> None:
     from parley import ToolRegistry
     from parley.events import ToolCallEvent
 
-    write("slow/hang.py", '''
+    write(
+        "slow/hang.py",
+        '''
         import asyncio
         from parley.tools import tool
 
@@ -219,10 +254,13 @@ async def test_stop_during_a_tool_that_never_returns(write: Write) -> None:
             """Never returns."""
             await asyncio.Event().wait()
             return "unreachable"
-    ''')
+    ''',
+    )
     registry = ToolRegistry.discover([write("slow/_x.py", "").parent])
     team = write("team.yaml", team_yaml(roles=("alpha",), tools={"alpha": ["wait_forever"]}))
-    script = write("script.yaml", "roles:\n  alpha:\n    - tool: wait_forever\n      args: {x: 1}\n    - after\n")
+    script = write(
+        "script.yaml", "roles:\n  alpha:\n    - tool: wait_forever\n      args: {x: 1}\n    - after\n"
+    )
     conv = Conversation(team, model=f"scripted:{script}", registry=registry)
     run = conv.start("Go")
 
@@ -244,10 +282,20 @@ async def test_a_failed_run_says_which_role_failed_at_which_turn_and_why() -> No
             raise ValueError("the upstream service refused the request")
         return "alpha's part"
 
-    conv = Conversation(TeamSpec.model_validate({
-        "name": "pair", "pattern": "round_robin",
-        "roles": [{"name": "alpha", "prompt": "You are alpha."}, {"name": "beta", "prompt": "You are beta."}],
-        "termination": {"max_turns": 4}}), model=FunctionModel(flaky))
+    conv = Conversation(
+        TeamSpec.model_validate(
+            {
+                "name": "pair",
+                "pattern": "round_robin",
+                "roles": [
+                    {"name": "alpha", "prompt": "You are alpha."},
+                    {"name": "beta", "prompt": "You are beta."},
+                ],
+                "termination": {"max_turns": 4},
+            }
+        ),
+        model=FunctionModel(flaky),
+    )
     run = conv.start("Go")
     result = await run.wait()
     assert result.stop_reason == "error" and "upstream service refused" in result.detail
@@ -257,17 +305,22 @@ async def test_a_failed_run_says_which_role_failed_at_which_turn_and_why() -> No
     await conv.close()
 
 
-async def test_a_reader_that_falls_behind_loses_only_streamed_chunks(write: Write, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_a_reader_that_falls_behind_loses_only_streamed_chunks(
+    write: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import parley._publish
 
     monkeypatch.setattr(parley._publish, "MAX_BUFFERED_CHUNKS", 3)
     team = write("team.yaml", team_yaml(max_turns=2))
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           alpha: ["one two three four five six seven eight nine ten eleven twelve"]
           beta: ["thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty"]
         delay_s: 0.6
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     run = conv.start("Count")
     late = run.__aiter__()  # a reader that subscribes now and reads nothing until the run has ended

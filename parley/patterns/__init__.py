@@ -82,11 +82,13 @@ class _Loop(Pattern):
 
     def limits(self, team: TeamSpec, limits: TerminationSpec) -> TerminationSpec:
         loop = team.loop
-        return limits.model_copy(update={  # a round is one turn of every role; the last role may end it
-            "max_turns": min(limits.max_turns, (loop.max_rounds if loop else 3) * len(team.roles)),
-            "stop_text": (loop.until if loop else None) or limits.stop_text,
-            "stop_from": limits.stop_from or [team.scheduled[-1].name],
-        })
+        return limits.model_copy(
+            update={  # a round is one turn of every role; the last role may end it
+                "max_turns": min(limits.max_turns, (loop.max_rounds if loop else 3) * len(team.roles)),
+                "stop_text": (loop.until if loop else None) or limits.stop_text,
+                "stop_from": limits.stop_from or [team.scheduled[-1].name],
+            }
+        )
 
     def escalates(self, team: TeamSpec) -> bool:
         return team.loop is not None and team.loop.on_max_rounds == "escalate"
@@ -103,8 +105,10 @@ class _Hierarchical(Pattern):
         if h is None:
             return None
         if role == h.manager:
-            return ("You lead: plan the work, delegate each sub-task to the worker best suited by calling it "
-                    "with the sub-task, then integrate their answers into the final result.")
+            return (
+                "You lead: plan the work, delegate each sub-task to the worker best suited by calling it "
+                "with the sub-task, then integrate their answers into the final result."
+            )
         return f"You are a worker: {h.manager} gives you sub-tasks; answer each one fully and only it."
 
     def workers(self, team: TeamSpec) -> list[str]:
@@ -123,8 +127,19 @@ class _Consensus(Pattern):
         return {*team.role_names, STEPS[-1]}  # the roles, and the verdict
 
 
-PATTERNS: dict[str, Pattern] = {p.name: p for p in (
-    _RoundRobin(), _Selector(), _Sequential(), _Fanout(), _Swarm(), _Loop(), _Hierarchical(), _Consensus())}
+PATTERNS: dict[str, Pattern] = {
+    p.name: p
+    for p in (
+        _RoundRobin(),
+        _Selector(),
+        _Sequential(),
+        _Fanout(),
+        _Swarm(),
+        _Loop(),
+        _Hierarchical(),
+        _Consensus(),
+    )
+}
 
 
 def pattern_of(team: TeamSpec) -> Pattern:
@@ -133,9 +148,14 @@ def pattern_of(team: TeamSpec) -> Pattern:
 
 def system_prompt(team: TeamSpec, limits: TerminationSpec, name: str) -> str:
     """A role's system prompt: its own prompt, who it works with, its pattern's note, how it ends the work."""
-    others = ", ".join(f"{r.name} ({r.description})" if r.description else r.name for r in team.roles if r.name != name)
-    lines = [team.prompts.get(name, team.role(name).prompt), "",
-             f"You are {name} in the team '{team.name}'. Other roles: {others}."]
+    others = ", ".join(
+        f"{r.name} ({r.description})" if r.description else r.name for r in team.roles if r.name != name
+    )
+    lines = [
+        team.prompts.get(name, team.role(name).prompt),
+        "",
+        f"You are {name} in the team '{team.name}'. Other roles: {others}.",
+    ]
     note = pattern_of(team).prompt_note(team, name)
     if note is not None:
         lines.append(note)

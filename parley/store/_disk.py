@@ -128,8 +128,13 @@ def os_problem(exc: OSError) -> str:
     writing = exc.errno in _DISK_ERRNOS and exc.errno != errno.ENOENT
     text = f"cannot write to {where}{what}" if writing else f"{where}{what}"
     if exc.filename and _in_data_folder(Path(os.fsdecode(exc.filename))):
-        fix = ("free some space there or " if exc.errno in (errno.ENOSPC, errno.EDQUOT) else
-               "make it writable or " if writing else "")
+        fix = (
+            "free some space there or "
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else "make it writable or "
+            if writing
+            else ""
+        )
         text += f" — {fix}set PARLEY_DATA_DIR to another folder"
     return text
 

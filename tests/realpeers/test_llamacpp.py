@@ -53,8 +53,12 @@ async def test_the_peer_refuses_what_parley_used_to_send_and_takes_what_it_sends
     llama: str, pool: ModelPool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     raw = openai.OpenAI(base_url=llama, api_key="none", max_retries=0)
-    wire = [{"role": "system", "content": TWICE[0].content}, {"role": "user", "content": "How did Q3 go?"},
-            {"role": "assistant", "content": "Revenue grew 4%."}, {"role": "assistant", "content": "Margins held."}]
+    wire = [
+        {"role": "system", "content": TWICE[0].content},
+        {"role": "user", "content": "How did Q3 go?"},
+        {"role": "assistant", "content": "Revenue grew 4%."},
+        {"role": "assistant", "content": "Margins held."},
+    ]
     with pytest.raises(openai.BadRequestError, match="Cannot have 2 or more assistant messages at the end"):
         raw.chat.completions.create(model=ALIAS, messages=wire, max_tokens=8)  # type: ignore[arg-type]
 
@@ -70,21 +74,29 @@ async def test_the_peer_refuses_what_parley_used_to_send_and_takes_what_it_sends
 
 async def test_the_reply_cap_holds_against_the_server(llama: str, pool: ModelPool) -> None:
     client = pool.client(f"compatible:{ALIAS}@{llama}", "writer", max_reply_tokens=12)
-    long_ask = [UserMessage(content="Write a long, detailed essay on customer churn, in ten sections.", source="user")]
+    long_ask = [
+        UserMessage(content="Write a long, detailed essay on customer churn, in ten sections.", source="user")
+    ]
     result = await client.create(long_ask)
     assert result.finish_reason == "length"
     assert 0 < result.usage.completion_tokens <= 12
     assert pool.meter.calls[-1].completion_tokens == result.usage.completion_tokens  # reported, not estimated
 
 
-async def test_a_prompt_over_the_servers_window_is_an_error_naming_both_sizes(llama: str, pool: ModelPool) -> None:
+async def test_a_prompt_over_the_servers_window_is_an_error_naming_both_sizes(
+    llama: str, pool: ModelPool
+) -> None:
     task = [UserMessage(content="revenue churn margin " * 1800, source="user")]
     # Refused before sending: the window comes from the server's /v1/models.
-    with pytest.raises(ContextOverflowError, match=rf"analyst is [\d,]+ tokens .*window is {WINDOW:,} tokens"):
+    with pytest.raises(
+        ContextOverflowError, match=rf"analyst is [\d,]+ tokens .*window is {WINDOW:,} tokens"
+    ):
         await pool.client(f"compatible:{ALIAS}@{llama}", "analyst").create(task)
     # A team file claiming a larger window: the server's own refusal becomes the same error, not retried.
     claimed = pool.client(f"compatible:{ALIAS}@{llama}", "analyst", context_tokens=100_000)
-    with pytest.raises(ContextOverflowError, match=rf"analyst is [\d,]+ tokens; .*window is {WINDOW:,} tokens"):
+    with pytest.raises(
+        ContextOverflowError, match=rf"analyst is [\d,]+ tokens; .*window is {WINDOW:,} tokens"
+    ):
         async for _ in claimed.create_stream(task):
             pass
     assert pool.meter.calls == [] and len(pool.meter.failures) == 2
@@ -118,11 +130,13 @@ async def test_every_shipped_team_runs_six_turns_on_llamacpp(llama: str, team: s
     """The acceptance: each team through `compatible:`, tools offered (this server answers them in text), one
     role often speaking twice in a row, six turns without an error. Answers are capped short to keep it quick."""
     spec = resolve_team(team)
-    spec = spec.model_copy(update={
-        "max_reply_tokens": 16,
-        # The tiny model repeats itself; the loop check (a real stop) would end some teams before six turns.
-        "termination": spec.termination.model_copy(update={"max_repeats": 7, "timeout_s": None}),
-    })
+    spec = spec.model_copy(
+        update={
+            "max_reply_tokens": 16,
+            # The tiny model repeats itself; the loop check (a real stop) would end some teams before six turns.
+            "termination": spec.termination.model_copy(update={"max_repeats": 7, "timeout_s": None}),
+        }
+    )
     conv = Conversation(spec, model=f"compatible:{ALIAS}@{llama}", max_turns=6)
     t0 = time.perf_counter()
     run = conv.start("Our churn rose 2% last quarter. What should we do?")
@@ -144,5 +158,7 @@ async def test_every_shipped_team_runs_six_turns_on_llamacpp(llama: str, team: s
     assert all(m.content.strip() for m in said)
     # Six turns, unless the pattern ends by itself sooner (a pipeline, a fan-out, a vote: each role once).
     assert result.turns == 6 or (result.stop_reason == "completed" and result.turns >= 3), (
-        result.stop_reason, result.turns)
+        result.stop_reason,
+        result.turns,
+    )
     assert not [w for w in seen if "mismatch" in str(w.message)]

@@ -49,9 +49,13 @@ def declared(request: pytest.FixtureRequest) -> Callable[..., str]:
     return lambda **kw: server_yaml(request.param, url, **kw)
 
 
-def _team(write: Write, server: str, *, roles: tuple[str, ...] = ("alpha", "beta"), max_turns: int = 2) -> Path:
-    return write("team.yaml", team_yaml(roles=roles, max_turns=max_turns, tools={"alpha": ["peer.*"]})
-                 + "mcp:\n" + server)
+def _team(
+    write: Write, server: str, *, roles: tuple[str, ...] = ("alpha", "beta"), max_turns: int = 2
+) -> Path:
+    return write(
+        "team.yaml",
+        team_yaml(roles=roles, max_turns=max_turns, tools={"alpha": ["peer.*"]}) + "mcp:\n" + server,
+    )
 
 
 def _script(write: Write, alpha: list[str], beta: tuple[str, ...] = ("noted",), name: str = "s.yaml") -> str:
@@ -69,9 +73,13 @@ def _results(events: list[Any]) -> list[ToolResultEvent]:
     return [e for e in events if isinstance(e, ToolResultEvent)]
 
 
-async def test_a_servers_state_lasts_the_whole_conversation(write: Write, declared: Callable[..., str]) -> None:
-    conv = Conversation(_team(write, declared(), roles=("alpha",)),
-                        model=_script(write, ["{tool: peer__count}"] * 3 + ["done"], beta=()))
+async def test_a_servers_state_lasts_the_whole_conversation(
+    write: Write, declared: Callable[..., str]
+) -> None:
+    conv = Conversation(
+        _team(write, declared(), roles=("alpha",)),
+        model=_script(write, ["{tool: peer__count}"] * 3 + ["done"], beta=()),
+    )
     try:
         first = await _events(conv, "Count")
         second = await _events(conv, "Count on")
@@ -82,11 +90,17 @@ async def test_a_servers_state_lasts_the_whole_conversation(write: Write, declar
     assert isinstance(second[-1], RunResult) and second[-1].stop_reason == "max_turns"
 
 
-async def test_results_are_text_files_and_resources_never_json_blocks(write: Write,
-                                                                      declared: Callable[..., str]) -> None:
+async def test_results_are_text_files_and_resources_never_json_blocks(
+    write: Write, declared: Callable[..., str]
+) -> None:
     server = declared(extra="    max_result_chars: 1000\n")
-    script = _script(write, ["{calls: [{tool: peer__picture, args: {width: 64, height: 48}}, "
-                             "{tool: peer__big, args: {chars: 200000}}, {tool: peer__document}]}"])
+    script = _script(
+        write,
+        [
+            "{calls: [{tool: peer__picture, args: {width: 64, height: 48}}, "
+            "{tool: peer__big, args: {chars: 200000}}, {tool: peer__document}]}"
+        ],
+    )
     conv = Conversation(_team(write, server), model=script)
     try:
         events = await _events(conv, "Fetch")
@@ -103,11 +117,15 @@ async def test_results_are_text_files_and_resources_never_json_blocks(write: Wri
     assert not any('"type"' in c for c in by_tool.values())
 
 
-async def test_progress_and_log_lines_are_shown_while_the_call_runs(write: Write,
-                                                                    declared: Callable[..., str]) -> None:
+async def test_progress_and_log_lines_are_shown_while_the_call_runs(
+    write: Write, declared: Callable[..., str]
+) -> None:
     # One call at a time: a log line names no request, so it goes to the server's latest running call.
-    script = _script(write, ["{tool: peer__steps, args: {n: 3}}",
-                             "{tool: peer__chatty, args: {message: disk almost full}}"], beta=("one", "two"))
+    script = _script(
+        write,
+        ["{tool: peer__steps, args: {n: 3}}", "{tool: peer__chatty, args: {message: disk almost full}}"],
+        beta=("one", "two"),
+    )
     conv = Conversation(_team(write, declared(), max_turns=4), model=script)
     try:
         events = await _events(conv, "Work")
@@ -117,14 +135,18 @@ async def test_progress_and_log_lines_are_shown_while_the_call_runs(write: Write
     steps = [(e.progress, e.total, e.content) for e in progress if e.name == "peer.steps"]
     assert steps == [(1, 3, "step 1 of 3"), (2, 3, "step 2 of 3"), (3, 3, "step 3 of 3")]
     assert [(e.level, e.content, e.source) for e in progress if e.name == "peer.chatty"] == [
-        ("warning", "disk almost full", "alpha")]
+        ("warning", "disk almost full", "alpha")
+    ]
     done = events.index(next(r for r in _results(events) if r.name == "peer__steps"))
     assert all(events.index(e) < done for e in progress if e.name == "peer.steps")
 
 
 async def test_a_server_that_dies_is_started_again_once_with_a_notice(write: Write) -> None:
-    script = _script(write, ["{tool: peer__count}", "{tool: peer__crash}", "{tool: peer__count}"],
-                     beta=("one", "two", "three"))
+    script = _script(
+        write,
+        ["{tool: peer__count}", "{tool: peer__crash}", "{tool: peer__count}"],
+        beta=("one", "two", "three"),
+    )
     conv = Conversation(_team(write, server_yaml("stdio"), max_turns=6), model=script)
     try:
         events = await _events(conv, "Count, crash, count")
@@ -168,8 +190,10 @@ async def test_a_server_that_exits_at_start_is_an_error_with_its_stderr(write: W
 
 
 async def test_closing_the_conversation_ends_a_stdio_server(write: Write) -> None:
-    conv = Conversation(_team(write, server_yaml("stdio"), roles=("alpha",)),
-                        model=_script(write, ["{tool: peer__pid}", "done"], beta=()))
+    conv = Conversation(
+        _team(write, server_yaml("stdio"), roles=("alpha",)),
+        model=_script(write, ["{tool: peer__pid}", "done"], beta=()),
+    )
     pid = int(_results(await _events(conv, "Who are you"))[0].content)
     os.kill(pid, 0)  # alive between runs, waiting for the next call
     await conv.close()
@@ -178,11 +202,14 @@ async def test_closing_the_conversation_ends_a_stdio_server(write: Write) -> Non
 
 
 async def test_a_page_leaving_an_idle_web_chat_ends_its_stdio_server_which_starts_again_on_the_next_call(
-        write: Write) -> None:
+    write: Write,
+) -> None:
     from parley.web._chat import ChatSession
 
-    conv = Conversation(_team(write, server_yaml("stdio"), roles=("alpha",)),
-                        model=_script(write, ["{tool: peer__pid}", "done", "{tool: peer__pid}", "done"], beta=()))
+    conv = Conversation(
+        _team(write, server_yaml("stdio"), roles=("alpha",)),
+        model=_script(write, ["{tool: peer__pid}", "done", "{tool: peer__pid}", "done"], beta=()),
+    )
     try:
         first = int(_results(await _events(conv, "Who are you"))[0].content)
         await ChatSession(conv, "local").page_left()  # Chainlit's on_chat_end: the tab was closed
@@ -196,10 +223,16 @@ async def test_a_page_leaving_an_idle_web_chat_ends_its_stdio_server_which_start
 
 
 def test_http_headers_take_secrets_from_the_environment_and_never_store_them(
-        write: Write, http_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
-        caplog: pytest.LogCaptureFixture) -> None:
+    write: Write,
+    http_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     secret = AUTH.split()[1]
-    server = f"  - name: peer\n    url: {http_url}\n    headers: {{Authorization: 'Bearer ${{PEER_TOKEN}}'}}\n"
+    server = (
+        f"  - name: peer\n    url: {http_url}\n    headers: {{Authorization: 'Bearer ${{PEER_TOKEN}}'}}\n"
+    )
     team = _team(write, server)
     script = _script(write, ["{tool: peer__whoami}"])
     caplog.set_level(logging.DEBUG)
@@ -207,7 +240,10 @@ def test_http_headers_take_secrets_from_the_environment_and_never_store_them(
     monkeypatch.delenv("PEER_TOKEN", raising=False)
     assert main(["run", str(team), "Who am I", "--model", script, "--json"]) != 0
     out, err = capsys.readouterr()
-    assert "header Authorization uses ${PEER_TOKEN}, but the environment variable PEER_TOKEN is not set" in out + err
+    assert (
+        "header Authorization uses ${PEER_TOKEN}, but the environment variable PEER_TOKEN is not set"
+        in out + err
+    )
 
     monkeypatch.setenv("PEER_TOKEN", secret)
     assert main(["run", str(team), "Who am I", "--model", script, "--json"]) == 0
@@ -217,15 +253,20 @@ def test_http_headers_take_secrets_from_the_environment_and_never_store_them(
     data = Path(os.environ["PARLEY_DATA_DIR"])
     stored = [p for p in data.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     assert stored == [], "a header's value reached the store"
-    assert any(b"Who am I" in p.read_bytes() for p in data.rglob("*") if p.is_file()), \
+    assert any(b"Who am I" in p.read_bytes() for p in data.rglob("*") if p.is_file()), (
         "the run was not stored there: the search proves nothing"
+    )
 
 
-def test_the_command_line_shows_a_tools_progress_and_log_lines(write: Write,
-                                                               capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_command_line_shows_a_tools_progress_and_log_lines(
+    write: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
     team = _team(write, server_yaml("stdio"), max_turns=4)
-    script = _script(write, ["{tool: peer__steps, args: {n: 2}}", "{tool: peer__chatty, args: {message: cache cold}}"],
-                     beta=("one", "two"))
+    script = _script(
+        write,
+        ["{tool: peer__steps, args: {n: 2}}", "{tool: peer__chatty, args: {message: cache cold}}"],
+        beta=("one", "two"),
+    )
     assert main(["run", str(team), "Work", "--model", script, "--no-save"]) == 0
     out = capsys.readouterr().out
     assert "    … peer.steps: 1/2 step 1 of 2\n    … peer.steps: 2/2 step 2 of 2\n" in out
@@ -235,9 +276,16 @@ def test_the_command_line_shows_a_tools_progress_and_log_lines(write: Write,
 
 async def test_a_sub_team_shares_the_conversations_sessions(write: Write) -> None:
     server = "mcp:\n" + server_yaml("stdio")
-    write("sub.yaml", team_yaml("sequential", roles=("counter",), tools={"counter": ["peer.count"]})
-          .replace("name: test-team", "name: desk") + server)
-    team = write("team.yaml", f"""
+    write(
+        "sub.yaml",
+        team_yaml("sequential", roles=("counter",), tools={"counter": ["peer.count"]}).replace(
+            "name: test-team", "name: desk"
+        )
+        + server,
+    )
+    team = write(
+        "team.yaml",
+        f"""
         name: office
         pattern: hierarchical
         hierarchical: {{manager: chief}}
@@ -246,8 +294,11 @@ async def test_a_sub_team_shares_the_conversations_sessions(write: Write) -> Non
           - {{name: desk, team: sub.yaml, description: Counts}}
         termination: {{max_turns: 6}}
         {server.replace(chr(10), chr(10) + "        ")}
-    """)
-    script = write("s.yaml", """
+    """,
+    )
+    script = write(
+        "s.yaml",
+        """
         roles:
           chief:
             - tool: peer__count
@@ -256,7 +307,8 @@ async def test_a_sub_team_shares_the_conversations_sessions(write: Write) -> Non
             - tool: peer__count
             - "Three. Done"
           counter: [{tool: peer__count}]
-    """)
+    """,
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     try:
         events = await _events(conv, "Count")
@@ -267,8 +319,9 @@ async def test_a_sub_team_shares_the_conversations_sessions(write: Write) -> Non
 
 
 @pytest.mark.parametrize("vision", [True, False])
-async def test_a_model_that_accepts_images_is_shown_the_picture(write: Write, monkeypatch: pytest.MonkeyPatch,
-                                                                vision: bool) -> None:
+async def test_a_model_that_accepts_images_is_shown_the_picture(
+    write: Write, monkeypatch: pytest.MonkeyPatch, vision: bool
+) -> None:
     from parley.engine.autogen.models import ScriptedClient
 
     monkeypatch.setattr(ScriptedClient, "info", {**ScriptedClient.info, "vision": vision})
@@ -279,16 +332,23 @@ async def test_a_model_that_accepts_images_is_shown_the_picture(write: Write, mo
     finally:
         await conv.close()
     assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "max_turns"
-    seen = [c.messages for c in conv.pool.scripts[0].calls if c.who == "alpha"][1]  # its turn after the tool's
-    pictures = [part for m in seen if isinstance(m.content, list) for part in m.content if isinstance(part, Image)]
+    seen = [c.messages for c in conv.pool.scripts[0].calls if c.who == "alpha"][
+        1
+    ]  # its turn after the tool's
+    pictures = [
+        part for m in seen if isinstance(m.content, list) for part in m.content if isinstance(part, Image)
+    ]
     assert [(p.image.width, p.image.height) for p in pictures] == ([(32, 16)] if vision else [])
     described = [r.content for m in seen if isinstance(m, FunctionExecutionResultMessage) for r in m.content]
     assert described == ["[image: image/png, 32×16, saved as peer-picture-1.png]"]
 
 
 async def test_a_server_that_dies_twice_is_not_started_a_third_time(write: Write) -> None:
-    script = _script(write, ["{tool: peer__crash}", "{tool: peer__crash}", "{tool: peer__count}"],
-                     beta=("one", "two", "three"))
+    script = _script(
+        write,
+        ["{tool: peer__crash}", "{tool: peer__crash}", "{tool: peer__count}"],
+        beta=("one", "two", "three"),
+    )
     conv = Conversation(_team(write, server_yaml("stdio"), max_turns=6), model=script)
     try:
         events = await _events(conv, "Crash, crash, count")
@@ -303,13 +363,18 @@ async def test_a_server_that_dies_twice_is_not_started_a_third_time(write: Write
 
 
 def test_an_unreachable_server_ends_the_run_with_its_cause_and_the_run_is_kept(
-        write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+    write: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
     url = f"http://127.0.0.1:{free_port()}/mcp"
     team = _team(write, f"  - name: peer\n    url: {url}\n")
     assert main(["run", str(team), "Look it up", "--model", _script(write, ["x"])]) == 1
     out, err = capsys.readouterr()
-    assert f"MCP server 'peer' could not be reached: connection refused at {url} (is the server running?)" in err
+    assert (
+        f"MCP server 'peer' could not be reached: connection refused at {url} (is the server running?)" in err
+    )
     assert "TaskGroup" not in out + err and "Traceback" not in out + err
-    assert "1 message(s) kept for the next run" in out  # the task waits for the next run, in the stored thread
+    assert (
+        "1 message(s) kept for the next run" in out
+    )  # the task waits for the next run, in the stored thread
     thread = err.split("saved as ", 1)[1].split()[0]
     assert main(["audit", thread, "--format", "jsonl"]) == 0

@@ -37,18 +37,37 @@ def everything() -> Path:
     entry = NPM_CACHE / "node_modules" / "@modelcontextprotocol" / "server-everything" / "dist" / "index.js"
     if not entry.is_file():
         NPM_CACHE.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(["npm", "install", "--prefix", str(NPM_CACHE), "--no-audit", "--no-fund",
-                               "--loglevel=error", EVERYTHING], capture_output=True, text=True, timeout=300)
+        done = subprocess.run(
+            [
+                "npm",
+                "install",
+                "--prefix",
+                str(NPM_CACHE),
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+                EVERYTHING,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         if done.returncode != 0 or not entry.is_file():
             pytest.skip(f"npm could not install {EVERYTHING}: {(done.stderr or done.stdout).strip()[-500:]}")
     return entry
 
 
 async def _run(write: Write, server: str, calls: list[str]) -> list[Any]:
-    team = write("team.yaml", team_yaml(roles=("alpha", "beta"), max_turns=2, tools={"alpha": ["ref.*"]})
-                 + "mcp:\n" + server)
-    script = write("s.yaml", "roles:\n  alpha:\n    - calls:\n" + "".join(f"        - {c}\n" for c in calls)
-                   + "  beta: ['noted']\n")
+    team = write(
+        "team.yaml",
+        team_yaml(roles=("alpha", "beta"), max_turns=2, tools={"alpha": ["ref.*"]}) + "mcp:\n" + server,
+    )
+    script = write(
+        "s.yaml",
+        "roles:\n  alpha:\n    - calls:\n"
+        + "".join(f"        - {c}\n" for c in calls)
+        + "  beta: ['noted']\n",
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     try:
         return [ev async for ev in conv.start("Use the reference server")]
@@ -63,8 +82,13 @@ def _by_tool(events: list[Any]) -> dict[str, ToolResultEvent]:
 async def test_the_reference_time_server_from_pypi(write: Write) -> None:
     pytest.importorskip("mcp_server_time", reason="mcp-server-time (a dev dependency) is not installed")
     server = f"  - name: ref\n    command: {sys.executable}\n    args: [-m, mcp_server_time, --local-timezone, UTC]\n"
-    events = await _run(write, server, [
-        "{tool: ref__convert_time, args: {source_timezone: UTC, time: '12:00', target_timezone: Asia/Tokyo}}"])
+    events = await _run(
+        write,
+        server,
+        [
+            "{tool: ref__convert_time, args: {source_timezone: UTC, time: '12:00', target_timezone: Asia/Tokyo}}"
+        ],
+    )
     result = _by_tool(events)["ref__convert_time"]
     assert not result.is_error and '"datetime": "' in result.content and "T21:00:00+09:00" in result.content
     assert not result.content.startswith('[{"type"'), "the text block reached the role as raw JSON"
@@ -73,13 +97,17 @@ async def test_the_reference_time_server_from_pypi(write: Write) -> None:
 
 async def test_the_everything_server_from_npm(write: Write, everything: Path) -> None:
     server = f"  - name: ref\n    command: node\n    args: [{everything}, stdio]\n    timeout_s: 30\n"
-    events = await _run(write, server, [
-        "{tool: ref__get-sum, args: {a: 2, b: 3}}",
-        "{tool: ref__get-tiny-image}",
-        "{tool: ref__trigger-long-running-operation, args: {duration: 1, steps: 2}}",
-        "{tool: ref__get-resource-reference, args: {resourceType: Text, resourceId: 1}}",
-        "{tool: ref__simulate-research-query, args: {topic: bees}}",  # a tool that must run as an MCP task
-    ])
+    events = await _run(
+        write,
+        server,
+        [
+            "{tool: ref__get-sum, args: {a: 2, b: 3}}",
+            "{tool: ref__get-tiny-image}",
+            "{tool: ref__trigger-long-running-operation, args: {duration: 1, steps: 2}}",
+            "{tool: ref__get-resource-reference, args: {resourceType: Text, resourceId: 1}}",
+            "{tool: ref__simulate-research-query, args: {topic: bees}}",  # a tool that must run as an MCP task
+        ],
+    )
     results = _by_tool(events)
     assert not any(r.is_error for r in results.values()), results
     assert results["ref__get-sum"].content == "The sum of 2 and 3 is 5."
@@ -87,8 +115,15 @@ async def test_the_everything_server_from_npm(write: Write, everything: Path) ->
     assert image.mime == "image/png" and image.tool == "ref.get-tiny-image"
     assert results["ref__get-tiny-image"].content == (
         f"Here's the image you requested:\n[image: image/png, 20×20, saved as {image.name}]\n"
-        "The image above is the MCP logo.")
-    assert [(e.progress, e.total) for e in events if isinstance(e, ToolProgressEvent)
-            and e.name == "ref.trigger-long-running-operation"] == [(1, 2), (2, 2)]
-    assert "[resource demo://resource/dynamic/text/1]\nResource 1:" in results["ref__get-resource-reference"].content
+        "The image above is the MCP logo."
+    )
+    assert [
+        (e.progress, e.total)
+        for e in events
+        if isinstance(e, ToolProgressEvent) and e.name == "ref.trigger-long-running-operation"
+    ] == [(1, 2), (2, 2)]
+    assert (
+        "[resource demo://resource/dynamic/text/1]\nResource 1:"
+        in results["ref__get-resource-reference"].content
+    )
     assert results["ref__simulate-research-query"].content.startswith("# Research Report: bees")

@@ -30,10 +30,14 @@ def http_url() -> Iterator[str]:
 
 
 async def _slow_call(write: Write, name: str, server: str) -> list[object]:
-    team = write(f"{name}.yaml", team_yaml(roles=("alpha", "beta"), max_turns=2, tools={"alpha": ["peer.slow"]})
-                 + "mcp:\n" + server)
-    script = write(f"{name}-script.yaml",
-                   "roles:\n  alpha:\n    - {tool: peer__slow, args: {seconds: 60}}\n  beta: ['carried on']\n")
+    team = write(
+        f"{name}.yaml",
+        team_yaml(roles=("alpha", "beta"), max_turns=2, tools={"alpha": ["peer.slow"]}) + "mcp:\n" + server,
+    )
+    script = write(
+        f"{name}-script.yaml",
+        "roles:\n  alpha:\n    - {tool: peer__slow, args: {seconds: 60}}\n  beta: ['carried on']\n",
+    )
     conv = Conversation(team, model=f"scripted:{script}")
     try:
         return [ev async for ev in conv.start("Take your time")]
@@ -41,18 +45,27 @@ async def _slow_call(write: Write, name: str, server: str) -> list[object]:
         await conv.close()
 
 
-async def test_a_60_s_call_succeeds_within_90_s_and_fails_cleanly_at_30_s(write: Write, http_url: str) -> None:
-    cases = {(transport, limit): server_yaml(transport, http_url, timeout_s=limit)
-             for transport in ("stdio", "http") for limit in (90, 30)}
-    outcomes = await asyncio.gather(*(_slow_call(write, f"{t}-{limit}", server)
-                                      for (t, limit), server in cases.items()))
+async def test_a_60_s_call_succeeds_within_90_s_and_fails_cleanly_at_30_s(
+    write: Write, http_url: str
+) -> None:
+    cases = {
+        (transport, limit): server_yaml(transport, http_url, timeout_s=limit)
+        for transport in ("stdio", "http")
+        for limit in (90, 30)
+    }
+    outcomes = await asyncio.gather(
+        *(_slow_call(write, f"{t}-{limit}", server) for (t, limit), server in cases.items())
+    )
     for (transport, limit), events in zip(cases, outcomes, strict=True):
         result = next(e for e in events if isinstance(e, ToolResultEvent))
         if limit == 90:
             assert (result.content, result.is_error) == ("slept 60 s", False), (transport, result)
         else:
             assert result.is_error, (transport, result)
-            assert "MCP server 'peer': slow timed out after 30 s" in result.content, (transport, result.content)
+            assert "MCP server 'peer': slow timed out after 30 s" in result.content, (
+                transport,
+                result.content,
+            )
         # The run goes on after the tool's answer, error or not: the next role speaks, and the run ends normally.
         said = [e.source for e in events if isinstance(e, MessageEvent)]
         assert said == ["alpha", "beta"], (transport, limit, said)

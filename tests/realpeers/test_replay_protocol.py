@@ -35,10 +35,14 @@ roles:
       id: dup
     - json: {verdict: approve}
 """
-TOOLS = [{"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
-         for n in ("sql_query", "researcher", "writer", "lookup")]
-ANTHROPIC_TOOLS = [{"name": n, "input_schema": {"type": "object", "properties": {}}}
-                   for n in ("sql_query", "researcher", "writer", "lookup")]
+TOOLS = [
+    {"type": "function", "function": {"name": n, "parameters": {"type": "object", "properties": {}}}}
+    for n in ("sql_query", "researcher", "writer", "lookup")
+]
+ANTHROPIC_TOOLS = [
+    {"name": n, "input_schema": {"type": "object", "properties": {}}}
+    for n in ("sql_query", "researcher", "writer", "lookup")
+]
 
 
 @pytest.fixture
@@ -58,7 +62,9 @@ def _openai(token: str) -> openai.AsyncOpenAI:
 
 
 def _anthropic(token: str) -> anthropic.AsyncAnthropic:
-    return anthropic.AsyncAnthropic(base_url=replay_server().anthropic_url(token), api_key="replay", max_retries=0)
+    return anthropic.AsyncAnthropic(
+        base_url=replay_server().anthropic_url(token), api_key="replay", max_retries=0
+    )
 
 
 ASK = [{"role": "user", "content": "Summarise Q3"}]
@@ -79,7 +85,9 @@ async def test_openai_sdk_reads_text_tool_calls_parallel_calls_and_usage(token: 
     both = await client.chat.completions.create(model="m", messages=ASK, tools=TOOLS)
     calls = both.choices[0].message.tool_calls or []
     assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [
-        ("researcher", {"task": "Find the Q3 figures"}), ("writer", {"task": "Draft the intro"})]
+        ("researcher", {"task": "Find the Q3 figures"}),
+        ("writer", {"task": "Draft the intro"}),
+    ]
     assert calls[1].id == "call_w" and calls[0].id != calls[1].id
 
 
@@ -91,8 +99,9 @@ async def test_openai_sdk_reassembles_streamed_tool_call_deltas_and_reads_usage_
     assert len(words) > 1 and "".join(words) == "Q3 revenue was 4.2M"
 
     # A tool call whose arguments arrive in pieces: the SDK's own accumulator puts them back together.
-    async with client.chat.completions.stream(model="m", messages=ASK, tools=TOOLS,
-                                              stream_options={"include_usage": True}) as events:
+    async with client.chat.completions.stream(
+        model="m", messages=ASK, tools=TOOLS, stream_options={"include_usage": True}
+    ) as events:
         pieces = [e async for e in events if e.type == "tool_calls.function.arguments.delta"]
         final = await events.get_final_completion()
     assert len(pieces) > 1
@@ -103,7 +112,9 @@ async def test_openai_sdk_reassembles_streamed_tool_call_deltas_and_reads_usage_
     # Parallel calls, streamed: two calls, told apart by their index only.
     async with client.chat.completions.stream(model="m", messages=ASK, tools=TOOLS) as events:
         final = await events.get_final_completion()
-    names = [(c.function.name, json.loads(c.function.arguments)) for c in final.choices[0].message.tool_calls or []]
+    names = [
+        (c.function.name, json.loads(c.function.arguments)) for c in final.choices[0].message.tool_calls or []
+    ]
     assert names == [("researcher", {"task": "Find the Q3 figures"}), ("writer", {"task": "Draft the intro"})]
 
 
@@ -119,15 +130,24 @@ async def test_hostile_replies_go_out_exactly_as_scripted(token: str, script: Sc
 
 
 async def test_a_reflection_call_answers_with_the_tool_results_and_takes_no_reply(
-        token: str, script: ScriptedModel) -> None:
+    token: str, script: ScriptedModel
+) -> None:
     """AutoGen's reflection: no tools offered, the request ending in the tool results (here followed by a
     short user-role message, as shaped requests end)."""
-    thread = [*ASK, {"role": "assistant", "content": None, "tool_calls": [
-        {"id": "a", "type": "function", "function": {"name": "sql_query", "arguments": "{}"}},
-        {"id": "b", "type": "function", "function": {"name": "sql_query", "arguments": "{}"}}]},
+    thread = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {"id": "a", "type": "function", "function": {"name": "sql_query", "arguments": "{}"}},
+                {"id": "b", "type": "function", "function": {"name": "sql_query", "arguments": "{}"}},
+            ],
+        },
         {"role": "tool", "tool_call_id": "a", "content": "EMEA 85,383"},
         {"role": "tool", "tool_call_id": "b", "content": "APAC 29,440"},
-        {"role": "user", "content": "(continue)"}]
+        {"role": "user", "content": "(continue)"},
+    ]
     client = _openai(token)
     said = await client.chat.completions.create(model="m", messages=thread)
     assert said.choices[0].message.content == "EMEA 85,383\nAPAC 29,440"
@@ -167,33 +187,55 @@ async def test_anthropic_sdk_reads_text_tool_use_and_parallel_tool_use(token: st
     assert [(b.name, b.input) for b in one.content] == [("sql_query", {"query": "SELECT 1"})]  # type: ignore[union-attr]
     both = await client.messages.create(model="m", max_tokens=100, messages=ASK, tools=ANTHROPIC_TOOLS)
     assert [(b.name, b.input) for b in both.content] == [  # type: ignore[union-attr]
-        ("researcher", {"task": "Find the Q3 figures"}), ("writer", {"task": "Draft the intro"})]
+        ("researcher", {"task": "Find the Q3 figures"}),
+        ("writer", {"task": "Draft the intro"}),
+    ]
 
 
 async def test_anthropic_sdk_reassembles_a_streamed_tool_use_and_answers_a_reflection(
-        token: str, script: ScriptedModel) -> None:
+    token: str, script: ScriptedModel
+) -> None:
     client = _anthropic(token)
-    async with client.messages.stream(model="m", max_tokens=100, messages=ASK, tools=ANTHROPIC_TOOLS) as events:
+    async with client.messages.stream(
+        model="m", max_tokens=100, messages=ASK, tools=ANTHROPIC_TOOLS
+    ) as events:
         text = [e async for e in events.text_stream]
     assert "".join(text) == "Q3 revenue was 4.2M" and len(text) > 1
-    async with client.messages.stream(model="m", max_tokens=100, messages=ASK, tools=ANTHROPIC_TOOLS) as events:
+    async with client.messages.stream(
+        model="m", max_tokens=100, messages=ASK, tools=ANTHROPIC_TOOLS
+    ) as events:
         final = await events.get_final_message()
     assert final.stop_reason == "tool_use" and final.usage.output_tokens > 0
     [use] = final.content
     assert (use.name, use.input) == ("sql_query", {"query": "SELECT 1"})  # type: ignore[union-attr]
     # The reflection after it (tool_choice none, as autogen-ext sends it) takes no script reply.
-    thread = [*ASK, {"role": "assistant", "content": [{"type": "tool_use", "id": use.id, "name": "sql_query",  # type: ignore[union-attr]
-                                                       "input": {"query": "SELECT 1"}}]},
-              {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "1 row: 1"}]}]  # type: ignore[union-attr]
+    thread = [
+        *ASK,
+        {
+            "role": "assistant",
+            "content": [
+                {
+                    "type": "tool_use",
+                    "id": use.id,
+                    "name": "sql_query",  # type: ignore[union-attr]
+                    "input": {"query": "SELECT 1"},
+                }
+            ],
+        },
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "1 row: 1"}]},
+    ]  # type: ignore[union-attr]
     used = script.cursors["analyst"]
-    async with client.messages.stream(model="m", max_tokens=100, messages=thread, tools=ANTHROPIC_TOOLS,
-                                      tool_choice={"type": "none"}) as events:
+    async with client.messages.stream(
+        model="m", max_tokens=100, messages=thread, tools=ANTHROPIC_TOOLS, tool_choice={"type": "none"}
+    ) as events:
         reflected = await events.get_final_message()
     assert reflected.content[0].text == "1 row: 1"  # type: ignore[union-attr]
     assert script.cursors["analyst"] == used
 
 
-async def test_a_reply_longer_than_the_cap_is_cut_there_and_says_so(token: str, script: ScriptedModel) -> None:
+async def test_a_reply_longer_than_the_cap_is_cut_there_and_says_so(
+    token: str, script: ScriptedModel
+) -> None:
     cut = await _openai(token).chat.completions.create(model="m", messages=ASK, max_completion_tokens=2)
     text = cut.choices[0].message.content or ""
     assert cut.choices[0].finish_reason == "length" and text and "Q3 revenue was 4.2M".startswith(text)
@@ -201,8 +243,9 @@ async def test_a_reply_longer_than_the_cap_is_cut_there_and_says_so(token: str, 
     assert cut.usage is not None and cut.usage.completion_tokens == 2
     with pytest.raises(openai.BadRequestError, match="`max_tokens` must be a positive integer"):
         await _openai(token).chat.completions.create(model="m", messages=ASK, max_tokens=0)
-    async with _anthropic(token).messages.stream(model="m", max_tokens=1, messages=ASK,
-                                                 tools=ANTHROPIC_TOOLS) as events:
+    async with _anthropic(token).messages.stream(
+        model="m", max_tokens=1, messages=ASK, tools=ANTHROPIC_TOOLS
+    ) as events:
         final = await events.get_final_message()
     assert final.stop_reason == "tool_use", "a tool call is never cut"
     script.cursors["analyst"] = 5
@@ -212,9 +255,19 @@ async def test_a_reply_longer_than_the_cap_is_cut_there_and_says_so(token: str, 
 
 
 async def test_a_pick_bound_to_a_json_schema_goes_out_as_that_json(token: str, script: ScriptedModel) -> None:
-    schema = {"type": "json_schema", "json_schema": {"name": "pick_speaker", "strict": True, "schema": {
-        "type": "object", "properties": {"speaker": {"type": "string", "enum": ["analyst"]}},
-        "required": ["speaker"], "additionalProperties": False}}}
+    schema = {
+        "type": "json_schema",
+        "json_schema": {
+            "name": "pick_speaker",
+            "strict": True,
+            "schema": {
+                "type": "object",
+                "properties": {"speaker": {"type": "string", "enum": ["analyst"]}},
+                "required": ["speaker"],
+                "additionalProperties": False,
+            },
+        },
+    }
     picked = await _openai(token).chat.completions.create(model="m", messages=ASK, response_format=schema)  # type: ignore[call-overload]
     assert json.loads(picked.choices[0].message.content or "") == {"speaker": "Q3 revenue was 4.2M"}
     script.cursors["analyst"] = 5  # a reply that is JSON already goes out as scripted

@@ -18,6 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 SUITES = sorted((ROOT / "evals").glob("*.yaml"))
 FAILING = ROOT / "evals" / "examples" / "failing-example.yaml"
 
+
 def _run(suite: Path, out: Path, monkeypatch: pytest.MonkeyPatch, via: str) -> dict[str, dict[str, Any]]:
     monkeypatch.setenv("PARLEY_SCRIPTED_VIA", via)
     main(["eval", str(suite), "--out", str(out), "--no-save"])
@@ -39,41 +40,57 @@ def _conversation(r: dict[str, Any]) -> list[tuple[str, str]]:
 
 def _outcome(r: dict[str, Any]) -> dict[str, Any]:
     """What must agree between the two paths (token counts differ: reflection is one more call per tool step)."""
-    return {"passed": r["passed"], "status": r["status"], "error": r["error"], "stop_reason": r["stop_reason"],
-            "detail": r["detail"], "turns": r["turns"], "final": re.sub(r"\d+", "#", r["final"] or ""),
-            "human": r["human"], "conversation": _conversation(r),
-            "expectations": [(e["kind"], e["outcome"]) for e in r["expectations"]]}
+    return {
+        "passed": r["passed"],
+        "status": r["status"],
+        "error": r["error"],
+        "stop_reason": r["stop_reason"],
+        "detail": r["detail"],
+        "turns": r["turns"],
+        "final": re.sub(r"\d+", "#", r["final"] or ""),
+        "human": r["human"],
+        "conversation": _conversation(r),
+        "expectations": [(e["kind"], e["outcome"]) for e in r["expectations"]],
+    }
 
 
 def _failures(r: dict[str, Any]) -> str:
-    return f"{r['error'] or ''} " + "; ".join(f"{e['kind']}: {e['message']}" for e in r["expectations"]
-                                               if e["outcome"] == "failed")
+    return f"{r['error'] or ''} " + "; ".join(
+        f"{e['kind']}: {e['message']}" for e in r["expectations"] if e["outcome"] == "failed"
+    )
 
 
 @pytest.mark.parametrize("via", ["openai"])
 @pytest.mark.parametrize("suite", SUITES, ids=[p.stem for p in SUITES])
-def test_shipped_suite_passes_over_http_as_it_does_scripted(suite: Path, via: str, tmp_path: Path,
-                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shipped_suite_passes_over_http_as_it_does_scripted(
+    suite: Path, via: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = replay_server().served.copy()
     direct = _run(suite, tmp_path / "direct", monkeypatch, "direct")
     assert replay_server().served == before, "the direct run must not use the replay server"
     replayed = _run(suite, tmp_path / via, monkeypatch, via)
     served = replay_server().served - before
     assert sorted(replayed) == sorted(direct)
-    assert all(r["passed"] for r in direct.values()), {k: _failures(r) for k, r in direct.items() if not r["passed"]}
+    assert all(r["passed"] for r in direct.values()), {
+        k: _failures(r) for k, r in direct.items() if not r["passed"]
+    }
     # The production path really ran: requests through the SDK, streamed, with tool calls and reflections.
     assert served[via] > 0 and served["streamed"] > 0
     if any(e["kind"] == "tool_called" for r in replayed.values() for e in r["expectations"]):
         assert served["tool_calls"] > 0 and served["reflections"] > 0, served
     if any(r["pattern"] == "selector" for r in replayed.values()):
         assert served["json_schema"] > 0, "the selector's picks go out bound to a JSON schema, as on OpenAI"
-    differ = {key: _failures(replayed[key]) or f"{_outcome(replayed[key])} != {_outcome(direct[key])}"
-              for key in direct if _outcome(replayed[key]) != _outcome(direct[key])}
+    differ = {
+        key: _failures(replayed[key]) or f"{_outcome(replayed[key])} != {_outcome(direct[key])}"
+        for key in direct
+        if _outcome(replayed[key]) != _outcome(direct[key])
+    }
     assert differ == {}, f"the HTTP replay disagrees with the scripted run: {differ}"
 
 
-def test_the_failing_example_fails_over_http_exactly_as_it_does_scripted(tmp_path: Path,
-                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_failing_example_fails_over_http_exactly_as_it_does_scripted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Wrong answers, a missing approval, a script that runs out (its own error, not the SDK's 400)."""
     direct = _run(FAILING, tmp_path / "direct", monkeypatch, "direct")
     replayed = _run(FAILING, tmp_path / "openai", monkeypatch, "openai")
@@ -83,8 +100,9 @@ def test_the_failing_example_fails_over_http_exactly_as_it_does_scripted(tmp_pat
     assert "error: ScriptExhaustedError: " in summary
 
 
-def test_a_team_with_tools_runs_through_anthropic_s_messages_api(tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_team_with_tools_runs_through_anthropic_s_messages_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """customer-support: the selector, a lookup, a refund under approval, every call Anthropic-shaped."""
     suite = ROOT / "evals" / "support.yaml"
     before = replay_server().served.copy()

@@ -23,11 +23,21 @@ PATTERNS: dict[str, tuple[str, dict[str, list[object]]]] = {
     "round_robin": ("", {"alpha": ["a"], "beta": ["b"]}),
     "selector": ("", {"alpha": ["a"], "beta": ["b"], "selector": ["alpha", "beta"]}),
     "loop": ("loop: {until: NEVER, max_rounds: 100}\n", {"alpha": ["a"], "beta": ["b"]}),
-    "swarm": ("", {"alpha": [{"tool": "transfer_to_beta", "args": {}}], "beta": [{"tool": "transfer_to_alpha", "args": {}}]}),
-    "hierarchical": ("hierarchical: {manager: alpha, max_delegations: 50}\n",
-                     {"alpha": [{"tool": "beta", "args": {"task": "more"}}], "beta": ["b"]}),
-    "consensus": ("consensus: {debate_rounds: 5, tie: judge, judge: gamma}\n",
-                  {"alpha": ["VOTE: yes"], "beta": ["VOTE: no"], "gamma": ["VOTE: yes"]}),
+    "swarm": (
+        "",
+        {
+            "alpha": [{"tool": "transfer_to_beta", "args": {}}],
+            "beta": [{"tool": "transfer_to_alpha", "args": {}}],
+        },
+    ),
+    "hierarchical": (
+        "hierarchical: {manager: alpha, max_delegations: 50}\n",
+        {"alpha": [{"tool": "beta", "args": {"task": "more"}}], "beta": ["b"]},
+    ),
+    "consensus": (
+        "consensus: {debate_rounds: 5, tie: judge, judge: gamma}\n",
+        {"alpha": ["VOTE: yes"], "beta": ["VOTE: no"], "gamma": ["VOTE: yes"]},
+    ),
 }
 
 
@@ -48,7 +58,9 @@ def _script(replies: dict[str, list[object]], *, long: bool = False, delay: floa
 
     out: dict[str, object] = {"roles": {}}
     for who, items in replies.items():
-        endless = [LONG + str(x) if long and isinstance(x, str) and who != "selector" else x for x in items] * ENDLESS
+        endless = [
+            LONG + str(x) if long and isinstance(x, str) and who != "selector" else x for x in items
+        ] * ENDLESS
         if who == "selector":
             out["selector"] = endless
         else:
@@ -58,7 +70,9 @@ def _script(replies: dict[str, list[object]], *, long: bool = False, delay: floa
     return json.dumps(out)
 
 
-async def _run(write: Write, pattern: str, termination: str, *, long: bool = False, delay: float = 0.0) -> RunResult:
+async def _run(
+    write: Write, pattern: str, termination: str, *, long: bool = False, delay: float = 0.0
+) -> RunResult:
     extra, replies = PATTERNS[pattern]
     team = write("team.yaml", _team(pattern, extra, termination))
     script = write("s.yaml", _script(replies, long=long, delay=delay))
@@ -77,8 +91,9 @@ async def test_max_turns_stops_every_pattern(write: Write, pattern: str) -> None
 
 @pytest.mark.parametrize("pattern", sorted(PATTERNS))
 async def test_max_tokens_stops_every_pattern(write: Write, pattern: str) -> None:
-    result = await _run(write, pattern, "termination: {max_turns: 1000, max_tokens: 3000, max_repeats: 1000}\n",
-                        long=True)
+    result = await _run(
+        write, pattern, "termination: {max_turns: 1000, max_tokens: 3000, max_repeats: 1000}\n", long=True
+    )
     assert result.stop_reason == "max_tokens", result.detail
     # Calls already under way when the budget ran out may finish; no call starts after it.
     assert 3000 <= result.prompt_tokens + result.completion_tokens < 3000 + 3 * 1500
@@ -86,13 +101,16 @@ async def test_max_tokens_stops_every_pattern(write: Write, pattern: str) -> Non
 
 @pytest.mark.parametrize("pattern", sorted(PATTERNS))
 async def test_timeout_stops_every_pattern_mid_generation(write: Write, pattern: str) -> None:
-    result = await _run(write, pattern, "termination: {max_turns: 1000, timeout_s: 0.6, max_repeats: 1000}\n",
-                        delay=0.25)
+    result = await _run(
+        write, pattern, "termination: {max_turns: 1000, timeout_s: 0.6, max_repeats: 1000}\n", delay=0.25
+    )
     assert result.stop_reason == "timeout", result.detail
 
 
 async def test_timeout_stops_a_tool_that_never_returns(write: Write, tmp_path: Path) -> None:
-    write("slow/hang.py", '''
+    write(
+        "slow/hang.py",
+        '''
         import time
         from parley.tools import tool
 
@@ -101,10 +119,13 @@ async def test_timeout_stops_a_tool_that_never_returns(write: Write, tmp_path: P
             """Never returns."""
             time.sleep(3600)
             return "never"
-    ''')
+    ''',
+    )
     registry = ToolRegistry.discover([tmp_path / "slow"])
-    team = write("team.yaml", _team("round_robin", "", "termination: {max_turns: 10, timeout_s: 0.5}\n",
-                                    tools="wait_forever"))
+    team = write(
+        "team.yaml",
+        _team("round_robin", "", "termination: {max_turns: 10, timeout_s: 0.5}\n", tools="wait_forever"),
+    )
     script = write("s.yaml", '{"roles": {"alpha": [{"tool": "wait_forever", "args": {}}], "beta": ["b"]}}')
     conv = Conversation(team, model=f"scripted:{script}", registry=registry)
     events = await asyncio.wait_for(collect(conv.start("Wait")), 30)  # a hang guard, not a speed check

@@ -48,7 +48,10 @@ class Proxy:
             dst.close()
 
         self.writers |= {writer, up_writer}
-        for task in (asyncio.create_task(pipe(reader, up_writer)), asyncio.create_task(pipe(up_reader, writer))):
+        for task in (
+            asyncio.create_task(pipe(reader, up_writer)),
+            asyncio.create_task(pipe(up_reader, writer)),
+        ):
             self.pipes.add(task)
             task.add_done_callback(self.pipes.discard)
 
@@ -82,12 +85,15 @@ async def test_an_outage_stops_the_run_visibly_and_work_goes_on_when_it_returns(
 ) -> None:
     url, proxy = proxied
     team = write("team.yaml", team_yaml(roles=("alpha", "beta"), max_turns=6))
-    script = write("s.yaml", """
+    script = write(
+        "s.yaml",
+        """
         roles:
           alpha: ["a1", "a2", "a3", "a4"]
           beta: ["b1", "b2", "b3", "b4"]
         delay_s: 0.3
-    """)
+    """,
+    )
     store = await Store.open(url)
     tid = await store.create_thread("dana", "test-team", "scripted", "outage")
     conv = Conversation(team, model=f"scripted:{script}")
@@ -114,6 +120,8 @@ async def test_an_outage_stops_the_run_visibly_and_work_goes_on_when_it_returns(
     again = await Conversation.resume(direct, tid, model=f"scripted:{script}", teams_dirs=[team.parent])
     more = [ev async for ev in again.start("Carry on")]
     assert isinstance(more[-1], RunResult) and more[-1].stop_reason == "max_turns", more[-1].detail
-    assert [e.source for e in more if isinstance(e, MessageEvent)][:1] == ["alpha" if len(said) % 2 == 0 else "beta"]
+    assert [e.source for e in more if isinstance(e, MessageEvent)][:1] == [
+        "alpha" if len(said) % 2 == 0 else "beta"
+    ]
     await direct.close()
     await store.close()

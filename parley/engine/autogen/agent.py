@@ -49,8 +49,15 @@ def shown_now(source: str, event: Any) -> list[ParleyNotice]:
     return [ParleyNotice(source=source, event=event), ParleyNotice(source=source, event=None)]
 
 
-async def escalate(host: AgentHost, token: CancellationToken, *, kind: str, source: str, content: str,
-                   positions: list[Position]) -> AsyncGenerator[ParleyNotice | EscalationResolvedEvent, None]:
+async def escalate(
+    host: AgentHost,
+    token: CancellationToken,
+    *,
+    kind: str,
+    source: str,
+    content: str,
+    positions: list[Position],
+) -> AsyncGenerator[ParleyNotice | EscalationResolvedEvent, None]:
     """Raise an escalation, then wait for the human. Yields the notice to put in the stream, then the decision."""
     event, decided = host.open_escalation(kind, source, content, positions)
     for notice in shown_now(source, event):  # a worker's escalation runs inside its manager's tool call
@@ -67,8 +74,9 @@ class ParleyAgent(CheckedToolCalls):
     the run escalates to a human, who picks the answer, writes one, or lets the team continue.
     """
 
-    def __init__(self, *args: Any, validator: Validator | None = None, host: AgentHost | None = None,
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, validator: Validator | None = None, host: AgentHost | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self._validator = validator
         self._host = host
@@ -77,8 +85,11 @@ class ParleyAgent(CheckedToolCalls):
         self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken
     ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
         async for item in self._answer(messages, cancellation_token):
-            if self._host is not None and isinstance(item, ToolCallExecutionEvent) and any(
-                    r.is_error for r in item.content):
+            if (
+                self._host is not None
+                and isinstance(item, ToolCallExecutionEvent)
+                and any(r.is_error for r in item.content)
+            ):
                 self._host.fire("tool failed")
             if isinstance(item, Response):
                 mark_reflection(item)
@@ -111,9 +122,17 @@ class ParleyAgent(CheckedToolCalls):
             # Off the event loop: a team's pattern may take up to its time limit on this answer, and meanwhile
             # the run's timeout, Stop and other conversations keep going.
             problems = await asyncio.to_thread(validator.problems, text)
-            yield ParleyNotice(source=self.name, event=ValidationEvent(
-                source=self.name, content=text, passed=not problems, attempt=attempt, retries=validator.retries,
-                problems=problems))
+            yield ParleyNotice(
+                source=self.name,
+                event=ValidationEvent(
+                    source=self.name,
+                    content=text,
+                    passed=not problems,
+                    attempt=attempt,
+                    retries=validator.retries,
+                    problems=problems,
+                ),
+            )
             if not problems:
                 yield response
                 return
@@ -126,22 +145,38 @@ class ParleyAgent(CheckedToolCalls):
                 yield item
             return
 
-    async def _escalate(self, response: Response, text: str, problems: list[str], retries: int,
-                        cancellation_token: CancellationToken,
-                        ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
+    async def _escalate(
+        self,
+        response: Response,
+        text: str,
+        problems: list[str],
+        retries: int,
+        cancellation_token: CancellationToken,
+    ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
         """Corrections did not help: a human picks the answer, writes one, or lets it stand."""
         assert self._host is not None
-        summary = (f"{self.name}'s answer still fails its checks after {retries} "
-                   f"correction{'s' if retries != 1 else ''}: " + "; ".join(problems))
+        summary = (
+            f"{self.name}'s answer still fails its checks after {retries} "
+            f"correction{'s' if retries != 1 else ''}: " + "; ".join(problems)
+        )
         decision: EscalationResolvedEvent | None = None
-        async for step in escalate(self._host, cancellation_token, kind="validation", source=self.name,
-                                   content=summary, positions=[Position(who=self.name, text=text)]):
+        async for step in escalate(
+            self._host,
+            cancellation_token,
+            kind="validation",
+            source=self.name,
+            content=summary,
+            positions=[Position(who=self.name, text=text)],
+        ):
             if isinstance(step, ParleyNotice):
                 yield step
             else:
                 decision = step
         assert decision is not None
         final = text if decision.decision == "continue" else decision.content
-        yield Response(chat_message=TextMessage(source=self.name, content=final,
-                                                models_usage=response.chat_message.models_usage),
-                       inner_messages=response.inner_messages)
+        yield Response(
+            chat_message=TextMessage(
+                source=self.name, content=final, models_usage=response.chat_message.models_usage
+            ),
+            inner_messages=response.inner_messages,
+        )

@@ -73,8 +73,10 @@ def _validators(conv: Conversation) -> dict[str, Validator]:
             check = conv.registry.checks.get(rules.check)
             if check is None:
                 known = ", ".join(sorted(conv.registry.checks)) or "none"
-                raise ConfigError(f"role '{role.name}': unknown check '{rules.check}' (declared with @check in "
-                                  f"tools/: {known})")
+                raise ConfigError(
+                    f"role '{role.name}': unknown check '{rules.check}' (declared with @check in "
+                    f"tools/: {known})"
+                )
         out[role.name] = Validator(rules, check)
     return out
 
@@ -128,8 +130,13 @@ async def agents_of(session: TeamSession, tools: Mapping[str, list[Any]]) -> lis
     return [agents[r.name] for r in conv.team.roles if r.name in agents]
 
 
-def _agent(session: TeamSession, name: str, tools: list[Any], rounds: int, validator: Validator | None,
-           ) -> ParleyAgent:
+def _agent(
+    session: TeamSession,
+    name: str,
+    tools: list[Any],
+    rounds: int,
+    validator: Validator | None,
+) -> ParleyAgent:
     conv = session.conv
     role = conv.team.role(name)
     model = conv.role_models[name]

@@ -9,8 +9,14 @@ from collections.abc import Sequence
 from autogen_core.models import ChatCompletionClient, LLMMessage
 
 
-async def choose(client: ChatCompletionClient, prompt: Sequence[LLMMessage], choices: list[str], *, field: str,
-                 json_schema: bool) -> str | None:
+async def choose(
+    client: ChatCompletionClient,
+    prompt: Sequence[LLMMessage],
+    choices: list[str],
+    *,
+    field: str,
+    json_schema: bool,
+) -> str | None:
     """Ask `client` to pick one of `choices`; None when its answer names none of them."""
     extra = {}
     if json_schema:

@@ -65,7 +65,9 @@ class _Step(BaseChatAgent):
     def produced_message_types(self) -> Sequence[type[BaseChatMessage]]:
         return (TextMessage,)
 
-    async def on_messages(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken) -> Response:
+    async def on_messages(
+        self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken
+    ) -> Response:
         response = None
         async for item in self.on_messages_stream(messages, cancellation_token):
             if isinstance(item, Response):
@@ -80,21 +82,32 @@ class _Step(BaseChatAgent):
 class Ballot(_Step):
     def __init__(self, spec: ConsensusSpec, voters: list[str]) -> None:
         super().__init__("ballot", "Opens the vote")
-        self._text = (f"Vote: {', '.join(voters)} each answer on their own. "
-                      + (f"Choose one of: {', '.join(spec.options)}. " if spec.options else "")
-                      + "Give your reasons, then end with a line `VOTE: <your answer>`.")
+        self._text = (
+            f"Vote: {', '.join(voters)} each answer on their own. "
+            + (f"Choose one of: {', '.join(spec.options)}. " if spec.options else "")
+            + "Give your reasons, then end with a line `VOTE: <your answer>`."
+        )
 
-    async def on_messages_stream(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken,
-                                 ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
+    async def on_messages_stream(
+        self,
+        messages: Sequence[BaseChatMessage],
+        cancellation_token: CancellationToken,
+    ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
         yield Response(chat_message=TextMessage(source=self.name, content=self._text))
 
 
 class Tally(_Step):
     """Counts each round's votes and decides what happens next (`metadata["outcome"]` drives the graph)."""
 
-    def __init__(self, spec: ConsensusSpec, voters: list[str], host: AgentHost,
-                 manager: ChatCompletionClient | None, json_schema: bool,
-                 ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None) -> None:
+    def __init__(
+        self,
+        spec: ConsensusSpec,
+        voters: list[str],
+        host: AgentHost,
+        manager: ChatCompletionClient | None,
+        json_schema: bool,
+        ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None,
+    ) -> None:
         super().__init__("tally", "Counts the votes")
         self.ballots = dict(ballots or {})
         """Per voter, a client (and whether it takes a JSON schema) to ask again when its vote is unreadable."""
@@ -110,8 +123,11 @@ class Tally(_Step):
         self.decision: str | None = None
         self.decided_by = ""
 
-    async def on_messages_stream(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken,
-                                 ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
+    async def on_messages_stream(
+        self,
+        messages: Sequence[BaseChatMessage],
+        cancellation_token: CancellationToken,
+    ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
         for m in messages:
             if m.source in self.voters:
                 self.answers[m.source] = m.to_model_text()
@@ -135,17 +151,25 @@ class Tally(_Step):
             async for item in self._break_tie(tally, cancellation_token):
                 yield item
         step = self._next(outcome)
-        yield Response(chat_message=TextMessage(source=self.name, content=self._say(step, tally),
-                                                metadata={"outcome": step}))
+        yield Response(
+            chat_message=TextMessage(
+                source=self.name, content=self._say(step, tally), metadata={"outcome": step}
+            )
+        )
 
     async def _ask_again(self, voter: str) -> str:
         """A vote the tally cannot read: ask the voter's model which option its answer supports (a constrained
         choice, which even the embedded model makes reliably)."""
         client, json_schema = self.ballots[voter]
         options = list(self.spec.options)
-        prompt = [SystemMessage(content="You state which option an answer supports."),
-                  UserMessage(content=f"Answer:\n{self.answers.get(voter, '')[-1500:]}\n\nWhich option does it "
-                                      f"support? One of: {', '.join(options)}.", source="user")]
+        prompt = [
+            SystemMessage(content="You state which option an answer supports."),
+            UserMessage(
+                content=f"Answer:\n{self.answers.get(voter, '')[-1500:]}\n\nWhich option does it "
+                f"support? One of: {', '.join(options)}.",
+                source="user",
+            ),
+        ]
         return await choose(client, prompt, options, field="vote", json_schema=json_schema) or NO_VOTE
 
     def _next(self, outcome: str) -> str:
@@ -161,9 +185,18 @@ class Tally(_Step):
             "tie": "no majority after the debate: the tie rule decides",
         }.get(outcome, f"{decided_by} decided {self.decision!r}")
         counts = ", ".join(f"{k} {n}" for k, n in tally.items()) or "no clear votes"
-        return ParleyNotice(source=self.name, event=VoteEvent(
-            source=decided_by or self.name, round=self.round, votes=dict(self.votes), tally=tally,
-            outcome=outcome, decision=self.decision, content=f"Round {self.round}: {counts}; {what}"))  # type: ignore[arg-type]
+        return ParleyNotice(
+            source=self.name,
+            event=VoteEvent(
+                source=decided_by or self.name,
+                round=self.round,
+                votes=dict(self.votes),
+                tally=tally,
+                outcome=outcome,  # type: ignore[arg-type]
+                decision=self.decision,
+                content=f"Round {self.round}: {counts}; {what}",
+            ),
+        )
 
     def _positions(self, tally: dict[str, int]) -> list[Position]:
         answers = [a for a in tally if a != NO_VOTE] or sorted(set(self.votes.values()))
@@ -171,11 +204,16 @@ class Tally(_Step):
         for answer in answers:
             holders = [v for v in self.voters if self.votes[v] == answer]
             reason = self.answers.get(holders[0], "") if holders else ""
-            out.append(Position(who=", ".join(holders), text=answer if self.spec.options else reason or answer))
+            out.append(
+                Position(who=", ".join(holders), text=answer if self.spec.options else reason or answer)
+            )
         return out
 
-    async def _break_tie(self, tally: dict[str, int], token: CancellationToken,
-                         ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage, None]:
+    async def _break_tie(
+        self,
+        tally: dict[str, int],
+        token: CancellationToken,
+    ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage, None]:
         rule = self.spec.tie
         positions = self._positions(tally)
         if rule == "judge":
@@ -183,15 +221,26 @@ class Tally(_Step):
             return
         if rule == "manager" and self.manager is not None:
             choices = [p.text if self.spec.options else normalise(p.text, ()) for p in positions]
-            pick = await choose(self.manager, self._manager_prompt(positions), choices, field="decision",
-                                json_schema=self.json_schema)
+            pick = await choose(
+                self.manager,
+                self._manager_prompt(positions),
+                choices,
+                field="decision",
+                json_schema=self.json_schema,
+            )
             self.decision, self.decided_by = pick or choices[0], "manager"
             yield self._notice("manager", tally, "manager")
             return
         answered = None
-        async for step in escalate(self.host, token, kind="tie", source=self.name, positions=positions,
-                                   content=f"No majority after {self.round} round(s): "
-                                   + "; ".join(f"{p.who}: {p.text[:80]}" for p in positions)):
+        async for step in escalate(
+            self.host,
+            token,
+            kind="tie",
+            source=self.name,
+            positions=positions,
+            content=f"No majority after {self.round} round(s): "
+            + "; ".join(f"{p.who}: {p.text[:80]}" for p in positions),
+        ):
             if isinstance(step, ParleyNotice):
                 yield step
             else:
@@ -202,29 +251,44 @@ class Tally(_Step):
             self.extra_rounds += 1
             self.decision = None
             return
-        self.decision = answered.content if not self.spec.options else normalise(answered.content, self.spec.options)
+        self.decision = (
+            answered.content if not self.spec.options else normalise(answered.content, self.spec.options)
+        )
         if self.decision == NO_VOTE:
             self.decision = answered.content
         yield self._notice("human", tally, answered.actor)
 
     def _manager_prompt(self, positions: list[Position]) -> list[SystemMessage | UserMessage]:
         sides = "\n".join(f"- {p.text} (held by {p.who})" for p in positions)
-        return [SystemMessage(content="You settle tied team votes. Pick the position best supported by the reasons."),
-                UserMessage(content=f"The team is split:\n{sides}\nWhich position wins?", source="user")]
+        return [
+            SystemMessage(
+                content="You settle tied team votes. Pick the position best supported by the reasons."
+            ),
+            UserMessage(content=f"The team is split:\n{sides}\nWhich position wins?", source="user"),
+        ]
 
     def _say(self, outcome: str, tally: dict[str, int]) -> str:
         counts = ", ".join(f"{k}: {n}" for k, n in tally.items()) or "no clear votes"
         if outcome == "debate":
-            return (f"No majority yet ({counts}). Read the other answers above, then answer again: you may change "
-                    "your mind. End with a line `VOTE: <your answer>`.")
+            return (
+                f"No majority yet ({counts}). Read the other answers above, then answer again: you may change "
+                "your mind. End with a line `VOTE: <your answer>`."
+            )
         if outcome == "judge":
-            return (f"The vote is tied ({counts}). {self.spec.judge}: weigh the answers above and decide. "
-                    "End with a line `VOTE: <answer>`.")
+            return (
+                f"The vote is tied ({counts}). {self.spec.judge}: weigh the answers above and decide. "
+                "End with a line `VOTE: <answer>`."
+            )
         return f"Decided: {self.decision} ({counts}; by {self.decided_by})."
 
     async def save_state(self) -> dict[str, Any]:
-        return {"round": self.round, "extra_rounds": self.extra_rounds, "answers": self.answers,
-                "decision": self.decision, "decided_by": self.decided_by}
+        return {
+            "round": self.round,
+            "extra_rounds": self.extra_rounds,
+            "answers": self.answers,
+            "decision": self.decision,
+            "decided_by": self.decided_by,
+        }
 
     async def load_state(self, state: Mapping[str, Any]) -> None:
         self.round = int(state.get("round", 0))
@@ -241,25 +305,38 @@ class Verdict(_Step):
         super().__init__("verdict", "States the decision")
         self.tally = tally
 
-    async def on_messages_stream(self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken,
-                                 ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
+    async def on_messages_stream(
+        self,
+        messages: Sequence[BaseChatMessage],
+        cancellation_token: CancellationToken,
+    ) -> AsyncGenerator[BaseAgentEvent | BaseChatMessage | Response, None]:
         tally = self.tally
         judge = tally.spec.judge
         if tally.decided_by == "judge" and judge is not None:
             said = next((m.to_model_text() for m in reversed(messages) if m.source == judge), "")
             tally.decision = normalise(said, tally.spec.options) if said else NO_VOTE
-            yield tally._notice("judge", dict(Counter(v for v in tally.votes.values() if v != NO_VOTE).most_common()),
-                                judge)
+            yield tally._notice(
+                "judge", dict(Counter(v for v in tally.votes.values() if v != NO_VOTE).most_common()), judge
+            )
         votes = ", ".join(f"{who}: {v}" for who, v in tally.votes.items())
-        by = {"majority": "majority vote", "judge": f"{judge}'s ruling", "manager": "the manager's ruling",
-              "human": "a human's ruling"}.get(tally.decided_by, tally.decided_by)
+        by = {
+            "majority": "majority vote",
+            "judge": f"{judge}'s ruling",
+            "manager": "the manager's ruling",
+            "human": "a human's ruling",
+        }.get(tally.decided_by, tally.decided_by)
         text = f"Decision: {tally.decision} (by {by} after {tally.round} round{'s' if tally.round != 1 else ''}; {votes})."
         yield Response(chat_message=TextMessage(source=self.name, content=text))
 
 
-def consensus_graph(spec: TeamSpec, agents: Sequence[Any], host: AgentHost,
-                    manager: ChatCompletionClient | None, json_schema: bool,
-                    ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None) -> tuple[list[Any], Any]:
+def consensus_graph(
+    spec: TeamSpec,
+    agents: Sequence[Any],
+    host: AgentHost,
+    manager: ChatCompletionClient | None,
+    json_schema: bool,
+    ballots: Mapping[str, tuple[ChatCompletionClient, bool]] | None = None,
+) -> tuple[list[Any], Any]:
     """The participants and the DiGraph of a consensus team."""
     c = spec.consensus or ConsensusSpec()
     voters = spec.voters
@@ -274,8 +351,9 @@ def consensus_graph(spec: TeamSpec, agents: Sequence[Any], host: AgentHost,
         builder.add_edge(ballot, by_name[v], activation_group="ballot")
         builder.add_edge(by_name[v], tally, activation_group="votes")
         builder.add_edge(tally, by_name[v], condition=_outcome("debate"), activation_group="debate")
-    builder.add_edge(tally, verdict, condition=_outcome("decided"), activation_group="tally",
-                     activation_condition="any")
+    builder.add_edge(
+        tally, verdict, condition=_outcome("decided"), activation_group="tally", activation_condition="any"
+    )
     if c.judge is not None:
         judge = by_name[c.judge]
         builder.add_node(judge)

@@ -16,7 +16,14 @@ from .tools import checked_call
 
 __all__ = ["CheckedToolCalls", "RestartableGraphFlow", "graph_of", "manager_name_of", "participants_of"]
 
-TOOL_CALL_PARAMETERS = ("tool_call", "workbench", "handoff_tools", "agent_name", "cancellation_token", "stream")
+TOOL_CALL_PARAMETERS = (
+    "tool_call",
+    "workbench",
+    "handoff_tools",
+    "agent_name",
+    "cancellation_token",
+    "stream",
+)
 """The keyword arguments of AssistantAgent._execute_tool_call that CheckedToolCalls relies on."""
 
 
@@ -73,7 +80,9 @@ class RestartableGraphFlow(GraphFlow):
             manager = {
                 **manager,
                 "remaining": {target: dict(groups) for target, groups in graph.get_remaining_map().items()},
-                "enqueued_any": {node: dict.fromkeys(groups, False) for node, groups in manager["enqueued_any"].items()},
+                "enqueued_any": {
+                    node: dict.fromkeys(groups, False) for node, groups in manager["enqueued_any"].items()
+                },
                 "ready": [n for n in graph.nodes if n in start],
             }
             state = {**state, "agent_states": {**agents, name: manager}}  # type: ignore[dict-item]

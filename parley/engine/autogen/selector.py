@@ -26,9 +26,16 @@ GIST = 45
 class Selector:
     """Picks the next speaker; pass `select` (an async method) to SelectorGroupChat."""
 
-    def __init__(self, team: TeamSpec, client: ChatCompletionClient, *, json_schema: bool,
-                 on_pick: Callable[[str, bool], None], avoid_repeat: bool = False,
-                 on_notice: Callable[[str], None] = lambda text: None) -> None:
+    def __init__(
+        self,
+        team: TeamSpec,
+        client: ChatCompletionClient,
+        *,
+        json_schema: bool,
+        on_pick: Callable[[str, bool], None],
+        avoid_repeat: bool = False,
+        on_notice: Callable[[str], None] = lambda text: None,
+    ) -> None:
         self.team = team
         self.on_notice = on_notice
         self.max_in_a_row = team.termination.max_in_a_row
@@ -39,7 +46,9 @@ class Selector:
         self.avoid_repeat = avoid_repeat
         """Leave the last speaker out of the choices: tiny models otherwise pick it forever."""
 
-    def _prompt(self, thread: Sequence[BaseAgentEvent | BaseChatMessage], choices: list[str]) -> list[SystemMessage | UserMessage]:
+    def _prompt(
+        self, thread: Sequence[BaseAgentEvent | BaseChatMessage], choices: list[str]
+    ) -> list[SystemMessage | UserMessage]:
         """The compact view: roles, the task, the human's latest message, the gist of the last message (its start and its end, where a
         hand-off is usually asked for). Bounded whatever the conversation's length."""
         chat = [m for m in thread if isinstance(m, BaseChatMessage)]
@@ -47,7 +56,11 @@ class Selector:
         system = f"Pick who speaks next in a team conversation. Roles:\n{roles}"
         lines = _situation(chat)
         # Every role is listed above; name the choices only when some are ruled out.
-        lines.append("Next speaker?" if len(choices) == len(self.names) else f"Next speaker, one of: {', '.join(choices)}?")
+        lines.append(
+            "Next speaker?"
+            if len(choices) == len(self.names)
+            else f"Next speaker, one of: {', '.join(choices)}?"
+        )
         return [SystemMessage(content=system), UserMessage(content="\n".join(lines), source="user")]
 
     def _choices(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> list[str]:
@@ -63,8 +76,11 @@ class Selector:
 
     def _run_of(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> int:
         """How many answers in a row the last speaker gave (its tool results are work, not answers)."""
-        speakers = [m.source for m in thread if isinstance(m, BaseChatMessage) and m.source in self.names
-                    and not tool_step(m)]
+        speakers = [
+            m.source
+            for m in thread
+            if isinstance(m, BaseChatMessage) and m.source in self.names and not tool_step(m)
+        ]
         if not speakers:
             return 0
         n = 0
@@ -76,8 +92,9 @@ class Selector:
 
     async def select(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str:
         choices = self._choices(thread)
-        name = await choose(self.client, self._prompt(thread, choices), choices, field="speaker",
-                            json_schema=self.json_schema)
+        name = await choose(
+            self.client, self._prompt(thread, choices), choices, field="speaker", json_schema=self.json_schema
+        )
         fallback = name is None
         if name is None:
             name = self._by_rule(thread)
@@ -85,7 +102,10 @@ class Selector:
         return name
 
     def _last_speaker(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str | None:
-        return next((m.source for m in reversed(thread) if isinstance(m, BaseChatMessage) and m.source in self.names), None)
+        return next(
+            (m.source for m in reversed(thread) if isinstance(m, BaseChatMessage) and m.source in self.names),
+            None,
+        )
 
     def _by_rule(self, thread: Sequence[BaseAgentEvent | BaseChatMessage]) -> str:
         """Next role after the last speaker, in team order: never a loop on one agent."""

@@ -89,15 +89,28 @@ class TeamSession:
 
     def __init__(self, conv: Conversation) -> None:
         self.conv = conv
-        self.guard = RunGuard(conv.limits, conv.team.role_names, conv.meter, inbox=conv.inbox,
-                              triggers=conv.triggers, on_answer=self._answered)
+        self.guard = RunGuard(
+            conv.limits,
+            conv.team.role_names,
+            conv.meter,
+            inbox=conv.inbox,
+            triggers=conv.triggers,
+            on_answer=self._answered,
+        )
         self.stages = {r.name for r in conv.team.scheduled}
-        self.clients = {name: conv.pool.client(m, name, max_reply_tokens=conv.team.reply_cap(name),
-                                                context_tokens=conv.team.context_window(name))
-                        for name, m in conv.role_models.items()}
+        self.clients = {
+            name: conv.pool.client(
+                m,
+                name,
+                max_reply_tokens=conv.team.reply_cap(name),
+                context_tokens=conv.team.context_window(name),
+            )
+            for name, m in conv.role_models.items()
+        }
         # The selector pattern's manager picks speakers; the consensus pattern's may settle ties.
-        self.selector_client = conv.pool.client(conv.model, SELECTOR) if conv.pattern.needs_manager_model(conv.team) \
-            else None
+        self.selector_client = (
+            conv.pool.client(conv.model, SELECTOR) if conv.pattern.needs_manager_model(conv.team) else None
+        )
         self.tools = bind_tools(conv)
         self.mcp_grants = dict(conv.mcp_grants)
         self.summarisers: dict[str, Any] = {}
@@ -130,8 +143,13 @@ class TeamSession:
             # when the manager is done: enforce the cap now, or a delegating manager could run on.
             self.conv.end_run("max_turns", f"reached {guard.cap} turns")
 
-    def open_escalation(self, kind: str, source: str, content: str, positions: list[Position],
-                        ) -> tuple[EscalationEvent, Awaitable[EscalationResolvedEvent]]:
+    def open_escalation(
+        self,
+        kind: str,
+        source: str,
+        content: str,
+        positions: list[Position],
+    ) -> tuple[EscalationEvent, Awaitable[EscalationResolvedEvent]]:
         return self.conv.open_escalation(kind, source, content, positions)
 
     def _answered(self, role: str) -> None:
@@ -148,7 +166,9 @@ class TeamSession:
         conv = self.conv
         if self.mcp_grants:  # connect once, on first use: listing a server's tools needs it running
             shelves = {role: conv.images for role in self.mcp_grants if sees_images(self, role)}
-            for role, tools in (await load_grants(conv.team, self.mcp_grants, conv, conv.mcp, shelves)).items():
+            for role, tools in (
+                await load_grants(conv.team, self.mcp_grants, conv, conv.mcp, shelves)
+            ).items():
                 self.tools[role] = [*self.tools[role], *tools]
             self.mcp_grants = {}
         agents = await agents_of(self, self.tools)
@@ -156,13 +176,21 @@ class TeamSession:
         self.event_agents = {a.name: a for a in agents if a.name in waiting}
         manager = conv.pool.capabilities(conv.model)
         team = build_team(
-            conv.team, [a for a in agents if a.name not in waiting], self.guard,
-            selector_client=self.selector_client, selector_json_schema=manager.json_schema,
-            on_pick=conv.picked, selector_avoid_repeat=not manager.picks_reliably, host=self,
+            conv.team,
+            [a for a in agents if a.name not in waiting],
+            self.guard,
+            selector_client=self.selector_client,
+            selector_json_schema=manager.json_schema,
+            on_pick=conv.picked,
+            selector_avoid_repeat=not manager.picks_reliably,
+            host=self,
             on_notice=conv.notice,
             # A voter whose model may not be asked again (a script: its replies are its script) is never re-asked.
-            ballots={name: (self.clients[name], caps.json_schema) for name, m in conv.role_models.items()
-                     if (caps := conv.pool.capabilities(m)).reasks},
+            ballots={
+                name: (self.clients[name], caps.json_schema)
+                for name, m in conv.role_models.items()
+                if (caps := conv.pool.capabilities(m)).reasks
+            },
         )
         await conv.checkpoints.load_into(team)
         self.team = team
@@ -212,7 +240,8 @@ class TeamSession:
         feed = self._feed(deliver())
         self._token = token = CancellationToken()
         self._consumer = consumer = asyncio.get_running_loop().create_task(
-            self._consume(team, feed, token, {m.id for m in feed}, sink))
+            self._consume(team, feed, token, {m.id for m in feed}, sink)
+        )
         try:
             await consumer
         finally:
@@ -221,15 +250,23 @@ class TeamSession:
             if not consumer.done():  # our own task was cancelled from outside
                 consumer.cancel()
 
-    async def _consume(self, team: BaseGroupChat, feed: list[BaseChatMessage], token: CancellationToken,
-                       fed_ids: set[str], sink: RunSink) -> None:
+    async def _consume(
+        self,
+        team: BaseGroupChat,
+        feed: list[BaseChatMessage],
+        token: CancellationToken,
+        fed_ids: set[str],
+        sink: RunSink,
+    ) -> None:
         async for item in team.run_stream(task=feed or None, cancellation_token=token):
             if isinstance(item, TaskResult):
                 continue  # let the stream finish: AutoGen marks the team idle after its last yield
             if isinstance(item, BaseChatMessage) and item.id in fed_ids:
                 continue
             if isinstance(item, BaseChatMessage) and item.source in self.conv.speakers:
-                state = await self.conv.checkpoints.after_message(team, item)  # first thing, before any other await
+                state = await self.conv.checkpoints.after_message(
+                    team, item
+                )  # first thing, before any other await
                 if state is not None:
                     sink.checkpoint(state)
                 self._message(item, sink)
@@ -243,18 +280,27 @@ class TeamSession:
             agent = self.event_agents.get(role)
             if agent is None:
                 continue
-            sink.emit(TriggerEvent(source="parley", role=role, on=trigger, content=f"{role} woken: {trigger}",
-                                   turn=sink.turns_done + 1))
+            sink.emit(
+                TriggerEvent(
+                    source="parley",
+                    role=role,
+                    on=trigger,
+                    content=f"{role} woken: {trigger}",
+                    turn=sink.turns_done + 1,
+                )
+            )
             seen = self.seen_at.get(role, 0)
             news: list[BaseChatMessage] = [
                 TextMessage(content=e.content, source=e.source if isinstance(e, MessageEvent) else "user")
-                for e in conv.history[seen:] if isinstance(e, (MessageEvent, HumanMessageEvent)) and e.source != role
+                for e in conv.history[seen:]
+                if isinstance(e, (MessageEvent, HumanMessageEvent)) and e.source != role
             ]
             self.seen_at[role] = len(conv.history)
             self._token = token = CancellationToken()
             try:
-                async for item in agent.on_messages_stream(news or [TextMessage(content=task, source="user")],
-                                                           token):
+                async for item in agent.on_messages_stream(
+                    news or [TextMessage(content=task, source="user")], token
+                ):
                     if isinstance(item, Response):
                         self.woken.append(item.chat_message)
                         self._message(item.chat_message, sink)
@@ -281,7 +327,9 @@ class TeamSession:
         """The turns in progress are cut short: what each role had streamed is kept on record."""
         for source, text in self.partial.items():
             if text:
-                sink.emit(TurnAbandonedEvent(source=source, content=text, reason=reason, turn=sink.turns_done + 1))
+                sink.emit(
+                    TurnAbandonedEvent(source=source, content=text, reason=reason, turn=sink.turns_done + 1)
+                )
         self.partial.clear()
 
     # -- AutoGen's stream as parley's events ----------------------------------------------------------
@@ -293,8 +341,11 @@ class TeamSession:
         if empty_reply(item):  # asked twice, answered nothing twice: said, and not a turn
             sink.answered_nothing(item.source)
             return
-        kind: MessageKind = "tool_summary" if isinstance(item, ToolCallSummaryMessage) else (
-            "handoff" if isinstance(item, HandoffMessage) else "text")
+        kind: MessageKind = (
+            "tool_summary"
+            if isinstance(item, ToolCallSummaryMessage)
+            else ("handoff" if isinstance(item, HandoffMessage) else "text")
+        )
         sink.answered(item.source, item.to_text(), kind)
 
     def _event(self, item: Any, sink: RunSink) -> None:
@@ -316,22 +367,46 @@ class TeamSession:
         elif isinstance(item, ToolCallExecutionEvent):
             for res in item.content:
                 if res.name in self.conv.workers:
-                    sink.emit(SubtaskEvent(source=item.source, subtask_id=res.call_id, worker=res.name, task="",
-                                           status="failed" if res.is_error else "done", content=res.content,
-                                           turn=turn))
+                    sink.emit(
+                        SubtaskEvent(
+                            source=item.source,
+                            subtask_id=res.call_id,
+                            worker=res.name,
+                            task="",
+                            status="failed" if res.is_error else "done",
+                            content=res.content,
+                            turn=turn,
+                        )
+                    )
                 else:
-                    sink.emit(ToolResultEvent(source=item.source, name=res.name, call_id=res.call_id,
-                                              content=res.content, is_error=bool(res.is_error), turn=turn))
+                    sink.emit(
+                        ToolResultEvent(
+                            source=item.source,
+                            name=res.name,
+                            call_id=res.call_id,
+                            content=res.content,
+                            is_error=bool(res.is_error),
+                            turn=turn,
+                        )
+                    )
 
     def _call_event(self, source: str, name: str, call_id: str, arguments: str, turn: int) -> Event:
         if name in self.conv.workers:
             args = _parse_args(arguments)
             task = str(args.get("task", "")) if isinstance(args, dict) else str(args)
-            return SubtaskEvent(source=source, subtask_id=call_id, worker=name, task=task, status="started",
-                                content=task, turn=turn)
+            return SubtaskEvent(
+                source=source,
+                subtask_id=call_id,
+                worker=name,
+                task=task,
+                status="started",
+                content=task,
+                turn=turn,
+            )
         shown = _clip_args(arguments)
-        return ToolCallEvent(source=source, name=name, arguments=_parse_args(shown), call_id=call_id,
-                             content=shown, turn=turn)
+        return ToolCallEvent(
+            source=source, name=name, arguments=_parse_args(shown), call_id=call_id, content=shown, turn=turn
+        )
 
 
 def _unwrapped(exc: BaseException) -> tuple[str, str]:
@@ -358,7 +433,9 @@ def _clip_args(arguments: str) -> str:
     cut, so a model cannot fill the store and every reader's screen with one refused call."""
     if len(arguments) <= MAX_ARGUMENTS:
         return arguments
-    return f"{arguments[:2000]}… ({len(arguments):,} characters; the call was refused: over {MAX_ARGUMENTS:,})"
+    return (
+        f"{arguments[:2000]}… ({len(arguments):,} characters; the call was refused: over {MAX_ARGUMENTS:,})"
+    )
 
 
 class _QuietCancel(logging.Filter):

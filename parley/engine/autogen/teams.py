@@ -49,12 +49,20 @@ def build_team(
         return RoundRobinGroupChat([manager], termination_condition=termination, custom_message_types=NOTICES)
     if spec.pattern in ("round_robin", "loop"):
         # A loop is a rotation that the last role ends with its exit text (the run's stop text).
-        return RoundRobinGroupChat(list(agents), termination_condition=termination, custom_message_types=NOTICES)
+        return RoundRobinGroupChat(
+            list(agents), termination_condition=termination, custom_message_types=NOTICES
+        )
     if spec.pattern == "selector":
         if selector_client is None:
             raise ValueError("the selector pattern needs a selector model client")
-        selector = Selector(spec, selector_client, json_schema=selector_json_schema, on_pick=on_pick,
-                            avoid_repeat=selector_avoid_repeat, on_notice=on_notice)
+        selector = Selector(
+            spec,
+            selector_client,
+            json_schema=selector_json_schema,
+            on_pick=on_pick,
+            avoid_repeat=selector_avoid_repeat,
+            on_notice=on_notice,
+        )
         return SelectorGroupChat(
             list(agents),
             model_client=selector_client,
@@ -68,11 +76,19 @@ def build_team(
     if spec.pattern == "consensus":
         if host is None:
             raise ValueError("the consensus pattern needs an escalation host")
-        participants, graph = consensus_graph(spec, agents, host, selector_client, selector_json_schema, ballots)
-        return RestartableGraphFlow(participants, graph=graph, termination_condition=termination, custom_message_types=NOTICES)
+        participants, graph = consensus_graph(
+            spec, agents, host, selector_client, selector_json_schema, ballots
+        )
+        return RestartableGraphFlow(
+            participants, graph=graph, termination_condition=termination, custom_message_types=NOTICES
+        )
     if spec.pattern in ("sequential", "fanout"):
-        return RestartableGraphFlow(list(agents), graph=_graph(spec, agents), termination_condition=termination,
-                          custom_message_types=NOTICES)
+        return RestartableGraphFlow(
+            list(agents),
+            graph=_graph(spec, agents),
+            termination_condition=termination,
+            custom_message_types=NOTICES,
+        )
     raise ValueError(f"pattern {spec.pattern!r} is not available")
 
 

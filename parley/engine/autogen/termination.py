@@ -36,8 +36,16 @@ class RunGuard(TerminationCondition):
     time it fires, but a run spans several `run_stream` calls (one per interjection).
     """
 
-    def __init__(self, limits: TerminationSpec, roles: Sequence[str], meter: Meter, *, inbox: HumanInbox,
-                 triggers: Triggers, on_answer: Callable[[str], None] = lambda role: None) -> None:
+    def __init__(
+        self,
+        limits: TerminationSpec,
+        roles: Sequence[str],
+        meter: Meter,
+        *,
+        inbox: HumanInbox,
+        triggers: Triggers,
+        on_answer: Callable[[str], None] = lambda role: None,
+    ) -> None:
         self.limits = limits
         self.roles = set(roles)
         self.stop_from = set(limits.stop_from) or self.roles
@@ -90,7 +98,9 @@ class RunGuard(TerminationCondition):
         if empty_reply(m):
             return  # not a turn (the run says so); answering nothing over and over is a loop, stopped above
         self.turns += 1
-        if not tool_step(m):  # a step of tool work (its results, or a reflection on them) is not the role's answer
+        if not tool_step(
+            m
+        ):  # a step of tool work (its results, or a reflection on them) is not the role's answer
             self.on_answer(m.source)
         if self._pending is None:
             self._pending = self._ending(m)
@@ -100,8 +110,12 @@ class RunGuard(TerminationCondition):
         history = self._said.setdefault(m.source, [])
         history.append(said)
         repeats = self.limits.max_repeats
-        if (self._pending is None and len(history) >= repeats and len(set(history[-repeats:])) == 1
-                and not tool_step(m)):
+        if (
+            self._pending is None
+            and len(history) >= repeats
+            and len(set(history[-repeats:])) == 1
+            and not tool_step(m)
+        ):
             what = "answered nothing" if not said else "said the same thing"
             self._pending = ("loop", f"loop: {m.source} {what} {repeats} times in a row")
 
@@ -111,8 +125,12 @@ class RunGuard(TerminationCondition):
         if isinstance(m, HandoffMessage) and m.target == "user":
             return ("handoff", f"{m.source} handed the conversation to the human")
         # Tool output is data: a stop word inside a tool result never ends the run.
-        if (stop_text and m.source in self.stop_from and not isinstance(m, ToolCallSummaryMessage)
-                and stop_text in m.to_model_text()):
+        if (
+            stop_text
+            and m.source in self.stop_from
+            and not isinstance(m, ToolCallSummaryMessage)
+            and stop_text in m.to_model_text()
+        ):
             return ("stop_text", f"{m.source} said {stop_text}")
         return None
 
@@ -127,7 +145,9 @@ class RunGuard(TerminationCondition):
             self._pending = None
             return self._fire(reason, detail)
         if self.meter.exceeded():
-            return self._fire("max_tokens", f"token budget of {self.meter.budget} reached ({self.meter.total_tokens} used)")
+            return self._fire(
+                "max_tokens", f"token budget of {self.meter.budget} reached ({self.meter.total_tokens} used)"
+            )
         if self.turns >= self.cap:
             return self._fire("max_turns", f"reached {self.cap} turns")
         if self.inbox.ready(self.turns):

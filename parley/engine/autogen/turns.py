@@ -24,7 +24,8 @@ def mark_reflection(response: Response) -> Response:
     """The response with its chat message marked when it reflects on tool calls made in the same turn."""
     message = response.chat_message
     if isinstance(message, TextMessage) and any(
-            isinstance(m, ToolCallExecutionEvent) for m in response.inner_messages or ()):
+        isinstance(m, ToolCallExecutionEvent) for m in response.inner_messages or ()
+    ):
         message.metadata = {**message.metadata, AFTER_TOOLS: "1"}
     return response
 

@@ -64,8 +64,15 @@ async def chatty(message: str, ctx: Context) -> str:
 @app.tool()
 def document() -> list[object]:
     """A text and an embedded resource."""
-    return ["here it is", EmbeddedResource(type="resource", resource=TextResourceContents(
-        uri="memo://notes/1", mimeType="text/plain", text="the memo's text"))]
+    return [
+        "here it is",
+        EmbeddedResource(
+            type="resource",
+            resource=TextResourceContents(
+                uri="memo://notes/1", mimeType="text/plain", text="the memo's text"
+            ),
+        ),
+    ]
 
 
 @app.tool()
