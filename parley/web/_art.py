@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import struct
 import zlib
+from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
@@ -12,13 +13,32 @@ PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#d
 
 
 SYSTEM_COLOUR = "#6b7280"
+_given: dict[str, str] = {}
+"""The colour each speaker name has (its avatar file, shared by every team that has a speaker of that name)."""
+
+
+def assign_colours(names: Sequence[str]) -> dict[str, str]:
+    """A colour of its own for each of a team's speakers, given in the team's order. A name keeps the colour it
+    already has (another team's avatar of the same name) unless an earlier speaker of this team has it."""
+    mine: dict[str, str] = {}
+    for name in names:
+        kept = _given.get(name)
+        if name != "parley" and kept is not None and kept not in mine.values():
+            mine[name] = kept
+    for name in names:
+        if name == "parley" or name in mine:
+            continue
+        free = [c for c in PALETTE if c not in mine.values()]
+        mine[name] = free[0] if free else PALETTE[len(mine) % len(PALETTE)]  # more speakers than colours
+    _given.update(mine)
+    return mine
 
 
 def colour(name: str) -> str:
-    """A stable colour per speaker name; parley's own notes are grey."""
+    """The speaker's colour (see assign_colours); parley's own notes are grey."""
     if name == "parley":
         return SYSTEM_COLOUR
-    return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
+    return _given.get(name) or PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
 
 
 def _png(width: int, height: int, rgba: bytes) -> bytes:
@@ -57,7 +77,9 @@ def avatar_file_name(name: str) -> str:
     return name.strip().lower().replace(" ", "_").replace(".", "_") + ".png"
 
 
-def write_avatars(public: Path, names: list[str]) -> None:
+def write_avatars(public: Path, names: Sequence[str]) -> None:
+    """The avatar of each of a team's speakers (`names` in the team's order), each in a colour of its own."""
+    assign_colours(names)
     folder = public / "avatars"
     folder.mkdir(parents=True, exist_ok=True)
     for name in names:
@@ -67,28 +89,41 @@ def write_avatars(public: Path, names: list[str]) -> None:
             path.write_bytes(picture)
 
 
+CHART_WIDTH = 720
+_CHART_STYLE = (
+    "<style>text{fill:#1f2937;font:15px system-ui,sans-serif}.t{font-weight:600}.n{fill:#4b5563}"
+    "@media (prefers-color-scheme: dark){text{fill:#e5e7eb}.n{fill:#9ca3af}}</style>"
+)
+"""No background: the chat's own shows through. Its text follows the page's theme: the web chat's stylesheet
+(public/parley.css) gives the page the colour scheme of its theme, and an SVG picture follows its page's."""
+
+
 def usage_chart_svg(rows: list[tuple[str, int, int, int]]) -> str:
     """Horizontal bars per speaker: (name, prompt tokens, completion tokens, turns)."""
     if not rows:
         return ""
-    width, bar_h, gap, label_w = 560, 22, 10, 110
+    bar_h, gap, label_w, top = 24, 12, 150, 44
     total_max = max(p + c for _, p, c, _ in rows) or 1
-    height = 34 + len(rows) * (bar_h + gap)
+    height = top + len(rows) * (bar_h + gap)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="12">',
-        '<rect width="100%" height="100%" fill="white"/>',
-        '<text x="8" y="18" font-weight="bold">Tokens per speaker (prompt | completion) and turns</text>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{CHART_WIDTH}" height="{height}" '
+        f'viewBox="0 0 {CHART_WIDTH} {height}" role="img" aria-label="Tokens per speaker">',
+        _CHART_STYLE,
+        '<text class="t" x="8" y="22">Tokens per speaker</text>',
+        f'<text class="n" x="{CHART_WIDTH - 8}" y="22" text-anchor="end">'
+        '<tspan opacity="0.6">■</tspan> prompt  ■ completion</text>',
     ]
-    span = width - label_w - 150
+    span = CHART_WIDTH - label_w - 230
     for i, (name, prompt, completion, turns) in enumerate(rows):
-        y = 30 + i * (bar_h + gap)
+        y = top + i * (bar_h + gap)
         wp = max(1, round(span * prompt / total_max)) if prompt else 0
         wc = max(1, round(span * completion / total_max)) if completion else 0
+        shown = name if len(name) <= 18 else name[:17] + "…"
         parts += [
-            f'<text x="8" y="{y + 15}">{escape(name)}</text>',
-            f'<rect x="{label_w}" y="{y}" width="{wp}" height="{bar_h}" fill="{colour(name)}" opacity="0.55"/>',
-            f'<rect x="{label_w + wp}" y="{y}" width="{wc}" height="{bar_h}" fill="{colour(name)}"/>',
-            f'<text x="{label_w + wp + wc + 6}" y="{y + 15}">{prompt:,} | {completion:,}'
+            f'<text x="8" y="{y + 17}">{escape(shown)}</text>',
+            f'<rect x="{label_w}" y="{y}" width="{wp}" height="{bar_h}" rx="3" fill="{colour(name)}" opacity="0.55"/>',
+            f'<rect x="{label_w + wp}" y="{y}" width="{wc}" height="{bar_h}" rx="3" fill="{colour(name)}"/>',
+            f'<text class="n" x="{label_w + wp + wc + 8}" y="{y + 17}">{prompt:,} | {completion:,}'
             + (f" · {turns} turn{'s' if turns != 1 else ''}" if turns else "")
             + "</text>",
         ]

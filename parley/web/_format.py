@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
-from typing import Any
+from functools import wraps
+from typing import Any, ParamSpec
 
 from .._render import summary
 from ..conversation import Conversation
@@ -36,6 +38,39 @@ CLIP = 1500
 BAR_WIDTH = 9
 
 
+_CODE = re.compile(
+    r"(^ {0,3}(`{3,}|~{3,})[^\n]*\n.*?(?:^ {0,3}\2[ \t]*$|\Z)|(`+).+?\3|<[a-zA-Z][\w+.-]*:[^\s<>]*>|\b(?:https?|ftp)://[^\s<>]*)",
+    re.M | re.S,
+)
+"""Fenced code blocks, code spans, autolinks and bare web addresses: text Markdown shows as it is (a backslash
+would show too)."""
+_DIRECTIVE = re.compile(r"(?<!\\):(?=[A-Za-z])")
+
+
+def md_safe(text: str) -> str:
+    """Text as the web chat's Markdown shows it: Chainlit parses `:name` as a directive and drops it
+    (`openai:gpt-4o-mini` read as `openai`), so a colon before a letter is escaped, except in code."""
+    out, at = [], 0
+    for m in _CODE.finditer(text):
+        out += [_DIRECTIVE.sub(r"\\:", text[at : m.start()]), m.group(0)]
+        at = m.end()
+    out.append(_DIRECTIVE.sub(r"\\:", text[at:]))
+    return "".join(out)
+
+
+_P = ParamSpec("_P")
+
+
+def _shown(build: Callable[_P, str]) -> Callable[_P, str]:
+    """A builder of a message's Markdown whose text reaches the page as written (see md_safe)."""
+
+    @wraps(build)
+    def safe(*args: _P.args, **kwargs: _P.kwargs) -> str:
+        return md_safe(build(*args, **kwargs))
+
+    return safe
+
+
 def clip(text: str, limit: int = CLIP) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
@@ -58,6 +93,7 @@ def speaker_header(source: str, turn: int, subtask: SubtaskEvent | None = None) 
     return head + "\n\n"
 
 
+@_shown
 def agent_text(ev: MessageEvent, subtask: SubtaskEvent | None = None) -> str:
     body = ev.content if ev.kind != "tool_summary" else f"Tool result:\n\n```\n{ev.content}\n```"
     return speaker_header(ev.source, ev.turn, subtask) + body
@@ -70,11 +106,13 @@ def meter_text(prompt: int, completion: int, cost: float | None, conv: Conversat
     return f"**Meter** · {prompt:,} prompt + {completion:,} completion tokens{sel} · {money}"
 
 
+@_shown
 def approval_text(ev: ApprovalRequestEvent) -> str:
     args = json.dumps(ev.arguments, indent=2, ensure_ascii=False)
     return f"**{ev.source}** wants to call `{ev.name}` and needs your approval:\n\n```json\n{args}\n```"
 
 
+@_shown
 def decision_text(ev: ApprovalDecisionEvent) -> str:
     verdict = "approved" if ev.approved else "denied"
     because = f": {ev.reason}" if ev.reason else ""
@@ -114,6 +152,7 @@ def tool_output(main: str, log: Sequence[str] = ()) -> str:
     return f"{main}\n\n{block}" if main else block
 
 
+@_shown
 def validation_text(ev: ValidationEvent, subtask: SubtaskEvent | None = None) -> str:
     """A failed attempt, as the closed message of that attempt; a corrected answer that passes, as a note."""
     if ev.passed:
@@ -134,6 +173,7 @@ def _minutes(seconds: float) -> str:
     return f"{seconds / 60:g} min" if seconds >= 60 else f"{seconds:g} s"
 
 
+@_shown
 def question_text(ev: QuestionEvent, answer: AnswerEvent | None = None) -> str:
     """The question a role asks the human, and once settled, how."""
     if answer is None:
@@ -162,6 +202,7 @@ def position_label(i: int, who: str) -> str:
     return f"Pick {i} · {clip(who, 40)}"
 
 
+@_shown
 def escalation_text(ev: EscalationEvent) -> str:
     short = all(len(p.text) <= 80 and "\n" not in p.text for p in ev.positions)
     if short:  # e.g. a vote's options: one line each
@@ -174,6 +215,7 @@ def escalation_text(ev: EscalationEvent) -> str:
     )
 
 
+@_shown
 def resolved_text(ev: EscalationResolvedEvent, positions: Sequence[Any] = ()) -> str:
     if ev.decision == "unresolved":
         return f"✖ The escalation was left unresolved: {ev.content}"
@@ -190,6 +232,7 @@ def resolved_text(ev: EscalationResolvedEvent, positions: Sequence[Any] = ()) ->
 # -- the patterns: sub-tasks of a hierarchical team, votes of a consensus team --------------------
 
 
+@_shown
 def subtask_text(started: SubtaskEvent, finished: SubtaskEvent | None = None, *, ended: str = "") -> str:
     """A sub-task's card: who gave it to whom, the task, and how far it is (`ended`: why the run stopped first)."""
     if ended:
@@ -210,6 +253,7 @@ OUTCOMES = {
 }
 
 
+@_shown
 def vote_text(ev: VoteEvent) -> str:
     """One round's tally as a small table: an answer per row, a bar, who voted for it, and the outcome."""
     if ev.outcome not in OUTCOMES:  # the tie settled: by the judge, the manager model or a human
@@ -232,10 +276,12 @@ NOTES = "Team notes"
 """The side panel's name; in a message, Chainlit makes it the link that opens the panel."""
 
 
+@_shown
 def notes_added_text(role: str, notes: Sequence[dict[str, Any]]) -> str:
     return f"**{role}** added to the {NOTES} ({len(notes)}): *{clip(str(notes[-1].get('text', '')), 200)}*"
 
 
+@_shown
 def notes_text(notes: Sequence[dict[str, Any]]) -> str:
     """The team's shared notes (team_notes), newest last."""
     if not notes:
@@ -291,4 +337,5 @@ _NOTES: dict[type, Callable[[Any], tuple[str, str] | None]] = {
 def note(ev: Event) -> tuple[str, str] | None:
     """(author, markdown) for an event shown as a message, or None when it is not one."""
     shown = _NOTES.get(type(ev))
-    return shown(ev) if shown is not None else None
+    said = shown(ev) if shown is not None else None
+    return (said[0], md_safe(said[1])) if said is not None else None
