@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from ._cli_users import add_parser as add_users_parser
+from ._cli_users import users_command
 from ._mcp_session import McpCallError, McpConnection, describe
 from ._proc import freeze_startup_objects
 from ._render import Renderer, visible
@@ -162,11 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--host", default=os.environ.get("PARLEY_UI_HOST", "127.0.0.1"))
     ui.add_argument("--port", type=_positive_int, default=int(os.environ.get("PARLEY_UI_PORT", "8000")))
 
-    users = sub.add_parser("users", help="manage web chat users (password login)")
-    users_sub = users.add_subparsers(dest="users_command", required=True)
-    add = users_sub.add_parser("add", help="create a user; asks for the password (or reads it from stdin)")
-    add.add_argument("name")
-    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add_users_parser(sub)
     return p
 
 
@@ -234,7 +232,9 @@ def _command(args: argparse.Namespace) -> int:
 
             return serve(args.host, args.port)
         if args.command == "users":
-            return _add_user(args.name, args.password_stdin)
+            from ._ui import read_password
+
+            return users_command(args, read_password)
         if args.command == "eval":
             from .evals import evaluate
 
@@ -275,17 +275,6 @@ def _stdout_gone() -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-
-
-def _add_user(name: str, from_stdin: bool) -> int:
-    from ._ui import add_user, read_password
-
-    try:
-        asyncio.run(add_user(name, read_password(from_stdin)))
-    except StoreError as exc:
-        raise ConfigError(str(exc)) from None
-    print(f"user {name} created: the web chat now asks everyone to log in")
-    return EXIT_OK
 
 
 def _list_teams(extra: list[str]) -> int:

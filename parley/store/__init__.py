@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ._commands import open_for_command, run_owner
 from ._disk import os_problem, sqlite_file
-from ._rows import AuditRow, CheckpointRow, EventRow, StoreError, ThreadRow
+from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
 from ._store import Store
 from ._urls import default_url, normalise_url, redact
 
@@ -15,9 +15,11 @@ __all__ = [
     "AuditRow",
     "CheckpointRow",
     "EventRow",
+    "FeedbackRow",
     "Store",
     "StoreError",
     "ThreadRow",
+    "UserRow",
     "default_url",
     "normalise_url",
     "open_for_command",

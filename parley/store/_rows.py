@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import StoreError
 
-__all__ = ["AuditRow", "CheckpointRow", "EventRow", "StoreError", "ThreadRow"]
+__all__ = ["AuditRow", "CheckpointRow", "EventRow", "FeedbackRow", "StoreError", "ThreadRow", "UserRow"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,3 +54,31 @@ class AuditRow:
     action: str
     detail: dict[str, Any]
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class UserRow:
+    """A web chat user (the password hash never leaves the store)."""
+
+    name: str
+    created_at: datetime
+    threads: int
+    """How many conversations they own."""
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackRow:
+    """A person's rating of one message of a conversation: the latest they gave it."""
+
+    id: str
+    thread_id: str
+    step_id: str
+    """The message rated, by the id the web chat gave it."""
+    value: int
+    """1: thumbs up, 0: thumbs down."""
+    comment: str | None
+    message: str
+    """The rated message's text as the caller gave it ('' when it did not)."""
+    actor: str
+    created_at: datetime
+    updated_at: datetime

@@ -19,9 +19,10 @@ from sqlalchemy import (
     Table,
     Text,
     TypeDecorator,
+    UniqueConstraint,
 )
 
-__all__ = ["audit", "checkpoints", "events", "metadata", "now", "threads", "users"]
+__all__ = ["audit", "checkpoints", "events", "feedback", "metadata", "now", "threads", "users"]
 
 
 def now() -> datetime:
@@ -119,4 +120,23 @@ audit = Table(
     Column("detail", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Index(None, "thread_id", "id"),
+)
+
+# A person's rating of one message (thumbs up or down, with an optional comment): the latest per message.
+# Added after the first stores were made: `Store.open` creates it in an older store (create_all adds missing
+# tables and leaves the others as they are). Every change is also an audit row, so the trail keeps the history.
+feedback = Table(
+    "feedback",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("thread_id", String(64), ForeignKey("threads.id", ondelete="CASCADE"), nullable=False),
+    Column("step_id", String(200), nullable=False),  # the message rated: the id the web chat gave it
+    Column("value", Integer, nullable=False),  # 1: thumbs up, 0: thumbs down
+    Column("comment", Text, nullable=True),
+    # The rated message's text (or its start), when the caller knows it: the export shows what was rated.
+    Column("message", Text, nullable=False, default="", server_default=""),
+    Column("actor", String, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("thread_id", "step_id"),
 )

@@ -18,15 +18,24 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from ..events import Event, decode_events
+from ._accounts import (
+    check_name,
+    check_password,
+    count_threads,
+    drop_feedback,
+    drop_user,
+    feedback_rows,
+    hand_over,
+    new_password,
+    rate,
+    user_rows,
+)
 from ._batch import BatchWriter, NoSuchThread
 from ._disk import prepare_file, sqlite_file, storage_problem
-from ._passwords import MIN_PASSWORD, hash_password, verify_password
-from ._rows import AuditRow, CheckpointRow, EventRow, StoreError, ThreadRow
-from ._schema import audit, checkpoints, events, metadata, now, threads, users
+from ._passwords import hash_password, verify_password
+from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
+from ._schema import audit, checkpoints, events, feedback, metadata, now, threads, users
 from ._urls import default_url, normalise_url, redact
-
-RESERVED_USER = "local"
-"""The web chat's single-user mode signs everyone in as this user; `parley run` saves its runs under it."""
 
 __all__ = ["Store"]
 
@@ -134,29 +143,42 @@ class Store:
 
     async def create_user(self, name: str, password: str) -> None:
         """Add a user. The password is stored only as a salted scrypt hash."""
-        if not name.strip():
-            raise StoreError("could not create user: the name is empty")
-        if name.strip().lower() == RESERVED_USER:
-            # The single-user mode's user owns every conversation made before logins and by `parley run`:
-            # a password user of that name would sign in as all of them.
-            raise StoreError(
-                f"could not create user '{name}': '{RESERVED_USER}' is the name of the local "
-                "single-user mode's user; pick another name"
-            )
-        if any(not c.isprintable() for c in name) or name != name.strip():
-            raise StoreError(
-                f"could not create user {name!r}: a name has no control characters and no spaces at its ends"
-            )
-        if len(password) < MIN_PASSWORD:
-            raise StoreError(
-                f"could not create user '{name}': the password needs at least {MIN_PASSWORD} characters"
-            )
+        check_name(name)
+        check_password(name, password)
         hashed = await asyncio.to_thread(hash_password, password)  # ~50 ms of CPU: keep the loop free
         async with self._write(f"create user '{name}'") as conn:
             try:
                 await conn.execute(insert(users).values(name=name, password_hash=hashed, created_at=now()))
             except IntegrityError as exc:
                 raise StoreError(f"could not create user '{name}': the name is taken") from exc
+
+    async def list_users(self) -> list[UserRow]:
+        """Every user, oldest first, with how many conversations each owns."""
+        async with self._read("list the users") as conn:
+            return await user_rows(conn)
+
+    async def remove_user(self, name: str) -> int:
+        """Delete a user (StoreError if there is none); their conversations stay. Returns how many they own."""
+        async with self._write(f"remove user '{name}'") as conn:
+            await drop_user(conn, name)
+            return await count_threads(conn, name)
+
+    async def set_password(self, name: str, password: str) -> None:
+        """Replace a user's password (StoreError if there is no such user or the password is too short)."""
+        check_password(name, password, "change the password of")
+        hashed = await asyncio.to_thread(hash_password, password)
+        async with self._write(f"change the password of '{name}'") as conn:
+            await new_password(conn, name, hashed)
+
+    async def hand_over_threads(self, giver: str, taker: str, *, actor: str) -> int:
+        """Give every conversation of `giver` (e.g. the single-user mode's `local`) to user `taker`, with an
+        audit row; returns how many moved."""
+        async with self._write(f"hand the conversations of '{giver}' to '{taker}'") as conn:
+            return await hand_over(conn, giver, taker, actor, now())
+
+    async def count_threads(self, owner: str) -> int:
+        async with self._read(f"count the threads of '{owner}'") as conn:
+            return await count_threads(conn, owner)
 
     async def verify_user(self, name: str, password: str) -> bool:
         async with self._read(f"look up user '{name}'") as conn:
@@ -215,6 +237,7 @@ class Store:
         async with self._write(f"delete thread {tid}") as conn:
             await conn.execute(delete(events).where(events.c.thread_id == tid))
             await conn.execute(delete(checkpoints).where(checkpoints.c.thread_id == tid))
+            await conn.execute(delete(feedback).where(feedback.c.thread_id == tid))
             result = await conn.execute(delete(threads).where(threads.c.id == tid))
             if result.rowcount == 0:
                 raise StoreError(f"could not delete thread {tid}: no such thread")
@@ -322,6 +345,35 @@ class Store:
         async with self._read(f"read the latest checkpoint of thread {tid}") as conn:
             row = (await conn.execute(query)).first()
         return CheckpointRow(*row) if row else None
+
+    # -- feedback ------------------------------------------------------------------------
+
+    async def upsert_feedback(
+        self,
+        thread_id: str,
+        step_id: str,
+        value: int,
+        *,
+        actor: str,
+        comment: str | None = None,
+        message: str = "",
+    ) -> str:
+        """Keep `actor`'s rating of message `step_id` (1 thumbs up, 0 thumbs down), replacing their earlier one, and
+        record it in the audit trail; returns the feedback's id. StoreError if the thread is not `actor`'s."""
+        async with self._write(f"keep feedback on a message of thread {thread_id}") as conn:
+            return await rate(
+                conn, (thread_id, step_id), value, comment, actor=actor, message=message, at=now()
+            )
+
+    async def delete_feedback(self, feedback_id: str, *, actor: str) -> bool:
+        """Take back a rating (audited); False if there is none of that id, StoreError if it is not `actor`'s."""
+        async with self._write(f"remove feedback {feedback_id}") as conn:
+            return await drop_feedback(conn, feedback_id, actor=actor, at=now())
+
+    async def feedback_of(self, thread_id: str) -> list[FeedbackRow]:
+        """The ratings of a thread's messages, oldest first."""
+        async with self._read(f"read the feedback of thread {thread_id}") as conn:
+            return await feedback_rows(conn, thread_id)
 
     # -- audit ---------------------------------------------------------------------------
 
