@@ -22,7 +22,15 @@ from .events import (
 from .human import HumanPolicy
 from .paths import new_id
 
-__all__ = ["Decisions"]
+__all__ = ["CANCELLED_BY", "Decisions", "was_cancelled"]
+
+CANCELLED_BY = "parley"
+"""The actor of an approval the run's end cancelled: nobody decided it."""
+
+
+def was_cancelled(ev: ApprovalDecisionEvent) -> bool:
+    """An approval nobody decided: the run ended while it waited."""
+    return ev.actor == CANCELLED_BY and not ev.approved and ev.content == "cancelled"
 
 
 class Decisions:
@@ -211,6 +219,21 @@ class Decisions:
         Returns the run's detail when an escalation was left open."""
         self.ended = True
         detail = None
+        for afut, req in self._approvals.values():
+            if not afut.done() or afut.cancelled():  # on record as cancelled: the call never ran
+                afut.cancel()
+                self._emit(
+                    ApprovalDecisionEvent(
+                        source=CANCELLED_BY,
+                        name=req.name,
+                        request_id=req.request_id,
+                        approved=False,
+                        reason=f"cancelled: the run ended ({outcome}) before anyone decided",
+                        actor=CANCELLED_BY,
+                        turn=req.turn,
+                        content="cancelled",
+                    )
+                )
         for fut, esc in self._escalations.values():
             if not fut.done() or fut.cancelled():
                 fut.cancel()

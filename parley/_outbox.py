@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._decisions import was_cancelled
 from .events import (
     AnswerEvent,
     ApprovalDecisionEvent,
@@ -86,6 +87,9 @@ def _approval_request(ev: Any) -> tuple[str, str, dict[str, Any]]:
 
 
 def _approval_decision(ev: Any) -> tuple[str, str, dict[str, Any]]:
+    if was_cancelled(ev):
+        detail = {"decision": "cancelled", "tool": ev.name, "request_id": ev.request_id, "reason": ev.reason}
+        return ev.actor, "approval cancelled", detail
     decision = "approved" if ev.approved else "denied"
     detail = {"decision": decision, "tool": ev.name, "request_id": ev.request_id, "reason": ev.reason}
     return ev.actor, "approve" if ev.approved else "deny", detail

@@ -14,8 +14,8 @@ from typing import Any
 
 import chainlit as cl
 from chainlit.session import WebsocketSession
-from chainlit.types import CommandDict
 
+from .._decisions import was_cancelled
 from ..conversation import Conversation
 from ..events import (
     AnswerEvent,
@@ -42,8 +42,20 @@ from ..host import ASK_HUMAN
 from ..projection import Projection, waiting_key
 from ..run import Run
 from ._chainlit_fixes import on_resume_sent, show_on
+from ._controls import (
+    LiveControls,
+    adds_message,
+    approval_buttons,
+    cancel_card,
+    commands,
+    index_after,
+    last_turn,
+    queued_bubbles,
+    status_line,
+    turn_of,
+)
 from ._datalayer import card_step_id, thread_steps
-from ._elements import actions_for, approval_actions, escalation_actions, file_element, usage_chart
+from ._elements import actions_for, escalation_actions, file_element, usage_chart
 from ._format import (
     SYSTEM,
     agent_text,
@@ -59,27 +71,9 @@ from ._format import (
 )
 from ._panels import Meter, NotesPanel
 from ._streams import Streams
-from ._toolsteps import ToolSteps
+from ._toolsteps import ToolSteps, awaits_approval, tool_summary_text
 
 log = logging.getLogger("parley.web")
-COMMANDS: list[CommandDict] = [
-    {
-        "id": "Stop",
-        "icon": "square",
-        "description": "Stop the agents now",
-        "button": True,
-        "persistent": False,
-        "selected": False,
-    },
-    {
-        "id": "Interrupt",
-        "icon": "zap",
-        "description": "Cut the current turn short with your message",
-        "button": True,
-        "persistent": False,
-        "selected": False,
-    },
-]
 RESUME_WAIT_S = 30.0
 """A reopened page that is never sent its thread (it went away first) holds the run's display this long at most."""
 
@@ -99,6 +93,7 @@ class ChatSession:
         """("deny", request id) or ("write", escalation id): the next message typed is the reason or the answer."""
         self.streams = Streams()
         self.tools = ToolSteps()
+        self.controls = LiveControls()
         self._cards: dict[str, cl.Message] = {}
         """Messages updated in place, by request, question, escalation or sub-task id."""
         self.projection = Projection()
@@ -128,10 +123,12 @@ class ChatSession:
         """The run is going, or the page is still being shown its last events (the run's result comes first)."""
         return self.running or (self.task is not None and not self.task.done())
 
-    async def on_message(self, text: str, command: str | None) -> None:
+    async def on_message(self, text: str, command: str | None, message: cl.Message | None = None) -> None:
         text = text.strip()
-        if command == "Stop":
-            if not self.stop():
+        if command == "Stop":  # a tab opened before the Stop button: no bubble, the status line says it
+            if message is not None and not text:
+                await message.remove()
+            if not await self.stop_now():
                 await _say("Nothing is running.")
             return
         if self.awaiting and not command and self.running:
@@ -142,6 +139,9 @@ class ChatSession:
             return
         if self.running and self.run is not None:
             await self._join(self.run, text, command)
+            await self.controls.keep_last()  # below the user's message
+        elif command == "Interrupt":
+            await _say("Nothing is running: send your message without Interrupt to start the team.")
         else:
             self.start(text)
 
@@ -173,6 +173,13 @@ class ChatSession:
                 self.run.resolve(key, text=text, actor=self.user)
         except KeyError:
             await _say("That decision has already been made.")
+
+    async def stop_now(self) -> bool:
+        """The Stop button: the run ends now and its controls go at once (the status line follows)."""
+        stopped = self.stop()
+        if stopped:
+            await self.controls.end()
+        return stopped
 
     def stop(self) -> bool:
         """End the run now (the Stop command, and Chainlit's own stop button): the model call in progress is
@@ -225,7 +232,8 @@ class ChatSession:
         async def shown_so_far(thread: dict[str, Any]) -> dict[str, Any]:
             await self._idle.wait()  # not in the middle of showing an event: the gate holds the next
             tid = self.conversation.thread_id or str(thread.get("id"))
-            return thread | {"steps": thread_steps(tid, self.conversation.history[: self._shown])}
+            shown = self.conversation.history[: self._shown]
+            return thread | {"steps": thread_steps(tid, shown) + queued_bubbles(tid, shown)}
 
         async def sent() -> None:
             nonlocal done
@@ -250,11 +258,11 @@ class ChatSession:
         show_on(ws)
         self.streams.clear()  # half-streamed messages belonged to the old page
         self.tools.forget()
+        self.controls = LiveControls()
         self.meter.reset()
         self.notes = NotesPanel()
-        for (
-            old
-        ) in self._cards.values():  # the same tab may reconnect more than once and still hold the buttons
+        # The same tab may reconnect more than once and still hold the buttons.
+        for old in self._cards.values():
             await old.remove_actions()
         # The page has every card under the id the live run gave it (the stored thread's): the same messages.
         for key, ev in [*self.projection.subtasks.items(), *self.projection.waiting.items()]:
@@ -262,9 +270,11 @@ class ChatSession:
             if card is None:
                 author, text = note(ev) or (ev.source, "")
                 card = self._cards[key] = cl.Message(content=text, author=author, id=self._card_id(key))
-            card.actions = actions_for(ev)
+            card.actions = approval_buttons(ev) if isinstance(ev, ApprovalRequestEvent) else actions_for(ev)
             for action in card.actions:
                 await action.send(for_id=card.id)
+        if self.running:
+            await self.controls.start()
 
     def approve(self, request_id: str) -> None:
         if self.running:
@@ -297,6 +307,7 @@ class ChatSession:
 
     async def _pump(self, run: Run) -> None:
         show_on()  # keep the run's messages from nesting under the finished on_message step
+        await self.controls.start()
         async for ev in run:
             await self._gate.wait()  # a reopened page is being sent the thread as shown so far
             self._idle.clear()
@@ -305,8 +316,11 @@ class ChatSession:
                     show_on(self._ws)
                     self._ws = None
                 if not isinstance(ev, ChunkEvent):
-                    self._shown = _index_after(self.conversation.history, ev, self._shown)
+                    self._shown = index_after(self.conversation.history, ev, self._shown)
+                adds = adds_message(ev, self.streams.messages, type(ev) in _SHOW)
                 await self.show(ev)
+                if adds:
+                    await self.controls.keep_last(turn_of(ev))
             except Exception:  # a display glitch must not stop the conversation
                 log.exception("could not show %s", ev.type)
             finally:
@@ -333,7 +347,8 @@ class ChatSession:
 
     async def _message(self, ev: MessageEvent, _: list[Event]) -> None:
         msg = self.streams.take(ev.source)  # the whole message replaces what was streamed
-        msg.content = agent_text(ev, self.projection.working.get(ev.source))
+        working = self.projection.working.get(ev.source)
+        msg.content = tool_summary_text(ev, working) if ev.kind == "tool_summary" else agent_text(ev, working)
         await msg.send()
 
     async def _abandoned(self, ev: TurnAbandonedEvent, _: list[Event]) -> None:
@@ -342,8 +357,9 @@ class ChatSession:
         await msg.send()
 
     async def _tool_call(self, ev: ToolCallEvent, _: list[Event]) -> None:
-        if ev.name != ASK_HUMAN:  # a question shows as its own message
-            await self.tools.call(ev)
+        if ev.name == ASK_HUMAN:  # a question shows as its own message
+            return
+        await self.tools.call(ev, pending=awaits_approval(ev, self.projection.waiting.values()))
 
     async def _file(self, ev: FileEvent, _: list[Event]) -> None:
         await cl.Message(
@@ -354,11 +370,15 @@ class ChatSession:
 
     async def _approval_request(self, ev: ApprovalRequestEvent, _: list[Event]) -> None:
         await self._card(
-            ev.request_id, cl.Message(content=approval_text(ev), author=SYSTEM, actions=approval_actions(ev))
+            ev.request_id, cl.Message(content=approval_text(ev), author=SYSTEM, actions=approval_buttons(ev))
         )
 
     async def _approval_decision(self, ev: ApprovalDecisionEvent, _: list[Event]) -> None:
-        await self._settled(ev.request_id)
+        card = await self._settled(ev.request_id)
+        if was_cancelled(ev):  # the run ended while it waited: the card says so, the status line says why
+            await cancel_card(card)
+            return
+        await self.tools.decided(ev)
         await _say(decision_text(ev))
 
     async def _validation(self, ev: ValidationEvent, _: list[Event]) -> None:
@@ -420,15 +440,13 @@ class ChatSession:
             msg.content = subtask_text(started, ev)
             await msg.update()
 
-    async def _show_notes(self, role: str) -> None:
-        await self.notes.show(role, self.conversation.notes_board)
-
     async def _update_meter(self, ev: UsageEvent, _: list[Event]) -> None:
         totals = (ev.total_prompt_tokens, ev.total_completion_tokens, ev.cost_usd)
         await self.meter.update(*totals, self.conversation)
 
     async def _finish(self, result: RunResult, cut: list[Event]) -> None:
         self.tools.forget()
+        await self.controls.end()
         for ev in cut:  # what the run left open: decisions lose their buttons, sub-tasks read as cut short
             if isinstance(ev, SubtaskEvent):
                 card = self._cards.pop(ev.subtask_id, None)
@@ -444,7 +462,7 @@ class ChatSession:
             result.prompt_tokens, result.completion_tokens, result.cost_usd, self.conversation
         )
         await cl.Message(
-            content=(note(result) or ("", ""))[1],
+            content=status_line(result, last_turn(self.run.events if self.run is not None else [])),
             author=SYSTEM,
             elements=usage_chart(self.projection.per_speaker()),
         ).send()
@@ -458,7 +476,7 @@ _SHOW: dict[type, Callable[..., Awaitable[None]]] = {
     ToolProgressEvent: lambda chat, ev, _: chat.tools.report(ev),
     ToolResultEvent: lambda chat, ev, _: chat.tools.result(ev),
     FileEvent: ChatSession._file,
-    NoteEvent: lambda chat, ev, _: chat._show_notes(ev.source),
+    NoteEvent: lambda chat, ev, _: chat.notes.show(ev.source, chat.conversation.notes_board),
     UsageEvent: ChatSession._update_meter,
     RunResult: ChatSession._finish,
     ApprovalRequestEvent: ChatSession._approval_request,
@@ -473,17 +491,8 @@ _SHOW: dict[type, Callable[..., Awaitable[None]]] = {
 """How each kind of event shows (method, event, what it settled); any other kind shows as its `note`, if any."""
 
 
-def _index_after(history: list[Event], ev: Event, default: int) -> int:
-    """Where `ev` ends in the history (it was added last, or a few events before the last)."""
-    for i in range(len(history) - 1, -1, -1):
-        if history[i] is ev:
-            return i + 1
-    return default
-
-
 async def _say(text: str) -> None:
     await cl.Message(content=text, author=SYSTEM).send()
 
 
-def commands() -> list[CommandDict]:
-    return COMMANDS
+__all__ = ["ChatSession", "commands"]

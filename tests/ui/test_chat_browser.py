@@ -46,17 +46,36 @@ class Chat:
     def __init__(self, page: Page, server) -> None:
         self.page = page
         self.server = server
+        self.starts = 0
+        """Chat sessions started on this page so far (each start sets the composer's commands)."""
+        self.seen = 0
+        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+
+    def _frame(self, payload: str | bytes) -> None:
+        if isinstance(payload, str) and payload.startswith('42["set_commands"'):
+            self.starts += 1
 
     # -- getting there ------------------------------------------------------------------------
 
     def open(self, path: str = "/", *, ready: bool = True) -> Chat:
+        self.seen = self.starts
         self.page.goto(self.server.url + path)
         return self.ready() if ready else self
 
+    def reload(self) -> Chat:
+        self.seen = self.starts
+        self.page.reload()
+        return self.ready()
+
     def ready(self) -> Chat:
-        # The composer's command buttons come from on_chat_start / on_chat_resume: the session is live.
-        expect(self.page.locator("#command-Stop")).to_be_visible()
-        expect(self.page.locator("#command-Interrupt")).to_be_visible()
+        """Wait until the page's chat session has started (on_chat_start / on_chat_resume set the composer's
+        commands: none while idle, Interrupt while a run is live)."""
+        deadline = time.monotonic() + 30
+        while self.starts <= self.seen:
+            assert time.monotonic() < deadline, "the chat session never started"
+            self.page.wait_for_timeout(50)
+        self.seen = self.starts
+        expect(self.page.locator("#chat-input")).to_be_enabled()
         return self
 
     def login(self, user: str, password: str) -> Chat:
@@ -68,6 +87,7 @@ class Chat:
 
     def pick_team(self, name: str, *, listed: list[str] | None = None) -> Chat:
         """Choose a team in the chat-profile dropdown (optionally checking every team it lists)."""
+        self.seen = self.starts
         self.page.locator("#chat-profiles").click()
         if listed is not None:
             expect(self.page.get_by_role("option")).to_have_text(listed)
@@ -86,11 +106,19 @@ class Chat:
         expect(box).to_have_value("")  # the composer took it
 
     def command(self, name: str, text: str = "") -> None:
-        """Select a composer command button, then send (Stop needs no text)."""
+        """Select a composer command button, then send."""
         self.page.locator(f"#command-{name}").click()
         if text:
             self.page.locator("#chat-input").fill(text)
         self.page.locator("#chat-submit").click()
+
+    def stop(self) -> None:
+        """The run's Stop button, one click."""
+        self.controls().get_by_role("button", name="Stop").click()
+
+    def controls(self) -> Locator:
+        """The live run's controls (a message kept last on the page while the run goes on)."""
+        return self.note("The team is working")
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -103,6 +131,15 @@ class Chat:
 
     def note(self, text: str | re.Pattern[str]) -> Locator:
         return self.page.locator(AGENT_STEP).filter(has_text=text)
+
+    def tool_output(self, name: str, nth: int = 0) -> Locator:
+        """The output of the `nth` call of tool `name`, its step opened (it shows closed)."""
+        named = self.page.locator(f'[id="step-{name}"]')
+        step = self.page.locator('.step[data-step-type="tool"]').filter(has=named).nth(nth)
+        head = step.locator(f'[id="step-{name}"]')
+        if head.get_attribute("aria-expanded") != "true":
+            head.click()
+        return step.locator('[role="region"]')
 
     def user_messages(self) -> Locator:
         return self.page.locator(USER_STEP)
@@ -162,8 +199,12 @@ def test_pick_a_team_and_watch_two_agents_talk(servers, new_page):
     expect(triage).to_contain_text("cracked monitor screen")
     expect(triage.locator('img[alt="Avatar for triage"]')).to_have_count(1)
     billing = chat.agent("billing", 2)
-    expect(billing).to_contain_text("Order 1042 on")  # lookup_order really ran on the sample database
+    expect(billing).to_contain_text("its result is in the step above")  # said once, in the tool's step
     expect(billing.locator('img[alt="Avatar for billing"]')).to_have_count(1)
+    page.locator(
+        "#step-lookup_order"
+    ).click()  # open the tool's step: lookup_order really ran on the sample data
+    expect(page.get_by_text("Order 1042 on 2025-11-09")).to_be_visible()
     expect(chat.note("wants to call issue_refund")).to_be_visible()
 
     tid = chat.thread_id()
@@ -171,8 +212,8 @@ def test_pick_a_team_and_watch_two_agents_talk(servers, new_page):
     assert row.team == "customer-support"
 
     # Stopping while a tool waits for approval ends the run and takes the buttons away.
-    chat.command("Stop")
-    expect(chat.note("Run ended")).to_contain_text("stopped by the user")
+    chat.stop()
+    expect(chat.note("Run ended")).to_contain_text("Stopped by you at turn 3")  # billing's turn, waiting
     expect(page.get_by_role("button", name="Approve")).to_have_count(0)
     assert result_of(server, tid)["stop_reason"] == "stopped"
 
@@ -234,9 +275,9 @@ def test_stop_ends_the_run_now_and_the_conversation_continues(servers, new_page)
     expect(chat.agent("researcher", 1)).to_contain_text("five to seven times")
     writer = chat.agent("writer", 2)
     expect(writer).to_be_visible()  # the writer is streaming its turn
-    chat.command("Stop")
+    chat.stop()
 
-    expect(chat.note("Run ended")).to_contain_text("stopped by the user")
+    expect(chat.note("Run ended")).to_contain_text("Stopped by you at turn 2")
     expect(writer).to_contain_text("cut short: stopped")
     tid = chat.thread_id()
     result = result_of(server, tid)
@@ -298,7 +339,8 @@ def test_approve_and_deny_a_tool_call(servers, new_page):
     expect(first.get_by_role("button", name="Approve")).to_be_visible()
     first.get_by_role("button", name="Approve").click()
     expect(chat.note("issue_refund approved by local")).to_be_visible()
-    expect(chat.agent("billing", 3)).to_contain_text("issued: 395.12 on order 1042")
+    expect(chat.agent("billing", 3)).to_contain_text("its result is in the step above")
+    expect(chat.tool_output("issue_refund", 0)).to_contain_text("issued: 395.12 on order 1042")
 
     second = chat.note("wants to call issue_refund").filter(has_text="166.32")
     expect(second.get_by_role("button", name="Deny…")).to_be_visible()
@@ -307,7 +349,9 @@ def test_approve_and_deny_a_tool_call(servers, new_page):
     reason = "the dock works, no goodwill refunds without a manager"
     chat.send(reason)
     expect(chat.note(f"issue_refund denied by local: {reason}")).to_be_visible()
-    expect(chat.agent("billing", 4)).to_contain_text(reason)  # the agent saw the reason as the tool's error
+    expect(chat.tool_output("issue_refund", 1)).to_contain_text(
+        reason
+    )  # the agent saw it as the tool's error
     expect(chat.note("Run ended")).to_contain_text("triage said RESOLVED")
     expect(chat.page.get_by_role("button", name="Approve")).to_have_count(0)
     expect(chat.page.get_by_role("button", name="Deny…")).to_have_count(0)
@@ -350,8 +394,7 @@ def test_reload_and_reopen_from_the_sidebar(servers, new_page):
         expect(chat.agent("editor", 3).locator('img[alt="Avatar for editor"]')).to_have_count(1)
         expect(chat.note("Run ended")).to_be_visible()
 
-    page.reload()
-    chat.ready()
+    chat.reload()
     shows_the_conversation()
 
     chat.open("/")  # a new, empty chat ...
@@ -450,7 +493,7 @@ def test_a_run_error_is_shown_readably(servers, new_page):
     error = chat.note(re.compile(r"Error in \w+: ScriptExhaustedError"))
     expect(error).to_contain_text("writer ran past the end of its script")
     expect(error.locator(f'img[alt="Avatar for {SYSTEM}"]')).to_have_count(1)
-    expect(chat.note("Run ended")).to_contain_text("stopped: error (ScriptExhaustedError")
+    expect(chat.note("Run ended")).to_contain_text("Stopped by an error: ScriptExhaustedError")
     tid = chat.thread_id()
     assert result_of(server, tid)["stop_reason"] == "error"
     (stored,) = of_type(server.events(tid), "error")

@@ -136,8 +136,7 @@ def test_a_manager_delegates_asks_the_human_and_shares_notes(servers, new_page, 
     assert sorted(done) == [("researcher", "done"), ("seo", "done"), ("writer", "done")]
 
     # Reopened, the conversation reads as it ended: the question answered, the sub-tasks done.
-    page.reload()
-    chat.ready()
+    chat.reload()
     expect(chat.note("editor asks you")).to_contain_text("Answered by local: Owners of small shops")
     expect(chat.user_messages().filter(has_text="Owners of small shops")).to_have_count(1)
     expect(chat.note("editor → writer")).to_contain_text("done")

@@ -1,0 +1,212 @@
+"""The web chat's run controls: a Stop button that ends the run in one click, the Interrupt command, both
+shown only while a run is live; and the run's closing status line, in plain words.
+
+Chainlit's own stop button cannot be used: it shows only while Chainlit runs a task, and the composer is
+disabled for as long, while parley's composer must stay open so that what the user types joins the run. So the
+run's controls are a small message kept last on the page while the run goes on, with a Stop button; Interrupt is
+a composer command (offered only while a run is live): select it, type, send, and the message cuts the current
+turn short and joins at once. Plain sending joins after the current turn.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import chainlit as cl
+from chainlit.types import CommandDict
+
+from ..events import ApprovalRequestEvent, Event, HumanMessageEvent, HumanQueuedEvent
+from ..events import RunResult as Result
+from ._format import SYSTEM, note
+
+STOP_ACTION = "parley_stop"
+INTERRUPT: CommandDict = {
+    "id": "Interrupt",
+    "icon": "zap",
+    "description": "Cut the current turn short: your message joins now",
+    "button": True,
+    "persistent": False,
+    "selected": False,
+}
+LIVE_COMMANDS: list[CommandDict] = [INTERRUPT]
+"""The composer's commands while a run is live (none while idle)."""
+_HEADLINES = {
+    "stop_text": "finished",
+    "completed": "completed",
+    "handoff": "handed back to you",
+    "max_turns": "turn limit reached",
+    "escalation": "stopped: a decision was left open",
+    "loop": "stopped: the team was going round in circles",
+    "max_tokens": "token budget reached",
+    "timeout": "time limit reached",
+    "error": "stopped by an error",
+}
+_NOT_AGENTS = frozenset({"run_started", "human_message", "human_queued", "result", "notice"})
+_SAID_ALREADY = {"stopped by the user", "the team finished", "timeout"}
+
+
+def status_line(result: Result, last_turn: int) -> str:
+    """The run's closing line: why it ended in plain words, at which turn, then what it spent."""
+    if result.stop_reason == "stopped":
+        head = (
+            f"**Stopped by you** at turn {last_turn}" if last_turn else "**Stopped by you** before any turn"
+        )
+    else:
+        head = f"**{_HEADLINES.get(result.stop_reason, result.stop_reason).capitalize()}**"
+        if result.detail and result.detail not in _SAID_ALREADY:
+            head += f": {result.detail}"
+    turns = f"{result.turns} turn" + ("" if result.turns == 1 else "s")
+    tokens = f"{result.prompt_tokens:,} prompt + {result.completion_tokens:,} completion tokens"
+    cost = "cost unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
+    line = f"**Run ended** · {head} · {turns} · {tokens} · {cost}"
+    if result.undelivered:
+        n = len(result.undelivered)
+        line += f" · {n} message{'' if n == 1 else 's'} kept for the next run"
+    return line
+
+
+def last_turn(events: Sequence[Event]) -> int:
+    """The turn the run was at: the highest turn an agent's event (a message, a call, a speaker picked) showed."""
+    return max((ev.turn for ev in events if ev.type not in _NOT_AGENTS), default=0)
+
+
+def approval_buttons(ev: ApprovalRequestEvent) -> list[cl.Action]:
+    key = {"request_id": ev.request_id}
+    return [
+        cl.Action(
+            name="parley_approve", payload=key, label="Approve", icon="check", tooltip=f"Run {ev.name}"
+        ),
+        cl.Action(
+            name="parley_deny",
+            payload=key,
+            label="Deny…",
+            icon="x",
+            tooltip="Refuse, with a reason for the agent",
+        ),
+    ]
+
+
+def queued_bubbles(thread_id: str, events: Sequence[Event]) -> list[dict[str, Any]]:
+    """The user's messages typed during the current run and not joined yet, as the steps of a reopened page
+    (the stored thread shows a message once it joins)."""
+    start = max((i for i, ev in enumerate(events) if ev.type == "run_started"), default=0)
+    run = events[start:]
+    queued = [ev for ev in run if isinstance(ev, HumanQueuedEvent)]
+    joined = sum(1 for ev in run if isinstance(ev, HumanMessageEvent) and ev.mode != "task")
+    return [
+        {
+            "id": f"{thread_id}-queued-{start}-{i}",
+            "threadId": thread_id,
+            "parentId": None,
+            "createdAt": _iso(ev.ts),
+            "type": "user_message",
+            "name": "user",
+            "output": ev.content,
+        }
+        for i, ev in enumerate(queued)
+        if i >= joined
+    ]
+
+
+def _iso(ts: float | datetime) -> str:
+    moment = ts if isinstance(ts, datetime) else datetime.fromtimestamp(ts, UTC)
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def commands() -> list[CommandDict]:
+    """The composer's commands when a page opens: none while idle (a live run offers its own)."""
+    return []
+
+
+_TURNS = frozenset({"chunk", "message", "turn_abandoned", "validation"})
+_QUIET = frozenset({"usage", "tool_progress", "tool_result", "answer", "result"})
+"""Events that add no message to the page (they change one, or nothing)."""
+
+
+def adds_message(ev: Event, streaming: Mapping[str, Any], handled: bool) -> bool:
+    """Whether showing `ev` adds a message at the bottom of the page (the run's controls then move below it).
+    `handled`: the page has a way of its own to show it (otherwise it shows as its note, if any)."""
+    if ev.type in ("chunk", "message", "turn_abandoned"):
+        return ev.source not in streaming  # a message streamed so far stays where its first piece put it
+    if ev.type in _QUIET:
+        return False
+    return handled or note(ev) is not None
+
+
+def turn_of(ev: Event) -> int | None:
+    """The agent turn an event shows, if it shows one."""
+    return ev.turn if ev.type in _TURNS else None
+
+
+def index_after(history: Sequence[Event], ev: Event, default: int) -> int:
+    """Where `ev` ends in the history (it was added last, or a few events before the last)."""
+    for i in range(len(history) - 1, -1, -1):
+        if history[i] is ev:
+            return i + 1
+    return default
+
+
+async def cancel_card(card: cl.Message | None) -> None:
+    """An approval's card once the run ended before anyone decided it."""
+    if card is not None:
+        card.content += "\n\n*Cancelled: nobody decided before the run was over.*"
+        await card.update()
+
+
+class LiveControls:
+    """The controls of the run in progress on one page: the Stop button, kept on the page's last message,
+    and the composer's Interrupt command. Absent while no run is live."""
+
+    def __init__(self) -> None:
+        self.message: cl.Message | None = None
+        self.live = False
+        self.turn = 0
+
+    def _text(self) -> str:
+        at = f"turn {self.turn}" if self.turn else "starting"
+        return (
+            f"*The team is working ({at}).* Type to join after this turn; "
+            "**Interrupt** (in the composer) cuts the turn short with your message."
+        )
+
+    async def start(self) -> None:
+        """A run started: offer its controls."""
+        self.live = True
+        self.turn = 0
+        await cl.context.emitter.set_commands(LIVE_COMMANDS)
+        await self.keep_last()
+
+    async def keep_last(self, turn: int | None = None) -> None:
+        """Something was added to the page: move the controls below it (a message cannot be moved: the old
+        one goes, a new one comes)."""
+        if not self.live:
+            return
+        if turn is not None:
+            self.turn = max(self.turn, turn)
+        await self._remove()
+        stop = cl.Action(name=STOP_ACTION, payload={}, label="Stop", icon="square", tooltip="End the run now")
+        self.message = cl.Message(content=self._text(), author=SYSTEM, actions=[stop])
+        await self.message.send()
+
+    async def end(self) -> None:
+        """The run ended or was stopped: the controls go."""
+        if not self.live:
+            return
+        self.live = False
+        await self._remove()
+        await cl.context.emitter.set_commands([])
+
+    async def _remove(self) -> None:
+        old, self.message = self.message, None
+        if old is not None:
+            await old.remove()
+
+
+@cl.action_callback(STOP_ACTION)
+async def _stop_clicked(action: cl.Action) -> None:
+    chat = cl.user_session.get("parley")
+    stop = getattr(chat, "stop_now", None)
+    if stop is not None:
+        await stop()
