@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._mcp_session import McpHub
+from ._model_notes import DEMO_NOTICE, LOCAL, model_notices, needs_tool_calls
 from ._text import human_text
 from .catalog import check_trusted, resolve_team
 from .engine import Triggers
@@ -105,13 +106,13 @@ class Conversation:
         self.subteams = self._subteams(named, teams_dirs)
         """Hierarchical pattern: workers that are whole teams, sharing this conversation's models and human."""
         self._local_id = uuid.uuid4().hex
-        if _parent is None:
-            self._check_scripts()
         self.mcp_grants = self._check_tools(teams_dirs)
         """Each role's MCP tools (`server.tool` or `server.*`), connected on first use."""
         self.checkpoints = Checkpoints([r.name for r in self.team.scheduled])
         self.engine = TeamSession(self)
         """The team on the engine: built on first use, from the last checkpoint."""
+        if _parent is None:
+            self._check_scripts()  # once the clients have loaded them
         self._run: Run | None = None
 
     def _models(self, model: str | FunctionModel | None) -> str | None:
@@ -176,7 +177,8 @@ class Conversation:
         return spec
 
     def _check_tools(self, teams_dirs: Sequence[str | Path]) -> dict[str, list[str]]:
-        """Every granted tool exists; what a role's model cannot use is said once. Returns the MCP grants."""
+        """Every granted tool exists; what the models cannot do is said (see take_notices). Returns the MCP
+        grants."""
         check_trusted(self.team, teams_dirs)  # before any MCP server's command can run
         grants: dict[str, list[str]] = {}
         for role in self.team.roles:
@@ -187,36 +189,33 @@ class Conversation:
                 raise ConfigError(
                     f"role '{role.name}' is granted unknown tools: {', '.join(missing)} (`parley tools` lists them)"
                 )
-            if self.pool.capabilities(self.role_models[role.name]).tools:
-                mcp = [t for t in role.tools if "." in t]
-                if mcp:
-                    grants[role.name] = mcp
-            else:
-                self.notices += self._unusable(role.name)
+            mcp = [t for t in role.tools if "." in t]
+            if mcp and self.pool.capabilities(self.role_models[role.name]).tools:
+                grants[role.name] = mcp
+        self.notices += model_notices(self.team, self.role_models, self._calls_tools)
         return grants
 
-    def _unusable(self, name: str) -> list[str]:
-        """What a role whose model cannot call tools will not do, in words."""
-        role = self.team.role(name)
-        model = self.role_models[name]
-        its = "the embedded local model" if model == "local" else f"its model ({model})"
-        out: list[str] = []
-        if role.handoffs:
-            out.append(
-                f"{name}: {its} cannot hand the conversation over (handoffs are tool calls), so it keeps "
-                "the turn until the turn limit; use a larger model for the swarm pattern"
-            )
-        if self.team.hierarchical and name == self.team.hierarchical.manager:
-            out.append(
-                f"{name}: {its} cannot delegate (delegations are tool calls), so the manager answers "
-                "alone; use a larger model (e.g. --model openai:gpt-4o-mini) for the hierarchical pattern"
-            )
-        if role.tools:
-            out.append(
-                f"{name}: {its} cannot call tools, so {', '.join(role.tools)} stay unused; use a larger "
-                "model (e.g. --model openai:gpt-4o-mini or ollama:qwen2.5) for tool use"
-            )
-        return out
+    def _calls_tools(self, model: str) -> bool:
+        return self.pool.capabilities(model).tools
+
+    def take_notices(self) -> list[str]:
+        """What to say about the models at the start of a run: each notice once per thread (not one the
+        thread's history holds already), the embedded model's demo quality first."""
+        said = {e.content for e in self.history if isinstance(e, NoticeEvent)}
+        fresh = [n for n in dict.fromkeys(self.notices) if n not in said]
+        return sorted(fresh, key=lambda n: n != DEMO_NOTICE)
+
+    def cannot_drive(self) -> list[str]:
+        """The roles the team's pattern needs to call tools (a swarm's handoffs, a hierarchy's delegations) whose
+        model cannot: the team does not work on these models (the web chat refuses to start it)."""
+        return [r for r in needs_tool_calls(self.team) if not self._calls_tools(self.role_models[r])]
+
+    def demo_quality(self, source: str) -> bool:
+        """Whether `source`'s messages come from the embedded model (demo quality), sub-teams' roles included."""
+        for conv in (self, *self.subteams.values()):
+            if source in conv.role_models:
+                return conv.role_models[source] == LOCAL
+        return False
 
     def tool_def(self, name: str) -> ToolDef[..., Any]:
         """A registered tool as this team uses it (the team file's `approvals:` override the tool's own)."""

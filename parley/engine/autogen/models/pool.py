@@ -16,6 +16,7 @@ from ....models import (
     ModelRef,
     ScriptedModel,
     Traits,
+    capabilities_from,
     parse_model,
     scripted_via,
 )
@@ -29,17 +30,9 @@ def capabilities_of(client: ChatCompletionClient) -> Capabilities:
     """What the model behind `client` can do: from its model info, and the traits a client of parley's own
     states (see parley.models.Traits)."""
     inner = client.inner if isinstance(client, MeteredClient) else client
-    info = inner.model_info
     traits = getattr(inner, "traits", None)
-    traits = traits if isinstance(traits, Traits) else Traits()
-    tools = bool(info.get("function_calling"))
-    return Capabilities(
-        tools=tools,
-        vision=bool(info.get("vision")),
-        json_schema=bool(info.get("structured_output")) and (traits.response_format or _openai_api(inner)),
-        reflects=tools and traits.reflects,
-        reasks=traits.reasks,
-        picks_reliably=traits.picks_reliably,
+    return capabilities_from(
+        inner.model_info, traits if isinstance(traits, Traits) else Traits(), openai_api=_openai_api(inner)
     )
 
 
@@ -120,10 +113,15 @@ class ModelPool:
 
     def capabilities(self, model: ModelLike) -> Capabilities:
         """What `model` can do, from the model info of its client (built now if none is yet)."""
-        key = str(parse_model(self.name_of(model)))
+        ref = parse_model(self.name_of(model))
+        key = str(ref)
+        if key not in self._capabilities and ref.backend == "local" and key not in self._shared:
+            from .local import local_capabilities
+
+            self._capabilities[key] = local_capabilities()  # known without starting the embedded model
         if key not in self._capabilities:
             # A client that is never called: it takes no reply from a script.
-            self._capabilities[key] = capabilities_of(self._inner(parse_model(key), "")[0])
+            self._capabilities[key] = capabilities_of(self._inner(ref, "")[0])
         return self._capabilities[key]
 
     def _inner(self, ref: ModelRef, who: str) -> tuple[ChatCompletionClient, str | None]:
