@@ -28,11 +28,13 @@ from parley.events import (
     Position,
     QuestionEvent,
     RunResult,
+    RunStartedEvent,
     SubtaskEvent,
     ToolCallEvent,
     ToolProgressEvent,
     ToolResultEvent,
     TriggerEvent,
+    UsageEvent,
     ValidationEvent,
     VoteEvent,
 )
@@ -40,8 +42,9 @@ from parley.store import Store
 from parley.web import _chainlit_fixes
 from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
 from parley.web._chat import ChatSession
-from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps
+from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps, thread_view
 from parley.web._format import note, vote_text
+from parley.web._panels import Meter
 from parley.web.addresses import host_only as _host_of
 from parley.web.addresses import loopback as _loopback
 
@@ -267,7 +270,7 @@ class _Page:
         self.session = WebsocketSession(
             id=str(uuid.uuid4()),
             socket_id=str(uuid.uuid4()),
-            emit=emit,
+            emit=emit,  # pyright: ignore[reportArgumentType] - Chainlit awaits what emit returns
             emit_call=emit_call,
             user_env={},
             client_type="webapp",
@@ -313,11 +316,13 @@ async def test_a_running_tools_progress_and_log_show_in_its_step_until_the_resul
     )
     latest = await page.until(lambda: "9/10" in page.steps(tool)[-1]["output"], "the latest progress")
     assert latest and len(page.steps(tool)) <= 4
-    assert page.steps(tool)[-1]["output"] == "Working: 9/10\n\n```text\nwarning: slow disk\n```"
+    assert (
+        page.steps(tool)[-1]["output"] == "Working: 9/10\nwarning: slow disk"
+    )  # monospace text, line by line
 
     # The result replaces the progress; the server's log lines stay under it.
     await chat.show(ToolResultEvent(source="researcher", name=tool, call_id="c1", content="done in 10 s"))
-    assert page.steps(tool)[-1]["output"] == "done in 10 s\n\n```text\nwarning: slow disk\n```"
+    assert page.steps(tool)[-1]["output"] == "done in 10 s\nwarning: slow disk"
     assert not chat.tools.progress
 
 
@@ -409,7 +414,9 @@ async def test_a_page_reopened_while_the_run_goes_on_loses_nothing_the_run_shows
     await asyncio.wait_for(pump, 10)
 
     (thread,) = [d for e, d in new.sent if e == "resume_thread"]
-    assert [s["output"] for s in thread["steps"]] == [note(conv.history[0])[1]]  # what was shown so far
+    assert [s["output"] for s in thread["steps"]] == [
+        (note(conv.history[0]) or ("", ""))[1]
+    ]  # what was shown so far
     after = new.sent[new.sent.index(("resume_thread", thread)) + 1 :]
     texts = [d["output"] for e, d in after if e == "new_message"]
     assert any("Too concentrated" in t for t in texts) and any("Run ended" in t for t in texts), texts
@@ -447,11 +454,23 @@ async def test_a_note_a_role_adds_opens_the_notes_panel_live_and_reads_as_a_note
     await chat.show(added)
     (message,) = [d for e, d in page.sent if e == "new_message"]
     assert "**analyst** added to the Team notes (1)" in message["output"]
-    assert [d for e, d in page.sent if e == "set_sidebar_elements"], page.sent
+    # The board goes with the message as a side element (Chainlit opens the side panel with it).
+    board = await page.until(lambda: [d for e, d in page.sent if e == "element"], "the board's element")
+    assert board[0]["display"] == "side" and board[0]["forId"] == message["id"]
+    assert "Q3 is down 4%" in _text_of(board[0]["url"])
+    assert ("set_sidebar_title", "Team notes · 1") in page.sent
     await chat.show(added)  # the same board again (the page reopened): shown once
     assert len([e for e, _ in page.sent if e == "new_message"]) == 1
-    (step,) = thread_steps("t4", [added])
+    (step,), (element,) = thread_view("t4", [added])
     assert step["output"] == "**analyst** added to the Team notes: *Q3 is down 4%*"
+    assert element["display"] == "side" and element["name"] == "Team notes" and element["forId"] == step["id"]
+    assert "**analyst**: Q3 is down 4%" in _text_of(element["url"])
+
+
+def _text_of(url: str) -> str:
+    head, _, data = url.partition(",")
+    assert head.startswith("data:text/plain") and head.endswith(";base64"), head
+    return base64.b64decode(data).decode()
 
 
 async def test_a_decision_is_the_same_message_live_and_in_the_reopened_thread() -> None:
@@ -469,3 +488,109 @@ async def test_a_decision_is_the_same_message_live_and_in_the_reopened_thread() 
     live = [d["id"] for e, d in page.sent if e == "new_message"]
     assert live == [s["id"] for s in thread_steps(conv.thread_id, [request, subtask])]
     assert live == [card_step_id(conv.thread_id, "r7"), card_step_id(conv.thread_id, "s7")]
+
+
+# -- reopened threads: pictures, downloads, usage charts and the meter come back --------------------------------
+
+
+def _run_with_files(tid: str, workspace: Path) -> list[Event]:
+    (workspace / "charts").mkdir(parents=True)
+    (workspace / "decks").mkdir()
+    (workspace / "charts" / "q3.png").write_bytes(avatar_png("analyst"))
+    (workspace / "decks" / "q3.pptx").write_bytes(b"PK\x03\x04 a deck")
+
+    def wrote(name: str, mime: str, path: Path) -> FileEvent:
+        return FileEvent(
+            source="analyst", content="", name=name, path=str(path), mime=mime, size=10, tool="t", turn=1
+        )
+
+    events: list[Event] = [
+        RunStartedEvent(
+            source="user", content="", team="deck", model="m", pattern="round_robin", roles=["analyst"]
+        ),
+        HumanMessageEvent(source="user", content="Make the deck", mode="task"),
+        UsageEvent(
+            source="analyst",
+            content="",
+            model="m",
+            prompt_tokens=100,
+            completion_tokens=20,
+            total_prompt_tokens=100,
+            total_completion_tokens=20,
+            cost_usd=0.5,
+        ),
+        wrote("charts/q3.png", "image/png", workspace / "charts" / "q3.png"),
+        wrote("decks/q3.pptx", PPTX, workspace / "decks" / "q3.pptx"),
+        # A stored event naming a file outside the workspace (or gone) never reads it.
+        wrote("../../secret.txt", "text/plain", Path("/etc/passwd")),
+        wrote("charts/gone.png", "image/png", workspace / "charts" / "gone.png"),
+        MessageEvent(source="analyst", content="Done", turn=1),
+        RunResult(stop_reason="completed", turns=1, prompt_tokens=100, completion_tokens=20, cost_usd=0.5),
+    ]
+    return events
+
+
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+
+
+def test_a_reopened_thread_gets_back_its_pictures_downloads_chart_and_meter(
+    tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(tmp_path))
+    tid = str(uuid.uuid4())
+    events = _run_with_files(tid, tmp_path / "workspaces" / tid)
+    steps, elements = thread_view(tid, events)
+    by_id = {s["id"]: s for s in steps}
+    picture, deck, chart, meter = elements
+    assert picture["type"] == "image" and picture["name"] == "charts_q3.png"
+    assert base64.b64decode(picture["url"].split(",", 1)[1]) == avatar_png("analyst")
+    assert "wrote `charts/q3.png`" in by_id[picture["forId"]]["output"]
+    # A deck is a download: sent as bytes no browser would render, under its name.
+    assert deck["type"] == "file" and deck["name"] == "decks_q3.pptx"
+    assert deck["url"].startswith("data:application/octet-stream;base64,") and deck["display"] == "inline"
+    assert base64.b64decode(deck["url"].split(",", 1)[1]) == b"PK\x03\x04 a deck"
+    # The run's usage chart under its "Run ended" message, as live.
+    assert chart["name"] == "tokens-per-speaker.svg" and "Run ended" in by_id[chart["forId"]]["output"]
+    assert "analyst" in base64.b64decode(chart["url"].split(",", 1)[1]).decode()
+    # The meter last: the side panel opens titled by it.
+    assert meter["display"] == "side" and meter["name"] == "Meter · 120 tokens · $0.5000"
+    assert "**100** prompt + **20** completion tokens · $0.5000" in _text_of(meter["url"])
+    assert "last run" in _text_of(meter["url"])
+
+
+def test_a_reopened_threads_files_come_only_from_its_own_workspace(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(tmp_path))
+    tid = str(uuid.uuid4())
+    events = _run_with_files(tid, tmp_path / "workspaces" / tid)
+    # Another thread's events cannot read this one's files, nor can an id that is not the server's own.
+    other = str(uuid.uuid4())
+    assert [e["type"] for e in thread_view(other, events)[1]] == ["image", "text"]  # the chart and the meter
+    assert [e["type"] for e in thread_view("../" + tid, events)[1]] == ["image", "text"]
+    names = [e["name"] for e in thread_view(tid, events)[1]]
+    assert "secret.txt" not in " ".join(names) and "charts_gone.png" not in names
+
+
+async def test_the_live_meter_stays_in_the_side_panel_and_replaces_the_reopened_one() -> None:
+    class Metered:
+        thread_id = "t9"
+
+        class meter:
+            @staticmethod
+            def by_source() -> dict[str, tuple[int, int]]:
+                return {"selector": (7, 1)}
+
+    page = _Page()
+    meter = Meter()
+    await meter.update(100, 20, None, Metered())  # type: ignore[arg-type]
+    await meter.finish(150, 30, 0.25, Metered())  # type: ignore[arg-type]
+    sent = [(e, d) for e, d in page.sent if e in ("element", "remove_element")]
+    assert [(e, d["id"]) for e, d in sent] == [
+        ("remove_element", "t9-meter"),  # the reopened thread's meter, if the page shows one
+        ("element", "t9-meter-1"),
+        ("remove_element", "t9-meter-1"),
+        ("element", "t9-meter-2"),
+    ]
+    last = sent[-1][1]
+    assert last["display"] == "side" and last["name"] == "Meter · 180 tokens · $0.2500"
+    assert "**150** prompt + **30** completion tokens (selector 8) · $0.2500" in _text_of(last["url"])
+    assert "last run" in _text_of(last["url"])

@@ -20,10 +20,13 @@ from ..events import (
     EscalationEvent,
     EscalationResolvedEvent,
     Event,
+    FileEvent,
     HumanMessageEvent,
     MessageEvent,
+    NoteEvent,
     QuestionEvent,
     RunResult,
+    RunStartedEvent,
     SubtaskEvent,
     ToolCallEvent,
     ToolResultEvent,
@@ -32,7 +35,18 @@ from ..events import (
 from ..host import ASK_HUMAN
 from ..projection import Projection, waiting_key
 from ..store import Store, ThreadRow
-from ._format import SYSTEM, agent_text, note, question_text, resolved_text, subtask_text, validation_text
+from ._format import (
+    NOTES,
+    SYSTEM,
+    agent_text,
+    note,
+    notes_text,
+    question_text,
+    resolved_text,
+    subtask_text,
+    validation_text,
+)
+from ._history import chart_element, file_element, meter_element, side_text
 
 
 def _iso(ts: float | datetime) -> str:
@@ -42,10 +56,16 @@ def _iso(ts: float | datetime) -> str:
 
 def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
     """Chainlit steps for a stored conversation, in order: what the user saw live, settled."""
+    return thread_view(thread_id, events)[0]
+
+
+def thread_view(thread_id: str, events: list[Event]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(steps, elements) of a stored conversation: its messages, and the pictures, downloads and usage charts
+    shown under them."""
     reading = _Reading(thread_id)
     for i, ev in enumerate(events):
         reading.add(i, ev)
-    return reading.steps
+    return reading.steps, reading.finish()
 
 
 def card_key(ev: Event) -> str | None:
@@ -82,9 +102,18 @@ class _Reading:
         """Tool steps by call id, for their results."""
         self.cards: dict[str, dict[str, Any]] = {}
         """Steps that later events change: questions and sub-tasks (by question or sub-task id)."""
+        self.elements: list[dict[str, Any]] = []
+        """Pictures, downloads and charts, each under its step (forId)."""
+        self.run = Projection()
+        """The current run's events only, as the live chat counts them (its usage chart is per run)."""
+        self.last_result = ""
+        """The step of the last "Run ended" message, which the meter goes with."""
 
     def add(self, i: int, ev: Event) -> None:
         settled = self.projection.apply(ev)
+        if isinstance(ev, RunStartedEvent):
+            self.run = Projection()
+        self.run.apply(ev)
         base = {
             "id": f"{self.thread_id}-{i}",
             "threadId": self.thread_id,
@@ -115,6 +144,7 @@ class _Reading:
             "input": json.dumps(ev.arguments, ensure_ascii=False),
             "output": "",
             "showInput": "json",
+            "language": "text",  # the output as monospace text, as live (see _toolsteps)
             "start": base["createdAt"],
             "end": base["createdAt"],
         }
@@ -129,10 +159,31 @@ class _Reading:
         author, text = shown
         step = base | {"type": "assistant_message", "name": author, "output": text}
         self.steps.append(step)
+        self._attach(ev, step["id"])
         key = card_key(ev)
         if key is not None:
             step["id"] = card_step_id(self.thread_id, key)
             self.cards[key] = step
+
+    def _attach(self, ev: Event, step_id: str) -> None:
+        """What the live chat showed under the message of `ev`: the file a tool wrote, the run's usage chart."""
+        if isinstance(ev, FileEvent):
+            element = file_element(self.thread_id, step_id, ev)
+        elif isinstance(ev, RunResult):
+            self.last_result = step_id
+            element = chart_element(self.thread_id, step_id, self.run.per_speaker())
+        elif isinstance(ev, NoteEvent):  # the board as it stood, in the side panel (the message names it)
+            board = notes_text([{"role": n.source, "text": n.content} for n in self.projection.notes])
+            element = side_text(self.thread_id, f"{step_id}-notes", NOTES, board, step_id)
+        else:
+            return
+        if element is not None:
+            self.elements.append(element)
+
+    def finish(self) -> list[dict[str, Any]]:
+        """The elements, with the last run's meter last: the side panel opens with it as its title."""
+        meter = meter_element(self.thread_id, self.run, self.last_result)
+        return [*self.elements, meter] if meter is not None else self.elements
 
     def _settle(self, ev: Event, settled: list[Event]) -> None:
         """The cards `ev` changes: an answered question, a finished sub-task, sub-tasks the run cut short."""
@@ -171,7 +222,12 @@ class ParleyDataLayer(BaseDataLayer):
     async def create_user(self, user: User) -> PersistedUser | None:
         return await self.get_user(user.identifier)
 
-    def _thread_dict(self, row: ThreadRow, steps: list[dict[str, Any]] | None = None) -> ThreadDict:
+    def _thread_dict(
+        self,
+        row: ThreadRow,
+        steps: list[dict[str, Any]] | None = None,
+        elements: list[dict[str, Any]] | None = None,
+    ) -> ThreadDict:
         return cast(
             ThreadDict,
             {
@@ -183,7 +239,7 @@ class ParleyDataLayer(BaseDataLayer):
                 "tags": [row.team],
                 "metadata": {"chat_profile": row.team},
                 "steps": steps or [],
-                "elements": [],
+                "elements": elements or [],
             },
         )  # parley's steps are plain dicts of Chainlit's StepDict shape
 
@@ -214,7 +270,8 @@ class ParleyDataLayer(BaseDataLayer):
         row = await store.get_thread(thread_id)
         if row is None:
             return None
-        return self._thread_dict(row, thread_steps(thread_id, await store.load_events(thread_id)))
+        steps, elements = thread_view(thread_id, await store.load_events(thread_id))
+        return self._thread_dict(row, steps, elements)
 
     async def get_thread_author(self, thread_id: str) -> str:
         row = await (await self._get_store()).get_thread(thread_id)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import base64
-
 import chainlit as cl
 from chainlit.config import FILES_DIRECTORY
 
 from ..events import ApprovalRequestEvent, EscalationEvent, Event, FileEvent
 from ._art import usage_chart_svg
 from ._format import clip, position_label
-
-INLINE_LIMIT = 2_000_000
+from ._history import CHART_NAME, INLINE_LIMIT, data_url, shown_mime
 
 
 def approval_actions(ev: ApprovalRequestEvent) -> list[cl.Action]:
@@ -60,10 +57,6 @@ def actions_for(ev: Event) -> list[cl.Action]:
     return escalation_actions(ev) if isinstance(ev, EscalationEvent) else []
 
 
-def data_url(content: bytes, mime: str) -> str:
-    return f"data:{mime};base64,{base64.b64encode(content).decode()}"
-
-
 def file_element(ev: FileEvent) -> cl.Element:
     """Pictures inline; anything else as a download.
 
@@ -76,11 +69,7 @@ def file_element(ev: FileEvent) -> cl.Element:
     if ev.size <= INLINE_LIMIT:
         # A download carries no type a browser would render (a page, a script): the name says what it is.
         # Larger files go through /project/file/, where parley's guard does the same (see _guard).
-        shown = (
-            ev.mime
-            if kind is cl.Image or ev.mime.split(";")[0] == "text/plain"
-            else "application/octet-stream"
-        )
+        shown = shown_mime(ev)
         with open(ev.path, "rb") as f:
             return kind(url=data_url(f.read(), shown), name=name, display="inline", mime=shown)
     # Chainlit makes the session's own folder inside `.files` when it saves the file, but not `.files` itself
@@ -97,7 +86,7 @@ def usage_chart(rows: list[tuple[str, int, int, int]]) -> list[cl.Element]:
     return [
         cl.Image(
             url=data_url(svg.encode(), "image/svg+xml"),
-            name="tokens-per-speaker.svg",
+            name=CHART_NAME,
             display="inline",
             mime="image/svg+xml",
         )

@@ -1,4 +1,10 @@
-"""The web chat's running displays: the token meter of the run, and the team's shared notes in the side panel."""
+"""The web chat's side panel: the run's token meter, always in view, and the team's shared notes.
+
+Chainlit opens its side panel with every element of the chat shown "side", titled by the last of them, and
+closes it when there is none. The meter is such an element, sent again (last) whenever it changes, so the panel
+stays open through the run with the meter as its title; each note added brings the board as it stands. A reopened
+thread gets the same elements from the data layer (see _history).
+"""
 
 from __future__ import annotations
 
@@ -9,44 +15,64 @@ from typing import Any
 import chainlit as cl
 
 from ..conversation import Conversation
-from ._format import NOTES, SYSTEM, meter_text, notes_added_text, notes_text
+from ._format import NOTES, SYSTEM, notes_added_text, notes_text
+from ._history import meter_block, meter_id, meter_title, text_url
 
 METER_EVERY_S = 0.5
 
 
 class Meter:
-    """One message per run with its tokens and cost so far, updated at most every METER_EVERY_S."""
+    """The run's tokens and cost so far in the side panel, updated at most every METER_EVERY_S, and its final
+    totals when it ends."""
 
     def __init__(self) -> None:
-        self.message: cl.Message | None = None
         self.at = 0.0
+        self.started = False
+        self.sent = 0
+        self.shown: str | None = None
+        """The id of the meter on the page (a reopened thread's is the stored one's)."""
 
     def reset(self) -> None:
-        """The next update starts a new meter (a new run, or a page that took the run over)."""
-        self.message = None
+        """The next update starts afresh (a new run, or a page that took the run over)."""
+        self.started = False
+        self.shown = None
 
     async def update(self, prompt: int, completion: int, cost: float | None, conv: Conversation) -> None:
         now = time.monotonic()
-        if self.message is not None and now - self.at < METER_EVERY_S:
+        if self.started and now - self.at < METER_EVERY_S:
             return
-        self.at = now
-        text = meter_text(prompt, completion, cost, conv)
-        if self.message is None:
-            self.message = cl.Message(content=text, author=SYSTEM)
-            await self.message.send()
-        else:
-            self.message.content = text
-            await self.message.update()
+        self.at, self.started = now, True
+        await self._show(prompt, completion, cost, conv, "running")
 
     async def finish(self, prompt: int, completion: int, cost: float | None, conv: Conversation) -> None:
         """The run's final totals, whenever the last update was."""
-        if self.message is not None:
-            self.message.content = meter_text(prompt, completion, cost, conv)
-            await self.message.update()
+        if self.started or prompt or completion:
+            await self._show(prompt, completion, cost, conv, "last run")
+
+    async def _show(
+        self, prompt: int, completion: int, cost: float | None, conv: Conversation, state: str
+    ) -> None:
+        tid = conv.thread_id or ""
+        selector = conv.meter.by_source().get("selector")
+        block = meter_block(prompt, completion, cost, sum(selector) if selector else None, state)
+        # The old meter goes first: the new one comes last, so the panel keeps the meter as its title.
+        await cl.context.emitter.emit("remove_element", {"id": self.shown or meter_id(tid)})
+        self.sent += 1
+        self.shown = f"{meter_id(tid)}-{self.sent}"
+        meter = cl.Text(
+            id=self.shown,
+            name=meter_title(prompt, completion, cost),
+            url=text_url(block),
+            display="side",
+            mime="text/plain",
+            thread_id=tid,
+        )
+        await meter.send(for_id="")
 
 
 class NotesPanel:
-    """The team's shared notes (team_notes) in the side panel, shown again whenever one is added."""
+    """The team's shared notes (team_notes): a message per note added, whose link opens the board as it stands
+    in the side panel."""
 
     def __init__(self) -> None:
         self.shown = 0
@@ -56,13 +82,11 @@ class NotesPanel:
         if len(notes) == self.shown:
             return
         self.shown = len(notes)
-        board = notes_text(notes)
         await cl.Message(
             content=notes_added_text(role, notes),
             author=SYSTEM,
-            elements=[cl.Text(name=NOTES, content=board, display="side")],
+            elements=[
+                cl.Text(name=NOTES, url=text_url(notes_text(notes)), display="side", mime="text/plain")
+            ],
         ).send()
-        await cl.ElementSidebar.set_elements(
-            [cl.Text(name="team-notes", content=board)], key=f"notes-{len(notes)}"
-        )
-        await cl.ElementSidebar.set_title(f"{NOTES} · {len(notes)}")  # after the elements, or it is lost
+        await cl.ElementSidebar.set_title(f"{NOTES} · {len(notes)}")
