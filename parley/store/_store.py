@@ -185,6 +185,10 @@ class Store:
             stored = await conn.scalar(select(users.c.password_hash).where(users.c.name == name))
         return await asyncio.to_thread(verify_password, password, stored)
 
+    async def user_exists(self, name: str) -> bool:
+        async with self._read(f"look up user '{name}'") as conn:
+            return await conn.scalar(select(users.c.id).where(users.c.name == name)) is not None
+
     async def count_users(self) -> int:
         async with self._read("count users") as conn:
             return int(await conn.scalar(select(func.count()).select_from(users)) or 0)

@@ -10,6 +10,9 @@
 - The no-login `local` identity holds only for a request for which local mode holds: a cookie handed out in
   local mode stops working on every route once a user exists or the server serves another address (the
   cookie is signed and lasts days; its secret outlives restarts).
+- A login that names a user who no longer exists (`parley users remove`) stops working on every route, as the stale
+  `local` one does; and opening another user's conversation says so in words (HTTP 403) instead of Chainlit's bare
+  401, which the page reads as "signed out" and answers with a dead composer.
 - One content security policy on every response (`script-src 'self'`, images from here only), and the
   files tools wrote are downloads unless they are pictures or plain text.
 """
@@ -20,6 +23,7 @@ import functools
 import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -43,6 +47,14 @@ LOCAL_USER = "local"
 """The identity of local mode (no login): the store refuses to create a user of that name."""
 LOCAL_REFUSAL = "This server now requires login: sign in with your user."
 """Said to a request or socket still carrying the login local mode handed out, after local mode ended."""
+GONE_REFUSAL = "This user no longer exists on this server: sign in with another user."
+"""Said to a request still carrying the login of a user `parley users remove` deleted."""
+NOT_YOURS = (
+    "This conversation is not yours: it belongs to another user, and you are signed in as {user}. "
+    "Start a new chat, or sign in as its owner to open it."
+)
+"""Said (HTTP 403) when a signed-in user opens a conversation of someone else's (a link, a shared id)."""
+_THREAD_ROUTE = re.compile(r"/project/thread/[^/]+(/element/[^/]+)?")
 FILE_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 """Tool-written files, even opened in a tab of their own: no script, no origin of the app's."""
 
@@ -71,6 +83,14 @@ class Connection:
 
 CONNECTION: ContextVar[Connection | None] = ContextVar("parley_connection", default=None)
 """The request being served (set by WebGuard): Chainlit's header-auth callback receives headers only."""
+LOGIN: ContextVar[str | None] = ContextVar("parley_login", default=None)
+"""Who the HTTP request being served is signed in as (set by WebGuard; None: nobody, or a login it refused)."""
+
+
+def request_login() -> str | None:
+    """The user the HTTP request being served is signed in as (its login token checked as Chainlit checks it), or
+    None. Chainlit does not pass the user to its data layer's feedback calls: they read it here."""
+    return LOGIN.get()
 
 
 def bind_host() -> str:
@@ -209,12 +229,17 @@ class WebGuard:
     """ASGI middleware in front of all of Chainlit (its routes and its socket)."""
 
     def __init__(
-        self, app: ASGIApp, local_mode: Callable[[Connection], Awaitable[bool]] | None = None
+        self,
+        app: ASGIApp,
+        local_mode: Callable[[Connection], Awaitable[bool]] | None = None,
+        user_exists: Callable[[str], Awaitable[bool]] | None = None,
     ) -> None:
         """`local_mode(conn)`: whether local mode holds for that request (the facts and no users); without it,
-        the `local` login is never checked here."""
+        the `local` login is never checked here. `user_exists(name)`: whether a password user of that name is in
+        the store; without it, a removed user's login is not checked here."""
         self.app = app
         self.local_mode = local_mode
+        self.user_exists = user_exists
         self._told: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -232,22 +257,50 @@ class WebGuard:
                 await self.app(scope, receive, send)  # the socket's login: _chainlit_fixes screens it
                 return
             send = self._with_headers(scope, send)
-            if await self._stale_local_login(scope, conn):
+            who = None
+            if not _chainlit_fixes.is_socket_route(scope.get("path", "")):
+                who = _chainlit_fixes.login_of(_header(scope, b"cookie"), _header(scope, b"authorization"))
+            refusal = await self._stale_login(who, conn)
+            if refusal is not None:
                 cookies = _header(scope, b"cookie")
-                send = self._without_stale_login(scope, send, _chainlit_fixes.expired_login_cookies(cookies))
+                expired = _chainlit_fixes.expired_login_cookies(cookies)
+                send = self._without_stale_login(scope, send, expired, refusal)
                 scope = _chainlit_fixes.without_login(scope)
-            await self.app(scope, receive, send)
+                who = None
+            elif who is not None and self._thread_route(scope):
+                send = _not_yours(send, who)
+            login = LOGIN.set(who)
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                LOGIN.reset(login)
         finally:
             CONNECTION.reset(token)
 
-    async def _stale_local_login(self, scope: Scope, conn: Connection) -> bool:
-        """The request carries the `local` login while local mode does not hold for it."""
-        if self.local_mode is None or _chainlit_fixes.is_socket_route(scope.get("path", "")):
-            return False
-        who = _chainlit_fixes.login_of(_header(scope, b"cookie"), _header(scope, b"authorization"))
-        return who == LOCAL_USER and not await self.local_mode(conn)
+    async def _stale_login(self, who: str | None, conn: Connection) -> str | None:
+        """Why the login a request carries no longer holds (what to say), or None: the `local` login while local
+        mode does not hold for it, or the login of a user removed since."""
+        if who is None:
+            return None
+        if who == LOCAL_USER:
+            return LOCAL_REFUSAL if self.local_mode is not None and not await self.local_mode(conn) else None
+        if self.user_exists is not None and not await self.user_exists(who):
+            return GONE_REFUSAL
+        return None
 
-    def _without_stale_login(self, scope: Scope, send: Send, expired: list[tuple[str, bytes]]) -> Send:
+    @staticmethod
+    def _thread_route(scope: Scope) -> bool:
+        root = _chainlit_config.run.root_path or ""
+        path = str(scope.get("path", ""))
+        return (
+            scope.get("method") == "GET"
+            and path.startswith(root)
+            and bool(_THREAD_ROUTE.fullmatch(path[len(root) :]))
+        )
+
+    def _without_stale_login(
+        self, scope: Scope, send: Send, expired: list[tuple[str, bytes]], refusal: str = LOCAL_REFUSAL
+    ) -> Send:
         """Chainlit answers as to a request without a login (pages and the login form work; every route that
         needs a login says 401, with what to do), and the browser drops the stale cookie."""
         login_form = scope.get("path", "") == f"{_chainlit_config.run.root_path or ''}/login"
@@ -267,7 +320,7 @@ class WebGuard:
                 ]  # a fresh login wins
                 if message.get("status") == 401 and not login_form:
                     replaced = True
-                    body = json.dumps({"detail": LOCAL_REFUSAL}).encode()
+                    body = json.dumps({"detail": refusal}).encode()
                     await send(
                         {
                             "type": "http.response.start",
@@ -333,3 +386,37 @@ class WebGuard:
             }
         )
         await send({"type": "http.response.body", "body": body})
+
+
+def _not_yours(send: Send, who: str) -> Send:
+    """A signed-in user's request for a conversation: Chainlit's 401 there means "another user's" (its login was
+    checked before). Said in words, as 403: the page shows the words and stays signed in, with a working chat."""
+    replaced = False
+
+    async def send_plainly(message: Message) -> None:
+        nonlocal replaced
+        if message["type"] == "http.response.start" and message.get("status") == 401:
+            replaced = True
+            body = json.dumps({"detail": NOT_YOURS.format(user=who)}).encode()
+            headers = [
+                (k, v)
+                for k, v in message.get("headers", [])
+                if k.lower() not in (b"content-type", b"content-length")
+            ]
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [
+                        *headers,
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        if not replaced:
+            await send(message)
+
+    return send_plainly
