@@ -594,3 +594,51 @@ async def test_the_live_meter_stays_in_the_side_panel_and_replaces_the_reopened_
     assert last["display"] == "side" and last["name"] == "Meter · 180 tokens · $0.2500"
     assert "**150** prompt + **30** completion tokens (selector 8) · $0.2500" in _text_of(last["url"])
     assert "last run" in _text_of(last["url"])
+
+
+def test_a_reopened_thread_shows_approvals_and_tool_steps_as_the_live_view_does() -> None:
+    def asks(rid: str) -> ApprovalRequestEvent:
+        return ApprovalRequestEvent(source="billing", name="issue_refund", arguments={"n": 1}, request_id=rid)
+
+    def calls(cid: str) -> ToolCallEvent:
+        return ToolCallEvent(source="billing", name="issue_refund", arguments={"n": 1}, call_id=cid, turn=2)
+
+    events: list[Event] = [
+        asks("r1"),
+        calls("c1"),  # waits for approval: not "used" yet
+        ApprovalDecisionEvent(
+            source="dana", name="issue_refund", request_id="r1", approved=True, actor="dana", turn=2
+        ),
+        ToolResultEvent(
+            source="billing", name="issue_refund", call_id="c1", content="refunded\nto a@b.example"
+        ),
+        MessageEvent(source="billing", content="refunded\nto a@b.example", kind="tool_summary", turn=2),
+        asks("r2"),
+        calls("c2"),
+        ApprovalDecisionEvent(  # the run ended while it waited
+            source="parley",
+            name="issue_refund",
+            request_id="r2",
+            approved=False,
+            actor="parley",
+            content="cancelled",
+            turn=2,
+        ),
+    ]
+    steps = thread_steps("t5", events)
+    assert [(s["type"], s["name"]) for s in steps] == [
+        ("assistant_message", "parley"),  # the first card
+        ("tool", "issue_refund"),  # shown once approved
+        ("assistant_message", "parley"),  # approved by dana
+        ("assistant_message", "billing"),
+        ("assistant_message", "parley"),  # the second card; its call never ran: no step
+    ]
+    card, tool, decided, summary, cancelled = steps
+    assert (
+        tool["output"] == "refunded\nto a@b.example" and tool["language"] == "text"
+    )  # plain text, lines kept
+    assert "approved by dana" in decided["output"]
+    assert "Used a tool: its result is in the step above." in summary["output"]
+    assert "refunded" not in summary["output"]  # not repeated
+    assert cancelled["output"].endswith("*Cancelled: nobody decided before the run was over.*")
+    assert not card["output"].endswith("over.*")

@@ -15,8 +15,10 @@ from chainlit.data.base import BaseDataLayer
 from chainlit.types import PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from chainlit.user import PersistedUser, User
 
+from .._decisions import was_cancelled
 from ..events import (
     AnswerEvent,
+    ApprovalDecisionEvent,
     EscalationEvent,
     EscalationResolvedEvent,
     Event,
@@ -47,6 +49,10 @@ from ._format import (
     validation_text,
 )
 from ._history import chart_element, file_element, meter_element, side_text
+from ._toolsteps import awaits_approval, plain_output, tool_summary_text
+
+CANCELLED = "\n\n*Cancelled: nobody decided before the run was over.*"
+"""What an approval's card says once the run ended before anyone decided it (as live: _controls.cancel_card)."""
 
 
 def _iso(ts: float | datetime) -> str:
@@ -100,6 +106,8 @@ class _Reading:
         self.projection = Projection()
         self.tools: dict[str, dict[str, Any]] = {}
         """Tool steps by call id, for their results."""
+        self.held: dict[str, dict[str, Any]] = {}
+        """Tool steps of calls waiting for approval, by call id: they show once decided."""
         self.cards: dict[str, dict[str, Any]] = {}
         """Steps that later events change: questions and sub-tasks (by question or sub-task id)."""
         self.elements: list[dict[str, Any]] = []
@@ -129,11 +137,35 @@ class _Reading:
         if isinstance(ev, ToolCallEvent):
             self._tool_call(ev, base)
         elif isinstance(ev, ToolResultEvent):
-            if ev.call_id in self.tools:
-                self.tools[ev.call_id]["output"] = ev.content
-                self.tools[ev.call_id]["isError"] = ev.is_error
+            self._tool_result(ev)
+        elif isinstance(ev, ApprovalDecisionEvent) and self._decided(ev, settled):
+            return
         else:
             self._message(ev, base, settled)
+
+    def _tool_result(self, ev: ToolResultEvent) -> None:
+        held = self.held.pop(ev.call_id, None)
+        if held is not None:  # decided meanwhile without a decision event of its own: it ran
+            self.steps.append(held)
+        if ev.call_id in self.tools:
+            self.tools[ev.call_id]["output"] = plain_output(ev.content)
+            self.tools[ev.call_id]["isError"] = ev.is_error
+
+    def _decided(self, ev: ApprovalDecisionEvent, settled: list[Event]) -> bool:
+        """A call held for approval shows from its decision on (as live: a pending call is not "used"); one the
+        run's end cancelled never ran and shows none, and its card says so instead of a decision line. True when
+        the decision needs no message of its own."""
+        key = next((k for k, step in self.held.items() if step["name"] == ev.name), None)
+        step = self.held.pop(key) if key is not None else None
+        if not was_cancelled(ev):
+            if step is not None:
+                self.steps.append(step)
+            return False
+        for asked in settled:
+            card = self.cards.get(card_key(asked) or "")
+            if card is not None:
+                card["output"] += CANCELLED
+        return True
 
     def _tool_call(self, ev: ToolCallEvent, base: dict[str, Any]) -> None:
         if ev.name == ASK_HUMAN:
@@ -149,7 +181,10 @@ class _Reading:
             "end": base["createdAt"],
         }
         self.tools[ev.call_id] = step
-        self.steps.append(step)
+        if awaits_approval(ev, self.projection.waiting.values()):
+            self.held[ev.call_id] = step
+        else:
+            self.steps.append(step)
 
     def _message(self, ev: Event, base: dict[str, Any], settled: list[Event]) -> None:
         self._settle(ev, settled)
@@ -204,6 +239,8 @@ class _Reading:
         if isinstance(ev, EscalationResolvedEvent):
             asked = settled[0] if settled else None
             return SYSTEM, resolved_text(ev, asked.positions if isinstance(asked, EscalationEvent) else ())
+        if isinstance(ev, MessageEvent) and ev.kind == "tool_summary":
+            return ev.source, tool_summary_text(ev, working)
         if isinstance(ev, MessageEvent) and working is not None:
             return ev.source, agent_text(ev, working)
         if isinstance(ev, ValidationEvent) and not ev.passed and working is not None:
