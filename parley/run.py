@@ -311,7 +311,7 @@ class Run:
                 turn=conv.turn,
             )
         )
-        for notice in conv.notices:
+        for notice in conv.take_notices():
             self.emit(NoticeEvent(source="parley", content=notice, level="warning", turn=conv.turn))
         outcome = "error"
         try:

@@ -52,6 +52,7 @@ from chainlit.auth.jwt import decode_jwt
 from chainlit.config import FILES_DIRECTORY, ChainlitConfig
 from chainlit.config import config as _config
 from chainlit.context import init_ws_context, local_steps
+from chainlit.data import get_data_layer
 from chainlit.emitter import ChainlitEmitter
 from chainlit.message import ErrorMessage
 from chainlit.session import BaseSession, ClientType, WebsocketSession
@@ -127,6 +128,7 @@ def install(screen: Screen | None = None) -> None:
                 if why is not None:
                     log.warning("refused a socket's login: %s", why)
                     raise SocketRefused(why)
+            auth = await _own_threads_only(auth, login_of(environ.get("HTTP_COOKIE"), None))
             await _forget_cleared(auth["sessionId"])
             return await original(sid, environ, auth)
 
@@ -142,6 +144,21 @@ def install(screen: Screen | None = None) -> None:
         ChainlitEmitter.resume_thread = _resume_thread  # type: ignore[method-assign,assignment]
     if WebsocketSession.__dict__.get("get_config") is not _global_config:
         WebsocketSession.get_config = _global_config  # type: ignore[method-assign]
+
+
+async def _own_threads_only(auth: dict[str, Any], who: str | None) -> dict[str, Any]:
+    """A page that asks to resume another user's thread connects as a new chat rather than being refused:
+    Chainlit's refusal leaves the page with "Could not reach the server" and a dead composer, while the thread
+    route says in words that it is not theirs (parley/web/_guard.py)."""
+    tid = auth.get("threadId")
+    layer = get_data_layer()
+    if not tid or who is None or layer is None:
+        return auth
+    author = await layer.get_thread_author(tid)
+    if author and author != who:
+        log.warning("a page signed in as %r asked for another user's thread: connected as a new chat", who)
+        return {**auth, "threadId": None}
+    return auth
 
 
 def _global_config(self: WebsocketSession) -> ChainlitConfig:

@@ -317,7 +317,7 @@ async def _message(message: cl.Message) -> None:
             conv.attach(db, tid)
         _remember(tid, session)
     try:
-        await session.on_message(message.content, message.command)
+        await session.on_message(message.content, message.command, message)
     except ConfigError as exc:
         await cl.Message(content=str(exc), author=SYSTEM).send()
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from chat_started import ChatStarts
 from ui.conftest import CHROMIUM_ARGS, UI_TIMEOUT_MS, Server, browser_missing
 
 from parley.events import MessageEvent, event_adapter
@@ -28,6 +29,8 @@ else:
 expect.set_options(timeout=30_000)  # a whole scripted run fits; the default 5 s is tight on a busy machine
 
 CHROMIUM = "/usr/bin/chromium"
+STARTS: dict[int, ChatStarts] = {}
+"""Each tab's chat starts, by the tab's id()."""
 AGENT_STEP = '.step[data-step-type="assistant_message"]'
 STUDIO = [
     ("researcher", "Research notes: replacing a lost customer costs five to seven times more."),
@@ -95,7 +98,9 @@ def person(chromium: Browser) -> Iterator[Callable[[], Page]]:
         context = chromium.new_context(viewport={"width": 1280, "height": 900})
         context.set_default_timeout(UI_TIMEOUT_MS)
         contexts.append(context)
-        return context.new_page()
+        page = context.new_page()
+        STARTS[id(page)] = ChatStarts(page)
+        return page
 
     yield make
     for context in contexts:
@@ -126,6 +131,7 @@ def replicas(db_url: str, tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
 
 
 def log_in(page: Page, replica: Replica, user: str) -> None:
+    STARTS[id(page)].expect_new()
     page.goto(replica.url + "/")
     page.locator("#email").fill(user)
     page.locator("#password").fill(PASSWORDS[user])
@@ -134,8 +140,8 @@ def log_in(page: Page, replica: Replica, user: str) -> None:
 
 
 def ready(page: Page) -> None:
-    """The composer's command buttons come from on_chat_start / on_chat_resume: the session is live."""
-    expect(page.locator("#command-Stop")).to_be_visible()
+    """The chat session started since the last navigation (see tests/chat_started.py): the session is live."""
+    STARTS[id(page)].wait()
 
 
 def send(page: Page, text: str) -> str:
@@ -179,6 +185,8 @@ def test_a_conversation_cut_off_by_a_crashed_replica_goes_on_on_the_other(
 
     # Behind one address, the next request lands on replica B: alice's login is still good there.
     goto(page, b.url + "/")
+    expect(page.locator(f"#thread-{tid} a")).to_be_visible()
+    STARTS[id(page)].expect_new()
     page.locator(f"#thread-{tid} a").click()  # her conversation, from the history sidebar
     page.wait_for_url(f"**/thread/{tid}")
     ready(page)
@@ -218,7 +226,8 @@ def test_two_users_on_two_replicas_never_see_each_others_conversations(
 
     # Opening the other's conversation directly is refused on either replica.
     for page, replica, other in ((bob, a, mine), (bob, b, mine), (alice, a, theirs), (alice, b, theirs)):
-        assert page.request.get(f"{replica.url}/project/thread/{other}").status == 401
+        refused = page.request.get(f"{replica.url}/project/thread/{other}")
+        assert refused.status == 403 and "This conversation is not yours" in refused.text()
     own = alice.request.get(f"{b.url}/project/thread/{mine}")
     assert own.status == 200 and "Alice's confidential churn memo" in own.text()
     assert [t.id for t in a.threads("alice")] == [mine]

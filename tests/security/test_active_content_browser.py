@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from chat_started import ChatStarts
 from ui.conftest import Server, browser_missing
 
 if browser_missing():
@@ -101,6 +102,7 @@ def _check(new_page: Callable[[], Page], server: Server) -> None:
     page = new_page()
     refused: list[str] = []
     page.on("console", lambda m: refused.append(m.text) if "Content Security Policy" in m.text else None)
+    starts = ChatStarts(page)
     first = page.goto(server.url + "/")
     assert first is not None
     policy = first.headers["content-security-policy"]
@@ -109,7 +111,7 @@ def _check(new_page: Callable[[], Page], server: Server) -> None:
         and "img-src 'self' data: blob:" in policy
         and "unsafe-inline" not in policy
     )
-    expect(page.locator("#command-Stop")).to_be_visible()  # the chat started under the policy
+    starts.wait()  # the chat started under the policy
     page.locator("#chat-input").fill("Write the quarterly report")
     page.locator("#chat-input").press("Enter")
     expect(
@@ -148,6 +150,7 @@ def _check(new_page: Callable[[], Page], server: Server) -> None:
     )
 
     # Chainlit's own inline scripts are allowed by hash: the page ran with nothing refused.
+    starts.expect_new()
     page.reload()
-    expect(page.locator("#command-Stop")).to_be_visible()
+    starts.wait()
     assert refused == [], refused

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from _websec import TEAM, ChatSocket, local_cookie, script
+from chat_started import ChatStarts
 from fakeserver import FakeServer
 from ui.conftest import Server, run_async
 
@@ -78,9 +79,10 @@ def test_html_and_scripts_show_as_text_and_images_stay_unfetched(
         lambda r: failed.append(f"{r.url} {r.failure}") if r.url.startswith(listener.url) else None,
     )
 
+    starts = ChatStarts(page)
     first = page.goto(server.url + "/")
     assert first is not None and "img-src 'self' data: blob:" in first.headers["content-security-policy"]
-    expect(page.locator("#command-Stop")).to_be_visible()
+    starts.wait()
     task = _hostile(listener.url, "user")
     page.locator("#chat-input").fill(task)
     page.locator("#chat-input").press("Enter")
