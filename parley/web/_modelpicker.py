@@ -244,7 +244,7 @@ def switch(
         new = make(team, model=choice.model)
     except ConfigError as exc:
         return None, f"**{choice.label} cannot run this team:** {exc}"
-    return new, " ".join(t for t in (model_line(choice, new.model), refusal(new, choices)) if t)
+    return new, "\n\n".join(t for t in (model_line(choice, new.model), refusal(new, choices)) if t)
 
 
 DEMO_MARK = "*demo quality · embedded model*"
