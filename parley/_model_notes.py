@@ -16,6 +16,13 @@ DEMO_NOTICE = (
     f"marked *demo quality*. For real work choose a larger model (e.g. {BIGGER})."
 )
 """Said once per thread whose roles run on the embedded model."""
+DEMO_MARK = "*demo quality · embedded model*"
+"""The line under each message the embedded model wrote."""
+
+
+def demo_marked(text: str) -> str:
+    """A message of the embedded model's, marked as demo quality (live, and on a reopened thread alike)."""
+    return text if text.endswith(DEMO_MARK) else f"{text}\n\n{DEMO_MARK}"
 
 
 def _its(model: str) -> str:

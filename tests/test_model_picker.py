@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from fakeserver import FakeServer
 
+from parley._model_notes import DEMO_MARK
 from parley.conversation import Conversation
 from parley.engine.autogen.models import local
 from parley.events import NoticeEvent
@@ -200,7 +201,7 @@ def test_switching_builds_the_conversation_on_the_choice_until_it_has_started(
 
 def test_the_embedded_models_messages_are_marked() -> None:
     conv = Conversation("content-studio", model="local")
-    assert picker.marked(conv, "writer", "Hello").endswith(picker.DEMO_MARK)
+    assert picker.marked(conv, "writer", "Hello").endswith(DEMO_MARK)
     assert picker.marked(conv, "parley", "Hello") == "Hello"
     scripted = Conversation("content-studio", model=f"scripted:{STUDIO_SCRIPT}")
     assert picker.marked(scripted, "writer", "Hello") == "Hello"

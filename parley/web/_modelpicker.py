@@ -26,6 +26,7 @@ from typing import Any
 import httpx
 from chainlit.input_widget import Select
 
+from .._model_notes import demo_marked
 from ..conversation import Conversation
 from ..errors import ConfigError
 from ..models import ScriptedModel, parse_model
@@ -247,10 +248,6 @@ def switch(
     return new, "\n\n".join(t for t in (model_line(choice, new.model), refusal(new, choices)) if t)
 
 
-DEMO_MARK = "*demo quality · embedded model*"
-"""The line under each message the embedded model wrote (see Conversation.demo_quality)."""
-
-
 def marked(conv: Conversation, source: str, text: str) -> str:
     """`text` as `source` said it, marked as demo quality when the embedded model wrote it."""
-    return f"{text}\n\n{DEMO_MARK}" if conv.demo_quality(source) else text
+    return demo_marked(text) if conv.demo_quality(source) else text
