@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 from chainlit.data.base import BaseDataLayer
-from chainlit.types import PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
+from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, ThreadDict, ThreadFilter
 from chainlit.user import PersistedUser, User
 
 from .._decisions import was_cancelled
@@ -48,6 +48,7 @@ from ._format import (
     subtask_text,
     validation_text,
 )
+from ._guard import request_login
 from ._history import chart_element, file_element, meter_element, side_text
 from ._toolsteps import awaits_approval, plain_output, tool_summary_text
 
@@ -248,6 +249,14 @@ class _Reading:
         return note(ev)
 
 
+def _signed_in() -> str:
+    """Who rates: the login of the HTTP request being served (Chainlit passes no user to the feedback calls)."""
+    actor = request_login()
+    if actor is None:
+        raise ValueError("sign in to rate a message")
+    return actor
+
+
 class ParleyDataLayer(BaseDataLayer):
     def __init__(self, get_store: Callable[[], Awaitable[Store]]) -> None:
         # Chainlit asks for its data layer synchronously; the store opens on first use, in its loop.
@@ -308,6 +317,11 @@ class ParleyDataLayer(BaseDataLayer):
         if row is None:
             return None
         steps, elements = thread_view(thread_id, await store.load_events(thread_id))
+        rated = {r.step_id: r for r in await store.feedback_of(thread_id)}
+        for step in steps:  # the thumbs show as given
+            r = rated.get(step["id"])
+            if r is not None:
+                step["feedback"] = {"id": r.id, "forId": r.step_id, "value": r.value, "comment": r.comment}
         return self._thread_dict(row, steps, elements)
 
     async def get_thread_author(self, thread_id: str) -> str:
@@ -349,11 +363,27 @@ class ParleyDataLayer(BaseDataLayer):
     async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
         return None
 
-    async def upsert_feedback(self, feedback: Any) -> str:
-        return ""
+    # Thumbs up and down: kept in parley's store with the message rated (audited, exported with the audit).
+    async def upsert_feedback(self, feedback: Feedback) -> str:
+        actor = _signed_in()
+        store = await self._get_store()
+        thread_id = feedback.threadId or ""
+        rated = next((s for s in await self._steps(store, thread_id) if s["id"] == feedback.forId), None)
+        return await store.upsert_feedback(
+            thread_id,
+            feedback.forId,
+            int(feedback.value),
+            actor=actor,
+            comment=feedback.comment,
+            message=str(rated.get("output") or "") if rated else "",
+        )
 
     async def delete_feedback(self, feedback_id: str) -> bool:
-        return True
+        return await (await self._get_store()).delete_feedback(feedback_id, actor=_signed_in())
+
+    async def _steps(self, store: Store, thread_id: str) -> list[dict[str, Any]]:
+        row = await store.get_thread(thread_id) if thread_id else None
+        return thread_steps(thread_id, await store.load_events(thread_id)) if row is not None else []
 
     async def build_debug_url(self) -> str:
         return ""
