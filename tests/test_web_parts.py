@@ -15,6 +15,7 @@ from chainlit.emitter import ChainlitEmitter
 from chainlit.session import WebsocketSession
 from chainlit.types import Feedback, Pagination, ThreadFilter
 
+from parley._model_notes import DEMO_MARK
 from parley.events import (
     AnswerEvent,
     ApprovalDecisionEvent,
@@ -680,3 +681,15 @@ async def test_thumbs_are_kept_with_the_message_and_show_again_on_the_reopened_t
         assert await store.feedback_of(tid) == []
     finally:
         LOGIN.reset(login)
+
+
+def test_the_embedded_models_messages_stay_marked_demo_quality_when_reopened() -> None:
+    def started(model: str) -> RunStartedEvent:
+        return RunStartedEvent(
+            source="user", content="", team="t", model=model, pattern="round_robin", roles=["a"]
+        )
+
+    said = MessageEvent(source="a", content="Revenue grew 12%.", turn=1)
+    local, remote = (thread_steps("t6", [started(m), said])[-1]["output"] for m in ("local", "openai:gpt-4o"))
+    assert local.endswith(DEMO_MARK) and "Revenue grew 12%." in local
+    assert not remote.endswith(DEMO_MARK)

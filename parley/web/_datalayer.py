@@ -16,6 +16,7 @@ from chainlit.types import Feedback, PageInfo, PaginatedResponse, Pagination, Th
 from chainlit.user import PersistedUser, User
 
 from .._decisions import was_cancelled
+from .._model_notes import LOCAL, demo_marked
 from ..events import (
     AnswerEvent,
     ApprovalDecisionEvent,
@@ -115,6 +116,8 @@ class _Reading:
         """Pictures, downloads and charts, each under its step (forId)."""
         self.run = Projection()
         """The current run's events only, as the live chat counts them (its usage chart is per run)."""
+        self.model = ""
+        """The model of the latest run: the embedded model's messages are marked as demo quality, as live."""
         self.last_result = ""
         """The step of the last "Run ended" message, which the meter goes with."""
 
@@ -122,6 +125,7 @@ class _Reading:
         settled = self.projection.apply(ev)
         if isinstance(ev, RunStartedEvent):
             self.run = Projection()
+            self.model = ev.model
         self.run.apply(ev)
         base = {
             "id": f"{self.thread_id}-{i}",
@@ -242,6 +246,8 @@ class _Reading:
             return SYSTEM, resolved_text(ev, asked.positions if isinstance(asked, EscalationEvent) else ())
         if isinstance(ev, MessageEvent) and ev.kind == "tool_summary":
             return ev.source, tool_summary_text(ev, working)
+        if isinstance(ev, MessageEvent) and ev.kind == "text" and self.model == LOCAL:
+            return ev.source, demo_marked(agent_text(ev, working))
         if isinstance(ev, MessageEvent) and working is not None:
             return ev.source, agent_text(ev, working)
         if isinstance(ev, ValidationEvent) and not ev.passed and working is not None:
