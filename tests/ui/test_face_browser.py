@@ -112,7 +112,7 @@ def test_the_landing_page_is_parleys_own(servers, new_page):
     shot(page, "welcome-dark")
     # Hovering another team in the picker shows that team's panel.
     page.locator("#chat-profiles").click()
-    page.get_by_role("option", name="investment-committee", exact=True).hover()
+    page.locator('[data-test="select-item:investment-committee"]').hover()
     card = page.locator("#chat-profile-description")
     expect(card).to_contain_text("majority decides")
     expect(card.locator('img[src*="/public/welcome/investment-committee.svg"]')).to_be_visible()
