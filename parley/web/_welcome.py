@@ -50,32 +50,51 @@ class Layout:
     """Boxes that are not roles (the selector, the vote)."""
 
 
-def layout(spec: TeamSpec) -> Layout:
-    names = [r.name for r in spec.scheduled] or spec.role_names
-    pattern = spec.pattern
-    if pattern == "selector":  # every role, those woken by events too: the selector may pick them
-        names = spec.role_names
-        return Layout(["selector"], names, [("selector", n) for n in names], helpers={"selector"})
-    if pattern == "hierarchical" and spec.hierarchical is not None:
-        boss = spec.hierarchical.manager
-        workers = [n for n in names if n != boss]
-        return Layout([boss], workers, [(boss, w) for w in workers])
-    if pattern == "fanout" and spec.fanout is not None:
-        join = spec.fanout.join
-        parallel = [n for n in names if n != join]
-        return Layout(parallel, [join], [(p, join) for p in parallel])
-    if pattern == "consensus":
-        voters = spec.voters
-        judge = spec.consensus.judge if spec.consensus is not None else None
-        decider = judge or "majority vote"
-        return Layout(voters, [decider], [(v, decider) for v in voters], helpers={"majority vote"})
-    chain = list(pairwise(names))
+def _fan_in(top: list[str], to: str, helper: bool = False) -> Layout:
+    """A row of roles whose answers all go to one box below (a join, a vote)."""
+    return Layout(top, [to], [(t, to) for t in top], helpers={to} if helper else set())
+
+
+def _fan_out(boss: str, under: list[str], helper: bool = False) -> Layout:
+    """One box above handing the turn or the work to a row of roles below (a selector, a manager)."""
+    return Layout([boss], under, [(boss, u) for u in under], helpers={boss} if helper else set())
+
+
+def _chain(spec: TeamSpec, names: list[str]) -> Layout:
+    round_and_round = spec.pattern in ("round_robin", "loop") and len(names) > 1
     return Layout(
-        names,
-        arrows=chain,
-        back=pattern in ("round_robin", "loop") and len(names) > 1,
-        both_ways=pattern == "swarm",
+        names, arrows=list(pairwise(names)), back=round_and_round, both_ways=spec.pattern == "swarm"
     )
+
+
+def _hierarchical(spec: TeamSpec, names: list[str]) -> Layout:
+    boss = spec.hierarchical.manager if spec.hierarchical is not None else names[0]
+    return _fan_out(boss, [n for n in names if n != boss])
+
+
+def _fanout(spec: TeamSpec, names: list[str]) -> Layout:
+    join = spec.fanout.join if spec.fanout is not None else names[-1]
+    return _fan_in([n for n in names if n != join], join)
+
+
+def _consensus(spec: TeamSpec, names: list[str]) -> Layout:
+    judge = spec.consensus.judge if spec.consensus is not None else None
+    return _fan_in(spec.voters, judge or "majority vote", helper=judge is None)
+
+
+_LAYOUTS = {
+    # every role, those woken by events too: the selector may pick any of them
+    "selector": lambda spec, names: _fan_out("selector", spec.role_names, helper=True),
+    "hierarchical": _hierarchical,
+    "fanout": _fanout,
+    "consensus": _consensus,
+}
+
+
+def layout(spec: TeamSpec) -> Layout:
+    """Where the team's roles sit in its diagram, by its pattern."""
+    names = [r.name for r in spec.scheduled] or spec.role_names
+    return _LAYOUTS.get(spec.pattern, _chain)(spec, names)
 
 
 def _row(names: list[str], y: int) -> dict[str, tuple[float, float, float]]:
