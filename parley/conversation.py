@@ -106,13 +106,13 @@ class Conversation:
         self.subteams = self._subteams(named, teams_dirs)
         """Hierarchical pattern: workers that are whole teams, sharing this conversation's models and human."""
         self._local_id = uuid.uuid4().hex
+        if _parent is None:
+            self._check_scripts()
         self.mcp_grants = self._check_tools(teams_dirs)
         """Each role's MCP tools (`server.tool` or `server.*`), connected on first use."""
         self.checkpoints = Checkpoints([r.name for r in self.team.scheduled])
         self.engine = TeamSession(self)
         """The team on the engine: built on first use, from the last checkpoint."""
-        if _parent is None:
-            self._check_scripts()  # once the clients have loaded them
         self._run: Run | None = None
 
     def _models(self, model: str | FunctionModel | None) -> str | None:

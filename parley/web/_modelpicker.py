@@ -196,26 +196,36 @@ def model_line(choice: ModelChoice | None, model: str) -> str:
     return f"Model for this conversation: **{label}**."
 
 
+def _misfit(model: str, team: TeamSpec) -> bool:
+    """Whether `model` is a script that names roles `team` does not have."""
+    ref = parse_model(model)
+    return ref.backend == "scripted" and not _fits(Path(ref.name), team)
+
+
 async def open_conversation(
     team: TeamSpec, make: Callable[..., Conversation] = Conversation
 ) -> tuple[Conversation | None, list[ModelChoice], str | None]:
     """A new chat's conversation on the server's model, the models to offer, and what to tell the user. When the
-    server's model cannot run the team (a script that names other roles), the first script that fits it is
-    used instead; when none does, no conversation (the text says why) but the picker still offers the rest."""
+    server's model cannot run the team (a script that names other roles), the first script of the scripts folder
+    that fits it is used instead; when the conversation cannot be made at all, none (the text says why), but the
+    picker still offers the models."""
     try:
         conv: Conversation | None = make(team)
         error = None
     except ConfigError as exc:
         conv, error = None, str(exc)
     choices = await available_models(team, conv.model if conv else None)
-    if conv is not None:
+    if conv is not None and not _misfit(conv.model, team):
         return conv, choices, None
-    for choice in (c for c in choices if c.model.startswith("scripted:")):
+    for choice in (c for c in choices if c.model.startswith("scripted:") and not _misfit(c.model, team)):
         try:
-            conv = make(team, model=choice.model)
+            fallback = make(team, model=choice.model)
         except ConfigError:
             continue
-        return conv, choices, f"The server's model cannot run this team ({error}); using **{choice.label}**."
+        shown = Path(parse_model(conv.model).name).name if conv else "the server's model"
+        return fallback, choices, f"{shown} has no replies for this team; using **{choice.label}**."
+    if conv is not None:
+        return conv, choices, None
     return (
         None,
         choices,
