@@ -70,4 +70,41 @@
   }
   if (document.body) watch();
   else document.addEventListener("DOMContentLoaded", watch);
+  /* -- 3. Deep links: /thread/<id> opened in a fresh browser ------------------------------------------
+     Chainlit sends a page that is not signed in to /login, and the login page sends the user to "/" once signed
+     in (by password, or by header in local mode): the thread asked for is lost. The login page knows where it was
+     sent from (document.referrer): remember that thread, and go there once the sign-in has moved on. */
+  var DEEP = "parley.deeplink";
+  var THREAD = /\/thread\/[0-9a-f-]{36}$/;
+  var LOGIN = /\/login$/;
+  try {
+    if (LOGIN.test(location.pathname) && document.referrer) {
+      var from = new URL(document.referrer);
+      if (from.origin === location.origin && THREAD.test(from.pathname)) {
+        sessionStorage.setItem(DEEP, from.pathname);
+      }
+    }
+  } catch (e) {
+    /* no storage (private mode): the link opens a new chat, as before */
+  }
+  function arrived() {
+    var want = null;
+    try {
+      want = sessionStorage.getItem(DEEP);
+      if (!want || LOGIN.test(location.pathname)) return;
+      sessionStorage.removeItem(DEEP);
+    } catch (e) {
+      return;
+    }
+    if (!THREAD.test(location.pathname)) location.replace(want);
+  }
+  ["pushState", "replaceState"].forEach(function (name) {
+    var original = history[name];
+    history[name] = function () {
+      var done = original.apply(this, arguments);
+      arrived();
+      return done;
+    };
+  });
+  window.addEventListener("popstate", arrived);
 })();

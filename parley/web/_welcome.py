@@ -31,8 +31,9 @@ CAPTIONS = {
 }
 CONTROLS = (
     "**While it runs** · type any time: your message joins the conversation after the current turn · "
-    "**Interrupt** cuts the current turn short and the team hears you at once · **Stop** ends the run "
-    "(what was said stays; send a message to go on)"
+    "**Interrupt** (a chip by the composer): pick it, type, send, and the current turn is cut short for your "
+    "message · **Stop** (a button under the running team): ends the run at once; what was said stays, "
+    "and a new message goes on from there"
 )
 
 

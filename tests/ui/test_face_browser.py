@@ -89,8 +89,8 @@ def test_the_landing_page_is_parleys_own(servers, new_page):
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=diagram.element_handle())
     for role in TEAM.role_names:
         expect(welcome).to_contain_text(role)
-    expect(welcome).to_contain_text("Interrupt cuts the current turn short")
-    expect(welcome).to_contain_text("Stop ends the run")
+    expect(welcome).to_contain_text("the current turn is cut short")
+    expect(welcome).to_contain_text("ends the run at once")
     expect(welcome).to_contain_text("scripted:studio-face.yaml")
     # parley's logo, favicon and words, not Chainlit's.
     expect(page).to_have_title("parley")
