@@ -586,14 +586,19 @@ async def test_the_live_meter_stays_in_the_side_panel_and_replaces_the_reopened_
     meter = Meter()
     await meter.update(100, 20, None, Metered())  # type: ignore[arg-type]
     await meter.finish(150, 30, 0.25, Metered())  # type: ignore[arg-type]
+    meter.reset()  # the next run: its meter replaces the last run's (one meter on the page)
+    await meter.update(1, 2, None, Metered())  # type: ignore[arg-type]
     sent = [(e, d) for e, d in page.sent if e in ("element", "remove_element")]
     assert [(e, d["id"]) for e, d in sent] == [
         ("remove_element", "t9-meter"),  # the reopened thread's meter, if the page shows one
         ("element", "t9-meter-1"),
         ("remove_element", "t9-meter-1"),
         ("element", "t9-meter-2"),
+        ("remove_element", "t9-meter"),
+        ("remove_element", "t9-meter-2"),
+        ("element", "t9-meter-3"),
     ]
-    last = sent[-1][1]
+    last = sent[3][1]
     assert last["display"] == "side" and last["name"] == "Meter · 180 tokens · $0.2500"
     assert "**150** prompt + **30** completion tokens (selector 8) · $0.2500" in _text_of(last["url"])
     assert "last run" in _text_of(last["url"])

@@ -30,12 +30,14 @@ class Meter:
         self.started = False
         self.sent = 0
         self.shown: str | None = None
-        """The id of the meter on the page (a reopened thread's is the stored one's)."""
+        """The id of the last meter sent (a reopened thread's is the stored one's)."""
+        self.fresh = True
+        """No meter sent since the last reset."""
 
     def reset(self) -> None:
         """The next update starts afresh (a new run, or a page that took the run over)."""
         self.started = False
-        self.shown = None
+        self.fresh = True
 
     async def update(self, prompt: int, completion: int, cost: float | None, conv: Conversation) -> None:
         now = time.monotonic()
@@ -55,8 +57,12 @@ class Meter:
         tid = conv.thread_id or ""
         selector = conv.meter.by_source().get("selector")
         block = meter_block(prompt, completion, cost, sum(selector) if selector else None, state)
-        # The old meter goes first: the new one comes last, so the panel keeps the meter as its title.
-        await cl.context.emitter.emit("remove_element", {"id": self.shown or meter_id(tid)})
+        # The old meter goes first: the new one comes last, so the panel keeps the meter as its title. A run's
+        # first meter also takes away a reopened thread's (the page may show that one, or the last run's).
+        for old in (meter_id(tid) if self.fresh else None, self.shown):
+            if old is not None:
+                await cl.context.emitter.emit("remove_element", {"id": old})
+        self.fresh = False
         self.sent += 1
         self.shown = f"{meter_id(tid)}-{self.sent}"
         meter = cl.Text(
