@@ -64,7 +64,8 @@ def model_notices(
         )
     for model, roles in tools.items():
         out.append(
-            f"{_names(roles)}: {_its(model)} cannot call tools, so {_names(unused[model])} stay unused; "
+            f"{_names(roles)}: {_its(model)} cannot call tools, so {_names(unused[model])} "
+            f"{'stay' if len(unused[model]) > 1 else 'stays'} unused; "
             f"use a model that calls tools (e.g. {BIGGER})"
         )
     return out

@@ -5,21 +5,34 @@ never started here (what it can do is known without it)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from _support import collect, team_yaml
 from fakeserver import FakeServer
 
 from parley._model_notes import DEMO_MARK
 from parley.conversation import Conversation
 from parley.engine.autogen.models import local
 from parley.events import NoticeEvent
+from parley.models import FunctionModel
+from parley.store import Store
+from parley.tools import ToolRegistry
 from parley.web import _modelpicker as picker
 
 SCRIPTS = Path(__file__).resolve().parent / "ui" / "model_scripts"
 STUDIO_SCRIPT = Path(__file__).resolve().parent / "ui" / "scripts" / "studio.yaml"
 SUPPORT_SCRIPT = STUDIO_SCRIPT.with_name("support.yaml")
+LOOKUP = '''
+    from parley.tools import tool
+
+    @tool
+    def lookup(key: str) -> str:
+        """Look a figure up."""
+        return "unknown"
+'''
 
 
 @pytest.fixture(autouse=True)
@@ -211,3 +224,46 @@ def _run(coro):
     import asyncio
 
     return asyncio.run(coro)
+
+
+# -- notices once per thread, through real runs ------------------------------------------------------------
+
+
+async def test_model_notices_are_said_at_the_first_run_only_even_after_a_resume(
+    write: Callable[[str, str], Path], tmp_path: Path
+) -> None:
+    """The issue's case: 3–6 notices per run, again on every run in the same thread."""
+    write("tools/lookup.py", LOOKUP)
+    team = write(
+        "team.yaml",
+        team_yaml(
+            roles=("clerk", "analyst", "reviewer"),
+            max_turns=3,
+            tools={"clerk": ["lookup"], "analyst": ["lookup"]},
+        ),
+    )
+    registry = ToolRegistry.discover([tmp_path / "tools"])
+    model = FunctionModel(lambda request: f"{request.who} has nothing to add", name="plain", tools=False)
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'parley.db'}")
+    conv = Conversation(team, model=model, registry=registry)
+    try:
+        tid = await conv.save_to(store, "ann", "notices")
+        first = _notices(await collect(conv.start("first task")))
+        assert first == [
+            "clerk, analyst: its model (`function:plain`) cannot call tools, so lookup stays unused; "
+            "use a model that calls tools (e.g. `openai:gpt-4o-mini` or `ollama:qwen2.5`)"
+        ]
+        assert _notices(await collect(conv.start("second task"))) == []
+        await conv.close()
+        again = await Conversation.resume(store, tid, model=model, registry=registry, teams_dirs=[tmp_path])
+        try:
+            assert _notices(await collect(again.start("third task"))) == []
+        finally:
+            await again.close()
+    finally:
+        await conv.close()
+        await store.close()
+
+
+def _notices(events: list[Any]) -> list[str]:
+    return [e.content for e in events if isinstance(e, NoticeEvent) and e.source == "parley"]
