@@ -94,7 +94,9 @@ def test_reopened_thread_shows_what_the_user_saw_in_order() -> None:
     assert steps[1]["output"].startswith("**triage** · turn 1")
     assert "denied by dana: too much" in steps[4]["output"]
     assert "joined the conversation after turn 2" in steps[6]["output"]
-    assert "stopped" in steps[7]["output"] and "cost unknown" in steps[7]["output"]
+    # The closing line as live: in plain words, its turns counted as the usage chart counts them.
+    assert steps[7]["output"].startswith("**Run ended** · **Stopped by you** at turn 2 · 1 turn ·")
+    assert "cost unknown" in steps[7]["output"]
     assert len({s["id"] for s in steps}) == len(steps)
     # A live run reopened in another tab puts the approval's buttons back on this very step.
     assert steps[3]["id"] == card_step_id("t1", "c1")

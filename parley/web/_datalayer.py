@@ -38,6 +38,7 @@ from ..events import (
 from ..host import ASK_HUMAN
 from ..projection import Projection, waiting_key
 from ..store import Store, ThreadRow
+from ._controls import closing_text
 from ._format import (
     NOTES,
     SYSTEM,
@@ -116,6 +117,7 @@ class _Reading:
         """Pictures, downloads and charts, each under its step (forId)."""
         self.run = Projection()
         """The current run's events only, as the live chat counts them (its usage chart is per run)."""
+        self.run_events: list[Event] = []
         self.model = ""
         """The model of the latest run: the embedded model's messages are marked as demo quality, as live."""
         self.last_result = ""
@@ -125,8 +127,10 @@ class _Reading:
         settled = self.projection.apply(ev)
         if isinstance(ev, RunStartedEvent):
             self.run = Projection()
+            self.run_events = []
             self.model = ev.model
         self.run.apply(ev)
+        self.run_events.append(ev)
         base = {
             "id": f"{self.thread_id}-{i}",
             "threadId": self.thread_id,
@@ -244,6 +248,8 @@ class _Reading:
         if isinstance(ev, EscalationResolvedEvent):
             asked = settled[0] if settled else None
             return SYSTEM, resolved_text(ev, asked.positions if isinstance(asked, EscalationEvent) else ())
+        if isinstance(ev, RunResult):  # the closing line, its turns counted as the usage chart counts them
+            return SYSTEM, closing_text(ev, self.run_events, self.run.per_speaker())
         if isinstance(ev, MessageEvent) and ev.kind == "tool_summary":
             return ev.source, tool_summary_text(ev, working)
         if isinstance(ev, MessageEvent) and ev.kind == "text" and self.model == LOCAL:
