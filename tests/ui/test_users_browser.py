@@ -1,0 +1,176 @@
+"""Users in a real browser: the conversations made before logins stay with the first user, another user's
+conversation says plainly that it is not yours (and the chat still works), and the thumbs keep what they say."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+try:
+    from playwright.sync_api import Page, expect
+except ImportError:
+    pytest.skip("Python Playwright is not installed in this environment", allow_module_level=True)
+if not Path("/usr/bin/chromium").is_file():
+    pytest.skip("/usr/bin/chromium not found: install Debian's chromium package", allow_module_level=True)
+expect.set_options(timeout=30_000)
+
+SHOTS = Path("/tmp/shots/users")
+AGENT_STEP = '.step[data-step-type="assistant_message"]'
+ALICE, BOB = ("alice", "alice-password-1"), ("bob", "bob-password-22")
+
+
+class Tab:
+    """One browser tab on the web chat."""
+
+    def __init__(self, page: Page, server) -> None:
+        self.page = page
+        self.server = server
+        self.starts = 0
+        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+
+    def _frame(self, payload: str | bytes) -> None:
+        # Every chat session that starts (a new chat, a resumed one) sets the composer's commands.
+        if isinstance(payload, str) and payload.startswith('42["set_commands"'):
+            self.starts += 1
+
+    def wait_started(self, seen: int) -> Tab:
+        deadline = time.monotonic() + 30
+        while self.starts <= seen:
+            assert time.monotonic() < deadline, "the chat session never started"
+            self.page.wait_for_timeout(50)
+        expect(self.page.locator("#chat-input")).to_be_enabled()
+        return self
+
+    def open(self) -> Tab:
+        seen = self.starts
+        self.page.goto(self.server.url + "/")
+        return self.wait_started(seen)
+
+    def login(self, user: tuple[str, str]) -> Tab:
+        seen = self.starts
+        self.page.goto(self.server.url + "/")
+        self.page.locator("#email").fill(user[0])
+        self.page.locator("#password").fill(user[1])
+        self.page.locator('button[type="submit"]').click()
+        return self.wait_started(seen)
+
+    def send(self, text: str) -> None:
+        box = self.page.locator("#chat-input")
+        box.fill(text)
+        expect(self.page.locator("#chat-submit")).to_be_enabled()
+        box.press("Enter")
+        expect(box).to_have_value("")
+
+    def thread_id(self) -> str:
+        self.page.wait_for_url(re.compile(r"/thread/[0-9a-f-]{36}$"))
+        return self.page.url.rsplit("/", 1)[1]
+
+    def first_reply(self):  # type: ignore[no-untyped-def]
+        reply = self.page.locator(AGENT_STEP).filter(has_text="five to seven times").first
+        expect(reply).to_be_visible()
+        return reply
+
+    def shot(self, name: str) -> None:
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.screenshot(path=str(SHOTS / name))
+
+
+def test_the_first_user_finds_the_conversations_made_before_logins(own_server, new_page):
+    server = own_server("studio.yaml").start()  # no users: local mode, no login page
+    before = Tab(new_page(), server).open()
+    before.send("Our churn memo, written before anyone logged in")
+    before.first_reply()
+    tid = before.thread_id()
+
+    added = server.parley("users", "add", "alice", "--password-stdin", stdin=ALICE[1] + "\n")
+    assert added.stdout.splitlines() == [
+        "user alice created: the web chat now asks everyone to log in",
+        "alice now owns the conversation made without login (single-user mode) or by `parley run`: "
+        "it is in their history after login",
+    ]
+
+    alice = Tab(new_page(), server).login(ALICE)
+    listed = alice.page.locator(f"#thread-{tid}")
+    expect(listed).to_be_visible()  # in her history
+    listed.click()
+    expect(alice.page.locator(AGENT_STEP).filter(has_text="five to seven times")).to_be_visible()
+    said = alice.page.locator('.step[data-step-type="user_message"]')
+    expect(said.filter(has_text="Our churn memo, written before anyone logged in")).to_be_visible()
+    alice.shot("adopted-history.png")
+    assert [t.id for t in server.threads("alice")] == [tid]
+    assert server.threads("local") == []
+
+
+def test_another_users_conversation_says_it_is_not_yours_and_the_chat_still_works(own_server, new_page):
+    server = own_server("studio.yaml")
+    server.parley("users", "add", "alice", "--password-stdin", stdin=ALICE[1] + "\n")
+    server.parley("users", "add", "bob", "--password-stdin", stdin=BOB[1] + "\n")
+    server.start()
+    alice = Tab(new_page(), server).login(ALICE)
+    secret = "Alice's confidential churn memo"
+    alice.send(secret)
+    alice.first_reply()
+    tid = alice.thread_id()
+
+    bob = Tab(new_page(), server).login(BOB)
+    seen = bob.starts
+    bob.page.goto(f"{server.url}/thread/{tid}")
+    said = bob.page.get_by_text("This conversation is not yours")
+    expect(said).to_be_visible()
+    expect(said).to_contain_text("you are signed in as bob")
+    bob.shot("not-yours.png")
+    expect(bob.page.get_by_text("Could not reach the server")).to_have_count(0)
+    expect(bob.page.get_by_text(secret)).to_have_count(0)
+
+    # Still signed in, with a chat that works: his own message gets the team's reply.
+    bob.wait_started(seen)
+    expect(bob.page.locator("#email")).to_have_count(0)
+    bob.send("Bob's own question about churn")
+    bob.first_reply()
+    assert bob.thread_id() != tid
+    assert [t.id for t in server.threads("alice")] == [tid]
+    assert [t.title for t in server.threads("bob")] and secret not in server.threads("bob")[0].title
+
+
+def test_no_thumb_throws_feedback_away(own_server, new_page):
+    """Issue 16, point 12: thumbs that show keep what they say (stored with the message, exported with the audit),
+    live and on the reopened thread; where the chat shows none, there is nothing to throw away."""
+    server = own_server("studio.yaml")
+    server.parley("users", "add", "alice", "--password-stdin", stdin=ALICE[1] + "\n")
+    server.start()
+    alice = Tab(new_page(), server).login(ALICE)
+    alice.send("Write about churn")
+    alice.first_reply()
+    tid = alice.thread_id()
+    expect(alice.page.get_by_text("Run ended")).to_be_visible()
+    alice.shot("feedback-live.png")
+    rated = _rate_if_offered(alice, server, tid, 0)
+    alice.page.reload()  # the reopened thread
+    expect(alice.page.get_by_text("Run ended")).to_be_visible()
+    alice.shot("feedback-reopened.png")
+    if rated:
+        expect(alice.page.locator(".positive-feedback-on").first).to_be_visible()  # still up
+    else:
+        _rate_if_offered(alice, server, tid, 0)
+
+
+def _rate_if_offered(tab: Tab, server, tid: str, already: int) -> bool:  # type: ignore[no-untyped-def]
+    """Give the first offered thumbs up and check the store keeps it; False if the page offers none."""
+    thumbs = tab.page.locator(".positive-feedback-off")
+    if thumbs.count() == 0:  # hidden: nothing is offered that would be lost
+        assert len(server.query(lambda s: s.feedback_of(tid))) == already
+        return False
+    thumbs.first.click()
+    tab.page.locator("#submit-feedback").click()  # the comment dialog; an empty comment is fine
+    expect(tab.page.locator(".positive-feedback-on").first).to_be_visible()
+    deadline = time.monotonic() + 20
+    while len(server.query(lambda s: s.feedback_of(tid))) == already:
+        assert time.monotonic() < deadline, "the thumbs up was never stored"
+        tab.page.wait_for_timeout(100)
+    row = server.query(lambda s: s.feedback_of(tid))[-1]
+    assert (row.value, row.actor) == (1, "alice")
+    assert "| alice | feedback | thumbs up |" in server.parley("audit", tid).stdout
+    return True
