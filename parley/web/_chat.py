@@ -47,11 +47,10 @@ from ._controls import (
     adds_message,
     approval_buttons,
     cancel_card,
+    closing_text,
     commands,
     index_after,
-    last_turn,
     queued_bubbles,
-    status_line,
     turn_of,
 )
 from ._datalayer import card_step_id, thread_steps
@@ -376,6 +375,7 @@ class ChatSession:
     async def _approval_decision(self, ev: ApprovalDecisionEvent, _: list[Event]) -> None:
         card = await self._settled(ev.request_id)
         if was_cancelled(ev):  # the run ended while it waited: the card says so, the status line says why
+            await self.tools.decided(ev, cancelled=True)
             await cancel_card(card)
             return
         await self.tools.decided(ev)
@@ -461,11 +461,9 @@ class ChatSession:
         await self.meter.finish(
             result.prompt_tokens, result.completion_tokens, result.cost_usd, self.conversation
         )
-        await cl.Message(
-            content=status_line(result, last_turn(self.run.events if self.run is not None else [])),
-            author=SYSTEM,
-            elements=usage_chart(self.projection.per_speaker()),
-        ).send()
+        per_speaker = self.projection.per_speaker()  # the chart's turns are the status line's
+        text = closing_text(result, self.run.events if self.run is not None else [], per_speaker)
+        await cl.Message(content=text, author=SYSTEM, elements=usage_chart(per_speaker)).send()
 
 
 _SHOW: dict[type, Callable[..., Awaitable[None]]] = {

@@ -10,6 +10,7 @@ turn short and joins at once. Plain sending joins after the current turn.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -47,8 +48,9 @@ _NOT_AGENTS = frozenset({"run_started", "human_message", "human_queued", "result
 _SAID_ALREADY = {"stopped by the user", "the team finished", "timeout"}
 
 
-def status_line(result: Result, last_turn: int) -> str:
-    """The run's closing line: why it ended in plain words, at which turn, then what it spent."""
+def status_line(result: Result, last_turn: int, turns: int | None = None) -> str:
+    """The run's closing line: why it ended in plain words, at which turn, then what it spent. `turns`: the
+    agent turns the page showed (what the end-of-run chart counts), if known."""
     if result.stop_reason == "stopped":
         head = (
             f"**Stopped by you** at turn {last_turn}" if last_turn else "**Stopped by you** before any turn"
@@ -57,14 +59,22 @@ def status_line(result: Result, last_turn: int) -> str:
         head = f"**{_HEADLINES.get(result.stop_reason, result.stop_reason).capitalize()}**"
         if result.detail and result.detail not in _SAID_ALREADY:
             head += f": {result.detail}"
-    turns = f"{result.turns} turn" + ("" if result.turns == 1 else "s")
+    done = result.turns if turns is None else turns
+    turns_text = f"{done} turn" + ("" if done == 1 else "s")
     tokens = f"{result.prompt_tokens:,} prompt + {result.completion_tokens:,} completion tokens"
     cost = "cost unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
-    line = f"**Run ended** · {head} · {turns} · {tokens} · {cost}"
+    line = f"**Run ended** · {head} · {turns_text} · {tokens} · {cost}"
     if result.undelivered:
         n = len(result.undelivered)
         line += f" · {n} message{'' if n == 1 else 's'} kept for the next run"
     return line
+
+
+def closing_text(
+    result: Result, events: Sequence[Event], per_speaker: Sequence[tuple[str, int, int, int]]
+) -> str:
+    """The status line of a run that ended, its turns counted as the end-of-run chart counts them."""
+    return status_line(result, last_turn(events), sum(turns for *_, turns in per_speaker))
 
 
 def last_turn(events: Sequence[Event]) -> int:
@@ -74,18 +84,23 @@ def last_turn(events: Sequence[Event]) -> int:
 
 def approval_buttons(ev: ApprovalRequestEvent) -> list[cl.Action]:
     key = {"request_id": ev.request_id}
-    return [
-        cl.Action(
-            name="parley_approve", payload=key, label="Approve", icon="check", tooltip=f"Run {ev.name}"
-        ),
-        cl.Action(
-            name="parley_deny",
-            payload=key,
-            label="Deny…",
-            icon="x",
-            tooltip="Refuse, with a reason for the agent",
-        ),
-    ]
+    approve = cl.Action(
+        name="parley_approve", payload=key, label="Approve", icon="check", id=button_id("approve")
+    )
+    deny = cl.Action(
+        name="parley_deny",
+        payload=key,
+        label="Deny…",
+        icon="x",
+        tooltip="Refuse, with a reason for the agent",
+        id=button_id("deny"),
+    )
+    return [approve, deny]
+
+
+def button_id(kind: str) -> str:
+    """A button's id on the page, `parley-<kind>-…`: the page's style sheet draws these as real buttons."""
+    return f"parley-{kind}-{uuid.uuid4()}"
 
 
 def queued_bubbles(thread_id: str, events: Sequence[Event]) -> list[dict[str, Any]]:
@@ -186,7 +201,14 @@ class LiveControls:
         if turn is not None:
             self.turn = max(self.turn, turn)
         await self._remove()
-        stop = cl.Action(name=STOP_ACTION, payload={}, label="Stop", icon="square", tooltip="End the run now")
+        stop = cl.Action(
+            name=STOP_ACTION,
+            payload={},
+            label="Stop",
+            icon="square",
+            tooltip="End the run now",
+            id=button_id("stop"),
+        )
         self.message = cl.Message(content=self._text(), author=SYSTEM, actions=[stop])
         await self.message.send()
 

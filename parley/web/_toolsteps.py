@@ -79,11 +79,14 @@ class ToolSteps:
         self.steps[ev.call_id] = step
         await step.send()
 
-    async def decided(self, ev: ApprovalDecisionEvent) -> None:
-        """A human decided a call held for approval: its step shows now (a denied one closes with the denial)."""
+    async def decided(self, ev: ApprovalDecisionEvent, *, cancelled: bool = False) -> None:
+        """A human decided a call held for approval: its step shows now (a denied one closes with the denial);
+        a call cancelled by the run's end never ran and shows no step."""
         key = next((k for k, c in self.held.items() if c.name == ev.name), None)
         if key is not None:
-            await self.call(self.held.pop(key))
+            call = self.held.pop(key)
+            if not cancelled:
+                await self.call(call)
 
     async def result(self, ev: ToolResultEvent) -> None:
         held = self.held.pop(ev.call_id, None)

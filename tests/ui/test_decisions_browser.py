@@ -67,7 +67,7 @@ def test_a_tied_vote_goes_to_the_human_who_picks_a_position(servers, new_page, t
     verdict = chat.turns().filter(has_text="verdict · turn")
     expect(verdict).to_contain_text("Decision: invest (by a human's ruling after 2 rounds")
     expect(verdict.locator('img[alt="Avatar for verdict"]')).to_have_count(1)
-    expect(chat.note("Run ended")).to_contain_text("completed")
+    expect(chat.note("Run ended")).to_contain_text("completed", ignore_case=True)
     snap(chat.page, "consensus-verdict", tmp_path, verdict)
 
     result_of(server, tid)
