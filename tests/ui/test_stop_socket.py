@@ -59,7 +59,8 @@ def stopped_run(server: Server, cookie: str, task: str, how: str) -> tuple[str, 
     thread id, every text the tab was shown, and the run's closing note."""
 
     async def go() -> tuple[str, list[str], str]:
-        async with Tab(server, cookie) as tab:
+        tab = Tab(server, cookie)
+        async with tab:
             await tab.say(task)
             await tab.wait_for(tab.streamed, "the first reply to start streaming")
             await (tab.stop_button() if how == "button" else tab.command("Stop"))
