@@ -157,8 +157,22 @@ async def _own_threads_only(auth: dict[str, Any], who: str | None) -> dict[str, 
     author = await layer.get_thread_author(tid)
     if author and author != who:
         log.warning("a page signed in as %r asked for another user's thread: connected as a new chat", who)
+        if len(_refused_resume) >= _MAX_REFUSED:  # sessions that connected and never started a chat
+            _refused_resume.pop(next(iter(_refused_resume)))
+        _refused_resume[str(auth.get("sessionId"))] = who
         return {**auth, "threadId": None}
     return auth
+
+
+_MAX_REFUSED = 1000
+_refused_resume: dict[str, str] = {}
+"""Session id -> the login that asked it to resume someone else's thread (see `refused_resume`)."""
+
+
+def refused_resume(session_id: str) -> str | None:
+    """Who asked this session to resume a thread that is someone else's, once; None if nobody did. The page waits
+    for that thread until it hears why not (Chainlit's `resume_thread_error`), then goes on as a new chat."""
+    return _refused_resume.pop(session_id, None)
 
 
 def _global_config(self: WebsocketSession) -> ChainlitConfig:

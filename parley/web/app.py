@@ -32,6 +32,7 @@ from ._guard import (
     CONNECTION,
     LOCAL_REFUSAL,
     LOCAL_USER,
+    NOT_YOURS,
     ORIGINS_ENV,
     Connection,
     WebGuard,
@@ -223,6 +224,9 @@ async def _start() -> None:
     user = await _user_ok()
     if user is None:
         return
+    asked_by = _chainlit_fixes.refused_resume(cl.context.session.id)
+    if asked_by is not None:  # the page asked for another user's thread: say why it gets a new chat instead
+        await cl.context.emitter.send_resume_thread_error(NOT_YOURS.format(user=asked_by))
     entry = _team_entry(cl.user_session.get("chat_profile"))
     if entry is None or entry.spec is None:
         why = entry.error if entry else "no team files found in teams/"
