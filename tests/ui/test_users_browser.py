@@ -74,8 +74,17 @@ class Tab:
         return reply
 
     def shot(self, name: str) -> None:
+        """Screenshots of the page as it is, in the dark and the light theme (NAME-dark.png, NAME-light.png)."""
         SHOTS.mkdir(parents=True, exist_ok=True)
-        self.page.screenshot(path=str(SHOTS / name))
+        for theme in ("dark", "light"):
+            self.page.evaluate(
+                "t => { const c = document.documentElement.classList; c.remove('light', 'dark'); c.add(t); }",
+                theme,
+            )
+            self.page.screenshot(path=str(SHOTS / name.replace(".png", f"-{theme}.png")))
+        self.page.evaluate(
+            "() => { const c = document.documentElement.classList; c.remove('light'); c.add('dark'); }"
+        )
 
 
 def test_the_first_user_finds_the_conversations_made_before_logins(own_server, new_page):
