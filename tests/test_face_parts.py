@@ -50,9 +50,9 @@ def test_each_speaker_of_a_team_has_a_colour_of_its_own_in_order() -> None:
 
 def test_the_chart_is_sized_for_the_chat_and_has_no_box() -> None:
     svg = usage_chart_svg([("analyst", 1200, 300, 3), ("selector", 400, 10, 0)])
-    assert 'width="720"' in svg and "viewBox" in svg
+    assert 'width="640"' in svg and "viewBox" in svg
     assert "white" not in svg and "<rect width=" not in svg  # transparent: the chat's background shows
-    assert "prefers-color-scheme: dark" in svg and "15px" in svg
+    assert "prefers-color-scheme: dark" in svg and "16px" in svg
 
 
 def test_every_team_has_a_welcome_panel_with_its_diagram(tmp_path: Path) -> None:

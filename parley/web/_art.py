@@ -89,9 +89,9 @@ def write_avatars(public: Path, names: Sequence[str]) -> None:
             path.write_bytes(picture)
 
 
-CHART_WIDTH = 720
+CHART_WIDTH = 640
 _CHART_STYLE = (
-    "<style>text{fill:#1f2937;font:15px system-ui,sans-serif}.t{font-weight:600}.n{fill:#4b5563}"
+    "<style>text{fill:#1f2937;font:16px system-ui,sans-serif}.t{font-weight:600}.n{fill:#4b5563}"
     "@media (prefers-color-scheme: dark){text{fill:#e5e7eb}.n{fill:#9ca3af}}</style>"
 )
 """No background: the chat's own shows through. Its text follows the page's theme: the web chat's stylesheet
@@ -102,7 +102,7 @@ def usage_chart_svg(rows: list[tuple[str, int, int, int]]) -> str:
     """Horizontal bars per speaker: (name, prompt tokens, completion tokens, turns)."""
     if not rows:
         return ""
-    bar_h, gap, label_w, top = 24, 12, 150, 44
+    bar_h, gap, label_w, top = 24, 12, 130, 44
     total_max = max(p + c for _, p, c, _ in rows) or 1
     height = top + len(rows) * (bar_h + gap)
     parts = [
@@ -113,12 +113,12 @@ def usage_chart_svg(rows: list[tuple[str, int, int, int]]) -> str:
         f'<text class="n" x="{CHART_WIDTH - 8}" y="22" text-anchor="end">'
         '<tspan opacity="0.6">■</tspan> prompt  ■ completion</text>',
     ]
-    span = CHART_WIDTH - label_w - 230
+    span = CHART_WIDTH - label_w - 200
     for i, (name, prompt, completion, turns) in enumerate(rows):
         y = top + i * (bar_h + gap)
         wp = max(1, round(span * prompt / total_max)) if prompt else 0
         wc = max(1, round(span * completion / total_max)) if completion else 0
-        shown = name if len(name) <= 18 else name[:17] + "…"
+        shown = name if len(name) <= 13 else name[:12] + "…"
         parts += [
             f'<text x="8" y="{y + 17}">{escape(shown)}</text>',
             f'<rect x="{label_w}" y="{y}" width="{wp}" height="{bar_h}" rx="3" fill="{colour(name)}" opacity="0.55"/>',

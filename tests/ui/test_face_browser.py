@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,25 @@ def theme(page: Page, which: str) -> None:
     expect(page.locator("html")).to_have_class(re.compile(rf"\b{which}\b"))
 
 
+def open_chat(page: Page, url: str) -> None:
+    """Open the web chat and wait until its chat session has started: on_chat_start sets the composer's commands
+    (a `set_commands` socket event), before which a message sent would find no team."""
+    started: list[str] = []
+    page.on(
+        "websocket",
+        lambda ws: ws.on(
+            "framereceived",
+            lambda f: started.append(str(f)) if str(f).startswith('42["set_commands"') else None,
+        ),
+    )
+    page.goto(url)
+    deadline = time.monotonic() + 30
+    while not started:
+        assert time.monotonic() < deadline, "the chat session never started"
+        page.wait_for_timeout(50)
+    expect(page.locator("#chat-input")).to_be_enabled()
+
+
 def send(page: Page, text: str) -> None:
     box = page.locator("#chat-input")
     box.fill(text)
@@ -79,7 +99,7 @@ _INK = """img => {
 def test_the_landing_page_is_parleys_own(servers, new_page):
     server = servers(STUDIO)
     page = new_page()
-    page.goto(server.url + "/")
+    open_chat(page, server.url + "/")
     welcome = page.locator("#welcome-screen")
     # The team's welcome panel: what it does, its diagram, its roles, what the human can do, the model.
     expect(welcome).to_contain_text(TEAM.description)
@@ -122,12 +142,12 @@ def test_the_landing_page_is_parleys_own(servers, new_page):
 def test_a_run_reads_well_in_light_and_dark(servers, new_page):
     server = servers(STUDIO)
     page = new_page()
-    page.goto(server.url + "/")
+    open_chat(page, server.url + "/")
     expect(page.locator("#welcome-screen")).to_be_visible()
     theme(page, "light")  # Chainlit starts dark
     send(page, "Write about churn")
     ended = page.locator(AGENT_STEP).filter(has_text="Run ended")
-    expect(ended).to_have_count(1)
+    expect(ended).to_have_count(1, timeout=90_000)  # a long message to stream, on a busy machine
 
     # Model names, as the model notice gives them, arrive whole (Chainlit's Markdown would eat ":gpt-4o-mini").
     writer = page.locator(AGENT_STEP).filter(has_text="writer · turn 2")
@@ -135,7 +155,7 @@ def test_a_run_reads_well_in_light_and_dark(servers, new_page):
         "--model openai:gpt-4o-mini or ollama:qwen2.5) for tool use. Note:this stays too."
     )
 
-    # The 70 KB message is collapsed to a screenful, with Show more / Show less.
+    # The 25 KB message is collapsed to a screenful, with Show more / Show less.
     long = page.locator(AGENT_STEP).filter(has_text="researcher · turn 1")
     prose = long.locator(".prose")
     expect(prose).to_have_attribute("data-parley-long", "collapsed")
@@ -145,9 +165,9 @@ def test_a_run_reads_well_in_light_and_dark(servers, new_page):
     assert box is not None and box["height"] < 600, box
     more.click()
     expect(prose).to_have_attribute("data-parley-long", "open")
-    expect(long.get_by_text("Finding 600:")).to_be_visible()
+    expect(long.get_by_text("Finding 200:")).to_be_visible()
     opened = prose.bounding_box()
-    assert opened is not None and opened["height"] > 5000, opened
+    assert opened is not None and opened["height"] > 3000, opened
     long.get_by_role("button", name="Show less").click()
     expect(prose).to_have_attribute("data-parley-long", "collapsed")
     expect(long.get_by_role("button", name="Show more")).to_be_visible()
@@ -164,7 +184,7 @@ def test_a_run_reads_well_in_light_and_dark(servers, new_page):
     sizes = chart.evaluate(
         "img => [img.getBoundingClientRect().width, img.closest('.message-content').clientWidth]"
     )
-    assert sizes[0] >= min(600, 0.95 * sizes[1]), sizes  # the chat's width, up to the chart's own 720 px
+    assert sizes[0] >= min(600, 0.95 * sizes[1]), sizes  # the chat's width, up to the chart's own 640 px
     ink = chart.evaluate(_INK)
     assert ink["opaque"] < ink["all"] / 2, ink  # no box behind it
     assert ink["dark"] > 50, ink
