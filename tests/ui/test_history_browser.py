@@ -95,6 +95,8 @@ def theme(chat: Chat, which: str) -> None:
     chat.page.locator("#theme-toggle").click()
     chat.page.get_by_role("menuitem", name=which.capitalize()).click()
     expect(chat.page.locator("html")).to_have_class(re.compile(rf"\b{which}\b"))
+    chat.page.keyboard.press("Escape")
+    expect(chat.page.get_by_role("menu")).to_have_count(0)
 
 
 def make_the_deck(chat: Chat) -> str:
@@ -134,17 +136,20 @@ def test_a_reloaded_or_restarted_thread_shows_its_pictures_downloads_chart_and_m
     expect(chat.page.locator("#side-view-title")).to_have_count(0)  # nothing to meter yet
     tid = make_the_deck(chat)
     shows_what_the_run_showed(chat, server, tid)  # live
+    closing = chat.note("Run ended").inner_text()
 
     chat.reload()
     shows_what_the_run_showed(chat, server, tid)
+    expect(chat.note("Run ended")).to_have_text(closing)  # the same words as live
     folder = shots(tmp_path)
     for variant in ("light", "dark"):
         theme(chat, variant)
         chat.note("Run ended").scroll_into_view_if_needed()
         chat.page.screenshot(path=str(folder / f"history-reopened-{variant}.png"))
 
+    chat.page.context.close()  # the browser is gone ...
     server.stop()
-    server.start()  # same port, same data folder
+    server.start()  # ... and so is the server: it starts again on the same port and data folder
     # A link to the thread, opened in a browser that never saw it (local mode: no login page).
     fresh = Chat(new_page(), server).open(f"/thread/{tid}", ready=False)
     fresh.page.wait_for_url(f"**/thread/{tid}")
