@@ -267,3 +267,18 @@ async def test_model_notices_are_said_at_the_first_run_only_even_after_a_resume(
 
 def _notices(events: list[Any]) -> list[str]:
     return [e.content for e in events if isinstance(e, NoticeEvent) and e.source == "parley"]
+
+
+def test_model_names_in_the_pickers_messages_survive_chainlits_markdown(
+    no_ollama: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`:name` is a directive to Chainlit's Markdown: "openai:gpt-4o-mini" would show as "openai"."""
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    monkeypatch.setenv(picker.SCRIPTS_ENV, str(tmp_path))
+    conv = Conversation("content-studio", model="local")
+    own = picker.ModelChoice("own", "openai:gpt-4.1", "This server's model · openai:gpt-4.1", True)
+    choices = [*_run(picker.available_models(conv.team, "openai:gpt-4o")), own]
+    new, text = picker.switch(conv.team, conv, {"model": "own"}, choices)
+    assert (
+        new is not None and text == "Model for this conversation: **This server's model · openai\\:gpt-4.1**."
+    )

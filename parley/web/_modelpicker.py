@@ -31,6 +31,7 @@ from ..conversation import Conversation
 from ..errors import ConfigError
 from ..models import ScriptedModel, parse_model
 from ..spec import TeamSpec
+from ._format import md_safe
 
 SETTING = "model"
 """The id of the chat setting (and the key of the settings dict Chainlit hands back)."""
@@ -176,15 +177,13 @@ def refusal(conv: Conversation, choices: Sequence[ModelChoice]) -> str | None:
     better = [c for c in choices if c.calls_tools and _normal(c.model) != _normal(conv.model)]
     better.sort(key=lambda c: c.model.startswith("scripted:"))  # real models first
     if better:
-        way = (
-            f"Choose **{better[0].label}** in the chat settings (the ⚙ by the message box), then send again."
-        )
+        way = f"Choose **{better[0].label}** in the chat settings (the settings button in the message box), then send again."
     else:
         way = (
             "No model here can: start Ollama with a model that calls tools (`ollama pull qwen2.5`), or set "
             "OPENAI_API_KEY or ANTHROPIC_API_KEY for the server, then start a new chat."
         )
-    return (
+    return md_safe(
         f"**{conv.team.name} cannot start on {name}.** Its {pattern} pattern needs {', '.join(roles)} to {why}, "
         f"which takes tool calls, and this model cannot call tools: the team would run to its turn limit with "
         f"one role talking to itself. {way}"
@@ -193,7 +192,7 @@ def refusal(conv: Conversation, choices: Sequence[ModelChoice]) -> str | None:
 
 def model_line(choice: ModelChoice | None, model: str) -> str:
     label = choice.label if choice else model
-    return f"Model for this conversation: **{label}**."
+    return md_safe(f"Model for this conversation: **{label}**.")
 
 
 def _misfit(model: str, team: TeamSpec) -> bool:
@@ -223,13 +222,15 @@ async def open_conversation(
         except ConfigError:
             continue
         shown = Path(parse_model(conv.model).name).name if conv else "the server's model"
-        return fallback, choices, f"{shown} has no replies for this team; using **{choice.label}**."
+        return fallback, choices, md_safe(f"{shown} has no replies for this team; using **{choice.label}**.")
     if conv is not None:
         return conv, choices, None
     return (
         None,
         choices,
-        f"**This team cannot start on the server's model:** {error}\n\nChoose a model in the chat settings.",
+        md_safe(
+            f"**This team cannot start on the server's model:** {error}\n\nChoose a model in the chat settings."
+        ),
     )
 
 
@@ -247,14 +248,14 @@ def switch(
         return None, None
     if conv is not None and (conv.store is not None or conv.running):
         kept = find(choices, conv.model)
-        return None, (
+        return None, md_safe(
             f"This conversation stays on **{kept.label if kept else conv.model}**, the model it started on: "
             "start a new chat to use another."
         )
     try:
         new = make(team, model=choice.model)
     except ConfigError as exc:
-        return None, f"**{choice.label} cannot run this team:** {exc}"
+        return None, md_safe(f"**{choice.label} cannot run this team:** {exc}")
     return new, "\n\n".join(t for t in (model_line(choice, new.model), refusal(new, choices)) if t)
 
 
