@@ -377,6 +377,9 @@ class _Conversation:
         self.history: list[Event] = []
         self.thread_id = str(uuid.uuid4())
 
+    def demo_quality(self, source: str) -> bool:
+        return False
+
 
 async def test_a_page_reopened_while_the_run_goes_on_loses_nothing_the_run_shows() -> None:
     """Chainlit reads the thread, calls on_chat_resume, then sends the thread to the page, which replaces every

@@ -146,6 +146,8 @@ def test_a_reloaded_or_restarted_thread_shows_its_pictures_downloads_chart_and_m
         theme(chat, variant)
         chat.note("Run ended").scroll_into_view_if_needed()
         chat.page.screenshot(path=str(folder / f"history-reopened-{variant}.png"))
+        chat.page.locator(f'img[alt="{CHART}"]').scroll_into_view_if_needed()
+        chat.page.screenshot(path=str(folder / f"history-reopened-chart-{variant}.png"))
 
     chat.page.context.close()  # the browser is gone ...
     server.stop()
