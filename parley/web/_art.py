@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
+from ..catalog import discover_teams
+
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#db2777", "#65a30d",
            "#7c3aed", "#ea580c", "#0d9488", "#4f46e5")  # fmt: skip
 
@@ -17,9 +19,7 @@ _given: dict[str, str] = {}
 """The colour each speaker name has (its avatar file, shared by every team that has a speaker of that name)."""
 
 
-def assign_colours(names: Sequence[str]) -> dict[str, str]:
-    """A colour of its own for each of a team's speakers, given in the team's order. A name keeps the colour it
-    already has (another team's avatar of the same name) unless an earlier speaker of this team has it."""
+def _assign(names: Sequence[str]) -> dict[str, str]:
     mine: dict[str, str] = {}
     for name in names:
         kept = _given.get(name)
@@ -32,6 +32,23 @@ def assign_colours(names: Sequence[str]) -> dict[str, str]:
         mine[name] = free[0] if free else PALETTE[len(mine) % len(PALETTE)]  # more speakers than colours
     _given.update(mine)
     return mine
+
+
+def _seed() -> None:
+    """Start from the team files' speakers, each team in its order: every server of the same teams (replicas,
+    restarts) gives the same colours whichever team it runs first, and the avatar files they share agree."""
+    if _given:
+        return
+    for entry in discover_teams():
+        if entry.spec is not None:
+            _assign(entry.spec.role_names)
+
+
+def assign_colours(names: Sequence[str]) -> dict[str, str]:
+    """A colour of its own for each of a team's speakers, given in the team's order. A name keeps the colour it
+    already has (another team's avatar of the same name) unless an earlier speaker of this team has it."""
+    _seed()
+    return _assign(names)
 
 
 def colour(name: str) -> str:
