@@ -210,16 +210,18 @@ def test_reopened_thread_shows_questions_subtasks_and_decisions_settled() -> Non
 
 
 def test_a_vote_reads_as_a_tally_of_who_voted_what() -> None:
-    text = vote_text(
-        VoteEvent(
-            source="tally",
-            round=1,
-            votes={"analyst": "invest", "risk": "hold", "cfo": "invest"},
-            tally={"invest": 2, "hold": 1},
-            outcome="majority",
-            decision="invest",
-        )
+    vote = VoteEvent(
+        source="tally",
+        round=1,
+        votes={"analyst": "invest", "risk": "hold", "cfo": "invest"},
+        tally={"invest": 2, "hold": 1},
+        outcome="majority",
+        decision="invest",
     )
+    text = vote_text(vote)
+    # The table reads the same in a reopened thread as live (where the vote shows as its note).
+    assert thread_steps("t7", [vote])[0]["output"] == (note(vote) or ("", ""))[1]
+    assert "| **invest** |" in (note(vote) or ("", ""))[1]
     rows = [line for line in text.splitlines() if line.startswith("| **")]
     assert rows == [
         "| **invest** | `██████░░░` 2 of 3 | analyst, cfo |",
