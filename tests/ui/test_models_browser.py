@@ -150,7 +150,7 @@ class Picker:
             self.page.screenshot(path=str(Path(SHOTS) / f"models-{name}-{theme}.png"))
 
 
-def test_a_picked_script_answers_and_the_thread_keeps_it(server: Any, new_page) -> None:
+def test_a_picked_script_answers_and_the_thread_keeps_it(server: Any, new_page: Callable[[], Page]) -> None:
     tab = Picker(new_page(), server).open()
     tab.settings()
     tab.page.locator("#model").click()
@@ -192,7 +192,7 @@ def test_a_picked_script_answers_and_the_thread_keeps_it(server: Any, new_page) 
 
 def test_a_team_the_embedded_model_cannot_drive_refuses_before_any_model_call(
     server: Any,
-    new_page,
+    new_page: Callable[[], Page],
 ) -> None:
     tab = Picker(new_page(), server).open().pick_team("editorial-desk")
     tab.pick_model("Embedded SmolLM2 135M (demo quality, cannot call tools)", shot="embedded")
@@ -208,3 +208,19 @@ def test_a_team_the_embedded_model_cannot_drive_refuses_before_any_model_call(
     tab.shoot("refused")
     assert not [t for t in server.threads(LOCAL_USER) if t.team == "editorial-desk"]  # no thread was made
     assert "Run ended" not in tab.page.locator("#chat-input").evaluate("() => document.body.innerText")
+
+
+def test_the_embedded_models_messages_are_marked_demo_quality(
+    server: Any, new_page: Callable[[], Page]
+) -> None:
+    """Last in the module: its run on the embedded model may still be going when the server stops."""
+    tab = Picker(new_page(), server).open()
+    tab.pick_model("Embedded SmolLM2 135M (demo quality, cannot call tools)")
+    expect(tab.page.get_by_text("Model for this conversation: Embedded SmolLM2")).to_be_visible()
+    tab.send("Say hello in one sentence")
+    notice = tab.page.get_by_text("writes demo-quality text", exact=False)
+    expect(notice).to_have_count(1, timeout=60_000)  # said plainly, once
+    expect(notice).to_contain_text("invents figures")
+    first = tab.page.locator(AGENT_STEP).filter(has_text="demo quality · embedded model").first
+    expect(first).to_be_visible(timeout=60_000)  # the embedded model is slow here: its first answer
+    tab.shoot("demo")
