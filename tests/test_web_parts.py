@@ -576,8 +576,11 @@ def test_a_reopened_threads_files_come_only_from_its_own_workspace(tmp_path: Pat
     other = str(uuid.uuid4())
     assert [e["type"] for e in thread_view(other, events)[1]] == ["image", "text"]  # the chart and the meter
     assert [e["type"] for e in thread_view("../" + tid, events)[1]] == ["image", "text"]
-    names = [e["name"] for e in thread_view(tid, events)[1]]
+    steps, elements = thread_view(tid, events)
+    names = [e["name"] for e in elements]
     assert "secret.txt" not in " ".join(names) and "charts_gone.png" not in names
+    (gone,) = [s for s in steps if "charts/gone.png" in s["output"]]
+    assert gone["output"].endswith("*No longer in the conversation's workspace.*")
 
 
 async def test_the_live_meter_stays_in_the_side_panel_and_replaces_the_reopened_one() -> None:

@@ -51,7 +51,7 @@ from ._format import (
     validation_text,
 )
 from ._guard import request_login
-from ._history import chart_element, file_element, meter_element, side_text
+from ._history import chart_element, file_element, file_gone_text, meter_element, side_text
 from ._toolsteps import awaits_approval, plain_output, tool_summary_text
 
 CANCELLED = "\n\n*Cancelled: nobody decided before the run was over.*"
@@ -203,16 +203,19 @@ class _Reading:
         author, text = shown
         step = base | {"type": "assistant_message", "name": author, "output": text}
         self.steps.append(step)
-        self._attach(ev, step["id"])
+        self._attach(ev, step)
         key = card_key(ev)
         if key is not None:
             step["id"] = card_step_id(self.thread_id, key)
             self.cards[key] = step
 
-    def _attach(self, ev: Event, step_id: str) -> None:
+    def _attach(self, ev: Event, step: dict[str, Any]) -> None:
         """What the live chat showed under the message of `ev`: the file a tool wrote, the run's usage chart."""
+        step_id = step["id"]
         if isinstance(ev, FileEvent):
             element = file_element(self.thread_id, step_id, ev)
+            if element is None:
+                step["output"] += file_gone_text(ev)
         elif isinstance(ev, RunResult):
             self.last_result = step_id
             element = chart_element(self.thread_id, step_id, self.run.per_speaker())

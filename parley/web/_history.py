@@ -50,6 +50,13 @@ def stored_file(thread_id: str, ev: FileEvent) -> Path | None:
     return path
 
 
+def file_gone_text(ev: FileEvent) -> str:
+    """Why a reopened thread shows no picture or download under a file's message."""
+    if ev.size > INLINE_LIMIT:
+        return f"\n\n*Too large to show again here (over {INLINE_LIMIT // 1_000_000} MB).*"
+    return "\n\n*No longer in the conversation's workspace.*"
+
+
 def shown_mime(ev: FileEvent) -> str:
     """The type a file is sent with: pictures and plain text as they are, anything else as a download."""
     if ev.mime.startswith("image/") or ev.mime.split(";")[0] == "text/plain":
