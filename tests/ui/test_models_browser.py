@@ -147,6 +147,7 @@ class Picker:
                 "t => { const c = document.documentElement.classList; c.remove('light', 'dark'); c.add(t); }",
                 theme,
             )
+            self.page.wait_for_timeout(400)  # for the picture only: the theme's colours fade in
             self.page.screenshot(path=str(Path(SHOTS) / f"models-{name}-{theme}.png"))
 
 
