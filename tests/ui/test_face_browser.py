@@ -143,7 +143,7 @@ def test_a_run_reads_well_in_light_and_dark(servers, new_page):
     open_chat(page, server.url + "/")
     expect(page.locator("#welcome-screen")).to_be_visible()
     theme(page, "light")  # Chainlit starts dark
-    send(page, "Write about churn")
+    send(page, "Write about churn, as openai:gpt-4o-mini would")
     ended = page.locator(AGENT_STEP).filter(has_text="Run ended")
     expect(ended).to_have_count(1, timeout=90_000)  # a long message to stream, on a busy machine
 
@@ -151,7 +151,10 @@ def test_a_run_reads_well_in_light_and_dark(servers, new_page):
     expect(page.locator(".watermark")).to_contain_text("Interrupt")
     expect(page.get_by_text("LLMs can make mistakes")).to_have_count(0)
 
-    # Model names, as the model notice gives them, arrive whole (Chainlit's Markdown would eat ":gpt-4o-mini").
+    # Model names, as the model notice gives them, arrive whole (Chainlit's Markdown would eat ":gpt-4o-mini"),
+    # in the user's own message too.
+    mine = page.locator('.step[data-step-type="user_message"]')
+    expect(mine).to_contain_text("Write about churn, as openai:gpt-4o-mini would")
     writer = page.locator(AGENT_STEP).filter(has_text="writer · turn 2")
     expect(writer).to_contain_text(
         "--model openai:gpt-4o-mini or ollama:qwen2.5) for tool use. Note:this stays too."
