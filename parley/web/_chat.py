@@ -16,6 +16,7 @@ import chainlit as cl
 from chainlit.session import WebsocketSession
 
 from .._decisions import was_cancelled
+from .._model_notes import demo_marked
 from ..conversation import Conversation
 from ..events import (
     AnswerEvent,
@@ -51,6 +52,7 @@ from ._controls import (
     commands,
     index_after,
     queued_bubbles,
+    release_when_shown,
     turn_of,
 )
 from ._datalayer import card_step_id, thread_steps
@@ -75,9 +77,6 @@ from ._toolsteps import ToolSteps, awaits_approval, tool_summary_text
 log = logging.getLogger("parley.web")
 RESUME_WAIT_S = 30.0
 """A reopened page that is never sent its thread (it went away first) holds the run's display this long at most."""
-
-
-_RELEASING: set[asyncio.Task[None]] = set()
 
 
 class ChatSession:
@@ -108,7 +107,7 @@ class ChatSession:
         self._idle = asyncio.Event()
         """Set while no event is being shown."""
         self._idle.set()
-        self._attaching = 0
+        self.pages = 0
         """Counts reopened pages: only the latest is shown the run."""
         self._shown = len(conversation.history) if conversation is not None else 0
         """How much of the conversation's history the page has been shown (chunks aside)."""
@@ -190,23 +189,8 @@ class ChatSession:
         return True
 
     async def page_left(self) -> None:
-        """The page showing this chat went away (closed, reloaded, or lost its connection). An idle conversation
-        lets its MCP servers go at once; a running one goes on, and lets them go when its run has been shown,
-        unless a page reopened the thread meanwhile."""
-        if not self.showing:
-            await self.conversation.release()
-            return
-        pages = self._attaching
-        task = self.task
-        assert task is not None
-
-        def done(_: asyncio.Task[None]) -> None:
-            if pages == self._attaching and not self.showing:
-                releasing = asyncio.get_running_loop().create_task(self.conversation.release())
-                _RELEASING.add(releasing)  # held until done: the loop keeps only a weak reference to a task
-                releasing.add_done_callback(_RELEASING.discard)
-
-        task.add_done_callback(done)
+        """The page showing this chat went away (closed, reloaded, or lost its connection)."""
+        await release_when_shown(self)
 
     def start(self, text: str) -> None:
         self._shown = len(self.conversation.history)
@@ -223,8 +207,8 @@ class ChatSession:
         holds here; the page is sent the thread as shown so far (every event up to the one last shown, from
         memory: the store may be ahead), and the display goes on from the next event on the new page, which
         first gets the buttons of every decision still awaited."""
-        self._attaching += 1
-        attaching = self._attaching
+        self.pages += 1
+        attaching = self.pages
         self._gate.clear()
         done = False
 
@@ -236,14 +220,14 @@ class ChatSession:
 
         async def sent() -> None:
             nonlocal done
-            if done or attaching != self._attaching:  # a page reopened later waits for its own thread
+            if done or attaching != self.pages:  # a page reopened later waits for its own thread
                 return
             done = True
             timer.cancel()
             try:
                 await self._adopt(ws)
             finally:
-                if attaching == self._attaching:
+                if attaching == self.pages:
                     self._ws = ws
                     self._gate.set()
 
@@ -348,6 +332,8 @@ class ChatSession:
         msg = self.streams.take(ev.source)  # the whole message replaces what was streamed
         working = self.projection.working.get(ev.source)
         msg.content = tool_summary_text(ev, working) if ev.kind == "tool_summary" else agent_text(ev, working)
+        if ev.kind == "text" and self.conversation.demo_quality(ev.source):  # the embedded model's
+            msg.content = demo_marked(msg.content)
         await msg.send()
 
     async def _abandoned(self, ev: TurnAbandonedEvent, _: list[Event]) -> None:

@@ -10,6 +10,7 @@ turn short and joins at once. Plain sending joins after the current turn.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -168,6 +169,27 @@ async def cancel_card(card: cl.Message | None) -> None:
     if card is not None:
         card.content += "\n\n*Cancelled: nobody decided before the run was over.*"
         await card.update()
+
+
+_RELEASING: set[asyncio.Task[None]] = set()
+
+
+async def release_when_shown(chat: Any) -> None:
+    """A page left `chat` (a ChatSession): an idle conversation lets its MCP servers go at once; a running one
+    goes on, and lets them go when its run has been shown, unless a page reopened the thread meanwhile."""
+    if not chat.showing:
+        await chat.conversation.release()
+        return
+    pages = chat.pages
+    task: asyncio.Task[None] = chat.task
+
+    def done(_: asyncio.Task[None]) -> None:
+        if pages == chat.pages and not chat.showing:
+            releasing = asyncio.get_running_loop().create_task(chat.conversation.release())
+            _RELEASING.add(releasing)  # held until done: the loop keeps only a weak reference to a task
+            releasing.add_done_callback(_RELEASING.discard)
+
+    task.add_done_callback(done)
 
 
 class LiveControls:
