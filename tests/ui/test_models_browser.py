@@ -83,32 +83,45 @@ class Picker:
 
     def __init__(self, page: Page, server: Any) -> None:
         self.page, self.server = page, server
-        self.starts = self.seen = 0
-        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
+        self.sockets = 0
+        """Sockets the page opened so far: each page load, team switch or reopened thread opens one."""
+        self.started: set[int] = set()
+        """The sockets whose chat session has started (each start sets the composer's commands)."""
+        self.seen = 0
+        """The first socket that counts for `ready()`: the one the latest navigation opens."""
+        page.on("websocket", self._socket)
 
-    def _frame(self, payload: str | bytes) -> None:
-        if isinstance(payload, str) and payload.startswith('42["set_commands"'):
-            self.starts += 1
+    def _socket(self, ws: Any) -> None:
+        number, self.sockets = self.sockets, self.sockets + 1
+
+        def frame(payload: str | bytes) -> None:
+            if isinstance(payload, str) and payload.startswith('42["set_commands"'):
+                self.started.add(number)
+
+        ws.on("framereceived", frame)
 
     def ready(self) -> Picker:
-        """Wait until the page's chat session has started (each start sets the composer's commands)."""
+        """Wait until the chat session of the socket the latest navigation opened has started."""
         deadline = time.monotonic() + 30
-        while self.starts <= self.seen:
+        while not any(n >= self.seen for n in self.started):
             assert time.monotonic() < deadline, "the chat session never started"
             self.page.wait_for_timeout(50)
-        self.seen = self.starts
         expect(self.page.locator("#chat-input")).to_be_enabled()
         return self
 
-    def open(self) -> Picker:
-        self.seen = self.starts
-        self.page.goto(self.server.url + "/")
+    def goto(self, path: str = "/") -> Picker:
+        self.seen = self.sockets
+        self.page.goto(self.server.url + path)
         return self.ready()
 
+    def open(self) -> Picker:
+        return self.goto("/")
+
     def pick_team(self, name: str) -> Picker:
-        self.seen = self.starts
+        self.seen = self.sockets
         self.page.locator("#chat-profiles").click()
         self.page.get_by_role("option", name=name, exact=True).click()
+        expect(self.page.locator("#chat-profiles")).to_have_text(name)
         return self.ready()
 
     def settings(self) -> None:
@@ -183,9 +196,7 @@ def test_a_picked_script_answers_and_the_thread_keeps_it(server: Any, new_page: 
     tab.shoot("answered")
 
     # Reopened, the thread shows the model it runs on.
-    tab.seen = tab.starts
-    tab.page.goto(f"{server.url}/thread/{thread.id}")
-    tab.ready()
+    tab.goto(f"/thread/{thread.id}")
     expect(tab.page.locator(AGENT_STEP).filter(has_text="Picked-script research")).to_be_visible()
     tab.settings()
     expect(tab.page.locator("#model")).to_have_text("Script · studio-brief.yaml")
