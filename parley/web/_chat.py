@@ -55,7 +55,7 @@ from ._controls import (
     release_when_shown,
     turn_of,
 )
-from ._datalayer import card_step_id, thread_steps
+from ._datalayer import card_step_id, thread_view
 from ._elements import actions_for, escalation_actions, file_element, usage_chart
 from ._format import (
     SYSTEM,
@@ -216,7 +216,8 @@ class ChatSession:
             await self._idle.wait()  # not in the middle of showing an event: the gate holds the next
             tid = self.conversation.thread_id or str(thread.get("id"))
             shown = self.conversation.history[: self._shown]
-            return thread | {"steps": thread_steps(tid, shown) + queued_bubbles(tid, shown)}
+            steps, elements = thread_view(tid, shown)
+            return thread | {"steps": steps + queued_bubbles(tid, shown), "elements": elements}
 
         async def sent() -> None:
             nonlocal done
