@@ -30,6 +30,7 @@ from ._datalayer import ParleyDataLayer
 from ._format import SYSTEM
 from ._guard import (
     CONNECTION,
+    GONE_REFUSAL,
     LOCAL_REFUSAL,
     LOCAL_USER,
     NOT_YOURS,
@@ -41,7 +42,9 @@ from ._guard import (
     connection_of_environ,
     local_connection,
 )
+from ._modelpicker import available_models, open_conversation, refusal, switch, widgets
 from ._ratelimit import LoginLimiter, LoginRateLimit
+from ._welcome import ICON, welcome_markdown
 
 # Chainlit logs at INFO; AutoGen logs every internal message at INFO, and every agent failure with a
 # traceback, which parley already reports in the conversation as an error event.
@@ -83,7 +86,13 @@ async def _screen_socket(identifier: str | None, environ: dict[str, Any] | None)
     event): a tab opened before the first user was created must not keep running the team."""
     if identifier == LOCAL_USER and not await local_mode(connection_of_environ(environ)):
         return LOCAL_REFUSAL
+    if identifier not in (None, LOCAL_USER) and not await _user_exists(identifier):
+        return GONE_REFUSAL  # removed with `parley users remove` while signed in
     return None
+
+
+async def _user_exists(name: str) -> bool:
+    return await (await store()).user_exists(name)
 
 
 def _guard_server() -> None:
@@ -95,9 +104,8 @@ def _guard_server() -> None:
     _chainlit_fixes.install(screen=_screen_socket)
     _server.state.parley_login_limit = limiter = LoginLimiter()
     _server.add_middleware(LoginRateLimit, limiter=limiter, path=f"{_chainlit_config.run.root_path}/login")
-    _server.add_middleware(
-        WebGuard, local_mode=local_mode
-    )  # added last: the outermost, it sees every request first
+    # Added last: the outermost, it sees every request first.
+    _server.add_middleware(WebGuard, local_mode=local_mode, user_exists=_user_exists)
 
 
 _guard_server()
@@ -185,12 +193,12 @@ async def _profiles(user: cl.User | None = None, language: str | None = None) ->
             profiles.append(cl.ChatProfile(name=entry.name, markdown_description=text, icon=None))
             continue
         spec = entry.spec
-        roles = ", ".join(spec.role_names)
         profiles.append(
             cl.ChatProfile(
                 name=spec.name,
                 default=spec.name == DEFAULT_TEAM,
-                markdown_description=f"{spec.description}\n\n*{spec.pattern.replace('_', ' ')}: {roles}*"
+                icon=ICON,  # Chainlit shows a profile's description on the empty chat only when it has an icon
+                markdown_description=welcome_markdown(spec, Path.cwd() / "public")
                 + "".join(f"\n\nStarts a program on the server: `{c}`" for c in programs(spec)),
                 starters=[cl.Starter(label=s, message=s) for s in spec.starters],
             )
@@ -219,6 +227,13 @@ def _team_entry(name: str | None) -> TeamEntry | None:
     return next((e for e in entries if e.name == wanted), entries[0] if entries and not name else None)
 
 
+def _speakers_in_order(conv: Conversation) -> list[str]:
+    """Whose avatars a conversation needs, in the team file's order (colours are given in that order), then
+    speakers of its own (a consensus team's verdict) and parley."""
+    roles = list(conv.team.role_names)
+    return [*roles, *sorted(conv.speakers - set(roles)), SYSTEM]
+
+
 @cl.on_chat_start
 async def _start() -> None:
     user = await _user_ok()
@@ -234,14 +249,42 @@ async def _start() -> None:
             content=f"**This team cannot run.**\n\n```\n{why}\n```\nPick another team.", author=SYSTEM
         ).send()
         return
-    try:
-        conv = Conversation(entry.spec)
-    except ConfigError as exc:
-        await cl.Message(content=f"**This team cannot start:** {exc}", author=SYSTEM).send()
+    conv, choices, said = await open_conversation(entry.spec)
+    await _offer_models(entry.spec, choices, conv.model if conv else None)
+    if said:
+        await cl.Message(content=said, author=SYSTEM).send()
+    if conv is None:
         return
-    write_avatars(Path.cwd() / "public", [*sorted(conv.speakers), SYSTEM])  # a consensus team's verdict too
+    write_avatars(Path.cwd() / "public", _speakers_in_order(conv))  # a consensus team's verdict too
     cl.user_session.set("parley", ChatSession(conv, user))
     await cl.context.emitter.set_commands(commands())
+
+
+async def _offer_models(team: Any, choices: list[Any], current: str | None) -> None:
+    """The model picker (Chainlit's chat settings), set to the conversation's model (see _modelpicker)."""
+    cl.user_session.set("parley_team", team)
+    cl.user_session.set("parley_models", choices)
+    await cl.ChatSettings(widgets(choices, current)).send()
+
+
+@cl.on_settings_update
+async def _settings(settings: dict[str, Any]) -> None:
+    """A model chosen in the chat settings: the conversation is made again on it, until its first message."""
+    user = await _user_ok()
+    team = cl.user_session.get("parley_team")
+    if user is None or team is None:
+        return
+    session: ChatSession | None = cl.user_session.get("parley")
+    choices = cl.user_session.get("parley_models") or []
+    conv, said = switch(team, session.conversation if session else None, settings, choices)
+    if conv is not None:
+        if session is not None:
+            await session.conversation.close()
+        write_avatars(Path.cwd() / "public", _speakers_in_order(conv))
+        cl.user_session.set("parley", ChatSession(conv, user))
+        await cl.context.emitter.set_commands(commands())
+    if said:
+        await cl.Message(content=said, author=SYSTEM).send()
 
 
 @cl.on_chat_resume
@@ -253,6 +296,8 @@ async def _resume(thread: ThreadDict) -> None:
     if live is not None and live.showing and live.user == user:
         cl.user_session.set("parley", live)
         await cl.context.emitter.set_commands(commands())
+        conv = live.conversation
+        await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
         await live.reattach(_page())
         return
     # Chainlit read the thread before calling this, and sends it after: a run that ended in between stored its
@@ -263,7 +308,8 @@ async def _resume(thread: ThreadDict) -> None:
     except ConfigError as exc:
         await cl.Message(content=f"**This conversation cannot continue:** {exc}", author=SYSTEM).send()
         return
-    write_avatars(Path.cwd() / "public", [*sorted(conv.speakers), SYSTEM])
+    write_avatars(Path.cwd() / "public", _speakers_in_order(conv))
+    await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
     session = ChatSession(conv, user)
     _remember(thread["id"], session)
     cl.user_session.set("parley", session)
@@ -303,6 +349,10 @@ async def _message(message: cl.Message) -> None:
         await cl.Message(content=f"**Not sent:** {exc}", author=SYSTEM).send()
         return
     conv = session.conversation
+    why = None if conv.running else refusal(conv, cl.user_session.get("parley_models") or [])
+    if why is not None:  # before a thread is made for it, and before any model call
+        await cl.Message(content=why, author=SYSTEM).send()
+        return
     if conv.store is None:
         db = await store()
         tid = cl.context.session.thread_id

@@ -122,17 +122,27 @@ def test_bob_cannot_open_alices_thread_over_the_socket(server: Server, alices_ch
     bob = cookie_of(login(server, "bob", PASSWORDS["bob"]))
 
     async def knock() -> list[str]:
+        # Resuming her thread by its id connects him as a new chat, and the page hears why in words.
+        async with ChatSocket(server, bob, thread_id=tid) as tab:
+            await tab.wait_for(
+                lambda: any(
+                    event == "resume_thread_error" and "not yours" in str(data)
+                    for event, data in tab.received
+                ),
+                "the words saying the conversation is not his",
+            )
+            assert not any(SECRET in text for text in tab.texts())
         return [
-            await refused_socket(server, bob, thread_id=tid),  # resume her thread by its id
             await refused_socket(server, bob, session_id=alice_session),  # take over her tab's session
             await refused_socket(server, "", thread_id=tid),  # no login at all
             await refused_socket(server, "access_token=forged.jwt.value", thread_id=tid),
         ]
 
     reasons = run_async(knock)
-    assert len(reasons) == 4
+    assert len(reasons) == 3
     log = server_log(server)
-    assert "Authorization for the thread failed" in log and "Authorization for the session failed" in log
+    assert "asked for another user's thread: connected as a new chat" in log
+    assert "Authorization for the session failed" in log
     assert SECRET not in log
     assert [e["content"] for e in server.events(tid) if e["type"] == "human_message"] == [SECRET]
 
