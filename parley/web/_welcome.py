@@ -29,6 +29,7 @@ CAPTIONS = {
     "consensus": "consensus: the voters answer on their own, at once; a majority decides",
     "swarm": "swarm: a role hands the conversation to another, or back to you",
 }
+CHOOSE = " · another can be chosen in the chat settings (⚙ by the message box)"
 CONTROLS = (
     "**While it runs** · type any time: your message joins the conversation after the current turn · "
     "**Interrupt** (a chip by the composer): pick it, type, send, and the current turn is cut short for your "
@@ -201,9 +202,9 @@ def _model_line(spec: TeamSpec) -> str:
     if models == ["local"]:
         return (
             f"**Model** · {named}: the small embedded model, for trying parley out; its answers are demo quality "
-            "(it may invent figures)"
+            f"(it may invent figures){CHOOSE}"
         )
-    return f"**Model{'s' if len(models) > 1 else ''}** · {named}"
+    return f"**Model{'s' if len(models) > 1 else ''}** · {named}{CHOOSE}"
 
 
 def welcome_markdown(spec: TeamSpec, public: Path) -> str:
