@@ -195,3 +195,18 @@ def _rate_if_offered(tab: Tab, server, tid: str, already: int) -> bool:  # type:
     assert (row.value, row.actor) == (1, "alice")
     assert "| alice | feedback | thumbs up |" in server.parley("audit", tid).stdout
     return True
+
+
+def test_a_removed_user_is_signed_out(two_users, new_page):
+    server = two_users
+    server.parley("users", "add", "carol", "--password-stdin", stdin="carol-password-3\n")
+    carol = Tab(new_page(), server).login(("carol", "carol-password-3"))
+    removed = server.parley("users", "remove", "carol")
+    assert removed.stdout.splitlines()[0] == "user carol removed: they can no longer log in"
+
+    # Her browser's login (a signed cookie that lasts days) opens nothing any more: the page asks for a login.
+    answer = carol.page.request.get(f"{server.url}/user")
+    assert answer.status == 401 and "This user no longer exists on this server" in answer.text()
+    carol.page.reload()
+    expect(carol.page.locator("#email")).to_be_visible()
+    expect(carol.page.locator("#chat-input")).to_have_count(0)
