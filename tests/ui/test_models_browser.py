@@ -120,7 +120,7 @@ class Picker:
     def pick_team(self, name: str) -> Picker:
         self.seen = self.sockets
         self.page.locator("#chat-profiles").click()
-        self.page.get_by_role("option", name=name, exact=True).click()
+        self.page.get_by_role("option").filter(has=self.page.get_by_text(name, exact=True)).click()
         expect(self.page.locator("#chat-profiles")).to_have_text(name)
         return self.ready()
 
