@@ -73,30 +73,40 @@
   /* -- 3. Deep links: /thread/<id> opened in a fresh browser ------------------------------------------
      Chainlit sends a page that is not signed in to /login, and the login page sends the user to "/" once signed
      in (by password, or by header in local mode): the thread asked for is lost. The login page knows where it was
-     sent from (document.referrer): remember that thread, and go there once the sign-in has moved on. */
+     sent from (document.referrer): remember that thread until the browser is on it, and go there whenever the
+     sign-in has moved on to another page (a request refused before the sign-in may send the page to /login once
+     more: the thread is still remembered then). */
   var DEEP = "parley.deeplink";
   var THREAD = /\/thread\/[0-9a-f-]{36}$/;
   var LOGIN = /\/login$/;
-  try {
-    if (LOGIN.test(location.pathname) && document.referrer) {
-      var from = new URL(document.referrer);
-      if (from.origin === location.origin && THREAD.test(from.pathname)) {
-        sessionStorage.setItem(DEEP, from.pathname);
-      }
+  function stashed() {
+    try {
+      return sessionStorage.getItem(DEEP);
+    } catch (e) {
+      return null; /* no storage (private mode): the link opens a new chat, as before */
     }
-  } catch (e) {
-    /* no storage (private mode): the link opens a new chat, as before */
+  }
+  function stash(path) {
+    try {
+      if (path) sessionStorage.setItem(DEEP, path);
+      else sessionStorage.removeItem(DEEP);
+    } catch (e) {
+      /* as above */
+    }
+  }
+  if (LOGIN.test(location.pathname) && document.referrer) {
+    try {
+      var from = new URL(document.referrer);
+      if (from.origin === location.origin && THREAD.test(from.pathname)) stash(from.pathname);
+    } catch (e) {
+      /* not a URL: nothing to remember */
+    }
+  } else if (THREAD.test(location.pathname) && stashed() === location.pathname) {
+    stash(null); /* arrived */
   }
   function arrived() {
-    var want = null;
-    try {
-      want = sessionStorage.getItem(DEEP);
-      if (!want || LOGIN.test(location.pathname)) return;
-      sessionStorage.removeItem(DEEP);
-    } catch (e) {
-      return;
-    }
-    if (!THREAD.test(location.pathname)) location.replace(want);
+    var want = stashed();
+    if (want && !LOGIN.test(location.pathname) && !THREAD.test(location.pathname)) location.replace(want);
   }
   ["pushState", "replaceState"].forEach(function (name) {
     var original = history[name];

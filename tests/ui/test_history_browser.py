@@ -149,6 +149,13 @@ def test_a_reloaded_or_restarted_thread_shows_its_pictures_downloads_chart_and_m
         chat.page.locator(f'img[alt="{CHART}"]').scroll_into_view_if_needed()
         chat.page.screenshot(path=str(folder / f"history-reopened-chart-{variant}.png"))
 
+    # A link to the thread, opened in a fresh browser (local mode: signed in by header on the way).
+    linked = Chat(new_page(), server)
+    linked.page.goto(f"{server.url}/thread/{tid}")
+    shows_what_the_run_showed(linked, server, tid)
+    assert linked.page.url.endswith(f"/thread/{tid}")
+
+    linked.page.context.close()
     chat.page.context.close()  # the browser is gone ...
     server.stop()
     server.start()  # ... and so is the server: it starts again on the same port and data folder
