@@ -98,9 +98,11 @@ def test_html_and_scripts_show_as_text_and_images_stay_unfetched(
             has_text="researcher · turn 1"
         )
         expect(researcher).to_contain_text(f"<script>{PWNED}='agent-script'</script>")
-        # Chainlit renders Markdown images as <img>, yours and the agents'; the page's policy blocks the fetch.
+        # Chainlit renders an agent's Markdown images as <img>, and the page's policy blocks the fetch. What you
+        # type shows as typed (no Markdown: it would eat model names), so your image stays text.
         expect(researcher.locator(f'img[src^="{listener.url}/agent-image"]')).to_have_count(1)
-        expect(mine.locator(f'img[src^="{listener.url}/user-image"]')).to_have_count(1)
+        expect(mine).to_contain_text(f"![chart]({listener.url}/user-image?leak=1)")
+        expect(mine.locator("img")).to_have_count(0)
         expect(researcher.get_by_role("link", name="details")).to_have_attribute(
             "href", ""
         )  # javascript: dropped
@@ -115,10 +117,7 @@ def test_html_and_scripts_show_as_text_and_images_stay_unfetched(
     assert listener.requests == [], (
         "something fetched the internal address"
     )  # not the server, not the browser
-    assert {url.split("?")[0] for url in tried} == {
-        f"{listener.url}/user-image",
-        f"{listener.url}/agent-image",
-    }
+    assert {url.split("?")[0] for url in tried} == {f"{listener.url}/agent-image"}
     assert len(failed) == len(tried) and all(f.endswith(" csp") for f in failed), (
         failed
     )  # refused by the policy

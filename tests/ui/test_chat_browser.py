@@ -101,6 +101,10 @@ class Chat:
 
     def pick_team(self, name: str, *, listed: list[str] | None = None) -> Chat:
         """Choose a team in the chat-profile dropdown (optionally checking every team it lists)."""
+        deadline = time.monotonic() + 30
+        while self.sockets <= self.seen:  # the page has its own socket: the switch opens the next one
+            assert time.monotonic() < deadline, "the page opened no socket"
+            self.page.wait_for_timeout(50)
         self.seen = self.sockets
         self.page.locator("#chat-profiles").click()
         if listed is not None:
