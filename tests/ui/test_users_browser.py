@@ -93,13 +93,17 @@ class Tab:
         """Screenshots of the page as it is, in the dark and the light theme (NAME-dark.png, NAME-light.png)."""
         SHOTS.mkdir(parents=True, exist_ok=True)
         for theme in ("dark", "light"):
-            self.page.evaluate(
-                "t => { const c = document.documentElement.classList; c.remove('light', 'dark'); c.add(t); }",
-                theme,
-            )
+            self._theme(theme)
             self.page.screenshot(path=str(SHOTS / name.replace(".png", f"-{theme}.png")))
-        self.page.evaluate(
-            "() => { const c = document.documentElement.classList; c.remove('light'); c.add('dark'); }"
+        self._theme("dark")
+
+    def _theme(self, theme: str) -> None:
+        # Through wait_for_function, which has a time limit (evaluate has none): a page that stopped answering
+        # fails the test instead of holding the whole run.
+        self.page.wait_for_function(
+            "t => { const c = document.documentElement.classList; c.remove('light', 'dark'); c.add(t); return true; }",
+            arg=theme,
+            timeout=10_000,
         )
 
 
