@@ -63,6 +63,50 @@ async def test_users_are_hashed_verified_and_unique(store: Store) -> None:
 # -- threads -----------------------------------------------------------------------------
 
 
+async def test_each_change_to_a_user_gives_their_logins_a_new_stamp(store: Store) -> None:
+    """The web chat signs a user's login stamp into their cookie: `users add`, `passwd` and `remove` replace it, so
+    a login made before any of them no longer matches."""
+    assert await store.login_stamp("alice") is None  # no such user
+    await store.create_user("alice", "correct horse")
+    await store.create_user("bob", "battery staple")
+    first = await store.login_stamp("alice")
+    assert first and first != await store.login_stamp("bob")
+    assert await store.sign_in("alice", "correct horse") == first
+    assert await store.sign_in("alice", "correct horsE") is None
+    assert await store.sign_in("nobody", "correct horse") is None
+
+    await store.set_password("alice", "new password 2")
+    second = await store.login_stamp("alice")
+    assert second not in (None, first)
+    assert await store.sign_in("alice", "new password 2") == second
+    assert await store.sign_in("alice", "correct horse") is None
+
+    bobs = await store.login_stamp("bob")
+    await store.remove_user("alice")
+    assert await store.login_stamp("alice") is None
+    assert await store.sign_in("alice", "new password 2") is None
+    await store.create_user("alice", "correct horse")  # the same name, the same first password
+    third = await store.login_stamp("alice")
+    assert third not in (None, first, second)
+    assert await store.login_stamp("bob") == bobs, "one user's change leaves the others' logins alone"
+    with pytest.raises(StoreError, match="no such user"):
+        await store.set_password("carol", "long enough")
+
+
+async def test_a_store_made_before_login_stamps_gets_them_and_keeps_its_users(db_url: str) -> None:
+    """An older store has no `logins` table: opening it adds one. Its users keep the logins they hold (stamp ""
+    on both sides) until their next change."""
+    async with await Store.open(db_url) as old:
+        await old.create_user("alice", "correct horse")
+        async with old._engine.begin() as conn:
+            await conn.execute(text("DROP TABLE logins"))
+    async with await Store.open(db_url) as upgraded:
+        assert await upgraded.login_stamp("alice") == ""
+        assert await upgraded.sign_in("alice", "correct horse") == ""
+        await upgraded.set_password("alice", "new password 2")
+        assert await upgraded.login_stamp("alice") not in (None, "")
+
+
 async def test_threads_per_owner_newest_first(store: Store) -> None:
     before = datetime.now(UTC)
     t1 = await store.create_thread("alice", "debate", "local", "first")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import uuid
 from datetime import datetime
 
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._passwords import MIN_PASSWORD
 from ._rows import FeedbackRow, StoreError, UserRow
-from ._schema import audit, feedback, threads, users
+from ._schema import audit, feedback, logins, threads, users
 
 __all__ = [
     "RATINGS",
@@ -22,7 +23,9 @@ __all__ = [
     "drop_user",
     "feedback_rows",
     "hand_over",
+    "login_stamp",
     "new_password",
+    "new_stamp",
     "rate",
     "user_rows",
 ]
@@ -72,9 +75,35 @@ async def count_threads(conn: AsyncConnection, owner: str) -> int:
 
 
 async def drop_user(conn: AsyncConnection, name: str) -> None:
+    """Delete the user and their login stamp: every login they hold stops, also once the name is created again."""
     result = await conn.execute(delete(users).where(users.c.name == name))
     if result.rowcount == 0:
         raise StoreError(f"could not remove user '{name}': no such user (`parley users list` shows them)")
+    await conn.execute(delete(logins).where(logins.c.name == name))
+
+
+async def new_stamp(conn: AsyncConnection, name: str, at: datetime) -> str:
+    """Give `name` a login stamp no login made before carries; returns it."""
+    stamp = secrets.token_hex(16)
+    # Update first: on PostgreSQL it locks an existing row, so two changes at once queue rather than collide.
+    changed = await conn.execute(
+        update(logins).where(logins.c.name == name).values(stamp=stamp, changed_at=at)
+    )
+    if changed.rowcount == 0:
+        await conn.execute(insert(logins).values(name=name, stamp=stamp, changed_at=at))
+    return stamp
+
+
+async def login_stamp(conn: AsyncConnection, name: str) -> tuple[str, str] | None:
+    """(password hash, login stamp) of user `name`, or None if there is none. A user made before stamps existed
+    has the stamp ""."""
+    query = (
+        select(users.c.password_hash, func.coalesce(logins.c.stamp, ""))
+        .select_from(users.outerjoin(logins, logins.c.name == users.c.name))
+        .where(users.c.name == name)
+    )
+    row = (await conn.execute(query)).first()
+    return (str(row[0]), str(row[1])) if row is not None else None
 
 
 async def new_password(conn: AsyncConnection, name: str, hashed: str) -> None:

@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["audit", "checkpoints", "events", "feedback", "metadata", "now", "threads", "users"]
+__all__ = ["audit", "checkpoints", "events", "feedback", "logins", "metadata", "now", "threads", "users"]
 
 
 def now() -> datetime:
@@ -68,6 +68,18 @@ users = Table(
     # `scrypt$n$r$p$salt_hex$key_hex`: self-describing, so the cost can rise later.
     Column("password_hash", String, nullable=False),
     Column("created_at", UTCDateTime, nullable=False, default=now),
+)
+
+# The stamp every login of a user carries (the web chat signs it into the login cookie): `users add`, `passwd` and
+# `remove` replace it, so every login made before stops holding. Added after the first stores were made: `Store.open`
+# creates it in an older store (create_all adds missing tables). A user without a row has the stamp "", as have the
+# logins made before stamps existed: those hold until that user's next change.
+logins = Table(
+    "logins",
+    metadata,
+    Column("name", String, primary_key=True),
+    Column("stamp", String(64), nullable=False),
+    Column("changed_at", UTCDateTime, nullable=False),
 )
 
 threads = Table(

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from functools import partial
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import delete, event, func, insert, select, update
-from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -26,12 +23,15 @@ from ._accounts import (
     drop_user,
     feedback_rows,
     hand_over,
+    login_stamp,
     new_password,
+    new_stamp,
     rate,
     user_rows,
 )
 from ._batch import BatchWriter, NoSuchThread
 from ._disk import prepare_file, sqlite_file, storage_problem
+from ._engine import SQLITE_BUSY_TIMEOUT_S, engine_options, error_text, sqlite_pragmas
 from ._passwords import hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
 from ._schema import audit, checkpoints, events, feedback, metadata, now, threads, users
@@ -40,9 +40,6 @@ from ._urls import default_url, normalise_url, redact
 __all__ = ["Store"]
 
 OPEN_TIMEOUT_S = 10.0
-_CONNECT_TIMEOUT_S = 5
-_SQLITE_BUSY_TIMEOUT_S = 30
-_COMMAND_TIMEOUT_S = 30
 
 
 class Store:
@@ -62,7 +59,7 @@ class Store:
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if sqlite else None
         self._read_lock = self._write_lock if memory else None
         self._batches = (
-            BatchWriter(self._file, engine.dialect, _SQLITE_BUSY_TIMEOUT_S)
+            BatchWriter(self._file, engine.dialect, SQLITE_BUSY_TIMEOUT_S)
             if sqlite and not memory and self._file is not None
             else None
         )
@@ -75,9 +72,9 @@ class Store:
         shown = redact(raw)
         try:
             parsed = normalise_url(raw)
-            engine = create_async_engine(parsed, **_engine_options(parsed))
+            engine = create_async_engine(parsed, **engine_options(parsed))
         except Exception as exc:
-            raise StoreError(f"cannot use database {shown}: {_why(exc)}") from exc
+            raise StoreError(f"cannot use database {shown}: {error_text(exc)}") from exc
         file = sqlite_file(parsed)
         if file is not None:
             try:
@@ -85,16 +82,16 @@ class Store:
             except OSError as exc:
                 await engine.dispose()
                 raise StoreError(
-                    storage_problem(file, exc) or f"cannot open database {shown}: {_why(exc)}"
+                    storage_problem(file, exc) or f"cannot open database {shown}: {error_text(exc)}"
                 ) from exc
         if engine.dialect.name == "sqlite":
-            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(engine.sync_engine, "connect", sqlite_pragmas)
         try:
             async with asyncio.timeout(timeout_s), engine.begin() as conn:
                 await conn.run_sync(metadata.create_all)
         except Exception as exc:
             await engine.dispose()
-            why = f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else _why(exc)
+            why = f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else error_text(exc)
             problem = storage_problem(file, exc) if file is not None else None
             raise StoreError(problem or f"cannot open database {shown}: {why}") from exc
         return cls(engine, shown)
@@ -123,7 +120,7 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(self._problem(exc) or f"could not {what}: {_why(exc)}") from exc
+            raise StoreError(self._problem(exc) or f"could not {what}: {error_text(exc)}") from exc
 
     def _problem(self, exc: BaseException) -> str | None:
         """A full disk or a read-only folder under the SQLite file, in one line that says what to do."""
@@ -137,7 +134,7 @@ class Store:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(self._problem(exc) or f"could not {what}: {_why(exc)}") from exc
+            raise StoreError(self._problem(exc) or f"could not {what}: {error_text(exc)}") from exc
 
     # -- users ---------------------------------------------------------------------------
 
@@ -151,6 +148,7 @@ class Store:
                 await conn.execute(insert(users).values(name=name, password_hash=hashed, created_at=now()))
             except IntegrityError as exc:
                 raise StoreError(f"could not create user '{name}': the name is taken") from exc
+            await new_stamp(conn, name, now())  # a login of a removed user of that name stays ended
 
     async def list_users(self) -> list[UserRow]:
         """Every user, oldest first, with how many conversations each owns."""
@@ -158,17 +156,20 @@ class Store:
             return await user_rows(conn)
 
     async def remove_user(self, name: str) -> int:
-        """Delete a user (StoreError if there is none); their conversations stay. Returns how many they own."""
+        """Delete a user (StoreError if there is none) and end their logins; their conversations stay. Returns how
+        many they own."""
         async with self._write(f"remove user '{name}'") as conn:
             await drop_user(conn, name)
             return await count_threads(conn, name)
 
     async def set_password(self, name: str, password: str) -> None:
-        """Replace a user's password (StoreError if there is no such user or the password is too short)."""
+        """Replace a user's password and end every login they hold (StoreError if there is no such user or the
+        password is too short)."""
         check_password(name, password, "change the password of")
         hashed = await asyncio.to_thread(hash_password, password)
         async with self._write(f"change the password of '{name}'") as conn:
             await new_password(conn, name, hashed)
+            await new_stamp(conn, name, now())
 
     async def hand_over_threads(self, giver: str, taker: str, *, actor: str) -> int:
         """Give every conversation of `giver` (e.g. the single-user mode's `local`) to user `taker`, with an
@@ -184,6 +185,22 @@ class Store:
         async with self._read(f"look up user '{name}'") as conn:
             stored = await conn.scalar(select(users.c.password_hash).where(users.c.name == name))
         return await asyncio.to_thread(verify_password, password, stored)
+
+    async def sign_in(self, name: str, password: str) -> str | None:
+        """The login stamp to give a sign-in of `name` with `password` (see `login_stamp`), or None if the password is
+        wrong or there is no such user. Password and stamp are read together: a sign-in with the password `passwd`
+        just replaced never gets the stamp that came with the new one."""
+        async with self._read(f"look up user '{name}'") as conn:
+            found = await login_stamp(conn, name)
+        ok = await asyncio.to_thread(verify_password, password, found[0] if found else None)
+        return found[1] if ok and found else None
+
+    async def login_stamp(self, name: str) -> str | None:
+        """The stamp a login of user `name` must carry to hold, or None if there is no such user. `create_user`,
+        `set_password` and `remove_user` replace it, so the logins made before stop holding."""
+        async with self._read(f"look up user '{name}'") as conn:
+            found = await login_stamp(conn, name)
+        return found[1] if found else None
 
     async def user_exists(self, name: str) -> bool:
         async with self._read(f"look up user '{name}'") as conn:
@@ -311,7 +328,7 @@ class Store:
         except NoSuchThread as exc:
             raise StoreError(f"could not {what}: no such thread") from exc
         except Exception as exc:
-            raise StoreError(self._problem(exc) or f"could not {what}: {_why(exc)}") from exc
+            raise StoreError(self._problem(exc) or f"could not {what}: {error_text(exc)}") from exc
 
     async def events(self, tid: str, after_seq: int = 0) -> list[EventRow]:
         """The thread's events with seq > `after_seq`, in order."""
@@ -452,34 +469,3 @@ async def _insert_events(
         ],
     )
     return seqs
-
-
-def _engine_options(url: URL) -> dict[str, Any]:
-    # NaN/Infinity are not JSON: PostgreSQL would reject them, so refuse them on SQLite too.
-    options: dict[str, Any] = {"json_serializer": partial(json.dumps, allow_nan=False, ensure_ascii=False)}
-    if url.get_backend_name() == "sqlite":
-        options["connect_args"] = {"timeout": _SQLITE_BUSY_TIMEOUT_S}
-    elif url.drivername == "postgresql+asyncpg":
-        # A command that gets no answer (a network partition drops packets without a reset) fails after
-        # this long instead of holding the run forever.
-        options["connect_args"] = {"timeout": _CONNECT_TIMEOUT_S, "command_timeout": _COMMAND_TIMEOUT_S}
-        options["pool_pre_ping"] = True  # survive a database restart under a long-running server
-    return options
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run alongside the writer; SQLite leaves foreign keys off unless asked.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    # With WAL, NORMAL loses nothing when the process dies; only a power cut can drop the last commits.
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.close()
-
-
-def _why(exc: BaseException) -> str:
-    """The underlying error, without SQLAlchemy's SQL and parameters (which may hold secrets)."""
-    orig = getattr(exc, "orig", None)
-    cause = orig if isinstance(orig, BaseException) else exc
-    text = " ".join(str(cause).split()) or "(no message)"
-    return f"{type(cause).__name__}: {text}"
