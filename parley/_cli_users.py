@@ -66,10 +66,7 @@ async def _users(args: argparse.Namespace, password: str) -> int:
         elif args.users_command == "passwd":
             await store.set_password(args.name, password)
             print(f"password of {_shown(args.name)} changed: the new one signs in from now on")
-            print(
-                "browsers already signed in stay signed in until their login expires; "
-                f"`parley users remove {_shown(args.name)}` signs them out at once"
-            )
+            print(f"browsers signed in as {_shown(args.name)} are signed out: they sign in again with it")
         else:
             await _adopt(store, args.name, said_if_none=True)
     finally:

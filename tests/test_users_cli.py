@@ -136,7 +136,10 @@ def test_passwd_changes_the_password_and_says_why_it_cannot(
         capsys, monkeypatch, "users", "passwd", "alice", "--password-stdin", stdin="a-new-secret-7\n"
     )
     assert code == 0
-    assert out.splitlines()[0] == "password of alice changed: the new one signs in from now on"
+    assert out.splitlines() == [
+        "password of alice changed: the new one signs in from now on",
+        "browsers signed in as alice are signed out: they sign in again with it",
+    ]
     assert in_store(lambda s: s.verify_user("alice", "a-new-secret-7"))
     assert not in_store(lambda s: s.verify_user("alice", "alice-password-1"))
 
@@ -251,7 +254,9 @@ def test_feedback_is_in_the_audit_export(
     )
 
 
-async def test_a_store_made_before_users_and_feedback_opens_and_gains_them(tmp_path: Path) -> None:
+async def test_a_store_made_before_users_feedback_and_login_stamps_opens_and_gains_them(
+    tmp_path: Path,
+) -> None:
     db = tmp_path / "v1.sqlite3"
     shutil.copyfile(V1 / "store.sqlite3", db)
     store = await Store.open(f"sqlite+aiosqlite:///{db}")
@@ -259,6 +264,7 @@ async def test_a_store_made_before_users_and_feedback_opens_and_gains_them(tmp_p
         [thread, *_] = await store.list_threads("dana")  # its conversations were saved as PARLEY_USER=dana
         await store.upsert_feedback(thread.id, "step", 1, actor="dana")
         await store.create_user("alice", "alice-password-1")
+        assert await store.sign_in("alice", "alice-password-1") == await store.login_stamp("alice") != ""
         assert await store.hand_over_threads("dana", "alice", actor="test") == 5
         assert [(u.name, u.threads) for u in await store.list_users()] == [("alice", 5)]
         assert [f.value for f in await store.feedback_of(thread.id)] == [1]

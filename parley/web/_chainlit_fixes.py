@@ -8,9 +8,11 @@ Chainlit offers no option for any of these:
 - its page (index.html) carries inline scripts: the content security policy allows exactly those, by hash;
 - a file it serves at /project/file/ has its name only in the session that holds it;
 - it accepts a login token for as long as it is signed and unexpired: the no-login `local` identity must stop
-  working once local mode no longer holds (a user was created, the server was bound elsewhere). `install()` puts
-  a screen in front of the socket's connect handler and of every event handler, and `login_of()`,
-  `without_login()` and `expired_login_cookies()` let the HTTP guard read and drop a token as Chainlit does.
+  working once local mode no longer holds (a user was created, the server was bound elsewhere), and a user's
+  login once their password changed or they were removed (the token carries the user's login stamp, in the
+  user's metadata, which Chainlit signs into it). `install()` puts a screen in front of the socket's connect
+  handler and of every event handler, and `login_of()`, `without_login()` and `expired_login_cookies()` let the
+  HTTP guard read and drop a token as Chainlit does.
 
 - a session's configuration (`WebsocketSession.get_config`, called when every socket connects) runs the chat
   profiles callback through `run_until_complete` inside the running loop (Chainlit's CLI applies nest_asyncio):
@@ -36,26 +38,26 @@ import base64
 import functools
 import hashlib
 import inspect
-import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs
 
 import chainlit.socket as _socket
+import jwt
 from chainlit import server as _server
 from chainlit.auth import cookie as _cookie
-from chainlit.auth.jwt import decode_jwt
+from chainlit.auth.jwt import create_jwt, decode_jwt, get_jwt_secret
 from chainlit.config import FILES_DIRECTORY, ChainlitConfig
 from chainlit.config import config as _config
 from chainlit.context import init_ws_context, local_steps
 from chainlit.data import get_data_layer
 from chainlit.emitter import ChainlitEmitter
 from chainlit.message import ErrorMessage
-from chainlit.session import BaseSession, ClientType, WebsocketSession
+from chainlit.session import BaseSession, WebsocketSession
 from chainlit.types import ThreadDict
 from chainlit.user_session import user_sessions
 from socketio.exceptions import ConnectionRefusedError as SocketRefused
@@ -63,45 +65,20 @@ from starlette.requests import cookie_parser
 from starlette.responses import Response
 from starlette.types import Scope
 
-from ..paths import inside, is_server_id
+from ..paths import inside
+from ._identity import LOGIN_STAMP, Login, foreign_ids
 
 log = logging.getLogger("parley.web")
-CLIENT_TYPES = frozenset(get_args(ClientType))
 _PATCHED = "_parley_checked"
 _INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
 _HASHES_TTL_S = 2.0
 _hashes: tuple[float, tuple[str, ...]] | None = None
 Rewrite = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """The reopened thread Chainlit is about to send a page -> the thread to send instead."""
-Screen = Callable[[str | None, dict[str, Any] | None], Awaitable[str | None]]
-"""(login identifier or None, the socket's environ) -> why it is refused now, or None: see `install`."""
+Screen = Callable[[Login | None, dict[str, Any] | None], Awaitable[str | None]]
+"""(the login or None, the socket's environ) -> why it is refused now, or None: see `install`."""
 UNSCREENED_EVENTS = frozenset({"connect", "disconnect", "clear_session", "stop"})
 """Socket events that run whoever asks: connect is screened on its own; the others only end or stop things."""
-
-
-def foreign_ids(auth: Any) -> str | None:
-    """Why a socket's `auth` must be refused (a reason the page can show), or None if it is of the server's form."""
-    if not isinstance(auth, dict):
-        return "the connection carries no session details: reload the page"
-    session_id = auth.get("sessionId")
-    if not is_server_id(session_id):
-        return f"session id {str(session_id)[:80]!r} is not of this server's form (a UUID): reload the page"
-    thread_id = auth.get("threadId")
-    if thread_id not in (None, "") and not is_server_id(thread_id):
-        return f"thread id {str(thread_id)[:80]!r} is not of this server's form (a UUID): open the chat from its start page"
-    if auth.get("clientType") not in CLIENT_TYPES:
-        return f"client type {str(auth.get('clientType'))[:40]!r} is not one of {', '.join(sorted(CLIENT_TYPES))}"
-    for key in ("chatProfile", "userEnv"):
-        if auth.get(key) is not None and not isinstance(auth.get(key), str):
-            return f"{key} must be text"
-    user_env = auth.get("userEnv")
-    if user_env:
-        try:
-            if not isinstance(json.loads(user_env), dict):
-                raise ValueError
-        except (ValueError, RecursionError):
-            return "userEnv must be a JSON object"
-    return None
 
 
 def install(screen: Screen | None = None) -> None:
@@ -123,12 +100,13 @@ def install(screen: Screen | None = None) -> None:
             if why is not None:
                 log.warning("refused a socket: %s", why)
                 raise SocketRefused(why)
+            who = login_of(environ.get("HTTP_COOKIE"), None)
             if screen is not None:
-                why = await screen(login_of(environ.get("HTTP_COOKIE"), None), environ)
+                why = await screen(who, environ)
                 if why is not None:
                     log.warning("refused a socket's login: %s", why)
                     raise SocketRefused(why)
-            auth = await _own_threads_only(auth, login_of(environ.get("HTTP_COOKIE"), None))
+            auth = await _own_threads_only(auth, who.name if who else None)
             await _forget_cleared(auth["sessionId"])
             return await original(sid, environ, auth)
 
@@ -237,8 +215,7 @@ def _screened(
     @functools.wraps(handler)
     async def screened(sid: str, *args: Any) -> Any:
         session = WebsocketSession.get(sid)
-        user = session.user if session is not None else None
-        why = await screen(user.identifier if user else None, session.environ if session else None)
+        why = await screen(_session_login(session), session.environ if session else None)
         if why is None:
             return await handler(sid, *args)
         log.warning("refused a socket's %s: %s", event, why)
@@ -258,9 +235,9 @@ def _screened(
 # -- login tokens, read as Chainlit reads them --------------------------------------------------------------
 
 
-def login_of(cookie_header: str | None, authorization: str | None) -> str | None:
-    """The identifier a request's login token names (signature and expiry checked, as Chainlit does: the cookie,
-    else an `Authorization: Bearer` header), or None for no token or one Chainlit would refuse anyway."""
+def login_of(cookie_header: str | None, authorization: str | None) -> Login | None:
+    """The login a request's token holds (signature and expiry checked, as Chainlit does: the cookie, else an
+    `Authorization: Bearer` header), or None for no token or one Chainlit would refuse anyway."""
     token = _cookie.get_token_from_cookies(cookie_parser(cookie_header)) if cookie_header else None
     if not token and authorization:
         scheme, _, value = authorization.strip().partition(" ")
@@ -268,9 +245,29 @@ def login_of(cookie_header: str | None, authorization: str | None) -> str | None
     if not token:
         return None
     try:
-        return str(decode_jwt(token).identifier)
+        user = decode_jwt(token)
     except Exception:  # expired, forged, no secret: Chainlit answers 401 itself
         return None
+    return Login(str(user.identifier), str((user.metadata or {}).get(LOGIN_STAMP, "")))
+
+
+def _session_login(session: WebsocketSession | None) -> Login | None:
+    """A connected socket's login: its session's user, with the stamp of the token it connected with (read past its
+    expiry, as Chainlit keeps a connected socket going; None if unreadable). None if the session has no user."""
+    user = session.user if session is not None else None
+    if session is None or user is None:
+        return None
+    token = _cookie.get_token_from_cookies(cookie_parser(str(session.environ.get("HTTP_COOKIE") or "")))
+    try:
+        claims = jwt.decode(token or "", get_jwt_secret() or "", ["HS256"], options={"verify_exp": False})
+    except jwt.PyJWTError:  # forged, or no secret
+        claims = {}
+    stamp = (
+        (claims.get("metadata") or {}).get(LOGIN_STAMP, "")
+        if claims.get("identifier") == user.identifier
+        else None
+    )
+    return Login(str(user.identifier), None if stamp is None else str(stamp))
 
 
 def _is_login_cookie(name: str) -> bool:
@@ -486,6 +483,11 @@ def _login_checks() -> list[str]:
         __import__("chainlit.auth", fromlist=["x"])
     ):
         broken.append("Chainlit no longer reads its login token as parley does (cookie, then decode_jwt)")
+    if "data.to_dict()" not in inspect.getsource(create_jwt) or "HS256" not in inspect.getsource(create_jwt):
+        broken.append(
+            "Chainlit's login token no longer carries the user's metadata (HS256): a login made before a "
+            "password change would hold after it"
+        )
     if not isinstance(getattr(_cookie, "_auth_cookie_name", None), str):
         broken.append(
             "chainlit.auth.cookie._auth_cookie_name is gone: parley cannot drop a stale login cookie"

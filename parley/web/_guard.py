@@ -10,9 +10,12 @@
 - The no-login `local` identity holds only for a request for which local mode holds: a cookie handed out in
   local mode stops working on every route once a user exists or the server serves another address (the
   cookie is signed and lasts days; its secret outlives restarts).
-- A login that names a user who no longer exists (`parley users remove`) stops working on every route, as the stale
-  `local` one does; and opening another user's conversation says so in words (HTTP 403) instead of Chainlit's bare
-  401, which the page reads as "signed out" and answers with a dead composer.
+- A user's login holds only while it carries that user's current login stamp (the store's; `parley users add`,
+  `passwd` and `remove` replace it): a login of a user removed since, or made before their password changed or
+  before they were removed and created again, stops working on every route, as the stale `local` one does. The
+  store is asked on every request, so no replica lets a revoked login live on. Opening another user's conversation
+  says so in words (HTTP 403) instead of Chainlit's bare 401, which the page reads as "signed out" and answers
+  with a dead composer.
 - One content security policy on every response (`script-src 'self'`, images from here only), and the
   files tools wrote are downloads unless they are pictures or plain text.
 """
@@ -24,7 +27,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +37,7 @@ from chainlit.config import config as _chainlit_config
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import _chainlit_fixes
+from ._identity import Login
 from .addresses import host_only, loopback, split_host
 
 log = logging.getLogger("parley.web")
@@ -49,6 +53,11 @@ LOCAL_REFUSAL = "This server now requires login: sign in with your user."
 """Said to a request or socket still carrying the login local mode handed out, after local mode ended."""
 GONE_REFUSAL = "This user no longer exists on this server: sign in with another user."
 """Said to a request still carrying the login of a user `parley users remove` deleted."""
+ENDED_REFUSAL = (
+    "Your sign-in has ended: your password was changed, or your user was removed, since you signed in. "
+    "Sign in again."
+)
+"""Said to a request still carrying a login made before its user's `parley users passwd` (or `remove` and `add`)."""
 NOT_YOURS = (
     "This conversation is not yours: it belongs to another user, and you are signed in as {user}. "
     "Start a new chat, or sign in as its owner to open it."
@@ -91,6 +100,32 @@ def request_login() -> str | None:
     """The user the HTTP request being served is signed in as (its login token checked as Chainlit checks it), or
     None. Chainlit does not pass the user to its data layer's feedback calls: they read it here."""
     return LOGIN.get()
+
+
+LocalMode = Callable[[Connection], Awaitable[bool]]
+"""Whether local mode holds for a connection (the facts, and no users)."""
+LoginStamp = Callable[[str], Awaitable[str | None]]
+"""A user's current login stamp, or None if there is no such user (see `Store.login_stamp`)."""
+
+
+async def stale_login(
+    login: Login | None, conn: Connection | None, local_mode: LocalMode | None, login_stamp: LoginStamp | None
+) -> str | None:
+    """Why a login no longer holds (what to say), or None: the `local` login while local mode does not hold for the
+    connection, or a user's login whose stamp is not the user's current one (removed, password changed). Checked
+    on every HTTP request and socket event: nothing is cached, so a change holds at once on every replica."""
+    if login is None:
+        return None
+    if login.name == LOCAL_USER:
+        if local_mode is None:
+            return None
+        return None if conn is not None and await local_mode(conn) else LOCAL_REFUSAL
+    if login_stamp is None:
+        return None
+    current = await login_stamp(login.name)
+    if current is None:
+        return GONE_REFUSAL
+    return None if login.stamp == current else ENDED_REFUSAL
 
 
 def bind_host() -> str:
@@ -229,17 +264,14 @@ class WebGuard:
     """ASGI middleware in front of all of Chainlit (its routes and its socket)."""
 
     def __init__(
-        self,
-        app: ASGIApp,
-        local_mode: Callable[[Connection], Awaitable[bool]] | None = None,
-        user_exists: Callable[[str], Awaitable[bool]] | None = None,
+        self, app: ASGIApp, local_mode: LocalMode | None = None, login_stamp: LoginStamp | None = None
     ) -> None:
         """`local_mode(conn)`: whether local mode holds for that request (the facts and no users); without it,
-        the `local` login is never checked here. `user_exists(name)`: whether a password user of that name is in
-        the store; without it, a removed user's login is not checked here."""
+        the `local` login is never checked here. `login_stamp(name)`: the user's current login stamp, None if there
+        is no such user; without it, users' logins are not checked here."""
         self.app = app
         self.local_mode = local_mode
-        self.user_exists = user_exists
+        self.login_stamp = login_stamp
         self._told: set[str] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -260,7 +292,7 @@ class WebGuard:
             who = None
             if not _chainlit_fixes.is_socket_route(scope.get("path", "")):
                 who = _chainlit_fixes.login_of(_header(scope, b"cookie"), _header(scope, b"authorization"))
-            refusal = await self._stale_login(who, conn)
+            refusal = await stale_login(who, conn, self.local_mode, self.login_stamp)
             if refusal is not None:
                 cookies = _header(scope, b"cookie")
                 expired = _chainlit_fixes.expired_login_cookies(cookies)
@@ -268,25 +300,14 @@ class WebGuard:
                 scope = _chainlit_fixes.without_login(scope)
                 who = None
             elif who is not None and self._thread_route(scope):
-                send = _not_yours(send, who)
-            login = LOGIN.set(who)
+                send = _not_yours(send, who.name)
+            login = LOGIN.set(who.name if who else None)
             try:
                 await self.app(scope, receive, send)
             finally:
                 LOGIN.reset(login)
         finally:
             CONNECTION.reset(token)
-
-    async def _stale_login(self, who: str | None, conn: Connection) -> str | None:
-        """Why the login a request carries no longer holds (what to say), or None: the `local` login while local
-        mode does not hold for it, or the login of a user removed since."""
-        if who is None:
-            return None
-        if who == LOCAL_USER:
-            return LOCAL_REFUSAL if self.local_mode is not None and not await self.local_mode(conn) else None
-        if self.user_exists is not None and not await self.user_exists(who):
-            return GONE_REFUSAL
-        return None
 
     @staticmethod
     def _thread_route(scope: Scope) -> bool:
@@ -320,19 +341,7 @@ class WebGuard:
                 ]  # a fresh login wins
                 if message.get("status") == 401 and not login_form:
                     replaced = True
-                    body = json.dumps({"detail": refusal}).encode()
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 401,
-                            "headers": [
-                                (b"content-type", b"application/json"),
-                                (b"content-length", str(len(body)).encode()),
-                                *drop,
-                            ],
-                        }
-                    )
-                    await send({"type": "http.response.body", "body": body})
+                    await _send_json(send, 401, refusal, drop)
                     return
                 message = {**message, "headers": headers + drop}
             elif replaced:
@@ -373,19 +382,7 @@ class WebGuard:
         if scope["type"] == "websocket":
             await send({"type": "websocket.close", "code": 1008, "reason": "origin not allowed"})  # HTTP 403
             return
-        body = json.dumps({"detail": why}).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 403,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                    (b"content-security-policy", FILE_POLICY.encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 403, why, [(b"content-security-policy", FILE_POLICY.encode())])
 
 
 def _not_yours(send: Send, who: str) -> Send:
@@ -397,26 +394,30 @@ def _not_yours(send: Send, who: str) -> Send:
         nonlocal replaced
         if message["type"] == "http.response.start" and message.get("status") == 401:
             replaced = True
-            body = json.dumps({"detail": NOT_YOURS.format(user=who)}).encode()
-            headers = [
-                (k, v)
-                for k, v in message.get("headers", [])
-                if k.lower() not in (b"content-type", b"content-length")
-            ]
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": 403,
-                    "headers": [
-                        *headers,
-                        (b"content-type", b"application/json"),
-                        (b"content-length", str(len(body)).encode()),
-                    ],
-                }
-            )
-            await send({"type": "http.response.body", "body": body})
+            await _send_json(send, 403, NOT_YOURS.format(user=who), message.get("headers", []))
             return
         if not replaced:
             await send(message)
 
     return send_plainly
+
+
+async def _send_json(
+    send: Send, status: int, detail: str, headers: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    """A whole JSON answer `{"detail": ...}` (what Chainlit's errors look like, and what the page shows), with
+    `headers` besides its own content type and length."""
+    body = json.dumps({"detail": detail}).encode()
+    kept = [(k, v) for k, v in headers if k.lower() not in (b"content-type", b"content-length")]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *kept,
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -30,7 +30,6 @@ from ._datalayer import ParleyDataLayer
 from ._format import SYSTEM
 from ._guard import (
     CONNECTION,
-    GONE_REFUSAL,
     LOCAL_REFUSAL,
     LOCAL_USER,
     NOT_YOURS,
@@ -41,7 +40,9 @@ from ._guard import (
     bound_to_loopback,
     connection_of_environ,
     local_connection,
+    stale_login,
 )
+from ._identity import LOGIN_STAMP, Login
 from ._modelpicker import available_models, open_conversation, refusal, switch, widgets
 from ._ratelimit import LoginLimiter, LoginRateLimit
 from ._welcome import ICON, welcome_markdown
@@ -81,18 +82,15 @@ async def local_mode(conn: Connection | None) -> bool:
     return local_connection(conn) and await _no_users()
 
 
-async def _screen_socket(identifier: str | None, environ: dict[str, Any] | None) -> str | None:
-    """The `local` login holds on a socket only while local mode holds for it (checked at connect and at every
-    event): a tab opened before the first user was created must not keep running the team."""
-    if identifier == LOCAL_USER and not await local_mode(connection_of_environ(environ)):
-        return LOCAL_REFUSAL
-    if identifier not in (None, LOCAL_USER) and not await _user_exists(identifier):
-        return GONE_REFUSAL  # removed with `parley users remove` while signed in
-    return None
+async def _screen_socket(login: Login | None, environ: dict[str, Any] | None) -> str | None:
+    """A socket's login holds as an HTTP request's does (checked at connect and at every event): a tab opened before
+    the first user was created, or signed in before its user's password changed or the user was removed, must not
+    keep running the team."""
+    return await stale_login(login, connection_of_environ(environ), local_mode, _login_stamp)
 
 
-async def _user_exists(name: str) -> bool:
-    return await (await store()).user_exists(name)
+async def _login_stamp(name: str) -> str | None:
+    return await (await store()).login_stamp(name)
 
 
 def _guard_server() -> None:
@@ -105,7 +103,7 @@ def _guard_server() -> None:
     _server.state.parley_login_limit = limiter = LoginLimiter()
     _server.add_middleware(LoginRateLimit, limiter=limiter, path=f"{_chainlit_config.run.root_path}/login")
     # Added last: the outermost, it sees every request first.
-    _server.add_middleware(WebGuard, local_mode=local_mode, user_exists=_user_exists)
+    _server.add_middleware(WebGuard, local_mode=local_mode, login_stamp=_login_stamp)
 
 
 _guard_server()
@@ -179,9 +177,11 @@ async def _header_auth(headers: Any) -> cl.User | None:
 
 @cl.password_auth_callback
 async def _password_auth(username: str, password: str) -> cl.User | None:
-    if await (await store()).verify_user(username, password):
-        return cl.User(identifier=username, metadata={"provider": "password"})
-    return None
+    stamp = await (await store()).sign_in(username, password)
+    if stamp is None:
+        return None
+    # Chainlit signs the metadata into the login cookie: the login holds while the stamp is the user's current one.
+    return cl.User(identifier=username, metadata={"provider": "password", LOGIN_STAMP: stamp})
 
 
 @cl.set_chat_profiles
