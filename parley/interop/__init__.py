@@ -1,0 +1,123 @@
+"""Moving teams between parley and AutoGen: `parley import autogen FILE.json` and `parley export autogen TEAM`.
+
+An AutoGen component config (`team.dump_component()`, or AutoGen Studio's JSON) is read as data, never as code:
+nothing it names is imported or run. See docs/autogen.md for what maps and what does not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["add_parsers", "main"]
+
+
+def add_parsers(sub: Any) -> None:
+    """Add `parley import autogen` and `parley export autogen` to the command's subparsers."""
+    imp = sub.add_parser("import", help="turn another framework's team into a parley team file")
+    imp_from = imp.add_subparsers(dest="framework", required=True)
+    auto = imp_from.add_parser(
+        "autogen", help="an AutoGen component JSON (team.dump_component(), AutoGen Studio) into a team file"
+    )
+    auto.add_argument("file", metavar="FILE.json")
+    auto.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="where the team file goes (default: teams/NAME.yaml; - prints it)",
+    )
+    auto.add_argument("--name", help="the team's name (default: the JSON's name, or the file's)")
+    auto.add_argument("--model", help="every role's model, instead of the model clients in the JSON")
+    auto.add_argument("--force", action="store_true", help="replace an existing team file")
+
+    exp = sub.add_parser("export", help="write a parley team in another framework's format")
+    exp_to = exp.add_subparsers(dest="framework", required=True)
+    auto = exp_to.add_parser("autogen", help="a team as an AutoGen component JSON (Team.load_component)")
+    auto.add_argument("team", metavar="TEAM", help="a team name (see `parley teams`) or a YAML file")
+    auto.add_argument("-o", "--output", metavar="FILE", help="write the JSON here (default: print it)")
+    auto.add_argument("--model", help="every role's model, instead of the team's (which AutoGen must know)")
+    auto.add_argument("--force", action="store_true", help="replace an existing file")
+    auto.add_argument(
+        "--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams"
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    """Run `parley import …` or `parley export …`; a ConfigError says what could not be done (exit 2)."""
+    if args.command == "import":
+        return _import(args)
+    return _export(args)
+
+
+def _say(lines: list[str], what: str) -> None:
+    if lines:
+        print(f"parley: {what}:", file=sys.stderr)
+        for line in lines:
+            print(f"  - {line}", file=sys.stderr)
+
+
+def _import(args: argparse.Namespace) -> int:
+    from ..models import parse_model
+    from ..paths import is_project, project_root, shipped_root
+    from ..spec import load_team_file
+    from ..tools import default_registry
+    from ._component import read_json
+    from ._files import team_yaml, write_new
+    from ._import import import_team, team_name
+
+    source = Path(args.file)
+    data = read_json(source)
+    config: Any = data.get("config")
+    given = args.name or (config.get("name") if isinstance(config, dict) else None)
+    name = team_name(given, source.stem)
+    if args.model is not None:
+        parse_model(args.model)
+    registry = default_registry()
+    imported = import_team(data, source=args.file, name=name, tool_names=registry.names(), model=args.model)
+    header = [f"Imported from AutoGen by `parley import autogen {source.name}`."]
+    header += [f"Left out: {note}" for note in imported.notes]
+    text = team_yaml(imported.team, header)
+
+    def check(path: Path) -> None:
+        load_team_file(
+            path, tool_names=registry.names(), check_names=sorted(registry.checks), display=str(target)
+        )
+
+    if args.output == "-":
+        sys.stdout.write(text)
+        _say(imported.notes, "left out")
+        return 0
+    if args.output:
+        target = Path(args.output)
+    else:
+        home = project_root()
+        shipped = home.resolve() == shipped_root().resolve() and not is_project(Path.cwd())
+        target = (Path.cwd() if shipped or not is_project(home) else home / "teams") / f"{name}.yaml"
+    write_new(target, text, force=args.force, check=check)
+    _say(imported.notes, "left out")
+    roles = ", ".join(r["name"] for r in imported.team["roles"])
+    print(f"parley: wrote {target} (team {name}, {imported.team['pattern']}, roles {roles})", file=sys.stderr)
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ..catalog import resolve_team
+    from ..models import parse_model
+    from ._export import export_team
+    from ._files import write_new
+
+    if args.model is not None:
+        parse_model(args.model)
+    spec = resolve_team(args.team, args.teams)
+    component, notes = export_team(spec, model=args.model)
+    text = json.dumps(component, indent=2, ensure_ascii=False) + "\n"
+    if args.output and args.output != "-":
+        write_new(Path(args.output), text, force=args.force)
+        print(f"parley: wrote {args.output} (AutoGen {component['label']})", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    _say(notes, "left out")
+    return 0
