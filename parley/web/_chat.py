@@ -71,6 +71,7 @@ from ._format import (
     validation_text,
 )
 from ._panels import Meter, NotesPanel
+from ._ratings import rated_steps, rating_id, said_by, with_feedback
 from ._streams import Streams
 from ._toolsteps import ToolSteps, awaits_approval, tool_summary_text
 
@@ -122,6 +123,8 @@ class ChatSession:
         return self.running or (self.task is not None and not self.task.done())
 
     async def on_message(self, text: str, command: str | None, message: cl.Message | None = None) -> None:
+        # What this sends is not a child of Chainlit's `on_message` step: the page would rate the last of them.
+        show_on()
         text = text.strip()
         if command == "Stop":  # a tab opened before the Stop button: no bubble, the status line says it
             if message is not None and not text:
@@ -217,6 +220,8 @@ class ChatSession:
             tid = self.conversation.thread_id or str(thread.get("id"))
             shown = self.conversation.history[: self._shown]
             steps, elements = thread_view(tid, shown)
+            given = {s["id"]: s["feedback"] for s in thread.get("steps") or [] if s.get("feedback")}
+            steps = with_feedback(rated_steps(tid, shown, steps), given)
             return thread | {"steps": steps + queued_bubbles(tid, shown), "elements": elements}
 
         async def sent() -> None:
@@ -324,13 +329,22 @@ class ChatSession:
         if shown is not None:
             await cl.Message(content=shown[1], author=shown[0]).send()
 
+    def _rating(self, source: str, closing: Event | None = None) -> str | None:
+        """The rating step of the message `source` starts now (see _ratings), `closing` the event that ends it if
+        that event starts it too. It counts what the page was shown so far: the store may be ahead."""
+        tid = self.conversation.thread_id
+        if not tid:
+            return None
+        shown = (e for e in self.conversation.history[: self._shown] if e is not closing)
+        return rating_id(tid, source, said_by(shown, source))
+
     async def _chunk(self, ev: ChunkEvent, _: list[Event]) -> None:
-        await self.streams.chunk(
-            ev, speaker_header(ev.source, ev.turn, self.projection.working.get(ev.source))
-        )
+        header = speaker_header(ev.source, ev.turn, self.projection.working.get(ev.source))
+        await self.streams.chunk(ev, header, lambda: self._rating(ev.source))
 
     async def _message(self, ev: MessageEvent, _: list[Event]) -> None:
-        msg = self.streams.take(ev.source)  # the whole message replaces what was streamed
+        # the whole message replaces what was streamed
+        msg = await self.streams.take(ev.source, lambda: self._rating(ev.source, ev))
         working = self.projection.working.get(ev.source)
         msg.content = tool_summary_text(ev, working) if ev.kind == "tool_summary" else agent_text(ev, working)
         if ev.kind == "text" and self.conversation.demo_quality(ev.source):  # the embedded model's
@@ -338,7 +352,7 @@ class ChatSession:
         await msg.send()
 
     async def _abandoned(self, ev: TurnAbandonedEvent, _: list[Event]) -> None:
-        msg = self.streams.take(ev.source)
+        msg = await self.streams.take(ev.source, lambda: self._rating(ev.source, ev))
         msg.content = (note(ev) or ("", ""))[1]
         await msg.send()
 
@@ -372,7 +386,7 @@ class ChatSession:
         if ev.passed:
             await self._note(ev)
             return
-        msg = self.streams.take(ev.source)
+        msg = await self.streams.take(ev.source, lambda: self._rating(ev.source, ev))
         # the failed attempt stays on screen, closed; the next one streams anew
         msg.content = validation_text(ev, self.projection.working.get(ev.source))
         await msg.send()

@@ -52,6 +52,7 @@ from ._format import (
 )
 from ._guard import request_login
 from ._history import chart_element, file_element, file_gone_text, meter_element, side_text
+from ._ratings import rated_message, rated_steps, with_feedback
 from ._toolsteps import awaits_approval, plain_output, tool_summary_text
 
 CANCELLED = "\n\n*Cancelled: nobody decided before the run was over.*"
@@ -331,13 +332,13 @@ class ParleyDataLayer(BaseDataLayer):
         row = await store.get_thread(thread_id)
         if row is None:
             return None
-        steps, elements = thread_view(thread_id, await store.load_events(thread_id))
-        rated = {r.step_id: r for r in await store.feedback_of(thread_id)}
-        for step in steps:  # the thumbs show as given
-            r = rated.get(step["id"])
-            if r is not None:
-                step["feedback"] = {"id": r.id, "forId": r.step_id, "value": r.value, "comment": r.comment}
-        return self._thread_dict(row, steps, elements)
+        events = await store.load_events(thread_id)
+        steps, elements = thread_view(thread_id, events)
+        given = {
+            r.step_id: {"id": r.id, "forId": r.step_id, "value": r.value, "comment": r.comment}
+            for r in await store.feedback_of(thread_id)
+        }  # the thumbs show as they were left
+        return self._thread_dict(row, with_feedback(rated_steps(thread_id, events, steps), given), elements)
 
     async def get_thread_author(self, thread_id: str) -> str:
         row = await (await self._get_store()).get_thread(thread_id)
@@ -378,27 +379,32 @@ class ParleyDataLayer(BaseDataLayer):
     async def delete_element(self, element_id: str, thread_id: str | None = None) -> None:
         return None
 
-    # Thumbs up and down: kept in parley's store with the message rated (audited, exported with the audit).
+    # Thumbs up and down (on an agent message's rating step, see _ratings): kept in parley's store with the
+    # message rated, audited, exported with the audit. Only the conversation's owner rates, and only its messages.
     async def upsert_feedback(self, feedback: Feedback) -> str:
         actor = _signed_in()
         store = await self._get_store()
         thread_id = feedback.threadId or ""
-        rated = next((s for s in await self._steps(store, thread_id) if s["id"] == feedback.forId), None)
+        row = await store.get_thread(thread_id) if thread_id else None
+        if row is None:
+            raise ValueError("no such conversation to rate a message of")
+        if row.owner != actor:
+            raise ValueError("this conversation is not yours: its messages are rated by its owner")
+        events = await store.load_events(thread_id)
+        rated = rated_message(rated_steps(thread_id, events, thread_steps(thread_id, events)), feedback.forId)
+        if rated is None:
+            raise ValueError("only an agent's message of this conversation can be rated")
         return await store.upsert_feedback(
             thread_id,
             feedback.forId,
             int(feedback.value),
             actor=actor,
             comment=feedback.comment,
-            message=str(rated.get("output") or "") if rated else "",
+            message=str(rated.get("output") or ""),
         )
 
     async def delete_feedback(self, feedback_id: str) -> bool:
         return await (await self._get_store()).delete_feedback(feedback_id, actor=_signed_in())
-
-    async def _steps(self, store: Store, thread_id: str) -> list[dict[str, Any]]:
-        row = await store.get_thread(thread_id) if thread_id else None
-        return thread_steps(thread_id, await store.load_events(thread_id)) if row is not None else []
 
     async def build_debug_url(self) -> str:
         return ""

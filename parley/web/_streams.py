@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import chainlit as cl
+from chainlit.utils import utc_now
 
 from ..events import ChunkEvent
 from ..models import STREAM_EVERY_S
+from ._ratings import RUN_NAME
+
+Rating = Callable[[], str | None]
+"""The id of the rating step the speaker's next message goes in (see _ratings), or None: no thumbs."""
 
 
 class Streams:
@@ -20,11 +26,12 @@ class Streams:
         """Streamed text not sent yet, per speaker."""
         self.sent_at: dict[str, float] = {}
 
-    async def chunk(self, ev: ChunkEvent, header: str) -> None:
-        """A piece of `ev.source`'s message; `header` starts the message when this is its first piece."""
+    async def chunk(self, ev: ChunkEvent, header: str, rating: Rating) -> None:
+        """A piece of `ev.source`'s message; `header` starts the message when this is its first piece, inside the
+        rating step `rating()` names."""
         msg = self.messages.get(ev.source)
         if msg is None:
-            msg = self.messages[ev.source] = cl.Message(content="", author=ev.source)
+            msg = self.messages[ev.source] = await rated(ev.source, rating())
             await msg.stream_token(header)
         # The engine already passes text on at most every STREAM_EVERY_S; under load, pieces still pile up
         # in the run's queue while this session is busy, and each socket message costs the server more than
@@ -38,10 +45,11 @@ class Streams:
             held.clear()
             self.sent_at[ev.source] = now
 
-    def take(self, source: str) -> cl.Message:
-        """The message `source` was streaming, no longer streamed (its whole text replaces the pieces), or a new one."""
+    async def take(self, source: str, rating: Rating) -> cl.Message:
+        """The message `source` was streaming, no longer streamed (its whole text replaces the pieces), or a new one
+        (inside the rating step `rating()` names)."""
         self.held.pop(source, None)
-        return self.messages.pop(source, None) or cl.Message(content="", author=source)
+        return self.messages.pop(source, None) or await rated(source, rating())
 
     async def close_unsaved(self) -> None:
         """The store failed: send what each message streamed so far, saying it was not kept."""
@@ -56,3 +64,15 @@ class Streams:
         """Forget the messages being streamed (they belonged to a page no longer shown)."""
         self.messages.clear()
         self.held.clear()
+
+
+async def rated(source: str, rating: str | None) -> cl.Message:
+    """A new message of `source`, not sent yet; inside rating step `rating` (sent now: the page drops a message
+    whose parent it does not have), so the page offers thumbs under it."""
+    msg = cl.Message(content="", author=source)
+    if rating is not None:
+        run = cl.Step(name=RUN_NAME, type="run", id=rating)
+        run.start = run.end = utc_now()  # ended: the page offers thumbs on what it holds (once streamed)
+        await run.send()
+        msg.parent_id = rating
+    return msg
