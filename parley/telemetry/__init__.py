@@ -69,16 +69,24 @@ def observe(run: Run) -> asyncio.Task[None] | None:
 
 
 async def _follow(run: Run, spans: RunTrace) -> None:
+    seen = 0  # the run's shown events taken so far (streamed chunks are never among them)
     try:
         async for ev in run:
+            seen += ev.type != "chunk"
             if spans.event(ev):
                 return
-    except BaseException as exc:  # a trace must never break a run: close it and say why
-        spans.abandon(exc)
-        if isinstance(exc, Exception):
-            _log.warning("tracing run %s failed: %s: %s", run.number, type(exc).__name__, exc)
+    except asyncio.CancelledError:
+        # The program ended its event loop as soon as it had the result (`parley run` does): what was shown is
+        # all there is, so finish the trace from it.
+        for ev in run.events[seen:]:
+            if spans.event(ev):
+                break
         else:
-            raise
+            spans.abandon("the run's event loop ended before the run")
+        raise
+    except Exception as exc:  # a trace must never break a run: close it and say why
+        spans.abandon(f"{type(exc).__name__}: {exc}")
+        _log.warning("tracing run %s failed: %s: %s", run.number, type(exc).__name__, exc)
 
 
 def flush(timeout_s: float = 10.0) -> bool:

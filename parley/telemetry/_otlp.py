@@ -148,9 +148,9 @@ class RunTrace:
         part = Part("store write", start, end, attributes, error=type(error).__name__ if error else None)
         self._export(part, self._context)
 
-    def abandon(self, error: BaseException) -> None:
-        """The run's events stopped coming (a bug, or the process is ending): close its span so it is sent."""
-        self.root.set_status(Status(StatusCode.ERROR, f"{type(error).__name__}: {error}"))
+    def abandon(self, why: str) -> None:
+        """The run's events stopped coming (a bug, or the event loop ended first): close its span so it is sent."""
+        self.root.set_status(Status(StatusCode.ERROR, why))
         self.root.end()
 
     def _end(self, result: RunResult) -> None:
