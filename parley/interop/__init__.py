@@ -78,7 +78,7 @@ def _import(args: argparse.Namespace) -> int:
     registry = default_registry()
     imported = import_team(data, source=args.file, name=name, tool_names=registry.names(), model=args.model)
     header = [f"Imported from AutoGen by `parley import autogen {source.name}`."]
-    header += [f"Left out: {note}" for note in imported.notes]
+    header += [f"Differs from the AutoGen team: {note}" for note in imported.notes]
     text = team_yaml(imported.team, header)
 
     def check(path: Path) -> None:
@@ -88,7 +88,7 @@ def _import(args: argparse.Namespace) -> int:
 
     if args.output == "-":
         sys.stdout.write(text)
-        _say(imported.notes, "left out")
+        _say(imported.notes, "what differs from the AutoGen team")
         return 0
     if args.output:
         target = Path(args.output)
@@ -97,7 +97,7 @@ def _import(args: argparse.Namespace) -> int:
         shipped = home.resolve() == shipped_root().resolve() and not is_project(Path.cwd())
         target = (Path.cwd() if shipped or not is_project(home) else home / "teams") / f"{name}.yaml"
     write_new(target, text, force=args.force, check=check)
-    _say(imported.notes, "left out")
+    _say(imported.notes, "what differs from the AutoGen team")
     roles = ", ".join(r["name"] for r in imported.team["roles"])
     print(f"parley: wrote {target} (team {name}, {imported.team['pattern']}, roles {roles})", file=sys.stderr)
     return 0
@@ -119,5 +119,5 @@ def _export(args: argparse.Namespace) -> int:
         print(f"parley: wrote {args.output} (AutoGen {component['label']})", file=sys.stderr)
     else:
         sys.stdout.write(text)
-    _say(notes, "left out")
+    _say(notes, "what the AutoGen team does not keep")
     return 0

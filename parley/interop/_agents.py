@@ -42,7 +42,17 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 """Agent settings whose AutoGen default is parley's behaviour too; other values are said to be left out."""
 WORKBENCHES = ("StaticWorkbench", "StaticStreamWorkbench")
-MODEL_KEYS = {"model", "api_key", "base_url", "azure_deployment", "azure_endpoint", "api_version", "host"}
+MODEL_KEYS = {
+    "model",
+    "api_key",
+    "base_url",
+    "azure_deployment",
+    "azure_endpoint",
+    "api_version",
+    "host",
+    "max_tokens",
+    "model_info",
+}
 
 
 def read_role(
@@ -75,7 +85,11 @@ def read_role(
     if handoffs:
         role["handoffs"] = handoffs
     _settings(part, name, found)
-    model = read_model(part.child("model_client"), found, who=f"agent {name!r}") if with_model else None
+    client = part.child("model_client")
+    cap = client.config.get("max_tokens") if client is not None else None
+    if isinstance(cap, int) and not isinstance(cap, bool) and 1 <= cap <= 200_000:
+        role["max_reply_tokens"] = cap
+    model = read_model(client, found, who=name) if with_model else None
     return role, model
 
 

@@ -25,6 +25,12 @@ GENERIC_INFO = {
 }
 """What AutoGen must be told about a model it does not know by name (an OpenAI-compatible server's)."""
 OPEN_ENDED = ("fanout", "hierarchical", "consensus")
+SELECTOR_PROMPT = (
+    "You are in a role play game. The following roles are available:\n{roles}.\nRead the following conversation. "
+    "Then select the next role from {participants} to play. Only return the role.\n\n{history}\n\nRead the above "
+    "conversation. Then select the next role from {participants} to play. Only return the role.\n"
+)
+"""AutoGen's own selector prompt (autogen-agentchat 0.7), which its config requires."""
 
 
 def _component(provider: str, kind: str, config: dict[str, Any], version: int = 1) -> dict[str, Any]:
@@ -61,6 +67,7 @@ def export_team(spec: TeamSpec, *, model: str | None = None) -> tuple[dict[str, 
     config["participants"] = participants
     if spec.pattern == "selector":
         config["model_client"] = _client(default, None, "the selector", found)
+        config.update(selector_prompt=SELECTOR_PROMPT, allow_repeated_speaker=True, max_selector_attempts=3)
     elif spec.pattern == "sequential":
         turns = len(spec.roles)
         found.note("sequential: exported as a round robin of one round (each role once, in order)")

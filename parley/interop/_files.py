@@ -31,7 +31,7 @@ _Dumper.add_representer(str, _text)
 def team_yaml(team: dict[str, Any], header: list[str]) -> str:
     """The team file's text: comment lines first (one line each), then the team."""
     lines = [f"# {' '.join(line.split())}" for line in header]
-    body = yaml.dump(team, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=110)
+    body = yaml.dump(team, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=4096)
     return "\n".join(lines) + "\n" + body
 
 

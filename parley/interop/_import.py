@@ -34,7 +34,7 @@ class InteropError(ConfigError):
         self.problems = problems
         count = f"{len(problems)} part{'s' if len(problems) != 1 else ''}"
         super().__init__(
-            f"cannot {doing} {source}: {count} with no equivalent (nothing was written):\n"
+            f"cannot {doing} {source} (nothing was written): {count} to change:\n"
             + "\n".join(f"  {p}" for p in problems)
         )
 
@@ -207,5 +207,5 @@ def _termination(root: Part, pattern: str, names: list[str], found: Findings) ->
     if limits.max_tokens:
         out["max_tokens"] = limits.max_tokens
     if limits.timeout_s:
-        out["timeout_s"] = limits.timeout_s
+        out["timeout_s"] = int(limits.timeout_s) if limits.timeout_s.is_integer() else limits.timeout_s
     return out

@@ -248,7 +248,7 @@ def termination_component(
         parts.append(
             _condition(
                 "TokenUsageTermination",
-                {"max_total_token": max_tokens},
+                {"max_total_token": max_tokens, "max_prompt_token": None, "max_completion_token": None},
                 "Terminate the conversation if a token usage limit is reached.",
             )
         )
