@@ -1,40 +1,143 @@
-"""Knowing when a browser tab's chat session has started, for the browser tests outside tests/ui.
+"""Knowing when a browser tab's chat session has started, for every browser test.
 
-on_chat_start and on_chat_resume set the composer's commands (none while idle), so each start sends the page one
-`set_commands` socket event: the tab counts them. Listen before the page loads."""
+on_chat_start and on_chat_resume set the composer's commands, so each chat session a page starts gets a
+`set_commands` Socket.IO event on its connection (a run sets them again later: only a connection's first one
+counts). The page counts them itself: an init script reads what its WebSocket and long-polling requests
+receive, so no start is missed while the test is busy elsewhere, and waiting is Playwright's `wait_for_function`,
+which has a time limit. A new document counts from zero; within one document, `expect_new()` marks the
+connections opened so far as old.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
+
+WAIT_MS = 30_000
+"""How long a chat session may take to start (a loaded machine has taken more than 15 s)."""
+EVALUATE_MS = 10_000
+
+COUNTER = r"""
+(() => {
+  if (window.__parleyChats) return;
+  // One entry per Engine.IO connection, in the order the page opened them: its id once known, and whether
+  // its chat session started. `mark` is where expect_new() drew the line (absent: this document's first line).
+  const chats = (window.__parleyChats = { connections: [], mark: 0 });
+  const sidOf = (url) => {
+    try { return new URL(String(url), location.href).searchParams.get('sid'); } catch (e) { return null; }
+  };
+  const connection = (sid) => {
+    let found = sid ? chats.connections.find((c) => c.sid === sid) : undefined;
+    if (!found) chats.connections.push((found = { sid, started: false }));
+    return found;
+  };
+  // Engine.IO packets: one per WebSocket message, several (separated by \x1e) per long-polling answer.
+  const read = (conn, data) => {
+    if (typeof data !== 'string') return;
+    for (const packet of data.split('\x1e')) {
+      if (packet.startsWith('0{')) {
+        try { conn.sid = JSON.parse(packet.slice(1)).sid; } catch (e) { /* not an open packet */ }
+      } else if (packet.startsWith('42["set_commands"')) {
+        conn.started = true;
+      }
+    }
+  };
+  const Native = window.WebSocket;
+  window.WebSocket = class extends Native {
+    constructor(...args) {
+      super(...args);
+      const conn = connection(sidOf(args[0]));  // an upgrade carries its connection's id
+      this.addEventListener('message', (e) => read(conn, e.data));
+    }
+  };
+  const open = XMLHttpRequest.prototype.open;
+  XMLHttpRequest.prototype.open = function (method, url, ...rest) {
+    if (String(url).includes('transport=polling') && String(method).toUpperCase() === 'GET') {
+      const conn = connection(sidOf(url));  // no id yet: the handshake of a new connection
+      // Before Engine.IO's own handler (set after open), which opens the upgrade's WebSocket at once.
+      this.addEventListener('readystatechange', () => {
+        if (this.readyState !== 4) return;
+        try { read(conn, this.responseText); } catch (e) { /* not text */ }
+      });
+    }
+    return open.call(this, method, url, ...rest);
+  };
+})();
+"""
+
+_MARK = """() => {
+  const chats = window.__parleyChats;
+  if (chats) chats.mark = chats.connections.length;
+  return true;
+}"""
+# Both throw when the document has no counter (it loaded before the ChatStarts was made): a clear error, at once.
+_STARTED = """() => {
+  const chats = window.__parleyChats;
+  if (!chats) throw new Error('this page loaded before its ChatStarts was made: make it before the first goto');
+  if (!chats.connections.slice(chats.mark).some((c) => c.started)) return false;
+  chats.mark = chats.connections.length;
+  return true;
+}"""
+_CONNECTED = """() => {
+  const chats = window.__parleyChats;
+  if (!chats) throw new Error('this page loaded before its ChatStarts was made: make it before the first goto');
+  return chats.connections.slice(chats.mark).some((c) => c.sid);
+}"""
 
 
 class ChatStarts:
-    """Counts the chat sessions started on `page`; `wait()` returns once one more has started than before."""
+    """The chat sessions `page` starts. Make it before the page's first navigation.
+
+    `wait()` returns once a connection opened since the last line (a new document, `expect_new()`, or the
+    previous `wait()`) has started its chat session, and the composer takes text. Draw the line with
+    `expect_new()` before an action that starts a chat in the same document (a team switch, a thread opened
+    from the sidebar, the login form), once the page is settled: its own chat started (`wait()`) or, for a team
+    that cannot start, its connection open (`wait_connected()`)."""
 
     def __init__(self, page: Page) -> None:
         self.page = page
-        self.starts = 0
-        self.seen = 0
-        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
-
-    def _frame(self, payload: Any) -> None:
-        if isinstance(payload, str) and payload.startswith('42["set_commands"'):
-            self.starts += 1
+        page.add_init_script(COUNTER)
 
     def expect_new(self) -> None:
-        """Before a reload or a navigation: the next `wait()` waits for the start that follows it."""
-        self.seen = self.starts
+        """Connections opened so far are old: `wait()` waits for the chat of one opened after now."""
+        self.page.wait_for_function(_MARK, timeout=WAIT_MS)
 
-    def wait(self, timeout_s: float = 30.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self.starts <= self.seen:
-            assert time.monotonic() < deadline, "the chat session never started"
-            self.page.wait_for_timeout(50)  # lets the page's events in
-        self.seen = self.starts
+    def wait(self, timeout_ms: float = WAIT_MS) -> None:
+        """Wait until the chat session of a connection opened since the line has started."""
+        try:
+            self.page.wait_for_function(_STARTED, timeout=timeout_ms, polling=50)
+        except Exception as exc:
+            raise AssertionError(f"the chat session never started ({exc})") from exc
         from playwright.sync_api import expect  # only browser tests import this module; they skip without it
 
-        expect(self.page.locator("#chat-input")).to_be_enabled()
+        expect(self.page.locator("#chat-input")).to_be_enabled(timeout=timeout_ms)
+
+    def wait_connected(self, timeout_ms: float = WAIT_MS) -> None:
+        """Wait until the page has opened a connection since the line (its chat need not start)."""
+        try:
+            self.page.wait_for_function(_CONNECTED, timeout=timeout_ms, polling=50)
+        except Exception as exc:
+            raise AssertionError(f"the page opened no connection to the chat ({exc})") from exc
+
+
+def evaluate(target: Page | Locator, fn: str, arg: Any = None, *, timeout_ms: float = EVALUATE_MS) -> Any:
+    """`fn(arg)` run in the page, or `fn(element, arg)` for a locator's element, and what it returns (JSON).
+
+    Through `wait_for_function`, which has a time limit: Playwright's `evaluate` has none once it has the element,
+    so a page that stopped answering (or a dialog left open) would hold the whole run."""
+    from playwright.sync_api import Locator
+
+    if isinstance(target, Locator):
+        element = target.element_handle(timeout=timeout_ms)
+        page, call, args = target.page, f"([el, arg]) => [({fn})(el, arg)]", [element, arg]
+    else:
+        element, page, call, args = None, target, f"arg => [({fn})(arg)]", arg
+    handle = page.wait_for_function(call, arg=args, timeout=timeout_ms)
+    try:
+        return handle.json_value()[0]
+    finally:
+        handle.dispose()
+        if element is not None:
+            element.dispose()

@@ -69,6 +69,16 @@ _SCRUB = (
 T = TypeVar("T")
 
 
+def wait_until(check: Callable[[], T], what: str, timeout_s: float = 20.0) -> T:
+    """Poll `check` (e.g. a store query) until it returns something truthy, and return that.
+    For what the server records; what a page shows is waited for with `expect` or `wait_for_function`."""
+    deadline = time.monotonic() + timeout_s
+    while not (value := check()):
+        assert time.monotonic() < deadline, f"timed out after {timeout_s:g} s waiting for {what}"
+        time.sleep(0.1)
+    return value
+
+
 def browser_missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
     if sync_playwright is None:

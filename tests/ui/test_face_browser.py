@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import time
 from pathlib import Path
 
 import pytest
+from chat_started import ChatStarts, evaluate
 
 from parley.catalog import discover_teams
 
@@ -51,22 +51,11 @@ def theme(page: Page, which: str) -> None:
 
 
 def open_chat(page: Page, url: str) -> None:
-    """Open the web chat and wait until its chat session has started: on_chat_start sets the composer's commands
-    (a `set_commands` socket event), before which a message sent would find no team."""
-    started: list[str] = []
-    page.on(
-        "websocket",
-        lambda ws: ws.on(
-            "framereceived",
-            lambda f: started.append(str(f)) if str(f).startswith('42["set_commands"') else None,
-        ),
-    )
+    """Open the web chat and wait until its chat session has started (see tests/chat_started.py), before which a
+    message sent would find no team."""
+    starts = ChatStarts(page)
     page.goto(url)
-    deadline = time.monotonic() + 30
-    while not started:
-        assert time.monotonic() < deadline, "the chat session never started"
-        page.wait_for_timeout(50)
-    expect(page.locator("#chat-input")).to_be_enabled()
+    starts.wait()
 
 
 def send(page: Page, text: str) -> None:
@@ -186,18 +175,18 @@ def test_a_run_reads_well_in_light_and_dark(servers, new_page):
     expect(chart).to_be_visible()
     chart.scroll_into_view_if_needed()
     page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=chart.element_handle())
-    sizes = chart.evaluate(
-        "img => [img.getBoundingClientRect().width, img.closest('.message-content').clientWidth]"
+    sizes = evaluate(
+        chart, "img => [img.getBoundingClientRect().width, img.closest('.message-content').clientWidth]"
     )
     assert sizes[0] >= min(600, 0.95 * sizes[1]), sizes  # the chat's width, up to the chart's own 640 px
-    ink = chart.evaluate(_INK)
+    ink = evaluate(chart, _INK)
     assert ink["opaque"] < ink["all"] / 2, ink  # no box behind it
     assert ink["dark"] > 50, ink
     shot(page, "run-light")
     theme(page, "dark")
     chart.scroll_into_view_if_needed()
     page.wait_for_function("img => getComputedStyle(img).colorScheme === 'dark'", arg=chart.element_handle())
-    ink = chart.evaluate(_INK)
+    ink = evaluate(chart, _INK)
     assert ink["opaque"] < ink["all"] / 2 and ink["light"] > 50, ink  # light text on the dark chat
     shot(page, "run-dark")
     prose.scroll_into_view_if_needed()

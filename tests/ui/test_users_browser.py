@@ -4,12 +4,12 @@ conversation says plainly that it is not yours (and the chat still works), and t
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ui.conftest import Server, browser_missing
+from chat_started import ChatStarts, evaluate
+from ui.conftest import Server, browser_missing, wait_until
 
 try:
     from playwright.sync_api import Page, expect
@@ -44,34 +44,22 @@ class Tab:
     def __init__(self, page: Page, server) -> None:
         self.page = page
         self.server = server
-        self.starts = 0
-        page.on("websocket", lambda ws: ws.on("framereceived", self._frame))
-
-    def _frame(self, payload: str | bytes) -> None:
-        # Every chat session that starts (a new chat, a resumed one) sets the composer's commands.
-        if isinstance(payload, str) and payload.startswith('42["set_commands"'):
-            self.starts += 1
-
-    def wait_started(self, seen: int) -> Tab:
-        deadline = time.monotonic() + 30
-        while self.starts <= seen:
-            assert time.monotonic() < deadline, "the chat session never started"
-            self.page.wait_for_timeout(50)
-        expect(self.page.locator("#chat-input")).to_be_enabled()
-        return self
+        self.starts = ChatStarts(page)
+        """The chat sessions the page starts (a new chat, a resumed one)."""
 
     def open(self) -> Tab:
-        seen = self.starts
         self.page.goto(self.server.url + "/")
-        return self.wait_started(seen)
+        self.starts.wait()
+        return self
 
     def login(self, user: tuple[str, str]) -> Tab:
-        seen = self.starts
         self.page.goto(self.server.url + "/")
         self.page.locator("#email").fill(user[0])
         self.page.locator("#password").fill(user[1])
+        self.starts.expect_new()
         self.page.locator('button[type="submit"]').click()
-        return self.wait_started(seen)
+        self.starts.wait()
+        return self
 
     def send(self, text: str) -> None:
         box = self.page.locator("#chat-input")
@@ -98,12 +86,11 @@ class Tab:
         self._theme("dark")
 
     def _theme(self, theme: str) -> None:
-        # Through wait_for_function, which has a time limit (evaluate has none): a page that stopped answering
-        # fails the test instead of holding the whole run.
-        self.page.wait_for_function(
-            "t => { const c = document.documentElement.classList; c.remove('light', 'dark'); c.add(t); return true; }",
-            arg=theme,
-            timeout=10_000,
+        # With a time limit (see tests/chat_started.py): a page that stopped answering fails the test.
+        evaluate(
+            self.page,
+            "t => { const c = document.documentElement.classList; c.remove('light', 'dark'); c.add(t); }",
+            theme,
         )
 
 
@@ -142,7 +129,6 @@ def test_another_users_conversation_says_it_is_not_yours_and_the_chat_still_work
     tid = alice.thread_id()
 
     bob = Tab(new_page(), server).login(BOB)
-    seen = bob.starts
     bob.page.goto(f"{server.url}/thread/{tid}")
     said = bob.page.get_by_text("This conversation is not yours")
     expect(said).to_be_visible()
@@ -152,7 +138,7 @@ def test_another_users_conversation_says_it_is_not_yours_and_the_chat_still_work
     expect(bob.page.get_by_text(secret)).to_have_count(0)
 
     # Still signed in, with a chat that works: his own message gets the team's reply.
-    bob.wait_started(seen)
+    bob.starts.wait()  # a new chat of his own, in the page the address opened
     expect(bob.page.locator("#email")).to_have_count(0)
     bob.send("Bob's own question about churn")
     bob.first_reply()
@@ -191,10 +177,9 @@ def _rate_if_offered(tab: Tab, server, tid: str, already: int) -> bool:  # type:
     thumbs.first.click()
     tab.page.locator("#submit-feedback").click()  # the comment dialog; an empty comment is fine
     expect(tab.page.locator(".positive-feedback-on").first).to_be_visible()
-    deadline = time.monotonic() + 20
-    while len(server.query(lambda s: s.feedback_of(tid))) == already:
-        assert time.monotonic() < deadline, "the thumbs up was never stored"
-        tab.page.wait_for_timeout(100)
+    wait_until(
+        lambda: len(server.query(lambda s: s.feedback_of(tid))) > already, "the thumbs up to be stored"
+    )
     row = server.query(lambda s: s.feedback_of(tid))[-1]
     assert (row.value, row.actor) == (1, "alice")
     assert "| alice | feedback | thumbs up |" in server.parley("audit", tid).stdout
