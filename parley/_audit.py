@@ -49,7 +49,19 @@ def markdown(thread: str, team: str, records: list[dict[str, Any]]) -> str:
 
 def _summary(detail: dict[str, Any]) -> str:
     parts: list[str] = []
-    for key in ("tool", "kind", "attempt", "choice", "round", "tally", "problems", "text", "reason"):
+    # `message`: the agent message a thumbs up or down rated (its speaker and turn first).
+    for key in (
+        "tool",
+        "kind",
+        "attempt",
+        "choice",
+        "round",
+        "tally",
+        "problems",
+        "text",
+        "reason",
+        "message",
+    ):
         value = detail.get(key)
         if value not in (None, "", [], {}):
             parts.append(f"{key}: {value if not isinstance(value, (dict, list)) else json.dumps(value)}")
