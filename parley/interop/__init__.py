@@ -12,11 +12,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parsers", "main"]
+__all__ = ["add_export", "add_import", "run_export", "run_import"]
 
 
-def add_parsers(sub: Any) -> None:
-    """Add `parley import autogen` and `parley export autogen` to the command's subparsers."""
+def add_import(sub: Any) -> None:
+    """Add `parley import autogen` to the command's subparsers."""
     imp = sub.add_parser("import", help="turn another framework's team into a parley team file")
     imp_from = imp.add_subparsers(dest="framework", required=True)
     auto = imp_from.add_parser(
@@ -33,6 +33,9 @@ def add_parsers(sub: Any) -> None:
     auto.add_argument("--model", help="every role's model, instead of the model clients in the JSON")
     auto.add_argument("--force", action="store_true", help="replace an existing team file")
 
+
+def add_export(sub: Any) -> None:
+    """Add `parley export autogen` to the command's subparsers."""
     exp = sub.add_parser("export", help="write a parley team in another framework's format")
     exp_to = exp.add_subparsers(dest="framework", required=True)
     auto = exp_to.add_parser("autogen", help="a team as an AutoGen component JSON (Team.load_component)")
@@ -45,13 +48,6 @@ def add_parsers(sub: Any) -> None:
     )
 
 
-def main(args: argparse.Namespace) -> int:
-    """Run `parley import …` or `parley export …`; a ConfigError says what could not be done (exit 2)."""
-    if args.command == "import":
-        return _import(args)
-    return _export(args)
-
-
 def _say(lines: list[str], what: str) -> None:
     if lines:
         print(f"parley: {what}:", file=sys.stderr)
@@ -59,7 +55,8 @@ def _say(lines: list[str], what: str) -> None:
             print(f"  - {line}", file=sys.stderr)
 
 
-def _import(args: argparse.Namespace) -> int:
+def run_import(args: argparse.Namespace) -> int:
+    """`parley import autogen FILE`: the team file, written whole, or a ConfigError naming every part to change."""
     from ..models import parse_model
     from ..paths import is_project, project_root, shipped_root
     from ..spec import load_team_file
@@ -103,7 +100,8 @@ def _import(args: argparse.Namespace) -> int:
     return 0
 
 
-def _export(args: argparse.Namespace) -> int:
+def run_export(args: argparse.Namespace) -> int:
+    """`parley export autogen TEAM`: the AutoGen JSON, or a ConfigError naming what has no AutoGen equivalent."""
     from ..catalog import resolve_team
     from ..models import parse_model
     from ._export import export_team
