@@ -9,6 +9,7 @@ Socket.IO client as a page's socket.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -54,6 +55,7 @@ async def _admin(url: str, sql: str) -> None:
         await conn.close()
 
 
+@contextlib.contextmanager
 def _postgres_database() -> Iterator[str]:
     """A database of its own for this module's server (other tests drop the tables of theirs), dropped after."""
     base = os.environ.get("PARLEY_TEST_PG_URL") or PG_DEFAULT
@@ -72,20 +74,16 @@ def _postgres_database() -> Iterator[str]:
 def server(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     data = tmp_path_factory.mktemp(f"signout-{request.param}")
     chat_script = str(script(data / "script.yaml", runs=12))
-    databases = _postgres_database() if request.param == "postgresql" else None
-    server = (
-        PostgresServer(data, chat_script, database=next(databases))
-        if databases is not None
-        else Server(data, chat_script)
-    )
-    try:
+    with contextlib.ExitStack() as cleanup:
+        if request.param == "postgresql":
+            database = cleanup.enter_context(_postgres_database())
+            server: Server = PostgresServer(data, chat_script, database=database)
+        else:
+            server = Server(data, chat_script)
+        cleanup.callback(server.stop)
         for name, password in PASSWORDS.items():
             server.parley("users", "add", name, "--password-stdin", stdin=password + "\n")
         yield server.start()
-    finally:
-        server.stop()
-        if databases is not None:
-            databases.close()
 
 
 def _refused(client: httpx.Client, path: str, words: str, cookie: str) -> None:
