@@ -11,6 +11,20 @@ from .errors import ConfigError
 from .store import AuditRow, open_for_command
 
 FORMATS = ("md", "jsonl")
+SUMMARY_KEYS = (
+    "tool",
+    "kind",
+    "attempt",
+    "choice",
+    "round",
+    "tally",
+    "problems",
+    "text",
+    "reason",
+    "message",
+)
+"""The details the Markdown table shows, in this order (`message`: the agent message a thumbs up or down rated,
+its speaker and turn first)."""
 
 
 def record(row: AuditRow) -> dict[str, Any]:
@@ -49,19 +63,7 @@ def markdown(thread: str, team: str, records: list[dict[str, Any]]) -> str:
 
 def _summary(detail: dict[str, Any]) -> str:
     parts: list[str] = []
-    # `message`: the agent message a thumbs up or down rated (its speaker and turn first).
-    for key in (
-        "tool",
-        "kind",
-        "attempt",
-        "choice",
-        "round",
-        "tally",
-        "problems",
-        "text",
-        "reason",
-        "message",
-    ):
+    for key in SUMMARY_KEYS:
         value = detail.get(key)
         if value not in (None, "", [], {}):
             parts.append(f"{key}: {value if not isinstance(value, (dict, list)) else json.dumps(value)}")
