@@ -31,6 +31,7 @@ pytest.importorskip(
 
 Write = Callable[[str, str], Path]
 ROOT = Path(__file__).resolve().parent.parent
+RUN_TIMEOUT_S = 120
 WAIT_S = 20.0
 SCRIPT = """
 roles:
@@ -163,30 +164,42 @@ def _within(child: Span, parent: Span) -> bool:
     return parent.start <= child.start <= child.end <= parent.end
 
 
-async def test_a_selector_run_is_one_trace_of_turns_model_calls_picks_tools_and_approvals(
-    receiver: Receiver, write: Write, registry: ToolRegistry, tmp_path: Path
-) -> None:
+async def _pay(
+    write: Write, registry: ToolRegistry, tmp_path: Path, approve: bool
+) -> tuple[Conversation, str, list[Event]]:
+    """A scripted selector run: the clerk calls a tool that needs approval (given by alice, or denied), the auditor
+    ends it. Returns the conversation, its stored thread's id and the run's events."""
     team = write(
         "team.yaml",
         team_yaml(
             "selector", ("clerk", "auditor"), max_turns=4, stop_text="DONE", tools={"clerk": ["wire_money"]}
         ),
     )
-    script = write("s.yaml", SCRIPT)
-    conv = Conversation(team, model=f"scripted:{script}", registry=registry)
+    conv = Conversation(team, model=f"scripted:{write('s.yaml', SCRIPT)}", registry=registry)
     store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'parley.db'}")
     try:
         thread_id = await conv.save_to(store, "local", "Pay ACME")
         run = conv.start("Pay ACME")
 
-        def approve(ev: Event) -> None:
+        def decide(ev: Event) -> None:
             if isinstance(ev, ApprovalRequestEvent):
-                run.approve(ev.request_id, actor="alice")
+                if approve:
+                    run.approve(ev.request_id, actor="alice")
+                else:
+                    run.deny(ev.request_id, "not this month", actor="alice")
 
-        events = await collect(run, approve)
+        events = await collect(run, decide)
     finally:
         await conv.close()
         await store.close()
+    return conv, thread_id, events
+
+
+async def test_a_selector_run_is_one_trace_of_turns_model_calls_picks_tools_and_approvals(
+    receiver: Receiver, write: Write, registry: ToolRegistry, tmp_path: Path
+) -> None:
+    conv, thread_id, events = await _pay(write, registry, tmp_path, approve=True)
+    script = tmp_path / "s.yaml"
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "stop_text"
 
@@ -264,11 +277,29 @@ async def test_a_selector_run_is_one_trace_of_turns_model_calls_picks_tools_and_
     )
 
 
-def test_without_otel_variables_a_run_loads_nothing_of_the_sdk(write: Write) -> None:
+async def test_a_denied_tool_call_is_a_failed_tool_span_with_the_denial_inside(
+    receiver: Receiver, write: Write, registry: ToolRegistry, tmp_path: Path
+) -> None:
+    _, _, events = await _pay(write, registry, tmp_path, approve=False)
+    assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "stop_text"
+    spans = receiver.wait_for("run ")
+    (tool,) = [s for s in spans if s.name == "execute_tool wire_money"]
+    assert tool.error and tool.attributes["error.type"] == "denied"
+    (approval,) = _children(spans, tool)
+    assert approval.attributes["parley.approval.decision"] == "denied"
+    assert approval.attributes["parley.approval.actor"] == "alice"
+    (root,) = [s for s in spans if s.name.startswith("run ")]
+    assert not root.error, "a denial is the human's decision, not the run's failure"
+
+
+def _run_elsewhere(write: Write, env: dict[str, str], before: str = "") -> list[str]:
+    """Run a one-turn scripted conversation in a fresh interpreter with `env`; returns its stop reason, the
+    OpenTelemetry SDK and parley.telemetry modules it loaded, and what it logged."""
     team = write("team.yaml", team_yaml(roles=("alpha",), max_turns=1))
     script = write("s.yaml", "roles:\n  alpha: [Hello.]\n")
     code = (
-        "import asyncio, sys\n"
+        "import asyncio, logging, sys\n"
+        f"{before}\n"
         "from parley import Conversation\n"
         f"conv = Conversation({str(team)!r}, model={'scripted:' + str(script)!r})\n"
         "async def main():\n"
@@ -276,23 +307,39 @@ def test_without_otel_variables_a_run_loads_nothing_of_the_sdk(write: Write) -> 
         "    await conv.close()\n"
         "    return result\n"
         "print(asyncio.run(main()).stop_reason)\n"
-        "print(sorted(m for m in sys.modules if m.startswith('opentelemetry.sdk') or m.startswith('parley.telemetry.')))\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'parley.telemetry.'))))\n"
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
-    assert not tracing_enabled(env)
     done = subprocess.run(
         [sys.executable, "-c", code],
         env=env,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=RUN_TIMEOUT_S,
         cwd=ROOT,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    stop, modules = done.stdout.strip().splitlines()
+    return [*done.stdout.strip().splitlines(), done.stderr]
+
+
+def test_without_otel_variables_a_run_loads_nothing_of_the_sdk(write: Write) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    assert not tracing_enabled(env)
+    stop, modules, logged = _run_elsewhere(write, env)
     assert stop == "max_turns"
     assert modules == "[]"
+    assert logged == ""
+
+
+def test_an_endpoint_without_the_sdk_runs_untraced_and_says_what_to_install(write: Write) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"
+    no_sdk = "sys.modules['opentelemetry.sdk'] = None  # as if parley[otel] were not installed"
+    stop, modules, logged = _run_elsewhere(write, env, no_sdk)
+    assert stop == "max_turns"
+    assert "parley.telemetry._otlp" not in modules
+    assert "OTEL_EXPORTER_OTLP_ENDPOINT is set but OpenTelemetry's SDK is not installed" in logged
+    assert "pip install 'parley[otel]'" in logged
 
 
 def test_the_standard_variables_switch_traces_on_and_off() -> None:
