@@ -22,7 +22,15 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
-from ..events import ErrorEvent, Event, HumanMessageEvent, RunResult, RunStartedEvent, ValidationEvent
+from ..events import (
+    ErrorEvent,
+    Event,
+    HumanMessageEvent,
+    RunResult,
+    RunStartedEvent,
+    ValidationEvent,
+    VoteEvent,
+)
 from ._parts import Part, RunParts
 
 if TYPE_CHECKING:
@@ -122,6 +130,9 @@ class RunTrace:
             case ValidationEvent(passed=False):
                 attributes = {"parley.role": ev.source, "parley.attempt": ev.attempt}
                 self.root.add_event("validation_failed", attributes, timestamp=_ns(ev.ts))
+            case VoteEvent():
+                attributes = {"parley.vote.round": ev.round, "parley.vote.outcome": ev.outcome}
+                self.root.add_event("vote", attributes, timestamp=_ns(ev.ts))
             case ErrorEvent():
                 self.root.add_event("error", {"error.type": ev.error_type}, timestamp=_ns(ev.ts))
             case RunResult():

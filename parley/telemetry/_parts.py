@@ -15,6 +15,8 @@ from ..events import (
     AnswerEvent,
     ApprovalDecisionEvent,
     ApprovalRequestEvent,
+    EscalationEvent,
+    EscalationResolvedEvent,
     Event,
     MessageEvent,
     QuestionEvent,
@@ -119,6 +121,7 @@ class RunParts:
         """Approval waits not yet matched with their tool call, per (role, tool)."""
         self._questions: dict[str, tuple[Part, str]] = {}
         self._subtasks: dict[str, float] = {}
+        self._escalations: dict[str, Part] = {}
 
     def add(self, ev: Event) -> list[Part]:
         """Take the next event; returns the parts it completes at the top of the run (turns, picks)."""
@@ -137,6 +140,8 @@ class RunParts:
                 self._approval(ev)
             case QuestionEvent() | AnswerEvent():
                 self._question(ev)
+            case EscalationEvent() | EscalationResolvedEvent():
+                return self._escalation(ev)
             case SubtaskEvent():
                 self._subtask(ev)
             case RunResult():
@@ -191,11 +196,15 @@ class RunParts:
         for approval in self._approvals.values():
             approval.end = end
             approval.attributes["parley.approval.decision"] = "none"
+        parts = list(self._escalations.values())
+        for part in parts:
+            part.end = end
+            part.attributes["parley.escalation.decision"] = "none"
         for part, source in self._questions.values():
             part.end = end
             self._hold(source, part)
         self._questions.clear()
-        parts = [part for source in list(self._pending) for part in self._take(source)]
+        parts += [part for source in list(self._pending) for part in self._take(source)]
         return sorted(parts, key=lambda p: p.start)
 
     # -- tools and the human waits inside them ----------------------------------------------------
@@ -255,6 +264,23 @@ class RunParts:
             part.attributes["parley.answer.timed_out"] = ev.timed_out
             part.attributes["parley.answer.actor"] = ev.actor
             self._hold(source, part)
+
+    def _escalation(self, ev: EscalationEvent | EscalationResolvedEvent) -> list[Part]:
+        """The team waits for a human to settle a disagreement: a wait of the whole run, under the run."""
+        if isinstance(ev, EscalationEvent):
+            attributes: Attributes = {
+                "parley.escalation.id": ev.escalation_id,
+                "parley.escalation.kind": ev.kind,
+            }
+            self._escalations[ev.escalation_id] = Part("await_escalation", ev.ts, ev.ts, attributes)
+            return []
+        part = self._escalations.pop(ev.escalation_id, None)
+        if part is None:
+            return []
+        part.end = ev.ts
+        part.attributes["parley.escalation.decision"] = ev.decision
+        part.attributes["parley.escalation.actor"] = ev.actor
+        return [part]
 
     def _subtask(self, ev: SubtaskEvent) -> None:
         """Hierarchical pattern: a worker's sub-task is a turn of its own inside its manager's turn."""
