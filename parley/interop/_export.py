@@ -62,33 +62,38 @@ def export_team(spec: TeamSpec, *, model: str | None = None) -> tuple[dict[str, 
     _dropped(spec, found)
     if found.problems:
         raise InteropError(source, found.problems, doing="export")
-    turns, stop_text = spec.termination.max_turns, spec.termination.stop_text
     config: dict[str, Any] = {"name": spec.name, "description": spec.description or "A team of agents."}
     config["participants"] = participants
     if spec.pattern == "selector":
         config["model_client"] = _client(default, None, "the selector", found)
         config.update(selector_prompt=SELECTOR_PROMPT, allow_repeated_speaker=True, max_selector_attempts=3)
-    elif spec.pattern == "sequential":
+    config["termination_condition"] = _termination(spec, found)
+    team = {"swarm": "Swarm", "selector": "SelectorGroupChat"}.get(spec.pattern, "RoundRobinGroupChat")
+    return _component(f"autogen_agentchat.teams.{team}", "team", config), found.notes
+
+
+def _termination(spec: TeamSpec, found: Findings) -> dict[str, Any]:
+    """The team's limits as AutoGen conditions; a pipeline and a loop become a round robin with their own ends."""
+    turns, stop_text = spec.termination.max_turns, spec.termination.stop_text
+    if spec.pattern == "sequential":
         turns = len(spec.roles)
         found.note("sequential: exported as a round robin of one round (each role once, in order)")
     elif spec.pattern == "loop" and spec.loop is not None:
         stop_text = spec.loop.until or stop_text
         turns = min(turns, spec.loop.max_rounds * len(spec.roles))
         found.note("loop: exported as a round robin that ends on the exit text or after its rounds")
-    config["termination_condition"] = termination_component(
+    if spec.termination.stop_from and stop_text:
+        found.note(
+            "stop_from left out: AutoGen's TextMentionTermination config keeps no sources, so any agent's "
+            f"{stop_text!r} ends the AutoGen run"
+        )
+    return termination_component(
         max_turns=turns,
         stop_text=stop_text,
         max_tokens=spec.termination.max_tokens,
         timeout_s=spec.termination.timeout_s,
         handoff_user=spec.pattern == "swarm",
     )
-    if spec.termination.stop_from and stop_text:
-        found.note(
-            "stop_from left out: AutoGen's TextMentionTermination config keeps no sources, so any agent's "
-            f"{stop_text!r} ends the AutoGen run"
-        )
-    team = {"swarm": "Swarm", "selector": "SelectorGroupChat"}.get(spec.pattern, "RoundRobinGroupChat")
-    return _component(f"autogen_agentchat.teams.{team}", "team", config), found.notes
 
 
 def _no_team(pattern: str) -> str:
