@@ -17,7 +17,7 @@ import pytest
 from _support import collect, team_yaml
 
 from parley import Conversation, ToolRegistry
-from parley.events import ApprovalRequestEvent, Event, RunResult
+from parley.events import ApprovalRequestEvent, Event, RunResult, UsageEvent
 from parley.store import Store
 from parley.telemetry import flush, tracing_enabled
 
@@ -249,6 +249,11 @@ async def test_a_selector_run_is_one_trace_of_turns_model_calls_picks_tools_and_
     metered = sorted((r.source, r.prompt_tokens, r.completion_tokens) for r in conv.meter.calls)
     assert seen == metered
     assert sum(c.attributes["gen_ai.usage.input_tokens"] for c in chats) == result.prompt_tokens
+    for usage in (e for e in events if isinstance(e, UsageEvent)):  # each call's own start, end and finish
+        (c,) = [c for c in chats if c.end == int(usage.ts * 1e9)]
+        assert usage.latency_s is not None and usage.finish_reason
+        assert abs((c.end - c.start) / 1e9 - usage.latency_s) < 1e-6
+        assert c.attributes["gen_ai.response.finish_reasons"] == [usage.finish_reason]
     by_id = {s.span_id: s for s in spans}
     for c in chats:
         parent = by_id[c.parent]
