@@ -89,7 +89,7 @@ def read_role(
     cap = client.config.get("max_tokens") if client is not None else None
     if isinstance(cap, int) and not isinstance(cap, bool) and 1 <= cap <= 200_000:
         role["max_reply_tokens"] = cap
-    model = read_model(client, found, who=name) if with_model else None
+    model = read_model(client, found, who=name, where=part.at("model_client")) if with_model else None
     return role, model
 
 
@@ -210,10 +210,10 @@ def _settings(part: Part, name: str, found: Findings) -> None:
         found.note(f"{name}: {', '.join(quote(k) for k in unknown[:8])} not known to parley, left out")
 
 
-def read_model(part: Part | None, found: Findings, *, who: str) -> str | None:
+def read_model(part: Part | None, found: Findings, *, who: str, where: str) -> str | None:
     """parley's model string for an AutoGen model client; None (and a problem) when there is none."""
     if part is None:
-        found.problem("", f"{who} has no model_client")
+        found.problem(where, f"{who} has no model_client: import with --model MODEL to choose parley's")
         return None
     client = part.child("model_client") if part.kind == "ChatCompletionCache" else part
     if client is None:

@@ -90,7 +90,9 @@ def import_team(
     roles, models = _roles(root, pattern, tool_names, found, with_model=model is None)
     selector = None
     if pattern == "selector" and model is None:
-        selector = read_model(root.child("model_client"), found, who="the selector")
+        selector = read_model(
+            root.child("model_client"), found, who="the selector", where=root.at("model_client")
+        )
     if pattern == "selector":
         _selector_settings(root, found)
     _models(team, roles, models, selector, model, found)
