@@ -8,8 +8,9 @@ chunks (the finished message still comes), never a finished event. Nobody subscr
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -19,7 +20,10 @@ from .events import ChunkEvent, ErrorEvent, Event, RunResult
 if TYPE_CHECKING:
     from .store import Store
 
-__all__ = ["MAX_BUFFERED_CHUNKS", "Publisher"]
+WriteListener = Callable[[float, float, Sequence[Event | Checkpoint], BaseException | None], None]
+"""Told of one write to the store: start, end (Unix time), the items written, the error if it failed."""
+
+__all__ = ["MAX_BUFFERED_CHUNKS", "Publisher", "WriteListener"]
 
 MAX_BUFFERED_CHUNKS = 10_000
 """Streamed chunks a subscriber may fall behind by before its oldest chunks are dropped."""
@@ -72,6 +76,9 @@ class Publisher:
         """Items in the outbox or being written, not yet shown."""
         self.store_failed = False
         """True once a write failed: from then on nothing of the run is kept, and nothing more is shown."""
+        self.write_listeners: list[WriteListener] = []
+        """Told of each write to the store: its start and end (Unix time), the items written, the error if it
+        failed (OpenTelemetry's store-write spans)."""
 
     def start(self) -> None:
         if self._store is not None:
@@ -147,6 +154,21 @@ class Publisher:
             items.append(self._outbox.get_nowait())
         return items
 
+    async def _persist(self, items: list[Event | Checkpoint]) -> ErrorEvent | None:
+        """Write one batch; the error shown if the write failed (then nothing more is kept)."""
+        assert self._store is not None and self._thread_id is not None
+        started, failure, error = time.time(), None, None
+        try:
+            await persist(self._store, self._thread_id, items, self._run_number)
+        except Exception as exc:
+            failure = exc
+            self.store_failed = True
+            error = self._on_store_failure(exc)
+            self._show(error)
+        for listener in self.write_listeners:
+            listener(started, time.time(), items, failure)
+        return error
+
     async def _write(self) -> RunResult | None:
         """Write each batch of events to the store, then show it. A failed write ends the run with the error,
         and what was not saved is not shown: the error says so, then the run's result (stop reason `error`)."""
@@ -155,12 +177,7 @@ class Publisher:
         while True:
             items = await self._batch()
             if not self.store_failed:
-                try:
-                    await persist(self._store, self._thread_id, items, self._run_number)
-                except Exception as exc:
-                    self.store_failed = True
-                    error = self._on_store_failure(exc)
-                    self._show(error)
+                error = await self._persist(items)
             shown = None
             for item in items:
                 if isinstance(item, RunResult) and error is not None:

@@ -87,6 +87,8 @@ class RunSpend:
                 estimated=rec.estimated,
                 cancelled=rec.cancelled,
                 reflection=rec.reflection,
+                latency_s=rec.latency_s,
+                finish_reason=rec.finish_reason,
             )
         )
         if self.spent_by is None and self._meter.exceeded() and self.open:

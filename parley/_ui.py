@@ -6,10 +6,12 @@ import asyncio
 import getpass
 import os
 import secrets
+import shutil
 import sys
+from pathlib import Path
 
 from .errors import ConfigError
-from .paths import data_dir, private_file, project_root
+from .paths import data_dir, private_file, project_root, shipped_root
 
 
 def auth_secret() -> str:
@@ -39,20 +41,48 @@ async def _count_users() -> int:
         await store.close()
 
 
+_WEB_FILES = ("app.py", "chainlit.md", ".chainlit", "public")
+"""What Chainlit reads from its working folder: the entry point, the readme page, its configuration, the assets."""
+
+
+def web_root() -> Path:
+    """The folder the web chat runs in. A checkout runs in place; an installed package copies its shipped web
+    files into the data folder, because Chainlit writes next to them (uploads, avatars, team diagrams)."""
+    shipped = shipped_root()
+    if (shipped / "pyproject.toml").is_file():
+        return shipped
+    web = data_dir() / "web"
+    for name in _WEB_FILES:
+        source = shipped / name
+        if source.is_dir():
+            shutil.copytree(source, web / name, dirs_exist_ok=True)
+        elif source.is_file():
+            shutil.copyfile(source, web / name)
+    return web
+
+
 def serve(host: str, port: int) -> int:
     """Replace this process with the Chainlit server for app.py."""
     # The address check alone: importing the app itself would set up the whole chat in this process, which
     # execve replaces with Chainlit's in a moment.
     from .web.addresses import loopback as _loopback
 
-    root = project_root()
+    project = project_root()
+    root = web_root()
     app = root / "app.py"
     if not app.is_file():
-        raise ConfigError(f"{app} not found: run `parley ui` from a parley checkout or set PARLEY_HOME")
+        raise ConfigError(
+            f"{app} not found: this parley install is incomplete; reinstall it (pip install parley)"
+        )
     users = asyncio.run(_count_users())
     if not _loopback(host) and users == 0:
         raise ConfigError(f"serving on {host} needs login: create a user first with `parley users add NAME`")
-    env = os.environ | {"PARLEY_UI_HOST": host, "CHAINLIT_AUTH_SECRET": auth_secret()}
+    # The server runs in the web chat's folder; the project it serves stays the one `parley ui` was started in.
+    env = os.environ | {
+        "PARLEY_UI_HOST": host,
+        "CHAINLIT_AUTH_SECRET": auth_secret(),
+        "PARLEY_HOME": str(project),
+    }
     # Chainlit reads CI from the environment as its --ci flag, and its CI mode overwrites OPENAI_API_KEY with a
     # placeholder: under a CI runner (CI=true) every OpenAI call would fail with a key the user never set.
     env.pop("CI", None)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ._yaml import did_you_mean
 from .errors import ConfigError, UnknownTeamError
-from .paths import inside, project_root, search_dirs
+from .paths import inside, search_dirs
 from .spec import TeamSpec, load_team_file
 from .tools import ToolRegistry, default_registry
 
@@ -43,7 +43,7 @@ class TeamEntry:
 
 
 def team_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:
-    return search_dirs("PARLEY_TEAMS", project_root() / "teams", [str(p) for p in extra])
+    return search_dirs("PARLEY_TEAMS", "teams", [str(p) for p in extra])
 
 
 def trusted_dirs(extra: Sequence[str | Path] = ()) -> list[Path]:

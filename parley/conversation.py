@@ -43,6 +43,7 @@ from .paths import data_dir, inside, is_server_id
 from .patterns import pattern_of
 from .spec import TeamSpec, TerminationSpec
 from .state import ConversationState
+from .telemetry import observe
 from .tools import RunContext, ToolDef, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
@@ -393,6 +394,7 @@ class Conversation:
 
         self._run = Run(self, task)
         self._run.begin()
+        observe(self._run)  # OpenTelemetry spans of the run when the OTEL_* variables say so; else nothing
         return self._run
 
     def say(self, text: str) -> Run:

@@ -196,6 +196,11 @@ class UsageEvent(_Event):
     """The call was cut short (interrupt, stop, time-out); its tokens are an estimate."""
     reflection: bool = False
     """The call answered tool results (AutoGen's reflection on tool use) rather than starting a turn."""
+    latency_s: float | None = None
+    """How long the call took, in seconds (it started at `ts - latency_s`); None in events stored before."""
+    finish_reason: str | None = None
+    """Why the model stopped (`stop`, `length`, `function_calls`, `content_filter`, `unknown`); None when cut short
+    or not known."""
 
 
 class TurnAbandonedEvent(_Event):

@@ -12,11 +12,14 @@ __all__ = [
     "data_dir",
     "data_dir_path",
     "inside",
+    "is_project",
     "is_server_id",
     "new_id",
     "private_file",
     "project_root",
+    "roots",
     "search_dirs",
+    "shipped_root",
 ]
 
 _SERVER_ID = re.compile(r"[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}")
@@ -55,18 +58,44 @@ def private_file(path: Path) -> None:
         path.chmod(0o600)
 
 
-def project_root() -> Path:
-    """The directory holding the shipped `teams/`, `tools/` and `prompts/`.
+_PACKAGE = Path(__file__).resolve().parent
+_SHIPPED = _PACKAGE / "_shipped"
+"""Where an installed wheel keeps the shipped teams, tools, prompts, suites and web chat (see pyproject.toml)."""
 
-    `PARLEY_HOME` wins; otherwise the checkout this package lives in; otherwise the current directory.
+
+def shipped_root() -> Path:
+    """The directory holding what parley ships: `teams/`, `tools/`, `prompts/`, `evals/`, `app.py`, `.chainlit/`
+    and `public/`. In a checkout that is the checkout; in an installed package, the package's own copy."""
+    checkout = _PACKAGE.parent
+    if (checkout / "teams").is_dir() and (checkout / "pyproject.toml").is_file():
+        return checkout
+    return _SHIPPED
+
+
+def is_project(folder: Path) -> bool:
+    """A parley project: a folder with a `teams/` folder (what `parley init` makes)."""
+    return (folder / "teams").is_dir()
+
+
+def project_root() -> Path:
+    """The user's project: its `teams/`, `tools/` and `prompts/` come before the shipped ones.
+
+    `PARLEY_HOME` wins; otherwise the current directory when it is a project (see `is_project`); otherwise the
+    shipped folder (`shipped_root`), so the shipped teams work from anywhere.
     """
     env = os.environ.get("PARLEY_HOME")
     if env:
         return Path(env).expanduser().resolve()
-    checkout = Path(__file__).resolve().parent.parent
-    if (checkout / "teams").is_dir():
-        return checkout
-    return Path.cwd()
+    here = Path.cwd()
+    if is_project(here):
+        return here.resolve()
+    return shipped_root()
+
+
+def roots() -> list[Path]:
+    """Where teams, tools, prompts and suites are looked for, in order: the project, then what parley ships."""
+    project, shipped = project_root(), shipped_root()
+    return [project] if project.resolve() == shipped.resolve() else [project, shipped]
 
 
 def data_dir_path() -> Path:
@@ -91,11 +120,14 @@ def data_dir() -> Path:
     return path
 
 
-def search_dirs(variable: str, default: Path, extra: list[str] | None = None) -> list[Path]:
-    """`default`, then each directory in the colon-separated environment `variable`, then `extra`."""
-    dirs = [default]
+def search_dirs(variable: str, folder: str, extra: list[str] | None = None) -> list[Path]:
+    """The project's `folder`, then each directory in the colon-separated environment `variable`, then `extra`,
+    then the shipped `folder` (each once)."""
+    project, *shipped = (root / folder for root in roots())
+    dirs = [project]
     dirs += [Path(p).expanduser() for p in os.environ.get(variable, "").split(os.pathsep) if p.strip()]
     dirs += [Path(p).expanduser() for p in (extra or [])]
+    dirs += shipped
     seen: set[Path] = set()
     out: list[Path] = []
     for d in dirs:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._decisions import Decisions
 from ._outbox import Checkpoint
 from ._outcome import final_text, last_positions, stop_detail
-from ._publish import Publisher
+from ._publish import Publisher, WriteListener
 from ._spend import RunSpend
 from ._text import human_text, redact_secrets
 from .engine import Cancel, MessageKind, Outcome, SegmentEnd
@@ -176,6 +176,10 @@ class Run:
         """The run's events: those shown so far, then each as it is shown, until the result. Each iteration
         is a subscriber of its own with a bounded buffer (see parley._publish)."""
         return self._publisher.subscribe()
+
+    def on_store_write(self, listener: WriteListener) -> None:
+        """Call `listener` after each write of this run to the store (start, end, items, error)."""
+        self._publisher.write_listeners.append(listener)
 
     # -- what the engine and the conversation report --------------------------------------------
 

@@ -24,7 +24,7 @@ from types import ModuleType
 from typing import Any, Generic, ParamSpec, Protocol, TypeVar, overload
 
 from .errors import ConfigError
-from .paths import inside, project_root, search_dirs
+from .paths import inside, search_dirs
 
 __all__ = [
     "MAX_NOTE",
@@ -198,7 +198,7 @@ class ToolRegistry:
     ) -> ToolRegistry:
         """Load tool modules from `dirs` (default: project `tools/` plus `PARLEY_TOOLS`) and entry points."""
         reg = cls()
-        for directory in dirs if dirs is not None else search_dirs("PARLEY_TOOLS", project_root() / "tools"):
+        for directory in dirs if dirs is not None else search_dirs("PARLEY_TOOLS", "tools"):
             for path in sorted(Path(directory).glob("*.py")):
                 if not path.name.startswith("_"):
                     reg.add(_collect(lambda p=path: _import_file(p), str(path), reg.errors))

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, Validatio
 from .._yaml import Located, load_located, pydantic_problems
 from ..errors import ConfigError, FileProblem, TeamFileError
 from ..events import StopReason
-from ..paths import inside, project_root
+from ..paths import inside, project_root, roots
 
 __all__ = ["Expectation", "HumanStep", "Scenario", "Suite", "load_suite"]
 
@@ -262,7 +262,7 @@ def _outside(located: Located, where: tuple[str | int, ...], ref: str) -> list[F
     path = Path(ref).expanduser()
     # as the runner finds it (_near)
     target = path if path.exists() or path.is_absolute() else suite_dir / path
-    for root in (suite_dir, project_root()):
+    for root in (suite_dir, *roots()):
         try:
             inside(root, target.resolve())
             return []

@@ -32,6 +32,8 @@ class CallRecord:
     """The call was cut short (interrupt, stop, time-out): its prompt was sent, part of a reply may have come."""
     cost_usd: float | None
     latency_s: float
+    finish_reason: str | None = None
+    """The backend's finish reason (`stop`, `length`, `function_calls`, ...); None when cut short."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from .._yaml import Located, did_you_mean, load_located, pydantic_problems
 from ..errors import FileProblem, TeamFileError
-from ..paths import inside, project_root
+from ..paths import inside, project_root, roots
 from ._checks import cross_check
 from ._models import SECTIONS, TeamSpec
 
@@ -99,16 +99,18 @@ def _looks_like_file(value: str) -> bool:
 
 
 def _prompt_candidates(value: str, team_dir: Path) -> list[Path]:
-    """Where a prompt file may be: next to the team file or in the project, never outside both
-    (a team file must not read any `.md` of the machine through `../` or an absolute path)."""
+    """Where a prompt file may be: next to the team file, in the project or in what parley ships, never outside
+    them (a team file must not read any `.md` of the machine through `../` or an absolute path)."""
     rel = Path(value.strip())
-    root = project_root()
+    # The folder the team file belongs to first: a shipped team keeps its own prompts in a project with the same names.
+    ordered = sorted(roots(), key=lambda root: not team_dir.resolve().is_relative_to(root.resolve()))
+    allowed = [team_dir, *ordered]
     out: list[Path] = []
-    for base in (team_dir, root, root / "prompts"):
+    for base in (team_dir, *(b for root in ordered for b in (root, root / "prompts"))):
         candidate = (base / rel).resolve()
-        for allowed in (team_dir, root):
+        for folder in allowed:
             try:
-                inside(allowed, candidate)
+                inside(folder, candidate)
             except ValueError:
                 continue
             out.append(candidate)

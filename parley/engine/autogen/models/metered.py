@@ -230,7 +230,12 @@ class MeteredClient(ChatCompletionClient):
             )
             result = result.model_copy(update={"usage": usage})
         self._note(
-            usage.prompt_tokens, usage.completion_tokens, estimated, t0, reflection=_answers_tools(messages)
+            usage.prompt_tokens,
+            usage.completion_tokens,
+            estimated,
+            t0,
+            reflection=_answers_tools(messages),
+            finish_reason=str(result.finish_reason),
         )
         # Every backend's reply passes here (streamed or not): the one place a model's tool calls are checked.
         return own_calls(
@@ -246,6 +251,7 @@ class MeteredClient(ChatCompletionClient):
         *,
         cancelled: bool = False,
         reflection: bool = False,
+        finish_reason: str | None = None,
     ) -> None:
         self.meter.record(
             CallRecord(
@@ -258,6 +264,7 @@ class MeteredClient(ChatCompletionClient):
                 reflection=reflection,
                 cost_usd=cost_usd(self.model, prompt, completion),
                 latency_s=time.perf_counter() - t0,
+                finish_reason=finish_reason,
             )
         )
 
