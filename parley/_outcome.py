@@ -1,13 +1,31 @@
-"""How a run's result reads: the detail of its stop reason, its final answer, each role's last position."""
+"""How a run's result reads: the detail of its stop reason, how it ended in a user's words, its final answer,
+each role's last position."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from .events import Event, MessageEvent, Position, StopReason
+from .events import Event, MessageEvent, Position, RunResult, StopReason
 from .spec import TerminationSpec
 
-__all__ = ["final_text", "last_positions", "stop_detail"]
+__all__ = ["ended_in_words", "ending", "final_text", "headline", "last_positions", "spent", "stop_detail"]
+
+_HEADLINES: dict[str, str] = {
+    "stop_text": "finished",
+    "completed": "completed",
+    "handoff": "handed back to you",
+    "max_turns": "turn limit reached",
+    "escalation": "stopped with a decision left open",
+    "loop": "stopped going round in circles",
+    "max_tokens": "token budget reached",
+    "timeout": "time limit reached",
+    "stopped": "stopped by you",
+    "error": "stopped by an error",
+}
+"""Each stop reason in a user's words. The reason itself stays what data carries (JSON events, exit codes,
+evaluation records); what a person reads (the terminal, the web chat) says this."""
+_SAID_ALREADY = frozenset({"stopped by the user", "the team finished", "timeout"})
+"""Details that add nothing to their headline."""
 
 
 def stop_detail(
@@ -32,6 +50,41 @@ def stop_detail(
     if outcome == "timeout":
         return f"wall-clock limit of {limits.timeout_s:g} s reached" if limits.timeout_s else "timeout"
     return {"stopped": "stopped by the user", "completed": "the team finished"}.get(outcome, "")
+
+
+def headline(reason: str) -> str:
+    """How a run ended, in a few words: `turn limit reached` for `max_turns`."""
+    return _HEADLINES.get(reason, reason.replace("_", " "))
+
+
+def ending(reason: str, detail: str) -> tuple[str, str]:
+    """How a run ended, for a person: its headline, capitalised (`Turn limit reached`), and the detail worth
+    adding (`reached 8 turns`), empty when it only repeats the headline."""
+    words = headline(reason)
+    detail = detail.removeprefix(f"{reason}: ").strip()
+    return words[:1].upper() + words[1:], "" if detail in _SAID_ALREADY else detail
+
+
+def ended_in_words(reason: str, detail: str) -> str:
+    """How a run ended and why, in one phrase: `Turn limit reached: reached 8 turns`, `Finished: editor said
+    APPROVE`, `Stopped by you`."""
+    head, why = ending(reason, detail)
+    return f"{head}: {why}" if why else head
+
+
+def spent(result: RunResult, turns: int | None = None) -> str:
+    """What a run did and spent, after how it ended: `4 turns · 1,200 prompt + 34 completion tokens · $0.0012`,
+    and the messages kept for the next run. `turns`: the turns shown, when counted apart from the result."""
+    done = result.turns if turns is None else turns
+    parts = [
+        f"{done} turn" + ("" if done == 1 else "s"),
+        f"{result.prompt_tokens:,} prompt + {result.completion_tokens:,} completion tokens",
+        "cost unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}",
+    ]
+    if result.undelivered:
+        n = len(result.undelivered)
+        parts.append(f"{n} message{'' if n == 1 else 's'} kept for the next run")
+    return " · ".join(parts)
 
 
 def final_text(events: Sequence[Event]) -> str:

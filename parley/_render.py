@@ -10,6 +10,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from ._outcome import ended_in_words, spent
 from .events import (
     AnswerEvent,
     ApprovalDecisionEvent,
@@ -100,20 +101,10 @@ def progress_text(ev: ToolProgressEvent) -> str:
     return f"{done} {_clip(ev.content, 300)}".strip()
 
 
-def summary(result: RunResult) -> str:
-    """The one-line summary printed at the end of a run."""
-    cost = "cost unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
-    why = f"{result.stop_reason} ({result.detail})" if result.detail else result.stop_reason
-    parts = [
-        f"stopped: {why}",
-        f"{result.turns} turns",
-        f"{result.prompt_tokens:,} prompt + {result.completion_tokens:,} completion tokens",
-        cost,
-    ]
-    line = " · ".join(parts)
-    if result.undelivered:
-        line += f" · {len(result.undelivered)} message(s) kept for the next run"
-    return line
+def summary(result: RunResult, turns: int | None = None) -> str:
+    """The one-line summary printed at the end of a run: how it ended in words, then what it spent.
+    `turns`: the turns the run showed, when counted apart from the result."""
+    return f"{ended_in_words(result.stop_reason, result.detail)} · {spent(result, turns)}"
 
 
 class Renderer:
@@ -123,8 +114,13 @@ class Renderer:
         self.out = out or sys.stdout
         self.color = self.out.isatty() if color is None else color
         self._streaming: str | None = None
-        self._held: set[str] = set()
-        """Speakers streaming while another one is: their text is shown whole when their message ends."""
+        """The speaker whose text is shown live, as it comes."""
+        self._open: dict[str, tuple[int, str]] = {}
+        """Speakers writing a message, with its turn and the text so far (parallel speakers: one shown live)."""
+        self._cut: set[str] = set()
+        """Speakers whose live line another line cut short: their message is shown whole when it ends."""
+        self._done: list[MessageEvent] = []
+        """Messages finished before an earlier turn's: each waits for it, so turns show in their order."""
         self.projection = Projection()
         """What the run's events add up to so far (what a decision settles: the escalation it resolves)."""
         self._settled: list[Event] = []
@@ -143,7 +139,7 @@ class Renderer:
     def _line(self, text: str) -> None:
         if self._streaming is not None:  # another line cuts in: the cut message is shown whole when it ends
             self._write(" …\n")
-            self._held.add(self._streaming)
+            self._cut.add(self._streaming)
             self._streaming = None
         self._write(text + "\n")
         self.out.flush()
@@ -183,26 +179,65 @@ class Renderer:
             self._line(self._dim(f"(selector: {ev.content})"))
 
     def _chunk(self, ev: ChunkEvent) -> None:
-        if ev.source in self._held or (self._streaming not in (None, ev.source)):
-            self._held.add(ev.source)  # parallel speakers (fan-out, votes): one live line at a time
-            return
-        if self._streaming != ev.source:
-            if self._streaming is not None:
-                self._write("\n")
-            self._write(f"[{ev.turn}] {self._name(ev.source)}: ")
-            self._streaming = ev.source
-        self._write(visible(ev.content))  # one chunk at a time: an escape split over chunks is still shown
+        turn, text = self._open.get(ev.source, (ev.turn, ""))
+        self._open[ev.source] = (turn, text + ev.content)
+        if self._streaming == ev.source:
+            self._write(
+                visible(ev.content)
+            )  # one chunk at a time: an escape split over chunks is still shown
+            self.out.flush()
+        elif self._streaming is None and ev.source not in self._cut and self._first_open() == ev.source:
+            self._go_live(ev.source)
+        # else parallel speakers (fan-out, votes): one live line at a time, the others wait their turn
+
+    def _first_open(self) -> str | None:
+        """The speaker writing the earliest turn's message, if any."""
+        return min(self._open, key=lambda source: self._open[source][0], default=None)
+
+    def _go_live(self, source: str) -> None:
+        turn, text = self._open[source]
+        self._write(f"[{turn}] {self._name(source)}: {visible(text)}")
+        self._streaming = source
         self.out.flush()
 
     def _message(self, ev: MessageEvent) -> None:
-        self._held.discard(ev.source)
+        self._open.pop(ev.source, None)
+        self._cut.discard(ev.source)
         if self._streaming == ev.source and ev.kind == "text":
             self._write("\n")
             self._streaming = None
             self.out.flush()
+        elif any(turn < ev.turn for turn, _ in self._open.values()):
+            self._done.append(ev)  # shown after the earlier turn's message
+            return
         else:
-            tag = " (tool result)" if ev.kind == "tool_summary" else ""
-            self._line(f"[{ev.turn}] {self._name(ev.source)}{tag}: {visible(_clip(ev.content))}")
+            self._whole(ev)
+        self._next()
+
+    def _whole(self, ev: MessageEvent) -> None:
+        tag = " (tool result)" if ev.kind == "tool_summary" else ""
+        self._line(f"[{ev.turn}] {self._name(ev.source)}{tag}: {visible(_clip(ev.content))}")
+
+    def _next(self) -> None:
+        """A message ended: show the messages that waited for it, then stream the next turn's live."""
+        while self._streaming is None:
+            first = self._first_open()
+            before = self._open[first][0] if first is not None else None
+            waiting = [ev for ev in self._done if before is None or ev.turn < before]
+            if waiting:
+                ev = min(waiting, key=lambda ev: ev.turn)
+                self._done.remove(ev)
+                self._whole(ev)
+            else:
+                if first is not None and first not in self._cut:
+                    self._go_live(first)
+                return
+
+    def _ended(self, source: str) -> None:
+        """`source`'s turn ended with no message (abandoned)."""
+        if self._open.pop(source, None) is not None:
+            self._cut.discard(source)
+            self._next()
 
     def _tool_call(self, ev: ToolCallEvent) -> None:
         # Arguments that are not a JSON object (a raw string from the model) are shown as a JSON string too.
@@ -252,6 +287,7 @@ class Renderer:
         self._line(
             self._dim(f"    ({visible(ev.source, one_line=True)}'s turn abandoned: {visible(ev.reason)})")
         )
+        self._ended(ev.source)
 
     def _note(self, ev: NoteEvent) -> None:
         self._line(
@@ -262,11 +298,18 @@ class Renderer:
         self._line(self._c(f"error in {ev.source}: {ev.error_type}: {ev.content}", 31))
 
     def _result(self, ev: RunResult) -> None:
-        self._line(self._dim("── ") + visible(summary(ev)))
+        for done in sorted(self._done, key=lambda done: done.turn):  # whatever still waited, in turn order
+            self._whole(done)
+        self._done.clear()
+        self._open.clear()
+        shown = sum(turns for *_, turns in self.projection.per_speaker())  # the messages shown, as counted
+        self._line(self._dim("── ") + visible(summary(ev, shown)))
 
     # -- the conflict-resolution ladder, and the hierarchical and consensus patterns ----------------------
 
     def _validation(self, ev: ValidationEvent) -> None:
+        if not ev.passed and ev.source in self._open:  # the next attempt is written afresh
+            self._open[ev.source] = (self._open[ev.source][0], "")
         if ev.passed:
             self._line(self._c(f"    ✓ {ev.source}'s answer passes its checks", 32))
         else:

@@ -17,6 +17,7 @@ from . import __version__
 from ._cli_users import add_parser as add_users_parser
 from ._cli_users import users_command
 from ._mcp_session import McpCallError, McpConnection, describe
+from ._outcome import ended_in_words
 from ._proc import freeze_startup_objects
 from ._render import Renderer, visible
 from ._terminal import TerminalHuman, read_stdin
@@ -460,7 +461,7 @@ async def _drive(run: Run, args: argparse.Namespace) -> int:
     if reader_gone:
         return EXIT_PIPE
     if not result.ok:  # the detail can quote a model's or a tool's error text
-        print(f"parley: run ended: {result.stop_reason}: {visible(result.detail)}", file=sys.stderr)
+        print(f"parley: {visible(ended_in_words(result.stop_reason, result.detail))}", file=sys.stderr)
     return EXIT_OK if result.ok else _EXIT_BY_REASON.get(result.stop_reason, EXIT_ERROR)
 
 

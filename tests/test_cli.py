@@ -49,7 +49,7 @@ def test_scripted_round_robin_reproduces_the_script(write: Write, capsys: pytest
     assert "[2] writer: # Track churn\nIt is cheaper to keep customers." in out
     assert "[3] editor: Clear and accurate. APPROVE" in out
     summary = out.strip().splitlines()[-1]
-    assert "stopped: stop_text (editor said APPROVE)" in summary and "3 turns" in summary
+    assert summary.startswith("── Finished: editor said APPROVE · 3 turns · ")
     assert "prompt +" in summary and "completion tokens" in summary and "$0.0000" in summary
 
 
@@ -189,7 +189,7 @@ def test_run_error_keeps_the_original_message(write: Write) -> None:
     script = write("s.yaml", "roles:\n  researcher: ['only one reply']\n")
     proc = _parley("run", "content-studio", "Write", "--model", f"scripted:{script}")
     assert proc.returncode == 1
-    assert "run ended: error: ScriptExhaustedError" in proc.stderr
+    assert "parley: Stopped by an error: ScriptExhaustedError" in proc.stderr
     assert (
         "writer ran past the end of its script at its turn 1 (the script gives it 0 replies)" in proc.stderr
     )
@@ -219,10 +219,10 @@ def test_budget_and_timeout_exit_codes(write: Write, capsys: pytest.CaptureFixtu
     """,
     )
     assert main(["run", "software-task", "x", "--model", f"scripted:{script}", "--max-tokens", "300"]) == 3
-    assert "run ended: max_tokens" in capsys.readouterr().err
+    assert "parley: Token budget reached: token budget of 300 reached (" in capsys.readouterr().err
     slow = write("slow.yaml", "roles:\n  planner: ['a slow plan']\ndelay_s: 60\n")
     assert main(["run", "software-task", "x", "--model", f"scripted:{slow}", "--timeout", "0.2"]) == 4
-    assert "run ended: timeout: wall-clock limit of 0.2 s reached" in capsys.readouterr().err
+    assert "parley: Time limit reached: wall-clock limit of 0.2 s reached" in capsys.readouterr().err
 
 
 def test_parley_model_environment_is_the_default(
@@ -297,6 +297,36 @@ def test_without_a_human_an_escalation_ends_the_run_with_exit_5(
     _, err = capsys.readouterr()
     assert code == 5
     assert "no human at the terminal; the escalation stays open" in err
-    assert "run ended: escalation: an escalation was left open" in err
+    assert "parley: Stopped with a decision left open: an escalation was left open" in err
     assert main(["audit", "no-such-run"]) == 2
     assert "no stored conversation 'no-such-run'" in capsys.readouterr().err
+
+
+def test_the_terminal_says_how_a_run_ended_in_words(write: Write, capsys: pytest.CaptureFixture[str]) -> None:
+    script = write(
+        "s.yaml",
+        """
+        roles:
+          planner: ["Plan: one function."]
+          coder: ["def f(): return 1"]
+    """,
+    )
+    code = main(
+        ["run", "software-task", "Write f", "--model", f"scripted:{script}", "--max-turns", "2", "--no-save"]
+    )
+    out, err = capsys.readouterr()
+    assert code == 0 and "max_turns" not in err
+    summary = out.strip().splitlines()[-1]
+    assert summary.startswith("── Turn limit reached: reached 2 turns · 2 turns · ")
+    assert "max_turns" not in out and "stopped:" not in out
+    stopped = write("stop.yaml", "roles:\n  planner: ['a slow plan']\ndelay_s: 60\n")
+    assert (
+        main(["run", "software-task", "x", "--model", f"scripted:{stopped}", "--timeout", "0.2", "--no-save"])
+        == 4
+    )
+    out, err = capsys.readouterr()
+    assert (
+        out.strip().splitlines()[-1].startswith("── Time limit reached: wall-clock limit of 0.2 s reached · ")
+    )
+    assert err.strip().splitlines()[-1] == "parley: Time limit reached: wall-clock limit of 0.2 s reached"
+    assert "timeout:" not in out + err

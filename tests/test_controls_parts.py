@@ -7,6 +7,7 @@ import asyncio
 
 from parley._decisions import Decisions, was_cancelled
 from parley._outbox import audit_record
+from parley._render import summary
 from parley.events import (
     ApprovalDecisionEvent,
     Event,
@@ -87,3 +88,26 @@ def test_a_message_typed_during_the_run_shows_until_it_joins() -> None:
     bubbles = queued_bubbles("tid", [start, first, second, joined])
     assert [(b["type"], b["output"]) for b in bubbles] == [("user_message", "second")]
     assert queued_bubbles("tid", [start, first, second]) != queued_bubbles("tid", [start, first])
+
+
+def test_the_web_and_the_terminal_say_how_a_run_ended_in_the_same_words() -> None:
+    cases = {
+        "stop_text": ("editor said APPROVE", "Finished: editor said APPROVE"),
+        "max_turns": ("reached 8 turns", "Turn limit reached: reached 8 turns"),
+        "loop": (
+            "loop: writer said the same thing 3 times in a row",
+            "Stopped going round in circles: writer",
+        ),
+        "max_tokens": ("token budget of 300 reached (412 used)", "Token budget reached: token budget of 300"),
+        "timeout": ("wall-clock limit of 5 s reached", "Time limit reached: wall-clock limit of 5 s reached"),
+        "error": ("RuntimeError: boom", "Stopped by an error: RuntimeError: boom"),
+        "completed": ("the team finished", "Completed"),
+        "handoff": ("", "Handed back to you"),
+    }
+    for reason, (detail, words) in cases.items():
+        result = _result(reason, detail)
+        terminal = summary(result)
+        web = status_line(result, 3).replace("**", "")
+        assert terminal.startswith(words) and f"Run ended · {words}" in web, (reason, terminal, web)
+        assert reason not in terminal + web or reason in words.lower(), (reason, terminal, web)
+    assert summary(_result("stopped", "stopped by the user")).startswith("Stopped by you · 3 turns")

@@ -19,6 +19,7 @@ from typing import Any
 import chainlit as cl
 from chainlit.types import CommandDict
 
+from .._outcome import ending, spent
 from ..events import ApprovalRequestEvent, Event, HumanMessageEvent, HumanQueuedEvent
 from ..events import RunResult as Result
 from ._format import SYSTEM, note
@@ -34,19 +35,7 @@ INTERRUPT: CommandDict = {
 }
 LIVE_COMMANDS: list[CommandDict] = [INTERRUPT]
 """The composer's commands while a run is live (none while idle)."""
-_HEADLINES = {
-    "stop_text": "finished",
-    "completed": "completed",
-    "handoff": "handed back to you",
-    "max_turns": "turn limit reached",
-    "escalation": "stopped: a decision was left open",
-    "loop": "stopped: the team was going round in circles",
-    "max_tokens": "token budget reached",
-    "timeout": "time limit reached",
-    "error": "stopped by an error",
-}
 _NOT_AGENTS = frozenset({"run_started", "human_message", "human_queued", "result", "notice"})
-_SAID_ALREADY = {"stopped by the user", "the team finished", "timeout"}
 
 
 def status_line(result: Result, last_turn: int, turns: int | None = None) -> str:
@@ -57,18 +46,9 @@ def status_line(result: Result, last_turn: int, turns: int | None = None) -> str
             f"**Stopped by you** at turn {last_turn}" if last_turn else "**Stopped by you** before any turn"
         )
     else:
-        head = f"**{_HEADLINES.get(result.stop_reason, result.stop_reason).capitalize()}**"
-        if result.detail and result.detail not in _SAID_ALREADY:
-            head += f": {result.detail}"
-    done = result.turns if turns is None else turns
-    turns_text = f"{done} turn" + ("" if done == 1 else "s")
-    tokens = f"{result.prompt_tokens:,} prompt + {result.completion_tokens:,} completion tokens"
-    cost = "cost unknown" if result.cost_usd is None else f"${result.cost_usd:.4f}"
-    line = f"**Run ended** · {head} · {turns_text} · {tokens} · {cost}"
-    if result.undelivered:
-        n = len(result.undelivered)
-        line += f" · {n} message{'' if n == 1 else 's'} kept for the next run"
-    return line
+        words, why = ending(result.stop_reason, result.detail)
+        head = f"**{words}**: {why}" if why else f"**{words}**"
+    return f"**Run ended** · {head} · {spent(result, turns)}"
 
 
 def closing_text(
