@@ -395,3 +395,26 @@ def test_export_refuses_what_autogen_cannot_hold(capsys: pytest.CaptureFixture[s
     assert "the hierarchical pattern has no AutoGen team component" in capsys.readouterr().err
     assert main(["export", "autogen", "content-studio", "--model", "local"]) == 2
     assert "'local' has no AutoGen model client" in capsys.readouterr().err
+
+
+def test_without_o_the_team_goes_into_the_projects_teams_and_is_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    project = tmp_path / "project"
+    (project / "teams").mkdir(parents=True)
+    monkeypatch.setenv("PARLEY_HOME", str(project))
+    team = RoundRobinGroupChat([_agent("a", "A."), _agent("b", "B.")])
+    team_json = json.loads(team.dump_component().model_dump_json())
+    team_json["config"]["name"] = "Studio Team"
+    source = tmp_path / "export.json"
+    source.write_text(json.dumps(team_json))
+    assert _import(source) == 0
+    assert (project / "teams" / "studio-team.yaml").is_file()
+    assert f'`parley run {project / "teams" / "studio-team.yaml"} "TASK"` runs it' in capsys.readouterr().err
+    assert main(["teams"]) == 0
+    assert "studio-team" in capsys.readouterr().out
+    assert _import(source, "-o", "-") == 0  # printed, checked, and nothing else written
+    assert capsys.readouterr().out.startswith(
+        "# Imported from AutoGen by `parley import autogen export.json`."
+    )
+    assert sorted(p.name for p in (project / "teams").iterdir()) == ["studio-team.yaml"]

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,6 @@ def _say(lines: list[str], what: str) -> None:
 def run_import(args: argparse.Namespace) -> int:
     """`parley import autogen FILE`: the team file, written whole, or a ConfigError naming every part to change."""
     from ..models import parse_model
-    from ..paths import is_project, project_root, shipped_root
     from ..spec import load_team_file
     from ..tools import default_registry
     from ._component import read_json
@@ -77,27 +77,46 @@ def run_import(args: argparse.Namespace) -> int:
     header = [f"Imported from AutoGen by `parley import autogen {source.name}`."]
     header += [f"Differs from the AutoGen team: {note}" for note in imported.notes]
     text = team_yaml(imported.team, header)
+    target = None if args.output == "-" else Path(args.output) if args.output else _default_target(name)
 
     def check(path: Path) -> None:
-        load_team_file(
-            path, tool_names=registry.names(), check_names=sorted(registry.checks), display=str(target)
-        )
+        shown = str(target or f"{name}.yaml")
+        load_team_file(path, tool_names=registry.names(), check_names=sorted(registry.checks), display=shown)
 
-    if args.output == "-":
+    if target is None:
+        with tempfile.TemporaryDirectory() as folder:
+            write_new(Path(folder) / f"{name}.yaml", text, force=False, check=check)
         sys.stdout.write(text)
         _say(imported.notes, "what differs from the AutoGen team")
         return 0
-    if args.output:
-        target = Path(args.output)
-    else:
-        home = project_root()
-        shipped = home.resolve() == shipped_root().resolve() and not is_project(Path.cwd())
-        target = (Path.cwd() if shipped or not is_project(home) else home / "teams") / f"{name}.yaml"
     write_new(target, text, force=args.force, check=check)
     _say(imported.notes, "what differs from the AutoGen team")
     roles = ", ".join(r["name"] for r in imported.team["roles"])
-    print(f"parley: wrote {target} (team {name}, {imported.team['pattern']}, roles {roles})", file=sys.stderr)
+    print(
+        f"parley: wrote {target} (team {name}, {imported.team['pattern']}, roles {roles}); "
+        f'`parley run {target} "TASK"` runs it',
+        file=sys.stderr,
+    )
     return 0
+
+
+def _default_target(name: str) -> Path:
+    """teams/NAME.yaml in the project (never inside an installed package), or ./NAME.yaml outside a project;
+    refused when another team file already uses the name."""
+    from ..catalog import discover_teams
+    from ..errors import ConfigError
+    from ..paths import is_project, project_root, shipped_root
+
+    home = project_root()
+    shipped = home.resolve() == shipped_root().resolve() and not is_project(Path.cwd())
+    target = (Path.cwd() if shipped or not is_project(home) else home / "teams") / f"{name}.yaml"
+    for entry in discover_teams():
+        if entry.name == name and entry.path.resolve() != target.resolve():
+            raise ConfigError(
+                f"team name {name!r} is already used by {entry.path}: give another with --name NAME, or a path "
+                "with -o"
+            )
+    return target
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -50,7 +50,7 @@ def read_json(path: Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read it: {exc.strerror or exc}") from None
     try:
-        data = json.loads(raw.decode("utf-8"))
+        data = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start}): save the JSON as UTF-8") from None
     except RecursionError:
@@ -67,6 +67,10 @@ def read_json(path: Path) -> dict[str, Any]:
             "`team.dump_component().model_dump_json()` or AutoGen Studio's JSON download"
         )
     return cast(dict[str, Any], data)
+
+
+def _no_constant(name: str) -> object:
+    raise json.JSONDecodeError(f"{name} is not a number JSON allows", name, 0)
 
 
 def _too_deep(path: Path) -> str:

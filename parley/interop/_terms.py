@@ -6,6 +6,7 @@ parley ends a run when any one of its limits is reached, so an AutoGen `|` maps 
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -129,7 +130,7 @@ def _pick(how: Any, x: Any, y: Any) -> Any:
 
 def _positive(part: Part, key: str, found: Findings, kind: type[int] | type[float] = int) -> Any:
     value = part.config.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         found.problem(part.at(key), f"{part.kind} needs a positive number here, not {quote(value)}")
         return None
     return kind(value)
