@@ -59,9 +59,7 @@ def observe(run: Run) -> asyncio.Task[None] | None:
         return None
     _observed.add(run)
     spans = RunTrace(tracer(), run, started)
-    listen = getattr(run, "on_store_write", None)
-    if listen is not None:
-        listen(spans.store_write)
+    run.on_store_write(spans.store_write)
     task = asyncio.get_running_loop().create_task(_follow(run, spans), name="parley-trace")
     _followers.add(task)
     task.add_done_callback(_followers.discard)

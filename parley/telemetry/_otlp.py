@@ -22,7 +22,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 
+from .._outbox import Checkpoint
 from ..events import (
+    ChunkEvent,
     ErrorEvent,
     Event,
     HumanMessageEvent,
@@ -143,11 +145,11 @@ class RunTrace:
         return False
 
     def store_write(
-        self, start: float, end: float, items: Sequence[Any], error: BaseException | None
+        self, start: float, end: float, items: Sequence[Event | Checkpoint], error: BaseException | None
     ) -> None:
-        """A batch of the run's events written to the store."""
-        events = sum(1 for item in items if getattr(item, "type", "chunk") != "chunk")
-        checkpoint = any(not hasattr(item, "type") for item in items)
+        """A batch of the run's events written to the store (see Run.on_store_write)."""
+        events = sum(1 for item in items if not isinstance(item, (Checkpoint, ChunkEvent)))
+        checkpoint = any(isinstance(item, Checkpoint) for item in items)
         if not events and not checkpoint:
             return  # streamed pieces only: nothing was written
         attributes = {

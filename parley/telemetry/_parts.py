@@ -89,11 +89,9 @@ def chat_part(ev: UsageEvent) -> Part:
         "parley.call.cancelled": ev.cancelled,
         "parley.call.reflection": ev.reflection,
     }
-    finish: str | None = getattr(ev, "finish_reason", None)
-    if finish:
-        attributes["gen_ai.response.finish_reasons"] = [finish]
-    latency: float | None = getattr(ev, "latency_s", None)
-    start = ev.ts - latency if latency is not None else ev.ts
+    if ev.finish_reason:
+        attributes["gen_ai.response.finish_reasons"] = [ev.finish_reason]
+    start = ev.ts - ev.latency_s if ev.latency_s is not None else ev.ts  # events stored before had no latency
     name = f"chat {attributes['gen_ai.request.model']}"
     return Part(name, start, ev.ts, attributes, kind="client")
 
