@@ -8,6 +8,7 @@ With no OTLP endpoint set, or OTEL_SDK_DISABLED=true, nothing of OpenTelemetry's
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import time
@@ -31,7 +32,7 @@ EXTRA_MISSING = (
 _log = logging.getLogger("parley.telemetry")
 _observed: weakref.WeakSet[Run] = weakref.WeakSet()
 _followers: set[asyncio.Task[None]] = set()
-_warned: list[str] = []
+"""The tasks following runs, kept until done (the event loop holds only weak references to tasks)."""
 
 
 def tracing_enabled(env: Mapping[str, str] = os.environ) -> bool:
@@ -53,9 +54,7 @@ def observe(run: Run) -> asyncio.Task[None] | None:
     try:
         from ._otlp import RunTrace, tracer
     except ImportError:
-        if not _warned:
-            _warned.append("yes")
-            _log.warning(EXTRA_MISSING, next(n for n in ENDPOINTS if os.environ.get(n, "").strip()))
+        _sdk_missing(next(n for n in ENDPOINTS if os.environ.get(n, "").strip()))
         return None
     _observed.add(run)
     spans = RunTrace(tracer(), run, started)
@@ -66,11 +65,18 @@ def observe(run: Run) -> asyncio.Task[None] | None:
     return task
 
 
+@functools.cache
+def _sdk_missing(variable: str) -> None:
+    """Said once per process: a server would otherwise say it at every run."""
+    _log.warning(EXTRA_MISSING, variable)
+
+
 async def _follow(run: Run, spans: RunTrace) -> None:
     seen = 0  # the run's shown events taken so far (streamed chunks are never among them)
     try:
         async for ev in run:
-            seen += ev.type != "chunk"
+            if ev.type != "chunk":
+                seen += 1
             if spans.event(ev):
                 return
     except asyncio.CancelledError:

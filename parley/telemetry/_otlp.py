@@ -70,10 +70,8 @@ def tracer() -> trace.Tracer:
         old: TracerProvider | None = _state.get("provider")
         provider = TracerProvider(resource=_resource(), shutdown_on_exit=False)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-        if old is None:
-            atexit.register(
-                _shutdown
-            )  # a run from the command line exports its trace before the process ends
+        if old is None:  # a run from the command line sends what is left of its trace as the process ends
+            atexit.register(_shutdown)
         else:
             old.shutdown()
         _state.update(key=key, provider=provider, tracer=provider.get_tracer("parley"))
