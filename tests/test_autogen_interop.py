@@ -20,7 +20,14 @@ import yaml
 from autogen_agentchat import conditions as c
 from autogen_agentchat.agents import AssistantAgent, UserProxyAgent
 from autogen_agentchat.base import Team
-from autogen_agentchat.teams import MagenticOneGroupChat, RoundRobinGroupChat, SelectorGroupChat, Swarm
+from autogen_agentchat.teams import (
+    DiGraphBuilder,
+    GraphFlow,
+    MagenticOneGroupChat,
+    RoundRobinGroupChat,
+    SelectorGroupChat,
+    Swarm,
+)
 from autogen_core.tools import FunctionTool
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 
@@ -207,6 +214,39 @@ def test_a_swarm_keeps_its_handoffs_and_hands_back_to_the_user(
     assert "Handed back to you" in shown
 
 
+def test_a_graph_flow_of_branches_joined_by_one_agent_is_a_fanout_and_runs(
+    tmp_path: Path, write: Write, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, risk, reporter = _agent("data", "Figures."), _agent("risk", "Risks."), _agent("reporter", "Brief.")
+    graph = DiGraphBuilder()
+    for agent in (reporter, data, risk):
+        graph.add_node(agent)
+    graph.add_edge(data, reporter).add_edge(risk, reporter)
+    flow = GraphFlow([reporter, data, risk], graph=graph.build())
+    out = tmp_path / "brief.yaml"
+    assert _import(_dump(flow, tmp_path / "brief.json"), "-o", str(out)) == 0
+    spec = yaml.safe_load(out.read_text())
+    assert spec["pattern"] == "fanout" and spec["fanout"] == {"join": "reporter"}
+    assert [r["name"] for r in spec["roles"]] == ["data", "risk", "reporter"]
+    script = write(
+        "s.yaml",
+        "roles:\n  data: ['Sales rose 8%.']\n  risk: ['EMEA churn.']\n  reporter: ['Brief: up 8%, watch EMEA.']\n",
+    )
+    shown = _run(out, "Brief the board", script, capsys)
+    assert "data: Sales rose 8%." in shown and "risk: EMEA churn." in shown
+    assert "reporter: Brief: up 8%, watch EMEA." in shown
+
+    cycle = DiGraphBuilder()
+    for agent in (data, risk, reporter):
+        cycle.add_node(agent)
+    cycle.add_edge(data, risk).add_edge(risk, data, condition="AGAIN").add_edge(
+        risk, reporter, condition="DONE"
+    )
+    flow = GraphFlow([data, risk, reporter], graph=cycle.set_entry_point(data).build())
+    assert _import(_dump(flow, tmp_path / "cycle.json"), "-o", str(tmp_path / "cycle.yaml")) == 2
+    assert "config.graph.nodes.risk.edges[0]: a conditional edge" in capsys.readouterr().err
+
+
 def test_combined_conditions_map_where_parley_can_keep_their_meaning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -350,7 +390,8 @@ def test_an_existing_team_file_is_replaced_only_with_force(
             {"max_turns": 8, "stop_text": "RESOLVED", "max_tokens": 60000, "timeout_s": 600},
         ),
         ("support-desk", "Swarm", {"max_turns": 10, "max_tokens": 60000, "timeout_s": 600}),
-        ("content-pipeline", "RoundRobinGroupChat", {"max_turns": 4, "max_tokens": 60000, "timeout_s": 600}),
+        ("content-pipeline", "GraphFlow", {"max_turns": 8, "max_tokens": 60000, "timeout_s": 600}),
+        ("financial-brief", "GraphFlow", {"max_turns": 6, "max_tokens": 80000, "timeout_s": 900}),
     ],
 )
 def test_an_exported_team_loads_in_autogen_and_imports_back(
@@ -384,7 +425,7 @@ def test_an_exported_team_loads_in_autogen_and_imports_back(
     out = tmp_path / "again.yaml"
     assert _import(dumped, "-o", str(out), "--name", team) == 0
     back = yaml.safe_load(out.read_text())
-    assert back["pattern"] == {"content-pipeline": "round_robin"}.get(team, parley_team["pattern"])
+    assert back["pattern"] == parley_team["pattern"] and back.get("fanout") == parley_team.get("fanout")
     assert [r["name"] for r in back["roles"]] == [r["name"] for r in parley_team["roles"]]
     assert [r.get("handoffs") for r in back["roles"]] == [r.get("handoffs") for r in parley_team["roles"]]
     assert back["termination"] == termination

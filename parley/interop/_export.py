@@ -9,6 +9,7 @@ from ..errors import ConfigError
 from ..models import parse_model
 from ..spec import TeamSpec
 from ._component import Findings
+from ._graph import graph_component
 from ._import import InteropError
 from ._terms import termination_component
 
@@ -24,7 +25,9 @@ GENERIC_INFO = {
     "structured_output": False,
 }
 """What AutoGen must be told about a model it does not know by name (an OpenAI-compatible server's)."""
-OPEN_ENDED = ("fanout", "hierarchical", "consensus")
+OPEN_ENDED = ("hierarchical", "consensus")
+TEAMS = {"swarm": "Swarm", "selector": "SelectorGroupChat", "sequential": "GraphFlow", "fanout": "GraphFlow"}
+"""The AutoGen team of each pattern (a round robin for the others)."""
 SELECTOR_PROMPT = (
     "You are in a role play game. The following roles are available:\n{roles}.\nRead the following conversation. "
     "Then select the next role from {participants} to play. Only return the role.\n\n{history}\n\nRead the above "
@@ -68,17 +71,19 @@ def export_team(spec: TeamSpec, *, model: str | None = None) -> tuple[dict[str, 
         config["model_client"] = _client(default, None, "the selector", found)
         config.update(selector_prompt=SELECTOR_PROMPT, allow_repeated_speaker=True, max_selector_attempts=3)
     config["termination_condition"] = _termination(spec, found)
-    team = {"swarm": "Swarm", "selector": "SelectorGroupChat"}.get(spec.pattern, "RoundRobinGroupChat")
+    if spec.pattern in ("sequential", "fanout"):
+        join = spec.fanout.join if spec.pattern == "fanout" and spec.fanout else None
+        order = [r.name for r in spec.roles if r.name != join] + ([join] if join else [])
+        config["participants"] = [next(p for p in participants if p["config"]["name"] == n) for n in order]
+        config["graph"] = graph_component(order, join)
+    team = TEAMS.get(spec.pattern, "RoundRobinGroupChat")
     return _component(f"autogen_agentchat.teams.{team}", "team", config), found.notes
 
 
 def _termination(spec: TeamSpec, found: Findings) -> dict[str, Any]:
     """The team's limits as AutoGen conditions; a pipeline and a loop become a round robin with their own ends."""
     turns, stop_text = spec.termination.max_turns, spec.termination.stop_text
-    if spec.pattern == "sequential":
-        turns = len(spec.roles)
-        found.note("sequential: exported as a round robin of one round (each role once, in order)")
-    elif spec.pattern == "loop" and spec.loop is not None:
+    if spec.pattern == "loop" and spec.loop is not None:
         stop_text = spec.loop.until or stop_text
         turns = min(turns, spec.loop.max_rounds * len(spec.roles))
         found.note("loop: exported as a round robin that ends on the exit text or after its rounds")
@@ -98,13 +103,12 @@ def _termination(spec: TeamSpec, found: Findings) -> dict[str, Any]:
 
 def _no_team(pattern: str) -> str:
     closest = {
-        "fanout": "a GraphFlow of parallel branches",
         "hierarchical": "an AssistantAgent calling its workers as AgentTools",
         "consensus": "its votes, tallies and debate rounds",
     }[pattern]
     return (
         f"the {pattern} pattern has no AutoGen team component (the closest is {closest}, which parley builds "
-        "at run time): export a round_robin, selector, sequential, loop or swarm team"
+        "at run time): export a round_robin, selector, sequential, fanout, loop or swarm team"
     )
 
 

@@ -11,16 +11,21 @@ from typing import Any
 from ..errors import ConfigError
 from ._agents import read_model, read_role
 from ._component import Findings, Part, quote
+from ._graph import read_graph
 from ._terms import Limits, read_termination
 
 __all__ = ["TEAMS", "Imported", "InteropError", "import_team", "team_name"]
 
-TEAMS = {"RoundRobinGroupChat": "round_robin", "SelectorGroupChat": "selector", "Swarm": "swarm"}
-"""AutoGen teams parley imports, and the pattern each becomes."""
+TEAMS = {
+    "RoundRobinGroupChat": "round_robin",
+    "SelectorGroupChat": "selector",
+    "Swarm": "swarm",
+    "GraphFlow": "sequential",
+}
+"""AutoGen teams parley imports, and the pattern each becomes (a GraphFlow's depends on its graph)."""
 OTHER_TEAMS = {
     "MagenticOneGroupChat": "its orchestrator plans with a ledger parley does not have; the hierarchical pattern "
     "(a manager delegating to workers) is the closest: write that team file by hand",
-    "GraphFlow": "write it as pattern: sequential (a chain) or fanout (branches joined by one role) by hand",
 }
 TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 SELECTOR_KEYS = ("selector_prompt", "allow_repeated_speaker", "max_selector_attempts")
@@ -88,6 +93,8 @@ def import_team(
     )
     team["pattern"] = pattern
     roles, models = _roles(root, pattern, tool_names, found, with_model=model is None)
+    if root.kind == "GraphFlow" and roles:
+        roles, models = _graph(root, team, roles, models, found)
     selector = None
     if pattern == "selector" and model is None:
         selector = read_model(
@@ -150,6 +157,20 @@ def _roles(
     return roles, models
 
 
+def _graph(
+    root: Part, team: dict[str, Any], roles: list[dict[str, Any]], models: list[str | None], found: Findings
+) -> tuple[list[dict[str, Any]], list[str | None]]:
+    """A GraphFlow's pattern, with its roles in the graph's order (and a fan-out's join)."""
+    read = read_graph(root, [r["name"] for r in roles], found)
+    if read is None:
+        return roles, models
+    team["pattern"], order, join = read
+    if join is not None:
+        team["fanout"] = {"join": join}
+    position = {r["name"]: i for i, r in enumerate(roles)}
+    return [roles[position[n]] for n in order], [models[position[n]] for n in order]
+
+
 def _selector_settings(root: Part, found: Findings) -> None:
     set_ = [k for k in SELECTOR_KEYS if k in root.config]
     if set_ or root.config.get("selector_func") or root.config.get("candidate_func"):
@@ -192,12 +213,12 @@ def _termination(root: Part, pattern: str, names: list[str], found: Findings) ->
     if isinstance(turns, int) and not isinstance(turns, bool) and turns > 0:
         max_turns = turns if max_turns is None else min(turns, max_turns)
     out: dict[str, Any] = {}
-    if max_turns is None:
+    if max_turns is not None:
+        out["max_turns"] = max_turns
+    elif pattern != "sequential":  # a GraphFlow ends with its graph
         found.note(
             "the AutoGen team had no message limit: parley's default, termination.max_turns: 10, applies"
         )
-    else:
-        out["max_turns"] = max_turns
     if limits.stop_text:
         out["stop_text"] = limits.stop_text
         if limits.stop_from:
