@@ -1,0 +1,282 @@
+"""The REST routes under /api/v1: teams, conversations, messages, stop, decisions, the audit export, events."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+
+from .._audit import markdown, record
+from ..conversation import Conversation
+from ..errors import ConfigError, UnknownRequestError, UsageError
+from ..run import Run
+from ..store import ThreadRow
+from ._auth import BEARER, hub_of, user_of
+from ._hub import ApiError, Hub, pending
+from ._schemas import (
+    AnswerIn,
+    ApprovalIn,
+    ConversationIn,
+    ConversationOut,
+    ConversationRead,
+    Decided,
+    EscalationIn,
+    MessageIn,
+    Problem,
+    RoleOut,
+    Sent,
+    Stopped,
+    StoredEvent,
+    TeamOut,
+)
+from ._sse import SSE_TYPE, stream
+
+__all__ = ["router"]
+
+ERRORS: dict[int | str, dict[str, object]] = {
+    code: {"model": Problem, "description": why}
+    for code, why in {
+        400: "Bad input: what is wrong, and what to send instead",
+        401: "No API token, or one that is not valid",
+        403: "The conversation is another user's",
+        404: "No such conversation, team, or open request",
+        409: "Not possible in the conversation's state (e.g. nothing is waiting)",
+    }.items()
+}
+router = APIRouter(responses=ERRORS)
+
+
+async def _user(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+) -> str:
+    return await user_of(request, credentials)
+
+
+User = Annotated[str, Depends(_user)]
+ConvId = Annotated[str, "the conversation's id"]
+
+
+def _hub(request: Request) -> Hub:
+    return hub_of(request)
+
+
+Hubbed = Annotated[Hub, Depends(_hub)]
+
+
+def _title(text: str) -> str:
+    return " ".join("".join(c if c.isprintable() else " " for c in text[:200]).split())[:200] or "(untitled)"
+
+
+def _out(row: ThreadRow, hub: Hub) -> ConversationOut:
+    live = hub.live(row.id)
+    return ConversationOut(
+        id=row.id,
+        team=row.team,
+        model=row.model,
+        title=row.title,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        running=live is not None and live.running,
+    )
+
+
+@router.get("/teams", summary="List the teams")
+async def list_teams(user: User, hub: Hubbed) -> list[TeamOut]:
+    out = []
+    for entry in hub.teams():
+        spec = entry.spec
+        if spec is None:
+            out.append(TeamOut(name=entry.name, error=entry.error or "broken"))
+            continue
+        roles = [RoleOut(name=r.name, description=r.description) for r in spec.roles]
+        out.append(
+            TeamOut(
+                name=spec.name,
+                description=spec.description,
+                pattern=spec.pattern,
+                model=spec.model,
+                roles=roles,
+            )
+        )
+    return out
+
+
+@router.get("/conversations", summary="List your conversations, most recently updated first")
+async def list_conversations(
+    user: User, hub: Hubbed, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[ConversationOut]:
+    rows = await (await hub.store()).list_threads(user, limit)
+    return [_out(row, hub) for row in rows]
+
+
+@router.post("/conversations", status_code=201, summary="Create a conversation (and start it on a message)")
+async def create_conversation(body: ConversationIn, user: User, hub: Hubbed) -> ConversationOut:
+    if body.message is not None:
+        _check_text(body.message)
+    conv = await hub.create(user, body.team, body.model, body.title or _title(body.message or body.team))
+    if body.message is not None:
+        hub.say(conv, body.message)
+    assert conv.thread_id is not None
+    return _out(await hub.owned(user, conv.thread_id), hub)
+
+
+@router.get(
+    "/conversations/{conversation_id}", summary="Read a conversation: its events and what it waits for"
+)
+async def read_conversation(conversation_id: ConvId, user: User, hub: Hubbed) -> ConversationRead:
+    row = await hub.owned(user, conversation_id)
+    rows = await (await hub.store()).events(conversation_id)
+    live = hub.live(conversation_id)
+    return ConversationRead(
+        **_out(row, hub).model_dump(),
+        pending=pending(live) if live is not None else pending_none(),
+        events=[StoredEvent(seq=r.seq, type=r.type, event=r.payload) for r in rows],
+    )
+
+
+def pending_none() -> dict[str, list[dict[str, object]]]:
+    return {"approvals": [], "questions": [], "escalations": []}
+
+
+@router.post(
+    "/conversations/{conversation_id}/messages", status_code=202, summary="Say something, or interrupt"
+)
+async def post_message(conversation_id: ConvId, body: MessageIn, user: User, hub: Hubbed) -> Sent:
+    _check_text(body.text)
+    conv = await hub.open(user, conversation_id)
+    run = hub.say(conv, body.text, body.mode)
+    return Sent(run=run.number, running=conv.running)
+
+
+@router.post("/conversations/{conversation_id}/stop", summary="Stop the run in progress now")
+async def stop(conversation_id: ConvId, user: User, hub: Hubbed) -> Stopped:
+    await hub.owned(user, conversation_id)
+    conv = hub.live(conversation_id)
+    run = conv.current_run if conv is not None else None
+    if conv is None or run is None or not conv.running:
+        return Stopped(stopped=False)
+    run.stop()
+    await run.wait()
+    return Stopped(stopped=True)
+
+
+async def _waiting_run(user: str, hub: Hub, tid: str) -> Run:
+    await hub.owned(user, tid)
+    conv: Conversation | None = hub.live(tid)
+    run = conv.current_run if conv is not None else None
+    if conv is None or run is None or not conv.running:
+        raise ApiError(409, "nothing is waiting: no run is in progress on this conversation")
+    return run
+
+
+def _decide(action: str, do: object) -> Decided:
+    assert callable(do)
+    try:
+        do()
+    except UnknownRequestError as exc:
+        raise ApiError(404, f"no open {action} of that id: {exc.args[0] if exc.args else exc}") from exc
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from exc
+    except UsageError as exc:
+        raise ApiError(409, str(exc)) from exc
+    return Decided()
+
+
+@router.post("/conversations/{conversation_id}/approvals/{request_id}", summary="Approve or deny a tool call")
+async def decide_approval(
+    conversation_id: ConvId, request_id: str, body: ApprovalIn, user: User, hub: Hubbed
+) -> Decided:
+    run = await _waiting_run(user, hub, conversation_id)
+    if body.approve:
+        return _decide("approval request", lambda: run.approve(request_id, actor=user))
+    return _decide("approval request", lambda: run.deny(request_id, body.reason, actor=user))
+
+
+@router.post("/conversations/{conversation_id}/questions/{question_id}", summary="Answer a role's question")
+async def answer_question(
+    conversation_id: ConvId, question_id: str, body: AnswerIn, user: User, hub: Hubbed
+) -> Decided:
+    run = await _waiting_run(user, hub, conversation_id)
+    return _decide("question", lambda: run.answer(question_id, body.text, actor=user))
+
+
+@router.post("/conversations/{conversation_id}/escalations/{escalation_id}", summary="Settle an escalation")
+async def resolve_escalation(
+    conversation_id: ConvId, escalation_id: str, body: EscalationIn, user: User, hub: Hubbed
+) -> Decided:
+    given = [body.choose is not None, body.text is not None, body.proceed]
+    if sum(given) != 1:
+        raise ApiError(
+            400, "send exactly one of choose (a position, 1-based), text (your answer) and proceed: true"
+        )
+    run = await _waiting_run(user, hub, conversation_id)
+    return _decide(
+        "escalation",
+        lambda: run.resolve(
+            escalation_id, choose=body.choose, text=body.text, proceed=body.proceed, actor=user
+        ),
+    )
+
+
+@router.get(
+    "/conversations/{conversation_id}/audit",
+    summary="Export the audit trail (as `parley audit ID --format md|jsonl`)",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/markdown": {}, "application/jsonl": {}}}},
+)
+async def export_audit(
+    conversation_id: ConvId, user: User, hub: Hubbed, format: Literal["md", "jsonl"] = "md"
+) -> PlainTextResponse:
+    import json
+
+    row = await hub.owned(user, conversation_id)
+    records = [record(r) for r in await (await hub.store()).audit_log(conversation_id)]
+    if format == "jsonl":
+        body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+        return PlainTextResponse(body, media_type="application/jsonl")
+    return PlainTextResponse(markdown(conversation_id, row.team, records), media_type="text/markdown")
+
+
+@router.get(
+    "/conversations/{conversation_id}/events",
+    summary="Stream the conversation's events (Server-Sent Events, resumable with Last-Event-ID)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {SSE_TYPE: {}}, "description": "`id:` the event's seq, `event:` its type"}},
+)
+async def events(
+    conversation_id: ConvId,
+    user: User,
+    hub: Hubbed,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    after: Annotated[
+        int | None, Query(ge=0, description="Start after this seq (as Last-Event-ID does)")
+    ] = None,
+    follow: Annotated[
+        bool, Query(description="Stay open for what comes next (false: the stored events only)")
+    ] = True,
+    until_result: Annotated[bool, Query(description="Close after the next run's result")] = False,
+) -> StreamingResponse:
+    await hub.owned(user, conversation_id)
+    start = after or 0
+    if last_event_id is not None and last_event_id.strip():
+        if not last_event_id.strip().isdigit():
+            raise ApiError(400, "Last-Event-ID is the seq of the last event received (a number)")
+        start = int(last_event_id.strip())
+    return StreamingResponse(
+        stream(hub, conversation_id, start, follow=follow, until_result=until_result),
+        media_type=SSE_TYPE,
+        headers={"cache-control": "no-store", "x-accel-buffering": "no"},
+    )
+
+
+def _check_text(text: str) -> None:
+    from .._text import human_text
+
+    try:
+        human_text(text)
+    except ConfigError as exc:
+        raise ApiError(400, str(exc)) from exc
+    if not text.strip():
+        raise ApiError(400, "an empty message cannot be sent: say something")

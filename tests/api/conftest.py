@@ -1,0 +1,90 @@
+"""The API served in-process (httpx's ASGITransport against the FastAPI app), on a store of its own, with teams and
+scripted models of the tests' own; and two users with a token each."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from parley.api import Hub, mount
+from parley.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+DUO = """
+name: duo
+description: A writer drafts, an editor approves
+pattern: round_robin
+roles:
+  - name: writer
+    description: writes the answer
+    prompt: You write.
+  - name: editor
+    description: checks it
+    prompt: You check.
+termination:
+  max_turns: 4
+  stop_text: APPROVED
+  stop_from: [editor]
+"""
+DUO_SCRIPT = """
+roles:
+  writer:
+    - "Paris is the capital of France."
+    - "Lyon is the third largest city of France."
+  editor:
+    - "Correct. APPROVED"
+    - "Right, and it is known for its food. APPROVED"
+"""
+
+
+@dataclass
+class Api:
+    client: httpx.AsyncClient
+    hub: Hub
+    store: Store
+    app: FastAPI
+    tokens: dict[str, str]
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.tokens[user]}"}
+
+
+@pytest.fixture
+def scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The scripts folder (PARLEY_SCRIPTS) with the duo's script and the support desk's refund."""
+    folder = tmp_path / "scripts"
+    folder.mkdir()
+    (folder / "duo.yaml").write_text(textwrap.dedent(DUO_SCRIPT), encoding="utf-8")
+    shutil.copy(ROOT / "evals" / "scripts" / "support-refund.yaml", folder / "refund.yaml")
+    monkeypatch.setenv("PARLEY_SCRIPTS", str(folder))
+    teams = tmp_path / "teams"
+    teams.mkdir()
+    (teams / "duo.yaml").write_text(textwrap.dedent(DUO).lstrip(), encoding="utf-8")
+    monkeypatch.setenv("PARLEY_TEAMS", str(teams))
+    return folder
+
+
+@pytest.fixture
+async def api(scripts: Path, tmp_path: Path) -> AsyncIterator[Api]:
+    store = await Store.open(f"sqlite+aiosqlite:///{tmp_path / 'api.db'}")
+    for name in ("alice", "bob"):
+        await store.create_user(name, f"{name}-password")
+    tokens = {name: (await store.create_token(name, "tests"))[1] for name in ("alice", "bob")}
+
+    async def get_store() -> Store:
+        return store
+
+    app = FastAPI()
+    hub = mount(app, get_store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://parley.test", timeout=30) as client:
+        yield Api(client, hub, store, app, tokens)
+    await hub.close()
+    await store.close()

@@ -1,0 +1,234 @@
+"""The REST and SSE API through httpx: a conversation created, run, streamed, resumed with Last-Event-ID after a
+human decision, stopped, exported; bad input refused in words; two users' tokens kept apart."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from conftest import Api
+
+from parley.events import ApprovalRequestEvent
+
+API = "/api/v1"
+SAFETY_S = 30.0
+
+
+def parse_sse(text: str) -> list[dict[str, Any]]:
+    """Each event of a Server-Sent Events body: its id, event and data (comments and `retry:` left out)."""
+    out = []
+    for block in text.split("\n\n"):
+        fields: dict[str, Any] = {}
+        for line in block.splitlines():
+            if line.startswith(":") or ":" not in line:
+                continue
+            name, _, value = line.partition(":")
+            fields[name] = value.removeprefix(" ")
+        if "data" in fields:
+            out.append(
+                {"id": int(fields["id"]), "event": fields["event"], "data": json.loads(fields["data"])}
+            )
+    return out
+
+
+async def create(api: Api, user: str, team: str, model: str, message: str) -> str:
+    r = await api.client.post(
+        f"{API}/conversations",
+        json={"team": team, "model": model, "message": message},
+        headers=api.auth(user),
+    )
+    assert r.status_code == 201, r.text
+    return str(r.json()["id"])
+
+
+async def waiting_approval(api: Api, tid: str) -> ApprovalRequestEvent:
+    conv = api.hub.live(tid)
+    assert conv is not None and conv.current_run is not None
+    async with asyncio.timeout(SAFETY_S):
+        async for ev in conv.current_run:
+            if isinstance(ev, ApprovalRequestEvent):
+                return ev
+    raise AssertionError("the run ended without asking for an approval")
+
+
+async def test_a_token_is_needed_and_a_wrong_one_is_refused_in_words(api: Api) -> None:
+    r = await api.client.get(f"{API}/teams")
+    assert r.status_code == 401
+    assert "Authorization: Bearer" in r.json()["detail"] and r.headers["www-authenticate"] == "Bearer"
+    forged = api.tokens["alice"][:-4] + "AAAA"
+    r = await api.client.get(f"{API}/teams", headers={"authorization": f"Bearer {forged}"})
+    assert r.status_code == 401 and "not valid" in r.json()["detail"]
+    r = await api.client.get(f"{API}/teams", headers=api.auth("alice"))
+    assert r.status_code == 200
+    duo = next(t for t in r.json() if t["name"] == "duo")
+    assert [role["name"] for role in duo["roles"]] == ["writer", "editor"] and duo["pattern"] == "round_robin"
+
+
+async def test_a_conversation_runs_and_its_events_stream_with_their_store_numbers(api: Api) -> None:
+    tid = await create(api, "alice", "duo", "scripted:duo.yaml", "What is the capital of France?")
+    r = await api.client.get(
+        f"{API}/conversations/{tid}/events", params={"until_result": True}, headers=api.auth("alice")
+    )
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+    events = parse_sse(r.text)
+    assert [e["id"] for e in events] == list(range(1, len(events) + 1))
+    said = [(e["data"]["source"], e["data"]["content"]) for e in events if e["event"] == "message"]
+    assert said == [("writer", "Paris is the capital of France."), ("editor", "Correct. APPROVED")]
+    assert events[-1]["event"] == "result" and events[-1]["data"]["stop_reason"] == "stop_text"
+    # The conversation reads back as stored, and is listed.
+    read = (await api.client.get(f"{API}/conversations/{tid}", headers=api.auth("alice"))).json()
+    assert [e["seq"] for e in read["events"]] == [e["id"] for e in events] and read["running"] is False
+    listed = (await api.client.get(f"{API}/conversations", headers=api.auth("alice"))).json()
+    assert [c["id"] for c in listed] == [tid] and listed[0]["title"] == "What is the capital of France?"
+    # Continued with another message: a second run, streamed from where the client stopped.
+    r = await api.client.post(
+        f"{API}/conversations/{tid}/messages", json={"text": "And Lyon?"}, headers=api.auth("alice")
+    )
+    assert r.status_code == 202 and r.json()["run"] == 2
+    r = await api.client.get(
+        f"{API}/conversations/{tid}/events",
+        params={"until_result": True},
+        headers={**api.auth("alice"), "last-event-id": str(events[-1]["id"])},
+    )
+    more = parse_sse(r.text)
+    assert more[0]["id"] == events[-1]["id"] + 1 and more[-1]["event"] == "result"
+    assert more[-1]["data"]["content"] == "Right, and it is known for its food. APPROVED"
+
+
+async def test_a_stream_resumed_with_last_event_id_replays_from_the_store_then_goes_live(api: Api) -> None:
+    tid = await create(api, "alice", "customer-support", "scripted:refund.yaml", "Order 1042 arrived broken")
+    request = await waiting_approval(api, tid)
+    read = (await api.client.get(f"{API}/conversations/{tid}", headers=api.auth("alice"))).json()
+    assert [a["request_id"] for a in read["pending"]["approvals"]] == [request.request_id]
+    stored = parse_sse(
+        (
+            await api.client.get(
+                f"{API}/conversations/{tid}/events", params={"follow": False}, headers=api.auth("alice")
+            )
+        ).text
+    )
+    asked = next(e for e in stored if e["event"] == "approval_request")
+    cut = asked["id"] - 2  # the client lost the connection a little before the request arrived
+    resumed = asyncio.create_task(
+        api.client.get(
+            f"{API}/conversations/{tid}/events",
+            params={"until_result": True},
+            headers={**api.auth("alice"), "last-event-id": str(cut)},
+        )
+    )
+    r = await api.client.post(
+        f"{API}/conversations/{tid}/approvals/{request.request_id}",
+        json={"approve": True},
+        headers=api.auth("alice"),
+    )
+    assert r.status_code == 200, r.text
+    async with asyncio.timeout(SAFETY_S):
+        events = parse_sse((await resumed).text)
+    assert [e["id"] for e in events] == list(range(cut + 1, cut + 1 + len(events)))
+    assert [e["event"] for e in events[:2]] == [stored[cut]["event"], stored[cut + 1]["event"]]
+    decision = next(e for e in events if e["event"] == "approval_decision")
+    assert decision["data"]["approved"] is True and decision["data"]["actor"] == "alice"
+    assert events[-1]["event"] == "result" and "refund" in events[-1]["data"]["content"]
+    everything = (await api.client.get(f"{API}/conversations/{tid}", headers=api.auth("alice"))).json()[
+        "events"
+    ]
+    assert [e["seq"] for e in everything] == [e["id"] for e in stored[:cut]] + [e["id"] for e in events]
+    # The audit export, as `parley audit ID` gives it.
+    md = await api.client.get(f"{API}/conversations/{tid}/audit", headers=api.auth("alice"))
+    assert md.headers["content-type"].startswith("text/markdown")
+    assert (
+        f"# Audit trail of {tid} (customer-support)" in md.text
+        and "| alice | approve | approved | tool: issue_refund |" in md.text
+    )
+    jl = await api.client.get(
+        f"{API}/conversations/{tid}/audit", params={"format": "jsonl"}, headers=api.auth("alice")
+    )
+    rows = [json.loads(line) for line in jl.text.splitlines()]
+    approved = next(r for r in rows if r["what"] == "approve")
+    assert (approved["who"], approved["decision"], approved["detail"]["tool"]) == (
+        "alice",
+        "approved",
+        "issue_refund",
+    )
+
+
+async def test_stop_ends_the_run_waiting_on_a_person_and_a_denial_reaches_the_agent(api: Api) -> None:
+    tid = await create(api, "alice", "customer-support", "scripted:refund.yaml", "Order 1042 arrived broken")
+    await waiting_approval(api, tid)
+    r = await api.client.post(f"{API}/conversations/{tid}/stop", headers=api.auth("alice"))
+    assert r.json() == {"stopped": True}
+    events = parse_sse(
+        (
+            await api.client.get(
+                f"{API}/conversations/{tid}/events", params={"follow": False}, headers=api.auth("alice")
+            )
+        ).text
+    )
+    assert events[-1]["event"] == "result" and events[-1]["data"]["stop_reason"] == "stopped"
+    r = await api.client.post(f"{API}/conversations/{tid}/stop", headers=api.auth("alice"))
+    assert r.json() == {"stopped": False}
+    r = await api.client.post(
+        f"{API}/conversations/{tid}/approvals/0123456789abcdef0123456789abcdef",
+        json={"approve": True},
+        headers=api.auth("alice"),
+    )
+    assert r.status_code == 409 and "no run is in progress" in r.json()["detail"]
+
+
+async def test_bad_input_is_refused_with_what_to_send_instead(api: Api) -> None:
+    alice = api.auth("alice")
+    r = await api.client.post(f"{API}/conversations", json={"team": "nope"}, headers=alice)
+    assert r.status_code == 404 and "duo" in r.json()["detail"]
+    r = await api.client.post(
+        f"{API}/conversations", json={"team": "duo", "model": "scripted:../../etc/passwd"}, headers=alice
+    )
+    assert r.status_code == 400 and "PARLEY_SCRIPTS" in r.json()["detail"]
+    r = await api.client.post(f"{API}/conversations", json={"team": "duo", "message": "  "}, headers=alice)
+    assert r.status_code == 400 and "empty" in r.json()["detail"]
+    r = await api.client.get(f"{API}/conversations/..%2F..%2Fetc", headers=alice)
+    assert r.status_code in (400, 404)
+    r = await api.client.get(f"{API}/conversations/not-an-id", headers=alice)
+    assert r.status_code == 400 and "not a conversation id" in r.json()["detail"]
+    r = await api.client.get(f"{API}/conversations/{'0' * 32}", headers=alice)
+    assert r.status_code == 404
+    tid = await create(api, "alice", "duo", "scripted:duo.yaml", "Hi")
+    r = await api.client.post(
+        f"{API}/conversations/{tid}/escalations/abc", json={"choose": 1, "proceed": True}, headers=alice
+    )
+    assert r.status_code == 400 and "exactly one" in r.json()["detail"]
+    r = await api.client.post(
+        f"{API}/conversations/{tid}/messages", json={"text": "x", "mode": "shout"}, headers=alice
+    )
+    assert r.status_code == 422
+
+
+async def test_a_token_sees_only_its_users_conversations(api: Api) -> None:
+    tid = await create(api, "alice", "duo", "scripted:duo.yaml", "Alice's question")
+    bob = api.auth("bob")
+    assert (await api.client.get(f"{API}/conversations", headers=bob)).json() == []
+    for method, path, body in [
+        ("GET", f"/conversations/{tid}", None),
+        ("GET", f"/conversations/{tid}/events", None),
+        ("GET", f"/conversations/{tid}/audit", None),
+        ("POST", f"/conversations/{tid}/messages", {"text": "mine now"}),
+        ("POST", f"/conversations/{tid}/stop", None),
+        ("POST", f"/conversations/{tid}/questions/abc", {"text": "yes"}),
+    ]:
+        r = await api.client.request(method, API + path, json=body, headers=bob)
+        assert r.status_code == 403, (path, r.text)
+        assert r.json()["detail"].startswith("This conversation is not yours") and "bob" in r.json()["detail"]
+    events = (await api.client.get(f"{API}/conversations/{tid}", headers=api.auth("alice"))).json()["events"]
+    assert not any(e["event"].get("content") == "mine now" for e in events)
+
+
+async def test_a_revoked_token_stops_working_and_its_last_use_is_kept(api: Api) -> None:
+    assert (await api.client.get(f"{API}/teams", headers=api.auth("bob"))).status_code == 200
+    [row] = await api.store.tokens_of("bob")
+    assert row.label == "tests" and row.last_used_at is not None
+    assert await api.store.revoke_token(row.id)
+    r = await api.client.get(f"{API}/teams", headers=api.auth("bob"))
+    assert r.status_code == 401
+    await api.store.remove_user("alice")
+    r = await api.client.get(f"{API}/teams", headers=api.auth("alice"))
+    assert r.status_code == 401, "a removed user's token signs nobody in"
