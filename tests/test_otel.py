@@ -3,6 +3,7 @@ of OpenTelemetry's SDK is loaded."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,7 +18,14 @@ import pytest
 from _support import collect, team_yaml
 
 from parley import Conversation, ToolRegistry
-from parley.events import ApprovalRequestEvent, Event, RunResult, UsageEvent
+from parley.events import (
+    ApprovalRequestEvent,
+    EscalationEvent,
+    Event,
+    QuestionEvent,
+    RunResult,
+    UsageEvent,
+)
 from parley.store import Store
 from parley.telemetry import flush, tracing_enabled
 
@@ -114,6 +122,10 @@ class Receiver:
                         )
             self.changed.notify_all()
 
+    async def trace(self, name_prefix: str) -> list[Span]:
+        """wait_for without holding up the event loop, on which the run's trace is finished."""
+        return await asyncio.to_thread(self.wait_for, name_prefix)
+
     def wait_for(self, name_prefix: str) -> list[Span]:
         """Every span so far, once one whose name starts with `name_prefix` has come (at most WAIT_S)."""
         with self.changed:
@@ -203,7 +215,7 @@ async def test_a_selector_run_is_one_trace_of_turns_model_calls_picks_tools_and_
     result = events[-1]
     assert isinstance(result, RunResult) and result.stop_reason == "stop_text"
 
-    spans = receiver.wait_for("run ")
+    spans = await receiver.trace("run ")
     assert receiver.paths and set(receiver.paths) == {"/v1/traces"}
     assert receiver.resources[0]["service.name"] == "parley-test"
     assert len({s.trace_id for s in spans}) == 1, "one trace per run"
@@ -287,7 +299,7 @@ async def test_a_denied_tool_call_is_a_failed_tool_span_with_the_denial_inside(
 ) -> None:
     _, _, events = await _pay(write, registry, tmp_path, approve=False)
     assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "stop_text"
-    spans = receiver.wait_for("run ")
+    spans = await receiver.trace("run ")
     (tool,) = [s for s in spans if s.name == "execute_tool wire_money"]
     assert tool.error and tool.attributes["error.type"] == "denied"
     (approval,) = _children(spans, tool)
@@ -295,6 +307,46 @@ async def test_a_denied_tool_call_is_a_failed_tool_span_with_the_denial_inside(
     assert approval.attributes["parley.approval.actor"] == "alice"
     (root,) = [s for s in spans if s.name.startswith("run ")]
     assert not root.error, "a denial is the human's decision, not the run's failure"
+
+
+async def test_a_hierarchical_run_nests_each_workers_sub_task_and_the_human_waits_in_the_managers_turn(
+    receiver: Receiver,
+) -> None:
+    script = ROOT / "evals" / "scripts" / "desk-seo-escalation.yaml"
+    conv = Conversation("editorial-desk", model=f"scripted:{script}")
+    run = conv.start("Write a 300-word article on how to cut customer churn")
+    seo = '{"title": "Keep your customers", "meta_description": "How small shops cut churn", "keywords": ["churn"]}'
+
+    def steer(ev: Event) -> None:
+        if isinstance(ev, QuestionEvent):
+            run.answer(ev.question_id, "Owners of small shops.")
+        elif isinstance(ev, EscalationEvent):
+            run.resolve(ev.escalation_id, text=seo)
+
+    try:
+        events = await collect(run, steer)
+    finally:
+        await conv.close()
+    assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "stop_text"
+
+    spans = await receiver.trace("run editorial-desk")
+    (root,) = [s for s in spans if s.name == "run editorial-desk"]
+    (editor,) = _children(spans, root)
+    assert editor.name == "invoke_agent editor"
+    inside = _children(spans, editor)
+    workers = {s.attributes["gen_ai.agent.name"]: s for s in inside if s.name.startswith("invoke_agent ")}
+    assert sorted(workers) == ["researcher", "seo", "writer"]
+    for worker in workers.values():
+        assert worker.attributes["parley.subtask.id"] and _within(worker, editor)
+        assert any(c.name.startswith("chat ") for c in _children(spans, worker))
+    names = [s.name for s in inside]
+    assert "execute_tool ask_human" in names and "await_answer" in names
+    (wait,) = [s for s in _children(spans, workers["seo"]) if s.name == "await_escalation"]
+    assert wait.attributes["parley.escalation.kind"] == "validation"
+    assert wait.attributes["parley.escalation.decision"] == "write"
+    chats = [s for s in spans if s.name.startswith("chat ")]
+    tokens = sorted((c.attributes["parley.role"], c.attributes["gen_ai.usage.input_tokens"]) for c in chats)
+    assert tokens == sorted((r.source, r.prompt_tokens) for r in conv.meter.calls)
 
 
 def _run_elsewhere(write: Write, env: dict[str, str], before: str = "") -> list[str]:

@@ -118,8 +118,11 @@ class RunParts:
         self._approved: dict[tuple[str, str], deque[Part]] = {}
         """Approval waits not yet matched with their tool call, per (role, tool)."""
         self._questions: dict[str, tuple[Part, str]] = {}
-        self._subtasks: dict[str, float] = {}
-        self._escalations: dict[str, Part] = {}
+        self._subtasks: dict[str, tuple[float, str]] = {}
+        """Open sub-tasks (hierarchical pattern): when each started, and its worker."""
+        self._worker_turns: dict[str, Part] = {}
+        """A worker's finished turn, waiting for its sub-task's end to go inside the manager's turn."""
+        self._escalations: dict[str, tuple[Part, str]] = {}
 
     def add(self, ev: Event) -> list[Part]:
         """Take the next event; returns the parts it completes at the top of the run (turns, picks)."""
@@ -129,7 +132,7 @@ class RunParts:
             case SpeakerSelectedEvent():
                 return [self._pick(ev)]
             case MessageEvent() | TurnAbandonedEvent():
-                return [self._turn(ev)]
+                return self._turn_done(ev)
             case ToolCallEvent():
                 self._call(ev)
             case ToolResultEvent():
@@ -167,6 +170,13 @@ class RunParts:
         attributes["parley.turn"] = ev.turn
         return Part("select_speaker", start, ev.ts, attributes, calls)
 
+    def _turn_done(self, ev: MessageEvent | TurnAbandonedEvent) -> list[Part]:
+        part = self._turn(ev)
+        if any(worker == ev.source for _, worker in self._subtasks.values()):
+            self._worker_turns[ev.source] = part  # a sub-task's answer: its span ends with the sub-task
+            return []
+        return [part]
+
     def _turn(self, ev: MessageEvent | TurnAbandonedEvent) -> Part:
         children = self._take(ev.source)
         starts = [c.start for c in children]
@@ -194,7 +204,7 @@ class RunParts:
         for approval in self._approvals.values():
             approval.end = end
             approval.attributes["parley.approval.decision"] = "none"
-        parts = list(self._escalations.values())
+        parts = [part for part, _ in self._escalations.values()]
         for part in parts:
             part.end = end
             part.attributes["parley.escalation.decision"] = "none"
@@ -264,38 +274,46 @@ class RunParts:
             self._hold(source, part)
 
     def _escalation(self, ev: EscalationEvent | EscalationResolvedEvent) -> list[Part]:
-        """The team waits for a human to settle a disagreement: a wait of the whole run, under the run."""
+        """The team waits for a human to settle something: in the turn of the role that escalated (a failed
+        validation), or under the run when parley did (a loop without agreement)."""
         if isinstance(ev, EscalationEvent):
             attributes: Attributes = {
                 "parley.escalation.id": ev.escalation_id,
                 "parley.escalation.kind": ev.kind,
             }
-            self._escalations[ev.escalation_id] = Part("await_escalation", ev.ts, ev.ts, attributes)
+            self._escalations[ev.escalation_id] = (
+                Part("await_escalation", ev.ts, ev.ts, attributes),
+                ev.source,
+            )
             return []
-        part = self._escalations.pop(ev.escalation_id, None)
-        if part is None:
+        held = self._escalations.pop(ev.escalation_id, None)
+        if held is None:
             return []
+        part, source = held
         part.end = ev.ts
         part.attributes["parley.escalation.decision"] = ev.decision
         part.attributes["parley.escalation.actor"] = ev.actor
-        return [part]
+        if source == "parley":
+            return [part]
+        self._hold(source, part)
+        return []
 
     def _subtask(self, ev: SubtaskEvent) -> None:
-        """Hierarchical pattern: a worker's sub-task is a turn of its own inside its manager's turn."""
+        """Hierarchical pattern: a worker's sub-task is its turn, inside its manager's turn."""
         if ev.status == "started":
-            self._subtasks[ev.subtask_id] = ev.ts
+            self._subtasks[ev.subtask_id] = (ev.ts, ev.worker)
             return
-        start = self._subtasks.pop(ev.subtask_id, ev.ts)
-        children = self._take(ev.worker)
+        start, _ = self._subtasks.pop(ev.subtask_id, (ev.ts, ev.worker))
         attributes: Attributes = {
             "gen_ai.operation.name": "invoke_agent",
             "gen_ai.agent.name": ev.worker,
             "parley.role": ev.worker,
             "parley.subtask.id": ev.subtask_id,
         }
-        part = Part(
-            f"invoke_agent {ev.worker}", min([start, *(c.start for c in children)]), ev.ts, attributes
-        )
-        part.children = children
+        part = self._worker_turns.pop(ev.worker, None) or Part(f"invoke_agent {ev.worker}", start, ev.ts)
+        part.children = sorted([*part.children, *self._take(ev.worker)], key=lambda p: p.start)
+        part.start = min([start, part.start, *(c.start for c in part.children)])
+        part.end = max(part.end, ev.ts)
+        part.attributes.update(attributes)
         part.error = "subtask_failed" if ev.status == "failed" else None
         self._hold(ev.source, part)
