@@ -38,9 +38,11 @@ roles:
   writer:
     - "Paris is the capital of France."
     - "Lyon is the third largest city of France."
+    - "You are welcome."
   editor:
     - "Correct. APPROVED"
     - "Right, and it is known for its food. APPROVED"
+    - "Fine. APPROVED"
 """
 
 
