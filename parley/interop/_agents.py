@@ -56,9 +56,16 @@ MODEL_KEYS = {
 
 
 def read_role(
-    part: Part, pattern: str, tool_names: Collection[str], found: Findings, *, with_model: bool = True
+    part: Part,
+    pattern: str,
+    tool_names: Collection[str],
+    found: Findings,
+    *,
+    with_model: bool = True,
+    workers: list[Part] | None = None,
 ) -> tuple[dict[str, Any], str | None] | None:
-    """The role an agent becomes, with its model string (None when the JSON names none parley knows)."""
+    """The role an agent becomes, with its model string (None when the JSON names none parley knows). With
+    `workers`, the agents it calls as tools (AgentTool) are added there: it is a hierarchical team's manager."""
     if part.kind != "AssistantAgent":
         found.problem(part.path, _not_an_assistant(part.kind))
         return None
@@ -78,13 +85,13 @@ def read_role(
     if isinstance(description, str) and description.strip():
         role["description"] = " ".join(description.split())
     role["prompt"] = _prompt(config.get("system_message"), name)
-    tools = _tools(part, name, tool_names, found)
+    tools = _tools(part, name, tool_names, found, workers)
     if tools:
         role["tools"] = tools
     handoffs = _handoffs(part, pattern, found)
     if handoffs:
         role["handoffs"] = handoffs
-    _settings(part, name, found)
+    _settings(part, name, found, manager=bool(workers))
     client = part.child("model_client")
     cap = client.config.get("max_tokens") if client is not None else None
     if isinstance(cap, int) and not isinstance(cap, bool) and 1 <= cap <= 200_000:
@@ -137,14 +144,20 @@ def _tool_parts(part: Part, found: Findings) -> list[Part]:
     return tools
 
 
-def _tools(part: Part, role: str, tool_names: Collection[str], found: Findings) -> list[str]:
+def _tools(
+    part: Part, role: str, tool_names: Collection[str], found: Findings, workers: list[Part] | None
+) -> list[str]:
     granted: list[str] = []
     for tool in _tool_parts(part, found):
+        agent = tool.child("agent") if tool.kind == "AgentTool" else None
+        if agent is not None and workers is not None:
+            workers.append(agent)
+            continue
         if tool.kind in ("AgentTool", "TeamTool"):
             found.problem(
                 tool.path,
-                f"{tool.kind} (an agent as a tool) maps to parley's hierarchical pattern, not to a tool: build the "
-                "team with pattern: hierarchical (a manager and its workers) by hand",
+                f"{tool.kind} (an agent or team as a tool) maps to parley's hierarchical pattern only as the tool of "
+                "the one agent of a RoundRobinGroupChat (the manager), calling AssistantAgents (its workers)",
             )
             continue
         name = tool.config.get("name")
@@ -184,7 +197,7 @@ def _handoffs(part: Part, pattern: str, found: Findings) -> list[str]:
     return targets
 
 
-def _settings(part: Part, name: str, found: Findings) -> None:
+def _settings(part: Part, name: str, found: Findings, *, manager: bool = False) -> None:
     config = part.config
     if config.get("memory"):
         found.problem(
@@ -196,7 +209,11 @@ def _settings(part: Part, name: str, found: Findings) -> None:
         found.note(
             f"{name}'s structured output type left out: give the role validate: {{json_schema: ...}} instead"
         )
-    changed = [k for k, allowed in DEFAULT_SETTINGS.items() if config.get(k) not in allowed]
+    changed = [
+        k
+        for k, allowed in DEFAULT_SETTINGS.items()
+        if config.get(k) not in allowed and not (manager and k == "max_tool_iterations")
+    ]
     if changed:
         found.note(f"{name}: {', '.join(changed)} left out (parley's tool loop is its own)")
     context = part.child("model_context")

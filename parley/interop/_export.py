@@ -25,7 +25,7 @@ GENERIC_INFO = {
     "structured_output": False,
 }
 """What AutoGen must be told about a model it does not know by name (an OpenAI-compatible server's)."""
-OPEN_ENDED = ("hierarchical", "consensus")
+OPEN_ENDED = ("consensus",)
 TEAMS = {"swarm": "Swarm", "selector": "SelectorGroupChat", "sequential": "GraphFlow", "fanout": "GraphFlow"}
 """The AutoGen team of each pattern (a round robin for the others)."""
 SELECTOR_PROMPT = (
@@ -62,6 +62,8 @@ def export_team(spec: TeamSpec, *, model: str | None = None) -> tuple[dict[str, 
             f"exported with {DEFAULT_EXPORT_MODEL}; choose another with --model"
         )
     participants = [_agent(spec, role.name, model or role.model or default, found) for role in spec.roles]
+    if spec.pattern == "hierarchical" and spec.hierarchical is not None:
+        participants = [_manager(spec.hierarchical.manager, spec.hierarchical.max_delegations, participants)]
     _dropped(spec, found)
     if found.problems:
         raise InteropError(source, found.problems, doing="export")
@@ -103,12 +105,11 @@ def _termination(spec: TeamSpec, found: Findings) -> dict[str, Any]:
 
 def _no_team(pattern: str) -> str:
     closest = {
-        "hierarchical": "an AssistantAgent calling its workers as AgentTools",
         "consensus": "its votes, tallies and debate rounds",
     }[pattern]
     return (
         f"the {pattern} pattern has no AutoGen team component (the closest is {closest}, which parley builds "
-        "at run time): export a round_robin, selector, sequential, fanout, loop or swarm team"
+        "at run time): export a team of another pattern"
     )
 
 
@@ -140,6 +141,23 @@ def _agent(spec: TeamSpec, name: str, model: str, found: Findings) -> dict[str, 
             "sandbox; give the AutoGen agent tools of its own"
         )
     return _component("autogen_agentchat.agents.AssistantAgent", "agent", config, version=2)
+
+
+def _manager(name: str, rounds: int, agents: list[dict[str, Any]]) -> dict[str, Any]:
+    """The hierarchical pattern as AutoGen has it: the manager calls each worker as an AgentTool."""
+    manager = next(a for a in agents if a["config"]["name"] == name)
+    tools = [
+        _component(
+            "autogen_agentchat.tools.AgentTool", "tool", {"agent": a, "return_value_as_last_message": True}
+        )
+        for a in agents
+        if a is not manager
+    ]
+    bench = _component(
+        "autogen_core.tools.StaticStreamWorkbench", "workbench", {"tools": tools, "tool_overrides": {}}
+    )
+    manager["config"].update(workbench=[bench], max_tool_iterations=rounds)
+    return manager
 
 
 def _client(model: str, reply_cap: int | None, who: str, found: Findings) -> dict[str, Any]:

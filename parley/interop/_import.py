@@ -92,7 +92,9 @@ def import_team(
         else f"Imported from AutoGen ({root.kind})"
     )
     team["pattern"] = pattern
-    roles, models = _roles(root, pattern, tool_names, found, with_model=model is None)
+    roles, models, manager = _roles(root, pattern, tool_names, found, with_model=model is None)
+    if manager is not None and roles:
+        _hierarchy(manager, team, roles)
     if root.kind == "GraphFlow" and roles:
         roles, models = _graph(root, team, roles, models, found)
     selector = None
@@ -129,32 +131,47 @@ def _not_a_team(root: Part) -> str:
 
 def _roles(
     root: Part, pattern: str, tool_names: Collection[str], found: Findings, *, with_model: bool
-) -> tuple[list[dict[str, Any]], list[str | None]]:
-    roles: list[dict[str, Any]] = []
-    models: list[str | None] = []
-    participants = root.children("participants")
-    if not participants:
-        found.problem(root.at("participants"), "the team has no participants")
-    for where, value in participants:
+) -> tuple[list[dict[str, Any]], list[str | None], Part | None]:
+    """The roles, their models, and the manager when the team is one agent calling the others as tools."""
+    parts: list[Part] = []
+    for where, value in root.children("participants"):
         part = Part.of(value, where)
         if part is None:
             found.problem(where, "not an agent component (no `provider`)")
-            continue
-        read = read_role(part, pattern, tool_names, found, with_model=with_model)
-        if read is not None:
-            roles.append(read[0])
-            models.append(read[1])
+        else:
+            parts.append(part)
+    if not parts:
+        found.problem(root.at("participants"), "the team has no participants")
+    workers: list[Part] | None = [] if root.kind == "RoundRobinGroupChat" and len(parts) == 1 else None
+    read = [
+        read_role(part, pattern, tool_names, found, with_model=with_model, workers=workers) for part in parts
+    ]
+    parts += workers or []
+    read += [read_role(w, "hierarchical", tool_names, found, with_model=with_model) for w in workers or []]
+    roles = [r[0] for r in read if r is not None]
+    models = [r[1] for r in read if r is not None]
+    paths = [p.path for p, r in zip(parts, read, strict=True) if r is not None]
     names = [r["name"] for r in roles]
     for i, name in enumerate(names):
         if name in names[:i]:
-            found.problem(f"{participants[i][0]}.config.name", f"two agents are named {name!r}")
+            found.problem(f"{paths[i]}.config.name", f"two agents are named {name!r}")
     for role in roles:
         for target in role.get("handoffs", []):
             if target != "user" and target not in names:
                 found.problem(
                     root.at("participants"), f"{role['name']} hands off to {target!r}, not in the team"
                 )
-    return roles, models
+    return roles, models, parts[0] if workers else None
+
+
+def _hierarchy(manager: Part, team: dict[str, Any], roles: list[dict[str, Any]]) -> None:
+    """One agent calling the others as tools: parley's hierarchical pattern, its tool rounds as delegations."""
+    team["pattern"] = "hierarchical"
+    spec: dict[str, Any] = {"manager": roles[0]["name"]}
+    rounds = manager.config.get("max_tool_iterations")
+    if isinstance(rounds, int) and not isinstance(rounds, bool) and rounds > 1:
+        spec["max_delegations"] = min(rounds, 50)
+    team["hierarchical"] = spec
 
 
 def _graph(
