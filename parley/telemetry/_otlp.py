@@ -8,6 +8,7 @@ OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, OTEL_TRACES_SAMPLER, OTEL_BSP_*.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -47,10 +48,18 @@ CONFIG = (
     "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
     "OTEL_SERVICE_NAME",
     "OTEL_RESOURCE_ATTRIBUTES",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
 )
 """The variables a provider is made from: when one changes, the next run gets a new provider."""
 
+NOT_HTTP = (
+    "OTEL_EXPORTER_OTLP_PROTOCOL is %r, but parley sends traces over OTLP/HTTP (http/protobuf): point the endpoint "
+    "at the collector's HTTP port (4318 by default)"
+)
+
 _state: dict[str, Any] = {}
+_log = logging.getLogger("parley.telemetry")
 
 
 def _resource() -> Resource:
@@ -67,6 +76,11 @@ def tracer() -> trace.Tracer:
     """parley's tracer, on a provider made from the environment as it is now."""
     key = tuple(os.environ.get(name) for name in CONFIG)
     if _state.get("key") != key:
+        protocol = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or os.environ.get(
+            "OTEL_EXPORTER_OTLP_PROTOCOL"
+        )
+        if protocol and protocol.strip() != "http/protobuf":
+            _log.warning(NOT_HTTP, protocol)
         old: TracerProvider | None = _state.get("provider")
         provider = TracerProvider(resource=_resource(), shutdown_on_exit=False)
         provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
