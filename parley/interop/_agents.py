@@ -209,11 +209,14 @@ def _settings(part: Part, name: str, found: Findings, *, manager: bool = False) 
         found.note(
             f"{name}'s structured output type left out: give the role validate: {{json_schema: ...}} instead"
         )
-    changed = [
-        k
-        for k, allowed in DEFAULT_SETTINGS.items()
-        if config.get(k) not in allowed and not (manager and k == "max_tool_iterations")
-    ]
+    _changed_settings(part, name, found, manager=manager)
+
+
+def _changed_settings(part: Part, name: str, found: Findings, *, manager: bool) -> None:
+    """Agent settings parley does its own way, when the JSON changes them from AutoGen's defaults."""
+    config = part.config
+    kept = {"max_tool_iterations"} if manager else set[str]()  # a manager's tool rounds are its delegations
+    changed = [k for k, allowed in DEFAULT_SETTINGS.items() if config.get(k) not in allowed and k not in kept]
     if changed:
         found.note(f"{name}: {', '.join(changed)} left out (parley's tool loop is its own)")
     context = part.child("model_context")

@@ -54,32 +54,42 @@ def export_team(spec: TeamSpec, *, model: str | None = None) -> tuple[dict[str, 
     source = str(spec.source or spec.name)
     if spec.pattern in OPEN_ENDED:
         raise InteropError(source, [f"pattern: {_no_team(spec.pattern)}"], doing="export")
-    default = model or spec.model
-    if default is None:
-        default = DEFAULT_EXPORT_MODEL
-        found.note(
-            f"the team names no model (parley's default is its embedded model, which AutoGen cannot load): "
-            f"exported with {DEFAULT_EXPORT_MODEL}; choose another with --model"
-        )
+    default = _default_model(spec, model, found)
     participants = [_agent(spec, role.name, model or role.model or default, found) for role in spec.roles]
-    if spec.pattern == "hierarchical" and spec.hierarchical is not None:
-        participants = [_manager(spec.hierarchical.manager, spec.hierarchical.max_delegations, participants)]
     _dropped(spec, found)
     if found.problems:
         raise InteropError(source, found.problems, doing="export")
     config: dict[str, Any] = {"name": spec.name, "description": spec.description or "A team of agents."}
-    config["participants"] = participants
+    config["participants"] = _arranged(spec, participants, config)
     if spec.pattern == "selector":
         config["model_client"] = _client(default, None, "the selector", found)
         config.update(selector_prompt=SELECTOR_PROMPT, allow_repeated_speaker=True, max_selector_attempts=3)
     config["termination_condition"] = _termination(spec, found)
-    if spec.pattern in ("sequential", "fanout"):
-        join = spec.fanout.join if spec.pattern == "fanout" and spec.fanout else None
-        order = [r.name for r in spec.roles if r.name != join] + ([join] if join else [])
-        config["participants"] = [next(p for p in participants if p["config"]["name"] == n) for n in order]
-        config["graph"] = graph_component(order, join)
     team = TEAMS.get(spec.pattern, "RoundRobinGroupChat")
     return _component(f"autogen_agentchat.teams.{team}", "team", config), found.notes
+
+
+def _default_model(spec: TeamSpec, model: str | None, found: Findings) -> str:
+    if model or spec.model:
+        return model or spec.model or DEFAULT_EXPORT_MODEL
+    found.note(
+        f"the team names no model (parley's default is its embedded model, which AutoGen cannot load): "
+        f"exported with {DEFAULT_EXPORT_MODEL}; choose another with --model"
+    )
+    return DEFAULT_EXPORT_MODEL
+
+
+def _arranged(spec: TeamSpec, agents: list[dict[str, Any]], config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The participants as the pattern's AutoGen team has them: a graph's in its order (and the graph in
+    `config`), a hierarchy's manager alone with its workers as tools."""
+    if spec.pattern == "hierarchical" and spec.hierarchical is not None:
+        return [_manager(spec.hierarchical.manager, spec.hierarchical.max_delegations, agents)]
+    if spec.pattern not in ("sequential", "fanout"):
+        return agents
+    join = spec.fanout.join if spec.pattern == "fanout" and spec.fanout else None
+    order = [r.name for r in spec.roles if r.name != join] + ([join] if join else [])
+    config["graph"] = graph_component(order, join)
+    return [next(a for a in agents if a["config"]["name"] == n) for n in order]
 
 
 def _termination(spec: TeamSpec, found: Findings) -> dict[str, Any]:

@@ -46,24 +46,32 @@ def read_graph(root: Part, names: list[str], found: Findings) -> tuple[str, list
     edges = _edges(root, found)
     if edges is None:
         return None
-    if sorted(edges) != sorted(names) or any(t not in edges for ts in edges.values() for t in ts):
+    if sorted(edges) != sorted(names) or not {t for ts in edges.values() for t in ts} <= set(edges):
         found.problem(root.at("graph"), "the graph's nodes and edges are not the team's participants")
         return None
-    incoming = {n: [m for m, ts in edges.items() if n in ts] for n in edges}
-    chain = _chain(edges, incoming)
+    chain = _chain(edges)
     if chain is not None:
         return "sequential", chain, None
-    sinks = [n for n, ts in edges.items() if not ts]
-    if len(sinks) == 1 and len(names) >= 3:
-        join = sinks[0]
-        if all(ts == [join] for n, ts in edges.items() if n != join):
-            return "fanout", [*(n for n in names if n != join), join], join
+    join = _join(edges)
+    if join is not None:
+        return "fanout", [*(n for n in names if n != join), join], join
     found.problem(root.at("graph"), f"this graph ({_shape(edges)}) has no parley pattern: " + ADVICE)
     return None
 
 
-def _chain(edges: dict[str, list[str]], incoming: dict[str, list[str]]) -> list[str] | None:
-    starts = [n for n in edges if not incoming[n]]
+def _join(edges: dict[str, list[str]]) -> str | None:
+    """The one node every other node leads to, and only to, in a graph of three nodes or more."""
+    sinks = [n for n, ts in edges.items() if not ts]
+    if len(sinks) != 1 or len(edges) < 3:
+        return None
+    join = sinks[0]
+    return join if all(ts == [join] for n, ts in edges.items() if n != join) else None
+
+
+def _chain(edges: dict[str, list[str]]) -> list[str] | None:
+    """The nodes in order, when each leads to the next and nowhere else."""
+    targets = {t for ts in edges.values() for t in ts}
+    starts = [n for n in edges if n not in targets]
     if len(starts) != 1 or any(len(ts) > 1 for ts in edges.values()):
         return None
     order = [starts[0]]

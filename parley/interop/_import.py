@@ -133,6 +133,19 @@ def _roles(
     root: Part, pattern: str, tool_names: Collection[str], found: Findings, *, with_model: bool
 ) -> tuple[list[dict[str, Any]], list[str | None], Part | None]:
     """The roles, their models, and the manager when the team is one agent calling the others as tools."""
+    parts = _participants(root, found)
+    workers: list[Part] | None = [] if root.kind == "RoundRobinGroupChat" and len(parts) == 1 else None
+    read = [
+        read_role(part, pattern, tool_names, found, with_model=with_model, workers=workers) for part in parts
+    ]
+    parts += workers or []
+    read += [read_role(w, "hierarchical", tool_names, found, with_model=with_model) for w in workers or []]
+    kept = [(p, r) for p, r in zip(parts, read, strict=True) if r is not None]
+    _check_names([(p.path, r[0]) for p, r in kept], root, found)
+    return [r[0] for _, r in kept], [r[1] for _, r in kept], parts[0] if workers else None
+
+
+def _participants(root: Part, found: Findings) -> list[Part]:
     parts: list[Part] = []
     for where, value in root.children("participants"):
         part = Part.of(value, where)
@@ -142,26 +155,20 @@ def _roles(
             parts.append(part)
     if not parts:
         found.problem(root.at("participants"), "the team has no participants")
-    workers: list[Part] | None = [] if root.kind == "RoundRobinGroupChat" and len(parts) == 1 else None
-    read = [
-        read_role(part, pattern, tool_names, found, with_model=with_model, workers=workers) for part in parts
-    ]
-    parts += workers or []
-    read += [read_role(w, "hierarchical", tool_names, found, with_model=with_model) for w in workers or []]
-    roles = [r[0] for r in read if r is not None]
-    models = [r[1] for r in read if r is not None]
-    paths = [p.path for p, r in zip(parts, read, strict=True) if r is not None]
-    names = [r["name"] for r in roles]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            found.problem(f"{paths[i]}.config.name", f"two agents are named {name!r}")
-    for role in roles:
+    return parts
+
+
+def _check_names(roles: list[tuple[str, dict[str, Any]]], root: Part, found: Findings) -> None:
+    """Every role named once, and every handoff to a role of the team (or the user)."""
+    names = [role["name"] for _, role in roles]
+    for i, (where, role) in enumerate(roles):
+        if role["name"] in names[:i]:
+            found.problem(f"{where}.config.name", f"two agents are named {role['name']!r}")
         for target in role.get("handoffs", []):
             if target != "user" and target not in names:
                 found.problem(
                     root.at("participants"), f"{role['name']} hands off to {target!r}, not in the team"
                 )
-    return roles, models, parts[0] if workers else None
 
 
 def _hierarchy(manager: Part, team: dict[str, Any], roles: list[dict[str, Any]]) -> None:
