@@ -46,6 +46,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
     }.items()
 }
 router = APIRouter(responses=ERRORS)
+TEXT = {"schema": {"type": "string"}}
 
 
 async def _user(
@@ -223,8 +224,8 @@ async def resolve_escalation(
 @router.get(
     "/conversations/{conversation_id}/audit",
     summary="Export the audit trail (as `parley audit ID --format md|jsonl`)",
-    response_class=PlainTextResponse,
-    responses={200: {"content": {"text/markdown": {}, "application/jsonl": {}}}},
+    response_model=None,
+    responses={200: {"content": {"text/markdown": TEXT, "application/jsonl": TEXT}}},
 )
 async def export_audit(
     conversation_id: ConvId, user: User, hub: Hubbed, format: Literal["md", "jsonl"] = "md"
@@ -242,8 +243,8 @@ async def export_audit(
 @router.get(
     "/conversations/{conversation_id}/events",
     summary="Stream the conversation's events (Server-Sent Events, resumable with Last-Event-ID)",
-    response_class=StreamingResponse,
-    responses={200: {"content": {SSE_TYPE: {}}, "description": "`id:` the event's seq, `event:` its type"}},
+    response_model=None,
+    responses={200: {"content": {SSE_TYPE: TEXT}, "description": "`id:` the event's seq, `event:` its type"}},
 )
 async def events(
     conversation_id: ConvId,

@@ -3,14 +3,18 @@ scripted models of the tests' own; and two users with a token each."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import socket
 import textwrap
-from collections.abc import AsyncIterator
+import threading
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 
 from parley.api import Hub, mount
@@ -90,3 +94,66 @@ async def api(scripts: Path, tmp_path: Path) -> AsyncIterator[Api]:
         yield Api(client, hub, store, app, tokens)
     await hub.close()
     await store.close()
+
+
+@dataclass
+class Served:
+    """The API on a real HTTP server (uvicorn, on a port of 127.0.0.1, in a thread of its own)."""
+
+    url: str
+    tokens: dict[str, str]
+    db: str
+
+    def auth(self, user: str) -> dict[str, str]:
+        return {"authorization": f"Bearer {self.tokens[user]}"}
+
+
+def _users(db: str) -> dict[str, str]:
+    async def make() -> dict[str, str]:
+        async with await Store.open(db) as store:
+            tokens = {}
+            for name in ("alice", "bob"):
+                await store.create_user(name, f"{name}-password")
+                tokens[name] = (await store.create_token(name, "tests"))[1]
+            return tokens
+
+    return asyncio.run(make())
+
+
+@pytest.fixture
+def served(scripts: Path, tmp_path: Path) -> Iterator[Served]:
+    db = f"sqlite+aiosqlite:///{tmp_path / 'served.db'}"
+    tokens = _users(db)
+    opened: list[Store] = []
+    lock: list[asyncio.Lock] = []
+
+    async def get_store() -> Store:  # opened on the server's own event loop
+        if not lock:
+            lock.append(asyncio.Lock())
+        async with lock[0]:
+            if not opened:
+                opened.append(await Store.open(db))
+            return opened[0]
+
+    app = FastAPI()
+    hub = mount(app, get_store)
+
+    @app.on_event("shutdown")
+    async def _closed() -> None:
+        await hub.close()
+        for store in opened:
+            await store.close()
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)  # connections wait in the backlog until the server accepts: no waiting for it to start
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        yield Served(f"http://127.0.0.1:{sock.getsockname()[1]}", tokens, db)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        sock.close()
+        assert not thread.is_alive(), "the API server did not stop within 30 s"
