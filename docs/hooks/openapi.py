@@ -103,9 +103,9 @@ def _operations(prefix: str, doc: dict[str, Any]) -> list[str]:
             op = item.get(method)
             if op is None:
                 continue
-            lines += [f"### `{method.upper()} {prefix}{path}`", ""]
-            if op.get("summary"):
-                lines += [f"**{op['summary'].strip()}**", ""]
+            call = f"`{method.upper()} {prefix}{path}`"
+            summary = op.get("summary", "").strip()
+            lines += [f"### {summary}", "", call, ""] if summary else [f"### {call}", ""]
             if op.get("description"):
                 lines += [op["description"].strip(), ""]
             if op.get("security"):
