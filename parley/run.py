@@ -77,6 +77,10 @@ class Run:
         self.error: RunError | None = None
         """Why the run failed (stop reason `error`): the role, the turn and the original exception."""
         self._turn0 = 0
+        self._open: dict[str, int] = {}
+        """The number of each role's turn in progress (see turn_of)."""
+        self._answers = 0
+        """The turns this run finished: its messages, as the usage chart counts them."""
         self._spend = RunSpend(
             conversation.meter,
             self.emit,
@@ -199,10 +203,25 @@ class Run:
         # the guard counts turns in the manager's own order.
         return self._turn0 + self.guard.turns + 1
 
+    def turn_of(self, source: str, *, start: bool = True) -> int:
+        """The number of `source`'s turn in progress. A turn takes its number when its message starts to show
+        (its first streamed piece, or the message itself), so turns are numbered in the order their messages
+        appear, whichever role of a parallel step finishes first. `start=False`: the number the turn has, or
+        would take now, without giving it one (a tool call made before any text)."""
+        turn = self._open.get(source)
+        if turn is None:
+            turn = max([self.conversation.turn, *self._open.values()]) + 1
+            if start:
+                self._open[source] = turn
+        return turn
+
     def answered(self, source: str, text: str, kind: MessageKind) -> None:
         conv = self.conversation
-        conv.turn += 1
-        self.emit(MessageEvent(source=source, content=text, kind=kind, turn=conv.turn))
+        turn = self.turn_of(source)
+        del self._open[source]
+        conv.turn = max(conv.turn, turn)
+        self._answers += 1
+        self.emit(MessageEvent(source=source, content=text, kind=kind, turn=turn))
         if self._spend.spent_by == source:  # the answer that spent the budget is shown: now end the run
             self._cancel("max_tokens")
         guard = self.guard
@@ -212,18 +231,21 @@ class Run:
             self.end("max_turns", f"reached {guard.cap} turns")
 
     def answered_nothing(self, source: str) -> None:
+        turn = self.turn_of(source)
+        del self._open[source]
         self.emit(
             NoticeEvent(
                 source=source,
                 level="warning",
-                turn=self.conversation.turn + 1,
+                turn=turn,
                 content=(f"{source}'s model answered nothing again: not counted as a turn"),
             )
         )
 
-    def checkpoint(self, state: Any) -> None:
+    def checkpoint(self, state: Any, source: str) -> None:
+        """The team's state after `source`'s message, stored with it (under that message's turn)."""
         pending = [m.text for m in self._inbox.waiting]
-        self._publisher.checkpoint(Checkpoint(self.conversation.turn + 1, dict(state), pending))
+        self._publisher.checkpoint(Checkpoint(self.turn_of(source, start=False), dict(state), pending))
 
     def end(self, reason: StopReason, detail: str) -> None:
         """End the run now for `reason` (a limit the engine saw reached inside a turn)."""
@@ -383,6 +405,7 @@ class Run:
         """One stretch of the team's work; returns why it ended."""
         engine, meter = self._engine, self.conversation.meter
         failures0 = len(meter.failures)
+        self._open.clear()  # the turns a segment cut short were abandoned: their numbers are free again
         try:
             await engine.segment(self._deliver_human, self)
         except BaseException as exc:
@@ -483,7 +506,7 @@ class Run:
         return RunResult(
             source="parley",
             stop_reason=outcome,
-            turns=self.guard.turns,
+            turns=self._answers,
             detail=detail,
             prompt_tokens=spend.prompt_tokens,
             completion_tokens=spend.completion_tokens,

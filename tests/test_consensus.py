@@ -70,7 +70,7 @@ async def test_voters_answer_in_parallel_and_a_majority_decides(write: Write) ->
         "Decision: approve (by majority vote"
     )
     assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "completed"
-    assert events[-1].turns == 3  # every parallel answer counts, not just the last of the step
+    assert events[-1].turns == 4  # every parallel answer counts, and the verdict: the turns shown
     assert events[-1].content.startswith("Decision: approve")
 
 

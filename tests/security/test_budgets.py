@@ -173,7 +173,7 @@ def test_a_spent_budget_ends_the_run_with_max_tokens_and_exit_3(write: Write, pa
     assert result["type"] == "result" and result["stop_reason"] == "max_tokens", result
     assert result["detail"].startswith(f"token budget of {BUDGET:,} reached")
     assert result["prompt_tokens"] + result["completion_tokens"] >= BUDGET
-    assert "run ended: max_tokens" in proc.stderr
+    assert "parley: Token budget reached: token budget of" in proc.stderr
     # The slow roles never answered: their calls, where they had started, were abandoned with the run.
     assert not [e for e in events if e["type"] == "message" and e["source"] in slow]
     assert all(e["cancelled"] for e in events if e["type"] == "usage" and e["source"] in slow)

@@ -68,6 +68,10 @@ class RunSink(Protocol):
         """Turns of the conversation finished so far (the next event belongs to the turn after)."""
         ...
 
+    def turn_of(self, source: str, *, start: bool = True) -> int:
+        """The number of `source`'s turn in progress, given when its message starts to show (`start`)."""
+        ...
+
     @property
     def cancel_reason(self) -> Cancel | None: ...
 
@@ -81,7 +85,9 @@ class RunSink(Protocol):
         """A role's model answered nothing, even when asked again: not a turn."""
         ...
 
-    def checkpoint(self, state: Any) -> None: ...
+    def checkpoint(self, state: Any, source: str) -> None:
+        """The team's state after `source`'s message, taken just before the message is reported."""
+        ...
 
 
 class TeamSession:
@@ -268,7 +274,7 @@ class TeamSession:
                     team, item
                 )  # first thing, before any other await
                 if state is not None:
-                    sink.checkpoint(state)
+                    sink.checkpoint(state, item.source)
                 self._message(item, sink)
             else:
                 self._event(item, sink)
@@ -328,7 +334,9 @@ class TeamSession:
         for source, text in self.partial.items():
             if text:
                 sink.emit(
-                    TurnAbandonedEvent(source=source, content=text, reason=reason, turn=sink.turns_done + 1)
+                    TurnAbandonedEvent(
+                        source=source, content=text, reason=reason, turn=sink.turn_of(source, start=False)
+                    )
                 )
         self.partial.clear()
 
@@ -349,7 +357,9 @@ class TeamSession:
         sink.answered(item.source, item.to_text(), kind)
 
     def _event(self, item: Any, sink: RunSink) -> None:
-        turn = sink.turns_done + 1
+        # A turn takes its number when its text starts to show; a tool call before it, or a tally, takes none.
+        streamed = isinstance(item, ModelClientStreamingChunkEvent)
+        turn = sink.turn_of(getattr(item, "source", ""), start=streamed)
         if isinstance(item, ParleyNotice):
             if item.event is None:
                 return
