@@ -16,6 +16,7 @@ from pathlib import Path
 from . import __version__
 from ._cli_users import add_parser as add_users_parser
 from ._cli_users import users_command
+from ._commands import COMMANDS
 from ._mcp_session import McpCallError, McpConnection, describe
 from ._outcome import ended_in_words
 from ._proc import freeze_startup_objects
@@ -166,6 +167,8 @@ def _parser() -> argparse.ArgumentParser:
     ui.add_argument("--port", type=_positive_int, default=int(os.environ.get("PARLEY_UI_PORT", "8000")))
 
     add_users_parser(sub)
+    for extra in COMMANDS:
+        extra.add(sub)
     return p
 
 
@@ -218,6 +221,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_CONFIG
 
 
+_EXTRA = {command.name: command for command in COMMANDS}
+"""The smaller commands (parley/_commands.py), by name."""
+
+
 def _command(args: argparse.Namespace) -> int:
     try:
         if args.command == "doctor":
@@ -258,6 +265,9 @@ def _command(args: argparse.Namespace) -> int:
             from ._audit import export
 
             return asyncio.run(export(args.run_id, args.format))
+        extra = _EXTRA.get(args.command)
+        if extra is not None:
+            return extra.run(args)
         return asyncio.run(_run(args))
     except ConfigError as exc:
         # Errors quote team files, model replies and paths: printed as text, never as terminal commands.
