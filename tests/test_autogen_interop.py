@@ -278,6 +278,33 @@ def test_one_agent_calling_agents_as_tools_is_a_hierarchical_team_and_runs(
     assert "manager: Churn costs more than retention. PUBLISH" in shown
 
 
+def calculator(a: float, b: float, operator: str) -> float:
+    """AutoGen Studio's gallery calculator."""
+    return a + b
+
+
+def test_an_autogen_studio_team_record_imports_with_its_gallery_tools(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    team = RoundRobinGroupChat(
+        [
+            _agent("assistant", "Solve tasks.", tools=[FunctionTool(calculator, description="calc")]),
+            _agent("b", "B."),
+        ],
+        termination_condition=c.TextMentionTermination("TERMINATE"),
+    )
+    record = {
+        "id": 3,
+        "component": json.loads(team.dump_component().model_dump_json()),
+    }  # AutoGen Studio's Team
+    source = tmp_path / "studio.json"
+    source.write_text(json.dumps(record))
+    out = tmp_path / "studio.yaml"
+    assert _import(source, "-o", str(out)) == 0
+    assert yaml.safe_load(out.read_text())["roles"][0]["tools"] == ["calculate"]
+    assert "tool 'calculator' of assistant: granted as parley's own calculate" in capsys.readouterr().err
+
+
 def test_combined_conditions_map_where_parley_can_keep_their_meaning(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

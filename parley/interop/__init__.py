@@ -23,7 +23,11 @@ def add_import(sub: Any) -> None:
     auto = imp_from.add_parser(
         "autogen", help="an AutoGen component JSON (team.dump_component(), AutoGen Studio) into a team file"
     )
-    auto.add_argument("file", metavar="FILE.json")
+    auto.add_argument(
+        "file",
+        metavar="FILE.json",
+        help="what team.dump_component().model_dump_json() or AutoGen Studio wrote",
+    )
     auto.add_argument(
         "-o",
         "--output",

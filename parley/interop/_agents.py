@@ -42,6 +42,8 @@ DEFAULT_SETTINGS: dict[str, Any] = {
 }
 """Agent settings whose AutoGen default is parley's behaviour too; other values are said to be left out."""
 WORKBENCHES = ("StaticWorkbench", "StaticStreamWorkbench")
+STUDIO_TOOLS = {"calculator": "calculate", "fetch_webpage": "fetch_url"}
+"""AutoGen Studio's gallery tools that parley has under another name."""
 MODEL_KEYS = {
     "model",
     "api_key",
@@ -107,6 +109,8 @@ def _not_an_assistant(kind: str) -> str:
         "CodeExecutorAgent": "grant a role the run_python tool instead (it runs in parley's sandbox)",
         "SocietyOfMindAgent": "use pattern: hierarchical with a sub-team instead",
         "MessageFilterAgent": "use a role's context: window instead",
+        "MultimodalWebSurfer": "grant a role fetch_url instead",
+        "FileSurfer": "grant a role read_file and list_files instead",
     }
     return f"agent {quote(kind)} has no parley equivalent (parley imports AssistantAgents): " + advice.get(
         kind, "rebuild it as an AssistantAgent in AutoGen, or add the role to the team file by hand"
@@ -163,13 +167,14 @@ def _tools(
         name = tool.config.get("name")
         if not isinstance(name, str) or not name:
             found.problem(tool.path, f"tool {quote(tool.kind)} has no name, so parley cannot match it")
-        elif name in tool_names:
-            if name not in granted:
-                granted.append(name)
-            if tool.config.get("source_code"):
+            continue
+        own = name if name in tool_names else STUDIO_TOOLS.get(name)
+        if own in tool_names and own is not None:
+            granted += [own] if own not in granted else []
+            if own != name or tool.config.get("source_code"):
                 found.note(
-                    f"tool {quote(name)} of {role}: granted as parley's own tool of that name; the Python source "
-                    "in the JSON was not used"
+                    f"tool {quote(name)} of {role}: granted as parley's own {own}; the Python source in the JSON "
+                    "was not used"
                 )
         else:
             found.note(
