@@ -244,7 +244,7 @@ def test_feedback_is_in_the_audit_export(
     tid = in_store(rate)
     code, out, _ = parley(capsys, monkeypatch, "audit", tid)
     assert code == 0
-    assert "| local | feedback | thumbs down | text: it invents figures |" in out
+    assert "| local | feedback | thumbs down | text: it invents figures; message: Revenue up 40% |" in out
     _, out, _ = parley(capsys, monkeypatch, "audit", tid, "--format", "jsonl")
     [row] = [json.loads(line) for line in out.splitlines()]
     assert (row["what"], row["decision"], row["detail"]["message"]) == (

@@ -9,6 +9,7 @@ from ._commands import open_for_command, run_owner
 from ._disk import os_problem, sqlite_file
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
 from ._store import Store
+from ._tokens import TokenRow
 from ._urls import default_url, normalise_url, redact
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "Store",
     "StoreError",
     "ThreadRow",
+    "TokenRow",
     "UserRow",
     "default_url",
     "normalise_url",

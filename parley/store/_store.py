@@ -35,6 +35,7 @@ from ._engine import SQLITE_BUSY_TIMEOUT_S, engine_options, error_text, sqlite_p
 from ._passwords import hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
 from ._schema import audit, checkpoints, events, feedback, metadata, now, threads, users
+from ._tokens import TokenRow, drop_tokens, new_token, owner_of, token_rows, withdraw
 from ._urls import default_url, normalise_url, redact
 
 __all__ = ["Store"]
@@ -160,6 +161,7 @@ class Store:
         many they own."""
         async with self._write(f"remove user '{name}'") as conn:
             await drop_user(conn, name)
+            await drop_tokens(conn, name)
             return await count_threads(conn, name)
 
     async def set_password(self, name: str, password: str) -> None:
@@ -395,6 +397,29 @@ class Store:
         """The ratings of a thread's messages, oldest first."""
         async with self._read(f"read the feedback of thread {thread_id}") as conn:
             return await feedback_rows(conn, thread_id)
+
+    # -- API tokens ----------------------------------------------------------------------
+
+    async def create_token(self, owner: str, label: str = "") -> tuple[str, str]:
+        """A new API token for `owner` (a user, or the single-user mode's `local`): (its id, its secret). Only a
+        SHA-256 of the secret is kept: show the secret now, it cannot be read again. Audited."""
+        async with self._write(f"create an API token for '{owner}'") as conn:
+            return await new_token(conn, owner, label, now())
+
+    async def tokens_of(self, owner: str | None = None) -> list[TokenRow]:
+        """The API tokens of `owner` (everyone's when None), oldest first, with their labels and last use."""
+        async with self._read("list the API tokens") as conn:
+            return await token_rows(conn, owner)
+
+    async def revoke_token(self, token_id: str, *, actor: str = "admin") -> bool:
+        """Delete API token `token_id` (audited); False if there is none."""
+        async with self._write(f"revoke API token {token_id}") as conn:
+            return await withdraw(conn, token_id, actor, now())
+
+    async def user_of_token(self, secret: str) -> str | None:
+        """The user an API token's secret signs in, or None (unknown, revoked, or its user removed)."""
+        async with self._write("check an API token") as conn:
+            return await owner_of(conn, secret, now())
 
     # -- audit ---------------------------------------------------------------------------
 
