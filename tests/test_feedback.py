@@ -285,3 +285,16 @@ async def test_the_audit_export_says_who_rated_which_message_how(
     assert down["detail"]["step"] == rating_id(tid, "writer", 1)
     assert down["detail"]["message"].endswith("Churn is the quiet leak: 5% a month.")
     assert (up["who"], up["decision"]) == ("alice", "thumbs up")
+
+
+def test_chainlit_still_puts_thumbs_in_run_steps_named_as_its_own_handlers() -> None:
+    """The rating steps rest on how Chainlit 2.x's page works (see parley/web/_ratings.py): a release that renames
+    its handler runs, or its thumbs, fails here instead of quietly dropping the thumbs (or showing "Used …")."""
+    import chainlit
+
+    bundles = list((Path(chainlit.__file__).parent / "frontend" / "dist" / "assets").glob("index-*.js"))
+    page = "".join(b.read_text(encoding="utf-8", errors="replace") for b in bundles)
+    assert f'"on_chat_start","{RUN_NAME}","on_audio_end"' in page, (
+        "Chainlit's page no longer names its runs so"
+    )
+    assert "positive-feedback-on" in page and "negative-feedback-off" in page, "Chainlit's thumbs changed"
