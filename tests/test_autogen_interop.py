@@ -432,6 +432,8 @@ def test_an_existing_team_file_is_replaced_only_with_force(
     assert out.read_text() == "name: mine\n"
     assert _import(source, "-o", str(out), "--force") == 0
     assert yaml.safe_load(out.read_text())["roles"][0]["name"] == "a"
+    assert _import(source, "-o", str(tmp_path), "--force") == 2
+    assert f"{tmp_path} is a folder: give a file name" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(

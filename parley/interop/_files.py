@@ -38,6 +38,8 @@ def team_yaml(team: dict[str, Any], header: list[str]) -> str:
 def write_new(target: Path, text: str, *, force: bool, check: Callable[[Path], None] | None = None) -> None:
     """Write `text` to `target` whole: into a temporary file beside it, checked by `check`, then moved in place.
     Without `force` an existing file stays as it was, even one made while this ran."""
+    if target.is_dir():
+        raise ConfigError(f"{target} is a folder: give a file name, e.g. {target / 'NAME'}")
     if target.exists() and not force:
         raise ConfigError(f"{target} exists: pass --force to replace it, or -o to write elsewhere")
     folder = target.parent
