@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ NOT_YOURS = (
 )
 """Said (HTTP 403) when a token names a conversation of another user, as the web chat says it."""
 SCRIPTS_ENV = "PARLEY_SCRIPTS"
+TEAMS_TTL_S = 2.0
 KEEP = 64
 """Idle conversations kept in memory; beyond this the least recently used idle ones are closed."""
 
@@ -80,6 +82,7 @@ class Hub:
         self._live: dict[str, Conversation] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._wakers: dict[str, set[asyncio.Event]] = {}
+        self._teams: tuple[float, list[TeamEntry]] | None = None
         self.histories: dict[tuple[str, str], str] = {}
         """(user, digest of a chat history an OpenAI client sent) -> the conversation it continues."""
 
@@ -89,7 +92,11 @@ class Hub:
     # -- teams -------------------------------------------------------------------------------------------
 
     def teams(self) -> list[TeamEntry]:
-        return discover_teams()
+        """The team files, parsed at most once every TEAMS_TTL_S (an edited file still shows within seconds)."""
+        at = time.monotonic()
+        if self._teams is None or at - self._teams[0] > TEAMS_TTL_S:
+            self._teams = (at, discover_teams())
+        return self._teams[1]
 
     def team(self, name: str) -> TeamEntry:
         """A team by name (never a path: a client does not name the server's files)."""
