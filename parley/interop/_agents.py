@@ -141,7 +141,7 @@ def _tool_parts(part: Part, found: Findings) -> list[Part]:
             found.problem(
                 where,
                 f"workbench {quote(bench.kind)} has no parley equivalent: for an MCP server, declare it under "
-                "the team file's mcp: and grant its tools as SERVER.* (see the README's Team files)",
+                "the team file's mcp: and grant its tools as SERVER.* (see docs/tools.md, MCP servers)",
             )
             continue
         tools += [t for w, v in bench.children("tools") if (t := Part.of(v, w)) is not None]
@@ -262,9 +262,7 @@ def read_model(part: Part | None, found: Findings, *, who: str, where: str) -> s
     if ignored:
         found.note(f"{who}'s model settings {', '.join(quote(k) for k in ignored[:8])} left out")
     if config.get("api_key") and "*" not in str(config["api_key"]):
-        found.note(
-            f"{who}'s API key was not copied: set it in the environment (the README's Models lists them)"
-        )
+        found.note(f"{who}'s API key was not copied: set it in the environment (docs/models.md lists them)")
     return model
 
 
