@@ -153,6 +153,56 @@ async def test_the_live_page_and_the_reopened_thread_rate_each_message_under_the
     assert all(not d.get("parentId") for d in notes if "Run ended" in d["output"])
 
 
+async def test_a_page_reopened_while_the_run_goes_on_shows_the_thumbs_as_they_were_left() -> None:
+    """A reopened thread whose run is still going is sent what the run showed so far (from memory): the ratings
+    read from the store go with it."""
+    from chainlit.emitter import ChainlitEmitter
+
+    from parley.web import _chainlit_fixes
+
+    conv = _Conversation()
+    events: asyncio.Queue[Event] = asyncio.Queue()
+    shown = asyncio.Event()
+
+    async def run() -> AsyncIterator[Event]:
+        while True:
+            ev = await events.get()
+            conv.history.append(ev)
+            yield ev
+            shown.set()  # the page asks for the next event: this one is shown
+            if isinstance(ev, RunResult):
+                return
+
+    _Page()
+    chat = ChatSession(conversation=conv, user="local")  # type: ignore[arg-type]
+    pump = asyncio.ensure_future(chat._pump(run()))  # type: ignore[arg-type] # pyright: ignore[reportPrivateUsage]
+    said = MessageEvent(source="writer", content="Churn is the quiet leak.", turn=1)
+    events.put_nowait(said)
+    await asyncio.wait_for(shown.wait(), 10)
+    rated = rating_id(conv.thread_id, "writer", 0)
+    given = {"id": "f1", "forId": rated, "value": 0, "comment": "vague"}
+    stored = {"id": conv.thread_id, "steps": [{"id": rated, "type": "run", "feedback": given}]}
+
+    new = _Page()
+    await chat.reattach(new.session)
+    await _chainlit_fixes._resume_thread(ChainlitEmitter(new.session), stored)  # pyright: ignore[reportPrivateUsage]
+    events.put_nowait(
+        RunResult(
+            source="parley",
+            stop_reason="completed",
+            turns=1,
+            prompt_tokens=0,
+            completion_tokens=0,
+            cost_usd=0,
+        )
+    )
+    await asyncio.wait_for(pump, 10)
+    (thread,) = [d for e, d in new.sent if e == "resume_thread"]
+    (step,) = [s for s in thread["steps"] if s["id"] == rated]
+    assert step["type"] == "run" and step["feedback"] == given
+    assert [s["parentId"] for s in thread["steps"] if s.get("name") == "writer"] == [rated]
+
+
 @pytest.fixture
 async def alices(store: Store) -> AsyncIterator[tuple[ParleyDataLayer, str, list[dict[str, Any]]]]:
     """A data layer on `store` with alice's conversation (the run above) and bob's, alice signed in."""
