@@ -8,7 +8,16 @@ from collections.abc import Iterable, Sequence
 from .events import Event, MessageEvent, Position, RunResult, StopReason
 from .spec import TerminationSpec
 
-__all__ = ["ended_in_words", "ending", "final_text", "headline", "last_positions", "spent", "stop_detail"]
+__all__ = [
+    "ended_in_words",
+    "ending",
+    "final_text",
+    "headline",
+    "last_positions",
+    "shows_turn",
+    "spent",
+    "stop_detail",
+]
 
 _HEADLINES: dict[str, str] = {
     "stop_text": "finished",
@@ -26,6 +35,12 @@ _HEADLINES: dict[str, str] = {
 evaluation records); what a person reads (the terminal, the web chat) says this."""
 _SAID_ALREADY = frozenset({"stopped by the user", "the team finished", "timeout"})
 """Details that add nothing to their headline."""
+_NOT_AGENTS = frozenset({"run_started", "human_message", "human_queued", "result", "notice"})
+
+
+def shows_turn(ev: Event) -> bool:
+    """Whether `ev` is an agent's (a message, a call, a speaker picked): its turn is one the run reached."""
+    return ev.type not in _NOT_AGENTS
 
 
 def stop_detail(
@@ -57,19 +72,23 @@ def headline(reason: str) -> str:
     return _HEADLINES.get(reason, reason.replace("_", " "))
 
 
-def ending(reason: str, detail: str) -> tuple[str, str]:
-    """How a run ended, for a person: its headline, capitalised (`Turn limit reached`), and the detail worth
-    adding (`reached 8 turns`), empty when it only repeats the headline."""
+def ending(reason: str, detail: str, at_turn: int | None = None) -> tuple[str, str]:
+    """How a run ended, for a person: its headline, capitalised (`Turn limit reached`), and what follows it
+    (`: reached 8 turns`), empty when the detail only repeats the headline. `at_turn`: the turn a run stopped by
+    its user had reached (`Stopped by you` then says ` at turn 3`)."""
     words = headline(reason)
+    head = words[:1].upper() + words[1:]
+    if reason == "stopped" and at_turn is not None:
+        return head, f" at turn {at_turn}" if at_turn else " before any turn"
     detail = detail.removeprefix(f"{reason}: ").strip()
-    return words[:1].upper() + words[1:], "" if detail in _SAID_ALREADY else detail
+    return head, "" if detail in _SAID_ALREADY or not detail else f": {detail}"
 
 
-def ended_in_words(reason: str, detail: str) -> str:
+def ended_in_words(reason: str, detail: str, at_turn: int | None = None) -> str:
     """How a run ended and why, in one phrase: `Turn limit reached: reached 8 turns`, `Finished: editor said
-    APPROVE`, `Stopped by you`."""
-    head, why = ending(reason, detail)
-    return f"{head}: {why}" if why else head
+    APPROVE`, `Stopped by you at turn 3`."""
+    head, rest = ending(reason, detail, at_turn)
+    return head + rest
 
 
 def spent(result: RunResult, turns: int | None = None) -> str:

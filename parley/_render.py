@@ -10,7 +10,7 @@ import zlib
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from ._outcome import ended_in_words, spent
+from ._outcome import ended_in_words, shows_turn, spent
 from .events import (
     AnswerEvent,
     ApprovalDecisionEvent,
@@ -101,10 +101,10 @@ def progress_text(ev: ToolProgressEvent) -> str:
     return f"{done} {_clip(ev.content, 300)}".strip()
 
 
-def summary(result: RunResult, turns: int | None = None) -> str:
+def summary(result: RunResult, turns: int | None = None, at_turn: int | None = None) -> str:
     """The one-line summary printed at the end of a run: how it ended in words, then what it spent.
-    `turns`: the turns the run showed, when counted apart from the result."""
-    return f"{ended_in_words(result.stop_reason, result.detail)} · {spent(result, turns)}"
+    `turns`: the turns the run showed, when counted apart from the result; `at_turn`: the turn it reached."""
+    return f"{ended_in_words(result.stop_reason, result.detail, at_turn)} · {spent(result, turns)}"
 
 
 class Renderer:
@@ -124,6 +124,8 @@ class Renderer:
         self.projection = Projection()
         """What the run's events add up to so far (what a decision settles: the escalation it resolves)."""
         self._settled: list[Event] = []
+        self._at_turn = 0
+        """The highest turn an agent's event showed: where a stopped run was."""
 
     def _c(self, text: str, code: int) -> str:
         text = visible(text)  # whatever is styled is visible text: only parley's own sequences go around it
@@ -153,6 +155,8 @@ class Renderer:
     def show(self, ev: Event) -> None:
         """Print one event of the run (events with nothing to say print nothing)."""
         self._settled = self.projection.apply(ev)
+        if shows_turn(ev):
+            self._at_turn = max(self._at_turn, ev.turn)
         shown = _SHOWN.get(type(ev))
         if shown is not None:
             shown(self, ev)
@@ -303,7 +307,7 @@ class Renderer:
         self._done.clear()
         self._open.clear()
         shown = sum(turns for *_, turns in self.projection.per_speaker())  # the messages shown, as counted
-        self._line(self._dim("── ") + visible(summary(ev, shown)))
+        self._line(self._dim("── ") + visible(summary(ev, shown, self._at_turn)))
 
     # -- the conflict-resolution ladder, and the hierarchical and consensus patterns ----------------------
 

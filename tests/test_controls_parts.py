@@ -110,4 +110,6 @@ def test_the_web_and_the_terminal_say_how_a_run_ended_in_the_same_words() -> Non
         web = status_line(result, 3).replace("**", "")
         assert terminal.startswith(words) and f"Run ended · {words}" in web, (reason, terminal, web)
         assert reason not in terminal + web or reason in words.lower(), (reason, terminal, web)
-    assert summary(_result("stopped", "stopped by the user")).startswith("Stopped by you · 3 turns")
+    stopped = _result("stopped", "stopped by the user")
+    assert summary(stopped, at_turn=3).startswith("Stopped by you at turn 3 · 3 turns")
+    assert status_line(stopped, 3).startswith("**Run ended** · **Stopped by you** at turn 3 · 3 turns")

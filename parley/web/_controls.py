@@ -19,7 +19,7 @@ from typing import Any
 import chainlit as cl
 from chainlit.types import CommandDict
 
-from .._outcome import ending, spent
+from .._outcome import ending, shows_turn, spent
 from ..events import ApprovalRequestEvent, Event, HumanMessageEvent, HumanQueuedEvent
 from ..events import RunResult as Result
 from ._format import SYSTEM, note
@@ -35,20 +35,13 @@ INTERRUPT: CommandDict = {
 }
 LIVE_COMMANDS: list[CommandDict] = [INTERRUPT]
 """The composer's commands while a run is live (none while idle)."""
-_NOT_AGENTS = frozenset({"run_started", "human_message", "human_queued", "result", "notice"})
 
 
 def status_line(result: Result, last_turn: int, turns: int | None = None) -> str:
     """The run's closing line: why it ended in plain words, at which turn, then what it spent. `turns`: the
     agent turns the page showed (what the end-of-run chart counts), if known."""
-    if result.stop_reason == "stopped":
-        head = (
-            f"**Stopped by you** at turn {last_turn}" if last_turn else "**Stopped by you** before any turn"
-        )
-    else:
-        words, why = ending(result.stop_reason, result.detail)
-        head = f"**{words}**: {why}" if why else f"**{words}**"
-    return f"**Run ended** · {head} · {spent(result, turns)}"
+    words, rest = ending(result.stop_reason, result.detail, last_turn)
+    return f"**Run ended** · **{words}**{rest} · {spent(result, turns)}"
 
 
 def closing_text(
@@ -60,7 +53,7 @@ def closing_text(
 
 def last_turn(events: Sequence[Event]) -> int:
     """The turn the run was at: the highest turn an agent's event (a message, a call, a speaker picked) showed."""
-    return max((ev.turn for ev in events if ev.type not in _NOT_AGENTS), default=0)
+    return max((ev.turn for ev in events if shows_turn(ev)), default=0)
 
 
 def approval_buttons(ev: ApprovalRequestEvent) -> list[cl.Action]:
