@@ -32,6 +32,7 @@ from autogen_agentchat.tools import AgentTool
 from autogen_core.tools import FunctionTool
 from autogen_ext.models.openai import OpenAIChatCompletionClient
 
+from parley.catalog import resolve_team
 from parley.cli import main
 
 Write = Callable[[str, str], Path]
@@ -479,7 +480,9 @@ def test_an_exported_team_loads_in_autogen_and_imports_back(
     loaded = Team.load_component(json.loads(exported.read_text()))
     assert type(loaded).__name__ == autogen_team
     again = json.loads(loaded.dump_component().model_dump_json())
-    parley_team = yaml.safe_load((ROOT / "teams" / f"{team}.yaml").read_text())
+    shipped = resolve_team(team).source
+    assert shipped is not None
+    parley_team = yaml.safe_load(shipped.read_text())
     agents = again["config"]["participants"]
     if team == "editorial-desk":  # the manager calls the others as tools
         tools = agents[0]["config"]["workbench"][0]["config"]["tools"]
