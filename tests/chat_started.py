@@ -5,19 +5,25 @@ on_chat_start and on_chat_resume set the composer's commands, so each chat sessi
 counts). The page counts them itself: an init script reads what its WebSocket and long-polling requests
 receive, so no start is missed while the test is busy elsewhere, and waiting is Playwright's `wait_for_function`,
 which has a time limit. A new document counts from zero; within one document, `expect_new()` marks the
-connections opened so far as old.
+connections opened so far as old. A start the page closed its connection too early to read still counts when the
+browser heard it (see `ChatStarts.heard`).
 """
 
 from __future__ import annotations
 
+import json
+import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page
+    from playwright.sync_api import Locator, Page, WebSocket
 
 WAIT_MS = 30_000
 """How long a chat session may take to start (a loaded machine has taken more than 15 s)."""
 EVALUATE_MS = 10_000
+SLICE_MS = 500
+"""How often `wait()` brings the page what the browser's network layer heard (see ChatStarts.heard)."""
 
 COUNTER = r"""
 (() => {
@@ -30,7 +36,7 @@ COUNTER = r"""
   };
   const connection = (sid) => {
     let found = sid ? chats.connections.find((c) => c.sid === sid) : undefined;
-    if (!found) chats.connections.push((found = { sid, started: false }));
+    if (!found) chats.connections.push((found = { sid, started: false, answered: false, closed: false, events: [] }));
     return found;
   };
   // Engine.IO packets: one per WebSocket message, several (separated by \x1e) per long-polling answer.
@@ -41,7 +47,14 @@ COUNTER = r"""
         try { conn.sid = JSON.parse(packet.slice(1)).sid; } catch (e) { /* not an open packet */ }
       } else if (packet.startsWith('42["set_commands"')) {
         conn.started = true;
+      } else if (packet.startsWith('42["clear_call_fn"')) {
+        conn.answered = performance.now();  // the last of the server's answers to a connection, before a start
+      } else if (packet.startsWith('40')) {
+        conn.connected = true;
+      } else if (packet.startsWith('42["task_start"')) {
+        conn.busy = true;
       }
+      if (conn.events.length < 30) conn.events.push(packet.slice(0, 24));  // for a failing test's message
     }
   };
   const Native = window.WebSocket;
@@ -50,6 +63,7 @@ COUNTER = r"""
       super(...args);
       const conn = connection(sidOf(args[0]));  // an upgrade carries its connection's id
       this.addEventListener('message', (e) => read(conn, e.data));
+      this.addEventListener('close', () => { conn.closed = true; });
     }
   };
   const open = XMLHttpRequest.prototype.open;
@@ -73,17 +87,24 @@ _MARK = """() => {
   return true;
 }"""
 # Both throw when the document has no counter (it loaded before the ChatStarts was made): a clear error, at once.
-_STARTED = """() => {
+_STARTED = """(heard) => {
   const chats = window.__parleyChats;
   if (!chats) throw new Error('this page loaded before its ChatStarts was made: make it before the first goto');
-  if (!chats.connections.slice(chats.mark).some((c) => c.started)) return false;
+  const since = chats.connections.slice(chats.mark);
+  // A session taken over by the next connection of the same page: the server started its chat on the first
+  // (it answered no start on the second, which it does only for a session whose chat has begun), whose
+  // start went to a connection already closed. Counted once the second has been quiet a while.
+  const takenOver = (c, i) => i > 0 && since.slice(0, i).some((p) => p.connected && p.closed) && c.answered
+    && !c.closed && !c.busy && performance.now() - c.answered > 2000;
+  if (!since.some((c, i) => c.started || heard.includes(c.sid) || takenOver(c, i))) return false;
   chats.mark = chats.connections.length;
   return true;
 }"""
 _CONNECTED = """() => {
   const chats = window.__parleyChats;
   if (!chats) throw new Error('this page loaded before its ChatStarts was made: make it before the first goto');
-  return chats.connections.slice(chats.mark).some((c) => c.sid);
+  const last = chats.connections[chats.connections.length - 1];
+  return chats.connections.length > chats.mark && last.answered && !last.closed;
 }"""
 
 
@@ -98,7 +119,27 @@ class ChatStarts:
 
     def __init__(self, page: Page) -> None:
         self.page = page
+        self.heard: set[str] = set()
+        """Connections whose start reached the browser, read or not. A team switch opens two connections at
+        once (Chainlit's page reconnects straight away); the first one's start can arrive after the page has
+        closed it, so the page never reads it, though the chat session did start (the second connection
+        carries on with it). Playwright still sees those frames."""
         page.add_init_script(COUNTER)
+        page.on("websocket", self._socket)
+
+    def _socket(self, ws: WebSocket) -> None:
+        sid = (parse_qs(urlsplit(ws.url).query).get("sid") or [None])[0]
+
+        def frame(payload: str | bytes) -> None:
+            nonlocal sid
+            if not isinstance(payload, str):
+                return
+            if payload.startswith("0{") and sid is None:
+                sid = json.loads(payload[1:]).get("sid")
+            elif payload.startswith('42["set_commands"') and sid is not None:
+                self.heard.add(sid)
+
+        ws.on("framereceived", frame)
 
     def expect_new(self) -> None:
         """Connections opened so far are old: `wait()` waits for the chat of one opened after now."""
@@ -106,20 +147,41 @@ class ChatStarts:
 
     def wait(self, timeout_ms: float = WAIT_MS) -> None:
         """Wait until the chat session of a connection opened since the line has started."""
-        try:
-            self.page.wait_for_function(_STARTED, timeout=timeout_ms, polling=50)
-        except Exception as exc:
-            raise AssertionError(f"the chat session never started ({exc})") from exc
+        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import expect  # only browser tests import this module; they skip without it
+
+        deadline = time.monotonic() + timeout_ms / 1000
+        while True:  # in slices, each bounded, so that each brings the page what was heard meanwhile
+            left_ms = (deadline - time.monotonic()) * 1000
+            try:
+                self.page.wait_for_function(
+                    _STARTED, arg=sorted(self.heard), timeout=max(1.0, min(SLICE_MS, left_ms)), polling=50
+                )
+                break
+            except PlaywrightTimeout as exc:
+                if time.monotonic() >= deadline:
+                    raise AssertionError(
+                        f"the chat session never started ({exc}); {self._connections()}"
+                    ) from exc
 
         expect(self.page.locator("#chat-input")).to_be_enabled(timeout=timeout_ms)
 
     def wait_connected(self, timeout_ms: float = WAIT_MS) -> None:
-        """Wait until the page has opened a connection since the line (its chat need not start)."""
+        """Wait until the page's latest connection, opened since the line, is open and answered (its chat need
+        not start): a page loading opens one and may replace it at once (Chainlit sets its team and reconnects)."""
         try:
             self.page.wait_for_function(_CONNECTED, timeout=timeout_ms, polling=50)
         except Exception as exc:
-            raise AssertionError(f"the page opened no connection to the chat ({exc})") from exc
+            raise AssertionError(
+                f"the page opened no connection to the chat ({exc}); {self._connections()}"
+            ) from exc
+
+    def _connections(self) -> str:
+        try:
+            seen = evaluate(self.page, "() => window.__parleyChats", timeout_ms=2_000)
+            return f"the page's connections: {seen}; started as heard by the browser: {sorted(self.heard)}"
+        except Exception as exc:  # the page is gone or not answering: the first error says enough
+            return f"the page's connections are unknown ({type(exc).__name__})"
 
 
 def evaluate(target: Page | Locator, fn: str, arg: Any = None, *, timeout_ms: float = EVALUATE_MS) -> Any:

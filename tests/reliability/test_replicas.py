@@ -11,14 +11,13 @@ from __future__ import annotations
 import contextlib
 import re
 import secrets
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from chat_started import ChatStarts
-from ui.conftest import CHROMIUM_ARGS, UI_TIMEOUT_MS, Server, browser_missing
+from ui.conftest import CHROMIUM_ARGS, UI_TIMEOUT_MS, Server, browser_missing, wait_until
 
 from parley.events import MessageEvent, event_adapter
 
@@ -67,15 +66,6 @@ class Replica(Server):
 
     def stored_types(self, tid: str) -> list[str]:
         return [r.type for r in self.query(lambda s: s.events(tid))]
-
-
-def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 20.0) -> Any:
-    """Poll `check` (a store query) until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout_s
-    while not (value := check()):
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:g} s waiting for {what}"
-        time.sleep(0.1)
-    return value
 
 
 @pytest.fixture(scope="module")
@@ -131,16 +121,17 @@ def replicas(db_url: str, tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
 
 
 def log_in(page: Page, replica: Replica, user: str) -> None:
-    STARTS[id(page)].expect_new()
     page.goto(replica.url + "/")
     page.locator("#email").fill(user)
     page.locator("#password").fill(PASSWORDS[user])
+    STARTS[id(page)].expect_new()
     page.locator('button[type="submit"]').click()
     ready(page)
 
 
 def ready(page: Page) -> None:
-    """The chat session started since the last navigation (see tests/chat_started.py): the session is live."""
+    """A chat session started since the last line (a new document, `expect_new()`; see tests/chat_started.py):
+    the session is live."""
     STARTS[id(page)].wait()
 
 
@@ -184,6 +175,7 @@ def test_a_conversation_cut_off_by_a_crashed_replica_goes_on_on_the_other(
     # Behind one address, the next request lands on replica B: alice's login is still good there.
     page = new_tab(page)
     page.goto(b.url + "/")
+    ready(page)  # a new chat first: the thread's is the next one
     expect(page.locator(f"#thread-{tid} a")).to_be_visible()
     STARTS[id(page)].expect_new()
     page.locator(f"#thread-{tid} a").click()  # her conversation, from the history sidebar

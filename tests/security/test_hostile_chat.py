@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from _websec import TEAM, ChatSocket, local_cookie, script
-from chat_started import ChatStarts
+from chat_started import ChatStarts, evaluate
 from fakeserver import FakeServer
 from ui.conftest import Server, run_async
 
@@ -49,14 +49,17 @@ def _hostile(url: str, who: str) -> str:
 
 
 def _nothing_ran(page: Any) -> None:
-    assert page.evaluate(PWNED) is None
-    injected = page.evaluate("""() => ({
+    assert evaluate(page, f"() => {PWNED}") is None
+    injected = evaluate(
+        page,
+        """() => ({
         handlers: document.querySelectorAll('[onerror], [onload], [onmouseover]').length,
         frames: document.querySelectorAll('iframe').length,
         scripts: [...document.scripts].filter(s => s.textContent.includes('__pwned')).length,
         js_links: document.querySelectorAll('a[href^="javascript:"]').length,
         bold: document.querySelectorAll('.step b').length,
-    })""")
+    })""",
+    )
     assert injected == {"handlers": 0, "frames": 0, "scripts": 0, "js_links": 0, "bold": 0}
 
 

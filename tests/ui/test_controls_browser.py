@@ -11,6 +11,7 @@ import os
 import re
 from pathlib import Path
 
+from chat_started import evaluate
 from test_chat_browser import Chat, Page, expect, of_type, result_of, wait_until
 
 SHARED_SERVERS = ("support.yaml", "studio.yaml")
@@ -21,7 +22,8 @@ def snap(page: Page, name: str, tmp_path: Path) -> None:
     folder = Path(os.environ.get("PARLEY_UI_SHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     for theme in ("light", "dark"):
-        page.evaluate(
+        evaluate(
+            page,
             "t => { const c = document.documentElement.classList; c.remove('light', 'dark'); c.add(t); }",
             theme,
         )

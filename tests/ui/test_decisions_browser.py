@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+from chat_started import evaluate
+
 # The chat helpers, and Playwright's names once that module has checked Playwright and Chromium are here.
 from test_chat_browser import Chat, Locator, Page, expect, of_type, result_of
 
@@ -24,7 +26,7 @@ SEO_BY_HAND = (
 def snap(page: Page, name: str, tmp_path: Path, show: Locator | None = None) -> None:
     """A screenshot of the page as it is now, with `show` scrolled into view."""
     if show is not None:
-        show.evaluate("el => el.scrollIntoView({block: 'center'})")
+        evaluate(show, "el => el.scrollIntoView({block: 'center'})")
     folder = Path(os.environ.get("PARLEY_UI_SHOTS") or tmp_path)
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(folder / f"{name}.png"))

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
+from chat_started import ChatStarts, evaluate
+from ui.conftest import wait_until
 
 from parley.web._guard import LOCAL_USER
 
@@ -83,46 +84,24 @@ class Picker:
 
     def __init__(self, page: Page, server: Any) -> None:
         self.page, self.server = page, server
-        self.sockets = 0
-        """Sockets the page opened so far: each page load, team switch or reopened thread opens one."""
-        self.started: set[int] = set()
-        """The sockets whose chat session has started (each start sets the composer's commands)."""
-        self.seen = 0
-        """The first socket that counts for `ready()`: the one the latest navigation opens."""
-        page.on("websocket", self._socket)
-
-    def _socket(self, ws: Any) -> None:
-        number, self.sockets = self.sockets, self.sockets + 1
-
-        def frame(payload: str | bytes) -> None:
-            if isinstance(payload, str) and payload.startswith('42["set_commands"'):
-                self.started.add(number)
-
-        ws.on("framereceived", frame)
-
-    def ready(self) -> Picker:
-        """Wait until the chat session of the socket the latest navigation opened has started."""
-        deadline = time.monotonic() + 30
-        while not any(n >= self.seen for n in self.started):
-            assert time.monotonic() < deadline, "the chat session never started"
-            self.page.wait_for_timeout(50)
-        expect(self.page.locator("#chat-input")).to_be_enabled()
-        return self
+        self.starts = ChatStarts(page)
+        """The chat sessions the page starts: each page load, team switch or reopened thread starts one."""
 
     def goto(self, path: str = "/") -> Picker:
-        self.seen = self.sockets
         self.page.goto(self.server.url + path)
-        return self.ready()
+        self.starts.wait()
+        return self
 
     def open(self) -> Picker:
         return self.goto("/")
 
     def pick_team(self, name: str) -> Picker:
-        self.seen = self.sockets
+        self.starts.expect_new()  # the page's own chat has started (open): the switch starts the next one
         self.page.locator("#chat-profiles").click()
         self.page.get_by_role("option").filter(has=self.page.get_by_text(name, exact=True)).click()
         expect(self.page.locator("#chat-profiles")).to_have_text(name)
-        return self.ready()
+        self.starts.wait()
+        return self
 
     def settings(self) -> None:
         self.page.locator("#chat-settings-open-modal").click()
@@ -145,18 +124,12 @@ class Picker:
         box.press("Enter")
         expect(box).to_have_value("")
 
-    def until(self, done: Callable[[], bool], what: str) -> None:
-        """Wait (on the page's clock, bounded) until the server has recorded something."""
-        deadline = time.monotonic() + 30
-        while not done():
-            assert time.monotonic() < deadline, what
-            self.page.wait_for_timeout(100)
-
     def shoot(self, name: str) -> None:
         if not SHOTS:
             return
         for theme in ("light", "dark"):
-            self.page.evaluate(
+            evaluate(
+                self.page,
                 "t => { const c = document.documentElement.classList; c.remove('light', 'dark'); c.add(t); }",
                 theme,
             )
@@ -190,7 +163,7 @@ def test_a_picked_script_answers_and_the_thread_keeps_it(server: Any, new_page: 
     (thread,) = [t for t in server.threads(LOCAL_USER) if t.team == "content-studio"]
     picked = f"scripted:{(MODEL_SCRIPTS / 'studio-brief.yaml').resolve()}"
     assert thread.model == picked  # the choice is stored with the thread
-    tab.until(lambda: any(e["type"] == "result" for e in server.events(thread.id)), "the run never ended")
+    wait_until(lambda: any(e["type"] == "result" for e in server.events(thread.id)), "the run to end")
     (started,) = [e for e in server.events(thread.id) if e["type"] == "run_started"]
     assert started["model"] == picked
     tab.shoot("answered")
@@ -219,7 +192,7 @@ def test_a_team_the_embedded_model_cannot_drive_refuses_before_any_model_call(
     expect(refusal).to_have_count(2)  # and again when asked to start: nothing runs
     tab.shoot("refused")
     assert not [t for t in server.threads(LOCAL_USER) if t.team == "editorial-desk"]  # no thread was made
-    assert "Run ended" not in tab.page.locator("#chat-input").evaluate("() => document.body.innerText")
+    expect(tab.page.locator("body")).not_to_contain_text("Run ended")
 
 
 def test_the_embedded_models_messages_are_marked_demo_quality(

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from chat_started import evaluate
 from PIL import Image
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def test_comparison_report_renders_its_tables_and_plots(new_page: Callable[[], P
     for i, caption in enumerate(PLOTS):
         img = plots.nth(i)
         img.scroll_into_view_if_needed()
-        width, height = img.evaluate("el => [el.complete ? el.naturalWidth : 0, el.naturalHeight]")
+        width, height = evaluate(img, "el => [el.complete ? el.naturalWidth : 0, el.naturalHeight]")
         assert width > 0 and height > 0, f"{caption}: the image did not decode"
         assert img.bounding_box()["width"] > 100, f"{caption}: the image is not shown at a readable size"
         colours, inked, fills = _drawn(img.screenshot())

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from chat_started import evaluate
 from test_chat_browser import Chat, expect, of_type, result_of
 from ui.conftest import Server
 
@@ -82,7 +83,7 @@ def test_a_running_tool_shows_its_progress_and_log_and_its_picture(new_page, tmp
         picture = chat.page.locator('img[alt$=".png"]').first
         expect(picture).to_be_visible()
         picture.scroll_into_view_if_needed()
-        size = picture.evaluate("el => [el.complete ? el.naturalWidth : 0, el.naturalHeight]")
+        size = evaluate(picture, "el => [el.complete ? el.naturalWidth : 0, el.naturalHeight]")
         assert size == [160, 100], size  # decoded: a picture, not a download or a code block
         chat.page.screenshot(path=str(shots / "tool-picture.png"))
         expect(chat.note("Run ended")).to_be_visible()
