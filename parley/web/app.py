@@ -338,6 +338,9 @@ def _title(text: str) -> str:
 
 @cl.on_message
 async def _message(message: cl.Message) -> None:
+    # What this handler says is not a child of Chainlit's on_message step: a step's last child gets a thumb, and
+    # these notes are not stored messages that a rating could be kept with.
+    _chainlit_fixes.show_on()
     session: ChatSession | None = cl.user_session.get("parley")
     if session is None:
         await cl.Message(content="Pick a team that can run (see the error above).", author=SYSTEM).send()
