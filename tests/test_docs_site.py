@@ -176,3 +176,14 @@ def test_the_tools_page_lists_every_tool_with_its_family_and_approval() -> None:
         if row not in page:
             wrong.append(row)
     assert wrong == [], f"docs/tools.md's table needs these rows (name, family, approval): {wrong}"
+
+
+def test_no_table_cell_escapes_a_pipe_inside_code() -> None:
+    """GitHub shows `a \\| b` in a table as a pipe, the site shows the backslash: write <code>a &#124; b</code>."""
+    found = [
+        f"{page.relative_to(ROOT)}:{number}"
+        for page in _pages()
+        for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
+        if line.startswith("|") and re.search(r"`[^`]*\\\|[^`]*`", line)
+    ]
+    assert found == []
