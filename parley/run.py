@@ -8,7 +8,6 @@ message, `stop()` ends the run now.
 from __future__ import annotations
 
 import asyncio
-import mimetypes
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -19,6 +18,7 @@ from ._outcome import final_text, last_positions, stop_detail
 from ._publish import Publisher, WriteListener
 from ._spend import RunSpend
 from ._text import human_text, redact_secrets
+from ._turns import TurnNumbers
 from .engine import Cancel, MessageKind, Outcome, SegmentEnd
 from .errors import ConfigError, RunError, RunStateError
 from .events import (
@@ -77,10 +77,7 @@ class Run:
         self.error: RunError | None = None
         """Why the run failed (stop reason `error`): the role, the turn and the original exception."""
         self._turn0 = 0
-        self._open: dict[str, int] = {}
-        """The number of each role's turn in progress (see turn_of)."""
-        self._answers = 0
-        """The turns this run finished: its messages, as the usage chart counts them."""
+        self._turns = TurnNumbers()
         self._spend = RunSpend(
             conversation.meter,
             self.emit,
@@ -204,23 +201,13 @@ class Run:
         return self._turn0 + self.guard.turns + 1
 
     def turn_of(self, source: str, *, start: bool = True) -> int:
-        """The number of `source`'s turn in progress. A turn takes its number when its message starts to show
-        (its first streamed piece, or the message itself), so turns are numbered in the order their messages
-        appear, whichever role of a parallel step finishes first. `start=False`: the number the turn has, or
-        would take now, without giving it one (a tool call made before any text)."""
-        turn = self._open.get(source)
-        if turn is None:
-            turn = max([self.conversation.turn, *self._open.values()]) + 1
-            if start:
-                self._open[source] = turn
-        return turn
+        """The number of `source`'s turn in progress (parley/_turns.py)."""
+        return self._turns.of(source, self.conversation.turn, start=start)
 
     def answered(self, source: str, text: str, kind: MessageKind) -> None:
         conv = self.conversation
-        turn = self.turn_of(source)
-        del self._open[source]
+        turn = self._turns.close(source, conv.turn, answered=True)
         conv.turn = max(conv.turn, turn)
-        self._answers += 1
         self.emit(MessageEvent(source=source, content=text, kind=kind, turn=turn))
         if self._spend.spent_by == source:  # the answer that spent the budget is shown: now end the run
             self._cancel("max_tokens")
@@ -231,8 +218,7 @@ class Run:
             self.end("max_turns", f"reached {guard.cap} turns")
 
     def answered_nothing(self, source: str) -> None:
-        turn = self.turn_of(source)
-        del self._open[source]
+        turn = self._turns.close(source, self.conversation.turn, answered=False)
         self.emit(
             NoticeEvent(
                 source=source,
@@ -261,22 +247,8 @@ class Run:
         )
 
     def files_written(self, role: str, tool: str, paths: list[Path]) -> None:
-        root = self.conversation.workspace
         for path in paths:
-            name = str(path.relative_to(root))
-            mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
-            self.emit(
-                FileEvent(
-                    source=role,
-                    content=f"{role} wrote {name}",
-                    name=name,
-                    path=str(path),
-                    mime=mime,
-                    size=path.stat().st_size,
-                    tool=tool,
-                    turn=self.live_turn(),
-                )
-            )
+            self.emit(FileEvent.written(role, tool, path, self.conversation.workspace, self.live_turn()))
 
     # -- internals -----------------------------------------------------------------------
 
@@ -405,7 +377,7 @@ class Run:
         """One stretch of the team's work; returns why it ended."""
         engine, meter = self._engine, self.conversation.meter
         failures0 = len(meter.failures)
-        self._open.clear()  # the turns a segment cut short were abandoned: their numbers are free again
+        self._turns.abandon_open()
         try:
             await engine.segment(self._deliver_human, self)
         except BaseException as exc:
@@ -506,7 +478,7 @@ class Run:
         return RunResult(
             source="parley",
             stop_reason=outcome,
-            turns=self._answers,
+            turns=self._turns.answers,
             detail=detail,
             prompt_tokens=spend.prompt_tokens,
             completion_tokens=spend.completion_tokens,

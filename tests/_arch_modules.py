@@ -28,6 +28,9 @@ ADAPTERS = (
     "parley._audit",
     "parley._doctor",
     "parley._render",
+    "parley._commands",
+    "parley._cli_tokens",
+    "parley.api",
 )
 """The modules (and packages) that adapt parley to a user: they may import anything of parley's."""
 MAX_LINES = 500

@@ -6,15 +6,12 @@ from pathlib import Path
 
 import parley
 from parley import errors
-from parley.tools import default_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_readme_documents_every_tool_and_both_commands() -> None:
+def test_readme_documents_both_commands() -> None:
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    missing = [name for name in default_registry().names() if f"| `{name}` |" not in readme]
-    assert missing == [], f"add these tools to the README's table: {missing}"
     assert "make run" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
 
