@@ -29,7 +29,8 @@ OTHER_TEAMS = {
 }
 TEAM_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 SELECTOR_KEYS = ("selector_prompt", "allow_repeated_speaker", "max_selector_attempts")
-DEFAULT_DESCRIPTION = "A team of agents."
+DEFAULT_DESCRIPTION = "A team of agents"
+"""AutoGen's description of a team that was given none (with or without a full stop)."""
 
 
 class InteropError(ConfigError):
@@ -88,7 +89,7 @@ def import_team(
     description = root.config.get("description")
     team["description"] = (
         " ".join(description.split())
-        if isinstance(description, str) and description.strip() and description != DEFAULT_DESCRIPTION
+        if isinstance(description, str) and description.strip().rstrip(".") not in ("", DEFAULT_DESCRIPTION)
         else f"Imported from AutoGen ({root.kind})"
     )
     team["pattern"] = pattern
@@ -124,8 +125,8 @@ def _not_a_team(root: Part) -> str:
             "(team.dump_component())"
         )
     return (
-        f"{quote(root.provider)} is not a team parley imports (RoundRobinGroupChat, SelectorGroupChat or Swarm, "
-        "from autogen_agentchat.teams)"
+        f"{quote(root.provider)} is not a team parley imports (RoundRobinGroupChat, SelectorGroupChat, Swarm or "
+        "GraphFlow, from autogen_agentchat.teams)"
     )
 
 
