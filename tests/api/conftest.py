@@ -48,6 +48,27 @@ roles:
     - "Right, and it is known for its food. APPROVED"
     - "Fine. APPROVED"
 """
+PLANNER = """
+name: planner
+description: Asks before it plans
+pattern: round_robin
+roles:
+  - name: planner
+    description: plans
+    prompt: You plan.
+    tools: [ask_human]
+termination:
+  max_turns: 1
+human:
+  default_answer: Assume all regions.
+"""
+PLAN_SCRIPT = """
+roles:
+  planner:
+    - tool: ask_human
+      args: {question: "Which region should the plan cover?"}
+    - "Plan for the region given."
+"""
 
 
 @dataclass
@@ -64,15 +85,18 @@ class Api:
 
 @pytest.fixture
 def scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The scripts folder (PARLEY_SCRIPTS) with the duo's script and the support desk's refund."""
+    """The scripts folder (PARLEY_SCRIPTS) with the scripts of the tests' teams (PARLEY_TEAMS) and the support
+    desk's refund."""
     folder = tmp_path / "scripts"
     folder.mkdir()
     (folder / "duo.yaml").write_text(textwrap.dedent(DUO_SCRIPT), encoding="utf-8")
+    (folder / "plan.yaml").write_text(textwrap.dedent(PLAN_SCRIPT), encoding="utf-8")
     shutil.copy(ROOT / "evals" / "scripts" / "support-refund.yaml", folder / "refund.yaml")
     monkeypatch.setenv("PARLEY_SCRIPTS", str(folder))
     teams = tmp_path / "teams"
     teams.mkdir()
     (teams / "duo.yaml").write_text(textwrap.dedent(DUO).lstrip(), encoding="utf-8")
+    (teams / "planner.yaml").write_text(textwrap.dedent(PLANNER).lstrip(), encoding="utf-8")
     monkeypatch.setenv("PARLEY_TEAMS", str(teams))
     return folder
 

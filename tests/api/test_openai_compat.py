@@ -158,3 +158,28 @@ async def test_errors_arrive_as_the_sdks_exceptions_with_words(api: Api, sdk: di
     with pytest.raises(openai.AuthenticationError, match="not valid"):
         await stranger.models.list()
     await stranger.close()
+
+
+async def test_a_question_over_the_openai_endpoint_gets_the_teams_default_answer(
+    api: Api, sdk: dict[str, AsyncOpenAI]
+) -> None:
+    reply = await sdk["alice"].chat.completions.create(
+        model="planner@scripted:plan.yaml", messages=[{"role": "user", "content": "Make a sales plan"}]
+    )
+    assert reply.choices[0].message.content == "Plan for the region given."
+    tid = (reply.model_extra or {})["parley"]["conversation"]
+    [answer] = [r.payload for r in await api.store.events(tid) if r.type == "answer"]
+    assert (answer["content"], answer["actor"]) == ("Assume all regions.", "api")
+
+
+async def test_a_tool_call_needing_approval_is_denied_over_the_openai_endpoint_saying_why(
+    api: Api, sdk: dict[str, AsyncOpenAI]
+) -> None:
+    reply = await sdk["alice"].chat.completions.create(
+        model="customer-support@scripted:refund.yaml",
+        messages=[{"role": "user", "content": "Order 1042 arrived broken"}],
+    )
+    tid = (reply.model_extra or {})["parley"]["conversation"]
+    [decision] = [r.payload for r in await api.store.events(tid) if r.type == "approval_decision"]
+    assert decision["approved"] is False and "nobody can approve" in decision["reason"]
+    assert reply.choices[0].message.content.endswith("RESOLVED")  # type: ignore[union-attr]

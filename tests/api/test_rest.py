@@ -9,7 +9,7 @@ from typing import Any
 
 from conftest import Api
 
-from parley.events import ApprovalRequestEvent
+from parley.events import ApprovalRequestEvent, QuestionEvent
 
 API = "/api/v1"
 SAFETY_S = 30.0
@@ -232,3 +232,70 @@ async def test_a_revoked_token_stops_working_and_its_last_use_is_kept(api: Api) 
     await api.store.remove_user("alice")
     r = await api.client.get(f"{API}/teams", headers=api.auth("alice"))
     assert r.status_code == 401, "a removed user's token signs nobody in"
+
+
+async def waiting_question(api: Api, tid: str) -> QuestionEvent:
+    conv = api.hub.live(tid)
+    assert conv is not None and conv.current_run is not None
+    async with asyncio.timeout(SAFETY_S):
+        async for ev in conv.current_run:
+            if isinstance(ev, QuestionEvent):
+                return ev
+    raise AssertionError("the run ended without a question")
+
+
+async def test_a_roles_question_is_answered_over_the_api(api: Api) -> None:
+    tid = await create(api, "alice", "planner", "scripted:plan.yaml", "Make a sales plan")
+    question = await waiting_question(api, tid)
+    read = (await api.client.get(f"{API}/conversations/{tid}", headers=api.auth("alice"))).json()
+    assert [q["content"] for q in read["pending"]["questions"]] == ["Which region should the plan cover?"]
+    r = await api.client.post(
+        f"{API}/conversations/{tid}/questions/{question.question_id}",
+        json={"text": "EMEA only"},
+        headers=api.auth("alice"),
+    )
+    assert r.status_code == 200, r.text
+    r = await api.client.post(
+        f"{API}/conversations/{tid}/questions/{question.question_id}",
+        json={"text": "again"},
+        headers=api.auth("alice"),
+    )
+    assert r.status_code in (404, 409), "a question is answered once"
+    events = parse_sse(
+        (
+            await api.client.get(
+                f"{API}/conversations/{tid}/events", params={"until_result": True}, headers=api.auth("alice")
+            )
+        ).text
+    )
+    answer = next(e for e in events if e["event"] == "answer")
+    assert (answer["data"]["content"], answer["data"]["actor"]) == ("EMEA only", "alice")
+    assert events[-1]["data"]["content"] == "Plan for the region given."
+
+
+async def test_an_interrupt_cuts_the_turn_short_and_the_team_goes_on_with_it(api: Api) -> None:
+    tid = await create(api, "alice", "planner", "scripted:plan.yaml", "Make a sales plan")
+    await waiting_question(api, tid)
+    r = await api.client.post(
+        f"{API}/conversations/{tid}/messages",
+        json={"text": "Cover EMEA", "mode": "interrupt"},
+        headers=api.auth("alice"),
+    )
+    assert r.status_code == 202 and r.json() == {"run": 1, "running": True}
+    events = parse_sse(
+        (
+            await api.client.get(
+                f"{API}/conversations/{tid}/events", params={"until_result": True}, headers=api.auth("alice")
+            )
+        ).text
+    )
+    kinds = [e["event"] for e in events]
+    assert kinds.index("human_queued") < kinds.index("message"), (
+        "the turn waiting on the question was cut short"
+    )
+    delivered = [e["data"] for e in events if e["event"] == "human_message"]
+    assert [(d["content"], d["mode"]) for d in delivered] == [
+        ("Make a sales plan", "task"),
+        ("Cover EMEA", "interrupt"),
+    ]
+    assert events[-1]["event"] == "result" and events[-1]["data"]["content"] == "Plan for the region given."
