@@ -59,9 +59,11 @@ def write_new(target: Path, text: str, *, force: bool, check: Callable[[Path], N
                 os.link(tmp, target)  # fails if the name was taken meanwhile: nothing is overwritten
             except FileExistsError:
                 raise ConfigError(f"{target} exists: pass --force to replace it") from None
-            except OSError:  # a file system without hard links: create the name exclusively instead
-                with target.open("x", encoding="utf-8") as out:
-                    out.write(text)
+            except (
+                OSError
+            ):  # a file system without hard links: claim the name, then move the whole file onto it
+                target.open("x").close()
+                os.replace(tmp, target)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
