@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from _websec import ChatSocket, cookie_of, login, server_log
+from chat_started import evaluate
 from fakeserver import FakeServer
 from ui.conftest import Server, run_async
 
@@ -160,8 +161,8 @@ def test_secrets_are_not_on_the_page(server: Server, model: FakeServer, new_page
         "HTTP responses": "\n".join(bodies),
         "socket frames": "\n".join(frames),
         "cookies": json.dumps(page.context.cookies()),
-        "page storage": page.evaluate(
-            "() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
+        "page storage": evaluate(
+            page, "() => JSON.stringify([Object.entries(localStorage), Object.entries(sessionStorage)])"
         ),
     }
     # the capture worked (the count of frames varies with timing)
