@@ -67,3 +67,17 @@ def write_new(target: Path, text: str, *, force: bool, check: Callable[[Path], N
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+
+
+def _claim(tmp: Path, target: Path) -> None:
+    """Give `tmp` the name `target` unless that name is taken (even meanwhile): nothing is overwritten."""
+    try:
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links: claim the name, then move the whole file onto it
+            target.open("x").close()
+            os.replace(tmp, target)
+    except FileExistsError:
+        raise ConfigError(f"{target} exists: pass --force to replace it") from None
