@@ -5,6 +5,8 @@ conversations. See docs/api.md."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -71,13 +73,12 @@ def openai_app(hub: Hub) -> FastAPI:
 
     async def invalid(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
-        first = exc.errors()[0] if exc.errors() else {}
-        where = ".".join(str(p) for p in first.get("loc", ())[1:])
-        message = (
-            f"{where}: {first.get('msg', 'invalid request')}"
-            if where
-            else str(first.get("msg", "invalid request"))
-        )
+        errors: list[dict[str, Any]] = list(exc.errors())
+        first = errors[0] if errors else {}
+        loc: list[object] = list(first.get("loc", ()))
+        where = ".".join(str(p) for p in loc[1:])
+        said = str(first.get("msg", "invalid request"))
+        message = f"{where}: {said}" if where else said
         error = {"message": message, "type": "invalid_request_error", "param": where or None, "code": None}
         return JSONResponse({"error": error}, status_code=400)
 

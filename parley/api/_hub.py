@@ -186,8 +186,13 @@ class Hub:
     def watch_run(self, conv: Conversation, run: Run) -> None:
         """Wake the conversation's event streams after each of `run`'s writes to the store."""
         tid = conv.thread_id
-        if tid is not None:
-            run.on_store_write(lambda *_: self.wake(tid))
+        if tid is None:
+            return
+
+        def written(*_: object) -> None:
+            self.wake(tid)
+
+        run.on_store_write(written)
 
     # -- waking streams ------------------------------------------------------------------------------------
 

@@ -80,14 +80,14 @@ async def models(user: Annotated[str, Depends(_user)], hub: Annotated[Hub, Depen
 def _text(message: ChatMessage) -> str:
     if message.content is None or isinstance(message.content, str):
         return message.content or ""
-    parts = []
+    parts: list[str] = []
     for part in message.content:
         if part.get("type") != "text" or not isinstance(part.get("text"), str):
             raise ApiError(
                 400,
                 f"only text reaches a team: a {message.role} message has a part of type {part.get('type')!r}",
             )
-        parts.append(part["text"])
+        parts.append(str(part["text"]))
     return "\n".join(parts)
 
 

@@ -85,7 +85,7 @@ def _out(row: ThreadRow, hub: Hub) -> ConversationOut:
 
 @router.get("/teams", summary="List the teams")
 async def list_teams(user: User, hub: Hubbed) -> list[TeamOut]:
-    out = []
+    out: list[TeamOut] = []
     for entry in hub.teams():
         spec = entry.spec
         if spec is None:
