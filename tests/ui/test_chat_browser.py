@@ -12,6 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
+from chat_started import ChatStarts, evaluate
+from ui.conftest import wait_until
 
 from parley.catalog import discover_teams
 from parley.web._format import SYSTEM
@@ -46,66 +48,48 @@ class Chat:
     def __init__(self, page: Page, server) -> None:
         self.page = page
         self.server = server
-        self.sockets = 0
-        """Sockets the page opened so far: each page load, team switch or reopened thread opens one."""
-        self.started: set[int] = set()
-        """The sockets whose chat session has started (each start sets the composer's commands)."""
-        self.seen = 0
-        """The first socket that counts for `ready()`: the one the latest navigation opens."""
-        page.on("websocket", self._socket)
-
-    def _socket(self, ws) -> None:
-        number, self.sockets = self.sockets, self.sockets + 1
-
-        def frame(payload: str | bytes) -> None:
-            if isinstance(payload, str) and payload.startswith('42["set_commands"'):
-                self.started.add(number)
-
-        ws.on("framereceived", frame)
+        self.starts = ChatStarts(page)
+        """The chat sessions the page starts: each page load, team switch or reopened thread starts one."""
 
     # -- getting there ------------------------------------------------------------------------
 
     def open(self, path: str = "/", *, ready: bool = True) -> Chat:
-        self.seen = self.sockets
+        """Load the page; `ready=False` for a team that cannot start here (it waits for the connection only)."""
         self.page.goto(self.server.url + path)
-        return self.ready() if ready else self
+        return self.ready() if ready else self.connected()
 
     def reload(self) -> Chat:
-        self.seen = self.sockets
         self.page.reload()
         return self.ready()
 
     def open_thread(self, tid: str) -> Chat:
         """Reopen a conversation from the sidebar."""
-        self.seen = self.sockets
+        self.starts.expect_new()
         self.page.locator(f"#thread-{tid} a").click()
         self.page.wait_for_url(f"**/thread/{tid}")
         return self.ready()
 
     def ready(self) -> Chat:
-        """Wait until the page's chat session has started (on_chat_start / on_chat_resume set the composer's
-        commands: none while idle, Interrupt while a run is live)."""
-        deadline = time.monotonic() + 30
-        while not any(n >= self.seen for n in self.started):
-            assert time.monotonic() < deadline, "the chat session never started"
-            self.page.wait_for_timeout(50)
-        expect(self.page.locator("#chat-input")).to_be_enabled()
+        """Wait until the page's chat session has started (see tests/chat_started.py)."""
+        self.starts.wait()
+        return self
+
+    def connected(self) -> Chat:
+        """Wait until the page has its connection (its chat session may not start: a team that cannot)."""
+        self.starts.wait_connected()
         return self
 
     def login(self, user: str, password: str) -> Chat:
         self.page.goto(self.server.url + "/")
         self.page.locator("#email").fill(user)
         self.page.locator("#password").fill(password)
+        self.starts.expect_new()
         self.page.locator('button[type="submit"]').click()
         return self.ready()
 
     def pick_team(self, name: str, *, listed: list[str] | None = None) -> Chat:
         """Choose a team in the chat-profile dropdown (optionally checking every team it lists)."""
-        deadline = time.monotonic() + 30
-        while self.sockets <= self.seen:  # the page has its own socket: the switch opens the next one
-            assert time.monotonic() < deadline, "the page opened no socket"
-            self.page.wait_for_timeout(50)
-        self.seen = self.sockets
+        self.starts.expect_new()  # the page has its own connection (see open): the switch opens the next one
         self.page.locator("#chat-profiles").click()
         if listed is not None:
             expect(self.page.get_by_role("option")).to_have_text(listed)
@@ -172,17 +156,6 @@ class Chat:
     def thread_id(self) -> str:
         self.page.wait_for_url(re.compile(r"/thread/[0-9a-f-]{36}$"))
         return self.page.url.rsplit("/", 1)[1]
-
-
-def wait_until(check, what: str, timeout_s: float = 20.0):
-    """Poll `check` (e.g. a store query) until it returns something truthy, and return that."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out after {timeout_s:g} s waiting for {what}"
-        time.sleep(0.2)
 
 
 def of_type(events: list[dict], *types: str) -> list[dict]:
@@ -268,8 +241,8 @@ def test_interjection_joins_after_the_current_turn(servers, new_page, tmp_path):
     expect(chat.page.locator("body")).to_contain_text(re.compile(r"Meter.*\d prompt \+", re.S))  # in view
     # Chainlit scrolls the latest user message to the top; show the run from the task down to the
     # message being written, which stays in view.
-    chat.user_messages().first.evaluate("step => step.scrollIntoView({block: 'start'})")
-    editor.evaluate("step => step.scrollIntoView({block: 'nearest'})")
+    evaluate(chat.user_messages().first, "step => step.scrollIntoView({block: 'start'})")
+    evaluate(editor, "step => step.scrollIntoView({block: 'nearest'})")
     expect(editor).to_be_in_viewport()
     # The README's picture is refreshed on request only: a test run must not change tracked files.
     shot = SCREENSHOT if os.environ.get("PARLEY_UPDATE_SCREENSHOT") == "1" else tmp_path / "screenshot.png"
@@ -407,7 +380,7 @@ def test_reload_and_reopen_from_the_sidebar(servers, new_page):
     expect(chat.note("Run ended")).to_contain_text("editor said APPROVE")
     chart = chat.note("Run ended").locator(f'img[alt="{CHART}"]')
     expect(chart).to_be_visible()  # the tokens-per-speaker chart under the note
-    wait_until(lambda: chart.evaluate("img => img.complete && img.naturalWidth > 0"), "the chart to load")
+    chat.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=chart.element_handle())
     tid = chat.thread_id()
 
     def shows_the_conversation() -> None:
