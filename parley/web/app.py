@@ -19,6 +19,7 @@ from chainlit.types import ThreadDict
 
 from .._proc import freeze_startup_objects
 from .._text import human_text
+from ..api import mount as mount_api
 from ..catalog import TeamEntry, discover_teams, programs
 from ..conversation import Conversation
 from ..errors import ConfigError
@@ -107,6 +108,9 @@ def _guard_server() -> None:
 
 
 _guard_server()
+if getattr(_server.state, "parley_api", None) is None:  # watch mode imports this module again
+    # /api/v1 (REST, Server-Sent Events, OpenAPI) and /v1 (OpenAI-compatible), ahead of Chainlit's catch-all route
+    _server.state.parley_api = mount_api(_server, store)
 # Engine.IO drops the connection on any message over 1,000,000 bytes, losing it without a word; a 1 MB
 # message (3 bytes a character in many scripts) must arrive.
 sio.eio.max_http_buffer_size = MAX_MESSAGE_BYTES
