@@ -69,6 +69,26 @@ roles:
       args: {question: "Which region should the plan cover?"}
     - "Plan for the region given."
 """
+LOOP = """
+name: critique-loop
+description: A writer and a critic who agree only in the second round
+pattern: loop
+roles:
+  - name: writer
+    description: writes
+    prompt: You write.
+  - name: critic
+    description: criticises
+    prompt: You criticise.
+termination:
+  max_turns: 10
+loop: {until: APPROVE, max_rounds: 1, on_max_rounds: escalate}
+"""
+LOOP_SCRIPT = """
+roles:
+  writer: ["draft 1", "draft 2"]
+  critic: ["too long", "good. APPROVE"]
+"""
 
 
 @dataclass
@@ -90,12 +110,14 @@ def scripts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     folder = tmp_path / "scripts"
     folder.mkdir()
     (folder / "duo.yaml").write_text(textwrap.dedent(DUO_SCRIPT), encoding="utf-8")
+    (folder / "loop.yaml").write_text(textwrap.dedent(LOOP_SCRIPT), encoding="utf-8")
     (folder / "plan.yaml").write_text(textwrap.dedent(PLAN_SCRIPT), encoding="utf-8")
     shutil.copy(ROOT / "evals" / "scripts" / "support-refund.yaml", folder / "refund.yaml")
     monkeypatch.setenv("PARLEY_SCRIPTS", str(folder))
     teams = tmp_path / "teams"
     teams.mkdir()
     (teams / "duo.yaml").write_text(textwrap.dedent(DUO).lstrip(), encoding="utf-8")
+    (teams / "loop.yaml").write_text(textwrap.dedent(LOOP).lstrip(), encoding="utf-8")
     (teams / "planner.yaml").write_text(textwrap.dedent(PLANNER).lstrip(), encoding="utf-8")
     monkeypatch.setenv("PARLEY_TEAMS", str(teams))
     return folder

@@ -9,7 +9,7 @@ from typing import Any
 
 from conftest import Api
 
-from parley.events import ApprovalRequestEvent, QuestionEvent
+from parley.events import ApprovalRequestEvent, EscalationEvent, QuestionEvent
 
 API = "/api/v1"
 SAFETY_S = 30.0
@@ -299,3 +299,32 @@ async def test_an_interrupt_cuts_the_turn_short_and_the_team_goes_on_with_it(api
         ("Cover EMEA", "interrupt"),
     ]
     assert events[-1]["event"] == "result" and events[-1]["data"]["content"] == "Plan for the region given."
+
+
+async def test_an_escalation_is_settled_over_the_api(api: Api) -> None:
+    tid = await create(api, "alice", "critique-loop", "scripted:loop.yaml", "Write")
+    conv = api.hub.live(tid)
+    assert conv is not None and conv.current_run is not None
+    async with asyncio.timeout(SAFETY_S):
+        escalation = await anext(e async for e in conv.current_run if isinstance(e, EscalationEvent))
+    read = (await api.client.get(f"{API}/conversations/{tid}", headers=api.auth("alice"))).json()
+    [waiting] = read["pending"]["escalations"]
+    assert [(p["who"], p["text"]) for p in waiting["positions"]] == [
+        ("writer", "draft 1"),
+        ("critic", "too long"),
+    ]
+    url = f"{API}/conversations/{tid}/escalations/{escalation.escalation_id}"
+    r = await api.client.post(url, json={"choose": 3}, headers=api.auth("alice"))
+    assert r.status_code == 400 and "from 1 to 2" in r.json()["detail"]
+    r = await api.client.post(url, json={"choose": 1}, headers=api.auth("alice"))
+    assert r.status_code == 200, r.text
+    events = parse_sse(
+        (
+            await api.client.get(
+                f"{API}/conversations/{tid}/events", params={"until_result": True}, headers=api.auth("alice")
+            )
+        ).text
+    )
+    resolved = next(e["data"] for e in events if e["event"] == "escalation_resolved")
+    assert resolved["actor"] == "alice"
+    assert events[-1]["data"]["content"] == "draft 1" and "settled by alice" in events[-1]["data"]["detail"]
