@@ -117,3 +117,16 @@ def test_prompt_file_is_resolved_next_to_the_team(write: Write) -> None:
     path = write("t.yaml", "name: t\npattern: round_robin\nroles: [{name: a, prompt: my_prompt.md}]\n")
     spec = load_team_file(path, tool_names=[])
     assert spec.prompts["a"] == "You are a careful checker."
+
+
+def test_an_autogen_component_config_is_named_as_such_with_the_command_that_imports_it(tmp_path: Path) -> None:
+    from autogen_agentchat.agents import AssistantAgent
+    from autogen_agentchat.teams import RoundRobinGroupChat
+    from autogen_ext.models.openai import OpenAIChatCompletionClient
+
+    client = OpenAIChatCompletionClient(model="gpt-4o-mini", api_key="unused")
+    team = RoundRobinGroupChat([AssistantAgent("writer", model_client=client)], max_turns=2)
+    path = tmp_path / "team.json"
+    path.write_text(team.dump_component().model_dump_json(), encoding="utf-8")
+    (problem,) = _problems(path)
+    assert "AutoGen component config" in problem and f"parley import autogen {path}" in problem

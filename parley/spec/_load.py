@@ -39,6 +39,16 @@ def load_team_file(
             [located.problem((), "a team file must be a mapping (name:, pattern:, roles: ...)")]
         )
     given = cast(dict[str, Any], raw)
+    if "provider" in given and "component_type" in given and "name" not in given:
+        raise TeamFileError(
+            [
+                located.problem(
+                    (),
+                    "this is an AutoGen component config, not a parley team file: turn it into one with "
+                    f"`parley import autogen {path}`",
+                )
+            ]
+        )
     data = {k: v for k, v in given.items() if k not in LOADER_KEYS}
     problems = [located.problem((k,), f"unknown key '{k}'") for k in given if k in LOADER_KEYS]
     try:
