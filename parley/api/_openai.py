@@ -37,7 +37,31 @@ NO_APPROVER = (
     "lets a person decide)"
 )
 LENGTH = frozenset({"max_tokens"})
-router = APIRouter()
+
+
+class OpenAIError(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+class OpenAIProblem(BaseModel):
+    error: OpenAIError
+
+
+router = APIRouter(
+    responses={
+        code: {"model": OpenAIProblem, "description": why}
+        for code, why in {
+            400: "Bad input (the body, the messages, the model)",
+            401: "No API token, or one that is not valid",
+            404: "No such team",
+            409: "The conversation is answering another request",
+            502: "The team's run failed",
+        }.items()
+    }
+)
 
 
 class ChatMessage(BaseModel):

@@ -43,6 +43,20 @@ def test_every_answer_is_one_the_document_declares(served: Served) -> None:
         answers_as_declared()
 
 
+def test_the_openai_compatible_endpoints_answer_as_their_document_declares(served: Served) -> None:
+    schema = schemathesis.openapi.from_url(f"{served.url}/v1/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {o.label for o in operations} == {"GET /models", "POST /chat/completions"}
+    for operation in operations:
+
+        @given(case=operation.as_strategy())
+        @settings(max_examples=15, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+        def answers_as_declared(case: schemathesis.Case) -> None:
+            case.call_and_validate(headers=served.auth("bob"), checks=CHECKS)
+
+        answers_as_declared()
+
+
 def test_the_document_names_every_route_and_the_token_scheme(served: Served) -> None:
     doc = httpx.get(f"{served.url}/api/v1/openapi.json", timeout=10).json()
     assert doc["servers"] == [{"url": "/api/v1"}]
