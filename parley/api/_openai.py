@@ -37,6 +37,8 @@ NO_APPROVER = (
     "lets a person decide)"
 )
 LENGTH = frozenset({"max_tokens"})
+REMEMBERED = 10_000
+"""Histories kept in memory, leading to their conversations without a look in the store."""
 
 
 class OpenAIError(BaseModel):
@@ -166,6 +168,8 @@ def _remember(hub: Hub, user: str, asked: Asked, answer: str, tid: str | None) -
     if tid is not None:
         system, turns = asked
         hub.histories[(user, key_of(system, [*turns, ("assistant", answer)]))] = tid
+        while len(hub.histories) > REMEMBERED:  # the oldest first: the store still finds them (see find)
+            del hub.histories[next(iter(hub.histories))]
 
 
 def _title(text: str) -> str:
