@@ -17,6 +17,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from openai import OpenAI
 
 from parley.store import Store
 
@@ -159,3 +160,51 @@ def test_the_web_chats_server_serves_the_api_with_a_token_from_the_cli(ui: Ui, s
             return row.owner if row else None
 
     assert asyncio.run(owner()) == "local"
+
+
+def test_on_a_server_with_users_each_token_sees_its_own_and_the_openai_sdk_talks_to_a_team(ui: Ui) -> None:
+    local = ui.parley("tokens", "create", "local").stdout.strip()
+    for name in ("alice", "bob"):
+        done = subprocess.run(
+            parley_command("users", "add", name, "--password-stdin"),
+            input=f"{name}-password\n",
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            env=ui.env,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+    tokens = {name: ui.parley("tokens", "create", name).stdout.strip() for name in ("alice", "bob")}
+    ui.start()
+    sdk = OpenAI(base_url=f"{ui.url}/v1", api_key=tokens["alice"], max_retries=0, timeout=SAFETY_S)
+    reply = sdk.chat.completions.create(
+        model="customer-support@scripted:refund.yaml",
+        messages=[{"role": "user", "content": "Order 1042 arrived broken"}],
+    )
+    assert (reply.choices[0].message.content or "").endswith("RESOLVED") and reply.usage is not None
+    tid = (reply.model_extra or {})["parley"]["conversation"]
+    speakers = []
+    for chunk in sdk.chat.completions.create(
+        model="customer-support@scripted:refund.yaml",
+        messages=[{"role": "user", "content": "Order 1042 arrived broken"}],
+        stream=True,
+    ):
+        name = (chunk.choices[0].delta.model_extra or {}).get("name") if chunk.choices else None
+        if name:
+            speakers.append(name)
+    assert speakers[0] == "triage" and "billing" in speakers
+    sdk.close()
+    with httpx.Client(base_url=ui.url, timeout=SAFETY_S) as client:
+        bob = {"authorization": f"Bearer {tokens['bob']}"}
+        r = client.get(f"/api/v1/conversations/{tid}", headers=bob)
+        assert r.status_code == 403 and "not yours" in r.json()["detail"]
+        assert client.get("/api/v1/conversations", headers=bob).json() == []
+        r = client.get("/api/v1/teams", headers={"authorization": f"Bearer {local}"})
+        assert r.status_code == 401 and "single-user mode" in r.json()["detail"]
+        r = client.get(
+            "/api/v1/teams",
+            headers={"authorization": f"Bearer {tokens['alice']}", "origin": "https://evil.example"},
+        )
+        assert r.status_code == 403, "a page of another site is refused by the web chat's guard"
