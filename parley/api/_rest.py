@@ -258,6 +258,9 @@ async def events(
         bool, Query(description="Stay open for what comes next (false: the stored events only)")
     ] = True,
     until_result: Annotated[bool, Query(description="Close after the next run's result")] = False,
+    chunks: Annotated[
+        bool, Query(description="Also the streamed text of a run in progress (`event: chunk`, without an id)")
+    ] = False,
 ) -> StreamingResponse:
     await hub.owned(user, conversation_id)
     start = after or 0
@@ -266,7 +269,7 @@ async def events(
             raise ApiError(400, "Last-Event-ID is the seq of the last event received (a number)")
         start = int(last_event_id.strip())
     return StreamingResponse(
-        stream(hub, conversation_id, start, follow=follow, until_result=until_result),
+        stream(hub, conversation_id, start, follow=follow, until_result=until_result, chunks=chunks),
         media_type=SSE_TYPE,
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

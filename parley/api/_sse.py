@@ -8,10 +8,12 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+from ..events import ChunkEvent
+from ..run import Run
 from ..store import EventRow
 from ._hub import Hub
 
-__all__ = ["KEEPALIVE_S", "SSE_TYPE", "frame", "stream"]
+__all__ = ["KEEPALIVE_S", "SSE_TYPE", "LiveChunks", "frame", "stream"]
 
 SSE_TYPE = "text/event-stream"
 KEEPALIVE_S = 15.0
@@ -25,15 +27,61 @@ def frame(row: EventRow) -> str:
     return f"id: {row.seq}\nevent: {row.type}\ndata: {data}\n\n"
 
 
-async def stream(hub: Hub, tid: str, after: int, *, follow: bool, until_result: bool) -> AsyncIterator[str]:
-    """The events of `tid` with seq > `after`; with `follow`, then each as it is stored, until the client goes."""
+class LiveChunks:
+    """The streamed text of the run in progress on this server (never stored: sent without an id, so a resumed
+    stream is not told to start after one). A preview: the finished message follows with its id."""
+
+    def __init__(self, hub: Hub, tid: str, wake: asyncio.Event) -> None:
+        self._hub, self._tid, self._wake = hub, tid, wake
+        self._run: Run | None = None
+        self._reader: asyncio.Task[None] | None = None
+        self._pending: list[ChunkEvent] = []
+
+    def follow(self) -> None:
+        """Read the chunks of the run in progress, if it is a new one."""
+        conv = self._hub.live(self._tid)
+        run = conv.current_run if conv is not None and conv.running else None
+        if run is not None and run is not self._run:
+            self.close()
+            self._run = run
+            self._reader = asyncio.get_running_loop().create_task(self._read(run), name="parley-api-chunks")
+
+    async def _read(self, run: Run) -> None:
+        async for ev in run:
+            if isinstance(ev, ChunkEvent):
+                self._pending.append(ev)
+                self._wake.set()
+
+    def take(self) -> list[str]:
+        taken, self._pending = self._pending, []
+        return [
+            f"event: chunk\ndata: {json.dumps(ev.model_dump(mode='json'), ensure_ascii=False)}\n\n"
+            for ev in taken
+        ]
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+
+
+async def stream(
+    hub: Hub, tid: str, after: int, *, follow: bool, until_result: bool, chunks: bool = False
+) -> AsyncIterator[str]:
+    """The events of `tid` with seq > `after`; with `follow`, then each as it is stored, until the client goes.
+    With `chunks`, the streamed text of a run in progress on this server too."""
     store = await hub.store()
     wake = hub.waker(tid)
+    live = LiveChunks(hub, tid, wake) if chunks and follow else None
     last = after
     try:
         yield f"retry: {RETRY_MS}\n\n"
         while True:
             wake.clear()
+            if live is not None:
+                live.follow()
+                for text in live.take():
+                    yield text
             for row in await store.events(tid, last):
                 yield frame(row)
                 last = row.seq
@@ -47,3 +95,5 @@ async def stream(hub: Hub, tid: str, after: int, *, follow: bool, until_result: 
                 yield ": keepalive\n\n"
     finally:
         hub.forget(tid, wake)
+        if live is not None:
+            live.close()
