@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
@@ -9,6 +11,7 @@ from fastapi.responses import PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from .._audit import markdown, record
+from .._text import human_text
 from ..conversation import Conversation
 from ..errors import ConfigError, UnknownRequestError, UsageError
 from ..run import Run
@@ -172,8 +175,8 @@ async def _waiting_run(user: str, hub: Hub, tid: str) -> Run:
     return run
 
 
-def _decide(action: str, do: object) -> Decided:
-    assert callable(do)
+def _decide(action: str, do: Callable[[], None]) -> Decided:
+    """Do what a person decided; the run's refusals said as HTTP answers."""
     try:
         do()
     except UnknownRequestError as exc:
@@ -230,8 +233,6 @@ async def resolve_escalation(
 async def export_audit(
     conversation_id: ConvId, user: User, hub: Hubbed, format: Literal["md", "jsonl"] = "md"
 ) -> PlainTextResponse:
-    import json
-
     row = await hub.owned(user, conversation_id)
     records = [record(r) for r in await (await hub.store()).audit_log(conversation_id)]
     if format == "jsonl":
@@ -276,8 +277,6 @@ async def events(
 
 
 def _check_text(text: str) -> None:
-    from .._text import human_text
-
     try:
         human_text(text)
     except ConfigError as exc:
