@@ -35,7 +35,7 @@ def api_app(hub: Hub) -> FastAPI:
         version=_version(),
         summary="Drive parley's teams: conversations, messages, decisions, events, audit",
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # Swagger UI loads scripts from a CDN, which the web chat's content policy refuses
         redoc_url=None,
     )
     app.state.parley_hub = hub
