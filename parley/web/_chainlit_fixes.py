@@ -13,7 +13,6 @@ Chainlit offers no option for any of these:
   user's metadata, which Chainlit signs into it). `install()` puts a screen in front of the socket's connect
   handler and of every event handler, and `login_of()`, `without_login()` and `expired_login_cookies()` let the
   HTTP guard read and drop a token as Chainlit does.
-
 - a session's configuration (`WebsocketSession.get_config`, called when every socket connects) runs the chat
   profiles callback through `run_until_complete` inside the running loop (Chainlit's CLI applies nest_asyncio):
   many connects at once nest until Python's recursion limit. parley's profiles carry no `config_overrides`, so
@@ -21,15 +20,14 @@ Chainlit offers no option for any of these:
 - the run's display goes on from a background task, and moves to another page when a thread is reopened:
   `show_on()` points Chainlit's context (`init_ws_context`) at that page and detaches the run's messages from the
   step that was current (`local_steps`), so they do not nest under a finished `on_message`;
-
+- a session a page takes over on a second socket as its chat starts is sent nothing on it: see _chainlit_restore.py;
 - it reads a reopened thread (`data_layer.get_thread`) before it calls `on_chat_resume`, and sends it to the page
   (`emitter.resume_thread`, which replaces every message on the page) after: a run still going sends messages in
   between, and the page loses them. `on_resume_sent()` lets the web chat put the thread as it has shown it in
   that message, and go on showing the run only once the page has it.
 
-`check()` says whether the installed Chainlit still behaves as all this assumes; the test
-tests/security/test_hostile_client.py::test_chainlit_is_still_what_parley_patches calls it, so an upgrade that
-changes any of it fails loudly instead of quietly reopening a hole.
+`check()` says whether the installed Chainlit still behaves as all this assumes; tests/security/test_hostile_client.py
+(test_chainlit_is_still_what_parley_patches) calls it: an upgrade that changes any of it fails loudly.
 """
 
 from __future__ import annotations
@@ -66,6 +64,7 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from ..paths import inside
+from . import _chainlit_restore as restore
 from ._identity import LOGIN_STAMP, Login, foreign_ids
 
 log = logging.getLogger("parley.web")
@@ -108,10 +107,13 @@ def install(screen: Screen | None = None) -> None:
                     raise SocketRefused(why)
             auth = await _own_threads_only(auth, who.name if who else None)
             await _forget_cleared(auth["sessionId"])
-            return await original(sid, environ, auth)
+            done = await original(sid, environ, auth)
+            restore.listen(sid)
+            return done
 
         setattr(connect, _PATCHED, True)
         _server.sio.on("connect", connect)
+    restore.install()  # before the screen: it screens this step too
     if screen is not None:
         for event, handler in list(handlers.items()):
             if event not in UNSCREENED_EVENTS and not getattr(handler, _PATCHED, False):
@@ -361,6 +363,7 @@ def file_name(scope: Scope) -> str | None:
 def check() -> list[str]:
     """What no longer holds of the Chainlit behaviour this module relies on (empty: all of it holds)."""
     broken = _socket_checks() + _files_checks() + _login_checks() + _resume_checks() + _session_checks()
+    broken += restore.check()
     if not callable(getattr(_server, "get_html_template", None)):
         broken.append("chainlit.server.get_html_template is gone: the page's inline scripts cannot be hashed")
     return broken
