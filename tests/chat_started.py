@@ -2,28 +2,24 @@
 
 on_chat_start and on_chat_resume set the composer's commands, so each chat session a page starts gets a
 `set_commands` Socket.IO event on its connection (a run sets them again later: only a connection's first one
-counts). The page counts them itself: an init script reads what its WebSocket and long-polling requests
+counts). A page that takes its new session over on a second connection as the chat starts (Chainlit's page does
+on a team switch) gets that start again there (parley/web/_chainlit_restore.py), so the page's live connection
+always hears it. The page counts them itself: an init script reads what its WebSocket and long-polling requests
 receive, so no start is missed while the test is busy elsewhere, and waiting is Playwright's `wait_for_function`,
 which has a time limit. A new document counts from zero; within one document, `expect_new()` marks the
-connections opened so far as old. A start the page closed its connection too early to read still counts when the
-browser heard it (see `ChatStarts.heard`).
+connections opened so far as old.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, urlsplit
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Locator, Page, WebSocket
+    from playwright.sync_api import Locator, Page
 
 WAIT_MS = 30_000
 """How long a chat session may take to start (a loaded machine has taken more than 15 s)."""
 EVALUATE_MS = 10_000
-SLICE_MS = 500
-"""How often `wait()` brings the page what the browser's network layer heard (see ChatStarts.heard)."""
 
 COUNTER = r"""
 (() => {
@@ -48,11 +44,7 @@ COUNTER = r"""
       } else if (packet.startsWith('42["set_commands"')) {
         conn.started = true;
       } else if (packet.startsWith('42["clear_call_fn"')) {
-        conn.answered = performance.now();  // the last of the server's answers to a connection, before a start
-      } else if (packet.startsWith('40')) {
-        conn.connected = true;
-      } else if (packet.startsWith('42["task_start"')) {
-        conn.busy = true;
+        conn.answered = true;  // the last of the server's answers to a connection, before a start
       }
       if (conn.events.length < 30) conn.events.push(packet.slice(0, 24));  // for a failing test's message
     }
@@ -87,16 +79,16 @@ _MARK = """() => {
   return true;
 }"""
 # Both throw when the document has no counter (it loaded before the ChatStarts was made): a clear error, at once.
-_STARTED = """(heard) => {
+_STARTED = """() => {
   const chats = window.__parleyChats;
   if (!chats) throw new Error('this page loaded before its ChatStarts was made: make it before the first goto');
-  const since = chats.connections.slice(chats.mark);
-  // A session taken over by the next connection of the same page: the server started its chat on the first
-  // (it answered no start on the second, which it does only for a session whose chat has begun), whose
-  // start went to a connection already closed. Counted once the second has been quiet a while.
-  const takenOver = (c, i) => i > 0 && since.slice(0, i).some((p) => p.connected && p.closed) && c.answered
-    && !c.closed && !c.busy && performance.now() - c.answered > 2000;
-  return since.some((c, i) => c.started || heard.includes(c.sid) || takenOver(c, i));
+  return chats.connections.slice(chats.mark).some((c) => c.started);
+}"""
+_LIVE_STARTED = """() => {
+  const chats = window.__parleyChats;
+  if (!chats) throw new Error('this page loaded before its ChatStarts was made: make it before the first goto');
+  const last = chats.connections[chats.connections.length - 1];
+  return Boolean(last && last.started && !last.closed);
 }"""
 _CONNECTED = """() => {
   const chats = window.__parleyChats;
@@ -117,27 +109,7 @@ class ChatStarts:
 
     def __init__(self, page: Page) -> None:
         self.page = page
-        self.heard: set[str] = set()
-        """Connections whose start reached the browser, read or not. A team switch opens two connections at
-        once (Chainlit's page reconnects straight away); the first one's start can arrive after the page has
-        closed it, so the page never reads it, though the chat session did start (the second connection
-        carries on with it). Playwright still sees those frames."""
         page.add_init_script(COUNTER)
-        page.on("websocket", self._socket)
-
-    def _socket(self, ws: WebSocket) -> None:
-        sid = (parse_qs(urlsplit(ws.url).query).get("sid") or [None])[0]
-
-        def frame(payload: str | bytes) -> None:
-            nonlocal sid
-            if not isinstance(payload, str):
-                return
-            if payload.startswith("0{") and sid is None:
-                sid = json.loads(payload[1:]).get("sid")
-            elif payload.startswith('42["set_commands"') and sid is not None:
-                self.heard.add(sid)
-
-        ws.on("framereceived", frame)
 
     def expect_new(self) -> None:
         """Connections opened so far are old: `wait()` waits for the chat of one opened after now."""
@@ -145,26 +117,24 @@ class ChatStarts:
 
     def wait(self, timeout_ms: float = WAIT_MS) -> None:
         """Wait until the chat session of a connection opened since the line has started."""
-        from playwright.sync_api import TimeoutError as PlaywrightTimeout
         from playwright.sync_api import expect  # only browser tests import this module; they skip without it
 
-        deadline = time.monotonic() + timeout_ms / 1000
-        while True:  # in slices, each bounded, so that each brings the page what was heard meanwhile
-            left_ms = (deadline - time.monotonic()) * 1000
-            try:
-                self.page.wait_for_function(
-                    _STARTED, arg=sorted(self.heard), timeout=max(1.0, min(SLICE_MS, left_ms)), polling=50
-                )
-                break
-            except PlaywrightTimeout as exc:
-                # The page may have found it just as the slice ended: the check only reads, the next one finds it.
-                if time.monotonic() >= deadline:
-                    raise AssertionError(
-                        f"the chat session never started ({exc}); {self._connections()}"
-                    ) from exc
-
+        try:
+            self.page.wait_for_function(_STARTED, timeout=timeout_ms, polling=50)
+        except Exception as exc:
+            raise AssertionError(f"the chat session never started ({exc}); {self._connections()}") from exc
         self.expect_new()  # that start is used up: the next wait() waits for another
         expect(self.page.locator("#chat-input")).to_be_enabled(timeout=timeout_ms)
+
+    def wait_live(self, timeout_ms: float = WAIT_MS) -> None:
+        """Wait until the page's latest connection is open and its chat session's start reached it (what the page
+        shows of a start, the model picker and the commands, comes with it)."""
+        try:
+            self.page.wait_for_function(_LIVE_STARTED, timeout=timeout_ms, polling=50)
+        except Exception as exc:
+            raise AssertionError(
+                f"the page's live connection never heard its chat start ({exc}); {self._connections()}"
+            ) from exc
 
     def wait_connected(self, timeout_ms: float = WAIT_MS) -> None:
         """Wait until the page's latest connection, opened since the line, is open and answered (its chat need
@@ -179,7 +149,7 @@ class ChatStarts:
     def _connections(self) -> str:
         try:
             seen = evaluate(self.page, "() => window.__parleyChats", timeout_ms=2_000)
-            return f"the page's connections: {seen}; started as heard by the browser: {sorted(self.heard)}"
+            return f"the page's connections: {seen}"
         except Exception as exc:  # the page is gone or not answering: the first error says enough
             return f"the page's connections are unknown ({type(exc).__name__})"
 
