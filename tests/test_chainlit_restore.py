@@ -1,0 +1,118 @@
+"""A page that takes over its new chat session on a second socket, as Chainlit's page does on a team switch, still
+gets the chat's start there (parley/web/_chainlit_restore.py), through Chainlit's own connect and restore code."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import chainlit.socket as chainlit_socket
+from chainlit.server import sio
+from chainlit.session import WebsocketSession
+
+from parley.web import _chainlit_restore as restore
+
+PICKER = [{"type": "select", "id": "model", "label": "Model", "initial": "own", "items": []}]
+NOTE = {"id": "note-1", "type": "assistant_message", "output": "using Script · support-brief.yaml"}
+
+
+class Socket:
+    """What Chainlit sends one socket of the page."""
+
+    def __init__(self) -> None:
+        self.sid = str(uuid.uuid4())
+        self.sent: list[tuple[str, Any]] = []
+
+    async def emit(self, event: str, data: Any) -> None:
+        self.sent.append((event, data))
+
+    async def call(self, *_: Any) -> None:
+        return None
+
+    def events(self) -> list[str]:
+        return [e for e, _ in self.sent]
+
+
+def first_socket() -> tuple[WebsocketSession, Socket]:
+    """A new chat session on socket B, its chat started there (as on_chat_start does: picker, a note, commands)."""
+    b = Socket()
+    session = WebsocketSession(
+        id=str(uuid.uuid4()),
+        socket_id=b.sid,
+        emit=b.emit,  # pyright: ignore[reportArgumentType] - Chainlit awaits what emit returns
+        emit_call=b.call,
+        user_env={},
+        client_type="webapp",
+    )
+    restore.listen(b.sid)
+    session.chat_started = True
+    return session, b
+
+
+async def start(session: WebsocketSession) -> None:
+    emit: Any = session.emit
+    await emit("chat_settings", PICKER)
+    session.chat_settings = {"model": "own"}
+    await emit("new_message", NOTE)
+    await emit("set_commands", [])
+
+
+async def take_over(session: WebsocketSession) -> Socket:
+    """The page's second socket, with the same session id: Chainlit restores the session on it."""
+    c = Socket()
+    assert chainlit_socket.restore_existing_session(c.sid, session.id, c.emit, c.call, {})
+    restore.listen(c.sid)
+    restore.install()
+    await sio.handlers["/"]["connection_successful"](c.sid)
+    return c
+
+
+async def test_a_session_taken_over_as_its_chat_starts_is_sent_the_start_again() -> None:
+    session, b = first_socket()
+    await start(session)  # all of it went to B, which the page has closed already
+    c = await take_over(session)
+    assert c.events() == [
+        "task_end",
+        "clear_ask",
+        "clear_call_fn",
+        "new_message",
+        "chat_settings",
+        "set_commands",
+    ]
+    assert dict(c.sent)["chat_settings"] == PICKER and dict(c.sent)["new_message"] == NOTE
+    assert b.events() == ["chat_settings", "new_message", "set_commands"]  # nothing more to the closed one
+
+
+async def test_what_reached_the_new_socket_is_not_sent_again_and_the_picker_shows_the_choice() -> None:
+    session, _ = first_socket()
+    emit: Any = session.emit
+    await emit("chat_settings", PICKER)  # on B; the rest of the start comes once C has the session
+    session.chat_settings = {"model": "scripted:desk-brief.yaml"}  # chosen in the picker since
+    c = await take_over(session)
+    (picker,) = [d for e, d in c.sent if e == "chat_settings"]
+    assert picker[0]["initial"] == "scripted:desk-brief.yaml"
+    assert "set_commands" not in c.events()  # not sent yet at all: the start sends it, below
+    emit = session.emit
+    await emit("set_commands", [])  # on C, where the page reads it
+    before = len(c.sent)
+    await restore_on(session, c)
+    assert c.events()[before:] == ["task_end", "clear_ask", "clear_call_fn"]  # it has all of the start now
+
+
+async def restore_on(session: WebsocketSession, socket: Socket) -> None:
+    """The page's connection_successful again on the same socket (as after a reconnect of it)."""
+    session.restored = True
+    await sio.handlers["/"]["connection_successful"](socket.sid)
+
+
+async def test_a_new_session_or_one_with_a_conversation_is_sent_nothing_again() -> None:
+    session, _ = first_socket()
+    await start(session)
+    session.has_first_interaction = True  # a message was sent: Chainlit's own resume takes it from here
+    c = await take_over(session)
+    assert c.events() == ["task_end", "clear_ask", "clear_call_fn"]
+
+
+def test_chainlit_still_restores_sessions_as_parley_assumes() -> None:
+    restore.install()
+    assert restore.check() == []
