@@ -45,6 +45,7 @@ from ..run import Run
 from ._chainlit_fixes import on_resume_sent, show_on
 from ._controls import (
     LiveControls,
+    Offers,
     adds_message,
     approval_buttons,
     cancel_card,
@@ -95,6 +96,7 @@ class ChatSession:
         self.controls = LiveControls()
         self._cards: dict[str, cl.Message] = {}
         """Messages updated in place, by request, question, escalation or sub-task id."""
+        self.offers = Offers()
         self.projection = Projection()
         """What the current run's events add up to: the decisions awaited (offered again when the thread is
         reopened), the sub-tasks running, the usage per speaker."""
@@ -250,18 +252,15 @@ class ChatSession:
         self.controls = LiveControls()
         self.meter.reset()
         self.notes = NotesPanel()
-        # The same tab may reconnect more than once and still hold the buttons.
-        for old in self._cards.values():
-            await old.remove_actions()
+        await self.offers.clear_page()  # the same tab may connect more than once and still hold the buttons
         # The page has every card under the id the live run gave it (the stored thread's): the same messages.
         for key, ev in [*self.projection.subtasks.items(), *self.projection.waiting.items()]:
             card = self._cards.get(key)
             if card is None:
                 author, text = note(ev) or (ev.source, "")
                 card = self._cards[key] = cl.Message(content=text, author=author, id=self._card_id(key))
-            card.actions = approval_buttons(ev) if isinstance(ev, ApprovalRequestEvent) else actions_for(ev)
-            for action in card.actions:
-                await action.send(for_id=card.id)
+            buttons = approval_buttons(ev) if isinstance(ev, ApprovalRequestEvent) else actions_for(ev)
+            await self.offers.offer(key, card, buttons)
         if self.running:
             await self.controls.start()
 
@@ -286,9 +285,7 @@ class ChatSession:
             return
         # The page that clicked loses the buttons at once, whatever page the run's display is on by the time it
         # shows the decision (a reopened thread hands the display over between pages).
-        card = self._cards.get(escalation_id)
-        if card is not None and card.actions:
-            await card.remove_actions()
+        await self.offers.clear_page(escalation_id)
 
     async def ask_own_answer(self, escalation_id: str) -> None:
         self.awaiting = ("write", escalation_id)
@@ -421,14 +418,14 @@ class ChatSession:
         msg.id = self._card_id(key)
         self._cards[key] = msg
         await msg.send()
+        self.offers.sent(key, msg)
 
     async def _settled(self, key: str) -> cl.Message | None:
         """A decision was made: take its buttons away."""
         if self.awaiting is not None and self.awaiting[1] == key:
             self.awaiting = None
         msg = self._cards.pop(key, None)
-        if msg is not None and msg.actions:
-            await msg.remove_actions()
+        await self.offers.withdraw(key, msg)
         return msg
 
     async def _subtask(self, ev: SubtaskEvent, settled: list[Event]) -> None:

@@ -165,6 +165,46 @@ async def release_when_shown(chat: Any) -> None:
     task.add_done_callback(done)
 
 
+class Offers:
+    """The buttons offered on the run's cards (approvals, escalations), by card: every one ever sent to a page,
+    until the card is settled.
+
+    Chainlit's page keeps buttons apart from messages, and keeps them across its sockets: it adds one per `action`
+    event and drops one per `remove_action` event, by id. A reopened page may connect more than once in a row (once
+    for the thread, again when it has applied the thread's team), and drops a socket's events once it has moved
+    on: a removal carried by such a socket never arrives, while the buttons an earlier socket brought stay. So a
+    card's buttons are removed by every id ever offered, on each new socket and when the card is settled
+    (removing an id the page does not hold does nothing)."""
+
+    def __init__(self) -> None:
+        self._sent: dict[str, list[cl.Action]] = {}
+
+    def sent(self, key: str, card: cl.Message) -> None:
+        """`card` was sent with its buttons."""
+        self._sent.setdefault(key, []).extend(card.actions)
+
+    async def offer(self, key: str, card: cl.Message, actions: list[cl.Action]) -> None:
+        """Give `card`, already on the page, the buttons `actions`."""
+        card.actions = actions
+        self._sent.setdefault(key, []).extend(actions)
+        for action in actions:
+            await action.send(for_id=card.id)
+
+    async def clear_page(self, key: str | None = None) -> None:
+        """Every button offered so far (on the card `key`, or on any) leaves the page, whichever socket brought
+        it; the record stays, should this socket be dropped in turn."""
+        for card, actions in self._sent.items():
+            for action in actions if key in (None, card) else ():
+                await action.remove()
+
+    async def withdraw(self, key: str, card: cl.Message | None) -> None:
+        """The card's decision was made (or the run ended): all its buttons go, for good."""
+        for action in self._sent.pop(key, []):
+            await action.remove()
+        if card is not None:
+            card.actions = []
+
+
 class LiveControls:
     """The controls of the run in progress on one page: the Stop button, kept on the page's last message,
     and the composer's Interrupt command. Absent while no run is live."""
