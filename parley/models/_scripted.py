@@ -13,6 +13,7 @@ roles:
 selector: [analyst, reviewer]                # the selector's picks, in order
 summariser: ["Q3 figures agreed; the report is next"]  # optional: the running summaries of `context: {summary: true}`
 delay_s: 1.5                                 # optional: seconds per reply, streamed in chunks
+role_delay_s: {writer: 20}                   # optional: a role's own seconds per reply, instead of delay_s
 ```
 Each model call of a role takes that role's next reply. Without a `summariser:` list, running summaries
 are extractive: the first sentence of each summarised turn. A role that runs past the end of its
@@ -70,6 +71,11 @@ class ScriptFile(_Strict):
     selector: list[str] = Field(default_factory=list)
     summariser: list[str] | None = None
     delay_s: Annotated[float, Field(ge=0)] = 0.0
+    role_delay_s: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+
+    def delay_for(self, role: str) -> float:
+        """Seconds each reply of `role` takes to stream."""
+        return self.role_delay_s.get(role, self.delay_s)
 
 
 @dataclass
@@ -107,6 +113,7 @@ class ScriptedModel:
                         "selector",
                         "summariser",
                         "delay_s",
+                        "role_delay_s",
                         "tool",
                         "args",
                         "raw_args",
@@ -121,13 +128,16 @@ class ScriptedModel:
     def check_roles(self, roles: Sequence[str], *, picks_are_roles: bool = True) -> None:
         """Refuse a script that names roles the team does not have (and, for a selector, picks that are not roles)."""
         problems = []
-        for name in self.script.roles:
+        named = [("roles", n) for n in self.script.roles] + [
+            ("role_delay_s", n) for n in self.script.role_delay_s
+        ]
+        for key, name in named:
             if name not in roles:
                 problems.append(
                     FileProblem(
                         file=self.path,
                         line=None,
-                        path=f"roles.{name}",
+                        path=f"{key}.{name}",
                         message=f"no role '{name}' in this team{did_you_mean(name, roles)} (roles: {', '.join(roles)})",
                     )
                 )

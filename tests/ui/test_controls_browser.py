@@ -35,7 +35,7 @@ def snap(page: Page, name: str) -> None:
 
 
 def test_stop_is_one_click_while_a_run_is_live_and_absent_while_idle(servers, new_page):
-    server = servers("studio.yaml")
+    server = servers("studio-slow-writer.yaml")
     chat = Chat(new_page(), server).open()
     page = chat.page
     stop = page.get_by_role("button", name="Stop")
@@ -67,7 +67,7 @@ def test_stop_is_one_click_while_a_run_is_live_and_absent_while_idle(servers, ne
 
 
 def test_interrupt_is_offered_while_live_and_joins_at_once(servers, new_page):
-    server = servers("studio.yaml")
+    server = servers("studio-slow-writer.yaml")
     chat = Chat(new_page(), server).open()
     chat.send("Write a 150-word post on customer churn")
     writer = chat.agent("writer", 2)

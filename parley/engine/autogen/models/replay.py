@@ -126,7 +126,7 @@ def _answer(
     except ScriptExhaustedError as exc:
         raise BadRequest(f"{type(exc).__name__}: {exc}", exc) from None
     model.calls.append(ScriptCall(route.who, llm))
-    delay = model.script.delay_s
+    delay = model.script.delay_for(route.who)
     if isinstance(reply, (ToolReply, CallsReply)):
         return Answer(text=None, calls=_calls(reply), prompt_tokens=prompt, delay_s=delay)
     text = json.dumps(reply.json_) if isinstance(reply, JsonReply) else reply

@@ -72,7 +72,7 @@ class ScriptedClient(OwnClient):
             return CreateResult(finish_reason="stop", content=reflected, usage=self.usage, cached=False), 0.0
         reply = self.script.next_reply(self.who, messages)
         self.script.calls.append(ScriptCall(self.who, list(messages)))
-        return self._result(reply), self.script.script.delay_s
+        return self._result(reply), self.script.script.delay_for(self.who)
 
     async def _pause(self, seconds: float, token: CancellationToken | None) -> None:
         if seconds <= 0:
