@@ -17,7 +17,9 @@ def _script(tmp_path: Path, text: str) -> ScriptedModel:
 
 
 def test_a_role_of_its_own_delay_streams_at_it_and_the_others_at_the_scripts(tmp_path: Path) -> None:
-    model = _script(tmp_path, 'roles: {writer: ["a"], editor: ["b"]}\ndelay_s: 0.5\nrole_delay_s: {writer: 20}\n')
+    model = _script(
+        tmp_path, 'roles: {writer: ["a"], editor: ["b"]}\ndelay_s: 0.5\nrole_delay_s: {writer: 20}\n'
+    )
     assert model.script.delay_for("writer") == 20
     assert model.script.delay_for("editor") == 0.5
     model.check_roles(["writer", "editor"])

@@ -119,7 +119,9 @@ def test_prompt_file_is_resolved_next_to_the_team(write: Write) -> None:
     assert spec.prompts["a"] == "You are a careful checker."
 
 
-def test_an_autogen_component_config_is_named_as_such_with_the_command_that_imports_it(tmp_path: Path) -> None:
+def test_an_autogen_component_config_is_named_as_such_with_the_command_that_imports_it(
+    tmp_path: Path,
+) -> None:
     from autogen_agentchat.agents import AssistantAgent
     from autogen_agentchat.teams import RoundRobinGroupChat
     from autogen_ext.models.openai import OpenAIChatCompletionClient
