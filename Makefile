@@ -16,6 +16,7 @@ PYRIGHT_IF_NODE := if command -v node >/dev/null 2>&1; then $(PYRIGHT); \
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev,checks]'  # a second step: see pyproject.toml
 	$(BIN)/parley model install --quiet
 	touch $(STAMP)
 
