@@ -374,7 +374,7 @@ def test_an_unreachable_server_ends_the_run_with_its_cause_and_the_run_is_kept(
     )
     assert "TaskGroup" not in out + err and "Traceback" not in out + err
     assert (
-        "1 message(s) kept for the next run" in out
+        "1 message kept for the next run" in out
     )  # the task waits for the next run, in the stored thread
     thread = err.split("saved as ", 1)[1].split()[0]
     assert main(["audit", thread, "--format", "jsonl"]) == 0
