@@ -12,8 +12,6 @@ class TurnNumbers:
     def __init__(self) -> None:
         self._open: dict[str, int] = {}
         """The number of each role's turn in progress."""
-        self.answers = 0
-        """The turns finished: the run's messages, as the usage chart counts them."""
 
     def of(self, source: str, finished: int, *, start: bool = True) -> int:
         """The number of `source`'s turn in progress, after `finished` turns. `start=False`: the number the turn
@@ -25,11 +23,10 @@ class TurnNumbers:
                 self._open[source] = turn
         return turn
 
-    def close(self, source: str, finished: int, *, answered: bool) -> int:
-        """`source`'s turn ended, with a message (`answered`) or with nothing; its number."""
+    def close(self, source: str, finished: int) -> int:
+        """`source`'s turn ended, with a message or with nothing; its number."""
         turn = self.of(source, finished)
         del self._open[source]
-        self.answers += answered
         return turn
 
     def abandon_open(self) -> None:

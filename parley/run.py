@@ -78,6 +78,10 @@ class Run:
         """Why the run failed (stop reason `error`): the role, the turn and the original exception."""
         self._turn0 = 0
         self._turns = TurnNumbers()
+        self._verdicts = 0
+        """Messages from no role (a vote's tally): turns shown, which the roles' turn count leaves out. The roles'
+        turns are the guard's, counted as each is given, the manager's delegations and its workers' answers too,
+        so a run cut short by its turn cap reports the cap even when its last answers never reached the stream."""
         self._spend = RunSpend(
             conversation.meter,
             self.emit,
@@ -206,8 +210,10 @@ class Run:
 
     def answered(self, source: str, text: str, kind: MessageKind) -> None:
         conv = self.conversation
-        turn = self._turns.close(source, conv.turn, answered=True)
+        turn = self._turns.close(source, conv.turn)
         conv.turn = max(conv.turn, turn)
+        if source not in self.guard.roles:
+            self._verdicts += 1
         self.emit(MessageEvent(source=source, content=text, kind=kind, turn=turn))
         if self._spend.spent_by == source:  # the answer that spent the budget is shown: now end the run
             self._cancel("max_tokens")
@@ -218,7 +224,7 @@ class Run:
             self.end("max_turns", f"reached {guard.cap} turns")
 
     def answered_nothing(self, source: str) -> None:
-        turn = self._turns.close(source, self.conversation.turn, answered=False)
+        turn = self._turns.close(source, self.conversation.turn)
         self.emit(
             NoticeEvent(
                 source=source,
@@ -478,7 +484,7 @@ class Run:
         return RunResult(
             source="parley",
             stop_reason=outcome,
-            turns=self._turns.answers,
+            turns=self.guard.turns + self._verdicts,
             detail=detail,
             prompt_tokens=spend.prompt_tokens,
             completion_tokens=spend.completion_tokens,
