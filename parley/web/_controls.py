@@ -178,17 +178,27 @@ class Offers:
 
     def __init__(self) -> None:
         self._sent: dict[str, list[cl.Action]] = {}
+        self._settled: set[str] = set()
+        """Cards whose decision was made: never offered buttons again (a page reconnecting while the run ends
+        would otherwise be handed a settled card's buttons back)."""
 
     def sent(self, key: str, card: cl.Message) -> None:
         """`card` was sent with its buttons."""
         self._sent.setdefault(key, []).extend(card.actions)
 
     async def offer(self, key: str, card: cl.Message, actions: list[cl.Action]) -> None:
-        """Give `card`, already on the page, the buttons `actions`."""
+        """Give `card`, already on the page, the buttons `actions`, unless it is settled, even while they go out."""
+        if key in self._settled:
+            return
         card.actions = actions
         self._sent.setdefault(key, []).extend(actions)
         for action in actions:
             await action.send(for_id=card.id)
+            if key in self._settled:  # settled meanwhile: what went out before the withdrawal goes too
+                for sent in actions:
+                    await sent.remove()
+                card.actions = []
+                return
 
     async def clear_page(self, key: str | None = None) -> None:
         """Every button offered so far (on the card `key`, or on any) leaves the page, whichever socket brought
@@ -199,6 +209,7 @@ class Offers:
 
     async def withdraw(self, key: str, card: cl.Message | None) -> None:
         """The card's decision was made (or the run ended): all its buttons go, for good."""
+        self._settled.add(key)
         for action in self._sent.pop(key, []):
             await action.remove()
         if card is not None:
