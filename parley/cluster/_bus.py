@@ -1,0 +1,249 @@
+"""The cluster's Redis side: a live run's events to every node, commands to the run's owner, jobs to workers.
+
+Keys, under a prefix (``parley`` by default):
+- ``{prefix}:events:{thread}``: a stream of the run's events, capped and expiring an hour after its last write;
+- ``{prefix}:commands:{thread}``: a list of commands for whoever owns the run now or next;
+- ``{prefix}:jobs`` and ``{prefix}:taken:{worker}``: the workers' queue and what each worker holds.
+
+Everything read back is treated as hostile: an entry that is not what the bus writes is logged and skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from typing import Any, TypeVar, cast
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as redis
+from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.typing import EncodableT, FieldT
+
+from ..errors import ConfigError
+from ._commands import Command, Job
+
+__all__ = ["Bus"]
+
+log = logging.getLogger("parley.cluster")
+
+STREAM_MAXLEN = 20_000
+"""About how many events a run's stream keeps (trimmed approximately, as Redis does it cheaply)."""
+TTL_S = 3600
+"""A stream or command list nobody wrote to for this long is dropped: its run has ended."""
+_BLOCK_MS = 5_000  # blocking reads wake up this often; a cancelled reader never waits on the server
+_BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
+_CONNECT_TIMEOUT_S = 5.0
+T = TypeVar("T")
+
+
+def _redact(url: str) -> str:
+    """The URL for messages: password masked."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        user = parts.username or ""
+        host = parts.hostname or ""
+        netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "<unparseable Redis URL>"
+
+
+def _decode_event(
+    tid: str, entry_id: str, fields: dict[str, str]
+) -> tuple[dict[str, Any], int | None] | None:
+    try:
+        event = json.loads(fields["event"])
+        raw_seq = fields.get("seq", "")
+        seq = int(raw_seq) if raw_seq else None
+    except (KeyError, ValueError, RecursionError) as exc:  # RecursionError: absurdly nested JSON
+        log.warning("skipped stream entry %s of thread %s: %s", entry_id, tid, exc)
+        return None
+    if not isinstance(event, dict):
+        log.warning("skipped stream entry %s of thread %s: the event is not an object", entry_id, tid)
+        return None
+    return event, seq
+
+
+class Bus:
+    """One node's connection to the cluster's Redis."""
+
+    def __init__(self, client: redis.Redis, prefix: str, shown: str, stream_cap: int = STREAM_MAXLEN) -> None:
+        self._redis = client
+        self._prefix = prefix
+        self._cap = stream_cap
+        self.url = shown
+        """The Redis URL, password masked."""
+
+    @classmethod
+    async def connect(cls, url: str, *, prefix: str = "parley", stream_cap: int = STREAM_MAXLEN) -> Bus:
+        """Connect to Redis at `url` and check it answers; `ConfigError` naming the URL if it does not.
+
+        Keys start with `prefix`; a run's stream keeps about its last `stream_cap` events.
+        """
+        shown = _redact(url)
+        try:
+            client = redis.Redis.from_url(
+                url,
+                decode_responses=True,
+                encoding_errors="replace",  # bytes someone else wrote must not break decoding
+                socket_connect_timeout=_CONNECT_TIMEOUT_S,
+                health_check_interval=30,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"cannot use Redis URL {shown}: {exc} (expected redis://HOST:PORT/DB)") from exc
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S * 2):
+                await client.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            await client.aclose()
+            raise ConfigError(
+                f"cannot reach Redis at {shown}: {type(exc).__name__}: {exc or 'no answer'}; "
+                "start Redis there or point parley at a running one"
+            ) from exc
+        return cls(client, prefix, shown, stream_cap)
+
+    async def close(self) -> None:
+        await self._redis.aclose()
+
+    def _key(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))
+
+    async def _retrying(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        """`call()`, again after a pause while Redis cannot be reached (it restarts, the network drops)."""
+        attempt = 0
+        while True:
+            try:
+                return await call()
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
+                log.warning(
+                    "%s: Redis at %s unreachable (%s), trying again in %g s", what, self.url, exc, pause
+                )
+                attempt += 1
+                await asyncio.sleep(pause)
+
+    # ---- a live run's events ----
+
+    async def publish(self, tid: str, event: dict[str, Any], seq: int | None) -> str:
+        """Add `event` (with the store's `seq`, None for an unstored chunk) to the thread's stream; its entry id."""
+        key = self._key("events", tid)
+        fields: dict[FieldT, EncodableT] = {
+            "event": json.dumps(event, separators=(",", ":")),
+            "seq": "" if seq is None else str(seq),
+        }
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, fields, maxlen=self._cap, approximate=True)
+            pipe.expire(key, TTL_S)
+            entry_id, _ = await pipe.execute()
+        return str(entry_id)
+
+    async def last_id(self, tid: str) -> str:
+        """The id of the thread's newest stream entry; ``"0-0"`` when there is none."""
+        newest = await self._redis.xrevrange(self._key("events", tid), count=1)
+        return str(newest[0][0]) if newest else "0-0"
+
+    async def follow(
+        self, tid: str, after: str = "$"
+    ) -> AsyncGenerator[tuple[str, dict[str, Any], int | None]]:
+        """The thread's events after entry `after` (``"$"``: from now on) as (entry id, event, seq), until cancelled."""
+        key = self._key("events", tid)
+        last = await self._retrying("follow", lambda: self.last_id(tid)) if after == "$" else after
+        while True:
+            read = functools.partial(self._redis.xread, {key: last}, count=500, block=_BLOCK_MS)
+            batches = await self._retrying("follow", read)
+            for _key, entries in batches or ():
+                for entry_id, fields in entries:
+                    last = str(entry_id)
+                    decoded = _decode_event(tid, last, fields)
+                    if decoded is not None:
+                        yield last, *decoded
+
+    # ---- commands to the run's owner ----
+
+    async def send(self, tid: str, cmd: Command) -> None:
+        """Queue `cmd` for the thread's owner, whoever it is now or next."""
+        key = self._key("commands", tid)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, cmd.model_dump_json())
+            pipe.expire(key, TTL_S)
+            await pipe.execute()
+
+    async def commands(self, tid: str) -> AsyncGenerator[Command]:
+        """The thread's commands in the order sent, each to one reader only, until cancelled."""
+        key = self._key("commands", tid)
+        while True:
+            popped = await self._retrying(
+                "commands", lambda: _awaited(self._redis.blpop([key], timeout=_BLOCK_MS / 1000))
+            )
+            if popped is None:
+                continue
+            try:
+                yield Command.model_validate_json(popped[1])
+            except ValidationError as exc:
+                log.warning("skipped a command for thread %s: %s", tid, _problems(exc))
+
+    # ---- the workers' queue ----
+
+    async def submit(self, job: Job) -> None:
+        """Queue `job` for the next free worker."""
+        await _awaited(self._redis.lpush(self._key("jobs"), job.model_dump_json()))
+
+    async def take(self, worker: str, timeout_s: float) -> Job | None:
+        """The oldest queued job, now held by `worker` until `done`; None if none came within `timeout_s`."""
+        held = self._key("taken", worker)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while (left := deadline - loop.time()) > 0:
+            # Redis takes decimal seconds here since 6.0; redis-py's hint says int.
+            wait: Any = max(left, 0.01)
+            raw = await _awaited(self._redis.blmove(self._key("jobs"), held, wait, "RIGHT", "LEFT"))
+            if raw is None:
+                return None
+            try:
+                return Job.model_validate_json(raw)
+            except ValidationError as exc:
+                await _awaited(self._redis.lrem(held, 1, raw))
+                log.warning("dropped a job from the queue: %s", _problems(exc))
+        return None
+
+    async def done(self, worker: str, job: Job) -> None:
+        """`worker` has finished with `job`: it is no longer held."""
+        held = self._key("taken", worker)
+        for raw in await _awaited(self._redis.lrange(held, 0, -1)):
+            if _job_id(raw) == job.id:
+                await _awaited(self._redis.lrem(held, 0, raw))
+
+    async def requeue_from(self, worker: str) -> int:
+        """Put every job `worker` held back at the head of the queue (it died); how many."""
+        held, queue = self._key("taken", worker), self._key("jobs")
+        moved = 0
+        # Newest first, each to the taking end: the oldest held job is taken again first.
+        while await _awaited(self._redis.lmove(held, queue, "LEFT", "RIGHT")) is not None:
+            moved += 1
+        return moved
+
+
+def _awaited(result: Awaitable[T] | T) -> Awaitable[T]:
+    """The command's awaitable: redis-py hints one signature for its sync and asyncio clients."""
+    return cast("Awaitable[T]", result)
+
+
+def _job_id(raw: str) -> str | None:
+    try:
+        parsed = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    return str(parsed.get("id")) if isinstance(parsed, dict) else None
+
+
+def _problems(exc: ValidationError) -> str:
+    """The validation problems without the input (which may be huge, or hold what someone typed)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'entry'}: {e['msg']}" for e in exc.errors())

@@ -1,0 +1,251 @@
+"""The cluster's Redis bus, over a real Redis: two Bus objects stand for two nodes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections import Counter
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import Any, TypeVar
+
+import pytest
+import redis.asyncio as redis
+
+from parley.cluster._bus import TTL_S, Bus
+from parley.cluster._commands import Command, Job
+from parley.errors import ConfigError
+
+T = TypeVar("T")
+WAIT_S = 10.0
+
+
+async def next_of(items: AsyncGenerator[T]) -> T:
+    return await asyncio.wait_for(anext(items), WAIT_S)
+
+
+def _event(text: str) -> dict[str, Any]:
+    return {"type": "message", "role": "writer", "text": text}
+
+
+@pytest.fixture
+async def nodes(redis_url: str, prefix: str) -> AsyncIterator[tuple[Bus, Bus]]:
+    one = await Bus.connect(redis_url, prefix=prefix)
+    two = await Bus.connect(redis_url, prefix=prefix)
+    yield one, two
+    await one.close()
+    await two.close()
+
+
+@pytest.fixture
+async def raw(redis_url: str) -> AsyncIterator[Any]:
+    """A plain client, for writing what the bus would never write and reading back what it did.
+
+    Typed Any: redis-py hints its asyncio list commands as returning plain values."""
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    yield client
+    await client.aclose()
+
+
+def tid() -> str:
+    return uuid.uuid4().hex
+
+
+async def test_events_published_on_one_node_reach_a_watcher_on_another_in_order(
+    nodes: tuple[Bus, Bus],
+) -> None:
+    one, two = nodes
+    thread = tid()
+    watching = two.follow(thread, await two.last_id(thread))
+    sent = [(_event("draft"), 1), (_event("dr"), None), (_event("draft two"), 2)]
+    ids = [await one.publish(thread, event, seq) for event, seq in sent]
+    got = [await next_of(watching) for _ in sent]
+    assert got == [(i, event, seq) for i, (event, seq) in zip(ids, sent, strict=True)]
+    await watching.aclose()
+
+
+async def test_a_watcher_resuming_from_an_entry_gets_exactly_what_came_after(nodes: tuple[Bus, Bus]) -> None:
+    one, two = nodes
+    thread = tid()
+    assert await two.last_id(thread) == "0-0", "a thread with no events yet"
+    first = await one.publish(thread, _event("one"), 1)
+    await one.publish(thread, _event("two"), 2)
+    await one.publish(thread, _event("three"), 3)
+    assert await two.last_id(thread) != first
+    resumed = two.follow(thread, first)
+    assert [(await next_of(resumed))[2] for _ in range(2)] == [2, 3]
+    await one.publish(thread, _event("four"), 4)
+    assert (await next_of(resumed))[1:] == (_event("four"), 4), "and goes on live after the backlog"
+    await resumed.aclose()
+
+
+async def test_a_watcher_joining_now_sees_nothing_from_before(nodes: tuple[Bus, Bus]) -> None:
+    one, two = nodes
+    thread = tid()
+    await one.publish(thread, _event("old"), 1)
+    watching = two.follow(thread)
+    first = asyncio.ensure_future(anext(watching))
+    n = 0
+    # The watcher starts at some point while new events keep coming: whatever it sees first is new.
+    async with asyncio.timeout(WAIT_S):
+        while not first.done():
+            n += 1
+            await one.publish(thread, _event(f"new {n}"), n + 1)
+            await asyncio.sleep(0)
+    _, event, _ = first.result()
+    assert event["text"].startswith("new "), event
+    await watching.aclose()
+
+
+async def test_stream_entries_the_bus_did_not_write_are_skipped(
+    nodes: tuple[Bus, Bus], raw: Any, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    one, two = nodes
+    thread = tid()
+    key = f"{prefix}:events:{thread}"
+    watching = two.follow(thread, await two.last_id(thread))
+    await raw.xadd(key, {"other": "field"})
+    await raw.xadd(key, {"event": "{not json"})
+    await raw.xadd(key, {"event": "[1, 2]"})
+    await raw.xadd(key, {"event": "{}", "seq": "seven"})
+    await raw.xadd(key, {"event": "[" * 100_000})
+    await one.publish(thread, _event("real"), 5)
+    with caplog.at_level(logging.WARNING, logger="parley.cluster"):
+        assert (await next_of(watching))[1:] == (_event("real"), 5)
+    assert len([r for r in caplog.records if "skipped stream entry" in r.message]) == 5
+    await watching.aclose()
+
+
+async def test_a_stream_is_capped_and_expires_unless_written_to(
+    redis_url: str, prefix: str, raw: Any
+) -> None:
+    bus = await Bus.connect(redis_url, prefix=prefix, stream_cap=200)
+    thread = tid()
+    key = f"{prefix}:events:{thread}"
+    for n in range(1000):
+        await bus.publish(thread, _event(f"piece {n}"), None)
+    assert 200 <= await raw.xlen(key) < 1000, "trimmed to about the cap"
+    assert 0 < await raw.ttl(key) <= TTL_S
+    await raw.expire(key, 5)
+    last = await bus.publish(thread, _event("more"), 1)
+    assert await raw.ttl(key) > 5, "each write pushes the expiry back"
+    assert await bus.last_id(thread) == last
+    await bus.close()
+
+
+async def test_a_command_sent_before_anyone_listens_reaches_the_next_owner(nodes: tuple[Bus, Bus]) -> None:
+    one, two = nodes
+    thread = tid()
+    sent = [
+        Command(kind="say", actor="ana", text="also cover costs"),
+        Command(kind="approve", actor="ben", target="req-1"),
+        Command(kind="resolve", actor="ana", target="esc-1", choose=2, proceed=True),
+        Command(kind="stop", actor="ben"),
+    ]
+    for cmd in sent:
+        await one.send(thread, cmd)
+    owner = two.commands(thread)
+    assert [await next_of(owner) for _ in sent] == sent
+    await owner.aclose()
+
+
+async def test_two_readers_get_each_command_once(redis_url: str, prefix: str, nodes: tuple[Bus, Bus]) -> None:
+    one, two = nodes
+    thread = tid()
+    third = await Bus.connect(redis_url, prefix=prefix)
+    got: list[Command] = []
+    all_in = asyncio.Event()
+    sent = [Command(kind="say", actor="ana", text=f"note {n}") for n in range(20)]
+
+    async def read(bus: Bus) -> None:
+        async for cmd in bus.commands(thread):
+            got.append(cmd)
+            if len(got) >= len(sent):
+                all_in.set()
+
+    readers = [asyncio.create_task(read(bus)) for bus in (two, third)]
+    for cmd in sent:
+        await one.send(thread, cmd)
+    await asyncio.wait_for(all_in.wait(), WAIT_S)
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    assert Counter(c.id for c in got) == Counter(c.id for c in sent)
+    await third.close()
+
+
+async def test_a_malformed_command_is_skipped_and_the_next_one_arrives(
+    nodes: tuple[Bus, Bus], raw: Any, prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    one, two = nodes
+    thread = tid()
+    key = f"{prefix}:commands:{thread}"
+    await raw.rpush(key, "not json", '{"kind": "explode", "actor": "x", "id": "1"}')
+    await raw.rpush(key, '{"kind": "say", "actor": "%s", "id": "3"}' % ("b" * 300))
+    await raw.rpush(key, '{"kind": "stop", "actor": "ana", "id": "2", "sudo": true}')
+    await raw.rpush(key, b"\xff\xfe")
+    valid = Command(kind="interrupt", actor="ana", text="wait")
+    await one.send(thread, valid)
+    owner = two.commands(thread)
+    with caplog.at_level(logging.WARNING, logger="parley.cluster"):
+        assert await next_of(owner) == valid
+    assert len([r for r in caplog.records if "skipped a command" in r.message]) == 5
+    await owner.aclose()
+
+
+def test_commands_refuse_what_is_too_long() -> None:
+    with pytest.raises(ValueError, match="text"):
+        Command(kind="say", actor="ana", text="x" * 100_001)
+    with pytest.raises(ValueError, match="id"):
+        Command(kind="say", actor="ana", id="x" * 65)
+    with pytest.raises(ValueError, match="thread_id"):
+        Job(thread_id="../../etc", text="go", actor="ana", mode="start")
+
+
+async def test_a_worker_takes_a_job_and_finishes_it(nodes: tuple[Bus, Bus]) -> None:
+    web, worker = nodes
+    job = Job(thread_id=tid(), text="write a haiku", actor="ana", mode="start")
+    await web.submit(job)
+    assert await worker.take("w1", WAIT_S) == job
+    await worker.done("w1", job)
+    assert await worker.requeue_from("w1") == 0, "a finished job is held no more"
+    assert await worker.take("w1", 0.2) is None, "and not queued again"
+
+
+async def test_the_job_of_a_worker_that_died_goes_to_another(nodes: tuple[Bus, Bus]) -> None:
+    web, worker = nodes
+    first = Job(thread_id=tid(), text="one", actor="ana", mode="start")
+    second = Job(thread_id=tid(), text="two", actor="ben", mode="resume")
+    await web.submit(first)
+    await web.submit(second)
+    assert await worker.take("w1", WAIT_S) == first
+    assert await worker.take("w1", WAIT_S) == second
+    # w1 dies holding both: they wait in its list, not in the queue.
+    assert await web.take("w2", 0.2) is None
+    assert await web.requeue_from("w1") == 2
+    assert await web.take("w2", WAIT_S) == first, "the oldest first"
+    assert await web.take("w2", WAIT_S) == second
+    await web.done("w2", first)
+    await web.done("w2", second)
+    assert await web.requeue_from("w2") == 0
+
+
+async def test_a_malformed_job_is_dropped_and_the_next_taken(
+    nodes: tuple[Bus, Bus], raw: Any, prefix: str
+) -> None:
+    web, worker = nodes
+    job = Job(thread_id=tid(), text="go", actor="ana", mode="start")
+    await raw.lpush(f"{prefix}:jobs", '{"thread_id": "x"}', "[")
+    await web.submit(job)
+    assert await worker.take("w1", WAIT_S) == job
+    assert await raw.lrange(f"{prefix}:taken:w1", 0, -1) == [job.model_dump_json()], (
+        "only the good job is held"
+    )
+
+
+async def test_an_unreachable_redis_is_a_clear_error_without_the_password() -> None:
+    with pytest.raises(ConfigError) as caught:
+        await Bus.connect("redis://:s3cret@127.0.0.1:1/0")
+    message = str(caught.value)
+    assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in message
+    assert "s3cret" not in message
