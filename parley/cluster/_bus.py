@@ -20,6 +20,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
 from pydantic import ValidationError
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -96,6 +98,8 @@ class Bus:
                 encoding_errors="replace",  # bytes someone else wrote must not break decoding
                 socket_connect_timeout=_CONNECT_TIMEOUT_S,
                 health_check_interval=30,
+                # A blip is retried quickly; a longer outage is the loops' business (_retrying), which log it.
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
             )
         except ValueError as exc:
             raise ConfigError(f"cannot use Redis URL {shown}: {exc} (expected redis://HOST:PORT/DB)") from exc
@@ -105,7 +109,7 @@ class Bus:
         except (RedisError, OSError, TimeoutError) as exc:
             await client.aclose()
             raise ConfigError(
-                f"cannot reach Redis at {shown}: {type(exc).__name__}: {exc or 'no answer'}; "
+                f"cannot reach Redis at {shown}: {type(exc).__name__}: {str(exc) or 'no answer'}; "
                 "start Redis there or point parley at a running one"
             ) from exc
         return cls(client, prefix, shown, stream_cap)
@@ -124,8 +128,15 @@ class Bus:
                 return await call()
             except (RedisConnectionError, RedisTimeoutError) as exc:
                 pause = _BACKOFF_S[min(attempt, len(_BACKOFF_S) - 1)]
-                log.warning(
-                    "%s: Redis at %s unreachable (%s), trying again in %g s", what, self.url, exc, pause
+                # The first failure and then about one a minute: a long outage must not flood the log.
+                level = logging.WARNING if attempt % 30 == 0 else logging.DEBUG
+                log.log(
+                    level,
+                    "%s: Redis at %s unreachable (%s), trying again in %g s",
+                    what,
+                    self.url,
+                    exc,
+                    pause,
                 )
                 attempt += 1
                 await asyncio.sleep(pause)

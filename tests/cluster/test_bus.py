@@ -249,3 +249,101 @@ async def test_an_unreachable_redis_is_a_clear_error_without_the_password() -> N
     message = str(caught.value)
     assert "cannot reach Redis at redis://:***@127.0.0.1:1/0" in message
     assert "s3cret" not in message
+
+
+class _Proxy:
+    """A TCP relay to Redis that the test can cut and restore on the same port: a network outage."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._pipes: set[asyncio.StreamWriter] = set()
+
+    async def restore(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._pipes):  # both ends: Redis sees its client gone, as in a real outage
+            writer.close()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self._pipes |= {writer, up_writer}
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        self._pipes -= {writer, up_writer}
+
+
+class _Outages(logging.Handler):
+    """Counts the bus's "Redis unreachable" log lines, waking a waiter at each."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: list[str] = []
+        self.changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "unreachable" in record.getMessage():
+            self.seen.append(record.getMessage())
+            self.changed.set()
+
+    async def wait_for(self, *whats: str) -> None:
+        async with asyncio.timeout(WAIT_S):
+            while not all(any(s.startswith(f"{w}:") for s in self.seen) for w in whats):
+                self.changed.clear()
+                await self.changed.wait()
+
+
+async def test_a_watcher_and_an_owner_cut_off_from_redis_miss_nothing_once_it_is_back(
+    redis_url: str, prefix: str
+) -> None:
+    url = redis.Redis.from_url(redis_url).get_connection_kwargs()
+    proxy = _Proxy((url["host"], url["port"]))
+    await proxy.restore()
+    far = await Bus.connect(f"redis://127.0.0.1:{proxy.port}/{url.get('db', 0)}", prefix=prefix)
+    near = await Bus.connect(redis_url, prefix=prefix)
+    thread = tid()
+    watching = far.follow(thread, await far.last_id(thread))
+    owner = far.commands(thread)
+    await near.publish(thread, _event("before"), 1)
+    assert (await next_of(watching))[2] == 1
+    outages = _Outages()
+    logging.getLogger("parley.cluster").addHandler(outages)
+    event = asyncio.ensure_future(asyncio.sleep(0))  # replaced below: the finally cancels whatever is pending
+    command = event
+    try:
+        await proxy.cut()
+        event = asyncio.ensure_future(anext(watching))
+        command = asyncio.ensure_future(anext(owner))
+        await outages.wait_for("follow", "commands")
+        await near.publish(thread, _event("during"), 2)
+        stop = Command(kind="stop", actor="ben")
+        await near.send(thread, stop)
+        await proxy.restore()
+        assert (await asyncio.wait_for(event, WAIT_S))[1:] == (_event("during"), 2)
+        assert await asyncio.wait_for(command, WAIT_S) == stop
+    finally:
+        logging.getLogger("parley.cluster").removeHandler(outages)
+        event.cancel()
+        command.cancel()
+        await asyncio.gather(event, command, return_exceptions=True)
+        await watching.aclose()
+        await owner.aclose()
+        await far.close()
+        await near.close()
+        await proxy.cut()
