@@ -1,4 +1,5 @@
-"""The API's conversations: who owns which, the live ones this process drives, and a wake-up for each stored write.
+"""The API's conversations: who may read or write which (its owner, and the members of a shared room), the live
+ones this process drives, and a wake-up for each stored write.
 
 A conversation the API creates or continues stays here while it is in use, so a second request reaches the same
 run (its pending approvals, its interrupt). One idle too long is closed when room is needed, and is rebuilt from
@@ -21,7 +22,16 @@ from ..paths import inside, is_server_id
 from ..run import Run
 from ..store import Store, ThreadRow
 
-__all__ = ["NOT_YOURS", "ApiError", "Hub", "StoreGetter", "model_string", "pending", "scripts_dir"]
+__all__ = [
+    "NOT_YOURS",
+    "WATCH_ONLY",
+    "ApiError",
+    "Hub",
+    "StoreGetter",
+    "model_string",
+    "pending",
+    "scripts_dir",
+]
 
 StoreGetter = Callable[[], Awaitable[Store]]
 """The process's store (the web chat's, when the API is mounted on its server)."""
@@ -30,6 +40,8 @@ NOT_YOURS = (
     "Use a token of its owner's."
 )
 """Said (HTTP 403) when a token names a conversation of another user, as the web chat says it."""
+WATCH_ONLY = "you may watch this conversation: its owner shared it read-only"
+"""Said (HTTP 403) to a read-only member who tries to write (say, interrupt, stop, approve, answer, resolve)."""
 SCRIPTS_ENV = "PARLEY_SCRIPTS"
 TEAMS_TTL_S = 2.0
 KEEP = 64
@@ -112,14 +124,34 @@ class Hub:
     # -- conversations -----------------------------------------------------------------------------------
 
     async def owned(self, user: str, tid: str) -> ThreadRow:
-        """The stored conversation `tid` if `user` owns it; 400 for an id of another form, 404, 403."""
+        """The stored conversation `tid` if `user` may write to it (its owner, or a member it was shared with to
+        write): for saying, interrupting, stopping and deciding. 400 for an id of another form, 404, 403."""
+        return await self._room(user, tid, write=True)
+
+    async def watched(self, user: str, tid: str) -> ThreadRow:
+        """The stored conversation `tid` if `user` may read it (its owner or any member): for reading it and
+        streaming its events. 400, 404, 403 as `owned`."""
+        return await self._room(user, tid, write=False)
+
+    async def still_in(self, user: str, tid: str) -> bool:
+        """Whether `user` may still read `tid`: an open event stream asks on each wake-up, and ends once the owner
+        revoked its reader (or the conversation was deleted)."""
+        return await (await self.store()).access(user, tid) is not None
+
+    async def _room(self, user: str, tid: str, *, write: bool) -> ThreadRow:
         if not is_server_id(tid):
             raise ApiError(400, f"{tid[:80]!r} is not a conversation id of this server (32 hex digits)")
-        row = await (await self.store()).get_thread(tid)
+        store = await self.store()
+        row = await store.get_thread(tid)
         if row is None:
             raise ApiError(404, f"no conversation {tid}")
-        if row.owner != user:
+        if row.owner == user:
+            return row
+        role = await store.access(user, tid)
+        if role is None:
             raise ApiError(403, NOT_YOURS.format(user=user))
+        if write and role == "read":
+            raise ApiError(403, WATCH_ONLY)
         return row
 
     async def create(self, user: str, team: str, model: str | None, title: str) -> Conversation:

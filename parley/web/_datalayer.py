@@ -50,7 +50,7 @@ from ._format import (
     subtask_text,
     validation_text,
 )
-from ._guard import request_login
+from ._guard import request_login, viewer
 from ._history import chart_element, file_element, file_gone_text, meter_element, side_text
 from ._ratings import rated_message, rated_steps, with_feedback
 from ._toolsteps import awaits_approval, plain_output, tool_summary_text
@@ -273,6 +273,19 @@ def _signed_in() -> str:
     return actor
 
 
+_Listed = tuple[ThreadRow, tuple[str, str] | None]
+"""A sidebar row: the thread, and (the reader, their role) when it is shared with them."""
+
+
+def _page(rows: list[_Listed], pagination: Pagination) -> tuple[list[_Listed], bool]:
+    """The page after Chainlit's cursor (a thread id), and whether more follow."""
+    start = 0
+    if pagination.cursor:
+        start = next((i + 1 for i, (r, _) in enumerate(rows) if r.id == pagination.cursor), len(rows))
+    page = rows[start : start + (pagination.first or 20)]
+    return page, start + len(page) < len(rows)
+
+
 class ParleyDataLayer(BaseDataLayer):
     def __init__(self, get_store: Callable[[], Awaitable[Store]]) -> None:
         # Chainlit asks for its data layer synchronously; the store opens on first use, in its loop.
@@ -289,17 +302,27 @@ class ParleyDataLayer(BaseDataLayer):
         row: ThreadRow,
         steps: list[dict[str, Any]] | None = None,
         elements: list[dict[str, Any]] | None = None,
+        *,
+        member: tuple[str, str] | None = None,
     ) -> ThreadDict:
+        """Chainlit's thread. `member`: (user, role) of a member of the shared room it is read for: the sidebar marks
+        it shared with its owner's name, and Chainlit, which lets only a thread's author open it, sees them as that."""
+        name = row.title or row.team
+        metadata: dict[str, Any] = {"chat_profile": row.team}
+        if member is not None:
+            name = f"{name} · shared by {row.owner}" + (", read-only" if member[1] == "read" else "")
+            metadata |= {"shared_by": row.owner, "role": member[1]}
+        author = member[0] if member is not None else row.owner
         return cast(
             ThreadDict,
             {
                 "id": row.id,
                 "createdAt": _iso(row.created_at),
-                "name": row.title or row.team,
-                "userId": row.owner,
-                "userIdentifier": row.owner,
+                "name": name,
+                "userId": author,
+                "userIdentifier": author,
                 "tags": [row.team],
-                "metadata": {"chat_profile": row.team},
+                "metadata": metadata,
                 "steps": steps or [],
                 "elements": elements or [],
             },
@@ -308,24 +331,33 @@ class ParleyDataLayer(BaseDataLayer):
     async def list_threads(
         self, pagination: Pagination, filters: ThreadFilter
     ) -> PaginatedResponse[ThreadDict]:
-        owner = filters.userId or ""
-        rows = await (await self._get_store()).list_threads(owner, limit=200)
+        """The user's conversations and those shared with them, most recently updated first."""
+        user = filters.userId or ""
+        store = await self._get_store()
+        rows: list[_Listed] = [(r, None) for r in await store.list_threads(user, limit=200)]
+        if user:
+            rows += [(r, (user, role)) for r, role in await store.shared_with(user, limit=200)]
+        rows.sort(key=lambda item: (item[0].updated_at, item[0].created_at), reverse=True)
         if filters.search:
             needle = filters.search.lower()
-            rows = [r for r in rows if needle in (r.title or "").lower() or needle in r.team.lower()]
-        start = 0
-        if pagination.cursor:
-            start = next((i + 1 for i, r in enumerate(rows) if r.id == pagination.cursor), len(rows))
-        page = rows[start : start + (pagination.first or 20)]
-        more = start + len(page) < len(rows)
+            rows = [(r, m) for r, m in rows if needle in (r.title or "").lower() or needle in r.team.lower()]
+        page, more = _page(rows, pagination)
         return PaginatedResponse(
             pageInfo=PageInfo(
                 hasNextPage=more,
-                startCursor=page[0].id if page else None,
-                endCursor=page[-1].id if page else None,
+                startCursor=page[0][0].id if page else None,
+                endCursor=page[-1][0].id if page else None,
             ),
-            data=[self._thread_dict(r) for r in page],
+            data=[self._thread_dict(r, member=m) for r, m in page],
         )
+
+    async def _member(self, store: Store, row: ThreadRow) -> tuple[str, str] | None:
+        """(the viewer, their role) when a member of its shared room other than its owner reads `row`, else None."""
+        who = viewer()
+        if who is None or who == row.owner:
+            return None
+        role = await store.access(who, row.id)
+        return (who, role) if role in ("read", "write") else None
 
     async def get_thread(self, thread_id: str) -> ThreadDict | None:
         store = await self._get_store()
@@ -338,11 +370,18 @@ class ParleyDataLayer(BaseDataLayer):
             r.step_id: {"id": r.id, "forId": r.step_id, "value": r.value, "comment": r.comment}
             for r in await store.feedback_of(thread_id)
         }  # the thumbs show as they were left
-        return self._thread_dict(row, with_feedback(rated_steps(thread_id, events, steps), given), elements)
+        steps = with_feedback(rated_steps(thread_id, events, steps), given)
+        return self._thread_dict(row, steps, elements, member=await self._member(store, row))
 
     async def get_thread_author(self, thread_id: str) -> str:
-        row = await (await self._get_store()).get_thread(thread_id)
-        return row.owner if row else ""
+        """The thread's owner; to a member of its shared room reading it (see `_guard.VIEWER`), that member: Chainlit
+        lets only the author open a thread. A rename or a delete is never a read: those stay the owner's."""
+        store = await self._get_store()
+        row = await store.get_thread(thread_id)
+        if row is None:
+            return ""
+        member = await self._member(store, row)
+        return member[0] if member is not None else row.owner
 
     async def delete_thread(self, thread_id: str) -> None:
         await (await self._get_store()).delete_thread(thread_id)

@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 from chainlit.config import config as _chainlit_config
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ..store import Store
 from . import _chainlit_fixes
 from ._identity import Login
 from .addresses import host_only, loopback, split_host
@@ -63,6 +64,13 @@ NOT_YOURS = (
     "Start a new chat, or sign in as its owner to open it."
 )
 """Said (HTTP 403) when a signed-in user opens a conversation of someone else's (a link, a shared id)."""
+NOT_SHARED = (
+    "This conversation is not shared with you (any more): its owner ended your access, or never gave it. "
+    "Start a new chat."
+)
+"""Said on a page's socket when its user no longer has the conversation the page shows (a revoked member)."""
+READ_ONLY = "You may watch this conversation: its owner shared it read-only. Nothing was sent to the team."
+"""Said when a read-only member of a shared room writes (a message, a decision, Stop)."""
 _THREAD_ROUTE = re.compile(r"/project/thread/[^/]+(/element/[^/]+)?")
 FILE_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 """Tool-written files, even opened in a tab of their own: no script, no origin of the app's."""
@@ -96,6 +104,17 @@ LOGIN: ContextVar[str | None] = ContextVar("parley_login", default=None)
 """Who the HTTP request being served is signed in as (set by WebGuard; None: nobody, or a login it refused)."""
 
 
+VIEWER: ContextVar[str | None] = ContextVar("parley_viewer", default=None)
+"""Who is opening a conversation here, to read it (set by WebGuard for a GET and by `stale_login` for a socket's
+connect and events): the data layer lets the members of a shared room read a thread by it. Never set for a request
+that changes a thread (rename, delete): those stay the owner's."""
+
+
+def viewer() -> str | None:
+    """The signed-in user reading a conversation in what is being served (see VIEWER), or None."""
+    return VIEWER.get()
+
+
 def request_login() -> str | None:
     """The user the HTTP request being served is signed in as (its login token checked as Chainlit checks it), or
     None. Chainlit does not pass the user to its data layer's feedback calls: they read it here."""
@@ -114,6 +133,16 @@ async def stale_login(
     """Why a login no longer holds (what to say), or None: the `local` login while local mode does not hold for the
     connection, or a user's login whose stamp is not the user's current one (removed, password changed). Checked
     on every HTTP request and socket event: nothing is cached, so a change holds at once on every replica."""
+    why = await _login_refusal(login, conn, local_mode, login_stamp)
+    # A socket's screen calls this before the connect and each event it lets through, in the same task: what the
+    # handler then reads of a thread (a resume) is read as this login.
+    VIEWER.set(login.name if login is not None and why is None else None)
+    return why
+
+
+async def _login_refusal(
+    login: Login | None, conn: Connection | None, local_mode: LocalMode | None, login_stamp: LoginStamp | None
+) -> str | None:
     if login is None:
         return None
     if login.name == LOCAL_USER:
@@ -126,6 +155,21 @@ async def stale_login(
     if current is None:
         return GONE_REFUSAL
     return None if login.stamp == current else ENDED_REFUSAL
+
+
+async def room_refusal(store: Store, user: str, thread_id: str | None, *, writing: bool) -> str | None:
+    """Why `user`'s page may not go on with conversation `thread_id` (what to say), or None: they own it, or it was
+    shared with them (to write, when `writing`: a message, a decision, Stop). A thread not stored yet is a new
+    chat's, and refused nothing. The store is asked each time: a revoke holds at the next event."""
+    if not thread_id:
+        return None
+    row = await store.get_thread(thread_id)
+    if row is None or row.owner == user:
+        return None
+    role = await store.access(user, thread_id)
+    if role is None:
+        return NOT_SHARED
+    return READ_ONLY if writing and role == "read" else None
 
 
 def bind_host() -> str:
@@ -302,9 +346,11 @@ class WebGuard:
             elif who is not None and self._thread_route(scope):
                 send = _not_yours(send, who.name)
             login = LOGIN.set(who.name if who else None)
+            reading = VIEWER.set(who.name if who and scope.get("method") in ("GET", "HEAD") else None)
             try:
                 await self.app(scope, receive, send)
             finally:
+                VIEWER.reset(reading)
                 LOGIN.reset(login)
         finally:
             CONNECTION.reset(token)
