@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ._commands import open_for_command, run_owner
 from ._disk import os_problem, sqlite_file
+from ._leases import Lease, LeaseLost
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
 from ._store import Store
 from ._tokens import TokenRow
@@ -17,6 +18,8 @@ __all__ = [
     "CheckpointRow",
     "EventRow",
     "FeedbackRow",
+    "Lease",
+    "LeaseLost",
     "Store",
     "StoreError",
     "ThreadRow",

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from datetime import datetime
 from types import TracebackType
 from typing import Any
 
@@ -29,9 +28,11 @@ from ._accounts import (
     rate,
     user_rows,
 )
+from ._append import Batch, batch_what, write_batch
 from ._batch import BatchWriter, NoSuchThread
 from ._disk import prepare_file, sqlite_file, storage_problem
 from ._engine import SQLITE_BUSY_TIMEOUT_S, engine_options, error_text, sqlite_pragmas
+from ._leases import Lease, live_holder, orphans, release, renew, take
 from ._passwords import hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
 from ._schema import audit, checkpoints, events, feedback, metadata, now, threads, users
@@ -278,42 +279,20 @@ class Store:
         new_events: Sequence[tuple[str, Mapping[str, Any]]],
         audits: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
         checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None = None,
+        *,
+        fence: Lease | None = None,
     ) -> list[int]:
         """Events (consecutive seqs), audit rows and a checkpoint of one thread in one transaction: all or
-        nothing. Returns the events' seqs. A run writes what piled up while its writer was busy this way."""
+        nothing. Returns the events' seqs. A run writes what piled up while its writer was busy this way. With
+        `fence`, LeaseLost (and nothing written) once that lease no longer holds the thread."""
         if not new_events and not audits and checkpoint is None:
             return []
-        what = _batch_what(tid, new_events, audits, checkpoint)
-        if self._batches is not None:
+        batch: Batch = (new_events, audits, checkpoint)
+        what = batch_what(tid, batch)
+        if self._batches is not None and fence is None:
             return await self._sqlite_batch(what, tid, new_events, audits, checkpoint)
         async with self._write(what) as conn:
-            at = now()
-            seqs = await _insert_events(conn, tid, new_events, at, what) if new_events else []
-            if audits:
-                await conn.execute(
-                    insert(audit),
-                    [
-                        {
-                            "thread_id": tid,
-                            "actor": actor,
-                            "action": action,
-                            "detail": dict(detail),
-                            "created_at": at,
-                        }
-                        for actor, action, detail in audits
-                    ],
-                )
-            if checkpoint is not None:
-                turn, state, pending = checkpoint
-                try:
-                    await conn.execute(
-                        insert(checkpoints).values(
-                            thread_id=tid, turn=turn, state=dict(state), pending=list(pending), created_at=at
-                        )
-                    )
-                except IntegrityError as exc:  # the only constraint that can fail is the thread's foreign key
-                    raise StoreError(f"could not {what}: no such thread") from exc
-        return seqs
+            return await write_batch(conn, tid, batch, now(), what, fence)
 
     async def _sqlite_batch(
         self,
@@ -368,6 +347,35 @@ class Store:
         async with self._read(f"read the latest checkpoint of thread {tid}") as conn:
             row = (await conn.execute(query)).first()
         return CheckpointRow(*row) if row else None
+
+    # -- run leases (see _leases.py) ----------------------------------------------------
+
+    async def take_lease(self, tid: str, holder: str, ttl_s: float, *, run_open: bool = True) -> Lease | None:
+        """`tid`'s lease for `holder` for `ttl_s` seconds (the same fence if it was already theirs, a larger one
+        otherwise), or None while another holder's is live."""
+        async with self._write(f"take the lease of thread {tid}") as conn:
+            fence = await take(conn, tid, holder, ttl_s, run_open=run_open)
+        return None if fence is None else Lease(tid, holder, fence)
+
+    async def renew_lease(self, lease: Lease, ttl_s: float) -> bool:
+        """Extend `lease` by `ttl_s` seconds from now; False if it was taken over or released."""
+        async with self._write(f"renew the lease of thread {lease.thread_id}") as conn:
+            return await renew(conn, lease, ttl_s)
+
+    async def release_lease(self, lease: Lease, *, run_open: bool = False) -> None:
+        """Give `lease` up; `run_open`: its run is not over and another process should carry it on."""
+        async with self._write(f"release the lease of thread {lease.thread_id}") as conn:
+            await release(conn, lease, run_open=run_open)
+
+    async def lease_holder(self, tid: str) -> str | None:
+        """The holder of `tid`'s live lease, if any."""
+        async with self._read(f"read the lease of thread {tid}") as conn:
+            return await live_holder(conn, tid)
+
+    async def orphaned_runs(self) -> list[str]:
+        """Threads whose run is open while nobody holds its lease: a process died (or stopped) mid-run."""
+        async with self._read("list the runs nobody holds") as conn:
+            return await orphans(conn)
 
     # -- feedback ------------------------------------------------------------------------
 
@@ -452,45 +460,3 @@ _THREAD_COLUMNS = (
     threads.c.created_at,
     threads.c.updated_at,
 )
-
-
-def _batch_what(
-    tid: str,
-    new_events: Sequence[tuple[str, Mapping[str, Any]]],
-    audits: Sequence[Any],
-    checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None,
-) -> str:
-    """What a batch write does, for its error message."""
-    if len(new_events) == 1 and not audits and checkpoint is None:
-        return f"append a '{new_events[0][0]}' event to thread {tid}"
-    if not new_events and not audits and checkpoint is not None:
-        return f"save a checkpoint of thread {tid} at turn {checkpoint[0]}"
-    return f"append {len(new_events)} events to thread {tid}"
-
-
-async def _insert_events(
-    conn: AsyncConnection,
-    tid: str,
-    new_events: Sequence[tuple[str, Mapping[str, Any]]],
-    at: datetime,
-    what: str,
-) -> list[int]:
-    """Append events with the thread's next seqs. Bumping the counter row-locks the thread (PostgreSQL) or holds the
-    write lock (SQLite) until commit, so concurrent appends get consecutive numbers; a failed insert rolls it back."""
-    last = await conn.scalar(
-        update(threads)
-        .where(threads.c.id == tid)
-        .values(last_seq=threads.c.last_seq + len(new_events), updated_at=at)
-        .returning(threads.c.last_seq)
-    )
-    if last is None:
-        raise StoreError(f"could not {what}: no such thread")
-    seqs = list(range(int(last) - len(new_events) + 1, int(last) + 1))
-    await conn.execute(
-        insert(events),
-        [
-            {"thread_id": tid, "seq": seq, "type": kind, "payload": dict(payload), "created_at": at}
-            for seq, (kind, payload) in zip(seqs, new_events, strict=True)
-        ],
-    )
-    return seqs
