@@ -9,6 +9,7 @@ from ._commands import open_for_command, run_owner
 from ._disk import os_problem, sqlite_file
 from ._leases import Lease, LeaseLost
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
+from ._shares import MemberRow
 from ._store import Store
 from ._tokens import TokenRow
 from ._urls import default_url, normalise_url, redact
@@ -20,6 +21,7 @@ __all__ = [
     "FeedbackRow",
     "Lease",
     "LeaseLost",
+    "MemberRow",
     "Store",
     "StoreError",
     "ThreadRow",

@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import delete, event, func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..events import Event, decode_events
 from ._accounts import (
@@ -30,18 +30,27 @@ from ._accounts import (
 )
 from ._append import Batch, batch_what, write_batch
 from ._batch import BatchWriter, NoSuchThread
-from ._disk import prepare_file, sqlite_file, storage_problem
-from ._engine import SQLITE_BUSY_TIMEOUT_S, engine_options, error_text, sqlite_pragmas
+from ._connect import OPEN_TIMEOUT_S, connect
+from ._disk import sqlite_file, storage_problem
+from ._engine import SQLITE_BUSY_TIMEOUT_S, error_text
 from ._leases import Lease, live_holder, orphans, release, renew, take
 from ._passwords import hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
-from ._schema import audit, checkpoints, events, feedback, metadata, now, threads, users
+from ._schema import audit, checkpoints, events, feedback, now, threads, users
+from ._shares import (
+    Access,
+    MemberRow,
+    Role,
+    access,
+    drop_memberships,
+    grant,
+    member_rows,
+    revoke,
+    shared_rows,
+)
 from ._tokens import TokenRow, drop_tokens, new_token, owner_of, token_rows, withdraw
-from ._urls import default_url, normalise_url, redact
 
 __all__ = ["Store"]
-
-OPEN_TIMEOUT_S = 10.0
 
 
 class Store:
@@ -70,33 +79,7 @@ class Store:
     @classmethod
     async def open(cls, url: str | None = None, *, timeout_s: float = OPEN_TIMEOUT_S) -> Store:
         """Connect to `url` (default: `default_url()`) and create any missing tables."""
-        raw = url or default_url()
-        shown = redact(raw)
-        try:
-            parsed = normalise_url(raw)
-            engine = create_async_engine(parsed, **engine_options(parsed))
-        except Exception as exc:
-            raise StoreError(f"cannot use database {shown}: {error_text(exc)}") from exc
-        file = sqlite_file(parsed)
-        if file is not None:
-            try:
-                prepare_file(file)  # SQLite would make it readable by everyone (0644)
-            except OSError as exc:
-                await engine.dispose()
-                raise StoreError(
-                    storage_problem(file, exc) or f"cannot open database {shown}: {error_text(exc)}"
-                ) from exc
-        if engine.dialect.name == "sqlite":
-            event.listen(engine.sync_engine, "connect", sqlite_pragmas)
-        try:
-            async with asyncio.timeout(timeout_s), engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
-        except Exception as exc:
-            await engine.dispose()
-            why = f"no answer within {timeout_s:g} s" if isinstance(exc, TimeoutError) else error_text(exc)
-            problem = storage_problem(file, exc) if file is not None else None
-            raise StoreError(problem or f"cannot open database {shown}: {why}") from exc
-        return cls(engine, shown)
+        return cls(*await connect(url, timeout_s))
 
     async def close(self) -> None:
         if self._batches is not None:
@@ -110,6 +93,11 @@ class Store:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.close()
+
+    @property
+    def dialect(self) -> str:
+        """The database's kind: "postgresql" or "sqlite"."""
+        return self._engine.dialect.name
 
     # -- plumbing ------------------------------------------------------------------------
 
@@ -163,6 +151,7 @@ class Store:
         async with self._write(f"remove user '{name}'") as conn:
             await drop_user(conn, name)
             await drop_tokens(conn, name)
+            await drop_memberships(conn, name)  # a user of that name created again does not inherit them
             return await count_threads(conn, name)
 
     async def set_password(self, name: str, password: str) -> None:
@@ -428,6 +417,34 @@ class Store:
         """The user an API token's secret signs in, or None (unknown, revoked, or its user removed)."""
         async with self._write("check an API token") as conn:
             return await owner_of(conn, secret, now())
+
+    # -- shared rooms --------------------------------------------------------------------
+
+    async def share(self, tid: str, member: str, role: Role = "write", *, actor: str) -> bool:
+        """Share conversation `tid` with user `member` as 'write' or 'read' (or change their role); `actor` must own
+        it. Audited. True if `member` is new to it. StoreError in words (no users yet, not the owner, no such user)."""
+        async with self._write(f"share conversation {tid} with '{member}'") as conn:
+            return await grant(conn, tid, member, role, actor, now())
+
+    async def unshare(self, tid: str, member: str, *, actor: str) -> bool:
+        """End `member`'s access to `tid` at once (`actor` must own it). Audited. False if it was not shared."""
+        async with self._write(f"stop sharing conversation {tid} with '{member}'") as conn:
+            return await revoke(conn, tid, member, actor, now())
+
+    async def members(self, tid: str) -> list[MemberRow]:
+        """Who conversation `tid` is shared with, and as what."""
+        async with self._read(f"read the members of conversation {tid}") as conn:
+            return await member_rows(conn, tid)
+
+    async def shared_with(self, user: str, limit: int = 50) -> list[tuple[ThreadRow, Role]]:
+        """The conversations others shared with `user`, most recently updated first, with `user`'s role."""
+        async with self._read(f"list the conversations shared with '{user}'") as conn:
+            return await shared_rows(conn, user, limit)
+
+    async def access(self, user: str, tid: str) -> Access | None:
+        """What `user` may do with `tid`: 'owner', 'write', 'read', or None (not theirs, or no such thread)."""
+        async with self._read(f"check the access of '{user}' to conversation {tid}") as conn:
+            return await access(conn, user, tid)
 
     # -- audit ---------------------------------------------------------------------------
 
