@@ -239,3 +239,7 @@ def test_a_lease_names_its_thread_holder_and_fence() -> None:
     lease = Lease("t1", "worker-a", 3)
     assert (lease.thread_id, lease.holder, lease.fence) == ("t1", "worker-a", 3)
     assert isinstance(LeaseLost("t1", "worker-b"), StoreError)
+
+
+async def test_the_store_names_its_database_kind(store: Store, db_url: str) -> None:
+    assert store.dialect == ("sqlite" if db_url.startswith("sqlite") else "postgresql")
