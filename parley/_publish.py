@@ -18,12 +18,14 @@ from ._outbox import Checkpoint, persist
 from .events import ChunkEvent, ErrorEvent, Event, RunResult
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store import Lease, Store
 
 WriteListener = Callable[[float, float, Sequence[Event | Checkpoint], BaseException | None], None]
 """Told of one write to the store: start, end (Unix time), the items written, the error if it failed."""
+ShowListener = Callable[[Event, int | None], None]
+"""Told of each event as it is shown, with its seq in the store (None for a streamed chunk, or without a store)."""
 
-__all__ = ["MAX_BUFFERED_CHUNKS", "Publisher", "WriteListener"]
+__all__ = ["MAX_BUFFERED_CHUNKS", "Publisher", "ShowListener", "WriteListener"]
 
 MAX_BUFFERED_CHUNKS = 10_000
 """Streamed chunks a subscriber may fall behind by before its oldest chunks are dropped."""
@@ -79,6 +81,13 @@ class Publisher:
         self.write_listeners: list[WriteListener] = []
         """Told of each write to the store: its start and end (Unix time), the items written, the error if it
         failed (OpenTelemetry's store-write spans)."""
+        self.show_listeners: list[ShowListener] = []
+        """Told of each event as it is shown, in order, with its seq (a cluster relays the run to other nodes)."""
+        self.fence: Lease | None = None
+        """The lease this process holds on the conversation, when a cluster shares it: a write under a lease taken
+        over by another process is refused (see parley.cluster)."""
+        self._seqs: dict[int, int] = {}
+        """The seq the store gave each event of the batch being shown, by the event's id()."""
 
     def start(self) -> None:
         if self._store is not None:
@@ -145,6 +154,10 @@ class Publisher:
             self._history.append(event)
         for sub in self._subscribers:
             sub.offer(event)
+        if self.show_listeners:
+            seq = self._seqs.pop(id(event), None)
+            for listener in self.show_listeners:
+                listener(event, seq)
 
     async def _batch(self) -> list[Event | Checkpoint]:
         """The next items to write in one transaction: what is waiting, up to the run's result."""
@@ -159,7 +172,9 @@ class Publisher:
         assert self._store is not None and self._thread_id is not None
         started, failure, error = time.time(), None, None
         try:
-            await persist(self._store, self._thread_id, items, self._run_number)
+            seqs = await persist(self._store, self._thread_id, items, self._run_number, fence=self.fence)
+            stored = [i for i in items if not isinstance(i, Checkpoint | ChunkEvent)]
+            self._seqs = {id(event): seq for event, seq in zip(stored, seqs, strict=False)}
         except Exception as exc:
             failure = exc
             self.store_failed = True

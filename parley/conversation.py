@@ -48,7 +48,7 @@ from .tools import RunContext, ToolDef, ToolRegistry, default_registry
 
 if TYPE_CHECKING:
     from .run import Run
-    from .store import Store
+    from .store import Lease, Store
 
 __all__ = ["Conversation"]
 
@@ -94,6 +94,9 @@ class Conversation:
         """Standing decisions per tool name, `*` for every tool (the CLI's --approve/--deny); others wait."""
         self.store: Store | None = None
         self.thread_id: str | None = None
+        self.fence: Lease | None = None
+        """The lease under which this process writes the stored thread, when a cluster shares it (parley.cluster):
+        its runs' writes are refused once another process has taken the conversation over."""
         self.inbox = HumanInbox()
         """Human messages waiting for the team (see parley.inbox)."""
         self.triggers = _triggers(self.team)
@@ -390,9 +393,19 @@ class Conversation:
         task = human_text(task, "task")
         if self.running:
             raise RunStateError("a run is already in progress on this conversation: use say() to add to it")
+        return self._begin(task, carried=False)
+
+    def carry_on(self, task: str) -> Run:
+        """Go on with the run the stored thread left unfinished (the process driving it died): the team continues
+        from its last checkpoint, nothing new said to it; `task` is the unfinished run's task, for the record."""
+        if self.running:
+            raise RunStateError("a run is already in progress on this conversation")
+        return self._begin(task, carried=True)
+
+    def _begin(self, task: str, *, carried: bool) -> Run:
         from .run import Run
 
-        self._run = Run(self, task)
+        self._run = Run(self, task, carried=carried)
         self._run.begin()
         observe(self._run)  # OpenTelemetry spans of the run when the OTEL_* variables say so; else nothing
         return self._run

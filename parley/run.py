@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ._decisions import Decisions
 from ._outbox import Checkpoint
 from ._outcome import final_text, last_positions, stop_detail
-from ._publish import Publisher, WriteListener
+from ._publish import Publisher, ShowListener, WriteListener
 from ._spend import RunSpend
 from ._text import human_text, redact_secrets
 from ._turns import TurnNumbers
@@ -53,7 +53,7 @@ FINAL = frozenset({"stopped", "timeout", "escalation", "max_tokens"})
 class Run:
     """One task given to a team, until it stops. Iterate it for events."""
 
-    def __init__(self, conversation: Conversation, task: str) -> None:
+    def __init__(self, conversation: Conversation, task: str, *, carried: bool = False) -> None:
         self.conversation = conversation
         self.task = task
         self.result: RunResult | None = None
@@ -63,12 +63,14 @@ class Run:
         self.guard = self._engine.guard
         self.guard.new_run()
         self._inbox = conversation.inbox
-        self._inbox.put(
-            "task", task
-        )  # after what an earlier run left undelivered, before anything said from now
+        if not carried:  # a run carried on (see Conversation.carry_on) says nothing new to the team
+            self._inbox.put(
+                "task", task
+            )  # after what an earlier run left undelivered, before anything said now
         self._publisher = Publisher(
             conversation.history, conversation.store, conversation.thread_id, self.number, self._store_failed
         )
+        self._publisher.fence = conversation.fence
         self.decisions = Decisions(self.emit, self.live_turn, StandingRules(conversation.approvals))
         """What the run waits on a human for (approvals, questions, escalations)."""
         self._cancel_reason: Cancel | None = None
@@ -79,9 +81,8 @@ class Run:
         self._turn0 = 0
         self._turns = TurnNumbers()
         self._verdicts = 0
-        """Messages from no role (a vote's tally): turns shown, which the roles' turn count leaves out. The roles'
-        turns are the guard's, counted as each is given, the manager's delegations and its workers' answers too,
-        so a run cut short by its turn cap reports the cap even when its last answers never reached the stream."""
+        """Messages from no role (a vote's tally): turns beyond the guard's count of the roles' turns (which
+        counts a manager's delegations and workers' answers as given, so a turn cap ended run reports the cap)."""
         self._spend = RunSpend(
             conversation.meter,
             self.emit,
@@ -187,6 +188,10 @@ class Run:
         self._publisher.write_listeners.append(listener)
 
     # -- what the engine and the conversation report --------------------------------------------
+
+    def on_shown(self, listener: ShowListener) -> None:
+        """Tell `listener` of each event as it is shown, with its seq in the store (a cluster relays them)."""
+        self._publisher.show_listeners.append(listener)
 
     def emit(self, event: Event) -> None:
         self._publisher.emit(event)

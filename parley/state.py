@@ -109,7 +109,9 @@ def _said(events: Sequence[Event], checkpoint: Mapping[str, Any] | None) -> list
 def _runs(events: Sequence[Event]) -> list[tuple[int, int]]:
     """Where each run's events start and end in the history."""
     starts = [i for i, e in enumerate(events) if isinstance(e, RunStartedEvent)]
-    return list(zip(starts, [*starts[1:], len(events)], strict=True))
+    return list(
+        zip(starts, [*starts[1:], len(events)][: len(starts)], strict=True)
+    )  # none in an empty thread
 
 
 def _lost_turns(events: Sequence[Event]) -> set[int]:

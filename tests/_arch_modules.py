@@ -30,7 +30,9 @@ ADAPTERS = (
     "parley._render",
     "parley._commands",
     "parley._cli_tokens",
+    "parley._cli_worker",
     "parley.api",
+    "parley.cluster",  # drives conversations for the other processes of a cluster, and shows theirs here
 )
 """The modules (and packages) that adapt parley to a user: they may import anything of parley's."""
 MAX_LINES = 500

@@ -1,9 +1,8 @@
 """One browser session's conversation: turns parley events into Chainlit messages, live.
 
-The run is driven from a background task so the composer stays enabled: whatever the user
-types while agents work reaches `say()` and joins at the next turn. A run outlives its browser
-tab: reopening the thread re-attaches the display to the run still going.
-"""
+The run is driven from a background task so the composer stays enabled: whatever the user types while agents
+work reaches `say()` and joins at the next turn. A run outlives its browser tab: reopening the thread re-attaches
+the display to the run still going (in a cluster, wherever it runs)."""
 
 from __future__ import annotations
 
@@ -17,6 +16,7 @@ from chainlit.session import WebsocketSession
 
 from .._decisions import was_cancelled
 from .._model_notes import demo_marked
+from ..cluster import Node, RemoteRun
 from ..conversation import Conversation
 from ..events import (
     AnswerEvent,
@@ -84,10 +84,12 @@ RESUME_WAIT_S = 30.0
 class ChatSession:
     """The conversation behind one chat thread, and the messages on screen for its current run."""
 
-    def __init__(self, conversation: Conversation, user: str) -> None:
+    def __init__(self, conversation: Conversation, user: str, cluster: Node | None = None) -> None:
         self.conversation = conversation
         self.user = user
-        self.run: Run | None = None
+        self.cluster = cluster
+        """The cluster this process belongs to, if any: runs may be driven by another of its processes."""
+        self.run: Run | RemoteRun | None = None
         self.task: asyncio.Task[None] | None = None
         self.awaiting: tuple[str, str] | None = None
         """("deny", request id) or ("write", escalation id): the next message typed is the reason or the answer."""
@@ -104,11 +106,10 @@ class ChatSession:
         self.meter = Meter()
         self._ws: WebsocketSession | None = None
         """The page the run is to be shown on from the next event (a reopened thread), once it has the thread."""
-        self._gate = asyncio.Event()
-        """Open while the run's events may be shown; closed while a reopened page is being sent the thread."""
+        self._gate, self._idle = asyncio.Event(), asyncio.Event()
+        """Open while the run's events may be shown; closed while a reopened page is being sent the thread. And
+        set while no event is being shown."""
         self._gate.set()
-        self._idle = asyncio.Event()
-        """Set while no event is being shown."""
         self._idle.set()
         self.pages = 0
         """Counts reopened pages: only the latest is shown the run."""
@@ -146,9 +147,9 @@ class ChatSession:
         elif command == "Interrupt":
             await _say("Nothing is running: send your message without Interrupt to start the team.")
         else:
-            self.start(text)
+            await self.begin(text)
 
-    async def _join(self, run: Run, text: str, command: str | None) -> None:
+    async def _join(self, run: Run | RemoteRun, text: str, command: str | None) -> None:
         """A message typed while the run goes on: an interrupt, the answer to a role's question, or a message
         that joins after the current turn."""
         if command == "Interrupt":
@@ -179,17 +180,15 @@ class ChatSession:
 
     async def stop_now(self) -> bool:
         """The Stop button: the run ends now and its controls go at once (the status line follows)."""
-        stopped = self.stop()
-        if stopped:
+        if stopped := self.stop():
             await self.controls.end()
         return stopped
 
     def stop(self) -> bool:
         """End the run now (the Stop command, and Chainlit's own stop button): the model call in progress is
         cancelled and no other is made. False if nothing was running."""
-        if not self.running:
+        if self.run is None or not self.running:
             return False
-        assert self.run is not None
         self.run.stop()
         return True
 
@@ -197,12 +196,21 @@ class ChatSession:
         """The page showing this chat went away (closed, reloaded, or lost its connection)."""
         await release_when_shown(self)
 
-    def start(self, text: str) -> None:
-        self._shown = len(self.conversation.history)
-        self.run = self.conversation.start(text)
-        self.projection = Projection()
+    async def begin(self, text: str) -> None:
+        """Start the team on `text`: here, or in the process of the cluster that drives the conversation now."""
+        if self.cluster is None:
+            return self.show_run(self.conversation.start(text))
+        self.conversation, run = await self.cluster.say(self.conversation, text, self.user)
+        self.show_run(run, len(self.conversation.history) if isinstance(run, RemoteRun) else None)
+
+    def show_run(self, run: Run | RemoteRun, shown: int | None = None) -> None:
+        """Show `run` from its next event: one started here, or one driven by another process of the cluster
+        (`shown`: how much of the conversation's history the page has been shown already)."""
+        self._shown = len(self.conversation.history) if shown is None else shown
+        self.run = run
+        self.projection = Projection.of(run.earlier) if isinstance(run, RemoteRun) else Projection()
         self.meter.reset()
-        self.task = asyncio.get_running_loop().create_task(self._pump(self.run))
+        self.task = asyncio.get_running_loop().create_task(self._pump(run))
 
     async def reattach(self, ws: WebsocketSession) -> None:
         """Show the run still in progress in another browser session (a reopened thread).
@@ -291,7 +299,7 @@ class ChatSession:
         self.awaiting = ("write", escalation_id)
         await _say("Type your own answer and send it: the team goes on with it.")
 
-    async def _pump(self, run: Run) -> None:
+    async def _pump(self, run: Run | RemoteRun) -> None:
         show_on()  # keep the run's messages from nesting under the finished on_message step
         await self.controls.start()
         async for ev in run:
@@ -438,10 +446,6 @@ class ChatSession:
             msg.content = subtask_text(started, ev)
             await msg.update()
 
-    async def _update_meter(self, ev: UsageEvent, _: list[Event]) -> None:
-        totals = (ev.total_prompt_tokens, ev.total_completion_tokens, ev.cost_usd)
-        await self.meter.update(*totals, self.conversation)
-
     async def _finish(self, result: RunResult, cut: list[Event]) -> None:
         self.tools.forget()
         await self.controls.end()
@@ -473,7 +477,9 @@ _SHOW: dict[type, Callable[..., Awaitable[None]]] = {
     ToolResultEvent: lambda chat, ev, _: chat.tools.result(ev),
     FileEvent: ChatSession._file,
     NoteEvent: lambda chat, ev, _: chat.notes.show(ev.source, chat.conversation.notes_board),
-    UsageEvent: ChatSession._update_meter,
+    UsageEvent: lambda chat, ev, _: chat.meter.update(
+        ev.total_prompt_tokens, ev.total_completion_tokens, ev.cost_usd, chat.conversation
+    ),
     RunResult: ChatSession._finish,
     ApprovalRequestEvent: ChatSession._approval_request,
     ApprovalDecisionEvent: ChatSession._approval_decision,

@@ -21,6 +21,7 @@ from .._proc import freeze_startup_objects
 from .._text import human_text
 from ..api import mount as mount_api
 from ..catalog import TeamEntry, discover_teams, programs
+from ..cluster import Node
 from ..conversation import Conversation
 from ..errors import ConfigError
 from ..store import Store, default_url
@@ -68,6 +69,23 @@ async def store() -> Store:
         if _store is None:
             _store = await Store.open(default_url())
         return _store
+
+
+_node: Node | None = None
+_node_lock = asyncio.Lock()
+_node_tried = False
+
+
+async def cluster() -> Node | None:
+    """The cluster this process joins (PARLEY_REDIS_URL), on first use; None without one."""
+    global _node, _node_tried
+    async with _node_lock:
+        if not _node_tried:
+            _node = await Node.from_env(await store())
+            _node_tried = True
+            if _node is not None:
+                _node.start_sweeping()
+        return _node
 
 
 MAX_MESSAGE_BYTES = 4 * 1024 * 1024
@@ -260,7 +278,7 @@ async def _start() -> None:
     if conv is None:
         return
     write_avatars(Path.cwd() / "public", _speakers_in_order(conv))  # a consensus team's verdict too
-    cl.user_session.set("parley", ChatSession(conv, user))
+    cl.user_session.set("parley", ChatSession(conv, user, await cluster()))
     await cl.context.emitter.set_commands(commands())
 
 
@@ -285,7 +303,7 @@ async def _settings(settings: dict[str, Any]) -> None:
         if session is not None:
             await session.conversation.close()
         write_avatars(Path.cwd() / "public", _speakers_in_order(conv))
-        cl.user_session.set("parley", ChatSession(conv, user))
+        cl.user_session.set("parley", ChatSession(conv, user, await cluster()))
         await cl.context.emitter.set_commands(commands())
     if said:
         await cl.Message(content=said, author=SYSTEM).send()
@@ -304,9 +322,12 @@ async def _resume(thread: ThreadDict) -> None:
         await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
         await live.reattach(_page())
         return
-    # Chainlit read the thread before calling this, and sends it after: a run that ended in between stored its
-    # last events after that reading. Send the thread as stored when it is sent.
-    _chainlit_fixes.on_resume_sent(_page(), _stored_thread, _nothing)
+    node = await cluster()
+    elsewhere = node is not None and await node.live_elsewhere(thread["id"])
+    if not elsewhere:
+        # Chainlit read the thread before calling this, and sends it after: a run that ended in between stored
+        # its last events after that reading. Send the thread as stored when it is sent.
+        _chainlit_fixes.on_resume_sent(_page(), _stored_thread, _nothing)
     try:
         conv = await Conversation.resume(await store(), thread["id"])
     except ConfigError as exc:
@@ -314,10 +335,15 @@ async def _resume(thread: ThreadDict) -> None:
         return
     write_avatars(Path.cwd() / "public", _speakers_in_order(conv))
     await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
-    session = ChatSession(conv, user)
+    session = ChatSession(conv, user, node)
     _remember(thread["id"], session)
     cl.user_session.set("parley", session)
     await cl.context.emitter.set_commands(commands())
+    if node is not None and elsewhere:  # its run goes on in another process of the cluster: show it live here
+        remote = await node.watch(conv, user)
+        session.conversation = remote.conversation
+        session.show_run(remote, len(remote.conversation.history))
+        await session.reattach(_page())  # the page is sent the thread as far as the run is shown from
 
 
 def _page() -> WebsocketSession:

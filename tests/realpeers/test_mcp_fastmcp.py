@@ -373,8 +373,6 @@ def test_an_unreachable_server_ends_the_run_with_its_cause_and_the_run_is_kept(
         f"MCP server 'peer' could not be reached: connection refused at {url} (is the server running?)" in err
     )
     assert "TaskGroup" not in out + err and "Traceback" not in out + err
-    assert (
-        "1 message kept for the next run" in out
-    )  # the task waits for the next run, in the stored thread
+    assert "1 message kept for the next run" in out  # the task waits for the next run, in the stored thread
     thread = err.split("saved as ", 1)[1].split()[0]
     assert main(["audit", thread, "--format", "jsonl"]) == 0

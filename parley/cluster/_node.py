@@ -1,0 +1,244 @@
+"""This process as one node of a cluster: several processes (web replicas, workers) sharing PostgreSQL and Redis,
+each conversation's run owned by exactly one of them at a time.
+
+Off unless `PARLEY_REDIS_URL` is set: then everything stays in one process, as without a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConfigError
+from ..events import RunResult, RunStartedEvent, decode_events
+from ._bus import Bus
+from ._commands import Job
+from ._lease import Leases
+from ._relay import Relay
+from ._remote import RemoteRun
+
+if TYPE_CHECKING:
+    from ..conversation import Conversation
+    from ..run import Run
+    from ..store import Lease, Store
+
+__all__ = ["REDIS_ENV", "Node"]
+
+log = logging.getLogger("parley.cluster")
+REDIS_ENV = "PARLEY_REDIS_URL"
+LEASE_TTL_ENV = "PARLEY_LEASE_TTL_S"
+PREFIX_ENV = "PARLEY_REDIS_PREFIX"
+"""The start of every Redis key of the cluster (default `parley`): clusters sharing one Redis keep apart by it."""
+RUNS_ENV = "PARLEY_RUNS"
+"""'here' (the default): a process that is given a message runs the conversation itself; 'workers': web
+processes leave every run to `parley worker` processes and only relay."""
+DEFAULT_TTL_S = 10.0
+
+
+class Node:
+    """One process of the cluster: the runs it owns (each under a lease) and its view of the others'."""
+
+    def __init__(
+        self,
+        store: Store,
+        bus: Bus,
+        *,
+        ttl_s: float = DEFAULT_TTL_S,
+        name: str | None = None,
+        runs_here: bool = True,
+    ) -> None:
+        self.store = store
+        self.bus = bus
+        self.runs_here = runs_here
+        """False on a web process of a cluster with workers: it starts no run, a worker does (see say)."""
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.leases = Leases(store, self.name, ttl_s)
+        self.ttl_s = ttl_s
+        self.relays: dict[str, Relay] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._sweeper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.on_carried: Callable[[Conversation, Run], None] = lambda conv, run: None
+        """Told of each run this node carried on after its owner died."""
+
+    @classmethod
+    async def from_env(cls, store: Store) -> Node | None:
+        """The cluster `PARLEY_REDIS_URL` names, or None when it names none."""
+        url = os.environ.get(REDIS_ENV, "").strip()
+        if not url:
+            return None
+        if not store.url.startswith("postgresql"):
+            raise ConfigError(
+                f"{REDIS_ENV} is set, so this process joins a cluster, and a cluster shares its conversations "
+                f"through PostgreSQL: set PARLEY_DATABASE_URL to a postgresql:// URL (the store is {store.url})"
+            )
+        ttl = float(os.environ.get(LEASE_TTL_ENV, "") or DEFAULT_TTL_S)
+        runs = os.environ.get(RUNS_ENV, "here").strip() or "here"
+        if runs not in ("here", "workers"):
+            raise ConfigError(
+                f"{RUNS_ENV}={runs!r}: say 'here' (this process runs conversations) or 'workers'"
+            )
+        prefix = os.environ.get(PREFIX_ENV, "").strip() or "parley"
+        return cls(store, await Bus.connect(url, prefix=prefix), ttl_s=ttl, runs_here=runs == "here")
+
+    # -- a human message, from this node -----------------------------------------------------------------
+
+    async def say(
+        self, conversation: Conversation, text: str, actor: str, *, here: bool | None = None
+    ) -> tuple[Conversation, Run | RemoteRun]:
+        """`actor` says `text` in `conversation`'s thread: to the run live on this node, to the one live on
+        another (sent there), or as a new run, owned by this node (`here`, by default `runs_here`) or by a worker.
+        Returns the conversation as it now stands (rebuilt from the store when another node ran it meanwhile) and
+        the run the message went to."""
+        tid = conversation.thread_id
+        assert tid is not None, "a cluster shares stored conversations only"
+        async with self._locks.setdefault(tid, asyncio.Lock()):
+            relay = self.relays.get(tid)
+            if relay is not None:  # this node owns the conversation: its run, or the next one
+                fresh = not relay.conversation.running
+                run = relay.conversation.say(text)
+                if fresh:
+                    relay.watch(run)
+                return relay.conversation, run
+            if not (self.runs_here if here is None else here):  # a worker starts it: watch it from here
+                remote = await self.watch(conversation, actor)
+                if await self.leases.holder(tid) is None:
+                    await self.bus.submit(Job(thread_id=tid, text=text, actor=actor, mode="start"))
+                else:
+                    remote.say(text)
+                return remote.conversation, remote
+            lease = await self.leases.acquire(tid)
+            if lease is None:
+                remote = await self.watch(conversation, actor)
+                remote.say(text)
+                return remote.conversation, remote
+            conversation = await self._current(conversation)
+            relay = self._own(conversation, lease)
+            run = conversation.say(text)
+            relay.watch(run)
+            return conversation, run
+
+    async def watch(self, conversation: Conversation, actor: str) -> RemoteRun:
+        """The run another node drives in `conversation`'s thread, as seen from here."""
+        tid = conversation.thread_id
+        assert tid is not None
+        copy = await self._current(conversation)
+        remote = RemoteRun(self, copy, actor, after=await self._last_seq(tid, len(copy.history)))
+        await remote.catch_up()
+        return remote
+
+    async def live_elsewhere(self, tid: str) -> bool:
+        """Whether another node drives a run of `tid` now."""
+        holder = await self.leases.holder(tid)
+        return holder is not None and holder != self.name
+
+    async def _last_seq(self, tid: str, known: int) -> int:
+        """The seq of the `known`-th event of the thread a copy was built from (its history's length)."""
+        rows = await self.store.events(tid)
+        readable = [r.seq for r in rows if decode_events([r.payload])]
+        return readable[known - 1] if 0 < known <= len(readable) else (rows[-1].seq if rows and known else 0)
+
+    async def _current(self, conversation: Conversation) -> Conversation:
+        """`conversation`, or a copy rebuilt from the store when the store holds more than it has seen."""
+        from ..conversation import Conversation
+
+        tid = conversation.thread_id
+        assert tid is not None
+        stored = await self.store.load_events(tid)
+        if len(stored) == len(conversation.history) and not conversation.running:
+            return conversation
+        fresh = await Conversation.resume(self.store, tid)
+        if fresh.running:  # cannot happen: a resumed conversation is idle
+            raise AssertionError(tid)
+        return fresh
+
+    def _own(self, conversation: Conversation, lease: Lease) -> Relay:
+        relay = Relay(self, conversation, lease)
+        relay.begin()
+        self.relays[lease.thread_id] = relay
+        self._keep(self._let_go(relay))
+        return relay
+
+    async def _let_go(self, relay: Relay) -> None:
+        """The lease goes once the conversation has no run in progress and its events are all out."""
+        await relay.idle.wait()
+        async with self._locks.setdefault(relay.thread_id, asyncio.Lock()):
+            if relay.conversation.running:  # a message started the next run meanwhile: keep it
+                self._keep(self._let_go(relay))
+                return
+            self.relays.pop(relay.thread_id, None)
+            await relay.close()
+
+    def _keep(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run `work` in the background, referenced until it is done (a task nobody holds may be collected)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- runs whose owner died ----------------------------------------------------------------------------
+
+    def start_sweeping(self) -> None:
+        """Carry on, from their last checkpoint, the runs whose owner died (its lease expired mid-run)."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="parley-node-sweep")
+
+    async def _sweep(self) -> None:
+        while True:
+            try:
+                for tid in await self.leases.orphans():
+                    await self.carry_on(tid)
+            except Exception:
+                log.exception("could not look for runs whose owner died")
+            await asyncio.sleep(self.ttl_s / 2)  # a period, not a wait for something
+
+    async def carry_on(self, tid: str) -> Run | None:
+        """Take over the unfinished run of `tid`, if its lease is free: the team goes on from its checkpoint."""
+        from ..conversation import Conversation
+
+        async with self._locks.setdefault(tid, asyncio.Lock()):
+            if tid in self.relays:
+                return None
+            lease = await self.leases.acquire(tid)
+            if lease is None:
+                return None
+            try:
+                conversation = await Conversation.resume(self.store, tid)
+            except ConfigError as exc:
+                log.warning("cannot carry on %s: %s", tid, exc)
+                await self.leases.release(lease, run_open=False)
+                return None
+            history = conversation.history
+            begun = max((i for i, e in enumerate(history) if isinstance(e, RunStartedEvent)), default=None)
+            started = history[begun] if begun is not None else None
+            if not isinstance(started, RunStartedEvent) or any(
+                isinstance(e, RunResult) for e in history[begun:]
+            ):
+                await self.leases.release(lease, run_open=False)
+                return None
+            relay = self._own(conversation, lease)
+            run = conversation.carry_on(started.content)
+            relay.watch(run)
+            log.warning("carried on the run of %s after its owner died", tid)
+            self.on_carried(conversation, run)
+            return run
+
+    async def close(self) -> None:
+        """Stop every run this node owns (their leases let go) and leave the cluster."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
+        for relay in list(self.relays.values()):
+            run = relay.conversation.current_run
+            if run is not None and relay.conversation.running:
+                run.stop()
+                await run.wait()
+            await relay.close()
+        self.relays.clear()
+        await self.bus.close()

@@ -1,0 +1,147 @@
+"""The owner's side of a live run: the lease held while it runs, each event it shows sent to every other node,
+and the commands other nodes send applied to it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+from ..errors import ConfigError, RunStateError
+from ..events import Event
+from ._commands import Command
+from ._lease import Lease
+
+if TYPE_CHECKING:
+    from ..conversation import Conversation
+    from ..run import Run
+    from ._node import Node
+
+__all__ = ["Relay", "apply"]
+
+log = logging.getLogger("parley.cluster")
+
+
+def apply(conversation: Conversation, command: Command) -> Run | None:
+    """Do what another node asked of this conversation's run. A human message to an idle conversation starts a
+    run (as `Conversation.say` does); any other command for a run that has ended is moot. Returns the run a
+    message started, if it did."""
+    run = conversation.current_run
+    live = run if conversation.running else None
+    try:
+        match command.kind:
+            case "say":
+                fresh = live is None
+                started = conversation.say(command.text)
+                return started if fresh else None
+            case "interrupt" if live is not None:
+                live.interrupt(command.text)
+            case "stop" if live is not None:
+                live.stop()
+            case "approve" if live is not None:
+                live.approve(command.target, actor=command.actor)
+            case "deny" if live is not None:
+                live.deny(command.target, command.text, actor=command.actor)
+            case "answer" if live is not None:
+                live.answer(command.target, command.text, actor=command.actor)
+            case "resolve" if live is not None:
+                live.resolve(
+                    command.target,
+                    choose=command.choose,
+                    text=command.text or None,
+                    proceed=command.proceed,
+                    actor=command.actor,
+                )
+            case _:
+                log.info("%s for %s: no run in progress", command.kind, conversation.thread_id)
+    except (
+        KeyError,
+        ValueError,
+        ConfigError,
+        RunStateError,
+    ) as exc:  # decided already, or refused: said here
+        log.info("%s for %s refused: %s", command.kind, conversation.thread_id, exc)
+    return None
+
+
+class Relay:
+    """Drives one conversation's runs for the cluster while this process holds its lease."""
+
+    def __init__(self, node: Node, conversation: Conversation, lease: Lease) -> None:
+        self.node = node
+        self.conversation = conversation
+        self.lease = lease
+        self.lost = False
+        """True once another process took the conversation over (this one's writes are refused from then)."""
+        self._out: asyncio.Queue[tuple[Event, int | None]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._keeper: asyncio.Task[None] | None = None
+        self.idle = asyncio.Event()
+        """Set when no run is in progress any more and every event has gone out: the lease can go."""
+
+    @property
+    def thread_id(self) -> str:
+        return self.lease.thread_id
+
+    def begin(self) -> None:
+        """Hold the lease and take commands from now on."""
+        self.conversation.fence = self.lease
+        self._keeper = self.node.leases.keep(self.lease, self._lost)
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._publish(), name=f"parley-relay-out-{self.thread_id}"),
+            loop.create_task(self._commands(), name=f"parley-relay-in-{self.thread_id}"),
+        ]
+
+    def watch(self, run: Run) -> None:
+        """Send each event `run` shows to the other nodes. Called as the run starts, before it shows anything."""
+        self.idle.clear()
+        run.on_shown(lambda event, seq: self._out.put_nowait((event, seq)))
+        done = asyncio.get_running_loop().create_task(
+            self._until_done(run), name=f"parley-relay-run-{self.thread_id}"
+        )
+        self._tasks.append(done)
+
+    async def _until_done(self, run: Run) -> None:
+        await run.wait()
+        await self._out.join()
+        if not self.conversation.running:
+            self.idle.set()
+
+    def _lost(self) -> None:
+        self.lost = True
+        run = self.conversation.current_run
+        if run is not None and self.conversation.running:
+            log.warning("lost the lease of %s: its run stops here", self.thread_id)
+            run.stop()
+
+    async def _publish(self) -> None:
+        bus, tid = self.node.bus, self.thread_id
+        while True:
+            event, seq = await self._out.get()
+            try:
+                await bus.publish(tid, event.model_dump(mode="json"), seq)
+            except Exception:  # a watcher elsewhere misses it live; the store has it
+                log.exception("could not relay %s of %s", event.type, tid)
+            finally:
+                self._out.task_done()
+
+    async def _commands(self) -> None:
+        async for command in self.node.bus.commands(self.thread_id):
+            started = apply(self.conversation, command)
+            if started is not None:
+                self.watch(started)
+
+    async def close(self) -> None:
+        """Stop relaying and let the lease go (the run has ended, or the process is going away)."""
+        for task in self._tasks:
+            task.cancel()
+        if self._keeper is not None:
+            self._keeper.cancel()
+        for task in [*self._tasks, *([self._keeper] if self._keeper else [])]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.conversation.fence = None
+        if not self.lost:
+            await self.node.leases.release(self.lease, run_open=self.conversation.running)

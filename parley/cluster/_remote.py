@@ -1,0 +1,209 @@
+"""A run live in another process, as this process sees it: its events from the store and then from the bus, and
+the commands typed here sent to the process that owns it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+from ..events import (
+    ApprovalRequestEvent,
+    ChunkEvent,
+    EscalationEvent,
+    Event,
+    QuestionEvent,
+    RunResult,
+    RunStartedEvent,
+    event_adapter,
+)
+from ..projection import Projection
+from ._commands import Command
+
+if TYPE_CHECKING:
+    from ..conversation import Conversation
+    from ._node import Node
+
+__all__ = ["RemoteRun"]
+
+log = logging.getLogger("parley.cluster")
+
+
+class RemoteRun:
+    """What a page or an API client does with a run, for a run another process drives. Iterate it for the
+    run's events (those already stored, then each as the owner shows it); its commands go to the owner in the
+    order they were given here."""
+
+    def __init__(self, node: Node, conversation: Conversation, actor: str, after: int) -> None:
+        self.node = node
+        self.conversation = conversation
+        """A local copy of the conversation, never driven here: its history grows with what the run shows."""
+        self.actor = actor
+        """Who gives the commands typed here (a decision may name someone else: see `approve`)."""
+        self.result: RunResult | None = None
+        self.unsaved = False
+        self.task = ""
+        self._after = after
+        """The seq through which the copy's history goes (and the page was shown): later events are yielded."""
+        self._events: list[Event] = []
+        self._projection = Projection()
+        self._outgoing: asyncio.Queue[Command] = asyncio.Queue()
+        self._sender: asyncio.Task[None] | None = None
+        self._seen = 0
+        """The highest seq of the thread this process has taken in."""
+        self._start: str | None = None
+        """Where on the bus the run is followed from (see catch_up)."""
+        self._backlog: list[Event] = []
+        self.earlier: list[Event] = []
+        """The run's events the page had been shown before this view of it began."""
+
+    @property
+    def thread_id(self) -> str:
+        tid = self.conversation.thread_id
+        assert tid is not None
+        return tid
+
+    # -- what the run shows ----------------------------------------------------------------------------
+
+    @property
+    def events(self) -> list[Event]:
+        return self._events
+
+    @property
+    def pending_approvals(self) -> list[ApprovalRequestEvent]:
+        return self._projection.approvals
+
+    @property
+    def pending_questions(self) -> list[QuestionEvent]:
+        return self._projection.questions
+
+    @property
+    def pending_escalations(self) -> list[EscalationEvent]:
+        return self._projection.escalations
+
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._follow()
+
+    async def catch_up(self) -> None:
+        """Read what the store holds of the run: what the page was shown (up to `after`) is taken in, as
+        `earlier`; what came after waits to be yielded. The bus's position is taken first, so nothing shown
+        meanwhile is missed; what both hold comes once (by its seq)."""
+        bus, store, tid = self.node.bus, self.node.store, self.thread_id
+        self._start = await bus.last_id(tid)
+        rows = await store.events(tid)
+        begun = max((i for i, r in enumerate(rows) if r.type == "run_started"), default=len(rows))
+        for row in rows[begun:]:
+            self._seen = row.seq
+            event = _decoded(row.payload)
+            if event is None:
+                continue
+            if row.seq <= self._after:
+                self.earlier.append(event)
+                self._take(event, shown=False)
+            else:
+                self._backlog.append(event)
+
+    async def _follow(self) -> AsyncIterator[Event]:
+        if self._start is None:
+            await self.catch_up()
+        if self.result is not None:
+            return
+        while self._backlog:
+            event = self._backlog.pop(0)
+            self._take(event, shown=True)
+            yield event
+            if isinstance(event, RunResult):
+                return
+        assert self._start is not None
+        async for _, payload, seq in self.node.bus.follow(self.thread_id, self._start):
+            if seq is not None and seq <= self._seen:
+                continue
+            self._seen = seq if seq is not None else self._seen
+            event = _decoded(payload)
+            if event is None:
+                continue
+            self._take(event, shown=True)
+            yield event
+            if isinstance(event, RunResult):
+                return
+
+    def _take(self, event: Event, *, shown: bool) -> None:
+        """Fold in an event of the run; one `shown` from now on joins the copy's history too."""
+        if isinstance(event, RunStartedEvent):
+            self.task = event.content
+        if not isinstance(event, ChunkEvent):
+            self._events.append(event)
+            self._projection.apply(event)
+            if shown:
+                self.conversation.history.append(event)
+        if isinstance(event, RunResult):
+            self.result = event
+
+    async def wait(self) -> RunResult:
+        async for _ in self:
+            pass
+        assert self.result is not None
+        return self.result
+
+    # -- what is typed here, for the owner --------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        self._send("say", text=text)
+
+    def interrupt(self, text: str) -> None:
+        self._send("interrupt", text=text)
+
+    def stop(self) -> None:
+        self._send("stop")
+
+    def approve(self, request_id: str, *, actor: str = "user") -> None:
+        self._send("approve", target=request_id, actor=actor)
+
+    def deny(self, request_id: str, reason: str = "", *, actor: str = "user") -> None:
+        self._send("deny", target=request_id, text=reason, actor=actor)
+
+    def answer(self, question_id: str, text: str, *, actor: str = "user") -> None:
+        self._send("answer", target=question_id, text=text, actor=actor)
+
+    def resolve(
+        self,
+        escalation_id: str,
+        *,
+        choose: int | None = None,
+        text: str | None = None,
+        proceed: bool = False,
+        actor: str = "user",
+    ) -> None:
+        if escalation_id not in {e.escalation_id for e in self.pending_escalations}:
+            raise KeyError(escalation_id)  # as a local run says: that decision has already been made
+        self._send(
+            "resolve", target=escalation_id, choose=choose, text=text or "", proceed=proceed, actor=actor
+        )
+
+    def _send(self, kind: str, **fields: Any) -> None:
+        fields.setdefault("actor", self.actor)
+        self._outgoing.put_nowait(Command.model_validate({"kind": kind, "id": uuid.uuid4().hex, **fields}))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send_all(), name="parley-remote-send")
+
+    async def _send_all(self) -> None:
+        while not self._outgoing.empty():
+            command = self._outgoing.get_nowait()
+            try:
+                await self.node.bus.send(self.thread_id, command)
+            except Exception:  # the page keeps working; the command is lost, and said so in the log
+                log.exception("could not send %s to the owner of %s", command.kind, self.thread_id)
+
+    async def close(self) -> None:
+        """Wait until every command given here has gone out."""
+        if self._sender is not None:
+            await self._sender
+
+
+def _decoded(payload: dict[str, Any]) -> Event | None:
+    try:
+        return event_adapter.validate_python(payload)
+    except ValueError:
+        return None

@@ -1,0 +1,93 @@
+"""Two processes of a cluster, as two nodes in one test (each its own PostgreSQL connections and Redis client):
+a run owned by one is watched live on the other, and commands typed there reach it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from parley import Conversation
+from parley.cluster import Bus, Node, RemoteRun
+from parley.events import (
+    ApprovalDecisionEvent,
+    ApprovalRequestEvent,
+    ChunkEvent,
+    Event,
+    HumanMessageEvent,
+    RunResult,
+)
+from parley.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+SUPPORT = ROOT / "teams" / "customer-support.yaml"
+SCRIPT = ROOT / "tests" / "ui" / "scripts" / "support.yaml"
+BOUND_S = 60.0
+"""How long a wait for something the run must do may take at most (a busy machine)."""
+
+
+@pytest.fixture
+async def nodes(pg_database: str, redis_url: str, prefix: str) -> AsyncIterator[tuple[Node, Node]]:
+    made: list[Node] = []
+    for name in ("node-a", "node-b"):
+        store = await Store.open(pg_database)
+        made.append(Node(store, await Bus.connect(redis_url, prefix=prefix), ttl_s=5.0, name=name))
+    yield made[0], made[1]
+    for node in made:
+        await node.close()
+        await node.store.close()
+
+
+async def _until(events: AsyncIterator[Event], wanted: type[Event], seen: list[Event]) -> Event:
+    async def scan() -> Event:
+        async for event in events:
+            seen.append(event)
+            if isinstance(event, wanted):
+                return event
+        raise AssertionError(f"the run ended before a {wanted.__name__}: {[e.type for e in seen]}")
+
+    return await asyncio.wait_for(scan(), BOUND_S)
+
+
+async def test_a_run_owned_by_one_node_is_watched_and_steered_from_another(nodes: tuple[Node, Node]) -> None:
+    a, b = nodes
+    conv = Conversation(SUPPORT, model=f"scripted:{SCRIPT}")
+    tid = await conv.save_to(a.store, "alice", "Refund order 1042")
+    conv, run = await a.say(conv, "Order 1042 arrived broken, I want my money back", "alice")
+    assert not isinstance(run, RemoteRun) and tid in a.relays
+
+    # On the other node the conversation is live elsewhere: opening it attaches to that run, starts none.
+    assert await b.live_elsewhere(tid) and not await a.live_elsewhere(tid)
+    there = await Conversation.resume(b.store, tid)
+    watched = await b.watch(there, "alice")
+    seen: list[Event] = []
+    events = aiter(watched)
+    request = await _until(events, ApprovalRequestEvent, seen)
+    assert isinstance(request, ApprovalRequestEvent) and request.name == "issue_refund"
+    assert [e.request_id for e in watched.pending_approvals] == [request.request_id]
+
+    # Typed on node B: a message that joins the next turn, and the approval; both reach the run on node A.
+    watched.say("Please hurry, the customer is waiting")
+    watched.approve(request.request_id, actor="bob")
+    decision = await _until(events, ApprovalDecisionEvent, seen)
+    assert isinstance(decision, ApprovalDecisionEvent) and decision.approved and decision.actor == "bob"
+    joined = await _until(events, HumanMessageEvent, seen)
+    assert joined.content == "Please hurry, the customer is waiting"
+
+    # Stop from node B ends the run on node A; B sees its result.
+    watched.stop()
+    result = await _until(events, RunResult, seen)
+    assert isinstance(result, RunResult) and result.stop_reason == "stopped"
+    assert (await run.wait()).stop_reason == "stopped"
+
+    # Exactly one run executed: node A's. B showed what A stored, in order, and made no model call of its own.
+    stored = await a.store.load_events(tid)
+    assert [e.type for e in stored].count("run_started") == 1
+    shown = [e.model_dump() for e in seen if not isinstance(e, ChunkEvent)]  # streamed text is never stored
+    kept = [e.model_dump() for e in stored]
+    assert shown == kept[kept.index(shown[0]) :][: len(shown)]
+    assert there.meter.calls == [] and len(conv.meter.calls) >= 3
+    assert b.relays == {}
+    assert any(isinstance(e, ChunkEvent) for e in seen)  # and its text streamed live on B as it was written

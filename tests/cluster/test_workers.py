@@ -1,0 +1,121 @@
+"""`parley worker` processes over real PostgreSQL and Redis: a web process that only relays hands a run to a
+worker, watches it live, and when the worker is killed mid-run another one carries it on from its checkpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from parley import Conversation
+from parley.cluster import Bus, Node, RemoteRun
+from parley.events import Event, MessageEvent, RunResult, RunStartedEvent
+from parley.store import Store
+
+ROOT = Path(__file__).resolve().parents[2]
+PARLEY = str(Path(sys.executable).parent / "parley")
+STUDIO = [
+    ("researcher", "Research notes: replacing a lost customer costs five to seven times more."),
+    ("writer", "Draft one: churn is the quiet leak in a small business's revenue."),
+    ("editor", "Open with the cost of a lost customer, then send it back."),
+    ("researcher", "Research follow-up: monthly churn above 3% is the usual warning sign."),
+    ("writer", "Draft two: track churn monthly and fix the top reason first."),
+    ("editor", "Clear and accurate. APPROVE"),
+]
+"""content-studio's conversation (researcher, writer, editor in turn); the editor's APPROVE ends it."""
+TTL_S = 2.0
+BOUND_S = 120.0
+"""How long the whole conversation may take at most, takeover included (a busy machine)."""
+
+Worker = Callable[[], subprocess.Popen[bytes]]
+
+
+@pytest.fixture
+def script(tmp_path: Path) -> Path:
+    replies: dict[str, list[str]] = {}
+    for who, text in STUDIO:
+        replies.setdefault(who, []).append(text)
+    path = tmp_path / "studio.yaml"  # JSON is YAML
+    path.write_text(json.dumps({"roles": replies, "delay_s": 1.0}))
+    return path
+
+
+@pytest.fixture
+def workers(pg_database: str, redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Worker]:
+    """Starts `parley worker` processes of the test's cluster; kills what is left at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    env |= {
+        "PARLEY_DATABASE_URL": pg_database,
+        "PARLEY_REDIS_URL": redis_url,
+        "PARLEY_REDIS_PREFIX": prefix,
+        "PARLEY_LEASE_TTL_S": str(TTL_S),
+    }
+
+    def start() -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"worker-{len(started)}.log").open("wb")
+        proc = subprocess.Popen(
+            [PARLEY, "worker"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+async def web(pg_database: str, redis_url: str, prefix: str) -> AsyncIterator[Node]:
+    """A web process's node: it runs nothing itself, workers do."""
+    store = await Store.open(pg_database)
+    node = Node(store, await Bus.connect(redis_url, prefix=prefix), ttl_s=TTL_S, name="web", runs_here=False)
+    yield node
+    await node.close()
+    await store.close()
+
+
+async def test_a_worker_killed_mid_run_is_replaced_with_no_finished_turn_lost(
+    web: Node, workers: Worker, script: Path
+) -> None:
+    first = workers()
+    conv = Conversation("content-studio", model=f"scripted:{script}")
+    tid = await conv.save_to(web.store, "alice", "Churn")
+    _, run = await web.say(conv, "Write about churn", "alice")
+    assert isinstance(run, RemoteRun)  # the web process only relays: a worker runs it
+    seen: list[Event] = []
+
+    async def watch() -> RunResult:
+        async for event in run:
+            seen.append(event)
+            if isinstance(event, MessageEvent) and len([e for e in seen if isinstance(e, MessageEvent)]) == 2:
+                first.send_signal(signal.SIGKILL)  # mid-run, as the third reply streams
+                first.wait()
+                workers()  # a second worker comes up; the first's lease runs out
+        assert run.result is not None
+        return run.result
+
+    result = await asyncio.wait_for(watch(), BOUND_S)
+    assert result.stop_reason == "stop_text" and result.detail == "editor said APPROVE", result
+
+    # Every finished turn once, in order: the ones before the kill kept, the rest said by the second worker.
+    stored = await web.store.load_events(tid)
+    said = [(e.source, e.content) for e in stored if isinstance(e, MessageEvent)]
+    assert said == STUDIO
+    assert sum(isinstance(e, RunStartedEvent) for e in stored) == 2  # the run, and its carrying on
+    assert [(e.source, e.content) for e in seen if isinstance(e, MessageEvent)] == STUDIO  # all shown live
+    assert web.relays == {}
