@@ -43,6 +43,8 @@ from ..host import ASK_HUMAN
 from ..projection import Projection, waiting_key
 from ..run import Run
 from ._chainlit_fixes import on_resume_sent, show_on
+from ._composer import join, settle
+from ._composer import say_system as _say
 from ._controls import (
     LiveControls,
     Offers,
@@ -135,48 +137,20 @@ class ChatSession:
             if not await self.stop_now():
                 await _say("Nothing is running.")
             return
-        if self.awaiting and not command and self.running:
-            await self._settle_awaited(text)
+        if self.awaiting and not command and self.run is not None and self.running:
+            if await settle(self.run, self.awaiting, text, self.user):
+                self.awaiting = None
             return
         if not text:
             await _say("Type a message first.")
             return
         if self.running and self.run is not None:
-            await self._join(self.run, text, command)
+            await join(self.run, text, command, self.user)
             await self.controls.keep_last()  # below the user's message
         elif command == "Interrupt":
             await _say("Nothing is running: send your message without Interrupt to start the team.")
         else:
             await self.begin(text)
-
-    async def _join(self, run: Run | RemoteRun, text: str, command: str | None) -> None:
-        """A message typed while the run goes on: an interrupt, the answer to a role's question, or a message
-        that joins after the current turn."""
-        if command == "Interrupt":
-            run.interrupt(text)
-            return
-        questions = run.pending_questions
-        if questions and not command:  # a role asked the human: what they type next is the answer
-            run.answer(questions[0].question_id, text, actor=self.user)
-            return
-        run.say(text)
-        if run.pending_escalations:
-            await _say("*The team waits for your decision above; your message joins once it is made.*")
-
-    async def _settle_awaited(self, text: str) -> None:
-        assert self.run is not None and self.awaiting is not None
-        kind, key = self.awaiting
-        if kind == "write" and not text:
-            await _say("Type your answer first: the team goes on with it.")
-            return
-        self.awaiting = None
-        try:
-            if kind == "deny":
-                self.run.deny(key, text, actor=self.user)
-            else:
-                self.run.resolve(key, text=text, actor=self.user)
-        except KeyError:
-            await _say("That decision has already been made.")
 
     async def stop_now(self) -> bool:
         """The Stop button: the run ends now and its controls go at once (the status line follows)."""
@@ -203,14 +177,16 @@ class ChatSession:
         self.conversation, run = await self.cluster.say(self.conversation, text, self.user)
         self.show_run(run, len(self.conversation.history) if isinstance(run, RemoteRun) else None)
 
-    def show_run(self, run: Run | RemoteRun, shown: int | None = None) -> None:
-        """Show `run` from its next event: one started here, or one driven by another process of the cluster
-        (`shown`: how much of the conversation's history the page has been shown already)."""
+    def show_run(self, run: Run | RemoteRun, shown: int | None = None, skip: int = 0) -> None:
+        """Show `run` from its next event: one started here, one another page shows too (a shared room: `skip`
+        its events shown so far), or one driven by another process of the cluster (`shown`: how much of the
+        conversation's history the page has been shown already)."""
         self._shown = len(self.conversation.history) if shown is None else shown
         self.run = run
-        self.projection = Projection.of(run.earlier) if isinstance(run, RemoteRun) else Projection()
+        earlier = run.earlier if isinstance(run, RemoteRun) else run.events[:skip]
+        self.projection = Projection.of(earlier)
         self.meter.reset()
-        self.task = asyncio.get_running_loop().create_task(self._pump(run))
+        self.task = asyncio.get_running_loop().create_task(self._pump(run, skip))
 
     async def reattach(self, ws: WebsocketSession) -> None:
         """Show the run still in progress in another browser session (a reopened thread).
@@ -299,10 +275,13 @@ class ChatSession:
         self.awaiting = ("write", escalation_id)
         await _say("Type your own answer and send it: the team goes on with it.")
 
-    async def _pump(self, run: Run | RemoteRun) -> None:
+    async def _pump(self, run: Run | RemoteRun, skip: int = 0) -> None:
         show_on()  # keep the run's messages from nesting under the finished on_message step
         await self.controls.start()
         async for ev in run:
+            if skip:  # a run's reader is first given what it showed before: this page has it already
+                skip -= 1
+                continue
             await self._gate.wait()  # a reopened page is being sent the thread as shown so far
             self._idle.clear()
             try:
@@ -491,10 +470,6 @@ _SHOW: dict[type, Callable[..., Awaitable[None]]] = {
     SubtaskEvent: ChatSession._subtask,
 }
 """How each kind of event shows (method, event, what it settled); any other kind shows as its `note`, if any."""
-
-
-async def _say(text: str) -> None:
-    await cl.Message(content=text, author=SYSTEM).send()
 
 
 __all__ = ["ChatSession", "commands"]

@@ -24,6 +24,7 @@ from ..catalog import TeamEntry, discover_teams, programs
 from ..cluster import Node
 from ..conversation import Conversation
 from ..errors import ConfigError
+from ..run import Run
 from ..store import Store, default_url
 from . import _chainlit_fixes
 from ._art import write_avatars
@@ -42,6 +43,7 @@ from ._guard import (
     bound_to_loopback,
     connection_of_environ,
     local_connection,
+    room_refusal,
     stale_login,
 )
 from ._identity import LOGIN_STAMP, Login
@@ -101,11 +103,16 @@ async def local_mode(conn: Connection | None) -> bool:
     return local_connection(conn) and await _no_users()
 
 
-async def _screen_socket(login: Login | None, environ: dict[str, Any] | None) -> str | None:
+async def _screen_socket(
+    login: Login | None, environ: dict[str, Any] | None, thread_id: str | None = None
+) -> str | None:
     """A socket's login holds as an HTTP request's does (checked at connect and at every event): a tab opened before
     the first user was created, or signed in before its user's password changed or the user was removed, must not
-    keep running the team."""
-    return await stale_login(login, connection_of_environ(environ), local_mode, _login_stamp)
+    keep running the team. Nor may a page go on with a shared room once its owner stopped sharing it."""
+    why = await stale_login(login, connection_of_environ(environ), local_mode, _login_stamp)
+    if why is None and login is not None and thread_id:
+        why = await room_refusal(await store(), login.name, thread_id, writing=False)
+    return why
 
 
 async def _login_stamp(name: str) -> str | None:
@@ -323,6 +330,18 @@ async def _resume(thread: ThreadDict) -> None:
         await live.reattach(_page())
         return
     node = await cluster()
+    running = _running_here(thread["id"], node)
+    if (
+        running is not None
+    ):  # someone else's page shows its run (a shared room): this page gets a view of its own
+        conv, run = running
+        session = ChatSession(conv, user, node)
+        cl.user_session.set("parley", session)
+        await cl.context.emitter.set_commands(commands())
+        await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
+        session.show_run(run, len(conv.history), skip=len(run.events))
+        await session.reattach(_page())
+        return
     elsewhere = node is not None and await node.live_elsewhere(thread["id"])
     if not elsewhere:
         # Chainlit read the thread before calling this, and sends it after: a run that ended in between stored
@@ -346,6 +365,16 @@ async def _resume(thread: ThreadDict) -> None:
         await session.reattach(_page())  # the page is sent the thread as far as the run is shown from
 
 
+def _running_here(tid: str, node: Node | None) -> tuple[Conversation, Run] | None:
+    """The conversation of `tid` and its run, if this process drives it now."""
+    live = _live.get(tid)
+    if live is not None and live.running and isinstance(live.run, Run):
+        return live.conversation, live.run
+    relay = node.relays.get(tid) if node is not None else None
+    run = relay.conversation.current_run if relay is not None and relay.conversation.running else None
+    return (relay.conversation, run) if relay is not None and run is not None else None
+
+
 def _page() -> WebsocketSession:
     """The page whose socket the handler runs for (chat handlers always run for one)."""
     session = cl.context.session
@@ -366,6 +395,15 @@ def _title(text: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text[:200]).split())[:200] or "(untitled)"
 
 
+async def _refused_writing(session: ChatSession) -> bool:
+    """Whether the page's user may not write into its conversation (a read-only member of a shared room): if so,
+    the page is told why, and nothing reaches the run."""
+    why = await room_refusal(await store(), session.user, cl.context.session.thread_id, writing=True)
+    if why is not None:
+        await cl.Message(content=why, author=SYSTEM).send()
+    return why is not None
+
+
 @cl.on_message
 async def _message(message: cl.Message) -> None:
     # What this handler says is not a child of Chainlit's on_message step: a step's last child gets a thumb, and
@@ -374,6 +412,8 @@ async def _message(message: cl.Message) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
     if session is None:
         await cl.Message(content="Pick a team that can run (see the error above).", author=SYSTEM).send()
+        return
+    if await _refused_writing(session):
         return
     try:  # checked before a thread is made for it (an empty message has answers of its own, below)
         if message.content.strip():
@@ -392,7 +432,7 @@ async def _message(message: cl.Message) -> None:
         row = await db.get_thread(tid)
         if row is None:
             await conv.save_to(db, session.user, _title(message.content), thread_id=tid)
-        elif row.owner != session.user:
+        elif await db.access(session.user, tid) not in ("owner", "write"):
             # The browser names the thread id: one that was free when this tab connected may have been
             # taken since by someone else's conversation. Never write into it.
             log.warning("refused to write into thread %s of another user", tid)
@@ -425,6 +465,8 @@ async def _stopped() -> None:
     sent); the run itself goes on in the background until it is told to stop, here."""
     session: ChatSession | None = cl.user_session.get("parley")
     if session is not None and session.running and await _user_ok() is not None:
+        if await _refused_writing(session):
+            return
         session.stop()
 
 
@@ -432,6 +474,8 @@ async def _stopped() -> None:
 async def _approve(action: cl.Action) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
     if session is not None:
+        if await _refused_writing(session):
+            return
         session.approve(action.payload["request_id"])
     await action.remove()
 
@@ -439,28 +483,28 @@ async def _approve(action: cl.Action) -> None:
 @cl.action_callback("parley_deny")
 async def _deny(action: cl.Action) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
-    if session is not None:
+    if session is not None and not await _refused_writing(session):
         await session.ask_reason(action.payload["request_id"])
 
 
 @cl.action_callback("parley_pick")
 async def _pick(action: cl.Action) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
-    if session is not None:
+    if session is not None and not await _refused_writing(session):
         await session.resolve(action.payload["escalation_id"], choose=int(action.payload["choose"]))
 
 
 @cl.action_callback("parley_continue")
 async def _continue(action: cl.Action) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
-    if session is not None:
+    if session is not None and not await _refused_writing(session):
         await session.resolve(action.payload["escalation_id"], proceed=True)
 
 
 @cl.action_callback("parley_write")
 async def _write(action: cl.Action) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
-    if session is not None:
+    if session is not None and not await _refused_writing(session):
         await session.ask_own_answer(action.payload["escalation_id"])
 
 
