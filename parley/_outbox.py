@@ -74,8 +74,6 @@ async def persist(
     ):  # a versioned checkpoint is JSON already; AutoGen's raw state may hold datetimes
         state = checkpoint.state if checkpoint.state.get("v") is not None else jsonable(checkpoint.state)
         saved = (checkpoint.turn, state, checkpoint.pending)
-    if fence is None:  # a store wrapping append_batch without the keyword (tests' failing stores) still works
-        return await store.append_batch(tid, new_events, audits, saved)
     return await store.append_batch(tid, new_events, audits, saved, fence=fence)
 
 

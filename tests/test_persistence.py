@@ -93,12 +93,12 @@ class _FailingStore(Store):
     """Events that still fit; a batch that does not fit fails whole (one transaction)."""
 
     async def append_batch(
-        self, thread_id: str, new_events: Any, audits: Any = (), checkpoint: Any = None
+        self, thread_id: str, new_events: Any, audits: Any = (), checkpoint: Any = None, *, fence: Any = None
     ) -> list[int]:
         if len(new_events) > self.fail_after:
             raise StoreError("cannot append event: OperationalError: database or disk is full")
         self.fail_after -= len(new_events)
-        return await super().append_batch(thread_id, new_events, audits, checkpoint)
+        return await super().append_batch(thread_id, new_events, audits, checkpoint, fence=fence)
 
 
 async def test_a_failed_write_stops_the_run_and_the_user_sees_it(write: Write, tmp_path: Path) -> None:

@@ -46,6 +46,8 @@ class CrashingStore(Store):
         new_events: Sequence[tuple[str, Mapping[str, Any]]],
         audits: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
         checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None = None,
+        *,
+        fence: Any = None,
     ) -> list[int]:
         # A run writes what piled up in one transaction: dying "before" a write means before that
         # transaction, "after" means once it has committed.
@@ -53,7 +55,7 @@ class CrashingStore(Store):
         writes += [("checkpoint", checkpoint[0])] if checkpoint is not None else []
         for kind, turn in writes:
             self._at("before", kind, turn)
-        seqs = await super().append_batch(tid, new_events, audits, checkpoint)
+        seqs = await super().append_batch(tid, new_events, audits, checkpoint, fence=fence)
         for kind, turn in writes:
             self._at("after", kind, turn)
         return seqs
@@ -61,6 +63,7 @@ class CrashingStore(Store):
 
 async def main(plan: dict[str, Any]) -> None:
     store = await CrashingStore.open(plan["db"])
+    assert isinstance(store, CrashingStore)  # Store.open makes the class it is called on
     when, kind, turn = plan["die"]
     store.die = (when, kind, int(turn))
     conv = Conversation(Path(plan["team"]), model=plan["model"], max_turns=plan.get("max_turns"))
