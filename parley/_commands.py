@@ -1,5 +1,6 @@
 """The CLI's smaller commands, each with its parser and what it does: `parley init`, `parley model`, the AutoGen
-interop commands, `parley tokens` and `parley worker`. parley/cli.py adds their parsers and runs them by name."""
+interop commands, `parley tokens`, `parley share` and `parley worker`. parley/cli.py adds their parsers and runs
+them by name."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import _cli_tokens, _cli_worker, interop
+from . import _cli_share, _cli_tokens, _cli_worker, interop
 from .errors import ConfigError
 
 __all__ = ["COMMANDS", "Command"]
@@ -78,6 +79,7 @@ COMMANDS: list[Command] = [
     Command("import", interop.add_import, interop.run_import),
     Command("export", interop.add_export, interop.run_export),
     Command("tokens", _cli_tokens.add, _cli_tokens.run),
+    Command("share", _cli_share.add, _cli_share.run),
     Command("worker", _cli_worker.add, _cli_worker.run),
 ]
 """In the order `parley --help` lists them, after the main commands."""

@@ -43,7 +43,7 @@ ERRORS: dict[int | str, dict[str, object]] = {
     for code, why in {
         400: "Bad input: what is wrong, and what to send instead",
         401: "No API token, or one that is not valid",
-        403: "The conversation is another user's",
+        403: "The conversation is another user's, or shared with you read-only",
         404: "No such conversation, team, or open request",
         409: "Not possible in the conversation's state (e.g. nothing is waiting)",
     }.items()
@@ -130,7 +130,7 @@ async def create_conversation(body: ConversationIn, user: User, hub: Hubbed) -> 
     "/conversations/{conversation_id}", summary="Read a conversation: its events and what it waits for"
 )
 async def read_conversation(conversation_id: ConvId, user: User, hub: Hubbed) -> ConversationRead:
-    row = await hub.owned(user, conversation_id)
+    row = await hub.watched(user, conversation_id)
     rows = await (await hub.store()).events(conversation_id)
     live = hub.live(conversation_id)
     return ConversationRead(
@@ -233,7 +233,7 @@ async def resolve_escalation(
 async def export_audit(
     conversation_id: ConvId, user: User, hub: Hubbed, format: Literal["md", "jsonl"] = "md"
 ) -> PlainTextResponse:
-    row = await hub.owned(user, conversation_id)
+    row = await hub.watched(user, conversation_id)
     records = [record(r) for r in await (await hub.store()).audit_log(conversation_id)]
     if format == "jsonl":
         body = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
@@ -263,14 +263,16 @@ async def events(
         bool, Query(description="Also the streamed text of a run in progress (`event: chunk`, without an id)")
     ] = False,
 ) -> StreamingResponse:
-    await hub.owned(user, conversation_id)
+    await hub.watched(user, conversation_id)
     start = after or 0
     if last_event_id is not None and last_event_id.strip():
         if not last_event_id.strip().isdigit():
             raise ApiError(400, "Last-Event-ID is the seq of the last event received (a number)")
         start = int(last_event_id.strip())
     return StreamingResponse(
-        stream(hub, conversation_id, start, follow=follow, until_result=until_result, chunks=chunks),
+        stream(
+            hub, conversation_id, start, user=user, follow=follow, until_result=until_result, chunks=chunks
+        ),
         media_type=SSE_TYPE,
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )

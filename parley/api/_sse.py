@@ -66,10 +66,11 @@ class LiveChunks:
 
 
 async def stream(
-    hub: Hub, tid: str, after: int, *, follow: bool, until_result: bool, chunks: bool = False
+    hub: Hub, tid: str, after: int, *, user: str, follow: bool, until_result: bool, chunks: bool = False
 ) -> AsyncIterator[str]:
     """The events of `tid` with seq > `after`; with `follow`, then each as it is stored, until the client goes.
-    With `chunks`, the streamed text of a run in progress on this server too."""
+    With `chunks`, the streamed text of a run in progress on this server too. The stream ends once `user` may no
+    longer read `tid` (its owner stopped sharing it), at its next wake-up."""
     store = await hub.store()
     wake = hub.waker(tid)
     live = LiveChunks(hub, tid, wake) if chunks and follow else None
@@ -78,6 +79,9 @@ async def stream(
         yield f"retry: {RETRY_MS}\n\n"
         while True:
             wake.clear()
+            if not await hub.still_in(user, tid):
+                yield ": your access to this conversation ended: its owner stopped sharing it with you\n\n"
+                return
             if live is not None:
                 live.follow()
                 for text in live.take():

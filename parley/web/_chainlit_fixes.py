@@ -7,12 +7,11 @@ Chainlit offers no option for any of these:
   (ids of the server's own form, a UUID) in front of that handler, and keeps `files_dir` inside `.files`;
 - its page (index.html) carries inline scripts: the content security policy allows exactly those, by hash;
 - a file it serves at /project/file/ has its name only in the session that holds it;
-- it accepts a login token for as long as it is signed and unexpired: the no-login `local` identity must stop
-  working once local mode no longer holds (a user was created, the server was bound elsewhere), and a user's
-  login once their password changed or they were removed (the token carries the user's login stamp, in the
-  user's metadata, which Chainlit signs into it). `install()` puts a screen in front of the socket's connect
-  handler and of every event handler, and `login_of()`, `without_login()` and `expired_login_cookies()` let the
-  HTTP guard read and drop a token as Chainlit does.
+- it accepts a login token while it is signed and unexpired: the `local` identity must stop working once local
+  mode no longer holds (a user was created, the server bound elsewhere), a user's once their password changed or
+  they were removed (the token carries their login stamp, signed in its metadata), a page's once its room is no
+  longer shared with its user. `install()` screens the socket's connect and every event; `login_of()`,
+  `without_login()` and `expired_login_cookies()` let the HTTP guard read and drop a token as Chainlit does.
 - a session's configuration (`WebsocketSession.get_config`, called when every socket connects) runs the chat
   profiles callback through `run_until_complete` inside the running loop (Chainlit's CLI applies nest_asyncio):
   many connects at once nest until Python's recursion limit. parley's profiles carry no `config_overrides`, so
@@ -74,8 +73,8 @@ _HASHES_TTL_S = 2.0
 _hashes: tuple[float, tuple[str, ...]] | None = None
 Rewrite = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """The reopened thread Chainlit is about to send a page -> the thread to send instead."""
-Screen = Callable[[Login | None, dict[str, Any] | None], Awaitable[str | None]]
-"""(the login or None, the socket's environ) -> why it is refused now, or None: see `install`."""
+Screen = Callable[[Login | None, dict[str, Any] | None, str | None], Awaitable[str | None]]
+"""(login or None, the socket's environ, its page's thread or None) -> why it is refused now, or None."""
 UNSCREENED_EVENTS = frozenset({"connect", "disconnect", "clear_session", "stop"})
 """Socket events that run whoever asks: connect is screened on its own; the others only end or stop things."""
 
@@ -101,7 +100,7 @@ def install(screen: Screen | None = None) -> None:
                 raise SocketRefused(why)
             who = login_of(environ.get("HTTP_COOKIE"), None)
             if screen is not None:
-                why = await screen(who, environ)
+                why = await screen(who, environ, None)
                 if why is not None:
                     log.warning("refused a socket's login: %s", why)
                     raise SocketRefused(why)
@@ -211,13 +210,14 @@ async def _forget_cleared(session_id: str) -> None:
 def _screened(
     event: str, handler: Callable[..., Awaitable[Any]], screen: Screen
 ) -> Callable[..., Awaitable[Any]]:
-    """`handler`, run only while `screen` accepts the session's user: a socket connected while a login was good
-    (local mode, before the first user was created) must not keep using it."""
+    """`handler`, run only while `screen` accepts the session's user and its page's thread: a socket connected while
+    a login was good (local mode, before the first user was created), or its room shared, must not keep using it."""
 
     @functools.wraps(handler)
     async def screened(sid: str, *args: Any) -> Any:
         session = WebsocketSession.get(sid)
-        why = await screen(_session_login(session), session.environ if session else None)
+        environ, thread = (session.environ, session.thread_id) if session else (None, None)
+        why = await screen(_session_login(session), environ, thread)
         if why is None:
             return await handler(sid, *args)
         log.warning("refused a socket's %s: %s", event, why)
