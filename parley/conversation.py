@@ -384,7 +384,7 @@ class Conversation:
     def running(self) -> bool:
         return self._run is not None and self._run.result is None
 
-    def start(self, task: str) -> Run:
+    def start(self, task: str, *, author: str = "") -> Run:
         """Start a run with `task` (or continue the conversation with it). Needs a running event loop."""
         if not task or not task.strip():
             raise ConfigError(
@@ -393,7 +393,7 @@ class Conversation:
         task = human_text(task, "task")
         if self.running:
             raise RunStateError("a run is already in progress on this conversation: use say() to add to it")
-        return self._begin(task, carried=False)
+        return self._begin(task, carried=False, author=author)
 
     def carry_on(self, task: str) -> Run:
         """Go on with the run the stored thread left unfinished (the process driving it died): the team continues
@@ -402,20 +402,20 @@ class Conversation:
             raise RunStateError("a run is already in progress on this conversation")
         return self._begin(task, carried=True)
 
-    def _begin(self, task: str, *, carried: bool) -> Run:
+    def _begin(self, task: str, *, carried: bool, author: str = "") -> Run:
         from .run import Run
 
-        self._run = Run(self, task, carried=carried)
+        self._run = Run(self, task, carried=carried, author=author)
         self._run.begin()
         observe(self._run)  # OpenTelemetry spans of the run when the OTEL_* variables say so; else nothing
         return self._run
 
-    def say(self, text: str) -> Run:
-        """Add a human message: to the run in progress, or as a new run when idle."""
+    def say(self, text: str, *, author: str = "") -> Run:
+        """Add a human message (`author`: who typed it): to the run in progress, or as a new run when idle."""
         if self._run is not None and self.running:
-            self._run.say(text)
+            self._run.say(text, author=author)
             return self._run
-        return self.start(text)
+        return self.start(text, author=author)
 
     async def release(self) -> None:
         """End the MCP servers' sessions while nobody is using the conversation (a stdio server's process exits);

@@ -90,6 +90,8 @@ class HumanQueuedEvent(_Event):
 
     type: Literal["human_queued"] = "human_queued"
     mode: Literal["say", "interrupt"] = "say"
+    author: str = ""
+    """Who typed it (a user name); empty where nobody is named (the command line, a script)."""
 
 
 class HumanMessageEvent(_Event):
@@ -97,6 +99,8 @@ class HumanMessageEvent(_Event):
 
     type: Literal["human_message"] = "human_message"
     mode: Literal["task", "say", "interrupt"] = "task"
+    author: str = ""
+    """Who typed it (a user name); empty where nobody is named (the command line, a script)."""
 
 
 class SpeakerSelectedEvent(_Event):

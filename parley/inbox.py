@@ -19,6 +19,8 @@ Mode = Literal["task", "say", "interrupt"]
 class HumanMessage:
     mode: Mode
     text: str
+    author: str = ""
+    """Who typed it (a user name); empty where nobody is named (the command line, a script)."""
 
 
 class HumanInbox:
@@ -29,9 +31,9 @@ class HumanInbox:
         self._timed: dict[int, list[HumanMessage]] = {}
         """Messages to deliver once this many turns of the run are done."""
 
-    def put(self, mode: Mode, text: str) -> None:
+    def put(self, mode: Mode, text: str, author: str = "") -> None:
         """A message to deliver at the next turn boundary."""
-        self._waiting.append(HumanMessage(mode, text))
+        self._waiting.append(HumanMessage(mode, text, author))
 
     def put_first(self, messages: list[HumanMessage]) -> None:
         """Messages that go before everything waiting (carried over from an earlier run, then a new task)."""

@@ -53,7 +53,9 @@ FINAL = frozenset({"stopped", "timeout", "escalation", "max_tokens"})
 class Run:
     """One task given to a team, until it stops. Iterate it for events."""
 
-    def __init__(self, conversation: Conversation, task: str, *, carried: bool = False) -> None:
+    def __init__(
+        self, conversation: Conversation, task: str, *, carried: bool = False, author: str = ""
+    ) -> None:
         self.conversation = conversation
         self.task = task
         self.result: RunResult | None = None
@@ -63,10 +65,8 @@ class Run:
         self.guard = self._engine.guard
         self.guard.new_run()
         self._inbox = conversation.inbox
-        if not carried:  # a run carried on (see Conversation.carry_on) says nothing new to the team
-            self._inbox.put(
-                "task", task
-            )  # after what an earlier run left undelivered, before anything said now
+        if not carried:  # after what an earlier run left undelivered; a run carried on says nothing new
+            self._inbox.put("task", task, author)
         self._publisher = Publisher(
             conversation.history, conversation.store, conversation.thread_id, self.number, self._store_failed
         )
@@ -103,13 +103,13 @@ class Run:
 
     # -- commands ------------------------------------------------------------------------
 
-    def say(self, text: str) -> None:
-        """Join the conversation after the current agent's turn. Messages keep their order."""
-        self._queue_human(text, "say")
+    def say(self, text: str, *, author: str = "") -> None:
+        """Join the conversation after the current agent's turn (`author`: who typed it). Messages keep order."""
+        self._queue_human(text, "say", author)
 
-    def interrupt(self, text: str) -> None:
+    def interrupt(self, text: str, *, author: str = "") -> None:
         """Abandon the current turn now (the model call is cancelled) and continue with `text`."""
-        self._queue_human(text, "interrupt")
+        self._queue_human(text, "interrupt", author)
         self._cancel("interrupt")
 
     def stop(self) -> None:
@@ -263,14 +263,18 @@ class Run:
 
     # -- internals -----------------------------------------------------------------------
 
-    def _queue_human(self, text: str, mode: Literal["say", "interrupt"]) -> None:
+    def _queue_human(self, text: str, mode: Literal["say", "interrupt"], author: str) -> None:
         if not text or not text.strip():
             raise ConfigError("an empty message cannot be sent: type something")
         text = human_text(text)
         if self.result is not None:
             raise RunStateError("this run has ended; use Conversation.say() to continue the conversation")
-        self._inbox.put(mode, text)
-        self.emit(HumanQueuedEvent(source="user", content=text, mode=mode, turn=self.conversation.turn))
+        self._inbox.put(mode, text, author)
+        self.emit(
+            HumanQueuedEvent(
+                source="user", content=text, mode=mode, author=author, turn=self.conversation.turn
+            )
+        )
 
     def _cancel(self, reason: Cancel) -> None:
         if self.result is not None or self._cancel_reason in FINAL:
@@ -375,11 +379,11 @@ class Run:
                 self._cancel_reason = None
 
     def _deliver_human(self) -> list[HumanMessage]:
-        batch = self._inbox.take()
+        batch, turn = self._inbox.take(), self.conversation.turn
         for message in batch:
             self.emit(
                 HumanMessageEvent(
-                    source="user", content=message.text, mode=message.mode, turn=self.conversation.turn
+                    source="user", content=message.text, mode=message.mode, author=message.author, turn=turn
                 )
             )
         return batch

@@ -102,7 +102,7 @@ class Node:
             relay = self.relays.get(tid)
             if relay is not None:  # this node owns the conversation: its run, or the next one
                 fresh = not relay.conversation.running
-                run = relay.conversation.say(text)
+                run = relay.conversation.say(text, author=actor)
                 if fresh:
                     relay.watch(run)
                 return relay.conversation, run
@@ -120,7 +120,7 @@ class Node:
                 return remote.conversation, remote
             conversation = await self._current(conversation)
             relay = self._own(conversation, lease)
-            run = conversation.say(text)
+            run = conversation.say(text, author=actor)
             relay.watch(run)
             return conversation, run
 

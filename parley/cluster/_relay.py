@@ -33,10 +33,10 @@ def apply(conversation: Conversation, command: Command) -> Run | None:
         match command.kind:
             case "say":
                 fresh = live is None
-                started = conversation.say(command.text)
+                started = conversation.say(command.text, author=command.actor)
                 return started if fresh else None
             case "interrupt" if live is not None:
-                live.interrupt(command.text)
+                live.interrupt(command.text, author=command.actor)
             case "stop" if live is not None:
                 live.stop()
             case "approve" if live is not None:

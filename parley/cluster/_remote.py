@@ -149,11 +149,11 @@ class RemoteRun:
 
     # -- what is typed here, for the owner --------------------------------------------------------------
 
-    def say(self, text: str) -> None:
-        self._send("say", text=text)
+    def say(self, text: str, *, author: str = "") -> None:
+        self._send("say", text=text, actor=author or self.actor)
 
-    def interrupt(self, text: str) -> None:
-        self._send("interrupt", text=text)
+    def interrupt(self, text: str, *, author: str = "") -> None:
+        self._send("interrupt", text=text, actor=author or self.actor)
 
     def stop(self) -> None:
         self._send("stop")

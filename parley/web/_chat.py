@@ -27,6 +27,8 @@ from ..events import (
     EscalationResolvedEvent,
     Event,
     FileEvent,
+    HumanMessageEvent,
+    HumanQueuedEvent,
     MessageEvent,
     NoteEvent,
     QuestionEvent,
@@ -66,6 +68,7 @@ from ._format import (
     approval_text,
     decision_text,
     escalation_text,
+    human_note,
     note,
     question_text,
     resolved_text,
@@ -173,7 +176,7 @@ class ChatSession:
     async def begin(self, text: str) -> None:
         """Start the team on `text`: here, or in the process of the cluster that drives the conversation now."""
         if self.cluster is None:
-            return self.show_run(self.conversation.start(text))
+            return self.show_run(self.conversation.start(text, author=self.user))
         self.conversation, run = await self.cluster.say(self.conversation, text, self.user)
         self.show_run(run, len(self.conversation.history) if isinstance(run, RemoteRun) else None)
 
@@ -307,6 +310,17 @@ class ChatSession:
             await handler(self, ev, settled)
         else:
             await self._note(ev)
+
+    async def _human(self, ev: HumanMessageEvent, _: list[Event]) -> None:
+        shown = human_note(ev, self.user)
+        if shown is not None:
+            await cl.Message(content=shown[1], author=shown[0]).send()
+
+    async def _queued(self, ev: HumanQueuedEvent, _: list[Event]) -> None:
+        if (
+            ev.author and ev.author != self.user
+        ):  # another person in the room typed it: this page has not seen it
+            await cl.Message(content=f"**{ev.author}:** {ev.content}", author=SYSTEM).send()
 
     async def _note(self, ev: Event, *_: Any) -> None:
         shown = note(ev)
@@ -449,6 +463,8 @@ class ChatSession:
 
 _SHOW: dict[type, Callable[..., Awaitable[None]]] = {
     ChunkEvent: ChatSession._chunk,
+    HumanMessageEvent: ChatSession._human,
+    HumanQueuedEvent: ChatSession._queued,
     MessageEvent: ChatSession._message,
     TurnAbandonedEvent: ChatSession._abandoned,
     ToolCallEvent: ChatSession._tool_call,

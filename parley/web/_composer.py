@@ -24,13 +24,13 @@ async def join(run: Run | RemoteRun, text: str, command: str | None, user: str) 
     """A message typed while the run goes on: an interrupt, the answer to a role's question, or a message that
     joins after the current turn."""
     if command == "Interrupt":
-        run.interrupt(text)
+        run.interrupt(text, author=user)
         return
     questions = run.pending_questions
     if questions and not command:  # a role asked the human: what they type next is the answer
         run.answer(questions[0].question_id, text, actor=user)
         return
-    run.say(text)
+    run.say(text, author=user)
     if run.pending_escalations:
         await say_system("*The team waits for your decision above; your message joins once it is made.*")
 

@@ -297,13 +297,19 @@ def _validation_note(ev: ValidationEvent) -> tuple[str, str] | None:
     return ev.source, validation_text(ev)
 
 
-def _human_note(ev: HumanMessageEvent) -> tuple[str, str] | None:
-    if ev.mode == "task":
+def human_note(ev: HumanMessageEvent, viewer: str = "") -> tuple[str, str] | None:
+    """How a human message reaching the team reads to `viewer` (when known): their own, or another person's in a
+    shared room."""
+    others = bool(viewer and ev.author and ev.author != viewer)
+    if ev.mode == "task" and not others:
         return None  # the task shows as what the user typed
-    how = (
-        "interrupted the turn" if ev.mode == "interrupt" else f"joined the conversation after turn {ev.turn}"
-    )
-    return SYSTEM, f"↳ your message {how}: *{ev.content}*"
+    whose = f"{ev.author}'s message" if others else "your message"
+    how = {
+        "task": "started the run",
+        "interrupt": "interrupted the turn",
+        "say": f"joined the conversation after turn {ev.turn}",
+    }[ev.mode]
+    return SYSTEM, f"↳ {whose} {how}: *{ev.content}*"
 
 
 _NOTES: dict[type, Callable[[Any], tuple[str, str] | None]] = {
@@ -324,7 +330,7 @@ _NOTES: dict[type, Callable[[Any], tuple[str, str] | None]] = {
     ErrorEvent: lambda ev: (SYSTEM, f"**Error** in {ev.source}: `{ev.error_type}`: {ev.content}"),
     NoticeEvent: lambda ev: (SYSTEM, f"*{ev.content}*"),
     NoteEvent: lambda ev: (SYSTEM, f"**{ev.source}** added to the {NOTES}: *{clip(ev.content, 200)}*"),
-    HumanMessageEvent: _human_note,
+    HumanMessageEvent: human_note,
     FileEvent: lambda ev: (
         ev.source,
         f"**{ev.source}** wrote `{ev.name}` ({ev.size:,} bytes) with `{ev.tool}`",

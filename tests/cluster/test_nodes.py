@@ -69,12 +69,15 @@ async def test_a_run_owned_by_one_node_is_watched_and_steered_from_another(nodes
     assert [e.request_id for e in watched.pending_approvals] == [request.request_id]
 
     # Typed on node B: a message that joins the next turn, and the approval; both reach the run on node A.
-    watched.say("Please hurry, the customer is waiting")
+    watched.say("Please hurry, the customer is waiting", author="bob")
     watched.approve(request.request_id, actor="bob")
     decision = await _until(events, ApprovalDecisionEvent, seen)
     assert isinstance(decision, ApprovalDecisionEvent) and decision.approved and decision.actor == "bob"
     joined = await _until(events, HumanMessageEvent, seen)
-    assert joined.content == "Please hurry, the customer is waiting"
+    assert isinstance(joined, HumanMessageEvent)
+    assert (joined.content, joined.author, joined.mode) == ("Please hurry, the customer is waiting", "bob", "say")
+    task = next(e for e in [*watched.earlier, *seen] if isinstance(e, HumanMessageEvent))  # who started it
+    assert (task.mode, task.author) == ("task", "alice")
 
     # Stop from node B ends the run on node A; B sees its result.
     watched.stop()
