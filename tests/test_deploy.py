@@ -46,9 +46,28 @@ def test_the_compose_replicas_share_a_store_and_a_sign_in_secret_parley_reads() 
         assert replica["depends_on"]["db"]["condition"] == "service_healthy"
     assert replicas[0]["environment"] == replicas[1]["environment"]
     assert {p.split(":")[1] for r in replicas for p in r["ports"]} == {"8000"}
-    for variable in ("PARLEY_DATABASE_URL", "CHAINLIT_AUTH_SECRET", "PARLEY_DATA_DIR"):
+    for variable in (
+        "PARLEY_DATABASE_URL",
+        "CHAINLIT_AUTH_SECRET",
+        "PARLEY_DATA_DIR",
+        "PARLEY_REDIS_URL",
+        "PARLEY_RUNS",
+    ):
         assert _read_by_parley(variable), f"{variable} is set for the container but parley never reads it"
     assert "ENV PARLEY_DATA_DIR=/data" in DOCKERFILE
+
+
+def test_the_compose_worker_joins_the_replicas_cluster_and_runs_what_they_relay() -> None:
+    services = COMPOSE["services"]
+    worker, replica = services["worker"], services["parley-a"]
+    assert worker["environment"] == replica["environment"]  # the same store, bus and secret
+    assert replica["environment"]["PARLEY_REDIS_URL"].startswith("redis://redis:")
+    assert replica["environment"]["PARLEY_RUNS"] == "workers"  # the web replicas only relay
+    assert _parser().parse_args(worker["command"][1:]).command == "worker"
+    assert worker["command"][0] == "parley"
+    assert (
+        services["redis"]["healthcheck"] and replica["depends_on"]["redis"]["condition"] == "service_healthy"
+    )
 
 
 def _docker_answers() -> bool:
