@@ -44,6 +44,7 @@ from ..events import (
 from ..host import ASK_HUMAN
 from ..projection import Projection, waiting_key
 from ..run import Run
+from ._access import RoomAccess
 from ._chainlit_fixes import on_resume_sent, show_on
 from ._composer import join, settle
 from ._composer import say_system as _say
@@ -116,6 +117,7 @@ class ChatSession:
         set while no event is being shown."""
         self._gate.set()
         self._idle.set()
+        self.access = RoomAccess(user)
         self.pages = 0
         """Counts reopened pages: only the latest is shown the run."""
         self._shown = len(conversation.history) if conversation is not None else 0
@@ -286,6 +288,12 @@ class ChatSession:
                 skip -= 1
                 continue
             await self._gate.wait()  # a reopened page is being sent the thread as shown so far
+            if await self.access.ended(self.conversation):
+                await self.controls.end()
+                await _say(
+                    "**Your access to this conversation ended:** its owner stopped sharing it with you."
+                )
+                return
             self._idle.clear()
             try:
                 if self._ws is not None:  # the thread was reopened in another session: show it there

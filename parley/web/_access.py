@@ -1,0 +1,38 @@
+"""Whether a page's user may still see the conversation it shows: a shared room's owner may revoke it any time."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..conversation import Conversation
+
+__all__ = ["ACCESS_RECHECK_S", "RoomAccess"]
+
+log = logging.getLogger("parley.web")
+ACCESS_RECHECK_S = 1.0
+"""How often a page showing a run looks again whether its user may still see the conversation."""
+
+
+class RoomAccess:
+    """One page's user, and when their access was last looked up."""
+
+    def __init__(self, user: str, recheck_s: float = ACCESS_RECHECK_S) -> None:
+        self.user = user
+        self.recheck_s = recheck_s
+        self._checked = time.monotonic()
+
+    async def ended(self, conversation: Conversation) -> bool:
+        """Whether the user lost their access to `conversation`: looked up at most once every `recheck_s`, so a
+        revoked view ends within that."""
+        store, tid, at = conversation.store, conversation.thread_id, time.monotonic()
+        if store is None or tid is None or at - self._checked < self.recheck_s:
+            return False
+        self._checked = at
+        try:
+            return await store.access(self.user, tid) is None
+        except Exception:  # the store is unreachable: the run says so itself; the page goes on showing it
+            log.exception("could not check %s's access to %s", self.user, tid)
+            return False
