@@ -103,15 +103,11 @@ async def local_mode(conn: Connection | None) -> bool:
     return local_connection(conn) and await _no_users()
 
 
-async def _screen_socket(
-    login: Login | None, environ: dict[str, Any] | None, thread_id: str | None = None
-) -> str | None:
-    """A socket's login holds as an HTTP request's does (checked at connect and at every event): a tab opened before
-    the first user was created, or signed in before its user's password changed or the user was removed, must not
-    keep running the team. Nor may a page go on with a shared room once its owner stopped sharing it."""
-    why = await stale_login(login, connection_of_environ(environ), local_mode, _login_stamp)
-    if why is None and login is not None and thread_id:
-        why = await room_refusal(await store(), login.name, thread_id, writing=False)
+async def _screen_socket(login: Login | None, env: dict[str, Any] | None, thread: str | None) -> str | None:
+    """At connect and each event: the login holds as a request's does (stale_login), and the room while shared."""
+    why = await stale_login(login, connection_of_environ(env), local_mode, _login_stamp)
+    if why is None and login is not None and thread:
+        why = await room_refusal(await store(), login.name, thread, writing=False)
     return why
 
 
@@ -395,13 +391,14 @@ def _title(text: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text[:200]).split())[:200] or "(untitled)"
 
 
-async def _refused_writing(session: ChatSession) -> bool:
-    """Whether the page's user may not write into its conversation (a read-only member of a shared room): if so,
-    the page is told why, and nothing reaches the run."""
-    why = await room_refusal(await store(), session.user, cl.context.session.thread_id, writing=True)
+async def _writer() -> ChatSession | None:
+    """The page's chat session if its user may write into its room; else None (a read-only member is told why)."""
+    session: ChatSession | None = cl.user_session.get("parley")
+    tid = cl.context.session.thread_id
+    why = None if session is None else await room_refusal(await store(), session.user, tid, writing=True)
     if why is not None:
         await cl.Message(content=why, author=SYSTEM).send()
-    return why is not None
+    return None if why is not None else session
 
 
 @cl.on_message
@@ -413,7 +410,7 @@ async def _message(message: cl.Message) -> None:
     if session is None:
         await cl.Message(content="Pick a team that can run (see the error above).", author=SYSTEM).send()
         return
-    if await _refused_writing(session):
+    if await _writer() is None:
         return
     try:  # checked before a thread is made for it (an empty message has answers of its own, below)
         if message.content.strip():
@@ -433,8 +430,7 @@ async def _message(message: cl.Message) -> None:
         if row is None:
             await conv.save_to(db, session.user, _title(message.content), thread_id=tid)
         elif await db.access(session.user, tid) not in ("owner", "write"):
-            # The browser names the thread id: one that was free when this tab connected may have been
-            # taken since by someone else's conversation. Never write into it.
+            # A thread id free when checked above, taken since by someone else's conversation: never write into it.
             log.warning("refused to write into thread %s of another user", tid)
             await cl.Message(
                 content="This conversation belongs to another user: start a new chat.", author=SYSTEM
@@ -460,13 +456,10 @@ async def _left() -> None:
 
 @cl.on_stop
 async def _stopped() -> None:
-    """Chainlit's stop button (its `stop` socket event) stops the run as the Stop command does. Chainlit has
-    already posted "Task manually stopped." and cancelled the handler it was waiting for (a message being
-    sent); the run itself goes on in the background until it is told to stop, here."""
+    """Chainlit's stop button (its `stop` socket event) stops the run as the Stop command does: Chainlit posted "Task
+    manually stopped." and cancelled the handler it waited for; the run goes on until it is told to stop, here."""
     session: ChatSession | None = cl.user_session.get("parley")
-    if session is not None and session.running and await _user_ok() is not None:
-        if await _refused_writing(session):
-            return
+    if session is not None and session.running and await _user_ok() is not None and await _writer():
         session.stop()
 
 
@@ -474,7 +467,7 @@ async def _stopped() -> None:
 async def _approve(action: cl.Action) -> None:
     session: ChatSession | None = cl.user_session.get("parley")
     if session is not None:
-        if await _refused_writing(session):
+        if await _writer() is None:
             return
         session.approve(action.payload["request_id"])
     await action.remove()
@@ -482,29 +475,25 @@ async def _approve(action: cl.Action) -> None:
 
 @cl.action_callback("parley_deny")
 async def _deny(action: cl.Action) -> None:
-    session: ChatSession | None = cl.user_session.get("parley")
-    if session is not None and not await _refused_writing(session):
+    if (session := await _writer()) is not None:
         await session.ask_reason(action.payload["request_id"])
 
 
 @cl.action_callback("parley_pick")
 async def _pick(action: cl.Action) -> None:
-    session: ChatSession | None = cl.user_session.get("parley")
-    if session is not None and not await _refused_writing(session):
+    if (session := await _writer()) is not None:
         await session.resolve(action.payload["escalation_id"], choose=int(action.payload["choose"]))
 
 
 @cl.action_callback("parley_continue")
 async def _continue(action: cl.Action) -> None:
-    session: ChatSession | None = cl.user_session.get("parley")
-    if session is not None and not await _refused_writing(session):
+    if (session := await _writer()) is not None:
         await session.resolve(action.payload["escalation_id"], proceed=True)
 
 
 @cl.action_callback("parley_write")
 async def _write(action: cl.Action) -> None:
-    session: ChatSession | None = cl.user_session.get("parley")
-    if session is not None and not await _refused_writing(session):
+    if (session := await _writer()) is not None:
         await session.ask_own_answer(action.payload["escalation_id"])
 
 

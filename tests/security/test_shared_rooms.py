@@ -2,7 +2,9 @@
 (write); dave is not in the room. Over the API (tokens from `parley tokens create`) bob reads and is refused writes,
 carol writes, dave is refused everything; revoking bob (`parley share --revoke`) refuses his next request and ends
 his open event stream. In the web chat (HTTP and the page's socket, no browser) a member sees the room in the
-sidebar, marked with its owner's name, and opens it; a non-member still gets the plain "not yours"."""
+sidebar, marked with its owner's name, and opens it; a non-member still gets the plain "not yours". On the page's
+socket bob's messages are refused in words and carol's reach the run; once revoked, bob's open page is told so at
+its next event and closed."""
 
 from __future__ import annotations
 
@@ -19,6 +21,10 @@ from ui.conftest import Server
 
 PASSWORDS = {name: f"{name}-password-1" for name in ("alice", "bob", "carol", "dave")}
 WATCH_ONLY = "you may watch this conversation: its owner shared it read-only"
+READ_ONLY_PAGE = (
+    "You may watch this conversation: its owner shared it read-only. Nothing was sent to the team."
+)
+NOT_SHARED_PAGE = "This conversation is not shared with you (any more)"
 NOT_YOURS_API = "This conversation is not yours"
 ENDED = "your access to this conversation ended"
 
@@ -201,3 +207,53 @@ async def _resume(server: Server, cookie: str, tid: str) -> bool:
             "the thread, or the words why not",
         )
         return any(e == "resume_thread" and d.get("id") == tid for e, d in page.received)
+
+
+def _humans(server: Server, tid: str) -> list[str]:
+    return [e["content"] for e in server.events(tid) if e["type"] == "human_message"]
+
+
+def test_on_the_page_bob_is_refused_in_words_and_carols_message_reaches_the_run(
+    server: Server, tokens: dict[str, dict[str, str]]
+) -> None:
+    tid = _alices_room(server, tokens)
+    with contextlib.closing(login(server, "bob", PASSWORDS["bob"])) as bob:
+        bobs_cookie = cookie_of(bob)
+    with contextlib.closing(login(server, "carol", PASSWORDS["carol"])) as carol:
+        carols_cookie = cookie_of(carol)
+    asyncio.run(_bob_then_carol(server, bobs_cookie, carols_cookie, tid))
+    assert _humans(server, tid) == ["plan the launch", "carol writes on the page"]  # bob's never reached it
+
+
+async def _bob_then_carol(server: Server, bobs_cookie: str, carols_cookie: str, tid: str) -> None:
+    async with ChatSocket(server, bobs_cookie, thread_id=tid) as bobs_page:
+        await bobs_page.say("bob writes on the page")
+        assert await bobs_page.note("its owner shared it read-only") == READ_ONLY_PAGE
+        assert not bobs_page.dropped.is_set()  # refused the write, not the page: he goes on watching
+        async with ChatSocket(server, carols_cookie, thread_id=tid) as carols_page:
+            await carols_page.run_to_end("carol writes on the page")
+
+
+def test_a_revoked_members_open_page_is_told_at_its_next_event_and_closed(
+    server: Server, tokens: dict[str, dict[str, str]]
+) -> None:
+    tid = _alices_room(server, tokens)
+    with contextlib.closing(login(server, "carol", PASSWORDS["carol"])) as carol:
+        carols_cookie = cookie_of(carol)
+    told = asyncio.run(_revoked_while_open(server, carols_cookie, tid))
+    assert any(NOT_SHARED_PAGE in t for t in told), told
+    assert _humans(server, tid) == ["plan the launch"]  # the message she sent after the revoke never arrived
+    assert [r.detail["member"] for r in server.audit(tid) if r.action == "revoke"] == ["carol"]
+
+
+async def _revoked_while_open(server: Server, cookie: str, tid: str) -> list[str]:
+    """Carol's page opens alice's room; alice revokes carol; the page sends a message. What the page was told."""
+    async with ChatSocket(server, cookie, thread_id=tid) as page:
+        await page.wait_for(
+            lambda: any(e == "resume_thread" and d.get("id") == tid for e, d in page.received), "alice's room"
+        )
+        await asyncio.to_thread(server.parley, "share", tid, "carol", "--revoke", "--as", "alice")
+        assert not page.dropped.is_set()  # nothing is pushed to an idle page: the next event is screened
+        await page.say("carol writes after the revoke")
+        await asyncio.wait_for(page.dropped.wait(), WAIT_S)
+        return page.texts()
