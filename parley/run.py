@@ -252,10 +252,9 @@ class Run:
 
     def picked(self, name: str, fallback: bool) -> None:
         self._engine.speaker = name
-        content = name if not fallback else f"{name} (the selector's answer named no role; next in order)"
-        self.emit(
-            SpeakerSelectedEvent(source="selector", content=content, fallback=fallback, turn=self.live_turn())
-        )
+        content = f"{name} (the selector's answer named no role; next in order)" if fallback else name
+        turn = self.live_turn()
+        self.emit(SpeakerSelectedEvent(source="selector", content=content, fallback=fallback, turn=turn))
 
     def files_written(self, role: str, tool: str, paths: list[Path]) -> None:
         for path in paths:
@@ -270,11 +269,8 @@ class Run:
         if self.result is not None:
             raise RunStateError("this run has ended; use Conversation.say() to continue the conversation")
         self._inbox.put(mode, text, author)
-        self.emit(
-            HumanQueuedEvent(
-                source="user", content=text, mode=mode, author=author, turn=self.conversation.turn
-            )
-        )
+        turn = self.conversation.turn
+        self.emit(HumanQueuedEvent(source="user", content=text, mode=mode, author=author, turn=turn))
 
     def _cancel(self, reason: Cancel) -> None:
         if self.result is not None or self._cancel_reason in FINAL:
