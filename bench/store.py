@@ -78,6 +78,8 @@ class Recorder:
         new_events: Sequence[tuple[str, Mapping[str, Any]]],
         audits: Sequence[tuple[str, str, Mapping[str, Any]]] = (),
         checkpoint: tuple[int, Mapping[str, Any], Sequence[str]] | None = None,
+        *,
+        fence: object = None,  # a cluster's lease: no cluster here
     ) -> list[int]:
         self.batches += 1
         self.writes += [Write("event", (kind, dict(payload)), self.batches) for kind, payload in new_events]
