@@ -20,6 +20,9 @@ async def test_a_revoked_member_s_view_ends_and_the_owner_s_never_does(store: St
     assert await bob.ended(conv)  # not shared yet: a page of bob's would stop at once
     await store.share(tid, "bob", "read", actor="alice")
     assert not await bob.ended(conv) and not await alice.ended(conv)
+    assert not await bob.may_write(conv) and await alice.may_write(conv)  # Stop, decisions: the owner's
+    await store.share(tid, "bob", "write", actor="alice")
+    assert await bob.may_write(conv)
     await store.unshare(tid, "bob", actor="alice")
     assert await bob.ended(conv)
     assert not await alice.ended(conv)

@@ -36,3 +36,10 @@ class RoomAccess:
         except Exception:  # the store is unreachable: the run says so itself; the page goes on showing it
             log.exception("could not check %s's access to %s", self.user, tid)
             return False
+
+    async def may_write(self, conversation: Conversation) -> bool:
+        """Whether the user may change what the run does (a read-only member may only watch). Looked up now."""
+        store, tid = conversation.store, conversation.thread_id
+        if store is None or tid is None:
+            return True
+        return await store.access(self.user, tid) in ("owner", "write")

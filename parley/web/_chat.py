@@ -46,7 +46,7 @@ from ..projection import Projection, waiting_key
 from ..run import Run
 from ._access import RoomAccess
 from ._chainlit_fixes import on_resume_sent, show_on
-from ._composer import join, settle
+from ._composer import join, settle, show_human, show_queued
 from ._composer import say_system as _say
 from ._controls import (
     LiveControls,
@@ -69,7 +69,6 @@ from ._format import (
     approval_text,
     decision_text,
     escalation_text,
-    human_note,
     note,
     question_text,
     resolved_text,
@@ -77,6 +76,7 @@ from ._format import (
     subtask_text,
     validation_text,
 )
+from ._guard import READ_ONLY
 from ._panels import Meter, NotesPanel
 from ._ratings import rated_steps, rating_id, said_by, with_feedback
 from ._streams import Streams
@@ -158,7 +158,11 @@ class ChatSession:
             await self.begin(text)
 
     async def stop_now(self) -> bool:
-        """The Stop button: the run ends now and its controls go at once (the status line follows)."""
+        """The Stop button: the run ends now and its controls go at once (the status line follows). A read-only
+        member of a shared room is told why not (True: nothing else to say)."""
+        if self.running and not await self.access.may_write(self.conversation):
+            await _say(READ_ONLY)
+            return True
         if stopped := self.stop():
             await self.controls.end()
         return stopped
@@ -319,17 +323,6 @@ class ChatSession:
         else:
             await self._note(ev)
 
-    async def _human(self, ev: HumanMessageEvent, _: list[Event]) -> None:
-        shown = human_note(ev, self.user)
-        if shown is not None:
-            await cl.Message(content=shown[1], author=shown[0]).send()
-
-    async def _queued(self, ev: HumanQueuedEvent, _: list[Event]) -> None:
-        if (
-            ev.author and ev.author != self.user
-        ):  # another person in the room typed it: this page has not seen it
-            await cl.Message(content=f"**{ev.author}:** {ev.content}", author=SYSTEM).send()
-
     async def _note(self, ev: Event, *_: Any) -> None:
         shown = note(ev)
         if shown is not None:
@@ -471,8 +464,8 @@ class ChatSession:
 
 _SHOW: dict[type, Callable[..., Awaitable[None]]] = {
     ChunkEvent: ChatSession._chunk,
-    HumanMessageEvent: ChatSession._human,
-    HumanQueuedEvent: ChatSession._queued,
+    HumanMessageEvent: lambda chat, ev, _: show_human(ev, chat.user),
+    HumanQueuedEvent: lambda chat, ev, _: show_queued(ev, chat.user),
     MessageEvent: ChatSession._message,
     TurnAbandonedEvent: ChatSession._abandoned,
     ToolCallEvent: ChatSession._tool_call,

@@ -1,4 +1,5 @@
-"""What a person types while a run goes on: an interrupt, an answer, a reason for a denial, a message that joins."""
+"""What people type while a run goes on (an interrupt, an answer, a reason for a denial, a message that joins), and
+how each page shows what the others in a shared room typed."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ from typing import TYPE_CHECKING
 
 import chainlit as cl
 
-from ._format import SYSTEM
+from ..events import HumanMessageEvent, HumanQueuedEvent
+from ._format import SYSTEM, human_note
 
 if TYPE_CHECKING:
     from ..cluster import RemoteRun
     from ..run import Run
 
-__all__ = ["join", "say_system", "settle"]
+__all__ = ["join", "say_system", "settle", "show_human", "show_queued"]
 
 
 async def say_system(text: str) -> None:
@@ -50,3 +52,16 @@ async def settle(run: Run | RemoteRun, awaiting: tuple[str, str], text: str, use
     except KeyError:
         await say_system("That decision has already been made.")
     return True
+
+
+async def show_human(ev: HumanMessageEvent, viewer: str) -> None:
+    """A human message reached the team: said to `viewer` as theirs, or as the other person's."""
+    shown = human_note(ev, viewer)
+    if shown is not None:
+        await cl.Message(content=shown[1], author=shown[0]).send()
+
+
+async def show_queued(ev: HumanQueuedEvent, viewer: str) -> None:
+    """A message another person in the room typed (`viewer`'s own is on their page already)."""
+    if ev.author and ev.author != viewer:
+        await cl.Message(content=f"**{ev.author}:** {ev.content}", author=SYSTEM).send()

@@ -122,8 +122,10 @@ class Chat:
         self.page.locator("#chat-submit").click()
 
     def stop(self) -> None:
-        """The run's Stop button, one click."""
-        self.controls().get_by_role("button", name="Stop").click()
+        """The run's Stop button, one click. The controls move below each new message (the old ones go, new ones
+        come): a person clicks the one that stays, so the click waits until they are the page's last message."""
+        expect(self.page.locator(AGENT_STEP).last).to_contain_text("The team is working")
+        self.controls().last.get_by_role("button", name="Stop").click()
 
     def controls(self) -> Locator:
         """The live run's controls (a message kept last on the page while the run goes on)."""
