@@ -376,6 +376,7 @@ class _Conversation:
     def __init__(self) -> None:
         self.history: list[Event] = []
         self.thread_id = str(uuid.uuid4())
+        self.store = None  # not stored: nobody's access to look up
 
     def demo_quality(self, source: str) -> bool:
         return False
