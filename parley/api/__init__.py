@@ -12,7 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.routing import Mount
 
-from ._hub import ApiError, Hub, StoreGetter
+from ._hub import ApiError, ClusterGetter, Hub, StoreGetter
 from ._openai import router as openai_router
 from ._rest import router as rest_router
 
@@ -87,10 +87,10 @@ def openai_app(hub: Hub) -> FastAPI:
     return app
 
 
-def mount(app: FastAPI, store: StoreGetter) -> Hub:
+def mount(app: FastAPI, store: StoreGetter, cluster: ClusterGetter | None = None) -> Hub:
     """Serve the API on `app` (the web chat's server), ahead of its other routes: Chainlit's catch-all route for
     its page would otherwise answer every GET. Returns the hub of the API's conversations."""
-    hub = Hub(store)
+    hub = Hub(store, cluster=cluster)
     app.router.routes.insert(0, Mount(API_PREFIX, app=api_app(hub)))
     app.router.routes.insert(1, Mount(OPENAI_PREFIX, app=openai_app(hub)))
     return hub

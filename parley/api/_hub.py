@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..catalog import TeamEntry, discover_teams
+from ..cluster import Node, RemoteRun
 from ..conversation import Conversation
 from ..errors import ConfigError
 from ..paths import inside, is_server_id
@@ -33,6 +34,8 @@ __all__ = [
     "scripts_dir",
 ]
 
+ClusterGetter = Callable[[], Awaitable[Node | None]]
+"""The process's cluster, if it belongs to one (the web chat's: PARLEY_REDIS_URL)."""
 StoreGetter = Callable[[], Awaitable[Store]]
 """The process's store (the web chat's, when the API is mounted on its server)."""
 NOT_YOURS = (
@@ -88,8 +91,9 @@ def model_string(requested: str | None) -> str | None:
 class Hub:
     """The conversations the API serves, by thread id."""
 
-    def __init__(self, store: StoreGetter, *, keep: int = KEEP) -> None:
+    def __init__(self, store: StoreGetter, *, keep: int = KEEP, cluster: ClusterGetter | None = None) -> None:
         self._store = store
+        self._cluster = cluster
         self._keep = keep
         self._live: dict[str, Conversation] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -100,6 +104,10 @@ class Hub:
 
     async def store(self) -> Store:
         return await self._store()
+
+    async def node(self) -> Node | None:
+        """The cluster this process belongs to, if any (the web chat's)."""
+        return await self._cluster() if self._cluster is not None else None
 
     # -- teams -------------------------------------------------------------------------------------------
 
@@ -200,20 +208,52 @@ class Hub:
 
     # -- runs ----------------------------------------------------------------------------------------------
 
-    def say(self, conv: Conversation, text: str, mode: str = "say") -> Run:
-        """Add a human message (`say` after the current turn, `interrupt` now); starts a run when idle."""
+    async def say(
+        self, conv: Conversation, text: str, mode: str = "say", *, user: str = ""
+    ) -> Run | RemoteRun:
+        """`user` adds a human message (`say` after the current turn, `interrupt` now); starts a run when idle. In a
+        cluster the message goes to the run wherever it is live, or starts one this process or a worker owns."""
+        node, tid = await self.node(), conv.thread_id
         try:
+            if node is not None and tid is not None and not conv.running:
+                if mode == "interrupt" and (run := await self.live_run(user, tid)) is not None:
+                    run.interrupt(text, author=user)
+                    return run
+                now, run = await node.say(conv, text, user)
+                if now is not conv and isinstance(run, Run):
+                    self._keep_live(tid, now)
+                return run
             run = conv.current_run
             if conv.running and run is not None and mode == "interrupt":
-                run.interrupt(text)
+                run.interrupt(text, author=user)
                 return run
             fresh = not conv.running
-            run = conv.say(text)
+            run = conv.say(text, author=user)
         except ConfigError as exc:
             raise ApiError(400, str(exc)) from exc
         if fresh:
             self.watch_run(conv, run)
         return run
+
+    async def live_run(self, user: str, tid: str) -> Run | RemoteRun | None:
+        """The run in progress of `tid`: this process's, or (in a cluster) the one another process drives."""
+        conv = self._live.get(tid)
+        if conv is not None and conv.running and conv.current_run is not None:
+            return conv.current_run
+        node = await self.node()
+        if node is None:
+            return None
+        relay = node.relays.get(tid)
+        if relay is not None and relay.conversation.running:
+            return relay.conversation.current_run
+        if not await node.live_elsewhere(tid):
+            return None
+        try:
+            copy = await Conversation.resume(await self.store(), tid)
+        except ConfigError as exc:
+            raise ApiError(409, f"this conversation cannot continue: {exc}") from exc
+        remote = await node.watch(copy, user)
+        return remote if remote.result is None else None
 
     def watch_run(self, conv: Conversation, run: Run) -> None:
         """Wake the conversation's event streams after each of `run`'s writes to the store."""

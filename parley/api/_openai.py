@@ -22,6 +22,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..cluster import RemoteRun
 from ..conversation import Conversation
 from ..events import ApprovalRequestEvent, EscalationEvent, Event, MessageEvent, QuestionEvent, RunResult
 from ..run import Run
@@ -176,7 +177,7 @@ def _title(text: str) -> str:
     return " ".join("".join(c if c.isprintable() else " " for c in text[:200]).split())[:200] or "(untitled)"
 
 
-async def _settled(conv: Conversation, run: Run) -> AsyncIterator[Event]:
+async def _settled(conv: Conversation, run: Run | RemoteRun) -> AsyncIterator[Event]:
     """The run's events; what would wait for a person is settled as nobody is there."""
     async for ev in run:
         if isinstance(ev, ApprovalRequestEvent):
@@ -200,7 +201,7 @@ def _finish(result: RunResult) -> str:
     return "length" if result.stop_reason in LENGTH else "stop"
 
 
-def _extra(conv: Conversation, run: Run, result: RunResult | None = None) -> dict[str, Any]:
+def _extra(conv: Conversation, run: Run | RemoteRun, result: RunResult | None = None) -> dict[str, Any]:
     extra: dict[str, Any] = {"conversation": conv.thread_id, "run": run.number}
     if result is not None:
         extra |= {"stop_reason": result.stop_reason, "detail": result.detail, "cost_usd": result.cost_usd}
@@ -212,7 +213,7 @@ async def chat_completions(
     body: ChatRequest, user: Annotated[str, Depends(_user)], hub: Annotated[Hub, Depends(_hub)]
 ) -> Any:
     conv, task, asked = await _conversation(hub, user, body.model, body.messages)
-    run = hub.say(conv, task)
+    run = await hub.say(conv, task, user=user)
     ident = f"chatcmpl-{conv.thread_id}-{run.number}"
     headers = {"x-parley-conversation": str(conv.thread_id)}
     if body.stream:
@@ -250,7 +251,7 @@ async def chat_completions(
 
 
 async def _stream(
-    conv: Conversation, run: Run, ident: str, model: str, remember: Callable[[str], None]
+    conv: Conversation, run: Run | RemoteRun, ident: str, model: str, remember: Callable[[str], None]
 ) -> AsyncIterator[str]:
     created = int(time.time())
 

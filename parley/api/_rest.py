@@ -12,7 +12,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 
 from .._audit import markdown, record
 from .._text import human_text
-from ..conversation import Conversation
+from ..cluster import RemoteRun
 from ..errors import ConfigError, UnknownRequestError, UsageError
 from ..run import Run
 from ..store import ThreadRow
@@ -121,7 +121,7 @@ async def create_conversation(body: ConversationIn, user: User, hub: Hubbed) -> 
         _check_text(body.message)
     conv = await hub.create(user, body.team, body.model, body.title or _title(body.message or body.team))
     if body.message is not None:
-        hub.say(conv, body.message)
+        await hub.say(conv, body.message, user=user)
     assert conv.thread_id is not None
     return _out(await hub.owned(user, conv.thread_id), hub)
 
@@ -150,27 +150,25 @@ def pending_none() -> dict[str, list[dict[str, object]]]:
 async def post_message(conversation_id: ConvId, body: MessageIn, user: User, hub: Hubbed) -> Sent:
     _check_text(body.text)
     conv = await hub.open(user, conversation_id)
-    run = hub.say(conv, body.text, body.mode)
-    return Sent(run=run.number, running=conv.running)
+    run = await hub.say(conv, body.text, body.mode, user=user)
+    return Sent(run=run.number, running=run.result is None)
 
 
 @router.post("/conversations/{conversation_id}/stop", summary="Stop the run in progress now")
 async def stop(conversation_id: ConvId, user: User, hub: Hubbed) -> Stopped:
     await hub.owned(user, conversation_id)
-    conv = hub.live(conversation_id)
-    run = conv.current_run if conv is not None else None
-    if conv is None or run is None or not conv.running:
+    run = await hub.live_run(user, conversation_id)
+    if run is None:
         return Stopped(stopped=False)
     run.stop()
     await run.wait()
     return Stopped(stopped=True)
 
 
-async def _waiting_run(user: str, hub: Hub, tid: str) -> Run:
+async def _waiting_run(user: str, hub: Hub, tid: str) -> Run | RemoteRun:
     await hub.owned(user, tid)
-    conv: Conversation | None = hub.live(tid)
-    run = conv.current_run if conv is not None else None
-    if conv is None or run is None or not conv.running:
+    run = await hub.live_run(user, tid)
+    if run is None:
         raise ApiError(409, "nothing is waiting: no run is in progress on this conversation")
     return run
 

@@ -8,6 +8,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 
+from ..cluster import Node
 from ..events import ChunkEvent
 from ..run import Run
 from ..store import EventRow
@@ -53,6 +54,7 @@ class LiveChunks:
                 self._wake.set()
 
     def take(self) -> list[str]:
+        self.follow()
         taken, self._pending = self._pending, []
         return [
             f"event: chunk\ndata: {json.dumps(ev.model_dump(mode='json'), ensure_ascii=False)}\n\n"
@@ -65,15 +67,52 @@ class LiveChunks:
             self._reader = None
 
 
+class Relayed:
+    """In a cluster: each event of a run of `tid`, whichever process drives it, as it is shown there (the bus). It
+    wakes the stream, which reads the store; streamed text (never stored) is kept for it with `chunks`."""
+
+    def __init__(self, node: Node, tid: str, start: str, wake: asyncio.Event, chunks: bool) -> None:
+        self._pending: list[str] = []
+        self._reader = asyncio.get_running_loop().create_task(
+            self._read(node, tid, start, wake, chunks), name="parley-api-relayed"
+        )
+
+    async def _read(self, node: Node, tid: str, start: str, wake: asyncio.Event, chunks: bool) -> None:
+        async for _, payload, _ in node.bus.follow(tid, start):  # from before the store is first read
+            if payload.get("type") == "chunk":
+                if chunks:
+                    data = json.dumps(payload, ensure_ascii=False)
+                    self._pending.append(f"event: chunk\ndata: {data}\n\n")
+                    wake.set()
+                continue
+            wake.set()
+
+    def take(self) -> list[str]:
+        taken, self._pending = self._pending, []
+        return taken
+
+    def close(self) -> None:
+        self._reader.cancel()
+
+
+async def _live_text(hub: Hub, tid: str, wake: asyncio.Event, chunks: bool) -> Relayed | LiveChunks | None:
+    """What wakes a followed stream besides this process's own runs, and the streamed text it is sent: in a
+    cluster, the bus (every process's runs); else this process's run in progress, with `chunks`."""
+    node = await hub.node()
+    if node is not None:
+        return Relayed(node, tid, await node.bus.last_id(tid), wake, chunks)
+    return LiveChunks(hub, tid, wake) if chunks else None
+
+
 async def stream(
     hub: Hub, tid: str, after: int, *, user: str, follow: bool, until_result: bool, chunks: bool = False
 ) -> AsyncIterator[str]:
     """The events of `tid` with seq > `after`; with `follow`, then each as it is stored, until the client goes.
-    With `chunks`, the streamed text of a run in progress on this server too. The stream ends once `user` may no
-    longer read `tid` (its owner stopped sharing it), at its next wake-up."""
+    With `chunks`, the streamed text of a run in progress too. The stream ends once `user` may no longer read
+    `tid` (its owner stopped sharing it), at its next wake-up."""
     store = await hub.store()
     wake = hub.waker(tid)
-    live = LiveChunks(hub, tid, wake) if chunks and follow else None
+    live = await _live_text(hub, tid, wake, chunks) if follow else None
     last = after
     try:
         yield f"retry: {RETRY_MS}\n\n"
@@ -82,10 +121,8 @@ async def stream(
             if not await hub.still_in(user, tid):
                 yield ": your access to this conversation ended: its owner stopped sharing it with you\n\n"
                 return
-            if live is not None:
-                live.follow()
-                for text in live.take():
-                    yield text
+            for text in live.take() if live is not None else ():
+                yield text
             for row in await store.events(tid, last):
                 yield frame(row)
                 last = row.seq

@@ -9,7 +9,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from ..paths import is_server_id
 
 __all__ = ["Command", "Job", "new_id"]
 
@@ -19,6 +21,14 @@ MAX_TEXT = 100_000
 _Id = Annotated[str, Field(min_length=1, max_length=64)]
 _Actor = Annotated[str, Field(min_length=1, max_length=200)]
 _Text = Annotated[str, Field(max_length=MAX_TEXT)]
+
+
+def _server_id(value: str) -> str:
+    if not is_server_id(value):
+        raise ValueError(
+            "not a conversation id of this server (a UUID, lower-case hex, with or without dashes)"
+        )
+    return value
 
 
 def new_id() -> str:
@@ -31,7 +41,7 @@ class Command(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    kind: Literal["say", "interrupt", "stop", "approve", "deny", "answer", "resolve"]
+    kind: Literal["say", "interrupt", "stop", "approve", "deny", "answer", "resolve", "leave_escalated"]
     """What to do: say (interject), interrupt, stop, approve or deny a tool call, answer a question, resolve an
     escalation."""
     actor: _Actor
@@ -53,7 +63,7 @@ class Job(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    thread_id: Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
+    thread_id: Annotated[str, AfterValidator(_server_id)]
     """The thread whose run to own."""
     text: _Text
     """The task (start) or the message that resumes the run (resume)."""

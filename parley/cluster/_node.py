@@ -184,8 +184,9 @@ class Node:
     # -- runs whose owner died ----------------------------------------------------------------------------
 
     def start_sweeping(self) -> None:
-        """Carry on, from their last checkpoint, the runs whose owner died (its lease expired mid-run)."""
-        if self._sweeper is None:
+        """Carry on, from their last checkpoint, the runs whose owner died (its lease expired mid-run). Not on a web
+        process that leaves runs to workers: they carry them on."""
+        if self._sweeper is None and self.runs_here:
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep(), name="parley-node-sweep")
 
     async def _sweep(self) -> None:

@@ -39,6 +39,8 @@ def apply(conversation: Conversation, command: Command) -> Run | None:
                 live.interrupt(command.text, author=command.actor)
             case "stop" if live is not None:
                 live.stop()
+            case "leave_escalated" if live is not None:
+                live.leave_escalated()
             case "approve" if live is not None:
                 live.approve(command.target, actor=command.actor)
             case "deny" if live is not None:

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from ..errors import UnknownRequestError
 from ..events import (
     ApprovalRequestEvent,
     ChunkEvent,
@@ -56,6 +57,8 @@ class RemoteRun:
         self._start: str | None = None
         """Where on the bus the run is followed from (see catch_up)."""
         self._backlog: list[Event] = []
+        self.number = 1 + sum(isinstance(e, RunStartedEvent) for e in conversation.history)
+        """The run's place among the conversation's runs (the next one's, until the owner starts it)."""
         self.earlier: list[Event] = []
         """The run's events the page had been shown before this view of it began."""
 
@@ -94,6 +97,8 @@ class RemoteRun:
         self._start = await bus.last_id(tid)
         rows = await store.events(tid)
         begun = max((i for i, r in enumerate(rows) if r.type == "run_started"), default=len(rows))
+        finished = any(r.type == "result" for r in rows[begun:])
+        self.number = sum(r.type == "run_started" for r in rows) + (finished or begun == len(rows))
         for row in rows[begun:]:
             self._seen = row.seq
             event = _decoded(row.payload)
@@ -158,14 +163,27 @@ class RemoteRun:
     def stop(self) -> None:
         self._send("stop")
 
+    def leave_escalated(self) -> None:
+        """End the run because nobody is there to settle its escalation (see Run.leave_escalated)."""
+        self._send("leave_escalated")
+
     def approve(self, request_id: str, *, actor: str = "user") -> None:
+        self._open("approval request", request_id, [e.request_id for e in self.pending_approvals])
         self._send("approve", target=request_id, actor=actor)
 
     def deny(self, request_id: str, reason: str = "", *, actor: str = "user") -> None:
+        self._open("approval request", request_id, [e.request_id for e in self.pending_approvals])
         self._send("deny", target=request_id, text=reason, actor=actor)
 
     def answer(self, question_id: str, text: str, *, actor: str = "user") -> None:
+        self._open("question", question_id, [e.question_id for e in self.pending_questions])
         self._send("answer", target=question_id, text=text, actor=actor)
+
+    @staticmethod
+    def _open(kind: str, key: str, waiting: list[str]) -> None:
+        """As a local run says: a decision on something not waiting (never asked, or decided) is refused."""
+        if key not in waiting:
+            raise UnknownRequestError(kind, key, waiting)
 
     def resolve(
         self,
@@ -176,8 +194,7 @@ class RemoteRun:
         proceed: bool = False,
         actor: str = "user",
     ) -> None:
-        if escalation_id not in {e.escalation_id for e in self.pending_escalations}:
-            raise KeyError(escalation_id)  # as a local run says: that decision has already been made
+        self._open("escalation", escalation_id, [e.escalation_id for e in self.pending_escalations])
         self._send(
             "resolve", target=escalation_id, choose=choose, text=text or "", proceed=proceed, actor=actor
         )

@@ -47,6 +47,7 @@ async def serve(node: Node, *, concurrency: int = 64, stop: asyncio.Event | None
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
+    node.runs_here = True  # whatever PARLEY_RUNS the web processes share with it: a worker runs conversations
     node.start_sweeping()
     slots = asyncio.Semaphore(concurrency)
     jobs: set[asyncio.Task[None]] = set()

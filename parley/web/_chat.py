@@ -286,6 +286,7 @@ class ChatSession:
 
     async def _pump(self, run: Run | RemoteRun, skip: int = 0) -> None:
         show_on()  # keep the run's messages from nesting under the finished on_message step
+        await self._gate.wait()  # a page being sent the thread gets the controls once it has it (see _adopt)
         await self.controls.start()
         async for ev in run:
             if skip:  # a run's reader is first given what it showed before: this page has it already

@@ -131,7 +131,7 @@ def _guard_server() -> None:
 _guard_server()
 if getattr(_server.state, "parley_api", None) is None:  # watch mode imports this module again
     # /api/v1 (REST, Server-Sent Events, OpenAPI) and /v1 (OpenAI-compatible), ahead of Chainlit's catch-all route
-    _server.state.parley_api = mount_api(_server, store)
+    _server.state.parley_api = mount_api(_server, store, cluster)
 # Engine.IO drops the connection on any message over 1,000,000 bytes, losing it without a word; a 1 MB
 # message (3 bytes a character in many scripts) must arrive.
 sio.eio.max_http_buffer_size = MAX_MESSAGE_BYTES

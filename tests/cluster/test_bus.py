@@ -200,6 +200,10 @@ def test_commands_refuse_what_is_too_long() -> None:
         Command(kind="say", actor="ana", id="x" * 65)
     with pytest.raises(ValueError, match="thread_id"):
         Job(thread_id="../../etc", text="go", actor="ana", mode="start")
+    # Both forms of the server's ids: the web chat's threads are dashed UUIDs, the store's own are plain hex.
+    dashed = "64f0a991-b506-4041-9157-f47136de3496"
+    assert Job(thread_id=dashed, text="go", actor="ana", mode="start").thread_id == dashed
+    assert Job(thread_id=dashed.replace("-", ""), text="go", actor="ana", mode="start")
 
 
 async def test_a_worker_takes_a_job_and_finishes_it(nodes: tuple[Bus, Bus]) -> None:
