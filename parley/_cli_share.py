@@ -23,7 +23,11 @@ def add(sub: Any) -> None:
         "read-only members watch, the others may also write (say, interrupt, stop, approve, answer). "
         "Only the conversation's owner shares it.",
     )
-    share.add_argument("thread", metavar="THREAD", help="the conversation's id (`parley history` lists them)")
+    share.add_argument(
+        "thread",
+        metavar="THREAD",
+        help="the conversation's id: the end of its web chat address (/thread/ID), or what `parley run` saved it as",
+    )
     share.add_argument(
         "user", metavar="USER", nargs="?", help="share with this user (without: list the members)"
     )
@@ -57,7 +61,9 @@ async def _share(args: argparse.Namespace) -> int:
     try:
         row = await store.get_thread(args.thread)
         if row is None:
-            raise ConfigError(f"no conversation {args.thread!r} (`parley history` lists them)")
+            raise ConfigError(
+                f"no conversation {args.thread!r} (the end of its web chat address, /thread/ID)"
+            )
         if args.user is None:
             await _list(store, args.thread, row.owner, actor)
         elif args.revoke:

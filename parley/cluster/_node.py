@@ -229,17 +229,23 @@ class Node:
             self.on_carried(conversation, run)
             return run
 
-    async def close(self) -> None:
-        """Stop every run this node owns (their leases let go) and leave the cluster."""
+    async def close(self, *, hand_on: bool = False) -> None:
+        """Leave the cluster: every run this node owns stops, or with `hand_on` goes on in another process (its
+        lease let go with the run open, another node carries it on from its last checkpoint; nothing more of it
+        is stored from here)."""
         if self._sweeper is not None:
             self._sweeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._sweeper
         for relay in list(self.relays.values()):
             run = relay.conversation.current_run
-            if run is not None and relay.conversation.running:
-                run.stop()
-                await run.wait()
-            await relay.close()
+            live = run if run is not None and relay.conversation.running else None
+            if hand_on:
+                await relay.close()  # first: from now on the run's writes are refused
+            if live is not None:
+                live.stop()
+                await live.wait()
+            if not hand_on:
+                await relay.close()
         self.relays.clear()
         await self.bus.close()

@@ -144,6 +144,8 @@ class Relay:
         for task in [*self._tasks, *([self._keeper] if self._keeper else [])]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self.conversation.fence = None
+        running = self.conversation.running
+        if not running:  # a run still going keeps its fence: once the lease is let go, its writes are refused
+            self.conversation.fence = None
         if not self.lost:
-            await self.node.leases.release(self.lease, run_open=self.conversation.running)
+            await self.node.leases.release(self.lease, run_open=running)

@@ -61,7 +61,7 @@ async def serve(node: Node, *, concurrency: int = 64, stop: asyncio.Event | None
         task = loop.create_task(_run_job(node, job, slots), name=f"parley-job-{job.id}")
         jobs.add(task)
         task.add_done_callback(jobs.discard)
-    await node.close()
+    await node.close(hand_on=True)  # a worker stopped (a deploy, a scale-down): its runs go on elsewhere
 
 
 async def _run_job(node: Node, job: Job, slots: asyncio.Semaphore) -> None:

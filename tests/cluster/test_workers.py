@@ -89,9 +89,12 @@ async def web(pg_database: str, redis_url: str, prefix: str) -> AsyncIterator[No
     await store.close()
 
 
-async def test_a_worker_killed_mid_run_is_replaced_with_no_finished_turn_lost(
-    web: Node, workers: Worker, script: Path
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
+async def test_a_worker_killed_or_stopped_mid_run_is_replaced_with_no_finished_turn_lost(
+    web: Node, workers: Worker, script: Path, how: signal.Signals
 ) -> None:
+    """Killed: its lease runs out and another worker carries the run on. Stopped (SIGTERM, a deploy): it hands the
+    run on at once. Either way every finished turn is kept once."""
     first = workers()
     conv = Conversation("content-studio", model=f"scripted:{script}")
     tid = await conv.save_to(web.store, "alice", "Churn")
@@ -103,8 +106,9 @@ async def test_a_worker_killed_mid_run_is_replaced_with_no_finished_turn_lost(
         async for event in run:
             seen.append(event)
             if isinstance(event, MessageEvent) and len([e for e in seen if isinstance(e, MessageEvent)]) == 2:
-                first.send_signal(signal.SIGKILL)  # mid-run, as the third reply streams
-                first.wait()
+                first.send_signal(how)  # mid-run, as the third reply streams
+                code = first.wait(timeout=60)
+                assert how == signal.SIGKILL or code == 0  # a stopped worker ends cleanly
                 workers()  # a second worker comes up; the first's lease runs out
         assert run.result is not None
         return run.result
