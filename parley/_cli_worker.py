@@ -44,12 +44,13 @@ def run(args: argparse.Namespace) -> int:
 
 async def _serve(concurrency: int) -> None:
     from .cluster import Node, serve_worker
+    from .evals import run_queued_scenario
     from .store import open_for_command
 
     store = await open_for_command(hint="")
     try:
         node = await Node.from_env(store)
         assert node is not None
-        await serve_worker(node, concurrency=concurrency)
+        await serve_worker(node, concurrency=concurrency, handlers={"eval": run_queued_scenario})
     finally:
         await store.close()

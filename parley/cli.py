@@ -126,6 +126,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("--concurrency", type=_positive_int, default=1, metavar="N", help="scenario runs at once")
     ev.add_argument(
+        "--workers", action="store_true", help="run the scenarios on a cluster's workers (PARLEY_REDIS_URL)"
+    )
+    ev.add_argument(
         "--out", default="eval-out", metavar="DIR", help="where the reports go (default: eval-out)"
     )
     ev.add_argument(
@@ -259,6 +262,7 @@ def _command(args: argparse.Namespace) -> int:
                     save=not args.no_save,
                     teams_dirs=args.teams,
                     timeout_s=args.timeout,
+                    workers=args.workers,
                 )
             )
         if args.command == "audit":

@@ -69,7 +69,7 @@ class Job(BaseModel):
     """The task (start) or the message that resumes the run (resume)."""
     actor: _Actor
     """Who asked for the run."""
-    mode: Literal["start", "resume"]
+    mode: Literal["start", "resume", "eval"]
     """Start a new run on the thread, or resume it from its last checkpoint."""
     id: _Id = Field(default_factory=new_id)
     """Made by the sender; `Bus.done` finds the job by it."""

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+from collections.abc import Awaitable, Callable, Mapping
 
 from ..conversation import Conversation
 from ..errors import ConfigError
@@ -23,7 +24,15 @@ TAKE_WAIT_S = 5.0
 """How long one wait on the queue lasts before the worker looks at its own state again."""
 
 
-async def _handle(node: Node, job: Job) -> None:
+Handler = Callable[[Node, Job], Awaitable[None]]
+"""What a worker does with a job of another kind than a conversation's (`parley eval --workers`: a scenario run)."""
+
+
+async def _handle(node: Node, job: Job, handlers: Mapping[str, Handler]) -> None:
+    handler = handlers.get(job.mode)
+    if handler is not None:
+        await handler(node, job)
+        return
     try:
         conversation = await Conversation.resume(node.store, job.thread_id)
     except ConfigError as exc:
@@ -39,7 +48,13 @@ async def _handle(node: Node, job: Job) -> None:
     log.info("job %s: %s in %s", job.id, "started" if run is not None else "sent", job.thread_id)
 
 
-async def serve(node: Node, *, concurrency: int = 64, stop: asyncio.Event | None = None) -> None:
+async def serve(
+    node: Node,
+    *,
+    concurrency: int = 64,
+    stop: asyncio.Event | None = None,
+    handlers: Mapping[str, Handler] | None = None,
+) -> None:
     """Take jobs until `stop` is set (or SIGTERM/SIGINT): each starts a run this worker owns, up to
     `concurrency` jobs being started at once."""
     stop = stop or asyncio.Event()
@@ -58,15 +73,15 @@ async def serve(node: Node, *, concurrency: int = 64, stop: asyncio.Event | None
         if job is None:
             slots.release()
             continue
-        task = loop.create_task(_run_job(node, job, slots), name=f"parley-job-{job.id}")
+        task = loop.create_task(_run_job(node, job, slots, handlers or {}), name=f"parley-job-{job.id}")
         jobs.add(task)
         task.add_done_callback(jobs.discard)
     await node.close(hand_on=True)  # a worker stopped (a deploy, a scale-down): its runs go on elsewhere
 
 
-async def _run_job(node: Node, job: Job, slots: asyncio.Semaphore) -> None:
+async def _run_job(node: Node, job: Job, slots: asyncio.Semaphore, handlers: Mapping[str, Handler]) -> None:
     try:
-        await _handle(node, job)
+        await _handle(node, job, handlers)
     except Exception:
         log.exception("job %s for %s failed", job.id, job.thread_id)
     finally:

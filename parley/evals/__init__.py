@@ -6,18 +6,20 @@ import asyncio
 import contextlib
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .._proc import freeze_startup_objects
-from ..errors import FileProblem, TeamFileError
-from ..store import open_for_command
+from ..errors import ConfigError, FileProblem, TeamFileError
+from ..store import Store, open_for_command
 from ._expect import Judge, Observed, Outcome, check, check_all
 from ._human import ScriptedHuman
 from ._report import summarise, write_reports
 from ._runner import Job, Runner, Variant, plan, variants
 from ._suite import Expectation, Scenario, Suite, load_suite
+from ._workers import Options, run_on_workers
+from ._workers import handle as run_queued_scenario
 
 __all__ = [
     "Expectation",
@@ -35,6 +37,7 @@ __all__ = [
     "evaluate",
     "load_suite",
     "plan",
+    "run_queued_scenario",
     "summarise",
     "variants",
     "write_reports",
@@ -101,6 +104,7 @@ async def evaluate(
     save: bool = True,
     teams_dirs: Sequence[str] = (),
     timeout_s: float | None = None,
+    workers: bool = False,
 ) -> int:
     suites = load_suites(paths)
     jobs = plan(suites, variants(compare, teams_dirs))
@@ -117,8 +121,9 @@ async def evaluate(
         timeout_s=timeout_s,
         on_done=progress.update,
     )
+    options = Options(team, model, list(teams_dirs), timeout_s, save) if workers else None
     try:
-        records = await _run_stoppably(runner, jobs, concurrency)
+        records = await _run_somewhere(runner, jobs, concurrency, options, progress.update)
     finally:
         if store is not None:
             await store.close()
@@ -139,6 +144,40 @@ async def evaluate(
         if finished and all(r["passed"] for r in finished) and not runner.stopping
         else EXIT_FAILED
     )
+
+
+async def _run_somewhere(
+    runner: Runner,
+    jobs: Sequence[Job],
+    concurrency: int,
+    workers: Options | None,
+    on_done: Callable[[dict[str, Any]], None],
+) -> list[dict[str, Any]]:
+    """The scenario runs here, or on the cluster's workers when `workers` says how to make them there."""
+    if workers is None:
+        return await _run_stoppably(runner, jobs, concurrency)
+    return await _on_workers(runner.store, jobs, workers, on_done)
+
+
+async def _on_workers(
+    store: Store | None, jobs: Sequence[Job], options: Options, on_done: Callable[[dict[str, Any]], None]
+) -> list[dict[str, Any]]:
+    """The scenario runs on the cluster's workers (`--workers`): PARLEY_REDIS_URL and a PostgreSQL store."""
+    from ..cluster import Node
+
+    opened = store or await open_for_command()
+    node = await Node.from_env(opened)
+    if node is None:
+        raise ConfigError(
+            "--workers runs the scenarios on a cluster's `parley worker` processes: set PARLEY_REDIS_URL and "
+            "PARLEY_DATABASE_URL as theirs (or leave --workers out to run them here)"
+        )
+    try:
+        return await run_on_workers(node, jobs, options, on_done)
+    finally:
+        await node.close()
+        if store is None:
+            await opened.close()
 
 
 async def _run_stoppably(runner: Runner, jobs: Sequence[Job], concurrency: int) -> list[dict[str, Any]]:

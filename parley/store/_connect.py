@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 # The tables declared outside _schema.py: imported so that create_all makes them in an older store too.
@@ -18,6 +18,9 @@ from ._urls import default_url, normalise_url, redact
 __all__ = ["OPEN_TIMEOUT_S", "connect"]
 
 OPEN_TIMEOUT_S = 10.0
+SCHEMA_LOCK = 0x7061726C6579
+"""The PostgreSQL advisory lock held while the tables are made: replicas and workers starting together on a new
+database would otherwise race to create the same tables (and one would fail)."""
 
 
 async def connect(url: str | None, timeout_s: float) -> tuple[AsyncEngine, str]:
@@ -43,6 +46,8 @@ async def connect(url: str | None, timeout_s: float) -> tuple[AsyncEngine, str]:
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
     try:
         async with asyncio.timeout(timeout_s), engine.begin() as conn:
+            if engine.dialect.name == "postgresql":  # processes opening a new database at once: one at a time
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK})
             await conn.run_sync(metadata.create_all)
     except Exception as exc:
         await engine.dispose()

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 
 import pytest
 import redis.asyncio as redis
 
 REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
+ROOT = Path(__file__).resolve().parents[2]
+PARLEY = str(Path(sys.executable).parent / "parley")
+TTL_S = 2.0
+"""The cluster's lease time to live in these tests: a dead process's run is carried on within about that."""
+Workers = Callable[[], "subprocess.Popen[bytes]"]
 
 
 @pytest.fixture
@@ -40,3 +49,40 @@ async def prefix(redis_url: str) -> AsyncIterator[str]:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+def cluster_env(pg_database: str, redis_url: str, prefix: str) -> dict[str, str]:
+    """The environment of a process of the test's cluster (its own database, its own Redis keys)."""
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
+    return env | {
+        "PARLEY_DATABASE_URL": pg_database,
+        "PARLEY_REDIS_URL": redis_url,
+        "PARLEY_REDIS_PREFIX": prefix,
+        "PARLEY_LEASE_TTL_S": str(TTL_S),
+    }
+
+
+@pytest.fixture
+def workers(cluster_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
+    """Starts `parley worker` processes of the test's cluster; stops what is left at the end."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start() -> subprocess.Popen[bytes]:
+        log = (tmp_path / f"worker-{len(started)}.log").open("wb")
+        proc = subprocess.Popen(
+            [PARLEY, "worker"], cwd=ROOT, env=cluster_env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
+        )
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+    for proc in started:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -8,7 +8,7 @@ import json
 import socket
 import textwrap
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -129,7 +129,7 @@ def _in_thread(make: Callable[[], object]) -> dict[str, str]:
 
 async def _events(
     client: httpx.AsyncClient, url: str, auth: dict[str, str]
-) -> AsyncIterator[dict[str, object]]:
+) -> AsyncGenerator[dict[str, object]]:
     """The conversation's events as the server streams them (Server-Sent Events), live."""
     async with client.stream("GET", url, headers=auth, params={"follow": "true"}) as response:
         assert response.status_code == 200, await response.aread()

@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from cluster.conftest import TTL_S, Workers
 
 from parley import Conversation
 from parley.cluster import Bus, Node, RemoteRun
@@ -30,11 +29,8 @@ STUDIO = [
     ("editor", "Clear and accurate. APPROVE"),
 ]
 """content-studio's conversation (researcher, writer, editor in turn); the editor's APPROVE ends it."""
-TTL_S = 2.0
 BOUND_S = 120.0
 """How long the whole conversation may take at most, takeover included (a busy machine)."""
-
-Worker = Callable[[], subprocess.Popen[bytes]]
 
 
 @pytest.fixture
@@ -45,38 +41,6 @@ def script(tmp_path: Path) -> Path:
     path = tmp_path / "studio.yaml"  # JSON is YAML
     path.write_text(json.dumps({"roles": replies, "delay_s": 1.0}))
     return path
-
-
-@pytest.fixture
-def workers(pg_database: str, redis_url: str, prefix: str, tmp_path: Path) -> Iterator[Worker]:
-    """Starts `parley worker` processes of the test's cluster; kills what is left at the end."""
-    started: list[subprocess.Popen[bytes]] = []
-    env = {k: v for k, v in os.environ.items() if not k.endswith("_API_KEY")}
-    env |= {
-        "PARLEY_DATABASE_URL": pg_database,
-        "PARLEY_REDIS_URL": redis_url,
-        "PARLEY_REDIS_PREFIX": prefix,
-        "PARLEY_LEASE_TTL_S": str(TTL_S),
-    }
-
-    def start() -> subprocess.Popen[bytes]:
-        log = (tmp_path / f"worker-{len(started)}.log").open("wb")
-        proc = subprocess.Popen(
-            [PARLEY, "worker"], cwd=ROOT, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log
-        )
-        started.append(proc)
-        return proc
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in started:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture
@@ -91,7 +55,7 @@ async def web(pg_database: str, redis_url: str, prefix: str) -> AsyncIterator[No
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM], ids=["killed", "stopped"])
 async def test_a_worker_killed_or_stopped_mid_run_is_replaced_with_no_finished_turn_lost(
-    web: Node, workers: Worker, script: Path, how: signal.Signals
+    web: Node, workers: Workers, script: Path, how: signal.Signals
 ) -> None:
     """Killed: its lease runs out and another worker carries the run on. Stopped (SIGTERM, a deploy): it hands the
     run on at once. Either way every finished turn is kept once."""
