@@ -187,6 +187,10 @@ class Bus:
             pipe.expire(key, TTL_S)
             await pipe.execute()
 
+    async def pending(self, tid: str) -> int:
+        """How many commands wait for the thread's owner."""
+        return int(await _awaited(self._redis.llen(self._key("commands", tid))))
+
     async def commands(self, tid: str) -> AsyncGenerator[Command]:
         """The thread's commands in the order sent, each to one reader only, until cancelled."""
         key = self._key("commands", tid)

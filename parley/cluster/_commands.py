@@ -54,6 +54,10 @@ class Command(BaseModel):
     """The option picked when resolving an escalation."""
     proceed: bool = False
     """Resolving an escalation: carry on past the problem rather than stop."""
+    run: int | None = None
+    """The run the command is for (its place among the conversation's runs), as the sender saw it: a stop or a
+    decision meant for a run that has ended is not applied to the next one. A message (`say`) names none: it
+    joins whatever run it reaches, or starts one."""
     id: _Id = Field(default_factory=new_id)
     """Made by the sender, so a command seen twice can be told apart from two alike."""
 
@@ -69,7 +73,7 @@ class Job(BaseModel):
     """The task (start) or the message that resumes the run (resume)."""
     actor: _Actor
     """Who asked for the run."""
-    mode: Literal["start", "resume", "eval"]
+    mode: Literal["start", "resume", "eval", "commands"]
     """Start a new run on the thread, or resume it from its last checkpoint."""
     id: _Id = Field(default_factory=new_id)
     """Made by the sender; `Bus.done` finds the job by it."""

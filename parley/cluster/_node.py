@@ -107,16 +107,17 @@ class Node:
                     relay.watch(run)
                 return relay.conversation, run
             if not (self.runs_here if here is None else here):  # a worker starts it: watch it from here
-                remote = await self.watch(conversation, actor)
-                if await self.leases.holder(tid) is None:
+                idle = await self.leases.holder(tid) is None
+                remote = await self.watch(conversation, actor, next_run=True)
+                if idle:
                     await self.bus.submit(Job(thread_id=tid, text=text, actor=actor, mode="start"))
                 else:
-                    remote.say(text)
+                    await self._hand_over(remote, text, here=False)
                 return remote.conversation, remote
             lease = await self.leases.acquire(tid)
             if lease is None:
-                remote = await self.watch(conversation, actor)
-                remote.say(text)
+                remote = await self.watch(conversation, actor, next_run=True)
+                await self._hand_over(remote, text, here=True)
                 return remote.conversation, remote
             conversation = await self._current(conversation)
             relay = self._own(conversation, lease)
@@ -124,13 +125,26 @@ class Node:
             relay.watch(run)
             return conversation, run
 
-    async def watch(self, conversation: Conversation, actor: str) -> RemoteRun:
-        """The run another node drives in `conversation`'s thread, as seen from here."""
+    async def _hand_over(self, remote: RemoteRun, text: str, *, here: bool) -> None:
+        """Send a message to the process that owns the conversation. Should it have let go meanwhile (its run
+        ended), the message waits with nobody to read it: this process (`here`) or a worker takes it up."""
+        remote.say(text)
+        await remote.close()  # sent
+        tid = remote.thread_id
+        if await self.leases.holder(tid) is None and await self.bus.pending(tid) > 0:
+            if here:
+                await self.pick_up(tid)
+            else:
+                await self.bus.submit(Job(thread_id=tid, text="", actor=remote.actor, mode="commands"))
+
+    async def watch(self, conversation: Conversation, actor: str, *, next_run: bool = False) -> RemoteRun:
+        """The run another node drives in `conversation`'s thread, as seen from here (`next_run`: the one about to
+        start there, for a message just sent)."""
         tid = conversation.thread_id
         assert tid is not None
         copy = await self._current(conversation)
         remote = RemoteRun(self, copy, actor, after=await self._last_seq(tid, len(copy.history)))
-        await remote.catch_up()
+        await remote.catch_up(next_run=next_run)
         return remote
 
     async def live_elsewhere(self, tid: str) -> bool:
@@ -166,14 +180,41 @@ class Node:
         return relay
 
     async def _let_go(self, relay: Relay) -> None:
-        """The lease goes once the conversation has no run in progress and its events are all out."""
-        await relay.idle.wait()
-        async with self._locks.setdefault(relay.thread_id, asyncio.Lock()):
-            if relay.conversation.running:  # a message started the next run meanwhile: keep it
-                self._keep(self._let_go(relay))
-                return
-            self.relays.pop(relay.thread_id, None)
-            await relay.close()
+        """The lease goes once the conversation has no run in progress, its events are all out and no command
+        waits for it; a command that came as it went is taken up again (see pick_up)."""
+        tid = relay.thread_id
+        while True:
+            await relay.idle.wait()
+            relay.applied.clear()
+            if (
+                await self.bus.pending(tid) > 0
+            ):  # a message (or a late command) waits: the relay takes it first
+                await relay.applied.wait()
+                continue
+            async with self._locks.setdefault(tid, asyncio.Lock()):
+                if relay.conversation.running or not relay.idle.is_set():  # a message started the next run
+                    continue
+                self.relays.pop(tid, None)
+                await relay.close()
+                self._locks.pop(tid, None)
+            break
+        if await self.bus.pending(tid) > 0:
+            await self.pick_up(tid, relay.conversation)
+
+    async def pick_up(self, tid: str, conversation: Conversation | None = None) -> None:
+        """Commands wait for `tid` and nobody owns it: own it now and apply them (a message starts a run)."""
+        from ..conversation import Conversation
+
+        if tid in self.relays:
+            return
+        lease = await self.leases.acquire(tid)
+        if lease is None:
+            return  # another process owns it: it reads them
+        if conversation is None or conversation.running:
+            conversation = await Conversation.resume(self.store, tid)
+        else:
+            conversation = await self._current(conversation)
+        self._own(conversation, lease)
 
     def _keep(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background, referenced until it is done (a task nobody holds may be collected)."""

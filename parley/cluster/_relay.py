@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, RunStateError
@@ -29,34 +30,16 @@ def apply(conversation: Conversation, command: Command) -> Run | None:
     message started, if it did."""
     run = conversation.current_run
     live = run if conversation.running else None
+    if command.kind != "say" and live is not None and command.run is not None and command.run != live.number:
+        live = None  # meant for a run that has ended: moot for this one
     try:
-        match command.kind:
-            case "say":
-                fresh = live is None
-                started = conversation.say(command.text, author=command.actor)
-                return started if fresh else None
-            case "interrupt" if live is not None:
-                live.interrupt(command.text, author=command.actor)
-            case "stop" if live is not None:
-                live.stop()
-            case "leave_escalated" if live is not None:
-                live.leave_escalated()
-            case "approve" if live is not None:
-                live.approve(command.target, actor=command.actor)
-            case "deny" if live is not None:
-                live.deny(command.target, command.text, actor=command.actor)
-            case "answer" if live is not None:
-                live.answer(command.target, command.text, actor=command.actor)
-            case "resolve" if live is not None:
-                live.resolve(
-                    command.target,
-                    choose=command.choose,
-                    text=command.text or None,
-                    proceed=command.proceed,
-                    actor=command.actor,
-                )
-            case _:
-                log.info("%s for %s: no run in progress", command.kind, conversation.thread_id)
+        if command.kind == "say":
+            started = conversation.say(command.text, author=command.actor)
+            return started if live is None else None
+        if live is None:
+            log.info("%s for %s: no run in progress", command.kind, conversation.thread_id)
+            return None
+        _TO_RUN[command.kind](live, command)
     except (
         KeyError,
         ValueError,
@@ -65,6 +48,20 @@ def apply(conversation: Conversation, command: Command) -> Run | None:
     ) as exc:  # decided already, or refused: said here
         log.info("%s for %s refused: %s", command.kind, conversation.thread_id, exc)
     return None
+
+
+_TO_RUN: dict[str, Callable[[Run, Command], None]] = {
+    "interrupt": lambda run, c: run.interrupt(c.text, author=c.actor),
+    "stop": lambda run, c: run.stop(),
+    "leave_escalated": lambda run, c: run.leave_escalated(),
+    "approve": lambda run, c: run.approve(c.target, actor=c.actor),
+    "deny": lambda run, c: run.deny(c.target, c.text, actor=c.actor),
+    "answer": lambda run, c: run.answer(c.target, c.text, actor=c.actor),
+    "resolve": lambda run, c: run.resolve(
+        c.target, choose=c.choose, text=c.text or None, proceed=c.proceed, actor=c.actor
+    ),
+}
+"""What each command other than a message does to the run in progress."""
 
 
 class Relay:
@@ -81,6 +78,8 @@ class Relay:
         self._keeper: asyncio.Task[None] | None = None
         self.idle = asyncio.Event()
         """Set when no run is in progress any more and every event has gone out: the lease can go."""
+        self.applied = asyncio.Event()
+        """Set each time a command was applied (the lease does not go while commands wait)."""
 
     @property
     def thread_id(self) -> str:
@@ -134,6 +133,7 @@ class Relay:
             started = apply(self.conversation, command)
             if started is not None:
                 self.watch(started)
+            self.applied.set()
 
     async def close(self) -> None:
         """Stop relaying and let the lease go (the run has ended, or the process is going away)."""

@@ -89,15 +89,19 @@ class RemoteRun:
     def __aiter__(self) -> AsyncIterator[Event]:
         return self._follow()
 
-    async def catch_up(self) -> None:
+    async def catch_up(self, *, next_run: bool = False) -> None:
         """Read what the store holds of the run: what the page was shown (up to `after`) is taken in, as
         `earlier`; what came after waits to be yielded. The bus's position is taken first, so nothing shown
-        meanwhile is missed; what both hold comes once (by its seq)."""
+        meanwhile is missed; what both hold comes once (by its seq). `next_run`: the run to show is the one a
+        message just sent is to start, not the last one stored (which has ended)."""
         bus, store, tid = self.node.bus, self.node.store, self.thread_id
         self._start = await bus.last_id(tid)
         rows = await store.events(tid)
         begun = max((i for i, r in enumerate(rows) if r.type == "run_started"), default=len(rows))
         finished = any(r.type == "result" for r in rows[begun:])
+        if next_run and finished:
+            begun, finished = len(rows), False
+            self._seen = rows[-1].seq
         self.number = sum(r.type == "run_started" for r in rows) + (finished or begun == len(rows))
         for row in rows[begun:]:
             self._seen = row.seq
@@ -201,6 +205,8 @@ class RemoteRun:
 
     def _send(self, kind: str, **fields: Any) -> None:
         fields.setdefault("actor", self.actor)
+        if kind != "say":
+            fields["run"] = self.number
         self._outgoing.put_nowait(Command.model_validate({"kind": kind, "id": uuid.uuid4().hex, **fields}))
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send_all(), name="parley-remote-send")

@@ -38,6 +38,9 @@ async def _handle(node: Node, job: Job, handlers: Mapping[str, Handler]) -> None
     except ConfigError as exc:
         log.warning("job %s for %s refused: %s", job.id, job.thread_id, exc)
         return
+    if job.mode == "commands":  # messages wait with nobody to read them: own the conversation and apply them
+        await node.pick_up(job.thread_id, conversation)
+        return
     if job.mode == "resume":
         await node.carry_on(job.thread_id)
         await conversation.close()

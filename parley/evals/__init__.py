@@ -133,17 +133,15 @@ async def evaluate(
     files = write_reports(out, records, title="Evaluation: " + ", ".join(s.suite for s in suites))
     _print_summary(records, judge)
     print("wrote " + ", ".join(str(f) for f in files))
-    if runner.stopping:
-        print(
-            f"stopped: {sum(r['status'] != 'interrupted' for r in records)} of {len(jobs)} scenario runs finished",
-            file=sys.stderr,
-        )
+    return _exit_code(records, len(jobs), stopped=runner.stopping)
+
+
+def _exit_code(records: list[dict[str, Any]], planned: int, *, stopped: bool) -> int:
+    """0 when every finished scenario run passed and nothing was stopped; 1 otherwise (said when stopped)."""
     finished = [r for r in records if r["status"] != "interrupted"]
-    return (
-        EXIT_PASSED
-        if finished and all(r["passed"] for r in finished) and not runner.stopping
-        else EXIT_FAILED
-    )
+    if stopped:
+        print(f"stopped: {len(finished)} of {planned} scenario runs finished", file=sys.stderr)
+    return EXIT_PASSED if finished and all(r["passed"] for r in finished) and not stopped else EXIT_FAILED
 
 
 async def _run_somewhere(

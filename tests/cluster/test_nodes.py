@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 
 from parley import Conversation
-from parley.cluster import Bus, Node, RemoteRun
+from parley.cluster import Bus, Command, Node, RemoteRun
 from parley.events import (
     ApprovalDecisionEvent,
     ApprovalRequestEvent,
     ChunkEvent,
     Event,
     HumanMessageEvent,
+    MessageEvent,
     RunResult,
 )
 from parley.store import Store
@@ -75,7 +76,11 @@ async def test_a_run_owned_by_one_node_is_watched_and_steered_from_another(nodes
     assert isinstance(decision, ApprovalDecisionEvent) and decision.approved and decision.actor == "bob"
     joined = await _until(events, HumanMessageEvent, seen)
     assert isinstance(joined, HumanMessageEvent)
-    assert (joined.content, joined.author, joined.mode) == ("Please hurry, the customer is waiting", "bob", "say")
+    assert (joined.content, joined.author, joined.mode) == (
+        "Please hurry, the customer is waiting",
+        "bob",
+        "say",
+    )
     task = next(e for e in [*watched.earlier, *seen] if isinstance(e, HumanMessageEvent))  # who started it
     assert (task.mode, task.author) == ("task", "alice")
 
@@ -94,3 +99,52 @@ async def test_a_run_owned_by_one_node_is_watched_and_steered_from_another(nodes
     assert there.meter.calls == [] and len(conv.meter.calls) >= 3
     assert b.relays == {}
     assert any(isinstance(e, ChunkEvent) for e in seen)  # and its text streamed live on B as it was written
+
+
+async def test_a_stop_meant_for_a_run_that_ended_does_not_stop_the_next_one(
+    nodes: tuple[Node, Node], tmp_path: Path
+) -> None:
+    a, b = nodes
+    script = tmp_path / "two-runs.yaml"
+    script.write_text(
+        '{"roles": {"researcher": ["Notes 1.", "Notes 2."], "writer": ["Draft 1.", "Draft 2."],'
+        ' "editor": ["Good 1. APPROVE", "Good 2. APPROVE"]}}'
+    )
+    conv = Conversation("content-studio", model=f"scripted:{script}")
+    tid = await conv.save_to(a.store, "alice", "Churn")
+    conv, first = await a.say(conv, "Write about churn", "alice")
+    assert (await asyncio.wait_for(first.wait(), BOUND_S)).stop_reason == "stop_text"
+    async def let_go() -> None:  # node A has no run left: it lets the conversation go
+        while await a.leases.holder(tid) is not None:
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(let_go(), BOUND_S)
+    # Bob's page still showed run 1 and he pressed Stop as it ended: the command waits in the queue, unread.
+    await b.bus.send(tid, Command(kind="stop", actor="bob", run=first.number))
+    conv, second = await a.say(conv, "Now about retention", "alice")
+    result = await asyncio.wait_for(second.wait(), BOUND_S)
+    assert (second.number, result.stop_reason) == (2, "stop_text")  # run 2 went to its end
+
+
+async def test_a_message_sent_from_another_node_as_the_run_ends_starts_the_next_run(
+    nodes: tuple[Node, Node], tmp_path: Path
+) -> None:
+    """Bob's message reaches the conversation while Alice's node lets it go: it is not left waiting in the queue,
+    it starts the next run (on whichever node then owns the conversation)."""
+    a, b = nodes
+    script = tmp_path / "two-runs.yaml"
+    script.write_text(
+        '{"roles": {"researcher": ["Notes 1.", "Notes 2."], "writer": ["Draft 1.", "Draft 2."],'
+        ' "editor": ["Good 1. APPROVE", "Good 2. APPROVE"]}}'
+    )
+    conv = Conversation("content-studio", model=f"scripted:{script}")
+    tid = await conv.save_to(a.store, "alice", "Churn")
+    conv, first = await a.say(conv, "Write about churn", "alice")
+    await asyncio.wait_for(first.wait(), BOUND_S)
+    there = await Conversation.resume(b.store, tid)
+    _, second = await b.say(there, "Now about retention", "bob")
+    result = await asyncio.wait_for(second.wait(), BOUND_S)
+    assert result.stop_reason == "stop_text"
+    said = [e for e in await a.store.load_events(tid) if isinstance(e, MessageEvent)]
+    assert [e.content for e in said][3:] == ["Notes 2.", "Draft 2.", "Good 2. APPROVE"]
+    assert await b.bus.pending(tid) == 0  # nothing left in the queue

@@ -87,3 +87,35 @@ async def test_a_worker_killed_or_stopped_mid_run_is_replaced_with_no_finished_t
     assert sum(isinstance(e, RunStartedEvent) for e in stored) == 2  # the run, and its carrying on
     assert [(e.source, e.content) for e in seen if isinstance(e, MessageEvent)] == STUDIO  # all shown live
     assert web.relays == {}
+
+
+async def test_each_message_to_an_idle_conversation_is_shown_live_from_the_worker_that_runs_it(
+    web: Node, workers: Workers, tmp_path: Path
+) -> None:
+    """The second message starts a second run on a worker: the page shows that one, not the first one again."""
+    workers()
+    script = tmp_path / "two-runs.yaml"
+    script.write_text(
+        json.dumps(
+            {
+                "roles": {
+                    "researcher": ["Notes 1.", "Notes 2."],
+                    "writer": ["Draft 1.", "Draft 2."],
+                    "editor": ["Good 1. APPROVE", "Good 2. APPROVE"],
+                }
+            }
+        )
+    )
+    conv = Conversation("content-studio", model=f"scripted:{script}")
+    await conv.save_to(web.store, "alice", "Churn")
+    for n, task in enumerate(["Write about churn", "Now about retention"], start=1):
+        conv, run = await web.say(conv, task, "alice")
+        assert isinstance(run, RemoteRun) and run.number == n
+
+        async def shown(run: RemoteRun = run) -> list[Event]:
+            return [event async for event in run]
+
+        events = await asyncio.wait_for(shown(), BOUND_S)
+        said = [e.content for e in events if isinstance(e, MessageEvent)]
+        assert said == [f"Notes {n}.", f"Draft {n}.", f"Good {n}. APPROVE"]
+        assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "stop_text"
