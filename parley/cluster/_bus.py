@@ -236,6 +236,21 @@ class Bus:
             if _job_id(raw) == job.id:
                 await _awaited(self._redis.lrem(held, 0, raw))
 
+    async def beat(self, worker: str, ttl_s: float) -> None:
+        """`worker` is alive for `ttl_s` more seconds (its sweeper says so every half lease)."""
+        await _awaited(self._redis.set(self._key("alive", worker), "1", px=max(1, int(ttl_s * 1000))))
+
+    async def dead_takers(self) -> list[str]:
+        """Workers that hold taken jobs and whose heartbeat ran out: they died between taking a job and owning
+        its run."""
+        prefix = self._key("taken", "")
+        dead: list[str] = []
+        async for key in self._redis.scan_iter(match=f"{prefix}*", count=200):
+            worker = (key.decode() if isinstance(key, bytes) else str(key)).removeprefix(prefix)
+            if not await _awaited(self._redis.exists(self._key("alive", worker))):
+                dead.append(worker)
+        return dead
+
     async def requeue_from(self, worker: str) -> int:
         """Put every job `worker` held back at the head of the queue (it died); how many."""
         held, queue = self._key("taken", worker), self._key("jobs")

@@ -233,11 +233,23 @@ class Node:
     async def _sweep(self) -> None:
         while True:
             try:
+                await self.bus.beat(self.name, self.ttl_s * 3)
+                for (
+                    worker
+                ) in await self.bus.dead_takers():  # jobs a dead worker took before owning their runs
+                    log.warning("requeued %d job(s) of %s, gone", await self.bus.requeue_from(worker), worker)
                 for tid in await self.leases.orphans():
-                    await self.carry_on(tid)
+                    await self._carry_on_logged(tid)
             except Exception:
                 log.exception("could not look for runs whose owner died")
             await asyncio.sleep(self.ttl_s / 2)  # a period, not a wait for something
+
+    async def _carry_on_logged(self, tid: str) -> None:
+        """One orphan's failure does not hold up the others (it is tried again at the next sweep)."""
+        try:
+            await self.carry_on(tid)
+        except Exception:
+            log.exception("could not carry on the run of %s", tid)
 
     async def carry_on(self, tid: str) -> Run | None:
         """Take over the unfinished run of `tid`, if its lease is free: the team goes on from its checkpoint."""

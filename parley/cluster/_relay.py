@@ -122,7 +122,10 @@ class Relay:
         while True:
             event, seq = await self._out.get()
             try:
-                await bus.publish(tid, event.model_dump(mode="json"), seq)
+                if (
+                    not self.lost
+                ):  # a run whose conversation another process took over: its end is not the run's
+                    await bus.publish(tid, event.model_dump(mode="json"), seq)
             except Exception:  # a watcher elsewhere misses it live; the store has it
                 log.exception("could not relay %s of %s", event.type, tid)
             finally:

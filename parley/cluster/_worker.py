@@ -66,6 +66,7 @@ async def serve(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     node.runs_here = True  # whatever PARLEY_RUNS the web processes share with it: a worker runs conversations
+    await node.bus.beat(node.name, node.ttl_s * 3)  # alive before it takes anything (see Bus.dead_takers)
     node.start_sweeping()
     slots = asyncio.Semaphore(concurrency)
     jobs: set[asyncio.Task[None]] = set()
@@ -79,6 +80,8 @@ async def serve(
         task = loop.create_task(_run_job(node, job, slots, handlers or {}), name=f"parley-job-{job.id}")
         jobs.add(task)
         task.add_done_callback(jobs.discard)
+    if jobs:  # jobs being started: their runs are owned (or their records sent) before the worker goes
+        await asyncio.gather(*jobs, return_exceptions=True)
     await node.close(hand_on=True)  # a worker stopped (a deploy, a scale-down): its runs go on elsewhere
 
 

@@ -112,10 +112,28 @@ async def test_each_message_to_an_idle_conversation_is_shown_live_from_the_worke
         conv, run = await web.say(conv, task, "alice")
         assert isinstance(run, RemoteRun) and run.number == n
 
-        async def shown(run: RemoteRun = run) -> list[Event]:
-            return [event async for event in run]
-
-        events = await asyncio.wait_for(shown(), BOUND_S)
+        events = await asyncio.wait_for(_all(run), BOUND_S)
         said = [e.content for e in events if isinstance(e, MessageEvent)]
         assert said == [f"Notes {n}.", f"Draft {n}.", f"Good {n}. APPROVE"]
         assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "stop_text"
+
+
+async def test_a_job_taken_by_a_worker_that_died_before_owning_its_run_is_run_by_another(
+    web: Node, workers: Workers, script: Path
+) -> None:
+    """A worker SIGKILLed between taking a message's job and owning its run leaves the job taken: the live
+    workers see its heartbeat gone, put the job back, and one of them runs the conversation."""
+    conv = Conversation("content-studio", model=f"scripted:{script}")
+    tid = await conv.save_to(web.store, "alice", "Churn")
+    _, run = await web.say(conv, "Write about churn", "alice")  # queued: no worker is up yet
+    assert isinstance(run, RemoteRun)
+    ghost = await web.bus.take("ghost-worker", BOUND_S)  # a worker takes it and dies: no heartbeat, ever
+    assert ghost is not None and ghost.thread_id == tid
+    workers()
+    result = await asyncio.wait_for(run.wait(), BOUND_S)
+    assert result.stop_reason == "stop_text"
+    assert await web.bus.dead_takers() == []  # nothing is left held by the dead worker
+
+
+async def _all(run: RemoteRun) -> list[Event]:
+    return [event async for event in run]
