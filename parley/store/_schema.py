@@ -22,7 +22,18 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-__all__ = ["audit", "checkpoints", "events", "feedback", "logins", "metadata", "now", "threads", "users"]
+__all__ = [
+    "THREAD_COLUMNS",
+    "audit",
+    "checkpoints",
+    "events",
+    "feedback",
+    "logins",
+    "metadata",
+    "now",
+    "threads",
+    "users",
+]
 
 
 def now() -> datetime:
@@ -96,6 +107,16 @@ threads = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Index(None, "owner", "updated_at"),
 )
+THREAD_COLUMNS = (
+    threads.c.id,
+    threads.c.owner,
+    threads.c.team,
+    threads.c.model,
+    threads.c.title,
+    threads.c.created_at,
+    threads.c.updated_at,
+)
+"""A thread's columns as a ThreadRow holds them, in its order."""
 
 events = Table(
     "events",

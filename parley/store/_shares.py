@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._rows import StoreError, ThreadRow
-from ._schema import UTCDateTime, audit, metadata, threads, users
+from ._schema import THREAD_COLUMNS, UTCDateTime, audit, metadata, threads, users
 
 __all__ = [
     "Access",
@@ -173,23 +173,14 @@ async def member_rows(conn: AsyncConnection, tid: str) -> list[MemberRow]:
 async def shared_rows(conn: AsyncConnection, user: str, limit: int = 50) -> list[tuple[ThreadRow, Role]]:
     """The conversations others shared with `user`, most recently updated first, each with `user`'s role."""
     query = (
-        select(
-            threads.c.id,
-            threads.c.owner,
-            threads.c.team,
-            threads.c.model,
-            threads.c.title,
-            threads.c.created_at,
-            threads.c.updated_at,
-            thread_members.c.role,
-        )
+        select(*THREAD_COLUMNS, thread_members.c.role)
         .join(thread_members, thread_members.c.thread_id == threads.c.id)
         .where(thread_members.c.user == user, threads.c.owner != user)
         .order_by(threads.c.updated_at.desc(), threads.c.created_at.desc(), threads.c.id)
         .limit(limit)
     )
     return [
-        (ThreadRow(*row[:7]), "write" if row[7] == "write" else "read") for row in await conn.execute(query)
+        (ThreadRow(*row[:-1]), "write" if row[-1] == "write" else "read") for row in await conn.execute(query)
     ]
 
 

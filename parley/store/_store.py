@@ -36,7 +36,7 @@ from ._engine import SQLITE_BUSY_TIMEOUT_S, error_text
 from ._leases import Lease, live_holder, orphans, release, renew, take
 from ._passwords import hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
-from ._schema import audit, checkpoints, events, feedback, now, threads, users
+from ._schema import THREAD_COLUMNS, audit, checkpoints, events, feedback, now, threads, users
 from ._shares import (
     Access,
     MemberRow,
@@ -222,7 +222,7 @@ class Store:
     async def list_threads(self, owner: str, limit: int = 50) -> list[ThreadRow]:
         """`owner`'s threads, most recently updated first."""
         query = (
-            select(*_THREAD_COLUMNS)
+            select(*THREAD_COLUMNS)
             .where(threads.c.owner == owner)
             .order_by(threads.c.updated_at.desc(), threads.c.created_at.desc(), threads.c.id)
             .limit(limit)
@@ -232,7 +232,7 @@ class Store:
 
     async def get_thread(self, tid: str) -> ThreadRow | None:
         async with self._read(f"read thread {tid}") as conn:
-            row = (await conn.execute(select(*_THREAD_COLUMNS).where(threads.c.id == tid))).first()
+            row = (await conn.execute(select(*THREAD_COLUMNS).where(threads.c.id == tid))).first()
         return ThreadRow(*row) if row else None
 
     async def rename_thread(self, tid: str, title: str) -> None:
@@ -466,14 +466,3 @@ class Store:
             query = query.where(audit.c.thread_id == tid)
         async with self._read("read the audit trail") as conn:
             return [AuditRow(*row) for row in await conn.execute(query)]
-
-
-_THREAD_COLUMNS = (
-    threads.c.id,
-    threads.c.owner,
-    threads.c.team,
-    threads.c.model,
-    threads.c.title,
-    threads.c.created_at,
-    threads.c.updated_at,
-)
