@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
-from ..events import RunResult, RunStartedEvent, decode_events
+from ..events import RunResult, RunStartedEvent
 from ._bus import Bus
 from ._commands import Job
 from ._lease import Leases
@@ -140,10 +140,8 @@ class Node:
     async def watch(self, conversation: Conversation, actor: str, *, next_run: bool = False) -> RemoteRun:
         """The run another node drives in `conversation`'s thread, as seen from here (`next_run`: the one about to
         start there, for a message just sent)."""
-        tid = conversation.thread_id
-        assert tid is not None
-        copy = await self._current(conversation)
-        remote = RemoteRun(self, copy, actor, after=await self._last_seq(tid, len(copy.history)))
+        assert conversation.thread_id is not None
+        remote = RemoteRun(self, await self._current(conversation), actor)
         await remote.catch_up(next_run=next_run)
         return remote
 
@@ -151,12 +149,6 @@ class Node:
         """Whether another node drives a run of `tid` now."""
         holder = await self.leases.holder(tid)
         return holder is not None and holder != self.name
-
-    async def _last_seq(self, tid: str, known: int) -> int:
-        """The seq of the `known`-th event of the thread a copy was built from (its history's length)."""
-        rows = await self.store.events(tid)
-        readable = [r.seq for r in rows if decode_events([r.payload])]
-        return readable[known - 1] if 0 < known <= len(readable) else (rows[-1].seq if rows and known else 0)
 
     async def _current(self, conversation: Conversation) -> Conversation:
         """`conversation`, or a copy rebuilt from the store when the store holds more than it has seen."""

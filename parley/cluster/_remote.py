@@ -21,6 +21,7 @@ from ..events import (
     event_adapter,
 )
 from ..projection import Projection
+from ..store import EventRow
 from ._commands import Command
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class RemoteRun:
     run's events (those already stored, then each as the owner shows it); its commands go to the owner in the
     order they were given here."""
 
-    def __init__(self, node: Node, conversation: Conversation, actor: str, after: int) -> None:
+    def __init__(self, node: Node, conversation: Conversation, actor: str) -> None:
         self.node = node
         self.conversation = conversation
         """A local copy of the conversation, never driven here: its history grows with what the run shows."""
@@ -46,8 +47,9 @@ class RemoteRun:
         self.result: RunResult | None = None
         self.unsaved = False
         self.task = ""
-        self._after = after
-        """The seq through which the copy's history goes (and the page was shown): later events are yielded."""
+        self._known = len(conversation.history)
+        """How many of the thread's events the copy's history holds (the page was shown them): later ones are
+        yielded."""
         self._events: list[Event] = []
         self._projection = Projection()
         self._outgoing: asyncio.Queue[Command] = asyncio.Queue()
@@ -90,25 +92,26 @@ class RemoteRun:
         return self._follow()
 
     async def catch_up(self, *, next_run: bool = False) -> None:
-        """Read what the store holds of the run: what the page was shown (up to `after`) is taken in, as
+        """Read what the store holds of the run: what the page was shown (the copy's history) is taken in, as
         `earlier`; what came after waits to be yielded. The bus's position is taken first, so nothing shown
         meanwhile is missed; what both hold comes once (by its seq). `next_run`: the run to show is the one a
         message just sent is to start, not the last one stored (which has ended)."""
         bus, store, tid = self.node.bus, self.node.store, self.thread_id
         self._start = await bus.last_id(tid)
         rows = await store.events(tid)
+        decoded = [(row, _decoded(row.payload)) for row in rows]
+        after = _shown_through(decoded, self._known)
         begun = max((i for i, r in enumerate(rows) if r.type == "run_started"), default=len(rows))
         finished = any(r.type == "result" for r in rows[begun:])
         if next_run and finished:
             begun, finished = len(rows), False
             self._seen = rows[-1].seq
         self.number = sum(r.type == "run_started" for r in rows) + (finished or begun == len(rows))
-        for row in rows[begun:]:
+        for row, event in decoded[begun:]:
             self._seen = row.seq
-            event = _decoded(row.payload)
             if event is None:
                 continue
-            if row.seq <= self._after:
+            if row.seq <= after:
                 self.earlier.append(event)
                 self._take(event, shown=False)
             else:
@@ -223,6 +226,14 @@ class RemoteRun:
         """Wait until every command given here has gone out."""
         if self._sender is not None:
             await self._sender
+
+
+def _shown_through(decoded: list[tuple[EventRow, Event | None]], known: int) -> int:
+    """The seq of the last of the thread's first `known` events this version reads (a copy's history holds those)."""
+    readable = [row.seq for row, event in decoded if event is not None]
+    if 0 < known <= len(readable):
+        return readable[known - 1]
+    return decoded[-1][0].seq if decoded and known else 0
 
 
 def _decoded(payload: dict[str, Any]) -> Event | None:
