@@ -28,6 +28,11 @@ def frame(row: EventRow) -> str:
     return f"id: {row.seq}\nevent: {row.type}\ndata: {data}\n\n"
 
 
+def chunk_frame(payload: dict[str, object]) -> str:
+    """Streamed text as an event without an id: never stored, so a resumed stream is not told to start after it."""
+    return f"event: chunk\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
 class LiveChunks:
     """The streamed text of the run in progress on this server (never stored: sent without an id, so a resumed
     stream is not told to start after one). A preview: the finished message follows with its id."""
@@ -56,10 +61,7 @@ class LiveChunks:
     def take(self) -> list[str]:
         self.follow()
         taken, self._pending = self._pending, []
-        return [
-            f"event: chunk\ndata: {json.dumps(ev.model_dump(mode='json'), ensure_ascii=False)}\n\n"
-            for ev in taken
-        ]
+        return [chunk_frame(ev.model_dump(mode="json")) for ev in taken]
 
     def close(self) -> None:
         if self._reader is not None:
@@ -81,8 +83,7 @@ class Relayed:
         async for _, payload, _ in node.bus.follow(tid, start):  # from before the store is first read
             if payload.get("type") == "chunk":
                 if chunks:
-                    data = json.dumps(payload, ensure_ascii=False)
-                    self._pending.append(f"event: chunk\ndata: {data}\n\n")
+                    self._pending.append(chunk_frame(payload))
                     wake.set()
                 continue
             wake.set()

@@ -18,7 +18,7 @@ from ..events import (
     QuestionEvent,
     RunResult,
     RunStartedEvent,
-    event_adapter,
+    decode_events,
 )
 from ..projection import Projection
 from ..store import EventRow
@@ -237,7 +237,6 @@ def _shown_through(decoded: list[tuple[EventRow, Event | None]], known: int) -> 
 
 
 def _decoded(payload: dict[str, Any]) -> Event | None:
-    try:
-        return event_adapter.validate_python(payload)
-    except ValueError:
-        return None
+    """The event, or None for a kind this version cannot read (as a stored thread is read back)."""
+    readable = decode_events([payload])
+    return readable[0] if readable else None
