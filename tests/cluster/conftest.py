@@ -86,3 +86,14 @@ def workers(cluster_env: dict[str, str], tmp_path: Path) -> Iterator[Workers]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def two_runs(tmp_path: Path) -> Path:
+    """A script for two runs of content-studio (researcher, writer, editor; the editor's APPROVE ends each)."""
+    script = tmp_path / "two-runs.yaml"  # JSON is YAML
+    script.write_text(
+        '{"roles": {"researcher": ["Notes 1.", "Notes 2."], "writer": ["Draft 1.", "Draft 2."],'
+        ' "editor": ["Good 1. APPROVE", "Good 2. APPROVE"]}}'
+    )
+    return script

@@ -152,20 +152,32 @@ async def _until(events: AsyncIterator[dict[str, object]], kind: str, seen: list
     return await asyncio.wait_for(scan(), BOUND_S)
 
 
+async def _started_on_a_followed_on_b(
+    client: httpx.AsyncClient,
+    cluster: tuple[Replica, Replica, dict[str, str]],
+    team: str,
+    model: str,
+    task: str,
+) -> tuple[str, AsyncGenerator[dict[str, object]]]:
+    """A conversation created with its task through replica A, and its events as replica B streams them."""
+    a, b, auth = cluster
+    made = await client.post(
+        f"{a.url}/conversations", headers=auth, json={"team": team, "model": model, "message": task}
+    )
+    assert made.status_code == 201, made.text
+    tid = made.json()["id"]
+    return tid, _events(client, f"{b.url}/conversations/{tid}/events", auth)
+
+
 async def test_a_run_started_on_one_replica_is_answered_and_followed_through_the_other(
     cluster: tuple[Replica, Replica, dict[str, str]],
 ) -> None:
-    a, b, auth = cluster
+    _, b, auth = cluster
     async with httpx.AsyncClient(timeout=BOUND_S) as client:
-        made = await client.post(
-            f"{a.url}/conversations",
-            headers=auth,
-            json={"team": "planner", "model": "scripted:plan.yaml", "message": "Plan the launch"},
+        tid, events = await _started_on_a_followed_on_b(
+            client, cluster, "planner", "scripted:plan.yaml", "Plan the launch"
         )
-        assert made.status_code == 201, made.text
-        tid = made.json()["id"]
         seen: list[dict[str, object]] = []
-        events = _events(client, f"{b.url}/conversations/{tid}/events", auth)
         question = await _until(events, "question", seen)  # B's stream follows the run A drives
 
         answered = await client.post(
@@ -194,17 +206,12 @@ async def test_a_run_started_on_one_replica_is_answered_and_followed_through_the
 async def test_a_message_and_stop_sent_through_the_other_replica_reach_the_run(
     cluster: tuple[Replica, Replica, dict[str, str]],
 ) -> None:
-    a, b, auth = cluster
+    _, b, auth = cluster
     async with httpx.AsyncClient(timeout=BOUND_S) as client:
-        made = await client.post(
-            f"{a.url}/conversations",
-            headers=auth,
-            json={"team": "duo", "model": "scripted:duo.yaml", "message": "Write a slogan"},
+        tid, events = await _started_on_a_followed_on_b(
+            client, cluster, "duo", "scripted:duo.yaml", "Write a slogan"
         )
-        assert made.status_code == 201, made.text
-        tid = made.json()["id"]
         seen: list[dict[str, object]] = []
-        events = _events(client, f"{b.url}/conversations/{tid}/events", auth)
         await _until(events, "message", seen)  # the writer's first draft, on B
         said = await client.post(
             f"{b.url}/conversations/{tid}/messages", headers=auth, json={"text": "Shorter, please"}

@@ -102,15 +102,10 @@ async def test_a_run_owned_by_one_node_is_watched_and_steered_from_another(nodes
 
 
 async def test_a_stop_meant_for_a_run_that_ended_does_not_stop_the_next_one(
-    nodes: tuple[Node, Node], tmp_path: Path
+    nodes: tuple[Node, Node], two_runs: Path
 ) -> None:
     a, b = nodes
-    script = tmp_path / "two-runs.yaml"
-    script.write_text(
-        '{"roles": {"researcher": ["Notes 1.", "Notes 2."], "writer": ["Draft 1.", "Draft 2."],'
-        ' "editor": ["Good 1. APPROVE", "Good 2. APPROVE"]}}'
-    )
-    conv = Conversation("content-studio", model=f"scripted:{script}")
+    conv = Conversation("content-studio", model=f"scripted:{two_runs}")
     tid = await conv.save_to(a.store, "alice", "Churn")
     conv, first = await a.say(conv, "Write about churn", "alice")
     assert (await asyncio.wait_for(first.wait(), BOUND_S)).stop_reason == "stop_text"
@@ -128,17 +123,12 @@ async def test_a_stop_meant_for_a_run_that_ended_does_not_stop_the_next_one(
 
 
 async def test_a_message_sent_from_another_node_as_the_run_ends_starts_the_next_run(
-    nodes: tuple[Node, Node], tmp_path: Path
+    nodes: tuple[Node, Node], two_runs: Path
 ) -> None:
     """Bob's message reaches the conversation while Alice's node lets it go: it is not left waiting in the queue,
     it starts the next run (on whichever node then owns the conversation)."""
     a, b = nodes
-    script = tmp_path / "two-runs.yaml"
-    script.write_text(
-        '{"roles": {"researcher": ["Notes 1.", "Notes 2."], "writer": ["Draft 1.", "Draft 2."],'
-        ' "editor": ["Good 1. APPROVE", "Good 2. APPROVE"]}}'
-    )
-    conv = Conversation("content-studio", model=f"scripted:{script}")
+    conv = Conversation("content-studio", model=f"scripted:{two_runs}")
     tid = await conv.save_to(a.store, "alice", "Churn")
     conv, first = await a.say(conv, "Write about churn", "alice")
     await asyncio.wait_for(first.wait(), BOUND_S)

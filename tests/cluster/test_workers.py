@@ -90,23 +90,11 @@ async def test_a_worker_killed_or_stopped_mid_run_is_replaced_with_no_finished_t
 
 
 async def test_each_message_to_an_idle_conversation_is_shown_live_from_the_worker_that_runs_it(
-    web: Node, workers: Workers, tmp_path: Path
+    web: Node, workers: Workers, two_runs: Path
 ) -> None:
     """The second message starts a second run on a worker: the page shows that one, not the first one again."""
     workers()
-    script = tmp_path / "two-runs.yaml"
-    script.write_text(
-        json.dumps(
-            {
-                "roles": {
-                    "researcher": ["Notes 1.", "Notes 2."],
-                    "writer": ["Draft 1.", "Draft 2."],
-                    "editor": ["Good 1. APPROVE", "Good 2. APPROVE"],
-                }
-            }
-        )
-    )
-    conv = Conversation("content-studio", model=f"scripted:{script}")
+    conv = Conversation("content-studio", model=f"scripted:{two_runs}")
     await conv.save_to(web.store, "alice", "Churn")
     for n, task in enumerate(["Write about churn", "Now about retention"], start=1):
         conv, run = await web.say(conv, task, "alice")
