@@ -173,8 +173,9 @@ class Publisher:
         started, failure, error = time.time(), None, None
         try:
             seqs = await persist(self._store, self._thread_id, items, self._run_number, fence=self.fence)
-            stored = [i for i in items if not isinstance(i, Checkpoint | ChunkEvent)]
-            self._seqs = {id(event): seq for event, seq in zip(stored, seqs, strict=False)}
+            if self.show_listeners:  # only a cluster's relay asks for them
+                stored = [i for i in items if not isinstance(i, Checkpoint | ChunkEvent)]
+                self._seqs = {id(event): seq for event, seq in zip(stored, seqs, strict=False)}
         except Exception as exc:
             failure = exc
             self.store_failed = True
