@@ -2,7 +2,8 @@
 
 Keys, under a prefix (``parley`` by default):
 - ``{prefix}:events:{thread}``: a stream of the run's events, capped and expiring an hour after its last write;
-- ``{prefix}:commands:{thread}``: a list of commands for whoever owns the run now or next;
+- ``{prefix}:commands:{thread}``: a list of commands for whoever owns the run now or next, and
+  ``{prefix}:applying:{thread}:{owner}`` the one each owner is applying (see `Bus.commands`);
 - ``{prefix}:jobs`` and ``{prefix}:taken:{worker}``: the workers' queue and what each worker holds.
 
 Everything read back is treated as hostile: an entry that is not what the bus writes is logged and skipped.
@@ -191,19 +192,66 @@ class Bus:
         """How many commands wait for the thread's owner."""
         return int(await _awaited(self._redis.llen(self._key("commands", tid))))
 
-    async def commands(self, tid: str) -> AsyncGenerator[Command]:
-        """The thread's commands in the order sent, each to one reader only, until cancelled."""
-        key = self._key("commands", tid)
-        while True:
-            popped = await self._retrying(
-                "commands", lambda: _awaited(self._redis.blpop([key], timeout=_BLOCK_MS / 1000))
-            )
-            if popped is None:
-                continue
-            try:
-                yield Command.model_validate_json(popped[1])
-            except ValidationError as exc:
-                log.warning("skipped a command for thread %s: %s", tid, _problems(exc))
+    async def commands(self, tid: str, owner: str) -> AsyncGenerator[Command]:
+        """The thread's commands in the order sent, each to one reader only, until cancelled.
+
+        A command is taken into `owner`'s list of commands being applied and leaves it once the next one is asked
+        for (it was applied): a reader cancelled while it waits, or before it was given the command it took,
+        puts it back at the head of the queue; one that died leaves it for the next owner (`reclaim`)."""
+        key, held = self._key("commands", tid), self._key("applying", tid, owner)
+        wait: Any = _BLOCK_MS / 1000  # decimal seconds, as in take
+        take = functools.partial(self._redis.blmove, key, held, wait, "LEFT", "RIGHT")
+        taken: str | None = None
+        given = False
+        try:
+            while True:
+                taken, given = None, False
+                taken = await self._retrying("commands", lambda: _awaited(take()))
+                if taken is None:
+                    continue
+                try:
+                    command = Command.model_validate_json(taken)
+                except ValidationError as exc:
+                    log.warning("skipped a command for thread %s: %s", tid, _problems(exc))
+                    await self._retrying("commands", functools.partial(self._applied, held, taken))
+                    continue
+                given = True
+                yield command
+                await self._retrying("commands", functools.partial(self._applied, held, taken))
+        except (asyncio.CancelledError, GeneratorExit):
+            await self._settle(tid, held, taken if given else None)
+            raise
+
+    async def _applied(self, held: str, raw: str) -> None:
+        await _awaited(self._redis.lrem(held, 1, raw))
+
+    async def _settle(self, tid: str, held: str, applied: str | None) -> None:
+        """A reader goes: what it applied leaves its list, what it took but never applied goes back to the head of
+        the queue (in order). A Redis that cannot be reached leaves them for the next owner's `reclaim`."""
+        try:
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                if applied is not None:
+                    await self._applied(held, applied)
+                await self._put_back(held, self._key("commands", tid))
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("commands of thread %s left for its next owner: %s", tid, exc)
+
+    async def _put_back(self, held: str, key: str) -> int:
+        moved = 0
+        # Newest first, each to the head: the oldest ends up first again.
+        while await _awaited(self._redis.lmove(held, key, "RIGHT", "LEFT")) is not None:
+            moved += 1
+        if moved:
+            await _awaited(self._redis.expire(key, TTL_S))
+        return moved
+
+    async def reclaim(self, tid: str) -> int:
+        """Put the commands earlier owners of the thread took and never applied (they died, or lost the thread)
+        back at the head of its queue; how many. Called by a new owner before it reads any."""
+        key, moved = self._key("commands", tid), 0
+        async for name in self._redis.scan_iter(match=self._key("applying", tid, "*"), count=200):
+            moved += await self._put_back(name.decode() if isinstance(name, bytes) else str(name), key)
+        return moved
 
     # ---- the workers' queue ----
 

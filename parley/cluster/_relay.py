@@ -132,7 +132,15 @@ class Relay:
                 self._out.task_done()
 
     async def _commands(self) -> None:
-        async for command in self.node.bus.commands(self.thread_id):
+        bus, tid = self.node.bus, self.thread_id
+        try:  # what an earlier owner took and never applied comes first
+            if reclaimed := await bus.reclaim(tid):
+                log.warning(
+                    "%d command(s) for %s an earlier owner never applied: applying them", reclaimed, tid
+                )
+        except Exception:  # Redis is unreachable: they wait for the next owner
+            log.exception("could not look for commands an earlier owner of %s left", tid)
+        async for command in bus.commands(tid, self.node.name):
             started = apply(self.conversation, command)
             if started is not None:
                 self.watch(started)

@@ -144,7 +144,7 @@ async def test_a_command_sent_before_anyone_listens_reaches_the_next_owner(nodes
     ]
     for cmd in sent:
         await one.send(thread, cmd)
-    owner = two.commands(thread)
+    owner = two.commands(thread, "node-2")
     assert [await next_of(owner) for _ in sent] == sent
     await owner.aclose()
 
@@ -158,7 +158,7 @@ async def test_two_readers_get_each_command_once(redis_url: str, prefix: str, no
     sent = [Command(kind="say", actor="ana", text=f"note {n}") for n in range(20)]
 
     async def read(bus: Bus) -> None:
-        async for cmd in bus.commands(thread):
+        async for cmd in bus.commands(thread, f"node-{id(bus)}"):
             got.append(cmd)
             if len(got) >= len(sent):
                 all_in.set()
@@ -186,7 +186,7 @@ async def test_a_malformed_command_is_skipped_and_the_next_one_arrives(
     await raw.rpush(key, b"\xff\xfe")
     valid = Command(kind="interrupt", actor="ana", text="wait")
     await one.send(thread, valid)
-    owner = two.commands(thread)
+    owner = two.commands(thread, "node-2")
     with caplog.at_level(logging.WARNING, logger="parley.cluster"):
         assert await next_of(owner) == valid
     assert len([r for r in caplog.records if "skipped a command" in r.message]) == 5
@@ -263,6 +263,15 @@ class _Proxy:
         self.port = 0
         self._server: asyncio.Server | None = None
         self._pipes: set[asyncio.StreamWriter] = set()
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+
+    def hold(self) -> None:
+        """From now on Redis's answers stop on their way back to the client (requests still reach Redis)."""
+        self.flowing.clear()
+
+    def release(self) -> None:
+        self.flowing.set()
 
     async def restore(self) -> None:
         self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
@@ -279,9 +288,10 @@ class _Proxy:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
         self._pipes |= {writer, up_writer}
 
-        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, gate: asyncio.Event) -> None:
             try:
                 while data := await src.read(65536):
+                    await gate.wait()
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -289,7 +299,9 @@ class _Proxy:
             finally:
                 dst.close()
 
-        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+        always = asyncio.Event()
+        always.set()
+        await asyncio.gather(pump(reader, up_writer, always), pump(up_reader, writer, self.flowing))
         self._pipes -= {writer, up_writer}
 
 
@@ -323,7 +335,7 @@ async def test_a_watcher_and_an_owner_cut_off_from_redis_miss_nothing_once_it_is
     near = await Bus.connect(redis_url, prefix=prefix)
     thread = tid()
     watching = far.follow(thread, await far.last_id(thread))
-    owner = far.commands(thread)
+    owner = far.commands(thread, "far")
     await near.publish(thread, _event("before"), 1)
     assert (await next_of(watching))[2] == 1
     outages = _Outages()
@@ -351,3 +363,70 @@ async def test_a_watcher_and_an_owner_cut_off_from_redis_miss_nothing_once_it_is
         await far.close()
         await near.close()
         await proxy.cut()
+
+
+async def _until_empty(raw: Any, key: str) -> None:
+    """Until Redis's list `key` is empty (a reader took what it held)."""
+    async with asyncio.timeout(WAIT_S):
+        while await raw.llen(key):  # noqa: ASYNC110  # a Redis list: no event to await
+            await asyncio.sleep(0.01)
+
+
+async def test_a_command_taken_by_a_reader_cancelled_before_it_got_it_reaches_the_next_owner(
+    redis_url: str, prefix: str, raw: Any
+) -> None:
+    """Redis hands the command over, but the owner is stopped (it lets the conversation go) before the answer
+    reaches it: the command is not lost, the next owner applies it."""
+    url = redis.Redis.from_url(redis_url).get_connection_kwargs()
+    proxy = _Proxy((url["host"], url["port"]))
+    await proxy.restore()
+    far = await Bus.connect(f"redis://127.0.0.1:{proxy.port}/{url.get('db', 0)}", prefix=prefix)
+    near = await Bus.connect(redis_url, prefix=prefix)
+    thread = tid()
+    stop = Command(kind="stop", actor="ben")
+    await near.send(thread, stop)
+    got: list[Command] = []
+
+    async def owner() -> None:
+        async for cmd in far.commands(thread, "owner-1"):
+            got.append(cmd)
+
+    proxy.hold()
+    reading = asyncio.create_task(owner())
+    try:
+        await _until_empty(raw, f"{prefix}:commands:{thread}")  # Redis gave it to the owner ...
+        reading.cancel()  # ... which goes before it read the answer
+        proxy.release()
+        await asyncio.gather(reading, return_exceptions=True)
+        assert got == []
+        following = near.commands(thread, "owner-2")
+        assert await next_of(following) == stop
+        await following.aclose()
+    finally:
+        reading.cancel()
+        await far.close()
+        await near.close()
+        await proxy.cut()
+
+
+async def test_commands_an_owner_that_died_took_are_applied_by_the_next_and_applied_ones_never_again(
+    nodes: tuple[Bus, Bus], raw: Any, prefix: str
+) -> None:
+    one, two = nodes
+    thread = tid()
+    first, second, third = (Command(kind="say", actor="ana", text=f"note {n}") for n in range(3))
+    for cmd in (first, second, third):
+        await one.send(thread, cmd)
+    dying = one.commands(thread, "owner-1")
+    assert await next_of(dying) == first
+    assert await next_of(dying) == second  # first applied: asking for the next says so
+    # owner-1 dies applying `second`: its generator never runs again (no cancel, no close).
+    assert await raw.lrange(f"{prefix}:applying:{thread}:owner-1", 0, -1) == [second.model_dump_json()]
+    assert await two.reclaim(thread) == 1
+    following = two.commands(thread, "owner-2")
+    assert [await next_of(following) for _ in range(2)] == [second, third]
+    await following.aclose()  # `third` was given: applied, it is not put back
+    assert await two.reclaim(thread) == 0
+    assert await two.pending(thread) == 0
+    assert await raw.llen(f"{prefix}:applying:{thread}:owner-2") == 0
+    await dying.aclose()
