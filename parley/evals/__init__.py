@@ -14,6 +14,7 @@ from .._proc import freeze_startup_objects
 from ..errors import ConfigError, FileProblem, TeamFileError
 from ..store import Store, open_for_command
 from ._expect import Judge, Observed, Outcome, check, check_all
+from ._findings_judge import ModelFailureJudge
 from ._human import ScriptedHuman
 from ._report import summarise, write_reports
 from ._runner import Job, Runner, Variant, plan, variants
@@ -120,6 +121,7 @@ async def evaluate(
         teams_dirs=teams_dirs,
         timeout_s=timeout_s,
         on_done=progress.update,
+        failure_judge=ModelFailureJudge(judge.pool, judge.model) if judge is not None else None,
     )
     options = Options(team, model, list(teams_dirs), timeout_s, save) if workers else None
     try:

@@ -14,6 +14,7 @@ from statistics import mean
 from typing import Any
 
 from ..tools import write_atomically
+from ._findings_report import findings_html, findings_markdown
 
 FILES = ("results.jsonl", "summary.md", "report.html")
 
@@ -146,6 +147,7 @@ def markdown(records: Sequence[dict[str, Any]], *, title: str) -> str:
         *_md_scenarios(records),
         *_md_failures(records),
         *_md_skipped(records),
+        *findings_markdown(records, group_key),
     ]
     return "\n".join(lines) + "\n"
 
@@ -361,6 +363,7 @@ def page(records: Sequence[dict[str, Any]], *, title: str) -> str:
         *_html_plots(records),
         *_html_scenarios(records),
         *_html_failures(records),
+        *findings_html(records, group_key),
         "</html>",
     ]
     return "\n".join(parts)

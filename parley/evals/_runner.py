@@ -18,6 +18,8 @@ from ..human import decide
 from ..models import parse_model
 from ..store import Store, run_owner
 from ._expect import Judge, Observed, Outcome, check_all
+from ._findings import detect
+from ._findings_judge import FailureJudge, ask_judge
 from ._human import ScriptedHuman
 from ._suite import Scenario, Suite
 
@@ -70,6 +72,18 @@ def plan(suites: Sequence[Suite], compare: Sequence[Variant]) -> list[Job]:
     return jobs
 
 
+def grants_of(conv: Conversation) -> dict[str, list[str]]:
+    """Each role's granted tools, hand-offs as `transfer_to_ROLE`, sub-teams' roles included (a sub-team role
+    itself acts through its members)."""
+    grants: dict[str, list[str]] = {}
+    for role in conv.team.roles:
+        if role.team is None:
+            grants[role.name] = [*role.tools, *(f"transfer_to_{h}" for h in role.handoffs)]
+    for sub in conv.subteams.values():
+        grants.update(grants_of(sub))
+    return grants
+
+
 def _near(suite: Suite, ref: str) -> str:
     """A path in a suite file is relative to the current folder, or else to the suite file."""
     if suite.source is not None and not Path(ref).exists() and (suite.source.parent / ref).exists():
@@ -94,8 +108,11 @@ class Runner:
         teams_dirs: Sequence[str] = (),
         timeout_s: float | None = None,
         on_done: Callable[[dict[str, Any]], None] = lambda record: None,
+        failure_judge: FailureJudge | None = None,
     ) -> None:
         self.store = store
+        self.failure_judge = failure_judge
+        """Asked once per scenario run about the failure modes no rule sees (`--judge-model`)."""
         self.team = team
         self.model = model
         self.judge = judge
@@ -168,6 +185,8 @@ class Runner:
             "final": "",
             "human": [],
             "usage_per_speaker": [],
+            "findings": [],
+            "findings_note": None,
             "error": None,
         }
 
@@ -187,6 +206,7 @@ class Runner:
             record["error"] = str(exc)
             return record
         record["team"], record["pattern"], record["model"] = conv.team.name, conv.team.pattern, conv.model
+        grants = grants_of(conv)
         try:
             if self.store is not None:
                 title = f"eval {job.suite.suite} / {sc.name}"[:120]
@@ -206,7 +226,22 @@ class Runner:
                 )
             )
         record.update(self._finished(seen, outcomes, human))
+        if record["status"] != "interrupted":
+            record.update(await self._findings(seen, sc.task, grants, record["expectations"]))
         return record
+
+    async def _findings(
+        self, seen: Observed, task: str, grants: dict[str, list[str]], outcomes: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        """The failure modes the rules find in the run, and those the judge model reports (when there is one)."""
+        found = detect(seen.events, grants=grants, outcomes=outcomes)
+        note = None
+        if self.failure_judge is not None:
+            judged, note = await ask_judge(
+                self.failure_judge, seen.events, task, list(grants), seen.result.turns
+            )
+            found = sorted([*found, *judged], key=lambda f: f.turn)
+        return {"findings": [f.as_dict() for f in found], "findings_note": note}
 
     def _finished(self, seen: Observed, outcomes: list[Outcome], human: ScriptedHuman) -> dict[str, Any]:
         """What a finished run adds to its record: status, verdict, figures, what the human did, the transcript."""
