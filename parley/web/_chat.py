@@ -79,6 +79,7 @@ from ._format import (
 from ._guard import READ_ONLY
 from ._panels import Meter, NotesPanel
 from ._ratings import rated_steps, rating_id, said_by, with_feedback
+from ._room import own_commands, share_command
 from ._streams import Streams
 from ._toolsteps import ToolSteps, awaits_approval, tool_summary_text
 
@@ -136,6 +137,8 @@ class ChatSession:
         # What this sends is not a child of Chainlit's `on_message` step: the page would rate the last of them.
         show_on()
         text = text.strip()
+        if command == "Share":  # never reaches the team (see _room)
+            return await share_command(self.conversation, self.user, text, message)
         if command == "Stop":  # a tab opened before the Stop button: no bubble, the status line says it
             if message is not None and not text:
                 await message.remove()
@@ -156,6 +159,11 @@ class ChatSession:
             await _say("Nothing is running: send your message without Interrupt to start the team.")
         else:
             await self.begin(text)
+
+    async def offer_commands(self) -> None:
+        """Give the page its composer's commands: Interrupt while a run is live, Share to the conversation's owner."""
+        self.controls.extra = await own_commands(self.conversation, self.user)
+        await cl.context.emitter.set_commands(self.controls.commands())
 
     async def stop_now(self) -> bool:
         """The Stop button: the run ends now and its controls go at once (the status line follows). A read-only
@@ -242,7 +250,7 @@ class ChatSession:
         show_on(ws)
         self.streams.clear()  # half-streamed messages belonged to the old page
         self.tools.forget()
-        self.controls = LiveControls()
+        self.controls = LiveControls(self.controls.extra)
         self.meter.reset()
         self.notes = NotesPanel()
         await self.offers.clear_page()  # the same tab may connect more than once and still hold the buttons
@@ -258,8 +266,7 @@ class ChatSession:
             await self.controls.start()
 
     def approve(self, request_id: str) -> None:
-        if self.running:
-            assert self.run is not None
+        if self.running and self.run is not None:
             self.run.approve(request_id, actor=self.user)
 
     async def ask_reason(self, request_id: str) -> None:
@@ -268,9 +275,8 @@ class ChatSession:
 
     async def resolve(self, escalation_id: str, *, choose: int | None = None, proceed: bool = False) -> None:
         """A button on an escalation: pick a position, or let the team continue."""
-        if not self.running:
+        if not self.running or self.run is None:
             return
-        assert self.run is not None
         try:
             self.run.resolve(escalation_id, choose=choose, proceed=proceed, actor=self.user)
         except KeyError:
@@ -287,6 +293,7 @@ class ChatSession:
     async def _pump(self, run: Run | RemoteRun, skip: int = 0) -> None:
         show_on()  # keep the run's messages from nesting under the finished on_message step
         await self._gate.wait()  # a page being sent the thread gets the controls once it has it (see _adopt)
+        self.controls.extra = await own_commands(self.conversation, self.user)  # a new chat: stored now
         await self.controls.start()
         async for ev in run:
             if skip:  # a run's reader is first given what it showed before: this page has it already

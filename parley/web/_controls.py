@@ -220,10 +220,16 @@ class LiveControls:
     """The controls of the run in progress on one page: the Stop button, kept on the page's last message,
     and the composer's Interrupt command. Absent while no run is live."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: list[CommandDict] | None = None) -> None:
         self.message: cl.Message | None = None
         self.live = False
         self.turn = 0
+        self.extra = extra or []
+        """Commands the page offers whether a run is live or not (Share, to the conversation's owner)."""
+
+    def commands(self) -> list[CommandDict]:
+        """The composer's commands now: Interrupt while the run is live, then the page's own."""
+        return [*(LIVE_COMMANDS if self.live else []), *self.extra]
 
     def _text(self) -> str:
         at = f"turn {self.turn}" if self.turn else "starting"
@@ -236,7 +242,7 @@ class LiveControls:
         """A run started: offer its controls."""
         self.live = True
         self.turn = 0
-        await cl.context.emitter.set_commands(LIVE_COMMANDS)
+        await cl.context.emitter.set_commands(self.commands())
         await self.keep_last()
 
     async def keep_last(self, turn: int | None = None) -> None:
@@ -264,7 +270,7 @@ class LiveControls:
             return
         self.live = False
         await self._remove()
-        await cl.context.emitter.set_commands([])
+        await cl.context.emitter.set_commands(self.commands())
 
     async def _remove(self) -> None:
         old, self.message = self.message, None

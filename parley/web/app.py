@@ -320,20 +320,18 @@ async def _resume(thread: ThreadDict) -> None:
     live = _live.get(thread["id"])
     if live is not None and live.showing and live.user == user:
         cl.user_session.set("parley", live)
-        await cl.context.emitter.set_commands(commands())
+        await live.offer_commands()
         conv = live.conversation
         await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
         await live.reattach(_page())
         return
     node = await cluster()
     running = _running_here(thread["id"], node)
-    if (
-        running is not None
-    ):  # someone else's page shows its run (a shared room): this page gets a view of its own
+    if running is not None:  # someone else's page shows its run (a shared room): this page gets its own view
         conv, run = running
         session = ChatSession(conv, user, node)
         cl.user_session.set("parley", session)
-        await cl.context.emitter.set_commands(commands())
+        await session.offer_commands()
         await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
         session.show_run(run, len(conv.history), skip=len(run.events))
         await session.reattach(_page())
@@ -353,7 +351,7 @@ async def _resume(thread: ThreadDict) -> None:
     session = ChatSession(conv, user, node)
     _remember(thread["id"], session)
     cl.user_session.set("parley", session)
-    await cl.context.emitter.set_commands(commands())
+    await session.offer_commands()
     if node is not None and elsewhere:  # its run goes on in another process of the cluster: show it live here
         remote = await node.watch(conv, user)
         session.conversation = remote.conversation
@@ -412,6 +410,8 @@ async def _message(message: cl.Message) -> None:
         return
     if await _writer() is None:
         return
+    if message.command == "Share":  # never starts a conversation, never reaches the team
+        return await session.on_message(message.content, message.command, message)
     try:  # checked before a thread is made for it (an empty message has answers of its own, below)
         if message.content.strip():
             human_text(message.content)
