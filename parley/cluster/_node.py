@@ -12,7 +12,8 @@ import logging
 import os
 import socket
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError
@@ -41,6 +42,13 @@ processes leave every run to `parley worker` processes and only relay."""
 DEFAULT_TTL_S = 10.0
 
 
+@dataclass
+class _ThreadLock:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+    """How many hold or await it."""
+
+
 class Node:
     """One process of the cluster: the runs it owns (each under a lease) and its view of the others'."""
 
@@ -61,7 +69,8 @@ class Node:
         self.leases = Leases(store, self.name, ttl_s)
         self.ttl_s = ttl_s
         self.relays: dict[str, Relay] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, _ThreadLock] = {}
+        """One lock per conversation some of this node's work is on now; it goes when nobody holds or awaits it."""
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self.on_carried: Callable[[Conversation, Run], None] = lambda conv, run: None
@@ -87,6 +96,21 @@ class Node:
         prefix = os.environ.get(PREFIX_ENV, "").strip() or "parley"
         return cls(store, await Bus.connect(url, prefix=prefix), ttl_s=ttl, runs_here=runs == "here")
 
+    @contextlib.asynccontextmanager
+    async def _lock(self, tid: str) -> AsyncIterator[None]:
+        """Hold the conversation's lock: one thing at a time changes who drives it on this node."""
+        held = self._locks.get(tid)
+        if held is None:
+            held = self._locks[tid] = _ThreadLock()
+        held.users += 1
+        try:
+            async with held.lock:
+                yield
+        finally:
+            held.users -= 1
+            if held.users == 0:
+                del self._locks[tid]
+
     # -- a human message, from this node -----------------------------------------------------------------
 
     async def say(
@@ -98,7 +122,7 @@ class Node:
         the run the message went to."""
         tid = conversation.thread_id
         assert tid is not None, "a cluster shares stored conversations only"
-        async with self._locks.setdefault(tid, asyncio.Lock()):
+        async with self._lock(tid):
             relay = self.relays.get(tid)
             if relay is not None:  # this node owns the conversation: its run, or the next one
                 fresh = not relay.conversation.running
@@ -183,12 +207,11 @@ class Node:
             ):  # a message (or a late command) waits: the relay takes it first
                 await relay.applied.wait()
                 continue
-            async with self._locks.setdefault(tid, asyncio.Lock()):
+            async with self._lock(tid):
                 if relay.conversation.running or not relay.idle.is_set():  # a message started the next run
                     continue
                 self.relays.pop(tid, None)
                 await relay.close()
-                self._locks.pop(tid, None)
             break
         if await self.bus.pending(tid) > 0:
             await self.pick_up(tid, relay.conversation)
@@ -247,7 +270,7 @@ class Node:
         """Take over the unfinished run of `tid`, if its lease is free: the team goes on from its checkpoint."""
         from ..conversation import Conversation
 
-        async with self._locks.setdefault(tid, asyncio.Lock()):
+        async with self._lock(tid):
             if tid in self.relays:
                 return None
             lease = await self.leases.acquire(tid)

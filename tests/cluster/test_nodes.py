@@ -139,3 +139,29 @@ async def test_a_message_sent_from_another_node_as_the_run_ends_starts_the_next_
     said = [e for e in await a.store.load_events(tid) if isinstance(e, MessageEvent)]
     assert [e.content for e in said][3:] == ["Notes 2.", "Draft 2.", "Good 2. APPROVE"]
     assert await b.bus.pending(tid) == 0  # nothing left in the queue
+
+
+async def _let_go(node: Node, tid: str) -> None:
+    """Until `node` no longer owns `tid`, as the store says."""
+
+    async def released() -> None:
+        while tid in node.relays or await node.leases.holder(tid) is not None:  # noqa: ASYNC110  # a row in PostgreSQL
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(released(), BOUND_S)
+
+
+async def test_a_node_keeps_no_lock_for_a_conversation_it_is_done_with(
+    nodes: tuple[Node, Node], two_runs: Path
+) -> None:
+    a, b = nodes
+    conv = Conversation("content-studio", model=f"scripted:{two_runs}")
+    tid = await conv.save_to(a.store, "alice", "Churn")
+    conv, first = await a.say(conv, "Write about churn", "alice")
+    there = await Conversation.resume(b.store, tid)
+    _, sent = await b.say(there, "Mention retention too", "bob")  # to A's run, from B
+    assert isinstance(sent, RemoteRun)
+    await asyncio.wait_for(first.wait(), BOUND_S)
+    await _let_go(a, tid)
+    assert await b.carry_on(tid) is None  # nothing left unfinished
+    assert (a._locks, b._locks) == ({}, {})
