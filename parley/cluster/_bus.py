@@ -39,7 +39,8 @@ STREAM_MAXLEN = 20_000
 """About how many events a run's stream keeps (trimmed approximately, as Redis does it cheaply)."""
 TTL_S = 3600
 """A stream or command list nobody wrote to for this long is dropped: its run has ended."""
-_BLOCK_MS = 5_000  # blocking reads wake up this often; a cancelled reader never waits on the server
+BLOCK_S = 5.0
+"""How long a blocking read waits on the server at most (a watcher of a quiet run looks at the store this often)."""
 _BACKOFF_S = (0.1, 0.2, 0.5, 1.0, 2.0)
 _CONNECT_TIMEOUT_S = 5.0
 T = TypeVar("T")
@@ -82,6 +83,8 @@ class Bus:
         self._redis = client
         self._prefix = prefix
         self._cap = stream_cap
+        self.block_s = BLOCK_S
+        """How long a blocking read waits on the server before it looks again (a cancelled reader never waits)."""
         self.url = shown
         """The Redis URL, password masked."""
 
@@ -117,6 +120,10 @@ class Bus:
 
     async def close(self) -> None:
         await self._redis.aclose()
+
+    @property
+    def _block_ms(self) -> int:
+        return max(1, int(self.block_s * 1000))
 
     def _key(self, *parts: str) -> str:
         return ":".join((self._prefix, *parts))
@@ -166,11 +173,22 @@ class Bus:
         self, tid: str, after: str = "$"
     ) -> AsyncGenerator[tuple[str, dict[str, Any], int | None]]:
         """The thread's events after entry `after` (``"$"``: from now on) as (entry id, event, seq), until cancelled."""
+        async for entry in self.follow_quietly(tid, after):
+            if entry is not None:
+                yield entry
+
+    async def follow_quietly(
+        self, tid: str, after: str = "$"
+    ) -> AsyncGenerator[tuple[str, dict[str, Any], int | None] | None]:
+        """As `follow`, and None each time nothing came for `block_s` (a watcher then looks at the store: Redis may
+        have lost what it missed)."""
         key = self._key("events", tid)
         last = await self._retrying("follow", lambda: self.last_id(tid)) if after == "$" else after
         while True:
-            read = functools.partial(self._redis.xread, {key: last}, count=500, block=_BLOCK_MS)
+            read = functools.partial(self._redis.xread, {key: last}, count=500, block=self._block_ms)
             batches = await self._retrying("follow", read)
+            if not batches:
+                yield None
             for _key, entries in batches or ():
                 for entry_id, fields in entries:
                     last = str(entry_id)
@@ -199,7 +217,7 @@ class Bus:
         for (it was applied): a reader cancelled while it waits, or before it was given the command it took,
         puts it back at the head of the queue; one that died leaves it for the next owner (`reclaim`)."""
         key, held = self._key("commands", tid), self._key("applying", tid, owner)
-        wait: Any = _BLOCK_MS / 1000  # decimal seconds, as in take
+        wait: Any = self.block_s  # decimal seconds, as in take
         take = functools.partial(self._redis.blmove, key, held, wait, "LEFT", "RIGHT")
         taken: str | None = None
         given = False

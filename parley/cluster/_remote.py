@@ -4,9 +4,10 @@ the commands typed here sent to the process that owns it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UnknownRequestError
@@ -105,8 +106,8 @@ class RemoteRun:
         finished = any(r.type == "result" for r in rows[begun:])
         if next_run and finished:
             begun, finished = len(rows), False
-            self._seen = rows[-1].seq
         self.number = sum(r.type == "run_started" for r in rows) + (finished or begun == len(rows))
+        self._seen = rows[begun - 1].seq if begun > 0 else 0  # what came before the run is not its
         for row, event in decoded[begun:]:
             self._seen = row.seq
             if event is None:
@@ -122,24 +123,43 @@ class RemoteRun:
             await self.catch_up()
         if self.result is not None:
             return
+        async with contextlib.aclosing(self._coming()) as coming:
+            async for event in coming:
+                self._take(event, shown=True)
+                yield event
+                if isinstance(event, RunResult):
+                    return
+
+    async def _coming(self) -> AsyncGenerator[Event]:
+        """The run's events not yielded yet: the backlog, then each from the bus, what it lost read from the store."""
         while self._backlog:
-            event = self._backlog.pop(0)
-            self._take(event, shown=True)
-            yield event
-            if isinstance(event, RunResult):
-                return
+            yield self._backlog.pop(0)
         assert self._start is not None
-        async for _, payload, seq in self.node.bus.follow(self.thread_id, self._start):
+        async for entry in self.node.bus.follow_quietly(self.thread_id, self._start):
+            _, payload, seq = entry or ("", None, None)
             if seq is not None and seq <= self._seen:
+                continue
+            if payload is None or (seq is not None and seq > self._seen + 1):
+                # Quiet for a while, or the run's events jumped ahead: Redis lost some (a trimmed stream, a
+                # restart, a relay that could not reach it). The store has them all.
+                async for event in self._missed(seq):
+                    yield event
+            if payload is None:
                 continue
             self._seen = seq if seq is not None else self._seen
             event = _decoded(payload)
-            if event is None:
-                continue
-            self._take(event, shown=True)
-            yield event
-            if isinstance(event, RunResult):
+            if event is not None:
+                yield event
+
+    async def _missed(self, before: int | None) -> AsyncIterator[Event]:
+        """The run's stored events after the last one seen and before seq `before` (None: all of them)."""
+        for row in await self.node.store.events(self.thread_id, self._seen):
+            if before is not None and row.seq >= before:
                 return
+            self._seen = row.seq
+            event = _decoded(row.payload)
+            if event is not None:
+                yield event
 
     def _take(self, event: Event, *, shown: bool) -> None:
         """Fold in an event of the run; one `shown` from now on joins the copy's history too."""

@@ -19,6 +19,7 @@ from parley.events import (
     HumanMessageEvent,
     MessageEvent,
     RunResult,
+    RunStartedEvent,
 )
 from parley.store import Store
 
@@ -165,3 +166,31 @@ async def test_a_node_keeps_no_lock_for_a_conversation_it_is_done_with(
     await _let_go(a, tid)
     assert await b.carry_on(tid) is None  # nothing left unfinished
     assert (a._locks, b._locks) == ({}, {})
+
+
+async def test_a_watcher_shows_from_the_store_what_redis_lost_in_order(nodes: tuple[Node, Node]) -> None:
+    """The owner's events reach Redis with gaps (a trimmed stream, a restart) and its last one never does: the
+    watcher shows every event once, in the store's order, and the run's end."""
+    a, b = nodes
+    b.bus.block_s = 0.2  # a watcher of a quiet run looks at the store this often
+    conv = Conversation("content-studio", model=f"scripted:{SCRIPT}")
+    tid = await conv.save_to(a.store, "alice", "Churn")
+    roles = ["researcher", "writer", "editor"]
+    started = RunStartedEvent(team="content-studio", model="scripted", pattern="round_robin", roles=roles)
+    await a.store.append_event(tid, started.type, started.model_dump(mode="json"))
+    watched = await b.watch(await Conversation.resume(b.store, tid), "bob")
+    said = [MessageEvent(source=role, content=f"{role} {n}") for n, role in enumerate(roles * 2)]
+    ended = RunResult(stop_reason="stop_text", turns=6, prompt_tokens=0, completion_tokens=0, cost_usd=None)
+    events = aiter(watched)
+    for n, event in enumerate([*said, ended]):
+        seq = await a.store.append_event(tid, event.type, event.model_dump(mode="json"))
+        if n in (0, 3, 4):  # what Redis kept
+            await a.bus.publish(tid, event.model_dump(mode="json"), seq)
+
+    async def every() -> list[Event]:
+        return [e async for e in events]
+
+    shown = await asyncio.wait_for(every(), BOUND_S)
+    assert [e.content for e in shown[:-1]] == [e.content for e in said]
+    assert isinstance(shown[-1], RunResult) and watched.result is not None
+    await watched.close()
