@@ -315,18 +315,17 @@ def _human_inputs(events: Sequence[Event]) -> Iterable[tuple[int, Event]]:
 
 def _ignored(events: Sequence[Event]) -> list[Finding]:
     """A human's message that nothing the team did after it reflects: not one of its content words appears in
-    any role's words, calls, sub-tasks or notes from the next turn on. Only messages the team had time for
-    count (a role spoke after it arrived); a message without content words cannot be tested."""
+    any role's words, calls, sub-tasks or notes after it arrived. Only messages the team had time for count (a
+    role acted after it arrived); a message without content words cannot be tested."""
     out: list[Finding] = []
     for i, said in _human_inputs(events):
         words = content_words(said.content)
         after = [(e, text) for e in events[i + 1 :] if (text := _agent_output(e)) is not None]
-        answers = [e for e, _ in after if isinstance(e, MessageEvent)]
-        if not words or not answers:
+        if not words or not after:
             continue
         if any(words & content_words(text) for _, text in after):
             continue
-        nxt = answers[0]
+        nxt, answer = after[0]
         kind = "answer" if isinstance(said, AnswerEvent) else "message"
         out.append(
             Finding(
@@ -334,7 +333,7 @@ def _ignored(events: Sequence[Event]) -> list[Finding]:
                 nxt.turn,
                 nxt.source,
                 f"the human's {kind} {_clip(said.content)!r} (after turn {said.turn}) is reflected nowhere after "
-                f"it; next answer ({nxt.source}, turn {nxt.turn}): {_clip(nxt.content)!r}",
+                f"it; next answer ({nxt.source}, turn {nxt.turn}): {_clip(answer)!r}",
             )
         )
     return out

@@ -163,20 +163,10 @@ class ModelFailureJudge:
     def __init__(self, pool: Any, model: str) -> None:
         self.pool = pool
         self.model = model
-        self._client: Any = None
 
     async def __call__(self, system: str, user: str) -> str:
-        from autogen_core.models import SystemMessage, UserMessage
+        from ..engine.autogen.ask import answer_json
 
-        if self._client is None:
-            self._client = self.pool.client(self.model, WHO)
-        extra: dict[str, Any] = {}
-        if self.pool.capabilities(self.model).json_schema:
-            extra["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "failure_modes", "strict": True, "schema": SCHEMA},
-            }
-        result = await self._client.create(
-            [SystemMessage(content=system), UserMessage(content=user, source="user")], extra_create_args=extra
+        return await answer_json(
+            self.pool, self.model, WHO, system=system, user=user, schema=SCHEMA, name="failure_modes"
         )
-        return result.content if isinstance(result.content, str) else ""
