@@ -17,6 +17,7 @@ __all__ = [
     "shows_turn",
     "spent",
     "stop_detail",
+    "stopped_by",
 ]
 
 _HEADLINES: dict[str, str] = {
@@ -35,6 +36,7 @@ _HEADLINES: dict[str, str] = {
 evaluation records); what a person reads (the terminal, the web chat) says this."""
 _SAID_ALREADY = frozenset({"stopped by the user", "the team finished", "timeout"})
 """Details that add nothing to their headline."""
+_BY = "stopped by "
 _NOT_AGENTS = frozenset({"run_started", "human_message", "human_queued", "result", "notice"})
 
 
@@ -64,7 +66,9 @@ def stop_detail(
         return f"{error[0]}: {error[1]}"
     if outcome == "timeout":
         return f"wall-clock limit of {limits.timeout_s:g} s reached" if limits.timeout_s else "timeout"
-    return {"stopped": "stopped by the user", "completed": "the team finished"}.get(outcome, "")
+    if outcome == "stopped":  # by whom, when the run was told (a shared room's member, say)
+        return ended if ended.startswith(_BY) else "stopped by the user"
+    return {"completed": "the team finished"}.get(outcome, "")
 
 
 def headline(reason: str) -> str:
@@ -72,23 +76,36 @@ def headline(reason: str) -> str:
     return _HEADLINES.get(reason, reason.replace("_", " "))
 
 
-def ending(reason: str, detail: str, at_turn: int | None = None) -> tuple[str, str]:
+def ending(reason: str, detail: str, at_turn: int | None = None, viewer: str = "") -> tuple[str, str]:
     """How a run ended, for a person: its headline, capitalised (`Turn limit reached`), and what follows it
     (`: reached 8 turns`), empty when the detail only repeats the headline. `at_turn`: the turn a run stopped by
-    its user had reached (`Stopped by you` then says ` at turn 3`)."""
+    its user had reached (`Stopped by you` then says ` at turn 3`). A run stopped by someone other than `viewer`
+    (a member of a shared room) names them: `Stopped by bob`."""
     words = headline(reason)
     head = words[:1].upper() + words[1:]
-    if reason == "stopped" and at_turn is not None:
-        return head, f" at turn {at_turn}" if at_turn else " before any turn"
+    if reason == "stopped":
+        by = stopped_by(detail)
+        head = f"Stopped by {by}" if by and by != viewer else head
+        if at_turn is not None:
+            return head, f" at turn {at_turn}" if at_turn else " before any turn"
+        if by or detail.strip() in _SAID_ALREADY:
+            return head, ""
     detail = detail.removeprefix(f"{reason}: ").strip()
     return head, "" if detail in _SAID_ALREADY or not detail else f": {detail}"
 
 
-def ended_in_words(reason: str, detail: str, at_turn: int | None = None) -> str:
+def ended_in_words(reason: str, detail: str, at_turn: int | None = None, viewer: str = "") -> str:
     """How a run ended and why, in one phrase: `Turn limit reached: reached 8 turns`, `Finished: editor said
-    APPROVE`, `Stopped by you at turn 3`."""
-    head, rest = ending(reason, detail, at_turn)
+    APPROVE`, `Stopped by you at turn 3`, `Stopped by bob at turn 3` (to anyone but bob)."""
+    head, rest = ending(reason, detail, at_turn, viewer)
     return head + rest
+
+
+def stopped_by(detail: str) -> str:
+    """Who stopped a run, from its result's detail (`stopped by bob`), or "" if it does not say (a run stopped
+    from the terminal, or by a program)."""
+    by = detail.removeprefix(_BY).strip() if detail.startswith(_BY) else ""
+    return "" if by == "the user" else by
 
 
 def spent(result: RunResult, turns: int | None = None) -> str:

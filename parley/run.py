@@ -112,9 +112,9 @@ class Run:
         self._queue_human(text, "interrupt", author)
         self._cancel("interrupt")
 
-    def stop(self) -> None:
-        """End the run now: the current model call is cancelled and no other is made."""
-        self._cancel("stopped")
+    def stop(self, *, actor: str = "") -> None:
+        """End the run now (`actor`: who stopped it): the current model call is cancelled and no other is made."""
+        self.end("stopped", f"stopped by {actor}" if actor else "")
 
     def say_after(self, turn: int, text: str, *, mode: Mode = "say") -> None:
         """Deliver `text` once `turn` agent turns of this run are done, exactly at that boundary (a scripted

@@ -72,7 +72,9 @@ async def test_refusals_are_said_in_words_and_share_nothing(store: Store, tid: s
     assert "Only this conversation's owner" in (await shared(store, tid, "bob", {"user": "carol"})).text
     for forged in (None, [], {"user": "bob", "role": "owner"}, {"user": 7, "role": "read"}, {"role": "read"}):
         assert "not one this page offered" in (await shared(store, tid, "alice", forged)).text
-    assert "no user **mallory**" in (await shared(store, tid, "alice", {"user": "mallory", "role": "read"})).text
+    assert (
+        "no user **mallory**" in (await shared(store, tid, "alice", {"user": "mallory", "role": "read"})).text
+    )
     assert "You own" in (await shared(store, tid, "alice", {"user": "alice", "role": "write"})).text
     assert await store.members(tid) == []
     assert await store.audit_log(tid) == []

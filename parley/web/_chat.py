@@ -46,7 +46,7 @@ from ..projection import Projection, waiting_key
 from ..run import Run
 from ._access import RoomAccess
 from ._chainlit_fixes import on_resume_sent, show_on
-from ._composer import join, settle, show_human, show_queued
+from ._composer import join, settle, show_human, show_queued, stop_as
 from ._composer import say_system as _say
 from ._controls import (
     LiveControls,
@@ -180,7 +180,7 @@ class ChatSession:
         cancelled and no other is made. False if nothing was running."""
         if self.run is None or not self.running:
             return False
-        self.run.stop()
+        stop_as(self.run, self.user)
         return True
 
     async def page_left(self) -> None:
@@ -222,7 +222,7 @@ class ChatSession:
             await self._idle.wait()  # not in the middle of showing an event: the gate holds the next
             tid = self.conversation.thread_id or str(thread.get("id"))
             shown = self.conversation.history[: self._shown]
-            steps, elements = thread_view(tid, shown)
+            steps, elements = thread_view(tid, shown, self.user)
             given = {s["id"]: s["feedback"] for s in thread.get("steps") or [] if s.get("feedback")}
             steps = with_feedback(rated_steps(tid, shown, steps), given)
             return thread | {"steps": steps + queued_bubbles(tid, shown), "elements": elements}
@@ -466,7 +466,7 @@ class ChatSession:
             result.prompt_tokens, result.completion_tokens, result.cost_usd, self.conversation
         )
         per_speaker = self.projection.per_speaker()  # the chart's turns are the status line's
-        text = closing_text(result, self.run.events if self.run is not None else [], per_speaker)
+        text = closing_text(result, self.run.events if self.run is not None else [], per_speaker, self.user)
         await cl.Message(content=text, author=SYSTEM, elements=usage_chart(per_speaker)).send()
 
 

@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING
 import chainlit as cl
 
 from ..events import HumanMessageEvent, HumanQueuedEvent
+from ..run import Run
 from ._format import SYSTEM, human_note
 
 if TYPE_CHECKING:
     from ..cluster import RemoteRun
-    from ..run import Run
 
-__all__ = ["join", "say_system", "settle", "show_human", "show_queued"]
+__all__ = ["join", "say_system", "settle", "show_human", "show_queued", "stop_as"]
 
 
 async def say_system(text: str) -> None:
@@ -35,6 +35,15 @@ async def join(run: Run | RemoteRun, text: str, command: str | None, user: str) 
     run.say(text, author=user)
     if run.pending_escalations:
         await say_system("*The team waits for your decision above; your message joins once it is made.*")
+
+
+def stop_as(run: Run | RemoteRun, user: str) -> None:
+    """`user` stops `run`: the run's result names them, so the other pages of a shared room say who stopped it. A
+    run of another process is sent the stop as its watcher's, who is this page's user."""
+    if isinstance(run, Run):
+        run.stop(actor=user)
+    else:
+        run.stop()
 
 
 async def settle(run: Run | RemoteRun, awaiting: tuple[str, str], text: str, user: str) -> bool:

@@ -37,18 +37,22 @@ LIVE_COMMANDS: list[CommandDict] = [INTERRUPT]
 """The composer's commands while a run is live (none while idle)."""
 
 
-def status_line(result: Result, last_turn: int, turns: int | None = None) -> str:
+def status_line(result: Result, last_turn: int, turns: int | None = None, viewer: str = "") -> str:
     """The run's closing line: why it ended in plain words, at which turn, then what it spent. `turns`: the
-    agent turns the page showed (what the end-of-run chart counts), if known."""
-    words, rest = ending(result.stop_reason, result.detail, last_turn)
+    agent turns the page showed (what the end-of-run chart counts), if known. `viewer`: whose page it is (a run
+    another member of a shared room stopped says who: `Stopped by bob`)."""
+    words, rest = ending(result.stop_reason, result.detail, last_turn, viewer)
     return f"**Run ended** · **{words}**{rest} · {spent(result, turns)}"
 
 
 def closing_text(
-    result: Result, events: Sequence[Event], per_speaker: Sequence[tuple[str, int, int, int]]
+    result: Result,
+    events: Sequence[Event],
+    per_speaker: Sequence[tuple[str, int, int, int]],
+    viewer: str = "",
 ) -> str:
-    """The status line of a run that ended, its turns counted as the end-of-run chart counts them."""
-    return status_line(result, last_turn(events), sum(turns for *_, turns in per_speaker))
+    """The status line of a run that ended, its turns counted as the end-of-run chart counts them, for `viewer`."""
+    return status_line(result, last_turn(events), sum(turns for *_, turns in per_speaker), viewer)
 
 
 def last_turn(events: Sequence[Event]) -> int:

@@ -69,10 +69,12 @@ def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
     return thread_view(thread_id, events)[0]
 
 
-def thread_view(thread_id: str, events: list[Event]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def thread_view(
+    thread_id: str, events: list[Event], viewer: str = ""
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(steps, elements) of a stored conversation: its messages, and the pictures, downloads and usage charts
-    shown under them."""
-    reading = _Reading(thread_id)
+    shown under them, as `viewer` reads them (a run another member of a shared room stopped names them)."""
+    reading = _Reading(thread_id, viewer)
     for i, ev in enumerate(events):
         reading.add(i, ev)
     return reading.steps, reading.finish()
@@ -104,8 +106,9 @@ def _typed_by_user(ev: Event) -> str | None:
 class _Reading:
     """A stored conversation read event by event into Chainlit steps; later events settle earlier cards."""
 
-    def __init__(self, thread_id: str) -> None:
+    def __init__(self, thread_id: str, viewer: str = "") -> None:
         self.thread_id = thread_id
+        self.viewer = viewer
         self.steps: list[dict[str, Any]] = []
         self.projection = Projection()
         self.tools: dict[str, dict[str, Any]] = {}
@@ -253,7 +256,7 @@ class _Reading:
             asked = settled[0] if settled else None
             return SYSTEM, resolved_text(ev, asked.positions if isinstance(asked, EscalationEvent) else ())
         if isinstance(ev, RunResult):  # the closing line, its turns counted as the usage chart counts them
-            return SYSTEM, closing_text(ev, self.run_events, self.run.per_speaker())
+            return SYSTEM, closing_text(ev, self.run_events, self.run.per_speaker(), self.viewer)
         if isinstance(ev, MessageEvent) and ev.kind == "tool_summary":
             return ev.source, tool_summary_text(ev, working)
         if isinstance(ev, MessageEvent) and ev.kind == "text" and self.model == LOCAL:
@@ -365,7 +368,7 @@ class ParleyDataLayer(BaseDataLayer):
         if row is None:
             return None
         events = await store.load_events(thread_id)
-        steps, elements = thread_view(thread_id, events)
+        steps, elements = thread_view(thread_id, events, viewer() or row.owner)
         given = {
             r.step_id: {"id": r.id, "forId": r.step_id, "value": r.value, "comment": r.comment}
             for r in await store.feedback_of(thread_id)
