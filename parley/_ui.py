@@ -47,12 +47,25 @@ _WEB_FILES = ("app.py", "chainlit.md", ".chainlit", "public")
 
 def web_root() -> Path:
     """The folder the web chat runs in. A checkout runs in place; an installed package copies its shipped web
-    files into the data folder, because Chainlit writes next to them (uploads, avatars, team diagrams)."""
+    files into the data folder, because Chainlit writes next to them (uploads, avatars, team diagrams).
+    `PARLEY_WEB_DIR` names another folder: Chainlit empties its `.files` (every open page's uploads) when its
+    server stops, so servers started from one checkout need a folder each."""
     shipped = shipped_root()
-    if (shipped / "pyproject.toml").is_file():
+    chosen = os.environ.get("PARLEY_WEB_DIR", "").strip()
+    if chosen:
+        web = Path(chosen).expanduser().resolve()
+        if web == shipped.resolve():
+            return shipped
+    elif (shipped / "pyproject.toml").is_file():
         return shipped
-    web = data_dir() / "web"
-    web.mkdir(exist_ok=True)
+    else:
+        web = data_dir() / "web"
+    try:
+        web.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot make the web chat's folder {web} ({exc}): set PARLEY_WEB_DIR to a folder you can write"
+        ) from exc
     for name in _WEB_FILES:
         source = shipped / name
         if source.is_dir():

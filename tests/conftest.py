@@ -50,6 +50,17 @@ def _loopback_only(self: socket.socket, address: object) -> object:
     return _real_connect(self, address)
 
 
+_BROWSER_FIXTURES = frozenset({"ui_browser", "chromium"})
+"""The fixtures that launch Chromium (tests/ui/conftest.py's, and the replica tests' own)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `browser` every test that drives Chromium: `make test` runs them apart, several at once."""
+    for item in items:
+        if _BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+
+
 @pytest.fixture(autouse=True)
 def _no_network_models(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory

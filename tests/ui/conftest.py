@@ -114,10 +114,14 @@ class Server:
 
     running: ClassVar[list[Server]] = []
 
-    def __init__(self, data_dir: Path, script: str, *, port: int | None = None) -> None:
+    def __init__(
+        self, data_dir: Path, script: str, *, port: int | None = None, web_dir: Path | None = None
+    ) -> None:
         self.data_dir = data_dir
         self.script = SCRIPTS / script
         self.port = port or free_port()
+        # Chainlit's folder of its own: a server stopping empties its `.files`, which others would share.
+        self.web_dir = web_dir or data_dir / f"web-{self.port}"
         self.log_path = data_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -134,6 +138,7 @@ class Server:
         env = {k: v for k, v in os.environ.items() if k not in _SCRUB}
         return env | {
             "PARLEY_DATA_DIR": str(self.data_dir),
+            "PARLEY_WEB_DIR": str(self.web_dir),
             "PARLEY_MODEL": f"scripted:{self.script}",
             "PARLEY_AUTOGEN_LOG": "CRITICAL",
             "PYTHONUNBUFFERED": "1",
@@ -196,7 +201,7 @@ class Server:
                 )
             time.sleep(0.2)
 
-    def stop(self, *, kill: bool = False, restore_files: bool = True) -> None:
+    def stop(self, *, kill: bool = False) -> None:
         """SIGTERM (or SIGKILL: a crash) to the whole process group; SIGKILL if it lingers."""
         proc, self.proc = self.proc, None
         if self in Server.running:
@@ -211,10 +216,6 @@ class Server:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
-        # Chainlit deletes <project>/.files when it shuts down, even if other servers started from the
-        # same checkout still use it: put it back for them (it is Chainlit's own folder, gitignored).
-        if restore_files:
-            (ROOT / ".files").mkdir(exist_ok=True)
 
     def log_tail(self, lines: int = 60) -> str:
         try:
@@ -341,8 +342,10 @@ def own_server(tmp_path: Path) -> Iterator[Callable[..., Server]]:
     """`own_server("restart.yaml")`: a server of the test's own (not started yet), stopped after the test."""
     mine: list[Server] = []
 
-    def make(script: str, *, data_dir: Path | None = None, port: int | None = None) -> Server:
-        server = Server(data_dir or tmp_path / "data", script, port=port)
+    def make(
+        script: str, *, data_dir: Path | None = None, port: int | None = None, web_dir: Path | None = None
+    ) -> Server:
+        server = Server(data_dir or tmp_path / "data", script, port=port, web_dir=web_dir)
         mine.append(server)
         return server
 

@@ -531,12 +531,14 @@ def test_reopening_a_conversation_with_a_live_run_does_not_fork_it(servers, new_
 
 def test_chart_still_shows_after_another_server_stopped(servers, own_server, new_page):
     server = servers("exhausted.yaml")  # any running server: its runs end with the chart
-    other = own_server("restart.yaml").start()
-    other.stop(restore_files=False)  # a polite shutdown of a second server, e.g. Ctrl-C on `make run`
+    # Two servers in one folder, as two `parley ui` in one checkout without PARLEY_WEB_DIR: Chainlit empties the
+    # folder's `.files` when the second stops (a polite shutdown, e.g. Ctrl-C on `make run`).
+    other = own_server("restart.yaml", web_dir=server.web_dir).start()
+    other.stop()
     try:
         chat = Chat(new_page(), server).open()
         chat.send("Write about churn")
         expect(chat.note("Run ended")).to_contain_text("ScriptExhaustedError")
         expect(chat.note("Run ended").locator(f'img[alt="{CHART}"]')).to_be_visible(timeout=3000)
     finally:
-        (ROOT / ".files").mkdir(exist_ok=True)
+        (server.web_dir / ".files").mkdir(exist_ok=True)
