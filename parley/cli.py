@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from ._cli_eval import add_parser as add_eval_parser
+from ._cli_eval import eval_command
 from ._cli_users import add_parser as add_users_parser
 from ._cli_users import users_command
 from ._commands import COMMANDS
@@ -112,36 +114,7 @@ def _parser() -> argparse.ArgumentParser:
         help="do not keep the conversation in the store (then `parley audit` cannot show it)",
     )
 
-    ev = sub.add_parser(
-        "eval", help="run evaluation suites and write results.jsonl, summary.md and report.html"
-    )
-    ev.add_argument("suites", nargs="+", metavar="SUITE.yaml")
-    ev.add_argument("--team", help="run every scenario against this team instead")
-    ev.add_argument("--model", help="run every scenario on this model instead")
-    ev.add_argument(
-        "--compare",
-        metavar="A,B",
-        default="",
-        help="run the suites against each of these teams or models, side by side in one report",
-    )
-    ev.add_argument("--concurrency", type=_positive_int, default=1, metavar="N", help="scenario runs at once")
-    ev.add_argument(
-        "--workers", action="store_true", help="run the scenarios on a cluster's workers (PARLEY_REDIS_URL)"
-    )
-    ev.add_argument(
-        "--out", default="eval-out", metavar="DIR", help="where the reports go (default: eval-out)"
-    )
-    ev.add_argument(
-        "--judge-model", metavar="MODEL", help="a live model for `judge:` expectations (skipped without one)"
-    )
-    ev.add_argument(
-        "--timeout",
-        type=_positive_float,
-        metavar="SECONDS",
-        help="wall-clock limit per scenario run (unless the scenario sets timeout_s)",
-    )
-    ev.add_argument("--no-save", action="store_true", help="do not keep the runs' conversations in the store")
-    ev.add_argument("--teams", action="append", default=[], metavar="DIR", help="also look in DIR for teams")
+    add_eval_parser(sub)
 
     audit = sub.add_parser("audit", help="export a stored conversation's audit trail")
     audit.add_argument(
@@ -247,24 +220,7 @@ def _command(args: argparse.Namespace) -> int:
 
             return users_command(args, read_password)
         if args.command == "eval":
-            from .evals import evaluate
-
-            compare = [c.strip() for c in args.compare.split(",") if c.strip()]
-            return asyncio.run(
-                evaluate(
-                    args.suites,
-                    team=args.team,
-                    model=args.model,
-                    compare=compare,
-                    concurrency=args.concurrency,
-                    out=Path(args.out),
-                    judge_model=args.judge_model,
-                    save=not args.no_save,
-                    teams_dirs=args.teams,
-                    timeout_s=args.timeout,
-                    workers=args.workers,
-                )
-            )
+            return eval_command(args)
         if args.command == "audit":
             from ._audit import export
 

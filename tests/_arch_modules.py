@@ -21,6 +21,7 @@ ADAPTERS = (
     "parley",  # the package's own __init__: the public surface, importing the conversation
     "parley.cli",
     "parley._cli_users",
+    "parley._cli_eval",
     "parley.web",
     "parley.evals",
     "parley._ui",

@@ -13,12 +13,16 @@ from typing import Any
 from .._proc import freeze_startup_objects
 from ..errors import ConfigError, FileProblem, TeamFileError
 from ..store import Store, open_for_command
+from ._baseline import Baseline, load_baseline, mark
 from ._expect import Judge, Observed, Outcome, check, check_all
 from ._findings_judge import ModelFailureJudge
 from ._human import ScriptedHuman
+from ._junit import junit_xml, write_junit
 from ._report import summarise, write_reports
 from ._runner import Job, Runner, Variant, plan, variants
-from ._suite import Expectation, Scenario, Suite, load_suite
+from ._simulated import ScenarioHuman, SimulatedHuman
+from ._stats import annotate, group_stats, scenario_stats, wilson
+from ._suite import Expectation, Scenario, Simulation, Suite, load_suite
 from ._workers import Options, run_on_workers
 from ._workers import handle as run_queued_scenario
 
@@ -30,17 +34,24 @@ __all__ = [
     "Outcome",
     "Runner",
     "Scenario",
+    "ScenarioHuman",
     "ScriptedHuman",
+    "SimulatedHuman",
+    "Simulation",
     "Suite",
     "Variant",
     "check",
     "check_all",
     "evaluate",
+    "group_stats",
+    "junit_xml",
     "load_suite",
     "plan",
     "run_queued_scenario",
+    "scenario_stats",
     "summarise",
     "variants",
+    "wilson",
     "write_reports",
 ]
 
@@ -106,8 +117,14 @@ async def evaluate(
     teams_dirs: Sequence[str] = (),
     timeout_s: float | None = None,
     workers: bool = False,
+    repeat: int | None = None,
+    junit: Path | None = None,
+    baseline: Path | None = None,
 ) -> int:
     suites = load_suites(paths)
+    if repeat is not None:
+        suites = [_repeated(s, repeat) for s in suites]
+    before = _inputs(junit, baseline)
     jobs = plan(suites, variants(compare, teams_dirs))
     store = await open_for_command() if save else None
     judge = _LiveJudge(judge_model) if judge_model else None
@@ -132,10 +149,65 @@ async def evaluate(
         if judge is not None:
             await judge.close()
     records.sort(key=lambda r: r["job"])  # the suites' own order, whatever order they finished in
-    files = write_reports(out, records, title="Evaluation: " + ", ".join(s.suite for s in suites))
+    title = "Evaluation: " + ", ".join(s.suite for s in suites)
+    annotate(records)
+    gone = mark(records, before) if before is not None else []
+    files = write_reports(out, records, title=title)
+    if junit is not None:
+        files.append(write_junit(junit, records, title=title))
     _print_summary(records, judge)
+    _print_stats(records, gone)
     print("wrote " + ", ".join(str(f) for f in files))
     return _exit_code(records, len(jobs), stopped=runner.stopping)
+
+
+def _inputs(junit: Path | None, baseline: Path | None) -> Baseline | None:
+    """The output and input files named on the command line, checked before anything runs."""
+    if junit is not None and junit.is_dir():
+        raise ConfigError(f"--junit {junit}: a folder; name the XML file to write")
+    return load_baseline(baseline) if baseline is not None else None
+
+
+def _repeated(suite: Suite, times: int) -> Suite:
+    """`--repeat K`: every scenario of the suite K times, whatever its `repeat:` says."""
+    return suite.model_copy(
+        update={"scenarios": [sc.model_copy(update={"repeat": times}) for sc in suite.scenarios]}
+    )
+
+
+def _print_stats(records: list[dict[str, Any]], gone: list[dict[str, Any]]) -> None:
+    """Repeat statistics (when a scenario ran more than once), the baseline's marks, the simulated humans' use."""
+    if any(s["k"] > 1 for s in scenario_stats(records)):
+        for g in group_stats(records):
+            k = "k" if g["k"] is None else g["k"]
+            low, high = g["ci95"]
+            print(
+                f"{g['group']}: pass rate {g['pass_rate']:.0%} (95% CI {low:.0%}–{high:.0%}) · "
+                f"pass^{k} {g['pass_hat_k']}/{g['scenarios']} · pass@{k} {g['pass_at_k']}/{g['scenarios']} · "
+                f"flaky: {', '.join(g['flaky']) or 'none'}"
+            )
+    _print_baseline(records, gone)
+    simulated = [r["simulated_human"] for r in records if r.get("simulated_human")]
+    if simulated:
+        tokens = sum(h["total_tokens"] for h in simulated)
+        calls = sum(h["calls"] for h in simulated)
+        said = sum(len(h["messages"]) for h in simulated)
+        print(
+            f"simulated humans: {calls} calls, {tokens:,} tokens, {said} messages (not in the teams' figures)"
+        )
+
+
+def _print_baseline(records: list[dict[str, Any]], gone: list[dict[str, Any]]) -> None:
+    marks = {(r["suite"], r["scenario"], r["variant"]): r["baseline"] for r in records if r.get("baseline")}
+    for (suite, name, variant), b in marks.items():
+        if b["mark"] in ("regression", "improvement"):
+            was, now = b["was"], b["now"]
+            side = f" ({variant})" if variant else ""
+            print(
+                f"{b['mark']}: {suite} / {name}{side} passed {was[0]}/{was[1]} in the baseline, {now[0]}/{now[1]} now"
+            )
+    for g in gone:
+        print(f"not run now: {g['suite']} / {g['scenario']} (in the baseline)")
 
 
 def _exit_code(records: list[dict[str, Any]], planned: int, *, stopped: bool) -> int:

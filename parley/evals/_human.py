@@ -12,12 +12,46 @@ ACTOR = "scripted-human"
 
 
 class ScriptedHuman:
-    """Plays a scenario's `human:` steps against a run. `log` says what it did and what it could not answer."""
+    """Plays a scenario's `human:` steps against a run. `log` says what it did and what it could not answer.
 
-    def __init__(self, steps: list[HumanStep]) -> None:
+    With `others_answer` (a simulated human stands beside it), a request no step answers gets no decision
+    (None) instead of a denial, an open escalation or the default answer: the next policy decides."""
+
+    def __init__(self, steps: list[HumanStep], *, others_answer: bool = False) -> None:
         self.steps = steps
+        self.others_answer = others_answer
         self.log: list[str] = []
         self.unanswered: list[str] = []
+
+    def answers(self, ev: ApprovalRequestEvent | QuestionEvent | EscalationEvent) -> bool:
+        """Whether a scripted step decides `ev` (it wins over a simulated human)."""
+        if isinstance(ev, ApprovalRequestEvent):
+            return self._approval_step(ev) is not None
+        if isinstance(ev, QuestionEvent):
+            return self._question_step(ev) is not None
+        return self._escalation_step(ev) is not None
+
+    def _approval_step(self, request: ApprovalRequestEvent) -> ApprovalStep | None:
+        server = request.name.partition(".")[0]  # an MCP tool `SERVER.TOOL` is also answered by `SERVER.*`
+        wanted = (request.name, "any", f"{server}.*")
+        return next((s for s in self.steps if isinstance(s, ApprovalStep) and s.approval in wanted), None)
+
+    def _escalation_step(self, ev: EscalationEvent) -> EscalationStep | None:
+        return next(
+            (s for s in self.steps if isinstance(s, EscalationStep) and s.escalation in (ev.kind, "any")),
+            None,
+        )
+
+    def _question_step(self, ev: QuestionEvent) -> QuestionStep | None:
+        return next(
+            (
+                s
+                for s in self.steps
+                if isinstance(s, QuestionStep)
+                and (s.question == "any" or s.question.lower() in ev.content.lower())
+            ),
+            None,
+        )
 
     def start(self, run: Run) -> None:
         """Schedule the interjections before the team's first turn, so each joins exactly after its turn."""
@@ -28,10 +62,10 @@ class ScriptedHuman:
                 run.say_after(step.at_turn, text, mode=mode)
                 self.log.append(f"after turn {step.at_turn}: {mode} {text!r}")
 
-    def approval(self, request: ApprovalRequestEvent) -> Verdict:
-        server = request.name.partition(".")[0]  # an MCP tool `SERVER.TOOL` is also answered by `SERVER.*`
-        wanted = (request.name, "any", f"{server}.*")
-        step = next((s for s in self.steps if isinstance(s, ApprovalStep) and s.approval in wanted), None)
+    def approval(self, request: ApprovalRequestEvent) -> Verdict | None:
+        step = self._approval_step(request)
+        if step is None and self.others_answer:
+            return None
         if step is None:
             self.unanswered.append(f"approval of {request.name} (turn {request.turn})")
             verdict = Verdict(False, "the scripted human has no answer for this tool", ACTOR)
@@ -42,12 +76,11 @@ class ScriptedHuman:
         self.log.append(f"turn {request.turn}: {request.name} {'approved' if verdict.approved else 'denied'}")
         return verdict
 
-    def escalation(self, escalation: EscalationEvent) -> Resolution:
+    def escalation(self, escalation: EscalationEvent) -> Resolution | None:
         ev = escalation
-        step = next(
-            (s for s in self.steps if isinstance(s, EscalationStep) and s.escalation in (ev.kind, "any")),
-            None,
-        )
+        step = self._escalation_step(ev)
+        if step is None and self.others_answer:
+            return None
         if step is None:
             self.unanswered.append(f"{ev.kind} escalation (turn {ev.turn})")
             self.log.append(f"turn {ev.turn}: {ev.kind} escalation left open")
@@ -66,17 +99,11 @@ class ScriptedHuman:
         self.log.append(f"turn {ev.turn}: {ev.kind} escalation: {what}")
         return Resolution(choose=step.choose, text=step.say, proceed=step.continue_, actor=ACTOR)
 
-    def question(self, question: QuestionEvent) -> Answer:
+    def question(self, question: QuestionEvent) -> Answer | None:
         ev = question
-        step = next(
-            (
-                s
-                for s in self.steps
-                if isinstance(s, QuestionStep)
-                and (s.question == "any" or s.question.lower() in ev.content.lower())
-            ),
-            None,
-        )
+        step = self._question_step(ev)
+        if step is None and self.others_answer:
+            return None
         if step is None:
             self.unanswered.append(f"question {ev.content!r} (turn {ev.turn})")
             return Answer(ev.default, ACTOR)

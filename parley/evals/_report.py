@@ -15,6 +15,7 @@ from typing import Any
 
 from ..tools import write_atomically
 from ._findings_report import findings_html, findings_markdown
+from ._stats import html_sections, markdown_sections
 
 FILES = ("results.jsonl", "summary.md", "report.html")
 
@@ -148,6 +149,7 @@ def markdown(records: Sequence[dict[str, Any]], *, title: str) -> str:
         *_md_failures(records),
         *_md_skipped(records),
         *findings_markdown(records, group_key),
+        *markdown_sections(records),  # repeat statistics, baseline marks, simulated humans
     ]
     return "\n".join(lines) + "\n"
 
@@ -364,6 +366,7 @@ def page(records: Sequence[dict[str, Any]], *, title: str) -> str:
         *_html_scenarios(records),
         *_html_failures(records),
         *findings_html(records, group_key),
+        *html_sections(records),  # repeat statistics, baseline marks, simulated humans
         "</html>",
     ]
     return "\n".join(parts)

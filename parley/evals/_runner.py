@@ -14,13 +14,12 @@ from ..catalog import resolve_team
 from ..conversation import Conversation
 from ..errors import ConfigError, ParleyError
 from ..events import Event, RunResult
-from ..human import decide
 from ..models import parse_model
 from ..store import Store, run_owner
 from ._expect import Judge, Observed, Outcome, check_all
 from ._findings import detect
 from ._findings_judge import FailureJudge, ask_judge
-from ._human import ScriptedHuman
+from ._simulated import ScenarioHuman
 from ._suite import Scenario, Suite
 
 
@@ -184,6 +183,7 @@ class Runner:
             "latency_s": 0.0,
             "final": "",
             "human": [],
+            "simulated_human": None,
             "usage_per_speaker": [],
             "findings": [],
             "findings_note": None,
@@ -216,15 +216,7 @@ class Runner:
             await conv.close()  # its models, and its MCP sessions (a stdio server's process ends)
         seen = Observed(events=events, result=result, latency_s=latency)
         outcomes = await check_all(sc.expect, seen, sc.task, self.judge)
-        if human.unanswered:
-            outcomes.append(
-                Outcome(
-                    "scripted_human",
-                    human.unanswered,
-                    "failed",
-                    "the scripted human had no answer for: " + "; ".join(human.unanswered),
-                )
-            )
+        outcomes += human.outcomes()  # requests the scripted human had no answer for; the simulated one's
         record.update(self._finished(seen, outcomes, human))
         if record["status"] != "interrupted":
             record.update(await self._findings(seen, sc.task, grants, record["expectations"]))
@@ -243,7 +235,7 @@ class Runner:
             found = sorted([*found, *judged], key=lambda f: f.turn)
         return {"findings": [f.as_dict() for f in found], "findings_note": note}
 
-    def _finished(self, seen: Observed, outcomes: list[Outcome], human: ScriptedHuman) -> dict[str, Any]:
+    def _finished(self, seen: Observed, outcomes: list[Outcome], human: ScenarioHuman) -> dict[str, Any]:
         """What a finished run adds to its record: status, verdict, figures, what the human did, the transcript."""
         result = seen.result
         interrupted = result.stop_reason == "stopped" and self.stopping
@@ -263,6 +255,7 @@ class Runner:
             "latency_s": round(seen.latency_s, 3),
             "final": result.content,
             "human": human.log,
+            **human.record(),  # the simulated human: its messages, calls and tokens, apart from the team's
             "usage_per_speaker": [
                 {"speaker": who, "prompt_tokens": p, "completion_tokens": c, "turns": t}
                 for who, p, c, t in seen.projection.per_speaker()
@@ -275,8 +268,8 @@ class Runner:
 
     async def _drive(
         self, conv: Conversation, sc: Scenario
-    ) -> tuple[list[Event], RunResult, float, ScriptedHuman]:
-        human = ScriptedHuman(list(sc.human))
+    ) -> tuple[list[Event], RunResult, float, ScenarioHuman]:
+        human = ScenarioHuman(sc)
         started = time.perf_counter()
         run = conv.start(sc.task)
         self._runs.add(run)
@@ -285,7 +278,7 @@ class Runner:
         try:
             async for ev in run:
                 events.append(ev)
-                decide(human, run, ev)
+                await human.observe(run, ev)
         finally:
             self._runs.discard(run)
         result = events[-1]

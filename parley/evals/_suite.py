@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from .._yaml import Located, load_located, pydantic_problems
+from .._yaml import Loc, Located, load_located, pydantic_problems
 from ..errors import ConfigError, FileProblem, TeamFileError
 from ..events import StopReason
 from ..paths import inside, project_root, roots
 
-__all__ = ["Expectation", "HumanStep", "Scenario", "Suite", "load_suite"]
+__all__ = ["Expectation", "HumanStep", "Scenario", "Simulation", "Suite", "load_suite"]
 
 
 class _Strict(BaseModel):
@@ -71,9 +81,45 @@ class QuestionStep(_Strict):
     answer: str
 
 
+class Simulation(_Strict):
+    """A simulated human: a model playing a person with a goal. It answers the roles' questions, approvals and
+    escalations that no scripted step answers, and steps in when the conversation drifts from its goal."""
+
+    goal: Annotated[str, Field(min_length=1, max_length=4000)]
+    """What the person wants from the team, in their words."""
+    persona: Annotated[str, Field(max_length=4000)] = ""
+    """Who they are and how they write (terse, impatient, unsure of the details...)."""
+    knows: dict[Annotated[str, Field(min_length=1, max_length=200)], str] = Field(default_factory=dict)
+    """Facts the person can give when asked (an order number, a budget): text, numbers or true/false."""
+    model: Annotated[str, Field(min_length=1)]
+    """The model playing the person (any model string; `scripted:FILE.yaml` with replies for `human`)."""
+    max_messages: Annotated[int, Field(ge=0, le=50)] = 3
+    """At most this many messages of its own (interjections when the conversation drifts)."""
+
+    @field_validator("knows", mode="before")
+    @classmethod
+    def _facts(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value  # pydantic says it is not a mapping
+        facts: dict[str, str] = {}
+        for key, fact in cast(dict[Any, Any], value).items():
+            if isinstance(fact, dict | list) or fact is None:
+                raise ValueError(f"knows.{key}: a fact is text, a number or true/false")
+            facts[str(key)] = str(fact).lower() if isinstance(fact, bool) else str(fact)
+        if sum(len(str(k)) + len(v) for k, v in facts.items()) > 20_000:
+            raise ValueError("knows: at most 20,000 characters of facts")
+        return facts
+
+
+class SimulateStep(_Strict):
+    """`- simulate: {goal: ..., model: ...}`: a simulated human beside the scripted steps (which win)."""
+
+    simulate: Simulation
+
+
 def _step_kind(value: Any) -> str | None:
     if isinstance(value, dict):
-        for key in ("at_turn", "approval", "escalation", "question"):
+        for key in ("at_turn", "approval", "escalation", "question", "simulate"):
             if key in value:
                 return key
     return None
@@ -83,11 +129,13 @@ HumanStep = Annotated[
     Annotated[SayStep, Tag("at_turn")]
     | Annotated[ApprovalStep, Tag("approval")]
     | Annotated[EscalationStep, Tag("escalation")]
-    | Annotated[QuestionStep, Tag("question")],
+    | Annotated[QuestionStep, Tag("question")]
+    | Annotated[SimulateStep, Tag("simulate")],
     Discriminator(
         _step_kind,
         custom_error_type="human_step",
-        custom_error_message="a human step starts with at_turn:, approval:, escalation: or question:",
+        custom_error_message="a human step starts with at_turn:, approval:, escalation: or question:"
+        " (or simulate:)",
     ),
 ]
 
@@ -170,12 +218,25 @@ class Scenario(_Strict):
     """Per team, the model to use when the suite runs against several teams (`--compare`): scripted
     replies name a team's roles, so each team needs its own script."""
     human: list[HumanStep] = Field(default_factory=list[HumanStep])
+    """The scripted steps, and at most one `simulate:` (also written alone as `human: {simulate: ...}`)."""
     expect: list[Expectation] = Field(default_factory=list[Expectation])
     repeat: Annotated[int, Field(ge=1, le=100)] | None = None
     max_turns: Annotated[int, Field(ge=1)] | None = None
     """Override the team's turn limit for this scenario."""
     timeout_s: Annotated[float, Field(gt=0)] | None = None
     """Override the team's wall-clock limit for this scenario."""
+
+    @field_validator("human", mode="before")
+    @classmethod
+    def _one_simulation_alone(cls, value: Any) -> Any:
+        """`human: {simulate: ...}` is `human: [{simulate: ...}]`."""
+        if isinstance(value, dict) and "simulate" in cast(dict[str, Any], value):
+            return [cast(dict[str, Any], value)]
+        return cast(object, value)
+
+    @property
+    def simulation(self) -> Simulation | None:
+        return next((s.simulate for s in self.human if isinstance(s, SimulateStep)), None)
 
 
 class Suite(_Strict):
@@ -197,6 +258,8 @@ _KEYS = sorted(
         *EscalationStep.model_fields,
         "continue",
         *QuestionStep.model_fields,
+        *SimulateStep.model_fields,
+        *Simulation.model_fields,
         *ToolCalled.model_fields,
     }
     - {"continue_", "source"}
@@ -213,11 +276,64 @@ def load_suite(path: Path | str) -> Suite:
     try:
         suite = Suite.model_validate(data)
     except ValidationError as exc:
-        raise TeamFileError(pydantic_problems(located, exc, _KEYS)) from None
+        raise TeamFileError(
+            pydantic_problems(_InSuite(data, located.file, located.lines), exc, _KEYS)
+        ) from None
     problems = _cross_check(suite, located)
     if problems:
         raise TeamFileError(problems)
-    return suite.model_copy(update={"source": path})
+    return suite.model_copy(
+        update={"source": path, "scenarios": [_near_suite(sc, path) for sc in suite.scenarios]}
+    )
+
+
+def _near_suite(sc: Scenario, path: Path) -> Scenario:
+    """A simulated human's script, as the runner finds a team's: from the current folder, else the suite's."""
+    sim = sc.simulation
+    if sim is None or not sim.model.startswith("scripted:"):
+        return sc
+    ref = sim.model.removeprefix("scripted:")
+    if Path(ref).exists() or not (path.parent / ref).exists():
+        return sc
+    moved = sim.model_copy(update={"model": "scripted:" + os.path.normpath(path.parent / ref)})
+    steps = [SimulateStep(simulate=moved) if isinstance(s, SimulateStep) else s for s in sc.human]
+    return sc.model_copy(update={"human": steps})
+
+
+_STEP_TAGS = ("at_turn", "approval", "escalation", "question", "simulate")
+
+
+class _InSuite(Located):
+    """A suite's problems as its author wrote it: a human step's path without the step kind pydantic adds,
+    `human: {simulate: ...}` without the list it stands for, and a simulated human's problems naming their
+    scenario."""
+
+    def problem(self, loc: Loc, message: str) -> FileProblem:
+        loc = tuple(loc)
+        if len(loc) < 4 or loc[0] != "scenarios" or loc[2] != "human" or not isinstance(loc[1], int):
+            return super().problem(loc, message)
+        at: int = loc[1]
+        if len(loc) > 4 and loc[4] in _STEP_TAGS:
+            loc = loc[:4] + loc[5:]
+        scenario = _raw_scenario(self, at)
+        steps, index = scenario.get("human"), loc[3]
+        alone = isinstance(steps, dict)
+        if alone:
+            loc = loc[:3] + loc[4:]
+        if alone or "simulate" in loc or _simulates(steps, index):
+            message = f"scenario '{scenario.get('name', at)}', simulated human: {message}"
+        return super().problem(loc, message)
+
+
+def _simulates(steps: object, index: str | int) -> bool:
+    if not isinstance(steps, list) or not isinstance(index, int):
+        return False
+    items = cast(list[object], steps)
+    return (
+        index < len(items)
+        and isinstance(items[index], dict)
+        and "simulate" in cast(dict[str, Any], items[index])
+    )
 
 
 def _cross_check(suite: Suite, located: Located) -> list[FileProblem]:
@@ -248,6 +364,7 @@ def _cross_check(suite: Suite, located: Located) -> list[FileProblem]:
                     problems += _outside(located, where, model.removeprefix("scripted:"))
         if sc.team is not None:
             problems += _outside(located, ("scenarios", i, "team"), sc.team)
+        problems += _check_simulation(sc, i, located)
     if suite.defaults.team is not None:
         problems += _outside(located, ("defaults", "team"), suite.defaults.team)
     return problems
@@ -275,3 +392,40 @@ def _outside(located: Located, where: tuple[str | int, ...], ref: str) -> list[F
             f"({project_root()}): keep the files a suite names next to it or in the project",
         )
     ]
+
+
+def _check_simulation(sc: Scenario, i: int, located: Located) -> list[FileProblem]:
+    """At most one simulated human a scenario, on a model that parses, its script (if scripted) near the suite."""
+    from ..models import parse_model
+
+    at = [j for j, step in enumerate(sc.human) if isinstance(step, SimulateStep)]
+    if not at:
+        return []
+    alone = isinstance(_raw_scenario(located, i).get("human"), dict)
+    where: tuple[str | int, ...] = ("scenarios", i, "human") if alone else ("scenarios", i, "human", at[0])
+    named = f"scenario '{sc.name}', simulated human: "
+    problems = [
+        located.problem(("scenarios", i, "human", j), named + "give one simulate: per scenario")
+        for j in at[1:]
+    ]
+    sim = sc.simulation
+    assert sim is not None
+    model = sim.model
+    try:
+        parse_model(model)
+    except ConfigError as exc:
+        return [*problems, located.problem((*where, "simulate", "model"), named + str(exc))]
+    if model.startswith("scripted:"):
+        outside = _outside(located, (*where, "simulate", "model"), model.removeprefix("scripted:"))
+        problems += [replace(p, message=named + p.message) for p in outside]
+    return problems
+
+
+def _raw_scenario(located: Located, i: int) -> dict[str, Any]:
+    data = cast(object, located.data)
+    scenarios = cast(dict[str, Any], data).get("scenarios") if isinstance(data, dict) else None
+    if not isinstance(scenarios, list):
+        return {}
+    items = cast(list[object], scenarios)
+    found = items[i] if i < len(items) else None
+    return cast(dict[str, Any], found) if isinstance(found, dict) else {}

@@ -156,6 +156,15 @@ class ModelPool:
         json_schema = self.capabilities(model).json_schema
         return await choose(self.client(model, who), prompt, choices, field=field, json_schema=json_schema)
 
+    async def text(self, model: ModelLike, who: str, *, system: str, user: str) -> str:
+        """One free-text answer of `model` (metered as `who`) to `user`; empty when it answers with anything
+        but text (a tool call)."""
+        from autogen_core.models import SystemMessage, UserMessage
+
+        prompt = [SystemMessage(content=system), UserMessage(content=user, source="user")]
+        result = await self.client(model, who).create(prompt)
+        return result.content if isinstance(result.content, str) else ""
+
     async def close(self) -> None:
         for client in self._shared.values():
             await client.close()
