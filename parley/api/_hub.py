@@ -96,6 +96,9 @@ class Hub:
         self._cluster = cluster
         self._keep = keep
         self._live: dict[str, Conversation] = {}
+        self._copies: dict[str, Conversation] = {}
+        """In a cluster: this process's one copy of each conversation another process drives that a client sent a
+        command to (what a view of its run is made from), kept while that run goes on."""
         self._locks: dict[str, asyncio.Lock] = {}
         self._wakers: dict[str, set[asyncio.Event]] = {}
         self._teams: tuple[float, list[TeamEntry]] | None = None
@@ -220,8 +223,10 @@ class Hub:
                     run.interrupt(text, author=user)
                     return run
                 now, run = await node.say(conv, text, user)
-                if now is not conv and isinstance(run, Run):
-                    self._keep_live(tid, now)
+                if (
+                    now is not conv
+                ):  # the store had moved on: a copy rebuilt from it holds the conversation now
+                    await self._rebuilt(tid, conv, now, owned=isinstance(run, Run))
                 return run
             run = conv.current_run
             if conv.running and run is not None and mode == "interrupt":
@@ -247,13 +252,49 @@ class Hub:
         if relay is not None and relay.conversation.running:
             return relay.conversation.current_run
         if not await node.live_elsewhere(tid):
+            await self._drop_copy(tid)
             return None
-        try:
-            copy = await Conversation.resume(await self.store(), tid)
-        except ConfigError as exc:
-            raise ApiError(409, f"this conversation cannot continue: {exc}") from exc
-        remote = await node.watch(copy, user)
+        remote = await self._watch(node, tid, user)
         return remote if remote.result is None else None
+
+    async def _watch(self, node: Node, tid: str, user: str) -> RemoteRun:
+        """A view of the run another process drives in `tid`, made from this hub's one copy of the conversation
+        (rebuilt only when the store moved on, and the copy it replaces closed)."""
+        async with self._locks.setdefault(tid, asyncio.Lock()):
+            copy = self._copies.pop(tid, None)
+            if copy is None:
+                try:
+                    copy = await Conversation.resume(await self.store(), tid)
+                except ConfigError as exc:
+                    raise ApiError(409, f"this conversation cannot continue: {exc}") from exc
+            try:
+                remote = await node.watch(copy, user)
+            except BaseException:
+                await copy.close()
+                raise
+            if remote.conversation is not copy:
+                await copy.close()
+            self._copies[tid] = remote.conversation
+            for stale in list(self._copies)[: max(0, len(self._copies) - self._keep)]:
+                await self._drop_copy(stale)
+            return remote
+
+    async def _drop_copy(self, tid: str) -> None:
+        copy = self._copies.pop(tid, None)
+        if copy is not None:
+            await copy.close()
+
+    async def _rebuilt(self, tid: str, old: Conversation, now: Conversation, *, owned: bool) -> None:
+        """`node.say` rebuilt `old` from the store as `now`: `old` goes. `now` is kept live if this process runs
+        it (`owned`), else it only watched the message go to the process that does."""
+        if self._live.get(tid) is old:
+            del self._live[tid]
+        if owned:
+            self._keep_live(tid, now)
+        else:
+            await now.close()
+        if not old.running:
+            await old.close()
 
     def watch_run(self, conv: Conversation, run: Run) -> None:
         """Wake the conversation's event streams after each of `run`'s writes to the store."""
@@ -287,7 +328,8 @@ class Hub:
 
     async def close(self) -> None:
         """Stop what runs and close every conversation (the server is shutting down)."""
-        live, self._live = list(self._live.values()), {}
+        live, self._live = [*self._live.values(), *self._copies.values()], {}
+        self._copies = {}
         await asyncio.gather(*(c.close() for c in live), return_exceptions=True)
 
 

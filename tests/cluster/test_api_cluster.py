@@ -17,6 +17,7 @@ import uvicorn
 from api.conftest import PLAN_SCRIPT, PLANNER
 from fastapi import FastAPI
 
+from parley import Conversation
 from parley.api import mount
 from parley.cluster import Bus, Node
 from parley.store import Store
@@ -68,6 +69,7 @@ class Replica:
 
         app = FastAPI()
         hub = mount(app, get_store, get_node)
+        self.hub = hub
 
         @app.on_event("shutdown")
         async def _closed() -> None:
@@ -226,3 +228,50 @@ async def test_a_message_and_stop_sent_through_the_other_replica_reach_the_run(
         assert result["stop_reason"] == "stopped"
         await events.aclose()
         assert [e["type"] for e in seen].count("run_started") == 1
+
+
+class _Copies:
+    """Counts the copies of one conversation this process builds from the store and has not closed (each holds
+    its team's model clients and MCP sessions), both replicas' and the owner's included."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, tid: str) -> None:
+        self.open: dict[int, Conversation] = {}
+        attach, close = Conversation.attach, Conversation.close
+
+        def attached(conv: Conversation, store: Store, thread_id: str) -> None:
+            attach(conv, store, thread_id)
+            if thread_id == tid:
+                self.open[id(conv)] = conv
+
+        async def closed(conv: Conversation) -> None:
+            self.open.pop(id(conv), None)
+            await close(conv)
+
+        monkeypatch.setattr(Conversation, "attach", attached)
+        monkeypatch.setattr(Conversation, "close", closed)
+
+
+async def test_commands_through_the_other_replica_leave_no_copy_behind_there(
+    cluster: tuple[Replica, Replica, dict[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, b, auth = cluster
+    async with httpx.AsyncClient(timeout=BOUND_S) as client:
+        tid, events = await _started_on_a_followed_on_b(
+            client, cluster, "planner", "scripted:plan.yaml", "Plan the launch"
+        )
+        question = await _until(events, "question", [])
+        copies = _Copies(monkeypatch, tid)
+        url = f"{b.url}/conversations/{tid}/questions"
+        counts = []
+        for n in range(12):  # each a command through B for the run A drives: refused, nothing waits on it
+            refused = await client.post(f"{url}/not-asked-{n}", headers=auth, json={"text": "Asia"})
+            assert refused.status_code == 404, refused.text
+            counts.append(len(copies.open))
+        assert counts == [1] * len(counts), f"copies B built and kept, after each command: {counts}"
+        answered = await client.post(
+            f"{url}/{question['question_id']}", headers=auth, json={"text": "Europe"}
+        )
+        assert answered.status_code == 200, answered.text
+        assert (await _until(events, "result", []))["stop_reason"] != "error"
+        await events.aclose()
+        assert len(b.hub._copies) <= 1
