@@ -326,6 +326,8 @@ def _ignored(events: Sequence[Event]) -> list[Finding]:
         if any(words & content_words(text) for _, text in after):
             continue
         nxt, answer = after[0]
+        if isinstance(nxt, ToolCallEvent | ApprovalRequestEvent):
+            answer = f"called {nxt.name} {answer}"
         kind = "answer" if isinstance(said, AnswerEvent) else "message"
         out.append(
             Finding(

@@ -122,7 +122,7 @@ def findings_html(records: Sequence[dict[str, Any]], key: Key) -> list[str]:
         parts.append("</table>")
     notes = _notes(records)
     if notes:
-        parts.append("<ul>")
+        parts.append("<p class=meta>Notes on the judge model's answers:</p><ul>")
         parts += [
             f"<li class=skip>{e(r['scenario'])} ({e(key(r))}, run {r['repeat']}): {e(note)}</li>"
             for r, note in notes
