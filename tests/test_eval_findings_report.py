@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from parley.cli import main
+from parley.evals import Runner, load_suite, plan, variants
 from parley.evals._findings_judge import JUDGED, ask_judge, parse_answer, prompt
 from parley.events import MessageEvent, RunResult
 
@@ -212,7 +213,7 @@ def test_the_judge_s_answer_is_read_defensively(
 def test_too_many_judge_findings_are_capped_and_said() -> None:
     item = {"mode": "task derailment", "turn": 1, "role": "w", "evidence": "e" * 1000}
     found, note = parse_answer(json.dumps({"findings": [item] * 25}), max_turn=3)
-    assert len(found) == 20 and all(len(f.evidence) == 400 for f in found)
+    assert len(found) == 20 and all(len(f.evidence) == 400 and f.evidence.endswith("…") for f in found)
     assert note == "the judge's answer had 5 findings over the limit of 20 (left out)"
 
 
@@ -225,3 +226,45 @@ def test_the_judge_is_asked_about_the_modes_no_rule_sees() -> None:
     assert f"Task: {TASK}" in text and "Roles: writer, editor" in text and "[1] writer: Draft one" in text
     assert all(f"- {m} (" in text for m in JUDGED)
     assert "- step repetition (" not in text
+
+
+RESET_SCRIPT = """\
+roles:
+  researcher:
+    - "Facts: refunds within 30 days, and a photo for damaged items."
+    - "Facts: refunds within 30 days, and a photo for damaged items."
+  writer:
+    - "Draft: send a photo within 30 days and get your money back."
+    - "Draft: send a photo within 30 days and get your money back."
+  editor:
+    - "Say how long the money takes to arrive."
+"""
+
+
+def _run_one(suite: Path, name: str) -> dict[str, Any]:
+    loaded = load_suite(suite)
+    jobs = [j for j in plan([loaded], variants([])) if j.scenario.name == name]
+    (record,) = asyncio.run(Runner(store=None).run(jobs))
+    return record
+
+
+def test_a_real_run_that_starts_over_is_a_conversation_reset(tmp_path: Path) -> None:
+    (tmp_path / "reset.yaml").write_text(RESET_SCRIPT, encoding="utf-8")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(
+        f"suite: reset\nscenarios:\n  - name: starts-over\n    team: content-studio\n    task: {TASK}\n"
+        "    model: scripted:reset.yaml\n    max_turns: 5\n",
+        encoding="utf-8",
+    )
+    found = [(f["mode"], f["turn"], f["role"]) for f in _run_one(suite, "starts-over")["findings"]]
+    assert found == [
+        ("conversation reset", 4, "researcher"),
+        ("unaware of termination conditions", 5, "writer"),
+    ]
+
+
+def test_the_failing_example_ends_prematurely_where_its_refund_was_never_made() -> None:
+    record = _run_one(ROOT / "evals" / "examples" / "failing-example.yaml", "reply-misses-the-refund")
+    (found,) = record["findings"]
+    assert (found["mode"], found["group"], found["turn"]) == ("premature termination", "task verification", 3)
+    assert found["evidence"].endswith("tool_called: issue_refund was never called")

@@ -8,6 +8,7 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
+from .._text import one_line
 from ..events import Event, HumanMessageEvent, MessageEvent, SubtaskEvent, ToolCallEvent
 from ._findings import JUDGED, MODES, Finding
 
@@ -114,8 +115,10 @@ def _item(value: Any, max_turn: int) -> Finding | str:
     return Finding(
         mode,
         turn,
-        role[:60] if isinstance(role, str) else "",
-        (evidence if isinstance(evidence, str) else json.dumps(evidence, default=str))[:EVIDENCE_CHARS],
+        one_line(role, 60) if isinstance(role, str) else "",
+        one_line(
+            evidence if isinstance(evidence, str) else json.dumps(evidence, default=str), EVIDENCE_CHARS
+        ),
         by="judge",
     )
 
