@@ -24,9 +24,9 @@ AGENT_STEP = '.step[data-step-type="assistant_message"]'
 USERS = {"alice": "alice-password-1", "bob": "bob-password-22", "carol": "carol-password-333"}
 
 
-def room_server(own_server) -> Server:  # type: ignore[no-untyped-def]
+def room_server(own_server, script: str = "studio.yaml") -> Server:  # type: ignore[no-untyped-def]
     """A server of the test's own, where alice, bob and carol sign in."""
-    server = own_server("studio.yaml")
+    server = own_server(script)
     for name, password in USERS.items():
         server.parley("users", "add", name, "--password-stdin", stdin=password + "\n")
     return server.start()
@@ -82,12 +82,25 @@ class Tab:
     def note(self, text: str | re.Pattern[str]) -> Locator:
         return self.page.locator(AGENT_STEP).filter(has_text=text)
 
+    def stop(self) -> None:
+        """The run's Stop button: the controls move below each new message, so click the one that stays last."""
+        expect(self.page.locator(AGENT_STEP).last).to_contain_text("The team is working")
+        self.note("The team is working").last.get_by_role("button", name="Stop").click()
+
+    def share_with(self, name: str, role: str) -> None:
+        """The Share control: select Share, type the name, send, then pick "Can write" or "Read-only"."""
+        self.command("Share", name)
+        asking = self.note(f"Share this conversation with {name}?").last
+        asking.get_by_role("button", name=role).click()
+        expect(self.note(f"Shared with {name}:")).to_be_visible()
+
     def share_button(self) -> Locator:
         return self.page.locator("#command-Share")
 
     def shot(self, name: str) -> None:
         """Screenshots of the page as it is, in the dark and the light theme (NAME-dark.png, NAME-light.png)."""
         SHOTS.mkdir(parents=True, exist_ok=True)
+        self.page.add_style_tag(content="*, *::before, *::after { transition: none !important; }")
         for theme in ("dark", "light"):
             evaluate(
                 self.page,
@@ -144,3 +157,36 @@ def test_the_owner_shares_from_the_chat_and_revokes_and_nobody_else_sees_share(o
     expect(alice.note("shared with nobody")).to_be_visible()
     assert server.query(lambda s: s.access("bob", tid)) is None
     assert shares(server, tid)[-1] == ("alice", "revoke", "bob", "read")
+
+
+def test_a_member_who_stops_the_run_is_named_on_the_other_pages_live_and_reopened(own_server, new_page):
+    server = room_server(own_server, "studio-slow-writer.yaml")  # the writer's reply streams for 20 s
+    alice = Tab(new_page(), server).login("alice")
+    bob = Tab(new_page(), server).login("bob")
+    alice.send("Our churn memo")
+    tid = alice.thread_id()
+    alice.stop()
+    expect(alice.note("Run ended")).to_contain_text(
+        re.compile(r"Stopped by you (at turn \d|before any turn)")
+    )
+    alice.share_with("bob", "Can write")
+
+    alice.send("Make it shorter")
+    expect(alice.note("The team is working")).to_be_visible()
+    bob.open_thread(tid)  # opened while the run goes on, a shared room's member watches it live
+    expect(bob.note("The team is working")).to_be_visible()
+    bob.stop()
+    ended = re.compile(r"Stopped by (bob|you) (at turn \d+|before any turn)")
+    expect(alice.note("Run ended").last).to_contain_text("Stopped by bob")
+    expect(alice.note("Run ended").last).to_contain_text(ended)
+    expect(bob.note("Run ended").last).to_contain_text("Stopped by you")
+    alice.shot("stopped-by-bob")
+    result = [e for e in server.events(tid) if e["type"] == "result"][-1]
+    assert (result["stop_reason"], result["detail"]) == ("stopped", "stopped by bob")
+
+    alice.open_thread(tid)  # reopened: the stored thread says the same to each
+    expect(alice.note("Run ended").last).to_contain_text("Stopped by bob")
+    expect(alice.note("Run ended").first).to_contain_text("Stopped by you")
+    bob.open_thread(tid)
+    expect(bob.note("Run ended").last).to_contain_text("Stopped by you")
+    expect(bob.note("Run ended").first).to_contain_text("Stopped by alice")
