@@ -110,10 +110,12 @@ async def stream(
 ) -> AsyncIterator[str]:
     """The events of `tid` with seq > `after`; with `follow`, then each as it is stored, until the client goes.
     With `chunks`, the streamed text of a run in progress too. The stream ends once `user` may no longer read
-    `tid` (its owner stopped sharing it), at its next wake-up."""
+    `tid` (its owner stopped sharing it): at once in a cluster told of it (`Node.revoke`), else at its next wake-up."""
     store = await hub.store()
     wake = hub.waker(tid)
     live = await _live_text(hub, tid, wake, chunks) if follow else None
+    node = await hub.node() if follow else None
+    forget = await node.on_revoked(tid, user, wake.set) if node is not None else None  # ends at once
     last = after
     try:
         yield f"retry: {RETRY_MS}\n\n"
@@ -139,3 +141,5 @@ async def stream(
         hub.forget(tid, wake)
         if live is not None:
             live.close()
+        if forget is not None:
+            forget()

@@ -7,7 +7,7 @@ from __future__ import annotations
 from ._bus import Bus
 from ._commands import Command, Job
 from ._lease import Lease, LeaseLost, Leases
-from ._node import REDIS_ENV, Node
+from ._node import REDIS_ENV, Node, announce_revoked
 from ._relay import Relay
 from ._remote import RemoteRun
 from ._worker import serve as serve_worker
@@ -23,5 +23,6 @@ __all__ = [
     "Node",
     "Relay",
     "RemoteRun",
+    "announce_revoked",
     "serve_worker",
 ]

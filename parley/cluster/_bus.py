@@ -4,6 +4,7 @@ Keys, under a prefix (``parley`` by default):
 - ``{prefix}:events:{thread}``: a stream of the run's events, capped and expiring an hour after its last write;
 - ``{prefix}:commands:{thread}``: a list of commands for whoever owns the run now or next, and
   ``{prefix}:applying:{thread}:{owner}`` the one each owner is applying (see `Bus.commands`);
+- ``{prefix}:revoked``: the members of shared rooms whose access just ended, for every node's pages;
 - ``{prefix}:jobs`` and ``{prefix}:taken:{worker}``: the workers' queue and what each worker holds.
 
 Everything read back is treated as hostile: an entry that is not what the bus writes is logged and skipped.
@@ -29,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.typing import EncodableT, FieldT
 
 from ..errors import ConfigError
+from ..paths import is_server_id
 from ._commands import Command, Job
 
 __all__ = ["Bus"]
@@ -166,7 +168,10 @@ class Bus:
 
     async def last_id(self, tid: str) -> str:
         """The id of the thread's newest stream entry; ``"0-0"`` when there is none."""
-        newest = await self._redis.xrevrange(self._key("events", tid), count=1)
+        return await self._newest(self._key("events", tid))
+
+    async def _newest(self, key: str) -> str:
+        newest = await self._redis.xrevrange(key, count=1)
         return str(newest[0][0]) if newest else "0-0"
 
     async def follow(
@@ -270,6 +275,34 @@ class Bus:
         async for name in self._redis.scan_iter(match=self._key("applying", tid, "*"), count=200):
             moved += await self._put_back(name.decode() if isinstance(name, bytes) else str(name), key)
         return moved
+
+    # ---- shared rooms: a member's access ended ----
+
+    async def announce_revoked(self, tid: str, member: str) -> None:
+        """Tell every node that `member` may no longer see thread `tid` (its owner revoked their access)."""
+        key = self._key("revoked")
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(key, {"thread": tid, "member": member}, maxlen=1000, approximate=True)
+            pipe.expire(key, TTL_S)
+            await pipe.execute()
+
+    async def revocations_since(self) -> str:
+        """Where `revocations` starts from to give those announced from now on."""
+        return await self._retrying("revocations", lambda: self._newest(self._key("revoked")))
+
+    async def revocations(self, after: str) -> AsyncGenerator[tuple[str, str]]:
+        """(thread, member) of each access revoked after entry `after`, until cancelled."""
+        key, last = self._key("revoked"), after
+        while True:
+            read = functools.partial(self._redis.xread, {key: last}, count=100, block=self._block_ms)
+            for _key, entries in await self._retrying("revocations", read) or ():
+                for entry_id, fields in entries:
+                    last = str(entry_id)
+                    tid, member = fields.get("thread", ""), fields.get("member", "")
+                    if is_server_id(tid) and 0 < len(member) <= 200:
+                        yield tid, member
+                    else:
+                        log.warning("skipped revocation entry %s: not a thread and a member", last)
 
     # ---- the workers' queue ----
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..run import Run
     from ..store import Lease, Store
 
-__all__ = ["REDIS_ENV", "Node"]
+__all__ = ["REDIS_ENV", "Node", "announce_revoked"]
 
 log = logging.getLogger("parley.cluster")
 REDIS_ENV = "PARLEY_REDIS_URL"
@@ -47,6 +47,20 @@ class _ThreadLock:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     users: int = 0
     """How many hold or await it."""
+
+
+async def announce_revoked(tid: str, member: str) -> bool:
+    """From a process that is no node (`parley share --revoke`): tell the cluster `PARLEY_REDIS_URL` names that
+    `member` lost their access to `tid` (see Node.revoke). False when it names none."""
+    url = os.environ.get(REDIS_ENV, "").strip()
+    if not url:
+        return False
+    bus = await Bus.connect(url, prefix=os.environ.get(PREFIX_ENV, "").strip() or "parley")
+    try:
+        await bus.announce_revoked(tid, member)
+    finally:
+        await bus.close()
+    return True
 
 
 class Node:
@@ -73,6 +87,8 @@ class Node:
         """One lock per conversation some of this node's work is on now; it goes when nobody holds or awaits it."""
         self._sweeper: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._revoked: dict[tuple[str, str], set[Callable[[], None]]] = {}
+        self._revocations: asyncio.Task[None] | None = None
         self.on_carried: Callable[[Conversation, Run], None] = lambda conv, run: None
         """Told of each run this node carried on after its owner died."""
 
@@ -237,6 +253,62 @@ class Node:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    # -- shared rooms: a member's access ends at once on every node ----------------------------------------
+
+    async def revoke(self, tid: str, member: str) -> None:
+        """Tell every node that `member` lost their access to `tid` (the store says so already): the pages and
+        streams they have open on it end now, however quiet its run."""
+        await self.bus.announce_revoked(tid, member)
+
+    async def on_revoked(self, tid: str, user: str, listener: Callable[[], None]) -> Callable[[], None]:
+        """Call `listener` as soon as any node says `user` lost their access to `tid` (see revoke), from now on.
+        Returns what stops it."""
+        key = (tid, user)
+        if self._revocations is None:
+            since = await self.bus.revocations_since()
+            if self._revocations is None:
+                self._revocations = asyncio.get_running_loop().create_task(
+                    self._tell_revoked(since), name="parley-node-revocations"
+                )
+        self._revoked.setdefault(key, set()).add(listener)
+
+        def forget() -> None:
+            listeners = self._revoked.get(key)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._revoked[key]
+
+        return forget
+
+    async def end_if_revoked(self, tid: str, user: str, view: asyncio.Future[Any]) -> bool:
+        """Wait until `view` (a page showing `user` a run of `tid`) is done, or until a node says `user` lost their
+        access and the store agrees: then cancel it and return True (the page says why)."""
+        told = asyncio.Event()
+        forget = await self.on_revoked(tid, user, told.set)
+        waiting = asyncio.ensure_future(told.wait())
+        try:
+            while True:
+                await asyncio.wait([view, waiting], return_when=asyncio.FIRST_COMPLETED)
+                if view.done():
+                    return False
+                if await self.store.access(user, tid) is None:
+                    view.cancel()
+                    return True
+                told.clear()  # said by something else than the store: the view goes on
+                waiting = asyncio.ensure_future(told.wait())
+        finally:
+            waiting.cancel()
+            forget()
+
+    async def _tell_revoked(self, since: str) -> None:
+        async for key in self.bus.revocations(since):
+            for listener in list(self._revoked.get(key, ())):
+                try:
+                    listener()
+                except Exception:
+                    log.exception("could not end a view of %s for %s", *key)
+
     # -- runs whose owner died ----------------------------------------------------------------------------
 
     def start_sweeping(self) -> None:
@@ -301,10 +373,11 @@ class Node:
         """Leave the cluster: every run this node owns stops, or with `hand_on` goes on in another process (its
         lease let go with the run open, another node carries it on from its last checkpoint; nothing more of it
         is stored from here)."""
-        if self._sweeper is not None:
-            self._sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sweeper
+        for task in (self._sweeper, self._revocations):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         for relay in list(self.relays.values()):
             run = relay.conversation.current_run
             live = run if run is not None and relay.conversation.running else None

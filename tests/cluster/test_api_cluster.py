@@ -19,6 +19,7 @@ from fastapi import FastAPI
 
 from parley import Conversation
 from parley.api import mount
+from parley.api._sse import KEEPALIVE_S
 from parley.cluster import Bus, Node
 from parley.store import Store
 
@@ -275,3 +276,56 @@ async def test_commands_through_the_other_replica_leave_no_copy_behind_there(
         assert (await _until(events, "result", []))["stop_reason"] != "error"
         await events.aclose()
         assert len(b.hub._copies) <= 1
+
+
+@pytest.fixture
+def bob(db_url: str, cluster: tuple[Replica, Replica, dict[str, str]]) -> dict[str, str]:
+    """Bob's API sign-in (alice may share her conversations with him)."""
+
+    async def user() -> dict[str, str]:
+        async with await Store.open(db_url) as store:
+            await store.create_user("bob", "bob-password-12")
+            return {"bob": (await store.create_token("bob", "tests"))[1]}
+
+    return {"authorization": f"Bearer {_in_thread(user)['bob']}"}
+
+
+async def test_a_member_s_stream_ends_at_once_when_the_owner_revokes_it_while_the_run_is_quiet(
+    cluster: tuple[Replica, Replica, dict[str, str]],
+    bob: dict[str, str],
+    db_url: str,
+    redis_url: str,
+    prefix: str,
+) -> None:
+    _, b, _ = cluster
+    async with httpx.AsyncClient(timeout=BOUND_S) as client:
+        tid, events = await _started_on_a_followed_on_b(
+            client, cluster, "planner", "scripted:plan.yaml", "Plan the launch"
+        )
+        await _until(events, "question", [])  # the run waits for alice's answer: nothing more comes
+        await events.aclose()
+        async with await Store.open(db_url) as store:
+            assert await store.share(tid, "bob", "read", actor="alice")
+            watching = _events(client, f"{b.url}/conversations/{tid}/events", bob)
+            await _until(watching, "question", [])  # bob watches the quiet run through B
+            assert await store.unshare(tid, "bob", actor="alice")
+        bus = await Bus.connect(redis_url, prefix=prefix)  # the process that revoked it says so
+        node = Node(await Store.open(db_url), bus, name="revoker")
+        try:
+            await node.revoke(tid, "bob")
+        finally:
+            await node.close()
+            await node.store.close()
+        rest = [e async for e in _bounded(watching, KEEPALIVE_S / 3)]
+        assert rest == [], "the stream ended without showing more"
+        left = await client.get(f"{b.url}/conversations/{tid}/events", headers=bob)
+        assert left.status_code == 403
+
+
+async def _bounded(
+    events: AsyncIterator[dict[str, object]], within_s: float
+) -> AsyncIterator[dict[str, object]]:
+    """`events` to their end, which must come within `within_s` (long before the stream would look again)."""
+    async with asyncio.timeout(within_s):
+        async for event in events:
+            yield event
