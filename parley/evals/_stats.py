@@ -206,10 +206,12 @@ def html_sections(records: Sequence[dict[str, Any]]) -> list[str]:
 
 
 def _interval_bar(s: dict[str, Any]) -> str:
+    """The 95% interval as a grey band on the 0–100% track, the pass rate as a dark tick in it."""
     low, high = s["ci95"]
     return (
-        f"<span class=track title='95% interval {_ci(s)}'><span class=ci style='margin-left:{100 * low:.0f}%;"
-        f"width:{max(1.0, 100 * (high - low)):.0f}%'></span></span>"
+        f"<span class='track iv' title='95% interval {_ci(s)}'><span class=ci style='left:{100 * low:.0f}%;"
+        f"width:{max(1.0, 100 * (high - low)):.0f}%'></span><span class=pt style='left:{100 * s['pass_rate']:.0f}%'>"
+        "</span></span>"
     )
 
 
@@ -218,8 +220,9 @@ def _html_repeats(records: Sequence[dict[str, Any]]) -> list[str]:
         return []
     e = html.escape
     parts = [
-        "<style>.ci{display:block;height:100%;background:#8c959f;border-radius:3px}"
-        ".flaky{color:#9a6700;font-weight:600}</style>",
+        "<style>.iv{position:relative}.ci{position:absolute;top:0;height:100%;background:#afb8c1;border-radius:3px}"
+        ".pt{position:absolute;top:-2px;width:3px;height:calc(100% + 4px);margin-left:-1px;background:#1f2328}"
+        ".flaky{color:#9a6700;font-weight:600}.said{margin:0;padding-left:1rem}</style>",
         "<h2>Repeat statistics</h2><table><tr><th>compared</th><th>pass rate (95% CI)</th><th>pass^k</th>"
         "<th>pass@k</th><th>flaky scenarios</th></tr>",
     ]
@@ -265,7 +268,7 @@ def _html_simulated(records: Sequence[dict[str, Any]]) -> list[str]:
         parts.append(
             f"<tr><td>{e(r['scenario'])}</td><td>{e(group_key(r))}</td><td>{r['repeat']}</td>"
             f"<td><code>{e(h['model'])}</code></td><td>{e(h['goal'][:300])}</td>"
-            f"<td>{f'<ul>{said}</ul>' if said else 'nothing: the conversation kept to the goal'}</td>"
+            f"<td>{f'<ul class=said>{said}</ul>' if said else 'nothing: the conversation kept to the goal'}</td>"
             f"<td>{h['calls']}</td><td>{h['total_tokens']:,}</td></tr>"
         )
     parts.append("</table>")
