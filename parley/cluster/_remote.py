@@ -16,11 +16,13 @@ from ..events import (
     ChunkEvent,
     EscalationEvent,
     Event,
+    FileEvent,
     QuestionEvent,
     RunResult,
     RunStartedEvent,
     decode_events,
 )
+from ..paths import data_dir_path, inside
 from ..projection import Projection
 from ..store import EventRow
 from ._commands import Command
@@ -125,6 +127,8 @@ class RemoteRun:
             return
         async with contextlib.aclosing(self._coming()) as coming:
             async for event in coming:
+                if isinstance(event, FileEvent) and (event := _here(self.thread_id, event)) is None:
+                    continue
                 self._take(event, shown=True)
                 yield event
                 if isinstance(event, RunResult):
@@ -254,6 +258,18 @@ def _shown_through(decoded: list[tuple[EventRow, Event | None]], known: int) -> 
     if 0 < known <= len(readable):
         return readable[known - 1]
     return decoded[-1][0].seq if decoded and known else 0
+
+
+def _here(tid: str, event: FileEvent) -> FileEvent | None:
+    """The file a tool of the owner wrote, as this process finds it: by its name in the conversation's workspace
+    under this process's data folder (shared with the owner's, wherever it is mounted), never by the path the owner
+    gave (an entry on the bus could name any file here). None for a name that leads out of the workspace."""
+    try:
+        path = inside(data_dir_path() / "workspaces" / tid, event.name)  # tid: a server id, never a path
+    except ValueError:
+        log.warning("skipped a file of thread %s whose name leads out of its workspace", tid)
+        return None
+    return event.model_copy(update={"path": str(path)})
 
 
 def _decoded(payload: dict[str, Any]) -> Event | None:

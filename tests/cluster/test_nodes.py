@@ -4,6 +4,7 @@ a run owned by one is watched live on the other, and commands typed there reach 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from parley.events import (
     ApprovalRequestEvent,
     ChunkEvent,
     Event,
+    FileEvent,
     HumanMessageEvent,
     MessageEvent,
     RunResult,
@@ -224,3 +226,33 @@ async def test_a_view_of_a_quiet_run_ends_on_every_node_as_soon_as_its_member_is
     assert await asyncio.wait_for(ends, BOUND_S) == [True, True]
     assert all(p.cancelled() for p in pages)
     assert a._revoked == {} and b._revoked == {}
+
+
+async def test_a_watcher_finds_a_tool_s_file_in_its_own_data_folder_never_where_the_bus_says(
+    nodes: tuple[Node, Node], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whoever can write to Redis could name any file of the web process: a file event is read by its name in the
+    conversation's workspace here, and one whose name leads out of it is not shown."""
+    a, b = nodes
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(tmp_path / "data"))
+    conv = Conversation("content-studio", model=f"scripted:{SCRIPT}")
+    tid = await conv.save_to(a.store, "alice", "Churn")
+    started = RunStartedEvent(
+        team="content-studio", model="scripted", pattern="round_robin", roles=["writer"]
+    )
+    await a.store.append_event(tid, started.type, started.model_dump(mode="json"))
+    watched = await b.watch(await Conversation.resume(b.store, tid), "bob")
+    for name in ("post.md", "../other/post.md", f"../../workspaces/{uuid.uuid4().hex}/x.md"):
+        written = FileEvent(
+            source="writer", name=name, path="/etc/passwd", mime="text/plain", size=1, tool="t"
+        )
+        await a.bus.publish(tid, written.model_dump(mode="json"), None)
+    ended = RunResult(stop_reason="stop_text", turns=1, prompt_tokens=0, completion_tokens=0, cost_usd=None)
+    await a.bus.publish(tid, ended.model_dump(mode="json"), 2)
+
+    async def every() -> list[Event]:
+        return [e async for e in watched]
+
+    files = [e for e in await asyncio.wait_for(every(), BOUND_S) if isinstance(e, FileEvent)]
+    workspace = (tmp_path / "data" / "workspaces" / tid).resolve()
+    assert [(e.name, e.path) for e in files] == [("post.md", str(workspace / "post.md"))]

@@ -4,6 +4,7 @@ worker, watches it live, and when the worker is killed mid-run another one carri
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import signal
 import sys
@@ -15,7 +16,7 @@ from cluster.conftest import TTL_S, Workers
 
 from parley import Conversation
 from parley.cluster import Bus, Node, RemoteRun
-from parley.events import Event, MessageEvent, RunResult, RunStartedEvent
+from parley.events import Event, FileEvent, MessageEvent, RunResult, RunStartedEvent
 from parley.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -125,3 +126,54 @@ async def test_a_job_taken_by_a_worker_that_died_before_owning_its_run_is_run_by
 
 async def _all(run: RemoteRun) -> list[Event]:
     return [event async for event in run]
+
+
+async def test_a_file_a_worker_s_tool_wrote_is_served_by_a_web_process_sharing_the_data_folder(
+    web: Node,
+    workers: Workers,
+    cluster_env: dict[str, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The writer's write_file runs on the worker; the page on the web process shows the file live, and again in
+    the reopened thread, read from the data folder both share (deployment.md)."""
+    from chainlit.context import init_http_context
+
+    from parley.web._elements import file_element as live_element
+    from parley.web._history import file_element as reopened_element
+
+    shared = tmp_path / "data"
+    cluster_env["PARLEY_DATA_DIR"] = str(shared)
+    monkeypatch.setenv("PARLEY_DATA_DIR", str(shared))
+    text = "# Churn\n\nTrack it monthly.\n"
+    script = tmp_path / "writes.yaml"  # JSON is YAML
+    script.write_text(
+        json.dumps(
+            {
+                "roles": {
+                    "researcher": ["Notes."],
+                    "writer": [
+                        {"tool": "write_file", "args": {"path": "post.md", "content": text}},
+                        "In post.md.",
+                    ],
+                    "editor": ["Good. APPROVE"],
+                }
+            }
+        )
+    )
+    workers()
+    conv = Conversation("content-studio", model=f"scripted:{script}")
+    tid = await conv.save_to(web.store, "alice", "Churn")
+    _, run = await web.say(conv, "Write about churn", "alice")
+    assert isinstance(run, RemoteRun)
+    events = await asyncio.wait_for(_all(run), BOUND_S)
+    assert isinstance(events[-1], RunResult) and events[-1].stop_reason == "stop_text", events[-1]
+    [written] = [e for e in events if isinstance(e, FileEvent)]
+    assert written.name == "post.md"
+
+    init_http_context()  # what the page is sent as the run shows it (a Chainlit element needs a session)
+    shown = live_element(written)
+    assert shown.url is not None and base64.b64decode(shown.url.split(",", 1)[1]).decode() == text
+    [stored] = [e for e in await web.store.load_events(tid) if isinstance(e, FileEvent)]
+    again = reopened_element(tid, "step", stored)  # and in the thread reopened later, on any replica
+    assert again is not None and base64.b64decode(again["url"].split(",", 1)[1]).decode() == text
