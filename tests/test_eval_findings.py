@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from parley.evals import Runner, load_suite, plan, variants
-from parley.evals._findings import JUDGED, MODES, Finding, content_words, detect
+from parley.evals._findings import JUDGED, MODES, Finding, content_words, detect, similar, words_of
 from parley.events import (
     AnswerEvent,
     Event,
@@ -149,6 +149,18 @@ def test_the_same_call_with_the_same_result_is_repetition_but_a_retry_after_an_e
         ),  # the data changed: new information
     )
     assert detect(retry) == []
+
+
+def test_near_identical_means_nine_words_in_ten_the_same_and_in_order() -> None:
+    def alike(a: str, b: str) -> bool:
+        return similar(words_of(a), words_of(b))
+
+    assert alike("Draft: refunds take 30 days.", "draft  REFUNDS take 30 days!")
+    assert not alike("Draft 1: refunds take 30 days.", "Draft 2: refunds take 30 days.")  # one word in six
+    long = " ".join(f"word{i}" for i in range(200))
+    assert alike(long, long.replace("word7 ", "other "))  # one word in 200
+    assert not alike(long, " ".join(reversed(long.split())))  # the same words in another order
+    assert not alike("", "x") and alike("", "")
 
 
 # -- unaware of termination ---------------------------------------------------------------------------------------

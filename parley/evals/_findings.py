@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from difflib import SequenceMatcher
 from typing import Any
 
@@ -32,7 +33,7 @@ from ..events import (
 )
 from ..projection import Projection
 
-__all__ = ["GROUPS", "JUDGED", "MODES", "Finding", "content_words", "detect", "similar"]
+__all__ = ["GROUPS", "JUDGED", "MODES", "Finding", "content_words", "detect", "similar", "words_of"]
 
 SPECIFICATION, MISALIGNMENT, VERIFICATION = "specification", "inter-agent misalignment", "task verification"
 GROUPS = (SPECIFICATION, MISALIGNMENT, VERIFICATION)
@@ -69,7 +70,9 @@ JUDGED = tuple(m for m in MODES if m not in RULED)
 
 CLIP = 240
 SIMILAR = 0.9
-"""Two messages this alike (difflib's ratio, after case and spacing are normalised) say the same thing."""
+"""Two messages this alike (difflib's ratio of their words, case and punctuation aside) say the same thing."""
+MAX_WORDS = 5000
+"""A message longer than this compares its first MAX_WORDS words (a bound on the work a hostile run can cause)."""
 NORMAL_ENDS = frozenset({"stop_text", "completed", "handoff"})
 """Ends where the team itself said it was done."""
 NEVER_HAPPENED = frozenset({"spoke", "delegated_to", "file_written"})
@@ -98,22 +101,26 @@ def _clip(text: str) -> str:
     return one_line(text, CLIP)
 
 
-def _norm(text: str) -> str:
-    return " ".join(text.lower().split())
+def words_of(text: str) -> tuple[str, ...]:
+    """A text as it is compared: its words, lower-cased, without punctuation (the first MAX_WORDS)."""
+    return tuple(re.findall(r"\w+", text.lower())[:MAX_WORDS])
 
 
-def similar(a: str, b: str) -> bool:
-    """Whether two texts are the same or nearly (case and spacing aside); long texts compare their first 2000
-    characters."""
-    a, b = _norm(a)[:2000], _norm(b)[:2000]
+def similar(
+    a: tuple[str, ...], b: tuple[str, ...], bags: tuple[Counter[str], Counter[str]] | None = None
+) -> bool:
+    """Whether two texts (as `words_of`) say the same: the same words, or SIMILAR of them in the same order.
+    Cheap bounds (lengths, then the words in common: `bags`, their counts, when known) rule most pairs out before
+    difflib compares the order."""
     if a == b:
         return True
-    matcher = SequenceMatcher(None, a, b, autojunk=False)
-    return (
-        matcher.real_quick_ratio() >= SIMILAR
-        and matcher.quick_ratio() >= SIMILAR
-        and matcher.ratio() >= SIMILAR
-    )
+    if not a or not b or min(len(a), len(b)) < SIMILAR * max(len(a), len(b)):
+        return False
+    bag_a, bag_b = bags or (Counter(a), Counter(b))
+    common = sum(min(bag_a[w], bag_b[w]) for w in bag_a.keys() & bag_b.keys())
+    if 2 * common < SIMILAR * (len(a) + len(b)):
+        return False
+    return SequenceMatcher(None, a, b, autojunk=False).ratio() >= SIMILAR
 
 
 # -- steps: what the roles did, in order ------------------------------------------------------------------
@@ -129,6 +136,10 @@ class _Step:
     """The message's text, or `TOOL ARGUMENTS` (the arguments as canonical JSON)."""
     tool: bool
     result: str | None = None
+    words: tuple[str, ...] = ()
+    """A message's words, as `similar` compares them."""
+    bag: Counter[str] = field(default_factory=Counter[str], compare=False)
+    """How often each of them comes."""
 
 
 def _args(arguments: dict[str, Any] | str) -> str:
@@ -140,7 +151,8 @@ def _steps(events: Sequence[Event]) -> list[_Step]:
     steps: list[_Step] = []
     for e in events:
         if isinstance(e, MessageEvent) and e.kind == "text" and e.content.strip():
-            steps.append(_Step(e.source, e.turn, e.content, tool=False))
+            words = words_of(e.content)
+            steps.append(_Step(e.source, e.turn, e.content, tool=False, words=words, bag=Counter(words)))
         elif isinstance(e, ToolCallEvent):
             done = results.get(e.call_id)
             result = None if done is None or done.is_error else done.content
@@ -155,7 +167,7 @@ def _same(a: _Step, b: _Step) -> bool:
         return False
     if a.tool:
         return a.what == b.what and a.result is not None and a.result == b.result
-    return similar(a.what, b.what)
+    return similar(a.words, b.words, (a.bag, b.bag))
 
 
 # -- the detectors ------------------------------------------------------------------------------------------
