@@ -67,7 +67,9 @@ def add_parser(sub: Any) -> None:
         "--out", default="eval-out", metavar="DIR", help="where the reports go (default: eval-out)"
     )
     ev.add_argument(
-        "--judge-model", metavar="MODEL", help="a live model for `judge:` expectations (skipped without one)"
+        "--judge-model",
+        metavar="MODEL",
+        help="a model for `judge:` expectations (skipped without one) and the failure modes no rule finds",
     )
     ev.add_argument(
         "--junit", metavar="FILE", help="also write JUnit XML: one test case per scenario run, for CI"

@@ -229,3 +229,73 @@ def test_a_bad_simulate_block_names_the_file_scenario_and_key(
     assert (
         "scenarios[1].human.simulate.model: scenario 'three', simulated human: unknown model backend" in text
     )
+
+
+def _escalating(write: Write, person: str) -> Path:
+    """A clerk whose answer fails its check with no corrections left: the run asks the human to settle it."""
+    team = team_yaml("round_robin", roles=("clerk",), max_turns=1).replace(
+        "    prompt: You are clerk.\n",
+        "    prompt: You are clerk.\n    validate: {contains: [EUR], retries: 0}\n",
+    )
+    write("team.yaml", team)
+    write("s.yaml", "roles:\n  clerk: ['42 dollars']\n")
+    write("person.yaml", person)
+    return write(
+        "suite.yaml",
+        """
+        suite: t
+        defaults: {team: team.yaml}
+        scenarios:
+          - name: settle
+            task: Total it
+            model: scripted:s.yaml
+            human: {simulate: {goal: a total in euros, model: "scripted:person.yaml"}}
+            expect: [{escalated: true}]
+        """,
+    )
+
+
+async def test_it_settles_an_escalation_by_choosing_a_position(write: Write) -> None:
+    record = await _record(_escalating(write, "roles:\n  human: ['Position 1, please.']\n"))
+    assert record["passed"], record["expectations"]
+    assert record["human"] == ["turn 1: validation escalation: chose 1"]
+    assert record["simulated_human"]["calls"] == 1  # no drift verdicts in its script: no checks
+
+
+async def test_an_answer_naming_no_position_leaves_the_escalation_open_and_fails(write: Write) -> None:
+    record = await _record(_escalating(write, "roles:\n  human: ['Whatever you think']\n"))
+    assert record["stop_reason"] == "escalation" and not record["passed"]
+    [failed] = [e for e in record["expectations"] if e["outcome"] == "failed"]
+    assert failed["kind"] == "simulated_human"
+    assert "validation escalation (turn 1) left open: answer 'Whatever you think'" in failed["message"]
+
+
+async def test_an_approval_it_cannot_read_is_denied_and_fails_the_scenario(write: Write) -> None:
+    write(
+        "person.yaml",
+        """
+        roles:
+          human_check: [on_track, on_track, on_track, on_track]
+          human: ["Hmm, what would you do?"]
+        """,
+    )
+    team_script = ROOT / "evals" / "scripts" / "simulated-refund-team.yaml"
+    path = write(
+        "suite.yaml",
+        f"""
+        suite: t
+        scenarios:
+          - name: refund
+            team: customer-support
+            task: Order 1042 arrived broken, I want my money back
+            model: scripted:{team_script}
+            human: {{simulate: {{goal: a refund, model: "scripted:person.yaml"}}}}
+        """,
+    )
+    record = await _record(path)
+    assert record["human"] == ["turn 4: issue_refund denied"]
+    [failed] = [e for e in record["expectations"] if e["outcome"] == "failed"]
+    assert failed["kind"] == "simulated_human" and not record["passed"]
+    assert (
+        "approval of issue_refund (turn 4): unreadable answer 'Hmm, what would you do?'" in failed["message"]
+    )
