@@ -1,19 +1,22 @@
-"""The REST routes under /api/v1: teams, conversations, messages, stop, decisions, the audit export, events."""
+"""The REST routes under /api/v1: teams, conversations, messages, stop, decisions, the audit export, events, the
+files tools wrote."""
 
 from __future__ import annotations
 
 import json
+import mimetypes
 from collections.abc import Callable
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Request
-from fastapi.responses import PlainTextResponse, StreamingResponse
+from fastapi.responses import FileResponse, PlainTextResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from .._audit import markdown, record
 from .._text import human_text
 from ..cluster import RemoteRun
 from ..errors import ConfigError, UnknownRequestError, UsageError
+from ..paths import data_dir_path, inside
 from ..run import Run
 from ..store import ThreadRow
 from ._auth import BEARER, hub_of, user_of
@@ -50,6 +53,9 @@ ERRORS: dict[int | str, dict[str, object]] = {
 }
 router = APIRouter(responses=ERRORS)
 TEXT = {"schema": {"type": "string"}}
+INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"})
+"""Files sent as what they are: pictures a browser never runs, and plain text. Anything else is a download."""
+FILE_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 
 
 async def _user(
@@ -274,6 +280,34 @@ async def events(
         media_type=SSE_TYPE,
         headers={"cache-control": "no-store", "x-accel-buffering": "no"},
     )
+
+
+@router.get(
+    "/conversations/{conversation_id}/files/{name:path}",
+    summary="Download a file a tool wrote in the conversation's workspace (a chart, a document)",
+    response_model=None,
+    responses={200: {"content": {"application/octet-stream": TEXT}, "description": "the file"}},
+)
+async def workspace_file(conversation_id: ConvId, name: str, user: User, hub: Hubbed) -> FileResponse:
+    await hub.watched(user, conversation_id)
+    try:  # the id is the server's own form (checked above): never a path
+        path = inside(data_dir_path() / "workspaces" / conversation_id, name)
+    except ValueError:
+        path = None
+    if path is None or not path.is_file():
+        raise ApiError(
+            404, f"no file {name[:200]!r} in this conversation's workspace (a file event names each)"
+        )
+    guessed = mimetypes.guess_type(path.name)[0] or ""
+    shown = guessed if guessed in INLINE_TYPES else "application/octet-stream"
+    return FileResponse(
+        path,
+        media_type=shown,
+        filename=path.name,
+        content_disposition_type="inline" if shown in INLINE_TYPES else "attachment",
+        headers={"content-security-policy": FILE_POLICY, "x-content-type-options": "nosniff"},
+    )
+
 
 
 def _check_text(text: str) -> None:

@@ -21,6 +21,7 @@ from parley import Conversation
 from parley.api import mount
 from parley.api._sse import KEEPALIVE_S
 from parley.cluster import Bus, Node
+from parley.paths import data_dir_path
 from parley.store import Store
 
 BOUND_S = 60.0
@@ -329,3 +330,39 @@ async def _bounded(
     async with asyncio.timeout(within_s):
         async for event in events:
             yield event
+
+
+async def test_a_file_a_tool_wrote_on_one_replica_is_downloaded_through_the_other(
+    cluster: tuple[Replica, Replica, dict[str, str]], bob: dict[str, str], tmp_path: Path
+) -> None:
+    """Both replicas share the data folder (as deployment.md says): a client of either gets the file."""
+    _, b, auth = cluster
+    text = "# Churn\n\nTrack it monthly.\n"
+    writes = {"tool": "write_file", "args": {"path": "drafts/post.md", "content": text}}
+    script = {"roles": {"researcher": ["Notes."], "writer": [writes, "Done."], "editor": ["Good. APPROVE"]}}
+    (tmp_path / "scripts" / "writes.yaml").write_text(json.dumps(script))  # JSON is YAML
+    async with httpx.AsyncClient(timeout=BOUND_S) as client:
+        tid, events = await _started_on_a_followed_on_b(
+            client, cluster, "content-studio", "scripted:writes.yaml", "Write about churn"
+        )
+        written = await _until(events, "file", [])
+        assert written["name"] == "drafts/post.md"
+        await _until(events, "result", [])
+        await events.aclose()
+        files = f"{b.url}/conversations/{tid}/files"
+        got = await client.get(f"{files}/drafts/post.md", headers=auth)
+        assert got.status_code == 200, got.text
+        assert got.text == text and got.headers["content-type"].startswith("application/octet-stream")
+        assert (
+            "attachment" in got.headers["content-disposition"]
+            and "sandbox" in got.headers["content-security-policy"]
+        )
+        beside = data_dir_path() / "workspaces" / "beside.txt"  # in the data folder, outside this workspace
+        beside.write_text("not yours")
+        assert (await client.get(f"{files}/%2e%2e/beside.txt", headers=auth)).status_code == 404
+        for name in ("drafts/nothing.md", "%2e%2e/%2e%2e/auth-secret", "%2e%2e%2fother", "drafts", "../../x"):
+            refused = await client.get(f"{files}/{name}", headers=auth)  # "../../x": httpx walks up the URL
+            assert refused.status_code in (400, 404), (name, refused.status_code)
+        assert (
+            await client.get(f"{files}/drafts/post.md", headers=bob)
+        ).status_code == 403  # not shared with bob
