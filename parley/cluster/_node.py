@@ -219,8 +219,8 @@ class Node:
             await relay.idle.wait()
             relay.applied.clear()
             if (
-                await self.bus.pending(tid) > 0
-            ):  # a message (or a late command) waits: the relay takes it first
+                not relay.lost and await self.bus.pending(tid) > 0
+            ):  # a message waits: the relay takes it first
                 await relay.applied.wait()
                 continue
             async with self._lock(tid):

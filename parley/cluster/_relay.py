@@ -76,6 +76,8 @@ class Relay:
         self._out: asyncio.Queue[tuple[Event, int | None]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._keeper: asyncio.Task[None] | None = None
+        self.reader: asyncio.Task[None] | None = None
+        """Takes the conversation's commands and applies them, while this process owns it."""
         self.idle = asyncio.Event()
         """Set when no run is in progress any more and every event has gone out: the lease can go."""
         self.applied = asyncio.Event()
@@ -90,9 +92,10 @@ class Relay:
         self.conversation.fence = self.lease
         self._keeper = self.node.leases.keep(self.lease, self._lost)
         loop = asyncio.get_running_loop()
+        self.reader = loop.create_task(self._commands(), name=f"parley-relay-in-{self.thread_id}")
         self._tasks = [
             loop.create_task(self._publish(), name=f"parley-relay-out-{self.thread_id}"),
-            loop.create_task(self._commands(), name=f"parley-relay-in-{self.thread_id}"),
+            self.reader,
         ]
 
     def watch(self, run: Run) -> None:
@@ -112,6 +115,10 @@ class Relay:
 
     def _lost(self) -> None:
         self.lost = True
+        if (
+            self.reader is not None
+        ):  # the commands are the new owner's: what was taken and not applied goes back
+            self.reader.cancel()
         run = self.conversation.current_run
         if run is not None and self.conversation.running:
             log.warning("lost the lease of %s: its run stops here", self.thread_id)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from parley import Conversation
-from parley.cluster import Bus, Command, Node, RemoteRun
+from parley.cluster import Bus, Command, Node, Relay, RemoteRun
 from parley.events import (
     ApprovalDecisionEvent,
     ApprovalRequestEvent,
@@ -256,3 +256,23 @@ async def test_a_watcher_finds_a_tool_s_file_in_its_own_data_folder_never_where_
     files = [e for e in await asyncio.wait_for(every(), BOUND_S) if isinstance(e, FileEvent)]
     workspace = (tmp_path / "data" / "workspaces" / tid).resolve()
     assert [(e.name, e.path) for e in files] == [("post.md", str(workspace / "post.md"))]
+
+
+async def test_an_owner_that_lost_the_conversation_takes_none_of_its_commands_any_more(
+    nodes: tuple[Node, Node], two_runs: Path
+) -> None:
+    """A stalled owner whose lease ran out must leave the commands sent since to the new owner."""
+    a, b = nodes
+    conv = Conversation("content-studio", model=f"scripted:{two_runs}")
+    tid = await conv.save_to(a.store, "alice", "Churn")
+    lease = await a.leases.acquire(tid)
+    assert lease is not None
+    relay = Relay(a, conv, lease)
+    relay.begin()
+    assert relay.reader is not None
+    relay._lost()  # another process took the conversation over
+    await asyncio.wait_for(asyncio.gather(relay.reader, return_exceptions=True), BOUND_S)
+    await b.bus.send(tid, Command(kind="say", actor="bob", text="Also cover retention"))
+    assert await b.bus.pending(tid) == 1, "left for the new owner"
+    assert not conv.running
+    await relay.close()
