@@ -107,22 +107,19 @@ class ChatSession:
         """Messages updated in place, by request, question, escalation or sub-task id."""
         self.offers = Offers()
         self.projection = Projection()
-        """What the current run's events add up to: the decisions awaited (offered again when the thread is
-        reopened), the sub-tasks running, the usage per speaker."""
+        """What the run's events add up to: decisions awaited (offered again on a reopened page), sub-tasks, usage."""
         self.notes = NotesPanel()
         self.meter = Meter()
         self._ws: WebsocketSession | None = None
         """The page the run is to be shown on from the next event (a reopened thread), once it has the thread."""
         self._gate, self._idle = asyncio.Event(), asyncio.Event()
-        """Open while the run's events may be shown; closed while a reopened page is being sent the thread. And
-        set while no event is being shown."""
+        """Open while events may be shown (closed while a reopened page is sent the thread); set while none is."""
         self._gate.set()
         self._idle.set()
         self.access = RoomAccess(user)
         self.pages = 0
         """Counts reopened pages: only the latest is shown the run."""
-        self._shown = len(conversation.history) if conversation is not None else 0
-        """How much of the conversation's history the page has been shown (chunks aside)."""
+        self._shown = len(conversation.history) if conversation is not None else 0  # shown (chunks aside)
 
     @property
     def running(self) -> bool:
@@ -152,6 +149,9 @@ class ChatSession:
         if not text:
             await _say("Type a message first.")
             return
+        run = self.conversation.current_run
+        if self.cluster is None and not self.running and self.conversation.running and isinstance(run, Run):
+            self.show_run(run, skip=len(run.events))  # another page's run (a shared room): shown from now
         if self.running and self.run is not None:
             await join(self.run, text, command, self.user)
             await self.controls.keep_last()  # below the user's message

@@ -340,9 +340,10 @@ async def _resume(thread: ThreadDict) -> None:
     if not elsewhere:
         # Chainlit read the thread before calling this, and sends it after: a run that ended in between stored
         # its last events after that reading. Send the thread as stored when it is sent.
-        _chainlit_fixes.on_resume_sent(_page(), _stored_thread, _nothing)
+        _chainlit_fixes.on_resume_sent(_page(), _stored_thread, lambda: asyncio.sleep(0))
+    shared = _live.get(thread["id"]) if node is None else None  # this process's copy: one run at a time
     try:
-        conv = await Conversation.resume(await store(), thread["id"])
+        conv = shared.conversation if shared else await Conversation.resume(await store(), thread["id"])
     except ConfigError as exc:
         await cl.Message(content=f"**This conversation cannot continue:** {exc}", author=SYSTEM).send()
         return
@@ -362,8 +363,9 @@ async def _resume(thread: ThreadDict) -> None:
 def _running_here(tid: str, node: Node | None) -> tuple[Conversation, Run] | None:
     """The conversation of `tid` and its run, if this process drives it now."""
     live = _live.get(tid)
-    if live is not None and live.running and isinstance(live.run, Run):
-        return live.conversation, live.run
+    run = live.conversation.current_run if live is not None and live.conversation.running else None
+    if live is not None and isinstance(run, Run):  # another page's, of whichever user
+        return live.conversation, run
     relay = node.relays.get(tid) if node is not None else None
     run = relay.conversation.current_run if relay is not None and relay.conversation.running else None
     return (relay.conversation, run) if relay is not None and run is not None else None
@@ -378,10 +380,6 @@ def _page() -> WebsocketSession:
 
 async def _stored_thread(thread: dict[str, Any]) -> dict[str, Any]:
     return dict(await ParleyDataLayer(store).get_thread(str(thread.get("id"))) or thread)
-
-
-async def _nothing() -> None:
-    return None
 
 
 def _title(text: str) -> str:

@@ -61,6 +61,16 @@ class Tab:
         self.starts.wait()
         return self
 
+    def open_from_sidebar(self, tid: str) -> Tab:
+        """Open a conversation from the sidebar, as a person does (the page keeps its connection)."""
+        listed = self.page.locator(f"#thread-{tid} a")
+        expect(listed).to_be_visible()
+        self.starts.expect_new()
+        listed.click()
+        self.page.wait_for_url(f"**/thread/{tid}")
+        self.starts.wait()
+        return self
+
     def send(self, text: str) -> None:
         box = self.page.locator("#chat-input")
         box.fill(text)
@@ -85,7 +95,10 @@ class Tab:
     def stop(self) -> None:
         """The run's Stop button: the controls move below each new message, so click the one that stays last."""
         expect(self.page.locator(AGENT_STEP).last).to_contain_text("The team is working")
-        self.note("The team is working").last.get_by_role("button", name="Stop").click()
+        expect(self.note("The team is working")).to_have_count(
+            1
+        )  # one set of controls, however the page came
+        self.note("The team is working").get_by_role("button", name="Stop").click()
 
     def share_with(self, name: str, role: str) -> None:
         """The Share control: select Share, type the name, send, then pick "Can write" or "Read-only"."""
@@ -144,7 +157,7 @@ def test_the_owner_shares_from_the_chat_and_revokes_and_nobody_else_sees_share(o
     # bob opens it: he reads it, and is offered no Share (he is not its owner).
     bob = Tab(new_page(), server).login("bob")
     expect(bob.share_button()).to_have_count(0)
-    bob.open_thread(tid)
+    bob.open_from_sidebar(tid)
     expect(bob.note("five to seven times")).to_be_visible()
     expect(bob.share_button()).to_have_count(0)
 
@@ -162,7 +175,6 @@ def test_the_owner_shares_from_the_chat_and_revokes_and_nobody_else_sees_share(o
 def test_a_member_who_stops_the_run_is_named_on_the_other_pages_live_and_reopened(own_server, new_page):
     server = room_server(own_server, "studio-slow-writer.yaml")  # the writer's reply streams for 20 s
     alice = Tab(new_page(), server).login("alice")
-    bob = Tab(new_page(), server).login("bob")
     alice.send("Our churn memo")
     tid = alice.thread_id()
     alice.stop()
@@ -170,10 +182,11 @@ def test_a_member_who_stops_the_run_is_named_on_the_other_pages_live_and_reopene
         re.compile(r"Stopped by you (at turn \d|before any turn)")
     )
     alice.share_with("bob", "Can write")
+    bob = Tab(new_page(), server).login("bob")  # his sidebar lists the room
 
     alice.send("Make it shorter")
     expect(alice.note("The team is working")).to_be_visible()
-    bob.open_thread(tid)  # opened while the run goes on, a shared room's member watches it live
+    bob.open_from_sidebar(tid)  # opened while the run goes on, a shared room's member watches it live
     expect(bob.note("The team is working")).to_be_visible()
     bob.stop()
     ended = re.compile(r"Stopped by (bob|you) (at turn \d+|before any turn)")
@@ -190,3 +203,30 @@ def test_a_member_who_stops_the_run_is_named_on_the_other_pages_live_and_reopene
     bob.open_thread(tid)
     expect(bob.note("Run ended").last).to_contain_text("Stopped by you")
     expect(bob.note("Run ended").first).to_contain_text("Stopped by alice")
+
+
+def test_a_member_who_opened_the_room_before_the_run_joins_it_and_no_second_run_starts(own_server, new_page):
+    server = room_server(own_server, "studio-slow-writer.yaml")
+    alice = Tab(new_page(), server).login("alice")
+    alice.send("Our churn memo")
+    tid = alice.thread_id()
+    alice.stop()
+    expect(alice.note("Run ended")).to_contain_text("Stopped by you")
+    alice.share_with("bob", "Can write")
+    bob = Tab(new_page(), server).login("bob")
+    bob.open_from_sidebar(tid)  # while nothing runs: the stored thread, which says who stopped it
+    expect(bob.note("Run ended")).to_contain_text("Stopped by alice")
+
+    alice.send("Make it shorter")
+    expect(alice.note("The team is working")).to_be_visible()
+    bob.send("Add one example")  # his page joins alice's run: one run, on one conversation
+    expect(bob.note("The team is working")).to_be_visible()
+    expect(alice.note("bob: Add one example")).to_be_visible()
+    bob.stop()
+    expect(alice.note("Run ended").last).to_contain_text("Stopped by bob")
+    expect(bob.note("Run ended").last).to_contain_text("Stopped by you")
+    events = server.events(tid)
+    starts = [i for i, e in enumerate(events) if e["type"] == "run_started"]
+    assert len(starts) == 2  # the first run, and alice's second: bob's message started none
+    queued = [e for e in events[starts[1] :] if e["type"] == "human_queued"]
+    assert [(e["author"], e["content"]) for e in queued] == [("bob", "Add one example")]
