@@ -299,3 +299,30 @@ async def test_an_approval_it_cannot_read_is_denied_and_fails_the_scenario(write
     assert (
         "approval of issue_refund (turn 4): unreadable answer 'Hmm, what would you do?'" in failed["message"]
     )
+
+
+def test_a_simulated_humans_script_is_read_before_anything_runs(write: Write) -> None:
+    write("broken.yaml", "roles:\n  human: [{tool: 3}]\n")
+    path = write(
+        "suite.yaml",
+        """
+        suite: s
+        scenarios:
+          - name: missing
+            team: customer-support
+            task: hi
+            human: {simulate: {goal: a refund, model: "scripted:nowhere.yaml"}}
+          - name: broken
+            team: customer-support
+            task: hi
+            human: {simulate: {goal: a refund, model: "scripted:broken.yaml"}}
+        """,
+    )
+    with pytest.raises(TeamFileError) as err:
+        load_suite(path)
+    text = str(err.value)
+    assert (
+        "suite.yaml:6: scenarios[0].human.simulate.model: scenario 'missing', simulated human: no script"
+        in text
+    )
+    assert "broken.yaml:2:" in text and "scenario 'broken', simulated human:" in text

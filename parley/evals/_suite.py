@@ -418,7 +418,28 @@ def _check_simulation(sc: Scenario, i: int, located: Located) -> list[FileProble
     if model.startswith("scripted:"):
         outside = _outside(located, (*where, "simulate", "model"), model.removeprefix("scripted:"))
         problems += [replace(p, message=named + p.message) for p in outside]
+        if not outside:
+            ref = model.removeprefix("scripted:")
+            problems += _script_problems(located, (*where, "simulate", "model"), ref, named)
     return problems
+
+
+def _script_problems(
+    located: Located, where: tuple[str | int, ...], ref: str, named: str
+) -> list[FileProblem]:
+    """A simulated human's script is read now: a missing or broken one is the suite's error, not a run's."""
+    from ..models import ScriptedModel
+
+    path = Path(ref)
+    if not path.exists():
+        path = Path(located.file).parent / ref
+    if not path.is_file():
+        return [located.problem(where, named + f"no script '{ref}' (next to the suite, or from this folder)")]
+    try:
+        ScriptedModel.load(path)
+    except TeamFileError as exc:
+        return [replace(p, message=named + p.message) for p in exc.problems]
+    return []
 
 
 def _raw_scenario(located: Located, i: int) -> dict[str, Any]:
