@@ -15,6 +15,7 @@ from _support import team_yaml
 from parley.cli import main
 from parley.errors import TeamFileError
 from parley.evals import Runner, load_suite, plan, variants
+from parley.evals._simulated import read_choice
 
 Write = Callable[[str, str], Path]
 ROOT = Path(__file__).resolve().parent.parent
@@ -326,3 +327,25 @@ def test_a_simulated_humans_script_is_read_before_anything_runs(write: Write) ->
         in text
     )
     assert "broken.yaml:2:" in text and "scenario 'broken', simulated human:" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "choices", "read"),
+    [
+        ("DRIFT.", ["on_track", "drift"], "drift"),
+        ("On track", ["on_track", "drift"], "on_track"),
+        ('{"answer": "drift"}', ["on_track", "drift"], "drift"),
+        ("on_track, not drift", ["on_track", "drift"], None),  # names both: unreadable
+        ("drifting", ["on_track", "drift"], None),
+        ("Sure, I approve!", ["approve", "deny"], "approve"),
+        ("approved", ["approve", "deny"], None),
+        ("Position 1, please.", ["1", "2", "3"], "1"),
+        ("1 or 2", ["1", "2", "3"], None),
+        ("1.5", ["1", "2", "3"], None),
+        ("[" * 10_000, ["1", "2"], None),  # hostile nesting is just text
+    ],
+)
+def test_a_strict_answer_is_read_only_when_it_names_exactly_one_choice(
+    text: str, choices: list[str], read: str | None
+) -> None:
+    assert read_choice(text, choices) == read

@@ -11,7 +11,9 @@ on a model pool and meter of their own: its tokens are reported apart from the t
 
 from __future__ import annotations
 
-from typing import Any
+import json
+import re
+from typing import Any, cast
 
 from ..errors import ScriptExhaustedError
 from ..events import (
@@ -29,7 +31,7 @@ from ._expect import Outcome
 from ._human import ScriptedHuman
 from ._suite import Scenario, Simulation
 
-__all__ = ["ACTOR", "WHO", "ScenarioHuman", "SimulatedHuman"]
+__all__ = ["ACTOR", "CHECK", "WHO", "ScenarioHuman", "SimulatedHuman", "read_choice"]
 
 ACTOR = "simulated-human"
 """Who the audit trail says decided."""
@@ -113,12 +115,10 @@ class SimulatedHuman:
 
     @staticmethod
     def _read(reply: str | None, choices: list[str]) -> tuple[str | None, str]:
-        """A strict short answer, read defensively: the choice, or None with the text it gave."""
-        from ..engine.autogen.choose import parse_choice
-
+        """A strict short answer, read defensively (`read_choice`): the choice, or None with the text it gave."""
         if reply is None:
             return None, ""
-        return parse_choice(reply.lower(), choices, "answer"), reply
+        return read_choice(reply, choices), reply
 
     @staticmethod
     def _strictly(ask: str, choices: list[str]) -> str:
@@ -302,6 +302,20 @@ class ScenarioHuman:
         """What a scenario run's record says of its simulated human (None without one): its model, goal,
         messages, calls and tokens, apart from the team's."""
         return {"simulated_human": self.simulated.usage() if self.simulated else None}
+
+
+def read_choice(text: str, choices: list[str]) -> str | None:
+    """The one choice an answer names: `{"answer": CHOICE}`, or exactly one of the choices as a word
+    (case aside; "on track" is on_track). None when it names none, or more than one ("on_track, not drift")."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict) and cast(dict[str, Any], data).get("answer") in choices:
+        return str(cast(dict[str, Any], data)["answer"])
+    said = re.sub(r"\bon[\s-]+track\b", ON_TRACK, text.lower())
+    named = [c for c in choices if re.search(rf"(?<![\w.]){re.escape(c.lower())}(?![\w]|\.\d)", said)]
+    return named[0] if len(named) == 1 else None
 
 
 def _pending(run: Run, ev: Pending) -> bool:
