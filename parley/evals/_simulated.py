@@ -59,7 +59,8 @@ class SimulatedHuman:
         self.task = task
         self.pool = ModelPool(Meter())
         self.said: list[dict[str, Any]] = []
-        """Its own messages: turn, text."""
+        """Its own messages: the turn after which it wrote each, its text, and the turn after which it joined
+        the conversation (None: it never did; the run ended first)."""
         self.log: list[str] = []
         self.problems: list[str] = []
         """What it could not do (its model failed, an answer it could not read): the scenario fails."""
@@ -209,14 +210,14 @@ class SimulatedHuman:
         if choice != DRIFT or not said:
             return
         run.say(said, author=ACTOR)
-        self.said.append({"turn": ev.turn, "text": said, "delivered": False})
+        self.said.append({"turn": ev.turn, "text": said, "delivered": False, "joined_after_turn": None})
         self.log.append(f"after turn {ev.turn}: said {said[:200]!r} (the conversation drifted)")
 
     def _delivered(self, ev: HumanMessageEvent) -> None:
         """One of its messages joined the conversation."""
         for m in self.said:
             if not m["delivered"] and m["text"] == ev.content:
-                m["delivered"] = True
+                m["delivered"], m["joined_after_turn"] = True, ev.turn
                 return
 
     def usage(self) -> dict[str, Any]:

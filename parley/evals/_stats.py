@@ -189,12 +189,20 @@ def _md_simulated(records: Sequence[dict[str, Any]]) -> list[str]:
     ]
     for r in runs:
         h = r["simulated_human"]
-        said = "; ".join(f"after turn {m['turn']}: “{m['text'][:120]}”" for m in h["messages"]) or "none"
+        said = "; ".join(f"after turn {m['turn']}: “{m['text'][:120]}”{_joined(m)}" for m in h["messages"])
         lines.append(
-            f"| {r['scenario']} | {group_key(r)} | {r['repeat']} | {h['model']} | {said} | {h['calls']} | "
+            f"| {r['scenario']} | {group_key(r)} | {r['repeat']} | {h['model']} | {said or 'none'} | {h['calls']} | "
             f"{h['total_tokens']:,} |"
         )
     return lines
+
+
+def _joined(message: dict[str, Any]) -> str:
+    """When a simulated human's message reached the team, if not right after the turn it answered."""
+    joined = message.get("joined_after_turn")
+    if not message.get("delivered"):
+        return " (never reached the team: the run ended first)"
+    return f" (joined after turn {joined})" if joined is not None and joined != message["turn"] else ""
 
 
 # -- report.html ------------------------------------------------------------------------------
@@ -264,7 +272,9 @@ def _html_simulated(records: Sequence[dict[str, Any]]) -> list[str]:
     ]
     for r in runs:
         h = r["simulated_human"]
-        said = "".join(f"<li>after turn {m['turn']}: “{e(m['text'][:300])}”</li>" for m in h["messages"])
+        said = "".join(
+            f"<li>after turn {m['turn']}: “{e(m['text'][:300])}”{_joined(m)}</li>" for m in h["messages"]
+        )
         parts.append(
             f"<tr><td>{e(r['scenario'])}</td><td>{e(group_key(r))}</td><td>{r['repeat']}</td>"
             f"<td><code>{e(h['model'])}</code></td><td>{e(h['goal'][:300])}</td>"
