@@ -55,6 +55,7 @@ router = APIRouter(responses=ERRORS)
 TEXT = {"schema": {"type": "string"}}
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"})
 """Files sent as what they are: pictures a browser never runs, and plain text. Anything else is a download."""
+DOWNLOAD = "application/octet-stream"
 FILE_POLICY = "default-src 'none'; img-src 'self' data:; style-src 'unsafe-inline'; sandbox"
 
 
@@ -286,20 +287,23 @@ async def events(
     "/conversations/{conversation_id}/files/{name:path}",
     summary="Download a file a tool wrote in the conversation's workspace (a chart, a document)",
     response_model=None,
-    responses={200: {"content": {"application/octet-stream": TEXT}, "description": "the file"}},
+    responses={
+        200: {"content": {t: TEXT for t in sorted(INLINE_TYPES | {DOWNLOAD})}, "description": "the file"}
+    },
 )
 async def workspace_file(conversation_id: ConvId, name: str, user: User, hub: Hubbed) -> FileResponse:
     await hub.watched(user, conversation_id)
     try:  # the id is the server's own form (checked above): never a path
         path = inside(data_dir_path() / "workspaces" / conversation_id, name)
-    except ValueError:
-        path = None
-    if path is None or not path.is_file():
+        found = path.is_file()
+    except (ValueError, OSError):  # out of the workspace; a name too long for the file system
+        path, found = None, False
+    if path is None or not found:
         raise ApiError(
             404, f"no file {name[:200]!r} in this conversation's workspace (a file event names each)"
         )
     guessed = mimetypes.guess_type(path.name)[0] or ""
-    shown = guessed if guessed in INLINE_TYPES else "application/octet-stream"
+    shown = guessed if guessed in INLINE_TYPES else DOWNLOAD
     return FileResponse(
         path,
         media_type=shown,
@@ -307,7 +311,6 @@ async def workspace_file(conversation_id: ConvId, name: str, user: User, hub: Hu
         content_disposition_type="inline" if shown in INLINE_TYPES else "attachment",
         headers={"content-security-policy": FILE_POLICY, "x-content-type-options": "nosniff"},
     )
-
 
 
 def _check_text(text: str) -> None:

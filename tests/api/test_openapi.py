@@ -27,7 +27,7 @@ CHECKS = [
 def test_every_answer_is_one_the_document_declares(served: Served) -> None:
     schema = schemathesis.openapi.from_url(f"{served.url}/api/v1/openapi.json")
     operations = [result.ok() for result in schema.exclude(path_regex=r".*/events$").get_all_operations()]
-    assert len(operations) == 10
+    assert len(operations) == 11
     for operation in operations:
 
         @given(case=operation.as_strategy())
@@ -70,6 +70,7 @@ def test_the_document_names_every_route_and_the_token_scheme(served: Served) -> 
         "/conversations/{conversation_id}/questions/{question_id}",
         "/conversations/{conversation_id}/escalations/{escalation_id}",
         "/conversations/{conversation_id}/audit",
+        "/conversations/{conversation_id}/files/{name}",
         "/conversations/{conversation_id}/events",
     }
     assert doc["components"]["securitySchemes"]["token"] == {

@@ -360,7 +360,14 @@ async def test_a_file_a_tool_wrote_on_one_replica_is_downloaded_through_the_othe
         beside = data_dir_path() / "workspaces" / "beside.txt"  # in the data folder, outside this workspace
         beside.write_text("not yours")
         assert (await client.get(f"{files}/%2e%2e/beside.txt", headers=auth)).status_code == 404
-        for name in ("drafts/nothing.md", "%2e%2e/%2e%2e/auth-secret", "%2e%2e%2fother", "drafts", "../../x"):
+        for name in (
+            "drafts/nothing.md",
+            "%2e%2e/%2e%2e/auth-secret",
+            "%2e%2e%2fother",
+            "drafts",
+            "../../x",
+            "a" * 5000,
+        ):
             refused = await client.get(f"{files}/{name}", headers=auth)  # "../../x": httpx walks up the URL
             assert refused.status_code in (400, 404), (name, refused.status_code)
         assert (
