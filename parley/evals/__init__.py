@@ -165,10 +165,8 @@ def _inputs(junit: Path | None, baseline: Path | None) -> Baseline | None:
     """The output and input files named on the command line, checked before anything runs."""
     if junit is not None and junit.is_dir():
         raise ConfigError(f"--junit {junit}: a folder; name the XML file to write")
-    if junit is not None:
-        junit.parent.mkdir(
-            parents=True, exist_ok=True
-        )  # a folder that cannot be made fails now, not after the runs
+    if junit is not None:  # a folder that cannot be made fails now, not after the runs
+        junit.parent.mkdir(parents=True, exist_ok=True)
     return load_baseline(baseline) if baseline is not None else None
 
 
