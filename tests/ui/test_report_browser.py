@@ -77,7 +77,8 @@ def test_comparison_report_renders_its_tables_and_plots(new_page: Callable[[], P
         row = page.locator("tr", has=page.locator("td", has_text=team)).first
         assert "100% (2/2)" in row.inner_text()
     records = [json.loads(line) for line in (report.parent / "results.jsonl").read_text().splitlines()]
-    assert page.locator("td.pass").count() == len(records) == 4
+    scenarios = page.locator("h2:text-is('Scenarios') + table")
+    assert scenarios.locator("td.pass").count() == len(records) == 4
     assert page.locator("h2", has_text="Failures").count() == 0
 
     plots = page.locator(".plots img")
