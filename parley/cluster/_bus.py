@@ -3,7 +3,8 @@
 Keys, under a prefix (``parley`` by default):
 - ``{prefix}:events:{thread}``: a stream of the run's events, capped and expiring an hour after its last write;
 - ``{prefix}:commands:{thread}``: a list of commands for whoever owns the run now or next, and
-  ``{prefix}:applying:{thread}:{owner}`` the one each owner is applying (see `Bus.commands`);
+  ``{prefix}:applying:{thread}:{owner}`` the one each owner is applying, ``{prefix}:appliers:{thread}`` who
+  read them (see `Bus.commands`);
 - ``{prefix}:revoked``: the members of shared rooms whose access just ended, for every node's pages;
 - ``{prefix}:jobs`` and ``{prefix}:taken:{worker}``: the workers' queue and what each worker holds.
 
@@ -227,6 +228,7 @@ class Bus:
         taken: str | None = None
         given = False
         try:
+            await self._retrying("commands", functools.partial(self._applier, tid, owner))
             while True:
                 taken, given = None, False
                 taken = await self._retrying("commands", lambda: _awaited(take()))
@@ -244,6 +246,14 @@ class Bus:
         except (asyncio.CancelledError, GeneratorExit):
             await self._settle(tid, held, taken if given else None)
             raise
+
+    async def _applier(self, tid: str, owner: str) -> None:
+        """`owner` reads the thread's commands: `reclaim` looks in its list."""
+        key = self._key("appliers", tid)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.sadd(key, owner)
+            pipe.expire(key, TTL_S)
+            await pipe.execute()
 
     async def _applied(self, held: str, raw: str) -> None:
         await _awaited(self._redis.lrem(held, 1, raw))
@@ -272,8 +282,8 @@ class Bus:
         """Put the commands earlier owners of the thread took and never applied (they died, or lost the thread)
         back at the head of its queue; how many. Called by a new owner before it reads any."""
         key, moved = self._key("commands", tid), 0
-        async for name in self._redis.scan_iter(match=self._key("applying", tid, "*"), count=200):
-            moved += await self._put_back(name.decode() if isinstance(name, bytes) else str(name), key)
+        for owner in await _awaited(self._redis.smembers(self._key("appliers", tid))):
+            moved += await self._put_back(self._key("applying", tid, str(owner)), key)
         return moved
 
     # ---- shared rooms: a member's access ended ----

@@ -265,6 +265,8 @@ class _Proxy:
         self._pipes: set[asyncio.StreamWriter] = set()
         self.flowing = asyncio.Event()
         self.flowing.set()
+        self.upstream: set[str] = set()
+        """The addresses Redis sees the proxied clients at."""
 
     def hold(self) -> None:
         """From now on Redis's answers stop on their way back to the client (requests still reach Redis)."""
@@ -286,6 +288,9 @@ class _Proxy:
 
     async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection(*self.target)
+        self.upstream.add(
+            f"{up_writer.get_extra_info('sockname')[0]}:{up_writer.get_extra_info('sockname')[1]}"
+        )
         self._pipes |= {writer, up_writer}
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, gate: asyncio.Event) -> None:
@@ -365,6 +370,17 @@ async def test_a_watcher_and_an_owner_cut_off_from_redis_miss_nothing_once_it_is
         await proxy.cut()
 
 
+async def _until_blocked(raw: Any, proxy: _Proxy, command: str) -> None:
+    """Until a client through `proxy` waits in Redis on a blocking `command`."""
+    async with asyncio.timeout(WAIT_S):
+        while not await _waiting(raw, proxy, command):  # noqa: ASYNC110  # Redis's client list: no event to await
+            await asyncio.sleep(0.01)
+
+
+async def _waiting(raw: Any, proxy: _Proxy, command: str) -> bool:
+    return any(c["addr"] in proxy.upstream and c["cmd"] == command for c in await raw.client_list())
+
+
 async def _until_empty(raw: Any, key: str) -> None:
     """Until Redis's list `key` is empty (a reader took what it held)."""
     async with asyncio.timeout(WAIT_S):
@@ -384,17 +400,18 @@ async def test_a_command_taken_by_a_reader_cancelled_before_it_got_it_reaches_th
     near = await Bus.connect(redis_url, prefix=prefix)
     thread = tid()
     stop = Command(kind="stop", actor="ben")
-    await near.send(thread, stop)
     got: list[Command] = []
 
     async def owner() -> None:
         async for cmd in far.commands(thread, "owner-1"):
             got.append(cmd)
 
-    proxy.hold()
     reading = asyncio.create_task(owner())
     try:
-        await _until_empty(raw, f"{prefix}:commands:{thread}")  # Redis gave it to the owner ...
+        await _until_blocked(raw, proxy, "blmove")  # the owner waits for a command ...
+        proxy.hold()
+        await near.send(thread, stop)
+        await _until_empty(raw, f"{prefix}:commands:{thread}")  # ... Redis gives it one ...
         reading.cancel()  # ... which goes before it read the answer
         proxy.release()
         await asyncio.gather(reading, return_exceptions=True)
