@@ -6,7 +6,8 @@ Keys, under a prefix (``parley`` by default):
   ``{prefix}:applying:{thread}:{owner}`` the one each owner is applying, ``{prefix}:appliers:{thread}`` who
   read them (see `Bus.commands`);
 - ``{prefix}:revoked``: the members of shared rooms whose access just ended, for every node's pages;
-- ``{prefix}:jobs`` and ``{prefix}:taken:{worker}``: the workers' queue and what each worker holds.
+- ``{prefix}:jobs``, ``{prefix}:taken:{worker}`` and ``{prefix}:takers``: the workers' queue, what each worker
+  holds, and who took any.
 
 Everything read back is treated as hostile: an entry that is not what the bus writes is logged and skipped.
 """
@@ -323,6 +324,7 @@ class Bus:
     async def take(self, worker: str, timeout_s: float) -> Job | None:
         """The oldest queued job, now held by `worker` until `done`; None if none came within `timeout_s`."""
         held = self._key("taken", worker)
+        await _awaited(self._redis.sadd(self._key("takers"), worker))  # see dead_takers
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
         while (left := deadline - loop.time()) > 0:
@@ -352,12 +354,14 @@ class Bus:
     async def dead_takers(self) -> list[str]:
         """Workers that hold taken jobs and whose heartbeat ran out: they died between taking a job and owning
         its run."""
-        prefix = self._key("taken", "")
-        dead: list[str] = []
-        async for key in self._redis.scan_iter(match=f"{prefix}*", count=200):
-            worker = (key.decode() if isinstance(key, bytes) else str(key)).removeprefix(prefix)
-            if not await _awaited(self._redis.exists(self._key("alive", worker))):
+        takers, dead = self._key("takers"), []
+        for worker in map(str, await _awaited(self._redis.smembers(takers))):
+            if await _awaited(self._redis.exists(self._key("alive", worker))):
+                continue
+            if await _awaited(self._redis.llen(self._key("taken", worker))):
                 dead.append(worker)
+            else:  # gone holding nothing: forgotten
+                await _awaited(self._redis.srem(takers, worker))
         return dead
 
     async def requeue_from(self, worker: str) -> int:

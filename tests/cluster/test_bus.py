@@ -447,3 +447,19 @@ async def test_commands_an_owner_that_died_took_are_applied_by_the_next_and_appl
     assert await two.pending(thread) == 0
     assert await raw.llen(f"{prefix}:applying:{thread}:owner-2") == 0
     await dying.aclose()
+
+
+async def test_dead_takers_are_the_workers_without_a_heartbeat_that_hold_jobs(
+    nodes: tuple[Bus, Bus], raw: Any, prefix: str
+) -> None:
+    web, worker = nodes
+    for n in range(2):
+        await web.submit(Job(thread_id=tid(), text=f"job {n}", actor="ana", mode="start"))
+    await worker.beat("alive-1", 30)
+    assert await worker.take("alive-1", WAIT_S) is not None
+    assert await worker.take("gone-1", WAIT_S) is not None  # and then it died, never beating
+    assert await worker.take("idle-1", 0.01) is None  # took nothing before it went
+    assert await web.dead_takers() == ["gone-1"]
+    assert await web.requeue_from("gone-1") == 1
+    assert await web.dead_takers() == []
+    assert await raw.smembers(f"{prefix}:takers") == {"alive-1"}, "who holds nothing and is gone is forgotten"
