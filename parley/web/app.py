@@ -49,6 +49,7 @@ from ._guard import (
 from ._identity import LOGIN_STAMP, Login
 from ._modelpicker import available_models, open_conversation, refusal, switch, widgets
 from ._ratelimit import LoginLimiter, LoginRateLimit
+from ._room import offer_commands
 from ._welcome import ICON, welcome_markdown
 
 # Chainlit logs at INFO; AutoGen logs every internal message at INFO, and every agent failure with a
@@ -320,7 +321,7 @@ async def _resume(thread: ThreadDict) -> None:
     live = _live.get(thread["id"])
     if live is not None and live.showing and live.user == user:
         cl.user_session.set("parley", live)
-        await live.offer_commands()
+        await offer_commands(live)
         conv = live.conversation
         await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
         await live.reattach(_page())
@@ -331,7 +332,7 @@ async def _resume(thread: ThreadDict) -> None:
         conv, run = running
         session = ChatSession(conv, user, node)
         cl.user_session.set("parley", session)
-        await session.offer_commands()
+        await offer_commands(session)
         await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
         session.show_run(run, len(conv.history), skip=len(run.events))
         await session.reattach(_page())
@@ -352,7 +353,7 @@ async def _resume(thread: ThreadDict) -> None:
     session = ChatSession(conv, user, node)
     _remember(thread["id"], session)
     cl.user_session.set("parley", session)
-    await session.offer_commands()
+    await offer_commands(session)
     if node is not None and elsewhere:  # its run goes on in another process of the cluster: show it live here
         remote = await node.watch(conv, user)
         session.conversation = remote.conversation

@@ -173,7 +173,7 @@ def test_the_owner_shares_from_the_chat_and_revokes_and_nobody_else_sees_share(o
 
 
 def test_a_member_who_stops_the_run_is_named_on_the_other_pages_live_and_reopened(own_server, new_page):
-    server = room_server(own_server, "studio-slow-writer.yaml")  # the writer's reply streams for 20 s
+    server = room_server(own_server, "studio-room.yaml")  # the writer's reply streams for 90 s
     alice = Tab(new_page(), server).login("alice")
     alice.send("Our churn memo")
     tid = alice.thread_id()
@@ -205,8 +205,8 @@ def test_a_member_who_stops_the_run_is_named_on_the_other_pages_live_and_reopene
     expect(bob.note("Run ended").first).to_contain_text("Stopped by alice")
 
 
-def test_a_member_who_opened_the_room_before_the_run_joins_it_and_no_second_run_starts(own_server, new_page):
-    server = room_server(own_server, "studio-slow-writer.yaml")
+def test_a_member_whose_page_is_open_watches_the_next_run_live_and_joins_it(own_server, new_page):
+    server = room_server(own_server, "studio-room.yaml")
     alice = Tab(new_page(), server).login("alice")
     alice.send("Our churn memo")
     tid = alice.thread_id()
@@ -219,8 +219,10 @@ def test_a_member_who_opened_the_room_before_the_run_joins_it_and_no_second_run_
 
     alice.send("Make it shorter")
     expect(alice.note("The team is working")).to_be_visible()
-    bob.send("Add one example")  # his page joins alice's run: one run, on one conversation
+    # bob's open page shows alice's run as it starts, live, with nothing to do on his part.
+    expect(bob.note("alice's message started the run")).to_contain_text("Make it shorter")
     expect(bob.note("The team is working")).to_be_visible()
+    bob.send("Add one example")  # it joins alice's run: one run, on one conversation
     expect(alice.note("bob: Add one example")).to_be_visible()
     bob.stop()
     expect(alice.note("Run ended").last).to_contain_text("Stopped by bob")
