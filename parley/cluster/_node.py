@@ -40,6 +40,8 @@ RUNS_ENV = "PARLEY_RUNS"
 """'here' (the default): a process that is given a message runs the conversation itself; 'workers': web
 processes leave every run to `parley worker` processes and only relay."""
 DEFAULT_TTL_S = 10.0
+RECHECK_S = 10.0
+"""How often a page's view of a run asks the store whether its user may still see it, besides being told."""
 
 
 @dataclass
@@ -281,22 +283,26 @@ class Node:
 
         return forget
 
-    async def end_if_revoked(self, tid: str, user: str, view: asyncio.Future[Any]) -> bool:
+    async def end_if_revoked(
+        self, tid: str, user: str, view: asyncio.Future[Any], *, recheck_s: float = RECHECK_S
+    ) -> bool:
         """Wait until `view` (a page showing `user` a run of `tid`) is done, or until a node says `user` lost their
-        access and the store agrees: then cancel it and return True (the page says why)."""
+        access and the store agrees: then cancel it and return True (the page says why). The store is also asked
+        every `recheck_s`, for a revoke no node was told of (made by a process outside the cluster)."""
         told = asyncio.Event()
         forget = await self.on_revoked(tid, user, told.set)
         waiting = asyncio.ensure_future(told.wait())
         try:
             while True:
-                await asyncio.wait([view, waiting], return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait([view, waiting], timeout=recheck_s, return_when=asyncio.FIRST_COMPLETED)
                 if view.done():
                     return False
                 if await self.store.access(user, tid) is None:
                     view.cancel()
                     return True
-                told.clear()  # said by something else than the store: the view goes on
-                waiting = asyncio.ensure_future(told.wait())
+                if told.is_set():  # said by something else than the store: the view goes on
+                    told.clear()
+                    waiting = asyncio.ensure_future(told.wait())
         finally:
             waiting.cancel()
             forget()

@@ -204,25 +204,24 @@ async def test_a_view_of_a_quiet_run_ends_on_every_node_as_soon_as_its_member_is
     a, b = nodes
     conv = Conversation(SUPPORT, model=f"scripted:{SCRIPT}")
     tid = await conv.save_to(a.store, "alice", "Refund order 1042")
-    await a.store.create_user("bob", "bob-password-12")
-    await a.store.share(tid, "bob", "read", actor="alice")
+    bob = f"bob-{uuid.uuid4().hex[:8]}"  # the database is shared by the module's tests
+    await a.store.create_user(bob, "bob-password-12")
+    await a.store.share(tid, bob, "read", actor="alice")
     pages = [asyncio.ensure_future(asyncio.Event().wait()) for _ in range(2)]  # bob's pages: nothing comes
-    ending = [
-        asyncio.ensure_future(n.end_if_revoked(tid, "bob", p)) for n, p in zip(nodes, pages, strict=True)
-    ]
+    ending = [asyncio.ensure_future(n.end_if_revoked(tid, bob, p)) for n, p in zip(nodes, pages, strict=True)]
     ends = asyncio.ensure_future(asyncio.gather(*ending))
 
     async def listening() -> None:
-        while not all((tid, "bob") in n._revoked for n in nodes):  # noqa: ASYNC110  # no event says so
+        while not all((tid, bob) in n._revoked for n in nodes):  # noqa: ASYNC110  # no event says so
             await asyncio.sleep(0.01)
 
     await asyncio.wait_for(listening(), BOUND_S)
-    await a.revoke(tid, "bob")  # not so in the store: someone else's word, the pages go on
+    await a.revoke(tid, bob)  # not so in the store: someone else's word, the pages go on
     await b.revoke(tid, "carol")
     done, _ = await asyncio.wait([ends], timeout=0.5)  # a while to watch nothing happen
     assert not done and not any(p.done() for p in pages)
-    assert await a.store.unshare(tid, "bob", actor="alice")
-    await a.revoke(tid, "bob")
+    assert await a.store.unshare(tid, bob, actor="alice")
+    await a.revoke(tid, bob)
     assert await asyncio.wait_for(ends, BOUND_S) == [True, True]
     assert all(p.cancelled() for p in pages)
     assert a._revoked == {} and b._revoked == {}
@@ -276,3 +275,19 @@ async def test_an_owner_that_lost_the_conversation_takes_none_of_its_commands_an
     assert await b.bus.pending(tid) == 1, "left for the new owner"
     assert not conv.running
     await relay.close()
+
+
+async def test_a_view_ends_too_when_its_member_is_revoked_by_a_process_that_told_no_node(
+    nodes: tuple[Node, Node],
+) -> None:
+    a, _ = nodes
+    conv = Conversation(SUPPORT, model=f"scripted:{SCRIPT}")
+    tid = await conv.save_to(a.store, "alice", "Refund order 1042")
+    bob = f"bob-{uuid.uuid4().hex[:8]}"  # the database is shared by the module's tests
+    await a.store.create_user(bob, "bob-password-12")
+    await a.store.share(tid, bob, "read", actor="alice")
+    page = asyncio.ensure_future(asyncio.Event().wait())
+    ending = asyncio.ensure_future(a.end_if_revoked(tid, bob, page, recheck_s=0.1))
+    assert await a.store.unshare(tid, bob, actor="alice")  # `parley share --revoke` outside the cluster
+    assert await asyncio.wait_for(ending, BOUND_S) is True
+    assert page.cancelled()
