@@ -16,7 +16,7 @@ from parley.events import ChunkEvent, HumanMessageEvent, MessageEvent
 from parley.store import Store, StoreError
 from parley.store._leases import run_leases
 
-SHORT_TTL_S = 0.2
+SHORT_TTL_S = 1.0
 """A lease that dies young: its holder stands for a process that died."""
 WAIT_S = 15.0
 """The bound on every wait for the database's clock to pass a lease's expiry."""
