@@ -1,7 +1,7 @@
 """Metering coverage: the tokens parley's meter reports against what the model endpoint received.
 
 Real parley runs (teams, the selector, validation retries, consensus ballots and judges, the eval
-judge, context summaries, a tool-calling role, an interrupted turn) are driven against a recording
+judges of expectations and of failure modes, context summaries, a tool-calling role, an interrupted turn) are driven against a recording
 model (bench/_recording.py): a loopback OpenAI-compatible endpoint that counts the cl100k tokens of
 every request it receives and of every completion it sends. Everything runs twice: once with the
 endpoint reporting `usage` (the meter must then equal it exactly) and once without (the meter
@@ -60,6 +60,7 @@ def classify(body: dict[str, Any]) -> str:
         "pick_vote": "consensus ballot",
         "pick_decision": "consensus tie (manager)",
         "pick_answer": "eval judge",
+        "failure_modes": "eval failure judge",
     }
     if schema in picks:
         return picks[schema]
@@ -105,6 +106,8 @@ class Policy:
             return Reply(text=json.dumps({"decision": enum[0]}))
         if kind == "eval judge":
             return Reply(text=json.dumps({"answer": "yes"}))
+        if kind == "eval failure judge":
+            return Reply(text=json.dumps({"findings": []}))
         if kind == "summariser":
             return Reply(
                 text="The analyst reported EMEA revenue up 12%; the writer drafted a note; the reviewer "

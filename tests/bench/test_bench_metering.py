@@ -24,9 +24,10 @@ KINDS = [
     "consensus judge",
     "consensus tie (manager)",
     "eval judge",
+    "eval failure judge",
     "agent (interrupted)",
 ]
-SCHEMA_KINDS = {"selector", "consensus ballot", "consensus tie (manager)", "eval judge"}
+SCHEMA_KINDS = {"selector", "consensus ballot", "consensus tie (manager)", "eval judge", "eval failure judge"}
 """Calls constrained with a JSON schema (response_format)."""
 
 
