@@ -77,7 +77,6 @@ from ._format import (
     validation_text,
 )
 from ._guard import READ_ONLY
-from ._pages import adopt, left, moved, opened, started
 from ._panels import Meter, NotesPanel
 from ._ratings import rated_steps, rating_id, said_by, with_feedback
 from ._room import own_commands, share_command
@@ -104,21 +103,26 @@ class ChatSession:
         self.streams = Streams()
         self.tools = ToolSteps()
         self.controls = LiveControls()
-        self._cards: dict[str, cl.Message] = {}  # changed in place: by request, question, escalation id
+        self._cards: dict[str, cl.Message] = {}
+        """Messages updated in place, by request, question, escalation or sub-task id."""
         self.offers = Offers()
         self.projection = Projection()
-        """What the run's events add up to: decisions awaited (offered again on a reopened page), sub-tasks, usage."""
+        """What the current run's events add up to: the decisions awaited (offered again when the thread is
+        reopened), the sub-tasks running, the usage per speaker."""
         self.notes = NotesPanel()
         self.meter = Meter()
-        self._ws: WebsocketSession | None = None  # another page to show the run on from the next event
+        self._ws: WebsocketSession | None = None
+        """The page the run is to be shown on from the next event (a reopened thread), once it has the thread."""
         self._gate, self._idle = asyncio.Event(), asyncio.Event()
-        """Open while events may be shown (closed while a reopened page is sent the thread); set while none is."""
+        """Open while the run's events may be shown; closed while a reopened page is being sent the thread. And
+        set while no event is being shown."""
         self._gate.set()
         self._idle.set()
         self.access = RoomAccess(user)
-        self.pages = 0  # counts reopened pages: only the latest is shown the run
-        self.page = opened(self)  # the page this session was made for (None outside a page)
-        self._shown = len(conversation.history) if conversation is not None else 0  # shown (chunks aside)
+        self.pages = 0
+        """Counts reopened pages: only the latest is shown the run."""
+        self._shown = len(conversation.history) if conversation is not None else 0
+        """How much of the conversation's history the page has been shown (chunks aside)."""
 
     @property
     def running(self) -> bool:
@@ -148,7 +152,6 @@ class ChatSession:
         if not text:
             await _say("Type a message first.")
             return
-        adopt(self)  # a run of this conversation started elsewhere here: shown from now, the message joins it
         if self.running and self.run is not None:
             await join(self.run, text, command, self.user)
             await self.controls.keep_last()  # below the user's message
@@ -156,6 +159,11 @@ class ChatSession:
             await _say("Nothing is running: send your message without Interrupt to start the team.")
         else:
             await self.begin(text)
+
+    async def offer_commands(self) -> None:
+        """Give the page its composer's commands: Interrupt while a run is live, Share to the conversation's owner."""
+        self.controls.extra = await own_commands(self.conversation, self.user)
+        await cl.context.emitter.set_commands(self.controls.commands())
 
     async def stop_now(self) -> bool:
         """The Stop button: the run ends now and its controls go at once (the status line follows). A read-only
@@ -177,13 +185,12 @@ class ChatSession:
 
     async def page_left(self) -> None:
         """The page showing this chat went away (closed, reloaded, or lost its connection)."""
-        left(self)
         await release_when_shown(self)
 
     async def begin(self, text: str) -> None:
         """Start the team on `text`: here, or in the process of the cluster that drives the conversation now."""
         if self.cluster is None:
-            return started(self, self.conversation.start(text, author=self.user))  # and on the room's pages
+            return self.show_run(self.conversation.start(text, author=self.user))
         self.conversation, run = await self.cluster.say(self.conversation, text, self.user)
         self.show_run(run, len(self.conversation.history) if isinstance(run, RemoteRun) else None)
 
@@ -197,11 +204,6 @@ class ChatSession:
         self.projection = Projection.of(earlier)
         self.meter.reset()
         self.task = asyncio.get_running_loop().create_task(self._pump(run, skip))
-
-    def watch(self, run: Run) -> None:
-        """Another page of this conversation started `run` (see _pages): show it on this page, from its start."""
-        self._ws = self.page
-        self.show_run(run)
 
     async def reattach(self, ws: WebsocketSession) -> None:
         """Show the run still in progress in another browser session (a reopened thread).
@@ -246,7 +248,6 @@ class ChatSession:
         """Take the page `ws` over, the display held: it shows the thread as shown so far; the decisions awaited
         get their buttons there."""
         show_on(ws)
-        moved(self, ws)  # runs another page starts show here from now
         self.streams.clear()  # half-streamed messages belonged to the old page
         self.tools.forget()
         self.controls = LiveControls(self.controls.extra)
@@ -290,7 +291,7 @@ class ChatSession:
         await _say("Type your own answer and send it: the team goes on with it.")
 
     async def _pump(self, run: Run | RemoteRun, skip: int = 0) -> None:
-        show_on(self._ws)  # not nested under the finished on_message step; another page's run: on this page
+        show_on()  # keep the run's messages from nesting under the finished on_message step
         await self._gate.wait()  # a page being sent the thread gets the controls once it has it (see _adopt)
         self.controls.extra = await own_commands(self.conversation, self.user)  # a new chat: stored now
         await self.controls.start()

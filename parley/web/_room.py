@@ -34,7 +34,6 @@ __all__ = [
     "Reply",
     "asked",
     "may_share",
-    "offer_commands",
     "own_commands",
     "revoked",
     "room",
@@ -90,13 +89,6 @@ async def own_commands(conv: Conversation, user: str) -> list[CommandDict]:
     except Exception:  # the store is unreachable: no Share for now, the page goes on
         log.exception("could not tell whether %s may share %s", user, conv.thread_id)
         return []
-
-
-async def offer_commands(chat: Any) -> None:
-    """Give `chat`'s page (a ChatSession) its composer's commands: Interrupt while a run is live, Share to the
-    conversation's owner."""
-    chat.controls.extra = await own_commands(chat.conversation, chat.user)
-    await cl.context.emitter.set_commands(chat.controls.commands())
 
 
 async def share_command(conv: Conversation, user: str, text: str, message: cl.Message | None) -> None:

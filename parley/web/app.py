@@ -49,7 +49,6 @@ from ._guard import (
 from ._identity import LOGIN_STAMP, Login
 from ._modelpicker import available_models, open_conversation, refusal, switch, widgets
 from ._ratelimit import LoginLimiter, LoginRateLimit
-from ._room import offer_commands
 from ._welcome import ICON, welcome_markdown
 
 # Chainlit logs at INFO; AutoGen logs every internal message at INFO, and every agent failure with a
@@ -321,7 +320,7 @@ async def _resume(thread: ThreadDict) -> None:
     live = _live.get(thread["id"])
     if live is not None and live.showing and live.user == user:
         cl.user_session.set("parley", live)
-        await offer_commands(live)
+        await live.offer_commands()
         conv = live.conversation
         await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
         await live.reattach(_page())
@@ -332,7 +331,7 @@ async def _resume(thread: ThreadDict) -> None:
         conv, run = running
         session = ChatSession(conv, user, node)
         cl.user_session.set("parley", session)
-        await offer_commands(session)
+        await session.offer_commands()
         await _offer_models(conv.team, await available_models(conv.team, conv.model), conv.model)
         session.show_run(run, len(conv.history), skip=len(run.events))
         await session.reattach(_page())
@@ -341,10 +340,9 @@ async def _resume(thread: ThreadDict) -> None:
     if not elsewhere:
         # Chainlit read the thread before calling this, and sends it after: a run that ended in between stored
         # its last events after that reading. Send the thread as stored when it is sent.
-        _chainlit_fixes.on_resume_sent(_page(), _stored_thread, lambda: asyncio.sleep(0))
-    shared = _live.get(thread["id"]) if node is None else None  # this process's copy: one run at a time
+        _chainlit_fixes.on_resume_sent(_page(), _stored_thread, _nothing)
     try:
-        conv = shared.conversation if shared else await Conversation.resume(await store(), thread["id"])
+        conv = await Conversation.resume(await store(), thread["id"])
     except ConfigError as exc:
         await cl.Message(content=f"**This conversation cannot continue:** {exc}", author=SYSTEM).send()
         return
@@ -353,7 +351,7 @@ async def _resume(thread: ThreadDict) -> None:
     session = ChatSession(conv, user, node)
     _remember(thread["id"], session)
     cl.user_session.set("parley", session)
-    await offer_commands(session)
+    await session.offer_commands()
     if node is not None and elsewhere:  # its run goes on in another process of the cluster: show it live here
         remote = await node.watch(conv, user)
         session.conversation = remote.conversation
@@ -364,9 +362,8 @@ async def _resume(thread: ThreadDict) -> None:
 def _running_here(tid: str, node: Node | None) -> tuple[Conversation, Run] | None:
     """The conversation of `tid` and its run, if this process drives it now."""
     live = _live.get(tid)
-    run = live.conversation.current_run if live is not None and live.conversation.running else None
-    if live is not None and isinstance(run, Run):  # another page's, of whichever user
-        return live.conversation, run
+    if live is not None and live.running and isinstance(live.run, Run):
+        return live.conversation, live.run
     relay = node.relays.get(tid) if node is not None else None
     run = relay.conversation.current_run if relay is not None and relay.conversation.running else None
     return (relay.conversation, run) if relay is not None and run is not None else None
@@ -381,6 +378,10 @@ def _page() -> WebsocketSession:
 
 async def _stored_thread(thread: dict[str, Any]) -> dict[str, Any]:
     return dict(await ParleyDataLayer(store).get_thread(str(thread.get("id"))) or thread)
+
+
+async def _nothing() -> None:
+    return None
 
 
 def _title(text: str) -> str:

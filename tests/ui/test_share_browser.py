@@ -203,32 +203,3 @@ def test_a_member_who_stops_the_run_is_named_on_the_other_pages_live_and_reopene
     bob.open_thread(tid)
     expect(bob.note("Run ended").last).to_contain_text("Stopped by you")
     expect(bob.note("Run ended").first).to_contain_text("Stopped by alice")
-
-
-def test_a_member_whose_page_is_open_watches_the_next_run_live_and_joins_it(own_server, new_page):
-    server = room_server(own_server, "studio-room.yaml")
-    alice = Tab(new_page(), server).login("alice")
-    alice.send("Our churn memo")
-    tid = alice.thread_id()
-    alice.stop()
-    expect(alice.note("Run ended")).to_contain_text("Stopped by you")
-    alice.share_with("bob", "Can write")
-    bob = Tab(new_page(), server).login("bob")
-    bob.open_from_sidebar(tid)  # while nothing runs: the stored thread, which says who stopped it
-    expect(bob.note("Run ended")).to_contain_text("Stopped by alice")
-
-    alice.send("Make it shorter")
-    expect(alice.note("The team is working")).to_be_visible()
-    # bob's open page shows alice's run as it starts, live, with nothing to do on his part.
-    expect(bob.note("alice's message started the run")).to_contain_text("Make it shorter")
-    expect(bob.note("The team is working")).to_be_visible()
-    bob.send("Add one example")  # it joins alice's run: one run, on one conversation
-    expect(alice.note("bob: Add one example")).to_be_visible()
-    bob.stop()
-    expect(alice.note("Run ended").last).to_contain_text("Stopped by bob")
-    expect(bob.note("Run ended").last).to_contain_text("Stopped by you")
-    events = server.events(tid)
-    starts = [i for i, e in enumerate(events) if e["type"] == "run_started"]
-    assert len(starts) == 2  # the first run, and alice's second: bob's message started none
-    queued = [e for e in events[starts[1] :] if e["type"] == "human_queued"]
-    assert [(e["author"], e["content"]) for e in queued] == [("bob", "Add one example")]
