@@ -73,6 +73,7 @@ async def _share(args: argparse.Namespace) -> int:
                     f"(`parley share {args.thread}` lists its members)"
                 )
             print(f"{args.user} no longer has conversation {args.thread}: their access ended now")
+            await _tell_cluster(args.thread, args.user)
         else:
             role = "read" if args.read_only else "write"
             new = await store.share(args.thread, args.user, role, actor=actor)
@@ -103,3 +104,16 @@ async def _list(store: Store, tid: str, owner: str, actor: str) -> None:
     for r in rows:
         role = "read-only" if r.role == "read" else "write"
         print(f"{r.user:<{user_w}}  {role:<10}  {r.granted_by:<{by_w}}  {r.created_at:%Y-%m-%d %H:%M}")
+
+
+async def _tell_cluster(tid: str, member: str) -> None:
+    """In a cluster, every node ends the member's open pages and streams of `tid` at once, however quiet its run;
+    should Redis not answer, they end within seconds anyway (they ask the store)."""
+    from .cluster import announce_revoked
+
+    try:
+        await announce_revoked(tid, member)
+    except (ConfigError, OSError) as exc:
+        print(
+            f"(the cluster's Redis did not answer: {exc}; {member}'s open pages end at their next check instead)"
+        )

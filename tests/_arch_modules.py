@@ -22,6 +22,7 @@ ADAPTERS = (
     "parley.cli",
     "parley._cli_users",
     "parley._cli_eval",
+    "parley._cli_share",
     "parley.web",
     "parley.evals",
     "parley._ui",

@@ -167,7 +167,7 @@ async def stop(conversation_id: ConvId, user: User, hub: Hubbed) -> Stopped:
     run = await hub.live_run(user, conversation_id)
     if run is None:
         return Stopped(stopped=False)
-    run.stop()
+    run.stop(actor=user)
     await run.wait()
     return Stopped(stopped=True)
 

@@ -52,7 +52,7 @@ def apply(conversation: Conversation, command: Command) -> Run | None:
 
 _TO_RUN: dict[str, Callable[[Run, Command], None]] = {
     "interrupt": lambda run, c: run.interrupt(c.text, author=c.actor),
-    "stop": lambda run, c: run.stop(),
+    "stop": lambda run, c: run.stop(actor=c.actor),
     "leave_escalated": lambda run, c: run.leave_escalated(),
     "approve": lambda run, c: run.approve(c.target, actor=c.actor),
     "deny": lambda run, c: run.deny(c.target, c.text, actor=c.actor),

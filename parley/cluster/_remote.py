@@ -191,8 +191,9 @@ class RemoteRun:
     def interrupt(self, text: str, *, author: str = "") -> None:
         self._send("interrupt", text=text, actor=author or self.actor)
 
-    def stop(self) -> None:
-        self._send("stop")
+    def stop(self, *, actor: str = "") -> None:
+        """Stop the run (as `actor`, by default this watcher's user): its result names who stopped it."""
+        self._send("stop", actor=actor or self.actor)
 
     def leave_escalated(self) -> None:
         """End the run because nobody is there to settle its escalation (see Run.leave_escalated)."""

@@ -79,7 +79,7 @@ from ._format import (
 from ._guard import READ_ONLY
 from ._panels import Meter, NotesPanel
 from ._ratings import rated_steps, rating_id, said_by, with_feedback
-from ._room import own_commands, share_command
+from ._room import REVOKED, end_view_on_revoke, own_commands, share_command
 from ._streams import Streams
 from ._toolsteps import ToolSteps, awaits_approval, tool_summary_text
 
@@ -204,6 +204,7 @@ class ChatSession:
         self.projection = Projection.of(earlier)
         self.meter.reset()
         self.task = asyncio.get_running_loop().create_task(self._pump(run, skip))
+        end_view_on_revoke(self)  # in a cluster, at once however quiet the run
 
     async def reattach(self, ws: WebsocketSession) -> None:
         """Show the run still in progress in another browser session (a reopened thread).
@@ -302,9 +303,7 @@ class ChatSession:
             await self._gate.wait()  # a reopened page is being sent the thread as shown so far
             if await self.access.ended(self.conversation):
                 await self.controls.end()
-                await _say(
-                    "**Your access to this conversation ended:** its owner stopped sharing it with you."
-                )
+                await _say(REVOKED)
                 return
             self._idle.clear()
             try:

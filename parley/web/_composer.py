@@ -38,12 +38,9 @@ async def join(run: Run | RemoteRun, text: str, command: str | None, user: str) 
 
 
 def stop_as(run: Run | RemoteRun, user: str) -> None:
-    """`user` stops `run`: the run's result names them, so the other pages of a shared room say who stopped it. A
-    run of another process is sent the stop as its watcher's, who is this page's user."""
-    if isinstance(run, Run):
-        run.stop(actor=user)
-    else:
-        run.stop()
+    """`user` stops `run`, here or in the process that owns it: the run's result names them, so the other pages
+    of a shared room say who stopped it."""
+    run.stop(actor=user)
 
 
 async def settle(run: Run | RemoteRun, awaiting: tuple[str, str], text: str, user: str) -> bool:

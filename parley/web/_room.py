@@ -12,6 +12,7 @@ store; anything else is refused in words.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from dataclasses import dataclass, field
@@ -21,18 +22,23 @@ import chainlit as cl
 from chainlit.types import CommandDict
 
 from ..store import Store, StoreError
+from ._composer import say_system
 from ._controls import button_id
 from ._format import SYSTEM, md_safe
 
 if TYPE_CHECKING:
+    from ..cluster import Node
     from ..conversation import Conversation
+    from ._chat import ChatSession
 
 __all__ = [
+    "REVOKED",
     "SHARE",
     "SHARE_ACTION",
     "UNSHARE_ACTION",
     "Reply",
     "asked",
+    "end_view_on_revoke",
     "may_share",
     "own_commands",
     "revoked",
@@ -229,6 +235,8 @@ def _plain(exc: StoreError, name: str) -> str:
     return text.split(": ", 1)[-1]
 
 
+REVOKED = "**Your access to this conversation ended:** its owner stopped sharing it with you."
+"""What a member's page says when the owner ends their access while they watch."""
 CARDS = "parley_room_cards"
 """The page's Share messages whose buttons are still offered (its user session's key)."""
 
@@ -266,3 +274,21 @@ async def _unshare_clicked(action: cl.Action) -> None:
     parts = await _session_parts()
     if parts is not None:
         await send(await revoked(*parts, action.payload))
+        chat, name = cl.user_session.get("parley"), _field(action.payload, "user")
+        if chat is not None and chat.cluster is not None and parts[1] and name:
+            await chat.cluster.revoke(parts[1], name)  # every node ends that member's pages now (if revoked)
+
+
+def end_view_on_revoke(chat: ChatSession) -> None:
+    """In a cluster, end the page's view of its run as soon as its user loses access to the conversation, however
+    quiet the run (a revoke is announced on the bus; the store confirms it before the view ends)."""
+    node, tid, view = chat.cluster, chat.conversation.thread_id, chat.task
+    if node is not None and tid is not None and view is not None:
+        ending = _end_if_revoked(chat, node, tid, view)
+        asyncio.get_running_loop().create_task(ending, name="parley-web-revoked")
+
+
+async def _end_if_revoked(chat: ChatSession, node: Node, tid: str, view: asyncio.Task[None]) -> None:
+    if await node.end_if_revoked(tid, chat.user, view):
+        await chat.controls.end()
+        await say_system(REVOKED)

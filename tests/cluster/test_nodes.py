@@ -4,6 +4,7 @@ a run owned by one is watched live on the other, and commands typed there reach 
 from __future__ import annotations
 
 import asyncio
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -289,5 +290,43 @@ async def test_a_view_ends_too_when_its_member_is_revoked_by_a_process_that_told
     page = asyncio.ensure_future(asyncio.Event().wait())
     ending = asyncio.ensure_future(a.end_if_revoked(tid, bob, page, recheck_s=0.1))
     assert await a.store.unshare(tid, bob, actor="alice")  # `parley share --revoke` outside the cluster
+    assert await asyncio.wait_for(ending, BOUND_S) is True
+    assert page.cancelled()
+
+
+async def test_parley_share_revoke_ends_a_members_view_on_every_node_at_once(
+    nodes: tuple[Node, Node], cluster_env: dict[str, str]
+) -> None:
+    """`parley share THREAD USER --revoke` is a process outside the cluster: it tells the nodes through Redis, so a
+    member's page of a quiet run ends now, not at the store's next check (made long here to tell them apart)."""
+    a, b = nodes
+    conv = Conversation(SUPPORT, model=f"scripted:{SCRIPT}")
+    tid = await conv.save_to(a.store, "alice", "Refund order 1042")
+    bob = f"bob-{uuid.uuid4().hex[:8]}"
+    await a.store.create_user(bob, "bob-password-12")
+    await a.store.share(tid, bob, "write", actor="alice")
+    page = asyncio.ensure_future(asyncio.Event().wait())  # bob's page of a run that says nothing
+    ending = asyncio.ensure_future(b.end_if_revoked(tid, bob, page, recheck_s=3600))
+
+    async def listening() -> None:
+        while (tid, bob) not in b._revoked:  # noqa: ASYNC110  # no event says so
+            await asyncio.sleep(0.01)
+
+    await asyncio.wait_for(listening(), BOUND_S)
+    cli = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "parley"),
+        "share",
+        tid,
+        bob,
+        "--revoke",
+        "--as",
+        "alice",
+        env=cluster_env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(cli.communicate(), 60)
+    assert cli.returncode == 0, out.decode()
+    assert f"{bob} no longer has conversation {tid}" in out.decode()
     assert await asyncio.wait_for(ending, BOUND_S) is True
     assert page.cancelled()
