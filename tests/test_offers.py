@@ -65,3 +65,20 @@ async def test_a_card_settled_while_its_buttons_go_out_keeps_none() -> None:
     page.written.set()
     await offering
     assert page.buttons == {} and card.actions == []
+
+
+async def test_a_card_decided_here_is_not_offered_again_before_the_run_shows_the_decision() -> None:
+    """A click on Pick 1 is taken by the run at once, but shown by it later: a page reconnecting in between (a
+    reopened thread connects more than once) must not be handed the buttons back."""
+    first, second = Page(), Page()
+    _on(first)
+    offers, card = Offers(), cl.Message(content="Your decision: the vote is tied", id="card-1")
+    await offers.offer("e1", card, _buttons())
+    await offers.decided("e1")  # the click
+    assert first.buttons == {}
+    _on(second)  # the page's next socket, before the run shows the decision
+    await offers.clear_page()
+    await offers.offer("e1", card, _buttons())
+    assert second.buttons == {}
+    await offers.withdraw("e1", card)  # the run shows the decision
+    assert second.buttons == {} and card.actions == []

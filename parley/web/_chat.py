@@ -285,7 +285,7 @@ class ChatSession:
             return
         # The page that clicked loses the buttons at once, whatever page the run's display is on by the time it
         # shows the decision (a reopened thread hands the display over between pages).
-        await self.offers.clear_page(escalation_id)
+        await self.offers.decided(escalation_id)
 
     async def ask_own_answer(self, escalation_id: str) -> None:
         self.awaiting = ("write", escalation_id)

@@ -211,6 +211,13 @@ class Offers:
             for action in actions if key in (None, card) else ():
                 await action.remove()
 
+    async def decided(self, key: str) -> None:
+        """This page's user made the card's decision and the run took it: its buttons leave the page now, and no
+        page is offered them again, though the run has yet to show the decision (a page reconnecting meanwhile
+        would otherwise be handed the buttons back, and keep them). The record stays for `withdraw`."""
+        self._settled.add(key)
+        await self.clear_page(key)
+
     async def withdraw(self, key: str, card: cl.Message | None) -> None:
         """The card's decision was made (or the run ended): all its buttons go, for good."""
         self._settled.add(key)

@@ -120,6 +120,8 @@ class Server:
         self.data_dir = data_dir
         self.script = SCRIPTS / script
         self.port = port or free_port()
+        self._any_port = port is None
+        """A free port picked here: another may take it before the server binds it (tests run in parallel)."""
         # Chainlit's folder of its own: a server stopping empties its `.files`, which others would share.
         self.web_dir = web_dir or data_dir / f"web-{self.port}"
         self.log_path = data_dir / f"server-{self.port}.log"
@@ -187,6 +189,12 @@ class Server:
         deadline = time.monotonic() + STARTUP_S
         while True:
             if self.proc.poll() is not None:
+                if self._any_port and "address already in use" in self.log_tail(5):
+                    if self in Server.running:
+                        Server.running.remove(self)
+                    self.port = free_port()  # taken meanwhile by another test's server: try another
+                    self.launch()
+                    continue
                 raise AssertionError(f"parley ui exited with {self.proc.returncode}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(self.url + "/", timeout=2) as resp:
