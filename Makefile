@@ -27,14 +27,10 @@ PORT ?= 8000
 run: $(STAMP)
 	$(BIN)/parley ui --port $(PORT)
 
-# The tests that drive Chromium (marked `browser`) run apart, BROWSER_WORKERS at once: they mostly wait on their
-# servers and scripted delays. Each runs its servers in folders of its own, so they cannot disturb each other.
-BROWSER_WORKERS ?= 3
 test: $(STAMP)
 	$(BIN)/ruff check parley tests tools bench app.py
 	@$(PYRIGHT_IF_NODE)
-	$(BIN)/python -m pytest -q -m "not browser"
-	$(BIN)/python -m pytest -q -m browser -n $(BROWSER_WORKERS) --dist loadfile
+	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check parley tests tools bench app.py

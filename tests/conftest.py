@@ -55,7 +55,7 @@ _BROWSER_FIXTURES = frozenset({"ui_browser", "chromium"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `browser` every test that drives Chromium: `make test` runs them apart, several at once."""
+    """Mark `browser` every test that drives Chromium (`pytest -m browser`: the browser suite alone)."""
     for item in items:
         if _BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.browser)
