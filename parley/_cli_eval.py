@@ -8,10 +8,11 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-__all__ = ["add_parser", "eval_command"]
+__all__ = ["add_parser", "eval_command", "positive_int"]
 
 
-def _count(text: str) -> int:
+def positive_int(text: str) -> int:
+    """An option's whole number of at least 1 (argparse's `type`); shared with parley/cli.py."""
     try:
         value = int(text)
     except ValueError:
@@ -22,7 +23,7 @@ def _count(text: str) -> int:
 
 
 def _repeats(text: str) -> int:
-    value = _count(text)
+    value = positive_int(text)
     if value > 100:
         raise argparse.ArgumentTypeError(f"{text!r}: at most 100 repeats of a scenario")
     return value
@@ -52,7 +53,7 @@ def add_parser(sub: Any) -> None:
         default="",
         help="run the suites against each of these teams or models, side by side in one report",
     )
-    ev.add_argument("--concurrency", type=_count, default=1, metavar="N", help="scenario runs at once")
+    ev.add_argument("--concurrency", type=positive_int, default=1, metavar="N", help="scenario runs at once")
     ev.add_argument(
         "--repeat",
         type=_repeats,

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import __version__
 from ._cli_eval import add_parser as add_eval_parser
-from ._cli_eval import eval_command
+from ._cli_eval import eval_command, positive_int
 from ._cli_users import add_parser as add_users_parser
 from ._cli_users import users_command
 from ._commands import COMMANDS
@@ -75,8 +75,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--model", help="model for every role, e.g. local, scripted:FILE.yaml, openai:gpt-4o-mini"
     )
-    run.add_argument("--max-turns", type=_positive_int, metavar="N")
-    run.add_argument("--max-tokens", type=_positive_int, metavar="N")
+    run.add_argument("--max-turns", type=positive_int, metavar="N")
+    run.add_argument("--max-tokens", type=positive_int, metavar="N")
     run.add_argument("--timeout", type=_positive_float, metavar="SECONDS")
     run.add_argument("--json", action="store_true", help="print one JSON event per line")
     run.add_argument("--chunks", action="store_true", help="with --json, include streamed text chunks")
@@ -140,22 +140,12 @@ def _parser() -> argparse.ArgumentParser:
 
     ui = sub.add_parser("ui", help="start the web chat")
     ui.add_argument("--host", default=os.environ.get("PARLEY_UI_HOST", "127.0.0.1"))
-    ui.add_argument("--port", type=_positive_int, default=int(os.environ.get("PARLEY_UI_PORT", "8000")))
+    ui.add_argument("--port", type=positive_int, default=int(os.environ.get("PARLEY_UI_PORT", "8000")))
 
     add_users_parser(sub)
     for extra in COMMANDS:
         extra.add(sub)
     return p
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
-    return value
 
 
 def _escalation_rule(text: str) -> str:
