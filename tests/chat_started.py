@@ -26,7 +26,7 @@ COUNTER = r"""
   if (window.__parleyChats) return;
   // One entry per Engine.IO connection, in the order the page opened them: its id once known, and whether
   // its chat session started. `mark` is where expect_new() drew the line (absent: this document's first line).
-  const chats = (window.__parleyChats = { connections: [], mark: 0 });
+  const chats = (window.__parleyChats = { connections: [], mark: 0, actions: [] });
   const sidOf = (url) => {
     try { return new URL(String(url), location.href).searchParams.get('sid'); } catch (e) { return null; }
   };
@@ -46,7 +46,14 @@ COUNTER = r"""
       } else if (packet.startsWith('42["clear_call_fn"')) {
         conn.answered = true;  // the last of the server's answers to a connection, before a start
       }
-      if (conn.events.length < 30) conn.events.push(packet.slice(0, 24));  // for a failing test's message
+      if (conn.events.length < 80) conn.events.push(packet.slice(0, 40));  // for a failing test's message
+      // The buttons each connection brought and took away (Chainlit's page keeps them across its connections).
+      if (chats.actions.length < 200 && /^42\["(remove_)?action"/.test(packet)) {
+        try {
+          const [ev, a] = JSON.parse(packet.slice(2));
+          chats.actions.push([chats.connections.indexOf(conn), ev, a.id, a.label || '']);
+        } catch (e) { /* not JSON */ }
+      }
     }
   };
   const Native = window.WebSocket;

@@ -52,7 +52,6 @@ from ._controls import (
     LiveControls,
     Offers,
     adds_message,
-    approval_buttons,
     cancel_card,
     closing_text,
     commands,
@@ -62,7 +61,7 @@ from ._controls import (
     turn_of,
 )
 from ._datalayer import card_step_id, thread_view
-from ._elements import actions_for, escalation_actions, file_element, usage_chart
+from ._elements import actions_for, every_decision_button, file_element, usage_chart
 from ._format import (
     SYSTEM,
     agent_text,
@@ -255,14 +254,21 @@ class ChatSession:
         self.meter.reset()
         self.notes = NotesPanel()
         await self.offers.clear_page()  # the same tab may connect more than once and still hold the buttons
+        await self.drop_buttons()  # and may hold settled ones: their removal went to a socket it had dropped
         # The page has every card under the id the live run gave it (the stored thread's): the same messages.
         for key, ev in [*self.projection.subtasks.items(), *self.projection.waiting.items()]:
             card = self._cards.get(key)
             if card is None:
                 author, text = note(ev) or (ev.source, "")
                 card = self._cards[key] = cl.Message(content=text, author=author, id=self._card_id(key))
-            buttons = approval_buttons(ev) if isinstance(ev, ApprovalRequestEvent) else actions_for(ev)
-            await self.offers.offer(key, card, buttons)
+            await self.offers.offer(key, card, actions_for(ev, self._card_id(key)))
+
+    async def drop_buttons(self) -> None:
+        """The page drops any button of this thread's decisions it holds (Chainlit's page keeps them across its
+        sockets: one that moved to another as a decision was settled keeps what the earlier socket brought)."""
+        await self.offers.drop(
+            every_decision_button(self.conversation.thread_id or "", self.conversation.history)
+        )
         if self.running:
             await self.controls.start()
 
@@ -374,11 +380,6 @@ class ChatSession:
 
     # -- approvals, checks, questions, escalations, sub-tasks: messages that change as things are settled --
 
-    async def _approval_request(self, ev: ApprovalRequestEvent, _: list[Event]) -> None:
-        await self._card(
-            ev.request_id, cl.Message(content=approval_text(ev), author=SYSTEM, actions=approval_buttons(ev))
-        )
-
     async def _approval_decision(self, ev: ApprovalDecisionEvent, _: list[Event]) -> None:
         card = await self._settled(ev.request_id)
         if was_cancelled(ev):  # the run ended while it waited: the card says so, the status line says why
@@ -407,12 +408,6 @@ class ChatSession:
             card.content = question_text(asked, ev)
             await card.update()
 
-    async def _escalation(self, ev: EscalationEvent, _: list[Event]) -> None:
-        await self._card(
-            ev.escalation_id,
-            cl.Message(content=escalation_text(ev), author=SYSTEM, actions=escalation_actions(ev)),
-        )
-
     async def _resolved(self, ev: EscalationResolvedEvent, settled: list[Event]) -> None:
         await self._settled(ev.escalation_id)
         asked = settled[0] if settled else None
@@ -428,6 +423,12 @@ class ChatSession:
         self._cards[key] = msg
         await msg.send()
         self.offers.sent(key, msg)
+
+    async def _decision(self, ev: ApprovalRequestEvent | EscalationEvent, text: str) -> None:
+        key = waiting_key(ev) or ""
+        await self._card(
+            key, cl.Message(content=text, author=SYSTEM, actions=actions_for(ev, self._card_id(key)))
+        )
 
     async def _settled(self, key: str) -> cl.Message | None:
         """A decision was made: take its buttons away."""
@@ -484,12 +485,12 @@ _SHOW: dict[type, Callable[..., Awaitable[None]]] = {
         ev.total_prompt_tokens, ev.total_completion_tokens, ev.cost_usd, chat.conversation
     ),
     RunResult: ChatSession._finish,
-    ApprovalRequestEvent: ChatSession._approval_request,
+    ApprovalRequestEvent: lambda chat, ev, _: chat._decision(ev, approval_text(ev)),
     ApprovalDecisionEvent: ChatSession._approval_decision,
     ValidationEvent: ChatSession._validation,
     QuestionEvent: ChatSession._question,
     AnswerEvent: ChatSession._answer,
-    EscalationEvent: ChatSession._escalation,
+    EscalationEvent: lambda chat, ev, _: chat._decision(ev, escalation_text(ev)),
     EscalationResolvedEvent: ChatSession._resolved,
     SubtaskEvent: ChatSession._subtask,
 }

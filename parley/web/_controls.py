@@ -60,10 +60,11 @@ def last_turn(events: Sequence[Event]) -> int:
     return max((ev.turn for ev in events if shows_turn(ev)), default=0)
 
 
-def approval_buttons(ev: ApprovalRequestEvent) -> list[cl.Action]:
+def approval_buttons(ev: ApprovalRequestEvent, card: str) -> list[cl.Action]:
+    """Approve and Deny… for the approval card whose step id is `card`."""
     key = {"request_id": ev.request_id}
     approve = cl.Action(
-        name="parley_approve", payload=key, label="Approve", icon="check", id=button_id("approve")
+        name="parley_approve", payload=key, label="Approve", icon="check", id=button_id("approve", card)
     )
     deny = cl.Action(
         name="parley_deny",
@@ -71,14 +72,18 @@ def approval_buttons(ev: ApprovalRequestEvent) -> list[cl.Action]:
         label="Deny…",
         icon="x",
         tooltip="Refuse, with a reason for the agent",
-        id=button_id("deny"),
+        id=button_id("deny", card),
     )
     return [approve, deny]
 
 
-def button_id(kind: str) -> str:
-    """A button's id on the page, `parley-<kind>-…`: the page's style sheet draws these as real buttons."""
-    return f"parley-{kind}-{uuid.uuid4()}"
+def button_id(kind: str, card: str | None = None) -> str:
+    """A button's id on the page, `parley-<kind>-…`: the page's style sheet draws these as real buttons.
+
+    A decision's buttons are named after their card (`card`, its step id), the same in every process and on every
+    page: Chainlit's page keeps buttons apart from messages, across its sockets and the threads it opens, so a
+    removal lost with a socket the page dropped can be sent again by whichever session serves it next."""
+    return f"parley-{kind}-{card or uuid.uuid4()}"
 
 
 def queued_bubbles(thread_id: str, events: Sequence[Event]) -> list[dict[str, Any]]:
@@ -203,6 +208,12 @@ class Offers:
                     await sent.remove()
                 card.actions = []
                 return
+
+    @staticmethod
+    async def drop(buttons: Sequence[cl.Action]) -> None:
+        """Tell the page to drop these buttons, whether it holds them or not (a decision's ids never change)."""
+        for action in buttons:
+            await action.remove()
 
     async def clear_page(self, key: str | None = None) -> None:
         """Every button offered so far (on the card `key`, or on any) leaves the page, whichever socket brought

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import chainlit as cl
 from chainlit.config import FILES_DIRECTORY
 
 from ..events import ApprovalRequestEvent, EscalationEvent, Event, FileEvent
+from ..projection import waiting_key
 from ._art import usage_chart_svg
+from ._controls import approval_buttons, button_id
+from ._datalayer import card_step_id
 from ._format import clip, position_label
 from ._history import CHART_NAME, INLINE_LIMIT, data_url, shown_mime
 
 
-def approval_actions(ev: ApprovalRequestEvent) -> list[cl.Action]:
-    return [
-        cl.Action(name="parley_approve", payload={"request_id": ev.request_id}, label="Approve"),
-        cl.Action(name="parley_deny", payload={"request_id": ev.request_id}, label="Deny…"),
-    ]
-
-
-def escalation_actions(ev: EscalationEvent) -> list[cl.Action]:
-    """A button per position, then Continue and Write my own…"""
+def escalation_actions(ev: EscalationEvent, card: str) -> list[cl.Action]:
+    """A button per position, then Continue and Write my own…, for the card whose step id is `card`."""
     key = {"escalation_id": ev.escalation_id}
     picks = [
         cl.Action(
@@ -28,6 +26,7 @@ def escalation_actions(ev: EscalationEvent) -> list[cl.Action]:
             label=position_label(i, p.who),
             tooltip=clip(p.text, 200),
             icon="check",
+            id=button_id(f"pick{i}", card),
         )
         for i, p in enumerate(ev.positions, 1)
     ]
@@ -39,6 +38,7 @@ def escalation_actions(ev: EscalationEvent) -> list[cl.Action]:
             label="Continue",
             tooltip="The team goes on as it is",
             icon="play",
+            id=button_id("continue", card),
         ),
         cl.Action(
             name="parley_write",
@@ -46,15 +46,24 @@ def escalation_actions(ev: EscalationEvent) -> list[cl.Action]:
             label="Write my own…",
             tooltip="Type the answer the team goes on with",
             icon="pencil",
+            id=button_id("write", card),
         ),
     ]
 
 
-def actions_for(ev: Event) -> list[cl.Action]:
-    """The buttons a waiting decision offers (none for a question: the answer is typed)."""
+def actions_for(ev: Event, card: str) -> list[cl.Action]:
+    """The buttons a decision offers on its card, whose step id is `card` (none for a question: the answer is
+    typed)."""
     if isinstance(ev, ApprovalRequestEvent):
-        return approval_actions(ev)
-    return escalation_actions(ev) if isinstance(ev, EscalationEvent) else []
+        return approval_buttons(ev, card)
+    return escalation_actions(ev, card) if isinstance(ev, EscalationEvent) else []
+
+
+def every_decision_button(thread_id: str, events: Sequence[Event], last: int = 50) -> list[cl.Action]:
+    """The buttons the thread's last `last` decisions offered, settled or not: what a page may still hold of them
+    (a removal sent on a socket the page had dropped never arrived)."""
+    asked = [ev for ev in events if isinstance(ev, (ApprovalRequestEvent, EscalationEvent))][-last:]
+    return [a for ev in asked for a in actions_for(ev, card_step_id(thread_id, waiting_key(ev) or ""))]
 
 
 def file_element(ev: FileEvent) -> cl.Element:

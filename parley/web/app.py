@@ -337,10 +337,6 @@ async def _resume(thread: ThreadDict) -> None:
         await session.reattach(_page())
         return
     elsewhere = node is not None and await node.live_elsewhere(thread["id"])
-    if not elsewhere:
-        # Chainlit read the thread before calling this, and sends it after: a run that ended in between stored
-        # its last events after that reading. Send the thread as stored when it is sent.
-        _chainlit_fixes.on_resume_sent(_page(), _stored_thread, _nothing)
     try:
         conv = await Conversation.resume(await store(), thread["id"])
     except ConfigError as exc:
@@ -352,6 +348,11 @@ async def _resume(thread: ThreadDict) -> None:
     _remember(thread["id"], session)
     cl.user_session.set("parley", session)
     await session.offer_commands()
+    if not elsewhere:
+        # Chainlit read the thread before calling this, and sends it after: a run that ended in between stored its
+        # last events after that reading. The page is sent the thread as stored, then drops any button it still
+        # holds of a decision settled meanwhile.
+        _chainlit_fixes.on_resume_sent(_page(), _stored_thread, session.drop_buttons)
     if node is not None and elsewhere:  # its run goes on in another process of the cluster: show it live here
         remote = await node.watch(conv, user)
         session.conversation = remote.conversation
@@ -378,10 +379,6 @@ def _page() -> WebsocketSession:
 
 async def _stored_thread(thread: dict[str, Any]) -> dict[str, Any]:
     return dict(await ParleyDataLayer(store).get_thread(str(thread.get("id"))) or thread)
-
-
-async def _nothing() -> None:
-    return None
 
 
 def _title(text: str) -> str:
