@@ -8,10 +8,8 @@ import contextlib
 import errno
 import logging
 import os
-import signal
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 from . import __version__
 from ._cli_eval import add_parser as add_eval_parser
@@ -19,22 +17,11 @@ from ._cli_eval import eval_command, positive_int
 from ._cli_users import add_parser as add_users_parser
 from ._cli_users import users_command
 from ._commands import COMMANDS
-from ._mcp_session import McpCallError, McpConnection, describe
-from ._outcome import ended_in_words
-from ._proc import freeze_startup_objects
-from ._render import Renderer, visible
-from ._terminal import TerminalHuman, read_stdin
-from .catalog import TeamEntry, check_trusted, discover_teams, programs
-from .conversation import Conversation
-from .errors import ConfigError, TeamFileError
-from .events import RunResult
-from .host import ASK_HUMAN
-from .human import decide
-from .run import Run
-from .spec import McpServerSpec, TeamSpec, load_team_file
-from .store import StoreError, open_for_command, os_problem, run_owner
-from .tools import default_registry
+from ._render import visible
+from .errors import ConfigError, StoreError, TeamFileError
 
+# The commands' own modules are imported when the command runs: `parley ui` or `parley users` start without
+# loading the engine, AutoGen and MCP (about a second and a half each time).
 EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_ESCALATED, EXIT_STOPPED = (
     0,
     1,
@@ -46,14 +33,6 @@ EXIT_OK, EXIT_ERROR, EXIT_CONFIG, EXIT_TOKENS, EXIT_TIMEOUT, EXIT_ESCALATED, EXI
 )
 EXIT_PIPE = 141
 """Standard output was closed (`parley run --json | head`): 128 + SIGPIPE, what a shell reports for `yes | head`."""
-_EXIT_BY_REASON = {
-    "max_tokens": EXIT_TOKENS,
-    "timeout": EXIT_TIMEOUT,
-    "stopped": EXIT_STOPPED,
-    "error": EXIT_ERROR,
-    "escalation": EXIT_ESCALATED,
-    "loop": EXIT_ERROR,
-}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -175,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a reader that left is seen here, not in Python's own flush at exit (a traceback)
         return code
     except BrokenPipeError:
-        _stdout_gone()
+        stdout_gone()
         return EXIT_PIPE
     except StoreError as exc:  # the store cannot be opened or written: the message names it and what to do
         print(f"parley: error: {exc}", file=sys.stderr)
@@ -183,6 +162,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # e.g. a read-only or full data folder: one line, not a traceback
         if exc.filename is None and exc.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS):
             raise  # not about a file or a disk (a connection, a bug): the traceback is what helps
+        from .store import os_problem
+
         print(f"parley: error: {os_problem(exc)}", file=sys.stderr)
         return EXIT_CONFIG
 
@@ -198,9 +179,13 @@ def _command(args: argparse.Namespace) -> int:
 
             return doctor()
         if args.command == "teams":
-            return _validate(args.validate) if args.validate else _list_teams(args.teams)
+            from ._cli_run import list_teams, validate
+
+            return validate(args.validate) if args.validate else list_teams(args.teams)
         if args.command == "tools":
-            return _list_tools(args.teams, start_mcp=args.mcp)
+            from ._cli_run import list_tools
+
+            return list_tools(args.teams, start_mcp=args.mcp)
         if args.command == "ui":
             from ._ui import serve
 
@@ -218,7 +203,9 @@ def _command(args: argparse.Namespace) -> int:
         extra = _EXTRA.get(args.command)
         if extra is not None:
             return extra.run(args)
-        return asyncio.run(_run(args))
+        from ._cli_run import run_command
+
+        return asyncio.run(run_command(args))
     except ConfigError as exc:
         # Errors quote team files, model replies and paths: printed as text, never as terminal commands.
         print(
@@ -230,215 +217,12 @@ def _command(args: argparse.Namespace) -> int:
         return EXIT_STOPPED
 
 
-def _stdout_gone() -> None:
+def stdout_gone() -> None:
     """Standard output's reader went away: send what is left (and Python's final flush) nowhere."""
     with contextlib.suppress(OSError, ValueError):
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-
-
-def _list_teams(extra: list[str]) -> int:
-    entries = discover_teams(extra)
-    if not entries:
-        print("no teams found (looked in teams/, PARLEY_TEAMS and --teams)")
-        return EXIT_OK
-    width = max(len(e.name) for e in entries)
-    for e in entries:
-        if e.spec is None:
-            first, *rest = (e.error or "").splitlines()
-            print(visible(f"{e.name:<{width}}  BROKEN  {first}"))
-            for line in rest:
-                print(visible(f"{'':<{width}}          {line}"))
-        else:
-            roles = ", ".join(e.spec.role_names)
-            starts = programs(e.spec)  # team files are code: say which ones start programs
-            print(
-                visible(
-                    f"{e.name:<{width}}  {e.spec.pattern:<12}  [{roles}]  {e.spec.description}"
-                    + (f"  (starts programs: {', '.join(starts)})" if starts else "")
-                )
-            )
-    return EXIT_OK
-
-
-def _validate(files: list[str]) -> int:
-    reg = default_registry()
-    status = EXIT_OK
-    for f in files:
-        try:
-            spec = load_team_file(Path(f), tool_names=reg.names(), display=f, check_names=sorted(reg.checks))
-            print(f"{f}: ok (team {spec.name}, {spec.pattern}, {len(spec.roles)} roles)")
-        except TeamFileError as exc:
-            print(visible(str(exc)))
-            status = EXIT_ERROR
-    return status
-
-
-def _list_tools(teams_dirs: Sequence[str] = (), *, start_mcp: bool = False) -> int:
-    reg = default_registry()
-    entries = discover_teams(teams_dirs)
-    granted: dict[str, list[str]] = {}
-    for e in entries:
-        for role in e.spec.roles if e.spec else []:
-            for t in role.tools:
-                granted.setdefault(t, []).append(f"{e.name}.{role.name}")
-    width = max((len(n) for n in reg.tools), default=4)
-    rows = [
-        (name, reg.get(name).family, reg.get(name).approval, reg.get(name).description)
-        for name in reg.names()
-    ]
-    rows.append(
-        (ASK_HUMAN, "built in", False, "Ask the human a clarifying question; the run waits for the answer.")
-    )
-    for name, family, approval, description in sorted(rows):
-        print(
-            f"{name:<{width}}  {family:<10}  {'approval' if approval else '-':<8}  {description.splitlines()[0]}"
-        )
-        print(f"{'':<{width}}  granted to: {', '.join(granted.get(name, [])) or '(no shipped team)'}")
-    for err in reg.errors:
-        print(f"BROKEN  {err}")
-    if reg.checks:
-        print("\nvalidation checks (validate: {check: NAME}):")
-        for check in sorted(reg.checks.values(), key=lambda c: c.name):
-            print(f"{check.name:<{width}}  {check.description.splitlines()[0] if check.description else ''}")
-    _list_mcp_servers(entries, teams_dirs, start_mcp=start_mcp)
-    return EXIT_OK
-
-
-def _list_mcp_servers(entries: Sequence[TeamEntry], teams_dirs: Sequence[str], *, start_mcp: bool) -> None:
-    servers = [(e.name, e.spec, m) for e in entries if e.spec is not None for m in e.spec.mcp]
-    if servers:
-        print("\nMCP servers (grant SERVER.TOOL or SERVER.*):")
-    for team, spec, server in servers:
-        how = "stdio" if server.command is not None else "http"
-        print(
-            f"{team}.{server.name}  {how}  {visible(describe(server), one_line=True)}  "
-            f"timeout {server.timeout_s:g} s"
-            + (f"  headers: {', '.join(server.headers)}" if server.headers else "")
-        )
-        if start_mcp:
-            for line in asyncio.run(_offered(spec, server, teams_dirs)):
-                print(f"    {visible(line, one_line=True)}")
-
-
-async def _offered(team: TeamSpec, server: McpServerSpec, teams_dirs: Sequence[str]) -> list[str]:
-    """What one team's MCP server offers, one line a tool; or why it could not be asked."""
-    try:
-        check_trusted(team, teams_dirs)
-    except ConfigError as exc:
-        return [f"not started: {exc}"]
-    conn = McpConnection(server)
-    try:
-        await conn.session()
-    except (McpCallError, ConfigError) as exc:
-        return [f"could not start: {exc}"]
-    finally:
-        await conn.close()
-    return [
-        f"{t.name}: {(t.description or '').strip().splitlines()[0] if t.description else '(no description)'}"
-        for t in conn.tools.values()
-    ] or ["(no tools)"]
-
-
-async def _run(args: argparse.Namespace) -> int:
-    approvals = _approval_rules(args.approve, args.deny)
-    conv = Conversation(
-        args.team,
-        model=args.model,
-        max_turns=args.max_turns,
-        max_tokens=args.max_tokens,
-        timeout_s=args.timeout,
-        teams_dirs=args.teams,
-        approvals=approvals,
-    )
-    store = None if args.no_save else await open_for_command()
-    freeze_startup_objects()
-    try:
-        if store is not None:
-            await conv.save_to(store, run_owner(), args.task[:80])
-        run = conv.start(args.task)
-        try:
-            return await _drive(run, args)
-        finally:
-            # Only a run that ended, with every event written, is "saved"; a failed write said so already.
-            if store is not None and run.result is not None and not run.unsaved:
-                print(
-                    f"parley: saved as {conv.thread_id} (`parley audit {conv.thread_id}` shows its decisions)",
-                    file=sys.stderr,
-                )
-    finally:
-        await conv.close()
-        if store is not None:
-            await store.close()
-
-
-async def _drive(run: Run, args: argparse.Namespace) -> int:
-    interactive = not args.json and sys.stdin.isatty()
-    human = TerminalHuman(run, interactive=interactive, answer=args.answer, on_escalation=args.on_escalation)
-    loop = asyncio.get_running_loop()
-    presses = 0
-
-    def on_sigint() -> None:
-        nonlocal presses
-        presses += 1
-        if presses > 1:
-            os._exit(EXIT_STOPPED)
-        run.stop()
-
-    with contextlib.suppress(NotImplementedError):
-        loop.add_signal_handler(signal.SIGINT, on_sigint)
-    if interactive:
-        read_stdin(loop, run)
-        print(
-            "(type a message and Enter to join the conversation · /i TEXT interrupts · /stop or Ctrl-C stops)",
-            file=sys.stderr,
-        )
-    renderer = Renderer()
-    result: RunResult | None = None
-    reader_gone = False
-    try:
-        async for ev in run:
-            if not reader_gone:
-                try:
-                    if args.json:
-                        if ev.type != "chunk" or args.chunks:
-                            print(ev.model_dump_json(exclude={"ts"}), flush=True)
-                    else:
-                        renderer.show(ev)
-                except BrokenPipeError:
-                    # Nobody reads the output any more (`| head`): stop the run, let it end and be saved, quietly.
-                    reader_gone = True
-                    _stdout_gone()
-                    run.stop()
-            decide(human, run, ev)
-            if isinstance(ev, RunResult):
-                result = ev
-    finally:
-        if interactive:
-            loop.remove_reader(sys.stdin.fileno())
-    assert result is not None
-    if reader_gone:
-        return EXIT_PIPE
-    if not result.ok:  # the detail can quote a model's or a tool's error text
-        print(f"parley: {visible(ended_in_words(result.stop_reason, result.detail))}", file=sys.stderr)
-    return EXIT_OK if result.ok else _EXIT_BY_REASON.get(result.stop_reason, EXIT_ERROR)
-
-
-def _approval_rules(approve: list[str], deny: list[str]) -> dict[str, bool]:
-    """--approve all|none|TOOL,... and --deny TOOL,... as {tool or '*': approved}."""
-    rules: dict[str, bool] = {}
-    for value in approve:
-        for item in filter(None, (v.strip() for v in value.split(","))):
-            if item == "all":
-                rules["*"] = True
-            elif item == "none":
-                rules["*"] = False
-            else:
-                rules[item] = True
-    for value in deny:
-        rules.update({t.strip(): False for t in value.split(",") if t.strip()})
-    return rules
 
 
 if __name__ == "__main__":

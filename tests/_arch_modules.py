@@ -20,6 +20,7 @@ AUTOGEN_LAYER = PACKAGE / "engine" / "autogen"
 ADAPTERS = (
     "parley",  # the package's own __init__: the public surface, importing the conversation
     "parley.cli",
+    "parley._cli_run",
     "parley._cli_users",
     "parley._cli_eval",
     "parley._cli_share",

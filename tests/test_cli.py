@@ -330,3 +330,25 @@ def test_the_terminal_says_how_a_run_ended_in_words(write: Write, capsys: pytest
     )
     assert err.strip().splitlines()[-1] == "parley: Time limit reached: wall-clock limit of 0.2 s reached"
     assert "timeout:" not in out + err
+
+
+def test_the_command_starts_without_loading_the_engine() -> None:
+    """`parley ui`, `parley users` and `parley --help` start in under a second: the CLI loads the engine, AutoGen and
+    MCP only for the commands that run a team (a fresh interpreter tells what importing the CLI loads)."""
+    code = (
+        "import sys, parley, parley.cli; "
+        "print([m for m in ('parley.conversation', 'autogen_agentchat', 'autogen_core', 'mcp') if m in sys.modules])"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    # and the package's names still come when asked for
+    done = subprocess.run(
+        [sys.executable, "-c", "import parley; print(parley.Conversation.__module__, len(dir(parley)) > 38)"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert done.stdout.split() == ["parley.conversation", "True"]
