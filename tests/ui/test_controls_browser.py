@@ -14,7 +14,7 @@ from pathlib import Path
 from chat_started import evaluate
 from test_chat_browser import Chat, Page, expect, of_type, result_of, wait_until
 
-SHARED_SERVERS = ("support.yaml", "studio.yaml")
+SHARED_SERVERS = ("support.yaml", "studio-slow-writer.yaml")
 
 
 def snap(page: Page, name: str) -> None:
