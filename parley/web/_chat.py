@@ -106,15 +106,13 @@ class ChatSession:
         """Messages updated in place, by request, question, escalation or sub-task id."""
         self.offers = Offers()
         self.projection = Projection()
-        """What the current run's events add up to: the decisions awaited (offered again when the thread is
-        reopened), the sub-tasks running, the usage per speaker."""
+        """What the current run's events add up to: decisions awaited, sub-tasks running, usage per speaker."""
         self.notes = NotesPanel()
         self.meter = Meter()
         self._ws: WebsocketSession | None = None
         """The page the run is to be shown on from the next event (a reopened thread), once it has the thread."""
         self._gate, self._idle = asyncio.Event(), asyncio.Event()
-        """Open while the run's events may be shown; closed while a reopened page is being sent the thread. And
-        set while no event is being shown."""
+        """Open while events may be shown (closed while a reopened page is sent the thread); set while none is."""
         self._gate.set()
         self._idle.set()
         self.access = RoomAccess(user)
@@ -151,6 +149,9 @@ class ChatSession:
         if not text:
             await _say("Type a message first.")
             return
+        run = self.conversation.current_run
+        if not self.running and self.conversation.running and run is not None:  # started on another page here
+            self.show_run(run)  # so shown here too, from its start
         if self.running and self.run is not None:
             await join(self.run, text, command, self.user)
             await self.controls.keep_last()  # below the user's message
@@ -182,8 +183,7 @@ class ChatSession:
         stop_as(self.run, self.user)
         return True
 
-    async def page_left(self) -> None:
-        """The page showing this chat went away (closed, reloaded, or lost its connection)."""
+    async def page_left(self) -> None:  # closed, reloaded, or lost its connection
         await release_when_shown(self)
 
     async def begin(self, text: str) -> None:

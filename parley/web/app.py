@@ -337,8 +337,9 @@ async def _resume(thread: ThreadDict) -> None:
         await session.reattach(_page())
         return
     elsewhere = node is not None and await node.live_elsewhere(thread["id"])
-    try:
-        conv = await Conversation.resume(await store(), thread["id"])
+    try:  # one conversation per thread in this process: a room's pages share it, and its runs
+        shared = live.conversation if live is not None and node is None else None
+        conv = shared or await Conversation.resume(await store(), thread["id"])
     except ConfigError as exc:
         await cl.Message(content=f"**This conversation cannot continue:** {exc}", author=SYSTEM).send()
         return
@@ -435,7 +436,8 @@ async def _message(message: cl.Message) -> None:
             return
         else:
             conv.attach(db, tid)
-        _remember(tid, session)
+    if not conv.running:  # this page starts the thread's next run: a page opening the thread is shown it
+        _remember(cl.context.session.thread_id, session)
     try:
         await session.on_message(message.content, message.command, message)
     except ConfigError as exc:

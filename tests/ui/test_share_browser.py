@@ -203,3 +203,27 @@ def test_a_member_who_stops_the_run_is_named_on_the_other_pages_live_and_reopene
     bob.open_thread(tid)
     expect(bob.note("Run ended").last).to_contain_text("Stopped by you")
     expect(bob.note("Run ended").first).to_contain_text("Stopped by alice")
+
+    # Both pages now hold the room, idle. alice starts its next run; bob's message joins that run (one conversation
+    # per thread in this process): never a second run on the same thread.
+    def started() -> int:
+        return sum(e["type"] == "run_started" for e in server.events(tid))
+
+    runs = started()
+    alice.send("One more pass, please")
+    expect(alice.note("The team is working")).to_be_visible()
+    wait_until(lambda: started() == runs + 1, "alice's run in the store")
+    bob.send("Add a checklist at the end")
+    expect(bob.note("The team is working")).to_be_visible()  # alice's run, shown on bob's page too
+    # shown from its start: alice's message, once
+    expect(bob.note("↳ alice's message started the run: One more pass, please")).to_have_count(1)
+    queued = wait_until(
+        lambda: [e for e in server.events(tid) if e["type"] == "human_queued" and e["author"] == "bob"],
+        "bob's message queued in the run",
+    )
+    events = server.events(tid)
+    last_start = max(e["seq"] for e in events if e["type"] == "run_started")
+    assert queued[-1]["seq"] > last_start and started() == runs + 1
+    bob.stop()
+    expect(alice.note("Run ended").last).to_contain_text("Stopped by bob")
+    assert started() == runs + 1
