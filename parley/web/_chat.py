@@ -56,11 +56,10 @@ from ._controls import (
     closing_text,
     commands,
     index_after,
-    queued_bubbles,
     release_when_shown,
     turn_of,
 )
-from ._datalayer import card_step_id, thread_view
+from ._datalayer import card_step_id, thread_as_shown
 from ._elements import actions_for, every_decision_button, file_element, usage_chart
 from ._format import (
     SYSTEM,
@@ -77,7 +76,7 @@ from ._format import (
 )
 from ._guard import READ_ONLY
 from ._panels import Meter, NotesPanel
-from ._ratings import rated_steps, rating_id, said_by, with_feedback
+from ._ratings import rating_id, said_by
 from ._room import REVOKED, end_view_on_revoke, own_commands, share_command
 from ._streams import Streams
 from ._toolsteps import ToolSteps, awaits_approval, tool_summary_text
@@ -131,8 +130,7 @@ class ChatSession:
         return self.running or (self.task is not None and not self.task.done())
 
     async def on_message(self, text: str, command: str | None, message: cl.Message | None = None) -> None:
-        # What this sends is not a child of Chainlit's `on_message` step: the page would rate the last of them.
-        show_on()
+        show_on()  # what this sends is no child of Chainlit's `on_message` step: the page would rate the last
         text = text.strip()
         if command == "Share":  # never reaches the team (see _room)
             return await share_command(self.conversation, self.user, text, message)
@@ -149,9 +147,14 @@ class ChatSession:
         if not text:
             await _say("Type a message first.")
             return
+        await self._to_team(text, command)
+
+    async def _to_team(self, text: str, command: str | None) -> None:
+        """Join the run going on (this page's, or one another page of this room started here: shown here too, from
+        its start), or start one."""
         run = self.conversation.current_run
-        if not self.running and self.conversation.running and run is not None:  # started on another page here
-            self.show_run(run)  # so shown here too, from its start
+        if not self.running and self.conversation.running and run is not None:
+            self.show_run(run)
         if self.running and self.run is not None:
             await join(self.run, text, command, self.user)
             await self.controls.keep_last()  # below the user's message
@@ -221,11 +224,7 @@ class ChatSession:
         async def shown_so_far(thread: dict[str, Any]) -> dict[str, Any]:
             await self._idle.wait()  # not in the middle of showing an event: the gate holds the next
             tid = self.conversation.thread_id or str(thread.get("id"))
-            shown = self.conversation.history[: self._shown]
-            steps, elements = thread_view(tid, shown, self.user)
-            given = {s["id"]: s["feedback"] for s in thread.get("steps") or [] if s.get("feedback")}
-            steps = with_feedback(rated_steps(tid, shown, steps), given)
-            return thread | {"steps": steps + queued_bubbles(tid, shown), "elements": elements}
+            return thread_as_shown(thread, tid, self.conversation.history[: self._shown], self.user)
 
         async def sent() -> None:
             nonlocal done

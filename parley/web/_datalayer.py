@@ -38,7 +38,7 @@ from ..events import (
 from ..host import ASK_HUMAN
 from ..projection import Projection, waiting_key
 from ..store import Store, ThreadRow
-from ._controls import closing_text
+from ._controls import closing_text, queued_bubbles
 from ._format import (
     NOTES,
     SYSTEM,
@@ -67,6 +67,15 @@ def _iso(ts: float | datetime) -> str:
 def thread_steps(thread_id: str, events: list[Event]) -> list[dict[str, Any]]:
     """Chainlit steps for a stored conversation, in order: what the user saw live, settled."""
     return thread_view(thread_id, events)[0]
+
+
+def thread_as_shown(thread: dict[str, Any], tid: str, shown: list[Event], viewer: str) -> dict[str, Any]:
+    """`thread` (as Chainlit read it) with the steps and elements of the events `shown` so far: what a page reopening
+    a live run is sent; the ratings Chainlit read stay with their messages, and messages typed meanwhile show too."""
+    steps, elements = thread_view(tid, shown, viewer)
+    given = {s["id"]: s["feedback"] for s in thread.get("steps") or [] if s.get("feedback")}
+    steps = with_feedback(rated_steps(tid, shown, steps), given)
+    return thread | {"steps": steps + queued_bubbles(tid, shown), "elements": elements}
 
 
 def thread_view(
