@@ -90,6 +90,8 @@ class Conversation:
             self.team,
             self.team.termination.model_copy(update={k: v for k, v in overrides.items() if v is not None}),
         )
+        self.tool_data: Path | None = None
+        """Where its tools keep data they change (RunContext.data_dir); None: parley's data folder."""
         self.approvals: dict[str, bool] = dict(approvals or {})
         """Standing decisions per tool name, `*` for every tool (the CLI's --approve/--deny); others wait."""
         self.store: Store | None = None
@@ -259,6 +261,7 @@ class Conversation:
             role=role,
             notes=self.notes_board,
             conversation_id=self.id,
+            data_dir=self._root.tool_data,
             on_note=functools.partial(self.note_added, role),
         )
 

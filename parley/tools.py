@@ -288,6 +288,10 @@ class RunContext:
     notes: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     """Notes shared by every role of the conversation (team_notes): read them here, add with `add_note`."""
     conversation_id: str = ""
+    data_dir: Path | None = None
+    """Where tools keep data they change (the sample database); None: parley's data folder, which every
+    conversation shares. An evaluation gives each scenario run a folder of its own, so that every run, and every
+    repeat, starts from the same data."""
     on_note: Callable[[dict[str, Any]], None] | None = field(default=None, repr=False, compare=False)
     """Called with each note `add_note` adds: the conversation records it (an event), so nobody has to read it
     back out of a tool's arguments."""

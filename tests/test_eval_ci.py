@@ -134,6 +134,9 @@ def test_the_cli_writes_junit_for_a_failing_suite_and_repeats_scenarios(tmp_path
     lines = (tmp_path / "rep" / "results.jsonl").read_text(encoding="utf-8").splitlines()
     records = [json.loads(line) for line in lines]
     assert [r["repeat"] for r in records] == [1, 2]
+    # Each run starts from the same sample data: the refund run 1 wrote is not in the lookup of run 2.
+    assert records[0]["prompt_tokens"] == records[1]["prompt_tokens"] > 0
+    assert records[0]["transcript"] == records[1]["transcript"]
     assert records[0]["repeat_stats"]["k"] == 2 and records[0]["repeat_stats"]["pass_hat_k"] is True
     assert "## Repeat statistics" in (tmp_path / "rep" / "summary.md").read_text(encoding="utf-8")
 

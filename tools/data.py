@@ -22,8 +22,9 @@ from contextlib import closing
 from pathlib import Path
 from typing import Annotated, Any
 
+from parley.errors import ConfigError
 from parley.paths import data_dir
-from parley.tools import Cancellation, load_helper, tool
+from parley.tools import Cancellation, current_context, load_helper, tool
 
 DB_NAME = "sample.db"
 MAX_ROWS = 50
@@ -69,13 +70,22 @@ def write_database(dest: Path) -> Path:
 
 
 def database_path() -> Path:
-    """The sample database in the data directory, (re)generated if missing or from another schema version."""
-    path = data_dir() / DB_NAME
+    """The sample database, (re)generated if missing or from another schema version: in the running conversation's
+    own data folder if it has one (an evaluation's scenario run: each starts from fresh data), else in parley's data
+    directory, shared by every conversation."""
+    path = (_run_data_dir() or data_dir()) / DB_NAME
     if _stamp(path) != _gen.SCHEMA_VERSION:
         with _build_lock:
             if _stamp(path) != _gen.SCHEMA_VERSION:
                 write_database(path)
     return path
+
+
+def _run_data_dir() -> Path | None:
+    try:
+        return current_context().data_dir
+    except ConfigError:  # no conversation runs this call (a script, the command below)
+        return None
 
 
 def _stamp(path: Path) -> int | None:

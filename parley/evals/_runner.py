@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -207,6 +208,10 @@ class Runner:
             return record
         record["team"], record["pattern"], record["model"] = conv.team.name, conv.team.pattern, conv.model
         grants = grants_of(conv)
+        # Data its tools change (the sample database) starts fresh in a folder of the run's own: runs and repeats
+        # are independent trials, whatever ran before them.
+        data = tempfile.TemporaryDirectory(prefix="parley-eval-data-")
+        conv.tool_data = Path(data.name)
         try:
             if self.store is not None:
                 title = f"eval {job.suite.suite} / {sc.name}"[:120]
@@ -214,6 +219,7 @@ class Runner:
             events, result, latency, human = await self._drive(conv, sc)
         finally:
             await conv.close()  # its models, and its MCP sessions (a stdio server's process ends)
+            data.cleanup()
         seen = Observed(events=events, result=result, latency_s=latency)
         outcomes = await check_all(sc.expect, seen, sc.task, self.judge)
         outcomes += human.outcomes()  # requests the scripted human had no answer for; the simulated one's
