@@ -17,6 +17,7 @@ from ._baseline import Baseline, load_baseline, mark
 from ._expect import Judge, Observed, Outcome, check, check_all
 from ._findings_judge import ModelFailureJudge
 from ._human import ScriptedHuman
+from ._judge import LiveJudge
 from ._junit import junit_xml, write_junit
 from ._report import summarise, write_reports
 from ._runner import Job, Runner, Variant, plan, variants
@@ -127,7 +128,7 @@ async def evaluate(
     before = _inputs(junit, baseline)
     jobs = plan(suites, variants(compare, teams_dirs))
     store = await open_for_command() if save else None
-    judge = _LiveJudge(judge_model) if judge_model else None
+    judge = LiveJudge(judge_model) if judge_model else None
     freeze_startup_objects()
     progress = Progress(len(jobs))
     runner = Runner(
@@ -140,7 +141,7 @@ async def evaluate(
         on_done=progress.update,
         failure_judge=ModelFailureJudge(judge.pool, judge.model) if judge is not None else None,
     )
-    options = Options(team, model, list(teams_dirs), timeout_s, save) if workers else None
+    options = Options(team, model, list(teams_dirs), timeout_s, save, judge_model) if workers else None
     try:
         records = await _run_somewhere(runner, jobs, concurrency, options, progress.update)
     finally:
@@ -269,7 +270,7 @@ async def _run_stoppably(runner: Runner, jobs: Sequence[Job], concurrency: int) 
             loop.remove_signal_handler(signal.SIGINT)
 
 
-def _print_summary(records: list[dict[str, Any]], judge: _LiveJudge | None) -> None:
+def _print_summary(records: list[dict[str, Any]], judge: LiveJudge | None) -> None:
     for row in summarise(records):
         print(
             f"{row['group']}: {row['pass_rate']:.0%} passed ({row['passed']}/{row['runs']}) · "
@@ -277,41 +278,3 @@ def _print_summary(records: list[dict[str, Any]], judge: _LiveJudge | None) -> N
         )
     if judge is not None:
         print(judge.usage())
-
-
-class _LiveJudge:
-    """A live model that answers a yes/no question about a transcript (JSON-schema constrained where it can be).
-
-    Its calls are on a meter of their own: reported after the evaluation, never mixed into a team's figures.
-    """
-
-    def __init__(self, model: str) -> None:
-        from ..engine.autogen.models import ModelPool
-        from ..models import Meter
-
-        self.model = model
-        self.pool = ModelPool(Meter())
-        self.pool.capabilities(model)  # a bad model string fails here, before any scenario runs
-
-    async def __call__(self, question: str, task: str, transcript: str) -> tuple[bool, str]:
-        answer = await self.pool.choose(
-            self.model,
-            "judge",
-            system="You grade a team's conversation. Answer strictly.",
-            user=f"Task: {task}\n\nConversation:\n{transcript}\n\nQuestion: {question}\nAnswer yes or no.",
-            choices=["yes", "no"],
-            field="answer",
-        )
-        if answer is None:
-            raise ValueError("the judge's answer was neither yes nor no")
-        return answer == "yes", f"the judge ({self.model}) answered {answer}"
-
-    async def close(self) -> None:
-        await self.pool.close()
-
-    def usage(self) -> str:
-        meter = self.pool.meter
-        return (
-            f"judge ({self.model}): {len(meter.calls)} calls, {meter.prompt_tokens:,} prompt + "
-            f"{meter.completion_tokens:,} completion tokens (not in the teams' figures)"
-        )

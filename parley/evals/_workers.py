@@ -17,6 +17,8 @@ from ..cluster import Job as QueuedJob
 from ..cluster import Node
 from ..errors import ConfigError
 from ..store import run_owner
+from ._findings_judge import ModelFailureJudge
+from ._judge import LiveJudge
 from ._runner import Job, Runner, Variant
 from ._suite import load_suite
 
@@ -35,6 +37,8 @@ class Options:
     teams_dirs: list[str] = field(default_factory=list[str])
     timeout_s: float | None = None
     save: bool = True
+    judge_model: str | None = None
+    """`--judge-model`: each worker asks it, with a pool and meter of its own, as a local run does."""
 
 
 def _task(job: Job, options: Options) -> dict[str, Any]:
@@ -61,14 +65,21 @@ async def run_task(node: Node, task: dict[str, Any]) -> dict[str, Any]:
         int(task["repeat"]),
     )
     options = Options(**task["options"])
+    judge = LiveJudge(options.judge_model) if options.judge_model else None
     runner = Runner(
         store=node.store if options.save else None,
         team=options.team,
         model=options.model,
+        judge=judge,
         teams_dirs=options.teams_dirs,
         timeout_s=options.timeout_s,
+        failure_judge=ModelFailureJudge(judge.pool, judge.model) if judge is not None else None,
     )
-    return await runner.run_job(job)
+    try:
+        return await runner.run_job(job)
+    finally:
+        if judge is not None:
+            await judge.close()
 
 
 async def handle(node: Node, queued: QueuedJob) -> None:

@@ -39,11 +39,20 @@ def test_an_evaluation_on_workers_gives_the_records_a_local_one_gives(
     cluster_env["PARLEY_DATA_DIR"] = str(tmp_path / "workers-data")
     workers()
     workers()
-    spread = _eval(cluster_env, tmp_path / "spread", "--workers")
-    here = _eval(cluster_env | {"PARLEY_DATA_DIR": str(tmp_path / "local-data")}, tmp_path / "here")
+    # The judge model is asked on the workers as here (its answer, unreadable on purpose, becomes each run's note).
+    judge = tmp_path / "judge.yaml"
+    judge.write_text("roles:\n  failure_judge: [fine, fine, fine]\n", encoding="utf-8")
+    spread = _eval(cluster_env, tmp_path / "spread", "--workers", "--judge-model", f"scripted:{judge}")
+    here = _eval(
+        cluster_env | {"PARLEY_DATA_DIR": str(tmp_path / "local-data")},
+        tmp_path / "here",
+        "--judge-model",
+        f"scripted:{judge}",
+    )
     assert spread.returncode == here.returncode, spread.stderr
     local, remote = _records(tmp_path / "here"), _records(tmp_path / "spread")
     assert len(local) == 3 and remote == local
+    assert {r["findings_note"] for r in remote} == {"the judge's answer was not JSON: 'fine'"}
     assert (tmp_path / "spread" / "report.html").is_file()
     # Each scenario run was a worker's, none the evaluating process's own.
     lines = (tmp_path / "spread" / "results.jsonl").read_text(encoding="utf-8").splitlines()
