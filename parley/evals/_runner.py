@@ -287,6 +287,7 @@ class Runner:
                 await human.observe(run, ev)
         finally:
             self._runs.discard(run)
+            await human.close()
         result = events[-1]
         assert isinstance(result, RunResult)
         return events, result, time.perf_counter() - started, human

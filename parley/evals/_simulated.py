@@ -23,7 +23,6 @@ from ..events import (
     HumanMessageEvent,
     MessageEvent,
     QuestionEvent,
-    RunResult,
 )
 from ..human import Answer, FirstOf, HumanPolicy, Resolution, Verdict, decide
 from ..run import Run
@@ -264,8 +263,11 @@ class ScenarioHuman:
             and run.result is None
         ):
             await sim.after_turn(run, ev)
-        if isinstance(ev, RunResult):
-            await sim.pool.close()
+
+    async def close(self) -> None:
+        """Close the simulated human's model clients (its meter stays readable): when the run ended, or failed."""
+        if self.simulated is not None:
+            await self.simulated.pool.close()
 
     @property
     def log(self) -> list[str]:
