@@ -55,6 +55,8 @@ MAX_COPY_BYTES = 20 * 1024 * 1024
 MAX_HEADER = 1 << 20
 STOP_GRACE_S = 10.0
 """After the timeout: how long the sandbox has to stop the code and hand over out/ before it is killed."""
+CLOSE_WAIT_S = 10.0
+"""How long a closing call waits for the killed sandbox to be seen gone."""
 PATH = "/usr/bin:/bin"
 SCRIPT = f"{SANDBOX}/main.py"
 WORK = f"{SANDBOX}/work"
@@ -397,7 +399,14 @@ class _Call:
         if proc is not None and proc.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 proc.kill()  # bubblewrap: its PID 1 dies with it, and the kernel kills the rest
-            await proc.wait()
+        # Then everything left in the call's cgroup: bubblewrap's PID 1 outlives a SIGKILL that comes before it set
+        # its death signal (a call cancelled as it starts). It holds the output pipes, and asyncio's wait() returns
+        # only once every pipe is closed: the call, and the run's Stop, would wait for good.
+        if self.cgroup.dirs:
+            await asyncio.shield(asyncio.to_thread(self.cgroup.remove))
+        if proc is not None:
+            with contextlib.suppress(TimeoutError):  # a holder outside the cgroup: never wait for good
+                await asyncio.wait_for(proc.wait(), CLOSE_WAIT_S)
         for task in [*self.readers, *([self.collector] if self.collector else [])]:
             task.cancel()
         if self.transport is not None:
@@ -405,8 +414,6 @@ class _Call:
         for fd in self.fds:
             os.close(fd)
         self.fds.clear()
-        if self.cgroup.dirs:
-            await asyncio.shield(asyncio.to_thread(self.cgroup.remove))
 
 
 @tool(family="code", approval=True)
