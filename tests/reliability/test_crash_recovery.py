@@ -192,8 +192,9 @@ async def test_a_crash_at_any_write_of_a_turn_loses_nothing(
         checkpoint = await store.latest_checkpoint(tid)
         if (when, kind) == ("after", "checkpoint"):
             # A checkpoint is written in one transaction with the message it follows: never one without the other.
-            assert checkpoint is not None and checkpoint.turn == turn
-            assert said(events) == whole(turn)
+            # (Turn 4's, or on a busy machine the next one's, when both turns' writes went in one batch.)
+            assert checkpoint is not None and checkpoint.turn >= turn
+            assert said(events) == whole(checkpoint.turn)
         else:
             assert checkpoint is None or checkpoint.turn < 4
             if when == "after":  # the write the process died after is stored
