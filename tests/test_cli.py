@@ -352,3 +352,13 @@ def test_the_command_starts_without_loading_the_engine() -> None:
         timeout=60,
     )
     assert done.stdout.split() == ["parley.conversation", "True"]
+
+
+def test_every_name_the_package_lists_is_one_it_offers() -> None:
+    """`parley.__all__`, the names imported on first use and the type checker's imports are three lists: the first
+    two must agree, and each name must import."""
+    import parley
+
+    exports = parley._EXPORTS  # pyright: ignore[reportPrivateUsage] - the package's own table, checked here
+    assert list(exports) == parley.__all__
+    assert all(getattr(parley, name) is not None for name in parley.__all__)

@@ -204,8 +204,7 @@ class Offers:
         for action in actions:
             await action.send(for_id=card.id)
             if key in self._settled:  # settled meanwhile: what went out before the withdrawal goes too
-                for sent in actions:
-                    await sent.remove()
+                await self.drop(actions)
                 card.actions = []
                 return
 
@@ -218,9 +217,7 @@ class Offers:
     async def clear_page(self, key: str | None = None) -> None:
         """Every button offered so far (on the card `key`, or on any) leaves the page, whichever socket brought
         it; the record stays, should this socket be dropped in turn."""
-        for card, actions in self._sent.items():
-            for action in actions if key in (None, card) else ():
-                await action.remove()
+        await self.drop([a for card, actions in self._sent.items() if key in (None, card) for a in actions])
 
     async def decided(self, key: str) -> None:
         """This page's user made the card's decision and the run took it: its buttons leave the page now, and no
@@ -232,8 +229,7 @@ class Offers:
     async def withdraw(self, key: str, card: cl.Message | None) -> None:
         """The card's decision was made (or the run ended): all its buttons go, for good."""
         self._settled.add(key)
-        for action in self._sent.pop(key, []):
-            await action.remove()
+        await self.drop(self._sent.pop(key, []))
         if card is not None:
             card.actions = []
 
