@@ -433,6 +433,48 @@ async def test_a_page_reopened_while_the_run_goes_on_loses_nothing_the_run_shows
     assert not [d for e, d in old.sent if e == "new_message" and "Too concentrated" in d["output"]]
 
 
+async def test_a_run_goes_on_on_the_newest_page_still_there_whatever_order_the_pages_reopen_in() -> None:
+    """A reloaded tab may connect twice in a row, each connection reopening the thread; their handlers run side by
+    side, so the connection the page already dropped may reach the run last. The run used to be shown there, on a
+    socket nobody listened to: Stop, "Run ended" and the meter never reached the page (a flaky browser test)."""
+    conv = _Conversation()
+    events: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def run() -> Any:
+        while (ev := await events.get()) is not None:
+            yield ev
+
+    def emit(ev: Event) -> None:
+        conv.history.append(ev)
+        events.put_nowait(ev)
+
+    _Page()
+    chat = ChatSession(conversation=conv, user="local")  # type: ignore[arg-type]
+    pump = chat.task = asyncio.ensure_future(chat._pump(run()))  # type: ignore[arg-type]
+    live, dropped, late = _Page(), _Page(), _Page()
+    await chat.reattach(live.session)  # the page's live connection reaches the run first...
+    await chat.reattach(dropped.session)  # ...then the one it dropped, whose handler was slower
+    await chat.page_left(dropped.session)
+    await _chainlit_fixes._resume_thread(ChainlitEmitter(live.session), {"id": conv.thread_id, "steps": []})
+    await chat.page_left(late.session)  # a page gone before its handler reached the run never takes it
+    await chat.reattach(late.session)
+    emit(MessageEvent(source="risk", content="Too concentrated", turn=1))
+    await live.until(lambda: live.steps("risk"), "the run's next message")
+    assert not dropped.steps("risk") and not late.steps("risk")
+
+    # The newest page leaving before it has the thread hands the run to the page before it.
+    first, second = _Page(), _Page()
+    await chat.reattach(first.session)
+    await chat.reattach(second.session)
+    await _chainlit_fixes._resume_thread(ChainlitEmitter(first.session), {"id": conv.thread_id, "steps": []})
+    emit(MessageEvent(source="analyst", content="Growth is strong", turn=2))
+    await chat.page_left(second.session)
+    await first.until(lambda: first.steps("analyst"), "the run's message once the newer page left")
+    assert not second.steps("analyst") and not live.steps("analyst")
+    events.put_nowait(None)  # type: ignore[arg-type]
+    await asyncio.wait_for(pump, 10)
+
+
 def test_the_login_page_has_words_for_the_rate_limit_in_every_language_chainlit_ships() -> None:
     """The refusal's words come from .chainlit/translations (Chainlit's own mechanism): a language Chainlit adds,
     or a file regenerated without parley's key, would show the login page a bare key instead."""

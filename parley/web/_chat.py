@@ -75,6 +75,7 @@ from ._format import (
     validation_text,
 )
 from ._guard import READ_ONLY
+from ._handover import Handover
 from ._panels import Meter, NotesPanel
 from ._ratings import rating_id, said_by
 from ._room import REVOKED, end_view_on_revoke, own_commands, share_command
@@ -115,8 +116,8 @@ class ChatSession:
         self._gate.set()
         self._idle.set()
         self.access = RoomAccess(user)
-        self.pages = 0
-        """Counts reopened pages: only the latest is shown the run."""
+        self.handover = Handover()
+        """The pages that reopened the thread: the run is shown on the newest still there."""
         self._shown = len(conversation.history) if conversation is not None else 0
         """How much of the conversation's history the page has been shown (chunks aside)."""
 
@@ -150,8 +151,7 @@ class ChatSession:
         await self._to_team(text, command)
 
     async def _to_team(self, text: str, command: str | None) -> None:
-        """Join the run going on (this page's, or one another page of this room started here: shown here too, from
-        its start), or start one."""
+        """Join the run going on (this page's, or one another page of this room started: shown here from its start)."""
         run = self.conversation.current_run
         if not self.running and self.conversation.running and run is not None:
             self.show_run(run)
@@ -179,14 +179,15 @@ class ChatSession:
         return stopped
 
     def stop(self) -> bool:
-        """End the run now (the Stop command, and Chainlit's own stop button): the model call in progress is
-        cancelled and no other is made. False if nothing was running."""
+        """End the run now (Stop): the model call in progress is cancelled, no other made. False if none ran."""
         if self.run is None or not self.running:
             return False
         stop_as(self.run, self.user)
         return True
 
-    async def page_left(self) -> None:  # closed, reloaded, or lost its connection
+    async def page_left(self, ws: WebsocketSession | None = None) -> None:  # closed, reloaded, disconnected
+        if ws is not None:
+            await self._hand_to(self.handover.left(ws))
         await release_when_shown(self)
 
     async def begin(self, text: str) -> None:
@@ -209,39 +210,38 @@ class ChatSession:
         end_view_on_revoke(self)  # in a cluster, at once however quiet the run
 
     async def reattach(self, ws: WebsocketSession) -> None:
-        """Show the run still in progress in another browser session (a reopened thread).
-
-        Called from `on_chat_resume`. Chainlit read the stored thread before, and sends it to the page after,
-        replacing every message there: what the run showed in between would be lost. So the run's display
-        holds here; the page is sent the thread as shown so far (every event up to the one last shown, from
-        memory: the store may be ahead), and the display goes on from the next event on the new page, which
-        first gets the buttons of every decision still awaited."""
-        self.pages += 1
-        attaching = self.pages
+        """Show the run still in progress in another browser session (a reopened thread), from `on_chat_resume`.
+        Chainlit sends the page the thread it read before, replacing every message there: so the display holds, the
+        page is sent the thread as shown so far (from memory: the store may be ahead), and the display goes on from
+        the next event there (see Handover), which first gets the buttons of every decision still awaited."""
+        attaching = self.handover.attach(ws)
+        if attaching is None:
+            return  # that page has closed already: the run stays where it is shown
         self._gate.clear()
-        done = False
 
         async def shown_so_far(thread: dict[str, Any]) -> dict[str, Any]:
             await self._idle.wait()  # not in the middle of showing an event: the gate holds the next
             tid = self.conversation.thread_id or str(thread.get("id"))
             return thread_as_shown(thread, tid, self.conversation.history[: self._shown], self.user)
 
-        async def sent() -> None:
-            nonlocal done
-            if done or attaching != self.pages:  # a page reopened later waits for its own thread
-                return
-            done = True
+        async def sent() -> None:  # the thread was sent (a second call, from the timer, does nothing)
             timer.cancel()
-            try:
-                await self._adopt(ws)
-            finally:
-                if attaching == self.pages:
-                    self._ws = ws
-                    self._gate.set()
+            await self._hand_to(self.handover.sent(attaching))
 
         # Never hold the display for good, should Chainlit not send the thread (the page went away first).
         timer = asyncio.get_running_loop().call_later(RESUME_WAIT_S, lambda: asyncio.ensure_future(sent()))
         on_resume_sent(ws, shown_so_far, sent)
+
+    async def _hand_to(self, ws: WebsocketSession | None) -> None:
+        """Show the run on page `ws` from the next event (None: not yet, see Handover)."""
+        if ws is not None:
+            count = self.handover.count
+            try:
+                await self._adopt(ws)
+            finally:
+                if count == self.handover.count:  # no page reopened the thread meanwhile
+                    self._ws = ws
+                    self._gate.set()
 
     async def _adopt(self, ws: WebsocketSession) -> None:
         """Take the page `ws` over, the display held: it shows the thread as shown so far; the decisions awaited

@@ -162,11 +162,11 @@ async def release_when_shown(chat: Any) -> None:
     if not chat.showing:
         await chat.conversation.release()
         return
-    pages = chat.pages
+    pages = chat.handover.count
     task: asyncio.Task[None] = chat.task
 
     def done(_: asyncio.Task[None]) -> None:
-        if pages == chat.pages and not chat.showing:
+        if pages == chat.handover.count and not chat.showing:
             releasing = asyncio.get_running_loop().create_task(chat.conversation.release())
             _RELEASING.add(releasing)  # held until done: the loop keeps only a weak reference to a task
             releasing.add_done_callback(_RELEASING.discard)

@@ -450,7 +450,7 @@ async def _left() -> None:
     (they start again on the next tool call), a running one's once its run is over."""
     session: ChatSession | None = cl.user_session.get("parley")
     if session is not None:
-        await session.page_left()
+        await session.page_left(_page())
 
 
 @cl.on_stop
