@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint typecheck bench docs clean
+.PHONY: install run test test-browser lint typecheck bench docs clean
 
 # pyright from its wheel (bundled, on the system's Node); no check of PyPI for a newer release, so it runs offline.
 PYRIGHT := PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(BIN)/pyright
@@ -31,6 +31,12 @@ test: $(STAMP)
 	$(BIN)/ruff check parley tests tools bench app.py
 	@$(PYRIGHT_IF_NODE)
 	$(BIN)/python -m pytest -q
+
+# The browser suite alone (Debian's Chromium), on three workers: each takes a whole module, whose tests share its
+# servers. Its folders are listed here so that workers collect only them (tests/conftest.py checks the list).
+BROWSER_TESTS := tests/ui tests/security tests/reliability
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -q -m browser -n 3 --dist loadfile $(BROWSER_TESTS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check parley tests tools bench app.py

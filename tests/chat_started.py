@@ -153,6 +153,10 @@ class ChatStarts:
                 f"the page opened no connection to the chat ({exc}); {self._connections()}"
             ) from exc
 
+    def connections(self) -> str:
+        """The page's connections, what each was sent, and the buttons each brought: for a failing test's message."""
+        return self._connections()
+
     def _connections(self) -> str:
         try:
             seen = evaluate(self.page, "() => window.__parleyChats", timeout_ms=2_000)

@@ -55,10 +55,30 @@ _BROWSER_FIXTURES = frozenset({"ui_browser", "chromium"})
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark `browser` every test that drives Chromium (`pytest -m browser`: the browser suite alone)."""
+    """Mark `browser` every test that drives Chromium (`pytest -m browser`: the browser suite alone). `make
+    test-browser` collects only the folders its Makefile lists: a browser test elsewhere would be left out."""
+    folders = _browser_folders()
     for item in items:
         if _BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.browser)
+            if folders and not any(item.path.is_relative_to(f) for f in folders):
+                raise pytest.UsageError(
+                    f"{item.nodeid} drives Chromium outside the Makefile's BROWSER_TESTS folders "
+                    f"({', '.join(str(f.relative_to(_ROOT)) for f in folders)}): add its folder there"
+                )
+
+
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _browser_folders() -> list[Path]:
+    """The folders of the Makefile's BROWSER_TESTS (none where there is no Makefile, as in an installed sdist)."""
+    try:
+        lines = (_ROOT / "Makefile").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    found = [line.split(":=", 1)[1].split() for line in lines if line.startswith("BROWSER_TESTS :=")]
+    return [_ROOT / f for f in found[0]] if found else []
 
 
 @pytest.fixture(autouse=True)

@@ -3,6 +3,7 @@ gets the chat's start there (parley/web/_chainlit_restore.py), through Chainlit'
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -113,6 +114,36 @@ async def test_a_new_session_or_one_with_a_conversation_is_sent_nothing_again() 
     assert c.events() == ["task_end", "clear_ask", "clear_call_fn"]
 
 
+async def test_a_chat_start_leaves_a_session_reopening_a_thread_to_its_resume() -> None:
+    """A page that takes its session over while the first socket's handler reads the thread to reopen gets
+    `on_chat_start` too (restored, not interacted with yet): it waits for the reading, and leaves the session to the
+    reopened thread, or starts a new chat if there was none to reopen."""
+    read = asyncio.Event()
+
+    async def thread_of(session: WebsocketSession) -> dict[str, Any] | None:
+        await read.wait()
+        return {"id": session.thread_id_to_resume} if session.thread_id_to_resume else None
+
+    resume_thread = restore.tracking(thread_of)
+    reopening, _ = first_socket()
+    reopening.thread_id_to_resume = "t-1"
+    reading = asyncio.ensure_future(resume_thread(reopening))
+    await asyncio.sleep(0)  # the reading has begun
+    asked = asyncio.ensure_future(restore.resuming(reopening))  # on_chat_start, meanwhile
+    await asyncio.sleep(0)
+    assert not asked.done()  # it waits for the reading
+    read.set()
+    assert await reading == {"id": "t-1"} and await asked is True
+
+    missing, _ = first_socket()  # a thread that cannot be reopened: the chat starts after all
+    assert await resume_thread(missing) is None and await restore.resuming(missing) is False
+    fresh, _ = first_socket()  # a session reopening nothing
+    assert await restore.resuming(fresh) is False
+    assert restore.tracking(resume_thread) is resume_thread  # wrapped once, however often the app is imported
+
+
 def test_chainlit_still_restores_sessions_as_parley_assumes() -> None:
-    restore.install()
+    from parley.web import _chainlit_fixes
+
+    _chainlit_fixes.install()  # which installs restore's steps, and wraps Chainlit's resume_thread
     assert restore.check() == []

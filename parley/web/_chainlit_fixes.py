@@ -19,14 +19,14 @@ Chainlit offers no option for any of these:
 - the run's display goes on from a background task, and moves to another page when a thread is reopened:
   `show_on()` points Chainlit's context (`init_ws_context`) at that page and detaches the run's messages from the
   step that was current (`local_steps`), so they do not nest under a finished `on_message`;
-- a session a page takes over on a second socket as its chat starts is sent nothing on it: see _chainlit_restore.py;
+- a session a page takes over on a second socket as its chat starts is sent nothing on it (or, as it reopens a
+  thread, starts an idle chat too): see _chainlit_restore.py;
 - it reads a reopened thread (`data_layer.get_thread`) before it calls `on_chat_resume`, and sends it to the page
   (`emitter.resume_thread`, which replaces every message on the page) after: a run still going sends messages in
   between, and the page loses them. `on_resume_sent()` lets the web chat put the thread as it has shown it in
   that message, and go on showing the run only once the page has it.
 
-`check()` says whether the installed Chainlit still behaves as all this assumes; tests/security/test_hostile_client.py
-(test_chainlit_is_still_what_parley_patches) calls it: an upgrade that changes any of it fails loudly.
+`check()` says whether Chainlit still behaves as all this assumes; tests/security/test_hostile_client.py calls it.
 """
 
 from __future__ import annotations
@@ -69,8 +69,7 @@ from ._identity import LOGIN_STAMP, Login, foreign_ids
 log = logging.getLogger("parley.web")
 _PATCHED = "_parley_checked"
 _INLINE_SCRIPT = re.compile(r"<script\b(?![^>]*\bsrc\s*=)[^>]*>(.*?)</script>", re.DOTALL | re.IGNORECASE)
-_HASHES_TTL_S = 2.0
-_hashes: tuple[float, tuple[str, ...]] | None = None
+_HASHES_TTL_S, _hashes = 2.0, cast("tuple[float, tuple[str, ...]] | None", None)
 Rewrite = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """The reopened thread Chainlit is about to send a page -> the thread to send instead."""
 Screen = Callable[[Login | None, dict[str, Any] | None, str | None], Awaitable[str | None]]
@@ -112,7 +111,8 @@ def install(screen: Screen | None = None) -> None:
 
         setattr(connect, _PATCHED, True)
         _server.sio.on("connect", connect)
-    restore.install()  # before the screen: it screens this step too
+    restore.install()  # before the screen: it screens this step too; and Chainlit's resume_thread is watched:
+    _socket.resume_thread = restore.tracking(_socket.resume_thread)
     if screen is not None:
         for event, handler in list(handlers.items()):
             if event not in UNSCREENED_EVENTS and not getattr(handler, _PATCHED, False):

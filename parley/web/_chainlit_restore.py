@@ -9,11 +9,18 @@ to the first socket, closed, and the page never shows it. Chainlit has no hook f
 interaction, and `install()` puts a step after Chainlit's `connection_successful`: a session restored before its
 first interaction, whose chat had started, is sent again what went to another socket.
 
+The same take-over can come while the first socket's handler reopens a thread (it reads the thread first): the
+restored session, not interacted with yet, then also gets `on_chat_start`, a new idle chat that could replace the
+reopened one in the session as the page goes on showing the thread (a Stop clicked there stopped nothing). So
+`tracking()` (installed by `_chainlit_fixes`) notes each session whose thread is being reopened, and `resuming()` tells `on_chat_start` to
+leave such a session to its resume.
+
 `check()` says whether Chainlit still behaves as this assumes (see `_chainlit_fixes.check`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
@@ -112,6 +119,35 @@ def _as_chosen(session: WebsocketSession, inputs: Any) -> Any:
     ]
 
 
+_resumes: WeakKeyDictionary[WebsocketSession, asyncio.Future[bool]] = WeakKeyDictionary()
+ResumeThread = Callable[[WebsocketSession], Awaitable[Any]]
+
+
+def tracking(read_thread: ResumeThread) -> ResumeThread:
+    """Chainlit's `resume_thread(session)` (it reads the thread to reopen), noting while and whether it reopens."""
+    if getattr(read_thread, _REPLAYS, False):
+        return read_thread
+
+    @functools.wraps(read_thread)
+    async def resume_thread(session: WebsocketSession) -> Any:
+        outcome = _resumes[session] = asyncio.get_running_loop().create_future()
+        thread = None
+        try:
+            thread = await read_thread(session)
+            return thread
+        finally:
+            outcome.set_result(thread is not None)
+
+    setattr(resume_thread, _REPLAYS, True)
+    return resume_thread
+
+
+async def resuming(session: WebsocketSession) -> bool:
+    """Whether `session` reopens a thread (waiting for the reading in progress, if any): its chat is that thread's."""
+    outcome = _resumes.get(session)
+    return outcome is not None and await asyncio.shield(outcome)
+
+
 def install() -> None:
     """Put the step after Chainlit's `connection_successful` handler (once: an app imported again skips it)."""
     handlers = _server.sio.handlers.get("/", {})
@@ -145,8 +181,11 @@ def check() -> list[str]:
         broken.append(
             "parley's step after connection_successful is not installed: a team switch may lose its start"
         )
+    if not getattr(_socket.resume_thread, _REPLAYS, False):
+        broken.append("parley does not see threads being reopened: a page's take-over may start an idle chat")
     successful = inspect.getsource(_socket.connection_successful)
     for needle in (
+        "await resume_thread(context.session)",
         "context.session.restored and not context.session.has_first_interaction",
         "not context.session.chat_started",
     ):

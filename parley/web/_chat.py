@@ -249,7 +249,7 @@ class ChatSession:
         show_on(ws)
         self.streams.clear()  # half-streamed messages belonged to the old page
         self.tools.forget()
-        self.controls = LiveControls(self.controls.extra)
+        self.controls = LiveControls(self.controls.extra, self.controls.turn)  # a new page, the same turn
         self.meter.reset()
         self.notes = NotesPanel()
         await self.offers.clear_page()  # the same tab may connect more than once and still hold the buttons
@@ -269,7 +269,7 @@ class ChatSession:
             every_decision_button(self.conversation.thread_id or "", self.conversation.history)
         )
         if self.running:
-            await self.controls.start()
+            await self.controls.start(self.controls.turn)
 
     def approve(self, request_id: str) -> None:
         if self.running and self.run is not None:

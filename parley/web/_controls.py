@@ -238,10 +238,10 @@ class LiveControls:
     """The controls of the run in progress on one page: the Stop button, kept on the page's last message,
     and the composer's Interrupt command. Absent while no run is live."""
 
-    def __init__(self, extra: list[CommandDict] | None = None) -> None:
+    def __init__(self, extra: list[CommandDict] | None = None, turn: int = 0) -> None:
         self.message: cl.Message | None = None
         self.live = False
-        self.turn = 0
+        self.turn = turn
         self.extra = extra or []
         """Commands the page offers whether a run is live or not (Share, to the conversation's owner)."""
 
@@ -256,10 +256,10 @@ class LiveControls:
             "**Interrupt** (in the composer) cuts the turn short with your message."
         )
 
-    async def start(self) -> None:
-        """A run started: offer its controls."""
+    async def start(self, turn: int = 0) -> None:
+        """A run started (or a page reopened it at `turn`): offer its controls."""
         self.live = True
-        self.turn = 0
+        self.turn = turn
         await cl.context.emitter.set_commands(self.commands())
         await self.keep_last()
 

@@ -28,6 +28,7 @@ from ..run import Run
 from ..store import Store, default_url
 from . import _chainlit_fixes
 from ._art import write_avatars
+from ._assets import CompressedAssets
 from ._chat import ChatSession, commands
 from ._datalayer import ParleyDataLayer
 from ._format import SYSTEM
@@ -51,8 +52,7 @@ from ._modelpicker import available_models, open_conversation, refusal, switch, 
 from ._ratelimit import LoginLimiter, LoginRateLimit
 from ._welcome import ICON, welcome_markdown
 
-# Chainlit logs at INFO; AutoGen logs every internal message at INFO, and every agent failure with a
-# traceback, which parley already reports in the conversation as an error event.
+# AutoGen logs every internal message at INFO, and every agent failure with a traceback (parley reports it).
 for _noisy in ("autogen_core", "autogen_core.events", "autogen_agentchat", "httpx"):
     logging.getLogger(_noisy).setLevel(os.environ.get("PARLEY_AUTOGEN_LOG", "CRITICAL"))
 
@@ -60,8 +60,7 @@ log = logging.getLogger("parley.web")
 DEFAULT_TEAM = os.environ.get("PARLEY_DEFAULT_TEAM", "content-studio")
 _live: dict[str, ChatSession] = {}
 """Thread id -> the session whose run may still be going: reopening a thread re-attaches to it."""
-_store: Store | None = None
-_store_lock = asyncio.Lock()
+_store, _store_lock = None, asyncio.Lock()
 
 
 async def store() -> Store:
@@ -116,13 +115,13 @@ async def _login_stamp(name: str) -> str | None:
 
 
 def _guard_server() -> None:
-    """Put parley's checks (ids, origins, content policy: see _guard) and the sign-in rate limit in front of
-    Chainlit's routes and socket, once per process. (The login page's words for the rate limit's refusal are in
-    .chainlit/translations, under auth.login.errors.)"""
+    """Put parley's checks (ids, origins, content policy: see _guard), the sign-in rate limit (its words are in
+    .chainlit/translations, auth.login.errors) and the page's compressed files in front of Chainlit, once."""
     if getattr(_server.state, "parley_login_limit", None) is not None:
         return  # the module was imported again (Chainlit's watch mode): the server already has them
     _chainlit_fixes.install(screen=_screen_socket)
     _server.state.parley_login_limit = limiter = LoginLimiter()
+    _server.add_middleware(CompressedAssets, root_path=_chainlit_config.run.root_path)  # before its gzip
     _server.add_middleware(LoginRateLimit, limiter=limiter, path=f"{_chainlit_config.run.root_path}/login")
     # Added last: the outermost, it sees every request first.
     _server.add_middleware(WebGuard, local_mode=local_mode, login_stamp=_login_stamp)
@@ -261,6 +260,8 @@ def _speakers_in_order(conv: Conversation) -> list[str]:
 
 @cl.on_chat_start
 async def _start() -> None:
+    if await _chainlit_fixes.restore.resuming(_page()):
+        return  # the page took this session over as it reopened a thread: the chat is that thread's
     user = await _user_ok()
     if user is None:
         return

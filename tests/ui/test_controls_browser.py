@@ -112,9 +112,13 @@ def test_a_pending_approval_reads_as_pending_and_stop_cancels_it(servers, new_pa
     expect(card.get_by_role("button", name="Approve")).to_be_visible()
     # The reopened page may connect more than once in a row; a click sent on a connection it then drops is lost.
     chat.starts.wait_live()
+    expect(chat.controls().last).not_to_contain_text("starting")  # the run's turn, not a new run's
 
     chat.stop()
-    expect(chat.note("Run ended")).to_contain_text("Stopped by you at turn 3")
+    try:
+        expect(chat.note("Run ended")).to_contain_text("Stopped by you at turn 3")
+    except AssertionError as exc:  # which connection took the click: see tests/chat_started.py
+        raise AssertionError(f"{exc}\n{chat.starts.connections()}") from None
     expect(card).to_contain_text("Cancelled")
     expect(card.get_by_role("button", name="Approve")).to_have_count(0)
     tid = chat.thread_id()
