@@ -56,6 +56,7 @@ async def test_an_unhashed_file_is_checked_each_time_and_anything_else_goes_on_t
             ("/assets/index-B2u6IBgX.js", "gzip;q=0"),
             ("/assets/..%2fsecret.js", "gzip"),  # out of the folder: Chainlit refuses it
             ("/assets/missing-12345678.js", "gzip"),
+            ("/assets/index-B2u6IBgX%00.js", "gzip"),
             ("/assets/picture.png", "gzip"),  # not worth compressing
             ("/login", "gzip"),
         ]:

@@ -91,7 +91,7 @@ class CompressedAssets:
             if not file.is_file() or file.stat().st_size > MAX_BYTES:
                 return None
             data = file.read_bytes()
-        except OSError:
+        except (OSError, ValueError):  # ValueError: a NUL in the name
             return None
         media = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if media.startswith("text/") or media in ("application/javascript", "application/json"):

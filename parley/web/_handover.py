@@ -12,6 +12,9 @@ from __future__ import annotations
 
 from chainlit.session import WebsocketSession
 
+LEFT_KEPT = 64
+"""Closed sockets remembered: far more than a page opens as it reloads."""
+
 
 class Handover:
     """The pages that reopened the thread while its run is shown, in the order they attached."""
@@ -23,8 +26,9 @@ class Handover:
         """Pages attached and not yet sent the thread, by number."""
         self._ready: dict[int, WebsocketSession] = {}
         """Pages sent the thread that wait for a newer page: one of them takes the run should the newer leave."""
-        self._left: set[str] = set()
-        """Sockets that closed (a page's session keeps its id when it reconnects: its socket id is new)."""
+        self._left: dict[str, None] = {}
+        """Sockets that closed, the latest LEFT_KEPT (a page's session keeps its id when it reconnects: its socket
+        id is new)."""
 
     def gone(self, ws: WebsocketSession) -> bool:
         return str(ws.socket_id) in self._left
@@ -48,7 +52,9 @@ class Handover:
 
     def left(self, ws: WebsocketSession) -> WebsocketSession | None:
         """Page `ws` closed: the page to show the run on now, if the run was waiting for that one."""
-        self._left.add(str(ws.socket_id))
+        self._left[str(ws.socket_id)] = None
+        while len(self._left) > LEFT_KEPT:  # a thread open for weeks, reloaded often
+            del self._left[next(iter(self._left))]
         if not self._waiting and not self._ready:
             return None
         return self._choose()
