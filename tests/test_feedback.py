@@ -34,6 +34,7 @@ from parley.store import Store, default_url
 from parley.web._chat import ChatSession
 from parley.web._datalayer import ParleyDataLayer, thread_view
 from parley.web._guard import LOGIN
+from parley.web._handover import Handover
 from parley.web._ratings import RUN_NAME, rated_steps, rating_id
 
 STARTED = RunStartedEvent(
@@ -176,6 +177,7 @@ async def test_a_page_reopened_while_the_run_goes_on_shows_the_thumbs_as_they_we
 
     _Page()
     chat = ChatSession(conversation=conv, user="local")  # type: ignore[arg-type]
+    chat.handover = Handover(connected=lambda sid: True)  # these pages have no real sockets
     pump = asyncio.ensure_future(chat._pump(run()))  # type: ignore[arg-type] # pyright: ignore[reportPrivateUsage]
     said = MessageEvent(source="writer", content="Churn is the quiet leak.", turn=1)
     events.put_nowait(said)

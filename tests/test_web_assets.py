@@ -40,6 +40,9 @@ async def test_a_built_script_is_sent_compressed_and_kept_by_the_browser(tmp_pat
             headers={"accept-encoding": "gzip", "if-none-match": got.headers["etag"]},
         )
         assert again.status_code == 304 and again.content == b""
+        head = await http.head("/assets/index-B2u6IBgX.js", headers={"accept-encoding": "gzip"})
+        assert head.status_code == 200 and head.headers["content-length"] == got.headers["content-length"]
+        assert head.content == b""
 
 
 async def test_an_unhashed_file_is_checked_each_time_and_anything_else_goes_on_to_chainlit(
@@ -47,14 +50,17 @@ async def test_an_unhashed_file_is_checked_each_time_and_anything_else_goes_on_t
 ) -> None:
     (tmp_path / "logo.svg").write_text("<svg/>" * 100)
     (tmp_path / "index-B2u6IBgX.js").write_bytes(SCRIPT)
-    (tmp_path.parent / "secret.js").write_text("nope")
+    (tmp_path / "inner").mkdir()
+    (tmp_path / "inner" / "secret.js").write_text("nope")
     async with client(tmp_path) as http:
         logo = await http.get("/assets/logo.svg", headers={"accept-encoding": "gzip"})
         assert logo.headers["cache-control"] == "no-cache" and logo.text == "<svg/>" * 100
         for path, encoding in [
             ("/assets/index-B2u6IBgX.js", "identity"),  # a client that takes no gzip
             ("/assets/index-B2u6IBgX.js", "gzip;q=0"),
-            ("/assets/..%2fsecret.js", "gzip"),  # out of the folder: Chainlit refuses it
+            ("/assets/index-B2u6IBgX.js", "*;q=1, gzip;q=0"),
+            ("/assets/inner%2fsecret.js", "gzip"),  # not a file of the folder itself
+            ("/assets/..%2f..%2fetc%2fpasswd", "gzip"),  # out of it: Chainlit refuses it
             ("/assets/missing-12345678.js", "gzip"),
             ("/assets/index-B2u6IBgX%00.js", "gzip"),
             ("/assets/picture.png", "gzip"),  # not worth compressing

@@ -45,6 +45,7 @@ from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_sv
 from parley.web._chat import ChatSession
 from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps, thread_view
 from parley.web._format import note, vote_text
+from parley.web._handover import Handover
 from parley.web._panels import Meter
 from parley.web.addresses import host_only as _host_of
 from parley.web.addresses import loopback as _loopback
@@ -401,6 +402,7 @@ async def test_a_page_reopened_while_the_run_goes_on_loses_nothing_the_run_shows
 
     old = _Page()
     chat = ChatSession(conversation=conv, user="local")  # type: ignore[arg-type]
+    chat.handover = Handover(connected=lambda sid: True)  # these pages have no real sockets
     pump = asyncio.ensure_future(chat._pump(run()))  # type: ignore[arg-type]
     emit(MessageEvent(source="analyst", content="Growth is the strongest signal", turn=1))
     await old.until(lambda: old.steps("analyst"), "the first message")
@@ -450,17 +452,23 @@ async def test_a_run_goes_on_on_the_newest_page_still_there_whatever_order_the_p
 
     _Page()
     chat = ChatSession(conversation=conv, user="local")  # type: ignore[arg-type]
+    closed: set[str] = (
+        set()
+    )  # sockets closed: Socket.IO no longer has them, whether or not on_chat_end ran yet
+    chat.handover = Handover(connected=lambda sid: sid not in closed)
     pump = chat.task = asyncio.ensure_future(chat._pump(run()))  # type: ignore[arg-type]
-    live, dropped, late = _Page(), _Page(), _Page()
+    live, dropped, late, silent = _Page(), _Page(), _Page(), _Page()
     await chat.reattach(live.session)  # the page's live connection reaches the run first...
     await chat.reattach(dropped.session)  # ...then the one it dropped, whose handler was slower
     await chat.page_left(dropped.session)
     await _chainlit_fixes._resume_thread(ChainlitEmitter(live.session), {"id": conv.thread_id, "steps": []})
     await chat.page_left(late.session)  # a page gone before its handler reached the run never takes it
     await chat.reattach(late.session)
+    closed.add(str(silent.session.socket_id))  # closed before its chat had a session to tell (no page_left)
+    await chat.reattach(silent.session)
     emit(MessageEvent(source="risk", content="Too concentrated", turn=1))
     await live.until(lambda: live.steps("risk"), "the run's next message")
-    assert not dropped.steps("risk") and not late.steps("risk")
+    assert not dropped.steps("risk") and not late.steps("risk") and not silent.steps("risk")
 
     # The newest page leaving before it has the thread hands the run to the page before it.
     first, second = _Page(), _Page()
@@ -468,7 +476,9 @@ async def test_a_run_goes_on_on_the_newest_page_still_there_whatever_order_the_p
     await chat.reattach(second.session)
     await _chainlit_fixes._resume_thread(ChainlitEmitter(first.session), {"id": conv.thread_id, "steps": []})
     emit(MessageEvent(source="analyst", content="Growth is strong", turn=2))
-    await chat.page_left(second.session)
+    await chat.page_left(
+        second.session
+    )  # handed over in a task of its own (the leaving page's handler goes on)
     await first.until(lambda: first.steps("analyst"), "the run's message once the newer page left")
     assert not second.steps("analyst") and not live.steps("analyst")
     events.put_nowait(None)  # type: ignore[arg-type]

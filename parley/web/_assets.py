@@ -42,6 +42,10 @@ class CompressedAssets:
     def __init__(self, app: ASGIApp, folder: Path | None = None, root_path: str = "") -> None:
         self.app = app
         self.folder = (folder or Path(build_dir) / "assets").resolve()  # default: Chainlit's page
+        try:  # the build is fixed for the process: any other name goes on to Chainlit at once
+            self._names = frozenset(p.name for p in self.folder.iterdir() if _plain(p.name) and p.is_file())
+        except OSError:
+            self._names = frozenset()
         self.prefix = f"{root_path.rstrip('/')}/assets/"
         self._packed: dict[str, _Packed] = {}
         self._lock = asyncio.Lock()
@@ -76,7 +80,7 @@ class CompressedAssets:
             return None
         path: str = scope.get("path", "")
         name = path[len(self.prefix) :] if path.startswith(self.prefix) else ""
-        if not _plain(name) or not _takes_gzip(_header(scope, b"accept-encoding") or ""):
+        if name not in self._names or not _takes_gzip(_header(scope, b"accept-encoding") or ""):
             return None
         if name not in self._packed:
             async with self._lock:  # two first requests compress it once
@@ -116,11 +120,11 @@ def _plain(name: str) -> bool:
 
 def _takes_gzip(accept: str) -> bool:
     """Whether an Accept-Encoding header takes gzip (`gzip;q=0` refuses it)."""
+    given = {}
     for part in accept.lower().split(","):
         coding, _, params = part.strip().partition(";")
-        if coding.strip() in ("gzip", "*"):
-            return params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000")
-    return False
+        given.setdefault(coding.strip(), params.replace(" ", "") not in ("q=0", "q=0.0", "q=0.00", "q=0.000"))
+    return given.get("gzip", given.get("*", False))  # gzip named outright comes before `*`
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -130,7 +130,9 @@ def tracking(read_thread: ResumeThread) -> ResumeThread:
 
     @functools.wraps(read_thread)
     async def resume_thread(session: WebsocketSession) -> Any:
-        outcome = _resumes[session] = asyncio.get_running_loop().create_future()
+        outcome = _resumes.get(session)
+        if outcome is None or outcome.done():  # else noted as the handler began (see install)
+            outcome = _resumes[session] = asyncio.get_running_loop().create_future()
         thread = None
         try:
             thread = await read_thread(session)
@@ -146,6 +148,11 @@ async def resuming(session: WebsocketSession) -> bool:
     """Whether `session` reopens a thread (waiting for the reading in progress, if any): its chat is that thread's."""
     outcome = _resumes.get(session)
     return outcome is not None and await asyncio.shield(outcome)
+
+
+def _reopens(session: WebsocketSession) -> bool:
+    """A new session whose page asks for a thread: Chainlit's handler is about to reopen it."""
+    return bool(session.thread_id_to_resume) and not session.restored and not session.has_first_interaction
 
 
 def install() -> None:
@@ -165,7 +172,16 @@ def install() -> None:
             and session.chat_started
             and not session.has_first_interaction
         )
-        done = await original(sid, *args)
+        # A page reopening a thread: noted now, before the handler's first await, so that a take-over that comes
+        # before the reading begins waits for it too (see `resuming`).
+        reopening = None
+        if session is not None and _reopens(session):
+            reopening = _resumes[session] = asyncio.get_running_loop().create_future()
+        try:
+            done = await original(sid, *args)
+        finally:
+            if reopening is not None and not reopening.done():  # it never read the thread
+                reopening.set_result(False)
         if taken_over and session is not None:
             await _tell_again(session, sid)
         return done

@@ -186,8 +186,8 @@ class ChatSession:
         return True
 
     async def page_left(self, ws: WebsocketSession | None = None) -> None:  # closed, reloaded, disconnected
-        if ws is not None:
-            await self._hand_to(self.handover.left(ws))
+        if ws is not None and (page := self.handover.left(ws)) is not None:
+            self._handing = asyncio.get_running_loop().create_task(self._hand_to(page))
         await release_when_shown(self)
 
     async def begin(self, text: str) -> None:

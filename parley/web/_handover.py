@@ -10,6 +10,9 @@ thread; a page that left never takes the run, and one that leaves while the newe
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from chainlit.server import sio
 from chainlit.session import WebsocketSession
 
 LEFT_KEPT = 64
@@ -19,7 +22,9 @@ LEFT_KEPT = 64
 class Handover:
     """The pages that reopened the thread while its run is shown, in the order they attached."""
 
-    def __init__(self) -> None:
+    def __init__(self, connected: Callable[[str], bool] | None = None) -> None:
+        self._connected = connected or socket_open
+        """Whether a socket (by id) is still connected: a page may close before its handler reaches the run."""
         self.count = 0
         """How many pages have attached so far (a page attaching later supersedes the earlier ones)."""
         self._waiting: dict[int, WebsocketSession] = {}
@@ -31,7 +36,8 @@ class Handover:
         id is new)."""
 
     def gone(self, ws: WebsocketSession) -> bool:
-        return str(ws.socket_id) in self._left
+        sid = str(ws.socket_id)
+        return sid in self._left or not self._connected(sid)
 
     def attach(self, ws: WebsocketSession) -> int | None:
         """A page reopened the thread: its number, or None for a page whose socket has closed already."""
@@ -69,3 +75,8 @@ class Handover:
         self._waiting.clear()  # the pages before it lost the run for good
         self._ready.clear()
         return chosen
+
+
+def socket_open(sid: str) -> bool:
+    """Whether Chainlit's Socket.IO server still has socket `sid` connected (False from its disconnect on)."""
+    return bool(sio.manager.is_connected(sid, "/"))
