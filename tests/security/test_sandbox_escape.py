@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import random
+import re
 import secrets
 import shutil
 import signal
@@ -193,13 +194,17 @@ async def test_memory_is_capped_for_all_processes_together(run: Run, monkeypatch
         "kids = [subprocess.Popen([sys.executable, '-c', hold], stdin=subprocess.PIPE, stdout=subprocess.PIPE)"
         " for _ in range(4)]\n"
         "held = sum(kid.stdout.readline().strip() == b'held' for kid in kids)\n"
+        # Each child has allocated or died by now: those alive hold their 200 MB at the same time. (One may have
+        # said 'held' and been killed since, to make room for the next: `held` alone proves nothing.)
+        "alive = sum(kid.poll() is None for kid in kids)\n"
         "for kid in kids:\n"
         "    kid.stdin.close()\n"
         "    kid.wait()\n"
-        "print('children holding 200 MB each:', held)\n"
+        "print('children holding 200 MB each at once:', alive)\n"
     )
     out = await run(code, timeout_s=60)
-    assert "children holding 200 MB each: 4" not in out
+    at_once = re.search(r"children holding 200 MB each at once: (\d+)", out)
+    assert at_once is None or int(at_once.group(1)) <= 2, out  # 512 MB cannot hold three
     assert out.startswith("Error: the code ran out of memory (limit 512 MB for all its processes and files)")
 
 
