@@ -109,13 +109,8 @@ class CompressedAssets:
 
 
 def _plain(name: str) -> bool:
-    """A file name directly in the folder, of a kind worth compressing."""
-    return (
-        bool(name)
-        and not {"/", "\\"} & set(name)
-        and not name.startswith(".")
-        and Path(name).suffix in COMPRESSED
-    )
+    """A name in the folder's listing (no separators there) of a file worth compressing, not a hidden one."""
+    return not name.startswith(".") and Path(name).suffix in COMPRESSED
 
 
 def _takes_gzip(accept: str) -> bool:

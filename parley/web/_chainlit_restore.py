@@ -12,8 +12,8 @@ first interaction, whose chat had started, is sent again what went to another so
 The same take-over can come while the first socket's handler reopens a thread (it reads the thread first): the
 restored session, not interacted with yet, then also gets `on_chat_start`, a new idle chat that could replace the
 reopened one in the session as the page goes on showing the thread (a Stop clicked there stopped nothing). So
-`tracking()` (installed by `_chainlit_fixes`) notes each session whose thread is being reopened, and `resuming()` tells `on_chat_start` to
-leave such a session to its resume.
+`tracking()` (installed by `_chainlit_fixes`) notes each session whose thread is being reopened, and `resuming()`
+tells `on_chat_start` to leave such a session to its resume.
 
 `check()` says whether Chainlit still behaves as this assumes (see `_chainlit_fixes.check`).
 """
