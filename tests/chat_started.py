@@ -184,3 +184,7 @@ def evaluate(target: Page | Locator, fn: str, arg: Any = None, *, timeout_ms: fl
         handle.dispose()
         if element is not None:
             element.dispose()
+
+
+STARTS: dict[int, ChatStarts] = {}
+"""The chat starts of every tab a test opened with `person()` (tests/reliability/conftest.py), by the tab's id()."""

@@ -21,6 +21,8 @@ from parley.store._schema import metadata
 from parley.store._urls import normalise_url, redact
 from parley.tools import ToolRegistry
 
+pytest_plugins = ["warm_browser"]  # Chromium once per test process, for every folder's browser tests
+
 ROOT = Path(__file__).resolve().parent.parent
 _KEYS = (
     "OPENAI_API_KEY",
@@ -50,8 +52,8 @@ def _loopback_only(self: socket.socket, address: object) -> object:
     return _real_connect(self, address)
 
 
-_BROWSER_FIXTURES = frozenset({"ui_browser", "chromium"})
-"""The fixtures that launch Chromium (tests/ui/conftest.py's, and the replica tests' own)."""
+_BROWSER_FIXTURES = frozenset({"ui_browser"})
+"""The fixture that launches Chromium (tests/ui/conftest.py's), which every browser test uses."""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -132,3 +132,39 @@ def test_an_autogen_component_config_is_named_as_such_with_the_command_that_impo
     path.write_text(team.dump_component().model_dump_json(), encoding="utf-8")
     (problem,) = _problems(path)
     assert "AutoGen component config" in problem and f"parley import autogen {path}" in problem
+
+
+def test_the_catalog_is_parsed_again_only_when_a_team_or_prompt_file_changes(
+    write: Write, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page load and API request asks for the teams: an unchanged catalog is not parsed again, and an edit to a
+    team file, a prompt next to it, a new file or a removed one shows on the next ask."""
+    import parley.catalog as catalog
+
+    parsed: list[str] = []
+    real = catalog.load_entry
+
+    def counting(path: Path, registry: object) -> catalog.TeamEntry:
+        parsed.append(path.name)
+        return real(path, registry)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(catalog, "load_entry", counting)
+    folder = write("mine/t.yaml", "name: t\npattern: round_robin\nroles: [{name: a, prompt: p.md}]\n").parent
+    write("mine/p.md", "You check.\n")
+    monkeypatch.setenv("PARLEY_TEAMS", str(folder))
+
+    def mine() -> dict[str, catalog.TeamEntry]:
+        return {e.name: e for e in catalog.current_teams() if e.path.parent == folder}
+
+    assert mine()["t"].spec.prompts["a"] == "You check."  # type: ignore[union-attr]
+    first = len(parsed)
+    assert mine()["t"].spec is not None and len(parsed) == first  # nothing changed: nothing parsed
+
+    write("mine/p.md", "You check every figure.\n")
+    assert mine()["t"].spec.prompts["a"] == "You check every figure."  # type: ignore[union-attr]
+    write("mine/u.yaml", "name: u\npattern: round_robin\nroles: [{name: b, prompt: Be brief.}]\n")
+    assert set(mine()) == {"t", "u"}
+    (folder / "u.yaml").write_text("name: u\npattern: nonsense\n", encoding="utf-8")
+    assert mine()["u"].spec is None and "pattern" in (mine()["u"].error or "")  # broken now, and says why
+    (folder / "u.yaml").unlink()
+    assert set(mine()) == {"t"}

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from ..catalog import TeamEntry, discover_teams
+from ..catalog import TeamEntry, current_teams
 from ..cluster import Node, RemoteRun
 from ..conversation import Conversation
 from ..errors import ConfigError
@@ -46,7 +45,6 @@ NOT_YOURS = (
 WATCH_ONLY = "you may watch this conversation: its owner shared it read-only"
 """Said (HTTP 403) to a read-only member who tries to write (say, interrupt, stop, approve, answer, resolve)."""
 SCRIPTS_ENV = "PARLEY_SCRIPTS"
-TEAMS_TTL_S = 2.0
 KEEP = 64
 """Idle conversations kept in memory; beyond this the least recently used idle ones are closed."""
 
@@ -101,7 +99,6 @@ class Hub:
         command to (what a view of its run is made from), kept while that run goes on."""
         self._locks: dict[str, asyncio.Lock] = {}
         self._wakers: dict[str, set[asyncio.Event]] = {}
-        self._teams: tuple[float, list[TeamEntry]] | None = None
         self.histories: dict[tuple[str, str], str] = {}
         """(user, digest of a chat history an OpenAI client sent) -> the conversation it continues."""
 
@@ -115,11 +112,8 @@ class Hub:
     # -- teams -------------------------------------------------------------------------------------------
 
     def teams(self) -> list[TeamEntry]:
-        """The team files, parsed at most once every TEAMS_TTL_S (an edited file still shows within seconds)."""
-        at = time.monotonic()
-        if self._teams is None or at - self._teams[0] > TEAMS_TTL_S:
-            self._teams = (at, discover_teams())
-        return self._teams[1]
+        """The team files, parsed again only when one changed (see current_teams)."""
+        return current_teams()
 
     def team(self, name: str) -> TeamEntry:
         """A team by name (never a path: a client does not name the server's files)."""

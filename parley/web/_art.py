@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from html import escape
 from pathlib import Path
 
-from ..catalog import discover_teams
+from ..catalog import current_teams
 
 PALETTE = ("#2563eb", "#16a34a", "#d97706", "#9333ea", "#dc2626", "#0891b2", "#db2777", "#65a30d",
            "#7c3aed", "#ea580c", "#0d9488", "#4f46e5")  # fmt: skip
@@ -39,7 +39,7 @@ def _seed() -> None:
     restarts) gives the same colours whichever team it runs first, and the avatar files they share agree."""
     if _given:
         return
-    for entry in discover_teams():
+    for entry in current_teams():
         if entry.spec is not None:
             _assign(entry.spec.role_names)
 

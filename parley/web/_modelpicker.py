@@ -17,7 +17,9 @@ list this server offered can be chosen.
 
 from __future__ import annotations
 
+import functools
 import os
+import ssl
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,10 +91,17 @@ def ollama_host() -> str:
     return host if host.startswith(("http://", "https://")) else f"http://{host}"
 
 
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS set-up for every probe: httpx makes a new one per client otherwise, reading the certificate bundle
+    again (most of the probe's CPU, on every chat start)."""
+    return httpx.create_ssl_context()
+
+
 async def ollama_models(timeout_s: float = OLLAMA_TIMEOUT_S) -> list[str]:
     """The model names a local Ollama server lists; none when no server answers in time."""
     try:
-        async with httpx.AsyncClient(timeout=timeout_s, trust_env=False) as client:
+        async with httpx.AsyncClient(timeout=timeout_s, trust_env=False, verify=_tls()) as client:
             answer = await client.get(f"{ollama_host().rstrip('/')}/api/tags")
             answer.raise_for_status()
             listed = answer.json().get("models") or []

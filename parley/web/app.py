@@ -6,7 +6,6 @@ import asyncio
 import logging
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from chainlit.types import ThreadDict
 from .._proc import freeze_startup_objects
 from .._text import human_text
 from ..api import mount as mount_api
-from ..catalog import TeamEntry, discover_teams, programs
+from ..catalog import TeamEntry, current_teams, programs
 from ..cluster import Node
 from ..conversation import Conversation
 from ..errors import ConfigError
@@ -141,18 +140,9 @@ def _data_layer() -> ParleyDataLayer:
     return ParleyDataLayer(store)
 
 
-_TEAMS_TTL_S = 2.0
-_teams_cache: tuple[float, list[TeamEntry]] | None = None
-
-
 def _teams() -> list[TeamEntry]:
-    """The team files, parsed at most once every _TEAMS_TTL_S: a hundred tabs opening at once share one
-    parse, and an edited file still shows within seconds."""
-    global _teams_cache
-    now = time.monotonic()
-    if _teams_cache is None or now - _teams_cache[0] > _TEAMS_TTL_S:
-        _teams_cache = (now, discover_teams())
-    return _teams_cache[1]
+    """The team files, parsed again only when one changed (see current_teams)."""
+    return current_teams()
 
 
 def _refuse_open_without_login() -> None:

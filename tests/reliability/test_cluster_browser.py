@@ -24,18 +24,17 @@ from typing import Any
 
 import pytest
 import redis
-from chat_started import ChatStarts
-from test_replicas import AGENT_STEP, PASSWORDS, STARTS, Replica, agent, log_in, ready, send
-from ui.conftest import CHROMIUM_ARGS, ROOT, UI_TIMEOUT_MS, browser_missing, parley_command, wait_until
+from chat_started import STARTS
+from test_replicas import AGENT_STEP, PASSWORDS, Replica, agent, log_in, ready, send
+from ui.conftest import ROOT, browser_missing, parley_command, wait_until
 
 from parley.events import HumanMessageEvent, MessageEvent, TurnAbandonedEvent, event_adapter
 
 if browser_missing() is None:
-    from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+    from playwright.sync_api import Locator, Page, expect
 else:
     pytest.skip(browser_missing() or "", allow_module_level=True)
 
-CHROMIUM = "/usr/bin/chromium"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
 TTL_S = 4.0
 """The lease's time to live: a dead worker's run is taken over within about that (renewals every ttl/3 or so
@@ -170,36 +169,6 @@ def studio_script(folder: Path, replies: list[tuple[str, str]], delays: dict[str
     path = folder / "studio.yaml"  # JSON is YAML
     path.write_text(json.dumps({"roles": roles, "delay_s": 1.0, "role_delay_s": delays}), encoding="utf-8")
     return path
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    pw = sync_playwright().start()
-    try:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-    finally:
-        pw.stop()
-
-
-@pytest.fixture
-def person(chromium: Browser) -> Iterator[Callable[[], Page]]:
-    """`person()`: a browser tab with its own cookies, i.e. someone else at another computer."""
-    contexts = []
-
-    def make() -> Page:
-        context = chromium.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        STARTS[id(page)] = ChatStarts(page)
-        return page
-
-    yield make
-    for context in contexts:
-        with contextlib.suppress(Exception):
-            context.close()
 
 
 @pytest.fixture

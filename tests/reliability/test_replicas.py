@@ -8,7 +8,6 @@ two users on the two replicas never see each other's conversations.
 
 from __future__ import annotations
 
-import contextlib
 import re
 import secrets
 from collections.abc import Callable, Iterator
@@ -16,20 +15,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chat_started import ChatStarts
-from ui.conftest import CHROMIUM_ARGS, UI_TIMEOUT_MS, Server, browser_missing, wait_until
+from chat_started import STARTS, ChatStarts
+from ui.conftest import Server, browser_missing, wait_until
 
 from parley.events import MessageEvent, event_adapter
 
 if browser_missing() is None:
-    from playwright.sync_api import Browser, Page, expect, sync_playwright
+    from playwright.sync_api import Page, expect
 else:
     pytest.skip(browser_missing() or "", allow_module_level=True)
 expect.set_options(timeout=30_000)  # a whole scripted run fits; the default 5 s is tight on a busy machine
 
-CHROMIUM = "/usr/bin/chromium"
-STARTS: dict[int, ChatStarts] = {}
-"""Each tab's chat starts, by the tab's id()."""
 AGENT_STEP = '.step[data-step-type="assistant_message"]'
 STUDIO = [
     ("researcher", "Research notes: replacing a lost customer costs five to seven times more."),
@@ -66,36 +62,6 @@ class Replica(Server):
 
     def stored_types(self, tid: str) -> list[str]:
         return [r.type for r in self.query(lambda s: s.events(tid))]
-
-
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Browser]:
-    pw = sync_playwright().start()
-    try:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-    finally:
-        pw.stop()
-
-
-@pytest.fixture
-def person(chromium: Browser) -> Iterator[Callable[[], Page]]:
-    """`person()`: a browser tab with its own cookies, i.e. someone else at another computer."""
-    contexts = []
-
-    def make() -> Page:
-        context = chromium.new_context(viewport={"width": 1280, "height": 900})
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        contexts.append(context)
-        page = context.new_page()
-        STARTS[id(page)] = ChatStarts(page)
-        return page
-
-    yield make
-    for context in contexts:
-        with contextlib.suppress(Exception):
-            context.close()
 
 
 @pytest.fixture

@@ -3,11 +3,6 @@ subprocess on a free loopback port, a scripted model, and Debian's Chromium."""
 
 from __future__ import annotations
 
-from ui.conftest import (
-    new_page,
-    own_server,
-    pytest_runtest_makereport,
-    ui_browser,
-)
+from ui.conftest import own_server
 
-__all__ = ["new_page", "own_server", "pytest_runtest_makereport", "ui_browser"]
+__all__ = ["own_server"]

@@ -1,4 +1,4 @@
-"""Fixtures for the browser tests: the real web chat (`parley ui`) in a subprocess, and Debian's Chromium.
+"""Fixtures for the browser tests: the real web chat (`parley ui`) in a subprocess (Chromium: tests/warm_browser.py).
 
 Every server runs from the project root on a free loopback port with its own data folder and a
 scripted model (`tests/ui/scripts/*.yaml`), so replies are deterministic and nothing is downloaded.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
@@ -25,11 +26,6 @@ from typing import Any, ClassVar, TypeVar
 import pytest
 
 from parley.store import Store
-
-try:
-    from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
-except ImportError:  # the module skips itself; see browser_missing()
-    sync_playwright = None  # type: ignore[assignment]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = Path(__file__).resolve().parent / "scripts"
@@ -88,7 +84,7 @@ def wait_until(check: Callable[[], T], what: str, timeout_s: float = 20.0) -> T:
 
 def browser_missing() -> str | None:
     """Why the browser tests cannot run here, or None."""
-    if sync_playwright is None:
+    if importlib.util.find_spec("playwright") is None:
         return "Python Playwright is not installed in this environment (pip install playwright)"
     if not CHROMIUM.is_file():
         return f"{CHROMIUM} not found: install Debian's chromium package (browsers are never downloaded)"
@@ -120,6 +116,8 @@ class Server:
     """One `parley ui` process. Its data folder outlives it, so a restart sees the same store."""
 
     running: ClassVar[list[Server]] = []
+    origins: ClassVar[set[str]] = set()
+    """Every address a server of this process has had: a warm browser context is cleared of their storage."""
 
     def __init__(
         self, data_dir: Path, script: str, *, port: int | None = None, web_dir: Path | None = None
@@ -188,6 +186,7 @@ class Server:
                 start_new_session=True,  # its own process group, so teardown kills everything it started
             )
         Server.running.append(self)
+        Server.origins.add(self.url)
         return self
 
     def wait_ready(self) -> Server:
@@ -268,60 +267,6 @@ def _no_orphans() -> None:
     """Servers run in their own process groups: never leave one behind, even if pytest is interrupted."""
     for server in list(Server.running):
         server.stop(kill=True)
-
-
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[pytest.TestReport]:
-    """Remember each phase's report on the item (for `new_page`); on failure, attach the servers' logs."""
-    report: pytest.TestReport = yield
-    setattr(item, f"rep_{report.when}", report)
-    if report.failed:
-        for server in Server.running:
-            report.sections.append((f"parley ui on {server.url} (last lines)", server.log_tail()))
-    return report
-
-
-@pytest.fixture(scope="module")
-def ui_browser() -> Iterator[Browser]:
-    """Debian's Chromium, one per module (named so as not to clash with pytest-playwright's `browser`)."""
-    why = browser_missing()
-    if why:
-        pytest.skip(why)
-    pw = sync_playwright().start()
-    try:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
-    finally:
-        pw.stop()
-
-
-@pytest.fixture
-def new_page(
-    ui_browser: Browser, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[Callable[[], Page]]:
-    """Open a page in a fresh browser context (its own cookies: a separate user); all closed after the test.
-    A failing test leaves a screenshot of every page in its tmp_path."""
-    contexts: list[BrowserContext] = []
-
-    def make() -> Page:
-        context = ui_browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        context.add_init_script(STILL)
-        contexts.append(context)
-        return context.new_page()
-
-    yield make
-    failed = getattr(request.node, "rep_call", None) is not None and request.node.rep_call.failed
-    for i, context in enumerate(contexts):
-        if failed:
-            for j, page in enumerate(context.pages):
-                with contextlib.suppress(Exception):
-                    page.screenshot(path=str(tmp_path / f"failure-{i}-{j}.png"), full_page=True)
-        with contextlib.suppress(Exception):
-            context.close()
 
 
 @pytest.fixture(scope="module")

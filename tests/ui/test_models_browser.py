@@ -207,5 +207,6 @@ def test_the_embedded_models_messages_are_marked_demo_quality(
     expect(notice).to_have_count(1, timeout=60_000)  # said plainly, once
     expect(notice).to_contain_text("invents figures")
     first = tab.page.locator(AGENT_STEP).filter(has_text="demo quality · embedded model").first
-    expect(first).to_be_visible(timeout=60_000)  # the embedded model is slow here: its first answer
+    # Real inference on a busy 2-core machine: a worker beside it has taken more than a minute for this first answer.
+    expect(first).to_be_visible(timeout=180_000)
     tab.shoot("demo")
