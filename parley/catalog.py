@@ -140,38 +140,59 @@ UNWATCHED_MAX_AGE_S = 30.0
 """How long parsed teams are kept while none of the files watched for them changes: a file read from elsewhere (a
 sub-team by path) shows its edits within this time."""
 _WATCHED_SUFFIXES = (".yaml", ".yml", ".md", ".txt")
-_parsed: dict[tuple[str, ...], tuple[float, tuple[object, ...], list[TeamEntry]]] = {}
+_parsed: dict[tuple[str, ...], tuple[float, tuple[object, ...], ToolRegistry, list[TeamEntry]]] = {}
 _parsing = threading.Lock()
 
 
 def current_teams(extra: Sequence[str | Path] = ()) -> list[TeamEntry]:
-    """`discover_teams(extra)`, parsed again only when a team or prompt file has changed since the last call (or
-    UNWATCHED_MAX_AGE_S has passed). For what asks on every page load or request: parsing every team file takes about
-    0.1 s, checking the folders for changes well under a millisecond."""
+    """`discover_teams(extra)`, parsed again only when a team or prompt file has changed since the last call, the
+    tools were found again, or UNWATCHED_MAX_AGE_S has passed. For what asks on every page load or request: parsing
+    every team file takes about 0.1 s, checking the folders for changes well under a millisecond."""
     key = tuple(str(p) for p in extra)
     mark = _watched(extra)
+    registry = default_registry()
     with _parsing:  # a hundred pages opening at once share one parse
         kept = _parsed.get(key)
-        if kept is None or kept[1] != mark or time.monotonic() - kept[0] > UNWATCHED_MAX_AGE_S:
-            kept = _parsed[key] = (time.monotonic(), mark, discover_teams(extra))
-    return list(kept[2])
+        if (
+            kept is None
+            or kept[1] != mark
+            or kept[2] is not registry
+            or time.monotonic() - kept[0] > UNWATCHED_MAX_AGE_S
+        ):
+            kept = _parsed[key] = (time.monotonic(), mark, registry, discover_teams(extra, registry))
+    return list(kept[3])
 
 
 def _watched(extra: Sequence[str | Path]) -> tuple[object, ...]:
-    """The name, size and modification time of every file a team can be read from: the team folders' files and
-    the prompt files of the project's and parley's own folders."""
-    folders = [*team_dirs(extra), *(f for root in roots() for f in (root, root / "prompts"))]
+    """The path, size and modification time of every file a team or its prompts can be read from: the team
+    folders' and the prompt folders' files (with their subfolders'), and the project's and parley's own top-level
+    prompt files."""
+    deep = [*team_dirs(extra), *(root / "prompts" for root in roots())]
     marks: list[object] = []
-    for folder in folders:
-        try:
-            with os.scandir(folder) as found:
-                for item in found:
-                    if item.name.endswith(_WATCHED_SUFFIXES) and item.is_file():
-                        stat = item.stat()
-                        marks.append((item.path, stat.st_size, stat.st_mtime_ns))
-        except OSError:
-            marks.append((str(folder), None))
+    for folder, below in [*((f, True) for f in deep), *((root, False) for root in roots())]:
+        for path in _files(folder, below):
+            try:
+                stat = path.stat()
+            except OSError:
+                marks.append((str(path), None))
+                continue
+            marks.append((str(path), stat.st_size, stat.st_mtime_ns))
     return tuple(marks)
+
+
+def _files(folder: Path, below: bool) -> list[Path]:
+    """The files a team may read in `folder` (and its subfolders, but hidden ones, when `below`)."""
+    found: list[Path] = []
+    try:
+        with os.scandir(folder) as items:
+            for item in items:
+                if item.is_dir() and below and not item.name.startswith("."):
+                    found += _files(Path(item.path), below)
+                elif item.name.endswith(_WATCHED_SUFFIXES) and item.is_file():
+                    found.append(Path(item.path))
+    except OSError:
+        return [folder]  # missing or unreadable: its coming back is a change too
+    return found
 
 
 def resolve_team(

@@ -149,8 +149,12 @@ def test_the_catalog_is_parsed_again_only_when_a_team_or_prompt_file_changes(
         return real(path, registry)  # type: ignore[arg-type]
 
     monkeypatch.setattr(catalog, "load_entry", counting)
-    folder = write("mine/t.yaml", "name: t\npattern: round_robin\nroles: [{name: a, prompt: p.md}]\n").parent
+    folder = write(
+        "mine/t.yaml",
+        "name: t\npattern: round_robin\nroles: [{name: a, prompt: p.md}, {name: b, prompt: sub/q.md}]\n",
+    ).parent
     write("mine/p.md", "You check.\n")
+    write("mine/sub/q.md", "You write.\n")
     monkeypatch.setenv("PARLEY_TEAMS", str(folder))
 
     def mine() -> dict[str, catalog.TeamEntry]:
@@ -162,6 +166,8 @@ def test_the_catalog_is_parsed_again_only_when_a_team_or_prompt_file_changes(
 
     write("mine/p.md", "You check every figure.\n")
     assert mine()["t"].spec.prompts["a"] == "You check every figure."  # type: ignore[union-attr]
+    write("mine/sub/q.md", "You write short drafts.\n")  # a prompt in a subfolder is watched too
+    assert mine()["t"].spec.prompts["b"] == "You write short drafts."  # type: ignore[union-attr]
     write("mine/u.yaml", "name: u\npattern: round_robin\nroles: [{name: b, prompt: Be brief.}]\n")
     assert set(mine()) == {"t", "u"}
     (folder / "u.yaml").write_text("name: u\npattern: nonsense\n", encoding="utf-8")

@@ -95,7 +95,7 @@ def ollama_host() -> str:
 def _tls() -> ssl.SSLContext:
     """One TLS set-up for every probe: httpx makes a new one per client otherwise, reading the certificate bundle
     again (most of the probe's CPU, on every chat start)."""
-    return httpx.create_ssl_context()
+    return httpx.create_ssl_context(trust_env=False)  # as the clients it serves
 
 
 async def ollama_models(timeout_s: float = OLLAMA_TIMEOUT_S) -> list[str]:
