@@ -117,8 +117,6 @@ class Server:
     """One `parley ui` process. Its data folder outlives it, so a restart sees the same store."""
 
     running: ClassVar[list[Server]] = []
-    origins: ClassVar[set[str]] = set()
-    """Every address a server of this process has had: a warm browser context is cleared of their storage."""
 
     def __init__(
         self, data_dir: Path, script: str, *, port: int | None = None, web_dir: Path | None = None
@@ -187,7 +185,6 @@ class Server:
                 start_new_session=True,  # its own process group, so teardown kills everything it started
             )
         Server.running.append(self)
-        Server.origins.add(self.url)
         return self
 
     def wait_ready(self) -> Server:
