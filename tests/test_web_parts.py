@@ -723,3 +723,22 @@ def test_the_embedded_models_messages_stay_marked_demo_quality_when_reopened() -
     local, remote = (thread_steps("t6", [started(m), said])[-1]["output"] for m in ("local", "openai:gpt-4o"))
     assert local.endswith(DEMO_MARK) and "Revenue grew 12%." in local
     assert not remote.endswith(DEMO_MARK)
+
+
+async def test_an_event_from_a_socket_whose_session_ended_is_dropped_without_a_traceback() -> None:
+    """A page that reloads or leaves can have an event in flight (its favourites, say) when its session is deleted:
+    Chainlit's handler would raise "Session not found" into the server's log. It is dropped, and never screened."""
+    ran: list[str] = []
+    screened: list[object] = []
+
+    async def handler(sid: str, *args: Any) -> str:
+        ran.append(sid)
+        return "handled"
+
+    async def screen(login: object, environ: object, thread: object) -> str | None:
+        screened.append(login)
+        return None
+
+    wrapped = _chainlit_fixes._screened("fetch_favorites", handler, screen)
+    assert await wrapped(f"gone-{uuid.uuid4()}") is None
+    assert ran == [] and screened == []

@@ -216,17 +216,18 @@ def _screened(
     @functools.wraps(handler)
     async def screened(sid: str, *args: Any) -> Any:
         session = WebsocketSession.get(sid)
-        environ, thread = (session.environ, session.thread_id) if session else (None, None)
-        why = await screen(_session_login(session), environ, thread)
+        if session is None:  # the page left or reloaded first: Chainlit's handler would raise
+            log.debug("dropped a socket's %s: its session has ended", event)
+            return None
+        why = await screen(_session_login(session), session.environ, session.thread_id)
         if why is None:
             return await handler(sid, *args)
         log.warning("refused a socket's %s: %s", event, why)
-        if session is not None:
-            try:  # say why in the page before the socket closes
-                init_ws_context(session)
-                await ErrorMessage(content=why).send()
-            except Exception as exc:  # the socket may be gone already: closing it below is what matters
-                log.debug("could not tell the page why: %s", exc)
+        try:  # say why in the page before the socket closes
+            init_ws_context(session)
+            await ErrorMessage(content=why).send()
+        except Exception as exc:  # the socket may be gone already: closing it below is what matters
+            log.debug("could not tell the page why: %s", exc)
         await _server.sio.disconnect(sid)
         return None
 
@@ -253,11 +254,10 @@ def login_of(cookie_header: str | None, authorization: str | None) -> Login | No
     return Login(str(user.identifier), str((user.metadata or {}).get(LOGIN_STAMP, "")))
 
 
-def _session_login(session: WebsocketSession | None) -> Login | None:
+def _session_login(session: WebsocketSession) -> Login | None:
     """A connected socket's login: its session's user, with the stamp of the token it connected with (read past its
     expiry, as Chainlit keeps a connected socket going; None if unreadable). None if the session has no user."""
-    user = session.user if session is not None else None
-    if session is None or user is None:
+    if (user := session.user) is None:
         return None
     token = _cookie.get_token_from_cookies(cookie_parser(str(session.environ.get("HTTP_COOKIE") or "")))
     try:
