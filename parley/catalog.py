@@ -167,9 +167,10 @@ def _watched(extra: Sequence[str | Path]) -> tuple[object, ...]:
     """The path, size and modification time of every file a team or its prompts can be read from: the team
     folders' and the prompt folders' files (with their subfolders'), and the project's and parley's own top-level
     prompt files."""
-    deep = [*team_dirs(extra), *(root / "prompts" for root in roots())]
+    tops = roots()
+    deep = [*team_dirs(extra), *(root / "prompts" for root in tops)]
     marks: list[object] = []
-    for folder, below in [*((f, True) for f in deep), *((root, False) for root in roots())]:
+    for folder, below in [*((f, True) for f in deep), *((root, False) for root in tops)]:
         for path in _files(folder, below):
             try:
                 stat = path.stat()

@@ -21,7 +21,7 @@ from parley.store._schema import metadata
 from parley.store._urls import normalise_url, redact
 from parley.tools import ToolRegistry
 
-pytest_plugins = ["warm_browser"]  # Chromium once per test process, for every folder's browser tests
+pytest_plugins = ["chromium_plugin"]  # Chromium once per test process, for every folder's browser tests
 
 ROOT = Path(__file__).resolve().parent.parent
 _KEYS = (

@@ -140,11 +140,6 @@ def _data_layer() -> ParleyDataLayer:
     return ParleyDataLayer(store)
 
 
-def _teams() -> list[TeamEntry]:
-    """The team files, parsed again only when one changed (see current_teams)."""
-    return current_teams()
-
-
 def _refuse_open_without_login() -> None:
     """`chainlit run app.py --host 0.0.0.0` with no user would serve everyone without a login: refuse to start,
     as `parley ui` does. (Checked when Chainlit imports the app, before it listens.)"""
@@ -201,7 +196,7 @@ async def _password_auth(username: str, password: str) -> cl.User | None:
 @cl.set_chat_profiles
 async def _profiles(user: cl.User | None = None, language: str | None = None) -> list[cl.ChatProfile]:
     profiles = []
-    for entry in _teams():
+    for entry in current_teams():
         if entry.spec is None:
             text = f"**Broken team file** `{entry.path.name}`:\n\n```\n{entry.error}\n```"
             profiles.append(cl.ChatProfile(name=entry.name, markdown_description=text, icon=None))
@@ -236,7 +231,7 @@ def _remember(tid: str, session: ChatSession) -> None:
 
 
 def _team_entry(name: str | None) -> TeamEntry | None:
-    entries = _teams()
+    entries = current_teams()
     wanted = name or DEFAULT_TEAM
     return next((e for e in entries if e.name == wanted), entries[0] if entries and not name else None)
 

@@ -1,5 +1,5 @@
 """Fixtures for the browser tests: the real web chat (`parley ui`) in a subprocess (tests/ui/web_servers.py);
-Chromium comes from tests/warm_browser.py."""
+Chromium comes from tests/chromium_plugin.py."""
 
 from __future__ import annotations
 

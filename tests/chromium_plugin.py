@@ -36,53 +36,30 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     return report
 
 
-class Contexts:
-    """The browser contexts of this process's Chromium: a new one for each page a test opens (its own cookies and
-    storage: a separate user), closed after the test.
-
-    Handing contexts on from test to test, cleared, was tried: it saved Chromium about 1.5 s of CPU per page in
-    isolation but nothing measurable over the suite, and one run of three under load left a reloaded page without
-    its composer. A fresh context per page keeps every test as independent as a new visitor."""
-
-    def __init__(self, browser: Browser) -> None:
-        self.browser = browser
-
-    def page(self) -> Page:
-        context = self.browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
-        context.set_default_timeout(UI_TIMEOUT_MS)
-        context.add_init_script(STILL)
-        return context.new_page()
-
-    def open(self, context: BrowserContext) -> bool:
-        """Whether the context is still open (a test may close it: the browser is gone)."""
-        return context in self.browser.contexts
-
-
 class _Chromium:
-    """This process's Chromium and its warm contexts, from the first browser test until the next test that is not
-    one (or the end of the session)."""
+    """This process's Chromium, from the first browser test until the next test that is not one."""
 
     def __init__(self) -> None:
         self._playwright: Playwright | None = None
-        self._contexts: Contexts | None = None
+        self._browser: Browser | None = None
 
-    def contexts(self) -> Contexts:
-        if self._contexts is None:
+    def browser(self) -> Browser:
+        if self._browser is None:
             playwright = sync_playwright().start()
             try:
-                browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+                self._browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
             except Exception:
                 playwright.stop()
                 raise
-            self._playwright, self._contexts = playwright, Contexts(browser)
-        return self._contexts
+            self._playwright = playwright
+        return self._browser
 
     def close(self) -> None:
-        contexts, playwright = self._contexts, self._playwright
-        self._contexts = self._playwright = None
+        browser, playwright = self._browser, self._playwright
+        self._browser = self._playwright = None
         with contextlib.suppress(Exception):
-            if contexts is not None:
-                contexts.browser.close()
+            if browser is not None:
+                browser.close()
         with contextlib.suppress(Exception):
             if playwright is not None:
                 playwright.stop()
@@ -107,7 +84,7 @@ def ui_browser() -> Browser:
     why = browser_missing()
     if why:
         pytest.skip(why)
-    return _CHROMIUM.contexts().browser
+    return _CHROMIUM.browser()
 
 
 @pytest.fixture
@@ -118,18 +95,18 @@ def new_page(
     A failing test leaves a screenshot of every page in its tmp_path."""
     contexts: list[BrowserContext] = []
 
-    made = _CHROMIUM.contexts()
-
     def make() -> Page:
-        page = made.page()
-        contexts.append(page.context)
-        return page
+        context = ui_browser.new_context(viewport={"width": 1280, "height": 900}, reduced_motion="reduce")
+        context.set_default_timeout(UI_TIMEOUT_MS)
+        context.add_init_script(STILL)
+        contexts.append(context)
+        return context.new_page()
 
     yield make
     reports = [getattr(request.node, f"rep_{when}", None) for when in ("setup", "call")]
     failed = any(r is not None and r.failed for r in reports)
     for i, context in enumerate(contexts):
-        if not made.open(context):
+        if context not in ui_browser.contexts:  # the test closed it (the browser is gone)
             continue
         if failed:
             for j, page in enumerate(context.pages):
