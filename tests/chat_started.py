@@ -131,7 +131,12 @@ class ChatStarts:
         except Exception as exc:
             raise AssertionError(f"the chat session never started ({exc}); {self._connections()}") from exc
         self.expect_new()  # that start is used up: the next wait() waits for another
-        expect(self.page.locator("#chat-input")).to_be_enabled(timeout=timeout_ms)
+        try:
+            expect(self.page.locator("#chat-input")).to_be_enabled(timeout=timeout_ms)
+        except AssertionError as exc:
+            raise AssertionError(
+                f"the chat started, but its composer never took text ({exc}); {self._connections()}"
+            ) from exc
 
     def wait_live(self, timeout_ms: float = WAIT_MS) -> None:
         """Wait until the page's latest connection is open and its chat session's start reached it (what the page
