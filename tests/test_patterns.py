@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -100,9 +99,7 @@ async def test_fanout_branches_run_in_parallel_and_the_join_waits_for_all(write:
     """,
     )
     conv = Conversation(team, model=f"scripted:{script}")
-    started = time.perf_counter()
     events = await collect(conv.start("Should we launch?"))
-    elapsed = time.perf_counter() - started
     said = _said(events)
     assert {s for s, _ in said[:3]} == {"legal", "finance", "tech"} and said[3] == (
         "synth",
@@ -112,7 +109,6 @@ async def test_fanout_branches_run_in_parallel_and_the_join_waits_for_all(write:
     first_message = next(i for i, e in enumerate(events) if isinstance(e, MessageEvent))
     streaming = {e.source for e in events[:first_message] if isinstance(e, ChunkEvent)}
     assert streaming == {"legal", "finance", "tech"}
-    assert elapsed < 3 * 0.6 + 0.6  # well under the three branches one after another plus the join
     synth_prompt = " ".join(str(m.content) for m in conv.pool.scripts[0].calls[-1].messages)
     assert all(v in synth_prompt for v in ("legal view", "finance view", "tech view"))
 

@@ -206,12 +206,10 @@ async def test_events_round_trip_in_order(store: Store) -> None:
 async def test_concurrent_appends_get_unique_gap_free_seqs(store: Store) -> None:
     one = await store.create_thread("alice", "debate", "local", "busy")
     two = await store.create_thread("alice", "debate", "local", "also busy")
-    started = time.perf_counter()
     results = await asyncio.gather(
         *(store.append_event(one, "chunk", {"i": i}) for i in range(50)),
         *(store.append_event(two, "chunk", {"i": i}) for i in range(20)),
     )
-    elapsed = time.perf_counter() - started
     assert sorted(results[:50]) == list(range(1, 51))
     assert sorted(results[50:]) == list(range(1, 21))
 
@@ -221,7 +219,6 @@ async def test_concurrent_appends_get_unique_gap_free_seqs(store: Store) -> None
     # Each append returned the seq its own payload was stored under.
     by_seq = {r.seq: r.payload["i"] for r in rows}
     assert all(by_seq[seq] == i for i, seq in enumerate(results[:50]))
-    assert elapsed < 20, f"70 concurrent appends took {elapsed:.1f} s"
 
 
 async def test_failed_writes_raise_and_leave_data_intact(store: Store) -> None:

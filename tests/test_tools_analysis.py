@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import struct
 import sys
-import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -150,14 +149,11 @@ def test_forecast_is_a_least_squares_line(reg: ToolRegistry) -> None:
 def test_make_chart_writes_a_png_in_the_workspace(reg: ToolRegistry, ws: Path, kind: str) -> None:
     make_chart = fn(reg, "make_chart")
     make_chart(kind, "warm-up", ["a"], [1], "warmup.png")  # the first call imports matplotlib
-    start = time.perf_counter()
     out = make_chart(kind, "Q3 revenue by region", REGIONS, REVENUE, f"q3_{kind}.png", "Revenue (USD)")
-    elapsed = time.perf_counter() - start
     assert out.startswith(f"Chart saved as charts/q3_{kind}.png ({kind} chart, 4 ")
     data = (ws / "charts" / f"q3_{kind}.png").read_bytes()
     assert png_size(data) == (960, 540)
     assert len(data) > 10_000  # a drawn chart, not an empty canvas
-    assert elapsed < 1.0, elapsed
     assert sorted(p.name for p in (ws / "charts").iterdir()) == sorted(["warmup.png", f"q3_{kind}.png"])
     if "matplotlib.pyplot" in sys.modules:  # the tool never uses pyplot, so it cannot leave figures open
         assert sys.modules["matplotlib.pyplot"].get_fignums() == []
