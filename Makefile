@@ -57,7 +57,7 @@ typecheck: $(STAMP)
 
 # The benchmarks (docs/performance.md), one after another; each prints its table and writes bench/results/.
 # One of them: make bench B=context
-B ?= context overhead parallel metering store embedded webload
+B ?= context overhead parallel metering store embedded streaming webload
 bench: $(STAMP)
 	@for b in $(B); do echo "== bench.$$b"; $(BIN)/python -m bench.$$b || exit 1; done
 

@@ -11,6 +11,7 @@ from autogen_agentchat.messages import (
     BaseAgentEvent,
     BaseChatMessage,
     HandoffMessage,
+    ModelClientStreamingChunkEvent,
     TextMessage,
     ToolCallExecutionEvent,
 )
@@ -19,6 +20,7 @@ from autogen_core import CancellationToken
 from ..._validate import Validator
 from ...events import EscalationResolvedEvent, Position, ValidationEvent
 from ...host import EscalationHost
+from .direct import DirectChunks
 from .internals import CheckedToolCalls
 from .turns import mark_reflection, tool_step
 
@@ -80,6 +82,8 @@ class ParleyAgent(CheckedToolCalls):
         super().__init__(*args, **kwargs)
         self._validator = validator
         self._host = host
+        self.direct: DirectChunks | None = None
+        """Where its streamed pieces go past AutoGen's runtime (a member of the team the run consumes; see direct)."""
 
     async def on_messages_stream(
         self, messages: Sequence[BaseChatMessage], cancellation_token: CancellationToken
@@ -95,6 +99,11 @@ class ParleyAgent(CheckedToolCalls):
                 mark_reflection(item)
                 if self._host is not None:
                     self._host.spoke(item.chat_message)
+            direct = self.direct
+            if direct is not None:
+                if isinstance(item, ModelClientStreamingChunkEvent) and direct.take(item):
+                    continue
+                direct.sent(item.chat_message.id if isinstance(item, Response) else item.id)
             yield item
 
     async def _answer(

@@ -7,6 +7,7 @@ parley's events on that sink, in the stream's order, and keeps the team's checkp
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -47,6 +48,7 @@ from ...models import SELECTOR
 from .. import Cancel, MessageKind
 from .agent import ParleyAgent, ParleyNotice
 from .build import agents_of, bind_tools, sees_images
+from .direct import DirectChunks
 from .mcp import load_grants
 from .teams import build_team
 from .termination import RunGuard, empty_reply
@@ -134,6 +136,8 @@ class TeamSession:
         self.speaker: str | None = None
         self._token: CancellationToken | None = None
         self._consumer: asyncio.Task[None] | None = None
+        self.direct = DirectChunks()
+        """The team members' streamed pieces, past AutoGen's runtime while this session consumes the team."""
 
     # -- the host the agents talk to ---------------------------------------------------------------
 
@@ -180,6 +184,7 @@ class TeamSession:
         agents = await agents_of(self, self.tools)
         waiting = {r.name for r in conv.team.roles if r.on}
         self.event_agents = {a.name: a for a in agents if a.name in waiting}
+        self._stream_directly(agents, waiting)
         manager = conv.pool.capabilities(conv.model)
         team = build_team(
             conv.team,
@@ -201,6 +206,13 @@ class TeamSession:
         await conv.checkpoints.load_into(team)
         self.team = team
         return team, True
+
+    def _stream_directly(self, agents: Sequence[ParleyAgent], waiting: set[str]) -> None:
+        """The team's scheduled members hand their streamed pieces to the run past AutoGen's runtime (see direct).
+        A worker's reach the run inside its manager's stream, and an event-driven role is run directly."""
+        for agent in agents:
+            if agent.name not in waiting and agent.name not in self.conv.workers:
+                agent.direct = self.direct
 
     def drop(self) -> None:
         """After a failure or a cancel the team object is suspect: rebuild it from the checkpoint next time."""
@@ -264,20 +276,25 @@ class TeamSession:
         fed_ids: set[str],
         sink: RunSink,
     ) -> None:
-        async for item in team.run_stream(task=feed or None, cancellation_token=token):
-            if isinstance(item, TaskResult):
-                continue  # let the stream finish: AutoGen marks the team idle after its last yield
-            if isinstance(item, BaseChatMessage) and item.id in fed_ids:
-                continue
-            if isinstance(item, BaseChatMessage) and item.source in self.conv.speakers:
-                state = await self.conv.checkpoints.after_message(
-                    team, item
-                )  # first thing, before any other await
-                if state is not None:
-                    sink.checkpoint(state, item.source)
-                self._message(item, sink)
-            else:
-                self._event(item, sink)
+        self.direct.attach(lambda chunk: self._chunk(chunk, sink))
+        try:
+            async for item in team.run_stream(task=feed or None, cancellation_token=token):
+                if isinstance(item, TaskResult):
+                    continue  # let the stream finish: AutoGen marks the team idle after its last yield
+                if isinstance(item, BaseChatMessage) and item.id in fed_ids:
+                    continue
+                if isinstance(item, BaseChatMessage) and item.source in self.conv.speakers:
+                    state = await self.conv.checkpoints.after_message(
+                        team, item
+                    )  # first thing, before any other await
+                    if state is not None:
+                        sink.checkpoint(state, item.source)
+                    self._message(item, sink)
+                else:
+                    self._event(item, sink)
+                self.direct.received(item.id)
+        finally:
+            self.direct.detach()  # pieces still waiting are shown before the segment's end is
 
     async def wake(self, sink: RunSink, task: str) -> None:
         """Run the event-driven roles whose triggers fired; their answers join the team at the next segment."""
@@ -330,7 +347,14 @@ class TeamSession:
         return kind, redact_secrets(message)
 
     def abandon(self, reason: Cancel, sink: RunSink) -> None:
-        """The turns in progress are cut short: what each role had streamed is kept on record."""
+        """The turns in progress are cut short: what each role had streamed is kept on record.
+
+        A model call cancelled while it waited for the next piece leaves its HTTP stream in a reference cycle
+        (autogen-ext reads each piece in a task of its own; the cancelled task keeps its CancelledError, whose
+        traceback holds the frames that hold the task), which only the garbage collector frees. Until then the
+        connection stays open and the model's server goes on writing the answer nobody reads. So a collection
+        runs as soon as the cancelled segment has unwound (tests/realpeers/test_replay_runs.py shows it)."""
+        asyncio.get_running_loop().call_soon(gc.collect)
         for source, text in self.partial.items():
             if text:
                 sink.emit(
@@ -368,9 +392,7 @@ class TeamSession:
                 self.partial.pop(event.source, None)  # the next attempt streams afresh
             sink.emit(event)
         elif isinstance(item, ModelClientStreamingChunkEvent):
-            self.speaker = item.source
-            self.partial[item.source] = self.partial.get(item.source, "") + item.content
-            sink.emit(ChunkEvent(source=item.source, content=item.content, turn=turn))
+            self._chunk(item, sink, turn)
         elif isinstance(item, ToolCallRequestEvent):
             for call in item.content:
                 sink.emit(self._call_event(item.source, call.name, call.id, call.arguments, turn))
@@ -399,6 +421,14 @@ class TeamSession:
                             turn=turn,
                         )
                     )
+
+    def _chunk(self, item: ModelClientStreamingChunkEvent, sink: RunSink, turn: int | None = None) -> None:
+        """A piece of a role's streamed text (from `run_stream`, or handed over directly: see direct)."""
+        if turn is None:
+            turn = sink.turn_of(item.source, start=True)
+        self.speaker = item.source
+        self.partial[item.source] = self.partial.get(item.source, "") + item.content
+        sink.emit(ChunkEvent(source=item.source, content=item.content, turn=turn))
 
     def _call_event(self, source: str, name: str, call_id: str, arguments: str, turn: int) -> Event:
         if name in self.conv.workers:
