@@ -28,7 +28,7 @@ from collections.abc import Callable
 from autogen_agentchat.messages import ModelClientStreamingChunkEvent
 
 ENABLED = True
-"""Whether team members hand their pieces over directly (bench/webload.py measures both ways)."""
+"""Whether team members hand their pieces over directly (bench/streaming.py measures both ways)."""
 
 Show = Callable[[ModelClientStreamingChunkEvent], None]
 
@@ -62,7 +62,8 @@ class DirectChunks:
         show = self._show
         if show is None or not ENABLED:
             return False
-        if self._waiting or self._count > self._done:
+        # An item yielded before it is still on its way (whenever pieces wait, one is).
+        if self._count > self._done:
             self._waiting.append((self._count, chunk))
         else:
             show(chunk)
