@@ -7,10 +7,12 @@ human's interjection in an evaluation).
 
 from __future__ import annotations
 
+import asyncio
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["HumanInbox", "HumanMessage", "Mode"]
+__all__ = ["HumanInbox", "HumanMessage", "Mode", "current_inbox", "use_inbox"]
 
 Mode = Literal["task", "say", "interrupt"]
 
@@ -30,10 +32,22 @@ class HumanInbox:
         self._waiting: list[HumanMessage] = []
         self._timed: dict[int, list[HumanMessage]] = {}
         """Messages to deliver once this many turns of the run are done."""
+        self._listeners: list[asyncio.Future[None]] = []
 
     def put(self, mode: Mode, text: str, author: str = "") -> None:
         """A message to deliver at the next turn boundary."""
         self._waiting.append(HumanMessage(mode, text, author))
+        listeners, self._listeners = self._listeners, []
+        for fut in listeners:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def next_message(self) -> None:
+        """Return once a human puts a message here after this call (a scripted reply that holds until the human
+        speaks: parley.models.HeldReply)."""
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._listeners.append(fut)
+        await fut
 
     def put_first(self, messages: list[HumanMessage]) -> None:
         """Messages that go before everything waiting (carried over from an earlier run, then a new task)."""
@@ -65,3 +79,16 @@ class HumanInbox:
         """At the end of a run: what was never delivered, kept for the next run (timed ones are dropped)."""
         self._timed = {}
         return list(self._waiting)
+
+
+_CURRENT: ContextVar[HumanInbox | None] = ContextVar("parley_inbox", default=None)
+
+
+def current_inbox() -> HumanInbox | None:
+    """The inbox of the run in progress in this task (and the tasks it started); None outside a run."""
+    return _CURRENT.get()
+
+
+def use_inbox(inbox: HumanInbox) -> None:
+    """Make `inbox` the current one for this task and the tasks it starts from now on (a run's own task)."""
+    _CURRENT.set(inbox)

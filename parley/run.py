@@ -1,8 +1,7 @@
 """Runs: one task given to a team, until it stops.
 
-Iterate a `Run` for typed events. While it runs, `say()` joins the conversation after the
-current turn, `interrupt()` abandons the current turn now and continues with the human
-message, `stop()` ends the run now.
+Iterate a `Run` for typed events. While it runs, `say()` joins the conversation after the current turn,
+`interrupt()` abandons the current turn now and continues with the human message, `stop()` ends the run now.
 """
 
 from __future__ import annotations
@@ -38,7 +37,7 @@ from .events import (
     StopReason,
 )
 from .human import StandingRules
-from .inbox import HumanMessage, Mode
+from .inbox import HumanMessage, Mode, use_inbox
 from .models import BudgetExceeded
 
 if TYPE_CHECKING:
@@ -303,6 +302,7 @@ class Run:
         conv = self.conversation
         spend = self._spend
         self._turn0 = conv.turn
+        use_inbox(self._inbox)  # in the run's task: a scripted reply that holds for a human finds it
         spend.start(conv.limits.max_tokens)
         loop = asyncio.get_running_loop()
         self._publisher.start()

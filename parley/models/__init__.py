@@ -40,12 +40,14 @@ from ._scripted import (
     SELECTOR,
     SUMMARISER,
     CallsReply,
+    HeldReply,
     JsonReply,
     Reply,
     ScriptCall,
     ScriptedModel,
     ScriptFile,
     ToolReply,
+    reply_text,
 )
 from ._tokens import count_completion, count_messages, count_text, encoding
 
@@ -64,6 +66,7 @@ __all__ = [
     "CallsReply",
     "Capabilities",
     "FunctionModel",
+    "HeldReply",
     "JsonReply",
     "Message",
     "Meter",
@@ -92,6 +95,7 @@ __all__ = [
     "price_of",
     "probe_window",
     "reply_cap_args",
+    "reply_text",
     "retry_after",
     "scripted_via",
     "server_overflow",

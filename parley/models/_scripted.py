@@ -7,6 +7,7 @@ roles:
     - tool: sql_query                        # a tool call
       args: {query: "SELECT SUM(revenue) FROM sales"}
     - json: {verdict: approve}               # a reply serialised as JSON text
+    - {text: "Draft one: ...", hold: true}   # streams its first word, then waits for a human (see HeldReply)
     - calls:                                 # several tool calls at once (run concurrently)
         - {tool: researcher, args: {task: "Find the Q3 figures"}}
         - {tool: writer, args: {task: "Draft the intro"}}
@@ -23,11 +24,12 @@ interrupt counts as used.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -63,7 +65,23 @@ class JsonReply(_Strict):
     """Any value; sent as its JSON text."""
 
 
-Reply = str | ToolReply | CallsReply | JsonReply
+class HeldReply(_Strict):
+    """A text reply that streams its first word, then holds until a human message reaches the conversation
+    (typed, or an Interrupt) or the turn is cut short (Stop), then streams the rest. A demo shows interjecting
+    and stopping without racing a clock, and so do the browser tests. Outside a run nobody can speak: no hold."""
+
+    text: Annotated[str, Field(min_length=1)]
+    hold: Literal[True]
+
+
+Reply = str | ToolReply | CallsReply | JsonReply | HeldReply
+
+
+def reply_text(reply: str | JsonReply | HeldReply) -> str:
+    """The text a text reply sends (a JSON reply as its JSON text)."""
+    if isinstance(reply, JsonReply):
+        return json.dumps(reply.json_)
+    return reply.text if isinstance(reply, HeldReply) else reply
 
 
 class ScriptFile(_Strict):

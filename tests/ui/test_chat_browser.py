@@ -39,7 +39,13 @@ USER_STEP = '.step[data-step-type="user_message"]'
 TURN = re.compile(r"· turn \d+")
 CHART = "tokens-per-speaker.svg"
 # Servers the tests share (one per script, each with its own data folder); they boot in parallel.
-SHARED_SERVERS = ("support.yaml", "interject.yaml", "studio.yaml", "exhausted.yaml")
+SHARED_SERVERS = (
+    "support.yaml",
+    "interject.yaml",
+    "studio.yaml",
+    "studio-slow-writer.yaml",
+    "exhausted.yaml",
+)
 
 
 class Chat:
@@ -268,7 +274,7 @@ def test_interjection_joins_after_the_current_turn(servers, new_page, tmp_path):
 
 
 def test_stop_ends_the_run_now_and_the_conversation_continues(servers, new_page):
-    server = servers("studio.yaml")
+    server = servers("studio-slow-writer.yaml")  # the writer's first reply holds until Stop
     chat = Chat(new_page(), server).open()
     chat.send("Write a 150-word post on customer churn")
 
@@ -283,14 +289,14 @@ def test_stop_ends_the_run_now_and_the_conversation_continues(servers, new_page)
     result = result_of(server, tid)
     assert result["stop_reason"] == "stopped"
 
-    # A turn-length and more (each reply streams for 2.5 s) later, nobody has spoken: not on the page, not in the store.
+    # Three turn-lengths (each reply streams for 0.5 s) later, nobody has spoken: not on the page, not in the store.
     shown = chat.turns().count()
 
     def quiet() -> bool:
         stored_after = [e["type"] for e in server.events(tid) if e["seq"] > result["seq"]]
         return not stored_after and chat.turns().count() == shown  # no usage, no message, nothing
 
-    stays_true(quiet, "an agent spoke or a model was called after the stop", 3.5)
+    stays_true(quiet, "an agent spoke or a model was called after the stop", 1.5)
 
     chat.send("Carry on with the draft, please")
     expect(chat.user_messages().filter(has_text="Carry on with the draft")).to_have_count(1)
@@ -302,7 +308,7 @@ def test_stop_ends_the_run_now_and_the_conversation_continues(servers, new_page)
 
 
 def test_interrupt_cuts_the_turn_short_and_the_agent_redoes_it(servers, new_page):
-    server = servers("studio.yaml")
+    server = servers("studio-slow-writer.yaml")  # the writer's first reply holds until the Interrupt
     chat = Chat(new_page(), server).open()
     chat.send("Write a 150-word post on customer churn")
     expect(chat.agent("researcher", 1)).to_contain_text("five to seven times")

@@ -46,13 +46,13 @@ from starlette.routing import Route
 from ....errors import ScriptExhaustedError
 from ....models import (
     CallsReply,
-    JsonReply,
     Reply,
     ScriptCall,
     ScriptedModel,
     ToolReply,
     Traits,
     count_text,
+    reply_text,
 )
 from .backends import GENERIC_INFO
 from .wire import (
@@ -129,8 +129,7 @@ def _answer(
     delay = model.script.delay_for(route.who)
     if isinstance(reply, (ToolReply, CallsReply)):
         return Answer(text=None, calls=_calls(reply), prompt_tokens=prompt, delay_s=delay)
-    text = json.dumps(reply.json_) if isinstance(reply, JsonReply) else reply
-    return Answer(text=text, calls=(), prompt_tokens=prompt, delay_s=delay)
+    return Answer(text=reply_text(reply), calls=(), prompt_tokens=prompt, delay_s=delay)
 
 
 # --- the server ------------------------------------------------------------------------------------------

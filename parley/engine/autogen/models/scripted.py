@@ -14,7 +14,18 @@ from autogen_core import CancellationToken, FunctionCall
 from autogen_core.models import CreateResult, FunctionExecutionResultMessage, LLMMessage, ModelInfo
 from autogen_core.tools import Tool, ToolSchema
 
-from ....models import CallsReply, JsonReply, Reply, ScriptCall, ScriptedModel, ToolReply, Traits
+from ....inbox import current_inbox
+from ....models import (
+    STREAM_EVERY_S,
+    CallsReply,
+    HeldReply,
+    Reply,
+    ScriptCall,
+    ScriptedModel,
+    ToolReply,
+    Traits,
+    reply_text,
+)
 from .own import OwnClient
 
 SCRIPTED_INFO: ModelInfo = {
@@ -62,17 +73,34 @@ class ScriptedClient(OwnClient):
                 for r in (reply.calls if isinstance(reply, CallsReply) else [reply])
             ]
             return CreateResult(finish_reason="function_calls", content=calls, usage=self.usage, cached=False)
-        text = json.dumps(reply.json_) if isinstance(reply, JsonReply) else reply
-        return CreateResult(finish_reason="stop", content=text, usage=self.usage, cached=False)
+        return CreateResult(finish_reason="stop", content=reply_text(reply), usage=self.usage, cached=False)
 
-    def _answer(self, messages: Sequence[LLMMessage], tools: Sequence[Any]) -> tuple[CreateResult, float]:
-        """The result for this request and the seconds it takes (the script's `delay_s`; none for a reflection)."""
+    def _answer(
+        self, messages: Sequence[LLMMessage], tools: Sequence[Any]
+    ) -> tuple[CreateResult, float, bool]:
+        """The result for this request, the seconds it takes (the script's `delay_s`; none for a reflection) and
+        whether it holds until a human speaks (a HeldReply)."""
         reflected = reflection_answer(messages, tools)
         if reflected is not None:
-            return CreateResult(finish_reason="stop", content=reflected, usage=self.usage, cached=False), 0.0
+            return (
+                CreateResult(finish_reason="stop", content=reflected, usage=self.usage, cached=False),
+                0.0,
+                False,
+            )
         reply = self.script.next_reply(self.who, messages)
         self.script.calls.append(ScriptCall(self.who, list(messages)))
-        return self._result(reply), self.script.script.delay_for(self.who)
+        return self._result(reply), self.script.script.delay_for(self.who), isinstance(reply, HeldReply)
+
+    @staticmethod
+    async def _hold(token: CancellationToken | None) -> None:
+        """Wait until a human message reaches the run's inbox; a cut-short turn cancels the wait."""
+        inbox = current_inbox()
+        if inbox is None:
+            return
+        fut = asyncio.ensure_future(inbox.next_message())
+        if token is not None:
+            token.link_future(fut)
+        await fut
 
     async def _pause(self, seconds: float, token: CancellationToken | None) -> None:
         if seconds <= 0:
@@ -92,7 +120,9 @@ class ScriptedClient(OwnClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> CreateResult:
-        result, delay = self._answer(messages, tools)
+        result, delay, held = self._answer(messages, tools)
+        if held:
+            await self._hold(cancellation_token)
         await self._pause(delay, cancellation_token)
         return result
 
@@ -106,12 +136,19 @@ class ScriptedClient(OwnClient):
         extra_create_args: Mapping[str, Any] = {},
         cancellation_token: CancellationToken | None = None,
     ) -> AsyncGenerator[str | CreateResult, None]:
-        result, delay = self._answer(messages, tools)
+        result, delay, held = self._answer(messages, tools)
         if isinstance(result.content, str) and result.content:
             chunks = re.findall(r"\S+\s*|\s+", result.content)
-            for chunk in chunks:
-                await self._pause(delay / len(chunks), cancellation_token)
+            for i, chunk in enumerate(chunks):
+                pause = delay / len(chunks)
+                if (
+                    held and i == 0
+                ):  # a first piece later than this is passed on at once (metered.py), not held
+                    pause = max(pause, 2 * STREAM_EVERY_S)
+                await self._pause(pause, cancellation_token)
                 yield chunk
+                if held and i == 0:  # the turn is on the page (its first word): now it waits for the human
+                    await self._hold(cancellation_token)
         else:
             await self._pause(delay, cancellation_token)
         yield result
