@@ -18,7 +18,7 @@ import secrets
 import signal
 import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -161,11 +161,14 @@ class Cluster:
         return "\n".join(parts)
 
 
-def studio_script(folder: Path, replies: list[tuple[str, str]], delays: dict[str, float]) -> Path:
-    """A scripted content-studio: `replies` in turn, each role's reply streaming for its `delays` seconds."""
-    roles: dict[str, list[str]] = {}
-    for who, text in replies:
-        roles.setdefault(who, []).append(text)
+def studio_script(
+    folder: Path, replies: list[tuple[str, str]], delays: dict[str, float], held: Collection[int] = ()
+) -> Path:
+    """A scripted content-studio: `replies` in turn, each role's reply streaming for its `delays` seconds; the
+    replies numbered in `held` (from 0) hold after their first word until a human acts (a message, Stop)."""
+    roles: dict[str, list[Any]] = {}
+    for n, (who, text) in enumerate(replies):
+        roles.setdefault(who, []).append({"text": text, "hold": True} if n in held else text)
     path = folder / "studio.yaml"  # JSON is YAML
     path.write_text(json.dumps({"roles": roles, "delay_s": 1.0, "role_delay_s": delays}), encoding="utf-8")
     return path
@@ -178,9 +181,14 @@ def cluster(db_url: str, tmp_path: Path) -> Iterator[Callable[..., Cluster]]:
     at = redis_url()
 
     def make(
-        replies: list[tuple[str, str]], delays: dict[str, float], *, replicas: int = 2, workers: int = 2
+        replies: list[tuple[str, str]],
+        delays: dict[str, float],
+        *,
+        replicas: int = 2,
+        workers: int = 2,
+        held: Collection[int] = (),
     ) -> Cluster:
-        one = Cluster(db_url, at, tmp_path, studio_script(tmp_path, replies, delays))
+        one = Cluster(db_url, at, tmp_path, studio_script(tmp_path, replies, delays, held))
         made.append(one)
         nodes = [one.replica(f"web-{n}") for n in range(replicas)]
         for user, password in PASSWORDS.items():
@@ -234,9 +242,9 @@ def snap(page: Page, name: str) -> None:
 def test_a_shared_room_watched_interjected_and_stopped_from_the_other_replica_runs_once(
     cluster: Callable[..., Cluster], person: Callable[[], Page]
 ) -> None:
-    # The writer's turn streams long enough for bob to come in and speak; the editor's for him to stop it.
+    # The writer's turn holds until bob comes in and speaks; the editor's until he stops it.
     replies = STUDIO[:3]
-    one = cluster(replies, {"writer": 40.0, "editor": 90.0})
+    one = cluster(replies, {}, held={1, 2})
     a, b = one.web
     alice = person()
     log_in(alice, a, "alice")
