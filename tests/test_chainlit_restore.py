@@ -8,6 +8,8 @@ import uuid
 from typing import Any
 
 import chainlit.socket as chainlit_socket
+import pytest
+from chainlit.config import config as chainlit_config
 from chainlit.server import sio
 from chainlit.session import WebsocketSession
 
@@ -140,6 +142,42 @@ async def test_a_chat_start_leaves_a_session_reopening_a_thread_to_its_resume() 
     fresh, _ = first_socket()  # a session reopening nothing
     assert await restore.resuming(fresh) is False
     assert restore.tracking(resume_thread) is resume_thread  # wrapped once, however often the app is imported
+
+
+async def test_a_thread_whose_first_socket_closed_before_its_start_is_reopened_on_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reloaded thread page whose first socket closed before the server handled its start: the session restored
+    on the next socket is asked for its thread (here none can be read: no data layer), not given a new chat."""
+
+    async def on_chat_resume(
+        thread: Any,
+    ) -> None:  # the app's (Chainlit reopens threads only for an app with one)
+        return None
+
+    monkeypatch.setattr(chainlit_config.code, "on_chat_resume", on_chat_resume)
+    page, first = first_socket()
+    page.chat_started = False  # the first socket's connection_successful never ran
+    page.thread_id_to_resume = "t-1"
+    c = await take_over(page)
+    assert "resume_thread_error" in c.events()  # Chainlit tried to reopen t-1 on the new socket
+    assert first.events() == []
+
+    later, _ = first_socket()  # a new chat started on the first socket; the page asks for t-2 on its next one
+    await start(later)
+    restore.follow_page({"sessionId": later.id, "threadId": "t-2"})
+    assert later.thread_id_to_resume == "t-2"
+    assert "resume_thread_error" in (await take_over(later)).events()
+
+    switched, _ = first_socket()  # a team switch: a new chat on both sockets, nothing to reopen
+    await start(switched)
+    restore.follow_page({"sessionId": switched.id, "threadId": ""})
+    assert "resume_thread_error" not in (await take_over(switched)).events()
+
+    sent, _ = first_socket()  # a session with a conversation going keeps its thread
+    sent.has_first_interaction = True
+    restore.follow_page({"sessionId": sent.id, "threadId": "t-3"})
+    assert sent.thread_id_to_resume is None
 
 
 def test_chainlit_still_restores_sessions_as_parley_assumes() -> None:

@@ -19,8 +19,8 @@ Chainlit offers no option for any of these:
 - the run's display goes on from a background task, and moves to another page when a thread is reopened:
   `show_on()` points Chainlit's context (`init_ws_context`) at that page and detaches the run's messages from the
   step that was current (`local_steps`), so they do not nest under a finished `on_message`;
-- a session a page takes over on a second socket as its chat starts is sent nothing on it (or, as it reopens a
-  thread, starts an idle chat too): see _chainlit_restore.py;
+- a session a page takes over on a second socket as it starts is sent nothing on it, or a new chat where the
+  page waits for a thread, or an idle chat too as it reopens one: see _chainlit_restore.py;
 - it reads a reopened thread (`data_layer.get_thread`) before it calls `on_chat_resume`, and sends it to the page
   (`emitter.resume_thread`, which replaces every message on the page) after: a run still going sends messages in
   between, and the page loses them. `on_resume_sent()` lets the web chat put the thread as it has shown it in
@@ -104,7 +104,7 @@ def install(screen: Screen | None = None) -> None:
                     log.warning("refused a socket's login: %s", why)
                     raise SocketRefused(why)
             auth = await _own_threads_only(auth, who.name if who else None)
-            await _forget_cleared(auth["sessionId"])
+            await _forget_cleared(auth)
             done = await original(sid, environ, auth)
             restore.listen(sid)
             return done
@@ -195,16 +195,16 @@ async def _resume_thread(self: ChainlitEmitter, thread_dict: Any) -> Any:
 _CHAINLIT_RESUME_THREAD = ChainlitEmitter.resume_thread
 
 
-async def _forget_cleared(session_id: str) -> None:
-    """A page starting a new chat (another team, New chat) sends `clear_session`, drops its socket and connects
-    again with the same session id. Chainlit deletes the cleared session when the old socket's disconnect is
-    handled; when the new socket connects first (a busy server), Chainlit restores the old session, whose chat
-    has started, so `on_chat_start` never runs for the new chat (no commands, no team). A cleared session is
-    never restored: it goes now, and the socket gets a new one."""
-    session = WebsocketSession.get_by_id(session_id)
+async def _forget_cleared(auth: dict[str, Any]) -> None:
+    """A page starting a new chat (another team, New chat) sends `clear_session`, drops its socket and connects again
+    with the same session id. Chainlit deletes the cleared session when the old socket's disconnect is handled; when
+    the new socket connects first (a busy server), it restores the old one, whose chat has started: no new chat. A
+    cleared session goes now (the socket gets a new one); another is restored showing the socket's thread."""
+    session = WebsocketSession.get_by_id(auth["sessionId"])
     if session is not None and session.to_clear:
         user_sessions.pop(session.id, None)
         await session.delete()
+    restore.follow_page(auth)
 
 
 def _screened(

@@ -9,6 +9,9 @@ to the first socket, closed, and the page never shows it. Chainlit has no hook f
 interaction, and `install()` puts a step after Chainlit's `connection_successful`: a session restored before its
 first interaction, whose chat had started, is sent again what went to another socket.
 
+A page reopening a thread can drop its first socket before the server handled that socket's start: the session
+restored on the next one is then given the thread, not a new chat (`_never_reopened`).
+
 The same take-over can come while the first socket's handler reopens a thread (it reads the thread first): the
 restored session, not interacted with yet, then also gets `on_chat_start`, a new idle chat that could replace the
 reopened one in the session as the page goes on showing the thread (a Stop clicked there stopped nothing). So
@@ -155,6 +158,28 @@ def _reopens(session: WebsocketSession) -> bool:
     return bool(session.thread_id_to_resume) and not session.restored and not session.has_first_interaction
 
 
+def _never_reopened(session: WebsocketSession) -> bool:
+    """A page asking for a thread dropped its socket before that socket's start was handled, or asked for it only
+    on a later socket (`follow_page`), as seen on reloads of a busy page: the next socket restores the session,
+    Chainlit sees it restored and starts nothing or a new chat, and the page waits on its thread loader for good.
+    Such a session has a thread to show, has not begun reopening it, and nothing was sent in it yet."""
+    return (
+        session.restored
+        and bool(session.thread_id_to_resume)
+        and not session.has_first_interaction
+        and session not in _resumes
+    )
+
+
+def follow_page(auth: dict[str, Any]) -> None:
+    """A socket connects for a session not interacted with yet (Chainlit will restore it on this socket): the
+    thread this socket asks for (already checked to be the user's) is the one its page shows."""
+    session = WebsocketSession.get_by_id(auth.get("sessionId", ""))
+    wanted = auth.get("threadId") or None
+    if session is not None and wanted and not session.has_first_interaction:
+        session.thread_id_to_resume = wanted
+
+
 def install() -> None:
     """Put the step after Chainlit's `connection_successful` handler (once: an app imported again skips it)."""
     handlers = _server.sio.handlers.get("/", {})
@@ -165,6 +190,11 @@ def install() -> None:
     @functools.wraps(original)
     async def connection_successful(sid: str, *args: Any) -> Any:
         session = WebsocketSession.get(sid)
+        reopen = session is not None and _never_reopened(session)
+        if reopen and session is not None:
+            session.restored = (
+                False  # Chainlit's handler then reopens the thread, as the first socket's would have
+            )
         # Chainlit's own test for a session it starts nothing for: restored, before its first interaction.
         taken_over = (
             session is not None
