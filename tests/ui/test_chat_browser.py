@@ -73,7 +73,10 @@ class Chat:
         self.starts.expect_new()
         self.page.locator(f"#thread-{tid} a").click()
         self.page.wait_for_url(f"**/thread/{tid}")
-        return self.ready()
+        self.ready()
+        # The reopened page may connect more than once in a row: what is sent on a connection it then drops is lost.
+        self.starts.wait_live()
+        return self
 
     def ready(self) -> Chat:
         """Wait until the page's chat session has started (see tests/chat_started.py)."""
