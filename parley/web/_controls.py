@@ -270,7 +270,15 @@ class LiveControls:
             return
         if turn is not None:
             self.turn = max(self.turn, turn)
-        await self._remove()
+        old = self.message
+        if old is not None:
+            # The same message again, at the bottom: the page keeps a message's buttons apart from it, by the
+            # message's id, so the Stop button sent with it the first time shows under it again without being
+            # sent again (two socket events per move instead of three).
+            await old.remove()
+            self.message = cl.Message(content=self._text(), author=SYSTEM, id=old.id)
+            await self.message.send()
+            return
         stop = cl.Action(
             name=STOP_ACTION,
             payload={},
