@@ -104,7 +104,7 @@ def install(screen: Screen | None = None) -> None:
                     log.warning("refused a socket's login: %s", why)
                     raise SocketRefused(why)
             auth = await _own_threads_only(auth, who.name if who else None)
-            await _forget_cleared(auth)
+            await _restorable(auth)
             done = await original(sid, environ, auth)
             restore.listen(sid)
             return done
@@ -195,7 +195,7 @@ async def _resume_thread(self: ChainlitEmitter, thread_dict: Any) -> Any:
 _CHAINLIT_RESUME_THREAD = ChainlitEmitter.resume_thread
 
 
-async def _forget_cleared(auth: dict[str, Any]) -> None:
+async def _restorable(auth: dict[str, Any]) -> None:
     """A page starting a new chat (another team, New chat) sends `clear_session`, drops its socket and connects again
     with the same session id. Chainlit deletes the cleared session when the old socket's disconnect is handled; when
     the new socket connects first (a busy server), it restores the old one, whose chat has started: no new chat. A
@@ -415,7 +415,7 @@ def _files_dir_source() -> str:
 
 
 def _resume_checks() -> list[str]:
-    """What no longer holds of how Chainlit restores a session and reopens a thread (see `_forget_cleared` and
+    """What no longer holds of how Chainlit restores a session and reopens a thread (see `_restorable` and
     `on_resume_sent`)."""
     broken = []
     if ChainlitEmitter.__dict__.get("resume_thread") is not _resume_thread:

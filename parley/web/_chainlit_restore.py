@@ -190,11 +190,9 @@ def install() -> None:
     @functools.wraps(original)
     async def connection_successful(sid: str, *args: Any) -> Any:
         session = WebsocketSession.get(sid)
-        reopen = session is not None and _never_reopened(session)
-        if reopen and session is not None:
-            session.restored = (
-                False  # Chainlit's handler then reopens the thread, as the first socket's would have
-            )
+        if session is not None and _never_reopened(session):
+            # Not restored, for Chainlit's handler: it reopens the thread, as the first socket's would have.
+            session.restored = False
         # Chainlit's own test for a session it starts nothing for: restored, before its first interaction.
         taken_over = (
             session is not None

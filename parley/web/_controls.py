@@ -271,23 +271,22 @@ class LiveControls:
         if turn is not None:
             self.turn = max(self.turn, turn)
         old = self.message
+        await self._remove()
         if old is not None:
             # The same message again, at the bottom: the page keeps a message's buttons apart from it, by the
             # message's id, so the Stop button sent with it the first time shows under it again without being
             # sent again (two socket events per move instead of three).
-            await old.remove()
             self.message = cl.Message(content=self._text(), author=SYSTEM, id=old.id)
-            await self.message.send()
-            return
-        stop = cl.Action(
-            name=STOP_ACTION,
-            payload={},
-            label="Stop",
-            icon="square",
-            tooltip="End the run now",
-            id=button_id("stop"),
-        )
-        self.message = cl.Message(content=self._text(), author=SYSTEM, actions=[stop])
+        else:
+            stop = cl.Action(
+                name=STOP_ACTION,
+                payload={},
+                label="Stop",
+                icon="square",
+                tooltip="End the run now",
+                id=button_id("stop"),
+            )
+            self.message = cl.Message(content=self._text(), author=SYSTEM, actions=[stop])
         await self.message.send()
 
     async def end(self) -> None:

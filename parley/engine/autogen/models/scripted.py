@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncGenerator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Mapping, Sequence
 from typing import Any
 
 from autogen_core import CancellationToken, FunctionCall
@@ -95,20 +95,12 @@ class ScriptedClient(OwnClient):
     async def _hold(token: CancellationToken | None) -> None:
         """Wait until a human message reaches the run's inbox; a cut-short turn cancels the wait."""
         inbox = current_inbox()
-        if inbox is None:
-            return
-        fut = asyncio.ensure_future(inbox.next_message())
-        if token is not None:
-            token.link_future(fut)
-        await fut
+        if inbox is not None:
+            await _cancellable(inbox.next_message(), token)
 
     async def _pause(self, seconds: float, token: CancellationToken | None) -> None:
-        if seconds <= 0:
-            return
-        fut = asyncio.ensure_future(asyncio.sleep(seconds))
-        if token is not None:
-            token.link_future(fut)
-        await fut
+        if seconds > 0:
+            await _cancellable(asyncio.sleep(seconds), token)
 
     async def create(
         self,
@@ -139,16 +131,22 @@ class ScriptedClient(OwnClient):
         result, delay, held = self._answer(messages, tools)
         if isinstance(result.content, str) and result.content:
             chunks = re.findall(r"\S+\s*|\s+", result.content)
+            each = delay / len(chunks)
             for i, chunk in enumerate(chunks):
-                pause = delay / len(chunks)
-                if (
-                    held and i == 0
-                ):  # a first piece later than this is passed on at once (metered.py), not held
-                    pause = max(pause, 2 * STREAM_EVERY_S)
-                await self._pause(pause, cancellation_token)
+                holds = held and i == 0
+                # A held first piece comes later than STREAM_EVERY_S, so metered.py passes it on at once.
+                await self._pause(max(each, 2 * STREAM_EVERY_S) if holds else each, cancellation_token)
                 yield chunk
-                if held and i == 0:  # the turn is on the page (its first word): now it waits for the human
+                if holds:  # the turn is on the page (its first word): now it waits for the human
                     await self._hold(cancellation_token)
         else:
             await self._pause(delay, cancellation_token)
         yield result
+
+
+async def _cancellable(step: Awaitable[None], token: CancellationToken | None) -> None:
+    """Await `step`; cancelling `token` (a turn cut short) cancels it."""
+    fut = asyncio.ensure_future(step)
+    if token is not None:
+        token.link_future(fut)
+    await fut
