@@ -27,10 +27,11 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench._cluster import Cluster
 from bench._common import ROOT, Stopwatch, parser, percentile, save, table
 from parley import Conversation
 from parley.events import RunResult
@@ -73,6 +74,10 @@ FULL = Settings(
     levels=(50, 100, 200), load_turns=8, load_delay_s=3.0, long_turns=200, repeats=3, run_deadline_s=90.0
 )
 SMOKE = Settings(levels=(3,), load_turns=4, load_delay_s=0.05, long_turns=8, repeats=1, run_deadline_s=30.0)
+CLUSTER_LEVELS, CLUSTER_SMOKE_LEVELS = (200, 400), (4,)
+REPLICAS, WORKERS = 2, 2
+CPU_TARGET_MS = 10.0
+"""Server CPU per message through the cluster: half of one process's, about 20 ms when issue 18 was filed."""
 
 
 # -- the team and its scripts ---------------------------------------------------------------------------
@@ -111,14 +116,19 @@ def write_team(folder: Path, name: str, turns: int, delay_s: float) -> None:
 
 
 class BenchServer(Server):
-    """`parley ui` that also finds the benchmark's teams."""
+    """`parley ui` that also finds the benchmark's teams (`extra`: settings of its own, a cluster's)."""
 
-    def __init__(self, data_dir: Path, script: str, teams: Path) -> None:
+    def __init__(self, data_dir: Path, script: str, teams: Path, extra: dict[str, str] | None = None) -> None:
         super().__init__(data_dir, script)
         self.teams = teams
+        self.extra = extra or {}
+
+    @property
+    def db_url(self) -> str:
+        return self.extra.get("PARLEY_DATABASE_URL") or super().db_url
 
     def env(self) -> dict[str, str]:
-        return super().env() | {"PARLEY_TEAMS": str(self.teams)}
+        return super().env() | {"PARLEY_TEAMS": str(self.teams)} | self.extra
 
 
 # -- one chat tab ---------------------------------------------------------------------------------------
@@ -178,24 +188,29 @@ async def sign_in(server: Server, n: int) -> list[str]:
 
 
 class ServerWatch:
-    """The server's resident memory (VmRSS, sampled in a thread) and CPU time while a level runs."""
+    """The server processes' resident memory (VmRSS, summed, sampled in a thread) and CPU time while a level runs."""
 
-    def __init__(self, pid: int) -> None:
-        self.proc = Path(f"/proc/{pid}")
+    def __init__(self, pids: Sequence[int]) -> None:
+        self.procs = [Path(f"/proc/{pid}") for pid in pids]
         self.before_mb = self.peak_mb = 0.0
         self.cpu_s = self.marked_cpu_s = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
 
     def rss_mb(self) -> float:
-        for line in (self.proc / "status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
+        total = 0.0
+        for proc in self.procs:
+            for line in (proc / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+        return total
 
     def cpu(self) -> float:
-        fields = (self.proc / "stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        total = 0.0
+        for proc in self.procs:
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        return total
 
     def mark(self) -> None:
         """Note the CPU time used so far (`marked_cpu_s`): what connecting the tabs cost."""
@@ -260,13 +275,13 @@ class Outcome:
 
 
 async def drive(
-    server: Server,
+    servers: Sequence[Server],
     cookies: Sequence[str],
     deadline_s: float,
     spread_s: float = 0.0,
     connected: Callable[[], None] = lambda: None,
 ) -> list[Outcome]:
-    """Connect a tab per cookie (then call `connected`), send the tasks, evenly spread over `spread_s`, and
+    """Connect a tab per cookie, to each server in turn (then call `connected`), send the tasks, evenly spread over `spread_s`, and
     wait for every run to end. Spread over one reply's time, the conversations run at once without answering in lockstep
     (with a scripted model's exact delays they otherwise would, every reply of every conversation in the
     same millisecond: a burst no set of real users makes)."""
@@ -276,7 +291,7 @@ async def drive(
 
     async def connect(i: int) -> None:
         async with gate:
-            tab = Tab(server, cookies[i])
+            tab = Tab(servers[i % len(servers)], cookies[i])  # a tab stays on its server: sticky sessions
             try:
                 await tab.__aenter__()
                 tabs[i] = tab
@@ -312,8 +327,8 @@ class Stored:
     stop_reason: str | None
 
 
-async def stored(server: Server, thread_ids: Sequence[str]) -> dict[str, Stored]:
-    store = await Store.open(server.db_url)
+async def stored(db_url: str, thread_ids: Sequence[str]) -> dict[str, Stored]:
+    store = await Store.open(db_url)
     try:
         out = {}
         for tid in thread_ids:
@@ -332,15 +347,15 @@ def latencies(outcome: Outcome, said: dict[tuple[str, int], float]) -> list[floa
     return [(outcome.arrived[key] - ts) * 1000 for key, ts in said.items() if key in outcome.arrived]
 
 
-async def level(server: Server, n: int, s: Settings) -> dict[str, Any]:
+async def level(served: Served, n: int, s: Settings) -> dict[str, Any]:
     """n conversations at once; what each tab received, how late, and what went wrong."""
     use_team(LOAD_TEAM)
     with Stopwatch() as signing:
-        cookies = await sign_in(server, n)
+        cookies = await sign_in(served.servers[0], n)  # one login secret: a cookie works on every replica
     load_before = os.getloadavg()[0]
-    with ServerWatch(server_pid(server)) as watch, LoopLag() as lag, Stopwatch() as wall:
-        outcomes = await drive(server, cookies, s.run_deadline_s, s.load_delay_s, watch.mark)
-    found = await stored(server, [o.thread_id for o in outcomes if o.thread_id])
+    with ServerWatch(served.pids()) as watch, LoopLag() as lag, Stopwatch() as wall:
+        outcomes = await drive(served.servers, cookies, s.run_deadline_s, s.load_delay_s, watch.mark)
+    found = await stored(served.db_url, [o.thread_id for o in outcomes if o.thread_id])
     lat: list[float] = []
     errors = {"connect": 0, "dropped": 0, "unfinished": 0, "missing_messages": 0, "bad_stop": 0}
     for o in outcomes:
@@ -384,6 +399,20 @@ def server_pid(server: Server) -> int:
     return server.proc.pid  # `parley ui` replaces itself with the Chainlit server: same process
 
 
+@dataclass(frozen=True)
+class Served:
+    """What serves a level's tabs: one `parley ui`, or a cluster's web replicas (tabs spread over them) and
+    workers (`pids`: every server process, whose CPU and memory count)."""
+
+    servers: Sequence[Server]
+    db_url: str
+    pids: Callable[[], list[int]]
+
+    @classmethod
+    def single(cls, server: Server) -> Served:
+        return cls([server], server.db_url, lambda: [server_pid(server)])
+
+
 # -- one long conversation: web path against the engine alone -------------------------------------------
 
 
@@ -403,14 +432,14 @@ async def long_web(server: Server, s: Settings) -> Pass:
     use_team(LONG_TEAM)
     wait_at_most(s.run_deadline_s)
     (cookie,) = await sign_in(server, 1)
-    watch = ServerWatch(server_pid(server))
+    watch = ServerWatch([server_pid(server)])
     async with Tab(server, cookie) as tab:
         cpu0 = watch.cpu()
         sent = await tab.run_task()
         cpu_s = watch.cpu() - cpu0
         assert tab.ended_at is not None and tab.thread_id is not None
         outcome = Outcome(thread_id=tab.thread_id, sent=sent, ended=tab.ended_at, arrived=dict(tab.arrived))
-    said = (await stored(server, [tab.thread_id]))[tab.thread_id].said
+    said = (await stored(server.db_url, [tab.thread_id]))[tab.thread_id].said
     return Pass(tab.ended_at - sent, cpu_s, latencies(outcome, said), len(outcome.arrived))
 
 
@@ -486,15 +515,25 @@ def degrades_at(levels: Sequence[dict[str, Any]]) -> int | None:
     return None
 
 
-async def measure(server: Server, data: Path, s: Settings) -> dict[str, Any]:
+async def measure(server: Server, data: Path, s: Settings, *, long: bool = True) -> dict[str, Any]:
+    """One process: the long conversation's web path (unless `long` is False), then the levels."""
+    served = Served.single(server)
+    await warm_up(served, s)
+    single = await web_path(server, data, s) if long else None
+    return {"web_path": single, "levels": [await level(served, n, s) for n in s.levels]}
+
+
+async def warm_up(served: Served, s: Settings) -> None:
+    """A first conversation on each server pays for lazy imports (and, in a cluster, a worker's first run)."""
     use_team(LOAD_TEAM)
-    warm = await drive(
-        server, await sign_in(server, 1), s.run_deadline_s
-    )  # first conversation pays for lazy imports
-    assert not warm[0].error, warm[0].error
-    single = await web_path(server, data, s)
-    levels = [await level(server, n, s) for n in s.levels]
-    return {"web_path": single, "levels": levels}
+    cookies = await sign_in(served.servers[0], len(served.servers))
+    for out in await drive(served.servers, cookies, s.run_deadline_s):
+        assert not out.error, f"{out.error}: {out.detail}"
+
+
+async def measure_cluster(served: Served, s: Settings) -> dict[str, Any]:
+    await warm_up(served, s)
+    return {"levels": [await level(served, n, s) for n in s.levels]}
 
 
 def code_state() -> dict[str, Any]:
@@ -510,34 +549,34 @@ def code_state() -> dict[str, Any]:
     }
 
 
-def run(smoke: bool) -> dict[str, Any]:
+def run(smoke: bool, cluster: bool = False) -> dict[str, Any]:
     s = SMOKE if smoke else FULL
+    if cluster:  # the cluster's levels, and one process's at the same levels beside them
+        s = replace(s, levels=CLUSTER_SMOKE_LEVELS if smoke else CLUSTER_LEVELS)
     with tempfile.TemporaryDirectory(prefix="parley-webload-") as tmp:
         data = Path(tmp)
         write_team(data, LOAD_TEAM, s.load_turns, s.load_delay_s)
         write_team(data, LONG_TEAM, s.long_turns, 0.0)
-        server = BenchServer(data, str(data / f"{LOAD_TEAM}.script.yaml"), data / "teams")
+        script = str(data / f"{LOAD_TEAM}.script.yaml")
+        server = BenchServer(data, script, data / "teams")
         _websec.add_users(server, **{USER: PASSWORD})
         server.start()
         try:
-            found = asyncio.run(measure(server, data, s))
+            found = asyncio.run(measure(server, data, s, long=not cluster))
         except BaseException:
             print(server.log_tail(), file=sys.stderr)
             raise
         finally:
             server.stop()
+        if cluster:
+            found["cluster"] = run_cluster(data, script, s)
     levels = found["levels"]
+    if cluster:
+        return {"settings": settings_of(s), "code": code_state(), "levels": levels, **found["cluster"]}
     single = found["web_path"]
     top = levels[-1]
     return {
-        "settings": {
-            "levels": list(s.levels),
-            "roles": len(ROLES),
-            "load_messages": s.load_turns,
-            "load_delay_s": s.load_delay_s,
-            "long_messages": s.long_turns,
-            "repeats": s.repeats,
-        },
+        "settings": settings_of(s),
         "code": code_state(),
         "levels": levels,
         "web_path": single,
@@ -552,8 +591,62 @@ def run(smoke: bool) -> dict[str, Any]:
     }
 
 
-def report(data: dict[str, Any]) -> None:
-    rows = [
+def settings_of(s: Settings) -> dict[str, Any]:
+    return {
+        "levels": list(s.levels),
+        "roles": len(ROLES),
+        "load_messages": s.load_turns,
+        "load_delay_s": s.load_delay_s,
+        "long_messages": s.long_turns,
+        "repeats": s.repeats,
+    }
+
+
+def run_cluster(data: Path, script: str, s: Settings) -> dict[str, Any]:
+    """The levels through 2 web replicas and 2 workers on PostgreSQL and Redis; the targets against one process."""
+
+    def replica(folder: Path, env: dict[str, str]) -> Server:
+        return BenchServer(folder, script, data / "teams", env)
+
+    with Cluster(data / "cluster", replica, replicas=REPLICAS, workers=WORKERS, users={USER: PASSWORD}) as c:
+        try:
+            found = asyncio.run(measure_cluster(Served(c.web, c.db_url, c.pids), s))
+        except BaseException:
+            print(c.logs(), file=sys.stderr)
+            raise
+    at = {r["conversations"]: r for r in found["levels"]}
+    first = at[s.levels[0]]
+    return {
+        "cluster": {"replicas": REPLICAS, "workers": WORKERS, "levels": found["levels"]},
+        "targets": {
+            "p95_ms": P95_TARGET_MS,
+            "p95_at_first_level_ms": first["latency_ms"]["p95"],
+            "p95_met": first["latency_ms"]["p95"] < P95_TARGET_MS and not first["error_count"],
+            "cpu_ms_per_message_target": CPU_TARGET_MS,
+            "cpu_ms_per_message": {n: r["server_cpu_ms_per_message"] for n, r in at.items()},
+            "cpu_met": all(r["server_cpu_ms_per_message"] <= CPU_TARGET_MS for r in at.values()),
+        },
+    }
+
+
+LEVEL_HEADERS = (
+    "conversations",
+    "finished",
+    "messages",
+    "p50 ms",
+    "p95 ms",
+    "max ms",
+    "MB/conv",
+    "peak MB",
+    "errors",
+    "msg/s",
+    "CPU ms/msg",
+    "wall s",
+)
+
+
+def level_rows(levels: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+    return [
         (
             r["conversations"],
             r["finished"],
@@ -568,26 +661,16 @@ def report(data: dict[str, Any]) -> None:
             r["server_cpu_ms_per_message"],
             r["wall_s"],
         )
-        for r in data["levels"]
+        for r in levels
     ]
-    table(
-        [
-            "conversations",
-            "finished",
-            "messages",
-            "p50 ms",
-            "p95 ms",
-            "max ms",
-            "MB/conv",
-            "peak MB",
-            "errors",
-            "msg/s",
-            "CPU ms/msg",
-            "wall s",
-        ],
-        rows,
-        title="Web chat under load: added latency per agent message (engine event -> socket)",
-    )
+
+
+def report(data: dict[str, Any]) -> None:
+    title = "Web chat under load: added latency per agent message (engine event -> socket)"
+    if "cluster" in data:
+        report_cluster(data, title)
+        return
+    table(LEVEL_HEADERS, level_rows(data["levels"]), title=title)
     w = data["web_path"]
     print()
     table(
@@ -619,11 +702,48 @@ def report(data: dict[str, Any]) -> None:
     )
 
 
+def report_cluster(data: dict[str, Any], title: str) -> None:
+    c = data["cluster"]
+    table(LEVEL_HEADERS, level_rows(data["levels"]), title=f"{title}\none process (the baseline)")
+    print()
+    where = f"{c['replicas']} web replicas and {c['workers']} workers (CPU and memory: all of them)"
+    table(LEVEL_HEADERS, level_rows(c["levels"]), title=where)
+    single = {r["conversations"]: r for r in data["levels"]}
+    print()
+    table(
+        ["conversations", "p95 cluster / one process", "CPU per message cluster / one process"],
+        [
+            (
+                r["conversations"],
+                r["latency_ms"]["p95"] / max(single[r["conversations"]]["latency_ms"]["p95"], 1e-9),
+                r["server_cpu_ms_per_message"]
+                / max(single[r["conversations"]]["server_cpu_ms_per_message"], 1e-9),
+            )
+            for r in c["levels"]
+        ],
+        title="Ratios",
+    )
+    t = data["targets"]
+    cpu = ", ".join(f"{v:.1f} at {n}" for n, v in t["cpu_ms_per_message"].items())
+    print(
+        f"\ncluster p95 at {data['levels'][0]['conversations']} conversations: {t['p95_at_first_level_ms']:.1f} ms "
+        f"(target < {P95_TARGET_MS:g}: {'met' if t['p95_met'] else 'MISSED'}); server CPU ms per message: {cpu} "
+        f"(target <= {CPU_TARGET_MS:g}: {'met' if t['cpu_met'] else 'MISSED'})"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parser(__doc__.splitlines()[0]).parse_args(argv)
-    data = run(args.smoke)
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument(
+        "--cluster",
+        action="store_true",
+        help=f"{CLUSTER_LEVELS} conversations through {REPLICAS} web replicas and {WORKERS} workers (PostgreSQL, "
+        "Redis), and through one process beside them",
+    )
+    args = p.parse_args(argv)
+    data = run(args.smoke, args.cluster)
     report(data)
-    save("webload", data, smoke=args.smoke)
+    save("webload-cluster" if args.cluster else "webload", data, smoke=args.smoke)
     return 0
 
 

@@ -45,3 +45,44 @@ def test_smoke_run_delivers_every_agent_message_of_every_conversation(
     assert len(web["web_s"]) == len(web["engine_s"]) == data["settings"]["repeats"]
     assert "ms_per_message" in web
     assert "web chat under load" in done.stdout.lower()
+
+
+def test_cluster_smoke_run_delivers_every_message_through_replicas_and_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--cluster`: the same conversations through 2 web replicas and 2 workers on PostgreSQL and Redis, beside
+    one process; every message of every conversation arrives, and the cluster's figures count all its processes."""
+    from bench._cluster import PG_ENV, REDIS_ENV, services
+
+    try:
+        services()
+    except SystemExit as exc:
+        pytest.skip(f"{exc} (or set {PG_ENV} and {REDIS_ENV})")
+    monkeypatch.setenv("PARLEY_BENCH_RESULTS", str(tmp_path))
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.webload", "--smoke", "--cluster"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    data = json.loads((tmp_path / "webload-cluster-smoke.json").read_text(encoding="utf-8"))
+
+    assert data["cluster"]["replicas"] == 2 and data["cluster"]["workers"] == 2
+    single, cluster = data["levels"], data["cluster"]["levels"]
+    assert (
+        [r["conversations"] for r in single]
+        == [r["conversations"] for r in cluster]
+        == data["settings"]["levels"]
+    )
+    for level in [*single, *cluster]:
+        n = level["conversations"]
+        assert level["finished"] == n, level["error_samples"]
+        assert level["messages_received"] == n * data["settings"]["load_messages"]
+        assert level["error_count"] == 0, level["errors"]
+    # Four server processes, each a Python interpreter with parley loaded: their memory is counted together.
+    assert cluster[0]["rss_before_mb"] > 2 * single[0]["rss_before_mb"]
+    assert {"p95_met", "cpu_met", "cpu_ms_per_message"} <= data["targets"].keys()
+    assert "2 web replicas and 2 workers" in done.stdout
