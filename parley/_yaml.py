@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -189,14 +189,21 @@ def loads_located(text: str, shown: str) -> Located:
     return located
 
 
-def pydantic_problems(located: Located, exc: Any, known_keys: Sequence[str] = ()) -> list[FileProblem]:
-    """Turn a pydantic ValidationError into located problems; `known_keys` feed "did you mean"."""
+def pydantic_problems(
+    located: Located, exc: Any, known_keys: Sequence[str] | Mapping[str, Sequence[str]] = ()
+) -> list[FileProblem]:
+    """Turn a pydantic ValidationError into located problems; `known_keys` feed "did you mean" (a mapping also
+    says where each key belongs, for a key put in the wrong place)."""
     problems = []
     for err in exc.errors(include_url=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = f"unknown key '{loc[-1]}'" + did_you_mean(str(loc[-1]), known_keys)
+            homes = known_keys.get(str(loc[-1])) if isinstance(known_keys, Mapping) else None
+            if homes:
+                msg = f"'{loc[-1]}' does not belong here: put it under {' or '.join(homes)}"
+            else:
+                msg = f"unknown key '{loc[-1]}'" + did_you_mean(str(loc[-1]), list(known_keys))
         elif err["type"] == "missing":
             msg = f"required field '{loc[-1]}' is missing"
         elif msg.startswith("Value error, "):

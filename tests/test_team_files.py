@@ -47,6 +47,28 @@ def test_unknown_key_gets_line_and_suggestion(write: Write) -> None:
     assert _problems(path) == ["t.yaml:6: roles[0].tool: unknown key 'tool' (did you mean 'tools'?)"]
 
 
+def test_a_key_in_the_wrong_place_says_where_it_belongs(write: Write) -> None:
+    path = write(
+        "t.yaml",
+        """
+        name: t
+        pattern: round_robin
+        max_turns: 6
+        roles:
+          - name: a
+            prompt: hi
+            stop_text: DONE
+        termination:
+          model: openai:gpt-4o-mini
+    """,
+    )
+    assert _problems(path) == [
+        "t.yaml:7: roles[0].stop_text: 'stop_text' does not belong here: put it under termination:",
+        "t.yaml:9: termination.model: 'model' does not belong here: put it under the top level or roles:",
+        "t.yaml:3: max_turns: 'max_turns' does not belong here: put it under termination:",
+    ]
+
+
 def test_unknown_tool_role_and_prompt_are_all_reported(write: Write) -> None:
     path = write(
         "t.yaml",

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, cast, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .._yaml import Located, did_you_mean, load_located, pydantic_problems
 from ..errors import FileProblem, TeamFileError
@@ -17,10 +17,32 @@ __all__ = ["load_team_file"]
 
 LOADER_KEYS = ("source", "prompts")
 """Fields the loader sets, which a team file may not."""
-ALL_KEYS = sorted(
-    {key for section in SECTIONS for key in section.model_fields} - {"validate_"} | {"validate"}
-)
-"""Every key a team file may use anywhere, for "did you mean" on an unknown one."""
+
+
+def _homes(model: type[BaseModel] = TeamSpec, where: str = "") -> dict[str, list[str]]:
+    """Every key a team file may use, and where each belongs (`termination:`, `roles: → validate:`)."""
+    found: dict[str, list[str]] = {}
+    for name, field in model.model_fields.items():
+        if field.exclude:
+            continue  # set by the loader
+        key = field.alias or name
+        found.setdefault(key, []).append(where or "the top level")
+        for inner in _sections_in(field.annotation):
+            for sub, places in _homes(inner, f"{where} → {key}:" if where else f"{key}:").items():
+                found.setdefault(sub, []).extend(p for p in places if p not in found[sub])
+    return found
+
+
+def _sections_in(annotation: Any) -> list[type[BaseModel]]:
+    """The sections a field holds (a section, a list of them, or an optional one)."""
+    if isinstance(annotation, type) and annotation in SECTIONS:
+        return [annotation]
+    return [s for arg in get_args(annotation) for s in _sections_in(arg)]
+
+
+KEY_HOMES = {key: sorted(places, key=lambda p: (p != "the top level", p)) for key, places in _homes().items()}
+"""Every key a team file may use anywhere, and where: "did you mean" on an unknown key, and where to put a key
+given in the wrong place."""
 
 
 def load_team_file(
@@ -54,7 +76,7 @@ def load_team_file(
     try:
         spec = TeamSpec.model_validate(data)
     except ValidationError as exc:
-        raise TeamFileError(problems + pydantic_problems(located, exc, ALL_KEYS)) from None
+        raise TeamFileError(problems + pydantic_problems(located, exc, KEY_HOMES)) from None
     problems += cross_check(spec, located, tool_names)
     if check_names is not None:
         problems += _check_problems(spec, located, check_names)
