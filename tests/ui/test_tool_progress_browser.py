@@ -12,7 +12,6 @@ import os
 import sys
 from pathlib import Path
 
-from chat_started import evaluate
 from test_chat_browser import Chat, expect, of_type, result_of
 from ui.conftest import Server
 
@@ -80,13 +79,22 @@ def test_a_running_tool_shows_its_progress_and_log_and_its_picture(new_page, tmp
         expect(step.first).to_contain_text("warning: robots.txt disallows /private")  # the log stays
         expect(step.first).not_to_contain_text("Working:")
 
+        expect(chat.note("Run ended")).to_be_visible()
         picture = chat.page.locator('img[alt$=".png"]').first
         expect(picture).to_be_visible()
-        picture.scroll_into_view_if_needed()
-        size = evaluate(picture, "el => [el.complete ? el.naturalWidth : 0, el.naturalHeight]")
-        assert size == [160, 100], size  # decoded: a picture, not a download or a code block
+        # Decoded: a picture, not a download or a code block. Read in the page, found again at each try: the
+        # page may draw the message again (and the picture with it) as the run's last events arrive.
+        size = chat.page.wait_for_function(
+            """() => {
+              const img = document.querySelector('img[alt$=".png"]');
+              if (!img) return null;
+              img.scrollIntoView({block: 'center'});
+              return img.complete && img.naturalWidth ? [img.naturalWidth, img.naturalHeight] : null;
+            }""",
+            timeout=20_000,
+        ).json_value()
+        assert size == [160, 100], size
         chat.page.screenshot(path=str(shots / "tool-picture.png"))
-        expect(chat.note("Run ended")).to_be_visible()
         tid = chat.thread_id()
         result_of(server, tid)
         assert [e["mime"] for e in of_type(server.events(tid), "file")] == ["image/png"]
