@@ -117,8 +117,13 @@ def test_a_pending_approval_reads_as_pending_and_stop_cancels_it(servers, new_pa
     chat.stop()
     try:
         expect(chat.note("Run ended")).to_contain_text("Stopped by you at turn 3")
-    except AssertionError as exc:  # which connection took the click: see tests/chat_started.py
-        raise AssertionError(f"{exc}\n{chat.starts.connections()}") from None
+    except (
+        AssertionError
+    ) as exc:  # which connection took the click (tests/chat_started.py), what the run stored
+        stored = [e["type"] for e in server.events(chat.thread_id())][-8:]
+        raise AssertionError(
+            f"{exc}\n{chat.starts.connections()}\nthe run's last stored events: {stored}"
+        ) from None
     expect(card).to_contain_text("Cancelled")
     expect(card.get_by_role("button", name="Approve")).to_have_count(0)
     tid = chat.thread_id()
