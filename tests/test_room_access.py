@@ -36,3 +36,26 @@ async def test_access_is_looked_up_at_most_once_per_interval(store: Store) -> No
     stranger = RoomAccess("mallory", recheck_s=3600)
     assert not await stranger.ended(conv)  # not looked up yet: a run's every event does not cost a query
     await conv.close()
+
+
+async def test_the_owner_s_page_stops_asking_once_it_knows_the_conversation_is_theirs(
+    store: Store, monkeypatch
+) -> None:
+    """Sharing takes a room from its members only: a page of the owner's looks its access up once, not once a
+    second for as long as the run goes on (two hundred owners' pages made it a tenth of a web process's CPU)."""
+    await store.create_user("alice", "alice-password-1")
+    conv = Conversation(ROOT / "teams" / "content-studio.yaml", model="scripted:tests/ui/scripts/studio.yaml")
+    await conv.save_to(store, "alice", "Churn")
+    asked: list[str] = []
+    lookup = store.access
+
+    async def counted(user: str, tid: str) -> str | None:
+        asked.append(user)
+        return await lookup(user, tid)
+
+    monkeypatch.setattr(store, "access", counted)
+    alice = RoomAccess("alice", recheck_s=0)
+    for _ in range(5):
+        assert not await alice.ended(conv)
+    assert asked == ["alice"]
+    await conv.close()

@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from ..store import Lease, LeaseLost, Store, StoreError
+from ..store import Lease, LeaseLost, Store
 
 __all__ = ["Lease", "LeaseLost", "Leases"]
 
@@ -31,6 +32,8 @@ class Leases:
         self.name = holder
         """This process's name among the holders (unique per process: host, pid, a random part)."""
         self.ttl_s = ttl_s
+        self._kept: set[_Kept] = set()
+        self._renewer: asyncio.Task[None] | None = None
 
     async def acquire(self, tid: str, *, run_open: bool = True) -> Lease | None:
         """The lease of conversation `tid`, or None while another holder's is live. Ours again if we hold it (same
@@ -58,20 +61,50 @@ class Leases:
     def keep(self, lease: Lease, on_lost: Callable[[], None]) -> asyncio.Task[None]:
         """Renew `lease` every third of the ttl until the task is cancelled. Calls `on_lost` (and ends) once the
         lease is lost, or once the store could not be reached for a whole ttl: by then another process may have
-        taken it over."""
+        taken it over. Every lease this process keeps is renewed in one statement."""
         return asyncio.create_task(self._keep(lease, on_lost), name=f"parley-lease-{lease.thread_id}")
 
     async def _keep(self, lease: Lease, on_lost: Callable[[], None]) -> None:
         loop = asyncio.get_running_loop()
-        renewed = loop.time()
-        while True:
-            await asyncio.sleep(self.ttl_s / 3)
-            try:
-                if not await self.renew(lease):
-                    break
-                renewed = loop.time()
-            except StoreError as exc:
-                log.warning("could not renew the lease of conversation %s: %s", lease.thread_id, exc)
-                if loop.time() - renewed >= self.ttl_s:
-                    break
+        kept = _Kept(lease, loop.create_future(), loop.time())
+        self._kept.add(kept)
+        if self._renewer is None or self._renewer.done():
+            self._renewer = loop.create_task(self._renew_all(), name="parley-lease-renewals")
+        try:
+            await kept.lost
+        finally:
+            self._kept.discard(kept)
         on_lost()
+
+    async def _renew_all(self) -> None:
+        """Renew every kept lease each third of the ttl, in one statement, while any is kept."""
+        loop = asyncio.get_running_loop()
+        while self._kept:
+            await asyncio.sleep(self.ttl_s / 3)
+            kept = [k for k in self._kept if not k.lost.done()]
+            if not kept:
+                continue
+            try:
+                alive = await self.store.renew_leases([k.lease for k in kept], self.ttl_s)
+            except (
+                Exception
+            ) as exc:  # the store out of reach (StoreError), or worse: each lease keeps its ttl
+                log.warning("could not renew %d leases: %s", len(kept), exc)
+                for k in kept:
+                    if loop.time() - k.renewed >= self.ttl_s and not k.lost.done():
+                        k.lost.set_result(None)
+                continue
+            for k in kept:
+                if k.lease.thread_id in alive:
+                    k.renewed = loop.time()
+                elif not k.lost.done():
+                    k.lost.set_result(None)
+
+
+@dataclass(eq=False)
+class _Kept:
+    """A lease being kept: lost once its renewal fails (or the store was out of reach for a whole ttl)."""
+
+    lease: Lease
+    lost: asyncio.Future[None]
+    renewed: float

@@ -33,7 +33,7 @@ from ._batch import BatchWriter, NoSuchThread
 from ._connect import OPEN_TIMEOUT_S, connect
 from ._disk import sqlite_file, storage_problem
 from ._engine import SQLITE_BUSY_TIMEOUT_S, error_text
-from ._leases import Lease, live_holder, orphans, release, renew, take
+from ._leases import Lease, live_holder, orphans, release, renew, renew_many, take
 from ._passwords import hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
 from ._schema import THREAD_COLUMNS, audit, checkpoints, events, feedback, now, threads, users
@@ -350,6 +350,11 @@ class Store:
         """Extend `lease` by `ttl_s` seconds from now; False if it was taken over or released."""
         async with self._write(f"renew the lease of thread {lease.thread_id}") as conn:
             return await renew(conn, lease, ttl_s)
+
+    async def renew_leases(self, leases: Sequence[Lease], ttl_s: float) -> set[str]:
+        """`renew_lease` for several leases at once: the threads whose lease is renewed (the others were lost)."""
+        async with self._write(f"renew {len(leases)} leases") as conn:
+            return await renew_many(conn, leases, ttl_s)
 
     async def release_lease(self, lease: Lease, *, run_open: bool = False) -> None:
         """Give `lease` up; `run_open`: its run is not over and another process should carry it on."""

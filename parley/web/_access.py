@@ -23,16 +23,20 @@ class RoomAccess:
         self.user = user
         self.recheck_s = recheck_s
         self._checked = time.monotonic()
+        self._owner = False
+        """The conversation is the user's own: nobody can take it from them (sharing revokes members only)."""
 
     async def ended(self, conversation: Conversation) -> bool:
         """Whether the user lost their access to `conversation`: looked up at most once every `recheck_s`, so a
         revoked view ends within that."""
         store, tid, at = conversation.store, conversation.thread_id, time.monotonic()
-        if store is None or tid is None or at - self._checked < self.recheck_s:
+        if self._owner or store is None or tid is None or at - self._checked < self.recheck_s:
             return False
         self._checked = at
         try:
-            return await store.access(self.user, tid) is None
+            access = await store.access(self.user, tid)
+            self._owner = access == "owner"
+            return access is None
         except Exception:  # the store is unreachable: the run says so itself; the page goes on showing it
             log.exception("could not check %s's access to %s", self.user, tid)
             return False

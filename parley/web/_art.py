@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import struct
 import zlib
 from collections.abc import Sequence
@@ -74,7 +75,13 @@ def _png(width: int, height: int, rgba: bytes) -> bytes:
 
 def avatar_png(name: str, size: int = 64) -> bytes:
     """A filled disc in the speaker's colour, with a lighter ring: tells speakers apart at a glance."""
-    hexa = colour(name).lstrip("#")
+    return _disc(colour(name), size)
+
+
+@functools.lru_cache(maxsize=64)
+def _disc(colour_hex: str, size: int) -> bytes:
+    """Drawn once per colour and size: every conversation a page starts writes its team's avatars."""
+    hexa = colour_hex.lstrip("#")
     r, g, b = (int(hexa[i : i + 2], 16) for i in (0, 2, 4))
     light = tuple(min(255, c + (255 - c) // 2) for c in (r, g, b))
     centre = (size - 1) / 2
@@ -102,8 +109,15 @@ def write_avatars(public: Path, names: Sequence[str]) -> None:
     for name in names:
         path = folder / avatar_file_name(name)
         picture = avatar_png(name)
+        if _written.get(path) == picture and path.exists():
+            continue  # as this process last wrote it
         if not path.exists() or path.read_bytes() != picture:
             path.write_bytes(picture)
+        _written[path] = picture
+
+
+_written: dict[Path, bytes] = {}
+"""The avatar files this process has written or found as they should be, and what they hold."""
 
 
 CHART_WIDTH = 640

@@ -243,3 +243,40 @@ def test_a_lease_names_its_thread_holder_and_fence() -> None:
 
 async def test_the_store_names_its_database_kind(store: Store, db_url: str) -> None:
     assert store.dialect == ("sqlite" if db_url.startswith("sqlite") else "postgresql")
+
+
+async def test_every_kept_lease_is_renewed_in_one_statement_and_only_a_lost_one_is_let_go(
+    store: Store, second: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker keeps a lease per run: two hundred runs made two hundred renewals every few seconds. They go in one
+    statement; a lease another process took over is reported lost, the other kept."""
+    tids = [await store.create_thread("alice", "team", "scripted", f"Task {n}") for n in range(2)]
+    a, b = Leases(store, "worker-a", ttl_s=SHORT_TTL_S), Leases(second, "worker-b", ttl_s=30)
+    leases = [await a.acquire(tid) for tid in tids]
+    assert None not in leases
+    batches: list[int] = []
+    renew = store.renew_leases
+
+    async def counted(kept: list[Lease], ttl_s: float) -> set[str]:
+        batches.append(len(kept))
+        return await renew(kept, ttl_s)
+
+    monkeypatch.setattr(store, "renew_leases", counted)
+    lost = [asyncio.Event(), asyncio.Event()]
+    keepers = [a.keep(lease, gone.set) for lease, gone in zip(leases, lost, strict=True) if lease is not None]
+    try:
+
+        async def renewed_together() -> bool:
+            return 2 in batches
+
+        await _until(renewed_together, "both leases renewed in one statement")
+        assert a._kept and all(n <= 2 for n in batches)  # pyright: ignore[reportPrivateUsage]
+        await store.release_lease(leases[0])  # as if let go: the next renewal finds it is no longer a's
+        async with asyncio.timeout(WAIT_S):
+            await lost[0].wait()
+        await keepers[0]  # it ends by itself once the lease is lost
+        assert not lost[1].is_set() and not keepers[1].done()
+        assert await b.acquire(tids[1]) is None  # still a's
+    finally:
+        for keeper in keepers:
+            keeper.cancel()
