@@ -297,9 +297,13 @@ class Node:
                 await asyncio.wait([view, waiting], timeout=recheck_s, return_when=asyncio.FIRST_COMPLETED)
                 if view.done():
                     return False
-                if await self.store.access(user, tid) is None:
+                access = await self.store.access(user, tid)
+                if access is None:
                     view.cancel()
                     return True
+                if access == "owner":  # sharing revokes members only: nothing more to look up
+                    await asyncio.wait([view])
+                    return False
                 if told.is_set():  # said by something else than the store: the view goes on
                     told.clear()
                     waiting = asyncio.ensure_future(told.wait())
