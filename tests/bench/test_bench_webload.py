@@ -6,28 +6,36 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_smoke_run_delivers_every_agent_message_of_every_conversation(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def run_bench(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, results: str, *args: str
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`python -m bench.webload --smoke ARGS` as a user runs it; what it printed, and the JSON it wrote. The
+    benchmark imports the web tests' helpers (tests/ui, tests/security) by their own module names, which this pytest
+    session has already loaded as conftest plugins: hence a process of its own."""
     monkeypatch.setenv("PARLEY_BENCH_RESULTS", str(tmp_path))
-    # As a user runs it: the benchmark imports the web tests' helpers (tests/ui, tests/security) by their own
-    # module names, which this pytest session has already loaded as conftest plugins.
     done = subprocess.run(
-        [sys.executable, "-m", "bench.webload", "--smoke"],
+        [sys.executable, "-m", "bench.webload", "--smoke", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    data = json.loads((tmp_path / "webload-smoke.json").read_text(encoding="utf-8"))
+    return done, json.loads((tmp_path / results).read_text(encoding="utf-8"))
+
+
+def test_smoke_run_delivers_every_agent_message_of_every_conversation(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    done, data = run_bench(tmp_path, monkeypatch, "webload-smoke.json")
 
     assert {"machine", "settings", "code", "levels", "web_path", "degrades_at", "targets"} <= data.keys()
     assert data["smoke"] is True
@@ -58,17 +66,7 @@ def test_cluster_smoke_run_delivers_every_message_through_replicas_and_workers(
         services()
     except SystemExit as exc:
         pytest.skip(f"{exc} (or set {PG_ENV} and {REDIS_ENV})")
-    monkeypatch.setenv("PARLEY_BENCH_RESULTS", str(tmp_path))
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.webload", "--smoke", "--cluster"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    data = json.loads((tmp_path / "webload-cluster-smoke.json").read_text(encoding="utf-8"))
+    done, data = run_bench(tmp_path, monkeypatch, "webload-cluster-smoke.json", "--cluster")
 
     assert data["cluster"]["replicas"] == 2 and data["cluster"]["workers"] == 2
     single, cluster = data["levels"], data["cluster"]["levels"]
