@@ -95,7 +95,7 @@ class Leases:
                         k.lost.set_result(None)
                 continue
             for k in kept:
-                if k.lease.thread_id in alive:
+                if (k.lease.thread_id, k.lease.fence) in alive:
                     k.renewed = loop.time()
                 elif not k.lost.done():
                     k.lost.set_result(None)

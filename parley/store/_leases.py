@@ -152,17 +152,17 @@ async def renew(conn: AsyncConnection, lease: Lease, ttl_s: float) -> bool:
     return result.rowcount == 1
 
 
-async def renew_many(conn: AsyncConnection, leases: Sequence[Lease], ttl_s: float) -> set[str]:
-    """`renew` for several leases in one statement: the threads whose lease was still theirs (and is renewed)."""
+async def renew_many(conn: AsyncConnection, leases: Sequence[Lease], ttl_s: float) -> set[tuple[str, int]]:
+    """`renew` for several leases in one statement: (thread, fence) of each lease still its holder's, renewed."""
     if not leases:
         return set()
     found = await conn.execute(
         update(run_leases)
         .where(or_(*(_held(lease) for lease in leases)))
         .values(expires_at=clock(conn, ttl_s), updated_at=clock(conn))
-        .returning(run_leases.c.thread_id)
+        .returning(run_leases.c.thread_id, run_leases.c.fence)
     )
-    return {str(tid) for tid in found.scalars()}
+    return {(str(tid), int(fence)) for tid, fence in found}
 
 
 async def release(conn: AsyncConnection, lease: Lease, *, run_open: bool) -> None:

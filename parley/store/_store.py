@@ -351,8 +351,8 @@ class Store:
         async with self._write(f"renew the lease of thread {lease.thread_id}") as conn:
             return await renew(conn, lease, ttl_s)
 
-    async def renew_leases(self, leases: Sequence[Lease], ttl_s: float) -> set[str]:
-        """`renew_lease` for several leases at once: the threads whose lease is renewed (the others were lost)."""
+    async def renew_leases(self, leases: Sequence[Lease], ttl_s: float) -> set[tuple[str, int]]:
+        """`renew_lease` for several leases at once: (thread, fence) of each one renewed (the others were lost)."""
         async with self._write(f"renew {len(leases)} leases") as conn:
             return await renew_many(conn, leases, ttl_s)
 

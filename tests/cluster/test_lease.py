@@ -257,7 +257,7 @@ async def test_every_kept_lease_is_renewed_in_one_statement_and_only_a_lost_one_
     batches: list[int] = []
     renew = store.renew_leases
 
-    async def counted(kept: list[Lease], ttl_s: float) -> set[str]:
+    async def counted(kept: list[Lease], ttl_s: float) -> set[tuple[str, int]]:
         batches.append(len(kept))
         return await renew(kept, ttl_s)
 
