@@ -26,7 +26,8 @@ import pytest
 import redis
 from chat_started import STARTS
 from test_replicas import AGENT_STEP, PASSWORDS, Replica, agent, log_in, ready, send
-from ui.conftest import ROOT, browser_missing, parley_command, wait_until
+from ui.conftest import browser_missing, wait_until
+from ui.web_servers import start_worker
 
 from parley.events import HumanMessageEvent, MessageEvent, TurnAbandonedEvent, event_adapter
 
@@ -109,17 +110,9 @@ class Cluster:
     def worker(self) -> subprocess.Popen[bytes]:
         """Start one more `parley worker` of the cluster."""
         n = len(self.workers)
-        env = self.web[0].env() | {"PARLEY_DATA_DIR": str(self.folder / f"worker-{n}")}
-        with self.worker_log(n).open("ab") as log:
-            proc = subprocess.Popen(
-                parley_command("worker"),
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: teardown stops all it started
-            )
+        proc = start_worker(
+            self.web[0].env() | {"PARLEY_DATA_DIR": str(self.folder / f"worker-{n}")}, self.worker_log(n)
+        )
         self.workers.append(proc)
         return proc
 

@@ -26,6 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+import asyncpg
+from sqlalchemy.engine import make_url
+
 from parley.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -258,6 +261,37 @@ class Server:
 
     def threads(self, owner: str) -> list[Any]:
         return self.query(lambda s: s.list_threads(owner))
+
+
+PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+"""This machine's PostgreSQL (trust auth), where PARLEY_TEST_PG_URL (tests) or PARLEY_BENCH_PG_URL (benchmarks) is
+not set."""
+
+
+async def pg_admin(url: str, *statements: str) -> None:
+    """Run `statements` (CREATE DATABASE, DROP TABLE...) on the PostgreSQL server of `url`, outside a transaction."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A `parley worker` of a cluster (its settings in `env`), its output appended to `log_path`, in a process group
+    of its own (stopping the group stops everything it started)."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            parley_command("worker"),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
 
 
 @atexit.register
