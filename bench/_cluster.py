@@ -11,11 +11,10 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
 import redis
@@ -26,7 +25,7 @@ from parley.store import Store
 
 # The web tests' server launcher, reused as it is (tests/ is not a package).
 sys.path[:0] = [p for p in (str(ROOT / "tests"),) if p not in sys.path]
-from ui.web_servers import PG_DEFAULT, Server, pg_admin, start_worker  # noqa: E402
+from ui.web_servers import PG_DEFAULT, Server, clear_redis, pg_admin, start_worker, stop_workers  # noqa: E402
 
 REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
 PG_ENV, REDIS_ENV = "PARLEY_BENCH_PG_URL", "PARLEY_BENCH_REDIS_URL"
@@ -127,16 +126,10 @@ class Cluster:
         return "\n".join(parts)
 
     def __exit__(self, *exc: object) -> None:
-        _stop_all(self.workers)
+        stop_workers(self.workers)
         for server in self.web:
             server.stop()
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            keys = list(client.scan_iter(match=f"{self.prefix}:*"))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        clear_redis(self.redis_url, self.prefix)
         with contextlib.suppress(Exception):
             asyncio.run(
                 pg_admin(self.base, f'DROP DATABASE IF EXISTS "{self.database.database}" WITH (FORCE)')
@@ -146,16 +139,3 @@ class Cluster:
 async def _create_tables(url: str) -> None:
     store = await Store.open(url)  # makes the schema once, before the processes race to
     await store.close()
-
-
-def _stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

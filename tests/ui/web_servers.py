@@ -21,12 +21,13 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
 import asyncpg
+import redis
 from sqlalchemy.engine import make_url
 
 from parley.store import Store
@@ -292,6 +293,31 @@ def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+
+def stop_workers(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each worker's process group (they hand their runs on), then SIGKILL to any still there after 30 s."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def clear_redis(url: str, prefix: str) -> None:
+    """Delete a cluster's keys (`prefix:*`) from the Redis at `url`."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @atexit.register
