@@ -11,14 +11,12 @@ import asyncio
 import contextlib
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from pathlib import Path
 
-import asyncpg
 import redis
 from sqlalchemy.engine import make_url
 
@@ -27,9 +25,8 @@ from parley.store import Store
 
 # The web tests' server launcher, reused as it is (tests/ is not a package).
 sys.path[:0] = [p for p in (str(ROOT / "tests"),) if p not in sys.path]
-from ui.web_servers import Server, parley_command  # noqa: E402
+from ui.web_servers import PG_DEFAULT, Server, clear_redis, pg_admin, start_worker, stop_workers  # noqa: E402
 
-PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 REDIS_DEFAULT = "redis://127.0.0.1:6379/0"
 PG_ENV, REDIS_ENV = "PARLEY_BENCH_PG_URL", "PARLEY_BENCH_REDIS_URL"
 """Where the cluster's services are (the defaults: this machine's)."""
@@ -42,7 +39,7 @@ def services() -> tuple[str, str]:
     pg = os.environ.get(PG_ENV) or PG_DEFAULT
     at = os.environ.get(REDIS_ENV) or REDIS_DEFAULT
     try:
-        asyncio.run(_admin(pg, "SELECT 1"))
+        asyncio.run(pg_admin(pg, "SELECT 1"))
     except Exception as exc:
         raise SystemExit(f"--cluster needs PostgreSQL: none answers at {pg} ({exc}); set {PG_ENV}") from exc
     client = redis.Redis.from_url(at, socket_connect_timeout=2)
@@ -53,16 +50,6 @@ def services() -> tuple[str, str]:
     finally:
         client.close()
     return pg, at
-
-
-async def _admin(url: str, *statements: str) -> None:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn, timeout=5)
-    try:
-        for sql in statements:
-            await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 class Cluster:
@@ -109,7 +96,7 @@ class Cluster:
 
     def __enter__(self) -> Cluster:
         self._secret = secrets.token_urlsafe(32)
-        asyncio.run(_admin(self.base, f'CREATE DATABASE "{self.database.database}"'))
+        asyncio.run(pg_admin(self.base, f'CREATE DATABASE "{self.database.database}"'))
         try:
             asyncio.run(_create_tables(self.db_url))
             replicas, workers = self.counts
@@ -127,18 +114,9 @@ class Cluster:
         return self
 
     def _worker(self, n: int) -> subprocess.Popen[bytes]:
-        env = self.web[0].env() | {"PARLEY_DATA_DIR": str(self.folder / f"worker-{n}")}
         (self.folder / f"worker-{n}").mkdir(parents=True, exist_ok=True)
-        with (self.folder / f"worker-{n}.log").open("ab") as log:
-            return subprocess.Popen(
-                parley_command("worker"),
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        env = self.web[0].env() | {"PARLEY_DATA_DIR": str(self.folder / f"worker-{n}")}
+        return start_worker(env, self.folder / f"worker-{n}.log")
 
     def logs(self) -> str:
         parts = [f"--- parley ui on {s.url}:\n{s.log_tail(30)}" for s in self.web]
@@ -148,33 +126,16 @@ class Cluster:
         return "\n".join(parts)
 
     def __exit__(self, *exc: object) -> None:
-        _stop_all(self.workers)
+        stop_workers(self.workers)
         for server in self.web:
             server.stop()
-        client = redis.Redis.from_url(self.redis_url)
-        try:
-            keys = list(client.scan_iter(match=f"{self.prefix}:*"))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        clear_redis(self.redis_url, self.prefix)
         with contextlib.suppress(Exception):
-            asyncio.run(_admin(self.base, f'DROP DATABASE IF EXISTS "{self.database.database}" WITH (FORCE)'))
+            asyncio.run(
+                pg_admin(self.base, f'DROP DATABASE IF EXISTS "{self.database.database}" WITH (FORCE)')
+            )
 
 
 async def _create_tables(url: str) -> None:
     store = await Store.open(url)  # makes the schema once, before the processes race to
     await store.close()
-
-
-def _stop_all(procs: Sequence[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    for proc in procs:
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()

@@ -12,9 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-import asyncpg
 import pytest
-from sqlalchemy.engine import make_url
+from ui.web_servers import PG_DEFAULT, pg_admin
 
 from parley.store import Store
 from parley.store._schema import metadata
@@ -110,7 +109,6 @@ def write(tmp_path: Path) -> Callable[[str, str], Path]:
 os.environ.setdefault("PARLEY_AUTOGEN_LOG", "CRITICAL")
 
 
-PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 T = TypeVar("T")
 
 
@@ -120,30 +118,20 @@ def _in_thread(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(lambda: asyncio.run(make())).result()
 
 
-async def _pg_admin(url: str, *statements: str) -> None:
-    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-    conn = await asyncpg.connect(dsn, timeout=5)
-    try:
-        for sql in statements:
-            await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session")
 def pg_database() -> Iterator[str]:
     """The URL of a database created for this session."""
     base = os.environ.get("PARLEY_TEST_PG_URL") or PG_DEFAULT
     name = f"parley_test_{uuid.uuid4().hex[:12]}"
     try:
-        _in_thread(lambda: _pg_admin(base, f'CREATE DATABASE "{name}"'))
+        _in_thread(lambda: pg_admin(base, f'CREATE DATABASE "{name}"'))
     except Exception as exc:
         pytest.skip(
             f"PostgreSQL not reachable at {redact(base)}: start it or set PARLEY_TEST_PG_URL "
             f"({type(exc).__name__}: {exc})"
         )
     yield normalise_url(base).set(database=name).render_as_string(hide_password=False)
-    _in_thread(lambda: _pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    _in_thread(lambda: pg_admin(base, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -153,7 +141,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite+aiosqlite:///{tmp_path / 'parley.db'}"
     url: str = request.getfixturevalue("pg_database")
     drops = [f'DROP TABLE IF EXISTS "{t.name}" CASCADE' for t in reversed(metadata.sorted_tables)]
-    _in_thread(lambda: _pg_admin(url, *drops))
+    _in_thread(lambda: pg_admin(url, *drops))
     return url
 
 

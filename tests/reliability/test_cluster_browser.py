@@ -10,7 +10,6 @@ Set PARLEY_UI_SHOTS=/some/folder to keep a screenshot of each state worth lookin
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -26,7 +25,8 @@ import pytest
 import redis
 from chat_started import STARTS
 from test_replicas import AGENT_STEP, PASSWORDS, Replica, agent, log_in, ready, send
-from ui.conftest import ROOT, browser_missing, parley_command, wait_until
+from ui.conftest import browser_missing, wait_until
+from ui.web_servers import clear_redis, start_worker, stop_workers
 
 from parley.events import HumanMessageEvent, MessageEvent, TurnAbandonedEvent, event_adapter
 
@@ -109,17 +109,9 @@ class Cluster:
     def worker(self) -> subprocess.Popen[bytes]:
         """Start one more `parley worker` of the cluster."""
         n = len(self.workers)
-        env = self.web[0].env() | {"PARLEY_DATA_DIR": str(self.folder / f"worker-{n}")}
-        with self.worker_log(n).open("ab") as log:
-            proc = subprocess.Popen(
-                parley_command("worker"),
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own process group: teardown stops all it started
-            )
+        proc = start_worker(
+            self.web[0].env() | {"PARLEY_DATA_DIR": str(self.folder / f"worker-{n}")}, self.worker_log(n)
+        )
         self.workers.append(proc)
         return proc
 
@@ -133,25 +125,10 @@ class Cluster:
         return next((w for w in self.workers if w.pid == pid), None)
 
     def stop(self) -> None:
-        for proc in self.workers:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        for proc in self.workers:
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop_workers(self.workers)
         for node in self.web:
             node.stop()
-        client = redis.Redis.from_url(self.settings["PARLEY_REDIS_URL"])
-        try:
-            keys = list(client.scan_iter(match=self.settings["PARLEY_REDIS_PREFIX"] + ":*"))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+        clear_redis(self.settings["PARLEY_REDIS_URL"], self.settings["PARLEY_REDIS_PREFIX"])
 
     def logs(self) -> str:
         parts = [f"--- parley ui on {node.url}:\n{node.log_tail()}" for node in self.web]

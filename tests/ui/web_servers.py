@@ -21,10 +21,14 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
+
+import asyncpg
+import redis
+from sqlalchemy.engine import make_url
 
 from parley.store import Store
 
@@ -258,6 +262,62 @@ class Server:
 
     def threads(self, owner: str) -> list[Any]:
         return self.query(lambda s: s.list_threads(owner))
+
+
+PG_DEFAULT = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+"""This machine's PostgreSQL (trust auth), where PARLEY_TEST_PG_URL (tests) or PARLEY_BENCH_PG_URL (benchmarks) is
+not set."""
+
+
+async def pg_admin(url: str, *statements: str) -> None:
+    """Run `statements` (CREATE DATABASE, DROP TABLE...) on the PostgreSQL server of `url`, outside a transaction."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    conn = await asyncpg.connect(dsn, timeout=5)
+    try:
+        for sql in statements:
+            await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def start_worker(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """A `parley worker` of a cluster (its settings in `env`), its output appended to `log_path`, in a process group
+    of its own (stopping the group stops everything it started)."""
+    with log_path.open("ab") as log:
+        return subprocess.Popen(
+            parley_command("worker"),
+            cwd=ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def stop_workers(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM to each worker's process group (they hand their runs on), then SIGKILL to any still there after 30 s."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def clear_redis(url: str, prefix: str) -> None:
+    """Delete a cluster's keys (`prefix:*`) from the Redis at `url`."""
+    client = redis.Redis.from_url(url)
+    try:
+        keys = list(client.scan_iter(match=f"{prefix}:*"))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()
 
 
 @atexit.register
