@@ -86,9 +86,8 @@ class Leases:
                 continue
             try:
                 alive = await self.store.renew_leases([k.lease for k in kept], self.ttl_s)
-            except (
-                Exception
-            ) as exc:  # the store out of reach (StoreError), or worse: each lease keeps its ttl
+            # The store out of reach (StoreError), or worse: each lease is let go once a whole ttl passed unrenewed.
+            except Exception as exc:
                 log.warning("could not renew %d leases: %s", len(kept), exc)
                 for k in kept:
                     if loop.time() - k.renewed >= self.ttl_s and not k.lost.done():
