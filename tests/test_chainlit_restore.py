@@ -4,6 +4,7 @@ gets the chat's start there (parley/web/_chainlit_restore.py), through Chainlit'
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 from typing import Any
 
@@ -12,6 +13,8 @@ import pytest
 from chainlit.config import config as chainlit_config
 from chainlit.server import sio
 from chainlit.session import WebsocketSession
+from chainlit.user import User
+from chainlit.user_session import user_sessions
 
 from parley.web import _chainlit_restore as restore
 
@@ -185,3 +188,42 @@ def test_chainlit_still_restores_sessions_as_parley_assumes() -> None:
 
     _chainlit_fixes.install()  # which installs restore's steps, and wraps Chainlit's resume_thread
     assert restore.check() == []
+
+
+async def test_a_thread_reopened_again_keeps_the_pages_chat_while_chainlit_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A reloaded page reconnects once its thread is open, and the thread is reopened on the new socket: Chainlit's
+    reading replaces the session's user data with the thread's metadata. The page's chat stays there (a Stop clicked
+    meanwhile stopped nothing); a session reopening its thread the first time gets the metadata as Chainlit gives it."""
+    read = asyncio.Event()
+
+    class Layer:
+        async def get_thread(self, thread_id: str) -> dict[str, Any]:
+            await read.wait()
+            return {"id": thread_id, "userIdentifier": "ann", "metadata": {"chat_profile": "support"}}
+
+    monkeypatch.setattr(chainlit_socket, "get_data_layer", lambda: Layer())
+    resume_thread = restore.tracking(inspect.unwrap(chainlit_socket.resume_thread))
+    session, _ = first_socket()
+    session.user = User(identifier="ann")
+    session.thread_id_to_resume = "t-1"
+    session.has_first_interaction = True  # reopened once already on an earlier socket
+    chat = object()
+    user_sessions[session.id] = {"parley": chat}
+    reading = asyncio.ensure_future(resume_thread(session))
+    await asyncio.sleep(0)
+    assert user_sessions[session.id]["parley"] is chat  # while the thread is read
+    read.set()
+    assert (await reading)["id"] == "t-1"
+    assert user_sessions[session.id]["parley"] is chat
+    assert (
+        user_sessions[session.id]["chat_profile"] == "support"
+    )  # and the thread's metadata, as Chainlit gives it
+
+    first, _ = first_socket()  # a new page's session: Chainlit's reading decides what it holds
+    first.user = User(identifier="ann")
+    first.thread_id_to_resume = "t-2"
+    user_sessions[first.id] = {"parley": chat}
+    assert (await resume_thread(first))["id"] == "t-2"
+    assert user_sessions[first.id] == {"chat_profile": "support"}

@@ -18,6 +18,11 @@ reopened one in the session as the page goes on showing the thread (a Stop click
 `tracking()` (installed by `_chainlit_fixes`) notes each session whose thread is being reopened, and `resuming()`
 tells `on_chat_start` to leave such a session to its resume.
 
+A page that reconnects once its thread is open (a reload opens several sockets in a row) has its thread reopened
+again on the new socket, and Chainlit's reading replaces the session's user data with the thread's metadata: the
+page's chat would be missing until `on_chat_resume` set it again, and a Stop clicked meanwhile did nothing. So
+`tracking()` keeps the session's own entries across that reading (`_keep`).
+
 `check()` says whether Chainlit still behaves as this assumes (see `_chainlit_fixes.check`).
 """
 
@@ -39,6 +44,7 @@ from chainlit import server as _server
 from chainlit.chat_settings import ChatSettings
 from chainlit.emitter import ChainlitEmitter
 from chainlit.session import WebsocketSession
+from chainlit.user_session import user_sessions
 
 log = logging.getLogger("parley.web")
 _REPLAYS = "_parley_replays"
@@ -136,15 +142,28 @@ def tracking(read_thread: ResumeThread) -> ResumeThread:
         outcome = _resumes.get(session)
         if outcome is None or outcome.done():  # else noted as the handler began (see install)
             outcome = _resumes[session] = asyncio.get_running_loop().create_future()
+        # A session reopened again (its page reconnected) keeps what the app holds for its chat meanwhile.
+        kept = dict(user_sessions.get(session.id) or {}) if session.has_first_interaction else {}
         thread = None
         try:
             thread = await read_thread(session)
+            if thread is not None and kept:
+                _keep(session, kept)
             return thread
         finally:
             outcome.set_result(thread is not None)
 
     setattr(resume_thread, _REPLAYS, True)
     return resume_thread
+
+
+def _keep(session: WebsocketSession, kept: dict[str, Any]) -> None:
+    """Chainlit's reading replaced the session's user data with the thread's stored metadata: the chat going on
+    (the app's ChatSession under "parley") would be missing until `on_chat_resume` sets it again, and a Stop
+    clicked or a message sent in between found no chat (the click did nothing). Keep what the metadata lacks."""
+    now = user_sessions.setdefault(session.id, {})
+    for key, value in kept.items():
+        now.setdefault(key, value)
 
 
 async def resuming(session: WebsocketSession) -> bool:
@@ -238,6 +257,10 @@ def check() -> list[str]:
                 f"Chainlit's connection_successful no longer tests {needle!r}: check what a restored session is "
                 "sent on its new socket"
             )
+    if "user_sessions[session.id] = metadata.copy()" not in inspect.getsource(
+        inspect.unwrap(_socket.resume_thread)
+    ):
+        broken.append("Chainlit's resume_thread no longer replaces the session's user data: check `_keep`")
     if "session.emit = emit_fn" not in inspect.getsource(_socket.restore_existing_session):
         broken.append("Chainlit no longer gives a restored session its new socket's emit")
     if '_get_session_property("emit")' not in inspect.getsource(ChainlitEmitter):

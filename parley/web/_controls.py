@@ -307,5 +307,5 @@ class LiveControls:
 async def _stop_clicked(action: cl.Action) -> None:
     chat = cl.user_session.get("parley")
     stop = getattr(chat, "stop_now", None)
-    if stop is not None:
-        await stop()
+    if stop is None or not await stop():  # the run ended as the click came, or the page has no chat
+        await cl.Message(content="Nothing is running.", author=SYSTEM).send()
