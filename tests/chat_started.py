@@ -193,3 +193,23 @@ def evaluate(target: Page | Locator, fn: str, arg: Any = None, *, timeout_ms: fl
 
 STARTS: dict[int, ChatStarts] = {}
 """The chat starts of every tab a test opened with `person()` (tests/reliability/conftest.py), by the tab's id()."""
+
+
+def send_message(page: Page, text: str) -> None:
+    """Type `text` in the composer and send it with Enter, as a person does, once the composer takes it.
+
+    The first screen of a new chat swaps its composer for the conversation's as the chat starts: a key pressed in
+    between is lost and the text stays (sending clears it at once). A person who sees their text still there
+    presses the send button: so does this."""
+    from playwright.sync_api import expect  # only browser tests import this module; they skip without it
+
+    box = page.locator("#chat-input")
+    box.fill(text)
+    # A page that just switched teams is still starting its new chat (a task runs): it takes no message yet.
+    expect(page.locator("#chat-submit")).to_be_enabled()
+    box.press("Enter")
+    try:
+        expect(box).to_have_value("", timeout=5_000)  # the composer took it
+    except AssertionError:
+        page.locator("#chat-submit").click()
+        expect(box).to_have_value("")

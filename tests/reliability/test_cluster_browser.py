@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 import redis
-from chat_started import STARTS
+from chat_started import STARTS, send_message
 from test_replicas import AGENT_STEP, PASSWORDS, Replica, agent, log_in, ready, send
 from ui.conftest import browser_missing, wait_until
 from ui.web_servers import clear_redis, start_worker, stop_workers
@@ -202,10 +202,7 @@ def open_from_sidebar(page: Page, tid: str) -> None:
 
 
 def type_message(page: Page, text: str) -> None:
-    box = page.locator("#chat-input")
-    box.fill(text)
-    box.press("Enter")
-    expect(box).to_have_value("")  # the composer took it
+    send_message(page, text)
 
 
 def snap(page: Page, name: str) -> None:

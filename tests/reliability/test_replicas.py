@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chat_started import STARTS, ChatStarts
+from chat_started import STARTS, ChatStarts, send_message
 from ui.conftest import Server, browser_missing, wait_until
 
 from parley.events import MessageEvent, event_adapter
@@ -103,9 +103,7 @@ def ready(page: Page) -> None:
 
 def send(page: Page, text: str) -> str:
     """Send a message; returns the id of the conversation it went to."""
-    box = page.locator("#chat-input")
-    box.fill(text)
-    box.press("Enter")
+    send_message(page, text)
     page.wait_for_url(re.compile(r"/thread/[0-9a-f-]{36}$"))
     return page.url.rsplit("/", 1)[1]
 

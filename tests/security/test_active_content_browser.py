@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from chat_started import ChatStarts, evaluate
+from chat_started import ChatStarts, evaluate, send_message
 from ui.conftest import Server, browser_missing
 
 if browser_missing():
@@ -112,8 +112,7 @@ def _check(new_page: Callable[[], Page], server: Server) -> None:
         and "unsafe-inline" not in policy
     )
     starts.wait()  # the chat started under the policy
-    page.locator("#chat-input").fill("Write the quarterly report")
-    page.locator("#chat-input").press("Enter")
+    send_message(page, "Write the quarterly report")
     expect(
         page.locator('.step[data-step-type="assistant_message"]').filter(has_text="Run ended")
     ).to_be_visible()

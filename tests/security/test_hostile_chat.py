@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from _websec import TEAM, ChatSocket, local_cookie, script
-from chat_started import ChatStarts, evaluate
+from chat_started import ChatStarts, evaluate, send_message
 from fakeserver import FakeServer
 from ui.conftest import Server, run_async
 
@@ -87,8 +87,7 @@ def test_html_and_scripts_show_as_text_and_images_stay_unfetched(
     assert first is not None and "img-src 'self' data: blob:" in first.headers["content-security-policy"]
     starts.wait()
     task = _hostile(listener.url, "user")
-    page.locator("#chat-input").fill(task)
-    page.locator("#chat-input").press("Enter")
+    send_message(page, task)
     expect(
         page.locator('.step[data-step-type="assistant_message"]').filter(has_text="Run ended")
     ).to_be_visible()

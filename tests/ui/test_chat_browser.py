@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from chat_started import ChatStarts, evaluate
+from chat_started import ChatStarts, evaluate, send_message
 from ui.conftest import wait_until
 
 from parley.catalog import discover_teams
@@ -110,18 +110,7 @@ class Chat:
     # -- talking ------------------------------------------------------------------------------
 
     def send(self, text: str) -> None:
-        box = self.page.locator("#chat-input")
-        box.fill(text)
-        # A page that just switched teams is still starting its new chat (a task runs): it takes no message yet.
-        expect(self.page.locator("#chat-submit")).to_be_enabled()
-        box.press("Enter")
-        try:
-            expect(box).to_have_value("", timeout=5_000)  # the composer took it
-        except AssertionError:
-            # The first screen of a new chat swaps its composer for the conversation's as the chat starts: a key
-            # pressed in between is lost, the text stays (sending clears it at once). Send it with the button.
-            self.page.locator("#chat-submit").click()
-            expect(box).to_have_value("")
+        send_message(self.page, text)
 
     def command(self, name: str, text: str = "") -> None:
         """Select a composer command button, then send."""

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from chat_started import ChatStarts, evaluate
+from chat_started import ChatStarts, evaluate, send_message
 
 from parley.catalog import discover_teams
 
@@ -59,11 +59,7 @@ def open_chat(page: Page, url: str) -> None:
 
 
 def send(page: Page, text: str) -> None:
-    box = page.locator("#chat-input")
-    box.fill(text)
-    expect(page.locator("#chat-submit")).to_be_enabled()
-    box.press("Enter")
-    expect(box).to_have_value("")
+    send_message(page, text)
 
 
 _INK = """img => {

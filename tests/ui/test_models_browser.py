@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from chat_started import ChatStarts, evaluate
+from chat_started import ChatStarts, evaluate, send_message
 from ui.conftest import wait_until
 
 from parley.web._guard import LOCAL_USER
@@ -118,11 +118,7 @@ class Picker:
         expect(self.page.get_by_role("dialog")).to_be_hidden()
 
     def send(self, text: str) -> None:
-        box = self.page.locator("#chat-input")
-        box.fill(text)
-        expect(self.page.locator("#chat-submit")).to_be_enabled()
-        box.press("Enter")
-        expect(box).to_have_value("")
+        send_message(self.page, text)
 
     def shoot(self, name: str) -> None:
         if not SHOTS:

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
-from chat_started import ChatStarts, evaluate
+from chat_started import ChatStarts, evaluate, send_message
 from ui.conftest import Server, wait_until
 
 try:
@@ -72,11 +72,7 @@ class Tab:
         return self
 
     def send(self, text: str) -> None:
-        box = self.page.locator("#chat-input")
-        box.fill(text)
-        expect(self.page.locator("#chat-submit")).to_be_enabled()
-        box.press("Enter")
-        expect(box).to_have_value("")
+        send_message(self.page, text)
 
     def command(self, name: str, text: str = "") -> None:
         """Select a composer command button, type (or not), send."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from chat_started import ChatStarts, evaluate
+from chat_started import ChatStarts, evaluate, send_message
 from ui.conftest import Server, browser_missing, wait_until
 
 try:
@@ -63,11 +63,7 @@ class Tab:
         return self
 
     def send(self, text: str) -> None:
-        box = self.page.locator("#chat-input")
-        box.fill(text)
-        expect(self.page.locator("#chat-submit")).to_be_enabled()
-        box.press("Enter")
-        expect(box).to_have_value("")
+        send_message(self.page, text)
 
     def thread_id(self) -> str:
         self.page.wait_for_url(re.compile(r"/thread/[0-9a-f-]{36}$"))
