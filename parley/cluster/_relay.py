@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["Relay", "apply"]
 
 log = logging.getLogger("parley.cluster")
+PUBLISH_BATCH = 200
+"""Events sent out in one round trip at most."""
 
 
 def apply(conversation: Conversation, command: Command) -> Run | None:
@@ -125,18 +127,24 @@ class Relay:
             run.stop()
 
     async def _publish(self) -> None:
+        """Send the run's events out as they come: what came while the last went out goes in one round trip."""
         bus, tid = self.node.bus, self.thread_id
         while True:
-            event, seq = await self._out.get()
+            batch = [await self._out.get()]
+            while not self._out.empty() and len(batch) < PUBLISH_BATCH:
+                batch.append(self._out.get_nowait())
             try:
                 if (
                     not self.lost
                 ):  # a run whose conversation another process took over: its end is not the run's
-                    await bus.publish(tid, event.model_dump(mode="json"), seq)
-            except Exception:  # a watcher elsewhere misses it live; the store has it
-                log.exception("could not relay %s of %s", event.type, tid)
+                    await bus.publish_many(
+                        tid, [(event.model_dump(mode="json"), seq) for event, seq in batch]
+                    )
+            except Exception:  # a watcher elsewhere misses them live; the store has them
+                log.exception("could not relay %d event(s) of %s", len(batch), tid)
             finally:
-                self._out.task_done()
+                for _ in batch:
+                    self._out.task_done()
 
     async def _commands(self) -> None:
         bus, tid = self.node.bus, self.thread_id
