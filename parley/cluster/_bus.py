@@ -15,9 +15,12 @@ Everything read back is treated as hostile: an entry that is not what the bus wr
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import logging
+import re
+import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
@@ -34,8 +37,9 @@ from redis.typing import EncodableT, FieldT
 from ..errors import ConfigError
 from ..paths import is_server_id
 from ._commands import Command, Job
+from ._follow import Followers
 
-__all__ = ["Bus"]
+__all__ = ["Bus", "client_name"]
 
 log = logging.getLogger("parley.cluster")
 
@@ -62,6 +66,12 @@ def _redact(url: str) -> str:
         return urlunsplit(parts._replace(netloc=netloc))
     except ValueError:
         return "<unparseable Redis URL>"
+
+
+def client_name(prefix: str) -> str:
+    """The name a node's connections give themselves in Redis: `parley` or the cluster's key prefix (Redis refuses
+    spaces in a name)."""
+    return re.sub(r"[^A-Za-z0-9_.:-]", "_", prefix)[:100] or "parley"
 
 
 def _decode_event(
@@ -91,6 +101,9 @@ class Bus:
         """How long a blocking read waits on the server before it looks again (a cancelled reader never waits)."""
         self.url = shown
         """The Redis URL, password masked."""
+        wake = self._key("wake", uuid.uuid4().hex)
+        self._followers = Followers(client, wake, self._retrying, lambda: self._block_ms)
+        """One blocking read for every stream this node follows."""
 
     @classmethod
     async def connect(cls, url: str, *, prefix: str = "parley", stream_cap: int = STREAM_MAXLEN) -> Bus:
@@ -106,6 +119,7 @@ class Bus:
                 encoding_errors="replace",  # bytes someone else wrote must not break decoding
                 socket_connect_timeout=_CONNECT_TIMEOUT_S,
                 health_check_interval=30,
+                client_name=client_name(prefix),  # Redis's CLIENT LIST then says whose each connection is
                 # A blip is retried quickly; a longer outage is the loops' business (_retrying), which log it.
                 retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
             )
@@ -123,6 +137,7 @@ class Bus:
         return cls(client, prefix, shown, stream_cap)
 
     async def close(self) -> None:
+        await self._followers.close()
         await self._redis.aclose()
 
     @property
@@ -157,16 +172,23 @@ class Bus:
 
     async def publish(self, tid: str, event: dict[str, Any], seq: int | None) -> str:
         """Add `event` (with the store's `seq`, None for an unstored chunk) to the thread's stream; its entry id."""
+        (entry_id,) = await self.publish_many(tid, [(event, seq)])
+        return entry_id
+
+    async def publish_many(self, tid: str, events: list[tuple[dict[str, Any], int | None]]) -> list[str]:
+        """Add `events` (each with its seq, as `publish`) to the thread's stream in order, in one round trip; their
+        entry ids."""
         key = self._key("events", tid)
-        fields: dict[FieldT, EncodableT] = {
-            "event": json.dumps(event, separators=(",", ":")),
-            "seq": "" if seq is None else str(seq),
-        }
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(key, fields, maxlen=self._cap, approximate=True)
+            for event, seq in events:
+                fields: dict[FieldT, EncodableT] = {
+                    "event": json.dumps(event, separators=(",", ":")),
+                    "seq": "" if seq is None else str(seq),
+                }
+                pipe.xadd(key, fields, maxlen=self._cap, approximate=True)
             pipe.expire(key, TTL_S)
-            entry_id, _ = await pipe.execute()
-        return str(entry_id)
+            *ids, _ = await pipe.execute()
+        return [str(i) for i in ids]
 
     async def last_id(self, tid: str) -> str:
         """The id of the thread's newest stream entry; ``"0-0"`` when there is none."""
@@ -191,17 +213,15 @@ class Bus:
         have lost what it missed)."""
         key = self._key("events", tid)
         last = await self._retrying("follow", lambda: self.last_id(tid)) if after == "$" else after
-        while True:
-            read = functools.partial(self._redis.xread, {key: last}, count=500, block=self._block_ms)
-            batches = await self._retrying("follow", read)
-            if not batches:
-                yield None
-            for _key, entries in batches or ():
-                for entry_id, fields in entries:
-                    last = str(entry_id)
-                    decoded = _decode_event(tid, last, fields)
+        batches = self._followers.entries(key, last, lambda: self.block_s)
+        async with contextlib.aclosing(batches):
+            async for batch in batches:
+                if batch is None:
+                    yield None
+                for entry_id, fields in batch or ():
+                    decoded = _decode_event(tid, entry_id, fields)
                     if decoded is not None:
-                        yield last, *decoded
+                        yield entry_id, *decoded
 
     # ---- commands to the run's owner ----
 

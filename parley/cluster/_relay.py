@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, RunStateError
-from ..events import Event
+from ..events import ChunkEvent, Event
 from ._commands import Command
 from ._lease import Lease
 
@@ -19,9 +19,28 @@ if TYPE_CHECKING:
     from ..run import Run
     from ._node import Node
 
-__all__ = ["Relay", "apply"]
+__all__ = ["Relay", "apply", "coalesced"]
 
 log = logging.getLogger("parley.cluster")
+PUBLISH_BATCH = 200
+"""Events sent out in one round trip at most."""
+
+
+def coalesced(batch: list[tuple[Event, int | None]]) -> list[tuple[Event, int | None]]:
+    """The batch with each run of streamed pieces of one message (consecutive chunks of a speaker's turn) as one
+    piece: the same text in order, fewer entries for every watcher to read."""
+    out: list[tuple[Event, int | None]] = []
+    for event, seq in batch:
+        last = out[-1][0] if out else None
+        if (
+            isinstance(event, ChunkEvent)
+            and isinstance(last, ChunkEvent)
+            and (last.source, last.turn) == (event.source, event.turn)
+        ):
+            out[-1] = (last.model_copy(update={"content": last.content + event.content}), None)
+        else:
+            out.append((event, seq))
+    return out
 
 
 def apply(conversation: Conversation, command: Command) -> Run | None:
@@ -125,18 +144,22 @@ class Relay:
             run.stop()
 
     async def _publish(self) -> None:
+        """Send the run's events out as they come: what came while the last went out goes in one round trip."""
         bus, tid = self.node.bus, self.thread_id
         while True:
-            event, seq = await self._out.get()
+            batch = [await self._out.get()]
+            while not self._out.empty() and len(batch) < PUBLISH_BATCH:
+                batch.append(self._out.get_nowait())
             try:
-                if (
-                    not self.lost
-                ):  # a run whose conversation another process took over: its end is not the run's
-                    await bus.publish(tid, event.model_dump(mode="json"), seq)
-            except Exception:  # a watcher elsewhere misses it live; the store has it
-                log.exception("could not relay %s of %s", event.type, tid)
+                # A run whose conversation another process took over: its end is not the run's.
+                if not self.lost:
+                    out = [(event.model_dump(mode="json"), seq) for event, seq in coalesced(batch)]
+                    await bus.publish_many(tid, out)
+            except Exception:  # a watcher elsewhere misses them live; the store has them
+                log.exception("could not relay %d event(s) of %s", len(batch), tid)
             finally:
-                self._out.task_done()
+                for _ in batch:
+                    self._out.task_done()
 
     async def _commands(self) -> None:
         bus, tid = self.node.bus, self.thread_id

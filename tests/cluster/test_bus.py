@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 import pytest
 import redis.asyncio as redis
 
-from parley.cluster._bus import TTL_S, Bus
+from parley.cluster._bus import TTL_S, Bus, client_name
 from parley.cluster._commands import Command, Job
 from parley.errors import ConfigError
 
@@ -463,3 +463,38 @@ async def test_dead_takers_are_the_workers_without_a_heartbeat_that_hold_jobs(
     assert await web.requeue_from("gone-1") == 1
     assert await web.dead_takers() == []
     assert await raw.smembers(f"{prefix}:takers") == {"alive-1"}, "who holds nothing and is gone is forgotten"
+
+
+async def test_a_nodes_watchers_share_one_blocking_read_and_one_joining_is_read_at_once(
+    nodes: tuple[Bus, Bus], raw: Any, prefix: str
+) -> None:
+    """Many conversations watched on one node hold one Redis connection in a blocking read, not one each; a watcher
+    that joins while that read waits (here for an hour) is not left waiting for it to end."""
+    one, two = nodes
+    two.block_s = 3600.0
+    name = client_name(prefix)  # this test's buses (other tests may use Redis meanwhile)
+
+    async def reading() -> list[dict[str, Any]]:
+        return [c for c in await raw.client_list() if c["cmd"] == "xread" and c["name"] == name]
+
+    threads = [tid() for _ in range(5)]
+    watchers = [two.follow(t, await two.last_id(t)) for t in threads]
+    pending = [asyncio.ensure_future(anext(w)) for w in watchers[:4]]
+    try:
+        async with asyncio.timeout(WAIT_S):
+            while not await reading():  # noqa: ASYNC110  # Redis's client list: no event to await
+                await asyncio.sleep(0.01)
+        for i, thread in enumerate(threads[:4]):
+            await one.publish(thread, _event(f"to {i}"), 1)
+        got = [await asyncio.wait_for(p, WAIT_S) for p in pending]
+        assert [event["text"] for _, event, _ in got] == [f"to {i}" for i in range(4)]
+        blocked = await reading()
+        assert len(blocked) == 1, blocked  # the node's one read waits again, for all four
+        late = asyncio.ensure_future(anext(watchers[4]))  # joins while that read waits
+        await one.publish(threads[4], _event("late"), 1)
+        assert (await asyncio.wait_for(late, WAIT_S))[1] == _event("late")
+    finally:
+        for p in pending:
+            p.cancel()
+        for w in watchers:
+            await w.aclose()

@@ -1,0 +1,135 @@
+"""One blocking read for all the live runs a node follows.
+
+Each page that watches a run driven by another process follows the run's Redis stream. With a blocking XREAD per
+page, a replica held a Redis connection per watched conversation and woke once per event per conversation: at a
+few hundred conversations that was a sixth of its CPU. So a node's followers share one reader (`Followers`): it
+reads every followed stream in one XREAD and hands each follower the entries past its position. A follower that
+joins while the reader waits wakes it through a stream of the node's own (`wake`), so that its stream is read at
+once from where it starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as redis
+
+log = logging.getLogger("parley.cluster")
+
+Entry = tuple[str, dict[str, str]]
+"""A stream entry as Redis gives it: its id and its fields."""
+Retrying = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
+READ_COUNT = 500
+"""Entries read per stream and per read at most (a follower far behind catches up in several reads)."""
+WAKE_TTL_S = 3600
+
+
+def entry_order(entry_id: str) -> tuple[int, int]:
+    """A stream entry id ("milliseconds-sequence") as something that sorts as Redis orders entries."""
+    ms, _, seq = entry_id.partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return (0, 0)
+
+
+@dataclass(eq=False)
+class _Follower:
+    key: str
+    last: str
+    """The id of the last entry handed to this follower (or where it starts)."""
+    inbox: asyncio.Queue[list[Entry] | BaseException] = field(default_factory=asyncio.Queue)
+
+
+class Followers:
+    """A node's followers of Redis streams, served by one reader."""
+
+    def __init__(
+        self, client: redis.Redis, wake: str, retrying: Retrying, block_ms: Callable[[], int]
+    ) -> None:
+        self._redis = client
+        self._wake = wake
+        self._woken = "0-0"
+        """The wake stream's last entry read."""
+        self._retrying = retrying
+        self._block_ms = block_ms
+        self._by_key: dict[str, set[_Follower]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    async def entries(
+        self, key: str, after: str, quiet_s: Callable[[], float]
+    ) -> AsyncGenerator[list[Entry] | None]:
+        """The entries of stream `key` after entry `after`, a batch at a time, and None each time nothing came
+        for `quiet_s()` seconds; until closed."""
+        follower = _Follower(key, after)
+        self._by_key.setdefault(key, set()).add(follower)
+        try:
+            await self._serve()
+            while True:
+                try:
+                    async with asyncio.timeout(quiet_s()):
+                        got = await follower.inbox.get()
+                except TimeoutError:
+                    yield None
+                    continue
+                if isinstance(got, BaseException):
+                    raise got
+                yield got
+        finally:
+            followers = self._by_key.get(key)
+            if followers is not None:
+                followers.discard(follower)
+                if not followers:
+                    del self._by_key[key]
+
+    async def _serve(self) -> None:
+        """Make sure the reader reads the followers' streams as they are now."""
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.get_running_loop().create_task(self._read(), name="parley-follow")
+            return
+        # The reader waits on the streams as they were: a word on the wake stream has it read them again.
+        await self._retrying("follow", self._wake_up)
+
+    async def _wake_up(self) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xadd(self._wake, {"w": "1"}, maxlen=1, approximate=False)
+            pipe.expire(self._wake, WAKE_TTL_S)
+            await pipe.execute()
+
+    async def _read(self) -> None:
+        try:
+            while self._by_key:
+                streams: dict[Any, Any] = {
+                    key: min((f.last for f in followers), key=entry_order)
+                    for key, followers in self._by_key.items()
+                }
+                streams[self._wake] = self._woken
+                read = functools.partial(self._redis.xread, streams, count=READ_COUNT, block=self._block_ms())
+                for key, entries in await self._retrying("follow", read) or ():
+                    if key == self._wake:
+                        self._woken = str(entries[-1][0])
+                    else:
+                        self._hand_out(str(key), entries)
+        except Exception as exc:  # not an outage (those are retried): each follower fails with it
+            log.exception("could not read the followed streams")
+            for followers in self._by_key.values():
+                for follower in followers:
+                    follower.inbox.put_nowait(exc)
+
+    def _hand_out(self, key: str, entries: list[Entry]) -> None:
+        for follower in self._by_key.get(key, ()):
+            after = entry_order(follower.last)
+            mine = [(str(i), fields) for i, fields in entries if entry_order(str(i)) > after]
+            if mine:
+                follower.last = mine[-1][0]
+                follower.inbox.put_nowait(mine)
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            await asyncio.gather(self._reader, return_exceptions=True)
