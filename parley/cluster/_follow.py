@@ -11,6 +11,7 @@ once from where it starts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
@@ -102,24 +103,43 @@ class Followers:
             await pipe.execute()
 
     async def _read(self) -> None:
+        while self._by_key:
+            streams: dict[Any, Any] = {
+                key: min((f.last for f in followers), key=entry_order)
+                for key, followers in self._by_key.items()
+            }
+            streams[self._wake] = self._woken
+            read = functools.partial(self._redis.xread, streams, count=READ_COUNT, block=self._block_ms())
+            try:
+                batches = await self._retrying("follow", read)
+            except Exception as exc:  # not an outage (those are retried): a key that is no stream, say
+                await self._fail_unreadable(exc)
+                continue
+            for key, entries in batches or ():
+                if key == self._wake:
+                    self._woken = str(entries[-1][0])
+                else:
+                    self._hand_out(str(key), entries)
+
+    async def _fail_unreadable(self, exc: Exception) -> None:
+        """The read failed with `exc`: the followers of the keys that hold something other than a stream (written
+        there by someone else) fail with it, and the others go on. If no such key is found, all fail."""
+        log.warning("could not read the followed streams: %s", exc)
         try:
-            while self._by_key:
-                streams: dict[Any, Any] = {
-                    key: min((f.last for f in followers), key=entry_order)
-                    for key, followers in self._by_key.items()
-                }
-                streams[self._wake] = self._woken
-                read = functools.partial(self._redis.xread, streams, count=READ_COUNT, block=self._block_ms())
-                for key, entries in await self._retrying("follow", read) or ():
-                    if key == self._wake:
-                        self._woken = str(entries[-1][0])
-                    else:
-                        self._hand_out(str(key), entries)
-        except Exception as exc:  # not an outage (those are retried): each follower fails with it
-            log.exception("could not read the followed streams")
-            for followers in self._by_key.values():
-                for follower in followers:
-                    follower.inbox.put_nowait(exc)
+            kinds = {key: str(await self._redis.type(key)) for key in [*self._by_key, self._wake]}
+        except Exception:  # Redis cannot say which: every follower fails
+            kinds = {}
+        bad = {key for key, kind in kinds.items() if kind not in ("stream", "none")}
+        if self._wake in bad:  # the node's own wake stream was overwritten: it starts again
+            with contextlib.suppress(Exception):
+                await self._redis.delete(self._wake)
+            self._woken = "0-0"
+            bad.discard(self._wake)
+        elif not bad:
+            bad = set(self._by_key)
+        for key in bad:
+            for follower in self._by_key.pop(key, ()):
+                follower.inbox.put_nowait(exc)
 
     def _hand_out(self, key: str, entries: list[Entry]) -> None:
         for follower in self._by_key.get(key, ()):

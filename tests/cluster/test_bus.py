@@ -498,3 +498,25 @@ async def test_a_nodes_watchers_share_one_blocking_read_and_one_joining_is_read_
             p.cancel()
         for w in watchers:
             await w.aclose()
+
+
+async def test_a_key_that_is_no_stream_fails_its_watcher_only(
+    nodes: tuple[Bus, Bus], raw: Any, prefix: str
+) -> None:
+    """Something other than a stream written at a conversation's key (by another client of the same Redis) makes
+    the node's shared read fail: that conversation's watcher fails with the error, the node's other watchers go on."""
+    one, two = nodes
+    good, bad = tid(), tid()
+    await raw.set(f"{prefix}:events:{bad}", "not a stream")
+    watching_good = two.follow(good, await two.last_id(good))
+    first = asyncio.ensure_future(anext(watching_good))
+    watching_bad = two.follow(bad, "0-0")
+    try:
+        with pytest.raises(redis.ResponseError, match="WRONGTYPE"):
+            await next_of(watching_bad)
+        await one.publish(good, _event("still here"), 1)
+        assert (await asyncio.wait_for(first, WAIT_S))[1] == _event("still here")
+    finally:
+        first.cancel()
+        await watching_good.aclose()
+        await watching_bad.aclose()
