@@ -41,7 +41,6 @@ def entry_order(entry_id: str) -> tuple[int, int]:
 
 @dataclass(eq=False)
 class _Follower:
-    key: str
     last: str
     """The id of the last entry handed to this follower (or where it starts)."""
     inbox: asyncio.Queue[list[Entry] | BaseException] = field(default_factory=asyncio.Queue)
@@ -67,7 +66,7 @@ class Followers:
     ) -> AsyncGenerator[list[Entry] | None]:
         """The entries of stream `key` after entry `after`, a batch at a time, and None each time nothing came
         for `quiet_s()` seconds; until closed."""
-        follower = _Follower(key, after)
+        follower = _Follower(after)
         self._by_key.setdefault(key, set()).add(follower)
         try:
             await self._serve()

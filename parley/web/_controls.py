@@ -22,6 +22,7 @@ from chainlit.types import CommandDict
 from .._outcome import ending, shows_turn, spent
 from ..events import ApprovalRequestEvent, Event, HumanMessageEvent, HumanQueuedEvent
 from ..events import RunResult as Result
+from ._composer import say_system
 from ._format import SYSTEM, note
 
 STOP_ACTION = "parley_stop"
@@ -308,4 +309,4 @@ async def _stop_clicked(action: cl.Action) -> None:
     chat = cl.user_session.get("parley")
     stop = getattr(chat, "stop_now", None)
     if stop is None or not await stop():  # the run ended as the click came, or the page has no chat
-        await cl.Message(content="Nothing is running.", author=SYSTEM).send()
+        await say_system("Nothing is running.")
