@@ -742,3 +742,34 @@ async def test_an_event_from_a_socket_whose_session_ended_is_dropped_without_a_t
     wrapped = _chainlit_fixes._screened("fetch_favorites", handler, screen)
     assert await wrapped(f"gone-{uuid.uuid4()}") is None
     assert ran == [] and screened == []
+
+
+async def test_an_event_whose_session_ends_while_it_is_screened_is_dropped_without_a_traceback() -> None:
+    """The screen looks the login up in the store: a page that reloads meanwhile has its session deleted before
+    Chainlit's handler runs, and the handler's "Session not found" went to the server's log as a traceback."""
+
+    async def emit(*_: Any) -> None:
+        return None
+
+    sid = str(uuid.uuid4())
+    session = WebsocketSession(
+        id=str(uuid.uuid4()),
+        socket_id=sid,
+        emit=emit,  # pyright: ignore[reportArgumentType]
+        emit_call=emit,  # pyright: ignore[reportArgumentType]
+        user_env={},
+        client_type="webapp",
+    )
+    ran: list[str] = []
+
+    async def handler(sid: str, *args: Any) -> None:
+        WebsocketSession.require(sid)  # as Chainlit's handlers begin
+        ran.append(sid)
+
+    async def screen(login: object, environ: object, thread: object) -> str | None:
+        await session.delete()  # the page reloaded while the store answered
+        return None
+
+    wrapped = _chainlit_fixes._screened("fetch_favorites", handler, screen)
+    assert await wrapped(sid) is None
+    assert ran == []

@@ -216,10 +216,10 @@ def _screened(
     @functools.wraps(handler)
     async def screened(sid: str, *args: Any) -> Any:
         session = WebsocketSession.get(sid)
-        if session is None:  # the page left or reloaded first: Chainlit's handler would raise
-            log.debug("dropped a socket's %s: its session has ended", event)
+        why = await screen(_session_login(session), session.environ, session.thread_id) if session else None
+        if WebsocketSession.get(sid) is None:  # the page left or reloaded, first or while the store answered:
+            log.debug("dropped a socket's %s: its session has ended", event)  # Chainlit's handler would raise
             return None
-        why = await screen(_session_login(session), session.environ, session.thread_id)
         if why is None:
             return await handler(sid, *args)
         log.warning("refused a socket's %s: %s", event, why)
