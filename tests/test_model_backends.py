@@ -15,7 +15,7 @@ from autogen_ext.models.replay import ReplayChatCompletionClient
 from fakeserver import FakeServer, serve
 
 from parley import MissingKeyError, ModelStringError
-from parley.engine.autogen.models import ModelPool
+from parley.engine.autogen.models import ModelPool, metered
 from parley.engine.autogen.models.metered import MeteredClient
 from parley.errors import ContextOverflowError
 from parley.models import STREAM_EVERY_S, CallRecord, Meter, Retry
@@ -815,6 +815,52 @@ async def test_a_reply_that_comes_whole_at_once_is_passed_on_in_one_piece_not_wo
     # the words arrive apart: then only the text is checked.)
     if took < STREAM_EVERY_S:
         assert parts == ["".join(parts)] and len(parts) == 1, parts
+
+
+class _Clock:
+    """`time` as metered.py reads it, moved on by the model below: the test depends on no machine's speed."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _Paced(ReplayChatCompletionClient):
+    """Streams REPLY a word every `gap_s` of `clock`."""
+
+    def __init__(self, clock: _Clock, gap_s: float) -> None:
+        super().__init__([REPLY])
+        self.clock, self.gap_s = clock, gap_s
+
+    async def create_stream(self, *args: Any, **kwargs: Any) -> AsyncGenerator[str | CreateResult, None]:  # type: ignore[override]
+        async for item in super().create_stream(*args, **kwargs):
+            if isinstance(item, str):
+                self.clock.now += self.gap_s
+            yield item
+
+
+async def test_a_process_streaming_many_replies_passes_each_on_less_often(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = _Clock()
+    monkeypatch.setattr(metered, "time", clock)
+
+    async def pieces() -> list[str]:
+        client = MeteredClient(_Paced(clock, 0.15), Meter(), source="analyst", model="scripted")
+        parts, final = await _drain(client.create_stream(MESSAGES))
+        assert "".join(parts).strip() == str(final.content).strip() == REPLY  # nothing dropped
+        return parts
+
+    alone = await pieces()
+    assert len(alone) == len(WORDS)  # a word every 0.15 s: each passed on as it comes
+    others = [metered.STREAMS.begin() for _ in range(150)]  # 150 more replies stream in this process
+    loaded = await pieces()
+    assert loaded[0].strip() == WORDS[0]  # the first word still shows at once (a held reply's, say)
+    assert len(loaded) <= 1 + len(WORDS) * 0.15 / 0.5 + 1  # then every 0.5 s at most: 4 pieces, not 13
+    del others
+    assert len(await pieces()) == len(WORDS)  # they ended (forgotten, even): back to every piece
 
 
 async def test_a_first_piece_that_comes_after_the_models_time_to_first_token_is_shown_at_once() -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from chainlit.context import init_ws_context
 from chainlit.emitter import ChainlitEmitter
 from chainlit.session import WebsocketSession
@@ -19,6 +20,7 @@ from parley.events import (
     AnswerEvent,
     ApprovalDecisionEvent,
     ApprovalRequestEvent,
+    ChunkEvent,
     EscalationEvent,
     EscalationResolvedEvent,
     Event,
@@ -40,7 +42,7 @@ from parley.events import (
     VoteEvent,
 )
 from parley.store import Store
-from parley.web import _chainlit_fixes
+from parley.web import _chainlit_fixes, _streams
 from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
 from parley.web._chat import ChatSession
 from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps, thread_view
@@ -299,6 +301,46 @@ class _Page:
             return await asyncio.wait_for(wait(), 10)
         except TimeoutError:
             raise AssertionError(f"the page was never sent {what}: {self.sent}") from None
+
+
+class _Monotonic:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+async def test_a_server_streaming_to_many_pages_sends_each_fewer_pieces(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every piece is a socket message, the costliest part of a streamed message for the server: a process streaming
+    to many pages sends each one what came less often (nothing is lost: the whole message replaces the pieces)."""
+    clock = _Monotonic()
+    monkeypatch.setattr(_streams, "time", clock)
+
+    async def tokens(source: str) -> list[str]:
+        page = _Page()
+        chat = ChatSession(conversation=_Conversation(), user="local")  # type: ignore[arg-type]
+        for i in range(20):  # a piece every 0.125 s from the engine
+            clock.now += 0.125
+            await chat.show(ChunkEvent(source=source, content=f"w{i} ", turn=1))
+        sent = [d["token"] for e, d in page.sent if e == "stream_token"]
+        await chat.show(MessageEvent(source=source, content="the whole reply", turn=1))
+        assert page.sent[-1][0] == "new_message" and page.sent[-1][1]["output"].endswith("the whole reply")
+        return sent
+
+    alone = await tokens("analyst")
+    assert (
+        "".join(alone) == "".join(f"w{i} " for i in range(20)) and len(alone) == 20
+    )  # each piece as it came
+    others = [_streams.PAGE_STREAMS.begin() for _ in range(150)]  # this process streams to 150 more pages
+    loaded = await tokens("writer")
+    assert 4 <= len(loaded) <= 6  # a piece every 0.5 s: 2.5 s of text in 5, not 20
+    assert "".join(f"w{i} " for i in range(20)).startswith(
+        "".join(loaded)
+    )  # in order; the rest with the message
+    assert not _streams.PAGE_STREAMS.live - len(others)  # the finished messages no longer count
 
 
 async def test_a_running_tools_progress_and_log_show_in_its_step_until_the_result() -> None:

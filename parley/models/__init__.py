@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 
 from ..errors import ConfigError
+from ._cadence import STREAM_EVERY_S, Cadence
 from ._caps import Capabilities, Traits, capabilities_from
 from ._function import (
     FUNCTION,
@@ -25,7 +26,6 @@ from ._function import (
 from ._limits import ASK_ABOVE, openai_base, probe_window, reply_cap_args, server_overflow
 from ._meter import (
     DEFAULT_REPLY_CAP,
-    STREAM_EVERY_S,
     BudgetExceeded,
     CallFailure,
     CallRecord,
@@ -61,6 +61,7 @@ __all__ = [
     "SUMMARISER",
     "VIA_ENV",
     "BudgetExceeded",
+    "Cadence",
     "CallFailure",
     "CallRecord",
     "CallsReply",

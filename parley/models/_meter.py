@@ -66,9 +66,6 @@ class Retry:
 DEFAULT_REPLY_CAP = 1024
 """A call's reply cap when its client was given none (the selector's, the summariser's): parley.spec's default."""
 
-STREAM_EVERY_S = 0.1
-"""Streamed text is passed on at most this often, counted from the call's start (nothing is ever dropped)."""
-
 TRANSIENT_STATUS = frozenset({408, 409, 425, 429})
 _TRANSIENT_NAMES = (
     "Timeout",

@@ -9,9 +9,11 @@ import chainlit as cl
 from chainlit.utils import utc_now
 
 from ..events import ChunkEvent
-from ..models import STREAM_EVERY_S
+from ..models import Cadence
 from ._ratings import RUN_NAME
 
+PAGE_STREAMS = Cadence()
+"""The messages this process's pages are being streamed: how often each is sent what came."""
 Rating = Callable[[], str | None]
 """The id of the rating step the speaker's next message goes in (see _ratings), or None: no thumbs."""
 
@@ -32,15 +34,16 @@ class Streams:
         msg = self.messages.get(ev.source)
         if msg is None:
             msg = self.messages[ev.source] = await rated(ev.source, rating())
+            PAGE_STREAMS.begin(msg)
             await msg.stream_token(header)
         # The engine already passes text on at most every STREAM_EVERY_S; under load, pieces still pile up
         # in the run's queue while this session is busy, and each socket message costs the server more than
-        # the rest of the chat: send what piled up as one. What is held back goes with the next piece or the
-        # whole message.
+        # the rest of the chat: send what piled up as one, and send less often while this process streams to
+        # many pages (parley.models._cadence). What is held back goes with the next piece or the whole message.
         held = self.held.setdefault(ev.source, [])
         held.append(ev.content)
         now = time.monotonic()
-        if now - self.sent_at.get(ev.source, 0.0) >= STREAM_EVERY_S:
+        if PAGE_STREAMS.due(now, 0.0, self.sent_at.get(ev.source, 0.0)):
             await msg.stream_token("".join(held))
             held.clear()
             self.sent_at[ev.source] = now
@@ -49,7 +52,10 @@ class Streams:
         """The message `source` was streaming, no longer streamed (its whole text replaces the pieces), or a new one
         (inside the rating step `rating()` names)."""
         self.held.pop(source, None)
-        return self.messages.pop(source, None) or await rated(source, rating())
+        if (msg := self.messages.pop(source, None)) is not None:
+            PAGE_STREAMS.end(msg)
+            return msg
+        return await rated(source, rating())
 
     async def close_unsaved(self) -> None:
         """The store failed: send what each message streamed so far, saying it was not kept."""
@@ -58,10 +64,12 @@ class Streams:
                 "".join(self.held.pop(source, [])) + "\n\n*(not saved: saving the conversation failed)*"
             )
             await msg.send()
-        self.messages.clear()
+        self.clear()
 
     def clear(self) -> None:
         """Forget the messages being streamed (they belonged to a page no longer shown)."""
+        for msg in self.messages.values():
+            PAGE_STREAMS.end(msg)
         self.messages.clear()
         self.held.clear()
 

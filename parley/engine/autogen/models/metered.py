@@ -30,8 +30,8 @@ from autogen_core.tools import Tool, ToolSchema
 from ....errors import ContextOverflowError, ModelStringError
 from ....models import (
     DEFAULT_REPLY_CAP,
-    STREAM_EVERY_S,
     BudgetExceeded,
+    Cadence,
     CallFailure,
     CallRecord,
     Meter,
@@ -47,6 +47,9 @@ from ....models import (
 )
 from .limits import window_of
 from .shape import shape
+
+STREAMS = Cadence()
+"""The model calls streaming in this process: how often each passes its text on."""
 
 
 def _prompt_estimate(messages: Sequence[LLMMessage], tools: Sequence[Any], extra: Mapping[str, Any]) -> int:
@@ -386,6 +389,7 @@ class MeteredClient(ChatCompletionClient):
             streamed: list[str] = []
             held: list[str] = []
             shown_at = t0
+            live = STREAMS.begin()
             try:
                 async for item in self.inner.create_stream(
                     messages,
@@ -408,13 +412,13 @@ class MeteredClient(ChatCompletionClient):
                         continue
                     streamed.append(item)
                     held.append(item)
-                    # At most one update per STREAM_EVERY_S, counted from the call's start: every piece is an
-                    # event that crosses AutoGen's runtime, the run and the web socket, and a fast model sends
-                    # hundreds a second that no reader can tell apart. A first piece that comes later than that
-                    # (a model's usual time to first token) is passed on at once; a reply that comes whole
-                    # within it is one piece.
+                    # At most one update per STREAM_EVERY_S (less often while this process streams many
+                    # replies: parley.models._cadence), counted from the call's start: every piece is an event
+                    # that crosses the run and the web socket, and a fast model sends hundreds a second that no
+                    # reader can tell apart. A first piece that comes later than that (a model's usual time to
+                    # first token) is passed on at once; a reply that comes whole within it is one piece.
                     now = time.perf_counter()
-                    if now - shown_at >= STREAM_EVERY_S:
+                    if STREAMS.due(now, t0, shown_at):
                         yield "".join(held)
                         held.clear()
                         shown_at = now
@@ -435,6 +439,8 @@ class MeteredClient(ChatCompletionClient):
                     continue
                 self._failed(exc)
                 raise
+            finally:
+                STREAMS.end(live)
 
     async def close(self) -> None:
         await self.inner.close()
