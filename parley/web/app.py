@@ -25,7 +25,7 @@ from ..conversation import Conversation
 from ..errors import ConfigError
 from ..run import Run
 from ..store import Store, default_url
-from . import _chainlit_fixes
+from . import _chainlit_fixes, _chainlit_pause
 from ._art import write_avatars
 from ._assets import CompressedAssets
 from ._chat import ChatSession, commands
@@ -119,6 +119,7 @@ def _guard_server() -> None:
     if getattr(_server.state, "parley_login_limit", None) is not None:
         return  # the module was imported again (Chainlit's watch mode): the server already has them
     _chainlit_fixes.install(screen=_screen_socket)
+    _chainlit_pause.install()
     _server.state.parley_login_limit = limiter = LoginLimiter()
     _server.add_middleware(CompressedAssets, root_path=_chainlit_config.run.root_path)  # before its gzip
     _server.add_middleware(LoginRateLimit, limiter=limiter, path=f"{_chainlit_config.run.root_path}/login")
