@@ -62,7 +62,8 @@ def _events(proc: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
 
 def test_a_vote_padded_to_backtrack_is_counted_and_the_run_s_timeout_still_fires(write: Write) -> None:
     """The issue's attack on the consensus tally: the vote counts as `invest`, and while the judge (a model that
-    would take ten minutes) thinks, the run's 3-second timeout ends the run, exit 4."""
+    would take ten minutes) thinks, the run's 10-second timeout ends the run, exit 4. (It was 3 seconds: on a busy
+    machine the run's start and the two votes took longer, and the timeout came before the tally.)"""
     fast = write("fast.yaml", json.dumps({"roles": {"v1": [HOSTILE_VOTE], "v2": ["Too risky.\nVOTE: hold"]}}))
     slow = write("slow.yaml", json.dumps({"roles": {"chair": ["VOTE: invest"]}, "delay_s": 600}))
     team = write(
@@ -77,7 +78,7 @@ roles:
 termination: {{max_turns: 20}}
 """,
     )
-    proc = _parley("run", str(team), "Should we invest?", "--timeout", "3", "--json", "--no-save")
+    proc = _parley("run", str(team), "Should we invest?", "--timeout", "10", "--json", "--no-save")
     assert proc.returncode == EXIT_TIMEOUT, proc.stderr[-2000:]
     events = _events(proc)
     assert events[-1]["type"] == "result" and events[-1]["stop_reason"] == "timeout", events[-1]
@@ -111,11 +112,11 @@ def test_a_team_pattern_that_backtracks_cannot_hold_the_run_past_its_timeout(
 ) -> None:
     """Up to eleven checks of at most a second each. The nested quantifier is answered at once (the answer fails
     every check, and the open escalation ends the run, exit 5); the overlapping alternatives are cut at a second
-    each, and the run's 3-second timeout ends the run, exit 4."""
+    each, and the run's 8-second timeout (under the eleven seconds they would take) ends the run, exit 4."""
     script = write("s.yaml", json.dumps({"roles": {"alpha": [BACKTRACKS] * 11}}))
     team = _validating_team(write, PATTERNS[pattern], retries=10)
     proc = _parley(
-        "run", str(team), "Answer", "--model", f"scripted:{script}", "--timeout", "3", "--json", "--no-save"
+        "run", str(team), "Answer", "--model", f"scripted:{script}", "--timeout", "8", "--json", "--no-save"
     )
     assert proc.returncode == code, proc.stderr[-2000:]
     result = _events(proc)[-1]
