@@ -28,6 +28,9 @@ Retrying = Callable[[str, Callable[[], Awaitable[Any]]], Awaitable[Any]]
 READ_COUNT = 500
 """Entries read per stream and per read at most (a follower far behind catches up in several reads)."""
 WAKE_TTL_S = 3600
+GATHER_S = 0.01
+"""After a read that found entries, the reader waits this long before the next, so that what the runs send
+meanwhile comes in one read: each read names every followed stream, and a busy replica made one per event."""
 
 
 def entry_order(entry_id: str) -> tuple[int, int]:
@@ -119,6 +122,8 @@ class Followers:
                     self._woken = str(entries[-1][0])
                 else:
                     self._hand_out(str(key), entries)
+            if batches:
+                await asyncio.sleep(GATHER_S)
 
     async def _fail_unreadable(self, exc: Exception) -> None:
         """The read failed with `exc`: the followers of the keys that hold something other than a stream (written
