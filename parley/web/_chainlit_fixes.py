@@ -217,7 +217,7 @@ def _screened(
     async def screened(sid: str, *args: Any) -> Any:
         session = WebsocketSession.get(sid)
         why = await screen(_session_login(session), session.environ, session.thread_id) if session else None
-        if WebsocketSession.get(sid) is None:  # the page left or reloaded, first or while the store answered:
+        if session is None or WebsocketSession.get(sid) is None:  # gone, first or while the store answered:
             log.debug("dropped a socket's %s: its session has ended", event)  # Chainlit's handler would raise
             return None
         if why is None:
