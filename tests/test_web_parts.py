@@ -320,29 +320,39 @@ async def test_a_server_streaming_to_many_pages_sends_each_fewer_pieces(
     to many pages sends each one what came less often (nothing is lost: the whole message replaces the pieces)."""
     clock = _Monotonic()
     monkeypatch.setattr(_streams, "time", clock)
+    words = [f"w{i} " for i in range(20)]
+    page = _Page()
+    chat = ChatSession(conversation=_Conversation(), user="local")  # type: ignore[arg-type]
 
-    async def tokens(source: str) -> list[str]:
-        page = _Page()
-        chat = ChatSession(conversation=_Conversation(), user="local")  # type: ignore[arg-type]
-        for i in range(20):  # a piece every 0.125 s from the engine
+    async def tokens(source: str, *, then: Event | None = None) -> list[str]:
+        """The pieces a message of `source` streamed to the page; `then` is shown after its pieces."""
+        live, before = _streams.PAGE_STREAMS.live, len(page.sent)
+        for word in words:  # a piece every 0.125 s from the engine
             clock.now += 0.125
-            await chat.show(ChunkEvent(source=source, content=f"w{i} ", turn=1))
-        sent = [d["token"] for e, d in page.sent if e == "stream_token"]
+            await chat.show(ChunkEvent(source=source, content=word, turn=1))
+            assert _streams.PAGE_STREAMS.live == live + 1  # counted while it streams
+        if then is not None:
+            await chat.show(then)
+        sent = [d["token"] for e, d in page.sent[before:] if e == "stream_token"]
         await chat.show(MessageEvent(source=source, content="the whole reply", turn=1))
         assert page.sent[-1][0] == "new_message" and page.sent[-1][1]["output"].endswith("the whole reply")
+        assert _streams.PAGE_STREAMS.live == live  # and no longer once the message came
         return sent
 
     alone = await tokens("analyst")
-    assert (
-        "".join(alone) == "".join(f"w{i} " for i in range(20)) and len(alone) == 20
-    )  # each piece as it came
+    assert "".join(alone) == "".join(words) and len(alone) == 20  # each piece as it came
     others = [_streams.PAGE_STREAMS.begin() for _ in range(150)]  # this process streams to 150 more pages
-    loaded = await tokens("writer")
-    assert 4 <= len(loaded) <= 6  # a piece every 0.5 s: 2.5 s of text in 5, not 20
-    assert "".join(f"w{i} " for i in range(20)).startswith(
-        "".join(loaded)
-    )  # in order; the rest with the message
-    assert not _streams.PAGE_STREAMS.live - len(others)  # the finished messages no longer count
+    try:
+        # A piece every 0.5 s: 2.5 s of text in 5, not 20. A tool call next sends what was held first, so the
+        # message does not read cut off while the tool runs or waits for approval.
+        call = ToolCallEvent(source="writer", name="lookup", arguments={}, call_id="c1")
+        loaded = await tokens("writer", then=call)
+        assert 4 <= len(loaded) <= 7 and "".join(loaded) == "".join(words)
+        again = await tokens("writer", then=call)  # the same speaker again at once: its first piece shows now
+        assert again[0] == words[0] and "".join(again) == "".join(words)
+    finally:
+        for other in others:
+            _streams.PAGE_STREAMS.end(other)
 
 
 async def test_a_running_tools_progress_and_log_show_in_its_step_until_the_result() -> None:

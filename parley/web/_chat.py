@@ -329,6 +329,7 @@ class ChatSession:
     async def show(self, ev: Event) -> None:
         """Show one event of the run on this page, after folding it into what the page knows of the run."""
         settled = self.projection.apply(ev)
+        await self.streams.before(ev)
         handler = _SHOW.get(type(ev))
         if handler is not None:
             await handler(self, ev, settled)

@@ -8,8 +8,8 @@ from collections.abc import Callable
 import chainlit as cl
 from chainlit.utils import utc_now
 
-from ..events import ChunkEvent
-from ..models import Cadence
+from ..events import ChunkEvent, Event, MessageEvent
+from ..models import STREAM_EVERY_S, Cadence
 from ._ratings import RUN_NAME
 
 PAGE_STREAMS = Cadence()
@@ -43,7 +43,8 @@ class Streams:
         held = self.held.setdefault(ev.source, [])
         held.append(ev.content)
         now = time.monotonic()
-        if PAGE_STREAMS.due(now, 0.0, self.sent_at.get(ev.source, 0.0)):
+        # (Half a period early is on time: the engine's pieces come about every period, give or take.)
+        if PAGE_STREAMS.due(now + STREAM_EVERY_S / 2, 0.0, self.sent_at.get(ev.source, 0.0)):
             await msg.stream_token("".join(held))
             held.clear()
             self.sent_at[ev.source] = now
@@ -52,6 +53,7 @@ class Streams:
         """The message `source` was streaming, no longer streamed (its whole text replaces the pieces), or a new one
         (inside the rating step `rating()` names)."""
         self.held.pop(source, None)
+        self.sent_at.pop(source, None)  # its next message's first piece goes at once
         if (msg := self.messages.pop(source, None)) is not None:
             PAGE_STREAMS.end(msg)
             return msg
@@ -72,6 +74,18 @@ class Streams:
             PAGE_STREAMS.end(msg)
         self.messages.clear()
         self.held.clear()
+        self.sent_at.clear()
+
+    async def before(self, ev: Event) -> None:
+        """`ev` is shown next: if it is not a piece or the whole of a message (which replaces the pieces), send the
+        text held back first, so that it does not wait behind a tool call, an approval or a question."""
+        if isinstance(ev, ChunkEvent | MessageEvent):
+            return
+        for source, held in self.held.items():
+            if held and (msg := self.messages.get(source)) is not None:
+                await msg.stream_token("".join(held))
+                held.clear()
+                self.sent_at[source] = time.monotonic()
 
 
 async def rated(source: str, rating: str | None) -> cl.Message:
