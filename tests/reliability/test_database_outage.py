@@ -89,11 +89,11 @@ async def test_an_outage_stops_the_run_visibly_and_work_goes_on_when_it_returns(
         "s.yaml",
         """
         roles:
-          alpha: ["a1", "a2", "a3", "a4"]
-          beta: ["b1", "b2", "b3", "b4"]
+          alpha: ["a1", "a2", "a3", "a4", "a5"]
+          beta: ["b1", "b2", "b3", "b4", "b5"]
         delay_s: 0.3
     """,
-    )
+    )  # (a fifth each: when a2 was stored before the cut, the resumed run's six turns take alpha to its fifth)
     store = await Store.open(url)
     tid = await store.create_thread("dana", "test-team", "scripted", "outage")
     conv = Conversation(team, model=f"scripted:{script}")
