@@ -47,7 +47,7 @@ from parley.store import Store
 from parley.web import _chainlit_fixes, _chainlit_pause, _streams
 from parley.web._art import avatar_file_name, avatar_png, colour, usage_chart_svg
 from parley.web._chat import ChatSession
-from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_steps, thread_view
+from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_made, thread_steps, thread_view
 from parley.web._format import note, vote_text
 from parley.web._handover import Handover
 from parley.web._panels import Meter
@@ -118,6 +118,30 @@ async def test_sidebar_lists_only_the_owners_threads(store: Store) -> None:
     thread = await layer.get_thread("a-1")
     assert thread is not None and thread["userIdentifier"] == "alice"
     assert thread["metadata"] == {"chat_profile": "content-studio"}
+
+
+async def test_the_page_is_told_of_a_new_thread_only_once_it_is_listed(store: Store) -> None:
+    """Chainlit tells the page of a new chat's thread (`first_interaction`) after the data layer's `update_thread`,
+    and the page then fetches its list of threads once. The web chat stores the thread in its message handler, side
+    by side: when the page asked first, the sidebar lacked the new conversation until the next reload."""
+
+    async def get() -> Store:
+        return store
+
+    layer = ParleyDataLayer(get)
+    tid = str(uuid.uuid4())
+    told = asyncio.create_task(layer.update_thread(tid, name="Alice's confidential churn memo"))
+    await asyncio.sleep(0)  # (either order must work: here Chainlit's task starts first)
+    assert not told.done()  # not yet: the thread is not stored
+    await store.create_thread("alice", "content-studio", "local", "", thread_id=tid)
+    thread_made(tid)
+    await asyncio.wait_for(told, 10)
+    listed = await layer.list_threads(Pagination(first=20), ThreadFilter(userId="alice"))
+    assert [t["id"] for t in listed.data] == [tid]
+    assert listed.data[0]["name"] == "Alice's confidential churn memo"  # and named by the first message
+    # A thread the web chat already stored is told at once; a disconnect's metadata never waits.
+    await asyncio.wait_for(layer.update_thread(tid, name="again"), 10)
+    await asyncio.wait_for(layer.update_thread(str(uuid.uuid4()), metadata={"a": 1}), 10)
 
 
 def test_local_mode_only_on_loopback() -> None:

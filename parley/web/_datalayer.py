@@ -6,6 +6,8 @@ those writes are no-ops here and reopened threads are rebuilt from parley's even
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -298,6 +300,31 @@ def _page(rows: list[_Listed], pagination: Pagination) -> tuple[list[_Listed], b
     return page, start + len(page) < len(rows)
 
 
+MADE_WAIT_S = 5.0
+"""How long Chainlit's word to the page that its first message made a thread waits for the web chat to store it."""
+_made_waits: dict[str, asyncio.Event] = {}
+
+
+def thread_made(thread_id: str) -> None:
+    """The web chat stored the thread of a new chat's first message (see `update_thread`)."""
+    if (made := _made_waits.get(thread_id)) is not None:
+        made.set()
+
+
+async def _made(store: Store, thread_id: str) -> ThreadRow | None:
+    """The thread once the web chat stored it, or None after MADE_WAIT_S (the message was refused, say)."""
+    made = _made_waits.setdefault(thread_id, asyncio.Event())
+    try:
+        if (row := await store.get_thread(thread_id)) is not None:  # stored while this waiter was set up
+            return row
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(made.wait(), MADE_WAIT_S)
+        return await store.get_thread(thread_id)
+    finally:
+        if _made_waits.get(thread_id) is made:
+            del _made_waits[thread_id]
+
+
 class ParleyDataLayer(BaseDataLayer):
     def __init__(self, get_store: Callable[[], Awaitable[Store]]) -> None:
         # Chainlit asks for its data layer synchronously; the store opens on first use, in its loop.
@@ -408,6 +435,8 @@ class ParleyDataLayer(BaseDataLayer):
     ) -> None:
         store = await self._get_store()
         row = await store.get_thread(thread_id)
+        if row is None and name:  # a new chat's first message: Chainlit tells the page once this returns, and
+            row = await _made(store, thread_id)  # the page lists its threads once then: wait until it is one
         if row is not None and name and not row.title:
             await store.rename_thread(thread_id, name[:200])
 

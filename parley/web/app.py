@@ -29,7 +29,7 @@ from . import _chainlit_fixes, _chainlit_pause
 from ._art import write_avatars
 from ._assets import CompressedAssets
 from ._chat import ChatSession, commands
-from ._datalayer import ParleyDataLayer
+from ._datalayer import ParleyDataLayer, thread_made
 from ._format import SYSTEM
 from ._guard import (
     CONNECTION,
@@ -414,6 +414,7 @@ async def _message(message: cl.Message) -> None:
         row = await db.get_thread(tid)
         if row is None:
             await conv.save_to(db, session.user, _title(message.content), thread_id=tid)
+            thread_made(tid)  # the page's list of threads may now be fetched
         elif await db.access(session.user, tid) not in ("owner", "write"):
             # A thread id free when checked above, taken since by someone else's conversation: never write into it.
             log.warning("refused to write into thread %s of another user", tid)
