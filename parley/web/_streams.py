@@ -45,9 +45,13 @@ class Streams:
         now = time.monotonic()
         # (Half a period early is on time: the engine's pieces come about every period, give or take.)
         if PAGE_STREAMS.due(now + STREAM_EVERY_S / 2, 0.0, self.sent_at.get(ev.source, 0.0)):
-            await msg.stream_token("".join(held))
-            held.clear()
-            self.sent_at[ev.source] = now
+            await self._send(ev.source, msg, held, now)
+
+    async def _send(self, source: str, msg: cl.Message, held: list[str], now: float) -> None:
+        """Send `source`'s held text now as one piece of `msg`."""
+        await msg.stream_token("".join(held))
+        held.clear()
+        self.sent_at[source] = now
 
     async def take(self, source: str, rating: Rating) -> cl.Message:
         """The message `source` was streaming, no longer streamed (its whole text replaces the pieces), or a new one
@@ -83,9 +87,7 @@ class Streams:
             return
         for source, held in self.held.items():
             if held and (msg := self.messages.get(source)) is not None:
-                await msg.stream_token("".join(held))
-                held.clear()
-                self.sent_at[source] = time.monotonic()
+                await self._send(source, msg, held, time.monotonic())
 
 
 async def rated(source: str, rating: str | None) -> cl.Message:
