@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 # The tables declared outside _schema.py: imported so that create_all makes them in an older store too.
 from . import _leases, _shares, _tokens  # noqa: F401  # pyright: ignore[reportUnusedImport]
 from ._disk import prepare_file, sqlite_file, storage_problem
-from ._engine import engine_options, error_text, sqlite_pragmas
+from ._engine import check_connections, engine_options, error_text, sqlite_pragmas
 from ._rows import StoreError
 from ._schema import metadata
 from ._urls import default_url, normalise_url, redact
@@ -44,6 +44,8 @@ async def connect(url: str | None, timeout_s: float) -> tuple[AsyncEngine, str]:
             ) from exc
     if engine.dialect.name == "sqlite":
         event.listen(engine.sync_engine, "connect", sqlite_pragmas)
+    elif parsed.drivername == "postgresql+asyncpg":
+        check_connections(engine)  # survive a database restart under a long-running server
     try:
         async with asyncio.timeout(timeout_s), engine.begin() as conn:
             if engine.dialect.name == "postgresql":  # processes opening a new database at once: one at a time

@@ -9,13 +9,14 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+import asyncpg
 import pytest
 from _support import team_yaml
 from sqlalchemy.engine import make_url
 
 from parley import Conversation
 from parley.events import ErrorEvent, MessageEvent, RunResult, event_adapter
-from parley.store import Store
+from parley.store import Store, _engine
 
 Write = Callable[[str, str], Path]
 
@@ -125,3 +126,39 @@ async def test_an_outage_stops_the_run_visibly_and_work_goes_on_when_it_returns(
     ]
     await direct.close()
     await store.close()
+
+
+async def _end_sessions(url: str) -> int:
+    """End every session of the database, as a PostgreSQL restart does, and wait until the server has them all gone;
+    how many it ended."""
+    dsn = make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    admin = await asyncpg.connect(dsn, timeout=5)
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    try:
+        ended = int(await admin.fetchval(f"SELECT count(pg_terminate_backend(pid)) {others}"))
+        while await admin.fetchval(f"SELECT count(*) {others}"):  # noqa: ASYNC110  # the server's view: no event
+            await asyncio.sleep(0.05)
+    finally:
+        await admin.close()
+    return ended
+
+
+@pytest.mark.parametrize("idle_s", [3600.0, 0.0], ids=["busy-pool", "idle-pool"])
+async def test_a_store_goes_on_when_the_database_ended_its_connections(
+    pg_database: str, monkeypatch: pytest.MonkeyPatch, idle_s: float
+) -> None:
+    """PostgreSQL restarted, or an administrator ended every session: the connections the store's pool keeps are
+    dead. Its next reads and writes take new ones instead of failing, whether its connections were in steady use
+    (the driver saw them closed) or idle long enough to be pinged first (`idle_s`: how long counts as idle)."""
+    monkeypatch.setattr(_engine, "PING_IDLE_S", idle_s)
+    store = await Store.open(pg_database)
+    try:
+        tid = await store.create_thread("dana", "test-team", "scripted", "restart")
+        await asyncio.gather(*(store.events(tid) for _ in range(3)))  # the pool keeps several connections
+        assert await _end_sessions(pg_database) >= 1
+        seqs = [await store.append_event(tid, "note", {"n": n}) for n in range(3)]
+        reads = await asyncio.gather(*(store.events(tid) for _ in range(3)))
+        assert seqs == [1, 2, 3]
+        assert [[row.payload["n"] for row in rows] for rows in reads] == [[0, 1, 2]] * 3
+    finally:
+        await store.close()
