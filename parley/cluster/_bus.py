@@ -38,6 +38,7 @@ from ..errors import ConfigError
 from ..paths import is_server_id
 from ._commands import Command, Job
 from ._follow import Followers
+from ._outbound import Outbound
 
 __all__ = ["Bus", "client_name"]
 
@@ -96,7 +97,6 @@ class Bus:
     def __init__(self, client: redis.Redis, prefix: str, shown: str, stream_cap: int = STREAM_MAXLEN) -> None:
         self._redis = client
         self._prefix = prefix
-        self._cap = stream_cap
         self.block_s = BLOCK_S
         """How long a blocking read waits on the server before it looks again (a cancelled reader never waits)."""
         self.url = shown
@@ -104,6 +104,8 @@ class Bus:
         wake = self._key("wake", uuid.uuid4().hex)
         self._followers = Followers(client, wake, self._retrying, lambda: self._block_ms)
         """One blocking read for every stream this node follows."""
+        self._outbound = Outbound(client, stream_cap, TTL_S)
+        """Every run's events in shared round trips (a run's stream is capped at about `stream_cap` entries)."""
 
     @classmethod
     async def connect(cls, url: str, *, prefix: str = "parley", stream_cap: int = STREAM_MAXLEN) -> Bus:
@@ -137,6 +139,7 @@ class Bus:
         return cls(client, prefix, shown, stream_cap)
 
     async def close(self) -> None:
+        await self._outbound.close()
         await self._followers.close()
         await self._redis.aclose()
 
@@ -176,19 +179,13 @@ class Bus:
         return entry_id
 
     async def publish_many(self, tid: str, events: list[tuple[dict[str, Any], int | None]]) -> list[str]:
-        """Add `events` (each with its seq, as `publish`) to the thread's stream in order, in one round trip; their
-        entry ids."""
-        key = self._key("events", tid)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for event, seq in events:
-                fields: dict[FieldT, EncodableT] = {
-                    "event": json.dumps(event, separators=(",", ":")),
-                    "seq": "" if seq is None else str(seq),
-                }
-                pipe.xadd(key, fields, maxlen=self._cap, approximate=True)
-            pipe.expire(key, TTL_S)
-            *ids, _ = await pipe.execute()
-        return [str(i) for i in ids]
+        """Add `events` (each with its seq, as `publish`) to the thread's stream in order; their entry ids. What every
+        run of this process publishes meanwhile goes in the same round trip (see _outbound.py)."""
+        entries: list[dict[FieldT, EncodableT]] = [
+            {"event": json.dumps(event, separators=(",", ":")), "seq": "" if seq is None else str(seq)}
+            for event, seq in events
+        ]
+        return await self._outbound.add(self._key("events", tid), entries)
 
     async def last_id(self, tid: str) -> str:
         """The id of the thread's newest stream entry; ``"0-0"`` when there is none."""

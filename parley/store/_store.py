@@ -58,6 +58,13 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, shown_url: str) -> None:
         self._engine = engine
+        self._reader = (
+            engine.execution_options(isolation_level="AUTOCOMMIT")
+            if engine.dialect.name == "postgresql"
+            else engine
+        )
+        """Reads on PostgreSQL run outside a transaction: under its READ COMMITTED each statement takes a snapshot of
+        its own anyway, and a read then costs one round trip instead of three (BEGIN, the query, ROLLBACK)."""
         self.url = shown_url
         """The database URL, password masked."""
         self._file = sqlite_file(engine.url)
@@ -119,7 +126,7 @@ class Store:
     @contextlib.asynccontextmanager
     async def _read(self, what: str) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._read_lock or contextlib.nullcontext(), self._engine.connect() as conn:
+            async with self._read_lock or contextlib.nullcontext(), self._reader.connect() as conn:
                 yield conn
         except StoreError:
             raise

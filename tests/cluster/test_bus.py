@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import uuid
 from collections import Counter
@@ -528,3 +529,30 @@ async def test_a_key_that_is_no_stream_fails_its_watcher_only(
         first.cancel()
         await watching_good.aclose()
         await watching_bad.aclose()
+
+
+async def test_many_runs_publishing_at_once_share_round_trips_and_keep_their_order(
+    nodes: tuple[Bus, Bus], raw: Any, prefix: str
+) -> None:
+    """Fifty runs of one node publish at once, three batches each: every stream gets its entries in order, the
+    node sends them over one connection instead of one per run, and a key that holds something other than a
+    stream fails only the run that publishes there."""
+    one, _ = nodes
+    threads = [tid() for _ in range(50)]
+    bad = tid()
+    await raw.set(f"{prefix}:events:{bad}", "not a stream")
+
+    async def run(thread: str) -> None:
+        for batch in range(3):
+            await one.publish_many(thread, [(_event(f"{batch}.{n}"), None) for n in range(4)])
+
+    outcomes = await asyncio.gather(*(run(t) for t in [*threads, bad]), return_exceptions=True)
+    assert outcomes[:-1] == [None] * len(threads)
+    assert isinstance(outcomes[-1], redis.ResponseError), outcomes[-1]
+    expected = [_event(f"{batch}.{n}") for batch in range(3) for n in range(4)]
+    for thread in threads:
+        entries = await raw.xrange(f"{prefix}:events:{thread}")
+        assert [json.loads(fields["event"]) for _, fields in entries] == expected
+        assert 0 < await raw.ttl(f"{prefix}:events:{thread}") <= TTL_S
+    mine = [c for c in await raw.client_list() if c["name"] == client_name(prefix)]
+    assert len(mine) <= 2, mine  # a connection each for the two nodes: the one that published, and the other

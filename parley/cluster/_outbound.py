@@ -1,0 +1,90 @@
+"""A node's events on their way to Redis: what every run of the process publishes within one turn of the event loop,
+and while the last round trip was out, goes in one pipeline.
+
+Each run used to send its own batch in a transaction of its own (MULTI, its XADDs, EXPIRE, EXEC): at a few hundred
+live runs, a worker made a round trip, and a socket write, per streamed piece of every run. Entries of one stream
+keep their order, since each run sends its next batch only once its last one is in, and a pipeline runs in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis.asyncio as redis
+from redis.typing import EncodableT, FieldT
+
+__all__ = ["Outbound"]
+
+Fields = dict[FieldT, EncodableT]
+
+
+@dataclass
+class _Batch:
+    key: str
+    entries: list[Fields]
+    done: asyncio.Future[list[str]] = field(
+        default_factory=lambda: asyncio.get_running_loop().create_future()
+    )
+
+
+class Outbound:
+    """Adds entries to streams, many streams' entries per round trip."""
+
+    def __init__(self, client: redis.Redis, cap: int, ttl_s: int) -> None:
+        self._redis = client
+        self._cap = cap
+        self._ttl_s = ttl_s
+        self._waiting: list[_Batch] = []
+        self._sender: asyncio.Task[None] | None = None
+
+    async def add(self, key: str, entries: list[Fields]) -> list[str]:
+        """Add `entries` to stream `key` in order (capped, and expiring `ttl_s` after this write); their ids. Raises
+        what Redis or the connection raised for them."""
+        batch = _Batch(key, entries)
+        self._waiting.append(batch)
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.get_running_loop().create_task(self._send(), name="parley-bus-out")
+        return (
+            await batch.done
+        )  # a caller cancelled meanwhile cancels only its wait: the entries still go out
+
+    async def _send(self) -> None:
+        while self._waiting:
+            batches, self._waiting = self._waiting, []
+            try:
+                replies = await self._round_trip(batches)
+            except Exception as exc:  # the connection: every batch of this round trip failed
+                for batch in batches:
+                    _settle(batch, exc)
+                continue
+            at = 0
+            for batch in batches:
+                mine = replies[at : at + len(batch.entries)]
+                at += len(batch.entries)
+                failed = next((r for r in mine if isinstance(r, Exception)), None)
+                _settle(batch, failed if failed is not None else [str(r) for r in mine])
+
+    async def _round_trip(self, batches: list[_Batch]) -> list[Any]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for batch in batches:
+                for entry in batch.entries:
+                    pipe.xadd(batch.key, entry, maxlen=self._cap, approximate=True)
+            for key in dict.fromkeys(b.key for b in batches):
+                pipe.expire(key, self._ttl_s)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        """Wait for what is on its way (a closing node's last events)."""
+        if self._sender is not None:
+            await asyncio.gather(self._sender, return_exceptions=True)
+
+
+def _settle(batch: _Batch, outcome: list[str] | BaseException) -> None:
+    if batch.done.done():
+        return
+    if isinstance(outcome, BaseException):
+        batch.done.set_exception(outcome)
+    else:
+        batch.done.set_result(outcome)
