@@ -245,6 +245,30 @@ async def test_failed_writes_raise_and_leave_data_intact(store: Store) -> None:
         await store.save_checkpoint(missing, 1, {}, [])
 
 
+async def test_a_batch_is_written_whole_or_not_at_all(store: Store) -> None:
+    """A run's batch (events, audit rows, a checkpoint) lands in one piece; one for a thread that is gone leaves
+    nothing behind, not even the audit rows (which may name threads that no longer exist)."""
+    tid = await store.create_thread("alice", "debate", "local", "t")
+    batch = ([("message", {"n": 1}), ("message", {"n": 2})], [("alice", "approve", {"call": "c1"})])
+    assert await store.append_batch(tid, *batch, (1, {"turn": 1}, ["later"])) == [1, 2]
+    assert await store.append_batch(tid, [("message", {"n": 3})]) == [3]
+    assert [r.payload["n"] for r in await store.events(tid)] == [1, 2, 3]
+    assert [(r.actor, r.action, r.detail) for r in await store.audit_log(tid)] == [
+        ("alice", "approve", {"call": "c1"})
+    ]
+    latest = await store.latest_checkpoint(tid)
+    assert latest is not None and (latest.turn, latest.state, latest.pending) == (1, {"turn": 1}, ["later"])
+
+    missing = uuid.uuid4().hex
+    with pytest.raises(StoreError, match="no such thread"):
+        await store.append_batch(missing, *batch, (1, {}, []))
+    assert await store.audit_log(missing) == []
+    assert (
+        await store.append_batch(missing, [], [("alice", "deleted", {})]) == []
+    )  # the trail outlives threads
+    assert [r.action for r in await store.audit_log(missing)] == ["deleted"]
+
+
 # -- checkpoints -------------------------------------------------------------------------
 
 

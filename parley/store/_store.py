@@ -29,6 +29,7 @@ from ._accounts import (
     user_rows,
 )
 from ._append import Batch, batch_what, write_batch
+from ._append_pg import write_batch_at_once
 from ._batch import BatchWriter, NoSuchThread
 from ._connect import OPEN_TIMEOUT_S, connect
 from ._disk import sqlite_file, storage_problem
@@ -58,13 +59,14 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, shown_url: str) -> None:
         self._engine = engine
-        self._reader = (
+        self._autocommit = (
             engine.execution_options(isolation_level="AUTOCOMMIT")
             if engine.dialect.name == "postgresql"
-            else engine
+            else None
         )
-        """Reads on PostgreSQL run outside a transaction: under its READ COMMITTED each statement takes a snapshot of
-        its own anyway, and a read then costs one round trip instead of three (BEGIN, the query, ROLLBACK)."""
+        """PostgreSQL's connections outside a transaction. Reads run so: under READ COMMITTED each statement takes a
+        snapshot of its own anyway, and a read then costs one round trip instead of three (BEGIN, the query,
+        ROLLBACK). So do a run's batches, each written in one statement (see _append_pg.py)."""
         self.url = shown_url
         """The database URL, password masked."""
         self._file = sqlite_file(engine.url)
@@ -126,7 +128,10 @@ class Store:
     @contextlib.asynccontextmanager
     async def _read(self, what: str) -> AsyncIterator[AsyncConnection]:
         try:
-            async with self._read_lock or contextlib.nullcontext(), self._reader.connect() as conn:
+            async with (
+                self._read_lock or contextlib.nullcontext(),
+                (self._autocommit or self._engine).connect() as conn,
+            ):
                 yield conn
         except StoreError:
             raise
@@ -287,6 +292,9 @@ class Store:
         what = batch_what(tid, batch)
         if self._batches is not None and fence is None:
             return await self._sqlite_batch(what, tid, new_events, audits, checkpoint)
+        if self._autocommit is not None:
+            async with self._read(what) as conn:  # one statement, outside a transaction: it is one
+                return await write_batch_at_once(conn, tid, batch, now(), what, fence)
         async with self._write(what) as conn:
             return await write_batch(conn, tid, batch, now(), what, fence)
 
