@@ -43,6 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _serve(concurrency: int) -> None:
+    from ._proc import freeze_startup_objects
     from .cluster import Node, serve_worker
     from .evals import run_queued_scenario
     from .store import open_for_command
@@ -51,6 +52,7 @@ async def _serve(concurrency: int) -> None:
     try:
         node = await Node.from_env(store)
         assert node is not None
+        freeze_startup_objects()  # the engine is imported by now: full collections skip it while runs go on
         await serve_worker(node, concurrency=concurrency, handlers={"eval": run_queued_scenario})
     finally:
         await store.close()
