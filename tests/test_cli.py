@@ -367,7 +367,7 @@ def test_every_name_the_package_lists_is_one_it_offers() -> None:
 def test_a_process_that_runs_conversations_spares_its_imports_and_spaces_out_full_collections() -> None:
     """`freeze_startup_objects` (the web chat, `parley run`, `parley eval`, workers): what the imports made is out of
     the collector's way, and full collections (a pause of the whole process, growing with its live conversations)
-    come at most every `FULL_COLLECTION_AFTER` young ones; calling it twice changes nothing more. In a process of its
+    come at most every `FULL_COLLECTION_AFTER` middle-generation ones; calling it twice changes nothing more. In a process of its
     own: the setting is process-wide."""
     code = (
         "import gc, parley.conversation; from parley._proc import freeze_startup_objects as f; "

@@ -2,7 +2,8 @@
 and while the last round trip was out, goes in one pipeline.
 
 Each run used to send its own batch in a transaction of its own (MULTI, its XADDs, EXPIRE, EXEC): at a few hundred
-live runs, a worker made a round trip, and a socket write, per streamed piece of every run. Entries of one stream
+live runs, a worker made a round trip, and a socket write, per streamed piece of every run. Now one transaction
+carries every run's batches. Entries of one stream
 keep their order, since each run sends its next batch only once its last one is in, and a pipeline runs in order.
 """
 
@@ -46,28 +47,40 @@ class Outbound:
         self._waiting.append(batch)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send(), name="parley-bus-out")
-        return (
-            await batch.done
-        )  # a caller cancelled meanwhile cancels only its wait: the entries still go out
+        # A caller cancelled meanwhile cancels only its wait: its entries still go out.
+        return await batch.done
 
     async def _send(self) -> None:
-        while self._waiting:
-            batches, self._waiting = self._waiting, []
-            try:
-                replies = await self._round_trip(batches)
-            except Exception as exc:  # the connection: every batch of this round trip failed
-                for batch in batches:
-                    _settle(batch, exc)
-                continue
-            at = 0
-            for batch in batches:
-                mine = replies[at : at + len(batch.entries)]
-                at += len(batch.entries)
-                failed = next((r for r in mine if isinstance(r, Exception)), None)
-                _settle(batch, failed if failed is not None else [str(r) for r in mine])
+        batches: list[_Batch] = []
+        try:
+            while self._waiting:
+                batches, self._waiting = self._waiting, []
+                try:
+                    replies = await self._round_trip(batches)
+                except Exception as exc:  # the connection: every batch of this round trip failed
+                    for batch in batches:
+                        _settle(batch, exc)
+                    continue
+                self._hand_back(batches, replies)
+        except BaseException:  # cancelled (the node closes): nobody waits for ever
+            for batch in [*batches, *self._waiting]:
+                batch.done.cancel()
+            self._waiting = []
+            raise
+
+    @staticmethod
+    def _hand_back(batches: list[_Batch], replies: list[Any]) -> None:
+        at = 0
+        for batch in batches:
+            mine = replies[at : at + len(batch.entries)]
+            at += len(batch.entries)
+            failed = next((r for r in mine if isinstance(r, Exception)), None)
+            _settle(batch, failed if failed is not None else [str(r) for r in mine])
 
     async def _round_trip(self, batches: list[_Batch]) -> list[Any]:
-        async with self._redis.pipeline(transaction=False) as pipe:
+        # MULTI/EXEC, still one round trip: should the connection drop and redis-py send it again, nothing of it
+        # ran twice (a stream entry is not idempotent). A command that fails (a key that is no stream) fails alone.
+        async with self._redis.pipeline(transaction=True) as pipe:
             for batch in batches:
                 for entry in batch.entries:
                     pipe.xadd(batch.key, entry, maxlen=self._cap, approximate=True)
@@ -78,7 +91,7 @@ class Outbound:
     async def close(self) -> None:
         """Wait for what is on its way (a closing node's last events)."""
         if self._sender is not None:
-            await asyncio.gather(self._sender, return_exceptions=True)
+            await asyncio.wait([self._sender])  # a close cancelled meanwhile leaves the sender be
 
 
 def _settle(batch: _Batch, outcome: list[str] | BaseException) -> None:

@@ -6,9 +6,12 @@ execution. A run's writes are most of a cluster worker's database time, so here 
 PostgreSQL runs a statement atomically on its own, with every part of it (data-modifying WITH queries included)
 or none. The rows are the very ones the portable path writes, and the same things are refused:
 
-- with a fence, the lease's row is locked first (a takeover waits until the write is done) and nothing is written
-  unless it still names this holder and fence (LeaseLost);
-- events for a thread that does not exist write nothing (StoreError), nor does a checkpoint (its foreign key).
+- the thread's row is locked first, then (with a fence) the lease's: in the order of every other statement that
+  takes both (appends, `delete_thread` and its cascade), so that none of them deadlocks with a write. A takeover
+  waits until the write is done;
+- with a fence, nothing is written unless the lease still names this holder and fence (LeaseLost); without one,
+  the lease's row is not touched;
+- events or a checkpoint for a thread that does not exist write nothing (StoreError), audit rows included.
 """
 
 from __future__ import annotations
@@ -34,19 +37,26 @@ _json = partial(json.dumps, allow_nan=False, ensure_ascii=False)
 
 _WRITE = text(
     """
-WITH lease AS (
-    SELECT holder, fence FROM run_leases WHERE thread_id = CAST(:tid AS varchar) FOR UPDATE
+WITH thread AS (
+    SELECT id FROM threads WHERE id = CAST(:tid AS varchar) FOR NO KEY UPDATE
+), lease AS (
+    SELECT holder, fence FROM run_leases
+    WHERE CAST(:fenced AS boolean) AND thread_id = CAST(:tid AS varchar) AND EXISTS (SELECT 1 FROM thread)
+    FOR UPDATE
 ), checks AS (
     SELECT NOT CAST(:fenced AS boolean) OR EXISTS (
                SELECT 1 FROM lease WHERE holder = CAST(:holder AS text) AND fence = CAST(:fence AS bigint)
            ) AS fence_ok,
-           CAST(:n AS integer) = 0 OR EXISTS (SELECT 1 FROM threads WHERE id = CAST(:tid AS varchar)) AS thread_ok
+           (CAST(:n AS integer) = 0 AND NOT CAST(:has_checkpoint AS boolean)) OR EXISTS (SELECT 1 FROM thread)
+           AS thread_ok
 ), allowed AS (
     SELECT fence_ok AND thread_ok AS ok FROM checks
 ), bump AS (
     UPDATE threads SET last_seq = last_seq + CAST(:n AS integer), updated_at = CAST(:at AS timestamptz)
     WHERE id = CAST(:tid AS varchar) AND CAST(:n AS integer) > 0 AND (SELECT ok FROM allowed)
     RETURNING last_seq
+), written AS (
+    SELECT (SELECT ok FROM allowed) AND (CAST(:n AS integer) = 0 OR EXISTS (SELECT 1 FROM bump)) AS ok
 ), new_events AS (
     INSERT INTO events (thread_id, seq, type, payload, created_at)
     SELECT CAST(:tid AS varchar), bump.last_seq - CAST(:n AS integer) + e.ord, e.type, CAST(e.payload AS json),
@@ -56,12 +66,12 @@ WITH lease AS (
     INSERT INTO audit (thread_id, actor, action, detail, created_at)
     SELECT CAST(:tid AS varchar), a.actor, a.action, CAST(a.detail AS json), CAST(:at AS timestamptz)
     FROM unnest(CAST(:actors AS text[]), CAST(:actions AS text[]), CAST(:details AS text[])) AS a(actor, action, detail)
-    WHERE (SELECT ok FROM allowed)
+    WHERE (SELECT ok FROM written)
 ), new_checkpoint AS (
     INSERT INTO checkpoints (thread_id, turn, state, pending, created_at)
     SELECT CAST(:tid AS varchar), CAST(:turn AS integer), CAST(:state AS json), CAST(:pending AS json),
            CAST(:at AS timestamptz)
-    WHERE CAST(:has_checkpoint AS boolean) AND (SELECT ok FROM allowed)
+    WHERE CAST(:has_checkpoint AS boolean) AND (SELECT ok FROM written)
 )
 SELECT checks.thread_ok, checks.fence_ok, (SELECT last_seq FROM bump), (SELECT holder FROM lease) FROM checks
 """

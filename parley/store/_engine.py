@@ -64,6 +64,10 @@ def check_connections(engine: AsyncEngine) -> None:
             except Exception as exc:  # whatever the driver raises for a dead connection: take another
                 raise DisconnectionError(f"the connection did not answer: {error_text(exc)}") from exc
 
+    def connected(_dbapi_connection: Any, record: Any) -> None:  # just made: no ping needed on its first use
+        record.info[_RETURNED] = time.monotonic()
+
+    event.listen(engine.sync_engine.pool, "connect", connected)
     event.listen(engine.sync_engine.pool, "checkin", checked_in)
     event.listen(engine.sync_engine.pool, "checkout", checkout)
 

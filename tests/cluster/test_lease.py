@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
+from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from parley._outbox import Checkpoint, persist
 from parley.cluster import Lease, LeaseLost, Leases
@@ -280,3 +283,46 @@ async def test_every_kept_lease_is_renewed_in_one_statement_and_only_a_lost_one_
     finally:
         for keeper in keepers:
             keeper.cancel()
+
+
+async def _waiting_on_locks(admin: Any, count: int) -> None:
+    """Until `count` sessions wait on a lock (PostgreSQL's view: no event to await)."""
+
+    async def waiting() -> bool:
+        return (
+            int(await admin.fetchval("SELECT count(DISTINCT pid) FROM pg_locks WHERE NOT granted")) >= count
+        )
+
+    await _until(waiting, f"{count} session(s) waiting on a lock")
+
+
+async def test_only_a_fenced_write_waits_for_a_takeover_of_its_lease(pg_database: str) -> None:
+    """On PostgreSQL a run's batch locks its thread, then (with a fence) its lease: a fenced write waits while a
+    takeover holds the lease's row and goes on once it is done; a write without a fence never waits on it."""
+    store = await Store.open(pg_database)
+    dsn = make_url(pg_database).set(drivername="postgresql").render_as_string(False)
+    locker, admin = (
+        await asyncpg.connect(dsn),
+        await asyncpg.connect(dsn),
+    )  # (a transaction sees activity frozen)
+    try:
+        tid = await store.create_thread("alice", "team", "scripted", "locks")
+        lease = await Leases(store, "worker-a", ttl_s=30).acquire(tid)
+        assert lease is not None
+        await locker.execute("BEGIN")
+        await locker.execute(
+            "SELECT 1 FROM run_leases WHERE thread_id = $1 FOR UPDATE", tid
+        )  # a takeover's lock
+        async with asyncio.timeout(WAIT_S):
+            assert await store.append_batch(tid, [("message", {"content": "no fence"})]) == [1]
+        write = asyncio.ensure_future(store.append_batch(tid, **_batch("fenced"), fence=lease))  # type: ignore[arg-type]
+        await _waiting_on_locks(admin, 1)
+        assert not write.done()
+        await locker.execute("COMMIT")
+        async with asyncio.timeout(WAIT_S):
+            assert await write == [2]
+        assert [r.payload["content"] for r in await store.events(tid)] == ["no fence", "fenced"]
+    finally:
+        await locker.close()
+        await admin.close()
+        await store.close()
