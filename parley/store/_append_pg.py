@@ -83,9 +83,25 @@ async def write_batch_at_once(
 ) -> list[int]:
     """Write the batch in one statement on `conn` (in autocommit: the statement is the transaction); returns the
     events' seqs. LeaseLost, and nothing written, if `fence` no longer holds the thread."""
+    new_events = batch[0]
+    try:
+        thread_ok, fence_ok, last, holder = (await conn.execute(_WRITE, _params(tid, batch, at, fence))).one()
+    except IntegrityError as exc:  # the only constraint that can fail is the checkpoint's thread
+        raise StoreError(f"could not {what}: no such thread") from exc
+    if not thread_ok:
+        raise StoreError(f"could not {what}: no such thread")
+    if not fence_ok:
+        raise LeaseLost(tid, holder)
+    if new_events and last is None:  # deleted while the statement ran
+        raise StoreError(f"could not {what}: no such thread")
+    return list(range(int(last) - len(new_events) + 1, int(last) + 1)) if new_events else []
+
+
+def _params(tid: str, batch: Batch, at: datetime, fence: Lease | None) -> dict[str, Any]:
+    """The statement's parameters: the batch's rows as arrays, its JSON encoded as the engine's columns encode it."""
     new_events, audits, checkpoint = batch
     turn, state, pending = checkpoint if checkpoint is not None else (None, None, None)
-    params: dict[str, Any] = {
+    return {
         "tid": tid,
         "fenced": fence is not None,
         "holder": fence.holder if fence is not None else None,
@@ -102,14 +118,3 @@ async def write_batch_at_once(
         "state": _json(dict(state)) if isinstance(state, Mapping) else None,
         "pending": _json(list(pending)) if pending is not None else None,
     }
-    try:
-        thread_ok, fence_ok, last, holder = (await conn.execute(_WRITE, params)).one()
-    except IntegrityError as exc:  # the only constraint that can fail is the checkpoint's thread
-        raise StoreError(f"could not {what}: no such thread") from exc
-    if not thread_ok:
-        raise StoreError(f"could not {what}: no such thread")
-    if not fence_ok:
-        raise LeaseLost(tid, holder)
-    if new_events and last is None:  # deleted while the statement ran
-        raise StoreError(f"could not {what}: no such thread")
-    return list(range(int(last) - len(new_events) + 1, int(last) + 1)) if new_events else []
