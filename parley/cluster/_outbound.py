@@ -3,8 +3,8 @@ and while the last round trip was out, goes in one pipeline.
 
 Each run used to send its own batch in a transaction of its own (MULTI, its XADDs, EXPIRE, EXEC): at a few hundred
 live runs, a worker made a round trip, and a socket write, per streamed piece of every run. Now one transaction
-carries every run's batches. Entries of one stream
-keep their order, since each run sends its next batch only once its last one is in, and a pipeline runs in order.
+carries every run's batches. Entries of one stream keep their order, since each run sends its next batch only once
+its last one is in, and a transaction runs in order.
 """
 
 from __future__ import annotations

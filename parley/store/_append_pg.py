@@ -16,10 +16,8 @@ or none. The rows are the very ones the portable path writes, and the same thing
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import datetime
-from functools import partial
 from typing import Any
 
 from sqlalchemy import text
@@ -27,13 +25,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._append import Batch
+from ._engine import json_text
 from ._leases import Lease, LeaseLost
 from ._rows import StoreError
 
 __all__ = ["write_batch_at_once"]
 
-_json = partial(json.dumps, allow_nan=False, ensure_ascii=False)
-"""As the engine's JSON columns encode (see _engine.engine_options)."""
 
 _WRITE = text(
     """
@@ -109,12 +106,12 @@ def _params(tid: str, batch: Batch, at: datetime, fence: Lease | None) -> dict[s
         "n": len(new_events),
         "at": at,
         "types": [kind for kind, _ in new_events],
-        "payloads": [_json(dict(payload)) for _, payload in new_events],
+        "payloads": [json_text(dict(payload)) for _, payload in new_events],
         "actors": [actor for actor, _, _ in audits],
         "actions": [action for _, action, _ in audits],
-        "details": [_json(dict(detail)) for _, _, detail in audits],
+        "details": [json_text(dict(detail)) for _, _, detail in audits],
         "has_checkpoint": checkpoint is not None,
         "turn": turn,
-        "state": _json(dict(state)) if isinstance(state, Mapping) else None,
-        "pending": _json(list(pending)) if pending is not None else None,
+        "state": json_text(dict(state)) if isinstance(state, Mapping) else None,
+        "pending": json_text(list(pending)) if pending is not None else None,
     }

@@ -18,6 +18,7 @@ __all__ = [
     "check_connections",
     "engine_options",
     "error_text",
+    "json_text",
     "sqlite_pragmas",
 ]
 
@@ -26,9 +27,13 @@ _CONNECT_TIMEOUT_S = 5
 _COMMAND_TIMEOUT_S = 30
 
 
+json_text = partial(json.dumps, allow_nan=False, ensure_ascii=False)
+"""How the store encodes its JSON columns. NaN/Infinity are not JSON: PostgreSQL would reject them, so they are
+refused on SQLite too."""
+
+
 def engine_options(url: URL) -> dict[str, Any]:
-    # NaN/Infinity are not JSON: PostgreSQL would reject them, so refuse them on SQLite too.
-    options: dict[str, Any] = {"json_serializer": partial(json.dumps, allow_nan=False, ensure_ascii=False)}
+    options: dict[str, Any] = {"json_serializer": json_text}
     if url.get_backend_name() == "sqlite":
         options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_S}
     elif url.drivername == "postgresql+asyncpg":
@@ -51,7 +56,7 @@ def check_connections(engine: AsyncEngine) -> None:
     for free instead: asyncpg knows when the server has closed it."""
     dialect = engine.dialect
 
-    def checked_in(_dbapi_connection: Any, record: Any) -> None:
+    def in_pool(_dbapi_connection: Any, record: Any) -> None:  # made now, or given back: no ping for a while
         record.info[_RETURNED] = time.monotonic()
 
     def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
@@ -64,11 +69,8 @@ def check_connections(engine: AsyncEngine) -> None:
             except Exception as exc:  # whatever the driver raises for a dead connection: take another
                 raise DisconnectionError(f"the connection did not answer: {error_text(exc)}") from exc
 
-    def connected(_dbapi_connection: Any, record: Any) -> None:  # just made: no ping needed on its first use
-        record.info[_RETURNED] = time.monotonic()
-
-    event.listen(engine.sync_engine.pool, "connect", connected)
-    event.listen(engine.sync_engine.pool, "checkin", checked_in)
+    event.listen(engine.sync_engine.pool, "connect", in_pool)
+    event.listen(engine.sync_engine.pool, "checkin", in_pool)
     event.listen(engine.sync_engine.pool, "checkout", checkout)
 
 
