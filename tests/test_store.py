@@ -126,6 +126,7 @@ async def test_threads_per_owner_newest_first(store: Store) -> None:
     assert (row.owner, row.team, row.model, row.title) == ("alice", "debate", "openai:gpt-4o-mini", "second")
     assert row.created_at.tzinfo is not None and row.created_at.utcoffset().total_seconds() == 0  # type: ignore[union-attr]
     assert before <= row.created_at == row.updated_at <= after
+    assert row in await store.list_threads("alice"), "read alone or listed, a thread is the same row"
     assert await store.get_thread("0" * 32) is None
 
     await store.append_event(t1, "message", {"content": "hi"})  # activity moves a thread to the top

@@ -4,7 +4,8 @@ The portable path (`_append.write_batch`) takes a transaction of five to seven r
 counter, the events, the audit rows, the checkpoint, the fence and COMMIT, each also a pass through SQLAlchemy's
 execution. A run's writes are most of a cluster worker's database time, so here the whole batch is one statement:
 PostgreSQL runs a statement atomically on its own, with every part of it (data-modifying WITH queries included)
-or none. The rows are the very ones the portable path writes, and the same things are refused:
+or none, and it runs on the driver itself (see _driver). The rows are the very ones the portable path writes, and
+the same things are refused:
 
 - the thread's row is locked first, then (with a fence) the lease's: in the order of every other statement that
   takes both (appends, `delete_thread` and its cascade), so that none of them deadlocks with a write. A takeover
@@ -20,11 +21,10 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._append import Batch
+from ._driver import DriverStatement, Integrity
 from ._engine import json_text
 from ._leases import Lease, LeaseLost
 from ._rows import StoreError
@@ -32,7 +32,7 @@ from ._rows import StoreError
 __all__ = ["write_batch_at_once"]
 
 
-_WRITE = text(
+_WRITE = DriverStatement(
     """
 WITH thread AS (
     SELECT id FROM threads WHERE id = CAST(:tid AS varchar) FOR NO KEY UPDATE
@@ -82,9 +82,11 @@ async def write_batch_at_once(
     events' seqs. LeaseLost, and nothing written, if `fence` no longer holds the thread."""
     new_events = batch[0]
     try:
-        thread_ok, fence_ok, last, holder = (await conn.execute(_WRITE, _params(tid, batch, at, fence))).one()
-    except IntegrityError as exc:  # the only constraint that can fail is the checkpoint's thread
+        row = await _WRITE.row(conn, _params(tid, batch, at, fence))
+    except Integrity as exc:  # the only constraint that can fail is the checkpoint's thread
         raise StoreError(f"could not {what}: no such thread") from exc
+    assert row is not None  # the statement's last SELECT has one row
+    thread_ok, fence_ok, last, holder = row
     if not thread_ok:
         raise StoreError(f"could not {what}: no such thread")
     if not fence_ok:
