@@ -50,7 +50,7 @@ from parley.web._chat import ChatSession
 from parley.web._datalayer import ParleyDataLayer, card_step_id, thread_made, thread_steps, thread_view
 from parley.web._format import note, vote_text
 from parley.web._handover import Handover
-from parley.web._panels import Meter
+from parley.web._panels import Meter, NotesPanel
 from parley.web.addresses import host_only as _host_of
 from parley.web.addresses import loopback as _loopback
 
@@ -723,21 +723,27 @@ async def test_the_live_meter_stays_in_the_side_panel_and_replaces_the_reopened_
 
     page = _Page()
     meter = Meter()
+    notes = NotesPanel(meter)
     await meter.update(100, 20, None, Metered())  # type: ignore[arg-type]
     await meter.finish(150, 30, 0.25, Metered())  # type: ignore[arg-type]
     meter.reset()  # the next run: its meter replaces the last run's (one meter on the page)
     await meter.update(1, 2, None, Metered())  # type: ignore[arg-type]
-    sent = [(e, d) for e, d in page.sent if e in ("element", "remove_element")]
+    await notes.show(
+        "planner", [{"author": "planner", "text": "ship it"}]
+    )  # the board goes to the panel last
+    await meter.finish(5, 6, None, Metered())  # type: ignore[arg-type]
+    sent = [(e, d) for e, d in page.sent if e in ("element", "remove_element") and "meter" in d["id"]]
     assert [(e, d["id"]) for e, d in sent] == [
         ("remove_element", "t9-meter"),  # the reopened thread's meter, if the page shows one
         ("element", "t9-meter-1"),
+        ("element", "t9-meter-1"),  # still the panel's last element: replaced where it is, one socket event
+        ("remove_element", "t9-meter"),
         ("remove_element", "t9-meter-1"),
         ("element", "t9-meter-2"),
-        ("remove_element", "t9-meter"),
-        ("remove_element", "t9-meter-2"),
+        ("remove_element", "t9-meter-2"),  # the notes' board came after it: the meter goes last again
         ("element", "t9-meter-3"),
     ]
-    last = sent[3][1]
+    last = sent[2][1]
     assert last["display"] == "side" and last["name"] == "Meter · 180 tokens · $0.2500"
     assert "**150** prompt + **30** completion tokens (selector 8) · $0.2500" in _text_of(last["url"])
     assert "last run" in _text_of(last["url"])

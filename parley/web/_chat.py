@@ -107,8 +107,8 @@ class ChatSession:
         self.offers = Offers()
         self.projection = Projection()
         """What the current run's events add up to: decisions awaited, sub-tasks running, usage per speaker."""
-        self.notes = NotesPanel()
         self.meter = Meter()
+        self.notes = NotesPanel(self.meter)
         self._ws: WebsocketSession | None = None
         """The page the run is to be shown on from the next event (a reopened thread), once it has the thread."""
         self._gate, self._idle = asyncio.Event(), asyncio.Event()
@@ -251,7 +251,7 @@ class ChatSession:
         self.tools.forget()
         self.controls = LiveControls(self.controls.extra, self.controls.turn)  # a new page, the same turn
         self.meter.reset()
-        self.notes = NotesPanel()
+        self.notes = NotesPanel(self.meter)
         await self.offers.clear_page()  # the same tab may connect more than once and still hold the buttons
         await self.drop_buttons()  # and may hold settled ones: their removal went to a socket it had dropped
         # The page has every card under the id the live run gave it (the stored thread's): the same messages.

@@ -33,6 +33,9 @@ class Meter:
         """The id of the last meter sent (a reopened thread's is the stored one's)."""
         self.fresh = True
         """No meter sent since the last reset."""
+        self.last = False
+        """The last meter sent is still the panel's last element: the next one takes its place (one socket event
+        instead of two). A note's board sent to the panel after it puts the next one last again."""
 
     def reset(self) -> None:
         """The next update starts afresh (a new run, or a page that took the run over)."""
@@ -57,14 +60,17 @@ class Meter:
         tid = conv.thread_id or ""
         selector = conv.meter.by_source().get("selector")
         block = meter_block(prompt, completion, cost, sum(selector) if selector else None, state)
-        # The old meter goes first: the new one comes last, so the panel keeps the meter as its title. A run's
-        # first meter also takes away a reopened thread's (the page may show that one, or the last run's).
-        for old in (meter_id(tid) if self.fresh else None, self.shown):
-            if old is not None:
-                await cl.context.emitter.emit("remove_element", {"id": old})
+        if not (self.last and not self.fresh and self.shown is not None):
+            # The old meter goes first: the new one comes last, so the panel keeps the meter as its title. A
+            # run's first meter also takes away a reopened thread's (the page may show that one, or the last
+            # run's). A meter still last is replaced where it is instead (the page swaps an element it has).
+            for old in (meter_id(tid) if self.fresh else None, self.shown):
+                if old is not None:
+                    await cl.context.emitter.emit("remove_element", {"id": old})
+            self.sent += 1
+            self.shown = f"{meter_id(tid)}-{self.sent}"
         self.fresh = False
-        self.sent += 1
-        self.shown = f"{meter_id(tid)}-{self.sent}"
+        self.last = True
         meter = cl.Text(
             id=self.shown,
             name=meter_title(prompt, completion, cost),
@@ -80,8 +86,10 @@ class NotesPanel:
     """The team's shared notes (team_notes): a message per note added, whose link opens the board as it stands
     in the side panel."""
 
-    def __init__(self) -> None:
+    def __init__(self, meter: Meter) -> None:
         self.shown = 0
+        self.meter = meter
+        """The panel's meter, no longer its last element once a board is sent after it."""
 
     async def show(self, role: str, notes: Sequence[dict[str, Any]]) -> None:
         """A note in the chat (its link reopens the panel) and the board in the panel, once per note added."""
@@ -95,4 +103,5 @@ class NotesPanel:
                 cl.Text(name=NOTES, url=text_url(notes_text(notes)), display="side", mime="text/plain")
             ],
         ).send()
+        self.meter.last = False
         await cl.ElementSidebar.set_title(f"{NOTES} · {len(notes)}")
