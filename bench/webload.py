@@ -380,11 +380,11 @@ async def level(served: Served, n: int, s: Settings) -> dict[str, Any]:
     with Stopwatch() as signing:
         cookies = await sign_in(served.servers[0], n)  # one login secret: a cookie works on every replica
     load_before = os.getloadavg()[0]
-    with (
+    with (  # the collector's run after the level counts in no figure
+        quiet_collector() as connected,
         ServerWatch(served.pids()) as watch,
         LoopLag() as lag,
         Stopwatch() as wall,
-        quiet_collector() as connected,
     ):
         outcomes = await drive(
             served.servers, cookies, s.run_deadline_s, s.load_delay_s, lambda: (watch.mark(), connected())

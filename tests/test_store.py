@@ -13,12 +13,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.engine import make_url
 
 from parley.events import MessageEvent, RunResult, RunStartedEvent, ToolCallEvent, event_adapter
 from parley.paths import data_dir
 from parley.store import Store, StoreError, default_url
+from parley.store._driver import DriverStatement
 from parley.store._schema import users
 from parley.store._urls import normalise_url, redact
 
@@ -268,6 +271,44 @@ async def test_a_batch_is_written_whole_or_not_at_all(store: Store) -> None:
         await store.append_batch(missing, [], [("alice", "deleted", {})]) == []
     )  # the trail outlives threads
     assert [r.action for r in await store.audit_log(missing)] == ["deleted"]
+
+
+async def test_a_statement_cut_short_on_the_driver_gives_its_connection_up(db_url: str) -> None:
+    """The store's most frequent PostgreSQL statements run on the driver itself (parley/store/_driver.py). One
+    cancelled mid-statement (a stopped run's write) must not go back to the pool with its statement still being
+    cancelled on the server: the next caller would wait on it. Its connection is closed instead."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the driver path is PostgreSQL's")
+    store = await Store.open(db_url)
+    admin = await asyncpg.connect(make_url(db_url).set(drivername="postgresql").render_as_string(False))
+    try:
+        async with store._read("test") as conn:
+            row = await DriverStatement("SELECT pg_backend_pid()").row(conn, {})
+            assert row is not None
+            pid: int = row[0]
+            sleeping = asyncio.ensure_future(
+                DriverStatement("SELECT pg_sleep(CAST(:s AS float8))").row(conn, {"s": 60})
+            )
+            running = "SELECT count(*) FROM pg_stat_activity WHERE pid = $1 AND query LIKE '%pg_sleep%'"
+            await _server_says(admin, running, pid, 1)
+            sleeping.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await sleeping
+        # The connection was closed, not handed out again.
+        await _server_says(admin, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1", pid, 0)
+        assert await store.get_thread(uuid.uuid4().hex) is None  # and the store goes on, on a fresh one
+    finally:
+        await admin.close()
+        await store.close()
+
+
+async def _server_says(admin: asyncpg.Connection, query: str, pid: int, count: int) -> None:
+    """Wait (bounded) until PostgreSQL's own view counts `count` rows for `query` about backend `pid`."""
+    async with asyncio.timeout(30):
+        while True:
+            if await admin.fetchval(query, pid) == count:
+                return
+            await asyncio.sleep(0.02)
 
 
 # -- checkpoints -------------------------------------------------------------------------

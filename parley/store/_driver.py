@@ -14,6 +14,7 @@ too; `tests/test_store.py` fails if it stops doing so.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from datetime import UTC
@@ -48,12 +49,16 @@ class DriverStatement:
 
     async def row(self, conn: AsyncConnection, params: Mapping[str, Any]) -> asyncpg.Record | None:
         """The statement's first row on `conn` (a pooled connection outside a transaction), or None. A connection
-        the driver found broken is dropped from the pool, as SQLAlchemy does on its own path."""
+        the driver found broken, or whose statement timed out or was cancelled, is dropped from the pool, as
+        SQLAlchemy does on its own path: the next caller gets a fresh one instead of waiting on it."""
         fairy = await conn.get_raw_connection()
         driver = cast(asyncpg.Connection, fairy.driver_connection)
         try:
             return await driver.fetchrow(self.sql, *(params[name] for name in self.names))
-        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError):
+        except asyncio.CancelledError:
+            await asyncio.shield(conn.invalidate())
+            raise
+        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError, TimeoutError):
             await conn.invalidate()
             raise
 

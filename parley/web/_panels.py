@@ -96,6 +96,7 @@ class NotesPanel:
         if len(notes) == self.shown:
             return
         self.shown = len(notes)
+        self.meter.last = False  # before the board goes: a send cut short may still have reached the page
         await cl.Message(
             content=notes_added_text(role, notes),
             author=SYSTEM,
@@ -103,5 +104,4 @@ class NotesPanel:
                 cl.Text(name=NOTES, url=text_url(notes_text(notes)), display="side", mime="text/plain")
             ],
         ).send()
-        self.meter.last = False
         await cl.ElementSidebar.set_title(f"{NOTES} · {len(notes)}")
