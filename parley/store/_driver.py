@@ -24,6 +24,7 @@ import asyncpg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ._rows import ThreadRow
+from ._schema import THREAD_COLUMNS
 
 __all__ = ["THREAD_BY_ID", "DriverStatement", "Integrity", "thread_row"]
 
@@ -64,7 +65,7 @@ class DriverStatement:
 
 
 THREAD_BY_ID = DriverStatement(
-    "SELECT id, owner, team, model, title, created_at, updated_at FROM threads WHERE id = CAST(:tid AS varchar)"
+    f"SELECT {', '.join(c.name for c in THREAD_COLUMNS)} FROM threads WHERE id = CAST(:tid AS varchar)"
 )
 """`Store.get_thread`: the columns of THREAD_COLUMNS, in order."""
 

@@ -41,6 +41,7 @@ class Meter:
         """The next update starts afresh (a new run, or a page that took the run over)."""
         self.started = False
         self.fresh = True
+        self.last = False
 
     async def update(self, prompt: int, completion: int, cost: float | None, conv: Conversation) -> None:
         now = time.monotonic()
@@ -60,7 +61,7 @@ class Meter:
         tid = conv.thread_id or ""
         selector = conv.meter.by_source().get("selector")
         block = meter_block(prompt, completion, cost, sum(selector) if selector else None, state)
-        if not (self.last and not self.fresh and self.shown is not None):
+        if not self.last or self.shown is None:
             # The old meter goes first: the new one comes last, so the panel keeps the meter as its title. A
             # run's first meter also takes away a reopened thread's (the page may show that one, or the last
             # run's). A meter still last is replaced where it is instead (the page swaps an element it has).
