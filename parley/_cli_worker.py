@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import logging
 import os
 from typing import Any
@@ -38,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if args.concurrency < 1:
         raise ConfigError(f"--concurrency {args.concurrency}: give at least 1")
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(_serve(args.concurrency))
+    from ._proc import run_service
+
+    run_service(_serve(args.concurrency))
     return 0
 
 

@@ -1,9 +1,17 @@
 """Process-wide settings for the processes that run conversations: `parley run`, `parley eval`, the web chat, a
-cluster's workers."""
+cluster's workers (their garbage collector, and for the long-running ones their event loop)."""
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import os
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+from .errors import ConfigError
+
+T = TypeVar("T")
 
 _frozen = False
 FULL_COLLECTION_AFTER = 100
@@ -27,3 +35,35 @@ def freeze_startup_objects() -> None:
         young, middle, _ = gc.get_threshold()
         gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
         _frozen = True
+
+
+LOOP_ENV = "PARLEY_EVENT_LOOP"
+"""Which event loop the web chat and a cluster's workers run on: `uvloop` (the default where it is installed) or
+`asyncio` (the standard library's)."""
+
+
+def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """What makes the event loop of a long-running process (`LOOP_ENV`): uvloop's, or None for asyncio's own.
+
+    uvloop runs the loop, its timers and its sockets in C. Through a cluster at 200 conversations it cut the CPU of
+    each web process and worker by about a tenth (bench/webload.py --cluster, docs/performance.md)."""
+    choice = os.environ.get(LOOP_ENV, "").strip().lower() or "auto"
+    if choice not in ("auto", "uvloop", "asyncio"):
+        raise ConfigError(
+            f"{LOOP_ENV}={choice!r}: say 'uvloop' or 'asyncio' (or leave it unset for uvloop if installed)"
+        )
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError as exc:
+        if choice == "uvloop":
+            raise ConfigError(f"{LOOP_ENV}=uvloop, but uvloop is not installed: pip install uvloop") from exc
+        return None  # Windows: uvloop has no build there
+    return uvloop.new_event_loop
+
+
+def run_service(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)` on the loop `loop_factory` names."""
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        return runner.run(main)

@@ -79,6 +79,7 @@ def serve(host: str, port: int) -> int:
     """Replace this process with the Chainlit server for app.py."""
     # The address check alone: importing the app itself would set up the whole chat in this process, which
     # execve replaces with Chainlit's in a moment.
+    from ._proc import loop_factory
     from .web.addresses import loopback as _loopback
 
     project = project_root()
@@ -88,6 +89,7 @@ def serve(host: str, port: int) -> int:
         raise ConfigError(
             f"{app} not found: this parley install is incomplete; reinstall it (pip install parley)"
         )
+    loop_factory()  # a wrong PARLEY_EVENT_LOOP is said here, not in a traceback from the server's start
     users = asyncio.run(_count_users())
     if not _loopback(host) and users == 0:
         raise ConfigError(f"serving on {host} needs login: create a user first with `parley users add NAME`")

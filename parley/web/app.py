@@ -25,7 +25,7 @@ from ..conversation import Conversation
 from ..errors import ConfigError
 from ..run import Run
 from ..store import Store, default_url
-from . import _chainlit_fixes, _chainlit_pause
+from . import _chainlit_fixes, _chainlit_loop, _chainlit_pause
 from ._art import write_avatars
 from ._assets import CompressedAssets
 from ._chat import ChatSession, commands
@@ -56,6 +56,9 @@ for _noisy in ("autogen_core", "autogen_core.events", "autogen_agentchat", "http
     logging.getLogger(_noisy).setLevel(os.environ.get("PARLEY_AUTOGEN_LOG", "CRITICAL"))
 
 log = logging.getLogger("parley.web")
+_LOOP = _chainlit_loop.serve_on_own_loop()
+if _LOOP is not None:
+    log.info("parley web chat: event loop %s, asyncio's tasks in C", _LOOP)
 DEFAULT_TEAM = os.environ.get("PARLEY_DEFAULT_TEAM", "content-studio")
 _live: dict[str, ChatSession] = {}
 """Thread id -> the session whose run may still be going: reopening a thread re-attaches to it."""

@@ -160,6 +160,8 @@ def test_the_web_chats_server_serves_the_api_with_a_token_from_the_cli(ui: Ui, s
             return row.owner if row else None
 
     assert asyncio.run(owner()) == "local"
+    # The conversation above ran on uvloop, with asyncio's C tasks back in place of nest_asyncio's (_chainlit_loop.py).
+    assert "parley web chat: event loop uvloop, asyncio's tasks in C" in ui.log.read_text(errors="replace")
 
 
 def test_on_a_server_with_users_each_token_sees_its_own_and_the_openai_sdk_talks_to_a_team(ui: Ui) -> None:
