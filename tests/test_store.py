@@ -302,6 +302,62 @@ async def test_a_statement_cut_short_on_the_driver_gives_its_connection_up(db_ur
         await store.close()
 
 
+async def test_each_read_on_the_driver_gives_what_sqlalchemys_path_gives(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a thread's events, its latest checkpoint, a user's access and the run's lease holder are read
+    on the driver itself (parley/store/_history.py, _shares.py, _leases.py): the same rows, types and times (in UTC)
+    as the portable query gives, which SQLite still runs."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("the driver path is PostgreSQL's")
+    from parley.store import _accounts, _history, _leases, _shares
+
+    store = await Store.open(db_url)
+    try:
+        tid = await store.create_thread("alice", "analysts", "local", "Q3")
+        idle = await store.create_thread("alice", "analysts", "local", "idle")
+        for n in (1, 2, 3):
+            await store.append_event(tid, "message", {"content": f"tour {n} — ✓", "turn": n, "n": [n, None]})
+        await store.save_checkpoint(tid, 1, _team_state(1), [])
+        await store.save_checkpoint(tid, 2, _team_state(2), ["and the US?"])
+        for user in ("alice", "bob", "carol", "dave"):
+            await store.create_user(user, "a long enough password")
+        await store.share(tid, "bob", "read", actor="alice")
+        await store.share(tid, "carol", "write", actor="alice")
+        assert await store.take_lease(tid, "worker-1", 30.0) is not None
+
+        async def reads() -> list[Any]:
+            return [
+                await store.events(tid),
+                await store.events(tid, 2),
+                await store.events(idle),
+                await store.latest_checkpoint(tid),
+                await store.latest_checkpoint(tid, up_to_turn=1),
+                await store.latest_checkpoint(tid, up_to_turn=0),
+                [await store.access(user, tid) for user in ("alice", "bob", "carol", "dave")],
+                await store.access("alice", uuid.uuid4().hex),
+                [await store.lease_holder(t) for t in (tid, idle)],
+                [await store.login_stamp(user) for user in ("alice", "nobody")],
+                await store.count_users(),
+            ]
+
+        on_driver = await reads()
+        for module in (_accounts, _history, _shares, _leases):
+            monkeypatch.setattr(module, "on_driver", lambda conn: False)
+        assert on_driver == await reads()
+        events, after_two, none, latest, first, _, roles, stranger, holders, stamps, count = on_driver
+        assert [e.seq for e in events] == [1, 2, 3] and [e.seq for e in after_two] == [3] and none == []
+        assert events[0].payload == {"content": "tour 1 — ✓", "turn": 1, "n": [1, None]}
+        assert all(e.created_at.tzinfo is UTC for e in events)
+        assert latest.turn == 2 and latest.pending == ["and the US?"] and latest.created_at.tzinfo is UTC
+        assert first.turn == 1 and first.state == _team_state(1)
+        assert roles == ["owner", "read", "write", None] and stranger is None
+        assert holders == ["worker-1", None]
+        assert stamps[0] and stamps[1] is None and count == 4
+    finally:
+        await store.close()
+
+
 async def _server_says(admin: asyncpg.Connection, query: str, pid: int, count: int) -> None:
     """Wait (bounded) until PostgreSQL's own view counts `count` rows for `query` about backend `pid`."""
     async with asyncio.timeout(30):

@@ -5,10 +5,12 @@ from __future__ import annotations
 import secrets
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ._driver import DriverStatement, on_driver
 from ._passwords import MIN_PASSWORD
 from ._rows import FeedbackRow, StoreError, UserRow
 from ._schema import audit, feedback, logins, threads, users
@@ -27,6 +29,7 @@ __all__ = [
     "new_password",
     "new_stamp",
     "rate",
+    "user_count",
     "user_rows",
 ]
 
@@ -94,16 +97,34 @@ async def new_stamp(conn: AsyncConnection, name: str, at: datetime) -> str:
     return stamp
 
 
+_LOGIN_STAMP = DriverStatement(
+    "SELECT users.password_hash, coalesce(logins.stamp, '') FROM users"
+    " LEFT OUTER JOIN logins ON logins.name = users.name WHERE users.name = CAST(:name AS varchar)"
+)
+_USER_COUNT = DriverStatement("SELECT count(*) FROM users")
+"""On PostgreSQL, on the driver (see _driver.py): the web chat asks both at every socket event it screens."""
+
+
 async def login_stamp(conn: AsyncConnection, name: str) -> tuple[str, str] | None:
     """(password hash, login stamp) of user `name`, or None if there is none. A user made before stamps existed
     has the stamp ""."""
-    query = (
-        select(users.c.password_hash, func.coalesce(logins.c.stamp, ""))
-        .select_from(users.outerjoin(logins, logins.c.name == users.c.name))
-        .where(users.c.name == name)
-    )
-    row = (await conn.execute(query)).first()
+    if on_driver(conn):
+        row: Any = await _LOGIN_STAMP.row(conn, {"name": name})
+    else:
+        query = (
+            select(users.c.password_hash, func.coalesce(logins.c.stamp, ""))
+            .select_from(users.outerjoin(logins, logins.c.name == users.c.name))
+            .where(users.c.name == name)
+        )
+        row = (await conn.execute(query)).first()
     return (str(row[0]), str(row[1])) if row is not None else None
+
+
+async def user_count(conn: AsyncConnection) -> int:
+    if on_driver(conn):
+        row = await _USER_COUNT.row(conn, {})
+        return 0 if row is None else int(row[0])
+    return int(await conn.scalar(select(func.count()).select_from(users)) or 0)
 
 
 async def new_password(conn: AsyncConnection, name: str, hashed: str) -> None:

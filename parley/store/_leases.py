@@ -35,6 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import StoreError
+from ._driver import DriverStatement, on_driver
 from ._schema import UTCDateTime, metadata
 
 __all__ = [
@@ -175,15 +176,26 @@ async def release(conn: AsyncConnection, lease: Lease, *, run_open: bool) -> Non
     )
 
 
+_LIVE_HOLDER = DriverStatement(
+    "SELECT holder FROM run_leases WHERE thread_id = CAST(:tid AS varchar) AND holder IS NOT NULL"
+    " AND expires_at > clock_timestamp()"
+)
+"""`live_holder` on PostgreSQL: the same query, on the driver (see _driver.py)."""
+
+
 async def live_holder(conn: AsyncConnection, tid: str) -> str | None:
     """Who holds `tid`'s lease and has not let it expire, if anyone."""
-    found = await conn.scalar(
-        select(run_leases.c.holder).where(
-            run_leases.c.thread_id == tid,
-            run_leases.c.holder.is_not(None),
-            run_leases.c.expires_at > clock(conn),
+    if on_driver(conn):
+        row = await _LIVE_HOLDER.row(conn, {"tid": tid})
+        found = None if row is None else row[0]
+    else:
+        found = await conn.scalar(
+            select(run_leases.c.holder).where(
+                run_leases.c.thread_id == tid,
+                run_leases.c.holder.is_not(None),
+                run_leases.c.expires_at > clock(conn),
+            )
         )
-    )
     return None if found is None else str(found)
 
 

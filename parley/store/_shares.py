@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import (
     Column,
@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from ._driver import DriverStatement, on_driver
 from ._rows import StoreError, ThreadRow
 from ._schema import THREAD_COLUMNS, UTCDateTime, audit, metadata, threads, users
 
@@ -184,18 +185,29 @@ async def shared_rows(conn: AsyncConnection, user: str, limit: int = 50) -> list
     ]
 
 
+_ACCESS = DriverStatement(
+    "SELECT threads.owner, thread_members.role FROM threads LEFT OUTER JOIN thread_members"
+    ' ON thread_members.thread_id = threads.id AND thread_members."user" = CAST(:user AS varchar)'
+    " WHERE threads.id = CAST(:tid AS varchar)"
+)
+"""`access` on PostgreSQL: the same query, on the driver (see _driver.py)."""
+
+
 async def access(conn: AsyncConnection, user: str, tid: str) -> Access | None:
     """What `user` may do with conversation `tid`: 'owner', 'write', 'read', or None (not theirs, or no such
     conversation). One query: asked on every request and socket event."""
-    query = (
-        select(threads.c.owner, thread_members.c.role)
-        .select_from(threads)
-        .outerjoin(
-            thread_members, (thread_members.c.thread_id == threads.c.id) & (thread_members.c.user == user)
+    if on_driver(conn):
+        row: Any = await _ACCESS.row(conn, {"user": user, "tid": tid})
+    else:
+        query = (
+            select(threads.c.owner, thread_members.c.role)
+            .select_from(threads)
+            .outerjoin(
+                thread_members, (thread_members.c.thread_id == threads.c.id) & (thread_members.c.user == user)
+            )
+            .where(threads.c.id == tid)
         )
-        .where(threads.c.id == tid)
-    )
-    row = (await conn.execute(query)).first()
+        row = (await conn.execute(query)).first()
     if row is None:
         return None
     if row[0] == user:

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -26,6 +26,7 @@ from ._accounts import (
     new_password,
     new_stamp,
     rate,
+    user_count,
     user_rows,
 )
 from ._append import Batch, batch_what, write_batch
@@ -35,6 +36,7 @@ from ._connect import OPEN_TIMEOUT_S, connect
 from ._disk import sqlite_file, storage_problem
 from ._driver import THREAD_BY_ID, thread_row
 from ._engine import SQLITE_BUSY_TIMEOUT_S, error_text
+from ._history import checkpoint_row, event_rows
 from ._leases import Lease, live_holder, orphans, release, renew, renew_many, take
 from ._passwords import hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
@@ -213,7 +215,7 @@ class Store:
 
     async def count_users(self) -> int:
         async with self._read("count users") as conn:
-            return int(await conn.scalar(select(func.count()).select_from(users)) or 0)
+            return await user_count(conn)
 
     # -- threads -------------------------------------------------------------------------
 
@@ -320,13 +322,8 @@ class Store:
 
     async def events(self, tid: str, after_seq: int = 0) -> list[EventRow]:
         """The thread's events with seq > `after_seq`, in order."""
-        query = (
-            select(events.c.seq, events.c.type, events.c.payload, events.c.created_at)
-            .where(events.c.thread_id == tid, events.c.seq > after_seq)
-            .order_by(events.c.seq)
-        )
         async with self._read(f"read the events of thread {tid}") as conn:
-            return [EventRow(*row) for row in await conn.execute(query)]
+            return await event_rows(conn, tid, after_seq)
 
     async def load_events(self, tid: str, after_seq: int = 0) -> list[Event]:
         """The thread's events with seq > `after_seq`, decoded, in order. A kind of event this version cannot read
@@ -343,17 +340,8 @@ class Store:
 
     async def latest_checkpoint(self, tid: str, *, up_to_turn: int | None = None) -> CheckpointRow | None:
         """The checkpoint saved last (of a turn up to `up_to_turn`, when given), or None."""
-        query = (
-            select(checkpoints.c.turn, checkpoints.c.state, checkpoints.c.pending, checkpoints.c.created_at)
-            .where(checkpoints.c.thread_id == tid)
-            .order_by(checkpoints.c.id.desc())
-            .limit(1)
-        )
-        if up_to_turn is not None:
-            query = query.where(checkpoints.c.turn <= up_to_turn)
         async with self._read(f"read the latest checkpoint of thread {tid}") as conn:
-            row = (await conn.execute(query)).first()
-        return CheckpointRow(*row) if row else None
+            return await checkpoint_row(conn, tid, up_to_turn)
 
     # -- run leases (see _leases.py) ----------------------------------------------------
 
