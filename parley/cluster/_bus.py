@@ -27,6 +27,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as redis
 from pydantic import ValidationError
+from redis.asyncio.connection import Connection, ConnectionPool, parse_url
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -39,6 +40,7 @@ from ..paths import is_server_id
 from ._commands import Command, Job
 from ._follow import Followers
 from ._outbound import Outbound
+from ._packing import packed_in_c
 
 __all__ = ["Bus", "client_name"]
 
@@ -115,18 +117,22 @@ class Bus:
         """
         shown = _redact(url)
         try:
-            client = redis.Redis.from_url(
-                url,
-                decode_responses=True,
-                encoding_errors="replace",  # bytes someone else wrote must not break decoding
-                socket_connect_timeout=_CONNECT_TIMEOUT_S,
-                health_check_interval=30,
-                client_name=client_name(prefix),  # Redis's CLIENT LIST then says whose each connection is
-                # A blip is retried quickly; a longer outage is the loops' business (_retrying), which log it.
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
-            )
+            where = parse_url(url)
         except ValueError as exc:
             raise ConfigError(f"cannot use Redis URL {shown}: {exc} (expected redis://HOST:PORT/DB)") from exc
+        where["connection_class"] = packed_in_c(where.get("connection_class", Connection))
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "encoding_errors": "replace",  # bytes someone else wrote must not break decoding
+            "socket_connect_timeout": _CONNECT_TIMEOUT_S,
+            "health_check_interval": 30,
+            "client_name": client_name(prefix),  # Redis's CLIENT LIST then says whose each connection is
+            # A blip is retried quickly; a longer outage is the loops' business (_retrying), which log it.
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
+        }
+        # What the URL says comes first, as in redis-py's from_url, and then the packing (see _packing.py).
+        options.update(where)
+        client = redis.Redis.from_pool(ConnectionPool(**options))
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S * 2):
                 await client.ping()

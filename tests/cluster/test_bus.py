@@ -202,6 +202,65 @@ def test_the_bus_reads_redis_replies_with_the_c_parser() -> None:
     assert redis_connection.DefaultParser.__name__ == "_AsyncHiredisParser", redis_connection.DefaultParser
 
 
+async def test_the_bus_packs_its_commands_with_hiredis_and_redis_reads_them_as_sent(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py's asyncio connections pack commands in Python; the bus's pack them with hiredis (cluster/_packing.py).
+    Every command goes that way, multi-word ones (CLIENT SETNAME on connect) and non-ASCII text included, and a URL's
+    own options still apply."""
+    from parley.cluster import _packing
+
+    packed: list[tuple[Any, ...]] = []
+    real = _packing.hiredis.pack_command
+    monkeypatch.setattr(_packing.hiredis, "pack_command", lambda args: packed.append(args) or real(args))
+    one = await Bus.connect(redis_url + "?health_check_interval=7", prefix=prefix)
+    two = await Bus.connect(redis_url, prefix=prefix)
+    try:
+        thread = tid()
+        watching = two.follow(thread)
+        follow = asyncio.ensure_future(next_of(watching))
+        await asyncio.sleep(0)
+        await one.publish(thread, _event("région ✓ — 20 %"), 1)
+        entry_id, event, seq = await follow
+        assert event == _event("région ✓ — 20 %") and seq == 1 and entry_id
+        await watching.aclose()
+        client: Any = one._redis
+        assert await client.execute_command("CLIENT GETNAME") == client_name(prefix)
+        connection = client.connection_pool.make_connection()
+        assert type(connection).__module__ == "parley.cluster._packing"
+        assert connection.health_check_interval == 7, "the URL's option is kept"
+        await connection.disconnect()
+    finally:
+        await one.close()
+        await two.close()
+    words = {args[0] for args in packed}
+    assert {b"CLIENT", b"PING", b"MULTI", b"XADD", b"XREAD"} <= words, words
+
+
+def test_commands_packed_in_c_are_the_bytes_redis_py_packs_for_every_connection_kind() -> None:
+    from parley.cluster._packing import packed_in_c
+
+    commands = [
+        ("XADD", "parley:events:t1", "MAXLEN", "~", 20000, "*", "event", '{"text":"région ✓"}', "seq", ""),
+        ("XREAD", "COUNT", 500, "BLOCK", 5000, "STREAMS", "a", "b", "0-0", "1733400000000-3"),
+        ("BLMOVE", "q", "held", 0.01, "LEFT", "RIGHT"),
+        ("CLIENT SETNAME", "parley-web"),
+        (b"CONFIG GET", b"maxmemory"),
+        ("SET", "k", memoryview(b"raw bytes")),  # what hiredis cannot pack goes redis-py's way
+    ]
+    plain = redis_connection.Connection()
+    for kind in (
+        redis_connection.Connection,
+        redis_connection.SSLConnection,
+        redis_connection.UnixDomainSocketConnection,
+    ):
+        packed = packed_in_c(kind)
+        assert issubclass(packed, kind)
+        fast = packed()
+        for command in commands:
+            assert b"".join(fast.pack_command(*command)) == b"".join(plain.pack_command(*command)), command
+
+
 def test_commands_refuse_what_is_too_long() -> None:
     with pytest.raises(ValueError, match="text"):
         Command(kind="say", actor="ana", text="x" * 100_001)
