@@ -102,3 +102,51 @@ def test_a_worker_runs_on_the_loop_the_setting_names(monkeypatch: pytest.MonkeyP
     assert run_service(kind()) == "uvloop"
     monkeypatch.setenv(LOOP_ENV, "asyncio")
     assert run_service(kind()) == "asyncio.unix_events"
+
+
+DESCRIPTORS = textwrap.dedent(
+    """
+    import asyncio, json, os, sys
+    from parley._proc import run_service
+
+    inherited, _ = os.pipe()
+    os.set_inheritable(inherited, True)  # as a descriptor handed down by whatever started the process
+    LIST = (
+        "import json, os; fds = os.listdir('/proc/self/fd'); "
+        "print(json.dumps({f: os.readlink('/proc/self/fd/' + f) for f in fds if os.path.exists('/proc/self/fd/' + f)}))"
+    )
+
+    async def child_sees():
+        loop = type(asyncio.get_running_loop()).__module__
+        child = await asyncio.create_subprocess_exec(sys.executable, "-c", LIST, stdout=asyncio.subprocess.PIPE)
+        out, _ = await child.communicate()
+        return loop, json.loads(out)
+
+    loop, seen = run_service(child_sees())
+    print(json.dumps({"loop": loop, "inherited": os.readlink(f"/proc/self/fd/{inherited}"), "seen": seen}))
+    """
+)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc to list a process's descriptors")
+def test_a_program_started_on_uvloop_gets_none_of_the_descriptors_the_process_inherited() -> None:
+    """uvloop starts programs (MCP servers, the run_python sandbox) without closing what the parent holds, unlike
+    the standard loop's close_fds: a descriptor the process was handed must not reach them. (libuv leaves the child
+    copies of its own stdin, stdout and stderr above 2: those are the child's own.)"""
+    done = subprocess.run(
+        [sys.executable, "-c", DESCRIPTORS],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != LOOP_ENV},
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    import json
+
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    assert found["loop"] == "uvloop"
+    seen: dict[str, str] = found["seen"]
+    own = {seen[fd] for fd in ("0", "1", "2")}
+    assert found["inherited"] not in seen.values(), found
+    assert {target for target in seen.values()} <= own, f"the child holds more than its own stdio: {seen}"

@@ -116,11 +116,6 @@ class Bus:
         Keys start with `prefix`; a run's stream keeps about its last `stream_cap` events.
         """
         shown = _redact(url)
-        try:
-            where = parse_url(url)
-        except ValueError as exc:
-            raise ConfigError(f"cannot use Redis URL {shown}: {exc} (expected redis://HOST:PORT/DB)") from exc
-        where["connection_class"] = packed_in_c(where.get("connection_class", Connection))
         options: dict[str, Any] = {
             "decode_responses": True,
             "encoding_errors": "replace",  # bytes someone else wrote must not break decoding
@@ -130,9 +125,13 @@ class Bus:
             # A blip is retried quickly; a longer outage is the loops' business (_retrying), which log it.
             "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), 3),
         }
-        # What the URL says comes first, as in redis-py's from_url, and then the packing (see _packing.py).
-        options.update(where)
-        client = redis.Redis.from_pool(ConnectionPool(**options))
+        try:
+            # What the URL says comes first, as in redis-py's from_url; then the packing (see _packing.py).
+            options.update(parse_url(url))
+            options["connection_class"] = packed_in_c(options.get("connection_class", Connection))
+            client = redis.Redis.from_pool(ConnectionPool(**options))
+        except ValueError as exc:
+            raise ConfigError(f"cannot use Redis URL {shown}: {exc} (expected redis://HOST:PORT/DB)") from exc
         try:
             async with asyncio.timeout(_CONNECT_TIMEOUT_S * 2):
                 await client.ping()

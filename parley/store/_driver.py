@@ -74,7 +74,7 @@ class DriverStatement:
 
 def on_driver(conn: AsyncConnection) -> bool:
     """Whether `conn`'s statements may run on the driver itself (PostgreSQL's asyncpg)."""
-    return conn.dialect.name == "postgresql"
+    return conn.dialect.name == "postgresql" and conn.dialect.driver == "asyncpg"
 
 
 def utc(at: datetime) -> datetime:

@@ -19,7 +19,7 @@ import sys
 from asyncio import events, futures, runners, tasks
 from typing import Any
 
-from .._proc import loop_factory
+from .._proc import keep_descriptors_from_children, loop_factory
 
 __all__ = ["check", "serve_on_own_loop"]
 
@@ -46,6 +46,7 @@ def serve_on_own_loop() -> str | None:
     factory = loop_factory()
     if factory is None:
         return "asyncio"
+    keep_descriptors_from_children()  # see there: uvloop starts programs without closing what it holds
     policy = asyncio.DefaultEventLoopPolicy()
     policy.new_event_loop = factory  # type: ignore[method-assign]  # Chainlit's `asyncio.run` makes its loop here
     asyncio.set_event_loop_policy(policy)
@@ -70,9 +71,13 @@ def _unpatch() -> None:
     events.get_event_loop = asyncio.get_event_loop = _asyncio.get_event_loop
     events._get_event_loop = _asyncio._get_event_loop  # type: ignore[attr-defined]
     asyncio.run = runners.run
-    policy_class = type(events.get_event_loop_policy())
-    if _from_nest(policy_class.__dict__.get("get_event_loop")):
-        delattr(policy_class, "get_event_loop")
+    policy = events.get_event_loop_policy()
+    if _from_nest(type(policy).__dict__.get("get_event_loop")):
+        delattr(type(policy), "get_event_loop")
+    made = policy.get_event_loop()  # the loop nest_asyncio made as it applied itself: never run, nobody's
+    if not made.is_running():
+        made.close()
+        policy.set_event_loop(None)
     loop_class = asyncio.SelectorEventLoop
     for name in _LOOP_PATCHES:
         if name in loop_class.__dict__ and (

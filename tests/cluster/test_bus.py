@@ -247,8 +247,9 @@ def test_commands_packed_in_c_are_the_bytes_redis_py_packs_for_every_connection_
         ("CLIENT SETNAME", "parley-web"),
         (b"CONFIG GET", b"maxmemory"),
         ("SET", "k", memoryview(b"raw bytes")),  # what hiredis cannot pack goes redis-py's way
+        ("SET", "k", "a lone surrogate: \udcff"),  # UTF-8 cannot encode it: the connection's errors= decide
     ]
-    plain = redis_connection.Connection()
+    plain = redis_connection.Connection(encoding_errors="replace")  # as the bus's connections are made
     for kind in (
         redis_connection.Connection,
         redis_connection.SSLConnection,
@@ -256,9 +257,14 @@ def test_commands_packed_in_c_are_the_bytes_redis_py_packs_for_every_connection_
     ):
         packed = packed_in_c(kind)
         assert issubclass(packed, kind)
-        fast = packed()
+        fast = packed(encoding_errors="replace")
         for command in commands:
             assert b"".join(fast.pack_command(*command)) == b"".join(plain.pack_command(*command)), command
+    # A URL's ?encoding= holds too: hiredis knows only UTF-8, so such a connection packs as redis-py does.
+    latin = packed_in_c(redis_connection.Connection)(encoding="latin-1")
+    assert latin.pack_command("SET", "k", "é") == redis_connection.Connection(
+        encoding="latin-1"
+    ).pack_command("SET", "k", "é")
 
 
 def test_commands_refuse_what_is_too_long() -> None:
