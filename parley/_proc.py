@@ -46,8 +46,8 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """What makes the event loop of a long-running process (`LOOP_ENV`): uvloop's, or None for asyncio's own.
 
     uvloop runs the loop, its timers and its sockets in C. Through a cluster at 200 conversations it cut the CPU of
-    each web process and worker by about a tenth (bench/webload.py --cluster, docs/performance.md). Whoever runs a
-    process on it calls `keep_descriptors_from_children()` first."""
+    each web process and worker by about a tenth (bench/webload.py --cluster, docs/performance.md). A process that
+    runs on it takes it from `service_loop()`."""
     choice = os.environ.get(LOOP_ENV, "").strip().lower() or "auto"
     if choice not in ("auto", "uvloop", "asyncio"):
         raise ConfigError(
@@ -64,34 +64,37 @@ def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     return uvloop.new_event_loop
 
 
-def run_service(main: Coroutine[Any, Any, T]) -> T:
-    """`asyncio.run(main)` on the loop `loop_factory` names."""
+def service_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """`loop_factory()` for a process about to run on it: on uvloop, its inherited descriptors are kept from the
+    programs it will start first (`keep_descriptors_from_children`)."""
     factory = loop_factory()
     if factory is not None:
         keep_descriptors_from_children()
-    with asyncio.Runner(loop_factory=factory) as runner:
+    return factory
+
+
+def run_service(main: Coroutine[Any, Any, T]) -> T:
+    """`asyncio.run(main)` on the loop `service_loop` gives."""
+    with asyncio.Runner(loop_factory=service_loop()) as runner:
         return runner.run(main)
 
 
-def keep_descriptors_from_children() -> list[int]:
-    """Make every descriptor this process inherited (but 0, 1 and 2) close on exec; the ones it changed.
+def keep_descriptors_from_children() -> None:
+    """Make every descriptor this process inherited (but 0, 1 and 2) close on exec.
 
     The standard loop starts a program (an MCP server, the `run_python` sandbox) with `close_fds`: the child gets
     its stdin, stdout and stderr and nothing else. uvloop starts it through libuv, which closes nothing: whatever
     this process holds that is inheritable goes along. What Python opens is never inheritable (PEP 446); what a
     process inherited from whatever started it may be, so it is made close-on-exec before uvloop's loop starts."""
-    changed: list[int] = []
     try:
         held = [int(name) for name in os.listdir("/proc/self/fd")]
     except OSError:  # no /proc (macOS): nothing to go by
-        return changed
+        return
     for fd in held:
         if fd <= 2:
             continue
         try:
             if os.get_inheritable(fd):
                 os.set_inheritable(fd, False)
-                changed.append(fd)
         except OSError:  # the listing's own descriptor, closed by now
             continue
-    return changed

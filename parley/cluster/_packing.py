@@ -38,13 +38,10 @@ class _HiredisPacking(AbstractConnection):
             args = (*name.split(), *args[1:])
         try:
             return [hiredis.pack_command(cast(Any, args))]  # its hints say a 1-tuple: any tuple is packed
-        except (
-            TypeError,
-            UnicodeError,
-        ):  # a memoryview, a bool, a lone surrogate: redis-py's own packing (its
-            return super().pack_command(
-                *args
-            )  # DataError, its encoder's errors= for what UTF-8 cannot encode)
+        except (TypeError, UnicodeError):
+            # A memoryview, a bool, a lone surrogate: redis-py's own packing (its DataError, and its encoder's
+            # errors= for what UTF-8 cannot encode).
+            return super().pack_command(*args)
 
 
 @functools.cache

@@ -2,12 +2,12 @@
 
 A statement through SQLAlchemy's execution costs several times the driver's own work: reading one thread took
 0.46 ms of CPU that way against 0.04 ms for asyncpg alone on the same server, and checking the connection out of
-the pool and back 0.17 ms of the rest. A cluster worker writes a run's batch about twice per agent message; a
-web process reads a conversation's thread several times as a page starts it, and its events, the reader's access
-and its run's lease as it follows the run; a worker reads the events and the checkpoint of each run it starts. Those statements take their
-connection from the same pool as every other (so the pool's checks, limits and outage handling still apply) and
-run on it through SQLAlchemy's public `get_raw_connection()`: same SQL, same rows, without the per-statement
-compilation, parameter and result processing.
+the pool and back 0.17 ms of the rest. A cluster worker writes a run's batch about twice per agent message and
+reads the events and the checkpoint of each run it starts; a web process reads a conversation's thread several
+times as a page starts it, and its events, the reader's access and its run's lease as it follows the run. Those
+statements take their connection from the same pool as every other (so the pool's checks, limits and outage
+handling still apply) and run on it through SQLAlchemy's public `get_raw_connection()`: same SQL, same rows,
+without the per-statement compilation, parameter and result processing.
 
 The JSON codec SQLAlchemy's asyncpg dialect installs on each connection (a `json` parameter is text) applies here
 too; `tests/test_store.py` fails if it stops doing so.

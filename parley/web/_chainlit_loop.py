@@ -8,7 +8,7 @@ conversations through a cluster they were about a sixth of each web process's CP
 
 `serve_on_own_loop()`, called as the app is imported (before Chainlit starts its server with `asyncio.run`), puts
 back asyncio's own tasks, futures, loop methods and `asyncio.run`, and has that server run on the loop
-`parley._proc.loop_factory` names (uvloop where installed). `check()` says whether Chainlit and nest_asyncio still
+`parley._proc.service_loop` gives (uvloop where installed). `check()` says whether Chainlit and nest_asyncio still
 behave as this assumes; tests/test_chainlit_loop.py calls it in a process that imported Chainlit's CLI.
 """
 
@@ -19,7 +19,7 @@ import sys
 from asyncio import events, futures, runners, tasks
 from typing import Any
 
-from .._proc import keep_descriptors_from_children, loop_factory
+from .._proc import service_loop
 
 __all__ = ["check", "serve_on_own_loop"]
 
@@ -43,10 +43,9 @@ def serve_on_own_loop() -> str | None:
     if "chainlit.cli" not in sys.modules or _running():
         return None
     _unpatch()
-    factory = loop_factory()
+    factory = service_loop()
     if factory is None:
         return "asyncio"
-    keep_descriptors_from_children()  # see there: uvloop starts programs without closing what it holds
     policy = asyncio.DefaultEventLoopPolicy()
     policy.new_event_loop = factory  # type: ignore[method-assign]  # Chainlit's `asyncio.run` makes its loop here
     asyncio.set_event_loop_policy(policy)
