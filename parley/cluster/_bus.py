@@ -106,6 +106,8 @@ class Bus:
         wake = self._key("wake", uuid.uuid4().hex)
         self._followers = Followers(client, wake, self._retrying, lambda: self._block_ms)
         """One blocking read for every stream this node follows."""
+        self._taken: dict[str, str] = {}
+        """The jobs this node took and has not finished, as they were queued (by id; see done)."""
         self._outbound = Outbound(client, stream_cap, TTL_S)
         """Every run's events in shared round trips (a run's stream is capped at about `stream_cap` entries)."""
 
@@ -356,15 +358,21 @@ class Bus:
             if raw is None:
                 return None
             try:
-                return Job.model_validate_json(raw)
+                job = Job.model_validate_json(raw)
             except ValidationError as exc:
                 await _awaited(self._redis.lrem(held, 1, raw))
                 log.warning("dropped a job from the queue: %s", _problems(exc))
+                continue
+            self._taken[job.id] = raw
+            return job
         return None
 
     async def done(self, worker: str, job: Job) -> None:
         """`worker` has finished with `job`: it is no longer held."""
         held = self._key("taken", worker)
+        raw = self._taken.pop(job.id, None)  # as taken: removed in one command
+        if raw is not None and await _awaited(self._redis.lrem(held, 0, raw)):
+            return
         for raw in await _awaited(self._redis.lrange(held, 0, -1)):
             if _job_id(raw) == job.id:
                 await _awaited(self._redis.lrem(held, 0, raw))

@@ -62,6 +62,9 @@ class Followers:
         self._retrying = retrying
         self._block_ms = block_ms
         self._by_key: dict[str, set[_Follower]] = {}
+        self._since: dict[str, str] = {}
+        """Per followed stream, where the next read starts: at or before every follower's position (kept as
+        followers join and entries are handed out, not worked out from every follower's at each read)."""
         self._reader: asyncio.Task[None] | None = None
 
     async def entries(
@@ -71,6 +74,9 @@ class Followers:
         for `quiet_s()` seconds; until closed."""
         follower = _Follower(after)
         self._by_key.setdefault(key, set()).add(follower)
+        since = self._since.get(key)
+        if since is None or entry_order(after) < entry_order(since):
+            self._since[key] = after
         try:
             await self._serve()
             while True:
@@ -89,6 +95,7 @@ class Followers:
                 followers.discard(follower)
                 if not followers:
                     del self._by_key[key]
+                    self._since.pop(key, None)
 
     async def _serve(self) -> None:
         """Make sure the reader reads the followers' streams as they are now."""
@@ -106,10 +113,7 @@ class Followers:
 
     async def _read(self) -> None:
         while self._by_key:
-            streams: dict[Any, Any] = {
-                key: min((f.last for f in followers), key=entry_order)
-                for key, followers in self._by_key.items()
-            }
+            streams: dict[Any, Any] = dict(self._since)
             streams[self._wake] = self._woken
             read = functools.partial(self._redis.xread, streams, count=READ_COUNT, block=self._block_ms())
             try:
@@ -142,16 +146,24 @@ class Followers:
         elif not bad:
             bad = set(self._by_key)
         for key in bad:
+            self._since.pop(key, None)
             for follower in self._by_key.pop(key, ()):
                 follower.inbox.put_nowait(exc)
 
     def _hand_out(self, key: str, entries: list[Entry]) -> None:
-        for follower in self._by_key.get(key, ()):
+        followers = self._by_key.get(key)
+        if not followers or not entries:
+            return
+        given = [(str(i), fields) for i, fields in entries]
+        first = entry_order(given[0][0])
+        for follower in followers:
             after = entry_order(follower.last)
-            mine = [(str(i), fields) for i, fields in entries if entry_order(str(i)) > after]
+            # Entries come in order: a follower behind the first is given them all.
+            mine = given if first > after else [e for e in given if entry_order(e[0]) > after]
             if mine:
                 follower.last = mine[-1][0]
                 follower.inbox.put_nowait(mine)
+        self._since[key] = given[-1][0]  # every follower is at the last entry or beyond it
 
     async def close(self) -> None:
         if self._reader is not None:

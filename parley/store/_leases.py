@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..errors import StoreError
-from ._driver import DriverStatement, on_driver
+from ._driver import DriverStatement, Integrity, on_driver
 from ._schema import UTCDateTime, metadata
 
 __all__ = [
@@ -100,8 +100,47 @@ def _insert(conn: AsyncConnection) -> Any:
     return (sqlite.insert if conn.dialect.name == "sqlite" else postgresql.insert)(run_leases)
 
 
+# On PostgreSQL each lease statement runs on the driver, outside a transaction: a statement is atomic on its own,
+# and the portable path's transaction cost three round trips and SQLAlchemy's compilation of the statement each time
+# (see _driver.py). Same rows, same conditions, and the database's clock read as the row is locked.
+_NOW = "clock_timestamp()"
+_UNTIL = "clock_timestamp() + make_interval(secs => CAST(:ttl AS double precision))"
+_TAKE = DriverStatement(
+    f"""
+INSERT INTO run_leases AS l (thread_id, holder, fence, expires_at, run_open, updated_at)
+VALUES (CAST(:tid AS varchar), CAST(:holder AS text), 1, {_UNTIL}, CAST(:run_open AS boolean), {_NOW})
+ON CONFLICT (thread_id) DO UPDATE SET
+    holder = EXCLUDED.holder,
+    fence = CASE WHEN l.holder = EXCLUDED.holder THEN l.fence ELSE l.fence + 1 END,
+    expires_at = {_UNTIL}, run_open = EXCLUDED.run_open, updated_at = {_NOW}
+WHERE l.holder = EXCLUDED.holder OR l.holder IS NULL OR l.expires_at <= {_NOW}
+RETURNING l.fence"""
+)
+_HELD = (
+    "thread_id = CAST(:tid AS varchar) AND holder = CAST(:holder AS text) AND fence = CAST(:fence AS bigint)"
+)
+_RELEASE = DriverStatement(
+    f"UPDATE run_leases SET holder = NULL, expires_at = {_NOW}, run_open = CAST(:run_open AS boolean),"
+    f" updated_at = {_NOW} WHERE {_HELD}"
+)
+_RENEW_MANY = DriverStatement(
+    f"""
+UPDATE run_leases SET expires_at = {_UNTIL}, updated_at = {_NOW}
+FROM unnest(CAST(:tids AS varchar[]), CAST(:holders AS text[]), CAST(:fences AS bigint[])) AS held(tid, holder, fence)
+WHERE run_leases.thread_id = held.tid AND run_leases.holder = held.holder AND run_leases.fence = held.fence
+RETURNING run_leases.thread_id, run_leases.fence"""
+)
+
+
 async def take(conn: AsyncConnection, tid: str, holder: str, ttl_s: float, *, run_open: bool) -> int | None:
     """Take or extend `tid`'s lease for `holder`; returns its fence, or None while another holder's is live."""
+    if on_driver(conn):
+        params = {"tid": tid, "holder": holder, "ttl": ttl_s, "run_open": run_open}
+        try:
+            row = await _TAKE.row(conn, params)
+        except Integrity as exc:  # the only constraint that can fail: the thread's foreign key
+            raise StoreError(f"could not take the lease of thread {tid}: no such thread") from exc
+        return None if row is None else int(row[0])
     until, at = clock(conn, ttl_s), clock(conn)
     fresh = (
         _insert(conn)
@@ -157,6 +196,14 @@ async def renew_many(conn: AsyncConnection, leases: Sequence[Lease], ttl_s: floa
     """`renew` for several leases in one statement: (thread, fence) of each lease still its holder's, renewed."""
     if not leases:
         return set()
+    if on_driver(conn):
+        params = {
+            "tids": [lease.thread_id for lease in leases],
+            "holders": [lease.holder for lease in leases],
+            "fences": [lease.fence for lease in leases],
+            "ttl": ttl_s,
+        }
+        return {(str(tid), int(fence)) for tid, fence in await _RENEW_MANY.rows(conn, params)}
     found = await conn.execute(
         update(run_leases)
         .where(or_(*(_held(lease) for lease in leases)))
@@ -169,6 +216,10 @@ async def renew_many(conn: AsyncConnection, leases: Sequence[Lease], ttl_s: floa
 async def release(conn: AsyncConnection, lease: Lease, *, run_open: bool) -> None:
     """Give the lease up (if it is still `lease`'s). `run_open`: the run is not over, another process should carry
     it on (`orphans` lists it)."""
+    if on_driver(conn):
+        params = {"tid": lease.thread_id, "holder": lease.holder, "fence": lease.fence, "run_open": run_open}
+        await _RELEASE.rows(conn, params)
+        return
     await conn.execute(
         update(run_leases)
         .where(_held(lease))

@@ -128,6 +128,11 @@ class Store:
         """A full disk or a read-only folder under the SQLite file, in one line that says what to do."""
         return storage_problem(self._file, exc) if self._file is not None else None
 
+    def _statement(self, what: str) -> contextlib.AbstractAsyncContextManager[AsyncConnection]:
+        """A write of one statement: outside a transaction on PostgreSQL (it runs on the driver, atomic on its own),
+        in one elsewhere."""
+        return self._read(what) if self._autocommit is not None else self._write(what)
+
     @contextlib.asynccontextmanager
     async def _read(self, what: str) -> AsyncIterator[AsyncConnection]:
         try:
@@ -348,23 +353,23 @@ class Store:
     async def take_lease(self, tid: str, holder: str, ttl_s: float, *, run_open: bool = True) -> Lease | None:
         """`tid`'s lease for `holder` for `ttl_s` seconds (the same fence if it was already theirs, a larger one
         otherwise), or None while another holder's is live."""
-        async with self._write(f"take the lease of thread {tid}") as conn:
+        async with self._statement(f"take the lease of thread {tid}") as conn:
             fence = await take(conn, tid, holder, ttl_s, run_open=run_open)
         return None if fence is None else Lease(tid, holder, fence)
 
     async def renew_lease(self, lease: Lease, ttl_s: float) -> bool:
         """Extend `lease` by `ttl_s` seconds from now; False if it was taken over or released."""
-        async with self._write(f"renew the lease of thread {lease.thread_id}") as conn:
+        async with self._statement(f"renew the lease of thread {lease.thread_id}") as conn:
             return await renew(conn, lease, ttl_s)
 
     async def renew_leases(self, leases: Sequence[Lease], ttl_s: float) -> set[tuple[str, int]]:
         """`renew_lease` for several leases at once: (thread, fence) of each one renewed (the others were lost)."""
-        async with self._write(f"renew {len(leases)} leases") as conn:
+        async with self._statement(f"renew {len(leases)} leases") as conn:
             return await renew_many(conn, leases, ttl_s)
 
     async def release_lease(self, lease: Lease, *, run_open: bool = False) -> None:
         """Give `lease` up; `run_open`: its run is not over and another process should carry it on."""
-        async with self._write(f"release the lease of thread {lease.thread_id}") as conn:
+        async with self._statement(f"release the lease of thread {lease.thread_id}") as conn:
             await release(conn, lease, run_open=run_open)
 
     async def lease_holder(self, tid: str) -> str | None:

@@ -81,6 +81,29 @@ async def test_a_watcher_resuming_from_an_entry_gets_exactly_what_came_after(nod
     await resumed.aclose()
 
 
+async def test_two_watchers_of_one_stream_on_one_node_each_get_what_came_after_their_own_entry(
+    nodes: tuple[Bus, Bus],
+) -> None:
+    """The node's one read starts where its furthest-behind watcher is: a page that joins behind another gets its
+    backlog, and the page ahead is given nothing twice."""
+    one, two = nodes
+    thread = tid()
+    first = await one.publish(thread, _event("one"), 1)
+    await one.publish(thread, _event("two"), 2)
+    ahead = two.follow(thread, await two.last_id(thread))
+    await one.publish(thread, _event("three"), 3)
+    assert (await next_of(ahead))[2] == 3
+    behind = two.follow(thread, first)
+    assert [(await next_of(behind))[2] for _ in range(2)] == [2, 3]
+    await one.publish(thread, _event("four"), 4)
+    assert (await next_of(behind))[2] == 4
+    assert (await next_of(ahead))[2] == 4, "the page ahead is given neither two nor three again"
+    await ahead.aclose()
+    await one.publish(thread, _event("five"), 5)
+    assert (await next_of(behind))[2] == 5, "and the one left goes on alone"
+    await behind.aclose()
+
+
 async def test_a_watcher_joining_now_sees_nothing_from_before(nodes: tuple[Bus, Bus]) -> None:
     one, two = nodes
     thread = tid()
@@ -288,6 +311,12 @@ async def test_a_worker_takes_a_job_and_finishes_it(nodes: tuple[Bus, Bus]) -> N
     await worker.done("w1", job)
     assert await worker.requeue_from("w1") == 0, "a finished job is held no more"
     assert await worker.take("w1", 0.2) is None, "and not queued again"
+    # Finished through a connection that did not take it (it knows the job, not the text queued): found by its id.
+    other = Job(thread_id=tid(), text="write a limerick", actor="ana", mode="start")
+    await web.submit(other)
+    assert await worker.take("w1", WAIT_S) == other
+    await web.done("w1", other)
+    assert await worker.requeue_from("w1") == 0
 
 
 async def test_the_job_of_a_worker_that_died_goes_to_another(nodes: tuple[Bus, Bus]) -> None:
