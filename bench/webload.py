@@ -194,6 +194,8 @@ class ServerWatch:
 
     def __init__(self, pids: Sequence[int]) -> None:
         self.procs = [Path(f"/proc/{pid}") for pid in pids]
+        self.by_process_s: list[float] = []
+        """Each process's CPU time from the mark to the end (after `mark` and the exit), in the order of `pids`."""
         self.before_mb = self.peak_mb = 0.0
         self.cpu_s = self.marked_cpu_s = 0.0
         self._stop = threading.Event()
@@ -207,16 +209,21 @@ class ServerWatch:
                     total += int(line.split()[1]) / 1024
         return total
 
-    def cpu(self) -> float:
-        total = 0.0
+    def each_cpu(self) -> list[float]:
+        """Each process's CPU time so far (user and system)."""
+        out = []
         for proc in self.procs:
             fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
-            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-        return total
+            out.append((int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK"))  # utime + stime
+        return out
+
+    def cpu(self) -> float:
+        return sum(self.each_cpu())
 
     def mark(self) -> None:
         """Note the CPU time used so far (`marked_cpu_s`): what connecting the tabs cost."""
-        self.marked_cpu_s = self.cpu() - self._cpu0
+        self._marked = self.each_cpu()
+        self.marked_cpu_s = sum(self._marked) - self._cpu0
         self.marked_s = time.perf_counter() - self._t0
 
     def _sample(self) -> None:
@@ -225,7 +232,8 @@ class ServerWatch:
 
     def __enter__(self) -> ServerWatch:
         self.before_mb = self.peak_mb = self.rss_mb()
-        self._cpu0 = self.cpu()
+        self._marked = self.each_cpu()  # until `mark`: from the start
+        self._cpu0 = sum(self._marked)
         self._t0 = time.perf_counter()
         self.marked_s = 0.0
         self._thread.start()
@@ -235,7 +243,9 @@ class ServerWatch:
         self._stop.set()
         self._thread.join()
         self.peak_mb = max(self.peak_mb, self.rss_mb())
-        self.cpu_s = self.cpu() - self._cpu0
+        end = self.each_cpu()
+        self.cpu_s = sum(end) - self._cpu0
+        self.by_process_s = [e - m for e, m in zip(end, self._marked, strict=True)]
 
 
 @contextlib.contextmanager
@@ -423,9 +433,18 @@ async def level(served: Served, n: int, s: Settings) -> dict[str, Any]:
         "server_cpu_s": round(watch.cpu_s, 2),
         "server_cpu_ms_per_tab_connect": round(watch.marked_cpu_s * 1000 / n, 2),
         "server_cpu_ms_per_message": round((watch.cpu_s - watch.marked_cpu_s) * 1000 / max(received, 1), 2),
+        "server_cpu_ms_per_message_by_kind": by_kind(served.kinds, watch.by_process_s, received),
         "client_loop_lag_max_ms": round(lag.worst_ms, 1),
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
     }
+
+
+def by_kind(kinds: Sequence[str], cpu_s: Sequence[float], received: int) -> dict[str, float]:
+    """CPU per message received, summed over the processes of each kind (a cluster's web replicas, its workers)."""
+    out: dict[str, float] = {}
+    for kind, seconds in zip(kinds, cpu_s, strict=True):
+        out[kind] = out.get(kind, 0.0) + seconds * 1000 / max(received, 1)
+    return {kind: round(ms, 2) for kind, ms in out.items()}
 
 
 def server_pid(server: Server) -> int:
@@ -441,6 +460,8 @@ class Served:
     servers: Sequence[Server]
     db_url: str
     pids: Callable[[], list[int]]
+    kinds: Sequence[str] = ("one process",)
+    """What each of `pids` is, in order: `web` or `worker` in a cluster."""
 
     @classmethod
     def single(cls, server: Server) -> Served:
@@ -644,7 +665,8 @@ def run_cluster(data: Path, script: str, s: Settings) -> dict[str, Any]:
 
     with Cluster(data / "cluster", replica, replicas=REPLICAS, workers=WORKERS, users={USER: PASSWORD}) as c:
         try:
-            found = asyncio.run(measure_cluster(Served(c.web, c.db_url, c.pids), s))
+            kinds = ["web"] * len(c.web) + ["worker"] * len(c.workers)
+            found = asyncio.run(measure_cluster(Served(c.web, c.db_url, c.pids, kinds), s))
         except BaseException:
             print(c.logs(), file=sys.stderr)
             raise
@@ -757,6 +779,12 @@ def report_cluster(data: dict[str, Any], title: str) -> None:
         ],
         title="Ratios",
     )
+    for r in c["levels"]:
+        split = r["server_cpu_ms_per_message_by_kind"]
+        print(
+            f"CPU ms per message at {r['conversations']}: web replicas {split.get('web', 0):.1f}, "
+            f"workers {split.get('worker', 0):.1f}"
+        )
     t = data["targets"]
     cpu = ", ".join(f"{v:.1f} at {n}" for n, v in t["cpu_ms_per_message"].items())
     print(

@@ -84,3 +84,8 @@ def test_cluster_smoke_run_delivers_every_message_through_replicas_and_workers(
     assert cluster[0]["rss_before_mb"] > 2 * single[0]["rss_before_mb"]
     assert {"p95_met", "cpu_met", "cpu_ms_per_message"} <= data["targets"].keys()
     assert "2 web replicas and 2 workers" in done.stdout
+    for level in cluster:  # the CPU split between the web replicas and the workers adds up to the whole
+        split = level["server_cpu_ms_per_message_by_kind"]
+        assert split.keys() == {"web", "worker"} and min(split.values()) > 0
+        assert sum(split.values()) == pytest.approx(level["server_cpu_ms_per_message"], abs=0.05)
+    assert "CPU ms per message at" in done.stdout and "workers" in done.stdout
