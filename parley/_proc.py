@@ -41,7 +41,8 @@ def freeze_startup_objects() -> None:
         gc.collect()
         gc.freeze()
         young, middle, _ = gc.get_threshold()
-        gc.set_threshold(max(young, YOUNG_COLLECTION_AFTER), middle, FULL_COLLECTION_AFTER)
+        if young:  # 0: automatic collection was turned off before (gc.set_threshold(0)); it stays off
+            gc.set_threshold(max(young, YOUNG_COLLECTION_AFTER), middle, FULL_COLLECTION_AFTER)
         _frozen = True
 
 

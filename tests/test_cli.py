@@ -380,3 +380,9 @@ def test_a_process_that_runs_conversations_spares_its_imports_and_spaces_out_col
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert done.stdout.split() == ["True", "True", "True"], done.stdout + done.stderr
+    # A program embedding parley that turned automatic collection off keeps it off.
+    code = "import gc; gc.set_threshold(0); from parley._proc import freeze_startup_objects as f; f(); print(gc.get_threshold()[0])"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.split() == ["0"], done.stdout + done.stderr

@@ -125,7 +125,7 @@ class Followers:
                 if key == self._wake:
                     self._woken = str(entries[-1][0])
                 else:
-                    self._hand_out(str(key), entries)
+                    self._hand_out(str(key), entries, streams.get(key))
             if batches:
                 await asyncio.sleep(GATHER_S)
 
@@ -150,20 +150,27 @@ class Followers:
             for follower in self._by_key.pop(key, ()):
                 follower.inbox.put_nowait(exc)
 
-    def _hand_out(self, key: str, entries: list[Entry]) -> None:
+    def _hand_out(self, key: str, entries: list[Entry], start: str | None) -> None:
+        """Give each follower of `key` the entries past its position, from a read that started after `start`."""
         followers = self._by_key.get(key)
         if not followers or not entries:
             return
         given = [(str(i), fields) for i, fields in entries]
         first = entry_order(given[0][0])
+        read_from = entry_order(start) if start is not None else (0, 0)
+        behind: list[str] = []
         for follower in followers:
             after = entry_order(follower.last)
+            if after < read_from:  # joined while this read was out, further back: the next read starts there
+                behind.append(follower.last)
+                continue
             # Entries come in order: a follower behind the first is given them all.
             mine = given if first > after else [e for e in given if entry_order(e[0]) > after]
             if mine:
                 follower.last = mine[-1][0]
                 follower.inbox.put_nowait(mine)
-        self._since[key] = given[-1][0]  # every follower is at the last entry or beyond it
+        # Every follower is now at the last entry or beyond it, but those that joined behind the read.
+        self._since[key] = min([given[-1][0], *behind], key=entry_order)
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -7,7 +7,7 @@ import json
 import logging
 import uuid
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -16,6 +16,7 @@ import redis.asyncio.connection as redis_connection
 
 from parley.cluster._bus import TTL_S, Bus, client_name
 from parley.cluster._commands import Command, Job
+from parley.cluster._follow import Followers
 from parley.errors import ConfigError
 
 T = TypeVar("T")
@@ -102,6 +103,58 @@ async def test_two_watchers_of_one_stream_on_one_node_each_get_what_came_after_t
     await one.publish(thread, _event("five"), 5)
     assert (await next_of(behind))[2] == 5, "and the one left goes on alone"
     await behind.aclose()
+
+
+async def test_a_watcher_joining_behind_a_read_in_flight_still_gets_its_backlog(
+    redis_url: str, prefix: str
+) -> None:
+    """A page joins further back than the node's read that is out (a reopened thread catching up): that read's
+    reply holds only what came after its own start, so the page is given nothing of it and the next read starts
+    from the page's own entry. The page ahead is given nothing twice."""
+    client: Any = redis.Redis.from_url(redis_url, decode_responses=True)
+    key = f"{prefix}:events:{tid()}"
+    first = await client.xadd(key, {"n": "1"})
+    second = await client.xadd(key, {"n": "2"})
+    replied, release = asyncio.Event(), asyncio.Event()
+    read = client.xread
+
+    async def held(streams: dict[str, str], **options: Any) -> Any:
+        got = await read(streams, **options)
+        if not release.is_set() and any(k == key for k, _ in got or ()):
+            replied.set()  # the reply is in hand and not handed out yet
+            await release.wait()
+        return got
+
+    client.xread = held
+
+    async def retrying(_what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await call()
+
+    followers = Followers(client, f"{prefix}:wake:{tid()}", retrying, lambda: 1000)
+    ahead = followers.entries(key, second, lambda: WAIT_S)
+    behind = followers.entries(key, first, lambda: WAIT_S)
+    try:
+        got_ahead = asyncio.ensure_future(anext(ahead))
+        await client.xadd(key, {"n": "3"})
+        await asyncio.wait_for(replied.wait(), WAIT_S)
+        got_behind = asyncio.ensure_future(anext(behind))  # joins while that reply waits
+        async with asyncio.timeout(WAIT_S):
+            # The joining page's first step, on the loop's next turns: no event to await.
+            while len(followers._by_key.get(key, ())) < 2:  # noqa: ASYNC110  # pyright: ignore[reportPrivateUsage]
+                await asyncio.sleep(0)
+        release.set()
+        assert [fields["n"] for _, fields in await asyncio.wait_for(got_ahead, WAIT_S)] == ["3"]
+        assert [fields["n"] for _, fields in await asyncio.wait_for(got_behind, WAIT_S)] == ["2", "3"]
+        await client.xadd(key, {"n": "4"})
+        assert [fields["n"] for _, fields in await asyncio.wait_for(anext(ahead), WAIT_S)] == ["4"]
+        assert [fields["n"] for _, fields in await asyncio.wait_for(anext(behind), WAIT_S)] == ["4"]
+    finally:
+        release.set()
+        await ahead.aclose()
+        await behind.aclose()
+        await followers.close()
+        await client.delete(key)
+        await client.aclose()
 
 
 async def test_a_watcher_joining_now_sees_nothing_from_before(nodes: tuple[Bus, Bus]) -> None:
