@@ -14,11 +14,9 @@ from .errors import ConfigError
 T = TypeVar("T")
 
 _frozen = False
-YOUNG_COLLECTION_AFTER = 10_000
-"""Objects allocated (net) between two young-generation collections at least (CPython's default: 700)."""
 FULL_COLLECTION_AFTER = 100
 """Middle-generation collections between two full ones at least (CPython's default: 10), that is a thousand young
-ones."""
+ones by default."""
 
 
 def freeze_startup_objects() -> None:
@@ -28,21 +26,14 @@ def freeze_startup_objects() -> None:
 
     Full collections also come ten times less often (`FULL_COLLECTION_AFTER`): what a few hundred live conversations hold still takes a
     full collection 0.1 to 0.25 s, with the whole process stopped (measured in each process of a cluster at 200
-    conversations: six or seven such pauses each, and none once spaced out).
-
-    Young collections come after `YOUNG_COLLECTION_AFTER` allocations instead of 700: a busy process allocates and
-    frees objects by the million (events, socket frames, AutoGen's messages), almost all freed by their reference
-    counts, and each young collection walks what happens to be alive at that moment. Measured through a cluster at
-    100 conversations, the four processes started side by side with each setting: 15 times fewer collections, the
-    collector's time 2.04 s against 1.38 s (about 2 % of their CPU), full collections in the web replicas 0.43 s
-    against 0.14 s. What cycles a run leaves wait a little longer to be freed: at most that many allocations."""
+    conversations: six or seven such pauses each, and none once spaced out). The young collections, which free
+    nearly all the cycles a run leaves, go on as before."""
     global _frozen
     if not _frozen:
         gc.collect()
         gc.freeze()
         young, middle, _ = gc.get_threshold()
-        if young:  # 0: automatic collection was turned off before (gc.set_threshold(0)); it stays off
-            gc.set_threshold(max(young, YOUNG_COLLECTION_AFTER), middle, FULL_COLLECTION_AFTER)
+        gc.set_threshold(young, middle, FULL_COLLECTION_AFTER)
         _frozen = True
 
 
