@@ -186,10 +186,7 @@ def _held(lease: Lease) -> ColumnElement[bool]:
 async def renew(conn: AsyncConnection, lease: Lease, ttl_s: float) -> bool:
     """Push the lease's expiry `ttl_s` on; False if it is no longer `lease`'s (taken over or released). A lease that
     expired but that nobody took is still its holder's: renewing it is safe, since any taker bumps the fence."""
-    result = await conn.execute(
-        update(run_leases).where(_held(lease)).values(expires_at=clock(conn, ttl_s), updated_at=clock(conn))
-    )
-    return result.rowcount == 1
+    return (lease.thread_id, lease.fence) in await renew_many(conn, [lease], ttl_s)
 
 
 async def renew_many(conn: AsyncConnection, leases: Sequence[Lease], ttl_s: float) -> set[tuple[str, int]]:
