@@ -4,6 +4,7 @@ web process's CPU). Each check runs in a fresh interpreter, as `chainlit run` do
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -142,11 +143,9 @@ def test_a_program_started_on_uvloop_gets_none_of_the_descriptors_the_process_in
         check=False,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    import json
-
     found = json.loads(done.stdout.strip().splitlines()[-1])
     assert found["loop"] == "uvloop"
     seen: dict[str, str] = found["seen"]
     own = {seen[fd] for fd in ("0", "1", "2")}
     assert found["inherited"] not in seen.values(), found
-    assert {target for target in seen.values()} <= own, f"the child holds more than its own stdio: {seen}"
+    assert set(seen.values()) <= own, f"the child holds more than its own stdio: {seen}"
