@@ -15,7 +15,7 @@ CHAINLIT_COOKIE = (
 )
 AUTOGEN_INTERNALS = (
     "AutoGen offers no public way (a team's participants, its graph, its manager's state key, the one hook for a "
-    "single tool call); parley/engine/autogen/internals.py is the one module using them, pinned by "
+    "single tool call, the runtime a team makes and its log and span payloads built for every message); parley/engine/autogen/internals.py is the one module using them, pinned by "
     "tests/test_autogen_internals.py, which fails naming what changed."
 )
 NEST_ASYNCIO = (
@@ -33,6 +33,10 @@ PRIVATE_ALLOWED: dict[tuple[str, str], str] = {
     ("parley/engine/autogen/internals.py", "_graph"): AUTOGEN_INTERNALS,
     ("parley/engine/autogen/internals.py", "_group_chat_manager_name"): AUTOGEN_INTERNALS,
     ("parley/engine/autogen/internals.py", "_execute_tool_call"): AUTOGEN_INTERNALS,
+    **{
+        ("parley/engine/autogen/internals.py", name): AUTOGEN_INTERNALS
+        for name in ("_runtime", "_try_serialize")
+    },
     ("parley/web/_chainlit_fixes.py", "_auth_cookie_name"): CHAINLIT_COOKIE,
     ("parley/web/_chainlit_fixes.py", "_cookie_path"): CHAINLIT_COOKIE,
     ("parley/web/_chainlit_fixes.py", "_cookie_secure"): CHAINLIT_COOKIE,

@@ -49,6 +49,7 @@ from .. import Cancel, MessageKind
 from .agent import ParleyAgent, ParleyNotice
 from .build import agents_of, bind_tools, sees_images
 from .direct import DirectChunks
+from .internals import quiet
 from .mcp import load_grants
 from .teams import build_team
 from .termination import RunGuard, empty_reply
@@ -186,22 +187,24 @@ class TeamSession:
         self.event_agents = {a.name: a for a in agents if a.name in waiting}
         self._stream_directly(agents, waiting)
         manager = conv.pool.capabilities(conv.model)
-        team = build_team(
-            conv.team,
-            [a for a in agents if a.name not in waiting],
-            self.guard,
-            selector_client=self.selector_client,
-            selector_json_schema=manager.json_schema,
-            on_pick=conv.picked,
-            selector_avoid_repeat=not manager.picks_reliably,
-            host=self,
-            on_notice=conv.notice,
-            # A voter whose model may not be asked again (a script: its replies are its script) is never re-asked.
-            ballots={
-                name: (self.clients[name], caps.json_schema)
-                for name, m in conv.role_models.items()
-                if (caps := conv.pool.capabilities(m)).reasks
-            },
+        team = quiet(
+            build_team(
+                conv.team,
+                [a for a in agents if a.name not in waiting],
+                self.guard,
+                selector_client=self.selector_client,
+                selector_json_schema=manager.json_schema,
+                on_pick=conv.picked,
+                selector_avoid_repeat=not manager.picks_reliably,
+                host=self,
+                on_notice=conv.notice,
+                # A voter whose model may not be asked again (a script: its replies are its script) is never re-asked.
+                ballots={
+                    name: (self.clients[name], caps.json_schema)
+                    for name, m in conv.role_models.items()
+                    if (caps := conv.pool.capabilities(m)).reasks
+                },
+            )
         )
         await conv.checkpoints.load_into(team)
         self.team = team
