@@ -35,7 +35,7 @@ PRIVATE_ALLOWED: dict[tuple[str, str], str] = {
     ("parley/engine/autogen/internals.py", "_execute_tool_call"): AUTOGEN_INTERNALS,
     **{
         ("parley/engine/autogen/internals.py", name): AUTOGEN_INTERNALS
-        for name in ("_runtime", "_try_serialize")
+        for name in ("_runtime", "_try_serialize", "_tracer_helper")
     },
     ("parley/web/_chainlit_fixes.py", "_auth_cookie_name"): CHAINLIT_COOKIE,
     ("parley/web/_chainlit_fixes.py", "_cookie_path"): CHAINLIT_COOKIE,

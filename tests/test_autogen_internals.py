@@ -7,11 +7,13 @@ import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from _support import team_yaml
 from autogen_agentchat.agents import AssistantAgent
 from autogen_core import EVENT_LOGGER_NAME, SingleThreadedAgentRuntime
+from autogen_core._telemetry._tracing import TraceHelper
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,6 +23,7 @@ from parley import Conversation
 from parley.engine.autogen.internals import (
     RUNTIME_HOOKS,
     TOOL_CALL_PARAMETERS,
+    TRACER_ATTRIBUTE,
     QuietRuntime,
     graph_of,
     manager_name_of,
@@ -66,6 +69,20 @@ def test_the_runtime_hooks_quiet_runtime_overrides_still_take_what_it_passes_on(
         assert params == expected, f"SingleThreadedAgentRuntime.{name} now takes {params}, not {expected}"
 
 
+def test_autogens_runtime_still_opens_every_span_through_the_helper_quiet_runtime_replaces() -> None:
+    runtime = SingleThreadedAgentRuntime()
+    helper = getattr(runtime, TRACER_ATTRIBUTE, None)
+    assert callable(getattr(helper, "trace_block", None)), (
+        f"SingleThreadedAgentRuntime.{TRACER_ATTRIBUTE} is gone: QuietRuntime no longer skips its spans"
+    )
+    code = inspect.getsource(SingleThreadedAgentRuntime)
+    opened = code.count("with self.")
+    through = code.count(f"with self.{TRACER_ATTRIBUTE}.trace_block(")
+    assert through >= 5 and opened == through, (
+        f"AutoGen's runtime opens {opened - through} span(s) another way: QuietRuntime no longer skips them all"
+    )
+
+
 async def _converse(write: Write, runtime: type = QuietRuntime) -> Conversation:
     team = write("team.yaml", team_yaml("round_robin", roles=("alpha", "beta"), max_turns=2))
     script = write("s.yaml", "roles:\n  alpha: ['alpha likes plums']\n  beta: ['beta likes pears']\n")
@@ -86,7 +103,7 @@ class _Payloads(logging.Handler):
         self.payloads.append(str(record.msg))  # AutoGen's events print as JSON, their payload inside
 
 
-async def test_autogens_runtime_writes_each_message_as_json_only_for_an_event_log_that_listens(
+async def test_autogens_runtime_opens_no_span_and_writes_no_message_for_an_event_log_that_does_not_listen(
     write: Write, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written: list[object] = []
@@ -97,6 +114,14 @@ async def test_autogens_runtime_writes_each_message_as_json_only_for_an_event_lo
         return serialize(self, message)
 
     monkeypatch.setattr(SingleThreadedAgentRuntime, "_try_serialize", counting)
+    opened: list[object] = []
+    trace_block = TraceHelper.trace_block
+
+    def counting_spans(self: TraceHelper, *args: Any, **kwargs: Any) -> Any:
+        opened.append(args)
+        return trace_block(self, *args, **kwargs)
+
+    monkeypatch.setattr(TraceHelper, "trace_block", counting_spans)
     events = logging.getLogger(EVENT_LOGGER_NAME)
     level = events.level
     listening = _Payloads()
@@ -104,6 +129,7 @@ async def test_autogens_runtime_writes_each_message_as_json_only_for_an_event_lo
         events.setLevel(logging.WARNING)
         await (await _converse(write)).close()
         assert written == [], "messages were written as JSON for an event log nobody reads"
+        assert opened == [], "the runtime opened spans that go nowhere"
         events.addHandler(listening)
         events.setLevel(logging.INFO)
         await (await _converse(write)).close()
