@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from autogen_agentchat.agents import AssistantAgent
@@ -90,9 +90,10 @@ class _Untraced:
     spans, which record nothing here, still cost a context attached and detached, links and a name (about 14 per
     message)."""
 
-    @contextlib.contextmanager
-    def trace_block(self, *args: Any, **kwargs: Any) -> Iterator[trace.Span]:
-        yield trace.INVALID_SPAN
+    _none = contextlib.nullcontext(trace.INVALID_SPAN)  # holds no state: one serves every block, nested or not
+
+    def trace_block(self, *args: Any, **kwargs: Any) -> contextlib.AbstractContextManager[trace.Span]:
+        return self._none
 
 
 class QuietRuntime(SingleThreadedAgentRuntime):
