@@ -6,8 +6,9 @@ the pool and back 0.17 ms of the rest. A cluster worker writes a run's batch abo
 reads the events and the checkpoint of each run it starts; a web process reads a conversation's thread several
 times as a page starts it, and its events, the reader's access and its run's lease as it follows the run. Those
 statements take their connection from the same pool as every other (so the pool's checks, limits and outage
-handling still apply) and run on it through SQLAlchemy's public `get_raw_connection()`: same SQL, same rows,
-without the per-statement compilation, parameter and result processing.
+handling still apply; _lane.py keeps a few checked out between statements in steady use) and run on it through
+SQLAlchemy's public `get_raw_connection()`, looked up once per database connection: same SQL, same rows, without
+the per-statement compilation, parameter and result processing.
 
 The JSON codec SQLAlchemy's asyncpg dialect installs on each connection (a `json` parameter is text) applies here
 too; `tests/test_store.py` fails if it stops doing so.
@@ -27,7 +28,16 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from ._rows import ThreadRow
 from ._schema import THREAD_COLUMNS
 
-__all__ = ["THREAD_BY_ID", "DriverStatement", "Integrity", "on_driver", "thread_row", "utc"]
+__all__ = [
+    "THREAD_BY_ID",
+    "DriverStatement",
+    "Integrity",
+    "driver_of",
+    "on_driver",
+    "thread_row",
+    "usable",
+    "utc",
+]
 
 _NAMED = re.compile(r"(?<![:\w]):(\w+)")
 """A named parameter (`:tid`), not a cast (`::text`) nor part of a word."""
@@ -60,8 +70,7 @@ class DriverStatement:
     async def _run(self, conn: AsyncConnection, how: str, params: Mapping[str, Any]) -> Any:
         """A connection the driver found broken, or whose statement timed out or was cancelled, is dropped from the
         pool, as SQLAlchemy does on its own path: the next caller gets a fresh one instead of waiting on it."""
-        fairy = await conn.get_raw_connection()
-        driver = cast(asyncpg.Connection, fairy.driver_connection)
+        driver = await driver_of(conn)
         try:
             return await getattr(driver, how)(self.sql, *(params[name] for name in self.names))
         except asyncio.CancelledError:
@@ -70,6 +79,31 @@ class DriverStatement:
         except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError, TimeoutError):
             await conn.invalidate()
             raise
+
+
+_DRIVER = "parley_driver"
+"""Where a pooled connection's own record keeps its asyncpg connection (SQLAlchemy clears it when it replaces the
+connection)."""
+
+
+async def driver_of(conn: AsyncConnection) -> asyncpg.Connection:
+    """`conn`'s asyncpg connection: looked up once per database connection (the look-up hands off to a greenlet),
+    then read from the connection record's `info`."""
+    if not conn.invalidated and (driver := conn.info.get(_DRIVER)) is not None:
+        return cast(asyncpg.Connection, driver)
+    fairy = await conn.get_raw_connection()
+    driver = cast(asyncpg.Connection, fairy.driver_connection)
+    conn.info[_DRIVER] = driver
+    return driver
+
+
+def usable(conn: AsyncConnection) -> bool:
+    """Whether `conn` may take another statement: not closed nor invalidated, and its asyncpg connection (once
+    looked up) not closed by the server, as the pool's checkout checks (_engine.check_connections)."""
+    if conn.closed or conn.invalidated:
+        return False
+    driver = conn.info.get(_DRIVER)
+    return driver is None or not cast(asyncpg.Connection, driver).is_closed()
 
 
 def on_driver(conn: AsyncConnection) -> bool:

@@ -37,6 +37,7 @@ from ._disk import sqlite_file, storage_problem
 from ._driver import THREAD_BY_ID, thread_row
 from ._engine import SQLITE_BUSY_TIMEOUT_S, error_text
 from ._history import checkpoint_row, event_rows
+from ._lane import Lane
 from ._leases import Lease, live_holder, orphans, release, renew, renew_many, take
 from ._passwords import hash_password, verify_password
 from ._rows import AuditRow, CheckpointRow, EventRow, FeedbackRow, StoreError, ThreadRow, UserRow
@@ -70,6 +71,8 @@ class Store:
         """PostgreSQL's connections outside a transaction. Reads run so: under READ COMMITTED each statement takes a
         snapshot of its own anyway, and a read then costs one round trip instead of three (BEGIN, the query,
         ROLLBACK). So do a run's batches, each written in one statement (see _append_pg.py)."""
+        self._lane = Lane(self._autocommit) if self._autocommit is not None else None
+        """PostgreSQL: connections outside a transaction, kept between statements while in steady use."""
         self.url = shown_url
         """The database URL, password masked."""
         self._file = sqlite_file(engine.url)
@@ -96,6 +99,8 @@ class Store:
     async def close(self) -> None:
         if self._batches is not None:
             await self._batches.close()
+        if self._lane is not None:
+            await self._lane.close()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Store:
@@ -138,7 +143,7 @@ class Store:
         try:
             async with (
                 self._read_lock or contextlib.nullcontext(),
-                (self._autocommit or self._engine).connect() as conn,
+                self._lane.connection() if self._lane is not None else self._engine.connect() as conn,
             ):
                 yield conn
         except StoreError:
