@@ -116,7 +116,13 @@ async def test_a_watcher_joining_behind_a_read_in_flight_still_gets_its_backlog(
     first = await client.xadd(key, {"n": "1"})
     second = await client.xadd(key, {"n": "2"})
     replied, release = asyncio.Event(), asyncio.Event()
-    read = client.xread
+
+    async def retrying(_what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await call()
+
+    followers = Followers(client, f"{prefix}:wake:{tid()}", retrying, lambda: 1000)
+    reader: Any = followers._held  # pyright: ignore[reportPrivateUsage]  # the node's read, on its own connection
+    read = reader.xread
 
     async def held(streams: dict[str, str], **options: Any) -> Any:
         got = await read(streams, **options)
@@ -125,12 +131,7 @@ async def test_a_watcher_joining_behind_a_read_in_flight_still_gets_its_backlog(
             await release.wait()
         return got
 
-    client.xread = held
-
-    async def retrying(_what: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        return await call()
-
-    followers = Followers(client, f"{prefix}:wake:{tid()}", retrying, lambda: 1000)
+    reader.xread = held
     ahead = followers.entries(key, second, lambda: WAIT_S)
     behind = followers.entries(key, first, lambda: WAIT_S)
     try:
