@@ -90,7 +90,9 @@ class _Untraced:
     spans, which record nothing here, still cost a context attached and detached, links and a name (about 14 per
     message)."""
 
-    _none = contextlib.nullcontext(trace.INVALID_SPAN)  # holds no state: one serves every block, nested or not
+    _none = contextlib.nullcontext(
+        trace.INVALID_SPAN
+    )  # holds no state: one serves every block, nested or not
 
     def trace_block(self, *args: Any, **kwargs: Any) -> contextlib.AbstractContextManager[trace.Span]:
         return self._none
