@@ -433,11 +433,13 @@ class ParleyDataLayer(BaseDataLayer):
         metadata: dict[str, Any] | None = None,
         tags: list[str] | None = None,
     ) -> None:
+        if not name:  # only a title is kept (parley's events are the record): nothing to read or write
+            return
         store = await self._get_store()
         row = await store.get_thread(thread_id)
-        if row is None and name:  # a new chat's first message: Chainlit tells the page once this returns, and
+        if row is None:  # a new chat's first message: Chainlit tells the page once this returns, and
             row = await _made(store, thread_id)  # the page lists its threads once then: wait until it is one
-        if row is not None and name and not row.title:
+        if row is not None and not row.title:
             await store.rename_thread(thread_id, name[:200])
 
     # parley's events are the record; Chainlit's own step and element writes are not needed.
