@@ -19,8 +19,8 @@ from collections.abc import AsyncIterator
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from . import _engine
 from ._driver import usable
-from ._engine import PING_IDLE_S
 
 __all__ = ["KEEP", "Lane"]
 
@@ -31,13 +31,17 @@ KEEP = 4
 class Lane:
     """Connections of `engine` (outside a transaction) handed from one statement to the next."""
 
-    def __init__(self, engine: AsyncEngine, keep: int = KEEP, idle_s: float = PING_IDLE_S) -> None:
+    def __init__(self, engine: AsyncEngine, keep: int = KEEP, idle_s: float | None = None) -> None:
         self._engine = engine
         self._keep = keep
-        self._idle_s = idle_s
+        self._idle = idle_s
+        """How long a kept connection may sit idle and still be used: the pool's PING_IDLE_S unless told."""
         self._kept: list[tuple[AsyncConnection, float]] = []
         """Connections checked out and free, each with when it was last given back: the freshest last."""
         self._closed = False
+
+    def _idle_s(self) -> float:
+        return _engine.PING_IDLE_S if self._idle is None else self._idle
 
     @property
     def kept(self) -> int:
@@ -64,7 +68,7 @@ class Lane:
         """The kept connection given back last, if that was less than `idle_s` ago and it still works."""
         broken: list[AsyncConnection] = []
         found = None
-        while found is None and self._kept and time.monotonic() - self._kept[-1][1] < self._idle_s:
+        while found is None and self._kept and time.monotonic() - self._kept[-1][1] < self._idle_s():
             conn, _ = self._kept.pop()
             if usable(conn):
                 found = conn
@@ -85,7 +89,7 @@ class Lane:
         """The kept connections idle for `idle_s`, no longer kept (the oldest come first)."""
         now = time.monotonic()
         stale = []
-        while self._kept and now - self._kept[0][1] >= self._idle_s:
+        while self._kept and now - self._kept[0][1] >= self._idle_s():
             stale.append(self._kept.pop(0)[0])
         return stale
 
