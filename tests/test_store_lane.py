@@ -4,6 +4,7 @@ to the pool when idle, never reused once broken, cut short or inside a transacti
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -144,3 +145,20 @@ async def test_no_more_than_keep_connections_are_kept_and_close_gives_them_all_b
     assert lane.kept == KEEP and checked_out(store) == KEEP
     await store.close()
     assert checked_out(store) == 0
+
+
+async def test_a_statement_its_kept_connection_could_not_send_runs_once_more_on_a_new_one(pg: Store) -> None:
+    """The server ended a kept connection a moment ago and the driver is still taking its goodbye in (or the
+    connection is otherwise taken up): the driver refuses to send the next statement. Nothing of it reached the
+    server, so it runs on a new connection instead of failing."""
+    lane = lane_of(pg)
+    first = await pid_of(lane)
+    async with lane.connection() as conn:
+        driver = conn.info["parley_driver"]
+    busy = asyncio.ensure_future(driver.fetchval("SELECT pg_sleep(30)"))
+    await asyncio.sleep(0)  # its first step: the driver is now taken up by it
+    assert await pid_of(lane) != first
+    with contextlib.suppress(Exception):
+        await busy  # its connection was dropped for the new one
+    assert await pg.get_thread("no-such-thread") is None
+    assert lane.kept == 1 and checked_out(pg) == 1

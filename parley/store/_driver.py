@@ -69,16 +69,36 @@ class DriverStatement:
 
     async def _run(self, conn: AsyncConnection, how: str, params: Mapping[str, Any]) -> Any:
         """A connection the driver found broken, or whose statement timed out or was cancelled, is dropped from the
-        pool, as SQLAlchemy does on its own path: the next caller gets a fresh one instead of waiting on it."""
-        driver = await driver_of(conn)
-        try:
-            return await getattr(driver, how)(self.sql, *(params[name] for name in self.names))
-        except asyncio.CancelledError:
-            await asyncio.shield(conn.invalidate())
-            raise
-        except (asyncpg.InterfaceError, asyncpg.PostgresConnectionError, OSError, TimeoutError):
-            await conn.invalidate()
-            raise
+        pool, as SQLAlchemy does on its own path: the next caller gets a fresh one instead of waiting on it. A
+        statement the driver refused to send at all (its connection is closed, or still taken up by the server's
+        goodbye: the server ended it a moment ago and the driver has not yet seen the socket close) runs once more,
+        on a new connection: nothing of it reached the server."""
+        args = [params[name] for name in self.names]
+        for again in (False, True):
+            driver = await driver_of(conn)
+            try:
+                return await getattr(driver, how)(self.sql, *args)
+            except asyncio.CancelledError:
+                await asyncio.shield(conn.invalidate())
+                raise
+            except (
+                asyncpg.InterfaceError,
+                asyncpg.InternalClientError,
+                asyncpg.PostgresConnectionError,
+                OSError,
+                TimeoutError,
+            ) as exc:
+                await conn.invalidate()  # SQLAlchemy connects it anew on its next use
+                if again or not _unsent(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+
+def _unsent(exc: BaseException) -> bool:
+    """Whether the driver raised `exc` before sending anything: its checks that the connection is open and free
+    (`InterfaceError` itself, not its subclasses, which are raised once a statement is under way) and its protocol's
+    state check (`InternalClientError`)."""
+    return type(exc) is asyncpg.InterfaceError or isinstance(exc, asyncpg.InternalClientError)
 
 
 _DRIVER = "parley_driver"
