@@ -11,6 +11,7 @@ import asyncpg
 import pytest
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import PendingRollbackError
 
 from parley.store import Store
 from parley.store._driver import DriverStatement
@@ -162,3 +163,24 @@ async def test_a_statement_its_kept_connection_could_not_send_runs_once_more_on_
         await busy  # its connection was dropped for the new one
     assert await pg.get_thread("no-such-thread") is None
     assert lane.kept == 1 and checked_out(pg) == 1
+
+
+async def test_a_statement_of_a_transaction_is_never_moved_to_another_connection(pg: Store) -> None:
+    """A statement the driver could not send inside a transaction fails with the driver's error (run elsewhere, it
+    would leave the transaction it belongs to), and the transaction then fails as a whole."""
+    refused: list[BaseException] = []
+    with pytest.raises(PendingRollbackError):
+        async with pg._engine.begin() as conn:  # pyright: ignore[reportPrivateUsage]
+            row = await PID.row(conn, {})
+            assert row is not None
+            driver = conn.info["parley_driver"]
+            busy = asyncio.ensure_future(driver.fetchval("SELECT pg_sleep(30)"))
+            await asyncio.sleep(0)  # its first step: the driver is now taken up by it
+            try:
+                await PID.row(conn, {})
+            except Exception as exc:
+                refused.append(exc)
+            with contextlib.suppress(Exception):
+                await busy
+            assert conn.invalidated
+    assert [type(exc) for exc in refused] == [asyncpg.InterfaceError], refused

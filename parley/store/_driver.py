@@ -72,7 +72,7 @@ class DriverStatement:
         pool, as SQLAlchemy does on its own path: the next caller gets a fresh one instead of waiting on it. A
         statement the driver refused to send at all (its connection is closed, or still taken up by the server's
         goodbye: the server ended it a moment ago and the driver has not yet seen the socket close) runs once more,
-        on a new connection: nothing of it reached the server."""
+        on a new connection, unless it belongs to a transaction: nothing of it reached the server."""
         args = [params[name] for name in self.names]
         for again in (False, True):
             driver = await driver_of(conn)
@@ -88,8 +88,10 @@ class DriverStatement:
                 OSError,
                 TimeoutError,
             ) as exc:
+                # Inside a transaction the statement belongs to that connection: it cannot move to another one.
+                retry = not again and _unsent(exc) and not conn.in_transaction()
                 await conn.invalidate()  # SQLAlchemy connects it anew on its next use
-                if again or not _unsent(exc):
+                if not retry:
                     raise
         raise AssertionError("unreachable")
 

@@ -65,9 +65,9 @@ RUNTIME_HOOKS = {
         "message",
     ),
 }
-"""The private methods of AutoGen's runtime QuietRuntime overrides, and the parameters it relies on; and the
-attribute it opens its spans with (`_tracer_helper.trace_block`), replaced."""
+"""The private methods of AutoGen's runtime QuietRuntime overrides, and the parameters it relies on."""
 TRACER_ATTRIBUTE = "_tracer_helper"
+"""The runtime's attribute it opens every span with (`.trace_block`), replaced by `quiet`."""
 _EVENTS = logging.getLogger(EVENT_LOGGER_NAME)
 
 
@@ -90,9 +90,8 @@ class _Untraced:
     spans, which record nothing here, still cost a context attached and detached, links and a name (about 14 per
     message)."""
 
-    _none = contextlib.nullcontext(
-        trace.INVALID_SPAN
-    )  # holds no state: one serves every block, nested or not
+    # A null context holds no state: one serves every block, nested or not.
+    _none = contextlib.nullcontext(trace.INVALID_SPAN)
 
     def trace_block(self, *args: Any, **kwargs: Any) -> contextlib.AbstractContextManager[trace.Span]:
         return self._none
