@@ -89,3 +89,14 @@ def test_cluster_smoke_run_delivers_every_message_through_replicas_and_workers(
         assert split.keys() == {"web", "worker"} and min(split.values()) > 0
         assert sum(split.values()) == pytest.approx(level["server_cpu_ms_per_message"], abs=0.05)
     assert "CPU ms per message at" in done.stdout and "workers" in done.stdout
+    # Each level ran level_repeats times on each side; its row is the run of median CPU, every run beside it.
+    repeats = 2
+    for level in [*single, *cluster]:
+        assert len(level["runs"]) == repeats and not any(run["error_count"] for run in level["runs"])
+        assert level["server_cpu_ms_per_message"] == min(
+            run["server_cpu_ms_per_message"] for run in level["runs"]
+        )
+    assert data["targets"]["p95_at_first_level_ms"] == pytest.approx(
+        sum(run["p95_ms"] for run in cluster[0]["runs"]) / repeats
+    )
+    assert f"Each level was run {repeats} times" in done.stdout
