@@ -141,6 +141,18 @@ async def test_threads_per_owner_newest_first(store: Store) -> None:
     assert [t.id for t in await store.list_threads("alice")] == [t2, t1, t3]
 
 
+async def test_a_thread_id_taken_already_is_refused_and_the_first_thread_kept(store: Store) -> None:
+    tid = "a" * 32
+    assert await store.create_thread("alice", "debate", "local", "first", thread_id=tid) == tid
+    with pytest.raises(
+        StoreError, match=f"could not create a thread for 'mallory': thread {tid} exists already"
+    ):
+        await store.create_thread("mallory", "review", "local", "second", thread_id=tid)
+    row = await store.get_thread(tid)
+    assert row is not None and (row.owner, row.team, row.title) == ("alice", "debate", "first")
+    assert [t.id for t in await store.list_threads("mallory")] == []
+
+
 async def test_delete_thread_removes_events_and_checkpoints_only(store: Store) -> None:
     keep = await store.create_thread("alice", "debate", "local", "keep")
     gone = await store.create_thread("alice", "debate", "local", "gone")

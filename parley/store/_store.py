@@ -34,7 +34,7 @@ from ._append_pg import write_batch_at_once
 from ._batch import BatchWriter, NoSuchThread
 from ._connect import OPEN_TIMEOUT_S, connect
 from ._disk import sqlite_file, storage_problem
-from ._driver import THREAD_BY_ID, thread_row
+from ._driver import NEW_THREAD, THREAD_BY_ID, Integrity, thread_row
 from ._engine import SQLITE_BUSY_TIMEOUT_S, error_text
 from ._history import checkpoint_row, event_rows
 from ._lane import Lane
@@ -236,12 +236,36 @@ class Store:
         tid = thread_id or uuid.uuid4().hex
         title = title.replace("\x00", "")  # PostgreSQL text cannot hold NUL
         at = now()
-        async with self._write(f"create a thread for '{owner}'") as conn:
-            await conn.execute(
-                insert(threads).values(
-                    id=tid, owner=owner, team=team, model=model, title=title, created_at=at, updated_at=at
-                )
-            )
+        async with self._statement(f"create a thread for '{owner}'") as conn:
+            try:
+                if (
+                    self._autocommit is not None
+                ):  # PostgreSQL: on the driver, outside a transaction (one statement)
+                    values = {
+                        "id": tid,
+                        "owner": owner,
+                        "team": team,
+                        "model": model,
+                        "title": title,
+                        "at": at,
+                    }
+                    await NEW_THREAD.rows(conn, values)
+                else:
+                    await conn.execute(
+                        insert(threads).values(
+                            id=tid,
+                            owner=owner,
+                            team=team,
+                            model=model,
+                            title=title,
+                            created_at=at,
+                            updated_at=at,
+                        )
+                    )
+            except (IntegrityError, Integrity) as exc:  # the only constraint: the id
+                raise StoreError(
+                    f"could not create a thread for '{owner}': thread {tid} exists already"
+                ) from exc
         return tid
 
     async def list_threads(self, owner: str, limit: int = 50) -> list[ThreadRow]:
@@ -265,7 +289,7 @@ class Store:
     async def rename_thread(self, tid: str, title: str) -> None:
         """Set the title (and `updated_at`). StoreError if there is no such thread."""
         title = title.replace("\x00", "")
-        async with self._write(f"rename thread {tid}") as conn:
+        async with self._statement(f"rename thread {tid}") as conn:
             result = await conn.execute(
                 update(threads).where(threads.c.id == tid).values(title=title, updated_at=now())
             )
