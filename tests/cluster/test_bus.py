@@ -16,7 +16,7 @@ import redis.asyncio.connection as redis_connection
 
 from parley.cluster._bus import TTL_S, Bus, client_name
 from parley.cluster._commands import Command, Job
-from parley.cluster._follow import Followers
+from parley.cluster._follow import GATHER_MAX_S, GATHER_PER_STREAM_S, Followers
 from parley.errors import ConfigError
 
 T = TypeVar("T")
@@ -155,6 +155,68 @@ async def test_a_watcher_joining_behind_a_read_in_flight_still_gets_its_backlog(
         await behind.aclose()
         await followers.close()
         await client.delete(key)
+        await client.aclose()
+
+
+@pytest.mark.parametrize("streams", [3, 150])
+async def test_what_comes_while_the_reader_gathers_arrives_in_one_read(
+    redis_url: str, prefix: str, streams: int
+) -> None:
+    """After a read that found entries, the node's reader waits before the next (longer the more streams it
+    follows, up to a cap), and what every run sent meanwhile comes in that one read."""
+    client: Any = redis.Redis.from_url(redis_url, decode_responses=True)
+    keys = [f"{prefix}:events:{tid()}" for _ in range(streams)]
+
+    async def retrying(_what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        return await call()
+
+    followers = Followers(client, f"{prefix}:wake:{tid()}", retrying, lambda: 1000)
+    reader: Any = followers._held  # pyright: ignore[reportPrivateUsage]  # the node's read, on its own connection
+    read = reader.xread
+    returned: list[set[str]] = []
+    """The streams each read returned entries of, in order."""
+
+    async def recorded(*args: Any, **options: Any) -> Any:
+        got = await read(*args, **options)
+        returned.append({str(key) for key, _ in got or ()})
+        return got
+
+    reader.xread = recorded
+    pauses: list[tuple[float, int]] = []
+    """Each pause after the first stream's entry came: how long, and after how many reads."""
+    gathering, gathered = asyncio.Event(), asyncio.Event()
+
+    async def gather(seconds: float) -> None:  # the pause, held until the test has written
+        if any(keys[0] in r for r in returned):
+            pauses.append((seconds, len(returned)))
+            gathering.set()
+            await gathered.wait()
+
+    followers._gather = gather  # type: ignore[method-assign]  # pyright: ignore[reportPrivateUsage]
+    watched = [followers.entries(key, "0-0", lambda: WAIT_S) for key in keys]
+    pending = [asyncio.ensure_future(anext(w)) for w in watched]
+    try:
+        await client.xadd(keys[0], {"n": "1"})
+        assert [f["n"] for _, f in await asyncio.wait_for(pending[0], WAIT_S)] == ["1"]
+        await asyncio.wait_for(gathering.wait(), WAIT_S)
+        seconds, after = pauses[0]
+        assert seconds == min(GATHER_MAX_S, GATHER_PER_STREAM_S * streams)
+        assert seconds < 0.001 if streams == 3 else seconds == GATHER_MAX_S
+        for key in keys[1:3]:  # two runs send while the reader waits
+            await client.xadd(key, {"n": "2"})
+        gathered.set()
+        got = [await asyncio.wait_for(p, WAIT_S) for p in pending[1:3]]
+        assert [[f["n"] for _, f in batch] for batch in got] == [["2"], ["2"]]
+        assert {keys[1], keys[2]} <= returned[after], "both came in the one read after the pause"
+    finally:
+        gathered.set()
+        for p in pending:
+            p.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for w in watched:
+            await w.aclose()
+        await followers.close()
+        await client.delete(*keys)
         await client.aclose()
 
 
