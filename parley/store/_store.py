@@ -236,32 +236,14 @@ class Store:
         tid = thread_id or uuid.uuid4().hex
         title = title.replace("\x00", "")  # PostgreSQL text cannot hold NUL
         at = now()
+        values = {"id": tid, "owner": owner, "team": team, "model": model, "title": title}
         async with self._statement(f"create a thread for '{owner}'") as conn:
             try:
-                if (
-                    self._autocommit is not None
-                ):  # PostgreSQL: on the driver, outside a transaction (one statement)
-                    values = {
-                        "id": tid,
-                        "owner": owner,
-                        "team": team,
-                        "model": model,
-                        "title": title,
-                        "at": at,
-                    }
-                    await NEW_THREAD.rows(conn, values)
+                # PostgreSQL: one statement on the driver, outside a transaction (atomic on its own)
+                if self._autocommit is not None:
+                    await NEW_THREAD.rows(conn, {**values, "at": at})
                 else:
-                    await conn.execute(
-                        insert(threads).values(
-                            id=tid,
-                            owner=owner,
-                            team=team,
-                            model=model,
-                            title=title,
-                            created_at=at,
-                            updated_at=at,
-                        )
-                    )
+                    await conn.execute(insert(threads).values(**values, created_at=at, updated_at=at))
             except (IntegrityError, Integrity) as exc:  # the only constraint: the id
                 raise StoreError(
                     f"could not create a thread for '{owner}': thread {tid} exists already"
