@@ -197,6 +197,48 @@ def _children() -> list[int]:
     return found
 
 
+async def test_a_call_cancelled_while_its_sandbox_starts_still_ends_it(
+    run: Run, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run stopped just as run_python starts its sandbox: the call ends, and the sandbox it started is killed.
+    Starting the process is never cancelled half way: asyncio then kills what it forked and waits until its pipes
+    close, and a bubblewrap PID 1 not yet set to die with its parent can hold them for good (seen once, under load:
+    the call, and the run's Stop, never returned)."""
+    real = asyncio.create_subprocess_exec
+    forked: list[asyncio.subprocess.Process] = []
+    cut_short: list[str] = []
+    started, proceed = asyncio.Event(), asyncio.Event()
+
+    async def starting(*args: object, **kwargs: object) -> asyncio.subprocess.Process:
+        proc = await real(*args, **kwargs)  # type: ignore[arg-type]
+        forked.append(proc)
+        started.set()
+        try:
+            await proceed.wait()  # still starting, as far as the call knows, when it is cancelled
+        except asyncio.CancelledError:
+            cut_short.append("the start of the process was cancelled")
+            raise
+        return proc
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", starting)
+    task = asyncio.create_task(run("import time\nprint('started', flush=True)\ntime.sleep(60)", timeout_s=60))
+    try:
+        await asyncio.wait_for(started.wait(), 30)
+        task.cancel()
+        await asyncio.sleep(0)  # the cancel reaches the call while its sandbox is starting
+        proceed.set()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(task, 30)
+        assert cut_short == []
+        assert forked[0].returncode is not None, "the sandbox the call started is ended with it"
+    finally:
+        proceed.set()
+        for proc in forked:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+
+
 async def test_cancelling_the_call_kills_the_process(run: Run) -> None:
     before = set(_children())
     task = asyncio.create_task(run("import time\nprint('started', flush=True)\ntime.sleep(60)", timeout_s=60))

@@ -360,8 +360,8 @@ class _Call:
         report_r, report_w = os.pipe2(os.O_CLOEXEC)
         self.fds.append(report_r)
         uid = sandbox.fresh_uid() if self.setup.fresh_uid else None
-        try:
-            self.proc = await asyncio.create_subprocess_exec(
+        creating = asyncio.ensure_future(
+            asyncio.create_subprocess_exec(
                 *sandbox.bwrap_command(self.setup, [(code_fd, SCRIPT)], self.memory, self._argv(report_w)),
                 cwd="/",
                 env={"PATH": PATH, "LANG": "C.UTF-8"},
@@ -371,6 +371,16 @@ class _Call:
                 pass_fds=(code_fd, report_w),
                 preexec_fn=sandbox.preexec(self.cgroup, uid, _limits(math.ceil(self.timeout_s), self.memory)),
             )
+        )
+        try:
+            # Not cancelled half way: asyncio would kill the process it just forked and wait, for good, until its
+            # pipes close, and bubblewrap's PID 1, not yet set to die with its parent, may hold them for good (a
+            # run stopped as the call starts). The call is cancelled once the process is known, and `close` ends it.
+            self.proc = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                self.proc = await creating
+            raise
         except (OSError, subprocess.SubprocessError) as exc:
             return f"Error: could not start the sandbox: {type(exc).__name__}: {exc}"
         finally:
