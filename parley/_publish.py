@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ._outbox import Checkpoint, persist
-from .events import ChunkEvent, ErrorEvent, Event, RunResult
+from .events import ChunkEvent, ErrorEvent, Event, RunResult, UsageEvent
 
 if TYPE_CHECKING:
     from .store import Lease, Store
@@ -29,6 +29,11 @@ __all__ = ["MAX_BUFFERED_CHUNKS", "Publisher", "ShowListener", "WriteListener"]
 
 MAX_BUFFERED_CHUNKS = 10_000
 """Streamed chunks a subscriber may fall behind by before its oldest chunks are dropped."""
+USAGE_WAITS_S = 0.05
+"""How long a model call's usage waits in the outbox for what the call produced (the message, the tool call), so
+that both go in one write: the message comes a few steps of the event loop after its usage, and each write is a
+store statement (and, in a cluster, a Redis round trip). A call that produced nothing to show (a selector's) has
+its usage written alone once this has passed."""
 
 
 @dataclass
@@ -160,12 +165,26 @@ class Publisher:
                 listener(event, seq)
 
     async def _batch(self) -> list[Event | Checkpoint]:
-        """The next items to write in one transaction: what is waiting, up to the run's result."""
+        """The next items to write in one transaction: what is waiting, up to the run's result; a model call's usage
+        waits up to USAGE_WAITS_S for what the call produced."""
         items = [await self._outbox.get()]
-        await asyncio.sleep(0)  # what the same step emits at once joins this batch
+        await self._take_waiting(items)
+        if _waits_for_its_output(items):
+            loop = asyncio.get_running_loop()
+            until = loop.time() + USAGE_WAITS_S
+            while _waits_for_its_output(items) and (left := until - loop.time()) > 0:
+                try:
+                    items.append(await asyncio.wait_for(self._outbox.get(), left))
+                except TimeoutError:
+                    break
+                await self._take_waiting(items)
+        return items
+
+    async def _take_waiting(self, items: list[Event | Checkpoint]) -> None:
+        """Add to `items` what the same step of the event loop emits (after one yield), up to the run's result."""
+        await asyncio.sleep(0)
         while not self._outbox.empty() and not isinstance(items[-1], RunResult):
             items.append(self._outbox.get_nowait())
-        return items
 
     async def _persist(self, items: list[Event | Checkpoint]) -> ErrorEvent | None:
         """Write one batch; the error shown if the write failed (then nothing more is kept)."""
@@ -212,3 +231,11 @@ class Publisher:
                 self._outbox.task_done()
             if isinstance(items[-1], RunResult):
                 return shown
+
+
+def _waits_for_its_output(items: Sequence[Event | Checkpoint]) -> bool:
+    """Whether the batch ends with a model call's usage (streamed pieces aside) and nothing the call produced yet."""
+    for item in reversed(items):
+        if not isinstance(item, ChunkEvent | Checkpoint):
+            return isinstance(item, UsageEvent)
+    return False

@@ -6,11 +6,22 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from _support import collect, team_yaml
 from autogen_core.models import UserMessage
 
-from parley import Conversation, ToolRegistry
-from parley.events import ApprovalRequestEvent, ChunkEvent, Event, MessageEvent, RunResult, event_adapter
+from parley import Conversation, ToolRegistry, _publish
+from parley._publish import Publisher
+from parley.events import (
+    ApprovalRequestEvent,
+    ChunkEvent,
+    ErrorEvent,
+    Event,
+    MessageEvent,
+    RunResult,
+    UsageEvent,
+    event_adapter,
+)
 from parley.store import Store, StoreError
 
 Write = Callable[[str, str], Path]
@@ -142,3 +153,78 @@ async def test_a_resumed_conversation_keeps_its_team_notes(write: Write, store: 
     assert [n["text"] for n in conv.notes_board] == ["EMEA is the focus"]
     again = await Conversation.resume(store, tid, model=f"scripted:{script}", teams_dirs=[team.parent])
     assert [(n["role"], n["text"]) for n in again.notes_board] == [("alpha", "EMEA is the focus")]
+
+
+class _CountingStore(Store):
+    """The real store, noting what each write carried: (event type or `checkpoint`, turn)."""
+
+    writes: list[list[tuple[str, int]]]
+
+    async def append_batch(
+        self, thread_id: str, new_events: Any, audits: Any = (), checkpoint: Any = None, *, fence: Any = None
+    ) -> list[int]:
+        kept = [(kind, payload["turn"]) for kind, payload in new_events]
+        self.writes.append(kept + ([("checkpoint", checkpoint[0])] if checkpoint is not None else []))
+        return await super().append_batch(thread_id, new_events, audits, checkpoint, fence=fence)
+
+
+async def _counting_store(tmp_path: Path) -> _CountingStore:
+    store = await _CountingStore.open(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    assert isinstance(store, _CountingStore)
+    store.writes = []
+    return store
+
+
+async def test_a_replys_usage_is_written_with_the_reply(
+    write: Write, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One write per reply instead of two. (The wait made long: no pause of a busy machine splits them here; the
+    # message ends it.)
+    monkeypatch.setattr(_publish, "USAGE_WAITS_S", 60.0)
+    team = write("team.yaml", team_yaml(max_turns=4))
+    script = write("s.yaml", 'roles:\n  alpha: ["a1", "a2"]\n  beta: ["b1", "b2"]\n')
+    store = await _counting_store(tmp_path)
+    conv = Conversation(team, model=f"scripted:{script}")
+    conv.attach(store, await store.create_thread("dana", "test-team", "scripted", "Go"))
+    shown = await collect(conv.start("Go"))
+    assert [e.content for e in shown if isinstance(e, MessageEvent)] == ["a1", "b1", "a2", "b2"]
+    usages = [(w, turn) for w in store.writes for kind, turn in w if kind == "usage"]
+    assert [turn for _, turn in usages] == [1, 2, 3, 4]
+    for w, turn in usages:  # (a write keeps one checkpoint, its last turn's: the team may have run ahead)
+        assert ("message", turn) in w and any(k == "checkpoint" and t >= turn for k, t in w), store.writes
+    await store.close()
+
+
+async def test_a_usage_no_message_follows_is_written_and_shown_after_its_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A selector's call, or one whose answer is slow to come: the meter does not wait for it.
+    monkeypatch.setattr(_publish, "USAGE_WAITS_S", 0.01)
+    store = await _counting_store(tmp_path)
+    tid = await store.create_thread("dana", "test-team", "scripted", "Go")
+
+    def failed(exc: BaseException) -> ErrorEvent:
+        raise AssertionError(f"the write failed: {exc}")
+
+    publisher = Publisher([], store, tid, 1, failed)
+    publisher.start()
+    shown = publisher.subscribe()
+    usage = UsageEvent(
+        source="selector",
+        model="m",
+        prompt_tokens=5,
+        completion_tokens=1,
+        total_prompt_tokens=5,
+        total_completion_tokens=1,
+        cost_usd=None,
+        turn=1,
+    )
+    publisher.emit(usage)
+    assert await anext(shown) == usage
+    assert store.writes == [[("usage", 1)]]
+    result = await publisher.finish(
+        RunResult(stop_reason="max_turns", turns=0, prompt_tokens=5, completion_tokens=1, cost_usd=None)
+    )
+    assert result.stop_reason == "max_turns" and store.writes[-1] == [("result", 0)]
+    assert [r.payload["type"] for r in await store.events(tid)] == ["usage", "result"]
+    await store.close()

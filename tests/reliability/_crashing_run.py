@@ -5,7 +5,9 @@ Run as `python _crashing_run.py PLAN.json`. The plan (a JSON object):
 - `db`, `thread`, `team`, `model`: the store URL, the thread to write to, the team file, the model string;
 - `tasks`: the runs to start one after another on the conversation; `max_turns`: their limit (optional);
 - `on_turn`: `{"2": [["say", "text"], ["stop"]]}`, what the human does once the message of that turn is shown;
-- `die`: `["before" | "after", EVENT_TYPE | "checkpoint", TURN]`, the write around which the process kills itself.
+- `die`: `["before" | "after", EVENT_TYPE | "checkpoint", TURN]`, the write around which the process kills itself;
+- `usage_waits_s`: how long a call's usage waits for its message to share its write (optional; 0 writes it alone,
+  as a call whose message comes late has it written).
 
 A crash in a test is a real `kill -9` of this process: no `finally`, no flush, no goodbye.
 """
@@ -21,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from parley import Conversation
+from parley import Conversation, _publish
 from parley.events import Event, MessageEvent
 from parley.run import Run
 from parley.store import Store
@@ -74,6 +76,8 @@ async def main(plan: dict[str, Any]) -> None:
     store = await CrashingStore.open(plan["db"])
     assert isinstance(store, CrashingStore)  # Store.open makes the class it is called on
     when, kind, turn = plan["die"]
+    if "usage_waits_s" in plan:
+        _publish.USAGE_WAITS_S = float(plan["usage_waits_s"])
     store.die = (when, kind, int(turn))
     conv = Conversation(Path(plan["team"]), model=plan["model"], max_turns=plan.get("max_turns"))
     conv.attach(store, plan["thread"])
