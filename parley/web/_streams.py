@@ -32,19 +32,20 @@ class Streams:
         """A piece of `ev.source`'s message; `header` starts the message when this is its first piece, inside the
         rating step `rating()` names."""
         msg = self.messages.get(ev.source)
+        held = self.held.setdefault(ev.source, [])
+        first = msg is None
         if msg is None:
             msg = self.messages[ev.source] = await rated(ev.source, rating())
             PAGE_STREAMS.begin(msg)
-            await msg.stream_token(header)
+            held.append(header)  # sent with the first piece: the page is sent the message's start once
         # The engine already passes text on at most every STREAM_EVERY_S; under load, pieces still pile up
         # in the run's queue while this session is busy, and each socket message costs the server more than
         # the rest of the chat: send what piled up as one, and send less often while this process streams to
         # many pages (parley.models._cadence). What is held back goes with the next piece or the whole message.
-        held = self.held.setdefault(ev.source, [])
         held.append(ev.content)
         now = time.monotonic()
         # (Half a period early is on time: the engine's pieces come about every period, give or take.)
-        if PAGE_STREAMS.due(now + STREAM_EVERY_S / 2, 0.0, self.sent_at.get(ev.source, 0.0)):
+        if first or PAGE_STREAMS.due(now + STREAM_EVERY_S / 2, 0.0, self.sent_at.get(ev.source, 0.0)):
             await self._send(ev.source, msg, held, now)
 
     async def _send(self, source: str, msg: cl.Message, held: list[str], now: float) -> None:

@@ -51,7 +51,10 @@ class Tab(ChatSocket):
         await self._sio.emit("client_message", {"message": message, "fileReferences": None})
 
     def streamed(self) -> bool:
-        return any(event == "stream_token" and "point" in str(data) for event, data in self.received)
+        return any(
+            event in ("stream_start", "stream_token") and "point" in str(data)
+            for event, data in self.received
+        )
 
 
 def stopped_run(server: Server, cookie: str, task: str, how: str) -> tuple[str, list[str], str]:
