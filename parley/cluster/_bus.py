@@ -192,7 +192,8 @@ class Bus:
             {"event": json.dumps(event, separators=(",", ":")), "seq": "" if seq is None else str(seq)}
             for event, seq in events
         ]
-        return await self._outbound.add(self._key("events", tid), entries)
+        urgent = any(event.get("type") != "chunk" for event, _ in events)
+        return await self._outbound.add(self._key("events", tid), entries, urgent=urgent)
 
     async def last_id(self, tid: str) -> str:
         """The id of the thread's newest stream entry; ``"0-0"`` when there is none."""

@@ -5,11 +5,16 @@ Each run used to send its own batch in a transaction of its own (MULTI, its XADD
 live runs, a worker made a round trip, and a socket write, per streamed piece of every run. Now one transaction
 carries every run's batches. Entries of one stream keep their order, since each run sends its next batch only once
 its last one is in, and a transaction runs in order.
+
+Streamed pieces are most of what a run sends, and a page shows them at most every 0.1 s: while only pieces wait, the
+round trip waits up to PIECES_WAIT_S for more to come with them. Anything else (a message, a tool call, a run's
+end) goes at once, and takes the waiting pieces along.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,11 +25,15 @@ __all__ = ["Outbound"]
 
 Fields = dict[FieldT, EncodableT]
 
+PIECES_WAIT_S = 0.005
+"""How long a round trip that would carry streamed pieces only waits for company."""
+
 
 @dataclass
 class _Batch:
     key: str
     entries: list[Fields]
+    urgent: bool
     done: asyncio.Future[list[str]] = field(
         default_factory=lambda: asyncio.get_running_loop().create_future()
     )
@@ -39,12 +48,16 @@ class Outbound:
         self._ttl_s = ttl_s
         self._waiting: list[_Batch] = []
         self._sender: asyncio.Task[None] | None = None
+        self._urgent = asyncio.Event()
 
-    async def add(self, key: str, entries: list[Fields]) -> list[str]:
-        """Add `entries` to stream `key` in order (capped, and expiring `ttl_s` after this write); their ids. Raises
-        what Redis or the connection raised for them."""
-        batch = _Batch(key, entries)
+    async def add(self, key: str, entries: list[Fields], *, urgent: bool = True) -> list[str]:
+        """Add `entries` to stream `key` in order (capped; `urgent`: and expiring `ttl_s` after this write); their
+        ids. Raises what Redis or the connection raised for them. Not `urgent` (streamed pieces only): they may wait
+        up to PIECES_WAIT_S for company, and leave the stream's expiry as it is."""
+        batch = _Batch(key, entries, urgent)
         self._waiting.append(batch)
+        if urgent:
+            self._urgent.set()
         if self._sender is None or self._sender.done():
             self._sender = asyncio.get_running_loop().create_task(self._send(), name="parley-bus-out")
         # A caller cancelled meanwhile cancels only its wait: its entries still go out.
@@ -54,6 +67,11 @@ class Outbound:
         batches: list[_Batch] = []
         try:
             while self._waiting:
+                if PIECES_WAIT_S > 0 and not any(b.urgent for b in self._waiting):
+                    self._urgent.clear()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(PIECES_WAIT_S):
+                            await self._urgent.wait()
                 batches, self._waiting = self._waiting, []
                 try:
                     replies = await self._round_trip(batches)
@@ -84,7 +102,9 @@ class Outbound:
             for batch in batches:
                 for entry in batch.entries:
                     pipe.xadd(batch.key, entry, maxlen=self._cap, approximate=True)
-            for key in dict.fromkeys(b.key for b in batches):
+            # A stream's expiry moves with each batch but streamed pieces only: every run's first and last
+            # batches, and each message's, are of those. (Half of all the commands a worker sent were EXPIREs.)
+            for key in dict.fromkeys(b.key for b in batches if b.urgent):
                 pipe.expire(key, self._ttl_s)
             return list(await pipe.execute(raise_on_error=False))
 

@@ -14,6 +14,7 @@ import pytest
 import redis.asyncio as redis
 import redis.asyncio.connection as redis_connection
 
+from parley.cluster import _outbound
 from parley.cluster._bus import TTL_S, Bus, client_name
 from parley.cluster._commands import Command, Job
 from parley.cluster._follow import GATHER_MAX_S, GATHER_PER_STREAM_S, Followers
@@ -766,3 +767,28 @@ async def test_many_runs_publishing_at_once_share_round_trips_and_keep_their_ord
         assert 0 < await raw.ttl(f"{prefix}:events:{thread}") <= TTL_S
     mine = [c for c in await raw.client_list() if c["name"] == client_name(prefix)]
     assert len(mine) <= 2, mine  # a connection each for the two nodes: the one that published, and the other
+
+
+async def test_streamed_pieces_wait_for_company_and_leave_the_expiry_as_it_is(
+    nodes: tuple[Bus, Bus], raw: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Most of what a run sends is streamed pieces: pieces alone wait for something else to go with them (here for
+    as long as it takes), and anything else goes at once and takes them along. Only what is not a piece pushes a
+    stream's expiry back: half the commands a worker sent were EXPIREs."""
+    monkeypatch.setattr(_outbound, "PIECES_WAIT_S", 60.0)
+    one, _ = nodes
+    streaming, other = tid(), tid()
+    key = f"{prefix}:events:{streaming}"
+    await one.publish_many(streaming, [(_event("first"), 1)])
+    assert await raw.xlen(key) == 1 and 0 < await raw.ttl(key) <= TTL_S
+    await raw.expire(key, 100)
+    piece = {"type": "chunk", "source": "writer", "content": "Hel", "turn": 1}
+    held = asyncio.ensure_future(one.publish_many(streaming, [(piece, None)]))
+    for _ in range(3):  # the piece is handed over and waits
+        await asyncio.sleep(0)
+    assert await raw.xlen(key) == 1 and not held.done(), "a piece alone waits for company"
+    await one.publish_many(other, [(_event("the whole message"), 2)])  # at once, and the piece with it
+    await asyncio.wait_for(held, WAIT_S)
+    assert [json.loads(f["event"]) for _, f in await raw.xrange(key)] == [_event("first"), piece]
+    assert 0 < await raw.ttl(key) <= 100, "a piece leaves the expiry as it was"
+    assert await raw.ttl(f"{prefix}:events:{other}") > 100
