@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import importlib.util
 import os
 import secrets
 import shutil
@@ -13,9 +12,6 @@ from pathlib import Path
 
 from .errors import ConfigError
 from .paths import data_dir, private_file, project_root, shipped_root
-
-WS_PROTOCOL = "parley.web._wsframes:JoinedWritesProtocol"
-"""The web chat's WebSocket protocol, for uvicorn (`UVICORN_WS_PROTOCOL`) where wsproto is installed."""
 
 
 def auth_secret() -> str:
@@ -103,9 +99,6 @@ def serve(host: str, port: int) -> int:
         "CHAINLIT_AUTH_SECRET": auth_secret(),
         "PARLEY_HOME": str(project),
     }
-    if "UVICORN_WS_PROTOCOL" not in env and importlib.util.find_spec("wsproto") is not None:
-        # A page's socket events written in one step of the loop go out in one write (parley/web/_wsframes.py).
-        env["UVICORN_WS_PROTOCOL"] = WS_PROTOCOL
     # Chainlit reads CI from the environment as its --ci flag, and its CI mode overwrites OPENAI_API_KEY with a
     # placeholder: under a CI runner (CI=true) every OpenAI call would fail with a key the user never set.
     env.pop("CI", None)

@@ -17,8 +17,6 @@ from typing import Any
 from security._websec import WAIT_S, ChatSocket, local_cookie, server_log
 from ui.conftest import Server, run_async
 
-from parley._ui import WS_PROTOCOL
-
 ROLES = ("researcher", "writer", "editor")
 REPLY = "Findings so far: " + " ".join(f"point{i}" for i in range(200))
 """Long enough to stream in many pieces over the script's delay: the stop lands in the middle of it."""
@@ -93,11 +91,6 @@ def test_chainlits_stop_button_stops_the_run_as_the_stop_command_does(tmp_path: 
     data = tmp_path / "data"
     server = Server(data, str(slow_script(data / "script.yaml"))).start()
     try:
-        assert (
-            server.proc is not None
-        )  # its sockets go through parley's WebSocket protocol (parley/web/_wsframes)
-        environ = Path(f"/proc/{server.proc.pid}/environ").read_bytes().split(b"\0")
-        assert f"UVICORN_WS_PROTOCOL={WS_PROTOCOL}".encode() in environ
         cookie = local_cookie(server)
         tid, texts, ended = stopped_run(server, cookie, "Plan the launch", "button")
         assert "Stopped by you" in ended, ended
