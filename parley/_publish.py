@@ -169,15 +169,14 @@ class Publisher:
         waits up to USAGE_WAITS_S for what the call produced."""
         items = [await self._outbox.get()]
         await self._take_waiting(items)
-        if _waits_for_its_output(items):
-            loop = asyncio.get_running_loop()
-            until = loop.time() + USAGE_WAITS_S
-            while _waits_for_its_output(items) and (left := until - loop.time()) > 0:
-                try:
-                    items.append(await asyncio.wait_for(self._outbox.get(), left))
-                except TimeoutError:
-                    break
-                await self._take_waiting(items)
+        loop = asyncio.get_running_loop()
+        until = loop.time() + USAGE_WAITS_S
+        while _waits_for_its_output(items) and (left := until - loop.time()) > 0:
+            try:
+                items.append(await asyncio.wait_for(self._outbox.get(), left))
+            except TimeoutError:
+                break
+            await self._take_waiting(items)
         return items
 
     async def _take_waiting(self, items: list[Event | Checkpoint]) -> None:

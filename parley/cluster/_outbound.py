@@ -67,7 +67,7 @@ class Outbound:
         batches: list[_Batch] = []
         try:
             while self._waiting:
-                if PIECES_WAIT_S > 0 and not any(b.urgent for b in self._waiting):
+                if not any(b.urgent for b in self._waiting):
                     self._urgent.clear()
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(PIECES_WAIT_S):

@@ -34,7 +34,7 @@ class Streams:
         msg = self.messages.get(ev.source)
         held = self.held.setdefault(ev.source, [])
         first = msg is None
-        if msg is None:
+        if first:
             msg = self.messages[ev.source] = await rated(ev.source, rating())
             PAGE_STREAMS.begin(msg)
             held.append(header)  # sent with the first piece: the page is sent the message's start once
