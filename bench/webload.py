@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from bench._baseline import BASELINE_COMMIT, baseline_tree
 from bench._cluster import Cluster
 from bench._common import ROOT, Stopwatch, parser, percentile, save, table
 from parley import Conversation
@@ -95,6 +96,11 @@ SMOKE = Settings(
     level_repeats=2,
 )
 CLUSTER_LEVELS, CLUSTER_SMOKE_LEVELS = (200, 400), (4,)
+BASELINE_LEVELS, BASELINE_SMOKE_LEVELS = (100, 200), (4,)
+"""The loads the baseline (bench/_baseline.py) runs at beside a cluster: 100, the most one process of it served
+within the latency target, and 200, the cluster's first level (it cannot finish 400 conversations in time)."""
+BASELINE_RATIO = 0.5
+"""The cluster's CPU per message against the baseline's: at most half (issue 18)."""
 REPLICAS, WORKERS = 2, 2
 CPU_TARGET_MS = 10.0
 """Server CPU per message through the cluster: half of one process's, about 20 ms when issue 18 was filed."""
@@ -676,10 +682,21 @@ def run(smoke: bool, cluster: bool = False) -> dict[str, Any]:
         finally:
             server.stop()
         if cluster:
+            found["baseline"] = run_baseline(
+                data, script, s, BASELINE_SMOKE_LEVELS if smoke else BASELINE_LEVELS
+            )
             found["cluster"] = run_cluster(data, script, s)
     levels = found["levels"]
     if cluster:
-        return {"settings": settings_of(s), "code": code_state(), "levels": levels, **found["cluster"]}
+        cluster_found = found["cluster"]
+        cluster_found["targets"] |= baseline_targets(found["baseline"], cluster_found["cluster"]["levels"])
+        return {
+            "settings": settings_of(s),
+            "code": code_state(),
+            "levels": levels,
+            "baseline": found["baseline"],
+            **cluster_found,
+        }
     single = found["web_path"]
     top = levels[-1]
     return {
@@ -706,6 +723,52 @@ def settings_of(s: Settings) -> dict[str, Any]:
         "load_delay_s": s.load_delay_s,
         "long_messages": s.long_turns,
         "repeats": s.repeats,
+    }
+
+
+def run_baseline(data: Path, script: str, s: Settings, levels: tuple[int, ...]) -> dict[str, Any]:
+    """One process of the baseline's code (bench/_baseline.py) at `levels`, each `s.level_repeats` times; or why
+    it could not run."""
+    tree, why = baseline_tree(data / "baseline-code")
+    if tree is None:
+        return {"commit": BASELINE_COMMIT, "skipped": why}
+    # Its own data folder; its `parley` (the CLI, the web chat) imported from its tree ahead of this checkout's.
+    server = BenchServer(data / "baseline", script, data / "teams", {"PYTHONPATH": str(tree)})
+    _websec.add_users(server, **{USER: PASSWORD})
+    server.start()
+    try:
+        found = asyncio.run(measure(server, data, replace(s, levels=levels), long=False))
+    except BaseException:
+        print(server.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+    return {"commit": BASELINE_COMMIT, "levels": found["levels"]}
+
+
+def baseline_targets(baseline: dict[str, Any], cluster: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The cluster's CPU per message against the baseline's: at each level against the baseline at the same load
+    (or its highest, for a load it cannot serve), and against the baseline's lowest figure of any load."""
+    if "levels" not in baseline:
+        return {"cpu_vs_baseline": None}
+    base = {r["conversations"]: r["server_cpu_ms_per_message"] for r in baseline["levels"]}
+    best = min(base.values())
+
+    def against(n: int) -> int:
+        return n if n in base else max(base)
+
+    same = {
+        r["conversations"]: {
+            "baseline_level": against(r["conversations"]),
+            "ratio": round(r["server_cpu_ms_per_message"] / base[against(r["conversations"])], 3),
+            "ratio_to_lowest": round(r["server_cpu_ms_per_message"] / best, 3),
+        }
+        for r in cluster
+    }
+    return {
+        "cpu_vs_baseline": same,
+        "cpu_vs_baseline_met": all(v["ratio"] <= BASELINE_RATIO for v in same.values()),
+        "cpu_vs_baseline_lowest_met": all(v["ratio_to_lowest"] <= BASELINE_RATIO for v in same.values()),
     }
 
 
@@ -813,7 +876,14 @@ def report(data: dict[str, Any]) -> None:
 
 def report_cluster(data: dict[str, Any], title: str) -> None:
     c = data["cluster"]
-    table(LEVEL_HEADERS, level_rows(data["levels"]), title=f"{title}\none process (the baseline)")
+    table(LEVEL_HEADERS, level_rows(data["levels"]), title=f"{title}\none process")
+    print()
+    base = data["baseline"]
+    if "levels" in base:
+        where = f"one process of the code when issue 18 was filed ({base['commit'][:7]}, bench/_baseline.py)"
+        table(LEVEL_HEADERS, level_rows(base["levels"]), title=where)
+    else:
+        print(f"baseline not measured: {base['skipped']}")
     print()
     where = f"{c['replicas']} web replicas and {c['workers']} workers (CPU and memory: all of them)"
     table(LEVEL_HEADERS, level_rows(c["levels"]), title=where)
@@ -844,6 +914,9 @@ def report_cluster(data: dict[str, Any], title: str) -> None:
             cpu = ", ".join(f"{run['server_cpu_ms_per_message']:.2f}" for run in r["runs"])
             p95 = ", ".join(f"{run['p95_ms']:.1f}" for run in r["runs"])
             print(f"{where} at {r['conversations']}: CPU ms per message {cpu}; p95 ms {p95}")
+    for r in base.get("levels", []):
+        cpu = ", ".join(f"{run['server_cpu_ms_per_message']:.2f}" for run in r["runs"])
+        print(f"baseline at {r['conversations']}: CPU ms per message {cpu}")
     t = data["targets"]
     cpu = ", ".join(f"{v:.1f} at {n}" for n, v in t["cpu_ms_per_message"].items())
     print(
@@ -851,6 +924,17 @@ def report_cluster(data: dict[str, Any], title: str) -> None:
         f"(target < {P95_TARGET_MS:g}: {'met' if t['p95_met'] else 'MISSED'}); server CPU ms per message: {cpu} "
         f"(target <= {CPU_TARGET_MS:g}: {'met' if t['cpu_met'] else 'MISSED'})"
     )
+    if t["cpu_vs_baseline"]:
+        same = ", ".join(
+            f"{v['ratio']:.2f} at {n} (baseline at {v['baseline_level']})"
+            for n, v in t["cpu_vs_baseline"].items()
+        )
+        lowest = ", ".join(f"{v['ratio_to_lowest']:.2f} at {n}" for n, v in t["cpu_vs_baseline"].items())
+        print(
+            f"cluster CPU per message / the baseline's at the same load: {same} (target <= {BASELINE_RATIO:g}: "
+            f"{'met' if t['cpu_vs_baseline_met'] else 'MISSED'}); / the baseline's lowest of any load: {lowest} "
+            f"({'met' if t['cpu_vs_baseline_lowest_met'] else 'MISSED'})"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -100,3 +100,24 @@ def test_cluster_smoke_run_delivers_every_message_through_replicas_and_workers(
         sum(run["p95_ms"] for run in cluster[0]["runs"]) / repeats
     )
     assert f"Each level was run {repeats} times" in done.stdout
+    # The code when issue 18 was filed, one process at the same load, from this checkout's history: the cluster's
+    # CPU per message is also given as a ratio to it (a shallow clone lacks the commit and says so).
+    from bench._baseline import BASELINE_COMMIT
+
+    base = data["baseline"]
+    have = subprocess.run(["git", "cat-file", "-e", f"{BASELINE_COMMIT}^{{commit}}"], cwd=ROOT, check=False)
+    if have.returncode != 0:
+        assert "not in this checkout" in base["skipped"] and data["targets"]["cpu_vs_baseline"] is None
+        return
+    assert base["commit"] == BASELINE_COMMIT
+    assert [r["conversations"] for r in base["levels"]] == data["settings"]["levels"]
+    for level in base["levels"]:
+        assert level["finished"] == level["conversations"] and level["error_count"] == 0, level["errors"]
+        assert len(level["runs"]) == repeats
+    (n,) = data["settings"]["levels"]
+    ratio = data["targets"]["cpu_vs_baseline"][str(n)]
+    assert ratio["ratio"] == pytest.approx(
+        cluster[0]["server_cpu_ms_per_message"] / base["levels"][0]["server_cpu_ms_per_message"], abs=0.001
+    )
+    assert "one process of the code when issue 18 was filed" in done.stdout
+    assert "/ the baseline's at the same load" in done.stdout
