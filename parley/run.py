@@ -7,7 +7,7 @@ Iterate a `Run` for typed events. While it runs, `say()` joins the conversation 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -188,9 +188,17 @@ class Run:
 
     # -- what the engine and the conversation report --------------------------------------------
 
-    def on_shown(self, listener: ShowListener) -> None:
-        """Tell `listener` of each event as it is shown, with its seq in the store (a cluster relays them)."""
-        self._publisher.show_listeners.append(listener)
+    def on_shown(self, listener: ShowListener) -> Callable[[], None]:
+        """Tell `listener` of each event as it is shown, with its seq in the store (a cluster relays them), in the
+        same step of the event loop; what this returns stops telling it."""
+        listeners = self._publisher.show_listeners
+        listeners.append(listener)
+
+        def forget() -> None:
+            if listener in listeners:
+                listeners.remove(listener)
+
+        return forget
 
     def emit(self, event: Event) -> None:
         self._publisher.emit(event)

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 
+from .._publish import MAX_BUFFERED_CHUNKS
 from ..cluster import Node
-from ..events import ChunkEvent
+from ..events import ChunkEvent, Event
 from ..run import Run
 from ..store import EventRow
 from ._hub import Hub
@@ -35,38 +36,65 @@ def chunk_frame(payload: dict[str, object]) -> str:
 
 class LiveChunks:
     """The streamed text of the run in progress on this server (never stored: sent without an id, so a resumed
-    stream is not told to start after one). A preview: the finished message follows with its id."""
+    stream is not told to start after one). A preview: the finished message follows with its id.
+
+    Each piece is taken as the run shows it, in the same step of the event loop, with the seq of the last stored
+    event shown before it: a piece written in the same batch as its message (the call's usage waited there for it)
+    is shown after the write that wakes the stream, and the stream may read that message from the store at once.
+    Merged with what the stream read, each piece goes after the stored event it followed, before the next."""
 
     def __init__(self, hub: Hub, tid: str, wake: asyncio.Event) -> None:
         self._hub, self._tid, self._wake = hub, tid, wake
         self._run: Run | None = None
-        self._reader: asyncio.Task[None] | None = None
-        self._pending: list[ChunkEvent] = []
+        self._forget: Callable[[], None] | None = None
+        self._pending: list[tuple[int, ChunkEvent]] = []
+        self._after = 0
+        """The seq of the last stored event of the run shown so far."""
 
     def follow(self) -> None:
-        """Read the chunks of the run in progress, if it is a new one."""
+        """Take the pieces of the run in progress from now on, if it is a new one."""
         conv = self._hub.live(self._tid)
         run = conv.current_run if conv is not None and conv.running else None
         if run is not None and run is not self._run:
             self.close()
             self._run = run
-            self._reader = asyncio.get_running_loop().create_task(self._read(run), name="parley-api-chunks")
+            self._forget = run.on_shown(self._shown)
 
-    async def _read(self, run: Run) -> None:
-        async for ev in run:
-            if isinstance(ev, ChunkEvent):
-                self._pending.append(ev)
-                self._wake.set()
+    def _shown(self, event: Event, seq: int | None) -> None:
+        if not isinstance(event, ChunkEvent):
+            self._after = seq if seq is not None else self._after
+        # A stream whose client reads slowly falls behind: past the bound its newest pieces go (the finished
+        # message still comes).
+        elif len(self._pending) < MAX_BUFFERED_CHUNKS:
+            self._pending.append((self._after, event))
+            self._wake.set()
 
-    def take(self) -> list[str]:
+    def before_read(self) -> list[str]:
         self.follow()
-        taken, self._pending = self._pending, []
-        return [chunk_frame(ev.model_dump(mode="json")) for ev in taken]
+        return []
+
+    def with_rows(self, rows: Sequence[EventRow], last: int) -> list[str]:
+        """`rows` (read after `last`) as frames, each piece shown so far among them after the stored event it
+        followed; pieces that followed an event not read yet wait for the next read."""
+        out: list[str] = []
+        pieces, self._pending = self._pending, []
+        i = 0
+        for row in rows:
+            while i < len(pieces) and pieces[i][0] < row.seq:
+                out.append(chunk_frame(pieces[i][1].model_dump(mode="json")))
+                i += 1
+            out.append(frame(row))
+        seen = rows[-1].seq if rows else last
+        while i < len(pieces) and pieces[i][0] <= seen:
+            out.append(chunk_frame(pieces[i][1].model_dump(mode="json")))
+            i += 1
+        self._pending = pieces[i:] + self._pending
+        return out
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.cancel()
-            self._reader = None
+        if self._forget is not None:
+            self._forget()
+            self._forget = None
 
 
 class Relayed:
@@ -88,9 +116,13 @@ class Relayed:
                 continue
             wake.set()
 
-    def take(self) -> list[str]:
+    def before_read(self) -> list[str]:
+        """The pieces relayed so far: they came on the bus before the events the stream is about to read."""
         taken, self._pending = self._pending, []
         return taken
+
+    def with_rows(self, rows: Sequence[EventRow], last: int) -> list[str]:
+        return [frame(row) for row in rows]
 
     def close(self) -> None:
         self._reader.cancel()
@@ -124,13 +156,21 @@ async def stream(
             if not await hub.still_in(user, tid):
                 yield ": your access to this conversation ended: its owner stopped sharing it with you\n\n"
                 return
-            for text in live.take() if live is not None else ():
+            for text in live.before_read() if live is not None else ():
                 yield text
-            for row in await store.events(tid, last):
-                yield frame(row)
-                last = row.seq
-                if until_result and row.type == "result":
-                    return
+            rows = await store.events(tid, last)
+            end = (
+                next((i for i, row in enumerate(rows) if row.type == "result"), None)
+                if until_result
+                else None
+            )
+            rows = rows if end is None else rows[: end + 1]
+            for text in live.with_rows(rows, last) if live is not None else map(frame, rows):
+                yield text
+            if rows:
+                last = rows[-1].seq
+            if end is not None:
+                return
             if not follow:
                 return
             try:

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import textwrap
+from pathlib import Path
 from typing import Any
 
-from conftest import Api
+from conftest import DUO_SCRIPT, Api
 
+from parley.api._sse import stream
 from parley.events import ApprovalRequestEvent, EscalationEvent, QuestionEvent
 
 API = "/api/v1"
@@ -328,3 +331,31 @@ async def test_an_escalation_is_settled_over_the_api(api: Api) -> None:
     resolved = next(e["data"] for e in events if e["event"] == "escalation_resolved")
     assert resolved["actor"] == "alice"
     assert events[-1]["data"]["content"] == "draft 1" and "settled by alice" in events[-1]["data"]["detail"]
+
+
+async def test_a_reply_that_comes_whole_streams_its_text_before_its_message(api: Api, scripts: Path) -> None:
+    """The editor's reply comes whole (no delay): its one piece is yielded right before the call's result, while the
+    call's usage waits in the run's outbox for its message, so the piece, the usage and the message are written
+    and shown together. The write wakes the event stream before anything of the batch is shown: the stream must
+    still be sent the piece before the message (it was sent after it, now and then under load)."""
+    (scripts / "paced.yaml").write_text(
+        textwrap.dedent(DUO_SCRIPT) + "role_delay_s: {writer: 0.5, editor: 0}\n", encoding="utf-8"
+    )
+    tid = await create(api, "alice", "duo", "scripted:paced.yaml", "The capital of France?")
+    frames = stream(api.hub, tid, 0, user="alice", follow=True, until_result=True, chunks=True)
+    events: list[tuple[str, dict[str, Any]]] = []
+    async with asyncio.timeout(30):
+        async for text in frames:
+            for block in text.split("\n\n"):
+                fields = dict(line.split(": ", 1) for line in block.splitlines() if ": " in line)
+                if "event" in fields:
+                    events.append((fields["event"], json.loads(fields["data"])))
+    said = [data for kind, data in events if kind == "message" and data["source"] == "editor"]
+    assert said, events
+    streamed: list[str] = []
+    for kind, data in events:
+        if kind == "chunk" and data["source"] == "editor":
+            streamed.append(data["content"])
+        if kind == "message" and data["source"] == "editor":
+            break
+    assert "".join(streamed).strip() == said[0]["content"], "the editor's text came after its message"
