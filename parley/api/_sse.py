@@ -47,9 +47,9 @@ class LiveChunks:
         self._hub, self._tid, self._wake = hub, tid, wake
         self._run: Run | None = None
         self._forget: Callable[[], None] | None = None
-        self._pending: list[tuple[int, ChunkEvent]] = []
-        self._after = 0
-        """The seq of the last stored event of the run shown so far."""
+        self._pending: list[tuple[int | None, ChunkEvent]] = []
+        self._after: int | None = None
+        """The seq of the last stored event of the run shown since this began to follow it (None: none yet)."""
 
     def follow(self) -> None:
         """Take the pieces of the run in progress from now on, if it is a new one."""
@@ -57,11 +57,13 @@ class LiveChunks:
         run = conv.current_run if conv is not None and conv.running else None
         if run is not None and run is not self._run:
             self.close()
-            self._run = run
+            self._run, self._after = run, None
             self._forget = run.on_shown(self._shown)
 
     def _shown(self, event: Event, seq: int | None) -> None:
         if not isinstance(event, ChunkEvent):
+            if seq is not None and self._after is None:  # the pieces so far came between seq - 1 and seq
+                self._pending = [(seq - 1 if after is None else after, ev) for after, ev in self._pending]
             self._after = seq if seq is not None else self._after
         # A stream whose client reads slowly falls behind: past the bound its newest pieces go (the finished
         # message still comes).
@@ -75,17 +77,18 @@ class LiveChunks:
 
     def with_rows(self, rows: Sequence[EventRow], last: int) -> list[str]:
         """`rows` (read after `last`) as frames, each piece shown so far among them after the stored event it
-        followed; pieces that followed an event not read yet wait for the next read."""
+        followed; pieces that followed an event not read yet wait for the next read. Pieces shown while no stored event
+        has been since this began to follow the run go after the rows (they belong to its live end)."""
         out: list[str] = []
         pieces, self._pending = self._pending, []
         i = 0
         for row in rows:
-            while i < len(pieces) and pieces[i][0] < row.seq:
+            while i < len(pieces) and (after := pieces[i][0]) is not None and after < row.seq:
                 out.append(chunk_frame(pieces[i][1].model_dump(mode="json")))
                 i += 1
             out.append(frame(row))
         seen = rows[-1].seq if rows else last
-        while i < len(pieces) and pieces[i][0] <= seen:
+        while i < len(pieces) and ((after := pieces[i][0]) is None or after <= seen):
             out.append(chunk_frame(pieces[i][1].model_dump(mode="json")))
             i += 1
         self._pending = pieces[i:] + self._pending

@@ -6,13 +6,24 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 from conftest import DUO_SCRIPT, Api
 
-from parley.api._sse import stream
-from parley.events import ApprovalRequestEvent, EscalationEvent, QuestionEvent
+from parley.api._sse import LiveChunks, stream
+from parley.events import (
+    ApprovalRequestEvent,
+    ChunkEvent,
+    EscalationEvent,
+    Event,
+    MessageEvent,
+    QuestionEvent,
+)
+from parley.store import EventRow
 
 API = "/api/v1"
 SAFETY_S = 30.0
@@ -359,3 +370,47 @@ async def test_a_reply_that_comes_whole_streams_its_text_before_its_message(api:
         if kind == "message" and data["source"] == "editor":
             break
     assert "".join(streamed).strip() == said[0]["content"], "the editor's text came after its message"
+
+
+def test_pieces_go_between_the_stored_events_they_came_between() -> None:
+    """A stream that begins to follow a run in the middle of a message: the pieces shown before the run's next stored
+    event go right before that event, each later piece right after the stored event shown before it, and a piece
+    that followed an event the stream has not read yet waits for the next read."""
+
+    class Shown:
+        """The run's side of LiveChunks: who listens to what it shows."""
+
+        def __init__(self) -> None:
+            self.listeners: list[Callable[[Event, int | None], None]] = []
+
+        def on_shown(self, listener: Callable[[Event, int | None], None]) -> Callable[[], None]:
+            self.listeners.append(listener)
+            return lambda: self.listeners.remove(listener)
+
+    run = Shown()
+    conversation = SimpleNamespace(current_run=run, running=True)
+    live = LiveChunks(cast(Any, SimpleNamespace(live=lambda _tid: conversation)), "t", asyncio.Event())
+    assert live.before_read() == [] and len(run.listeners) == 1
+    (show,) = run.listeners
+
+    def piece(text: str) -> None:
+        show(ChunkEvent(source="writer", content=text, turn=2), None)
+
+    def row(seq: int, kind: str = "message") -> EventRow:
+        return EventRow(seq=seq, type=kind, payload={"seq": seq}, created_at=datetime.now(UTC))
+
+    piece("a")  # the writer's message was under way when the stream began to follow
+    show(MessageEvent(source="writer", content="a b", turn=2), 7)
+    piece("c")
+    show(MessageEvent(source="editor", content="c", turn=3), 8)
+    piece("d")  # after 8, which this read does not hold
+
+    def sent(frames: list[str]) -> list[str]:
+        return [
+            json.loads(f.split("data: ", 1)[1])["content" if "event: chunk" in f else "seq"] for f in frames
+        ]
+
+    assert sent(live.with_rows([row(6), row(7)], 5)) == [6, "a", 7, "c"]
+    assert sent(live.with_rows([row(8)], 7)) == [8, "d"]
+    live.close()
+    assert run.listeners == []
