@@ -94,6 +94,17 @@ class Publisher:
         self._seqs: dict[int, int] = {}
         """The seq the store gave each event of the batch being shown, by the event's id()."""
 
+    def on_shown(self, listener: ShowListener) -> Callable[[], None]:
+        """Tell `listener` of each event as it is shown, in the same step of the event loop, with its seq in the store
+        (a cluster relays them; the API's event stream places streamed pieces by them). Returns how to stop."""
+        self.show_listeners.append(listener)
+
+        def forget() -> None:
+            if listener in self.show_listeners:
+                self.show_listeners.remove(listener)
+
+        return forget
+
     def start(self) -> None:
         if self._store is not None:
             self._writer = asyncio.get_running_loop().create_task(self._write())

@@ -189,16 +189,8 @@ class Run:
     # -- what the engine and the conversation report --------------------------------------------
 
     def on_shown(self, listener: ShowListener) -> Callable[[], None]:
-        """Tell `listener` of each event as it is shown, with its seq in the store (a cluster relays them), in the
-        same step of the event loop; what this returns stops telling it."""
-        listeners = self._publisher.show_listeners
-        listeners.append(listener)
-
-        def forget() -> None:
-            if listener in listeners:
-                listeners.remove(listener)
-
-        return forget
+        """Tell `listener` of each event as it is shown, with its seq (see Publisher.on_shown); returns how to stop."""
+        return self._publisher.on_shown(listener)
 
     def emit(self, event: Event) -> None:
         self._publisher.emit(event)

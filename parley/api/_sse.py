@@ -12,7 +12,7 @@ from .._publish import MAX_BUFFERED_CHUNKS
 from ..cluster import Node
 from ..events import ChunkEvent, Event
 from ..run import Run
-from ..store import EventRow
+from ..store import EventRow, Store
 from ._hub import Hub
 
 __all__ = ["KEEPALIVE_S", "SSE_TYPE", "LiveChunks", "frame", "stream"]
@@ -77,8 +77,8 @@ class LiveChunks:
 
     def with_rows(self, rows: Sequence[EventRow], last: int) -> list[str]:
         """`rows` (read after `last`) as frames, each piece shown so far among them after the stored event it
-        followed; pieces that followed an event not read yet wait for the next read. Pieces shown while no stored event
-        has been since this began to follow the run go after the rows (they belong to its live end)."""
+        followed; pieces that followed an event not read yet wait for the next read. Pieces shown while no stored
+        event has been since this began to follow the run go after the rows (they belong to its live end)."""
         out: list[str] = []
         pieces, self._pending = self._pending, []
         i = 0
@@ -140,6 +140,18 @@ async def _live_text(hub: Hub, tid: str, wake: asyncio.Event, chunks: bool) -> R
     return LiveChunks(hub, tid, wake) if chunks else None
 
 
+async def _stored(
+    store: Store, tid: str, last: int, live: Relayed | LiveChunks | None, until_result: bool
+) -> tuple[list[str], int, bool]:
+    """The frames of what the store holds after `last` (up to the next result, with `until_result`), the pieces of
+    `live` among them; the seq of the last row read; whether a result ended them."""
+    rows = await store.events(tid, last)
+    end = next((i for i, row in enumerate(rows) if row.type == "result"), None) if until_result else None
+    rows = rows if end is None else rows[: end + 1]
+    frames = live.with_rows(rows, last) if live is not None else [frame(row) for row in rows]
+    return frames, rows[-1].seq if rows else last, end is not None
+
+
 async def stream(
     hub: Hub, tid: str, after: int, *, user: str, follow: bool, until_result: bool, chunks: bool = False
 ) -> AsyncIterator[str]:
@@ -161,18 +173,10 @@ async def stream(
                 return
             for text in live.before_read() if live is not None else ():
                 yield text
-            rows = await store.events(tid, last)
-            end = (
-                next((i for i, row in enumerate(rows) if row.type == "result"), None)
-                if until_result
-                else None
-            )
-            rows = rows if end is None else rows[: end + 1]
-            for text in live.with_rows(rows, last) if live is not None else map(frame, rows):
+            frames, last, ended = await _stored(store, tid, last, live, until_result)
+            for text in frames:
                 yield text
-            if rows:
-                last = rows[-1].seq
-            if end is not None:
+            if ended:
                 return
             if not follow:
                 return
