@@ -662,6 +662,20 @@ def code_state() -> dict[str, Any]:
     }
 
 
+def measured(server: Server, data: Path, s: Settings, *, long: bool) -> dict[str, Any]:
+    """`measure` on `server` (started here, with the benchmark's user, and stopped after; its log's last lines
+    printed if the measurement failed)."""
+    _websec.add_users(server, **{USER: PASSWORD})
+    server.start()
+    try:
+        return asyncio.run(measure(server, data, s, long=long))
+    except BaseException:
+        print(server.log_tail(), file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+
+
 def run(smoke: bool, cluster: bool = False) -> dict[str, Any]:
     s = SMOKE if smoke else FULL
     if cluster:  # the cluster's levels, and one process's at the same levels beside them
@@ -671,16 +685,7 @@ def run(smoke: bool, cluster: bool = False) -> dict[str, Any]:
         write_team(data, LOAD_TEAM, s.load_turns, s.load_delay_s)
         write_team(data, LONG_TEAM, s.long_turns, 0.0)
         script = str(data / f"{LOAD_TEAM}.script.yaml")
-        server = BenchServer(data, script, data / "teams")
-        _websec.add_users(server, **{USER: PASSWORD})
-        server.start()
-        try:
-            found = asyncio.run(measure(server, data, s, long=not cluster))
-        except BaseException:
-            print(server.log_tail(), file=sys.stderr)
-            raise
-        finally:
-            server.stop()
+        found = measured(BenchServer(data, script, data / "teams"), data, s, long=not cluster)
         if cluster:
             found["baseline"] = run_baseline(
                 data, script, s, BASELINE_SMOKE_LEVELS if smoke else BASELINE_LEVELS
@@ -734,15 +739,7 @@ def run_baseline(data: Path, script: str, s: Settings, levels: tuple[int, ...]) 
         return {"commit": BASELINE_COMMIT, "skipped": why}
     # Its own data folder; its `parley` (the CLI, the web chat) imported from its tree ahead of this checkout's.
     server = BenchServer(data / "baseline", script, data / "teams", {"PYTHONPATH": str(tree)})
-    _websec.add_users(server, **{USER: PASSWORD})
-    server.start()
-    try:
-        found = asyncio.run(measure(server, data, replace(s, levels=levels), long=False))
-    except BaseException:
-        print(server.log_tail(), file=sys.stderr)
-        raise
-    finally:
-        server.stop()
+    found = measured(server, data, replace(s, levels=levels), long=False)
     return {"commit": BASELINE_COMMIT, "levels": found["levels"]}
 
 
@@ -909,14 +906,12 @@ def report_cluster(data: dict[str, Any], title: str) -> None:
             f"workers {split.get('worker', 0):.1f}"
         )
     print(f"\nEach level was run {len(c['levels'][0]['runs'])} times; the tables show its run of median CPU")
-    for where, levels in (("one process", data["levels"]), ("cluster", c["levels"])):
+    sides = (("one process", data["levels"]), ("cluster", c["levels"]), ("baseline", base.get("levels", [])))
+    for where, levels in sides:
         for r in levels:
             cpu = ", ".join(f"{run['server_cpu_ms_per_message']:.2f}" for run in r["runs"])
             p95 = ", ".join(f"{run['p95_ms']:.1f}" for run in r["runs"])
             print(f"{where} at {r['conversations']}: CPU ms per message {cpu}; p95 ms {p95}")
-    for r in base.get("levels", []):
-        cpu = ", ".join(f"{run['server_cpu_ms_per_message']:.2f}" for run in r["runs"])
-        print(f"baseline at {r['conversations']}: CPU ms per message {cpu}")
     t = data["targets"]
     cpu = ", ".join(f"{v:.1f} at {n}" for n, v in t["cpu_ms_per_message"].items())
     print(

@@ -61,15 +61,18 @@ class LiveChunks:
             self._forget = run.on_shown(self._shown)
 
     def _shown(self, event: Event, seq: int | None) -> None:
-        if not isinstance(event, ChunkEvent):
-            if seq is not None and self._after is None:  # the pieces so far came between seq - 1 and seq
-                self._pending = [(seq - 1 if after is None else after, ev) for after, ev in self._pending]
-            self._after = seq if seq is not None else self._after
-        # A stream whose client reads slowly falls behind: past the bound its newest pieces go (the finished
-        # message still comes).
-        elif len(self._pending) < MAX_BUFFERED_CHUNKS:
-            self._pending.append((self._after, event))
-            self._wake.set()
+        if isinstance(event, ChunkEvent):
+            # A stream whose client reads slowly falls behind: past the bound its newest pieces go (the finished
+            # message still comes).
+            if len(self._pending) < MAX_BUFFERED_CHUNKS:
+                self._pending.append((self._after, event))
+                self._wake.set()
+            return
+        if seq is None:
+            return
+        if self._after is None:  # the pieces so far came between seq - 1 and seq
+            self._pending = [(seq - 1 if after is None else after, ev) for after, ev in self._pending]
+        self._after = seq
 
     def before_read(self) -> list[str]:
         self.follow()
